@@ -1,0 +1,78 @@
+#include "mx/core/block_grid.h"
+
+namespace mx {
+
+int64_t element_count(std::span<const int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+namespace {
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+}  // namespace
+
+BlockGrid make_block_grid(std::span<const int64_t> shape, const QuantSpec& spec,
+                          std::string* error) {
+  BlockGrid g;
+  error->clear();
+  if (std::string reason = validate(spec); !reason.empty()) {
+    *error = reason;
+    return g;
+  }
+  for (int64_t d : shape) {
+    if (d < 0) {
+      *error = "negative dimension in shape";
+      return g;
+    }
+  }
+  const int ndim = static_cast<int>(shape.size());
+  if (spec.is_tiled()) {
+    if (ndim < 2) {
+      *error = "a " + std::to_string(spec.tile_rows) + "x" + std::to_string(spec.tile_cols) +
+               " tile needs an array of at least 2 dimensions";
+      return g;
+    }
+    g.rows = shape[ndim - 2];
+    g.cols = shape[ndim - 1];
+    if (spec.tile_rows > g.rows || spec.tile_cols > g.cols) {
+      *error = "tile " + std::to_string(spec.tile_rows) + "x" + std::to_string(spec.tile_cols) +
+               " does not fit the last two dimensions " + std::to_string(g.rows) + "x" +
+               std::to_string(g.cols);
+      return g;
+    }
+    g.outer = element_count(shape.first(ndim - 2));
+    g.tile_rows = spec.tile_rows;
+    g.tile_cols = spec.tile_cols;
+    g.scale_shape.assign(shape.begin(), shape.end() - 2);
+    g.tiles_down = ceil_div(g.rows, g.tile_rows);
+    g.tiles_across = ceil_div(g.cols, g.tile_cols);
+    g.scale_shape.push_back(g.tiles_down);
+    g.scale_shape.push_back(g.tiles_across);
+    return g;
+  }
+  // A 0-d tensor is treated as one element along a single axis.
+  const std::vector<int64_t> shape_1d =
+      ndim == 0 ? std::vector<int64_t>{1} : std::vector<int64_t>(shape.begin(), shape.end());
+  const int n = static_cast<int>(shape_1d.size());
+  const int axis = spec.axis < 0 ? spec.axis + n : spec.axis;
+  if (axis < 0 || axis >= n) {
+    *error = "axis " + std::to_string(spec.axis) + " out of range for an array of " +
+             std::to_string(n) + " dimensions";
+    return g;
+  }
+  g.outer = element_count(std::span(shape_1d).first(axis));
+  g.rows = shape_1d[axis];
+  g.cols = element_count(std::span(shape_1d).subspan(axis + 1));
+  g.tile_rows = spec.block_size;
+  g.tile_cols = 1;
+  g.tiles_down = ceil_div(g.rows, g.tile_rows);
+  g.tiles_across = g.cols;
+  g.scale_shape = shape_1d;
+  g.scale_shape[axis] = g.tiles_down;
+  return g;
+}
+
+}  // namespace mx

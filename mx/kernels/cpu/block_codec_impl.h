@@ -1,0 +1,480 @@
+// Block loops for the CPU fast path, written once and compiled per instruction set: the
+// including file defines MX_CPU_ISA (a namespace name) and MX_CPU_KERNELS_FN. The inner loops
+// are branch-free integer code over the lanes of a block, which the compiler vectorises for
+// the target's registers. Every function here computes exactly what mx/core/quantize_ref.h
+// defines; the tests compare bytes.
+//
+// How the element encoder differs from the reference: the reference divides by the scale
+// exactly on integers. Here y = v * 2^-e is one float32 multiply, which is exact unless y
+// lands below 2^-126; every such y is far under half the smallest element (2^-17 at most), so
+// it rounds to a signed zero in every mode, exactly as the reference does, and the lane code
+// treats a zero exponent field that way. Stochastic rounding sees a fraction under 2^-32 there
+// and never rounds up, in both.
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "mx/core/bitpack.h"
+#include "mx/core/e8m0.h"
+#include "mx/core/element_ref.h"
+#include "mx/core/format.h"
+#include "mx/core/half.h"
+#include "mx/core/rounding.h"
+#include "mx/kernels/cpu/block_codec.h"
+
+namespace mx::cpu::detail {
+namespace MX_CPU_ISA {
+namespace {
+
+// Format constants the lane code reads, precomputed once per call.
+struct LaneFormat {
+  int bits;
+  int man_bits;
+  int emin;
+  int emax;
+  uint32_t max_code;  // largest magnitude code
+  // RCEIL: max_normal = max_sig24 * 2^(max_floor_log2 - 23)
+  uint32_t max_sig24;
+  int max_floor_log2;
+  float decode[256];  // value of each code (NaN/Inf codes included)
+};
+
+LaneFormat make_lane_format(const FormatTraits& f) {
+  LaneFormat p{};
+  p.bits = f.bits;
+  p.man_bits = f.man_bits;
+  p.emin = f.emin;
+  p.emax = f.emax;
+  p.max_code = f.max_magnitude_code;
+  const float m = static_cast<float>(f.max_normal);
+  const uint32_t mb = std::bit_cast<uint32_t>(m);
+  p.max_sig24 = (mb & 0x7FFFFFu) | 0x800000u;
+  p.max_floor_log2 = int(mb >> 23) - 127;
+  for (int c = 0; c < 256; ++c) {
+    p.decode[c] = c < (1 << f.bits) ? static_cast<float>(decode_element(f, uint8_t(c))) : 0.0f;
+  }
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scale exponent from the bits of amax (finite, nonzero): the same function as
+// shared_exponent_ref, on integers.
+int shared_exponent_fast(const LaneFormat& p, uint32_t amax_bits, ScaleRule rule) {
+  const uint32_t field = amax_bits >> 23;
+  const uint32_t frac = amax_bits & 0x7FFFFFu;
+  int floor_log2 = 0;
+  uint32_t sig24 = 0;
+  if (field != 0) {
+    floor_log2 = int(field) - 127;
+    sig24 = frac | 0x800000u;
+  } else {
+    const int width = std::bit_width(frac);
+    floor_log2 = width - 150;
+    sig24 = frac << (24 - width);
+  }
+  switch (rule) {
+    case ScaleRule::kFloor:
+      return floor_log2 - p.emax;
+    case ScaleRule::kCeil:
+      return floor_log2 + (sig24 != 0x800000u ? 1 : 0) - p.emax;
+    case ScaleRule::kEven: {
+      const int dropped = 23 - p.man_bits;
+      const uint32_t kept = sig24 >> dropped;
+      const uint32_t rest = sig24 & ((1u << dropped) - 1);
+      const uint32_t half = 1u << (dropped - 1);
+      const uint32_t rounded = kept + ((rest > half || (rest == half && (kept & 1u))) ? 1 : 0);
+      return floor_log2 + (rounded == (2u << p.man_bits) ? 1 : 0) - p.emax;
+    }
+    case ScaleRule::kRceil: {
+      const int e0 = floor_log2 - p.max_floor_log2;
+      return sig24 <= p.max_sig24 ? e0 : e0 + 1;
+    }
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element encoder: one lane. `y` is the float32 v * 2^-e.
+template <Rounding kMode, bool kInteger>
+inline uint8_t encode_lane(const LaneFormat& p, uint32_t y, uint32_t random) {
+  const uint32_t sign = y >> 31;
+  const int32_t field = int32_t((y >> 23) & 0xFFu);
+  const uint32_t sig = (y & 0x7FFFFFu) | 0x800000u;
+  const int32_t ey = field - 127;
+  // Right shift that leaves whole quanta: the quantum is 2^emin for integers, and
+  // 2^(max(ey, emin) - man_bits) for floats.
+  int32_t shift = kInteger ? 23 + p.emin - ey : 23 - p.man_bits + std::max(0, p.emin - ey);
+  const bool huge = shift < 1;
+  shift = std::clamp(shift, 1, 63);
+  const int32_t s31 = std::min(shift, 31);
+  const uint32_t kept = sig >> s31;
+  const uint32_t rest = sig & ((1u << s31) - 1u);
+  uint32_t up = 0;
+  if constexpr (kMode == Rounding::kNearestEven) {
+    const uint32_t half = 1u << std::min(shift - 1, 30);
+    up = (rest > half || (rest == half && (kept & 1u))) ? 1u : 0u;
+  } else if constexpr (kMode == Rounding::kNearestAway) {
+    const uint32_t half = 1u << std::min(shift - 1, 30);
+    up = rest >= half ? 1u : 0u;
+  } else if constexpr (kMode == Rounding::kStochastic) {
+    const uint32_t low = rest << std::min(32 - std::min(shift, 32), 31);
+    const uint32_t high = sig >> std::clamp(shift - 32, 0, 31);
+    const uint32_t fraction32 = shift <= 32 ? (shift == 32 ? rest : low) : high;
+    up = random < fraction32 ? 1u : 0u;
+  }
+  const uint32_t n = kept + up;
+  uint32_t magnitude = 0;
+  if constexpr (kInteger) {
+    magnitude = std::min(n, p.max_code);
+  } else {
+    magnitude = (uint32_t(std::max(ey - p.emin, 0)) << p.man_bits) + n;
+    magnitude = std::min(magnitude, p.max_code);
+  }
+  magnitude = huge ? p.max_code : magnitude;
+  magnitude = field == 0 ? 0u : magnitude;
+  if constexpr (kInteger) {
+    const uint32_t mask = (1u << p.bits) - 1u;
+    return static_cast<uint8_t>((sign ? 0u - magnitude : magnitude) & mask);
+  } else {
+    return static_cast<uint8_t>(magnitude | (sign << (p.bits - 1)));
+  }
+}
+
+template <Rounding kMode, bool kInteger>
+void encode_block(const LaneFormat& p, const float* x, int k, int scale_exp, uint64_t key,
+                  const int64_t* indices, int64_t base_index, uint8_t* codes) {
+  const float inv_scale = e8m0_to_float(e8m0_from_exponent(-scale_exp));
+  if constexpr (kMode == Rounding::kStochastic) {
+    uint32_t random[256];
+    for (int i0 = 0; i0 < k; i0 += 256) {
+      const int n = std::min(256, k - i0);
+      for (int i = 0; i < n; ++i) {
+        const int64_t idx = indices ? indices[i0 + i] : base_index + i0 + i;
+        random[i] = stochastic_bits(key, uint64_t(idx));
+      }
+      for (int i = 0; i < n; ++i) {
+        const uint32_t y = std::bit_cast<uint32_t>(x[i0 + i] * inv_scale);
+        codes[i0 + i] = encode_lane<kMode, kInteger>(p, y, random[i]);
+      }
+    }
+  } else {
+    for (int i = 0; i < k; ++i) {
+      const uint32_t y = std::bit_cast<uint32_t>(x[i] * inv_scale);
+      codes[i] = encode_lane<kMode, kInteger>(p, y, 0);
+    }
+  }
+}
+
+using EncodeFn = void (*)(const LaneFormat&, const float*, int, int, uint64_t, const int64_t*,
+                          int64_t, uint8_t*);
+
+template <bool kInteger>
+EncodeFn pick_encoder_for(Rounding mode) {
+  switch (mode) {
+    case Rounding::kNearestEven:
+      return &encode_block<Rounding::kNearestEven, kInteger>;
+    case Rounding::kNearestAway:
+      return &encode_block<Rounding::kNearestAway, kInteger>;
+    case Rounding::kTowardZero:
+      return &encode_block<Rounding::kTowardZero, kInteger>;
+    case Rounding::kStochastic:
+      return &encode_block<Rounding::kStochastic, kInteger>;
+  }
+  return nullptr;
+}
+
+EncodeFn pick_encoder(const FormatTraits& f, Rounding mode) {
+  return f.is_integer ? pick_encoder_for<true>(mode) : pick_encoder_for<false>(mode);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packing whole blocks whose bit length is a multiple of 8 (the usual case); others go through
+// the generic bit packer.
+void pack_block(const uint8_t* codes, int k, int bits, int64_t block, uint8_t* out) {
+  const int64_t bit0 = block * int64_t{k} * bits;
+  if ((int64_t{k} * bits) % 8 != 0) {
+    pack_codes(std::span(codes, k), bits, block * k,
+               std::span(out, size_t(packed_bytes((block + 1) * int64_t{k}, bits))));
+    return;
+  }
+  uint8_t* dst = out + bit0 / 8;
+  switch (bits) {
+    case 8:
+      std::memcpy(dst, codes, k);
+      return;
+    case 4:
+      for (int j = 0; j < k / 2; ++j) dst[j] = uint8_t(codes[2 * j] | (codes[2 * j + 1] << 4));
+      return;
+    case 6:
+      for (int j = 0; j < k / 4; ++j) {
+        const uint32_t w = uint32_t(codes[4 * j]) | (uint32_t(codes[4 * j + 1]) << 6) |
+                           (uint32_t(codes[4 * j + 2]) << 12) | (uint32_t(codes[4 * j + 3]) << 18);
+        dst[3 * j] = uint8_t(w);
+        dst[3 * j + 1] = uint8_t(w >> 8);
+        dst[3 * j + 2] = uint8_t(w >> 16);
+      }
+      return;
+    default:
+      pack_codes(std::span(codes, k), bits, 0, std::span(dst, size_t(k * bits / 8)));
+  }
+}
+
+void unpack_block(const uint8_t* packed, int k, int bits, int64_t block, uint8_t* codes) {
+  const int64_t bit0 = block * int64_t{k} * bits;
+  const uint8_t* src = packed + bit0 / 8;
+  if ((int64_t{k} * bits) % 8 != 0) {
+    unpack_codes(std::span(packed, size_t(packed_bytes((block + 1) * int64_t{k}, bits))), bits,
+                 block * k, std::span(codes, k));
+    return;
+  }
+  switch (bits) {
+    case 8:
+      std::memcpy(codes, src, k);
+      return;
+    case 4:
+      for (int j = 0; j < k / 2; ++j) {
+        codes[2 * j] = src[j] & 0xF;
+        codes[2 * j + 1] = src[j] >> 4;
+      }
+      return;
+    case 6:
+      for (int j = 0; j < k / 4; ++j) {
+        const uint32_t w = uint32_t(src[3 * j]) | (uint32_t(src[3 * j + 1]) << 8) |
+                           (uint32_t(src[3 * j + 2]) << 16);
+        codes[4 * j] = w & 63;
+        codes[4 * j + 1] = (w >> 6) & 63;
+        codes[4 * j + 2] = (w >> 12) & 63;
+        codes[4 * j + 3] = (w >> 18) & 63;
+      }
+      return;
+    default:
+      unpack_codes(std::span(src, size_t(k * bits / 8)), bits, 0, std::span(codes, k));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading a block's values as float32.
+
+inline float fp16_bits_to_float(uint16_t h) {
+  // Exponent rebias by a multiply: exact, and it normalises binary16 subnormals.
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  const uint32_t em = uint32_t(h & 0x7FFFu) << 13;
+  const float scaled = std::bit_cast<float>(em) * 0x1p112f;
+  const uint32_t special = 0x7F800000u | em;  // Inf/NaN: all-ones exponent, payload kept
+  const uint32_t mag = (h & 0x7C00u) == 0x7C00u ? special : std::bit_cast<uint32_t>(scaled);
+  return std::bit_cast<float>(sign | mag);
+}
+
+void load_run(const void* input, DType dtype, int64_t first, int n, float* out) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(out, static_cast<const float*>(input) + first, n * 4);
+      return;
+    case DType::kBF16: {
+      const uint16_t* src = static_cast<const uint16_t*>(input) + first;
+      for (int i = 0; i < n; ++i) out[i] = std::bit_cast<float>(uint32_t(src[i]) << 16);
+      return;
+    }
+    case DType::kF16: {
+      const uint16_t* src = static_cast<const uint16_t*>(input) + first;
+      for (int i = 0; i < n; ++i) out[i] = fp16_bits_to_float(src[i]);
+      return;
+    }
+  }
+}
+
+float load_one(const void* input, DType dtype, int64_t i) {
+  float v;
+  load_run(input, dtype, i, 1, &v);
+  return v;
+}
+
+// Writes n decoded values at flat positions [first, first + n) or at `indices`.
+void store_value(void* out, DType dtype, int64_t i, float v) {
+  if (dtype == DType::kF32) {
+    static_cast<float*>(out)[i] = v;
+  } else {
+    static_cast<uint16_t*>(out)[i] = float_to_bf16(v);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct BlockScratch {
+  std::vector<float> values;
+  std::vector<int64_t> indices;
+  std::vector<uint8_t> real;
+  std::vector<uint8_t> codes;
+  explicit BlockScratch(int k) : values(k), indices(k), real(k), codes(k) {}
+};
+
+// Gathers block b into scratch; returns the number of real slots. For contiguous runs the real
+// slots are a prefix; indices are filled only for non-contiguous blocks.
+int gather_block(const QuantizeJob& job, int64_t b, BlockScratch& s, bool* contiguous,
+                 int64_t* base) {
+  const BlockGrid& g = job.grid;
+  const int k = g.block_elems();
+  if (g.blocks_are_contiguous_runs()) {
+    *contiguous = true;
+    const int64_t first = g.flat_index(b, 0);
+    // Real slots: up to the end of the row.
+    const int64_t row_len = g.tile_rows == 1 ? g.cols : g.rows;
+    const int64_t pos = g.tile_rows == 1 ? (first % g.cols) : (first % g.rows);
+    const int n = int(std::min<int64_t>(k, row_len - pos));
+    *base = first;
+    load_run(job.input, job.dtype, first, n, s.values.data());
+    std::fill(s.values.begin() + n, s.values.end(), 0.0f);
+    return n;
+  }
+  *contiguous = false;
+  *base = 0;
+  int n = 0;
+  for (int slot = 0; slot < k; ++slot) {
+    const int64_t idx = g.flat_index(b, slot);
+    s.indices[slot] = idx < 0 ? 0 : idx;
+    s.real[slot] = idx >= 0;
+    s.values[slot] = idx >= 0 ? load_one(job.input, job.dtype, idx) : 0.0f;
+    n += idx >= 0;
+  }
+  return n;
+}
+
+void quantize_blocks(const QuantizeJob& job, int64_t first_block, int64_t end_block) {
+  const FormatTraits& f = traits(job.spec.format);
+  const LaneFormat p = make_lane_format(f);
+  const EncodeFn encode = pick_encoder(f, job.spec.rounding);
+  const uint64_t key = stochastic_stream_key(job.spec.seed);
+  const int k = job.grid.block_elems();
+  BlockScratch s(k);
+
+  for (int64_t b = first_block; b < end_block; ++b) {
+    bool contiguous = false;
+    int64_t base = 0;
+    const int n_real = gather_block(job, b, s, &contiguous, &base);
+    float* v = s.values.data();
+    auto is_real = [&](int i) { return contiguous ? i < n_real : s.real[i] != 0; };
+
+    // One pass: largest magnitude bits, flushing subnormals first if asked. The integer order
+    // of |v|'s bits is the float order, and anything >= 0x7F800000 is Inf or NaN.
+    uint32_t amax_bits = 0;
+    for (int i = 0; i < k; ++i) {
+      uint32_t bits = std::bit_cast<uint32_t>(v[i]);
+      uint32_t a = bits & 0x7FFFFFFFu;
+      if (job.spec.flush_subnormals && a < 0x800000u) {
+        a = 0;
+        v[i] = std::bit_cast<float>(bits & 0x80000000u);
+      }
+      amax_bits = std::max(amax_bits, a);
+    }
+
+    uint8_t scale = 0;
+    uint16_t offset = 0;
+    bool nan_block = amax_bits >= 0x7F800000u;
+    if (!nan_block && job.spec.asymmetric) {
+      float lo = INFINITY, hi = -INFINITY;
+      for (int i = 0; i < k; ++i) {
+        if (!is_real(i)) continue;
+        lo = std::min(lo, v[i]);
+        hi = std::max(hi, v[i]);
+      }
+      if (lo > hi) lo = hi = 0;
+      offset = float_to_bf16(hi * 0.5f + lo * 0.5f);
+      const float m = bf16_to_float(offset);
+      amax_bits = 0;
+      for (int i = 0; i < k; ++i) {
+        if (is_real(i)) v[i] = v[i] - m;
+        amax_bits = std::max(amax_bits, std::bit_cast<uint32_t>(v[i]) & 0x7FFFFFFFu);
+      }
+    } else if (nan_block && job.spec.asymmetric) {
+      offset = float_to_bf16(NAN);
+    }
+
+    int scale_exp = 0;
+    if (!nan_block) {
+      if (amax_bits == 0) {
+        scale = job.spec.zero_block_scale;
+      } else {
+        const int e = shared_exponent_fast(p, amax_bits, job.spec.scale_rule);
+        nan_block = e > kMaxScaleExponent;
+        scale = nan_block ? kE8m0Nan : e8m0_from_exponent(std::max(e, kMinScaleExponent));
+      }
+      scale_exp = e8m0_exponent(scale);
+    }
+    if (nan_block) {
+      scale = kE8m0Nan;
+      std::fill(s.codes.begin(), s.codes.end(), uint8_t{0});
+    } else {
+      encode(p, v, k, scale_exp, key, contiguous ? nullptr : s.indices.data(), base,
+             s.codes.data());
+      if (!contiguous) {
+        for (int i = 0; i < k; ++i) s.codes[i] = s.real[i] ? s.codes[i] : 0;
+      }
+    }
+
+    if (job.fake_out != nullptr) {
+      const float x = e8m0_to_float(scale);
+      const float m = bf16_to_float(offset);
+      for (int i = 0; i < k; ++i) {
+        if (!is_real(i)) continue;
+        float d = nan_block ? NAN : p.decode[s.codes[i]] * x;
+        if (job.spec.asymmetric) d = d + m;
+        store_value(job.fake_out, job.fake_dtype, contiguous ? base + i : s.indices[i], d);
+      }
+      continue;
+    }
+    job.scales[b] = scale;
+    if (job.spec.asymmetric) job.offsets[b] = offset;
+    pack_block(s.codes.data(), k, p.bits, b, job.elements);
+  }
+}
+
+void dequantize_blocks(const DequantizeJob& job, int64_t first_block, int64_t end_block) {
+  const FormatTraits& f = traits(job.spec.format);
+  const LaneFormat p = make_lane_format(f);
+  const BlockGrid& g = job.grid;
+  const int k = g.block_elems();
+  std::vector<uint8_t> codes(k);
+  std::vector<float> values(k);
+  for (int64_t b = first_block; b < end_block; ++b) {
+    unpack_block(job.elements, k, p.bits, b, codes.data());
+    const uint8_t scale = job.scales[b];
+    const float x = e8m0_to_float(scale);
+    const bool asym = job.spec.asymmetric;
+    const float m = asym ? bf16_to_float(job.offsets[b]) : 0.0f;
+    if (scale == kE8m0Nan) {
+      std::fill(values.begin(), values.end(), NAN);
+    } else if (asym) {
+      for (int i = 0; i < k; ++i) values[i] = p.decode[codes[i]] * x + m;
+    } else {
+      for (int i = 0; i < k; ++i) values[i] = p.decode[codes[i]] * x;
+    }
+    if (g.blocks_are_contiguous_runs()) {
+      const int64_t first = g.flat_index(b, 0);
+      const int64_t row_len = g.tile_rows == 1 ? g.cols : g.rows;
+      const int64_t pos = g.tile_rows == 1 ? (first % g.cols) : (first % g.rows);
+      const int n = int(std::min<int64_t>(k, row_len - pos));
+      if (job.out_dtype == DType::kF32) {
+        std::memcpy(static_cast<float*>(job.out) + first, values.data(), size_t(n) * 4);
+      } else {
+        uint16_t* dst = static_cast<uint16_t*>(job.out) + first;
+        for (int i = 0; i < n; ++i) dst[i] = float_to_bf16(values[i]);
+      }
+      continue;
+    }
+    for (int slot = 0; slot < k; ++slot) {
+      const int64_t idx = g.flat_index(b, slot);
+      if (idx >= 0) store_value(job.out, job.out_dtype, idx, values[slot]);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace MX_CPU_ISA
+
+BlockKernels MX_CPU_KERNELS_FN() {
+  return {&MX_CPU_ISA::quantize_blocks, &MX_CPU_ISA::dequantize_blocks};
+}
+
+}  // namespace mx::cpu::detail

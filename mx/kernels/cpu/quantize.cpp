@@ -1,0 +1,90 @@
+#include "mx/kernels/cpu/quantize.h"
+
+#include "mx/kernels/cpu/block_codec.h"
+#include "mx/kernels/cpu/parallel.h"
+
+namespace mx::cpu {
+namespace {
+
+std::string select_kernels(const Options& options, detail::BlockKernels* kernels) {
+  const SimdTarget target = options.target.value_or(best_target());
+  if (!target_supported(target)) {
+    return "CPU target " + std::string(target_name(target)) + " is not supported by this CPU";
+  }
+  switch (target) {
+    case SimdTarget::kScalar:
+      *kernels = detail::kernels_scalar();
+      break;
+    case SimdTarget::kAvx2:
+      *kernels = detail::kernels_avx2();
+      break;
+    case SimdTarget::kAvx512:
+      *kernels = detail::kernels_avx512();
+      break;
+  }
+  return "";
+}
+
+// Threads split the blocks in groups of 8, so that no two threads share a byte of packed codes
+// whatever the block's bit length.
+constexpr int64_t kBlockAlign = 8;
+
+std::string run_quantize(const void* data, DType dtype, std::span<const int64_t> shape,
+                         const QuantSpec& spec, detail::QuantizeJob job, const Options& options) {
+  detail::BlockKernels kernels{};
+  if (std::string e = select_kernels(options, &kernels); !e.empty()) return e;
+  std::string error;
+  job.grid = make_block_grid(shape, spec, &error);
+  if (!error.empty()) return error;
+  job.input = data;
+  job.dtype = dtype;
+  job.spec = spec;
+  parallel_for(job.grid.num_blocks(), kBlockAlign, options.threads,
+               [&](int64_t begin, int64_t end) { kernels.quantize(job, begin, end); });
+  return "";
+}
+
+}  // namespace
+
+std::string quantize(const void* data, DType dtype, std::span<const int64_t> shape,
+                     const QuantSpec& spec, MxTensor* out, const Options& options) {
+  std::string error;
+  *out = make_mx_tensor(shape, spec, &error);
+  if (!error.empty()) return error;
+  detail::QuantizeJob job{};
+  job.elements = out->elements.data();
+  job.scales = out->scales.data();
+  job.offsets = out->offsets.data();
+  return run_quantize(data, dtype, shape, spec, job, options);
+}
+
+std::string fake_quantize(const void* data, DType dtype, std::span<const int64_t> shape,
+                          const QuantSpec& spec, DType out_dtype, void* out,
+                          const Options& options) {
+  if (out_dtype == DType::kF16) return "fake-quantize writes float32 or bfloat16, not float16";
+  detail::QuantizeJob job{};
+  job.fake_out = out;
+  job.fake_dtype = out_dtype;
+  return run_quantize(data, dtype, shape, spec, job, options);
+}
+
+std::string dequantize(const MxTensor& t, DType out_dtype, void* out, const Options& options) {
+  if (out_dtype == DType::kF16) return "dequantize writes float32 or bfloat16, not float16";
+  if (std::string e = check_consistent(t); !e.empty()) return e;
+  detail::BlockKernels kernels{};
+  if (std::string e = select_kernels(options, &kernels); !e.empty()) return e;
+  detail::DequantizeJob job{};
+  std::string error;
+  job.grid = make_block_grid(t.shape, t.spec, &error);
+  job.elements = t.elements.data();
+  job.scales = t.scales.data();
+  job.offsets = t.offsets.data();
+  job.spec = t.spec;
+  job.out_dtype = out_dtype;
+  job.out = out;
+  parallel_for(job.grid.num_blocks(), kBlockAlign, options.threads,
+               [&](int64_t begin, int64_t end) { kernels.dequantize(job, begin, end); });
+  return "";
+}
+
+}  // namespace mx::cpu

@@ -1,0 +1,58 @@
+#include "mx/kernels/cpu/simd_target.h"
+
+#include <cstdlib>
+
+namespace mx::cpu {
+
+std::string_view target_name(SimdTarget t) {
+  switch (t) {
+    case SimdTarget::kScalar:
+      return "scalar";
+    case SimdTarget::kAvx2:
+      return "avx2";
+    case SimdTarget::kAvx512:
+      return "avx512";
+  }
+  return "?";
+}
+
+std::optional<SimdTarget> parse_target(std::string_view name) {
+  for (SimdTarget t : {SimdTarget::kScalar, SimdTarget::kAvx2, SimdTarget::kAvx512}) {
+    if (name == target_name(t)) return t;
+  }
+  return std::nullopt;
+}
+
+bool target_supported(SimdTarget t) {
+  switch (t) {
+    case SimdTarget::kScalar:
+      return true;
+    case SimdTarget::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c");
+    case SimdTarget::kAvx512:
+      return target_supported(SimdTarget::kAvx2) && __builtin_cpu_supports("avx512f") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd");
+  }
+  return false;
+}
+
+std::vector<SimdTarget> supported_targets() {
+  std::vector<SimdTarget> out;
+  for (SimdTarget t : {SimdTarget::kScalar, SimdTarget::kAvx2, SimdTarget::kAvx512}) {
+    if (target_supported(t)) out.push_back(t);
+  }
+  return out;
+}
+
+SimdTarget best_target() {
+  SimdTarget best = SimdTarget::kScalar;
+  for (SimdTarget t : supported_targets()) best = t;
+  if (const char* forced = std::getenv("MX_CPU_TARGET")) {
+    if (auto t = parse_target(forced); t && target_supported(*t) && *t < best) best = *t;
+  }
+  return best;
+}
+
+}  // namespace mx::cpu

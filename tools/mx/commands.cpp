@@ -1,0 +1,20 @@
+#include "tools/mx/commands.h"
+
+namespace mx::tools {
+namespace {
+int g_exit_code = 0;
+}  // namespace
+
+int exit_code() {
+  return g_exit_code;
+}
+void set_exit_code(int code) {
+  g_exit_code = code;
+}
+
+void register_commands(CLI::App& app) {
+  register_formats(app);
+  register_demo(app);
+}
+
+}  // namespace mx::tools

@@ -1,0 +1,18 @@
+// Registration of the `mx` subcommands. Each subcommand lives in its own cmd_*.cpp file and
+// records its exit status through set_exit_code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace mx::tools {
+
+void register_commands(CLI::App& app);
+
+void register_formats(CLI::App& app);
+void register_demo(CLI::App& app);
+
+// Exit status of the command that ran (0 unless set).
+int exit_code();
+void set_exit_code(int code);
+
+}  // namespace mx::tools
