@@ -4,16 +4,22 @@
 
 namespace mx {
 
+MxStorageSizes storage_sizes(const BlockGrid& grid, const QuantSpec& spec) {
+  const int64_t blocks = grid.num_blocks();
+  return {packed_bytes(blocks * grid.block_elems(), traits(spec.format).bits), blocks,
+          spec.asymmetric ? blocks : 0};
+}
+
 MxTensor make_mx_tensor(std::span<const int64_t> shape, const QuantSpec& spec, std::string* error) {
   MxTensor t;
   const BlockGrid grid = make_block_grid(shape, spec, error);
   if (!error->empty()) return t;
   t.shape.assign(shape.begin(), shape.end());
   t.spec = spec;
-  const int bits = traits(spec.format).bits;
-  t.elements.assign(packed_bytes(grid.num_blocks() * grid.block_elems(), bits), 0);
-  t.scales.assign(grid.num_blocks(), 0);
-  if (spec.asymmetric) t.offsets.assign(grid.num_blocks(), 0);
+  const MxStorageSizes sizes = storage_sizes(grid, spec);
+  t.elements.assign(sizes.element_bytes, 0);
+  t.scales.assign(sizes.scale_bytes, 0);
+  t.offsets.assign(sizes.offset_count, 0);
   return t;
 }
 
@@ -26,13 +32,12 @@ std::string check_consistent(const MxTensor& t) {
   std::string error;
   const BlockGrid grid = make_block_grid(t.shape, t.spec, &error);
   if (!error.empty()) return error;
-  const int bits = traits(t.spec.format).bits;
-  if (int64_t(t.scales.size()) != grid.num_blocks()) return "scale count does not match shape";
-  if (int64_t(t.elements.size()) != packed_bytes(grid.num_blocks() * grid.block_elems(), bits)) {
+  const MxStorageSizes sizes = storage_sizes(grid, t.spec);
+  if (int64_t(t.scales.size()) != sizes.scale_bytes) return "scale count does not match shape";
+  if (int64_t(t.elements.size()) != sizes.element_bytes) {
     return "element byte count does not match shape";
   }
-  const int64_t want_offsets = t.spec.asymmetric ? grid.num_blocks() : 0;
-  if (int64_t(t.offsets.size()) != want_offsets) return "offset count does not match spec";
+  if (int64_t(t.offsets.size()) != sizes.offset_count) return "offset count does not match spec";
   return "";
 }
 

@@ -26,6 +26,14 @@ struct MxTensor {
   int64_t num_blocks() const { return static_cast<int64_t>(scales.size()); }
 };
 
+// Byte counts of an MxTensor's three vectors for a shape and spec.
+struct MxStorageSizes {
+  int64_t element_bytes = 0;
+  int64_t scale_bytes = 0;
+  int64_t offset_count = 0;
+};
+MxStorageSizes storage_sizes(const BlockGrid& grid, const QuantSpec& spec);
+
 // An MxTensor of the right sizes for `shape` and `spec`, zero-filled, or a reason in `error`.
 MxTensor make_mx_tensor(std::span<const int64_t> shape, const QuantSpec& spec, std::string* error);
 

@@ -143,8 +143,9 @@ inline uint8_t encode_lane(const LaneFormat& p, uint32_t y, uint32_t random) {
 }
 
 template <Rounding kMode, bool kInteger>
-void encode_block(const LaneFormat& p, const float* x, int k, int scale_exp, uint64_t key,
-                  const int64_t* indices, int64_t base_index, uint8_t* codes) {
+void encode_block(const LaneFormat& p, const float* __restrict x, int k, int scale_exp,
+                  uint64_t key, const int64_t* indices, int64_t base_index,
+                  uint8_t* __restrict codes) {
   const float inv_scale = e8m0_to_float(e8m0_from_exponent(-scale_exp));
   if constexpr (kMode == Rounding::kStochastic) {
     uint32_t random[256];
@@ -192,7 +193,8 @@ EncodeFn pick_encoder(const FormatTraits& f, Rounding mode) {
 // ---------------------------------------------------------------------------------------------
 // Packing whole blocks whose bit length is a multiple of 8 (the usual case); others go through
 // the generic bit packer.
-void pack_block(const uint8_t* codes, int k, int bits, int64_t block, uint8_t* out) {
+void pack_block(const uint8_t* __restrict codes, int k, int bits, int64_t block,
+                uint8_t* __restrict out) {
   const int64_t bit0 = block * int64_t{k} * bits;
   if ((int64_t{k} * bits) % 8 != 0) {
     pack_codes(std::span(codes, k), bits, block * k,
@@ -221,7 +223,8 @@ void pack_block(const uint8_t* codes, int k, int bits, int64_t block, uint8_t* o
   }
 }
 
-void unpack_block(const uint8_t* packed, int k, int bits, int64_t block, uint8_t* codes) {
+void unpack_block(const uint8_t* __restrict packed, int k, int bits, int64_t block,
+                  uint8_t* __restrict codes) {
   const int64_t bit0 = block * int64_t{k} * bits;
   const uint8_t* src = packed + bit0 / 8;
   if ((int64_t{k} * bits) % 8 != 0) {
@@ -310,69 +313,60 @@ struct BlockScratch {
   explicit BlockScratch(int k) : values(k), indices(k), real(k), codes(k) {}
 };
 
-// Gathers block b into scratch; returns the number of real slots. For contiguous runs the real
-// slots are a prefix; indices are filled only for non-contiguous blocks.
-int gather_block(const QuantizeJob& job, int64_t b, BlockScratch& s, bool* contiguous,
-                 int64_t* base) {
-  const BlockGrid& g = job.grid;
-  const int k = g.block_elems();
-  if (g.blocks_are_contiguous_runs()) {
-    *contiguous = true;
-    const int64_t first = g.flat_index(b, 0);
-    // Real slots: up to the end of the row.
-    const int64_t row_len = g.tile_rows == 1 ? g.cols : g.rows;
-    const int64_t pos = g.tile_rows == 1 ? (first % g.cols) : (first % g.rows);
-    const int n = int(std::min<int64_t>(k, row_len - pos));
-    *base = first;
-    load_run(job.input, job.dtype, first, n, s.values.data());
-    std::fill(s.values.begin() + n, s.values.end(), 0.0f);
-    return n;
+// Where the blocks of a grid whose blocks are contiguous runs of the input lie: block b is
+// number b % blocks_per_run of run b / blocks_per_run, and runs are run_len apart.
+struct RunCursor {
+  int64_t run_len, blocks_per_run, run, j;
+  RunCursor(const BlockGrid& g, int64_t block) {
+    const bool row_tiles = g.tile_rows == 1;
+    run_len = row_tiles ? g.cols : g.rows;
+    blocks_per_run = row_tiles ? g.tiles_across : g.tiles_down;
+    run = block / blocks_per_run;
+    j = block % blocks_per_run;
   }
-  *contiguous = false;
-  *base = 0;
-  int n = 0;
-  for (int slot = 0; slot < k; ++slot) {
-    const int64_t idx = g.flat_index(b, slot);
-    s.indices[slot] = idx < 0 ? 0 : idx;
-    s.real[slot] = idx >= 0;
-    s.values[slot] = idx >= 0 ? load_one(job.input, job.dtype, idx) : 0.0f;
-    n += idx >= 0;
+  int64_t first(int k) const { return run * run_len + j * k; }
+  int real_slots(int k) const { return int(std::min<int64_t>(k, run_len - j * k)); }
+  void next() {
+    if (++j == blocks_per_run) {
+      j = 0;
+      ++run;
+    }
   }
-  return n;
+};
+
+// Largest |v| as float32 bits over n values: the integer order of |v|'s bits is the float
+// order, and anything >= 0x7F800000 is Inf or NaN.
+uint32_t amax_bits_of(const float* __restrict v, int n) {
+  uint32_t amax = 0;
+  for (int i = 0; i < n; ++i) amax = std::max(amax, std::bit_cast<uint32_t>(v[i]) & 0x7FFFFFFFu);
+  return amax;
 }
 
-void quantize_blocks(const QuantizeJob& job, int64_t first_block, int64_t end_block) {
-  const FormatTraits& f = traits(job.spec.format);
-  const LaneFormat p = make_lane_format(f);
-  const EncodeFn encode = pick_encoder(f, job.spec.rounding);
-  const uint64_t key = stochastic_stream_key(job.spec.seed);
-  const int k = job.grid.block_elems();
-  BlockScratch s(k);
+void flush_subnormals_in_place(float* __restrict v, int n) {
+  for (int i = 0; i < n; ++i) {
+    const uint32_t bits = std::bit_cast<uint32_t>(v[i]);
+    v[i] = (bits & 0x7FFFFFFFu) < 0x800000u ? std::bit_cast<float>(bits & 0x80000000u) : v[i];
+  }
+}
 
-  for (int64_t b = first_block; b < end_block; ++b) {
-    bool contiguous = false;
-    int64_t base = 0;
-    const int n_real = gather_block(job, b, s, &contiguous, &base);
-    float* v = s.values.data();
-    auto is_real = [&](int i) { return contiguous ? i < n_real : s.real[i] != 0; };
+// The per-block steps after the values are in hand (and padding is zero): offset, scale,
+// codes. `real` is null when the real slots are the prefix [0, n_real).
+struct BlockCodes {
+  uint8_t scale;
+  uint16_t offset;
+};
 
-    // One pass: largest magnitude bits, flushing subnormals first if asked. The integer order
-    // of |v|'s bits is the float order, and anything >= 0x7F800000 is Inf or NaN.
-    uint32_t amax_bits = 0;
-    for (int i = 0; i < k; ++i) {
-      uint32_t bits = std::bit_cast<uint32_t>(v[i]);
-      uint32_t a = bits & 0x7FFFFFFFu;
-      if (job.spec.flush_subnormals && a < 0x800000u) {
-        a = 0;
-        v[i] = std::bit_cast<float>(bits & 0x80000000u);
-      }
-      amax_bits = std::max(amax_bits, a);
-    }
-
-    uint8_t scale = 0;
-    uint16_t offset = 0;
-    bool nan_block = amax_bits >= 0x7F800000u;
-    if (!nan_block && job.spec.asymmetric) {
+BlockCodes quantize_values(const QuantizeJob& job, const LaneFormat& p, EncodeFn encode,
+                           uint64_t key, float* v, int k, int n_real, const uint8_t* real,
+                           const int64_t* indices, int64_t base, uint8_t* codes) {
+  auto is_real = [&](int i) { return real ? real[i] != 0 : i < n_real; };
+  uint32_t amax_bits = amax_bits_of(v, k);
+  bool nan_block = amax_bits >= 0x7F800000u;
+  uint16_t offset = 0;
+  if (job.spec.asymmetric) {
+    if (nan_block) {
+      offset = float_to_bf16(NAN);
+    } else {
       float lo = INFINITY, hi = -INFINITY;
       for (int i = 0; i < k; ++i) {
         if (!is_real(i)) continue;
@@ -382,51 +376,120 @@ void quantize_blocks(const QuantizeJob& job, int64_t first_block, int64_t end_bl
       if (lo > hi) lo = hi = 0;
       offset = float_to_bf16(hi * 0.5f + lo * 0.5f);
       const float m = bf16_to_float(offset);
-      amax_bits = 0;
-      for (int i = 0; i < k; ++i) {
-        if (is_real(i)) v[i] = v[i] - m;
-        amax_bits = std::max(amax_bits, std::bit_cast<uint32_t>(v[i]) & 0x7FFFFFFFu);
-      }
-    } else if (nan_block && job.spec.asymmetric) {
-      offset = float_to_bf16(NAN);
+      for (int i = 0; i < k; ++i) v[i] = is_real(i) ? v[i] - m : v[i];
+      amax_bits = amax_bits_of(v, k);
     }
-
-    int scale_exp = 0;
-    if (!nan_block) {
-      if (amax_bits == 0) {
-        scale = job.spec.zero_block_scale;
-      } else {
-        const int e = shared_exponent_fast(p, amax_bits, job.spec.scale_rule);
-        nan_block = e > kMaxScaleExponent;
-        scale = nan_block ? kE8m0Nan : e8m0_from_exponent(std::max(e, kMinScaleExponent));
-      }
-      scale_exp = e8m0_exponent(scale);
-    }
-    if (nan_block) {
-      scale = kE8m0Nan;
-      std::fill(s.codes.begin(), s.codes.end(), uint8_t{0});
+  }
+  uint8_t scale = kE8m0Nan;
+  if (!nan_block) {
+    if (amax_bits == 0) {
+      scale = job.spec.zero_block_scale;
     } else {
-      encode(p, v, k, scale_exp, key, contiguous ? nullptr : s.indices.data(), base,
-             s.codes.data());
-      if (!contiguous) {
-        for (int i = 0; i < k; ++i) s.codes[i] = s.real[i] ? s.codes[i] : 0;
-      }
+      const int e = shared_exponent_fast(p, amax_bits, job.spec.scale_rule);
+      nan_block = e > kMaxScaleExponent;
+      scale = nan_block ? kE8m0Nan : e8m0_from_exponent(std::max(e, kMinScaleExponent));
     }
+  }
+  if (nan_block) {
+    std::fill(codes, codes + k, uint8_t{0});
+    return {kE8m0Nan, offset};
+  }
+  encode(p, v, k, e8m0_exponent(scale), key, indices, base, codes);
+  if (real) {
+    for (int i = 0; i < k; ++i) codes[i] = real[i] ? codes[i] : 0;
+  }
+  return {scale, offset};
+}
 
-    if (job.fake_out != nullptr) {
-      const float x = e8m0_to_float(scale);
-      const float m = bf16_to_float(offset);
-      for (int i = 0; i < k; ++i) {
-        if (!is_real(i)) continue;
-        float d = nan_block ? NAN : p.decode[s.codes[i]] * x;
-        if (job.spec.asymmetric) d = d + m;
-        store_value(job.fake_out, job.fake_dtype, contiguous ? base + i : s.indices[i], d);
-      }
-      continue;
+void emit_block(const QuantizeJob& job, const LaneFormat& p, int64_t b, int k, BlockCodes r,
+                const uint8_t* codes, const uint8_t* real, int n_real, const int64_t* indices,
+                int64_t base) {
+  if (job.fake_out == nullptr) {
+    job.scales[b] = r.scale;
+    if (job.spec.asymmetric) job.offsets[b] = r.offset;
+    pack_block(codes, k, p.bits, b, job.elements);
+    return;
+  }
+  const float x = e8m0_to_float(r.scale);
+  const float m = bf16_to_float(r.offset);
+  const bool nan_block = r.scale == kE8m0Nan;
+  for (int i = 0; i < k; ++i) {
+    if (real ? !real[i] : i >= n_real) continue;
+    float d = nan_block ? NAN : p.decode[codes[i]] * x;
+    if (job.spec.asymmetric) d = d + m;
+    store_value(job.fake_out, job.fake_dtype, real ? indices[i] : base + i, d);
+  }
+}
+
+// Blocks that are contiguous runs of the input (blocks along the last axis, 1xC tiles).
+void quantize_contiguous(const QuantizeJob& job, const LaneFormat& p, EncodeFn encode, uint64_t key,
+                         int64_t first_block, int64_t end_block) {
+  const int k = job.grid.block_elems();
+  BlockScratch s(k);
+  RunCursor cursor(job.grid, first_block);
+  // float32 input is read in place when nothing needs to change it.
+  const bool in_place =
+      job.dtype == DType::kF32 && !job.spec.flush_subnormals && !job.spec.asymmetric;
+  for (int64_t b = first_block; b < end_block; ++b, cursor.next()) {
+    const int64_t first = cursor.first(k);
+    const int n = cursor.real_slots(k);
+    float* v = s.values.data();
+    if (in_place && n == k) {
+      v = const_cast<float*>(static_cast<const float*>(job.input) + first);
+    } else {
+      load_run(job.input, job.dtype, first, n, v);
+      std::fill(v + n, v + k, 0.0f);
+      if (job.spec.flush_subnormals) flush_subnormals_in_place(v, k);
     }
-    job.scales[b] = scale;
-    if (job.spec.asymmetric) job.offsets[b] = offset;
-    pack_block(s.codes.data(), k, p.bits, b, job.elements);
+    // In place, quantize_values only reads v: it writes v only for asymmetric specs.
+    const BlockCodes r =
+        quantize_values(job, p, encode, key, v, k, n, nullptr, nullptr, first, s.codes.data());
+    emit_block(job, p, b, k, r, s.codes.data(), nullptr, n, nullptr, first);
+  }
+}
+
+// Any other organisation: gather the block's slots through the grid's index map.
+void quantize_gathered(const QuantizeJob& job, const LaneFormat& p, EncodeFn encode, uint64_t key,
+                       int64_t first_block, int64_t end_block) {
+  const BlockGrid& g = job.grid;
+  const int k = g.block_elems();
+  BlockScratch s(k);
+  for (int64_t b = first_block; b < end_block; ++b) {
+    for (int slot = 0; slot < k; ++slot) {
+      const int64_t idx = g.flat_index(b, slot);
+      s.indices[slot] = idx < 0 ? 0 : idx;
+      s.real[slot] = idx >= 0;
+      s.values[slot] = idx >= 0 ? load_one(job.input, job.dtype, idx) : 0.0f;
+    }
+    if (job.spec.flush_subnormals) flush_subnormals_in_place(s.values.data(), k);
+    const BlockCodes r = quantize_values(job, p, encode, key, s.values.data(), k, 0, s.real.data(),
+                                         s.indices.data(), 0, s.codes.data());
+    emit_block(job, p, b, k, r, s.codes.data(), s.real.data(), 0, s.indices.data(), 0);
+  }
+}
+
+void quantize_blocks(const QuantizeJob& job, int64_t first_block, int64_t end_block) {
+  const FormatTraits& f = traits(job.spec.format);
+  const LaneFormat p = make_lane_format(f);
+  const EncodeFn encode = pick_encoder(f, job.spec.rounding);
+  const uint64_t key = stochastic_stream_key(job.spec.seed);
+  if (job.grid.blocks_are_contiguous_runs()) {
+    quantize_contiguous(job, p, encode, key, first_block, end_block);
+  } else {
+    quantize_gathered(job, p, encode, key, first_block, end_block);
+  }
+}
+
+void decode_block(const LaneFormat& p, const uint8_t* __restrict codes, int k, uint8_t scale,
+                  bool asymmetric, uint16_t offset, float* __restrict values) {
+  const float x = e8m0_to_float(scale);
+  if (scale == kE8m0Nan) {
+    std::fill(values, values + k, NAN);
+  } else if (asymmetric) {
+    const float m = bf16_to_float(offset);
+    for (int i = 0; i < k; ++i) values[i] = p.decode[codes[i]] * x + m;
+  } else {
+    for (int i = 0; i < k; ++i) values[i] = p.decode[codes[i]] * x;
   }
 }
 
@@ -435,34 +498,34 @@ void dequantize_blocks(const DequantizeJob& job, int64_t first_block, int64_t en
   const LaneFormat p = make_lane_format(f);
   const BlockGrid& g = job.grid;
   const int k = g.block_elems();
+  const bool asym = job.spec.asymmetric;
   std::vector<uint8_t> codes(k);
   std::vector<float> values(k);
-  for (int64_t b = first_block; b < end_block; ++b) {
-    unpack_block(job.elements, k, p.bits, b, codes.data());
-    const uint8_t scale = job.scales[b];
-    const float x = e8m0_to_float(scale);
-    const bool asym = job.spec.asymmetric;
-    const float m = asym ? bf16_to_float(job.offsets[b]) : 0.0f;
-    if (scale == kE8m0Nan) {
-      std::fill(values.begin(), values.end(), NAN);
-    } else if (asym) {
-      for (int i = 0; i < k; ++i) values[i] = p.decode[codes[i]] * x + m;
-    } else {
-      for (int i = 0; i < k; ++i) values[i] = p.decode[codes[i]] * x;
-    }
-    if (g.blocks_are_contiguous_runs()) {
-      const int64_t first = g.flat_index(b, 0);
-      const int64_t row_len = g.tile_rows == 1 ? g.cols : g.rows;
-      const int64_t pos = g.tile_rows == 1 ? (first % g.cols) : (first % g.rows);
-      const int n = int(std::min<int64_t>(k, row_len - pos));
+  if (g.blocks_are_contiguous_runs()) {
+    RunCursor cursor(g, first_block);
+    for (int64_t b = first_block; b < end_block; ++b, cursor.next()) {
+      const int64_t first = cursor.first(k);
+      const int n = cursor.real_slots(k);
+      unpack_block(job.elements, k, p.bits, b, codes.data());
+      if (job.out_dtype == DType::kF32 && n == k) {
+        decode_block(p, codes.data(), k, job.scales[b], asym, asym ? job.offsets[b] : 0,
+                     static_cast<float*>(job.out) + first);
+        continue;
+      }
+      decode_block(p, codes.data(), k, job.scales[b], asym, asym ? job.offsets[b] : 0,
+                   values.data());
       if (job.out_dtype == DType::kF32) {
         std::memcpy(static_cast<float*>(job.out) + first, values.data(), size_t(n) * 4);
       } else {
-        uint16_t* dst = static_cast<uint16_t*>(job.out) + first;
+        uint16_t* __restrict dst = static_cast<uint16_t*>(job.out) + first;
         for (int i = 0; i < n; ++i) dst[i] = float_to_bf16(values[i]);
       }
-      continue;
     }
+    return;
+  }
+  for (int64_t b = first_block; b < end_block; ++b) {
+    unpack_block(job.elements, k, p.bits, b, codes.data());
+    decode_block(p, codes.data(), k, job.scales[b], asym, asym ? job.offsets[b] : 0, values.data());
     for (int slot = 0; slot < k; ++slot) {
       const int64_t idx = g.flat_index(b, slot);
       if (idx >= 0) store_value(job.out, job.out_dtype, idx, values[slot]);

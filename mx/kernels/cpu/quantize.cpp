@@ -48,9 +48,17 @@ std::string run_quantize(const void* data, DType dtype, std::span<const int64_t>
 
 std::string quantize(const void* data, DType dtype, std::span<const int64_t> shape,
                      const QuantSpec& spec, MxTensor* out, const Options& options) {
+  // Reuses the output's storage when it already has the right sizes: every byte is rewritten.
   std::string error;
-  *out = make_mx_tensor(shape, spec, &error);
+  const BlockGrid grid = make_block_grid(shape, spec, &error);
   if (!error.empty()) return error;
+  const MxStorageSizes sizes = storage_sizes(grid, spec);
+  out->shape.assign(shape.begin(), shape.end());
+  out->spec = spec;
+  out->elements.resize(sizes.element_bytes);
+  out->scales.resize(sizes.scale_bytes);
+  out->offsets.resize(sizes.offset_count);
+  if (!out->elements.empty()) out->elements.back() = 0;  // bits past the last code stay zero
   detail::QuantizeJob job{};
   job.elements = out->elements.data();
   job.scales = out->scales.data();
