@@ -13,7 +13,9 @@ std::string special_values(const FormatTraits& t) {
   return "-";
 }
 
-void print_formats() {
+}  // namespace
+
+void print_formats_table() {
   fmt::print("{:<12} {:<6} {:>4} {:>4} {:>4} {:>4} {:>5} {:>12} {:>10} {:>13} {:<8}\n", "MX format",
              "elem", "bits", "ebit", "mbit", "bias", "emax", "max normal", "min normal",
              "min subnormal", "special");
@@ -28,11 +30,9 @@ void print_formats() {
   fmt::print("Integer formats: payload p means p / 2^(bits-2); mbit shows those fraction bits.\n");
 }
 
-}  // namespace
-
 void register_formats(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("formats", "Print the element formats and their traits");
-  cmd->callback([] { print_formats(); });
+  cmd->callback([] { print_formats_table(); });
 }
 
 }  // namespace mx::tools

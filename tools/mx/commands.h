@@ -11,6 +11,9 @@ void register_commands(CLI::App& app);
 void register_formats(CLI::App& app);
 void register_demo(CLI::App& app);
 
+// The element-format trait table, as `mx formats` prints it.
+void print_formats_table();
+
 // Exit status of the command that ran (0 unless set).
 int exit_code();
 void set_exit_code(int code);

@@ -1,2 +1,0 @@
-// The study layer: experiments composed from the library, printed by the tools.
-#pragma once
