@@ -15,6 +15,7 @@ void set_exit_code(int code) {
 void register_commands(CLI::App& app) {
   register_formats(app);
   register_demo(app);
+  register_info(app);
 }
 
 }  // namespace mx::tools

@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
-    std::fprintf(stderr, "mx: error: %s\n", e.what());
+    std::fprintf(stderr, "mx: error: %s (see mx --help)\n", e.what());
     return 2;
   }
   return mx::tools::exit_code();
