@@ -1,0 +1,90 @@
+#include "mx/nn/cpu/matmul.h"
+
+#include "mx/core/half.h"
+#include "mx/core/rounding.h"
+#include "mx/kernels/cpu/quantize.h"
+#include "mx/nn/cpu/sgemm.h"
+
+namespace mx::nn::cpu {
+namespace {
+
+// Role numbers inside a matmul call, mixed into the stream so that each role draws its own
+// stochastic-rounding bits.
+enum Role : uint64_t { kActFwd = 1, kWeightFwd, kGradOutDx, kWeightDx, kGradOutDw, kActDw };
+
+uint64_t role_stream(uint64_t stream, Role role) {
+  return splitmix64_mix(stream * 8 + role);
+}
+
+}  // namespace
+
+uint64_t stream_id(uint64_t step, int layer, int site) {
+  return splitmix64_mix((step << 24) ^ (uint64_t(layer) << 8) ^ uint64_t(site));
+}
+
+const float* cast_operand(const float* src, int64_t rows, int64_t cols, int axis,
+                          const OperandCast& cast, uint64_t stream, std::vector<float>& scratch) {
+  const int64_t count = rows * cols;
+  switch (cast.kind) {
+    case OperandCast::Kind::kNone:
+      return src;
+    case OperandCast::Kind::kBF16:
+      scratch.resize(count);
+      for (int64_t i = 0; i < count; ++i) scratch[i] = round_to_bf16(src[i]);
+      return scratch.data();
+    case OperandCast::Kind::kMx: {
+      scratch.resize(count);
+      QuantSpec spec = cast.spec;
+      spec.axis = axis;
+      spec.seed = splitmix64_mix(spec.seed ^ stream);
+      const int64_t shape[2] = {rows, cols};
+      // The spec was validated when the recipe was built; shapes here are always valid.
+      mx::cpu::fake_quantize(src, DType::kF32, shape, spec, DType::kF32, scratch.data());
+      return scratch.data();
+    }
+  }
+  return src;
+}
+
+void matmul_forward(float* y, const float* x, const float* w, const float* bias, int64_t m,
+                    int64_t k, int64_t n, const Recipe& recipe, uint64_t stream,
+                    MatmulScratch& scratch) {
+  const float* xq =
+      cast_operand(x, m, k, 1, recipe.act_fwd, role_stream(stream, kActFwd), scratch.a);
+  const float* wq =
+      cast_operand(w, n, k, 1, recipe.weight_fwd, role_stream(stream, kWeightFwd), scratch.b);
+  sgemm_nt(y, xq, wq, m, k, n, false);
+  if (bias != nullptr) {
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) y[i * n + j] += bias[j];
+    }
+  }
+}
+
+void matmul_backward(float* dx, float* dw, float* dbias, const float* dy, const float* x,
+                     const float* w, int64_t m, int64_t k, int64_t n, const Recipe& recipe,
+                     uint64_t stream, MatmulScratch& scratch) {
+  if (dx != nullptr) {
+    // dx[M,K] = dy[M,N] W[N,K]: the reduction runs over N (out-features).
+    const float* gq =
+        cast_operand(dy, m, n, 1, recipe.grad_out_dx, role_stream(stream, kGradOutDx), scratch.a);
+    const float* wq =
+        cast_operand(w, n, k, 0, recipe.weight_dx, role_stream(stream, kWeightDx), scratch.b);
+    sgemm_nn(dx, gq, wq, m, n, k, true);
+  }
+  if (dw != nullptr) {
+    // dw[N,K] = dy^T[N,M] x[M,K]: the reduction runs over M (tokens).
+    const float* gq =
+        cast_operand(dy, m, n, 0, recipe.grad_out_dw, role_stream(stream, kGradOutDw), scratch.a);
+    const float* xq =
+        cast_operand(x, m, k, 0, recipe.act_dw, role_stream(stream, kActDw), scratch.b);
+    sgemm_tn(dw, gq, xq, n, m, k, true);
+  }
+  if (dbias != nullptr) {
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) dbias[j] += dy[i * n + j];
+    }
+  }
+}
+
+}  // namespace mx::nn::cpu

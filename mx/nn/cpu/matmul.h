@@ -1,0 +1,37 @@
+// The one matmul entry point of the CPU backend. Every matrix product of the model goes
+// through here, and here the recipe is applied: each operand is cast (bf16 or MX fake-quantize)
+// along the reduction axis of the GEMM that uses it, from the FP32 values (see recipe.h).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "mx/nn/recipe.h"
+
+namespace mx::nn::cpu {
+
+// Scratch buffers reused across calls, so the hot loop does not allocate.
+struct MatmulScratch {
+  std::vector<float> a, b;
+};
+
+// Distinguishes the stochastic-rounding streams of different call sites and steps, so that no
+// two quantizations in a run draw the same random bits.
+uint64_t stream_id(uint64_t step, int layer, int site);
+
+// Casts a row-major [rows, cols] matrix for blocks along `axis` (1: along cols, 0: along
+// rows). Returns `src` untouched when the cast is none, else a pointer into `scratch`.
+const float* cast_operand(const float* src, int64_t rows, int64_t cols, int axis,
+                          const OperandCast& cast, uint64_t stream, std::vector<float>& scratch);
+
+// y[M,N] = x[M,K] W[N,K]^T (+ bias[N])
+void matmul_forward(float* y, const float* x, const float* w, const float* bias, int64_t m,
+                    int64_t k, int64_t n, const Recipe& recipe, uint64_t stream,
+                    MatmulScratch& scratch);
+
+// dx[M,K] += dy W;  dw[N,K] += dy^T x;  dbias[N] += column sums of dy. Any output may be null.
+void matmul_backward(float* dx, float* dw, float* dbias, const float* dy, const float* x,
+                     const float* w, int64_t m, int64_t k, int64_t n, const Recipe& recipe,
+                     uint64_t stream, MatmulScratch& scratch);
+
+}  // namespace mx::nn::cpu

@@ -1,0 +1,64 @@
+// An MX training recipe: how each operand of each GEMM is quantized, forward and backward.
+//
+// For a linear layer y = x W^T (x [tokens, in], W [out, in]) there are three GEMMs, and each
+// of their inputs is quantized along that GEMM's reduction axis, from the FP32 master copies
+// (Rouhani et al. 2023; microxcaling's linear layer):
+//
+//   GEMM               operand  role                 blocks along
+//   y  = x W^T         x        act_fwd              in-features  (axis -1 of x)
+//                      W        weight_fwd           in-features  (axis -1 of W)
+//   dx = dy W          dy       grad_out_dx          out-features (axis -1 of dy)
+//                      W        weight_dx            out-features (axis  0 of W)
+//   dW = dy^T x        dy       grad_out_dw          tokens       (axis  0 of dy)
+//                      x        act_dw               tokens       (axis  0 of x)
+//
+// The attention matmuls (Q K^T and P V) quantize both inputs with act_fwd forward and act_dw /
+// grad_out_* backward, each along its own reduction axis. The axis field of a role's spec is
+// set by the matmul entry point from the table above; everything else in it is used as given.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mx/core/quant_spec.h"
+
+namespace mx::nn {
+
+// How one GEMM operand is cast before the FP32 matrix product.
+struct OperandCast {
+  enum class Kind { kNone, kBF16, kMx };
+  Kind kind = Kind::kNone;
+  QuantSpec spec;  // kMx only
+
+  static OperandCast none() { return {}; }
+  static OperandCast bf16() { return {Kind::kBF16, {}}; }
+  static OperandCast mx(const QuantSpec& s) { return {Kind::kMx, s}; }
+  bool is_none() const { return kind == Kind::kNone; }
+};
+
+struct Recipe {
+  std::string name = "fp32";
+  OperandCast weight_fwd, act_fwd;
+  OperandCast grad_out_dx, weight_dx;
+  OperandCast grad_out_dw, act_dw;
+  // Round the outputs of element-wise "vector ops" (norms, softmax, activations, residual adds)
+  // to bfloat16, as the paper's runs did.
+  bool bf16_vector_ops = false;
+};
+
+// fp32, bf16, mxint8, mxfp8, mxfp6, mxfp4w-mxfp6a, mxfp4 (see docs/NUMERICS.md).
+std::vector<std::string_view> recipe_preset_names();
+std::optional<Recipe> recipe_preset(std::string_view name);
+
+// The forward-only casts of a recipe (weights and activations), for direct-cast evaluation:
+// the backward roles are cleared.
+Recipe forward_only(const Recipe& recipe);
+
+// Parses a recipe from JSON text (see docs/NUMERICS.md for the schema). Returns "" or a reason.
+std::string parse_recipe_json(std::string_view json_text, Recipe* out);
+
+std::string describe(const Recipe& recipe);
+
+}  // namespace mx::nn

@@ -1,0 +1,168 @@
+// The matmul entry point: FP32 products that do not depend on threads, and recipes that
+// quantize each GEMM operand along that GEMM's reduction axis.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "mx/core/quantize_ref.h"
+#include "mx/nn/cpu/matmul.h"
+#include "mx/nn/cpu/sgemm.h"
+
+namespace mx::nn {
+namespace {
+
+std::vector<float> random_matrix(int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(rows * cols);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// C = A B^T in double, the reference the float32 products are compared with.
+std::vector<double> product_nt(const std::vector<float>& a, const std::vector<float>& b, int64_t m,
+                               int64_t k, int64_t n) {
+  std::vector<double> c(m * n);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t p = 0; p < k; ++p) s += double(a[i * k + p]) * b[j * k + p];
+      c[i * n + j] = s;
+    }
+  }
+  return c;
+}
+
+std::vector<float> transpose(const std::vector<float>& a, int64_t rows, int64_t cols) {
+  std::vector<float> t(a.size());
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) t[j * rows + i] = a[i * cols + j];
+  }
+  return t;
+}
+
+// A float32 sum of K products of N(0,1) values errs by at most about K * 2^-24 times the sum
+// of |products| (about K); 1e-5 * K * K stays above that for every K used here (<= 100) while
+// a wrong index or a dropped term (error ~1) would still fail.
+void expect_close(const std::vector<float>& got, const std::vector<double>& want, int64_t k) {
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * k * k) << i;
+}
+
+TEST(Sgemm, AllThreeLayoutsComputeTheSameProduct) {
+  const int64_t m = 37, k = 70, n = 29;
+  const auto a = random_matrix(m, k, 1), b = random_matrix(n, k, 2);
+  const auto want = product_nt(a, b, m, k, n);
+  std::vector<float> c(m * n);
+  cpu::sgemm_nt(c.data(), a.data(), b.data(), m, k, n, false);
+  expect_close(c, want, k);
+  cpu::sgemm_nn(c.data(), a.data(), transpose(b, n, k).data(), m, k, n, false);
+  expect_close(c, want, k);
+  cpu::sgemm_tn(c.data(), transpose(a, m, k).data(), transpose(b, n, k).data(), m, k, n, false);
+  expect_close(c, want, k);
+}
+
+TEST(Sgemm, ResultsDoNotDependOnTheThreadCount) {
+  const int64_t m = 64, k = 96, n = 48;
+  const auto a = random_matrix(m, k, 3), b = random_matrix(n, k, 4);
+  std::vector<float> one(m * n), many(m * n);
+  cpu::sgemm_nt(one.data(), a.data(), b.data(), m, k, n, false, 1);
+  cpu::sgemm_nt(many.data(), a.data(), b.data(), m, k, n, false, 7);
+  EXPECT_EQ(one, many);
+}
+
+// The operand as the recipe should see it: quantized by the reference along `axis`.
+std::vector<float> fake_quantized(const std::vector<float>& v, int64_t rows, int64_t cols, int axis,
+                                  ElementFormat format) {
+  QuantSpec spec;
+  spec.format = format;
+  spec.axis = axis;
+  std::string error;
+  const MxTensor t = quantize_ref(v, std::vector<int64_t>{rows, cols}, spec, &error);
+  EXPECT_EQ(error, "");
+  return dequantize_ref(t);
+}
+
+TEST(MatmulRecipe, ForwardQuantizesActivationsAndWeightsAlongInFeatures) {
+  const int64_t m = 40, k = 64, n = 24;
+  const auto x = random_matrix(m, k, 5), w = random_matrix(n, k, 6);
+  Recipe r = *recipe_preset("mxfp4w-mxfp6a");
+  std::vector<float> y(m * n), want(m * n);
+  cpu::MatmulScratch scratch;
+  cpu::matmul_forward(y.data(), x.data(), w.data(), nullptr, m, k, n, r, 0, scratch);
+  const auto xq = fake_quantized(x, m, k, 1, ElementFormat::kE3M2);
+  const auto wq = fake_quantized(w, n, k, 1, ElementFormat::kE2M1);
+  cpu::sgemm_nt(want.data(), xq.data(), wq.data(), m, k, n, false);
+  EXPECT_EQ(y, want);
+}
+
+TEST(MatmulRecipe, BackwardQuantizesEachGemmAlongItsOwnReductionAxis) {
+  const int64_t m = 48, k = 40, n = 36;
+  const auto x = random_matrix(m, k, 7), w = random_matrix(n, k, 8), dy = random_matrix(m, n, 9);
+  const Recipe r = *recipe_preset("mxint8");
+  std::vector<float> dx(m * k, 0.0f), dw(n * k, 0.0f);
+  cpu::MatmulScratch scratch;
+  cpu::matmul_backward(dx.data(), dw.data(), nullptr, dy.data(), x.data(), w.data(), m, k, n, r, 0,
+                       scratch);
+  // dx = dy W with dy blocked along out-features (axis 1) and W along out-features (axis 0).
+  std::vector<float> want_dx(m * k, 0.0f);
+  cpu::sgemm_nn(want_dx.data(), fake_quantized(dy, m, n, 1, ElementFormat::kInt8).data(),
+                fake_quantized(w, n, k, 0, ElementFormat::kInt8).data(), m, n, k, false);
+  EXPECT_EQ(dx, want_dx);
+  // dW = dy^T x with both blocked along tokens (axis 0).
+  std::vector<float> want_dw(n * k, 0.0f);
+  cpu::sgemm_tn(want_dw.data(), fake_quantized(dy, m, n, 0, ElementFormat::kInt8).data(),
+                fake_quantized(x, m, k, 0, ElementFormat::kInt8).data(), n, m, k, false);
+  EXPECT_EQ(dw, want_dw);
+  // Blocking dy the other way gives a different dW: the test above can tell axes apart.
+  std::vector<float> wrong_dw(n * k, 0.0f);
+  cpu::sgemm_tn(wrong_dw.data(), fake_quantized(dy, m, n, 1, ElementFormat::kInt8).data(),
+                fake_quantized(x, m, k, 1, ElementFormat::kInt8).data(), n, m, k, false);
+  EXPECT_NE(dw, wrong_dw);
+}
+
+TEST(MatmulRecipe, Fp32RecipeLeavesOperandsUntouched) {
+  const int64_t m = 8, k = 16, n = 4;
+  const auto x = random_matrix(m, k, 10), w = random_matrix(n, k, 11);
+  std::vector<float> y(m * n), want(m * n);
+  cpu::MatmulScratch scratch;
+  cpu::matmul_forward(y.data(), x.data(), w.data(), nullptr, m, k, n, *recipe_preset("fp32"), 0,
+                      scratch);
+  cpu::sgemm_nt(want.data(), x.data(), w.data(), m, k, n, false);
+  EXPECT_EQ(y, want);
+}
+
+TEST(MatmulRecipe, StochasticRoundingStreamsDifferBetweenSteps) {
+  const int64_t m = 32, k = 64, n = 16;
+  const auto x = random_matrix(m, k, 12), w = random_matrix(n, k, 13), dy = random_matrix(m, n, 14);
+  const Recipe r = *recipe_preset("mxfp4");  // gradients use stochastic rounding
+  std::vector<float> dx1(m * k, 0.0f), dx2(m * k, 0.0f), dx1_again(m * k, 0.0f);
+  cpu::MatmulScratch scratch;
+  cpu::matmul_backward(dx1.data(), nullptr, nullptr, dy.data(), x.data(), w.data(), m, k, n, r,
+                       cpu::stream_id(1, 0, 0), scratch);
+  cpu::matmul_backward(dx2.data(), nullptr, nullptr, dy.data(), x.data(), w.data(), m, k, n, r,
+                       cpu::stream_id(2, 0, 0), scratch);
+  cpu::matmul_backward(dx1_again.data(), nullptr, nullptr, dy.data(), x.data(), w.data(), m, k, n,
+                       r, cpu::stream_id(1, 0, 0), scratch);
+  EXPECT_NE(dx1, dx2);
+  EXPECT_EQ(dx1, dx1_again);
+}
+
+TEST(Recipe, JsonRecipesParseAndBadOnesAreRefused) {
+  Recipe r;
+  ASSERT_EQ(parse_recipe_json(R"({"name": "w4", "default": "bf16",
+      "weight_fwd": {"format": "mxfp4_e2m1", "scale": "even"}})",
+                              &r),
+            "");
+  EXPECT_EQ(r.name, "w4");
+  EXPECT_EQ(r.act_fwd.kind, OperandCast::Kind::kBF16);
+  EXPECT_EQ(r.weight_fwd.spec.format, ElementFormat::kE2M1);
+  EXPECT_EQ(r.weight_fwd.spec.scale_rule, ScaleRule::kEven);
+  EXPECT_NE(parse_recipe_json("{", &r), "");
+  EXPECT_NE(parse_recipe_json(R"({"weight_fwd": "mxfp5"})", &r).find("mxfp5"), std::string::npos);
+  EXPECT_NE(parse_recipe_json(R"({"act_fwd": {"block": 0}})", &r).find("block"), std::string::npos);
+  EXPECT_NE(parse_recipe_json(R"({"bogus": 1})", &r).find("bogus"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mx::nn
