@@ -107,7 +107,35 @@ void dequantize_args(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
+// Column-wise blocks (32x1, along axis 0) and 2-D tiles: the gathered path.
+void BM_QuantizeOrganisation(benchmark::State& state) {
+  mx::QuantSpec spec;
+  if (state.range(0) == 0) {
+    spec.axis = 0;
+  } else {
+    spec.tile_rows = spec.tile_cols = int(state.range(0));
+  }
+  const std::vector<int64_t> shape = {kRows, kCols};
+  mx::cpu::Options options;
+  options.threads = 1;
+  mx::MxTensor out;
+  const float* data = input_f32().data();
+  for (auto _ : state) {
+    std::string error = mx::cpu::quantize(data, mx::DType::kF32, shape, spec, &out, options);
+    if (!error.empty()) state.SkipWithError(error.c_str());
+    benchmark::DoNotOptimize(out.elements.data());
+  }
+  state.SetBytesProcessed(state.iterations() * kRows * kCols * 4);
+  state.SetLabel(mx::describe(spec));
+}
+
 BENCHMARK(BM_Quantize)->Apply(quantize_args);
+BENCHMARK(BM_QuantizeOrganisation)
+    ->Arg(0)
+    ->Arg(4)
+    ->Arg(32)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_Dequantize)->Apply(dequantize_args);
 
 }  // namespace

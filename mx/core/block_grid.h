@@ -40,6 +40,22 @@ struct BlockGrid {
     if (row >= rows || col >= cols) return -1;
     return (o * rows + row) * cols + col;
   }
+
+  // flat_index for every slot of one block (-1 for padding), without a division per slot.
+  void block_indices(int64_t block, int64_t* out) const {
+    const int64_t per_outer = tiles_down * tiles_across;
+    const int64_t o = block / per_outer;
+    const int64_t t = block % per_outer;
+    const int64_t row0 = (t / tiles_across) * tile_rows;
+    const int64_t col0 = (t % tiles_across) * tile_cols;
+    for (int r = 0; r < tile_rows; ++r) {
+      const int64_t row = row0 + r;
+      const int64_t base = (o * rows + row) * cols + col0;
+      for (int c = 0; c < tile_cols; ++c) {
+        *out++ = (row < rows && col0 + c < cols) ? base + c : -1;
+      }
+    }
+  }
 };
 
 // Builds the grid, or returns a one-line reason in `error` (bad axis, tile larger than the

@@ -454,12 +454,14 @@ void quantize_gathered(const QuantizeJob& job, const LaneFormat& p, EncodeFn enc
   const BlockGrid& g = job.grid;
   const int k = g.block_elems();
   BlockScratch s(k);
+  const float* f32 = job.dtype == DType::kF32 ? static_cast<const float*>(job.input) : nullptr;
   for (int64_t b = first_block; b < end_block; ++b) {
+    g.block_indices(b, s.indices.data());
     for (int slot = 0; slot < k; ++slot) {
-      const int64_t idx = g.flat_index(b, slot);
-      s.indices[slot] = idx < 0 ? 0 : idx;
+      const int64_t idx = s.indices[slot];
       s.real[slot] = idx >= 0;
-      s.values[slot] = idx >= 0 ? load_one(job.input, job.dtype, idx) : 0.0f;
+      s.indices[slot] = idx < 0 ? 0 : idx;
+      s.values[slot] = idx < 0 ? 0.0f : f32 ? f32[idx] : load_one(job.input, job.dtype, idx);
     }
     if (job.spec.flush_subnormals) flush_subnormals_in_place(s.values.data(), k);
     const BlockCodes r = quantize_values(job, p, encode, key, s.values.data(), k, 0, s.real.data(),
