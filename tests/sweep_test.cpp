@@ -2,10 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <random>
 
 #include "mx/core/quantize_ref.h"
 #include "mx/study/sweep.h"
+#include "mx/study/sweep_report.h"
 
 namespace mx::study {
 namespace {
@@ -97,6 +99,33 @@ TEST(Sweep, BestPerBitBudgetKeepsTheHighestSqnr) {
   const auto best = best_per_bit_budget(cells);
   ASSERT_EQ(best.size(), 1u);
   EXPECT_EQ(best[0].sqnr_db, std::max(cells[0].sqnr_db, cells[1].sqnr_db));
+}
+
+}  // namespace
+}  // namespace mx::study
+
+namespace mx::study {
+namespace {
+
+TEST(SweepReport, WritesCsvJsonAndTwoPngPlots) {
+  SweepGrid g = default_sweep_grid();
+  g.roundings = {Rounding::kNearestEven};
+  g.organisations = {Organisation::kRow};
+  g.block_sizes = {16, 32};
+  const auto cells = run_sweep({gaussian_tensor(32, 64, 3)}, g, 1);
+  const std::string dir = ::testing::TempDir() + "/sweep_report";
+  ASSERT_EQ(write_sweep_report(cells, dir), "");
+  for (const char* png : {"error_vs_bits.png", "format_scale_heatmap.png"}) {
+    std::ifstream f(dir + "/" + png, std::ios::binary);
+    char magic[8] = {};
+    f.read(magic, 8);
+    EXPECT_EQ(std::string(magic + 1, 3), "PNG") << png;
+  }
+  std::ifstream csv(dir + "/sweep.csv");
+  int lines = 0;
+  for (std::string line; std::getline(csv, line);) ++lines;
+  EXPECT_EQ(lines, int(cells.size()) + 1);
+  EXPECT_NE(sweep_summary(cells).find("int8"), std::string::npos);
 }
 
 }  // namespace

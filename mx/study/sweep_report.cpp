@@ -1,0 +1,106 @@
+#include "mx/study/sweep_report.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <vector>
+
+#include "mx/study/gnuplot.h"
+
+namespace mx::study {
+namespace {
+
+std::string write_text(const std::filesystem::path& path, const std::string& text) {
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  {
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (f == nullptr) return "cannot write " + path.string();
+    const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    if (std::fclose(f) != 0 || !ok) return "cannot write " + path.string();
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  return ec ? "cannot write " + path.string() + ": " + ec.message() : "";
+}
+
+bool is_reference_cell(const SweepCell& c) {
+  return c.organisation == Organisation::kRow && c.rounding == Rounding::kNearestEven &&
+         c.count > 0;
+}
+
+LinePlot error_vs_bits(const std::vector<SweepCell>& cells) {
+  // Per format and block size, the best scale rule.
+  std::map<std::string, std::map<double, double>> best;
+  for (const SweepCell& c : cells) {
+    if (!is_reference_cell(c)) continue;
+    double& slot = best[c.format.label].try_emplace(c.bits_per_element, -INFINITY).first->second;
+    slot = std::max(slot, c.sqnr_db);
+  }
+  LinePlot plot{"MX design space: best SQNR per format (row blocks 8..64, nearest-even)",
+                "bits per element (incl. scale)",
+                "SQNR (dB)",
+                {}};
+  for (const auto& [label, points] : best) {
+    Series s{label, {}, {}};
+    for (const auto& [bits, sqnr] : points) {
+      s.x.push_back(bits);
+      s.y.push_back(sqnr);
+    }
+    plot.series.push_back(std::move(s));
+  }
+  return plot;
+}
+
+Heatmap format_by_scale_rule(const std::vector<SweepCell>& cells) {
+  Heatmap map{"SQNR (dB), 1x32 row blocks, nearest-even", {}, {}, {}, "SQNR (dB)"};
+  std::map<std::string, std::map<std::string, double>> grid;
+  std::vector<std::string> rules;
+  for (const SweepCell& c : cells) {
+    if (!is_reference_cell(c) || c.block_size != 32) continue;
+    const std::string rule(scale_rule_name(c.scale_rule));
+    if (std::find(rules.begin(), rules.end(), rule) == rules.end()) rules.push_back(rule);
+    if (!grid.contains(c.format.label)) map.row_labels.push_back(c.format.label);
+    grid[c.format.label][rule] = c.sqnr_db;
+  }
+  map.col_labels = rules;
+  for (const std::string& row : map.row_labels) {
+    std::vector<double> values;
+    for (const std::string& rule : rules) values.push_back(grid[row][rule]);
+    map.values.push_back(values);
+  }
+  return map;
+}
+
+}  // namespace
+
+std::string write_sweep_report(const std::vector<SweepCell>& cells, const std::string& out_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) return "cannot create " + out_dir + ": " + ec.message();
+  const fs::path dir(out_dir);
+  if (std::string e = write_text(dir / "sweep.csv", sweep_csv(cells)); !e.empty()) return e;
+  if (std::string e = write_text(dir / "sweep.json", sweep_json(cells)); !e.empty()) return e;
+  if (std::string e = draw_line_plot(error_vs_bits(cells), (dir / "error_vs_bits.png").string());
+      !e.empty()) {
+    return e;
+  }
+  return draw_heatmap(format_by_scale_rule(cells), (dir / "format_scale_heatmap.png").string());
+}
+
+std::string sweep_summary(const std::vector<SweepCell>& cells) {
+  std::string out =
+      fmt::format("{:>9}  {:<10} {:<6} {:<13} {:>5} {:<7} {:>9} {:>10} {:>9}\n", "bits/elem",
+                  "format", "scale", "rounding", "block", "blocks", "SQNR dB", "RMSE", "clamped");
+  for (const SweepCell& c : best_per_bit_budget(cells)) {
+    out += fmt::format("{:>9.3f}  {:<10} {:<6} {:<13} {:>5} {:<7} {:>9.2f} {:>10.3e} {:>8.3f}%\n",
+                       c.bits_per_element, c.format.label, scale_rule_name(c.scale_rule),
+                       rounding_name(c.rounding), c.block_size, organisation_name(c.organisation),
+                       c.sqnr_db, c.rmse, 100 * c.clamped);
+  }
+  return out;
+}
+
+}  // namespace mx::study
