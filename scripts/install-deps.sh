@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ make pkg-config libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev libfmt-dev nlohmann-json3-dev clang-format gnuplot-nox)
+  libcli11-dev libfmt-dev nlohmann-json3-dev clang-format gnuplot-nox libsentencepiece-dev)
 
 missing=()
 for p in "${packages[@]}"; do

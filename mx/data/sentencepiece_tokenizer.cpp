@@ -1,0 +1,138 @@
+#include "mx/data/sentencepiece_tokenizer.h"
+
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+
+#include <fstream>
+#include <sstream>
+#include <unordered_map>
+
+namespace mx::data {
+namespace {
+
+// Hands SentencePiece the corpus line by line without copying it into a file first.
+class LineIterator final : public sentencepiece::SentenceIterator {
+ public:
+  LineIterator(std::string_view text, const SentencePieceTrainOptions& o) : text_(text), o_(o) {
+    Next();
+  }
+  bool done() const override { return done_; }
+  const std::string& value() const override { return line_; }
+  sentencepiece::util::Status status() const override { return {}; }
+  void Next() override {
+    while (pos_ < text_.size() && count_ < o_.max_sentences) {
+      size_t end = text_.find('\n', pos_);
+      if (end == std::string_view::npos) end = text_.size();
+      std::string_view line = text_.substr(pos_, end - pos_);
+      pos_ = end + 1;
+      if (line.ends_with('\r')) line.remove_suffix(1);
+      if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+      if (int64_t(line.size()) > o_.max_sentence_bytes)
+        line = line.substr(0, o_.max_sentence_bytes);
+      line_.assign(line);
+      ++count_;
+      return;
+    }
+    done_ = true;
+  }
+
+ private:
+  std::string_view text_;
+  SentencePieceTrainOptions o_;
+  size_t pos_ = 0;
+  int64_t count_ = 0;
+  std::string line_;
+  bool done_ = false;
+};
+
+class SentencePieceTokenizer final : public Tokenizer {
+ public:
+  std::string load(const std::string& model_bytes) {
+    const auto status = processor_.LoadFromSerializedProto(model_bytes);
+    return status.ok() ? "" : std::string("SentencePiece: ") + status.message();
+  }
+  std::string_view kind() const override { return "sentencepiece"; }
+  uint32_t vocab_size() const override { return uint32_t(processor_.GetPieceSize()); }
+  std::optional<uint32_t> bos_id() const override { return id_or_none(processor_.bos_id()); }
+  std::optional<uint32_t> eos_id() const override { return id_or_none(processor_.eos_id()); }
+
+  std::vector<uint32_t> encode(std::string_view text) const override {
+    std::vector<int> ids;
+    // Fails only when no model is loaded, which load_* rules out.
+    (void)processor_.Encode(text, &ids);
+    return {ids.begin(), ids.end()};
+  }
+
+  std::string decode(std::span<const uint32_t> ids) const override {
+    std::vector<int> in;
+    in.reserve(ids.size());
+    for (uint32_t id : ids) {
+      if (id < vocab_size()) in.push_back(int(id));
+    }
+    std::string text;
+    (void)processor_.Decode(in, &text);
+    return text;
+  }
+
+ private:
+  static std::optional<uint32_t> id_or_none(int id) {
+    return id >= 0 ? std::optional<uint32_t>(uint32_t(id)) : std::nullopt;
+  }
+  sentencepiece::SentencePieceProcessor processor_;
+};
+
+}  // namespace
+
+std::string train_sentencepiece(std::string_view text, const SentencePieceTrainOptions& o,
+                                std::string* model_bytes) {
+  if (o.vocab_size < 260) {
+    return "vocab size " + std::to_string(o.vocab_size) +
+           " is too small: 3 special and 256 byte pieces come first";
+  }
+  const std::unordered_map<std::string, std::string> args = {
+      {"model_type", "bpe"},
+      {"vocab_size", std::to_string(o.vocab_size)},
+      {"byte_fallback", "true"},
+      {"normalization_rule_name", "identity"},
+      {"remove_extra_whitespaces", "false"},
+      {"split_digits", "true"},
+      {"allow_whitespace_only_pieces", "true"},
+      {"character_coverage", "0.9995"},
+      // Small corpora may not hold vocab_size distinct merges: stop short instead of failing.
+      {"hard_vocab_limit", "false"},
+      // We cap sentences ourselves, in order; SentencePiece's own cap would sample randomly.
+      {"input_sentence_size", "0"},
+      {"shuffle_input_sentence", "false"},
+      {"max_sentence_length", std::to_string(o.max_sentence_bytes)},
+      {"num_threads", std::to_string(o.threads)},
+      // The library must not print: silence SentencePiece's training log.
+      {"minloglevel", "2"},
+  };
+  LineIterator lines(text, o);
+  if (lines.done()) return "no training text: the corpus has no non-empty line";
+  std::string bytes;
+  const auto status = sentencepiece::SentencePieceTrainer::Train(args, &lines, &bytes);
+  if (!status.ok()) return std::string("SentencePiece training: ") + status.message();
+  *model_bytes = std::move(bytes);
+  return "";
+}
+
+std::string load_sentencepiece_tokenizer_from_bytes(const std::string& model_bytes,
+                                                    std::unique_ptr<Tokenizer>* out) {
+  auto t = std::make_unique<SentencePieceTokenizer>();
+  if (std::string e = t->load(model_bytes); !e.empty()) return e;
+  *out = std::move(t);
+  return "";
+}
+
+std::string load_sentencepiece_tokenizer(const std::filesystem::path& path,
+                                         std::unique_ptr<Tokenizer>* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "cannot open " + path.string();
+  std::ostringstream s;
+  s << in.rdbuf();
+  std::string e = load_sentencepiece_tokenizer_from_bytes(std::move(s).str(), out);
+  return e.empty() ? "" : path.string() + ": " + e;
+}
+
+}  // namespace mx::data

@@ -1,0 +1,56 @@
+#include "mx/data/token_dataset.h"
+
+#include "mx/data/token_shard.h"
+
+namespace mx::data {
+
+std::vector<uint32_t> encode_documents(const Tokenizer& tokenizer,
+                                       std::span<const std::string> documents) {
+  std::vector<uint32_t> tokens;
+  const std::optional<uint32_t> bos = tokenizer.bos_id();
+  for (const std::string& doc : documents) {
+    if (bos) tokens.push_back(*bos);
+    const std::vector<uint32_t> ids = tokenizer.encode(doc);
+    tokens.insert(tokens.end(), ids.begin(), ids.end());
+  }
+  return tokens;
+}
+
+uint64_t tail_validation_count(uint64_t total, double fraction) {
+  if (!(fraction > 0)) return 0;
+  if (fraction >= 1) return total;
+  return uint64_t(double(total) * fraction);
+}
+
+std::string write_token_dataset(const Corpus& corpus, const Tokenizer& tokenizer,
+                                const std::filesystem::path& out_dir,
+                                TokenDatasetSummary* summary) {
+  std::vector<std::string> docs;
+  if (std::string e = read_documents(corpus.train_files, &docs); !e.empty()) return e;
+  std::vector<uint32_t> train = encode_documents(tokenizer, docs), validation;
+  if (!corpus.validation_files.empty()) {
+    if (std::string e = read_documents(corpus.validation_files, &docs); !e.empty()) return e;
+    validation = encode_documents(tokenizer, docs);
+  } else {
+    const uint64_t n = tail_validation_count(train.size(), kValidationFraction);
+    validation.assign(train.end() - int64_t(n), train.end());
+    train.resize(train.size() - n);
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) return "cannot create " + out_dir.string() + ": " + ec.message();
+  TokenDatasetSummary s;
+  s.train_path = out_dir / "train.bin";
+  s.validation_path = out_dir / "val.bin";
+  s.train_tokens = train.size();
+  s.validation_tokens = validation.size();
+  s.vocab_size = tokenizer.vocab_size();
+  if (std::string e = write_shard(s.train_path, train, s.vocab_size); !e.empty()) return e;
+  if (std::string e = write_shard(s.validation_path, validation, s.vocab_size); !e.empty()) {
+    return e;
+  }
+  *summary = s;
+  return "";
+}
+
+}  // namespace mx::data
