@@ -2,7 +2,8 @@
 // number and white-space classes of the GPT-2 pre-tokenizer's \p{L}, \p{N} and \s.
 //
 // The class tables come from the Unicode Character Database shipped by Debian (unicode-data,
-// Unicode 15.0.0) through scripts/gen_unicode_tables.py; unicode_tables.cpp is that script's output.
+// Unicode 15.0.0) through scripts/gen_unicode_tables.py; unicode_tables.cpp is that script's
+// output.
 #pragma once
 
 #include <cstddef>
