@@ -8,14 +8,45 @@ int64_t element_count(std::span<const int64_t> shape) {
   return n;
 }
 
+bool element_count_fits(std::span<const int64_t> shape) {
+  // Nonzero dimensions must multiply within int64 even when another dimension is zero.
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || (d != 0 && __builtin_mul_overflow(n, d, &n))) return false;
+  }
+  return true;
+}
+
 namespace {
 int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 }  // namespace
 
+namespace {
+BlockGrid make_block_grid_unchecked(std::span<const int64_t> shape, const QuantSpec& spec,
+                                    std::string* error);
+}  // namespace
+
+// Blocks much larger than the array they cover are mostly padding, and padding is stored; a
+// grid whose padded slots would exceed 64 per element (plus one block's worth) is refused
+// rather than allowed to ask for far more memory than the array holds.
 BlockGrid make_block_grid(std::span<const int64_t> shape, const QuantSpec& spec,
                           std::string* error) {
+  BlockGrid g = make_block_grid_unchecked(shape, spec, error);
+  if (!error->empty()) return g;
+  int64_t slots = 0;
+  if (__builtin_mul_overflow(g.num_blocks(), int64_t{g.block_elems()}, &slots) ||
+      slots > 64 * element_count(shape) + g.block_elems()) {
+    *error = "blocks of " + std::to_string(g.block_elems()) +
+             " elements are mostly padding for this array; use a smaller block or tile";
+  }
+  return g;
+}
+
+namespace {
+BlockGrid make_block_grid_unchecked(std::span<const int64_t> shape, const QuantSpec& spec,
+                                    std::string* error) {
   BlockGrid g;
   error->clear();
   if (std::string reason = validate(spec); !reason.empty()) {
@@ -27,6 +58,10 @@ BlockGrid make_block_grid(std::span<const int64_t> shape, const QuantSpec& spec,
       *error = "negative dimension in shape";
       return g;
     }
+  }
+  if (!element_count_fits(shape)) {
+    *error = "array too large: its element count overflows 64 bits";
+    return g;
   }
   const int ndim = static_cast<int>(shape.size());
   if (spec.is_tiled()) {
@@ -74,5 +109,6 @@ BlockGrid make_block_grid(std::span<const int64_t> shape, const QuantSpec& spec,
   g.scale_shape[axis] = g.tiles_down;
   return g;
 }
+}  // namespace
 
 }  // namespace mx

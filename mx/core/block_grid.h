@@ -59,10 +59,13 @@ struct BlockGrid {
 };
 
 // Builds the grid, or returns a one-line reason in `error` (bad axis, tile larger than the
-// array, fewer than two axes for a tile, spec invalid).
+// array, fewer than two axes for a tile, spec invalid, overflowing sizes, or blocks so much
+// larger than the array that the stored padding would exceed 64 slots per element).
 BlockGrid make_block_grid(std::span<const int64_t> shape, const QuantSpec& spec,
                           std::string* error);
 
 int64_t element_count(std::span<const int64_t> shape);
+// False when a dimension is negative or the nonzero dimensions' product overflows int64.
+bool element_count_fits(std::span<const int64_t> shape);
 
 }  // namespace mx
