@@ -17,6 +17,7 @@ void register_commands(CLI::App& app) {
   register_demo(app);
   register_info(app);
   register_tokenizer(app);
+  register_cast(app);
 }
 
 }  // namespace mx::tools

@@ -12,6 +12,7 @@ void register_formats(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_info(CLI::App& app);
 void register_tokenizer(CLI::App& app);
+void register_cast(CLI::App& app);
 
 // The element-format trait table, as `mx formats` prints it.
 void print_formats_table();

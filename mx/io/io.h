@@ -1,2 +1,0 @@
-// The io layer: reading and writing the files people keep tensors in.
-#pragma once

@@ -1,0 +1,155 @@
+// `mx cast IN.npy -o OUT.npy`: quantizes a float32, float16 or bfloat16 array with the fast CPU
+// path and writes one view of the result. Every check runs before the output is written, and
+// the write is atomic, so a failed cast leaves no output file and an old one untouched.
+#include <fmt/format.h>
+
+#include <new>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mx/core/bitpack.h"
+#include "mx/io/npy.h"
+#include "mx/kernels/cpu/quantize.h"
+#include "tools/mx/commands.h"
+#include "tools/mx/spec_flags.h"
+
+namespace mx::tools {
+namespace {
+
+enum class Emit { kDequant, kCodes, kScales, kPacked };
+
+std::optional<Emit> parse_emit(std::string_view name) {
+  if (name == "dequant") return Emit::kDequant;
+  if (name == "codes") return Emit::kCodes;
+  if (name == "scales") return Emit::kScales;
+  if (name == "packed") return Emit::kPacked;
+  return std::nullopt;
+}
+
+struct CastOptions {
+  std::string input;
+  std::string output;
+  std::string emit = "dequant";
+  bool quiet = false;
+  SpecFlags spec;
+};
+
+std::string shape_text(std::span<const int64_t> shape) {
+  return "[" + fmt::format("{}", fmt::join(shape, ", ")) + "]";
+}
+
+// One uint8 code per element, at the element's own position in the input's shape.
+std::vector<uint8_t> unpacked_codes(const MxTensor& t, const BlockGrid& grid) {
+  std::vector<uint8_t> codes(static_cast<size_t>(element_count(t.shape)));
+  const int bits = traits(t.spec.format).bits;
+  const int n = grid.block_elems();
+  std::vector<uint8_t> block(static_cast<size_t>(n));
+  std::vector<int64_t> index(static_cast<size_t>(n));
+  for (int64_t b = 0; b < grid.num_blocks(); ++b) {
+    unpack_codes(t.elements, bits, b * n, block);
+    grid.block_indices(b, index.data());
+    for (int s = 0; s < n; ++s) {
+      if (index[s] >= 0) codes[size_t(index[s])] = block[s];
+    }
+  }
+  return codes;
+}
+
+std::string make_output(Emit emit, const MxTensor& t, const BlockGrid& grid,
+                        const cpu::Options& cpu_options, io::NpyArray* out) {
+  out->dtype = io::NpyDType::kUInt8;
+  switch (emit) {
+    case Emit::kDequant:
+      out->dtype = io::NpyDType::kFloat32;
+      out->shape = t.shape;
+      out->data.resize(static_cast<size_t>(element_count(t.shape)) * 4);
+      return cpu::dequantize(t, DType::kF32, out->data.data(), cpu_options);
+    case Emit::kCodes:
+      out->shape = t.shape;
+      out->data = unpacked_codes(t, grid);
+      break;
+    case Emit::kScales:
+      out->shape = grid.scale_shape;
+      out->data = t.scales;
+      break;
+    case Emit::kPacked:
+      out->shape = {static_cast<int64_t>(t.elements.size())};
+      out->data = t.elements;
+      break;
+  }
+  return "";
+}
+
+std::string run_cast(const CastOptions& o) {
+  QuantSpec spec;
+  if (std::string e = build_spec(o.spec, &spec); !e.empty()) return e;
+  cpu::Options cpu_options;
+  if (std::string e = build_cpu_options(o.spec, &cpu_options); !e.empty()) return e;
+  const std::optional<Emit> emit = parse_emit(o.emit);
+  if (!emit) return "unknown --emit '" + o.emit + "' (expected dequant, codes, scales or packed)";
+
+  io::NpyArray in;
+  if (std::string e = io::read_npy(o.input, &in); !e.empty()) return e;
+  const std::optional<DType> dtype = io::to_float_dtype(in.dtype);
+  if (!dtype) {
+    return o.input + ": dtype " + std::string(io::npy_dtype_name(in.dtype)) +
+           " cannot be quantized (expected float32, float16 or bfloat16)";
+  }
+  std::string error;
+  const BlockGrid grid = make_block_grid(in.shape, spec, &error);
+  if (!error.empty()) return o.input + ": " + error;
+  MxTensor t;
+  if (std::string e = cpu::quantize(in.data.data(), *dtype, in.shape, spec, &t, cpu_options);
+      !e.empty()) {
+    return e;
+  }
+
+  io::NpyArray out;
+  if (std::string e = make_output(*emit, t, grid, cpu_options, &out); !e.empty()) return e;
+  if (std::string e = io::write_npy(o.output, out); !e.empty()) return e;
+  if (!o.quiet) {
+    fmt::print("{}: {} {} -> {} block{}, {:g} bits/element; wrote {} {} {} to {}\n", describe(spec),
+               io::npy_dtype_name(in.dtype), shape_text(in.shape), grid.num_blocks(),
+               grid.num_blocks() == 1 ? "" : "s", bits_per_element(spec), o.emit,
+               io::npy_dtype_name(out.dtype), shape_text(out.shape), o.output);
+  }
+  return "";
+}
+
+}  // namespace
+
+void register_cast(CLI::App& app) {
+  static CastOptions options;
+  CLI::App* cmd = app.add_subcommand("cast", "Quantize a .npy array to an MX format");
+  cmd->add_option("input", options.input, "Input .npy (float32, float16 or bfloat16)")
+      ->type_name("IN.npy")
+      ->required();
+  cmd->add_option("-o,--output", options.output, "Output .npy (replaced atomically)")
+      ->type_name("OUT.npy")
+      ->required();
+  cmd->add_option("--emit", options.emit,
+                  "What to write: dequant (float32 values), codes (uint8 per element), scales "
+                  "(E8M0 bytes, scale-grid shape) or packed (element bytes, 1-D)")
+      ->type_name("WHAT")
+      ->capture_default_str();
+  cmd->add_flag("-q,--quiet", options.quiet, "Print nothing on success");
+  add_spec_flags(cmd, &options.spec);
+  cmd->callback([] {
+    std::string e;
+    try {
+      e = run_cast(options);
+    } catch (const std::bad_alloc&) {
+      // Blocks far larger than the array they cover are mostly padding, and can ask for more
+      // memory than the input suggests.
+      e = "out of memory (is the block or tile much larger than the array?)";
+    }
+    if (!e.empty()) {
+      fmt::print(stderr, "mx cast: error: {}\n", e);
+      set_exit_code(2);
+    }
+  });
+}
+
+}  // namespace mx::tools

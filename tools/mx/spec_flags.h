@@ -1,0 +1,57 @@
+// The command-line flags that choose a QuantSpec, shared by every subcommand that quantizes:
+//   --format NAME    any name parse_format accepts (default mxfp8_e4m3)
+//   --block N        elements per 1-D block (default 32)
+//   --axis A         axis the blocks run along, negative from the end (default -1)
+//   --tile RxC       2-D tiles over the last two axes instead (excludes --block and --axis)
+//   --scale RULE     floor | ceil | even | rceil (default floor)
+//   --round MODE     nearest-even | nearest-away | toward-zero | stochastic (default nearest-even)
+//   --seed S         stochastic rounding stream (default 0)
+//   --asym           per-block bfloat16 offset
+//   --flush-subnormals
+//   --preset NAME    microxcaling | torchao | te: rounding, scale rule and zero-block scale of
+//                    those libraries; an explicit --scale or --round still wins
+//   --threads N      CPU threads, 0 for all (default 0)
+// Values are parsed here rather than by CLI11 so that every mistake gets a message naming the
+// flag, in the subcommand's own "mx CMD: error: ..." form.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "mx/core/quant_spec.h"
+#include "mx/kernels/cpu/quantize.h"
+
+namespace mx::tools {
+
+struct SpecFlags {
+  std::string format = "mxfp8_e4m3";
+  std::string block = "32";
+  std::string axis = "-1";
+  std::string tile;
+  std::string scale = "floor";
+  std::string round = "nearest-even";
+  std::string seed = "0";
+  bool asym = false;
+  bool flush_subnormals = false;
+  std::string preset;
+  std::string threads = "0";
+
+  // Set by add_spec_flags; they tell a flag given explicitly from its default (null: not given).
+  CLI::Option* block_option = nullptr;
+  CLI::Option* axis_option = nullptr;
+  CLI::Option* tile_option = nullptr;
+  CLI::Option* scale_option = nullptr;
+  CLI::Option* round_option = nullptr;
+};
+
+// Adds the flags to `cmd`; `flags` must outlive the parse (commands keep theirs static).
+void add_spec_flags(CLI::App* cmd, SpecFlags* flags);
+
+// The spec the parsed flags describe, or a one-line reason naming the bad flag. Whether the
+// spec fits a particular array (axis range, tile size) is checked by make_block_grid.
+std::string build_spec(const SpecFlags& flags, QuantSpec* spec);
+
+// The CPU options (--threads), or a one-line reason.
+std::string build_cpu_options(const SpecFlags& flags, cpu::Options* options);
+
+}  // namespace mx::tools
