@@ -10,7 +10,7 @@
 #include <cerrno>
 #include <utility>
 
-#include "mx/data/atomic_write.h"
+#include "mx/io/atomic_file.h"
 
 namespace mx::data {
 namespace {
@@ -70,8 +70,10 @@ std::string write_shard(const std::filesystem::path& path, std::span<const uint3
   store(&header, 24, vocab_size);
   store(&header, 28, uint32_t{0});
   store(&header, 32, fnv1a64(payload));
-  const std::span<const std::byte> parts[] = {header, payload};
-  return write_atomically(path, parts);
+  const std::span<const uint8_t> parts[] = {
+      {reinterpret_cast<const uint8_t*>(header.data()), header.size()},
+      {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}};
+  return io::write_file_atomically(path.string(), parts);
 }
 
 std::string parse_shard(std::span<const std::byte> file, const std::string& name,

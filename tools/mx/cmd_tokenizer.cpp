@@ -4,11 +4,11 @@
 
 #include <cstdio>
 
-#include "mx/data/atomic_write.h"
 #include "mx/data/corpus.h"
 #include "mx/data/sentencepiece_tokenizer.h"
 #include "mx/data/token_dataset.h"
 #include "mx/data/tokenizer.h"
+#include "mx/io/atomic_file.h"
 #include "tools/mx/commands.h"
 
 namespace mx::tools {
@@ -41,9 +41,9 @@ void run_train(const TokenizerOptions& o) {
   if (failed(data::train_sentencepiece(text, o.train, &model))) return;
   std::unique_ptr<data::Tokenizer> tokenizer;
   if (failed(data::load_sentencepiece_tokenizer_from_bytes(model, &tokenizer))) return;
-  const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(model.data()),
-                                         model.size());
-  if (failed(data::write_atomically(o.output, std::span(&bytes, 1)))) return;
+  const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(model.data()),
+                                       model.size());
+  if (failed(io::write_file_atomically(o.output, bytes))) return;
   fmt::print("{}: SentencePiece BPE, {} tokens, trained on {} bytes of '{}' ({} files)\n", o.output,
              tokenizer->vocab_size(), text.size(), o.corpus, corpus.train_files.size());
 }
