@@ -12,6 +12,9 @@
 #include "mx/core/bitpack.h"
 #include "mx/io/npy.h"
 #include "mx/kernels/cpu/quantize.h"
+#ifdef MX_HAVE_CUDA
+#include "mx/kernels/cuda/host_cast.h"
+#endif
 #include "tools/mx/commands.h"
 #include "tools/mx/spec_flags.h"
 
@@ -32,6 +35,7 @@ struct CastOptions {
   std::string input;
   std::string output;
   std::string emit = "dequant";
+  std::string device = "cpu";
   bool quiet = false;
   SpecFlags spec;
 };
@@ -57,15 +61,39 @@ std::vector<uint8_t> unpacked_codes(const MxTensor& t, const BlockGrid& grid) {
   return codes;
 }
 
+// Quantizes on the chosen device: the CPU fast path, or the CUDA kernels (same bytes).
+std::string quantize_on(const std::string& device, const io::NpyArray& in, DType dtype,
+                        const QuantSpec& spec, const cpu::Options& cpu_options, MxTensor* t) {
+  if (device == "cpu") return cpu::quantize(in.data.data(), dtype, in.shape, spec, t, cpu_options);
+#ifdef MX_HAVE_CUDA
+  return cuda::quantize_on_device(in.data.data(), dtype, in.shape, spec, t);
+#else
+  (void)in, (void)dtype, (void)spec, (void)t;
+  return "this build of mx has no CUDA kernels (nvcc was not found when it was configured)";
+#endif
+}
+
+std::string dequantize_on(const std::string& device, const MxTensor& t,
+                          const cpu::Options& cpu_options, void* out) {
+  if (device == "cpu") return cpu::dequantize(t, DType::kF32, out, cpu_options);
+#ifdef MX_HAVE_CUDA
+  return cuda::dequantize_on_device(t, DType::kF32, out);
+#else
+  (void)t, (void)out;
+  return "this build of mx has no CUDA kernels";
+#endif
+}
+
 std::string make_output(Emit emit, const MxTensor& t, const BlockGrid& grid,
-                        const cpu::Options& cpu_options, io::NpyArray* out) {
+                        const std::string& device, const cpu::Options& cpu_options,
+                        io::NpyArray* out) {
   out->dtype = io::NpyDType::kUInt8;
   switch (emit) {
     case Emit::kDequant:
       out->dtype = io::NpyDType::kFloat32;
       out->shape = t.shape;
       out->data.resize(static_cast<size_t>(element_count(t.shape)) * 4);
-      return cpu::dequantize(t, DType::kF32, out->data.data(), cpu_options);
+      return dequantize_on(device, t, cpu_options, out->data.data());
     case Emit::kCodes:
       out->shape = t.shape;
       out->data = unpacked_codes(t, grid);
@@ -89,6 +117,9 @@ std::string run_cast(const CastOptions& o) {
   if (std::string e = build_cpu_options(o.spec, &cpu_options); !e.empty()) return e;
   const std::optional<Emit> emit = parse_emit(o.emit);
   if (!emit) return "unknown --emit '" + o.emit + "' (expected dequant, codes, scales or packed)";
+  if (o.device != "cpu" && o.device != "cuda") {
+    return "unknown --device '" + o.device + "' (expected cpu or cuda)";
+  }
 
   io::NpyArray in;
   if (std::string e = io::read_npy(o.input, &in); !e.empty()) return e;
@@ -101,13 +132,13 @@ std::string run_cast(const CastOptions& o) {
   const BlockGrid grid = make_block_grid(in.shape, spec, &error);
   if (!error.empty()) return o.input + ": " + error;
   MxTensor t;
-  if (std::string e = cpu::quantize(in.data.data(), *dtype, in.shape, spec, &t, cpu_options);
-      !e.empty()) {
+  if (std::string e = quantize_on(o.device, in, *dtype, spec, cpu_options, &t); !e.empty()) {
     return e;
   }
 
   io::NpyArray out;
-  if (std::string e = make_output(*emit, t, grid, cpu_options, &out); !e.empty()) return e;
+  if (std::string e = make_output(*emit, t, grid, o.device, cpu_options, &out); !e.empty())
+    return e;
   if (std::string e = io::write_npy(o.output, out); !e.empty()) return e;
   if (!o.quiet) {
     fmt::print("{}: {} {} -> {} block{}, {:g} bits/element; wrote {} {} {} to {}\n", describe(spec),
@@ -135,6 +166,10 @@ void register_cast(CLI::App& app) {
       ->type_name("WHAT")
       ->capture_default_str();
   cmd->add_flag("-q,--quiet", options.quiet, "Print nothing on success");
+  cmd->add_option("--device", options.device,
+                  "Where to quantize: cpu, or cuda (the GPU kernels; same bytes)")
+      ->type_name("cpu|cuda")
+      ->capture_default_str();
   add_spec_flags(cmd, &options.spec);
   cmd->callback([] {
     std::string e;

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the CUDA tests, the sanitizers and the bandwidth benchmark on the device machine.
+# Build here first and copy the binaries into .device/ (ignored through .git/info/exclude):
+#   cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release
+#   cmake --build build-cuda --target mx_cuda_tests cuda_quant -j2
+#   mkdir -p .device && cp build-cuda/tests/cuda/mx_cuda_tests build-cuda/bench/cuda/cuda_quant .device/
+# then, through the device `run` tool with carry [".device"]: bash scripts/device-check.sh
+set -o pipefail
+export PATH=$PATH:/usr/local/cuda/bin
+OUT=${OUT:-/tmp/device-check}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/device.txt"
+.device/mx_cuda_tests 2>&1 | tee "$OUT/tests.log" | grep -E "^\[ +(OK|FAILED|SKIPPED|PASSED) +\]|Failure|Expected|Which is|trace|^  " | tail -40
+SMOKE='CudaQuantize.SanitizerSmoke:CudaQuantize.AllZeroBlocks:CudaQuantize.RefusesUnsupported'
+compute-sanitizer --tool memcheck .device/mx_cuda_tests --gtest_filter="$SMOKE" 2>&1 | tee "$OUT/memcheck.log" | tail -5
+compute-sanitizer --tool racecheck .device/mx_cuda_tests --gtest_filter="$SMOKE" 2>&1 | tee "$OUT/racecheck.log" | tail -5
+.device/cuda_quant 2>&1 | tee "$OUT/bench.log"

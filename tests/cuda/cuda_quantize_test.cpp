@@ -1,0 +1,369 @@
+// CUDA kernels against the CPU fast path, byte for byte.
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "mx/core/block_grid.h"
+#include "mx/core/format.h"
+#include "mx/core/half.h"
+#include "mx/core/mx_tensor.h"
+#include "mx/kernels/cpu/quantize.h"
+#include "mx/kernels/cuda/quantize_cuda.h"
+#include "tests/test_data.h"
+
+namespace mx {
+namespace {
+
+#define SKIP_WITHOUT_GPU()                       \
+  do {                                           \
+    std::string why;                             \
+    if (!cuda::cuda_device_available(&why)) {    \
+      GTEST_SKIP() << "no CUDA device: " << why; \
+    }                                            \
+  } while (0)
+
+#define CUDA_OK(expr) ASSERT_EQ(cudaSuccess, (expr)) << #expr
+
+// A device buffer that frees itself.
+struct DevBuf {
+  void* p = nullptr;
+  size_t n = 0;
+  explicit DevBuf(size_t bytes) : n(bytes) {
+    if (bytes && cudaMalloc(&p, bytes) != cudaSuccess) p = nullptr;
+    if (p) cudaMemset(p, 0xA5, bytes);
+  }
+  ~DevBuf() {
+    if (p) cudaFree(p);
+  }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  template <class T>
+  T* as() {
+    return static_cast<T*>(p);
+  }
+};
+
+template <class T>
+std::vector<T> download(const void* d, size_t count) {
+  std::vector<T> h(count);
+  if (count) cudaMemcpy(h.data(), d, count * sizeof(T), cudaMemcpyDeviceToHost);
+  return h;
+}
+
+// Input bytes of `dtype` from float32 values (bfloat16/float16 round to nearest even).
+std::vector<uint8_t> to_dtype(const std::vector<float>& v, DType dtype) {
+  std::vector<uint8_t> out(v.size() * dtype_size(dtype));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (dtype == DType::kF32) {
+      std::memcpy(&out[4 * i], &v[i], 4);
+    } else {
+      const uint16_t h = dtype == DType::kBF16 ? float_to_bf16(v[i]) : float_to_fp16(v[i]);
+      std::memcpy(&out[2 * i], &h, 2);
+    }
+  }
+  return out;
+}
+
+std::string name_of(const QuantSpec& spec, DType dtype, std::span<const int64_t> shape) {
+  std::string s = describe(spec) + " dtype=" + std::string(dtype_name(dtype)) + " shape=";
+  for (int64_t d : shape) s += std::to_string(d) + ",";
+  return s;
+}
+
+// Quantizes, dequantizes and fake-quantizes on both sides and compares every byte.
+void check_all(const std::vector<uint8_t>& input, DType dtype, std::vector<int64_t> shape,
+               const QuantSpec& spec, bool also_decode = true) {
+  SCOPED_TRACE(name_of(spec, dtype, shape));
+  const int64_t n = element_count(shape);
+  MxTensor ref;
+  ASSERT_EQ("", cpu::quantize(input.data(), dtype, shape, spec, &ref));
+  DevBuf d_in(input.size()), d_el(ref.elements.size()), d_sc(ref.scales.size()),
+      d_off(ref.offsets.size() * 2);
+  CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
+  // The CPU path zeroes the bits past the last code; the kernels write whole bytes only.
+  if (!ref.elements.empty()) {
+    CUDA_OK(cudaMemset(d_el.p, 0, ref.elements.size()));
+  }
+  ASSERT_EQ("", cuda::quantize_cuda(d_in.p, dtype, shape, spec, d_el.as<uint8_t>(),
+                                    d_sc.as<uint8_t>(), d_off.as<uint16_t>(), nullptr));
+  CUDA_OK(cudaDeviceSynchronize());
+  ASSERT_EQ(ref.scales, download<uint8_t>(d_sc.p, ref.scales.size()));
+  ASSERT_EQ(ref.elements, download<uint8_t>(d_el.p, ref.elements.size()));
+  if (spec.asymmetric) {
+    ASSERT_EQ(ref.offsets, download<uint16_t>(d_off.p, ref.offsets.size()));
+  }
+  if (!also_decode) return;
+  for (DType out : {DType::kF32, DType::kBF16}) {
+    const size_t bytes = size_t(n) * dtype_size(out);
+    std::vector<uint8_t> want(bytes);
+    ASSERT_EQ("", cpu::dequantize(ref, out, want.data()));
+    DevBuf d_out(bytes);
+    ASSERT_EQ("", cuda::dequantize_cuda(d_el.as<uint8_t>(), d_sc.as<uint8_t>(),
+                                        d_off.as<uint16_t>(), shape, spec, out, d_out.p, nullptr));
+    CUDA_OK(cudaDeviceSynchronize());
+    ASSERT_EQ(want, download<uint8_t>(d_out.p, bytes)) << "dequantize to " << dtype_name(out);
+    ASSERT_EQ("", cpu::fake_quantize(input.data(), dtype, shape, spec, out, want.data()));
+    CUDA_OK(cudaMemset(d_out.p, 0x5A, bytes));
+    ASSERT_EQ("", cuda::fake_quantize_cuda(d_in.p, dtype, shape, spec, out, d_out.p, nullptr));
+    CUDA_OK(cudaDeviceSynchronize());
+    ASSERT_EQ(want, download<uint8_t>(d_out.p, bytes)) << "fake-quantize to " << dtype_name(out);
+  }
+}
+
+constexpr ScaleRule kRules[] = {ScaleRule::kFloor, ScaleRule::kCeil, ScaleRule::kEven,
+                                ScaleRule::kRceil};
+constexpr Rounding kModes[] = {Rounding::kNearestEven, Rounding::kNearestAway,
+                               Rounding::kTowardZero, Rounding::kStochastic};
+
+TEST(CudaQuantize, EveryFormatRuleRounding) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int64_t> shape = {37, 100};
+  const auto values = testing::stress_values(37 * 100, 11, true);
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    const auto input = to_dtype(values, dtype);
+    for (const FormatTraits& f : all_formats()) {
+      for (ScaleRule rule : kRules) {
+        for (Rounding mode : kModes) {
+          QuantSpec spec;
+          spec.format = f.format;
+          spec.scale_rule = rule;
+          spec.rounding = mode;
+          spec.seed = 1234;
+          check_all(input, dtype, shape, spec);
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaQuantize, OddShapesAndBlockSizes) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<std::vector<int64_t>> shapes = {{1, 1},   {1},    {37, 100}, {3, 5, 33},
+                                                    {64, 96}, {7, 8}, {0, 5}};
+  for (const auto& shape : shapes) {
+    const auto values =
+        testing::stress_values(size_t(std::max<int64_t>(1, element_count(shape))), 21, true);
+    for (DType dtype : {DType::kF32, DType::kBF16}) {
+      const auto input = to_dtype(values, dtype);
+      for (const FormatTraits& f : all_formats()) {
+        for (int block : {32, 16, 64, 8, 4}) {
+          if ((block * f.bits) % 8 != 0) continue;
+          for (Rounding mode : {Rounding::kNearestEven, Rounding::kStochastic}) {
+            QuantSpec spec;
+            spec.format = f.format;
+            spec.block_size = block;
+            spec.rounding = mode;
+            spec.seed = 99;
+            check_all(input, dtype, shape, spec);
+            if (HasFatalFailure()) return;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaQuantize, ColumnBlocksAndTiles) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int64_t> shape = {2, 45, 70};
+  const auto values = testing::stress_values(2 * 45 * 70, 31, true);
+  const auto input = to_dtype(values, DType::kBF16);
+  const auto input32 = to_dtype(values, DType::kF32);
+  for (const FormatTraits& f : all_formats()) {
+    for (Rounding mode : kModes) {
+      QuantSpec spec;
+      spec.format = f.format;
+      spec.rounding = mode;
+      spec.seed = 5;
+      for (int axis : {0, 1, -2}) {
+        spec.axis = axis;
+        check_all(input, DType::kBF16, shape, spec);
+        if (HasFatalFailure()) return;
+      }
+      spec.axis = -1;
+      for (auto [r, c] : {std::pair{32, 32}, std::pair{16, 16}, std::pair{4, 8}, std::pair{1, 32},
+                          std::pair{8, 1}}) {
+        spec.tile_rows = r;
+        spec.tile_cols = c;
+        if ((r * c * f.bits) % 8 != 0) continue;
+        check_all(input32, DType::kF32, shape, spec);
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+TEST(CudaQuantize, AsymmetricFlushZeroScale) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int64_t> shape = {33, 70};
+  const auto values = testing::stress_values(33 * 70, 41, true);
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    const auto input = to_dtype(values, dtype);
+    for (const FormatTraits& f : all_formats()) {
+      for (Rounding mode : kModes) {
+        for (ScaleRule rule : kRules) {
+          QuantSpec spec;
+          spec.format = f.format;
+          spec.rounding = mode;
+          spec.scale_rule = rule;
+          spec.asymmetric = true;
+          check_all(input, dtype, shape, spec);
+          spec.asymmetric = (rule == ScaleRule::kCeil);
+          spec.flush_subnormals = true;
+          spec.zero_block_scale = 1;
+          check_all(input, dtype, shape, spec);
+          spec.axis = 0;
+          spec.asymmetric = true;
+          check_all(input, dtype, shape, spec);
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaQuantize, AllZeroBlocks) {
+  SKIP_WITHOUT_GPU();
+  std::vector<float> values(64 * 40, 0.0f);
+  for (size_t i = 0; i < values.size(); i += 7) values[i] = -0.0f;
+  const auto input = to_dtype(values, DType::kF32);
+  for (const FormatTraits& f : all_formats()) {
+    QuantSpec spec;
+    spec.format = f.format;
+    spec.zero_block_scale = 3;
+    check_all(input, DType::kF32, {64, 40}, spec);
+  }
+}
+
+TEST(CudaQuantize, DualMatchesTwoQuantizations) {
+  SKIP_WITHOUT_GPU();
+  for (auto [m, k] :
+       {std::pair<int64_t, int64_t>{37, 100}, {64, 64}, {1, 1}, {100, 33}, {256, 512}}) {
+    const auto values = testing::stress_values(size_t(m * k), 51, true);
+    for (DType dtype : {DType::kBF16, DType::kF32}) {
+      const auto input = to_dtype(values, dtype);
+      for (const FormatTraits& f : all_formats()) {
+        for (Rounding mode : kModes) {
+          for (bool asym : {false, true}) {
+            QuantSpec spec;
+            spec.format = f.format;
+            spec.rounding = mode;
+            spec.seed = 77;
+            spec.asymmetric = asym;
+            const std::vector<int64_t> shape = {m, k};
+            SCOPED_TRACE(name_of(spec, dtype, shape));
+            MxTensor rows, cols;
+            ASSERT_EQ("", cpu::quantize(input.data(), dtype, shape, spec, &rows));
+            QuantSpec col_spec = spec;
+            col_spec.axis = 0;
+            ASSERT_EQ("", cpu::quantize(input.data(), dtype, shape, col_spec, &cols));
+            DevBuf d_in(input.size()), re(rows.elements.size()), rs(rows.scales.size()),
+                ro(rows.offsets.size() * 2), ce(cols.elements.size()), cs(cols.scales.size()),
+                co(cols.offsets.size() * 2);
+            CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
+            ASSERT_EQ("", cuda::quantize_dual_cuda(
+                              d_in.p, dtype, shape, spec,
+                              {re.as<uint8_t>(), rs.as<uint8_t>(), ro.as<uint16_t>()},
+                              {ce.as<uint8_t>(), cs.as<uint8_t>(), co.as<uint16_t>()}, nullptr));
+            CUDA_OK(cudaDeviceSynchronize());
+            ASSERT_EQ(rows.scales, download<uint8_t>(rs.p, rows.scales.size()));
+            ASSERT_EQ(rows.elements, download<uint8_t>(re.p, rows.elements.size()));
+            ASSERT_EQ(cols.scales, download<uint8_t>(cs.p, cols.scales.size()));
+            ASSERT_EQ(cols.elements, download<uint8_t>(ce.p, cols.elements.size()));
+            if (asym) {
+              ASSERT_EQ(rows.offsets, download<uint16_t>(ro.p, rows.offsets.size()));
+              ASSERT_EQ(cols.offsets, download<uint16_t>(co.p, cols.offsets.size()));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Small, for the sanitizers: one shape, through every kernel (dual included).
+TEST(CudaQuantize, SanitizerSmoke) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int64_t> shape = {37, 100};
+  const auto values = testing::stress_values(37 * 100, 61, true);
+  const auto input = to_dtype(values, DType::kBF16);
+  for (ElementFormat format : {ElementFormat::kE4M3, ElementFormat::kE2M1, ElementFormat::kE3M2}) {
+    QuantSpec spec;
+    spec.format = format;
+    spec.rounding = Rounding::kStochastic;
+    check_all(input, DType::kBF16, shape, spec);
+    spec.axis = 0;
+    check_all(input, DType::kBF16, shape, spec);
+    spec.tile_rows = spec.tile_cols = 8;
+    check_all(input, DType::kBF16, shape, spec);
+    MxTensor rows, cols;
+    QuantSpec row_spec;
+    row_spec.format = format;
+    ASSERT_EQ("", cpu::quantize(input.data(), DType::kBF16, shape, row_spec, &rows));
+    QuantSpec col_spec = row_spec;
+    col_spec.axis = 0;
+    ASSERT_EQ("", cpu::quantize(input.data(), DType::kBF16, shape, col_spec, &cols));
+    DevBuf d_in(input.size()), re(rows.elements.size()), rs(rows.scales.size()),
+        ce(cols.elements.size()), cs(cols.scales.size());
+    CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
+    ASSERT_EQ("", cuda::quantize_dual_cuda(d_in.p, DType::kBF16, shape, row_spec,
+                                           {re.as<uint8_t>(), rs.as<uint8_t>(), nullptr},
+                                           {ce.as<uint8_t>(), cs.as<uint8_t>(), nullptr}, nullptr));
+    CUDA_OK(cudaDeviceSynchronize());
+    ASSERT_EQ(rows.elements, download<uint8_t>(re.p, rows.elements.size()));
+    ASSERT_EQ(cols.elements, download<uint8_t>(ce.p, cols.elements.size()));
+    ASSERT_EQ(cols.scales, download<uint8_t>(cs.p, cols.scales.size()));
+  }
+}
+
+TEST(CudaQuantize, RefusesUnsupported) {
+  SKIP_WITHOUT_GPU();
+  QuantSpec spec;
+  spec.format = ElementFormat::kE2M1;
+  spec.block_size = 3;  // 12 bits per block: not whole bytes
+  const std::vector<int64_t> shape = {4, 6};
+  DevBuf buf(1024);
+  EXPECT_NE("", cuda::quantize_cuda(buf.p, DType::kF32, shape, spec, buf.as<uint8_t>(),
+                                    buf.as<uint8_t>(), nullptr, nullptr));
+  spec.block_size = 32;
+  spec.asymmetric = true;
+  EXPECT_NE("", cuda::quantize_cuda(buf.p, DType::kF32, shape, spec, buf.as<uint8_t>(),
+                                    buf.as<uint8_t>(), nullptr, nullptr));
+  spec.asymmetric = false;
+  EXPECT_NE("",
+            cuda::fake_quantize_cuda(buf.p, DType::kF32, shape, spec, DType::kF16, buf.p, nullptr));
+  const std::vector<int64_t> three = {2, 3, 4};
+  EXPECT_NE("", cuda::quantize_dual_cuda(buf.p, DType::kF32, three, spec, {}, {}, nullptr));
+}
+
+TEST(CudaQuantize, LargeBf16Tensor) {
+  SKIP_WITHOUT_GPU();
+  const int64_t n = int64_t{1} << 28;
+  const std::vector<int64_t> shape = {int64_t{1} << 14, int64_t{1} << 14};
+  std::vector<uint16_t> input(static_cast<size_t>(n));
+  uint64_t s = 0x1234567;
+  for (auto& h : input) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    uint16_t bits = uint16_t(s >> 48);
+    if ((bits & 0x7F80u) == 0x7F80u) bits &= 0xBFFFu;  // finite
+    h = bits;
+  }
+  input[12345] = 0x7FC0;  // one NaN block
+  std::vector<uint8_t> bytes(input.size() * 2);
+  std::memcpy(bytes.data(), input.data(), bytes.size());
+  for (ElementFormat format : {ElementFormat::kE4M3, ElementFormat::kE2M1}) {
+    QuantSpec spec;
+    spec.format = format;
+    check_all(bytes, DType::kBF16, shape, spec, /*also_decode=*/format == ElementFormat::kE2M1);
+    if (HasFatalFailure()) return;
+  }
+}
+
+}  // namespace
+}  // namespace mx
