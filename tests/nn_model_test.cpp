@@ -1,0 +1,244 @@
+// The whole model: gradient checks of tiny GPT-2 and Llama against finite differences,
+// parameter names, recipe effects and thread-count independence.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "mx/nn/adamw.h"
+#include "mx/nn/cpu/cpu_backend.h"
+#include "mx/nn/model.h"
+
+namespace mx::nn {
+namespace {
+
+struct Data {
+  int64_t b = 2, t = 8;
+  std::vector<uint32_t> tokens, targets;
+  explicit Data(int64_t vocab) {
+    for (int64_t i = 0; i < b * t + 1; ++i) tokens.push_back(uint32_t((i * 37 + 11) % vocab));
+    targets.assign(tokens.begin() + 1, tokens.end());
+    tokens.pop_back();
+  }
+};
+
+ModelConfig tiny(Arch arch) {
+  return *model_preset("tiny", arch);
+}
+
+// Runs forward + backward and returns the loss; gradients are left in params().grad().
+float loss_and_grad(Model& model, const Data& d) {
+  model.zero_grad();
+  const float loss = model.forward(d.tokens.data(), d.targets.data(), d.b, d.t);
+  model.backward();
+  return loss;
+}
+
+// For each tensor, the directional derivative of the loss along the unit direction u of its
+// analytic gradient g must equal |g| (and along a fixed pseudo-random direction, g . u).
+// Rounding: the float32 loss (~5.5) of the forward pass carries errors of some 1e-6; over a
+// central difference of step h = 1e-2 that is ~1e-4, far below the tolerance
+// 2e-3 + 3% of |g|. Truncation is h^2 / 6 times a third derivative of order one, ~2e-5.
+void check_model_gradients(Arch arch, bool tied) {
+  ModelConfig config = tiny(arch);
+  config.tied = tied;
+  Model model(config);
+  model.params().init(42);
+  const Data d(config.vocab);
+  loss_and_grad(model, d);
+  Params& p = model.params();
+  const std::vector<float> grad(p.grad(), p.grad() + p.size());
+  const double h = 1e-2;
+  int checked = 0;
+  for (const ParamView& view : p.views()) {
+    for (int dir = 0; dir < 2; ++dir) {
+      std::vector<double> u(view.size);
+      double norm = 0.0, expect = 0.0;
+      for (int64_t i = 0; i < view.size; ++i) {
+        const double gi = grad[view.offset + i];
+        u[i] = dir == 0 ? gi : std::sin(double(i) * 12.9898 + double(view.offset) * 78.233);
+        norm += u[i] * u[i];
+      }
+      norm = std::sqrt(norm);
+      if (norm == 0.0) continue;
+      for (int64_t i = 0; i < view.size; ++i) {
+        u[i] /= norm;
+        expect += u[i] * grad[view.offset + i];
+      }
+      float* w = p.data() + view.offset;
+      const std::vector<float> saved(w, w + view.size);
+      auto loss_at = [&](double step) {
+        for (int64_t i = 0; i < view.size; ++i) w[i] = float(saved[i] + step * u[i]);
+        return double(model.forward(d.tokens.data(), d.targets.data(), d.b, d.t));
+      };
+      const double numeric = (loss_at(h) - loss_at(-h)) / (2.0 * h);
+      for (int64_t i = 0; i < view.size; ++i) w[i] = saved[i];
+      EXPECT_NEAR(expect, numeric, 2e-3 + 0.03 * std::fabs(expect))
+          << view.name << (dir == 0 ? " along its gradient" : " along a fixed direction");
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, int(p.views().size()));
+  // Sampled single parameters: the largest-gradient element of each tensor, and one at a fixed
+  // pseudo-random index. Same rounding budget (~1e-4 for h = 1e-2) against 2e-4 + 5%.
+  for (const ParamView& view : p.views()) {
+    int64_t largest = 0;
+    for (int64_t i = 1; i < view.size; ++i) {
+      if (std::fabs(grad[view.offset + i]) > std::fabs(grad[view.offset + largest])) largest = i;
+    }
+    for (int64_t i : {largest, (view.size * 7919 / 13) % view.size}) {
+      float* w = p.data() + view.offset + i;
+      const float saved = *w;
+      *w = float(saved + h);
+      const double plus = model.forward(d.tokens.data(), d.targets.data(), d.b, d.t);
+      *w = float(saved - h);
+      const double minus = model.forward(d.tokens.data(), d.targets.data(), d.b, d.t);
+      *w = saved;
+      const double numeric = (plus - minus) / (2.0 * h), analytic = grad[view.offset + i];
+      EXPECT_NEAR(analytic, numeric, 2e-4 + 0.05 * std::fabs(analytic))
+          << view.name << "[" << i << "]";
+    }
+  }
+}
+
+TEST(NnModel, Gpt2TinyGradientsMatchFiniteDifferences) {
+  check_model_gradients(Arch::kGpt2, true);
+}
+
+TEST(NnModel, LlamaTinyGradientsMatchFiniteDifferences) {
+  check_model_gradients(Arch::kLlama, false);
+}
+
+TEST(NnModel, LlamaTiedGradientsMatchFiniteDifferences) {
+  check_model_gradients(Arch::kLlama, true);
+}
+
+TEST(NnModel, ParameterNamesFollowCheckpoints) {
+  Model llama(tiny(Arch::kLlama));
+  const Params& p = llama.params();
+  for (const char* name :
+       {"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.1.self_attn.k_proj.weight", "model.layers.1.self_attn.v_proj.weight",
+        "model.layers.1.self_attn.o_proj.weight", "model.layers.0.mlp.gate_proj.weight",
+        "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
+        "model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight",
+        "model.norm.weight"}) {
+    EXPECT_NE(p.find(name), nullptr) << name;
+  }
+  // GQA: k_proj is [n_kv_heads * head_size, dim]; tied: no lm_head.
+  EXPECT_EQ(p.find("model.layers.0.self_attn.k_proj.weight")->shape,
+            (std::vector<int64_t>{32, 64}));
+  EXPECT_EQ(p.find("lm_head.weight"), nullptr);
+  ModelConfig untied = tiny(Arch::kLlama);
+  untied.tied = false;
+  EXPECT_NE(Model(untied).params().find("lm_head.weight"), nullptr);
+  Model gpt2(tiny(Arch::kGpt2));
+  EXPECT_NE(gpt2.params().find("transformer.wpe.weight"), nullptr);
+  EXPECT_NE(gpt2.params().find("transformer.h.1.mlp.c_proj.bias"), nullptr);
+  EXPECT_EQ(gpt2.params().find("transformer.h.0.mlp.c_fc.weight")->shape,
+            (std::vector<int64_t>{256, 64}));
+  const ModelConfig big = *model_preset("gpt2-124m", Arch::kGpt2);
+  // 124,439,808 parameters in GPT-2 small (with the 1024 x 768 position table).
+  EXPECT_EQ(Params(big, false).count(), 124439808);
+}
+
+TEST(NnModel, Fp32RecipeIsBitwiseTheRecipeFreePathAndMxfp6DiffersSlightly) {
+  for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    Model model(tiny(arch));
+    model.params().init(7);
+    const Data d(256);
+    const float base = loss_and_grad(model, d);
+    const std::vector<float> g0(model.params().grad(),
+                                model.params().grad() + model.params().size());
+    model.set_recipe(*recipe_preset("fp32"));
+    EXPECT_EQ(loss_and_grad(model, d), base);
+    EXPECT_EQ(std::vector<float>(model.params().grad(), model.params().grad() + g0.size()), g0);
+    model.set_recipe(*recipe_preset("mxfp6"));
+    const float mx = loss_and_grad(model, d);
+    EXPECT_NE(mx, base);
+    EXPECT_NEAR(mx, base, 0.02 * base);
+    double dot = 0.0, n0 = 0.0, n1 = 0.0;
+    for (size_t i = 0; i < g0.size(); ++i) {
+      const double a = g0[i], b = model.params().grad()[i];
+      dot += a * b, n0 += a * a, n1 += b * b;
+    }
+    EXPECT_GT(dot / std::sqrt(n0 * n1), 0.95) << arch_name(arch);
+  }
+}
+
+TEST(NnModel, Bf16VectorOpsStayCloseAndBadInputsGiveNan) {
+  for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    Model model(tiny(arch));
+    model.params().init(5);
+    const Data d(256);
+    const float base = loss_and_grad(model, d);
+    Recipe bf16 = *recipe_preset("bf16");
+    bf16.bf16_vector_ops = true;
+    model.set_recipe(bf16);
+    const float rounded = loss_and_grad(model, d);
+    // bf16 keeps 8 significant bits (relative rounding 2^-9): the loss moves by ~1e-3.
+    EXPECT_NE(rounded, base);
+    EXPECT_NEAR(rounded, base, 0.01 * base) << arch_name(arch);
+    std::vector<uint32_t> bad = d.tokens;
+    bad[3] = 256;
+    EXPECT_TRUE(std::isnan(model.forward(bad.data(), d.targets.data(), d.b, d.t)));
+    EXPECT_TRUE(std::isnan(model.forward(d.tokens.data(), nullptr, 1, 65)));
+  }
+}
+
+TEST(NnModel, ResultsDoNotDependOnTheThreadCount) {
+  for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    std::vector<float> first;
+    float first_loss = 0.0f;
+    for (int threads : {1, 2, 5}) {
+      Model model(tiny(arch), std::make_unique<CpuBackend>(threads));
+      model.params().init(3);
+      model.set_recipe(*recipe_preset("mxfp6"));
+      const float loss = loss_and_grad(model, Data(256));
+      std::vector<float> g(model.params().grad(), model.params().grad() + model.params().size());
+      if (first.empty()) {
+        first = g, first_loss = loss;
+      } else {
+        EXPECT_EQ(loss, first_loss);
+        EXPECT_EQ(g, first);
+      }
+    }
+  }
+}
+
+TEST(NnModel, AdamWScheduleAndClipping) {
+  LrSchedule s{1e-3f, 1e-4f, 10, 110};
+  EXPECT_FLOAT_EQ(s.at(0), 1e-4f);
+  EXPECT_FLOAT_EQ(s.at(9), 1e-3f);
+  EXPECT_FLOAT_EQ(s.at(60), 5.5e-4f);
+  EXPECT_FLOAT_EQ(s.at(500), 1e-4f);
+  Model model(tiny(Arch::kLlama));
+  model.params().init(1);
+  loss_and_grad(model, Data(256));
+  const double norm = global_grad_norm(model.params());
+  EXPECT_NEAR(clip_grad_norm(model.params(), norm / 2), norm, 1e-9 * norm);
+  EXPECT_NEAR(global_grad_norm(model.params()), norm / 2, 1e-4 * norm);
+  // Decay applies to matrices only: with zero gradients a norm weight stays, a matrix shrinks.
+  model.zero_grad();
+  AdamW opt(model.params(), AdamWConfig{});
+  float* norm_w = model.params().get("model.norm.weight");
+  float* q = model.params().get("model.layers.0.self_attn.q_proj.weight");
+  const float q0 = q[0];
+  opt.step(model.params(), 0.1f);
+  EXPECT_EQ(norm_w[0], 1.0f);
+  EXPECT_FLOAT_EQ(q[0], q0 * (1.0f - 0.1f * 0.1f));
+}
+
+TEST(NnModel, SamplingIsSeededAndRespectsTopK) {
+  const std::vector<float> logits = {0.0f, 3.0f, 1.0f, 2.9f, -1.0f};
+  uint64_t a = 5, b = 5;
+  for (int i = 0; i < 50; ++i) {
+    const uint32_t x = sample_token(logits.data(), 5, 2, 1.0f, &a);
+    EXPECT_TRUE(x == 1 || x == 3);
+    EXPECT_EQ(x, sample_token(logits.data(), 5, 2, 1.0f, &b));
+  }
+  EXPECT_EQ(sample_token(logits.data(), 5, 0, 0.0f, &a), 1u);
+}
+
+}  // namespace
+}  // namespace mx::nn
