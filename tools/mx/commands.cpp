@@ -16,6 +16,7 @@ void register_commands(CLI::App& app) {
   register_formats(app);
   register_demo(app);
   register_info(app);
+  register_sweep(app);
   register_tokenizer(app);
   register_cast(app);
 }

@@ -11,6 +11,7 @@ void register_commands(CLI::App& app);
 void register_formats(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_info(CLI::App& app);
+void register_sweep(CLI::App& app);
 void register_tokenizer(CLI::App& app);
 void register_cast(CLI::App& app);
 

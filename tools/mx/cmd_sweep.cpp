@@ -1,0 +1,136 @@
+// `mx sweep FILE`: the design-space study on a real checkpoint. Every floating-point tensor of a
+// safetensors file (or those selected) is quantized under every cell of the grid (format x
+// scale rule x rounding x block size x organisation); writes CSV, JSON and two PNG plots and
+// prints the best configuration per bit budget.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <regex>
+
+#include "mx/core/block_grid.h"
+#include "mx/core/dtype.h"
+#include "mx/io/safetensors.h"
+#include "mx/study/sweep.h"
+#include "mx/study/sweep_report.h"
+#include "tools/mx/commands.h"
+
+namespace mx::tools {
+namespace {
+
+struct SweepOptions {
+  std::string input;
+  std::string out_dir = "sweep_out";
+  std::string only, skip;
+  int64_t sample = 1 << 18;
+  int threads = 0;
+};
+
+std::optional<DType> float_dtype(const std::string& safetensors_dtype) {
+  if (safetensors_dtype == "F32") return DType::kF32;
+  if (safetensors_dtype == "BF16") return DType::kBF16;
+  if (safetensors_dtype == "F16") return DType::kF16;
+  return std::nullopt;
+}
+
+// The tensor as a matrix (leading axes flattened into rows), keeping at most `sample` values:
+// groups of 64 whole rows spread evenly over the tensor, so that column blocks and tiles of up
+// to 64 rows stay intact. sample <= 0 keeps everything.
+study::SweepTensor to_sweep_tensor(const io::SafetensorsTensor& t, DType dtype, int64_t sample) {
+  study::SweepTensor out;
+  out.name = t.name;
+  out.cols = t.shape.empty() ? 1 : t.shape.back();
+  out.rows = out.cols == 0 ? 0 : element_count(t.shape) / out.cols;
+  constexpr int64_t kGroup = 64;
+  const int64_t groups = (out.rows + kGroup - 1) / kGroup;
+  int64_t keep_groups = groups;
+  if (sample > 0 && out.rows * out.cols > sample) {
+    keep_groups = std::max<int64_t>(1, sample / (kGroup * std::max<int64_t>(out.cols, 1)));
+  }
+  std::vector<int64_t> rows;
+  for (int64_t g = 0; g < keep_groups; ++g) {
+    const int64_t first = (g * groups / keep_groups) * kGroup;
+    for (int64_t r = first; r < std::min(first + kGroup, out.rows); ++r) rows.push_back(r);
+  }
+  out.values.reserve(rows.size() * out.cols);
+  for (int64_t r : rows) {
+    for (int64_t c = 0; c < out.cols; ++c) {
+      out.values.push_back(load_as_float(t.bytes.data(), dtype, r * out.cols + c));
+    }
+  }
+  out.rows = static_cast<int64_t>(rows.size());
+  return out;
+}
+
+std::string run_sweep_command(const SweepOptions& o) {
+  io::SafetensorsFile file;
+  if (std::string e = io::open_safetensors(o.input, &file); !e.empty()) return e;
+  std::regex only, skip;
+  try {
+    if (!o.only.empty()) only = std::regex(o.only);
+    if (!o.skip.empty()) skip = std::regex(o.skip);
+  } catch (const std::regex_error& e) {
+    return std::string("bad regular expression: ") + e.what();
+  }
+  std::vector<study::SweepTensor> tensors;
+  int64_t parameters = 0, swept = 0;
+  for (const io::SafetensorsTensor& t : file.tensors()) {
+    const std::optional<DType> dtype = float_dtype(t.dtype);
+    if (!dtype || element_count(t.shape) == 0) continue;
+    if (!o.only.empty() && !std::regex_search(t.name, only)) continue;
+    if (!o.skip.empty() && std::regex_search(t.name, skip)) continue;
+    parameters += element_count(t.shape);
+    tensors.push_back(to_sweep_tensor(t, *dtype, o.sample));
+    swept += static_cast<int64_t>(tensors.back().values.size());
+  }
+  if (tensors.empty()) return o.input + ": no float32, float16 or bfloat16 tensor selected";
+  fmt::print(stderr, "sweeping {} tensors ({} parameters, {} values sampled)\n", tensors.size(),
+             parameters, swept);
+  const auto start = std::chrono::steady_clock::now();
+  double last_print = -1;
+  auto progress = [&](int64_t done, int64_t total) {
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (done != total && s - last_print < 0.5) return;  // redraw at most twice a second
+    last_print = s;
+    const int width = 30, filled = int(width * done / total);
+    fmt::print(stderr, "\r[{:<{}}] {}/{} cells, {:.0f} s, ETA {:.0f} s", std::string(filled, '#'),
+               width, done, total, s, s / double(done) * double(total - done));
+  };
+  const std::vector<study::SweepCell> cells =
+      study::run_sweep(tensors, study::default_sweep_grid(), o.threads, progress);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  fmt::print(stderr, "\n");
+  if (std::string e = study::write_sweep_report(cells, o.out_dir); !e.empty()) return e;
+  fmt::print("Best configuration per bit budget ({} cells, {:.1f} s):\n{}", cells.size(), seconds,
+             study::sweep_summary(cells));
+  fmt::print(
+      "Wrote {0}/sweep.csv, {0}/sweep.json, {0}/error_vs_bits.png, "
+      "{0}/format_scale_heatmap.png\n",
+      o.out_dir);
+  return "";
+}
+
+}  // namespace
+
+void register_sweep(CLI::App& app) {
+  static SweepOptions options;
+  CLI::App* cmd = app.add_subcommand(
+      "sweep", "Design-space study: every format x scale rule x rounding x block on a checkpoint");
+  cmd->add_option("file", options.input, "safetensors checkpoint")->required();
+  cmd->add_option("-o,--out", options.out_dir, "Output folder")->capture_default_str();
+  cmd->add_option("--only", options.only, "Only tensors whose name matches this regex");
+  cmd->add_option("--skip", options.skip, "Skip tensors whose name matches this regex");
+  cmd->add_option("--sample", options.sample,
+                  "Values kept per tensor, as groups of 64 whole rows (0: all)")
+      ->capture_default_str();
+  cmd->add_option("--threads", options.threads, "Threads (0: all)")->check(CLI::Range(0, 1024));
+  cmd->callback([] {
+    if (std::string e = run_sweep_command(options); !e.empty()) {
+      fmt::print(stderr, "mx sweep: error: {}\n", e);
+      set_exit_code(2);
+    }
+  });
+}
+
+}  // namespace mx::tools
