@@ -9,32 +9,12 @@
 #include "mx/core/layout_ggml.h"
 #include "mx/core/layout_gpt_oss.h"
 #include "mx/io/atomic_file.h"
+#include "mx/io/cat.h"
 
 namespace mx::io {
 namespace {
 
 static_assert(std::endian::native == std::endian::little, "GGUF is read in host order");
-
-[[maybe_unused]] void put(std::string& s, std::string_view v) {
-  s.append(v);
-}
-[[maybe_unused]] void put(std::string& s, const char* v) {
-  s.append(v);
-}
-[[maybe_unused]] void put(std::string& s, const std::string& v) {
-  s.append(v);
-}
-template <class T>
-requires std::is_integral_v<T>
-[[maybe_unused]] void put(std::string& s, T v) {
-  s.append(std::to_string(v));
-}
-template <class... A>
-std::string cat(const A&... a) {
-  std::string s;
-  (put(s, a), ...);
-  return s;
-}
 
 constexpr int kMaxArrayDepth = 8;
 constexpr uint32_t kMaxDims = 4;  // GGML_MAX_DIMS

@@ -6,29 +6,10 @@
 
 #include "mx/io/safetensors.h"
 
+#include "mx/io/cat.h"
+
 namespace mx::io {
 namespace {
-
-[[maybe_unused]] void put(std::string& s, std::string_view v) {
-  s.append(v);
-}
-[[maybe_unused]] void put(std::string& s, const char* v) {
-  s.append(v);
-}
-[[maybe_unused]] void put(std::string& s, const std::string& v) {
-  s.append(v);
-}
-template <class T>
-requires std::is_integral_v<T>
-[[maybe_unused]] void put(std::string& s, T v) {
-  s.append(std::to_string(v));
-}
-template <class... A>
-std::string cat(const A&... a) {
-  std::string s;
-  (put(s, a), ...);
-  return s;
-}
 
 constexpr uint64_t kHeaderBytes = 7 * 4;
 

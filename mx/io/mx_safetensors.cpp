@@ -11,31 +11,12 @@
 #include "mx/core/rounding.h"
 #include "mx/core/scale_rule.h"
 
+#include "mx/io/cat.h"
+
 namespace mx::io {
 namespace {
 
 static_assert(std::endian::native == std::endian::little, "offsets are stored as host U16");
-
-[[maybe_unused]] void put(std::string& s, std::string_view v) {
-  s.append(v);
-}
-[[maybe_unused]] void put(std::string& s, const char* v) {
-  s.append(v);
-}
-[[maybe_unused]] void put(std::string& s, const std::string& v) {
-  s.append(v);
-}
-template <class T>
-requires std::is_integral_v<T>
-[[maybe_unused]] void put(std::string& s, T v) {
-  s.append(std::to_string(v));
-}
-template <class... A>
-std::string cat(const A&... a) {
-  std::string s;
-  (put(s, a), ...);
-  return s;
-}
 
 std::string shape_text(std::span<const int64_t> shape) {
   std::string s = "[";

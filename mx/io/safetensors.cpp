@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "mx/io/atomic_file.h"
+#include "mx/io/cat.h"
 
 namespace mx::io {
 namespace {
@@ -15,26 +16,6 @@ namespace {
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
 // Builds a message piece by piece (long operator+ chains trip GCC 12's -Wrestrict).
-[[maybe_unused]] void put(std::string& s, std::string_view v) {
-  s.append(v);
-}
-[[maybe_unused]] void put(std::string& s, const char* v) {
-  s.append(v);
-}
-[[maybe_unused]] void put(std::string& s, const std::string& v) {
-  s.append(v);
-}
-template <class T>
-requires std::is_integral_v<T>
-[[maybe_unused]] void put(std::string& s, T v) {
-  s.append(std::to_string(v));
-}
-template <class... A>
-std::string cat(const A&... a) {
-  std::string s;
-  (put(s, a), ...);
-  return s;
-}
 
 struct DTypeBits {
   std::string_view name;
