@@ -32,17 +32,18 @@ namespace {
 // MX_EXHAUSTIVE_LIMIT=N sweeps only the first N patterns (to estimate the full
 // runtime).
 const uint64_t kPatterns = [] {
-  const char *limit = std::getenv("MX_EXHAUSTIVE_LIMIT");
+  const char* limit = std::getenv("MX_EXHAUSTIVE_LIMIT");
   return limit ? std::strtoull(limit, nullptr, 10) : uint64_t{1} << 32;
 }();
-constexpr uint64_t kChunk = uint64_t{1} << 20; // patterns per work item
+constexpr uint64_t kChunk = uint64_t{1} << 20;  // patterns per work item
 
 int worker_count() {
   return int(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 // Runs fn(first, last) over all patterns in chunks, on every hardware thread.
-template <class Fn> void for_all_patterns(Fn fn) {
+template <class Fn>
+void for_all_patterns(Fn fn) {
   std::atomic<uint64_t> next{0};
   std::vector<std::thread> pool;
   for (int w = 0; w < worker_count(); ++w) {
@@ -52,12 +53,11 @@ template <class Fn> void for_all_patterns(Fn fn) {
       }
     });
   }
-  for (auto &t : pool)
-    t.join();
+  for (auto& t : pool) t.join();
 }
 
 TEST(Float32Exhaustive, ReferenceMatchesTheOracleOnEveryFloat32) {
-  for (const FormatTraits &f : all_formats()) {
+  for (const FormatTraits& f : all_formats()) {
     const auto start = std::chrono::steady_clock::now();
     const testing::OracleFormat o = testing::oracle_format(f);
     std::atomic<uint64_t> failures{0};
@@ -65,24 +65,21 @@ TEST(Float32Exhaustive, ReferenceMatchesTheOracleOnEveryFloat32) {
       uint64_t bad = 0;
       for (uint64_t b = first; b < last; ++b) {
         const float v = std::bit_cast<float>(uint32_t(b));
-        if (!std::isfinite(v))
-          continue;
+        if (!std::isfinite(v)) continue;
         bad += encode_element_ref(f, v, 0, Rounding::kNearestEven) !=
                testing::oracle_encode(o, v, Rounding::kNearestEven);
       }
       failures += bad;
     });
     const double s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-            .count();
-    std::printf("reference vs oracle, %s: %.0f s\n",
-                std::string(f.name).c_str(), s);
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("reference vs oracle, %s: %.0f s\n", std::string(f.name).c_str(), s);
     EXPECT_EQ(failures.load(), 0u) << f.name;
   }
 }
 
 TEST(Float32Exhaustive, FastPathMatchesTheOracleOnEveryFloat32InEveryMode) {
-  for (const FormatTraits &f : all_formats()) {
+  for (const FormatTraits& f : all_formats()) {
     const auto start = std::chrono::steady_clock::now();
     const testing::OracleFormat o = testing::oracle_format(f);
     // Slot 0 of each 32-element block is an anchor whose FLOOR scale is 2^0;
@@ -90,8 +87,8 @@ TEST(Float32Exhaustive, FastPathMatchesTheOracleOnEveryFloat32InEveryMode) {
     // checked against the oracle alone.
     const float anchor = std::ldexp(1.0f, f.emax);
     std::atomic<uint64_t> failures{0};
-    for (Rounding mode : {Rounding::kNearestEven, Rounding::kNearestAway,
-                          Rounding::kTowardZero, Rounding::kStochastic}) {
+    for (Rounding mode : {Rounding::kNearestEven, Rounding::kNearestAway, Rounding::kTowardZero,
+                          Rounding::kStochastic}) {
       QuantSpec spec;
       spec.format = f.format;
       spec.rounding = mode;
@@ -104,8 +101,7 @@ TEST(Float32Exhaustive, FastPathMatchesTheOracleOnEveryFloat32InEveryMode) {
           for (int s = 0; s < 31; ++s, ++b) {
             float x = b < last ? std::bit_cast<float>(uint32_t(b)) : 0.0f;
             // Values above the anchor would move the scale; fold them below it.
-            if (!std::isfinite(x) || std::fabs(x) > anchor)
-              x = std::fmod(x, anchor);
+            if (!std::isfinite(x) || std::fabs(x) > anchor) x = std::fmod(x, anchor);
             v.push_back(std::isfinite(x) ? x : 0.0f);
           }
         }
@@ -119,20 +115,17 @@ TEST(Float32Exhaustive, FastPathMatchesTheOracleOnEveryFloat32InEveryMode) {
         uint64_t bad = 0;
         for (size_t i = 0; i < v.size(); ++i) {
           const uint32_t u = stochastic_bits(key, i);
-          bad += got.scales[i / 32] != 0x7F ||
-                 codes[i] != testing::oracle_encode(o, v[i], mode, u);
+          bad += got.scales[i / 32] != 0x7F || codes[i] != testing::oracle_encode(o, v[i], mode, u);
         }
         failures += bad;
       });
     }
     const double s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-            .count();
-    std::printf("fast path vs oracle, %s, 4 modes: %.0f s\n",
-                std::string(f.name).c_str(), s);
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("fast path vs oracle, %s, 4 modes: %.0f s\n", std::string(f.name).c_str(), s);
     EXPECT_EQ(failures.load(), 0u) << f.name;
   }
 }
 
-} // namespace
-} // namespace mx
+}  // namespace
+}  // namespace mx
