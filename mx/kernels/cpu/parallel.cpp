@@ -1,10 +1,115 @@
 #include "mx/kernels/cpu/parallel.h"
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 namespace mx::cpu {
+namespace {
+
+thread_local bool t_in_worker = false;
+
+// Threads that live as long as the process, so that a parallel loop costs a wake-up instead
+// of creating and joining threads: a training step of a small model runs about a thousand
+// loops, and thread creation was a large part of its time.
+//
+// One loop runs at a time. A loop started while another runs (from a worker, or from a second
+// caller thread) is refused and its caller runs the chunks itself; results do not change,
+// because the chunks are the same whoever runs them.
+class WorkerPool {
+ public:
+  static WorkerPool& instance() {
+    static WorkerPool pool;
+    return pool;
+  }
+
+  // Runs chunk(0) .. chunk(count - 1) on the calling thread and the workers; false (having run
+  // nothing) when the pool is busy.
+  bool run(int64_t count, const std::function<void(int64_t)>& chunk) {
+    if (t_in_worker || threads_.empty()) return false;
+    std::unique_lock<std::mutex> dispatch(dispatch_, std::try_to_lock);
+    if (!dispatch.owns_lock()) return false;
+    {
+      std::unique_lock<std::mutex> lock(m_);
+      // No worker may still be inside the previous loop's drain() when its state is replaced.
+      done_.wait(lock, [&] { return active_ == 0; });
+      chunk_ = &chunk;
+      count_ = count;
+      next_.store(0);
+      finished_ = 0;
+      ++generation_;
+    }
+    wake_.notify_all();
+    const int64_t done = drain();
+    std::unique_lock<std::mutex> lock(m_);
+    finished_ += done;
+    done_.wait(lock, [&] { return finished_ == count_; });
+    return true;
+  }
+
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+ private:
+  WorkerPool() {
+    const unsigned n = std::max(1u, std::thread::hardware_concurrency()) - 1;
+    for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { work(); });
+  }
+
+  ~WorkerPool() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+
+  // Runs chunks until none is left; returns how many this thread ran.
+  int64_t drain() {
+    int64_t done = 0;
+    for (int64_t i = next_.fetch_add(1); i < count_; i = next_.fetch_add(1)) {
+      (*chunk_)(i);
+      ++done;
+    }
+    return done;
+  }
+
+  void work() {
+    t_in_worker = true;
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(m_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      ++active_;
+      lock.unlock();
+      const int64_t done = drain();
+      lock.lock();
+      finished_ += done;
+      --active_;
+      done_.notify_all();
+    }
+  }
+
+  std::mutex dispatch_;  // held by the thread running a loop
+  std::mutex m_;         // guards everything below but next_
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> threads_;
+  const std::function<void(int64_t)>* chunk_ = nullptr;
+  int64_t count_ = 0;
+  std::atomic<int64_t> next_{0};
+  int64_t finished_ = 0;
+  int active_ = 0;  // workers inside drain()
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+}  // namespace
 
 int resolve_thread_count(int requested) {
   if (requested > 0) return requested;
@@ -20,16 +125,16 @@ void parallel_for(int64_t n, int64_t align, int threads,
     fn(0, n);
     return;
   }
+  // The ranges depend on `workers` only, never on which thread runs them.
   const int64_t per_worker = (units + workers - 1) / workers;
-  std::vector<std::thread> pool;
-  pool.reserve(workers - 1);
-  for (int64_t w = 1; w < workers; ++w) {
+  const std::function<void(int64_t)> chunk = [&](int64_t w) {
     const int64_t begin = std::min(n, w * per_worker * align);
     const int64_t end = std::min(n, (w + 1) * per_worker * align);
-    if (begin < end) pool.emplace_back(fn, begin, end);
+    if (begin < end) fn(begin, end);
+  };
+  if (!WorkerPool::instance().run(workers, chunk)) {
+    for (int64_t w = 0; w < workers; ++w) chunk(w);
   }
-  fn(0, std::min(n, per_worker * align));
-  for (std::thread& t : pool) t.join();
 }
 
 }  // namespace mx::cpu
