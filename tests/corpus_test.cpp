@@ -15,7 +15,9 @@ namespace fs = std::filesystem;
 class CorpusTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::path(::testing::TempDir()) / "mx_corpus_test";
+    // One folder per test: ctest runs the tests of this suite as parallel processes.
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    root_ = fs::path(::testing::TempDir()) / (std::string("mx_corpus_test_") + info->name());
     fs::remove_all(root_);
     paths_ = {root_ / "data", root_ / "cache"};
     write(paths_.data_dir / "tinyshakespeare" / "input.txt", "First Citizen:\n");

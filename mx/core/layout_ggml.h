@@ -4,8 +4,12 @@
 //
 // The nibbles are E2M1 codes with the same bit meaning as ours (sign in bit 3); ggml keeps them
 // as indices into a table of doubled values and halves the scale instead, which decodes the same.
-// The one decoding difference: ggml reads scale byte 0xFF as +Inf, we read it as NaN. The
-// conversion copies bytes and is unaffected.
+// Decoding differs in two places, checked against ggml's own reader and to_float:
+//   - scale byte 0xFF (a block holding NaN or Inf): we decode every element as NaN; ggml takes
+//     the byte as the finite 2^127 and multiplies, so code 0 gives 0, ±0.5 gives ±2^127 and
+//     larger codes give ±Inf;
+//   - code 0x8 (-0): we decode -0.0, ggml's table +0.0.
+// The conversion copies bytes and is unaffected.
 #pragma once
 
 #include <cstdint>

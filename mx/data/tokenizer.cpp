@@ -1,5 +1,6 @@
 #include "mx/data/tokenizer.h"
 
+#include "mx/data/byte_tokenizer.h"
 #include "mx/data/gpt2_tokenizer.h"
 #include "mx/data/llama2c_tokenizer.h"
 #include "mx/data/sentencepiece_tokenizer.h"
@@ -20,6 +21,10 @@ std::string load_tokenizer(std::string_view spec, const DataPaths& paths,
                            std::unique_ptr<Tokenizer>* out) {
   namespace fs = std::filesystem;
   fs::path path(spec);
+  if (spec == "bytes") {
+    *out = make_byte_tokenizer();
+    return "";
+  }
   if (spec == "gpt2") {
     if (paths.data_dir.empty()) {
       return "tokenizer 'gpt2' is looked up in MX_DATA_DIR, which is not set";

@@ -23,7 +23,7 @@ class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
 
-  // "sentencepiece", "gpt2" or "llama2c".
+  // "sentencepiece", "gpt2", "llama2c" or "bytes".
   virtual std::string_view kind() const = 0;
   virtual uint32_t vocab_size() const = 0;
   virtual std::vector<uint32_t> encode(std::string_view text) const = 0;
@@ -43,6 +43,7 @@ std::string check_ids(const Tokenizer& tokenizer, std::span<const uint32_t> ids)
 //   *.bin                      a llama2.c tokenizer file (e.g. tok512.bin)
 //   a folder or encoder.json   GPT-2 (encoder.json and vocab.bpe side by side)
 //   "gpt2"                     GPT-2 from paths.data_dir/gpt2
+//   "bytes"                    one token per byte (byte_tokenizer.h)
 std::string load_tokenizer(std::string_view spec, const DataPaths& paths,
                            std::unique_ptr<Tokenizer>* out);
 

@@ -96,15 +96,13 @@ const Llama2cTensor* Llama2cCheckpoint::find(const std::string& name) const {
   return nullptr;
 }
 
-std::string read_llama2c(const std::string& path, Llama2cCheckpoint* out) {
-  out->tensors_.clear();
-  out->config_ = {};
-  out->mapping_.close();
-  MappedFile map;
-  if (auto e = map.open(path); !e.empty()) return e;
-  const auto file = map.bytes();
+namespace {
+
+// Lays out the arrays of `file` into `config` and `tensors`; errors name no path.
+std::string parse_into(std::span<const uint8_t> file, Llama2cConfig* config,
+                       std::vector<Llama2cTensor>* tensors) {
   if (file.size() < kHeaderBytes) {
-    return cat(path, ": file of ", file.size(), " bytes is shorter than the 28-byte header");
+    return cat("file of ", file.size(), " bytes is shorter than the 28-byte header");
   }
   int32_t h[7];
   std::memcpy(h, file.data(), sizeof h);
@@ -115,12 +113,11 @@ std::string read_llama2c(const std::string& path, Llama2cCheckpoint* out) {
   c.n_heads = h[3];
   c.n_kv_heads = h[4];
   c.shared_classifier = h[5] > 0;
-  if (h[5] == INT32_MIN) return cat(path, ": llama2.c header: vocab_size ", h[5], " is invalid");
+  if (h[5] == INT32_MIN) return cat("llama2.c header: vocab_size ", h[5], " is invalid");
   c.vocab_size = h[5] < 0 ? -h[5] : h[5];
   c.seq_len = h[6];
-  if (h[5] == 0) return cat(path, ": llama2.c header: vocab_size = 0 is not positive");
-  if (auto e = validate(c); !e.empty()) return cat(path, ": ", e);
-  std::vector<Llama2cTensor> tensors;
+  if (h[5] == 0) return "llama2.c header: vocab_size = 0 is not positive";
+  if (auto e = validate(c); !e.empty()) return e;
   uint64_t offset = kHeaderBytes;
   for (auto& l : layout_of(c)) {
     uint64_t n = 0;
@@ -128,8 +125,8 @@ std::string read_llama2c(const std::string& path, Llama2cCheckpoint* out) {
     const uint64_t end = offset + n * 4;
     if (end > file.size()) {
       return cat(
-          path, ": file of ", file.size(), " bytes is truncated: '", l.name, "' needs bytes ",
-          offset, "..", end, " (the header implies ",
+          "file of ", file.size(), " bytes is truncated: '", l.name, "' needs bytes ", offset, "..",
+          end, " (the header implies ",
           [&] {
             uint64_t t = 0;
             implied_bytes(c, &t);
@@ -143,19 +140,49 @@ std::string read_llama2c(const std::string& path, Llama2cCheckpoint* out) {
     t.data = std::span<const float>(reinterpret_cast<const float*>(file.data() + offset),
                                     static_cast<size_t>(n));
     t.file_offset = offset;
-    tensors.push_back(std::move(t));
+    tensors->push_back(std::move(t));
     offset = end;
   }
-  out->mapping_ = std::move(map);
+  *config = c;
+  return "";
+}
+
+}  // namespace
+
+std::string parse_llama2c(std::span<const uint8_t> file, Llama2cCheckpoint* out) {
+  out->tensors_.clear();
+  out->config_ = {};
+  out->mapping_.close();
+  Llama2cConfig c;
+  std::vector<Llama2cTensor> tensors;
+  if (auto e = parse_into(file, &c, &tensors); !e.empty()) return e;
   out->config_ = c;
   out->tensors_ = std::move(tensors);
   return "";
 }
 
-std::string llama2c_to_safetensors(const Llama2cCheckpoint& ckpt, const std::string& path) {
+std::string read_llama2c(const std::string& path, Llama2cCheckpoint* out) {
+  out->tensors_.clear();
+  out->config_ = {};
+  out->mapping_.close();
+  MappedFile map;
+  if (auto e = map.open(path); !e.empty()) return e;
+  Llama2cConfig c;
+  std::vector<Llama2cTensor> tensors;
+  if (auto e = parse_into(map.bytes(), &c, &tensors); !e.empty()) return cat(path, ": ", e);
+  out->mapping_ = std::move(map);  // the spans stay valid: the mapping itself does not move
+  out->config_ = c;
+  out->tensors_ = std::move(tensors);
+  return "";
+}
+
+std::string llama2c_named_tensors(const Llama2cCheckpoint& ckpt, std::vector<TensorToWrite>* out,
+                                  std::map<std::string, std::string>* metadata) {
+  out->clear();
+  metadata->clear();
   const Llama2cConfig& c = ckpt.config();
   if (ckpt.tensors().empty()) return "llama2.c checkpoint is empty (not read)";
-  std::vector<TensorToWrite> list;
+  std::vector<TensorToWrite>& list = *out;
   auto as_bytes = [](std::span<const float> f) {
     return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(f.data()), f.size() * 4);
   };
@@ -188,7 +215,7 @@ std::string llama2c_to_safetensors(const Llama2cCheckpoint& ckpt, const std::str
   }
   whole("rms_final", "model.norm.weight");
   if (!c.shared_classifier) whole("wcls", "lm_head.weight");
-  std::map<std::string, std::string> meta = {
+  *metadata = {
       {"format", "pt"},
       {"llama2c.rope", "interleaved"},
       {"llama2c.dim", std::to_string(c.dim)},
@@ -200,6 +227,13 @@ std::string llama2c_to_safetensors(const Llama2cCheckpoint& ckpt, const std::str
       {"llama2c.seq_len", std::to_string(c.seq_len)},
       {"llama2c.shared_classifier", c.shared_classifier ? "true" : "false"},
   };
+  return "";
+}
+
+std::string llama2c_to_safetensors(const Llama2cCheckpoint& ckpt, const std::string& path) {
+  std::vector<TensorToWrite> list;
+  std::map<std::string, std::string> meta;
+  if (std::string e = llama2c_named_tensors(ckpt, &list, &meta); !e.empty()) return e;
   return write_safetensors(path, list, meta);
 }
 

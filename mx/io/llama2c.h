@@ -14,11 +14,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "mx/io/mapped_file.h"
+#include "mx/io/safetensors.h"
 
 namespace mx::io {
 
@@ -56,6 +58,7 @@ class Llama2cCheckpoint {
 
  private:
   friend std::string read_llama2c(const std::string& path, Llama2cCheckpoint* out);
+  friend std::string parse_llama2c(std::span<const uint8_t> file, Llama2cCheckpoint* out);
 
   MappedFile mapping_;
   Llama2cConfig config_;
@@ -64,6 +67,9 @@ class Llama2cCheckpoint {
 
 // Maps the file and lays out the arrays; the floats are read in place.
 std::string read_llama2c(const std::string& path, Llama2cCheckpoint* out);
+// A whole file in memory, which the caller keeps alive while `*out` is used. The arrays are read
+// in place, so `file` must be aligned for float (as a mapping or a heap buffer is).
+std::string parse_llama2c(std::span<const uint8_t> file, Llama2cCheckpoint* out);
 
 // Writes the weights as F32 safetensors under Llama names, one tensor per layer:
 //   model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.weight,
@@ -77,5 +83,10 @@ std::string read_llama2c(const std::string& path, Llama2cCheckpoint* out);
 // "llama2c.n_kv_heads", "llama2c.vocab_size", "llama2c.seq_len" (decimal),
 // "llama2c.shared_classifier" ("true"/"false").
 std::string llama2c_to_safetensors(const Llama2cCheckpoint& ckpt, const std::string& path);
+
+// The tensors and metadata llama2c_to_safetensors writes, without writing them: the spans
+// point into `ckpt`'s mapping.
+std::string llama2c_named_tensors(const Llama2cCheckpoint& ckpt, std::vector<TensorToWrite>* out,
+                                  std::map<std::string, std::string>* metadata);
 
 }  // namespace mx::io

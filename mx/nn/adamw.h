@@ -41,8 +41,12 @@ class AdamW {
   // One update with learning rate lr; the bias corrections use the update count.
   void step(Params& params, float lr);
   int64_t steps() const { return t_; }
+  // For restoring a checkpoint: the update count and the moments.
+  void set_steps(int64_t t) { t_ = t; }
   std::vector<float>& m() { return m_; }
   std::vector<float>& v() { return v_; }
+  const std::vector<float>& m() const { return m_; }
+  const std::vector<float>& v() const { return v_; }
 
  private:
   AdamWConfig config_;

@@ -1,6 +1,8 @@
 #include "mx/nn/recipe.h"
 
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace mx::nn {
 namespace {
@@ -153,6 +155,57 @@ std::string parse_recipe_json(std::string_view json_text, Recipe* out) {
   }
   *out = std::move(r);
   return "";
+}
+
+std::string recipe_from_spec(std::string_view spec, Recipe* out) {
+  if (std::optional<Recipe> preset = recipe_preset(spec)) {
+    *out = *preset;
+    return "";
+  }
+  std::ifstream in{std::string(spec)};
+  if (!in) {
+    std::string names;
+    for (std::string_view n : recipe_preset_names()) {
+      names += names.empty() ? "" : ", ";
+      names += n;
+    }
+    std::string e = "unknown recipe '";
+    e += spec;
+    e += "' (not a preset: ";
+    e += names;
+    e += "; nor a readable JSON file)";
+    return e;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (std::string e = parse_recipe_json(text.str(), out); !e.empty()) {
+    std::string where(spec);
+    where += ": ";
+    return where + e;
+  }
+  return "";
+}
+
+std::string recipe_to_json(const Recipe& recipe) {
+  nlohmann::json j = nlohmann::json::object();
+  j["name"] = recipe.name;
+  for (const RoleRef& role : kRoles) {
+    const OperandCast& c = recipe.*role.member;
+    if (c.kind != OperandCast::Kind::kMx) {
+      j[std::string(role.name)] = c.kind == OperandCast::Kind::kBF16 ? "bf16" : "fp32";
+      continue;
+    }
+    nlohmann::json spec = nlohmann::json::object();
+    spec["format"] = std::string(traits(c.spec.format).mx_name);
+    spec["block"] = c.spec.block_size;
+    spec["scale"] = std::string(scale_rule_name(c.spec.scale_rule));
+    spec["round"] = std::string(rounding_name(c.spec.rounding));
+    spec["seed"] = c.spec.seed;
+    spec["asym"] = c.spec.asymmetric;
+    j[std::string(role.name)] = spec;
+  }
+  j["bf16_vector_ops"] = recipe.bf16_vector_ops;
+  return j.dump();
 }
 
 std::string describe(const Recipe& recipe) {

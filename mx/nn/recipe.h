@@ -59,6 +59,12 @@ Recipe forward_only(const Recipe& recipe);
 // Parses a recipe from JSON text (see docs/NUMERICS.md for the schema). Returns "" or a reason.
 std::string parse_recipe_json(std::string_view json_text, Recipe* out);
 
+// A preset name, else the path of a JSON recipe file.
+std::string recipe_from_spec(std::string_view spec, Recipe* out);
+
+// JSON that parse_recipe_json reads back into the same recipe (every role written out).
+std::string recipe_to_json(const Recipe& recipe);
+
 std::string describe(const Recipe& recipe);
 
 }  // namespace mx::nn

@@ -74,8 +74,8 @@ std::string draw_line_plot(const LinePlot& plot, const std::string& png_path) {
     }
     files.push_back("series" + std::to_string(i) + ".dat");
     data.push_back(rows.str());
-    script << (i ? ", " : "") << quoted(files.back()) << " using 1:2 with linespoints title "
-           << quoted(s.title);
+    script << (i ? ", " : "") << quoted(files.back()) << " using 1:2 with "
+           << (s.points ? "linespoints" : "lines") << " title " << quoted(s.title);
   }
   script << "\n";
   return run_gnuplot(script.str(), files, data, png_path);

@@ -11,6 +11,7 @@ namespace mx::study {
 struct Series {
   std::string title;
   std::vector<double> x, y;
+  bool points = true;  // mark each point; false: a plain line (for long series)
 };
 
 struct LinePlot {

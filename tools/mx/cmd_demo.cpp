@@ -1,20 +1,31 @@
-// `mx demo`: the main job. A short tour: the format table, then every format under each of the
-// four scale rules on synthetic tensors, with RMSE, SQNR and bits per element.
+// `mx demo`: the main job, the MX paper in small (mx/train/small_paper.h): a tiny GPT trained
+// from scratch under several recipes, then the FP32 model cast directly to four MX formats,
+// with both tables, a loss-curve plot and a JSON of the figures. `mx demo --synthetic` is the
+// quick tour instead: the format table, then every format under each of the four scale rules
+// on synthetic tensors, with RMSE, SQNR and bits per element.
 #include <fmt/format.h>
 
+#include <cmath>
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "mx/core/format.h"
 #include "mx/study/synthetic.h"
+#include "mx/train/small_paper.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/progress.h"
 
 namespace mx::tools {
 namespace {
 
 struct DemoOptions {
+  bool synthetic = false;
+  bool json = false;
   int64_t count = 1 << 20;
   uint64_t seed = 1;
   int threads = 0;
+  train::SmallPaperOptions paper;
 };
 
 constexpr ScaleRule kRules[] = {ScaleRule::kFloor, ScaleRule::kCeil, ScaleRule::kEven,
@@ -41,7 +52,7 @@ void print_distribution(study::Distribution d, const DemoOptions& o) {
   }
 }
 
-void run_demo(const DemoOptions& o) {
+void run_synthetic_tour(const DemoOptions& o) {
   fmt::print("mxkit: OCP Microscaling formats\n\n");
   print_formats_table();
   fmt::print("\nQuantizing synthetic tensors with every format under each scale rule.\n");
@@ -53,17 +64,99 @@ void run_demo(const DemoOptions& o) {
   }
 }
 
+std::string run_paper_demo(const DemoOptions& o) {
+  train::SmallPaperOptions p = o.paper;
+  p.seed = o.seed;
+  p.threads = o.threads;
+  p.paths = data::data_paths_from_environment();
+  if (!o.json) fmt::print("mxkit demo: the MX paper in small\n");
+  if (!o.json)
+    fmt::print(
+        "A tiny GPT ({} preset, byte vocabulary) trained on {} for {} steps of {} x 64 "
+        "tokens\nunder each recipe, then the FP32 model cast directly to MX formats.\n\n",
+        p.model, p.data, p.steps, p.batch);
+  std::unique_ptr<Progress> progress;
+  std::string current;
+  train::SmallPaperCallbacks callbacks;
+  callbacks.on_message = [&](const std::string& line) {
+    if (progress) progress->finish();
+    fmt::print(stderr, "{}\n", line);
+  };
+  callbacks.on_step = [&](const std::string& recipe, int64_t step, int64_t total, float loss) {
+    if (recipe != current || !progress) {
+      progress = std::make_unique<Progress>(fmt::format("{} steps", recipe), total);
+      current = recipe;
+    }
+    progress->update(step, fmt::format("loss {:.4f}", loss));
+  };
+  train::SmallPaperResult r;
+  if (std::string e = train::run_small_paper(p, callbacks, &r); !e.empty()) return e;
+  if (progress) progress->finish();
+  if (o.json) {
+    std::ifstream in(r.json_path);
+    std::stringstream text;
+    text << in.rdbuf();
+    fmt::print("{}", text.str());
+    return "";
+  }
+  const double fp32 = r.trained.front().val_loss;
+  fmt::print("\n1. Training from scratch ({} parameters, same seed and schedule)\n", r.parameters);
+  fmt::print("  {:<16} {:>10} {:>10} {:>10} {:>9}\n", "recipe", "val loss",
+             fmt::format("vs {}", r.trained.front().recipe), "train loss", "tokens/s");
+  for (const train::TrainedRecipe& t : r.trained) {
+    fmt::print("  {:<16} {:>10.4f} {:>+10.4f} {:>10.4f} {:>9.0f}\n", t.recipe, t.val_loss,
+               t.val_loss - fp32, t.train_loss, t.tokens_per_s);
+  }
+  fmt::print("\n2. Direct cast of the {} model (no retraining), {} validation tokens\n",
+             r.trained.front().recipe, r.cast.empty() ? 0 : r.cast.front().result.tokens);
+  fmt::print("  {:<16} {:>10} {:>10} {:>10} {:>7}\n", "format", "loss", "ppl", "KL", "top-1");
+  if (!r.cast.empty()) {
+    const double ref = r.cast.front().result.reference_loss;
+    fmt::print("  {:<16} {:>10.4f} {:>10.3f} {:>10} {:>7}\n", "fp32", ref, std::exp(ref), "-", "-");
+  }
+  for (const train::CastRecipe& c : r.cast) {
+    fmt::print("  {:<16} {:>10.4f} {:>10.3f} {:>10.2e} {:>6.1f}%\n", c.recipe, c.result.loss,
+               c.result.ppl, c.result.kl, 100 * c.result.top1);
+  }
+  fmt::print(
+      "\nOutputs in {}:\n  loss.png      loss curves of every run\n"
+      "  results.json  both tables\n  runs/<recipe>/  log.csv, checkpoint and "
+      "model.safetensors of each run\n",
+      p.out_dir);
+  return "";
+}
+
 }  // namespace
 
 void register_demo(CLI::App& app) {
   static DemoOptions options;
   CLI::App* cmd = app.add_subcommand(
-      "demo", "A short tour: formats, then every format x scale rule on synthetic tensors");
-  cmd->add_option("--count", options.count, "Values per synthetic tensor")
+      "demo", "The MX paper in small: train a tiny GPT per recipe, then cast it directly");
+  cmd->add_flag("--synthetic", options.synthetic,
+                "Instead: every format x scale rule on synthetic tensors");
+  cmd->add_option("--data", options.paper.data, "Corpus to train on")->capture_default_str();
+  cmd->add_option("--steps", options.paper.steps, "Training steps per recipe")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+      ->capture_default_str();
+  cmd->add_option("--batch", options.paper.batch, "Sequences per step")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("-o,--out", options.paper.out_dir, "Output folder")->capture_default_str();
+  cmd->add_flag("--json", options.json, "Print the figures (results.json) instead of tables");
+  cmd->add_option("--count", options.count, "Values per synthetic tensor (--synthetic)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 28));
-  cmd->add_option("--seed", options.seed, "Seed of the synthetic tensors");
+  cmd->add_option("--seed", options.seed, "Seed of the runs (or of the synthetic tensors)");
   cmd->add_option("--threads", options.threads, "Threads (0: all)")->check(CLI::NonNegativeNumber);
-  cmd->callback([] { run_demo(options); });
+  cmd->callback([] {
+    if (options.synthetic) {
+      run_synthetic_tour(options);
+      return;
+    }
+    if (std::string e = run_paper_demo(options); !e.empty()) {
+      fmt::print(stderr, "mx demo: error: {}\n", e);
+      set_exit_code(2);
+    }
+  });
 }
 
 }  // namespace mx::tools

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <regex>
 
 #include "mx/core/block_grid.h"
@@ -23,6 +24,7 @@ struct SweepOptions {
   std::string only, skip;
   int64_t sample = 1 << 18;
   int threads = 0;
+  bool json = false;
 };
 
 std::optional<DType> float_dtype(const std::string& safetensors_dtype) {
@@ -102,6 +104,14 @@ std::string run_sweep_command(const SweepOptions& o) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   fmt::print(stderr, "\n");
   if (std::string e = study::write_sweep_report(cells, o.out_dir); !e.empty()) return e;
+  if (o.json) {
+    fmt::print(
+        "{{\"tensors\":{},\"parameters\":{},\"values\":{},\"cells\":{},\"seconds\":{:.3f},"
+        "\"out\":{},\"best\":{}}}\n",
+        tensors.size(), parameters, swept, cells.size(), seconds, nlohmann::json(o.out_dir).dump(),
+        study::sweep_json(study::best_per_bit_budget(cells)));
+    return "";
+  }
   fmt::print("Best configuration per bit budget ({} cells, {:.1f} s):\n{}", cells.size(), seconds,
              study::sweep_summary(cells));
   fmt::print(
@@ -125,6 +135,8 @@ void register_sweep(CLI::App& app) {
                   "Values kept per tensor, as groups of 64 whole rows (0: all)")
       ->capture_default_str();
   cmd->add_option("--threads", options.threads, "Threads (0: all)")->check(CLI::Range(0, 1024));
+  cmd->add_flag("--json", options.json,
+                "Print the timing and the best cell per bit budget as one JSON object");
   cmd->callback([] {
     if (std::string e = run_sweep_command(options); !e.empty()) {
       fmt::print(stderr, "mx sweep: error: {}\n", e);

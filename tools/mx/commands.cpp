@@ -19,6 +19,13 @@ void register_commands(CLI::App& app) {
   register_sweep(app);
   register_tokenizer(app);
   register_cast(app);
+  register_train(app);
+  register_eval(app);
+  register_generate(app);
+  register_plot(app);
+  register_quantize(app);
+  register_dequantize(app);
+  register_inspect(app);
 }
 
 }  // namespace mx::tools

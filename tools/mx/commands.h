@@ -14,6 +14,13 @@ void register_info(CLI::App& app);
 void register_sweep(CLI::App& app);
 void register_tokenizer(CLI::App& app);
 void register_cast(CLI::App& app);
+void register_train(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_plot(CLI::App& app);
+void register_quantize(CLI::App& app);
+void register_dequantize(CLI::App& app);
+void register_inspect(CLI::App& app);
 
 // The element-format trait table, as `mx formats` prints it.
 void print_formats_table();

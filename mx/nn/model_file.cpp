@@ -1,0 +1,238 @@
+#include "mx/nn/model_file.h"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "mx/core/dtype.h"
+#include "mx/io/cat.h"
+#include "mx/io/llama2c.h"
+#include "mx/io/mx_safetensors.h"
+#include "mx/io/safetensors.h"
+#include "mx/kernels/cpu/quantize.h"
+#include "mx/nn/cpu/cpu_backend.h"
+
+namespace mx::nn {
+namespace {
+
+using io::cat;
+using nlohmann::json;
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+std::optional<DType> float_dtype(const std::string& name) {
+  if (name == "F32") return DType::kF32;
+  if (name == "BF16") return DType::kBF16;
+  if (name == "F16") return DType::kF16;
+  return std::nullopt;
+}
+
+// The config of a file llama2c_to_safetensors wrote.
+std::string config_from_llama2c_metadata(const std::map<std::string, std::string>& meta,
+                                         ModelConfig* c) {
+  auto number = [&](const char* key, int64_t* v) {
+    auto it = meta.find(std::string("llama2c.") + key);
+    if (it == meta.end()) return cat("metadata llama2c.", key, " is missing");
+    try {
+      *v = std::stoll(it->second);
+    } catch (const std::exception&) {
+      return cat("metadata llama2c.", key, " is not a number");
+    }
+    return std::string();
+  };
+  c->arch = Arch::kLlama;
+  for (auto [key, field] : {std::pair{"dim", &c->dim},
+                            {"hidden_dim", &c->hidden},
+                            {"n_layers", &c->n_layers},
+                            {"n_heads", &c->n_heads},
+                            {"n_kv_heads", &c->n_kv_heads},
+                            {"vocab_size", &c->vocab},
+                            {"seq_len", &c->seq_len}}) {
+    if (std::string e = number(key, field); !e.empty()) return e;
+  }
+  auto shared = meta.find("llama2c.shared_classifier");
+  c->tied = shared == meta.end() || shared->second != "false";
+  return validate(*c);
+}
+
+ModelConfig config_from_llama2c(const io::Llama2cConfig& l) {
+  ModelConfig c;
+  c.arch = Arch::kLlama;
+  c.vocab = l.vocab_size, c.dim = l.dim, c.n_layers = l.n_layers, c.n_heads = l.n_heads;
+  c.n_kv_heads = l.n_kv_heads, c.hidden = l.hidden_dim, c.seq_len = l.seq_len;
+  c.tied = l.shared_classifier;
+  return c;
+}
+
+// Fills every parameter of `model` from the named tensors: plain float tensors, or MX tensors
+// (NAME.blocks/.scales with "mx.NAME" metadata) dequantized to F32.
+std::string fill_params(const std::vector<io::SafetensorsTensor>& tensors,
+                        const io::SafetensorsFile* file, Model* model) {
+  std::map<std::string, const io::SafetensorsTensor*> by_name;
+  for (const io::SafetensorsTensor& t : tensors) by_name[t.name] = &t;
+  Params& params = model->params();
+  for (const ParamView& v : params.views()) {
+    float* dst = params.data() + v.offset;
+    auto it = by_name.find(v.name);
+    if (it == by_name.end()) {
+      if (file != nullptr && file->metadata().count(io::mx_metadata_key(v.name)) != 0) {
+        MxTensor t;
+        if (std::string e = io::load_mx_tensor(*file, v.name, &t); !e.empty()) return e;
+        if (t.shape != v.shape) {
+          return cat("tensor ", v.name, " has shape ", shape_text(t.shape), ", the model needs ",
+                     shape_text(v.shape));
+        }
+        if (std::string e = mx::cpu::dequantize(t, DType::kF32, dst); !e.empty()) return e;
+        continue;
+      }
+      return cat("tensor ", v.name, " is missing");
+    }
+    const io::SafetensorsTensor& t = *it->second;
+    if (t.shape != v.shape) {
+      return cat("tensor ", v.name, " has shape ", shape_text(t.shape), ", the model needs ",
+                 shape_text(v.shape));
+    }
+    const std::optional<DType> dtype = float_dtype(t.dtype);
+    if (!dtype) return cat("tensor ", v.name, " has dtype ", t.dtype, ", not F32, BF16 or F16");
+    for (int64_t i = 0; i < v.size; ++i) dst[i] = load_as_float(t.bytes.data(), *dtype, i);
+  }
+  return "";
+}
+
+std::string load_llama2c_bin(const std::string& path, LoadedModel* out, int threads) {
+  io::Llama2cCheckpoint ckpt;
+  if (std::string e = io::read_llama2c(path, &ckpt); !e.empty()) return e;
+  std::vector<io::TensorToWrite> named;
+  std::map<std::string, std::string> meta;
+  if (std::string e = io::llama2c_named_tensors(ckpt, &named, &meta); !e.empty()) return e;
+  const ModelConfig config = config_from_llama2c(ckpt.config());
+  if (std::string e = validate(config); !e.empty()) return e;
+  std::vector<io::SafetensorsTensor> tensors;
+  for (const io::TensorToWrite& t : named) tensors.push_back({t.name, t.dtype, t.shape, t.bytes});
+  auto model = std::make_unique<Model>(config, std::make_unique<CpuBackend>(threads));
+  if (std::string e = fill_params(tensors, nullptr, model.get()); !e.empty()) return e;
+  out->model = std::move(model);
+  out->kind = "llama2c";
+  const std::filesystem::path tok =
+      std::filesystem::path(path).parent_path() / cat("tok", std::to_string(config.vocab), ".bin");
+  std::error_code ec;
+  out->tokenizer = std::filesystem::exists(tok, ec) ? tok.string() : "";
+  return "";
+}
+
+}  // namespace
+
+std::string model_config_to_json(const ModelConfig& c) {
+  json j = json::object();
+  j["arch"] = std::string(arch_name(c.arch));
+  j["vocab"] = c.vocab;
+  j["dim"] = c.dim;
+  j["n_layers"] = c.n_layers;
+  j["n_heads"] = c.n_heads;
+  j["n_kv_heads"] = c.n_kv_heads;
+  j["hidden"] = c.hidden;
+  j["seq_len"] = c.seq_len;
+  j["tied"] = c.tied;
+  return j.dump();
+}
+
+std::string parse_model_config_json(std::string_view text, ModelConfig* out) {
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return "model config is not a JSON object";
+  ModelConfig c;
+  int found = 0;
+  for (const auto& [key, value] : j.items()) {
+    ++found;
+    if (key == "arch") {
+      const std::optional<Arch> arch =
+          value.is_string() ? parse_arch(value.get<std::string>()) : std::nullopt;
+      if (!arch) return "model config: arch must be \"gpt2\" or \"llama\"";
+      c.arch = *arch;
+    } else if (key == "tied") {
+      if (!value.is_boolean()) return "model config: tied must be true or false";
+      c.tied = value.get<bool>();
+    } else {
+      int64_t* field = key == "vocab"        ? &c.vocab
+                       : key == "dim"        ? &c.dim
+                       : key == "n_layers"   ? &c.n_layers
+                       : key == "n_heads"    ? &c.n_heads
+                       : key == "n_kv_heads" ? &c.n_kv_heads
+                       : key == "hidden"     ? &c.hidden
+                       : key == "seq_len"    ? &c.seq_len
+                                             : nullptr;
+      if (field == nullptr) return cat("model config: unknown key \"", key, "\"");
+      if (!value.is_number_integer()) return cat("model config: ", key, " must be an integer");
+      *field = value.get<int64_t>();
+    }
+  }
+  if (found != 9) return "model config: expected the 9 keys arch, vocab, dim, n_layers, ...";
+  if (std::string e = validate(c); !e.empty()) return cat("model config: ", e);
+  *out = c;
+  return "";
+}
+
+std::string save_model_file(const std::string& path, const ModelConfig& config,
+                            const Params& params, std::string_view tokenizer,
+                            const std::map<std::string, std::string>& extra) {
+  std::vector<io::TensorToWrite> tensors;
+  for (const ParamView& v : params.views()) {
+    const auto* bytes = reinterpret_cast<const uint8_t*>(params.data() + v.offset);
+    tensors.push_back({v.name, "F32", v.shape, {bytes, size_t(v.size) * sizeof(float)}});
+  }
+  std::map<std::string, std::string> meta = extra;
+  meta["format"] = "pt";
+  meta[std::string(kModelConfigKey)] = model_config_to_json(config);
+  meta[std::string(kTokenizerKey)] = std::string(tokenizer);
+  return io::write_safetensors(path, tensors, meta);
+}
+
+std::string load_model_file(const std::string& path_in, LoadedModel* out, int threads) {
+  namespace fs = std::filesystem;
+  std::string path = path_in;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) path = (fs::path(path) / "checkpoint.safetensors").string();
+  if (fs::path(path).extension() == ".bin") {
+    if (std::string e = load_llama2c_bin(path, out, threads); !e.empty()) return cat(path, ": ", e);
+    return "";
+  }
+  io::SafetensorsFile file;
+  if (std::string e = io::open_safetensors(path, &file); !e.empty()) return e;
+  const auto& meta = file.metadata();
+  ModelConfig config;
+  auto it = meta.find(std::string(kModelConfigKey));
+  std::string kind = "mxkit";
+  if (it != meta.end()) {
+    if (std::string e = parse_model_config_json(it->second, &config); !e.empty()) {
+      return cat(path, ": ", e);
+    }
+  } else if (meta.count("llama2c.dim") != 0) {
+    if (std::string e = config_from_llama2c_metadata(meta, &config); !e.empty()) {
+      return cat(path, ": ", e);
+    }
+    kind = "llama2c-safetensors";
+  } else {
+    return cat(path, ": no model config (metadata \"mxkit.model\" or \"llama2c.*\")");
+  }
+  auto model = std::make_unique<Model>(config, std::make_unique<CpuBackend>(threads));
+  if (std::string e = fill_params(file.tensors(), &file, model.get()); !e.empty()) {
+    return cat(path, ": ", e);
+  }
+  out->model = std::move(model);
+  out->kind = kind;
+  auto tok = meta.find(std::string(kTokenizerKey));
+  out->tokenizer = tok != meta.end() ? tok->second : "";
+  if (kind == "llama2c-safetensors") {
+    const fs::path guess =
+        fs::path(path).parent_path() / cat("tok", std::to_string(config.vocab), ".bin");
+    if (fs::exists(guess, ec)) out->tokenizer = guess.string();
+  }
+  return "";
+}
+
+}  // namespace mx::nn

@@ -1,0 +1,47 @@
+// Model weights on disk. Every model file mxkit writes is a safetensors file: each parameter
+// as an F32 tensor under its Hugging Face name (params.h), and the "__metadata__" keys
+//   "mxkit.model"      the ModelConfig as compact JSON (model_config_to_json)
+//   "mxkit.tokenizer"  what load_tokenizer needs to rebuild the tokenizer ("bytes", "gpt2", a path)
+// so any safetensors reader can open the weights. (The "mxkit." prefix keeps these apart from
+// the "mx.NAME" keys that describe MX-quantized tensors, mx/io/mx_safetensors.h.)
+//
+// load_model_file reads, besides those files:
+//   - llama2.c checkpoints (*.bin, e.g. stories260K.bin), with the tokenizer tok{vocab}.bin
+//     beside them when present;
+//   - safetensors converted from llama2.c (the "llama2c.*" metadata of llama2c_to_safetensors);
+//   - files whose weights `mx quantize` stored as MX blocks and scales (dequantized on load);
+//   - a training run's folder (its checkpoint.safetensors).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "mx/nn/model.h"
+
+namespace mx::nn {
+
+inline constexpr std::string_view kModelConfigKey = "mxkit.model";
+inline constexpr std::string_view kTokenizerKey = "mxkit.tokenizer";
+
+std::string model_config_to_json(const ModelConfig& config);
+// Unknown or missing keys and invalid sizes (validate) are errors.
+std::string parse_model_config_json(std::string_view json, ModelConfig* out);
+
+// The parameters of `params` as F32 tensors, with "mxkit.model", "mxkit.tokenizer" and `extra`
+// metadata, written atomically.
+std::string save_model_file(const std::string& path, const ModelConfig& config,
+                            const Params& params, std::string_view tokenizer,
+                            const std::map<std::string, std::string>& extra = {});
+
+struct LoadedModel {
+  std::unique_ptr<Model> model;  // on a CpuBackend, recipe fp32
+  std::string tokenizer;         // "" when the file names none
+  std::string kind;              // "mxkit", "llama2c" or "llama2c-safetensors"
+};
+
+// Errors name the file and the problem: a missing tensor, a wrong shape, a non-float dtype.
+std::string load_model_file(const std::string& path, LoadedModel* out, int threads = 0);
+
+}  // namespace mx::nn

@@ -1,0 +1,108 @@
+#include "mx/train/evaluate.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "mx/data/batch_sampler.h"
+
+namespace mx::train {
+namespace {
+
+int64_t batch_count(data::TokenView tokens, const EvalWindow& w) {
+  const int64_t all = data::eval_batch_count(tokens, w.batch, w.seq_len);
+  return w.max_batches > 0 ? std::min(all, w.max_batches) : all;
+}
+
+// log-softmax of one row of logits, in double.
+void log_softmax(const float* logits, int64_t v, std::vector<double>* out) {
+  out->resize(size_t(v));
+  double max = -std::numeric_limits<double>::infinity();
+  for (int64_t i = 0; i < v; ++i) max = std::max(max, double(logits[i]));
+  double sum = 0;
+  for (int64_t i = 0; i < v; ++i) sum += std::exp(double(logits[i]) - max);
+  const double log_z = max + std::log(sum);
+  for (int64_t i = 0; i < v; ++i) (*out)[size_t(i)] = double(logits[i]) - log_z;
+}
+
+int64_t argmax(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i) {
+    if (x[i] > x[best]) best = i;
+  }
+  return best;
+}
+
+}  // namespace
+
+double evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWindow& w) {
+  const int64_t batches = batch_count(tokens, w);
+  double sum = 0;
+  int64_t count = 0;
+  data::Batch batch;
+  for (int64_t i = 0; i < batches; ++i) {
+    if (!data::eval_batch(tokens, w.batch, w.seq_len, i, &batch).empty()) break;
+    const int64_t n = batch.rows * batch.seq_len;
+    sum += double(model.forward(batch.inputs.data(), batch.targets.data(), batch.rows,
+                                batch.seq_len)) *
+           double(n);
+    count += n;
+  }
+  return count > 0 ? sum / double(count) : std::numeric_limits<double>::quiet_NaN();
+}
+
+DirectCastResult direct_cast_eval(nn::Model& model, const nn::Recipe& recipe,
+                                  data::TokenView tokens, const EvalWindow& w) {
+  const nn::Recipe saved = model.recipe();
+  const nn::Recipe reference = *nn::recipe_preset("fp32");
+  const nn::Recipe cast = nn::forward_only(recipe);
+  const int64_t v = model.config().vocab;
+  const int64_t batches = batch_count(tokens, w);
+  DirectCastResult r;
+  double loss_sum = 0, ref_sum = 0, kl_sum = 0;
+  int64_t agree = 0;
+  std::vector<float> ref_logits;
+  std::vector<double> log_p, log_q;
+  data::Batch batch;
+  for (int64_t i = 0; i < batches; ++i) {
+    if (!data::eval_batch(tokens, w.batch, w.seq_len, i, &batch).empty()) break;
+    const int64_t n = batch.rows * batch.seq_len;
+    model.set_recipe(reference);
+    ref_sum += double(model.forward(batch.inputs.data(), batch.targets.data(), batch.rows,
+                                    batch.seq_len)) *
+               double(n);
+    ref_logits.assign(model.logits(), model.logits() + n * v);
+    model.set_recipe(cast);
+    loss_sum += double(model.forward(batch.inputs.data(), batch.targets.data(), batch.rows,
+                                     batch.seq_len)) *
+                double(n);
+    for (int64_t row = 0; row < n; ++row) {
+      const float* p_logits = ref_logits.data() + row * v;
+      const float* q_logits = model.logits() + row * v;
+      log_softmax(p_logits, v, &log_p);
+      log_softmax(q_logits, v, &log_q);
+      double kl = 0;
+      for (int64_t j = 0; j < v; ++j) {
+        kl += std::exp(log_p[size_t(j)]) * (log_p[size_t(j)] - log_q[size_t(j)]);
+      }
+      kl_sum += kl;
+      agree += argmax(p_logits, v) == argmax(q_logits, v) ? 1 : 0;
+    }
+    r.tokens += n;
+  }
+  model.set_recipe(saved);
+  if (r.tokens == 0) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    r.loss = r.ppl = r.kl = r.top1 = r.reference_loss = nan;
+    return r;
+  }
+  const double n = double(r.tokens);
+  r.loss = loss_sum / n;
+  r.ppl = std::exp(r.loss);
+  r.kl = kl_sum / n;
+  r.top1 = double(agree) / n;
+  r.reference_loss = ref_sum / n;
+  return r;
+}
+
+}  // namespace mx::train

@@ -1,0 +1,37 @@
+// Validation figures of a model over a token split, in the windows of data::eval_batch (every
+// token of the first max_batches * batch windows is a target once).
+#pragma once
+
+#include <cstdint>
+
+#include "mx/data/token_shard.h"
+#include "mx/nn/model.h"
+
+namespace mx::train {
+
+struct EvalWindow {
+  int64_t batch = 8;
+  int64_t seq_len = 64;
+  int64_t max_batches = 8;  // <= 0: the whole split
+};
+
+// Mean next-token cross-entropy (nats) under the model's current recipe; NaN when the split
+// holds no window.
+double evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWindow& window);
+
+// Direct-cast evaluation: the model with `recipe`'s forward casts against the same model
+// unquantized (recipe fp32), token by token.
+struct DirectCastResult {
+  double loss = 0;            // cross-entropy with the casts
+  double ppl = 0;             // exp(loss)
+  double kl = 0;              // mean KL(p_fp32 || p_cast), nats
+  double top1 = 0;            // fraction of positions where both argmaxes agree
+  double reference_loss = 0;  // cross-entropy unquantized
+  int64_t tokens = 0;
+};
+
+// Restores the model's recipe before returning.
+DirectCastResult direct_cast_eval(nn::Model& model, const nn::Recipe& recipe,
+                                  data::TokenView tokens, const EvalWindow& window);
+
+}  // namespace mx::train

@@ -1,0 +1,27 @@
+// Text generation: sampling one token at a time with temperature and top-k (nn::sample_token).
+// Each new token re-runs the model over the last seq_len tokens (no key/value cache: the
+// models here are small enough that this costs little and keeps the model code single-path).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "mx/nn/model.h"
+
+namespace mx::train {
+
+struct SampleOptions {
+  int64_t max_new_tokens = 200;
+  float temperature = 0.8f;  // <= 0: greedy
+  int top_k = 40;            // <= 0: the whole vocabulary
+  uint64_t seed = 1;
+  std::vector<uint32_t> stop_tokens;  // generation ends after emitting one of these
+};
+
+// Appends up to max_new_tokens to `tokens` (which must not be empty), calling on_token for
+// each as it is drawn. Returns the number generated.
+int64_t generate(nn::Model& model, std::vector<uint32_t>* tokens, const SampleOptions& options,
+                 const std::function<void(uint32_t)>& on_token = {});
+
+}  // namespace mx::train

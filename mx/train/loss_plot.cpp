@@ -1,0 +1,46 @@
+#include "mx/train/loss_plot.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "mx/io/cat.h"
+#include "mx/study/gnuplot.h"
+#include "mx/train/run_log.h"
+
+namespace mx::train {
+
+std::string plot_loss_curves(const std::vector<RunCurve>& runs, const std::string& png_path,
+                             const std::string& title) {
+  if (runs.empty()) return "no run to plot";
+  study::LinePlot plot;
+  plot.title = title;
+  plot.x_label = "step";
+  plot.y_label = "loss (nats per token)";
+  for (const RunCurve& run : runs) {
+    std::vector<LogRow> rows;
+    const std::string log = (std::filesystem::path(run.run_dir) / kLogFile).string();
+    if (std::string e = read_log(log, &rows); !e.empty()) return e;
+    if (rows.empty()) return io::cat(log, ": no step logged yet");
+    study::Series train{io::cat(run.label, " train"), {}, {}, false};
+    study::Series val{io::cat(run.label, " val"), {}, {}, true};
+    // A centred mean over 11 steps shows the trend through the batch-to-batch noise without
+    // the lag a running average would add.
+    constexpr size_t kHalf = 5;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const size_t lo = i >= kHalf ? i - kHalf : 0, hi = std::min(rows.size(), i + kHalf + 1);
+      double sum = 0;
+      for (size_t j = lo; j < hi; ++j) sum += rows[j].train_loss;
+      train.x.push_back(double(rows[i].step));
+      train.y.push_back(sum / double(hi - lo));
+      if (rows[i].val_loss) {
+        val.x.push_back(double(rows[i].step));
+        val.y.push_back(*rows[i].val_loss);
+      }
+    }
+    plot.series.push_back(std::move(train));
+    if (!val.x.empty()) plot.series.push_back(std::move(val));
+  }
+  return study::draw_line_plot(plot, png_path);
+}
+
+}  // namespace mx::train

@@ -1,0 +1,19 @@
+// One PNG of the loss curves of several training runs (their log.csv): the training loss,
+// smoothed by a centred 11-step mean, as a line per run, and the validation passes as points,
+// drawn by gnuplot (mx/study/gnuplot.h).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace mx::train {
+
+struct RunCurve {
+  std::string label;    // legend title
+  std::string run_dir;  // holds log.csv
+};
+
+std::string plot_loss_curves(const std::vector<RunCurve>& runs, const std::string& png_path,
+                             const std::string& title = "Training loss");
+
+}  // namespace mx::train

@@ -1,0 +1,107 @@
+#include "mx/train/train_config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "mx/io/cat.h"
+#include "mx/nn/model_file.h"
+
+namespace mx::train {
+namespace {
+
+using io::cat;
+using nlohmann::json;
+
+// Reads field `key` of `j` into `*v`, refusing a missing field or a wrong JSON type.
+template <class T>
+std::string get(const json& j, const char* key, T* v) {
+  auto it = j.find(key);
+  if (it == j.end()) return cat("train config: \"", key, "\" is missing");
+  try {
+    *v = it->get<T>();
+  } catch (const json::exception&) {
+    return cat("train config: \"", key, "\" has the wrong type");
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string train_config_to_json(const TrainConfig& c) {
+  json j = json::object();
+  j["model"] = c.model;
+  j["model_config"] = json::parse(nn::model_config_to_json(c.model_config));
+  j["recipe"] = json::parse(nn::recipe_to_json(c.recipe));
+  j["data"] = c.data;
+  j["tokenizer"] = c.tokenizer;
+  j["steps"] = c.steps;
+  j["batch"] = c.batch;
+  j["seq_len"] = c.seq_len;
+  j["seed"] = c.seed;
+  j["beta1"] = c.adamw.beta1;
+  j["beta2"] = c.adamw.beta2;
+  j["eps"] = c.adamw.eps;
+  j["weight_decay"] = c.adamw.weight_decay;
+  j["max_lr"] = c.max_lr;
+  j["min_lr"] = c.min_lr;
+  j["warmup"] = c.warmup;
+  j["grad_clip"] = c.grad_clip;
+  j["eval_every"] = c.eval_every;
+  j["eval_batches"] = c.eval_batches;
+  j["checkpoint_every"] = c.checkpoint_every;
+  return j.dump();
+}
+
+std::string parse_train_config_json(std::string_view text, TrainConfig* out) {
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return "train config: not a JSON object";
+  TrainConfig c;
+  if (j.size() != json::parse(train_config_to_json(c)).size()) {
+    return "train config: unexpected number of fields";
+  }
+  auto model_config = j.find("model_config");
+  auto recipe = j.find("recipe");
+  if (model_config == j.end() || recipe == j.end()) {
+    return "train config: \"model_config\" or \"recipe\" is missing";
+  }
+  if (std::string e = nn::parse_model_config_json(model_config->dump(), &c.model_config);
+      !e.empty()) {
+    return e;
+  }
+  if (std::string e = nn::parse_recipe_json(recipe->dump(), &c.recipe); !e.empty()) return e;
+  for (std::string e :
+       {get(j, "model", &c.model), get(j, "data", &c.data), get(j, "tokenizer", &c.tokenizer),
+        get(j, "steps", &c.steps), get(j, "batch", &c.batch), get(j, "seq_len", &c.seq_len),
+        get(j, "seed", &c.seed), get(j, "beta1", &c.adamw.beta1), get(j, "beta2", &c.adamw.beta2),
+        get(j, "eps", &c.adamw.eps), get(j, "weight_decay", &c.adamw.weight_decay),
+        get(j, "max_lr", &c.max_lr), get(j, "min_lr", &c.min_lr), get(j, "warmup", &c.warmup),
+        get(j, "grad_clip", &c.grad_clip), get(j, "eval_every", &c.eval_every),
+        get(j, "eval_batches", &c.eval_batches), get(j, "checkpoint_every", &c.checkpoint_every)}) {
+    if (!e.empty()) return e;
+  }
+  if (std::string e = validate(c); !e.empty()) return e;
+  *out = std::move(c);
+  return "";
+}
+
+std::string validate(const TrainConfig& c) {
+  if (std::string e = nn::validate(c.model_config); !e.empty()) return e;
+  if (c.steps < 1) return "--steps must be at least 1";
+  if (c.batch < 1) return "--batch must be at least 1";
+  if (c.seq_len < 1 || c.seq_len > c.model_config.seq_len) {
+    return cat("--seq-len must be between 1 and the model's context, ", c.model_config.seq_len);
+  }
+  if (c.warmup < 0) return "--warmup must not be negative";
+  if (!(c.max_lr > 0) || !(c.min_lr >= 0) || c.min_lr > c.max_lr) {
+    return "learning rates need 0 <= min_lr <= max_lr and max_lr > 0";
+  }
+  if (c.eval_every < 1 || c.eval_batches < 1 || c.checkpoint_every < 1) {
+    return "--eval-every, --eval-batches and --checkpoint-every must be at least 1";
+  }
+  return "";
+}
+
+nn::LrSchedule schedule_of(const TrainConfig& c) {
+  return nn::LrSchedule{c.max_lr, c.min_lr, c.warmup, c.steps};
+}
+
+}  // namespace mx::train

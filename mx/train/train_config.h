@@ -1,0 +1,43 @@
+// Everything that defines a training run. It is written into every checkpoint, so that
+// `mx train --resume` continues with exactly the settings the run started with.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "mx/nn/adamw.h"
+#include "mx/nn/model_config.h"
+#include "mx/nn/recipe.h"
+
+namespace mx::train {
+
+struct TrainConfig {
+  std::string model = "tiny";  // a preset name (model_config.h), recorded for the logs
+  nn::ModelConfig model_config;
+  nn::Recipe recipe;
+  std::string data = "sotu";        // a corpus name, a .txt file or a folder (corpus.h)
+  std::string tokenizer = "bytes";  // load_tokenizer's spec
+  int64_t steps = 300;              // the run's total; the schedule depends on it
+  int64_t batch = 16;               // sequences per step
+  int64_t seq_len = 64;             // tokens per sequence (<= model_config.seq_len)
+  uint64_t seed = 1;                // parameter init and batch sampling
+  nn::AdamWConfig adamw;
+  float max_lr = 3e-3f, min_lr = 3e-4f;
+  int64_t warmup = 30;
+  double grad_clip = 1.0;          // global-norm clip; <= 0: none
+  int64_t eval_every = 50;         // steps between validation passes (and the last step)
+  int64_t eval_batches = 8;        // validation batches per pass
+  int64_t checkpoint_every = 100;  // steps between checkpoints (and the last step)
+};
+
+// The config as JSON (every field) and back; parsing refuses missing or unknown fields.
+std::string train_config_to_json(const TrainConfig& config);
+std::string parse_train_config_json(std::string_view json, TrainConfig* out);
+
+// "" when the run can start: sizes positive, seq_len within the model's context, ...
+std::string validate(const TrainConfig& config);
+
+nn::LrSchedule schedule_of(const TrainConfig& config);
+
+}  // namespace mx::train

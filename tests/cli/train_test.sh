@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The language-model commands as a user runs them on a small text file: `mx train` with a
+# JSON summary, a stopped run resumed to the same losses, `mx eval` (direct cast, JSON keys),
+# `mx generate`, `mx plot`, the small-paper `mx demo`, and bad input: exit status 2 with one
+# line on stderr.
+set -euo pipefail
+export LC_ALL=C
+mx="$1"
+[[ "$mx" != */* ]] || mx=$(realpath "$mx")  # the tests run in a directory of their own
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+for i in $(seq 1 400); do
+  echo "the scale is shared by a block of thirty-two narrow elements, line $((i % 17))."
+done >corpus.txt
+
+common=(--model tiny --data corpus.txt --steps 12 --batch 4 --seq-len 32 --eval-every 4
+        --checkpoint-every 5 -q)
+json=$("$mx" train "${common[@]}" --recipe mxfp6 --out straight --json)
+for key in train_loss val_loss tokens_per_s; do
+  echo "$json" | grep -q "\"$key\":[0-9]" || fail "train --json lacks $key: $json"
+done
+[ -f straight/model.safetensors ] && [ -f straight/checkpoint.safetensors ] \
+  && [ "$(wc -l <straight/log.csv)" -eq 13 ] || fail "run folder incomplete"
+
+"$mx" train "${common[@]}" --recipe mxfp6 --out resumed --stop-at 7
+[ ! -f resumed/model.safetensors ] || fail "a stopped run wrote its final model"
+"$mx" train --out resumed --resume -q
+diff <(cut -d, -f1-5 straight/log.csv) <(cut -d, -f1-5 resumed/log.csv) \
+  || fail "resumed run logged different losses"
+cmp straight/model.safetensors resumed/model.safetensors || fail "resumed model differs"
+
+eval_json=$("$mx" eval straight --recipe mxint8 --batches 2 --json)
+for key in loss ppl kl top1; do
+  echo "$eval_json" | grep -q "\"$key\":" || fail "eval --json lacks $key: $eval_json"
+done
+"$mx" eval straight/model.safetensors --recipe mxint8,mxfp4 --data corpus.txt --batches 2 \
+  | grep -q "^  mxfp4 " || fail "eval table lacks mxfp4"
+
+text=$("$mx" generate straight --prompt "the scale" --tokens 20 --seed 3)
+[ "${#text}" -ge 9 ] || fail "generate printed too little: $text"
+[ "$("$mx" generate straight --prompt "the scale" --tokens 20 --seed 3)" = "$text" ] \
+  || fail "generate is not reproducible under a seed"
+
+"$mx" plot straight resumed -o curves.png >/dev/null
+[ "$(head -c 4 curves.png | tail -c 3)" = "PNG" ] || fail "plot wrote no PNG"
+
+"$mx" demo --data corpus.txt --steps 4 --batch 2 --out demo >demo.txt 2>/dev/null
+grep -q "^  mxfp4w-mxfp6a " demo.txt && grep -q "^  mxint8 " demo.txt \
+  && [ -f demo/loss.png ] && [ -f demo/results.json ] || fail "demo tables or outputs missing"
+
+expect_error() {  # expected text, then the command's arguments
+  local want="$1" err rc
+  shift
+  set +e
+  err=$("$mx" "$@" 2>&1 >/dev/null)
+  rc=$?
+  set -e
+  [ "$rc" -eq 2 ] || fail "'$*' exited $rc"
+  [ "$(echo "$err" | wc -l)" -eq 1 ] || fail "'$*' printed more than one line: $err"
+  echo "$err" | grep -q -- "$want" || fail "'$*' said '$err', expected '$want'"
+}
+expect_error "already holds a run" train "${common[@]}" --out straight
+expect_error "no checkpoint" train --out nowhere --resume
+expect_error "unknown recipe" train "${common[@]}" --recipe mxfp5 --out r2
+expect_error "unknown --model" train --model huge --data corpus.txt --out r3
+expect_error "seq-len" train "${common[@]}" --seq-len 999 --out r4
+printf 'not a model' >bad.safetensors
+expect_error "bad.safetensors" eval bad.safetensors --data corpus.txt
+head -c 5000 straight/checkpoint.safetensors >straight/cut.safetensors
+expect_error "cut.safetensors" eval straight/cut.safetensors
+expect_error "unknown recipe" eval straight --recipe fp7
+expect_error "log.csv" plot nowhere
+echo "train: ok"

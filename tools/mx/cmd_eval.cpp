@@ -1,0 +1,167 @@
+// `mx eval MODEL --recipe mxint8`: direct-cast evaluation. The weights and activations of a
+// trained FP32 model are cast with the recipe's forward specs; the command reports validation
+// loss and perplexity, and the KL divergence and top-1 agreement of the next-token
+// distribution against the same model in FP32. Several recipes may be given, comma-separated.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "mx/data/batch_sampler.h"
+#include "mx/data/token_shard.h"
+#include "mx/train/eval_data.h"
+#include "mx/train/evaluate.h"
+#include "tools/mx/commands.h"
+#include "tools/mx/model_source.h"
+
+namespace mx::tools {
+namespace {
+
+struct EvalFlags {
+  std::string model;
+  std::string recipes = "mxint8";
+  std::string data, split = "val", tokenizer;
+  int64_t batch = 8, seq_len = 0, batches = 16;
+  int threads = 0;
+  bool json = false;
+};
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// A training run's validation shard, when MODEL is a run folder or a file in one.
+std::string run_validation_shard(const std::string& model) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir =
+      fs::is_directory(model, ec) ? fs::path(model) : fs::path(model).parent_path();
+  const fs::path shard = dir / "data" / "val.bin";
+  return fs::exists(shard, ec) ? shard.string() : "";
+}
+
+nlohmann::json result_json(const std::string& recipe, const train::DirectCastResult& r) {
+  nlohmann::json j = nlohmann::json::object();
+  j["recipe"] = recipe;
+  j["loss"] = r.loss;
+  j["ppl"] = r.ppl;
+  j["kl"] = r.kl;
+  j["top1"] = r.top1;
+  j["fp32_loss"] = r.reference_loss;
+  j["tokens"] = r.tokens;
+  return j;
+}
+
+std::string run_eval(const EvalFlags& f) {
+  std::vector<std::pair<std::string, nn::Recipe>> recipes;
+  for (const std::string& name : split_commas(f.recipes)) {
+    nn::Recipe r;
+    if (std::string e = nn::recipe_from_spec(name, &r); !e.empty()) return e;
+    recipes.emplace_back(name, r);
+  }
+  if (recipes.empty()) return "--recipe names no recipe";
+  if (f.split != "val" && f.split != "all") return "--split must be val or all";
+  ModelSource source;
+  if (std::string e = open_model_source(f.model, f.tokenizer, f.threads, &source); !e.empty()) {
+    return e;
+  }
+  nn::Model& model = *source.loaded.model;
+  std::vector<uint32_t> tokens;
+  data::TokenShard shard;
+  data::TokenView view;
+  std::string data_name = f.data;
+  if (f.data.empty()) {
+    const std::string shard_path = run_validation_shard(f.model);
+    if (shard_path.empty()) return "--data is needed: the model is not in a training run's folder";
+    if (std::string e = data::open_shard(shard_path, &shard); !e.empty()) return e;
+    view = shard.tokens();
+    data_name = shard_path;
+  } else {
+    const train::EvalSplit split =
+        f.split == "all" ? train::EvalSplit::kAll : train::EvalSplit::kValidation;
+    if (std::string e = train::load_eval_tokens(
+            f.data, *source.tokenizer, data::data_paths_from_environment(), split, &tokens);
+        !e.empty()) {
+      return e;
+    }
+    view = data::TokenView::of(tokens);
+  }
+  const int64_t ctx = model.config().seq_len;
+  const int64_t seq_len = f.seq_len > 0 ? f.seq_len : std::min<int64_t>(ctx, 256);
+  if (seq_len > ctx)
+    return fmt::format("--seq-len {} is longer than the model's context {}", seq_len, ctx);
+  if (f.batch < 1) return "--batch must be at least 1";
+  const train::EvalWindow window{f.batch, seq_len, f.batches};
+  if (data::eval_window_count(view, seq_len) == 0) {
+    return fmt::format("{} holds {} tokens, too few for one window of {}", data_name, view.size(),
+                       seq_len + 1);
+  }
+  std::vector<train::DirectCastResult> results;
+  for (const auto& [name, recipe] : recipes) {
+    results.push_back(train::direct_cast_eval(model, recipe, view, window));
+  }
+  if (f.json) {
+    if (results.size() == 1) {
+      fmt::print("{}\n", result_json(recipes[0].first, results[0]).dump());
+    } else {
+      nlohmann::json j = nlohmann::json::object();
+      j["fp32_loss"] = results[0].reference_loss;
+      j["results"] = nlohmann::json::array();
+      for (size_t i = 0; i < results.size(); ++i) {
+        j["results"].push_back(result_json(recipes[i].first, results[i]));
+      }
+      fmt::print("{}\n", j.dump());
+    }
+    return "";
+  }
+  fmt::print("Direct cast of {} ({}), {} tokens of {}\n", f.model, source.loaded.kind,
+             results[0].tokens, data_name);
+  fmt::print("  {:<16} {:>8} {:>10} {:>10} {:>7}\n", "recipe", "loss", "ppl", "KL", "top-1");
+  fmt::print("  {:<16} {:>8.4f} {:>10.3f} {:>10} {:>7}\n", "fp32", results[0].reference_loss,
+             std::exp(results[0].reference_loss), "-", "-");
+  for (size_t i = 0; i < results.size(); ++i) {
+    const train::DirectCastResult& r = results[i];
+    fmt::print("  {:<16} {:>8.4f} {:>10.3f} {:>10.2e} {:>6.1f}%\n", recipes[i].first, r.loss, r.ppl,
+               r.kl, 100 * r.top1);
+  }
+  return "";
+}
+
+}  // namespace
+
+void register_eval(CLI::App& app) {
+  static EvalFlags f;
+  CLI::App* cmd = app.add_subcommand(
+      "eval", "Direct-cast evaluation: loss, perplexity, KL and top-1 against FP32");
+  cmd->add_option("model", f.model,
+                  "A training run folder, a model .safetensors, or a llama2.c .bin")
+      ->required();
+  cmd->add_option("--recipe", f.recipes, "Recipes to cast with, comma-separated")
+      ->capture_default_str();
+  cmd->add_option("--data", f.data,
+                  "sotu, tinyshakespeare, wikitext2, a .txt file or a folder (default: the "
+                  "run's validation split)");
+  cmd->add_option("--split", f.split, "val (held-out part of --data) or all")
+      ->capture_default_str();
+  cmd->add_option("--tokenizer", f.tokenizer, "Tokenizer (default: the one the model names)");
+  cmd->add_option("--batch", f.batch, "Windows per batch")->capture_default_str();
+  cmd->add_option("--seq-len", f.seq_len, "Tokens per window (default: context, at most 256)");
+  cmd->add_option("--batches", f.batches, "Batches to evaluate (0: all)")->capture_default_str();
+  cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(CLI::Range(0, 1024));
+  cmd->add_flag("--json", f.json, "Print the figures as one JSON object");
+  cmd->callback([] {
+    if (std::string e = run_eval(f); !e.empty()) {
+      fmt::print(stderr, "mx eval: error: {}\n", e);
+      set_exit_code(2);
+    }
+  });
+}
+
+}  // namespace mx::tools

@@ -1,0 +1,97 @@
+// `mx generate MODEL --prompt TEXT`: samples a continuation with temperature and top-k,
+// printing it as it is drawn. MODEL is anything `mx eval` takes; --recipe runs the model with
+// a recipe's forward casts (direct cast) instead of FP32.
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "mx/nn/recipe.h"
+#include "mx/train/generate.h"
+#include "tools/mx/commands.h"
+#include "tools/mx/model_source.h"
+
+namespace mx::tools {
+namespace {
+
+struct GenerateFlags {
+  std::string model, prompt, tokenizer, recipe = "fp32";
+  int64_t tokens = 200;
+  float temperature = 0.8f;
+  int top_k = 40;
+  uint64_t seed = 1;
+  int threads = 0;
+};
+
+std::string run_generate(const GenerateFlags& f) {
+  nn::Recipe recipe;
+  if (std::string e = nn::recipe_from_spec(f.recipe, &recipe); !e.empty()) return e;
+  if (f.tokens < 0) return "--tokens must not be negative";
+  ModelSource source;
+  if (std::string e = open_model_source(f.model, f.tokenizer, f.threads, &source); !e.empty()) {
+    return e;
+  }
+  nn::Model& model = *source.loaded.model;
+  model.set_recipe(nn::forward_only(recipe));
+  const data::Tokenizer& tok = *source.tokenizer;
+  std::vector<uint32_t> tokens;
+  if (tok.bos_id()) tokens.push_back(*tok.bos_id());
+  const std::vector<uint32_t> prompt = tok.encode(f.prompt);
+  tokens.insert(tokens.end(), prompt.begin(), prompt.end());
+  if (tokens.empty()) return "--prompt is empty and the tokenizer has no BOS token to start from";
+  train::SampleOptions options;
+  options.max_new_tokens = f.tokens;
+  options.temperature = f.temperature;
+  options.top_k = f.top_k;
+  options.seed = f.seed;
+  if (tok.eos_id()) options.stop_tokens.push_back(*tok.eos_id());
+  if (tok.bos_id()) options.stop_tokens.push_back(*tok.bos_id());
+  fmt::print("{}", f.prompt);
+  std::fflush(stdout);
+  // Decoding the whole text so far and printing what is new keeps multi-token characters and
+  // SentencePiece's leading spaces right.
+  const size_t first = tokens.size() - prompt.size();
+  std::string shown = tok.decode(std::span(tokens).subspan(first));
+  train::generate(model, &tokens, options, [&](uint32_t id) {
+    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), id) !=
+        options.stop_tokens.end()) {
+      return;
+    }
+    const std::string text = tok.decode(std::span(tokens).subspan(first));
+    if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0) {
+      fmt::print("{}", text.substr(shown.size()));
+      std::fflush(stdout);
+    }
+    shown = text;
+  });
+  fmt::print("\n");
+  return "";
+}
+
+}  // namespace
+
+void register_generate(CLI::App& app) {
+  static GenerateFlags f;
+  CLI::App* cmd = app.add_subcommand("generate", "Sample text from a model");
+  cmd->add_option("model", f.model,
+                  "A training run folder, a model .safetensors, or a llama2.c .bin")
+      ->required();
+  cmd->add_option("--prompt", f.prompt, "Text to continue");
+  cmd->add_option("--tokens", f.tokens, "Tokens to generate")->capture_default_str();
+  cmd->add_option("--temperature", f.temperature, "Sampling temperature (0: greedy)")
+      ->capture_default_str();
+  cmd->add_option("--top-k", f.top_k, "Sample among the k likeliest tokens (0: all)")
+      ->capture_default_str();
+  cmd->add_option("--seed", f.seed, "Sampling seed")->capture_default_str();
+  cmd->add_option("--recipe", f.recipe, "Run the model with this recipe's forward casts")
+      ->capture_default_str();
+  cmd->add_option("--tokenizer", f.tokenizer, "Tokenizer (default: the one the model names)");
+  cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(CLI::Range(0, 1024));
+  cmd->callback([] {
+    if (std::string e = run_generate(f); !e.empty()) {
+      fmt::print(stderr, "mx generate: error: {}\n", e);
+      set_exit_code(2);
+    }
+  });
+}
+
+}  // namespace mx::tools

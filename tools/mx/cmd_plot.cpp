@@ -1,0 +1,47 @@
+// `mx plot RUN... -o loss.png`: the loss curves of several training runs in one PNG.
+#include <fmt/format.h>
+
+#include <filesystem>
+
+#include "mx/train/loss_plot.h"
+#include "tools/mx/commands.h"
+
+namespace mx::tools {
+namespace {
+
+struct PlotFlags {
+  std::vector<std::string> runs;
+  std::string out = "loss.png";
+  std::string title = "Training loss";
+};
+
+std::string run_plot(const PlotFlags& f) {
+  std::vector<train::RunCurve> curves;
+  for (const std::string& dir : f.runs) {
+    std::string label = std::filesystem::path(dir).lexically_normal().filename().string();
+    if (label.empty())
+      label = std::filesystem::path(dir).lexically_normal().parent_path().filename();
+    curves.push_back({label, dir});
+  }
+  if (std::string e = train::plot_loss_curves(curves, f.out, f.title); !e.empty()) return e;
+  fmt::print("wrote {}\n", f.out);
+  return "";
+}
+
+}  // namespace
+
+void register_plot(CLI::App& app) {
+  static PlotFlags f;
+  CLI::App* cmd = app.add_subcommand("plot", "Draw the loss curves of training runs into a PNG");
+  cmd->add_option("runs", f.runs, "Run folders (each holds log.csv)")->required();
+  cmd->add_option("-o,--out", f.out, "PNG to write")->capture_default_str();
+  cmd->add_option("--title", f.title, "Plot title")->capture_default_str();
+  cmd->callback([] {
+    if (std::string e = run_plot(f); !e.empty()) {
+      fmt::print(stderr, "mx plot: error: {}\n", e);
+      set_exit_code(2);
+    }
+  });
+}
+
+}  // namespace mx::tools

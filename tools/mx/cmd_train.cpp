@@ -1,0 +1,178 @@
+// `mx train --model tiny --recipe mxfp6 --data sotu --steps N --out RUN_DIR`: trains a model
+// with MX-quantized matmuls (mx/train/trainer.h), showing step, loss, tokens/s and ETA, with
+// checkpoints and a CSV log in RUN_DIR. --stop-at K ends after step K as an interruption
+// would; --resume continues the run in RUN_DIR.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "mx/data/tokenizer.h"
+#include "mx/nn/model_config.h"
+#include "mx/nn/recipe.h"
+#include "mx/train/trainer.h"
+#include "tools/mx/commands.h"
+#include "tools/mx/progress.h"
+
+namespace mx::tools {
+namespace {
+
+struct TrainFlags {
+  std::string model = "tiny";
+  std::string arch = "gpt2";
+  std::string recipe = "fp32";
+  std::string data = "sotu";
+  std::string tokenizer;  // default: bytes, or gpt2 for gpt2-124m
+  std::string out;
+  int64_t steps = 300, batch = 16, seq_len = 0;
+  uint64_t seed = 1;
+  float lr = 3e-3f, min_lr = 3e-4f, weight_decay = 0.1f;
+  int64_t warmup = -1;
+  double grad_clip = 1.0;
+  int64_t eval_every = 50, eval_batches = 8, checkpoint_every = 100;
+  int64_t stop_at = 0;
+  bool resume = false, json = false, quiet = false;
+  int threads = 0;
+  CLI::Option* steps_option = nullptr;
+  CLI::Option* stop_at_option = nullptr;
+};
+
+// The run's settings from the flags (a resumed run takes them from its checkpoint instead).
+std::string build_config(const TrainFlags& f, const data::DataPaths& paths, train::TrainConfig* c) {
+  const std::optional<nn::Arch> arch = nn::parse_arch(f.arch);
+  if (!arch) return "--arch must be gpt2 or llama";
+  const std::optional<nn::ModelConfig> model = nn::model_preset(f.model, *arch);
+  if (!model) {
+    return fmt::format("unknown --model '{}' for {} (presets: {})", f.model, f.arch,
+                       fmt::join(nn::model_preset_names(), ", "));
+  }
+  c->model = f.model;
+  c->model_config = *model;
+  if (std::string e = nn::recipe_from_spec(f.recipe, &c->recipe); !e.empty()) return e;
+  c->data = f.data;
+  c->tokenizer = !f.tokenizer.empty() ? f.tokenizer : model->vocab > 256 ? "gpt2" : "bytes";
+  std::unique_ptr<data::Tokenizer> tokenizer;
+  if (std::string e = data::load_tokenizer(c->tokenizer, paths, &tokenizer); !e.empty()) return e;
+  c->model_config.vocab = tokenizer->vocab_size();
+  c->steps = f.steps;
+  c->batch = f.batch;
+  c->seq_len = f.seq_len > 0 ? f.seq_len : model->seq_len;
+  c->seed = f.seed;
+  c->adamw.weight_decay = f.weight_decay;
+  c->max_lr = f.lr;
+  c->min_lr = f.min_lr;
+  c->warmup = f.warmup >= 0 ? f.warmup : std::min<int64_t>(100, f.steps / 10);
+  c->grad_clip = f.grad_clip;
+  c->eval_every = f.eval_every;
+  c->eval_batches = f.eval_batches;
+  c->checkpoint_every = f.checkpoint_every;
+  return train::validate(*c);
+}
+
+std::string run_train(const TrainFlags& f) {
+  train::TrainOptions options;
+  options.paths = data::data_paths_from_environment();
+  options.resume = f.resume;
+  options.threads = f.threads;
+  if (f.stop_at_option->count() > 0) {
+    if (f.stop_at < 1) return "--stop-at must be at least 1";
+    options.stop_at = f.stop_at;
+  }
+  train::TrainConfig config;
+  if (!f.resume) {
+    if (std::string e = build_config(f, options.paths, &config); !e.empty()) return e;
+  } else {
+    config.steps = f.steps;
+  }
+  std::unique_ptr<Progress> progress;
+  train::TrainCallbacks callbacks;
+  callbacks.on_message = [&](const std::string& line) {
+    if (!f.quiet) fmt::print(stderr, "{}\n", line);
+  };
+  callbacks.on_step = [&](const train::LogRow& row, int64_t total) {
+    if (f.quiet) return;
+    if (!progress) progress = std::make_unique<Progress>("steps", total);
+    std::string detail = fmt::format("loss {:.4f}", row.train_loss);
+    if (row.val_loss) detail += fmt::format(" val {:.4f}", *row.val_loss);
+    detail += fmt::format(" {:.0f} tok/s", row.tokens_per_s);
+    progress->update(row.step, detail);
+  };
+  train::TrainResult r;
+  if (std::string e =
+          train::run_training(&config, f.steps_option->count() > 0, f.out, options, callbacks, &r);
+      !e.empty()) {
+    return e;
+  }
+  if (progress) progress->finish();
+  if (f.json) {
+    nlohmann::json j = nlohmann::json::object();
+    j["run_dir"] = f.out;
+    j["model"] = config.model;
+    j["recipe"] = config.recipe.name;
+    j["steps"] = r.steps_done;
+    j["finished"] = r.finished;
+    j["train_loss"] = r.train_loss;
+    j["val_loss"] = std::isnan(r.val_loss) ? nlohmann::json() : nlohmann::json(r.val_loss);
+    j["tokens_per_s"] = r.tokens_per_s;
+    j["seconds"] = r.seconds;
+    fmt::print("{}\n", j.dump());
+  } else if (!f.quiet) {
+    fmt::print("{} {} steps {}/{}: train loss {:.4f}, val loss {:.4f}, {:.0f} tokens/s\n",
+               config.recipe.name, r.finished ? "finished" : "stopped", r.steps_done, config.steps,
+               r.train_loss, r.val_loss, r.tokens_per_s);
+    fmt::print("run folder: {} (log.csv, checkpoint.safetensors{})\n", f.out,
+               r.finished ? ", model.safetensors" : "");
+  }
+  return "";
+}
+
+}  // namespace
+
+void register_train(CLI::App& app) {
+  static TrainFlags f;
+  CLI::App* cmd = app.add_subcommand("train", "Train a language model with an MX recipe");
+  cmd->add_option("--model", f.model, "Model preset: tiny, small, gpt2-124m")
+      ->capture_default_str();
+  cmd->add_option("--arch", f.arch, "gpt2 or llama")->capture_default_str();
+  cmd->add_option("--recipe", f.recipe,
+                  "fp32, bf16, mxint8, mxfp8, mxfp6, mxfp4w-mxfp6a, mxfp4, or a JSON file")
+      ->capture_default_str();
+  cmd->add_option("--data", f.data, "sotu, tinyshakespeare, wikitext2, a .txt file or a folder")
+      ->capture_default_str();
+  cmd->add_option("--tokenizer", f.tokenizer,
+                  "bytes, gpt2, a SentencePiece .model or a llama2.c .bin (default: bytes; "
+                  "gpt2 for gpt2-124m)");
+  cmd->add_option("-o,--out", f.out, "Run folder (checkpoints, log.csv)")->required();
+  f.steps_option =
+      cmd->add_option("--steps", f.steps, "Total steps of the run")->capture_default_str();
+  cmd->add_option("--batch", f.batch, "Sequences per step")->capture_default_str();
+  cmd->add_option("--seq-len", f.seq_len, "Tokens per sequence (default: the model's context)");
+  cmd->add_option("--seed", f.seed, "Seed of the initialization and the batches")
+      ->capture_default_str();
+  cmd->add_option("--lr", f.lr, "Peak learning rate")->capture_default_str();
+  cmd->add_option("--min-lr", f.min_lr, "Final learning rate of the cosine")->capture_default_str();
+  cmd->add_option("--warmup", f.warmup, "Warm-up steps (default: steps/10, at most 100)");
+  cmd->add_option("--weight-decay", f.weight_decay, "AdamW weight decay")->capture_default_str();
+  cmd->add_option("--grad-clip", f.grad_clip, "Global gradient-norm clip (0: none)")
+      ->capture_default_str();
+  cmd->add_option("--eval-every", f.eval_every, "Steps between validation passes")
+      ->capture_default_str();
+  cmd->add_option("--eval-batches", f.eval_batches, "Batches per validation pass")
+      ->capture_default_str();
+  cmd->add_option("--checkpoint-every", f.checkpoint_every, "Steps between checkpoints")
+      ->capture_default_str();
+  f.stop_at_option =
+      cmd->add_option("--stop-at", f.stop_at, "Stop after this step, leaving a checkpoint");
+  cmd->add_flag("--resume", f.resume, "Continue the run in --out");
+  cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(CLI::Range(0, 1024));
+  cmd->add_flag("--json", f.json, "Print the final figures as one JSON object");
+  cmd->add_flag("-q,--quiet", f.quiet, "No progress display");
+  cmd->callback([] {
+    if (std::string e = run_train(f); !e.empty()) {
+      fmt::print(stderr, "mx train: error: {}\n", e);
+      set_exit_code(2);
+    }
+  });
+}
+
+}  // namespace mx::tools

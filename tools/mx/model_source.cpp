@@ -1,0 +1,25 @@
+#include "tools/mx/model_source.h"
+
+#include <fmt/format.h>
+
+namespace mx::tools {
+
+std::string open_model_source(const std::string& model, const std::string& tokenizer_flag,
+                              int threads, ModelSource* out) {
+  if (std::string e = nn::load_model_file(model, &out->loaded, threads); !e.empty()) return e;
+  const std::string spec = !tokenizer_flag.empty() ? tokenizer_flag : out->loaded.tokenizer;
+  if (spec.empty()) return fmt::format("{} names no tokenizer; pass --tokenizer", model);
+  if (std::string e =
+          data::load_tokenizer(spec, data::data_paths_from_environment(), &out->tokenizer);
+      !e.empty()) {
+    return e;
+  }
+  const int64_t vocab = out->loaded.model->config().vocab;
+  if (int64_t(out->tokenizer->vocab_size()) > vocab) {
+    return fmt::format("tokenizer {} has {} tokens, more than the model's vocabulary of {}", spec,
+                       out->tokenizer->vocab_size(), vocab);
+  }
+  return "";
+}
+
+}  // namespace mx::tools

@@ -1,0 +1,22 @@
+// What `mx eval` and `mx generate` share: a model file and its tokenizer from the command line.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "mx/data/tokenizer.h"
+#include "mx/nn/model_file.h"
+
+namespace mx::tools {
+
+struct ModelSource {
+  nn::LoadedModel loaded;
+  std::unique_ptr<data::Tokenizer> tokenizer;
+};
+
+// Loads MODEL (nn::load_model_file) and the tokenizer: `tokenizer_flag` if given, else the
+// one the file names. Checks the tokenizer's vocabulary fits the model's.
+std::string open_model_source(const std::string& model, const std::string& tokenizer_flag,
+                              int threads, ModelSource* out);
+
+}  // namespace mx::tools
