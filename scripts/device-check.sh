@@ -15,3 +15,5 @@ SMOKE='CudaQuantize.SanitizerSmoke:CudaQuantize.AllZeroBlocks:CudaQuantize.Refus
 compute-sanitizer --tool memcheck .device/mx_cuda_tests --gtest_filter="$SMOKE" 2>&1 | tee "$OUT/memcheck.log" | tail -5
 compute-sanitizer --tool racecheck .device/mx_cuda_tests --gtest_filter="$SMOKE" 2>&1 | tee "$OUT/racecheck.log" | tail -5
 .device/cuda_quant 2>&1 | tee "$OUT/bench.log"
+# Optional: an older build's benchmark in the same run (same card, same copy baseline).
+if [ -x .device/base/cuda_quant ]; then .device/base/cuda_quant 2>&1 | tee "$OUT/bench_base.log"; fi

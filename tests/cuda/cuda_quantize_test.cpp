@@ -4,6 +4,8 @@
 
 #include <bit>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -69,6 +71,23 @@ std::vector<uint8_t> to_dtype(const std::vector<float>& v, DType dtype) {
   return out;
 }
 
+// Empty when equal, else the count of differing entries and the first few (index: want, got).
+template <class T>
+std::string first_diffs(const std::vector<T>& want, const std::vector<T>& got) {
+  if (want.size() != got.size())
+    return "size " + std::to_string(want.size()) + " vs " + std::to_string(got.size());
+  std::string out;
+  size_t count = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (want[i] == got[i]) continue;
+    if (++count <= 4) {
+      out += " [" + std::to_string(i) + "]: " + std::to_string(uint64_t(want[i])) + " vs " +
+             std::to_string(uint64_t(got[i]));
+    }
+  }
+  return count == 0 ? "" : std::to_string(count) + " differ:" + out;
+}
+
 std::string name_of(const QuantSpec& spec, DType dtype, std::span<const int64_t> shape) {
   std::string s = describe(spec) + " dtype=" + std::string(dtype_name(dtype)) + " shape=";
   for (int64_t d : shape) s += std::to_string(d) + ",";
@@ -79,6 +98,9 @@ std::string name_of(const QuantSpec& spec, DType dtype, std::span<const int64_t>
 void check_all(const std::vector<uint8_t>& input, DType dtype, std::vector<int64_t> shape,
                const QuantSpec& spec, bool also_decode = true) {
   SCOPED_TRACE(name_of(spec, dtype, shape));
+  if (std::getenv("MX_CUDA_TEST_VERBOSE") != nullptr) {
+    std::fprintf(stderr, "%s\n", name_of(spec, dtype, shape).c_str());
+  }
   const int64_t n = element_count(shape);
   MxTensor ref;
   ASSERT_EQ("", cpu::quantize(input.data(), dtype, shape, spec, &ref));
@@ -92,10 +114,12 @@ void check_all(const std::vector<uint8_t>& input, DType dtype, std::vector<int64
   ASSERT_EQ("", cuda::quantize_cuda(d_in.p, dtype, shape, spec, d_el.as<uint8_t>(),
                                     d_sc.as<uint8_t>(), d_off.as<uint16_t>(), nullptr));
   CUDA_OK(cudaDeviceSynchronize());
-  ASSERT_EQ(ref.scales, download<uint8_t>(d_sc.p, ref.scales.size()));
-  ASSERT_EQ(ref.elements, download<uint8_t>(d_el.p, ref.elements.size()));
+  ASSERT_EQ("", first_diffs(ref.scales, download<uint8_t>(d_sc.p, ref.scales.size()))) << "scales";
+  ASSERT_EQ("", first_diffs(ref.elements, download<uint8_t>(d_el.p, ref.elements.size())))
+      << "elements";
   if (spec.asymmetric) {
-    ASSERT_EQ(ref.offsets, download<uint16_t>(d_off.p, ref.offsets.size()));
+    ASSERT_EQ("", first_diffs(ref.offsets, download<uint16_t>(d_off.p, ref.offsets.size())))
+        << "offsets";
   }
   if (!also_decode) return;
   for (DType out : {DType::kF32, DType::kBF16}) {
@@ -106,12 +130,14 @@ void check_all(const std::vector<uint8_t>& input, DType dtype, std::vector<int64
     ASSERT_EQ("", cuda::dequantize_cuda(d_el.as<uint8_t>(), d_sc.as<uint8_t>(),
                                         d_off.as<uint16_t>(), shape, spec, out, d_out.p, nullptr));
     CUDA_OK(cudaDeviceSynchronize());
-    ASSERT_EQ(want, download<uint8_t>(d_out.p, bytes)) << "dequantize to " << dtype_name(out);
+    ASSERT_EQ("", first_diffs(want, download<uint8_t>(d_out.p, bytes)))
+        << "dequantize to " << dtype_name(out);
     ASSERT_EQ("", cpu::fake_quantize(input.data(), dtype, shape, spec, out, want.data()));
     CUDA_OK(cudaMemset(d_out.p, 0x5A, bytes));
     ASSERT_EQ("", cuda::fake_quantize_cuda(d_in.p, dtype, shape, spec, out, d_out.p, nullptr));
     CUDA_OK(cudaDeviceSynchronize());
-    ASSERT_EQ(want, download<uint8_t>(d_out.p, bytes)) << "fake-quantize to " << dtype_name(out);
+    ASSERT_EQ("", first_diffs(want, download<uint8_t>(d_out.p, bytes)))
+        << "fake-quantize to " << dtype_name(out);
   }
 }
 
@@ -134,6 +160,50 @@ TEST(CudaQuantize, EveryFormatRuleRounding) {
           spec.scale_rule = rule;
           spec.rounding = mode;
           spec.seed = 1234;
+          check_all(input, dtype, shape, spec);
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+// Shapes whose rows hold whole blocks of 32 * G values take the 32-values-per-thread kernels
+// (codes of 4 and 8 bits): every format, rule and rounding, every input dtype, G = 1 .. 8,
+// asymmetric and flush_subnormals.
+TEST(CudaQuantize, WholeBlockRowsEveryFormatRuleRounding) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int64_t> shape = {24, 256};
+  const auto values = testing::stress_values(24 * 256, 13, true);
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    const auto input = to_dtype(values, dtype);
+    for (const FormatTraits& f : all_formats()) {
+      for (ScaleRule rule : kRules) {
+        for (Rounding mode : kModes) {
+          QuantSpec spec;
+          spec.format = f.format;
+          spec.scale_rule = rule;
+          spec.rounding = mode;
+          spec.seed = 4321;
+          check_all(input, dtype, shape, spec);
+          spec.asymmetric = true;
+          check_all(input, dtype, shape, spec);
+          spec.asymmetric = false;
+          spec.flush_subnormals = true;
+          spec.zero_block_scale = 2;
+          check_all(input, dtype, shape, spec);
+          if (HasFatalFailure()) return;
+        }
+      }
+      for (int block : {64, 128, 256}) {
+        for (Rounding mode : kModes) {
+          QuantSpec spec;
+          spec.format = f.format;
+          spec.block_size = block;
+          spec.rounding = mode;
+          spec.seed = 8;
+          check_all(input, dtype, shape, spec);
+          spec.asymmetric = true;
           check_all(input, dtype, shape, spec);
           if (HasFatalFailure()) return;
         }
@@ -302,23 +372,39 @@ TEST(CudaQuantize, SanitizerSmoke) {
     check_all(input, DType::kBF16, shape, spec);
     spec.tile_rows = spec.tile_cols = 8;
     check_all(input, DType::kBF16, shape, spec);
-    MxTensor rows, cols;
-    QuantSpec row_spec;
-    row_spec.format = format;
-    ASSERT_EQ("", cpu::quantize(input.data(), DType::kBF16, shape, row_spec, &rows));
-    QuantSpec col_spec = row_spec;
-    col_spec.axis = 0;
-    ASSERT_EQ("", cpu::quantize(input.data(), DType::kBF16, shape, col_spec, &cols));
-    DevBuf d_in(input.size()), re(rows.elements.size()), rs(rows.scales.size()),
-        ce(cols.elements.size()), cs(cols.scales.size());
-    CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
-    ASSERT_EQ("", cuda::quantize_dual_cuda(d_in.p, DType::kBF16, shape, row_spec,
-                                           {re.as<uint8_t>(), rs.as<uint8_t>(), nullptr},
-                                           {ce.as<uint8_t>(), cs.as<uint8_t>(), nullptr}, nullptr));
-    CUDA_OK(cudaDeviceSynchronize());
-    ASSERT_EQ(rows.elements, download<uint8_t>(re.p, rows.elements.size()));
-    ASSERT_EQ(cols.elements, download<uint8_t>(ce.p, cols.elements.size()));
-    ASSERT_EQ(cols.scales, download<uint8_t>(cs.p, cols.scales.size()));
+    // Rows of whole blocks: the 32-values-per-thread kernels (one and two threads per block,
+    // warp-wide staged stores), asymmetric too.
+    QuantSpec dense;
+    dense.format = format;
+    dense.rounding = Rounding::kStochastic;
+    const std::vector<int64_t> dense_shape = {8, 128};
+    const std::vector<uint8_t> dense_input(input.begin(), input.begin() + 8 * 128 * 2);
+    check_all(dense_input, DType::kBF16, dense_shape, dense);
+    dense.block_size = 64;
+    dense.asymmetric = true;
+    check_all(dense_input, DType::kBF16, dense_shape, dense);
+    // Dual: a ragged shape (edge tiles) and 24 x 128 (whole warps: staged stores).
+    for (const auto& dual_shape : {shape, std::vector<int64_t>{24, 128}}) {
+      MxTensor rows, cols;
+      QuantSpec row_spec;
+      row_spec.format = format;
+      ASSERT_EQ("", cpu::quantize(input.data(), DType::kBF16, dual_shape, row_spec, &rows));
+      QuantSpec col_spec = row_spec;
+      col_spec.axis = 0;
+      ASSERT_EQ("", cpu::quantize(input.data(), DType::kBF16, dual_shape, col_spec, &cols));
+      DevBuf d_in(input.size()), re(rows.elements.size()), rs(rows.scales.size()),
+          ce(cols.elements.size()), cs(cols.scales.size());
+      CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
+      ASSERT_EQ("",
+                cuda::quantize_dual_cuda(d_in.p, DType::kBF16, dual_shape, row_spec,
+                                         {re.as<uint8_t>(), rs.as<uint8_t>(), nullptr},
+                                         {ce.as<uint8_t>(), cs.as<uint8_t>(), nullptr}, nullptr));
+      CUDA_OK(cudaDeviceSynchronize());
+      ASSERT_EQ(rows.elements, download<uint8_t>(re.p, rows.elements.size()));
+      ASSERT_EQ(rows.scales, download<uint8_t>(rs.p, rows.scales.size()));
+      ASSERT_EQ(cols.elements, download<uint8_t>(ce.p, cols.elements.size()));
+      ASSERT_EQ(cols.scales, download<uint8_t>(cs.p, cols.scales.size()));
+    }
   }
 }
 

@@ -3,6 +3,7 @@
 // (__fmul_rn; built with -ftz=false so 2^-127 stays a subnormal). See NOTES.md.
 #include "mx/kernels/cuda/quantize_cuda.h"
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -29,6 +30,13 @@ struct DevFormat {
   uint32_t max_code;
   uint32_t max_sig24;
   int max_floor_log2;
+  // Magic-number encoder (encode_mag): float formats round |y| by adding 2^(E - man_bits + 23),
+  // E = max(exponent field of |y|, emin_b); integers add the fixed 2^(emin + 23).
+  int emin_b;          // emin + 127 (float formats)
+  uint32_t magic_add;  // floats: (23 - man_bits) << 23; integers: (emin + 150) << 23
+  int int_shift0;      // integers: 150 + emin (stochastic: shift = int_shift0 - field)
+  float max_value;     // max_normal
+  int cvt;             // 1: E4M3, 2: E5M2 (hardware cvt.rn.satfinite equals RNE + clamp)
   float decode[256];
 };
 
@@ -108,6 +116,29 @@ __device__ __forceinline__ float load_value(const void* in, int dtype, int64_t i
 __device__ __forceinline__ float flush_sub(float v) {
   const uint32_t b = __float_as_uint(v);
   return (b & 0x7FFFFFFFu) < 0x800000u ? __uint_as_float(b & 0x80000000u) : v;
+}
+
+// The asymmetric offset's min and max follow the CPU's std::min / std::max over the block in
+// slot order: on equal values (+0 and -0) the earlier slot wins. `a` is the earlier operand.
+__device__ __forceinline__ float min_first(float a, float b) {
+  return b < a ? b : a;
+}
+__device__ __forceinline__ float max_first(float a, float b) {
+  return a < b ? b : a;
+}
+
+// Combines lo/hi with the partner lane `lane ^ o` of a butterfly over aligned lane groups (the
+// lower lane holds the earlier slots).
+__device__ __forceinline__ void minmax_xor(float& lo, float& hi, int o) {
+  const float olo = __shfl_xor_sync(0xFFFFFFFFu, lo, o);
+  const float ohi = __shfl_xor_sync(0xFFFFFFFFu, hi, o);
+  if (threadIdx.x & o) {
+    lo = min_first(olo, lo);
+    hi = max_first(ohi, hi);
+  } else {
+    lo = min_first(lo, olo);
+    hi = max_first(hi, ohi);
+  }
 }
 
 __device__ int shared_exponent(const DevFormat& p, uint32_t amax_bits, int rule) {
@@ -217,8 +248,8 @@ __device__ BlockState block_scale(const DevSpec& s, int k, Src& src) {
       if (s.flush) v[j] = flush_sub(v[j]);
       amax = max(amax, __float_as_uint(v[j]) & 0x7FFFFFFFu);
       if ((mask >> j) & 1u) {
-        lo = fminf(lo, v[j]);
-        hi = fmaxf(hi, v[j]);
+        lo = min_first(lo, v[j]);
+        hi = max_first(hi, v[j]);
       }
     }
   }
@@ -563,8 +594,8 @@ __device__ __forceinline__ uint64_t lane_encode(const DevSpec& s, float v[8], ui
     if (s.flush) v[i] = flush_sub(v[i]);
     amax = max(amax, __float_as_uint(v[i]) & 0x7FFFFFFFu);
     if (s.asym && ((mask >> i) & 1u)) {
-      lo = fminf(lo, v[i]);
-      hi = fmaxf(hi, v[i]);
+      lo = min_first(lo, v[i]);
+      hi = max_first(hi, v[i]);
     }
   }
   for (int o = 1; o < G; o <<= 1) amax = max(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
@@ -572,23 +603,25 @@ __device__ __forceinline__ uint64_t lane_encode(const DevSpec& s, float v[8], ui
   st.nan_block = amax >= 0x7F800000u;
   st.m = 0.0f;
   if (s.asym) {
-    for (int o = 1; o < G; o <<= 1) {
-      lo = fminf(lo, __shfl_xor_sync(0xFFFFFFFFu, lo, o));
-      hi = fmaxf(hi, __shfl_xor_sync(0xFFFFFFFFu, hi, o));
+    for (int o = 1; o < G; o <<= 1) minmax_xor(lo, hi, o);
+    // Every lane of the warp shuffles (NaN blocks drop the result).
+    if (lo > hi) lo = hi = 0.0f;
+    const uint16_t offset = f32_to_bf16_bits(__fadd_rn(__fmul_rn(hi, 0.5f), __fmul_rn(lo, 0.5f)));
+    const float m = bf16_bits_to_f32(offset);
+    uint32_t shifted = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      if ((mask >> i) & 1u) v[i] = __fsub_rn(v[i], m);
+      shifted = max(shifted, __float_as_uint(v[i]) & 0x7FFFFFFFu);
     }
+    for (int o = 1; o < G; o <<= 1)
+      shifted = max(shifted, __shfl_xor_sync(0xFFFFFFFFu, shifted, o));
     if (st.nan_block) {
       st.offset = 0x7FC0;
     } else {
-      if (lo > hi) lo = hi = 0.0f;
-      st.offset = f32_to_bf16_bits(__fadd_rn(__fmul_rn(hi, 0.5f), __fmul_rn(lo, 0.5f)));
-      st.m = bf16_bits_to_f32(st.offset);
-      amax = 0;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        if ((mask >> i) & 1u) v[i] = __fsub_rn(v[i], st.m);
-        amax = max(amax, __float_as_uint(v[i]) & 0x7FFFFFFFu);
-      }
-      for (int o = 1; o < G; o <<= 1) amax = max(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
+      st.offset = offset;
+      st.m = m;
+      amax = shifted;
     }
   }
   finish_scale(s, amax, st);
@@ -650,6 +683,431 @@ __global__ void __launch_bounds__(256)
   FakeDst<RunSrc> dst{P.fake_out, P.fake_dtype, &src};
   dst.value(c, src.real_mask(c), d);
 }
+
+// ------------------------------------------------------------------------------------------
+// Fast path: 32 values per thread, format constants folded into a few integer and float ops.
+//
+// encode_mag rounds a = |y| (y = v * 2^-e) to the element format with a "magic number" add:
+// with E the exponent field of a clamped below at the smallest normal's, s = a + 2^(E - man_bits +
+// 23) lands in a binade whose ulp is the format's ulp at a, so the float adder does the rounding
+// (RN for nearest-even, RZ for toward-zero, RZ of a + ulp/2 for nearest-away) and the low bits of
+// s are the rounded significand q. Stochastic rounding keeps the integer recipe (kept bits and the
+// 32-bit fraction compared with the random draw). Same codes as encode_lane; `value` gets the
+// code's decoded magnitude (fake-quantize).
+template <Rounding kMode, bool kInteger>
+__device__ __forceinline__ uint32_t encode_mag(const DevFormat& f, float a, uint32_t random,
+                                               float& value) {
+  const uint32_t ab = __float_as_uint(a);
+  int E = 0;
+  uint32_t mb = f.magic_add;
+  if constexpr (!kInteger) {
+    E = max(int(ab >> 23), f.emin_b);
+    mb = uint32_t(E) * (1u << 23) + f.magic_add;
+  }
+  uint32_t q;
+  if constexpr (kMode == Rounding::kStochastic) {
+    const int field = int(ab >> 23);
+    int shift = kInteger ? f.int_shift0 - field : E - field + 23 - f.man_bits;
+    shift = min(max(shift, 1), 63);
+    const uint32_t sig = (ab & 0x7FFFFFu) | 0x800000u;
+    const uint64_t w = (uint64_t(sig) << 32) >> shift;  // kept bits : 32-bit fraction
+    q = uint32_t(w >> 32) + (random < uint32_t(w) ? 1u : 0u);
+    value = __fsub_rn(__uint_as_float(mb + q), __uint_as_float(mb));
+  } else {
+    float s;
+    if constexpr (kMode == Rounding::kNearestEven) {
+      s = __fadd_rn(a, __uint_as_float(mb));
+    } else if constexpr (kMode == Rounding::kTowardZero) {
+      s = __fadd_rz(a, __uint_as_float(mb));
+    } else {  // nearest, ties away: floor(a / ulp + 1/2)
+      s = __fadd_rz(__fadd_rz(a, __uint_as_float(mb - (24u << 23))), __uint_as_float(mb));
+    }
+    q = __float_as_uint(s) - mb;
+    value = __fsub_rn(s, __uint_as_float(mb));
+  }
+  value = fminf(value, f.max_value);
+  if constexpr (kInteger) {
+    return min(q, f.max_code);
+  } else {
+    return min(q + (uint32_t(E - f.emin_b) << f.man_bits), f.max_code);
+  }
+}
+
+__device__ __forceinline__ uint32_t vmax_u16x2(uint32_t a, uint32_t b) {
+  uint32_t d;
+  asm("max.u16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}
+
+// Two float32 to two E4M3 / E5M2 codes (lo in the low byte): round to nearest even, saturating
+// to the largest finite value.
+__device__ __forceinline__ uint32_t cvt_fp8x2(int which, float lo, float hi) {
+  uint16_t d;
+  if (which == 1) {
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(d) : "f"(hi), "f"(lo));
+  } else {
+    asm("cvt.rn.satfinite.e5m2x2.f32 %0, %1, %2;" : "=h"(d) : "f"(hi), "f"(lo));
+  }
+  return d;
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  // Hardware RNE; equal to f32_to_bf16_bits for every non-NaN input (NaN blocks are written
+  // separately, see fake_vectors_bf16).
+  uint32_t d;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+  return d;
+}
+
+__device__ __forceinline__ uint32_t amax_f32(const float* v, int n) {
+  uint32_t amax = 0;
+  for (int j = 0; j < n; ++j) amax = max(amax, __float_as_uint(v[j]) & 0x7FFFFFFFu);
+  return amax;
+}
+
+// Loads 32 consecutive values starting at element i0 (16-byte aligned) and returns their amax
+// bits (NaN and Inf compare above every finite value).
+__device__ __forceinline__ uint32_t load32(const void* in, int dtype, int64_t i0, float v[32]) {
+  if (dtype == int(DType::kF32)) {
+    const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(in) + i0);
+    float4 x[8];
+#pragma unroll
+    for (int q = 0; q < 8; ++q) x[q] = __ldg(p + q);
+#pragma unroll
+    for (int q = 0; q < 8; ++q) {
+      v[4 * q] = x[q].x, v[4 * q + 1] = x[q].y, v[4 * q + 2] = x[q].z, v[4 * q + 3] = x[q].w;
+    }
+    uint32_t amax = 0;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) amax = max(amax, __float_as_uint(v[j]) & 0x7FFFFFFFu);
+    return amax;
+  }
+  const uint4* p = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(in) + i0);
+  uint4 x[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) x[q] = __ldg(p + q);
+  uint32_t w[16];
+#pragma unroll
+  for (int q = 0; q < 4; ++q)
+    w[4 * q] = x[q].x, w[4 * q + 1] = x[q].y, w[4 * q + 2] = x[q].z, w[4 * q + 3] = x[q].w;
+  if (dtype == int(DType::kBF16)) {
+    uint32_t m2 = 0;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      m2 = vmax_u16x2(m2, w[j] & 0x7FFF7FFFu);
+      v[2 * j] = __uint_as_float(w[j] << 16);
+      v[2 * j + 1] = __uint_as_float(w[j] & 0xFFFF0000u);
+    }
+    return max(m2 >> 16, m2 & 0xFFFFu) << 16;
+  }
+#pragma unroll
+  for (int j = 0; j < 16; ++j) {
+    v[2 * j] = fp16_bits_to_f32(uint16_t(w[j]));
+    v[2 * j + 1] = fp16_bits_to_f32(uint16_t(w[j] >> 16));
+  }
+  uint32_t amax = 0;
+#pragma unroll
+  for (int j = 0; j < 32; ++j) amax = max(amax, __float_as_uint(v[j]) & 0x7FFFFFFFu);
+  return amax;
+}
+
+// Block scale of 32 * G values spread over G lanes (G a power of two <= 32, groups aligned in
+// the warp; every lane of the warp calls this). `mask` marks real slots (asymmetric min/max);
+// padding slots hold 0. Applies flush_subnormals and the asymmetric shift to v in place.
+__device__ __forceinline__ BlockState scale32(const DevSpec& s, float v[32], uint32_t amax,
+                                              uint32_t mask, int G) {
+  if (s.flush) {
+#pragma unroll
+    for (int j = 0; j < 32; ++j) v[j] = flush_sub(v[j]);
+    amax = 0;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) amax = max(amax, __float_as_uint(v[j]) & 0x7FFFFFFFu);
+  }
+  for (int o = 1; o < G; o <<= 1) amax = max(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
+  BlockState st{};
+  st.nan_block = amax >= 0x7F800000u;
+  st.m = 0.0f;
+  if (s.asym) {
+    float lo = __uint_as_float(0x7F800000u), hi = __uint_as_float(0xFF800000u);
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      if ((mask >> j) & 1u) {
+        lo = min_first(lo, v[j]);
+        hi = max_first(hi, v[j]);
+      }
+    }
+    for (int o = 1; o < G; o <<= 1) minmax_xor(lo, hi, o);
+    // Every lane of the warp shuffles: NaN blocks (offset 0x7FC0, values unused) take the same
+    // path and drop the result.
+    if (lo > hi) lo = hi = 0.0f;
+    const uint16_t offset = f32_to_bf16_bits(__fadd_rn(__fmul_rn(hi, 0.5f), __fmul_rn(lo, 0.5f)));
+    const float m = bf16_bits_to_f32(offset);
+    uint32_t shifted = 0;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      if ((mask >> j) & 1u) v[j] = __fsub_rn(v[j], m);
+      shifted = max(shifted, __float_as_uint(v[j]) & 0x7FFFFFFFu);
+    }
+    for (int o = 1; o < G; o <<= 1)
+      shifted = max(shifted, __shfl_xor_sync(0xFFFFFFFFu, shifted, o));
+    if (st.nan_block) {
+      st.offset = 0x7FC0;
+    } else {
+      st.offset = offset;
+      st.m = m;
+      amax = shifted;
+    }
+  }
+  finish_scale(s, amax, st);
+  return st;
+}
+
+// SplitMix64 draws for consecutive flat indices index0, index0 + step, ...: x = key + (index +
+// 1) * golden advances by step * golden per element.
+struct Draws {
+  uint64_t x, dx;
+  __device__ Draws(uint64_t key, int64_t index0, int64_t step)
+      : x(key + uint64_t(index0 + 1) * 0x9E3779B97F4A7C15ull),
+        dx(uint64_t(step) * 0x9E3779B97F4A7C15ull) {}
+  __device__ __forceinline__ uint32_t next() {
+    const uint32_t r = uint32_t(mix64(x) >> 32);
+    x += dx;
+    return r;
+  }
+};
+
+// Codes of 32 values (the block state already computed), packed LSB-first into kBits words.
+template <Rounding kMode, bool kInteger, int kBits>
+__device__ __forceinline__ void codes32(const DevSpec& s, const BlockState& st, const float v[32],
+                                        uint32_t mask, Draws draws, uint32_t words[kBits]) {
+#pragma unroll
+  for (int w = 0; w < kBits; ++w) words[w] = 0;
+  if (st.nan_block) return;
+  if (kBits == 8 && kMode == Rounding::kNearestEven && s.f.cvt != 0) {
+#pragma unroll
+    for (int j = 0; j < 32; j += 4) {
+      const uint32_t lo =
+          cvt_fp8x2(s.f.cvt, __fmul_rn(v[j], st.inv_scale), __fmul_rn(v[j + 1], st.inv_scale));
+      const uint32_t hi =
+          cvt_fp8x2(s.f.cvt, __fmul_rn(v[j + 2], st.inv_scale), __fmul_rn(v[j + 3], st.inv_scale));
+      words[j / 4] = lo + hi * 65536u;
+    }
+  } else if constexpr (!kInteger) {
+    // encode_mag's float-format arithmetic with the constant terms folded out of the loop:
+    // with bits(s) = E * 2^23 + magic_add + q, the code q + ((E - emin_b) << man_bits) is
+    // bits(s) + E * (2^man_bits - 2^23) - kc. The clamp compares against max_code + kc, the
+    // sign is added in place, and kc is taken off each packed word once at the end (the packed
+    // sum is exact modulo 2^32).
+    const DevFormat& f = s.f;
+    const uint32_t kc = f.magic_add + (uint32_t(f.emin_b) << f.man_bits);
+    const uint32_t cmax = f.max_code + kc;
+    const uint32_t ek = (1u << f.man_bits) - (1u << 23);
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      const float a = __fmul_rn(fabsf(v[j]), st.inv_scale);
+      const uint32_t ab = __float_as_uint(a);
+      const uint32_t E = uint32_t(max(int(ab >> 23), f.emin_b));
+      uint32_t c;
+      if constexpr (kMode == Rounding::kStochastic) {
+        const uint32_t r = draws.next();
+        const int shift = min(int(E - (ab >> 23)) + 23 - f.man_bits, 63);
+        const uint32_t sig = (ab & 0x7FFFFFu) | 0x800000u;
+        const uint64_t w = (uint64_t(sig) << 32) >> shift;  // kept bits : 32-bit fraction
+        const uint32_t q = uint32_t(w >> 32) + (r < uint32_t(w) ? 1u : 0u);
+        c = q + E * (1u << f.man_bits) + f.magic_add;  // code + kc
+      } else {
+        const uint32_t mb = E * (1u << 23) + f.magic_add;
+        float sum;
+        if constexpr (kMode == Rounding::kNearestEven) {
+          sum = __fadd_rn(a, __uint_as_float(mb));
+        } else if constexpr (kMode == Rounding::kTowardZero) {
+          sum = __fadd_rz(a, __uint_as_float(mb));
+        } else {
+          sum = __fadd_rz(__fadd_rz(a, __uint_as_float(mb - (24u << 23))), __uint_as_float(mb));
+        }
+        c = __float_as_uint(sum) + E * ek;  // code + kc
+      }
+      c = min(c, cmax);
+      const uint32_t sign = __float_as_uint(v[j]) >> 31;
+      words[j * kBits / 32] +=
+          c * (1u << ((j * kBits) % 32)) + sign * (1u << ((j * kBits) % 32 + kBits - 1));
+    }
+    const uint32_t ones = kBits == 8 ? 0x01010101u : 0x11111111u;
+#pragma unroll
+    for (int w = 0; w < kBits; ++w) words[w] -= kc * ones;
+  } else {
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      const float a = __fmul_rn(fabsf(v[j]), st.inv_scale);
+      uint32_t r = 0;
+      if constexpr (kMode == Rounding::kStochastic) r = draws.next();
+      float value;
+      uint32_t code = encode_mag<kMode, kInteger>(s.f, a, r, value);
+      const uint32_t sign = __float_as_uint(v[j]) >> 31;
+      if constexpr (kInteger) {
+        code = (sign ? 0u - code : code) & ((1u << kBits) - 1u);
+      } else {
+        code += sign << (kBits - 1);
+      }
+      words[j * kBits / 32] += code << ((j * kBits) % 32);
+    }
+  }
+  if (mask != 0xFFFFFFFFu) {
+    // Padding slots encode as 0.
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      if (!((mask >> j) & 1u))
+        words[j * kBits / 32] &= ~(((1u << kBits) - 1u) << ((j * kBits) % 32));
+    }
+  }
+}
+
+// Fake-quantized values of 32 values (decoded codes times the scale, plus the offset).
+template <Rounding kMode, bool kInteger>
+__device__ __forceinline__ void values32(const DevSpec& s, const BlockState& st, float v[32],
+                                         Draws draws) {
+  const float x = e8m0_value(st.scale);
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    const float a = __fmul_rn(fabsf(v[j]), st.inv_scale);
+    uint32_t r = 0;
+    if constexpr (kMode == Rounding::kStochastic) r = draws.next();
+    float value;
+    encode_mag<kMode, kInteger>(s.f, a, r, value);
+    const uint32_t sign = __float_as_uint(v[j]) & 0x80000000u;
+    if constexpr (kInteger) {
+      value = sign ? __fsub_rn(0.0f, value) : value;
+    } else {
+      value = __uint_as_float(__float_as_uint(value) | sign);
+    }
+    float t = __fmul_rn(value, x);
+    if (s.asym) t = __fadd_rn(t, st.m);
+    v[j] = t;
+  }
+}
+
+// 16-byte vectors of 32 fake-quantized values: 8 for float32, 4 for bfloat16; NaN blocks write
+// the CPU's NaN.
+__device__ __forceinline__ void fake_vectors_f32(const float v[32], bool nan_block, uint4 x[8]) {
+#pragma unroll
+  for (int q = 0; q < 8; ++q) {
+    x[q] = nan_block ? make_uint4(kNanF32, kNanF32, kNanF32, kNanF32)
+                     : make_uint4(__float_as_uint(v[4 * q]), __float_as_uint(v[4 * q + 1]),
+                                  __float_as_uint(v[4 * q + 2]), __float_as_uint(v[4 * q + 3]));
+  }
+}
+__device__ __forceinline__ void fake_vectors_bf16(const float v[32], bool nan_block, uint4 x[4]) {
+  const uint32_t n = 0x7FC07FC0u;
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    x[q] = nan_block ? make_uint4(n, n, n, n)
+                     : make_uint4(pack_bf16x2(v[8 * q], v[8 * q + 1]),
+                                  pack_bf16x2(v[8 * q + 2], v[8 * q + 3]),
+                                  pack_bf16x2(v[8 * q + 4], v[8 * q + 5]),
+                                  pack_bf16x2(v[8 * q + 6], v[8 * q + 7]));
+  }
+}
+
+// Each lane holds N 16-byte vectors bound for dst[0, N); the L lanes of each aligned group of L
+// own consecutive regions (lane i of the group at group start + i * N). When `whole` (every lane
+// of the warp is here, warp-uniform) the vectors go through shared memory (`stage`: 32 * (N + 1)
+// vectors for this warp) so that each store instruction writes L consecutive vectors per group:
+// whole 32-byte sectors instead of halves spread over the warp's region.
+template <int N>
+__device__ __forceinline__ void store_group(uint4* dst, const uint4 (&x)[N], int L, bool whole,
+                                            uint4* stage) {
+  if (N == 1 || !whole) {
+#pragma unroll
+    for (int q = 0; q < N; ++q) dst[q] = x[q];
+    return;
+  }
+  const int lane = threadIdx.x & 31, g = lane & (L - 1), g0 = lane - g;
+#pragma unroll
+  for (int q = 0; q < N; ++q) stage[lane * (N + 1) + q] = x[q];
+  __syncwarp();
+  uint4* base = dst - g * N;
+#pragma unroll
+  for (int q = 0; q < N; ++q) {
+    const int idx = q * L + g;
+    base[idx] = stage[(g0 + idx / N) * (N + 1) + idx % N];
+  }
+  __syncwarp();
+}
+
+template <int kBits>
+__device__ __forceinline__ void code_vectors(const uint32_t words[kBits], uint4 (&x)[kBits / 4]) {
+#pragma unroll
+  for (int q = 0; q < kBits / 4; ++q) {
+    x[q] = make_uint4(words[4 * q], words[4 * q + 1], words[4 * q + 2], words[4 * q + 3]);
+  }
+}
+
+// Shared memory of the staging buffers: 32 * (N + 1) vectors per warp.
+constexpr size_t stage_bytes(int threads, int n) {
+  return n <= 1 ? 0 : size_t(threads / 32) * 32 * (n + 1) * 16;
+}
+
+// Dense contiguous blocks (the blocks tile the flat tensor: runs are whole blocks) with k = 32 *
+// G, G a power of two <= 8, codes of 4 or 8 bits, 16-byte aligned buffers: each thread loads 32
+// values with 16-byte loads, the G threads of a block reduce amax with shuffles, and each thread
+// stores its 16 or 32 bytes of codes (or 64/128 bytes of fake-quantized values).
+template <Rounding kMode, bool kInteger, int kBits>
+__global__ void __launch_bounds__(256)
+    quantize_vec_kernel(__grid_constant__ const QuantParams P, int log2g) {
+  extern __shared__ uint4 stage_all[];
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t chunks = P.g.num_blocks << log2g;
+  const bool active = t < chunks;
+  const bool whole = (t | 31) < chunks;  // every lane of this warp is active
+  const int64_t i0 = (active ? t : 0) * 32;
+  const DevSpec& s = P.s;
+  float v[32];
+  const uint32_t amax = load32(P.in, P.in_dtype, i0, v);
+  const BlockState st = scale32(s, v, amax, 0xFFFFFFFFu, 1 << log2g);
+  if (!active) return;
+  const Draws draws(s.key, i0, 1);
+  if (P.fake_out != nullptr) {
+    if (!st.nan_block) values32<kMode, kInteger>(s, st, v, draws);
+    if (P.fake_dtype == int(DType::kF32)) {
+      uint4 x[8];
+      fake_vectors_f32(v, st.nan_block, x);
+      store_group<8>(reinterpret_cast<uint4*>(static_cast<float*>(P.fake_out) + i0), x, 32, whole,
+                     stage_all + (threadIdx.x >> 5) * (32 * 9));
+    } else {
+      uint4 x[4];
+      fake_vectors_bf16(v, st.nan_block, x);
+      store_group<4>(reinterpret_cast<uint4*>(static_cast<uint16_t*>(P.fake_out) + i0), x, 32,
+                     whole, stage_all + (threadIdx.x >> 5) * (32 * 5));
+    }
+    return;
+  }
+  const int64_t b = t >> log2g;
+  if ((t & ((int64_t(1) << log2g) - 1)) == 0) {
+    P.scales[b] = st.scale;
+    if (s.asym) P.offsets[b] = st.offset;
+  }
+  uint32_t words[kBits];
+  codes32<kMode, kInteger, kBits>(s, st, v, 0xFFFFFFFFu, draws, words);
+  uint4 x[kBits / 4];
+  code_vectors<kBits>(words, x);
+  store_group<kBits / 4>(reinterpret_cast<uint4*>(P.elements + t * (4 * kBits)), x, 32, whole,
+                         stage_all + (threadIdx.x >> 5) * (32 * (kBits / 4 + 1)));
+}
+
+template <Rounding kMode, bool kInteger, int kBits>
+struct LaunchVec {
+  static void run(const QuantParams& P, int log2g, cudaStream_t stream) {
+    const int threads = 256;
+    const int64_t grid = ((P.g.num_blocks << log2g) + threads - 1) / threads;
+    const int n = P.fake_out == nullptr ? kBits / 4 : P.fake_dtype == int(DType::kF32) ? 8 : 4;
+    quantize_vec_kernel<kMode, kInteger, kBits>
+        <<<unsigned(grid), threads, stage_bytes(threads, n), stream>>>(P, log2g);
+  }
+};
+template <Rounding M, bool I>
+struct LaunchVec8 : LaunchVec<M, I, 8> {};
+template <Rounding M, bool I>
+struct LaunchVec4 : LaunchVec<M, I, 4> {};
 
 // Dual: a CTA of 256 threads reads a 32 x 64 tile once into shared memory; each thread then
 // quantizes one chunk of 8 of a row block (1x32 along K) and one chunk of a column block (32x1
@@ -744,6 +1202,132 @@ __global__ void __launch_bounds__(kDualThreads) dual_kernel(__grid_constant__ co
         if (s.asym) P.cols.offsets[b] = st.offset;
       }
       store_packed(P.cols.elements + b * 4 * s.f.bits + lane * s.f.bits, s.f.bits, packed);
+    }
+  }
+}
+
+// Dual, fast path (codes of 4 or 8 bits, 16-byte aligned code buffers): a CTA of 128 threads
+// stages a 32 x 128 tile of [M, K] in shared memory as float32, then each thread quantizes one
+// whole row block (32 values along K) and one whole column block (32 values along M) with the
+// same encoder as quantize_vec. Row blocks: lane = 4 * row + block, so the 4 lanes of a row write
+// its 4 neighbouring blocks. Tile element (r, c) sits at r * 144 + c + 4 * (c / 32): the 16-byte
+// row reads of a warp (two rows x four blocks) and the column reads (32 consecutive columns) are
+// free of bank conflicts.
+constexpr int kDualVecCols = 128, kDualVecThreads = 128, kDualVecPitch = 144;
+
+__device__ __forceinline__ int dual_at(int r, int c) {
+  return r * kDualVecPitch + c + 4 * (c >> 5);
+}
+
+template <Rounding kMode, bool kInteger, int kBits>
+__global__ void __launch_bounds__(kDualVecThreads)
+    dual_vec_kernel(__grid_constant__ const DualParams P, int vec_loads) {
+  constexpr int N = kBits / 4;  // 16-byte vectors of codes per block
+  __shared__ __align__(16) float tile[32 * kDualVecPitch];
+  __shared__ uint4 stage_all[kDualVecThreads / 32 * 32 * (N + 1)];
+  const int64_t R0 = int64_t(blockIdx.y) * 32;
+  const int64_t C0 = int64_t(blockIdx.x) * kDualVecCols;
+  const int t = threadIdx.x;
+  uint4* stage = stage_all + (t >> 5) * (32 * (N + 1));
+  const bool full = R0 + 32 <= P.M && C0 + kDualVecCols <= P.K;
+  if (full && vec_loads && P.in_dtype != int(DType::kF32)) {
+    // 32 rows x 16 chunks of 8 16-bit values: four 16-byte loads per thread.
+    uint4 x[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int e = q * kDualVecThreads + t, r = e >> 4, c8 = e & 15;
+      x[q] = __ldg(reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(P.in) +
+                                                  (R0 + r) * P.K + C0 + c8 * 8));
+    }
+    const bool bf = P.in_dtype == int(DType::kBF16);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int e = q * kDualVecThreads + t, r = e >> 4, c8 = e & 15;
+      const uint32_t w[4] = {x[q].x, x[q].y, x[q].z, x[q].w};
+      float f[8];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        f[2 * i] = bf ? __uint_as_float(w[i] << 16) : fp16_bits_to_f32(uint16_t(w[i]));
+        f[2 * i + 1] =
+            bf ? __uint_as_float(w[i] & 0xFFFF0000u) : fp16_bits_to_f32(uint16_t(w[i] >> 16));
+      }
+      float4* dst = reinterpret_cast<float4*>(&tile[dual_at(r, c8 * 8)]);
+      dst[0] = make_float4(f[0], f[1], f[2], f[3]);
+      dst[1] = make_float4(f[4], f[5], f[6], f[7]);
+    }
+  } else if (full && vec_loads) {
+    // float32: 32 rows x 32 chunks of 4 values, eight 16-byte loads per thread.
+    float4 x[8];
+#pragma unroll
+    for (int q = 0; q < 8; ++q) {
+      const int e = q * kDualVecThreads + t, r = e >> 5, c4 = e & 31;
+      x[q] = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(P.in) +
+                                                   (R0 + r) * P.K + C0 + c4 * 4));
+    }
+#pragma unroll
+    for (int q = 0; q < 8; ++q) {
+      const int e = q * kDualVecThreads + t, r = e >> 5, c4 = e & 31;
+      *reinterpret_cast<float4*>(&tile[dual_at(r, c4 * 4)]) = x[q];
+    }
+  } else {
+    for (int e = t; e < 32 * kDualVecCols; e += kDualVecThreads) {
+      const int r = e / kDualVecCols, c = e % kDualVecCols;
+      const int64_t row = R0 + r, col = C0 + c;
+      tile[dual_at(r, c)] =
+          row < P.M && col < P.K ? load_value(P.in, P.in_dtype, row * P.K + col) : 0.0f;
+    }
+  }
+  __syncthreads();
+  const DevSpec& s = P.s;
+  {
+    // Row block `cb` of tile row r.
+    const int lane = t & 31, r = (t >> 5) * 8 + (lane >> 2), cb = lane & 3;
+    const int64_t row = R0 + r, col0 = C0 + cb * 32;
+    const int64_t left = row < P.M ? P.K - col0 : 0;
+    // Whole: every lane of the warp has a full block (its 8 rows exist, the tile spans 128
+    // columns and K holds whole blocks of 32).
+    const bool whole = R0 + (t >> 5) * 8 + 8 <= P.M && C0 + kDualVecCols <= P.K;
+    if (left > 0) {
+      const uint32_t mask = left >= 32 ? 0xFFFFFFFFu : (1u << left) - 1u;
+      float v[32];
+      const float4* src = reinterpret_cast<const float4*>(&tile[dual_at(r, cb * 32)]);
+#pragma unroll
+      for (int q = 0; q < 8; ++q) {
+        const float4 a = src[q];
+        v[4 * q] = a.x, v[4 * q + 1] = a.y, v[4 * q + 2] = a.z, v[4 * q + 3] = a.w;
+      }
+      const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
+      const int64_t b = row * P.row_blocks_per_row + (col0 >> 5);
+      P.rows.scales[b] = st.scale;
+      if (s.asym) P.rows.offsets[b] = st.offset;
+      uint32_t words[kBits];
+      codes32<kMode, kInteger, kBits>(s, st, v, mask, Draws(s.key, row * P.K + col0, 1), words);
+      uint4 x[N];
+      code_vectors<kBits>(words, x);
+      store_group<N>(reinterpret_cast<uint4*>(P.rows.elements + b * (4 * kBits)), x, 4,
+                     whole && P.K % 32 == 0, stage);
+    }
+  }
+  {
+    // Column block: tile column t, rows [0, 32).
+    const int64_t col = C0 + t;
+    const int64_t down = P.M - R0;
+    const bool whole = C0 + (t | 31) < P.K;
+    if (col < P.K) {
+      const uint32_t mask = down >= 32 ? 0xFFFFFFFFu : (1u << down) - 1u;
+      float v[32];
+#pragma unroll
+      for (int j = 0; j < 32; ++j) v[j] = tile[dual_at(j, t)];
+      const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
+      const int64_t b = (R0 >> 5) * P.K + col;
+      P.cols.scales[b] = st.scale;
+      if (s.asym) P.cols.offsets[b] = st.offset;
+      uint32_t words[kBits];
+      codes32<kMode, kInteger, kBits>(s, st, v, mask, Draws(s.key, R0 * P.K + col, P.K), words);
+      uint4 x[N];
+      code_vectors<kBits>(words, x);
+      store_group<N>(reinterpret_cast<uint4*>(P.cols.elements + b * (4 * kBits)), x, 32, whole,
+                     stage);
     }
   }
 }
@@ -916,6 +1500,78 @@ __global__ void __launch_bounds__(256) dequantize_kernel(__grid_constant__ const
   }
 }
 
+// Dense contiguous blocks with k = 32 * G (G a power of two), codes of 4 or 8 bits, 16-byte
+// aligned buffers: one thread per 32 codes (one or two 16-byte loads), 16-byte stores. E4M3 and
+// E5M2 decode with the hardware conversion to half precision (exact, NaN and Inf included); other
+// formats read the decode table from shared memory (at most 16 distinct words for 4-bit codes:
+// no bank conflicts).
+template <int kBits>
+__global__ void __launch_bounds__(256)
+    dequantize_vec_kernel(__grid_constant__ const DequantParams P, int log2g) {
+  extern __shared__ uint4 stage_all[];
+  __shared__ float table[1 << kBits];
+  for (int i = threadIdx.x; i < (1 << kBits); i += blockDim.x) table[i] = P.f.decode[i];
+  __syncthreads();
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= (P.g.num_blocks << log2g)) return;
+  const int64_t b = t >> log2g;
+  const uint4* src = reinterpret_cast<const uint4*>(P.elements + t * (4 * kBits));
+  uint32_t words[kBits];
+#pragma unroll
+  for (int q = 0; q < kBits / 4; ++q) {
+    const uint4 a = __ldg(src + q);
+    words[4 * q] = a.x, words[4 * q + 1] = a.y, words[4 * q + 2] = a.z, words[4 * q + 3] = a.w;
+  }
+  const uint8_t scale = __ldg(P.scales + b);
+  const bool nan_block = scale == kScaleNan;
+  const float x = e8m0_value(scale);
+  const float m = P.asym ? bf16_bits_to_f32(P.offsets[b]) : 0.0f;
+  float v[32];
+  if (kBits == 8 && P.f.cvt != 0) {
+#pragma unroll
+    for (int w = 0; w < 8; ++w) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const uint16_t pair = uint16_t(words[w] >> (16 * h));
+        uint32_t f16x2;
+        if (P.f.cvt == 1) {
+          asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(f16x2) : "h"(pair));
+        } else {
+          asm("cvt.rn.f16x2.e5m2x2 %0, %1;" : "=r"(f16x2) : "h"(pair));
+        }
+        __half2 hh;
+        memcpy(&hh, &f16x2, 4);
+        const float2 f = __half22float2(hh);
+        v[4 * w + 2 * h] = f.x;
+        v[4 * w + 2 * h + 1] = f.y;
+      }
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      v[j] = table[(words[j * kBits / 32] >> ((j * kBits) % 32)) & ((1u << kBits) - 1u)];
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    float d = __fmul_rn(v[j], x);
+    if (P.asym) d = __fadd_rn(d, m);
+    v[j] = d;
+  }
+  const bool whole = (t | 31) < (P.g.num_blocks << log2g);
+  if (P.out_dtype == int(DType::kF32)) {
+    uint4 x[8];
+    fake_vectors_f32(v, nan_block, x);
+    store_group<8>(reinterpret_cast<uint4*>(static_cast<float*>(P.out) + t * 32), x, 32, whole,
+                   stage_all + (threadIdx.x >> 5) * (32 * 9));
+  } else {
+    uint4 x[4];
+    fake_vectors_bf16(v, nan_block, x);
+    store_group<4>(reinterpret_cast<uint4*>(static_cast<uint16_t*>(P.out) + t * 32), x, 32, whole,
+                   stage_all + (threadIdx.x >> 5) * (32 * 5));
+  }
+}
+
 // ------------------------------------------------------------------------------------------
 // Host side.
 
@@ -930,6 +1586,11 @@ DevFormat make_dev_format(const FormatTraits& f) {
   const uint32_t mb = std::bit_cast<uint32_t>(m);
   p.max_sig24 = (mb & 0x7FFFFFu) | 0x800000u;
   p.max_floor_log2 = int(mb >> 23) - 127;
+  p.emin_b = f.emin + 127;
+  p.magic_add = f.is_integer ? uint32_t(f.emin + 150) << 23 : uint32_t(23 - f.man_bits) << 23;
+  p.int_shift0 = 150 + f.emin;
+  p.max_value = m;
+  p.cvt = f.format == ElementFormat::kE4M3 ? 1 : f.format == ElementFormat::kE5M2 ? 2 : 0;
   for (int c = 0; c < 256; ++c) {
     p.decode[c] = c < (1 << f.bits) ? static_cast<float>(decode_element(f, uint8_t(c))) : 0.0f;
   }
@@ -1035,6 +1696,33 @@ struct LaunchDual {
   }
 };
 
+bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
+}
+
+// log2 of the threads per block of the 32-values-per-thread kernels (quantize_vec,
+// dequantize_vec), or -1 where they don't apply: contiguous blocks that tile the tensor (every
+// run holds whole blocks), k = 32 * G with G a power of two <= 8, codes of 4 or 8 bits.
+int vec_log2g(const DevGrid& g, int bits) {
+  if (!g.contiguous || g.k % 32 != 0 || g.run_len % g.k != 0) return -1;
+  if (bits != 4 && bits != 8) return -1;
+  const int G = g.k / 32;
+  if (G > 8 || (G & (G - 1)) != 0) return -1;
+  if ((g.num_blocks * G + 255) / 256 > int64_t(0x7FFFFFFF)) return -1;
+  return std::countr_zero(unsigned(G));
+}
+
+template <Rounding M, bool I, int kBits>
+struct LaunchDualVecBits {
+  static void run(const DualParams& P, dim3 grid, int vec_loads, cudaStream_t stream) {
+    dual_vec_kernel<M, I, kBits><<<grid, kDualVecThreads, 0, stream>>>(P, vec_loads);
+  }
+};
+template <Rounding M, bool I>
+struct LaunchDualVec8 : LaunchDualVecBits<M, I, 8> {};
+template <Rounding M, bool I>
+struct LaunchDualVec4 : LaunchDualVecBits<M, I, 4> {};
+
 std::string run_quantize(const void* d_in, DType dtype, std::span<const int64_t> shape,
                          const QuantSpec& spec, QuantParams P, cudaStream_t stream) {
   if (std::string e = validate(spec); !e.empty()) return e;
@@ -1045,6 +1733,16 @@ std::string run_quantize(const void* d_in, DType dtype, std::span<const int64_t>
   P.s = make_dev_spec(spec);
   P.in = d_in;
   P.in_dtype = int(dtype);
+  const int bits = traits(spec.format).bits;
+  const int log2g = vec_log2g(P.g, bits);
+  if (log2g >= 0 && aligned16(d_in) && aligned16(P.fake_out ? P.fake_out : P.elements)) {
+    if (bits == 8) {
+      dispatch<LaunchVec8>(spec.rounding, traits(spec.format).is_integer, P, log2g, stream);
+    } else {
+      dispatch<LaunchVec4>(spec.rounding, traits(spec.format).is_integer, P, log2g, stream);
+    }
+    return check_launch("quantize kernel launch");
+  }
   const int G = P.g.k / 8;
   if (P.g.contiguous && P.g.k % 8 == 0 && G <= 32 && (G & (G - 1)) == 0 &&
       (P.g.num_blocks * G + 255) / 256 <= int64_t(0x7FFFFFFF)) {
@@ -1120,6 +1818,18 @@ std::string dequantize_cuda(const uint8_t* d_elements, const uint8_t* d_scales,
   P.out = d_out;
   P.out_dtype = int(out_dtype);
   const int threads = 256;
+  const int bits = traits(spec.format).bits;
+  if (const int log2g = vec_log2g(P.g, bits);
+      log2g >= 0 && aligned16(d_elements) && aligned16(d_out)) {
+    const unsigned grid = unsigned(((P.g.num_blocks << log2g) + threads - 1) / threads);
+    const size_t stage = stage_bytes(threads, out_dtype == DType::kF32 ? 8 : 4);
+    if (bits == 8) {
+      dequantize_vec_kernel<8><<<grid, threads, stage, stream>>>(P, log2g);
+    } else {
+      dequantize_vec_kernel<4><<<grid, threads, stage, stream>>>(P, log2g);
+    }
+    return check_launch("dequantize kernel launch");
+  }
   if (P.g.contiguous && P.g.k % 8 == 0) {
     const int64_t chunks = P.g.num_blocks * (P.g.k / 8);
     if ((chunks + threads - 1) / threads > int64_t(0x7FFFFFFF)) return "tensor too large";
@@ -1153,6 +1863,19 @@ std::string quantize_dual_cuda(const void* d_in, DType dtype, std::span<const in
   P.row_blocks_per_row = (P.K + 31) / 32;
   P.rows = rows;
   P.cols = cols;
+  if ((bits == 4 || bits == 8) && aligned16(rows.elements) && aligned16(cols.elements)) {
+    const int64_t gx = (P.K + kDualVecCols - 1) / kDualVecCols, gy = (P.M + 31) / 32;
+    if (gx > 0x7FFFFFFF || gy > 65535) return "matrix too large for the dual kernel grid";
+    const int vec_loads = aligned16(d_in) && P.K % (dtype == DType::kF32 ? 4 : 8) == 0;
+    const dim3 grid{unsigned(gx), unsigned(gy)};
+    const bool integer = traits(spec.format).is_integer;
+    if (bits == 8) {
+      dispatch<LaunchDualVec8>(spec.rounding, integer, P, grid, vec_loads, stream);
+    } else {
+      dispatch<LaunchDualVec4>(spec.rounding, integer, P, grid, vec_loads, stream);
+    }
+    return check_launch("dual quantize kernel launch");
+  }
   const int64_t gx = (P.K + kDualCols - 1) / kDualCols, gy = (P.M + kDualRows - 1) / kDualRows;
   if (gx > 0x7FFFFFFF || gy > 65535) return "matrix too large for the dual kernel grid";
   dispatch<LaunchDual>(spec.rounding, traits(spec.format).is_integer, P,
