@@ -362,6 +362,27 @@ TEST_F(GgufTest, Version2IsReadToo) {
   EXPECT_EQ(f.tensors().at(0).bytes.size(), 8u);
 }
 
+// An array of 1-byte items near the end of the file: its count is bounded by the items' own
+// size, not by 8 bytes each.
+TEST_F(GgufTest, SmallScalarArrayNearTheEndIsRead) {
+  Builder b;
+  b.head(0, 1).str("bytes").put<uint32_t>(9).put<uint32_t>(0).put<uint64_t>(3);
+  b.put<uint8_t>(1).put<uint8_t>(2).put<uint8_t>(3).pad(32);
+  GgufFile f;
+  ASSERT_EQ(parse_gguf(b.b, &f), "");
+  const auto* a = std::get_if<GgufArray>(&f.find_kv("bytes")->v);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->items.size(), 3u);
+}
+
+// Keys and names may hold any byte; an error quoting one escapes control characters.
+TEST_F(GgufTest, ErrorsQuotingNamesStayOneLine) {
+  Builder b;
+  b.head(0, 2).str("a\nb").put<uint32_t>(4).put<uint32_t>(1);
+  b.str("a\nb").put<uint32_t>(4).put<uint32_t>(1);
+  EXPECT_EQ(parse_error(b.b), "duplicate key 'a\\x0ab' at byte 43");
+}
+
 TEST_F(GgufTest, OpenNamesThePath) {
   GgufFile f;
   const std::string missing = (dir_ / "missing.gguf").string();

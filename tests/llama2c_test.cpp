@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "mx/io/llama2c.h"
 #include "mx/io/safetensors.h"
@@ -177,6 +179,34 @@ TEST_F(Llama2cTest, BadHeadersAndTruncationAreNamed) {
   EXPECT_EQ(read_llama2c((dir_ / "short.bin").string(), &c),
             (dir_ / "short.bin").string() + ": file of 3 bytes is shorter than the 28-byte header");
   EXPECT_TRUE(c.tensors().empty());
+}
+
+// parse_llama2c is read_llama2c without the file: the same layout, and the same errors less the
+// path.
+TEST_F(Llama2cTest, InMemoryParseMatchesTheFileReader) {
+  const std::string path = write("mem.bin", {8, 12, 2, 2, 1, -10, 4}, kSmallFloats + 10 * 8);
+  std::ifstream in(path, std::ios::binary);
+  const std::vector<char> chars((std::istreambuf_iterator<char>(in)), {});
+  std::vector<float> buffer(chars.size() / 4);  // float-aligned, as the reader needs
+  std::memcpy(buffer.data(), chars.data(), chars.size());
+  const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(buffer.data()),
+                                       chars.size());
+  Llama2cCheckpoint from_file, from_memory;
+  ASSERT_EQ(read_llama2c(path, &from_file), "");
+  ASSERT_EQ(parse_llama2c(bytes, &from_memory), "");
+  ASSERT_EQ(from_memory.tensors().size(), from_file.tensors().size());
+  for (size_t i = 0; i < from_file.tensors().size(); ++i) {
+    const auto& a = from_file.tensors()[i];
+    const auto& b = from_memory.tensors()[i];
+    EXPECT_EQ(b.name, a.name);
+    EXPECT_EQ(b.shape, a.shape);
+    EXPECT_EQ(b.file_offset, a.file_offset);
+    EXPECT_EQ(reinterpret_cast<const uint8_t*>(b.data.data()), bytes.data() + b.file_offset);
+    EXPECT_TRUE(std::equal(a.data.begin(), a.data.end(), b.data.begin(), b.data.end()));
+  }
+  EXPECT_EQ(parse_llama2c(bytes.first(27), &from_memory),
+            "file of 27 bytes is shorter than the 28-byte header");
+  EXPECT_TRUE(from_memory.tensors().empty());
 }
 
 TEST_F(Llama2cTest, Stories260K) {

@@ -267,6 +267,12 @@ TEST(Npy, MalformedHeaderDict) {
   expect_error(npy_v1("", 8), m + ": unexpected end");
 }
 
+// The header is arbitrary bytes; an error quoting it escapes control characters.
+TEST(Npy, ErrorsQuotingTheHeaderStayOneLine) {
+  expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'a\nb': 1}", 8),
+               "malformed header dict: unexpected key 'a\\x0ab'");
+}
+
 TEST(Npy, UnsupportedArrays) {
   expect_error(npy_v1(">f8", "(1,)", 8), "unsupported dtype '>f8' (big-endian)");
   expect_error(npy_v1(">f4", "(1,)", 4), "unsupported dtype '>f4' (big-endian)");

@@ -254,6 +254,41 @@ TEST_F(SafetensorsTest, OpenNamesThePath) {
   EXPECT_TRUE(f.tensors().empty());
 }
 
+// A number beyond double's range is well-formed JSON that nlohmann refuses with an out_of_range
+// exception rather than a parse_error: still an error, not an escaped exception.
+TEST_F(SafetensorsTest, JsonNumberOutOfRangeIsAnError) {
+  const std::string json = R"({"t":{"dtype":"U8","shape":[1e999],"data_offsets":[0,1]}})";
+  EXPECT_EQ(parse_error(raw_file(json, 1)), "header JSON (file bytes 8.." +
+                                                std::to_string(8 + json.size()) +
+                                                ") is invalid: number overflow parsing '1e999'");
+}
+
+// Quoting a bad value in an error serializes it recursively: deep nesting is refused first,
+// in the header and in the MX spec JSON, rather than overflowing the stack.
+TEST_F(SafetensorsTest, DeeplyNestedJsonIsRefused) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_EQ(parse_error(raw_file(R"({"t":)" + deep + "}", 0)),
+            "header JSON nests deeper than 16 levels at file byte 28");
+  Bytes b;
+  ASSERT_EQ(encode_safetensors({}, {{"mx.w", R"({"shape":)" + deep + "}"}}, &b), "");
+  SafetensorsFile f;
+  ASSERT_EQ(parse_safetensors(b, &f), "");
+  std::map<std::string, MxTensor> loaded;
+  EXPECT_EQ(load_mx_tensors(f, &loaded), "metadata 'mx.w': MX spec nests deeper than 8 levels");
+}
+
+// Names may hold any character; an error quoting one escapes control characters.
+TEST_F(SafetensorsTest, ErrorsQuotingNamesStayOneLine) {
+  EXPECT_EQ(parse_error(raw_file(R"({"a\nb":{"dtype":"X","shape":[],"data_offsets":[0,0]}})", 0)),
+            "header (bytes 8..): tensor 'a\\x0ab' has unknown dtype 'X'");
+  Bytes b;
+  ASSERT_EQ(encode_safetensors({}, {{"mx.a\nb", "{}"}}, &b), "");
+  SafetensorsFile f;
+  ASSERT_EQ(parse_safetensors(b, &f), "");
+  std::map<std::string, MxTensor> loaded;
+  EXPECT_EQ(load_mx_tensors(f, &loaded), "metadata 'mx.a\\x0ab': MX spec lacks 'shape'");
+}
+
 // ---- MX tensors ----
 
 MxTensor random_mx(std::vector<int64_t> shape, const QuantSpec& spec, uint64_t seed) {

@@ -26,4 +26,25 @@ std::string cat(const A&... a) {
   return s;
 }
 
+// Messages quote names and text from the file, which may hold any byte: control characters (a
+// newline in a tensor name, say) become \xNN so that an error stays one line.
+inline std::string one_line(std::string s) {
+  bool clean = true;
+  for (const char c : s) clean = clean && static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+  if (clean) return s;
+  constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u != 0x7f) {
+      out += c;
+    } else {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    }
+  }
+  return out;
+}
+
 }  // namespace mx::io

@@ -122,7 +122,7 @@ class Reader {
         const uint64_t count_at = pos_;
         if (auto e = read("array count", &n); !e.empty()) return e;
         // Every element takes at least its scalar size, or 8 bytes (a length or a type+count).
-        const uint64_t min_size = std::max<uint64_t>(scalar_size(a.type), 8);
+        const uint64_t min_size = scalar_size(a.type) != 0 ? scalar_size(a.type) : 8;
         if (n > left() / min_size) {
           return cat("array count ", n, " at byte ", count_at, " is absurd: only ", left(),
                      " bytes are left");
@@ -414,13 +414,13 @@ std::string parse_gguf(std::span<const uint8_t> file, GgufFile* out) {
     out->kvs_.clear();
     out->tensors_.clear();
   }
-  return e;
+  return one_line(e);
 }
 
 std::string open_gguf(const std::string& path, GgufFile* out) {
   MappedFile map;
   if (auto e = map.open(path); !e.empty()) return e;
-  if (auto e = parse_gguf(map.bytes(), out); !e.empty()) return cat(path, ": ", e);
+  if (auto e = parse_gguf(map.bytes(), out); !e.empty()) return one_line(cat(path, ": ", e));
   out->mapping_ = std::move(map);  // the spans stay valid: the mapping itself does not move
   return "";
 }
@@ -507,12 +507,12 @@ std::string gguf_mxfp4_tensor(const std::string& name, const MxTensor& t,
 
 std::string load_gguf_mxfp4(const GgufTensor& t, MxTensor* out) {
   if (t.type != kGgmlMxfp4) {
-    return cat("tensor '", t.name, "' has ggml type ", t.type, ", not MXFP4 (39)");
+    return one_line(cat("tensor '", t.name, "' has ggml type ", t.type, ", not MXFP4 (39)"));
   }
   std::string err;
   const std::vector<int64_t> shape = t.shape();
   MxTensor m = from_ggml_mxfp4_bytes(t.bytes, shape, &err);
-  if (!err.empty()) return cat("tensor '", t.name, "': ", err);
+  if (!err.empty()) return one_line(cat("tensor '", t.name, "': ", err));
   *out = std::move(m);
   return "";
 }

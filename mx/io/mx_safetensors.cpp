@@ -64,8 +64,17 @@ std::string mx_spec_json(const MxTensor& t) {
 
 std::string parse_mx_spec_json(const std::string& json, std::vector<int64_t>* shape,
                                QuantSpec* spec) {
-  nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  // A valid spec nests 2 deep. Deeper values are dropped while parsing: quoting one in an error
+  // (dump() recurses) could overflow the stack.
+  constexpr int kMaxDepth = 8;
+  bool too_deep = false;
+  const auto callback = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    if (depth > kMaxDepth) too_deep = true;
+    return depth <= kMaxDepth;
+  };
+  nlohmann::json j = nlohmann::json::parse(json, callback, /*allow_exceptions=*/false);
   if (j.is_discarded()) return "MX spec is not valid JSON";
+  if (too_deep) return cat("MX spec nests deeper than ", kMaxDepth, " levels");
   if (!j.is_object()) return "MX spec is not a JSON object";
   static const char* const kKeys[] = {"shape", "format", "block", "axis", "tile",
                                       "scale", "round",  "seed",  "asym", "flush"};
@@ -159,7 +168,9 @@ std::string add_mx_tensor(const std::string& name, const MxTensor& t,
   return "";
 }
 
-std::string load_mx_tensor(const SafetensorsFile& file, const std::string& name, MxTensor* out) {
+namespace {
+
+std::string load_one(const SafetensorsFile& file, const std::string& name, MxTensor* out) {
   const std::string key = mx_metadata_key(name);
   const auto it = file.metadata().find(key);
   if (it == file.metadata().end()) return cat("no metadata key '", key, "'");
@@ -216,6 +227,12 @@ std::string load_mx_tensor(const SafetensorsFile& file, const std::string& name,
   if (auto e = check_consistent(t); !e.empty()) return cat("MX tensor '", name, "': ", e);
   *out = std::move(t);
   return "";
+}
+
+}  // namespace
+
+std::string load_mx_tensor(const SafetensorsFile& file, const std::string& name, MxTensor* out) {
+  return one_line(load_one(file, name, out));
 }
 
 std::string load_mx_tensors(const SafetensorsFile& file, std::map<std::string, MxTensor>* out) {

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "mx/io/atomic_file.h"
+#include "mx/io/cat.h"
 
 namespace mx::io {
 namespace {
@@ -418,7 +419,7 @@ int64_t NpyArray::element_count() const {
 
 std::string decode_npy(std::span<const uint8_t> file, NpyArray* out) {
   size_t offset = 0;
-  if (std::string e = decode_layout(file, out, &offset); !e.empty()) return e;
+  if (std::string e = decode_layout(file, out, &offset); !e.empty()) return one_line(e);
   out->data.assign(file.begin() + std::ptrdiff_t(offset), file.end());
   return "";
 }
@@ -433,7 +434,9 @@ std::string read_npy(const std::string& path, NpyArray* out) {
   std::vector<uint8_t> bytes;
   if (std::string e = read_file(path, &bytes); !e.empty()) return e;
   size_t offset = 0;
-  if (std::string e = decode_layout(bytes, out, &offset); !e.empty()) return path + ": " + e;
+  if (std::string e = decode_layout(bytes, out, &offset); !e.empty()) {
+    return one_line(path + ": " + e);
+  }
   // Shift the data down in place rather than copy it: arrays can be most of the memory.
   bytes.erase(bytes.begin(), bytes.begin() + std::ptrdiff_t(offset));
   out->data = std::move(bytes);

@@ -14,6 +14,9 @@ namespace mx::io {
 namespace {
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+// A valid header nests 3 deep (object, entry, shape). nlohmann's parser is iterative but dump(),
+// which quotes a bad value in an error, recurses: thousands of '[' would overflow the stack.
+constexpr int kMaxJsonDepth = 16;
 
 // Builds a message piece by piece (long operator+ chains trip GCC 12's -Wrestrict).
 
@@ -46,6 +49,32 @@ std::string short_json(const nlohmann::json& j) {
     s += "...";
   }
   return s;
+}
+
+// The file byte where `text` (which starts at file byte `base`) opens its (kMaxJsonDepth + 1)th
+// nested array or object, or -1. Brackets inside strings do not count.
+int64_t too_deep_at(std::string_view text, uint64_t base) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return static_cast<int64_t>(base + i);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return -1;
 }
 
 // Checks one header entry and fills `t` (bytes left empty) and its data offsets.
@@ -120,6 +149,9 @@ std::string parse_into(std::span<const uint8_t> file, std::vector<SafetensorsTen
   if (n < 2) return cat("header length ", n, " at byte 0 is too small for a JSON object");
   const char* text = reinterpret_cast<const char*>(file.data() + 8);
   if (text[0] != '{') return cat("header at byte 8 does not start with '{'");
+  if (const int64_t at = too_deep_at(std::string_view(text, n), 8); at >= 0) {
+    return cat("header JSON nests deeper than ", kMaxJsonDepth, " levels at file byte ", at);
+  }
 
   // Duplicate top-level keys would silently overwrite each other in the DOM: catch them.
   std::set<std::string> keys;
@@ -141,6 +173,13 @@ std::string parse_into(std::span<const uint8_t> file, std::vector<SafetensorsTen
     if (colon != std::string::npos) what = what.substr(colon + 2);
     return cat("header JSON is malformed at file byte ",
                8 + (e.byte > 0 ? static_cast<uint64_t>(e.byte) - 1 : 0), ": ", what);
+  } catch (const nlohmann::json::exception& e) {
+    // Well-formed but unrepresentable, e.g. a number beyond double's range: nlohmann gives no
+    // position for these.
+    std::string what = e.what();
+    const size_t bracket = what.find("] ");
+    if (bracket != std::string::npos) what = what.substr(bracket + 2);
+    return cat("header JSON (file bytes 8..", 8 + n, ") is invalid: ", what);
   }
   if (!duplicate.empty()) return cat("header (bytes 8..) has duplicate key '", duplicate, "'");
   if (!header.is_object()) return "header (bytes 8..) is not a JSON object";
@@ -307,7 +346,7 @@ std::string open_safetensors(const std::string& path, SafetensorsFile* out) {
     out->tensors_.clear();
     out->metadata_.clear();
     out->mapping_.close();
-    return cat(path, ": ", err);
+    return one_line(cat(path, ": ", err));
   }
   return "";
 }
@@ -321,7 +360,7 @@ std::string parse_safetensors(std::span<const uint8_t> file, SafetensorsFile* ou
     out->tensors_.clear();
     out->metadata_.clear();
   }
-  return err;
+  return one_line(err);
 }
 
 std::string encode_safetensors(std::span<const TensorToWrite> tensors,
