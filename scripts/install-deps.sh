@@ -3,7 +3,8 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ make pkg-config libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev libfmt-dev nlohmann-json3-dev clang-format gnuplot-nox libsentencepiece-dev)
+  libcli11-dev libfmt-dev nlohmann-json3-dev clang-format gnuplot-nox libsentencepiece-dev
+  clang libclang-rt-14-dev npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,184 @@
+// Writes a few small valid files per fuzz target into DIR/<target>/, so that the fuzzers start
+// from inputs that get past the magic and header checks. Built from the library's own writers
+// rather than committed as binaries.
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "mx/core/layout_gpt_oss.h"
+#include "mx/core/mx_tensor.h"
+#include "mx/io/atomic_file.h"
+#include "mx/io/gguf.h"
+#include "mx/io/mx_safetensors.h"
+#include "mx/io/npy.h"
+#include "mx/io/safetensors.h"
+
+namespace fs = std::filesystem;
+using Bytes = std::vector<uint8_t>;
+
+namespace {
+
+Bytes random_bytes(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Bytes b(n);
+  for (auto& x : b) x = static_cast<uint8_t>(rng());
+  return b;
+}
+
+void check(const std::string& e, const char* what) {
+  if (!e.empty()) {
+    std::fprintf(stderr, "make_seeds: %s: %s\n", what, e.c_str());
+    std::exit(1);
+  }
+}
+
+void save(const fs::path& path, const Bytes& bytes) {
+  check(mx::io::write_file_atomically(path.string(), std::span<const uint8_t>(bytes)), "write");
+}
+
+// An MxTensor of `shape` and `spec` with random codes and scales (and offsets).
+mx::MxTensor random_mx(const std::vector<int64_t>& shape, const mx::QuantSpec& spec,
+                       uint64_t seed) {
+  std::string err;
+  mx::MxTensor t = mx::make_mx_tensor(shape, spec, &err);
+  check(err, "make_mx_tensor");
+  const Bytes r = random_bytes(t.elements.size() + t.scales.size(), seed);
+  std::copy(r.begin(), r.begin() + static_cast<long>(t.elements.size()), t.elements.begin());
+  std::copy(r.begin() + static_cast<long>(t.elements.size()), r.end(), t.scales.begin());
+  for (auto& o : t.offsets) o = 0x3f80;  // bfloat16 1.0
+  return t;
+}
+
+void safetensors_seeds(const fs::path& dir) {
+  const Bytes f32 = random_bytes(2 * 3 * 4, 1), bf16 = random_bytes(4 * 2, 2);
+  {
+    const std::vector<mx::io::TensorToWrite> plain = {{"a", "F32", {2, 3}, f32},
+                                                      {"b", "BF16", {4}, bf16}};
+    Bytes out;
+    check(mx::io::encode_safetensors(plain, {{"format", "pt"}}, &out), "plain safetensors");
+    save(dir / "plain.safetensors", out);
+  }
+  // MX tensors: gpt-oss MXFP4, an asymmetric 1-D spec and a tiled one, so that every branch of
+  // load_mx_tensor has a seed.
+  mx::QuantSpec asym;
+  asym.format = mx::ElementFormat::kE4M3;
+  asym.block_size = 16;
+  asym.asymmetric = true;
+  mx::QuantSpec tiled;
+  tiled.format = mx::ElementFormat::kE3M2;
+  tiled.tile_rows = 4;
+  tiled.tile_cols = 8;
+  const mx::MxTensor fp4 = random_mx({2, 64}, mx::mxfp4_rowwise_spec(), 3);
+  const mx::MxTensor a = random_mx({3, 20}, asym, 4);
+  const mx::MxTensor t = random_mx({5, 9}, tiled, 5);
+  std::vector<mx::io::TensorToWrite> list = {{"bias", "F32", {2, 3}, f32}};
+  std::map<std::string, std::string> meta = {{"format", "pt"}};
+  check(mx::io::add_mx_tensor("w.fp4", fp4, &list, &meta), "add fp4");
+  check(mx::io::add_mx_tensor("w.asym", a, &list, &meta), "add asym");
+  check(mx::io::add_mx_tensor("w.tiled", t, &list, &meta), "add tiled");
+  Bytes out;
+  check(mx::io::encode_safetensors(list, meta, &out), "mx safetensors");
+  save(dir / "mx.safetensors", out);
+  check(mx::io::encode_safetensors({}, {}, &out), "empty safetensors");
+  save(dir / "empty.safetensors", out);
+}
+
+mx::io::GgufValue val(mx::io::GgufValue::Variant v) {
+  return mx::io::GgufValue{std::move(v)};
+}
+
+void gguf_seeds(const fs::path& dir) {
+  using mx::io::GgufArray;
+  using mx::io::GgufType;
+  const GgufArray ints{GgufType::kI32, {val(int32_t{-1}), val(int32_t{7})}};
+  const std::vector<mx::io::GgufKv> kvs = {
+      {"general.architecture", val(std::string("llama"))},
+      {"general.alignment", val(uint32_t{64})},
+      {"u8", val(uint8_t{1})},
+      {"f32", val(1.5f)},
+      {"flag", val(true)},
+      {"u64", val(uint64_t{1} << 40)},
+      {"f64", val(-2.0)},
+      {"tokens", val(GgufArray{GgufType::kString, {val(std::string("a")), val(std::string(""))}})},
+      {"nested", val(GgufArray{GgufType::kArray, {val(ints)}})},
+  };
+  const Bytes f32 = random_bytes(5 * 3 * 4, 6), f16 = random_bytes(7 * 2, 7);
+  const mx::MxTensor fp4 = random_mx({3, 64}, mx::mxfp4_rowwise_spec(), 8);
+  Bytes storage;
+  mx::io::GgufTensorToWrite fp4_tensor;
+  check(mx::io::gguf_mxfp4_tensor("blk.0.ffn_up.weight", fp4, &storage, &fp4_tensor), "mxfp4");
+  const std::vector<mx::io::GgufTensorToWrite> tensors = {
+      {"f32", {5, 3}, mx::io::kGgmlF32, f32},
+      {"f16", {7}, mx::io::kGgmlF16, f16},
+      fp4_tensor,
+  };
+  Bytes out;
+  check(mx::io::encode_gguf(kvs, tensors, &out), "gguf");
+  save(dir / "mixed.gguf", out);
+  check(mx::io::encode_gguf({}, std::span(tensors).subspan(2), &out), "gguf mxfp4");
+  save(dir / "mxfp4.gguf", out);
+}
+
+// A llama2.c checkpoint: the 7-int32 header, then the float arrays it implies.
+Bytes llama2c_file(int32_t dim, int32_t hidden, int32_t layers, int32_t heads, int32_t kv_heads,
+                   int32_t vocab, int32_t seq) {
+  const int64_t head = dim / heads, kv = head * kv_heads, v = vocab < 0 ? -vocab : vocab;
+  const int64_t floats = v * dim +
+                         layers * (2 * dim + 2 * dim * dim + 2 * kv * dim + 3 * hidden * dim) +
+                         dim + seq * head + (vocab < 0 ? v * dim : 0);
+  Bytes b(28);
+  const int32_t h[7] = {dim, hidden, layers, heads, kv_heads, vocab, seq};
+  std::memcpy(b.data(), h, sizeof h);
+  const Bytes data = random_bytes(static_cast<size_t>(floats) * 4, static_cast<uint64_t>(dim));
+  b.insert(b.end(), data.begin(), data.end());
+  return b;
+}
+
+void llama2c_seeds(const fs::path& dir) {
+  save(dir / "shared.bin", llama2c_file(8, 16, 2, 2, 1, 10, 4));
+  save(dir / "unshared.bin", llama2c_file(4, 8, 1, 1, 1, -6, 2));
+}
+
+void npy_seeds(const fs::path& dir) {
+  mx::io::NpyArray a;
+  a.dtype = mx::io::NpyDType::kFloat32;
+  a.shape = {2, 3};
+  a.data = random_bytes(2 * 3 * 4, 9);
+  Bytes out;
+  check(mx::io::encode_npy(a, &out), "npy f32");
+  save(dir / "f32.npy", out);
+  a.dtype = mx::io::NpyDType::kBFloat16;
+  a.shape = {};
+  a.data = random_bytes(2, 10);
+  check(mx::io::encode_npy(a, &out), "npy bf16");
+  save(dir / "bf16_scalar.npy", out);
+  a.dtype = mx::io::NpyDType::kUInt8;
+  a.shape = {0, 4};
+  a.data = {};
+  check(mx::io::encode_npy(a, &out), "npy u8");
+  save(dir / "u8_empty.npy", out);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s DIR  (writes DIR/{safetensors,gguf,llama2c,npy}/)\n", argv[0]);
+    return 2;
+  }
+  const fs::path root = argv[1];
+  for (const char* sub : {"safetensors", "gguf", "llama2c", "npy"}) {
+    fs::create_directories(root / sub);
+  }
+  safetensors_seeds(root / "safetensors");
+  gguf_seeds(root / "gguf");
+  llama2c_seeds(root / "llama2c");
+  npy_seeds(root / "npy");
+  return 0;
+}
