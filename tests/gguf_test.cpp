@@ -232,6 +232,11 @@ TEST_F(GgufTest, WriterRefusesBadInput) {
             "general.alignment is not a u32 power of two");
   EXPECT_EQ(err({{"k", val(GgufArray{GgufType::kU8, {val(int8_t{1})}})}}, {}),
             "key 'k': array of type 0 holds a value of type 1");
+  // What ggml's reader (llama.cpp's) refuses is not written either.
+  EXPECT_EQ(err({{"", val(uint32_t{1})}}, {}), "a metadata key is empty");
+  EXPECT_EQ(err({}, {{std::string(64, 'n'), {2}, kGgmlF32, data}}),
+            "tensor name '" + std::string(64, 'n') + "' must have 1 to 63 bytes");
+  EXPECT_EQ(err({}, {{std::string(63, 'n'), {2}, kGgmlF32, data}}), "");
   std::vector<uint8_t> storage;
   GgufTensorToWrite t;
   QuantSpec e4m3;

@@ -17,7 +17,8 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "GGUF is read in host order");
 
 constexpr int kMaxArrayDepth = 8;
-constexpr uint32_t kMaxDims = 4;  // GGML_MAX_DIMS
+constexpr uint32_t kMaxDims = 4;       // GGML_MAX_DIMS
+constexpr size_t kMaxTensorName = 64;  // GGML_MAX_NAME, the terminating zero included
 
 // Encoded size of a scalar GGUF type; 0 for string and array.
 uint64_t scalar_size(GgufType t) {
@@ -431,6 +432,7 @@ std::string encode_gguf(std::span<const GgufKv> kvs, std::span<const GgufTensorT
   uint32_t alignment = 32;
   std::set<std::string_view> keys;
   for (const auto& kv : kvs) {
+    if (kv.key.empty()) return "a metadata key is empty";
     if (!keys.insert(kv.key).second) return cat("duplicate key '", kv.key, "'");
     if (kv.key == "general.alignment") {
       const auto* a = std::get_if<uint32_t>(&kv.value.v);
@@ -455,6 +457,10 @@ std::string encode_gguf(std::span<const GgufKv> kvs, std::span<const GgufTensorT
   uint64_t offset = 0;
   for (const auto& t : tensors) {
     if (!names.insert(t.name).second) return cat("duplicate tensor name '", t.name, "'");
+    // ggml stores names in 64-byte buffers with a terminating zero.
+    if (t.name.empty() || t.name.size() >= kMaxTensorName) {
+      return cat("tensor name '", t.name, "' must have 1 to ", kMaxTensorName - 1, " bytes");
+    }
     if (t.dims.empty() || t.dims.size() > kMaxDims) {
       return cat("tensor '", t.name, "' has ", t.dims.size(), " dimensions (1 to 4 allowed)");
     }

@@ -120,7 +120,9 @@ struct GgufTensorToWrite {
 
 // Version 3. The alignment is taken from a "general.alignment" KV (which must be a u32 power of
 // two) or is 32; each tensor's data starts at a multiple of it and the file is padded to one.
-// Checks names (unique), dims (positive count, at most 4), types and byte counts.
+// Checks names (unique, 1 to 63 bytes as ggml stores them), keys (non-empty, unique), dims
+// (positive count, at most 4), types and byte counts. Arrays of arrays are written, as the
+// format allows, though ggml's reader (llama.cpp's) refuses them: mx's own files hold none.
 std::string encode_gguf(std::span<const GgufKv> kvs, std::span<const GgufTensorToWrite> tensors,
                         std::vector<uint8_t>* out);
 std::string write_gguf(const std::string& path, std::span<const GgufKv> kvs,
