@@ -25,9 +25,9 @@ struct SmallPaperOptions {
   std::string model = "tiny";
   std::vector<std::string> train_recipes = {"fp32", "mxfp8", "mxfp6", "mxfp4w-mxfp6a"};
   std::vector<std::string> cast_recipes = {"mxint8", "mxfp8", "mxfp6", "mxfp4"};
-  int64_t steps = 300;
+  int64_t steps = 600;
   int64_t batch = 8;
-  int64_t eval_batches = 16;  // validation batches, for training and for the direct cast
+  int64_t eval_batches = 32;  // validation batches, for training and for the direct cast
   uint64_t seed = 1;
   int threads = 0;
   data::DataPaths paths;

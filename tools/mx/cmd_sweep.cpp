@@ -5,15 +5,18 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <regex>
 
 #include "mx/core/block_grid.h"
 #include "mx/core/dtype.h"
+#include "mx/io/llama2c.h"
 #include "mx/io/safetensors.h"
 #include "mx/study/sweep.h"
 #include "mx/study/sweep_report.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/progress.h"
 
 namespace mx::tools {
 namespace {
@@ -64,8 +67,20 @@ study::SweepTensor to_sweep_tensor(const io::SafetensorsTensor& t, DType dtype, 
 }
 
 std::string run_sweep_command(const SweepOptions& o) {
+  // A llama2.c checkpoint (*.bin) is swept under its Llama tensor names.
   io::SafetensorsFile file;
-  if (std::string e = io::open_safetensors(o.input, &file); !e.empty()) return e;
+  io::Llama2cCheckpoint llama2c;
+  std::vector<io::SafetensorsTensor> inputs;
+  if (std::filesystem::path(o.input).extension() == ".bin") {
+    if (std::string e = io::read_llama2c(o.input, &llama2c); !e.empty()) return e;
+    std::vector<io::TensorToWrite> named;
+    std::map<std::string, std::string> meta;
+    if (std::string e = io::llama2c_named_tensors(llama2c, &named, &meta); !e.empty()) return e;
+    for (const io::TensorToWrite& t : named) inputs.push_back({t.name, t.dtype, t.shape, t.bytes});
+  } else {
+    if (std::string e = io::open_safetensors(o.input, &file); !e.empty()) return e;
+    inputs = file.tensors();
+  }
   std::regex only, skip;
   try {
     if (!o.only.empty()) only = std::regex(o.only);
@@ -75,7 +90,7 @@ std::string run_sweep_command(const SweepOptions& o) {
   }
   std::vector<study::SweepTensor> tensors;
   int64_t parameters = 0, swept = 0;
-  for (const io::SafetensorsTensor& t : file.tensors()) {
+  for (const io::SafetensorsTensor& t : inputs) {
     const std::optional<DType> dtype = float_dtype(t.dtype);
     if (!dtype || element_count(t.shape) == 0) continue;
     if (!o.only.empty() && !std::regex_search(t.name, only)) continue;
@@ -88,21 +103,16 @@ std::string run_sweep_command(const SweepOptions& o) {
   fmt::print(stderr, "sweeping {} tensors ({} parameters, {} values sampled)\n", tensors.size(),
              parameters, swept);
   const auto start = std::chrono::steady_clock::now();
-  double last_print = -1;
+  std::optional<Progress> bar;  // made at the first cell, when the total is known
   auto progress = [&](int64_t done, int64_t total) {
-    const double s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (done != total && s - last_print < 0.5) return;  // redraw at most twice a second
-    last_print = s;
-    const int width = 30, filled = int(width * done / total);
-    fmt::print(stderr, "\r[{:<{}}] {}/{} cells, {:.0f} s, ETA {:.0f} s", std::string(filled, '#'),
-               width, done, total, s, s / double(done) * double(total - done));
+    if (!bar) bar.emplace("cells", total);
+    bar->update(done);
   };
   const std::vector<study::SweepCell> cells =
       study::run_sweep(tensors, study::default_sweep_grid(), o.threads, progress);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  fmt::print(stderr, "\n");
+  if (bar) bar->finish();
   if (std::string e = study::write_sweep_report(cells, o.out_dir); !e.empty()) return e;
   if (o.json) {
     fmt::print(
@@ -127,7 +137,7 @@ void register_sweep(CLI::App& app) {
   static SweepOptions options;
   CLI::App* cmd = app.add_subcommand(
       "sweep", "Design-space study: every format x scale rule x rounding x block on a checkpoint");
-  cmd->add_option("file", options.input, "safetensors checkpoint")->required();
+  cmd->add_option("file", options.input, "safetensors or llama2.c (.bin) checkpoint")->required();
   cmd->add_option("-o,--out", options.out_dir, "Output folder")->capture_default_str();
   cmd->add_option("--only", options.only, "Only tensors whose name matches this regex");
   cmd->add_option("--skip", options.skip, "Skip tensors whose name matches this regex");
