@@ -45,6 +45,11 @@ text=$("$mx" generate straight --prompt "the scale" --tokens 20 --seed 3)
 [ "$("$mx" generate straight --prompt "the scale" --tokens 20 --seed 3)" = "$text" ] \
   || fail "generate is not reproducible under a seed"
 
+"$mx" train "${common[@]}" --recipe fp32 --out stopped --stop-at 3
+"$mx" export stopped -o stopped.safetensors >/dev/null
+"$mx" eval stopped.safetensors --data corpus.txt --batches 1 --json | grep -q '"kl":' \
+  || fail "an exported model does not evaluate"
+
 "$mx" plot straight resumed -o curves.png >/dev/null
 [ "$(head -c 4 curves.png | tail -c 3)" = "PNG" ] || fail "plot wrote no PNG"
 
@@ -74,4 +79,5 @@ head -c 5000 straight/checkpoint.safetensors >straight/cut.safetensors
 expect_error "cut.safetensors" eval straight/cut.safetensors
 expect_error "unknown recipe" eval straight --recipe fp7
 expect_error "log.csv" plot nowhere
+expect_error "nowhere" export nowhere -o x.safetensors
 echo "train: ok"
