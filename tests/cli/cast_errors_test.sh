@@ -1,15 +1,7 @@
 #!/usr/bin/env bash
 # `mx cast` on bad input: exit status 2, exactly one line on stderr that names the problem,
 # nothing on stdout, no output file (nor a temporary one), and an existing output untouched.
-set -euo pipefail
-export LC_ALL=C
-mx="$1"
-[[ "$mx" != */* ]] || mx=$(realpath "$mx")  # the tests run in a directory of their own
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
 npy_header() {  # descr, shape as a Python tuple; the header the format description gives
   local dict="{'descr': '$1', 'fortran_order': False, 'shape': $2, }"

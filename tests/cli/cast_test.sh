@@ -3,15 +3,7 @@
 # against values worked out by hand from the MX definition (OCP MX v1.0 and docs/NUMERICS.md):
 #   X = scale * element, scale = 2^(floor(log2 amax) - emax) under FLOOR;
 #   MXINT8 elements are p/64 (emax 0), MXINT4 elements p/4, E2M1 elements 0,.5,1,1.5,2,3,4,6.
-set -euo pipefail
-export LC_ALL=C
-mx="$1"
-[[ "$mx" != */* ]] || mx=$(realpath "$mx")  # the tests run in a directory of their own
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
 # The .npy header of the format description: magic, version 1.0, little-endian 2-byte length,
 # the dict as Python writes it, spaces and a newline up to a multiple of 64 bytes.

@@ -4,15 +4,7 @@
 # 2^(floor(log2 amax) - 2) = 1 for amax 6) keeps every value but 5, a tie between 4 and 6 that
 # rounds to the even 4. Round trips through MX safetensors and GGUF must give exactly that, and
 # bad input must give one line on stderr, exit status 2 and no output.
-set -euo pipefail
-export LC_ALL=C
-mx="$1"
-[[ "$mx" != */* ]] || mx=$(realpath "$mx")  # the tests run in a directory of their own
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
 hex_bytes() {  # a string of hex digit pairs -> those bytes
   local h=${1// /} i

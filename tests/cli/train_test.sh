@@ -3,15 +3,7 @@
 # JSON summary, a stopped run resumed to the same losses, `mx eval` (direct cast, JSON keys),
 # `mx generate`, `mx plot`, the small-paper `mx demo`, and bad input: exit status 2 with one
 # line on stderr.
-set -euo pipefail
-export LC_ALL=C
-mx="$1"
-[[ "$mx" != */* ]] || mx=$(realpath "$mx")  # the tests run in a directory of their own
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
 for i in $(seq 1 400); do
   echo "the scale is shared by a block of thirty-two narrow elements, line $((i % 17))."

@@ -5,7 +5,6 @@
 // on synthetic tensors, with RMSE, SQNR and bits per element.
 #include <fmt/format.h>
 
-#include <cmath>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -14,6 +13,7 @@
 #include "mx/study/synthetic.h"
 #include "mx/train/small_paper.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/direct_cast_table.h"
 #include "tools/mx/progress.h"
 
 namespace mx::tools {
@@ -109,15 +109,9 @@ std::string run_paper_demo(const DemoOptions& o) {
   }
   fmt::print("\n2. Direct cast of the {} model (no retraining), {} validation tokens\n",
              r.trained.front().recipe, r.cast.empty() ? 0 : r.cast.front().result.tokens);
-  fmt::print("  {:<16} {:>10} {:>10} {:>10} {:>7}\n", "format", "loss", "ppl", "KL", "top-1");
-  if (!r.cast.empty()) {
-    const double ref = r.cast.front().result.reference_loss;
-    fmt::print("  {:<16} {:>10.4f} {:>10.3f} {:>10} {:>7}\n", "fp32", ref, std::exp(ref), "-", "-");
-  }
-  for (const train::CastRecipe& c : r.cast) {
-    fmt::print("  {:<16} {:>10.4f} {:>10.3f} {:>10.2e} {:>6.1f}%\n", c.recipe, c.result.loss,
-               c.result.ppl, c.result.kl, 100 * c.result.top1);
-  }
+  std::vector<std::pair<std::string, train::DirectCastResult>> rows;
+  for (const train::CastRecipe& c : r.cast) rows.emplace_back(c.recipe, c.result);
+  print_direct_cast_table(rows);
   fmt::print(
       "\nOutputs in {}:\n  loss.png      loss curves of every run\n"
       "  results.json  both tables\n  runs/<recipe>/  log.csv, checkpoint and "

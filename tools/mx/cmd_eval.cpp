@@ -13,6 +13,7 @@
 #include "mx/train/eval_data.h"
 #include "mx/train/evaluate.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/direct_cast_table.h"
 #include "tools/mx/model_source.h"
 
 namespace mx::tools {
@@ -123,14 +124,9 @@ std::string run_eval(const EvalFlags& f) {
   }
   fmt::print("Direct cast of {} ({}), {} tokens of {}\n", f.model, source.loaded.kind,
              results[0].tokens, data_name);
-  fmt::print("  {:<16} {:>8} {:>10} {:>10} {:>7}\n", "recipe", "loss", "ppl", "KL", "top-1");
-  fmt::print("  {:<16} {:>8.4f} {:>10.3f} {:>10} {:>7}\n", "fp32", results[0].reference_loss,
-             std::exp(results[0].reference_loss), "-", "-");
-  for (size_t i = 0; i < results.size(); ++i) {
-    const train::DirectCastResult& r = results[i];
-    fmt::print("  {:<16} {:>8.4f} {:>10.3f} {:>10.2e} {:>6.1f}%\n", recipes[i].first, r.loss, r.ppl,
-               r.kl, 100 * r.top1);
-  }
+  std::vector<std::pair<std::string, train::DirectCastResult>> rows;
+  for (size_t i = 0; i < results.size(); ++i) rows.emplace_back(recipes[i].first, results[i]);
+  print_direct_cast_table(rows);
   return "";
 }
 
