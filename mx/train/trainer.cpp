@@ -83,8 +83,7 @@ std::string run_training(TrainConfig* config, bool steps_given, const std::strin
                "--out");
   }
   if (std::string e = validate(*config); !e.empty()) return e;
-  fs::create_directories(run_dir, ec);
-  if (ec) return cat("cannot create ", run_dir, ": ", ec.message());
+  // The run folder appears only once the corpus and tokenizer are found (with the data).
   if (std::string e = prepare_run_data(*config, run_dir, options.paths, callbacks.on_message);
       !e.empty()) {
     return e;
