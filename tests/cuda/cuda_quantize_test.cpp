@@ -146,10 +146,11 @@ constexpr ScaleRule kRules[] = {ScaleRule::kFloor, ScaleRule::kCeil, ScaleRule::
 constexpr Rounding kModes[] = {Rounding::kNearestEven, Rounding::kNearestAway,
                                Rounding::kTowardZero, Rounding::kStochastic};
 
-TEST(CudaQuantize, EveryFormatRuleRounding) {
-  SKIP_WITHOUT_GPU();
-  const std::vector<int64_t> shape = {37, 100};
-  const auto values = testing::stress_values(37 * 100, 11, true);
+// Calls check(input, dtype, spec) for every input dtype x format x scale rule x rounding, with
+// `seed`; stops at the first fatal failure.
+template <class Check>
+void for_every_dtype_format_rule_rounding(const std::vector<float>& values, uint64_t seed,
+                                          Check check) {
   for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
     const auto input = to_dtype(values, dtype);
     for (const FormatTraits& f : all_formats()) {
@@ -159,13 +160,22 @@ TEST(CudaQuantize, EveryFormatRuleRounding) {
           spec.format = f.format;
           spec.scale_rule = rule;
           spec.rounding = mode;
-          spec.seed = 1234;
-          check_all(input, dtype, shape, spec);
-          if (HasFatalFailure()) return;
+          spec.seed = seed;
+          check(input, dtype, spec);
+          if (::testing::Test::HasFatalFailure()) return;
         }
       }
     }
   }
+}
+
+TEST(CudaQuantize, EveryFormatRuleRounding) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int64_t> shape = {37, 100};
+  for_every_dtype_format_rule_rounding(testing::stress_values(37 * 100, 11, true), 1234,
+                                       [&](const auto& input, DType dtype, QuantSpec spec) {
+                                         check_all(input, dtype, shape, spec);
+                                       });
 }
 
 // Shapes whose rows hold whole blocks of 32 * G values take the 32-values-per-thread kernels
@@ -175,26 +185,21 @@ TEST(CudaQuantize, WholeBlockRowsEveryFormatRuleRounding) {
   SKIP_WITHOUT_GPU();
   const std::vector<int64_t> shape = {24, 256};
   const auto values = testing::stress_values(24 * 256, 13, true);
+  for_every_dtype_format_rule_rounding(values, 4321,
+                                       [&](const auto& input, DType dtype, QuantSpec spec) {
+                                         check_all(input, dtype, shape, spec);
+                                         spec.asymmetric = true;
+                                         check_all(input, dtype, shape, spec);
+                                         spec.asymmetric = false;
+                                         spec.flush_subnormals = true;
+                                         spec.zero_block_scale = 2;
+                                         check_all(input, dtype, shape, spec);
+                                       });
+  if (HasFatalFailure()) return;
+  // Blocks of 64, 128 and 256 values: two, four and eight lanes per block.
   for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
     const auto input = to_dtype(values, dtype);
     for (const FormatTraits& f : all_formats()) {
-      for (ScaleRule rule : kRules) {
-        for (Rounding mode : kModes) {
-          QuantSpec spec;
-          spec.format = f.format;
-          spec.scale_rule = rule;
-          spec.rounding = mode;
-          spec.seed = 4321;
-          check_all(input, dtype, shape, spec);
-          spec.asymmetric = true;
-          check_all(input, dtype, shape, spec);
-          spec.asymmetric = false;
-          spec.flush_subnormals = true;
-          spec.zero_block_scale = 2;
-          check_all(input, dtype, shape, spec);
-          if (HasFatalFailure()) return;
-        }
-      }
       for (int block : {64, 128, 256}) {
         for (Rounding mode : kModes) {
           QuantSpec spec;

@@ -580,6 +580,33 @@ __global__ void __launch_bounds__(256) quantize_kernel(__grid_constant__ const Q
   }
 }
 
+// The asymmetric offset of a block spread over G lanes of N values each (every lane of the warp
+// calls this: shuffles). lo and hi are this lane's min and max over its real slots. Shifts the
+// real slots of v by the offset and replaces amax by the shifted block's amax; a NaN block (its
+// values unused) keeps its amax and gets offset 0x7FC0.
+template <int N>
+__device__ __forceinline__ void shift_by_offset(float* v, uint32_t mask, int G, float lo, float hi,
+                                                uint32_t& amax, BlockState& st) {
+  for (int o = 1; o < G; o <<= 1) minmax_xor(lo, hi, o);
+  if (lo > hi) lo = hi = 0.0f;
+  const uint16_t offset = f32_to_bf16_bits(__fadd_rn(__fmul_rn(hi, 0.5f), __fmul_rn(lo, 0.5f)));
+  const float m = bf16_bits_to_f32(offset);
+  uint32_t shifted = 0;
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    if ((mask >> j) & 1u) v[j] = __fsub_rn(v[j], m);
+    shifted = max(shifted, __float_as_uint(v[j]) & 0x7FFFFFFFu);
+  }
+  for (int o = 1; o < G; o <<= 1) shifted = max(shifted, __shfl_xor_sync(0xFFFFFFFFu, shifted, o));
+  if (st.nan_block) {
+    st.offset = 0x7FC0;
+  } else {
+    st.offset = offset;
+    st.m = m;
+    amax = shifted;
+  }
+}
+
 // One chunk of 8 slots of a block spread over G lanes of a warp (G a power of two <= 32, the
 // group aligned in the warp); every lane of the warp must call this (shuffles). Returns the
 // chunk's codes packed LSB-first and the block's state in `st`. `index(i)` is the flat index of
@@ -602,28 +629,7 @@ __device__ __forceinline__ uint64_t lane_encode(const DevSpec& s, float v[8], ui
   st = BlockState{};
   st.nan_block = amax >= 0x7F800000u;
   st.m = 0.0f;
-  if (s.asym) {
-    for (int o = 1; o < G; o <<= 1) minmax_xor(lo, hi, o);
-    // Every lane of the warp shuffles (NaN blocks drop the result).
-    if (lo > hi) lo = hi = 0.0f;
-    const uint16_t offset = f32_to_bf16_bits(__fadd_rn(__fmul_rn(hi, 0.5f), __fmul_rn(lo, 0.5f)));
-    const float m = bf16_bits_to_f32(offset);
-    uint32_t shifted = 0;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      if ((mask >> i) & 1u) v[i] = __fsub_rn(v[i], m);
-      shifted = max(shifted, __float_as_uint(v[i]) & 0x7FFFFFFFu);
-    }
-    for (int o = 1; o < G; o <<= 1)
-      shifted = max(shifted, __shfl_xor_sync(0xFFFFFFFFu, shifted, o));
-    if (st.nan_block) {
-      st.offset = 0x7FC0;
-    } else {
-      st.offset = offset;
-      st.m = m;
-      amax = shifted;
-    }
-  }
+  if (s.asym) shift_by_offset<8>(v, mask, G, lo, hi, amax, st);
   finish_scale(s, amax, st);
   uint64_t packed = 0;
 #pragma unroll
@@ -836,27 +842,7 @@ __device__ __forceinline__ BlockState scale32(const DevSpec& s, float v[32], uin
         hi = max_first(hi, v[j]);
       }
     }
-    for (int o = 1; o < G; o <<= 1) minmax_xor(lo, hi, o);
-    // Every lane of the warp shuffles: NaN blocks (offset 0x7FC0, values unused) take the same
-    // path and drop the result.
-    if (lo > hi) lo = hi = 0.0f;
-    const uint16_t offset = f32_to_bf16_bits(__fadd_rn(__fmul_rn(hi, 0.5f), __fmul_rn(lo, 0.5f)));
-    const float m = bf16_bits_to_f32(offset);
-    uint32_t shifted = 0;
-#pragma unroll
-    for (int j = 0; j < 32; ++j) {
-      if ((mask >> j) & 1u) v[j] = __fsub_rn(v[j], m);
-      shifted = max(shifted, __float_as_uint(v[j]) & 0x7FFFFFFFu);
-    }
-    for (int o = 1; o < G; o <<= 1)
-      shifted = max(shifted, __shfl_xor_sync(0xFFFFFFFFu, shifted, o));
-    if (st.nan_block) {
-      st.offset = 0x7FC0;
-    } else {
-      st.offset = offset;
-      st.m = m;
-      amax = shifted;
-    }
+    shift_by_offset<32>(v, mask, G, lo, hi, amax, st);
   }
   finish_scale(s, amax, st);
   return st;
