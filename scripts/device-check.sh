@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Runs the CUDA tests, the sanitizers and the bandwidth benchmark on the device machine.
-# Build here first and copy the binaries into .device/ (ignored through .git/info/exclude):
+# Runs the CUDA tests, the sanitizers and the bandwidth benchmark on a GPU host that has the
+# CUDA runtime and compute-sanitizer but need not have a compiler. Build the binaries first:
 #   cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release
 #   cmake --build build-cuda --target mx_cuda_tests cuda_quant -j2
 #   mkdir -p .device && cp build-cuda/tests/cuda/mx_cuda_tests build-cuda/bench/cuda/cuda_quant .device/
-# then, through the device `run` tool with carry [".device"]: bash scripts/device-check.sh
+# then, from the repository root on the GPU host (with .device/ copied there):
+#   bash scripts/device-check.sh        (logs go to $OUT, default /tmp/device-check)
 set -o pipefail
 export PATH=$PATH:/usr/local/cuda/bin
 OUT=${OUT:-/tmp/device-check}
