@@ -68,9 +68,9 @@ std::string write_model(const fs::path& path, const std::vector<Plain>& model) {
 
 std::vector<uint8_t> fake_quantized(const Plain& p, const QuantSpec& spec, DType out) {
   std::vector<uint8_t> bytes(size_t(element_count(p.shape)) * size_t(dtype_size(out)));
-  EXPECT_EQ(
-      cpu::fake_quantize(p.bytes.data(), *float_dtype(p.dtype), p.shape, spec, out, bytes.data()),
-      "");
+  EXPECT_EQ(cpu::fake_quantize(p.bytes.data(), *io::safetensors_float_dtype(p.dtype), p.shape, spec,
+                               out, bytes.data()),
+            "");
   return bytes;
 }
 

@@ -25,13 +25,6 @@ constexpr PlainType kPlainTypes[] = {
 
 }  // namespace
 
-std::optional<DType> float_dtype(std::string_view safetensors_dtype) {
-  if (safetensors_dtype == "F32") return DType::kF32;
-  if (safetensors_dtype == "BF16") return DType::kBF16;
-  if (safetensors_dtype == "F16") return DType::kF16;
-  return std::nullopt;
-}
-
 std::string_view safetensors_name(DType dtype) {
   switch (dtype) {
     case DType::kF32:

@@ -13,8 +13,6 @@
 
 namespace mx::convert {
 
-// F32, BF16 and F16: the dtypes that can be quantized.
-std::optional<DType> float_dtype(std::string_view safetensors_dtype);
 std::string_view safetensors_name(DType dtype);
 
 // The ggml type holding a safetensors dtype's bytes unchanged (F32, F16, BF16, I8, I16, I32,

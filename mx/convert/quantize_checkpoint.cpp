@@ -18,15 +18,7 @@ namespace mx::convert {
 namespace {
 
 using io::cat;
-
-std::string shape_text(std::span<const int64_t> shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i > 0) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  return s + "]";
-}
+using io::format_shape;
 
 // The input's tensors, whatever file they come from; they point into the open file.
 struct Input {
@@ -73,14 +65,14 @@ std::string plan(const std::vector<io::TensorToWrite>& tensors, const std::strin
     p.outcome.shape = t.shape;
     p.outcome.bytes_in = t.bytes.size();
     p.outcome.bytes_out = t.bytes.size();
-    const std::string where = cat(path, ": tensor '", t.name, "' ", shape_text(t.shape));
+    const std::string where = cat(path, ": tensor '", t.name, "' ", format_shape(t.shape));
     if (gguf && t.shape.size() > 4) {
       return cat(where, ": GGUF tensors have at most 4 dimensions");
     }
     if (gguf && !ggml_type_of(t.dtype)) {
       return cat(where, ": dtype ", t.dtype, " has no GGUF type");
     }
-    const std::optional<DType> dtype = float_dtype(t.dtype);
+    const std::optional<DType> dtype = io::safetensors_float_dtype(t.dtype);
     if (!dtype) {
       p.outcome.action = TensorAction::kCopied;
     } else if (std::string why = selector.reason_to_keep(t.name, t.shape); !why.empty()) {

@@ -2,6 +2,8 @@
 // (which GCC 12 flags with false -Wrestrict warnings at -O3).
 #pragma once
 
+#include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -18,6 +20,17 @@ void put(std::string& s, T v) {
   s.append(std::to_string(v));
 }
 }  // namespace detail
+
+// A shape as messages print it: "[2, 3]".
+inline std::string format_shape(std::span<const int64_t> shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) s.append(", ");
+    s.append(std::to_string(shape[i]));
+  }
+  s.push_back(']');
+  return s;
+}
 
 template <class... A>
 std::string cat(const A&... a) {

@@ -297,6 +297,13 @@ int safetensors_dtype_bits(std::string_view dtype) {
   return 0;
 }
 
+std::optional<DType> safetensors_float_dtype(std::string_view dtype) {
+  if (dtype == "F32") return DType::kF32;
+  if (dtype == "BF16") return DType::kBF16;
+  if (dtype == "F16") return DType::kF16;
+  return std::nullopt;
+}
+
 uint64_t safetensors_byte_size(std::string_view dtype, std::span<const int64_t> shape,
                                std::string* error) {
   error->clear();

@@ -15,11 +15,13 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "mx/core/dtype.h"
 #include "mx/io/mapped_file.h"
 
 namespace mx::io {
@@ -28,6 +30,9 @@ namespace mx::io {
 // for an unknown name. Known: BOOL U8 I8 U16 I16 F16 BF16 U32 I32 F32 U64 I64 F64 F8_E4M3
 // F8_E5M2 F8_E8M0 F4 F6_E2M3 F6_E3M2.
 int safetensors_dtype_bits(std::string_view dtype);
+
+// The float DType of F32, BF16 and F16 tensors (the dtypes mxkit quantizes), else nullopt.
+std::optional<DType> safetensors_float_dtype(std::string_view dtype);
 
 // Bytes of a tensor of `shape` and `dtype`, or a reason in `error` (unknown dtype, negative
 // dimension, overflow, a sub-byte dtype that does not fill whole bytes).

@@ -15,23 +15,8 @@ namespace mx::nn {
 namespace {
 
 using io::cat;
+using io::format_shape;
 using nlohmann::json;
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i > 0) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  return s + "]";
-}
-
-std::optional<DType> float_dtype(const std::string& name) {
-  if (name == "F32") return DType::kF32;
-  if (name == "BF16") return DType::kBF16;
-  if (name == "F16") return DType::kF16;
-  return std::nullopt;
-}
 
 // The config of a file llama2c_to_safetensors wrote.
 std::string config_from_llama2c_metadata(const std::map<std::string, std::string>& meta,
@@ -85,8 +70,8 @@ std::string fill_params(const std::vector<io::SafetensorsTensor>& tensors,
         MxTensor t;
         if (std::string e = io::load_mx_tensor(*file, v.name, &t); !e.empty()) return e;
         if (t.shape != v.shape) {
-          return cat("tensor ", v.name, " has shape ", shape_text(t.shape), ", the model needs ",
-                     shape_text(v.shape));
+          return cat("tensor ", v.name, " has shape ", format_shape(t.shape), ", the model needs ",
+                     format_shape(v.shape));
         }
         if (std::string e = mx::cpu::dequantize(t, DType::kF32, dst); !e.empty()) return e;
         continue;
@@ -95,10 +80,10 @@ std::string fill_params(const std::vector<io::SafetensorsTensor>& tensors,
     }
     const io::SafetensorsTensor& t = *it->second;
     if (t.shape != v.shape) {
-      return cat("tensor ", v.name, " has shape ", shape_text(t.shape), ", the model needs ",
-                 shape_text(v.shape));
+      return cat("tensor ", v.name, " has shape ", format_shape(t.shape), ", the model needs ",
+                 format_shape(v.shape));
     }
-    const std::optional<DType> dtype = float_dtype(t.dtype);
+    const std::optional<DType> dtype = io::safetensors_float_dtype(t.dtype);
     if (!dtype) return cat("tensor ", v.name, " has dtype ", t.dtype, ", not F32, BF16 or F16");
     for (int64_t i = 0; i < v.size; ++i) dst[i] = load_as_float(t.bytes.data(), *dtype, i);
   }

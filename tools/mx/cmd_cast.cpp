@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "mx/core/bitpack.h"
+#include "mx/io/cat.h"
 #include "mx/io/npy.h"
 #include "mx/kernels/cpu/quantize.h"
 #ifdef MX_HAVE_CUDA
@@ -20,6 +21,8 @@
 
 namespace mx::tools {
 namespace {
+
+using io::format_shape;
 
 enum class Emit { kDequant, kCodes, kScales, kPacked };
 
@@ -39,10 +42,6 @@ struct CastOptions {
   bool quiet = false;
   SpecFlags spec;
 };
-
-std::string shape_text(std::span<const int64_t> shape) {
-  return "[" + fmt::format("{}", fmt::join(shape, ", ")) + "]";
-}
 
 // One uint8 code per element, at the element's own position in the input's shape.
 std::vector<uint8_t> unpacked_codes(const MxTensor& t, const BlockGrid& grid) {
@@ -142,9 +141,9 @@ std::string run_cast(const CastOptions& o) {
   if (std::string e = io::write_npy(o.output, out); !e.empty()) return e;
   if (!o.quiet) {
     fmt::print("{}: {} {} -> {} block{}, {:g} bits/element; wrote {} {} {} to {}\n", describe(spec),
-               io::npy_dtype_name(in.dtype), shape_text(in.shape), grid.num_blocks(),
+               io::npy_dtype_name(in.dtype), format_shape(in.shape), grid.num_blocks(),
                grid.num_blocks() == 1 ? "" : "s", bits_per_element(spec), o.emit,
-               io::npy_dtype_name(out.dtype), shape_text(out.shape), o.output);
+               io::npy_dtype_name(out.dtype), format_shape(out.shape), o.output);
   }
   return "";
 }

@@ -30,13 +30,6 @@ struct SweepOptions {
   bool json = false;
 };
 
-std::optional<DType> float_dtype(const std::string& safetensors_dtype) {
-  if (safetensors_dtype == "F32") return DType::kF32;
-  if (safetensors_dtype == "BF16") return DType::kBF16;
-  if (safetensors_dtype == "F16") return DType::kF16;
-  return std::nullopt;
-}
-
 // The tensor as a matrix (leading axes flattened into rows), keeping at most `sample` values:
 // groups of 64 whole rows spread evenly over the tensor, so that column blocks and tiles of up
 // to 64 rows stay intact. sample <= 0 keeps everything.
@@ -91,7 +84,7 @@ std::string run_sweep_command(const SweepOptions& o) {
   std::vector<study::SweepTensor> tensors;
   int64_t parameters = 0, swept = 0;
   for (const io::SafetensorsTensor& t : inputs) {
-    const std::optional<DType> dtype = float_dtype(t.dtype);
+    const std::optional<DType> dtype = io::safetensors_float_dtype(t.dtype);
     if (!dtype || element_count(t.shape) == 0) continue;
     if (!o.only.empty() && !std::regex_search(t.name, only)) continue;
     if (!o.skip.empty() && std::regex_search(t.name, skip)) continue;
