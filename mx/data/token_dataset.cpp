@@ -22,20 +22,27 @@ uint64_t tail_validation_count(uint64_t total, double fraction) {
   return uint64_t(double(total) * fraction);
 }
 
+std::string encode_splits(const Corpus& corpus, const Tokenizer& tokenizer,
+                          std::vector<uint32_t>* train, std::vector<uint32_t>* validation) {
+  std::vector<std::string> docs;
+  if (std::string e = read_documents(corpus.train_files, &docs); !e.empty()) return e;
+  *train = encode_documents(tokenizer, docs);
+  if (!corpus.validation_files.empty()) {
+    if (std::string e = read_documents(corpus.validation_files, &docs); !e.empty()) return e;
+    *validation = encode_documents(tokenizer, docs);
+  } else {
+    const uint64_t n = tail_validation_count(train->size(), kValidationFraction);
+    validation->assign(train->end() - int64_t(n), train->end());
+    train->resize(train->size() - n);
+  }
+  return "";
+}
+
 std::string write_token_dataset(const Corpus& corpus, const Tokenizer& tokenizer,
                                 const std::filesystem::path& out_dir,
                                 TokenDatasetSummary* summary) {
-  std::vector<std::string> docs;
-  if (std::string e = read_documents(corpus.train_files, &docs); !e.empty()) return e;
-  std::vector<uint32_t> train = encode_documents(tokenizer, docs), validation;
-  if (!corpus.validation_files.empty()) {
-    if (std::string e = read_documents(corpus.validation_files, &docs); !e.empty()) return e;
-    validation = encode_documents(tokenizer, docs);
-  } else {
-    const uint64_t n = tail_validation_count(train.size(), kValidationFraction);
-    validation.assign(train.end() - int64_t(n), train.end());
-    train.resize(train.size() - n);
-  }
+  std::vector<uint32_t> train, validation;
+  if (std::string e = encode_splits(corpus, tokenizer, &train, &validation); !e.empty()) return e;
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) return "cannot create " + out_dir.string() + ": " + ec.message();

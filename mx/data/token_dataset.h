@@ -24,6 +24,10 @@ std::vector<uint32_t> encode_documents(const Tokenizer& tokenizer,
 // Tokens of a split held out from the end of `total`: floor(total * fraction).
 uint64_t tail_validation_count(uint64_t total, double fraction);
 
+// The corpus encoded and split as above (train, then validation tokens).
+std::string encode_splits(const Corpus& corpus, const Tokenizer& tokenizer,
+                          std::vector<uint32_t>* train, std::vector<uint32_t>* validation);
+
 struct TokenDatasetSummary {
   std::filesystem::path train_path, validation_path;  // out_dir/train.bin, out_dir/val.bin
   uint64_t train_tokens = 0, validation_tokens = 0;

@@ -10,30 +10,17 @@ std::string load_eval_tokens(const std::string& data_spec, const data::Tokenizer
                              std::vector<uint32_t>* out) {
   data::Corpus corpus;
   if (std::string e = data::resolve_corpus(data_spec, paths, &corpus); !e.empty()) return e;
-  std::vector<std::string> docs;
-  const bool validation_files = !corpus.validation_files.empty();
-  if (split == EvalSplit::kValidation && validation_files) {
-    if (std::string e = data::read_documents(corpus.validation_files, &docs); !e.empty()) {
-      return e;
-    }
-    *out = data::encode_documents(tokenizer, docs);
-    return "";
+  std::vector<uint32_t> train, validation;
+  if (std::string e = data::encode_splits(corpus, tokenizer, &train, &validation); !e.empty()) {
+    return e;
   }
-  if (std::string e = data::read_documents(corpus.train_files, &docs); !e.empty()) return e;
-  std::vector<uint32_t> tokens = data::encode_documents(tokenizer, docs);
   if (split == EvalSplit::kAll) {
-    if (validation_files) {
-      if (std::string e = data::read_documents(corpus.validation_files, &docs); !e.empty()) {
-        return e;
-      }
-      const std::vector<uint32_t> more = data::encode_documents(tokenizer, docs);
-      tokens.insert(tokens.end(), more.begin(), more.end());
-    }
-    *out = std::move(tokens);
-    return "";
+    // Train then validation tokens: for a held-out tail, the corpus in its order.
+    train.insert(train.end(), validation.begin(), validation.end());
+    *out = std::move(train);
+  } else {
+    *out = std::move(validation);
   }
-  const uint64_t n = data::tail_validation_count(tokens.size(), data::kValidationFraction);
-  out->assign(tokens.end() - static_cast<std::ptrdiff_t>(n), tokens.end());
   return "";
 }
 
