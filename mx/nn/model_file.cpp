@@ -162,18 +162,24 @@ std::string parse_model_config_json(std::string_view text, ModelConfig* out) {
   return "";
 }
 
-std::string save_model_file(const std::string& path, const ModelConfig& config,
-                            const Params& params, std::string_view tokenizer,
-                            const std::map<std::string, std::string>& extra) {
-  std::vector<io::TensorToWrite> tensors;
+void model_file_contents(const ModelConfig& config, const Params& params,
+                         std::string_view tokenizer, std::vector<io::TensorToWrite>* tensors,
+                         std::map<std::string, std::string>* metadata) {
+  tensors->clear();
   for (const ParamView& v : params.views()) {
     const auto* bytes = reinterpret_cast<const uint8_t*>(params.data() + v.offset);
-    tensors.push_back({v.name, "F32", v.shape, {bytes, size_t(v.size) * sizeof(float)}});
+    tensors->push_back({v.name, "F32", v.shape, {bytes, size_t(v.size) * sizeof(float)}});
   }
-  std::map<std::string, std::string> meta = extra;
-  meta["format"] = "pt";
-  meta[std::string(kModelConfigKey)] = model_config_to_json(config);
-  meta[std::string(kTokenizerKey)] = std::string(tokenizer);
+  *metadata = {{"format", "pt"},
+               {std::string(kModelConfigKey), model_config_to_json(config)},
+               {std::string(kTokenizerKey), std::string(tokenizer)}};
+}
+
+std::string save_model_file(const std::string& path, const ModelConfig& config,
+                            const Params& params, std::string_view tokenizer) {
+  std::vector<io::TensorToWrite> tensors;
+  std::map<std::string, std::string> meta;
+  model_file_contents(config, params, tokenizer, &tensors, &meta);
   return io::write_safetensors(path, tensors, meta);
 }
 

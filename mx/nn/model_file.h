@@ -17,7 +17,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "mx/io/safetensors.h"
 #include "mx/nn/model.h"
 
 namespace mx::nn {
@@ -29,11 +31,15 @@ std::string model_config_to_json(const ModelConfig& config);
 // Unknown or missing keys and invalid sizes (validate) are errors.
 std::string parse_model_config_json(std::string_view json, ModelConfig* out);
 
-// The parameters of `params` as F32 tensors, with "mxkit.model", "mxkit.tokenizer" and `extra`
-// metadata, written atomically.
+// What a model file holds: the parameters as F32 tensors (spans into `params`) and the
+// metadata above. Writers of richer files (training checkpoints) add to both.
+void model_file_contents(const ModelConfig& config, const Params& params,
+                         std::string_view tokenizer, std::vector<io::TensorToWrite>* tensors,
+                         std::map<std::string, std::string>* metadata);
+
+// The model file, written atomically.
 std::string save_model_file(const std::string& path, const ModelConfig& config,
-                            const Params& params, std::string_view tokenizer,
-                            const std::map<std::string, std::string>& extra = {});
+                            const Params& params, std::string_view tokenizer);
 
 struct LoadedModel {
   std::unique_ptr<Model> model;  // on a CpuBackend, recipe fp32

@@ -103,16 +103,11 @@ std::string save_checkpoint(const std::string& path, const TrainConfig& config,
                             const nn::Params& params, const nn::AdamW& optimizer,
                             const RunState& state) {
   std::vector<io::TensorToWrite> tensors;
-  for (const nn::ParamView& v : params.views()) {
-    tensors.push_back({v.name, "F32", v.shape, bytes_of(params.data() + v.offset, v.size)});
-  }
+  std::map<std::string, std::string> meta;
+  nn::model_file_contents(config.model_config, params, config.tokenizer, &tensors, &meta);
   const int64_t n = params.count();
   tensors.push_back({kMomentM, "F32", {n}, bytes_of(optimizer.m().data(), n)});
   tensors.push_back({kMomentV, "F32", {n}, bytes_of(optimizer.v().data(), n)});
-  std::map<std::string, std::string> meta;
-  meta["format"] = "pt";
-  meta[std::string(nn::kModelConfigKey)] = nn::model_config_to_json(config.model_config);
-  meta[std::string(nn::kTokenizerKey)] = config.tokenizer;
   meta[kTrainKey] = train_config_to_json(config);
   meta[kStateKey] = state_json(state);
   // The checksum covers the tensors as the reader will list them: by name and bytes.
