@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include "mx/data/token_shard.h"
-#include "mx/data/tokenizer.h"
 #include "mx/io/atomic_file.h"
 #include "mx/io/cat.h"
 #include "mx/nn/model_file.h"
@@ -18,21 +17,16 @@ namespace {
 namespace fs = std::filesystem;
 using io::cat;
 
-std::string build_config(const SmallPaperOptions& o, const std::string& recipe_name, uint32_t vocab,
+std::string build_config(const SmallPaperOptions& o, const std::string& recipe_name,
                          TrainConfig* c) {
-  const std::optional<nn::ModelConfig> model = nn::model_preset(o.model, nn::Arch::kGpt2);
-  if (!model) return cat("unknown model preset '", o.model, "'");
-  c->model = o.model;
-  c->model_config = *model;
-  c->model_config.vocab = vocab;
-  if (std::string e = nn::recipe_from_spec(recipe_name, &c->recipe); !e.empty()) return e;
+  if (std::string e =
+          make_train_config(o.model, nn::Arch::kGpt2, recipe_name, "bytes", o.steps, o.paths, c);
+      !e.empty()) {
+    return e;
+  }
   c->data = o.data;
-  c->tokenizer = "bytes";
-  c->steps = o.steps;
   c->batch = o.batch;
-  c->seq_len = model->seq_len;
   c->seed = o.seed;
-  c->warmup = std::max<int64_t>(1, o.steps / 10);
   c->eval_every = std::max<int64_t>(1, o.steps / 6);
   c->eval_batches = o.eval_batches;
   c->checkpoint_every = o.steps;
@@ -89,8 +83,6 @@ std::string run_small_paper(const SmallPaperOptions& o, const SmallPaperCallback
   auto say = [&](const std::string& line) {
     if (callbacks.on_message) callbacks.on_message(line);
   };
-  std::unique_ptr<data::Tokenizer> tokenizer;
-  if (std::string e = data::load_tokenizer("bytes", o.paths, &tokenizer); !e.empty()) return e;
   const fs::path runs = fs::path(o.out_dir) / "runs";
   std::error_code ec;
   SmallPaperResult r;
@@ -98,7 +90,7 @@ std::string run_small_paper(const SmallPaperOptions& o, const SmallPaperCallback
   for (size_t i = 0; i < o.train_recipes.size(); ++i) {
     const std::string& name = o.train_recipes[i];
     TrainConfig config;
-    if (std::string e = build_config(o, name, tokenizer->vocab_size(), &config); !e.empty()) {
+    if (std::string e = build_config(o, name, &config); !e.empty()) {
       return e;
     }
     const fs::path run_dir = runs / name;

@@ -1,7 +1,10 @@
 #include "mx/train/train_config.h"
 
+#include <algorithm>
+#include <memory>
 #include <nlohmann/json.hpp>
 
+#include "mx/data/tokenizer.h"
 #include "mx/io/cat.h"
 #include "mx/nn/model_file.h"
 
@@ -97,6 +100,40 @@ std::string validate(const TrainConfig& c) {
   if (c.eval_every < 1 || c.eval_batches < 1 || c.checkpoint_every < 1) {
     return "--eval-every, --eval-batches and --checkpoint-every must be at least 1";
   }
+  return "";
+}
+
+int64_t default_warmup(int64_t steps) {
+  return std::min<int64_t>(100, steps / 10);
+}
+
+std::string make_train_config(std::string_view model, nn::Arch arch, std::string_view recipe,
+                              std::string_view tokenizer, int64_t steps,
+                              const data::DataPaths& paths, TrainConfig* out) {
+  const std::optional<nn::ModelConfig> preset = nn::model_preset(model, arch);
+  if (!preset) {
+    std::string names;
+    for (std::string_view n : nn::model_preset_names()) {
+      if (!names.empty()) names += ", ";
+      names += n;
+    }
+    return cat("unknown --model '", model, "' for ", nn::arch_name(arch), " (presets: ", names,
+               ")");
+  }
+  TrainConfig c;
+  c.model = std::string(model);
+  c.model_config = *preset;
+  if (std::string e = nn::recipe_from_spec(recipe, &c.recipe); !e.empty()) return e;
+  c.tokenizer = !tokenizer.empty()    ? std::string(tokenizer)
+                : preset->vocab > 256 ? "gpt2"
+                                      : "bytes";
+  std::unique_ptr<data::Tokenizer> loaded;
+  if (std::string e = data::load_tokenizer(c.tokenizer, paths, &loaded); !e.empty()) return e;
+  c.model_config.vocab = loaded->vocab_size();
+  c.steps = steps;
+  c.seq_len = preset->seq_len;
+  c.warmup = default_warmup(steps);
+  *out = std::move(c);
   return "";
 }
 

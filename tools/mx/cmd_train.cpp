@@ -7,7 +7,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "mx/data/tokenizer.h"
+#include "mx/data/paths.h"
 #include "mx/nn/model_config.h"
 #include "mx/nn/recipe.h"
 #include "mx/train/trainer.h"
@@ -41,27 +41,19 @@ struct TrainFlags {
 std::string build_config(const TrainFlags& f, const data::DataPaths& paths, train::TrainConfig* c) {
   const std::optional<nn::Arch> arch = nn::parse_arch(f.arch);
   if (!arch) return "--arch must be gpt2 or llama";
-  const std::optional<nn::ModelConfig> model = nn::model_preset(f.model, *arch);
-  if (!model) {
-    return fmt::format("unknown --model '{}' for {} (presets: {})", f.model, f.arch,
-                       fmt::join(nn::model_preset_names(), ", "));
+  if (std::string e =
+          train::make_train_config(f.model, *arch, f.recipe, f.tokenizer, f.steps, paths, c);
+      !e.empty()) {
+    return e;
   }
-  c->model = f.model;
-  c->model_config = *model;
-  if (std::string e = nn::recipe_from_spec(f.recipe, &c->recipe); !e.empty()) return e;
   c->data = f.data;
-  c->tokenizer = !f.tokenizer.empty() ? f.tokenizer : model->vocab > 256 ? "gpt2" : "bytes";
-  std::unique_ptr<data::Tokenizer> tokenizer;
-  if (std::string e = data::load_tokenizer(c->tokenizer, paths, &tokenizer); !e.empty()) return e;
-  c->model_config.vocab = tokenizer->vocab_size();
-  c->steps = f.steps;
   c->batch = f.batch;
-  c->seq_len = f.seq_len > 0 ? f.seq_len : model->seq_len;
+  if (f.seq_len > 0) c->seq_len = f.seq_len;
   c->seed = f.seed;
   c->adamw.weight_decay = f.weight_decay;
   c->max_lr = f.lr;
   c->min_lr = f.min_lr;
-  c->warmup = f.warmup >= 0 ? f.warmup : std::min<int64_t>(100, f.steps / 10);
+  if (f.warmup >= 0) c->warmup = f.warmup;
   c->grad_clip = f.grad_clip;
   c->eval_every = f.eval_every;
   c->eval_batches = f.eval_batches;
