@@ -103,10 +103,6 @@ std::string validate(const TrainConfig& c) {
   return "";
 }
 
-int64_t default_warmup(int64_t steps) {
-  return std::min<int64_t>(100, steps / 10);
-}
-
 std::string make_train_config(std::string_view model, nn::Arch arch, std::string_view recipe,
                               std::string_view tokenizer, int64_t steps,
                               const data::DataPaths& paths, TrainConfig* out) {
@@ -132,7 +128,7 @@ std::string make_train_config(std::string_view model, nn::Arch arch, std::string
   c.model_config.vocab = loaded->vocab_size();
   c.steps = steps;
   c.seq_len = preset->seq_len;
-  c.warmup = default_warmup(steps);
+  c.warmup = std::min<int64_t>(100, steps / 10);
   *out = std::move(c);
   return "";
 }

@@ -41,14 +41,11 @@ std::string validate(const TrainConfig& config);
 
 nn::LrSchedule schedule_of(const TrainConfig& config);
 
-// The warm-up when none is given: a tenth of the steps, at most 100.
-int64_t default_warmup(int64_t steps);
-
 // A run of the preset `model` (model_config.h) of `arch`, with `recipe` (a preset name or a
 // JSON file) and `tokenizer` (load_tokenizer's spec; "" picks "bytes", or "gpt2" for presets
 // whose vocabulary is larger than 256). The model's vocabulary becomes the tokenizer's,
-// seq_len its full context, warmup default_warmup(steps); everything else keeps the defaults
-// above. Not validated: the caller sets the rest first.
+// seq_len its full context, warmup a tenth of the steps (at most 100); everything else keeps the
+// defaults above. Not validated: the caller sets the rest first.
 std::string make_train_config(std::string_view model, nn::Arch arch, std::string_view recipe,
                               std::string_view tokenizer, int64_t steps,
                               const data::DataPaths& paths, TrainConfig* out);

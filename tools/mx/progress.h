@@ -23,9 +23,9 @@ class Progress {
   // Ends the line (once); called by the destructor too.
   void finish();
 
+ private:
   double elapsed_seconds() const;
 
- private:
   std::string unit_;
   int64_t total_;
   bool enabled_, terminal_, open_line_ = false;
