@@ -22,6 +22,7 @@
 #include "mx/core/format.h"
 #include "mx/core/half.h"
 #include "mx/core/rounding.h"
+#include "mx/core/scale_bits.h"
 #include "mx/kernels/cpu/block_codec.h"
 
 namespace mx::cpu::detail {
@@ -59,46 +60,9 @@ LaneFormat make_lane_format(const FormatTraits& f) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scale exponent from the bits of amax (finite, nonzero): the same function as
-// shared_exponent_ref, on integers.
-int shared_exponent_fast(const LaneFormat& p, uint32_t amax_bits, ScaleRule rule) {
-  const uint32_t field = amax_bits >> 23;
-  const uint32_t frac = amax_bits & 0x7FFFFFu;
-  int floor_log2 = 0;
-  uint32_t sig24 = 0;
-  if (field != 0) {
-    floor_log2 = int(field) - 127;
-    sig24 = frac | 0x800000u;
-  } else {
-    const int width = std::bit_width(frac);
-    floor_log2 = width - 150;
-    sig24 = frac << (24 - width);
-  }
-  switch (rule) {
-    case ScaleRule::kFloor:
-      return floor_log2 - p.emax;
-    case ScaleRule::kCeil:
-      return floor_log2 + (sig24 != 0x800000u ? 1 : 0) - p.emax;
-    case ScaleRule::kEven: {
-      const int dropped = 23 - p.man_bits;
-      const uint32_t kept = sig24 >> dropped;
-      const uint32_t rest = sig24 & ((1u << dropped) - 1);
-      const uint32_t half = 1u << (dropped - 1);
-      const uint32_t rounded = kept + ((rest > half || (rest == half && (kept & 1u))) ? 1 : 0);
-      return floor_log2 + (rounded == (2u << p.man_bits) ? 1 : 0) - p.emax;
-    }
-    case ScaleRule::kRceil: {
-      const int e0 = floor_log2 - p.max_floor_log2;
-      return sig24 <= p.max_sig24 ? e0 : e0 + 1;
-    }
-  }
-  return 0;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Element encoder: one lane. `y` is the float32 v * 2^-e.
 template <Rounding kMode, bool kInteger>
-inline uint8_t encode_lane(const LaneFormat& p, uint32_t y, uint32_t random) {
+inline uint8_t encode_lane(const LaneFormat& p, uint32_t y, uint32_t dither) {
   const uint32_t sign = y >> 31;
   const int32_t field = int32_t((y >> 23) & 0xFFu);
   const uint32_t sig = (y & 0x7FFFFFu) | 0x800000u;
@@ -385,7 +349,7 @@ BlockCodes quantize_values(const QuantizeJob& job, const LaneFormat& p, EncodeFn
     if (amax_bits == 0) {
       scale = job.spec.zero_block_scale;
     } else {
-      const int e = shared_exponent_fast(p, amax_bits, job.spec.scale_rule);
+      const int e = shared_exponent_from_bits(p, amax_bits, job.spec.scale_rule);
       nan_block = e > kMaxScaleExponent;
       scale = nan_block ? kE8m0Nan : e8m0_from_exponent(std::max(e, kMinScaleExponent));
     }
