@@ -49,9 +49,9 @@ void check_all_patterns(bool bf16) {
           const double x = std::ldexp(double(v), -s);  // exact in double
           std::vector<uint32_t> us = {0};
           if (mode == Rounding::kStochastic) {
-            // Either side of the boundary, where the decision flips, and the extremes.
-            const uint32_t fr = testing::oracle_fraction32(o, x);
-            us = {0, 0xFFFFFFFFu, fr, fr == 0 ? 0 : fr - 1};
+            // Either side of the dither where the decision flips, and the extremes.
+            const uint32_t fr = testing::oracle_fraction16(o, x);
+            us = {0, 0xFFFFu, 0xFFFFu - fr, fr == 0 ? 0xFFFFu : 0x10000u - fr};
           }
           for (uint32_t u : us) {
             const uint8_t got = encode_element_ref(f, v, s, mode, u);

@@ -49,8 +49,8 @@ inline OracleFormat oracle_format(const FormatTraits& f) {
 }
 
 // The code for x (any finite double, already divided by the scale) under `mode`; for
-// stochastic rounding `u` is the element's 32-bit random number.
-inline uint8_t oracle_encode(const OracleFormat& o, double x, Rounding mode, uint32_t u = 0) {
+// stochastic rounding `dither` is the element's 16-bit draw.
+inline uint8_t oracle_encode(const OracleFormat& o, double x, Rounding mode, uint32_t dither = 0) {
   const FormatTraits& f = *o.f;
   const bool negative = std::signbit(x);
   const double a = std::fabs(x);
@@ -79,9 +79,9 @@ inline uint8_t oracle_encode(const OracleFormat& o, double x, Rounding mode, uin
         up = false;
         break;
       case Rounding::kStochastic: {
-        // The gap is a power of two, so the fraction and its scaling by 2^32 are exact.
-        const double fraction32 = std::floor(dlo / (m[lo + 1] - m[lo]) * 4294967296.0);
-        up = double(u) < fraction32;
+        // The gap is a power of two, so the fraction and its scaling by 2^16 are exact.
+        const double fraction16 = std::floor(dlo / (m[lo + 1] - m[lo]) * 65536.0);
+        up = fraction16 + double(dither) >= 65536.0;
         break;
       }
     }
@@ -92,14 +92,14 @@ inline uint8_t oracle_encode(const OracleFormat& o, double x, Rounding mode, uin
   return uint8_t(code | (1u << (f.bits - 1)));
 }
 
-// floor((a - lo) / gap * 2^32) for the stochastic oracle's boundary tests; 0 if a saturates or
+// floor((a - lo) / gap * 2^16) for the stochastic oracle's boundary tests; 0 if a saturates or
 // is representable.
-inline uint32_t oracle_fraction32(const OracleFormat& o, double x) {
+inline uint32_t oracle_fraction16(const OracleFormat& o, double x) {
   const double a = std::fabs(x);
   const auto& m = o.magnitudes;
   if (a >= m.back()) return 0;
   const size_t lo = size_t(std::upper_bound(m.begin(), m.end(), a) - m.begin() - 1);
-  return uint32_t(std::floor((a - m[lo]) / (m[lo + 1] - m[lo]) * 4294967296.0));
+  return uint32_t(std::floor((a - m[lo]) / (m[lo + 1] - m[lo]) * 65536.0));
 }
 
 // Shared exponent of a block with largest magnitude `amax` (> 0, finite), by the rule's

@@ -4,7 +4,9 @@
 
 #include <cmath>
 
+#include "mx/core/element_ref.h"
 #include "mx/core/quantize_ref.h"
+#include "mx/core/rounding.h"
 #include "mx/kernels/cpu/quantize.h"
 #include "tests/test_data.h"
 
@@ -17,6 +19,60 @@ QuantSpec sr_spec(ElementFormat f, uint64_t seed) {
   s.rounding = Rounding::kStochastic;
   s.seed = seed;
   return s;
+}
+
+TEST(StochasticDither, TwoNeighboursShareOneHashAsItsLowAndHighHalves) {
+  const uint64_t key = stochastic_stream_key(3);
+  for (uint64_t pair : {uint64_t{0}, uint64_t{1}, uint64_t{12345}, (uint64_t{5} << 32) + 77}) {
+    const uint32_t bits =
+        stochastic_pair_bits(stochastic_window_key(key, pair >> 32), uint32_t(pair));
+    EXPECT_EQ(stochastic_dither(key, 2 * pair), bits & 0xFFFFu);
+    EXPECT_EQ(stochastic_dither(key, 2 * pair + 1), bits >> 16);
+  }
+}
+
+TEST(StochasticDither, SequentialDrawsMatchSingleDrawsAcrossA2To32PairWindow) {
+  const uint64_t key = stochastic_stream_key(11);
+  const uint64_t boundary = uint64_t{1} << 33;  // first element of window 1
+  StochasticDithers draw(key);
+  for (uint64_t i = boundary - 40; i < boundary + 40; ++i) {
+    EXPECT_EQ(draw(i), stochastic_dither(key, i)) << i;
+  }
+  // Windows have their own keys: the same low pair bits draw differently.
+  EXPECT_NE(stochastic_dither(key, 6), stochastic_dither(key, boundary + 6));
+}
+
+TEST(StochasticDither, IsUniformOverSixteenBucketsAndUncorrelatedWithItsNeighbour) {
+  // 2^20 draws in 16 buckets: chi-square with 15 degrees of freedom stays under 50 with
+  // probability 1 - 1e-5. The joint buckets of (draw i, draw i+1), 256 cells: under 400.
+  const uint64_t key = stochastic_stream_key(42);
+  const int n = 1 << 20;
+  std::vector<double> single(16, 0), joint(256, 0);
+  uint32_t previous = 0;
+  for (int i = 0; i < n; ++i) {
+    const uint32_t d = stochastic_dither(key, uint64_t(i));
+    ASSERT_LT(d, 0x10000u);
+    single[d >> 12] += 1;
+    if (i > 0) joint[(previous >> 12) * 16 + (d >> 12)] += 1;
+    previous = d;
+  }
+  auto chi_square = [](const std::vector<double>& counts, double total) {
+    const double expected = total / double(counts.size());
+    double x = 0;
+    for (double c : counts) x += (c - expected) * (c - expected) / expected;
+    return x;
+  };
+  EXPECT_LT(chi_square(single, n), 50.0);
+  EXPECT_LT(chi_square(joint, n - 1), 400.0);
+}
+
+TEST(StochasticDither, RoundsUpExactlyWhenTheTruncatedFractionPlusTheDitherReaches2To16) {
+  // E2M1 at scale 1: 2 + f lies between codes 4 (2.0) and 5 (3.0).
+  const FormatTraits& f = traits(ElementFormat::kE2M1);
+  const float x = 2.0f + 0.25f + 0x1.0p-20f;  // fraction 0.25 + 2^-20: 16-bit fraction 0x4000
+  EXPECT_EQ(encode_element_ref(f, x, 0, Rounding::kStochastic, 0xBFFFu), 4);
+  EXPECT_EQ(encode_element_ref(f, x, 0, Rounding::kStochastic, 0xC000u), 5);
+  EXPECT_EQ(encode_element_ref(f, 2.0f, 0, Rounding::kStochastic, 0xFFFFu), 4);
 }
 
 TEST(Stochastic, SameSeedSameBitsOnEveryThreadCountAndTarget) {

@@ -16,7 +16,7 @@ struct Split {
   bool round_up;  // by mode
 };
 
-Split split_and_round(uint32_t sig, int shift, Rounding mode, uint32_t random_bits) {
+Split split_and_round(uint32_t sig, int shift, Rounding mode, uint32_t dither) {
   // shift > 0. The discarded part is rest / 2^shift with rest < 2^shift.
   const uint64_t kept = shift >= 32 ? 0 : uint64_t{sig} >> shift;
   const uint64_t rest = shift >= 32 ? sig : sig & ((uint64_t{1} << shift) - 1);
@@ -37,11 +37,11 @@ Split split_and_round(uint32_t sig, int shift, Rounding mode, uint32_t random_bi
       up = false;
       break;
     case Rounding::kStochastic: {
-      // The top 32 bits of the discarded fraction.
-      const uint64_t fraction32 = shift <= 32        ? rest << (32 - shift)
-                                  : shift - 32 >= 64 ? 0
-                                                     : rest >> (shift - 32);
-      up = random_bits < fraction32;
+      // The top 16 bits of the discarded fraction.
+      const uint64_t fraction16 = shift <= 16        ? rest << (16 - shift)
+                                  : shift - 16 >= 64 ? 0
+                                                     : rest >> (shift - 16);
+      up = stochastic_rounds_up(uint32_t(fraction16), dither);
       break;
     }
   }
@@ -68,7 +68,7 @@ uint8_t zero_code(const FormatTraits& f, bool negative) {
 }
 
 uint8_t encode_element_ref(const FormatTraits& f, float v, int scale_exp, Rounding mode,
-                           uint32_t random_bits) {
+                           uint32_t dither) {
   const ExactFloat x = unpack_float(v);
   if (x.sig == 0) return zero_code(f, x.negative);
 
@@ -88,7 +88,7 @@ uint8_t encode_element_ref(const FormatTraits& f, float v, int scale_exp, Roundi
       n = uint64_t{x.sig} << (exp - q);
     }
   } else {
-    const Split s = split_and_round(x.sig, q - exp, mode, random_bits);
+    const Split s = split_and_round(x.sig, q - exp, mode, dither);
     n = s.kept + (s.round_up ? 1 : 0);
   }
   if (!saturate) saturate = std::ldexp(double(n), q) > f.max_normal;

@@ -10,11 +10,11 @@
 namespace mx {
 
 // Code of v / 2^scale_exp in `format`, rounded by `mode` and saturated to ±max_normal.
-// v must be finite. `random_bits` is used by stochastic rounding only: the value rounds up in
-// magnitude when random_bits < floor(fraction * 2^32), fraction being the discarded part in
-// units of the element's quantum. Signed zeros keep their sign in the float formats.
+// v must be finite. `dither` (16 bits) is used by stochastic rounding only: the value rounds up
+// in magnitude when floor(fraction * 2^16) + dither >= 2^16, fraction being the discarded part
+// in units of the element's quantum. Signed zeros keep their sign in the float formats.
 uint8_t encode_element_ref(const FormatTraits& format, float v, int scale_exp, Rounding mode,
-                           uint32_t random_bits = 0);
+                           uint32_t dither = 0);
 
 // Exact value of a code: NaN and ±Inf for the codes that mean them (E4M3, E5M2).
 double decode_element(const FormatTraits& format, uint8_t code);

@@ -73,9 +73,9 @@ BlockResult quantize_block_ref(const QuantSpec& spec, std::span<const float> val
   const uint64_t key = stochastic_stream_key(spec.seed);
   for (size_t i = 0; i < n; ++i) {
     if (!is_real[i]) continue;
-    const uint32_t random =
-        spec.rounding == Rounding::kStochastic ? stochastic_bits(key, uint64_t(indices[i])) : 0;
-    codes[i] = encode_element_ref(f, v[i], e, spec.rounding, random);
+    const uint32_t dither =
+        spec.rounding == Rounding::kStochastic ? stochastic_dither(key, uint64_t(indices[i])) : 0;
+    codes[i] = encode_element_ref(f, v[i], e, spec.rounding, dither);
   }
   return {scale, offset};
 }

@@ -8,7 +8,7 @@
 //      the block quantizes d_i = fl32(v_i - m) instead of v_i;
 //   4. amax = max |v_i|; amax == 0 -> scale byte spec.zero_block_scale, codes ±0;
 //   5. e = shared_exponent_ref(amax); e > 127 -> NaN block; e < -127 -> e = -127;
-//   6. code_i = encode_element_ref(v_i, e, rounding, stochastic_bits(seed, flat index)).
+//   6. code_i = encode_element_ref(v_i, e, rounding, stochastic_dither(seed, flat index)).
 #pragma once
 
 #include <cstdint>

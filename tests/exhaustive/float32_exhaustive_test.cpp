@@ -114,7 +114,7 @@ TEST(Float32Exhaustive, FastPathMatchesTheOracleOnEveryFloat32InEveryMode) {
         unpack_codes(got.elements, f.bits, 0, codes);
         uint64_t bad = 0;
         for (size_t i = 0; i < v.size(); ++i) {
-          const uint32_t u = stochastic_bits(key, i);
+          const uint32_t u = stochastic_dither(key, i);
           bad += got.scales[i / 32] != 0x7F || codes[i] != testing::oracle_encode(o, v[i], mode, u);
         }
         failures += bad;

@@ -8,7 +8,7 @@
 // exactly on integers. Here y = v * 2^-e is one float32 multiply, which is exact unless y
 // lands below 2^-126; every such y is far under half the smallest element (2^-17 at most), so
 // it rounds to a signed zero in every mode, exactly as the reference does, and the lane code
-// treats a zero exponent field that way. Stochastic rounding sees a fraction under 2^-32 there
+// treats a zero exponent field that way. Stochastic rounding sees a fraction under 2^-16 there
 // and never rounds up, in both.
 #include <algorithm>
 #include <bit>
@@ -83,10 +83,11 @@ inline uint8_t encode_lane(const LaneFormat& p, uint32_t y, uint32_t dither) {
     const uint32_t half = 1u << std::min(shift - 1, 30);
     up = rest >= half ? 1u : 0u;
   } else if constexpr (kMode == Rounding::kStochastic) {
-    const uint32_t low = rest << std::min(32 - std::min(shift, 32), 31);
-    const uint32_t high = sig >> std::clamp(shift - 32, 0, 31);
-    const uint32_t fraction32 = shift <= 32 ? (shift == 32 ? rest : low) : high;
-    up = random < fraction32 ? 1u : 0u;
+    // floor(rest / 2^shift * 2^16); rest < 2^24 and sig < 2^24, so both shifts stay < 32.
+    const uint32_t low = rest << std::max(16 - shift, 0);
+    const uint32_t high = sig >> std::clamp(shift - 16, 0, 31);
+    const uint32_t fraction16 = shift <= 16 ? low : (shift <= 31 ? rest >> (shift - 16) : high);
+    up = stochastic_rounds_up(fraction16, dither) ? 1u : 0u;
   }
   const uint32_t n = kept + up;
   uint32_t magnitude = 0;
@@ -112,16 +113,17 @@ void encode_block(const LaneFormat& p, const float* __restrict x, int k, int sca
                   uint8_t* __restrict codes) {
   const float inv_scale = e8m0_to_float(e8m0_from_exponent(-scale_exp));
   if constexpr (kMode == Rounding::kStochastic) {
-    uint32_t random[256];
+    uint32_t dither[256];
+    StochasticDithers draw(key);
     for (int i0 = 0; i0 < k; i0 += 256) {
       const int n = std::min(256, k - i0);
       for (int i = 0; i < n; ++i) {
         const int64_t idx = indices ? indices[i0 + i] : base_index + i0 + i;
-        random[i] = stochastic_bits(key, uint64_t(idx));
+        dither[i] = draw(uint64_t(idx));
       }
       for (int i = 0; i < n; ++i) {
         const uint32_t y = std::bit_cast<uint32_t>(x[i0 + i] * inv_scale);
-        codes[i0 + i] = encode_lane<kMode, kInteger>(p, y, random[i]);
+        codes[i0 + i] = encode_lane<kMode, kInteger>(p, y, dither[i]);
       }
     }
   } else {
