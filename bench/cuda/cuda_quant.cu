@@ -160,6 +160,12 @@ int main() {
     report(fq32.c_str(), n * 8, [&] {
       return cuda::fake_quantize_cuda(in32, DType::kF32, shape, spec, DType::kF32, out, nullptr);
     });
+    // Ties away from zero: the rounding microxcaling's fake-quantize calls "nearest".
+    QuantSpec away = spec;
+    away.rounding = Rounding::kNearestAway;
+    report((fq32 + " nearest-away").c_str(), n * 8, [&] {
+      return cuda::fake_quantize_cuda(in32, DType::kF32, shape, away, DType::kF32, out, nullptr);
+    });
   }
   return 0;
 }

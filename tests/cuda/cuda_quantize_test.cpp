@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -362,6 +364,65 @@ TEST(CudaQuantize, DualMatchesTwoQuantizations) {
   }
 }
 
+// bfloat16 -> MXFP4 nearest-even dual quantize runs on packed bfloat16 pairs when M % 32 == 0
+// and K % 256 == 0. Each 32 x 32 tile here has its own magnitude, so both its row and column
+// blocks get extreme scales too: bfloat16 subnormals, scale bytes 0-3 and 250+, ties of the
+// E2M1 grid, zeros of both signs, and NaN / Inf next to finite columns.
+TEST(CudaQuantize, PackedBf16Mxfp4DualMatchesTheCpuForEveryScaleRuleAndExtremeScales) {
+  SKIP_WITHOUT_GPU();
+  const int64_t m = 96, k = 768;
+  const int exponents[] = {-140, -133, -130, -128, -127, -126, -125, -124, -122, -120, -60,
+                           -3,   0,    2,    7,    40,   100,  120,  124,  125,  126,  127};
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  std::vector<float> values(size_t(m * k));
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t c = 0; c < k; ++c) {
+      const int64_t tile = (r / 32) * (k / 32) + c / 32;
+      const int e = exponents[tile % std::size(exponents)];
+      float v = std::ldexp(unit(rng), e);
+      if (tile % 5 == 1) {
+        // The E2M1 grid's ties at scale 2^e: 0.25, 0.75, ..., 5 times 2^e, and its largest 6.
+        const float ties[] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 6.0f};
+        v = std::ldexp(ties[(r + c) % 8] * ((r + c) % 3 ? 1.0f : -1.0f), std::min(e, 120));
+      }
+      if (tile % 7 == 3) v = (r + c) % 2 ? 0.0f : -0.0f;
+      values[size_t(r * k + c)] = v;
+    }
+  }
+  values[size_t(40 * k + 100)] = std::numeric_limits<float>::quiet_NaN();
+  values[size_t(70 * k + 301)] = -std::numeric_limits<float>::infinity();
+  values[size_t(5 * k + 600)] = std::numeric_limits<float>::infinity();
+  const auto input = to_dtype(values, DType::kBF16);
+  for (ScaleRule rule : kRules) {
+    QuantSpec spec;
+    spec.format = ElementFormat::kE2M1;
+    spec.scale_rule = rule;
+    const std::vector<int64_t> shape = {m, k};
+    SCOPED_TRACE(name_of(spec, DType::kBF16, shape));
+    MxTensor rows, cols;
+    ASSERT_EQ("", cpu::quantize(input.data(), DType::kBF16, shape, spec, &rows));
+    QuantSpec col_spec = spec;
+    col_spec.axis = 0;
+    ASSERT_EQ("", cpu::quantize(input.data(), DType::kBF16, shape, col_spec, &cols));
+    DevBuf d_in(input.size()), re(rows.elements.size()), rs(rows.scales.size()),
+        ce(cols.elements.size()), cs(cols.scales.size());
+    CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
+    ASSERT_EQ("", cuda::quantize_dual_cuda(d_in.p, DType::kBF16, shape, spec,
+                                           {re.as<uint8_t>(), rs.as<uint8_t>(), nullptr},
+                                           {ce.as<uint8_t>(), cs.as<uint8_t>(), nullptr}, nullptr));
+    CUDA_OK(cudaDeviceSynchronize());
+    EXPECT_EQ("", first_diffs(rows.scales, download<uint8_t>(rs.p, rows.scales.size())))
+        << "row scales";
+    EXPECT_EQ("", first_diffs(rows.elements, download<uint8_t>(re.p, rows.elements.size())))
+        << "row codes";
+    EXPECT_EQ("", first_diffs(cols.scales, download<uint8_t>(cs.p, cols.scales.size())))
+        << "column scales";
+    EXPECT_EQ("", first_diffs(cols.elements, download<uint8_t>(ce.p, cols.elements.size())))
+        << "column codes";
+  }
+}
+
 // Small, for the sanitizers: one shape, through every kernel (dual included).
 TEST(CudaQuantize, SanitizerSmoke) {
   SKIP_WITHOUT_GPU();
@@ -388,18 +449,21 @@ TEST(CudaQuantize, SanitizerSmoke) {
     dense.block_size = 64;
     dense.asymmetric = true;
     check_all(dense_input, DType::kBF16, dense_shape, dense);
-    // Dual: a ragged shape (edge tiles) and 24 x 128 (whole warps: staged stores).
-    for (const auto& dual_shape : {shape, std::vector<int64_t>{24, 128}}) {
+    // Dual: a ragged shape (edge tiles), 24 x 128 (whole warps: staged stores) and 32 x 256
+    // (the packed bfloat16 MXFP4 kernel).
+    const auto dual_input = to_dtype(testing::stress_values(32 * 256, 62, true), DType::kBF16);
+    for (const auto& dual_shape :
+         {shape, std::vector<int64_t>{24, 128}, std::vector<int64_t>{32, 256}}) {
       MxTensor rows, cols;
       QuantSpec row_spec;
       row_spec.format = format;
-      ASSERT_EQ("", cpu::quantize(input.data(), DType::kBF16, dual_shape, row_spec, &rows));
+      ASSERT_EQ("", cpu::quantize(dual_input.data(), DType::kBF16, dual_shape, row_spec, &rows));
       QuantSpec col_spec = row_spec;
       col_spec.axis = 0;
-      ASSERT_EQ("", cpu::quantize(input.data(), DType::kBF16, dual_shape, col_spec, &cols));
-      DevBuf d_in(input.size()), re(rows.elements.size()), rs(rows.scales.size()),
+      ASSERT_EQ("", cpu::quantize(dual_input.data(), DType::kBF16, dual_shape, col_spec, &cols));
+      DevBuf d_in(dual_input.size()), re(rows.elements.size()), rs(rows.scales.size()),
           ce(cols.elements.size()), cs(cols.scales.size());
-      CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
+      CUDA_OK(cudaMemcpy(d_in.p, dual_input.data(), dual_input.size(), cudaMemcpyHostToDevice));
       ASSERT_EQ("",
                 cuda::quantize_dual_cuda(d_in.p, DType::kBF16, dual_shape, row_spec,
                                          {re.as<uint8_t>(), rs.as<uint8_t>(), nullptr},

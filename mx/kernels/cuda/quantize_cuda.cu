@@ -15,39 +15,11 @@
 #include "mx/core/format.h"
 #include "mx/core/mx_tensor.h"
 #include "mx/core/rounding.h"
+#include "mx/kernels/cuda/device_common.cuh"
+#include "mx/kernels/cuda/dual_bf16_e2m1.cuh"
 
 namespace mx::cuda {
 namespace {
-
-constexpr uint32_t kNanF32 = 0x7FC00000u;  // the quiet NaN the CPU path writes
-constexpr uint8_t kScaleNan = 0xFF;
-
-struct DevFormat {
-  int bits;
-  int man_bits;
-  int emin;
-  int emax;
-  uint32_t max_code;
-  uint32_t max_sig24;
-  int max_floor_log2;
-  // Magic-number encoder (encode_mag): float formats round |y| by adding 2^(E - man_bits + 23),
-  // E = max(exponent field of |y|, emin_b); integers add the fixed 2^(emin + 23).
-  int emin_b;          // emin + 127 (float formats)
-  uint32_t magic_add;  // floats: (23 - man_bits) << 23; integers: (emin + 150) << 23
-  int int_shift0;      // integers: 150 + emin (stochastic: shift = int_shift0 - field)
-  float max_value;     // max_normal
-  int cvt;             // 1: E4M3, 2: E5M2 (hardware cvt.rn.satfinite equals RNE + clamp)
-  float decode[256];
-};
-
-struct DevSpec {
-  DevFormat f;
-  int rule;  // ScaleRule
-  bool asym;
-  bool flush;
-  uint8_t zero_scale;
-  uint64_t key;  // stochastic stream key
-};
 
 // Geometry: the BlockGrid's numbers.
 struct DevGrid {
@@ -75,13 +47,9 @@ struct QuantParams {
 // ------------------------------------------------------------------------------------------
 // Scalar helpers.
 
-__device__ __forceinline__ uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-__device__ __forceinline__ uint32_t random_bits(uint64_t key, uint64_t index) {
-  return uint32_t(mix64(key + (index + 1) * 0x9E3779B97F4A7C15ull) >> 32);
+// The reference's stochastic dither (mx/core/rounding.h, constexpr, so callable here).
+__device__ __forceinline__ uint32_t dither_at(uint64_t key, int64_t index) {
+  return stochastic_dither(key, uint64_t(index));
 }
 
 __device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) {
@@ -101,12 +69,6 @@ __device__ __forceinline__ float fp16_bits_to_f32(uint16_t h) {
   const uint32_t mag = (h & 0x7C00u) == 0x7C00u ? special : __float_as_uint(scaled);
   return __uint_as_float(sign | mag);
 }
-__device__ __forceinline__ float e8m0_value(uint8_t byte) {
-  if (byte == kScaleNan) return __uint_as_float(kNanF32);
-  if (byte == 0) return __uint_as_float(0x00400000u);
-  return __uint_as_float(uint32_t(byte) << 23);
-}
-
 __device__ __forceinline__ float load_value(const void* in, int dtype, int64_t i) {
   if (dtype == int(DType::kF32)) return static_cast<const float*>(in)[i];
   const uint16_t h = static_cast<const uint16_t*>(in)[i];
@@ -141,41 +103,8 @@ __device__ __forceinline__ void minmax_xor(float& lo, float& hi, int o) {
   }
 }
 
-__device__ int shared_exponent(const DevFormat& p, uint32_t amax_bits, int rule) {
-  const uint32_t field = amax_bits >> 23;
-  const uint32_t frac = amax_bits & 0x7FFFFFu;
-  int floor_log2 = 0;
-  uint32_t sig24 = 0;
-  if (field != 0) {
-    floor_log2 = int(field) - 127;
-    sig24 = frac | 0x800000u;
-  } else {
-    const int width = 32 - __clz(frac);
-    floor_log2 = width - 150;
-    sig24 = frac << (24 - width);
-  }
-  switch (rule) {
-    case int(ScaleRule::kFloor):
-      return floor_log2 - p.emax;
-    case int(ScaleRule::kCeil):
-      return floor_log2 + (sig24 != 0x800000u ? 1 : 0) - p.emax;
-    case int(ScaleRule::kEven): {
-      const int dropped = 23 - p.man_bits;
-      const uint32_t kept = sig24 >> dropped;
-      const uint32_t rest = sig24 & ((1u << dropped) - 1);
-      const uint32_t half = 1u << (dropped - 1);
-      const uint32_t rounded = kept + ((rest > half || (rest == half && (kept & 1u))) ? 1 : 0);
-      return floor_log2 + (rounded == (2u << p.man_bits) ? 1 : 0) - p.emax;
-    }
-    default: {  // kRceil
-      const int e0 = floor_log2 - p.max_floor_log2;
-      return sig24 <= p.max_sig24 ? e0 : e0 + 1;
-    }
-  }
-}
-
 template <Rounding kMode, bool kInteger>
-__device__ __forceinline__ uint32_t encode_lane(const DevFormat& p, uint32_t y, uint32_t random) {
+__device__ __forceinline__ uint32_t encode_lane(const DevFormat& p, uint32_t y, uint32_t dither) {
   const uint32_t sign = y >> 31;
   const int32_t field = int32_t((y >> 23) & 0xFFu);
   const uint32_t sig = (y & 0x7FFFFFu) | 0x800000u;
@@ -194,10 +123,10 @@ __device__ __forceinline__ uint32_t encode_lane(const DevFormat& p, uint32_t y, 
     const uint32_t half = 1u << min(shift - 1, 30);
     up = rest >= half ? 1u : 0u;
   } else if constexpr (kMode == Rounding::kStochastic) {
-    const uint32_t low = rest << min(32 - min(shift, 32), 31);
-    const uint32_t high = sig >> min(max(shift - 32, 0), 31);
-    const uint32_t fraction32 = shift <= 32 ? (shift == 32 ? rest : low) : high;
-    up = random < fraction32 ? 1u : 0u;
+    const uint32_t low = rest << max(16 - shift, 0);
+    const uint32_t high = sig >> min(max(shift - 16, 0), 31);
+    const uint32_t fraction16 = shift <= 16 ? low : (shift <= 31 ? rest >> (shift - 16) : high);
+    up = stochastic_rounds_up(fraction16, dither) ? 1u : 0u;
   }
   const uint32_t n = kept + up;
   uint32_t magnitude = 0;
@@ -225,16 +154,6 @@ __device__ __forceinline__ uint32_t encode_lane(const DevFormat& p, uint32_t y, 
 //   void codes(int c, int n, uint64_t packed)   (n slots, LSB-first, p.bits each)
 //   void value(int c, uint32_t mask, const float d[8])  (fake-quantize)
 //   void header(uint8_t scale, uint16_t offset)
-struct BlockState {
-  uint8_t scale;
-  uint16_t offset;
-  float m;
-  float inv_scale;
-  bool nan_block;
-};
-
-__device__ __forceinline__ void finish_scale(const DevSpec& s, uint32_t amax, BlockState& st);
-
 template <class Src>
 __device__ BlockState block_scale(const DevSpec& s, int k, Src& src) {
   const int chunks = (k + 7) / 8;
@@ -280,22 +199,6 @@ __device__ BlockState block_scale(const DevSpec& s, int k, Src& src) {
   return st;
 }
 
-// Scale byte and 1/scale from the block's final amax (after the asymmetric shift).
-__device__ __forceinline__ void finish_scale(const DevSpec& s, uint32_t amax, BlockState& st) {
-  st.scale = kScaleNan;
-  if (!st.nan_block) {
-    if (amax == 0) {
-      st.scale = s.zero_scale;
-    } else {
-      const int e = shared_exponent(s.f, amax, s.rule);
-      st.nan_block = e > 127;
-      st.scale = st.nan_block ? kScaleNan : uint8_t(max(e, -127) + 127);
-    }
-  }
-  if (st.nan_block) st.scale = kScaleNan;
-  st.inv_scale = st.nan_block ? 0.0f : e8m0_value(uint8_t(127 - (int(st.scale) - 127)));
-}
-
 template <Rounding kMode, bool kInteger, class Src, class Dst>
 __device__ void quantize_block(const DevSpec& s, int k, Src& src, Dst& dst) {
   const BlockState st = block_scale(s, k, src);
@@ -316,7 +219,7 @@ __device__ void quantize_block(const DevSpec& s, int k, Src& src, Dst& dst) {
         if (s.asym) x = __fsub_rn(x, st.m);
         const uint32_t y = __float_as_uint(__fmul_rn(x, st.inv_scale));
         uint32_t r = 0;
-        if constexpr (kMode == Rounding::kStochastic) r = random_bits(s.key, src.index(c * 8 + j));
+        if constexpr (kMode == Rounding::kStochastic) r = dither_at(s.key, src.index(c * 8 + j));
         code[j] = encode_lane<kMode, kInteger>(s.f, y, r);
       }
       packed |= uint64_t(code[j]) << (j * s.f.bits);
@@ -638,7 +541,7 @@ __device__ __forceinline__ uint64_t lane_encode(const DevSpec& s, float v[8], ui
     if (!st.nan_block && ((mask >> i) & 1u)) {
       const uint32_t y = __float_as_uint(__fmul_rn(v[i], st.inv_scale));
       uint32_t r = 0;
-      if constexpr (kMode == Rounding::kStochastic) r = random_bits(s.key, index(i));
+      if constexpr (kMode == Rounding::kStochastic) r = dither_at(s.key, index(i));
       code[i] = encode_lane<kMode, kInteger>(s.f, y, r);
     }
     packed |= uint64_t(code[i]) << (i * s.f.bits);
@@ -697,11 +600,12 @@ __global__ void __launch_bounds__(256)
 // with E the exponent field of a clamped below at the smallest normal's, s = a + 2^(E - man_bits +
 // 23) lands in a binade whose ulp is the format's ulp at a, so the float adder does the rounding
 // (RN for nearest-even, RZ for toward-zero, RZ of a + ulp/2 for nearest-away) and the low bits of
-// s are the rounded significand q. Stochastic rounding keeps the integer recipe (kept bits and the
-// 32-bit fraction compared with the random draw). Same codes as encode_lane; `value` gets the
-// code's decoded magnitude (fake-quantize).
+// s are the rounded significand q. Stochastic rounding adds a magic 2^16 times smaller, whose RZ
+// sum holds floor(a / ulp * 2^16) = q * 2^16 + fraction16 exactly (a < 2^(E + 1) keeps it below
+// 2^23), and adds the dither to it: (that + dither) >> 16 is the reference's q + up. Same codes
+// as encode_lane; `value` gets the code's decoded magnitude (fake-quantize).
 template <Rounding kMode, bool kInteger>
-__device__ __forceinline__ uint32_t encode_mag(const DevFormat& f, float a, uint32_t random,
+__device__ __forceinline__ uint32_t encode_mag(const DevFormat& f, float a, uint32_t dither,
                                                float& value) {
   const uint32_t ab = __float_as_uint(a);
   int E = 0;
@@ -712,12 +616,9 @@ __device__ __forceinline__ uint32_t encode_mag(const DevFormat& f, float a, uint
   }
   uint32_t q;
   if constexpr (kMode == Rounding::kStochastic) {
-    const int field = int(ab >> 23);
-    int shift = kInteger ? f.int_shift0 - field : E - field + 23 - f.man_bits;
-    shift = min(max(shift, 1), 63);
-    const uint32_t sig = (ab & 0x7FFFFFu) | 0x800000u;
-    const uint64_t w = (uint64_t(sig) << 32) >> shift;  // kept bits : 32-bit fraction
-    q = uint32_t(w >> 32) + (random < uint32_t(w) ? 1u : 0u);
+    const uint32_t mb16 = mb - (16u << 23);
+    const float s16 = __fadd_rz(a, __uint_as_float(mb16));
+    q = (__float_as_uint(s16) - mb16 + dither) >> 16;
     value = __fsub_rn(__uint_as_float(mb + q), __uint_as_float(mb));
   } else {
     float s;
@@ -737,12 +638,6 @@ __device__ __forceinline__ uint32_t encode_mag(const DevFormat& f, float a, uint
   } else {
     return min(q + (uint32_t(E - f.emin_b) << f.man_bits), f.max_code);
   }
-}
-
-__device__ __forceinline__ uint32_t vmax_u16x2(uint32_t a, uint32_t b) {
-  uint32_t d;
-  asm("max.u16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
-  return d;
 }
 
 // Two float32 to two E4M3 / E5M2 codes (lo in the low byte): round to nearest even, saturating
@@ -771,27 +666,8 @@ __device__ __forceinline__ uint32_t amax_f32(const float* v, int n) {
   return amax;
 }
 
-// Loads 32 consecutive values starting at element i0 (16-byte aligned) and returns their amax
-// bits (NaN and Inf compare above every finite value).
-__device__ __forceinline__ uint32_t load32(const void* in, int dtype, int64_t i0, float v[32]) {
-  if (dtype == int(DType::kF32)) {
-    const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(in) + i0);
-    float4 x[8];
-#pragma unroll
-    for (int q = 0; q < 8; ++q) x[q] = __ldg(p + q);
-#pragma unroll
-    for (int q = 0; q < 8; ++q) {
-      v[4 * q] = x[q].x, v[4 * q + 1] = x[q].y, v[4 * q + 2] = x[q].z, v[4 * q + 3] = x[q].w;
-    }
-    uint32_t amax = 0;
-#pragma unroll
-    for (int j = 0; j < 32; ++j) amax = max(amax, __float_as_uint(v[j]) & 0x7FFFFFFFu);
-    return amax;
-  }
-  const uint4* p = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(in) + i0);
-  uint4 x[4];
-#pragma unroll
-  for (int q = 0; q < 4; ++q) x[q] = __ldg(p + q);
+// 32 bfloat16 or float16 values (four 16-byte vectors) to float32; returns their amax bits.
+__device__ __forceinline__ uint32_t unpack16(int dtype, const uint4 x[4], float v[32]) {
   uint32_t w[16];
 #pragma unroll
   for (int q = 0; q < 4; ++q)
@@ -815,6 +691,30 @@ __device__ __forceinline__ uint32_t load32(const void* in, int dtype, int64_t i0
 #pragma unroll
   for (int j = 0; j < 32; ++j) amax = max(amax, __float_as_uint(v[j]) & 0x7FFFFFFFu);
   return amax;
+}
+
+// Loads 32 consecutive values starting at element i0 (16-byte aligned) and returns their amax
+// bits (NaN and Inf compare above every finite value).
+__device__ __forceinline__ uint32_t load32(const void* in, int dtype, int64_t i0, float v[32]) {
+  if (dtype == int(DType::kF32)) {
+    const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(in) + i0);
+    float4 x[8];
+#pragma unroll
+    for (int q = 0; q < 8; ++q) x[q] = __ldg(p + q);
+#pragma unroll
+    for (int q = 0; q < 8; ++q) {
+      v[4 * q] = x[q].x, v[4 * q + 1] = x[q].y, v[4 * q + 2] = x[q].z, v[4 * q + 3] = x[q].w;
+    }
+    uint32_t amax = 0;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) amax = max(amax, __float_as_uint(v[j]) & 0x7FFFFFFFu);
+    return amax;
+  }
+  const uint4* p = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(in) + i0);
+  uint4 x[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) x[q] = __ldg(p + q);
+  return unpack16(dtype, x, v);
 }
 
 // Block scale of 32 * G values spread over G lanes (G a power of two <= 32, groups aligned in
@@ -848,22 +748,70 @@ __device__ __forceinline__ BlockState scale32(const DevSpec& s, float v[32], uin
   return st;
 }
 
-// SplitMix64 draws for consecutive flat indices index0, index0 + step, ...: x = key + (index +
-// 1) * golden advances by step * golden per element.
-struct Draws {
-  uint64_t x, dx;
-  __device__ Draws(uint64_t key, int64_t index0, int64_t step)
-      : x(key + uint64_t(index0 + 1) * 0x9E3779B97F4A7C15ull),
-        dx(uint64_t(step) * 0x9E3779B97F4A7C15ull) {}
+// Stochastic dithers of the 32 values a thread holds. PairedDraws: flat indices index0, index0 +
+// 1, ... with index0 a multiple of 32, so the 16 pairs share one window key and each hash feeds
+// two values. StridedDraws: index0, index0 + step, ..., any alignment.
+struct PairedDraws {
+  uint32_t x, high_dither = 0;
+  bool high = false;
+  __device__ PairedDraws(const DevSpec& s, int64_t index0)
+      : x(uint32_t(uint64_t(index0) >> 1) * kStochasticPairStep +
+          (uint64_t(index0) >> 33 == 0 ? s.window0_key
+                                       : stochastic_window_key(s.key, uint64_t(index0) >> 33))) {}
   __device__ __forceinline__ uint32_t next() {
-    const uint32_t r = uint32_t(mix64(x) >> 32);
-    x += dx;
-    return r;
+    uint32_t d;
+    if (high) {
+      d = high_dither;
+    } else {
+      // lowbias32_before_last_step with its right shifts as multiply-highs (FMA pipe; the
+      // quantize loop is bound by the integer ALU pipe). Tested equal to the CPU's bits.
+      uint32_t y = x ^ __umulhi(x, 1u << 16);
+      y *= 0x7FEB352Du;
+      y ^= __umulhi(y, 1u << 17);
+      y *= 0x846CA68Bu;
+      x += kStochasticPairStep;
+      high_dither = __umulhi(y, 1u << 16);
+      d = (y ^ high_dither) & 0xFFFFu;
+    }
+    high = !high;
+    return d;
   }
 };
 
+struct StridedDraws {
+  uint64_t key;
+  int64_t index, step;
+  __device__ StridedDraws(uint64_t key, int64_t index0, int64_t step)
+      : key(key), index(index0), step(step) {}
+  __device__ __forceinline__ uint32_t next() {
+    const uint32_t d = dither_at(key, index);
+    index += step;
+    return d;
+  }
+};
+
+// The sign bits of v[0, 4) in bit 7 of bytes 0-3 (the other bits are junk).
+__device__ __forceinline__ uint32_t top_bytes(float v0, float v1, float v2, float v3) {
+  const uint32_t lo = __byte_perm(__float_as_uint(v0), __float_as_uint(v1), 0x0073);
+  const uint32_t hi = __byte_perm(__float_as_uint(v2), __float_as_uint(v3), 0x0073);
+  return __byte_perm(lo, hi, 0x5410);
+}
+
+// The sign bits of the 32 / kBits values of one packed word of codes, at the top bit of each
+// code: three byte permutes per four values instead of a shift and an add per value.
+template <int kBits>
+__device__ __forceinline__ uint32_t sign_bits(const float* v) {
+  if constexpr (kBits == 8) {
+    return top_bytes(v[0], v[1], v[2], v[3]) & 0x80808080u;
+  } else {
+    const uint32_t odd = top_bytes(v[1], v[3], v[5], v[7]);
+    const uint32_t even = top_bytes(v[0], v[2], v[4], v[6]);
+    return (odd & 0x80808080u) | ((even >> 4) & 0x08080808u);
+  }
+}
+
 // Codes of 32 values (the block state already computed), packed LSB-first into kBits words.
-template <Rounding kMode, bool kInteger, int kBits>
+template <Rounding kMode, bool kInteger, int kBits, class Draws>
 __device__ __forceinline__ void codes32(const DevSpec& s, const BlockState& st, const float v[32],
                                         uint32_t mask, Draws draws, uint32_t words[kBits]) {
 #pragma unroll
@@ -883,24 +831,32 @@ __device__ __forceinline__ void codes32(const DevSpec& s, const BlockState& st, 
     // with bits(s) = E * 2^23 + magic_add + q, the code q + ((E - emin_b) << man_bits) is
     // bits(s) + E * (2^man_bits - 2^23) - kc. The clamp compares against max_code + kc, the
     // sign is added in place, and kc is taken off each packed word once at the end (the packed
-    // sum is exact modulo 2^32).
+    // sum is exact modulo 2^32). Stochastic rounding: (bits(s16) + E7 * (2^(man_bits + 16) -
+    // 2^23)) >> 16 - (e7min << man_bits) is the code itself (kc = 0). The signs are gathered from
+    // the inputs' top bytes after the loop.
     const DevFormat& f = s.f;
-    const uint32_t kc = f.magic_add + (uint32_t(f.emin_b) << f.man_bits);
+    constexpr bool kSr = kMode == Rounding::kStochastic;
+    const uint32_t kc = kSr ? 0u : f.magic_add + (uint32_t(f.emin_b) << f.man_bits);
     const uint32_t cmax = f.max_code + kc;
     const uint32_t ek = (1u << f.man_bits) - (1u << 23);
+    const uint32_t ek16 = (1u << (f.man_bits + 16)) - (1u << 23);
+    const uint32_t c7 = 7u - uint32_t(f.man_bits), e7min = uint32_t(f.emin_b) + c7;
+    const uint32_t c16 = (e7min << f.man_bits);  // (e7min << (man_bits + 16)) >> 16
 #pragma unroll
     for (int j = 0; j < 32; ++j) {
       const float a = __fmul_rn(fabsf(v[j]), st.inv_scale);
       const uint32_t ab = __float_as_uint(a);
       const uint32_t E = uint32_t(max(int(ab >> 23), f.emin_b));
       uint32_t c;
-      if constexpr (kMode == Rounding::kStochastic) {
-        const uint32_t r = draws.next();
-        const int shift = min(int(E - (ab >> 23)) + 23 - f.man_bits, 63);
-        const uint32_t sig = (ab & 0x7FFFFFu) | 0x800000u;
-        const uint64_t w = (uint64_t(sig) << 32) >> shift;  // kept bits : 32-bit fraction
-        const uint32_t q = uint32_t(w >> 32) + (r < uint32_t(w) ? 1u : 0u);
-        c = q + E * (1u << f.man_bits) + f.magic_add;  // code + kc
+      if constexpr (kSr) {
+        // The magic 2^16 times finer, E7 << 23 with E7 = E + 7 - man_bits, plus the dither in
+        // its low bits: the RZ sum's bits are E7 << 23 + floor(a / ulp * 2^16) + dither. The
+        // right shifts are multiply-highs, which run on the FMA pipe: this loop is otherwise
+        // bound by the integer ALU pipe.
+        const uint32_t d = draws.next();
+        const uint32_t E7 = max(__umulhi(ab, 1u << 9) + c7, e7min);
+        const float s16 = __fadd_rz(a, __uint_as_float(E7 * (1u << 23) + d));
+        c = __umulhi(__float_as_uint(s16) + E7 * ek16, 1u << 16) - c16;
       } else {
         const uint32_t mb = E * (1u << 23) + f.magic_add;
         float sum;
@@ -914,21 +870,22 @@ __device__ __forceinline__ void codes32(const DevSpec& s, const BlockState& st, 
         c = __float_as_uint(sum) + E * ek;  // code + kc
       }
       c = min(c, cmax);
-      const uint32_t sign = __float_as_uint(v[j]) >> 31;
-      words[j * kBits / 32] +=
-          c * (1u << ((j * kBits) % 32)) + sign * (1u << ((j * kBits) % 32 + kBits - 1));
+      words[j * kBits / 32] += c * (1u << ((j * kBits) % 32));
     }
     const uint32_t ones = kBits == 8 ? 0x01010101u : 0x11111111u;
 #pragma unroll
-    for (int w = 0; w < kBits; ++w) words[w] -= kc * ones;
+    for (int w = 0; w < kBits; ++w) {
+      if (!kSr) words[w] -= kc * ones;
+      words[w] |= sign_bits<kBits>(v + w * (32 / kBits));
+    }
   } else {
 #pragma unroll
     for (int j = 0; j < 32; ++j) {
       const float a = __fmul_rn(fabsf(v[j]), st.inv_scale);
-      uint32_t r = 0;
-      if constexpr (kMode == Rounding::kStochastic) r = draws.next();
+      uint32_t d = 0;
+      if constexpr (kMode == Rounding::kStochastic) d = draws.next();
       float value;
-      uint32_t code = encode_mag<kMode, kInteger>(s.f, a, r, value);
+      uint32_t code = encode_mag<kMode, kInteger>(s.f, a, d, value);
       const uint32_t sign = __float_as_uint(v[j]) >> 31;
       if constexpr (kInteger) {
         code = (sign ? 0u - code : code) & ((1u << kBits) - 1u);
@@ -949,17 +906,17 @@ __device__ __forceinline__ void codes32(const DevSpec& s, const BlockState& st, 
 }
 
 // Fake-quantized values of 32 values (decoded codes times the scale, plus the offset).
-template <Rounding kMode, bool kInteger>
+template <Rounding kMode, bool kInteger, class Draws>
 __device__ __forceinline__ void values32(const DevSpec& s, const BlockState& st, float v[32],
                                          Draws draws) {
   const float x = e8m0_value(st.scale);
 #pragma unroll
   for (int j = 0; j < 32; ++j) {
     const float a = __fmul_rn(fabsf(v[j]), st.inv_scale);
-    uint32_t r = 0;
-    if constexpr (kMode == Rounding::kStochastic) r = draws.next();
+    uint32_t d = 0;
+    if constexpr (kMode == Rounding::kStochastic) d = draws.next();
     float value;
-    encode_mag<kMode, kInteger>(s.f, a, r, value);
+    encode_mag<kMode, kInteger>(s.f, a, d, value);
     const uint32_t sign = __float_as_uint(v[j]) & 0x80000000u;
     if constexpr (kInteger) {
       value = sign ? __fsub_rn(0.0f, value) : value;
@@ -994,32 +951,6 @@ __device__ __forceinline__ void fake_vectors_bf16(const float v[32], bool nan_bl
   }
 }
 
-// Each lane holds N 16-byte vectors bound for dst[0, N); the L lanes of each aligned group of L
-// own consecutive regions (lane i of the group at group start + i * N). When `whole` (every lane
-// of the warp is here, warp-uniform) the vectors go through shared memory (`stage`: 32 * (N + 1)
-// vectors for this warp) so that each store instruction writes L consecutive vectors per group:
-// whole 32-byte sectors instead of halves spread over the warp's region.
-template <int N>
-__device__ __forceinline__ void store_group(uint4* dst, const uint4 (&x)[N], int L, bool whole,
-                                            uint4* stage) {
-  if (N == 1 || !whole) {
-#pragma unroll
-    for (int q = 0; q < N; ++q) dst[q] = x[q];
-    return;
-  }
-  const int lane = threadIdx.x & 31, g = lane & (L - 1), g0 = lane - g;
-#pragma unroll
-  for (int q = 0; q < N; ++q) stage[lane * (N + 1) + q] = x[q];
-  __syncwarp();
-  uint4* base = dst - g * N;
-#pragma unroll
-  for (int q = 0; q < N; ++q) {
-    const int idx = q * L + g;
-    base[idx] = stage[(g0 + idx / N) * (N + 1) + idx % N];
-  }
-  __syncwarp();
-}
-
 template <int kBits>
 __device__ __forceinline__ void code_vectors(const uint32_t words[kBits], uint4 (&x)[kBits / 4]) {
 #pragma unroll
@@ -1033,25 +964,17 @@ constexpr size_t stage_bytes(int threads, int n) {
   return n <= 1 ? 0 : size_t(threads / 32) * 32 * (n + 1) * 16;
 }
 
-// Dense contiguous blocks (the blocks tile the flat tensor: runs are whole blocks) with k = 32 *
-// G, G a power of two <= 8, codes of 4 or 8 bits, 16-byte aligned buffers: each thread loads 32
-// values with 16-byte loads, the G threads of a block reduce amax with shuffles, and each thread
-// stores its 16 or 32 bytes of codes (or 64/128 bytes of fake-quantized values).
+// One thread's 32 values, chunk t, already loaded into v. Past the end (`active` false) the
+// thread still takes part in its group's shuffles, then writes nothing.
 template <Rounding kMode, bool kInteger, int kBits>
-__global__ void __launch_bounds__(256)
-    quantize_vec_kernel(__grid_constant__ const QuantParams P, int log2g) {
-  extern __shared__ uint4 stage_all[];
-  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t chunks = P.g.num_blocks << log2g;
-  const bool active = t < chunks;
-  const bool whole = (t | 31) < chunks;  // every lane of this warp is active
-  const int64_t i0 = (active ? t : 0) * 32;
+__device__ __forceinline__ void vec_chunk(const QuantParams& P, int log2g, int64_t t, bool active,
+                                          bool whole, float v[32], uint32_t amax,
+                                          uint4* stage_all) {
   const DevSpec& s = P.s;
-  float v[32];
-  const uint32_t amax = load32(P.in, P.in_dtype, i0, v);
   const BlockState st = scale32(s, v, amax, 0xFFFFFFFFu, 1 << log2g);
   if (!active) return;
-  const Draws draws(s.key, i0, 1);
+  const int64_t i0 = t * 32;
+  const PairedDraws draws(s, i0);
   if (P.fake_out != nullptr) {
     if (!st.nan_block) values32<kMode, kInteger>(s, st, v, draws);
     if (P.fake_dtype == int(DType::kF32)) {
@@ -1080,6 +1003,25 @@ __global__ void __launch_bounds__(256)
                          stage_all + (threadIdx.x >> 5) * (32 * (kBits / 4 + 1)));
 }
 
+// Dense contiguous blocks (the blocks tile the flat tensor: runs are whole blocks) with k = 32 *
+// G, G a power of two <= 8, codes of 4 or 8 bits, 16-byte aligned buffers: each thread loads 32
+// values with 16-byte loads, the G threads of a block reduce amax with shuffles, and each thread
+// stores its 16 or 32 bytes of codes (or 64/128 bytes of fake-quantized values). (A striding
+// variant that prefetched the next chunk during the encode needed 80-105 registers and ran
+// slower on an H100 for every format and rounding.)
+template <Rounding kMode, bool kInteger, int kBits>
+__global__ void __launch_bounds__(256)
+    quantize_vec_kernel(__grid_constant__ const QuantParams P, int log2g) {
+  extern __shared__ uint4 stage_all[];
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t chunks = P.g.num_blocks << log2g;
+  const bool active = t < chunks;
+  const bool whole = (t | 31) < chunks;  // every lane of this warp is active
+  float v[32];
+  const uint32_t amax = load32(P.in, P.in_dtype, (active ? t : 0) * 32, v);
+  vec_chunk<kMode, kInteger, kBits>(P, log2g, t, active, whole, v, amax, stage_all);
+}
+
 template <Rounding kMode, bool kInteger, int kBits>
 struct LaunchVec {
   static void run(const QuantParams& P, int log2g, cudaStream_t stream) {
@@ -1099,15 +1041,6 @@ struct LaunchVec4 : LaunchVec<M, I, 4> {};
 // quantizes one chunk of 8 of a row block (1x32 along K) and one chunk of a column block (32x1
 // along M), 4 lanes per block.
 constexpr int kDualRows = 32, kDualCols = 64, kDualThreads = 256;
-
-struct DualParams {
-  DevSpec s;
-  const void* in;
-  int in_dtype;
-  int64_t M, K;
-  int64_t row_blocks_per_row;  // ceil(K / 32)
-  MxDeviceBuffers rows, cols;
-};
 
 template <Rounding kMode, bool kInteger>
 __global__ void __launch_bounds__(kDualThreads) dual_kernel(__grid_constant__ const DualParams P) {
@@ -1287,7 +1220,8 @@ __global__ void __launch_bounds__(kDualVecThreads)
       P.rows.scales[b] = st.scale;
       if (s.asym) P.rows.offsets[b] = st.offset;
       uint32_t words[kBits];
-      codes32<kMode, kInteger, kBits>(s, st, v, mask, Draws(s.key, row * P.K + col0, 1), words);
+      codes32<kMode, kInteger, kBits>(s, st, v, mask, StridedDraws(s.key, row * P.K + col0, 1),
+                                      words);
       uint4 x[N];
       code_vectors<kBits>(words, x);
       store_group<N>(reinterpret_cast<uint4*>(P.rows.elements + b * (4 * kBits)), x, 4,
@@ -1309,7 +1243,8 @@ __global__ void __launch_bounds__(kDualVecThreads)
       P.cols.scales[b] = st.scale;
       if (s.asym) P.cols.offsets[b] = st.offset;
       uint32_t words[kBits];
-      codes32<kMode, kInteger, kBits>(s, st, v, mask, Draws(s.key, R0 * P.K + col, P.K), words);
+      codes32<kMode, kInteger, kBits>(s, st, v, mask, StridedDraws(s.key, R0 * P.K + col, P.K),
+                                      words);
       uint4 x[N];
       code_vectors<kBits>(words, x);
       store_group<N>(reinterpret_cast<uint4*>(P.cols.elements + b * (4 * kBits)), x, 32, whole,
@@ -1574,7 +1509,6 @@ DevFormat make_dev_format(const FormatTraits& f) {
   p.max_floor_log2 = int(mb >> 23) - 127;
   p.emin_b = f.emin + 127;
   p.magic_add = f.is_integer ? uint32_t(f.emin + 150) << 23 : uint32_t(23 - f.man_bits) << 23;
-  p.int_shift0 = 150 + f.emin;
   p.max_value = m;
   p.cvt = f.format == ElementFormat::kE4M3 ? 1 : f.format == ElementFormat::kE5M2 ? 2 : 0;
   for (int c = 0; c < 256; ++c) {
@@ -1591,6 +1525,7 @@ DevSpec make_dev_spec(const QuantSpec& spec) {
   s.flush = spec.flush_subnormals;
   s.zero_scale = spec.zero_block_scale;
   s.key = stochastic_stream_key(spec.seed);
+  s.window0_key = stochastic_window_key(s.key, 0);
   return s;
 }
 
@@ -1849,6 +1784,10 @@ std::string quantize_dual_cuda(const void* d_in, DType dtype, std::span<const in
   P.row_blocks_per_row = (P.K + 31) / 32;
   P.rows = rows;
   P.cols = cols;
+  if (dual_bf16_e2m1_applies(P, spec, dtype)) {
+    launch_dual_bf16_e2m1(P, stream);
+    return check_launch("dual quantize kernel launch");
+  }
   if ((bits == 4 || bits == 8) && aligned16(rows.elements) && aligned16(cols.elements)) {
     const int64_t gx = (P.K + kDualVecCols - 1) / kDualVecCols, gy = (P.M + 31) / 32;
     if (gx > 0x7FFFFFFF || gy > 65535) return "matrix too large for the dual kernel grid";
