@@ -1,5 +1,5 @@
 // Training end to end: a tiny GPT-2 on the bytes of tinyshakespeare ($MX_DATA_DIR; skipped
-// when unset) must get well below the unigram entropy; an mxfp4 step runs; throughput.
+// when unset) must get well below the unigram entropy; an mxfp4 step runs.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -142,35 +142,6 @@ TEST(NnTrain, Mxfp4StepRuns) {
   EXPECT_TRUE(std::isfinite(global_grad_norm(model.params())));
   EXPECT_NE(std::vector<float>(model.params().data(), model.params().data() + before.size()),
             before);
-}
-
-// Tokens per second of one training step (forward, backward, clip, AdamW), printed.
-TEST(NnTrain, Throughput) {
-  std::vector<uint32_t> tokens(1 << 16);
-  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = uint32_t(((i * 2654435761u) >> 13) & 255);
-  for (const char* preset : {"tiny", "small"}) {
-    for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
-      for (const char* recipe : {"fp32", "mxfp6"}) {
-        const ModelConfig config = *model_preset(preset, arch);
-        Model model(config);
-        model.params().init(1);
-        model.set_recipe(*recipe_preset(recipe));
-        AdamW opt(model.params(), AdamWConfig{});
-        const int64_t t = config.seq_len, b = 4096 / t / 8;
-        data::SamplerState sampler{.seed = 1, .draws = 0};
-        const LrSchedule lr{1e-3f, 1e-4f, 0, 10};
-        const data::TokenView view = data::TokenView::of(tokens);
-        train_step(model, opt, lr, view, &sampler, b, t, 0);
-        const int steps = 3;
-        const auto start = Clock::now();
-        for (int s = 1; s <= steps; ++s) train_step(model, opt, lr, view, &sampler, b, t, s);
-        const double sec = std::chrono::duration<double>(Clock::now() - start).count();
-        std::printf("%-5s %-5s %-5s B=%lld T=%lld: %.0f tokens/s\n", preset,
-                    std::string(arch_name(arch)).c_str(), recipe, (long long)b, (long long)t,
-                    double(steps * b * t) / sec);
-      }
-    }
-  }
 }
 
 }  // namespace
