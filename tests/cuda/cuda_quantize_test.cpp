@@ -145,6 +145,41 @@ void check_all(const std::vector<uint8_t>& input, DType dtype, std::vector<int64
 
 constexpr ScaleRule kRules[] = {ScaleRule::kFloor, ScaleRule::kCeil, ScaleRule::kEven,
                                 ScaleRule::kRceil};
+
+// Dual quantize on the GPU against two CPU quantizations of the same input: 1x32 blocks along
+// the rows, and 32x1 blocks (axis 0) down the columns.
+void check_dual(const std::vector<uint8_t>& input, DType dtype, std::vector<int64_t> shape,
+                const QuantSpec& spec) {
+  SCOPED_TRACE(name_of(spec, dtype, shape));
+  MxTensor rows, cols;
+  ASSERT_EQ("", cpu::quantize(input.data(), dtype, shape, spec, &rows));
+  QuantSpec col_spec = spec;
+  col_spec.axis = 0;
+  ASSERT_EQ("", cpu::quantize(input.data(), dtype, shape, col_spec, &cols));
+  DevBuf d_in(input.size()), re(rows.elements.size()), rs(rows.scales.size()),
+      ro(rows.offsets.size() * 2), ce(cols.elements.size()), cs(cols.scales.size()),
+      co(cols.offsets.size() * 2);
+  CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
+  ASSERT_EQ("", cuda::quantize_dual_cuda(d_in.p, dtype, shape, spec,
+                                         {re.as<uint8_t>(), rs.as<uint8_t>(), ro.as<uint16_t>()},
+                                         {ce.as<uint8_t>(), cs.as<uint8_t>(), co.as<uint16_t>()},
+                                         nullptr));
+  CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_EQ("", first_diffs(rows.scales, download<uint8_t>(rs.p, rows.scales.size())))
+      << "row scales";
+  EXPECT_EQ("", first_diffs(rows.elements, download<uint8_t>(re.p, rows.elements.size())))
+      << "row codes";
+  EXPECT_EQ("", first_diffs(cols.scales, download<uint8_t>(cs.p, cols.scales.size())))
+      << "column scales";
+  EXPECT_EQ("", first_diffs(cols.elements, download<uint8_t>(ce.p, cols.elements.size())))
+      << "column codes";
+  if (spec.asymmetric) {
+    EXPECT_EQ("", first_diffs(rows.offsets, download<uint16_t>(ro.p, rows.offsets.size())))
+        << "row offsets";
+    EXPECT_EQ("", first_diffs(cols.offsets, download<uint16_t>(co.p, cols.offsets.size())))
+        << "column offsets";
+  }
+}
 constexpr Rounding kModes[] = {Rounding::kNearestEven, Rounding::kNearestAway,
                                Rounding::kTowardZero, Rounding::kStochastic};
 
@@ -333,30 +368,7 @@ TEST(CudaQuantize, DualMatchesTwoQuantizations) {
             spec.rounding = mode;
             spec.seed = 77;
             spec.asymmetric = asym;
-            const std::vector<int64_t> shape = {m, k};
-            SCOPED_TRACE(name_of(spec, dtype, shape));
-            MxTensor rows, cols;
-            ASSERT_EQ("", cpu::quantize(input.data(), dtype, shape, spec, &rows));
-            QuantSpec col_spec = spec;
-            col_spec.axis = 0;
-            ASSERT_EQ("", cpu::quantize(input.data(), dtype, shape, col_spec, &cols));
-            DevBuf d_in(input.size()), re(rows.elements.size()), rs(rows.scales.size()),
-                ro(rows.offsets.size() * 2), ce(cols.elements.size()), cs(cols.scales.size()),
-                co(cols.offsets.size() * 2);
-            CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
-            ASSERT_EQ("", cuda::quantize_dual_cuda(
-                              d_in.p, dtype, shape, spec,
-                              {re.as<uint8_t>(), rs.as<uint8_t>(), ro.as<uint16_t>()},
-                              {ce.as<uint8_t>(), cs.as<uint8_t>(), co.as<uint16_t>()}, nullptr));
-            CUDA_OK(cudaDeviceSynchronize());
-            ASSERT_EQ(rows.scales, download<uint8_t>(rs.p, rows.scales.size()));
-            ASSERT_EQ(rows.elements, download<uint8_t>(re.p, rows.elements.size()));
-            ASSERT_EQ(cols.scales, download<uint8_t>(cs.p, cols.scales.size()));
-            ASSERT_EQ(cols.elements, download<uint8_t>(ce.p, cols.elements.size()));
-            if (asym) {
-              ASSERT_EQ(rows.offsets, download<uint16_t>(ro.p, rows.offsets.size()));
-              ASSERT_EQ(cols.offsets, download<uint16_t>(co.p, cols.offsets.size()));
-            }
+            ASSERT_NO_FATAL_FAILURE(check_dual(input, dtype, {m, k}, spec));
           }
         }
       }
@@ -398,28 +410,7 @@ TEST(CudaQuantize, PackedBf16Mxfp4DualMatchesTheCpuForEveryScaleRuleAndExtremeSc
     QuantSpec spec;
     spec.format = ElementFormat::kE2M1;
     spec.scale_rule = rule;
-    const std::vector<int64_t> shape = {m, k};
-    SCOPED_TRACE(name_of(spec, DType::kBF16, shape));
-    MxTensor rows, cols;
-    ASSERT_EQ("", cpu::quantize(input.data(), DType::kBF16, shape, spec, &rows));
-    QuantSpec col_spec = spec;
-    col_spec.axis = 0;
-    ASSERT_EQ("", cpu::quantize(input.data(), DType::kBF16, shape, col_spec, &cols));
-    DevBuf d_in(input.size()), re(rows.elements.size()), rs(rows.scales.size()),
-        ce(cols.elements.size()), cs(cols.scales.size());
-    CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
-    ASSERT_EQ("", cuda::quantize_dual_cuda(d_in.p, DType::kBF16, shape, spec,
-                                           {re.as<uint8_t>(), rs.as<uint8_t>(), nullptr},
-                                           {ce.as<uint8_t>(), cs.as<uint8_t>(), nullptr}, nullptr));
-    CUDA_OK(cudaDeviceSynchronize());
-    EXPECT_EQ("", first_diffs(rows.scales, download<uint8_t>(rs.p, rows.scales.size())))
-        << "row scales";
-    EXPECT_EQ("", first_diffs(rows.elements, download<uint8_t>(re.p, rows.elements.size())))
-        << "row codes";
-    EXPECT_EQ("", first_diffs(cols.scales, download<uint8_t>(cs.p, cols.scales.size())))
-        << "column scales";
-    EXPECT_EQ("", first_diffs(cols.elements, download<uint8_t>(ce.p, cols.elements.size())))
-        << "column codes";
+    ASSERT_NO_FATAL_FAILURE(check_dual(input, DType::kBF16, {m, k}, spec));
   }
 }
 
@@ -454,25 +445,9 @@ TEST(CudaQuantize, SanitizerSmoke) {
     const auto dual_input = to_dtype(testing::stress_values(32 * 256, 62, true), DType::kBF16);
     for (const auto& dual_shape :
          {shape, std::vector<int64_t>{24, 128}, std::vector<int64_t>{32, 256}}) {
-      MxTensor rows, cols;
       QuantSpec row_spec;
       row_spec.format = format;
-      ASSERT_EQ("", cpu::quantize(dual_input.data(), DType::kBF16, dual_shape, row_spec, &rows));
-      QuantSpec col_spec = row_spec;
-      col_spec.axis = 0;
-      ASSERT_EQ("", cpu::quantize(dual_input.data(), DType::kBF16, dual_shape, col_spec, &cols));
-      DevBuf d_in(dual_input.size()), re(rows.elements.size()), rs(rows.scales.size()),
-          ce(cols.elements.size()), cs(cols.scales.size());
-      CUDA_OK(cudaMemcpy(d_in.p, dual_input.data(), dual_input.size(), cudaMemcpyHostToDevice));
-      ASSERT_EQ("",
-                cuda::quantize_dual_cuda(d_in.p, DType::kBF16, dual_shape, row_spec,
-                                         {re.as<uint8_t>(), rs.as<uint8_t>(), nullptr},
-                                         {ce.as<uint8_t>(), cs.as<uint8_t>(), nullptr}, nullptr));
-      CUDA_OK(cudaDeviceSynchronize());
-      ASSERT_EQ(rows.elements, download<uint8_t>(re.p, rows.elements.size()));
-      ASSERT_EQ(rows.scales, download<uint8_t>(rs.p, rows.scales.size()));
-      ASSERT_EQ(cols.elements, download<uint8_t>(ce.p, cols.elements.size()));
-      ASSERT_EQ(cols.scales, download<uint8_t>(cs.p, cols.scales.size()));
+      ASSERT_NO_FATAL_FAILURE(check_dual(dual_input, DType::kBF16, dual_shape, row_spec));
     }
   }
 }
