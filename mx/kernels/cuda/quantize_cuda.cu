@@ -799,20 +799,29 @@ __device__ __forceinline__ uint32_t top_bytes(float v0, float v1, float v2, floa
 
 // The sign bits of the 32 / kBits values of one packed word of codes, at the top bit of each
 // code: three byte permutes per four values instead of a shift and an add per value.
-template <int kBits>
-__device__ __forceinline__ uint32_t sign_bits(const float* v) {
+template <int kBits, class Values>
+__device__ __forceinline__ uint32_t sign_bits(const Values& v, int i) {
   if constexpr (kBits == 8) {
-    return top_bytes(v[0], v[1], v[2], v[3]) & 0x80808080u;
+    return top_bytes(v[i], v[i + 1], v[i + 2], v[i + 3]) & 0x80808080u;
   } else {
-    const uint32_t odd = top_bytes(v[1], v[3], v[5], v[7]);
-    const uint32_t even = top_bytes(v[0], v[2], v[4], v[6]);
+    const uint32_t odd = top_bytes(v[i + 1], v[i + 3], v[i + 5], v[i + 7]);
+    const uint32_t even = top_bytes(v[i], v[i + 2], v[i + 4], v[i + 6]);
     return (odd & 0x80808080u) | ((even >> 4) & 0x08080808u);
   }
 }
 
+// 32 bfloat16 values kept as 16 packed pairs (half the registers of 32 floats); v[j] widens
+// value j on the fly.
+struct Bf16Pairs {
+  uint32_t w[16];
+  __device__ __forceinline__ float operator[](int j) const {
+    return __uint_as_float((j & 1) ? w[j >> 1] & 0xFFFF0000u : w[j >> 1] << 16);
+  }
+};
+
 // Codes of 32 values (the block state already computed), packed LSB-first into kBits words.
-template <Rounding kMode, bool kInteger, int kBits, class Draws>
-__device__ __forceinline__ void codes32(const DevSpec& s, const BlockState& st, const float v[32],
+template <Rounding kMode, bool kInteger, int kBits, class Draws, class Values>
+__device__ __forceinline__ void codes32(const DevSpec& s, const BlockState& st, const Values& v,
                                         uint32_t mask, Draws draws, uint32_t words[kBits]) {
 #pragma unroll
   for (int w = 0; w < kBits; ++w) words[w] = 0;
@@ -876,7 +885,7 @@ __device__ __forceinline__ void codes32(const DevSpec& s, const BlockState& st, 
 #pragma unroll
     for (int w = 0; w < kBits; ++w) {
       if (!kSr) words[w] -= kc * ones;
-      words[w] |= sign_bits<kBits>(v + w * (32 / kBits));
+      words[w] |= sign_bits<kBits>(v, w * (32 / kBits));
     }
   } else {
 #pragma unroll
@@ -1032,6 +1041,56 @@ struct LaunchVec {
         <<<unsigned(grid), threads, stage_bytes(threads, n), stream>>>(P, log2g);
   }
 };
+// Stochastic quantize of bfloat16 input to 4-bit codes without an offset or subnormal flushing:
+// the blocks of quantize_vec_kernel, with the 32 values kept as packed pairs until the encoder
+// reads them. Sixteen fewer registers let five 256-thread blocks share an SM instead of four, and
+// the longer stochastic encode needs those warps to keep memory busy.
+template <bool kInteger>
+__global__ void __launch_bounds__(256, 5)
+    quantize_vec_bf16_stochastic_kernel(__grid_constant__ const QuantParams P, int log2g) {
+  extern __shared__ uint4 stage_all[];
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t chunks = P.g.num_blocks << log2g;
+  const bool active = t < chunks;
+  const bool whole = (t | 31) < chunks;
+  const DevSpec& s = P.s;
+  const uint4* p =
+      reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(P.in) + (active ? t : 0) * 32);
+  Bf16Pairs v;
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const uint4 x = __ldg(p + q);
+    v.w[4 * q] = x.x, v.w[4 * q + 1] = x.y, v.w[4 * q + 2] = x.z, v.w[4 * q + 3] = x.w;
+  }
+  uint32_t m2 = 0;
+#pragma unroll
+  for (int j = 0; j < 16; ++j) m2 = vmax_u16x2(m2, v.w[j] & 0x7FFF7FFFu);
+  uint32_t amax = max(m2 >> 16, m2 & 0xFFFFu) << 16;
+  for (int o = 1; o < (1 << log2g); o <<= 1) {
+    amax = max(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
+  }
+  BlockState st{};
+  st.nan_block = amax >= 0x7F800000u;
+  st.m = 0.0f;
+  finish_scale(s, amax, st);
+  if (!active) return;
+  const int64_t b = t >> log2g;
+  if ((t & ((int64_t(1) << log2g) - 1)) == 0) P.scales[b] = st.scale;
+  uint32_t words[4];
+  codes32<Rounding::kStochastic, kInteger, 4>(s, st, v, 0xFFFFFFFFu, PairedDraws(s, t * 32), words);
+  uint4 x[1];
+  code_vectors<4>(words, x);
+  store_group<1>(reinterpret_cast<uint4*>(P.elements) + t, x, 32, whole, stage_all);
+}
+
+template <bool kInteger>
+void launch_vec_bf16_stochastic(const QuantParams& P, int log2g, cudaStream_t stream) {
+  const int threads = 256;
+  const int64_t grid = ((P.g.num_blocks << log2g) + threads - 1) / threads;
+  quantize_vec_bf16_stochastic_kernel<kInteger>
+      <<<unsigned(grid), threads, stage_bytes(threads, 1), stream>>>(P, log2g);
+}
+
 template <Rounding M, bool I>
 struct LaunchVec8 : LaunchVec<M, I, 8> {};
 template <Rounding M, bool I>
@@ -1657,6 +1716,13 @@ std::string run_quantize(const void* d_in, DType dtype, std::span<const int64_t>
   const int bits = traits(spec.format).bits;
   const int log2g = vec_log2g(P.g, bits);
   if (log2g >= 0 && aligned16(d_in) && aligned16(P.fake_out ? P.fake_out : P.elements)) {
+    const bool integer = traits(spec.format).is_integer;
+    if (spec.rounding == Rounding::kStochastic && bits == 4 && dtype == DType::kBF16 &&
+        !spec.asymmetric && !spec.flush_subnormals && P.fake_out == nullptr) {
+      integer ? launch_vec_bf16_stochastic<true>(P, log2g, stream)
+              : launch_vec_bf16_stochastic<false>(P, log2g, stream);
+      return check_launch("quantize kernel launch");
+    }
     if (bits == 8) {
       dispatch<LaunchVec8>(spec.rounding, traits(spec.format).is_integer, P, log2g, stream);
     } else {
