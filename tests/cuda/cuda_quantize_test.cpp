@@ -109,9 +109,9 @@ void check_all(const std::vector<uint8_t>& input, DType dtype, std::vector<int64
   DevBuf d_in(input.size()), d_el(ref.elements.size()), d_sc(ref.scales.size()),
       d_off(ref.offsets.size() * 2);
   CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
-  // The CPU path zeroes the bits past the last code; the kernels write whole bytes only.
+  // Every byte must be written, the last partial one zero-filled as on the CPU.
   if (!ref.elements.empty()) {
-    CUDA_OK(cudaMemset(d_el.p, 0, ref.elements.size()));
+    CUDA_OK(cudaMemset(d_el.p, 0x5A, ref.elements.size()));
   }
   ASSERT_EQ("", cuda::quantize_cuda(d_in.p, dtype, shape, spec, d_el.as<uint8_t>(),
                                     d_sc.as<uint8_t>(), d_off.as<uint16_t>(), nullptr));
@@ -429,6 +429,11 @@ TEST(CudaQuantize, SanitizerSmoke) {
     check_all(input, DType::kBF16, shape, spec);
     spec.tile_rows = spec.tile_cols = 8;
     check_all(input, DType::kBF16, shape, spec);
+    // Blocks of 3 (codes ending inside a byte for 4- and 6-bit formats).
+    QuantSpec odd;
+    odd.format = format;
+    odd.block_size = 3;
+    check_all(input, DType::kBF16, shape, odd);
     // Rows of whole blocks: the 32-values-per-thread kernels (one and two threads per block,
     // warp-wide staged stores), asymmetric too.
     QuantSpec dense;
@@ -452,17 +457,46 @@ TEST(CudaQuantize, SanitizerSmoke) {
   }
 }
 
+// Blocks whose codes end inside a byte (odd blocks of 4-bit codes, 6-bit codes in blocks of 1,
+// 2, 3, 5, 2-bit codes in blocks not a multiple of 4): consecutive blocks share bytes, so each
+// thread packs a group of blocks up to a byte boundary, and decoding starts mid-byte.
+TEST(CudaQuantize, BlocksWhoseCodesEndInsideAByteMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int64_t> shape = {7, 13};
+  const auto values = testing::stress_values(7 * 13, 71, true);
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    const auto input = to_dtype(values, dtype);
+    for (ElementFormat format :
+         {ElementFormat::kE2M1, ElementFormat::kE3M2, ElementFormat::kE2M3, ElementFormat::kInt2}) {
+      for (int block : {1, 2, 3, 5, 7}) {
+        if ((block * traits(format).bits) % 8 == 0) continue;
+        for (Rounding mode : {Rounding::kNearestEven, Rounding::kStochastic}) {
+          QuantSpec spec;
+          spec.format = format;
+          spec.rounding = mode;
+          spec.seed = 5;
+          spec.block_size = block;
+          ASSERT_NO_FATAL_FAILURE(check_all(input, dtype, shape, spec));
+          spec.axis = 0;
+          ASSERT_NO_FATAL_FAILURE(check_all(input, dtype, shape, spec));
+        }
+      }
+      QuantSpec tiled;
+      tiled.format = format;
+      tiled.tile_rows = 3;
+      tiled.tile_cols = 3;
+      ASSERT_NO_FATAL_FAILURE(check_all(input, dtype, shape, tiled));
+    }
+  }
+}
+
 TEST(CudaQuantize, RefusesUnsupported) {
   SKIP_WITHOUT_GPU();
   QuantSpec spec;
   spec.format = ElementFormat::kE2M1;
-  spec.block_size = 3;  // 12 bits per block: not whole bytes
   const std::vector<int64_t> shape = {4, 6};
   DevBuf buf(1024);
-  EXPECT_NE("", cuda::quantize_cuda(buf.p, DType::kF32, shape, spec, buf.as<uint8_t>(),
-                                    buf.as<uint8_t>(), nullptr, nullptr));
-  spec.block_size = 32;
-  spec.asymmetric = true;
+  spec.asymmetric = true;  // without offsets buffers
   EXPECT_NE("", cuda::quantize_cuda(buf.p, DType::kF32, shape, spec, buf.as<uint8_t>(),
                                     buf.as<uint8_t>(), nullptr, nullptr));
   spec.asymmetric = false;

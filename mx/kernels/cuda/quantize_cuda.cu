@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <numeric>
 
 #include "mx/core/block_grid.h"
 #include "mx/core/element_ref.h"
@@ -42,6 +43,7 @@ struct QuantParams {
   uint16_t* offsets;
   void* fake_out;  // non-null: fake-quantize
   int fake_dtype;
+  int group;  // blocks per thread in quantize_kernel: their codes end on a byte boundary
 };
 
 // ------------------------------------------------------------------------------------------
@@ -357,8 +359,9 @@ __device__ __forceinline__ void store_packed(uint8_t* dst, int bytes, uint64_t p
   }
 }
 
-// Codes of block `block`: whole chunks of 8 are stored as words when k % 8 == 0, otherwise
-// bytes go out through a bit accumulator (k * bits % 8 == 0 is required).
+// Codes of block `block` and the blocks after it: whole chunks of 8 are stored as words when
+// k % 8 == 0, otherwise bytes go out through a bit accumulator that carries on into the next
+// block (`block` advanced by the caller); flush() writes a last partial byte, zero-filled.
 struct CodeDst {
   uint8_t* elements;
   uint8_t* scales;
@@ -400,6 +403,9 @@ struct CodeDst {
         nacc -= 8;
       }
     }
+  }
+  __device__ void flush() {
+    if (nacc > 0) *cursor = uint8_t(acc);
   }
   __device__ void value(int, uint32_t, const float*) {}
 };
@@ -454,33 +460,39 @@ struct FakeDst {
 // ------------------------------------------------------------------------------------------
 // Kernels.
 
+// One thread per group of P.group consecutive blocks (one, unless a block's codes do not fill
+// whole bytes: then as many as bring the group to a byte boundary, at most 8).
 template <Rounding kMode, bool kInteger>
 __global__ void __launch_bounds__(256) quantize_kernel(__grid_constant__ const QuantParams P) {
-  const int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (b >= P.g.num_blocks) return;
+  const int64_t first = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * P.group;
+  if (first >= P.g.num_blocks) return;
   const int k = P.g.k;
-  if (P.g.contiguous) {
-    const int64_t run = b / P.g.blocks_per_run;
-    const int64_t j = b % P.g.blocks_per_run;
-    RunSrc src{P.in, P.in_dtype, run * P.g.run_len + j * k,
-               int(min(int64_t(k), P.g.run_len - j * k))};
-    if (P.fake_out) {
-      FakeDst<RunSrc> dst{P.fake_out, P.fake_dtype, &src};
-      quantize_block<kMode, kInteger>(P.s, k, src, dst);
+  const int64_t last = min(first + P.group, P.g.num_blocks);
+  CodeDst codes(P.elements, P.scales, P.offsets, first, k, P.s.f.bits, P.s.asym);
+  for (int64_t b = first; b < last; ++b) {
+    codes.block = b;
+    if (P.g.contiguous) {
+      const int64_t run = b / P.g.blocks_per_run;
+      const int64_t j = b % P.g.blocks_per_run;
+      RunSrc src{P.in, P.in_dtype, run * P.g.run_len + j * k,
+                 int(min(int64_t(k), P.g.run_len - j * k))};
+      if (P.fake_out) {
+        FakeDst<RunSrc> dst{P.fake_out, P.fake_dtype, &src};
+        quantize_block<kMode, kInteger>(P.s, k, src, dst);
+      } else {
+        quantize_block<kMode, kInteger>(P.s, k, src, codes);
+      }
     } else {
-      CodeDst dst(P.elements, P.scales, P.offsets, b, k, P.s.f.bits, P.s.asym);
-      quantize_block<kMode, kInteger>(P.s, k, src, dst);
-    }
-  } else {
-    GridSrc src(P.in, P.in_dtype, &P.g, b);
-    if (P.fake_out) {
-      FakeDst<GridSrc> dst{P.fake_out, P.fake_dtype, &src};
-      quantize_block<kMode, kInteger>(P.s, k, src, dst);
-    } else {
-      CodeDst dst(P.elements, P.scales, P.offsets, b, k, P.s.f.bits, P.s.asym);
-      quantize_block<kMode, kInteger>(P.s, k, src, dst);
+      GridSrc src(P.in, P.in_dtype, &P.g, b);
+      if (P.fake_out) {
+        FakeDst<GridSrc> dst{P.fake_out, P.fake_dtype, &src};
+        quantize_block<kMode, kInteger>(P.s, k, src, dst);
+      } else {
+        quantize_block<kMode, kInteger>(P.s, k, src, codes);
+      }
     }
   }
+  if (!P.fake_out) codes.flush();
 }
 
 // The asymmetric offset of a block spread over G lanes of N values each (every lane of the warp
@@ -1409,7 +1421,8 @@ __global__ void __launch_bounds__(256) dequantize_kernel(__grid_constant__ const
   const float x = e8m0_value(scale);
   const bool nan_block = scale == kScaleNan;
   const float m = P.asym ? bf16_bits_to_f32(P.offsets[b]) : 0.0f;
-  const uint8_t* src = P.elements + b * int64_t(k) * bits / 8;
+  const int64_t first_bit = b * int64_t(k) * bits;  // blocks need not start on a byte
+  const uint8_t* src = P.elements + first_bit / 8;
   const uint32_t code_mask = (1u << bits) - 1u;
   auto decode = [&](uint32_t code) {
     if (nan_block) return __uint_as_float(kNanF32);
@@ -1467,6 +1480,10 @@ __global__ void __launch_bounds__(256) dequantize_kernel(__grid_constant__ const
   GridSrc where(nullptr, 0, &P.g, b);
   uint32_t acc = 0;
   int nacc = 0;
+  if (first_bit % 8 != 0) {
+    acc = uint32_t(*src++) >> (first_bit % 8);
+    nacc = 8 - int(first_bit % 8);
+  }
   for (int slot = 0; slot < k; ++slot) {
     while (nacc < bits) {
       acc |= uint32_t(*src++) << nacc;
@@ -1592,11 +1609,6 @@ std::string make_dev_grid(std::span<const int64_t> shape, const QuantSpec& spec,
   std::string error;
   const BlockGrid g = make_block_grid(shape, spec, &error);
   if (!error.empty()) return error;
-  const int bits = traits(spec.format).bits;
-  if ((int64_t(g.block_elems()) * bits) % 8 != 0) {
-    return "CUDA path needs blocks whose packed codes fill whole bytes (block elements * " +
-           std::to_string(bits) + " bits is not a multiple of 8)";
-  }
   DevGrid d{};
   d.outer = g.outer;
   d.rows = g.rows;
@@ -1655,7 +1667,8 @@ template <Rounding M, bool I>
 struct LaunchQuantize {
   static void run(const QuantParams& P, cudaStream_t stream) {
     const int threads = 256;
-    const int64_t grid = (P.g.num_blocks + threads - 1) / threads;
+    const int64_t groups = (P.g.num_blocks + P.group - 1) / P.group;
+    const int64_t grid = (groups + threads - 1) / threads;
     quantize_kernel<M, I><<<unsigned(grid), threads, 0, stream>>>(P);
   }
 };
@@ -1714,6 +1727,7 @@ std::string run_quantize(const void* d_in, DType dtype, std::span<const int64_t>
   P.in = d_in;
   P.in_dtype = int(dtype);
   const int bits = traits(spec.format).bits;
+  P.group = 8 / std::gcd(8, int((int64_t(P.g.k) * bits) % 8));
   const int log2g = vec_log2g(P.g, bits);
   if (log2g >= 0 && aligned16(d_in) && aligned16(P.fake_out ? P.fake_out : P.elements)) {
     const bool integer = traits(spec.format).is_integer;

@@ -6,9 +6,9 @@
 // non-empty returned string is a one-line reason (then nothing, or only part, was written).
 //
 // Supported: every element format, scale rule and rounding mode (stochastic included),
-// asymmetric, flush_subnormals, zero_block_scale; 1-D blocks along any axis and 2-D tiles, as long
-// as a block's packed codes fill whole bytes (block elements * bits % 8 == 0). Inputs float32,
-// bfloat16 or float16; outputs float32 or bfloat16.
+// asymmetric, flush_subnormals, zero_block_scale; 1-D blocks of any size along any axis and 2-D
+// tiles, including blocks whose packed codes end inside a byte (e.g. 3 values of E2M1). Inputs
+// float32, bfloat16 or float16; outputs float32 or bfloat16.
 #pragma once
 
 #include <cuda_runtime_api.h>
