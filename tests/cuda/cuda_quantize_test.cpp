@@ -12,10 +12,14 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "mx/core/block_grid.h"
 #include "mx/core/format.h"
 #include "mx/core/half.h"
 #include "mx/core/mx_tensor.h"
+#include "mx/core/rounding.h"
+#include "mx/kernels/cpu/parallel.h"
 #include "mx/kernels/cpu/quantize.h"
 #include "mx/kernels/cuda/quantize_cuda.h"
 #include "tests/test_data.h"
@@ -504,6 +508,49 @@ TEST(CudaQuantize, RefusesUnsupported) {
             cuda::fake_quantize_cuda(buf.p, DType::kF32, shape, spec, DType::kF16, buf.p, nullptr));
   const std::vector<int64_t> three = {2, 3, 4};
   EXPECT_NE("", cuda::quantize_dual_cuda(buf.p, DType::kF32, three, spec, {}, {}, nullptr));
+}
+
+// Several gigabytes: 2^33 + 2^20 bfloat16 values (16 GB) take element indices past 32 bits and
+// the stochastic dither into its second window of 2^32 pairs. Needs about 26 GB of GPU memory
+// and 48 GB of host memory; skipped with a message where either is short.
+TEST(CudaQuantize, SixteenGigabyteTensorMatchesTheCpuPast32BitIndicesAndTheFirstDitherWindow) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int64_t> shape = {8193, int64_t{1} << 20};
+  const int64_t n = element_count(shape);
+  size_t free_bytes = 0, total_bytes = 0;
+  CUDA_OK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const double host_bytes = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+  if (double(free_bytes) < 26e9 || host_bytes < 48e9) {
+    GTEST_SKIP() << "needs 26 GB of free GPU memory and 48 GB of host memory (has "
+                 << double(free_bytes) / 1e9 << " and " << host_bytes / 1e9 << ")";
+  }
+  std::vector<uint8_t> input(size_t(n) * 2);
+  cpu::parallel_for(n, 1 << 20, 0, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      uint16_t bits = uint16_t(splitmix64_mix(uint64_t(i)) >> 48);
+      if ((bits & 0x7F80u) == 0x7F80u) bits &= 0xBFFFu;  // finite
+      std::memcpy(&input[size_t(i) * 2], &bits, 2);
+    }
+  });
+  DevBuf d_in(input.size());
+  ASSERT_NE(d_in.p, nullptr);
+  CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
+  for (ElementFormat format : {ElementFormat::kE2M1, ElementFormat::kE4M3}) {
+    QuantSpec spec;
+    spec.format = format;
+    spec.rounding = Rounding::kStochastic;
+    spec.seed = 9;
+    SCOPED_TRACE(name_of(spec, DType::kBF16, shape));
+    MxTensor ref;
+    ASSERT_EQ("", cpu::quantize(input.data(), DType::kBF16, shape, spec, &ref));
+    DevBuf d_el(ref.elements.size()), d_sc(ref.scales.size());
+    ASSERT_NE(d_el.p, nullptr);
+    ASSERT_EQ("", cuda::quantize_cuda(d_in.p, DType::kBF16, shape, spec, d_el.as<uint8_t>(),
+                                      d_sc.as<uint8_t>(), nullptr, nullptr));
+    CUDA_OK(cudaDeviceSynchronize());
+    EXPECT_EQ("", first_diffs(ref.scales, download<uint8_t>(d_sc.p, ref.scales.size())));
+    EXPECT_EQ("", first_diffs(ref.elements, download<uint8_t>(d_el.p, ref.elements.size())));
+  }
 }
 
 TEST(CudaQuantize, LargeBf16Tensor) {
