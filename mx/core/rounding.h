@@ -37,8 +37,9 @@ constexpr uint64_t stochastic_stream_key(uint64_t seed) {
   return splitmix64_mix(seed);
 }
 
-// lowbias32 without its last step, y ^ (y >> 16), which leaves the high half as it is: the
-// GPU takes a pair's high dither as y >> 16 and the low one as (y ^ (y >> 16)) & 0xFFFF.
+// lowbias32 without its last step, y ^ (y >> 16), which leaves the high half as it is: the GPU
+// kernels compute these steps themselves (right shifts as multiply-highs) and take a pair's
+// high dither as y >> 16 and the low one as (y ^ (y >> 16)) & 0xFFFF.
 constexpr uint32_t lowbias32_before_last_step(uint32_t x) {
   x ^= x >> 16;
   x *= 0x7FEB352Du;
@@ -63,34 +64,38 @@ constexpr uint32_t stochastic_pair_bits(uint32_t window_key, uint32_t low) {
   return lowbias32(low * kStochasticPairStep + window_key);
 }
 
+// An element's half of its pair's bits: the low half for even indices, the high for odd.
+constexpr uint32_t dither_half(uint32_t pair_bits, uint64_t element_index) {
+  return (element_index & 1) ? pair_bits >> 16 : pair_bits & 0xFFFFu;
+}
+
 // The 16-bit dither of one element.
 constexpr uint32_t stochastic_dither(uint64_t stream_key, uint64_t element_index) {
   const uint64_t pair = element_index >> 1;
-  const uint32_t bits = stochastic_pair_bits(stochastic_window_key(stream_key, pair >> 32),
-                                             static_cast<uint32_t>(pair));
-  return (element_index & 1) ? bits >> 16 : bits & 0xFFFFu;
+  return dither_half(stochastic_pair_bits(stochastic_window_key(stream_key, pair >> 32),
+                                          static_cast<uint32_t>(pair)),
+                     element_index);
 }
 
 // Dithers of consecutive flat indices, with the window key computed once per window.
 class StochasticDithers {
  public:
-  explicit StochasticDithers(uint64_t stream_key) : stream_key_(stream_key) {}
+  explicit StochasticDithers(uint64_t stream_key)
+      : stream_key_(stream_key), window_key_(stochastic_window_key(stream_key, 0)) {}
   uint32_t operator()(uint64_t element_index) {
     const uint64_t pair = element_index >> 1;
-    if ((pair >> 32) != window_ || !valid_) {
+    if ((pair >> 32) != window_) {
       window_ = pair >> 32;
       window_key_ = stochastic_window_key(stream_key_, window_);
-      valid_ = true;
     }
-    const uint32_t bits = stochastic_pair_bits(window_key_, static_cast<uint32_t>(pair));
-    return (element_index & 1) ? bits >> 16 : bits & 0xFFFFu;
+    return dither_half(stochastic_pair_bits(window_key_, static_cast<uint32_t>(pair)),
+                       element_index);
   }
 
  private:
   uint64_t stream_key_;
   uint64_t window_ = 0;
-  uint32_t window_key_ = 0;
-  bool valid_ = false;
+  uint32_t window_key_;
 };
 
 // Whether stochastic rounding rounds up: `fraction16` is floor(discarded fraction * 2^16).
