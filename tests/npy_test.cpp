@@ -1,10 +1,6 @@
-// The .npy reader and writer against the NumPy format description, and the atomic file write
-// underneath: round trips, exact header bytes, every malformed input named, and failed writes
-// that leave the old file alone.
+// The .npy reader and writer against the NumPy format description: round trips, exact header
+// bytes, every malformed input named, and failed writes that leave the old file alone.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,7 +8,6 @@
 #include <fstream>
 #include <iterator>
 
-#include "mx/io/atomic_file.h"
 #include "mx/io/npy.h"
 
 namespace mx::io {
@@ -331,85 +326,6 @@ TEST(Npy, EncodeChecksTheArray) {
   EXPECT_EQ(encode_npy(a, &out), "an array of float32 (2, 3) needs 24 bytes, not 23");
   a.shape = {-2, 3};
   EXPECT_EQ(encode_npy(a, &out), "shape (-2, 3) is negative or too large");
-}
-
-// ---- Atomic writes ----
-
-using AtomicWrite = TempDir;
-
-TEST_F(AtomicWrite, ReplacesWithUmaskPermissionsAndLeavesNoTemporary) {
-  const fs::path p = dir_ / "f.bin";
-  write_raw(p, bytes_of("old contents"));
-  const mode_t old_mask = ::umask(022);
-  const Bytes data = bytes_of("new");
-  const std::string e = write_file_atomically(p.string(), data);
-  ::umask(old_mask);
-  ASSERT_EQ(e, "");
-  EXPECT_EQ(read_all(p), data);
-  struct stat st {};
-  ASSERT_EQ(::stat(p.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0644u);
-  EXPECT_EQ(names_in(dir_), std::vector<std::string>{"f.bin"});
-}
-
-TEST_F(AtomicWrite, MissingDirectoryOrFileAsDirectory) {
-  const Bytes data = bytes_of("x");
-  std::string e = write_file_atomically((dir_ / "no" / "f.bin").string(), data);
-  EXPECT_EQ(e, "cannot create a file in " + (dir_ / "no").string() + ": No such file or directory");
-  write_raw(dir_ / "plain", data);
-  e = write_file_atomically((dir_ / "plain" / "f.bin").string(), data);
-  EXPECT_EQ(e.rfind("cannot create a file in ", 0), 0u) << e;
-  EXPECT_EQ(names_in(dir_), std::vector<std::string>{"plain"});
-}
-
-TEST_F(AtomicWrite, DestinationThatIsADirectoryIsLeftAlone) {
-  fs::create_directory(dir_ / "d");
-  write_raw(dir_ / "d" / "inside", bytes_of("keep"));
-  const std::string e = write_file_atomically((dir_ / "d").string(), bytes_of("x"));
-  EXPECT_EQ(e.rfind("cannot replace " + (dir_ / "d").string() + ": ", 0), 0u) << e;
-  EXPECT_EQ(names_in(dir_), std::vector<std::string>{"d"});
-  EXPECT_EQ(read_all(dir_ / "d" / "inside"), bytes_of("keep"));
-}
-
-// A write that fails part-way (the file-size limit stands in for a full disk) keeps the old file.
-TEST_F(AtomicWrite, FailedWriteKeepsTheOldFile) {
-  const fs::path p = dir_ / "a.npy";
-  const Bytes old = bytes_of("the previous array");
-  write_raw(p, old);
-  NpyArray a;
-  a.dtype = NpyDType::kUInt8;
-  a.shape = {1 << 16};
-  a.data.assign(1 << 16, 7);
-
-  rlimit saved{};
-  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
-  rlimit small = saved;
-  small.rlim_cur = 4096;
-  void (*old_handler)(int) = ::signal(SIGXFSZ, SIG_IGN);
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
-  const std::string e = write_npy(p.string(), a);
-  ::setrlimit(RLIMIT_FSIZE, &saved);
-  ::signal(SIGXFSZ, old_handler);
-
-  EXPECT_EQ(e.rfind("cannot write ", 0), 0u) << e;
-  EXPECT_EQ(read_all(p), old);
-  EXPECT_EQ(names_in(dir_), std::vector<std::string>{"a.npy"});
-  // And an array that cannot be encoded never touches the file.
-  a.data.pop_back();
-  EXPECT_NE(write_npy(p.string(), a), "");
-  EXPECT_EQ(read_all(p), old);
-}
-
-TEST_F(AtomicWrite, ReadOnlyDirectoryKeepsTheOldFile) {
-  const fs::path p = dir_ / "a.npy";
-  write_raw(p, bytes_of("old"));
-  fs::permissions(dir_, fs::perms::owner_read | fs::perms::owner_exec);
-  if (::access(dir_.c_str(), W_OK) == 0) {
-    GTEST_SKIP() << "running with privileges that ignore directory permissions";
-  }
-  const std::string e = write_file_atomically(p.string(), bytes_of("new"));
-  EXPECT_EQ(e, "cannot create a file in " + dir_.string() + ": Permission denied");
-  EXPECT_EQ(read_all(p), bytes_of("old"));
 }
 
 }  // namespace

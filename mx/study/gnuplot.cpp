@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "mx/io/atomic_file.h"
+
 namespace mx::study {
 namespace {
 
@@ -24,8 +26,22 @@ std::string quoted(const std::string& s) {
   return out + "'";
 }
 
+// The first line of gnuplot's complaint that says something.
+std::string first_words(const std::string& output) {
+  size_t begin = 0;
+  while (begin < output.size()) {
+    const size_t end = std::min(output.find('\n', begin), output.size());
+    const std::string line = output.substr(begin, end - begin);
+    if (line.find_first_not_of(" \t^") != std::string::npos) return line;
+    begin = end + 1;
+  }
+  return "";
+}
+
 std::string run_gnuplot(const std::string& script, const std::vector<std::string>& data_files,
                         const std::vector<std::string>& data, const std::string& png_path) {
+  io::OutputFile png;
+  if (std::string e = png.open(png_path); !e.empty()) return e;
   std::error_code ec;
   const fs::path dir = fs::temp_directory_path(ec) / ("mxkit-plot-" + std::to_string(getpid()));
   fs::create_directories(dir, ec);
@@ -33,30 +49,30 @@ std::string run_gnuplot(const std::string& script, const std::vector<std::string
   for (size_t i = 0; i < data_files.size(); ++i) {
     std::ofstream(dir / data_files[i]) << data[i];
   }
-  const fs::path tmp_png = fs::path(png_path).string() + ".tmp" + std::to_string(getpid());
   std::ofstream(dir / "plot.gp") << "set terminal pngcairo size 1000,650 noenhanced\n"
-                                 << "set output " << quoted(tmp_png.string()) << "\n"
+                                 << "set output " << quoted(png.write_path()) << "\n"
                                  << "cd " << quoted(dir.string()) << "\n"
                                  << script;
   const std::string command = "gnuplot " + quoted((dir / "plot.gp").string()) + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return "cannot run gnuplot";
+  if (pipe == nullptr) {
+    fs::remove_all(dir, ec);
+    return "cannot run gnuplot";
+  }
   std::string output;
   char buffer[256];
   while (fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
   const int status = pclose(pipe);
   fs::remove_all(dir, ec);
   if (status != 0) {
-    fs::remove(tmp_png, ec);
     if (status == 127 * 256 || output.find("not found") != std::string::npos) {
       return "gnuplot not found (install Debian's gnuplot-nox)";
     }
-    std::string first_line = output.substr(0, output.find('\n'));
-    return "gnuplot failed: " + first_line;
+    const std::string said = first_words(output);
+    return said.empty() ? "gnuplot failed with status " + std::to_string(status) + " and no message"
+                        : "gnuplot failed: " + said;
   }
-  fs::rename(tmp_png, png_path, ec);
-  if (ec) return "cannot write " + png_path + ": " + ec.message();
-  return "";
+  return png.commit();
 }
 
 }  // namespace

@@ -7,22 +7,15 @@
 #include <map>
 #include <vector>
 
+#include "mx/io/atomic_file.h"
 #include "mx/study/gnuplot.h"
 
 namespace mx::study {
 namespace {
 
 std::string write_text(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (f == nullptr) return "cannot write " + path.string();
-    const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-    if (std::fclose(f) != 0 || !ok) return "cannot write " + path.string();
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  return ec ? "cannot write " + path.string() + ": " + ec.message() : "";
+  return io::write_file_atomically(path.string(),
+                                   {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
 }
 
 bool is_reference_cell(const SweepCell& c) {
