@@ -189,7 +189,8 @@ TEST_F(OutputFileTest, UncommittedOutputLeavesNoTemporary) {
 TEST_F(OutputFileTest, ChecksBeforeWorkNameWhatIsWrong) {
   EXPECT_EQ(check_output_file((dir_ / "new.bin").string()), "");
   EXPECT_EQ(check_output_file((dir_ / "no" / "x.bin").string()),
-            "cannot write " + (dir_ / "no" / "x.bin").string() + ": No such file or directory");
+            "cannot write " + (dir_ / "no" / "x.bin").string() + ": folder " +
+                (dir_ / "no").string() + " does not exist");
   EXPECT_EQ(check_output_file(dir_.string()), "cannot write " + dir_.string() + ": it is a folder");
   EXPECT_EQ(check_output_file(""), "empty output path");
   write_raw(dir_ / "file", bytes_of("x"));

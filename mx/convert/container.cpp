@@ -43,14 +43,4 @@ bool has_gguf_extension(const std::string& path) {
   return ends_with_nocase(path, ".gguf");
 }
 
-std::string check_output_directory(const std::string& path) {
-  namespace fs = std::filesystem;
-  fs::path dir = fs::path(path).parent_path();
-  if (dir.empty()) dir = ".";
-  std::error_code ec;
-  if (fs::is_directory(dir, ec)) return "";
-  return io::cat("cannot create a file in ", dir.string(),
-                 fs::exists(dir, ec) ? ": not a directory" : ": no such directory");
-}
-
 }  // namespace mx::convert

@@ -18,8 +18,4 @@ Container guess_container(const std::string& path);
 // True when `path` ends in ".gguf" (any case): the output kind `mx quantize` writes.
 bool has_gguf_extension(const std::string& path);
 
-// Empty when the directory `path` would be written in exists, else why not: checked before a
-// long conversion so that a mistyped output fails at once rather than after the work.
-std::string check_output_directory(const std::string& path);
-
 }  // namespace mx::convert

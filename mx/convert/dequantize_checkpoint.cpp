@@ -1,4 +1,5 @@
 #include "mx/convert/dequantize_checkpoint.h"
+#include "mx/io/atomic_file.h"
 
 #include <deque>
 #include <map>
@@ -133,7 +134,7 @@ std::string dequantize_checkpoint(const std::string& input_path, const std::stri
                                   const DequantizeOptions& o, const ProgressCallback& progress,
                                   ConvertReport* report) {
   report->tensors.clear();
-  if (std::string e = check_output_directory(output_path); !e.empty()) return e;
+  if (std::string e = io::check_output_file(output_path); !e.empty()) return e;
   Output out;
   ConvertReport r;
   const Container c = guess_container(input_path);

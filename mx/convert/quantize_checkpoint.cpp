@@ -1,4 +1,5 @@
 #include "mx/convert/quantize_checkpoint.h"
+#include "mx/io/atomic_file.h"
 
 #include <deque>
 #include <map>
@@ -132,7 +133,7 @@ std::string quantize_checkpoint(const std::string& input_path, const std::string
   if (gguf) {
     if (std::string e = check_gguf_spec(o.spec); !e.empty()) return e;
   }
-  if (std::string e = check_output_directory(output_path); !e.empty()) return e;
+  if (std::string e = io::check_output_file(output_path); !e.empty()) return e;
   Input in;
   if (std::string e = open_input(input_path, &in); !e.empty()) return e;
   std::vector<Planned> planned;

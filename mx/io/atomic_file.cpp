@@ -152,7 +152,9 @@ std::string check_output_file(const std::string& path) {
   if (!kind.empty()) return kind;
   const std::string folder = folder_of(target);
   struct stat st {};
-  if (::stat(folder.c_str(), &st) != 0) return failure("write", path);
+  if (::stat(folder.c_str(), &st) != 0) {
+    return cat("cannot write ", path, ": folder ", folder, " does not exist");
+  }
   if (!S_ISDIR(st.st_mode)) return cat("cannot write ", path, ": ", folder, " is not a folder");
   if (::access(folder.c_str(), W_OK | X_OK) != 0) return failure("write in", folder);
   return "";

@@ -112,7 +112,7 @@ rc=0
 rc=0
 "$mx" cast good.npy -o no_such_dir/out.npy 2>stderr.txt || rc=$?
 [ "$rc" -eq 2 ] && [ "$(wc -l <stderr.txt)" -eq 1 ] &&
-  grep -q "mx cast: error: cannot create a file in no_such_dir: No such file or directory" stderr.txt ||
+  grep -q "mx cast: error: cannot write no_such_dir/out.npy: folder no_such_dir does not exist" stderr.txt ||
   fail "an unwritable output should fail with status 2 and one line: $(cat stderr.txt)"
 leftover=$(find . -name '.*.tmp.*')
 [ -z "$leftover" ] || fail "temporary files left behind: $leftover"

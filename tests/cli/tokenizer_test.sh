@@ -29,7 +29,7 @@ err="$(MX_CACHE_DIR="$work/cache" "$mx" tokenizer train sotu --vocab 300 -o "$wo
 status=$?
 set -e
 [ $status -eq 2 ] || fail "missing corpus exited $status"
-[ "$err" = "mx: error: corpus 'sotu' not found in $work/cache/sotu; run scripts/fetch-corpora.sh" ] ||
+[ "$err" = "mx tokenizer train: error: corpus 'sotu' not found in $work/cache/sotu; run scripts/fetch-corpora.sh" ] ||
   fail "unexpected error: $err"
 if "$mx" tokenizer decode --tokenizer "$work/tok.model" 99999 2>/dev/null; then
   fail "an id beyond the vocabulary was accepted"

@@ -14,9 +14,11 @@
 #include "mx/io/npy.h"
 #include "mx/kernels/cpu/quantize.h"
 #ifdef MX_HAVE_CUDA
+#include "mx/io/atomic_file.h"
 #include "mx/kernels/cuda/host_cast.h"
 #endif
 #include "tools/mx/commands.h"
+#include "tools/mx/run_command.h"
 #include "tools/mx/spec_flags.h"
 
 namespace mx::tools {
@@ -110,6 +112,7 @@ std::string make_output(Emit emit, const MxTensor& t, const BlockGrid& grid,
 }
 
 std::string run_cast(const CastOptions& o) {
+  if (std::string e = io::check_output_file(o.output); !e.empty()) return e;
   QuantSpec spec;
   if (std::string e = build_spec(o.spec, &spec); !e.empty()) return e;
   cpu::Options cpu_options;
@@ -170,20 +173,7 @@ void register_cast(CLI::App& app) {
       ->type_name("cpu|cuda")
       ->capture_default_str();
   add_spec_flags(cmd, &options.spec);
-  cmd->callback([] {
-    std::string e;
-    try {
-      e = run_cast(options);
-    } catch (const std::bad_alloc&) {
-      // Blocks far larger than the array they cover are mostly padding, and can ask for more
-      // memory than the input suggests.
-      e = "out of memory (is the block or tile much larger than the array?)";
-    }
-    if (!e.empty()) {
-      fmt::print(stderr, "mx cast: error: {}\n", e);
-      set_exit_code(2);
-    }
-  });
+  cmd->callback([] { run_command("cast", [] { return run_cast(options); }); });
 }
 
 }  // namespace mx::tools

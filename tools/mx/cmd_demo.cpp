@@ -14,7 +14,9 @@
 #include "mx/train/small_paper.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/direct_cast_table.h"
+#include "tools/mx/flag_checks.h"
 #include "tools/mx/progress.h"
+#include "tools/mx/run_command.h"
 
 namespace mx::tools {
 namespace {
@@ -130,26 +132,24 @@ void register_demo(CLI::App& app) {
                 "Instead: every format x scale rule on synthetic tensors");
   cmd->add_option("--data", options.paper.data, "Corpus to train on")->capture_default_str();
   cmd->add_option("--steps", options.paper.steps, "Training steps per recipe")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+      ->check(integer_in(1, int64_t{1} << 40))
       ->capture_default_str();
   cmd->add_option("--batch", options.paper.batch, "Sequences per step")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->check(integer_in(1, int64_t{1} << 20))
       ->capture_default_str();
   cmd->add_option("-o,--out", options.paper.out_dir, "Output folder")->capture_default_str();
   cmd->add_flag("--json", options.json, "Print the figures (results.json) instead of tables");
   cmd->add_option("--count", options.count, "Values per synthetic tensor (--synthetic)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 28));
-  cmd->add_option("--seed", options.seed, "Seed of the runs (or of the synthetic tensors)");
-  cmd->add_option("--threads", options.threads, "Threads (0: all)")->check(CLI::NonNegativeNumber);
+      ->check(integer_in(1, int64_t{1} << 28));
+  cmd->add_option("--seed", options.seed, "Seed of the runs (or of the synthetic tensors)")
+      ->check(unsigned_integer());
+  cmd->add_option("--threads", options.threads, "Threads (0: all)")->check(thread_count());
   cmd->callback([] {
-    if (options.synthetic) {
+    run_command("demo", [] {
+      if (!options.synthetic) return run_paper_demo(options);
       run_synthetic_tour(options);
-      return;
-    }
-    if (std::string e = run_paper_demo(options); !e.empty()) {
-      fmt::print(stderr, "mx demo: error: {}\n", e);
-      set_exit_code(2);
-    }
+      return std::string();
+    });
   });
 }
 

@@ -7,8 +7,10 @@
 #include <string>
 
 #include "mx/convert/dequantize_checkpoint.h"
+#include "mx/io/atomic_file.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/progress.h"
+#include "tools/mx/run_command.h"
 #include "tools/mx/spec_flags.h"
 
 namespace mx::tools {
@@ -22,6 +24,7 @@ struct DequantizeCommandOptions {
 };
 
 std::string run_dequantize(const DequantizeCommandOptions& o) {
+  if (std::string e = io::check_output_file(o.output); !e.empty()) return e;
   convert::DequantizeOptions options;
   const std::optional<DType> dtype = parse_dtype(o.dtype);
   if (!dtype) return "unknown --dtype '" + o.dtype + "' (expected f32, bf16 or f16)";
@@ -73,18 +76,7 @@ void register_dequantize(CLI::App& app) {
       ->type_name("N")
       ->capture_default_str();
   cmd->add_flag("-q,--quiet", options.quiet, "No progress bar and no summary");
-  cmd->callback([] {
-    std::string e;
-    try {
-      e = run_dequantize(options);
-    } catch (const std::bad_alloc&) {
-      e = "out of memory";
-    }
-    if (!e.empty()) {
-      fmt::print(stderr, "mx dequantize: error: {}\n", e);
-      set_exit_code(2);
-    }
-  });
+  cmd->callback([] { run_command("dequantize", [] { return run_dequantize(options); }); });
 }
 
 }  // namespace mx::tools

@@ -14,7 +14,9 @@
 #include "mx/train/evaluate.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/direct_cast_table.h"
+#include "tools/mx/flag_checks.h"
 #include "tools/mx/model_source.h"
+#include "tools/mx/run_command.h"
 
 namespace mx::tools {
 namespace {
@@ -98,7 +100,6 @@ std::string run_eval(const EvalFlags& f) {
   const int64_t seq_len = f.seq_len > 0 ? f.seq_len : std::min<int64_t>(ctx, 256);
   if (seq_len > ctx)
     return fmt::format("--seq-len {} is longer than the model's context {}", seq_len, ctx);
-  if (f.batch < 1) return "--batch must be at least 1";
   const train::EvalWindow window{f.batch, seq_len, f.batches};
   if (data::eval_window_count(view, seq_len) == 0) {
     return fmt::format("{} holds {} tokens, too few for one window of {}", data_name, view.size(),
@@ -147,17 +148,17 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--split", f.split, "val (held-out part of --data) or all")
       ->capture_default_str();
   cmd->add_option("--tokenizer", f.tokenizer, "Tokenizer (default: the one the model names)");
-  cmd->add_option("--batch", f.batch, "Windows per batch")->capture_default_str();
-  cmd->add_option("--seq-len", f.seq_len, "Tokens per window (default: context, at most 256)");
-  cmd->add_option("--batches", f.batches, "Batches to evaluate (0: all)")->capture_default_str();
-  cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(CLI::Range(0, 1024));
+  cmd->add_option("--batch", f.batch, "Windows per batch")
+      ->check(integer_in(1))
+      ->capture_default_str();
+  cmd->add_option("--seq-len", f.seq_len, "Tokens per window (default: context, at most 256)")
+      ->check(integer_in(1));
+  cmd->add_option("--batches", f.batches, "Batches to evaluate (0: all)")
+      ->check(integer_in(0))
+      ->capture_default_str();
+  cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(thread_count());
   cmd->add_flag("--json", f.json, "Print the figures as one JSON object");
-  cmd->callback([] {
-    if (std::string e = run_eval(f); !e.empty()) {
-      fmt::print(stderr, "mx eval: error: {}\n", e);
-      set_exit_code(2);
-    }
-  });
+  cmd->callback([] { run_command("eval", [] { return run_eval(f); }); });
 }
 
 }  // namespace mx::tools

@@ -3,8 +3,10 @@
 // Hugging Face tensor names, the model config and the tokenizer in its metadata.
 #include <fmt/format.h>
 
+#include "mx/io/atomic_file.h"
 #include "mx/nn/model_file.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/run_command.h"
 
 namespace mx::tools {
 namespace {
@@ -14,6 +16,7 @@ struct ExportFlags {
 };
 
 std::string run_export(const ExportFlags& f) {
+  if (std::string e = io::check_output_file(f.out); !e.empty()) return e;
   nn::LoadedModel loaded;
   if (std::string e = nn::load_model_file(f.model, &loaded); !e.empty()) return e;
   const nn::Model& m = *loaded.model;
@@ -35,12 +38,7 @@ void register_export(CLI::App& app) {
                   "A training run folder, a checkpoint, a model .safetensors or a llama2.c .bin")
       ->required();
   cmd->add_option("-o,--out", f.out, "safetensors file to write")->required();
-  cmd->callback([] {
-    if (std::string e = run_export(f); !e.empty()) {
-      fmt::print(stderr, "mx export: error: {}\n", e);
-      set_exit_code(2);
-    }
-  });
+  cmd->callback([] { run_command("export", [] { return run_export(f); }); });
 }
 
 }  // namespace mx::tools

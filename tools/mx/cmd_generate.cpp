@@ -4,11 +4,14 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <limits>
 
 #include "mx/nn/recipe.h"
 #include "mx/train/generate.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/flag_checks.h"
 #include "tools/mx/model_source.h"
+#include "tools/mx/run_command.h"
 
 namespace mx::tools {
 namespace {
@@ -25,7 +28,6 @@ struct GenerateFlags {
 std::string run_generate(const GenerateFlags& f) {
   nn::Recipe recipe;
   if (std::string e = nn::recipe_from_spec(f.recipe, &recipe); !e.empty()) return e;
-  if (f.tokens < 0) return "--tokens must not be negative";
   ModelSource source;
   if (std::string e = open_model_source(f.model, f.tokenizer, f.threads, &source); !e.empty()) {
     return e;
@@ -76,22 +78,23 @@ void register_generate(CLI::App& app) {
                   "A training run folder, a model .safetensors, or a llama2.c .bin")
       ->required();
   cmd->add_option("--prompt", f.prompt, "Text to continue");
-  cmd->add_option("--tokens", f.tokens, "Tokens to generate")->capture_default_str();
+  cmd->add_option("--tokens", f.tokens, "Tokens to generate")
+      ->check(integer_in(0))
+      ->capture_default_str();
   cmd->add_option("--temperature", f.temperature, "Sampling temperature (0: greedy)")
+      ->check(finite_in(0))
       ->capture_default_str();
   cmd->add_option("--top-k", f.top_k, "Sample among the k likeliest tokens (0: all)")
+      ->check(integer_in(0, std::numeric_limits<int>::max()))
       ->capture_default_str();
-  cmd->add_option("--seed", f.seed, "Sampling seed")->capture_default_str();
+  cmd->add_option("--seed", f.seed, "Sampling seed")
+      ->check(unsigned_integer())
+      ->capture_default_str();
   cmd->add_option("--recipe", f.recipe, "Run the model with this recipe's forward casts")
       ->capture_default_str();
   cmd->add_option("--tokenizer", f.tokenizer, "Tokenizer (default: the one the model names)");
-  cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(CLI::Range(0, 1024));
-  cmd->callback([] {
-    if (std::string e = run_generate(f); !e.empty()) {
-      fmt::print(stderr, "mx generate: error: {}\n", e);
-      set_exit_code(2);
-    }
-  });
+  cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(thread_count());
+  cmd->callback([] { run_command("generate", [] { return run_generate(f); }); });
 }
 
 }  // namespace mx::tools

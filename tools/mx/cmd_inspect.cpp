@@ -9,6 +9,7 @@
 
 #include "mx/convert/inspect_checkpoint.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/run_command.h"
 
 namespace mx::tools {
 namespace {
@@ -80,18 +81,7 @@ void register_inspect(CLI::App& app) {
       ->required();
   cmd->add_flag("--json", options.json, "Print one JSON object instead of the table");
   cmd->add_flag("--metadata", options.metadata, "List the metadata entries too");
-  cmd->callback([] {
-    std::string e;
-    try {
-      e = run_inspect(options);
-    } catch (const std::bad_alloc&) {
-      e = "out of memory";
-    }
-    if (!e.empty()) {
-      fmt::print(stderr, "mx inspect: error: {}\n", e);
-      set_exit_code(2);
-    }
-  });
+  cmd->callback([] { run_command("inspect", [] { return run_inspect(options); }); });
 }
 
 }  // namespace mx::tools

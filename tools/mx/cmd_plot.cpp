@@ -3,8 +3,10 @@
 
 #include <filesystem>
 
+#include "mx/io/atomic_file.h"
 #include "mx/train/loss_plot.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/run_command.h"
 
 namespace mx::tools {
 namespace {
@@ -16,6 +18,7 @@ struct PlotFlags {
 };
 
 std::string run_plot(const PlotFlags& f) {
+  if (std::string e = io::check_output_file(f.out); !e.empty()) return e;
   std::vector<train::RunCurve> curves;
   for (const std::string& dir : f.runs) {
     std::string label = std::filesystem::path(dir).lexically_normal().filename().string();
@@ -36,12 +39,7 @@ void register_plot(CLI::App& app) {
   cmd->add_option("runs", f.runs, "Run folders (each holds log.csv)")->required();
   cmd->add_option("-o,--out", f.out, "PNG to write")->capture_default_str();
   cmd->add_option("--title", f.title, "Plot title")->capture_default_str();
-  cmd->callback([] {
-    if (std::string e = run_plot(f); !e.empty()) {
-      fmt::print(stderr, "mx plot: error: {}\n", e);
-      set_exit_code(2);
-    }
-  });
+  cmd->callback([] { run_command("plot", [] { return run_plot(f); }); });
 }
 
 }  // namespace mx::tools

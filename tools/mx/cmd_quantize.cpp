@@ -9,8 +9,10 @@
 #include <string>
 
 #include "mx/convert/quantize_checkpoint.h"
+#include "mx/io/atomic_file.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/progress.h"
+#include "tools/mx/run_command.h"
 #include "tools/mx/spec_flags.h"
 
 namespace mx::tools {
@@ -49,6 +51,7 @@ void print_summary(const convert::ConvertReport& r, const QuantSpec& spec,
 }
 
 std::string run_quantize(const QuantizeCommandOptions& o) {
+  if (std::string e = io::check_output_file(o.output); !e.empty()) return e;
   convert::QuantizeOptions options;
   if (std::string e = build_spec(o.spec, &options.spec); !e.empty()) return e;
   if (std::string e = build_cpu_options(o.spec, &options.cpu); !e.empty()) return e;
@@ -101,18 +104,7 @@ void register_quantize(CLI::App& app) {
                 "Quantize tensors of fewer than 2 dimensions (biases, gains) too");
   cmd->add_flag("-q,--quiet", options.quiet, "No progress bar and no summary");
   add_spec_flags(cmd, &options.spec);
-  cmd->callback([] {
-    std::string e;
-    try {
-      e = run_quantize(options);
-    } catch (const std::bad_alloc&) {
-      e = "out of memory";
-    }
-    if (!e.empty()) {
-      fmt::print(stderr, "mx quantize: error: {}\n", e);
-      set_exit_code(2);
-    }
-  });
+  cmd->callback([] { run_command("quantize", [] { return run_quantize(options); }); });
 }
 
 }  // namespace mx::tools

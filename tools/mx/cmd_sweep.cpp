@@ -11,12 +11,15 @@
 
 #include "mx/core/block_grid.h"
 #include "mx/core/dtype.h"
+#include "mx/io/atomic_file.h"
 #include "mx/io/llama2c.h"
 #include "mx/io/safetensors.h"
 #include "mx/study/sweep.h"
 #include "mx/study/sweep_report.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/flag_checks.h"
 #include "tools/mx/progress.h"
+#include "tools/mx/run_command.h"
 
 namespace mx::tools {
 namespace {
@@ -60,6 +63,7 @@ study::SweepTensor to_sweep_tensor(const io::SafetensorsTensor& t, DType dtype, 
 }
 
 std::string run_sweep_command(const SweepOptions& o) {
+  if (std::string e = io::check_output_folder(o.out_dir); !e.empty()) return e;
   // A llama2.c checkpoint (*.bin) is swept under its Llama tensor names.
   io::SafetensorsFile file;
   io::Llama2cCheckpoint llama2c;
@@ -136,16 +140,12 @@ void register_sweep(CLI::App& app) {
   cmd->add_option("--skip", options.skip, "Skip tensors whose name matches this regex");
   cmd->add_option("--sample", options.sample,
                   "Values kept per tensor, as groups of 64 whole rows (0: all)")
+      ->check(integer_in(0))
       ->capture_default_str();
-  cmd->add_option("--threads", options.threads, "Threads (0: all)")->check(CLI::Range(0, 1024));
+  cmd->add_option("--threads", options.threads, "Threads (0: all)")->check(thread_count());
   cmd->add_flag("--json", options.json,
                 "Print the timing and the best cell per bit budget as one JSON object");
-  cmd->callback([] {
-    if (std::string e = run_sweep_command(options); !e.empty()) {
-      fmt::print(stderr, "mx sweep: error: {}\n", e);
-      set_exit_code(2);
-    }
-  });
+  cmd->callback([] { run_command("sweep", [] { return run_sweep_command(options); }); });
 }
 
 }  // namespace mx::tools

@@ -10,6 +10,8 @@
 #include "mx/data/tokenizer.h"
 #include "mx/io/atomic_file.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/flag_checks.h"
+#include "tools/mx/run_command.h"
 
 namespace mx::tools {
 namespace {
@@ -24,59 +26,67 @@ struct TokenizerOptions {
   size_t max_bytes = 0;
 };
 
-// Prints the error and records exit status 2; true when there was one.
-bool failed(const std::string& error) {
-  if (error.empty()) return false;
-  fmt::print(stderr, "mx: error: {}\n", error);
-  set_exit_code(2);
-  return true;
-}
-
-void run_train(const TokenizerOptions& o) {
+std::string run_train(const TokenizerOptions& o) {
+  if (std::string e = io::check_output_file(o.output); !e.empty()) return e;
   data::Corpus corpus;
-  if (failed(data::resolve_corpus(o.corpus, data::data_paths_from_environment(), &corpus))) return;
+  if (std::string e = data::resolve_corpus(o.corpus, data::data_paths_from_environment(), &corpus);
+      !e.empty()) {
+    return e;
+  }
   std::string text;
-  if (failed(data::read_text(corpus.train_files, o.max_bytes, &text))) return;
+  if (std::string e = data::read_text(corpus.train_files, o.max_bytes, &text); !e.empty()) return e;
   std::string model;
-  if (failed(data::train_sentencepiece(text, o.train, &model))) return;
+  if (std::string e = data::train_sentencepiece(text, o.train, &model); !e.empty()) return e;
   std::unique_ptr<data::Tokenizer> tokenizer;
-  if (failed(data::load_sentencepiece_tokenizer_from_bytes(model, &tokenizer))) return;
+  if (std::string e = data::load_sentencepiece_tokenizer_from_bytes(model, &tokenizer);
+      !e.empty()) {
+    return e;
+  }
   const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(model.data()),
                                        model.size());
-  if (failed(io::write_file_atomically(o.output, bytes))) return;
+  if (std::string e = io::write_file_atomically(o.output, bytes); !e.empty()) return e;
   fmt::print("{}: SentencePiece BPE, {} tokens, trained on {} bytes of '{}' ({} files)\n", o.output,
              tokenizer->vocab_size(), text.size(), o.corpus, corpus.train_files.size());
+  return "";
 }
 
-bool load(const TokenizerOptions& o, std::unique_ptr<data::Tokenizer>* t) {
-  return !failed(data::load_tokenizer(o.tokenizer, data::data_paths_from_environment(), t));
+std::string load(const TokenizerOptions& o, std::unique_ptr<data::Tokenizer>* t) {
+  return data::load_tokenizer(o.tokenizer, data::data_paths_from_environment(), t);
 }
 
-void run_encode(const TokenizerOptions& o) {
+std::string run_encode(const TokenizerOptions& o) {
   std::unique_ptr<data::Tokenizer> t;
-  if (!load(o, &t)) return;
+  if (std::string e = load(o, &t); !e.empty()) return e;
   const std::vector<uint32_t> ids = t->encode(o.text);
   fmt::print("{}\n", fmt::join(ids, " "));
+  return "";
 }
 
-void run_decode(const TokenizerOptions& o) {
+std::string run_decode(const TokenizerOptions& o) {
   std::unique_ptr<data::Tokenizer> t;
-  if (!load(o, &t) || failed(data::check_ids(*t, o.ids))) return;
+  if (std::string e = load(o, &t); !e.empty()) return e;
+  if (std::string e = data::check_ids(*t, o.ids); !e.empty()) return e;
   fmt::print("{}\n", t->decode(o.ids));
+  return "";
 }
 
-void run_shards(const TokenizerOptions& o) {
+std::string run_shards(const TokenizerOptions& o) {
+  if (std::string e = io::check_output_folder(o.output); !e.empty()) return e;
   std::unique_ptr<data::Tokenizer> t;
-  if (!load(o, &t)) return;
+  if (std::string e = load(o, &t); !e.empty()) return e;
   data::Corpus corpus;
-  if (failed(data::resolve_corpus(o.corpus, data::data_paths_from_environment(), &corpus))) return;
+  if (std::string e = data::resolve_corpus(o.corpus, data::data_paths_from_environment(), &corpus);
+      !e.empty()) {
+    return e;
+  }
   data::TokenDatasetSummary s;
-  if (failed(data::write_token_dataset(corpus, *t, o.output, &s))) return;
+  if (std::string e = data::write_token_dataset(corpus, *t, o.output, &s); !e.empty()) return e;
   fmt::print("{}: {} tokens\n{}: {} tokens ({})\nvocab size {} ({} tokenizer)\n",
              s.train_path.string(), s.train_tokens, s.validation_path.string(), s.validation_tokens,
              corpus.validation_files.empty() ? "the last 10% of the corpus"
                                              : "the corpus's validation files",
              s.vocab_size, t->kind());
+  return "";
 }
 
 }  // namespace
@@ -94,37 +104,38 @@ void register_tokenizer(CLI::App& app) {
   CLI::App* train = cmd->add_subcommand("train", "Train a SentencePiece BPE model on a corpus");
   train->add_option("corpus", o.corpus, corpus_help)->required();
   train->add_option("--vocab", o.train.vocab_size, "Vocabulary size")
-      ->check(CLI::Range(260, 1 << 20))
+      ->check(integer_in(260, 1 << 20))
       ->required();
   train->add_option("-o,--output", o.output, "Model file to write")->required();
   train
       ->add_option("--max-sentences", o.train.max_sentences,
                    "Train on at most this many lines, in corpus order")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_in(1))
       ->capture_default_str();
   train->add_option("--max-bytes", o.max_bytes, "Read at most this many bytes (0: all)")
+      ->check(integer_in(0))
       ->capture_default_str();
   train->add_option("--threads", o.train.threads, "Training threads")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_in(1, kMaxThreads))
       ->capture_default_str();
-  train->callback([] { run_train(o); });
+  train->callback([] { run_command("tokenizer train", [] { return run_train(o); }); });
 
   CLI::App* encode = cmd->add_subcommand("encode", "Print the token ids of a text");
   encode->add_option("--tokenizer", o.tokenizer, tokenizer_help)->required();
   encode->add_option("text", o.text, "Text to encode")->required();
-  encode->callback([] { run_encode(o); });
+  encode->callback([] { run_command("tokenizer encode", [] { return run_encode(o); }); });
 
   CLI::App* decode = cmd->add_subcommand("decode", "Print the text of token ids");
   decode->add_option("--tokenizer", o.tokenizer, tokenizer_help)->required();
   decode->add_option("ids", o.ids, "Token ids")->required();
-  decode->callback([] { run_decode(o); });
+  decode->callback([] { run_command("tokenizer decode", [] { return run_decode(o); }); });
 
   CLI::App* shards = cmd->add_subcommand(
       "shards", "Tokenize a corpus into DIR/train.bin and DIR/val.bin for training");
   shards->add_option("--tokenizer", o.tokenizer, tokenizer_help)->required();
   shards->add_option("--data", o.corpus, corpus_help)->required();
   shards->add_option("-o,--output", o.output, "Output folder")->required();
-  shards->callback([] { run_shards(o); });
+  shards->callback([] { run_command("tokenizer shards", [] { return run_shards(o); }); });
 }
 
 }  // namespace mx::tools

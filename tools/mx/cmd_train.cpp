@@ -12,7 +12,9 @@
 #include "mx/nn/recipe.h"
 #include "mx/train/trainer.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/flag_checks.h"
 #include "tools/mx/progress.h"
+#include "tools/mx/run_command.h"
 
 namespace mx::tools {
 namespace {
@@ -24,10 +26,10 @@ struct TrainFlags {
   std::string data = "sotu";
   std::string tokenizer;  // default: bytes, or gpt2 for gpt2-124m
   std::string out;
-  int64_t steps = 300, batch = 16, seq_len = 0;
+  int64_t steps = 300, batch = 16, seq_len = 0;  // seq_len, warmup: given only if counted
   uint64_t seed = 1;
   float lr = 3e-3f, min_lr = 3e-4f, weight_decay = 0.1f;
-  int64_t warmup = -1;
+  int64_t warmup = 0;
   double grad_clip = 1.0;
   int64_t eval_every = 50, eval_batches = 8, checkpoint_every = 100;
   int64_t stop_at = 0;
@@ -35,6 +37,8 @@ struct TrainFlags {
   int threads = 0;
   CLI::Option* steps_option = nullptr;
   CLI::Option* stop_at_option = nullptr;
+  CLI::Option* seq_len_option = nullptr;
+  CLI::Option* warmup_option = nullptr;
 };
 
 // The run's settings from the flags (a resumed run takes them from its checkpoint instead).
@@ -48,12 +52,12 @@ std::string build_config(const TrainFlags& f, const data::DataPaths& paths, trai
   }
   c->data = f.data;
   c->batch = f.batch;
-  if (f.seq_len > 0) c->seq_len = f.seq_len;
+  if (f.seq_len_option->count() > 0) c->seq_len = f.seq_len;
   c->seed = f.seed;
   c->adamw.weight_decay = f.weight_decay;
   c->max_lr = f.lr;
   c->min_lr = f.min_lr;
-  if (f.warmup >= 0) c->warmup = f.warmup;
+  if (f.warmup_option->count() > 0) c->warmup = f.warmup;
   c->grad_clip = f.grad_clip;
   c->eval_every = f.eval_every;
   c->eval_batches = f.eval_batches;
@@ -66,10 +70,7 @@ std::string run_train(const TrainFlags& f) {
   options.paths = data::data_paths_from_environment();
   options.resume = f.resume;
   options.threads = f.threads;
-  if (f.stop_at_option->count() > 0) {
-    if (f.stop_at < 1) return "--stop-at must be at least 1";
-    options.stop_at = f.stop_at;
-  }
+  if (f.stop_at_option->count() > 0) options.stop_at = f.stop_at;
   train::TrainConfig config;
   if (!f.resume) {
     if (std::string e = build_config(f, options.paths, &config); !e.empty()) return e;
@@ -135,36 +136,48 @@ void register_train(CLI::App& app) {
                   "bytes, gpt2, a SentencePiece .model or a llama2.c .bin (default: bytes; "
                   "gpt2 for gpt2-124m)");
   cmd->add_option("-o,--out", f.out, "Run folder (checkpoints, log.csv)")->required();
-  f.steps_option =
-      cmd->add_option("--steps", f.steps, "Total steps of the run")->capture_default_str();
-  cmd->add_option("--batch", f.batch, "Sequences per step")->capture_default_str();
-  cmd->add_option("--seq-len", f.seq_len, "Tokens per sequence (default: the model's context)");
-  cmd->add_option("--seed", f.seed, "Seed of the initialization and the batches")
+  f.steps_option = cmd->add_option("--steps", f.steps, "Total steps of the run")
+                       ->check(integer_in(1))
+                       ->capture_default_str();
+  cmd->add_option("--batch", f.batch, "Sequences per step")
+      ->check(integer_in(1))
       ->capture_default_str();
-  cmd->add_option("--lr", f.lr, "Peak learning rate")->capture_default_str();
-  cmd->add_option("--min-lr", f.min_lr, "Final learning rate of the cosine")->capture_default_str();
-  cmd->add_option("--warmup", f.warmup, "Warm-up steps (default: steps/10, at most 100)");
-  cmd->add_option("--weight-decay", f.weight_decay, "AdamW weight decay")->capture_default_str();
+  f.seq_len_option =
+      cmd->add_option("--seq-len", f.seq_len, "Tokens per sequence (default: the model's context)")
+          ->check(integer_in(1));
+  cmd->add_option("--seed", f.seed, "Seed of the initialization and the batches")
+      ->check(unsigned_integer())
+      ->capture_default_str();
+  cmd->add_option("--lr", f.lr, "Peak learning rate")->check(finite_in(0))->capture_default_str();
+  cmd->add_option("--min-lr", f.min_lr, "Final learning rate of the cosine")
+      ->check(finite_in(0))
+      ->capture_default_str();
+  f.warmup_option =
+      cmd->add_option("--warmup", f.warmup, "Warm-up steps (default: steps/10, at most 100)")
+          ->check(integer_in(0));
+  cmd->add_option("--weight-decay", f.weight_decay, "AdamW weight decay")
+      ->check(finite_in(0))
+      ->capture_default_str();
   cmd->add_option("--grad-clip", f.grad_clip, "Global gradient-norm clip (0: none)")
+      ->check(finite_in(0))
       ->capture_default_str();
   cmd->add_option("--eval-every", f.eval_every, "Steps between validation passes")
+      ->check(integer_in(1))
       ->capture_default_str();
   cmd->add_option("--eval-batches", f.eval_batches, "Batches per validation pass")
+      ->check(integer_in(1))
       ->capture_default_str();
   cmd->add_option("--checkpoint-every", f.checkpoint_every, "Steps between checkpoints")
+      ->check(integer_in(1))
       ->capture_default_str();
   f.stop_at_option =
-      cmd->add_option("--stop-at", f.stop_at, "Stop after this step, leaving a checkpoint");
+      cmd->add_option("--stop-at", f.stop_at, "Stop after this step, leaving a checkpoint")
+          ->check(integer_in(1));
   cmd->add_flag("--resume", f.resume, "Continue the run in --out");
-  cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(CLI::Range(0, 1024));
+  cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(thread_count());
   cmd->add_flag("--json", f.json, "Print the final figures as one JSON object");
   cmd->add_flag("-q,--quiet", f.quiet, "No progress display");
-  cmd->callback([] {
-    if (std::string e = run_train(f); !e.empty()) {
-      fmt::print(stderr, "mx train: error: {}\n", e);
-      set_exit_code(2);
-    }
-  });
+  cmd->callback([] { run_command("train", [] { return run_train(f); }); });
 }
 
 }  // namespace mx::tools
