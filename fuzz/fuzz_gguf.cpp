@@ -19,10 +19,15 @@ void walk_value(const mx::io::GgufValue& v) {
   if (const auto* s = std::get_if<std::string>(&v.v)) {
     touch(*s);
   } else if (const auto* a = std::get_if<mx::io::GgufArray>(&v.v)) {
-    for (const auto& item : a->items) {
-      if (item.type() != a->type) fail("array item of another type than the array's");
+    uint64_t seen = 0;
+    const std::string e = a->for_each([&](const mx::io::GgufValue& item) {
+      if (item.type() != a->type()) fail("array item of another type than the array's");
       walk_value(item);
-    }
+      ++seen;
+      return std::string();
+    });
+    if (!e.empty()) fail("a parsed array does not decode:", e);
+    if (seen != a->size()) fail("array decodes to another count than it declares");
   }
 }
 

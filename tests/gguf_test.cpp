@@ -2,6 +2,7 @@
 // included) and tensor type F32/F16/BF16/MXFP4 round trip, data aligned to general.alignment,
 // MXFP4 through layout_ggml losslessly, and malformed files named with their byte offsets.
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -111,9 +112,11 @@ std::vector<GgufKv> all_kv_types() {
 
 bool same_value(const GgufValue& a, const GgufValue& b);
 bool same_array(const GgufArray& a, const GgufArray& b) {
-  if (a.type != b.type || a.items.size() != b.items.size()) return false;
-  for (size_t i = 0; i < a.items.size(); ++i) {
-    if (!same_value(a.items[i], b.items[i])) return false;
+  if (a.type() != b.type() || a.size() != b.size()) return false;
+  const std::vector<GgufValue> x = a.first(a.size()), y = b.first(b.size());
+  if (x.size() != a.size() || y.size() != b.size()) return false;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!same_value(x[i], y[i])) return false;
   }
   return true;
 }
@@ -377,7 +380,46 @@ TEST_F(GgufTest, SmallScalarArrayNearTheEndIsRead) {
   ASSERT_EQ(parse_gguf(b.b, &f), "");
   const auto* a = std::get_if<GgufArray>(&f.find_kv("bytes")->v);
   ASSERT_NE(a, nullptr);
-  EXPECT_EQ(a->items.size(), 3u);
+  EXPECT_EQ(a->size(), 3u);
+  const std::vector<GgufValue> items = a->first(10);
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(std::get<uint8_t>(items[2].v), 3);
+}
+
+// A file that is mostly one large byte array costs about its own size to hold, not 40 bytes
+// per element (a 50 MB array once took 2 GB), and the array decodes element by element.
+TEST_F(GgufTest, LargeArrayIsKeptAsItsEncodedBytes) {
+  constexpr uint64_t kCount = 8 << 20;
+  Builder b;
+  b.head(0, 1).str("blob").put<uint32_t>(9).put<uint32_t>(0).put<uint64_t>(kCount);
+  for (uint64_t i = 0; i < kCount; ++i) b.put<uint8_t>(uint8_t(i * 7));
+  b.pad(32);
+  GgufFile f;
+  const size_t heap_before = ::mallinfo2().uordblks;
+  ASSERT_EQ(parse_gguf(b.b, &f), "");
+  const size_t heap_after = ::mallinfo2().uordblks;
+  // (Sanitizer builds replace malloc, and mallinfo2 then reports nothing: the bound still holds.)
+  EXPECT_LT(heap_after - std::min(heap_before, heap_after), 2 * kCount);
+  const auto* a = std::get_if<GgufArray>(&f.find_kv("blob")->v);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->size(), kCount);
+  uint64_t i = 0, mismatches = 0;
+  EXPECT_EQ(a->for_each([&](const GgufValue& v) {
+    mismatches += std::get<uint8_t>(v.v) != uint8_t(i * 7);
+    ++i;
+    return std::string();
+  }),
+            "");
+  EXPECT_EQ(i, kCount);
+  EXPECT_EQ(mismatches, 0u);
+}
+
+// Booleans inside arrays are checked when the file is read, not when the array is decoded.
+TEST_F(GgufTest, BadBoolInsideAnArrayIsRefusedAtRead) {
+  Builder b;
+  b.head(0, 1).str("flags").put<uint32_t>(9).put<uint32_t>(7).put<uint64_t>(2);
+  b.put<uint8_t>(1).put<uint8_t>(2).pad(32);
+  EXPECT_EQ(parse_error(b.b), "key 'flags': bool value at byte 54 is 2, not 0 or 1");
 }
 
 // Keys and names may hold any byte; an error quoting one escapes control characters.

@@ -158,6 +158,8 @@ TEST_F(SafetensorsTest, MalformedFilesAreNamed) {
       {raw_file(ok, 16, 1000), "header length 1000 at byte 0 runs past the end of the file"},
       {raw_file(ok, 16, 100'000'001), "header length 100000001 at byte 0 exceeds the limit"},
       {raw_file(" " + ok, 16), "header at byte 8 does not start with '{'"},
+      // nlohmann's parser would stop at the NUL and accept what came before it.
+      {raw_file(ok + std::string("\0 junk", 6), 16), "header has a NUL byte at file byte 65"},
       {raw_file(R"({"a":{"dtype":"F32",)", 0), "header JSON is malformed at file byte"},
       {raw_file("[1,2]", 0), "header at byte 8 does not start with '{'"},
       {raw_file(R"({"a":5})", 0), "tensor 'a' is not a JSON object"},
@@ -200,7 +202,7 @@ TEST_F(SafetensorsTest, MalformedFilesAreNamed) {
     EXPECT_EQ(e.find('\n'), std::string::npos) << e;
   }
   // The overlap message names both tensors and the offsets.
-  const std::string overlap = parse_error(cases[24].file);
+  const std::string overlap = parse_error(cases[25].file);
   EXPECT_NE(overlap.find("overlaps tensor 'a' which ends at file byte"), std::string::npos)
       << overlap;
 }
@@ -416,6 +418,10 @@ TEST_F(SafetensorsTest, BrokenMxEntriesAreNamed) {
             "tensor 'w.blocks' has 64 bytes, expected 96 for shape [2,96] and " +
                 describe(mxfp4_rowwise_spec()));
   EXPECT_EQ(load([](L&, M& m) { m["mx.v"] = m["mx.w"]; }), "MX tensor 'v' lacks tensor 'v.blocks'");
+  EXPECT_EQ(load([](L& l, M&) {
+              l.push_back({"w", "U8", {1}, l[1].bytes.first(1)});
+            }),
+            "the file has both a plain tensor 'w' and an MX tensor 'w'");
 }
 
 }  // namespace

@@ -33,11 +33,11 @@ std::string gguf_value_text(const io::GgufValue& value) {
         } else if constexpr (std::is_same_v<T, bool>) {
           return v ? "true" : "false";
         } else if constexpr (std::is_same_v<T, io::GgufArray>) {
-          if (v.items.size() > 8) return cat("array of ", v.items.size(), " items");
+          if (v.size() > 8) return cat("array of ", v.size(), " items");
           std::string s = "[";
-          for (size_t i = 0; i < v.items.size(); ++i) {
-            if (i > 0) s += ", ";
-            s += gguf_value_text(v.items[i]);
+          for (const io::GgufValue& item : v.first(8)) {
+            if (s.size() > 1) s += ", ";
+            s += gguf_value_text(item);
           }
           return s + "]";
         } else if constexpr (std::is_floating_point_v<T>) {
@@ -175,7 +175,7 @@ int64_t Inspection::parameters() const {
 std::string inspect_checkpoint(const std::string& path, Inspection* out) {
   Inspection r;
   r.path = path;
-  r.container = guess_container(path);
+  r.container = io::guess_container(path);
   std::string e;
   switch (r.container) {
     case Container::kSafetensors:
@@ -199,7 +199,7 @@ std::string inspection_json(const Inspection& in) {
   using json = nlohmann::ordered_json;
   json j;
   j["file"] = in.path;
-  j["container"] = container_name(in.container);
+  j["container"] = io::container_name(in.container);
   j["file_bytes"] = in.file_bytes;
   json metadata = json::object();
   for (const auto& [key, value] : in.metadata) metadata[key] = value;

@@ -1,5 +1,5 @@
 // `mx inspect`: what a checkpoint holds, tensor by tensor. Reads safetensors (plain or MX),
-// GGUF and llama2.c checkpoints (container.h tells them apart). An MX tensor of an MX
+// GGUF and llama2.c checkpoints (io/container.h tells them apart). An MX tensor of an MX
 // safetensors file (NAME.blocks, NAME.scales, NAME.offsets and "mx.NAME") is listed once, as
 // the logical tensor NAME with the bytes of all its parts and its spec.
 //
@@ -14,10 +14,12 @@
 #include <utility>
 #include <vector>
 
-#include "mx/convert/container.h"
 #include "mx/core/quant_spec.h"
+#include "mx/io/container.h"
 
 namespace mx::convert {
+
+using io::Container;
 
 struct InspectedTensor {
   std::string name;

@@ -6,16 +6,20 @@
 #include <optional>
 #include <vector>
 
-#include "mx/convert/container.h"
 #include "mx/convert/dtypes.h"
 #include "mx/core/block_grid.h"
 #include "mx/io/cat.h"
+#include "mx/io/container.h"
 #include "mx/io/gguf.h"
 #include "mx/io/llama2c.h"
 #include "mx/io/mx_safetensors.h"
 #include "mx/io/safetensors.h"
 
 namespace mx::convert {
+
+using io::Container;
+using io::guess_container;
+using io::has_gguf_extension;
 namespace {
 
 using io::cat;

@@ -43,6 +43,27 @@ uint64_t scalar_size(GgufType t) {
   }
 }
 
+}  // namespace
+
+// Builds and reads the private parts of a GgufArray for the reader and the encoder.
+class GgufArrayAccess {
+ public:
+  static GgufArray from_file(GgufType type, uint64_t count, std::span<const uint8_t> encoded) {
+    GgufArray a;
+    a.type_ = type;
+    a.count_ = count;
+    a.encoded_.assign(encoded.begin(), encoded.end());
+    a.from_file_ = true;
+    return a;
+  }
+  static const std::vector<uint8_t>* encoded(const GgufArray& a) {
+    return a.from_file_ ? &a.encoded_ : nullptr;
+  }
+  static const std::vector<GgufValue>& items(const GgufArray& a) { return a.items_; }
+};
+
+namespace {
+
 class Reader {
  public:
   explicit Reader(std::span<const uint8_t> b) : b_(b) {}
@@ -70,6 +91,59 @@ class Reader {
     out->assign(reinterpret_cast<const char*>(b_.data() + pos_), static_cast<size_t>(n));
     pos_ += n;
     return "";
+  }
+
+  // Checks the array at the current position (its type, count and every element, nested arrays
+  // included) without keeping anything, and moves past it; `*begin` is where its elements start.
+  std::string skip_array(int depth, GgufType* element, uint64_t* count, uint64_t* begin) {
+    const uint64_t at = pos_;
+    if (depth >= kMaxArrayDepth) {
+      return cat("array at byte ", at, " nests deeper than ", kMaxArrayDepth);
+    }
+    uint32_t raw = 0;
+    if (auto e = read("array element type", &raw); !e.empty()) return e;
+    if (raw > static_cast<uint32_t>(GgufType::kF64)) {
+      return cat("array at byte ", at, " has unknown element type ", raw);
+    }
+    *element = static_cast<GgufType>(raw);
+    const uint64_t count_at = pos_;
+    if (auto e = read("array count", count); !e.empty()) return e;
+    // Every element takes at least its scalar size, or 8 bytes (a length or a type+count).
+    const uint64_t size = scalar_size(*element);
+    if (*count > left() / (size != 0 ? size : 8)) {
+      return cat("array count ", *count, " at byte ", count_at, " is absurd: only ", left(),
+                 " bytes are left");
+    }
+    *begin = pos_;
+    if (size != 0 && *element != GgufType::kBool) {
+      pos_ += *count * size;
+      return "";
+    }
+    for (uint64_t i = 0; i < *count; ++i) {
+      if (auto e = skip_value(*element, depth + 1); !e.empty()) return e;
+    }
+    return "";
+  }
+
+  std::string skip_value(GgufType type, int depth) {
+    if (type == GgufType::kArray) {
+      GgufType element = GgufType::kU8;
+      uint64_t n = 0, begin = 0;
+      return skip_array(depth, &element, &n, &begin);
+    }
+    if (type == GgufType::kString) {
+      const uint64_t at = pos_;
+      uint64_t n = 0;
+      if (auto e = read("string length", &n); !e.empty()) return e;
+      if (n > left()) {
+        return cat("string value at byte ", at, " has length ", n, " but only ", left(),
+                   " bytes are left");
+      }
+      pos_ += n;
+      return "";
+    }
+    GgufValue scratch;  // scalars are small: read them to check them (a bool must be 0 or 1)
+    return read_value(type, depth, &scratch);
   }
 
   std::string read_value(GgufType type, int depth, GgufValue* out) {
@@ -109,32 +183,10 @@ class Reader {
         return "";
       }
       case GgufType::kArray: {
-        if (depth >= kMaxArrayDepth) {
-          return cat("array at byte ", at, " nests deeper than ", kMaxArrayDepth);
-        }
-        uint32_t raw = 0;
-        if (auto e = read("array element type", &raw); !e.empty()) return e;
-        if (raw > static_cast<uint32_t>(GgufType::kF64)) {
-          return cat("array at byte ", at, " has unknown element type ", raw);
-        }
-        GgufArray a;
-        a.type = static_cast<GgufType>(raw);
-        uint64_t n = 0;
-        const uint64_t count_at = pos_;
-        if (auto e = read("array count", &n); !e.empty()) return e;
-        // Every element takes at least its scalar size, or 8 bytes (a length or a type+count).
-        const uint64_t min_size = scalar_size(a.type) != 0 ? scalar_size(a.type) : 8;
-        if (n > left() / min_size) {
-          return cat("array count ", n, " at byte ", count_at, " is absurd: only ", left(),
-                     " bytes are left");
-        }
-        a.items.reserve(static_cast<size_t>(n));
-        for (uint64_t i = 0; i < n; ++i) {
-          GgufValue item;
-          if (auto e = read_value(a.type, depth + 1, &item); !e.empty()) return e;
-          a.items.push_back(std::move(item));
-        }
-        out->v = std::move(a);
+        GgufType element = GgufType::kU8;
+        uint64_t n = 0, begin = 0;
+        if (auto e = skip_array(depth, &element, &n, &begin); !e.empty()) return e;
+        out->v = GgufArrayAccess::from_file(element, n, b_.subspan(begin, pos_ - begin));
         return "";
       }
     }
@@ -177,12 +229,16 @@ std::string encode_value(const GgufValue& v, int depth, std::vector<uint8_t>* ou
           append_string(out, x);
         } else if constexpr (std::is_same_v<T, GgufArray>) {
           if (depth >= kMaxArrayDepth) return cat("array nests deeper than ", kMaxArrayDepth);
-          append<uint32_t>(out, static_cast<uint32_t>(x.type));
-          append<uint64_t>(out, x.items.size());
-          for (const auto& item : x.items) {
-            if (item.type() != x.type) {
-              return cat("array of type ", static_cast<uint32_t>(x.type), " holds a value of type ",
-                         static_cast<uint32_t>(item.type()));
+          append<uint32_t>(out, static_cast<uint32_t>(x.type()));
+          append<uint64_t>(out, x.size());
+          if (const std::vector<uint8_t>* bytes = GgufArrayAccess::encoded(x)) {
+            append_raw(out, bytes->data(), bytes->size());
+            return "";
+          }
+          for (const auto& item : GgufArrayAccess::items(x)) {
+            if (item.type() != x.type()) {
+              return cat("array of type ", static_cast<uint32_t>(x.type()),
+                         " holds a value of type ", static_cast<uint32_t>(item.type()));
             }
             if (auto e = encode_value(item, depth + 1, out); !e.empty()) return e;
           }
@@ -389,6 +445,36 @@ std::pair<int64_t, int64_t> ggml_type_block(uint32_t type) {
     default:
       return {0, 0};
   }
+}
+
+GgufArray::GgufArray(GgufType type, std::vector<GgufValue> items)
+    : type_(type), count_(items.size()), items_(std::move(items)) {}
+
+std::string GgufArray::for_each(const std::function<std::string(const GgufValue&)>& fn) const {
+  if (!from_file_) {
+    for (const GgufValue& v : items_) {
+      if (std::string e = fn(v); !e.empty()) return e;
+    }
+    return "";
+  }
+  // The bytes were checked when the file was read, so decoding them cannot fail.
+  Reader r(encoded_);
+  for (uint64_t i = 0; i < count_; ++i) {
+    GgufValue v;
+    if (std::string e = r.read_value(type_, 0, &v); !e.empty()) return e;
+    if (std::string e = fn(v); !e.empty()) return e;
+  }
+  return "";
+}
+
+std::vector<GgufValue> GgufArray::first(uint64_t n) const {
+  std::vector<GgufValue> out;
+  (void)for_each([&](const GgufValue& v) {
+    if (out.size() >= n) return std::string("enough");
+    out.push_back(v);
+    return std::string();
+  });
+  return out;
 }
 
 const GgufValue* GgufFile::find_kv(std::string_view key) const {

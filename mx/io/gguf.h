@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -54,9 +55,32 @@ inline constexpr uint32_t kGgmlMxfp4 = 39;
 std::pair<int64_t, int64_t> ggml_type_block(uint32_t type);
 
 struct GgufValue;
-struct GgufArray {
-  GgufType type = GgufType::kU8;  // element type
-  std::vector<GgufValue> items;
+
+// An array value. One read from a file keeps its elements as the file encodes them (checked when
+// read) and decodes them one at a time on request: a 50 MB array then costs 50 MB, where a
+// vector of decoded values would cost 40 bytes per element. One built in memory holds its values;
+// encode_gguf checks that each has the array's type.
+class GgufArray {
+ public:
+  GgufArray() = default;
+  GgufArray(GgufType type, std::vector<GgufValue> items);
+
+  GgufType type() const { return type_; }
+  uint64_t size() const { return count_; }
+
+  // Calls fn on each element in order, stopping at the first error it returns.
+  std::string for_each(const std::function<std::string(const GgufValue&)>& fn) const;
+  // The first min(n, size()) elements.
+  std::vector<GgufValue> first(uint64_t n) const;
+
+ private:
+  friend class GgufArrayAccess;
+
+  GgufType type_ = GgufType::kU8;
+  uint64_t count_ = 0;
+  std::vector<GgufValue> items_;  // built in memory
+  std::vector<uint8_t> encoded_;  // read from a file
+  bool from_file_ = false;
 };
 
 struct GgufValue {

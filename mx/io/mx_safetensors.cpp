@@ -174,6 +174,10 @@ std::string load_one(const SafetensorsFile& file, const std::string& name, MxTen
   const std::string key = mx_metadata_key(name);
   const auto it = file.metadata().find(key);
   if (it == file.metadata().end()) return cat("no metadata key '", key, "'");
+  // Readers that look a name up could otherwise take either one.
+  if (file.find(name) != nullptr) {
+    return cat("the file has both a plain tensor '", name, "' and an MX tensor '", name, "'");
+  }
   MxTensor t;
   if (auto e = parse_mx_spec_json(it->second, &t.shape, &t.spec); !e.empty()) {
     return cat("metadata '", key, "': ", e);

@@ -149,6 +149,11 @@ std::string parse_into(std::span<const uint8_t> file, std::vector<SafetensorsTen
   if (n < 2) return cat("header length ", n, " at byte 0 is too small for a JSON object");
   const char* text = reinterpret_cast<const char*>(file.data() + 8);
   if (text[0] != '{') return cat("header at byte 8 does not start with '{'");
+  // nlohmann's parser stops at a NUL byte as if the text ended there, so "{...}\0junk" would
+  // parse; JSON has no raw NUL anywhere, and the format pads headers with spaces only.
+  if (const void* nul = std::memchr(text, 0, n); nul != nullptr) {
+    return cat("header has a NUL byte at file byte ", 8 + (static_cast<const char*>(nul) - text));
+  }
   if (const int64_t at = too_deep_at(std::string_view(text, n), 8); at >= 0) {
     return cat("header JSON nests deeper than ", kMaxJsonDepth, " levels at file byte ", at);
   }
@@ -337,10 +342,17 @@ uint64_t safetensors_byte_size(std::string_view dtype, std::span<const int64_t> 
 }
 
 const SafetensorsTensor* SafetensorsFile::find(std::string_view name) const {
-  for (const auto& t : tensors_) {
-    if (t.name == name) return &t;
-  }
-  return nullptr;
+  const auto it =
+      std::lower_bound(by_name_.begin(), by_name_.end(), name,
+                       [&](size_t i, std::string_view n) { return tensors_[i].name < n; });
+  return it != by_name_.end() && tensors_[*it].name == name ? &tensors_[*it] : nullptr;
+}
+
+void SafetensorsFile::index_names() {
+  by_name_.resize(tensors_.size());
+  for (size_t i = 0; i < by_name_.size(); ++i) by_name_[i] = i;
+  std::sort(by_name_.begin(), by_name_.end(),
+            [&](size_t a, size_t b) { return tensors_[a].name < tensors_[b].name; });
 }
 
 std::string open_safetensors(const std::string& path, SafetensorsFile* out) {
@@ -355,6 +367,7 @@ std::string open_safetensors(const std::string& path, SafetensorsFile* out) {
     out->mapping_.close();
     return one_line(cat(path, ": ", err));
   }
+  out->index_names();
   return "";
 }
 
@@ -367,6 +380,7 @@ std::string parse_safetensors(std::span<const uint8_t> file, SafetensorsFile* ou
     out->tensors_.clear();
     out->metadata_.clear();
   }
+  out->index_names();
   return one_line(err);
 }
 

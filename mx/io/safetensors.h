@@ -51,15 +51,18 @@ class SafetensorsFile {
   // In file order (ascending data offset).
   const std::vector<SafetensorsTensor>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
-  // The tensor called `name`, or nullptr.
+  // The tensor called `name`, or nullptr (a binary search: files may hold many thousands).
   const SafetensorsTensor* find(std::string_view name) const;
 
  private:
+  void index_names();
+
   friend std::string open_safetensors(const std::string& path, SafetensorsFile* out);
   friend std::string parse_safetensors(std::span<const uint8_t> file, SafetensorsFile* out);
 
   MappedFile mapping_;
   std::vector<SafetensorsTensor> tensors_;
+  std::vector<size_t> by_name_;  // indices into tensors_, in name order
   std::map<std::string, std::string> metadata_;
 };
 

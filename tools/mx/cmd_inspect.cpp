@@ -30,8 +30,8 @@ std::string ratio_text(std::optional<double> r) {
 
 void print_table(const convert::Inspection& in, bool with_metadata) {
   fmt::print("{}: {}, {} tensors ({} MX), {} parameters, {} bytes\n", in.path,
-             convert::container_name(in.container), in.tensors.size(), in.mx_count(),
-             in.parameters(), in.file_bytes);
+             io::container_name(in.container), in.tensors.size(), in.mx_count(), in.parameters(),
+             in.file_bytes);
   if (with_metadata) {
     for (const auto& [key, value] : in.metadata) fmt::print("  {} = {}\n", key, value);
   } else if (!in.metadata.empty()) {

@@ -1,4 +1,4 @@
-#include "mx/convert/container.h"
+#include "mx/io/container.h"
 
 #include <algorithm>
 #include <cctype>
@@ -8,7 +8,7 @@
 
 #include "mx/io/cat.h"
 
-namespace mx::convert {
+namespace mx::io {
 namespace {
 
 bool ends_with_nocase(const std::string& s, std::string_view suffix) {
@@ -43,4 +43,4 @@ bool has_gguf_extension(const std::string& path) {
   return ends_with_nocase(path, ".gguf");
 }
 
-}  // namespace mx::convert
+}  // namespace mx::io

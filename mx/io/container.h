@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-namespace mx::convert {
+namespace mx::io {
 
 enum class Container { kSafetensors, kGguf, kLlama2c };
 
@@ -18,4 +18,4 @@ Container guess_container(const std::string& path);
 // True when `path` ends in ".gguf" (any case): the output kind `mx quantize` writes.
 bool has_gguf_extension(const std::string& path);
 
-}  // namespace mx::convert
+}  // namespace mx::io
