@@ -1,0 +1,23 @@
+// How much memory this process may still take. Commands compare what a job needs with it before
+// allocating, so that a size the machine cannot hold is refused with a clear message rather than
+// ending in std::bad_alloc, or in the kernel's out-of-memory killer once Linux, which promises
+// memory it does not have, is asked to deliver it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace mx::io {
+
+// The smaller of the memory the system reports available (MemAvailable) and what the address-
+// space limit (ulimit -v) leaves to this process. INT64_MAX when neither can be read.
+int64_t available_memory_bytes();
+
+// "1.5 GB", "320 MB": sizes in messages.
+std::string format_bytes(double bytes);
+
+// "" when `bytes` fits in available_memory_bytes(), else "WHAT needs X, more than the Y
+// available".
+std::string check_memory(double bytes, const std::string& what);
+
+}  // namespace mx::io
