@@ -89,7 +89,7 @@ TEST(MatmulRecipe, ForwardQuantizesActivationsAndWeightsAlongInFeatures) {
   Recipe r = *recipe_preset("mxfp4w-mxfp6a");
   std::vector<float> y(m * n), want(m * n);
   cpu::MatmulScratch scratch;
-  cpu::matmul_forward(y.data(), x.data(), w.data(), nullptr, m, k, n, r, 0, scratch);
+  ASSERT_EQ(cpu::matmul_forward(y.data(), x.data(), w.data(), nullptr, m, k, n, r, 0, scratch), "");
   const auto xq = fake_quantized(x, m, k, 1, ElementFormat::kE3M2);
   const auto wq = fake_quantized(w, n, k, 1, ElementFormat::kE2M1);
   cpu::sgemm_nt(want.data(), xq.data(), wq.data(), m, k, n, false);
@@ -102,8 +102,9 @@ TEST(MatmulRecipe, BackwardQuantizesEachGemmAlongItsOwnReductionAxis) {
   const Recipe r = *recipe_preset("mxint8");
   std::vector<float> dx(m * k, 0.0f), dw(n * k, 0.0f);
   cpu::MatmulScratch scratch;
-  cpu::matmul_backward(dx.data(), dw.data(), nullptr, dy.data(), x.data(), w.data(), m, k, n, r, 0,
-                       scratch);
+  ASSERT_EQ(cpu::matmul_backward(dx.data(), dw.data(), nullptr, dy.data(), x.data(), w.data(), m, k,
+                                 n, r, 0, scratch),
+            "");
   // dx = dy W with dy blocked along out-features (axis 1) and W along out-features (axis 0).
   std::vector<float> want_dx(m * k, 0.0f);
   cpu::sgemm_nn(want_dx.data(), fake_quantized(dy, m, n, 1, ElementFormat::kInt8).data(),
@@ -126,8 +127,9 @@ TEST(MatmulRecipe, Fp32RecipeLeavesOperandsUntouched) {
   const auto x = random_matrix(m, k, 10), w = random_matrix(n, k, 11);
   std::vector<float> y(m * n), want(m * n);
   cpu::MatmulScratch scratch;
-  cpu::matmul_forward(y.data(), x.data(), w.data(), nullptr, m, k, n, *recipe_preset("fp32"), 0,
-                      scratch);
+  ASSERT_EQ(cpu::matmul_forward(y.data(), x.data(), w.data(), nullptr, m, k, n,
+                                *recipe_preset("fp32"), 0, scratch),
+            "");
   cpu::sgemm_nt(want.data(), x.data(), w.data(), m, k, n, false);
   EXPECT_EQ(y, want);
 }
@@ -138,14 +140,27 @@ TEST(MatmulRecipe, StochasticRoundingStreamsDifferBetweenSteps) {
   const Recipe r = *recipe_preset("mxfp4");  // gradients use stochastic rounding
   std::vector<float> dx1(m * k, 0.0f), dx2(m * k, 0.0f), dx1_again(m * k, 0.0f);
   cpu::MatmulScratch scratch;
-  cpu::matmul_backward(dx1.data(), nullptr, nullptr, dy.data(), x.data(), w.data(), m, k, n, r,
-                       cpu::stream_id(1, 0, 0), scratch);
-  cpu::matmul_backward(dx2.data(), nullptr, nullptr, dy.data(), x.data(), w.data(), m, k, n, r,
-                       cpu::stream_id(2, 0, 0), scratch);
-  cpu::matmul_backward(dx1_again.data(), nullptr, nullptr, dy.data(), x.data(), w.data(), m, k, n,
-                       r, cpu::stream_id(1, 0, 0), scratch);
+  for (auto [dx, step] : {std::pair{&dx1, 1}, {&dx2, 2}, {&dx1_again, 1}}) {
+    ASSERT_EQ(cpu::matmul_backward(dx->data(), nullptr, nullptr, dy.data(), x.data(), w.data(), m,
+                                   k, n, r, cpu::stream_id(uint64_t(step), 0, 0), scratch),
+              "");
+  }
   EXPECT_NE(dx1, dx2);
   EXPECT_EQ(dx1, dx1_again);
+}
+
+// A block far longer than the rows it covers is refused by the quantizer (mostly padding). The
+// matmul reports that, naming the role, rather than multiply whatever its scratch held.
+TEST(MatmulRecipe, ACastTheShapeCannotTakeIsReportedNotDropped) {
+  const int64_t m = 512, k = 64, n = 8;
+  const auto x = random_matrix(m, k, 15), w = random_matrix(n, k, 16);
+  Recipe r;
+  ASSERT_EQ(parse_recipe_json(R"({"act_fwd": {"format": "mxfp8_e4m3", "block": 8192}})", &r), "");
+  std::vector<float> y(m * n);
+  cpu::MatmulScratch scratch;
+  EXPECT_EQ(cpu::matmul_forward(y.data(), x.data(), w.data(), nullptr, m, k, n, r, 0, scratch),
+            "recipe role 'act_fwd' on a [512, 64] operand: blocks of 8192 elements are mostly "
+            "padding for this array; use a smaller block or tile");
 }
 
 TEST(Recipe, JsonRecipesParseAndBadOnesAreRefused) {
@@ -162,6 +177,11 @@ TEST(Recipe, JsonRecipesParseAndBadOnesAreRefused) {
   EXPECT_NE(parse_recipe_json(R"({"weight_fwd": "mxfp5"})", &r).find("mxfp5"), std::string::npos);
   EXPECT_NE(parse_recipe_json(R"({"act_fwd": {"block": 0}})", &r).find("block"), std::string::npos);
   EXPECT_NE(parse_recipe_json(R"({"bogus": 1})", &r).find("bogus"), std::string::npos);
+  // Read as 64 bits and range-checked: a 32-bit read would wrap 2^32 + 32 to 32.
+  EXPECT_EQ(parse_recipe_json(R"({"act_fwd": {"block": 4294967328}})", &r),
+            "recipe role 'act_fwd': block 4294967328 is not between 1 and 1048576");
+  EXPECT_EQ(parse_recipe_json(R"({"act_fwd": {"block": -32}})", &r),
+            "recipe role 'act_fwd': block -32 is not between 1 and 1048576");
 }
 
 }  // namespace

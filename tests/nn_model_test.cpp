@@ -26,11 +26,18 @@ ModelConfig tiny(Arch arch) {
   return *model_preset("tiny", arch);
 }
 
+// The loss of a forward pass, which must succeed.
+float loss_of(Model& model, const Data& d) {
+  float loss = 0;
+  EXPECT_EQ(model.forward(d.tokens.data(), d.targets.data(), d.b, d.t, &loss), "");
+  return loss;
+}
+
 // Runs forward + backward and returns the loss; gradients are left in params().grad().
 float loss_and_grad(Model& model, const Data& d) {
   model.zero_grad();
-  const float loss = model.forward(d.tokens.data(), d.targets.data(), d.b, d.t);
-  model.backward();
+  const float loss = loss_of(model, d);
+  EXPECT_EQ(model.backward(), "");
   return loss;
 }
 
@@ -69,7 +76,7 @@ void check_model_gradients(Arch arch, bool tied) {
       const std::vector<float> saved(w, w + view.size);
       auto loss_at = [&](double step) {
         for (int64_t i = 0; i < view.size; ++i) w[i] = float(saved[i] + step * u[i]);
-        return double(model.forward(d.tokens.data(), d.targets.data(), d.b, d.t));
+        return double(loss_of(model, d));
       };
       const double numeric = (loss_at(h) - loss_at(-h)) / (2.0 * h);
       for (int64_t i = 0; i < view.size; ++i) w[i] = saved[i];
@@ -90,9 +97,9 @@ void check_model_gradients(Arch arch, bool tied) {
       float* w = p.data() + view.offset + i;
       const float saved = *w;
       *w = float(saved + h);
-      const double plus = model.forward(d.tokens.data(), d.targets.data(), d.b, d.t);
+      const double plus = loss_of(model, d);
       *w = float(saved - h);
-      const double minus = model.forward(d.tokens.data(), d.targets.data(), d.b, d.t);
+      const double minus = loss_of(model, d);
       *w = saved;
       const double numeric = (plus - minus) / (2.0 * h), analytic = grad[view.offset + i];
       EXPECT_NEAR(analytic, numeric, 2e-4 + 0.05 * std::fabs(analytic))
@@ -166,7 +173,7 @@ TEST(NnModel, Fp32RecipeIsBitwiseTheRecipeFreePathAndMxfp6DiffersSlightly) {
   }
 }
 
-TEST(NnModel, Bf16VectorOpsStayCloseAndBadInputsGiveNan) {
+TEST(NnModel, Bf16VectorOpsStayCloseAndBadInputsAreRefused) {
   for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
     Model model(tiny(arch));
     model.params().init(5);
@@ -181,9 +188,43 @@ TEST(NnModel, Bf16VectorOpsStayCloseAndBadInputsGiveNan) {
     EXPECT_NEAR(rounded, base, 0.01 * base) << arch_name(arch);
     std::vector<uint32_t> bad = d.tokens;
     bad[3] = 256;
-    EXPECT_TRUE(std::isnan(model.forward(bad.data(), d.targets.data(), d.b, d.t)));
-    EXPECT_TRUE(std::isnan(model.forward(d.tokens.data(), nullptr, 1, 65)));
+    EXPECT_EQ(model.forward(bad.data(), d.targets.data(), d.b, d.t),
+              "token id 256 is not below the model's vocabulary of 256");
+    EXPECT_EQ(model.forward(d.tokens.data(), nullptr, 1, 65),
+              "a pass of 1 x 65 tokens does not fit this model (context 64)");
+    EXPECT_NE(model.backward(), "");  // no valid forward pass to go back through
   }
+}
+
+// A recipe whose blocks this model's shapes cannot take fails the pass with the quantizer's
+// reason; it once left the matmul to multiply stale scratch memory (loss 7.44 instead of 1.75).
+TEST(NnModel, ARecipeTheShapesCannotTakeFailsThePass) {
+  Model model(tiny(Arch::kGpt2));
+  model.params().init(5);
+  Recipe huge_blocks;
+  ASSERT_EQ(
+      parse_recipe_json(R"({"act_fwd": {"format": "mxfp8_e4m3", "block": 8192}})", &huge_blocks),
+      "");
+  model.set_recipe(huge_blocks);
+  const Data d(256);
+  float loss = -1;
+  const std::string e = model.forward(d.tokens.data(), d.targets.data(), d.b, d.t, &loss);
+  EXPECT_EQ(e.rfind("recipe role 'act_fwd' on a [", 0), 0u) << e;
+  EXPECT_NE(e.find("mostly padding"), std::string::npos) << e;
+  EXPECT_EQ(loss, -1);  // no loss reported
+  model.set_recipe(*recipe_preset("fp32"));
+  EXPECT_EQ(model.forward(d.tokens.data(), d.targets.data(), d.b, d.t, &loss), "");  // recovers
+}
+
+// Activations are counted against the memory left before they are allocated.
+TEST(NnModel, APassLargerThanMemoryIsRefusedBeforeAllocating) {
+  Model model(tiny(Arch::kLlama));
+  const std::string e = model.reserve(int64_t{1} << 40, 64);
+  EXPECT_EQ(e.rfind("a pass of 1099511627776 x 64 tokens needs ", 0), 0u) << e;
+  EXPECT_NE(e.find(" available"), std::string::npos) << e;
+  EXPECT_EQ(model.reserve(4, 64), "");
+  // Counted in double: absurd shapes give a huge figure, not an overflow.
+  EXPECT_GT(Model::activation_bytes(tiny(Arch::kGpt2), int64_t{1} << 62, 64), 1e20);
 }
 
 TEST(NnModel, ResultsDoNotDependOnTheThreadCount) {

@@ -46,8 +46,9 @@ float train_step(Model& model, AdamW& opt, const LrSchedule& lr, data::TokenView
   EXPECT_EQ(data::sample_batch(train, b, t, sampler, &batch), "");
   model.set_step(uint64_t(step));
   model.zero_grad();
-  const float loss = model.forward(batch.inputs.data(), batch.targets.data(), b, t);
-  model.backward();
+  float loss = 0;
+  EXPECT_EQ(model.forward(batch.inputs.data(), batch.targets.data(), b, t, &loss), "");
+  EXPECT_EQ(model.backward(), "");
   clip_grad_norm(model.params(), 1.0);
   opt.step(model.params(), lr.at(step));
   return loss;
@@ -60,7 +61,9 @@ double evaluate(Model& model, data::TokenView val, int64_t b, int64_t t, int64_t
   for (int64_t i = 0; i < batches; ++i) {
     data::Batch batch;
     EXPECT_EQ(data::eval_batch(val, b, t, i, &batch), "");
-    total += model.forward(batch.inputs.data(), batch.targets.data(), batch.rows, t) * batch.rows;
+    float loss = 0;
+    EXPECT_EQ(model.forward(batch.inputs.data(), batch.targets.data(), batch.rows, t, &loss), "");
+    total += loss * batch.rows;
     rows += batch.rows;
   }
   return total / double(rows);
@@ -102,7 +105,7 @@ TrainResult train_tiny(Arch arch, int64_t steps, const std::vector<uint32_t>& to
   // A few tokens sampled from the trained model are bytes.
   uint64_t rng = 9;
   std::vector<uint32_t> context = {'T', 'h', 'e'};
-  model.forward(context.data(), nullptr, 1, 3);
+  EXPECT_EQ(model.forward(context.data(), nullptr, 1, 3), "");
   EXPECT_LT(sample_token(model.logits() + 2 * 256, 256, 10, 0.8f, &rng), 256u);
   return r;
 }

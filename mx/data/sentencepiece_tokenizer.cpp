@@ -2,6 +2,7 @@
 
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
+#include <cstdio>
 
 #include <fstream>
 #include <sstream>
@@ -81,6 +82,22 @@ class SentencePieceTokenizer final : public Tokenizer {
   sentencepiece::SentencePieceProcessor processor_;
 };
 
+// SentencePiece's own message about too small a vocabulary points at a flag of its own that mx
+// does not have; this says what to change instead.
+std::string training_error(std::string_view message) {
+  constexpr std::string_view kTooSmall = "Vocabulary size is smaller than required_chars. ";
+  const size_t at = message.find(kTooSmall);
+  if (at != std::string_view::npos) {
+    unsigned asked = 0, needed = 0;
+    const std::string rest(message.substr(at + kTooSmall.size()));
+    if (std::sscanf(rest.c_str(), "%u vs %u", &asked, &needed) == 2) {
+      return "vocab size " + std::to_string(asked) + " is too small for this corpus: its " +
+             "characters and the special pieces need at least " + std::to_string(needed);
+    }
+  }
+  return "SentencePiece training: " + std::string(message);
+}
+
 }  // namespace
 
 std::string train_sentencepiece(std::string_view text, const SentencePieceTrainOptions& o,
@@ -112,7 +129,7 @@ std::string train_sentencepiece(std::string_view text, const SentencePieceTrainO
   if (lines.done()) return "no training text: the corpus has no non-empty line";
   std::string bytes;
   const auto status = sentencepiece::SentencePieceTrainer::Train(args, &lines, &bytes);
-  if (!status.ok()) return std::string("SentencePiece training: ") + status.message();
+  if (!status.ok()) return training_error(status.message());
   *model_bytes = std::move(bytes);
   return "";
 }

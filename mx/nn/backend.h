@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "mx/nn/cpu/layers.h"
@@ -73,6 +74,11 @@ struct Backend {
                                      const uint32_t* targets, int64_t n, int64_t v) = 0;
   virtual void crossentropy_backward(float* dlogits, const float* probs, const uint32_t* targets,
                                      int64_t n, int64_t v) = 0;
+
+  // The first error an op met since the last call, cleared by the call; "" when none. Ops
+  // return nothing themselves, since a device reports its errors late; the model asks once
+  // per pass, and a pass with an error returns it instead of a result.
+  virtual std::string take_error() = 0;
 };
 
 }  // namespace mx::nn

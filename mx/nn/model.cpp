@@ -5,10 +5,14 @@
 #include <limits>
 
 #include "mx/core/rounding.h"
+#include "mx/io/cat.h"
+#include "mx/io/memory_budget.h"
 #include "mx/nn/cpu/cpu_backend.h"
 #include "mx/nn/cpu/matmul.h"
 
 namespace mx::nn {
+
+using io::cat;
 
 // Saved activations of one block (shapes for N = B * T tokens).
 struct LayerActs {
@@ -47,41 +51,78 @@ Model::Model(const ModelConfig& config, std::unique_ptr<Backend> backend)
 
 Model::~Model() = default;
 
-void Model::allocate(int64_t b, int64_t t) {
-  if (acts_ != nullptr && b == b_ && t == t_) return;
-  b_ = b, t_ = t;
-  const int64_t n = b * t, C = config_.dim, H = config_.hidden, V = config_.vocab;
-  const int64_t q = config_.n_heads * config_.head_size();
-  const int64_t kv = config_.n_kv_heads * config_.head_size();
-  acts_ = std::make_unique<Acts>();
-  Acts& a = *acts_;
-  a.encoded.resize(n * C);
-  a.layers.resize(config_.n_layers);
+namespace {
+
+struct Sized {
+  std::vector<float>* buffer;
+  double count;
+};
+
+// Every activation buffer with its size for b sequences of t tokens: what reserve allocates and
+// what activation_bytes counts, from one list so that the two cannot disagree.
+std::vector<Sized> activation_buffers(const ModelConfig& c, double b, double t, Model::Acts& a) {
+  const double n = b * t, C = double(c.dim), H = double(c.hidden), V = double(c.vocab);
+  const double q = double(c.n_heads * c.head_size()), kv = double(c.n_kv_heads * c.head_size());
+  std::vector<Sized> list = {{&a.encoded, n * C}, {&a.lnf, n * C},    {&a.lnf_mean, n},
+                             {&a.lnf_rstd, n},    {&a.logits, n * V}, {&a.probs, n * V},
+                             {&a.losses, n},      {&a.dres, n * C},   {&a.dln, n * C},
+                             {&a.datty, n * C},   {&a.dq, n * q},     {&a.dk, n * kv},
+                             {&a.dv, n * kv},     {&a.dact, n * H},   {&a.dfc, n * H},
+                             {&a.dup, n * H},     {&a.dlogits, n * V}};
   for (LayerActs& l : a.layers) {
     for (auto* v : {&l.ln1, &l.atty, &l.attproj, &l.res_att, &l.ln2, &l.proj, &l.res_out}) {
-      v->resize(n * C);
+      list.push_back({v, n * C});
     }
-    for (auto* v : {&l.ln1_mean, &l.ln1_rstd, &l.ln2_mean, &l.ln2_rstd}) v->resize(n);
-    l.q.resize(n * q);
-    l.k.resize(n * kv);
-    l.v.resize(n * kv);
-    l.att.resize(b * config_.n_heads * t * t);
-    l.fc.resize(n * H);
-    l.act.resize(n * H);
-    if (config_.arch == Arch::kLlama) l.up.resize(n * H);
+    for (auto* v : {&l.ln1_mean, &l.ln1_rstd, &l.ln2_mean, &l.ln2_rstd}) list.push_back({v, n});
+    list.push_back({&l.q, n * q});
+    list.push_back({&l.k, n * kv});
+    list.push_back({&l.v, n * kv});
+    list.push_back({&l.att, b * double(c.n_heads) * t * t});
+    list.push_back({&l.fc, n * H});
+    list.push_back({&l.act, n * H});
+    list.push_back({&l.up, c.arch == Arch::kLlama ? n * H : 0.0});
   }
-  a.lnf.resize(n * C);
-  a.lnf_mean.resize(n);
-  a.lnf_rstd.resize(n);
-  a.logits.resize(n * V);
-  a.probs.resize(n * V);
-  a.losses.resize(n);
-  for (auto* v : {&a.dres, &a.dln, &a.datty}) v->resize(n * C);
-  a.dq.resize(n * q);
-  a.dk.resize(n * kv);
-  a.dv.resize(n * kv);
-  for (auto* v : {&a.dact, &a.dfc, &a.dup}) v->resize(n * H);
-  a.dlogits.resize(n * V);
+  return list;
+}
+
+}  // namespace
+
+double Model::activation_bytes(const ModelConfig& config, int64_t b, int64_t t) {
+  Acts a;
+  a.layers.resize(size_t(config.n_layers));
+  double floats = 0;
+  for (const Sized& s : activation_buffers(config, double(b), double(t), a)) floats += s.count;
+  return floats * sizeof(float);
+}
+
+double Model::training_bytes(const ModelConfig& config, int64_t b, int64_t t) {
+  const Params shapes(config, /*allocate=*/false);
+  // Weights, gradients and the two AdamW moments, each one float per parameter.
+  return 4.0 * double(shapes.count()) * sizeof(float) + activation_bytes(config, b, t);
+}
+
+std::string Model::reserve(int64_t b, int64_t t) {
+  if (b < 1 || t < 1 || t > config_.seq_len) {
+    return cat("a pass of ", b, " x ", t, " tokens does not fit this model (context ",
+               config_.seq_len, ")");
+  }
+  if (acts_ != nullptr && b <= cap_b_ && t <= cap_t_) return "";
+  const int64_t new_b = std::max(b, cap_b_), new_t = std::max(t, cap_t_);
+  acts_.reset();  // the old buffers go before the new ones are counted against the budget
+  cap_b_ = cap_t_ = 0;
+  if (std::string e = io::check_memory(activation_bytes(config_, new_b, new_t),
+                                       cat("a pass of ", new_b, " x ", new_t, " tokens"));
+      !e.empty()) {
+    return e;
+  }
+  auto acts = std::make_unique<Acts>();
+  acts->layers.resize(size_t(config_.n_layers));
+  for (const Sized& s : activation_buffers(config_, double(new_b), double(new_t), *acts)) {
+    s.buffer->resize(size_t(s.count));
+  }
+  acts_ = std::move(acts);
+  cap_b_ = new_b, cap_t_ = new_t;
+  return "";
 }
 
 void Model::layer_forward(int64_t l, const float* x) {
@@ -132,17 +173,18 @@ void Model::layer_forward(int64_t l, const float* x) {
   be.residual_forward(a.res_out.data(), a.res_att.data(), a.proj.data(), n * C, bf16);
 }
 
-float Model::forward(const uint32_t* tokens, const uint32_t* targets, int64_t b, int64_t t) {
+std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int64_t b, int64_t t,
+                           float* loss) {
+  has_targets_ = false;
+  if (std::string e = reserve(b, t); !e.empty()) return e;
   const int64_t n = b * t, C = config_.dim, V = config_.vocab;
-  bool valid = b >= 1 && t >= 1 && t <= config_.seq_len;
-  for (int64_t i = 0; valid && i < n; ++i) {
-    valid = tokens[i] < V && (targets == nullptr || targets[i] < V);
+  for (int64_t i = 0; i < n; ++i) {
+    if (tokens[i] >= V || (targets != nullptr && targets[i] >= V)) {
+      return cat("token id ", std::max(tokens[i], targets != nullptr ? targets[i] : 0u),
+                 " is not below the model's vocabulary of ", V);
+    }
   }
-  if (!valid) {
-    has_targets_ = false;
-    return std::numeric_limits<float>::quiet_NaN();
-  }
-  allocate(b, t);
+  b_ = b, t_ = t;
   tokens_.assign(tokens, tokens + n);
   has_targets_ = targets != nullptr;
   if (has_targets_) targets_.assign(targets, targets + n);
@@ -165,7 +207,14 @@ float Model::forward(const uint32_t* tokens, const uint32_t* targets, int64_t b,
   }
   be.matmul_forward(a.logits.data(), a.lnf.data(), at(p, params_.classifier()), nullptr, n, C, V,
                     recipe_, cpu::stream_id(step_, int(config_.n_layers), 0));
-  return be.crossentropy_forward(a.probs.data(), a.losses.data(), a.logits.data(), targets, n, V);
+  const float mean =
+      be.crossentropy_forward(a.probs.data(), a.losses.data(), a.logits.data(), targets, n, V);
+  if (std::string e = be.take_error(); !e.empty()) {
+    has_targets_ = false;
+    return e;
+  }
+  if (loss != nullptr) *loss = mean;
+  return "";
 }
 
 void Model::layer_backward(int64_t l, const float* x, float* dres) {
@@ -228,8 +277,8 @@ void Model::layer_backward(int64_t l, const float* x, float* dres) {
   norm_back(x, a.ln1_mean.data(), a.ln1_rstd.data(), o.ln1_w, o.ln1_b);
 }
 
-void Model::backward() {
-  if (acts_ == nullptr || !has_targets_) return;
+std::string Model::backward() {
+  if (acts_ == nullptr || !has_targets_) return "backward needs a forward pass with targets";
   Acts& a = *acts_;
   Backend& be = *backend_;
   float* p = params_.data();
@@ -257,6 +306,7 @@ void Model::backward() {
   }
   be.embedding_backward(at(g, params_.wte()), at(g, params_.wpe()), a.dres.data(), tokens_.data(),
                         n, t_, C);
+  return be.take_error();
 }
 
 void Model::zero_grad() {

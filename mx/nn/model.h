@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "mx/nn/backend.h"
@@ -36,20 +37,32 @@ class Model {
   // The step number mixed into the stochastic-rounding streams.
   void set_step(uint64_t step) { step_ = step; }
 
-  // tokens, targets: [B, T] with T <= seq_len. Returns the mean cross-entropy over the B * T
-  // tokens, or 0 when targets is null (then only logits and probs are computed). Returns NaN
-  // and computes nothing when T > seq_len or an id is >= vocab.
-  float forward(const uint32_t* tokens, const uint32_t* targets, int64_t b, int64_t t);
+  // Sizes the activations for passes of up to `b` sequences of up to `t` tokens, after checking
+  // that they fit in the memory this process may still take. Passes on smaller shapes reuse
+  // them; a pass on a larger shape reserves again. "" or the reason.
+  std::string reserve(int64_t b, int64_t t);
+  // Bytes of the activations (forward and backward) of a pass of b sequences of t tokens, and
+  // of a training run's state besides: weights, gradients and AdamW's two moments. Computed in
+  // double, so that absurd shapes give a large number rather than an overflow.
+  static double activation_bytes(const ModelConfig& config, int64_t b, int64_t t);
+  static double training_bytes(const ModelConfig& config, int64_t b, int64_t t);
+
+  // tokens, targets: [B, T] with T <= seq_len. Sets *loss to the mean cross-entropy over the
+  // B * T tokens (targets may be null: then only logits and probs are computed). Returns "" or
+  // the reason nothing valid was computed: T > seq_len, an id >= vocab, memory, or a cast the
+  // recipe asked for that this shape cannot take.
+  std::string forward(const uint32_t* tokens, const uint32_t* targets, int64_t b, int64_t t,
+                      float* loss = nullptr);
   // After a forward with targets: params().grad() += d(mean loss)/d(params).
-  void backward();
+  std::string backward();
   void zero_grad();
 
   const float* logits() const;  // [B * T, vocab] of the last forward
   const float* probs() const;   // softmax of logits
 
+  struct Acts;  // the activations, defined in model.cpp
+
  private:
-  struct Acts;
-  void allocate(int64_t b, int64_t t);
   void layer_forward(int64_t l, const float* x);
   void layer_backward(int64_t l, const float* x, float* dres);
 
@@ -58,7 +71,8 @@ class Model {
   std::unique_ptr<Backend> backend_;
   Recipe recipe_;
   uint64_t step_ = 0;
-  int64_t b_ = 0, t_ = 0;
+  int64_t b_ = 0, t_ = 0;          // the shape of the last pass
+  int64_t cap_b_ = 0, cap_t_ = 0;  // the shape the activations are sized for
   bool has_targets_ = false;
   std::vector<uint32_t> tokens_, targets_;
   std::unique_ptr<Acts> acts_;

@@ -45,6 +45,19 @@ std::string validate(const ModelConfig& c) {
       c.hidden < 1 || c.seq_len < 1) {
     return "model sizes must be positive";
   }
+  // Far beyond any model this engine runs, and small enough that every size computed from a
+  // config fits in 64 bits: a damaged number is refused here, before anything is allocated.
+  const std::pair<const char*, std::pair<int64_t, int64_t>> limits[] = {
+      {"vocab", {c.vocab, int64_t{1} << 24}},       {"dim", {c.dim, int64_t{1} << 16}},
+      {"n_layers", {c.n_layers, int64_t{1} << 12}}, {"n_heads", {c.n_heads, c.dim}},
+      {"hidden", {c.hidden, int64_t{1} << 18}},     {"seq_len", {c.seq_len, int64_t{1} << 20}}};
+  for (const auto& [name, value_limit] : limits) {
+    if (value_limit.first > value_limit.second) {
+      std::ostringstream s;
+      s << name << " " << value_limit.first << " exceeds the limit of " << value_limit.second;
+      return s.str();
+    }
+  }
   if (c.dim % c.n_heads != 0) return "dim must be a multiple of n_heads";
   if (c.n_heads % c.n_kv_heads != 0) return "n_heads must be a multiple of n_kv_heads";
   if (c.arch == Arch::kGpt2 && c.n_kv_heads != c.n_heads) return "GPT-2 has n_kv_heads = n_heads";

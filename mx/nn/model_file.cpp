@@ -5,6 +5,8 @@
 
 #include "mx/core/dtype.h"
 #include "mx/io/cat.h"
+#include "mx/io/container.h"
+#include "mx/io/content_checksum.h"
 #include "mx/io/llama2c.h"
 #include "mx/io/mx_safetensors.h"
 #include "mx/io/safetensors.h"
@@ -79,6 +81,9 @@ std::string fill_params(const std::vector<io::SafetensorsTensor>& tensors,
       return cat("tensor ", v.name, " is missing");
     }
     const io::SafetensorsTensor& t = *it->second;
+    if (file != nullptr && file->metadata().count(io::mx_metadata_key(v.name)) != 0) {
+      return cat("the file has both a plain tensor '", v.name, "' and an MX tensor '", v.name, "'");
+    }
     if (t.shape != v.shape) {
       return cat("tensor ", v.name, " has shape ", format_shape(t.shape), ", the model needs ",
                  format_shape(v.shape));
@@ -90,18 +95,23 @@ std::string fill_params(const std::vector<io::SafetensorsTensor>& tensors,
   return "";
 }
 
+// Errors name `path` once (read_llama2c's own do already).
 std::string load_llama2c_bin(const std::string& path, LoadedModel* out, int threads) {
   io::Llama2cCheckpoint ckpt;
   if (std::string e = io::read_llama2c(path, &ckpt); !e.empty()) return e;
   std::vector<io::TensorToWrite> named;
   std::map<std::string, std::string> meta;
-  if (std::string e = io::llama2c_named_tensors(ckpt, &named, &meta); !e.empty()) return e;
+  if (std::string e = io::llama2c_named_tensors(ckpt, &named, &meta); !e.empty()) {
+    return cat(path, ": ", e);
+  }
   const ModelConfig config = config_from_llama2c(ckpt.config());
-  if (std::string e = validate(config); !e.empty()) return e;
+  if (std::string e = validate(config); !e.empty()) return cat(path, ": ", e);
   std::vector<io::SafetensorsTensor> tensors;
   for (const io::TensorToWrite& t : named) tensors.push_back({t.name, t.dtype, t.shape, t.bytes});
   auto model = std::make_unique<Model>(config, std::make_unique<CpuBackend>(threads));
-  if (std::string e = fill_params(tensors, nullptr, model.get()); !e.empty()) return e;
+  if (std::string e = fill_params(tensors, nullptr, model.get()); !e.empty()) {
+    return cat(path, ": ", e);
+  }
   out->model = std::move(model);
   out->kind = "llama2c";
   const std::filesystem::path tok =
@@ -180,7 +190,38 @@ std::string save_model_file(const std::string& path, const ModelConfig& config,
   std::vector<io::TensorToWrite> tensors;
   std::map<std::string, std::string> meta;
   model_file_contents(config, params, tokenizer, &tensors, &meta);
+  io::add_checksum(tensors, &meta);
   return io::write_safetensors(path, tensors, meta);
+}
+
+std::string check_file_holds(const io::SafetensorsFile& file, const ModelConfig& c) {
+  if (std::string e = validate(c); !e.empty()) return cat("model config: ", e);
+  // Every block has at least 9 tensors: the layer count is bounded by the file before a single
+  // name is listed.
+  const int64_t held = int64_t(file.tensors().size());
+  if (c.n_layers > held / 9) {
+    return cat("model config: ", c.n_layers, " layers cannot fit in a file of ", held, " tensors");
+  }
+  const Params shapes(c, /*allocate=*/false);
+  for (const ParamView& v : shapes.views()) {
+    std::vector<int64_t> shape;
+    if (const io::SafetensorsTensor* t = file.find(v.name); t != nullptr) {
+      shape = t->shape;
+    } else if (auto it = file.metadata().find(io::mx_metadata_key(v.name));
+               it != file.metadata().end()) {
+      QuantSpec spec;
+      if (std::string e = io::parse_mx_spec_json(it->second, &shape, &spec); !e.empty()) {
+        return cat("metadata '", it->first, "': ", e);
+      }
+    } else {
+      return cat("tensor ", v.name, " is missing");
+    }
+    if (shape != v.shape) {
+      return cat("tensor ", v.name, " has shape ", format_shape(shape), ", the model needs ",
+                 format_shape(v.shape));
+    }
+  }
+  return "";
 }
 
 std::string load_model_file(const std::string& path_in, LoadedModel* out, int threads) {
@@ -188,12 +229,19 @@ std::string load_model_file(const std::string& path_in, LoadedModel* out, int th
   std::string path = path_in;
   std::error_code ec;
   if (fs::is_directory(path, ec)) path = (fs::path(path) / "checkpoint.safetensors").string();
-  if (fs::path(path).extension() == ".bin") {
-    if (std::string e = load_llama2c_bin(path, out, threads); !e.empty()) return cat(path, ": ", e);
-    return "";
+  switch (io::guess_container(path)) {
+    case io::Container::kLlama2c:
+      return load_llama2c_bin(path, out, threads);
+    case io::Container::kGguf:
+      return cat(path,
+                 ": a GGUF file; models are read from safetensors, llama2.c .bin files "
+                 "and training run folders");
+    case io::Container::kSafetensors:
+      break;
   }
   io::SafetensorsFile file;
   if (std::string e = io::open_safetensors(path, &file); !e.empty()) return e;
+  if (std::string e = io::verify_checksum(file); !e.empty()) return cat(path, ": ", e);
   const auto& meta = file.metadata();
   ModelConfig config;
   auto it = meta.find(std::string(kModelConfigKey));
@@ -210,6 +258,7 @@ std::string load_model_file(const std::string& path_in, LoadedModel* out, int th
   } else {
     return cat(path, ": no model config (metadata \"mxkit.model\" or \"llama2c.*\")");
   }
+  if (std::string e = check_file_holds(file, config); !e.empty()) return cat(path, ": ", e);
   auto model = std::make_unique<Model>(config, std::make_unique<CpuBackend>(threads));
   if (std::string e = fill_params(file.tensors(), &file, model.get()); !e.empty()) {
     return cat(path, ": ", e);

@@ -37,7 +37,13 @@ void model_file_contents(const ModelConfig& config, const Params& params,
                          std::string_view tokenizer, std::vector<io::TensorToWrite>* tensors,
                          std::map<std::string, std::string>* metadata);
 
-// The model file, written atomically.
+// Checks, before anything is allocated for the model, that `file` holds every tensor `config`
+// describes with the shape it needs (plain, or MX with that logical shape). A config is thereby
+// bounded by what the file can hold: a vocabulary of 10^12 or a billion layers is refused here
+// rather than allocated.
+std::string check_file_holds(const io::SafetensorsFile& file, const ModelConfig& config);
+
+// The model file with its checksum (io/content_checksum.h), written atomically.
 std::string save_model_file(const std::string& path, const ModelConfig& config,
                             const Params& params, std::string_view tokenizer);
 
@@ -47,7 +53,8 @@ struct LoadedModel {
   std::string kind;              // "mxkit", "llama2c" or "llama2c-safetensors"
 };
 
-// Errors name the file and the problem: a missing tensor, a wrong shape, a non-float dtype.
+// Errors name the file and the problem: a damaged file (its checksum, when it has one), a
+// missing tensor, a wrong shape, a non-float dtype.
 std::string load_model_file(const std::string& path, LoadedModel* out, int threads = 0);
 
 }  // namespace mx::nn

@@ -1,5 +1,6 @@
 #include "mx/nn/recipe.h"
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -67,7 +68,14 @@ std::string parse_cast(const nlohmann::json& j, std::string_view role, OperandCa
       if (!f) return where + "unknown format '" + value.get<std::string>() + "'";
       spec.format = *f;
     } else if (key == "block" && value.is_number_integer()) {
-      spec.block_size = value.get<int>();
+      // Read wide and range-checked: get<int>() would wrap 4294967328 to 32.
+      const bool fits = value.is_number_unsigned() ? value.get<uint64_t>() <= (1u << 20)
+                                                   : value.get<int64_t>() <= (1 << 20);
+      const int64_t block = fits ? value.get<int64_t>() : 0;
+      if (!fits || block <= 0) {
+        return where + "block " + value.dump() + " is not between 1 and 1048576";
+      }
+      spec.block_size = int(block);
     } else if (key == "scale" && value.is_string()) {
       auto r = parse_scale_rule(value.get<std::string>());
       if (!r) return where + "unknown scale rule '" + value.get<std::string>() + "'";
@@ -162,7 +170,16 @@ std::string recipe_from_spec(std::string_view spec, Recipe* out) {
     *out = *preset;
     return "";
   }
-  std::ifstream in{std::string(spec)};
+  // A recipe is a small JSON file; a device or FIFO named by mistake is refused, not read.
+  std::error_code ec;
+  const std::filesystem::path path{std::string(spec)};
+  if (std::filesystem::exists(path, ec) && (!std::filesystem::is_regular_file(path, ec) ||
+                                            std::filesystem::file_size(path, ec) > (1u << 20))) {
+    std::string e(spec);
+    e += ": not a recipe file (a regular JSON file of at most 1 MB)";
+    return e;
+  }
+  std::ifstream in{path};
   if (!in) {
     std::string names;
     for (std::string_view n : recipe_preset_names()) {

@@ -35,47 +35,60 @@ int64_t argmax(const float* x, int64_t n) {
 
 }  // namespace
 
-double evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWindow& w) {
+std::string evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWindow& w,
+                          double* loss) {
   const int64_t batches = batch_count(tokens, w);
+  if (std::string e = model.reserve(w.batch, w.seq_len); !e.empty() && batches > 0) return e;
   double sum = 0;
   int64_t count = 0;
   data::Batch batch;
   for (int64_t i = 0; i < batches; ++i) {
     if (!data::eval_batch(tokens, w.batch, w.seq_len, i, &batch).empty()) break;
     const int64_t n = batch.rows * batch.seq_len;
-    sum += double(model.forward(batch.inputs.data(), batch.targets.data(), batch.rows,
-                                batch.seq_len)) *
-           double(n);
+    float mean = 0;
+    if (std::string e = model.forward(batch.inputs.data(), batch.targets.data(), batch.rows,
+                                      batch.seq_len, &mean);
+        !e.empty()) {
+      return e;
+    }
+    sum += double(mean) * double(n);
     count += n;
   }
-  return count > 0 ? sum / double(count) : std::numeric_limits<double>::quiet_NaN();
+  *loss = count > 0 ? sum / double(count) : std::numeric_limits<double>::quiet_NaN();
+  return "";
 }
 
-DirectCastResult direct_cast_eval(nn::Model& model, const nn::Recipe& recipe,
-                                  data::TokenView tokens, const EvalWindow& w) {
+std::string direct_cast_eval(nn::Model& model, const nn::Recipe& recipe, data::TokenView tokens,
+                             const EvalWindow& w, DirectCastResult* result) {
   const nn::Recipe saved = model.recipe();
   const nn::Recipe reference = *nn::recipe_preset("fp32");
   const nn::Recipe cast = nn::forward_only(recipe);
   const int64_t v = model.config().vocab;
   const int64_t batches = batch_count(tokens, w);
+  if (std::string e = model.reserve(w.batch, w.seq_len); !e.empty() && batches > 0) return e;
   DirectCastResult r;
   double loss_sum = 0, ref_sum = 0, kl_sum = 0;
   int64_t agree = 0;
   std::vector<float> ref_logits;
   std::vector<double> log_p, log_q;
   data::Batch batch;
+  // One pass under `r`; the model's own recipe comes back whatever happens.
+  auto pass = [&](const nn::Recipe& r, float* mean) {
+    model.set_recipe(r);
+    std::string e =
+        model.forward(batch.inputs.data(), batch.targets.data(), batch.rows, batch.seq_len, mean);
+    model.set_recipe(saved);
+    return e;
+  };
   for (int64_t i = 0; i < batches; ++i) {
     if (!data::eval_batch(tokens, w.batch, w.seq_len, i, &batch).empty()) break;
     const int64_t n = batch.rows * batch.seq_len;
-    model.set_recipe(reference);
-    ref_sum += double(model.forward(batch.inputs.data(), batch.targets.data(), batch.rows,
-                                    batch.seq_len)) *
-               double(n);
+    float ref_mean = 0, cast_mean = 0;
+    if (std::string e = pass(reference, &ref_mean); !e.empty()) return e;
+    ref_sum += double(ref_mean) * double(n);
     ref_logits.assign(model.logits(), model.logits() + n * v);
-    model.set_recipe(cast);
-    loss_sum += double(model.forward(batch.inputs.data(), batch.targets.data(), batch.rows,
-                                     batch.seq_len)) *
-                double(n);
+    if (std::string e = pass(cast, &cast_mean); !e.empty()) return e;
+    loss_sum += double(cast_mean) * double(n);
     for (int64_t row = 0; row < n; ++row) {
       const float* p_logits = ref_logits.data() + row * v;
       const float* q_logits = model.logits() + row * v;
@@ -90,11 +103,11 @@ DirectCastResult direct_cast_eval(nn::Model& model, const nn::Recipe& recipe,
     }
     r.tokens += n;
   }
-  model.set_recipe(saved);
   if (r.tokens == 0) {
     const double nan = std::numeric_limits<double>::quiet_NaN();
     r.loss = r.ppl = r.kl = r.top1 = r.reference_loss = nan;
-    return r;
+    *result = r;
+    return "";
   }
   const double n = double(r.tokens);
   r.loss = loss_sum / n;
@@ -102,7 +115,8 @@ DirectCastResult direct_cast_eval(nn::Model& model, const nn::Recipe& recipe,
   r.kl = kl_sum / n;
   r.top1 = double(agree) / n;
   r.reference_loss = ref_sum / n;
-  return r;
+  *result = r;
+  return "";
 }
 
 }  // namespace mx::train

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "mx/data/token_shard.h"
 #include "mx/nn/model.h"
@@ -16,8 +17,9 @@ struct EvalWindow {
 };
 
 // Mean next-token cross-entropy (nats) under the model's current recipe; NaN when the split
-// holds no window.
-double evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWindow& window);
+// holds no window. "" or the reason a pass failed.
+std::string evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWindow& window,
+                          double* loss);
 
 // Direct-cast evaluation: the model with `recipe`'s forward casts against the same model
 // unquantized (recipe fp32), token by token.
@@ -30,8 +32,8 @@ struct DirectCastResult {
   int64_t tokens = 0;
 };
 
-// Restores the model's recipe before returning.
-DirectCastResult direct_cast_eval(nn::Model& model, const nn::Recipe& recipe,
-                                  data::TokenView tokens, const EvalWindow& window);
+// Restores the model's recipe before returning. "" or the reason a pass failed.
+std::string direct_cast_eval(nn::Model& model, const nn::Recipe& recipe, data::TokenView tokens,
+                             const EvalWindow& window, DirectCastResult* result);
 
 }  // namespace mx::train

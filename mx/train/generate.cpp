@@ -4,23 +4,25 @@
 
 namespace mx::train {
 
-int64_t generate(nn::Model& model, std::vector<uint32_t>* tokens, const SampleOptions& o,
-                 const std::function<void(uint32_t)>& on_token) {
+std::string generate(nn::Model& model, std::vector<uint32_t>* tokens, const SampleOptions& o,
+                     const std::function<void(uint32_t)>& on_token) {
+  if (tokens->empty()) return "generation needs at least one token to start from";
   const int64_t ctx = model.config().seq_len, vocab = model.config().vocab;
+  // Sized once for the longest window, so that the growing context does not reallocate.
+  const int64_t longest = std::min<int64_t>(ctx, int64_t(tokens->size()) + o.max_new_tokens);
+  if (std::string e = model.reserve(1, std::max<int64_t>(longest, 1)); !e.empty()) return e;
   uint64_t rng = o.seed;
-  int64_t made = 0;
-  while (made < o.max_new_tokens && !tokens->empty()) {
+  for (int64_t made = 0; made < o.max_new_tokens; ++made) {
     const int64_t t = std::min<int64_t>(ctx, int64_t(tokens->size()));
     const uint32_t* window = tokens->data() + (tokens->size() - size_t(t));
-    model.forward(window, nullptr, 1, t);
+    if (std::string e = model.forward(window, nullptr, 1, t); !e.empty()) return e;
     const uint32_t next =
         nn::sample_token(model.logits() + (t - 1) * vocab, vocab, o.top_k, o.temperature, &rng);
     tokens->push_back(next);
-    ++made;
     if (on_token) on_token(next);
     if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), next) != o.stop_tokens.end()) break;
   }
-  return made;
+  return "";
 }
 
 }  // namespace mx::train

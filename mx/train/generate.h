@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "mx/nn/model.h"
@@ -20,8 +21,8 @@ struct SampleOptions {
 };
 
 // Appends up to max_new_tokens to `tokens` (which must not be empty), calling on_token for
-// each as it is drawn. Returns the number generated.
-int64_t generate(nn::Model& model, std::vector<uint32_t>* tokens, const SampleOptions& options,
-                 const std::function<void(uint32_t)>& on_token = {});
+// each as it is drawn. "" or the reason a pass failed.
+std::string generate(nn::Model& model, std::vector<uint32_t>* tokens, const SampleOptions& options,
+                     const std::function<void(uint32_t)>& on_token = {});
 
 }  // namespace mx::train

@@ -107,7 +107,11 @@ std::string run_eval(const EvalFlags& f) {
   }
   std::vector<train::DirectCastResult> results;
   for (const auto& [name, recipe] : recipes) {
-    results.push_back(train::direct_cast_eval(model, recipe, view, window));
+    train::DirectCastResult result;
+    if (std::string e = train::direct_cast_eval(model, recipe, view, window, &result); !e.empty()) {
+      return e;
+    }
+    results.push_back(result);
   }
   if (f.json) {
     if (results.size() == 1) {

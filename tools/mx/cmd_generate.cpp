@@ -53,7 +53,7 @@ std::string run_generate(const GenerateFlags& f) {
   // SentencePiece's leading spaces right.
   const size_t first = tokens.size() - prompt.size();
   std::string shown = tok.decode(std::span(tokens).subspan(first));
-  train::generate(model, &tokens, options, [&](uint32_t id) {
+  const std::string error = train::generate(model, &tokens, options, [&](uint32_t id) {
     if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), id) !=
         options.stop_tokens.end()) {
       return;
@@ -66,7 +66,7 @@ std::string run_generate(const GenerateFlags& f) {
     shown = text;
   });
   fmt::print("\n");
-  return "";
+  return error;
 }
 
 }  // namespace

@@ -24,6 +24,8 @@
 // masked entries of P are exactly zero. Work is split over (b, kv head) so that dK and dV of a
 // kv head are summed over its query heads in a fixed order on one thread.
 #include <cmath>
+#include <mutex>
+#include <string>
 #include <vector>
 
 #include "mx/core/half.h"
@@ -35,6 +37,21 @@
 
 namespace mx::nn::cpu {
 namespace {
+
+// The first error any thread met (threads stop at their own first error).
+class FirstError {
+ public:
+  void record(std::string error) {
+    if (error.empty()) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (first_.empty()) first_ = std::move(error);
+  }
+  std::string take() { return std::move(first_); }
+
+ private:
+  std::mutex mutex_;
+  std::string first_;
+};
 
 // Per-thread buffers.
 struct HeadScratch {
@@ -66,25 +83,31 @@ void scatter_add(float* x, const std::vector<float>& src, int64_t b, int64_t h, 
 
 }  // namespace
 
-void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       const AttentionShape& s, const Recipe& recipe, uint64_t stream,
-                       int threads) {
+std::string attention_forward(float* out, float* att, const float* q, const float* k,
+                              const float* v, const AttentionShape& s, const Recipe& recipe,
+                              uint64_t stream, int threads) {
   const int64_t t = s.t, hs = s.hs, group = s.nh / s.nkv;
   const float scale = 1.0f / std::sqrt(float(hs));
   const bool bf16 = recipe.bf16_vector_ops;
+  FirstError failure;
   mx::cpu::parallel_for(s.b * s.nh, 1, threads, [&](int64_t begin, int64_t end) {
     HeadScratch w;
     w.s.resize(t * t);
     w.o.resize(t * hs);
-    for (int64_t bh = begin; bh < end; ++bh) {
+    std::string error;
+    for (int64_t bh = begin; bh < end && error.empty(); ++bh) {
       const int64_t b = bh / s.nh, h = bh % s.nh, kvh = h / group;
+      auto cast = [&](const float* src, int64_t rows, int64_t cols, int axis, int op,
+                      std::vector<float>& scratch) {
+        return cast_operand(src, rows, cols, axis, recipe.act_fwd, "act_fwd",
+                            cast_stream(stream, b, h, op), scratch, &error);
+      };
       gather(w.q, q, b, h, t, s.nh, hs);
       gather(w.k, k, b, kvh, t, s.nkv, hs);
       gather(w.v, v, b, kvh, t, s.nkv, hs);
-      const float* qc =
-          cast_operand(w.q.data(), t, hs, 1, recipe.act_fwd, cast_stream(stream, b, h, 0), w.c0);
-      const float* kc =
-          cast_operand(w.k.data(), t, hs, 1, recipe.act_fwd, cast_stream(stream, b, h, 1), w.c1);
+      const float* qc = cast(w.q.data(), t, hs, 1, 0, w.c0);
+      const float* kc = cast(w.k.data(), t, hs, 1, 1, w.c1);
+      if (!error.empty()) break;
       sgemm_nt(w.s.data(), qc, kc, t, hs, t, false, 1);
       float* p = att + bh * t * t;
       for (int64_t i = 0; i < t; ++i) {
@@ -101,48 +124,57 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
         for (int64_t j = 0; j <= i; ++j) pi[j] = bf16 ? round_to_bf16(pi[j] * inv) : pi[j] * inv;
         for (int64_t j = i + 1; j < t; ++j) pi[j] = 0.0f;
       }
-      const float* pc =
-          cast_operand(p, t, t, 1, recipe.act_fwd, cast_stream(stream, b, h, 2), w.c0);
-      const float* vc =
-          cast_operand(w.v.data(), t, hs, 0, recipe.act_fwd, cast_stream(stream, b, h, 3), w.c1);
+      const float* pc = cast(p, t, t, 1, 2, w.c0);
+      const float* vc = cast(w.v.data(), t, hs, 0, 3, w.c1);
+      if (!error.empty()) break;
       sgemm_nn(w.o.data(), pc, vc, t, t, hs, false, 1);
       for (int64_t i = 0; i < t; ++i) {
         float* dst = out + ((b * t + i) * s.nh + h) * hs;
         for (int64_t d = 0; d < hs; ++d) dst[d] = w.o[i * hs + d];
       }
     }
+    failure.record(std::move(error));
   });
+  return failure.take();
 }
 
-void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
-                        const float* k, const float* v, const float* att, const AttentionShape& s,
-                        const Recipe& recipe, uint64_t stream, int threads) {
+std::string attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                               const float* k, const float* v, const float* att,
+                               const AttentionShape& s, const Recipe& recipe, uint64_t stream,
+                               int threads) {
   const int64_t t = s.t, hs = s.hs, group = s.nh / s.nkv;
   const float scale = 1.0f / std::sqrt(float(hs));
+  FirstError failure;
   mx::cpu::parallel_for(s.b * s.nkv, 1, threads, [&](int64_t begin, int64_t end) {
     HeadScratch w;
     std::vector<float> dout_h, dp(t * t), dqh(t * hs), dkh(t * hs), dvh(t * hs);
-    for (int64_t bk = begin; bk < end; ++bk) {
+    std::string error;
+    for (int64_t bk = begin; bk < end && error.empty(); ++bk) {
       const int64_t b = bk / s.nkv, kvh = bk % s.nkv;
       gather(w.k, k, b, kvh, t, s.nkv, hs);
       gather(w.v, v, b, kvh, t, s.nkv, hs);
       std::fill(dkh.begin(), dkh.end(), 0.0f);
       std::fill(dvh.begin(), dvh.end(), 0.0f);
-      for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+      for (int64_t h = kvh * group; h < (kvh + 1) * group && error.empty(); ++h) {
+        auto cast = [&](const float* src, int64_t rows, int64_t cols, int axis,
+                        const OperandCast& c, std::string_view role, int op,
+                        std::vector<float>& scratch) {
+          return cast_operand(src, rows, cols, axis, c, role, cast_stream(stream, b, h, op),
+                              scratch, &error);
+        };
         const float* p = att + (b * s.nh + h) * t * t;
         gather(w.q, q, b, h, t, s.nh, hs);
         gather(dout_h, dout, b, h, t, s.nh, hs);
         // dP = dO V^T
-        const float* gc = cast_operand(dout_h.data(), t, hs, 1, recipe.grad_out_dx,
-                                       cast_stream(stream, b, h, 4), w.c0);
-        const float* vc =
-            cast_operand(w.v.data(), t, hs, 1, recipe.act_dw, cast_stream(stream, b, h, 5), w.c1);
+        const float* gc = cast(dout_h.data(), t, hs, 1, recipe.grad_out_dx, "grad_out_dx", 4, w.c0);
+        const float* vc = cast(w.v.data(), t, hs, 1, recipe.act_dw, "act_dw", 5, w.c1);
+        if (!error.empty()) break;
         sgemm_nt(dp.data(), gc, vc, t, hs, t, false, 1);
         // dV += P^T dO
-        const float* pc =
-            cast_operand(p, t, t, 0, recipe.act_dw, cast_stream(stream, b, h, 6), w.c0);
-        const float* gc2 = cast_operand(dout_h.data(), t, hs, 0, recipe.grad_out_dw,
-                                        cast_stream(stream, b, h, 7), w.c1);
+        const float* pc = cast(p, t, t, 0, recipe.act_dw, "act_dw", 6, w.c0);
+        const float* gc2 =
+            cast(dout_h.data(), t, hs, 0, recipe.grad_out_dw, "grad_out_dw", 7, w.c1);
+        if (!error.empty()) break;
         sgemm_tn(dvh.data(), pc, gc2, t, t, hs, true, 1);
         // dS = P (dP - rowsum(P dP)) * scale (the 1/sqrt(hs) of S folded in here)
         w.ds.assign(t * t, 0.0f);
@@ -154,23 +186,23 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           for (int64_t j = 0; j <= i; ++j) w.ds[i * t + j] = pi[j] * (dpi[j] - dot) * scale;
         }
         // dQ = dS K
-        const float* dsc = cast_operand(w.ds.data(), t, t, 1, recipe.grad_out_dx,
-                                        cast_stream(stream, b, h, 8), w.c0);
-        const float* kc =
-            cast_operand(w.k.data(), t, hs, 0, recipe.act_dw, cast_stream(stream, b, h, 9), w.c1);
+        const float* dsc = cast(w.ds.data(), t, t, 1, recipe.grad_out_dx, "grad_out_dx", 8, w.c0);
+        const float* kc = cast(w.k.data(), t, hs, 0, recipe.act_dw, "act_dw", 9, w.c1);
+        if (!error.empty()) break;
         sgemm_nn(dqh.data(), dsc, kc, t, t, hs, false, 1);
         scatter_add(dq, dqh, b, h, t, s.nh, hs);
         // dK += dS^T Q
-        const float* dsc2 = cast_operand(w.ds.data(), t, t, 0, recipe.grad_out_dw,
-                                         cast_stream(stream, b, h, 10), w.c0);
-        const float* qc =
-            cast_operand(w.q.data(), t, hs, 0, recipe.act_dw, cast_stream(stream, b, h, 11), w.c1);
+        const float* dsc2 = cast(w.ds.data(), t, t, 0, recipe.grad_out_dw, "grad_out_dw", 10, w.c0);
+        const float* qc = cast(w.q.data(), t, hs, 0, recipe.act_dw, "act_dw", 11, w.c1);
+        if (!error.empty()) break;
         sgemm_tn(dkh.data(), dsc2, qc, t, t, hs, true, 1);
       }
       scatter_add(dk, dkh, b, kvh, t, s.nkv, hs);
       scatter_add(dv, dvh, b, kvh, t, s.nkv, hs);
     }
+    failure.record(std::move(error));
   });
+  return failure.take();
 }
 
 }  // namespace mx::nn::cpu

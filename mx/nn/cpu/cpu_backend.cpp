@@ -11,13 +11,13 @@ void CpuBackend::zero(float* x, int64_t count) {
 void CpuBackend::matmul_forward(float* y, const float* x, const float* w, const float* bias,
                                 int64_t m, int64_t k, int64_t n, const Recipe& recipe,
                                 uint64_t stream) {
-  cpu::matmul_forward(y, x, w, bias, m, k, n, recipe, stream, scratch_);
+  record(cpu::matmul_forward(y, x, w, bias, m, k, n, recipe, stream, scratch_));
 }
 
 void CpuBackend::matmul_backward(float* dx, float* dw, float* dbias, const float* dy,
                                  const float* x, const float* w, int64_t m, int64_t k, int64_t n,
                                  const Recipe& recipe, uint64_t stream) {
-  cpu::matmul_backward(dx, dw, dbias, dy, x, w, m, k, n, recipe, stream, scratch_);
+  record(cpu::matmul_backward(dx, dw, dbias, dy, x, w, m, k, n, recipe, stream, scratch_));
 }
 
 void CpuBackend::embedding_forward(float* out, const uint32_t* tokens, const float* wte,
@@ -91,14 +91,14 @@ void CpuBackend::rope_backward(float* dx, int64_t n, int64_t t, int64_t heads, i
 void CpuBackend::attention_forward(float* out, float* att, const float* q, const float* k,
                                    const float* v, const AttentionShape& s, const Recipe& recipe,
                                    uint64_t stream) {
-  cpu::attention_forward(out, att, q, k, v, s, recipe, stream, threads_);
+  record(cpu::attention_forward(out, att, q, k, v, s, recipe, stream, threads_));
 }
 
 void CpuBackend::attention_backward(float* dq, float* dk, float* dv, const float* dout,
                                     const float* q, const float* k, const float* v,
                                     const float* att, const AttentionShape& s, const Recipe& recipe,
                                     uint64_t stream) {
-  cpu::attention_backward(dq, dk, dv, dout, q, k, v, att, s, recipe, stream, threads_);
+  record(cpu::attention_backward(dq, dk, dv, dout, q, k, v, att, s, recipe, stream, threads_));
 }
 
 float CpuBackend::crossentropy_forward(float* probs, float* losses, const float* logits,

@@ -50,10 +50,16 @@ class CpuBackend : public Backend {
                              const uint32_t* targets, int64_t n, int64_t v) override;
   void crossentropy_backward(float* dlogits, const float* probs, const uint32_t* targets, int64_t n,
                              int64_t v) override;
+  std::string take_error() override { return std::move(error_); }
 
  private:
+  void record(std::string error) {
+    if (error_.empty()) error_ = std::move(error);
+  }
+
   int threads_;
   cpu::MatmulScratch scratch_;
+  std::string error_;
 };
 
 }  // namespace mx::nn

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "mx/nn/recipe.h"
 
@@ -69,12 +70,15 @@ void rope_backward(float* dx, int64_t n, int64_t t, int64_t heads, int64_t hs, i
 struct AttentionShape {
   int64_t b, t, nh, nkv, hs;
 };
-void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       const AttentionShape& s, const Recipe& recipe, uint64_t stream, int threads);
+//   Returns "" or the reason a cast failed (the outputs are then unspecified).
+std::string attention_forward(float* out, float* att, const float* q, const float* k,
+                              const float* v, const AttentionShape& s, const Recipe& recipe,
+                              uint64_t stream, int threads);
 // dq, dk, dv +=. Recomputes nothing but the casts of the saved q, k, v, att.
-void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
-                        const float* k, const float* v, const float* att, const AttentionShape& s,
-                        const Recipe& recipe, uint64_t stream, int threads);
+std::string attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                               const float* k, const float* v, const float* att,
+                               const AttentionShape& s, const Recipe& recipe, uint64_t stream,
+                               int threads);
 
 // Softmax cross-entropy. probs[N, V] = softmax(logits); losses[N] = -log probs[target].
 // Returns the mean loss over the N tokens (summed in double, in order).

@@ -2,6 +2,7 @@
 
 #include "mx/core/half.h"
 #include "mx/core/rounding.h"
+#include "mx/io/cat.h"
 #include "mx/kernels/cpu/quantize.h"
 #include "mx/nn/cpu/sgemm.h"
 
@@ -23,7 +24,8 @@ uint64_t stream_id(uint64_t step, int layer, int site) {
 }
 
 const float* cast_operand(const float* src, int64_t rows, int64_t cols, int axis,
-                          const OperandCast& cast, uint64_t stream, std::vector<float>& scratch) {
+                          const OperandCast& cast, std::string_view role, uint64_t stream,
+                          std::vector<float>& scratch, std::string* error) {
   const int64_t count = rows * cols;
   switch (cast.kind) {
     case OperandCast::Kind::kNone:
@@ -38,46 +40,57 @@ const float* cast_operand(const float* src, int64_t rows, int64_t cols, int axis
       spec.axis = axis;
       spec.seed = splitmix64_mix(spec.seed ^ stream);
       const int64_t shape[2] = {rows, cols};
-      // The spec was validated when the recipe was built; shapes here are always valid.
-      mx::cpu::fake_quantize(src, DType::kF32, shape, spec, DType::kF32, scratch.data());
+      if (std::string e =
+              mx::cpu::fake_quantize(src, DType::kF32, shape, spec, DType::kF32, scratch.data());
+          !e.empty()) {
+        if (error->empty())
+          *error = io::cat("recipe role '", role, "' on a [", rows, ", ", cols, "] operand: ", e);
+        return src;
+      }
       return scratch.data();
     }
   }
   return src;
 }
 
-void matmul_forward(float* y, const float* x, const float* w, const float* bias, int64_t m,
-                    int64_t k, int64_t n, const Recipe& recipe, uint64_t stream,
-                    MatmulScratch& scratch) {
-  const float* xq =
-      cast_operand(x, m, k, 1, recipe.act_fwd, role_stream(stream, kActFwd), scratch.a);
-  const float* wq =
-      cast_operand(w, n, k, 1, recipe.weight_fwd, role_stream(stream, kWeightFwd), scratch.b);
+std::string matmul_forward(float* y, const float* x, const float* w, const float* bias, int64_t m,
+                           int64_t k, int64_t n, const Recipe& recipe, uint64_t stream,
+                           MatmulScratch& scratch) {
+  std::string error;
+  const float* xq = cast_operand(x, m, k, 1, recipe.act_fwd, "act_fwd",
+                                 role_stream(stream, kActFwd), scratch.a, &error);
+  const float* wq = cast_operand(w, n, k, 1, recipe.weight_fwd, "weight_fwd",
+                                 role_stream(stream, kWeightFwd), scratch.b, &error);
+  if (!error.empty()) return error;
   sgemm_nt(y, xq, wq, m, k, n, false);
   if (bias != nullptr) {
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t j = 0; j < n; ++j) y[i * n + j] += bias[j];
     }
   }
+  return "";
 }
 
-void matmul_backward(float* dx, float* dw, float* dbias, const float* dy, const float* x,
-                     const float* w, int64_t m, int64_t k, int64_t n, const Recipe& recipe,
-                     uint64_t stream, MatmulScratch& scratch) {
+std::string matmul_backward(float* dx, float* dw, float* dbias, const float* dy, const float* x,
+                            const float* w, int64_t m, int64_t k, int64_t n, const Recipe& recipe,
+                            uint64_t stream, MatmulScratch& scratch) {
+  std::string error;
   if (dx != nullptr) {
     // dx[M,K] = dy[M,N] W[N,K]: the reduction runs over N (out-features).
-    const float* gq =
-        cast_operand(dy, m, n, 1, recipe.grad_out_dx, role_stream(stream, kGradOutDx), scratch.a);
-    const float* wq =
-        cast_operand(w, n, k, 0, recipe.weight_dx, role_stream(stream, kWeightDx), scratch.b);
+    const float* gq = cast_operand(dy, m, n, 1, recipe.grad_out_dx, "grad_out_dx",
+                                   role_stream(stream, kGradOutDx), scratch.a, &error);
+    const float* wq = cast_operand(w, n, k, 0, recipe.weight_dx, "weight_dx",
+                                   role_stream(stream, kWeightDx), scratch.b, &error);
+    if (!error.empty()) return error;
     sgemm_nn(dx, gq, wq, m, n, k, true);
   }
   if (dw != nullptr) {
     // dw[N,K] = dy^T[N,M] x[M,K]: the reduction runs over M (tokens).
-    const float* gq =
-        cast_operand(dy, m, n, 0, recipe.grad_out_dw, role_stream(stream, kGradOutDw), scratch.a);
-    const float* xq =
-        cast_operand(x, m, k, 0, recipe.act_dw, role_stream(stream, kActDw), scratch.b);
+    const float* gq = cast_operand(dy, m, n, 0, recipe.grad_out_dw, "grad_out_dw",
+                                   role_stream(stream, kGradOutDw), scratch.a, &error);
+    const float* xq = cast_operand(x, m, k, 0, recipe.act_dw, "act_dw", role_stream(stream, kActDw),
+                                   scratch.b, &error);
+    if (!error.empty()) return error;
     sgemm_tn(dw, gq, xq, n, m, k, true);
   }
   if (dbias != nullptr) {
@@ -85,6 +98,7 @@ void matmul_backward(float* dx, float* dw, float* dbias, const float* dy, const 
       for (int64_t j = 0; j < n; ++j) dbias[j] += dy[i * n + j];
     }
   }
+  return "";
 }
 
 }  // namespace mx::nn::cpu

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "mx/nn/recipe.h"
@@ -20,18 +22,21 @@ struct MatmulScratch {
 uint64_t stream_id(uint64_t step, int layer, int site);
 
 // Casts a row-major [rows, cols] matrix for blocks along `axis` (1: along cols, 0: along
-// rows). Returns `src` untouched when the cast is none, else a pointer into `scratch`.
+// rows). Returns `src` untouched when the cast is none, else a pointer into `scratch`. A spec
+// that this shape cannot take (blocks that would be mostly padding) sets `*error`, naming
+// `role`, and returns `src`.
 const float* cast_operand(const float* src, int64_t rows, int64_t cols, int axis,
-                          const OperandCast& cast, uint64_t stream, std::vector<float>& scratch);
+                          const OperandCast& cast, std::string_view role, uint64_t stream,
+                          std::vector<float>& scratch, std::string* error);
 
-// y[M,N] = x[M,K] W[N,K]^T (+ bias[N])
-void matmul_forward(float* y, const float* x, const float* w, const float* bias, int64_t m,
-                    int64_t k, int64_t n, const Recipe& recipe, uint64_t stream,
-                    MatmulScratch& scratch);
+// y[M,N] = x[M,K] W[N,K]^T (+ bias[N]). "" or the reason a cast failed (y is then unspecified).
+std::string matmul_forward(float* y, const float* x, const float* w, const float* bias, int64_t m,
+                           int64_t k, int64_t n, const Recipe& recipe, uint64_t stream,
+                           MatmulScratch& scratch);
 
 // dx[M,K] += dy W;  dw[N,K] += dy^T x;  dbias[N] += column sums of dy. Any output may be null.
-void matmul_backward(float* dx, float* dw, float* dbias, const float* dy, const float* x,
-                     const float* w, int64_t m, int64_t k, int64_t n, const Recipe& recipe,
-                     uint64_t stream, MatmulScratch& scratch);
+std::string matmul_backward(float* dx, float* dw, float* dbias, const float* dy, const float* x,
+                            const float* w, int64_t m, int64_t k, int64_t n, const Recipe& recipe,
+                            uint64_t stream, MatmulScratch& scratch);
 
 }  // namespace mx::nn::cpu
