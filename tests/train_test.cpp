@@ -2,20 +2,24 @@
 // evaluation and generation. Runs train a tiny GPT for a few steps on generated text in a
 // temporary folder; the stories260K checks need $MX_DATA_DIR and skip without it.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <tuple>
 
 #include "mx/data/byte_tokenizer.h"
+#include "mx/io/content_checksum.h"
 #include "mx/io/safetensors.h"
 #include "mx/nn/model_file.h"
 #include "mx/train/checkpoint.h"
 #include "mx/train/eval_data.h"
 #include "mx/train/evaluate.h"
 #include "mx/train/generate.h"
+#include "mx/train/run_folder.h"
 #include "mx/train/run_log.h"
 #include "mx/train/trainer.h"
 
@@ -155,6 +159,90 @@ TEST(Training, AFinishedRunResumesWithoutSteppingAndARunFolderIsNotReused) {
             std::string::npos);
 }
 
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// A run killed before its first checkpoint leaves tokenized data behind; a new run into that
+// folder with other data must not train on it (it once did, silently).
+TEST(RunFolder, ANewRunRetokenizesDataLeftByAnotherRun) {
+  TempDir dir;
+  const std::string first = write_corpus(dir);
+  const std::string second = dir / "other.txt";
+  {
+    std::ofstream out(second);
+    for (int i = 0; i < 3000; ++i) out << "zyx wvu tsr " << i % 7 << "\n";
+  }
+  train(tiny_config(first, "fp32", 2), dir / "run");
+  fs::remove(dir / "run/checkpoint.safetensors");  // as if killed before its first checkpoint
+  fs::remove(dir / "run/model.safetensors");
+  const std::string shard_before = read_text(dir / "run/data/train.bin");
+  train(tiny_config(second, "fp32", 2), dir / "run");
+  EXPECT_NE(read_text(dir / "run/data/train.bin"), shard_before);
+  EXPECT_NE(read_text(dir / "run/data/source.json").find("other.txt"), std::string::npos);
+  // The same data again keeps the shards it already has.
+  TrainConfig config = tiny_config(second, "fp32", 2);
+  ASSERT_EQ(prepare_run_data(config, dir / "run", false, {}, {}), "");
+  // A resume never trains on shards made from anything but its checkpoint's data.
+  config.data = first;
+  EXPECT_NE(prepare_run_data(config, dir / "run", true, {}, {}).find("was made from"),
+            std::string::npos);
+}
+
+// Two processes training into one folder would interleave their logs and checkpoints.
+TEST(RunFolder, ASecondRunIntoAFolderInUseIsRefused) {
+  TempDir dir;
+  RunFolderLock held;
+  ASSERT_EQ(held.acquire(dir / "run"), "");
+  TrainConfig config = tiny_config(write_corpus(dir), "fp32", 2);
+  TrainResult r;
+  const std::string e = run_training(&config, false, dir / "run", {}, {}, &r);
+  EXPECT_EQ(e, dir / "run" + " is in use by another mx train (process " +
+                   std::to_string(::getpid()) + ")");
+  EXPECT_FALSE(fs::exists(dir / "run/checkpoint.safetensors"));
+}
+
+// A resumed run keeps its log's rows up to the checkpoint; a log it cannot read whole is an
+// error, since resuming would silently drop the rows (it once did).
+TEST(RunFolder, AResumeRefusesADamagedLog) {
+  TempDir dir;
+  const TrainConfig config = tiny_config(write_corpus(dir), "fp32", 6);
+  train(config, dir / "run", false, 3);
+  const std::string log = read_text(dir / "run/log.csv");
+  TrainOptions resume;
+  resume.resume = true;
+  TrainConfig copy = config;
+  TrainResult r;
+  std::string damaged = log;
+  damaged.replace(damaged.find("\n2,") + 1, 1, "x");
+  std::ofstream(dir / "run/log.csv", std::ios::binary) << damaged;
+  EXPECT_NE(run_training(&copy, false, dir / "run", resume, {}, &r).find("log.csv:3: malformed"),
+            std::string::npos);
+  std::ofstream(dir / "run/log.csv", std::ios::binary) << log.substr(0, log.find("\n3,") + 1);
+  EXPECT_NE(run_training(&copy, false, dir / "run", resume, {}, &r)
+                .find("ends at step 2 but the checkpoint is at step 3"),
+            std::string::npos);
+  EXPECT_EQ(read_text(dir / "run/log.csv"), log.substr(0, log.find("\n3,") + 1));  // untouched
+  std::ofstream(dir / "run/log.csv", std::ios::binary) << log;
+  ASSERT_EQ(run_training(&copy, false, dir / "run", resume, {}, &r), "");
+  std::vector<LogRow> rows;
+  ASSERT_EQ(read_log(dir / "run/log.csv", &rows), "");
+  EXPECT_EQ(rows.size(), 6u);
+}
+
+// What a run needs is computed and compared with the memory left before anything is allocated.
+TEST(RunFolder, ARunLargerThanMemoryIsRefusedBeforeItStarts) {
+  TempDir dir;
+  TrainConfig config = tiny_config(write_corpus(dir), "fp32", 2);
+  config.batch = 1000000000;
+  TrainResult r;
+  const std::string e = run_training(&config, false, dir / "run", {}, {}, &r);
+  EXPECT_EQ(e.rfind("training tiny with batches of 1000000000 x 32 tokens needs ", 0), 0u) << e;
+  EXPECT_NE(e.find("available"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(dir / "run"));  // refused before the folder is made
+}
+
 TEST(Checkpoint, CorruptedTruncatedAndMismatchedFilesAreRefused) {
   TempDir dir;
   const TrainConfig config = tiny_config(write_corpus(dir), "fp32", 3);
@@ -164,9 +252,11 @@ TEST(Checkpoint, CorruptedTruncatedAndMismatchedFilesAreRefused) {
   std::string bytes((std::istreambuf_iterator<char>(in)), {});
   nn::Params params(config.model_config);
   nn::AdamW optimizer(params, config.adamw);
-  RunState state;
-  ASSERT_EQ(load_checkpoint(path, config, &params, &optimizer, &state), "");
-  EXPECT_EQ(state.step, 3);
+  Checkpoint checkpoint;
+  ASSERT_EQ(checkpoint.open(path), "");
+  EXPECT_EQ(train_config_to_json(checkpoint.config()), train_config_to_json(config));
+  ASSERT_EQ(checkpoint.load(&params, &optimizer), "");
+  EXPECT_EQ(checkpoint.state().step, 3);
   EXPECT_EQ(optimizer.steps(), 3);
 
   auto write = [&](const std::string& name, const std::string& content) {
@@ -175,19 +265,46 @@ TEST(Checkpoint, CorruptedTruncatedAndMismatchedFilesAreRefused) {
   };
   std::string flipped = bytes;
   flipped[flipped.size() - 100] ^= 0x01;  // a bit of the optimizer state
-  EXPECT_NE(load_checkpoint(write("flipped", flipped), config, &params, &optimizer, &state)
-                .find("checksum"),
+  EXPECT_NE(Checkpoint().open(write("flipped", flipped)).find("checksum mismatch"),
             std::string::npos);
   const std::string truncated = bytes.substr(0, bytes.size() - 10);
-  EXPECT_NE(load_checkpoint(write("truncated", truncated), config, &params, &optimizer, &state),
-            "");
-  TrainConfig other = config;
-  other.max_lr = 1e-4f;
-  EXPECT_NE(load_checkpoint(path, other, &params, &optimizer, &state).find("settings differ"),
-            std::string::npos);
-  TrainConfig read;
-  EXPECT_EQ(read_checkpoint_config(path, &read), "");
-  EXPECT_EQ(train_config_to_json(read), train_config_to_json(config));
+  EXPECT_NE(Checkpoint().open(write("truncated", truncated)), "");
+}
+
+// The checksum covers every metadata entry, the tokenizer and format among them, and every
+// reader checks it: a damaged checkpoint cannot be evaluated or exported either.
+TEST(Checkpoint, EveryReaderRefusesADamagedFile) {
+  TempDir dir;
+  const TrainConfig config = tiny_config(write_corpus(dir), "fp32", 3);
+  train(config, dir / "run");
+  std::ifstream in(dir / "run/checkpoint.safetensors", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  auto damaged = [&](const std::string& name, std::string content) {
+    std::ofstream(dir / name, std::ios::binary) << content;
+    return dir / name;
+  };
+  std::string weights = bytes;
+  weights[bytes.size() / 3] ^= 0x40;  // a weight's exponent: loss 2e36 once went unnoticed
+  std::string tokenizer = bytes;
+  tokenizer.replace(tokenizer.find("\"bytes\""), 7, "\"bytez\"");
+  std::string format = bytes;
+  format.replace(format.find("\"pt\""), 4, "\"np\"");
+  for (const std::string& name :
+       {damaged("weights.safetensors", weights), damaged("tokenizer.safetensors", tokenizer),
+        damaged("format.safetensors", format)}) {
+    nn::LoadedModel loaded;
+    EXPECT_NE(nn::load_model_file(name, &loaded).find("checksum mismatch"), std::string::npos)
+        << name;
+    EXPECT_NE(Checkpoint().open(name).find("checksum mismatch"), std::string::npos) << name;
+  }
+  // The final model file carries a checksum too.
+  std::ifstream model_in(dir / "run/model.safetensors", std::ios::binary);
+  std::string model((std::istreambuf_iterator<char>(model_in)), {});
+  model[model.size() - 5] ^= 0x01;
+  nn::LoadedModel loaded;
+  EXPECT_NE(
+      nn::load_model_file(damaged("model.safetensors", model), &loaded).find("checksum mismatch"),
+      std::string::npos);
 }
 
 TEST(ModelFile, ExportedModelLoadsWithItsConfigAndTokenizer) {
@@ -203,6 +320,77 @@ TEST(ModelFile, ExportedModelLoadsWithItsConfigAndTokenizer) {
   EXPECT_EQ(loaded.tokenizer, "bytes");
   EXPECT_EQ(0, std::memcmp(loaded.model->params().data(), model.params().data(),
                            sizeof(float) * size_t(model.params().count())));
+}
+
+// Rewrites a model file's metadata entry `key` to `value`, with a checksum that matches again:
+// a hostile writer can always recompute one, so the loader's bounds must hold without it.
+void rewrite_metadata(const std::string& from, const std::string& to, const std::string& key,
+                      const std::string& value) {
+  io::SafetensorsFile file;
+  ASSERT_EQ(io::open_safetensors(from, &file), "");
+  std::vector<io::TensorToWrite> tensors;
+  for (const io::SafetensorsTensor& t : file.tensors()) {
+    tensors.push_back({t.name, t.dtype, t.shape, t.bytes});
+  }
+  std::map<std::string, std::string> meta = file.metadata();
+  meta[key] = value;
+  io::add_checksum(tensors, &meta);
+  ASSERT_EQ(io::write_safetensors(to, tensors, meta), "");
+}
+
+// Sizes in a model's config are bounded by what the file holds, before anything is allocated:
+// these once crashed (bad_alloc) or ran on with growing memory.
+TEST(ModelFile, ConfigsTheFileCannotHoldAreRefusedBeforeAnyAllocation) {
+  TempDir dir;
+  const nn::ModelConfig c = *nn::model_preset("tiny", nn::Arch::kGpt2);
+  nn::Model model(c);
+  model.params().init(1);
+  const std::string good = dir / "good.safetensors";
+  ASSERT_EQ(nn::save_model_file(good, c, model.params(), "bytes"), "");
+  const std::string json = nn::model_config_to_json(c);
+  auto with = [&](const std::string& key, const std::string& value) {
+    std::string edited = json;
+    const size_t at = edited.find("\"" + key + "\":") + key.size() + 3;
+    edited.replace(at, edited.find_first_of(",}", at) - at, value);
+    const std::string path = dir / (key + value + ".safetensors");
+    rewrite_metadata(good, path, std::string(nn::kModelConfigKey), edited);
+    nn::LoadedModel loaded;
+    return nn::load_model_file(path, &loaded);
+  };
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"vocab", "1000000000000", "vocab 1000000000000 exceeds the limit of 16777216"},
+      {"dim", "2147483648", "dim 2147483648 exceeds the limit of 65536"},
+      {"hidden", "10000000000000", "hidden 10000000000000 exceeds the limit of 262144"},
+      {"n_layers", "1000000000", "n_layers 1000000000 exceeds the limit of 4096"},
+      {"n_layers", "9223372036854775807", "n_layers 9223372036854775807 exceeds the limit"},
+      {"n_layers", "4000", "4000 layers cannot fit in a file of 36 tensors"},
+      {"seq_len", "1000000000000", "seq_len 1000000000000 exceeds the limit of 1048576"},
+      {"seq_len", "100000",
+       "tensor transformer.wpe.weight has shape [64, 64], the model needs [100000, 64]"},
+      {"vocab", "1000",
+       "tensor transformer.wte.weight has shape [256, 64], the model needs [1000, 64]"},
+  };
+  for (const auto& [key, value, want] : cases) {
+    const std::string e = with(key, value);
+    EXPECT_NE(e.find(want), std::string::npos) << key << "=" << value << ": " << e;
+  }
+  nn::LoadedModel loaded;
+  EXPECT_EQ(nn::load_model_file(good, &loaded), "");
+}
+
+// A checkpoint's config is bounded the same way, and checked before anything is built from it.
+TEST(Checkpoint, ConfigTheFileCannotHoldIsRefusedBeforeAResumeAllocates) {
+  TempDir dir;
+  const TrainConfig config = tiny_config(write_corpus(dir), "fp32", 3);
+  train(config, dir / "run");
+  TrainConfig huge = config;
+  huge.model_config.vocab = 1 << 24;
+  const std::string path = dir / "huge.safetensors";
+  rewrite_metadata(dir / "run/checkpoint.safetensors", path, "mxkit.train",
+                   train_config_to_json(huge));
+  rewrite_metadata(path, path, std::string(nn::kModelConfigKey),
+                   nn::model_config_to_json(huge.model_config));
+  EXPECT_NE(Checkpoint().open(path).find("the model needs [16777216, 64]"), std::string::npos);
 }
 
 TEST(ModelFile, ConfigJsonRefusesUnknownMissingAndInvalidFields) {
@@ -223,15 +411,18 @@ TEST(DirectCast, Fp32CastHasZeroKlAndFullAgreementAndMxfp4Degrades) {
   std::mt19937 rng(1);
   for (uint32_t& t : tokens) t = rng() % 256;
   const EvalWindow window{4, 32, 3};
-  const DirectCastResult same =
-      direct_cast_eval(model, *nn::recipe_preset("fp32"), data::TokenView::of(tokens), window);
+  DirectCastResult same, fp4;
+  ASSERT_EQ(direct_cast_eval(model, *nn::recipe_preset("fp32"), data::TokenView::of(tokens), window,
+                             &same),
+            "");
   EXPECT_EQ(same.tokens, 4 * 32 * 3);
   EXPECT_EQ(same.kl, 0.0);
   EXPECT_EQ(same.top1, 1.0);
   EXPECT_EQ(same.loss, same.reference_loss);
   EXPECT_NEAR(same.ppl, std::exp(same.loss), 1e-9 * same.ppl);
-  const DirectCastResult fp4 =
-      direct_cast_eval(model, *nn::recipe_preset("mxfp4"), data::TokenView::of(tokens), window);
+  ASSERT_EQ(direct_cast_eval(model, *nn::recipe_preset("mxfp4"), data::TokenView::of(tokens),
+                             window, &fp4),
+            "");
   EXPECT_GT(fp4.kl, 0.0);
   EXPECT_EQ(fp4.reference_loss, same.reference_loss);
   EXPECT_EQ(model.recipe().name, "fp32");  // restored
@@ -254,8 +445,10 @@ TEST(Stories260K, EvaluatesNearItsPublishedLossAndMxint8StaysClose) {
   ASSERT_EQ(load_eval_tokens(stories_dir() + "/tinystories_sample.txt", *tok, {}, EvalSplit::kAll,
                              &tokens),
             "");
-  const DirectCastResult r = direct_cast_eval(*loaded.model, *nn::recipe_preset("mxint8"),
-                                              data::TokenView::of(tokens), {4, 128, 0});
+  DirectCastResult r;
+  ASSERT_EQ(direct_cast_eval(*loaded.model, *nn::recipe_preset("mxint8"),
+                             data::TokenView::of(tokens), {4, 128, 0}, &r),
+            "");
   // Published validation loss 1.297 on TinyStories; a few stories give a noisier figure.
   EXPECT_LT(r.reference_loss, 2.0);
   EXPECT_LT(r.loss - r.reference_loss, 0.05);
@@ -273,7 +466,8 @@ TEST(Stories260K, GreedyGenerationContinuesAStoryInWords) {
   SampleOptions options;
   options.max_new_tokens = 40;
   options.temperature = 0;
-  EXPECT_EQ(generate(*loaded.model, &tokens, options), 40);
+  ASSERT_EQ(generate(*loaded.model, &tokens, options), "");
+  EXPECT_EQ(tokens.size(), 1 + tok->encode("Once upon a time").size() + 40);
   const std::string text = tok->decode(tokens);
   // The story goes on with common words of TinyStories.
   EXPECT_NE(text.find("Once upon a time"), std::string::npos) << text;

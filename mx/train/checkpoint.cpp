@@ -3,8 +3,8 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "mx/core/rounding.h"
 #include "mx/io/cat.h"
+#include "mx/io/content_checksum.h"
 #include "mx/io/safetensors.h"
 #include "mx/nn/model_file.h"
 
@@ -16,38 +16,8 @@ using nlohmann::json;
 
 constexpr const char* kTrainKey = "mxkit.train";
 constexpr const char* kStateKey = "mxkit.state";
-constexpr const char* kChecksumKey = "mxkit.checksum";
 constexpr const char* kMomentM = "optimizer.m";
 constexpr const char* kMomentV = "optimizer.v";
-
-// A 64-bit hash that reads 8 bytes at a time (a byte-wise hash would take seconds on a
-// 124M-parameter checkpoint). Every word goes through SplitMix64's finalizer, chained.
-class Hasher {
- public:
-  void add(std::span<const uint8_t> bytes) {
-    size_t i = 0;
-    for (; i + 8 <= bytes.size(); i += 8) {
-      uint64_t w;
-      std::memcpy(&w, bytes.data() + i, 8);
-      mix(w);
-    }
-    uint64_t tail = 0;
-    std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
-    mix(tail ^ (uint64_t(bytes.size()) << 56));
-  }
-  void add(const std::string& s) {
-    add(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
-  }
-  std::string hex() const {
-    char buf[17];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h_));
-    return buf;
-  }
-
- private:
-  void mix(uint64_t w) { h_ = splitmix64_mix(h_ ^ w) + 0x9E3779B97F4A7C15ull; }
-  uint64_t h_ = 0x6D786B6974ull;
-};
 
 std::string state_json(const RunState& s) {
   json j = json::object();
@@ -77,19 +47,6 @@ std::span<const uint8_t> bytes_of(const float* p, size_t n) {
   return {reinterpret_cast<const uint8_t*>(p), n * sizeof(float)};
 }
 
-std::string checksum_of(const std::vector<io::SafetensorsTensor>& tensors, const std::string& train,
-                        const std::string& state, const std::string& model) {
-  Hasher h;
-  for (const io::SafetensorsTensor& t : tensors) {
-    h.add(t.name);
-    h.add(t.bytes);
-  }
-  h.add(train);
-  h.add(state);
-  h.add(model);
-  return h.hex();
-}
-
 std::string metadata_value(const io::SafetensorsFile& file, const char* key, std::string* out) {
   auto it = file.metadata().find(key);
   if (it == file.metadata().end()) return cat("metadata \"", key, "\" is missing");
@@ -110,57 +67,45 @@ std::string save_checkpoint(const std::string& path, const TrainConfig& config,
   tensors.push_back({kMomentV, "F32", {n}, bytes_of(optimizer.v().data(), n)});
   meta[kTrainKey] = train_config_to_json(config);
   meta[kStateKey] = state_json(state);
-  // The checksum covers the tensors as the reader will list them: by name and bytes.
-  std::vector<io::SafetensorsTensor> listed;
-  for (const io::TensorToWrite& t : tensors) listed.push_back({t.name, t.dtype, t.shape, t.bytes});
-  std::sort(listed.begin(), listed.end(),
-            [](const auto& a, const auto& b) { return a.name < b.name; });
-  meta[kChecksumKey] =
-      checksum_of(listed, meta[kTrainKey], meta[kStateKey], meta[std::string(nn::kModelConfigKey)]);
+  io::add_checksum(tensors, &meta);
   return io::write_safetensors(path, tensors, meta);
 }
 
-std::string read_checkpoint_config(const std::string& path, TrainConfig* config) {
-  io::SafetensorsFile file;
-  if (std::string e = io::open_safetensors(path, &file); !e.empty()) return e;
-  std::string train;
-  if (std::string e = metadata_value(file, kTrainKey, &train); !e.empty()) {
+std::string Checkpoint::open(const std::string& path) {
+  path_ = path;
+  if (std::string e = io::open_safetensors(path, &file_); !e.empty()) return e;
+  std::string train, state_text, model;
+  if (std::string e = metadata_value(file_, kTrainKey, &train); !e.empty()) {
     return cat(path, ": not a training checkpoint (", e, ")");
   }
-  if (std::string e = parse_train_config_json(train, config); !e.empty()) {
+  if (file_.metadata().count(std::string(io::kChecksumKey)) == 0) {
+    return cat(path, ": metadata \"", io::kChecksumKey, "\" is missing");
+  }
+  if (std::string e = io::verify_checksum(file_); !e.empty()) return cat(path, ": ", e);
+  for (auto [key, value] :
+       {std::pair{kStateKey, &state_text}, {nn::kModelConfigKey.data(), &model}}) {
+    if (std::string e = metadata_value(file_, key, value); !e.empty()) return cat(path, ": ", e);
+  }
+  if (std::string e = parse_train_config_json(train, &config_); !e.empty()) {
+    return cat(path, ": ", e);
+  }
+  if (model != nn::model_config_to_json(config_.model_config)) {
+    return cat(path, ": its model config and its training settings disagree");
+  }
+  if (std::string e = parse_state_json(state_text, &state_); !e.empty()) return cat(path, ": ", e);
+  if (std::string e = nn::check_file_holds(file_, config_.model_config); !e.empty()) {
     return cat(path, ": ", e);
   }
   return "";
 }
 
-std::string load_checkpoint(const std::string& path, const TrainConfig& config, nn::Params* params,
-                            nn::AdamW* optimizer, RunState* state) {
-  io::SafetensorsFile file;
-  if (std::string e = io::open_safetensors(path, &file); !e.empty()) return e;
-  std::string train, state_text, model, checksum;
-  for (auto [key, value] : {std::pair{kTrainKey, &train},
-                            {kStateKey, &state_text},
-                            {nn::kModelConfigKey.data(), &model},
-                            {kChecksumKey, &checksum}}) {
-    if (std::string e = metadata_value(file, key, value); !e.empty()) return cat(path, ": ", e);
-  }
-  std::vector<io::SafetensorsTensor> listed = file.tensors();
-  std::sort(listed.begin(), listed.end(),
-            [](const auto& a, const auto& b) { return a.name < b.name; });
-  if (checksum_of(listed, train, state_text, model) != checksum) {
-    return cat(path, ": checksum mismatch (the file is corrupted)");
-  }
-  if (train != train_config_to_json(config)) {
-    return cat(path, ": its training settings differ from this run's");
-  }
-  RunState s;
-  if (std::string e = parse_state_json(state_text, &s); !e.empty()) return cat(path, ": ", e);
+std::string Checkpoint::load(nn::Params* params, nn::AdamW* optimizer) const {
   const int64_t n = params->count();
   auto copy = [&](const std::string& name, const std::vector<int64_t>& shape, float* dst) {
-    const io::SafetensorsTensor* t = file.find(name);
-    if (t == nullptr) return cat(path, ": tensor ", name, " is missing");
+    const io::SafetensorsTensor* t = file_.find(name);
+    if (t == nullptr) return cat(path_, ": tensor ", name, " is missing");
     if (t->dtype != "F32" || t->shape != shape) {
-      return cat(path, ": tensor ", name, " has the wrong dtype or shape for this model");
+      return cat(path_, ": tensor ", name, " has the wrong dtype or shape for this model");
     }
     std::memcpy(dst, t->bytes.data(), t->bytes.size());
     return std::string();
@@ -170,8 +115,7 @@ std::string load_checkpoint(const std::string& path, const TrainConfig& config, 
   }
   if (std::string e = copy(kMomentM, {n}, optimizer->m().data()); !e.empty()) return e;
   if (std::string e = copy(kMomentV, {n}, optimizer->v().data()); !e.empty()) return e;
-  optimizer->set_steps(s.adam_steps);
-  *state = s;
+  optimizer->set_steps(state_.adam_steps);
   return "";
 }
 

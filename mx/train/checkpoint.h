@@ -4,9 +4,9 @@
 //   metadata  "mxkit.train"     the TrainConfig JSON (train_config.h)
 //             "mxkit.state"     {"step": steps done, "adam_steps": ..., "sampler_seed": ...,
 //                             "sampler_draws": ...}: where the run stands
-//             "mxkit.checksum"  a 64-bit hash (16 hex digits) of every tensor's bytes and the
-//                            metadata above, so a corrupted file is refused rather than
-//                            resumed
+//             "mxkit.checksum"  over every tensor and every other metadata entry
+//                               (io/content_checksum.h), so a damaged file is refused by every
+//                               reader, not only by a resume
 // Saving is atomic, so an interruption leaves the previous checkpoint intact.
 #pragma once
 
@@ -14,6 +14,7 @@
 #include <string>
 
 #include "mx/data/batch_sampler.h"
+#include "mx/io/safetensors.h"
 #include "mx/nn/adamw.h"
 #include "mx/nn/params.h"
 #include "mx/train/train_config.h"
@@ -32,11 +33,22 @@ std::string save_checkpoint(const std::string& path, const TrainConfig& config,
                             const nn::Params& params, const nn::AdamW& optimizer,
                             const RunState& state);
 
-// Loads into `params` and `optimizer`, which must have been built for `config->model_config`
-// once read: call read_checkpoint_config first. Refuses a file whose checksum, config or
-// tensor shapes do not match.
-std::string read_checkpoint_config(const std::string& path, TrainConfig* config);
-std::string load_checkpoint(const std::string& path, const TrainConfig& config, nn::Params* params,
-                            nn::AdamW* optimizer, RunState* state);
+// A checkpoint opened and checked before anything is built from it: its checksum, its settings,
+// its run state, and the presence and shape of every tensor that the model its settings
+// describe needs (so a damaged or hostile config cannot make a resume allocate without bound).
+class Checkpoint {
+ public:
+  std::string open(const std::string& path);
+  const TrainConfig& config() const { return config_; }
+  const RunState& state() const { return state_; }
+  // Copies the weights and moments into `params` and `optimizer`, built for config().
+  std::string load(nn::Params* params, nn::AdamW* optimizer) const;
+
+ private:
+  std::string path_;
+  io::SafetensorsFile file_;
+  TrainConfig config_;
+  RunState state_;
+};
 
 }  // namespace mx::train

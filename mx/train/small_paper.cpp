@@ -37,7 +37,7 @@ std::string build_config(const SmallPaperOptions& o, const std::string& recipe_n
 std::string share_data(const fs::path& from_run, const fs::path& to_run) {
   std::error_code ec;
   fs::create_directories(to_run / "data", ec);
-  for (const char* name : {"train.bin", "val.bin"}) {
+  for (const char* name : kRunDataFiles) {
     fs::create_hard_link(from_run / "data" / name, to_run / "data" / name, ec);
     if (ec) fs::copy_file(from_run / "data" / name, to_run / "data" / name, ec);
     if (ec) return cat("cannot share ", name, " with ", to_run.string(), ": ", ec.message());
@@ -135,7 +135,12 @@ std::string run_small_paper(const SmallPaperOptions& o, const SmallPaperCallback
     nn::Recipe recipe;
     if (std::string e = nn::recipe_from_spec(name, &recipe); !e.empty()) return e;
     say(cat("casting the ", o.train_recipes[0], " model to ", name));
-    r.cast.push_back({name, direct_cast_eval(*loaded.model, recipe, val.tokens(), window)});
+    DirectCastResult cast;
+    if (std::string e = direct_cast_eval(*loaded.model, recipe, val.tokens(), window, &cast);
+        !e.empty()) {
+      return e;
+    }
+    r.cast.push_back({name, cast});
   }
 
   r.plot_path = (fs::path(o.out_dir) / "loss.png").string();

@@ -4,18 +4,22 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <memory>
 
 #include "mx/data/batch_sampler.h"
 #include "mx/data/corpus.h"
-#include "mx/data/token_dataset.h"
+#include "mx/data/token_shard.h"
 #include "mx/data/tokenizer.h"
+#include "mx/io/atomic_file.h"
 #include "mx/io/cat.h"
+#include "mx/io/memory_budget.h"
 #include "mx/nn/adamw.h"
 #include "mx/nn/cpu/cpu_backend.h"
 #include "mx/nn/model.h"
 #include "mx/nn/model_file.h"
 #include "mx/train/checkpoint.h"
 #include "mx/train/evaluate.h"
+#include "mx/train/run_folder.h"
 
 namespace mx::train {
 namespace {
@@ -32,106 +36,210 @@ void say(const TrainCallbacks& c, const std::string& line) {
   if (c.on_message) c.on_message(line);
 }
 
-// Keeps the log rows a resumed run inherits: those up to the checkpoint's step.
-std::vector<LogRow> inherited_rows(const std::string& log_path, int64_t step) {
-  std::vector<LogRow> rows, kept;
-  if (!read_log(log_path, &rows).empty()) return kept;
-  for (const LogRow& r : rows) {
-    if (r.step <= step) kept.push_back(r);
+// Everything a run needs, opened and checked before its first step.
+struct OpenRun {
+  RunFolderLock lock;
+  TrainConfig config;
+  RunState state;
+  data::TokenShard train_shard, val_shard;
+  std::unique_ptr<nn::Model> model;
+  std::unique_ptr<nn::AdamW> optimizer;
+  std::vector<LogRow> inherited;  // the log rows a resumed run keeps
+  RunLog log;
+};
+
+// The rows of a resumed run's log up to its checkpoint's step, which must be all of steps 1..step
+// in order: a damaged log is refused rather than shortened. A missing log starts afresh.
+std::string inherited_rows(const std::string& log_path, int64_t step, const TrainCallbacks& c,
+                           std::vector<LogRow>* kept) {
+  std::error_code ec;
+  if (!fs::exists(log_path, ec)) {
+    say(c, cat(log_path, " is missing: the resumed log starts at step ", step + 1));
+    return "";
   }
-  return kept;
+  std::vector<LogRow> rows;
+  if (std::string e = read_log(log_path, &rows); !e.empty()) {
+    return cat(e, "; resuming would drop the log's earlier rows (repair or delete ", log_path,
+               " to resume)");
+  }
+  for (const LogRow& r : rows) {
+    if (r.step > step) break;
+    if (r.step != int64_t(kept->size()) + 1) {
+      return cat(log_path, ": step ", r.step, " follows step ", kept->size(),
+                 "; resuming would drop rows (repair or delete the log to resume)");
+    }
+    kept->push_back(r);
+  }
+  if (int64_t(kept->size()) != step) {
+    return cat(log_path, " ends at step ", kept->size(), " but the checkpoint is at step ", step,
+               " (repair or delete the log to resume)");
+  }
+  return "";
+}
+
+std::string check_memory_for(const TrainConfig& c) {
+  return io::check_memory(
+      nn::Model::training_bytes(c.model_config, c.batch, c.seq_len),
+      cat("training ", c.model, " with batches of ", c.batch, " x ", c.seq_len, " tokens"));
+}
+
+// What a new run checks before its folder is made: its settings, the output, the memory it
+// needs, and that its corpus and tokenizer can be found.
+std::string check_new_run(const TrainConfig& c, const std::string& run_dir,
+                          const data::DataPaths& paths) {
+  if (std::string e = validate(c); !e.empty()) return e;
+  if (std::string e = io::check_output_folder(run_dir); !e.empty()) return e;
+  if (std::string e = check_memory_for(c); !e.empty()) return e;
+  data::Corpus corpus;
+  if (std::string e = data::resolve_corpus(c.data, paths, &corpus); !e.empty()) return e;
+  std::unique_ptr<data::Tokenizer> tokenizer;
+  return data::load_tokenizer(c.tokenizer, paths, &tokenizer);
+}
+
+// Locks the folder, then reads the checkpoint (resume) or checks that there is none (new run).
+std::string open_settings(TrainConfig* config, bool steps_given, const std::string& run_dir,
+                          const TrainOptions& options, OpenRun* run, Checkpoint* checkpoint) {
+  std::error_code ec;
+  if (options.resume && !fs::is_directory(run_dir, ec)) {
+    return cat("--resume: no checkpoint in ", run_dir);
+  }
+  if (!options.resume) {
+    if (std::string e = check_new_run(*config, run_dir, options.paths); !e.empty()) return e;
+  }
+  if (std::string e = run->lock.acquire(run_dir); !e.empty()) return e;
+  io::remove_stale_temporaries(run_dir);
+  io::remove_stale_temporaries(path_in(run_dir, "data"));
+  const std::string ckpt_path = path_in(run_dir, kCheckpointFile);
+  const bool have_checkpoint = fs::exists(ckpt_path, ec);
+  if (!options.resume) {
+    if (have_checkpoint) {
+      return cat(run_dir,
+                 " already holds a run; pass --resume to continue it or choose another "
+                 "--out");
+    }
+    // A final model without a checkpoint belongs to no run that can continue here.
+    fs::remove(path_in(run_dir, "model.safetensors"), ec);
+    run->config = *config;
+    return "";
+  }
+  if (!have_checkpoint) return cat("--resume: no checkpoint in ", run_dir);
+  if (std::string e = checkpoint->open(ckpt_path); !e.empty()) return e;
+  if (steps_given && config->steps != checkpoint->config().steps) {
+    return cat("--resume: the run in ", run_dir, " was started with --steps ",
+               checkpoint->config().steps, " (the schedule depends on it)");
+  }
+  *config = checkpoint->config();
+  run->config = *config;
+  run->state = checkpoint->state();
+  if (run->state.step > config->steps) {
+    return cat(ckpt_path, ": its step ", run->state.step, " is past the run's ", config->steps);
+  }
+  return check_memory_for(*config);
+}
+
+std::string open_run(TrainConfig* config, bool steps_given, const std::string& run_dir,
+                     const TrainOptions& options, const TrainCallbacks& callbacks, OpenRun* run) {
+  Checkpoint checkpoint;
+  if (std::string e = open_settings(config, steps_given, run_dir, options, run, &checkpoint);
+      !e.empty()) {
+    return e;
+  }
+  const TrainConfig& c = run->config;
+  if (std::string e =
+          prepare_run_data(c, run_dir, options.resume, options.paths, callbacks.on_message);
+      !e.empty()) {
+    return e;
+  }
+  const fs::path data_dir = fs::path(run_dir) / "data";
+  if (std::string e = data::open_shard(data_dir / "train.bin", &run->train_shard); !e.empty()) {
+    return e;
+  }
+  if (std::string e = data::open_shard(data_dir / "val.bin", &run->val_shard); !e.empty()) {
+    return e;
+  }
+  if (run->train_shard.header().vocab_size > c.model_config.vocab) {
+    return cat("the data's vocabulary (", run->train_shard.header().vocab_size,
+               ") is larger than the model's (", c.model_config.vocab, ")");
+  }
+  if (int64_t(run->train_shard.tokens().size()) < c.seq_len + 1) {
+    return cat("the training split has ", run->train_shard.tokens().size(),
+               " tokens, fewer than --seq-len + 1");
+  }
+  run->model = std::make_unique<nn::Model>(c.model_config,
+                                           std::make_unique<nn::CpuBackend>(options.threads));
+  run->model->set_recipe(c.recipe);
+  if (std::string e = run->model->reserve(c.batch, c.seq_len); !e.empty()) return e;
+  run->optimizer = std::make_unique<nn::AdamW>(run->model->params(), c.adamw);
+  const std::string log_path = path_in(run_dir, kLogFile);
+  if (options.resume) {
+    if (std::string e = checkpoint.load(&run->model->params(), run->optimizer.get()); !e.empty()) {
+      return e;
+    }
+    if (std::string e = inherited_rows(log_path, run->state.step, callbacks, &run->inherited);
+        !e.empty()) {
+      return e;
+    }
+    say(callbacks, cat("resuming ", run_dir, " at step ", run->state.step, " of ", c.steps));
+  } else {
+    run->state.sampler.seed = c.seed;
+    run->model->params().init(c.seed);
+    say(callbacks, cat(nn::describe(c.model_config), ", ", run->model->params().count(),
+                       " parameters, recipe ", c.recipe.name));
+  }
+  return run->log.open(log_path, run->inherited);
+}
+
+// One optimizer step on the next batch; fills the row's step, lr, loss and gradient norm.
+std::string train_step(OpenRun& run, const nn::LrSchedule& schedule, data::Batch* batch,
+                       LogRow* row) {
+  const TrainConfig& c = run.config;
+  nn::Model& model = *run.model;
+  const int64_t step = run.state.step;  // 0-based index of the step being taken
+  if (std::string e = data::sample_batch(run.train_shard.tokens(), c.batch, c.seq_len,
+                                         &run.state.sampler, batch);
+      !e.empty()) {
+    return e;
+  }
+  model.set_step(uint64_t(step));
+  model.zero_grad();
+  float loss = 0;
+  if (std::string e = model.forward(batch->inputs.data(), batch->targets.data(), batch->rows,
+                                    batch->seq_len, &loss);
+      !e.empty()) {
+    return e;
+  }
+  if (!std::isfinite(loss)) return cat("the loss is not finite at step ", step + 1);
+  if (std::string e = model.backward(); !e.empty()) return e;
+  row->grad_norm = c.grad_clip > 0 ? nn::clip_grad_norm(model.params(), c.grad_clip)
+                                   : nn::global_grad_norm(model.params());
+  row->lr = schedule.at(step);
+  run.optimizer->step(model.params(), row->lr);
+  run.state.step = step + 1;
+  run.state.adam_steps = run.optimizer->steps();
+  row->step = run.state.step;
+  row->train_loss = loss;
+  return "";
 }
 
 }  // namespace
 
-std::string prepare_run_data(const TrainConfig& config, const std::string& run_dir,
-                             const data::DataPaths& paths,
-                             const std::function<void(const std::string&)>& on_message) {
-  const fs::path dir = fs::path(run_dir) / "data";
-  std::error_code ec;
-  if (fs::exists(dir / "train.bin", ec) && fs::exists(dir / "val.bin", ec)) return "";
-  data::Corpus corpus;
-  if (std::string e = data::resolve_corpus(config.data, paths, &corpus); !e.empty()) return e;
-  std::unique_ptr<data::Tokenizer> tokenizer;
-  if (std::string e = data::load_tokenizer(config.tokenizer, paths, &tokenizer); !e.empty()) {
-    return e;
-  }
-  if (on_message) {
-    on_message(cat("tokenizing ", config.data, " with ", config.tokenizer, " into ", dir.string()));
-  }
-  data::TokenDatasetSummary summary;
-  return data::write_token_dataset(corpus, *tokenizer, dir, &summary);
-}
-
 std::string run_training(TrainConfig* config, bool steps_given, const std::string& run_dir,
                          const TrainOptions& options, const TrainCallbacks& callbacks,
                          TrainResult* result) {
-  std::error_code ec;
-  const std::string ckpt_path = path_in(run_dir, kCheckpointFile);
-  const bool have_checkpoint = fs::exists(ckpt_path, ec);
-  if (options.resume) {
-    if (!have_checkpoint) return cat("--resume: no checkpoint in ", run_dir);
-    const int64_t steps_asked = config->steps;
-    if (std::string e = read_checkpoint_config(ckpt_path, config); !e.empty()) return e;
-    if (steps_given && steps_asked != config->steps) {
-      return cat("--resume: the run in ", run_dir, " was started with --steps ", config->steps,
-                 " (the schedule depends on it)");
-    }
-  } else if (have_checkpoint) {
-    return cat(run_dir,
-               " already holds a run; pass --resume to continue it or choose another "
-               "--out");
-  }
-  if (std::string e = validate(*config); !e.empty()) return e;
-  // The run folder appears only once the corpus and tokenizer are found (with the data).
-  if (std::string e = prepare_run_data(*config, run_dir, options.paths, callbacks.on_message);
+  OpenRun run;
+  if (std::string e = open_run(config, steps_given, run_dir, options, callbacks, &run);
       !e.empty()) {
     return e;
   }
-  data::TokenShard train_shard, val_shard;
-  const fs::path data_dir = fs::path(run_dir) / "data";
-  if (std::string e = data::open_shard(data_dir / "train.bin", &train_shard); !e.empty()) return e;
-  if (std::string e = data::open_shard(data_dir / "val.bin", &val_shard); !e.empty()) return e;
-  if (train_shard.header().vocab_size > config->model_config.vocab) {
-    return cat("the data's vocabulary (", train_shard.header().vocab_size,
-               ") is larger than the model's (", config->model_config.vocab, ")");
-  }
-  const data::TokenView train_tokens = train_shard.tokens();
-  const data::TokenView val_tokens = val_shard.tokens();
-  if (int64_t(train_tokens.size()) < config->seq_len + 1) {
-    return cat("the training split has ", train_tokens.size(), " tokens, fewer than --seq-len + 1");
-  }
-
-  nn::Model model(config->model_config, std::make_unique<nn::CpuBackend>(options.threads));
-  model.set_recipe(config->recipe);
-  nn::AdamW optimizer(model.params(), config->adamw);
-  RunState state;
-  state.sampler.seed = config->seed;
-  if (options.resume) {
-    if (std::string e = load_checkpoint(ckpt_path, *config, &model.params(), &optimizer, &state);
-        !e.empty()) {
-      return e;
-    }
-    say(callbacks, cat("resuming ", run_dir, " at step ", state.step, " of ", config->steps));
-  } else {
-    model.params().init(config->seed);
-    say(callbacks, cat(nn::describe(config->model_config), ", ", model.params().count(),
-                       " parameters, recipe ", config->recipe.name));
-  }
-
-  const std::string log_path = path_in(run_dir, kLogFile);
-  RunLog log;
-  const std::vector<LogRow> kept =
-      options.resume ? inherited_rows(log_path, state.step) : std::vector<LogRow>{};
-  if (std::string e = log.open(log_path, kept); !e.empty()) return e;
-  const double elapsed_before = kept.empty() ? 0.0 : kept.back().elapsed_s;
-
-  const nn::LrSchedule schedule = schedule_of(*config);
-  const int64_t last = std::min(config->steps, options.stop_at.value_or(config->steps));
-  const EvalWindow window{config->batch, config->seq_len, config->eval_batches};
+  const TrainConfig& c = run.config;
+  const std::string ckpt_path = path_in(run_dir, kCheckpointFile);
+  const nn::LrSchedule schedule = schedule_of(c);
+  const int64_t last = std::min(c.steps, options.stop_at.value_or(c.steps));
+  const EvalWindow window{c.batch, c.seq_len, c.eval_batches};
+  const double elapsed_before = run.inherited.empty() ? 0.0 : run.inherited.back().elapsed_s;
   TrainResult r;
   r.val_loss = std::numeric_limits<double>::quiet_NaN();
-  for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
+  for (auto it = run.inherited.rbegin(); it != run.inherited.rend(); ++it) {
     if (it->val_loss) {
       r.val_loss = *it->val_loss;
       break;
@@ -141,65 +249,46 @@ std::string run_training(TrainConfig* config, bool steps_given, const std::strin
   int64_t tokens_seen = 0;
   std::vector<float> recent;
   data::Batch batch;
-  while (state.step < last) {
-    const int64_t step = state.step;  // 0-based index of the step being taken
-    if (std::string e = data::sample_batch(train_tokens, config->batch, config->seq_len,
-                                           &state.sampler, &batch);
-        !e.empty()) {
-      return e;
-    }
-    model.set_step(uint64_t(step));
-    model.zero_grad();
-    const float loss =
-        model.forward(batch.inputs.data(), batch.targets.data(), batch.rows, batch.seq_len);
-    if (!std::isfinite(loss)) return cat("the loss is not finite at step ", step + 1);
-    model.backward();
-    const double norm = config->grad_clip > 0
-                            ? nn::clip_grad_norm(model.params(), config->grad_clip)
-                            : nn::global_grad_norm(model.params());
-    const float lr = schedule.at(step);
-    optimizer.step(model.params(), lr);
-    state.step = step + 1;
-    state.adam_steps = optimizer.steps();
-    tokens_seen += batch.rows * batch.seq_len;
-
+  while (run.state.step < last) {
     LogRow row;
-    row.step = state.step;
-    row.lr = lr;
-    row.train_loss = loss;
-    row.grad_norm = norm;
+    if (std::string e = train_step(run, schedule, &batch, &row); !e.empty()) return e;
+    tokens_seen += batch.rows * batch.seq_len;
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    if (state.step % config->eval_every == 0 || state.step == config->steps) {
-      model.set_step(0);
-      row.val_loss = evaluate_loss(model, val_tokens, window);
-      r.val_loss = *row.val_loss;
+    if (row.step % c.eval_every == 0 || row.step == c.steps) {
+      run.model->set_step(0);
+      double val = 0;
+      if (std::string e = evaluate_loss(*run.model, run.val_shard.tokens(), window, &val);
+          !e.empty()) {
+        return e;
+      }
+      row.val_loss = r.val_loss = val;
     }
     row.tokens_per_s = seconds > 0 ? double(tokens_seen) / seconds : 0.0;
     row.elapsed_s = elapsed_before + std::chrono::duration<double>(Clock::now() - start).count();
-    if (std::string e = log.append(row); !e.empty()) return e;
-    recent.push_back(loss);
+    if (std::string e = run.log.append(row); !e.empty()) return e;
+    recent.push_back(row.train_loss);
     if (recent.size() > 10) recent.erase(recent.begin());
-    if (callbacks.on_step) callbacks.on_step(row, config->steps);
-    if (state.step % config->checkpoint_every == 0 || state.step == last) {
-      if (std::string e = save_checkpoint(ckpt_path, *config, model.params(), optimizer, state);
+    if (callbacks.on_step) callbacks.on_step(row, c.steps);
+    if (row.step % c.checkpoint_every == 0 || row.step == last) {
+      if (std::string e =
+              save_checkpoint(ckpt_path, c, run.model->params(), *run.optimizer, run.state);
           !e.empty()) {
         return e;
       }
     }
   }
-  r.steps_done = state.step;
-  r.finished = state.step == config->steps;
+  r.steps_done = run.state.step;
+  r.finished = run.state.step == c.steps;
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   r.tokens_per_s = r.seconds > 0 ? double(tokens_seen) / r.seconds : 0.0;
   float sum = 0;
   for (float l : recent) sum += l;
-  r.train_loss = !recent.empty() ? sum / float(recent.size())
-                 : kept.empty()  ? std::numeric_limits<float>::quiet_NaN()
-                                 : kept.back().train_loss;
+  r.train_loss = !recent.empty()         ? sum / float(recent.size())
+                 : run.inherited.empty() ? std::numeric_limits<float>::quiet_NaN()
+                                         : run.inherited.back().train_loss;
   if (r.finished) {
-    if (std::string e =
-            nn::save_model_file(path_in(run_dir, "model.safetensors"), config->model_config,
-                                model.params(), config->tokenizer);
+    if (std::string e = nn::save_model_file(path_in(run_dir, "model.safetensors"), c.model_config,
+                                            run.model->params(), c.tokenizer);
         !e.empty()) {
       return e;
     }

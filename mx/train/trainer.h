@@ -1,13 +1,19 @@
 // A training run in a folder RUN_DIR:
 //   data/train.bin, data/val.bin   the corpus tokenized (token_shard.h)
+//   data/source.json               what the shards were made from: {"data": ..., "tokenizer": ...}
 //   log.csv                        one row per step (run_log.h)
 //   checkpoint.safetensors         the latest checkpoint (checkpoint.h)
 //   model.safetensors              the final weights, once the run reaches its last step
+//   .lock                          held (flock) by the process training in the folder
 // A step draws a batch (the sampler state is part of the checkpoint), runs forward and
 // backward with the recipe, clips the gradient and takes one AdamW step; validation runs every
 // eval_every steps and at the last one. Everything a step depends on is in the checkpoint, so
 // a run stopped and resumed logs the same losses, bit for bit, as one that ran straight
 // through (with any thread count: the CPU kernels' results do not depend on it).
+//
+// A folder cannot mix two runs: one process at a time trains in it; shards made from other data
+// or with another tokenizer are made again for a new run and refused by a resume; a resume
+// refuses a damaged log rather than drop its rows.
 #pragma once
 
 #include <functional>
@@ -47,9 +53,7 @@ std::string run_training(TrainConfig* config, bool steps_given, const std::strin
                          const TrainOptions& options, const TrainCallbacks& callbacks,
                          TrainResult* result);
 
-// Tokenizes config.data with config.tokenizer into run_dir/data unless the shards are there.
-std::string prepare_run_data(const TrainConfig& config, const std::string& run_dir,
-                             const data::DataPaths& paths,
-                             const std::function<void(const std::string&)>& on_message);
+// The files of RUN_DIR/data, which runs of one corpus and tokenizer may share.
+inline constexpr const char* kRunDataFiles[] = {"train.bin", "val.bin", "source.json"};
 
 }  // namespace mx::train
