@@ -18,6 +18,11 @@
 #include "mx/io/mx_safetensors.h"
 #include "mx/io/npy.h"
 #include "mx/io/safetensors.h"
+#include "mx/nn/adamw.h"
+#include "mx/nn/model_file.h"
+#include "mx/nn/params.h"
+#include "mx/nn/recipe.h"
+#include "mx/train/checkpoint.h"
 
 namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
@@ -165,20 +170,74 @@ void npy_seeds(const fs::path& dir) {
   save(dir / "u8_empty.npy", out);
 }
 
+// A model small enough for libFuzzer's input limit: a few thousand parameters.
+mx::nn::ModelConfig small_model(mx::nn::Arch arch) {
+  mx::nn::ModelConfig c;
+  c.arch = arch;
+  c.vocab = 16, c.dim = 8, c.n_layers = 1, c.n_heads = 2, c.hidden = 16, c.seq_len = 8;
+  c.n_kv_heads = arch == mx::nn::Arch::kGpt2 ? 2 : 1;
+  return c;
+}
+
+// Model files as training writes them, without the checksum (as other programs write them, so
+// that mutations of the config are read rather than stopped by a checksum mismatch), and one
+// with its checksum.
+void model_file_seeds(const fs::path& dir) {
+  for (const mx::nn::Arch arch : {mx::nn::Arch::kGpt2, mx::nn::Arch::kLlama}) {
+    const mx::nn::ModelConfig c = small_model(arch);
+    mx::nn::Params params(c);
+    params.init(1);
+    std::vector<mx::io::TensorToWrite> tensors;
+    std::map<std::string, std::string> meta;
+    mx::nn::model_file_contents(c, params, "bytes", &tensors, &meta);
+    Bytes out;
+    check(mx::io::encode_safetensors(tensors, meta, &out), "model file");
+    save(dir / (std::string(mx::nn::arch_name(arch)) + ".safetensors"), out);
+    if (arch == mx::nn::Arch::kLlama) {
+      check(mx::nn::save_model_file((dir / "llama_checksum.safetensors").string(), c, params,
+                                    "bytes"),
+            "model file with checksum");
+    }
+  }
+}
+
+void checkpoint_seeds(const fs::path& dir) {
+  mx::train::TrainConfig c;
+  c.model = "small";
+  c.model_config = small_model(mx::nn::Arch::kGpt2);
+  c.recipe = *mx::nn::recipe_preset("mxfp6");
+  c.data = "no-such-corpus.txt";  // a resume in a test must stop at the data, not train
+  c.tokenizer = "bytes";
+  c.steps = 10, c.batch = 2, c.seq_len = 8, c.warmup = 1;
+  mx::nn::Params params(c.model_config);
+  params.init(2);
+  mx::nn::AdamW optimizer(params, c.adamw);
+  mx::train::RunState state;
+  state.step = state.adam_steps = 3;
+  check(mx::train::save_checkpoint((dir / "checkpoint.safetensors").string(), c, params, optimizer,
+                                   state),
+        "checkpoint");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s DIR  (writes DIR/{safetensors,gguf,llama2c,npy}/)\n", argv[0]);
+    std::fprintf(
+        stderr,
+        "usage: %s DIR  (writes DIR/{safetensors,gguf,llama2c,npy,model_file,checkpoint}/)\n",
+        argv[0]);
     return 2;
   }
   const fs::path root = argv[1];
-  for (const char* sub : {"safetensors", "gguf", "llama2c", "npy"}) {
+  for (const char* sub : {"safetensors", "gguf", "llama2c", "npy", "model_file", "checkpoint"}) {
     fs::create_directories(root / sub);
   }
   safetensors_seeds(root / "safetensors");
   gguf_seeds(root / "gguf");
   llama2c_seeds(root / "llama2c");
   npy_seeds(root / "npy");
+  model_file_seeds(root / "model_file");
+  checkpoint_seeds(root / "checkpoint");
   return 0;
 }

@@ -197,9 +197,10 @@ TEST_F(OutputFileTest, ChecksBeforeWorkNameWhatIsWrong) {
   EXPECT_EQ(check_output_folder((dir_ / "file").string()),
             (dir_ / "file").string() + " exists and is not a folder");
   EXPECT_EQ(check_output_folder((dir_ / "new_folder").string()), "");
-  EXPECT_EQ(check_output_folder((dir_ / "no" / "sub").string()),
-            "cannot create " + (dir_ / "no" / "sub").string() + ": " + (dir_ / "no").string() +
-                " is not a folder");
+  EXPECT_EQ(check_output_folder((dir_ / "no" / "sub").string()), "");  // made with its parents
+  EXPECT_EQ(check_output_folder((dir_ / "file" / "sub" / "deeper").string()),
+            "cannot create " + (dir_ / "file" / "sub" / "deeper").string() + ": " +
+                (dir_ / "file").string() + " is not a folder");
   EXPECT_EQ(names(), std::vector<std::string>{"file"});  // checking creates nothing
 }
 

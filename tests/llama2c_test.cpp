@@ -171,6 +171,14 @@ TEST_F(Llama2cTest, BadHeadersAndTruncationAreNamed) {
                 std::to_string(28 + kSmallFloats * 4) + " bytes)");
   // Every truncation of a good file is an error; the whole file is not.
   EXPECT_EQ(err({8, 12, 2, 2, 1, 10, 4}, kSmallFloats), "");
+  // Nor is anything past the arrays the header implies: a damaged vocab_size (10 read as 1,
+  // with an unshared classifier) would otherwise shift every array after the embedding.
+  EXPECT_EQ(err({8, 12, 2, 2, 1, -1, 4}, kSmallFloats),
+            p + "file of " + std::to_string(28 + kSmallFloats * 4) + " bytes is longer than the " +
+                std::to_string(28 + (kSmallFloats - 64) * 4) +
+                " its header implies (a damaged header?)");
+  EXPECT_NE(err({8, 12, 2, 2, 1, 10, 4}, kSmallFloats + 1).find("is longer than"),
+            std::string::npos);
   EXPECT_TRUE(c.config().shared_classifier);
   for (size_t floats = 0; floats < kSmallFloats; floats += 7) {
     EXPECT_NE(err({8, 12, 2, 2, 1, 10, 4}, floats), "") << floats;

@@ -218,6 +218,20 @@ TEST(EvalBatch, CoversEveryTargetOnceInOrder) {
   EXPECT_EQ(eval_batch(view, 4, 10, 3, &b), "evaluation batch 3 does not exist: there are 3");
 }
 
+// A batch larger than the split is one batch of every window: its count once overflowed to zero
+// for a batch near 2^63, and evaluation reported NaN for zero tokens.
+TEST(EvalBatch, ABatchBeyondTheSplitIsOneBatchOfEveryWindow) {
+  std::vector<uint32_t> tokens(103);
+  for (uint32_t i = 0; i < tokens.size(); ++i) tokens[i] = i;
+  const TokenView view = TokenView::of(tokens);
+  for (const int64_t batch : {int64_t{10}, int64_t{11}, int64_t{1} << 40, INT64_MAX}) {
+    ASSERT_EQ(eval_batch_count(view, batch, 10), 1) << batch;
+    Batch b;
+    ASSERT_EQ(eval_batch(view, batch, 10, 0, &b), "");
+    EXPECT_EQ(b.rows, 10);
+  }
+}
+
 // Every byte its own token; BOS is 256.
 class ByteTokenizer final : public Tokenizer {
  public:

@@ -62,8 +62,9 @@ int64_t eval_window_count(TokenView tokens, int64_t seq_len) {
 }
 
 int64_t eval_batch_count(TokenView tokens, int64_t batch, int64_t seq_len) {
-  if (batch < 1) return 0;
-  return (eval_window_count(tokens, seq_len) + batch - 1) / batch;
+  const int64_t windows = eval_window_count(tokens, seq_len);
+  // Not (windows + batch - 1) / batch, which overflows for a batch near 2^63.
+  return batch < 1 || windows == 0 ? 0 : (windows - 1) / batch + 1;
 }
 
 std::string eval_batch(TokenView tokens, int64_t batch, int64_t seq_len, int64_t index,

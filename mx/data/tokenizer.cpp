@@ -36,6 +36,11 @@ std::string load_tokenizer(std::string_view spec, const DataPaths& paths,
     return load_gpt2_tokenizer(path / "encoder.json", path / "vocab.bpe", out);
   }
   if (!fs::exists(path, ec)) return "tokenizer " + path.string() + " not found";
+  // Read whole into memory: a device, a FIFO or an absurd file is refused rather than read.
+  constexpr uintmax_t kMaxTokenizerBytes = uintmax_t{256} << 20;
+  if (!fs::is_regular_file(path, ec) || fs::file_size(path, ec) > kMaxTokenizerBytes) {
+    return "tokenizer " + path.string() + " is not a regular file of at most 256 MB";
+  }
   if (path.filename() == "encoder.json") {
     return load_gpt2_tokenizer(path, path.parent_path() / "vocab.bpe", out);
   }

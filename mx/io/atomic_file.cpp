@@ -166,10 +166,11 @@ std::string check_output_folder(const std::string& path) {
   if (fs::exists(path, ec)) {
     return fs::is_directory(path, ec) ? "" : cat(path, " exists and is not a folder");
   }
-  const std::string parent = folder_of(fs::path(path).lexically_normal());
-  if (!fs::is_directory(parent, ec))
-    return cat("cannot create ", path, ": ", parent, " is not a folder");
-  return "";
+  // Made with its parents: the nearest part of the path that exists must be a folder.
+  fs::path existing = fs::path(path).lexically_normal();
+  while (!existing.empty() && !fs::exists(existing, ec)) existing = existing.parent_path();
+  if (existing.empty() || fs::is_directory(existing, ec)) return "";
+  return cat("cannot create ", path, ": ", existing.string(), " is not a folder");
 }
 
 OutputFile::~OutputFile() {

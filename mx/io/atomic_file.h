@@ -22,7 +22,8 @@ namespace mx::io {
 // a long computation: `path`'s folder exists and is a folder, and `path` is not a folder, a
 // block device or a socket. "" or a one-line reason.
 std::string check_output_file(const std::string& path);
-// For an output folder (created if absent): `path` is a folder or absent, and its parent exists.
+// For an output folder (created with its parents if absent): `path` is a folder, or absent with
+// its nearest existing ancestor a folder.
 std::string check_output_folder(const std::string& path);
 
 // One output being written. open() makes the temporary (or opens a device or FIFO), write()

@@ -21,6 +21,7 @@ void add_checksum(std::span<const TensorToWrite> tensors,
                   std::map<std::string, std::string>* metadata);
 
 // "" when the file carries no checksum (files that other programs wrote) or a matching one.
+// open_safetensors and parse_safetensors call it: every reader gets the check.
 std::string verify_checksum(const SafetensorsFile& file);
 
 }  // namespace mx::io

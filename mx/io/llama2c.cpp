@@ -143,6 +143,12 @@ std::string parse_into(std::span<const uint8_t> file, Llama2cConfig* config,
     tensors->push_back(std::move(t));
     offset = end;
   }
+  // The header is all there is to say where the arrays lie: bytes beyond them mean a header
+  // that was damaged (vocab 10 read as -1, say, shifts every array after the embedding).
+  if (offset != file.size()) {
+    return cat("file of ", file.size(), " bytes is longer than the ", offset,
+               " its header implies (a damaged header?)");
+  }
   *config = c;
   return "";
 }

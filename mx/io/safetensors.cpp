@@ -9,6 +9,7 @@
 
 #include "mx/io/atomic_file.h"
 #include "mx/io/cat.h"
+#include "mx/io/content_checksum.h"
 
 namespace mx::io {
 namespace {
@@ -368,6 +369,13 @@ std::string open_safetensors(const std::string& path, SafetensorsFile* out) {
     return one_line(cat(path, ": ", err));
   }
   out->index_names();
+  if (err = verify_checksum(*out); !err.empty()) {
+    out->tensors_.clear();
+    out->by_name_.clear();
+    out->metadata_.clear();
+    out->mapping_.close();
+    return cat(path, ": ", err);
+  }
   return "";
 }
 
@@ -381,6 +389,12 @@ std::string parse_safetensors(std::span<const uint8_t> file, SafetensorsFile* ou
     out->metadata_.clear();
   }
   out->index_names();
+  if (err.empty()) err = verify_checksum(*out);
+  if (!err.empty()) {
+    out->tensors_.clear();
+    out->by_name_.clear();
+    out->metadata_.clear();
+  }
   return one_line(err);
 }
 

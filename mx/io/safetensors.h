@@ -67,11 +67,12 @@ class SafetensorsFile {
 };
 
 // Maps `path` read-only and parses it; the tensors' bytes point into the mapping, which lives as
-// long as `*out`.
+// long as `*out`. A file that carries an mxkit checksum (io/content_checksum.h) is refused when
+// its contents do not match it, so no reader can use a damaged file.
 std::string open_safetensors(const std::string& path, SafetensorsFile* out);
 
 // Parses a whole file held in memory; the tensors' bytes point into `file`, which the caller
-// keeps alive while `*out` is used.
+// keeps alive while `*out` is used. Checks the checksum as open_safetensors does.
 std::string parse_safetensors(std::span<const uint8_t> file, SafetensorsFile* out);
 
 struct TensorToWrite {

@@ -241,37 +241,37 @@ std::string load_model_file(const std::string& path_in, LoadedModel* out, int th
   }
   io::SafetensorsFile file;
   if (std::string e = io::open_safetensors(path, &file); !e.empty()) return e;
-  if (std::string e = io::verify_checksum(file); !e.empty()) return cat(path, ": ", e);
+  if (std::string e = load_model_safetensors(file, out, threads); !e.empty()) {
+    return cat(path, ": ", e);
+  }
+  if (out->kind == "llama2c-safetensors") {
+    const fs::path guess = fs::path(path).parent_path() /
+                           cat("tok", std::to_string(out->model->config().vocab), ".bin");
+    if (fs::exists(guess, ec)) out->tokenizer = guess.string();
+  }
+  return "";
+}
+
+std::string load_model_safetensors(const io::SafetensorsFile& file, LoadedModel* out, int threads) {
   const auto& meta = file.metadata();
   ModelConfig config;
   auto it = meta.find(std::string(kModelConfigKey));
   std::string kind = "mxkit";
   if (it != meta.end()) {
-    if (std::string e = parse_model_config_json(it->second, &config); !e.empty()) {
-      return cat(path, ": ", e);
-    }
+    if (std::string e = parse_model_config_json(it->second, &config); !e.empty()) return e;
   } else if (meta.count("llama2c.dim") != 0) {
-    if (std::string e = config_from_llama2c_metadata(meta, &config); !e.empty()) {
-      return cat(path, ": ", e);
-    }
+    if (std::string e = config_from_llama2c_metadata(meta, &config); !e.empty()) return e;
     kind = "llama2c-safetensors";
   } else {
-    return cat(path, ": no model config (metadata \"mxkit.model\" or \"llama2c.*\")");
+    return "no model config (metadata \"mxkit.model\" or \"llama2c.*\")";
   }
-  if (std::string e = check_file_holds(file, config); !e.empty()) return cat(path, ": ", e);
+  if (std::string e = check_file_holds(file, config); !e.empty()) return e;
   auto model = std::make_unique<Model>(config, std::make_unique<CpuBackend>(threads));
-  if (std::string e = fill_params(file.tensors(), &file, model.get()); !e.empty()) {
-    return cat(path, ": ", e);
-  }
+  if (std::string e = fill_params(file.tensors(), &file, model.get()); !e.empty()) return e;
   out->model = std::move(model);
   out->kind = kind;
   auto tok = meta.find(std::string(kTokenizerKey));
   out->tokenizer = tok != meta.end() ? tok->second : "";
-  if (kind == "llama2c-safetensors") {
-    const fs::path guess =
-        fs::path(path).parent_path() / cat("tok", std::to_string(config.vocab), ".bin");
-    if (fs::exists(guess, ec)) out->tokenizer = guess.string();
-  }
   return "";
 }
 

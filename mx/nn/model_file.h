@@ -57,4 +57,8 @@ struct LoadedModel {
 // missing tensor, a wrong shape, a non-float dtype.
 std::string load_model_file(const std::string& path, LoadedModel* out, int threads = 0);
 
+// The safetensors part of load_model_file, for a file already parsed (errors name no path).
+std::string load_model_safetensors(const io::SafetensorsFile& file, LoadedModel* out,
+                                   int threads = 0);
+
 }  // namespace mx::nn

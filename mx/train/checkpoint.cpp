@@ -74,6 +74,17 @@ std::string save_checkpoint(const std::string& path, const TrainConfig& config,
 std::string Checkpoint::open(const std::string& path) {
   path_ = path;
   if (std::string e = io::open_safetensors(path, &file_); !e.empty()) return e;
+  return check();
+}
+
+std::string Checkpoint::parse(std::span<const uint8_t> bytes) {
+  path_ = "checkpoint";
+  if (std::string e = io::parse_safetensors(bytes, &file_); !e.empty()) return e;
+  return check();
+}
+
+std::string Checkpoint::check() {
+  const std::string& path = path_;
   std::string train, state_text, model;
   if (std::string e = metadata_value(file_, kTrainKey, &train); !e.empty()) {
     return cat(path, ": not a training checkpoint (", e, ")");
@@ -81,7 +92,6 @@ std::string Checkpoint::open(const std::string& path) {
   if (file_.metadata().count(std::string(io::kChecksumKey)) == 0) {
     return cat(path, ": metadata \"", io::kChecksumKey, "\" is missing");
   }
-  if (std::string e = io::verify_checksum(file_); !e.empty()) return cat(path, ": ", e);
   for (auto [key, value] :
        {std::pair{kStateKey, &state_text}, {nn::kModelConfigKey.data(), &model}}) {
     if (std::string e = metadata_value(file_, key, value); !e.empty()) return cat(path, ": ", e);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "mx/data/batch_sampler.h"
@@ -39,12 +40,16 @@ std::string save_checkpoint(const std::string& path, const TrainConfig& config,
 class Checkpoint {
  public:
   std::string open(const std::string& path);
+  // The same checks on a whole file held in memory, which the caller keeps alive.
+  std::string parse(std::span<const uint8_t> bytes);
   const TrainConfig& config() const { return config_; }
   const RunState& state() const { return state_; }
   // Copies the weights and moments into `params` and `optimizer`, built for config().
   std::string load(nn::Params* params, nn::AdamW* optimizer) const;
 
  private:
+  std::string check();  // the checks of open, on file_
+
   std::string path_;
   io::SafetensorsFile file_;
   TrainConfig config_;

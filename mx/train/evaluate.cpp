@@ -14,6 +14,13 @@ int64_t batch_count(data::TokenView tokens, const EvalWindow& w) {
   return w.max_batches > 0 ? std::min(all, w.max_batches) : all;
 }
 
+// Sizes the model for the largest batch the split gives: a --batch beyond the split's windows
+// means one batch of them all, not a reservation for windows that do not exist.
+std::string reserve_for(nn::Model& model, data::TokenView tokens, const EvalWindow& w) {
+  const int64_t rows = std::min(w.batch, data::eval_window_count(tokens, w.seq_len));
+  return rows > 0 ? model.reserve(rows, w.seq_len) : "";
+}
+
 // log-softmax of one row of logits, in double.
 void log_softmax(const float* logits, int64_t v, std::vector<double>* out) {
   out->resize(size_t(v));
@@ -38,7 +45,7 @@ int64_t argmax(const float* x, int64_t n) {
 std::string evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWindow& w,
                           double* loss) {
   const int64_t batches = batch_count(tokens, w);
-  if (std::string e = model.reserve(w.batch, w.seq_len); !e.empty() && batches > 0) return e;
+  if (std::string e = reserve_for(model, tokens, w); !e.empty()) return e;
   double sum = 0;
   int64_t count = 0;
   data::Batch batch;
@@ -65,7 +72,7 @@ std::string direct_cast_eval(nn::Model& model, const nn::Recipe& recipe, data::T
   const nn::Recipe cast = nn::forward_only(recipe);
   const int64_t v = model.config().vocab;
   const int64_t batches = batch_count(tokens, w);
-  if (std::string e = model.reserve(w.batch, w.seq_len); !e.empty() && batches > 0) return e;
+  if (std::string e = reserve_for(model, tokens, w); !e.empty()) return e;
   DirectCastResult r;
   double loss_sum = 0, ref_sum = 0, kl_sum = 0;
   int64_t agree = 0;

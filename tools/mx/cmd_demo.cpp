@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "mx/core/format.h"
+#include "mx/io/atomic_file.h"
 #include "mx/study/synthetic.h"
 #include "mx/train/small_paper.h"
 #include "tools/mx/commands.h"
@@ -67,6 +68,7 @@ void run_synthetic_tour(const DemoOptions& o) {
 }
 
 std::string run_paper_demo(const DemoOptions& o) {
+  if (std::string e = io::check_output_folder(o.paper.out_dir); !e.empty()) return e;
   train::SmallPaperOptions p = o.paper;
   p.seed = o.seed;
   p.threads = o.threads;
