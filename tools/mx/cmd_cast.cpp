@@ -10,11 +10,11 @@
 #include <vector>
 
 #include "mx/core/bitpack.h"
+#include "mx/io/atomic_file.h"
 #include "mx/io/cat.h"
 #include "mx/io/npy.h"
 #include "mx/kernels/cpu/quantize.h"
 #ifdef MX_HAVE_CUDA
-#include "mx/io/atomic_file.h"
 #include "mx/kernels/cuda/host_cast.h"
 #endif
 #include "tools/mx/commands.h"
