@@ -54,6 +54,32 @@ TEST_F(CorpusTest, SotuSaysHowToFetchItUntilItIsThere) {
   EXPECT_EQ(c.train_files[0].filename(), "1790_george_washington_n.txt");
 }
 
+TEST_F(CorpusTest, StudySaysHowToBuildItUntilBothSplitsAreThere) {
+  Corpus c;
+  const std::string missing = "corpus 'study' not found in " +
+                              (paths_.cache_dir / "study").string() +
+                              "; run scripts/build-study-corpus.sh, or unpack "
+                              "study-corpus.tar.xz into " +
+                              paths_.cache_dir.string();
+  EXPECT_EQ(resolve_corpus("study", paths_, &c), missing);
+  write(paths_.cache_dir / "study" / "train" / "kjv.Genesis.txt", "In the beginning\n");
+  write(paths_.cache_dir / "study" / "train" / "gcide.00001.txt", "Abacus\n");
+  EXPECT_EQ(resolve_corpus("study", paths_, &c), missing);  // no validation documents yet
+  write(paths_.cache_dir / "study" / "validation" / "sotu.1790.txt", "Fellow-Citizens\n");
+  write(paths_.cache_dir / "study" / "documents.tsv", "split\tfile\n");
+  ASSERT_EQ(resolve_corpus("study", paths_, &c), "");
+  EXPECT_EQ(c.name, "study");
+  EXPECT_EQ(c.train_files, (std::vector{paths_.cache_dir / "study" / "train" / "gcide.00001.txt",
+                                        paths_.cache_dir / "study" / "train" / "kjv.Genesis.txt"}));
+  EXPECT_EQ(c.validation_files,
+            (std::vector{paths_.cache_dir / "study" / "validation" / "sotu.1790.txt"}));
+  // Only the cache folder matters: no MX_DATA_DIR needed.
+  ASSERT_EQ(resolve_corpus("study", DataPaths{{}, paths_.cache_dir}, &c), "");
+  EXPECT_EQ(resolve_corpus("study", DataPaths{paths_.data_dir, {}}, &c),
+            "corpus 'study' needs a cache folder: set MX_CACHE_DIR or HOME, then run "
+            "scripts/build-study-corpus.sh");
+}
+
 TEST_F(CorpusTest, MissingDataFolderOrFileIsOneLineSayingWhat) {
   Corpus c;
   EXPECT_EQ(resolve_corpus("tinyshakespeare", DataPaths{}, &c),
@@ -66,7 +92,7 @@ TEST_F(CorpusTest, MissingDataFolderOrFileIsOneLineSayingWhat) {
           " is missing (check MX_DATA_DIR)");
   EXPECT_EQ(resolve_corpus("no_such_corpus", paths_, &c),
             "corpus 'no_such_corpus' is neither a file, a folder nor a known name (sotu, "
-            "tinyshakespeare, wikitext2)");
+            "study, tinyshakespeare, wikitext2)");
 }
 
 TEST_F(CorpusTest, AFolderIsItsTxtFilesInNameOrder) {

@@ -53,6 +53,22 @@ std::string resolve_named(std::string_view name, const DataPaths& paths, Corpus*
     }
     return "";
   }
+  if (name == "study") {
+    if (paths.cache_dir.empty()) {
+      return "corpus 'study' needs a cache folder: set MX_CACHE_DIR or HOME, then run "
+             "scripts/build-study-corpus.sh";
+    }
+    const fs::path root = paths.cache_dir / "study";
+    std::error_code ec;
+    if (!fs::is_directory(root / "train", ec) || !fs::is_directory(root / "validation", ec) ||
+        !txt_files_in(root / "train", &c->train_files).empty() ||
+        !txt_files_in(root / "validation", &c->validation_files).empty()) {
+      return "corpus 'study' not found in " + root.string() +
+             "; run scripts/build-study-corpus.sh, or unpack study-corpus.tar.xz into " +
+             paths.cache_dir.string();
+    }
+    return "";
+  }
   if (std::string e = need_data_dir(name, paths); !e.empty()) return e;
   if (name == "tinyshakespeare") {
     const fs::path file = paths.data_dir / "tinyshakespeare" / "input.txt";

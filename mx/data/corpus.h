@@ -3,6 +3,9 @@
 //   sotu             State of the Union addresses, $CACHE/sotu/data/*.txt (one document per
 //                    address, 1790 first); fetched by scripts/fetch-corpora.sh.
 //                    Validation: the last 10% of tokens (the most recent addresses).
+//   study            The study corpus (docs/CORPUS.md): $CACHE/study/train/*.txt and
+//                    $CACHE/study/validation/*.txt, one document per file, split by document;
+//                    built by scripts/build-study-corpus.sh or unpacked from its .tar.xz.
 //   tinyshakespeare  $MX_DATA_DIR/tinyshakespeare/input.txt, one document.
 //                    Validation: the last 10% of tokens.
 //   wikitext2        $MX_DATA_DIR/wikitext-2: trains on valid.txt and validates on test.txt
@@ -11,7 +14,7 @@
 //   a folder         its *.txt files in byte-wise name order, one document each;
 //                    validation: the last 10% of tokens.
 //
-// The three names win over same-named files in the working folder; write ./sotu for those.
+// The four names win over same-named files in the working folder; write ./sotu for those.
 #pragma once
 
 #include <filesystem>
@@ -24,7 +27,8 @@
 
 namespace mx::data {
 
-inline constexpr std::string_view kCorpusNames[] = {"sotu", "tinyshakespeare", "wikitext2"};
+inline constexpr std::string_view kCorpusNames[] = {"sotu", "study", "tinyshakespeare",
+                                                    "wikitext2"};
 
 // The fraction of a corpus's tokens held out for validation when it has no validation files.
 inline constexpr double kValidationFraction = 0.1;

@@ -147,7 +147,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--recipe", f.recipes, "Recipes to cast with, comma-separated")
       ->capture_default_str();
   cmd->add_option("--data", f.data,
-                  "sotu, tinyshakespeare, wikitext2, a .txt file or a folder (default: the "
+                  "sotu, study, tinyshakespeare, wikitext2, a .txt file or a folder (default: the "
                   "run's validation split)");
   cmd->add_option("--split", f.split, "val (held-out part of --data) or all")
       ->capture_default_str();

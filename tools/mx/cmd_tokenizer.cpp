@@ -96,7 +96,7 @@ void register_tokenizer(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("tokenizer", "Train, run and apply tokenizers");
   cmd->require_subcommand(1);
   const std::string corpus_help =
-      "Corpus: sotu, tinyshakespeare, wikitext2, a text file, or a folder of .txt files";
+      "Corpus: sotu, study, tinyshakespeare, wikitext2, a text file, or a folder of .txt files";
   const std::string tokenizer_help =
       "Tokenizer: a SentencePiece .model, a llama2.c .bin, GPT-2's folder or encoder.json, "
       "or gpt2 (from MX_DATA_DIR)";
