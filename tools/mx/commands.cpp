@@ -18,6 +18,7 @@ void register_commands(CLI::App& app) {
   register_info(app);
   register_sweep(app);
   register_tokenizer(app);
+  register_corpus(app);
   register_cast(app);
   register_train(app);
   register_eval(app);

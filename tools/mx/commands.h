@@ -13,6 +13,7 @@ void register_demo(CLI::App& app);
 void register_info(CLI::App& app);
 void register_sweep(CLI::App& app);
 void register_tokenizer(CLI::App& app);
+void register_corpus(CLI::App& app);
 void register_cast(CLI::App& app);
 void register_train(CLI::App& app);
 void register_eval(CLI::App& app);
