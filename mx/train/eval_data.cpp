@@ -10,6 +10,13 @@ std::string load_eval_tokens(const std::string& data_spec, const data::Tokenizer
                              std::vector<uint32_t>* out) {
   data::Corpus corpus;
   if (std::string e = data::resolve_corpus(data_spec, paths, &corpus); !e.empty()) return e;
+  if (split != EvalSplit::kAll && !corpus.validation_files.empty()) {
+    // Validation files of their own (wikitext2, study): the train files need not be encoded.
+    std::vector<std::string> docs;
+    if (std::string e = data::read_documents(corpus.validation_files, &docs); !e.empty()) return e;
+    *out = data::encode_documents(tokenizer, docs);
+    return "";
+  }
   std::vector<uint32_t> train, validation;
   if (std::string e = data::encode_splits(corpus, tokenizer, &train, &validation); !e.empty()) {
     return e;
