@@ -1,5 +1,7 @@
 #include "mx/data/corpus_build.h"
 
+#include "mx/data/token_shard.h"
+
 #include <algorithm>
 #include <array>
 #include <fstream>
@@ -174,12 +176,7 @@ std::string clean_document(std::string_view raw) {
 }
 
 uint64_t fnv1a64(std::string_view bytes) {
-  uint64_t h = 14695981039346656037ull;
-  for (char c : bytes) {
-    h ^= uint8_t(c);
-    h *= 1099511628211ull;
-  }
-  return h;
+  return fnv1a64(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())));
 }
 
 bool goes_to_validation(std::string_view id, uint32_t per_mille) {

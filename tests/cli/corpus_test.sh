@@ -36,7 +36,7 @@ expect_error() {  # expect_error MESSAGE ARGS...: one line on stderr, status 2, 
   shift
   err="$("$mx" corpus "$@" 2>&1 >/dev/null)" || status=$?
   [ $status -eq 2 ] || fail "mx corpus $* exited $status"
-  [ "$err" = "mx: error: $message" ] || fail "mx corpus $*: $err"
+  [ "$err" = "mx corpus $1: error: $message" ] || fail "mx corpus $*: $err"
 }
 expect_error "cache/study already exists" build src/words -o cache/study
 expect_error "source nope is not a folder" build nope -o new

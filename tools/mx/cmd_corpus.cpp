@@ -8,7 +8,10 @@
 #include <sstream>
 
 #include "mx/data/corpus_build.h"
+#include "mx/io/atomic_file.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/flag_checks.h"
+#include "tools/mx/run_command.h"
 
 namespace mx::tools {
 namespace {
@@ -21,13 +24,6 @@ struct CorpusOptions {
   size_t min_bytes = 65536;
 };
 
-bool failed(const std::string& error) {
-  if (error.empty()) return false;
-  fmt::print(stderr, "mx: error: {}\n", error);
-  set_exit_code(2);
-  return true;
-}
-
 std::string read_file(const std::string& path, std::string* out) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return "cannot read " + path;
@@ -38,12 +34,13 @@ std::string read_file(const std::string& path, std::string* out) {
   return "";
 }
 
-void run_build(const CorpusOptions& o) {
+std::string run_build(const CorpusOptions& o) {
+  if (std::string e = io::check_output_folder(o.output); !e.empty()) return e;
   const std::vector<std::filesystem::path> dirs(o.sources.begin(), o.sources.end());
   data::CorpusBuildOptions options;
   options.validation_per_mille = o.validation_per_mille;
   std::vector<data::CorpusSourceSummary> summary;
-  if (failed(data::build_corpus(dirs, o.output, options, &summary))) return;
+  if (std::string e = data::build_corpus(dirs, o.output, options, &summary); !e.empty()) return e;
   fmt::print("{:<24} {:>8} {:>6} {:>10} {:>8} {:>13} {:>8} {:>11}\n", "source", "read", "empty",
              "duplicate", "train", "train bytes", "valid.", "valid. bytes");
   data::CorpusSourceSummary total;
@@ -66,15 +63,19 @@ void run_build(const CorpusOptions& o) {
   row(total);
   fmt::print("{}: train/ and validation/ ({} per mille of the documents, by name)\n", o.output,
              o.validation_per_mille);
+  return "";
 }
 
-void run_dictd(const CorpusOptions& o) {
+std::string run_dictd(const CorpusOptions& o) {
+  if (std::string e = io::check_output_folder(o.output); !e.empty()) return e;
   std::string index, dict;
-  if (failed(read_file(o.index, &index)) || failed(read_file(o.dict, &dict))) return;
+  if (std::string e = read_file(o.index, &index); !e.empty()) return e;
+  if (std::string e = read_file(o.dict, &dict); !e.empty()) return e;
   std::vector<std::string> docs;
-  if (failed(data::dictd_documents(index, dict, o.min_bytes, &docs))) return;
-  if (failed(data::write_numbered_documents(o.output, docs))) return;
+  if (std::string e = data::dictd_documents(index, dict, o.min_bytes, &docs); !e.empty()) return e;
+  if (std::string e = data::write_numbered_documents(o.output, docs); !e.empty()) return e;
   fmt::print("{}: {} documents\n", o.output, docs.size());
+  return "";
 }
 
 }  // namespace
@@ -95,9 +96,9 @@ void register_corpus(CLI::App& app) {
   build
       ->add_option("--validation-per-mille", o.validation_per_mille,
                    "Documents held out for validation, per thousand, chosen by name")
-      ->check(CLI::Range(0, 1000))
+      ->check(integer_in(0, 1000))
       ->capture_default_str();
-  build->callback([] { run_build(o); });
+  build->callback([] { run_command("corpus build", [] { return run_build(o); }); });
 
   CLI::App* dictd = cmd->add_subcommand(
       "dictd", "Split a dictd dictionary (.index and uncompressed .dict) into documents");
@@ -108,9 +109,9 @@ void register_corpus(CLI::App& app) {
   dictd
       ->add_option("--min-bytes", o.min_bytes,
                    "Join whole definitions into documents of at least this many bytes")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_in(1))
       ->capture_default_str();
-  dictd->callback([] { run_dictd(o); });
+  dictd->callback([] { run_command("corpus dictd", [] { return run_dictd(o); }); });
 }
 
 }  // namespace mx::tools
