@@ -10,7 +10,8 @@
 #include "fuzz/fuzz_seal.h"
 #include "fuzz/fuzz_util.h"
 #include "mx/nn/adamw.h"
-#include "mx/nn/params.h"
+#include "mx/nn/cpu/cpu_backend.h"
+#include "mx/nn/model.h"
 #include "mx/train/checkpoint.h"
 
 namespace {
@@ -25,9 +26,9 @@ void open_and_load(std::span<const uint8_t> bytes) {
   const mx::train::TrainConfig& c = checkpoint.config();
   if (!mx::train::validate(c).empty()) fail("an opened checkpoint has invalid settings");
   if (checkpoint.state().step > c.steps) fail("an opened checkpoint is past its last step");
-  mx::nn::Params params(c.model_config);
-  mx::nn::AdamW optimizer(params, c.adamw);
-  mx::fuzz::check_error(checkpoint.load(&params, &optimizer));
+  mx::nn::Model model(c.model_config, std::make_unique<mx::nn::CpuBackend>(1));
+  mx::nn::AdamW optimizer(model, c.adamw);
+  mx::fuzz::check_error(checkpoint.load(&model.params(), &optimizer));
 }
 
 }  // namespace

@@ -209,9 +209,10 @@ void checkpoint_seeds(const fs::path& dir) {
   c.data = "no-such-corpus.txt";  // a resume in a test must stop at the data, not train
   c.tokenizer = "bytes";
   c.steps = 10, c.batch = 2, c.seq_len = 8, c.warmup = 1;
-  mx::nn::Params params(c.model_config);
+  mx::nn::Model model(c.model_config);
+  mx::nn::Params& params = model.params();
   params.init(2);
-  mx::nn::AdamW optimizer(params, c.adamw);
+  mx::nn::AdamW optimizer(model, c.adamw);
   mx::train::RunState state;
   state.step = state.adam_steps = 3;
   check(mx::train::save_checkpoint((dir / "checkpoint.safetensors").string(), c, params, optimizer,

@@ -153,6 +153,7 @@ TEST(NnLayers, RopeGradientsAndConvention) {
 struct AttentionCase {
   cpu::AttentionShape s{2, 5, 4, 2, 4};
   Vec q, k, v, r, out, att;
+  cpu::AttentionScratch scratch;
   AttentionCase() {
     q = random_vec(s.b * s.t * s.nh * s.hs, 16);
     k = random_vec(s.b * s.t * s.nkv * s.hs, 17);
@@ -162,8 +163,9 @@ struct AttentionCase {
     att.resize(s.b * s.nh * s.t * s.t);
   }
   double loss(const Recipe& recipe, int threads) {
-    cpu::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), s, recipe, 7,
-                           threads);
+    EXPECT_EQ(cpu::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), s,
+                                     recipe, 7, threads, scratch),
+              "");
     return dot(out, r);
   }
 };
@@ -173,8 +175,10 @@ TEST(NnLayers, AttentionGradientsWithGroupedQueryHeads) {
   const Recipe fp32;
   c.loss(fp32, 0);
   Vec dq(c.q.size(), 0.0f), dk(c.k.size(), 0.0f), dv(c.v.size(), 0.0f);
-  cpu::attention_backward(dq.data(), dk.data(), dv.data(), c.r.data(), c.q.data(), c.k.data(),
-                          c.v.data(), c.att.data(), c.s, fp32, 7, 0);
+  ASSERT_EQ(
+      cpu::attention_backward(dq.data(), dk.data(), dv.data(), c.r.data(), c.q.data(), c.k.data(),
+                              c.v.data(), c.att.data(), c.s, fp32, 7, 0, c.scratch),
+      "");
   auto loss = [&] { return c.loss(fp32, 0); };
   check(&c.q, dq, loss, "q");
   check(&c.k, dk, loss, "k");
@@ -253,7 +257,7 @@ TEST(NnLayers, CrossEntropyGradientsAndLoss) {
       cpu::crossentropy_forward(probs.data(), losses.data(), zeros.data(), targets.data(), n, v, 0),
       std::log(7.0), 1e-6);
   loss();
-  cpu::crossentropy_backward(dl.data(), probs.data(), targets.data(), n, v, 0);
+  cpu::crossentropy_backward(dl.data(), probs.data(), targets.data(), n, v, 1.0f / float(n), 0);
   check(&logits, dl, loss, "logits");
 }
 

@@ -26,17 +26,17 @@ ModelConfig tiny(Arch arch) {
   return *model_preset("tiny", arch);
 }
 
-// The loss of a forward pass, which must succeed.
-float loss_of(Model& model, const Data& d) {
+// The loss of a forward pass, which must succeed; a training pass keeps what backward needs.
+float loss_of(Model& model, const Data& d, bool training = false) {
   float loss = 0;
-  EXPECT_EQ(model.forward(d.tokens.data(), d.targets.data(), d.b, d.t, &loss), "");
+  EXPECT_EQ(model.forward(d.tokens.data(), d.targets.data(), d.b, d.t, &loss, {training}), "");
   return loss;
 }
 
 // Runs forward + backward and returns the loss; gradients are left in params().grad().
 float loss_and_grad(Model& model, const Data& d) {
   model.zero_grad();
-  const float loss = loss_of(model, d);
+  const float loss = loss_of(model, d, true);
   EXPECT_EQ(model.backward(), "");
   return loss;
 }
@@ -227,6 +227,40 @@ TEST(NnModel, APassLargerThanMemoryIsRefusedBeforeAllocating) {
   EXPECT_GT(Model::activation_bytes(tiny(Arch::kGpt2), int64_t{1} << 62, 64), 1e20);
 }
 
+// Parameter gradients accumulate and the loss gradient is scaled by grad_scale: two passes at
+// half scale add up to one at full scale. Halving is exact, but the second pass adds its terms
+// to a running sum one by one where a single pass sums them from zero: the two orders differ by
+// float32 rounding, a few 2^-24 of the largest gradient (the bound below is about 170 of them).
+TEST(NnModel, GradientsOfMicroBatchesAccumulateToTheFullBatch) {
+  for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    Model model(tiny(arch));
+    model.params().init(9);
+    const Data d(256);
+    loss_and_grad(model, d);
+    const std::vector<float> full(model.params().grad(),
+                                  model.params().grad() + model.params().size());
+    model.zero_grad();
+    PassOptions half;
+    half.training = true;
+    half.grad_scale = 0.5f;
+    for (int micro = 0; micro < 2; ++micro) {
+      float loss = 0;
+      ASSERT_EQ(model.forward(d.tokens.data(), d.targets.data(), d.b, d.t, &loss, half), "");
+      ASSERT_EQ(model.backward(), "");
+    }
+    float largest = 0;
+    for (const float g : full) largest = std::max(largest, std::fabs(g));
+    for (size_t i = 0; i < full.size(); ++i) {
+      ASSERT_NEAR(model.params().grad()[i], full[i], 1e-5f * largest)
+          << arch_name(arch) << " " << i;
+    }
+    // A training pass hands its logits over to their gradient; an inference pass keeps them.
+    EXPECT_EQ(model.logits(), nullptr);
+    ASSERT_EQ(model.forward(d.tokens.data(), nullptr, d.b, d.t), "");
+    EXPECT_NE(model.logits(), nullptr);
+  }
+}
+
 TEST(NnModel, ResultsDoNotDependOnTheThreadCount) {
   for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
     std::vector<float> first;
@@ -256,16 +290,16 @@ TEST(NnModel, AdamWScheduleAndClipping) {
   Model model(tiny(Arch::kLlama));
   model.params().init(1);
   loss_and_grad(model, Data(256));
-  const double norm = global_grad_norm(model.params());
-  EXPECT_NEAR(clip_grad_norm(model.params(), norm / 2), norm, 1e-9 * norm);
-  EXPECT_NEAR(global_grad_norm(model.params()), norm / 2, 1e-4 * norm);
+  const double norm = global_grad_norm(model);
+  EXPECT_NEAR(clip_grad_norm(model, norm / 2), norm, 1e-9 * norm);
+  EXPECT_NEAR(global_grad_norm(model), norm / 2, 1e-4 * norm);
   // Decay applies to matrices only: with zero gradients a norm weight stays, a matrix shrinks.
   model.zero_grad();
-  AdamW opt(model.params(), AdamWConfig{});
+  AdamW opt(model, AdamWConfig{});
   float* norm_w = model.params().get("model.norm.weight");
   float* q = model.params().get("model.layers.0.self_attn.q_proj.weight");
   const float q0 = q[0];
-  opt.step(model.params(), 0.1f);
+  opt.step(model, 0.1f);
   EXPECT_EQ(norm_w[0], 1.0f);
   EXPECT_FLOAT_EQ(q[0], q0 * (1.0f - 0.1f * 0.1f));
 }

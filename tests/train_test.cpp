@@ -250,8 +250,9 @@ TEST(Checkpoint, CorruptedTruncatedAndMismatchedFilesAreRefused) {
   const std::string path = dir / "run/checkpoint.safetensors";
   std::ifstream in(path, std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), {});
-  nn::Params params(config.model_config);
-  nn::AdamW optimizer(params, config.adamw);
+  nn::Model model(config.model_config);
+  nn::Params& params = model.params();
+  nn::AdamW optimizer(model, config.adamw);
   Checkpoint checkpoint;
   ASSERT_EQ(checkpoint.open(path), "");
   EXPECT_EQ(train_config_to_json(checkpoint.config()), train_config_to_json(config));

@@ -2,8 +2,6 @@
 
 #include <cmath>
 
-#include "mx/kernels/cpu/parallel.h"
-
 namespace mx::nn {
 
 float LrSchedule::at(int64_t step) const {
@@ -14,46 +12,64 @@ float LrSchedule::at(int64_t step) const {
   return float(min_lr + cosine * (max_lr - min_lr));
 }
 
-double global_grad_norm(const Params& params) {
-  const float* g = params.grad();
-  double sum = 0.0;
-  for (int64_t i = 0; i < params.size(); ++i) sum += double(g[i]) * double(g[i]);
-  return std::sqrt(sum);
+double global_grad_norm(Model& model) {
+  return model.backend().norm(model.grad_buf());
 }
 
-double clip_grad_norm(Params& params, double max_norm) {
-  const double norm = global_grad_norm(params);
+double clip_grad_norm(Model& model, double max_norm) {
+  const double norm = global_grad_norm(model);
   if (max_norm > 0.0 && norm > max_norm) {
-    const float scale = float(max_norm / norm);
-    float* g = params.grad();
-    for (int64_t i = 0; i < params.size(); ++i) g[i] *= scale;
+    model.backend().scale(model.grad_buf(), float(max_norm / norm));
   }
   return norm;
 }
 
-AdamW::AdamW(const Params& params, const AdamWConfig& config)
-    : config_(config), m_(params.size(), 0.0f), v_(params.size(), 0.0f), decay_(params.size(), 0) {
-  for (const ParamView& view : params.views()) {
-    for (int64_t i = 0; i < view.size; ++i) decay_[view.offset + i] = view.decays() ? 1 : 0;
+AdamW::AdamW(Model& model, const AdamWConfig& config)
+    : config_(config),
+      backend_(&model.backend()),
+      m_(size_t(model.params().size()), 0.0f),
+      v_(size_t(model.params().size()), 0.0f),
+      decay_(size_t(model.params().size()), 0) {
+  for (const ParamView& view : model.params().views()) {
+    for (int64_t i = 0; i < view.size; ++i) decay_[size_t(view.offset + i)] = view.decays() ? 1 : 0;
+  }
+  const int64_t n = model.params().size();
+  Backend& be = *backend_;
+  if (be.host_visible()) {
+    m_buf_ = be.wrap(m_.data(), BufType::kF32, n);
+    v_buf_ = be.wrap(v_.data(), BufType::kF32, n);
+    decay_buf_ = be.wrap(decay_.data(), BufType::kU8, n);
+  } else {
+    m_buf_ = be.alloc(BufType::kF32, n);
+    v_buf_ = be.alloc(BufType::kF32, n);
+    decay_buf_ = be.alloc(BufType::kU8, n);
+    if (!decay_buf_.empty()) be.upload(decay_buf_, decay_.data());
   }
 }
 
-void AdamW::step(Params& params, float lr) {
+void AdamW::upload() {
+  if (backend_->host_visible()) return;
+  backend_->upload(m_buf_, m_.data());
+  backend_->upload(v_buf_, v_.data());
+}
+
+void AdamW::download() {
+  if (backend_->host_visible()) return;
+  backend_->download(m_.data(), m_buf_);
+  backend_->download(v_.data(), v_buf_);
+}
+
+void AdamW::step(Model& model, float lr) {
   ++t_;
-  const float b1 = config_.beta1, b2 = config_.beta2;
-  const float c1 = 1.0f - float(std::pow(double(b1), double(t_)));
-  const float c2 = 1.0f - float(std::pow(double(b2), double(t_)));
-  float* p = params.data();
-  const float* g = params.grad();
-  mx::cpu::parallel_for(params.size(), 4096, 0, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      m_[i] = b1 * m_[i] + (1.0f - b1) * g[i];
-      v_[i] = b2 * v_[i] + (1.0f - b2) * g[i] * g[i];
-      const float mhat = m_[i] / c1, vhat = v_[i] / c2;
-      const float decay = decay_[i] ? config_.weight_decay * p[i] : 0.0f;
-      p[i] -= lr * (mhat / (std::sqrt(vhat) + config_.eps) + decay);
-    }
-  });
+  AdamWStep s{};
+  s.lr = lr;
+  s.beta1 = config_.beta1;
+  s.beta2 = config_.beta2;
+  s.eps = config_.eps;
+  s.weight_decay = config_.weight_decay;
+  s.bias_correction1 = 1.0f - float(std::pow(double(config_.beta1), double(t_)));
+  s.bias_correction2 = 1.0f - float(std::pow(double(config_.beta2), double(t_)));
+  model.backend().adamw(model.param_buf(), model.grad_buf(), m_buf_, v_buf_, decay_buf_, s);
 }
 
 }  // namespace mx::nn

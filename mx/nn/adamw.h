@@ -1,11 +1,11 @@
-// AdamW over the flat FP32 master weights (params.h), a warm-up + cosine learning-rate
-// schedule, and global-norm gradient clipping.
+// AdamW over a model's FP32 master weights, in the model's backend, with a warm-up + cosine
+// learning-rate schedule and global-norm gradient clipping.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "mx/nn/params.h"
+#include "mx/nn/model.h"
 
 namespace mx::nn {
 
@@ -27,31 +27,38 @@ struct LrSchedule {
   float at(int64_t step) const;
 };
 
-// sqrt(sum of squared gradients), summed in double in buffer order.
-double global_grad_norm(const Params& params);
+// sqrt(sum of squared gradients), summed in double in buffer order on the CPU.
+double global_grad_norm(Model& model);
 
 // Scales the gradients by max_norm / norm when the global norm exceeds max_norm (> 0).
 // Returns the norm before clipping.
-double clip_grad_norm(Params& params, double max_norm);
+double clip_grad_norm(Model& model, double max_norm);
 
 class AdamW {
  public:
-  AdamW(const Params& params, const AdamWConfig& config);
+  // Moments in `model`'s backend, zero.
+  AdamW(Model& model, const AdamWConfig& config);
 
   // One update with learning rate lr; the bias corrections use the update count.
-  void step(Params& params, float lr);
+  void step(Model& model, float lr);
   int64_t steps() const { return t_; }
-  // For restoring a checkpoint: the update count and the moments.
+  // For checkpoints: the update count, and the moments on the host. After changing m() or v(),
+  // upload(); before reading them, download() (both no-ops where the backend shares the host's
+  // memory).
   void set_steps(int64_t t) { t_ = t; }
   std::vector<float>& m() { return m_; }
   std::vector<float>& v() { return v_; }
   const std::vector<float>& m() const { return m_; }
   const std::vector<float>& v() const { return v_; }
+  void upload();
+  void download();
 
  private:
   AdamWConfig config_;
+  Backend* backend_;
   std::vector<float> m_, v_;
   std::vector<uint8_t> decay_;  // per parameter element
+  Buf m_buf_, v_buf_, decay_buf_;
   int64_t t_ = 0;
 };
 

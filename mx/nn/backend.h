@@ -1,83 +1,132 @@
-// The compute backend of the model: every op the model runs, over flat FP32 buffers that the
-// backend can address (host memory for the CPU backend; a CUDA backend would take device
-// pointers). The model (model.h) calls nothing else, so a new backend implements this struct.
+// The compute backend of the model: memory and every op a training step runs. The model
+// (model.h) calls nothing else, so the CPU backend (cpu/cpu_backend.h, the reference) and the
+// CUDA backend (cuda/cuda_backend.h) run the same model code.
 //
-// Semantics of each op are those of mx/nn/cpu/layers.h and mx/nn/cpu/matmul.h: backward ops
-// accumulate (+=) into their gradient outputs; `bf16` rounds the outputs of forward vector
-// ops to bfloat16; all matrix products (linear layers and attention) apply the recipe.
+// Buffers (buf.h) belong to the backend. Weights, gradients and AdamW's moments are FP32;
+// activations are act_type(): FP32 on the CPU, BF16 or FP32 on the GPU. Ops are enqueued in
+// order; download() is the only point where the host waits for them.
+//
+// Gradients: parameter gradients accumulate (+=), so that micro-batches add up; activation
+// gradients are assigned, except where an op says it accumulates (a residual stream's gradient
+// gathers from two branches, the input of q, k and v from three products).
+//
+// Matrix products (linear layers and attention) apply the recipe: each operand is cast (bf16 or
+// MX) along the reduction axis of the GEMM that uses it (recipe.h), with stochastic-rounding
+// streams keyed by SrKey, so that the bits do not depend on the backend's work split.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-#include "mx/nn/cpu/layers.h"
+#include "mx/nn/buf.h"
 #include "mx/nn/recipe.h"
 
 namespace mx::nn {
 
-using AttentionShape = cpu::AttentionShape;
+// Where a matrix product sits in a step: its stochastic-rounding stream. Sites 0-2 q/k/v,
+// 3 attention, 4 attention output, 5 fc/gate, 6 up, 7 mlp output; the classifier is layer
+// n_layers, site 0.
+struct SrKey {
+  uint64_t step = 0;
+  int32_t layer = 0;
+  int32_t site = 0;
+};
 
-struct Backend {
+// Causal self-attention with grouped-query heads: q [B, T, nh, hs], k and v [B, T, nkv, hs];
+// query head h reads kv head h / (nh / nkv).
+struct AttnShape {
+  int64_t b, t, nh, nkv, hs;
+};
+
+// One AdamW update (adamw.h): p -= lr * (m_hat / (sqrt(v_hat) + eps) + wd * p [where decays]).
+struct AdamWStep {
+  float lr, beta1, beta2, eps, weight_decay;
+  float bias_correction1, bias_correction2;  // 1 - beta^t
+};
+
+class Backend {
+ public:
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
 
-  virtual void zero(float* x, int64_t count) = 0;
+  // ---- Memory ----
+  // The type of activation buffers.
+  virtual BufType act_type() const = 0;
+  // True when Bufs are host memory the model may also use as such (the CPU backend): weights and
+  // moments are then shared with the host copies, and uploads and downloads of them are no-ops.
+  virtual bool host_visible() const = 0;
+  // Zero-filled. An empty Buf when the memory is not there (take_error says so).
+  virtual Buf alloc(BufType type, int64_t n) = 0;
+  // Frees a Buf that alloc returned (whole, not a view of it); the backend frees the rest when
+  // it goes.
+  virtual void release(Buf x) = 0;
+  // A Buf over host memory that stays the caller's; host_visible() backends only.
+  virtual Buf wrap(void* host, BufType type, int64_t n) = 0;
+  virtual void upload(Buf dst, const void* host) = 0;
+  virtual void download(void* host, Buf src) = 0;
+  virtual void zero(Buf x) = 0;
 
-  // y[M,N] = x[M,K] W[N,K]^T (+ bias); dx += dy W, dw += dy^T x, dbias += colsum(dy).
-  virtual void matmul_forward(float* y, const float* x, const float* w, const float* bias,
-                              int64_t m, int64_t k, int64_t n, const Recipe& recipe,
-                              uint64_t stream) = 0;
-  virtual void matmul_backward(float* dx, float* dw, float* dbias, const float* dy, const float* x,
-                               const float* w, int64_t m, int64_t k, int64_t n,
-                               const Recipe& recipe, uint64_t stream) = 0;
+  // ---- Linear layers ----
+  // y[M,N] = x[M,K] W[N,K]^T (+ bias[N]).
+  virtual void matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
+                              const Recipe& recipe, SrKey key) = 0;
+  // dx[M,K] = (or += when accumulate_dx) dy W; dw[N,K] += dy^T x; dbias[N] += colsum(dy). Any
+  // output may be empty.
+  virtual void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m,
+                               int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
+                               SrKey key) = 0;
 
-  virtual void embedding_forward(float* out, const uint32_t* tokens, const float* wte,
-                                 const float* wpe, int64_t n, int64_t t, int64_t c) = 0;
-  virtual void embedding_backward(float* dwte, float* dwpe, const float* dout,
-                                  const uint32_t* tokens, int64_t n, int64_t t, int64_t c) = 0;
+  // ---- Vector ops (`bf16`: round outputs to bfloat16, recipe.bf16_vector_ops) ----
+  // out[N, C] = wte[tokens[n]] (+ wpe[n % T]); dwte, dwpe +=.
+  virtual void embedding_forward(Buf out, Buf tokens, Buf wte, Buf wpe, int64_t n, int64_t t,
+                                 int64_t c) = 0;
+  virtual void embedding_backward(Buf dwte, Buf dwpe, Buf dout, Buf tokens, int64_t n, int64_t t,
+                                  int64_t c) = 0;
+  // Norms save mean/rstd (FP32, [N]); their backward accumulates into dx (a residual stream).
+  virtual void layernorm_forward(Buf out, Buf mean, Buf rstd, Buf x, Buf w, Buf b, int64_t n,
+                                 int64_t c, bool bf16) = 0;
+  virtual void layernorm_backward(Buf dx, Buf dw, Buf db, Buf dout, Buf x, Buf w, Buf mean,
+                                  Buf rstd, int64_t n, int64_t c) = 0;
+  virtual void rmsnorm_forward(Buf out, Buf rstd, Buf x, Buf w, int64_t n, int64_t c,
+                               bool bf16) = 0;
+  virtual void rmsnorm_backward(Buf dx, Buf dw, Buf dout, Buf x, Buf w, Buf rstd, int64_t n,
+                                int64_t c) = 0;
+  virtual void gelu_forward(Buf out, Buf x, int64_t count, bool bf16) = 0;
+  virtual void gelu_backward(Buf dx, Buf x, Buf dout, int64_t count) = 0;
+  virtual void swiglu_forward(Buf out, Buf gate, Buf up, int64_t count, bool bf16) = 0;
+  virtual void swiglu_backward(Buf dgate, Buf dup, Buf dout, Buf gate, Buf up, int64_t count) = 0;
+  virtual void residual_forward(Buf out, Buf a, Buf b, int64_t count, bool bf16) = 0;
+  // In place on x[N, heads, hs]; the backward rotates the gradient back.
+  virtual void rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs, bool bf16) = 0;
+  virtual void rope_backward(Buf dx, int64_t n, int64_t t, int64_t heads, int64_t hs) = 0;
 
-  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* x,
-                                 const float* w, const float* b, int64_t n, int64_t c,
-                                 bool bf16) = 0;
-  virtual void layernorm_backward(float* dx, float* dw, float* db, const float* dout,
-                                  const float* x, const float* w, const float* mean,
-                                  const float* rstd, int64_t n, int64_t c) = 0;
-  virtual void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t n,
-                               int64_t c, bool bf16) = 0;
-  virtual void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x,
-                                const float* w, const float* rstd, int64_t n, int64_t c) = 0;
+  // ---- Attention ----
+  // What the forward keeps for the backward, in FP32 elements: the CPU keeps the probabilities
+  // ([B, nh, T, T]); a fused kernel keeps one log-sum-exp per row ([B, nh, T]).
+  virtual int64_t attn_saved_count(const AttnShape& s) const = 0;
+  virtual void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
+                                 const Recipe& recipe, SrKey key) = 0;
+  // dq, dk, dv are assigned.
+  virtual void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v, Buf out,
+                                  Buf saved, const AttnShape& s, const Recipe& recipe,
+                                  SrKey key) = 0;
 
-  virtual void gelu_forward(float* out, const float* x, int64_t count, bool bf16) = 0;
-  virtual void gelu_backward(float* dx, const float* x, const float* dout, int64_t count) = 0;
-  virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t count,
-                              bool bf16) = 0;
-  virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
-                               const float* up, int64_t count) = 0;
-  virtual void residual_forward(float* out, const float* a, const float* b, int64_t count,
-                                bool bf16) = 0;
-  virtual void residual_backward(float* da, float* db, const float* dout, int64_t count) = 0;
-  virtual void rope_forward(float* x, int64_t n, int64_t t, int64_t heads, int64_t hs,
-                            bool bf16) = 0;
-  virtual void rope_backward(float* dx, int64_t n, int64_t t, int64_t heads, int64_t hs) = 0;
+  // ---- Classifier ----
+  // losses[N] = -log softmax(logits)[targets]. With dlogits, also dlogits = (softmax - onehot) *
+  // dloss, which may be the logits' own buffer (the logits are then gone).
+  virtual void classifier_loss(Buf losses, Buf dlogits, Buf logits, Buf targets, int64_t n,
+                               int64_t v, float dloss) = 0;
 
-  virtual void attention_forward(float* out, float* att, const float* q, const float* k,
-                                 const float* v, const AttentionShape& s, const Recipe& recipe,
-                                 uint64_t stream) = 0;
-  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout,
-                                  const float* q, const float* k, const float* v, const float* att,
-                                  const AttentionShape& s, const Recipe& recipe,
-                                  uint64_t stream) = 0;
-
-  // Returns the mean loss (0 when targets is null: probs only).
-  virtual float crossentropy_forward(float* probs, float* losses, const float* logits,
-                                     const uint32_t* targets, int64_t n, int64_t v) = 0;
-  virtual void crossentropy_backward(float* dlogits, const float* probs, const uint32_t* targets,
-                                     int64_t n, int64_t v) = 0;
+  // ---- Optimizer ----
+  // sqrt(sum of squares), in a fixed order; waits for the work before it.
+  virtual double norm(Buf x) = 0;
+  virtual void scale(Buf x, float factor) = 0;
+  virtual void adamw(Buf params, Buf grads, Buf m, Buf v, Buf decay_mask, const AdamWStep& s) = 0;
 
   // The first error an op met since the last call, cleared by the call; "" when none. Ops
-  // return nothing themselves, since a device reports its errors late; the model asks once
-  // per pass, and a pass with an error returns it instead of a result.
+  // return nothing themselves, since a device reports its errors late; the model asks once per
+  // pass, and a pass with an error returns it instead of a result.
   virtual std::string take_error() = 0;
 };
 

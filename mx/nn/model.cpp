@@ -2,44 +2,84 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
+#include "mx/core/half.h"
 #include "mx/core/rounding.h"
 #include "mx/io/cat.h"
 #include "mx/io/memory_budget.h"
 #include "mx/nn/cpu/cpu_backend.h"
-#include "mx/nn/cpu/matmul.h"
 
 namespace mx::nn {
 
 using io::cat;
 
-// Saved activations of one block (shapes for N = B * T tokens).
+// Saved activations of one block (shapes for N = B * T tokens). Activations are of the
+// backend's act_type(); the norms' statistics and attention's saved state are FP32.
 struct LayerActs {
-  std::vector<float> ln1, ln1_mean, ln1_rstd;  // [N, C], [N], [N]
-  std::vector<float> q, k, v;                  // [N, nh * hs], [N, nkv * hs] (after RoPE)
-  std::vector<float> att;                      // [B, nh, T, T]
-  std::vector<float> atty, attproj, res_att;   // [N, C]
-  std::vector<float> ln2, ln2_mean, ln2_rstd;  // [N, C], [N], [N]
-  std::vector<float> fc, up, act;              // [N, H] (fc: GPT-2 c_fc / Llama gate)
-  std::vector<float> proj, res_out;            // [N, C]
+  Buf ln1, ln1_mean, ln1_rstd;  // [N, C], [N], [N]
+  Buf q, k, v;                  // [N, nh * hs], [N, nkv * hs] (after RoPE)
+  Buf att_saved;                // Backend::attn_saved_count
+  Buf atty, attproj, res_att;   // [N, C]
+  Buf ln2, ln2_mean, ln2_rstd;  // [N, C], [N], [N]
+  Buf fc, up, act;              // [N, H] (fc: GPT-2 c_fc / Llama gate)
+  Buf proj, res_out;            // [N, C]
 };
 
 struct Model::Acts {
-  std::vector<float> encoded;                       // [N, C]
-  std::vector<LayerActs> layers;                    // [L]
-  std::vector<float> lnf, lnf_mean, lnf_rstd;       // [N, C], [N], [N]
-  std::vector<float> logits, probs, losses;         // [N, V], [N, V], [N]
-  std::vector<float> dres, dln, datty, dq, dk, dv;  // backward scratch
-  std::vector<float> dact, dfc, dup, dlogits;
+  Buf tokens, targets;               // [N] u32
+  Buf encoded;                       // [N, C]
+  std::vector<LayerActs> layers;     // [L]
+  Buf lnf, lnf_mean, lnf_rstd;       // [N, C], [N], [N]
+  Buf logits, losses;                // [N, V] (then their gradient), [N] f32
+  Buf dres, dln, datty, dq, dk, dv;  // backward scratch
+  Buf dact, dfc, dup;
 };
 
 namespace {
 
 enum Site { kQ = 0, kK, kV, kAttention, kAttnOut, kFc, kUp, kProj };
 
-float* at(float* base, int64_t offset) {
-  return offset < 0 ? nullptr : base + offset;
+struct Sized {
+  Buf* buffer;
+  double count;
+  bool f32;  // FP32 whatever the activation type (statistics, saved attention, losses)
+};
+
+// Every activation buffer with its size for b sequences of t tokens: what reserve allocates and
+// what activation_bytes counts, from one list so that the two cannot disagree. `saved` is the
+// attention's saved state per layer.
+std::vector<Sized> activation_buffers(const ModelConfig& c, double b, double t, double saved,
+                                      Model::Acts& a) {
+  const double n = b * t, C = double(c.dim), H = double(c.hidden), V = double(c.vocab);
+  const double q = double(c.n_heads * c.head_size()), kv = double(c.n_kv_heads * c.head_size());
+  std::vector<Sized> list = {
+      {&a.encoded, n * C, false}, {&a.lnf, n * C, false},    {&a.lnf_mean, n, true},
+      {&a.lnf_rstd, n, true},     {&a.logits, n * V, false}, {&a.losses, n, true},
+      {&a.dres, n * C, false},    {&a.dln, n * C, false},    {&a.datty, n * C, false},
+      {&a.dq, n * q, false},      {&a.dk, n * kv, false},    {&a.dv, n * kv, false},
+      {&a.dact, n * H, false},    {&a.dfc, n * H, false},    {&a.dup, n * H, false}};
+  for (LayerActs& l : a.layers) {
+    for (Buf* v : {&l.ln1, &l.atty, &l.attproj, &l.res_att, &l.ln2, &l.proj, &l.res_out}) {
+      list.push_back({v, n * C, false});
+    }
+    for (Buf* v : {&l.ln1_mean, &l.ln1_rstd, &l.ln2_mean, &l.ln2_rstd})
+      list.push_back({v, n, true});
+    list.push_back({&l.q, n * q, false});
+    list.push_back({&l.k, n * kv, false});
+    list.push_back({&l.v, n * kv, false});
+    list.push_back({&l.att_saved, saved, true});
+    list.push_back({&l.fc, n * H, false});
+    list.push_back({&l.act, n * H, false});
+    list.push_back({&l.up, c.arch == Arch::kLlama ? n * H : 0.0, false});
+  }
+  return list;
+}
+
+// The CPU's attention state per layer, the largest any backend keeps: for estimates, in double.
+double saved_estimate(const ModelConfig& c, int64_t b, int64_t t) {
+  return double(b) * double(c.n_heads) * double(t) * double(t);
 }
 
 }  // namespace
@@ -47,51 +87,38 @@ float* at(float* base, int64_t offset) {
 Model::Model(const ModelConfig& config, std::unique_ptr<Backend> backend)
     : config_(config), params_(config), backend_(std::move(backend)) {
   if (backend_ == nullptr) backend_ = std::make_unique<CpuBackend>();
+  Backend& be = *backend_;
+  if (be.host_visible()) {
+    weights_ = be.wrap(params_.data(), BufType::kF32, params_.size());
+    grads_ = be.wrap(params_.grad(), BufType::kF32, params_.size());
+  } else {
+    weights_ = be.alloc(BufType::kF32, params_.size());
+    grads_ = be.alloc(BufType::kF32, params_.size());
+  }
 }
 
 Model::~Model() = default;
 
-namespace {
-
-struct Sized {
-  std::vector<float>* buffer;
-  double count;
-};
-
-// Every activation buffer with its size for b sequences of t tokens: what reserve allocates and
-// what activation_bytes counts, from one list so that the two cannot disagree.
-std::vector<Sized> activation_buffers(const ModelConfig& c, double b, double t, Model::Acts& a) {
-  const double n = b * t, C = double(c.dim), H = double(c.hidden), V = double(c.vocab);
-  const double q = double(c.n_heads * c.head_size()), kv = double(c.n_kv_heads * c.head_size());
-  std::vector<Sized> list = {{&a.encoded, n * C}, {&a.lnf, n * C},    {&a.lnf_mean, n},
-                             {&a.lnf_rstd, n},    {&a.logits, n * V}, {&a.probs, n * V},
-                             {&a.losses, n},      {&a.dres, n * C},   {&a.dln, n * C},
-                             {&a.datty, n * C},   {&a.dq, n * q},     {&a.dk, n * kv},
-                             {&a.dv, n * kv},     {&a.dact, n * H},   {&a.dfc, n * H},
-                             {&a.dup, n * H},     {&a.dlogits, n * V}};
-  for (LayerActs& l : a.layers) {
-    for (auto* v : {&l.ln1, &l.atty, &l.attproj, &l.res_att, &l.ln2, &l.proj, &l.res_out}) {
-      list.push_back({v, n * C});
-    }
-    for (auto* v : {&l.ln1_mean, &l.ln1_rstd, &l.ln2_mean, &l.ln2_rstd}) list.push_back({v, n});
-    list.push_back({&l.q, n * q});
-    list.push_back({&l.k, n * kv});
-    list.push_back({&l.v, n * kv});
-    list.push_back({&l.att, b * double(c.n_heads) * t * t});
-    list.push_back({&l.fc, n * H});
-    list.push_back({&l.act, n * H});
-    list.push_back({&l.up, c.arch == Arch::kLlama ? n * H : 0.0});
-  }
-  return list;
+void Model::upload_params() {
+  if (!backend_->host_visible()) backend_->upload(weights_, params_.data());
 }
 
-}  // namespace
+void Model::download_params() {
+  if (!backend_->host_visible()) backend_->download(params_.data(), weights_);
+}
+
+void Model::download_grads() {
+  if (!backend_->host_visible()) backend_->download(params_.grad(), grads_);
+}
 
 double Model::activation_bytes(const ModelConfig& config, int64_t b, int64_t t) {
   Acts a;
   a.layers.resize(size_t(config.n_layers));
   double floats = 0;
-  for (const Sized& s : activation_buffers(config, double(b), double(t), a)) floats += s.count;
+  for (const Sized& s :
+       activation_buffers(config, double(b), double(t), saved_estimate(config, b, t), a)) {
+    floats += s.count;
+  }
   return floats * sizeof(float);
 }
 
@@ -108,7 +135,14 @@ std::string Model::reserve(int64_t b, int64_t t) {
   }
   if (acts_ != nullptr && b <= cap_b_ && t <= cap_t_) return "";
   const int64_t new_b = std::max(b, cap_b_), new_t = std::max(t, cap_t_);
-  acts_.reset();  // the old buffers go before the new ones are counted against the budget
+  Backend& be = *backend_;
+  // The old buffers go before the new ones are counted against the budget.
+  if (acts_ != nullptr) {
+    for (const Sized& s : activation_buffers(config_, 0, 0, 0, *acts_)) be.release(*s.buffer);
+    be.release(acts_->tokens);
+    be.release(acts_->targets);
+    acts_.reset();
+  }
   cap_b_ = cap_t_ = 0;
   if (std::string e = io::check_memory(activation_bytes(config_, new_b, new_t),
                                        cat("a pass of ", new_b, " x ", new_t, " tokens"));
@@ -117,65 +151,68 @@ std::string Model::reserve(int64_t b, int64_t t) {
   }
   auto acts = std::make_unique<Acts>();
   acts->layers.resize(size_t(config_.n_layers));
-  for (const Sized& s : activation_buffers(config_, double(new_b), double(new_t), *acts)) {
-    s.buffer->resize(size_t(s.count));
+  const double saved =
+      double(be.attn_saved_count({new_b, new_t, config_.n_heads, config_.n_kv_heads, 0}));
+  for (const Sized& s : activation_buffers(config_, double(new_b), double(new_t), saved, *acts)) {
+    if (s.count == 0) continue;
+    *s.buffer = be.alloc(s.f32 ? BufType::kF32 : be.act_type(), int64_t(s.count));
+    if (s.buffer->empty()) return be.take_error();
   }
+  acts->tokens = be.alloc(BufType::kU32, new_b * new_t);
+  acts->targets = be.alloc(BufType::kU32, new_b * new_t);
+  if (acts->tokens.empty() || acts->targets.empty()) return be.take_error();
   acts_ = std::move(acts);
   cap_b_ = new_b, cap_t_ = new_t;
   return "";
 }
 
-void Model::layer_forward(int64_t l, const float* x) {
+void Model::layer_forward(int64_t l, Buf x) {
   Backend& be = *backend_;
   LayerActs& a = acts_->layers[l];
   const LayerOffsets& o = params_.layers()[l];
-  float* p = params_.data();
+  const Buf& p = weights_;
   const int64_t n = b_ * t_, C = config_.dim, H = config_.hidden, hs = config_.head_size();
   const int64_t nh = config_.n_heads, nkv = config_.n_kv_heads;
   const bool bf16 = recipe_.bf16_vector_ops, llama = config_.arch == Arch::kLlama;
-  auto stream = [&](int site) { return cpu::stream_id(step_, int(l), site); };
-  auto norm = [&](float* out, float* mean, float* rstd, const float* in, int64_t w, int64_t b) {
+  auto key = [&](int site) { return SrKey{step_, int32_t(l), site}; };
+  auto vec = [&](int64_t offset) { return p.at(offset, C); };
+  auto norm = [&](Buf out, Buf mean, Buf rstd, Buf in, int64_t w, int64_t b) {
     if (llama) {
-      be.rmsnorm_forward(out, rstd, in, at(p, w), n, C, bf16);
+      be.rmsnorm_forward(out, rstd, in, vec(w), n, C, bf16);
     } else {
-      be.layernorm_forward(out, mean, rstd, in, at(p, w), at(p, b), n, C, bf16);
+      be.layernorm_forward(out, mean, rstd, in, vec(w), vec(b), n, C, bf16);
     }
   };
-  norm(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, o.ln1_w, o.ln1_b);
-  be.matmul_forward(a.q.data(), a.ln1.data(), at(p, o.wq), at(p, o.bq), n, C, nh * hs, recipe_,
-                    stream(kQ));
-  be.matmul_forward(a.k.data(), a.ln1.data(), at(p, o.wk), at(p, o.bk), n, C, nkv * hs, recipe_,
-                    stream(kK));
-  be.matmul_forward(a.v.data(), a.ln1.data(), at(p, o.wv), at(p, o.bv), n, C, nkv * hs, recipe_,
-                    stream(kV));
+  auto linear = [&](Buf y, Buf in, int64_t w, int64_t bias, int64_t k, int64_t out, int site) {
+    be.matmul_forward(y, in, p.at(w, out * k), p.at(bias, out), n, k, out, recipe_, key(site));
+  };
+  norm(a.ln1, a.ln1_mean, a.ln1_rstd, x, o.ln1_w, o.ln1_b);
+  linear(a.q, a.ln1, o.wq, o.bq, C, nh * hs, kQ);
+  linear(a.k, a.ln1, o.wk, o.bk, C, nkv * hs, kK);
+  linear(a.v, a.ln1, o.wv, o.bv, C, nkv * hs, kV);
   if (llama) {
-    be.rope_forward(a.q.data(), n, t_, nh, hs, bf16);
-    be.rope_forward(a.k.data(), n, t_, nkv, hs, bf16);
+    be.rope_forward(a.q, n, t_, nh, hs, bf16);
+    be.rope_forward(a.k, n, t_, nkv, hs, bf16);
   }
-  const AttentionShape shape{b_, t_, nh, nkv, hs};
-  be.attention_forward(a.atty.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(), shape,
-                       recipe_, stream(kAttention));
-  be.matmul_forward(a.attproj.data(), a.atty.data(), at(p, o.wo), at(p, o.bo), n, C, C, recipe_,
-                    stream(kAttnOut));
-  be.residual_forward(a.res_att.data(), x, a.attproj.data(), n * C, bf16);
-  norm(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res_att.data(), o.ln2_w, o.ln2_b);
-  be.matmul_forward(a.fc.data(), a.ln2.data(), at(p, o.fc), at(p, o.fc_b), n, C, H, recipe_,
-                    stream(kFc));
+  const AttnShape shape{b_, t_, nh, nkv, hs};
+  be.attention_forward(a.atty, a.att_saved, a.q, a.k, a.v, shape, recipe_, key(kAttention));
+  linear(a.attproj, a.atty, o.wo, o.bo, C, C, kAttnOut);
+  be.residual_forward(a.res_att, x, a.attproj, n * C, bf16);
+  norm(a.ln2, a.ln2_mean, a.ln2_rstd, a.res_att, o.ln2_w, o.ln2_b);
+  linear(a.fc, a.ln2, o.fc, o.fc_b, C, H, kFc);
   if (llama) {
-    be.matmul_forward(a.up.data(), a.ln2.data(), at(p, o.up), nullptr, n, C, H, recipe_,
-                      stream(kUp));
-    be.swiglu_forward(a.act.data(), a.fc.data(), a.up.data(), n * H, bf16);
+    linear(a.up, a.ln2, o.up, -1, C, H, kUp);
+    be.swiglu_forward(a.act, a.fc, a.up, n * H, bf16);
   } else {
-    be.gelu_forward(a.act.data(), a.fc.data(), n * H, bf16);
+    be.gelu_forward(a.act, a.fc, n * H, bf16);
   }
-  be.matmul_forward(a.proj.data(), a.act.data(), at(p, o.proj), at(p, o.proj_b), n, H, C, recipe_,
-                    stream(kProj));
-  be.residual_forward(a.res_out.data(), a.res_att.data(), a.proj.data(), n * C, bf16);
+  linear(a.proj, a.act, o.proj, o.proj_b, H, C, kProj);
+  be.residual_forward(a.res_out, a.res_att, a.proj, n * C, bf16);
 }
 
 std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int64_t b, int64_t t,
-                           float* loss) {
-  has_targets_ = false;
+                           float* loss, const PassOptions& options) {
+  backward_ready_ = false;
   if (std::string e = reserve(b, t); !e.empty()) return e;
   const int64_t n = b * t, C = config_.dim, V = config_.vocab;
   for (int64_t i = 0; i < n; ++i) {
@@ -184,140 +221,152 @@ std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int6
                  " is not below the model's vocabulary of ", V);
     }
   }
+  if (options.training && targets == nullptr) return "a training pass needs targets";
   b_ = b, t_ = t;
-  tokens_.assign(tokens, tokens + n);
-  has_targets_ = targets != nullptr;
-  if (has_targets_) targets_.assign(targets, targets + n);
+  pass_ = options;
+  logits_.clear();
   Acts& a = *acts_;
   Backend& be = *backend_;
-  float* p = params_.data();
+  be.upload(a.tokens.at(0, n), tokens);
+  if (targets != nullptr) be.upload(a.targets.at(0, n), targets);
+  const Buf& p = weights_;
   const bool llama = config_.arch == Arch::kLlama, bf16 = recipe_.bf16_vector_ops;
-  be.embedding_forward(a.encoded.data(), tokens, at(p, params_.wte()), at(p, params_.wpe()), n, t,
-                       C);
-  const float* x = a.encoded.data();
+  be.embedding_forward(a.encoded, a.tokens, p.at(params_.wte(), V * C),
+                       p.at(params_.wpe(), config_.seq_len * C), n, t, C);
+  Buf x = a.encoded;
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     layer_forward(l, x);
-    x = a.layers[l].res_out.data();
+    x = a.layers[l].res_out;
   }
+  const Buf norm_w = p.at(params_.norm_w(), C);
   if (llama) {
-    be.rmsnorm_forward(a.lnf.data(), a.lnf_rstd.data(), x, at(p, params_.norm_w()), n, C, bf16);
+    be.rmsnorm_forward(a.lnf, a.lnf_rstd, x, norm_w, n, C, bf16);
   } else {
-    be.layernorm_forward(a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), x,
-                         at(p, params_.norm_w()), at(p, params_.norm_b()), n, C, bf16);
+    be.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, x, norm_w, p.at(params_.norm_b(), C), n, C,
+                         bf16);
   }
-  be.matmul_forward(a.logits.data(), a.lnf.data(), at(p, params_.classifier()), nullptr, n, C, V,
-                    recipe_, cpu::stream_id(step_, int(config_.n_layers), 0));
-  const float mean =
-      be.crossentropy_forward(a.probs.data(), a.losses.data(), a.logits.data(), targets, n, V);
-  if (std::string e = be.take_error(); !e.empty()) {
-    has_targets_ = false;
-    return e;
+  be.matmul_forward(a.logits, a.lnf, p.at(params_.classifier(), V * C), {}, n, C, V, recipe_,
+                    {step_, int32_t(config_.n_layers), 0});
+  if (targets != nullptr) {
+    const float dloss = options.grad_scale * (1.0f / float(n));
+    be.classifier_loss(a.losses, options.training ? a.logits : Buf{}, a.logits, a.targets, n, V,
+                       dloss);
   }
-  if (loss != nullptr) *loss = mean;
+  if (std::string e = be.take_error(); !e.empty()) return e;
+  if (targets != nullptr) {
+    losses_.resize(size_t(n));
+    be.download(losses_.data(), a.losses.at(0, n));
+    double total = 0.0;  // in token order, in double: the same on every backend
+    for (int64_t i = 0; i < n; ++i) total += losses_[size_t(i)];
+    if (loss != nullptr) *loss = float(total / double(n));
+  }
+  backward_ready_ = options.training;
   return "";
 }
 
-void Model::layer_backward(int64_t l, const float* x, float* dres) {
+void Model::layer_backward(int64_t l, Buf x, Buf dres) {
   Backend& be = *backend_;
   Acts& s = *acts_;
   LayerActs& a = s.layers[l];
   const LayerOffsets& o = params_.layers()[l];
-  float* p = params_.data();
-  float* g = params_.grad();
+  const Buf &p = weights_, &g = grads_;
   const int64_t n = b_ * t_, C = config_.dim, H = config_.hidden, hs = config_.head_size();
   const int64_t nh = config_.n_heads, nkv = config_.n_kv_heads;
   const bool llama = config_.arch == Arch::kLlama;
-  auto stream = [&](int site) { return cpu::stream_id(step_, int(l), site); };
-  auto norm_back = [&](const float* in, const float* mean, const float* rstd, int64_t w,
-                       int64_t b) {
+  auto key = [&](int site) { return SrKey{step_, int32_t(l), site}; };
+  auto norm_back = [&](Buf in, Buf mean, Buf rstd, int64_t w, int64_t b) {
     if (llama) {
-      be.rmsnorm_backward(dres, at(g, w), s.dln.data(), in, at(p, w), rstd, n, C);
+      be.rmsnorm_backward(dres, g.at(w, C), s.dln, in, p.at(w, C), rstd, n, C);
     } else {
-      be.layernorm_backward(dres, at(g, w), at(g, b), s.dln.data(), in, at(p, w), mean, rstd, n, C);
+      be.layernorm_backward(dres, g.at(w, C), g.at(b, C), s.dln, in, p.at(w, C), mean, rstd, n, C);
     }
   };
+  auto linear_back = [&](Buf dx, Buf dy, Buf in, int64_t w, int64_t bias, int64_t k, int64_t out,
+                         bool accumulate, int site) {
+    be.matmul_backward(dx, g.at(w, out * k), g.at(bias, out), dy, in, p.at(w, out * k), n, k, out,
+                       accumulate, recipe_, key(site));
+  };
   // MLP: dres is d(res_out) = d(proj) and (so far) d(res_att).
-  be.zero(s.dact.data(), n * H);
-  be.matmul_backward(s.dact.data(), at(g, o.proj), at(g, o.proj_b), dres, a.act.data(),
-                     at(p, o.proj), n, H, C, recipe_, stream(kProj));
-  be.zero(s.dfc.data(), n * H);
-  be.zero(s.dln.data(), n * C);
+  linear_back(s.dact, dres, a.act, o.proj, o.proj_b, H, C, false, kProj);
   if (llama) {
-    be.zero(s.dup.data(), n * H);
-    be.swiglu_backward(s.dfc.data(), s.dup.data(), s.dact.data(), a.fc.data(), a.up.data(), n * H);
-    be.matmul_backward(s.dln.data(), at(g, o.up), nullptr, s.dup.data(), a.ln2.data(), at(p, o.up),
-                       n, C, H, recipe_, stream(kUp));
+    be.swiglu_backward(s.dfc, s.dup, s.dact, a.fc, a.up, n * H);
+    linear_back(s.dln, s.dup, a.ln2, o.up, -1, C, H, false, kUp);
+    linear_back(s.dln, s.dfc, a.ln2, o.fc, o.fc_b, C, H, true, kFc);
   } else {
-    be.gelu_backward(s.dfc.data(), a.fc.data(), s.dact.data(), n * H);
+    be.gelu_backward(s.dfc, a.fc, s.dact, n * H);
+    linear_back(s.dln, s.dfc, a.ln2, o.fc, o.fc_b, C, H, false, kFc);
   }
-  be.matmul_backward(s.dln.data(), at(g, o.fc), at(g, o.fc_b), s.dfc.data(), a.ln2.data(),
-                     at(p, o.fc), n, C, H, recipe_, stream(kFc));
-  norm_back(a.res_att.data(), a.ln2_mean.data(), a.ln2_rstd.data(), o.ln2_w, o.ln2_b);
+  norm_back(a.res_att, a.ln2_mean, a.ln2_rstd, o.ln2_w, o.ln2_b);
   // Attention: dres is now d(res_att) = d(attproj) and (so far) d(x).
-  be.zero(s.datty.data(), n * C);
-  be.matmul_backward(s.datty.data(), at(g, o.wo), at(g, o.bo), dres, a.atty.data(), at(p, o.wo), n,
-                     C, C, recipe_, stream(kAttnOut));
-  be.zero(s.dq.data(), n * nh * hs);
-  be.zero(s.dk.data(), n * nkv * hs);
-  be.zero(s.dv.data(), n * nkv * hs);
-  const AttentionShape shape{b_, t_, nh, nkv, hs};
-  be.attention_backward(s.dq.data(), s.dk.data(), s.dv.data(), s.datty.data(), a.q.data(),
-                        a.k.data(), a.v.data(), a.att.data(), shape, recipe_, stream(kAttention));
+  linear_back(s.datty, dres, a.atty, o.wo, o.bo, C, C, false, kAttnOut);
+  const AttnShape shape{b_, t_, nh, nkv, hs};
+  be.attention_backward(s.dq, s.dk, s.dv, s.datty, a.q, a.k, a.v, a.atty, a.att_saved, shape,
+                        recipe_, key(kAttention));
   if (llama) {
-    be.rope_backward(s.dq.data(), n, t_, nh, hs);
-    be.rope_backward(s.dk.data(), n, t_, nkv, hs);
+    be.rope_backward(s.dq, n, t_, nh, hs);
+    be.rope_backward(s.dk, n, t_, nkv, hs);
   }
-  be.zero(s.dln.data(), n * C);
-  be.matmul_backward(s.dln.data(), at(g, o.wq), at(g, o.bq), s.dq.data(), a.ln1.data(), at(p, o.wq),
-                     n, C, nh * hs, recipe_, stream(kQ));
-  be.matmul_backward(s.dln.data(), at(g, o.wk), at(g, o.bk), s.dk.data(), a.ln1.data(), at(p, o.wk),
-                     n, C, nkv * hs, recipe_, stream(kK));
-  be.matmul_backward(s.dln.data(), at(g, o.wv), at(g, o.bv), s.dv.data(), a.ln1.data(), at(p, o.wv),
-                     n, C, nkv * hs, recipe_, stream(kV));
-  norm_back(x, a.ln1_mean.data(), a.ln1_rstd.data(), o.ln1_w, o.ln1_b);
+  linear_back(s.dln, s.dq, a.ln1, o.wq, o.bq, C, nh * hs, false, kQ);
+  linear_back(s.dln, s.dk, a.ln1, o.wk, o.bk, C, nkv * hs, true, kK);
+  linear_back(s.dln, s.dv, a.ln1, o.wv, o.bv, C, nkv * hs, true, kV);
+  norm_back(x, a.ln1_mean, a.ln1_rstd, o.ln1_w, o.ln1_b);
 }
 
 std::string Model::backward() {
-  if (acts_ == nullptr || !has_targets_) return "backward needs a forward pass with targets";
+  if (acts_ == nullptr || !backward_ready_) return "backward needs a training forward pass";
+  backward_ready_ = false;
   Acts& a = *acts_;
   Backend& be = *backend_;
-  float* p = params_.data();
-  float* g = params_.grad();
+  const Buf &p = weights_, &g = grads_;
   const int64_t n = b_ * t_, C = config_.dim, V = config_.vocab, L = config_.n_layers;
-  be.zero(a.dlogits.data(), n * V);
-  be.crossentropy_backward(a.dlogits.data(), a.probs.data(), targets_.data(), n, V);
-  be.zero(a.dln.data(), n * C);
-  be.matmul_backward(a.dln.data(), at(g, params_.classifier()), nullptr, a.dlogits.data(),
-                     a.lnf.data(), at(p, params_.classifier()), n, C, V, recipe_,
-                     cpu::stream_id(step_, int(L), 0));
-  be.zero(a.dres.data(), n * C);
-  const float* x = a.layers[L - 1].res_out.data();
+  // The training forward left d(loss)/d(logits) in a.logits.
+  be.matmul_backward(a.dln, g.at(params_.classifier(), V * C), {}, a.logits, a.lnf,
+                     p.at(params_.classifier(), V * C), n, C, V, false, recipe_,
+                     {step_, int32_t(L), 0});
+  be.zero(a.dres.at(0, n * C));
+  const Buf x = a.layers[L - 1].res_out;
+  const Buf norm_w = p.at(params_.norm_w(), C);
   if (config_.arch == Arch::kLlama) {
-    be.rmsnorm_backward(a.dres.data(), at(g, params_.norm_w()), a.dln.data(), x,
-                        at(p, params_.norm_w()), a.lnf_rstd.data(), n, C);
+    be.rmsnorm_backward(a.dres, g.at(params_.norm_w(), C), a.dln, x, norm_w, a.lnf_rstd, n, C);
   } else {
-    be.layernorm_backward(a.dres.data(), at(g, params_.norm_w()), at(g, params_.norm_b()),
-                          a.dln.data(), x, at(p, params_.norm_w()), a.lnf_mean.data(),
-                          a.lnf_rstd.data(), n, C);
+    be.layernorm_backward(a.dres, g.at(params_.norm_w(), C), g.at(params_.norm_b(), C), a.dln, x,
+                          norm_w, a.lnf_mean, a.lnf_rstd, n, C);
   }
   for (int64_t l = L - 1; l >= 0; --l) {
-    const float* in = l == 0 ? a.encoded.data() : a.layers[l - 1].res_out.data();
-    layer_backward(l, in, a.dres.data());
+    const Buf in = l == 0 ? a.encoded : a.layers[l - 1].res_out;
+    layer_backward(l, in, a.dres);
   }
-  be.embedding_backward(at(g, params_.wte()), at(g, params_.wpe()), a.dres.data(), tokens_.data(),
-                        n, t_, C);
+  be.embedding_backward(g.at(params_.wte(), V * C), g.at(params_.wpe(), config_.seq_len * C),
+                        a.dres, a.tokens, n, t_, C);
   return be.take_error();
 }
 
 void Model::zero_grad() {
-  backend_->zero(params_.grad(), params_.size());
+  backend_->zero(grads_);
 }
 
-const float* Model::logits() const {
-  return acts_ ? acts_->logits.data() : nullptr;
+const float* Model::host_logits(int64_t first_row, int64_t rows) {
+  if (acts_ == nullptr || pass_.training) return nullptr;
+  const int64_t v = config_.vocab;
+  const Buf src = acts_->logits.at(first_row * v, rows * v);
+  if (backend_->host_visible() && src.type == BufType::kF32) return src.as<const float>();
+  logits_.resize(size_t(rows * v));
+  if (src.type == BufType::kF32) {
+    backend_->download(logits_.data(), src);
+  } else {
+    std::vector<uint16_t> bits(size_t(rows * v));
+    backend_->download(bits.data(), src);
+    for (size_t i = 0; i < bits.size(); ++i) logits_[i] = bf16_to_float(bits[i]);
+  }
+  return logits_.data();
 }
-const float* Model::probs() const {
-  return acts_ ? acts_->probs.data() : nullptr;
+
+const float* Model::logits() {
+  return host_logits(0, b_ * t_);
+}
+
+const float* Model::logits_row(int64_t row) {
+  return host_logits(row, 1);
 }
 
 uint32_t sample_token(const float* logits, int64_t vocab, int top_k, float temperature,

@@ -1,6 +1,10 @@
-// A GPT-2 or Llama language model over a Backend, with FP32 master weights (params.h), the
-// activations of the last forward pass, and a backward pass that accumulates into the
-// parameter gradients.
+// A GPT-2 or Llama language model over a Backend (backend.h): the model code is written once and
+// runs on the CPU backend (the reference) or the CUDA backend.
+//
+// The weights live twice: in params(), on the host, where they are initialized, read from files
+// and written to them; and in the backend, where the passes run. On the CPU backend the two are
+// the same memory. Elsewhere upload_params() and download_params() copy between them: after
+// changing params() on the host, and before reading it.
 //
 // Every matrix product goes through Backend::matmul_* (linear layers) or attention_* (Q K^T,
 // P V) with the model's Recipe, and with a stochastic-rounding stream distinct per
@@ -20,10 +24,17 @@
 
 namespace mx::nn {
 
+struct PassOptions {
+  // Keep what backward() needs; the logits are then replaced by their gradient.
+  bool training = false;
+  // backward() adds grad_scale * d(mean loss)/d(params): 1 / micro-batches to accumulate a mean.
+  float grad_scale = 1.0f;
+};
+
 class Model {
  public:
   // A null backend means a CpuBackend on all hardware threads. Parameters start at zero:
-  // call params().init(seed) or fill them by name.
+  // call params().init(seed) or fill them by name, then upload_params().
   explicit Model(const ModelConfig& config, std::unique_ptr<Backend> backend = nullptr);
   ~Model();
 
@@ -31,6 +42,13 @@ class Model {
   Params& params() { return params_; }
   const Params& params() const { return params_; }
   Backend& backend() { return *backend_; }
+  // The weights and gradients in the backend, in params()' layout.
+  Buf param_buf() const { return weights_; }
+  Buf grad_buf() const { return grads_; }
+  // Copies between params() on the host and the backend (no-ops where they are shared).
+  void upload_params();
+  void download_params();
+  void download_grads();
 
   void set_recipe(const Recipe& recipe) { recipe_ = recipe; }
   const Recipe& recipe() const { return recipe_; }
@@ -48,34 +66,38 @@ class Model {
   static double training_bytes(const ModelConfig& config, int64_t b, int64_t t);
 
   // tokens, targets: [B, T] with T <= seq_len. Sets *loss to the mean cross-entropy over the
-  // B * T tokens (targets may be null: then only logits and probs are computed). Returns "" or
-  // the reason nothing valid was computed: T > seq_len, an id >= vocab, memory, or a cast the
+  // B * T tokens (targets may be null: then only the logits are computed). Returns "" or the
+  // reason nothing valid was computed: T > seq_len, an id >= vocab, memory, or a cast the
   // recipe asked for that this shape cannot take.
   std::string forward(const uint32_t* tokens, const uint32_t* targets, int64_t b, int64_t t,
-                      float* loss = nullptr);
-  // After a forward with targets: params().grad() += d(mean loss)/d(params).
+                      float* loss = nullptr, const PassOptions& options = {});
+  // After a training forward: gradients += grad_scale * d(mean loss)/d(params).
   std::string backward();
   void zero_grad();
 
-  const float* logits() const;  // [B * T, vocab] of the last forward
-  const float* probs() const;   // softmax of logits
+  // The logits of the last inference pass, on the host: all [B * T, vocab] of them, or one row.
+  const float* logits();
+  const float* logits_row(int64_t row);
 
   struct Acts;  // the activations, defined in model.cpp
 
  private:
-  void layer_forward(int64_t l, const float* x);
-  void layer_backward(int64_t l, const float* x, float* dres);
+  void layer_forward(int64_t l, Buf x);
+  void layer_backward(int64_t l, Buf x, Buf dres);
+  const float* host_logits(int64_t first_row, int64_t rows);
 
   ModelConfig config_;
   Params params_;
   std::unique_ptr<Backend> backend_;
+  Buf weights_, grads_;
   Recipe recipe_;
   uint64_t step_ = 0;
   int64_t b_ = 0, t_ = 0;          // the shape of the last pass
   int64_t cap_b_ = 0, cap_t_ = 0;  // the shape the activations are sized for
-  bool has_targets_ = false;
-  std::vector<uint32_t> tokens_, targets_;
+  PassOptions pass_;
+  bool backward_ready_ = false;  // a training forward ran and nothing failed since
   std::unique_ptr<Acts> acts_;
+  std::vector<float> losses_, logits_;  // host copies
 };
 
 // Samples a token from logits[vocab] / temperature restricted to the top_k largest (top_k <= 0

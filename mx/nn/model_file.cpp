@@ -112,6 +112,7 @@ std::string load_llama2c_bin(const std::string& path, LoadedModel* out, int thre
   if (std::string e = fill_params(tensors, nullptr, model.get()); !e.empty()) {
     return cat(path, ": ", e);
   }
+  model->upload_params();
   out->model = std::move(model);
   out->kind = "llama2c";
   const std::filesystem::path tok =
@@ -268,6 +269,7 @@ std::string load_model_safetensors(const io::SafetensorsFile& file, LoadedModel*
   if (std::string e = check_file_holds(file, config); !e.empty()) return e;
   auto model = std::make_unique<Model>(config, std::make_unique<CpuBackend>(threads));
   if (std::string e = fill_params(file.tensors(), &file, model.get()); !e.empty()) return e;
+  model->upload_params();
   out->model = std::move(model);
   out->kind = kind;
   auto tok = meta.find(std::string(kTokenizerKey));

@@ -169,12 +169,14 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
                                            std::make_unique<nn::CpuBackend>(options.threads));
   run->model->set_recipe(c.recipe);
   if (std::string e = run->model->reserve(c.batch, c.seq_len); !e.empty()) return e;
-  run->optimizer = std::make_unique<nn::AdamW>(run->model->params(), c.adamw);
+  run->optimizer = std::make_unique<nn::AdamW>(*run->model, c.adamw);
   const std::string log_path = path_in(run_dir, kLogFile);
   if (options.resume) {
     if (std::string e = checkpoint.load(&run->model->params(), run->optimizer.get()); !e.empty()) {
       return e;
     }
+    run->model->upload_params();
+    run->optimizer->upload();
     if (std::string e = inherited_rows(log_path, run->state.step, callbacks, &run->inherited);
         !e.empty()) {
       return e;
@@ -183,6 +185,7 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
   } else {
     run->state.sampler.seed = c.seed;
     run->model->params().init(c.seed);
+    run->model->upload_params();
     say(callbacks, cat(nn::describe(c.model_config), ", ", run->model->params().count(),
                        " parameters, recipe ", c.recipe.name));
   }
@@ -203,17 +206,19 @@ std::string train_step(OpenRun& run, const nn::LrSchedule& schedule, data::Batch
   model.set_step(uint64_t(step));
   model.zero_grad();
   float loss = 0;
+  nn::PassOptions training;
+  training.training = true;
   if (std::string e = model.forward(batch->inputs.data(), batch->targets.data(), batch->rows,
-                                    batch->seq_len, &loss);
+                                    batch->seq_len, &loss, training);
       !e.empty()) {
     return e;
   }
   if (!std::isfinite(loss)) return cat("the loss is not finite at step ", step + 1);
   if (std::string e = model.backward(); !e.empty()) return e;
-  row->grad_norm = c.grad_clip > 0 ? nn::clip_grad_norm(model.params(), c.grad_clip)
-                                   : nn::global_grad_norm(model.params());
+  row->grad_norm =
+      c.grad_clip > 0 ? nn::clip_grad_norm(model, c.grad_clip) : nn::global_grad_norm(model);
   row->lr = schedule.at(step);
-  run.optimizer->step(model.params(), row->lr);
+  run.optimizer->step(model, row->lr);
   run.state.step = step + 1;
   run.state.adam_steps = run.optimizer->steps();
   row->step = run.state.step;
@@ -270,6 +275,8 @@ std::string run_training(TrainConfig* config, bool steps_given, const std::strin
     if (recent.size() > 10) recent.erase(recent.begin());
     if (callbacks.on_step) callbacks.on_step(row, c.steps);
     if (row.step % c.checkpoint_every == 0 || row.step == last) {
+      run.model->download_params();
+      run.optimizer->download();
       if (std::string e =
               save_checkpoint(ckpt_path, c, run.model->params(), *run.optimizer, run.state);
           !e.empty()) {
@@ -287,6 +294,7 @@ std::string run_training(TrainConfig* config, bool steps_given, const std::strin
                  : run.inherited.empty() ? std::numeric_limits<float>::quiet_NaN()
                                          : run.inherited.back().train_loss;
   if (r.finished) {
+    run.model->download_params();
     if (std::string e = nn::save_model_file(path_in(run_dir, "model.safetensors"), c.model_config,
                                             run.model->params(), c.tokenizer);
         !e.empty()) {

@@ -1,28 +1,31 @@
 // Causal self-attention with grouped-query heads (see layers.h).
 //
-// Per (sequence b, query head h), with Q, K, V the [T, hs] slices of head h (K, V of kv head
-// h / (nh / nkv)), every matrix product goes through cast_operand, each operand cast along the
-// product's reduction axis (MX_REFERENCE.md section 7; recipe.h):
+// Every matrix product's operands are cast (cast_tensor) along the product's reduction axis
+// (MX_REFERENCE.md section 7; recipe.h). A cast is of the whole activation tensor, with one
+// stochastic-rounding stream per operand and the element's index in that tensor, so that a
+// backend computing attention head by head in fused tiles can cast the same values to the same
+// bits; blocks never cross a head or a sequence:
 //
-//   product                    reduces over   operand  recipe role    cast axis
-//   S  = Q K^T / sqrt(hs)      head dim       Q        act_fwd        1 (hs)
-//                                             K        act_fwd        1 (hs)
-//   O  = P V                   keys           P        act_fwd        1 (keys)
-//                                             V        act_fwd        0 (keys)
-//   dP = dO V^T                head dim       dO       grad_out_dx    1 (hs)
-//                                             V        act_dw         1 (hs)
-//   dV = P^T dO                queries        P        act_dw         0 (queries)
-//                                             dO       grad_out_dw    0 (queries)
-//   dQ = dS K / sqrt(hs)       keys           dS       grad_out_dx    1 (keys)
-//                                             K        act_dw         0 (keys)
-//   dK = dS^T Q / sqrt(hs)     queries        dS       grad_out_dw    0 (queries)
-//                                             Q        act_dw         0 (queries)
+//   product                  reduces over  operand  role         tensor cast          along
+//   S  = Q K^T / sqrt(hs)    head dim      Q        act_fwd      q [N*nh, hs]         hs
+//                                          K        act_fwd      k [N*nkv, hs]        hs
+//   O  = P V                 keys          P        act_fwd      P [B*nh*T, T]        keys
+//                                          V        act_fwd      v [B, T, nkv*hs]     T
+//   dP = dO V^T              head dim      dO       grad_out_dx  dO [N*nh, hs]        hs
+//                                          V        act_dw       v [N*nkv, hs]        hs
+//   dV = P^T dO              queries       P        act_dw       P [B*nh, T, T]       queries
+//                                          dO       grad_out_dw  dO [B, T, nh*hs]     T
+//   dQ = dS K / sqrt(hs)     keys          dS       grad_out_dx  dS [B*nh*T, T]       keys
+//                                          K        act_dw       k [B, T, nkv*hs]     T
+//   dK = dS^T Q / sqrt(hs)   queries       dS       grad_out_dw  dS [B*nh, T, T]      queries
+//                                          Q        act_dw       q [B, T, nh*hs]      T
 //
 // Gradients use grad_out_dx where they are reduced along their last axis and grad_out_dw
 // where along their rows (tokens), as in the linear layer. The causal mask and softmax are FP32
 // vector ops (P rounded to bf16 when recipe.bf16_vector_ops). The products are full T x T; the
-// masked entries of P are exactly zero. Work is split over (b, kv head) so that dK and dV of a
-// kv head are summed over its query heads in a fixed order on one thread.
+// masked entries of P are exactly zero. Work is split over (b, head) in the forward and over
+// (b, kv head) in the backward, so that dK and dV of a kv head are summed over its query heads in
+// a fixed order on one thread.
 #include <cmath>
 #include <mutex>
 #include <string>
@@ -38,29 +41,11 @@
 namespace mx::nn::cpu {
 namespace {
 
-// The first error any thread met (threads stop at their own first error).
-class FirstError {
- public:
-  void record(std::string error) {
-    if (error.empty()) return;
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (first_.empty()) first_ = std::move(error);
-  }
-  std::string take() { return std::move(first_); }
+// The operands, numbered for their streams.
+enum Op { kQf, kKf, kPf, kVf, kDoDx, kVdw, kPdw, kDoDw, kDsDx, kKdw, kDsDw, kQdw };
 
- private:
-  std::mutex mutex_;
-  std::string first_;
-};
-
-// Per-thread buffers.
-struct HeadScratch {
-  std::vector<float> q, k, v, o, s, ds, c0, c1;
-};
-
-// Distinct stream per (head, product operand).
-uint64_t cast_stream(uint64_t stream, int64_t b, int64_t h, int op) {
-  return splitmix64_mix(stream ^ ((uint64_t(b) << 40) + (uint64_t(h) << 8) + uint64_t(op)));
+uint64_t op_stream(uint64_t stream, Op op) {
+  return splitmix64_mix(stream ^ (0xA77E000000000000ull + uint64_t(op)));
 }
 
 // Copies head `h` of x[B, T, heads, hs] for sequence b into dst[T, hs].
@@ -81,37 +66,47 @@ void scatter_add(float* x, const std::vector<float>& src, int64_t b, int64_t h, 
   }
 }
 
+// Casts of one pass, each into its own scratch; the first error is kept.
+struct Casts {
+  Casts(uint64_t s, AttentionScratch& a) : stream(s), scratch(a) { scratch.casts.resize(12); }
+
+  uint64_t stream;
+  AttentionScratch& scratch;
+  std::string error;
+  int used = 0;
+
+  const float* operator()(const float* src, std::initializer_list<int64_t> shape, int axis,
+                          const OperandCast& cast, std::string_view role, Op op) {
+    return cast_tensor(src, std::vector<int64_t>(shape), axis, cast, role, op_stream(stream, op),
+                       scratch.casts[size_t(used++)], &error);
+  }
+};
+
 }  // namespace
 
 std::string attention_forward(float* out, float* att, const float* q, const float* k,
                               const float* v, const AttentionShape& s, const Recipe& recipe,
-                              uint64_t stream, int threads) {
-  const int64_t t = s.t, hs = s.hs, group = s.nh / s.nkv;
+                              uint64_t stream, int threads, AttentionScratch& scratch) {
+  const int64_t t = s.t, hs = s.hs, group = s.nh / s.nkv, n = s.b * s.t;
   const float scale = 1.0f / std::sqrt(float(hs));
   const bool bf16 = recipe.bf16_vector_ops;
-  FirstError failure;
+  const OperandCast& cast = recipe.act_fwd;
+  Casts casts{stream, scratch};
+  const float* qc = casts(q, {n * s.nh, hs}, 1, cast, "act_fwd", kQf);
+  const float* kc = casts(k, {n * s.nkv, hs}, 1, cast, "act_fwd", kKf);
+  const float* vc = casts(v, {s.b, t, s.nkv * hs}, 1, cast, "act_fwd", kVf);
+  if (!casts.error.empty()) return casts.error;
+  // P = softmax(S), per (sequence, head).
   mx::cpu::parallel_for(s.b * s.nh, 1, threads, [&](int64_t begin, int64_t end) {
-    HeadScratch w;
-    w.s.resize(t * t);
-    w.o.resize(t * hs);
-    std::string error;
-    for (int64_t bh = begin; bh < end && error.empty(); ++bh) {
-      const int64_t b = bh / s.nh, h = bh % s.nh, kvh = h / group;
-      auto cast = [&](const float* src, int64_t rows, int64_t cols, int axis, int op,
-                      std::vector<float>& scratch) {
-        return cast_operand(src, rows, cols, axis, recipe.act_fwd, "act_fwd",
-                            cast_stream(stream, b, h, op), scratch, &error);
-      };
-      gather(w.q, q, b, h, t, s.nh, hs);
-      gather(w.k, k, b, kvh, t, s.nkv, hs);
-      gather(w.v, v, b, kvh, t, s.nkv, hs);
-      const float* qc = cast(w.q.data(), t, hs, 1, 0, w.c0);
-      const float* kc = cast(w.k.data(), t, hs, 1, 1, w.c1);
-      if (!error.empty()) break;
-      sgemm_nt(w.s.data(), qc, kc, t, hs, t, false, 1);
+    std::vector<float> qh, kh, sh(t * t);
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / s.nh, h = bh % s.nh;
+      gather(qh, qc, b, h, t, s.nh, hs);
+      gather(kh, kc, b, h / group, t, s.nkv, hs);
+      sgemm_nt(sh.data(), qh.data(), kh.data(), t, hs, t, false, 1);
       float* p = att + bh * t * t;
       for (int64_t i = 0; i < t; ++i) {
-        const float* si = w.s.data() + i * t;
+        const float* si = sh.data() + i * t;
         float mx = -INFINITY;
         for (int64_t j = 0; j <= i; ++j) mx = std::fmax(mx, si[j] * scale);
         float sum = 0.0f;
@@ -124,85 +119,92 @@ std::string attention_forward(float* out, float* att, const float* q, const floa
         for (int64_t j = 0; j <= i; ++j) pi[j] = bf16 ? round_to_bf16(pi[j] * inv) : pi[j] * inv;
         for (int64_t j = i + 1; j < t; ++j) pi[j] = 0.0f;
       }
-      const float* pc = cast(p, t, t, 1, 2, w.c0);
-      const float* vc = cast(w.v.data(), t, hs, 0, 3, w.c1);
-      if (!error.empty()) break;
-      sgemm_nn(w.o.data(), pc, vc, t, t, hs, false, 1);
+    }
+  });
+  // O = P V.
+  const float* pc = casts(att, {s.b * s.nh * t, t}, 1, cast, "act_fwd", kPf);
+  if (!casts.error.empty()) return casts.error;
+  mx::cpu::parallel_for(s.b * s.nh, 1, threads, [&](int64_t begin, int64_t end) {
+    std::vector<float> vh, oh(t * hs);
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / s.nh, h = bh % s.nh;
+      gather(vh, vc, b, h / group, t, s.nkv, hs);
+      sgemm_nn(oh.data(), pc + bh * t * t, vh.data(), t, t, hs, false, 1);
       for (int64_t i = 0; i < t; ++i) {
         float* dst = out + ((b * t + i) * s.nh + h) * hs;
-        for (int64_t d = 0; d < hs; ++d) dst[d] = w.o[i * hs + d];
+        for (int64_t d = 0; d < hs; ++d) dst[d] = oh[i * hs + d];
       }
     }
-    failure.record(std::move(error));
   });
-  return failure.take();
+  return "";
 }
 
 std::string attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                                const float* k, const float* v, const float* att,
                                const AttentionShape& s, const Recipe& recipe, uint64_t stream,
-                               int threads) {
-  const int64_t t = s.t, hs = s.hs, group = s.nh / s.nkv;
+                               int threads, AttentionScratch& scratch) {
+  const int64_t t = s.t, hs = s.hs, group = s.nh / s.nkv, n = s.b * s.t;
   const float scale = 1.0f / std::sqrt(float(hs));
-  FirstError failure;
+  Casts casts{stream, scratch};
+  const float* do_x = casts(dout, {n * s.nh, hs}, 1, recipe.grad_out_dx, "grad_out_dx", kDoDx);
+  const float* v_dw = casts(v, {n * s.nkv, hs}, 1, recipe.act_dw, "act_dw", kVdw);
+  const float* p_dw = casts(att, {s.b * s.nh, t, t}, 1, recipe.act_dw, "act_dw", kPdw);
+  const float* do_w = casts(dout, {s.b, t, s.nh * hs}, 1, recipe.grad_out_dw, "grad_out_dw", kDoDw);
+  const float* k_dw = casts(k, {s.b, t, s.nkv * hs}, 1, recipe.act_dw, "act_dw", kKdw);
+  const float* q_dw = casts(q, {s.b, t, s.nh * hs}, 1, recipe.act_dw, "act_dw", kQdw);
+  if (!casts.error.empty()) return casts.error;
+  // dP = dO V^T, dV += P^T dO and dS = P (dP - rowsum(P dP)) * scale (the 1/sqrt(hs) of S folded
+  // in here), per (sequence, kv head), its query heads in order.
+  std::vector<float>& ds = scratch.ds;
+  ds.assign(size_t(s.b * s.nh * t * t), 0.0f);
   mx::cpu::parallel_for(s.b * s.nkv, 1, threads, [&](int64_t begin, int64_t end) {
-    HeadScratch w;
-    std::vector<float> dout_h, dp(t * t), dqh(t * hs), dkh(t * hs), dvh(t * hs);
-    std::string error;
-    for (int64_t bk = begin; bk < end && error.empty(); ++bk) {
+    std::vector<float> doh, dowh, vh, dp(t * t), dvh(t * hs);
+    for (int64_t bk = begin; bk < end; ++bk) {
       const int64_t b = bk / s.nkv, kvh = bk % s.nkv;
-      gather(w.k, k, b, kvh, t, s.nkv, hs);
-      gather(w.v, v, b, kvh, t, s.nkv, hs);
-      std::fill(dkh.begin(), dkh.end(), 0.0f);
+      gather(vh, v_dw, b, kvh, t, s.nkv, hs);
       std::fill(dvh.begin(), dvh.end(), 0.0f);
-      for (int64_t h = kvh * group; h < (kvh + 1) * group && error.empty(); ++h) {
-        auto cast = [&](const float* src, int64_t rows, int64_t cols, int axis,
-                        const OperandCast& c, std::string_view role, int op,
-                        std::vector<float>& scratch) {
-          return cast_operand(src, rows, cols, axis, c, role, cast_stream(stream, b, h, op),
-                              scratch, &error);
-        };
-        const float* p = att + (b * s.nh + h) * t * t;
-        gather(w.q, q, b, h, t, s.nh, hs);
-        gather(dout_h, dout, b, h, t, s.nh, hs);
-        // dP = dO V^T
-        const float* gc = cast(dout_h.data(), t, hs, 1, recipe.grad_out_dx, "grad_out_dx", 4, w.c0);
-        const float* vc = cast(w.v.data(), t, hs, 1, recipe.act_dw, "act_dw", 5, w.c1);
-        if (!error.empty()) break;
-        sgemm_nt(dp.data(), gc, vc, t, hs, t, false, 1);
-        // dV += P^T dO
-        const float* pc = cast(p, t, t, 0, recipe.act_dw, "act_dw", 6, w.c0);
-        const float* gc2 =
-            cast(dout_h.data(), t, hs, 0, recipe.grad_out_dw, "grad_out_dw", 7, w.c1);
-        if (!error.empty()) break;
-        sgemm_tn(dvh.data(), pc, gc2, t, t, hs, true, 1);
-        // dS = P (dP - rowsum(P dP)) * scale (the 1/sqrt(hs) of S folded in here)
-        w.ds.assign(t * t, 0.0f);
+      for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+        const int64_t bh = b * s.nh + h;
+        const float* p = att + bh * t * t;
+        gather(doh, do_x, b, h, t, s.nh, hs);
+        sgemm_nt(dp.data(), doh.data(), vh.data(), t, hs, t, false, 1);
+        gather(dowh, do_w, b, h, t, s.nh, hs);
+        sgemm_tn(dvh.data(), p_dw + bh * t * t, dowh.data(), t, t, hs, true, 1);
+        float* dsh = ds.data() + bh * t * t;
         for (int64_t i = 0; i < t; ++i) {
           const float* pi = p + i * t;
           const float* dpi = dp.data() + i * t;
           float dot = 0.0f;
           for (int64_t j = 0; j <= i; ++j) dot += pi[j] * dpi[j];
-          for (int64_t j = 0; j <= i; ++j) w.ds[i * t + j] = pi[j] * (dpi[j] - dot) * scale;
+          for (int64_t j = 0; j <= i; ++j) dsh[i * t + j] = pi[j] * (dpi[j] - dot) * scale;
         }
-        // dQ = dS K
-        const float* dsc = cast(w.ds.data(), t, t, 1, recipe.grad_out_dx, "grad_out_dx", 8, w.c0);
-        const float* kc = cast(w.k.data(), t, hs, 0, recipe.act_dw, "act_dw", 9, w.c1);
-        if (!error.empty()) break;
-        sgemm_nn(dqh.data(), dsc, kc, t, t, hs, false, 1);
-        scatter_add(dq, dqh, b, h, t, s.nh, hs);
-        // dK += dS^T Q
-        const float* dsc2 = cast(w.ds.data(), t, t, 0, recipe.grad_out_dw, "grad_out_dw", 10, w.c0);
-        const float* qc = cast(w.q.data(), t, hs, 0, recipe.act_dw, "act_dw", 11, w.c1);
-        if (!error.empty()) break;
-        sgemm_tn(dkh.data(), dsc2, qc, t, t, hs, true, 1);
       }
-      scatter_add(dk, dkh, b, kvh, t, s.nkv, hs);
       scatter_add(dv, dvh, b, kvh, t, s.nkv, hs);
     }
-    failure.record(std::move(error));
   });
-  return failure.take();
+  // dQ = dS K, dK += dS^T Q.
+  const float* ds_x =
+      casts(ds.data(), {s.b * s.nh * t, t}, 1, recipe.grad_out_dx, "grad_out_dx", kDsDx);
+  const float* ds_w =
+      casts(ds.data(), {s.b * s.nh, t, t}, 1, recipe.grad_out_dw, "grad_out_dw", kDsDw);
+  if (!casts.error.empty()) return casts.error;
+  mx::cpu::parallel_for(s.b * s.nkv, 1, threads, [&](int64_t begin, int64_t end) {
+    std::vector<float> kh, qh, dqh(t * hs), dkh(t * hs);
+    for (int64_t bk = begin; bk < end; ++bk) {
+      const int64_t b = bk / s.nkv, kvh = bk % s.nkv;
+      gather(kh, k_dw, b, kvh, t, s.nkv, hs);
+      std::fill(dkh.begin(), dkh.end(), 0.0f);
+      for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+        const int64_t bh = b * s.nh + h;
+        sgemm_nn(dqh.data(), ds_x + bh * t * t, kh.data(), t, t, hs, false, 1);
+        scatter_add(dq, dqh, b, h, t, s.nh, hs);
+        gather(qh, q_dw, b, h, t, s.nh, hs);
+        sgemm_tn(dkh.data(), ds_w + bh * t * t, qh.data(), t, t, hs, true, 1);
+      }
+      scatter_add(dk, dkh, b, kvh, t, s.nkv, hs);
+    }
+  });
+  return "";
 }
 
 }  // namespace mx::nn::cpu

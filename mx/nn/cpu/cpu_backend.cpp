@@ -1,114 +1,185 @@
 #include "mx/nn/cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <new>
+
+#include "mx/io/cat.h"
+#include "mx/kernels/cpu/parallel.h"
+#include "mx/nn/cpu/layers.h"
 
 namespace mx::nn {
+namespace {
 
-void CpuBackend::zero(float* x, int64_t count) {
-  std::fill(x, x + count, 0.0f);
+float* f32(Buf b) {
+  return b.as<float>();
+}
+const uint32_t* u32(Buf b) {
+  return b.as<const uint32_t>();
 }
 
-void CpuBackend::matmul_forward(float* y, const float* x, const float* w, const float* bias,
-                                int64_t m, int64_t k, int64_t n, const Recipe& recipe,
-                                uint64_t stream) {
-  record(cpu::matmul_forward(y, x, w, bias, m, k, n, recipe, stream, scratch_));
+uint64_t stream_of(SrKey key) {
+  return cpu::stream_id(key.step, key.layer, key.site);
 }
 
-void CpuBackend::matmul_backward(float* dx, float* dw, float* dbias, const float* dy,
-                                 const float* x, const float* w, int64_t m, int64_t k, int64_t n,
-                                 const Recipe& recipe, uint64_t stream) {
-  record(cpu::matmul_backward(dx, dw, dbias, dy, x, w, m, k, n, recipe, stream, scratch_));
+}  // namespace
+
+Buf CpuBackend::alloc(BufType type, int64_t n) {
+  const int64_t bytes = n * buf_type_bytes(type);
+  char* p = new (std::nothrow) char[size_t(std::max<int64_t>(bytes, 1))]();
+  if (p == nullptr) {
+    record(io::cat("out of memory: ", bytes, " bytes for a buffer of ", n, " elements"));
+    return {};
+  }
+  owned_[p].reset(p);
+  return {p, n, type};
 }
 
-void CpuBackend::embedding_forward(float* out, const uint32_t* tokens, const float* wte,
-                                   const float* wpe, int64_t n, int64_t t, int64_t c) {
-  cpu::embedding_forward(out, tokens, wte, wpe, n, t, c);
+void CpuBackend::upload(Buf dst, const void* host) {
+  if (dst.p != host) std::memcpy(dst.p, host, size_t(dst.bytes()));
 }
 
-void CpuBackend::embedding_backward(float* dwte, float* dwpe, const float* dout,
-                                    const uint32_t* tokens, int64_t n, int64_t t, int64_t c) {
-  cpu::embedding_backward(dwte, dwpe, dout, tokens, n, t, c);
+void CpuBackend::download(void* host, Buf src) {
+  if (src.p != host) std::memcpy(host, src.p, size_t(src.bytes()));
 }
 
-void CpuBackend::layernorm_forward(float* out, float* mean, float* rstd, const float* x,
-                                   const float* w, const float* b, int64_t n, int64_t c,
-                                   bool bf16) {
-  cpu::layernorm_forward(out, mean, rstd, x, w, b, n, c, bf16, threads_);
+void CpuBackend::zero(Buf x) {
+  std::memset(x.p, 0, size_t(x.bytes()));
 }
 
-void CpuBackend::layernorm_backward(float* dx, float* dw, float* db, const float* dout,
-                                    const float* x, const float* w, const float* mean,
-                                    const float* rstd, int64_t n, int64_t c) {
-  cpu::layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, n, c, threads_);
+void CpuBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
+                                const Recipe& recipe, SrKey key) {
+  record(cpu::matmul_forward(f32(y), f32(x), f32(w), f32(bias), m, k, n, recipe, stream_of(key),
+                             scratch_));
 }
 
-void CpuBackend::rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t n,
-                                 int64_t c, bool bf16) {
-  cpu::rmsnorm_forward(out, rstd, x, w, n, c, bf16, threads_);
+void CpuBackend::matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m,
+                                 int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
+                                 SrKey key) {
+  if (!dx.empty() && !accumulate_dx) zero(dx);
+  record(cpu::matmul_backward(f32(dx), f32(dw), f32(dbias), f32(dy), f32(x), f32(w), m, k, n,
+                              recipe, stream_of(key), scratch_));
 }
 
-void CpuBackend::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x,
-                                  const float* w, const float* rstd, int64_t n, int64_t c) {
-  cpu::rmsnorm_backward(dx, dw, dout, x, w, rstd, n, c, threads_);
+void CpuBackend::embedding_forward(Buf out, Buf tokens, Buf wte, Buf wpe, int64_t n, int64_t t,
+                                   int64_t c) {
+  cpu::embedding_forward(f32(out), u32(tokens), f32(wte), f32(wpe), n, t, c);
 }
 
-void CpuBackend::gelu_forward(float* out, const float* x, int64_t count, bool bf16) {
-  cpu::gelu_forward(out, x, count, bf16, threads_);
+void CpuBackend::embedding_backward(Buf dwte, Buf dwpe, Buf dout, Buf tokens, int64_t n, int64_t t,
+                                    int64_t c) {
+  cpu::embedding_backward(f32(dwte), f32(dwpe), f32(dout), u32(tokens), n, t, c);
 }
 
-void CpuBackend::gelu_backward(float* dx, const float* x, const float* dout, int64_t count) {
-  cpu::gelu_backward(dx, x, dout, count, threads_);
+void CpuBackend::layernorm_forward(Buf out, Buf mean, Buf rstd, Buf x, Buf w, Buf b, int64_t n,
+                                   int64_t c, bool bf16) {
+  cpu::layernorm_forward(f32(out), f32(mean), f32(rstd), f32(x), f32(w), f32(b), n, c, bf16,
+                         threads_);
 }
 
-void CpuBackend::swiglu_forward(float* out, const float* gate, const float* up, int64_t count,
-                                bool bf16) {
-  cpu::swiglu_forward(out, gate, up, count, bf16, threads_);
+void CpuBackend::layernorm_backward(Buf dx, Buf dw, Buf db, Buf dout, Buf x, Buf w, Buf mean,
+                                    Buf rstd, int64_t n, int64_t c) {
+  cpu::layernorm_backward(f32(dx), f32(dw), f32(db), f32(dout), f32(x), f32(w), f32(mean),
+                          f32(rstd), n, c, threads_);
 }
 
-void CpuBackend::swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
-                                 const float* up, int64_t count) {
-  cpu::swiglu_backward(dgate, dup, dout, gate, up, count, threads_);
+void CpuBackend::rmsnorm_forward(Buf out, Buf rstd, Buf x, Buf w, int64_t n, int64_t c, bool bf16) {
+  cpu::rmsnorm_forward(f32(out), f32(rstd), f32(x), f32(w), n, c, bf16, threads_);
 }
 
-void CpuBackend::residual_forward(float* out, const float* a, const float* b, int64_t count,
-                                  bool bf16) {
-  cpu::residual_forward(out, a, b, count, bf16, threads_);
+void CpuBackend::rmsnorm_backward(Buf dx, Buf dw, Buf dout, Buf x, Buf w, Buf rstd, int64_t n,
+                                  int64_t c) {
+  cpu::rmsnorm_backward(f32(dx), f32(dw), f32(dout), f32(x), f32(w), f32(rstd), n, c, threads_);
 }
 
-void CpuBackend::residual_backward(float* da, float* db, const float* dout, int64_t count) {
-  cpu::residual_backward(da, db, dout, count, threads_);
+// The layer functions accumulate; assigning is accumulating into zeros (the same bits).
+void CpuBackend::gelu_forward(Buf out, Buf x, int64_t count, bool bf16) {
+  cpu::gelu_forward(f32(out), f32(x), count, bf16, threads_);
 }
 
-void CpuBackend::rope_forward(float* x, int64_t n, int64_t t, int64_t heads, int64_t hs,
-                              bool bf16) {
-  cpu::rope_forward(x, n, t, heads, hs, bf16, threads_);
+void CpuBackend::gelu_backward(Buf dx, Buf x, Buf dout, int64_t count) {
+  zero(dx.at(0, count));
+  cpu::gelu_backward(f32(dx), f32(x), f32(dout), count, threads_);
 }
 
-void CpuBackend::rope_backward(float* dx, int64_t n, int64_t t, int64_t heads, int64_t hs) {
-  cpu::rope_backward(dx, n, t, heads, hs, threads_);
+void CpuBackend::swiglu_forward(Buf out, Buf gate, Buf up, int64_t count, bool bf16) {
+  cpu::swiglu_forward(f32(out), f32(gate), f32(up), count, bf16, threads_);
 }
 
-void CpuBackend::attention_forward(float* out, float* att, const float* q, const float* k,
-                                   const float* v, const AttentionShape& s, const Recipe& recipe,
-                                   uint64_t stream) {
-  record(cpu::attention_forward(out, att, q, k, v, s, recipe, stream, threads_));
+void CpuBackend::swiglu_backward(Buf dgate, Buf dup, Buf dout, Buf gate, Buf up, int64_t count) {
+  zero(dgate.at(0, count));
+  zero(dup.at(0, count));
+  cpu::swiglu_backward(f32(dgate), f32(dup), f32(dout), f32(gate), f32(up), count, threads_);
 }
 
-void CpuBackend::attention_backward(float* dq, float* dk, float* dv, const float* dout,
-                                    const float* q, const float* k, const float* v,
-                                    const float* att, const AttentionShape& s, const Recipe& recipe,
-                                    uint64_t stream) {
-  record(cpu::attention_backward(dq, dk, dv, dout, q, k, v, att, s, recipe, stream, threads_));
+void CpuBackend::residual_forward(Buf out, Buf a, Buf b, int64_t count, bool bf16) {
+  cpu::residual_forward(f32(out), f32(a), f32(b), count, bf16, threads_);
 }
 
-float CpuBackend::crossentropy_forward(float* probs, float* losses, const float* logits,
-                                       const uint32_t* targets, int64_t n, int64_t v) {
-  return cpu::crossentropy_forward(probs, losses, logits, targets, n, v, threads_);
+void CpuBackend::rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs, bool bf16) {
+  cpu::rope_forward(f32(x), n, t, heads, hs, bf16, threads_);
 }
 
-void CpuBackend::crossentropy_backward(float* dlogits, const float* probs, const uint32_t* targets,
-                                       int64_t n, int64_t v) {
-  cpu::crossentropy_backward(dlogits, probs, targets, n, v, threads_);
+void CpuBackend::rope_backward(Buf dx, int64_t n, int64_t t, int64_t heads, int64_t hs) {
+  cpu::rope_backward(f32(dx), n, t, heads, hs, threads_);
+}
+
+void CpuBackend::attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
+                                   const Recipe& recipe, SrKey key) {
+  record(cpu::attention_forward(f32(out), f32(saved), f32(q), f32(k), f32(v),
+                                {s.b, s.t, s.nh, s.nkv, s.hs}, recipe, stream_of(key), threads_,
+                                attention_scratch_));
+}
+
+void CpuBackend::attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v,
+                                    Buf /*out*/, Buf saved, const AttnShape& s,
+                                    const Recipe& recipe, SrKey key) {
+  for (Buf g : {dq.at(0, s.b * s.t * s.nh * s.hs), dk.at(0, s.b * s.t * s.nkv * s.hs),
+                dv.at(0, s.b * s.t * s.nkv * s.hs)}) {
+    zero(g);
+  }
+  record(cpu::attention_backward(f32(dq), f32(dk), f32(dv), f32(dout), f32(q), f32(k), f32(v),
+                                 f32(saved), {s.b, s.t, s.nh, s.nkv, s.hs}, recipe, stream_of(key),
+                                 threads_, attention_scratch_));
+}
+
+void CpuBackend::classifier_loss(Buf losses, Buf dlogits, Buf logits, Buf targets, int64_t n,
+                                 int64_t v, float dloss) {
+  probs_.resize(size_t(n * v));
+  cpu::crossentropy_forward(probs_.data(), f32(losses), f32(logits), u32(targets), n, v, threads_);
+  if (dlogits.empty()) return;
+  zero(dlogits.at(0, n * v));
+  cpu::crossentropy_backward(f32(dlogits), probs_.data(), u32(targets), n, v, dloss, threads_);
+}
+
+double CpuBackend::norm(Buf x) {
+  const float* g = f32(x);
+  double sum = 0.0;
+  for (int64_t i = 0; i < x.n; ++i) sum += double(g[i]) * double(g[i]);
+  return std::sqrt(sum);
+}
+
+void CpuBackend::scale(Buf x, float factor) {
+  float* g = f32(x);
+  for (int64_t i = 0; i < x.n; ++i) g[i] *= factor;
+}
+
+void CpuBackend::adamw(Buf params, Buf grads, Buf m, Buf v, Buf decay_mask, const AdamWStep& s) {
+  float* p = f32(params);
+  const float* g = f32(grads);
+  float* mm = f32(m);
+  float* vv = f32(v);
+  const uint8_t* decay = decay_mask.as<const uint8_t>();
+  mx::cpu::parallel_for(params.n, 4096, 0, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      mm[i] = s.beta1 * mm[i] + (1.0f - s.beta1) * g[i];
+      vv[i] = s.beta2 * vv[i] + (1.0f - s.beta2) * g[i] * g[i];
+      const float mhat = mm[i] / s.bias_correction1, vhat = vv[i] / s.bias_correction2;
+      const float wd = decay[i] ? s.weight_decay * p[i] : 0.0f;
+      p[i] -= s.lr * (mhat / (std::sqrt(vhat) + s.eps) + wd);
+    }
+  });
 }
 
 }  // namespace mx::nn

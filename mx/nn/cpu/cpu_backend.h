@@ -1,7 +1,13 @@
-// The CPU backend: mx/nn/cpu/layers.h and mx/nn/cpu/matmul.h behind the Backend interface.
+// The CPU backend, the reference the CUDA backend is tested against: mx/nn/cpu/layers.h and
+// mx/nn/cpu/matmul.h behind the Backend interface, over host memory, in FP32.
 #pragma once
 
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
 #include "mx/nn/backend.h"
+#include "mx/nn/cpu/layers.h"
 #include "mx/nn/cpu/matmul.h"
 
 namespace mx::nn {
@@ -11,45 +17,48 @@ class CpuBackend : public Backend {
   // threads: for the layer ops (0: all hardware threads). Results do not depend on it.
   explicit CpuBackend(int threads = 0) : threads_(threads) {}
   std::string_view name() const override { return "cpu"; }
-  void zero(float* x, int64_t count) override;
-  void matmul_forward(float* y, const float* x, const float* w, const float* bias, int64_t m,
-                      int64_t k, int64_t n, const Recipe& recipe, uint64_t stream) override;
-  void matmul_backward(float* dx, float* dw, float* dbias, const float* dy, const float* x,
-                       const float* w, int64_t m, int64_t k, int64_t n, const Recipe& recipe,
-                       uint64_t stream) override;
-  void embedding_forward(float* out, const uint32_t* tokens, const float* wte, const float* wpe,
-                         int64_t n, int64_t t, int64_t c) override;
-  void embedding_backward(float* dwte, float* dwpe, const float* dout, const uint32_t* tokens,
-                          int64_t n, int64_t t, int64_t c) override;
-  void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* w,
-                         const float* b, int64_t n, int64_t c, bool bf16) override;
-  void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x,
-                          const float* w, const float* mean, const float* rstd, int64_t n,
+
+  BufType act_type() const override { return BufType::kF32; }
+  bool host_visible() const override { return true; }
+  Buf alloc(BufType type, int64_t n) override;
+  void release(Buf x) override { owned_.erase(x.p); }
+  Buf wrap(void* host, BufType type, int64_t n) override { return {host, n, type}; }
+  void upload(Buf dst, const void* host) override;
+  void download(void* host, Buf src) override;
+  void zero(Buf x) override;
+
+  void matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
+                      const Recipe& recipe, SrKey key) override;
+  void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
+                       int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override;
+  void embedding_forward(Buf out, Buf tokens, Buf wte, Buf wpe, int64_t n, int64_t t,
+                         int64_t c) override;
+  void embedding_backward(Buf dwte, Buf dwpe, Buf dout, Buf tokens, int64_t n, int64_t t,
                           int64_t c) override;
-  void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t n,
-                       int64_t c, bool bf16) override;
-  void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
-                        const float* rstd, int64_t n, int64_t c) override;
-  void gelu_forward(float* out, const float* x, int64_t count, bool bf16) override;
-  void gelu_backward(float* dx, const float* x, const float* dout, int64_t count) override;
-  void swiglu_forward(float* out, const float* gate, const float* up, int64_t count,
-                      bool bf16) override;
-  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
-                       const float* up, int64_t count) override;
-  void residual_forward(float* out, const float* a, const float* b, int64_t count,
-                        bool bf16) override;
-  void residual_backward(float* da, float* db, const float* dout, int64_t count) override;
-  void rope_forward(float* x, int64_t n, int64_t t, int64_t heads, int64_t hs, bool bf16) override;
-  void rope_backward(float* dx, int64_t n, int64_t t, int64_t heads, int64_t hs) override;
-  void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                         const AttentionShape& s, const Recipe& recipe, uint64_t stream) override;
-  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
-                          const float* k, const float* v, const float* att, const AttentionShape& s,
-                          const Recipe& recipe, uint64_t stream) override;
-  float crossentropy_forward(float* probs, float* losses, const float* logits,
-                             const uint32_t* targets, int64_t n, int64_t v) override;
-  void crossentropy_backward(float* dlogits, const float* probs, const uint32_t* targets, int64_t n,
-                             int64_t v) override;
+  void layernorm_forward(Buf out, Buf mean, Buf rstd, Buf x, Buf w, Buf b, int64_t n, int64_t c,
+                         bool bf16) override;
+  void layernorm_backward(Buf dx, Buf dw, Buf db, Buf dout, Buf x, Buf w, Buf mean, Buf rstd,
+                          int64_t n, int64_t c) override;
+  void rmsnorm_forward(Buf out, Buf rstd, Buf x, Buf w, int64_t n, int64_t c, bool bf16) override;
+  void rmsnorm_backward(Buf dx, Buf dw, Buf dout, Buf x, Buf w, Buf rstd, int64_t n,
+                        int64_t c) override;
+  void gelu_forward(Buf out, Buf x, int64_t count, bool bf16) override;
+  void gelu_backward(Buf dx, Buf x, Buf dout, int64_t count) override;
+  void swiglu_forward(Buf out, Buf gate, Buf up, int64_t count, bool bf16) override;
+  void swiglu_backward(Buf dgate, Buf dup, Buf dout, Buf gate, Buf up, int64_t count) override;
+  void residual_forward(Buf out, Buf a, Buf b, int64_t count, bool bf16) override;
+  void rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs, bool bf16) override;
+  void rope_backward(Buf dx, int64_t n, int64_t t, int64_t heads, int64_t hs) override;
+  int64_t attn_saved_count(const AttnShape& s) const override { return s.b * s.nh * s.t * s.t; }
+  void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
+                         const Recipe& recipe, SrKey key) override;
+  void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v, Buf out, Buf saved,
+                          const AttnShape& s, const Recipe& recipe, SrKey key) override;
+  void classifier_loss(Buf losses, Buf dlogits, Buf logits, Buf targets, int64_t n, int64_t v,
+                       float dloss) override;
+  double norm(Buf x) override;
+  void scale(Buf x, float factor) override;
+  void adamw(Buf params, Buf grads, Buf m, Buf v, Buf decay_mask, const AdamWStep& s) override;
   std::string take_error() override { return std::move(error_); }
 
  private:
@@ -59,6 +68,9 @@ class CpuBackend : public Backend {
 
   int threads_;
   cpu::MatmulScratch scratch_;
+  cpu::AttentionScratch attention_scratch_;
+  std::vector<float> probs_;  // the classifier's softmax, [N, V]
+  std::unordered_map<void*, std::unique_ptr<char[]>> owned_;
   std::string error_;
 };
 

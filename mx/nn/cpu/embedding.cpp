@@ -55,8 +55,7 @@ float crossentropy_forward(float* probs, float* losses, const float* logits,
 }
 
 void crossentropy_backward(float* dlogits, const float* probs, const uint32_t* targets, int64_t n,
-                           int64_t v, int threads) {
-  const float scale = 1.0f / float(n);
+                           int64_t v, float scale, int threads) {
   mx::cpu::parallel_for(n, 4, threads, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* pi = probs + i * v;

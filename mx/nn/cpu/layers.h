@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "mx/nn/recipe.h"
 
@@ -71,21 +72,25 @@ struct AttentionShape {
   int64_t b, t, nh, nkv, hs;
 };
 //   Returns "" or the reason a cast failed (the outputs are then unspecified).
+struct AttentionScratch {
+  std::vector<std::vector<float>> casts;  // the cast operands of one pass
+  std::vector<float> ds;                  // [B, nh, T, T]
+};
 std::string attention_forward(float* out, float* att, const float* q, const float* k,
                               const float* v, const AttentionShape& s, const Recipe& recipe,
-                              uint64_t stream, int threads);
+                              uint64_t stream, int threads, AttentionScratch& scratch);
 // dq, dk, dv +=. Recomputes nothing but the casts of the saved q, k, v, att.
 std::string attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                                const float* k, const float* v, const float* att,
                                const AttentionShape& s, const Recipe& recipe, uint64_t stream,
-                               int threads);
+                               int threads, AttentionScratch& scratch);
 
 // Softmax cross-entropy. probs[N, V] = softmax(logits); losses[N] = -log probs[target].
 // Returns the mean loss over the N tokens (summed in double, in order).
 float crossentropy_forward(float* probs, float* losses, const float* logits,
                            const uint32_t* targets, int64_t n, int64_t v, int threads);
-// dlogits[N, V] += (probs - onehot(target)) / N
+// dlogits[N, V] += (probs - onehot(target)) * scale (1 / N for the mean loss)
 void crossentropy_backward(float* dlogits, const float* probs, const uint32_t* targets, int64_t n,
-                           int64_t v, int threads);
+                           int64_t v, float scale, int threads);
 
 }  // namespace mx::nn::cpu

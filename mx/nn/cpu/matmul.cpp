@@ -23,10 +23,11 @@ uint64_t stream_id(uint64_t step, int layer, int site) {
   return splitmix64_mix((step << 24) ^ (uint64_t(layer) << 8) ^ uint64_t(site));
 }
 
-const float* cast_operand(const float* src, int64_t rows, int64_t cols, int axis,
-                          const OperandCast& cast, std::string_view role, uint64_t stream,
-                          std::vector<float>& scratch, std::string* error) {
-  const int64_t count = rows * cols;
+const float* cast_tensor(const float* src, std::span<const int64_t> shape, int axis,
+                         const OperandCast& cast, std::string_view role, uint64_t stream,
+                         std::vector<float>& scratch, std::string* error) {
+  int64_t count = 1;
+  for (const int64_t d : shape) count *= d;
   switch (cast.kind) {
     case OperandCast::Kind::kNone:
       return src;
@@ -39,18 +40,26 @@ const float* cast_operand(const float* src, int64_t rows, int64_t cols, int axis
       QuantSpec spec = cast.spec;
       spec.axis = axis;
       spec.seed = splitmix64_mix(spec.seed ^ stream);
-      const int64_t shape[2] = {rows, cols};
       if (std::string e =
               mx::cpu::fake_quantize(src, DType::kF32, shape, spec, DType::kF32, scratch.data());
           !e.empty()) {
-        if (error->empty())
-          *error = io::cat("recipe role '", role, "' on a [", rows, ", ", cols, "] operand: ", e);
+        if (error->empty()) {
+          *error =
+              io::cat("recipe role '", role, "' on a ", io::format_shape(shape), " operand: ", e);
+        }
         return src;
       }
       return scratch.data();
     }
   }
   return src;
+}
+
+const float* cast_operand(const float* src, int64_t rows, int64_t cols, int axis,
+                          const OperandCast& cast, std::string_view role, uint64_t stream,
+                          std::vector<float>& scratch, std::string* error) {
+  const int64_t shape[2] = {rows, cols};
+  return cast_tensor(src, shape, axis, cast, role, stream, scratch, error);
 }
 
 std::string matmul_forward(float* y, const float* x, const float* w, const float* bias, int64_t m,

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,10 +22,15 @@ struct MatmulScratch {
 // two quantizations in a run draw the same random bits.
 uint64_t stream_id(uint64_t step, int layer, int site);
 
-// Casts a row-major [rows, cols] matrix for blocks along `axis` (1: along cols, 0: along
-// rows). Returns `src` untouched when the cast is none, else a pointer into `scratch`. A spec
-// that this shape cannot take (blocks that would be mostly padding) sets `*error`, naming
-// `role`, and returns `src`.
+// Casts a row-major tensor of `shape` for blocks along `axis`, the stream mixed into the spec's
+// stochastic-rounding seed. Returns `src` untouched when the cast is none, else a pointer into
+// `scratch`. A spec that this shape cannot take (blocks that would be mostly padding) sets
+// `*error` (when it is still empty), naming `role`, and returns `src`.
+const float* cast_tensor(const float* src, std::span<const int64_t> shape, int axis,
+                         const OperandCast& cast, std::string_view role, uint64_t stream,
+                         std::vector<float>& scratch, std::string* error);
+
+// cast_tensor of a [rows, cols] matrix (axis 1: blocks along cols, 0: along rows).
 const float* cast_operand(const float* src, int64_t rows, int64_t cols, int axis,
                           const OperandCast& cast, std::string_view role, uint64_t stream,
                           std::vector<float>& scratch, std::string* error);
