@@ -6,6 +6,7 @@
 #include <random>
 
 #include "mx/core/quantize_ref.h"
+#include "mx/nn/cast_streams.h"
 #include "mx/nn/cpu/matmul.h"
 #include "mx/nn/cpu/sgemm.h"
 
@@ -142,7 +143,7 @@ TEST(MatmulRecipe, StochasticRoundingStreamsDifferBetweenSteps) {
   cpu::MatmulScratch scratch;
   for (auto [dx, step] : {std::pair{&dx1, 1}, {&dx2, 2}, {&dx1_again, 1}}) {
     ASSERT_EQ(cpu::matmul_backward(dx->data(), nullptr, nullptr, dy.data(), x.data(), w.data(), m,
-                                   k, n, r, cpu::stream_id(uint64_t(step), 0, 0), scratch),
+                                   k, n, r, stream_id(uint64_t(step), 0, 0), scratch),
               "");
   }
   EXPECT_NE(dx1, dx2);

@@ -34,6 +34,7 @@
 #include "mx/core/half.h"
 #include "mx/core/rounding.h"
 #include "mx/kernels/cpu/parallel.h"
+#include "mx/nn/cast_streams.h"
 #include "mx/nn/cpu/layers.h"
 #include "mx/nn/cpu/matmul.h"
 #include "mx/nn/cpu/sgemm.h"
@@ -41,12 +42,7 @@
 namespace mx::nn::cpu {
 namespace {
 
-// The operands, numbered for their streams.
-enum Op { kQf, kKf, kPf, kVf, kDoDx, kVdw, kPdw, kDoDw, kDsDx, kKdw, kDsDw, kQdw };
-
-uint64_t op_stream(uint64_t stream, Op op) {
-  return splitmix64_mix(stream ^ (0xA77E000000000000ull + uint64_t(op)));
-}
+using Op = AttnOperand;
 
 // Copies head `h` of x[B, T, heads, hs] for sequence b into dst[T, hs].
 void gather(std::vector<float>& dst, const float* x, int64_t b, int64_t h, int64_t t, int64_t heads,
@@ -77,8 +73,8 @@ struct Casts {
 
   const float* operator()(const float* src, std::initializer_list<int64_t> shape, int axis,
                           const OperandCast& cast, std::string_view role, Op op) {
-    return cast_tensor(src, std::vector<int64_t>(shape), axis, cast, role, op_stream(stream, op),
-                       scratch.casts[size_t(used++)], &error);
+    return cast_tensor(src, std::vector<int64_t>(shape), axis, cast, role,
+                       operand_stream(stream, op), scratch.casts[size_t(used++)], &error);
   }
 };
 
@@ -92,9 +88,9 @@ std::string attention_forward(float* out, float* att, const float* q, const floa
   const bool bf16 = recipe.bf16_vector_ops;
   const OperandCast& cast = recipe.act_fwd;
   Casts casts{stream, scratch};
-  const float* qc = casts(q, {n * s.nh, hs}, 1, cast, "act_fwd", kQf);
-  const float* kc = casts(k, {n * s.nkv, hs}, 1, cast, "act_fwd", kKf);
-  const float* vc = casts(v, {s.b, t, s.nkv * hs}, 1, cast, "act_fwd", kVf);
+  const float* qc = casts(q, {n * s.nh, hs}, 1, cast, "act_fwd", Op::kQFwd);
+  const float* kc = casts(k, {n * s.nkv, hs}, 1, cast, "act_fwd", Op::kKFwd);
+  const float* vc = casts(v, {s.b, t, s.nkv * hs}, 1, cast, "act_fwd", Op::kVFwd);
   if (!casts.error.empty()) return casts.error;
   // P = softmax(S), per (sequence, head).
   mx::cpu::parallel_for(s.b * s.nh, 1, threads, [&](int64_t begin, int64_t end) {
@@ -122,7 +118,7 @@ std::string attention_forward(float* out, float* att, const float* q, const floa
     }
   });
   // O = P V.
-  const float* pc = casts(att, {s.b * s.nh * t, t}, 1, cast, "act_fwd", kPf);
+  const float* pc = casts(att, {s.b * s.nh * t, t}, 1, cast, "act_fwd", Op::kPFwd);
   if (!casts.error.empty()) return casts.error;
   mx::cpu::parallel_for(s.b * s.nh, 1, threads, [&](int64_t begin, int64_t end) {
     std::vector<float> vh, oh(t * hs);
@@ -146,12 +142,13 @@ std::string attention_backward(float* dq, float* dk, float* dv, const float* dou
   const int64_t t = s.t, hs = s.hs, group = s.nh / s.nkv, n = s.b * s.t;
   const float scale = 1.0f / std::sqrt(float(hs));
   Casts casts{stream, scratch};
-  const float* do_x = casts(dout, {n * s.nh, hs}, 1, recipe.grad_out_dx, "grad_out_dx", kDoDx);
-  const float* v_dw = casts(v, {n * s.nkv, hs}, 1, recipe.act_dw, "act_dw", kVdw);
-  const float* p_dw = casts(att, {s.b * s.nh, t, t}, 1, recipe.act_dw, "act_dw", kPdw);
-  const float* do_w = casts(dout, {s.b, t, s.nh * hs}, 1, recipe.grad_out_dw, "grad_out_dw", kDoDw);
-  const float* k_dw = casts(k, {s.b, t, s.nkv * hs}, 1, recipe.act_dw, "act_dw", kKdw);
-  const float* q_dw = casts(q, {s.b, t, s.nh * hs}, 1, recipe.act_dw, "act_dw", kQdw);
+  const float* do_x = casts(dout, {n * s.nh, hs}, 1, recipe.grad_out_dx, "grad_out_dx", Op::kDoDx);
+  const float* v_dw = casts(v, {n * s.nkv, hs}, 1, recipe.act_dw, "act_dw", Op::kVDw);
+  const float* p_dw = casts(att, {s.b * s.nh, t, t}, 1, recipe.act_dw, "act_dw", Op::kPDw);
+  const float* do_w =
+      casts(dout, {s.b, t, s.nh * hs}, 1, recipe.grad_out_dw, "grad_out_dw", Op::kDoDw);
+  const float* k_dw = casts(k, {s.b, t, s.nkv * hs}, 1, recipe.act_dw, "act_dw", Op::kKDw);
+  const float* q_dw = casts(q, {s.b, t, s.nh * hs}, 1, recipe.act_dw, "act_dw", Op::kQDw);
   if (!casts.error.empty()) return casts.error;
   // dP = dO V^T, dV += P^T dO and dS = P (dP - rowsum(P dP)) * scale (the 1/sqrt(hs) of S folded
   // in here), per (sequence, kv head), its query heads in order.
@@ -184,9 +181,9 @@ std::string attention_backward(float* dq, float* dk, float* dv, const float* dou
   });
   // dQ = dS K, dK += dS^T Q.
   const float* ds_x =
-      casts(ds.data(), {s.b * s.nh * t, t}, 1, recipe.grad_out_dx, "grad_out_dx", kDsDx);
+      casts(ds.data(), {s.b * s.nh * t, t}, 1, recipe.grad_out_dx, "grad_out_dx", Op::kDsDx);
   const float* ds_w =
-      casts(ds.data(), {s.b * s.nh, t, t}, 1, recipe.grad_out_dw, "grad_out_dw", kDsDw);
+      casts(ds.data(), {s.b * s.nh, t, t}, 1, recipe.grad_out_dw, "grad_out_dw", Op::kDsDw);
   if (!casts.error.empty()) return casts.error;
   mx::cpu::parallel_for(s.b * s.nkv, 1, threads, [&](int64_t begin, int64_t end) {
     std::vector<float> kh, qh, dqh(t * hs), dkh(t * hs);

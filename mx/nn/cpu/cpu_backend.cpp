@@ -7,6 +7,7 @@
 
 #include "mx/io/cat.h"
 #include "mx/kernels/cpu/parallel.h"
+#include "mx/nn/cast_streams.h"
 #include "mx/nn/cpu/layers.h"
 
 namespace mx::nn {
@@ -17,10 +18,6 @@ float* f32(Buf b) {
 }
 const uint32_t* u32(Buf b) {
   return b.as<const uint32_t>();
-}
-
-uint64_t stream_of(SrKey key) {
-  return cpu::stream_id(key.step, key.layer, key.site);
 }
 
 }  // namespace

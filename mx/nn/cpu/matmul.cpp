@@ -1,5 +1,7 @@
 #include "mx/nn/cpu/matmul.h"
 
+#include "mx/nn/cast_streams.h"
+
 #include "mx/core/half.h"
 #include "mx/core/rounding.h"
 #include "mx/io/cat.h"
@@ -7,22 +9,6 @@
 #include "mx/nn/cpu/sgemm.h"
 
 namespace mx::nn::cpu {
-namespace {
-
-// Role numbers inside a matmul call, mixed into the stream so that each role draws its own
-// stochastic-rounding bits.
-enum Role : uint64_t { kActFwd = 1, kWeightFwd, kGradOutDx, kWeightDx, kGradOutDw, kActDw };
-
-uint64_t role_stream(uint64_t stream, Role role) {
-  return splitmix64_mix(stream * 8 + role);
-}
-
-}  // namespace
-
-uint64_t stream_id(uint64_t step, int layer, int site) {
-  return splitmix64_mix((step << 24) ^ (uint64_t(layer) << 8) ^ uint64_t(site));
-}
-
 const float* cast_tensor(const float* src, std::span<const int64_t> shape, int axis,
                          const OperandCast& cast, std::string_view role, uint64_t stream,
                          std::vector<float>& scratch, std::string* error) {
@@ -37,9 +23,7 @@ const float* cast_tensor(const float* src, std::span<const int64_t> shape, int a
       return scratch.data();
     case OperandCast::Kind::kMx: {
       scratch.resize(count);
-      QuantSpec spec = cast.spec;
-      spec.axis = axis;
-      spec.seed = splitmix64_mix(spec.seed ^ stream);
+      const QuantSpec spec = cast_spec(cast.spec, axis, stream);
       if (std::string e =
               mx::cpu::fake_quantize(src, DType::kF32, shape, spec, DType::kF32, scratch.data());
           !e.empty()) {
@@ -67,9 +51,10 @@ std::string matmul_forward(float* y, const float* x, const float* w, const float
                            MatmulScratch& scratch) {
   std::string error;
   const float* xq = cast_operand(x, m, k, 1, recipe.act_fwd, "act_fwd",
-                                 role_stream(stream, kActFwd), scratch.a, &error);
-  const float* wq = cast_operand(w, n, k, 1, recipe.weight_fwd, "weight_fwd",
-                                 role_stream(stream, kWeightFwd), scratch.b, &error);
+                                 operand_stream(stream, LinearOperand::kActFwd), scratch.a, &error);
+  const float* wq =
+      cast_operand(w, n, k, 1, recipe.weight_fwd, "weight_fwd",
+                   operand_stream(stream, LinearOperand::kWeightFwd), scratch.b, &error);
   if (!error.empty()) return error;
   sgemm_nt(y, xq, wq, m, k, n, false);
   if (bias != nullptr) {
@@ -86,19 +71,23 @@ std::string matmul_backward(float* dx, float* dw, float* dbias, const float* dy,
   std::string error;
   if (dx != nullptr) {
     // dx[M,K] = dy[M,N] W[N,K]: the reduction runs over N (out-features).
-    const float* gq = cast_operand(dy, m, n, 1, recipe.grad_out_dx, "grad_out_dx",
-                                   role_stream(stream, kGradOutDx), scratch.a, &error);
-    const float* wq = cast_operand(w, n, k, 0, recipe.weight_dx, "weight_dx",
-                                   role_stream(stream, kWeightDx), scratch.b, &error);
+    const float* gq =
+        cast_operand(dy, m, n, 1, recipe.grad_out_dx, "grad_out_dx",
+                     operand_stream(stream, LinearOperand::kGradOutDx), scratch.a, &error);
+    const float* wq =
+        cast_operand(w, n, k, 0, recipe.weight_dx, "weight_dx",
+                     operand_stream(stream, LinearOperand::kWeightDx), scratch.b, &error);
     if (!error.empty()) return error;
     sgemm_nn(dx, gq, wq, m, n, k, true);
   }
   if (dw != nullptr) {
     // dw[N,K] = dy^T[N,M] x[M,K]: the reduction runs over M (tokens).
-    const float* gq = cast_operand(dy, m, n, 0, recipe.grad_out_dw, "grad_out_dw",
-                                   role_stream(stream, kGradOutDw), scratch.a, &error);
-    const float* xq = cast_operand(x, m, k, 0, recipe.act_dw, "act_dw", role_stream(stream, kActDw),
-                                   scratch.b, &error);
+    const float* gq =
+        cast_operand(dy, m, n, 0, recipe.grad_out_dw, "grad_out_dw",
+                     operand_stream(stream, LinearOperand::kGradOutDw), scratch.a, &error);
+    const float* xq =
+        cast_operand(x, m, k, 0, recipe.act_dw, "act_dw",
+                     operand_stream(stream, LinearOperand::kActDw), scratch.b, &error);
     if (!error.empty()) return error;
     sgemm_tn(dw, gq, xq, n, m, k, true);
   }

@@ -18,10 +18,6 @@ struct MatmulScratch {
   std::vector<float> a, b;
 };
 
-// Distinguishes the stochastic-rounding streams of different call sites and steps, so that no
-// two quantizations in a run draw the same random bits.
-uint64_t stream_id(uint64_t step, int layer, int site);
-
 // Casts a row-major tensor of `shape` for blocks along `axis`, the stream mixed into the spec's
 // stochastic-rounding seed. Returns `src` untouched when the cast is none, else a pointer into
 // `scratch`. A spec that this shape cannot take (blocks that would be mostly padding) sets
