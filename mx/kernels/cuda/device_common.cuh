@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "mx/core/format.h"
 #include "mx/core/scale_bits.h"
 #include "mx/kernels/cuda/quantize_cuda.h"
 
@@ -40,6 +41,10 @@ struct DevSpec {
   uint64_t key;          // stochastic stream key
   uint32_t window0_key;  // stochastic_window_key(key, 0): pairs below 2^32
 };
+
+// The constants a kernel needs for `spec` (host side; quantize_cuda.cu).
+DevFormat make_dev_format(const FormatTraits& f);
+DevSpec make_dev_spec(const QuantSpec& spec);
 
 struct BlockState {
   uint8_t scale;

@@ -16,6 +16,7 @@
 #include "mx/core/format.h"
 #include "mx/core/mx_tensor.h"
 #include "mx/core/rounding.h"
+#include "mx/kernels/cuda/codec.cuh"
 #include "mx/kernels/cuda/device_common.cuh"
 #include "mx/kernels/cuda/dual_bf16_e2m1.cuh"
 
@@ -45,108 +46,6 @@ struct QuantParams {
   int fake_dtype;
   int group;  // blocks per thread in quantize_kernel: their codes end on a byte boundary
 };
-
-// ------------------------------------------------------------------------------------------
-// Scalar helpers.
-
-// The reference's stochastic dither (mx/core/rounding.h, constexpr, so callable here).
-__device__ __forceinline__ uint32_t dither_at(uint64_t key, int64_t index) {
-  return stochastic_dither(key, uint64_t(index));
-}
-
-__device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) {
-  return __uint_as_float(uint32_t(h) << 16);
-}
-__device__ __forceinline__ uint16_t f32_to_bf16_bits(float v) {
-  const uint32_t bits = __float_as_uint(v);
-  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return uint16_t((bits >> 16) | 0x0040u);
-  const uint32_t rounding = 0x7FFFu + ((bits >> 16) & 1u);
-  return uint16_t((bits + rounding) >> 16);
-}
-__device__ __forceinline__ float fp16_bits_to_f32(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-  const uint32_t em = uint32_t(h & 0x7FFFu) << 13;
-  const float scaled = __fmul_rn(__uint_as_float(em), 0x1p112f);
-  const uint32_t special = 0x7F800000u | em;
-  const uint32_t mag = (h & 0x7C00u) == 0x7C00u ? special : __float_as_uint(scaled);
-  return __uint_as_float(sign | mag);
-}
-__device__ __forceinline__ float load_value(const void* in, int dtype, int64_t i) {
-  if (dtype == int(DType::kF32)) return static_cast<const float*>(in)[i];
-  const uint16_t h = static_cast<const uint16_t*>(in)[i];
-  return dtype == int(DType::kBF16) ? bf16_bits_to_f32(h) : fp16_bits_to_f32(h);
-}
-
-__device__ __forceinline__ float flush_sub(float v) {
-  const uint32_t b = __float_as_uint(v);
-  return (b & 0x7FFFFFFFu) < 0x800000u ? __uint_as_float(b & 0x80000000u) : v;
-}
-
-// The asymmetric offset's min and max follow the CPU's std::min / std::max over the block in
-// slot order: on equal values (+0 and -0) the earlier slot wins. `a` is the earlier operand.
-__device__ __forceinline__ float min_first(float a, float b) {
-  return b < a ? b : a;
-}
-__device__ __forceinline__ float max_first(float a, float b) {
-  return a < b ? b : a;
-}
-
-// Combines lo/hi with the partner lane `lane ^ o` of a butterfly over aligned lane groups (the
-// lower lane holds the earlier slots).
-__device__ __forceinline__ void minmax_xor(float& lo, float& hi, int o) {
-  const float olo = __shfl_xor_sync(0xFFFFFFFFu, lo, o);
-  const float ohi = __shfl_xor_sync(0xFFFFFFFFu, hi, o);
-  if (threadIdx.x & o) {
-    lo = min_first(olo, lo);
-    hi = max_first(ohi, hi);
-  } else {
-    lo = min_first(lo, olo);
-    hi = max_first(hi, ohi);
-  }
-}
-
-template <Rounding kMode, bool kInteger>
-__device__ __forceinline__ uint32_t encode_lane(const DevFormat& p, uint32_t y, uint32_t dither) {
-  const uint32_t sign = y >> 31;
-  const int32_t field = int32_t((y >> 23) & 0xFFu);
-  const uint32_t sig = (y & 0x7FFFFFu) | 0x800000u;
-  const int32_t ey = field - 127;
-  int32_t shift = kInteger ? 23 + p.emin - ey : 23 - p.man_bits + max(0, p.emin - ey);
-  const bool huge = shift < 1;
-  shift = min(max(shift, 1), 63);
-  const int32_t s31 = min(shift, 31);
-  const uint32_t kept = sig >> s31;
-  const uint32_t rest = sig & ((1u << s31) - 1u);
-  uint32_t up = 0;
-  if constexpr (kMode == Rounding::kNearestEven) {
-    const uint32_t half = 1u << min(shift - 1, 30);
-    up = (rest > half || (rest == half && (kept & 1u))) ? 1u : 0u;
-  } else if constexpr (kMode == Rounding::kNearestAway) {
-    const uint32_t half = 1u << min(shift - 1, 30);
-    up = rest >= half ? 1u : 0u;
-  } else if constexpr (kMode == Rounding::kStochastic) {
-    const uint32_t low = rest << max(16 - shift, 0);
-    const uint32_t high = sig >> min(max(shift - 16, 0), 31);
-    const uint32_t fraction16 = shift <= 16 ? low : (shift <= 31 ? rest >> (shift - 16) : high);
-    up = stochastic_rounds_up(fraction16, dither) ? 1u : 0u;
-  }
-  const uint32_t n = kept + up;
-  uint32_t magnitude = 0;
-  if constexpr (kInteger) {
-    magnitude = min(n, p.max_code);
-  } else {
-    magnitude = (uint32_t(max(ey - p.emin, 0)) << p.man_bits) + n;
-    magnitude = min(magnitude, p.max_code);
-  }
-  magnitude = huge ? p.max_code : magnitude;
-  magnitude = field == 0 ? 0u : magnitude;
-  if constexpr (kInteger) {
-    const uint32_t mask = (1u << p.bits) - 1u;
-    return (sign ? 0u - magnitude : magnitude) & mask;
-  } else {
-    return magnitude | (sign << (p.bits - 1));
-  }
-}
 
 // ------------------------------------------------------------------------------------------
 // One block, in chunks of 8 slots. `Src` provides:
@@ -1572,6 +1471,8 @@ __global__ void __launch_bounds__(256)
 // ------------------------------------------------------------------------------------------
 // Host side.
 
+}  // namespace
+
 DevFormat make_dev_format(const FormatTraits& f) {
   DevFormat p{};
   p.bits = f.bits;
@@ -1604,6 +1505,8 @@ DevSpec make_dev_spec(const QuantSpec& spec) {
   s.window0_key = stochastic_window_key(s.key, 0);
   return s;
 }
+
+namespace {
 
 std::string make_dev_grid(std::span<const int64_t> shape, const QuantSpec& spec, DevGrid* out) {
   std::string error;
