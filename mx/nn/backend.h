@@ -66,6 +66,8 @@ class Backend {
   virtual void upload(Buf dst, const void* host) = 0;
   virtual void download(void* host, Buf src) = 0;
   virtual void zero(Buf x) = 0;
+  // Bytes that alloc can still give (for checks before a large allocation).
+  virtual int64_t memory_available() = 0;
 
   // ---- Linear layers ----
   // y[M,N] = x[M,K] W[N,K]^T (+ bias[N]).

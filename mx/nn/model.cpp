@@ -144,16 +144,22 @@ std::string Model::reserve(int64_t b, int64_t t) {
     acts_.reset();
   }
   cap_b_ = cap_t_ = 0;
-  if (std::string e = io::check_memory(activation_bytes(config_, new_b, new_t),
-                                       cat("a pass of ", new_b, " x ", new_t, " tokens"));
-      !e.empty()) {
-    return e;
-  }
   auto acts = std::make_unique<Acts>();
   acts->layers.resize(size_t(config_.n_layers));
+  // Counted in double before anything is allocated, with this backend's types and saved state.
   const double saved =
-      double(be.attn_saved_count({new_b, new_t, config_.n_heads, config_.n_kv_heads, 0}));
-  for (const Sized& s : activation_buffers(config_, double(new_b), double(new_t), saved, *acts)) {
+      double(new_b) * double(config_.n_heads) * double(be.attn_saved_count({1, new_t, 1, 1, 0}));
+  const std::vector<Sized> buffers =
+      activation_buffers(config_, double(new_b), double(new_t), saved, *acts);
+  double bytes = 0;
+  for (const Sized& s : buffers) {
+    bytes += s.count * double(s.f32 ? 4 : buf_type_bytes(be.act_type()));
+  }
+  if (const double available = double(be.memory_available()); bytes > available) {
+    return cat("a pass of ", new_b, " x ", new_t, " tokens needs ", io::format_bytes(bytes),
+               ", more than the ", io::format_bytes(available), " available on ", be.name());
+  }
+  for (const Sized& s : buffers) {
     if (s.count == 0) continue;
     *s.buffer = be.alloc(s.f32 ? BufType::kF32 : be.act_type(), int64_t(s.count));
     if (s.buffer->empty()) return be.take_error();

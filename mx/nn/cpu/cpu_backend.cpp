@@ -6,6 +6,7 @@
 #include <new>
 
 #include "mx/io/cat.h"
+#include "mx/io/memory_budget.h"
 #include "mx/kernels/cpu/parallel.h"
 #include "mx/nn/cast_streams.h"
 #include "mx/nn/cpu/layers.h"
@@ -39,6 +40,10 @@ void CpuBackend::upload(Buf dst, const void* host) {
 
 void CpuBackend::download(void* host, Buf src) {
   if (src.p != host) std::memcpy(host, src.p, size_t(src.bytes()));
+}
+
+int64_t CpuBackend::memory_available() {
+  return io::available_memory_bytes();
 }
 
 void CpuBackend::zero(Buf x) {

@@ -26,6 +26,7 @@ class CpuBackend : public Backend {
   void upload(Buf dst, const void* host) override;
   void download(void* host, Buf src) override;
   void zero(Buf x) override;
+  int64_t memory_available() override;
 
   void matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
                       const Recipe& recipe, SrKey key) override;

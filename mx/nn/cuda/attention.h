@@ -1,0 +1,66 @@
+// Causal self-attention on the GPU without a T x T matrix in memory (attention.cu): one warp per
+// query row (forward, dQ) or per key (dK, dV), keys or queries in chunks of 32 with a lane each,
+// the softmax recomputed from one saved log-sum-exp per row. The probabilities P and their
+// gradient dS are cast inside the kernels, one block of 32 per chunk, along the axis each product
+// reduces over (mx/nn/cpu/attention.cpp's table); q, k, v and dO arrive already cast by the
+// backend. Each output is summed by one warp in a fixed order: results repeat bit for bit.
+//
+// This is the straightforward kernel, float32 arithmetic on CUDA cores; a tensor-core kernel is
+// to replace it for speed and must keep its results within rounding of these.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+
+#include "mx/core/quant_spec.h"
+
+namespace mx::nn::cuda {
+
+// How P or dS is cast inside a kernel: not at all, to bfloat16, or MX in blocks of 32 along the
+// product's reduction axis.
+struct TileCast {
+  enum class Kind : int { kNone, kBF16, kMx };
+  Kind kind = Kind::kNone;
+  QuantSpec spec;  // kMx: block_size 32, the stream's seed already mixed in (cast_spec)
+};
+
+struct AttnDims {
+  int64_t b, t, nh, nkv, hs;
+};
+
+// "" when the kernels can cast with `cast` (MX needs 1-D blocks of 32), else why not.
+std::string check_tile_cast(const TileCast& cast);
+
+// q [B, T, nh, hs] and k [B, T, nkv, hs] as the forward product reads them (act_fwd along hs),
+// v likewise (act_fwd along T). Writes out [B, T, nh, hs] and lse [B, nh, T] (float32). When
+// round_p, P is rounded to bfloat16 before its cast (recipe.bf16_vector_ops).
+void attention_forward(void* out, float* lse, const void* q, const void* k, const void* v,
+                       const AttnDims& d, const TileCast& p_cast, bool round_p, bool bf16_act,
+                       cudaStream_t s);
+
+// Operands, each already cast for the product that reads it:
+//   qf, kf      q, k as the forward read them (to recompute S)
+//   do_x, v_dw  dO (grad_out_dx) and v (act_dw) along hs: dP = dO V^T
+//   do_w        dO (grad_out_dw) along T: dV = P^T dO
+//   k_dw, q_dw  k, q (act_dw) along T: dQ = dS K, dK = dS^T Q
+// P is cast with p_dw (act_dw, along queries); dS with ds_x (grad_out_dx, along keys) and ds_w
+// (grad_out_dw, along queries). `delta` is scratch of B * nh * T floats. dq, dk, dv are assigned.
+struct AttnBackwardArgs {
+  const void *qf, *kf, *do_x, *v_dw, *do_w, *k_dw, *q_dw;
+  const float* lse;
+  float* delta;
+  void *dq, *dk, *dv;
+};
+void attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
+                        const TileCast& ds_x, const TileCast& ds_w, bool round_p, bool bf16_act,
+                        cudaStream_t s);
+
+// The in-tile cast alone, for tests: x[i] for i in [0, n) cast as one warp casts it, in blocks of
+// 32 consecutive values, value i at flat index index0 + i of the cast tensor (n a multiple of
+// 32; the last `padding` values of each block are treated as padding past a tensor's end).
+void cast_tiles_for_test(float* x, int64_t n, int64_t index0, int padding, const TileCast& cast,
+                         cudaStream_t s);
+
+}  // namespace mx::nn::cuda

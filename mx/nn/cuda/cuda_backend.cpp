@@ -1,0 +1,552 @@
+#include "mx/nn/cuda/cuda_backend.h"
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+#include <vector>
+
+#include "mx/io/cat.h"
+#include "mx/kernels/cuda/quantize_cuda.h"
+#include "mx/nn/cast_streams.h"
+#include "mx/nn/cuda/attention.h"
+#include "mx/nn/cuda/ops.h"
+
+namespace mx::nn {
+namespace {
+
+using io::cat;
+namespace kernels = mx::nn::cuda;
+
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+DType dtype_of(BufType t) {
+  return t == BufType::kBF16 ? DType::kBF16 : DType::kF32;
+}
+
+cudaDataType cuda_type(BufType t) {
+  return t == BufType::kBF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+// A growing device buffer, reused by one operand slot across calls (all work is on one stream,
+// so a later use never overtakes an earlier one).
+struct Scratch {
+  void* p = nullptr;
+  size_t bytes = 0;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const CudaBackendOptions& o, cudaStream_t stream, cublasLtHandle_t lt,
+              void* workspace)
+      : options_(o), stream_(stream), lt_(lt), workspace_(workspace) {}
+
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    for (void* p : owned_) cudaFree(p);
+    for (Scratch& s : scratch_) cudaFree(s.p);
+    cudaFree(ops_.partials);
+    cudaFree(ops_.sort_temp);
+    cudaFree(ops_.sort_keys);
+    cudaFree(ops_.sort_values);
+    cudaFree(norm_partials_);
+    cudaFree(workspace_);
+    cublasLtDestroy(lt_);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string_view name() const override { return "cuda"; }
+  BufType act_type() const override { return options_.act_type; }
+  bool host_visible() const override { return false; }
+
+  Buf alloc(BufType type, int64_t n) override {
+    void* p = nullptr;
+    const size_t bytes = size_t(std::max<int64_t>(n * buf_type_bytes(type), 1));
+    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+      cudaGetLastError();
+      record(cat("out of GPU memory: ", bytes, " bytes for a buffer of ", n, " elements"));
+      return {};
+    }
+    owned_.insert(p);
+    cudaMemsetAsync(p, 0, bytes, stream_);
+    return {p, n, type};
+  }
+  void release(Buf x) override {
+    if (owned_.erase(x.p) != 0) {
+      cudaStreamSynchronize(stream_);
+      cudaFree(x.p);
+    }
+  }
+  Buf wrap(void*, BufType, int64_t) override {
+    record("the CUDA backend cannot wrap host memory");
+    return {};
+  }
+  void upload(Buf dst, const void* host) override {
+    check(cudaMemcpyAsync(dst.p, host, size_t(dst.bytes()), cudaMemcpyHostToDevice, stream_),
+          "upload");
+  }
+  void download(void* host, Buf src) override {
+    check(cudaMemcpyAsync(host, src.p, size_t(src.bytes()), cudaMemcpyDeviceToHost, stream_),
+          "download");
+    check(cudaStreamSynchronize(stream_), "synchronize");
+  }
+  void zero(Buf x) override { check(cudaMemsetAsync(x.p, 0, size_t(x.bytes()), stream_), "zero"); }
+  int64_t memory_available() override {
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return int64_t(free);
+  }
+
+  // ---- Linear layers ----
+
+  void matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
+                      const Recipe& recipe, SrKey key) override {
+    const uint64_t stream = stream_of(key);
+    const void* xq = prepare(x, {m, k}, 1, recipe.act_fwd, "act_fwd",
+                             operand_stream(stream, LinearOperand::kActFwd), 0);
+    const void* wq = prepare(w, {n, k}, 1, recipe.weight_fwd, "weight_fwd",
+                             operand_stream(stream, LinearOperand::kWeightFwd), 1);
+    if (xq == nullptr || wq == nullptr) return;
+    // Row-major y[M,N] = x[M,K] W[N,K]^T is column-major y^T = W x^T.
+    gemm(true, false, n, m, k, wq, k, xq, k, y.p, act(), n, 0.0f);
+    if (!bias.empty()) kernels::add_bias(y.p, bias.as<float>(), m, n, bf16_act(), stream_);
+    check_launch("matmul_forward");
+  }
+
+  void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
+                       int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override {
+    const uint64_t stream = stream_of(key);
+    if (!dx.empty()) {
+      const void* gq = prepare(dy, {m, n}, 1, recipe.grad_out_dx, "grad_out_dx",
+                               operand_stream(stream, LinearOperand::kGradOutDx), 0);
+      const void* wq = prepare(w, {n, k}, 0, recipe.weight_dx, "weight_dx",
+                               operand_stream(stream, LinearOperand::kWeightDx), 1);
+      if (gq == nullptr || wq == nullptr) return;
+      // dx^T[K,M] = W^T[K,N] dy^T[N,M].
+      gemm(false, false, k, m, n, wq, k, gq, n, dx.p, act(), k, accumulate_dx ? 1.0f : 0.0f);
+    }
+    if (!dw.empty()) {
+      const void* gq = prepare(dy, {m, n}, 0, recipe.grad_out_dw, "grad_out_dw",
+                               operand_stream(stream, LinearOperand::kGradOutDw), 0);
+      const void* xq = prepare(x, {m, k}, 0, recipe.act_dw, "act_dw",
+                               operand_stream(stream, LinearOperand::kActDw), 1);
+      if (gq == nullptr || xq == nullptr) return;
+      // dW^T[K,N] += x^T[K,M] dy[M,N].
+      gemm(false, true, k, n, m, xq, k, gq, n, dw.p, BufType::kF32, k, 1.0f);
+    }
+    if (!dbias.empty()) {
+      grow_ops(m, n);
+      kernels::bias_grad(dbias.as<float>(), dy.p, m, n, bf16_act(), ops_, stream_);
+    }
+    check_launch("matmul_backward");
+  }
+
+  // ---- Vector ops ----
+
+  void embedding_forward(Buf out, Buf tokens, Buf wte, Buf wpe, int64_t n, int64_t t,
+                         int64_t c) override {
+    kernels::embedding_forward(out.p, tokens.as<uint32_t>(), wte.as<float>(), wpe.as<float>(), n, t,
+                               c, bf16_act(), stream_);
+    check_launch("embedding_forward");
+  }
+  void embedding_backward(Buf dwte, Buf dwpe, Buf dout, Buf tokens, int64_t n, int64_t t,
+                          int64_t c) override {
+    grow_sort(n);
+    kernels::embedding_backward(dwte.as<float>(), dwpe.as<float>(), dout.p, tokens.as<uint32_t>(),
+                                n, t, c, bf16_act(), ops_, stream_);
+    check_launch("embedding_backward");
+  }
+  void layernorm_forward(Buf out, Buf mean, Buf rstd, Buf x, Buf w, Buf b, int64_t n, int64_t c,
+                         bool bf16) override {
+    kernels::layernorm_forward(out.p, mean.as<float>(), rstd.as<float>(), x.p, w.as<float>(),
+                               b.as<float>(), n, c, bf16_act(), round(bf16), stream_);
+    check_launch("layernorm_forward");
+  }
+  void layernorm_backward(Buf dx, Buf dw, Buf db, Buf dout, Buf x, Buf w, Buf mean, Buf rstd,
+                          int64_t n, int64_t c) override {
+    grow_ops(n, c);
+    kernels::layernorm_backward(dx.p, dw.as<float>(), db.as<float>(), dout.p, x.p, w.as<float>(),
+                                mean.as<float>(), rstd.as<float>(), n, c, bf16_act(), ops_,
+                                stream_);
+    check_launch("layernorm_backward");
+  }
+  void rmsnorm_forward(Buf out, Buf rstd, Buf x, Buf w, int64_t n, int64_t c, bool bf16) override {
+    kernels::rmsnorm_forward(out.p, rstd.as<float>(), x.p, w.as<float>(), n, c, bf16_act(),
+                             round(bf16), stream_);
+    check_launch("rmsnorm_forward");
+  }
+  void rmsnorm_backward(Buf dx, Buf dw, Buf dout, Buf x, Buf w, Buf rstd, int64_t n,
+                        int64_t c) override {
+    grow_ops(n, c);
+    kernels::rmsnorm_backward(dx.p, dw.as<float>(), dout.p, x.p, w.as<float>(), rstd.as<float>(), n,
+                              c, bf16_act(), ops_, stream_);
+    check_launch("rmsnorm_backward");
+  }
+  void gelu_forward(Buf out, Buf x, int64_t count, bool bf16) override {
+    kernels::gelu_forward(out.p, x.p, count, bf16_act(), round(bf16), stream_);
+    check_launch("gelu_forward");
+  }
+  void gelu_backward(Buf dx, Buf x, Buf dout, int64_t count) override {
+    kernels::gelu_backward(dx.p, x.p, dout.p, count, bf16_act(), stream_);
+    check_launch("gelu_backward");
+  }
+  void swiglu_forward(Buf out, Buf gate, Buf up, int64_t count, bool bf16) override {
+    kernels::swiglu_forward(out.p, gate.p, up.p, count, bf16_act(), round(bf16), stream_);
+    check_launch("swiglu_forward");
+  }
+  void swiglu_backward(Buf dgate, Buf dup, Buf dout, Buf gate, Buf up, int64_t count) override {
+    kernels::swiglu_backward(dgate.p, dup.p, dout.p, gate.p, up.p, count, bf16_act(), stream_);
+    check_launch("swiglu_backward");
+  }
+  void residual_forward(Buf out, Buf a, Buf b, int64_t count, bool bf16) override {
+    kernels::residual_forward(out.p, a.p, b.p, count, bf16_act(), round(bf16), stream_);
+    check_launch("residual_forward");
+  }
+  void rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs, bool bf16) override {
+    kernels::rope(x.p, n, t, heads, hs, 1.0f, bf16_act(), round(bf16), stream_);
+    check_launch("rope_forward");
+  }
+  void rope_backward(Buf dx, int64_t n, int64_t t, int64_t heads, int64_t hs) override {
+    kernels::rope(dx.p, n, t, heads, hs, -1.0f, bf16_act(), false, stream_);
+    check_launch("rope_backward");
+  }
+
+  // ---- Attention ----
+
+  int64_t attn_saved_count(const AttnShape& s) const override { return s.b * s.nh * s.t; }
+
+  void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
+                         const Recipe& recipe, SrKey key) override {
+    if (!attention_shape_ok(s)) return;
+    const uint64_t stream = stream_of(key);
+    const int64_t n = s.b * s.t;
+    const OperandCast& cast = recipe.act_fwd;
+    const void* qf = prepare(q, {n * s.nh, s.hs}, 1, cast, "act_fwd",
+                             operand_stream(stream, AttnOperand::kQFwd), 0, act());
+    const void* kf = prepare(k, {n * s.nkv, s.hs}, 1, cast, "act_fwd",
+                             operand_stream(stream, AttnOperand::kKFwd), 1, act());
+    const void* vf = prepare(v, {s.b, s.t, s.nkv * s.hs}, 1, cast, "act_fwd",
+                             operand_stream(stream, AttnOperand::kVFwd), 2, act());
+    const kernels::TileCast p = tile_cast(cast, operand_stream(stream, AttnOperand::kPFwd));
+    if (qf == nullptr || kf == nullptr || vf == nullptr || !tile_ok(p)) return;
+    kernels::attention_forward(out.p, saved.as<float>(), qf, kf, vf, dims(s), p,
+                               recipe.bf16_vector_ops, bf16_act(), stream_);
+    check_launch("attention_forward");
+  }
+
+  void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v, Buf /*out*/,
+                          Buf saved, const AttnShape& s, const Recipe& recipe, SrKey key) override {
+    if (!attention_shape_ok(s)) return;
+    const uint64_t stream = stream_of(key);
+    const int64_t n = s.b * s.t;
+    auto op = [&](AttnOperand o) { return operand_stream(stream, o); };
+    kernels::AttnBackwardArgs a{};
+    a.qf = prepare(q, {n * s.nh, s.hs}, 1, recipe.act_fwd, "act_fwd", op(AttnOperand::kQFwd), 0,
+                   act());
+    a.kf = prepare(k, {n * s.nkv, s.hs}, 1, recipe.act_fwd, "act_fwd", op(AttnOperand::kKFwd), 1,
+                   act());
+    a.do_x = prepare(dout, {n * s.nh, s.hs}, 1, recipe.grad_out_dx, "grad_out_dx",
+                     op(AttnOperand::kDoDx), 2, act());
+    a.v_dw =
+        prepare(v, {n * s.nkv, s.hs}, 1, recipe.act_dw, "act_dw", op(AttnOperand::kVDw), 3, act());
+    a.do_w = prepare(dout, {s.b, s.t, s.nh * s.hs}, 1, recipe.grad_out_dw, "grad_out_dw",
+                     op(AttnOperand::kDoDw), 4, act());
+    a.k_dw = prepare(k, {s.b, s.t, s.nkv * s.hs}, 1, recipe.act_dw, "act_dw", op(AttnOperand::kKDw),
+                     5, act());
+    a.q_dw = prepare(q, {s.b, s.t, s.nh * s.hs}, 1, recipe.act_dw, "act_dw", op(AttnOperand::kQDw),
+                     6, act());
+    a.delta = static_cast<float*>(slot(7, size_t(s.b * s.nh * s.t) * sizeof(float)));
+    a.lse = saved.as<float>();
+    a.dq = dq.p;
+    a.dk = dk.p;
+    a.dv = dv.p;
+    const kernels::TileCast p_dw = tile_cast(recipe.act_dw, op(AttnOperand::kPDw));
+    const kernels::TileCast ds_x = tile_cast(recipe.grad_out_dx, op(AttnOperand::kDsDx));
+    const kernels::TileCast ds_w = tile_cast(recipe.grad_out_dw, op(AttnOperand::kDsDw));
+    for (const void* p : {a.qf, a.kf, a.do_x, a.v_dw, a.do_w, a.k_dw, a.q_dw}) {
+      if (p == nullptr) return;
+    }
+    if (a.delta == nullptr || !tile_ok(p_dw) || !tile_ok(ds_x) || !tile_ok(ds_w)) return;
+    kernels::attention_backward(a, dims(s), p_dw, ds_x, ds_w, recipe.bf16_vector_ops, bf16_act(),
+                                stream_);
+    check_launch("attention_backward");
+  }
+
+  // ---- Classifier and optimizer ----
+
+  void classifier_loss(Buf losses, Buf dlogits, Buf logits, Buf targets, int64_t n, int64_t v,
+                       float dloss) override {
+    kernels::classifier_loss(losses.as<float>(), dlogits.p, logits.p, targets.as<uint32_t>(), n, v,
+                             dloss, bf16_act(), stream_);
+    check_launch("classifier_loss");
+  }
+
+  double norm(Buf x) override {
+    const int64_t count = kernels::norm_partials_count(x.n);
+    if (norm_partials_ == nullptr &&
+        !check(cudaMalloc(&norm_partials_, size_t(count) * sizeof(double)), "norm")) {
+      return 0.0;
+    }
+    kernels::sum_squares(norm_partials_, x.as<float>(), x.n, stream_);
+    check_launch("norm");
+    std::vector<double> host(static_cast<size_t>(count));
+    check(cudaMemcpyAsync(host.data(), norm_partials_, host.size() * sizeof(double),
+                          cudaMemcpyDeviceToHost, stream_),
+          "norm");
+    check(cudaStreamSynchronize(stream_), "norm");
+    double sum = 0.0;
+    for (const double p : host) sum += p;
+    return std::sqrt(sum);
+  }
+
+  void scale(Buf x, float factor) override {
+    kernels::scale(x.as<float>(), factor, x.n, stream_);
+    check_launch("scale");
+  }
+
+  void adamw(Buf params, Buf grads, Buf m, Buf v, Buf decay_mask, const AdamWStep& s) override {
+    kernels::adamw(params.as<float>(), grads.as<float>(), m.as<float>(), v.as<float>(),
+                   decay_mask.as<uint8_t>(), params.n, s.lr, s.beta1, s.beta2, s.eps,
+                   s.weight_decay, s.bias_correction1, s.bias_correction2, stream_);
+    check_launch("adamw");
+  }
+
+  std::string take_error() override {
+    check_launch("the last op");
+    return std::move(error_);
+  }
+
+ private:
+  bool bf16_act() const { return options_.act_type == BufType::kBF16; }
+  BufType act() const { return options_.act_type; }
+  // Vector ops round their outputs to bfloat16 on request; bfloat16 activations already are.
+  bool round(bool bf16) const { return bf16 && !bf16_act(); }
+
+  void record(std::string e) {
+    if (error_.empty()) error_ = std::move(e);
+  }
+  bool check(cudaError_t status, const char* what) {
+    if (status == cudaSuccess) return true;
+    record(cat("CUDA error in ", what, ": ", cudaGetErrorString(status)));
+    return false;
+  }
+  void check_launch(const char* what) { check(cudaGetLastError(), what); }
+
+  void* slot(size_t index, size_t bytes) {
+    if (scratch_.size() <= index) scratch_.resize(index + 1);
+    Scratch& s = scratch_[index];
+    if (s.bytes < bytes) {
+      cudaStreamSynchronize(stream_);
+      cudaFree(s.p);
+      s.p = nullptr;
+      s.bytes = 0;
+      if (!check(cudaMalloc(&s.p, bytes), "scratch allocation")) return nullptr;
+      s.bytes = bytes;
+    }
+    return s.p;
+  }
+
+  void grow_ops(int64_t n, int64_t c) {
+    const int64_t floats = kernels::column_partials_floats(n, c);
+    if (floats <= ops_.partials_floats) return;
+    cudaStreamSynchronize(stream_);
+    cudaFree(ops_.partials);
+    ops_.partials = nullptr;
+    ops_.partials_floats = 0;
+    if (check(cudaMalloc(&ops_.partials, size_t(floats) * sizeof(float)), "scratch allocation")) {
+      ops_.partials_floats = floats;
+    }
+  }
+
+  void grow_sort(int64_t n) {
+    if (n <= ops_.sort_capacity) return;
+    cudaStreamSynchronize(stream_);
+    cudaFree(ops_.sort_temp);
+    cudaFree(ops_.sort_keys);
+    cudaFree(ops_.sort_values);
+    ops_.sort_temp = nullptr;
+    ops_.sort_keys = ops_.sort_values = nullptr;
+    ops_.sort_capacity = 0;
+    ops_.sort_temp_bytes = kernels::sort_temp_bytes(n);
+    if (check(cudaMalloc(&ops_.sort_temp, std::max<size_t>(ops_.sort_temp_bytes, 1)), "sort") &&
+        check(cudaMalloc(&ops_.sort_keys, size_t(2 * n) * sizeof(uint32_t)), "sort") &&
+        check(cudaMalloc(&ops_.sort_values, size_t(2 * n) * sizeof(uint32_t)), "sort")) {
+      ops_.sort_capacity = n;
+    }
+  }
+
+  // The operand as the product reads it, of type `out` (the GEMM's, by default the activation
+  // type): `x` itself when no cast or conversion is needed, else a cast copy in scratch `index`.
+  const void* prepare(Buf x, std::initializer_list<int64_t> shape_list, int axis,
+                      const OperandCast& cast, const char* role, uint64_t stream, size_t index) {
+    return prepare(x, shape_list, axis, cast, role, stream, index, gemm_type());
+  }
+  const void* prepare(Buf x, std::initializer_list<int64_t> shape_list, int axis,
+                      const OperandCast& cast, const char* role, uint64_t stream, size_t index,
+                      BufType out) {
+    const std::vector<int64_t> shape(shape_list);
+    int64_t count = 1;
+    for (const int64_t d : shape) count *= d;
+    if (cast.kind == OperandCast::Kind::kNone && x.type == out) return x.p;
+    void* dst = slot(index, size_t(count * buf_type_bytes(out)));
+    if (dst == nullptr) return nullptr;
+    switch (cast.kind) {
+      case OperandCast::Kind::kNone:
+        if (out == BufType::kBF16) {
+          kernels::f32_to_bf16(static_cast<uint16_t*>(dst), x.as<float>(), count, stream_);
+        } else {
+          kernels::bf16_to_f32(static_cast<float*>(dst), x.as<uint16_t>(), count, stream_);
+        }
+        break;
+      case OperandCast::Kind::kBF16:
+        if (x.type == BufType::kF32 && out == BufType::kBF16) {
+          kernels::f32_to_bf16(static_cast<uint16_t*>(dst), x.as<float>(), count, stream_);
+        } else if (x.type == out) {
+          kernels::round_to_bf16(dst, x.p, count, out == BufType::kBF16, stream_);
+        } else {
+          kernels::bf16_to_f32(static_cast<float*>(dst), x.as<uint16_t>(), count, stream_);
+        }
+        break;
+      case OperandCast::Kind::kMx: {
+        const QuantSpec spec = cast_spec(cast.spec, axis, stream);
+        if (std::string e = mx::cuda::fake_quantize_cuda(x.p, dtype_of(x.type), shape, spec,
+                                                         dtype_of(out), dst, stream_);
+            !e.empty()) {
+          record(cat("recipe role '", role, "' on a ", io::format_shape(shape), " operand: ", e));
+          return nullptr;
+        }
+        break;
+      }
+    }
+    check_launch(role);
+    return dst;
+  }
+
+  // Products read bfloat16 operands when activations are bfloat16, float32 otherwise.
+  BufType gemm_type() const { return options_.act_type; }
+
+  // Column-major C[m,n] = op(A) op(B) + beta C through cuBLASLt, A and B of gemm_type().
+  void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda,
+            const void* b, int64_t ldb, void* c, BufType c_type, int64_t ldc, float beta) {
+    const cudaDataType ab = cuda_type(gemm_type()), ct = cuda_type(c_type);
+    const cublasComputeType_t compute = gemm_type() == BufType::kF32 && options_.tf32
+                                            ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                            : CUBLAS_COMPUTE_32F;
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+    cublasLtMatmulPreference_t pref = nullptr;
+    const cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const float alpha = 1.0f;
+    bool ok = cublasLtMatmulDescCreate(&desc, compute, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
+              cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) ==
+                  CUBLAS_STATUS_SUCCESS &&
+              cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) ==
+                  CUBLAS_STATUS_SUCCESS &&
+              cublasLtMatrixLayoutCreate(&la, ab, uint64_t(trans_a ? k : m),
+                                         uint64_t(trans_a ? m : k), lda) == CUBLAS_STATUS_SUCCESS &&
+              cublasLtMatrixLayoutCreate(&lb, ab, uint64_t(trans_b ? n : k),
+                                         uint64_t(trans_b ? k : n), ldb) == CUBLAS_STATUS_SUCCESS &&
+              cublasLtMatrixLayoutCreate(&lc, ct, uint64_t(m), uint64_t(n), ldc) ==
+                  CUBLAS_STATUS_SUCCESS &&
+              cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS;
+    const size_t workspace = kWorkspaceBytes;
+    ok = ok && cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                    &workspace,
+                                                    sizeof workspace) == CUBLAS_STATUS_SUCCESS;
+    cublasLtMatmulHeuristicResult_t heuristic{};
+    int found = 0;
+    ok = ok &&
+         cublasLtMatmulAlgoGetHeuristic(lt_, desc, la, lb, lc, lc, pref, 1, &heuristic, &found) ==
+             CUBLAS_STATUS_SUCCESS &&
+         found > 0;
+    if (ok) {
+      const cublasStatus_t status =
+          cublasLtMatmul(lt_, desc, &alpha, a, la, b, lb, &beta, c, lc, c, lc, &heuristic.algo,
+                         workspace_, kWorkspaceBytes, stream_);
+      ok = status == CUBLAS_STATUS_SUCCESS;
+    }
+    if (!ok) record(cat("cuBLASLt found no way to multiply ", m, " x ", k, " by ", k, " x ", n));
+    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+    for (cublasLtMatrixLayout_t l : {la, lb, lc}) {
+      if (l != nullptr) cublasLtMatrixLayoutDestroy(l);
+    }
+    if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
+  }
+
+  bool attention_shape_ok(const AttnShape& s) {
+    if (s.hs % 32 != 0 || s.hs > 128) {
+      record(cat("attention on the GPU needs a head size that is a multiple of 32 up to 128, not ",
+                 s.hs));
+      return false;
+    }
+    return true;
+  }
+
+  kernels::TileCast tile_cast(const OperandCast& c, uint64_t stream) const {
+    kernels::TileCast t;
+    t.kind = c.kind == OperandCast::Kind::kNone   ? kernels::TileCast::Kind::kNone
+             : c.kind == OperandCast::Kind::kBF16 ? kernels::TileCast::Kind::kBF16
+                                                  : kernels::TileCast::Kind::kMx;
+    if (c.kind == OperandCast::Kind::kMx) t.spec = cast_spec(c.spec, 1, stream);
+    return t;
+  }
+  bool tile_ok(const kernels::TileCast& t) {
+    if (std::string e = kernels::check_tile_cast(t); !e.empty()) {
+      record(e);
+      return false;
+    }
+    return true;
+  }
+  static kernels::AttnDims dims(const AttnShape& s) { return {s.b, s.t, s.nh, s.nkv, s.hs}; }
+
+  CudaBackendOptions options_;
+  cudaStream_t stream_;
+  cublasLtHandle_t lt_;
+  void* workspace_;
+  std::unordered_set<void*> owned_;
+  std::vector<Scratch> scratch_;
+  kernels::OpsScratch ops_;
+  double* norm_partials_ = nullptr;
+  std::string error_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options, std::string* error) {
+  std::string why;
+  if (!mx::cuda::cuda_device_available(&why)) {
+    *error = why;
+    return nullptr;
+  }
+  if (options.act_type != BufType::kBF16 && options.act_type != BufType::kF32) {
+    *error = "GPU activations are bfloat16 or float32";
+    return nullptr;
+  }
+  if (cudaSetDevice(options.device) != cudaSuccess) {
+    cudaGetLastError();
+    *error = cat("cannot use GPU ", options.device);
+    return nullptr;
+  }
+  cudaStream_t stream = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  void* workspace = nullptr;
+  if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess ||
+      cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS ||
+      cudaMalloc(&workspace, kWorkspaceBytes) != cudaSuccess) {
+    cudaGetLastError();
+    *error = "cannot set up the GPU (stream, cuBLASLt or its workspace)";
+    if (lt != nullptr) cublasLtDestroy(lt);
+    if (stream != nullptr) cudaStreamDestroy(stream);
+    cudaFree(workspace);
+    return nullptr;
+  }
+  return std::make_unique<CudaBackend>(options, stream, lt, workspace);
+}
+
+}  // namespace mx::nn

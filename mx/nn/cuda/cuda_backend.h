@@ -1,0 +1,28 @@
+// The CUDA backend: the model's ops on one GPU, on one stream. Weights, gradients and AdamW's
+// moments are float32 in device memory; activations are bfloat16 (or float32 for the fp32 and
+// tf32 recipes). Matrix products run through cuBLASLt on operands cast as the recipe says, by
+// the bit-exact CUDA quantizers (mx/kernels/cuda/quantize_cuda.h); attention runs fused
+// (attention.h), never storing a T x T matrix.
+//
+// Every result repeats bit for bit on the same GPU: reductions have fixed orders and nothing
+// accumulates with atomics. Against the CPU backend it agrees within rounding: float32 sums in
+// other orders, the device's exp and tanh, and bfloat16 activations.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "mx/nn/backend.h"
+
+namespace mx::nn {
+
+struct CudaBackendOptions {
+  BufType act_type = BufType::kBF16;  // kBF16 or kF32
+  bool tf32 = false;                  // float32 products on TF32 tensor cores
+  int device = 0;
+};
+
+// A backend on the GPU, or null with *error saying why (no GPU, no driver, out of memory).
+std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options, std::string* error);
+
+}  // namespace mx::nn

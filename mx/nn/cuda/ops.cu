@@ -1,0 +1,682 @@
+// The CUDA backend's vector ops (ops.h). Each formula is the CPU layer's (mx/nn/cpu/), in
+// float32; results differ from the CPU's only by the order of float32 sums and by the
+// device's exp/tanh/sqrt, and repeat bit for bit on one GPU: no atomics, fixed reduction trees.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cub/device/device_radix_sort.cuh>
+
+#include "mx/nn/cuda/ops.h"
+
+namespace mx::nn::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kRowsPerChunk = 64;  // rows summed by one partial of a column sum
+constexpr int kNormBlocks = 1024;      // fixed partials of a sum of squares
+constexpr float kEps = 1e-5f;
+
+__device__ __forceinline__ float ld(const float* p, int64_t i) {
+  return p[i];
+}
+__device__ __forceinline__ float ld(const __nv_bfloat16* p, int64_t i) {
+  return __bfloat162float(p[i]);
+}
+__device__ __forceinline__ void st(float* p, int64_t i, float v) {
+  p[i] = v;
+}
+__device__ __forceinline__ void st(__nv_bfloat16* p, int64_t i, float v) {
+  p[i] = __float2bfloat16_rn(v);
+}
+__device__ __forceinline__ float maybe_bf16(float v, bool round) {
+  return round ? __bfloat162float(__float2bfloat16_rn(v)) : v;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xFFFFFFFFu, v, o));
+  return v;
+}
+
+// A block-wide reduction in a fixed tree (warps, then the first warp over warp results).
+template <bool kMax>
+__device__ float block_reduce(float v, float* shared) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = kMax ? warp_max(v) : warp_sum(v);
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x >> 5;
+  float r = lane < warps ? shared[lane] : (kMax ? -INFINITY : 0.0f);
+  r = kMax ? warp_max(r) : warp_sum(r);
+  __syncthreads();
+  return r;
+}
+
+int blocks_for(int64_t count) {
+  return int(std::min<int64_t>((count + kThreads - 1) / kThreads, int64_t{1} << 20));
+}
+
+template <class Fn>
+__global__ void elementwise_kernel(int64_t count, Fn fn) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    fn(i);
+  }
+}
+
+template <class Fn>
+void elementwise(int64_t count, cudaStream_t s, Fn fn) {
+  if (count > 0) elementwise_kernel<<<blocks_for(count), kThreads, 0, s>>>(count, fn);
+}
+
+// ---- Embedding ----
+
+template <class T>
+__global__ void position_grad_kernel(float* dwpe, const T* dout, int64_t n, int64_t t, int64_t c) {
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= t * c) return;
+  const int64_t p = idx / c, j = idx % c;
+  float sum = 0.0f;
+  for (int64_t row = p; row < n; row += t) sum += ld(dout, row * c + j);
+  dwpe[idx] += sum;
+}
+
+__global__ void iota_kernel(uint32_t* v, int64_t n) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) v[i] = uint32_t(i);
+}
+
+// One warp per position of the sorted tokens; the first of each run of one token sums the run's
+// rows in position order and adds them to that token's row.
+template <class T>
+__global__ void token_grad_kernel(float* dwte, const T* dout, const uint32_t* keys,
+                                  const uint32_t* positions, int64_t n, int64_t c) {
+  const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (i >= n || (i > 0 && keys[i] == keys[i - 1])) return;
+  const uint32_t token = keys[i];
+  for (int64_t j = lane; j < c; j += 32) {
+    float sum = 0.0f;
+    for (int64_t k = i; k < n && keys[k] == token; ++k)
+      sum += ld(dout, int64_t(positions[k]) * c + j);
+    dwte[int64_t(token) * c + j] += sum;
+  }
+}
+
+// ---- Column sums (norm weights, biases) ----
+
+// partials[chunk][j] (and partials[chunks + chunk][j] for the second sum) over kRowsPerChunk rows.
+template <class T, class Terms>
+__global__ void column_partials_kernel(float* partials, int64_t n, int64_t c, Terms terms) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t chunk = blockIdx.y, chunks = gridDim.y;
+  if (j >= c) return;
+  float a = 0.0f, b = 0.0f;
+  const int64_t end = min(n, (chunk + 1) * kRowsPerChunk);
+  for (int64_t i = chunk * kRowsPerChunk; i < end; ++i) {
+    float ta, tb;
+    terms(i, j, &ta, &tb);
+    a += ta;
+    b += tb;
+  }
+  partials[chunk * c + j] = a;
+  partials[(chunks + chunk) * c + j] = b;
+}
+
+__global__ void column_finish_kernel(float* out_a, float* out_b, const float* partials,
+                                     int64_t chunks, int64_t c) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= c) return;
+  float a = 0.0f, b = 0.0f;
+  for (int64_t k = 0; k < chunks; ++k) {
+    a += partials[k * c + j];
+    b += partials[(chunks + k) * c + j];
+  }
+  if (out_a != nullptr) out_a[j] += a;
+  if (out_b != nullptr) out_b[j] += b;
+}
+
+template <class T, class Terms>
+void column_sums(float* out_a, float* out_b, int64_t n, int64_t c, OpsScratch& scratch,
+                 cudaStream_t s, Terms terms) {
+  const int64_t chunks = (n + kRowsPerChunk - 1) / kRowsPerChunk;
+  const dim3 grid(unsigned((c + kThreads - 1) / kThreads), unsigned(chunks));
+  column_partials_kernel<T><<<grid, kThreads, 0, s>>>(scratch.partials, n, c, terms);
+  column_finish_kernel<<<unsigned((c + kThreads - 1) / kThreads), kThreads, 0, s>>>(
+      out_a, out_b, scratch.partials, chunks, c);
+}
+
+// ---- Norms: one warp per row ----
+
+template <class T>
+__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* x,
+                                         const float* w, const float* b, int64_t n, int64_t c,
+                                         bool round) {
+  const int64_t row = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (row >= n) return;
+  const T* xi = x + row * c;
+  float sum = 0.0f;
+  for (int64_t j = lane; j < c; j += 32) sum += ld(xi, j);
+  const float m = warp_sum(sum) / float(c);
+  float var = 0.0f;
+  for (int64_t j = lane; j < c; j += 32) {
+    const float d = ld(xi, j) - m;
+    var += d * d;
+  }
+  const float r = 1.0f / sqrtf(warp_sum(var) / float(c) + kEps);
+  for (int64_t j = lane; j < c; j += 32) {
+    const float v = (ld(xi, j) - m) * r * w[j] + (b != nullptr ? b[j] : 0.0f);
+    st(out, row * c + j, maybe_bf16(v, round));
+  }
+  if (lane == 0) {
+    mean[row] = m;
+    rstd[row] = r;
+  }
+}
+
+template <class T>
+__global__ void layernorm_backward_kernel(T* dx, const T* dout, const T* x, const float* w,
+                                          const float* mean, const float* rstd, int64_t n,
+                                          int64_t c) {
+  const int64_t row = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (row >= n) return;
+  const float m = mean[row], r = rstd[row];
+  float mg = 0.0f, mgx = 0.0f;
+  for (int64_t j = lane; j < c; j += 32) {
+    const float xhat = (ld(x, row * c + j) - m) * r;
+    const float g = ld(dout, row * c + j) * w[j];
+    mg += g;
+    mgx += g * xhat;
+  }
+  mg = warp_sum(mg) / float(c);
+  mgx = warp_sum(mgx) / float(c);
+  for (int64_t j = lane; j < c; j += 32) {
+    const float xhat = (ld(x, row * c + j) - m) * r;
+    const float d = r * (ld(dout, row * c + j) * w[j] - mg - xhat * mgx);
+    st(dx, row * c + j, ld(dx, row * c + j) + d);
+  }
+}
+
+template <class T>
+__global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* x, const float* w, int64_t n,
+                                       int64_t c, bool round) {
+  const int64_t row = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (row >= n) return;
+  float ss = 0.0f;
+  for (int64_t j = lane; j < c; j += 32) {
+    const float v = ld(x, row * c + j);
+    ss += v * v;
+  }
+  const float r = 1.0f / sqrtf(warp_sum(ss) / float(c) + kEps);
+  for (int64_t j = lane; j < c; j += 32) {
+    st(out, row * c + j, maybe_bf16(ld(x, row * c + j) * r * w[j], round));
+  }
+  if (lane == 0) rstd[row] = r;
+}
+
+template <class T>
+__global__ void rmsnorm_backward_kernel(T* dx, const T* dout, const T* x, const float* w,
+                                        const float* rstd, int64_t n, int64_t c) {
+  const int64_t row = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (row >= n) return;
+  const float r = rstd[row];
+  float mgx = 0.0f;
+  for (int64_t j = lane; j < c; j += 32) {
+    mgx += ld(dout, row * c + j) * w[j] * ld(x, row * c + j);
+  }
+  mgx = warp_sum(mgx) / float(c);
+  for (int64_t j = lane; j < c; j += 32) {
+    const float xv = ld(x, row * c + j);
+    const float d = r * ld(dout, row * c + j) * w[j] - xv * r * r * r * mgx;
+    st(dx, row * c + j, ld(dx, row * c + j) + d);
+  }
+}
+
+unsigned warp_rows_blocks(int64_t n) {
+  return unsigned((n * 32 + kThreads - 1) / kThreads);
+}
+
+// ---- Classifier: one block per row ----
+
+template <class T>
+__global__ void classifier_kernel(float* losses, T* dlogits, const T* logits,
+                                  const uint32_t* targets, int64_t v, float dloss) {
+  __shared__ float shared[32];
+  const int64_t row = blockIdx.x;
+  const T* li = logits + row * v;
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) mx = fmaxf(mx, ld(li, j));
+  mx = block_reduce<true>(mx, shared);
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) sum += expf(ld(li, j) - mx);
+  sum = block_reduce<false>(sum, shared);
+  const uint32_t target = targets[row];
+  if (threadIdx.x == 0) losses[row] = logf(sum) - (ld(li, int64_t(target)) - mx);
+  if (dlogits == nullptr) return;
+  __syncthreads();  // every thread has read its logits before any is overwritten
+  const float inv = 1.0f / sum;
+  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
+    const float p = expf(ld(li, j) - mx) * inv;
+    st(dlogits + row * v, j, (p - (j == int64_t(target) ? 1.0f : 0.0f)) * dloss);
+  }
+}
+
+// ---- Norm and optimizer ----
+
+__global__ void sum_squares_kernel(double* partials, const float* x, int64_t n) {
+  __shared__ double shared[kThreads];
+  const int64_t per = (n + gridDim.x - 1) / gridDim.x;
+  const int64_t begin = int64_t(blockIdx.x) * per, end = min(n, begin + per);
+  double sum = 0.0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    const double v = x[i];
+    sum += v * v;
+  }
+  shared[threadIdx.x] = sum;
+  __syncthreads();
+  for (int step = kThreads / 2; step > 0; step >>= 1) {
+    if (threadIdx.x < step) shared[threadIdx.x] += shared[threadIdx.x + step];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partials[blockIdx.x] = shared[0];
+}
+
+}  // namespace
+
+int64_t column_partials_floats(int64_t n, int64_t c) {
+  return 2 * ((n + kRowsPerChunk - 1) / kRowsPerChunk) * c;
+}
+
+size_t sort_temp_bytes(int64_t n) {
+  size_t bytes = 0;
+  cub::DeviceRadixSort::SortPairs(
+      nullptr, bytes, static_cast<const uint32_t*>(nullptr), static_cast<uint32_t*>(nullptr),
+      static_cast<const uint32_t*>(nullptr), static_cast<uint32_t*>(nullptr), int(n));
+  return bytes;
+}
+
+template <class T>
+static void embedding_forward_impl(void* out, const uint32_t* tokens, const float* wte,
+                                   const float* wpe, int64_t n, int64_t t, int64_t c,
+                                   cudaStream_t s) {
+  T* o = static_cast<T*>(out);
+  elementwise(n * c, s, [=] __device__(int64_t idx) {
+    const int64_t i = idx / c, j = idx % c;
+    float v = wte[int64_t(tokens[i]) * c + j];
+    if (wpe != nullptr) v += wpe[(i % t) * c + j];
+    st(o, idx, v);
+  });
+}
+
+void embedding_forward(void* out, const uint32_t* tokens, const float* wte, const float* wpe,
+                       int64_t n, int64_t t, int64_t c, bool bf16_act, cudaStream_t s) {
+  if (bf16_act) {
+    embedding_forward_impl<__nv_bfloat16>(out, tokens, wte, wpe, n, t, c, s);
+  } else {
+    embedding_forward_impl<float>(out, tokens, wte, wpe, n, t, c, s);
+  }
+}
+
+template <class T>
+static void embedding_backward_impl(float* dwte, float* dwpe, const void* dout,
+                                    const uint32_t* tokens, int64_t n, int64_t t, int64_t c,
+                                    OpsScratch& scratch, cudaStream_t s) {
+  const T* g = static_cast<const T*>(dout);
+  if (dwpe != nullptr) {
+    position_grad_kernel<T><<<blocks_for(t * c), kThreads, 0, s>>>(dwpe, g, n, t, c);
+  }
+  uint32_t* positions_in = scratch.sort_values;
+  uint32_t* keys_out = scratch.sort_keys;
+  uint32_t* positions_out = scratch.sort_values + n;
+  iota_kernel<<<blocks_for(n), kThreads, 0, s>>>(positions_in, n);
+  size_t bytes = scratch.sort_temp_bytes;
+  cub::DeviceRadixSort::SortPairs(scratch.sort_temp, bytes, tokens, keys_out, positions_in,
+                                  positions_out, int(n), 0, 32, s);
+  token_grad_kernel<T><<<unsigned((n * 32 + kThreads - 1) / kThreads), kThreads, 0, s>>>(
+      dwte, g, keys_out, positions_out, n, c);
+}
+
+void embedding_backward(float* dwte, float* dwpe, const void* dout, const uint32_t* tokens,
+                        int64_t n, int64_t t, int64_t c, bool bf16_act, OpsScratch& scratch,
+                        cudaStream_t s) {
+  if (bf16_act) {
+    embedding_backward_impl<__nv_bfloat16>(dwte, dwpe, dout, tokens, n, t, c, scratch, s);
+  } else {
+    embedding_backward_impl<float>(dwte, dwpe, dout, tokens, n, t, c, scratch, s);
+  }
+}
+
+template <class T>
+static void layernorm_forward_impl(void* out, float* mean, float* rstd, const void* x,
+                                   const float* w, const float* b, int64_t n, int64_t c,
+                                   bool round_bf16, cudaStream_t s) {
+  layernorm_forward_kernel<T><<<warp_rows_blocks(n), kThreads, 0, s>>>(
+      static_cast<T*>(out), mean, rstd, static_cast<const T*>(x), w, b, n, c, round_bf16);
+}
+
+void layernorm_forward(void* out, float* mean, float* rstd, const void* x, const float* w,
+                       const float* b, int64_t n, int64_t c, bool bf16_act, bool round_bf16,
+                       cudaStream_t s) {
+  if (bf16_act) {
+    layernorm_forward_impl<__nv_bfloat16>(out, mean, rstd, x, w, b, n, c, round_bf16, s);
+  } else {
+    layernorm_forward_impl<float>(out, mean, rstd, x, w, b, n, c, round_bf16, s);
+  }
+}
+
+template <class T>
+static void layernorm_backward_impl(void* dx, float* dw, float* db, const void* dout, const void* x,
+                                    const float* w, const float* mean, const float* rstd, int64_t n,
+                                    int64_t c, OpsScratch& scratch, cudaStream_t s) {
+  const T* g = static_cast<const T*>(dout);
+  const T* xv = static_cast<const T*>(x);
+  layernorm_backward_kernel<T>
+      <<<warp_rows_blocks(n), kThreads, 0, s>>>(static_cast<T*>(dx), g, xv, w, mean, rstd, n, c);
+  column_sums<T>(dw, db, n, c, scratch, s,
+                 [=] __device__(int64_t i, int64_t j, float* a, float* b2) {
+                   const float gij = ld(g, i * c + j);
+                   *a = gij * ((ld(xv, i * c + j) - mean[i]) * rstd[i]);
+                   *b2 = gij;
+                 });
+}
+
+void layernorm_backward(void* dx, float* dw, float* db, const void* dout, const void* x,
+                        const float* w, const float* mean, const float* rstd, int64_t n, int64_t c,
+                        bool bf16_act, OpsScratch& scratch, cudaStream_t s) {
+  if (bf16_act) {
+    layernorm_backward_impl<__nv_bfloat16>(dx, dw, db, dout, x, w, mean, rstd, n, c, scratch, s);
+  } else {
+    layernorm_backward_impl<float>(dx, dw, db, dout, x, w, mean, rstd, n, c, scratch, s);
+  }
+}
+
+template <class T>
+static void rmsnorm_forward_impl(void* out, float* rstd, const void* x, const float* w, int64_t n,
+                                 int64_t c, bool round_bf16, cudaStream_t s) {
+  rmsnorm_forward_kernel<T><<<warp_rows_blocks(n), kThreads, 0, s>>>(
+      static_cast<T*>(out), rstd, static_cast<const T*>(x), w, n, c, round_bf16);
+}
+
+void rmsnorm_forward(void* out, float* rstd, const void* x, const float* w, int64_t n, int64_t c,
+                     bool bf16_act, bool round_bf16, cudaStream_t s) {
+  if (bf16_act) {
+    rmsnorm_forward_impl<__nv_bfloat16>(out, rstd, x, w, n, c, round_bf16, s);
+  } else {
+    rmsnorm_forward_impl<float>(out, rstd, x, w, n, c, round_bf16, s);
+  }
+}
+
+template <class T>
+static void rmsnorm_backward_impl(void* dx, float* dw, const void* dout, const void* x,
+                                  const float* w, const float* rstd, int64_t n, int64_t c,
+                                  OpsScratch& scratch, cudaStream_t s) {
+  const T* g = static_cast<const T*>(dout);
+  const T* xv = static_cast<const T*>(x);
+  rmsnorm_backward_kernel<T>
+      <<<warp_rows_blocks(n), kThreads, 0, s>>>(static_cast<T*>(dx), g, xv, w, rstd, n, c);
+  column_sums<T>(dw, nullptr, n, c, scratch, s,
+                 [=] __device__(int64_t i, int64_t j, float* a, float* b2) {
+                   *a = ld(g, i * c + j) * (ld(xv, i * c + j) * rstd[i]);
+                   *b2 = 0.0f;
+                 });
+}
+
+void rmsnorm_backward(void* dx, float* dw, const void* dout, const void* x, const float* w,
+                      const float* rstd, int64_t n, int64_t c, bool bf16_act, OpsScratch& scratch,
+                      cudaStream_t s) {
+  if (bf16_act) {
+    rmsnorm_backward_impl<__nv_bfloat16>(dx, dw, dout, x, w, rstd, n, c, scratch, s);
+  } else {
+    rmsnorm_backward_impl<float>(dx, dw, dout, x, w, rstd, n, c, scratch, s);
+  }
+}
+
+template <class T>
+static void gelu_forward_impl(void* out, const void* x, int64_t count, bool round_bf16,
+                              cudaStream_t s) {
+  T* o = static_cast<T*>(out);
+  const T* in = static_cast<const T*>(x);
+  elementwise(count, s, [=] __device__(int64_t i) {
+    const float u = ld(in, i);
+    const float k = 0.7978845608028654f;  // sqrt(2 / pi)
+    const float v = 0.5f * u * (1.0f + tanhf(k * (u + 0.044715f * u * u * u)));
+    st(o, i, maybe_bf16(v, round_bf16));
+  });
+}
+
+void gelu_forward(void* out, const void* x, int64_t count, bool bf16_act, bool round_bf16,
+                  cudaStream_t s) {
+  if (bf16_act) {
+    gelu_forward_impl<__nv_bfloat16>(out, x, count, round_bf16, s);
+  } else {
+    gelu_forward_impl<float>(out, x, count, round_bf16, s);
+  }
+}
+
+template <class T>
+static void gelu_backward_impl(void* dx, const void* x, const void* dout, int64_t count,
+                               cudaStream_t s) {
+  T* d = static_cast<T*>(dx);
+  const T* in = static_cast<const T*>(x);
+  const T* g = static_cast<const T*>(dout);
+  elementwise(count, s, [=] __device__(int64_t i) {
+    const float u = ld(in, i);
+    const float k = 0.7978845608028654f;
+    const float th = tanhf(k * (u + 0.044715f * u * u * u));
+    const float grad =
+        0.5f * (1.0f + th) + 0.5f * u * (1.0f - th * th) * k * (1.0f + 3.0f * 0.044715f * u * u);
+    st(d, i, grad * ld(g, i));
+  });
+}
+
+void gelu_backward(void* dx, const void* x, const void* dout, int64_t count, bool bf16_act,
+                   cudaStream_t s) {
+  if (bf16_act) {
+    gelu_backward_impl<__nv_bfloat16>(dx, x, dout, count, s);
+  } else {
+    gelu_backward_impl<float>(dx, x, dout, count, s);
+  }
+}
+
+template <class T>
+static void swiglu_forward_impl(void* out, const void* gate, const void* up, int64_t count,
+                                bool round_bf16, cudaStream_t s) {
+  T* o = static_cast<T*>(out);
+  const T* ga = static_cast<const T*>(gate);
+  const T* u = static_cast<const T*>(up);
+  elementwise(count, s, [=] __device__(int64_t i) {
+    const float g = ld(ga, i);
+    st(o, i, maybe_bf16(g / (1.0f + expf(-g)) * ld(u, i), round_bf16));
+  });
+}
+
+void swiglu_forward(void* out, const void* gate, const void* up, int64_t count, bool bf16_act,
+                    bool round_bf16, cudaStream_t s) {
+  if (bf16_act) {
+    swiglu_forward_impl<__nv_bfloat16>(out, gate, up, count, round_bf16, s);
+  } else {
+    swiglu_forward_impl<float>(out, gate, up, count, round_bf16, s);
+  }
+}
+
+template <class T>
+static void swiglu_backward_impl(void* dgate, void* dup, const void* dout, const void* gate,
+                                 const void* up, int64_t count, cudaStream_t s) {
+  T* dg = static_cast<T*>(dgate);
+  T* du = static_cast<T*>(dup);
+  const T* d = static_cast<const T*>(dout);
+  const T* ga = static_cast<const T*>(gate);
+  const T* u = static_cast<const T*>(up);
+  elementwise(count, s, [=] __device__(int64_t i) {
+    const float g = ld(ga, i), sig = 1.0f / (1.0f + expf(-g)), di = ld(d, i);
+    st(dg, i, di * ld(u, i) * sig * (1.0f + g * (1.0f - sig)));
+    st(du, i, di * g * sig);
+  });
+}
+
+void swiglu_backward(void* dgate, void* dup, const void* dout, const void* gate, const void* up,
+                     int64_t count, bool bf16_act, cudaStream_t s) {
+  if (bf16_act) {
+    swiglu_backward_impl<__nv_bfloat16>(dgate, dup, dout, gate, up, count, s);
+  } else {
+    swiglu_backward_impl<float>(dgate, dup, dout, gate, up, count, s);
+  }
+}
+
+template <class T>
+static void residual_forward_impl(void* out, const void* a, const void* b, int64_t count,
+                                  bool round_bf16, cudaStream_t s) {
+  T* o = static_cast<T*>(out);
+  const T* x = static_cast<const T*>(a);
+  const T* y = static_cast<const T*>(b);
+  elementwise(count, s,
+              [=] __device__(int64_t i) { st(o, i, maybe_bf16(ld(x, i) + ld(y, i), round_bf16)); });
+}
+
+void residual_forward(void* out, const void* a, const void* b, int64_t count, bool bf16_act,
+                      bool round_bf16, cudaStream_t s) {
+  if (bf16_act) {
+    residual_forward_impl<__nv_bfloat16>(out, a, b, count, round_bf16, s);
+  } else {
+    residual_forward_impl<float>(out, a, b, count, round_bf16, s);
+  }
+}
+
+template <class T>
+static void rope_impl(void* x, int64_t n, int64_t t, int64_t heads, int64_t hs, float sign,
+                      bool round_bf16, cudaStream_t s) {
+  T* p = static_cast<T*>(x);
+  const int64_t pairs = hs / 2;
+  elementwise(n * heads * pairs, s, [=] __device__(int64_t idx) {
+    const int64_t r = idx / (heads * pairs), h = (idx / pairs) % heads, i = 2 * (idx % pairs);
+    const float theta = 1.0f / powf(10000.0f, float(i) / float(hs));
+    const float angle = float(r % t) * theta;
+    const float cs = cosf(angle), sn = sign * sinf(angle);
+    const int64_t at = (r * heads + h) * hs + i;
+    const float a = ld(p, at), b = ld(p, at + 1);
+    st(p, at, maybe_bf16(a * cs - b * sn, round_bf16));
+    st(p, at + 1, maybe_bf16(a * sn + b * cs, round_bf16));
+  });
+}
+
+void rope(void* x, int64_t n, int64_t t, int64_t heads, int64_t hs, float sign, bool bf16_act,
+          bool round_bf16, cudaStream_t s) {
+  if (bf16_act) {
+    rope_impl<__nv_bfloat16>(x, n, t, heads, hs, sign, round_bf16, s);
+  } else {
+    rope_impl<float>(x, n, t, heads, hs, sign, round_bf16, s);
+  }
+}
+
+template <class T>
+static void add_bias_impl(void* y, const float* bias, int64_t m, int64_t n, cudaStream_t s) {
+  T* o = static_cast<T*>(y);
+  elementwise(m * n, s, [=] __device__(int64_t i) { st(o, i, ld(o, i) + bias[i % n]); });
+}
+
+void add_bias(void* y, const float* bias, int64_t m, int64_t n, bool bf16_act, cudaStream_t s) {
+  if (bf16_act) {
+    add_bias_impl<__nv_bfloat16>(y, bias, m, n, s);
+  } else {
+    add_bias_impl<float>(y, bias, m, n, s);
+  }
+}
+
+template <class T>
+static void bias_grad_impl(float* dbias, const void* dy, int64_t m, int64_t n, OpsScratch& scratch,
+                           cudaStream_t s) {
+  const T* g = static_cast<const T*>(dy);
+  column_sums<T>(dbias, nullptr, m, n, scratch, s,
+                 [=] __device__(int64_t i, int64_t j, float* a, float* b2) {
+                   *a = ld(g, i * n + j);
+                   *b2 = 0.0f;
+                 });
+}
+
+void bias_grad(float* dbias, const void* dy, int64_t m, int64_t n, bool bf16_act,
+               OpsScratch& scratch, cudaStream_t s) {
+  if (bf16_act) {
+    bias_grad_impl<__nv_bfloat16>(dbias, dy, m, n, scratch, s);
+  } else {
+    bias_grad_impl<float>(dbias, dy, m, n, scratch, s);
+  }
+}
+
+template <class T>
+static void classifier_loss_impl(float* losses, void* dlogits, const void* logits,
+                                 const uint32_t* targets, int64_t n, int64_t v, float dloss,
+                                 cudaStream_t s) {
+  if (n > 0) {
+    classifier_kernel<T><<<unsigned(n), 1024, 0, s>>>(
+        losses, static_cast<T*>(dlogits), static_cast<const T*>(logits), targets, v, dloss);
+  }
+}
+
+void classifier_loss(float* losses, void* dlogits, const void* logits, const uint32_t* targets,
+                     int64_t n, int64_t v, float dloss, bool bf16_act, cudaStream_t s) {
+  if (bf16_act) {
+    classifier_loss_impl<__nv_bfloat16>(losses, dlogits, logits, targets, n, v, dloss, s);
+  } else {
+    classifier_loss_impl<float>(losses, dlogits, logits, targets, n, v, dloss, s);
+  }
+}
+
+void f32_to_bf16(uint16_t* out, const float* in, int64_t count, cudaStream_t s) {
+  __nv_bfloat16* o = reinterpret_cast<__nv_bfloat16*>(out);
+  elementwise(count, s, [=] __device__(int64_t i) { o[i] = __float2bfloat16_rn(in[i]); });
+}
+
+void bf16_to_f32(float* out, const uint16_t* in, int64_t count, cudaStream_t s) {
+  const __nv_bfloat16* x = reinterpret_cast<const __nv_bfloat16*>(in);
+  elementwise(count, s, [=] __device__(int64_t i) { out[i] = __bfloat162float(x[i]); });
+}
+
+template <class T>
+static void round_to_bf16_impl(void* out, const void* in, int64_t count, cudaStream_t s) {
+  T* o = static_cast<T*>(out);
+  const T* x = static_cast<const T*>(in);
+  elementwise(count, s, [=] __device__(int64_t i) { st(o, i, maybe_bf16(ld(x, i), true)); });
+}
+
+void round_to_bf16(void* out, const void* in, int64_t count, bool bf16_act, cudaStream_t s) {
+  if (bf16_act) {
+    round_to_bf16_impl<__nv_bfloat16>(out, in, count, s);
+  } else {
+    round_to_bf16_impl<float>(out, in, count, s);
+  }
+}
+
+int64_t norm_partials_count(int64_t) {
+  return kNormBlocks;
+}
+
+void sum_squares(double* partials, const float* x, int64_t n, cudaStream_t s) {
+  sum_squares_kernel<<<kNormBlocks, kThreads, 0, s>>>(partials, x, n);
+}
+
+void scale(float* x, float factor, int64_t n, cudaStream_t s) {
+  elementwise(n, s, [=] __device__(int64_t i) { x[i] *= factor; });
+}
+
+void adamw(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, float lr,
+           float beta1, float beta2, float eps, float weight_decay, float c1, float c2,
+           cudaStream_t s) {
+  elementwise(n, s, [=] __device__(int64_t i) {
+    const float gi = g[i];
+    const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+    const float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    const float wd = decay[i] ? weight_decay * p[i] : 0.0f;
+    p[i] -= lr * ((mi / c1) / (sqrtf(vi / c2) + eps) + wd);
+  });
+}
+
+}  // namespace mx::nn::cuda

@@ -1,0 +1,27 @@
+// The backend for a device name, so that the layers above (training, evaluation, the tools)
+// choose where to run without depending on CUDA: "cpu", or "cuda" in builds that have it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "mx/nn/backend.h"
+#include "mx/nn/recipe.h"
+
+namespace mx::nn {
+
+struct DeviceOptions {
+  std::string device = "cpu";  // "cpu" or "cuda"
+  int threads = 0;             // CPU threads (0: all)
+};
+
+// True for the recipes whose products are float32 (fp32, tf32): on a GPU their activations are
+// float32 too; every other recipe's are bfloat16.
+bool recipe_wants_f32_activations(const Recipe& recipe);
+
+// A backend for `recipe`'s run on options.device, or the one-line reason there is none.
+std::string make_backend(const DeviceOptions& options, const Recipe& recipe,
+                         std::unique_ptr<Backend>* out);
+
+}  // namespace mx::nn

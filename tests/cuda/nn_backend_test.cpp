@@ -1,0 +1,341 @@
+// The CUDA backend against the CPU backend, the reference: the same model, weights and batch
+// give the same losses, logits and gradients within the rounding of each precision; the casts
+// made inside attention tiles equal the CPU quantizer bit for bit; runs repeat bit for bit.
+// Every test skips where no GPU is present.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mx/core/format.h"
+#include "mx/kernels/cpu/quantize.h"
+#include "mx/kernels/cuda/quantize_cuda.h"
+#include "mx/nn/adamw.h"
+#include "mx/nn/cpu/cpu_backend.h"
+#include "mx/nn/cuda/attention.h"
+#include "mx/nn/cuda/cuda_backend.h"
+#include "mx/nn/model.h"
+#include "tests/test_data.h"
+
+namespace mx::nn {
+namespace {
+
+#define SKIP_WITHOUT_GPU()                        \
+  do {                                            \
+    std::string why;                              \
+    if (!mx::cuda::cuda_device_available(&why)) { \
+      GTEST_SKIP() << "no CUDA device: " << why;  \
+    }                                             \
+  } while (0)
+
+// Head size 32, the smallest the GPU kernels take; Llama with grouped-query heads.
+ModelConfig small(Arch arch) {
+  ModelConfig c;
+  c.arch = arch;
+  c.vocab = 256, c.n_layers = 2, c.seq_len = 64;
+  if (arch == Arch::kGpt2) {
+    c.dim = 64, c.n_heads = 2, c.n_kv_heads = 2, c.hidden = 256;
+  } else {
+    c.dim = 128, c.n_heads = 4, c.n_kv_heads = 2, c.hidden = 344, c.tied = false;
+  }
+  return c;
+}
+
+// Tokens from a skewed unigram distribution; with probability `follow` a token is instead
+// the fixed successor of the one before, a pattern that the model can learn.
+struct Batch {
+  int64_t b = 4, t = 64;
+  std::vector<uint32_t> tokens, targets;
+  explicit Batch(uint32_t seed, double follow = 0) {
+    std::mt19937 rng(seed);
+    std::geometric_distribution<int> unigram(0.05);
+    std::uniform_real_distribution<double> coin(0, 1);
+    tokens.resize(size_t(b * t + 1));
+    uint32_t prev = 0;
+    for (uint32_t& x : tokens) {
+      x = coin(rng) < follow ? (prev * 37 + 11) % 256 : uint32_t(std::min(unigram(rng), 255));
+      prev = x;
+    }
+    targets.assign(tokens.begin() + 1, tokens.end());
+    tokens.pop_back();
+  }
+};
+
+std::unique_ptr<Backend> gpu(BufType act, bool* ok) {
+  CudaBackendOptions o;
+  o.act_type = act;
+  std::string error;
+  auto backend = make_cuda_backend(o, &error);
+  *ok = backend != nullptr;
+  EXPECT_TRUE(*ok) << error;
+  return backend;
+}
+
+struct Pass {
+  float loss = 0;
+  std::vector<float> logits, grads;
+};
+
+// An inference pass for the logits, then a training pass and its backward for the gradients.
+Pass run(Model& m, const Batch& x, const Recipe& recipe, uint64_t step = 3) {
+  m.set_recipe(recipe);
+  m.set_step(step);
+  Pass p;
+  EXPECT_EQ(m.forward(x.tokens.data(), nullptr, x.b, x.t), "");
+  const float* logits = m.logits();
+  p.logits.assign(logits, logits + x.b * x.t * m.config().vocab);
+  m.zero_grad();
+  EXPECT_EQ(m.forward(x.tokens.data(), x.targets.data(), x.b, x.t, &p.loss, {true}), "");
+  EXPECT_EQ(m.backward(), "");
+  m.download_grads();
+  p.grads.assign(m.params().grad(), m.params().grad() + m.params().size());
+  return p;
+}
+
+double rel_diff(const float* a, const float* b, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// Every parameter tensor's gradient within `tol` of the CPU's, relative in the 2-norm. A
+// tensor whose true gradient is zero (the key bias: softmax ignores a shift shared by a whole
+// row of scores) holds only rounding noise, so the norm compared against has a floor of 1e-3
+// of the whole gradient's.
+void expect_grads_close(const Model& m, const Pass& got, const Pass& want, double tol) {
+  const double floor = 1e-3 * std::sqrt(std::inner_product(want.grads.begin(), want.grads.end(),
+                                                           want.grads.begin(), 0.0));
+  for (const ParamView& v : m.params().views()) {
+    double diff = 0, norm = 0;
+    for (int64_t i = v.offset; i < v.offset + v.size; ++i) {
+      const double g = got.grads[size_t(i)], w = want.grads[size_t(i)];
+      diff += (g - w) * (g - w);
+      norm += w * w;
+    }
+    EXPECT_LT(std::sqrt(diff), tol * std::max(std::sqrt(norm), floor)) << v.name;
+  }
+}
+
+void compare(Arch arch, const Recipe& recipe, BufType act, double tol_loss, double tol_logits,
+             double tol_grads) {
+  bool ok = false;
+  auto backend = gpu(act, &ok);
+  if (!ok) return;
+  Model cpu(small(arch), std::make_unique<CpuBackend>());
+  Model dev(small(arch), std::move(backend));
+  cpu.params().init(7);
+  std::memcpy(dev.params().data(), cpu.params().data(),
+              sizeof(float) * size_t(cpu.params().size()));
+  dev.upload_params();
+  const Batch x(11);
+  const Pass want = run(cpu, x, recipe), got = run(dev, x, recipe);
+  EXPECT_NEAR(got.loss, want.loss, tol_loss * std::fabs(want.loss)) << arch_name(arch);
+  EXPECT_LT(rel_diff(got.logits.data(), want.logits.data(), int64_t(want.logits.size())),
+            tol_logits)
+      << arch_name(arch);
+  expect_grads_close(cpu, got, want, tol_grads);
+}
+
+// Float32 throughout: only the order of float32 sums and the device's exp/tanh differ, each a
+// relative 2^-23 or so per operation; over the two layers and a softmax of 256 classes that
+// stays below 1e-5 of the loss and 1e-4 of each gradient tensor.
+TEST(CudaBackend, Float32MatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    compare(arch, *recipe_preset("fp32"), BufType::kF32, 1e-5, 1e-4, 1e-4);
+  }
+}
+
+// bfloat16 activations keep 8 significant bits (relative rounding 2^-9 = 2e-3 per value); a
+// two-layer model accumulates a few of those: 1e-2 of the loss, 5e-2 of each gradient.
+TEST(CudaBackend, Bfloat16MatchesTheCpuWithinItsRounding) {
+  SKIP_WITHOUT_GPU();
+  for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    compare(arch, *recipe_preset("bf16"), BufType::kBF16, 1e-2, 3e-2, 5e-2);
+  }
+}
+
+// MX casts of float32 activations: the CPU and GPU casts see values that differ in their last
+// bits only, so most elements round alike; a few cross a rounding boundary (one quantum of
+// MXFP6, 2^-2 relative) and move the results by much less than the recipe's own error.
+TEST(CudaBackend, MxRecipesMatchTheCpuWithinTheirRounding) {
+  SKIP_WITHOUT_GPU();
+  for (const char* name : {"mxfp6", "mxfp4w-mxfp6a", "mxfp4"}) {
+    for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+      compare(arch, *recipe_preset(name), BufType::kF32, 2e-3, 2e-2, 1e-1);
+    }
+  }
+}
+
+// The same run twice gives the same bits: no atomics, fixed reduction orders (stochastic
+// rounding included: its dithers depend on the step and the element's index only).
+TEST(CudaBackend, RepeatsBitForBit) {
+  SKIP_WITHOUT_GPU();
+  for (const char* name : {"bf16", "mxfp4"}) {
+    bool ok = false;
+    auto a = gpu(BufType::kBF16, &ok), b = gpu(BufType::kBF16, &ok);
+    if (!ok) return;
+    Model m1(small(Arch::kLlama), std::move(a)), m2(small(Arch::kLlama), std::move(b));
+    m1.params().init(5);
+    m2.params().init(5);
+    m1.upload_params();
+    m2.upload_params();
+    const Batch x(3);
+    const Pass p1 = run(m1, x, *recipe_preset(name)), p2 = run(m2, x, *recipe_preset(name));
+    EXPECT_EQ(std::memcmp(&p1.loss, &p2.loss, sizeof p1.loss), 0) << name;
+    EXPECT_EQ(p1.grads, p2.grads) << name;
+  }
+}
+
+// The casts made inside attention's tiles (P and dS, one block of 32 per warp) equal the CPU
+// quantizer's, bit for bit, for every format, scale rule and rounding, stochastic included.
+TEST(CudaBackend, TileCastsEqualTheCpuQuantizerBitForBit) {
+  SKIP_WITHOUT_GPU();
+  const int64_t n = 32 * 256;
+  const std::vector<float> values = mx::testing::stress_values(size_t(n), 21, true);
+  float* d = nullptr;
+  ASSERT_EQ(cudaMalloc(&d, size_t(n) * sizeof(float)), cudaSuccess);
+  int checked = 0;
+  for (const FormatTraits& f : all_formats()) {
+    for (ScaleRule rule :
+         {ScaleRule::kFloor, ScaleRule::kCeil, ScaleRule::kEven, ScaleRule::kRceil}) {
+      for (Rounding r : {Rounding::kNearestEven, Rounding::kNearestAway, Rounding::kTowardZero,
+                         Rounding::kStochastic}) {
+        for (const bool asym : {false, true}) {
+          QuantSpec spec;
+          spec.format = f.format;
+          spec.scale_rule = rule;
+          spec.rounding = r;
+          spec.asymmetric = asym;
+          spec.seed = 99;
+          spec.flush_subnormals = checked % 3 == 0;
+          cuda::TileCast cast{cuda::TileCast::Kind::kMx, spec};
+          ASSERT_EQ(cudaMemcpy(d, values.data(), size_t(n) * sizeof(float), cudaMemcpyHostToDevice),
+                    cudaSuccess);
+          cuda::cast_tiles_for_test(d, n, 0, 0, cast, nullptr);
+          std::vector<float> got(static_cast<size_t>(n)), want(static_cast<size_t>(n));
+          ASSERT_EQ(cudaMemcpy(got.data(), d, size_t(n) * sizeof(float), cudaMemcpyDeviceToHost),
+                    cudaSuccess);
+          const int64_t shape[2] = {n / 32, 32};
+          ASSERT_EQ(mx::cpu::fake_quantize(values.data(), DType::kF32, shape, spec, DType::kF32,
+                                           want.data()),
+                    "");
+          ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+              << describe(spec);
+          ++checked;
+        }
+      }
+    }
+  }
+  // Blocks cut short by the end of a tensor (T not a multiple of 32): padding slots.
+  QuantSpec spec;
+  spec.format = ElementFormat::kE2M1;
+  const int padding = 7;
+  ASSERT_EQ(cudaMemcpy(d, values.data(), size_t(n) * sizeof(float), cudaMemcpyHostToDevice),
+            cudaSuccess);
+  cuda::cast_tiles_for_test(d, n, 0, padding, {cuda::TileCast::Kind::kMx, spec}, nullptr);
+  std::vector<float> got(static_cast<size_t>(n));
+  ASSERT_EQ(cudaMemcpy(got.data(), d, size_t(n) * sizeof(float), cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  std::vector<float> rows, want;
+  for (int64_t i = 0; i < n; ++i) {
+    if (i % 32 < 32 - padding) rows.push_back(values[size_t(i)]);
+  }
+  want.resize(rows.size());
+  const int64_t shape[2] = {n / 32, 32 - padding};
+  ASSERT_EQ(mx::cpu::fake_quantize(rows.data(), DType::kF32, shape, spec, DType::kF32, want.data()),
+            "");
+  for (int64_t i = 0, k = 0; i < n; ++i) {
+    if (i % 32 >= 32 - padding) continue;
+    ASSERT_EQ(std::memcmp(&got[size_t(i)], &want[size_t(k++)], sizeof(float)), 0) << i;
+  }
+  cudaFree(d);
+  EXPECT_EQ(checked, int(all_formats().size()) * 4 * 4 * 2);
+}
+
+// Training tracks the CPU: 200 AdamW steps on the same batches give the same loss curve, within
+// the rounding of each precision compounded over the run. The batches carry a learnable pattern:
+// on patternless tokens the gradients of most weights are noise, AdamW scales noise up to full
+// steps, and two runs that differ in the last bit part ways within a few dozen steps.
+struct Tracking {
+  const char* recipe;
+  BufType act;
+  double step_tol, window_tol;  // one step's loss; the mean over 20 steps
+};
+
+TEST(CudaBackend, TrainingTracksTheCpuFor200Steps) {
+  SKIP_WITHOUT_GPU();
+  for (const Tracking& c :
+       {Tracking{"fp32", BufType::kF32, 1e-3, 1e-3}, Tracking{"bf16", BufType::kBF16, 3e-2, 1e-2},
+        Tracking{"mxfp6", BufType::kF32, 1e-1, 2e-2}}) {
+    const Recipe recipe = *recipe_preset(c.recipe);
+    bool ok = false;
+    auto backend = gpu(c.act, &ok);
+    if (!ok) return;
+    Model cpu(small(Arch::kGpt2), std::make_unique<CpuBackend>());
+    Model dev(small(Arch::kGpt2), std::move(backend));
+    cpu.params().init(1);
+    dev.params().init(1);
+    dev.upload_params();
+    AdamW opt_cpu(cpu, AdamWConfig{}), opt_dev(dev, AdamWConfig{});
+    cpu.set_recipe(recipe);
+    dev.set_recipe(recipe);
+    double worst_step = 0, worst_window = 0, window[2] = {};
+    float first = 0, last = 0;
+    for (int64_t step = 0; step < 200; ++step) {
+      const Batch x(uint32_t(1000 + step % 20), 0.8);
+      float losses[2] = {};
+      int which = 0;
+      for (Model* m : {&cpu, &dev}) {
+        m->set_step(uint64_t(step));
+        m->zero_grad();
+        EXPECT_EQ(m->forward(x.tokens.data(), x.targets.data(), x.b, x.t, &losses[which++], {true}),
+                  "");
+        EXPECT_EQ(m->backward(), "");
+        clip_grad_norm(*m, 1.0);
+      }
+      opt_cpu.step(cpu, 3e-3f);
+      opt_dev.step(dev, 3e-3f);
+      worst_step = std::max(worst_step, double(std::fabs(losses[0] - losses[1])));
+      window[0] += losses[0], window[1] += losses[1];
+      if (step % 20 == 19) {
+        worst_window = std::max(worst_window, std::fabs(window[0] - window[1]) / 20);
+        window[0] = window[1] = 0;
+      }
+      if (step == 0) first = losses[0];
+      last = losses[1];
+    }
+    EXPECT_LT(worst_step, c.step_tol) << c.recipe;
+    EXPECT_LT(worst_window, c.window_tol) << c.recipe;
+    EXPECT_LT(last, first - 3) << c.recipe << ": the run did not learn the pattern";
+  }
+}
+
+// A small forward and backward for compute-sanitizer (memcheck, racecheck).
+TEST(CudaBackend, SanitizerSmoke) {
+  SKIP_WITHOUT_GPU();
+  bool ok = false;
+  auto backend = gpu(BufType::kBF16, &ok);
+  if (!ok) return;
+  ModelConfig c = small(Arch::kLlama);
+  c.n_layers = 1;
+  Model m(c, std::move(backend));
+  m.params().init(2);
+  m.upload_params();
+  Batch x(4);
+  x.b = 1;
+  x.t = 40;  // not a multiple of 32: blocks cut short at the end of the sequence
+  const Pass p = run(m, x, *recipe_preset("mxfp4"));
+  EXPECT_TRUE(std::isfinite(p.loss));
+}
+
+}  // namespace
+}  // namespace mx::nn
