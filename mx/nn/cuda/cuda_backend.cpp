@@ -521,7 +521,7 @@ class CudaBackend final : public Backend {
 std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options, std::string* error) {
   std::string why;
   if (!mx::cuda::cuda_device_available(&why)) {
-    *error = why;
+    *error = "no usable CUDA GPU (" + why + ")";
     return nullptr;
   }
   if (options.act_type != BufType::kBF16 && options.act_type != BufType::kF32) {
