@@ -10,6 +10,7 @@
 
 #include "fuzz/fuzz_seal.h"
 #include "fuzz/fuzz_util.h"
+#include "mx/nn/cpu/cpu_backend.h"
 #include "mx/nn/model_file.h"
 
 namespace {
@@ -20,7 +21,8 @@ void load_and_run(std::span<const uint8_t> bytes) {
   mx::io::SafetensorsFile file;
   if (!mx::io::parse_safetensors(bytes, &file).empty()) return;
   mx::nn::LoadedModel loaded;
-  const std::string e = mx::nn::load_model_safetensors(file, &loaded, 1);
+  const std::string e =
+      mx::nn::load_model_safetensors(file, &loaded, std::make_unique<mx::nn::CpuBackend>(1));
   mx::fuzz::check_error(e);
   if (!e.empty()) return;
   mx::nn::Model& model = *loaded.model;

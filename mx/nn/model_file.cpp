@@ -96,7 +96,8 @@ std::string fill_params(const std::vector<io::SafetensorsTensor>& tensors,
 }
 
 // Errors name `path` once (read_llama2c's own do already).
-std::string load_llama2c_bin(const std::string& path, LoadedModel* out, int threads) {
+std::string load_llama2c_bin(const std::string& path, LoadedModel* out,
+                             std::unique_ptr<Backend> backend) {
   io::Llama2cCheckpoint ckpt;
   if (std::string e = io::read_llama2c(path, &ckpt); !e.empty()) return e;
   std::vector<io::TensorToWrite> named;
@@ -108,7 +109,7 @@ std::string load_llama2c_bin(const std::string& path, LoadedModel* out, int thre
   if (std::string e = validate(config); !e.empty()) return cat(path, ": ", e);
   std::vector<io::SafetensorsTensor> tensors;
   for (const io::TensorToWrite& t : named) tensors.push_back({t.name, t.dtype, t.shape, t.bytes});
-  auto model = std::make_unique<Model>(config, std::make_unique<CpuBackend>(threads));
+  auto model = std::make_unique<Model>(config, std::move(backend));
   if (std::string e = fill_params(tensors, nullptr, model.get()); !e.empty()) {
     return cat(path, ": ", e);
   }
@@ -225,14 +226,19 @@ std::string check_file_holds(const io::SafetensorsFile& file, const ModelConfig&
   return "";
 }
 
-std::string load_model_file(const std::string& path_in, LoadedModel* out, int threads) {
+std::string load_model_file(const std::string& path, LoadedModel* out, int threads) {
+  return load_model_file(path, out, std::make_unique<CpuBackend>(threads));
+}
+
+std::string load_model_file(const std::string& path_in, LoadedModel* out,
+                            std::unique_ptr<Backend> backend) {
   namespace fs = std::filesystem;
   std::string path = path_in;
   std::error_code ec;
   if (fs::is_directory(path, ec)) path = (fs::path(path) / "checkpoint.safetensors").string();
   switch (io::guess_container(path)) {
     case io::Container::kLlama2c:
-      return load_llama2c_bin(path, out, threads);
+      return load_llama2c_bin(path, out, std::move(backend));
     case io::Container::kGguf:
       return cat(path,
                  ": a GGUF file; models are read from safetensors, llama2.c .bin files "
@@ -242,7 +248,7 @@ std::string load_model_file(const std::string& path_in, LoadedModel* out, int th
   }
   io::SafetensorsFile file;
   if (std::string e = io::open_safetensors(path, &file); !e.empty()) return e;
-  if (std::string e = load_model_safetensors(file, out, threads); !e.empty()) {
+  if (std::string e = load_model_safetensors(file, out, std::move(backend)); !e.empty()) {
     return cat(path, ": ", e);
   }
   if (out->kind == "llama2c-safetensors") {
@@ -253,7 +259,8 @@ std::string load_model_file(const std::string& path_in, LoadedModel* out, int th
   return "";
 }
 
-std::string load_model_safetensors(const io::SafetensorsFile& file, LoadedModel* out, int threads) {
+std::string load_model_safetensors(const io::SafetensorsFile& file, LoadedModel* out,
+                                   std::unique_ptr<Backend> backend) {
   const auto& meta = file.metadata();
   ModelConfig config;
   auto it = meta.find(std::string(kModelConfigKey));
@@ -267,7 +274,7 @@ std::string load_model_safetensors(const io::SafetensorsFile& file, LoadedModel*
     return "no model config (metadata \"mxkit.model\" or \"llama2c.*\")";
   }
   if (std::string e = check_file_holds(file, config); !e.empty()) return e;
-  auto model = std::make_unique<Model>(config, std::make_unique<CpuBackend>(threads));
+  auto model = std::make_unique<Model>(config, std::move(backend));
   if (std::string e = fill_params(file.tensors(), &file, model.get()); !e.empty()) return e;
   model->upload_params();
   out->model = std::move(model);

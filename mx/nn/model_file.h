@@ -48,7 +48,7 @@ std::string save_model_file(const std::string& path, const ModelConfig& config,
                             const Params& params, std::string_view tokenizer);
 
 struct LoadedModel {
-  std::unique_ptr<Model> model;  // on a CpuBackend, recipe fp32
+  std::unique_ptr<Model> model;  // on the backend it was loaded with, recipe fp32
   std::string tokenizer;         // "" when the file names none
   std::string kind;              // "mxkit", "llama2c" or "llama2c-safetensors"
 };
@@ -56,9 +56,12 @@ struct LoadedModel {
 // Errors name the file and the problem: a damaged file (its checksum, when it has one), a
 // missing tensor, a wrong shape, a non-float dtype.
 std::string load_model_file(const std::string& path, LoadedModel* out, int threads = 0);
+// The same, the model running on `backend` (null: a CpuBackend on all hardware threads).
+std::string load_model_file(const std::string& path, LoadedModel* out,
+                            std::unique_ptr<Backend> backend);
 
 // The safetensors part of load_model_file, for a file already parsed (errors name no path).
 std::string load_model_safetensors(const io::SafetensorsFile& file, LoadedModel* out,
-                                   int threads = 0);
+                                   std::unique_ptr<Backend> backend = nullptr);
 
 }  // namespace mx::nn

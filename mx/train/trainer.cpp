@@ -14,7 +14,7 @@
 #include "mx/io/cat.h"
 #include "mx/io/memory_budget.h"
 #include "mx/nn/adamw.h"
-#include "mx/nn/cpu/cpu_backend.h"
+#include "mx/nn/devices/devices.h"
 #include "mx/nn/model.h"
 #include "mx/nn/model_file.h"
 #include "mx/train/checkpoint.h"
@@ -39,6 +39,7 @@ void say(const TrainCallbacks& c, const std::string& line) {
 // Everything a run needs, opened and checked before its first step.
 struct OpenRun {
   RunFolderLock lock;
+  std::unique_ptr<nn::Backend> backend;  // until the model takes it
   TrainConfig config;
   RunState state;
   data::TokenShard train_shard, val_shard;
@@ -77,19 +78,28 @@ std::string inherited_rows(const std::string& log_path, int64_t step, const Trai
   return "";
 }
 
-std::string check_memory_for(const TrainConfig& c) {
+// On the CPU the whole run lives in host memory; on a GPU the host keeps the weights, gradients
+// and moments' copies, and the model checks the device's memory for its activations itself.
+std::string check_memory_for(const TrainConfig& c, const std::string& device) {
+  const double bytes =
+      device == "cpu" ? nn::Model::training_bytes(c.model_config, c.batch, c.seq_len)
+                      : 4.0 * sizeof(float) * double(nn::Params(c.model_config, false).count());
   return io::check_memory(
-      nn::Model::training_bytes(c.model_config, c.batch, c.seq_len),
-      cat("training ", c.model, " with batches of ", c.batch, " x ", c.seq_len, " tokens"));
+      bytes, cat("training ", c.model, " with batches of ", c.batch, " x ", c.seq_len, " tokens"));
 }
 
 // What a new run checks before its folder is made: its settings, the output, the memory it
 // needs, and that its corpus and tokenizer can be found.
 std::string check_new_run(const TrainConfig& c, const std::string& run_dir,
-                          const data::DataPaths& paths) {
+                          const TrainOptions& options, std::unique_ptr<nn::Backend>* backend) {
   if (std::string e = validate(c); !e.empty()) return e;
   if (std::string e = io::check_output_folder(run_dir); !e.empty()) return e;
-  if (std::string e = check_memory_for(c); !e.empty()) return e;
+  if (std::string e = check_memory_for(c, options.device); !e.empty()) return e;
+  if (std::string e = nn::make_backend({options.device, options.threads}, c.recipe, backend);
+      !e.empty()) {
+    return e;
+  }
+  const data::DataPaths& paths = options.paths;
   data::Corpus corpus;
   if (std::string e = data::resolve_corpus(c.data, paths, &corpus); !e.empty()) return e;
   std::unique_ptr<data::Tokenizer> tokenizer;
@@ -104,7 +114,9 @@ std::string open_settings(TrainConfig* config, bool steps_given, const std::stri
     return cat("--resume: no checkpoint in ", run_dir);
   }
   if (!options.resume) {
-    if (std::string e = check_new_run(*config, run_dir, options.paths); !e.empty()) return e;
+    if (std::string e = check_new_run(*config, run_dir, options, &run->backend); !e.empty()) {
+      return e;
+    }
   }
   if (std::string e = run->lock.acquire(run_dir); !e.empty()) return e;
   io::remove_stale_temporaries(run_dir);
@@ -134,7 +146,7 @@ std::string open_settings(TrainConfig* config, bool steps_given, const std::stri
   if (run->state.step > config->steps) {
     return cat(ckpt_path, ": its step ", run->state.step, " is past the run's ", config->steps);
   }
-  return check_memory_for(*config);
+  return check_memory_for(*config, options.device);
 }
 
 std::string open_run(TrainConfig* config, bool steps_given, const std::string& run_dir,
@@ -145,6 +157,13 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
     return e;
   }
   const TrainConfig& c = run->config;
+  if (run->backend == nullptr) {
+    if (std::string e =
+            nn::make_backend({options.device, options.threads}, c.recipe, &run->backend);
+        !e.empty()) {
+      return e;
+    }
+  }
   if (std::string e =
           prepare_run_data(c, run_dir, options.resume, options.paths, callbacks.on_message);
       !e.empty()) {
@@ -165,8 +184,7 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
     return cat("the training split has ", run->train_shard.tokens().size(),
                " tokens, fewer than --seq-len + 1");
   }
-  run->model = std::make_unique<nn::Model>(c.model_config,
-                                           std::make_unique<nn::CpuBackend>(options.threads));
+  run->model = std::make_unique<nn::Model>(c.model_config, std::move(run->backend));
   run->model->set_recipe(c.recipe);
   if (std::string e = run->model->reserve(c.batch, c.seq_len); !e.empty()) return e;
   run->optimizer = std::make_unique<nn::AdamW>(*run->model, c.adamw);

@@ -30,6 +30,7 @@ struct TrainOptions {
   bool resume = false;             // continue the checkpoint in run_dir
   std::optional<int64_t> stop_at;  // stop after this many steps, leaving a checkpoint
   int threads = 0;                 // 0: all hardware threads
+  std::string device = "cpu";      // or "cuda" (nn/devices/devices.h)
   data::DataPaths paths;
 };
 

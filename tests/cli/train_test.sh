@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The language-model commands as a user runs them on a small text file: `mx train` with a
 # JSON summary, a stopped run resumed to the same losses, `mx eval` (direct cast, JSON keys),
-# `mx generate`, `mx plot`, the small-paper `mx demo`, and bad input: exit status 2 with one
-# line on stderr.
+# `mx generate`, `mx plot`, the small-paper `mx demo`, and bad input (a GPU asked for where
+# there is none included): exit status 2 with one line on stderr.
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
 for i in $(seq 1 400); do
@@ -71,6 +71,13 @@ expect_error "bad.safetensors" eval bad.safetensors --data corpus.txt
 head -c 5000 straight/checkpoint.safetensors >straight/cut.safetensors
 expect_error "cut.safetensors" eval straight/cut.safetensors
 expect_error "unknown recipe" eval straight --recipe fp7
+expect_error "unknown device 'tpu'" train "${common[@]}" --device tpu --out r5
+if [ ! -e /dev/nvidia0 ]; then  # without a GPU, --device cuda is one clear line, and no run
+  expect_error "--device cuda: " train "${common[@]}" --device cuda --out r6
+  [ ! -e r6 ] || fail "a refused --device cuda left a run folder"
+  expect_error "--device cuda: " eval straight --device cuda --batches 1
+  expect_error "--device cuda: " generate straight --device cuda --tokens 4
+fi
 expect_error "log.csv" plot nowhere
 expect_error "nowhere" export nowhere -o x.safetensors
 echo "train: ok"

@@ -27,6 +27,7 @@ struct EvalFlags {
   std::string data, split = "val", tokenizer;
   int64_t batch = 8, seq_len = 0, batches = 16;
   int threads = 0;
+  std::string device = "cpu";
   bool json = false;
 };
 
@@ -72,7 +73,13 @@ std::string run_eval(const EvalFlags& f) {
   if (recipes.empty()) return "--recipe names no recipe";
   if (f.split != "val" && f.split != "all") return "--split must be val or all";
   ModelSource source;
-  if (std::string e = open_model_source(f.model, f.tokenizer, f.threads, &source); !e.empty()) {
+  // On a GPU, one activation type serves the FP32 reference and every recipe's casts: float32
+  // when every recipe is fp32, bfloat16 otherwise.
+  const nn::Recipe& precision =
+      recipes.size() == 1 ? recipes[0].second : *nn::recipe_preset("bf16");
+  if (std::string e =
+          open_model_source(f.model, f.tokenizer, {f.device, f.threads}, precision, &source);
+      !e.empty()) {
     return e;
   }
   nn::Model& model = *source.loaded.model;
@@ -161,6 +168,8 @@ void register_eval(CLI::App& app) {
       ->check(integer_in(0))
       ->capture_default_str();
   cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(thread_count());
+  cmd->add_option("--device", f.device, "cpu, or cuda (bfloat16 activations unless fp32)")
+      ->capture_default_str();
   cmd->add_flag("--json", f.json, "Print the figures as one JSON object");
   cmd->callback([] { run_command("eval", [] { return run_eval(f); }); });
 }

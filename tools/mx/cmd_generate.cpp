@@ -23,13 +23,16 @@ struct GenerateFlags {
   int top_k = 40;
   uint64_t seed = 1;
   int threads = 0;
+  std::string device = "cpu";
 };
 
 std::string run_generate(const GenerateFlags& f) {
   nn::Recipe recipe;
   if (std::string e = nn::recipe_from_spec(f.recipe, &recipe); !e.empty()) return e;
   ModelSource source;
-  if (std::string e = open_model_source(f.model, f.tokenizer, f.threads, &source); !e.empty()) {
+  if (std::string e =
+          open_model_source(f.model, f.tokenizer, {f.device, f.threads}, recipe, &source);
+      !e.empty()) {
     return e;
   }
   nn::Model& model = *source.loaded.model;
@@ -94,6 +97,8 @@ void register_generate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--tokenizer", f.tokenizer, "Tokenizer (default: the one the model names)");
   cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(thread_count());
+  cmd->add_option("--device", f.device, "cpu, or cuda (bfloat16 activations unless fp32)")
+      ->capture_default_str();
   cmd->callback([] { run_command("generate", [] { return run_generate(f); }); });
 }
 

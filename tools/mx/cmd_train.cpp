@@ -35,6 +35,7 @@ struct TrainFlags {
   int64_t stop_at = 0;
   bool resume = false, json = false, quiet = false;
   int threads = 0;
+  std::string device = "cpu";
   CLI::Option* steps_option = nullptr;
   CLI::Option* stop_at_option = nullptr;
   CLI::Option* seq_len_option = nullptr;
@@ -70,6 +71,7 @@ std::string run_train(const TrainFlags& f) {
   options.paths = data::data_paths_from_environment();
   options.resume = f.resume;
   options.threads = f.threads;
+  options.device = f.device;
   if (f.stop_at_option->count() > 0) options.stop_at = f.stop_at;
   train::TrainConfig config;
   if (!f.resume) {
@@ -176,6 +178,9 @@ void register_train(CLI::App& app) {
           ->check(integer_in(1));
   cmd->add_flag("--resume", f.resume, "Continue the run in --out");
   cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(thread_count());
+  cmd->add_option("--device", f.device,
+                  "cpu, or cuda (bfloat16 activations; float32 for the fp32 and tf32 recipes)")
+      ->capture_default_str();
   cmd->add_flag("--json", f.json, "Print the final figures as one JSON object");
   cmd->add_flag("-q,--quiet", f.quiet, "No progress display");
   cmd->callback([] { run_command("train", [] { return run_train(f); }); });

@@ -5,8 +5,13 @@
 namespace mx::tools {
 
 std::string open_model_source(const std::string& model, const std::string& tokenizer_flag,
-                              int threads, ModelSource* out) {
-  if (std::string e = nn::load_model_file(model, &out->loaded, threads); !e.empty()) return e;
+                              const nn::DeviceOptions& device, const nn::Recipe& recipe,
+                              ModelSource* out) {
+  std::unique_ptr<nn::Backend> backend;
+  if (std::string e = nn::make_backend(device, recipe, &backend); !e.empty()) return e;
+  if (std::string e = nn::load_model_file(model, &out->loaded, std::move(backend)); !e.empty()) {
+    return e;
+  }
   const std::string spec = !tokenizer_flag.empty() ? tokenizer_flag : out->loaded.tokenizer;
   if (spec.empty()) return fmt::format("{} names no tokenizer; pass --tokenizer", model);
   if (std::string e =

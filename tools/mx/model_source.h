@@ -5,7 +5,9 @@
 #include <string>
 
 #include "mx/data/tokenizer.h"
+#include "mx/nn/devices/devices.h"
 #include "mx/nn/model_file.h"
+#include "mx/nn/recipe.h"
 
 namespace mx::tools {
 
@@ -16,7 +18,9 @@ struct ModelSource {
 
 // Loads MODEL (nn::load_model_file) and the tokenizer: `tokenizer_flag` if given, else the
 // one the file names. Checks the tokenizer's vocabulary fits the model's.
+// The model runs on `device` (its activations chosen for `recipe`, nn/devices/devices.h).
 std::string open_model_source(const std::string& model, const std::string& tokenizer_flag,
-                              int threads, ModelSource* out);
+                              const nn::DeviceOptions& device, const nn::Recipe& recipe,
+                              ModelSource* out);
 
 }  // namespace mx::tools
