@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The model's CUDA backend on a GPU host: its tests against the CPU backend, compute-sanitizer on
+# their smoke test, the quantizer tests (their codec is shared with the backend), and short
+# `mx train --device cuda` runs. The GPU host needs the CUDA driver, libcublasLt and
+# compute-sanitizer, not a compiler. Build here first:
+#   cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build build-cuda -j2
+#   mkdir -p .device/lib .device/data
+#   cp build-cuda/tools/mx/mx build-cuda/tests/cuda/mx_cuda_tests \
+#      build-cuda/tests/cuda/mx_nn_cuda_tests .device/
+#   cp -L $(ldd build-cuda/tools/mx/mx | grep -oE '/\S*lib(fmt|sentencepiece)\S*') .device/lib/
+#   cp -r "$MX_DATA_DIR/tinyshakespeare" "$MX_DATA_DIR/gpt2" .device/data/
+# then, from the repository root on the GPU host (logs go to $OUT, default /tmp/device-train):
+#   bash scripts/device-train-check.sh
+set -o pipefail
+export PATH=$PATH:/usr/local/cuda/bin
+OUT=${OUT:-/tmp/device-train}
+mkdir -p "$OUT"
+# cuBLASLt from the CUDA toolkit, else from PyTorch's wheel.
+torch_lib=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(nvidia.cublas.__path__[0], "lib"))' 2>/dev/null)
+export LD_LIBRARY_PATH=$PWD/.device/lib:/usr/local/cuda/lib64:${torch_lib}:${LD_LIBRARY_PATH:-}
+export MX_DATA_DIR=$PWD/.device/data
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
+
+section() { echo "== $*"; }
+section "backend tests"
+.device/mx_nn_cuda_tests 2>&1 | tee "$OUT/nn_tests.log" |
+  grep -E "^\[ +(OK|FAILED|SKIPPED|PASSED) +\]|Failure|Expected|Which is|error|  " | tail -40
+section "memcheck / racecheck"
+compute-sanitizer --tool memcheck .device/mx_nn_cuda_tests --gtest_filter='CudaBackend.SanitizerSmoke' \
+  2>&1 | tee "$OUT/memcheck.log" | tail -3
+compute-sanitizer --tool racecheck .device/mx_nn_cuda_tests --gtest_filter='CudaBackend.SanitizerSmoke' \
+  2>&1 | tee "$OUT/racecheck.log" | tail -3
+section "quantizer tests"
+.device/mx_cuda_tests --gtest_filter='-*SixteenGigabyte*' 2>&1 | tee "$OUT/quant_tests.log" |
+  grep -E "^\[ +(FAILED|PASSED) +\]|Failure" | tail -10
+section "mx train --device cuda"
+run=$OUT/runs
+rm -rf "$run"
+for recipe in fp32 bf16 mxfp6; do
+  .device/mx train --device cuda --model small --recipe "$recipe" --data tinyshakespeare \
+    --steps 200 --batch 16 --seq-len 128 --eval-every 100 --out "$run/$recipe" --json -q 2>&1 |
+    tee "$OUT/train_$recipe.json"
+done
+.device/mx generate "$run/bf16" --device cuda --prompt "ROMEO:" --tokens 60 2>&1 | tee "$OUT/generate.txt"
+section "PyTorch baseline, the same shapes"
+bench=${BENCH:-bench/torch/gpt2_train_speed.py}
+python3 "$bench" --model small --batch 16 --seq-len 128 2>&1 | tee "$OUT/torch_small.json"
+python3 "$bench" --model gpt2-124m --batch 8 --seq-len 1024 --precision bf16 2>&1 |
+  tee "$OUT/torch_gpt2.json"
+section "GPT-2 124M, T=1024 (throughput of this build)"
+for recipe in bf16 mxfp6; do
+  timeout 300 .device/mx train --device cuda --model gpt2-124m --recipe "$recipe" \
+    --data tinyshakespeare --steps 6 --batch 8 --eval-every 100 --out "$run/gpt2_$recipe" \
+    --json -q 2>&1 | tee "$OUT/gpt2_$recipe.json"
+done
