@@ -41,6 +41,21 @@ for recipe in fp32 bf16 mxfp6; do
     --steps 200 --batch 16 --seq-len 128 --eval-every 100 --out "$run/$recipe" --json -q 2>&1 |
     tee "$OUT/train_$recipe.json"
 done
+section "stop and resume on the GPU: the same losses and weights, bit for bit"
+for recipe in bf16 mxfp4; do
+  common=(--device cuda --model small --recipe "$recipe" --data tinyshakespeare --steps 30
+          --batch 8 --seq-len 128 --eval-every 10 --checkpoint-every 7 -q)
+  .device/mx train "${common[@]}" --out "$run/straight_$recipe"
+  .device/mx train "${common[@]}" --out "$run/resumed_$recipe" --stop-at 12
+  .device/mx train --device cuda --out "$run/resumed_$recipe" --resume -q
+  if diff <(cut -d, -f1-5 "$run/straight_$recipe/log.csv") \
+       <(cut -d, -f1-5 "$run/resumed_$recipe/log.csv") >/dev/null &&
+     cmp -s "$run/straight_$recipe/model.safetensors" "$run/resumed_$recipe/model.safetensors"; then
+    echo "$recipe: resumed run identical"
+  else
+    echo "$recipe: RESUMED RUN DIFFERS"
+  fi
+done
 .device/mx generate "$run/bf16" --device cuda --prompt "ROMEO:" --tokens 60 2>&1 | tee "$OUT/generate.txt"
 section "PyTorch baseline, the same shapes"
 bench=${BENCH:-bench/torch/gpt2_train_speed.py}
