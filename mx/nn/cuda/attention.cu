@@ -10,36 +10,15 @@
 #include <cuda_runtime.h>
 
 #include "mx/io/cat.h"
-#include "mx/kernels/cuda/codec.cuh"
-#include "mx/kernels/cuda/device_common.cuh"
 #include "mx/nn/cuda/attention.h"
+#include "mx/nn/cuda/flash_attention.h"
+#include "mx/nn/cuda/tile_cast.cuh"
 
 namespace mx::nn::cuda {
 namespace {
 
-using mx::cuda::BlockState;
-using mx::cuda::DevSpec;
-
 constexpr int kWarps = 4;  // rows (or keys) per block
-constexpr unsigned kAll = 0xFFFFFFFFu;
-
-struct DevCast {
-  int kind;  // TileCast::Kind
-  int rounding;
-  bool integer;
-  DevSpec spec;
-};
-
-DevCast dev_cast(const TileCast& c) {
-  DevCast d{};
-  d.kind = int(c.kind);
-  if (c.kind == TileCast::Kind::kMx) {
-    d.rounding = int(c.spec.rounding);
-    d.integer = traits(c.spec.format).is_integer;
-    d.spec = mx::cuda::make_dev_spec(c.spec);
-  }
-  return d;
-}
+constexpr unsigned kAll = kFullWarp;
 
 __device__ __forceinline__ float ld(const float* p, int64_t i) {
   return p[i];
@@ -53,9 +32,6 @@ __device__ __forceinline__ void st(float* p, int64_t i, float v) {
 __device__ __forceinline__ void st(__nv_bfloat16* p, int64_t i, float v) {
   p[i] = __float2bfloat16_rn(v);
 }
-__device__ __forceinline__ float bf16_round(float v) {
-  return __bfloat162float(__float2bfloat16_rn(v));
-}
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kAll, v, o);
   return v;
@@ -63,65 +39,6 @@ __device__ __forceinline__ float warp_sum(float v) {
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kAll, v, o));
   return v;
-}
-
-__device__ __forceinline__ uint32_t encode(const DevCast& c, uint32_t y, uint32_t dither) {
-  using mx::cuda::encode_lane;
-  const auto& f = c.spec.f;
-  switch (Rounding(c.rounding)) {
-    case Rounding::kNearestEven:
-      return c.integer ? encode_lane<Rounding::kNearestEven, true>(f, y, dither)
-                       : encode_lane<Rounding::kNearestEven, false>(f, y, dither);
-    case Rounding::kNearestAway:
-      return c.integer ? encode_lane<Rounding::kNearestAway, true>(f, y, dither)
-                       : encode_lane<Rounding::kNearestAway, false>(f, y, dither);
-    case Rounding::kTowardZero:
-      return c.integer ? encode_lane<Rounding::kTowardZero, true>(f, y, dither)
-                       : encode_lane<Rounding::kTowardZero, false>(f, y, dither);
-    case Rounding::kStochastic:
-      return c.integer ? encode_lane<Rounding::kStochastic, true>(f, y, dither)
-                       : encode_lane<Rounding::kStochastic, false>(f, y, dither);
-  }
-  return 0;
-}
-
-// The cast of one value of a block of 32 spread over the warp, lane = slot: what the CPU's
-// fake_quantize gives for that slot (block_scale + quantize_block of the quantizer kernels).
-// `real` is false for padding past the tensor's end; `index` is the value's flat index in the
-// tensor the CPU casts. Every lane of the warp must call it.
-__device__ float cast_value(const DevCast& c, float v, bool real, int64_t index) {
-  using namespace mx::cuda;
-  if (c.kind == int(TileCast::Kind::kNone)) return v;
-  if (c.kind == int(TileCast::Kind::kBF16)) return bf16_round(v);
-  const DevSpec& s = c.spec;
-  float x = real ? v : 0.0f;
-  if (s.flush) x = flush_sub(x);
-  uint32_t amax = __reduce_max_sync(kAll, __float_as_uint(x) & 0x7FFFFFFFu);
-  BlockState st{};
-  st.nan_block = amax >= 0x7F800000u;
-  st.m = 0.0f;
-  if (s.asym) {
-    if (st.nan_block) {
-      st.offset = 0x7FC0;
-    } else {
-      float lo = real ? x : __uint_as_float(0x7F800000u);
-      float hi = real ? x : __uint_as_float(0xFF800000u);
-      for (int o = 1; o < 32; o <<= 1) minmax_xor(lo, hi, o);
-      if (lo > hi) lo = hi = 0.0f;
-      st.offset = f32_to_bf16_bits(__fadd_rn(__fmul_rn(hi, 0.5f), __fmul_rn(lo, 0.5f)));
-      st.m = bf16_bits_to_f32(st.offset);
-      const float d = real ? __fsub_rn(x, st.m) : x;
-      amax = __reduce_max_sync(kAll, __float_as_uint(d) & 0x7FFFFFFFu);
-    }
-  }
-  finish_scale(s, amax, st);
-  if (st.nan_block) return __uint_as_float(kNanF32);
-  const float shifted = s.asym ? __fsub_rn(x, st.m) : x;
-  const uint32_t y = __float_as_uint(__fmul_rn(shifted, st.inv_scale));
-  const uint32_t dither = c.rounding == int(Rounding::kStochastic) ? dither_at(s.key, index) : 0u;
-  float out = __fmul_rn(s.f.decode[encode(c, y, dither)], e8m0_value(st.scale));
-  if (s.asym) out = __fadd_rn(out, st.m);
-  return out;
 }
 
 struct Geometry {
@@ -315,10 +232,33 @@ __global__ void dkdv_kernel(BackwardPtrs a, Geometry g, DevCast p_dw, DevCast ds
 __global__ void cast_tiles_kernel(float* x, int64_t n, int64_t index0, int padding, DevCast c) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i - (threadIdx.x & 31) >= n) return;  // whole warps only
-  const bool real = (threadIdx.x & 31) < 32 - padding;
+  const int slot = int(threadIdx.x & 31);
+  const bool real = slot < 32 - padding;
   const float v = i < n ? x[i] : 0.0f;
-  const float out = cast_value(c, v, real, index0 + i);
+  // Indices as in a tensor whose rows hold only the real slots.
+  const float out = cast_value(c, v, real, index0 + i / 32 * (32 - padding) + slot);
   if (i < n && real) x[i] = out;
+}
+
+// The quad layout of the tensor-core kernels: a warp casts eight blocks, block g by lanes
+// 4g .. 4g + 3, lane 4g + t holding slots 8n + 2t + e.
+__global__ void cast_quads_kernel(float* x, int64_t n, int64_t index0, int padding, DevCast c) {
+  __shared__ float table[256];
+  stage_decode_table(table, c);
+  __syncthreads();
+  const int lane = int(threadIdx.x & 31), t = lane & 3;
+  const int64_t block = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 4;
+  if ((block - lane / 4) * 32 >= n) return;  // whole warps only
+  float* base = x + block * 32;
+  const bool inside = block * 32 < n;
+  float v[8];
+  for (int k = 0; k < 8; ++k) v[k] = inside ? base[8 * (k >> 1) + 2 * t + (k & 1)] : 0.0f;
+  // Indices as in a tensor whose rows hold only the real slots.
+  cast_quad(c, v, 0, 32 - padding, index0 + block * (32 - padding), 1, table);
+  for (int k = 0; k < 8; ++k) {
+    const int slot = 8 * (k >> 1) + 2 * t + (k & 1);
+    if (inside && slot < 32 - padding) base[slot] = v[k];
+  }
 }
 
 Geometry geometry(const AttnDims& d) {
@@ -354,6 +294,14 @@ void dispatch(bool bf16_act, int64_t hs, Fn fn) {
   }
 }
 
+// The tensor-core kernels copy rows in 16-byte pieces.
+bool aligned(std::initializer_list<const void*> pointers) {
+  for (const void* p : pointers) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string check_tile_cast(const TileCast& cast) {
@@ -368,6 +316,27 @@ std::string check_tile_cast(const TileCast& cast) {
 void attention_forward(void* out, float* lse, const void* q, const void* k, const void* v,
                        const AttnDims& d, const TileCast& p_cast, bool round_p, bool bf16_act,
                        cudaStream_t s) {
+  if (flash_supports(d, bf16_act, {p_cast}) && aligned({out, q, k, v})) {
+    flash_attention_forward(out, lse, q, k, v, d, p_cast, round_p, s);
+  } else {
+    attention_forward_cuda_cores(out, lse, q, k, v, d, p_cast, round_p, bf16_act, s);
+  }
+}
+
+void attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
+                        const TileCast& ds_x, const TileCast& ds_w, bool round_p, bool bf16_act,
+                        cudaStream_t s) {
+  if (flash_supports(d, bf16_act, {p_dw, ds_x, ds_w}) &&
+      aligned({a.qf, a.kf, a.do_x, a.v_dw, a.do_w, a.k_dw, a.q_dw, a.dq, a.dk, a.dv})) {
+    flash_attention_backward(a, d, p_dw, ds_x, ds_w, round_p, s);
+  } else {
+    attention_backward_cuda_cores(a, d, p_dw, ds_x, ds_w, round_p, bf16_act, s);
+  }
+}
+
+void attention_forward_cuda_cores(void* out, float* lse, const void* q, const void* k,
+                                  const void* v, const AttnDims& d, const TileCast& p_cast,
+                                  bool round_p, bool bf16_act, cudaStream_t s) {
   const Geometry g = geometry(d);
   const DevCast pc = dev_cast(p_cast);
   const dim3 grid(unsigned((d.t + kWarps - 1) / kWarps), unsigned(d.b * d.nh));
@@ -379,9 +348,9 @@ void attention_forward(void* out, float* lse, const void* q, const void* k, cons
   });
 }
 
-void attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
-                        const TileCast& ds_x, const TileCast& ds_w, bool round_p, bool bf16_act,
-                        cudaStream_t s) {
+void attention_backward_cuda_cores(const AttnBackwardArgs& a, const AttnDims& d,
+                                   const TileCast& p_dw, const TileCast& ds_x, const TileCast& ds_w,
+                                   bool round_p, bool bf16_act, cudaStream_t s) {
   const Geometry g = geometry(d);
   const BackwardPtrs p{a.qf,   a.kf,  a.do_x,  a.v_dw, a.do_w, a.k_dw,
                        a.q_dw, a.lse, a.delta, a.dq,   a.dk,   a.dv};
@@ -397,7 +366,12 @@ void attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const Tile
 }
 
 void cast_tiles_for_test(float* x, int64_t n, int64_t index0, int padding, const TileCast& cast,
-                         cudaStream_t s) {
+                         bool quads, cudaStream_t s) {
+  if (quads) {
+    cast_quads_kernel<<<unsigned((n / 8 + 127) / 128), 128, 0, s>>>(x, n, index0, padding,
+                                                                    dev_cast(cast));
+    return;
+  }
   cast_tiles_kernel<<<unsigned((n + 127) / 128), 128, 0, s>>>(x, n, index0, padding,
                                                               dev_cast(cast));
 }

@@ -5,8 +5,9 @@
 // reduces over (mx/nn/cpu/attention.cpp's table); q, k, v and dO arrive already cast by the
 // backend. Each output is summed by one warp in a fixed order: results repeat bit for bit.
 //
-// This is the straightforward kernel, float32 arithmetic on CUDA cores; a tensor-core kernel is
-// to replace it for speed and must keep its results within rounding of these.
+// These kernels compute in float32 on CUDA cores. Where activations are bfloat16 and the head
+// size is 32, 64 or 128, tensor-core kernels (flash_attention.h) take over with the same
+// arguments and the same casts.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -57,10 +58,21 @@ void attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const Tile
                         const TileCast& ds_x, const TileCast& ds_w, bool round_p, bool bf16_act,
                         cudaStream_t s);
 
-// The in-tile cast alone, for tests: x[i] for i in [0, n) cast as one warp casts it, in blocks of
-// 32 consecutive values, value i at flat index index0 + i of the cast tensor (n a multiple of
-// 32; the last `padding` values of each block are treated as padding past a tensor's end).
+// The CUDA-core kernels whatever the arguments (attention_forward and attention_backward choose
+// between them and the tensor-core kernels); for tests that hold one to the other.
+void attention_forward_cuda_cores(void* out, float* lse, const void* q, const void* k,
+                                  const void* v, const AttnDims& d, const TileCast& p_cast,
+                                  bool round_p, bool bf16_act, cudaStream_t s);
+void attention_backward_cuda_cores(const AttnBackwardArgs& a, const AttnDims& d,
+                                   const TileCast& p_dw, const TileCast& ds_x, const TileCast& ds_w,
+                                   bool round_p, bool bf16_act, cudaStream_t s);
+
+// The in-tile cast alone, for tests: x[i] for i in [0, n) cast in blocks of 32 consecutive
+// values, value i at flat index index0 + i of the cast tensor (n a multiple of 32; the last
+// `padding` values of each block are treated as padding past a tensor's end). Blocks are held as
+// the CUDA-core kernels hold them (a warp each) or, when `quads`, as the tensor-core kernels do
+// (four lanes each; symmetric casts only).
 void cast_tiles_for_test(float* x, int64_t n, int64_t index0, int padding, const TileCast& cast,
-                         cudaStream_t s);
+                         bool quads, cudaStream_t s);
 
 }  // namespace mx::nn::cuda

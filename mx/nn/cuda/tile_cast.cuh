@@ -1,0 +1,197 @@
+// The casts that attention kernels make inside their tiles (of P and dS): one MX block of 32
+// values held by a group of lanes, cast as the CPU's fake_quantize casts that block. Two
+// layouts: a whole warp with one value per lane (cast_value), and a quad of four lanes with
+// eight values each, in the order of a tensor-core accumulator (cast_quad). Both reduce the
+// block's largest magnitude exactly (an integer max), so they give the same bits as the
+// quantizer kernels, which give the CPU reference's.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "mx/core/format.h"
+#include "mx/kernels/cuda/codec.cuh"
+#include "mx/kernels/cuda/device_common.cuh"
+#include "mx/nn/cuda/attention.h"
+
+namespace mx::nn::cuda {
+
+constexpr unsigned kFullWarp = 0xFFFFFFFFu;
+
+struct DevCast {
+  int kind;  // TileCast::Kind
+  int rounding;
+  bool integer;
+  mx::cuda::DevSpec spec;
+};
+
+inline DevCast dev_cast(const TileCast& c) {
+  DevCast d{};
+  d.kind = int(c.kind);
+  if (c.kind == TileCast::Kind::kMx) {
+    d.rounding = int(c.spec.rounding);
+    d.integer = traits(c.spec.format).is_integer;
+    d.spec = mx::cuda::make_dev_spec(c.spec);
+  }
+  return d;
+}
+
+__device__ __forceinline__ float bf16_round(float v) {
+  return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+__device__ __forceinline__ uint32_t encode(const DevCast& c, uint32_t y, uint32_t dither) {
+  using mx::cuda::encode_lane;
+  const auto& f = c.spec.f;
+  switch (Rounding(c.rounding)) {
+    case Rounding::kNearestEven:
+      return c.integer ? encode_lane<Rounding::kNearestEven, true>(f, y, dither)
+                       : encode_lane<Rounding::kNearestEven, false>(f, y, dither);
+    case Rounding::kNearestAway:
+      return c.integer ? encode_lane<Rounding::kNearestAway, true>(f, y, dither)
+                       : encode_lane<Rounding::kNearestAway, false>(f, y, dither);
+    case Rounding::kTowardZero:
+      return c.integer ? encode_lane<Rounding::kTowardZero, true>(f, y, dither)
+                       : encode_lane<Rounding::kTowardZero, false>(f, y, dither);
+    case Rounding::kStochastic:
+      return c.integer ? encode_lane<Rounding::kStochastic, true>(f, y, dither)
+                       : encode_lane<Rounding::kStochastic, false>(f, y, dither);
+  }
+  return 0;
+}
+
+// One element of a block whose scale is settled: x (flushed, offset removed) to its cast value.
+// `decode` is the format's table of element values (c.spec.f.decode, or a copy of it in shared
+// memory: lanes index it at different codes, which a kernel parameter serializes).
+__device__ __forceinline__ float cast_element(const DevCast& c, const mx::cuda::BlockState& st,
+                                              float x, int64_t index, const float* decode) {
+  using namespace mx::cuda;
+  const DevSpec& s = c.spec;
+  const float shifted = s.asym ? __fsub_rn(x, st.m) : x;
+  const uint32_t y = __float_as_uint(__fmul_rn(shifted, st.inv_scale));
+  const uint32_t dither = c.rounding == int(Rounding::kStochastic) ? dither_at(s.key, index) : 0u;
+  float out = __fmul_rn(decode[encode(c, y, dither)], e8m0_value(st.scale));
+  if (s.asym) out = __fadd_rn(out, st.m);
+  return out;
+}
+
+// A block of 32 spread over the warp, lane = slot. `real` is false for padding past the tensor's
+// end; `index` is the value's flat index in the tensor the CPU casts. Every lane must call it.
+__device__ __forceinline__ float cast_value(const DevCast& c, float v, bool real, int64_t index) {
+  using namespace mx::cuda;
+  if (c.kind == int(TileCast::Kind::kNone)) return v;
+  if (c.kind == int(TileCast::Kind::kBF16)) return bf16_round(v);
+  const DevSpec& s = c.spec;
+  float x = real ? v : 0.0f;
+  if (s.flush) x = flush_sub(x);
+  uint32_t amax = __reduce_max_sync(kFullWarp, __float_as_uint(x) & 0x7FFFFFFFu);
+  BlockState st{};
+  st.nan_block = amax >= 0x7F800000u;
+  st.m = 0.0f;
+  if (s.asym) {
+    if (st.nan_block) {
+      st.offset = 0x7FC0;
+    } else {
+      float lo = real ? x : __uint_as_float(0x7F800000u);
+      float hi = real ? x : __uint_as_float(0xFF800000u);
+      for (int o = 1; o < 32; o <<= 1) minmax_xor(lo, hi, o);
+      if (lo > hi) lo = hi = 0.0f;
+      st.offset = f32_to_bf16_bits(__fadd_rn(__fmul_rn(hi, 0.5f), __fmul_rn(lo, 0.5f)));
+      st.m = bf16_bits_to_f32(st.offset);
+      const float d = real ? __fsub_rn(x, st.m) : x;
+      amax = __reduce_max_sync(kFullWarp, __float_as_uint(d) & 0x7FFFFFFFu);
+    }
+  }
+  finish_scale(s, amax, st);
+  if (st.nan_block) return __uint_as_float(kNanF32);
+  return cast_element(c, st, x, index, s.f.decode);
+}
+
+// The elements of one symmetric block whose scale is settled, with the rounding mode and the
+// format's kind fixed at compile time: a kernel that picked them per element would carry every
+// variant's instructions (and the stochastic dither's hash) for each value.
+template <Rounding kMode, bool kInteger>
+__device__ __forceinline__ void encode_quad(const DevCast& c, const mx::cuda::BlockState& st,
+                                            float (&v)[8], int64_t first, int64_t base,
+                                            int64_t stride, const float* decode) {
+  using namespace mx::cuda;
+  const float scale = e8m0_value(st.scale);
+  const int t = int(threadIdx.x & 3);
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const uint32_t y = __float_as_uint(__fmul_rn(v[k], st.inv_scale));
+    uint32_t dither = 0;
+    if constexpr (kMode == Rounding::kStochastic) {
+      dither = dither_at(c.spec.key, base + stride * (first + 8 * (k >> 1) + 2 * t + (k & 1)));
+    }
+    v[k] = __fmul_rn(decode[encode_lane<kMode, kInteger>(c.spec.f, y, dither)], scale);
+  }
+}
+
+// A block of 32 held by the four lanes of a quad (lanes 4g .. 4g + 3), eight values each, as a
+// row of four m16n8 accumulator tiles holds them: lane 4g + t has slots 8n + 2t + e at v[2n + e]
+// (n < 4, e < 2). The block starts at position `first` along its axis; a slot at position p is
+// padding when p >= `end`, and its flat index is base + stride * p. `decode` as for
+// cast_element. Symmetric casts only (the asymmetric offset's tie rule follows slot order; see
+// cast_value). Every lane must call it.
+__device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64_t first,
+                                          int64_t end, int64_t base, int64_t stride,
+                                          const float* decode) {
+  using namespace mx::cuda;
+  if (c.kind == int(TileCast::Kind::kNone)) return;
+  if (c.kind == int(TileCast::Kind::kBF16)) {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) v[k] = bf16_round(v[k]);
+    return;
+  }
+  const DevSpec& s = c.spec;
+  const int t = int(threadIdx.x & 3);
+  uint32_t amax = 0;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const int64_t p = first + 8 * (k >> 1) + 2 * t + (k & 1);
+    float x = p < end ? v[k] : 0.0f;
+    if (s.flush) x = flush_sub(x);
+    v[k] = x;
+    amax = max(amax, __float_as_uint(x) & 0x7FFFFFFFu);
+  }
+  amax = max(amax, __shfl_xor_sync(kFullWarp, amax, 1));
+  amax = max(amax, __shfl_xor_sync(kFullWarp, amax, 2));
+  BlockState st{};
+  st.nan_block = amax >= 0x7F800000u;
+  st.m = 0.0f;
+  finish_scale(s, amax, st);
+  if (st.nan_block) {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) v[k] = __uint_as_float(kNanF32);
+    return;
+  }
+  switch (Rounding(c.rounding)) {
+    case Rounding::kNearestEven:
+      c.integer ? encode_quad<Rounding::kNearestEven, true>(c, st, v, first, base, stride, decode)
+                : encode_quad<Rounding::kNearestEven, false>(c, st, v, first, base, stride, decode);
+      break;
+    case Rounding::kNearestAway:
+      c.integer ? encode_quad<Rounding::kNearestAway, true>(c, st, v, first, base, stride, decode)
+                : encode_quad<Rounding::kNearestAway, false>(c, st, v, first, base, stride, decode);
+      break;
+    case Rounding::kTowardZero:
+      c.integer ? encode_quad<Rounding::kTowardZero, true>(c, st, v, first, base, stride, decode)
+                : encode_quad<Rounding::kTowardZero, false>(c, st, v, first, base, stride, decode);
+      break;
+    case Rounding::kStochastic:
+      c.integer ? encode_quad<Rounding::kStochastic, true>(c, st, v, first, base, stride, decode)
+                : encode_quad<Rounding::kStochastic, false>(c, st, v, first, base, stride, decode);
+      break;
+  }
+}
+
+// Copies a cast's decode table to shared memory (`table`, 256 floats); every thread of the block
+// must call it, and a __syncthreads must follow before the table is read.
+__device__ __forceinline__ void stage_decode_table(float* table, const DevCast& c) {
+  if (c.kind != int(TileCast::Kind::kMx)) return;
+  for (int i = int(threadIdx.x); i < 256; i += int(blockDim.x)) table[i] = c.spec.f.decode[i];
+}
+
+}  // namespace mx::nn::cuda

@@ -1,0 +1,183 @@
+// The tensor-core attention kernels against the CUDA-core ones, on the same bfloat16 inputs
+// with the same in-tile casts: the outputs, the log-sum-exps and the three gradients agree
+// within bfloat16 rounding. Both kernels cast P and dS with the same bit-exact code (tested in
+// nn_backend_test.cpp) and compute P from the same inputs, so a cast element differs only where
+// float32 sums in another order move P across a rounding boundary, which is rare. Skips where no
+// GPU is present.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mx/kernels/cuda/quantize_cuda.h"
+#include "mx/nn/cuda/attention.h"
+#include "mx/nn/cuda/flash_attention.h"
+
+namespace mx::nn::cuda {
+namespace {
+
+#define SKIP_WITHOUT_GPU()                        \
+  do {                                            \
+    std::string why;                              \
+    if (!mx::cuda::cuda_device_available(&why)) { \
+      GTEST_SKIP() << "no CUDA device: " << why;  \
+    }                                             \
+  } while (0)
+
+uint16_t to_bf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return uint16_t((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+float from_bf16(uint16_t h) {
+  const uint32_t bits = uint32_t(h) << 16;
+  float x;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
+// A device buffer of bfloat16 or float32 values, copied back on request.
+class DeviceArray {
+ public:
+  DeviceArray(size_t count, size_t element_bytes) : bytes_(count * element_bytes) {
+    EXPECT_EQ(cudaMalloc(&p_, bytes_), cudaSuccess);
+    cudaMemset(p_, 0, bytes_);
+  }
+  ~DeviceArray() { cudaFree(p_); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  void* get() const { return p_; }
+  float* f32() const { return static_cast<float*>(p_); }
+  std::vector<float> values(bool bf16) const {
+    std::vector<float> out;
+    if (bf16) {
+      std::vector<uint16_t> h(bytes_ / 2);
+      cudaMemcpy(h.data(), p_, bytes_, cudaMemcpyDeviceToHost);
+      for (uint16_t x : h) out.push_back(from_bf16(x));
+    } else {
+      out.resize(bytes_ / 4);
+      cudaMemcpy(out.data(), p_, bytes_, cudaMemcpyDeviceToHost);
+    }
+    return out;
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_;
+};
+
+void fill_normal(DeviceArray& a, size_t count, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<uint16_t> h(count);
+  for (uint16_t& x : h) x = to_bf16(normal(rng));
+  cudaMemcpy(a.get(), h.data(), count * 2, cudaMemcpyHostToDevice);
+}
+
+double rel_diff(const std::vector<float>& got, const std::vector<float>& want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    den += double(want[i]) * want[i];
+  }
+  return std::sqrt(num / den);
+}
+
+TileCast mx_cast(ElementFormat format, Rounding rounding) {
+  TileCast c{TileCast::Kind::kMx, {}};
+  c.spec.format = format;
+  c.spec.rounding = rounding;
+  c.spec.seed = 12345;
+  return c;
+}
+
+struct Case {
+  const char* name;
+  AttnDims dims;
+  TileCast p, p_dw, ds_x, ds_w;
+  bool round_p;
+};
+
+// Runs both kernels on one set of inputs; every result within `tol` relative (2-norm).
+void expect_kernels_agree(const Case& c, double tol) {
+  SCOPED_TRACE(c.name);
+  const AttnDims& d = c.dims;
+  const size_t q_count = size_t(d.b * d.t * d.nh * d.hs),
+               kv_count = size_t(d.b * d.t * d.nkv * d.hs);
+  const size_t rows = size_t(d.b * d.nh * d.t);
+  DeviceArray q(q_count, 2), k(kv_count, 2), v(kv_count, 2), dout(q_count, 2);
+  DeviceArray k_dw(kv_count, 2), v_dw(kv_count, 2), q_dw(q_count, 2), do_w(q_count, 2);
+  fill_normal(q, q_count, 1);
+  fill_normal(k, kv_count, 2);
+  fill_normal(v, kv_count, 3);
+  fill_normal(dout, q_count, 4);
+  // The backward's operands are other casts of the same tensors; other values serve as well.
+  fill_normal(k_dw, kv_count, 5);
+  fill_normal(v_dw, kv_count, 6);
+  fill_normal(q_dw, q_count, 7);
+  fill_normal(do_w, q_count, 8);
+  struct Results {
+    std::vector<float> out, lse, dq, dk, dv;
+  };
+  auto run = [&](bool tensor_cores) {
+    DeviceArray out(q_count, 2), lse(rows, 4), delta(rows, 4);
+    DeviceArray dq(q_count, 2), dk(kv_count, 2), dv(kv_count, 2);
+    if (tensor_cores) {
+      flash_attention_forward(out.get(), lse.f32(), q.get(), k.get(), v.get(), d, c.p, c.round_p,
+                              nullptr);
+    } else {
+      attention_forward_cuda_cores(out.get(), lse.f32(), q.get(), k.get(), v.get(), d, c.p,
+                                   c.round_p, true, nullptr);
+    }
+    AttnBackwardArgs a{q.get(),    k.get(),   dout.get(),  v_dw.get(), do_w.get(), k_dw.get(),
+                       q_dw.get(), lse.f32(), delta.f32(), dq.get(),   dk.get(),   dv.get()};
+    if (tensor_cores) {
+      flash_attention_backward(a, d, c.p_dw, c.ds_x, c.ds_w, c.round_p, nullptr);
+    } else {
+      attention_backward_cuda_cores(a, d, c.p_dw, c.ds_x, c.ds_w, c.round_p, true, nullptr);
+    }
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    return Results{out.values(true), lse.values(false), dq.values(true), dk.values(true),
+                   dv.values(true)};
+  };
+  const Results want = run(false), got = run(true);
+  EXPECT_LT(rel_diff(got.out, want.out), tol) << "out";
+  EXPECT_LT(rel_diff(got.lse, want.lse), 1e-5) << "lse";
+  EXPECT_LT(rel_diff(got.dq, want.dq), tol) << "dq";
+  EXPECT_LT(rel_diff(got.dk, want.dk), tol) << "dk";
+  EXPECT_LT(rel_diff(got.dv, want.dv), tol) << "dv";
+}
+
+const TileCast kBf16{TileCast::Kind::kBF16, {}};
+
+// bfloat16 casts (the bf16 recipe) for each head size, T = 100 (tiles cut short), grouped
+// queries; 1e-2 is a few bfloat16 roundings of the outputs (2^-9 relative each).
+TEST(FlashAttention, MatchesTheCudaCoreKernelsUnderBfloat16Casts) {
+  SKIP_WITHOUT_GPU();
+  for (int64_t hs : {32, 64, 128}) {
+    expect_kernels_agree({"bf16", {2, 100, 4, 2, hs}, kBf16, kBf16, kBf16, kBf16, false}, 1e-2);
+  }
+  expect_kernels_agree(
+      {"bf16, T 64, P rounded", {1, 64, 2, 2, 64}, kBf16, kBf16, kBf16, kBf16, true}, 1e-2);
+}
+
+// MX casts in the tiles: MXFP6 throughout, and the mxfp4 recipe's E2M1 probabilities with
+// stochastically rounded E3M0 gradients.
+TEST(FlashAttention, MatchesTheCudaCoreKernelsUnderMxCasts) {
+  SKIP_WITHOUT_GPU();
+  const TileCast fp6 = mx_cast(ElementFormat::kE3M2, Rounding::kNearestEven);
+  const TileCast fp4 = mx_cast(ElementFormat::kE2M1, Rounding::kNearestEven);
+  const TileCast e3m0 = mx_cast(ElementFormat::kE3M0, Rounding::kStochastic);
+  for (int64_t hs : {64, 128}) {
+    expect_kernels_agree({"mxfp6", {2, 100, 4, 2, hs}, fp6, fp6, fp6, fp6, false}, 1e-2);
+    expect_kernels_agree({"mxfp4", {2, 100, 4, 2, hs}, fp4, fp4, e3m0, e3m0, false}, 1e-2);
+  }
+}
+
+}  // namespace
+}  // namespace mx::nn::cuda
