@@ -112,8 +112,19 @@ class CudaBackend final : public Backend {
     const void* wq = prepare(w, {n, k}, 1, recipe.weight_fwd, "weight_fwd",
                              operand_stream(stream, LinearOperand::kWeightFwd), 1);
     if (xq == nullptr || wq == nullptr) return;
-    // Row-major y[M,N] = x[M,K] W[N,K]^T is column-major y^T = W x^T.
-    gemm(true, false, n, m, k, wq, k, xq, k, y.p, act(), n, 0.0f);
+    // Row-major y[M,N] = x[M,K] W[N,K]^T is column-major y^T = W x^T. An N that is not a
+    // multiple of 8 (the classifier's vocabulary) sends cuBLASLt to slow unaligned kernels:
+    // the product runs on W padded with zero rows, into rows padded alike, then goes to y.
+    const int64_t padded = round_up(n, 8);
+    if (padded == n) {
+      gemm(true, false, n, m, k, wq, k, xq, k, y.p, act(), n, 0.0f);
+    } else {
+      const void* wp = padded_weight(wq, n, k);
+      void* yp = slot(kPaddedOut, size_t(m * padded * buf_type_bytes(act())));
+      if (wp == nullptr || yp == nullptr) return;
+      gemm(true, false, padded, m, k, wp, k, xq, k, yp, act(), padded, 0.0f);
+      copy_rows(y.p, n, yp, padded, n, m);
+    }
     if (!bias.empty()) kernels::add_bias(y.p, bias.as<float>(), m, n, bf16_act(), stream_);
     check_launch("matmul_forward");
   }
@@ -127,8 +138,13 @@ class CudaBackend final : public Backend {
       const void* wq = prepare(w, {n, k}, 0, recipe.weight_dx, "weight_dx",
                                operand_stream(stream, LinearOperand::kWeightDx), 1);
       if (gq == nullptr || wq == nullptr) return;
-      // dx^T[K,M] = W^T[K,N] dy^T[N,M].
-      gemm(false, false, k, m, n, wq, k, gq, n, dx.p, act(), k, accumulate_dx ? 1.0f : 0.0f);
+      // dx^T[K,M] = W^T[K,N] dy^T[N,M], over N padded with zeros when it is not a multiple of 8.
+      const int64_t padded = round_up(n, 8);
+      const void* gp = padded_rows(gq, m, n, kPaddedDyDx);
+      const void* wp = padded == n ? wq : padded_weight(wq, n, k);
+      if (gp == nullptr || wp == nullptr) return;
+      gemm(false, false, k, m, padded, wp, k, gp, padded, dx.p, act(), k,
+           accumulate_dx ? 1.0f : 0.0f);
     }
     if (!dw.empty()) {
       const void* gq = prepare(dy, {m, n}, 0, recipe.grad_out_dw, "grad_out_dw",
@@ -136,8 +152,10 @@ class CudaBackend final : public Backend {
       const void* xq = prepare(x, {m, k}, 0, recipe.act_dw, "act_dw",
                                operand_stream(stream, LinearOperand::kActDw), 1);
       if (gq == nullptr || xq == nullptr) return;
+      const void* gp = padded_rows(gq, m, n, kPaddedDyDw);
+      if (gp == nullptr) return;
       // dW^T[K,N] += x^T[K,M] dy[M,N].
-      gemm(false, true, k, n, m, xq, k, gq, n, dw.p, BufType::kF32, k, 1.0f);
+      gemm(false, true, k, n, m, xq, k, gp, round_up(n, 8), dw.p, BufType::kF32, k, 1.0f);
     }
     if (!dbias.empty()) {
       grow_ops(m, n);
@@ -337,6 +355,46 @@ class CudaBackend final : public Backend {
   }
   void check_launch(const char* what) { check(cudaGetLastError(), what); }
 
+  // Scratch slots past the operand casts' (0 to 7).
+  static constexpr size_t kPaddedOut = 8, kPaddedDyDx = 9, kPaddedDyDw = 10, kPaddedW = 11;
+
+  static int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
+
+  // Copies `rows` rows of `width` activation elements between row strides.
+  void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t width,
+                 int64_t rows) {
+    const size_t e = size_t(buf_type_bytes(act()));
+    check(cudaMemcpy2DAsync(dst, size_t(dst_stride) * e, src, size_t(src_stride) * e,
+                            size_t(width) * e, size_t(rows), cudaMemcpyDeviceToDevice, stream_),
+          "row copy");
+  }
+
+  // x [rows, n] itself when n is a multiple of 8, else a copy in rows padded to one with zeros
+  // (scratch `index`).
+  const void* padded_rows(const void* x, int64_t rows, int64_t n, size_t index) {
+    const int64_t padded = round_up(n, 8);
+    if (padded == n) return x;
+    const size_t e = size_t(buf_type_bytes(act()));
+    char* p = static_cast<char*>(slot(index, size_t(rows * padded) * e));
+    if (p == nullptr) return nullptr;
+    copy_rows(p, padded, x, n, n, rows);
+    check(cudaMemset2DAsync(p + size_t(n) * e, size_t(padded) * e, 0, size_t(padded - n) * e,
+                            size_t(rows), stream_),
+          "padding");
+    return p;
+  }
+
+  // A weight cast w [n, k] followed by zero rows up to a multiple of 8 (scratch kPaddedW).
+  const void* padded_weight(const void* w, int64_t n, int64_t k) {
+    const size_t e = size_t(buf_type_bytes(act()));
+    const size_t bytes = size_t(n * k) * e, padded = size_t(round_up(n, 8) * k) * e;
+    char* p = static_cast<char*>(slot(kPaddedW, padded));
+    if (p == nullptr) return nullptr;
+    check(cudaMemcpyAsync(p, w, bytes, cudaMemcpyDeviceToDevice, stream_), "weight copy");
+    check(cudaMemsetAsync(p + bytes, 0, padded - bytes, stream_), "padding");
+    return p;
+  }
+
   void* slot(size_t index, size_t bytes) {
     if (scratch_.size() <= index) scratch_.resize(index + 1);
     Scratch& s = scratch_[index];
@@ -392,7 +450,10 @@ class CudaBackend final : public Backend {
     const std::vector<int64_t> shape(shape_list);
     int64_t count = 1;
     for (const int64_t d : shape) count *= d;
-    if (cast.kind == OperandCast::Kind::kNone && x.type == out) return x.p;
+    // No copy when nothing would change (bfloat16 values rounded to bfloat16 are themselves).
+    const bool identity = cast.kind == OperandCast::Kind::kNone ||
+                          (cast.kind == OperandCast::Kind::kBF16 && x.type == BufType::kBF16);
+    if (identity && x.type == out) return x.p;
     void* dst = slot(index, size_t(count * buf_type_bytes(out)));
     if (dst == nullptr) return nullptr;
     switch (cast.kind) {

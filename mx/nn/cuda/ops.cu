@@ -4,7 +4,9 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <cub/device/device_radix_sort.cuh>
+#include <type_traits>
 
 #include "mx/nn/cuda/ops.h"
 
@@ -91,19 +93,30 @@ __global__ void iota_kernel(uint32_t* v, int64_t n) {
 
 // One warp per position of the sorted tokens; the first of each run of one token sums the run's
 // rows in position order and adds them to that token's row.
+// One block per (token run of the sorted keys, 128 columns): the run's rows summed in position
+// order. A run's length is data (a frequent token can own thousands of rows), so its rows are
+// read four at a time to keep several loads in flight; the sum's order is unchanged.
 template <class T>
 __global__ void token_grad_kernel(float* dwte, const T* dout, const uint32_t* keys,
                                   const uint32_t* positions, int64_t n, int64_t c) {
-  const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
-  const int lane = threadIdx.x & 31;
-  if (i >= n || (i > 0 && keys[i] == keys[i - 1])) return;
+  const int64_t i = blockIdx.x;
+  const int64_t j = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (j >= c || (i > 0 && keys[i] == keys[i - 1])) return;
   const uint32_t token = keys[i];
-  for (int64_t j = lane; j < c; j += 32) {
-    float sum = 0.0f;
-    for (int64_t k = i; k < n && keys[k] == token; ++k)
-      sum += ld(dout, int64_t(positions[k]) * c + j);
-    dwte[int64_t(token) * c + j] += sum;
+  float sum = 0.0f;
+  int64_t k = i;
+  for (; k + 3 < n && keys[k + 3] == token; k += 4) {  // sorted: k .. k + 3 are all `token`
+    const float v0 = ld(dout, int64_t(positions[k]) * c + j);
+    const float v1 = ld(dout, int64_t(positions[k + 1]) * c + j);
+    const float v2 = ld(dout, int64_t(positions[k + 2]) * c + j);
+    const float v3 = ld(dout, int64_t(positions[k + 3]) * c + j);
+    sum += v0;
+    sum += v1;
+    sum += v2;
+    sum += v3;
   }
+  for (; k < n && keys[k] == token; ++k) sum += ld(dout, int64_t(positions[k]) * c + j);
+  dwte[int64_t(token) * c + j] += sum;
 }
 
 // ---- Column sums (norm weights, biases) ----
@@ -126,15 +139,20 @@ __global__ void column_partials_kernel(float* partials, int64_t n, int64_t c, Te
   partials[(chunks + chunk) * c + j] = b;
 }
 
+// One warp per column: lane l sums partials l, l + 32, ..., then the warp's fixed tree.
 __global__ void column_finish_kernel(float* out_a, float* out_b, const float* partials,
                                      int64_t chunks, int64_t c) {
-  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t j = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
   if (j >= c) return;
   float a = 0.0f, b = 0.0f;
-  for (int64_t k = 0; k < chunks; ++k) {
+  for (int64_t k = lane; k < chunks; k += 32) {
     a += partials[k * c + j];
     b += partials[(chunks + k) * c + j];
   }
+  a = warp_sum(a);
+  b = warp_sum(b);
+  if (lane != 0) return;
   if (out_a != nullptr) out_a[j] += a;
   if (out_b != nullptr) out_b[j] += b;
 }
@@ -145,7 +163,7 @@ void column_sums(float* out_a, float* out_b, int64_t n, int64_t c, OpsScratch& s
   const int64_t chunks = (n + kRowsPerChunk - 1) / kRowsPerChunk;
   const dim3 grid(unsigned((c + kThreads - 1) / kThreads), unsigned(chunks));
   column_partials_kernel<T><<<grid, kThreads, 0, s>>>(scratch.partials, n, c, terms);
-  column_finish_kernel<<<unsigned((c + kThreads - 1) / kThreads), kThreads, 0, s>>>(
+  column_finish_kernel<<<unsigned((c * 32 + kThreads - 1) / kThreads), kThreads, 0, s>>>(
       out_a, out_b, scratch.partials, chunks, c);
 }
 
@@ -199,6 +217,51 @@ __global__ void layernorm_backward_kernel(T* dx, const T* dout, const T* x, cons
     const float xhat = (ld(x, row * c + j) - m) * r;
     const float d = r * (ld(dout, row * c + j) * w[j] - mg - xhat * mgx);
     st(dx, row * c + j, ld(dx, row * c + j) + d);
+  }
+}
+
+// The same for bfloat16 rows of c = 256 V: each lane reads its 8 V values once, in 16-byte
+// vectors, and keeps them in registers for both passes.
+template <int V>
+__global__ void layernorm_backward_bf16_kernel(__nv_bfloat16* dx, const __nv_bfloat16* dout,
+                                               const __nv_bfloat16* x, const float* w,
+                                               const float* mean, const float* rstd, int64_t n) {
+  constexpr int64_t c = 256 * V;
+  const int64_t row = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (row >= n) return;
+  const float m = mean[row], r = rstd[row];
+  float xhat[V][8], g[V][8];
+  float mg = 0.0f, mgx = 0.0f;
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    const int64_t col = (v * 32 + lane) * 8;
+    const uint4 xv = *reinterpret_cast<const uint4*>(x + row * c + col);
+    const uint4 gv = *reinterpret_cast<const uint4*>(dout + row * c + col);
+    const __nv_bfloat16* xe = reinterpret_cast<const __nv_bfloat16*>(&xv);
+    const __nv_bfloat16* ge = reinterpret_cast<const __nv_bfloat16*>(&gv);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      xhat[v][e] = (__bfloat162float(xe[e]) - m) * r;
+      g[v][e] = __bfloat162float(ge[e]) * w[col + e];
+      mg += g[v][e];
+      mgx += g[v][e] * xhat[v][e];
+    }
+  }
+  mg = warp_sum(mg) / float(c);
+  mgx = warp_sum(mgx) / float(c);
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    const int64_t col = (v * 32 + lane) * 8;
+    uint4* dst = reinterpret_cast<uint4*>(dx + row * c + col);
+    uint4 dv = *dst;
+    __nv_bfloat16* de = reinterpret_cast<__nv_bfloat16*>(&dv);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float d = r * (g[v][e] - mg - xhat[v][e] * mgx);
+      de[e] = __float2bfloat16_rn(__bfloat162float(de[e]) + d);
+    }
+    *dst = dv;
   }
 }
 
@@ -339,7 +402,7 @@ static void embedding_backward_impl(float* dwte, float* dwpe, const void* dout,
   size_t bytes = scratch.sort_temp_bytes;
   cub::DeviceRadixSort::SortPairs(scratch.sort_temp, bytes, tokens, keys_out, positions_in,
                                   positions_out, int(n), 0, 32, s);
-  token_grad_kernel<T><<<unsigned((n * 32 + kThreads - 1) / kThreads), kThreads, 0, s>>>(
+  token_grad_kernel<T><<<dim3(unsigned(n), unsigned((c + 127) / 128)), 128, 0, s>>>(
       dwte, g, keys_out, positions_out, n, c);
 }
 
@@ -377,8 +440,38 @@ static void layernorm_backward_impl(void* dx, float* dw, float* db, const void* 
                                     int64_t c, OpsScratch& scratch, cudaStream_t s) {
   const T* g = static_cast<const T*>(dout);
   const T* xv = static_cast<const T*>(x);
-  layernorm_backward_kernel<T>
-      <<<warp_rows_blocks(n), kThreads, 0, s>>>(static_cast<T*>(dx), g, xv, w, mean, rstd, n, c);
+  const bool vectors = std::is_same_v<T, __nv_bfloat16> && c % 256 == 0 && c <= 1024 &&
+                       (reinterpret_cast<uintptr_t>(dx) | reinterpret_cast<uintptr_t>(dout) |
+                        reinterpret_cast<uintptr_t>(x)) %
+                               16 ==
+                           0;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (vectors) {
+      auto* d = static_cast<__nv_bfloat16*>(dx);
+      switch (c / 256) {
+        case 1:
+          layernorm_backward_bf16_kernel<1>
+              <<<warp_rows_blocks(n), kThreads, 0, s>>>(d, g, xv, w, mean, rstd, n);
+          break;
+        case 2:
+          layernorm_backward_bf16_kernel<2>
+              <<<warp_rows_blocks(n), kThreads, 0, s>>>(d, g, xv, w, mean, rstd, n);
+          break;
+        case 3:
+          layernorm_backward_bf16_kernel<3>
+              <<<warp_rows_blocks(n), kThreads, 0, s>>>(d, g, xv, w, mean, rstd, n);
+          break;
+        default:
+          layernorm_backward_bf16_kernel<4>
+              <<<warp_rows_blocks(n), kThreads, 0, s>>>(d, g, xv, w, mean, rstd, n);
+          break;
+      }
+    }
+  }
+  if (!vectors) {
+    layernorm_backward_kernel<T>
+        <<<warp_rows_blocks(n), kThreads, 0, s>>>(static_cast<T*>(dx), g, xv, w, mean, rstd, n, c);
+  }
   column_sums<T>(dw, db, n, c, scratch, s,
                  [=] __device__(int64_t i, int64_t j, float* a, float* b2) {
                    const float gij = ld(g, i * c + j);
