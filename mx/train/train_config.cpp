@@ -38,6 +38,7 @@ std::string train_config_to_json(const TrainConfig& c) {
   j["tokenizer"] = c.tokenizer;
   j["steps"] = c.steps;
   j["batch"] = c.batch;
+  j["micro_batch"] = c.micro_batch;
   j["seq_len"] = c.seq_len;
   j["seed"] = c.seed;
   j["beta1"] = c.adamw.beta1;
@@ -58,8 +59,12 @@ std::string parse_train_config_json(std::string_view text, TrainConfig* out) {
   const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return "train config: not a JSON object";
   TrainConfig c;
-  if (j.size() != json::parse(train_config_to_json(c)).size()) {
+  const bool has_micro_batch = j.contains("micro_batch");
+  if (j.size() + (has_micro_batch ? 0 : 1) != json::parse(train_config_to_json(c)).size()) {
     return "train config: unexpected number of fields";
+  }
+  if (has_micro_batch) {
+    if (std::string e = get(j, "micro_batch", &c.micro_batch); !e.empty()) return e;
   }
   auto model_config = j.find("model_config");
   auto recipe = j.find("recipe");
@@ -90,6 +95,10 @@ std::string validate(const TrainConfig& c) {
   if (std::string e = nn::validate(c.model_config); !e.empty()) return e;
   if (c.steps < 1) return "--steps must be at least 1";
   if (c.batch < 1) return "--batch must be at least 1";
+  if (c.micro_batch < 0 || c.micro_batch > c.batch ||
+      (c.micro_batch > 0 && c.batch % c.micro_batch != 0)) {
+    return cat("--micro-batch must divide --batch (", c.batch, ")");
+  }
   if (c.seq_len < 1 || c.seq_len > c.model_config.seq_len) {
     return cat("--seq-len must be between 1 and the model's context, ", c.model_config.seq_len);
   }
@@ -135,6 +144,14 @@ std::string make_train_config(std::string_view model, nn::Arch arch, std::string
 
 nn::LrSchedule schedule_of(const TrainConfig& c) {
   return nn::LrSchedule{c.max_lr, c.min_lr, c.warmup, c.steps};
+}
+
+int64_t pass_rows(const TrainConfig& c) {
+  return c.micro_batch > 0 ? c.micro_batch : c.batch;
+}
+
+int64_t passes_per_step(const TrainConfig& c) {
+  return c.batch / pass_rows(c);
 }
 
 }  // namespace mx::train

@@ -21,6 +21,7 @@ struct TrainConfig {
   std::string tokenizer = "bytes";  // load_tokenizer's spec
   int64_t steps = 300;              // the run's total; the schedule depends on it
   int64_t batch = 16;               // sequences per step
+  int64_t micro_batch = 0;          // sequences per pass (0: the whole batch); divides batch
   int64_t seq_len = 64;             // tokens per sequence (<= model_config.seq_len)
   uint64_t seed = 1;                // parameter init and batch sampling
   nn::AdamWConfig adamw;
@@ -32,7 +33,8 @@ struct TrainConfig {
   int64_t checkpoint_every = 100;  // steps between checkpoints (and the last step)
 };
 
-// The config as JSON (every field) and back; parsing refuses missing or unknown fields.
+// The config as JSON (every field) and back; parsing refuses missing or unknown fields, except
+// "micro_batch", which runs made before it existed lack (they passed the whole batch at once).
 std::string train_config_to_json(const TrainConfig& config);
 std::string parse_train_config_json(std::string_view json, TrainConfig* out);
 
@@ -40,6 +42,10 @@ std::string parse_train_config_json(std::string_view json, TrainConfig* out);
 std::string validate(const TrainConfig& config);
 
 nn::LrSchedule schedule_of(const TrainConfig& config);
+
+// Sequences per forward and backward pass, and passes per step (gradient accumulation).
+int64_t pass_rows(const TrainConfig& config);
+int64_t passes_per_step(const TrainConfig& config);
 
 // A run of the preset `model` (model_config.h) of `arch`, with `recipe` (a preset name or a
 // JSON file) and `tokenizer` (load_tokenizer's spec; "" picks "bytes", or "gpt2" for presets

@@ -82,10 +82,10 @@ std::string inherited_rows(const std::string& log_path, int64_t step, const Trai
 // and moments' copies, and the model checks the device's memory for its activations itself.
 std::string check_memory_for(const TrainConfig& c, const std::string& device) {
   const double bytes =
-      device == "cpu" ? nn::Model::training_bytes(c.model_config, c.batch, c.seq_len)
+      device == "cpu" ? nn::Model::training_bytes(c.model_config, pass_rows(c), c.seq_len)
                       : 4.0 * sizeof(float) * double(nn::Params(c.model_config, false).count());
-  return io::check_memory(
-      bytes, cat("training ", c.model, " with batches of ", c.batch, " x ", c.seq_len, " tokens"));
+  return io::check_memory(bytes, cat("training ", c.model, " with passes of ", pass_rows(c), " x ",
+                                     c.seq_len, " tokens"));
 }
 
 // What a new run checks before its folder is made: its settings, the output, the memory it
@@ -186,7 +186,7 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
   }
   run->model = std::make_unique<nn::Model>(c.model_config, std::move(run->backend));
   run->model->set_recipe(c.recipe);
-  if (std::string e = run->model->reserve(c.batch, c.seq_len); !e.empty()) return e;
+  if (std::string e = run->model->reserve(pass_rows(c), c.seq_len); !e.empty()) return e;
   run->optimizer = std::make_unique<nn::AdamW>(*run->model, c.adamw);
   const std::string log_path = path_in(run_dir, kLogFile);
   if (options.resume) {
@@ -221,18 +221,28 @@ std::string train_step(OpenRun& run, const nn::LrSchedule& schedule, data::Batch
       !e.empty()) {
     return e;
   }
-  model.set_step(uint64_t(step));
+  // The batch in passes of pass_rows sequences whose gradients add up to the batch mean's.
+  // Each pass keys its stochastic rounding apart; one pass per step keeps the step's keys.
+  const int64_t passes = passes_per_step(c), rows = pass_rows(c);
   model.zero_grad();
-  float loss = 0;
   nn::PassOptions training;
   training.training = true;
-  if (std::string e = model.forward(batch->inputs.data(), batch->targets.data(), batch->rows,
-                                    batch->seq_len, &loss, training);
-      !e.empty()) {
-    return e;
+  training.grad_scale = 1.0f / float(passes);
+  double loss_sum = 0;
+  for (int64_t pass = 0; pass < passes; ++pass) {
+    model.set_step(uint64_t(step * passes + pass));
+    const size_t first = size_t(pass * rows * batch->seq_len);
+    float pass_loss = 0;
+    if (std::string e = model.forward(batch->inputs.data() + first, batch->targets.data() + first,
+                                      rows, batch->seq_len, &pass_loss, training);
+        !e.empty()) {
+      return e;
+    }
+    if (!std::isfinite(pass_loss)) return cat("the loss is not finite at step ", step + 1);
+    if (std::string e = model.backward(); !e.empty()) return e;
+    loss_sum += pass_loss;
   }
-  if (!std::isfinite(loss)) return cat("the loss is not finite at step ", step + 1);
-  if (std::string e = model.backward(); !e.empty()) return e;
+  const float loss = float(loss_sum / double(passes));
   row->grad_norm =
       c.grad_clip > 0 ? nn::clip_grad_norm(model, c.grad_clip) : nn::global_grad_norm(model);
   row->lr = schedule.at(step);
@@ -258,7 +268,8 @@ std::string run_training(TrainConfig* config, bool steps_given, const std::strin
   const std::string ckpt_path = path_in(run_dir, kCheckpointFile);
   const nn::LrSchedule schedule = schedule_of(c);
   const int64_t last = std::min(c.steps, options.stop_at.value_or(c.steps));
-  const EvalWindow window{c.batch, c.seq_len, c.eval_batches};
+  // The same validation windows whatever the passes: batches of pass_rows, more of them.
+  const EvalWindow window{pass_rows(c), c.seq_len, c.eval_batches * passes_per_step(c)};
   const double elapsed_before = run.inherited.empty() ? 0.0 : run.inherited.back().elapsed_s;
   TrainResult r;
   r.val_loss = std::numeric_limits<double>::quiet_NaN();

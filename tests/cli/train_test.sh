@@ -66,6 +66,7 @@ expect_error "no checkpoint" train --out nowhere --resume
 expect_error "unknown recipe" train "${common[@]}" --recipe mxfp5 --out r2
 expect_error "unknown --model" train --model huge --data corpus.txt --out r3
 expect_error "seq-len" train "${common[@]}" --seq-len 999 --out r4
+expect_error "micro-batch must divide" train "${common[@]}" --micro-batch 3 --out r7
 printf 'not a model' >bad.safetensors
 expect_error "bad.safetensors" eval bad.safetensors --data corpus.txt
 head -c 5000 straight/checkpoint.safetensors >straight/cut.safetensors

@@ -27,6 +27,7 @@ struct TrainFlags {
   std::string tokenizer;  // default: bytes, or gpt2 for gpt2-124m
   std::string out;
   int64_t steps = 300, batch = 16, seq_len = 0;  // seq_len, warmup: given only if counted
+  int64_t micro_batch = 0;                       // 0: the whole batch
   uint64_t seed = 1;
   float lr = 3e-3f, min_lr = 3e-4f, weight_decay = 0.1f;
   int64_t warmup = 0;
@@ -53,6 +54,7 @@ std::string build_config(const TrainFlags& f, const data::DataPaths& paths, trai
   }
   c->data = f.data;
   c->batch = f.batch;
+  c->micro_batch = f.micro_batch;
   if (f.seq_len_option->count() > 0) c->seq_len = f.seq_len;
   c->seed = f.seed;
   c->adamw.weight_decay = f.weight_decay;
@@ -145,6 +147,10 @@ void register_train(CLI::App& app) {
   cmd->add_option("--batch", f.batch, "Sequences per step")
       ->check(integer_in(1))
       ->capture_default_str();
+  cmd->add_option("--micro-batch", f.micro_batch,
+                  "Sequences per forward and backward pass; a step accumulates the gradients of "
+                  "batch / micro-batch passes (default: the whole batch)")
+      ->check(integer_in(1));
   f.seq_len_option =
       cmd->add_option("--seq-len", f.seq_len, "Tokens per sequence (default: the model's context)")
           ->check(integer_in(1));
