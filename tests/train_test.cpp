@@ -183,6 +183,37 @@ TEST(Training, MicroBatchedRunsResumeBitForBit) {
             log_lines_without_timing(dir / "interrupted"));
 }
 
+// --init: a run that starts from a model file takes its shape and weights, so its first loss
+// is the trained model's, not a fresh model's; a file of another shape is refused.
+TEST(Training, AFinetuneStartsFromTheModelFilesWeights) {
+  TempDir dir;
+  const std::string data = write_corpus(dir);
+  TrainConfig base = tiny_config(data, "fp32", 40);
+  base.max_lr = 1e-2f;
+  train(base, dir / "base");
+  TrainConfig tuned;
+  ASSERT_EQ(make_finetune_config(dir / "base/model.safetensors", "fp32", "", 2, {}, &tuned), "");
+  EXPECT_EQ(nn::model_config_to_json(tuned.model_config),
+            nn::model_config_to_json(base.model_config));
+  EXPECT_EQ(tuned.tokenizer, "bytes");
+  tuned.data = data;
+  tuned.batch = base.batch;
+  tuned.seq_len = base.seq_len;
+  train(tuned, dir / "tuned");
+  std::vector<LogRow> fresh, from_file;
+  ASSERT_EQ(read_log(dir / "base/log.csv", &fresh), "");
+  ASSERT_EQ(read_log(dir / "tuned/log.csv", &from_file), "");
+  EXPECT_LT(from_file.front().train_loss, fresh.back().train_loss + 0.5f);
+  EXPECT_LT(from_file.front().train_loss, fresh.front().train_loss - 2.0f);
+
+  TrainConfig other = tuned;
+  other.model_config.n_layers = 2;
+  TrainOptions options;
+  TrainResult r;
+  const std::string e = run_training(&other, false, dir / "other", options, {}, &r);
+  EXPECT_NE(e.find("--init: "), std::string::npos) << e;
+}
+
 TEST(TrainConfig, MicroBatchMustDivideTheBatchAndOlderConfigsLackIt) {
   TrainConfig c = tiny_config("sotu", "fp32", 3);
   c.micro_batch = 3;

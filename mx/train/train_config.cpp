@@ -1,6 +1,7 @@
 #include "mx/train/train_config.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -32,6 +33,7 @@ std::string get(const json& j, const char* key, T* v) {
 std::string train_config_to_json(const TrainConfig& c) {
   json j = json::object();
   j["model"] = c.model;
+  j["init"] = c.init;
   j["model_config"] = json::parse(nn::model_config_to_json(c.model_config));
   j["recipe"] = json::parse(nn::recipe_to_json(c.recipe));
   j["data"] = c.data;
@@ -59,12 +61,17 @@ std::string parse_train_config_json(std::string_view text, TrainConfig* out) {
   const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return "train config: not a JSON object";
   TrainConfig c;
-  const bool has_micro_batch = j.contains("micro_batch");
-  if (j.size() + (has_micro_batch ? 0 : 1) != json::parse(train_config_to_json(c)).size()) {
+  // Fields added after the first runs: absent in those runs' configs.
+  const bool has_micro_batch = j.contains("micro_batch"), has_init = j.contains("init");
+  if (j.size() + (has_micro_batch ? 0 : 1) + (has_init ? 0 : 1) !=
+      json::parse(train_config_to_json(c)).size()) {
     return "train config: unexpected number of fields";
   }
   if (has_micro_batch) {
     if (std::string e = get(j, "micro_batch", &c.micro_batch); !e.empty()) return e;
+  }
+  if (has_init) {
+    if (std::string e = get(j, "init", &c.init); !e.empty()) return e;
   }
   auto model_config = j.find("model_config");
   auto recipe = j.find("recipe");
@@ -137,6 +144,33 @@ std::string make_train_config(std::string_view model, nn::Arch arch, std::string
   c.model_config.vocab = loaded->vocab_size();
   c.steps = steps;
   c.seq_len = preset->seq_len;
+  c.warmup = std::min<int64_t>(100, steps / 10);
+  *out = std::move(c);
+  return "";
+}
+
+std::string make_finetune_config(const std::string& init, std::string_view recipe,
+                                 std::string_view tokenizer, int64_t steps,
+                                 const data::DataPaths& paths, TrainConfig* out) {
+  nn::LoadedModel loaded;
+  if (std::string e = nn::load_model_file(init, &loaded, 1); !e.empty()) return "--init: " + e;
+  TrainConfig c;
+  c.model = "init";
+  c.init = std::filesystem::absolute(init).string();
+  c.model_config = loaded.model->config();
+  if (std::string e = nn::recipe_from_spec(recipe, &c.recipe); !e.empty()) return e;
+  c.tokenizer = !tokenizer.empty() ? std::string(tokenizer) : loaded.tokenizer;
+  if (c.tokenizer.empty()) {
+    return cat("--init: ", init, " names no tokenizer; give one with --tokenizer");
+  }
+  std::unique_ptr<data::Tokenizer> tokens;
+  if (std::string e = data::load_tokenizer(c.tokenizer, paths, &tokens); !e.empty()) return e;
+  if (tokens->vocab_size() > c.model_config.vocab) {
+    return cat("--init: the tokenizer's vocabulary (", tokens->vocab_size(),
+               ") is larger than the model's (", c.model_config.vocab, ")");
+  }
+  c.steps = steps;
+  c.seq_len = c.model_config.seq_len;
   c.warmup = std::min<int64_t>(100, steps / 10);
   *out = std::move(c);
   return "";

@@ -15,6 +15,7 @@ namespace mx::train {
 
 struct TrainConfig {
   std::string model = "tiny";  // a preset name (model_config.h), recorded for the logs
+  std::string init;            // a model file whose weights start the run ("": random, seeded)
   nn::ModelConfig model_config;
   nn::Recipe recipe;
   std::string data = "sotu";        // a corpus name, a .txt file or a folder (corpus.h)
@@ -34,12 +35,20 @@ struct TrainConfig {
 };
 
 // The config as JSON (every field) and back; parsing refuses missing or unknown fields, except
-// "micro_batch", which runs made before it existed lack (they passed the whole batch at once).
+// "micro_batch" and "init", which runs made before they existed lack (such runs passed the
+// whole batch at once and started from random weights).
 std::string train_config_to_json(const TrainConfig& config);
 std::string parse_train_config_json(std::string_view json, TrainConfig* out);
 
 // "" when the run can start: sizes positive, seq_len within the model's context, ...
 std::string validate(const TrainConfig& config);
+
+// A run that starts from the weights of the model file `init` (finetuning): the model's shape
+// and context are the file's, the tokenizer `tokenizer` or else the one the file names (its
+// vocabulary must fit the model's); the rest as make_train_config. Not validated.
+std::string make_finetune_config(const std::string& init, std::string_view recipe,
+                                 std::string_view tokenizer, int64_t steps,
+                                 const data::DataPaths& paths, TrainConfig* out);
 
 nn::LrSchedule schedule_of(const TrainConfig& config);
 

@@ -1,5 +1,6 @@
 #include "mx/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -149,6 +150,21 @@ std::string open_settings(TrainConfig* config, bool steps_given, const std::stri
   return check_memory_for(*config, options.device);
 }
 
+// The weights of the model file c.init, whose shape must be the run's.
+std::string load_initial_weights(const TrainConfig& c, nn::Params* params) {
+  nn::LoadedModel loaded;
+  if (std::string e = nn::load_model_file(c.init, &loaded, 1); !e.empty()) return "--init: " + e;
+  const nn::Params& from = loaded.model->params();
+  if (nn::model_config_to_json(loaded.model->config()) !=
+          nn::model_config_to_json(c.model_config) ||
+      from.count() != params->count()) {
+    return cat("--init: ", c.init, " holds a ", nn::describe(loaded.model->config()),
+               ", not the run's ", nn::describe(c.model_config));
+  }
+  std::copy(from.data(), from.data() + from.count(), params->data());
+  return "";
+}
+
 std::string open_run(TrainConfig* config, bool steps_given, const std::string& run_dir,
                      const TrainOptions& options, const TrainCallbacks& callbacks, OpenRun* run) {
   Checkpoint checkpoint;
@@ -202,7 +218,11 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
     say(callbacks, cat("resuming ", run_dir, " at step ", run->state.step, " of ", c.steps));
   } else {
     run->state.sampler.seed = c.seed;
-    run->model->params().init(c.seed);
+    if (c.init.empty()) {
+      run->model->params().init(c.seed);
+    } else if (std::string e = load_initial_weights(c, &run->model->params()); !e.empty()) {
+      return e;
+    }
     run->model->upload_params();
     say(callbacks, cat(nn::describe(c.model_config), ", ", run->model->params().count(),
                        " parameters, recipe ", c.recipe.name));

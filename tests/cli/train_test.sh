@@ -38,6 +38,13 @@ text=$("$mx" generate straight --prompt "the scale" --tokens 20 --seed 3)
 [ "$("$mx" generate straight --prompt "the scale" --tokens 20 --seed 3)" = "$text" ] \
   || fail "generate is not reproducible under a seed"
 
+# Finetuning starts from the trained weights: its first loss is far below a fresh run's.
+"$mx" train --init straight --data corpus.txt --steps 2 --batch 4 --seq-len 32 -q --out tuned
+fresh=$(sed -n 2p straight/log.csv | cut -d, -f3)
+tuned=$(sed -n 2p tuned/log.csv | cut -d, -f3)
+awk -v a="$tuned" -v b="$fresh" 'BEGIN { exit !(a < b - 1) }' \
+  || fail "--init did not start from the weights: first loss $tuned, a fresh run's $fresh"
+
 "$mx" train "${common[@]}" --recipe fp32 --out stopped --stop-at 3
 "$mx" export stopped -o stopped.safetensors >/dev/null
 "$mx" eval stopped.safetensors --data corpus.txt --batches 1 --json | grep -q '"kl":' \
@@ -67,6 +74,8 @@ expect_error "unknown recipe" train "${common[@]}" --recipe mxfp5 --out r2
 expect_error "unknown --model" train --model huge --data corpus.txt --out r3
 expect_error "seq-len" train "${common[@]}" --seq-len 999 --out r4
 expect_error "micro-batch must divide" train "${common[@]}" --micro-batch 3 --out r7
+expect_error "--init: cannot open nowhere" train --init nowhere --data corpus.txt --out r8
+expect_error "excludes" train --init straight --model tiny --data corpus.txt --out r9
 printf 'not a model' >bad.safetensors
 expect_error "bad.safetensors" eval bad.safetensors --data corpus.txt
 head -c 5000 straight/checkpoint.safetensors >straight/cut.safetensors

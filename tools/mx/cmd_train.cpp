@@ -26,6 +26,7 @@ struct TrainFlags {
   std::string data = "sotu";
   std::string tokenizer;  // default: bytes, or gpt2 for gpt2-124m
   std::string out;
+  std::string init;  // a model file to start from
   int64_t steps = 300, batch = 16, seq_len = 0;  // seq_len, warmup: given only if counted
   int64_t micro_batch = 0;                       // 0: the whole batch
   uint64_t seed = 1;
@@ -48,7 +49,9 @@ std::string build_config(const TrainFlags& f, const data::DataPaths& paths, trai
   const std::optional<nn::Arch> arch = nn::parse_arch(f.arch);
   if (!arch) return "--arch must be gpt2 or llama";
   if (std::string e =
-          train::make_train_config(f.model, *arch, f.recipe, f.tokenizer, f.steps, paths, c);
+          f.init.empty()
+              ? train::make_train_config(f.model, *arch, f.recipe, f.tokenizer, f.steps, paths, c)
+              : train::make_finetune_config(f.init, f.recipe, f.tokenizer, f.steps, paths, c);
       !e.empty()) {
     return e;
   }
@@ -128,9 +131,14 @@ std::string run_train(const TrainFlags& f) {
 void register_train(CLI::App& app) {
   static TrainFlags f;
   CLI::App* cmd = app.add_subcommand("train", "Train a language model with an MX recipe");
-  cmd->add_option("--model", f.model, "Model preset: tiny, small, gpt2-124m")
-      ->capture_default_str();
-  cmd->add_option("--arch", f.arch, "gpt2 or llama")->capture_default_str();
+  CLI::Option* model = cmd->add_option("--model", f.model, "Model preset: tiny, small, gpt2-124m")
+                           ->capture_default_str();
+  CLI::Option* arch = cmd->add_option("--arch", f.arch, "gpt2 or llama")->capture_default_str();
+  CLI::Option* init = cmd->add_option("--init", f.init,
+                  "Start from this model's weights (a model file or a run folder): finetuning; "
+                  "the model's shape is the file's")
+      ->excludes(model)
+      ->excludes(arch);
   cmd->add_option("--recipe", f.recipe,
                   "fp32, bf16, mxint8, mxfp8, mxfp6, mxfp4w-mxfp6a, mxfp4, or a JSON file")
       ->capture_default_str();
@@ -182,7 +190,7 @@ void register_train(CLI::App& app) {
   f.stop_at_option =
       cmd->add_option("--stop-at", f.stop_at, "Stop after this step, leaving a checkpoint")
           ->check(integer_in(1));
-  cmd->add_flag("--resume", f.resume, "Continue the run in --out");
+  cmd->add_flag("--resume", f.resume, "Continue the run in --out")->excludes(init);
   cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(thread_count());
   cmd->add_option("--device", f.device,
                   "cpu, or cuda (bfloat16 activations; float32 for the fp32 and tf32 recipes)")
