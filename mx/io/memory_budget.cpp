@@ -48,6 +48,12 @@ int64_t available_memory_bytes() {
   return budget;
 }
 
+int64_t peak_resident_bytes() {
+  rusage usage{};
+  if (::getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  return int64_t(usage.ru_maxrss) * 1024;  // kilobytes on Linux
+}
+
 std::string format_bytes(double bytes) {
   char text[64];
   if (bytes >= 1e12) {

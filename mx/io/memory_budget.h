@@ -13,6 +13,9 @@ namespace mx::io {
 // space limit (ulimit -v) leaves to this process. INT64_MAX when neither can be read.
 int64_t available_memory_bytes();
 
+// The most memory this process has held resident so far (getrusage's ru_maxrss); 0 if unknown.
+int64_t peak_resident_bytes();
+
 // "1.5 GB", "320 MB": sizes in messages.
 std::string format_bytes(double bytes);
 

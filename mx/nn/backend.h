@@ -68,6 +68,11 @@ class Backend {
   virtual void zero(Buf x) = 0;
   // Bytes that alloc can still give (for checks before a large allocation).
   virtual int64_t memory_available() = 0;
+  // For reports: the most memory in use so far (the process's peak resident set on the CPU,
+  // the device's memory in use after this backend's largest allocation on a GPU), and what the
+  // device is ("NVIDIA H200", "CPU, 16 threads").
+  virtual int64_t peak_memory() = 0;
+  virtual std::string device_description() const = 0;
 
   // ---- Linear layers ----
   // y[M,N] = x[M,K] W[N,K]^T (+ bias[N]).

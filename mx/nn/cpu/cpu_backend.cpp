@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <new>
+#include <thread>
 
 #include "mx/io/cat.h"
 #include "mx/io/memory_budget.h"
@@ -44,6 +45,15 @@ void CpuBackend::download(void* host, Buf src) {
 
 int64_t CpuBackend::memory_available() {
   return io::available_memory_bytes();
+}
+
+int64_t CpuBackend::peak_memory() {
+  return io::peak_resident_bytes();
+}
+
+std::string CpuBackend::device_description() const {
+  const int n = threads_ > 0 ? threads_ : int(std::max(1u, std::thread::hardware_concurrency()));
+  return io::cat("CPU, ", n, n == 1 ? " thread" : " threads");
 }
 
 void CpuBackend::zero(Buf x) {

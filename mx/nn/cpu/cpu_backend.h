@@ -27,6 +27,8 @@ class CpuBackend : public Backend {
   void download(void* host, Buf src) override;
   void zero(Buf x) override;
   int64_t memory_available() override;
+  int64_t peak_memory() override;
+  std::string device_description() const override;
 
   void matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
                       const Recipe& recipe, SrKey key) override;

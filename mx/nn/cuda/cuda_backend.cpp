@@ -70,6 +70,7 @@ class CudaBackend final : public Backend {
       return {};
     }
     owned_.insert(p);
+    note_memory();
     cudaMemsetAsync(p, 0, bytes, stream_);
     return {p, n, type};
   }
@@ -93,6 +94,16 @@ class CudaBackend final : public Backend {
     check(cudaStreamSynchronize(stream_), "synchronize");
   }
   void zero(Buf x) override { check(cudaMemsetAsync(x.p, 0, size_t(x.bytes()), stream_), "zero"); }
+  int64_t peak_memory() override { return peak_; }
+  std::string device_description() const override {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, options_.device) != cudaSuccess) {
+      cudaGetLastError();
+      return "a CUDA GPU";
+    }
+    return prop.name;
+  }
+
   int64_t memory_available() override {
     size_t free = 0, total = 0;
     if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
@@ -355,6 +366,17 @@ class CudaBackend final : public Backend {
   }
   void check_launch(const char* what) { check(cudaGetLastError(), what); }
 
+  // The device's memory in use after an allocation: memory only grows at allocations (scratch
+  // is kept), so the largest of these is the peak.
+  void note_memory() {
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+      cudaGetLastError();
+      return;
+    }
+    peak_ = std::max(peak_, int64_t(total - free));
+  }
+
   // Scratch slots past the operand casts' (0 to 7).
   static constexpr size_t kPaddedOut = 8, kPaddedDyDx = 9, kPaddedDyDw = 10, kPaddedW = 11;
 
@@ -405,6 +427,7 @@ class CudaBackend final : public Backend {
       s.bytes = 0;
       if (!check(cudaMalloc(&s.p, bytes), "scratch allocation")) return nullptr;
       s.bytes = bytes;
+      note_memory();
     }
     return s.p;
   }
@@ -418,6 +441,7 @@ class CudaBackend final : public Backend {
     ops_.partials_floats = 0;
     if (check(cudaMalloc(&ops_.partials, size_t(floats) * sizeof(float)), "scratch allocation")) {
       ops_.partials_floats = floats;
+      note_memory();
     }
   }
 
@@ -435,6 +459,7 @@ class CudaBackend final : public Backend {
         check(cudaMalloc(&ops_.sort_keys, size_t(2 * n) * sizeof(uint32_t)), "sort") &&
         check(cudaMalloc(&ops_.sort_values, size_t(2 * n) * sizeof(uint32_t)), "sort")) {
       ops_.sort_capacity = n;
+      note_memory();
     }
   }
 
@@ -574,6 +599,7 @@ class CudaBackend final : public Backend {
   std::vector<Scratch> scratch_;
   kernels::OpsScratch ops_;
   double* norm_partials_ = nullptr;
+  int64_t peak_ = 0;
   std::string error_;
 };
 
