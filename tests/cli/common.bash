@@ -10,3 +10,17 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# expect_one_line_error TEXT ARGS...: `mx ARGS` exits with status 2 and prints one line on
+# stderr that contains TEXT.
+expect_one_line_error() {
+  local want="$1" err rc
+  shift
+  set +e
+  err=$("$mx" "$@" 2>&1 >/dev/null)
+  rc=$?
+  set -e
+  [ "$rc" -eq 2 ] || fail "'$*' exited $rc"
+  [ "$(echo "$err" | wc -l)" -eq 1 ] || fail "'$*' printed more than one line: $err"
+  echo "$err" | grep -q -- "$want" || fail "'$*' said '$err', expected '$want'"
+}

@@ -57,37 +57,26 @@ awk -v a="$tuned" -v b="$fresh" 'BEGIN { exit !(a < b - 1) }' \
 grep -q "^  mxfp4w-mxfp6a " demo.txt && grep -q "^  mxint8 " demo.txt \
   && [ -f demo/loss.png ] && [ -f demo/results.json ] || fail "demo tables or outputs missing"
 
-expect_error() {  # expected text, then the command's arguments
-  local want="$1" err rc
-  shift
-  set +e
-  err=$("$mx" "$@" 2>&1 >/dev/null)
-  rc=$?
-  set -e
-  [ "$rc" -eq 2 ] || fail "'$*' exited $rc"
-  [ "$(echo "$err" | wc -l)" -eq 1 ] || fail "'$*' printed more than one line: $err"
-  echo "$err" | grep -q -- "$want" || fail "'$*' said '$err', expected '$want'"
-}
-expect_error "already holds a run" train "${common[@]}" --out straight
-expect_error "no checkpoint" train --out nowhere --resume
-expect_error "unknown recipe" train "${common[@]}" --recipe mxfp5 --out r2
-expect_error "unknown --model" train --model huge --data corpus.txt --out r3
-expect_error "seq-len" train "${common[@]}" --seq-len 999 --out r4
-expect_error "micro-batch must divide" train "${common[@]}" --micro-batch 3 --out r7
-expect_error "--init: cannot open nowhere" train --init nowhere --data corpus.txt --out r8
-expect_error "excludes" train --init straight --model tiny --data corpus.txt --out r9
+expect_one_line_error "already holds a run" train "${common[@]}" --out straight
+expect_one_line_error "no checkpoint" train --out nowhere --resume
+expect_one_line_error "unknown recipe" train "${common[@]}" --recipe mxfp5 --out r2
+expect_one_line_error "unknown --model" train --model huge --data corpus.txt --out r3
+expect_one_line_error "seq-len" train "${common[@]}" --seq-len 999 --out r4
+expect_one_line_error "micro-batch must divide" train "${common[@]}" --micro-batch 3 --out r7
+expect_one_line_error "--init: cannot open nowhere" train --init nowhere --data corpus.txt --out r8
+expect_one_line_error "excludes" train --init straight --model tiny --data corpus.txt --out r9
 printf 'not a model' >bad.safetensors
-expect_error "bad.safetensors" eval bad.safetensors --data corpus.txt
+expect_one_line_error "bad.safetensors" eval bad.safetensors --data corpus.txt
 head -c 5000 straight/checkpoint.safetensors >straight/cut.safetensors
-expect_error "cut.safetensors" eval straight/cut.safetensors
-expect_error "unknown recipe" eval straight --recipe fp7
-expect_error "unknown device 'tpu'" train "${common[@]}" --device tpu --out r5
+expect_one_line_error "cut.safetensors" eval straight/cut.safetensors
+expect_one_line_error "unknown recipe" eval straight --recipe fp7
+expect_one_line_error "unknown device 'tpu'" train "${common[@]}" --device tpu --out r5
 if [ ! -e /dev/nvidia0 ]; then  # without a GPU, --device cuda is one clear line, and no run
-  expect_error "--device cuda: " train "${common[@]}" --device cuda --out r6
+  expect_one_line_error "--device cuda: " train "${common[@]}" --device cuda --out r6
   [ ! -e r6 ] || fail "a refused --device cuda left a run folder"
-  expect_error "--device cuda: " eval straight --device cuda --batches 1
-  expect_error "--device cuda: " generate straight --device cuda --tokens 4
+  expect_one_line_error "--device cuda: " eval straight --device cuda --batches 1
+  expect_one_line_error "--device cuda: " generate straight --device cuda --tokens 4
 fi
-expect_error "log.csv" plot nowhere
-expect_error "nowhere" export nowhere -o x.safetensors
+expect_one_line_error "log.csv" plot nowhere
+expect_one_line_error "nowhere" export nowhere -o x.safetensors
 echo "train: ok"

@@ -28,6 +28,7 @@ void register_commands(CLI::App& app) {
   register_quantize(app);
   register_dequantize(app);
   register_inspect(app);
+  register_bench(app);
 }
 
 }  // namespace mx::tools

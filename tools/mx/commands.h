@@ -23,6 +23,7 @@ void register_export(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_dequantize(CLI::App& app);
 void register_inspect(CLI::App& app);
+void register_bench(CLI::App& app);
 
 // The element-format trait table, as `mx formats` prints it.
 void print_formats_table();

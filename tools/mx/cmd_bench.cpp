@@ -1,0 +1,133 @@
+// `mx bench train --model gpt2-124m --recipe mxfp6 --device cuda`: the speed of training steps
+// on random tokens, with model FLOPs utilization and peak memory (mx/train/bench.h).
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "mx/io/memory_budget.h"
+#include "mx/nn/model_config.h"
+#include "mx/train/bench.h"
+#include "tools/mx/commands.h"
+#include "tools/mx/flag_checks.h"
+#include "tools/mx/run_command.h"
+
+namespace mx::tools {
+namespace {
+
+struct BenchFlags {
+  std::string model = "tiny", arch = "gpt2", recipe = "bf16", device = "cpu";
+  int64_t batch = 8, micro_batch = 0, seq_len = 0, steps = 20, warmup = 3, vocab = 0;
+  int threads = 0;
+  double peak_tflops = 0;
+  bool json = false;
+};
+
+struct Peak {
+  double flops;
+  const char* what;
+};
+
+// Dense peak rates of the GPUs the products run on, by the vendor's datasheet (H100 SXM; the
+// H200 has the same compute). Products run on bfloat16 tensor cores except under fp32 (CUDA
+// cores) and tf32.
+std::optional<Peak> datasheet_peak(const std::string& device, const nn::Recipe& recipe) {
+  const bool hopper_sxm = device.find("H200") != std::string::npos ||
+                          device.find("H100 80GB HBM3") != std::string::npos ||
+                          device.find("H100 SXM") != std::string::npos;
+  if (!hopper_sxm) return std::nullopt;
+  if (recipe.name == "fp32") return Peak{66.9e12, "float32, datasheet"};
+  if (recipe.name == "tf32") return Peak{494.7e12, "TF32 dense, datasheet"};
+  return Peak{989.4e12, "bfloat16 dense, datasheet"};
+}
+
+std::string run_bench_train(const BenchFlags& f) {
+  const std::optional<nn::Arch> arch = nn::parse_arch(f.arch);
+  if (!arch) return "--arch must be gpt2 or llama";
+  std::optional<nn::ModelConfig> model = nn::model_preset(f.model, *arch);
+  if (!model) return fmt::format("unknown --model '{}' for {}", f.model, f.arch);
+  // The presets' vocabularies: bytes, or GPT-2's for gpt2-124m.
+  if (f.vocab > 0) model->vocab = f.vocab;
+  train::BenchConfig c;
+  c.model = *model;
+  if (std::string e = nn::recipe_from_spec(f.recipe, &c.recipe); !e.empty()) return e;
+  c.device = {f.device, f.threads};
+  c.batch = f.batch;
+  c.micro_batch = f.micro_batch;
+  c.seq_len = f.seq_len;
+  c.steps = f.steps;
+  c.warmup = f.warmup;
+  train::BenchResult r;
+  if (std::string e = train::bench_training(c, &r); !e.empty()) return e;
+  std::optional<Peak> peak = datasheet_peak(r.device, c.recipe);
+  if (f.peak_tflops > 0) peak = Peak{f.peak_tflops * 1e12, "--peak-tflops"};
+  const double achieved = r.flops_per_token * r.tokens_per_s;
+  const int64_t seq_len = r.tokens_per_step / f.batch;
+  if (f.json) {
+    nlohmann::json j = nlohmann::json::object();
+    j["model"] = f.model;
+    j["recipe"] = c.recipe.name;
+    j["device"] = r.device;
+    j["params"] = r.params;
+    j["batch"] = f.batch;
+    j["seq_len"] = seq_len;
+    j["tokens_per_s"] = r.tokens_per_s;
+    j["step_ms"] = r.seconds_per_step * 1e3;
+    j["flops_per_token"] = r.flops_per_token;
+    j["mfu"] = peak ? nlohmann::json(achieved / peak->flops) : nlohmann::json(nullptr);
+    j["peak_memory_bytes"] = r.peak_memory;
+    fmt::print("{}\n", j.dump());
+    return "";
+  }
+  fmt::print("{} ({} parameters), recipe {}, {}: batch {} x {}, {} timed steps\n",
+             nn::describe(c.model), r.params, c.recipe.name, r.device, f.batch, seq_len, f.steps);
+  fmt::print("  tokens/s      {:.0f}\n", r.tokens_per_s);
+  fmt::print("  step          {:.2f} ms\n", r.seconds_per_step * 1e3);
+  fmt::print("  model FLOPs   {:.1f} MFLOP per token (6N + 6LCT), {}\n", r.flops_per_token / 1e6,
+             achieved >= 1e12 ? fmt::format("{:.1f} TFLOP/s", achieved / 1e12)
+                              : fmt::format("{:.1f} GFLOP/s", achieved / 1e9));
+  if (peak) {
+    fmt::print("  MFU           {:.1f}% of {:.1f} TFLOP/s ({})\n", 100 * achieved / peak->flops,
+               peak->flops / 1e12, peak->what);
+  } else {
+    fmt::print("  MFU           unknown peak for this device (give --peak-tflops)\n");
+  }
+  fmt::print("  peak memory   {}\n", io::format_bytes(double(r.peak_memory)));
+  return "";
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  CLI::App* bench = app.add_subcommand("bench", "Measure the speed of mxkit's work");
+  bench->require_subcommand(1);
+  static BenchFlags f;
+  CLI::App* cmd = bench->add_subcommand("train",
+                                        "Tokens/s, model FLOPs utilization and peak memory of "
+                                        "training steps on random tokens");
+  cmd->add_option("--model", f.model, "Model preset: tiny, small, gpt2-124m")
+      ->capture_default_str();
+  cmd->add_option("--arch", f.arch, "gpt2 or llama")->capture_default_str();
+  cmd->add_option("--recipe", f.recipe, "A recipe preset or a JSON file")->capture_default_str();
+  cmd->add_option("--device", f.device, "cpu or cuda")->capture_default_str();
+  cmd->add_option("--batch", f.batch, "Sequences per step")
+      ->check(integer_in(1))
+      ->capture_default_str();
+  cmd->add_option("--micro-batch", f.micro_batch, "Sequences per pass (default: the whole batch)")
+      ->check(integer_in(1));
+  cmd->add_option("--seq-len", f.seq_len, "Tokens per sequence (default: the model's context)")
+      ->check(integer_in(1));
+  cmd->add_option("--vocab", f.vocab, "Vocabulary size (default: the preset's)")
+      ->check(integer_in(1));
+  cmd->add_option("--steps", f.steps, "Timed steps")->check(integer_in(1))->capture_default_str();
+  cmd->add_option("--warmup", f.warmup, "Untimed steps first")
+      ->check(integer_in(0))
+      ->capture_default_str();
+  cmd->add_option("--threads", f.threads, "CPU threads (0: all)")->check(thread_count());
+  cmd->add_option("--peak-tflops", f.peak_tflops, "The device's peak, for the MFU")
+      ->check(finite_in(0));
+  cmd->add_flag("--json", f.json, "Print the figures as one JSON object");
+  cmd->callback([] { run_command("bench train", [] { return run_bench_train(f); }); });
+}
+
+}  // namespace mx::tools
