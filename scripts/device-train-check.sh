@@ -60,11 +60,10 @@ done
 section "PyTorch baseline, the same shapes"
 bench=${BENCH:-bench/torch/gpt2_train_speed.py}
 python3 "$bench" --model small --batch 16 --seq-len 128 2>&1 | tee "$OUT/torch_small.json"
-python3 "$bench" --model gpt2-124m --batch 8 --seq-len 1024 --precision bf16 2>&1 |
+python3 "$bench" --model gpt2-124m --batch 16 --seq-len 1024 --precision bf16 2>&1 |
   tee "$OUT/torch_gpt2.json"
-section "GPT-2 124M, T=1024 (throughput of this build)"
-for recipe in bf16 mxfp6; do
-  timeout 300 .device/mx train --device cuda --model gpt2-124m --recipe "$recipe" \
-    --data tinyshakespeare --steps 6 --batch 8 --eval-every 100 --out "$run/gpt2_$recipe" \
-    --json -q 2>&1 | tee "$OUT/gpt2_$recipe.json"
+section "GPT-2 124M, T=1024, batch 16: mx bench train"
+for recipe in bf16 mxfp6 mxfp4w-mxfp6a mxfp4; do
+  timeout 300 .device/mx bench train --device cuda --model gpt2-124m --recipe "$recipe" \
+    --batch 16 --steps 10 --warmup 3 --json 2>&1 | tee "$OUT/bench_gpt2_$recipe.json"
 done
