@@ -334,6 +334,14 @@ TEST(RunFolder, ARunLargerThanMemoryIsRefusedBeforeItStarts) {
   EXPECT_EQ(e.rfind("training tiny with batches of 1000000000 x 32 tokens needs ", 0), 0u) << e;
   EXPECT_NE(e.find("available"), std::string::npos) << e;
   EXPECT_FALSE(fs::exists(dir / "run"));  // refused before the folder is made
+
+  // With micro-batches only one pass's activations are live, and the message names that pass.
+  config.batch = 2000000000;
+  config.micro_batch = 1000000000;
+  const std::string micro = run_training(&config, false, dir / "run", {}, {}, &r);
+  EXPECT_EQ(micro.rfind("training tiny with micro-batches of 1000000000 x 32 tokens needs ", 0), 0u)
+      << micro;
+  EXPECT_FALSE(fs::exists(dir / "run"));
 }
 
 TEST(Checkpoint, CorruptedTruncatedAndMismatchedFilesAreRefused) {

@@ -85,8 +85,9 @@ std::string check_memory_for(const TrainConfig& c, const std::string& device) {
   const double bytes =
       device == "cpu" ? nn::Model::training_bytes(c.model_config, pass_rows(c), c.seq_len)
                       : 4.0 * sizeof(float) * double(nn::Params(c.model_config, false).count());
-  return io::check_memory(bytes, cat("training ", c.model, " with passes of ", pass_rows(c), " x ",
-                                     c.seq_len, " tokens"));
+  const char* pass = c.micro_batch > 0 ? " with micro-batches of " : " with batches of ";
+  return io::check_memory(
+      bytes, cat("training ", c.model, pass, pass_rows(c), " x ", c.seq_len, " tokens"));
 }
 
 // What a new run checks before its folder is made: its settings, the output, the memory it

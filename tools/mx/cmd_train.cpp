@@ -26,7 +26,7 @@ struct TrainFlags {
   std::string data = "sotu";
   std::string tokenizer;  // default: bytes, or gpt2 for gpt2-124m
   std::string out;
-  std::string init;  // a model file to start from
+  std::string init;                              // a model file to start from
   int64_t steps = 300, batch = 16, seq_len = 0;  // seq_len, warmup: given only if counted
   int64_t micro_batch = 0;                       // 0: the whole batch
   uint64_t seed = 1;
@@ -134,11 +134,12 @@ void register_train(CLI::App& app) {
   CLI::Option* model = cmd->add_option("--model", f.model, "Model preset: tiny, small, gpt2-124m")
                            ->capture_default_str();
   CLI::Option* arch = cmd->add_option("--arch", f.arch, "gpt2 or llama")->capture_default_str();
-  CLI::Option* init = cmd->add_option("--init", f.init,
-                  "Start from this model's weights (a model file or a run folder): finetuning; "
-                  "the model's shape is the file's")
-      ->excludes(model)
-      ->excludes(arch);
+  CLI::Option* init =
+      cmd->add_option("--init", f.init,
+                      "Start from this model's weights (a model file or a run folder): finetuning; "
+                      "the model's shape is the file's")
+          ->excludes(model)
+          ->excludes(arch);
   cmd->add_option("--recipe", f.recipe,
                   "fp32, bf16, mxint8, mxfp8, mxfp6, mxfp4w-mxfp6a, mxfp4, or a JSON file")
       ->capture_default_str();
