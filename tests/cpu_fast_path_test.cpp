@@ -36,6 +36,10 @@ void expect_fast_equals_reference(const std::vector<float>& values, const Case& 
     std::vector<float> got_values(values.size());
     ASSERT_EQ(cpu::dequantize(got, DType::kF32, got_values.data(), options), "");
     ASSERT_EQ(0, std::memcmp(got_values.data(), want_values.data(), values.size() * 4));
+    std::vector<uint16_t> want_bf16(values.size()), got_bf16(values.size());
+    for (size_t i = 0; i < values.size(); ++i) want_bf16[i] = float_to_bf16(want_values[i]);
+    ASSERT_EQ(cpu::dequantize(got, DType::kBF16, got_bf16.data(), options), "");
+    ASSERT_EQ(got_bf16, want_bf16);
 
     std::vector<float> fake(values.size());
     ASSERT_EQ(cpu::fake_quantize(values.data(), DType::kF32, c.shape, c.spec, DType::kF32,

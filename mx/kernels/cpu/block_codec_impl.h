@@ -24,6 +24,7 @@
 #include "mx/core/rounding.h"
 #include "mx/core/scale_bits.h"
 #include "mx/kernels/cpu/block_codec.h"
+#include "mx/kernels/cpu/dequantize_fast.h"
 
 namespace mx::cpu::detail {
 namespace MX_CPU_ISA {
@@ -470,15 +471,13 @@ void dequantize_blocks(const DequantizeJob& job, int64_t first_block, int64_t en
   std::vector<uint8_t> codes(k);
   std::vector<float> values(k);
   if (g.blocks_are_contiguous_runs()) {
-    RunCursor cursor(g, first_block);
-    for (int64_t b = first_block; b < end_block; ++b, cursor.next()) {
-      const int64_t first = cursor.first(k);
-      const int n = cursor.real_slots(k);
+    // Block b covers out[first, first + n), n < k when the row ends inside it.
+    auto one_block = [&](int64_t b, int64_t first, int n) {
       unpack_block(job.elements, k, p.bits, b, codes.data());
       if (job.out_dtype == DType::kF32 && n == k) {
         decode_block(p, codes.data(), k, job.scales[b], asym, asym ? job.offsets[b] : 0,
                      static_cast<float*>(job.out) + first);
-        continue;
+        return;
       }
       decode_block(p, codes.data(), k, job.scales[b], asym, asym ? job.offsets[b] : 0,
                    values.data());
@@ -488,6 +487,15 @@ void dequantize_blocks(const DequantizeJob& job, int64_t first_block, int64_t en
         uint16_t* __restrict dst = static_cast<uint16_t*>(job.out) + first;
         for (int i = 0; i < n; ++i) dst[i] = float_to_bf16(values[i]);
       }
+    };
+    auto cut_block = [&](int64_t b) {
+      const RunCursor cursor(g, b);
+      one_block(b, cursor.first(k), cursor.real_slots(k));
+    };
+    if (k % 32 == 0 && dequantize_runs_fast(job, first_block, end_block, cut_block)) return;
+    RunCursor cursor(g, first_block);
+    for (int64_t b = first_block; b < end_block; ++b, cursor.next()) {
+      one_block(b, cursor.first(k), cursor.real_slots(k));
     }
     return;
   }

@@ -1,0 +1,110 @@
+// Dequantizing whole blocks that are contiguous runs of the output and hold a multiple of 32
+// codes (blocks along the last axis, the usual case), thirty-two codes at a time: unpack the
+// packed bytes, decode them in registers (element_decoders.h), multiply by the scale and store.
+// Computes exactly decode_block in block_codec_impl.h: the float32 product element * X (plus
+// the offset for asymmetric blocks), rounded to bfloat16 once for a bfloat16 output.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "mx/core/e8m0.h"
+#include "mx/core/half.h"
+#include "mx/kernels/cpu/block_codec.h"
+#include "mx/kernels/cpu/element_decoders.h"
+
+namespace mx::cpu::detail::MX_CPU_ISA {
+namespace {
+
+struct Float32Out {
+  float* p;
+  void put(int64_t i, F32x16 v, uint8_t) const { store_f32(p + i, v); }
+  void fill_nan(int64_t i, int n) const { std::fill(p + i, p + i + n, NAN); }
+};
+
+// Every element value is an integer of at most 8 significant bits times 2^q (q: the format's
+// smallest quantum), so under a scale 2^e with q + e >= -133 (bfloat16's smallest subnormal) the
+// exact float32 product is already a bfloat16 value, and rounding it is taking its top half;
+// overflow is Inf either way. Offsets (asymmetric blocks) add a rounding, so never there.
+struct Bfloat16Out {
+  uint16_t* p;
+  int truncation_exact_from;  // scale bytes from here up (a byte above 255: none)
+  Bfloat16Out(uint16_t* out, const FormatTraits& f, bool asymmetric) : p(out) {
+    const int q = f.is_integer ? f.emin : f.emin - f.man_bits;
+    truncation_exact_from = asymmetric ? 256 : std::max(0, kE8m0Bias - 133 - q);
+  }
+  void put(int64_t i, F32x16 v, uint8_t scale) const {
+    if (scale >= truncation_exact_from) {
+      store_bf16_truncated(p + i, v);
+    } else {
+      store_bf16(p + i, v);
+    }
+  }
+  void fill_nan(int64_t i, int n) const { std::fill(p + i, p + i + n, float_to_bf16(NAN)); }
+};
+
+// One block of k codes (k a multiple of 32) to out[first, first + k).
+template <int kBits, class Decoder, class Out>
+inline void dequantize_whole_block(const Decoder& decoder, const uint8_t* packed, int k,
+                                   uint8_t scale, const uint16_t* offset, Out out, int64_t first) {
+  if (scale == kE8m0Nan) {
+    out.fill_nan(first, k);
+    return;
+  }
+  const F32x16 x = splat(e8m0_to_float(scale));
+  const F32x16 m = splat(offset ? bf16_to_float(*offset) : 0.0f);
+  for (int g = 0; g < k; g += 32) {
+    const Codes32 c = unpack<kBits>(packed + g * kBits / 8);
+    F32x16 low = decoder.template decode<0>(c) * x;
+    F32x16 high = decoder.template decode<1>(c) * x;
+    if (offset) {
+      low = low + m;
+      high = high + m;
+    }
+    out.put(first + g, low, scale);
+    out.put(first + g + 16, high, scale);
+  }
+}
+
+// Blocks [first_block, end_block) of a grid whose blocks are contiguous runs and hold a multiple
+// of 32 codes. A block cut short by the end of its row is left to `partial_block(b)`. False when
+// the format has no vector decoder.
+template <class PartialBlock>
+bool dequantize_runs_fast(const DequantizeJob& job, int64_t first_block, int64_t end_block,
+                          PartialBlock&& partial_block) {
+  const BlockGrid& g = job.grid;
+  const int k = g.block_elems();
+  const bool row_tiles = g.tile_rows == 1;
+  const int64_t run_len = row_tiles ? g.cols : g.rows;
+  const int64_t blocks_per_run = row_tiles ? g.tiles_across : g.tiles_down;
+  return with_decoder(traits(job.spec.format), [&](auto bits, const auto& decoder) {
+    constexpr int kBits = decltype(bits)::value;
+    auto run = [&](auto out) {
+      int64_t run_index = first_block / blocks_per_run, j = first_block % blocks_per_run;
+      for (int64_t b = first_block; b < end_block; ++b) {
+        if ((j + 1) * k <= run_len) {
+          const uint8_t* packed = job.elements + b * k * kBits / 8;
+          const uint16_t* offset = job.spec.asymmetric ? job.offsets + b : nullptr;
+          dequantize_whole_block<kBits>(decoder, packed, k, job.scales[b], offset, out,
+                                        run_index * run_len + j * k);
+        } else {
+          partial_block(b);
+        }
+        if (++j == blocks_per_run) {
+          j = 0;
+          ++run_index;
+        }
+      }
+    };
+    if (job.out_dtype == DType::kF32) {
+      run(Float32Out{static_cast<float*>(job.out)});
+    } else {
+      run(Bfloat16Out(static_cast<uint16_t*>(job.out), traits(job.spec.format),
+                      job.spec.asymmetric));
+    }
+  });
+}
+
+}  // namespace
+}  // namespace mx::cpu::detail::MX_CPU_ISA

@@ -1,0 +1,167 @@
+// Sixteen-lane vectors on AVX2: two ymm registers per vector, lanes 0-7 in `lo`, 8-15 in `hi`.
+// The same types and functions as lanes_avx512.h, with the same results lane for lane.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "mx/kernels/cpu/unpack_codes_x86.h"
+
+namespace mx::cpu::detail::MX_CPU_ISA {
+namespace {
+
+struct F32x16 {
+  __m256 lo, hi;
+};
+struct U32x16 {
+  __m256i lo, hi;
+};
+struct I32x16 {
+  __m256i lo, hi;
+};
+
+inline F32x16 splat(float x) {
+  return {_mm256_set1_ps(x), _mm256_set1_ps(x)};
+}
+inline U32x16 splat_u32(uint32_t x) {
+  return {_mm256_set1_epi32(int(x)), _mm256_set1_epi32(int(x))};
+}
+inline F32x16 splat_halves(float low, float high) {
+  return {_mm256_set1_ps(low), _mm256_set1_ps(high)};
+}
+inline F32x16 operator*(F32x16 a, F32x16 b) {
+  return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)};
+}
+inline F32x16 operator+(F32x16 a, F32x16 b) {
+  return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)};
+}
+
+inline void stream_f32(float* p, F32x16 a) {
+  _mm256_stream_ps(p, a.lo);
+  _mm256_stream_ps(p + 8, a.hi);
+}
+inline F32x16 operator-(F32x16 a, F32x16 b) {
+  return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)};
+}
+
+inline F32x16 load_f32(const float* p) {
+  return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
+}
+inline void store_f32(float* p, F32x16 a) {
+  _mm256_storeu_ps(p, a.lo);
+  _mm256_storeu_ps(p + 8, a.hi);
+}
+
+// The tree of lanes_avx512.h: lane j + lane j + 8, then j + 4, j + 2, j + 1.
+inline float sum_lanes(F32x16 a) {
+  const __m256 s8 = _mm256_add_ps(a.lo, a.hi);
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+}
+
+inline U32x16 operator&(U32x16 a, U32x16 b) {
+  return {_mm256_and_si256(a.lo, b.lo), _mm256_and_si256(a.hi, b.hi)};
+}
+inline U32x16 operator|(U32x16 a, U32x16 b) {
+  return {_mm256_or_si256(a.lo, b.lo), _mm256_or_si256(a.hi, b.hi)};
+}
+inline U32x16 operator+(U32x16 a, U32x16 b) {
+  return {_mm256_add_epi32(a.lo, b.lo), _mm256_add_epi32(a.hi, b.hi)};
+}
+inline U32x16 operator<<(U32x16 a, U32x16 count) {
+  return {_mm256_sllv_epi32(a.lo, count.lo), _mm256_sllv_epi32(a.hi, count.hi)};
+}
+inline U32x16 operator>>(U32x16 a, U32x16 count) {
+  return {_mm256_srlv_epi32(a.lo, count.lo), _mm256_srlv_epi32(a.hi, count.hi)};
+}
+inline F32x16 as_f32(U32x16 a) {
+  return {_mm256_castsi256_ps(a.lo), _mm256_castsi256_ps(a.hi)};
+}
+inline U32x16 as_u32(F32x16 a) {
+  return {_mm256_castps_si256(a.lo), _mm256_castps_si256(a.hi)};
+}
+
+// AVX2 compares signed lanes only; every lane these are used on is below 2^31.
+inline __m256i blend_if(__m256i mask, __m256i then, __m256i other) {
+  return _mm256_blendv_epi8(other, then, mask);
+}
+inline U32x16 select_at_least(U32x16 a, U32x16 threshold, U32x16 then, U32x16 a_else) {
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i below_lo = _mm256_sub_epi32(threshold.lo, one);
+  const __m256i below_hi = _mm256_sub_epi32(threshold.hi, one);
+  return {blend_if(_mm256_cmpgt_epi32(a.lo, below_lo), then.lo, a_else.lo),
+          blend_if(_mm256_cmpgt_epi32(a.hi, below_hi), then.hi, a_else.hi)};
+}
+inline U32x16 select_equal(U32x16 a, U32x16 b, U32x16 then, U32x16 a_else) {
+  return {blend_if(_mm256_cmpeq_epi32(a.lo, b.lo), then.lo, a_else.lo),
+          blend_if(_mm256_cmpeq_epi32(a.hi, b.hi), then.hi, a_else.hi)};
+}
+
+template <int kHalf>
+inline U32x16 widen(Codes32 c) {
+  const __m128i half = kHalf == 0 ? _mm256_castsi256_si128(c.v) : _mm256_extracti128_si256(c.v, 1);
+  return {_mm256_cvtepu8_epi32(half), _mm256_cvtepu8_epi32(_mm_srli_si128(half, 8))};
+}
+template <int kHalf>
+inline F32x16 int8_to_f32(Codes32 c) {
+  const __m128i half = kHalf == 0 ? _mm256_castsi256_si128(c.v) : _mm256_extracti128_si256(c.v, 1);
+  return {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(half)),
+          _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(half, 8)))};
+}
+
+// Sixteen entries in two registers of eight: vpermps reads an index's low three bits, and its
+// bit 3, moved to the sign bit, picks the register.
+struct Table16 {
+  __m256 low, high;
+};
+inline Table16 make_table16(const float* values) {
+  return {_mm256_loadu_ps(values), _mm256_loadu_ps(values + 8)};
+}
+inline __m256 lookup8x2(const Table16& t, __m256i index) {
+  const __m256 from_low = _mm256_permutevar8x32_ps(t.low, index);
+  const __m256 from_high = _mm256_permutevar8x32_ps(t.high, index);
+  return _mm256_blendv_ps(from_low, from_high, _mm256_castsi256_ps(_mm256_slli_epi32(index, 28)));
+}
+inline F32x16 lookup(const Table16& t, U32x16 index) {
+  return {lookup8x2(t, index.lo), lookup8x2(t, index.hi)};
+}
+
+inline constexpr bool kTableLookupIsCheap = false;
+inline F32x16 gather(const float* table, U32x16 index) {
+  return {_mm256_i32gather_ps(table, index.lo, 4), _mm256_i32gather_ps(table, index.hi, 4)};
+}
+
+inline __m256i bf16_bits_rounded(__m256 a) {
+  const __m256i bits = _mm256_castps_si256(a);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+  const __m256i rounding = _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF));
+  const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, rounding), 16);
+  const __m256i magnitude = _mm256_and_si256(bits, _mm256_set1_epi32(0x7FFFFFFF));
+  const __m256i nan = _mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x7F800000));
+  const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x40));
+  return _mm256_blendv_epi8(rounded, quiet, nan);
+}
+inline void store_bf16(uint16_t* p, F32x16 a) {
+  // packus works within 128-bit lanes; the qword permute puts the halves back in order.
+  const __m256i packed = _mm256_packus_epi32(bf16_bits_rounded(a.lo), bf16_bits_rounded(a.hi));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_permute4x64_epi64(packed, 0xD8));
+}
+
+inline void store_bf16_truncated(uint16_t* p, F32x16 a) {
+  const __m256i lo = _mm256_srli_epi32(_mm256_castps_si256(a.lo), 16);
+  const __m256i hi = _mm256_srli_epi32(_mm256_castps_si256(a.hi), 16);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                      _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8));
+}
+
+inline F32x16 load_bf16(const uint16_t* p) {
+  const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8));
+  return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(a), 16)),
+          _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16))};
+}
+
+}  // namespace
+}  // namespace mx::cpu::detail::MX_CPU_ISA

@@ -1,0 +1,161 @@
+// Sixteen-lane vectors on AVX-512 (F, BW, VL, DQ): one zmm register per vector. lanes_avx2.h
+// and lanes_scalar.h define the same types and functions for the other targets, so the kernels
+// written against them (element_decoders.h, dequantize_fast.h, matmul_impl.h) are written once.
+// Every function here is exact integer or IEEE float32 arithmetic, lane by lane, with the same
+// result on every target; the float sums are in the order the comments state.
+#pragma once
+
+// GCC 12 reports the unused pass-through operand of unmasked AVX-512 intrinsics as "may be used
+// uninitialized" (GCC bug 105593). The warning is tied to the intrinsic headers' lines, so it is
+// silenced for them alone, here, where they are first included.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+
+#include <cstdint>
+
+#include "mx/kernels/cpu/unpack_codes_x86.h"
+
+namespace mx::cpu::detail::MX_CPU_ISA {
+namespace {
+
+struct F32x16 {
+  __m512 v;
+};
+struct U32x16 {
+  __m512i v;
+};
+struct I32x16 {
+  __m512i v;
+};
+
+inline F32x16 splat(float x) {
+  return {_mm512_set1_ps(x)};
+}
+inline U32x16 splat_u32(uint32_t x) {
+  return {_mm512_set1_epi32(int(x))};
+}
+// Lanes 0-7 hold `low`, lanes 8-15 `high`.
+inline F32x16 splat_halves(float low, float high) {
+  return {_mm512_insertf32x8(_mm512_set1_ps(low), _mm256_set1_ps(high), 1)};
+}
+inline F32x16 operator*(F32x16 a, F32x16 b) {
+  return {_mm512_mul_ps(a.v, b.v)};
+}
+inline F32x16 operator+(F32x16 a, F32x16 b) {
+  return {_mm512_add_ps(a.v, b.v)};
+}
+inline F32x16 operator-(F32x16 a, F32x16 b) {
+  return {_mm512_sub_ps(a.v, b.v)};
+}
+
+inline F32x16 load_f32(const float* p) {
+  return {_mm512_loadu_ps(p)};
+}
+inline void store_f32(float* p, F32x16 a) {
+  _mm512_storeu_ps(p, a.v);
+}
+inline void stream_f32(float* p, F32x16 a) {
+  _mm512_stream_ps(p, a.v);
+}
+
+// ((l0 + l8) + (l4 + l12)) + ... : lane j is added to lane j + 8, then j + 4, j + 2, j + 1.
+inline float sum_lanes(F32x16 a) {
+  const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a.v), _mm512_extractf32x8_ps(a.v, 1));
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+}
+
+inline U32x16 operator&(U32x16 a, U32x16 b) {
+  return {_mm512_and_si512(a.v, b.v)};
+}
+inline U32x16 operator|(U32x16 a, U32x16 b) {
+  return {_mm512_or_si512(a.v, b.v)};
+}
+inline U32x16 operator+(U32x16 a, U32x16 b) {
+  return {_mm512_add_epi32(a.v, b.v)};
+}
+inline U32x16 operator<<(U32x16 a, U32x16 count) {
+  return {_mm512_sllv_epi32(a.v, count.v)};
+}
+inline U32x16 operator>>(U32x16 a, U32x16 count) {
+  return {_mm512_srlv_epi32(a.v, count.v)};
+}
+inline F32x16 as_f32(U32x16 a) {
+  return {_mm512_castsi512_ps(a.v)};
+}
+inline U32x16 as_u32(F32x16 a) {
+  return {_mm512_castps_si512(a.v)};
+}
+// Lanes of a that are >= threshold (unsigned) take `then`, the others keep `a_else`.
+inline U32x16 select_at_least(U32x16 a, U32x16 threshold, U32x16 then, U32x16 a_else) {
+  return {_mm512_mask_blend_epi32(_mm512_cmpge_epu32_mask(a.v, threshold.v), a_else.v, then.v)};
+}
+inline U32x16 select_equal(U32x16 a, U32x16 b, U32x16 then, U32x16 a_else) {
+  return {_mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(a.v, b.v), a_else.v, then.v)};
+}
+
+// Codes kHalf * 16 .. kHalf * 16 + 15 of a block, zero-extended.
+template <int kHalf>
+inline U32x16 widen(Codes32 c) {
+  const __m128i half = kHalf == 0 ? _mm256_castsi256_si128(c.v) : _mm256_extracti128_si256(c.v, 1);
+  return {_mm512_cvtepu8_epi32(half)};
+}
+// The same codes read as two's-complement bytes, converted to float32 (exact).
+template <int kHalf>
+inline F32x16 int8_to_f32(Codes32 c) {
+  const __m128i half = kHalf == 0 ? _mm256_castsi256_si128(c.v) : _mm256_extracti128_si256(c.v, 1);
+  return {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(half))};
+}
+
+// Sixteen float32 values indexed by the low four bits of each lane: one vpermps.
+struct Table16 {
+  __m512 v;
+};
+inline Table16 make_table16(const float* values) {
+  return {_mm512_loadu_ps(values)};
+}
+inline F32x16 lookup(const Table16& t, U32x16 index) {
+  return {_mm512_permutexvar_ps(index.v, t.v)};
+}
+
+// float_to_bf16 (mx/core/half.h) on every lane: round to nearest even, NaN stays a quiet NaN.
+inline void store_bf16(uint16_t* p, F32x16 a) {
+  const __m512i bits = _mm512_castps_si512(a.v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  const __m512i rounding = _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, rounding), 16);
+  const __m512i magnitude = _mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFFFF));
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(magnitude, _mm512_set1_epi32(0x7F800000));
+  const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
+  const __m512i out = _mm512_mask_blend_epi32(nan, rounded, quiet);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(out));
+}
+
+// table[index] per lane. Slower than register arithmetic here; element_decoders.h uses it only
+// where lanes are plain arrays.
+inline constexpr bool kTableLookupIsCheap = false;
+inline F32x16 gather(const float* table, U32x16 index) {
+  return {_mm512_i32gather_ps(index.v, table, 4)};
+}
+
+// For lanes that are bfloat16 values already: the top halves.
+inline void store_bf16_truncated(uint16_t* p, F32x16 a) {
+  const __m512i top = _mm512_srli_epi32(_mm512_castps_si512(a.v), 16);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(top));
+}
+
+// bfloat16 -> float32 is exact: the 16 bits become the top half.
+inline F32x16 load_bf16(const uint16_t* p) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))};
+}
+
+}  // namespace
+}  // namespace mx::cpu::detail::MX_CPU_ISA

@@ -1,0 +1,164 @@
+// Sixteen-lane vectors as plain arrays, for the scalar target: the same types and functions as
+// lanes_avx512.h, written as loops over lanes (which the compiler may vectorise with SSE2).
+// This file is also the easiest statement of what each SIMD function computes.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <cstring>
+
+#include "mx/core/half.h"
+
+namespace mx::cpu::detail::MX_CPU_ISA {
+namespace {
+
+struct F32x16 {
+  float v[16];
+};
+struct U32x16 {
+  uint32_t v[16];
+};
+struct I32x16 {
+  int32_t v[16];
+};
+struct Codes32 {
+  uint8_t v[32];
+};
+
+template <class V, class Fn>
+inline V lanewise(Fn fn) {
+  V out;
+  for (int j = 0; j < 16; ++j) out.v[j] = fn(j);
+  return out;
+}
+
+inline F32x16 splat(float x) {
+  return lanewise<F32x16>([&](int) { return x; });
+}
+inline U32x16 splat_u32(uint32_t x) {
+  return lanewise<U32x16>([&](int) { return x; });
+}
+inline F32x16 splat_halves(float low, float high) {
+  return lanewise<F32x16>([&](int j) { return j < 8 ? low : high; });
+}
+inline F32x16 operator*(F32x16 a, F32x16 b) {
+  return lanewise<F32x16>([&](int j) { return a.v[j] * b.v[j]; });
+}
+inline F32x16 operator+(F32x16 a, F32x16 b) {
+  return lanewise<F32x16>([&](int j) { return a.v[j] + b.v[j]; });
+}
+inline F32x16 operator-(F32x16 a, F32x16 b) {
+  return lanewise<F32x16>([&](int j) { return a.v[j] - b.v[j]; });
+}
+
+inline F32x16 load_f32(const float* p) {
+  F32x16 a;
+  std::memcpy(a.v, p, sizeof(a.v));
+  return a;
+}
+inline void store_f32(float* p, F32x16 a) {
+  std::memcpy(p, a.v, sizeof(a.v));
+}
+inline void stream_f32(float* p, F32x16 a) {
+  std::memcpy(p, a.v, sizeof(a.v));
+}
+
+// Lane j is added to lane j + 8, then j + 4, j + 2, j + 1.
+inline float sum_lanes(F32x16 a) {
+  for (int width = 8; width >= 1; width /= 2) {
+    for (int j = 0; j < width; ++j) a.v[j] = a.v[j] + a.v[j + width];
+  }
+  return a.v[0];
+}
+
+inline U32x16 operator&(U32x16 a, U32x16 b) {
+  return lanewise<U32x16>([&](int j) { return a.v[j] & b.v[j]; });
+}
+inline U32x16 operator|(U32x16 a, U32x16 b) {
+  return lanewise<U32x16>([&](int j) { return a.v[j] | b.v[j]; });
+}
+inline U32x16 operator+(U32x16 a, U32x16 b) {
+  return lanewise<U32x16>([&](int j) { return a.v[j] + b.v[j]; });
+}
+// Counts are below 32 wherever these are used.
+inline U32x16 operator<<(U32x16 a, U32x16 count) {
+  return lanewise<U32x16>([&](int j) { return a.v[j] << count.v[j]; });
+}
+inline U32x16 operator>>(U32x16 a, U32x16 count) {
+  return lanewise<U32x16>([&](int j) { return a.v[j] >> count.v[j]; });
+}
+inline F32x16 as_f32(U32x16 a) {
+  return lanewise<F32x16>([&](int j) { return std::bit_cast<float>(a.v[j]); });
+}
+inline U32x16 as_u32(F32x16 a) {
+  return lanewise<U32x16>([&](int j) { return std::bit_cast<uint32_t>(a.v[j]); });
+}
+inline U32x16 select_at_least(U32x16 a, U32x16 threshold, U32x16 then, U32x16 a_else) {
+  return lanewise<U32x16>(
+      [&](int j) { return a.v[j] >= threshold.v[j] ? then.v[j] : a_else.v[j]; });
+}
+inline U32x16 select_equal(U32x16 a, U32x16 b, U32x16 then, U32x16 a_else) {
+  return lanewise<U32x16>([&](int j) { return a.v[j] == b.v[j] ? then.v[j] : a_else.v[j]; });
+}
+
+template <int kHalf>
+inline U32x16 widen(const Codes32& c) {
+  return lanewise<U32x16>([&](int j) { return uint32_t(c.v[kHalf * 16 + j]); });
+}
+template <int kHalf>
+inline F32x16 int8_to_f32(const Codes32& c) {
+  return lanewise<F32x16>([&](int j) { return float(int8_t(c.v[kHalf * 16 + j])); });
+}
+
+struct Table16 {
+  float v[16];
+};
+inline Table16 make_table16(const float* values) {
+  Table16 t;
+  std::memcpy(t.v, values, sizeof(t.v));
+  return t;
+}
+inline F32x16 lookup(const Table16& t, U32x16 index) {
+  return lanewise<F32x16>([&](int j) { return t.v[index.v[j] & 15]; });
+}
+
+// Plain loads: with no vector registers to decode in, a table is the quickest decoder.
+inline constexpr bool kTableLookupIsCheap = true;
+inline F32x16 gather(const float* table, U32x16 index) {
+  return lanewise<F32x16>([&](int j) { return table[index.v[j]]; });
+}
+
+inline void store_bf16(uint16_t* p, F32x16 a) {
+  for (int j = 0; j < 16; ++j) p[j] = float_to_bf16(a.v[j]);
+}
+inline void store_bf16_truncated(uint16_t* p, F32x16 a) {
+  for (int j = 0; j < 16; ++j) p[j] = uint16_t(std::bit_cast<uint32_t>(a.v[j]) >> 16);
+}
+inline F32x16 load_bf16(const uint16_t* p) {
+  return lanewise<F32x16>([&](int j) { return bf16_to_float(p[j]); });
+}
+
+// Unpacking a block's codes from the little-endian bit stream of mx/core/bitpack.h.
+template <int kBits>
+inline Codes32 unpack(const uint8_t* p) {
+  static_assert(kBits == 8 || kBits == 6 || kBits == 4 || kBits == 2);
+  Codes32 c;
+  if constexpr (kBits == 8) {
+    std::memcpy(c.v, p, 32);
+  } else if constexpr (kBits == 6) {
+    for (int g = 0; g < 8; ++g) {
+      const uint32_t w =
+          uint32_t(p[3 * g]) | uint32_t(p[3 * g + 1]) << 8 | uint32_t(p[3 * g + 2]) << 16;
+      for (int i = 0; i < 4; ++i) c.v[4 * g + i] = uint8_t((w >> (6 * i)) & 63);
+    }
+  } else {
+    constexpr int kPerByte = 8 / kBits;
+    for (int i = 0; i < 32; ++i) {
+      c.v[i] = uint8_t((p[i / kPerByte] >> (kBits * (i % kPerByte))) & ((1 << kBits) - 1));
+    }
+  }
+  return c;
+}
+
+}  // namespace
+}  // namespace mx::cpu::detail::MX_CPU_ISA
