@@ -19,7 +19,7 @@ namespace {
 
 struct Float32Out {
   float* p;
-  void put(int64_t i, F32x16 v, uint8_t) const { store_f32(p + i, v); }
+  void put(int64_t i, const Pairs& v, uint8_t) const { store_f32_pairs(p + i, v.even, v.odd); }
   void fill_nan(int64_t i, int n) const { std::fill(p + i, p + i + n, NAN); }
 };
 
@@ -34,11 +34,11 @@ struct Bfloat16Out {
     const int q = f.is_integer ? f.emin : f.emin - f.man_bits;
     truncation_exact_from = asymmetric ? 256 : std::max(0, kE8m0Bias - 133 - q);
   }
-  void put(int64_t i, F32x16 v, uint8_t scale) const {
+  void put(int64_t i, const Pairs& v, uint8_t scale) const {
     if (scale >= truncation_exact_from) {
-      store_bf16_truncated(p + i, v);
+      store_bf16_pairs_truncated(p + i, v.even, v.odd);
     } else {
-      store_bf16(p + i, v);
+      store_bf16_pairs(p + i, v.even, v.odd);
     }
   }
   void fill_nan(int64_t i, int n) const { std::fill(p + i, p + i + n, float_to_bf16(NAN)); }
@@ -55,15 +55,12 @@ inline void dequantize_whole_block(const Decoder& decoder, const uint8_t* packed
   const F32x16 x = splat(e8m0_to_float(scale));
   const F32x16 m = splat(offset ? bf16_to_float(*offset) : 0.0f);
   for (int g = 0; g < k; g += 32) {
-    const Codes32 c = unpack<kBits>(packed + g * kBits / 8);
-    F32x16 low = decoder.template decode<0>(c) * x;
-    F32x16 high = decoder.template decode<1>(c) * x;
+    Pairs v = decoder.template decode<kBits>(packed + g * kBits / 8, x);
     if (offset) {
-      low = low + m;
-      high = high + m;
+      v.even = v.even + m;
+      v.odd = v.odd + m;
     }
-    out.put(first + g, low, scale);
-    out.put(first + g + 16, high, scale);
+    out.put(first + g, v, scale);
   }
 }
 

@@ -1,24 +1,32 @@
-// Element decoders: the codes of a block -> their float32 element values (before the block's
-// scale), sixteen lanes at a time. Each is built from the format table (mx/core/format.h) and
-// gives decode_element's value for every code, as float32; tests decode every code of every
-// format on every target and compare bits.
+// Element decoders: one packed block of 32 codes -> its dequantized values X * element, as two
+// sixteen-lane vectors of pairs (even: elements 2j, odd: 2j + 1; see lanes_avx512.h). Each
+// decoder is built from the format table (mx/core/format.h) and gives exactly the float32
+// product decode_element(code) * X for every code; tests decode every code of every format on
+// every target and compare bits. with_decoder picks the quickest one for the format and target.
 //
-// Like every float32 product of the CPU path, the block scale's multiply assumes the default
+// Like every float32 product of the CPU path, the scale's multiply assumes the default
 // floating-point environment (no flush-to-zero, no denormals-are-zero): scale byte 0 is the
 // float32 subnormal 2^-127.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 
 #include "mx/core/element_ref.h"
 #include "mx/core/format.h"
+#include "mx/core/half.h"
 #include "mx/kernels/cpu/lanes.h"
 
 namespace mx::cpu::detail::MX_CPU_ISA {
 namespace {
 
-// Formats of at most four bits: every value in one 16-entry table held in registers.
+struct Pairs {
+  F32x16 even, odd;
+};
+
+// Formats of at most four bits: the 16 values in one table held in registers, multiplied by X
+// once per block (the same float32 products as multiplying each element).
 struct LookupDecoder {
   Table16 table;
   explicit LookupDecoder(const FormatTraits& f) {
@@ -26,9 +34,17 @@ struct LookupDecoder {
     for (int c = 0; c < (1 << f.bits); ++c) values[c] = float(decode_element(f, uint8_t(c)));
     table = make_table16(values);
   }
-  template <int kHalf>
-  F32x16 decode(Codes32 c) const {
-    return lookup(table, widen<kHalf>(c));
+  // The lookup reads an index's low four bits, so the even code needs no masking.
+  template <int kBits>
+  Pairs decode(const uint8_t* block, F32x16 scale) const {
+    const Table16 t = scaled(table, scale);
+    if constexpr (kBits == 4) {
+      const U32x16 pairs = widen_bytes(block);
+      return {lookup(t, pairs), lookup(t, pairs >> splat_u32(4))};
+    } else {
+      const U32x16 pairs = widen_pairs(unpack<kBits>(block));
+      return {lookup(t, pairs), lookup(t, pairs >> splat_u32(8))};
+    }
   }
 };
 
@@ -65,9 +81,7 @@ struct FieldsDecoder {
       special_from = splat_u32((1u << (f.bits - 1)) - 1);  // S.1111.111
     }
   }
-  template <int kHalf>
-  F32x16 decode(Codes32 c) const {
-    const U32x16 code = widen<kHalf>(c);
+  F32x16 value(U32x16 code) const {
     const U32x16 magnitude = code & magnitude_mask;
     const U32x16 sign = (code >> sign_shift) << sign_position;
     const U32x16 rebias = select_at_least(magnitude, min_normal, normal_rebias, subnormal_rebias);
@@ -81,15 +95,23 @@ struct FieldsDecoder {
     }
     return as_f32(bits | sign);
   }
+  template <int kBits>
+  Pairs decode(const uint8_t* block, F32x16 scale) const {
+    const U32x16 pairs = widen_pairs(unpack<kBits>(block));
+    return {value(pairs & splat_u32(0xFF)) * scale, value(pairs >> splat_u32(8)) * scale};
+  }
 };
 
-// Eight-bit integers: payload p means p * 2^-(bits - 2), exact in float32.
+// Eight-bit integers: payload p means p * 2^-(bits - 2). X * 2^-(bits - 2) is exact (at least
+// 2^-133), and so is its product with p, so p * (X * 2^-6) is exactly (p * 2^-6) * X.
 struct Int8Decoder {
   F32x16 quantum;
   explicit Int8Decoder(const FormatTraits& f) : quantum(splat(std::ldexp(1.0f, -f.man_bits))) {}
-  template <int kHalf>
-  F32x16 decode(Codes32 c) const {
-    return int8_to_f32<kHalf>(c) * quantum;
+  template <int kBits>
+  Pairs decode(const uint8_t* block, F32x16 scale) const {
+    const U32x16 pairs = widen_pairs(unpack<kBits>(block));
+    const F32x16 step = scale * quantum;
+    return {int8_to_f32<0>(pairs) * step, int8_to_f32<1>(pairs) * step};
   }
 };
 
@@ -99,37 +121,90 @@ struct TableDecoder {
   explicit TableDecoder(const FormatTraits& f) {
     for (int c = 0; c < (1 << f.bits); ++c) values[c] = float(decode_element(f, uint8_t(c)));
   }
-  template <int kHalf>
-  F32x16 decode(Codes32 c) const {
-    return gather(values, widen<kHalf>(c));
+  template <int kBits>
+  Pairs decode(const uint8_t* block, F32x16 scale) const {
+    const U32x16 pairs = widen_pairs(unpack<kBits>(block));
+    return {gather(values, pairs & splat_u32(0xFF)) * scale,
+            gather(values, pairs >> splat_u32(8)) * scale};
   }
 };
+
+#if defined(__AVX512BW__)
+// FP6 and FP8 on AVX-512: every element value has at most 8 significant bits and a bfloat16
+// exponent, so it is a bfloat16, looked up with 16-bit permutes. vpermt2w indexes 64 words in
+// two registers: one lookup decodes a 6-bit code, sign included; an 8-bit code's magnitude takes
+// two, picked by bit 6, and its sign bit is copied in. A 32-bit lane then holds the bfloat16
+// values of its pair of elements, which become float32 by moving each to the top half.
+struct WordTableDecoder {
+  __m512i words[4];  // entries 32q .. 32q + 31 in words[q]
+  explicit WordTableDecoder(const FormatTraits& f) {
+    alignas(64) uint16_t values[128] = {};
+    for (int c = 0; c < std::min(1 << f.bits, 128); ++c) {
+      values[c] = float_to_bf16(float(decode_element(f, uint8_t(c))));
+    }
+    for (int q = 0; q < 4; ++q) words[q] = _mm512_load_si512(values + 32 * q);
+  }
+  template <int kBits>
+  Pairs decode(const uint8_t* block, F32x16 scale) const {
+    const __m512i codes = _mm512_cvtepu8_epi16(unpack<kBits>(block).v);
+    __m512i values = _mm512_permutex2var_epi16(words[0], codes, words[1]);
+    if constexpr (kBits == 8) {
+      const __m512i upper = _mm512_permutex2var_epi16(words[2], codes, words[3]);
+      const __mmask32 bit6 = _mm512_test_epi16_mask(codes, _mm512_set1_epi16(0x40));
+      const __m512i sign = _mm512_and_si512(_mm512_slli_epi16(codes, 8), _mm512_set1_epi16(-32768));
+      values = _mm512_or_si512(_mm512_mask_blend_epi16(bit6, values, upper), sign);
+    }
+    const F32x16 even = {_mm512_castsi512_ps(_mm512_slli_epi32(values, 16))};
+    const F32x16 odd = {_mm512_castsi512_ps(_mm512_and_si512(values, _mm512_set1_epi32(-65536)))};
+    return {even * scale, odd * scale};
+  }
+};
+inline constexpr bool kHasWordTables = true;
+#else
+// Never chosen without AVX-512 BW (kHasWordTables); declared so with_decoder compiles anywhere.
+struct WordTableDecoder : TableDecoder {
+  using TableDecoder::TableDecoder;
+};
+inline constexpr bool kHasWordTables = false;
+#endif
 
 template <int kBits>
 using Bits = std::integral_constant<int, kBits>;
 
-// Calls fn(Bits<bits>{}, decoder) with the decoder for format f; false for a format none of them
-// covers (the caller then keeps to the per-element path).
+// Calls fn(Bits<bits>{}, decoder) with the quickest decoder for format f on this target; false
+// for a code width the unpacking does not cover (only 2, 4, 6 and 8 bits exist).
 template <class Fn>
 bool with_decoder(const FormatTraits& f, Fn&& fn) {
-  if (kTableLookupIsCheap && f.bits == 8) {
-    fn(Bits<8>{}, TableDecoder(f));
-  } else if (kTableLookupIsCheap && f.bits == 6) {
-    fn(Bits<6>{}, TableDecoder(f));
-  } else if (f.bits == 4) {
-    fn(Bits<4>{}, LookupDecoder(f));
-  } else if (f.bits == 2) {
-    fn(Bits<2>{}, LookupDecoder(f));
-  } else if (f.bits == 8 && f.is_integer) {
-    fn(Bits<8>{}, Int8Decoder(f));
-  } else if (f.bits == 8 && (f.has_inf || f.has_nan)) {
-    fn(Bits<8>{}, FieldsDecoder<true>(f));
-  } else if (f.bits == 6 && !f.is_integer && !f.has_inf && !f.has_nan) {
-    fn(Bits<6>{}, FieldsDecoder<false>(f));
-  } else {
-    return false;
+  auto for_wide = [&](auto bits) {
+    if (kTableLookupIsCheap) {
+      fn(bits, TableDecoder(f));
+    } else if (f.is_integer && f.bits == 8) {
+      fn(bits, Int8Decoder(f));
+    } else if (f.is_integer) {
+      fn(bits, TableDecoder(f));
+    } else if (kHasWordTables) {
+      fn(bits, WordTableDecoder(f));
+    } else if (f.has_inf || f.has_nan) {
+      fn(bits, FieldsDecoder<true>(f));
+    } else {
+      fn(bits, FieldsDecoder<false>(f));
+    }
+  };
+  switch (f.bits) {
+    case 2:
+      fn(Bits<2>{}, LookupDecoder(f));
+      return true;
+    case 4:
+      fn(Bits<4>{}, LookupDecoder(f));
+      return true;
+    case 6:
+      for_wide(Bits<6>{});
+      return true;
+    case 8:
+      for_wide(Bits<8>{});
+      return true;
   }
-  return true;
+  return false;
 }
 
 }  // namespace

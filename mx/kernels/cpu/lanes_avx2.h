@@ -36,21 +36,12 @@ inline F32x16 operator*(F32x16 a, F32x16 b) {
 inline F32x16 operator+(F32x16 a, F32x16 b) {
   return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)};
 }
-
-inline void stream_f32(float* p, F32x16 a) {
-  _mm256_stream_ps(p, a.lo);
-  _mm256_stream_ps(p + 8, a.hi);
-}
 inline F32x16 operator-(F32x16 a, F32x16 b) {
   return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)};
 }
 
 inline F32x16 load_f32(const float* p) {
   return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
-}
-inline void store_f32(float* p, F32x16 a) {
-  _mm256_storeu_ps(p, a.lo);
-  _mm256_storeu_ps(p + 8, a.hi);
 }
 
 // The tree of lanes_avx512.h: lane j + lane j + 8, then j + 4, j + 2, j + 1.
@@ -99,25 +90,31 @@ inline U32x16 select_equal(U32x16 a, U32x16 b, U32x16 then, U32x16 a_else) {
           blend_if(_mm256_cmpeq_epi32(a.hi, b.hi), then.hi, a_else.hi)};
 }
 
-template <int kHalf>
-inline U32x16 widen(Codes32 c) {
-  const __m128i half = kHalf == 0 ? _mm256_castsi256_si128(c.v) : _mm256_extracti128_si256(c.v, 1);
-  return {_mm256_cvtepu8_epi32(half), _mm256_cvtepu8_epi32(_mm_srli_si128(half, 8))};
+inline U32x16 widen_bytes(const uint8_t* p) {
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return {_mm256_cvtepu8_epi32(bytes), _mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))};
 }
-template <int kHalf>
-inline F32x16 int8_to_f32(Codes32 c) {
-  const __m128i half = kHalf == 0 ? _mm256_castsi256_si128(c.v) : _mm256_extracti128_si256(c.v, 1);
-  return {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(half)),
-          _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(half, 8)))};
+inline U32x16 widen_pairs(Codes32 c) {
+  return {_mm256_cvtepu16_epi32(_mm256_castsi256_si128(c.v)),
+          _mm256_cvtepu16_epi32(_mm256_extracti128_si256(c.v, 1))};
+}
+template <int kByte>
+inline F32x16 int8_to_f32(U32x16 pairs) {
+  const __m256i lo = _mm256_srai_epi32(_mm256_slli_epi32(pairs.lo, 24 - 8 * kByte), 24);
+  const __m256i hi = _mm256_srai_epi32(_mm256_slli_epi32(pairs.hi, 24 - 8 * kByte), 24);
+  return {_mm256_cvtepi32_ps(lo), _mm256_cvtepi32_ps(hi)};
 }
 
 // Sixteen entries in two registers of eight: vpermps reads an index's low three bits, and its
-// bit 3, moved to the sign bit, picks the register.
+// bit 3, moved to the sign bit, picks the register. Bits above 3 are ignored.
 struct Table16 {
   __m256 low, high;
 };
 inline Table16 make_table16(const float* values) {
   return {_mm256_loadu_ps(values), _mm256_loadu_ps(values + 8)};
+}
+inline Table16 scaled(const Table16& t, F32x16 factor) {
+  return {_mm256_mul_ps(t.low, factor.lo), _mm256_mul_ps(t.high, factor.lo)};
 }
 inline __m256 lookup8x2(const Table16& t, __m256i index) {
   const __m256 from_low = _mm256_permutevar8x32_ps(t.low, index);
@@ -133,7 +130,19 @@ inline F32x16 gather(const float* table, U32x16 index) {
   return {_mm256_i32gather_ps(table, index.lo, 4), _mm256_i32gather_ps(table, index.hi, 4)};
 }
 
-inline __m256i bf16_bits_rounded(__m256 a) {
+// Eight pairs (16 elements) in element order.
+inline void store_f32_pairs8(float* p, __m256 even, __m256 odd) {
+  const __m256 first = _mm256_unpacklo_ps(even, odd);   // elements 0-3 | 8-11
+  const __m256 second = _mm256_unpackhi_ps(even, odd);  // elements 4-7 | 12-15
+  _mm256_storeu_ps(p, _mm256_permute2f128_ps(first, second, 0x20));
+  _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(first, second, 0x31));
+}
+inline void store_f32_pairs(float* p, F32x16 even, F32x16 odd) {
+  store_f32_pairs8(p, even.lo, odd.lo);
+  store_f32_pairs8(p + 16, even.hi, odd.hi);
+}
+
+inline __m256i bf16_rounded(__m256 a) {
   const __m256i bits = _mm256_castps_si256(a);
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
   const __m256i rounding = _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF));
@@ -143,24 +152,22 @@ inline __m256i bf16_bits_rounded(__m256 a) {
   const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x40));
   return _mm256_blendv_epi8(rounded, quiet, nan);
 }
-inline void store_bf16(uint16_t* p, F32x16 a) {
-  // packus works within 128-bit lanes; the qword permute puts the halves back in order.
-  const __m256i packed = _mm256_packus_epi32(bf16_bits_rounded(a.lo), bf16_bits_rounded(a.hi));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_permute4x64_epi64(packed, 0xD8));
+inline void store_bf16_pairs(uint16_t* p, F32x16 even, F32x16 odd) {
+  const __m256i lo =
+      _mm256_or_si256(bf16_rounded(even.lo), _mm256_slli_epi32(bf16_rounded(odd.lo), 16));
+  const __m256i hi =
+      _mm256_or_si256(bf16_rounded(even.hi), _mm256_slli_epi32(bf16_rounded(odd.hi), 16));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), lo);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 16), hi);
 }
-
-inline void store_bf16_truncated(uint16_t* p, F32x16 a) {
-  const __m256i lo = _mm256_srli_epi32(_mm256_castps_si256(a.lo), 16);
-  const __m256i hi = _mm256_srli_epi32(_mm256_castps_si256(a.hi), 16);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
-                      _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8));
+inline __m256i bf16_top_halves(__m256 even, __m256 odd) {
+  const __m256i even_low = _mm256_srli_epi32(_mm256_castps_si256(even), 16);
+  const __m256i odd_high = _mm256_and_si256(_mm256_castps_si256(odd), _mm256_set1_epi32(-65536));
+  return _mm256_or_si256(even_low, odd_high);
 }
-
-inline F32x16 load_bf16(const uint16_t* p) {
-  const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8));
-  return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(a), 16)),
-          _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16))};
+inline void store_bf16_pairs_truncated(uint16_t* p, F32x16 even, F32x16 odd) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bf16_top_halves(even.lo, odd.lo));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 16), bf16_top_halves(even.hi, odd.hi));
 }
 
 }  // namespace

@@ -3,6 +3,9 @@
 // written against them (element_decoders.h, dequantize_fast.h, matmul_impl.h) are written once.
 // Every function here is exact integer or IEEE float32 arithmetic, lane by lane, with the same
 // result on every target; the float sums are in the order the comments state.
+//
+// A block's 32 elements sit in two vectors as pairs: lane j of `even` holds element 2j, lane j
+// of `odd` element 2j + 1. Packed codes come apart that way with the fewest shuffles.
 #pragma once
 
 // GCC 12 reports the unused pass-through operand of unmasked AVX-512 intrinsics as "may be used
@@ -57,12 +60,6 @@ inline F32x16 operator-(F32x16 a, F32x16 b) {
 inline F32x16 load_f32(const float* p) {
   return {_mm512_loadu_ps(p)};
 }
-inline void store_f32(float* p, F32x16 a) {
-  _mm512_storeu_ps(p, a.v);
-}
-inline void stream_f32(float* p, F32x16 a) {
-  _mm512_stream_ps(p, a.v);
-}
 
 // ((l0 + l8) + (l4 + l12)) + ... : lane j is added to lane j + 8, then j + 4, j + 2, j + 1.
 inline float sum_lanes(F32x16 a) {
@@ -101,41 +98,34 @@ inline U32x16 select_equal(U32x16 a, U32x16 b, U32x16 then, U32x16 a_else) {
   return {_mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(a.v, b.v), a_else.v, then.v)};
 }
 
-// Codes kHalf * 16 .. kHalf * 16 + 15 of a block, zero-extended.
-template <int kHalf>
-inline U32x16 widen(Codes32 c) {
-  const __m128i half = kHalf == 0 ? _mm256_castsi256_si128(c.v) : _mm256_extracti128_si256(c.v, 1);
-  return {_mm512_cvtepu8_epi32(half)};
+// A block's codes as pairs, lane j holding codes 2j and 2j + 1. From 4-bit packing directly
+// (byte j is code 2j | code 2j + 1 << 4), or from unpacked codes (code 2j | code 2j + 1 << 8).
+inline U32x16 widen_bytes(const uint8_t* p) {
+  return {_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))};
 }
-// The same codes read as two's-complement bytes, converted to float32 (exact).
-template <int kHalf>
-inline F32x16 int8_to_f32(Codes32 c) {
-  const __m128i half = kHalf == 0 ? _mm256_castsi256_si128(c.v) : _mm256_extracti128_si256(c.v, 1);
-  return {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(half))};
+inline U32x16 widen_pairs(Codes32 c) {
+  return {_mm512_cvtepu16_epi32(c.v)};
+}
+// Byte kByte (0 or 1) of each lane as a two's-complement integer, in float32 (exact).
+template <int kByte>
+inline F32x16 int8_to_f32(U32x16 pairs) {
+  const __m512i on_top = _mm512_slli_epi32(pairs.v, 24 - 8 * kByte);
+  return {_mm512_cvtepi32_ps(_mm512_srai_epi32(on_top, 24))};
 }
 
-// Sixteen float32 values indexed by the low four bits of each lane: one vpermps.
+// Sixteen float32 values indexed by the low four bits of each lane (higher bits are ignored):
+// one vpermps.
 struct Table16 {
   __m512 v;
 };
 inline Table16 make_table16(const float* values) {
   return {_mm512_loadu_ps(values)};
 }
+inline Table16 scaled(const Table16& t, F32x16 factor) {
+  return {_mm512_mul_ps(t.v, factor.v)};
+}
 inline F32x16 lookup(const Table16& t, U32x16 index) {
   return {_mm512_permutexvar_ps(index.v, t.v)};
-}
-
-// float_to_bf16 (mx/core/half.h) on every lane: round to nearest even, NaN stays a quiet NaN.
-inline void store_bf16(uint16_t* p, F32x16 a) {
-  const __m512i bits = _mm512_castps_si512(a.v);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  const __m512i rounding = _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF));
-  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, rounding), 16);
-  const __m512i magnitude = _mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFFFF));
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(magnitude, _mm512_set1_epi32(0x7F800000));
-  const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
-  const __m512i out = _mm512_mask_blend_epi32(nan, rounded, quiet);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(out));
 }
 
 // table[index] per lane. Slower than register arithmetic here; element_decoders.h uses it only
@@ -145,16 +135,36 @@ inline F32x16 gather(const float* table, U32x16 index) {
   return {_mm512_i32gather_ps(index.v, table, 4)};
 }
 
-// For lanes that are bfloat16 values already: the top halves.
-inline void store_bf16_truncated(uint16_t* p, F32x16 a) {
-  const __m512i top = _mm512_srli_epi32(_mm512_castps_si512(a.v), 16);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(top));
+// 32 values given as pairs, stored in element order.
+inline void store_f32_pairs(float* p, F32x16 even, F32x16 odd) {
+  const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
+  _mm512_storeu_ps(p, _mm512_permutex2var_ps(even.v, first, odd.v));
+  _mm512_storeu_ps(p + 16, _mm512_permutex2var_ps(even.v, second, odd.v));
 }
 
-// bfloat16 -> float32 is exact: the 16 bits become the top half.
-inline F32x16 load_bf16(const uint16_t* p) {
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))};
+// float_to_bf16 (mx/core/half.h) on every lane, into the low 16 bits: round to nearest even,
+// NaN stays a quiet NaN.
+inline __m512i bf16_rounded(F32x16 a) {
+  const __m512i bits = _mm512_castps_si512(a.v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  const __m512i rounding = _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, rounding), 16);
+  const __m512i magnitude = _mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFFFF));
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(magnitude, _mm512_set1_epi32(0x7F800000));
+  const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
+  return _mm512_mask_blend_epi32(nan, rounded, quiet);
+}
+// 32 values given as pairs, as bfloat16 in element order: lane j's pair is 32-bit word j.
+inline void store_bf16_pairs(uint16_t* p, F32x16 even, F32x16 odd) {
+  const __m512i odd_high = _mm512_slli_epi32(bf16_rounded(odd), 16);
+  _mm512_storeu_si512(p, _mm512_or_si512(bf16_rounded(even), odd_high));
+}
+// The same for values that are bfloat16 values already: their top halves.
+inline void store_bf16_pairs_truncated(uint16_t* p, F32x16 even, F32x16 odd) {
+  const __m512i even_low = _mm512_srli_epi32(_mm512_castps_si512(even.v), 16);
+  const __m512i odd_high = _mm512_and_si512(_mm512_castps_si512(odd.v), _mm512_set1_epi32(-65536));
+  _mm512_storeu_si512(p, _mm512_or_si512(even_low, odd_high));
 }
 
 }  // namespace

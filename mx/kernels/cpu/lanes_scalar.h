@@ -56,12 +56,6 @@ inline F32x16 load_f32(const float* p) {
   std::memcpy(a.v, p, sizeof(a.v));
   return a;
 }
-inline void store_f32(float* p, F32x16 a) {
-  std::memcpy(p, a.v, sizeof(a.v));
-}
-inline void stream_f32(float* p, F32x16 a) {
-  std::memcpy(p, a.v, sizeof(a.v));
-}
 
 // Lane j is added to lane j + 8, then j + 4, j + 2, j + 1.
 inline float sum_lanes(F32x16 a) {
@@ -101,13 +95,19 @@ inline U32x16 select_equal(U32x16 a, U32x16 b, U32x16 then, U32x16 a_else) {
   return lanewise<U32x16>([&](int j) { return a.v[j] == b.v[j] ? then.v[j] : a_else.v[j]; });
 }
 
-template <int kHalf>
-inline U32x16 widen(const Codes32& c) {
-  return lanewise<U32x16>([&](int j) { return uint32_t(c.v[kHalf * 16 + j]); });
+// A block's codes as pairs, lane j holding codes 2j and 2j + 1: from 4-bit packing directly
+// (byte j is code 2j | code 2j + 1 << 4), or from unpacked codes (code 2j | code 2j + 1 << 8).
+inline U32x16 widen_bytes(const uint8_t* p) {
+  return lanewise<U32x16>([&](int j) { return uint32_t(p[j]); });
 }
-template <int kHalf>
-inline F32x16 int8_to_f32(const Codes32& c) {
-  return lanewise<F32x16>([&](int j) { return float(int8_t(c.v[kHalf * 16 + j])); });
+inline U32x16 widen_pairs(const Codes32& c) {
+  return lanewise<U32x16>(
+      [&](int j) { return uint32_t(c.v[2 * j]) | uint32_t(c.v[2 * j + 1]) << 8; });
+}
+// Byte kByte (0 or 1) of each lane as a two's-complement integer, in float32.
+template <int kByte>
+inline F32x16 int8_to_f32(U32x16 pairs) {
+  return lanewise<F32x16>([&](int j) { return float(int8_t(uint8_t(pairs.v[j] >> (8 * kByte)))); });
 }
 
 struct Table16 {
@@ -117,6 +117,11 @@ inline Table16 make_table16(const float* values) {
   Table16 t;
   std::memcpy(t.v, values, sizeof(t.v));
   return t;
+}
+inline Table16 scaled(const Table16& t, F32x16 factor) {
+  Table16 out;
+  for (int j = 0; j < 16; ++j) out.v[j] = t.v[j] * factor.v[j];
+  return out;
 }
 inline F32x16 lookup(const Table16& t, U32x16 index) {
   return lanewise<F32x16>([&](int j) { return t.v[index.v[j] & 15]; });
@@ -128,14 +133,27 @@ inline F32x16 gather(const float* table, U32x16 index) {
   return lanewise<F32x16>([&](int j) { return table[index.v[j]]; });
 }
 
-inline void store_bf16(uint16_t* p, F32x16 a) {
-  for (int j = 0; j < 16; ++j) p[j] = float_to_bf16(a.v[j]);
+inline void store_f32_pairs(float* p, const F32x16& even, const F32x16& odd) {
+  for (int j = 0; j < 16; ++j) {
+    p[2 * j] = even.v[j];
+    p[2 * j + 1] = odd.v[j];
+  }
 }
-inline void store_bf16_truncated(uint16_t* p, F32x16 a) {
-  for (int j = 0; j < 16; ++j) p[j] = uint16_t(std::bit_cast<uint32_t>(a.v[j]) >> 16);
+inline void store_bf16_pairs(uint16_t* p, const F32x16& even, const F32x16& odd) {
+  for (int j = 0; j < 16; ++j) {
+    p[2 * j] = float_to_bf16(even.v[j]);
+    p[2 * j + 1] = float_to_bf16(odd.v[j]);
+  }
 }
-inline F32x16 load_bf16(const uint16_t* p) {
-  return lanewise<F32x16>([&](int j) { return bf16_to_float(p[j]); });
+inline void store_bf16_pairs_truncated(uint16_t* p, const F32x16& even, const F32x16& odd) {
+  for (int j = 0; j < 16; ++j) {
+    p[2 * j] = uint16_t(std::bit_cast<uint32_t>(even.v[j]) >> 16);
+    p[2 * j + 1] = uint16_t(std::bit_cast<uint32_t>(odd.v[j]) >> 16);
+  }
+}
+
+inline Codes32 zero_codes() {
+  return Codes32{};
 }
 
 // Unpacking a block's codes from the little-endian bit stream of mx/core/bitpack.h.

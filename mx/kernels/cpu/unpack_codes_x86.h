@@ -16,6 +16,10 @@ struct Codes32 {
   __m256i v;
 };
 
+inline Codes32 zero_codes() {
+  return {_mm256_setzero_si256()};
+}
+
 inline Codes32 unpack8(const uint8_t* p) {
   return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))};
 }
