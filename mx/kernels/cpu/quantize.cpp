@@ -19,6 +19,7 @@ std::string select_kernels(const Options& options, detail::BlockKernels* kernels
       *kernels = detail::kernels_avx2();
       break;
     case SimdTarget::kAvx512:
+    case SimdTarget::kAvx512Vnni:  // VNNI adds nothing to quantizing
       *kernels = detail::kernels_avx512();
       break;
   }

@@ -5,6 +5,12 @@
 #include <cstdlib>
 
 namespace mx::cpu {
+namespace {
+
+constexpr SimdTarget kAllTargets[] = {SimdTarget::kScalar, SimdTarget::kAvx2, SimdTarget::kAvx512,
+                                      SimdTarget::kAvx512Vnni};
+
+}  // namespace
 
 std::string_view target_name(SimdTarget t) {
   switch (t) {
@@ -14,12 +20,14 @@ std::string_view target_name(SimdTarget t) {
       return "avx2";
     case SimdTarget::kAvx512:
       return "avx512";
+    case SimdTarget::kAvx512Vnni:
+      return "avx512vnni";
   }
   return "?";
 }
 
 std::optional<SimdTarget> parse_target(std::string_view name) {
-  for (SimdTarget t : {SimdTarget::kScalar, SimdTarget::kAvx2, SimdTarget::kAvx512}) {
+  for (SimdTarget t : kAllTargets) {
     if (name == target_name(t)) return t;
   }
   return std::nullopt;
@@ -46,13 +54,15 @@ bool target_supported(SimdTarget t) {
       return target_supported(SimdTarget::kAvx2) && __builtin_cpu_supports("avx512f") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd");
+    case SimdTarget::kAvx512Vnni:
+      return target_supported(SimdTarget::kAvx512) && __builtin_cpu_supports("avx512vnni");
   }
   return false;
 }
 
 std::vector<SimdTarget> supported_targets() {
   std::vector<SimdTarget> out;
-  for (SimdTarget t : {SimdTarget::kScalar, SimdTarget::kAvx2, SimdTarget::kAvx512}) {
+  for (SimdTarget t : kAllTargets) {
     if (target_supported(t)) out.push_back(t);
   }
   return out;

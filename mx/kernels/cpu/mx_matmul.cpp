@@ -1,0 +1,168 @@
+#include "mx/kernels/cpu/mx_matmul.h"
+
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "mx/core/e8m0.h"
+#include "mx/core/half.h"
+#include "mx/kernels/cpu/matmul_kernels.h"
+#include "mx/kernels/cpu/parallel.h"
+#include "mx/kernels/cpu/quantize.h"
+
+namespace mx::cpu {
+namespace {
+
+// Threads take whole tiles of W rows (matmul_impl.h's kRows).
+constexpr int64_t kRowAlign = 4;
+
+std::string select_kernels(const std::optional<SimdTarget>& forced, detail::MatmulKernels* out) {
+  const SimdTarget target = forced.value_or(best_target());
+  if (!target_supported(target)) {
+    return "CPU target " + std::string(target_name(target)) + " is not supported by this CPU";
+  }
+  switch (target) {
+    case SimdTarget::kScalar:
+      *out = detail::matmul_kernels_scalar();
+      break;
+    case SimdTarget::kAvx2:
+      *out = detail::matmul_kernels_avx2();
+      break;
+    case SimdTarget::kAvx512:
+      *out = detail::matmul_kernels_avx512();
+      break;
+    case SimdTarget::kAvx512Vnni:
+      *out = detail::matmul_kernels_avx512vnni();
+      break;
+  }
+  return "";
+}
+
+std::string check_weights(const MxTensor& w) {
+  if (w.shape.size() != 2) return "W must be a 2-D [N, K] tensor";
+  if (w.spec.is_tiled() || w.spec.block_size != 32) return "W must be in 1-D blocks of 32";
+  if (w.spec.axis != -1 && w.spec.axis != 1) return "W must be blocked along its last axis (K)";
+  if (w.spec.asymmetric) return "W must be symmetric (no block offsets)";
+  return check_consistent(w);
+}
+
+const float* e8m0_values() {
+  static const std::array<float, 256> values = [] {
+    std::array<float, 256> v{};
+    for (int b = 0; b < 256; ++b) v[b] = e8m0_to_float(uint8_t(b));
+    return v;
+  }();
+  return values.data();
+}
+
+// x as the exact kernel reads it: float32 rows of whole blocks (zeros past K), each block's 32
+// values reordered as its 16 even elements, then its 16 odd ones (the kernels' pair lanes).
+std::vector<float> blocks_in_pair_order(const void* x, DType dtype, int64_t m, int64_t k) {
+  const int64_t stride = (k + 31) / 32 * 32;
+  std::vector<float> out(m * stride, 0.0f);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t slot = j % 32;
+      const int64_t to = j - slot + (slot % 2) * 16 + slot / 2;
+      out[i * stride + to] = load_as_float(x, dtype, i * k + j);
+    }
+  }
+  return out;
+}
+
+// x quantized to MXINT8 along K, as the fast kernels read it (matmul_kernels.h).
+struct QuantizedX {
+  std::vector<int8_t> codes;
+  std::vector<float> pair_scales;
+  std::vector<int32_t> quad_bias;
+};
+
+QuantizedX lay_out_by_pairs(const MxTensor& xq, int64_t m, int64_t nb, int weight_quantum) {
+  const int64_t pairs = (nb + 1) / 2;
+  QuantizedX out;
+  out.codes.assign(m * pairs * 64, 0);
+  out.pair_scales.assign(m * pairs * 16, 0.0f);
+  out.quad_bias.assign(m * pairs * 16, 0);
+  const int x_quantum = detail::quantum_exponent(traits(ElementFormat::kInt8));
+  const float unit = std::ldexp(1.0f, weight_quantum + x_quantum);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const auto* codes = reinterpret_cast<const int8_t*>(xq.elements.data()) + (i * nb + b) * 32;
+      std::memcpy(out.codes.data() + i * pairs * 64 + b * 32, codes, 32);
+      // X * 2^(q_w + q_x) is exact: at least 2^(-127 - 6 - 6) and at most 2^127.
+      const float scale = e8m0_to_float(xq.scales[i * nb + b]) * unit;
+      const int64_t lane0 = i * pairs * 16 + b * 8;  // block b's eight lanes of its pair
+      for (int l = 0; l < 8; ++l) {
+        out.pair_scales[lane0 + l] = scale;
+        const int sum = codes[4 * l] + codes[4 * l + 1] + codes[4 * l + 2] + codes[4 * l + 3];
+        out.quad_bias[lane0 + l] = -128 * sum;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string mx_matmul(const MxTensor& w, const void* x, DType x_dtype, int64_t m, float* y,
+                      const MatmulOptions& options) {
+  if (std::string e = check_weights(w); !e.empty()) return e;
+  if (x_dtype == DType::kF16) return "x must be float32 or bfloat16, not float16";
+  if (m < 0) return "the number of rows of x must not be negative";
+  const int64_t n = w.shape[0], k = w.shape[1];
+  if (m == 0 || n == 0) return "";
+  if (y == nullptr || (k > 0 && x == nullptr)) return "x and y must not be null";
+  detail::MatmulKernels kernels{};
+  if (std::string e = select_kernels(options.target, &kernels); !e.empty()) return e;
+
+  const int64_t nb = (k + 31) / 32;
+  const FormatTraits& wf = traits(w.spec.format);
+  const detail::PackedRows rows{w.elements.data(), w.scales.data(), w.spec.format, nb};
+  Options codec_options;
+  codec_options.threads = options.threads;
+  codec_options.target = options.target;
+
+  if (options.mode == MatmulMode::kFast && k > 0) {
+    MxTensor xq;
+    QuantSpec spec;
+    spec.format = ElementFormat::kInt8;
+    const int64_t x_shape[] = {m, k};
+    if (std::string e = quantize(x, x_dtype, x_shape, spec, &xq, codec_options); !e.empty()) {
+      return e;
+    }
+    if (detail::has_int8_values(wf)) {
+      const QuantizedX q = lay_out_by_pairs(xq, m, nb, detail::quantum_exponent(wf));
+      const detail::FastMatmulJob job{rows,
+                                      e8m0_values(),
+                                      (nb + 1) / 2,
+                                      q.codes.data(),
+                                      q.pair_scales.data(),
+                                      q.quad_bias.data(),
+                                      m,
+                                      y,
+                                      n};
+      parallel_for(n, kRowAlign, options.threads,
+                   [&](int64_t begin, int64_t end) { kernels.fast(job, begin, end); });
+      return "";
+    }
+    // No int8 form of W: the quantized x, decoded, goes through the float32 kernel.
+    std::vector<float> decoded(m * k);
+    if (std::string e = dequantize(xq, DType::kF32, decoded.data(), codec_options); !e.empty()) {
+      return e;
+    }
+    const std::vector<float> xs = blocks_in_pair_order(decoded.data(), DType::kF32, m, k);
+    const detail::ExactMatmulJob job{rows, e8m0_values(), xs.data(), m, y, n};
+    parallel_for(n, kRowAlign, options.threads,
+                 [&](int64_t begin, int64_t end) { kernels.exact(job, begin, end); });
+    return "";
+  }
+
+  const std::vector<float> xs = blocks_in_pair_order(x, x_dtype, m, k);
+  const detail::ExactMatmulJob job{rows, e8m0_values(), xs.data(), m, y, n};
+  parallel_for(n, kRowAlign, options.threads,
+               [&](int64_t begin, int64_t end) { kernels.exact(job, begin, end); });
+  return "";
+}
+
+}  // namespace mx::cpu
