@@ -58,17 +58,26 @@ const float* e8m0_values() {
 
 // x as the exact kernel reads it: float32 rows of whole blocks (zeros past K), each block's 32
 // values reordered as its 16 even elements, then its 16 odd ones (the kernels' pair lanes).
-std::vector<float> blocks_in_pair_order(const void* x, DType dtype, int64_t m, int64_t k) {
+template <class T, class ToFloat>
+std::vector<float> blocks_in_pair_order(const T* x, int64_t m, int64_t k, ToFloat to_float) {
   const int64_t stride = (k + 31) / 32 * 32;
   std::vector<float> out(m * stride, 0.0f);
   for (int64_t i = 0; i < m; ++i) {
+    const T* row = x + i * k;
+    float* blocks = out.data() + i * stride;
     for (int64_t j = 0; j < k; ++j) {
       const int64_t slot = j % 32;
-      const int64_t to = j - slot + (slot % 2) * 16 + slot / 2;
-      out[i * stride + to] = load_as_float(x, dtype, i * k + j);
+      blocks[j - slot + (slot % 2) * 16 + slot / 2] = to_float(row[j]);
     }
   }
   return out;
+}
+
+std::vector<float> blocks_in_pair_order(const void* x, DType dtype, int64_t m, int64_t k) {
+  if (dtype == DType::kBF16) {
+    return blocks_in_pair_order(static_cast<const uint16_t*>(x), m, k, bf16_to_float);
+  }
+  return blocks_in_pair_order(static_cast<const float*>(x), m, k, [](float v) { return v; });
 }
 
 // x quantized to MXINT8 along K, as the fast kernels read it (matmul_kernels.h).
