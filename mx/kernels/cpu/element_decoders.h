@@ -49,60 +49,6 @@ struct LookupDecoder {
   }
 };
 
-// Float formats of six and eight bits, from the code's fields with integer adds and one exact
-// subtraction, never touching a float32 subnormal (Intel cores take a slow assist on those):
-//   normal codes:    the exponent and mantissa fields shifted into float32's, plus 127 - bias
-//                    on the exponent, are the value's float32 bits;
-//   subnormal codes: the same with an exponent of 1 reads as 2^emin + the value, and
-//                    subtracting 2^emin (exact: both lie in [2^emin, 2^(emin+1))) leaves it.
-// E4M3's NaN code and E5M2's Inf and NaN codes are replaced afterwards.
-template <bool kHasSpecials>
-struct FieldsDecoder {
-  U32x16 magnitude_mask, field_shift, sign_shift, sign_position;
-  U32x16 min_normal;                       // the smallest magnitude with a nonzero exponent
-  U32x16 normal_rebias, subnormal_rebias;  // added to the shifted fields
-  F32x16 subnormal_offset;                 // 2^emin, taken off again for subnormal codes
-  U32x16 special_from;                     // magnitudes from here up are Inf or NaN
-  U32x16 infinity_magnitude;               // the magnitude of Inf, if the format has one
-  explicit FieldsDecoder(const FormatTraits& f)
-      : magnitude_mask(splat_u32((1u << (f.bits - 1)) - 1)),
-        field_shift(splat_u32(uint32_t(23 - f.man_bits))),
-        sign_shift(splat_u32(uint32_t(f.bits - 1))),
-        sign_position(splat_u32(31)),
-        min_normal(splat_u32(1u << f.man_bits)),
-        normal_rebias(splat_u32(uint32_t(127 - f.bias) << 23)),
-        subnormal_rebias(splat_u32(uint32_t(128 - f.bias) << 23)),
-        subnormal_offset(splat(std::ldexp(1.0f, f.emin))),
-        special_from(splat_u32(0)),
-        infinity_magnitude(splat_u32(0xFFFFFFFFu)) {
-    const uint32_t top_binade = ((1u << f.exp_bits) - 1) << f.man_bits;
-    if (f.has_inf) {
-      special_from = infinity_magnitude = splat_u32(top_binade);
-    } else if (f.has_nan) {
-      special_from = splat_u32((1u << (f.bits - 1)) - 1);  // S.1111.111
-    }
-  }
-  F32x16 value(U32x16 code) const {
-    const U32x16 magnitude = code & magnitude_mask;
-    const U32x16 sign = (code >> sign_shift) << sign_position;
-    const U32x16 rebias = select_at_least(magnitude, min_normal, normal_rebias, subnormal_rebias);
-    const F32x16 offset =
-        as_f32(select_at_least(magnitude, min_normal, splat_u32(0), as_u32(subnormal_offset)));
-    U32x16 bits = as_u32(as_f32((magnitude << field_shift) + rebias) - offset);
-    if constexpr (kHasSpecials) {
-      const U32x16 special = select_equal(magnitude, infinity_magnitude, splat_u32(0x7F800000u),
-                                          splat_u32(0x7FC00000u));
-      bits = select_at_least(magnitude, special_from, special, bits);
-    }
-    return as_f32(bits | sign);
-  }
-  template <int kBits>
-  Pairs decode(const uint8_t* block, F32x16 scale) const {
-    const U32x16 pairs = widen_pairs(unpack<kBits>(block));
-    return {value(pairs & splat_u32(0xFF)) * scale, value(pairs >> splat_u32(8)) * scale};
-  }
-};
-
 // Eight-bit integers: payload p means p * 2^-(bits - 2). X * 2^-(bits - 2) is exact (at least
 // 2^-133), and so is its product with p, so p * (X * 2^-6) is exactly (p * 2^-6) * X.
 struct Int8Decoder {
@@ -116,7 +62,8 @@ struct Int8Decoder {
   }
 };
 
-// Any format of up to eight bits, through a 256-entry table in memory (for the scalar target).
+// Any format of up to eight bits, through a 256-entry table in memory: the FP6 and FP8 decoder
+// of the AVX2 and scalar targets (on AVX2 a gather beats decoding the fields in registers).
 struct TableDecoder {
   float values[256] = {};
   explicit TableDecoder(const FormatTraits& f) {
@@ -177,18 +124,12 @@ using Bits = std::integral_constant<int, kBits>;
 template <class Fn>
 bool with_decoder(const FormatTraits& f, Fn&& fn) {
   auto for_wide = [&](auto bits) {
-    if (kTableLookupIsCheap) {
-      fn(bits, TableDecoder(f));
-    } else if (f.is_integer && f.bits == 8) {
+    if (kDecodesInRegisters && f.is_integer && f.bits == 8) {
       fn(bits, Int8Decoder(f));
-    } else if (f.is_integer) {
-      fn(bits, TableDecoder(f));
-    } else if (kHasWordTables) {
+    } else if (kHasWordTables && !f.is_integer) {
       fn(bits, WordTableDecoder(f));
-    } else if (f.has_inf || f.has_nan) {
-      fn(bits, FieldsDecoder<true>(f));
     } else {
-      fn(bits, FieldsDecoder<false>(f));
+      fn(bits, TableDecoder(f));
     }
   };
   switch (f.bits) {

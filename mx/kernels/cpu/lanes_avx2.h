@@ -36,9 +36,6 @@ inline F32x16 operator*(F32x16 a, F32x16 b) {
 inline F32x16 operator+(F32x16 a, F32x16 b) {
   return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)};
 }
-inline F32x16 operator-(F32x16 a, F32x16 b) {
-  return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)};
-}
 
 inline F32x16 load_f32(const float* p) {
   return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
@@ -55,39 +52,8 @@ inline float sum_lanes(F32x16 a) {
 inline U32x16 operator&(U32x16 a, U32x16 b) {
   return {_mm256_and_si256(a.lo, b.lo), _mm256_and_si256(a.hi, b.hi)};
 }
-inline U32x16 operator|(U32x16 a, U32x16 b) {
-  return {_mm256_or_si256(a.lo, b.lo), _mm256_or_si256(a.hi, b.hi)};
-}
-inline U32x16 operator+(U32x16 a, U32x16 b) {
-  return {_mm256_add_epi32(a.lo, b.lo), _mm256_add_epi32(a.hi, b.hi)};
-}
-inline U32x16 operator<<(U32x16 a, U32x16 count) {
-  return {_mm256_sllv_epi32(a.lo, count.lo), _mm256_sllv_epi32(a.hi, count.hi)};
-}
 inline U32x16 operator>>(U32x16 a, U32x16 count) {
   return {_mm256_srlv_epi32(a.lo, count.lo), _mm256_srlv_epi32(a.hi, count.hi)};
-}
-inline F32x16 as_f32(U32x16 a) {
-  return {_mm256_castsi256_ps(a.lo), _mm256_castsi256_ps(a.hi)};
-}
-inline U32x16 as_u32(F32x16 a) {
-  return {_mm256_castps_si256(a.lo), _mm256_castps_si256(a.hi)};
-}
-
-// AVX2 compares signed lanes only; every lane these are used on is below 2^31.
-inline __m256i blend_if(__m256i mask, __m256i then, __m256i other) {
-  return _mm256_blendv_epi8(other, then, mask);
-}
-inline U32x16 select_at_least(U32x16 a, U32x16 threshold, U32x16 then, U32x16 a_else) {
-  const __m256i one = _mm256_set1_epi32(1);
-  const __m256i below_lo = _mm256_sub_epi32(threshold.lo, one);
-  const __m256i below_hi = _mm256_sub_epi32(threshold.hi, one);
-  return {blend_if(_mm256_cmpgt_epi32(a.lo, below_lo), then.lo, a_else.lo),
-          blend_if(_mm256_cmpgt_epi32(a.hi, below_hi), then.hi, a_else.hi)};
-}
-inline U32x16 select_equal(U32x16 a, U32x16 b, U32x16 then, U32x16 a_else) {
-  return {blend_if(_mm256_cmpeq_epi32(a.lo, b.lo), then.lo, a_else.lo),
-          blend_if(_mm256_cmpeq_epi32(a.hi, b.hi), then.hi, a_else.hi)};
 }
 
 inline U32x16 widen_bytes(const uint8_t* p) {
@@ -125,7 +91,9 @@ inline F32x16 lookup(const Table16& t, U32x16 index) {
   return {lookup8x2(t, index.lo), lookup8x2(t, index.hi)};
 }
 
-inline constexpr bool kTableLookupIsCheap = false;
+// Decoding in registers beats a table in memory (element_decoders.h), except FP6 and FP8
+// codes, where one gather per eight values beats decoding their fields.
+inline constexpr bool kDecodesInRegisters = true;
 inline F32x16 gather(const float* table, U32x16 index) {
   return {_mm256_i32gather_ps(table, index.lo, 4), _mm256_i32gather_ps(table, index.hi, 4)};
 }

@@ -53,9 +53,6 @@ inline F32x16 operator*(F32x16 a, F32x16 b) {
 inline F32x16 operator+(F32x16 a, F32x16 b) {
   return {_mm512_add_ps(a.v, b.v)};
 }
-inline F32x16 operator-(F32x16 a, F32x16 b) {
-  return {_mm512_sub_ps(a.v, b.v)};
-}
 
 inline F32x16 load_f32(const float* p) {
   return {_mm512_loadu_ps(p)};
@@ -72,30 +69,8 @@ inline float sum_lanes(F32x16 a) {
 inline U32x16 operator&(U32x16 a, U32x16 b) {
   return {_mm512_and_si512(a.v, b.v)};
 }
-inline U32x16 operator|(U32x16 a, U32x16 b) {
-  return {_mm512_or_si512(a.v, b.v)};
-}
-inline U32x16 operator+(U32x16 a, U32x16 b) {
-  return {_mm512_add_epi32(a.v, b.v)};
-}
-inline U32x16 operator<<(U32x16 a, U32x16 count) {
-  return {_mm512_sllv_epi32(a.v, count.v)};
-}
 inline U32x16 operator>>(U32x16 a, U32x16 count) {
   return {_mm512_srlv_epi32(a.v, count.v)};
-}
-inline F32x16 as_f32(U32x16 a) {
-  return {_mm512_castsi512_ps(a.v)};
-}
-inline U32x16 as_u32(F32x16 a) {
-  return {_mm512_castps_si512(a.v)};
-}
-// Lanes of a that are >= threshold (unsigned) take `then`, the others keep `a_else`.
-inline U32x16 select_at_least(U32x16 a, U32x16 threshold, U32x16 then, U32x16 a_else) {
-  return {_mm512_mask_blend_epi32(_mm512_cmpge_epu32_mask(a.v, threshold.v), a_else.v, then.v)};
-}
-inline U32x16 select_equal(U32x16 a, U32x16 b, U32x16 then, U32x16 a_else) {
-  return {_mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(a.v, b.v), a_else.v, then.v)};
 }
 
 // A block's codes as pairs, lane j holding codes 2j and 2j + 1. From 4-bit packing directly
@@ -128,9 +103,9 @@ inline F32x16 lookup(const Table16& t, U32x16 index) {
   return {_mm512_permutexvar_ps(index.v, t.v)};
 }
 
-// table[index] per lane. Slower than register arithmetic here; element_decoders.h uses it only
-// where lanes are plain arrays.
-inline constexpr bool kTableLookupIsCheap = false;
+// Decoding in registers beats a table in memory (element_decoders.h).
+inline constexpr bool kDecodesInRegisters = true;
+// table[index] per lane (vgatherdps); element_decoders.h prefers register tables here.
 inline F32x16 gather(const float* table, U32x16 index) {
   return {_mm512_i32gather_ps(index.v, table, 4)};
 }

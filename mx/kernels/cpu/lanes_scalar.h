@@ -47,9 +47,6 @@ inline F32x16 operator*(F32x16 a, F32x16 b) {
 inline F32x16 operator+(F32x16 a, F32x16 b) {
   return lanewise<F32x16>([&](int j) { return a.v[j] + b.v[j]; });
 }
-inline F32x16 operator-(F32x16 a, F32x16 b) {
-  return lanewise<F32x16>([&](int j) { return a.v[j] - b.v[j]; });
-}
 
 inline F32x16 load_f32(const float* p) {
   F32x16 a;
@@ -68,31 +65,8 @@ inline float sum_lanes(F32x16 a) {
 inline U32x16 operator&(U32x16 a, U32x16 b) {
   return lanewise<U32x16>([&](int j) { return a.v[j] & b.v[j]; });
 }
-inline U32x16 operator|(U32x16 a, U32x16 b) {
-  return lanewise<U32x16>([&](int j) { return a.v[j] | b.v[j]; });
-}
-inline U32x16 operator+(U32x16 a, U32x16 b) {
-  return lanewise<U32x16>([&](int j) { return a.v[j] + b.v[j]; });
-}
-// Counts are below 32 wherever these are used.
-inline U32x16 operator<<(U32x16 a, U32x16 count) {
-  return lanewise<U32x16>([&](int j) { return a.v[j] << count.v[j]; });
-}
 inline U32x16 operator>>(U32x16 a, U32x16 count) {
   return lanewise<U32x16>([&](int j) { return a.v[j] >> count.v[j]; });
-}
-inline F32x16 as_f32(U32x16 a) {
-  return lanewise<F32x16>([&](int j) { return std::bit_cast<float>(a.v[j]); });
-}
-inline U32x16 as_u32(F32x16 a) {
-  return lanewise<U32x16>([&](int j) { return std::bit_cast<uint32_t>(a.v[j]); });
-}
-inline U32x16 select_at_least(U32x16 a, U32x16 threshold, U32x16 then, U32x16 a_else) {
-  return lanewise<U32x16>(
-      [&](int j) { return a.v[j] >= threshold.v[j] ? then.v[j] : a_else.v[j]; });
-}
-inline U32x16 select_equal(U32x16 a, U32x16 b, U32x16 then, U32x16 a_else) {
-  return lanewise<U32x16>([&](int j) { return a.v[j] == b.v[j] ? then.v[j] : a_else.v[j]; });
 }
 
 // A block's codes as pairs, lane j holding codes 2j and 2j + 1: from 4-bit packing directly
@@ -127,8 +101,8 @@ inline F32x16 lookup(const Table16& t, U32x16 index) {
   return lanewise<F32x16>([&](int j) { return t.v[index.v[j] & 15]; });
 }
 
-// Plain loads: with no vector registers to decode in, a table is the quickest decoder.
-inline constexpr bool kTableLookupIsCheap = true;
+// Without vector registers, a table in memory is the quickest decoder for every format.
+inline constexpr bool kDecodesInRegisters = false;
 inline F32x16 gather(const float* table, U32x16 index) {
   return lanewise<F32x16>([&](int j) { return table[index.v[j]]; });
 }
