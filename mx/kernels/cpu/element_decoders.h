@@ -94,7 +94,7 @@ struct WordTableDecoder {
   }
   template <int kBits>
   Pairs decode(const uint8_t* block, F32x16 scale) const {
-    const __m512i codes = _mm512_cvtepu8_epi16(unpack<kBits>(block).v);
+    const __m512i codes = code_words<kBits>(block);
     __m512i values = _mm512_permutex2var_epi16(words[0], codes, words[1]);
     if constexpr (kBits == 8) {
       const __m512i upper = _mm512_permutex2var_epi16(words[2], codes, words[3]);

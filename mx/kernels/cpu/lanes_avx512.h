@@ -88,6 +88,41 @@ inline F32x16 int8_to_f32(U32x16 pairs) {
   return {_mm512_cvtepi32_ps(_mm512_srai_epi32(on_top, 24))};
 }
 
+// A block's codes one per 16-bit lane (AVX-512 only: the FP6/FP8 word-table decoder's input).
+// Six-bit codes straddle 16-bit words: code i sits at bits [6i, 6i + 6) of the block, so it is
+// the low six bits of (word w >> s) | (word w + 1 << (16 - s)) with w = 6i / 16, s = 6i % 16;
+// two vpermw fetch those words for all 32 codes at once, and per-lane shifts align them.
+struct SixBitWindows {
+  alignas(64) uint16_t word[32];
+  alignas(64) uint16_t shift[32];
+};
+inline constexpr SixBitWindows kSixBitWindows = [] {
+  SixBitWindows t{};
+  for (int i = 0; i < 32; ++i) {
+    t.word[i] = uint16_t(6 * i / 16);
+    t.shift[i] = uint16_t(6 * i % 16);
+  }
+  return t;
+}();
+template <int kBits>
+inline __m512i code_words(const uint8_t* block) {
+  static_assert(kBits == 8 || kBits == 6);
+  if constexpr (kBits == 8) {
+    return _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block)));
+  } else {
+    const __m512i words = _mm512_maskz_loadu_epi16(0x0FFF, block);  // the block's 24 bytes
+    const __m512i first = _mm512_load_si512(kSixBitWindows.word);
+    const __m512i shift = _mm512_load_si512(kSixBitWindows.shift);
+    const __m512i low = _mm512_permutexvar_epi16(first, words);
+    const __m512i high =
+        _mm512_permutexvar_epi16(_mm512_add_epi16(first, _mm512_set1_epi16(1)), words);
+    const __m512i high_shift = _mm512_sub_epi16(_mm512_set1_epi16(16), shift);
+    const __m512i joined =
+        _mm512_or_si512(_mm512_srlv_epi16(low, shift), _mm512_sllv_epi16(high, high_shift));
+    return _mm512_and_si512(joined, _mm512_set1_epi16(63));
+  }
+}
+
 // Sixteen float32 values indexed by the low four bits of each lane (higher bits are ignored):
 // one vpermps.
 struct Table16 {
