@@ -13,6 +13,7 @@
 //          added to lane l's float32 sum, pair after pair;
 // then the sixteen lanes are added in the tree of sum_lanes.
 #include "mx/kernels/cpu/element_decoders.h"
+#include "mx/kernels/cpu/element_int8_values.h"
 #include "mx/kernels/cpu/matmul_kernels.h"
 
 namespace mx::cpu::detail {
@@ -36,11 +37,11 @@ constexpr int64_t block_bytes() {
 // ---------------------------------------------------------------------------------------------
 // Exact mode.
 
-template <int kBits, int kTileRows, int kXRows, class Decoder>
+template <int kBits, int kTileRows, int kTileXRows, class Decoder>
 void exact_tile(const ExactMatmulJob& job, const Decoder& decoder, int64_t n0, int64_t m0) {
   const int64_t nb = job.w.blocks_per_row;
   const int64_t x_stride = nb * 32;
-  F32x16 acc[kXRows][kTileRows];
+  F32x16 acc[kTileXRows][kTileRows];
   for (auto& row : acc) {
     for (F32x16& a : row) a = splat(0.0f);
   }
@@ -54,14 +55,14 @@ void exact_tile(const ExactMatmulJob& job, const Decoder& decoder, int64_t n0, i
     for (int r = 0; r < kTileRows; ++r) {
       const F32x16 scale = splat(job.scale_values[scales[r][b]]);
       const Pairs w = decoder.template decode<kBits>(codes[r] + b * block_bytes<kBits>(), scale);
-      for (int i = 0; i < kXRows; ++i) {
+      for (int i = 0; i < kTileXRows; ++i) {
         const float* x = job.x + (m0 + i) * x_stride + b * 32;
         acc[i][r] = acc[i][r] + w.even * load_f32(x);
         acc[i][r] = acc[i][r] + w.odd * load_f32(x + 16);
       }
     }
   }
-  for (int i = 0; i < kXRows; ++i) {
+  for (int i = 0; i < kTileXRows; ++i) {
     for (int r = 0; r < kTileRows; ++r) job.y[(m0 + i) * job.n + n0 + r] = sum_lanes(acc[i][r]);
   }
 }
@@ -88,10 +89,10 @@ void exact_rows(const ExactMatmulJob& job, int64_t first_row, int64_t end_row) {
 // ---------------------------------------------------------------------------------------------
 // Fast mode.
 
-template <int kBits, int kTileRows, int kXRows, class Values>
+template <int kBits, int kTileRows, int kTileXRows, class Values>
 void fast_tile(const FastMatmulJob& job, const Values& values, int64_t n0, int64_t m0) {
   const int64_t nb = job.w.blocks_per_row;
-  F32x16 acc[kXRows][kTileRows];
+  F32x16 acc[kTileXRows][kTileRows];
   for (auto& row : acc) {
     for (F32x16& a : row) a = splat(0.0f);
   }
@@ -101,10 +102,10 @@ void fast_tile(const FastMatmulJob& job, const Values& values, int64_t n0, int64
     codes[r] = job.w.elements + (n0 + r) * nb * block_bytes<kBits>();
     scales[r] = job.w.scales + (n0 + r) * nb;
   }
-  const int8_t* x_codes[kXRows];
-  const float* x_scales[kXRows];
-  const int32_t* x_bias[kXRows];
-  for (int i = 0; i < kXRows; ++i) {
+  const int8_t* x_codes[kTileXRows];
+  const float* x_scales[kTileXRows];
+  const int32_t* x_bias[kTileXRows];
+  for (int i = 0; i < kTileXRows; ++i) {
     x_codes[i] = job.x_codes + (m0 + i) * job.pairs * 64;
     x_scales[i] = job.x_pair_scales + (m0 + i) * job.pairs * 16;
     x_bias[i] = job.x_quad_bias + (m0 + i) * job.pairs * 16;
@@ -117,7 +118,7 @@ void fast_tile(const FastMatmulJob& job, const Values& values, int64_t n0, int64
       const I8x64 w = values(kLone ? unpack_single<kBits>(packed) : unpack_pair<kBits>(packed));
       const float scale_high = kLone ? 0.0f : job.scale_values[scales[r][b + 1]];
       const F32x16 w_scale = splat_halves(job.scale_values[scales[r][b]], scale_high);
-      for (int i = 0; i < kXRows; ++i) {
+      for (int i = 0; i < kTileXRows; ++i) {
         const I32x16 q =
             dot_quads(w, load_i8x64(x_codes[i] + 64 * p), load_i32x16(x_bias[i] + 16 * p));
         acc[i][r] = acc[i][r] + to_f32(q) * (w_scale * load_f32(x_scales[i] + 16 * p));
@@ -126,7 +127,7 @@ void fast_tile(const FastMatmulJob& job, const Values& values, int64_t n0, int64
   };
   for (int64_t p = 0; p < nb / 2; ++p) step.template operator()<false>(p);
   if (nb % 2 == 1) step.template operator()<true>(nb / 2);
-  for (int i = 0; i < kXRows; ++i) {
+  for (int i = 0; i < kTileXRows; ++i) {
     for (int r = 0; r < kTileRows; ++r) job.y[(m0 + i) * job.n + n0 + r] = sum_lanes(acc[i][r]);
   }
 }
