@@ -1,0 +1,162 @@
+// Throughput of y = x * W^T from packed MX weights (mx/kernels/cpu/mx_matmul.h) against the
+// machine's copy bandwidth measured in the same run. At M = 1 (one token of a language model's
+// decoding) the product reads W once, so its speed is W's bytes per second:
+//   W_GBps   packed elements + scale bytes of W per second (1 GB = 10^9 bytes);
+//   copy     memcpy between two buffers of W's size on as many threads, bytes read + written per
+//            second: BM_Copy, and for the ratio the median of 15 copies before each product;
+//   of_copy  W_GBps / copy.
+// Shapes are Llama-7B's MLP matrices: [11008, 4096] (gate, up) and [4096, 11008] (down).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "mx/core/half.h"
+#include "mx/kernels/cpu/mx_matmul.h"
+#include "mx/kernels/cpu/parallel.h"
+#include "mx/kernels/cpu/quantize.h"
+
+namespace {
+
+const std::vector<float>& normal_values(int64_t count) {
+  static std::map<int64_t, std::vector<float>> cache;
+  std::vector<float>& v = cache[count];
+  if (v.empty()) {
+    v.resize(count);
+    std::mt19937 rng(7);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (float& x : v) x = normal(rng);
+  }
+  return v;
+}
+
+const mx::MxTensor& weights(mx::ElementFormat format, int64_t n, int64_t k) {
+  static std::map<std::tuple<int, int64_t, int64_t>, mx::MxTensor> cache;
+  mx::MxTensor& w = cache[{int(format), n, k}];
+  if (w.scales.empty()) {
+    mx::QuantSpec spec;
+    spec.format = format;
+    const std::vector<int64_t> shape = {n, k};
+    mx::cpu::quantize(normal_values(n * k).data(), mx::DType::kF32, shape, spec, &w);
+  }
+  return w;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// memcpy of `bytes` split across `threads` like the product's rows; bytes read + written per
+// second, the median of `repeats` copies.
+double copy_bandwidth(int64_t bytes, int threads, int repeats) {
+  std::vector<uint8_t> src(bytes, 1), dst(bytes, 2);
+  std::vector<double> rates;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    mx::cpu::parallel_for(bytes, 4096, threads, [&](int64_t begin, int64_t end) {
+      std::memcpy(dst.data() + begin, src.data() + begin, size_t(end - begin));
+    });
+    rates.push_back(2.0 * double(bytes) / seconds_since(t0));
+  }
+  benchmark::DoNotOptimize(dst.data());
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
+}
+
+void BM_Copy(benchmark::State& state) {
+  const int64_t bytes = state.range(0) << 20;
+  const int threads = int(state.range(1));
+  std::vector<uint8_t> src(bytes, 1), dst(bytes, 2);
+  for (auto _ : state) {
+    mx::cpu::parallel_for(bytes, 4096, threads, [&](int64_t begin, int64_t end) {
+      std::memcpy(dst.data() + begin, src.data() + begin, size_t(end - begin));
+    });
+    benchmark::DoNotOptimize(dst.data());
+  }
+  state.counters["GBps"] = benchmark::Counter(
+      2.0 * double(bytes) * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+void BM_MatmulDecode(benchmark::State& state) {
+  const auto format = static_cast<mx::ElementFormat>(state.range(0));
+  const auto mode = static_cast<mx::cpu::MatmulMode>(state.range(1));
+  const int64_t n = state.range(2), k = state.range(3);
+  const int threads = int(state.range(4));
+  const int64_t m = 1;
+  const mx::MxTensor& w = weights(format, n, k);
+  const std::vector<float>& x = normal_values(m * k);
+  std::vector<float> y(m * n);
+  mx::cpu::MatmulOptions options;
+  options.mode = mode;
+  options.threads = threads;
+  const int64_t w_bytes = int64_t(w.elements.size() + w.scales.size());
+  const double copy = copy_bandwidth(w_bytes, threads, 15);
+  for (auto _ : state) {
+    const std::string error =
+        mx::cpu::mx_matmul(w, x.data(), mx::DType::kF32, m, y.data(), options);
+    if (!error.empty()) state.SkipWithError(error.c_str());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double per_second = double(state.iterations()) / 1e9;
+  state.counters["W_GBps"] =
+      benchmark::Counter(double(w_bytes) * per_second, benchmark::Counter::kIsRate);
+  state.counters["copy"] = copy / 1e9;
+  state.counters["of_copy"] = benchmark::Counter(
+      double(w_bytes) * double(state.iterations()) / copy, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(mx::traits(format).mx_name) +
+                 (mode == mx::cpu::MatmulMode::kExact ? " exact " : " fast ") +
+                 std::string(mx::cpu::target_name(mx::cpu::best_target())));
+}
+
+void decode_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"format", "fast", "n", "k", "threads"});
+  for (int threads : {1, 2}) {
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{11008, 4096}, {4096, 11008}}) {
+      for (int format : {4, 0, 3, 5}) {  // MXFP4, MXFP8 E4M3, MXFP6 E2M3, MXINT8
+        for (int mode : {0, 1}) b->Args({format, mode, n, k, threads});
+      }
+    }
+  }
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+// Several rows of x (a short prompt), where each decoded block of W serves them all.
+void BM_MatmulRows(benchmark::State& state) {
+  const auto mode = static_cast<mx::cpu::MatmulMode>(state.range(0));
+  const int64_t m = state.range(1), n = 4096, k = 4096;
+  const mx::MxTensor& w = weights(mx::ElementFormat::kE2M1, n, k);
+  const std::vector<float>& x = normal_values(m * k);
+  std::vector<float> y(m * n);
+  mx::cpu::MatmulOptions options;
+  options.mode = mode;
+  options.threads = int(state.range(2));
+  for (auto _ : state) {
+    mx::cpu::mx_matmul(w, x.data(), mx::DType::kF32, m, y.data(), options);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOPs"] = benchmark::Counter(2.0 * double(m * n * k) * state.iterations() / 1e9,
+                                                benchmark::Counter::kIsRate);
+  state.SetLabel(mode == mx::cpu::MatmulMode::kExact ? "mxfp4_e2m1 exact" : "mxfp4_e2m1 fast");
+}
+
+BENCHMARK(BM_Copy)
+    ->ArgNames({"MiB", "threads"})
+    ->Args({23, 1})
+    ->Args({23, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_MatmulDecode)->Apply(decode_args);
+BENCHMARK(BM_MatmulRows)
+    ->ArgNames({"fast", "m", "threads"})
+    ->Args({0, 16, 2})
+    ->Args({1, 16, 2})
+    ->Args({0, 64, 2})
+    ->Args({1, 64, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+}  // namespace
