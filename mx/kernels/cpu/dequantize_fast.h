@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "mx/core/e8m0.h"
 #include "mx/core/half.h"
@@ -52,6 +53,17 @@ inline void dequantize_whole_block(const Decoder& decoder, const uint8_t* packed
     out.fill_nan(first, k);
     return;
   }
+  // Decoders that hold bfloat16 element values can scale them without float32 (AVX-512 FP6/FP8).
+  if constexpr (std::is_same_v<Out, Bfloat16Out> &&
+                requires { decoder.template store_bf16_scaled<kBits>(packed, 0, out.p); }) {
+    const int e = e8m0_exponent(scale);
+    if (!offset && decoder.template store_bf16_scaled<kBits>(packed, e, out.p + first)) {
+      for (int g = 32; g < k; g += 32) {
+        decoder.template store_bf16_scaled<kBits>(packed + g * kBits / 8, e, out.p + first + g);
+      }
+      return;
+    }
+  }
   const F32x16 x = splat(e8m0_to_float(scale));
   const F32x16 m = splat(offset ? bf16_to_float(*offset) : 0.0f);
   for (int g = 0; g < k; g += 32) {
@@ -64,6 +76,39 @@ inline void dequantize_whole_block(const Decoder& decoder, const uint8_t* packed
   }
 }
 
+// Where blocks lie in the output: block b is number b % blocks_per_run of run
+// b / blocks_per_run, and runs are run_len apart.
+struct RunLayout {
+  int k;
+  int64_t run_len, blocks_per_run;
+};
+
+// Everything the loop reads is passed by value: the stores go through vector types that may
+// alias anything, and a value reached through a reference would be reloaded after every store.
+template <int kBits, class Decoder, class Out, class PartialBlock>
+void dequantize_blocks_of_runs(const Decoder decoder, const RunLayout layout,
+                               const uint8_t* elements, const uint8_t* scales,
+                               const uint16_t* offsets, int64_t first_block, int64_t end_block,
+                               const Out out, PartialBlock& partial_block) {
+  const int k = layout.k;
+  int64_t first = (first_block / layout.blocks_per_run) * layout.run_len;
+  int64_t j = first_block % layout.blocks_per_run;
+  first += j * k;
+  for (int64_t b = first_block; b < end_block; ++b) {
+    if ((j + 1) * k <= layout.run_len) {
+      dequantize_whole_block<kBits>(decoder, elements + b * k * kBits / 8, k, scales[b],
+                                    offsets ? offsets + b : nullptr, out, first);
+    } else {
+      partial_block(b);
+    }
+    first += k;
+    if (++j == layout.blocks_per_run) {
+      j = 0;
+      first += layout.run_len - layout.blocks_per_run * k;  // the next run's first slot
+    }
+  }
+}
+
 // Blocks [first_block, end_block) of a grid whose blocks are contiguous runs and hold a multiple
 // of 32 codes. A block cut short by the end of its row is left to `partial_block(b)`. False when
 // the format has no vector decoder.
@@ -71,34 +116,21 @@ template <class PartialBlock>
 bool dequantize_runs_fast(const DequantizeJob& job, int64_t first_block, int64_t end_block,
                           PartialBlock&& partial_block) {
   const BlockGrid& g = job.grid;
-  const int k = g.block_elems();
   const bool row_tiles = g.tile_rows == 1;
-  const int64_t run_len = row_tiles ? g.cols : g.rows;
-  const int64_t blocks_per_run = row_tiles ? g.tiles_across : g.tiles_down;
+  const RunLayout layout{g.block_elems(), row_tiles ? g.cols : g.rows,
+                         row_tiles ? g.tiles_across : g.tiles_down};
+  const uint16_t* offsets = job.spec.asymmetric ? job.offsets : nullptr;
   return with_decoder(traits(job.spec.format), [&](auto bits, const auto& decoder) {
     constexpr int kBits = decltype(bits)::value;
-    auto run = [&](auto out) {
-      int64_t run_index = first_block / blocks_per_run, j = first_block % blocks_per_run;
-      for (int64_t b = first_block; b < end_block; ++b) {
-        if ((j + 1) * k <= run_len) {
-          const uint8_t* packed = job.elements + b * k * kBits / 8;
-          const uint16_t* offset = job.spec.asymmetric ? job.offsets + b : nullptr;
-          dequantize_whole_block<kBits>(decoder, packed, k, job.scales[b], offset, out,
-                                        run_index * run_len + j * k);
-        } else {
-          partial_block(b);
-        }
-        if (++j == blocks_per_run) {
-          j = 0;
-          ++run_index;
-        }
-      }
-    };
     if (job.out_dtype == DType::kF32) {
-      run(Float32Out{static_cast<float*>(job.out)});
+      dequantize_blocks_of_runs<kBits>(decoder, layout, job.elements, job.scales, offsets,
+                                       first_block, end_block,
+                                       Float32Out{static_cast<float*>(job.out)}, partial_block);
     } else {
-      run(Bfloat16Out(static_cast<uint16_t*>(job.out), traits(job.spec.format),
-                      job.spec.asymmetric));
+      const Bfloat16Out out(static_cast<uint16_t*>(job.out), traits(job.spec.format),
+                            job.spec.asymmetric);
+      dequantize_blocks_of_runs<kBits>(decoder, layout, job.elements, job.scales, offsets,
+                                       first_block, end_block, out, partial_block);
     }
   });
 }

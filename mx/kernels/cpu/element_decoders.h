@@ -85,15 +85,26 @@ struct TableDecoder {
 // values of its pair of elements, which become float32 by moving each to the top half.
 struct WordTableDecoder {
   __m512i words[4];  // entries 32q .. 32q + 31 in words[q]
+  // Scale exponents e under which every nonzero finite value times 2^e is a normal bfloat16.
+  int exact_exponent_from = 0, exact_exponent_to = -1;
   explicit WordTableDecoder(const FormatTraits& f) {
     alignas(64) uint16_t values[128] = {};
+    int lowest = 255, highest = 0;  // bfloat16 exponent fields of the nonzero finite values
     for (int c = 0; c < std::min(1 << f.bits, 128); ++c) {
       values[c] = float_to_bf16(float(decode_element(f, uint8_t(c))));
+      const int field = (values[c] >> 7) & 0xFF;
+      if ((values[c] & 0x7FFF) != 0 && field != 0xFF) {
+        lowest = std::min(lowest, field);
+        highest = std::max(highest, field);
+      }
     }
     for (int q = 0; q < 4; ++q) words[q] = _mm512_load_si512(values + 32 * q);
+    exact_exponent_from = 1 - lowest;
+    exact_exponent_to = 254 - highest;
   }
+  // The 32 element values as bfloat16, one per 16-bit lane in element order.
   template <int kBits>
-  Pairs decode(const uint8_t* block, F32x16 scale) const {
+  __m512i bf16_values(const uint8_t* block) const {
     const __m512i codes = code_words<kBits>(block);
     __m512i values = _mm512_permutex2var_epi16(words[0], codes, words[1]);
     if constexpr (kBits == 8) {
@@ -102,9 +113,28 @@ struct WordTableDecoder {
       const __m512i sign = _mm512_and_si512(_mm512_slli_epi16(codes, 8), _mm512_set1_epi16(-32768));
       values = _mm512_or_si512(_mm512_mask_blend_epi16(bit6, values, upper), sign);
     }
+    return values;
+  }
+  template <int kBits>
+  Pairs decode(const uint8_t* block, F32x16 scale) const {
+    const __m512i values = bf16_values<kBits>(block);
     const F32x16 even = {_mm512_castsi512_ps(_mm512_slli_epi32(values, 16))};
     const F32x16 odd = {_mm512_castsi512_ps(_mm512_and_si512(values, _mm512_set1_epi32(-65536)))};
     return {even * scale, odd * scale};
+  }
+  // Dequantizing to bfloat16 without float32: when every nonzero finite product v * 2^e stays a
+  // normal bfloat16, it is v's bits with e added to the exponent field, exactly what rounding the
+  // float32 product gives; zeros, Inf and NaN are unchanged by the scale. False otherwise.
+  template <int kBits>
+  bool store_bf16_scaled(const uint8_t* block, int e, uint16_t* out) const {
+    if (e < exact_exponent_from || e > exact_exponent_to) return false;
+    const __m512i values = bf16_values<kBits>(block);
+    const __m512i magnitude = _mm512_and_si512(values, _mm512_set1_epi16(0x7FFF));
+    const __mmask32 finite_nonzero = _mm512_test_epi16_mask(magnitude, magnitude) &
+                                     _mm512_cmplt_epu16_mask(magnitude, _mm512_set1_epi16(0x7F80));
+    const __m512i shifted = _mm512_set1_epi16(int16_t(e * 128));
+    _mm512_storeu_si512(out, _mm512_mask_add_epi16(values, finite_nonzero, values, shifted));
+    return true;
   }
 };
 inline constexpr bool kHasWordTables = true;
