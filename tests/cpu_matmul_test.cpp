@@ -382,6 +382,16 @@ TEST(CpuMatmul, NanBlocksMakeTheirOutputsNan) {
   }
 }
 
+TEST(CpuMatmul, AnEmptySumIsZero) {
+  std::string error;
+  const MxTensor w = quantize_ref(std::vector<float>{}, std::vector<int64_t>{3, 0},
+                                  blocks_of_32(ElementFormat::kE2M1), &error);
+  ASSERT_EQ(error, "");
+  for (MatmulMode mode : {MatmulMode::kExact, MatmulMode::kFast}) {
+    for (float v : matmul_everywhere(w, {}, 2, mode)) EXPECT_EQ(v, 0.0f);
+  }
+}
+
 TEST(CpuMatmul, RejectsWhatItCannotMultiplyWithOneLineErrors) {
   const std::vector<float> x(64, 1.0f);
   std::vector<float> y(64);

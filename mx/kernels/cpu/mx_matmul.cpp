@@ -112,6 +112,54 @@ QuantizedX lay_out_by_pairs(const MxTensor& xq, int64_t m, int64_t nb, int weigh
   return out;
 }
 
+void run_exact(const detail::MatmulKernels& kernels, const detail::PackedRows& rows,
+               const std::vector<float>& x_blocks, int64_t m, float* y, int64_t n, int threads) {
+  const detail::ExactMatmulJob job{rows, e8m0_values(), x_blocks.data(), m, y, n};
+  parallel_for(n, kRowAlign, threads,
+               [&](int64_t begin, int64_t end) { kernels.exact(job, begin, end); });
+}
+
+// Fast mode: x to MXINT8 with the library's quantizer, then integer dot products where W's
+// elements are int8 integers, else the float32 kernel on the decoded MXINT8 x.
+std::string run_fast(const detail::MatmulKernels& kernels, const detail::PackedRows& rows,
+                     const void* x, DType x_dtype, int64_t m, int64_t k, float* y, int64_t n,
+                     const MatmulOptions& options) {
+  Options codec_options;
+  codec_options.threads = options.threads;
+  codec_options.target = options.target;
+  MxTensor xq;
+  QuantSpec spec;
+  spec.format = ElementFormat::kInt8;
+  const int64_t x_shape[] = {m, k};
+  if (std::string e = quantize(x, x_dtype, x_shape, spec, &xq, codec_options); !e.empty()) {
+    return e;
+  }
+  const FormatTraits& wf = traits(rows.format);
+  if (!detail::has_int8_values(wf)) {
+    std::vector<float> decoded(m * k);
+    if (std::string e = dequantize(xq, DType::kF32, decoded.data(), codec_options); !e.empty()) {
+      return e;
+    }
+    run_exact(kernels, rows, blocks_in_pair_order(decoded.data(), DType::kF32, m, k), m, y, n,
+              options.threads);
+    return "";
+  }
+  const int64_t nb = rows.blocks_per_row;
+  const QuantizedX q = lay_out_by_pairs(xq, m, nb, detail::quantum_exponent(wf));
+  const detail::FastMatmulJob job{rows,
+                                  e8m0_values(),
+                                  (nb + 1) / 2,
+                                  q.codes.data(),
+                                  q.pair_scales.data(),
+                                  q.quad_bias.data(),
+                                  m,
+                                  y,
+                                  n};
+  parallel_for(n, kRowAlign, options.threads,
+               [&](int64_t begin, int64_t end) { kernels.fast(job, begin, end); });
+  return "";
+}
+
 }  // namespace
 
 std::string mx_matmul(const MxTensor& w, const void* x, DType x_dtype, int64_t m, float* y,
@@ -124,53 +172,11 @@ std::string mx_matmul(const MxTensor& w, const void* x, DType x_dtype, int64_t m
   if (y == nullptr || (k > 0 && x == nullptr)) return "x and y must not be null";
   detail::MatmulKernels kernels{};
   if (std::string e = select_kernels(options.target, &kernels); !e.empty()) return e;
-
-  const int64_t nb = (k + 31) / 32;
-  const FormatTraits& wf = traits(w.spec.format);
-  const detail::PackedRows rows{w.elements.data(), w.scales.data(), w.spec.format, nb};
-  Options codec_options;
-  codec_options.threads = options.threads;
-  codec_options.target = options.target;
-
+  const detail::PackedRows rows{w.elements.data(), w.scales.data(), w.spec.format, (k + 31) / 32};
   if (options.mode == MatmulMode::kFast && k > 0) {
-    MxTensor xq;
-    QuantSpec spec;
-    spec.format = ElementFormat::kInt8;
-    const int64_t x_shape[] = {m, k};
-    if (std::string e = quantize(x, x_dtype, x_shape, spec, &xq, codec_options); !e.empty()) {
-      return e;
-    }
-    if (detail::has_int8_values(wf)) {
-      const QuantizedX q = lay_out_by_pairs(xq, m, nb, detail::quantum_exponent(wf));
-      const detail::FastMatmulJob job{rows,
-                                      e8m0_values(),
-                                      (nb + 1) / 2,
-                                      q.codes.data(),
-                                      q.pair_scales.data(),
-                                      q.quad_bias.data(),
-                                      m,
-                                      y,
-                                      n};
-      parallel_for(n, kRowAlign, options.threads,
-                   [&](int64_t begin, int64_t end) { kernels.fast(job, begin, end); });
-      return "";
-    }
-    // No int8 form of W: the quantized x, decoded, goes through the float32 kernel.
-    std::vector<float> decoded(m * k);
-    if (std::string e = dequantize(xq, DType::kF32, decoded.data(), codec_options); !e.empty()) {
-      return e;
-    }
-    const std::vector<float> xs = blocks_in_pair_order(decoded.data(), DType::kF32, m, k);
-    const detail::ExactMatmulJob job{rows, e8m0_values(), xs.data(), m, y, n};
-    parallel_for(n, kRowAlign, options.threads,
-                 [&](int64_t begin, int64_t end) { kernels.exact(job, begin, end); });
-    return "";
+    return run_fast(kernels, rows, x, x_dtype, m, k, y, n, options);
   }
-
-  const std::vector<float> xs = blocks_in_pair_order(x, x_dtype, m, k);
-  const detail::ExactMatmulJob job{rows, e8m0_values(), xs.data(), m, y, n};
-  parallel_for(n, kRowAlign, options.threads,
-               [&](int64_t begin, int64_t end) { kernels.exact(job, begin, end); });
+  run_exact(kernels, rows, blocks_in_pair_order(x, x_dtype, m, k), m, y, n, options.threads);
   return "";
 }
 
