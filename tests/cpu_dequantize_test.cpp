@@ -88,6 +88,36 @@ TEST(CpuDequantize, RowsThatEndInsideABlockAndLongerBlocksEqualTheReference) {
   }
 }
 
+TEST(CpuDequantize, LargeOutputsAtAnyAlignmentEqualTheReference) {
+  // Above 16 MiB of output the AVX-512 path writes whole 64-byte lines with non-temporal stores
+  // and the partial lines at a run's ends with masked ones: shift the output off the lines by
+  // every even number of bytes it may take, and break the runs at rows that end inside a block.
+  for (ElementFormat format : {ElementFormat::kE2M1, ElementFormat::kE2M3, ElementFormat::kE4M3}) {
+    for (int64_t cols : {4096, 4100}) {
+      const MxTensor t = every_code_tensor(format, 2100, cols, 32, false, 8);
+      const std::vector<float> want = dequantize_ref(t);
+      std::vector<uint16_t> want_bf16(want.size());
+      for (size_t i = 0; i < want.size(); ++i) want_bf16[i] = float_to_bf16(want[i]);
+      std::vector<float> got(want.size() + 16);
+      std::vector<uint16_t> got_bf16(want.size() + 32);
+      for (cpu::SimdTarget target : cpu::supported_targets()) {
+        cpu::Options options;
+        options.target = target;
+        options.threads = 2;
+        for (int shift : {0, 1, 6, 15}) {
+          SCOPED_TRACE(std::string(cpu::target_name(target)) + " " + describe(t.spec) + " cols " +
+                       std::to_string(cols) + " shift " + std::to_string(shift));
+          ASSERT_EQ(cpu::dequantize(t, DType::kF32, got.data() + shift, options), "");
+          ASSERT_EQ(0, std::memcmp(got.data() + shift, want.data(), want.size() * 4));
+          ASSERT_EQ(cpu::dequantize(t, DType::kBF16, got_bf16.data() + 2 * shift + 1, options), "");
+          ASSERT_EQ(
+              0, std::memcmp(got_bf16.data() + 2 * shift + 1, want_bf16.data(), want.size() * 2));
+        }
+      }
+    }
+  }
+}
+
 TEST(CpuDequantize, ScaleByteZeroIsTheSubnormalNotZeroAndNanFillsTheBlock) {
   // Hand-checked anchors, independent of dequantize_ref: E2M1 code 0x7 (6.0) under byte 0 is
   // 6 * 2^-127 = 1.5 * 2^-125, a normal float32; under 0xFF every slot is NaN.

@@ -18,10 +18,21 @@
 namespace mx::cpu::detail::MX_CPU_ISA {
 namespace {
 
+// Output tensors of more bytes than this are streamed (OutputStream, lanes_*.h): far more than a
+// core's L2 cache holds, so little of the output could still be cached for its reader anyway.
+constexpr int64_t kStreamingFromBytes = int64_t{16} << 20;
+
 struct Float32Out {
   float* p;
-  void put(int64_t i, const Pairs& v, uint8_t) const { store_f32_pairs(p + i, v.even, v.odd); }
-  void fill_nan(int64_t i, int n) const { std::fill(p + i, p + i + n, NAN); }
+  void put(OutputStream& stream, int64_t i, const Pairs& v, uint8_t) const {
+    stream.seek(p + i);
+    stream.put(f32_first_half(v.even, v.odd));
+    stream.put(f32_second_half(v.even, v.odd));
+  }
+  void put_nan(OutputStream& stream, int64_t i, int k) const {
+    const Pairs nan{splat(NAN), splat(NAN)};
+    for (int g = 0; g < k; g += 32) put(stream, i + g, nan, kE8m0Nan);
+  }
 };
 
 // Every element value is an integer of at most 8 significant bits times 2^q (q: the format's
@@ -35,31 +46,37 @@ struct Bfloat16Out {
     const int q = f.is_integer ? f.emin : f.emin - f.man_bits;
     truncation_exact_from = asymmetric ? 256 : std::max(0, kE8m0Bias - 133 - q);
   }
-  void put(int64_t i, const Pairs& v, uint8_t scale) const {
-    if (scale >= truncation_exact_from) {
-      store_bf16_pairs_truncated(p + i, v.even, v.odd);
-    } else {
-      store_bf16_pairs(p + i, v.even, v.odd);
-    }
+  void put(OutputStream& stream, int64_t i, const Pairs& v, uint8_t scale) const {
+    stream.seek(p + i);
+    stream.put(scale >= truncation_exact_from ? bf16_pairs_truncated(v.even, v.odd)
+                                              : bf16_pairs(v.even, v.odd));
   }
-  void fill_nan(int64_t i, int n) const { std::fill(p + i, p + i + n, float_to_bf16(NAN)); }
+  void put_nan(OutputStream& stream, int64_t i, int k) const {
+    const Pairs nan{splat(NAN), splat(NAN)};  // rounds to float_to_bf16(NAN)
+    for (int g = 0; g < k; g += 32) put(stream, i + g, nan, 0);
+  }
 };
 
 // One block of k codes (k a multiple of 32) to out[first, first + k).
 template <int kBits, class Decoder, class Out>
 inline void dequantize_whole_block(const Decoder& decoder, const uint8_t* packed, int k,
-                                   uint8_t scale, const uint16_t* offset, Out out, int64_t first) {
+                                   uint8_t scale, const uint16_t* offset, const Out& out,
+                                   OutputStream& stream, int64_t first) {
   if (scale == kE8m0Nan) {
-    out.fill_nan(first, k);
+    out.put_nan(stream, first, k);
     return;
   }
   // Decoders that hold bfloat16 element values can scale them without float32 (AVX-512 FP6/FP8).
   if constexpr (std::is_same_v<Out, Bfloat16Out> &&
-                requires { decoder.template store_bf16_scaled<kBits>(packed, 0, out.p); }) {
+                requires(Bytes64 b) { decoder.template scaled_bf16<kBits>(packed, 0, &b); }) {
+    Bytes64 words;
     const int e = e8m0_exponent(scale);
-    if (!offset && decoder.template store_bf16_scaled<kBits>(packed, e, out.p + first)) {
+    if (!offset && decoder.template scaled_bf16<kBits>(packed, e, &words)) {
+      stream.seek(out.p + first);
+      stream.put(words);
       for (int g = 32; g < k; g += 32) {
-        decoder.template store_bf16_scaled<kBits>(packed + g * kBits / 8, e, out.p + first + g);
+        decoder.template scaled_bf16<kBits>(packed + g * kBits / 8, e, &words);
+        stream.put(words);
       }
       return;
     }
@@ -72,7 +89,7 @@ inline void dequantize_whole_block(const Decoder& decoder, const uint8_t* packed
       v.even = v.even + m;
       v.odd = v.odd + m;
     }
-    out.put(first + g, v, scale);
+    out.put(stream, first + g, v, scale);
   }
 }
 
@@ -89,7 +106,8 @@ template <int kBits, class Decoder, class Out, class PartialBlock>
 void dequantize_blocks_of_runs(const Decoder decoder, const RunLayout layout,
                                const uint8_t* elements, const uint8_t* scales,
                                const uint16_t* offsets, int64_t first_block, int64_t end_block,
-                               const Out out, PartialBlock& partial_block) {
+                               const Out out, bool streaming, PartialBlock& partial_block) {
+  OutputStream stream(streaming);
   const int k = layout.k;
   int64_t first = (first_block / layout.blocks_per_run) * layout.run_len;
   int64_t j = first_block % layout.blocks_per_run;
@@ -97,7 +115,7 @@ void dequantize_blocks_of_runs(const Decoder decoder, const RunLayout layout,
   for (int64_t b = first_block; b < end_block; ++b) {
     if ((j + 1) * k <= layout.run_len) {
       dequantize_whole_block<kBits>(decoder, elements + b * k * kBits / 8, k, scales[b],
-                                    offsets ? offsets + b : nullptr, out, first);
+                                    offsets ? offsets + b : nullptr, out, stream, first);
     } else {
       partial_block(b);
     }
@@ -120,17 +138,19 @@ bool dequantize_runs_fast(const DequantizeJob& job, int64_t first_block, int64_t
   const RunLayout layout{g.block_elems(), row_tiles ? g.cols : g.rows,
                          row_tiles ? g.tiles_across : g.tiles_down};
   const uint16_t* offsets = job.spec.asymmetric ? job.offsets : nullptr;
+  const int64_t output_bytes = g.outer * g.rows * g.cols * dtype_size(job.out_dtype);
+  const bool streaming = output_bytes > kStreamingFromBytes;
   return with_decoder(traits(job.spec.format), [&](auto bits, const auto& decoder) {
     constexpr int kBits = decltype(bits)::value;
     if (job.out_dtype == DType::kF32) {
-      dequantize_blocks_of_runs<kBits>(decoder, layout, job.elements, job.scales, offsets,
-                                       first_block, end_block,
-                                       Float32Out{static_cast<float*>(job.out)}, partial_block);
+      dequantize_blocks_of_runs<kBits>(
+          decoder, layout, job.elements, job.scales, offsets, first_block, end_block,
+          Float32Out{static_cast<float*>(job.out)}, streaming, partial_block);
     } else {
       const Bfloat16Out out(static_cast<uint16_t*>(job.out), traits(job.spec.format),
                             job.spec.asymmetric);
       dequantize_blocks_of_runs<kBits>(decoder, layout, job.elements, job.scales, offsets,
-                                       first_block, end_block, out, partial_block);
+                                       first_block, end_block, out, streaming, partial_block);
     }
   });
 }

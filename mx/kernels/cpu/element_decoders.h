@@ -126,14 +126,14 @@ struct WordTableDecoder {
   // normal bfloat16, it is v's bits with e added to the exponent field, exactly what rounding the
   // float32 product gives; zeros, Inf and NaN are unchanged by the scale. False otherwise.
   template <int kBits>
-  bool store_bf16_scaled(const uint8_t* block, int e, uint16_t* out) const {
+  bool scaled_bf16(const uint8_t* block, int e, Bytes64* out) const {
     if (e < exact_exponent_from || e > exact_exponent_to) return false;
     const __m512i values = bf16_values<kBits>(block);
     const __m512i magnitude = _mm512_and_si512(values, _mm512_set1_epi16(0x7FFF));
     const __mmask32 finite_nonzero = _mm512_test_epi16_mask(magnitude, magnitude) &
                                      _mm512_cmplt_epu16_mask(magnitude, _mm512_set1_epi16(0x7F80));
     const __m512i shifted = _mm512_set1_epi16(int16_t(e * 128));
-    _mm512_storeu_si512(out, _mm512_mask_add_epi16(values, finite_nonzero, values, shifted));
+    out->v = _mm512_mask_add_epi16(values, finite_nonzero, values, shifted);
     return true;
   }
 };

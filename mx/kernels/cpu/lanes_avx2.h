@@ -98,16 +98,25 @@ inline F32x16 gather(const float* table, U32x16 index) {
   return {_mm256_i32gather_ps(table, index.lo, 4), _mm256_i32gather_ps(table, index.hi, 4)};
 }
 
+// ---------------------------------------------------------------------------------------------
+// Output: 64 bytes at a time, through an OutputStream.
+
+struct Bytes64 {
+  __m256i lo, hi;
+};
+
 // Eight pairs (16 elements) in element order.
-inline void store_f32_pairs8(float* p, __m256 even, __m256 odd) {
+inline Bytes64 f32_pairs8(__m256 even, __m256 odd) {
   const __m256 first = _mm256_unpacklo_ps(even, odd);   // elements 0-3 | 8-11
   const __m256 second = _mm256_unpackhi_ps(even, odd);  // elements 4-7 | 12-15
-  _mm256_storeu_ps(p, _mm256_permute2f128_ps(first, second, 0x20));
-  _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(first, second, 0x31));
+  return {_mm256_castps_si256(_mm256_permute2f128_ps(first, second, 0x20)),
+          _mm256_castps_si256(_mm256_permute2f128_ps(first, second, 0x31))};
 }
-inline void store_f32_pairs(float* p, F32x16 even, F32x16 odd) {
-  store_f32_pairs8(p, even.lo, odd.lo);
-  store_f32_pairs8(p + 16, even.hi, odd.hi);
+inline Bytes64 f32_first_half(F32x16 even, F32x16 odd) {
+  return f32_pairs8(even.lo, odd.lo);
+}
+inline Bytes64 f32_second_half(F32x16 even, F32x16 odd) {
+  return f32_pairs8(even.hi, odd.hi);
 }
 
 inline __m256i bf16_rounded(__m256 a) {
@@ -120,23 +129,36 @@ inline __m256i bf16_rounded(__m256 a) {
   const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x40));
   return _mm256_blendv_epi8(rounded, quiet, nan);
 }
-inline void store_bf16_pairs(uint16_t* p, F32x16 even, F32x16 odd) {
-  const __m256i lo =
-      _mm256_or_si256(bf16_rounded(even.lo), _mm256_slli_epi32(bf16_rounded(odd.lo), 16));
-  const __m256i hi =
-      _mm256_or_si256(bf16_rounded(even.hi), _mm256_slli_epi32(bf16_rounded(odd.hi), 16));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), lo);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 16), hi);
+inline __m256i bf16_words(__m256 even, __m256 odd) {
+  return _mm256_or_si256(bf16_rounded(even), _mm256_slli_epi32(bf16_rounded(odd), 16));
+}
+inline Bytes64 bf16_pairs(F32x16 even, F32x16 odd) {
+  return {bf16_words(even.lo, odd.lo), bf16_words(even.hi, odd.hi)};
 }
 inline __m256i bf16_top_halves(__m256 even, __m256 odd) {
   const __m256i even_low = _mm256_srli_epi32(_mm256_castps_si256(even), 16);
   const __m256i odd_high = _mm256_and_si256(_mm256_castps_si256(odd), _mm256_set1_epi32(-65536));
   return _mm256_or_si256(even_low, odd_high);
 }
-inline void store_bf16_pairs_truncated(uint16_t* p, F32x16 even, F32x16 odd) {
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bf16_top_halves(even.lo, odd.lo));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 16), bf16_top_halves(even.hi, odd.hi));
+inline Bytes64 bf16_pairs_truncated(F32x16 even, F32x16 odd) {
+  return {bf16_top_halves(even.lo, odd.lo), bf16_top_halves(even.hi, odd.hi)};
 }
+
+// Ordinary stores only: without masked byte stores, aligning an output onto whole lines would
+// cost more than the non-temporal stores save (lanes_avx512.h streams).
+class OutputStream {
+ public:
+  explicit OutputStream(bool) {}
+  void seek(void* p) { next_ = static_cast<uint8_t*>(p); }
+  void put(Bytes64 b) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(next_), b.lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(next_ + 32), b.hi);
+    next_ += 64;
+  }
+
+ private:
+  uint8_t* next_ = nullptr;
+};
 
 }  // namespace
 }  // namespace mx::cpu::detail::MX_CPU_ISA

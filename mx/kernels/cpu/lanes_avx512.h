@@ -145,12 +145,22 @@ inline F32x16 gather(const float* table, U32x16 index) {
   return {_mm512_i32gather_ps(index.v, table, 4)};
 }
 
-// 32 values given as pairs, stored in element order.
-inline void store_f32_pairs(float* p, F32x16 even, F32x16 odd) {
-  const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
-  _mm512_storeu_ps(p, _mm512_permutex2var_ps(even.v, first, odd.v));
-  _mm512_storeu_ps(p + 16, _mm512_permutex2var_ps(even.v, second, odd.v));
+// ---------------------------------------------------------------------------------------------
+// Output: 64 bytes at a time, through an OutputStream.
+
+struct Bytes64 {
+  __m512i v;
+};
+
+// 32 float32 values given as pairs, in element order: elements 0-15, then 16-31.
+inline Bytes64 f32_first_half(F32x16 even, F32x16 odd) {
+  const __m512i index = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  return {_mm512_castps_si512(_mm512_permutex2var_ps(even.v, index, odd.v))};
+}
+inline Bytes64 f32_second_half(F32x16 even, F32x16 odd) {
+  const __m512i index =
+      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  return {_mm512_castps_si512(_mm512_permutex2var_ps(even.v, index, odd.v))};
 }
 
 // float_to_bf16 (mx/core/half.h) on every lane, into the low 16 bits: round to nearest even,
@@ -166,16 +176,82 @@ inline __m512i bf16_rounded(F32x16 a) {
   return _mm512_mask_blend_epi32(nan, rounded, quiet);
 }
 // 32 values given as pairs, as bfloat16 in element order: lane j's pair is 32-bit word j.
-inline void store_bf16_pairs(uint16_t* p, F32x16 even, F32x16 odd) {
+inline Bytes64 bf16_pairs(F32x16 even, F32x16 odd) {
   const __m512i odd_high = _mm512_slli_epi32(bf16_rounded(odd), 16);
-  _mm512_storeu_si512(p, _mm512_or_si512(bf16_rounded(even), odd_high));
+  return {_mm512_or_si512(bf16_rounded(even), odd_high)};
 }
 // The same for values that are bfloat16 values already: their top halves.
-inline void store_bf16_pairs_truncated(uint16_t* p, F32x16 even, F32x16 odd) {
+inline Bytes64 bf16_pairs_truncated(F32x16 even, F32x16 odd) {
   const __m512i even_low = _mm512_srli_epi32(_mm512_castps_si512(even.v), 16);
   const __m512i odd_high = _mm512_and_si512(_mm512_castps_si512(odd.v), _mm512_set1_epi32(-65536));
-  _mm512_storeu_si512(p, _mm512_or_si512(even_low, odd_high));
+  return {_mm512_or_si512(even_low, odd_high)};
 }
+
+// Writes runs of 64-byte vectors to consecutive addresses. Streaming, every 64-byte line a run
+// covers wholly is written with a non-temporal store: it skips the read for ownership that an
+// ordinary store makes of a line it does not hold, and bypasses the caches, so a large output
+// costs half the memory traffic. The partial lines at a run's two ends get ordinary masked
+// stores. An output that is not 64-byte aligned is shifted onto the lines through a register
+// that carries each vector's last bytes over to the next line (addresses must be even).
+class OutputStream {
+ public:
+  explicit OutputStream(bool streaming) : streaming_(streaming) {}
+  OutputStream(const OutputStream&) = delete;
+  OutputStream& operator=(const OutputStream&) = delete;
+  // Ends the last run and orders the non-temporal stores before whatever the thread does next.
+  ~OutputStream() {
+    end_run();
+    if (streaming_) _mm_sfence();
+  }
+
+  // Where the next put goes: `p`, or the end of the last put when p continues the run.
+  void seek(void* p) {
+    if (p != next_) {
+      end_run();
+      next_ = static_cast<uint8_t*>(p);
+      offset_ = int(reinterpret_cast<uintptr_t>(next_) & 63);
+      // Line word i is word i + 32 - offset / 2 of (carry, vector).
+      const __m512i words =
+          _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14,
+                           13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+      realign_ = _mm512_add_epi16(words, _mm512_set1_epi16(int16_t(32 - offset_ / 2)));
+    }
+  }
+  void put(Bytes64 b) {
+    if (!streaming_) {
+      _mm512_storeu_si512(next_, b.v);
+    } else if (offset_ == 0) {
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(next_), b.v);
+    } else if (!carrying_) {  // the run's first, partial line: bytes [0, 64 - offset)
+      _mm512_mask_storeu_epi8(next_, ~uint64_t{0} >> offset_, b.v);
+      carrying_ = true;
+    } else {
+      uint8_t* line = next_ - offset_;
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(line),
+                          _mm512_permutex2var_epi16(carry_, realign_, b.v));
+    }
+    carry_ = b.v;
+    next_ += 64;
+  }
+
+ private:
+  void end_run() {
+    if (carrying_) {  // the last vector's bytes [64 - offset, 64) start the run's last line
+      uint8_t* line = next_ - offset_;
+      const __m512i tail = _mm512_permutex2var_epi16(carry_, realign_, carry_);
+      _mm512_mask_storeu_epi8(line, ~uint64_t{0} >> (64 - offset_), tail);
+      carrying_ = false;
+    }
+    next_ = nullptr;
+  }
+
+  bool streaming_;
+  uint8_t* next_ = nullptr;
+  int offset_ = 0;
+  bool carrying_ = false;
+  __m512i carry_ = _mm512_setzero_si512();
+  __m512i realign_ = _mm512_setzero_si512();
+};
 
 }  // namespace
 }  // namespace mx::cpu::detail::MX_CPU_ISA

@@ -107,24 +107,63 @@ inline F32x16 gather(const float* table, U32x16 index) {
   return lanewise<F32x16>([&](int j) { return table[index.v[j]]; });
 }
 
-inline void store_f32_pairs(float* p, const F32x16& even, const F32x16& odd) {
-  for (int j = 0; j < 16; ++j) {
-    p[2 * j] = even.v[j];
-    p[2 * j + 1] = odd.v[j];
+// ---------------------------------------------------------------------------------------------
+// Output: 64 bytes at a time, through an OutputStream.
+
+struct Bytes64 {
+  uint8_t v[64];
+};
+
+template <int kHalf>
+inline Bytes64 f32_half(const F32x16& even, const F32x16& odd) {
+  float out[16];
+  for (int j = 0; j < 8; ++j) {
+    out[2 * j] = even.v[8 * kHalf + j];
+    out[2 * j + 1] = odd.v[8 * kHalf + j];
   }
+  Bytes64 b;
+  std::memcpy(b.v, out, 64);
+  return b;
 }
-inline void store_bf16_pairs(uint16_t* p, const F32x16& even, const F32x16& odd) {
+inline Bytes64 f32_first_half(const F32x16& even, const F32x16& odd) {
+  return f32_half<0>(even, odd);
+}
+inline Bytes64 f32_second_half(const F32x16& even, const F32x16& odd) {
+  return f32_half<1>(even, odd);
+}
+inline Bytes64 bf16_pairs(const F32x16& even, const F32x16& odd) {
+  uint16_t out[32];
   for (int j = 0; j < 16; ++j) {
-    p[2 * j] = float_to_bf16(even.v[j]);
-    p[2 * j + 1] = float_to_bf16(odd.v[j]);
+    out[2 * j] = float_to_bf16(even.v[j]);
+    out[2 * j + 1] = float_to_bf16(odd.v[j]);
   }
+  Bytes64 b;
+  std::memcpy(b.v, out, 64);
+  return b;
 }
-inline void store_bf16_pairs_truncated(uint16_t* p, const F32x16& even, const F32x16& odd) {
+inline Bytes64 bf16_pairs_truncated(const F32x16& even, const F32x16& odd) {
+  uint16_t out[32];
   for (int j = 0; j < 16; ++j) {
-    p[2 * j] = uint16_t(std::bit_cast<uint32_t>(even.v[j]) >> 16);
-    p[2 * j + 1] = uint16_t(std::bit_cast<uint32_t>(odd.v[j]) >> 16);
+    out[2 * j] = uint16_t(std::bit_cast<uint32_t>(even.v[j]) >> 16);
+    out[2 * j + 1] = uint16_t(std::bit_cast<uint32_t>(odd.v[j]) >> 16);
   }
+  Bytes64 b;
+  std::memcpy(b.v, out, 64);
+  return b;
 }
+
+class OutputStream {
+ public:
+  explicit OutputStream(bool) {}
+  void seek(void* p) { next_ = static_cast<uint8_t*>(p); }
+  void put(const Bytes64& b) {
+    std::memcpy(next_, b.v, 64);
+    next_ += 64;
+  }
+
+ private:
+  uint8_t* next_ = nullptr;
+};
 
 inline Codes32 zero_codes() {
   return Codes32{};
