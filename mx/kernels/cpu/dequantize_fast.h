@@ -18,20 +18,21 @@
 namespace mx::cpu::detail::MX_CPU_ISA {
 namespace {
 
-// Output tensors of more bytes than this are streamed (OutputStream, lanes_*.h): far more than a
-// core's L2 cache holds, so little of the output could still be cached for its reader anyway.
+// Output tensors of more bytes than this are streamed (StreamingStores, lanes_*.h): far more
+// than a core's L2 cache holds, so little of the output could still be cached for its reader.
 constexpr int64_t kStreamingFromBytes = int64_t{16} << 20;
 
 struct Float32Out {
   float* p;
-  void put(OutputStream& stream, int64_t i, const Pairs& v, uint8_t) const {
-    stream.seek(p + i);
-    stream.put(f32_first_half(v.even, v.odd));
-    stream.put(f32_second_half(v.even, v.odd));
+  template <class Stores>
+  void put(Stores& stores, int64_t i, const Pairs& v, uint8_t) const {
+    stores.put(p + i, f32_first_half(v.even, v.odd));
+    stores.put(p + i + 16, f32_second_half(v.even, v.odd));
   }
-  void put_nan(OutputStream& stream, int64_t i, int k) const {
+  template <class Stores>
+  void put_nan(Stores& stores, int64_t i, int k) const {
     const Pairs nan{splat(NAN), splat(NAN)};
-    for (int g = 0; g < k; g += 32) put(stream, i + g, nan, kE8m0Nan);
+    for (int g = 0; g < k; g += 32) put(stores, i + g, nan, kE8m0Nan);
   }
 };
 
@@ -46,24 +47,25 @@ struct Bfloat16Out {
     const int q = f.is_integer ? f.emin : f.emin - f.man_bits;
     truncation_exact_from = asymmetric ? 256 : std::max(0, kE8m0Bias - 133 - q);
   }
-  void put(OutputStream& stream, int64_t i, const Pairs& v, uint8_t scale) const {
-    stream.seek(p + i);
-    stream.put(scale >= truncation_exact_from ? bf16_pairs_truncated(v.even, v.odd)
-                                              : bf16_pairs(v.even, v.odd));
+  template <class Stores>
+  void put(Stores& stores, int64_t i, const Pairs& v, uint8_t scale) const {
+    stores.put(p + i, scale >= truncation_exact_from ? bf16_pairs_truncated(v.even, v.odd)
+                                                     : bf16_pairs(v.even, v.odd));
   }
-  void put_nan(OutputStream& stream, int64_t i, int k) const {
+  template <class Stores>
+  void put_nan(Stores& stores, int64_t i, int k) const {
     const Pairs nan{splat(NAN), splat(NAN)};  // rounds to float_to_bf16(NAN)
-    for (int g = 0; g < k; g += 32) put(stream, i + g, nan, 0);
+    for (int g = 0; g < k; g += 32) put(stores, i + g, nan, 0);
   }
 };
 
 // One block of k codes (k a multiple of 32) to out[first, first + k).
-template <int kBits, class Decoder, class Out>
+template <int kBits, class Decoder, class Out, class Stores>
 inline void dequantize_whole_block(const Decoder& decoder, const uint8_t* packed, int k,
                                    uint8_t scale, const uint16_t* offset, const Out& out,
-                                   OutputStream& stream, int64_t first) {
+                                   Stores& stores, int64_t first) {
   if (scale == kE8m0Nan) {
-    out.put_nan(stream, first, k);
+    out.put_nan(stores, first, k);
     return;
   }
   // Decoders that hold bfloat16 element values can scale them without float32 (AVX-512 FP6/FP8).
@@ -72,11 +74,10 @@ inline void dequantize_whole_block(const Decoder& decoder, const uint8_t* packed
     Bytes64 words;
     const int e = e8m0_exponent(scale);
     if (!offset && decoder.template scaled_bf16<kBits>(packed, e, &words)) {
-      stream.seek(out.p + first);
-      stream.put(words);
+      stores.put(out.p + first, words);
       for (int g = 32; g < k; g += 32) {
         decoder.template scaled_bf16<kBits>(packed + g * kBits / 8, e, &words);
-        stream.put(words);
+        stores.put(out.p + first + g, words);
       }
       return;
     }
@@ -89,7 +90,7 @@ inline void dequantize_whole_block(const Decoder& decoder, const uint8_t* packed
       v.even = v.even + m;
       v.odd = v.odd + m;
     }
-    out.put(stream, first + g, v, scale);
+    out.put(stores, first + g, v, scale);
   }
 }
 
@@ -102,12 +103,12 @@ struct RunLayout {
 
 // Everything the loop reads is passed by value: the stores go through vector types that may
 // alias anything, and a value reached through a reference would be reloaded after every store.
-template <int kBits, class Decoder, class Out, class PartialBlock>
+template <int kBits, class Stores, class Decoder, class Out, class PartialBlock>
 void dequantize_blocks_of_runs(const Decoder decoder, const RunLayout layout,
                                const uint8_t* elements, const uint8_t* scales,
                                const uint16_t* offsets, int64_t first_block, int64_t end_block,
-                               const Out out, bool streaming, PartialBlock& partial_block) {
-  OutputStream stream(streaming);
+                               const Out out, PartialBlock& partial_block) {
+  Stores stores;
   const int k = layout.k;
   int64_t first = (first_block / layout.blocks_per_run) * layout.run_len;
   int64_t j = first_block % layout.blocks_per_run;
@@ -115,7 +116,7 @@ void dequantize_blocks_of_runs(const Decoder decoder, const RunLayout layout,
   for (int64_t b = first_block; b < end_block; ++b) {
     if ((j + 1) * k <= layout.run_len) {
       dequantize_whole_block<kBits>(decoder, elements + b * k * kBits / 8, k, scales[b],
-                                    offsets ? offsets + b : nullptr, out, stream, first);
+                                    offsets ? offsets + b : nullptr, out, stores, first);
     } else {
       partial_block(b);
     }
@@ -142,15 +143,22 @@ bool dequantize_runs_fast(const DequantizeJob& job, int64_t first_block, int64_t
   const bool streaming = output_bytes > kStreamingFromBytes;
   return with_decoder(traits(job.spec.format), [&](auto bits, const auto& decoder) {
     constexpr int kBits = decltype(bits)::value;
+    auto run = [&]<class Stores>(const auto& out) {
+      dequantize_blocks_of_runs<kBits, Stores>(decoder, layout, job.elements, job.scales, offsets,
+                                               first_block, end_block, out, partial_block);
+    };
+    auto run_with_stores = [&](const auto& out) {
+      if (streaming) {
+        run.template operator()<StreamingStores>(out);
+      } else {
+        run.template operator()<PlainStores>(out);
+      }
+    };
     if (job.out_dtype == DType::kF32) {
-      dequantize_blocks_of_runs<kBits>(
-          decoder, layout, job.elements, job.scales, offsets, first_block, end_block,
-          Float32Out{static_cast<float*>(job.out)}, streaming, partial_block);
+      run_with_stores(Float32Out{static_cast<float*>(job.out)});
     } else {
-      const Bfloat16Out out(static_cast<uint16_t*>(job.out), traits(job.spec.format),
-                            job.spec.asymmetric);
-      dequantize_blocks_of_runs<kBits>(decoder, layout, job.elements, job.scales, offsets,
-                                       first_block, end_block, out, streaming, partial_block);
+      run_with_stores(Bfloat16Out(static_cast<uint16_t*>(job.out), traits(job.spec.format),
+                                  job.spec.asymmetric));
     }
   });
 }

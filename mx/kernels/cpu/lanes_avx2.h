@@ -99,7 +99,7 @@ inline F32x16 gather(const float* table, U32x16 index) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Output: 64 bytes at a time, through an OutputStream.
+// Output: 64 bytes at a time, through PlainStores or StreamingStores.
 
 struct Bytes64 {
   __m256i lo, hi;
@@ -144,21 +144,15 @@ inline Bytes64 bf16_pairs_truncated(F32x16 even, F32x16 odd) {
   return {bf16_top_halves(even.lo, odd.lo), bf16_top_halves(even.hi, odd.hi)};
 }
 
-// Ordinary stores only: without masked byte stores, aligning an output onto whole lines would
-// cost more than the non-temporal stores save (lanes_avx512.h streams).
-class OutputStream {
- public:
-  explicit OutputStream(bool) {}
-  void seek(void* p) { next_ = static_cast<uint8_t*>(p); }
-  void put(Bytes64 b) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(next_), b.lo);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(next_ + 32), b.hi);
-    next_ += 64;
+// Ordinary stores, 64 bytes at any address. Without masked byte stores, aligning an output onto
+// whole lines would cost AVX2 more than non-temporal stores save: it does not stream.
+struct PlainStores {
+  void put(void* p, Bytes64 b) const {
+    _mm256_storeu_si256(static_cast<__m256i*>(p), b.lo);
+    _mm256_storeu_si256(static_cast<__m256i*>(p) + 1, b.hi);
   }
-
- private:
-  uint8_t* next_ = nullptr;
 };
+using StreamingStores = PlainStores;
 
 }  // namespace
 }  // namespace mx::cpu::detail::MX_CPU_ISA

@@ -146,7 +146,7 @@ inline F32x16 gather(const float* table, U32x16 index) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Output: 64 bytes at a time, through an OutputStream.
+// Output: 64 bytes at a time, through PlainStores or StreamingStores.
 
 struct Bytes64 {
   __m512i v;
@@ -187,47 +187,39 @@ inline Bytes64 bf16_pairs_truncated(F32x16 even, F32x16 odd) {
   return {_mm512_or_si512(even_low, odd_high)};
 }
 
-// Writes runs of 64-byte vectors to consecutive addresses. Streaming, every 64-byte line a run
-// covers wholly is written with a non-temporal store: it skips the read for ownership that an
-// ordinary store makes of a line it does not hold, and bypasses the caches, so a large output
-// costs half the memory traffic. The partial lines at a run's two ends get ordinary masked
-// stores. An output that is not 64-byte aligned is shifted onto the lines through a register
-// that carries each vector's last bytes over to the next line (addresses must be even).
-class OutputStream {
+// Ordinary stores, 64 bytes at any address.
+struct PlainStores {
+  void put(void* p, Bytes64 b) const { _mm512_storeu_si512(p, b.v); }
+};
+
+// Stores for a large output, 64 bytes at a time, mostly to consecutive addresses. Every 64-byte
+// line a run of consecutive puts covers wholly is written with a non-temporal store: it skips
+// the read for ownership that an ordinary store makes of a line it does not hold, and bypasses
+// the caches, so the output costs half the memory traffic. The partial lines at a run's two ends
+// get ordinary masked stores. An output that is not 64-byte aligned is shifted onto the lines
+// through a register that carries each vector's last bytes over to the next line (addresses
+// must be even). Kept apart from PlainStores: state that a loop's stores might alias stays in
+// memory, and costs the ordinary path more than it saves.
+class StreamingStores {
  public:
-  explicit OutputStream(bool streaming) : streaming_(streaming) {}
-  OutputStream(const OutputStream&) = delete;
-  OutputStream& operator=(const OutputStream&) = delete;
+  StreamingStores() = default;
+  StreamingStores(const StreamingStores&) = delete;
+  StreamingStores& operator=(const StreamingStores&) = delete;
   // Ends the last run and orders the non-temporal stores before whatever the thread does next.
-  ~OutputStream() {
+  ~StreamingStores() {
     end_run();
-    if (streaming_) _mm_sfence();
+    _mm_sfence();
   }
 
-  // Where the next put goes: `p`, or the end of the last put when p continues the run.
-  void seek(void* p) {
-    if (p != next_) {
-      end_run();
-      next_ = static_cast<uint8_t*>(p);
-      offset_ = int(reinterpret_cast<uintptr_t>(next_) & 63);
-      // Line word i is word i + 32 - offset / 2 of (carry, vector).
-      const __m512i words =
-          _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14,
-                           13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-      realign_ = _mm512_add_epi16(words, _mm512_set1_epi16(int16_t(32 - offset_ / 2)));
-    }
-  }
-  void put(Bytes64 b) {
-    if (!streaming_) {
-      _mm512_storeu_si512(next_, b.v);
-    } else if (offset_ == 0) {
+  void put(void* p, Bytes64 b) {
+    if (p != next_) start_run(static_cast<uint8_t*>(p));
+    if (offset_ == 0) {
       _mm512_stream_si512(reinterpret_cast<__m512i*>(next_), b.v);
     } else if (!carrying_) {  // the run's first, partial line: bytes [0, 64 - offset)
       _mm512_mask_storeu_epi8(next_, ~uint64_t{0} >> offset_, b.v);
       carrying_ = true;
     } else {
-      uint8_t* line = next_ - offset_;
-      _mm512_stream_si512(reinterpret_cast<__m512i*>(line),
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(next_ - offset_),
                           _mm512_permutex2var_epi16(carry_, realign_, b.v));
     }
     carry_ = b.v;
@@ -235,17 +227,25 @@ class OutputStream {
   }
 
  private:
+  void start_run(uint8_t* p) {
+    end_run();
+    next_ = p;
+    offset_ = int(reinterpret_cast<uintptr_t>(p) & 63);
+    // Line word i is word i + 32 - offset / 2 of (carry, vector).
+    const __m512i words =
+        _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13,
+                         12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    realign_ = _mm512_add_epi16(words, _mm512_set1_epi16(int16_t(32 - offset_ / 2)));
+  }
   void end_run() {
     if (carrying_) {  // the last vector's bytes [64 - offset, 64) start the run's last line
-      uint8_t* line = next_ - offset_;
       const __m512i tail = _mm512_permutex2var_epi16(carry_, realign_, carry_);
-      _mm512_mask_storeu_epi8(line, ~uint64_t{0} >> (64 - offset_), tail);
+      _mm512_mask_storeu_epi8(next_ - offset_, ~uint64_t{0} >> (64 - offset_), tail);
       carrying_ = false;
     }
     next_ = nullptr;
   }
 
-  bool streaming_;
   uint8_t* next_ = nullptr;
   int offset_ = 0;
   bool carrying_ = false;

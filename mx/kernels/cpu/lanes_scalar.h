@@ -108,7 +108,7 @@ inline F32x16 gather(const float* table, U32x16 index) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Output: 64 bytes at a time, through an OutputStream.
+// Output: 64 bytes at a time, through PlainStores or StreamingStores.
 
 struct Bytes64 {
   uint8_t v[64];
@@ -152,18 +152,10 @@ inline Bytes64 bf16_pairs_truncated(const F32x16& even, const F32x16& odd) {
   return b;
 }
 
-class OutputStream {
- public:
-  explicit OutputStream(bool) {}
-  void seek(void* p) { next_ = static_cast<uint8_t*>(p); }
-  void put(const Bytes64& b) {
-    std::memcpy(next_, b.v, 64);
-    next_ += 64;
-  }
-
- private:
-  uint8_t* next_ = nullptr;
+struct PlainStores {
+  void put(void* p, const Bytes64& b) const { std::memcpy(p, b.v, 64); }
 };
+using StreamingStores = PlainStores;  // no non-temporal stores without vector registers
 
 inline Codes32 zero_codes() {
   return Codes32{};
