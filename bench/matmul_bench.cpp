@@ -124,6 +124,31 @@ void decode_args(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
+// A W of 256 x 4096 that stays in a core's L2 cache, one thread: the decoding and arithmetic
+// alone, without memory's limit.
+void BM_MatmulDecodeInCache(benchmark::State& state) {
+  const auto format = static_cast<mx::ElementFormat>(state.range(0));
+  const auto mode = static_cast<mx::cpu::MatmulMode>(state.range(1));
+  const int64_t n = 256, k = 4096;
+  const mx::MxTensor& w = weights(format, n, k);
+  const std::vector<float>& x = normal_values(k);
+  std::vector<float> y(n);
+  mx::cpu::MatmulOptions options;
+  options.mode = mode;
+  options.threads = 1;
+  for (auto _ : state) {
+    mx::cpu::mx_matmul(w, x.data(), mx::DType::kF32, 1, y.data(), options);
+    benchmark::DoNotOptimize(y.data());
+  }
+  const int64_t w_bytes = int64_t(w.elements.size() + w.scales.size());
+  state.counters["W_GBps"] =
+      benchmark::Counter(double(w_bytes) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["Gelem_per_s"] =
+      benchmark::Counter(double(n * k) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(mx::traits(format).mx_name) +
+                 (mode == mx::cpu::MatmulMode::kExact ? " exact" : " fast"));
+}
+
 // Several rows of x (a short prompt), where each decoded block of W serves them all.
 void BM_MatmulRows(benchmark::State& state) {
   const auto mode = static_cast<mx::cpu::MatmulMode>(state.range(0));
@@ -150,6 +175,11 @@ BENCHMARK(BM_Copy)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_MatmulDecode)->Apply(decode_args);
+BENCHMARK(BM_MatmulDecodeInCache)
+    ->ArgNames({"format", "fast"})
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6, 7, 8}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 BENCHMARK(BM_MatmulRows)
     ->ArgNames({"fast", "m", "threads"})
     ->Args({0, 16, 2})
