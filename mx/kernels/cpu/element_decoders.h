@@ -77,19 +77,14 @@ struct TableDecoder {
   }
 };
 
-#if defined(__AVX512BW__)
-// FP6 and FP8 on AVX-512: every element value has at most 8 significant bits and a bfloat16
-// exponent, so it is a bfloat16, looked up with 16-bit permutes. vpermt2w indexes 64 words in
-// two registers: one lookup decodes a 6-bit code, sign included; an 8-bit code's magnitude takes
-// two, picked by bit 6, and its sign bit is copied in. A 32-bit lane then holds the bfloat16
-// values of its pair of elements, which become float32 by moving each to the top half.
-struct WordTableDecoder {
-  __m512i words[4];  // entries 32q .. 32q + 31 in words[q]
-  // Scale exponents e under which every nonzero finite value times 2^e is a normal bfloat16.
+// The bfloat16 value of every code of a 6- or 8-bit float format (its first 128 codes for 8
+// bits: the magnitudes), and the scale exponents e under which every nonzero finite value times
+// 2^e is a normal bfloat16: there, scaling a bfloat16 is adding e to its exponent field.
+struct Bf16Values {
+  alignas(64) uint16_t values[128] = {};
   int exact_exponent_from = 0, exact_exponent_to = -1;
-  explicit WordTableDecoder(const FormatTraits& f) {
-    alignas(64) uint16_t values[128] = {};
-    int lowest = 255, highest = 0;  // bfloat16 exponent fields of the nonzero finite values
+  explicit Bf16Values(const FormatTraits& f) {
+    int lowest = 255, highest = 0;  // exponent fields of the nonzero finite values
     for (int c = 0; c < std::min(1 << f.bits, 128); ++c) {
       values[c] = float_to_bf16(float(decode_element(f, uint8_t(c))));
       const int field = (values[c] >> 7) & 0xFF;
@@ -98,9 +93,25 @@ struct WordTableDecoder {
         highest = std::max(highest, field);
       }
     }
-    for (int q = 0; q < 4; ++q) words[q] = _mm512_load_si512(values + 32 * q);
     exact_exponent_from = 1 - lowest;
     exact_exponent_to = 254 - highest;
+  }
+};
+
+#if defined(__AVX512BW__)
+// FP6 and FP8 on AVX-512: every element value has at most 8 significant bits and a bfloat16
+// exponent, so it is a bfloat16, looked up with 16-bit permutes. vpermt2w indexes 64 words in
+// two registers: one lookup decodes a 6-bit code, sign included; an 8-bit code's magnitude takes
+// two, picked by bit 6, and its sign bit is copied in. A 32-bit lane then holds the bfloat16
+// values of its pair of elements, which become float32 by moving each to the top half.
+struct WordTableDecoder {
+  __m512i words[4];  // entries 32q .. 32q + 31 in words[q]
+  int exact_exponent_from, exact_exponent_to;
+  explicit WordTableDecoder(const FormatTraits& f) {
+    const Bf16Values table(f);
+    for (int q = 0; q < 4; ++q) words[q] = _mm512_load_si512(table.values + 32 * q);
+    exact_exponent_from = table.exact_exponent_from;
+    exact_exponent_to = table.exact_exponent_to;
   }
   // The 32 element values as bfloat16, one per 16-bit lane in element order.
   template <int kBits>
@@ -122,9 +133,8 @@ struct WordTableDecoder {
     const F32x16 odd = {_mm512_castsi512_ps(_mm512_and_si512(values, _mm512_set1_epi32(-65536)))};
     return {even * scale, odd * scale};
   }
-  // Dequantizing to bfloat16 without float32: when every nonzero finite product v * 2^e stays a
-  // normal bfloat16, it is v's bits with e added to the exponent field, exactly what rounding the
-  // float32 product gives; zeros, Inf and NaN are unchanged by the scale. False otherwise.
+  // Dequantizing to bfloat16 without float32 (Bf16Values): false when e is outside the range
+  // where adding it to the exponent field is exact. Zeros, Inf and NaN are left as they are.
   template <int kBits>
   bool scaled_bf16(const uint8_t* block, int e, Bytes64* out) const {
     if (e < exact_exponent_from || e > exact_exponent_to) return false;
@@ -137,13 +147,71 @@ struct WordTableDecoder {
     return true;
   }
 };
-inline constexpr bool kHasWordTables = true;
+inline constexpr int kWordTableMaxBits = 8;
+#elif defined(__AVX2__)
+// FP6 on AVX2: the same bfloat16 values as two byte planes (low and high bytes), each looked up
+// with pshufb, 16 entries to a register, picked by bits 4 and 5 (lookup64, lanes_int8_avx2.h).
+// The codes are first reordered by quadwords (0-7, 16-23 | 8-15, 24-31) so that interleaving
+// the planes within 128-bit lanes gives the words in element order. FP8's 128 values would
+// need 16 registers of tables; gathers stay quicker there.
+struct WordTableDecoder {
+  ByteTable64 low_bytes, high_bytes;
+  int exact_exponent_from, exact_exponent_to;
+  explicit WordTableDecoder(const FormatTraits& f) {
+    const Bf16Values table(f);
+    int8_t low[64], high[64];
+    for (int c = 0; c < 64; ++c) {
+      low[c] = int8_t(table.values[c] & 0xFF);
+      high[c] = int8_t(table.values[c] >> 8);
+    }
+    low_bytes = make_byte_table64(low);
+    high_bytes = make_byte_table64(high);
+    exact_exponent_from = table.exact_exponent_from;
+    exact_exponent_to = table.exact_exponent_to;
+  }
+  // The 32 element values as bfloat16 in element order: elements 0-15, then 16-31.
+  template <int kBits>
+  void bf16_values(const uint8_t* block, __m256i* first, __m256i* second) const {
+    static_assert(kBits == 6);
+    const __m256i codes = _mm256_permute4x64_epi64(unpack<6>(block).v, 0xD8);
+    const __m256i low = lookup64(low_bytes, codes), high = lookup64(high_bytes, codes);
+    *first = _mm256_unpacklo_epi8(low, high);
+    *second = _mm256_unpackhi_epi8(low, high);
+  }
+  template <int kBits>
+  Pairs decode(const uint8_t* block, F32x16 scale) const {
+    __m256i first, second;
+    bf16_values<kBits>(block, &first, &second);
+    const __m256i top = _mm256_set1_epi32(-65536);
+    const F32x16 even = {_mm256_castsi256_ps(_mm256_slli_epi32(first, 16)),
+                         _mm256_castsi256_ps(_mm256_slli_epi32(second, 16))};
+    const F32x16 odd = {_mm256_castsi256_ps(_mm256_and_si256(first, top)),
+                        _mm256_castsi256_ps(_mm256_and_si256(second, top))};
+    return {even * scale, odd * scale};
+  }
+  static __m256i add_to_exponents(__m256i values, __m256i shifted) {
+    const __m256i magnitude = _mm256_and_si256(values, _mm256_set1_epi16(0x7FFF));
+    const __m256i zero = _mm256_cmpeq_epi16(magnitude, _mm256_setzero_si256());
+    const __m256i finite = _mm256_cmpgt_epi16(_mm256_set1_epi16(0x7F80), magnitude);
+    return _mm256_add_epi16(values, _mm256_and_si256(_mm256_andnot_si256(zero, finite), shifted));
+  }
+  template <int kBits>
+  bool scaled_bf16(const uint8_t* block, int e, Bytes64* out) const {
+    if (e < exact_exponent_from || e > exact_exponent_to) return false;
+    __m256i first, second;
+    bf16_values<kBits>(block, &first, &second);
+    const __m256i shifted = _mm256_set1_epi16(int16_t(e * 128));
+    *out = {add_to_exponents(first, shifted), add_to_exponents(second, shifted)};
+    return true;
+  }
+};
+inline constexpr int kWordTableMaxBits = 6;
 #else
-// Never chosen without AVX-512 BW (kHasWordTables); declared so with_decoder compiles anywhere.
+// Never chosen on the scalar target (kWordTableMaxBits); declared so with_decoder compiles.
 struct WordTableDecoder : TableDecoder {
   using TableDecoder::TableDecoder;
 };
-inline constexpr bool kHasWordTables = false;
+inline constexpr int kWordTableMaxBits = 0;
 #endif
 
 template <int kBits>
@@ -154,13 +222,14 @@ using Bits = std::integral_constant<int, kBits>;
 template <class Fn>
 bool with_decoder(const FormatTraits& f, Fn&& fn) {
   auto for_wide = [&](auto bits) {
-    if (kDecodesInRegisters && f.is_integer && f.bits == 8) {
-      fn(bits, Int8Decoder(f));
-    } else if (kHasWordTables && !f.is_integer) {
-      fn(bits, WordTableDecoder(f));
-    } else {
-      fn(bits, TableDecoder(f));
+    constexpr int kBits = decltype(bits)::value;
+    if constexpr (kBits == 8 && kDecodesInRegisters) {
+      if (f.is_integer) return fn(bits, Int8Decoder(f));
     }
+    if constexpr (kBits <= kWordTableMaxBits) {
+      if (!f.is_integer) return fn(bits, WordTableDecoder(f));
+    }
+    fn(bits, TableDecoder(f));
   };
   switch (f.bits) {
     case 2:
