@@ -8,12 +8,13 @@
 // of `odd` element 2j + 1. Packed codes come apart that way with the fewest shuffles.
 #pragma once
 
-// GCC 12 reports the unused pass-through operand of unmasked AVX-512 intrinsics as "may be used
-// uninitialized" (GCC bug 105593). The warning is tied to the intrinsic headers' lines, so it is
-// silenced for them alone, here, where they are first included.
+// GCC 12 reports the unused pass-through operand of unmasked AVX-512 intrinsics as "(may be)
+// used uninitialized" (GCC bug 105593). The warning is tied to the intrinsic headers' lines, so
+// it is silenced for them alone, here, where they are first included.
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #else
@@ -54,6 +55,10 @@ inline F32x16 operator+(F32x16 a, F32x16 b) {
   return {_mm512_add_ps(a.v, b.v)};
 }
 
+// A hint to bring the cache line holding p into the caches; it never faults.
+inline void prefetch(const void* p) {
+  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
+}
 inline F32x16 load_f32(const float* p) {
   return {_mm512_loadu_ps(p)};
 }

@@ -34,6 +34,17 @@ constexpr int64_t block_bytes() {
   return 32 * kBits / 8;
 }
 
+// Reading W from memory, the hardware prefetcher falls behind the short rows of a tile; each
+// step asks for the same share of the next tile (the rows right after this one's), so it
+// arrives while this tile is computed. Prefetches past W's end are harmless hints.
+template <int kBits, int kTileRows>
+inline void prefetch_next_tile(const uint8_t* next_codes, const uint8_t* next_scales,
+                               int64_t block) {
+  constexpr int64_t kStep = kTileRows * block_bytes<kBits>();
+  for (int64_t line = 0; line < kStep; line += 64) prefetch(next_codes + block * kStep + line);
+  if (block % 16 == 0) prefetch(next_scales + block * kTileRows);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Exact mode.
 
@@ -51,7 +62,10 @@ void exact_tile(const ExactMatmulJob& job, const Decoder& decoder, int64_t n0, i
     codes[r] = job.w.elements + (n0 + r) * nb * block_bytes<kBits>();
     scales[r] = job.w.scales + (n0 + r) * nb;
   }
+  const uint8_t* next_codes = codes[0] + kTileRows * nb * block_bytes<kBits>();
+  const uint8_t* next_scales = scales[0] + kTileRows * nb;
   for (int64_t b = 0; b < nb; ++b) {
+    prefetch_next_tile<kBits, kTileRows>(next_codes, next_scales, b);
     for (int r = 0; r < kTileRows; ++r) {
       const F32x16 scale = splat(job.scale_values[scales[r][b]]);
       const Pairs w = decoder.template decode<kBits>(codes[r] + b * block_bytes<kBits>(), scale);
@@ -111,8 +125,12 @@ void fast_tile(const FastMatmulJob& job, const Values& values, int64_t n0, int64
     x_bias[i] = job.x_quad_bias + (m0 + i) * job.pairs * 16;
   }
   // One pair of blocks (b, b + 1), or the lone last block b when kLone.
+  const uint8_t* next_codes = codes[0] + kTileRows * nb * block_bytes<kBits>();
+  const uint8_t* next_scales = scales[0] + kTileRows * nb;
   auto step = [&]<bool kLone>(int64_t p) {
     const int64_t b = 2 * p;
+    prefetch_next_tile<kBits, kTileRows>(next_codes, next_scales, b);
+    prefetch_next_tile<kBits, kTileRows>(next_codes, next_scales, b + 1);
     for (int r = 0; r < kTileRows; ++r) {
       const uint8_t* packed = codes[r] + b * block_bytes<kBits>();
       const I8x64 w = values(kLone ? unpack_single<kBits>(packed) : unpack_pair<kBits>(packed));
