@@ -27,10 +27,13 @@ inline I8x64 unpack_single(const uint8_t* p) {
   return pair_of(unpack<kBits>(p), zero_codes());
 }
 
+// The values as dot_quads takes them: plus 128 (top bit flipped) where it multiplies unsigned
+// weights (AVX-512 VNNI), so the lookup hands them over ready.
 inline void int8_value_table(const FormatTraits& f, int8_t* values) {
   const int q = quantum_exponent(f);
   for (int c = 0; c < (1 << f.bits); ++c) {
-    values[c] = int8_t(std::ldexp(decode_element(f, uint8_t(c)), -q));
+    const auto n = int8_t(std::ldexp(decode_element(f, uint8_t(c)), -q));
+    values[c] = kWeightsBiasedBy128 ? int8_t(uint8_t(n) ^ 0x80u) : n;
   }
 }
 struct Int8Table16 {  // formats of 2 and 4 bits
@@ -52,7 +55,10 @@ struct Int8Table64 {  // 6-bit formats (MXFP6 E2M3)
   I8x64 operator()(I8x64 codes) const { return lookup(table, codes); }
 };
 struct Int8Codes {  // MXINT8: the codes are the integers
-  I8x64 operator()(I8x64 codes) const { return codes; }
+  I8x64 operator()(I8x64 codes) const {
+    if constexpr (kWeightsBiasedBy128) return flip_top_bits(codes);
+    return codes;
+  }
 };
 
 // Calls fn(Bits<bits>{}, values) for a format with int8 values; false for any other.

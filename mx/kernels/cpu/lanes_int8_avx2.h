@@ -74,7 +74,13 @@ inline I8x64 lookup(const ByteTable64& t, I8x64 codes) {
   return {lookup64(t, codes.block0), lookup64(t, codes.block1)};
 }
 
+inline I8x64 flip_top_bits(I8x64 a) {
+  const __m256i top = _mm256_set1_epi8(-128);
+  return {_mm256_xor_si256(a.block0, top), _mm256_xor_si256(a.block1, top)};
+}
+
 // vpmaddubsw on |w| and x with w's sign (vpsignb), then vpmaddwd: see lanes_int8_avx512.h.
+inline constexpr bool kWeightsBiasedBy128 = false;
 inline __m256i dot_quads_block(__m256i w, __m256i x) {
   const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
   return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));

@@ -71,18 +71,24 @@ inline I8x64 lookup(const ByteTable64& t, I8x64 codes) {
   return {_mm512_mask_blend_epi8(bit5, low_half, high_half)};
 }
 
+inline I8x64 flip_top_bits(I8x64 a) {
+  return {_mm512_xor_si512(a.v, _mm512_set1_epi8(-128))};
+}
+
 // Lane l: w[4l] * x[4l] + ... + w[4l + 3] * x[4l + 3], exactly. w is any int8, x in [-127, 127];
 // bias holds -128 * (x[4l] + ... + x[4l + 3]).
 #if defined(__AVX512VNNI__)
-// vpdpbusd multiplies unsigned by signed bytes: w + 128 (w with its top bit flipped) is unsigned,
-// and the bias takes the extra 128 * x back out. No step can overflow: |sum| < 2^18.
-inline I32x16 dot_quads(I8x64 w, I8x64 x, I32x16 bias) {
-  const __m512i w_plus_128 = _mm512_xor_si512(w.v, _mm512_set1_epi8(-128));
-  return {_mm512_dpbusd_epi32(bias.v, w_plus_128, x.v)};
+// vpdpbusd multiplies unsigned by signed bytes, so the weights come as w + 128 (w's top bit
+// flipped, which the int8 value tables do once for all), and the bias takes the extra 128 * x
+// back out. No step can overflow: |sum| < 2^18.
+inline constexpr bool kWeightsBiasedBy128 = true;
+inline I32x16 dot_quads(I8x64 w_plus_128, I8x64 x, I32x16 bias) {
+  return {_mm512_dpbusd_epi32(bias.v, w_plus_128.v, x.v)};
 }
 #else
 // vpmaddubsw multiplies |w| (unsigned, at most 128) by x with w's sign, and adds neighbours
 // into 16 bits without saturating: 2 * 128 * 127 < 2^15. vpmaddwd adds the neighbouring pairs.
+inline constexpr bool kWeightsBiasedBy128 = false;
 inline I32x16 dot_quads(I8x64 w, I8x64 x, I32x16) {
   const __m512i magnitude = _mm512_abs_epi8(w.v);
   const __m512i signed_x =

@@ -68,6 +68,13 @@ inline I8x64 lookup(const ByteTable64& t, const I8x64& codes) {
   return out;
 }
 
+inline I8x64 flip_top_bits(const I8x64& a) {
+  I8x64 out;
+  for (int i = 0; i < 64; ++i) out.v[i] = int8_t(uint8_t(a.v[i]) ^ 0x80u);
+  return out;
+}
+
+inline constexpr bool kWeightsBiasedBy128 = false;
 inline I32x16 dot_quads(const I8x64& w, const I8x64& x, const I32x16&) {
   I32x16 out;
   for (int l = 0; l < 16; ++l) {
