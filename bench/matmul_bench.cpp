@@ -2,10 +2,13 @@
 // machine's copy bandwidth measured in the same run. At M = 1 (one token of a language model's
 // decoding) the product reads W once, so its speed is W's bytes per second:
 //   W_GBps   packed elements + scale bytes of W per second (1 GB = 10^9 bytes);
-//   copy     memcpy between two buffers of W's size on as many threads, bytes read + written per
-//            second: BM_Copy, and for the ratio the median of 15 copies before each product;
+//   copy     memcpy of as many bytes on as many threads, bytes read + written per second: the
+//            BM_Copy benchmarks, and for the ratio the median of 15 copies before each product;
 //   of_copy  W_GBps / copy.
 // Shapes are Llama-7B's MLP matrices: [11008, 4096] (gate, up) and [4096, 11008] (down).
+// BM_MatmulDecode reads one W again and again, which a large last-level cache keeps;
+// BM_MatmulDecodeLayers reads distinct copies of W in turn, as decoding reads a model's layers,
+// with at least twice the last-level cache between two reads of the same bytes: memory speed.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -14,6 +17,8 @@
 #include <map>
 #include <random>
 #include <vector>
+
+#include <unistd.h>
 
 #include "mx/core/half.h"
 #include "mx/kernels/cpu/mx_matmul.h"
@@ -67,6 +72,27 @@ double copy_bandwidth(int64_t bytes, int threads, int repeats) {
   return rates[rates.size() / 2];
 }
 
+// Bytes that cycling through keeps out of the last-level cache: twice its size, 1 GiB at least.
+int64_t beyond_last_level_cache() {
+  const long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  return std::max<int64_t>(2 * int64_t(std::max(llc, 0L)), int64_t{1} << 30);
+}
+
+// Copies of `bytes` each, taken in turn from buffers of `count` of them, as the layers are.
+struct LayeredCopy {
+  int64_t bytes, count;
+  std::vector<uint8_t> src, dst;
+  LayeredCopy(int64_t layer_bytes, int64_t layers)
+      : bytes(layer_bytes), count(layers), src(layer_bytes * layers, 1), dst(src.size(), 2) {}
+  void run(int64_t layer, int threads) {
+    uint8_t* to = dst.data() + (layer % count) * bytes;
+    const uint8_t* from = src.data() + (layer % count) * bytes;
+    mx::cpu::parallel_for(bytes, 4096, threads, [&](int64_t begin, int64_t end) {
+      std::memcpy(to + begin, from + begin, size_t(end - begin));
+    });
+  }
+};
+
 void BM_Copy(benchmark::State& state) {
   const int64_t bytes = state.range(0) << 20;
   const int threads = int(state.range(1));
@@ -110,6 +136,61 @@ void BM_MatmulDecode(benchmark::State& state) {
   state.SetLabel(std::string(mx::traits(format).mx_name) +
                  (mode == mx::cpu::MatmulMode::kExact ? " exact " : " fast ") +
                  std::string(mx::cpu::target_name(mx::cpu::best_target())));
+}
+
+// The same products over distinct copies of W, one after another (see the file comment).
+void BM_MatmulDecodeLayers(benchmark::State& state) {
+  const auto format = static_cast<mx::ElementFormat>(state.range(0));
+  const auto mode = static_cast<mx::cpu::MatmulMode>(state.range(1));
+  const int64_t n = state.range(2), k = state.range(3);
+  const int threads = int(state.range(4));
+  const mx::MxTensor& first = weights(format, n, k);
+  const int64_t w_bytes = int64_t(first.elements.size() + first.scales.size());
+  const int64_t layers = (beyond_last_level_cache() + w_bytes - 1) / w_bytes;
+  std::vector<mx::MxTensor> w(layers, first);
+  LayeredCopy copy(w_bytes, layers);
+  std::vector<double> copy_rates;
+  for (int64_t i = 0; i < 15 + layers; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    copy.run(i, threads);
+    if (i >= layers) copy_rates.push_back(2.0 * double(w_bytes) / seconds_since(t0));
+  }
+  std::sort(copy_rates.begin(), copy_rates.end());
+  const double copy_rate = copy_rates[copy_rates.size() / 2];
+  const std::vector<float>& x = normal_values(k);
+  std::vector<float> y(n);
+  mx::cpu::MatmulOptions options;
+  options.mode = mode;
+  options.threads = threads;
+  int64_t layer = 0;
+  for (auto _ : state) {
+    const std::string error =
+        mx::cpu::mx_matmul(w[layer++ % layers], x.data(), mx::DType::kF32, 1, y.data(), options);
+    if (!error.empty()) state.SkipWithError(error.c_str());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["W_GBps"] =
+      benchmark::Counter(double(w_bytes) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["copy"] = copy_rate / 1e9;
+  state.counters["of_copy"] = benchmark::Counter(double(w_bytes) * state.iterations() / copy_rate,
+                                                 benchmark::Counter::kIsRate);
+  state.counters["layers"] = double(layers);
+  state.SetLabel(std::string(mx::traits(format).mx_name) +
+                 (mode == mx::cpu::MatmulMode::kExact ? " exact " : " fast ") +
+                 std::string(mx::cpu::target_name(mx::cpu::best_target())));
+}
+
+// memcpy of one layer's bytes (MXFP4 [11008, 4096]: 23 MiB) taken in turn from buffers past the
+// last-level cache.
+void BM_CopyLayers(benchmark::State& state) {
+  const int64_t bytes = int64_t(11008) * 4096 / 32 * 17;
+  const int threads = int(state.range(0));
+  LayeredCopy copy(bytes, (beyond_last_level_cache() + bytes - 1) / bytes);
+  for (int64_t i = 0; i < copy.count; ++i) copy.run(i, threads);
+  int64_t layer = 0;
+  for (auto _ : state) copy.run(layer++, threads);
+  state.counters["GBps"] = benchmark::Counter(2.0 * double(bytes) * state.iterations() / 1e9,
+                                              benchmark::Counter::kIsRate);
 }
 
 void decode_args(benchmark::internal::Benchmark* b) {
@@ -175,6 +256,13 @@ BENCHMARK(BM_Copy)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_MatmulDecode)->Apply(decode_args);
+BENCHMARK(BM_CopyLayers)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_MatmulDecodeLayers)->Apply(decode_args);
 BENCHMARK(BM_MatmulDecodeInCache)
     ->ArgNames({"format", "fast"})
     ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6, 7, 8}, {0, 1}})
