@@ -12,6 +12,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -193,6 +194,31 @@ void BM_CopyLayers(benchmark::State& state) {
                                               benchmark::Counter::kIsRate);
 }
 
+// Reading (summing) one layer's bytes at a time from buffers past the last-level cache: what
+// memory delivers to a read-only loop like the product, beside the copy's reads and writes.
+void BM_ReadLayers(benchmark::State& state) {
+  const int64_t bytes = int64_t(11008) * 4096 / 32 * 17 / 8 * 8;
+  const int threads = int(state.range(0));
+  LayeredCopy layers(bytes, (beyond_last_level_cache() + bytes - 1) / bytes);
+  std::atomic<uint64_t> total{0};
+  int64_t layer = 0;
+  for (auto _ : state) {
+    const uint8_t* base = layers.src.data() + (layer++ % layers.count) * bytes;
+    mx::cpu::parallel_for(bytes / 8, 512, threads, [&](int64_t begin, int64_t end) {
+      uint64_t sum = 0;
+      for (int64_t i = begin; i < end; ++i) {
+        uint64_t word;
+        std::memcpy(&word, base + 8 * i, 8);
+        sum += word;
+      }
+      total += sum;
+    });
+    benchmark::DoNotOptimize(total.load());
+  }
+  state.counters["GBps"] =
+      benchmark::Counter(double(bytes) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+}
+
 void decode_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"format", "fast", "n", "k", "threads"});
   for (int threads : {1, 2}) {
@@ -257,6 +283,12 @@ BENCHMARK(BM_Copy)
     ->UseRealTime();
 BENCHMARK(BM_MatmulDecode)->Apply(decode_args);
 BENCHMARK(BM_CopyLayers)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_ReadLayers)
     ->ArgName("threads")
     ->Arg(1)
     ->Arg(2)
