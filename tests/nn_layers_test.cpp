@@ -135,7 +135,7 @@ TEST(NnLayers, RopeGradientsAndConvention) {
   cpu::rope_backward(dx.data(), n, t, heads, hs, 0);
   auto loss = [&] {
     y = x;
-    cpu::rope_forward(y.data(), n, t, heads, hs, false, 0);
+    cpu::rope_forward(y.data(), n, t, heads, hs, 0, false, 0);
     return dot(y, r);
   };
   check(&x, dx, loss, "rope");

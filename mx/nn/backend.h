@@ -33,10 +33,13 @@ struct SrKey {
   int32_t site = 0;
 };
 
-// Causal self-attention with grouped-query heads: q [B, T, nh, hs], k and v [B, T, nkv, hs];
-// query head h reads kv head h / (nh / nkv).
+// Causal self-attention with grouped-query heads: q [B, T, nh, hs], k and v [B, past + T, nkv,
+// hs]; query head h reads kv head h / (nh / nkv). With past > 0 (inference with a key/value
+// cache) the queries are the last T of past + T positions, and query i sees keys 0 .. past + i.
 struct AttnShape {
   int64_t b, t, nh, nkv, hs;
+  int64_t past = 0;
+  int64_t keys() const { return past + t; }
 };
 
 // One AdamW update (adamw.h): p -= lr * (m_hat / (sqrt(v_hat) + eps) + wd * p [where decays]).
@@ -104,14 +107,18 @@ class Backend {
   virtual void swiglu_forward(Buf out, Buf gate, Buf up, int64_t count, bool bf16) = 0;
   virtual void swiglu_backward(Buf dgate, Buf dup, Buf dout, Buf gate, Buf up, int64_t count) = 0;
   virtual void residual_forward(Buf out, Buf a, Buf b, int64_t count, bool bf16) = 0;
-  // In place on x[N, heads, hs]; the backward rotates the gradient back.
-  virtual void rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs, bool bf16) = 0;
+  // In place on x[N, heads, hs], row r at position first_position + r % t; the backward rotates
+  // the gradient back.
+  virtual void rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs,
+                            int64_t first_position, bool bf16) = 0;
   virtual void rope_backward(Buf dx, int64_t n, int64_t t, int64_t heads, int64_t hs) = 0;
 
   // ---- Attention ----
   // What the forward keeps for the backward, in FP32 elements: the CPU keeps the probabilities
-  // ([B, nh, T, T]); a fused kernel keeps one log-sum-exp per row ([B, nh, T]).
+  // ([B, nh, T, past + T]); a fused kernel keeps one log-sum-exp per row ([B, nh, T]).
   virtual int64_t attn_saved_count(const AttnShape& s) const = 0;
+  // Whether attention_forward takes a shape with past > 0 (the backward never does).
+  virtual bool attends_to_a_cache() const = 0;
   virtual void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
                                  const Recipe& recipe, SrKey key) = 0;
   // dq, dk, dv are assigned.

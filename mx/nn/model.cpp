@@ -172,7 +172,7 @@ std::string Model::reserve(int64_t b, int64_t t) {
   return "";
 }
 
-void Model::layer_forward(int64_t l, Buf x) {
+void Model::layer_forward(int64_t l, Buf x, bool use_cache) {
   Backend& be = *backend_;
   LayerActs& a = acts_->layers[l];
   const LayerOffsets& o = params_.layers()[l];
@@ -193,15 +193,26 @@ void Model::layer_forward(int64_t l, Buf x) {
     be.matmul_forward(y, in, p.at(w, out * k), p.at(bias, out), n, k, out, recipe_, key(site));
   };
   norm(a.ln1, a.ln1_mean, a.ln1_rstd, x, o.ln1_w, o.ln1_b);
+  // With the cache, this pass's keys and values are written as its next rows, and attention
+  // reads all of its rows so far.
+  const int64_t kv = nkv * hs, past = use_cache ? cached_ : 0;
+  const Buf k = use_cache ? k_cache_[l].at(past * kv, n * kv) : a.k;
+  const Buf v = use_cache ? v_cache_[l].at(past * kv, n * kv) : a.v;
   linear(a.q, a.ln1, o.wq, o.bq, C, nh * hs, kQ);
-  linear(a.k, a.ln1, o.wk, o.bk, C, nkv * hs, kK);
-  linear(a.v, a.ln1, o.wv, o.bv, C, nkv * hs, kV);
+  linear(k, a.ln1, o.wk, o.bk, C, kv, kK);
+  linear(v, a.ln1, o.wv, o.bv, C, kv, kV);
   if (llama) {
-    be.rope_forward(a.q, n, t_, nh, hs, bf16);
-    be.rope_forward(a.k, n, t_, nkv, hs, bf16);
+    be.rope_forward(a.q, n, t_, nh, hs, past, bf16);
+    be.rope_forward(k, n, t_, nkv, hs, past, bf16);
   }
-  const AttnShape shape{b_, t_, nh, nkv, hs};
-  be.attention_forward(a.atty, a.att_saved, a.q, a.k, a.v, shape, recipe_, key(kAttention));
+  const AttnShape shape{b_, t_, nh, nkv, hs, past};
+  if (use_cache) {
+    const int64_t keys = past + n;
+    be.attention_forward(a.atty, cache_probs_, a.q, k_cache_[l].at(0, keys * kv),
+                         v_cache_[l].at(0, keys * kv), shape, recipe_, key(kAttention));
+  } else {
+    be.attention_forward(a.atty, a.att_saved, a.q, k, v, shape, recipe_, key(kAttention));
+  }
   linear(a.attproj, a.atty, o.wo, o.bo, C, C, kAttnOut);
   be.residual_forward(a.res_att, x, a.attproj, n * C, bf16);
   norm(a.ln2, a.ln2_mean, a.ln2_rstd, a.res_att, o.ln2_w, o.ln2_b);
@@ -216,32 +227,30 @@ void Model::layer_forward(int64_t l, Buf x) {
   be.residual_forward(a.res_out, a.res_att, a.proj, n * C, bf16);
 }
 
-std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int64_t b, int64_t t,
-                           float* loss, const PassOptions& options) {
-  backward_ready_ = false;
-  if (std::string e = reserve(b, t); !e.empty()) return e;
-  const int64_t n = b * t, C = config_.dim, V = config_.vocab;
+std::string Model::check_tokens(const uint32_t* tokens, const uint32_t* targets, int64_t n) const {
   for (int64_t i = 0; i < n; ++i) {
-    if (tokens[i] >= V || (targets != nullptr && targets[i] >= V)) {
+    if (tokens[i] >= config_.vocab || (targets != nullptr && targets[i] >= config_.vocab)) {
       return cat("token id ", std::max(tokens[i], targets != nullptr ? targets[i] : 0u),
-                 " is not below the model's vocabulary of ", V);
+                 " is not below the model's vocabulary of ", config_.vocab);
     }
   }
-  if (options.training && targets == nullptr) return "a training pass needs targets";
-  b_ = b, t_ = t;
-  pass_ = options;
-  logits_.clear();
+  return "";
+}
+
+void Model::run_forward(bool use_cache) {
   Acts& a = *acts_;
   Backend& be = *backend_;
-  be.upload(a.tokens.at(0, n), tokens);
-  if (targets != nullptr) be.upload(a.targets.at(0, n), targets);
   const Buf& p = weights_;
+  const int64_t n = b_ * t_, C = config_.dim, V = config_.vocab;
   const bool llama = config_.arch == Arch::kLlama, bf16 = recipe_.bf16_vector_ops;
+  // Position embeddings from the pass's first position on (none for Llama).
+  const int64_t first = use_cache ? cached_ : 0;
+  const int64_t wpe = params_.wpe() < 0 ? -1 : params_.wpe() + first * C;
   be.embedding_forward(a.encoded, a.tokens, p.at(params_.wte(), V * C),
-                       p.at(params_.wpe(), config_.seq_len * C), n, t, C);
+                       p.at(wpe, (config_.seq_len - first) * C), n, t_, C);
   Buf x = a.encoded;
   for (int64_t l = 0; l < config_.n_layers; ++l) {
-    layer_forward(l, x);
+    layer_forward(l, x, use_cache);
     x = a.layers[l].res_out;
   }
   const Buf norm_w = p.at(params_.norm_w(), C);
@@ -253,6 +262,23 @@ std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int6
   }
   be.matmul_forward(a.logits, a.lnf, p.at(params_.classifier(), V * C), {}, n, C, V, recipe_,
                     {step_, int32_t(config_.n_layers), 0});
+}
+
+std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int64_t b, int64_t t,
+                           float* loss, const PassOptions& options) {
+  backward_ready_ = false;
+  if (std::string e = reserve(b, t); !e.empty()) return e;
+  const int64_t n = b * t, V = config_.vocab;
+  if (std::string e = check_tokens(tokens, targets, n); !e.empty()) return e;
+  if (options.training && targets == nullptr) return "a training pass needs targets";
+  b_ = b, t_ = t;
+  pass_ = options;
+  logits_.clear();
+  Acts& a = *acts_;
+  Backend& be = *backend_;
+  be.upload(a.tokens.at(0, n), tokens);
+  if (targets != nullptr) be.upload(a.targets.at(0, n), targets);
+  run_forward(false);
   if (targets != nullptr) {
     const float dloss = options.grad_scale * (1.0f / float(n));
     be.classifier_loss(a.losses, options.training ? a.logits : Buf{}, a.logits, a.targets, n, V,
@@ -267,6 +293,76 @@ std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int6
     if (loss != nullptr) *loss = float(total / double(n));
   }
   backward_ready_ = options.training;
+  return "";
+}
+
+// An MX cast of the activations makes a pass non-causal: attention casts V along the sequence,
+// so a position's output shares a block scale with up to 31 later positions, and changes when
+// they arrive. Cached keys and values cannot follow that; element-wise casts have no such reach.
+bool Model::can_cache() const {
+  return backend_->attends_to_a_cache() && recipe_.act_fwd.kind != OperandCast::Kind::kMx;
+}
+
+std::string Model::reserve_cache(int64_t t) {
+  Backend& be = *backend_;
+  const int64_t kv = config_.n_kv_heads * config_.head_size(), keys = config_.seq_len;
+  const int64_t probs = config_.n_heads * t * keys;
+  const bool have_cache = !k_cache_.empty();
+  if (have_cache && cache_probs_.n >= probs) return "";
+  const double bytes = (have_cache ? 0.0 : 2.0 * double(config_.n_layers * keys * kv)) *
+                           double(buf_type_bytes(be.act_type())) +
+                       4.0 * double(probs);
+  if (const double available = double(be.memory_available()); bytes > available) {
+    return cat("a key/value cache of ", keys, " tokens needs ", io::format_bytes(bytes),
+               ", more than the ", io::format_bytes(available), " available on ", be.name());
+  }
+  if (!have_cache) {
+    for (int64_t l = 0; l < config_.n_layers; ++l) {
+      k_cache_.push_back(be.alloc(be.act_type(), keys * kv));
+      v_cache_.push_back(be.alloc(be.act_type(), keys * kv));
+      if (k_cache_.back().empty() || v_cache_.back().empty()) {
+        const std::string e = be.take_error();
+        for (Buf c : k_cache_) be.release(c);
+        for (Buf c : v_cache_) be.release(c);
+        k_cache_.clear(), v_cache_.clear();
+        return e;
+      }
+    }
+  }
+  if (!cache_probs_.empty()) be.release(cache_probs_);
+  cache_probs_ = be.alloc(BufType::kF32, probs);
+  if (cache_probs_.empty()) return be.take_error();
+  return "";
+}
+
+std::string Model::extend(const uint32_t* tokens, int64_t t) {
+  backward_ready_ = false;
+  if (!can_cache()) {
+    return backend_->attends_to_a_cache()
+               ? cat("recipe ", recipe_.name,
+                     " casts activations to MX, which a key/value cache "
+                     "cannot follow (attention's V blocks span later positions)")
+               : cat("the ", backend_->name(), " backend's attention takes no key/value cache");
+  }
+  if (sequence_failed_) return "a pass on this sequence failed: start a new one";
+  if (t < 1) return "a pass needs at least one token";
+  if (cached_ + t > config_.seq_len) {
+    return cat("the key/value cache holds ", config_.seq_len, " tokens: ", cached_, " + ", t,
+               " do not fit");
+  }
+  if (std::string e = check_tokens(tokens, nullptr, t); !e.empty()) return e;
+  if (std::string e = reserve(1, t); !e.empty()) return e;
+  if (std::string e = reserve_cache(t); !e.empty()) return e;
+  b_ = 1, t_ = t;
+  pass_ = {};
+  logits_.clear();
+  backend_->upload(acts_->tokens.at(0, t), tokens);
+  run_forward(true);
+  if (std::string e = backend_->take_error(); !e.empty()) {
+    sequence_failed_ = true;  // the cache rows this pass was writing are unknown
+    return e;
+  }
+  cached_ += t;
   return "";
 }
 

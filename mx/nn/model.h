@@ -75,6 +75,19 @@ class Model {
   std::string backward();
   void zero_grad();
 
+  // Inference on one sequence with a key/value cache: each extend() runs the next t tokens of
+  // the sequence begun by the last start_sequence(), attending to the keys and values the
+  // earlier calls left in the cache, and leaves the t tokens' logits in logits(). The logits
+  // are those forward() gives for the whole sequence so far: on the CPU they are the same bits.
+  // The cache holds seq_len tokens. It needs a backend whose attention takes a cache and a
+  // recipe that casts activations element-wise (none or bf16; weights may be MX): an MX cast
+  // of V along the sequence lets a position's output depend on later tokens of its block.
+  // can_cache() says whether both hold.
+  bool can_cache() const;
+  void start_sequence() { cached_ = 0, sequence_failed_ = false; }
+  std::string extend(const uint32_t* tokens, int64_t t);
+  int64_t cached_tokens() const { return cached_; }
+
   // The logits of the last inference pass, on the host: all [B * T, vocab] of them, or one row.
   const float* logits();
   const float* logits_row(int64_t row);
@@ -82,7 +95,12 @@ class Model {
   struct Acts;  // the activations, defined in model.cpp
 
  private:
-  void layer_forward(int64_t l, Buf x);
+  std::string check_tokens(const uint32_t* tokens, const uint32_t* targets, int64_t n) const;
+  std::string reserve_cache(int64_t t);
+  // The forward from the tokens already uploaded to the logits, for the pass's b_ x t_ tokens,
+  // at positions cached_ on (use_cache) or 0.
+  void run_forward(bool use_cache);
+  void layer_forward(int64_t l, Buf x, bool use_cache);
   void layer_backward(int64_t l, Buf x, Buf dres);
   const float* host_logits(int64_t first_row, int64_t rows);
 
@@ -97,6 +115,12 @@ class Model {
   PassOptions pass_;
   bool backward_ready_ = false;  // a training forward ran and nothing failed since
   std::unique_ptr<Acts> acts_;
+  // The key/value cache: [seq_len, n_kv_heads * head_size] per layer, and the probabilities of
+  // its attention, [n_heads, t, keys], sized for the largest extend() so far.
+  std::vector<Buf> k_cache_, v_cache_;
+  Buf cache_probs_;
+  int64_t cached_ = 0;
+  bool sequence_failed_ = false;
   std::vector<float> losses_, logits_;  // host copies
 };
 

@@ -1,6 +1,7 @@
 // Text generation: sampling one token at a time with temperature and top-k (nn::sample_token).
-// Each new token re-runs the model over the last seq_len tokens (no key/value cache: the
-// models here are small enough that this costs little and keeps the model code single-path).
+// Where the model can keep a key/value cache (Model::can_cache), the prompt runs once and each
+// new token is one more position; once the context is full, and without a cache, each token
+// re-runs the model over the last seq_len tokens. Both ways draw the same tokens.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +19,7 @@ struct SampleOptions {
   int top_k = 40;            // <= 0: the whole vocabulary
   uint64_t seed = 1;
   std::vector<uint32_t> stop_tokens;  // generation ends after emitting one of these
+  bool use_cache = true;              // where the model can keep one
 };
 
 // Appends up to max_new_tokens to `tokens` (which must not be empty), calling on_token for

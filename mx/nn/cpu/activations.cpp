@@ -79,11 +79,11 @@ void residual_backward(float* da, float* db, const float* dout, int64_t count, i
 namespace {
 
 // Rotates each pair by +angle (sign 1) or -angle (sign -1).
-void rope_rotate(float* x, int64_t n, int64_t t, int64_t heads, int64_t hs, float sign, bool bf16,
-                 int threads) {
+void rope_rotate(float* x, int64_t n, int64_t t, int64_t heads, int64_t hs, int64_t first_position,
+                 float sign, bool bf16, int threads) {
   mx::cpu::parallel_for(n, 8, threads, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const float pos = float(r % t);
+      const float pos = float(first_position + r % t);
       for (int64_t i = 0; i < hs; i += 2) {
         const float theta = 1.0f / std::pow(10000.0f, float(i) / float(hs));
         const float angle = pos * theta;
@@ -101,13 +101,13 @@ void rope_rotate(float* x, int64_t n, int64_t t, int64_t heads, int64_t hs, floa
 
 }  // namespace
 
-void rope_forward(float* x, int64_t n, int64_t t, int64_t heads, int64_t hs, bool bf16,
-                  int threads) {
-  rope_rotate(x, n, t, heads, hs, 1.0f, bf16, threads);
+void rope_forward(float* x, int64_t n, int64_t t, int64_t heads, int64_t hs, int64_t first_position,
+                  bool bf16, int threads) {
+  rope_rotate(x, n, t, heads, hs, first_position, 1.0f, bf16, threads);
 }
 
 void rope_backward(float* dx, int64_t n, int64_t t, int64_t heads, int64_t hs, int threads) {
-  rope_rotate(dx, n, t, heads, hs, -1.0f, false, threads);
+  rope_rotate(dx, n, t, heads, hs, 0, -1.0f, false, threads);
 }
 
 }  // namespace mx::nn::cpu

@@ -83,49 +83,53 @@ struct Casts {
 std::string attention_forward(float* out, float* att, const float* q, const float* k,
                               const float* v, const AttentionShape& s, const Recipe& recipe,
                               uint64_t stream, int threads, AttentionScratch& scratch) {
-  const int64_t t = s.t, hs = s.hs, group = s.nh / s.nkv, n = s.b * s.t;
+  // tk keys per sequence, the last t of which are the queries' own positions.
+  const int64_t t = s.t, tk = s.past + s.t, hs = s.hs, group = s.nh / s.nkv, n = s.b * s.t;
   const float scale = 1.0f / std::sqrt(float(hs));
   const bool bf16 = recipe.bf16_vector_ops;
   const OperandCast& cast = recipe.act_fwd;
   Casts casts{stream, scratch};
   const float* qc = casts(q, {n * s.nh, hs}, 1, cast, "act_fwd", Op::kQFwd);
-  const float* kc = casts(k, {n * s.nkv, hs}, 1, cast, "act_fwd", Op::kKFwd);
-  const float* vc = casts(v, {s.b, t, s.nkv * hs}, 1, cast, "act_fwd", Op::kVFwd);
+  const float* kc = casts(k, {s.b * tk * s.nkv, hs}, 1, cast, "act_fwd", Op::kKFwd);
+  const float* vc = casts(v, {s.b, tk, s.nkv * hs}, 1, cast, "act_fwd", Op::kVFwd);
   if (!casts.error.empty()) return casts.error;
   // P = softmax(S), per (sequence, head).
   mx::cpu::parallel_for(s.b * s.nh, 1, threads, [&](int64_t begin, int64_t end) {
-    std::vector<float> qh, kh, sh(t * t);
+    std::vector<float> qh, kh, sh(t * tk);
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / s.nh, h = bh % s.nh;
       gather(qh, qc, b, h, t, s.nh, hs);
-      gather(kh, kc, b, h / group, t, s.nkv, hs);
-      sgemm_nt(sh.data(), qh.data(), kh.data(), t, hs, t, false, 1);
-      float* p = att + bh * t * t;
+      gather(kh, kc, b, h / group, tk, s.nkv, hs);
+      sgemm_nt(sh.data(), qh.data(), kh.data(), t, hs, tk, false, 1);
+      float* p = att + bh * t * tk;
       for (int64_t i = 0; i < t; ++i) {
-        const float* si = sh.data() + i * t;
+        const int64_t last = s.past + i;  // the last key query i sees
+        const float* si = sh.data() + i * tk;
         float mx = -INFINITY;
-        for (int64_t j = 0; j <= i; ++j) mx = std::fmax(mx, si[j] * scale);
+        for (int64_t j = 0; j <= last; ++j) mx = std::fmax(mx, si[j] * scale);
         float sum = 0.0f;
-        float* pi = p + i * t;
-        for (int64_t j = 0; j <= i; ++j) {
+        float* pi = p + i * tk;
+        for (int64_t j = 0; j <= last; ++j) {
           pi[j] = std::exp(si[j] * scale - mx);
           sum += pi[j];
         }
         const float inv = 1.0f / sum;
-        for (int64_t j = 0; j <= i; ++j) pi[j] = bf16 ? round_to_bf16(pi[j] * inv) : pi[j] * inv;
-        for (int64_t j = i + 1; j < t; ++j) pi[j] = 0.0f;
+        for (int64_t j = 0; j <= last; ++j) {
+          pi[j] = bf16 ? round_to_bf16(pi[j] * inv) : pi[j] * inv;
+        }
+        for (int64_t j = last + 1; j < tk; ++j) pi[j] = 0.0f;
       }
     }
   });
   // O = P V.
-  const float* pc = casts(att, {s.b * s.nh * t, t}, 1, cast, "act_fwd", Op::kPFwd);
+  const float* pc = casts(att, {s.b * s.nh * t, tk}, 1, cast, "act_fwd", Op::kPFwd);
   if (!casts.error.empty()) return casts.error;
   mx::cpu::parallel_for(s.b * s.nh, 1, threads, [&](int64_t begin, int64_t end) {
     std::vector<float> vh, oh(t * hs);
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / s.nh, h = bh % s.nh;
-      gather(vh, vc, b, h / group, t, s.nkv, hs);
-      sgemm_nn(oh.data(), pc + bh * t * t, vh.data(), t, t, hs, false, 1);
+      gather(vh, vc, b, h / group, tk, s.nkv, hs);
+      sgemm_nn(oh.data(), pc + bh * t * tk, vh.data(), t, tk, hs, false, 1);
       for (int64_t i = 0; i < t; ++i) {
         float* dst = out + ((b * t + i) * s.nh + h) * hs;
         for (int64_t d = 0; d < hs; ++d) dst[d] = oh[i * hs + d];

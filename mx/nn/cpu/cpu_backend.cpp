@@ -129,8 +129,9 @@ void CpuBackend::residual_forward(Buf out, Buf a, Buf b, int64_t count, bool bf1
   cpu::residual_forward(f32(out), f32(a), f32(b), count, bf16, threads_);
 }
 
-void CpuBackend::rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs, bool bf16) {
-  cpu::rope_forward(f32(x), n, t, heads, hs, bf16, threads_);
+void CpuBackend::rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs,
+                              int64_t first_position, bool bf16) {
+  cpu::rope_forward(f32(x), n, t, heads, hs, first_position, bf16, threads_);
 }
 
 void CpuBackend::rope_backward(Buf dx, int64_t n, int64_t t, int64_t heads, int64_t hs) {
@@ -140,13 +141,17 @@ void CpuBackend::rope_backward(Buf dx, int64_t n, int64_t t, int64_t heads, int6
 void CpuBackend::attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
                                    const Recipe& recipe, SrKey key) {
   record(cpu::attention_forward(f32(out), f32(saved), f32(q), f32(k), f32(v),
-                                {s.b, s.t, s.nh, s.nkv, s.hs}, recipe, stream_of(key), threads_,
-                                attention_scratch_));
+                                {s.b, s.t, s.nh, s.nkv, s.hs, s.past}, recipe, stream_of(key),
+                                threads_, attention_scratch_));
 }
 
 void CpuBackend::attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v,
                                     Buf /*out*/, Buf saved, const AttnShape& s,
                                     const Recipe& recipe, SrKey key) {
+  if (s.past != 0) {
+    record("attention's backward takes no key/value cache");
+    return;
+  }
   for (Buf g : {dq.at(0, s.b * s.t * s.nh * s.hs), dk.at(0, s.b * s.t * s.nkv * s.hs),
                 dv.at(0, s.b * s.t * s.nkv * s.hs)}) {
     zero(g);

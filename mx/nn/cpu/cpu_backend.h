@@ -50,9 +50,13 @@ class CpuBackend : public Backend {
   void swiglu_forward(Buf out, Buf gate, Buf up, int64_t count, bool bf16) override;
   void swiglu_backward(Buf dgate, Buf dup, Buf dout, Buf gate, Buf up, int64_t count) override;
   void residual_forward(Buf out, Buf a, Buf b, int64_t count, bool bf16) override;
-  void rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs, bool bf16) override;
+  void rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs, int64_t first_position,
+                    bool bf16) override;
   void rope_backward(Buf dx, int64_t n, int64_t t, int64_t heads, int64_t hs) override;
-  int64_t attn_saved_count(const AttnShape& s) const override { return s.b * s.nh * s.t * s.t; }
+  int64_t attn_saved_count(const AttnShape& s) const override {
+    return s.b * s.nh * s.t * s.keys();
+  }
+  bool attends_to_a_cache() const override { return true; }
   void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
                          const Recipe& recipe, SrKey key) override;
   void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v, Buf out, Buf saved,

@@ -58,18 +58,21 @@ void residual_backward(float* da, float* db, const float* dout, int64_t count, i
 
 // Rotary embedding, in place on x[N, heads, hs] (llama2.c convention): the pair
 // (x[2i], x[2i+1]) of each head is rotated by angle pos * theta_i, theta_i = 10000^(-2i/hs),
-// pos = n % T. The backward rotates the gradient back (R^T), in place.
-void rope_forward(float* x, int64_t n, int64_t t, int64_t heads, int64_t hs, bool bf16,
-                  int threads);
+// pos = first_position + n % T. The backward rotates the gradient back (R^T), in place.
+void rope_forward(float* x, int64_t n, int64_t t, int64_t heads, int64_t hs, int64_t first_position,
+                  bool bf16, int threads);
 void rope_backward(float* dx, int64_t n, int64_t t, int64_t heads, int64_t hs, int threads);
 
 // Causal self-attention with grouped-query heads.
-//   q[B, T, nh, hs], k[B, T, nkv, hs], v[B, T, nkv, hs]; query head h reads kv head
-//   h / (nh / nkv). out[B, T, nh, hs]; att[B, nh, T, T] saves the softmax probabilities.
+//   q[B, T, nh, hs], k[B, P + T, nkv, hs], v[B, P + T, nkv, hs]; query head h reads kv head
+//   h / (nh / nkv). out[B, T, nh, hs]; att[B, nh, T, P + T] saves the softmax probabilities.
+//   P = past: with a key/value cache the queries are the last T of P + T positions (query i
+//   sees keys 0 .. P + i); the backward takes P = 0 only.
 //   `stream` seeds the stochastic-rounding streams of the casts (see attention.cpp for the
 //   table of which recipe role casts which operand along which axis).
 struct AttentionShape {
   int64_t b, t, nh, nkv, hs;
+  int64_t past = 0;
 };
 //   Returns "" or the reason a cast failed (the outputs are then unspecified).
 struct AttentionScratch {

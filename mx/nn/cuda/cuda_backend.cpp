@@ -236,18 +236,21 @@ class CudaBackend final : public Backend {
     kernels::residual_forward(out.p, a.p, b.p, count, bf16_act(), round(bf16), stream_);
     check_launch("residual_forward");
   }
-  void rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs, bool bf16) override {
-    kernels::rope(x.p, n, t, heads, hs, 1.0f, bf16_act(), round(bf16), stream_);
+  void rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs, int64_t first_position,
+                    bool bf16) override {
+    kernels::rope(x.p, n, t, heads, hs, first_position, 1.0f, bf16_act(), round(bf16), stream_);
     check_launch("rope_forward");
   }
   void rope_backward(Buf dx, int64_t n, int64_t t, int64_t heads, int64_t hs) override {
-    kernels::rope(dx.p, n, t, heads, hs, -1.0f, bf16_act(), false, stream_);
+    kernels::rope(dx.p, n, t, heads, hs, 0, -1.0f, bf16_act(), false, stream_);
     check_launch("rope_backward");
   }
 
   // ---- Attention ----
 
   int64_t attn_saved_count(const AttnShape& s) const override { return s.b * s.nh * s.t; }
+  // The fused kernels attend within one window; generation re-runs the window instead.
+  bool attends_to_a_cache() const override { return false; }
 
   void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
                          const Recipe& recipe, SrKey key) override {
@@ -566,6 +569,10 @@ class CudaBackend final : public Backend {
   }
 
   bool attention_shape_ok(const AttnShape& s) {
+    if (s.past != 0) {
+      record("attention on the GPU takes no key/value cache");
+      return false;
+    }
     if (s.hs % 32 != 0 || s.hs > 128) {
       record(cat("attention on the GPU needs a head size that is a multiple of 32 up to 128, not ",
                  s.hs));

@@ -643,14 +643,14 @@ void residual_forward(void* out, const void* a, const void* b, int64_t count, bo
 }
 
 template <class T>
-static void rope_impl(void* x, int64_t n, int64_t t, int64_t heads, int64_t hs, float sign,
-                      bool round_bf16, cudaStream_t s) {
+static void rope_impl(void* x, int64_t n, int64_t t, int64_t heads, int64_t hs,
+                      int64_t first_position, float sign, bool round_bf16, cudaStream_t s) {
   T* p = static_cast<T*>(x);
   const int64_t pairs = hs / 2;
   elementwise(n * heads * pairs, s, [=] __device__(int64_t idx) {
     const int64_t r = idx / (heads * pairs), h = (idx / pairs) % heads, i = 2 * (idx % pairs);
     const float theta = 1.0f / powf(10000.0f, float(i) / float(hs));
-    const float angle = float(r % t) * theta;
+    const float angle = float(first_position + r % t) * theta;
     const float cs = cosf(angle), sn = sign * sinf(angle);
     const int64_t at = (r * heads + h) * hs + i;
     const float a = ld(p, at), b = ld(p, at + 1);
@@ -659,12 +659,12 @@ static void rope_impl(void* x, int64_t n, int64_t t, int64_t heads, int64_t hs, 
   });
 }
 
-void rope(void* x, int64_t n, int64_t t, int64_t heads, int64_t hs, float sign, bool bf16_act,
-          bool round_bf16, cudaStream_t s) {
+void rope(void* x, int64_t n, int64_t t, int64_t heads, int64_t hs, int64_t first_position,
+          float sign, bool bf16_act, bool round_bf16, cudaStream_t s) {
   if (bf16_act) {
-    rope_impl<__nv_bfloat16>(x, n, t, heads, hs, sign, round_bf16, s);
+    rope_impl<__nv_bfloat16>(x, n, t, heads, hs, first_position, sign, round_bf16, s);
   } else {
-    rope_impl<float>(x, n, t, heads, hs, sign, round_bf16, s);
+    rope_impl<float>(x, n, t, heads, hs, first_position, sign, round_bf16, s);
   }
 }
 

@@ -58,9 +58,10 @@ void swiglu_backward(void* dgate, void* dup, const void* dout, const void* gate,
                      int64_t count, bool bf16_act, cudaStream_t s);
 void residual_forward(void* out, const void* a, const void* b, int64_t count, bool bf16_act,
                       bool round_bf16, cudaStream_t s);
-// sign +1: forward rotation; -1: its transpose (the backward).
-void rope(void* x, int64_t n, int64_t t, int64_t heads, int64_t hs, float sign, bool bf16_act,
-          bool round_bf16, cudaStream_t s);
+// Row r at position first_position + r % t. sign +1: forward rotation; -1: its transpose (the
+// backward).
+void rope(void* x, int64_t n, int64_t t, int64_t heads, int64_t hs, int64_t first_position,
+          float sign, bool bf16_act, bool round_bf16, cudaStream_t s);
 
 // y[m, n] += bias[n].
 void add_bias(void* y, const float* bias, int64_t m, int64_t n, bool bf16_act, cudaStream_t s);
