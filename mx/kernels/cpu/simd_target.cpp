@@ -3,6 +3,7 @@
 #include <cpuid.h>
 
 #include <cstdlib>
+#include <iterator>
 
 namespace mx::cpu {
 namespace {
@@ -41,9 +42,7 @@ bool has_f16c() {
   return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
 }
 
-}  // namespace
-
-bool target_supported(SimdTarget t) {
+bool probe(SimdTarget t) {
   switch (t) {
     case SimdTarget::kScalar:
       return true;
@@ -51,11 +50,25 @@ bool target_supported(SimdTarget t) {
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
              __builtin_cpu_supports("bmi2") && has_f16c();
     case SimdTarget::kAvx512:
-      return target_supported(SimdTarget::kAvx2) && __builtin_cpu_supports("avx512f") &&
+      return probe(SimdTarget::kAvx2) && __builtin_cpu_supports("avx512f") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd");
     case SimdTarget::kAvx512Vnni:
-      return target_supported(SimdTarget::kAvx512) && __builtin_cpu_supports("avx512vnni");
+      return probe(SimdTarget::kAvx512) && __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+}
+
+}  // namespace
+
+// Probed once: CPUID traps to the hypervisor in a virtual machine, and a matrix-vector product
+// of a small model, which picks its kernels at every call, takes only tens of microseconds.
+bool target_supported(SimdTarget t) {
+  static const bool supported[] = {probe(kAllTargets[0]), probe(kAllTargets[1]),
+                                   probe(kAllTargets[2]), probe(kAllTargets[3])};
+  static_assert(std::size(kAllTargets) == std::size(supported));
+  for (size_t i = 0; i < std::size(kAllTargets); ++i) {
+    if (kAllTargets[i] == t) return supported[i];
   }
   return false;
 }
