@@ -32,10 +32,13 @@ std::vector<float> rows_of_a_full_pass(Model& model, const std::vector<uint32_t>
 
 // Chunks of 13, 1, 1, 22 and 7 tokens: a prompt, single tokens, and a chunk that carries the
 // cache past 32 tokens, where an MX cast of V along the sequence begins its second block.
-void expect_cached_logits_equal_full_passes(Arch arch, const Recipe& recipe) {
+void expect_cached_logits_equal_full_passes(Arch arch, const Recipe& recipe, bool pack = false) {
   Model model(tiny(arch));
   model.params().init(3);
   model.set_recipe(recipe);
+  if (pack) {
+    ASSERT_GT(model.pack_weights(), 0);
+  }
   ASSERT_TRUE(model.can_cache());
   const std::vector<uint32_t> all = sequence(44, model.config().vocab);
   model.start_sequence();
@@ -59,12 +62,13 @@ TEST(KvCache, ExtendingGivesTheLogitsOfAFullPassBitForBit) {
   for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
     expect_cached_logits_equal_full_passes(arch, *recipe_preset("fp32"));
     expect_cached_logits_equal_full_passes(arch, bf16_vector_ops);
-    // MX weights: every linear layer's and the classifier's.
+    // MX weights: every linear layer's and the classifier's, cast at each pass or packed.
     for (const char* format : {"mxfp4w-mxfp6a", "mxfp8"}) {
       Recipe weights_only = *recipe_preset("fp32");
       weights_only.weight_fwd = recipe_preset(format)->weight_fwd;
       weights_only.name = format;
       expect_cached_logits_equal_full_passes(arch, weights_only);
+      expect_cached_logits_equal_full_passes(arch, weights_only, /*pack=*/true);
     }
   }
 }

@@ -31,6 +31,7 @@ struct QuantSpec {
 
   bool is_tiled() const { return tile_rows > 0 && tile_cols > 0; }
   int elements_per_block() const { return is_tiled() ? tile_rows * tile_cols : block_size; }
+  friend bool operator==(const QuantSpec&, const QuantSpec&) = default;
 };
 
 // Named presets for compatibility with peer libraries.

@@ -414,7 +414,31 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres) {
   norm_back(x, a.ln1_mean, a.ln1_rstd, o.ln1_w, o.ln1_b);
 }
 
+int Model::pack_weights() {
+  const int64_t C = config_.dim, H = config_.hidden, V = config_.vocab;
+  const int64_t q = config_.n_heads * config_.head_size();
+  const int64_t kv = config_.n_kv_heads * config_.head_size();
+  auto pack = [&](int64_t offset, int64_t n, int64_t k) {
+    if (offset >= 0 &&
+        backend_->pack_weight(weights_.at(offset, n * k), n, k, recipe_.weight_fwd)) {
+      ++packed_;
+    }
+  };
+  for (const LayerOffsets& o : params_.layers()) {
+    pack(o.wq, q, C);
+    pack(o.wk, kv, C);
+    pack(o.wv, kv, C);
+    pack(o.wo, C, C);
+    pack(o.fc, H, C);
+    pack(o.up, H, C);
+    pack(o.proj, C, H);
+  }
+  pack(params_.classifier(), V, C);
+  return packed_;
+}
+
 std::string Model::backward() {
+  if (packed_ > 0) return "a model with packed weights is for inference only";
   if (acts_ == nullptr || !backward_ready_) return "backward needs a training forward pass";
   backward_ready_ = false;
   Acts& a = *acts_;
@@ -473,13 +497,20 @@ const float* Model::logits_row(int64_t row) {
 
 uint32_t sample_token(const float* logits, int64_t vocab, int top_k, float temperature,
                       uint64_t* rng_state) {
+  // Largest first; ties by lower id, so the choice is deterministic. Only the first k are
+  // ordered: a full sort of a 50K vocabulary costs as much as a small model's pass.
+  auto before = [&](int64_t x, int64_t y) {
+    return logits[x] > logits[y] || (logits[x] == logits[y] && x < y);
+  };
+  if (temperature <= 0.0f) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < vocab; ++i) best = before(i, best) ? i : best;
+    return uint32_t(best);
+  }
+  const int64_t k = top_k <= 0 || top_k >= vocab ? vocab : top_k;
   std::vector<int64_t> order(vocab);
   for (int64_t i = 0; i < vocab; ++i) order[i] = i;
-  // Largest first; ties by lower id, so the choice is deterministic.
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t x, int64_t y) { return logits[x] > logits[y]; });
-  if (temperature <= 0.0f) return uint32_t(order[0]);
-  const int64_t k = top_k <= 0 || top_k >= vocab ? vocab : top_k;
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), before);
   std::vector<double> w(k);
   double sum = 0.0;
   for (int64_t i = 0; i < k; ++i) {

@@ -75,6 +75,15 @@ class Model {
   std::string backward();
   void zero_grad();
 
+  // Inference with packed weights: hands every linear layer's weight and the classifier's to
+  // the backend to keep as recipe().weight_fwd's MX blocks (Backend::pack_weight), so that the
+  // forward passes under that recipe read them packed instead of casting FP32 weights at each
+  // pass. The weights must not change after: backward() is refused. Returns how many matrices
+  // the backend packed (0 when the recipe casts weights to no packable MX format, or the
+  // backend keeps no packed weights).
+  int pack_weights();
+  bool weights_packed() const { return packed_ > 0; }
+
   // Inference on one sequence with a key/value cache: each extend() runs the next t tokens of
   // the sequence begun by the last start_sequence(), attending to the keys and values the
   // earlier calls left in the cache, and leaves the t tokens' logits in logits(). The logits
@@ -120,6 +129,7 @@ class Model {
   std::vector<Buf> k_cache_, v_cache_;
   Buf cache_probs_;
   int64_t cached_ = 0;
+  int packed_ = 0;
   bool sequence_failed_ = false;
   std::vector<float> losses_, logits_;  // host copies
 };

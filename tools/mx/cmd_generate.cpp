@@ -24,6 +24,7 @@ struct GenerateFlags {
   uint64_t seed = 1;
   int threads = 0;
   std::string device = "cpu";
+  bool unpacked = false;
 };
 
 std::string run_generate(const GenerateFlags& f) {
@@ -37,6 +38,7 @@ std::string run_generate(const GenerateFlags& f) {
   }
   nn::Model& model = *source.loaded.model;
   model.set_recipe(nn::forward_only(recipe));
+  if (!f.unpacked) model.pack_weights();
   const data::Tokenizer& tok = *source.tokenizer;
   std::vector<uint32_t> tokens;
   if (tok.bos_id()) tokens.push_back(*tok.bos_id());
@@ -99,6 +101,8 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(thread_count());
   cmd->add_option("--device", f.device, "cpu, or cuda (bfloat16 activations unless fp32)")
       ->capture_default_str();
+  cmd->add_flag("--unpacked", f.unpacked,
+                "Cast the FP32 weights at every pass instead of keeping them packed in MX");
   cmd->callback([] { run_command("generate", [] { return run_generate(f); }); });
 }
 

@@ -8,7 +8,9 @@
 
 #include "mx/io/cat.h"
 #include "mx/io/memory_budget.h"
+#include "mx/kernels/cpu/mx_matmul.h"
 #include "mx/kernels/cpu/parallel.h"
+#include "mx/kernels/cpu/quantize.h"
 #include "mx/nn/cast_streams.h"
 #include "mx/nn/cpu/layers.h"
 
@@ -60,10 +62,52 @@ void CpuBackend::zero(Buf x) {
   std::memset(x.p, 0, size_t(x.bytes()));
 }
 
+bool CpuBackend::pack_weight(Buf w, int64_t n, int64_t k, const OperandCast& cast) {
+  const QuantSpec& s = cast.spec;
+  if (cast.kind != OperandCast::Kind::kMx || s.is_tiled() || s.block_size != 32 || s.asymmetric ||
+      s.rounding == Rounding::kStochastic || k == 0) {
+    return false;
+  }
+  PackedWeight packed{s, {}};
+  const int64_t shape[2] = {n, k};
+  mx::cpu::Options options;
+  options.threads = threads_;
+  // The stream only seeds stochastic rounding, which is excluded above.
+  if (!mx::cpu::quantize(f32(w), DType::kF32, shape, cast_spec(s, 1, 0), &packed.w, options)
+           .empty()) {
+    return false;
+  }
+  packed_[w.p] = std::move(packed);
+  return true;
+}
+
 void CpuBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
                                 const Recipe& recipe, SrKey key) {
-  record(cpu::matmul_forward(f32(y), f32(x), f32(w), f32(bias), m, k, n, recipe, stream_of(key),
-                             scratch_));
+  const auto packed = packed_.find(w.p);
+  if (packed == packed_.end() || recipe.weight_fwd.kind != OperandCast::Kind::kMx ||
+      !(recipe.weight_fwd.spec == packed->second.spec)) {
+    record(cpu::matmul_forward(f32(y), f32(x), f32(w), f32(bias), m, k, n, recipe, stream_of(key),
+                               scratch_));
+    return;
+  }
+  std::string error;
+  const float* xq =
+      cpu::cast_operand(f32(x), m, k, 1, recipe.act_fwd, "act_fwd",
+                        operand_stream(stream_of(key), LinearOperand::kActFwd), scratch_.a, &error);
+  if (!error.empty()) return record(error);
+  mx::cpu::MatmulOptions options;
+  options.threads = threads_;
+  if (std::string e = mx::cpu::mx_matmul(packed->second.w, xq, DType::kF32, m, f32(y), options);
+      !e.empty()) {
+    return record(e);
+  }
+  if (!bias.empty()) {
+    float* out = f32(y);
+    const float* b = f32(bias);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) out[i * n + j] += b[j];
+    }
+  }
 }
 
 void CpuBackend::matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m,

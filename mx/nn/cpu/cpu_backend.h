@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "mx/core/mx_tensor.h"
 #include "mx/nn/backend.h"
 #include "mx/nn/cpu/layers.h"
 #include "mx/nn/cpu/matmul.h"
@@ -32,6 +33,10 @@ class CpuBackend : public Backend {
 
   void matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
                       const Recipe& recipe, SrKey key) override;
+  // Packs casts to MX in blocks of 32 along K with deterministic rounding; products from packed
+  // weights are mx::cpu::mx_matmul's exact mode (float32 sums of the dequantized W times the
+  // cast x), equal to the cast path's up to summation order.
+  bool pack_weight(Buf w, int64_t n, int64_t k, const OperandCast& cast) override;
   void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override;
   void embedding_forward(Buf out, Buf tokens, Buf wte, Buf wpe, int64_t n, int64_t t,
@@ -77,6 +82,11 @@ class CpuBackend : public Backend {
   cpu::MatmulScratch scratch_;
   cpu::AttentionScratch attention_scratch_;
   std::vector<float> probs_;  // the classifier's softmax, [N, V]
+  struct PackedWeight {
+    QuantSpec spec;  // the weight cast's, as the recipe gives it
+    MxTensor w;
+  };
+  std::unordered_map<const void*, PackedWeight> packed_;
   std::unordered_map<void*, std::unique_ptr<char[]>> owned_;
   std::string error_;
 };

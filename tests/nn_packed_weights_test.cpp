@@ -1,0 +1,93 @@
+// Inference from packed MX weights (Model::pack_weights, CpuBackend::pack_weight): the products
+// read the blocks that the recipe's weight cast makes, so they equal the cast path's products
+// up to the order of their sums.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "mx/nn/model.h"
+
+namespace mx::nn {
+namespace {
+
+ModelConfig tiny(Arch arch) {
+  return *model_preset("tiny", arch);
+}
+
+Recipe weights_only(const std::string& format) {
+  Recipe r;
+  const std::string json = R"({"name": "w", "weight_fwd": ")" + format + R"("})";
+  if (std::string e = parse_recipe_json(json, &r); !e.empty()) ADD_FAILURE() << e;
+  return r;
+}
+
+std::vector<uint32_t> tokens(int64_t n, int64_t vocab) {
+  std::vector<uint32_t> t;
+  for (int64_t i = 0; i < n; ++i) t.push_back(uint32_t((i * 29 + 3) % vocab));
+  return t;
+}
+
+std::vector<float> logits_of(Model& model, const std::vector<uint32_t>& t) {
+  EXPECT_EQ(model.forward(t.data(), nullptr, 2, int64_t(t.size()) / 2), "");
+  return std::vector<float>(model.logits(), model.logits() + t.size() * model.config().vocab);
+}
+
+// Each logit is a float32 sum; the two paths add the same products in other orders, so they
+// differ by float32 rounding only. The tiny models' logits stay below 2 in magnitude, where
+// 2e-6 is some 16 units in the last place; a wrong block or scale would move them by 1e-2.
+TEST(PackedWeights, LogitsEqualTheCastPathsUpToSummationOrder) {
+  for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    for (const char* format : {"mxfp4_e2m1", "mxfp6_e2m3", "mxfp8_e4m3", "mxint8"}) {
+      Model cast(tiny(arch)), packed(tiny(arch));
+      cast.params().init(9);
+      packed.params().init(9);
+      cast.set_recipe(weights_only(format));
+      packed.set_recipe(weights_only(format));
+      // q, k, v, o, fc, proj (and Llama's up) per layer, and the classifier.
+      EXPECT_EQ(packed.pack_weights(), 2 * (arch == Arch::kLlama ? 7 : 6) + 1);
+      const std::vector<uint32_t> t = tokens(40, cast.config().vocab);
+      const std::vector<float> a = logits_of(cast, t), b = logits_of(packed, t);
+      double worst = 0;
+      for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+      EXPECT_GT(worst, 0.0) << "the packed path did not run";
+      EXPECT_LT(worst, 2e-6) << arch_name(arch) << " " << format;
+    }
+  }
+}
+
+TEST(PackedWeights, OtherRecipesStillCastTheFp32WeightsAndBackwardIsRefused) {
+  Model plain(tiny(Arch::kGpt2)), packed(tiny(Arch::kGpt2));
+  plain.params().init(4);
+  packed.params().init(4);
+  packed.set_recipe(weights_only("mxfp4_e2m1"));
+  ASSERT_GT(packed.pack_weights(), 0);
+  // Another recipe's products do not read the packed blocks: fp32 gives the plain bits.
+  packed.set_recipe(*recipe_preset("fp32"));
+  const std::vector<uint32_t> t = tokens(16, plain.config().vocab);
+  const std::vector<float> a = logits_of(plain, t), b = logits_of(packed, t);
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+  float loss = 0;
+  ASSERT_EQ(packed.forward(t.data(), t.data(), 2, 8, &loss, {true}), "");
+  EXPECT_EQ(packed.backward(), "a model with packed weights is for inference only");
+}
+
+TEST(PackedWeights, CastsThatCannotBePackedLeaveTheWeightsAsTheyAre) {
+  Model model(tiny(Arch::kLlama));
+  model.params().init(2);
+  Recipe stochastic = weights_only("mxfp4_e2m1");
+  stochastic.weight_fwd.spec.rounding = Rounding::kStochastic;
+  model.set_recipe(stochastic);
+  EXPECT_EQ(model.pack_weights(), 0);
+  Recipe blocks_of_16 = weights_only("mxfp4_e2m1");
+  blocks_of_16.weight_fwd.spec.block_size = 16;
+  model.set_recipe(blocks_of_16);
+  EXPECT_EQ(model.pack_weights(), 0);
+  model.set_recipe(*recipe_preset("bf16"));
+  EXPECT_EQ(model.pack_weights(), 0);
+  EXPECT_FALSE(model.weights_packed());
+}
+
+}  // namespace
+}  // namespace mx::nn
