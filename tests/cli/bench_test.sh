@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `mx bench train` as a user runs it on the CPU: the figures it prints (text and JSON), and bad
-# input: exit status 2 with one line on stderr.
+# `mx bench train` and `mx bench generate` as a user runs them on the CPU: the figures they
+# print (text and JSON), and bad input: exit status 2 with one line on stderr.
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
 text=$("$mx" bench train --model tiny --recipe mxfp6 --steps 2 --warmup 1 --batch 2)
@@ -21,4 +21,22 @@ expect_one_line_error "subcommand" bench
 if [ ! -e /dev/nvidia0 ]; then
   expect_one_line_error "--device cuda: " bench train --device cuda
 fi
+echo '{"name": "w4", "weight_fwd": "mxfp4_e2m1"}' > "$work/w4.json"
+text=$("$mx" bench generate --model tiny --arch llama --prompt-tokens 8 --tokens 4 \
+       --recipe "$work/w4.json")
+for line in "first token" "tokens/s" "peak memory"; do
+  echo "$text" | grep -q "^  $line " || fail "bench generate printed no '$line' line: $text"
+done
+echo "$text" | grep -q "key/value cache, packed MX weights" ||
+  fail "bench generate did not use the cache and packed weights: $text"
+json=$("$mx" bench generate --model tiny --prompt-tokens 8 --tokens 3 --no-cache --unpacked --json)
+for key in first_token_ms tokens_per_s peak_memory_bytes; do
+  echo "$json" | grep -q "\"$key\":[0-9]" || fail "bench generate --json lacks $key: $json"
+done
+echo "$json" | grep -q '"cache":false' || fail "--no-cache used the cache: $json"
+echo "$json" | grep -q '"packed_weights":false' || fail "--unpacked packed: $json"
+
+expect_one_line_error "context of 64" bench generate --model tiny --prompt-tokens 60 --tokens 5
+expect_one_line_error "neither a preset" bench generate --model no-such-model
+expect_one_line_error "--tokens" bench generate --model tiny --tokens 1
 echo "bench: ok"

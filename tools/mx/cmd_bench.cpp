@@ -1,13 +1,20 @@
 // `mx bench train --model gpt2-124m --recipe mxfp6 --device cuda`: the speed of training steps
 // on random tokens, with model FLOPs utilization and peak memory (mx/train/bench.h).
+// `mx bench generate --model gpt2-124m --recipe mxfp4`: the speed of generation, the prompt's
+// pass and each new token's (mx/train/generation_bench.h).
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include <filesystem>
+
 #include "mx/io/memory_budget.h"
+#include "mx/nn/devices/devices.h"
 #include "mx/nn/model_config.h"
+#include "mx/nn/model_file.h"
 #include "mx/train/bench.h"
+#include "mx/train/generation_bench.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/flag_checks.h"
 #include "tools/mx/run_command.h"
@@ -96,6 +103,115 @@ std::string run_bench_train(const BenchFlags& f) {
   return "";
 }
 
+struct GenerateBenchFlags {
+  std::string model = "tiny", arch = "gpt2", recipe = "fp32", device = "cpu";
+  int64_t prompt_tokens = 16, tokens = 32, vocab = 0;
+  int threads = 0;
+  bool no_cache = false, unpacked = false, json = false;
+};
+
+// A preset with random weights, or a model file (anything `mx eval` reads).
+std::string open_bench_model(const GenerateBenchFlags& f, const nn::Recipe& recipe,
+                             std::unique_ptr<nn::Model>* out) {
+  std::unique_ptr<nn::Backend> backend;
+  if (std::string e = nn::make_backend({f.device, f.threads}, recipe, &backend); !e.empty()) {
+    return e;
+  }
+  const std::optional<nn::Arch> arch = nn::parse_arch(f.arch);
+  if (!arch) return "--arch must be gpt2 or llama";
+  if (std::optional<nn::ModelConfig> preset = nn::model_preset(f.model, *arch)) {
+    if (f.vocab > 0) preset->vocab = f.vocab;
+    if (std::string e = nn::validate(*preset); !e.empty()) return e;
+    *out = std::make_unique<nn::Model>(*preset, std::move(backend));
+    (*out)->params().init(1);
+    (*out)->upload_params();
+    return "";
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(f.model, ec)) {
+    return fmt::format("--model '{}' is neither a preset (tiny, small, gpt2-124m) nor a file",
+                       f.model);
+  }
+  nn::LoadedModel loaded;
+  if (std::string e = nn::load_model_file(f.model, &loaded, std::move(backend)); !e.empty()) {
+    return e;
+  }
+  *out = std::move(loaded.model);
+  return "";
+}
+
+std::string run_bench_generate(const GenerateBenchFlags& f) {
+  nn::Recipe recipe;
+  if (std::string e = nn::recipe_from_spec(f.recipe, &recipe); !e.empty()) return e;
+  std::unique_ptr<nn::Model> model;
+  if (std::string e = open_bench_model(f, recipe, &model); !e.empty()) return e;
+  model->set_recipe(nn::forward_only(recipe));
+  if (!f.unpacked) model->pack_weights();
+  if (f.prompt_tokens + f.tokens > model->config().seq_len) {
+    return fmt::format("--prompt-tokens + --tokens must not exceed the model's context of {}",
+                       model->config().seq_len);
+  }
+  train::GenerationBenchConfig c;
+  c.prompt_tokens = f.prompt_tokens;
+  c.new_tokens = f.tokens;
+  c.use_cache = !f.no_cache;
+  train::GenerationBenchResult r;
+  if (std::string e = train::bench_generation(*model, c, &r); !e.empty()) return e;
+  if (f.json) {
+    nlohmann::json j = nlohmann::json::object();
+    j["model"] = f.model;
+    j["recipe"] = recipe.name;
+    j["device"] = r.device;
+    j["params"] = model->params().count();
+    j["prompt_tokens"] = f.prompt_tokens;
+    j["new_tokens"] = f.tokens;
+    j["cache"] = r.cached;
+    j["packed_weights"] = model->weights_packed();
+    j["first_token_ms"] = r.first_token_s * 1e3;
+    j["tokens_per_s"] = r.tokens_per_s;
+    j["peak_memory_bytes"] = r.peak_memory;
+    fmt::print("{}\n", j.dump());
+    return "";
+  }
+  fmt::print("{} ({} parameters), recipe {}, {}: {} prompt tokens, {} new, {}, {}\n",
+             nn::describe(model->config()), model->params().count(), recipe.name, r.device,
+             f.prompt_tokens, f.tokens,
+             r.cached ? "key/value cache" : "the window re-run for each token",
+             model->weights_packed() ? "packed MX weights" : "FP32 weights");
+  fmt::print("  first token   {:.1f} ms (the prompt's pass and the first draw)\n",
+             r.first_token_s * 1e3);
+  fmt::print("  tokens/s      {:.1f} (each later token)\n", r.tokens_per_s);
+  fmt::print("  peak memory   {}\n", io::format_bytes(double(r.peak_memory)));
+  return "";
+}
+
+void register_bench_generate(CLI::App* bench) {
+  static GenerateBenchFlags f;
+  CLI::App* cmd = bench->add_subcommand(
+      "generate", "Time to first token and tokens/s of greedy generation from a random prompt");
+  cmd->add_option("--model", f.model,
+                  "Model preset (tiny, small, gpt2-124m; random weights) or a model file")
+      ->capture_default_str();
+  cmd->add_option("--arch", f.arch, "gpt2 or llama, for a preset")->capture_default_str();
+  cmd->add_option("--vocab", f.vocab, "Vocabulary size of a preset (default: the preset's)")
+      ->check(integer_in(1));
+  cmd->add_option("--recipe", f.recipe, "Run the model with this recipe's forward casts")
+      ->capture_default_str();
+  cmd->add_option("--device", f.device, "cpu or cuda")->capture_default_str();
+  cmd->add_option("--prompt-tokens", f.prompt_tokens, "Tokens in the prompt")
+      ->check(integer_in(1))
+      ->capture_default_str();
+  cmd->add_option("--tokens", f.tokens, "New tokens (the rate is timed after the first)")
+      ->check(integer_in(2))
+      ->capture_default_str();
+  cmd->add_flag("--no-cache", f.no_cache, "Re-run the whole window for each token");
+  cmd->add_flag("--unpacked", f.unpacked,
+                "Cast the FP32 weights at every pass instead of keeping them packed in MX");
+  cmd->add_option("--threads", f.threads, "CPU threads (0: all)")->check(thread_count());
+  cmd->add_flag("--json", f.json, "Print the figures as one JSON object");
+  cmd->callback([] { run_command("bench generate", [] { return run_bench_generate(f); }); });
+}
+
 }  // namespace
 
 void register_bench(CLI::App& app) {
@@ -128,6 +244,7 @@ void register_bench(CLI::App& app) {
       ->check(finite_in(0));
   cmd->add_flag("--json", f.json, "Print the figures as one JSON object");
   cmd->callback([] { run_command("bench train", [] { return run_bench_train(f); }); });
+  register_bench_generate(bench);
 }
 
 }  // namespace mx::tools
