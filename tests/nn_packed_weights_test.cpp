@@ -89,5 +89,29 @@ TEST(PackedWeights, CastsThatCannotBePackedLeaveTheWeightsAsTheyAre) {
   EXPECT_FALSE(model.weights_packed());
 }
 
+// Releasing the FP32 copies changes no logit (the packed products never read them), and a
+// recipe that would read them is refused rather than run on zeros.
+TEST(PackedWeights, ReleasedFp32CopiesChangeNoLogitAndRefuseOtherRecipes) {
+  for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    Model kept(tiny(arch)), released(tiny(arch));
+    kept.params().init(6);
+    released.params().init(6);
+    const Recipe w4 = weights_only("mxfp4_e2m1");
+    kept.set_recipe(w4);
+    released.set_recipe(w4);
+    ASSERT_GT(kept.pack_weights(), 0);
+    ASSERT_EQ(released.pack_weights(/*release_fp32=*/true), kept.pack_weights());
+    const std::vector<uint32_t> t = tokens(32, kept.config().vocab);
+    const std::vector<float> a = logits_of(kept, t), b = logits_of(released, t);
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << arch_name(arch);
+    released.set_recipe(weights_only("mxfp8_e4m3"));
+    EXPECT_EQ(released.forward(t.data(), nullptr, 2, 16),
+              "recipe w cannot run: the weights are packed for another weight cast and their "
+              "FP32 copies were released");
+    released.start_sequence();
+    EXPECT_NE(released.extend(t.data(), 4), "");
+  }
+}
+
 }  // namespace
 }  // namespace mx::nn

@@ -15,6 +15,13 @@ int64_t available_memory_bytes();
 
 // The most memory this process has held resident so far (getrusage's ru_maxrss); 0 if unknown.
 int64_t peak_resident_bytes();
+// The memory this process holds resident now (/proc/self/statm); 0 if unknown.
+int64_t resident_bytes();
+
+// Gives the whole pages inside [p, p + bytes) of this process's heap back to the system
+// (madvise MADV_DONTNEED): they no longer count as resident, and read as zeros if touched
+// again. For memory whose contents will never be read again but cannot be freed on its own.
+void release_pages(void* p, int64_t bytes);
 
 // "1.5 GB", "320 MB": sizes in messages.
 std::string format_bytes(double bytes);

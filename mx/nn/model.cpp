@@ -270,6 +270,7 @@ std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int6
   if (std::string e = reserve(b, t); !e.empty()) return e;
   const int64_t n = b * t, V = config_.vocab;
   if (std::string e = check_tokens(tokens, targets, n); !e.empty()) return e;
+  if (std::string e = check_weights_for_recipe(); !e.empty()) return e;
   if (options.training && targets == nullptr) return "a training pass needs targets";
   b_ = b, t_ = t;
   pass_ = options;
@@ -351,6 +352,7 @@ std::string Model::extend(const uint32_t* tokens, int64_t t) {
                " do not fit");
   }
   if (std::string e = check_tokens(tokens, nullptr, t); !e.empty()) return e;
+  if (std::string e = check_weights_for_recipe(); !e.empty()) return e;
   if (std::string e = reserve(1, t); !e.empty()) return e;
   if (std::string e = reserve_cache(t); !e.empty()) return e;
   b_ = 1, t_ = t;
@@ -414,14 +416,21 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres) {
   norm_back(x, a.ln1_mean, a.ln1_rstd, o.ln1_w, o.ln1_b);
 }
 
-int Model::pack_weights() {
+int Model::pack_weights(bool release_fp32) {
+  if (fp32_released_) return packed_;
   const int64_t C = config_.dim, H = config_.hidden, V = config_.vocab;
   const int64_t q = config_.n_heads * config_.head_size();
   const int64_t kv = config_.n_kv_heads * config_.head_size();
-  auto pack = [&](int64_t offset, int64_t n, int64_t k) {
-    if (offset >= 0 &&
-        backend_->pack_weight(weights_.at(offset, n * k), n, k, recipe_.weight_fwd)) {
-      ++packed_;
+  const bool release = release_fp32 && backend_->host_visible();
+  int packed = 0;
+  auto pack = [&](int64_t offset, int64_t n, int64_t k, bool releasable = true) {
+    const Buf w = weights_.at(offset, n * k);
+    if (offset < 0 || !backend_->pack_weight(w, n, k, recipe_.weight_fwd)) return;
+    ++packed;
+    packed_cast_ = recipe_.weight_fwd;
+    if (release && releasable) {
+      io::release_pages(w.p, w.bytes());
+      fp32_released_ = true;
     }
   };
   for (const LayerOffsets& o : params_.layers()) {
@@ -433,8 +442,22 @@ int Model::pack_weights() {
     pack(o.up, H, C);
     pack(o.proj, C, H);
   }
-  pack(params_.classifier(), V, C);
-  return packed_;
+  // A tied classifier is also the embedding table, which the forward reads in FP32.
+  pack(params_.classifier(), V, C, params_.classifier() != params_.wte());
+  if (packed > 0) packed_ = packed;
+  // Nothing reads or writes gradients once backward() is refused.
+  if (release && packed > 0) io::release_pages(params_.grad(), params_.size() * sizeof(float));
+  return packed;
+}
+
+std::string Model::check_weights_for_recipe() const {
+  const OperandCast& w = recipe_.weight_fwd;
+  if (!fp32_released_ || (w.kind == OperandCast::Kind::kMx && w.spec == packed_cast_.spec)) {
+    return "";
+  }
+  return cat("recipe ", recipe_.name,
+             " cannot run: the weights are packed for another weight cast and their FP32 copies "
+             "were released");
 }
 
 std::string Model::backward() {

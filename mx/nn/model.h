@@ -81,7 +81,11 @@ class Model {
   // pass. The weights must not change after: backward() is refused. Returns how many matrices
   // the backend packed (0 when the recipe casts weights to no packable MX format, or the
   // backend keeps no packed weights).
-  int pack_weights();
+  // release_fp32 also gives the packed matrices' FP32 memory in params(), and the gradients',
+  // back to the system (host-visible backends; a tied classifier stays, the embedding reads it):
+  // they read as zeros after, passes under any other weight cast are refused, and later calls
+  // pack nothing (returning what the releasing call packed).
+  int pack_weights(bool release_fp32 = false);
   bool weights_packed() const { return packed_ > 0; }
 
   // Inference on one sequence with a key/value cache: each extend() runs the next t tokens of
@@ -105,6 +109,7 @@ class Model {
 
  private:
   std::string check_tokens(const uint32_t* tokens, const uint32_t* targets, int64_t n) const;
+  std::string check_weights_for_recipe() const;
   std::string reserve_cache(int64_t t);
   // The forward from the tokens already uploaded to the logits, for the pass's b_ x t_ tokens,
   // at positions cached_ on (use_cache) or 0.
@@ -129,7 +134,9 @@ class Model {
   std::vector<Buf> k_cache_, v_cache_;
   Buf cache_probs_;
   int64_t cached_ = 0;
-  int packed_ = 0;
+  int packed_ = 0;  // matrices the last packing packed; 0 if none ever did
+  bool fp32_released_ = false;
+  OperandCast packed_cast_;  // the weight cast the packed blocks are of
   bool sequence_failed_ = false;
   std::vector<float> losses_, logits_;  // host copies
 };

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "mx/io/cat.h"
+#include "mx/io/memory_budget.h"
 #include "mx/train/generate.h"
 
 namespace mx::train {
@@ -36,6 +37,7 @@ std::string bench_generation(nn::Model& model, const GenerationBenchConfig& c,
   r.first_token_s = std::chrono::duration<double>(first - start).count();
   r.tokens_per_s = double(c.new_tokens - 1) / std::chrono::duration<double>(last - first).count();
   r.peak_memory = model.backend().peak_memory();
+  r.resident = io::resident_bytes();
   *result = std::move(r);
   return "";
 }

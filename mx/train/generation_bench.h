@@ -24,6 +24,7 @@ struct GenerationBenchResult {
   double first_token_s = 0;  // the prompt's pass and the first token drawn from it
   double tokens_per_s = 0;   // each later token: its pass and its draw
   int64_t peak_memory = 0;   // Backend::peak_memory at the end
+  int64_t resident = 0;      // this process's resident memory at the end (io::resident_bytes)
 };
 
 // Runs on `model` as it is (its weights and recipe).

@@ -146,7 +146,7 @@ std::string run_bench_generate(const GenerateBenchFlags& f) {
   std::unique_ptr<nn::Model> model;
   if (std::string e = open_bench_model(f, recipe, &model); !e.empty()) return e;
   model->set_recipe(nn::forward_only(recipe));
-  if (!f.unpacked) model->pack_weights();
+  if (!f.unpacked) model->pack_weights(/*release_fp32=*/true);
   if (f.prompt_tokens + f.tokens > model->config().seq_len) {
     return fmt::format("--prompt-tokens + --tokens must not exceed the model's context of {}",
                        model->config().seq_len);
@@ -170,6 +170,7 @@ std::string run_bench_generate(const GenerateBenchFlags& f) {
     j["first_token_ms"] = r.first_token_s * 1e3;
     j["tokens_per_s"] = r.tokens_per_s;
     j["peak_memory_bytes"] = r.peak_memory;
+    j["resident_bytes"] = r.resident;
     fmt::print("{}\n", j.dump());
     return "";
   }
@@ -182,6 +183,7 @@ std::string run_bench_generate(const GenerateBenchFlags& f) {
              r.first_token_s * 1e3);
   fmt::print("  tokens/s      {:.1f} (each later token)\n", r.tokens_per_s);
   fmt::print("  peak memory   {}\n", io::format_bytes(double(r.peak_memory)));
+  fmt::print("  resident      {} at the end\n", io::format_bytes(double(r.resident)));
   return "";
 }
 
