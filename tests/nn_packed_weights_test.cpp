@@ -5,8 +5,11 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <string>
 #include <vector>
 
+#include "mx/kernels/cpu/quantize.h"
 #include "mx/nn/model.h"
 
 namespace mx::nn {
@@ -111,6 +114,41 @@ TEST(PackedWeights, ReleasedFp32CopiesChangeNoLogitAndRefuseOtherRecipes) {
     released.start_sequence();
     EXPECT_NE(released.extend(t.data(), 4), "");
   }
+}
+
+// An MX model file's weights are MX values already: packed as the file's blocks, products with
+// no weight cast read them, and only the FP32 copies the blocks reproduce exactly are released.
+TEST(PackedWeights, StoredMxWeightsRunPackedUnderARecipeWithoutWeightCasts) {
+  Model stored(tiny(Arch::kLlama)), plain(tiny(Arch::kLlama));
+  stored.params().init(8);
+  // What loading a file of MXFP4 attention and MXFP8 MLP matrices leaves: their decoded values.
+  std::map<std::string, QuantSpec> specs;
+  for (const ParamView& v : stored.params().views()) {
+    const bool attention = v.name.find("attn") != std::string::npos;
+    const bool mlp = v.name.find("mlp") != std::string::npos;
+    if (v.shape.size() != 2 || !(attention || mlp)) continue;
+    QuantSpec spec;
+    spec.format = attention ? ElementFormat::kE2M1 : ElementFormat::kE4M3;
+    float* w = stored.params().data() + v.offset;
+    ASSERT_EQ(mx::cpu::fake_quantize(w, DType::kF32, v.shape, spec, DType::kF32, w), "");
+    specs[v.name] = spec;
+  }
+  ASSERT_EQ(specs.size(), 14u) << "q, k, v, o, gate, up, down of two layers";
+  std::copy(stored.params().data(), stored.params().data() + stored.params().size(),
+            plain.params().data());
+  // A name whose values are not its blocks' (the embedding, never cast) is not counted.
+  specs["model.embed_tokens.weight"] = QuantSpec{};
+  EXPECT_EQ(stored.pack_stored_weights(specs, /*release_fp32=*/true), 14);
+  const std::vector<uint32_t> t = tokens(24, plain.config().vocab);
+  const std::vector<float> a = logits_of(plain, t), b = logits_of(stored, t);
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+  EXPECT_GT(worst, 0.0) << "the packed path did not run";
+  EXPECT_LT(worst, 2e-6);
+  stored.set_recipe(weights_only("mxfp4_e2m1"));
+  EXPECT_EQ(stored.forward(t.data(), nullptr, 2, 12),
+            "recipe w cannot run: it casts weights, and the FP32 copies of the file's MX weights "
+            "were released when they were packed");
 }
 
 }  // namespace

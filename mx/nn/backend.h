@@ -88,12 +88,15 @@ class Backend {
                                SrKey key) = 0;
 
   // ---- Packed weights (inference) ----
-  // Keeps the weight w [N, K] from now on also as the MX blocks that `cast` (recipe.weight_fwd)
+  // Keeps the weight w [N, K] from now on also as the MX blocks that `cast` (an MX weight cast)
   // makes of it, and runs matmul_forward with w and that weight cast from the packed blocks:
-  // no cast per call, and a product that reads 4- to 8-bit elements. For inference: w must not
-  // change after. False, doing nothing, where the backend keeps no packed weights or this
-  // cast cannot be packed (the products then go on casting w at each call).
-  virtual bool pack_weight(Buf w, int64_t n, int64_t k, const OperandCast& cast) = 0;
+  // no cast per call, and a product that reads 4- to 8-bit elements. Where the blocks hold w's
+  // values exactly (w came from such blocks, as an MX model file's weights do), products with
+  // no weight cast read them too. For inference: w must not change after. kNo, doing nothing,
+  // where the backend keeps no packed weights or cannot pack this cast (the products then go
+  // on casting w at each call).
+  enum class Packed { kNo, kCast, kExact };
+  virtual Packed pack_weight(Buf w, int64_t n, int64_t k, const OperandCast& cast) = 0;
 
   // ---- Vector ops (`bf16`: round outputs to bfloat16, recipe.bf16_vector_ops) ----
   // out[N, C] = wte[tokens[n]] (+ wpe[n % T]); dwte, dwpe +=.

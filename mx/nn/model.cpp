@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <optional>
 
 #include "mx/core/half.h"
 #include "mx/core/rounding.h"
@@ -416,7 +418,8 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres) {
   norm_back(x, a.ln1_mean, a.ln1_rstd, o.ln1_w, o.ln1_b);
 }
 
-int Model::pack_weights(bool release_fp32) {
+int Model::pack_with(const std::function<std::optional<OperandCast>(int64_t)>& cast_of, bool stored,
+                     bool release_fp32) {
   if (fp32_released_) return packed_;
   const int64_t C = config_.dim, H = config_.hidden, V = config_.vocab;
   const int64_t q = config_.n_heads * config_.head_size();
@@ -424,10 +427,15 @@ int Model::pack_weights(bool release_fp32) {
   const bool release = release_fp32 && backend_->host_visible();
   int packed = 0;
   auto pack = [&](int64_t offset, int64_t n, int64_t k, bool releasable = true) {
+    if (offset < 0) return;
+    const std::optional<OperandCast> cast = cast_of(offset);
+    if (!cast) return;
     const Buf w = weights_.at(offset, n * k);
-    if (offset < 0 || !backend_->pack_weight(w, n, k, recipe_.weight_fwd)) return;
+    const Backend::Packed result = backend_->pack_weight(w, n, k, *cast);
+    // Stored weights count only where the blocks are the weights themselves.
+    if (result == Backend::Packed::kNo || (stored && result != Backend::Packed::kExact)) return;
     ++packed;
-    packed_cast_ = recipe_.weight_fwd;
+    packed_cast_ = stored ? OperandCast::none() : *cast;
     if (release && releasable) {
       io::release_pages(w.p, w.bytes());
       fp32_released_ = true;
@@ -450,11 +458,34 @@ int Model::pack_weights(bool release_fp32) {
   return packed;
 }
 
+int Model::pack_weights(bool release_fp32) {
+  return pack_with([&](int64_t) { return std::optional(recipe_.weight_fwd); }, false, release_fp32);
+}
+
+int Model::pack_stored_weights(const std::map<std::string, QuantSpec>& stored, bool release_fp32) {
+  std::map<int64_t, const QuantSpec*> by_offset;
+  for (const ParamView& v : params_.views()) {
+    if (const auto it = stored.find(v.name); it != stored.end()) by_offset[v.offset] = &it->second;
+  }
+  return pack_with(
+      [&](int64_t offset) -> std::optional<OperandCast> {
+        const auto it = by_offset.find(offset);
+        if (it == by_offset.end()) return std::nullopt;
+        return OperandCast::mx(*it->second);
+      },
+      true, release_fp32);
+}
+
 std::string Model::check_weights_for_recipe() const {
   const OperandCast& w = recipe_.weight_fwd;
-  if (!fp32_released_ || (w.kind == OperandCast::Kind::kMx && w.spec == packed_cast_.spec)) {
-    return "";
+  if (!fp32_released_) return "";
+  if (packed_cast_.is_none()) {
+    if (w.is_none()) return "";
+    return cat("recipe ", recipe_.name,
+               " cannot run: it casts weights, and the FP32 copies of the file's MX weights were "
+               "released when they were packed");
   }
+  if (w.kind == OperandCast::Kind::kMx && w.spec == packed_cast_.spec) return "";
   return cat("recipe ", recipe_.name,
              " cannot run: the weights are packed for another weight cast and their FP32 copies "
              "were released");

@@ -13,7 +13,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,6 +89,13 @@ class Model {
   // they read as zeros after, passes under any other weight cast are refused, and later calls
   // pack nothing (returning what the releasing call packed).
   int pack_weights(bool release_fp32 = false);
+  // The same for weights that came from MX blocks (an MX model file; LoadedModel::stored_mx
+  // names them with their specs): each named matrix is packed as those blocks, and products
+  // under a recipe without a weight cast read it packed. A matrix counts, and its FP32 copy is
+  // released, only where the blocks decode to its values exactly. After a release only recipes
+  // without a weight cast run.
+  int pack_stored_weights(const std::map<std::string, QuantSpec>& stored,
+                          bool release_fp32 = false);
   bool weights_packed() const { return packed_ > 0; }
 
   // Inference on one sequence with a key/value cache: each extend() runs the next t tokens of
@@ -110,6 +120,9 @@ class Model {
  private:
   std::string check_tokens(const uint32_t* tokens, const uint32_t* targets, int64_t n) const;
   std::string check_weights_for_recipe() const;
+  // Packs each linear weight and the classifier for which cast_of(offset) gives a cast.
+  int pack_with(const std::function<std::optional<OperandCast>(int64_t)>& cast_of, bool stored,
+                bool release_fp32);
   std::string reserve_cache(int64_t t);
   // The forward from the tokens already uploaded to the logits, for the pass's b_ x t_ tokens,
   // at positions cached_ on (use_cache) or 0.
@@ -136,7 +149,7 @@ class Model {
   int64_t cached_ = 0;
   int packed_ = 0;  // matrices the last packing packed; 0 if none ever did
   bool fp32_released_ = false;
-  OperandCast packed_cast_;  // the weight cast the packed blocks are of
+  OperandCast packed_cast_;  // the weight cast the packed blocks are of (none: stored blocks)
   bool sequence_failed_ = false;
   std::vector<float> losses_, logits_;  // host copies
 };

@@ -60,7 +60,8 @@ ModelConfig config_from_llama2c(const io::Llama2cConfig& l) {
 // Fills every parameter of `model` from the named tensors: plain float tensors, or MX tensors
 // (NAME.blocks/.scales with "mx.NAME" metadata) dequantized to F32.
 std::string fill_params(const std::vector<io::SafetensorsTensor>& tensors,
-                        const io::SafetensorsFile* file, Model* model) {
+                        const io::SafetensorsFile* file, Model* model,
+                        std::map<std::string, QuantSpec>* stored_mx = nullptr) {
   std::map<std::string, const io::SafetensorsTensor*> by_name;
   for (const io::SafetensorsTensor& t : tensors) by_name[t.name] = &t;
   Params& params = model->params();
@@ -76,6 +77,7 @@ std::string fill_params(const std::vector<io::SafetensorsTensor>& tensors,
                      format_shape(v.shape));
         }
         if (std::string e = mx::cpu::dequantize(t, DType::kF32, dst); !e.empty()) return e;
+        if (stored_mx != nullptr) (*stored_mx)[v.name] = t.spec;
         continue;
       }
       return cat("tensor ", v.name, " is missing");
@@ -275,9 +277,13 @@ std::string load_model_safetensors(const io::SafetensorsFile& file, LoadedModel*
   }
   if (std::string e = check_file_holds(file, config); !e.empty()) return e;
   auto model = std::make_unique<Model>(config, std::move(backend));
-  if (std::string e = fill_params(file.tensors(), &file, model.get()); !e.empty()) return e;
+  std::map<std::string, QuantSpec> stored_mx;
+  if (std::string e = fill_params(file.tensors(), &file, model.get(), &stored_mx); !e.empty()) {
+    return e;
+  }
   model->upload_params();
   out->model = std::move(model);
+  out->stored_mx = std::move(stored_mx);
   out->kind = kind;
   auto tok = meta.find(std::string(kTokenizerKey));
   out->tokenizer = tok != meta.end() ? tok->second : "";

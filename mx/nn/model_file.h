@@ -51,6 +51,8 @@ struct LoadedModel {
   std::unique_ptr<Model> model;  // on the backend it was loaded with, recipe fp32
   std::string tokenizer;         // "" when the file names none
   std::string kind;              // "mxkit", "llama2c" or "llama2c-safetensors"
+  // The parameters the file stores as MX blocks, with their specs (Model::pack_stored_weights).
+  std::map<std::string, QuantSpec> stored_mx;
 };
 
 // Errors name the file and the problem: a damaged file (its checksum, when it has one), a

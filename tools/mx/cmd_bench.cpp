@@ -17,6 +17,7 @@
 #include "mx/train/generation_bench.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/flag_checks.h"
+#include "tools/mx/model_source.h"
 #include "tools/mx/run_command.h"
 
 namespace mx::tools {
@@ -112,7 +113,8 @@ struct GenerateBenchFlags {
 
 // A preset with random weights, or a model file (anything `mx eval` reads).
 std::string open_bench_model(const GenerateBenchFlags& f, const nn::Recipe& recipe,
-                             std::unique_ptr<nn::Model>* out) {
+                             std::unique_ptr<nn::Model>* out,
+                             std::map<std::string, QuantSpec>* stored_mx) {
   std::unique_ptr<nn::Backend> backend;
   if (std::string e = nn::make_backend({f.device, f.threads}, recipe, &backend); !e.empty()) {
     return e;
@@ -137,6 +139,7 @@ std::string open_bench_model(const GenerateBenchFlags& f, const nn::Recipe& reci
     return e;
   }
   *out = std::move(loaded.model);
+  *stored_mx = std::move(loaded.stored_mx);
   return "";
 }
 
@@ -144,9 +147,10 @@ std::string run_bench_generate(const GenerateBenchFlags& f) {
   nn::Recipe recipe;
   if (std::string e = nn::recipe_from_spec(f.recipe, &recipe); !e.empty()) return e;
   std::unique_ptr<nn::Model> model;
-  if (std::string e = open_bench_model(f, recipe, &model); !e.empty()) return e;
+  std::map<std::string, QuantSpec> stored_mx;
+  if (std::string e = open_bench_model(f, recipe, &model, &stored_mx); !e.empty()) return e;
   model->set_recipe(nn::forward_only(recipe));
-  if (!f.unpacked) model->pack_weights(/*release_fp32=*/true);
+  if (!f.unpacked) pack_for_inference(*model, stored_mx);
   if (f.prompt_tokens + f.tokens > model->config().seq_len) {
     return fmt::format("--prompt-tokens + --tokens must not exceed the model's context of {}",
                        model->config().seq_len);

@@ -38,7 +38,7 @@ std::string run_generate(const GenerateFlags& f) {
   }
   nn::Model& model = *source.loaded.model;
   model.set_recipe(nn::forward_only(recipe));
-  if (!f.unpacked) model.pack_weights(/*release_fp32=*/true);
+  if (!f.unpacked) pack_for_inference(model, source.loaded.stored_mx);
   const data::Tokenizer& tok = *source.tokenizer;
   std::vector<uint32_t> tokens;
   if (tok.bos_id()) tokens.push_back(*tok.bos_id());

@@ -27,4 +27,12 @@ std::string open_model_source(const std::string& model, const std::string& token
   return "";
 }
 
+void pack_for_inference(nn::Model& model, const std::map<std::string, QuantSpec>& stored_mx) {
+  if (model.recipe().weight_fwd.is_none()) {
+    model.pack_stored_weights(stored_mx, /*release_fp32=*/true);
+  } else {
+    model.pack_weights(/*release_fp32=*/true);
+  }
+}
+
 }  // namespace mx::tools

@@ -1,6 +1,7 @@
 // What `mx eval` and `mx generate` share: a model file and its tokenizer from the command line.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -19,6 +20,10 @@ struct ModelSource {
 // Loads MODEL (nn::load_model_file) and the tokenizer: `tokenizer_flag` if given, else the
 // one the file names. Checks the tokenizer's vocabulary fits the model's.
 // The model runs on `device` (its activations chosen for `recipe`, nn/devices/devices.h).
+// Keeps the model's weights packed in MX for generation on the CPU, giving back their FP32
+// memory: as the recipe casts them, or, with no weight cast, as the file stored them.
+void pack_for_inference(nn::Model& model, const std::map<std::string, QuantSpec>& stored_mx);
+
 std::string open_model_source(const std::string& model, const std::string& tokenizer_flag,
                               const nn::DeviceOptions& device, const nn::Recipe& recipe,
                               ModelSource* out);

@@ -62,30 +62,38 @@ void CpuBackend::zero(Buf x) {
   std::memset(x.p, 0, size_t(x.bytes()));
 }
 
-bool CpuBackend::pack_weight(Buf w, int64_t n, int64_t k, const OperandCast& cast) {
+Backend::Packed CpuBackend::pack_weight(Buf w, int64_t n, int64_t k, const OperandCast& cast) {
   const QuantSpec& s = cast.spec;
   if (cast.kind != OperandCast::Kind::kMx || s.is_tiled() || s.block_size != 32 || s.asymmetric ||
       s.rounding == Rounding::kStochastic || k == 0) {
-    return false;
+    return Packed::kNo;
   }
-  PackedWeight packed{s, {}};
+  PackedWeight packed{s, false, {}};
   const int64_t shape[2] = {n, k};
   mx::cpu::Options options;
   options.threads = threads_;
   // The stream only seeds stochastic rounding, which is excluded above.
   if (!mx::cpu::quantize(f32(w), DType::kF32, shape, cast_spec(s, 1, 0), &packed.w, options)
            .empty()) {
-    return false;
+    return Packed::kNo;
   }
+  std::vector<float> decoded(size_t(n * k));
+  packed.exact = mx::cpu::dequantize(packed.w, DType::kF32, decoded.data(), options).empty() &&
+                 std::memcmp(decoded.data(), w.p, decoded.size() * sizeof(float)) == 0;
+  const Packed result = packed.exact ? Packed::kExact : Packed::kCast;
   packed_[w.p] = std::move(packed);
-  return true;
+  return result;
 }
 
 void CpuBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
                                 const Recipe& recipe, SrKey key) {
   const auto packed = packed_.find(w.p);
-  if (packed == packed_.end() || recipe.weight_fwd.kind != OperandCast::Kind::kMx ||
-      !(recipe.weight_fwd.spec == packed->second.spec)) {
+  const OperandCast& cast = recipe.weight_fwd;
+  const bool use_packed =
+      packed != packed_.end() &&
+      ((cast.kind == OperandCast::Kind::kMx && cast.spec == packed->second.spec) ||
+       (cast.is_none() && packed->second.exact));
+  if (!use_packed) {
     record(cpu::matmul_forward(f32(y), f32(x), f32(w), f32(bias), m, k, n, recipe, stream_of(key),
                                scratch_));
     return;

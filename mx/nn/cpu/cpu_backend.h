@@ -36,7 +36,7 @@ class CpuBackend : public Backend {
   // Packs casts to MX in blocks of 32 along K with deterministic rounding; products from packed
   // weights are mx::cpu::mx_matmul's exact mode (float32 sums of the dequantized W times the
   // cast x), equal to the cast path's up to summation order.
-  bool pack_weight(Buf w, int64_t n, int64_t k, const OperandCast& cast) override;
+  Packed pack_weight(Buf w, int64_t n, int64_t k, const OperandCast& cast) override;
   void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override;
   void embedding_forward(Buf out, Buf tokens, Buf wte, Buf wpe, int64_t n, int64_t t,
@@ -84,6 +84,7 @@ class CpuBackend : public Backend {
   std::vector<float> probs_;  // the classifier's softmax, [N, V]
   struct PackedWeight {
     QuantSpec spec;  // the weight cast's, as the recipe gives it
+    bool exact;      // the blocks decode to w's values
     MxTensor w;
   };
   std::unordered_map<const void*, PackedWeight> packed_;

@@ -250,7 +250,7 @@ class CudaBackend final : public Backend {
 
   int64_t attn_saved_count(const AttnShape& s) const override { return s.b * s.nh * s.t; }
   // The GPU casts weights on the fly at memory speed; packed products are CPU kernels.
-  bool pack_weight(Buf, int64_t, int64_t, const OperandCast&) override { return false; }
+  Packed pack_weight(Buf, int64_t, int64_t, const OperandCast&) override { return Packed::kNo; }
   // The fused kernels attend within one window; generation re-runs the window instead.
   bool attends_to_a_cache() const override { return false; }
 
