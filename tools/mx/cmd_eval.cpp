@@ -28,7 +28,7 @@ struct EvalFlags {
   int64_t batch = 8, seq_len = 0, batches = 16;
   int threads = 0;
   std::string device = "cpu";
-  bool json = false;
+  bool json = false, unpacked = false;
 };
 
 std::vector<std::string> split_commas(const std::string& s) {
@@ -114,6 +114,14 @@ std::string run_eval(const EvalFlags& f) {
   }
   std::vector<train::DirectCastResult> results;
   for (const auto& [name, recipe] : recipes) {
+    // The recipe's weight cast made once and kept packed (on the CPU), not at every pass; the
+    // FP32 copies stay, since every batch also runs the FP32 reference.
+    if (!f.unpacked) {
+      const nn::Recipe saved = model.recipe();
+      model.set_recipe(nn::forward_only(recipe));
+      model.pack_weights();
+      model.set_recipe(saved);
+    }
     train::DirectCastResult result;
     if (std::string e = train::direct_cast_eval(model, recipe, view, window, &result); !e.empty()) {
       return e;
@@ -171,6 +179,8 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--device", f.device, "cpu, or cuda (bfloat16 activations unless fp32)")
       ->capture_default_str();
   cmd->add_flag("--json", f.json, "Print the figures as one JSON object");
+  cmd->add_flag("--unpacked", f.unpacked,
+                "Cast the FP32 weights at every pass instead of keeping them packed in MX");
   cmd->callback([] { run_command("eval", [] { return run_eval(f); }); });
 }
 
