@@ -12,7 +12,8 @@
 //                    (the shared folder has no train.txt; test.txt stays the held-out split).
 //   a .txt file      that file, one document; validation: the last 10% of tokens.
 //   a folder         its *.txt files in byte-wise name order, one document each;
-//                    validation: the last 10% of tokens.
+//                    validation: the last 10% of tokens. (A folder of .bin files and no .txt
+//                    is llm.c token shards instead, already tokenized: llmc_shards.h.)
 //
 // The four names win over same-named files in the working folder; write ./sotu for those.
 #pragma once

@@ -12,10 +12,13 @@
 #include <sstream>
 
 #include "mx/data/corpus.h"
+#include "mx/data/llmc_shards.h"
 #include "mx/data/token_dataset.h"
+#include "mx/data/token_shard.h"
 #include "mx/data/tokenizer.h"
 #include "mx/io/atomic_file.h"
 #include "mx/io/cat.h"
+#include "mx/io/memory_budget.h"
 
 namespace mx::train {
 namespace {
@@ -30,6 +33,34 @@ std::string source_json(const TrainConfig& c) {
   j["data"] = c.data;
   j["tokenizer"] = c.tokenizer;
   return j.dump();
+}
+
+// A folder of llm.c shards, already tokenized: its splits copied into the run's shards.
+std::string import_llmc_shards(const std::string& folder, uint32_t vocab, const fs::path& dir) {
+  data::LlmcShards shards;
+  if (std::string e = data::find_llmc_shards(folder, &shards); !e.empty()) return e;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return cat("cannot create ", dir.string(), ": ", ec.message());
+  for (const auto& [files, name] :
+       {std::pair{&shards.train, "train.bin"}, std::pair{&shards.validation, "val.bin"}}) {
+    double count = 0;
+    for (const fs::path& file : *files) {
+      int64_t n = 0;
+      if (std::string e = data::llmc_shard_token_count(file, &n); !e.empty()) return e;
+      count += double(n);
+    }
+    if (std::string e = io::check_memory(4.0 * count, cat("reading the shards of ", folder));
+        !e.empty()) {
+      return e;
+    }
+    std::vector<uint32_t> tokens;
+    for (const fs::path& file : *files) {
+      if (std::string e = data::read_llmc_shard(file, vocab, &tokens); !e.empty()) return e;
+    }
+    if (std::string e = data::write_shard(dir / name, tokens, vocab); !e.empty()) return e;
+  }
+  return "";
 }
 
 // The record's text, or "" when there is none.
@@ -85,20 +116,30 @@ std::string prepare_run_data(const TrainConfig& config, const std::string& run_d
     return cat("the tokenized data in ", dir.string(), " was made from ", recorded,
                ", but the checkpoint was trained on ", wanted);
   }
-  data::Corpus corpus;
-  if (std::string e = data::resolve_corpus(config.data, paths, &corpus); !e.empty()) return e;
   std::unique_ptr<data::Tokenizer> tokenizer;
   if (std::string e = data::load_tokenizer(config.tokenizer, paths, &tokenizer); !e.empty()) {
     return e;
   }
-  if (on_message) {
-    on_message(cat("tokenizing ", config.data, " with ", config.tokenizer, " into ", dir.string()));
-  }
   // The record goes first, so that shards written under an old record are never taken for new.
   fs::remove(dir / kSourceFile, ec);
-  data::TokenDatasetSummary summary;
-  if (std::string e = data::write_token_dataset(corpus, *tokenizer, dir, &summary); !e.empty()) {
-    return e;
+  if (data::is_llmc_shard_folder(config.data)) {
+    if (on_message)
+      on_message(cat("copying the llm.c shards of ", config.data, " into ", dir.string()));
+    if (std::string e = import_llmc_shards(config.data, uint32_t(tokenizer->vocab_size()), dir);
+        !e.empty()) {
+      return e;
+    }
+  } else {
+    data::Corpus corpus;
+    if (std::string e = data::resolve_corpus(config.data, paths, &corpus); !e.empty()) return e;
+    if (on_message) {
+      on_message(
+          cat("tokenizing ", config.data, " with ", config.tokenizer, " into ", dir.string()));
+    }
+    data::TokenDatasetSummary summary;
+    if (std::string e = data::write_token_dataset(corpus, *tokenizer, dir, &summary); !e.empty()) {
+      return e;
+    }
   }
   return io::write_file_atomically(
       (dir / kSourceFile).string(),

@@ -9,6 +9,7 @@
 
 #include "mx/data/batch_sampler.h"
 #include "mx/data/corpus.h"
+#include "mx/data/llmc_shards.h"
 #include "mx/data/token_shard.h"
 #include "mx/data/tokenizer.h"
 #include "mx/io/atomic_file.h"
@@ -102,8 +103,19 @@ std::string check_new_run(const TrainConfig& c, const std::string& run_dir,
     return e;
   }
   const data::DataPaths& paths = options.paths;
-  data::Corpus corpus;
-  if (std::string e = data::resolve_corpus(c.data, paths, &corpus); !e.empty()) return e;
+  if (data::is_llmc_shard_folder(c.data)) {
+    data::LlmcShards shards;
+    if (std::string e = data::find_llmc_shards(c.data, &shards); !e.empty()) return e;
+    for (const auto* split : {&shards.train, &shards.validation}) {
+      for (const fs::path& shard : *split) {
+        int64_t count = 0;
+        if (std::string e = data::llmc_shard_token_count(shard, &count); !e.empty()) return e;
+      }
+    }
+  } else {
+    data::Corpus corpus;
+    if (std::string e = data::resolve_corpus(c.data, paths, &corpus); !e.empty()) return e;
+  }
   std::unique_ptr<data::Tokenizer> tokenizer;
   return data::load_tokenizer(c.tokenizer, paths, &tokenizer);
 }
