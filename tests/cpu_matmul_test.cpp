@@ -107,6 +107,7 @@ std::vector<float> matmul_everywhere(const MxTensor& w, const std::vector<float>
       options.mode = mode;
       options.target = target;
       options.threads = threads;
+      options.min_bytes_per_thread = 0;  // split even these small products
       std::vector<float> y(m * n, -1.0f);
       EXPECT_EQ(cpu::mx_matmul(w, xp, x_dtype, m, y.data(), options), "");
       if (first.empty()) {

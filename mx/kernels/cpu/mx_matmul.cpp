@@ -1,5 +1,6 @@
 #include "mx/kernels/cpu/mx_matmul.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -160,6 +161,15 @@ std::string run_fast(const detail::MatmulKernels& kernels, const detail::PackedR
   return "";
 }
 
+// The threads that get at least min_bytes_per_thread of W (times the rows of x) each.
+int useful_threads(const MxTensor& w, int64_t m, const MatmulOptions& options) {
+  const int requested = resolve_thread_count(options.threads);
+  if (options.min_bytes_per_thread <= 0) return requested;
+  const double bytes = double(w.elements.size() + w.scales.size()) * double(m);
+  const auto useful = std::max<int64_t>(1, int64_t(bytes / double(options.min_bytes_per_thread)));
+  return int(std::min<int64_t>(requested, useful));
+}
+
 }  // namespace
 
 std::string mx_matmul(const MxTensor& w, const void* x, DType x_dtype, int64_t m, float* y,
@@ -173,10 +183,12 @@ std::string mx_matmul(const MxTensor& w, const void* x, DType x_dtype, int64_t m
   detail::MatmulKernels kernels{};
   if (std::string e = select_kernels(options.target, &kernels); !e.empty()) return e;
   const detail::PackedRows rows{w.elements.data(), w.scales.data(), w.spec.format, (k + 31) / 32};
+  MatmulOptions split = options;
+  split.threads = useful_threads(w, m, options);
   if (options.mode == MatmulMode::kFast && k > 0) {
-    return run_fast(kernels, rows, x, x_dtype, m, k, y, n, options);
+    return run_fast(kernels, rows, x, x_dtype, m, k, y, n, split);
   }
-  run_exact(kernels, rows, blocks_in_pair_order(x, x_dtype, m, k), m, y, n, options.threads);
+  run_exact(kernels, rows, blocks_in_pair_order(x, x_dtype, m, k), m, y, n, split.threads);
   return "";
 }
 
