@@ -6,13 +6,16 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "mx/data/byte_tokenizer.h"
 #include "mx/data/llmc_shards.h"
 #include "mx/data/token_shard.h"
 #include "mx/nn/model_config.h"
+#include "mx/train/eval_data.h"
 #include "mx/train/trainer.h"
 
 namespace mx::data {
@@ -142,6 +145,21 @@ TEST(LlmcShards, TrainingReadsAFolderOfShards) {
   EXPECT_EQ(train_shard.tokens()[3000], 2u);  // the second shard follows the first
   EXPECT_EQ(val_shard.tokens().size(), 500u);
   EXPECT_EQ(val_shard.tokens()[1], 10u);
+}
+
+TEST(LlmcShards, EvaluationReadsTheValidationShardsOrAll) {
+  TempDir dir;
+  write_llmc(dir.path / "d_train_000001.bin", {1, 2});
+  write_llmc(dir.path / "d_val_000000.bin", {3, 4, 5});
+  const std::unique_ptr<Tokenizer> bytes = make_byte_tokenizer();
+  std::vector<uint32_t> tokens;
+  ASSERT_EQ(train::load_eval_tokens(dir.path.string(), *bytes, {}, train::EvalSplit::kValidation,
+                                    &tokens),
+            "");
+  EXPECT_EQ(tokens, (std::vector<uint32_t>{3, 4, 5}));
+  ASSERT_EQ(train::load_eval_tokens(dir.path.string(), *bytes, {}, train::EvalSplit::kAll, &tokens),
+            "");
+  EXPECT_EQ(tokens, (std::vector<uint32_t>{1, 2, 3, 4, 5}));
 }
 
 }  // namespace

@@ -1,13 +1,40 @@
 #include "mx/train/eval_data.h"
 
 #include "mx/data/corpus.h"
+#include "mx/data/llmc_shards.h"
 #include "mx/data/token_dataset.h"
+#include "mx/io/memory_budget.h"
 
 namespace mx::train {
 
 std::string load_eval_tokens(const std::string& data_spec, const data::Tokenizer& tokenizer,
                              const data::DataPaths& paths, EvalSplit split,
                              std::vector<uint32_t>* out) {
+  if (data::is_llmc_shard_folder(data_spec)) {
+    // Already tokenized: the validation shards, or every shard, training ones first.
+    data::LlmcShards shards;
+    if (std::string e = data::find_llmc_shards(data_spec, &shards); !e.empty()) return e;
+    std::vector<std::filesystem::path> files = shards.validation;
+    if (split == EvalSplit::kAll)
+      files.insert(files.begin(), shards.train.begin(), shards.train.end());
+    double count = 0;
+    for (const std::filesystem::path& file : files) {
+      int64_t n = 0;
+      if (std::string e = data::llmc_shard_token_count(file, &n); !e.empty()) return e;
+      count += double(n);
+    }
+    if (std::string e = io::check_memory(4.0 * count, "reading the shards of " + data_spec);
+        !e.empty()) {
+      return e;
+    }
+    out->clear();
+    for (const std::filesystem::path& file : files) {
+      if (std::string e = data::read_llmc_shard(file, tokenizer.vocab_size(), out); !e.empty()) {
+        return e;
+      }
+    }
+    return "";
+  }
   data::Corpus corpus;
   if (std::string e = data::resolve_corpus(data_spec, paths, &corpus); !e.empty()) return e;
   if (split != EvalSplit::kAll && !corpus.validation_files.empty()) {
