@@ -50,7 +50,10 @@ std::string import_llmc_shards(const std::string& folder, uint32_t vocab, const 
       if (std::string e = data::llmc_shard_token_count(file, &n); !e.empty()) return e;
       count += double(n);
     }
-    if (std::string e = io::check_memory(4.0 * count, cat("reading the shards of ", folder));
+    // The tokens as uint32, and write_shard's payload of 2 or 4 bytes a token beside them.
+    const double bytes_per_token = 4.0 + (vocab <= 65536 ? 2.0 : 4.0);
+    if (std::string e =
+            io::check_memory(bytes_per_token * count, cat("reading the shards of ", folder));
         !e.empty()) {
       return e;
     }
