@@ -93,6 +93,9 @@ std::string attention_forward(float* out, float* att, const float* q, const floa
   const float* kc = casts(k, {s.b * tk * s.nkv, hs}, 1, cast, "act_fwd", Op::kKFwd);
   const float* vc = casts(v, {s.b, tk, s.nkv * hs}, 1, cast, "act_fwd", Op::kVFwd);
   if (!casts.error.empty()) return casts.error;
+  // Decoding one token of a small model is a few thousand multiply-adds per head: less than
+  // waking a worker costs. Either way each (sequence, head) is one thread's, in one order.
+  if (double(s.b * s.nh) * double(t) * double(tk) * double(hs) < double(1 << 17)) threads = 1;
   // P = softmax(S), per (sequence, head).
   mx::cpu::parallel_for(s.b * s.nh, 1, threads, [&](int64_t begin, int64_t end) {
     std::vector<float> qh, kh, sh(t * tk);
