@@ -12,6 +12,8 @@
 //          (exactly), multiplied by the two blocks' scale product (exactly, a power of two) and
 //          added to lane l's float32 sum, pair after pair;
 // then the sixteen lanes are added in the tree of sum_lanes.
+#include <type_traits>
+
 #include "mx/kernels/cpu/element_decoders.h"
 #include "mx/kernels/cpu/element_int8_values.h"
 #include "mx/kernels/cpu/matmul_kernels.h"
@@ -43,6 +45,27 @@ inline void prefetch_next_tile(const uint8_t* next_codes, const uint8_t* next_sc
   constexpr int64_t kStep = kTileRows * block_bytes<kBits>();
   for (int64_t line = 0; line < kStep; line += 64) prefetch(next_codes + block * kStep + line);
   if (block % 16 == 0) prefetch(next_scales + block * kTileRows);
+}
+
+// Walks W's rows [first_row, end_row) in tiles of kRows (the rows left over one at a time) and
+// x's m rows in tiles of kXRows (likewise), calling tile(rows, x_rows, n0, m0) with the tile's
+// shape as integral constants.
+template <class Tile>
+void for_each_tile(int64_t m, int64_t first_row, int64_t end_row, const Tile& tile) {
+  using One = std::integral_constant<int, 1>;
+  using Rows = std::integral_constant<int, kRows>;
+  using XRows = std::integral_constant<int, kXRows>;
+  for (int64_t n0 = first_row; n0 < end_row; n0 += kRows) {
+    if (n0 + kRows > end_row) {
+      for (int64_t n = n0; n < end_row; ++n) {
+        for (int64_t m0 = 0; m0 < m; ++m0) tile(One{}, One{}, n, m0);
+      }
+      return;
+    }
+    int64_t m0 = 0;
+    for (; m0 + kXRows <= m; m0 += kXRows) tile(Rows{}, XRows{}, n0, m0);
+    for (; m0 < m; ++m0) tile(Rows{}, One{}, n0, m0);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -83,20 +106,10 @@ void exact_tile(const ExactMatmulJob& job, const Decoder& decoder, int64_t n0, i
 
 void exact_rows(const ExactMatmulJob& job, int64_t first_row, int64_t end_row) {
   with_decoder(traits(job.w.format), [&](auto bits, const auto& decoder) {
-    constexpr int kBits = decltype(bits)::value;
-    for (int64_t n0 = first_row; n0 < end_row; n0 += kRows) {
-      if (n0 + kRows <= end_row) {
-        int64_t m0 = 0;
-        for (; m0 + kXRows <= job.m; m0 += kXRows) {
-          exact_tile<kBits, kRows, kXRows>(job, decoder, n0, m0);
-        }
-        for (; m0 < job.m; ++m0) exact_tile<kBits, kRows, 1>(job, decoder, n0, m0);
-      } else {
-        for (int64_t n = n0; n < end_row; ++n) {
-          for (int64_t m0 = 0; m0 < job.m; ++m0) exact_tile<kBits, 1, 1>(job, decoder, n, m0);
-        }
-      }
-    }
+    for_each_tile(job.m, first_row, end_row, [&](auto rows, auto x_rows, int64_t n0, int64_t m0) {
+      exact_tile<decltype(bits)::value, decltype(rows)::value, decltype(x_rows)::value>(
+          job, decoder, n0, m0);
+    });
   });
 }
 
@@ -152,20 +165,10 @@ void fast_tile(const FastMatmulJob& job, const Values& values, int64_t n0, int64
 
 void fast_rows(const FastMatmulJob& job, int64_t first_row, int64_t end_row) {
   with_int8_values(traits(job.w.format), [&](auto bits, const auto& values) {
-    constexpr int kBits = decltype(bits)::value;
-    for (int64_t n0 = first_row; n0 < end_row; n0 += kRows) {
-      if (n0 + kRows <= end_row) {
-        int64_t m0 = 0;
-        for (; m0 + kXRows <= job.m; m0 += kXRows) {
-          fast_tile<kBits, kRows, kXRows>(job, values, n0, m0);
-        }
-        for (; m0 < job.m; ++m0) fast_tile<kBits, kRows, 1>(job, values, n0, m0);
-      } else {
-        for (int64_t n = n0; n < end_row; ++n) {
-          for (int64_t m0 = 0; m0 < job.m; ++m0) fast_tile<kBits, 1, 1>(job, values, n, m0);
-        }
-      }
-    }
+    for_each_tile(job.m, first_row, end_row, [&](auto rows, auto x_rows, int64_t n0, int64_t m0) {
+      fast_tile<decltype(bits)::value, decltype(rows)::value, decltype(x_rows)::value>(job, values,
+                                                                                       n0, m0);
+    });
   });
 }
 
