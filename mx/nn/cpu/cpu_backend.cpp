@@ -109,13 +109,7 @@ void CpuBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_
       !e.empty()) {
     return record(e);
   }
-  if (!bias.empty()) {
-    float* out = f32(y);
-    const float* b = f32(bias);
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t j = 0; j < n; ++j) out[i * n + j] += b[j];
-    }
-  }
+  if (!bias.empty()) cpu::add_bias(f32(y), f32(bias), m, n);
 }
 
 void CpuBackend::matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m,

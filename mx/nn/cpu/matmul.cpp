@@ -57,12 +57,14 @@ std::string matmul_forward(float* y, const float* x, const float* w, const float
                    operand_stream(stream, LinearOperand::kWeightFwd), scratch.b, &error);
   if (!error.empty()) return error;
   sgemm_nt(y, xq, wq, m, k, n, false);
-  if (bias != nullptr) {
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t j = 0; j < n; ++j) y[i * n + j] += bias[j];
-    }
-  }
+  if (bias != nullptr) add_bias(y, bias, m, n);
   return "";
+}
+
+void add_bias(float* y, const float* bias, int64_t m, int64_t n) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) y[i * n + j] += bias[j];
+  }
 }
 
 std::string matmul_backward(float* dx, float* dw, float* dbias, const float* dy, const float* x,
