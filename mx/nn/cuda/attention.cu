@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include "mx/io/cat.h"
+#include "mx/nn/cuda/act_access.cuh"
 #include "mx/nn/cuda/attention.h"
 #include "mx/nn/cuda/flash_attention.h"
 #include "mx/nn/cuda/tile_cast.cuh"
@@ -20,18 +21,6 @@ namespace {
 constexpr int kWarps = 4;  // rows (or keys) per block
 constexpr unsigned kAll = kFullWarp;
 
-__device__ __forceinline__ float ld(const float* p, int64_t i) {
-  return p[i];
-}
-__device__ __forceinline__ float ld(const __nv_bfloat16* p, int64_t i) {
-  return __bfloat162float(p[i]);
-}
-__device__ __forceinline__ void st(float* p, int64_t i, float v) {
-  p[i] = v;
-}
-__device__ __forceinline__ void st(__nv_bfloat16* p, int64_t i, float v) {
-  p[i] = __float2bfloat16_rn(v);
-}
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kAll, v, o);
   return v;

@@ -8,6 +8,7 @@
 #include <cub/device/device_radix_sort.cuh>
 #include <type_traits>
 
+#include "mx/nn/cuda/act_access.cuh"
 #include "mx/nn/cuda/ops.h"
 
 namespace mx::nn::cuda {
@@ -18,18 +19,6 @@ constexpr int64_t kRowsPerChunk = 64;  // rows summed by one partial of a column
 constexpr int kNormBlocks = 1024;      // fixed partials of a sum of squares
 constexpr float kEps = 1e-5f;
 
-__device__ __forceinline__ float ld(const float* p, int64_t i) {
-  return p[i];
-}
-__device__ __forceinline__ float ld(const __nv_bfloat16* p, int64_t i) {
-  return __bfloat162float(p[i]);
-}
-__device__ __forceinline__ void st(float* p, int64_t i, float v) {
-  p[i] = v;
-}
-__device__ __forceinline__ void st(__nv_bfloat16* p, int64_t i, float v) {
-  p[i] = __float2bfloat16_rn(v);
-}
 __device__ __forceinline__ float maybe_bf16(float v, bool round) {
   return round ? __bfloat162float(__float2bfloat16_rn(v)) : v;
 }
