@@ -315,6 +315,28 @@ TEST(CudaQuantize, ColumnBlocksAndTiles) {
   }
 }
 
+// Blocks of 32 down an axis other than the last (the backward products' operand casts) take a
+// kernel of their own for fake-quantize: every dtype, format, rule and rounding, asymmetric and
+// flushed, with whole and partial blocks.
+TEST(CudaQuantize, FakeQuantizedColumnBlocksMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<std::vector<int64_t>> shapes = {{64, 48}, {3, 70, 33}};
+  for (const auto& shape : shapes) {
+    const auto values = testing::stress_values(size_t(element_count(shape)), 41, true);
+    for_every_dtype_format_rule_rounding(values, 77,
+                                         [&](const auto& input, DType dtype, QuantSpec spec) {
+                                           spec.axis = int(shape.size()) - 2;
+                                           check_all(input, dtype, shape, spec);
+                                           spec.asymmetric = true;
+                                           check_all(input, dtype, shape, spec);
+                                           spec.asymmetric = false;
+                                           spec.flush_subnormals = true;
+                                           check_all(input, dtype, shape, spec);
+                                         });
+    if (HasFatalFailure()) return;
+  }
+}
+
 TEST(CudaQuantize, AsymmetricFlushZeroScale) {
   SKIP_WITHOUT_GPU();
   const std::vector<int64_t> shape = {33, 70};

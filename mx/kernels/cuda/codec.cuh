@@ -115,4 +115,48 @@ __device__ __forceinline__ uint32_t encode_lane(const DevFormat& p, uint32_t y, 
   }
 }
 
+// encode_mag rounds a = |y| (y = v * 2^-e) to the element format with a "magic number" add:
+// with E the exponent field of a clamped below at the smallest normal's, s = a + 2^(E - man_bits +
+// 23) lands in a binade whose ulp is the format's ulp at a, so the float adder does the rounding
+// (RN for nearest-even, RZ for toward-zero, RZ of a + ulp/2 for nearest-away) and the low bits of
+// s are the rounded significand q. Stochastic rounding adds a magic 2^16 times smaller, whose RZ
+// sum holds floor(a / ulp * 2^16) = q * 2^16 + fraction16 exactly (a < 2^(E + 1) keeps it below
+// 2^23), and adds the dither to it: (that + dither) >> 16 is the reference's q + up. Same codes
+// as encode_lane; `value` gets the code's decoded magnitude (fake-quantize).
+template <Rounding kMode, bool kInteger>
+__device__ __forceinline__ uint32_t encode_mag(const DevFormat& f, float a, uint32_t dither,
+                                               float& value) {
+  const uint32_t ab = __float_as_uint(a);
+  int E = 0;
+  uint32_t mb = f.magic_add;
+  if constexpr (!kInteger) {
+    E = max(int(ab >> 23), f.emin_b);
+    mb = uint32_t(E) * (1u << 23) + f.magic_add;
+  }
+  uint32_t q;
+  if constexpr (kMode == Rounding::kStochastic) {
+    const uint32_t mb16 = mb - (16u << 23);
+    const float s16 = __fadd_rz(a, __uint_as_float(mb16));
+    q = (__float_as_uint(s16) - mb16 + dither) >> 16;
+    value = __fsub_rn(__uint_as_float(mb + q), __uint_as_float(mb));
+  } else {
+    float s;
+    if constexpr (kMode == Rounding::kNearestEven) {
+      s = __fadd_rn(a, __uint_as_float(mb));
+    } else if constexpr (kMode == Rounding::kTowardZero) {
+      s = __fadd_rz(a, __uint_as_float(mb));
+    } else {  // nearest, ties away: floor(a / ulp + 1/2)
+      s = __fadd_rz(__fadd_rz(a, __uint_as_float(mb - (24u << 23))), __uint_as_float(mb));
+    }
+    q = __float_as_uint(s) - mb;
+    value = __fsub_rn(s, __uint_as_float(mb));
+  }
+  value = fminf(value, f.max_value);
+  if constexpr (kInteger) {
+    return min(q, f.max_code);
+  } else {
+    return min(q + (uint32_t(E - f.emin_b) << f.man_bits), f.max_code);
+  }
+}
+
 }  // namespace mx::cuda

@@ -507,49 +507,7 @@ __global__ void __launch_bounds__(256)
 // ------------------------------------------------------------------------------------------
 // Fast path: 32 values per thread, format constants folded into a few integer and float ops.
 //
-// encode_mag rounds a = |y| (y = v * 2^-e) to the element format with a "magic number" add:
-// with E the exponent field of a clamped below at the smallest normal's, s = a + 2^(E - man_bits +
-// 23) lands in a binade whose ulp is the format's ulp at a, so the float adder does the rounding
-// (RN for nearest-even, RZ for toward-zero, RZ of a + ulp/2 for nearest-away) and the low bits of
-// s are the rounded significand q. Stochastic rounding adds a magic 2^16 times smaller, whose RZ
-// sum holds floor(a / ulp * 2^16) = q * 2^16 + fraction16 exactly (a < 2^(E + 1) keeps it below
-// 2^23), and adds the dither to it: (that + dither) >> 16 is the reference's q + up. Same codes
-// as encode_lane; `value` gets the code's decoded magnitude (fake-quantize).
-template <Rounding kMode, bool kInteger>
-__device__ __forceinline__ uint32_t encode_mag(const DevFormat& f, float a, uint32_t dither,
-                                               float& value) {
-  const uint32_t ab = __float_as_uint(a);
-  int E = 0;
-  uint32_t mb = f.magic_add;
-  if constexpr (!kInteger) {
-    E = max(int(ab >> 23), f.emin_b);
-    mb = uint32_t(E) * (1u << 23) + f.magic_add;
-  }
-  uint32_t q;
-  if constexpr (kMode == Rounding::kStochastic) {
-    const uint32_t mb16 = mb - (16u << 23);
-    const float s16 = __fadd_rz(a, __uint_as_float(mb16));
-    q = (__float_as_uint(s16) - mb16 + dither) >> 16;
-    value = __fsub_rn(__uint_as_float(mb + q), __uint_as_float(mb));
-  } else {
-    float s;
-    if constexpr (kMode == Rounding::kNearestEven) {
-      s = __fadd_rn(a, __uint_as_float(mb));
-    } else if constexpr (kMode == Rounding::kTowardZero) {
-      s = __fadd_rz(a, __uint_as_float(mb));
-    } else {  // nearest, ties away: floor(a / ulp + 1/2)
-      s = __fadd_rz(__fadd_rz(a, __uint_as_float(mb - (24u << 23))), __uint_as_float(mb));
-    }
-    q = __float_as_uint(s) - mb;
-    value = __fsub_rn(s, __uint_as_float(mb));
-  }
-  value = fminf(value, f.max_value);
-  if constexpr (kInteger) {
-    return min(q, f.max_code);
-  } else {
-    return min(q + (uint32_t(E - f.emin_b) << f.man_bits), f.max_code);
-  }
-}
+// encode_mag (codec.cuh) rounds the magnitudes.
 
 // Two float32 to two E4M3 / E5M2 codes (lo in the low byte): round to nearest even, saturating
 // to the largest finite value.
@@ -1250,6 +1208,48 @@ __device__ __forceinline__ float decode_one(const DequantParams& P, uint32_t cod
   return t;
 }
 
+// Fake-quantize of blocks of 32 along an axis other than the last (tiles 32 x 1 over [outer,
+// rows, cols]): one thread per block, and the lanes of a warp on neighbouring columns, so each of
+// a warp's 32 strided loads and stores is one contiguous run. (The generic quantize_kernel
+// recomputes every slot's index with 64-bit divisions and ran these casts at a few percent of
+// the bandwidth.)
+template <Rounding kMode, bool kInteger>
+__global__ void __launch_bounds__(256) fake_columns_kernel(__grid_constant__ const QuantParams P) {
+  const int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= P.g.num_blocks) return;
+  const int64_t cols = P.g.cols, per_outer = P.g.tiles_down * cols;
+  const int64_t o = b / per_outer, t = b % per_outer;
+  const int64_t row0 = t / cols * 32, left = P.g.rows - row0;
+  const uint32_t mask = left >= 32 ? 0xFFFFFFFFu : (1u << left) - 1u;
+  const int64_t i0 = (o * P.g.rows + row0) * cols + t % cols;
+  // All 32 loads first, then the conversions: a load whose value is used at once (load_value's
+  // per-element dtype branch) would leave one load in flight per warp.
+  float v[32];
+  if (P.in_dtype == int(DType::kF32)) {
+    const float* in = static_cast<const float*>(P.in) + i0;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) v[j] = (mask >> j) & 1u ? __ldg(in + j * cols) : 0.0f;
+  } else {
+    const uint16_t* in = static_cast<const uint16_t*>(P.in) + i0;
+    uint16_t h[32];
+#pragma unroll
+    for (int j = 0; j < 32; ++j) h[j] = (mask >> j) & 1u ? __ldg(in + j * cols) : uint16_t(0);
+    const bool bf16 = P.in_dtype == int(DType::kBF16);
+#pragma unroll
+    for (int j = 0; j < 32; ++j) v[j] = bf16 ? bf16_bits_to_f32(h[j]) : fp16_bits_to_f32(h[j]);
+  }
+  const DevSpec& s = P.s;
+  const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
+  if (!st.nan_block) values32<kMode, kInteger>(s, st, v, StridedDraws(s.key, i0, cols));
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    if ((mask >> j) & 1u) {
+      store_out(P.fake_out, P.fake_dtype, i0 + j * cols,
+                st.nan_block ? __uint_as_float(kNanF32) : v[j]);
+    }
+  }
+}
+
 // Contiguous blocks with k % 8 == 0: one thread per chunk of 8 codes (`bits` bytes in, 8 values
 // out).
 __global__ void __launch_bounds__(256)
@@ -1586,6 +1586,15 @@ struct LaunchLanes {
 };
 
 template <Rounding M, bool I>
+struct LaunchFakeColumns {
+  static void run(const QuantParams& P, cudaStream_t stream) {
+    const int threads = 256;
+    const int64_t grid = (P.g.num_blocks + threads - 1) / threads;
+    fake_columns_kernel<M, I><<<unsigned(grid), threads, 0, stream>>>(P);
+  }
+};
+
+template <Rounding M, bool I>
 struct LaunchDual {
   static void run(const DualParams& P, dim3 grid, cudaStream_t stream) {
     dual_kernel<M, I><<<grid, kDualThreads, 0, stream>>>(P);
@@ -1631,29 +1640,33 @@ std::string run_quantize(const void* d_in, DType dtype, std::span<const int64_t>
   P.in_dtype = int(dtype);
   const int bits = traits(spec.format).bits;
   P.group = 8 / std::gcd(8, int((int64_t(P.g.k) * bits) % 8));
-  const int log2g = vec_log2g(P.g, bits);
+  const bool integer = traits(spec.format).is_integer;
+  // Fake-quantized values do not depend on how codes pack, so every width takes the fast paths.
+  const int log2g = vec_log2g(P.g, P.fake_out != nullptr ? 8 : bits);
   if (log2g >= 0 && aligned16(d_in) && aligned16(P.fake_out ? P.fake_out : P.elements)) {
-    const bool integer = traits(spec.format).is_integer;
     if (spec.rounding == Rounding::kStochastic && bits == 4 && dtype == DType::kBF16 &&
         !spec.asymmetric && !spec.flush_subnormals && P.fake_out == nullptr) {
       integer ? launch_vec_bf16_stochastic<true>(P, log2g, stream)
               : launch_vec_bf16_stochastic<false>(P, log2g, stream);
       return check_launch("quantize kernel launch");
     }
-    if (bits == 8) {
-      dispatch<LaunchVec8>(spec.rounding, traits(spec.format).is_integer, P, log2g, stream);
+    if (bits == 4 && P.fake_out == nullptr) {
+      dispatch<LaunchVec4>(spec.rounding, integer, P, log2g, stream);
     } else {
-      dispatch<LaunchVec4>(spec.rounding, traits(spec.format).is_integer, P, log2g, stream);
+      dispatch<LaunchVec8>(spec.rounding, integer, P, log2g, stream);
     }
+    return check_launch("quantize kernel launch");
+  }
+  if (P.fake_out != nullptr && !P.g.contiguous && P.g.tile_rows == 32 && P.g.tile_cols == 1) {
+    dispatch<LaunchFakeColumns>(spec.rounding, integer, P, stream);
     return check_launch("quantize kernel launch");
   }
   const int G = P.g.k / 8;
   if (P.g.contiguous && P.g.k % 8 == 0 && G <= 32 && (G & (G - 1)) == 0 &&
       (P.g.num_blocks * G + 255) / 256 <= int64_t(0x7FFFFFFF)) {
-    dispatch<LaunchLanes>(spec.rounding, traits(spec.format).is_integer, P,
-                          std::countr_zero(unsigned(G)), stream);
+    dispatch<LaunchLanes>(spec.rounding, integer, P, std::countr_zero(unsigned(G)), stream);
   } else {
-    dispatch<LaunchQuantize>(spec.rounding, traits(spec.format).is_integer, P, stream);
+    dispatch<LaunchQuantize>(spec.rounding, integer, P, stream);
   }
   return check_launch("quantize kernel launch");
 }
