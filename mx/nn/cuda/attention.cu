@@ -232,9 +232,6 @@ __global__ void cast_tiles_kernel(float* x, int64_t n, int64_t index0, int paddi
 // The quad layout of the tensor-core kernels: a warp casts eight blocks, block g by lanes
 // 4g .. 4g + 3, lane 4g + t holding slots 8n + 2t + e.
 __global__ void cast_quads_kernel(float* x, int64_t n, int64_t index0, int padding, DevCast c) {
-  __shared__ float table[256];
-  stage_decode_table(table, c);
-  __syncthreads();
   const int lane = int(threadIdx.x & 31), t = lane & 3;
   const int64_t block = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 4;
   if ((block - lane / 4) * 32 >= n) return;  // whole warps only
@@ -243,7 +240,7 @@ __global__ void cast_quads_kernel(float* x, int64_t n, int64_t index0, int paddi
   float v[8];
   for (int k = 0; k < 8; ++k) v[k] = inside ? base[8 * (k >> 1) + 2 * t + (k & 1)] : 0.0f;
   // Indices as in a tensor whose rows hold only the real slots.
-  cast_quad(c, v, 0, 32 - padding, index0 + block * (32 - padding), 1, table);
+  cast_quad(c, v, 0, 32 - padding, index0 + block * (32 - padding), 1);
   for (int k = 0; k < 8; ++k) {
     const int slot = 8 * (k >> 1) + 2 * t + (k & 1);
     if (inside && slot < 32 - padding) base[slot] = v[k];
@@ -316,7 +313,7 @@ void attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const Tile
                         const TileCast& ds_x, const TileCast& ds_w, bool round_p, bool bf16_act,
                         cudaStream_t s) {
   if (flash_supports(d, bf16_act, {p_dw, ds_x, ds_w}) &&
-      aligned({a.qf, a.kf, a.do_x, a.v_dw, a.do_w, a.k_dw, a.q_dw, a.dq, a.dk, a.dv})) {
+      aligned({a.qf, a.kf, a.do_x, a.v_dw, a.do_w, a.k_dw, a.q_dw, a.dq, a.dk, a.dv, a.out})) {
     flash_attention_backward(a, d, p_dw, ds_x, ds_w, round_p, s);
   } else {
     attention_backward_cuda_cores(a, d, p_dw, ds_x, ds_w, round_p, bf16_act, s);

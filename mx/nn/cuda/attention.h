@@ -53,6 +53,9 @@ struct AttnBackwardArgs {
   const float* lse;
   float* delta;
   void *dq, *dk, *dv;
+  // The forward's output: without MX casts of P and dS, the tensor-core kernels take delta =
+  // rowsum(dO * O) from it (equal to rowsum(P * dP) up to bfloat16 rounding).
+  const void* out = nullptr;
 };
 void attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
                         const TileCast& ds_x, const TileCast& ds_w, bool round_p, bool bf16_act,

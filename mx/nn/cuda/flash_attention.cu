@@ -86,6 +86,14 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
 __device__ __forceinline__ void cp_async_wait_all() {
   asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
 }
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+// Waits until at most N committed groups of this thread are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
 
 // Rows [row0, row0 + 64) of a tensor whose row r starts at src + r * stride, into a tile; rows
 // at or past t are zeros (so that a product with them gives zeros, never NaN).
@@ -104,24 +112,41 @@ __device__ __forceinline__ void load_tile(bf16* dst, const bf16* src, int64_t st
   }
 }
 
-// acc[16 x 64] = A[16 x HS] B[64 x HS]^T, A the warp's 16 rows of a tile, B a whole tile.
+// The A fragments of a warp's 16 rows of a tile (16 x HS), for products that reuse them.
 template <int HS>
-__device__ __forceinline__ void product_abt(float (&acc)[8][4], const bf16* a, const bf16* b) {
+__device__ __forceinline__ void load_a(uint32_t (&af)[HS / 16][4], const bf16* a) {
+  const int lane = int(threadIdx.x & 31), mi = lane >> 3, r = lane & 7;
+#pragma unroll
+  for (int kc = 0; kc < HS / 16; ++kc) {
+    ldsm_x4(af[kc], a + (r + 8 * (mi & 1)) * kLd<HS> + kc * 16 + 8 * (mi >> 1));
+  }
+}
+
+// acc[16 x 64] = A[16 x HS] B[64 x HS]^T, A a warp's fragments, B a whole tile.
+template <int HS>
+__device__ __forceinline__ void product_abt(float (&acc)[8][4], const uint32_t (&af)[HS / 16][4],
+                                            const bf16* b) {
   const int lane = int(threadIdx.x & 31), mi = lane >> 3, r = lane & 7;
 #pragma unroll
   for (int n = 0; n < 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 #pragma unroll
   for (int kc = 0; kc < HS / 16; ++kc) {
-    uint32_t af[4];
-    ldsm_x4(af, a + (r + 8 * (mi & 1)) * kLd<HS> + kc * 16 + 8 * (mi >> 1));
 #pragma unroll
     for (int np = 0; np < 4; ++np) {
       uint32_t bf[4];
       ldsm_x4(bf, b + (np * 16 + r + 8 * (mi >> 1)) * kLd<HS> + kc * 16 + 8 * (mi & 1));
-      mma(acc[2 * np], af, bf[0], bf[1]);
-      mma(acc[2 * np + 1], af, bf[2], bf[3]);
+      mma(acc[2 * np], af[kc], bf[0], bf[1]);
+      mma(acc[2 * np + 1], af[kc], bf[2], bf[3]);
     }
   }
+}
+
+// The same with A the warp's 16 rows of a tile in shared memory.
+template <int HS>
+__device__ __forceinline__ void product_abt(float (&acc)[8][4], const bf16* a, const bf16* b) {
+  uint32_t af[HS / 16][4];
+  load_a<HS>(af, a);
+  product_abt<HS>(acc, af, b);
 }
 
 // out[16 x HS] += X[16 x 64] B[64 x HS], X in accumulator layout (values exact in bfloat16),
@@ -150,9 +175,9 @@ __device__ __forceinline__ void product_xb(float (&out)[HS / 8][4], const float 
 // `row[1]` (the thread's two), columns [col0, col0 + 32) and [col0 + 32, col0 + 64). An element
 // at (row, col) has flat index base + row_stride * row + col_stride * col in the cast tensor;
 // the cast runs along columns, which end at `end`.
-__device__ __forceinline__ void cast_tile(const DevCast& c, const float* decode, float (&x)[8][4],
-                                          int64_t col0, int64_t end, const int64_t (&row)[2],
-                                          int64_t base, int64_t row_stride, int64_t col_stride) {
+__device__ __forceinline__ void cast_tile(const DevCast& c, float (&x)[8][4], int64_t col0,
+                                          int64_t end, const int64_t (&row)[2], int64_t base,
+                                          int64_t row_stride, int64_t col_stride) {
   if (c.kind == int(TileCast::Kind::kNone)) return;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -164,7 +189,7 @@ __device__ __forceinline__ void cast_tile(const DevCast& c, const float* decode,
         blk[2 * n] = x[half * 4 + n][2 * rr];
         blk[2 * n + 1] = x[half * 4 + n][2 * rr + 1];
       }
-      cast_quad(c, blk, col0 + 32 * half, end, base + row_stride * row[rr], col_stride, decode);
+      cast_quad(c, blk, col0 + 32 * half, end, base + row_stride * row[rr], col_stride);
 #pragma unroll
       for (int n = 0; n < 4; ++n) {
         x[half * 4 + n][2 * rr] = blk[2 * n];
@@ -225,8 +250,6 @@ __global__ void __launch_bounds__(kThreadsTc)
   const int64_t q0 = int64_t(qt) * kTile;
   const int64_t row[2] = {q0 + warp * 16 + (lane >> 2), q0 + warp * 16 + (lane >> 2) + 8};
   const bf16* qw = qs + warp * 16 * kLd<HS>;
-  __shared__ float table[256];
-  stage_decode_table(table, p_cast);
   load_tile<HS>(qs, qb, q_stride, q0, g.t);
 
   // Sweep 1: each row's log-sum-exp, online.
@@ -282,7 +305,7 @@ __global__ void __launch_bounds__(kThreadsTc)
         p[n][e] = round_p ? bf16_round(x) : x;
       }
     }
-    cast_tile(p_cast, table, p, k0, g.t, row, bh * g.t * g.t, g.t, 1);
+    cast_tile(p_cast, p, k0, g.t, row, bh * g.t * g.t, g.t, 1);
     product_xb<HS>(o, p, vs);
     __syncthreads();
   }
@@ -294,16 +317,147 @@ __global__ void __launch_bounds__(kThreadsTc)
   }
 }
 
-// ---- dQ: one block per (query tile, batch, head) ----
-
+// ---- Forward without an MX cast of P: one sweep, online softmax ----
+//
+// When P is only rounded to bfloat16 for its product, the row's running maximum can stand in for
+// its log-sum-exp: O = sum_j bf16(exp(s_ij - m_i)) v_j / l_i, the usual flash-attention forward,
+// instead of sum_j bf16(exp(s_ij - lse_i)) v_j. The two differ by bfloat16 rounding of P only, and
+// this one reads each key tile once. K and V tiles are double-buffered: the next tile's copies
+// run while this one is multiplied.
 template <int HS>
-__global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast ds_x, bool round_p) {
+__global__ void __launch_bounds__(kThreadsTc)
+    forward_online_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                          Geo g) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* qs = reinterpret_cast<bf16*>(smem);
+  // Buffer i: K at tile 1 + 2i, V at 2 + 2i (computed, not indexed: no local-memory arrays).
+  auto ks = [&](int i) { return qs + (1 + 2 * i) * kTileElems<HS>; };
+  auto vs = [&](int i) { return qs + (2 + 2 * i) * kTileElems<HS>; };
+  const int qt = int(gridDim.x) - 1 - int(blockIdx.x);  // the longest rows first
+  const int64_t bh = blockIdx.y, b = bh / g.nh, h = bh % g.nh, kvh = h / g.group;
+  const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
+  const int64_t q_stride = g.nh * HS, kv_stride = g.nkv * HS;
+  const bf16* kb = k + (b * g.t * g.nkv + kvh) * HS;
+  const bf16* vb = v + (b * g.t * g.nkv + kvh) * HS;
+  const int64_t q0 = int64_t(qt) * kTile;
+  const int64_t row[2] = {q0 + warp * 16 + (lane >> 2), q0 + warp * 16 + (lane >> 2) + 8};
+  load_tile<HS>(qs, q + (b * g.t * g.nh + h) * HS, q_stride, q0, g.t);
+  load_tile<HS>(ks(0), kb, kv_stride, 0, g.t);
+  load_tile<HS>(vs(0), vb, kv_stride, 0, g.t);
+  cp_async_commit();
+
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  float o[HS / 8][4] = {};
+  uint32_t qf[HS / 16][4];
+  for (int kt = 0; kt <= qt; ++kt) {
+    const int64_t k0 = int64_t(kt) * kTile;
+    const int buf = kt & 1;
+    if (kt < qt) {
+      load_tile<HS>(ks(buf ^ 1), kb, kv_stride, k0 + kTile, g.t);
+      load_tile<HS>(vs(buf ^ 1), vb, kv_stride, k0 + kTile, g.t);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (kt == 0) load_a<HS>(qf, qs + warp * 16 * kLd<HS>);
+    float s[8][4];
+    product_abt<HS>(s, qf, ks(buf));
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int64_t j = k0 + col_of(n, e);
+          float& x = s[n][2 * rr + e];
+          x = j <= row[rr] && j < g.t ? x * g.scale : -INFINITY;
+          tile_max = fmaxf(tile_max, x);
+        }
+      }
+      const float m_new = fmaxf(m[rr], quad_max(tile_max));
+      const float correction = expf(m[rr] - m_new);
+      float sum = 0.0f;
+#pragma unroll
+      for (int n = 0; n < 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& x = s[n][2 * rr + e];
+          x = expf(x - m_new);
+          sum += x;
+        }
+      }
+      l[rr] = l[rr] * correction + quad_sum(sum);
+      m[rr] = m_new;
+#pragma unroll
+      for (int d = 0; d < HS / 8; ++d) {
+        o[d][2 * rr] *= correction;
+        o[d][2 * rr + 1] *= correction;
+      }
+    }
+    product_xb<HS>(o, s, vs(buf));
+    __syncthreads();
+  }
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const float inv = 1.0f / l[rr];
+#pragma unroll
+    for (int d = 0; d < HS / 8; ++d) {
+      o[d][2 * rr] *= inv;
+      o[d][2 * rr + 1] *= inv;
+    }
+  }
+  store_rows<HS>(out + h * HS, g.nh * HS, {b * g.t + row[0], b * g.t + row[1]}, (b + 1) * g.t, o);
+  if ((lane & 3) == 0) {
+    for (int rr = 0; rr < 2; ++rr) {
+      if (row[rr] < g.t) lse[bh * g.t + row[rr]] = m[rr] + logf(l[rr]);
+    }
+  }
+}
+
+// ---- delta = rowsum(dO * O), for the backward without MX casts ----
+//
+// Equal to rowsum(P * dP) up to bfloat16 rounding (O = P V and dP = dO V^T), and one pass over
+// two [B, T, nh, hs] tensors instead of a second sweep over the keys. One thread per (b, i, h).
+template <int HS>
+__global__ void __launch_bounds__(256)
+    delta_kernel(float* delta, const bf16* dout, const bf16* out, int64_t rows, Geo g) {
+  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  const uint4* x = reinterpret_cast<const uint4*>(dout + r * HS);
+  const uint4* y = reinterpret_cast<const uint4*>(out + r * HS);
+  float sum = 0.0f;
+#pragma unroll
+  for (int c = 0; c < HS / 8; ++c) {
+    const uint4 a = x[c], b = y[c];
+    const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      sum += __uint_as_float(aw[w] << 16) * __uint_as_float(bw[w] << 16);
+      sum += __uint_as_float(aw[w] & 0xFFFF0000u) * __uint_as_float(bw[w] & 0xFFFF0000u);
+    }
+  }
+  const int64_t h = r % g.nh, bi = r / g.nh;
+  delta[((bi / g.t) * g.nh + h) * g.t + bi % g.t] = sum;
+}
+
+// ---- dQ: one block per (query tile, batch, head) ----
+//
+// kDeltaGiven: delta is already in a.delta (delta_kernel), and one sweep over the keys remains.
+// Shared memory: the Q and dO tiles, then two buffers of K, V and (when dQ's product reads
+// another tensor than P's) K as cast for dQ.
+template <int HS, bool kDeltaGiven>
+__global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast ds_x, bool round_p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const bool k_same = a.k_dw == a.kf;
+  bf16* qs = reinterpret_cast<bf16*>(smem);
   bf16* dos = qs + kTileElems<HS>;
-  bf16* ks = dos + kTileElems<HS>;
-  bf16* vs = ks + kTileElems<HS>;
-  bf16* kds = vs + kTileElems<HS>;
+  const int per_buffer = (k_same ? 2 : 3) * kTileElems<HS>;
+  auto ks = [&](int i) { return dos + kTileElems<HS> + i * per_buffer; };
+  auto vs = [&](int i) { return ks(i) + kTileElems<HS>; };
+  auto kds = [&](int i) { return k_same ? ks(i) : ks(i) + 2 * kTileElems<HS>; };
   const int qt = int(gridDim.x) - 1 - int(blockIdx.x);
   const int64_t bh = blockIdx.y, b = bh / g.nh, h = bh % g.nh, kvh = h / g.group;
   const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
@@ -313,17 +467,24 @@ __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast d
   const int64_t row[2] = {q0 + warp * 16 + (lane >> 2), q0 + warp * 16 + (lane >> 2) + 8};
   float row_lse[2];
   for (int rr = 0; rr < 2; ++rr) row_lse[rr] = row[rr] < g.t ? a.lse[bh * g.t + row[rr]] : 0.0f;
-  __shared__ float table[256];
-  stage_decode_table(table, ds_x);
   load_tile<HS>(qs, a.qf + q_off, q_stride, q0, g.t);
   load_tile<HS>(dos, a.do_x + q_off, q_stride, q0, g.t);
-  const bf16* qw = qs + warp * 16 * kLd<HS>;
-  const bf16* dow = dos + warp * 16 * kLd<HS>;
+  auto load_keys = [&](int64_t k0, int buf, bool for_dq) {
+    load_tile<HS>(ks(buf), a.kf + kv_off, kv_stride, k0, g.t);
+    load_tile<HS>(vs(buf), a.v_dw + kv_off, kv_stride, k0, g.t);
+    if (for_dq && !k_same) load_tile<HS>(kds(buf), a.k_dw + kv_off, kv_stride, k0, g.t);
+    cp_async_commit();
+  };
+  uint32_t qf[HS / 16][4], dof[HS / 16][4];
+  auto load_fragments = [&] {
+    load_a<HS>(qf, qs + warp * 16 * kLd<HS>);
+    load_a<HS>(dof, dos + warp * 16 * kLd<HS>);
+  };
 
   // P and dP of one key tile, P as the forward computed it (before its cast).
-  auto probabilities = [&](float(&p)[8][4], float(&dp)[8][4], int64_t k0) {
-    product_abt<HS>(p, qw, ks);
-    product_abt<HS>(dp, dow, vs);
+  auto probabilities = [&](float(&p)[8][4], float(&dp)[8][4], int64_t k0, int buf) {
+    product_abt<HS>(p, qf, ks(buf));
+    product_abt<HS>(dp, dof, vs(buf));
 #pragma unroll
     for (int n = 0; n < 8; ++n) {
 #pragma unroll
@@ -335,121 +496,150 @@ __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast d
     }
   };
 
-  // Sweep 1: delta = rowsum(P * dP).
-  float partial[2] = {0.0f, 0.0f};
-  for (int kt = 0; kt <= qt; ++kt) {
-    const int64_t k0 = int64_t(kt) * kTile;
-    load_tile<HS>(ks, a.kf + kv_off, kv_stride, k0, g.t);
-    load_tile<HS>(vs, a.v_dw + kv_off, kv_stride, k0, g.t);
-    cp_async_wait_all();
-    __syncthreads();
-    float p[8][4], dp[8][4];
-    probabilities(p, dp, k0);
-    __syncthreads();
+  float delta[2];
+  if constexpr (kDeltaGiven) {
+    for (int rr = 0; rr < 2; ++rr) delta[rr] = row[rr] < g.t ? a.delta[bh * g.t + row[rr]] : 0.0f;
+  } else {
+    // Sweep 1: delta = rowsum(P * dP).
+    float partial[2] = {0.0f, 0.0f};
+    for (int kt = 0; kt <= qt; ++kt) {
+      load_keys(int64_t(kt) * kTile, 0, false);
+      cp_async_wait<0>();
+      __syncthreads();
+      if (kt == 0) load_fragments();
+      float p[8][4], dp[8][4];
+      probabilities(p, dp, int64_t(kt) * kTile, 0);
+      __syncthreads();
 #pragma unroll
-    for (int n = 0; n < 8; ++n) {
+      for (int n = 0; n < 8; ++n) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) partial[e >> 1] += p[n][e] * dp[n][e];
+        for (int e = 0; e < 4; ++e) partial[e >> 1] += p[n][e] * dp[n][e];
+      }
     }
-  }
-  const float delta[2] = {quad_sum(partial[0]), quad_sum(partial[1])};
-  if ((lane & 3) == 0) {
-    for (int rr = 0; rr < 2; ++rr) {
-      if (row[rr] < g.t) a.delta[bh * g.t + row[rr]] = delta[rr];
+    delta[0] = quad_sum(partial[0]);
+    delta[1] = quad_sum(partial[1]);
+    if ((lane & 3) == 0) {
+      for (int rr = 0; rr < 2; ++rr) {
+        if (row[rr] < g.t) a.delta[bh * g.t + row[rr]] = delta[rr];
+      }
     }
   }
 
-  // Sweep 2: dQ = cast(dS) K with dS = P (dP - delta) scale, cast along keys.
+  // Sweep 2: dQ = cast(dS) K with dS = P (dP - delta) scale, cast along keys; the next key
+  // tile's copies run during this one's products.
   float dq[HS / 8][4] = {};
+  load_keys(0, 0, true);
   for (int kt = 0; kt <= qt; ++kt) {
     const int64_t k0 = int64_t(kt) * kTile;
-    load_tile<HS>(ks, a.kf + kv_off, kv_stride, k0, g.t);
-    load_tile<HS>(vs, a.v_dw + kv_off, kv_stride, k0, g.t);
-    load_tile<HS>(kds, a.k_dw + kv_off, kv_stride, k0, g.t);
-    cp_async_wait_all();
+    const int buf = kt & 1;
+    if (kt < qt) {
+      load_keys(k0 + kTile, buf ^ 1, true);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     __syncthreads();
+    if (kDeltaGiven && kt == 0) load_fragments();
     float p[8][4], dp[8][4];
-    probabilities(p, dp, k0);
+    probabilities(p, dp, k0, buf);
 #pragma unroll
     for (int n = 0; n < 8; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) p[n][e] = p[n][e] * (dp[n][e] - delta[e >> 1]) * g.scale;
     }
-    cast_tile(ds_x, table, p, k0, g.t, row, bh * g.t * g.t, g.t, 1);
-    product_xb<HS>(dq, p, kds);
+    cast_tile(ds_x, p, k0, g.t, row, bh * g.t * g.t, g.t, 1);
+    product_xb<HS>(dq, p, kds(buf));
     __syncthreads();
   }
   store_rows<HS>(a.dq + h * HS, g.nh * HS, {b * g.t + row[0], b * g.t + row[1]}, (b + 1) * g.t, dq);
 }
 
 // ---- dK and dV: one block per (key tile, batch, kv head) ----
-
+//
+// Shared memory: the K and V tiles, then two buffers of the query-side tiles (Q, dO, and dO and
+// Q as cast for dV's and dK's products where those are other tensors) with their rows' lse and
+// delta. The sweep runs over (query head of the group, query tile) in order; the next pair's
+// copies run during this one's products.
 template <int HS>
 __global__ void __launch_bounds__(kThreadsTc)
     dkdv_kernel(Ptrs a, Geo g, DevCast p_dw, DevCast ds_w, bool round_p) {
   extern __shared__ __align__(16) unsigned char smem[];
+  const bool do_same = a.do_w == a.do_x, q_same = a.q_dw == a.qf;
   bf16* ks = reinterpret_cast<bf16*>(smem);
   bf16* vs = ks + kTileElems<HS>;
-  bf16* qs = vs + kTileElems<HS>;
-  bf16* dos = qs + kTileElems<HS>;
-  bf16* dows = dos + kTileElems<HS>;
-  bf16* qdws = dows + kTileElems<HS>;
-  float* lse_s = reinterpret_cast<float*>(qdws + kTileElems<HS>);
-  float* delta_s = lse_s + kTile;
+  const int extra = (do_same ? 0 : 1) + (q_same ? 0 : 1);
+  const int per_buffer = (2 + extra) * kTileElems<HS>;
+  auto qs = [&](int i) { return vs + kTileElems<HS> + i * per_buffer; };
+  auto dos = [&](int i) { return qs(i) + kTileElems<HS>; };
+  auto dows = [&](int i) { return do_same ? dos(i) : dos(i) + kTileElems<HS>; };
+  auto qdws = [&](int i) { return q_same ? qs(i) : qs(i) + (1 + extra) * kTileElems<HS>; };
+  float* lse_s = reinterpret_cast<float*>(qs(2));  // [2][kTile]
+  float* delta_s = lse_s + 2 * kTile;
   const int kt = int(blockIdx.x);  // the longest columns first
-  const int n_tiles = int(gridDim.x);
+  const int per_head = int(gridDim.x) - kt, total = int(g.group) * per_head;
   const int64_t bk = blockIdx.y, b = bk / g.nkv, kvh = bk % g.nkv;
   const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
   const int64_t q_stride = g.nh * HS, kv_stride = g.nkv * HS;
   const int64_t kv_off = (b * g.t * g.nkv + kvh) * HS;
   const int64_t k0 = int64_t(kt) * kTile;
   const int64_t key[2] = {k0 + warp * 16 + (lane >> 2), k0 + warp * 16 + (lane >> 2) + 8};
-  __shared__ float tables[2][256];
-  stage_decode_table(tables[0], p_dw);
-  stage_decode_table(tables[1], ds_w);
   load_tile<HS>(ks, a.kf + kv_off, kv_stride, k0, g.t);
   load_tile<HS>(vs, a.v_dw + kv_off, kv_stride, k0, g.t);
+  // Step `it` of the sweep: query head kvh * group + it / per_head, query tile kt + it % per_head.
+  auto head_of = [&](int it) { return kvh * g.group + it / per_head; };
+  auto first_query = [&](int it) { return int64_t(kt + it % per_head) * kTile; };
+  auto load_queries = [&](int it, int buf) {
+    const int64_t h = head_of(it), q0 = first_query(it);
+    const int64_t bh = b * g.nh + h, q_off = (b * g.t * g.nh + h) * HS;
+    load_tile<HS>(qs(buf), a.qf + q_off, q_stride, q0, g.t);
+    load_tile<HS>(dos(buf), a.do_x + q_off, q_stride, q0, g.t);
+    if (!do_same) load_tile<HS>(dows(buf), a.do_w + q_off, q_stride, q0, g.t);
+    if (!q_same) load_tile<HS>(qdws(buf), a.q_dw + q_off, q_stride, q0, g.t);
+    if (threadIdx.x < kTile) {
+      const int64_t i = q0 + threadIdx.x;
+      lse_s[buf * kTile + threadIdx.x] = i < g.t ? a.lse[bh * g.t + i] : 0.0f;
+      delta_s[buf * kTile + threadIdx.x] = i < g.t ? a.delta[bh * g.t + i] : 0.0f;
+    }
+    cp_async_commit();
+  };
   const bf16* kw = ks + warp * 16 * kLd<HS>;
   const bf16* vw = vs + warp * 16 * kLd<HS>;
   float dk[HS / 8][4] = {}, dv[HS / 8][4] = {};
-  for (int64_t h = kvh * g.group; h < (kvh + 1) * g.group; ++h) {
-    const int64_t bh = b * g.nh + h, q_off = (b * g.t * g.nh + h) * HS;
-    for (int qt = kt; qt < n_tiles; ++qt) {
-      const int64_t q0 = int64_t(qt) * kTile;
-      load_tile<HS>(qs, a.qf + q_off, q_stride, q0, g.t);
-      load_tile<HS>(dos, a.do_x + q_off, q_stride, q0, g.t);
-      load_tile<HS>(dows, a.do_w + q_off, q_stride, q0, g.t);
-      load_tile<HS>(qdws, a.q_dw + q_off, q_stride, q0, g.t);
-      if (threadIdx.x < kTile) {
-        const int64_t i = q0 + threadIdx.x;
-        lse_s[threadIdx.x] = i < g.t ? a.lse[bh * g.t + i] : 0.0f;
-        delta_s[threadIdx.x] = i < g.t ? a.delta[bh * g.t + i] : 0.0f;
-      }
-      cp_async_wait_all();
-      __syncthreads();
-      // Transposed tiles: rows are keys, columns queries.
-      float p[8][4], ds[8][4];
-      product_abt<HS>(p, kw, qs);
-      product_abt<HS>(ds, vw, dos);
-#pragma unroll
-      for (int n = 0; n < 8; ++n) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int c = col_of(n, e);
-          const int64_t i = q0 + c, j = key[e >> 1];
-          float x = i >= j && i < g.t ? expf(p[n][e] * g.scale - lse_s[c]) : 0.0f;
-          if (round_p) x = bf16_round(x);
-          p[n][e] = x;
-          ds[n][e] = x * (ds[n][e] - delta_s[c]) * g.scale;
-        }
-      }
-      // Both cast along queries: element (query i, key j) has flat index (bh T + i) T + j.
-      cast_tile(p_dw, tables[0], p, q0, g.t, key, bh * g.t * g.t, 1, g.t);
-      cast_tile(ds_w, tables[1], ds, q0, g.t, key, bh * g.t * g.t, 1, g.t);
-      product_xb<HS>(dv, p, dows);
-      product_xb<HS>(dk, ds, qdws);
-      __syncthreads();
+  load_queries(0, 0);
+  for (int it = 0; it < total; ++it) {
+    const int buf = it & 1;
+    if (it + 1 < total) {
+      load_queries(it + 1, buf ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
     }
+    __syncthreads();
+    const int64_t bh = b * g.nh + head_of(it), q0 = first_query(it);
+    const float* lse_b = lse_s + buf * kTile;
+    const float* delta_b = delta_s + buf * kTile;
+    // Transposed tiles: rows are keys, columns queries.
+    float p[8][4], ds[8][4];
+    product_abt<HS>(p, kw, qs(buf));
+    product_abt<HS>(ds, vw, dos(buf));
+#pragma unroll
+    for (int n = 0; n < 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c = col_of(n, e);
+        const int64_t i = q0 + c, j = key[e >> 1];
+        float x = i >= j && i < g.t ? expf(p[n][e] * g.scale - lse_b[c]) : 0.0f;
+        if (round_p) x = bf16_round(x);
+        p[n][e] = x;
+        ds[n][e] = x * (ds[n][e] - delta_b[c]) * g.scale;
+      }
+    }
+    // Both cast along queries: element (query i, key j) has flat index (bh T + i) T + j.
+    cast_tile(p_dw, p, q0, g.t, key, bh * g.t * g.t, 1, g.t);
+    cast_tile(ds_w, ds, q0, g.t, key, bh * g.t * g.t, 1, g.t);
+    product_xb<HS>(dv, p, dows(buf));
+    product_xb<HS>(dk, ds, qdws(buf));
+    __syncthreads();
   }
   const int64_t out_off = (b * g.t * g.nkv + kvh) * HS;
   store_rows<HS>(a.dk + out_off, kv_stride, key, g.t, dk);
@@ -499,12 +689,21 @@ void flash_attention_forward(void* out, float* lse, const void* q, const void* k
   const Geo g = geo(d);
   const DevCast pc = dev_cast(p_cast);
   const dim3 grid(unsigned((d.t + kTile - 1) / kTile), unsigned(d.b * d.nh));
+  const auto* qb = static_cast<const bf16*>(q);
+  const auto* kb = static_cast<const bf16*>(k);
+  const auto* vb = static_cast<const bf16*>(v);
   with_head_size(d.hs, [&]<int HS>() {
+    if (p_cast.kind != TileCast::Kind::kMx) {
+      const size_t shared = 5 * kTileElems<HS> * sizeof(bf16);
+      allow_shared(forward_online_kernel<HS>, shared);
+      forward_online_kernel<HS>
+          <<<grid, kThreadsTc, shared, s>>>(static_cast<bf16*>(out), lse, qb, kb, vb, g);
+      return;
+    }
     const size_t shared = 3 * kTileElems<HS> * sizeof(bf16);
     allow_shared(forward_kernel<HS>, shared);
-    forward_kernel<HS><<<grid, kThreadsTc, shared, s>>>(
-        static_cast<bf16*>(out), lse, static_cast<const bf16*>(q), static_cast<const bf16*>(k),
-        static_cast<const bf16*>(v), g, pc, round_p);
+    forward_kernel<HS>
+        <<<grid, kThreadsTc, shared, s>>>(static_cast<bf16*>(out), lse, qb, kb, vb, g, pc, round_p);
   });
 }
 
@@ -526,12 +725,26 @@ void flash_attention_backward(const AttnBackwardArgs& a, const AttnDims& d, cons
                static_cast<bf16*>(a.dv)};
   const unsigned tiles = unsigned((d.t + kTile - 1) / kTile);
   const DevCast c_ds_x = dev_cast(ds_x), c_p_dw = dev_cast(p_dw), c_ds_w = dev_cast(ds_w);
+  // Without MX casts of P or dS, delta comes from O (delta_kernel) rather than a sweep.
+  const bool delta_from_out = a.out != nullptr && p_dw.kind != TileCast::Kind::kMx &&
+                              ds_x.kind != TileCast::Kind::kMx && ds_w.kind != TileCast::Kind::kMx;
+  const int k_tiles = a.k_dw == a.kf ? 0 : 1;
+  const int q_tiles = (a.do_w == a.do_x ? 0 : 1) + (a.q_dw == a.qf ? 0 : 1);
   with_head_size(d.hs, [&]<int HS>() {
-    const size_t dq_shared = 5 * kTileElems<HS> * sizeof(bf16);
-    allow_shared(dq_kernel<HS>, dq_shared);
-    dq_kernel<HS>
-        <<<dim3(tiles, unsigned(d.b * d.nh)), kThreadsTc, dq_shared, s>>>(p, g, c_ds_x, round_p);
-    const size_t dkdv_shared = 6 * kTileElems<HS> * sizeof(bf16) + 2 * kTile * sizeof(float);
+    const size_t dq_shared = (2 + 2 * (2 + k_tiles)) * kTileElems<HS> * sizeof(bf16);
+    const dim3 dq_grid(tiles, unsigned(d.b * d.nh));
+    if (delta_from_out) {
+      const int64_t rows = d.b * d.t * d.nh;
+      delta_kernel<HS><<<unsigned((rows + 255) / 256), 256, 0, s>>>(
+          a.delta, p.do_x, static_cast<const bf16*>(a.out), rows, g);
+      allow_shared(dq_kernel<HS, true>, dq_shared);
+      dq_kernel<HS, true><<<dq_grid, kThreadsTc, dq_shared, s>>>(p, g, c_ds_x, round_p);
+    } else {
+      allow_shared(dq_kernel<HS, false>, dq_shared);
+      dq_kernel<HS, false><<<dq_grid, kThreadsTc, dq_shared, s>>>(p, g, c_ds_x, round_p);
+    }
+    const size_t dkdv_shared =
+        (2 + 2 * (2 + q_tiles)) * kTileElems<HS> * sizeof(bf16) + 4 * kTile * sizeof(float);
     allow_shared(dkdv_kernel<HS>, dkdv_shared);
     dkdv_kernel<HS><<<dim3(tiles, unsigned(d.b * d.nkv)), kThreadsTc, dkdv_shared, s>>>(
         p, g, c_p_dw, c_ds_w, round_p);

@@ -110,34 +110,42 @@ __device__ __forceinline__ float cast_value(const DevCast& c, float v, bool real
 
 // The elements of one symmetric block whose scale is settled, with the rounding mode and the
 // format's kind fixed at compile time: a kernel that picked them per element would carry every
-// variant's instructions (and the stochastic dither's hash) for each value.
+// variant's instructions (and the stochastic dither's hash) for each value. Magnitudes round
+// through encode_mag, as the quantizer's fast path does (its values equal the CPU's): a few
+// float and integer ops per value instead of a code and a lookup of its value.
 template <Rounding kMode, bool kInteger>
 __device__ __forceinline__ void encode_quad(const DevCast& c, const mx::cuda::BlockState& st,
                                             float (&v)[8], int64_t first, int64_t base,
-                                            int64_t stride, const float* decode) {
+                                            int64_t stride) {
   using namespace mx::cuda;
   const float scale = e8m0_value(st.scale);
   const int t = int(threadIdx.x & 3);
 #pragma unroll
   for (int k = 0; k < 8; ++k) {
-    const uint32_t y = __float_as_uint(__fmul_rn(v[k], st.inv_scale));
+    const float a = __fmul_rn(fabsf(v[k]), st.inv_scale);
     uint32_t dither = 0;
     if constexpr (kMode == Rounding::kStochastic) {
       dither = dither_at(c.spec.key, base + stride * (first + 8 * (k >> 1) + 2 * t + (k & 1)));
     }
-    v[k] = __fmul_rn(decode[encode_lane<kMode, kInteger>(c.spec.f, y, dither)], scale);
+    float value;
+    encode_mag<kMode, kInteger>(c.spec.f, a, dither, value);
+    const uint32_t sign = __float_as_uint(v[k]) & 0x80000000u;
+    if constexpr (kInteger) {
+      value = sign ? __fsub_rn(0.0f, value) : value;
+    } else {
+      value = __uint_as_float(__float_as_uint(value) | sign);
+    }
+    v[k] = __fmul_rn(value, scale);
   }
 }
 
 // A block of 32 held by the four lanes of a quad (lanes 4g .. 4g + 3), eight values each, as a
 // row of four m16n8 accumulator tiles holds them: lane 4g + t has slots 8n + 2t + e at v[2n + e]
 // (n < 4, e < 2). The block starts at position `first` along its axis; a slot at position p is
-// padding when p >= `end`, and its flat index is base + stride * p. `decode` as for
-// cast_element. Symmetric casts only (the asymmetric offset's tie rule follows slot order; see
-// cast_value). Every lane must call it.
+// padding when p >= `end`, and its flat index is base + stride * p. Symmetric casts only (the
+// asymmetric offset's tie rule follows slot order; see cast_value). Every lane must call it.
 __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64_t first,
-                                          int64_t end, int64_t base, int64_t stride,
-                                          const float* decode) {
+                                          int64_t end, int64_t base, int64_t stride) {
   using namespace mx::cuda;
   if (c.kind == int(TileCast::Kind::kNone)) return;
   if (c.kind == int(TileCast::Kind::kBF16)) {
@@ -169,29 +177,22 @@ __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64
   }
   switch (Rounding(c.rounding)) {
     case Rounding::kNearestEven:
-      c.integer ? encode_quad<Rounding::kNearestEven, true>(c, st, v, first, base, stride, decode)
-                : encode_quad<Rounding::kNearestEven, false>(c, st, v, first, base, stride, decode);
+      c.integer ? encode_quad<Rounding::kNearestEven, true>(c, st, v, first, base, stride)
+                : encode_quad<Rounding::kNearestEven, false>(c, st, v, first, base, stride);
       break;
     case Rounding::kNearestAway:
-      c.integer ? encode_quad<Rounding::kNearestAway, true>(c, st, v, first, base, stride, decode)
-                : encode_quad<Rounding::kNearestAway, false>(c, st, v, first, base, stride, decode);
+      c.integer ? encode_quad<Rounding::kNearestAway, true>(c, st, v, first, base, stride)
+                : encode_quad<Rounding::kNearestAway, false>(c, st, v, first, base, stride);
       break;
     case Rounding::kTowardZero:
-      c.integer ? encode_quad<Rounding::kTowardZero, true>(c, st, v, first, base, stride, decode)
-                : encode_quad<Rounding::kTowardZero, false>(c, st, v, first, base, stride, decode);
+      c.integer ? encode_quad<Rounding::kTowardZero, true>(c, st, v, first, base, stride)
+                : encode_quad<Rounding::kTowardZero, false>(c, st, v, first, base, stride);
       break;
     case Rounding::kStochastic:
-      c.integer ? encode_quad<Rounding::kStochastic, true>(c, st, v, first, base, stride, decode)
-                : encode_quad<Rounding::kStochastic, false>(c, st, v, first, base, stride, decode);
+      c.integer ? encode_quad<Rounding::kStochastic, true>(c, st, v, first, base, stride)
+                : encode_quad<Rounding::kStochastic, false>(c, st, v, first, base, stride);
       break;
   }
-}
-
-// Copies a cast's decode table to shared memory (`table`, 256 floats); every thread of the block
-// must call it, and a __syncthreads must follow before the table is read.
-__device__ __forceinline__ void stage_decode_table(float* table, const DevCast& c) {
-  if (c.kind != int(TileCast::Kind::kMx)) return;
-  for (int i = int(threadIdx.x); i < 256; i += int(blockDim.x)) table[i] = c.spec.f.decode[i];
 }
 
 }  // namespace mx::nn::cuda
