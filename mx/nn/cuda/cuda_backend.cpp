@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <compare>
+#include <map>
+#include <optional>
 #include <unordered_set>
 #include <vector>
 
@@ -127,8 +130,10 @@ class CudaBackend final : public Backend {
     // multiple of 8 (the classifier's vocabulary) sends cuBLASLt to slow unaligned kernels:
     // the product runs on W padded with zero rows, into rows padded alike, then goes to y.
     const int64_t padded = round_up(n, 8);
+    bool bias_added = false;
     if (padded == n) {
-      gemm(true, false, n, m, k, wq, k, xq, k, y.p, act(), n, 0.0f);
+      bias_added =
+          gemm(true, false, n, m, k, wq, k, xq, k, y.p, act(), n, 0.0f, epilogue_bias(bias));
     } else {
       const void* wp = padded_weight(wq, n, k);
       void* yp = slot(kPaddedOut, size_t(m * padded * buf_type_bytes(act())));
@@ -136,7 +141,9 @@ class CudaBackend final : public Backend {
       gemm(true, false, padded, m, k, wp, k, xq, k, yp, act(), padded, 0.0f);
       copy_rows(y.p, n, yp, padded, n, m);
     }
-    if (!bias.empty()) kernels::add_bias(y.p, bias.as<float>(), m, n, bf16_act(), stream_);
+    if (!bias.empty() && !bias_added) {
+      kernels::add_bias(y.p, bias.as<float>(), m, n, bf16_act(), stream_);
+    }
     check_launch("matmul_forward");
   }
 
@@ -273,8 +280,8 @@ class CudaBackend final : public Backend {
     check_launch("attention_forward");
   }
 
-  void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v, Buf /*out*/,
-                          Buf saved, const AttnShape& s, const Recipe& recipe, SrKey key) override {
+  void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v, Buf out, Buf saved,
+                          const AttnShape& s, const Recipe& recipe, SrKey key) override {
     if (!attention_shape_ok(s)) return;
     const uint64_t stream = stream_of(key);
     const int64_t n = s.b * s.t;
@@ -299,6 +306,7 @@ class CudaBackend final : public Backend {
     a.dq = dq.p;
     a.dk = dk.p;
     a.dv = dv.p;
+    if (out.type == act()) a.out = out.p;
     const kernels::TileCast p_dw = tile_cast(recipe.act_dw, op(AttnOperand::kPDw));
     const kernels::TileCast ds_x = tile_cast(recipe.grad_out_dx, op(AttnOperand::kDsDx));
     const kernels::TileCast ds_w = tile_cast(recipe.grad_out_dw, op(AttnOperand::kDsDw));
@@ -383,7 +391,8 @@ class CudaBackend final : public Backend {
   }
 
   // Scratch slots past the operand casts' (0 to 7).
-  static constexpr size_t kPaddedOut = 8, kPaddedDyDx = 9, kPaddedDyDw = 10, kPaddedW = 11;
+  static constexpr size_t kPaddedOut = 8, kPaddedDyDx = 9, kPaddedDyDw = 10, kPaddedW = 11,
+                          kBiasBf16 = 12;
 
   static int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
 
@@ -521,53 +530,111 @@ class CudaBackend final : public Backend {
   // Products read bfloat16 operands when activations are bfloat16, float32 otherwise.
   BufType gemm_type() const { return options_.act_type; }
 
-  // Column-major C[m,n] = op(A) op(B) + beta C through cuBLASLt, A and B of gemm_type().
-  void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda,
-            const void* b, int64_t ldb, void* c, BufType c_type, int64_t ldc, float beta) {
-    const cudaDataType ab = cuda_type(gemm_type()), ct = cuda_type(c_type);
+  // A bias as cuBLASLt's epilogue takes it: of the output's type (it has no float32 bias for a
+  // bfloat16 output), so with bfloat16 activations a bfloat16 copy in scratch, as PyTorch's
+  // autocast also rounds a linear layer's bias. Null for no bias.
+  const void* epilogue_bias(Buf bias) {
+    if (bias.empty()) return nullptr;
+    if (!bf16_act()) return bias.p;
+    void* copy = slot(kBiasBf16, size_t(bias.n) * sizeof(uint16_t));
+    if (copy != nullptr) {
+      kernels::f32_to_bf16(static_cast<uint16_t*>(copy), bias.as<float>(), bias.n, stream_);
+    }
+    return copy;
+  }
+
+  // Column-major C[m,n] = op(A) op(B) + beta C (+ bias[m] on every column) through cuBLASLt, A
+  // and B of gemm_type(), the bias (when given) of C's type. Returns whether the bias was added:
+  // cuBLASLt's bias epilogue adds it to the float32 accumulator before the one rounding to C's
+  // type; where no kernel offers that epilogue (or the bias is not 16-byte aligned) the product
+  // runs without it, for the caller to add.
+  bool gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda,
+            const void* b, int64_t ldb, void* c, BufType c_type, int64_t ldc, float beta,
+            const void* bias = nullptr) {
+    const GemmShape shape{trans_a, trans_b, m, n, k, lda, ldb, ldc, c_type, beta != 0.0f, false};
+    if (bias != nullptr && (reinterpret_cast<uintptr_t>(bias) & 15) == 0) {
+      GemmShape with_bias = shape;
+      with_bias.bias = true;
+      if (run_gemm(with_bias, a, b, c, beta, bias)) return true;
+    }
+    if (!run_gemm(shape, a, b, c, beta, nullptr)) {
+      record(cat("cuBLASLt found no way to multiply ", m, " x ", k, " by ", k, " x ", n));
+    }
+    return false;
+  }
+
+  struct GemmShape {
+    bool trans_a, trans_b;
+    int64_t m, n, k, lda, ldb, ldc;
+    BufType c_type;
+    bool accumulate, bias;
+    auto operator<=>(const GemmShape&) const = default;
+  };
+
+  // The heuristic's first algorithm for a shape, asked once (the query costs more host time
+  // than many of the products take on the GPU); nullptr where there is none.
+  const cublasLtMatmulAlgo_t* algorithm(const GemmShape& g, cublasLtMatmulDesc_t desc,
+                                        cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
+                                        cublasLtMatrixLayout_t lc) {
+    auto [it, inserted] = algorithms_.try_emplace(g);
+    if (inserted) {
+      cublasLtMatmulPreference_t pref = nullptr;
+      const size_t workspace = kWorkspaceBytes;
+      cublasLtMatmulHeuristicResult_t heuristic{};
+      int found = 0;
+      if (cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                               &workspace,
+                                               sizeof workspace) == CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatmulAlgoGetHeuristic(lt_, desc, la, lb, lc, lc, pref, 1, &heuristic, &found) ==
+              CUBLAS_STATUS_SUCCESS &&
+          found > 0) {
+        it->second = heuristic.algo;
+      }
+      if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+    }
+    return it->second ? &*it->second : nullptr;
+  }
+
+  bool run_gemm(const GemmShape& g, const void* a, const void* b, void* c, float beta,
+                const void* bias) {
+    const cudaDataType ab = cuda_type(gemm_type()), ct = cuda_type(g.c_type);
     const cublasComputeType_t compute = gemm_type() == BufType::kF32 && options_.tf32
                                             ? CUBLAS_COMPUTE_32F_FAST_TF32
                                             : CUBLAS_COMPUTE_32F;
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-    cublasLtMatmulPreference_t pref = nullptr;
-    const cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const cublasOperation_t tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t ta = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t tb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     const float alpha = 1.0f;
+    auto set = [&](cublasLtMatmulDescAttributes_t attribute, const auto& value) {
+      return cublasLtMatmulDescSetAttribute(desc, attribute, &value, sizeof value) ==
+             CUBLAS_STATUS_SUCCESS;
+    };
     bool ok = cublasLtMatmulDescCreate(&desc, compute, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
-              cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) ==
-                  CUBLAS_STATUS_SUCCESS &&
-              cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) ==
-                  CUBLAS_STATUS_SUCCESS &&
-              cublasLtMatrixLayoutCreate(&la, ab, uint64_t(trans_a ? k : m),
-                                         uint64_t(trans_a ? m : k), lda) == CUBLAS_STATUS_SUCCESS &&
-              cublasLtMatrixLayoutCreate(&lb, ab, uint64_t(trans_b ? n : k),
-                                         uint64_t(trans_b ? k : n), ldb) == CUBLAS_STATUS_SUCCESS &&
-              cublasLtMatrixLayoutCreate(&lc, ct, uint64_t(m), uint64_t(n), ldc) ==
-                  CUBLAS_STATUS_SUCCESS &&
-              cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS;
-    const size_t workspace = kWorkspaceBytes;
-    ok = ok && cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                    &workspace,
-                                                    sizeof workspace) == CUBLAS_STATUS_SUCCESS;
-    cublasLtMatmulHeuristicResult_t heuristic{};
-    int found = 0;
-    ok = ok &&
-         cublasLtMatmulAlgoGetHeuristic(lt_, desc, la, lb, lc, lc, pref, 1, &heuristic, &found) ==
-             CUBLAS_STATUS_SUCCESS &&
-         found > 0;
-    if (ok) {
-      const cublasStatus_t status =
-          cublasLtMatmul(lt_, desc, &alpha, a, la, b, lb, &beta, c, lc, c, lc, &heuristic.algo,
-                         workspace_, kWorkspaceBytes, stream_);
-      ok = status == CUBLAS_STATUS_SUCCESS;
+              set(CUBLASLT_MATMUL_DESC_TRANSA, ta) && set(CUBLASLT_MATMUL_DESC_TRANSB, tb) &&
+              cublasLtMatrixLayoutCreate(&la, ab, uint64_t(g.trans_a ? g.k : g.m),
+                                         uint64_t(g.trans_a ? g.m : g.k),
+                                         g.lda) == CUBLAS_STATUS_SUCCESS &&
+              cublasLtMatrixLayoutCreate(&lb, ab, uint64_t(g.trans_b ? g.n : g.k),
+                                         uint64_t(g.trans_b ? g.k : g.n),
+                                         g.ldb) == CUBLAS_STATUS_SUCCESS &&
+              cublasLtMatrixLayoutCreate(&lc, ct, uint64_t(g.m), uint64_t(g.n), g.ldc) ==
+                  CUBLAS_STATUS_SUCCESS;
+    if (ok && g.bias) {
+      ok = set(CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS) &&
+           set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias) &&
+           set(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, ct);
     }
-    if (!ok) record(cat("cuBLASLt found no way to multiply ", m, " x ", k, " by ", k, " x ", n));
-    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+    const cublasLtMatmulAlgo_t* algo = ok ? algorithm(g, desc, la, lb, lc) : nullptr;
+    ok = algo != nullptr &&
+         cublasLtMatmul(lt_, desc, &alpha, a, la, b, lb, &beta, c, lc, c, lc, algo, workspace_,
+                        kWorkspaceBytes, stream_) == CUBLAS_STATUS_SUCCESS;
     for (cublasLtMatrixLayout_t l : {la, lb, lc}) {
       if (l != nullptr) cublasLtMatrixLayoutDestroy(l);
     }
     if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
+    return ok;
   }
 
   bool attention_shape_ok(const AttnShape& s) {
@@ -607,6 +674,7 @@ class CudaBackend final : public Backend {
   std::unordered_set<void*> owned_;
   std::vector<Scratch> scratch_;
   kernels::OpsScratch ops_;
+  std::map<GemmShape, std::optional<cublasLtMatmulAlgo_t>> algorithms_;
   double* norm_partials_ = nullptr;
   int64_t peak_ = 0;
   std::string error_;
