@@ -63,6 +63,39 @@ void elementwise(int64_t count, cudaStream_t s, Fn fn) {
   if (count > 0) elementwise_kernel<<<blocks_for(count), kThreads, 0, s>>>(count, fn);
 }
 
+// Element-wise ops as a load and a store: each thread loads kPerThread elements (a block's
+// elements interleaved, so every load of a warp is one contiguous run), all before its first
+// store. A lambda that loads and stores each element in turn leaves one load in flight per
+// thread (the compiler may not move a load above a store that could alias it), far too few to
+// keep memory busy.
+constexpr int kPerThread = 8;
+
+template <class Load, class Store>
+__global__ void __launch_bounds__(kThreads) map_kernel(int64_t count, Load load, Store store) {
+  using Value = decltype(load(int64_t{0}));
+  const int64_t first = int64_t(blockIdx.x) * (kThreads * kPerThread) + threadIdx.x;
+  Value values[kPerThread];
+#pragma unroll
+  for (int j = 0; j < kPerThread; ++j) {
+    const int64_t i = first + j * kThreads;
+    if (i < count) values[j] = load(i);
+  }
+#pragma unroll
+  for (int j = 0; j < kPerThread; ++j) {
+    const int64_t i = first + j * kThreads;
+    if (i < count) store(i, values[j]);
+  }
+}
+
+template <class Load, class Store>
+void map(int64_t count, cudaStream_t s, Load load, Store store) {
+  const int64_t per_block = int64_t(kThreads) * kPerThread;
+  if (count > 0) {
+    map_kernel<<<unsigned((count + per_block - 1) / per_block), kThreads, 0, s>>>(count, load,
+                                                                                  store);
+  }
+}
+
 // ---- Embedding ----
 
 template <class T>
@@ -296,27 +329,61 @@ unsigned warp_rows_blocks(int64_t n) {
 }
 
 // ---- Classifier: one block per row ----
+//
+// Two passes over the row: the first keeps each thread's running maximum and its sum of
+// exponentials (rescaled when the maximum grows), combined over the block in a fixed tree; the
+// second writes the gradient. Each pass loads kClassifierUnroll logits per thread before using
+// them, so that a thread has that many loads in flight.
+constexpr int kClassifierUnroll = 4;
 
 template <class T>
-__global__ void classifier_kernel(float* losses, T* dlogits, const T* logits,
-                                  const uint32_t* targets, int64_t v, float dloss) {
+__global__ void __launch_bounds__(1024)
+    classifier_kernel(float* losses, T* dlogits, const T* logits, const uint32_t* targets,
+                      int64_t v, float dloss) {
   __shared__ float shared[32];
   const int64_t row = blockIdx.x;
   const T* li = logits + row * v;
-  float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) mx = fmaxf(mx, ld(li, j));
-  mx = block_reduce<true>(mx, shared);
-  float sum = 0.0f;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) sum += expf(ld(li, j) - mx);
-  sum = block_reduce<false>(sum, shared);
+  const int64_t step = int64_t(blockDim.x) * kClassifierUnroll;
+  float mx = -INFINITY, sum = 0.0f;
+  for (int64_t j0 = threadIdx.x; j0 < v; j0 += step) {
+    float x[kClassifierUnroll];
+    float chunk_max = -INFINITY;
+#pragma unroll
+    for (int u = 0; u < kClassifierUnroll; ++u) {
+      const int64_t j = j0 + u * int64_t(blockDim.x);
+      x[u] = j < v ? ld(li, j) : -INFINITY;
+      chunk_max = fmaxf(chunk_max, x[u]);
+    }
+    const float m_new = fmaxf(mx, chunk_max);
+    if (m_new == -INFINITY) continue;  // nothing but padding so far
+    sum *= expf(mx - m_new);
+#pragma unroll
+    for (int u = 0; u < kClassifierUnroll; ++u) sum += expf(x[u] - m_new);
+    mx = m_new;
+  }
+  const float row_max = block_reduce<true>(mx, shared);
+  sum = block_reduce<false>(mx == -INFINITY ? 0.0f : sum * expf(mx - row_max), shared);
   const uint32_t target = targets[row];
-  if (threadIdx.x == 0) losses[row] = logf(sum) - (ld(li, int64_t(target)) - mx);
+  if (threadIdx.x == 0) losses[row] = logf(sum) - (ld(li, int64_t(target)) - row_max);
   if (dlogits == nullptr) return;
   __syncthreads();  // every thread has read its logits before any is overwritten
   const float inv = 1.0f / sum;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-    const float p = expf(ld(li, j) - mx) * inv;
-    st(dlogits + row * v, j, (p - (j == int64_t(target) ? 1.0f : 0.0f)) * dloss);
+  T* di = dlogits + row * v;
+  for (int64_t j0 = threadIdx.x; j0 < v; j0 += step) {
+    float x[kClassifierUnroll];
+#pragma unroll
+    for (int u = 0; u < kClassifierUnroll; ++u) {
+      const int64_t j = j0 + u * int64_t(blockDim.x);
+      x[u] = j < v ? ld(li, j) : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < kClassifierUnroll; ++u) {
+      const int64_t j = j0 + u * int64_t(blockDim.x);
+      if (j < v) {
+        const float p = expf(x[u] - row_max) * inv;
+        st(di, j, (p - (j == int64_t(target) ? 1.0f : 0.0f)) * dloss);
+      }
+    }
   }
 }
 
@@ -525,12 +592,13 @@ static void gelu_forward_impl(void* out, const void* x, int64_t count, bool roun
                               cudaStream_t s) {
   T* o = static_cast<T*>(out);
   const T* in = static_cast<const T*>(x);
-  elementwise(count, s, [=] __device__(int64_t i) {
-    const float u = ld(in, i);
-    const float k = 0.7978845608028654f;  // sqrt(2 / pi)
-    const float v = 0.5f * u * (1.0f + tanhf(k * (u + 0.044715f * u * u * u)));
-    st(o, i, maybe_bf16(v, round_bf16));
-  });
+  map(
+      count, s, [=] __device__(int64_t i) { return ld(in, i); },
+      [=] __device__(int64_t i, float u) {
+        const float k = 0.7978845608028654f;  // sqrt(2 / pi)
+        const float v = 0.5f * u * (1.0f + tanhf(k * (u + 0.044715f * u * u * u)));
+        st(o, i, maybe_bf16(v, round_bf16));
+      });
 }
 
 void gelu_forward(void* out, const void* x, int64_t count, bool bf16_act, bool round_bf16,
@@ -548,14 +616,19 @@ static void gelu_backward_impl(void* dx, const void* x, const void* dout, int64_
   T* d = static_cast<T*>(dx);
   const T* in = static_cast<const T*>(x);
   const T* g = static_cast<const T*>(dout);
-  elementwise(count, s, [=] __device__(int64_t i) {
-    const float u = ld(in, i);
-    const float k = 0.7978845608028654f;
-    const float th = tanhf(k * (u + 0.044715f * u * u * u));
-    const float grad =
-        0.5f * (1.0f + th) + 0.5f * u * (1.0f - th * th) * k * (1.0f + 3.0f * 0.044715f * u * u);
-    st(d, i, grad * ld(g, i));
-  });
+  map(
+      count, s,
+      [=] __device__(int64_t i) {
+        return float2{ld(in, i), ld(g, i)};
+      },
+      [=] __device__(int64_t i, float2 x) {
+        const float u = x.x;
+        const float k = 0.7978845608028654f;
+        const float th = tanhf(k * (u + 0.044715f * u * u * u));
+        const float grad = 0.5f * (1.0f + th) +
+                           0.5f * u * (1.0f - th * th) * k * (1.0f + 3.0f * 0.044715f * u * u);
+        st(d, i, grad * x.y);
+      });
 }
 
 void gelu_backward(void* dx, const void* x, const void* dout, int64_t count, bool bf16_act,
@@ -573,10 +646,14 @@ static void swiglu_forward_impl(void* out, const void* gate, const void* up, int
   T* o = static_cast<T*>(out);
   const T* ga = static_cast<const T*>(gate);
   const T* u = static_cast<const T*>(up);
-  elementwise(count, s, [=] __device__(int64_t i) {
-    const float g = ld(ga, i);
-    st(o, i, maybe_bf16(g / (1.0f + expf(-g)) * ld(u, i), round_bf16));
-  });
+  map(
+      count, s,
+      [=] __device__(int64_t i) {
+        return float2{ld(ga, i), ld(u, i)};
+      },
+      [=] __device__(int64_t i, float2 x) {
+        st(o, i, maybe_bf16(x.x / (1.0f + expf(-x.x)) * x.y, round_bf16));
+      });
 }
 
 void swiglu_forward(void* out, const void* gate, const void* up, int64_t count, bool bf16_act,
@@ -596,11 +673,16 @@ static void swiglu_backward_impl(void* dgate, void* dup, const void* dout, const
   const T* d = static_cast<const T*>(dout);
   const T* ga = static_cast<const T*>(gate);
   const T* u = static_cast<const T*>(up);
-  elementwise(count, s, [=] __device__(int64_t i) {
-    const float g = ld(ga, i), sig = 1.0f / (1.0f + expf(-g)), di = ld(d, i);
-    st(dg, i, di * ld(u, i) * sig * (1.0f + g * (1.0f - sig)));
-    st(du, i, di * g * sig);
-  });
+  map(
+      count, s,
+      [=] __device__(int64_t i) {
+        return float3{ld(ga, i), ld(d, i), ld(u, i)};
+      },
+      [=] __device__(int64_t i, float3 x) {
+        const float g = x.x, di = x.y, sig = 1.0f / (1.0f + expf(-g));
+        st(dg, i, di * x.z * sig * (1.0f + g * (1.0f - sig)));
+        st(du, i, di * g * sig);
+      });
 }
 
 void swiglu_backward(void* dgate, void* dup, const void* dout, const void* gate, const void* up,
@@ -618,8 +700,12 @@ static void residual_forward_impl(void* out, const void* a, const void* b, int64
   T* o = static_cast<T*>(out);
   const T* x = static_cast<const T*>(a);
   const T* y = static_cast<const T*>(b);
-  elementwise(count, s,
-              [=] __device__(int64_t i) { st(o, i, maybe_bf16(ld(x, i) + ld(y, i), round_bf16)); });
+  map(
+      count, s,
+      [=] __device__(int64_t i) {
+        return float2{ld(x, i), ld(y, i)};
+      },
+      [=] __device__(int64_t i, float2 v) { st(o, i, maybe_bf16(v.x + v.y, round_bf16)); });
 }
 
 void residual_forward(void* out, const void* a, const void* b, int64_t count, bool bf16_act,
@@ -660,7 +746,9 @@ void rope(void* x, int64_t n, int64_t t, int64_t heads, int64_t hs, int64_t firs
 template <class T>
 static void add_bias_impl(void* y, const float* bias, int64_t m, int64_t n, cudaStream_t s) {
   T* o = static_cast<T*>(y);
-  elementwise(m * n, s, [=] __device__(int64_t i) { st(o, i, ld(o, i) + bias[i % n]); });
+  map(
+      m * n, s, [=] __device__(int64_t i) { return ld(o, i) + bias[i % n]; },
+      [=] __device__(int64_t i, float v) { st(o, i, v); });
 }
 
 void add_bias(void* y, const float* bias, int64_t m, int64_t n, bool bf16_act, cudaStream_t s) {
@@ -712,19 +800,25 @@ void classifier_loss(float* losses, void* dlogits, const void* logits, const uin
 
 void f32_to_bf16(uint16_t* out, const float* in, int64_t count, cudaStream_t s) {
   __nv_bfloat16* o = reinterpret_cast<__nv_bfloat16*>(out);
-  elementwise(count, s, [=] __device__(int64_t i) { o[i] = __float2bfloat16_rn(in[i]); });
+  map(
+      count, s, [=] __device__(int64_t i) { return in[i]; },
+      [=] __device__(int64_t i, float v) { o[i] = __float2bfloat16_rn(v); });
 }
 
 void bf16_to_f32(float* out, const uint16_t* in, int64_t count, cudaStream_t s) {
   const __nv_bfloat16* x = reinterpret_cast<const __nv_bfloat16*>(in);
-  elementwise(count, s, [=] __device__(int64_t i) { out[i] = __bfloat162float(x[i]); });
+  map(
+      count, s, [=] __device__(int64_t i) { return x[i]; },
+      [=] __device__(int64_t i, __nv_bfloat16 v) { out[i] = __bfloat162float(v); });
 }
 
 template <class T>
 static void round_to_bf16_impl(void* out, const void* in, int64_t count, cudaStream_t s) {
   T* o = static_cast<T*>(out);
   const T* x = static_cast<const T*>(in);
-  elementwise(count, s, [=] __device__(int64_t i) { st(o, i, maybe_bf16(ld(x, i), true)); });
+  map(
+      count, s, [=] __device__(int64_t i) { return ld(x, i); },
+      [=] __device__(int64_t i, float v) { st(o, i, maybe_bf16(v, true)); });
 }
 
 void round_to_bf16(void* out, const void* in, int64_t count, bool bf16_act, cudaStream_t s) {
@@ -744,21 +838,31 @@ void sum_squares(double* partials, const float* x, int64_t n, cudaStream_t s) {
 }
 
 void scale(float* x, float factor, int64_t n, cudaStream_t s) {
-  elementwise(n, s, [=] __device__(int64_t i) { x[i] *= factor; });
+  map(
+      n, s, [=] __device__(int64_t i) { return x[i]; },
+      [=] __device__(int64_t i, float v) { x[i] = v * factor; });
 }
 
 void adamw(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, float lr,
            float beta1, float beta2, float eps, float weight_decay, float c1, float c2,
            cudaStream_t s) {
-  elementwise(n, s, [=] __device__(int64_t i) {
-    const float gi = g[i];
-    const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-    const float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    const float wd = decay[i] ? weight_decay * p[i] : 0.0f;
-    p[i] -= lr * ((mi / c1) / (sqrtf(vi / c2) + eps) + wd);
-  });
+  struct State {
+    float g, m, v, p;
+    bool decays;
+  };
+  map(
+      n, s,
+      [=] __device__(int64_t i) {
+        return State{g[i], m[i], v[i], p[i], decay[i] != 0};
+      },
+      [=] __device__(int64_t i, State x) {
+        const float mi = beta1 * x.m + (1.0f - beta1) * x.g;
+        const float vi = beta2 * x.v + (1.0f - beta2) * x.g * x.g;
+        m[i] = mi;
+        v[i] = vi;
+        const float wd = x.decays ? weight_decay * x.p : 0.0f;
+        p[i] = x.p - lr * ((mi / c1) / (sqrtf(vi / c2) + eps) + wd);
+      });
 }
 
 }  // namespace mx::nn::cuda
