@@ -26,7 +26,8 @@ expect_one_line_error "axis" ptq "$s/stories260K.bin" --calib "$sample" --sample
 "$mx" ptq "$s/stories260K.bin" --format mxfp4_e2m1 --calib "$sample" --samples 4 --seq-len 256 \
   -q -o ptq.safetensors
 "$mx" quantize "$s/stories260K.bin" --format mxfp4_e2m1 -q -o cast.safetensors
-"$mx" inspect ptq.safetensors | grep -q "35 MX" || fail "mx inspect does not list 35 MX tensors"
+listing=$("$mx" inspect ptq.safetensors)
+grep -q "35 MX" <<<"$listing" || fail "mx inspect does not list 35 MX tensors"
 "$mx" dequantize ptq.safetensors -q -o back.safetensors
 kl() {
   "$mx" eval "$1" --tokenizer "$s/tok512.bin" --reference "$s/stories260K.bin" --recipe fp32 \
