@@ -41,6 +41,15 @@ struct BlockGrid {
     return (o * rows + row) * cols + col;
   }
 
+  // The inverse of flat_index: the block and slot holding flat row-major index `flat`.
+  void locate(int64_t flat, int64_t* block, int* slot) const {
+    const int64_t o = flat / (rows * cols);
+    const int64_t row = flat / cols % rows;
+    const int64_t col = flat % cols;
+    *block = (o * tiles_down + row / tile_rows) * tiles_across + col / tile_cols;
+    *slot = int(row % tile_rows) * tile_cols + int(col % tile_cols);
+  }
+
   // flat_index for every slot of one block (-1 for padding), without a division per slot.
   void block_indices(int64_t block, int64_t* out) const {
     const int64_t per_outer = tiles_down * tiles_across;

@@ -19,24 +19,21 @@ bool is_subnormal(float v) {
   return v != 0 && std::fabs(v) < 0x1p-126f;
 }
 
+float flushed(const QuantSpec& spec, float v) {
+  return spec.flush_subnormals && is_subnormal(v) ? std::copysign(0.0f, v) : v;
+}
+
 }  // namespace
 
-BlockResult quantize_block_ref(const QuantSpec& spec, std::span<const float> values,
-                               std::span<const bool> is_real, std::span<const int64_t> indices,
-                               std::span<uint8_t> codes) {
+BlockResult choose_block_scale_ref(const QuantSpec& spec, std::span<const float> values,
+                                   std::span<const bool> is_real) {
   const FormatTraits& f = traits(spec.format);
   const size_t n = values.size();
-  std::vector<float> v(values.begin(), values.end());
-  if (spec.flush_subnormals) {
-    for (float& x : v) {
-      if (is_subnormal(x)) x = std::copysign(0.0f, x);
-    }
-  }
-
-  std::fill(codes.begin(), codes.end(), uint8_t{0});
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = flushed(spec, values[i]);
   for (size_t i = 0; i < n; ++i) {
     if (is_real[i] && !std::isfinite(v[i])) {
-      return {kE8m0Nan, spec.asymmetric ? float_to_bf16(NAN) : uint16_t{0}};
+      return {kE8m0Nan, spec.asymmetric ? float_to_bf16(NAN) : uint16_t{0}, true};
     }
   }
 
@@ -60,24 +57,32 @@ BlockResult quantize_block_ref(const QuantSpec& spec, std::span<const float> val
   for (size_t i = 0; i < n; ++i) {
     if (is_real[i]) amax = std::max(amax, std::fabs(v[i]));
   }
-  if (amax == 0) {
-    for (size_t i = 0; i < n; ++i) {
-      if (is_real[i]) codes[i] = zero_code(f, std::signbit(v[i]));
-    }
-    return {spec.zero_block_scale, offset};
-  }
-
+  // An all-zero block: encoding its ±0 values at any scale gives the signed zero codes.
+  if (amax == 0) return {spec.zero_block_scale, offset, false};
   const uint8_t scale = scale_byte_for_exponent(shared_exponent_ref(f, amax, spec.scale_rule));
-  if (scale == kE8m0Nan) return {kE8m0Nan, offset};
-  const int e = e8m0_exponent(scale);
-  const uint64_t key = stochastic_stream_key(spec.seed);
-  for (size_t i = 0; i < n; ++i) {
-    if (!is_real[i]) continue;
-    const uint32_t dither =
-        spec.rounding == Rounding::kStochastic ? stochastic_dither(key, uint64_t(indices[i])) : 0;
-    codes[i] = encode_element_ref(f, v[i], e, spec.rounding, dither);
+  return {scale, offset, scale == kE8m0Nan};
+}
+
+uint8_t encode_block_element_ref(const QuantSpec& spec, const BlockResult& block, float value,
+                                 int64_t index) {
+  if (block.nan_block) return 0;
+  float v = flushed(spec, value);
+  if (spec.asymmetric) v = v - bf16_to_float(block.offset);
+  const uint32_t dither = spec.rounding == Rounding::kStochastic
+                              ? stochastic_dither(stochastic_stream_key(spec.seed), uint64_t(index))
+                              : 0;
+  return encode_element_ref(traits(spec.format), v, e8m0_exponent(block.scale), spec.rounding,
+                            dither);
+}
+
+BlockResult quantize_block_ref(const QuantSpec& spec, std::span<const float> values,
+                               std::span<const bool> is_real, std::span<const int64_t> indices,
+                               std::span<uint8_t> codes) {
+  const BlockResult r = choose_block_scale_ref(spec, values, is_real);
+  for (size_t i = 0; i < values.size(); ++i) {
+    codes[i] = is_real[i] ? encode_block_element_ref(spec, r, values[i], indices[i]) : 0;
   }
-  return {scale, offset};
+  return r;
 }
 
 MxTensor quantize_ref(std::span<const float> values, std::span<const int64_t> shape,

@@ -26,7 +26,23 @@ namespace mx {
 struct BlockResult {
   uint8_t scale;
   uint16_t offset;  // bfloat16 bits; 0 unless asymmetric
+  // Non-finite values or a scale past 2^127: every code is 0 and the block decodes to NaN.
+  // (A zero block's scale byte may also be 0xFF, spec.zero_block_scale; its codes are ±0.)
+  bool nan_block = false;
 };
+
+// Steps 1-5 for one block: its E8M0 scale (and bfloat16 offset) from its slots' values
+// (`is_real` false for padding slots).
+BlockResult choose_block_scale_ref(const QuantSpec& spec, std::span<const float> values,
+                                   std::span<const bool> is_real);
+
+// Step 6 for one real slot of a block whose scale and offset are `block`: the code of `value`
+// (flushed if the spec says so, less the offset when asymmetric), `index` being its flat index
+// (the stochastic-rounding stream position). `value` must be finite; a NaN block's codes are 0.
+// Callers that choose a block's scale before its values are final (post-training quantization,
+// mx/ptq) encode each slot with this.
+uint8_t encode_block_element_ref(const QuantSpec& spec, const BlockResult& block, float value,
+                                 int64_t index);
 
 // Quantizes one block. `values` holds its slots (padding slots set to 0 and flagged false in
 // `is_real`), `indices` the flat index of each slot (for stochastic rounding). Writes one code

@@ -12,36 +12,24 @@
 #include "mx/io/cat.h"
 #include "mx/io/memory_budget.h"
 #include "mx/nn/cpu/cpu_backend.h"
+#include "mx/nn/model_acts.h"
 
 namespace mx::nn {
 
 using io::cat;
 
-// Saved activations of one block (shapes for N = B * T tokens). Activations are of the
-// backend's act_type(); the norms' statistics and attention's saved state are FP32.
-struct LayerActs {
-  Buf ln1, ln1_mean, ln1_rstd;  // [N, C], [N], [N]
-  Buf q, k, v;                  // [N, nh * hs], [N, nkv * hs] (after RoPE)
-  Buf att_saved;                // Backend::attn_saved_count
-  Buf atty, attproj, res_att;   // [N, C]
-  Buf ln2, ln2_mean, ln2_rstd;  // [N, C], [N], [N]
-  Buf fc, up, act;              // [N, H] (fc: GPT-2 c_fc / Llama gate)
-  Buf proj, res_out;            // [N, C]
-};
-
-struct Model::Acts {
-  Buf tokens, targets;               // [N] u32
-  Buf encoded;                       // [N, C]
-  std::vector<LayerActs> layers;     // [L]
-  Buf lnf, lnf_mean, lnf_rstd;       // [N, C], [N], [N]
-  Buf logits, losses;                // [N, V] (then their gradient), [N] f32
-  Buf dres, dln, datty, dq, dk, dv;  // backward scratch
-  Buf dact, dfc, dup;
-};
-
 namespace {
 
-enum Site { kQ = 0, kK, kV, kAttention, kAttnOut, kFc, kUp, kProj };
+enum Site {
+  kQ = int(LinearSite::kQ),
+  kK = int(LinearSite::kK),
+  kV = int(LinearSite::kV),
+  kAttention = 3,
+  kAttnOut = int(LinearSite::kAttnOut),
+  kFc = int(LinearSite::kFc),
+  kUp = int(LinearSite::kUp),
+  kProj = int(LinearSite::kProj)
+};
 
 struct Sized {
   Buf* buffer;

@@ -27,6 +27,9 @@
 
 namespace mx::nn {
 
+// The linear layers of a block, numbered by their stochastic-rounding site (above).
+enum class LinearSite : int { kQ = 0, kK = 1, kV = 2, kAttnOut = 4, kFc = 5, kUp = 6, kProj = 7 };
+
 struct PassOptions {
   // Keep what backward() needs; the logits are then replaced by their gradient.
   bool training = false;
@@ -110,6 +113,19 @@ class Model {
   void start_sequence() { cached_ = 0, sequence_failed_ = false; }
   std::string extend(const uint32_t* tokens, int64_t t);
   int64_t cached_tokens() const { return cached_; }
+
+  // Layer-wise passes, for post-training quantization (mx/ptq), which quantizes the blocks in
+  // order and runs each on the outputs of the blocks before it. x is the residual stream,
+  // [b * t, dim] FP32 on the host; backends with FP32 activations only. embed() writes the
+  // embedding of b x t tokens into x; forward_block() runs block `layer` (recipe and step as
+  // forward() would) on x and replaces it with the block's output.
+  std::string embed(const uint32_t* tokens, int64_t b, int64_t t, float* x);
+  std::string forward_block(int64_t layer, float* x, int64_t b, int64_t t);
+  // After forward_block(layer): the input of that block's linear layer at `site` as its
+  // product read it before any recipe cast, [b * t, in-features], on the host.
+  std::string linear_input(int64_t layer, LinearSite site, std::vector<float>* out);
+  // The offset into params() of a block's weight at `site` (-1: the architecture has none).
+  int64_t linear_weight(int64_t layer, LinearSite site) const;
 
   // The logits of the last inference pass, on the host: all [B * T, vocab] of them, or one row.
   const float* logits();

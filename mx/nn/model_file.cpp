@@ -198,6 +198,28 @@ std::string save_model_file(const std::string& path, const ModelConfig& config,
   return io::write_safetensors(path, tensors, meta);
 }
 
+std::string save_model_file_mx(const std::string& path, const ModelConfig& config,
+                               const Params& params, std::string_view tokenizer,
+                               const std::map<std::string, MxTensor>& mx) {
+  std::vector<io::TensorToWrite> all, tensors;
+  std::map<std::string, std::string> meta;
+  model_file_contents(config, params, tokenizer, &all, &meta);
+  for (const io::TensorToWrite& t : all) {
+    if (mx.count(t.name) == 0) tensors.push_back(t);
+  }
+  for (const auto& [name, t] : mx) {
+    const ParamView* v = params.find(name);
+    if (v == nullptr) return cat("the model has no parameter ", name);
+    if (t.shape != v->shape) {
+      return cat("MX tensor ", name, " has shape ", format_shape(t.shape), ", the model needs ",
+                 format_shape(v->shape));
+    }
+    if (std::string e = io::add_mx_tensor(name, t, &tensors, &meta); !e.empty()) return e;
+  }
+  io::add_checksum(tensors, &meta);
+  return io::write_safetensors(path, tensors, meta);
+}
+
 std::string check_file_holds(const io::SafetensorsFile& file, const ModelConfig& c) {
   if (std::string e = validate(c); !e.empty()) return cat("model config: ", e);
   // Every block has at least 9 tensors: the layer count is bounded by the file before a single

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mx/core/mx_tensor.h"
 #include "mx/io/safetensors.h"
 #include "mx/nn/model.h"
 
@@ -46,6 +47,13 @@ std::string check_file_holds(const io::SafetensorsFile& file, const ModelConfig&
 // The model file with its checksum (io/content_checksum.h), written atomically.
 std::string save_model_file(const std::string& path, const ModelConfig& config,
                             const Params& params, std::string_view tokenizer);
+
+// The same with the parameters named in `mx` stored as those MX tensors (NAME.blocks,
+// NAME.scales, "mx.NAME": mx/io/mx_safetensors.h) instead of F32, as `mx quantize` writes
+// them; each must have its parameter's shape. load_model_file reads it back, decoding them.
+std::string save_model_file_mx(const std::string& path, const ModelConfig& config,
+                               const Params& params, std::string_view tokenizer,
+                               const std::map<std::string, MxTensor>& mx);
 
 struct LoadedModel {
   std::unique_ptr<Model> model;  // on the backend it was loaded with, recipe fp32

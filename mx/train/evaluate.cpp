@@ -66,35 +66,40 @@ std::string evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWi
 }
 
 std::string direct_cast_eval(nn::Model& model, const nn::Recipe& recipe, data::TokenView tokens,
-                             const EvalWindow& w, DirectCastResult* result) {
-  const nn::Recipe saved = model.recipe();
-  const nn::Recipe reference = *nn::recipe_preset("fp32");
+                             const EvalWindow& w, DirectCastResult* result, nn::Model* reference) {
+  const nn::Recipe fp32 = *nn::recipe_preset("fp32");
   const nn::Recipe cast = nn::forward_only(recipe);
   const int64_t v = model.config().vocab;
+  nn::Model& ref_model = reference != nullptr ? *reference : model;
+  if (ref_model.config().vocab != v) {
+    return "the reference model's vocabulary differs from the model's";
+  }
   const int64_t batches = batch_count(tokens, w);
   if (std::string e = reserve_for(model, tokens, w); !e.empty()) return e;
+  if (std::string e = reserve_for(ref_model, tokens, w); !e.empty()) return e;
   DirectCastResult r;
   double loss_sum = 0, ref_sum = 0, kl_sum = 0;
   int64_t agree = 0;
   std::vector<float> ref_logits;
   std::vector<double> log_p, log_q;
   data::Batch batch;
-  // One pass under `r`; the model's own recipe comes back whatever happens.
-  auto pass = [&](const nn::Recipe& r, float* mean) {
-    model.set_recipe(r);
+  // One pass of `m` under `r`; its own recipe comes back whatever happens.
+  auto pass = [&](nn::Model& m, const nn::Recipe& r, float* mean) {
+    const nn::Recipe saved = m.recipe();
+    m.set_recipe(r);
     std::string e =
-        model.forward(batch.inputs.data(), batch.targets.data(), batch.rows, batch.seq_len, mean);
-    model.set_recipe(saved);
+        m.forward(batch.inputs.data(), batch.targets.data(), batch.rows, batch.seq_len, mean);
+    m.set_recipe(saved);
     return e;
   };
   for (int64_t i = 0; i < batches; ++i) {
     if (!data::eval_batch(tokens, w.batch, w.seq_len, i, &batch).empty()) break;
     const int64_t n = batch.rows * batch.seq_len;
     float ref_mean = 0, cast_mean = 0;
-    if (std::string e = pass(reference, &ref_mean); !e.empty()) return e;
+    if (std::string e = pass(ref_model, fp32, &ref_mean); !e.empty()) return e;
     ref_sum += double(ref_mean) * double(n);
-    ref_logits.assign(model.logits(), model.logits() + n * v);
-    if (std::string e = pass(cast, &cast_mean); !e.empty()) return e;
+    ref_logits.assign(ref_model.logits(), ref_model.logits() + n * v);
+    if (std::string e = pass(model, cast, &cast_mean); !e.empty()) return e;
     loss_sum += double(cast_mean) * double(n);
     for (int64_t row = 0; row < n; ++row) {
       const float* p_logits = ref_logits.data() + row * v;

@@ -32,8 +32,11 @@ struct DirectCastResult {
   int64_t tokens = 0;
 };
 
-// Restores the model's recipe before returning. "" or the reason a pass failed.
+// With `reference`, the FP32 side is that model instead (of the same vocabulary): a quantized
+// model file measured against the model it came from. Restores the models' recipes before
+// returning. "" or the reason a pass failed.
 std::string direct_cast_eval(nn::Model& model, const nn::Recipe& recipe, data::TokenView tokens,
-                             const EvalWindow& window, DirectCastResult* result);
+                             const EvalWindow& window, DirectCastResult* result,
+                             nn::Model* reference = nullptr);
 
 }  // namespace mx::train

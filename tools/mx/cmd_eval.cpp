@@ -24,7 +24,7 @@ namespace {
 struct EvalFlags {
   std::string model;
   std::string recipes = "mxint8";
-  std::string data, split = "val", tokenizer;
+  std::string data, split = "val", tokenizer, reference;
   int64_t batch = 8, seq_len = 0, batches = 16;
   int threads = 0;
   std::string device = "cpu";
@@ -83,6 +83,21 @@ std::string run_eval(const EvalFlags& f) {
     return e;
   }
   nn::Model& model = *source.loaded.model;
+  nn::LoadedModel reference;
+  if (!f.reference.empty()) {
+    std::unique_ptr<nn::Backend> backend;
+    if (std::string e = nn::make_backend({f.device, f.threads}, precision, &backend); !e.empty()) {
+      return e;
+    }
+    if (std::string e = nn::load_model_file(f.reference, &reference, std::move(backend));
+        !e.empty()) {
+      return e;
+    }
+    if (reference.model->config().vocab != model.config().vocab) {
+      return fmt::format("--reference {} has a vocabulary of {}, the model one of {}", f.reference,
+                         reference.model->config().vocab, model.config().vocab);
+    }
+  }
   std::vector<uint32_t> tokens;
   data::TokenShard shard;
   data::TokenView view;
@@ -105,8 +120,10 @@ std::string run_eval(const EvalFlags& f) {
   }
   const int64_t ctx = model.config().seq_len;
   const int64_t seq_len = f.seq_len > 0 ? f.seq_len : std::min<int64_t>(ctx, 256);
-  if (seq_len > ctx)
-    return fmt::format("--seq-len {} is longer than the model's context {}", seq_len, ctx);
+  if (seq_len > ctx || (reference.model && seq_len > reference.model->config().seq_len)) {
+    return fmt::format("--seq-len {} is longer than the context of the model or its reference",
+                       seq_len);
+  }
   const train::EvalWindow window{f.batch, seq_len, f.batches};
   if (data::eval_window_count(view, seq_len) == 0) {
     return fmt::format("{} holds {} tokens, too few for one window of {}", data_name, view.size(),
@@ -123,7 +140,9 @@ std::string run_eval(const EvalFlags& f) {
       model.set_recipe(saved);
     }
     train::DirectCastResult result;
-    if (std::string e = train::direct_cast_eval(model, recipe, view, window, &result); !e.empty()) {
+    if (std::string e =
+            train::direct_cast_eval(model, recipe, view, window, &result, reference.model.get());
+        !e.empty()) {
       return e;
     }
     results.push_back(result);
@@ -142,8 +161,9 @@ std::string run_eval(const EvalFlags& f) {
     }
     return "";
   }
-  fmt::print("Direct cast of {} ({}), {} tokens of {}\n", f.model, source.loaded.kind,
-             results[0].tokens, data_name);
+  fmt::print("Direct cast of {} ({}){}, {} tokens of {}\n", f.model, source.loaded.kind,
+             f.reference.empty() ? "" : fmt::format(" against {}", f.reference), results[0].tokens,
+             data_name);
   std::vector<std::pair<std::string, train::DirectCastResult>> rows;
   for (size_t i = 0; i < results.size(); ++i) rows.emplace_back(recipes[i].first, results[i]);
   print_direct_cast_table(rows);
@@ -167,6 +187,9 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--split", f.split, "val (held-out part of --data) or all")
       ->capture_default_str();
   cmd->add_option("--tokenizer", f.tokenizer, "Tokenizer (default: the one the model names)");
+  cmd->add_option("--reference", f.reference,
+                  "Measure KL, top-1 and the FP32 loss against this model instead (e.g. the one "
+                  "a quantized file came from)");
   cmd->add_option("--batch", f.batch, "Windows per batch")
       ->check(integer_in(1))
       ->capture_default_str();

@@ -1,30 +1,69 @@
 // `mx export RUN -o model.safetensors`: the weights of a training run's latest checkpoint (or
 // of any model file `mx eval` reads, e.g. a llama2.c .bin) as a plain F32 safetensors file with
-// Hugging Face tensor names, the model config and the tokenizer in its metadata.
+// Hugging Face tensor names, the model config and the tokenizer in its metadata. With --format,
+// the linear weights of the blocks are cast directly to MX and stored as MX tensors (the
+// format `mx quantize` writes).
 #include <fmt/format.h>
 
 #include "mx/io/atomic_file.h"
 #include "mx/nn/model_file.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/run_command.h"
+#include "tools/mx/spec_flags.h"
 
 namespace mx::tools {
 namespace {
 
 struct ExportFlags {
   std::string model, out;
+  SpecFlags spec;
+  CLI::Option* format_option = nullptr;
 };
+
+// The blocks' linear weights cast directly with `spec`, by name.
+std::string cast_linear_weights(const nn::Model& m, const QuantSpec& spec,
+                                const cpu::Options& cpu_options,
+                                std::map<std::string, MxTensor>* out) {
+  const nn::Params& params = m.params();
+  for (const nn::ParamView& v : params.views()) {
+    bool linear = false;
+    for (int64_t l = 0; l < m.config().n_layers; ++l) {
+      for (int s : {0, 1, 2, 4, 5, 6, 7}) {
+        linear = linear || m.linear_weight(l, nn::LinearSite(s)) == v.offset;
+      }
+    }
+    if (!linear) continue;
+    if (std::string e = cpu::quantize(params.data() + v.offset, DType::kF32, v.shape, spec,
+                                      &(*out)[v.name], cpu_options);
+        !e.empty()) {
+      return fmt::format("{}: {}", v.name, e);
+    }
+  }
+  return "";
+}
 
 std::string run_export(const ExportFlags& f) {
   if (std::string e = io::check_output_file(f.out); !e.empty()) return e;
+  const bool mx = f.format_option != nullptr && f.format_option->count() > 0;
+  QuantSpec spec;
+  cpu::Options cpu_options;
+  if (mx) {
+    if (std::string e = build_spec(f.spec, &spec); !e.empty()) return e;
+    if (std::string e = build_cpu_options(f.spec, &cpu_options); !e.empty()) return e;
+  }
   nn::LoadedModel loaded;
   if (std::string e = nn::load_model_file(f.model, &loaded); !e.empty()) return e;
   const nn::Model& m = *loaded.model;
-  if (std::string e = nn::save_model_file(f.out, m.config(), m.params(), loaded.tokenizer);
+  std::map<std::string, MxTensor> cast;
+  if (mx) {
+    if (std::string e = cast_linear_weights(m, spec, cpu_options, &cast); !e.empty()) return e;
+  }
+  if (std::string e = nn::save_model_file_mx(f.out, m.config(), m.params(), loaded.tokenizer, cast);
       !e.empty()) {
     return e;
   }
-  fmt::print("wrote {}: {}, {} parameters\n", f.out, nn::describe(m.config()), m.params().count());
+  fmt::print("wrote {}: {}, {} parameters{}\n", f.out, nn::describe(m.config()), m.params().count(),
+             mx ? fmt::format(", {} linear weights as {}", cast.size(), describe(spec)) : "");
   return "";
 }
 
@@ -38,6 +77,10 @@ void register_export(CLI::App& app) {
                   "A training run folder, a checkpoint, a model .safetensors or a llama2.c .bin")
       ->required();
   cmd->add_option("-o,--out", f.out, "safetensors file to write")->required();
+  add_spec_flags(cmd, &f.spec);
+  f.format_option = cmd->get_option("--format");
+  f.format_option->description(
+      "Cast the blocks' linear weights to this MX format (default: write FP32 only)");
   cmd->callback([] { run_command("export", [] { return run_export(f); }); });
 }
 

@@ -26,6 +26,7 @@ void register_commands(CLI::App& app) {
   register_plot(app);
   register_export(app);
   register_quantize(app);
+  register_ptq(app);
   register_dequantize(app);
   register_inspect(app);
   register_bench(app);

@@ -20,6 +20,7 @@ void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_plot(CLI::App& app);
 void register_export(CLI::App& app);
+void register_ptq(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_dequantize(CLI::App& app);
 void register_inspect(CLI::App& app);

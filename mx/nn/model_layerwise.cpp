@@ -1,0 +1,107 @@
+// Model's layer-wise passes (model.h): the embedding and one block at a time, with the
+// residual stream on the host between them.
+#include "mx/io/cat.h"
+#include "mx/nn/model.h"
+#include "mx/nn/model_acts.h"
+
+namespace mx::nn {
+
+using io::cat;
+
+namespace {
+
+std::string check_layerwise(const Backend& be, int64_t layer, int64_t layers) {
+  if (be.act_type() != BufType::kF32) {
+    return cat("layer-wise passes need FP32 activations; the ", be.name(), " backend keeps ",
+               "bfloat16 ones under this recipe");
+  }
+  if (layer < 0 || layer >= layers) return cat("the model has no block ", layer);
+  return "";
+}
+
+}  // namespace
+
+std::string Model::embed(const uint32_t* tokens, int64_t b, int64_t t, float* x) {
+  backward_ready_ = false;
+  if (std::string e = check_layerwise(*backend_, 0, config_.n_layers); !e.empty()) return e;
+  if (std::string e = reserve(b, t); !e.empty()) return e;
+  const int64_t n = b * t, C = config_.dim, V = config_.vocab;
+  if (std::string e = check_tokens(tokens, nullptr, n); !e.empty()) return e;
+  b_ = b, t_ = t;
+  Backend& be = *backend_;
+  Acts& a = *acts_;
+  be.upload(a.tokens.at(0, n), tokens);
+  be.embedding_forward(a.encoded, a.tokens, weights_.at(params_.wte(), V * C),
+                       weights_.at(params_.wpe(), config_.seq_len * C), n, t, C);
+  be.download(x, a.encoded.at(0, n * C));
+  return be.take_error();
+}
+
+std::string Model::forward_block(int64_t layer, float* x, int64_t b, int64_t t) {
+  backward_ready_ = false;
+  if (std::string e = check_layerwise(*backend_, layer, config_.n_layers); !e.empty()) return e;
+  if (std::string e = reserve(b, t); !e.empty()) return e;
+  if (std::string e = check_weights_for_recipe(); !e.empty()) return e;
+  const int64_t n = b * t, C = config_.dim;
+  b_ = b, t_ = t;
+  pass_ = {};
+  Backend& be = *backend_;
+  Acts& a = *acts_;
+  be.upload(a.encoded.at(0, n * C), x);
+  layer_forward(layer, a.encoded, /*use_cache=*/false);
+  be.download(x, a.layers[size_t(layer)].res_out.at(0, n * C));
+  return be.take_error();
+}
+
+std::string Model::linear_input(int64_t layer, LinearSite site, std::vector<float>* out) {
+  if (std::string e = check_layerwise(*backend_, layer, config_.n_layers); !e.empty()) return e;
+  if (acts_ == nullptr || b_ * t_ == 0) return "no block has run yet";
+  const LayerActs& a = acts_->layers[size_t(layer)];
+  const int64_t n = b_ * t_;
+  Buf in;
+  int64_t k = config_.dim;
+  switch (site) {
+    case LinearSite::kQ:
+    case LinearSite::kK:
+    case LinearSite::kV:
+      in = a.ln1;
+      break;
+    case LinearSite::kAttnOut:
+      in = a.atty;
+      break;
+    case LinearSite::kFc:
+    case LinearSite::kUp:
+      in = a.ln2;
+      break;
+    case LinearSite::kProj:
+      in = a.act;
+      k = config_.hidden;
+      break;
+  }
+  out->resize(size_t(n * k));
+  backend_->download(out->data(), in.at(0, n * k));
+  return backend_->take_error();
+}
+
+int64_t Model::linear_weight(int64_t layer, LinearSite site) const {
+  const LayerOffsets& o = params_.layers()[size_t(layer)];
+  switch (site) {
+    case LinearSite::kQ:
+      return o.wq;
+    case LinearSite::kK:
+      return o.wk;
+    case LinearSite::kV:
+      return o.wv;
+    case LinearSite::kAttnOut:
+      return o.wo;
+    case LinearSite::kFc:
+      return o.fc;
+    case LinearSite::kUp:
+      return o.up;
+    case LinearSite::kProj:
+      return o.proj;
+  }
+  return -1;
+}
+
+}  // namespace mx::nn

@@ -1,0 +1,19 @@
+// The factor of the inverse Hessian that error diffusion walks (docs/NUMERICS.md §17): for a
+// symmetric positive definite H [k, k], the upper triangular U with positive diagonal and
+// U^T U = H^-1. Row i of U, divided by U[i][i], gives how the error of column i spreads over
+// the columns after it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mx::ptq {
+
+// Replaces the row-major k x k matrix *h (symmetric, positive definite) by U. It factors
+// H = V V^T with V upper triangular (a Cholesky factorization run from the last index back),
+// then inverts V: U = V^-1, since H^-1 = V^-T V^-1. Everything is in double, in a fixed order.
+// Returns "" or the reason H is not positive definite (a pivot that is not positive).
+std::string inverse_hessian_factor(std::vector<double>* h, int64_t k);
+
+}  // namespace mx::ptq

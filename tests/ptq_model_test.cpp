@@ -1,0 +1,171 @@
+// Post-training quantization of whole models (mx/ptq/model_ptq.h) and the layer-wise passes
+// it runs on.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "mx/core/quantize_ref.h"
+#include "mx/nn/cpu/cpu_backend.h"
+#include "mx/nn/model.h"
+#include "mx/ptq/model_ptq.h"
+
+namespace mx::ptq {
+namespace {
+
+using nn::LinearSite;
+
+constexpr LinearSite kSites[] = {LinearSite::kQ,       LinearSite::kK,  LinearSite::kV,
+                                 LinearSite::kAttnOut, LinearSite::kFc, LinearSite::kUp,
+                                 LinearSite::kProj};
+
+std::unique_ptr<nn::Model> tiny_model(nn::Arch arch, int threads = 0) {
+  auto model = std::make_unique<nn::Model>(*nn::model_preset("tiny", arch),
+                                           std::make_unique<nn::CpuBackend>(threads));
+  model->params().init(5);
+  return model;
+}
+
+std::vector<uint32_t> calibration(int64_t sequences, int64_t t, int64_t vocab) {
+  std::vector<uint32_t> tokens;
+  uint64_t s = 12345;
+  for (int64_t i = 0; i < sequences * t; ++i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    tokens.push_back(uint32_t((s >> 33) % uint64_t(vocab)));
+  }
+  return tokens;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Logits of the model on `tokens` (b sequences of t).
+std::vector<float> logits_of(nn::Model& model, const std::vector<uint32_t>& tokens, int64_t b,
+                             int64_t t) {
+  EXPECT_EQ(model.forward(tokens.data(), nullptr, b, t), "");
+  return std::vector<float>(model.logits(), model.logits() + b * t * model.config().vocab);
+}
+
+double distance(const std::vector<float>& a, const std::vector<float>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+  return std::sqrt(s);
+}
+
+TEST(LayerwisePasses, GiveEveryLinearLayerTheInputTheWholeForwardGives) {
+  for (nn::Arch arch : {nn::Arch::kGpt2, nn::Arch::kLlama}) {
+    auto model = tiny_model(arch);
+    const int64_t b = 2, t = 16;
+    const std::vector<uint32_t> tokens = calibration(b, t, model->config().vocab);
+    ASSERT_EQ(model->forward(tokens.data(), nullptr, b, t), "");
+    std::vector<std::vector<float>> whole;
+    std::vector<float> in;
+    for (int64_t l = 0; l < model->config().n_layers; ++l) {
+      for (LinearSite s : kSites) {
+        ASSERT_EQ(model->linear_input(l, s, &in), "");
+        whole.push_back(in);
+      }
+    }
+    std::vector<float> x(size_t(b * t * model->config().dim));
+    ASSERT_EQ(model->embed(tokens.data(), b, t, x.data()), "");
+    size_t i = 0;
+    for (int64_t l = 0; l < model->config().n_layers; ++l) {
+      ASSERT_EQ(model->forward_block(l, x.data(), b, t), "");
+      for (LinearSite s : kSites) {
+        ASSERT_EQ(model->linear_input(l, s, &in), "");
+        EXPECT_TRUE(same_bits(in, whole[i++])) << l << " " << int(s);
+      }
+    }
+  }
+}
+
+TEST(ModelPtq, StoresEveryLinearWeightAndLeavesItsDecodedValuesInTheModel) {
+  for (nn::Arch arch : {nn::Arch::kGpt2, nn::Arch::kLlama}) {
+    auto model = tiny_model(arch);
+    const std::vector<uint32_t> tokens = calibration(4, 32, model->config().vocab);
+    ModelPtqOptions options;
+    options.spec.format = ElementFormat::kE2M1;
+    options.batch = 3;
+    std::map<std::string, MxTensor> out;
+    int64_t reported = 0;
+    ASSERT_EQ(quantize_model(
+                  *model, tokens, 4, 32, options,
+                  [&](int64_t done, int64_t, std::string_view) { reported = done; }, &out),
+              "");
+    const int64_t per_layer = arch == nn::Arch::kLlama ? 7 : 6;
+    EXPECT_EQ(int64_t(out.size()), per_layer * model->config().n_layers);
+    EXPECT_EQ(reported, int64_t(out.size()));
+    for (const nn::ParamView& v : model->params().views()) {
+      auto it = out.find(v.name);
+      if (it == out.end()) continue;
+      const std::vector<float> in_model(model->params().data() + v.offset,
+                                        model->params().data() + v.offset + v.size);
+      EXPECT_TRUE(same_bits(dequantize_ref(it->second), in_model)) << v.name;
+    }
+  }
+}
+
+TEST(ModelPtq, BringsTheLogitsCloserToFp32ThanDirectCast) {
+  auto reference = tiny_model(nn::Arch::kLlama);
+  const int64_t b = 8, t = 32;
+  const std::vector<uint32_t> tokens = calibration(b, t, reference->config().vocab);
+  const std::vector<float> fp32 = logits_of(*reference, tokens, b, t);
+
+  ModelPtqOptions options;
+  options.spec.format = ElementFormat::kE2M1;
+  auto diffused = tiny_model(nn::Arch::kLlama);
+  std::map<std::string, MxTensor> out;
+  ASSERT_EQ(quantize_model(*diffused, tokens, b, t, options, {}, &out), "");
+
+  auto direct = tiny_model(nn::Arch::kLlama);
+  for (const auto& [name, tensor] : out) {
+    const nn::ParamView* v = direct->params().find(name);
+    std::string error;
+    const MxTensor cast =
+        quantize_ref(std::span<const float>(direct->params().get(name), size_t(v->size)), v->shape,
+                     options.spec, &error);
+    ASSERT_EQ(error, "");
+    const std::vector<float> values = dequantize_ref(cast);
+    std::copy(values.begin(), values.end(), direct->params().get(name));
+  }
+  const double ptq_error = distance(logits_of(*diffused, tokens, b, t), fp32);
+  const double direct_error = distance(logits_of(*direct, tokens, b, t), fp32);
+  EXPECT_LT(ptq_error, 0.8 * direct_error) << ptq_error << " vs " << direct_error;
+}
+
+TEST(ModelPtq, IsDeterministicForAnyThreadCount) {
+  std::map<std::string, MxTensor> first;
+  for (int threads : {1, 2}) {
+    auto model = tiny_model(nn::Arch::kGpt2, threads);
+    const std::vector<uint32_t> tokens = calibration(2, 32, model->config().vocab);
+    ModelPtqOptions options;
+    options.spec.format = ElementFormat::kE2M3;
+    options.gptq.threads = threads;
+    options.gptq.order = ColumnOrder::kActBlocks;
+    std::map<std::string, MxTensor> out;
+    ASSERT_EQ(quantize_model(*model, tokens, 2, 32, options, {}, &out), "");
+    if (first.empty()) {
+      first = out;
+      continue;
+    }
+    for (const auto& [name, t] : out) {
+      EXPECT_EQ(t.elements, first[name].elements) << name;
+      EXPECT_EQ(t.scales, first[name].scales) << name;
+    }
+  }
+}
+
+TEST(ModelPtq, RefusesCalibrationThatDoesNotFit) {
+  auto model = tiny_model(nn::Arch::kGpt2);
+  const int64_t ctx = model->config().seq_len;
+  const std::vector<uint32_t> tokens = calibration(1, ctx + 1, model->config().vocab);
+  std::map<std::string, MxTensor> out;
+  EXPECT_NE(quantize_model(*model, tokens, 1, ctx + 1, {}, {}, &out), "");
+  EXPECT_NE(quantize_model(*model, tokens, 2, ctx, {}, {}, &out), "");
+  EXPECT_TRUE(out.empty());
+}
+
+}  // namespace
+}  // namespace mx::ptq

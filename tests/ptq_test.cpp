@@ -1,0 +1,332 @@
+// Post-training quantization of one linear layer by error diffusion (mx/ptq): the inverse
+// Hessian factor, the column orders, and the quantizer against direct cast.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <vector>
+
+#include "mx/core/quantize_ref.h"
+#include "mx/io/mx_safetensors.h"
+#include "mx/io/safetensors.h"
+#include "mx/ptq/cholesky.h"
+#include "mx/ptq/column_order.h"
+#include "mx/ptq/gptq.h"
+#include "mx/ptq/hessian.h"
+
+namespace mx::ptq {
+namespace {
+
+// A linear layer's calibration problem: inputs X [m, k] whose features are correlated (X = Z A,
+// Z Gaussian, A a random mixing) and of unequal energy, and a Gaussian weight W [n, k].
+struct Layer {
+  int64_t m = 256, k = 96, n = 24;
+  std::vector<float> x, w, h;
+  explicit Layer(uint32_t seed, int64_t k_in = 96) : k(k_in) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal;
+    const int64_t r = k / 2;
+    std::vector<float> z(size_t(m * r)), a(size_t(r * k));
+    for (float& v : z) v = normal(rng);
+    for (float& v : a) v = normal(rng);
+    x.assign(size_t(m * k), 0.0f);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t c = 0; c < k; ++c) {
+        float s = 0;
+        for (int64_t p = 0; p < r; ++p) s += z[size_t(i * r + p)] * a[size_t(p * k + c)];
+        x[size_t(i * k + c)] = s * (1.0f + float(c % 7)) + 0.3f * normal(rng);
+      }
+    }
+    w.resize(size_t(n * k));
+    for (float& v : w) v = 0.05f * normal(rng);
+    h.assign(size_t(k * k), 0.0f);
+    accumulate_hessian(h.data(), x.data(), m, k, 1);
+  }
+
+  // ||X W^T - X V^T||_F for the decoded weight V, in double.
+  double output_error(const std::vector<float>& v) const {
+    double sum = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t o = 0; o < n; ++o) {
+        double d = 0;
+        for (int64_t c = 0; c < k; ++c) {
+          d += double(x[size_t(i * k + c)]) * (double(w[size_t(o * k + c)]) - v[size_t(o * k + c)]);
+        }
+        sum += d * d;
+      }
+    }
+    return std::sqrt(sum);
+  }
+};
+
+QuantSpec spec_of(ElementFormat format) {
+  QuantSpec s;
+  s.format = format;
+  return s;
+}
+
+std::vector<float> direct_cast(const Layer& l, const QuantSpec& spec) {
+  std::string error;
+  const int64_t shape[2] = {l.n, l.k};
+  const MxTensor t = quantize_ref(l.w, shape, spec, &error);
+  EXPECT_EQ(error, "");
+  return dequantize_ref(t);
+}
+
+struct Result {
+  MxTensor tensor;
+  std::vector<float> values;
+};
+
+Result diffuse(const Layer& l, const QuantSpec& spec, const GptqOptions& options,
+               std::span<const float> h) {
+  Result r;
+  EXPECT_EQ(gptq_quantize(l.w, l.n, l.k, h, spec, options, &r.tensor, &r.values), "");
+  return r;
+}
+
+Result diffuse(const Layer& l, const QuantSpec& spec, const GptqOptions& options = {}) {
+  return diffuse(l, spec, options, l.h);
+}
+
+std::vector<float> identity(int64_t k) {
+  std::vector<float> h(size_t(k * k), 0.0f);
+  for (int64_t i = 0; i < k; ++i) h[size_t(i * k + i)] = 1.0f;
+  return h;
+}
+
+bool same_tensor(const MxTensor& a, const MxTensor& b) {
+  return a.shape == b.shape && a.spec == b.spec && a.elements == b.elements &&
+         a.scales == b.scales && a.offsets == b.offsets;
+}
+
+TEST(InverseHessianFactor, IsUpperTriangularWithUtUEqualToTheInverse) {
+  const Layer l(1, 40);
+  const int64_t k = l.k;
+  const std::vector<int64_t> order =
+      column_order(std::vector<float>(size_t(k)), 1, ColumnOrder::kNatural);
+  std::vector<double> h = damped_hessian(l.h, k, order, 0.01);
+  const std::vector<double> original = h;
+  ASSERT_EQ(inverse_hessian_factor(&h, k), "");
+  double scale = 0;
+  for (int64_t i = 0; i < k; ++i) scale = std::max(scale, original[size_t(i * k + i)]);
+  for (int64_t i = 0; i < k; ++i) {
+    EXPECT_GT(h[size_t(i * k + i)], 0.0);
+    for (int64_t j = 0; j < i; ++j) EXPECT_EQ(h[size_t(i * k + j)], 0.0);
+  }
+  // (U^T U) H = I. The damped H's condition number is below 1e5, so double leaves far more
+  // than the 1e-7 asked for.
+  for (int64_t i = 0; i < k; ++i) {
+    for (int64_t j = 0; j < k; ++j) {
+      double s = 0;
+      for (int64_t p = 0; p < k; ++p) {
+        double inv = 0;  // (U^T U)[i][p]
+        for (int64_t q = 0; q <= std::min(i, p); ++q) {
+          inv += h[size_t(q * k + i)] * h[size_t(q * k + p)];
+        }
+        s += inv * original[size_t(p * k + j)];
+      }
+      EXPECT_NEAR(s, i == j ? 1.0 : 0.0, 1e-7) << i << ", " << j;
+    }
+  }
+}
+
+TEST(InverseHessianFactor, RefusesAMatrixThatIsNotPositiveDefinite) {
+  std::vector<double> h = {1, 2, 2, 1};  // eigenvalues 3 and -1
+  const std::string e = inverse_hessian_factor(&h, 2);
+  EXPECT_NE(e.find("not positive definite"), std::string::npos) << e;
+}
+
+TEST(DampedHessian, AddsTheFractionOfTheMeanDiagonalAndUnitsForDeadInputs) {
+  const std::vector<float> h = {4, 1, 0, 1, 2, 0, 0, 0, 0};  // input 2 is dead
+  const std::vector<int64_t> order = {2, 0, 1};
+  const std::vector<double> d = damped_hessian(h, 3, order, 0.5);
+  const double lambda = 0.5 * (4 + 2 + 0) / 3;
+  const std::vector<double> expected = {1, 0, 0, 0, 4 + lambda, 1, 0, 1, 2 + lambda};
+  EXPECT_EQ(d, expected);
+}
+
+TEST(ColumnOrder, EqualDiagonalsGiveTheNaturalOrderUnderEveryRule) {
+  const std::vector<float> diag(70, 3.0f);
+  for (ColumnOrder o : {ColumnOrder::kNatural, ColumnOrder::kActBlocks, ColumnOrder::kActColumns}) {
+    const std::vector<int64_t> order = column_order(diag, 32, o);
+    for (int64_t i = 0; i < 70; ++i) EXPECT_EQ(order[size_t(i)], i) << column_order_name(o);
+  }
+}
+
+TEST(ColumnOrder, ActivationOrderByBlocksKeepsEachBlockTogether) {
+  // Three groups of 4 (the last holds 2): sums 10, 40, 3.
+  const std::vector<float> diag = {1, 2, 3, 4, 10, 20, 5, 5, 1, 2};
+  EXPECT_EQ(column_order(diag, 4, ColumnOrder::kActBlocks),
+            (std::vector<int64_t>{5, 4, 6, 7, 3, 2, 1, 0, 9, 8}));
+  EXPECT_EQ(column_order(diag, 4, ColumnOrder::kActColumns),
+            (std::vector<int64_t>{5, 4, 6, 7, 3, 2, 1, 9, 0, 8}));
+}
+
+TEST(ErrorDiffusion, LowersTheOutputErrorBelowDirectCastForEveryFormat) {
+  const Layer l(7);
+  for (const FormatTraits& f : all_formats()) {
+    const QuantSpec spec = spec_of(f.format);
+    const double direct = l.output_error(direct_cast(l, spec));
+    for (ColumnOrder o :
+         {ColumnOrder::kNatural, ColumnOrder::kActBlocks, ColumnOrder::kActColumns}) {
+      GptqOptions options;
+      options.order = o;
+      const double diffused = l.output_error(diffuse(l, spec, options).values);
+      EXPECT_LT(diffused, 0.75 * direct) << f.mx_name << " " << column_order_name(o);
+    }
+  }
+}
+
+TEST(ErrorDiffusion, LowersTheOutputErrorForBlocksAlongOutputsAndForTiles) {
+  const Layer l(8);
+  QuantSpec along_outputs = spec_of(ElementFormat::kE2M1);
+  along_outputs.axis = 0;
+  along_outputs.block_size = 8;
+  QuantSpec tiled = spec_of(ElementFormat::kE2M1);
+  tiled.tile_rows = tiled.tile_cols = 8;
+  for (const QuantSpec& spec : {along_outputs, tiled}) {
+    const double direct = l.output_error(direct_cast(l, spec));
+    EXPECT_LT(l.output_error(diffuse(l, spec).values), 0.9 * direct) << describe(spec);
+  }
+}
+
+// Under H = I no column's error reaches another (U is diagonal), so every block sees its
+// original values: the result is quantize_ref's, bit for bit, whatever the spec.
+TEST(ErrorDiffusion, WithTheIdentityHessianIsDirectCastBitForBit) {
+  const Layer l(3, 80);  // 80 inputs: the last block along them is padded
+  const std::vector<float> h = identity(l.k);
+  std::vector<QuantSpec> specs;
+  for (const FormatTraits& f : all_formats()) specs.push_back(spec_of(f.format));
+  QuantSpec s = spec_of(ElementFormat::kE2M3);
+  for (ScaleRule r : {ScaleRule::kCeil, ScaleRule::kEven, ScaleRule::kRceil}) {
+    s.scale_rule = r;
+    specs.push_back(s);
+  }
+  s = spec_of(ElementFormat::kE2M1);
+  s.rounding = Rounding::kStochastic;
+  s.seed = 99;
+  specs.push_back(s);
+  s = spec_of(ElementFormat::kInt4);
+  s.asymmetric = true;
+  s.flush_subnormals = true;
+  s.block_size = 16;
+  specs.push_back(s);
+  s = spec_of(ElementFormat::kE4M3);
+  s.axis = 0;
+  specs.push_back(s);
+  s = spec_of(ElementFormat::kE3M2);
+  s.tile_rows = 4, s.tile_cols = 16;
+  specs.push_back(s);
+  const int64_t shape[2] = {l.n, l.k};
+  for (const QuantSpec& spec : specs) {
+    std::string error;
+    const MxTensor direct = quantize_ref(l.w, shape, spec, &error);
+    ASSERT_EQ(error, "");
+    for (ColumnOrder o :
+         {ColumnOrder::kNatural, ColumnOrder::kActBlocks, ColumnOrder::kActColumns}) {
+      GptqOptions options;
+      options.order = o;
+      EXPECT_TRUE(same_tensor(diffuse(l, spec, options, h).tensor, direct))
+          << describe(spec) << " " << column_order_name(o);
+    }
+  }
+}
+
+TEST(ErrorDiffusion, StoresAValidTensorThatDecodesToTheValuesItDiffusedAgainst) {
+  const Layer l(4);
+  for (const FormatTraits& f : all_formats()) {
+    QuantSpec spec = spec_of(f.format);
+    spec.asymmetric = f.format == ElementFormat::kInt4;
+    GptqOptions options;
+    options.order = ColumnOrder::kActColumns;
+    const Result r = diffuse(l, spec, options);
+    EXPECT_EQ(check_consistent(r.tensor), "") << f.mx_name;
+    const std::vector<float> decoded = dequantize_ref(r.tensor);
+    ASSERT_EQ(decoded.size(), r.values.size());
+    EXPECT_EQ(std::memcmp(decoded.data(), r.values.data(), decoded.size() * sizeof(float)), 0)
+        << f.mx_name;
+  }
+}
+
+TEST(ErrorDiffusion, ItsTensorReadsBackFromMxSafetensorsUnchanged) {
+  const Layer l(5);
+  const Result r = diffuse(l, spec_of(ElementFormat::kE2M3));
+  std::vector<io::TensorToWrite> tensors;
+  std::map<std::string, std::string> metadata;
+  ASSERT_EQ(io::add_mx_tensor("w", r.tensor, &tensors, &metadata), "");
+  const std::string path =
+      (std::filesystem::path(::testing::TempDir()) / "mx_ptq_roundtrip.safetensors").string();
+  ASSERT_EQ(io::write_safetensors(path, tensors, metadata), "");
+  io::SafetensorsFile file;
+  ASSERT_EQ(io::open_safetensors(path, &file), "");
+  MxTensor back;
+  ASSERT_EQ(io::load_mx_tensor(file, "w", &back), "");
+  EXPECT_TRUE(same_tensor(back, r.tensor));
+  std::remove(path.c_str());
+}
+
+TEST(ErrorDiffusion, IsDeterministicForAnyThreadCount) {
+  const Layer l(6);
+  for (ColumnOrder o : {ColumnOrder::kNatural, ColumnOrder::kActColumns}) {
+    GptqOptions options;
+    options.order = o;
+    options.threads = 1;
+    const Result one = diffuse(l, spec_of(ElementFormat::kE2M1), options);
+    for (int threads : {1, 2, 3, 0}) {
+      options.threads = threads;
+      const Result again = diffuse(l, spec_of(ElementFormat::kE2M1), options);
+      EXPECT_TRUE(same_tensor(again.tensor, one.tensor)) << threads;
+    }
+  }
+}
+
+// Lazy batches reorder float sums only: whatever their size, and where a scale falls due on
+// columns past the batch (act-columns), the result is the same up to a rare rounding flip.
+TEST(ErrorDiffusion, BatchSizeChangesOnlyTheRoundingOfTheUpdates) {
+  const Layer l(9);
+  for (ColumnOrder o : {ColumnOrder::kNatural, ColumnOrder::kActColumns}) {
+    GptqOptions options;
+    options.order = o;
+    options.batch_columns = 1;
+    const Result unbatched = diffuse(l, spec_of(ElementFormat::kE2M1), options);
+    for (int64_t batch : {7, 32, 128}) {
+      options.batch_columns = batch;
+      const Result r = diffuse(l, spec_of(ElementFormat::kE2M1), options);
+      int64_t differ = 0;
+      for (size_t i = 0; i < r.values.size(); ++i) differ += r.values[i] != unbatched.values[i];
+      EXPECT_LE(differ, int64_t(r.values.size()) / 100) << batch << column_order_name(o);
+      EXPECT_NEAR(l.output_error(r.values), l.output_error(unbatched.values),
+                  0.02 * l.output_error(unbatched.values));
+    }
+  }
+}
+
+TEST(ErrorDiffusion, RefusesBadInputsWithOneLine) {
+  const Layer l(2, 64);
+  MxTensor t;
+  const QuantSpec spec = spec_of(ElementFormat::kE2M1);
+  std::vector<float> w = l.w;
+  w[5] = NAN;
+  EXPECT_EQ(gptq_quantize(w, l.n, l.k, l.h, spec, {}, &t), "the weight holds NaN or Inf");
+  EXPECT_NE(gptq_quantize(l.w, l.n, l.k, std::span(l.h).first(10), spec, {}, &t), "");
+  GptqOptions negative;
+  negative.damp = -1;
+  EXPECT_NE(gptq_quantize(l.w, l.n, l.k, l.h, spec, negative, &t), "");
+  // Two inputs that are always equal: without dampening H is singular.
+  std::vector<float> singular = identity(l.k);
+  singular[1] = singular[size_t(l.k)] = 1.0f;
+  GptqOptions undamped;
+  undamped.damp = 0;
+  const std::string e = gptq_quantize(l.w, l.n, l.k, singular, spec, undamped, &t);
+  EXPECT_NE(e.find("raise the dampening"), std::string::npos) << e;
+  QuantSpec bad = spec;
+  bad.axis = 2;
+  EXPECT_NE(gptq_quantize(l.w, l.n, l.k, l.h, bad, {}, &t), "");
+}
+
+}  // namespace
+}  // namespace mx::ptq
