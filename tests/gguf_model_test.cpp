@@ -21,27 +21,14 @@
 #include "mx/nn/gguf_model.h"
 #include "mx/nn/model_file.h"
 #include "mx/train/model_gguf.h"
+#include "tests/data_dir.h"
 
 namespace mx::train {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path data_dir() {
-  const char* d = std::getenv("MX_DATA_DIR");
-  return d && *d ? fs::path(d) : fs::path();
-}
-#define REQUIRE_DATA_DIR()                                   \
-  if (data_dir().empty())                                    \
-  GTEST_SKIP() << "MX_DATA_DIR is not set: this test reads " \
-                  "the shared data folder"
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::data_dir;
 
 class ModelGguf : public ::testing::Test {
  protected:
@@ -61,6 +48,10 @@ class ModelGguf : public ::testing::Test {
                     const ModelGgufOptions& options) {
     convert::ConvertReport report;
     return write_model_gguf(loaded, "model", out, options, {}, &report);
+  }
+
+  static std::string load_stories(nn::LoadedModel* out) {
+    return nn::load_model_file((data_dir() / "stories260K/stories260K.bin").string(), out);
   }
 
   fs::path dir_;
@@ -101,8 +92,7 @@ int64_t integer_kv(const io::GgufFile& f, const char* key) {
 TEST_F(ModelGguf, Stories260KCarriesLlamaCppNamesKeysAndVocabulary) {
   REQUIRE_DATA_DIR();
   nn::LoadedModel loaded;
-  ASSERT_EQ(nn::load_model_file((data_dir() / "stories260K/stories260K.bin").string(), &loaded),
-            "");
+  ASSERT_EQ(load_stories(&loaded), "");
   const std::string out = path("s.gguf");
   ASSERT_EQ(write(loaded, out, mxfp4_options()), "");
   io::GgufFile f;
@@ -152,8 +142,7 @@ TEST_F(ModelGguf, Stories260KCarriesLlamaCppNamesKeysAndVocabulary) {
 TEST_F(ModelGguf, ReadsBackF32BitForBitAndMxfp4AsItsBlocks) {
   REQUIRE_DATA_DIR();
   nn::LoadedModel original;
-  ASSERT_EQ(nn::load_model_file((data_dir() / "stories260K/stories260K.bin").string(), &original),
-            "");
+  ASSERT_EQ(load_stories(&original), "");
   ASSERT_EQ(write(original, path("f32.gguf"), f32_options()), "");
   ASSERT_EQ(write(original, path("mxfp4.gguf"), mxfp4_options()), "");
 
@@ -188,15 +177,14 @@ TEST_F(ModelGguf, ReadsBackF32BitForBitAndMxfp4AsItsBlocks) {
 TEST_F(ModelGguf, EmbeddedSentencePieceVocabularyEncodesAsTok512) {
   REQUIRE_DATA_DIR();
   nn::LoadedModel original;
-  ASSERT_EQ(nn::load_model_file((data_dir() / "stories260K/stories260K.bin").string(), &original),
-            "");
+  ASSERT_EQ(load_stories(&original), "");
   ASSERT_EQ(write(original, path("s.gguf"), f32_options()), "");
   std::unique_ptr<data::Tokenizer> from_file, tok512;
   ASSERT_EQ(data::load_tokenizer(path("s.gguf"), {}, &from_file), "");
   ASSERT_EQ(data::load_tokenizer((data_dir() / "stories260K/tok512.bin").string(), {}, &tok512),
             "");
-  const std::string text =
-      read_text(data_dir() / "stories260K/tinystories_sample.txt") + " naïve café 日本 \x01";
+  const std::string text = testing::read_file(data_dir() / "stories260K/tinystories_sample.txt") +
+                           " naïve café 日本 \x01";
   const std::vector<uint32_t> ids = tok512->encode(text);
   EXPECT_EQ(from_file->encode(text), ids);
   EXPECT_EQ(from_file->decode(ids), tok512->decode(ids));
@@ -252,7 +240,7 @@ TEST_F(ModelGguf, Gpt2StacksQkvByRowsAndCarriesItsMerges) {
   std::unique_ptr<data::Tokenizer> from_file, gpt2;
   ASSERT_EQ(data::load_tokenizer(path("g.gguf"), paths, &from_file), "");
   ASSERT_EQ(data::load_tokenizer("gpt2", paths, &gpt2), "");
-  const std::string text = read_text(data_dir() / "tokenizer-tests/gpt2.inp");
+  const std::string text = testing::read_file(data_dir() / "tokenizer-tests/gpt2.inp");
   EXPECT_EQ(from_file->encode(text), gpt2->encode(text));
   EXPECT_EQ(from_file->eos_id(), 50256u);
 }

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "mx/data/gpt2_pretokenize.h"
+#include "mx/data/read_file.h"
 #include "mx/data/unicode.h"
 
 namespace mx::data {
@@ -13,15 +14,6 @@ namespace {
 
 uint64_t pair_key(uint32_t left, uint32_t right) {
   return (uint64_t{left} << 32) | right;
-}
-
-std::string read_all(const std::filesystem::path& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "cannot open " + path.string();
-  std::ostringstream s;
-  s << in.rdbuf();
-  *out = std::move(s).str();
-  return "";
 }
 
 class Gpt2Tokenizer final : public Tokenizer {
@@ -95,8 +87,8 @@ std::string gpt2_token_text(std::string_view bytes) {
 std::string load_gpt2_vocab(const std::filesystem::path& encoder_json,
                             const std::filesystem::path& vocab_bpe, Gpt2Vocab* out) {
   std::string json_text, merges_text;
-  if (std::string e = read_all(encoder_json, &json_text); !e.empty()) return e;
-  if (std::string e = read_all(vocab_bpe, &merges_text); !e.empty()) return e;
+  if (std::string e = read_whole_file(encoder_json, &json_text); !e.empty()) return e;
+  if (std::string e = read_whole_file(vocab_bpe, &merges_text); !e.empty()) return e;
 
   const nlohmann::json encoder = nlohmann::json::parse(json_text, nullptr, false);
   if (encoder.is_discarded() || !encoder.is_object()) {

@@ -3,9 +3,9 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <queue>
-#include <sstream>
+
+#include "mx/data/read_file.h"
 
 namespace mx::data {
 namespace {
@@ -81,11 +81,8 @@ class Llama2cTokenizer final : public Tokenizer {
 }  // namespace
 
 std::string load_llama2c_vocab(const std::filesystem::path& path, Llama2cVocab* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "cannot open " + path.string();
-  std::ostringstream s;
-  s << in.rdbuf();
-  const std::string bytes = std::move(s).str();
+  std::string bytes;
+  if (std::string e = read_whole_file(path, &bytes); !e.empty()) return e;
   const std::string name = path.string();
   const auto read_i32 = [&](size_t offset, int32_t* v) {
     if (offset + 4 > bytes.size()) return false;

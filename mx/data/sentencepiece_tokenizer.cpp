@@ -8,6 +8,8 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "mx/data/read_file.h"
+
 namespace mx::data {
 namespace {
 
@@ -98,15 +100,6 @@ std::string training_error(std::string_view message) {
   return "SentencePiece training: " + std::string(message);
 }
 
-std::string read_model_file(const std::filesystem::path& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "cannot open " + path.string();
-  std::ostringstream s;
-  s << in.rdbuf();
-  *out = std::move(s).str();
-  return "";
-}
-
 }  // namespace
 
 std::string train_sentencepiece(std::string_view text, const SentencePieceTrainOptions& o,
@@ -154,7 +147,7 @@ std::string load_sentencepiece_tokenizer_from_bytes(const std::string& model_byt
 std::string load_sentencepiece_tokenizer(const std::filesystem::path& path,
                                          std::unique_ptr<Tokenizer>* out) {
   std::string bytes;
-  if (std::string e = read_model_file(path, &bytes); !e.empty()) return e;
+  if (std::string e = read_whole_file(path, &bytes); !e.empty()) return e;
   std::string e = load_sentencepiece_tokenizer_from_bytes(bytes, out);
   return e.empty() ? "" : path.string() + ": " + e;
 }
@@ -162,7 +155,7 @@ std::string load_sentencepiece_tokenizer(const std::filesystem::path& path,
 std::string read_sentencepiece_pieces(const std::filesystem::path& path,
                                       std::vector<SentencePieceEntry>* out) {
   std::string bytes;
-  if (std::string e = read_model_file(path, &bytes); !e.empty()) return e;
+  if (std::string e = read_whole_file(path, &bytes); !e.empty()) return e;
   sentencepiece::SentencePieceProcessor processor;
   if (const auto status = processor.LoadFromSerializedProto(bytes); !status.ok()) {
     return path.string() + ": SentencePiece: " + std::string(status.message());
