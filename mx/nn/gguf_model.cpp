@@ -184,6 +184,9 @@ std::string check_tensor(const io::GgufFile& file, const GgufModelTensor& want) 
     return cat("tensor ", want.name, " has ggml type ", t->type,
                "; mxkit reads F32, F16, BF16 and MXFP4");
   }
+  if (t->type == io::kGgmlMxfp4 && want.shape.size() != 2) {
+    return cat("tensor ", want.name, " is MXFP4; mxkit reads vectors as F32, F16 or BF16");
+  }
   return "";
 }
 
