@@ -13,28 +13,15 @@
 #include "mx/data/llama2c_tokenizer.h"
 #include "mx/data/sentencepiece_tokenizer.h"
 #include "mx/data/unicode.h"
+#include "tests/data_dir.h"
 
 namespace mx::data {
 namespace {
 
 namespace fs = std::filesystem;
 
-// The shared data folder, or empty (the calling test then skips).
-fs::path data_dir() {
-  const char* d = std::getenv("MX_DATA_DIR");
-  return d && *d ? fs::path(d) : fs::path();
-}
-#define REQUIRE_DATA_DIR()                                   \
-  if (data_dir().empty())                                    \
-  GTEST_SKIP() << "MX_DATA_DIR is not set: this test reads " \
-                  "the shared data folder"
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::data_dir;
+using testing::read_file;
 
 TEST(Unicode, ClassifiesLettersNumbersAndWhiteSpaceBeyondAscii) {
   EXPECT_TRUE(is_letter(U'é') && is_letter(U'Ж') && is_letter(U'中') && is_letter(U'ក'));

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "mx/data/gpt2_pretokenize.h"
+#include "mx/data/read_file.h"
 #include "mx/data/unicode.h"
 
 namespace mx::data {
@@ -13,15 +14,6 @@ namespace {
 
 uint64_t pair_key(uint32_t left, uint32_t right) {
   return (uint64_t{left} << 32) | right;
-}
-
-std::string read_all(const std::filesystem::path& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "cannot open " + path.string();
-  std::ostringstream s;
-  s << in.rdbuf();
-  *out = std::move(s).str();
-  return "";
 }
 
 class Gpt2Tokenizer final : public Tokenizer {
@@ -85,24 +77,24 @@ std::array<char32_t, 256> gpt2_byte_to_unicode() {
   return map;
 }
 
+std::string gpt2_token_text(std::string_view bytes) {
+  static const std::array<char32_t, 256> byte_to_unicode = gpt2_byte_to_unicode();
+  std::string text;
+  for (char c : bytes) append_utf8(byte_to_unicode[uint8_t(c)], &text);
+  return text;
+}
+
 std::string load_gpt2_vocab(const std::filesystem::path& encoder_json,
                             const std::filesystem::path& vocab_bpe, Gpt2Vocab* out) {
   std::string json_text, merges_text;
-  if (std::string e = read_all(encoder_json, &json_text); !e.empty()) return e;
-  if (std::string e = read_all(vocab_bpe, &merges_text); !e.empty()) return e;
+  if (std::string e = read_whole_file(encoder_json, &json_text); !e.empty()) return e;
+  if (std::string e = read_whole_file(vocab_bpe, &merges_text); !e.empty()) return e;
 
   const nlohmann::json encoder = nlohmann::json::parse(json_text, nullptr, false);
   if (encoder.is_discarded() || !encoder.is_object()) {
     return encoder_json.string() + ": not a JSON object of token -> id";
   }
-  // Token strings are in the byte_to_unicode alphabet; map them back to raw bytes.
-  std::unordered_map<char32_t, uint8_t> to_byte;
-  const auto byte_to_unicode = gpt2_byte_to_unicode();
-  for (int b = 0; b < 256; ++b) to_byte[byte_to_unicode[b]] = uint8_t(b);
-
-  Gpt2Vocab v;
-  std::unordered_map<std::string, uint32_t> id_of;  // token string as in the files -> id
-  v.token_bytes.resize(encoder.size());
+  std::vector<std::string> tokens(encoder.size());
   std::vector<bool> seen(encoder.size());
   for (const auto& [token, value] : encoder.items()) {
     if (!value.is_number_unsigned() || value.get<uint64_t>() >= encoder.size()) {
@@ -112,14 +104,44 @@ std::string load_gpt2_vocab(const std::filesystem::path& encoder_json,
     const uint32_t id = value.get<uint32_t>();
     if (seen[id]) return encoder_json.string() + ": id " + std::to_string(id) + " used twice";
     seen[id] = true;
-    id_of[token] = id;
+    tokens[id] = token;
+  }
+  std::vector<std::string> merges;
+  std::istringstream lines(merges_text);
+  std::string line;
+  for (int line_no = 1; std::getline(lines, line); ++line_no) {
+    if (line.empty() || line.starts_with("#version")) continue;
+    const size_t space = line.find(' ');
+    if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos) {
+      return vocab_bpe.string() + ":" + std::to_string(line_no) + ": expected \"left right\"";
+    }
+    merges.push_back(std::move(line));
+  }
+  return gpt2_vocab_from_lists(tokens, merges, encoder_json.string(), out);
+}
+
+std::string gpt2_vocab_from_lists(std::span<const std::string> tokens,
+                                  std::span<const std::string> merges, std::string_view source,
+                                  Gpt2Vocab* out) {
+  const std::string where(source);
+  // Token strings are in the byte_to_unicode alphabet; map them back to raw bytes.
+  std::unordered_map<char32_t, uint8_t> to_byte;
+  const auto byte_to_unicode = gpt2_byte_to_unicode();
+  for (int b = 0; b < 256; ++b) to_byte[byte_to_unicode[b]] = uint8_t(b);
+
+  Gpt2Vocab v;
+  std::unordered_map<std::string_view, uint32_t> id_of;  // token string as spelled -> id
+  v.token_bytes.resize(tokens.size());
+  for (uint32_t id = 0; id < tokens.size(); ++id) {
+    const std::string& token = tokens[id];
+    id_of.emplace(token, id);
     std::string& bytes = v.token_bytes[id];
     for (size_t pos = 0; pos < token.size();) {
       const Utf8Step s = decode_utf8(token, pos);
       auto it = to_byte.find(s.codepoint);
       // Every token, <|endoftext|> included, is spelled in the byte alphabet.
       if (!s.valid || it == to_byte.end()) {
-        return encoder_json.string() + ": token " + token + " has a character outside GPT-2's " +
+        return where + ": token " + std::to_string(id) + " has a character outside GPT-2's " +
                "byte alphabet at byte " + std::to_string(pos);
       }
       bytes.push_back(char(it->second));
@@ -130,30 +152,28 @@ std::string load_gpt2_vocab(const std::filesystem::path& encoder_json,
     std::string ch;
     append_utf8(byte_to_unicode[b], &ch);
     auto it = id_of.find(ch);
-    if (it == id_of.end()) {
-      return encoder_json.string() + ": no token for byte " + std::to_string(b);
-    }
+    if (it == id_of.end()) return where + ": no token for byte " + std::to_string(b);
     v.byte_token[b] = it->second;
   }
   if (auto it = id_of.find("<|endoftext|>"); it != id_of.end()) v.end_of_text = it->second;
 
-  std::istringstream lines(merges_text);
-  std::string line;
-  uint32_t rank = 0;
-  for (int line_no = 1; std::getline(lines, line); ++line_no) {
-    if (line.empty() || line.starts_with("#version")) continue;
-    const size_t space = line.find(' ');
-    if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos) {
-      return vocab_bpe.string() + ":" + std::to_string(line_no) + ": expected \"left right\"";
+  std::string joined;
+  for (uint32_t rank = 0; rank < merges.size(); ++rank) {
+    const std::string_view merge = merges[rank];
+    const size_t space = merge.find(' ');
+    if (space == std::string_view::npos || merge.find(' ', space + 1) != std::string_view::npos) {
+      return where + ": merge " + std::to_string(rank) + " is not \"left right\"";
     }
-    const std::string left = line.substr(0, space), right = line.substr(space + 1);
-    auto l = id_of.find(left), r = id_of.find(right), m = id_of.find(left + right);
+    const std::string_view left = merge.substr(0, space), right = merge.substr(space + 1);
+    joined.assign(left);
+    joined += right;
+    auto l = id_of.find(left), r = id_of.find(right), m = id_of.find(joined);
     if (l == id_of.end() || r == id_of.end() || m == id_of.end()) {
-      return vocab_bpe.string() + ":" + std::to_string(line_no) + ": merge \"" + line +
-             "\" uses or makes a token missing from " + encoder_json.filename().string();
+      return where + ": merge " + std::to_string(rank) + " \"" + std::string(merge) +
+             "\" uses or makes a token missing from the vocabulary";
     }
     // A pair listed twice keeps its first (lowest) rank, as a rank lookup table would.
-    v.merges.emplace(pair_key(l->second, r->second), Gpt2Vocab::Merge{rank++, m->second});
+    v.merges.emplace(pair_key(l->second, r->second), Gpt2Vocab::Merge{rank, m->second});
   }
   *out = std::move(v);
   return "";
@@ -195,8 +215,12 @@ std::string load_gpt2_tokenizer(const std::filesystem::path& encoder_json,
                                 std::unique_ptr<Tokenizer>* out) {
   Gpt2Vocab vocab;
   if (std::string e = load_gpt2_vocab(encoder_json, vocab_bpe, &vocab); !e.empty()) return e;
-  *out = std::make_unique<Gpt2Tokenizer>(std::move(vocab));
+  *out = make_gpt2_tokenizer(std::move(vocab));
   return "";
+}
+
+std::unique_ptr<Tokenizer> make_gpt2_tokenizer(Gpt2Vocab vocab) {
+  return std::make_unique<Gpt2Tokenizer>(std::move(vocab));
 }
 
 }  // namespace mx::data

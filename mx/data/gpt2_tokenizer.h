@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -36,9 +37,17 @@ struct Gpt2Vocab {
   std::optional<uint32_t> end_of_text;         // "<|endoftext|>"
 };
 
+// How encoder.json and vocab.bpe spell a token: each byte through gpt2_byte_to_unicode.
+std::string gpt2_token_text(std::string_view bytes);
+
 // Reads encoder.json (token -> id) and vocab.bpe (merges, one "left right" per line).
 std::string load_gpt2_vocab(const std::filesystem::path& encoder_json,
                             const std::filesystem::path& vocab_bpe, Gpt2Vocab* out);
+// The same from the token spellings in id order and the merges ("left right") in rank order;
+// errors begin with `source`.
+std::string gpt2_vocab_from_lists(std::span<const std::string> tokens,
+                                  std::span<const std::string> merges, std::string_view source,
+                                  Gpt2Vocab* out);
 
 // BPE of one pre-tokenized piece; no cache.
 std::vector<uint32_t> gpt2_bpe(const Gpt2Vocab& vocab, std::string_view piece);
@@ -47,5 +56,6 @@ std::vector<uint32_t> gpt2_bpe(const Gpt2Vocab& vocab, std::string_view piece);
 std::string load_gpt2_tokenizer(const std::filesystem::path& encoder_json,
                                 const std::filesystem::path& vocab_bpe,
                                 std::unique_ptr<Tokenizer>* out);
+std::unique_ptr<Tokenizer> make_gpt2_tokenizer(Gpt2Vocab vocab);
 
 }  // namespace mx::data

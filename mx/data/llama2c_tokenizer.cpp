@@ -3,9 +3,9 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <queue>
-#include <sstream>
+
+#include "mx/data/read_file.h"
 
 namespace mx::data {
 namespace {
@@ -81,11 +81,8 @@ class Llama2cTokenizer final : public Tokenizer {
 }  // namespace
 
 std::string load_llama2c_vocab(const std::filesystem::path& path, Llama2cVocab* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "cannot open " + path.string();
-  std::ostringstream s;
-  s << in.rdbuf();
-  const std::string bytes = std::move(s).str();
+  std::string bytes;
+  if (std::string e = read_whole_file(path, &bytes); !e.empty()) return e;
   const std::string name = path.string();
   const auto read_i32 = [&](size_t offset, int32_t* v) {
     if (offset + 4 > bytes.size()) return false;
@@ -113,10 +110,29 @@ std::string load_llama2c_vocab(const std::filesystem::path& path, Llama2cVocab* 
     std::memcpy(&score, bytes.data() + offset, 4);
     v.scores.push_back(score);
     v.pieces.emplace_back(bytes.data() + offset + 8, size_t(length));
-    v.id_of.emplace(v.pieces.back(), uint32_t(v.pieces.size() - 1));
     offset += 8 + size_t(length);
   }
-  if (v.pieces.size() < 3) return name + ": fewer than 3 tokens (<unk>, <s>, </s>)";
+  if (std::string e = llama2c_vocab_from_pieces(std::move(v.pieces), std::move(v.scores),
+                                                v.max_token_length, &v);
+      !e.empty()) {
+    return name + ": " + e;
+  }
+  *out = std::move(v);
+  return "";
+}
+
+std::string llama2c_vocab_from_pieces(std::vector<std::string> pieces, std::vector<float> scores,
+                                      int32_t max_token_length, Llama2cVocab* out) {
+  if (pieces.size() != scores.size()) {
+    return "there are " + std::to_string(pieces.size()) + " pieces but " +
+           std::to_string(scores.size()) + " scores";
+  }
+  if (pieces.size() < 3) return "fewer than 3 tokens (<unk>, <s>, </s>)";
+  Llama2cVocab v;
+  v.max_token_length = max_token_length;
+  v.pieces = std::move(pieces);
+  v.scores = std::move(scores);
+  for (size_t id = 0; id < v.pieces.size(); ++id) v.id_of.emplace(v.pieces[id], uint32_t(id));
   v.byte_fallback = v.pieces.size() >= 259;
   for (int b = 0; b < 256 && v.byte_fallback; ++b) {
     v.byte_fallback = byte_piece_value(v.pieces[3 + b]) == b;
@@ -197,8 +213,12 @@ std::string load_llama2c_tokenizer(const std::filesystem::path& path,
                                    std::unique_ptr<Tokenizer>* out) {
   Llama2cVocab vocab;
   if (std::string e = load_llama2c_vocab(path, &vocab); !e.empty()) return e;
-  *out = std::make_unique<Llama2cTokenizer>(std::move(vocab));
+  *out = make_llama2c_tokenizer(std::move(vocab));
   return "";
+}
+
+std::unique_ptr<Tokenizer> make_llama2c_tokenizer(Llama2cVocab vocab) {
+  return std::make_unique<Llama2cTokenizer>(std::move(vocab));
 }
 
 }  // namespace mx::data

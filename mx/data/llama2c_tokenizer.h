@@ -41,6 +41,9 @@ inline constexpr uint32_t kLlama2cBos = 1;
 inline constexpr uint32_t kLlama2cEos = 2;
 
 std::string load_llama2c_vocab(const std::filesystem::path& path, Llama2cVocab* out);
+// The vocabulary of these pieces (spelled as the file stores them) and scores, in id order.
+std::string llama2c_vocab_from_pieces(std::vector<std::string> pieces, std::vector<float> scores,
+                                      int32_t max_token_length, Llama2cVocab* out);
 
 // Without BOS/EOS; with the dummy prefix.
 std::vector<uint32_t> llama2c_encode(const Llama2cVocab& vocab, std::string_view text);
@@ -55,5 +58,6 @@ std::string llama2c_decode(const Llama2cVocab& vocab, std::span<const uint32_t> 
 
 std::string load_llama2c_tokenizer(const std::filesystem::path& path,
                                    std::unique_ptr<Tokenizer>* out);
+std::unique_ptr<Tokenizer> make_llama2c_tokenizer(Llama2cVocab vocab);
 
 }  // namespace mx::data

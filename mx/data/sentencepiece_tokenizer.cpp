@@ -8,6 +8,8 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "mx/data/read_file.h"
+
 namespace mx::data {
 namespace {
 
@@ -144,12 +146,31 @@ std::string load_sentencepiece_tokenizer_from_bytes(const std::string& model_byt
 
 std::string load_sentencepiece_tokenizer(const std::filesystem::path& path,
                                          std::unique_ptr<Tokenizer>* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "cannot open " + path.string();
-  std::ostringstream s;
-  s << in.rdbuf();
-  std::string e = load_sentencepiece_tokenizer_from_bytes(std::move(s).str(), out);
+  std::string bytes;
+  if (std::string e = read_whole_file(path, &bytes); !e.empty()) return e;
+  std::string e = load_sentencepiece_tokenizer_from_bytes(bytes, out);
   return e.empty() ? "" : path.string() + ": " + e;
+}
+
+std::string read_sentencepiece_pieces(const std::filesystem::path& path,
+                                      std::vector<SentencePieceEntry>* out) {
+  std::string bytes;
+  if (std::string e = read_whole_file(path, &bytes); !e.empty()) return e;
+  sentencepiece::SentencePieceProcessor processor;
+  if (const auto status = processor.LoadFromSerializedProto(bytes); !status.ok()) {
+    return path.string() + ": SentencePiece: " + std::string(status.message());
+  }
+  using Kind = SentencePieceEntry::Kind;
+  out->clear();
+  for (int id = 0; id < processor.GetPieceSize(); ++id) {
+    const Kind kind = processor.IsUnknown(id)   ? Kind::kUnknown
+                      : processor.IsControl(id) ? Kind::kControl
+                      : processor.IsByte(id)    ? Kind::kByte
+                      : processor.IsUnused(id)  ? Kind::kUnused
+                                                : Kind::kNormal;
+    out->push_back({processor.IdToPiece(id), processor.GetScore(id), kind});
+  }
+  return "";
 }
 
 }  // namespace mx::data

@@ -41,4 +41,17 @@ std::string load_sentencepiece_tokenizer_from_bytes(const std::string& model_byt
 std::string load_sentencepiece_tokenizer(const std::filesystem::path& path,
                                          std::unique_ptr<Tokenizer>* out);
 
+// One piece of a model as SentencePiece keeps it: U+2581 stands for a space. (Debian's
+// libsentencepiece does not tell user-defined pieces apart: they read as normal.)
+struct SentencePieceEntry {
+  enum class Kind { kNormal, kUnknown, kControl, kUnused, kByte };
+  std::string piece;
+  float score = 0.0f;
+  Kind kind = Kind::kNormal;
+};
+
+// The pieces of a .model file in id order.
+std::string read_sentencepiece_pieces(const std::filesystem::path& path,
+                                      std::vector<SentencePieceEntry>* out);
+
 }  // namespace mx::data

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <span>
@@ -38,9 +39,20 @@ class Tokenizer {
 // Empty when every id is < tokenizer.vocab_size(), else a line naming the first that is not.
 std::string check_ids(const Tokenizer& tokenizer, std::span<const uint32_t> ids);
 
+// What a tokenizer spec names, and its file (GPT-2: encoder.json, with vocab.bpe beside it).
+struct TokenizerSource {
+  enum class Kind { kBytes, kGpt2, kSentencePiece, kLlama2c, kGguf };
+  Kind kind = Kind::kBytes;
+  std::filesystem::path path;
+};
+
+// Finds the file `spec` names (see load_tokenizer), without reading it.
+std::string resolve_tokenizer(std::string_view spec, const DataPaths& paths, TokenizerSource* out);
+
 // Opens a tokenizer by what `spec` names:
 //   *.model                    a SentencePiece model
 //   *.bin                      a llama2.c tokenizer file (e.g. tok512.bin)
+//   *.gguf                     the tokenizer.ggml.* vocabulary of a GGUF model (gguf_tokenizer.h)
 //   a folder or encoder.json   GPT-2 (encoder.json and vocab.bpe side by side)
 //   "gpt2"                     GPT-2 from paths.data_dir/gpt2
 //   "bytes"                    one token per byte (byte_tokenizer.h)

@@ -7,11 +7,13 @@
 #include "mx/io/cat.h"
 #include "mx/io/container.h"
 #include "mx/io/content_checksum.h"
+#include "mx/io/gguf.h"
 #include "mx/io/llama2c.h"
 #include "mx/io/mx_safetensors.h"
 #include "mx/io/safetensors.h"
 #include "mx/kernels/cpu/quantize.h"
 #include "mx/nn/cpu/cpu_backend.h"
+#include "mx/nn/gguf_model.h"
 
 namespace mx::nn {
 namespace {
@@ -263,10 +265,14 @@ std::string load_model_file(const std::string& path_in, LoadedModel* out,
   switch (io::guess_container(path)) {
     case io::Container::kLlama2c:
       return load_llama2c_bin(path, out, std::move(backend));
-    case io::Container::kGguf:
-      return cat(path,
-                 ": a GGUF file; models are read from safetensors, llama2.c .bin files "
-                 "and training run folders");
+    case io::Container::kGguf: {
+      io::GgufFile file;
+      if (std::string e = io::open_gguf(path, &file); !e.empty()) return e;
+      if (std::string e = load_gguf_model(file, path, out, std::move(backend)); !e.empty()) {
+        return cat(path, ": ", e);
+      }
+      return "";
+    }
     case io::Container::kSafetensors:
       break;
   }

@@ -10,7 +10,8 @@
 //     beside them when present;
 //   - safetensors converted from llama2.c (the "llama2c.*" metadata of llama2c_to_safetensors);
 //   - files whose weights `mx quantize` stored as MX blocks and scales (dequantized on load);
-//   - a training run's folder (its checkpoint.safetensors).
+//   - a training run's folder (its checkpoint.safetensors);
+//   - model GGUF files (gguf_model.h), whose tokenizer is their own.
 #pragma once
 
 #include <map>
@@ -58,7 +59,7 @@ std::string save_model_file_mx(const std::string& path, const ModelConfig& confi
 struct LoadedModel {
   std::unique_ptr<Model> model;  // on the backend it was loaded with, recipe fp32
   std::string tokenizer;         // "" when the file names none
-  std::string kind;              // "mxkit", "llama2c" or "llama2c-safetensors"
+  std::string kind;              // "mxkit", "llama2c", "llama2c-safetensors" or "gguf"
   // The parameters the file stores as MX blocks, with their specs (Model::pack_stored_weights).
   std::map<std::string, QuantSpec> stored_mx;
 };

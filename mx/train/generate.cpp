@@ -24,6 +24,7 @@ std::string generate(nn::Model& model, std::vector<uint32_t>* tokens, const Samp
                                  : model.forward(window, nullptr, 1, t);
     if (!e.empty()) return e;
     const int64_t last_row = (extend ? fresh : t) - 1;
+    if (o.on_logits) o.on_logits(model.logits_row(last_row));
     const uint32_t next =
         nn::sample_token(model.logits_row(last_row), vocab, o.top_k, o.temperature, &rng);
     tokens->push_back(next);

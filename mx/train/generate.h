@@ -20,6 +20,8 @@ struct SampleOptions {
   uint64_t seed = 1;
   std::vector<uint32_t> stop_tokens;  // generation ends after emitting one of these
   bool use_cache = true;              // where the model can keep one
+  // Called with each step's logits (vocab values) before its token is drawn.
+  std::function<void(const float* logits)> on_logits;
 };
 
 // Appends up to max_new_tokens to `tokens` (which must not be empty), calling on_token for

@@ -57,9 +57,12 @@ header+='"model.position_ids":{"dtype":"I32","shape":[2],"data_offsets":[512,520
 make_safetensors model.safetensors "$header" \
   "$(le32 $row) $(le32 $row $row) $(le32 $norm) $(le32 00000007 00000009)"
 
-# The round trip through MX safetensors, and through GGUF.
+# The round trip through MX safetensors, and through a plain GGUF container (the file holds no
+# model config, so a llama.cpp model GGUF is refused: see gguf_model_test.sh).
 for mid in mid.safetensors mid.gguf; do
-  "$mx" quantize model.safetensors -o "$mid" --format mxfp4_e2m1 >summary.txt 2>progress.txt ||
+  plain=()
+  [ "$mid" = mid.gguf ] && plain=(--plain-gguf)
+  "$mx" quantize model.safetensors -o "$mid" "${plain[@]}" --format mxfp4_e2m1 >summary.txt 2>progress.txt ||
     fail "mx quantize -o $mid: $(cat progress.txt)"
   grep -q "quantized 1 of 4 tensors to mxfp4_e2m1" summary.txt || fail "summary: $(cat summary.txt)"
   grep -q "kept as they are: 1 embedding, 1 norm" summary.txt || fail "summary: $(cat summary.txt)"
@@ -133,7 +136,7 @@ fi
   head -c $((7424 * 4)) /dev/zero; } >tiny.bin
 "$mx" inspect tiny.bin | grep -q "^tiny.bin: llama2c, 13 tensors (0 MX), 7424 parameters" ||
   fail "inspect tiny.bin: $("$mx" inspect tiny.bin)"
-"$mx" quantize tiny.bin -o tiny.gguf -q
+"$mx" quantize tiny.bin -o tiny.gguf --plain-gguf -q
 "$mx" inspect tiny.gguf | grep -q "^model.layers.0.mlp.gate_proj.weight  *MXFP4  *\[32, 32\]" ||
   fail "quantize tiny.bin: $("$mx" inspect tiny.gguf)"
 
@@ -179,8 +182,11 @@ expect_error $st quantize model.safetensors --only '(' \
   "mx quantize: error: bad --only regular expression '('"
 expect_error $st quantize model.safetensors --axis 3 \
   "mx quantize: error: model.safetensors: tensor 'model.layers.0.mlp.up_proj.weight' [2, 32]: "
-expect_error gguf quantize model.safetensors --format mxfp8_e4m3 \
+expect_error gguf quantize model.safetensors --format mxfp8_e4m3 --plain-gguf \
   "mx quantize: error: GGUF holds MX tensors only as MXFP4"
+expect_error gguf quantize model.safetensors \
+  "mx quantize: error: model.safetensors: no model config (metadata \"mxkit.model\" or \"llama2c.*\") (--plain-gguf writes"
+expect_error gguf quantize tiny.bin "mx quantize: error: tiny.bin names no tokenizer, which llama.cpp needs"
 expect_error $st dequantize missing.safetensors "mx dequantize: error: cannot open missing.safetensors"
 expect_error $st dequantize text.safetensors "mx dequantize: error: text.safetensors: "
 expect_error $st dequantize bad_mx.safetensors \

@@ -2,11 +2,15 @@
 // of any model file `mx eval` reads, e.g. a llama2.c .bin) as a plain F32 safetensors file with
 // Hugging Face tensor names, the model config and the tokenizer in its metadata. With --format,
 // the linear weights of the blocks are cast directly to MX and stored as MX tensors (the
-// format `mx quantize` writes).
+// format `mx quantize` writes). An output ending in .gguf is a model GGUF that llama.cpp runs
+// (mx/train/model_gguf.h): unquantized, or with ggml MXFP4 matrices under --format mxfp4_e2m1.
 #include <fmt/format.h>
 
+#include "mx/core/dtype.h"
 #include "mx/io/atomic_file.h"
+#include "mx/io/container.h"
 #include "mx/nn/model_file.h"
+#include "mx/train/model_gguf.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/run_command.h"
 #include "tools/mx/spec_flags.h"
@@ -15,7 +19,7 @@ namespace mx::tools {
 namespace {
 
 struct ExportFlags {
-  std::string model, out;
+  std::string model, out, tokenizer, dtype = "f32";
   SpecFlags spec;
   CLI::Option* format_option = nullptr;
 };
@@ -51,9 +55,34 @@ std::string run_export(const ExportFlags& f) {
     if (std::string e = build_spec(f.spec, &spec); !e.empty()) return e;
     if (std::string e = build_cpu_options(f.spec, &cpu_options); !e.empty()) return e;
   }
+  const bool gguf = io::has_gguf_extension(f.out);
+  const std::optional<DType> dtype = parse_dtype(f.dtype);
+  if (!dtype) return fmt::format("--dtype {}: expected f32, f16 or bf16", f.dtype);
+  if (!gguf && (*dtype != DType::kF32 || !f.tokenizer.empty())) {
+    return "--dtype and --tokenizer apply to a .gguf output only";
+  }
+  if (gguf && mx && (spec.format != ElementFormat::kE2M1 || !(spec == QuantSpec{spec.format}))) {
+    return "a .gguf output stores MX matrices as ggml MXFP4 only: --format mxfp4_e2m1 with no "
+           "other spec flags";
+  }
+  }
   nn::LoadedModel loaded;
   if (std::string e = nn::load_model_file(f.model, &loaded); !e.empty()) return e;
   const nn::Model& m = *loaded.model;
+  if (gguf) {
+    train::ModelGgufOptions options;
+    options.quantize = mx;
+    options.float_type = *dtype;
+    options.tokenizer = f.tokenizer;
+    convert::ConvertReport report;
+    if (std::string e = train::write_model_gguf(loaded, f.model, f.out, options, {}, &report);
+        !e.empty()) {
+      return e;
+    }
+    fmt::print("wrote {}: {}, {} parameters, a llama.cpp model with {} matrices\n", f.out,
+               nn::describe(m.config()), m.params().count(), mx ? "MXFP4" : dtype_name(*dtype));
+    return "";
+  }
   std::map<std::string, MxTensor> cast;
   if (mx) {
     if (std::string e = cast_linear_weights(m, spec, cpu_options, &cast); !e.empty()) return e;
@@ -71,12 +100,18 @@ std::string run_export(const ExportFlags& f) {
 
 void register_export(CLI::App& app) {
   static ExportFlags f;
-  CLI::App* cmd =
-      app.add_subcommand("export", "Write a run's (or a model file's) weights as safetensors");
+  CLI::App* cmd = app.add_subcommand(
+      "export", "Write a run's (or a model file's) weights as safetensors, or GGUF for llama.cpp");
   cmd->add_option("model", f.model,
                   "A training run folder, a checkpoint, a model .safetensors or a llama2.c .bin")
       ->required();
-  cmd->add_option("-o,--out", f.out, "safetensors file to write")->required();
+  cmd->add_option("-o,--out", f.out,
+                  "safetensors file to write, or a .gguf: a model llama.cpp runs")
+      ->required();
+  cmd->add_option("--dtype", f.dtype, "GGUF: type of matrices and embeddings (f32, f16, bf16)")
+      ->capture_default_str();
+  cmd->add_option("--tokenizer", f.tokenizer,
+                  "GGUF: the tokenizer to embed (default: the one the model names)");
   add_spec_flags(cmd, &f.spec);
   f.format_option = cmd->get_option("--format");
   f.format_option->description(

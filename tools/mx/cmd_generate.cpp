@@ -5,6 +5,9 @@
 
 #include <cstdio>
 #include <limits>
+#include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
 
 #include "mx/nn/recipe.h"
 #include "mx/train/generate.h"
@@ -24,8 +27,32 @@ struct GenerateFlags {
   uint64_t seed = 1;
   int threads = 0;
   std::string device = "cpu";
-  bool unpacked = false;
+  bool unpacked = false, json = false;
 };
+
+// The two largest of a step's logits, largest first.
+std::pair<float, float> top_two(const float* logits, int64_t n) {
+  float first = -std::numeric_limits<float>::infinity(), second = first;
+  for (int64_t i = 0; i < n; ++i) {
+    if (logits[i] > first) {
+      second = first, first = logits[i];
+    } else if (logits[i] > second) {
+      second = logits[i];
+    }
+  }
+  return {first, second};
+}
+
+void print_json(const std::vector<uint32_t>& tokens, size_t prompt_end, const std::string& text,
+                const std::vector<std::pair<float, float>>& top) {
+  nlohmann::json j;
+  j["prompt_ids"] = std::vector<uint32_t>(tokens.begin(), tokens.begin() + long(prompt_end));
+  j["ids"] = std::vector<uint32_t>(tokens.begin() + long(prompt_end), tokens.end());
+  j["text"] = text;
+  j["top2_logits"] = nlohmann::json::array();
+  for (const auto& [first, second] : top) j["top2_logits"].push_back({first, second});
+  fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
 
 std::string run_generate(const GenerateFlags& f) {
   nn::Recipe recipe;
@@ -52,6 +79,15 @@ std::string run_generate(const GenerateFlags& f) {
   options.seed = f.seed;
   if (tok.eos_id()) options.stop_tokens.push_back(*tok.eos_id());
   if (tok.bos_id()) options.stop_tokens.push_back(*tok.bos_id());
+  if (f.json) {
+    std::vector<std::pair<float, float>> top;
+    const int64_t vocab = model.config().vocab;
+    options.on_logits = [&](const float* logits) { top.push_back(top_two(logits, vocab)); };
+    const size_t prompt_end = tokens.size();
+    if (std::string e = train::generate(model, &tokens, options); !e.empty()) return e;
+    print_json(tokens, prompt_end, tok.decode(std::span(tokens).subspan(prompt_end)), top);
+    return "";
+  }
   fmt::print("{}", f.prompt);
   std::fflush(stdout);
   // Decoding the whole text so far and printing what is new keeps multi-token characters and
@@ -101,6 +137,9 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--threads", f.threads, "Threads (0: all)")->check(thread_count());
   cmd->add_option("--device", f.device, "cpu, or cuda (bfloat16 activations unless fp32)")
       ->capture_default_str();
+  cmd->add_flag("--json", f.json,
+                "Print one JSON object at the end: the prompt's and the new token ids, the new "
+                "text, and each step's two largest logits");
   cmd->add_flag("--unpacked", f.unpacked,
                 "Cast the FP32 weights at every pass instead of keeping them packed in MX");
   cmd->callback([] { run_command("generate", [] { return run_generate(f); }); });

@@ -1,6 +1,7 @@
 // `mx quantize IN -o OUT`: quantizes the weight matrices of a safetensors (or llama2.c)
-// checkpoint to MX, writing MX safetensors, or GGUF with MXFP4 tensors when OUT ends in .gguf.
-// The conversion is mx/convert/quantize_checkpoint.h; this file parses flags and prints.
+// checkpoint to MX, writing MX safetensors, or, when OUT ends in .gguf, a model GGUF that
+// llama.cpp runs (mx/train/model_gguf.h) or with --plain-gguf a plain GGUF container of the
+// input's tensors (mx/convert/quantize_checkpoint.h). This file parses flags and prints.
 #include <fmt/format.h>
 
 #include <map>
@@ -9,7 +10,11 @@
 #include <string>
 
 #include "mx/convert/quantize_checkpoint.h"
+#include "mx/core/dtype.h"
 #include "mx/io/atomic_file.h"
+#include "mx/io/container.h"
+#include "mx/nn/model_file.h"
+#include "mx/train/model_gguf.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/progress.h"
 #include "tools/mx/run_command.h"
@@ -19,8 +24,8 @@ namespace mx::tools {
 namespace {
 
 struct QuantizeCommandOptions {
-  std::string input, output;
-  bool quiet = false;
+  std::string input, output, tokenizer, dtype = "f32";
+  bool quiet = false, plain_gguf = false;
   convert::SelectionRules selection;
   SpecFlags spec;
 };
@@ -50,19 +55,43 @@ void print_summary(const convert::ConvertReport& r, const QuantSpec& spec,
              megabytes(r.bytes_out()), ratio, output);
 }
 
+// A model mxkit loads, as llama.cpp's model GGUF.
+std::string write_llama_cpp_model(const QuantizeCommandOptions& o,
+                                  const convert::QuantizeOptions& q,
+                                  const convert::ProgressCallback& on_progress,
+                                  convert::ConvertReport* report) {
+  train::ModelGgufOptions options;
+  options.spec = q.spec;
+  options.cpu = q.cpu;
+  options.selection = q.selection;
+  options.tokenizer = o.tokenizer;
+  const std::optional<DType> dtype = parse_dtype(o.dtype);
+  if (!dtype) return fmt::format("--dtype {}: expected f32, f16 or bf16", o.dtype);
+  options.float_type = *dtype;
+  if (std::string e = convert::check_gguf_spec(q.spec); !e.empty()) return e;
+  nn::LoadedModel loaded;
+  if (std::string e = nn::load_model_file(o.input, &loaded, q.cpu.threads); !e.empty()) {
+    return e + " (--plain-gguf writes the tensors as they are, without llama.cpp's metadata)";
+  }
+  return train::write_model_gguf(loaded, o.input, o.output, options, on_progress, report);
+}
+
 std::string run_quantize(const QuantizeCommandOptions& o) {
   if (std::string e = io::check_output_file(o.output); !e.empty()) return e;
   convert::QuantizeOptions options;
   if (std::string e = build_spec(o.spec, &options.spec); !e.empty()) return e;
   if (std::string e = build_cpu_options(o.spec, &options.cpu); !e.empty()) return e;
   options.selection = o.selection;
+  const bool model_gguf = io::has_gguf_extension(o.output) && !o.plain_gguf;
   std::optional<Progress> progress;  // started once the input is checked and the total known
   auto on_progress = [&](int64_t done, int64_t total, std::string_view name) {
     if (!progress) progress.emplace("tensors", total, !o.quiet);
     progress->update(done, name);
   };
   convert::ConvertReport report;
-  std::string e = convert::quantize_checkpoint(o.input, o.output, options, on_progress, &report);
+  std::string e =
+      model_gguf ? write_llama_cpp_model(o, options, on_progress, &report)
+                 : convert::quantize_checkpoint(o.input, o.output, options, on_progress, &report);
   if (progress) progress->finish();
   if (!e.empty()) return e;
   if (!o.quiet) print_summary(report, options.spec, o.output);
@@ -85,8 +114,12 @@ void register_quantize(CLI::App& app) {
       "  --skip REGEX keeps what it matches, whatever else is asked.\n"
       "Kept and non-float tensors are copied unchanged. An OUT ending in .gguf gets ggml MXFP4\n"
       "tensors (--format mxfp4_e2m1, blocks of 32 along the last axis); there, tensors whose\n"
-      "last dimension is not a multiple of 32 stay as they are.");
-  cmd->add_option("input", options.input, "Input checkpoint: safetensors, or llama2.c .bin")
+      "last dimension is not a multiple of 32 stay as they are. A .gguf of a model mx runs\n"
+      "(llama2.c .bin, a run folder, a model .safetensors) is a llama.cpp model: llama.cpp's\n"
+      "tensor names, hyperparameters and tokenizer, kept matrices and embeddings as --dtype,\n"
+      "norms and biases F32. --plain-gguf writes the input's tensors as a plain container.");
+  cmd->add_option("input", options.input,
+                  "Input checkpoint: safetensors, a llama2.c .bin, or (to GGUF) a run folder")
       ->type_name("IN")
       ->required();
   cmd->add_option("-o,--output", options.output,
@@ -102,6 +135,14 @@ void register_quantize(CLI::App& app) {
   cmd->add_flag("--include-norms", options.selection.include_norms, "Quantize norm weights too");
   cmd->add_flag("--include-vectors", options.selection.include_vectors,
                 "Quantize tensors of fewer than 2 dimensions (biases, gains) too");
+  cmd->add_flag("--plain-gguf", options.plain_gguf,
+                "GGUF: the input's tensors under their own names, without llama.cpp's metadata");
+  cmd->add_option("--dtype", options.dtype,
+                  "GGUF model: type of the matrices and embeddings left unquantized (f32, f16, "
+                  "bf16)")
+      ->capture_default_str();
+  cmd->add_option("--tokenizer", options.tokenizer,
+                  "GGUF model: the tokenizer to embed (default: the one the model names)");
   cmd->add_flag("-q,--quiet", options.quiet, "No progress bar and no summary");
   add_spec_flags(cmd, &options.spec);
   cmd->callback([] { run_command("quantize", [] { return run_quantize(options); }); });

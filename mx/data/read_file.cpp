@@ -1,0 +1,17 @@
+#include "mx/data/read_file.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace mx::data {
+
+std::string read_whole_file(const std::filesystem::path& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "cannot open " + path.string();
+  std::ostringstream s;
+  s << in.rdbuf();
+  *out = std::move(s).str();
+  return "";
+}
+
+}  // namespace mx::data
