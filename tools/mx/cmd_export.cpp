@@ -61,17 +61,14 @@ std::string run_export(const ExportFlags& f) {
   if (!gguf && (*dtype != DType::kF32 || !f.tokenizer.empty())) {
     return "--dtype and --tokenizer apply to a .gguf output only";
   }
-  if (gguf && mx && (spec.format != ElementFormat::kE2M1 || !(spec == QuantSpec{spec.format}))) {
-    return "a .gguf output stores MX matrices as ggml MXFP4 only: --format mxfp4_e2m1 with no "
-           "other spec flags";
-  }
-  }
   nn::LoadedModel loaded;
   if (std::string e = nn::load_model_file(f.model, &loaded); !e.empty()) return e;
   const nn::Model& m = *loaded.model;
   if (gguf) {
     train::ModelGgufOptions options;
     options.quantize = mx;
+    options.spec = spec;
+    options.cpu = cpu_options;
     options.float_type = *dtype;
     options.tokenizer = f.tokenizer;
     convert::ConvertReport report;
