@@ -337,6 +337,30 @@ TEST(CudaQuantize, FakeQuantizedColumnBlocksMatchTheCpu) {
   }
 }
 
+// Wide 16-bit tensors take the two-columns-per-thread kernel.
+TEST(CudaQuantize, FakeQuantizedWideColumnBlocksMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int64_t> shape = {40, 2048};
+  const auto values = testing::stress_values(40 * 2048, 43, true);
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    const auto input = to_dtype(values, dtype);
+    for (ElementFormat format :
+         {ElementFormat::kE3M2, ElementFormat::kE2M1, ElementFormat::kInt8}) {
+      for (Rounding mode : kModes) {
+        QuantSpec spec;
+        spec.format = format;
+        spec.rounding = mode;
+        spec.seed = 17;
+        spec.axis = 0;
+        check_all(input, dtype, shape, spec);
+        spec.asymmetric = true;
+        check_all(input, dtype, shape, spec);
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
 TEST(CudaQuantize, AsymmetricFlushZeroScale) {
   SKIP_WITHOUT_GPU();
   const std::vector<int64_t> shape = {33, 70};

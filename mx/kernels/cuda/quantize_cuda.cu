@@ -189,8 +189,22 @@ struct RunSrc {
         }
       }
     }
+    // Unaligned or partial: scalar loads, all issued before the first conversion (a
+    // per-element dtype branch would wait for each load in turn).
+    if (dtype == int(DType::kF32)) {
+      const float* p = static_cast<const float*>(in) + i0;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) v[j] = ((mask >> j) & 1u) ? load_value(in, dtype, i0 + j) : 0.0f;
+      for (int j = 0; j < 8; ++j) v[j] = ((mask >> j) & 1u) ? p[j] : 0.0f;
+      return mask;
+    }
+    const uint16_t* p = static_cast<const uint16_t*>(in) + i0;
+    uint16_t h[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) h[j] = ((mask >> j) & 1u) ? p[j] : uint16_t(0);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      v[j] = dtype == int(DType::kBF16) ? bf16_bits_to_f32(h[j]) : fp16_bits_to_f32(h[j]);
+    }
     return mask;
   }
 };
@@ -1250,6 +1264,59 @@ __global__ void __launch_bounds__(256) fake_columns_kernel(__grid_constant__ con
   }
 }
 
+// The same for 16-bit input with an even number of columns: a thread takes two neighbouring
+// columns (one 4-byte load per row, a warp's loads 128 contiguous bytes) and casts them one
+// after the other.
+template <Rounding kMode, bool kInteger>
+__global__ void __launch_bounds__(256)
+    fake_column_pairs_kernel(__grid_constant__ const QuantParams P) {
+  const int64_t pair = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t pairs = P.g.cols / 2, per_outer = P.g.tiles_down * pairs;
+  if (pair >= P.g.outer * per_outer) return;
+  const int64_t o = pair / per_outer, t = pair % per_outer;
+  const int64_t cols = P.g.cols, row0 = t / pairs * 32, left = P.g.rows - row0;
+  const uint32_t mask = left >= 32 ? 0xFFFFFFFFu : (1u << left) - 1u;
+  const int64_t i0 = (o * P.g.rows + row0) * cols + 2 * (t % pairs);
+  const uint16_t* in = static_cast<const uint16_t*>(P.in) + i0;
+  uint32_t w[32];
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    w[j] = (mask >> j) & 1u ? __ldg(reinterpret_cast<const uint32_t*>(in + j * cols)) : 0u;
+  }
+  const bool bf16_in = P.in_dtype == int(DType::kBF16);
+  const bool bf16_out = P.fake_dtype == int(DType::kBF16);
+  uint32_t packed[32];
+  const DevSpec& s = P.s;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float v[32];
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      const uint16_t bits = uint16_t(w[j] >> (16 * h));
+      v[j] = bf16_in ? bf16_bits_to_f32(bits) : fp16_bits_to_f32(bits);
+    }
+    const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
+    if (!st.nan_block) values32<kMode, kInteger>(s, st, v, StridedDraws(s.key, i0 + h, cols));
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      const float x = st.nan_block ? __uint_as_float(kNanF32) : v[j];
+      if (bf16_out) {
+        const uint32_t b = f32_to_bf16_bits(x);
+        packed[j] = h == 0 ? b : packed[j] | (b << 16);
+      } else if ((mask >> j) & 1u) {
+        static_cast<float*>(P.fake_out)[i0 + j * cols + h] = x;
+      }
+    }
+  }
+  if (!bf16_out) return;
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    if ((mask >> j) & 1u) {
+      *reinterpret_cast<uint32_t*>(static_cast<uint16_t*>(P.fake_out) + i0 + j * cols) = packed[j];
+    }
+  }
+}
+
 // Contiguous blocks with k % 8 == 0: one thread per chunk of 8 codes (`bits` bytes in, 8 values
 // out).
 __global__ void __launch_bounds__(256)
@@ -1586,6 +1653,15 @@ struct LaunchLanes {
 };
 
 template <Rounding M, bool I>
+struct LaunchFakeColumnPairs {
+  static void run(const QuantParams& P, cudaStream_t stream) {
+    const int threads = 256;
+    const int64_t grid = (P.g.outer * P.g.tiles_down * (P.g.cols / 2) + threads - 1) / threads;
+    fake_column_pairs_kernel<M, I><<<unsigned(grid), threads, 0, stream>>>(P);
+  }
+};
+
+template <Rounding M, bool I>
 struct LaunchFakeColumns {
   static void run(const QuantParams& P, cudaStream_t stream) {
     const int threads = 256;
@@ -1658,7 +1734,16 @@ std::string run_quantize(const void* d_in, DType dtype, std::span<const int64_t>
     return check_launch("quantize kernel launch");
   }
   if (P.fake_out != nullptr && !P.g.contiguous && P.g.tile_rows == 32 && P.g.tile_cols == 1) {
-    dispatch<LaunchFakeColumns>(spec.rounding, integer, P, stream);
+    // Pairs halve the threads; on an H200 they cast 8192 x 3072 bfloat16 columns in 85 us
+    // against 95, but 8192 x 768 in 32 against 26.
+    const bool pairs = dtype != DType::kF32 && P.g.cols % 2 == 0 && P.g.cols >= 2048 &&
+                       (reinterpret_cast<uintptr_t>(d_in) & 3) == 0 &&
+                       (reinterpret_cast<uintptr_t>(P.fake_out) & 3) == 0;
+    if (pairs) {
+      dispatch<LaunchFakeColumnPairs>(spec.rounding, integer, P, stream);
+    } else {
+      dispatch<LaunchFakeColumns>(spec.rounding, integer, P, stream);
+    }
     return check_launch("quantize kernel launch");
   }
   const int G = P.g.k / 8;
