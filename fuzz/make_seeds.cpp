@@ -15,10 +15,12 @@
 #include "mx/core/mx_tensor.h"
 #include "mx/io/atomic_file.h"
 #include "mx/io/gguf.h"
+#include "mx/io/gguf_values.h"
 #include "mx/io/mx_safetensors.h"
 #include "mx/io/npy.h"
 #include "mx/io/safetensors.h"
 #include "mx/nn/adamw.h"
+#include "mx/nn/gguf_model.h"
 #include "mx/nn/model_file.h"
 #include "mx/nn/params.h"
 #include "mx/nn/recipe.h"
@@ -201,6 +203,52 @@ void model_file_seeds(const fs::path& dir) {
   }
 }
 
+// Model GGUFs in llama.cpp's layout (nn/gguf_model.h), of both architectures, F32; the Llama
+// one with a small SentencePiece vocabulary under tokenizer.ggml.* (ids 0-2 are <unk>, <s> and
+// </s>, as the reader requires).
+void model_gguf_seeds(const fs::path& dir) {
+  for (const mx::nn::Arch arch : {mx::nn::Arch::kGpt2, mx::nn::Arch::kLlama}) {
+    const mx::nn::ModelConfig c = small_model(arch);
+    mx::nn::Params params(c);
+    params.init(3);
+    std::vector<mx::io::GgufKv> kvs = mx::nn::gguf_model_kvs(c);
+    if (arch == mx::nn::Arch::kLlama) {
+      std::vector<std::string> pieces = {"<unk>", "<s>", "</s>"};
+      std::vector<float> scores = {0.0f, 0.0f, 0.0f};
+      std::vector<int32_t> types = {2, 3, 3};  // unknown, control, control
+      for (const char* piece :
+           {"\xe2\x96\x81", "O", "n", "c", "e", "u", "p", "o", "a", "t", "i", "m",
+            "\xe2\x96\x81"
+            "a"}) {
+        pieces.push_back(piece);
+        scores.push_back(-float(pieces.size()));
+        types.push_back(1);  // normal
+      }
+      const std::string prefix = "tokenizer.ggml.";
+      kvs.push_back(mx::io::gguf_kv(prefix + "model", std::string("llama")));
+      kvs.push_back({prefix + "tokens", mx::io::gguf_string_array(pieces)});
+      kvs.push_back({prefix + "scores", mx::io::gguf_f32_array(scores)});
+      kvs.push_back({prefix + "token_type", mx::io::gguf_i32_array(types)});
+      kvs.push_back(mx::io::gguf_kv(prefix + "bos_token_id", uint32_t{1}));
+      kvs.push_back(mx::io::gguf_kv(prefix + "eos_token_id", uint32_t{2}));
+    }
+    const std::vector<mx::nn::GgufModelTensor> layout = mx::nn::gguf_model_tensors(c);
+    std::vector<std::vector<float>> values;
+    values.reserve(layout.size());
+    std::vector<mx::io::GgufTensorToWrite> tensors;
+    for (const mx::nn::GgufModelTensor& t : layout) {
+      values.push_back(mx::nn::gather_gguf_tensor(params, t));
+      const std::vector<float>& v = values.back();
+      tensors.push_back(
+          {t.name, std::vector<int64_t>(t.shape.rbegin(), t.shape.rend()), mx::io::kGgmlF32,
+           std::span(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float))});
+    }
+    Bytes out;
+    check(mx::io::encode_gguf(kvs, tensors, &out), "model gguf");
+    save(dir / (std::string(mx::nn::arch_name(arch)) + ".gguf"), out);
+  }
+}
+
 void checkpoint_seeds(const fs::path& dir) {
   mx::train::TrainConfig c;
   c.model = "small";
@@ -224,14 +272,15 @@ void checkpoint_seeds(const fs::path& dir) {
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(
-        stderr,
-        "usage: %s DIR  (writes DIR/{safetensors,gguf,llama2c,npy,model_file,checkpoint}/)\n",
-        argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s DIR  (writes DIR/{safetensors,gguf,llama2c,npy,model_file,model_gguf,"
+                 "checkpoint}/)\n",
+                 argv[0]);
     return 2;
   }
   const fs::path root = argv[1];
-  for (const char* sub : {"safetensors", "gguf", "llama2c", "npy", "model_file", "checkpoint"}) {
+  for (const char* sub :
+       {"safetensors", "gguf", "llama2c", "npy", "model_file", "model_gguf", "checkpoint"}) {
     fs::create_directories(root / sub);
   }
   safetensors_seeds(root / "safetensors");
@@ -239,6 +288,7 @@ int main(int argc, char** argv) {
   llama2c_seeds(root / "llama2c");
   npy_seeds(root / "npy");
   model_file_seeds(root / "model_file");
+  model_gguf_seeds(root / "model_gguf");
   checkpoint_seeds(root / "checkpoint");
   return 0;
 }
