@@ -78,6 +78,10 @@ done
 for f in hostile/llama2c/*.bin hostile/cuts/*; do
   refused -o q.safetensors quantize "$f" -o q.safetensors
 done
+for f in hostile/models/*.safetensors hostile/llama2c/*.bin hostile/cuts/*; do
+  refused -o p.safetensors ptq "$f" --calib corpus.txt --samples 2 --seq-len 8 --tokenizer bytes \
+    -o p.safetensors -q
+done
 for d in hostile/runs/*/; do
   before=$(ls -A "$d")
   refused train --out "$d" --resume -q
@@ -113,6 +117,21 @@ refused "${t[@]}" --out r --recipe /dev/zero
 refused "${t[@]}" --out r --tokenizer /dev/zero
 refused "${t[@]}" --out r --data /dev/zero
 [ ! -e r ] || fail "refused runs left the folder r"
+
+p=(ptq run --calib corpus.txt --samples 2 --seq-len 8 -q)
+for v in 0 -1 1.5 x 9223372036854775808 ""; do
+  refused -o p.safetensors "${p[@]}" -o p.safetensors --samples "$v"
+  refused -o p.safetensors "${p[@]}" -o p.safetensors --seq-len "$v"
+  refused -o p.safetensors "${p[@]}" -o p.safetensors --batch "$v"
+done
+for v in -1 nan inf 1e999 x ""; do refused -o p.safetensors "${p[@]}" -o p.safetensors --damp "$v"; done
+refused -o p.safetensors "${p[@]}" -o p.safetensors --format mxfp5
+refused -o p.safetensors "${p[@]}" -o p.safetensors --order sideways
+refused -o p.safetensors "${p[@]}" -o p.safetensors --recipe bad_format.json
+refused -o p.safetensors ptq run --calib /dev/zero --samples 2 -o p.safetensors -q
+refused -o p.safetensors ptq run --calib corpus.txt --samples 100000000 --seq-len 16 \
+  -o p.safetensors -q
+refused -o p.safetensors ptq run --calib corpus.txt --samples 2 --seq-len 100000 -o p.safetensors -q
 
 for v in 0 -1 x; do refused eval run --batch "$v"; done
 for v in 0 -1; do refused eval run --seq-len "$v"; done
