@@ -2,6 +2,7 @@
 // it runs on.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -77,6 +78,44 @@ TEST(LayerwisePasses, GiveEveryLinearLayerTheInputTheWholeForwardGives) {
         ASSERT_EQ(model->linear_input(l, s, &in), "");
         EXPECT_TRUE(same_bits(in, whole[i++])) << l << " " << int(s);
       }
+    }
+  }
+}
+
+TEST(LayerwisePasses, TheBlockStepsInTurnAreTheWholeBlock) {
+  for (nn::Arch arch : {nn::Arch::kGpt2, nn::Arch::kLlama}) {
+    auto model = tiny_model(arch);
+    const nn::ModelConfig& c = model->config();
+    const int64_t b = 2, t = 16, n = b * t;
+    const std::vector<uint32_t> tokens = calibration(b, t, c.vocab);
+    std::vector<float> whole(size_t(n * c.dim)), x, side(size_t(n * c.hidden), NAN), in, want;
+    ASSERT_EQ(model->embed(tokens.data(), b, t, whole.data()), "");
+    x = whole;
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const std::vector<float> block_input = x;
+      ASSERT_EQ(model->forward_block(l, whole.data(), b, t), "");
+      std::vector<std::vector<float>> inputs;
+      for (LinearSite s : kSites) {
+        ASSERT_EQ(model->linear_input(l, s, &in), "");
+        inputs.push_back(in);
+      }
+      // Each step ends at the inputs the whole block gave, and the last at its output.
+      const std::pair<nn::BlockStep, LinearSite> steps[] = {
+          {nn::BlockStep::kNorm1, LinearSite::kQ},
+          {nn::BlockStep::kAttention, LinearSite::kAttnOut},
+          {nn::BlockStep::kAttnResidual, LinearSite::kFc},
+          {nn::BlockStep::kMlp, LinearSite::kProj}};
+      for (const auto& [step, site] : steps) {
+        ASSERT_EQ(model->forward_block_step(l, step, x.data(), side.data(), b, t), "");
+        ASSERT_EQ(model->linear_input(l, site, &in), "");
+        const size_t at = size_t(std::find(std::begin(kSites), std::end(kSites), site) - kSites);
+        EXPECT_TRUE(same_bits(in, inputs[at])) << l << " " << int(site);
+      }
+      ASSERT_EQ(
+          model->forward_block_step(l, nn::BlockStep::kMlpResidual, x.data(), side.data(), b, t),
+          "");
+      EXPECT_TRUE(same_bits(x, whole)) << l;
+      EXPECT_FALSE(same_bits(x, block_input)) << l;
     }
   }
 }
