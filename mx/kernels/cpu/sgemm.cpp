@@ -12,11 +12,12 @@ namespace {
 using detail::kSgemmCols;
 using detail::SgemmKernels;
 
-// A task is one block of C, kMc x kNc, walked in depth slices of kKc: a slice of A (kMc x kKc)
-// and of B (kKc x kNc) are packed once and stay in the L2 cache while every register tile of
-// the block reads them.
-constexpr int64_t kMc = 96;  // a multiple of every target's tile rows (12, 4, 3)
-constexpr int64_t kNc = 256;
+// C is walked in slices of kNc columns and kKc of depth. A slice of B (kKc x kNc, 2 MB) is packed
+// once and shared by the threads, which take blocks of rows: each packs its block of A (at most
+// kMc x kKc, in the L2 cache) and runs every register tile of the block against the slice, one
+// tile-wide column of B (32 KB, in the L1 cache) at a time.
+constexpr int64_t kMc = 192;
+constexpr int64_t kNc = 2048;
 constexpr int64_t kKc = 256;
 
 SgemmKernels kernels_for(SimdTarget target) {
@@ -33,80 +34,83 @@ SgemmKernels kernels_for(SimdTarget target) {
 }
 
 // dst[p * width + r] = src(r, p) for r < rows, p < depth, and 0 for rows <= r < width; src(r, p)
-// = src[r * r_stride + p * p_stride]. The loop runs along whichever stride is the shorter.
+// = src[r * r_stride + p * p_stride]. The loops run along the unit stride where there is one.
 void pack(float* dst, const float* src, int64_t rows, int64_t width, int64_t depth,
           int64_t r_stride, int64_t p_stride) {
   if (rows < width) {
     for (int64_t p = 0; p < depth; ++p) std::fill_n(dst + p * width + rows, width - rows, 0.0f);
   }
-  if (p_stride <= r_stride) {
+  if (r_stride == 1) {
+    for (int64_t p = 0; p < depth; ++p) std::copy_n(src + p * p_stride, rows, dst + p * width);
+  } else if (p_stride == 1) {
     for (int64_t r = 0; r < rows; ++r) {
       const float* s = src + r * r_stride;
-      for (int64_t p = 0; p < depth; ++p) dst[p * width + r] = s[p * p_stride];
+      for (int64_t p = 0; p < depth; ++p) dst[p * width + r] = s[p];
     }
   } else {
     for (int64_t p = 0; p < depth; ++p) {
-      const float* s = src + p * p_stride;
-      for (int64_t r = 0; r < rows; ++r) dst[p * width + r] = s[r * r_stride];
+      for (int64_t r = 0; r < rows; ++r) dst[p * width + r] = src[r * r_stride + p * p_stride];
     }
   }
 }
+
+struct Slice {
+  int64_t j0, cols, p0, kc;
+  bool load_c;
+  const float* packed_b;  // [col tiles][kc][32]
+};
 
 struct Problem {
   float* c;
   int64_t ldc;
   StridedMatrix a, b;
   int64_t m, k, n;
-  bool accumulate;
+  bool symmetric;
   SgemmKernels kernels;
 };
 
-// The block of C at rows [i0, i0 + kMc), columns [j0, j0 + kNc).
-void run_block(const Problem& pr, int64_t i0, int64_t j0, std::vector<float>& packed_a,
-               std::vector<float>& packed_b) {
+// Rows [i0, i0 + rows) of C against one slice of B.
+void run_rows(const Problem& pr, const Slice& s, int64_t i0, int64_t rows,
+              std::vector<float>& packed_a) {
   const int mr = pr.kernels.mr;
-  const int64_t rows = std::min(kMc, pr.m - i0), cols = std::min(kNc, pr.n - j0);
-  const int64_t row_tiles = (rows + mr - 1) / mr, col_tiles = (cols + kSgemmCols - 1) / kSgemmCols;
-  packed_a.resize(size_t(row_tiles * mr * kKc));
-  packed_b.resize(size_t(col_tiles * kSgemmCols * kKc));
-  float edge[kMc * kSgemmCols];
-  for (int64_t p0 = 0; p0 < pr.k; p0 += kKc) {
-    const int64_t kc = std::min(kKc, pr.k - p0);
-    const bool load_c = pr.accumulate || p0 > 0;
+  const int64_t row_tiles = (rows + mr - 1) / mr;
+  const int64_t col_tiles = (s.cols + kSgemmCols - 1) / kSgemmCols;
+  packed_a.resize(size_t(row_tiles * mr * s.kc));
+  for (int64_t t = 0; t < row_tiles; ++t) {
+    pack(packed_a.data() + t * mr * s.kc,
+         pr.a.data + (i0 + t * mr) * pr.a.row_stride + s.p0 * pr.a.col_stride,
+         std::min<int64_t>(mr, rows - t * mr), mr, s.kc, pr.a.row_stride, pr.a.col_stride);
+  }
+  float edge[64 * kSgemmCols];
+  for (int64_t u = 0; u < col_tiles; ++u) {
+    const int64_t j = s.j0 + u * kSgemmCols;
+    const int64_t width = std::min<int64_t>(kSgemmCols, s.cols - u * kSgemmCols);
+    const float* b = s.packed_b + u * kSgemmCols * s.kc;
     for (int64_t t = 0; t < row_tiles; ++t) {
       const int64_t i = i0 + t * mr;
-      pack(packed_a.data() + t * mr * kc, pr.a.data + i * pr.a.row_stride + p0 * pr.a.col_stride,
-           std::min<int64_t>(mr, rows - t * mr), mr, kc, pr.a.row_stride, pr.a.col_stride);
-    }
-    for (int64_t t = 0; t < col_tiles; ++t) {
-      const int64_t j = j0 + t * kSgemmCols;
-      pack(packed_b.data() + t * kSgemmCols * kc,
-           pr.b.data + j * pr.b.col_stride + p0 * pr.b.row_stride,
-           std::min<int64_t>(kSgemmCols, cols - t * kSgemmCols), kSgemmCols, kc, pr.b.col_stride,
-           pr.b.row_stride);
-    }
-    for (int64_t u = 0; u < col_tiles; ++u) {
-      const int64_t j = j0 + u * kSgemmCols,
-                    width = std::min<int64_t>(kSgemmCols, cols - u * kSgemmCols);
-      const float* b = packed_b.data() + u * kSgemmCols * kc;
-      for (int64_t t = 0; t < row_tiles; ++t) {
-        const int64_t i = i0 + t * mr;
-        const int height = int(std::min<int64_t>(mr, rows - t * mr));
-        const float* a = packed_a.data() + t * mr * kc;
-        float* c = pr.c + i * pr.ldc + j;
-        if (width == kSgemmCols) {
-          pr.kernels.tile(height, a, b, kc, c, pr.ldc, load_c);
-          continue;
-        }
-        // A tile past C's last column runs on a copy, so that nothing beyond C is touched.
-        for (int r = 0; r < height && load_c; ++r) {
-          std::copy_n(c + r * pr.ldc, width, edge + r * kSgemmCols);
-        }
-        pr.kernels.tile(height, a, b, kc, edge, kSgemmCols, load_c);
-        for (int r = 0; r < height; ++r) std::copy_n(edge + r * kSgemmCols, width, c + r * pr.ldc);
+      // Under `symmetric`, tiles wholly below the diagonal are left to the copy.
+      if (pr.symmetric && j + kSgemmCols <= i) continue;
+      const int height = int(std::min<int64_t>(mr, rows - t * mr));
+      const float* a = packed_a.data() + t * mr * s.kc;
+      float* c = pr.c + i * pr.ldc + j;
+      if (width == kSgemmCols) {
+        pr.kernels.tile(height, a, b, s.kc, c, pr.ldc, s.load_c);
+        continue;
       }
+      // A tile past C's last column runs on a copy, so that nothing beyond C is touched.
+      for (int r = 0; r < height && s.load_c; ++r) {
+        std::copy_n(c + r * pr.ldc, width, edge + r * kSgemmCols);
+      }
+      pr.kernels.tile(height, a, b, s.kc, edge, kSgemmCols, s.load_c);
+      for (int r = 0; r < height; ++r) std::copy_n(edge + r * kSgemmCols, width, c + r * pr.ldc);
     }
   }
+}
+
+// Row blocks small enough that every thread gets several (the blocking never changes a bit).
+int64_t row_block(int64_t m, int threads, int mr) {
+  const int64_t want = (m + 4 * threads - 1) / (4 * threads);
+  return std::clamp<int64_t>((want + mr - 1) / mr * mr, mr, kMc);
 }
 
 }  // namespace
@@ -127,24 +131,52 @@ void sgemm(float* c, int64_t ldc, StridedMatrix a, StridedMatrix b, int64_t m, i
                    m,
                    k,
                    n,
-                   options.accumulate,
+                   options.symmetric,
                    kernels_for(options.target.value_or(best_target()))};
-  std::vector<std::pair<int64_t, int64_t>> blocks;
-  for (int64_t i0 = 0; i0 < m; i0 += kMc) {
-    for (int64_t j0 = 0; j0 < n; j0 += kNc) {
-      // Under `symmetric`, blocks wholly below the diagonal are left to the copy.
-      if (!options.symmetric || j0 + kNc > i0) blocks.emplace_back(i0, j0);
+  // Products too small to share run on the calling thread.
+  const int threads = double(m) * double(n) * double(k) < double(1 << 20)
+                          ? 1
+                          : resolve_thread_count(options.threads);
+  const int64_t mc = row_block(m, threads, pr.kernels.mr);
+  std::vector<int64_t> starts;
+  for (int64_t i0 = 0; i0 < m; i0 += mc) starts.push_back(i0);
+  if (options.symmetric) {
+    // Row blocks lower down have less of the upper triangle: pair the first with the last, so
+    // that contiguous shares of the list hold about the same work.
+    std::vector<int64_t> paired;
+    for (size_t lo = 0, hi = starts.size(); lo < hi;) {
+      paired.push_back(starts[lo++]);
+      if (lo < hi) paired.push_back(starts[--hi]);
+    }
+    starts = paired;
+  }
+  std::vector<float> packed_b;
+  for (int64_t j0 = 0; j0 < n; j0 += kNc) {
+    const int64_t cols = std::min(kNc, n - j0);
+    const int64_t col_tiles = (cols + kSgemmCols - 1) / kSgemmCols;
+    for (int64_t p0 = 0; p0 < k; p0 += kKc) {
+      const int64_t kc = std::min(kKc, k - p0);
+      packed_b.resize(size_t(col_tiles * kSgemmCols * kc));
+      parallel_for(col_tiles, 1, threads, [&](int64_t begin, int64_t end) {
+        for (int64_t u = begin; u < end; ++u) {
+          const int64_t j = j0 + u * kSgemmCols;
+          pack(packed_b.data() + u * kSgemmCols * kc, b.data + j * b.col_stride + p0 * b.row_stride,
+               std::min<int64_t>(kSgemmCols, cols - u * kSgemmCols), kSgemmCols, kc, b.col_stride,
+               b.row_stride);
+        }
+      });
+      const Slice s{j0, cols, p0, kc, options.accumulate || p0 > 0, packed_b.data()};
+      parallel_for(int64_t(starts.size()), 1, threads, [&](int64_t begin, int64_t end) {
+        std::vector<float> packed_a;
+        for (int64_t x = begin; x < end; ++x) {
+          const int64_t i0 = starts[size_t(x)];
+          // Under `symmetric`, a block wholly below the diagonal is left to the copy.
+          if (options.symmetric && i0 >= j0 + cols) continue;
+          run_rows(pr, s, i0, std::min(mc, m - i0), packed_a);
+        }
+      });
     }
   }
-  const int64_t flops_per_block = kMc * kNc * k;
-  const int threads =
-      flops_per_block * int64_t(blocks.size()) < (int64_t(1) << 21) ? 1 : options.threads;
-  parallel_for(int64_t(blocks.size()), 1, threads, [&](int64_t begin, int64_t end) {
-    std::vector<float> packed_a, packed_b;
-    for (int64_t x = begin; x < end; ++x) {
-      run_block(pr, blocks[size_t(x)].first, blocks[size_t(x)].second, packed_a, packed_b);
-    }
-  });
   if (options.symmetric) {
     for (int64_t i = 1; i < m; ++i) {
       for (int64_t j = 0; j < i; ++j) c[i * ldc + j] = c[j * ldc + i];
