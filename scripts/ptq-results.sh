@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The PTQ tables of docs/RESULTS.md: for each weight format, direct cast (mx quantize) against
 # error-diffusion PTQ (mx ptq) in natural order, by whole blocks (--act-order) and by columns,
-# each measured by mx eval against the FP32 model it came from.
+# each with the scale rule and with --scale-search, each measured by mx eval against the FP32
+# model it came from.
 #   scripts/ptq-results.sh MODEL TOKENIZER EVAL_DATA CALIB_DATA SAMPLES SEQ_LEN [OUT_DIR]
 set -euo pipefail
 MX=${MX:-build/tools/mx/mx}
@@ -22,5 +23,8 @@ for f in mxfp8_e4m3 mxfp6_e2m3 mxfp4_e2m1 mxint4; do
     "$MX" ptq "$model" --format "$f" --calib "$calib" --samples "$samples" --seq-len "$seq" \
       --tokenizer "$tok" --order "$order" -q -o "$out/$f.$order.safetensors"
     eval_row "$f PTQ $order" "$out/$f.$order.safetensors"
+    "$MX" ptq "$model" --format "$f" --calib "$calib" --samples "$samples" --seq-len "$seq" \
+      --tokenizer "$tok" --order "$order" --scale-search -q -o "$out/$f.$order.search.safetensors"
+    eval_row "$f PTQ $order, scale search" "$out/$f.$order.search.safetensors"
   done
 done

@@ -2,13 +2,17 @@
 // it runs on.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "mx/core/quantize_ref.h"
+#include "mx/nn/cast_streams.h"
 #include "mx/nn/cpu/cpu_backend.h"
+#include "mx/nn/cpu/matmul.h"
 #include "mx/nn/model.h"
+#include "mx/ptq/hessian.h"
 #include "mx/ptq/model_ptq.h"
 
 namespace mx::ptq {
@@ -77,6 +81,44 @@ TEST(LayerwisePasses, GiveEveryLinearLayerTheInputTheWholeForwardGives) {
         ASSERT_EQ(model->linear_input(l, s, &in), "");
         EXPECT_TRUE(same_bits(in, whole[i++])) << l << " " << int(s);
       }
+    }
+  }
+}
+
+TEST(LayerwisePasses, TheBlockStepsInTurnAreTheWholeBlock) {
+  for (nn::Arch arch : {nn::Arch::kGpt2, nn::Arch::kLlama}) {
+    auto model = tiny_model(arch);
+    const nn::ModelConfig& c = model->config();
+    const int64_t b = 2, t = 16, n = b * t;
+    const std::vector<uint32_t> tokens = calibration(b, t, c.vocab);
+    std::vector<float> whole(size_t(n * c.dim)), x, side(size_t(n * c.hidden), NAN), in, want;
+    ASSERT_EQ(model->embed(tokens.data(), b, t, whole.data()), "");
+    x = whole;
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const std::vector<float> block_input = x;
+      ASSERT_EQ(model->forward_block(l, whole.data(), b, t), "");
+      std::vector<std::vector<float>> inputs;
+      for (LinearSite s : kSites) {
+        ASSERT_EQ(model->linear_input(l, s, &in), "");
+        inputs.push_back(in);
+      }
+      // Each step ends at the inputs the whole block gave, and the last at its output.
+      const std::pair<nn::BlockStep, LinearSite> steps[] = {
+          {nn::BlockStep::kNorm1, LinearSite::kQ},
+          {nn::BlockStep::kAttention, LinearSite::kAttnOut},
+          {nn::BlockStep::kAttnResidual, LinearSite::kFc},
+          {nn::BlockStep::kMlp, LinearSite::kProj}};
+      for (const auto& [step, site] : steps) {
+        ASSERT_EQ(model->forward_block_step(l, step, x.data(), side.data(), b, t), "");
+        ASSERT_EQ(model->linear_input(l, site, &in), "");
+        const size_t at = size_t(std::find(std::begin(kSites), std::end(kSites), site) - kSites);
+        EXPECT_TRUE(same_bits(in, inputs[at])) << l << " " << int(site);
+      }
+      ASSERT_EQ(
+          model->forward_block_step(l, nn::BlockStep::kMlpResidual, x.data(), side.data(), b, t),
+          "");
+      EXPECT_TRUE(same_bits(x, whole)) << l;
+      EXPECT_FALSE(same_bits(x, block_input)) << l;
     }
   }
 }
@@ -155,6 +197,64 @@ TEST(ModelPtq, IsDeterministicForAnyThreadCount) {
       EXPECT_EQ(t.scales, first[name].scales) << name;
     }
   }
+}
+
+// Under --recipe the first weights (q, k, v of block 0) are quantized against X^T X of their
+// input as the recipe's act_fwd cast leaves it, not of the FP32 input.
+TEST(ModelPtq, UnderARecipeUsesTheHessianOfTheCastActivations) {
+  const int64_t b = 2, t = 32;
+  ModelPtqOptions options;
+  options.spec.format = ElementFormat::kE2M1;
+  options.recipe = *nn::recipe_preset("mxfp4");
+  auto model = tiny_model(nn::Arch::kGpt2);
+  const nn::ModelConfig& c = model->config();
+  const std::vector<uint32_t> tokens = calibration(b, t, c.vocab);
+  std::map<std::string, MxTensor> cast_run, again, fp32_run;
+  ASSERT_EQ(quantize_model(*model, tokens, b, t, options, {}, &cast_run), "");
+  EXPECT_EQ(model->recipe().name, "fp32");  // the model's own recipe is restored
+
+  // The Hessian by hand, from a fresh model: block 0's normed input, cast as the recipe does.
+  auto fresh = tiny_model(nn::Arch::kGpt2);
+  std::vector<float> x(size_t(b * t * c.dim)), in, scratch;
+  ASSERT_EQ(fresh->embed(tokens.data(), b, t, x.data()), "");
+  ASSERT_EQ(fresh->forward_block_step(0, nn::BlockStep::kNorm1, x.data(), nullptr, b, t), "");
+  ASSERT_EQ(fresh->linear_input(0, LinearSite::kQ, &in), "");
+  const uint64_t stream =
+      nn::operand_stream(nn::stream_id(0, 0, int(LinearSite::kQ)), nn::LinearOperand::kActFwd);
+  std::string error;
+  const float* cast = nn::cpu::cast_operand(in.data(), b * t, c.dim, 1, options.recipe.act_fwd,
+                                            "act_fwd", stream, scratch, &error);
+  ASSERT_EQ(error, "");
+  std::vector<float> h(size_t(c.dim * c.dim), 0.0f), h_fp32 = h;
+  accumulate_hessian(h.data(), cast, b * t, c.dim);
+  accumulate_hessian(h_fp32.data(), in.data(), b * t, c.dim);
+  EXPECT_NE(h, h_fp32);
+  const nn::ParamView* wq = nullptr;
+  for (const nn::ParamView& v : fresh->params().views()) {
+    if (v.offset == fresh->linear_weight(0, LinearSite::kQ)) wq = &v;
+  }
+  ASSERT_NE(wq, nullptr);
+  MxTensor want;
+  ASSERT_EQ(
+      gptq_quantize(std::span<const float>(fresh->params().data() + wq->offset, size_t(wq->size)),
+                    wq->shape[0], wq->shape[1], h, options.spec, options.gptq, &want),
+      "");
+  EXPECT_EQ(cast_run[wq->name].elements, want.elements) << wq->name;
+  EXPECT_EQ(cast_run[wq->name].scales, want.scales) << wq->name;
+
+  // Deterministic, and not the FP32 run.
+  auto second = tiny_model(nn::Arch::kGpt2);
+  ASSERT_EQ(quantize_model(*second, tokens, b, t, options, {}, &again), "");
+  options.recipe = *nn::recipe_preset("fp32");
+  auto third = tiny_model(nn::Arch::kGpt2);
+  ASSERT_EQ(quantize_model(*third, tokens, b, t, options, {}, &fp32_run), "");
+  int differ = 0;
+  for (const auto& [name, tensor] : cast_run) {
+    EXPECT_EQ(tensor.elements, again[name].elements) << name;
+    EXPECT_EQ(tensor.scales, again[name].scales) << name;
+    differ += tensor.elements != fp32_run[name].elements;
+  }
+  EXPECT_EQ(differ, int(cast_run.size()));
 }
 
 TEST(ModelPtq, RefusesCalibrationThatDoesNotFit) {

@@ -134,6 +134,18 @@ TEST(InverseHessianFactor, IsUpperTriangularWithUtUEqualToTheInverse) {
   }
 }
 
+TEST(InverseHessianFactor, DoesNotDependOnTheThreadCount) {
+  // Large enough that its loops are shared between threads.
+  const Layer l(2, 400);
+  const int64_t k = l.k;
+  const std::vector<int64_t> order =
+      column_order(std::vector<float>(size_t(k)), 1, ColumnOrder::kNatural);
+  std::vector<double> one = damped_hessian(l.h, k, order, 0.01), three = one;
+  ASSERT_EQ(inverse_hessian_factor(&one, k, 1), "");
+  ASSERT_EQ(inverse_hessian_factor(&three, k, 3), "");
+  EXPECT_EQ(one, three);
+}
+
 TEST(InverseHessianFactor, RefusesAMatrixThatIsNotPositiveDefinite) {
   std::vector<double> h = {1, 2, 2, 1};  // eigenvalues 3 and -1
   const std::string e = inverse_hessian_factor(&h, 2);
@@ -233,6 +245,34 @@ TEST(ErrorDiffusion, WithTheIdentityHessianIsDirectCastBitForBit) {
       EXPECT_TRUE(same_tensor(diffuse(l, spec, options, h).tensor, direct))
           << describe(spec) << " " << column_order_name(o);
     }
+  }
+}
+
+// Under H = I the search weighs every element alike and no error moves: each block takes the
+// rule's scale or a neighbor with less squared error, never more, and some blocks move.
+TEST(ErrorDiffusion, ScaleSearchLeavesNoBlockMoreErrorThanTheRule) {
+  const Layer l(4, 96);
+  const std::vector<float> h = identity(l.k);
+  for (const ElementFormat format : {ElementFormat::kE2M1, ElementFormat::kInt4}) {
+    const QuantSpec spec = spec_of(format);
+    GptqOptions options;
+    options.scale = ScaleChoice::kNeighbors;
+    const Result searched = diffuse(l, spec, options, h);
+    std::string error;
+    const MxTensor direct = quantize_ref(l.w, std::vector<int64_t>{l.n, l.k}, spec, &error);
+    ASSERT_EQ(error, "");
+    const std::vector<float> rule = dequantize_ref(direct);
+    int moved = 0;
+    for (int64_t b = 0; b < l.n * l.k / 32; ++b) {
+      double e_rule = 0, e_searched = 0;
+      for (int64_t i = b * 32; i < (b + 1) * 32; ++i) {
+        e_rule += std::pow(double(l.w[size_t(i)]) - rule[size_t(i)], 2);
+        e_searched += std::pow(double(l.w[size_t(i)]) - searched.values[size_t(i)], 2);
+      }
+      EXPECT_LE(e_searched, e_rule) << b;
+      moved += searched.tensor.scales[size_t(b)] != direct.scales[size_t(b)];
+    }
+    EXPECT_GT(moved, 0) << describe(spec);
   }
 }
 

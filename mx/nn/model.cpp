@@ -162,7 +162,7 @@ std::string Model::reserve(int64_t b, int64_t t) {
   return "";
 }
 
-void Model::layer_forward(int64_t l, Buf x, bool use_cache) {
+void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
   Backend& be = *backend_;
   LayerActs& a = acts_->layers[l];
   const LayerOffsets& o = params_.layers()[l];
@@ -182,39 +182,47 @@ void Model::layer_forward(int64_t l, Buf x, bool use_cache) {
   auto linear = [&](Buf y, Buf in, int64_t w, int64_t bias, int64_t k, int64_t out, int site) {
     be.matmul_forward(y, in, p.at(w, out * k), p.at(bias, out), n, k, out, recipe_, key(site));
   };
-  norm(a.ln1, a.ln1_mean, a.ln1_rstd, x, o.ln1_w, o.ln1_b);
-  // With the cache, this pass's keys and values are written as its next rows, and attention
-  // reads all of its rows so far.
-  const int64_t kv = nkv * hs, past = use_cache ? cached_ : 0;
-  const Buf k = use_cache ? k_cache_[l].at(past * kv, n * kv) : a.k;
-  const Buf v = use_cache ? v_cache_[l].at(past * kv, n * kv) : a.v;
-  linear(a.q, a.ln1, o.wq, o.bq, C, nh * hs, kQ);
-  linear(k, a.ln1, o.wk, o.bk, C, kv, kK);
-  linear(v, a.ln1, o.wv, o.bv, C, kv, kV);
-  if (llama) {
-    be.rope_forward(a.q, n, t_, nh, hs, past, bf16);
-    be.rope_forward(k, n, t_, nkv, hs, past, bf16);
+  if (parts & kPartNorm1) norm(a.ln1, a.ln1_mean, a.ln1_rstd, x, o.ln1_w, o.ln1_b);
+  if (parts & kPartAttention) {
+    // With the cache, this pass's keys and values are written as its next rows, and attention
+    // reads all of its rows so far.
+    const int64_t kv = nkv * hs, past = use_cache ? cached_ : 0;
+    const Buf k = use_cache ? k_cache_[l].at(past * kv, n * kv) : a.k;
+    const Buf v = use_cache ? v_cache_[l].at(past * kv, n * kv) : a.v;
+    linear(a.q, a.ln1, o.wq, o.bq, C, nh * hs, kQ);
+    linear(k, a.ln1, o.wk, o.bk, C, kv, kK);
+    linear(v, a.ln1, o.wv, o.bv, C, kv, kV);
+    if (llama) {
+      be.rope_forward(a.q, n, t_, nh, hs, past, bf16);
+      be.rope_forward(k, n, t_, nkv, hs, past, bf16);
+    }
+    const AttnShape shape{b_, t_, nh, nkv, hs, past};
+    if (use_cache) {
+      const int64_t keys = past + n;
+      be.attention_forward(a.atty, cache_probs_, a.q, k_cache_[l].at(0, keys * kv),
+                           v_cache_[l].at(0, keys * kv), shape, recipe_, key(kAttention));
+    } else {
+      be.attention_forward(a.atty, a.att_saved, a.q, k, v, shape, recipe_, key(kAttention));
+    }
   }
-  const AttnShape shape{b_, t_, nh, nkv, hs, past};
-  if (use_cache) {
-    const int64_t keys = past + n;
-    be.attention_forward(a.atty, cache_probs_, a.q, k_cache_[l].at(0, keys * kv),
-                         v_cache_[l].at(0, keys * kv), shape, recipe_, key(kAttention));
-  } else {
-    be.attention_forward(a.atty, a.att_saved, a.q, k, v, shape, recipe_, key(kAttention));
+  if (parts & kPartAttnResidual) {
+    linear(a.attproj, a.atty, o.wo, o.bo, C, C, kAttnOut);
+    be.residual_forward(a.res_att, x, a.attproj, n * C, bf16);
   }
-  linear(a.attproj, a.atty, o.wo, o.bo, C, C, kAttnOut);
-  be.residual_forward(a.res_att, x, a.attproj, n * C, bf16);
-  norm(a.ln2, a.ln2_mean, a.ln2_rstd, a.res_att, o.ln2_w, o.ln2_b);
-  linear(a.fc, a.ln2, o.fc, o.fc_b, C, H, kFc);
-  if (llama) {
-    linear(a.up, a.ln2, o.up, -1, C, H, kUp);
-    be.swiglu_forward(a.act, a.fc, a.up, n * H, bf16);
-  } else {
-    be.gelu_forward(a.act, a.fc, n * H, bf16);
+  if (parts & kPartNorm2) norm(a.ln2, a.ln2_mean, a.ln2_rstd, a.res_att, o.ln2_w, o.ln2_b);
+  if (parts & kPartMlp) {
+    linear(a.fc, a.ln2, o.fc, o.fc_b, C, H, kFc);
+    if (llama) {
+      linear(a.up, a.ln2, o.up, -1, C, H, kUp);
+      be.swiglu_forward(a.act, a.fc, a.up, n * H, bf16);
+    } else {
+      be.gelu_forward(a.act, a.fc, n * H, bf16);
+    }
   }
-  linear(a.proj, a.act, o.proj, o.proj_b, H, C, kProj);
-  be.residual_forward(a.res_out, a.res_att, a.proj, n * C, bf16);
+  if (parts & kPartMlpResidual) {
+    linear(a.proj, a.act, o.proj, o.proj_b, H, C, kProj);
+    be.residual_forward(a.res_out, a.res_att, a.proj, n * C, bf16);
+  }
 }
 
 std::string Model::check_tokens(const uint32_t* tokens, const uint32_t* targets, int64_t n) const {

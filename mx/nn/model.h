@@ -30,6 +30,22 @@ namespace mx::nn {
 // The linear layers of a block, numbered by their stochastic-rounding site (above).
 enum class LinearSite : int { kQ = 0, kK = 1, kV = 2, kAttnOut = 4, kFc = 5, kUp = 6, kProj = 7 };
 
+// A block in steps, each ending where the next linear layers read their input (linear_input
+// then gives it), for passes that quantize a block's weights in turn and so cannot run a step
+// before the weights it uses are final (mx/ptq). x and `side` are host arrays of b * t rows.
+enum class BlockStep {
+  kNorm1,         // x: the block's input. Ends at the input of q, k and v.
+  kAttention,     // x: the block's input; side := attention's output [rows, dim], the input of
+                  // the output projection.
+  kAttnResidual,  // x: the block's input, side: attention's output; x := x + the output
+                  // projection (the residual stream after attention). Ends at the input of fc
+                  // (and up).
+  kMlp,           // x: the residual after attention; side := the MLP's activation
+                  // [rows, hidden], the input of proj.
+  kMlpResidual,   // x: the residual after attention, side: the activation; x := the block's
+                  // output.
+};
+
 struct PassOptions {
   // Keep what backward() needs; the logits are then replaced by their gradient.
   bool training = false;
@@ -121,8 +137,11 @@ class Model {
   // forward() would) on x and replaces it with the block's output.
   std::string embed(const uint32_t* tokens, int64_t b, int64_t t, float* x);
   std::string forward_block(int64_t layer, float* x, int64_t b, int64_t t);
-  // After forward_block(layer): the input of that block's linear layer at `site` as its
-  // product read it before any recipe cast, [b * t, in-features], on the host.
+  // One step of block `layer` (BlockStep); the five in order are forward_block().
+  std::string forward_block_step(int64_t layer, BlockStep step, float* x, float* side, int64_t b,
+                                 int64_t t);
+  // After forward_block(layer), or the step that ends there: the input of that block's linear layer
+  // at `site` as its product read it before any recipe cast, [b * t, in-features], on the host.
   std::string linear_input(int64_t layer, LinearSite site, std::vector<float>* out);
   // The offset into params() of a block's weight at `site` (-1: the architecture has none).
   int64_t linear_weight(int64_t layer, LinearSite site) const;
@@ -143,7 +162,11 @@ class Model {
   // The forward from the tokens already uploaded to the logits, for the pass's b_ x t_ tokens,
   // at positions cached_ on (use_cache) or 0.
   void run_forward(bool use_cache);
-  void layer_forward(int64_t l, Buf x, bool use_cache);
+  // The parts of a block's forward pass (BlockPart flags in model_acts.h) on the activations of
+  // block l; x is the block's input.
+  void layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts = ~0u);
+  std::string forward_block_parts(int64_t layer, float* x, float* side, int64_t b, int64_t t,
+                                  unsigned parts);
   void layer_backward(int64_t l, Buf x, Buf dres);
   const float* host_logits(int64_t first_row, int64_t rows);
 

@@ -9,6 +9,16 @@
 
 namespace mx::nn {
 
+// The parts of a block's forward pass, in order (Model::layer_forward).
+enum BlockPart : unsigned {
+  kPartNorm1 = 1,         // x -> ln1
+  kPartAttention = 2,     // ln1 -> q, k, v -> atty
+  kPartAttnResidual = 4,  // atty, x -> res_att
+  kPartNorm2 = 8,         // res_att -> ln2
+  kPartMlp = 16,          // ln2 -> fc (up) -> act
+  kPartMlpResidual = 32,  // act, res_att -> res_out
+};
+
 // Saved activations of one block (shapes for N = B * T tokens). Activations are of the
 // backend's act_type(); the norms' statistics and attention's saved state are FP32.
 struct LayerActs {

@@ -38,18 +38,55 @@ std::string Model::embed(const uint32_t* tokens, int64_t b, int64_t t, float* x)
 }
 
 std::string Model::forward_block(int64_t layer, float* x, int64_t b, int64_t t) {
+  return forward_block_parts(layer, x, nullptr, b, t, ~0u);
+}
+
+std::string Model::forward_block_step(int64_t layer, BlockStep step, float* x, float* side,
+                                      int64_t b, int64_t t) {
+  if (side == nullptr && step != BlockStep::kNorm1) return "this block step needs a side array";
+  switch (step) {
+    case BlockStep::kNorm1:
+      return forward_block_parts(layer, x, side, b, t, kPartNorm1);
+    case BlockStep::kAttention:
+      return forward_block_parts(layer, x, side, b, t, kPartNorm1 | kPartAttention);
+    case BlockStep::kAttnResidual:
+      return forward_block_parts(layer, x, side, b, t, kPartAttnResidual | kPartNorm2);
+    case BlockStep::kMlp:
+      return forward_block_parts(layer, x, side, b, t, kPartNorm2 | kPartMlp);
+    case BlockStep::kMlpResidual:
+      return forward_block_parts(layer, x, side, b, t, kPartMlpResidual);
+  }
+  return "unknown block step";
+}
+
+// Moves the host arrays in and out of the buffers the parts read and write: x is the block's
+// input unless the parts start after attention's residual, when it is that residual.
+std::string Model::forward_block_parts(int64_t layer, float* x, float* side, int64_t b, int64_t t,
+                                       unsigned parts) {
   backward_ready_ = false;
   if (std::string e = check_layerwise(*backend_, layer, config_.n_layers); !e.empty()) return e;
   if (std::string e = reserve(b, t); !e.empty()) return e;
   if (std::string e = check_weights_for_recipe(); !e.empty()) return e;
-  const int64_t n = b * t, C = config_.dim;
+  const int64_t n = b * t, C = config_.dim, H = config_.hidden;
   b_ = b, t_ = t;
   pass_ = {};
   Backend& be = *backend_;
-  Acts& a = *acts_;
-  be.upload(a.encoded.at(0, n * C), x);
-  layer_forward(layer, a.encoded, /*use_cache=*/false);
-  be.download(x, a.layers[size_t(layer)].res_out.at(0, n * C));
+  Acts& acts = *acts_;
+  LayerActs& a = acts.layers[size_t(layer)];
+  const bool from_residual = (parts & (kPartNorm1 | kPartAttention | kPartAttnResidual)) == 0;
+  be.upload((from_residual ? a.res_att : acts.encoded).at(0, n * C), x);
+  if (parts == (kPartAttnResidual | kPartNorm2)) be.upload(a.atty.at(0, n * C), side);
+  if (parts == kPartMlpResidual) be.upload(a.act.at(0, n * H), side);
+  layer_forward(layer, acts.encoded, /*use_cache=*/false, parts);
+  if (parts & kPartMlpResidual) {
+    be.download(x, a.res_out.at(0, n * C));
+  } else if (parts & kPartAttnResidual) {
+    be.download(x, a.res_att.at(0, n * C));
+  } else if (parts & kPartAttention) {
+    be.download(side, a.atty.at(0, n * C));
+  } else if (parts & kPartMlp) {
+    be.download(side, a.act.at(0, n * H));
+  }
   return be.take_error();
 }
 

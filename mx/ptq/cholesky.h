@@ -13,7 +13,8 @@ namespace mx::ptq {
 // Replaces the row-major k x k matrix *h (symmetric, positive definite) by U. It factors
 // H = V V^T with V upper triangular (a Cholesky factorization run from the last index back),
 // then inverts V: U = V^-1, since H^-1 = V^-T V^-1. Everything is in double, in a fixed order.
-// Returns "" or the reason H is not positive definite (a pivot that is not positive).
-std::string inverse_hessian_factor(std::vector<double>* h, int64_t k);
+// Returns "" or the reason H is not positive definite (a pivot that is not positive). The
+// result does not depend on `threads` (0: all hardware threads).
+std::string inverse_hessian_factor(std::vector<double>* h, int64_t k, int threads = 0);
 
 }  // namespace mx::ptq

@@ -71,6 +71,42 @@ std::string check_inputs(std::span<const float> w, int64_t n, int64_t k,
   return "";
 }
 
+// The block's squared error under `block`'s scale, each slot's weighted by diag(H) of its input
+// column (slots < 0 are padding).
+double weighted_error(const QuantSpec& spec, const BlockResult& block,
+                      std::span<const float> values, std::span<const int64_t> slots,
+                      std::span<const float> diag, int64_t k) {
+  const FormatTraits& format = traits(spec.format);
+  double sum = 0;
+  for (size_t s = 0; s < slots.size(); ++s) {
+    if (slots[s] < 0) continue;
+    const uint8_t code = encode_block_element_ref(spec, block, values[s], slots[s]);
+    const double q = decode_value(format, code, block.scale, spec.asymmetric, block.offset);
+    const double e = double(values[s]) - q;
+    sum += double(diag[size_t(slots[s] % k)]) * e * e;
+  }
+  return sum;
+}
+
+// ScaleChoice::kNeighbors: the rule's scale byte, or one step below or above it where that is a
+// finite E8M0 scale, whichever has the least weighted error (the rule's on a tie).
+BlockResult best_neighbor_scale(const QuantSpec& spec, const BlockResult& rule,
+                                std::span<const float> values, std::span<const int64_t> slots,
+                                std::span<const float> diag, int64_t k) {
+  if (rule.nan_block || rule.scale == 0xFF) return rule;
+  BlockResult best = rule;
+  double best_error = weighted_error(spec, rule, values, slots, diag, k);
+  for (const int step : {-1, 1}) {
+    const int byte = int(rule.scale) + step;
+    if (byte < 0 || byte > 254) continue;
+    BlockResult candidate = rule;
+    candidate.scale = uint8_t(byte);
+    const double error = weighted_error(spec, candidate, values, slots, diag, k);
+    if (error < best_error) best = candidate, best_error = error;
+  }
+  return best;
+}
+
 }  // namespace
 
 std::string gptq_quantize(std::span<const float> w, int64_t n, int64_t k,
@@ -91,7 +127,7 @@ std::string gptq_quantize(std::span<const float> w, int64_t n, int64_t k,
   std::vector<int64_t> pos(static_cast<size_t>(k));
   for (int64_t p = 0; p < k; ++p) pos[size_t(order[size_t(p)])] = p;
   std::vector<double> factor = damped_hessian(hessian, k, order, options.damp);
-  if (std::string e = inverse_hessian_factor(&factor, k); !e.empty()) return e;
+  if (std::string e = inverse_hessian_factor(&factor, k, options.threads); !e.empty()) return e;
   const std::vector<float> u(factor.begin(), factor.end());
   factor = {};
 
@@ -126,6 +162,9 @@ std::string gptq_quantize(std::span<const float> w, int64_t n, int64_t k,
           values[size_t(s)] = flat < 0 ? 0.0f : wt[size_t(pos[size_t(flat % k)] * n + flat / k)];
         }
         blocks[size_t(b)] = choose_block_scale_ref(spec, values, std::span(real.get(), elems));
+        if (options.scale == ScaleChoice::kNeighbors) {
+          blocks[size_t(b)] = best_neighbor_scale(spec, blocks[size_t(b)], values, slots, diag, k);
+        }
       }
     });
   };

@@ -22,9 +22,18 @@
 
 namespace mx::ptq {
 
+// How a block's scale is chosen when its first column comes (docs/NUMERICS.md §17).
+enum class ScaleChoice {
+  kRule,       // the spec's scale rule, from the block's current values
+  kNeighbors,  // of the rule's E8M0 scale and the powers of two right below and above it,
+               // the one under which the block's current values have the least squared error,
+               // each element's weighted by diag(H) of its input; ties keep the rule's
+};
+
 struct GptqOptions {
   double damp = 0.01;  // lambda = damp * mean(diag H), added to H's diagonal
   ColumnOrder order = ColumnOrder::kNatural;
+  ScaleChoice scale = ScaleChoice::kRule;
   // Columns whose updates to the rest are applied together (a matrix product): the lazy
   // batches of GPTQ. They change only the order of float sums, never which values a block's
   // scale sees: a batch ends early where a block's scale is due and some of its columns lie

@@ -1,11 +1,31 @@
 #include "mx/ptq/hessian.h"
 
-#include "mx/nn/cpu/sgemm.h"
+#include <algorithm>
+
+#include "mx/kernels/cpu/sgemm.h"
 
 namespace mx::ptq {
 
 void accumulate_hessian(float* h, const float* x, int64_t rows, int64_t k, int threads) {
-  nn::cpu::sgemm_tn(h, x, x, k, rows, k, /*accumulate=*/true, threads);
+  cpu::SgemmOptions options;
+  options.accumulate = true;
+  options.symmetric = true;
+  options.threads = threads;
+  cpu::sgemm(h, k, cpu::StridedMatrix{x, 1, k}, cpu::StridedMatrix{x, k, 1}, k, rows, k, options);
+}
+
+HessianSum hessian_sum(int64_t k) {
+  return HessianSum{k, std::vector<double>(size_t(k * k), 0.0), std::vector<float>(size_t(k * k))};
+}
+
+void add_rows(HessianSum* h, const float* x, int64_t rows, int threads) {
+  std::fill(h->batch.begin(), h->batch.end(), 0.0f);
+  accumulate_hessian(h->batch.data(), x, rows, h->k, threads);
+  for (size_t i = 0; i < h->total.size(); ++i) h->total[i] += double(h->batch[i]);
+}
+
+std::vector<float> hessian_value(const HessianSum& h) {
+  return std::vector<float>(h.total.begin(), h.total.end());
 }
 
 std::vector<double> damped_hessian(std::span<const float> h, int64_t k,

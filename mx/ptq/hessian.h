@@ -8,8 +8,23 @@
 
 namespace mx::ptq {
 
-// h[k, k] += x^T x for the rows of x [rows, k] (FP32, summed in a fixed order per element).
+// h[k, k] += x^T x for the rows of x [rows, k]: each element one FP32 chain of fused
+// multiply-adds in row order (mx/kernels/cpu/sgemm.h), whatever the thread count. h must be
+// symmetric on entry (it stays so, exactly).
 void accumulate_hessian(float* h, const float* x, int64_t rows, int64_t k, int threads = 0);
+
+// X^T X over inputs that arrive in batches of rows: each batch's product in FP32
+// (accumulate_hessian from zero), the batches summed in double, so that many batches lose no
+// more precision than one.
+struct HessianSum {
+  int64_t k = 0;
+  std::vector<double> total;  // [k, k]
+  std::vector<float> batch;   // scratch
+};
+
+HessianSum hessian_sum(int64_t k);  // zero
+void add_rows(HessianSum* h, const float* x, int64_t rows, int threads = 0);
+std::vector<float> hessian_value(const HessianSum& h);  // [k, k], rounded to FP32
 
 // H, permuted into `order` (order[p] = the input column at position p), in double, with
 // lambda = damp * mean(diag H) added to the diagonal. A dead input (diag 0: the feature was

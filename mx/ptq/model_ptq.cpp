@@ -14,19 +14,27 @@ namespace mx::ptq {
 namespace {
 
 using io::cat;
+using nn::BlockStep;
 using nn::LinearSite;
 
-// The linear layers of a block in the order their inputs become final: those that share an
-// input share its Hessian (q, k and v; gate and up).
-std::vector<std::vector<LinearSite>> site_groups(const nn::Model& model, int64_t layer) {
-  std::vector<std::vector<LinearSite>> groups = {{LinearSite::kQ, LinearSite::kK, LinearSite::kV},
-                                                 {LinearSite::kAttnOut},
-                                                 {LinearSite::kFc, LinearSite::kUp},
-                                                 {LinearSite::kProj}};
-  for (auto& g : groups) {
-    std::erase_if(g, [&](LinearSite s) { return model.linear_weight(layer, s) < 0; });
+// A block's steps in order, each with the linear layers whose input it ends at (those share
+// the input's Hessian); the last step ends at the block's output.
+struct StepSites {
+  BlockStep step;
+  std::vector<LinearSite> sites;
+};
+
+std::vector<StepSites> block_steps(const nn::Model& model, int64_t layer) {
+  std::vector<StepSites> steps = {
+      {BlockStep::kNorm1, {LinearSite::kQ, LinearSite::kK, LinearSite::kV}},
+      {BlockStep::kAttention, {LinearSite::kAttnOut}},
+      {BlockStep::kAttnResidual, {LinearSite::kFc, LinearSite::kUp}},
+      {BlockStep::kMlp, {LinearSite::kProj}},
+      {BlockStep::kMlpResidual, {}}};
+  for (auto& s : steps) {
+    std::erase_if(s.sites, [&](LinearSite site) { return model.linear_weight(layer, site) < 0; });
   }
-  return groups;
+  return steps;
 }
 
 const nn::ParamView* view_at(const nn::Params& params, int64_t offset) {
@@ -36,17 +44,19 @@ const nn::ParamView* view_at(const nn::Params& params, int64_t offset) {
   return nullptr;
 }
 
-// The residual stream of every calibration batch, on the host.
+// The calibration batches on the host: the residual stream of each, and the block's
+// intermediate a step leaves for the next (attention's output, then the MLP's activation).
 struct Stream {
-  std::vector<std::vector<float>> x;  // per batch, [rows * seq_len, dim]
-  std::vector<int64_t> rows;          // sequences per batch
+  std::vector<std::vector<float>> x, side;  // per batch: [rows * seq_len, dim], [.., hidden]
+  std::vector<int64_t> rows;                // sequences per batch
 };
 
 std::string embed_all(nn::Model& model, std::span<const uint32_t> tokens, int64_t seq_len,
                       Stream* s) {
-  const int64_t dim = model.config().dim;
+  const int64_t dim = model.config().dim, wide = std::max(dim, model.config().hidden);
   for (size_t b = 0, first = 0; b < s->rows.size(); first += size_t(s->rows[b] * seq_len), ++b) {
     s->x[b].resize(size_t(s->rows[b] * seq_len * dim));
+    s->side[b].resize(size_t(s->rows[b] * seq_len * wide));
     if (std::string e = model.embed(tokens.data() + first, s->rows[b], seq_len, s->x[b].data());
         !e.empty()) {
       return e;
@@ -55,28 +65,34 @@ std::string embed_all(nn::Model& model, std::span<const uint32_t> tokens, int64_
   return "";
 }
 
-// H = X^T X of the input at `site` of block `layer` over every batch, as its product reads it
-// under the model's recipe (the act_fwd cast of that site's stream).
-std::string collect_hessian(nn::Model& model, const Stream& s, int64_t layer, LinearSite site,
-                            int64_t seq_len, int threads, std::vector<float>* h) {
-  const int64_t k = site == LinearSite::kProj ? model.config().hidden : model.config().dim;
-  h->assign(size_t(k * k), 0.0f);
-  std::vector<float> x, input, scratch;
-  const uint64_t stream =
-      nn::operand_stream(nn::stream_id(0, int(layer), int(site)), nn::LinearOperand::kActFwd);
+// Runs `step` of block `layer` on every batch; with a site, also returns H = X^T X of that
+// site's input over all batches, as its product reads it under the model's recipe (the act_fwd
+// cast of that site's stream).
+std::string run_step(nn::Model& model, Stream& s, int64_t layer, BlockStep step,
+                     const LinearSite* site, int64_t seq_len, int threads, std::vector<float>* h) {
+  const int64_t k = site == nullptr              ? 0
+                    : *site == LinearSite::kProj ? model.config().hidden
+                                                 : model.config().dim;
+  HessianSum sum = hessian_sum(k);
+  std::vector<float> input, scratch;
   for (size_t b = 0; b < s.x.size(); ++b) {
-    x = s.x[b];
-    const int64_t rows = s.rows[b] * seq_len;
-    if (std::string e = model.forward_block(layer, x.data(), s.rows[b], seq_len); !e.empty()) {
+    if (std::string e = model.forward_block_step(layer, step, s.x[b].data(), s.side[b].data(),
+                                                 s.rows[b], seq_len);
+        !e.empty()) {
       return e;
     }
-    if (std::string e = model.linear_input(layer, site, &input); !e.empty()) return e;
+    if (site == nullptr) continue;
+    if (std::string e = model.linear_input(layer, *site, &input); !e.empty()) return e;
+    const int64_t rows = s.rows[b] * seq_len;
+    const uint64_t stream =
+        nn::operand_stream(nn::stream_id(0, int(layer), int(*site)), nn::LinearOperand::kActFwd);
     std::string error;
     const float* cast = nn::cpu::cast_operand(input.data(), rows, k, 1, model.recipe().act_fwd,
                                               "act_fwd", stream, scratch, &error);
     if (!error.empty()) return error;
-    accumulate_hessian(h->data(), cast, rows, k, threads);
+    add_rows(&sum, cast, rows, threads);
   }
+  if (site != nullptr) *h = hessian_value(sum);
   return "";
 }
 
@@ -95,8 +111,10 @@ std::string quantize_model(nn::Model& model, std::span<const uint32_t> tokens, i
                c.seq_len);
   }
   if (options.batch < 1) return "a calibration batch needs at least one sequence";
-  if (std::string e = io::check_memory(double(sequences) * double(seq_len) * double(c.dim) * 4.0,
-                                       "the calibration set's residual stream");
+  const double wide = double(std::max(c.dim, c.hidden));
+  if (std::string e =
+          io::check_memory(double(sequences) * double(seq_len) * (double(c.dim) + wide) * 4.0,
+                           "the calibration set's residual stream and block state");
       !e.empty()) {
     return e;
   }
@@ -111,22 +129,25 @@ std::string quantize_model(nn::Model& model, std::span<const uint32_t> tokens, i
     s.rows.push_back(std::min(options.batch, sequences - done));
   }
   s.x.resize(s.rows.size());
+  s.side.resize(s.rows.size());
   std::string error = embed_all(model, tokens, seq_len, &s);
 
   int64_t total = 0, done = 0;
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    for (const auto& g : site_groups(model, l)) total += int64_t(g.size());
+    for (const StepSites& step : block_steps(model, l)) total += int64_t(step.sites.size());
   }
   nn::Params& params = model.params();
   std::vector<float> h, dequantized;
   for (int64_t l = 0; l < c.n_layers && error.empty(); ++l) {
-    for (const auto& group : site_groups(model, l)) {
-      if (group.empty()) continue;
-      if (error = collect_hessian(model, s, l, group[0], seq_len, options.gptq.threads, &h);
+    // Each step runs once per batch, with the weights it uses already quantized, and ends at
+    // the input whose Hessian the next weights need.
+    for (const StepSites& step : block_steps(model, l)) {
+      const LinearSite* site = step.sites.empty() ? nullptr : &step.sites[0];
+      if (error = run_step(model, s, l, step.step, site, seq_len, options.gptq.threads, &h);
           !error.empty()) {
         break;
       }
-      for (const LinearSite site : group) {
+      for (const LinearSite site : step.sites) {
         const nn::ParamView* v = view_at(params, model.linear_weight(l, site));
         MxTensor t;
         const std::span<const float> w(params.data() + v->offset, size_t(v->size));
@@ -141,11 +162,7 @@ std::string quantize_model(nn::Model& model, std::span<const uint32_t> tokens, i
         if (progress) progress(++done, total, v->name);
       }
       if (!error.empty()) break;
-      model.upload_params();
-    }
-    // The block's output with all of its weights quantized feeds the next block.
-    for (size_t b = 0; b < s.x.size() && error.empty(); ++b) {
-      error = model.forward_block(l, s.x[b].data(), s.rows[b], seq_len);
+      if (!step.sites.empty()) model.upload_params();
     }
   }
   model.set_recipe(saved);

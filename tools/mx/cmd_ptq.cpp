@@ -25,7 +25,7 @@ struct PtqFlags {
   std::string model, out, calib, tokenizer, recipe, order;
   int64_t samples = 128, seq_len = 0, batch = 8;
   double damp = 0.01;
-  bool act_order = false, quiet = false;
+  bool act_order = false, scale_search = false, quiet = false;
   SpecFlags spec;
 };
 
@@ -51,6 +51,7 @@ std::string run_ptq(const PtqFlags& f) {
   if (std::string e = build_cpu_options(f.spec, &cpu_options); !e.empty()) return e;
   if (std::string e = column_order_from(f, &options.gptq.order); !e.empty()) return e;
   options.gptq.damp = f.damp;
+  options.gptq.scale = f.scale_search ? ptq::ScaleChoice::kNeighbors : ptq::ScaleChoice::kRule;
   options.gptq.threads = cpu_options.threads;
   options.batch = f.batch;
   options.recipe = *nn::recipe_preset("fp32");
@@ -102,10 +103,10 @@ std::string run_ptq(const PtqFlags& f) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     fmt::print(
-        "quantized {} linear weights to {} by error diffusion (order {}, dampening {}) on {} x {} "
-        "calibration tokens of {}{} in {:.1f} s; wrote {}\n",
+        "quantized {} linear weights to {} by error diffusion (order {}, dampening {}{}) on {} x "
+        "{} calibration tokens of {}{} in {:.1f} s; wrote {}\n",
         quantized.size(), describe(options.spec), ptq::column_order_name(options.gptq.order),
-        f.damp, f.samples, seq_len, f.calib,
+        f.damp, f.scale_search ? ", scale search" : "", f.samples, seq_len, f.calib,
         f.recipe.empty() ? "" : fmt::format(" under recipe {}", f.recipe), seconds, f.out);
   }
   return "";
@@ -137,6 +138,9 @@ void register_ptq(CLI::App& app) {
                 "Activation order: blocks of input features by descending Hessian diagonal");
   cmd->add_option("--order", f.order,
                   "Column order: natural, act-blocks (= --act-order) or act-columns");
+  cmd->add_flag("--scale-search", f.scale_search,
+                "Per block, the rule's scale or the power of two below or above it, whichever "
+                "leaves the block the least error weighted by diag(H)");
   cmd->add_option("--damp", f.damp, "Dampening: this fraction of mean(diag H) added to H")
       ->check(finite_in(0, 1e6))
       ->capture_default_str();

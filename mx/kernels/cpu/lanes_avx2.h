@@ -36,6 +36,9 @@ inline F32x16 operator*(F32x16 a, F32x16 b) {
 inline F32x16 operator+(F32x16 a, F32x16 b) {
   return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)};
 }
+inline F32x16 fused_mul_add(F32x16 a, F32x16 b, F32x16 c) {
+  return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+}
 
 // A hint to bring the cache line holding p into the caches; it never faults.
 inline void prefetch(const void* p) {
@@ -43,6 +46,10 @@ inline void prefetch(const void* p) {
 }
 inline F32x16 load_f32(const float* p) {
   return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
+}
+inline void store_f32(float* p, F32x16 a) {
+  _mm256_storeu_ps(p, a.lo);
+  _mm256_storeu_ps(p + 8, a.hi);
 }
 
 // The tree of lanes_avx512.h: lane j + lane j + 8, then j + 4, j + 2, j + 1.

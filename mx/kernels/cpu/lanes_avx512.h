@@ -54,6 +54,10 @@ inline F32x16 operator*(F32x16 a, F32x16 b) {
 inline F32x16 operator+(F32x16 a, F32x16 b) {
   return {_mm512_add_ps(a.v, b.v)};
 }
+// a * b + c rounded once (a fused multiply-add).
+inline F32x16 fused_mul_add(F32x16 a, F32x16 b, F32x16 c) {
+  return {_mm512_fmadd_ps(a.v, b.v, c.v)};
+}
 
 // A hint to bring the cache line holding p into the caches; it never faults.
 inline void prefetch(const void* p) {
@@ -61,6 +65,9 @@ inline void prefetch(const void* p) {
 }
 inline F32x16 load_f32(const float* p) {
   return {_mm512_loadu_ps(p)};
+}
+inline void store_f32(float* p, F32x16 a) {
+  _mm512_storeu_ps(p, a.v);
 }
 
 // ((l0 + l8) + (l4 + l12)) + ... : lane j is added to lane j + 8, then j + 4, j + 2, j + 1.

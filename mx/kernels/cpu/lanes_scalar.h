@@ -4,6 +4,7 @@
 #pragma once
 
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -47,6 +48,10 @@ inline F32x16 operator*(F32x16 a, F32x16 b) {
 inline F32x16 operator+(F32x16 a, F32x16 b) {
   return lanewise<F32x16>([&](int j) { return a.v[j] + b.v[j]; });
 }
+// a * b + c rounded once, as the fused multiply-add instructions do.
+inline F32x16 fused_mul_add(F32x16 a, F32x16 b, F32x16 c) {
+  return lanewise<F32x16>([&](int j) { return std::fma(a.v[j], b.v[j], c.v[j]); });
+}
 
 // A hint to bring the cache line holding p into the caches; it never faults.
 inline void prefetch(const void* p) {
@@ -56,6 +61,9 @@ inline F32x16 load_f32(const float* p) {
   F32x16 a;
   std::memcpy(a.v, p, sizeof(a.v));
   return a;
+}
+inline void store_f32(float* p, F32x16 a) {
+  std::memcpy(p, a.v, sizeof(a.v));
 }
 
 // Lane j is added to lane j + 8, then j + 4, j + 2, j + 1.

@@ -1,6 +1,6 @@
-// FP32 matrix products for the CPU backend, threaded over output rows. Each output element is
-// summed in a fixed order (eight interleaved partial sums, then a fixed tree), so results are
-// the same for any thread count and any instruction set.
+// FP32 matrix products for the CPU backend: the layouts its layers use, on the cache-blocked
+// product of mx/kernels/cpu/sgemm.h. Each output element is one chain of fused multiply-adds in
+// reduction order, so results are the same for any thread count and any instruction set.
 #pragma once
 
 #include <cstdint>

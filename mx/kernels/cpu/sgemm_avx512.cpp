@@ -1,0 +1,5 @@
+// The FP32 matrix product's register tile compiled for one instruction set (flags in
+// CMakeLists.txt).
+#define MX_CPU_ISA avx512
+#define MX_CPU_SGEMM_FN sgemm_kernels_avx512
+#include "mx/kernels/cpu/sgemm_impl.h"

@@ -1,0 +1,24 @@
+// The register tiles behind mx/kernels/cpu/sgemm.h, one set per instruction set. Internal.
+#pragma once
+
+#include <cstdint>
+
+namespace mx::cpu::detail {
+
+// Columns of C per tile: two sixteen-lane vectors.
+constexpr int kSgemmCols = 32;
+
+// C[rows, 32] (row stride ldc) = (load_c ? C : 0) + A B over depth kc, where A is packed
+// [kc][mr] (rows past `rows` ignored) and B [kc][32]. Each element of C is one chain of fused
+// multiply-adds in depth order, so the bits do not depend on the tile or the instruction set.
+struct SgemmKernels {
+  int mr;  // rows of C per tile (at most), and the row stride of packed A
+  void (*tile)(int rows, const float* a, const float* b, int64_t kc, float* c, int64_t ldc,
+               bool load_c);
+};
+
+SgemmKernels sgemm_kernels_scalar();
+SgemmKernels sgemm_kernels_avx2();
+SgemmKernels sgemm_kernels_avx512();
+
+}  // namespace mx::cpu::detail

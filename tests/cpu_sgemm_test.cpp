@@ -1,0 +1,110 @@
+// The cache-blocked FP32 product (mx/kernels/cpu/sgemm.h): its fixed order of sums makes the bits
+// independent of the instruction set, the thread count, the blocking and the rows computed
+// together; its symmetric mode equals the full product.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "mx/kernels/cpu/sgemm.h"
+
+namespace mx::cpu {
+namespace {
+
+std::vector<float> random_values(int64_t count, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(count));
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+SgemmOptions with(bool accumulate, bool symmetric, int threads, std::optional<SimdTarget> target) {
+  SgemmOptions o;
+  o.accumulate = accumulate;
+  o.symmetric = symmetric;
+  o.threads = threads;
+  o.target = target;
+  return o;
+}
+
+// Sizes that cross every block edge (96 rows, 256 columns, 256 deep) and leave partial tiles.
+constexpr int64_t kM = 197, kK = 601, kN = 283;
+
+// The chain the header promises, one element at a time: fused multiply-adds in k order.
+float chained_dot(const std::vector<float>& a, const std::vector<float>& b, int64_t i, int64_t j,
+                  float start) {
+  float s = start;
+  for (int64_t p = 0; p < kK; ++p) s = std::fma(a[size_t(i * kK + p)], b[size_t(p * kN + j)], s);
+  return s;
+}
+
+TEST(CpuSgemm, EveryElementIsOneChainOfFusedMultiplyAddsOnEveryTarget) {
+  const auto a = random_values(kM * kK, 1), b = random_values(kK * kN, 2);
+  const auto start = random_values(kM * kN, 3);
+  for (const SimdTarget target : supported_targets()) {
+    std::vector<float> c = start, fresh(size_t(kM * kN), NAN);
+    sgemm(c.data(), kN, {a.data(), kK, 1}, {b.data(), kN, 1}, kM, kK, kN,
+          with(true, false, 0, target));
+    sgemm(fresh.data(), kN, {a.data(), kK, 1}, {b.data(), kN, 1}, kM, kK, kN,
+          with(false, false, 0, target));
+    for (int64_t i = 0; i < kM; ++i) {
+      for (int64_t j = 0; j < kN; ++j) {
+        const size_t x = size_t(i * kN + j);
+        ASSERT_EQ(c[x], chained_dot(a, b, i, j, start[x])) << target_name(target) << " " << i;
+        ASSERT_EQ(fresh[x], chained_dot(a, b, i, j, 0.0f)) << target_name(target) << " " << i;
+      }
+    }
+  }
+}
+
+TEST(CpuSgemm, TransposedOperandsAndThreadCountsGiveTheSameBits) {
+  const auto a = random_values(kM * kK, 4), b = random_values(kK * kN, 5);
+  std::vector<float> at(a.size()), bt(b.size());
+  for (int64_t i = 0; i < kM; ++i) {
+    for (int64_t p = 0; p < kK; ++p) at[size_t(p * kM + i)] = a[size_t(i * kK + p)];
+  }
+  for (int64_t p = 0; p < kK; ++p) {
+    for (int64_t j = 0; j < kN; ++j) bt[size_t(j * kK + p)] = b[size_t(p * kN + j)];
+  }
+  std::vector<float> want(size_t(kM * kN)), got(want.size());
+  sgemm(want.data(), kN, {a.data(), kK, 1}, {b.data(), kN, 1}, kM, kK, kN,
+        with(false, false, 1, {}));
+  sgemm(got.data(), kN, {at.data(), 1, kM}, {bt.data(), 1, kK}, kM, kK, kN,
+        with(false, false, 5, {}));
+  EXPECT_EQ(got, want);
+}
+
+TEST(CpuSgemm, ARowDoesNotDependOnTheRowsComputedWithIt) {
+  const auto a = random_values(kM * kK, 6), b = random_values(kK * kN, 7);
+  std::vector<float> all(static_cast<size_t>(kM * kN)), one(static_cast<size_t>(kN));
+  sgemm(all.data(), kN, {a.data(), kK, 1}, {b.data(), kN, 1}, kM, kK, kN);
+  for (const int64_t row : {0, 13, 100, 196}) {
+    sgemm(one.data(), kN, {a.data() + row * kK, kK, 1}, {b.data(), kN, 1}, 1, kK, kN);
+    EXPECT_EQ(one, std::vector<float>(all.begin() + row * kN, all.begin() + (row + 1) * kN));
+  }
+}
+
+TEST(CpuSgemm, SymmetricModeEqualsTheFullProductOfXTransposeX) {
+  const int64_t rows = 300, k = 400;
+  const auto x = random_values(rows * k, 8);
+  std::vector<float> full(size_t(k * k)), half(size_t(k * k), NAN);
+  const StridedMatrix xt{x.data(), 1, k}, xx{x.data(), k, 1};
+  sgemm(full.data(), k, xt, xx, k, rows, k);
+  sgemm(half.data(), k, xt, xx, k, rows, k, with(false, true, 0, {}));
+  EXPECT_EQ(half, full);
+}
+
+TEST(CpuSgemm, AnEmptyDepthGivesZerosOrLeavesTheSum) {
+  std::vector<float> c = {1, 2, 3, 4};
+  const float none = 0.0f;
+  sgemm(c.data(), 2, {&none, 0, 1}, {&none, 2, 1}, 2, 0, 2, with(true, false, 0, {}));
+  EXPECT_EQ(c, (std::vector<float>{1, 2, 3, 4}));
+  sgemm(c.data(), 2, {&none, 0, 1}, {&none, 2, 1}, 2, 0, 2);
+  EXPECT_EQ(c, (std::vector<float>(4, 0.0f)));
+}
+
+}  // namespace
+}  // namespace mx::cpu
