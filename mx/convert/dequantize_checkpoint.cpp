@@ -67,8 +67,7 @@ std::string from_safetensors(const std::string& path, const DequantizeOptions& o
   // Each component names the MX tensor it belongs to.
   std::map<std::string, std::string> owner;
   for (const auto& [name, t] : mx) {
-    owner[name + ".blocks"] = owner[name + ".scales"] = name;
-    if (t.spec.asymmetric) owner[name + ".offsets"] = name;
+    for (const std::string& part : io::mx_component_names(name, t)) owner[part] = name;
   }
   std::map<std::string, uint64_t> stored_bytes;
   for (const io::SafetensorsTensor& t : file.tensors()) {

@@ -69,8 +69,7 @@ std::string from_safetensors(const std::string& path, Inspection* out) {
     m.is_float = true;
     m.spec = t.spec;
     m.spec_text = describe(t.spec);
-    owner[name + ".blocks"] = owner[name + ".scales"] = name;
-    if (t.spec.asymmetric) owner[name + ".offsets"] = name;
+    for (const std::string& part : io::mx_component_names(name, t)) owner[part] = name;
   }
   for (const io::SafetensorsTensor& t : file.tensors()) {
     if (auto it = owner.find(t.name); it != owner.end()) mx.at(it->second).bytes += t.bytes.size();

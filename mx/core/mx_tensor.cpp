@@ -41,4 +41,20 @@ std::string check_consistent(const MxTensor& t) {
   return "";
 }
 
+std::vector<uint8_t> element_codes(const MxTensor& t, const BlockGrid& grid) {
+  std::vector<uint8_t> codes(static_cast<size_t>(element_count(t.shape)));
+  const int bits = traits(t.spec.format).bits;
+  const int n = grid.block_elems();
+  std::vector<uint8_t> block(static_cast<size_t>(n));
+  std::vector<int64_t> index(static_cast<size_t>(n));
+  for (int64_t b = 0; b < grid.num_blocks(); ++b) {
+    unpack_codes(t.elements, bits, b * n, block);
+    grid.block_indices(b, index.data());
+    for (int s = 0; s < n; ++s) {
+      if (index[s] >= 0) codes[size_t(index[s])] = block[s];
+    }
+  }
+  return codes;
+}
+
 }  // namespace mx

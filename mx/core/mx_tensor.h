@@ -43,4 +43,8 @@ double bits_per_element(const QuantSpec& spec);
 // Empty when the byte vectors have the sizes the shape and spec require.
 std::string check_consistent(const MxTensor& t);
 
+// The unpacked codes: one byte per element at the element's own row-major position in t.shape
+// (padding slots dropped). `grid` is make_block_grid(t.shape, t.spec), which the caller has.
+std::vector<uint8_t> element_codes(const MxTensor& t, const BlockGrid& grid);
+
 }  // namespace mx

@@ -239,6 +239,12 @@ std::string load_mx_tensor(const SafetensorsFile& file, const std::string& name,
   return one_line(load_one(file, name, out));
 }
 
+std::vector<std::string> mx_component_names(const std::string& name, const MxTensor& t) {
+  std::vector<std::string> names = {name + ".blocks", name + ".scales"};
+  if (t.spec.asymmetric) names.push_back(name + ".offsets");
+  return names;
+}
+
 std::string load_mx_tensors(const SafetensorsFile& file, std::map<std::string, MxTensor>* out) {
   out->clear();
   for (const auto& [key, value] : file.metadata()) {

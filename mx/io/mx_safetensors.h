@@ -43,6 +43,10 @@ std::string add_mx_tensor(const std::string& name, const MxTensor& t,
 // dtypes, shapes and byte counts.
 std::string load_mx_tensor(const SafetensorsFile& file, const std::string& name, MxTensor* out);
 
+// The names of the safetensors tensors that store the MX tensor `name`: NAME.blocks,
+// NAME.scales and, for an asymmetric spec, NAME.offsets.
+std::vector<std::string> mx_component_names(const std::string& name, const MxTensor& t);
+
 // Loads every MX tensor named by an "mx.*" metadata key, by name.
 std::string load_mx_tensors(const SafetensorsFile& file, std::map<std::string, MxTensor>* out);
 

@@ -9,7 +9,6 @@
 #include <string_view>
 #include <vector>
 
-#include "mx/core/bitpack.h"
 #include "mx/io/atomic_file.h"
 #include "mx/io/cat.h"
 #include "mx/io/npy.h"
@@ -44,23 +43,6 @@ struct CastOptions {
   bool quiet = false;
   SpecFlags spec;
 };
-
-// One uint8 code per element, at the element's own position in the input's shape.
-std::vector<uint8_t> unpacked_codes(const MxTensor& t, const BlockGrid& grid) {
-  std::vector<uint8_t> codes(static_cast<size_t>(element_count(t.shape)));
-  const int bits = traits(t.spec.format).bits;
-  const int n = grid.block_elems();
-  std::vector<uint8_t> block(static_cast<size_t>(n));
-  std::vector<int64_t> index(static_cast<size_t>(n));
-  for (int64_t b = 0; b < grid.num_blocks(); ++b) {
-    unpack_codes(t.elements, bits, b * n, block);
-    grid.block_indices(b, index.data());
-    for (int s = 0; s < n; ++s) {
-      if (index[s] >= 0) codes[size_t(index[s])] = block[s];
-    }
-  }
-  return codes;
-}
 
 // Quantizes on the chosen device: the CPU fast path, or the CUDA kernels (same bytes).
 std::string quantize_on(const std::string& device, const io::NpyArray& in, DType dtype,
@@ -97,7 +79,7 @@ std::string make_output(Emit emit, const MxTensor& t, const BlockGrid& grid,
       return dequantize_on(device, t, cpu_options, out->data.data());
     case Emit::kCodes:
       out->shape = t.shape;
-      out->data = unpacked_codes(t, grid);
+      out->data = element_codes(t, grid);
       break;
     case Emit::kScales:
       out->shape = grid.scale_shape;

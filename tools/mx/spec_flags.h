@@ -11,29 +11,21 @@
 //   --preset NAME    microxcaling | torchao | te: rounding, scale rule and zero-block scale of
 //                    those libraries; an explicit --scale or --round still wins
 //   --threads N      CPU threads, 0 for all (default 0)
-// Values are parsed here rather than by CLI11 so that every mistake gets a message naming the
-// flag, in the subcommand's own "mx CMD: error: ..." form.
+// Values are parsed by the library (mx/core/spec_text.h) rather than by CLI11, so that every
+// mistake gets a message naming the flag, in the subcommand's own "mx CMD: error: ..." form, and
+// the Python module gives the same message for the same mistake.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <string>
 
 #include "mx/core/quant_spec.h"
+#include "mx/core/spec_text.h"
 #include "mx/kernels/cpu/quantize.h"
 
 namespace mx::tools {
 
-struct SpecFlags {
-  std::string format = "mxfp8_e4m3";
-  std::string block = "32";
-  std::string axis = "-1";
-  std::string tile;
-  std::string scale = "floor";
-  std::string round = "nearest-even";
-  std::string seed = "0";
-  bool asym = false;
-  bool flush_subnormals = false;
-  std::string preset;
+struct SpecFlags : SpecText {
   std::string threads = "0";
 
   // Set by add_spec_flags; they tell a flag given explicitly from its default (null: not given).

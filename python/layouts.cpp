@@ -1,0 +1,116 @@
+// The storage layouts of other programs: ggml's block_mxfp4, gpt-oss's blocks/scales pair and
+// the 128x4 swizzled scales of block-scaled GEMMs (mx/core/layout_*.h).
+#include <pybind11/stl.h>
+
+#include <string>
+#include <utility>
+
+#include "mx/core/layout_ggml.h"
+#include "mx/core/layout_gpt_oss.h"
+#include "mx/core/layout_swizzle.h"
+#include "python/binding.h"
+#include "python/mx_array.h"
+
+namespace mx::python {
+namespace {
+
+// The bytes of a uint8 numpy array, C-contiguous; TypeError naming `what` for another dtype.
+py::array byte_array(const py::handle& x, const char* what) {
+  py::array a = contiguous_array(x, what);
+  if (a.dtype().attr("name").cast<std::string>() != "uint8") {
+    throw py::type_error(std::string(what) + " must be a uint8 array, not " +
+                         a.dtype().attr("name").cast<std::string>());
+  }
+  return a;
+}
+
+py::array to_ggml(const MxArray& a) {
+  std::string error;
+  std::vector<uint8_t> bytes = to_ggml_mxfp4_bytes(a.tensor, &error);
+  check(error);
+  std::vector<int64_t> shape = a.grid.scale_shape;  // [..., N, K/32]
+  shape.push_back(int64_t{sizeof(BlockMxfp4)});
+  return array_owning(std::move(bytes), shape, py::dtype::of<uint8_t>());
+}
+
+MxArray from_ggml(const py::handle& blocks, const std::vector<int64_t>& shape) {
+  const py::array bytes = byte_array(blocks, "blocks");
+  std::string error;
+  MxTensor t = from_ggml_mxfp4_bytes(bytes_of(bytes), shape, &error);
+  check(error);
+  return make_mx_array(std::move(t));
+}
+
+py::tuple to_gpt_oss_pair(const MxArray& a) {
+  std::string error;
+  GptOssMxfp4 g = to_gpt_oss(a.tensor, &error);
+  check(error);
+  const py::dtype u8 = py::dtype::of<uint8_t>();
+  return py::make_tuple(array_owning(std::move(g.blocks), g.blocks_shape, u8),
+                        array_owning(std::move(g.scales), g.scales_shape, u8));
+}
+
+MxArray from_gpt_oss_pair(const py::handle& blocks, const py::handle& scales) {
+  const py::array b = byte_array(blocks, "blocks");
+  const py::array s = byte_array(scales, "scales");
+  const std::span<const uint8_t> block_bytes = bytes_of(b), scale_bytes = bytes_of(s);
+  GptOssMxfp4 g{{block_bytes.begin(), block_bytes.end()},
+                shape_of(b),
+                {scale_bytes.begin(), scale_bytes.end()},
+                shape_of(s)};
+  std::string error;
+  MxTensor t = from_gpt_oss(g, &error);
+  check(error);
+  return make_mx_array(std::move(t));
+}
+
+// A 2-D scale matrix, or an MxArray's scales as the GEMMs read them.
+py::array swizzle(const py::handle& scales) {
+  std::string error;
+  std::vector<uint8_t> out;
+  if (py::isinstance<MxArray>(scales)) {
+    out = swizzle_tensor_scales(scales.cast<const MxArray&>().tensor, &error);
+  } else {
+    const py::array s = byte_array(scales, "scales");
+    if (s.ndim() != 2) {
+      throw py::value_error("scales must be 2-D (rows, cols), not " + std::to_string(s.ndim()) +
+                            "-D");
+    }
+    out = swizzle_scales(bytes_of(s), s.shape(0), s.shape(1), &error);
+  }
+  check(error);
+  const int64_t n = static_cast<int64_t>(out.size());
+  return array_owning(std::move(out), std::span(&n, 1), py::dtype::of<uint8_t>());
+}
+
+py::array unswizzle(const py::handle& swizzled, int64_t rows, int64_t cols) {
+  const py::array s = byte_array(swizzled, "swizzled");
+  std::string error;
+  std::vector<uint8_t> out = unswizzle_scales(bytes_of(s), rows, cols, &error);
+  check(error);
+  const int64_t shape[] = {rows, cols};
+  return array_owning(std::move(out), shape, py::dtype::of<uint8_t>());
+}
+
+}  // namespace
+
+void add_layouts(py::module_& m) {
+  m.def("to_ggml_mxfp4", &to_ggml, py::arg("a"),
+        "ggml's block_mxfp4 bytes of an MXFP4 array in row-wise blocks of 32: uint8 "
+        "[..., N, K/32, 17], each block its scale byte then 16 bytes of nibbles.");
+  m.def("from_ggml_mxfp4", &from_ggml, py::arg("blocks"), py::arg("shape"),
+        "The MxArray of `shape` stored in ggml block_mxfp4 bytes (17 per block).");
+  m.def("to_gpt_oss", &to_gpt_oss_pair, py::arg("a"),
+        "gpt-oss's (blocks [..., N, K/32, 16], scales [..., N, K/32]) of an MXFP4 array in "
+        "row-wise blocks of 32.");
+  m.def("from_gpt_oss", &from_gpt_oss_pair, py::arg("blocks"), py::arg("scales"),
+        "The MxArray of a gpt-oss blocks/scales pair.");
+  m.def("swizzle_scales", &swizzle, py::arg("scales"),
+        "Scales in the 128x4 tiled layout of block-scaled GEMMs (cuBLASLt VEC32_UE8M0), padded "
+        "with zeros: from a uint8 (rows, cols) matrix, or from an MxArray in 1-D blocks along "
+        "its last axis.");
+  m.def("unswizzle_scales", &unswizzle, py::arg("swizzled"), py::arg("rows"), py::arg("cols"),
+        "The (rows, cols) scale matrix held in swizzled bytes.");
+}
+
+}  // namespace mx::python

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The installed package: `cmake --install` of the build into a scratch prefix, then the program
+# in tests/package built against it twice, with find_package(mxkit) and with pkg-config, and run.
+# Neither link line may name the command line's libraries (CLI11, fmt, SentencePiece). Where the
+# Python module was built, it imports from the installed tree.
+# Usage: package_test.sh BUILD_DIR SOURCE_DIR LIBDIR [PYTHON PYTHON_DIR], the last three as
+# configured (CMAKE_INSTALL_LIBDIR, MX_PYTHON_INSTALL_DIR: relative to the prefix).
+set -euo pipefail
+build_dir=$1 source_dir=$2 libdir=$3 python=${4:-} python_dir=${5:-}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+no_cli_libraries() {  # what, text
+  if grep -Eiq 'cli11|fmt|sentencepiece' <<<"$2"; then fail "$1 names a command-line library: $2"; fi
+}
+
+# The README shows this package's CMakeLists.txt, comments aside.
+readme_cmake=$(awk '/^```cmake$/ {on = 1; next} /^```$/ {on = 0} on' "$source_dir/README.md")
+[ "$readme_cmake" = "$(grep -v '^#' "$source_dir/tests/package/CMakeLists.txt")" ] ||
+  fail "README's find_package example differs from tests/package/CMakeLists.txt"
+
+prefix=$work/prefix
+cmake --install "$build_dir" --prefix "$prefix" >/dev/null
+[ -x "$prefix/bin/mx" ] || fail "mx not installed"
+[ -f "$prefix/include/mx/kernels/cpu/quantize.h" ] || fail "headers not installed"
+no_cli_libraries "the exported targets" "$(cat "$prefix/$libdir"/cmake/mxkit/mxkitTargets*.cmake)"
+
+cmake -S "$source_dir/tests/package" -B "$work/cmake-build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+link=$(cmake --build "$work/cmake-build" --verbose | grep -- '-o mxkit_user ') ||
+  fail "no link line in the build of tests/package"
+no_cli_libraries "the find_package link line" "$link"
+grep -q 'libmxkit_core.a' <<<"$link" || fail "link line without libmxkit_core.a: $link"
+"$work/cmake-build/mxkit_user"
+
+flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" pkg-config --cflags --libs mxkit)
+no_cli_libraries "pkg-config mxkit" "$flags"
+# shellcheck disable=SC2086  # the flags are words
+c++ "$source_dir/tests/package/mxkit_user.cpp" $flags -o "$work/pkg-config-user"
+"$work/pkg-config-user"
+
+if [ -n "$python" ]; then
+  PREFIX=$prefix PYTHONPATH="$prefix/$python_dir" "$python" -c '
+import mxkit, os
+assert os.path.dirname(mxkit.__file__).startswith(os.environ["PREFIX"]), mxkit.__file__
+print("installed mxkit", mxkit.__version__, "imports from", os.path.dirname(mxkit.__file__))
+' || fail "the installed Python module does not import"
+fi
