@@ -8,14 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "fuzz/fuzz_model.h"
 #include "fuzz/fuzz_seal.h"
 #include "fuzz/fuzz_util.h"
 #include "mx/nn/cpu/cpu_backend.h"
 #include "mx/nn/model_file.h"
 
 namespace {
-
-using mx::fuzz::fail;
 
 void load_and_run(std::span<const uint8_t> bytes) {
   mx::io::SafetensorsFile file;
@@ -25,14 +24,7 @@ void load_and_run(std::span<const uint8_t> bytes) {
       mx::nn::load_model_safetensors(file, &loaded, std::make_unique<mx::nn::CpuBackend>(1));
   mx::fuzz::check_error(e);
   if (!e.empty()) return;
-  mx::nn::Model& model = *loaded.model;
-  const mx::nn::ModelConfig& c = model.config();
-  if (!mx::nn::validate(c).empty()) fail("a loaded model has an invalid config");
-  const int64_t t = c.seq_len < 3 ? c.seq_len : 3;
-  std::vector<uint32_t> tokens(size_t(t), 0), targets(size_t(t), uint32_t(c.vocab - 1));
-  float loss = 0;
-  const std::string pass = model.forward(tokens.data(), targets.data(), 1, t, &loss);
-  mx::fuzz::check_error(pass);
+  mx::fuzz::check_loaded_model(loaded);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "fuzz/fuzz_model.h"
 #include "fuzz/fuzz_util.h"
 #include "mx/data/gguf_tokenizer.h"
 #include "mx/io/gguf.h"
@@ -24,13 +25,7 @@ void load_and_run(const mx::io::GgufFile& file) {
       mx::nn::load_gguf_model(file, "fuzz.gguf", &loaded, std::make_unique<mx::nn::CpuBackend>(1));
   mx::fuzz::check_error(e);
   if (!e.empty()) return;
-  mx::nn::Model& model = *loaded.model;
-  const mx::nn::ModelConfig& c = model.config();
-  if (!mx::nn::validate(c).empty()) fail("a loaded model has an invalid config");
-  const int64_t t = c.seq_len < 3 ? c.seq_len : 3;
-  std::vector<uint32_t> tokens(size_t(t), 0), targets(size_t(t), uint32_t(c.vocab - 1));
-  float loss = 0;
-  mx::fuzz::check_error(model.forward(tokens.data(), targets.data(), 1, t, &loss));
+  mx::fuzz::check_loaded_model(loaded);
 }
 
 void tokenize(const mx::io::GgufFile& file) {
