@@ -29,6 +29,9 @@ namespace mx::nn {
 
 // The linear layers of a block, numbered by their stochastic-rounding site (above).
 enum class LinearSite : int { kQ = 0, kK = 1, kV = 2, kAttnOut = 4, kFc = 5, kUp = 6, kProj = 7 };
+inline constexpr LinearSite kLinearSites[] = {
+    LinearSite::kQ,  LinearSite::kK,  LinearSite::kV,   LinearSite::kAttnOut,
+    LinearSite::kFc, LinearSite::kUp, LinearSite::kProj};
 
 // A block in steps, each ending where the next linear layers read their input (linear_input
 // then gives it), for passes that quantize a block's weights in turn and so cannot run a step

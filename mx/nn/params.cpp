@@ -90,6 +90,13 @@ const ParamView* Params::find(const std::string& name) const {
   return nullptr;
 }
 
+const ParamView* Params::find_at(int64_t offset) const {
+  for (const ParamView& v : views_) {
+    if (v.offset == offset) return &v;
+  }
+  return nullptr;
+}
+
 float* Params::get(const std::string& name) {
   const ParamView* v = find(name);
   return v != nullptr ? data_.data() + v->offset : nullptr;

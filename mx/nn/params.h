@@ -57,6 +57,7 @@ class Params {
 
   const std::vector<ParamView>& views() const { return views_; }
   const ParamView* find(const std::string& name) const;  // null when absent
+  const ParamView* find_at(int64_t offset) const;        // the view starting there, or null
   float* get(const std::string& name);                   // null when absent
   float* grad_of(const std::string& name);               // null when absent
 

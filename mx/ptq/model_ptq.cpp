@@ -37,13 +37,6 @@ std::vector<StepSites> block_steps(const nn::Model& model, int64_t layer) {
   return steps;
 }
 
-const nn::ParamView* view_at(const nn::Params& params, int64_t offset) {
-  for (const nn::ParamView& v : params.views()) {
-    if (v.offset == offset) return &v;
-  }
-  return nullptr;
-}
-
 // The calibration batches on the host: the residual stream of each, and the block's
 // intermediate a step leaves for the next (attention's output, then the MLP's activation).
 struct Stream {
@@ -148,7 +141,7 @@ std::string quantize_model(nn::Model& model, std::span<const uint32_t> tokens, i
         break;
       }
       for (const LinearSite site : step.sites) {
-        const nn::ParamView* v = view_at(params, model.linear_weight(l, site));
+        const nn::ParamView* v = params.find_at(model.linear_weight(l, site));
         MxTensor t;
         const std::span<const float> w(params.data() + v->offset, size_t(v->size));
         if (std::string e = gptq_quantize(w, v->shape[0], v->shape[1], h, options.spec,

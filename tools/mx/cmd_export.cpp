@@ -29,18 +29,15 @@ std::string cast_linear_weights(const nn::Model& m, const QuantSpec& spec,
                                 const cpu::Options& cpu_options,
                                 std::map<std::string, MxTensor>* out) {
   const nn::Params& params = m.params();
-  for (const nn::ParamView& v : params.views()) {
-    bool linear = false;
-    for (int64_t l = 0; l < m.config().n_layers; ++l) {
-      for (int s : {0, 1, 2, 4, 5, 6, 7}) {
-        linear = linear || m.linear_weight(l, nn::LinearSite(s)) == v.offset;
+  for (int64_t l = 0; l < m.config().n_layers; ++l) {
+    for (const nn::LinearSite site : nn::kLinearSites) {
+      const nn::ParamView* v = params.find_at(m.linear_weight(l, site));
+      if (v == nullptr) continue;  // a site this architecture has not
+      if (std::string e = cpu::quantize(params.data() + v->offset, DType::kF32, v->shape, spec,
+                                        &(*out)[v->name], cpu_options);
+          !e.empty()) {
+        return fmt::format("{}: {}", v->name, e);
       }
-    }
-    if (!linear) continue;
-    if (std::string e = cpu::quantize(params.data() + v.offset, DType::kF32, v.shape, spec,
-                                      &(*out)[v.name], cpu_options);
-        !e.empty()) {
-      return fmt::format("{}: {}", v.name, e);
     }
   }
   return "";
