@@ -1,0 +1,49 @@
+// MX matrix products on device buffers: D = A · Bᵀ (+ bias), with A [M, K] and B [N, K] both in
+// MX storage with blocks of 32 along K, D [M, N] row-major in float32 or bfloat16.
+//
+// Storage (mx_tensor.h, QuantSpec with block_size 32 along axis -1): each row holds ceil(K / 32)
+// blocks of 32 slots, packed codes block after block (32 * bits / 8 bytes per block), and one
+// E8M0 scale byte per block, scales row-major [rows, ceil(K / 32)]. Slots past K are padding;
+// the products ignore whatever codes they hold.
+//
+// All pointers are device pointers; work is enqueued on `stream`; nothing allocates or
+// synchronises. A non-empty returned string is a one-line reason, and then nothing was launched.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+
+#include "mx/core/dtype.h"
+#include "mx/core/format.h"
+
+namespace mx::cuda {
+
+// One MX operand of a product: `rows` x K, blocks of 32 along K.
+struct MxMatrix {
+  const uint8_t* elements = nullptr;
+  const uint8_t* scales = nullptr;
+  ElementFormat format = ElementFormat::kE4M3;
+};
+
+struct MxGemmArgs {
+  int64_t m = 0;
+  int64_t n = 0;
+  int64_t k = 0;
+  MxMatrix a;                     // M x K
+  MxMatrix b;                     // N x K
+  const float* bias = nullptr;    // N values added to every row of D, or null
+  DType out_dtype = DType::kF32;  // float32 or bfloat16
+  void* d = nullptr;              // M x N, row-major, leading dimension N
+};
+
+// Bytes of one row of codes and of scales for K columns of `format` (whole blocks of 32).
+inline int64_t mx_row_scale_bytes(int64_t k) {
+  return (k + 31) / 32;
+}
+inline int64_t mx_row_code_bytes(ElementFormat format, int64_t k) {
+  return mx_row_scale_bytes(k) * 4 * traits(format).bits;
+}
+
+}  // namespace mx::cuda
