@@ -1,0 +1,344 @@
+// MX x MX matrix product on Hopper: each stage's codes are copied to shared memory, decoded to
+// bfloat16 tiles there (mx_decode.cuh), and multiplied by wgmma with float32 accumulators.
+//
+// A CTA of two warpgroups computes a 128 x 256 tile of D, 64 rows per warpgroup. A stage covers
+// 64 values of K (two MX blocks). Every thread copies and decodes three whole blocks of a stage
+// (a block = 32 codes of one row of A or B), so the copies it waits for are its own and need no
+// barrier. The pipeline keeps one stage of wgmma in flight while the next stage is decoded:
+//
+//   iteration t: barrier (stage t decoded) -> issue wgmma on stage t -> start copying stage t+2
+//                -> decode stage t+1 into the bfloat16 buffer that stage t-2 used -> wait until
+//                at most stage t's wgmma is pending (so stage t-1's buffer is free next time).
+#include <cuda_bf16.h>
+
+#include <algorithm>
+
+#include "mx/kernels/cuda/gemm_mx_bf16.h"
+#include "mx/kernels/cuda/mx_decode.cuh"
+#include "mx/kernels/cuda/wgmma.cuh"
+
+namespace mx::cuda {
+namespace {
+
+constexpr int kTileM = 128;
+constexpr int kTileN = 256;
+constexpr int kBlocksPerStage = 2;  // 64 values of K
+constexpr int kThreads = 256;
+constexpr int kTileRows = kTileM + kTileN;
+constexpr int kRowBlocksPerThread = kTileRows * kBlocksPerStage / kThreads;  // 3
+constexpr int kRowBytes = 128;  // 64 bfloat16 values of one tile row
+constexpr int kTileBytesA = kTileM * kRowBytes;
+constexpr int kStageBytes = kTileRows * kRowBytes;
+constexpr int kBf16Stages = 3;
+constexpr int kCodeSlotBytes = 32 * kThreads;  // one block of at most 32 bytes per thread
+constexpr int kCodeStageBytes = kRowBlocksPerThread * kCodeSlotBytes;
+constexpr int kCodeStages = 2;
+constexpr int kSharedBytes = kBf16Stages * kStageBytes + kCodeStages * kCodeStageBytes + 1024;
+constexpr int kGroupTilesM = 8;  // tiles of M that walk N together, for L2 reuse
+
+struct Operand {
+  const uint8_t* codes;
+  const uint8_t* scales;
+  int64_t rows;
+  int64_t row_bytes;
+  int block_bytes;
+  int chunk;  // bytes per asynchronous copy: 16, 8 or 4
+  DecodeFormat format;
+};
+
+struct Params {
+  Operand a;
+  Operand b;
+  int64_t m;
+  int64_t n;
+  int64_t k;
+  int64_t blocks_k;
+  int64_t stages;
+  int tiles_m;
+  int tiles_n;
+  const float* bias;
+  void* d;
+  bool out_bf16;
+  bool pair_stores;
+};
+
+// The block a thread copies and decodes in every stage.
+struct RowBlock {
+  const uint8_t* codes;   // row start, null past the matrix
+  const uint8_t* scales;  // row start
+  int tile_row;           // 0..383: A rows first
+  int half;               // which of the stage's two blocks
+  bool is_a;
+};
+
+__device__ __forceinline__ void copy_async(uint32_t dst, const void* src, int bytes, bool valid) {
+  const int n = valid ? bytes : 0;  // 0: zero-fill without reading
+  if (bytes == 16) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+  } else if (bytes == 8) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+  } else {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+  }
+}
+__device__ __forceinline__ void copy_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int kPending>
+__device__ __forceinline__ void copy_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+__device__ __forceinline__ const Operand& operand_of(const Params& P, const RowBlock& rb) {
+  return rb.is_a ? P.a : P.b;
+}
+
+// Starts copying stage `s`'s codes into `slots` and returns its scale bytes.
+__device__ __forceinline__ void load_stage(const Params& P,
+                                           const RowBlock (&rb)[kRowBlocksPerThread], int64_t s,
+                                           uint8_t* slots, uint32_t (&scale)[kRowBlocksPerThread]) {
+#pragma unroll
+  for (int i = 0; i < kRowBlocksPerThread; ++i) {
+    const Operand& op = operand_of(P, rb[i]);
+    const int64_t kb = s * kBlocksPerStage + rb[i].half;
+    const bool valid = rb[i].codes != nullptr && kb < P.blocks_k;
+    const uint8_t* src = valid ? rb[i].codes + kb * op.block_bytes : op.codes;
+    const uint32_t dst = wgmma::shared_address(slots + i * kCodeSlotBytes);
+    const int chunks = op.block_bytes / op.chunk;
+    for (int c = 0; c < chunks; ++c) {
+      copy_async(dst + (c * kThreads + threadIdx.x) * op.chunk, src + c * op.chunk, op.chunk,
+                 valid);
+    }
+    scale[i] = valid ? __ldg(rb[i].scales + kb) : 0u;
+  }
+}
+
+__device__ __forceinline__ void read_codes(const uint8_t* slot, int chunk, int block_bytes,
+                                           uint32_t (&w)[8]) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i) w[i] = 0;
+  if (chunk == 16) {
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      if (c * 16 < block_bytes) {
+        const uint4 v = *reinterpret_cast<const uint4*>(slot + (c * kThreads + threadIdx.x) * 16);
+        w[4 * c] = v.x;
+        w[4 * c + 1] = v.y;
+        w[4 * c + 2] = v.z;
+        w[4 * c + 3] = v.w;
+      }
+    }
+  } else if (chunk == 8) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      if (c * 8 < block_bytes) {
+        const uint2 v = *reinterpret_cast<const uint2*>(slot + (c * kThreads + threadIdx.x) * 8);
+        w[2 * c] = v.x;
+        w[2 * c + 1] = v.y;
+      }
+    }
+  } else {
+#pragma unroll
+    for (int c = 0; c < 8; ++c) {
+      if (c * 4 < block_bytes) {
+        w[c] = *reinterpret_cast<const uint32_t*>(slot + (c * kThreads + threadIdx.x) * 4);
+      }
+    }
+  }
+}
+
+// Decodes stage `s` from `slots` into the swizzled bfloat16 tiles at `stage`.
+__device__ __forceinline__ void decode_stage(const Params& P,
+                                             const RowBlock (&rb)[kRowBlocksPerThread], int64_t s,
+                                             const uint8_t* slots,
+                                             const uint32_t (&scale)[kRowBlocksPerThread],
+                                             uint8_t* stage) {
+#pragma unroll
+  for (int i = 0; i < kRowBlocksPerThread; ++i) {
+    const Operand& op = operand_of(P, rb[i]);
+    uint32_t w[8];
+    read_codes(slots + i * kCodeSlotBytes, op.chunk, op.block_bytes, w);
+    const int64_t kb = s * kBlocksPerStage + rb[i].half;
+    const int valid = kb == P.blocks_k - 1 ? int(P.k - 32 * kb) : 32;
+    uint32_t out[16];
+    decode_block(w, scale[i], op.format, valid, out);
+    const int row = rb[i].tile_row;
+    uint8_t* line = stage + row * kRowBytes;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int chunk = (rb[i].half * 4 + q) ^ (row & 7);
+      *reinterpret_cast<uint4*>(line + chunk * 16) =
+          make_uint4(out[4 * q], out[4 * q + 1], out[4 * q + 2], out[4 * q + 3]);
+    }
+  }
+  wgmma::fence_shared_for_async();
+}
+
+__device__ __forceinline__ void store_pair(const Params& P, int64_t row, int64_t col, float v0,
+                                           float v1) {
+  if (row >= P.m || col >= P.n) return;
+  const bool second = col + 1 < P.n;
+  if (P.bias) {
+    v0 += P.bias[col];
+    if (second) v1 += P.bias[col + 1];
+  }
+  const int64_t at = row * P.n + col;
+  if (P.out_bf16) {
+    __nv_bfloat16* d = static_cast<__nv_bfloat16*>(P.d) + at;
+    if (second && P.pair_stores) {
+      *reinterpret_cast<__nv_bfloat162*>(d) = __floats2bfloat162_rn(v0, v1);
+    } else {
+      d[0] = __float2bfloat16_rn(v0);
+      if (second) d[1] = __float2bfloat16_rn(v1);
+    }
+  } else {
+    float* d = static_cast<float*>(P.d) + at;
+    if (second && P.pair_stores) {
+      *reinterpret_cast<float2*>(d) = make_float2(v0, v1);
+    } else {
+      d[0] = v0;
+      if (second) d[1] = v1;
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kThreads, 1)
+    mx_gemm_bf16_kernel(__grid_constant__ const Params P) {
+  extern __shared__ uint8_t shared_raw[];
+  uint8_t* shared = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(shared_raw) + 1023) &
+                                               ~uintptr_t(1023));
+  uint8_t* bf16_stages = shared;
+  uint8_t* code_stages = shared + kBf16Stages * kStageBytes;
+
+  // Tile order: groups of kGroupTilesM tiles of M sweep N together.
+  const int per_group = kGroupTilesM * P.tiles_n;
+  const int group = blockIdx.x / per_group;
+  const int first_m = group * kGroupTilesM;
+  const int group_m = min(P.tiles_m - first_m, kGroupTilesM);
+  const int in_group = blockIdx.x % per_group;
+  const int64_t m0 = int64_t(first_m + in_group % group_m) * kTileM;
+  const int64_t n0 = int64_t(in_group / group_m) * kTileN;
+
+  RowBlock rb[kRowBlocksPerThread];
+#pragma unroll
+  for (int i = 0; i < kRowBlocksPerThread; ++i) {
+    const int j = threadIdx.x + i * kThreads;
+    rb[i].tile_row = j % kTileRows;
+    rb[i].half = j / kTileRows;
+    rb[i].is_a = rb[i].tile_row < kTileM;
+    const Operand& op = rb[i].is_a ? P.a : P.b;
+    const int64_t row = rb[i].is_a ? m0 + rb[i].tile_row : n0 + rb[i].tile_row - kTileM;
+    rb[i].codes = row < op.rows ? op.codes + row * op.row_bytes : nullptr;
+    rb[i].scales = op.scales + (row < op.rows ? row : 0) * P.blocks_k;
+  }
+
+  float acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
+
+  const int warpgroup = threadIdx.x / 128;
+  uint32_t scale_next[kRowBlocksPerThread];
+  uint32_t scale_after[kRowBlocksPerThread];
+  if (P.stages > 0) {
+    load_stage(P, rb, 0, code_stages, scale_next);
+    copy_commit();
+    if (P.stages > 1) load_stage(P, rb, 1, code_stages + kCodeStageBytes, scale_after);
+    copy_commit();
+    copy_wait<1>();
+    decode_stage(P, rb, 0, code_stages, scale_next, bf16_stages);
+#pragma unroll
+    for (int i = 0; i < kRowBlocksPerThread; ++i) scale_next[i] = scale_after[i];
+  }
+
+  for (int64_t t = 0; t < P.stages; ++t) {
+    __syncthreads();
+    const uint8_t* stage = bf16_stages + (t % kBf16Stages) * kStageBytes;
+    wgmma::fence();
+    const uint8_t* tile_a = stage + warpgroup * 64 * kRowBytes;
+    const uint8_t* tile_b = stage + kTileBytesA;
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      wgmma::wgmma_m64n256k16(acc, wgmma::descriptor(tile_a + 32 * s),
+                              wgmma::descriptor(tile_b + 32 * s));
+    }
+    wgmma::commit();
+    uint8_t* slots_after = code_stages + (t % kCodeStages) * kCodeStageBytes;
+    if (t + 2 < P.stages) load_stage(P, rb, t + 2, slots_after, scale_after);
+    copy_commit();
+    if (t + 1 < P.stages) {
+      copy_wait<1>();
+      decode_stage(P, rb, t + 1, code_stages + ((t + 1) % kCodeStages) * kCodeStageBytes,
+                   scale_next, bf16_stages + ((t + 1) % kBf16Stages) * kStageBytes);
+#pragma unroll
+      for (int i = 0; i < kRowBlocksPerThread; ++i) scale_next[i] = scale_after[i];
+    }
+    wgmma::wait<1>();
+    wgmma::pin(acc);
+  }
+  wgmma::wait<0>();
+  wgmma::pin(acc);
+
+  const int warp = (threadIdx.x % 128) / 32;
+  const int lane = threadIdx.x % 32;
+  const int64_t row = m0 + warpgroup * 64 + warp * 16 + lane / 4;
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    const int64_t col = n0 + 8 * j + 2 * (lane % 4);
+    store_pair(P, row, col, acc[4 * j], acc[4 * j + 1]);
+    store_pair(P, row + 8, col, acc[4 * j + 2], acc[4 * j + 3]);
+  }
+}
+
+int copy_chunk(const uint8_t* codes, int64_t row_bytes, int block_bytes) {
+  const auto address = reinterpret_cast<uintptr_t>(codes);
+  for (int chunk : {16, 8, 4}) {
+    if (address % chunk == 0 && row_bytes % chunk == 0 && block_bytes % chunk == 0) return chunk;
+  }
+  return 0;
+}
+
+std::string make_operand(const MxMatrix& x, int64_t rows, int64_t k, const char* name,
+                         Operand* op) {
+  op->codes = x.elements;
+  op->scales = x.scales;
+  op->rows = rows;
+  op->block_bytes = 4 * traits(x.format).bits;
+  op->row_bytes = mx_row_code_bytes(x.format, k);
+  op->format = make_decode_format(x.format);
+  op->chunk = copy_chunk(x.elements, op->row_bytes, op->block_bytes);
+  if (op->chunk == 0) return std::string("mx_gemm: ") + name + "'s codes are not 4-byte aligned";
+  return {};
+}
+
+}  // namespace
+
+std::string launch_mx_gemm_bf16_hopper(const MxGemmArgs& args, cudaStream_t stream) {
+  Params P{};
+  if (auto e = make_operand(args.a, args.m, args.k, "A", &P.a); !e.empty()) return e;
+  if (auto e = make_operand(args.b, args.n, args.k, "B", &P.b); !e.empty()) return e;
+  P.m = args.m;
+  P.n = args.n;
+  P.k = args.k;
+  P.blocks_k = mx_row_scale_bytes(args.k);
+  P.stages = (P.blocks_k + kBlocksPerStage - 1) / kBlocksPerStage;
+  P.tiles_m = int((args.m + kTileM - 1) / kTileM);
+  P.tiles_n = int((args.n + kTileN - 1) / kTileN);
+  P.bias = args.bias;
+  P.d = args.d;
+  P.out_bf16 = args.out_dtype == DType::kBF16;
+  P.pair_stores = args.n % 2 == 0 && reinterpret_cast<uintptr_t>(args.d) % 8 == 0;
+  const int64_t tiles = int64_t(P.tiles_m) * P.tiles_n;
+  if (tiles > int64_t(0x7FFFFFFF) / kGroupTilesM) return "mx_gemm: too many output tiles";
+  static const cudaError_t attribute = cudaFuncSetAttribute(
+      mx_gemm_bf16_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
+  if (attribute != cudaSuccess) {
+    return std::string("mx_gemm: cannot reserve shared memory: ") + cudaGetErrorString(attribute);
+  }
+  mx_gemm_bf16_kernel<<<unsigned(tiles), kThreads, kSharedBytes, stream>>>(P);
+  const cudaError_t launched = cudaGetLastError();
+  if (launched != cudaSuccess)
+    return std::string("mx_gemm: launch failed: ") + cudaGetErrorString(launched);
+  return {};
+}
+
+}  // namespace mx::cuda

@@ -1,0 +1,419 @@
+// The MX matrix product against a float64 product of the decoded operands (decode_value, the
+// reference's decoder): bit-equal on data whose partial sums are all exact in float32, within
+// float32 accumulation error elsewhere, with NaN and Inf where the decoded values put them.
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mx/core/bitpack.h"
+#include "mx/core/format.h"
+#include "mx/core/half.h"
+#include "mx/core/quantize_ref.h"
+#include "mx/kernels/cuda/mx_gemm.h"
+#include "mx/kernels/cuda/quantize_cuda.h"
+
+namespace mx {
+namespace {
+
+#define SKIP_WITHOUT_HOPPER()                                                          \
+  do {                                                                                 \
+    std::string why;                                                                   \
+    if (!cuda::cuda_device_available(&why)) GTEST_SKIP() << "no CUDA device: " << why; \
+    int major = 0;                                                                     \
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);              \
+    if (major != 9) GTEST_SKIP() << "the MX GEMM kernels need a Hopper GPU";           \
+  } while (0)
+
+#define CUDA_OK(expr) ASSERT_EQ(cudaSuccess, (expr)) << #expr
+
+// One operand on the host: codes [rows][k] (one byte each), scales [rows][blocks], and the
+// packed MX storage the kernels read, whose padding slots hold junk codes.
+struct HostMx {
+  ElementFormat format;
+  int64_t rows = 0;
+  int64_t k = 0;
+  std::vector<uint8_t> codes;
+  std::vector<uint8_t> scales;
+  std::vector<uint8_t> packed;
+
+  int64_t blocks() const { return (k + 31) / 32; }
+  double value(int64_t r, int64_t c) const {
+    return decode_value(traits(format), codes[r * k + c], scales[r * blocks() + c / 32], false, 0);
+  }
+};
+
+void pack(HostMx& x, std::mt19937& rng) {
+  const int bits = traits(x.format).bits;
+  x.packed.assign(cuda::mx_row_code_bytes(x.format, x.k) * x.rows, 0);
+  std::vector<uint8_t> slots(32);
+  for (int64_t r = 0; r < x.rows; ++r) {
+    for (int64_t b = 0; b < x.blocks(); ++b) {
+      for (int s = 0; s < 32; ++s) {
+        const int64_t c = b * 32 + s;
+        slots[s] = c < x.k ? x.codes[r * x.k + c] : uint8_t(rng() & ((1u << bits) - 1));
+      }
+      pack_codes(slots, bits, (r * x.blocks() + b) * 32, x.packed);
+    }
+  }
+}
+
+// Codes drawn by `pick_code`, scales by `pick_scale(row, block)`.
+HostMx make_operand(ElementFormat format, int64_t rows, int64_t k, std::mt19937& rng,
+                    const std::function<uint8_t()>& pick_code,
+                    const std::function<uint8_t(int64_t, int64_t)>& pick_scale) {
+  HostMx x{format, rows, k, {}, {}, {}};
+  x.codes.resize(rows * k);
+  for (auto& c : x.codes) c = pick_code();
+  x.scales.resize(rows * x.blocks());
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < x.blocks(); ++b) x.scales[r * x.blocks() + b] = pick_scale(r, b);
+  }
+  pack(x, rng);
+  return x;
+}
+
+// Codes whose value at scale 2^0 is a multiple of 1/2 of magnitude at most 4: with scales near
+// 2^0, every product and partial sum of a few hundred of them is exact in float32.
+std::vector<uint8_t> small_codes(ElementFormat format) {
+  const FormatTraits& t = traits(format);
+  std::vector<uint8_t> out;
+  for (uint32_t c = 0; c < (1u << t.bits); ++c) {
+    const double v = decode_value(t, uint8_t(c), 127, false, 0);
+    if (std::isfinite(v) && std::abs(v) <= 4 && v * 2 == std::floor(v * 2))
+      out.push_back(uint8_t(c));
+  }
+  return out;
+}
+
+// Every code whose value is finite.
+std::vector<uint8_t> finite_codes(ElementFormat format) {
+  const FormatTraits& t = traits(format);
+  std::vector<uint8_t> out;
+  for (uint32_t c = 0; c < (1u << t.bits); ++c) {
+    if (std::isfinite(decode_value(t, uint8_t(c), 127, false, 0))) out.push_back(uint8_t(c));
+  }
+  return out;
+}
+
+std::function<uint8_t()> draw_from(std::vector<uint8_t> codes, std::mt19937& rng) {
+  return [codes = std::move(codes), &rng] { return codes[rng() % codes.size()]; };
+}
+
+std::function<uint8_t(int64_t, int64_t)> scales_between(int lo, int hi, std::mt19937& rng) {
+  return
+      [lo, hi, &rng](int64_t, int64_t) { return uint8_t(lo + int(rng() % uint32_t(hi - lo + 1))); };
+}
+
+template <class T>
+struct DevArray {
+  T* p = nullptr;
+  explicit DevArray(const std::vector<T>& host) {
+    void* raw = nullptr;
+    if (cudaMalloc(&raw, std::max<size_t>(1, host.size()) * sizeof(T)) == cudaSuccess)
+      p = static_cast<T*>(raw);
+    if (p && !host.empty())
+      cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
+  }
+  ~DevArray() {
+    if (p) cudaFree(p);
+  }
+  DevArray(const DevArray&) = delete;
+  DevArray& operator=(const DevArray&) = delete;
+};
+
+struct Product {
+  std::vector<double> exact;      // float64 sum of the decoded products, plus bias
+  std::vector<double> magnitude;  // sum of |products| (for error bounds)
+};
+
+Product reference(const HostMx& a, const HostMx& b, const std::vector<float>& bias) {
+  Product p;
+  p.exact.assign(a.rows * b.rows, 0.0);
+  p.magnitude.assign(a.rows * b.rows, 0.0);
+  std::vector<double> av(a.k), bv(b.k * b.rows);
+  for (int64_t n = 0; n < b.rows; ++n) {
+    for (int64_t c = 0; c < b.k; ++c) bv[n * b.k + c] = b.value(n, c);
+  }
+  for (int64_t m = 0; m < a.rows; ++m) {
+    for (int64_t c = 0; c < a.k; ++c) av[c] = a.value(m, c);
+    for (int64_t n = 0; n < b.rows; ++n) {
+      double sum = bias.empty() ? 0.0 : bias[n];
+      double mag = std::abs(sum);
+      for (int64_t c = 0; c < a.k; ++c) {
+        const double prod = av[c] * bv[n * b.k + c];
+        sum += prod;
+        mag += std::abs(prod);
+      }
+      p.exact[m * b.rows + n] = sum;
+      p.magnitude[m * b.rows + n] = mag;
+    }
+  }
+  return p;
+}
+
+// Runs the product on the GPU and returns D as float (bfloat16 outputs widened).
+std::vector<float> run(const HostMx& a, const HostMx& b, const std::vector<float>& bias, DType out,
+                       std::string* error) {
+  DevArray<uint8_t> ac(a.packed), as(a.scales), bc(b.packed), bs(b.scales);
+  DevArray<float> db(bias);
+  const size_t count = size_t(a.rows * b.rows);
+  DevArray<uint8_t> d(std::vector<uint8_t>(count * dtype_size(out), 0xA5));
+  cuda::MxGemmArgs args;
+  args.m = a.rows;
+  args.n = b.rows;
+  args.k = a.k;
+  args.a = {ac.p, as.p, a.format};
+  args.b = {bc.p, bs.p, b.format};
+  args.bias = bias.empty() ? nullptr : db.p;
+  args.out_dtype = out;
+  args.d = d.p;
+  *error = cuda::mx_gemm_cuda(args, nullptr);
+  std::vector<float> result(count);
+  if (!error->empty()) return result;
+  if (cudaDeviceSynchronize() != cudaSuccess) {
+    *error = "kernel failed";
+    return result;
+  }
+  if (out == DType::kF32) {
+    cudaMemcpy(result.data(), d.p, count * 4, cudaMemcpyDeviceToHost);
+  } else {
+    std::vector<uint16_t> h(count);
+    cudaMemcpy(h.data(), d.p, count * 2, cudaMemcpyDeviceToHost);
+    for (size_t i = 0; i < count; ++i) result[i] = bf16_to_float(h[i]);
+  }
+  return result;
+}
+
+// The exact float32 (or bfloat16) value of an exactly representable float64 sum.
+float expected_bits(double exact, DType out) {
+  const float f = float(exact);
+  return out == DType::kF32 ? f : round_to_bf16(f);
+}
+
+// Counts outputs whose bits differ from the exact product; prints the first few.
+int64_t count_bit_mismatches(const HostMx& a, const HostMx& b, const std::vector<float>& got,
+                             const Product& want, DType out) {
+  int64_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const float w = expected_bits(want.exact[i], out);
+    if (std::bit_cast<uint32_t>(w) != std::bit_cast<uint32_t>(got[i])) {
+      if (bad++ < 4) {
+        ADD_FAILURE() << traits(a.format).name << " x " << traits(b.format).name << " at ("
+                      << i / b.rows << ", " << i % b.rows << "): want " << w << " got " << got[i];
+      }
+    }
+  }
+  return bad;
+}
+
+const ElementFormat kAll[] = {ElementFormat::kE4M3, ElementFormat::kE5M2, ElementFormat::kE3M2,
+                              ElementFormat::kE2M3, ElementFormat::kE2M1, ElementFormat::kInt8,
+                              ElementFormat::kInt4, ElementFormat::kInt2, ElementFormat::kE3M0};
+
+TEST(MxGemm, EqualsTheExactProductBitForBitForEveryPairOfFormats) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937 rng(1);
+  // M and N cross a tile edge, K ends inside a block and inside a stage.
+  const int64_t m = 131, n = 270, k = 200;
+  std::vector<float> bias(n);
+  for (auto& v : bias) v = float(int(rng() % 17) - 8) * 0.25f;
+  for (ElementFormat fa : kAll) {
+    for (ElementFormat fb : kAll) {
+      const HostMx a = make_operand(fa, m, k, rng, draw_from(small_codes(fa), rng),
+                                    scales_between(126, 128, rng));
+      const HostMx b = make_operand(fb, n, k, rng, draw_from(small_codes(fb), rng),
+                                    scales_between(126, 128, rng));
+      for (DType out : {DType::kF32, DType::kBF16}) {
+        const bool with_bias = out == DType::kBF16;
+        const std::vector<float> used_bias = with_bias ? bias : std::vector<float>{};
+        std::string error;
+        const auto got = run(a, b, used_bias, out, &error);
+        ASSERT_EQ(error, "");
+        EXPECT_EQ(count_bit_mismatches(a, b, got, reference(a, b, used_bias), out), 0)
+            << traits(fa).name << " x " << traits(fb).name << " out " << dtype_name(out);
+      }
+    }
+  }
+}
+
+TEST(MxGemm, ManyStagesAndTilesEqualTheExactProduct) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937 rng(2);
+  // 16 stages cycle the three decode buffers several times; 4 x 3 output tiles.
+  const int64_t m = 512, n = 700, k = 1024;
+  for (auto [fa, fb] : {std::pair{ElementFormat::kE4M3, ElementFormat::kE4M3},
+                        std::pair{ElementFormat::kE2M1, ElementFormat::kE3M2},
+                        std::pair{ElementFormat::kInt8, ElementFormat::kE2M1}}) {
+    const HostMx a =
+        make_operand(fa, m, k, rng, draw_from(small_codes(fa), rng), scales_between(126, 127, rng));
+    const HostMx b =
+        make_operand(fb, n, k, rng, draw_from(small_codes(fb), rng), scales_between(126, 127, rng));
+    std::string error;
+    const auto got = run(a, b, {}, DType::kF32, &error);
+    ASSERT_EQ(error, "");
+    EXPECT_EQ(count_bit_mismatches(a, b, got, reference(a, b, {}), DType::kF32), 0);
+  }
+}
+
+TEST(MxGemm, EveryFiniteCodeAndWideScalesStayWithinFloat32AccumulationError) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937 rng(3);
+  const int64_t m = 130, n = 260, k = 333;
+  for (ElementFormat fa : kAll) {
+    for (ElementFormat fb : {ElementFormat::kE4M3, ElementFormat::kE2M1, ElementFormat::kInt8}) {
+      const HostMx a = make_operand(fa, m, k, rng, draw_from(finite_codes(fa), rng),
+                                    scales_between(112, 142, rng));
+      const HostMx b = make_operand(fb, n, k, rng, draw_from(finite_codes(fb), rng),
+                                    scales_between(112, 142, rng));
+      std::string error;
+      const auto got = run(a, b, {}, DType::kF32, &error);
+      ASSERT_EQ(error, "");
+      const Product want = reference(a, b, {});
+      int64_t bad = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        // Any summation order of k terms in float32: |error| <= k * 2^-23 * sum |terms|
+        // (2^-22 allows for tensor-core truncation instead of rounding).
+        const double bound = double(k) * 0x1p-22 * want.magnitude[i];
+        if (!(std::abs(got[i] - want.exact[i]) <= bound) && bad++ < 4) {
+          ADD_FAILURE() << traits(fa).name << " x " << traits(fb).name << " at " << i << ": want "
+                        << want.exact[i] << " got " << got[i] << " bound " << bound;
+        }
+      }
+      EXPECT_EQ(bad, 0);
+    }
+  }
+}
+
+TEST(MxGemm, ScalesAtBothEndsOfTheRangeAreExact) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937 rng(4);
+  const int64_t m = 64, n = 96, k = 256;
+  // Per block, A's scale byte is anywhere in [lo, 251] and B's is 254 minus it (give or take
+  // one), so products are near 1 and sums stay exact. lo is where bfloat16 still holds every
+  // value: 0 for the 4- and 6-bit formats and integers, 3 for E4M3, 10 for E5M2.
+  for (ElementFormat fa : kAll) {
+    const int lo = fa == ElementFormat::kE4M3 ? 3 : fa == ElementFormat::kE5M2 ? 10 : 0;
+    std::vector<int> base(k / 32);
+    for (auto& s : base) s = lo + int(rng() % uint32_t(251 - lo));
+    const HostMx a =
+        make_operand(fa, m, k, rng, draw_from(small_codes(fa), rng),
+                     [&](int64_t, int64_t b) { return uint8_t(base[b] + int(rng() % 2)); });
+    const ElementFormat fb = ElementFormat::kE2M1;
+    const HostMx b = make_operand(
+        fb, n, k, rng, draw_from(small_codes(fb), rng),
+        [&](int64_t, int64_t blk) { return uint8_t(253 - base[blk] + int(rng() % 2)); });
+    std::string error;
+    const auto got = run(a, b, {}, DType::kF32, &error);
+    ASSERT_EQ(error, "");
+    EXPECT_EQ(count_bit_mismatches(a, b, got, reference(a, b, {}), DType::kF32), 0)
+        << traits(fa).name;
+  }
+}
+
+TEST(MxGemm, NanAndInfinityGoWhereTheDecodedValuesPutThem) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937 rng(5);
+  const int64_t m = 40, n = 50, k = 96;
+  for (ElementFormat fa : {ElementFormat::kE4M3, ElementFormat::kE5M2, ElementFormat::kE2M1}) {
+    HostMx a =
+        make_operand(fa, m, k, rng, draw_from(small_codes(fa), rng), scales_between(126, 128, rng));
+    HostMx b = make_operand(ElementFormat::kE5M2, n, k, rng,
+                            draw_from(small_codes(ElementFormat::kE5M2), rng),
+                            scales_between(126, 128, rng));
+    a.scales[3 * a.blocks() + 1] = 0xFF;                         // NaN block in row 3
+    b.scales[7 * b.blocks() + 2] = 0xFF;                         // NaN block in column 7
+    if (fa == ElementFormat::kE4M3) a.codes[10 * k + 5] = 0x7F;  // E4M3 NaN code
+    if (fa == ElementFormat::kE5M2) {
+      a.codes[10 * k + 5] = 0x7C;   // +Inf
+      a.codes[11 * k + 6] = 0xFC;   // -Inf
+      a.codes[12 * k + 70] = 0x7E;  // NaN
+    }
+    b.codes[20 * k + 40] = 0x7C;  // +Inf in column 20
+    b.codes[21 * k + 41] = 0x7C;  // +Inf in column 21 ...
+    b.codes[21 * k + 42] = 0xFC;  // ... and -Inf: NaN wherever both meet nonzero values
+    pack(a, rng);
+    pack(b, rng);
+    std::string error;
+    const auto got = run(a, b, {}, DType::kF32, &error);
+    ASSERT_EQ(error, "");
+    const Product want = reference(a, b, {});
+    int64_t bad = 0, specials = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const double w = want.exact[i];
+      bool ok;
+      if (std::isnan(w)) {
+        ok = std::isnan(got[i]);
+        ++specials;
+      } else if (std::isinf(w)) {
+        ok = got[i] == float(w);
+        ++specials;
+      } else {
+        ok = std::bit_cast<uint32_t>(float(w)) == std::bit_cast<uint32_t>(got[i]);
+      }
+      if (!ok && bad++ < 4) ADD_FAILURE() << "at " << i << ": want " << w << " got " << got[i];
+    }
+    EXPECT_EQ(bad, 0) << traits(fa).name;
+    EXPECT_GT(specials, n + m);  // the NaN row and column at least
+  }
+}
+
+TEST(MxGemm, EmptyKGivesTheBiasAndEmptyOutputsLaunchNothing) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937 rng(6);
+  const HostMx a = make_operand(
+      ElementFormat::kE4M3, 5, 0, rng, [] { return uint8_t(0); },
+      [](int64_t, int64_t) { return uint8_t(127); });
+  const HostMx b = make_operand(
+      ElementFormat::kE4M3, 7, 0, rng, [] { return uint8_t(0); },
+      [](int64_t, int64_t) { return uint8_t(127); });
+  const std::vector<float> bias = {1, -2, 3.5f, 0, 0.25f, -0.0f, 8};
+  std::string error;
+  const auto got = run(a, b, bias, DType::kF32, &error);
+  ASSERT_EQ(error, "");
+  for (int64_t i = 0; i < 35; ++i) EXPECT_EQ(got[i], bias[i % 7]) << i;
+
+  cuda::MxGemmArgs empty;
+  empty.m = 0;
+  empty.n = 4;
+  empty.k = 64;
+  EXPECT_EQ(cuda::mx_gemm_cuda(empty, nullptr), "");
+}
+
+TEST(MxGemm, RefusesBadArgumentsWithAReason) {
+  cuda::MxGemmArgs args;
+  args.m = -1;
+  EXPECT_NE(cuda::mx_gemm_cuda(args, nullptr).find("negative"), std::string::npos);
+  args.m = 4;
+  args.n = 4;
+  args.k = 32;
+  args.out_dtype = DType::kF16;
+  EXPECT_NE(cuda::mx_gemm_cuda(args, nullptr).find("float32 or bfloat16"), std::string::npos);
+  args.out_dtype = DType::kF32;
+  EXPECT_NE(cuda::mx_gemm_cuda(args, nullptr).find("null output"), std::string::npos);
+  float dummy = 0;
+  args.d = &dummy;
+  EXPECT_NE(cuda::mx_gemm_cuda(args, nullptr).find("null operand"), std::string::npos);
+
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937 rng(7);
+  const HostMx a = make_operand(
+      ElementFormat::kE4M3, 4, 32, rng, [] { return uint8_t(0x38); },
+      [](int64_t, int64_t) { return uint8_t(127); });
+  DevArray<uint8_t> codes(std::vector<uint8_t>(4 * 32 + 4, 0)), scales(a.scales);
+  DevArray<float> d(std::vector<float>(16, 0.0f));
+  args.a = {codes.p + 1, scales.p, ElementFormat::kE4M3};
+  args.b = {codes.p, scales.p, ElementFormat::kE4M3};
+  args.d = d.p;
+  EXPECT_NE(cuda::mx_gemm_cuda(args, nullptr).find("aligned"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mx
