@@ -1,0 +1,310 @@
+// Speed of the MX matrix products beside cuBLAS in the same process: cuBLAS BF16 (bfloat16 in
+// and out, float32 accumulation) and cuBLASLt FP8 (E4M3 with per-tensor scales, bfloat16 out)
+// on the same M, N, K. D = A * B^T with A [M, K] and B [N, K]. CUDA events, 3 warm-ups, median
+// of 10. Prints TFLOP/s and the ratio to cuBLAS BF16.
+//
+//   cuda_gemm [--shapes M,N,K[;M,N,K...]] [--formats e4m3xe4m3,e2m1xe2m1,...]
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mx/core/format.h"
+#include "mx/kernels/cuda/mx_gemm.h"
+
+namespace {
+
+#define CHECK(x)                                                    \
+  do {                                                              \
+    cudaError_t e_ = (x);                                           \
+    if (e_ != cudaSuccess) {                                        \
+      std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                 \
+    }                                                               \
+  } while (0)
+#define CHECK_BLAS(x)                                  \
+  do {                                                 \
+    const int s_ = int(x);                             \
+    if (s_ != 0) {                                     \
+      std::fprintf(stderr, "%s: status %d\n", #x, s_); \
+      std::exit(1);                                    \
+    }                                                  \
+  } while (0)
+
+float median_ms(const std::function<void()>& fn) {
+  cudaEvent_t a, b;
+  CHECK(cudaEventCreate(&a));
+  CHECK(cudaEventCreate(&b));
+  for (int i = 0; i < 3; ++i) fn();
+  CHECK(cudaDeviceSynchronize());
+  std::vector<float> t;
+  for (int i = 0; i < 10; ++i) {
+    CHECK(cudaEventRecord(a));
+    fn();
+    CHECK(cudaEventRecord(b));
+    CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    CHECK(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms);
+  }
+  CHECK(cudaEventDestroy(a));
+  CHECK(cudaEventDestroy(b));
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+__device__ uint64_t mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Random bytes under `mask` (which keeps FP8 codes away from NaN and Inf).
+__global__ void fill_bytes(uint8_t* p, int64_t n, uint8_t mask, uint64_t seed) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    p[i] = uint8_t(mix(uint64_t(i) * 0x9E3779B97F4A7C15ull + seed)) & mask;
+  }
+}
+
+// Scale bytes 120..134.
+__global__ void fill_scales(uint8_t* p, int64_t n, uint64_t seed) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    p[i] = uint8_t(120 + mix(uint64_t(i) + seed) % 15);
+  }
+}
+
+// bfloat16 values near 1 with random signs and mantissas.
+__global__ void fill_bf16(uint16_t* p, int64_t n, uint64_t seed) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const uint64_t z = mix(uint64_t(i) + seed);
+    p[i] = uint16_t(((z >> 63) << 15) | ((120 + (z >> 40) % 15) << 7) | (z & 0x7F));
+  }
+}
+
+struct Shape {
+  int64_t m, n, k;
+};
+
+struct Pair {
+  mx::ElementFormat a, b;
+};
+
+void* device_alloc(int64_t bytes) {
+  void* p = nullptr;
+  CHECK(cudaMalloc(&p, size_t(std::max<int64_t>(bytes, 16))));
+  return p;
+}
+
+struct MxOperand {
+  uint8_t* codes;
+  uint8_t* scales;
+};
+
+MxOperand make_mx(mx::ElementFormat f, int64_t rows, int64_t k, uint64_t seed) {
+  const int64_t code_bytes = mx::cuda::mx_row_code_bytes(f, k) * rows;
+  const int64_t scale_bytes = mx::cuda::mx_row_scale_bytes(k) * rows;
+  MxOperand op{static_cast<uint8_t*>(device_alloc(code_bytes)),
+               static_cast<uint8_t*>(device_alloc(scale_bytes))};
+  const uint8_t mask = mx::traits(f).bits == 8 && !mx::traits(f).is_integer ? 0xBF : 0xFF;
+  fill_bytes<<<1024, 256>>>(op.codes, code_bytes, mask, seed);
+  fill_scales<<<1024, 256>>>(op.scales, scale_bytes, seed + 1);
+  CHECK(cudaGetLastError());
+  return op;
+}
+
+// cuBLASLt FP8 E4M3 x E4M3 -> bfloat16, per-tensor scales of 1, as D^T = B * A^T in
+// column-major terms (the "TN" layout FP8 requires).
+struct Fp8Gemm {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  float* one = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 64 << 20;
+  bool ok = false;
+};
+
+Fp8Gemm make_fp8(cublasLtHandle_t lt, const Shape& s) {
+  Fp8Gemm g;
+  g.one = static_cast<float*>(device_alloc(4));
+  const float host_one = 1.0f;
+  CHECK(cudaMemcpy(g.one, &host_one, 4, cudaMemcpyHostToDevice));
+  g.workspace = device_alloc(int64_t(g.workspace_bytes));
+  CHECK_BLAS(cublasLtMatmulDescCreate(&g.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t t = CUBLAS_OP_T, n = CUBLAS_OP_N;
+  CHECK_BLAS(cublasLtMatmulDescSetAttribute(g.op, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof(t)));
+  CHECK_BLAS(cublasLtMatmulDescSetAttribute(g.op, CUBLASLT_MATMUL_DESC_TRANSB, &n, sizeof(n)));
+  CHECK_BLAS(cublasLtMatmulDescSetAttribute(g.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &g.one,
+                                            sizeof(g.one)));
+  CHECK_BLAS(cublasLtMatmulDescSetAttribute(g.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &g.one,
+                                            sizeof(g.one)));
+  CHECK_BLAS(cublasLtMatrixLayoutCreate(&g.la, CUDA_R_8F_E4M3, s.k, s.n, s.k));
+  CHECK_BLAS(cublasLtMatrixLayoutCreate(&g.lb, CUDA_R_8F_E4M3, s.k, s.m, s.k));
+  CHECK_BLAS(cublasLtMatrixLayoutCreate(&g.ld, CUDA_R_16BF, s.n, s.m, s.n));
+  cublasLtMatmulPreference_t pref;
+  CHECK_BLAS(cublasLtMatmulPreferenceCreate(&pref));
+  CHECK_BLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                  &g.workspace_bytes, sizeof(g.workspace_bytes)));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  cublasLtMatmulAlgoGetHeuristic(lt, g.op, g.la, g.lb, g.ld, g.ld, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  g.ok = found > 0;
+  g.algo = result.algo;
+  return g;
+}
+
+double tflops(const Shape& s, float ms) {
+  return 2.0 * double(s.m) * double(s.n) * double(s.k) / (ms * 1e-3) / 1e12;
+}
+
+std::vector<Shape> parse_shapes(const std::string& text) {
+  std::vector<Shape> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ';')) {
+    Shape s{};
+    if (std::sscanf(item.c_str(), "%ld,%ld,%ld", &s.m, &s.n, &s.k) != 3 || s.m <= 0 || s.n <= 0 ||
+        s.k <= 0) {
+      std::fprintf(stderr, "cuda_gemm: bad shape '%s' (want M,N,K)\n", item.c_str());
+      std::exit(2);
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::vector<Pair> parse_pairs(const std::string& text) {
+  std::vector<Pair> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const auto x = item.find('x');
+    const auto a = x == std::string::npos ? std::nullopt : mx::parse_format(item.substr(0, x));
+    const auto b = x == std::string::npos ? std::nullopt : mx::parse_format(item.substr(x + 1));
+    if (!a || !b) {
+      std::fprintf(stderr, "cuda_gemm: bad format pair '%s' (want e.g. e4m3xe2m1)\n", item.c_str());
+      std::exit(2);
+    }
+    out.push_back({*a, *b});
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // 8192^3; GPT-2 124M at 16 x 1024 tokens (QKV, attention out, MLP up, MLP down); Llama-7B
+  // style MLP at 8192 tokens (up, down).
+  std::string shapes_text =
+      "8192,8192,8192;16384,2304,768;16384,768,768;16384,3072,768;16384,768,3072;"
+      "8192,11008,4096;8192,4096,11008";
+  std::string pairs_text = "e4m3xe4m3,e5m2xe4m3,e3m2xe3m2,e2m3xe2m3,e2m1xe2m1,int8xint8,e2m1xe4m3";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--shapes" && i + 1 < argc) {
+      shapes_text = argv[++i];
+    } else if (arg == "--formats" && i + 1 < argc) {
+      pairs_text = argv[++i];
+    } else {
+      std::fprintf(stderr, "cuda_gemm: unknown argument '%s'\n", arg.c_str());
+      return 2;
+    }
+  }
+  const auto shapes = parse_shapes(shapes_text);
+  const auto pairs = parse_pairs(pairs_text);
+  cudaDeviceProp prop{};
+  CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
+  cublasHandle_t blas;
+  CHECK_BLAS(cublasCreate(&blas));
+  cublasLtHandle_t lt;
+  CHECK_BLAS(cublasLtCreate(&lt));
+
+  std::printf("%-22s %-12s %10s %10s %8s\n", "shape MxNxK", "kernel", "ms", "TFLOP/s", "vs bf16");
+  for (const Shape& s : shapes) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "%ldx%ldx%ld", s.m, s.n, s.k);
+    auto* a16 = static_cast<uint16_t*>(device_alloc(s.m * s.k * 2));
+    auto* b16 = static_cast<uint16_t*>(device_alloc(s.n * s.k * 2));
+    auto* d16 = static_cast<uint16_t*>(device_alloc(s.m * s.n * 2));
+    fill_bf16<<<1024, 256>>>(a16, s.m * s.k, 1);
+    fill_bf16<<<1024, 256>>>(b16, s.n * s.k, 2);
+    const float alpha = 1.0f, beta = 0.0f;
+    const float bf16_ms = median_ms([&] {
+      CHECK_BLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(s.m), int(s.k), &alpha,
+                              b16, CUDA_R_16BF, int(s.k), a16, CUDA_R_16BF, int(s.k), &beta, d16,
+                              CUDA_R_16BF, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    });
+    std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, "cublas bf16", bf16_ms,
+                tflops(s, bf16_ms), 1.0);
+
+    auto* a8 = static_cast<uint8_t*>(device_alloc(s.m * s.k));
+    auto* b8 = static_cast<uint8_t*>(device_alloc(s.n * s.k));
+    fill_bytes<<<1024, 256>>>(a8, s.m * s.k, 0xBF, 3);
+    fill_bytes<<<1024, 256>>>(b8, s.n * s.k, 0xBF, 4);
+    Fp8Gemm fp8 = make_fp8(lt, s);
+    if (fp8.ok) {
+      const float ms = median_ms([&] {
+        CHECK_BLAS(cublasLtMatmul(lt, fp8.op, &alpha, b8, fp8.la, a8, fp8.lb, &beta, d16, fp8.ld,
+                                  d16, fp8.ld, &fp8.algo, fp8.workspace, fp8.workspace_bytes,
+                                  nullptr));
+      });
+      std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, "cublaslt fp8", ms, tflops(s, ms),
+                  bf16_ms / ms);
+    } else {
+      std::printf("%-22s %-12s %10s\n", name, "cublaslt fp8", "no algorithm");
+    }
+    CHECK(cudaFree(a8));
+    CHECK(cudaFree(b8));
+    CHECK(cudaFree(fp8.one));
+    CHECK(cudaFree(fp8.workspace));
+
+    for (const Pair& p : pairs) {
+      const MxOperand a = make_mx(p.a, s.m, s.k, 5);
+      const MxOperand b = make_mx(p.b, s.n, s.k, 6);
+      mx::cuda::MxGemmArgs args;
+      args.m = s.m;
+      args.n = s.n;
+      args.k = s.k;
+      args.a = {a.codes, a.scales, p.a};
+      args.b = {b.codes, b.scales, p.b};
+      args.out_dtype = mx::DType::kBF16;
+      args.d = d16;
+      const float ms = median_ms([&] {
+        const std::string e = mx::cuda::mx_gemm_cuda(args, nullptr);
+        if (!e.empty()) {
+          std::fprintf(stderr, "%s\n", e.c_str());
+          std::exit(1);
+        }
+      });
+      char kernel[32];
+      std::snprintf(kernel, sizeof(kernel), "mx %sx%s", std::string(mx::traits(p.a).name).c_str(),
+                    std::string(mx::traits(p.b).name).c_str());
+      std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, kernel, ms, tflops(s, ms),
+                  bf16_ms / ms);
+      for (void* q : {static_cast<void*>(a.codes), static_cast<void*>(a.scales),
+                      static_cast<void*>(b.codes), static_cast<void*>(b.scales)}) {
+        CHECK(cudaFree(q));
+      }
+    }
+    CHECK(cudaFree(a16));
+    CHECK(cudaFree(b16));
+    CHECK(cudaFree(d16));
+    std::fflush(stdout);
+  }
+  cublasLtDestroy(lt);
+  cublasDestroy(blas);
+  return 0;
+}
