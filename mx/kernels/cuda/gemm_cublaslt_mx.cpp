@@ -1,0 +1,129 @@
+#include "mx/kernels/cuda/gemm_cublaslt_mx.h"
+
+#include <cstdint>
+
+#include "mx/kernels/cuda/bias_rows_cuda.h"
+#include "mx/kernels/cuda/gemm_cublaslt_mx_plan.h"
+#include "mx/kernels/cuda/swizzle_scales_cuda.h"
+
+namespace mx::cuda {
+
+namespace {
+
+std::string device_reason() {
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    const cudaError_t e = cudaGetLastError();
+    return std::string("no usable CUDA device: ") + cudaGetErrorString(e);
+  }
+  if (major < 10) {
+    return "cuBLASLt MX block-scaled products need compute capability 10.0 or newer, this GPU is " +
+           std::to_string(major) + "." + std::to_string(minor);
+  }
+  return "";
+}
+
+// The descriptors of one product, destroyed together.
+struct LtDescriptors {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~LtDescriptors() {
+    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+    for (cublasLtMatrixLayout_t l : {a, b, d}) {
+      if (l != nullptr) cublasLtMatrixLayoutDestroy(l);
+    }
+    if (op != nullptr) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+std::string lt_error(const char* what, cublasStatus_t s) {
+  return std::string("cuBLASLt ") + what + " failed: " + cublasLtGetStatusString(s);
+}
+
+std::string run_matmul(const BlackwellMxPlan& p, uint8_t* ws, void* d, cublasLtHandle_t lt,
+                       cudaStream_t stream) {
+  LtDescriptors x;
+  const void* a_scales = ws + p.a.scale_offset;
+  const void* b_scales = ws + p.b.scale_offset;
+  cublasStatus_t s = cublasLtMatmulDescCreate(&x.op, p.compute, p.scale_type);
+  if (s != CUBLAS_STATUS_SUCCESS) return lt_error("matmul descriptor", s);
+  auto set = [&](cublasLtMatmulDescAttributes_t attribute, const auto& value) {
+    return cublasLtMatmulDescSetAttribute(x.op, attribute, &value, sizeof value);
+  };
+  for (cublasStatus_t r :
+       {set(CUBLASLT_MATMUL_DESC_TRANSA, p.a.op), set(CUBLASLT_MATMUL_DESC_TRANSB, p.b.op),
+        set(CUBLASLT_MATMUL_DESC_A_SCALE_MODE, int32_t(p.a.scale_mode)),
+        set(CUBLASLT_MATMUL_DESC_B_SCALE_MODE, int32_t(p.b.scale_mode)),
+        set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, a_scales),
+        set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, b_scales)}) {
+    if (r != CUBLAS_STATUS_SUCCESS) return lt_error("matmul attribute", r);
+  }
+  s = cublasLtMatrixLayoutCreate(&x.a, p.a.type, p.a.rows, p.a.cols, p.a.ld);
+  if (s == CUBLAS_STATUS_SUCCESS) {
+    s = cublasLtMatrixLayoutCreate(&x.b, p.b.type, p.b.rows, p.b.cols, p.b.ld);
+  }
+  if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatrixLayoutCreate(&x.d, p.d_type, p.m, p.n, p.ldd);
+  if (s != CUBLAS_STATUS_SUCCESS) return lt_error("matrix layout", s);
+  const size_t lt_bytes = size_t(p.lt_workspace_bytes);
+  s = cublasLtMatmulPreferenceCreate(&x.pref);
+  if (s == CUBLAS_STATUS_SUCCESS) {
+    s = cublasLtMatmulPreferenceSetAttribute(x.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                             &lt_bytes, sizeof lt_bytes);
+  }
+  if (s != CUBLAS_STATUS_SUCCESS) return lt_error("preference", s);
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  s = cublasLtMatmulAlgoGetHeuristic(lt, x.op, x.a, x.b, x.d, x.d, x.pref, 1, &heuristic, &found);
+  if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
+    return "cuBLASLt has no block-scaled algorithm for M, N, K = " + std::to_string(p.n) + ", " +
+           std::to_string(p.m) + ", " + std::to_string(p.k) + " (" +
+           (s != CUBLAS_STATUS_SUCCESS ? cublasLtGetStatusString(s) : "none found") + ")";
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  s = cublasLtMatmul(lt, x.op, &alpha, p.a.data, x.a, p.b.data, x.b, &beta, d, x.d, d, x.d,
+                     &heuristic.algo, ws + p.lt_workspace_offset, lt_bytes, stream);
+  if (s != CUBLAS_STATUS_SUCCESS) return lt_error("matmul", s);
+  return "";
+}
+
+}  // namespace
+
+size_t mx_gemm_cublaslt_workspace_bytes(const MxGemmArgs& args) {
+  std::string why;
+  const BlackwellMxPlan p = plan_blackwell_mx_gemm(args, &why);
+  return why.empty() ? size_t(p.workspace_bytes) : 0;
+}
+
+std::string mx_gemm_cublaslt(const MxGemmArgs& args, void* workspace, size_t workspace_bytes,
+                             cublasLtHandle_t lt, cudaStream_t stream) {
+  std::string why;
+  const BlackwellMxPlan p = plan_blackwell_mx_gemm(args, &why);
+  if (!why.empty()) return why;
+  if (workspace == nullptr || reinterpret_cast<uintptr_t>(workspace) % kLtMxWorkspaceAlign != 0) {
+    return "cuBLASLt MX product needs a 256-byte aligned workspace";
+  }
+  if (workspace_bytes < size_t(p.workspace_bytes)) {
+    return "cuBLASLt MX product needs " + std::to_string(p.workspace_bytes) +
+           " workspace bytes, got " + std::to_string(workspace_bytes);
+  }
+  if (lt == nullptr) return "null cuBLASLt handle";
+  why = device_reason();
+  if (!why.empty()) return why;
+  uint8_t* ws = static_cast<uint8_t*>(workspace);
+  for (const LtMxOperand* o : {&p.a, &p.b}) {
+    why =
+        swizzle_scales_cuda(o->scales, o->scale_rows, o->scale_cols, ws + o->scale_offset, stream);
+    if (!why.empty()) return why;
+  }
+  void* d = p.d_in_scratch ? static_cast<void*>(ws + p.scratch_offset) : args.d;
+  why = run_matmul(p, ws, d, lt, stream);
+  if (!why.empty()) return why;
+  if (p.bias == LtMxBias::kNone) return "";
+  return add_bias_rows_cuda(static_cast<const float*>(d), args.bias, args.m, args.n, args.out_dtype,
+                            args.d, stream);
+}
+
+}  // namespace mx::cuda

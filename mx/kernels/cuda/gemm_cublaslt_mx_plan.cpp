@@ -1,0 +1,138 @@
+#include "mx/kernels/cuda/gemm_cublaslt_mx_plan.h"
+
+#include "mx/core/layout_swizzle.h"
+
+namespace mx::cuda {
+
+namespace {
+
+int64_t round_up(int64_t v, int64_t m) {
+  return (v + m - 1) / m * m;
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+std::string format_name(ElementFormat f) {
+  return std::string(traits(f).name);
+}
+
+// The pairs of the cuBLAS documentation's block-scaled tables with VEC32_UE8M0 scales: MXFP8
+// with either FP8 format on each side except E5M2 x E5M2, and MXFP4 x MXFP4.
+bool lt_mx_pair(ElementFormat a, ElementFormat b) {
+  auto fp8 = [](ElementFormat f) { return f == ElementFormat::kE4M3 || f == ElementFormat::kE5M2; };
+  if (fp8(a) && fp8(b)) return !(a == ElementFormat::kE5M2 && b == ElementFormat::kE5M2);
+  return a == ElementFormat::kE2M1 && b == ElementFormat::kE2M1;
+}
+
+// Our operand `x` (rows x K row-major, blocks of 32 along K) as a K x rows column-major matrix.
+LtMxOperand lt_operand(const MxMatrix& x, int64_t rows, int64_t k, cublasOperation_t op) {
+  LtMxOperand o;
+  o.data = x.elements;
+  lt_mx_element_type(x.format, &o.type);
+  o.op = op;
+  o.rows = uint64_t(k);
+  o.cols = uint64_t(rows);
+  o.ld = k;  // K % 32 == 0: a row of codes holds exactly K slots
+  o.scales = x.scales;
+  o.scale_rows = rows;
+  o.scale_cols = k / 32;
+  o.scale_padded_rows = round_up(rows, 128);
+  o.scale_padded_cols = round_up(o.scale_cols, 4);
+  o.scale_bytes = swizzled_scale_bytes(o.scale_rows, o.scale_cols);
+  return o;
+}
+
+std::string check_args(const MxGemmArgs& g) {
+  if (g.m <= 0 || g.n <= 0 || g.k <= 0) {
+    return "cuBLASLt MX product needs positive M, N, K, got " + std::to_string(g.m) + " x " +
+           std::to_string(g.n) + " x " + std::to_string(g.k);
+  }
+  if (!lt_mx_pair(g.a.format, g.b.format)) {
+    return "cuBLASLt multiplies MX pairs e4m3/e5m2 (not e5m2 x e5m2) and e2m1 x e2m1, not " +
+           format_name(g.a.format) + " x " + format_name(g.b.format);
+  }
+  if (g.out_dtype != DType::kF32 && g.out_dtype != DType::kBF16) {
+    return "MX product output is float32 or bfloat16, not " + std::string(dtype_name(g.out_dtype));
+  }
+  // A partial last block would need k = K with rows of ceil(K / 32) * 32 slots; cuBLASLt's
+  // VEC32 scales describe whole blocks, and our padding slots may hold any code (NaN too).
+  if (g.k % 32 != 0) {
+    return "cuBLASLt MX product needs K a multiple of 32, got " + std::to_string(g.k);
+  }
+  if (g.a.elements == nullptr || g.a.scales == nullptr) return "null pointer in A";
+  if (g.b.elements == nullptr || g.b.scales == nullptr) return "null pointer in B";
+  if (g.d == nullptr) return "null output pointer";
+  // cuBLASLt's FP8/FP4 kernels want 16-byte aligned matrices and leading dimensions of a
+  // multiple of 16 bytes. Rows of K codes are K or K / 2 bytes, so K % 32 == 0 covers A and B;
+  // D's leading dimension is N values.
+  if (!aligned16(g.a.elements) || !aligned16(g.b.elements)) {
+    return "cuBLASLt MX product needs 16-byte aligned A and B codes";
+  }
+  // With a bias and a bfloat16 D, cuBLASLt writes float32 scratch of ours, not D.
+  const bool writes_d = g.bias == nullptr || g.out_dtype == DType::kF32;
+  if (writes_d && !aligned16(g.d)) return "cuBLASLt MX product needs a 16-byte aligned output";
+  const DType written = g.bias != nullptr ? DType::kF32 : g.out_dtype;
+  if (g.n * dtype_size(written) % 16 != 0) {
+    return "cuBLASLt MX product needs rows of D of a multiple of 16 bytes: N = " +
+           std::to_string(g.n) + " " + std::string(dtype_name(written)) + " values";
+  }
+  return "";
+}
+
+}  // namespace
+
+bool lt_mx_element_type(ElementFormat format, cudaDataType_t* type) {
+  switch (format) {
+    case ElementFormat::kE4M3:
+      *type = CUDA_R_8F_E4M3;
+      return true;
+    case ElementFormat::kE5M2:
+      *type = CUDA_R_8F_E5M2;
+      return true;
+    case ElementFormat::kE2M1:
+      *type = CUDA_R_4F_E2M1;
+      return true;
+    default:
+      return false;
+  }
+}
+
+BlackwellMxPlan plan_blackwell_mx_gemm(const MxGemmArgs& args, std::string* why) {
+  *why = check_args(args);
+  if (!why->empty()) return {};
+  BlackwellMxPlan p;
+  p.m = uint64_t(args.n);
+  p.n = uint64_t(args.m);
+  p.k = uint64_t(args.k);
+  p.a = lt_operand(args.b, args.n, args.k, CUBLAS_OP_T);
+  p.b = lt_operand(args.a, args.m, args.k, CUBLAS_OP_N);
+  p.ldd = args.n;
+  if (args.bias == nullptr) {
+    p.d_type = args.out_dtype == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
+  } else {
+    p.d_type = CUDA_R_32F;
+    p.bias = args.out_dtype == DType::kF32 ? LtMxBias::kAddInPlace : LtMxBias::kAddFromFloatScratch;
+    p.d_in_scratch = p.bias == LtMxBias::kAddFromFloatScratch;
+  }
+  // Workspace: cuBLASLt's A scales, its B scales, float32 scratch D (if any), cuBLASLt's own.
+  int64_t at = 0;
+  auto take = [&](int64_t bytes) {
+    const int64_t offset = at;
+    at = round_up(at + bytes, kLtMxWorkspaceAlign);
+    return offset;
+  };
+  p.a.scale_offset = take(p.a.scale_bytes);
+  p.b.scale_offset = take(p.b.scale_bytes);
+  if (p.d_in_scratch) {
+    p.scratch_bytes = args.m * args.n * 4;
+    p.scratch_offset = take(p.scratch_bytes);
+  }
+  p.lt_workspace_bytes = kLtMxWorkspaceBytes;
+  p.lt_workspace_offset = take(p.lt_workspace_bytes);
+  p.workspace_bytes = at;
+  return p;
+}
+
+}  // namespace mx::cuda

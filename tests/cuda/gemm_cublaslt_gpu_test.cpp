@@ -1,0 +1,305 @@
+// The cuBLASLt MX product's GPU parts: the scale swizzle kernel against mx::swizzle_scales
+// byte for byte, the bias kernel against float32 arithmetic on the host, and the product
+// against the reference GEMM on Blackwell (elsewhere, its refusal). Every test skips without a
+// GPU.
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mx/core/dot_ref.h"
+#include "mx/core/half.h"
+#include "mx/core/layout_swizzle.h"
+#include "mx/core/quantize_ref.h"
+#include "mx/kernels/cuda/bias_rows_cuda.h"
+#include "mx/kernels/cuda/gemm_cublaslt_mx.h"
+#include "mx/kernels/cuda/swizzle_scales_cuda.h"
+#include "tests/test_data.h"
+
+namespace mx::cuda {
+namespace {
+
+using mx::testing::stress_values;
+
+std::string gpu_reason() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return cudaGetErrorString(e);
+  }
+  return n == 0 ? "no CUDA device found" : "";
+}
+
+#define SKIP_WITHOUT_GPU()                                                               \
+  do {                                                                                   \
+    if (std::string why = gpu_reason(); !why.empty()) GTEST_SKIP() << "no GPU: " << why; \
+  } while (0)
+
+#define CUDA_OK(expr) ASSERT_EQ(cudaSuccess, (expr)) << #expr
+
+int compute_major() {
+  int device = 0, major = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  return major;
+}
+
+// A device buffer that frees itself, filled with `fill` so that unwritten bytes show.
+struct DevBuf {
+  void* p = nullptr;
+  explicit DevBuf(size_t bytes, int fill = 0xAB) {
+    if (bytes != 0 && cudaMalloc(&p, bytes) == cudaSuccess) cudaMemset(p, fill, bytes);
+  }
+  ~DevBuf() {
+    if (p != nullptr) cudaFree(p);
+  }
+  DevBuf(DevBuf&& o) noexcept : p(o.p) { o.p = nullptr; }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  DevBuf& operator=(DevBuf&&) = delete;
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p);
+  }
+};
+
+template <class T>
+DevBuf upload(const std::vector<T>& h) {
+  DevBuf d(h.size() * sizeof(T));
+  if (!h.empty()) cudaMemcpy(d.p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
+  return d;
+}
+
+template <class T>
+std::vector<T> download(const void* d, size_t count) {
+  std::vector<T> h(count);
+  if (count != 0) cudaMemcpy(h.data(), d, count * sizeof(T), cudaMemcpyDeviceToHost);
+  return h;
+}
+
+// Count of differing bytes and the first few.
+std::string byte_diffs(const std::vector<uint8_t>& want, const std::vector<uint8_t>& got) {
+  if (want.size() != got.size()) return "sizes differ";
+  std::string out;
+  size_t count = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (want[i] != got[i] && ++count <= 4) {
+      out += " [" + std::to_string(i) + "] " + std::to_string(want[i]) + " vs " +
+             std::to_string(got[i]);
+    }
+  }
+  return count == 0 ? "" : std::to_string(count) + " differ:" + out;
+}
+
+TEST(SwizzleScalesCuda, EqualsTheCpuLayoutByteForByteWithZeroPadding) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(7);
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {0, 0},   {0, 5},   {5, 0},   {1, 1},    {3, 5},    {31, 2},   {32, 4},    {127, 3},
+      {128, 4}, {129, 5}, {200, 8}, {257, 33}, {1000, 7}, {4096, 1}, {130, 129}, {1, 1025}};
+  for (auto [rows, cols] : shapes) {
+    SCOPED_TRACE(std::to_string(rows) + " x " + std::to_string(cols));
+    std::vector<uint8_t> scales(rows * cols);
+    for (uint8_t& s : scales) s = uint8_t(rng() % 255 + 1);  // never 0: padding must show
+    std::string error;
+    const std::vector<uint8_t> want = swizzle_scales(scales, rows, cols, &error);
+    ASSERT_EQ("", error);
+    const DevBuf d_scales = upload(scales);
+    DevBuf d_out(want.size());  // pre-filled with 0xAB: every byte must be written
+    ASSERT_EQ(
+        "", swizzle_scales_cuda(d_scales.as<uint8_t>(), rows, cols, d_out.as<uint8_t>(), nullptr));
+    CUDA_OK(cudaDeviceSynchronize());
+    EXPECT_EQ("", byte_diffs(want, download<uint8_t>(d_out.p, want.size())));
+  }
+}
+
+TEST(SwizzleScalesCuda, RefusesBadArgumentsWithoutLaunching) {
+  SKIP_WITHOUT_GPU();
+  DevBuf d(1024);
+  EXPECT_NE("", swizzle_scales_cuda(d.as<uint8_t>(), -1, 4, d.as<uint8_t>(), nullptr));
+  EXPECT_NE("", swizzle_scales_cuda(d.as<uint8_t>(), 4, 4, d.as<uint8_t>() + 1, nullptr));
+  EXPECT_NE("", swizzle_scales_cuda(nullptr, 4, 4, d.as<uint8_t>(), nullptr));
+  EXPECT_NE("", swizzle_scales_cuda(d.as<uint8_t>(), 4, 4, nullptr, nullptr));
+}
+
+TEST(BiasRowsCuda, AddsInFloat32AndRoundsToBfloat16ToNearestEven) {
+  SKIP_WITHOUT_GPU();
+  const int64_t m = 37, n = 100;
+  const std::vector<float> in = stress_values(m * n, 3);
+  const std::vector<float> bias = stress_values(n, 4);
+  const DevBuf d_in = upload(in), d_bias = upload(bias);
+  DevBuf d_f32(m * n * 4), d_bf16(m * n * 2);
+  ASSERT_EQ("", add_bias_rows_cuda(d_in.as<float>(), d_bias.as<float>(), m, n, DType::kF32, d_f32.p,
+                                   nullptr));
+  ASSERT_EQ("", add_bias_rows_cuda(d_in.as<float>(), d_bias.as<float>(), m, n, DType::kBF16,
+                                   d_bf16.p, nullptr));
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<float> f32 = download<float>(d_f32.p, m * n);
+  const std::vector<uint16_t> bf16 = download<uint16_t>(d_bf16.p, m * n);
+  int64_t differ = 0;
+  for (int64_t i = 0; i < m * n; ++i) {
+    const float want = in[i] + bias[i % n];
+    if (std::bit_cast<uint32_t>(want) != std::bit_cast<uint32_t>(f32[i]) && !std::isnan(want)) {
+      ++differ;
+    }
+    if (float_to_bf16(want) != bf16[i] && !std::isnan(want)) ++differ;
+  }
+  EXPECT_EQ(differ, 0);
+}
+
+// MX operands from float values by the reference quantizer, in our storage.
+struct MxOperands {
+  MxTensor a, b;
+  std::vector<float> bias;
+};
+
+MxOperands make_operands(int64_t m, int64_t n, int64_t k, ElementFormat fa, ElementFormat fb,
+                         uint64_t seed) {
+  MxOperands o;
+  std::string error;
+  QuantSpec sa, sb;
+  sa.format = fa;
+  sb.format = fb;
+  const std::vector<int64_t> shape_a = {m, k}, shape_b = {n, k};
+  o.a = quantize_ref(stress_values(m * k, seed), shape_a, sa, &error);
+  o.b = quantize_ref(stress_values(n * k, seed + 1), shape_b, sb, &error);
+  o.bias = stress_values(n, seed + 2);
+  return o;
+}
+
+// The product through cuBLASLt (device >= 10.0), D downloaded as float32.
+std::string run_product(const MxOperands& o, DType out, bool with_bias, std::vector<float>* d) {
+  const int64_t m = o.a.shape[0], n = o.b.shape[0], k = o.a.shape[1];
+  const DevBuf a_codes = upload(o.a.elements), a_scales = upload(o.a.scales);
+  const DevBuf b_codes = upload(o.b.elements), b_scales = upload(o.b.scales);
+  const DevBuf d_bias = upload(o.bias);
+  DevBuf d_out(m * n * dtype_size(out));
+  MxGemmArgs g;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.a = {a_codes.as<uint8_t>(), a_scales.as<uint8_t>(), o.a.spec.format};
+  g.b = {b_codes.as<uint8_t>(), b_scales.as<uint8_t>(), o.b.spec.format};
+  g.bias = with_bias ? d_bias.as<float>() : nullptr;
+  g.out_dtype = out;
+  g.d = d_out.p;
+  const size_t ws_bytes = mx_gemm_cublaslt_workspace_bytes(g);
+  DevBuf ws(ws_bytes);
+  cublasLtHandle_t lt = nullptr;
+  if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS) return "cannot create a cuBLASLt handle";
+  std::string why = mx_gemm_cublaslt(g, ws.p, ws_bytes, lt, nullptr);
+  if (cudaDeviceSynchronize() != cudaSuccess && why.empty()) why = "the product faulted";
+  cublasLtDestroy(lt);
+  if (!why.empty()) return why;
+  d->resize(m * n);
+  if (out == DType::kF32) {
+    *d = download<float>(d_out.p, m * n);
+  } else {
+    const std::vector<uint16_t> h = download<uint16_t>(d_out.p, m * n);
+    for (int64_t i = 0; i < m * n; ++i) (*d)[i] = bf16_to_float(h[i]);
+  }
+  return "";
+}
+
+TEST(MxGemmCublasLt, RefusesBeforeBlackwellWithoutTouchingD) {
+  SKIP_WITHOUT_GPU();
+  if (compute_major() >= 10) GTEST_SKIP() << "this GPU runs the product (see the next test)";
+  const MxOperands o = make_operands(64, 64, 64, ElementFormat::kE4M3, ElementFormat::kE4M3, 1);
+  const DevBuf a_codes = upload(o.a.elements), a_scales = upload(o.a.scales);
+  const DevBuf b_codes = upload(o.b.elements), b_scales = upload(o.b.scales);
+  DevBuf d_out(64 * 64 * 4, 0x5A);
+  MxGemmArgs g;
+  g.m = g.n = g.k = 64;
+  g.a = {a_codes.as<uint8_t>(), a_scales.as<uint8_t>(), ElementFormat::kE4M3};
+  g.b = {b_codes.as<uint8_t>(), b_scales.as<uint8_t>(), ElementFormat::kE4M3};
+  g.d = d_out.p;
+  const size_t ws_bytes = mx_gemm_cublaslt_workspace_bytes(g);
+  ASSERT_GT(ws_bytes, 0u);
+  DevBuf ws(ws_bytes);
+  cublasLtHandle_t lt = nullptr;
+  ASSERT_EQ(CUBLAS_STATUS_SUCCESS, cublasLtCreate(&lt));
+  const std::string why = mx_gemm_cublaslt(g, ws.p, ws_bytes, lt, nullptr);
+  cublasLtDestroy(lt);
+  EXPECT_NE(why.find("10.0"), std::string::npos) << why;
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<uint8_t> d = download<uint8_t>(d_out.p, 64 * 64 * 4);
+  EXPECT_EQ(d, std::vector<uint8_t>(d.size(), 0x5A));
+}
+
+// Every format pair, both outputs, with and without bias, on shapes with partial scale tiles
+// (M, N not multiples of 128; K / 32 not a multiple of 4). cuBLASLt's sum order is its own, so
+// the tolerance is the float32 summation bound relative to sum |a_k b_k|.
+TEST(MxGemmCublasLt, MatchesTheReferenceGemmOnBlackwell) {
+  SKIP_WITHOUT_GPU();
+  if (compute_major() < 10) {
+    GTEST_SKIP() << "cuBLASLt MX products need compute capability 10.0+, this GPU is "
+                 << compute_major() << ".x";
+  }
+  using F = ElementFormat;
+  struct Pair {
+    F a, b;
+  };
+  struct Shape {
+    int64_t m, n, k;
+  };
+  for (Pair p : {Pair{F::kE4M3, F::kE4M3}, Pair{F::kE4M3, F::kE5M2}, Pair{F::kE5M2, F::kE4M3},
+                 Pair{F::kE2M1, F::kE2M1}}) {
+    for (Shape s :
+         {Shape{128, 256, 512}, Shape{1, 16, 32}, Shape{130, 136, 96}, Shape{257, 64, 1056}}) {
+      const MxOperands o = make_operands(s.m, s.n, s.k, p.a, p.b, uint64_t(s.m * 7 + s.k));
+      std::vector<float> ref;
+      ASSERT_EQ("", gemm_ref(o.a, o.b, &ref));
+      // sum |a_k b_k| per output, from the dequantized operands.
+      const std::vector<float> da = dequantize_ref(o.a), db = dequantize_ref(o.b);
+      for (DType out : {DType::kF32, DType::kBF16}) {
+        for (bool bias : {false, true}) {
+          SCOPED_TRACE(std::string(traits(p.a).name) + " x " + std::string(traits(p.b).name) + " " +
+                       std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k) +
+                       " " + std::string(dtype_name(out)) + (bias ? " bias" : ""));
+          std::vector<float> got;
+          ASSERT_EQ("", run_product(o, out, bias, &got));
+          int64_t bad = 0;
+          std::string first;
+          for (int64_t i = 0; i < s.m; ++i) {
+            for (int64_t j = 0; j < s.n; ++j) {
+              double mag = 0;
+              for (int64_t l = 0; l < s.k; ++l) {
+                mag += std::fabs(double(da[i * s.k + l]) * db[j * s.k + l]);
+              }
+              const double want = double(ref[i * s.n + j]) + (bias ? o.bias[j] : 0.0);
+              const double g = got[i * s.n + j];
+              if (std::isnan(want) || std::isinf(want)) {
+                if (!(std::isnan(g) || std::isinf(g))) ++bad;
+                continue;
+              }
+              // A float32 sum of K terms in any order errs by at most about K units of
+              // 2^-24 of sum |terms|; a bfloat16 result adds up to 2^-8 of itself.
+              const double sum_bound =
+                  double(s.k + 4) * 0x1p-23 * (mag + (bias ? std::fabs(o.bias[j]) : 0.0));
+              const double tol =
+                  sum_bound + (out == DType::kBF16 ? std::fabs(want) * 0x1p-8 : 0.0) + 1e-30;
+              if (!(std::fabs(g - want) <= tol) && ++bad == 1) {
+                std::ostringstream where;
+                where << "(" << i << ", " << j << "): want " << want << " got " << g;
+                first = where.str();
+              }
+            }
+          }
+          EXPECT_EQ(bad, 0) << first;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mx::cuda
