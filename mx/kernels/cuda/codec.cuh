@@ -1,8 +1,8 @@
 // The scalar device codec of the CUDA kernels: the reference's stochastic dither, bfloat16 and
-// float16 conversions, the element encoder of one lane (the CPU fast path's integer recipe), and
-// the helpers of the asymmetric offset. Shared by the quantizers and by kernels that cast values
-// in their own tiles (fused attention). Every float operation is an explicit _rn intrinsic, so
-// the bits do not depend on -fmad.
+// float16 conversions, loads and stores of one value, the element encoder of one lane (the CPU fast
+// path's integer recipe), and the helpers of the asymmetric offset. Shared by the quantizers and by
+// kernels that cast values in their own tiles (fused attention). Every float operation is an
+// explicit _rn intrinsic, so the bits do not depend on -fmad.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -44,6 +44,14 @@ __device__ __forceinline__ float load_value(const void* in, int dtype, int64_t i
   return dtype == int(DType::kBF16) ? bf16_bits_to_f32(h) : fp16_bits_to_f32(h);
 }
 
+__device__ __forceinline__ void store_out(void* out, int dtype, int64_t i, float v) {
+  if (dtype == int(DType::kF32)) {
+    static_cast<float*>(out)[i] = v;
+  } else {
+    static_cast<uint16_t*>(out)[i] = f32_to_bf16_bits(v);
+  }
+}
+
 __device__ __forceinline__ float flush_sub(float v) {
   const uint32_t b = __float_as_uint(v);
   return (b & 0x7FFFFFFFu) < 0x800000u ? __uint_as_float(b & 0x80000000u) : v;
@@ -69,6 +77,33 @@ __device__ __forceinline__ void minmax_xor(float& lo, float& hi, int o) {
   } else {
     lo = min_first(lo, olo);
     hi = max_first(hi, ohi);
+  }
+}
+
+// The asymmetric offset of a block spread over G lanes of N values each (every lane of the warp
+// calls this: shuffles). lo and hi are this lane's min and max over its real slots. Shifts the
+// real slots of v by the offset and replaces amax by the shifted block's amax; a NaN block (its
+// values unused) keeps its amax and gets offset 0x7FC0.
+template <int N>
+__device__ __forceinline__ void shift_by_offset(float* v, uint32_t mask, int G, float lo, float hi,
+                                                uint32_t& amax, BlockState& st) {
+  for (int o = 1; o < G; o <<= 1) minmax_xor(lo, hi, o);
+  if (lo > hi) lo = hi = 0.0f;
+  const uint16_t offset = f32_to_bf16_bits(__fadd_rn(__fmul_rn(hi, 0.5f), __fmul_rn(lo, 0.5f)));
+  const float m = bf16_bits_to_f32(offset);
+  uint32_t shifted = 0;
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    if ((mask >> j) & 1u) v[j] = __fsub_rn(v[j], m);
+    shifted = max(shifted, __float_as_uint(v[j]) & 0x7FFFFFFFu);
+  }
+  for (int o = 1; o < G; o <<= 1) shifted = max(shifted, __shfl_xor_sync(0xFFFFFFFFu, shifted, o));
+  if (st.nan_block) {
+    st.offset = 0x7FC0;
+  } else {
+    st.offset = offset;
+    st.m = m;
+    amax = shifted;
   }
 }
 

@@ -1,5 +1,6 @@
 // Device-side pieces shared by the CUDA kernel files: the format and spec constants passed to
-// kernels, the shared exponent and block scale, and the staged 16-byte store.
+// kernels, the shared exponent and block scale, the staged 16-byte store, and the arguments of
+// each kernel family.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -108,6 +109,44 @@ __device__ __forceinline__ void store_group(uint4* dst, const uint4 (&x)[N], int
   __syncwarp();
 }
 
+// Geometry: the BlockGrid's numbers.
+struct DevGrid {
+  int64_t outer, rows, cols;
+  int tile_rows, tile_cols;
+  int64_t tiles_down, tiles_across;
+  int64_t num_blocks;
+  int k;
+  bool contiguous;  // blocks are contiguous runs of the input
+  int64_t run_len, blocks_per_run;
+};
+
+// Arguments of the quantize and fake-quantize kernels.
+struct QuantParams {
+  DevSpec s;
+  DevGrid g;
+  const void* in;
+  int in_dtype;  // DType
+  uint8_t* elements;
+  uint8_t* scales;
+  uint16_t* offsets;
+  void* fake_out;  // non-null: fake-quantize
+  int fake_dtype;
+  int group;  // blocks per thread in quantize_kernel: their codes end on a byte boundary
+};
+
+// Arguments of the dequantize kernels.
+struct DequantParams {
+  DevFormat f;
+  DevGrid g;
+  bool asym;
+  const uint8_t* elements;
+  const uint8_t* scales;
+  const uint16_t* offsets;
+  void* out;
+  int out_dtype;
+};
+
+// Arguments of the dual quantize kernels.
 struct DualParams {
   DevSpec s;
   const void* in;

@@ -1,0 +1,20 @@
+// Fake-quantize of blocks of 32 along an axis other than the last (fake_quantize_columns.cu).
+// Each launch enqueues on `stream` without synchronising; the caller checks the launch.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "mx/core/rounding.h"
+#include "mx/kernels/cuda/device_common.cuh"
+
+namespace mx::cuda {
+
+// fake_columns_kernel: tiles 32 x 1 over [outer, rows, cols], one thread per block.
+void launch_fake_columns(const QuantParams& P, Rounding mode, bool integer, cudaStream_t stream);
+
+// fake_column_pairs_kernel: the same for 16-bit input, an even number of columns and 4-byte
+// aligned buffers, one thread per two neighbouring columns.
+void launch_fake_column_pairs(const QuantParams& P, Rounding mode, bool integer,
+                              cudaStream_t stream);
+
+}  // namespace mx::cuda
