@@ -263,6 +263,61 @@ TEST(MxGemm, ManyStagesAndTilesEqualTheExactProduct) {
   }
 }
 
+TEST(MxGemm, ProductWithTheIdentityReturnsEachDecodedValue) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937 rng(9);
+  const int64_t rows = 48, k = 96;
+  // E4M3 code 0x38 is 1.0; scale byte 127 is 2^0.
+  const HostMx identity = make_operand(
+      ElementFormat::kE4M3, k, k, rng, [] { return uint8_t(0); },
+      [](int64_t, int64_t) { return uint8_t(127); });
+  HostMx eye = identity;
+  for (int64_t i = 0; i < k; ++i) eye.codes[i * k + i] = 0x38;
+  pack(eye, rng);
+  for (ElementFormat f : kAll) {
+    const HostMx x = make_operand(f, rows, k, rng, draw_from(finite_codes(f), rng),
+                                  scales_between(120, 134, rng));
+    for (bool x_is_a : {true, false}) {
+      std::string error;
+      const auto got =
+          x_is_a ? run(x, eye, {}, DType::kF32, &error) : run(eye, x, {}, DType::kF32, &error);
+      ASSERT_EQ(error, "");
+      int64_t bad = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < k; ++c) {
+          const float want = float(x.value(r, c));
+          const float have = x_is_a ? got[r * k + c] : got[c * rows + r];
+          // The sum also adds zeros (other values times 0), so -0 may come back as +0.
+          if (want != have && bad++ < 6) {
+            ADD_FAILURE() << traits(f).name << (x_is_a ? " as A" : " as B") << " (" << r << ", "
+                          << c << "): code " << int(x.codes[r * k + c]) << " want " << want
+                          << " got " << have;
+          }
+        }
+      }
+      EXPECT_EQ(bad, 0) << traits(f).name << (x_is_a ? " as A" : " as B");
+    }
+  }
+}
+
+TEST(MxGemm, EveryStageCountEqualsTheExactProduct) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937 rng(8);
+  // 1 to 9 stages of two blocks: the first stages run before the loop, later ones reuse the
+  // copy and decode buffers.
+  for (int64_t k : {32, 64, 96, 128, 160, 192, 224, 256, 320, 576}) {
+    const ElementFormat f = ElementFormat::kE4M3;
+    const HostMx a =
+        make_operand(f, 64, k, rng, draw_from(small_codes(f), rng), scales_between(126, 128, rng));
+    const HostMx b =
+        make_operand(f, 40, k, rng, draw_from(small_codes(f), rng), scales_between(126, 128, rng));
+    std::string error;
+    const auto got = run(a, b, {}, DType::kF32, &error);
+    ASSERT_EQ(error, "");
+    EXPECT_EQ(count_bit_mismatches(a, b, got, reference(a, b, {}), DType::kF32), 0) << "k = " << k;
+  }
+}
+
 TEST(MxGemm, EveryFiniteCodeAndWideScalesStayWithinFloat32AccumulationError) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937 rng(3);
@@ -296,11 +351,13 @@ TEST(MxGemm, ScalesAtBothEndsOfTheRangeAreExact) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937 rng(4);
   const int64_t m = 64, n = 96, k = 256;
-  // Per block, A's scale byte is anywhere in [lo, 251] and B's is 254 minus it (give or take
-  // one), so products are near 1 and sums stay exact. lo is where bfloat16 still holds every
-  // value: 0 for the 4- and 6-bit formats and integers, 3 for E4M3, 10 for E5M2.
+  // Per block, A's scale byte is anywhere in [lo, 250] and B's is 253 or 254 minus it, so
+  // products are near 1 and sums stay exact, while no value reaches 2^128. lo is where
+  // bfloat16 still holds every value: 0 for the 4- and 6-bit formats and integers, 3 for E4M3,
+  // 10 for E5M2 (2 at least, so that B's scale stays at most 252). B (E2M1) takes the
+  // two-multiply path above scale byte 128.
   for (ElementFormat fa : kAll) {
-    const int lo = fa == ElementFormat::kE4M3 ? 3 : fa == ElementFormat::kE5M2 ? 10 : 0;
+    const int lo = fa == ElementFormat::kE4M3 ? 3 : fa == ElementFormat::kE5M2 ? 10 : 2;
     std::vector<int> base(k / 32);
     for (auto& s : base) s = lo + int(rng() % uint32_t(251 - lo));
     const HostMx a =

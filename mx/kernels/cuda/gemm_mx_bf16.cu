@@ -41,8 +41,6 @@ struct Operand {
   const uint8_t* scales;
   int64_t rows;
   int64_t row_bytes;
-  int block_bytes;
-  int chunk;  // bytes per asynchronous copy: 16, 8 or 4
   DecodeFormat format;
 };
 
@@ -62,23 +60,27 @@ struct Params {
   bool pair_stores;
 };
 
-// The block a thread copies and decodes in every stage.
+// The blocks a thread copies and decodes in every stage: slot 0 holds a block of A (row
+// threadIdx % 128, the stage's first or second block by threadIdx / 128), slots 1 and 2 the
+// first and second block of B's row threadIdx. Each slot's operand is the same for every thread,
+// so each decodes with one format's code.
 struct RowBlock {
   const uint8_t* codes;   // row start, null past the matrix
   const uint8_t* scales;  // row start
   int tile_row;           // 0..383: A rows first
   int half;               // which of the stage's two blocks
-  bool is_a;
 };
+__host__ __device__ constexpr bool slot_is_a(int i) {
+  return i == 0;
+}
 
-__device__ __forceinline__ void copy_async(uint32_t dst, const void* src, int bytes, bool valid) {
-  const int n = valid ? bytes : 0;  // 0: zero-fill without reading
-  if (bytes == 16) {
+template <int kBytes>
+__device__ __forceinline__ void copy_async(uint32_t dst, const void* src, bool valid) {
+  const int n = valid ? kBytes : 0;  // 0: zero-fill without reading
+  if constexpr (kBytes == 16) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
-  } else if (bytes == 8) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(n));
   } else {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(n));
   }
 }
 __device__ __forceinline__ void copy_commit() {
@@ -89,88 +91,123 @@ __device__ __forceinline__ void copy_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
-__device__ __forceinline__ const Operand& operand_of(const Params& P, const RowBlock& rb) {
-  return rb.is_a ? P.a : P.b;
+// One block of codes of `kBits` bits: its bytes, and the asynchronous copies that move it (the
+// largest size that divides it; rows of whole blocks keep every block that aligned).
+template <int kBits>
+struct BlockCopy {
+  static constexpr int kBytes = 4 * kBits;
+  static constexpr int kChunk = kBytes % 16 == 0 ? 16 : 8;
+  static constexpr int kChunks = kBytes / kChunk;
+};
+
+template <int kBits>
+__device__ __forceinline__ uint32_t load_slot(const Params& P, const Operand& op,
+                                              const RowBlock& rb, int64_t s, uint8_t* slot) {
+  using Copy = BlockCopy<kBits>;
+  const int64_t kb = s * kBlocksPerStage + rb.half;
+  const bool valid = rb.codes != nullptr && kb < P.blocks_k;
+  const uint8_t* src = valid ? rb.codes + kb * Copy::kBytes : op.codes;
+  const uint32_t dst = wgmma::shared_address(slot) + threadIdx.x * Copy::kChunk;
+#pragma unroll
+  for (int c = 0; c < Copy::kChunks; ++c) {
+    copy_async<Copy::kChunk>(dst + c * kThreads * Copy::kChunk, src + c * Copy::kChunk, valid);
+  }
+  return valid ? __ldg(rb.scales + kb) : 0u;
 }
 
 // Starts copying stage `s`'s codes into `slots` and returns its scale bytes.
+template <int kBitsA, int kBitsB>
 __device__ __forceinline__ void load_stage(const Params& P,
                                            const RowBlock (&rb)[kRowBlocksPerThread], int64_t s,
                                            uint8_t* slots, uint32_t (&scale)[kRowBlocksPerThread]) {
-#pragma unroll
-  for (int i = 0; i < kRowBlocksPerThread; ++i) {
-    const Operand& op = operand_of(P, rb[i]);
-    const int64_t kb = s * kBlocksPerStage + rb[i].half;
-    const bool valid = rb[i].codes != nullptr && kb < P.blocks_k;
-    const uint8_t* src = valid ? rb[i].codes + kb * op.block_bytes : op.codes;
-    const uint32_t dst = wgmma::shared_address(slots + i * kCodeSlotBytes);
-    const int chunks = op.block_bytes / op.chunk;
-    for (int c = 0; c < chunks; ++c) {
-      copy_async(dst + (c * kThreads + threadIdx.x) * op.chunk, src + c * op.chunk, op.chunk,
-                 valid);
-    }
-    scale[i] = valid ? __ldg(rb[i].scales + kb) : 0u;
-  }
+  scale[0] = load_slot<kBitsA>(P, P.a, rb[0], s, slots);
+  scale[1] = load_slot<kBitsB>(P, P.b, rb[1], s, slots + kCodeSlotBytes);
+  scale[2] = load_slot<kBitsB>(P, P.b, rb[2], s, slots + 2 * kCodeSlotBytes);
 }
 
-__device__ __forceinline__ void read_codes(const uint8_t* slot, int chunk, int block_bytes,
-                                           uint32_t (&w)[8]) {
+template <int kBits>
+__device__ __forceinline__ void read_codes(const uint8_t* slot, uint32_t (&w)[8]) {
+  using Copy = BlockCopy<kBits>;
 #pragma unroll
   for (int i = 0; i < 8; ++i) w[i] = 0;
-  if (chunk == 16) {
+  const uint8_t* mine = slot + threadIdx.x * Copy::kChunk;
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
-      if (c * 16 < block_bytes) {
-        const uint4 v = *reinterpret_cast<const uint4*>(slot + (c * kThreads + threadIdx.x) * 16);
-        w[4 * c] = v.x;
-        w[4 * c + 1] = v.y;
-        w[4 * c + 2] = v.z;
-        w[4 * c + 3] = v.w;
-      }
-    }
-  } else if (chunk == 8) {
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      if (c * 8 < block_bytes) {
-        const uint2 v = *reinterpret_cast<const uint2*>(slot + (c * kThreads + threadIdx.x) * 8);
-        w[2 * c] = v.x;
-        w[2 * c + 1] = v.y;
-      }
-    }
-  } else {
-#pragma unroll
-    for (int c = 0; c < 8; ++c) {
-      if (c * 4 < block_bytes) {
-        w[c] = *reinterpret_cast<const uint32_t*>(slot + (c * kThreads + threadIdx.x) * 4);
-      }
+  for (int c = 0; c < Copy::kChunks; ++c) {
+    if constexpr (Copy::kChunk == 16) {
+      const uint4 v = *reinterpret_cast<const uint4*>(mine + c * kThreads * 16);
+      w[4 * c] = v.x;
+      w[4 * c + 1] = v.y;
+      w[4 * c + 2] = v.z;
+      w[4 * c + 3] = v.w;
+    } else {
+      const uint2 v = *reinterpret_cast<const uint2*>(mine + c * kThreads * 8);
+      w[2 * c] = v.x;
+      w[2 * c + 1] = v.y;
     }
   }
 }
 
-// Decodes stage `s` from `slots` into the swizzled bfloat16 tiles at `stage`.
+__device__ __forceinline__ void store_row_block(const RowBlock& rb, const uint32_t (&out)[16],
+                                                uint8_t* stage) {
+  uint8_t* line = stage + rb.tile_row * kRowBytes;
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const int chunk = (rb.half * 4 + q) ^ (rb.tile_row & 7);
+    *reinterpret_cast<uint4*>(line + chunk * 16) =
+        make_uint4(out[4 * q], out[4 * q + 1], out[4 * q + 2], out[4 * q + 3]);
+  }
+}
+
+__device__ __forceinline__ int valid_slots(const Params& P, const RowBlock& rb, int64_t s) {
+  const int64_t kb = s * kBlocksPerStage + rb.half;
+  return kb == P.blocks_k - 1 ? int(P.k - 32 * kb) : 32;
+}
+
+// Decodes `kCount` consecutive slots of one operand (codes of `kBits` bits). The blocks go
+// through the common path side by side (no branch between them, so their instructions
+// interleave); if any is unusual, all are redone exactly from shared memory.
+template <int kBits, int kCount>
+__device__ __forceinline__ void decode_slots(const Params& P, const Operand& op, const RowBlock* rb,
+                                             int64_t s, const uint8_t* slots, const uint32_t* scale,
+                                             uint8_t* stage) {
+  uint32_t w[kCount][8];
+  bool plain = true;
+  int valid[kCount];
+#pragma unroll
+  for (int i = 0; i < kCount; ++i) {
+    read_codes<kBits>(slots + i * kCodeSlotBytes, w[i]);
+    valid[i] = valid_slots(P, rb[i], s);
+    plain = plain && block_is_plain<kBits>(w[i], scale[i], op.format, valid[i]);
+  }
+  uint32_t out[kCount][16];
+#pragma unroll
+  for (int i = 0; i < kCount; ++i) decode_values<kBits>(w[i], op.format, out[i]);
+  if (plain) {
+#pragma unroll
+    for (int i = 0; i < kCount; ++i) scale_plain_block<kBits>(scale[i], op.format, out[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kCount; ++i) {
+      uint32_t again[8];
+      read_codes<kBits>(slots + i * kCodeSlotBytes, again);
+      decode_any_block<kBits>(again, scale[i], op.format, valid[i], out[i]);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kCount; ++i) store_row_block(rb[i], out[i], stage);
+}
+
+// Decodes stage `s` from `slots` into the swizzled bfloat16 tiles at `stage`: A's block, then
+// B's two.
+template <int kBitsA, int kBitsB>
 __device__ __forceinline__ void decode_stage(const Params& P,
                                              const RowBlock (&rb)[kRowBlocksPerThread], int64_t s,
                                              const uint8_t* slots,
                                              const uint32_t (&scale)[kRowBlocksPerThread],
                                              uint8_t* stage) {
-#pragma unroll
-  for (int i = 0; i < kRowBlocksPerThread; ++i) {
-    const Operand& op = operand_of(P, rb[i]);
-    uint32_t w[8];
-    read_codes(slots + i * kCodeSlotBytes, op.chunk, op.block_bytes, w);
-    const int64_t kb = s * kBlocksPerStage + rb[i].half;
-    const int valid = kb == P.blocks_k - 1 ? int(P.k - 32 * kb) : 32;
-    uint32_t out[16];
-    decode_block(w, scale[i], op.format, valid, out);
-    const int row = rb[i].tile_row;
-    uint8_t* line = stage + row * kRowBytes;
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const int chunk = (rb[i].half * 4 + q) ^ (row & 7);
-      *reinterpret_cast<uint4*>(line + chunk * 16) =
-          make_uint4(out[4 * q], out[4 * q + 1], out[4 * q + 2], out[4 * q + 3]);
-    }
-  }
+  decode_slots<kBitsA, 1>(P, P.a, rb, s, slots, scale, stage);
+  decode_slots<kBitsB, 1>(P, P.b, rb + 1, s, slots + kCodeSlotBytes, scale + 1, stage);
+  decode_slots<kBitsB, 1>(P, P.b, rb + 2, s, slots + 2 * kCodeSlotBytes, scale + 2, stage);
   wgmma::fence_shared_for_async();
 }
 
@@ -202,6 +239,7 @@ __device__ __forceinline__ void store_pair(const Params& P, int64_t row, int64_t
   }
 }
 
+template <int kBitsA, int kBitsB>
 __global__ void __launch_bounds__(kThreads, 1)
     mx_gemm_bf16_kernel(__grid_constant__ const Params P) {
   extern __shared__ uint8_t shared_raw[];
@@ -222,12 +260,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   RowBlock rb[kRowBlocksPerThread];
 #pragma unroll
   for (int i = 0; i < kRowBlocksPerThread; ++i) {
-    const int j = threadIdx.x + i * kThreads;
-    rb[i].tile_row = j % kTileRows;
-    rb[i].half = j / kTileRows;
-    rb[i].is_a = rb[i].tile_row < kTileM;
-    const Operand& op = rb[i].is_a ? P.a : P.b;
-    const int64_t row = rb[i].is_a ? m0 + rb[i].tile_row : n0 + rb[i].tile_row - kTileM;
+    const bool is_a = slot_is_a(i);
+    rb[i].tile_row = is_a ? int(threadIdx.x) % kTileM : kTileM + int(threadIdx.x);
+    rb[i].half = is_a ? int(threadIdx.x) / kTileM : i - 1;
+    const Operand& op = is_a ? P.a : P.b;
+    const int64_t row = is_a ? m0 + rb[i].tile_row : n0 + rb[i].tile_row - kTileM;
     rb[i].codes = row < op.rows ? op.codes + row * op.row_bytes : nullptr;
     rb[i].scales = op.scales + (row < op.rows ? row : 0) * P.blocks_k;
   }
@@ -237,43 +274,50 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
 
   const int warpgroup = threadIdx.x / 128;
-  uint32_t scale_next[kRowBlocksPerThread];
-  uint32_t scale_after[kRowBlocksPerThread];
+  // Scale bytes of even and odd stages: each is loaded one iteration before its decode.
+  uint32_t scales_even[kRowBlocksPerThread];
+  uint32_t scales_odd[kRowBlocksPerThread];
   if (P.stages > 0) {
-    load_stage(P, rb, 0, code_stages, scale_next);
+    load_stage<kBitsA, kBitsB>(P, rb, 0, code_stages, scales_even);
     copy_commit();
-    if (P.stages > 1) load_stage(P, rb, 1, code_stages + kCodeStageBytes, scale_after);
+    if (P.stages > 1)
+      load_stage<kBitsA, kBitsB>(P, rb, 1, code_stages + kCodeStageBytes, scales_odd);
     copy_commit();
     copy_wait<1>();
-    decode_stage(P, rb, 0, code_stages, scale_next, bf16_stages);
-#pragma unroll
-    for (int i = 0; i < kRowBlocksPerThread; ++i) scale_next[i] = scale_after[i];
+    decode_stage<kBitsA, kBitsB>(P, rb, 0, code_stages, scales_even, bf16_stages);
   }
 
-  for (int64_t t = 0; t < P.stages; ++t) {
+  // One iteration: multiply stage t, copy stage t + 2, decode stage t + 1.
+  auto step = [&](int64_t t, uint32_t(&scales_t)[kRowBlocksPerThread],
+                  const uint32_t(&scales_next)[kRowBlocksPerThread]) {
     __syncthreads();
     const uint8_t* stage = bf16_stages + (t % kBf16Stages) * kStageBytes;
-    wgmma::fence();
     const uint8_t* tile_a = stage + warpgroup * 64 * kRowBytes;
     const uint8_t* tile_b = stage + kTileBytesA;
+    wgmma::fence();
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
       wgmma::wgmma_m64n256k16(acc, wgmma::descriptor(tile_a + 32 * s),
                               wgmma::descriptor(tile_b + 32 * s));
     }
     wgmma::commit();
-    uint8_t* slots_after = code_stages + (t % kCodeStages) * kCodeStageBytes;
-    if (t + 2 < P.stages) load_stage(P, rb, t + 2, slots_after, scale_after);
+    if (t + 2 < P.stages) {
+      load_stage<kBitsA, kBitsB>(P, rb, t + 2, code_stages + (t % kCodeStages) * kCodeStageBytes,
+                                 scales_t);
+    }
     copy_commit();
     if (t + 1 < P.stages) {
       copy_wait<1>();
-      decode_stage(P, rb, t + 1, code_stages + ((t + 1) % kCodeStages) * kCodeStageBytes,
-                   scale_next, bf16_stages + ((t + 1) % kBf16Stages) * kStageBytes);
-#pragma unroll
-      for (int i = 0; i < kRowBlocksPerThread; ++i) scale_next[i] = scale_after[i];
+      decode_stage<kBitsA, kBitsB>(
+          P, rb, t + 1, code_stages + ((t + 1) % kCodeStages) * kCodeStageBytes, scales_next,
+          bf16_stages + ((t + 1) % kBf16Stages) * kStageBytes);
     }
     wgmma::wait<1>();
     wgmma::pin(acc);
+  };
+  for (int64_t t = 0; t < P.stages; t += 2) {
+    step(t, scales_even, scales_odd);
+    if (t + 1 < P.stages) step(t + 1, scales_odd, scales_even);
   }
   wgmma::wait<0>();
   wgmma::pin(acc);
@@ -289,25 +333,66 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-int copy_chunk(const uint8_t* codes, int64_t row_bytes, int block_bytes) {
-  const auto address = reinterpret_cast<uintptr_t>(codes);
-  for (int chunk : {16, 8, 4}) {
-    if (address % chunk == 0 && row_bytes % chunk == 0 && block_bytes % chunk == 0) return chunk;
-  }
-  return 0;
-}
-
 std::string make_operand(const MxMatrix& x, int64_t rows, int64_t k, const char* name,
                          Operand* op) {
   op->codes = x.elements;
   op->scales = x.scales;
   op->rows = rows;
-  op->block_bytes = 4 * traits(x.format).bits;
   op->row_bytes = mx_row_code_bytes(x.format, k);
   op->format = make_decode_format(x.format);
-  op->chunk = copy_chunk(x.elements, op->row_bytes, op->block_bytes);
-  if (op->chunk == 0) return std::string("mx_gemm: ") + name + "'s codes are not 4-byte aligned";
+  // Blocks are copied in 16-byte pieces (8-byte for the 24- and 8-byte blocks of 6- and 2-bit
+  // codes); every block of a row is then aligned when the first is.
+  const int block_bytes = 4 * traits(x.format).bits;
+  const int chunk = block_bytes % 16 == 0 ? 16 : 8;
+  if (reinterpret_cast<uintptr_t>(x.elements) % chunk != 0) {
+    return std::string("mx_gemm: ") + name + "'s codes must be " + std::to_string(chunk) +
+           "-byte aligned";
+  }
   return {};
+}
+
+template <int kBitsA, int kBitsB>
+std::string launch(const Params& P, unsigned tiles, cudaStream_t stream) {
+  static const cudaError_t attribute =
+      cudaFuncSetAttribute(mx_gemm_bf16_kernel<kBitsA, kBitsB>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
+  if (attribute != cudaSuccess) {
+    return std::string("mx_gemm: cannot reserve shared memory: ") + cudaGetErrorString(attribute);
+  }
+  mx_gemm_bf16_kernel<kBitsA, kBitsB><<<tiles, kThreads, kSharedBytes, stream>>>(P);
+  const cudaError_t launched = cudaGetLastError();
+  if (launched != cudaSuccess) {
+    return std::string("mx_gemm: launch failed: ") + cudaGetErrorString(launched);
+  }
+  return {};
+}
+
+template <int kBitsA>
+std::string launch_for_b(int bits_b, const Params& P, unsigned tiles, cudaStream_t stream) {
+  switch (bits_b) {
+    case 8:
+      return launch<kBitsA, 8>(P, tiles, stream);
+    case 6:
+      return launch<kBitsA, 6>(P, tiles, stream);
+    case 4:
+      return launch<kBitsA, 4>(P, tiles, stream);
+    default:
+      return launch<kBitsA, 2>(P, tiles, stream);
+  }
+}
+
+std::string launch_for_bits(int bits_a, int bits_b, const Params& P, unsigned tiles,
+                            cudaStream_t stream) {
+  switch (bits_a) {
+    case 8:
+      return launch_for_b<8>(bits_b, P, tiles, stream);
+    case 6:
+      return launch_for_b<6>(bits_b, P, tiles, stream);
+    case 4:
+      return launch_for_b<4>(bits_b, P, tiles, stream);
+    default:
+      return launch_for_b<2>(bits_b, P, tiles, stream);
+  }
 }
 
 }  // namespace
@@ -329,16 +414,8 @@ std::string launch_mx_gemm_bf16_hopper(const MxGemmArgs& args, cudaStream_t stre
   P.pair_stores = args.n % 2 == 0 && reinterpret_cast<uintptr_t>(args.d) % 8 == 0;
   const int64_t tiles = int64_t(P.tiles_m) * P.tiles_n;
   if (tiles > int64_t(0x7FFFFFFF) / kGroupTilesM) return "mx_gemm: too many output tiles";
-  static const cudaError_t attribute = cudaFuncSetAttribute(
-      mx_gemm_bf16_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
-  if (attribute != cudaSuccess) {
-    return std::string("mx_gemm: cannot reserve shared memory: ") + cudaGetErrorString(attribute);
-  }
-  mx_gemm_bf16_kernel<<<unsigned(tiles), kThreads, kSharedBytes, stream>>>(P);
-  const cudaError_t launched = cudaGetLastError();
-  if (launched != cudaSuccess)
-    return std::string("mx_gemm: launch failed: ") + cudaGetErrorString(launched);
-  return {};
+  return launch_for_bits(traits(args.a.format).bits, traits(args.b.format).bits, P, unsigned(tiles),
+                         stream);
 }
 
 }  // namespace mx::cuda

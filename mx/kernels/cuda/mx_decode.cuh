@@ -115,33 +115,75 @@ __device__ __forceinline__ uint16_t fp8_special_half(uint32_t code, DecodeKind k
   return uint16_t(sign | (mag << (7 - man_bits)));
 }
 
-// Decodes the 32 codes in `w` (packed as in MX storage) with scale byte `scale` into 16
-// bfloat16 pairs; slots at or past `valid` (< 32 only in a row's last block) become zero.
 template <int kBits>
-__device__ __forceinline__ void decode_block_bits(const uint32_t (&w)[8], uint32_t scale,
-                                                  const DecodeFormat& f, int valid,
-                                                  uint32_t (&out)[16]) {
-  const bool integer = f.kind == DecodeKind::kInteger;
+__device__ __forceinline__ bool is_integer(const DecodeFormat& f) {
+  constexpr bool kHasInteger = kBits != 6;
+  constexpr bool kHasFloat = kBits != 2;
+  return kHasInteger && (!kHasFloat || f.kind == DecodeKind::kInteger);
+}
+
+// The exponent of the factor that turns decode_values' output into values: 2^(s - bias) for
+// floats (over x * 2^-(127 - bias)), 2^(s - 127 - fraction bits) for integers (over p).
+template <int kBits>
+__device__ __forceinline__ int scale_exponent(uint32_t scale, const DecodeFormat& f) {
+  return is_integer<kBits>(f) ? int(scale) - 127 - f.man_bits : int(scale) - f.bias;
+}
+
+// The 16 pairs before scaling (special FP8 codes not handled: see block_is_plain). Separate
+// loops under a uniform branch, so that float formats never pay for the integer conversions.
+template <int kBits>
+__device__ __forceinline__ void decode_values(const uint32_t (&w)[8], const DecodeFormat& f,
+                                              uint32_t (&out)[16]) {
+  if (is_integer<kBits>(f)) {
 #pragma unroll
-  for (int j = 0; j < 16; ++j) {
-    const uint32_t x = code_pair<kBits>(w, j);
-    out[j] = integer ? integer_pair<kBits>(x) : float_pair<kBits>(x, f.man_bits);
+    for (int j = 0; j < 16; ++j) out[j] = integer_pair<kBits>(code_pair<kBits>(w, j));
+  } else {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) out[j] = float_pair<kBits>(code_pair<kBits>(w, j), f.man_bits);
   }
+}
+
+// True for the common block: a finite scale whose factor is one bfloat16, every slot in K, no
+// special FP8 code. Such a block is decode_values times one factor.
+template <int kBits>
+__device__ __forceinline__ bool block_is_plain(const uint32_t (&w)[8], uint32_t scale,
+                                               const DecodeFormat& f, int valid) {
+  bool plain = scale != 0xFFu && scale_exponent<kBits>(scale, f) <= 127 && valid == 32;
   if constexpr (kBits == 8) {
     if (f.kind == DecodeKind::kE4M3 || f.kind == DecodeKind::kE5M2) {
-      if (has_special_fp8(w, f.kind == DecodeKind::kE4M3 ? 1u : 4u)) {
+      plain = plain && !has_special_fp8(w, f.kind == DecodeKind::kE4M3 ? 1u : 4u);
+    }
+  }
+  return plain;
+}
+
+template <int kBits>
+__device__ __forceinline__ void scale_plain_block(uint32_t scale, const DecodeFormat& f,
+                                                  uint32_t (&out)[16]) {
+  const uint32_t m = bf16_pow2_pair(scale_exponent<kBits>(scale, f));
 #pragma unroll
-        for (int j = 0; j < 16; ++j) {
-          const uint32_t word = w[j / 2] >> (16 * (j % 2));
-          out[j] = fp8_special_half(word & 0xFFu, f.kind, f.man_bits) |
-                   (uint32_t(fp8_special_half((word >> 8) & 0xFFu, f.kind, f.man_bits)) << 16);
-        }
+  for (int j = 0; j < 16; ++j) out[j] = bf16x2_mul(out[j], m);
+}
+
+// Any block, exactly: special codes, NaN scales, factors above 2^127 (two multiplies, the
+// second overflowing to Inf as float32 would), and slots at or past `valid` (< 32 only in a
+// row's last block) set to zero.
+template <int kBits>
+__device__ __forceinline__ void decode_any_block(const uint32_t (&w)[8], uint32_t scale,
+                                                 const DecodeFormat& f, int valid,
+                                                 uint32_t (&out)[16]) {
+  decode_values<kBits>(w, f, out);
+  if constexpr (kBits == 8) {
+    if (f.kind == DecodeKind::kE4M3 || f.kind == DecodeKind::kE5M2) {
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        const uint32_t word = w[j / 2] >> (16 * (j % 2));
+        out[j] = fp8_special_half(word & 0xFFu, f.kind, f.man_bits) |
+                 (uint32_t(fp8_special_half((word >> 8) & 0xFFu, f.kind, f.man_bits)) << 16);
       }
     }
   }
-  // The scale factor: 2^(s - bias) for floats (over x * 2^-(127 - bias)), 2^(s - 127 -
-  // fraction bits) for integers (over the payload).
-  const int e = integer ? int(scale) - 127 - f.man_bits : int(scale) - f.bias;
+  const int e = scale_exponent<kBits>(scale, f);
   if (scale == 0xFFu) {
 #pragma unroll
     for (int j = 0; j < 16; ++j) out[j] = 0x7FC07FC0u;
@@ -155,33 +197,13 @@ __device__ __forceinline__ void decode_block_bits(const uint32_t (&w)[8], uint32
 #pragma unroll
     for (int j = 0; j < 16; ++j) out[j] = bf16x2_mul(bf16x2_mul(out[j], m1), m2);
   }
-  if (valid < 32) {
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      if (2 * j >= valid)
-        out[j] = 0;
-      else if (2 * j + 1 >= valid)
-        out[j] &= 0xFFFFu;
+  for (int j = 0; j < 16; ++j) {
+    if (2 * j >= valid) {
+      out[j] = 0;
+    } else if (2 * j + 1 >= valid) {
+      out[j] &= 0xFFFFu;
     }
-  }
-}
-
-__device__ __forceinline__ void decode_block(const uint32_t (&w)[8], uint32_t scale,
-                                             const DecodeFormat& f, int valid,
-                                             uint32_t (&out)[16]) {
-  switch (f.bits) {
-    case 8:
-      decode_block_bits<8>(w, scale, f, valid, out);
-      break;
-    case 6:
-      decode_block_bits<6>(w, scale, f, valid, out);
-      break;
-    case 4:
-      decode_block_bits<4>(w, scale, f, valid, out);
-      break;
-    default:
-      decode_block_bits<2>(w, scale, f, valid, out);
-      break;
   }
 }
 

@@ -42,7 +42,7 @@ struct MxGemmArgs {
 // D = A * B^T (+ bias) through bfloat16 tensor cores: every code is decoded to bfloat16 (exact
 // except for the tiny values docs/NUMERICS.md lists), products accumulate in float32. Any pair of
 // element formats. Runs on Hopper (compute capability 9.0); elsewhere returns a reason.
-// Code buffers must be 4-byte aligned (cudaMalloc's are).
+// Code buffers must be 16-byte aligned (8 for 6- and 2-bit codes; cudaMalloc's are).
 std::string mx_gemm_cuda(const MxGemmArgs& args, cudaStream_t stream);
 
 inline int64_t mx_row_scale_bytes(int64_t k) {
