@@ -3,7 +3,12 @@
 // on the same M, N, K. D = A * B^T with A [M, K] and B [N, K]. CUDA events, 3 warm-ups, median
 // of 10. Prints TFLOP/s and the ratio to cuBLAS BF16.
 //
+// The weight-only product (X bfloat16 with M = 1..64 rows, W in the weight-tile layout) is timed
+// beside cuBLAS BF16 on the same shapes, in microseconds per call; both cycle through enough
+// copies of W (at least 256 MB) that W comes from memory, not from the 50 MB L2.
+//
 //   cuda_gemm [--shapes M,N,K[;M,N,K...]] [--formats e4m3xe4m3,e2m1xe2m1,...]
+//             [--decode M,N,K[;...]] [--decode-formats e2m1,e3m2,...]
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -18,6 +23,7 @@
 #include <vector>
 
 #include "mx/core/format.h"
+#include "mx/core/layout_weight_tiles.h"
 #include "mx/kernels/cuda/mx_gemm.h"
 
 namespace {
@@ -165,6 +171,109 @@ Fp8Gemm make_fp8(cublasLtHandle_t lt, const Shape& s) {
   return g;
 }
 
+// Microseconds per call: median over 10 repetitions of `calls` back-to-back calls.
+double median_us(const std::function<void(int)>& fn, int calls) {
+  cudaEvent_t a, b;
+  CHECK(cudaEventCreate(&a));
+  CHECK(cudaEventCreate(&b));
+  for (int i = 0; i < calls; ++i) fn(i);
+  CHECK(cudaDeviceSynchronize());
+  std::vector<float> t;
+  for (int rep = 0; rep < 10; ++rep) {
+    CHECK(cudaEventRecord(a));
+    for (int i = 0; i < calls; ++i) fn(i);
+    CHECK(cudaEventRecord(b));
+    CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    CHECK(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms * 1000.0f / float(calls));
+  }
+  CHECK(cudaEventDestroy(a));
+  CHECK(cudaEventDestroy(b));
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+int copies_for(int64_t bytes) {
+  return int(std::max<int64_t>(1, ((int64_t(256) << 20) + bytes - 1) / bytes));
+}
+
+void bench_decode(cublasHandle_t blas, const Shape& s,
+                  const std::vector<mx::ElementFormat>& formats) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "%ldx%ldx%ld", s.m, s.n, s.k);
+  auto* x = static_cast<uint16_t*>(device_alloc(s.m * s.k * 2));
+  auto* d = static_cast<uint16_t*>(device_alloc(s.m * s.n * 2));
+  fill_bf16<<<1024, 256>>>(x, s.m * s.k, 7);
+  const int64_t w16_bytes = s.n * s.k * 2;
+  const int copies16 = copies_for(w16_bytes);
+  std::vector<uint16_t*> w16(copies16);
+  for (int c = 0; c < copies16; ++c) {
+    w16[c] = static_cast<uint16_t*>(device_alloc(w16_bytes));
+    fill_bf16<<<1024, 256>>>(w16[c], s.n * s.k, 8 + c);
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  const double bf16_us = median_us(
+      [&](int i) {
+        CHECK_BLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(s.m), int(s.k),
+                                &alpha, w16[i % copies16], CUDA_R_16BF, int(s.k), x, CUDA_R_16BF,
+                                int(s.k), &beta, d, CUDA_R_16BF, int(s.n), CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT));
+      },
+      20);
+  std::printf("%-22s %-14s %10.2f us %8.1f GB/s of W %8.2f\n", name, "cublas bf16", bf16_us,
+              double(w16_bytes) / bf16_us * 1e-3, 1.0);
+  for (uint16_t* p : w16) CHECK(cudaFree(p));
+  const int64_t ws_bytes = mx::cuda::mx_weight_only_workspace_bytes(s.m, s.n, s.k);
+  auto* workspace = static_cast<float*>(device_alloc(ws_bytes));
+  for (mx::ElementFormat f : formats) {
+    const int64_t code_bytes = mx::weight_tile_code_bytes(f, s.n, s.k);
+    const int64_t scale_bytes = mx::weight_tile_scale_bytes(s.n, s.k);
+    const int copies = copies_for(code_bytes + scale_bytes);
+    std::vector<MxOperand> w(copies);
+    const uint8_t mask = mx::traits(f).bits == 8 && !mx::traits(f).is_integer ? 0xBF : 0xFF;
+    for (int c = 0; c < copies; ++c) {
+      w[c] = {static_cast<uint8_t*>(device_alloc(code_bytes)),
+              static_cast<uint8_t*>(device_alloc(scale_bytes))};
+      fill_bytes<<<1024, 256>>>(w[c].codes, code_bytes, mask, 20 + c);
+      fill_scales<<<1024, 256>>>(w[c].scales, scale_bytes, 40 + c);
+    }
+    mx::cuda::MxWeightOnlyArgs args;
+    args.m = s.m;
+    args.n = s.n;
+    args.k = s.k;
+    args.x = x;
+    args.format = f;
+    args.out_dtype = mx::DType::kBF16;
+    args.d = d;
+    args.workspace = workspace;
+    args.workspace_bytes = ws_bytes;
+    const double us = median_us(
+        [&](int i) {
+          args.codes = w[i % copies].codes;
+          args.scales = w[i % copies].scales;
+          const std::string e = mx::cuda::mx_gemm_weight_only_cuda(args, nullptr);
+          if (!e.empty()) {
+            std::fprintf(stderr, "%s\n", e.c_str());
+            std::exit(1);
+          }
+        },
+        20);
+    char kernel[32];
+    std::snprintf(kernel, sizeof(kernel), "mx w-only %s", std::string(mx::traits(f).name).c_str());
+    std::printf("%-22s %-14s %10.2f us %8.1f GB/s of W %8.2f\n", name, kernel, us,
+                double(code_bytes + scale_bytes) / us * 1e-3, bf16_us / us);
+    for (auto& c : w) {
+      CHECK(cudaFree(c.codes));
+      CHECK(cudaFree(c.scales));
+    }
+  }
+  CHECK(cudaFree(workspace));
+  CHECK(cudaFree(x));
+  CHECK(cudaFree(d));
+  std::fflush(stdout);
+}
+
 double tflops(const Shape& s, float ms) {
   return 2.0 * double(s.m) * double(s.n) * double(s.k) / (ms * 1e-3) / 1e12;
 }
@@ -211,12 +320,19 @@ int main(int argc, char** argv) {
       "8192,8192,8192;16384,2304,768;16384,768,768;16384,3072,768;16384,768,3072;"
       "8192,11008,4096;8192,4096,11008";
   std::string pairs_text = "e4m3xe4m3,e5m2xe4m3,e3m2xe3m2,e2m3xe2m3,e2m1xe2m1,int8xint8,e2m1xe4m3";
+  // Decode: one token and 16 tokens through Llama-style 8192 x 8192 and 28672 x 8192 weights.
+  std::string decode_text = "1,8192,8192;16,8192,8192;64,8192,8192;1,28672,8192;16,28672,8192";
+  std::string decode_formats_text = "e2m1,e3m2,e4m3";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--shapes" && i + 1 < argc) {
       shapes_text = argv[++i];
     } else if (arg == "--formats" && i + 1 < argc) {
       pairs_text = argv[++i];
+    } else if (arg == "--decode" && i + 1 < argc) {
+      decode_text = argv[++i];
+    } else if (arg == "--decode-formats" && i + 1 < argc) {
+      decode_formats_text = argv[++i];
     } else {
       std::fprintf(stderr, "cuda_gemm: unknown argument '%s'\n", arg.c_str());
       return 2;
@@ -224,6 +340,18 @@ int main(int argc, char** argv) {
   }
   const auto shapes = parse_shapes(shapes_text);
   const auto pairs = parse_pairs(pairs_text);
+  const auto decode_shapes = decode_text.empty() ? std::vector<Shape>{} : parse_shapes(decode_text);
+  std::vector<mx::ElementFormat> decode_formats;
+  for (const Pair& p : parse_pairs(decode_formats_text.empty() ? "" : [&] {
+         std::string pairs;  // reuse the pair parser: "e2m1" -> "e2m1xe2m1"
+         std::stringstream ss(decode_formats_text);
+         std::string item;
+         while (std::getline(ss, item, ','))
+           pairs += (pairs.empty() ? "" : ",") + item + "x" + item;
+         return pairs;
+       }())) {
+    decode_formats.push_back(p.a);
+  }
   cudaDeviceProp prop{};
   CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
@@ -303,6 +431,16 @@ int main(int argc, char** argv) {
     CHECK(cudaFree(b16));
     CHECK(cudaFree(d16));
     std::fflush(stdout);
+  }
+  if (!decode_shapes.empty()) {
+    std::printf("\nweight-only (decode)  kernel                 time      W read     vs bf16\n");
+    for (const Shape& s : decode_shapes) {
+      if (s.m > 64) {
+        std::fprintf(stderr, "cuda_gemm: --decode M must be at most 64\n");
+        return 2;
+      }
+      bench_decode(blas, s, decode_formats);
+    }
   }
   cublasLtDestroy(lt);
   cublasDestroy(blas);

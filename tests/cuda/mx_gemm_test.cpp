@@ -16,6 +16,7 @@
 #include "mx/core/bitpack.h"
 #include "mx/core/format.h"
 #include "mx/core/half.h"
+#include "mx/core/layout_weight_tiles.h"
 #include "mx/core/quantize_ref.h"
 #include "mx/kernels/cuda/mx_gemm.h"
 #include "mx/kernels/cuda/quantize_cuda.h"
@@ -470,6 +471,196 @@ TEST(MxGemm, RefusesBadArgumentsWithAReason) {
   args.b = {codes.p, scales.p, ElementFormat::kE4M3};
   args.d = d.p;
   EXPECT_NE(cuda::mx_gemm_cuda(args, nullptr).find("aligned"), std::string::npos);
+}
+
+// ---- Weight-only product (W in the weight-tile layout, X bfloat16, M <= 64) ----
+
+struct WeightOnlyRun {
+  std::vector<float> d;
+  std::string error;
+};
+
+WeightOnlyRun run_weight_only(const HostMx& w, const std::vector<uint16_t>& x, int64_t m,
+                              const std::vector<float>& bias, DType out) {
+  WeightOnlyRun result;
+  const WeightTiles tiles =
+      to_weight_tiles(w.format, w.rows, w.k, w.packed, w.scales, &result.error);
+  if (!result.error.empty()) return result;
+  DevArray<uint8_t> codes(tiles.codes), scales(tiles.scales);
+  DevArray<uint16_t> dx(x);
+  DevArray<float> db(bias);
+  const int64_t ws = cuda::mx_weight_only_workspace_bytes(m, w.rows, w.k);
+  DevArray<float> workspace(std::vector<float>(size_t(std::max<int64_t>(ws / 4, 1)), -1.0f));
+  const size_t count = size_t(m * w.rows);
+  DevArray<uint8_t> d(std::vector<uint8_t>(count * dtype_size(out), 0xA5));
+  cuda::MxWeightOnlyArgs args;
+  args.m = m;
+  args.n = w.rows;
+  args.k = w.k;
+  args.x = dx.p;
+  args.codes = codes.p;
+  args.scales = scales.p;
+  args.format = w.format;
+  args.bias = bias.empty() ? nullptr : db.p;
+  args.out_dtype = out;
+  args.d = d.p;
+  args.workspace = workspace.p;
+  args.workspace_bytes = ws;
+  result.error = cuda::mx_gemm_weight_only_cuda(args, nullptr);
+  result.d.resize(count);
+  if (!result.error.empty()) return result;
+  if (cudaDeviceSynchronize() != cudaSuccess) {
+    result.error = "kernel failed";
+    return result;
+  }
+  if (out == DType::kF32) {
+    cudaMemcpy(result.d.data(), d.p, count * 4, cudaMemcpyDeviceToHost);
+  } else {
+    std::vector<uint16_t> h(count);
+    cudaMemcpy(h.data(), d.p, count * 2, cudaMemcpyDeviceToHost);
+    for (size_t i = 0; i < count; ++i) result.d[i] = bf16_to_float(h[i]);
+  }
+  return result;
+}
+
+// X as an MX-free operand: bfloat16 values that are multiples of 1/4 up to 4 in magnitude.
+std::vector<uint16_t> small_bf16(int64_t count, std::mt19937& rng) {
+  std::vector<uint16_t> x(count);
+  for (auto& v : x) v = float_to_bf16(float(int(rng() % 33) - 16) * 0.25f);
+  return x;
+}
+
+// The reference as a product of X (M x K) with W: Product over rows of X.
+Product reference_weight_only(const std::vector<uint16_t>& x, int64_t m, const HostMx& w,
+                              const std::vector<float>& bias) {
+  Product p;
+  p.exact.assign(m * w.rows, 0.0);
+  p.magnitude.assign(m * w.rows, 0.0);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t n = 0; n < w.rows; ++n) {
+      double sum = bias.empty() ? 0.0 : bias[n];
+      double mag = std::abs(sum);
+      for (int64_t c = 0; c < w.k; ++c) {
+        const double prod = double(bf16_to_float(x[i * w.k + c])) * w.value(n, c);
+        sum += prod;
+        mag += std::abs(prod);
+      }
+      p.exact[i * w.rows + n] = sum;
+      p.magnitude[i * w.rows + n] = mag;
+    }
+  }
+  return p;
+}
+
+int64_t count_mismatches(const std::vector<float>& got, const Product& want, DType out,
+                         const std::string& what) {
+  int64_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double e = want.exact[i];
+    const bool ok = std::isnan(e) ? std::isnan(got[i])
+                                  : std::bit_cast<uint32_t>(expected_bits(e, out)) ==
+                                        std::bit_cast<uint32_t>(got[i]);
+    if (!ok && bad++ < 4)
+      ADD_FAILURE() << what << " at " << i << ": want " << e << " got " << got[i];
+  }
+  return bad;
+}
+
+TEST(MxWeightOnly, EqualsTheExactProductForEveryFormatAndBatchSize) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937 rng(11);
+  const int64_t n = 40, k = 200;  // N ends inside a 16-row tile, K inside a 64-column tile
+  std::vector<float> bias(n);
+  for (auto& v : bias) v = float(int(rng() % 17) - 8) * 0.5f;
+  for (ElementFormat f : kAll) {
+    const HostMx w =
+        make_operand(f, n, k, rng, draw_from(small_codes(f), rng), scales_between(126, 128, rng));
+    for (int64_t m : {1, 5, 16, 33, 64}) {
+      const std::vector<uint16_t> x = small_bf16(m * k, rng);
+      for (DType out : {DType::kF32, DType::kBF16}) {
+        const std::vector<float> used_bias = out == DType::kBF16 ? bias : std::vector<float>{};
+        const WeightOnlyRun got = run_weight_only(w, x, m, used_bias, out);
+        ASSERT_EQ(got.error, "");
+        const std::string what = std::string(traits(f).name) + " M=" + std::to_string(m);
+        EXPECT_EQ(count_mismatches(got.d, reference_weight_only(x, m, w, used_bias), out, what), 0)
+            << what;
+      }
+    }
+  }
+}
+
+TEST(MxWeightOnly, LongRowsSplitIntoSlicesOfKAndStayExact) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937 rng(12);
+  const int64_t n = 2048, k = 4096, m = 16;
+  for (ElementFormat f : {ElementFormat::kE2M1, ElementFormat::kE4M3, ElementFormat::kE3M2}) {
+    const HostMx w =
+        make_operand(f, n, k, rng, draw_from(small_codes(f), rng), scales_between(125, 126, rng));
+    const std::vector<uint16_t> x = small_bf16(m * k, rng);
+    const WeightOnlyRun got = run_weight_only(w, x, m, {}, DType::kF32);
+    ASSERT_EQ(got.error, "");
+    EXPECT_EQ(count_mismatches(got.d, reference_weight_only(x, m, w, {}), DType::kF32,
+                               std::string(traits(f).name)),
+              0);
+  }
+}
+
+TEST(MxWeightOnly, NanScalesAndSpecialCodesGoWhereTheDecodedValuesPutThem) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937 rng(13);
+  const int64_t n = 48, k = 128, m = 3;
+  for (ElementFormat f : {ElementFormat::kE4M3, ElementFormat::kE5M2, ElementFormat::kE2M1}) {
+    HostMx w =
+        make_operand(f, n, k, rng, draw_from(small_codes(f), rng), scales_between(126, 128, rng));
+    w.scales[5 * w.blocks() + 2] = 0xFF;  // row 5: NaN block
+    w.scales[6 * w.blocks() + 1] = 254;   // row 6: a factor above 2^127 (two multiplies)
+    for (int64_t c = 32; c < 64; ++c) w.codes[6 * k + c] = 0;
+    w.codes[6 * k + 40] = small_codes(f)[1];
+    if (f == ElementFormat::kE4M3) w.codes[7 * k + 3] = 0x7F;  // NaN code
+    if (f == ElementFormat::kE5M2) w.codes[7 * k + 3] = 0x7C;  // +Inf code
+    pack(w, rng);
+    const std::vector<uint16_t> x = small_bf16(m * k, rng);
+    const WeightOnlyRun got = run_weight_only(w, x, m, {}, DType::kF32);
+    ASSERT_EQ(got.error, "");
+    const Product want = reference_weight_only(x, m, w, {});
+    int64_t bad = 0;
+    for (size_t i = 0; i < got.d.size(); ++i) {
+      const double e = want.exact[i];
+      const bool ok = std::isnan(e) ? std::isnan(got.d[i]) : float(e) == got.d[i];
+      if (!ok && bad++ < 4)
+        ADD_FAILURE() << traits(f).name << " at " << i << ": want " << e << " got " << got.d[i];
+    }
+    EXPECT_EQ(bad, 0) << traits(f).name;
+    EXPECT_TRUE(std::isnan(got.d[5]));  // X row 0, W row 5
+  }
+}
+
+TEST(MxWeightOnly, RefusesBadArgumentsWithAReason) {
+  cuda::MxWeightOnlyArgs args;
+  args.m = 65;
+  args.n = 16;
+  args.k = 64;
+  EXPECT_NE(cuda::mx_gemm_weight_only_cuda(args, nullptr).find("at most 64"), std::string::npos);
+  args.m = 4;
+  EXPECT_NE(cuda::mx_gemm_weight_only_cuda(args, nullptr).find("null"), std::string::npos);
+  args.out_dtype = DType::kF16;
+  EXPECT_NE(cuda::mx_gemm_weight_only_cuda(args, nullptr).find("float32 or bfloat16"),
+            std::string::npos);
+  args.out_dtype = DType::kBF16;
+  uint8_t byte = 0;
+  float f = 0;
+  args.x = &byte;
+  args.codes = &byte + 1;
+  args.scales = &byte;
+  args.d = &f;
+  args.workspace = &f;
+  EXPECT_NE(cuda::mx_gemm_weight_only_cuda(args, nullptr).find("aligned"), std::string::npos);
+  alignas(16) static uint8_t aligned[16];
+  args.codes = aligned;
+  args.scales = aligned;
+  args.workspace_bytes = 4;
+  EXPECT_NE(cuda::mx_gemm_weight_only_cuda(args, nullptr).find("workspace too small"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -143,12 +143,12 @@ __device__ __forceinline__ void decode_values(const uint32_t (&w)[8], const Deco
   }
 }
 
-// True for the common block: a finite scale whose factor is one bfloat16, every slot in K, no
-// special FP8 code. Such a block is decode_values times one factor.
+// True for the common block: a finite scale, every slot in K, no special FP8 code. Such a block
+// is decode_values times its factor (scale_plain_block).
 template <int kBits>
 __device__ __forceinline__ bool block_is_plain(const uint32_t (&w)[8], uint32_t scale,
                                                const DecodeFormat& f, int valid) {
-  bool plain = scale != 0xFFu && scale_exponent<kBits>(scale, f) <= 127 && valid == 32;
+  bool plain = scale != 0xFFu && valid == 32;
   if constexpr (kBits == 8) {
     if (f.kind == DecodeKind::kE4M3 || f.kind == DecodeKind::kE5M2) {
       plain = plain && !has_special_fp8(w, f.kind == DecodeKind::kE4M3 ? 1u : 4u);
@@ -157,12 +157,25 @@ __device__ __forceinline__ bool block_is_plain(const uint32_t (&w)[8], uint32_t 
   return plain;
 }
 
+// Multiplies the pairs by 2^e: one bfloat16 multiply up to 2^127, two above (the second
+// overflowing to Inf exactly where the float32 value would).
+__device__ __forceinline__ void scale_pairs(int e, uint32_t (&out)[16]) {
+  if (e <= 127) {
+    const uint32_t m = bf16_pow2_pair(e);
+#pragma unroll
+    for (int j = 0; j < 16; ++j) out[j] = bf16x2_mul(out[j], m);
+  } else {
+    const uint32_t m1 = bf16_pow2_pair(e - 127);
+    const uint32_t m2 = bf16_pow2_pair(127);
+#pragma unroll
+    for (int j = 0; j < 16; ++j) out[j] = bf16x2_mul(bf16x2_mul(out[j], m1), m2);
+  }
+}
+
 template <int kBits>
 __device__ __forceinline__ void scale_plain_block(uint32_t scale, const DecodeFormat& f,
                                                   uint32_t (&out)[16]) {
-  const uint32_t m = bf16_pow2_pair(scale_exponent<kBits>(scale, f));
-#pragma unroll
-  for (int j = 0; j < 16; ++j) out[j] = bf16x2_mul(out[j], m);
+  scale_pairs(scale_exponent<kBits>(scale, f), out);
 }
 
 // Any block, exactly: special codes, NaN scales, factors above 2^127 (two multiplies, the
@@ -183,19 +196,11 @@ __device__ __forceinline__ void decode_any_block(const uint32_t (&w)[8], uint32_
       }
     }
   }
-  const int e = scale_exponent<kBits>(scale, f);
   if (scale == 0xFFu) {
 #pragma unroll
     for (int j = 0; j < 16; ++j) out[j] = 0x7FC07FC0u;
-  } else if (e <= 127) {
-    const uint32_t m = bf16_pow2_pair(e);
-#pragma unroll
-    for (int j = 0; j < 16; ++j) out[j] = bf16x2_mul(out[j], m);
   } else {
-    const uint32_t m1 = bf16_pow2_pair(e - 127);
-    const uint32_t m2 = bf16_pow2_pair(127);
-#pragma unroll
-    for (int j = 0; j < 16; ++j) out[j] = bf16x2_mul(bf16x2_mul(out[j], m1), m2);
+    scale_pairs(scale_exponent<kBits>(scale, f), out);
   }
 #pragma unroll
   for (int j = 0; j < 16; ++j) {

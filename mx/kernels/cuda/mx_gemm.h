@@ -45,6 +45,28 @@ struct MxGemmArgs {
 // Code buffers must be 16-byte aligned (8 for 6- and 2-bit codes; cudaMalloc's are).
 std::string mx_gemm_cuda(const MxGemmArgs& args, cudaStream_t stream);
 
+// Weight-only product for small batches: D [M, N] = X [M, K] * W^T (+ bias), X bfloat16
+// row-major, W [N, K] in the weight-tile layout (mx/core/layout_weight_tiles.h: to_weight_tiles
+// converts from MX storage), any element format, M at most 64. Products accumulate in float32
+// per slice of K; the slices' sums are added in a fixed order, so results are the same from run
+// to run. Codes 16-byte aligned (8 for 6- and 2-bit codes).
+struct MxWeightOnlyArgs {
+  int64_t m = 0;
+  int64_t n = 0;
+  int64_t k = 0;
+  const void* x = nullptr;  // M x K bfloat16
+  const uint8_t* codes = nullptr;
+  const uint8_t* scales = nullptr;
+  ElementFormat format = ElementFormat::kE2M1;
+  const float* bias = nullptr;
+  DType out_dtype = DType::kBF16;
+  void* d = nullptr;
+  float* workspace = nullptr;  // mx_weight_only_workspace_bytes(m, n, k) bytes
+  int64_t workspace_bytes = 0;
+};
+int64_t mx_weight_only_workspace_bytes(int64_t m, int64_t n, int64_t k);
+std::string mx_gemm_weight_only_cuda(const MxWeightOnlyArgs& args, cudaStream_t stream);
+
 inline int64_t mx_row_scale_bytes(int64_t k) {
   return (k + 31) / 32;
 }
