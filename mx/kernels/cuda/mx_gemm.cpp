@@ -39,6 +39,11 @@ std::string mx_gemm_cuda(const MxGemmArgs& args, cudaStream_t stream) {
     return "mx_gemm: no CUDA device";
   }
   if (major == 9 && minor == 0) return launch_mx_gemm_bf16_hopper(args, stream);
+  if (major >= 10) {
+    return "mx_gemm: this GPU (compute capability " + std::to_string(major) + "." +
+           std::to_string(minor) +
+           ") multiplies MXFP8/MXFP4 through cuBLASLt: use mx_gemm_cublaslt (gemm_cublaslt_mx.h)";
+  }
   return "mx_gemm: the MX kernels need a Hopper GPU (compute capability 9.0); this one is " +
          std::to_string(major) + "." + std::to_string(minor);
 }
