@@ -24,6 +24,14 @@ cmake --install "$build_dir" --prefix "$prefix" >/dev/null
 [ -x "$prefix/bin/mx" ] || fail "mx not installed"
 [ -f "$prefix/include/mx/kernels/cpu/quantize.h" ] || fail "headers not installed"
 no_cli_libraries "the exported targets" "$(cat "$prefix/$libdir"/cmake/mxkit/mxkitTargets*.cmake)"
+# Built with CUDA, every installed CUDA header has its library: the quantizers and the products.
+if grep -q 'mxkit::cuda' "$prefix/$libdir"/cmake/mxkit/mxkitTargets.cmake; then
+  for t in gemm_cuda gemm_cublaslt; do
+    grep -q "mxkit::$t" "$prefix/$libdir"/cmake/mxkit/mxkitTargets.cmake || fail "mxkit::$t not exported"
+    [ -f "$prefix/$libdir/libmxkit_$t.a" ] || fail "libmxkit_$t.a not installed"
+  done
+  [ -f "$prefix/include/mx/kernels/cuda/mx_gemm.h" ] || fail "mx_gemm.h not installed"
+fi
 
 cmake -S "$source_dir/tests/package" -B "$work/cmake-build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
