@@ -4,6 +4,9 @@
 #   cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release
 #   cmake --build build-cuda --target mx_cuda_tests cuda_quant -j2
 #   mkdir -p .device && cp build-cuda/tests/cuda/mx_cuda_tests build-cuda/bench/cuda/cuda_quant .device/
+# and, for the MX matrix products (run when present):
+#   cmake --build build-cuda --target mx_gemm_cuda_tests cuda_gemm -j2
+#   cp build-cuda/tests/cuda/mx_gemm_cuda_tests build-cuda/bench/cuda/cuda_gemm .device/
 # then, from the repository root on the GPU host (with .device/ copied there):
 #   bash scripts/device-check.sh        (logs go to $OUT, default /tmp/device-check)
 set -o pipefail
@@ -18,3 +21,11 @@ compute-sanitizer --tool racecheck .device/mx_cuda_tests --gtest_filter="$SMOKE"
 .device/cuda_quant 2>&1 | tee "$OUT/bench.log"
 # Optional: an older build's benchmark in the same run (same card, same copy baseline).
 if [ -x .device/base/cuda_quant ]; then .device/base/cuda_quant 2>&1 | tee "$OUT/bench_base.log"; fi
+# The MX matrix products: tests, both sanitizers on a quick subset, the benchmark.
+if [ -x .device/mx_gemm_cuda_tests ]; then
+  .device/mx_gemm_cuda_tests 2>&1 | tee "$OUT/gemm_tests.log" | grep -E "^\[ +(OK|FAILED|SKIPPED|PASSED) +\]|Failure|want" | tail -30
+  GEMM_SMOKE='MxWeightOnly.*:*Identity*:*StageCount*:*NanAnd*:*EmptyK*'
+  compute-sanitizer --tool memcheck .device/mx_gemm_cuda_tests --gtest_filter="$GEMM_SMOKE" 2>&1 | tee "$OUT/gemm_memcheck.log" | tail -3
+  compute-sanitizer --tool racecheck .device/mx_gemm_cuda_tests --gtest_filter='*StageCount*:MxWeightOnly.Nan*' 2>&1 | tee "$OUT/gemm_racecheck.log" | tail -3
+fi
+if [ -x .device/cuda_gemm ]; then .device/cuda_gemm 2>&1 | tee "$OUT/gemm_bench.log"; fi

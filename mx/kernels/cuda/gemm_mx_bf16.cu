@@ -15,6 +15,7 @@
 
 #include "mx/kernels/cuda/gemm_mx_bf16.h"
 #include "mx/kernels/cuda/mx_decode.cuh"
+#include "mx/kernels/cuda/shared_memory_limit.h"
 #include "mx/kernels/cuda/wgmma.cuh"
 
 namespace mx::cuda {
@@ -353,9 +354,9 @@ std::string make_operand(const MxMatrix& x, int64_t rows, int64_t k, const char*
 
 template <int kBitsA, int kBitsB>
 std::string launch(const Params& P, unsigned tiles, cudaStream_t stream) {
-  static const cudaError_t attribute =
-      cudaFuncSetAttribute(mx_gemm_bf16_kernel<kBitsA, kBitsB>,
-                           cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
+  static SharedMemoryLimit limit;
+  const cudaError_t attribute = limit.ensure(
+      reinterpret_cast<const void*>(&mx_gemm_bf16_kernel<kBitsA, kBitsB>), kSharedBytes);
   if (attribute != cudaSuccess) {
     return std::string("mx_gemm: cannot reserve shared memory: ") + cudaGetErrorString(attribute);
   }

@@ -14,6 +14,7 @@
 #include "mx/core/layout_weight_tiles.h"
 #include "mx/kernels/cuda/mx_decode.cuh"
 #include "mx/kernels/cuda/mx_gemm.h"
+#include "mx/kernels/cuda/shared_memory_limit.h"
 
 namespace mx::cuda {
 namespace {
@@ -285,9 +286,9 @@ Plan plan_for(int64_t m, int64_t n, int64_t k) {
 
 template <int kBits, int kTilesM>
 std::string launch(const Params& P, const Plan& plan, cudaStream_t stream) {
-  static const cudaError_t attribute =
-      cudaFuncSetAttribute(weight_only_kernel<kBits, kTilesM>,
-                           cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSharedBytes);
+  static SharedMemoryLimit limit;
+  const cudaError_t attribute = limit.ensure(
+      reinterpret_cast<const void*>(&weight_only_kernel<kBits, kTilesM>), kMaxSharedBytes);
   if (attribute != cudaSuccess) {
     return std::string("mx_gemm_weight_only: cannot reserve shared memory: ") +
            cudaGetErrorString(attribute);
