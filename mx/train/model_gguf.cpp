@@ -4,6 +4,7 @@
 
 #include "mx/convert/dtypes.h"
 #include "mx/convert/quantize_checkpoint.h"
+#include "mx/core/quantize_ref.h"
 #include "mx/data/gguf_tokenizer.h"
 #include "mx/io/atomic_file.h"
 #include "mx/io/cat.h"
@@ -27,6 +28,39 @@ std::string reason_to_keep(const nn::GgufModelTensor& t, const ModelGgufOptions&
   return "";
 }
 
+// The stored blocks of `t`'s parameters stacked by rows (as gather_gguf_tensor stacks their
+// values): `*found` false when none is stored.
+std::string stacked_stored(const nn::GgufModelTensor& t,
+                           const std::map<std::string, MxTensor>& stored, bool* found,
+                           MxTensor* out) {
+  size_t present = 0;
+  for (const std::string& name : t.params) present += stored.count(name);
+  *found = present > 0;
+  if (present == 0) return "";
+  if (present != t.params.size()) {
+    return cat(t.name, " stacks quantized and unquantized parameters");
+  }
+  *out = MxTensor{};
+  out->shape = t.shape;
+  for (size_t i = 0; i < t.params.size(); ++i) {
+    const std::string& name = t.params[i];
+    const MxTensor& part = stored.at(name);
+    if (part.shape.empty() || part.shape.back() != t.shape.back()) {
+      return cat(name, ": quantized shape does not match ", t.name);
+    }
+    if (i == 0) {
+      out->spec = part.spec;
+    } else if (!(part.spec == out->spec)) {
+      return cat(t.name, " stacks parameters quantized with different specs");
+    }
+    out->elements.insert(out->elements.end(), part.elements.begin(), part.elements.end());
+    out->scales.insert(out->scales.end(), part.scales.begin(), part.scales.end());
+  }
+  if (std::string e = convert::check_gguf_spec(out->spec); !e.empty()) return cat(t.name, ": ", e);
+  if (std::string e = check_consistent(*out); !e.empty()) return cat(t.name, ": ", e);
+  return "";
+}
+
 }  // namespace
 
 std::string write_model_gguf(const nn::LoadedModel& loaded, const std::string& model_path,
@@ -34,7 +68,7 @@ std::string write_model_gguf(const nn::LoadedModel& loaded, const std::string& m
                              const convert::ProgressCallback& progress,
                              convert::ConvertReport* report) {
   report->tensors.clear();
-  if (o.quantize) {
+  if (o.quantize && o.stored == nullptr) {
     if (std::string e = convert::check_gguf_spec(o.spec); !e.empty()) return e;
   }
   if (std::string e = io::check_output_file(out_path); !e.empty()) return e;
@@ -67,7 +101,30 @@ std::string write_model_gguf(const nn::LoadedModel& loaded, const std::string& m
     outcome.shape = t.shape;
     outcome.bytes_in = values.size() * sizeof(float);
     io::GgufTensorToWrite w;
-    if (std::string why = reason_to_keep(t, o, selector); why.empty()) {
+    bool stored = false;
+    MxTensor blocks;
+    if (o.stored != nullptr) {
+      if (std::string e = stacked_stored(t, *o.stored, &stored, &blocks); !e.empty()) return e;
+    }
+    if (stored && t.shape.back() % 32 != 0) {
+      // ggml's MXFP4 rows hold whole blocks: store the blocks' decoded values instead.
+      const std::vector<float> decoded = dequantize_ref(blocks);
+      const DType type = t.shape.size() == 1 ? DType::kF32 : o.float_type;
+      w.name = t.name;
+      w.dims.assign(t.shape.rbegin(), t.shape.rend());
+      w.type = *convert::ggml_type_of(convert::safetensors_name(type));
+      w.bytes = storage.emplace_back(convert::encode_floats(decoded, type));
+      outcome.action = TensorAction::kKept;
+      outcome.reason = "last dimension not a multiple of 32: its MX values, decoded";
+    } else if (stored) {
+      if (std::string e = io::gguf_mxfp4_tensor(t.name, blocks, &storage.emplace_back(), &w);
+          !e.empty()) {
+        return e;
+      }
+      outcome.action = TensorAction::kConverted;
+    } else if (std::string why =
+                   o.stored != nullptr ? "not quantized" : reason_to_keep(t, o, selector);
+               why.empty()) {
       MxTensor m;
       if (std::string e = cpu::quantize(values.data(), DType::kF32, t.shape, o.spec, &m, o.cpu);
           !e.empty()) {

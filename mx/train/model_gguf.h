@@ -8,11 +8,14 @@
 // biases) stay F32, as llama.cpp's own converter keeps them. The file is written atomically.
 #pragma once
 
+#include <map>
+
 #include <string>
 
 #include "mx/convert/convert_report.h"
 #include "mx/convert/tensor_selection.h"
 #include "mx/core/dtype.h"
+#include "mx/core/mx_tensor.h"
 #include "mx/core/quant_spec.h"
 #include "mx/kernels/cpu/quantize.h"
 #include "mx/nn/model_file.h"
@@ -26,6 +29,10 @@ struct ModelGgufOptions {
   convert::SelectionRules selection;
   DType float_type = DType::kF32;
   std::string tokenizer;  // "": the one the model names
+  // Weights quantized already (by parameter name, e.g. by PTQ), written as their blocks are:
+  // a tensor whose parameters are all here is stored MXFP4 from them (its `quantize` and
+  // `spec` unused), one whose parameters are not is kept as floats. Null: quantize as above.
+  const std::map<std::string, MxTensor>* stored = nullptr;
 };
 
 // `loaded` came from `model_path` (named in messages). Errors name the problem in one line: a

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `mx ptq` as a user runs it: bad input is one line, exit status 2 and no output; on
 # stories260K the PTQ file is read by mx inspect, mx dequantize and mx eval, and measured
-# against the FP32 model it beats the direct cast of mx quantize (MXFP4 weights, KL).
+# against the FP32 model it beats the direct cast of mx quantize (MXFP4 weights, KL); written as
+# GGUF it evaluates the same.
 # `mx export --format` writes MX weights that mx eval reads.
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
@@ -10,6 +11,8 @@ expect_one_line_error "--samples" ptq model.bin --calib x.txt --samples 0 -o out
 expect_one_line_error "--order" ptq model.bin --calib x.txt --order sideways -o out.safetensors
 expect_one_line_error "model.bin" ptq model.bin --calib x.txt -o out.safetensors
 [ ! -e out.safetensors ] || fail "a failed ptq wrote its output"
+expect_one_line_error "MXFP4" ptq model.bin --calib x.txt --format mxfp8_e4m3 -o out.gguf
+[ ! -e out.gguf ] || fail "a failed ptq wrote its output"
 
 if [ -z "${MX_DATA_DIR:-}" ] || [ ! -e "$MX_DATA_DIR/stories260K/stories260K.bin" ]; then
   echo "ptq: MX_DATA_DIR/stories260K is absent; only the error cases ran"
@@ -37,6 +40,14 @@ ptq_kl=$(kl ptq.safetensors)
 cast_kl=$(kl cast.safetensors)
 awk -v p="$ptq_kl" -v c="$cast_kl" 'BEGIN { exit !(p < 0.9 * c) }' ||
   fail "PTQ's KL $ptq_kl is not below 0.9 x direct cast's $cast_kl"
+
+# The same PTQ written as a model GGUF runs the same values (its MXFP4 matrices are the PTQ
+# blocks; the 172-wide ffn_down, which ggml cannot block, holds their decoded values).
+"$mx" ptq "$s/stories260K.bin" --format mxfp4_e2m1 --calib "$sample" --samples 4 --seq-len 256 \
+  -q -o ptq.gguf
+listing=$("$mx" inspect ptq.gguf)
+grep -q "30 MX" <<<"$listing" || fail "the PTQ GGUF does not hold 30 MXFP4 matrices"
+[ "$(kl ptq.gguf)" = "$ptq_kl" ] || fail "the PTQ GGUF's KL differs from the PTQ safetensors' $ptq_kl"
 
 "$mx" export "$s/stories260K.bin" --format mxfp4_e2m1 -o export.safetensors > /dev/null
 [ "$(kl export.safetensors)" = "$cast_kl" ] || fail "mx export --format differs from mx quantize"

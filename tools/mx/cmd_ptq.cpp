@@ -1,16 +1,20 @@
 // `mx ptq MODEL --format F --calib DATA -o OUT`: post-training quantization by error diffusion
 // (mx/ptq/model_ptq.h). Every linear weight of the model's blocks is quantized against the
 // Hessian of its inputs on calibration sequences, with the layers before it already quantized,
-// and the model is written as MX safetensors (the format `mx quantize` writes).
+// and the model is written as MX safetensors (the format `mx quantize` writes), or, for an
+// output ending in .gguf, as a model GGUF that llama.cpp runs, its MXFP4 matrices the PTQ blocks.
 #include <fmt/format.h>
 
 #include <chrono>
 #include <optional>
 
+#include "mx/convert/quantize_checkpoint.h"
 #include "mx/io/atomic_file.h"
+#include "mx/io/container.h"
 #include "mx/nn/model_file.h"
 #include "mx/ptq/model_ptq.h"
 #include "mx/train/eval_data.h"
+#include "mx/train/model_gguf.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/flag_checks.h"
 #include "tools/mx/model_source.h"
@@ -47,6 +51,10 @@ std::string run_ptq(const PtqFlags& f) {
   if (std::string e = io::check_output_file(f.out); !e.empty()) return e;
   ptq::ModelPtqOptions options;
   if (std::string e = build_spec(f.spec, &options.spec); !e.empty()) return e;
+  const bool gguf = io::has_gguf_extension(f.out);
+  if (gguf) {
+    if (std::string e = convert::check_gguf_spec(options.spec); !e.empty()) return e;
+  }
   cpu::Options cpu_options;
   if (std::string e = build_cpu_options(f.spec, &cpu_options); !e.empty()) return e;
   if (std::string e = column_order_from(f, &options.gptq.order); !e.empty()) return e;
@@ -94,11 +102,17 @@ std::string run_ptq(const PtqFlags& f) {
       ptq::quantize_model(model, tokens, f.samples, seq_len, options, on_progress, &quantized);
   if (progress) progress->finish();
   if (!e.empty()) return e;
-  if (e = nn::save_model_file_mx(f.out, model.config(), model.params(), source.loaded.tokenizer,
-                                 quantized);
-      !e.empty()) {
-    return e;
+  if (gguf) {
+    train::ModelGgufOptions gguf_options;
+    gguf_options.stored = &quantized;
+    gguf_options.tokenizer = f.tokenizer;
+    convert::ConvertReport report;
+    e = train::write_model_gguf(source.loaded, f.model, f.out, gguf_options, {}, &report);
+  } else {
+    e = nn::save_model_file_mx(f.out, model.config(), model.params(), source.loaded.tokenizer,
+                               quantized);
   }
+  if (!e.empty()) return e;
   if (!f.quiet) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -118,11 +132,13 @@ void register_ptq(CLI::App& app) {
   static PtqFlags f;
   f.spec.format = "mxfp4_e2m1";  // before add_spec_flags, so that --help shows it
   CLI::App* cmd = app.add_subcommand(
-      "ptq", "Post-training quantization by error diffusion (GPTQ) into MX safetensors");
+      "ptq", "Post-training quantization by error diffusion (GPTQ) into MX safetensors or GGUF");
   cmd->add_option("model", f.model,
                   "A training run folder, a model .safetensors, or a llama2.c .bin")
       ->required();
-  cmd->add_option("-o,--out", f.out, "MX safetensors file to write (replaced atomically)")
+  cmd->add_option("-o,--out", f.out,
+                  "MX safetensors file to write, or a .gguf (MXFP4): a model llama.cpp runs "
+                  "(replaced atomically)")
       ->required();
   cmd->add_option("--calib", f.calib,
                   "Calibration text: sotu, study, tinyshakespeare, wikitext2, a .txt file or a "
