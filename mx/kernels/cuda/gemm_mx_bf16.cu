@@ -14,6 +14,7 @@
 #include <algorithm>
 
 #include "mx/kernels/cuda/gemm_mx_bf16.h"
+#include "mx/kernels/cuda/mma_sync.cuh"
 #include "mx/kernels/cuda/mx_decode.cuh"
 #include "mx/kernels/cuda/shared_memory_limit.h"
 #include "mx/kernels/cuda/wgmma.cuh"
@@ -83,13 +84,6 @@ __device__ __forceinline__ void copy_async(uint32_t dst, const void* src, bool v
   } else {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(n));
   }
-}
-__device__ __forceinline__ void copy_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int kPending>
-__device__ __forceinline__ void copy_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
 // One block of codes of `kBits` bits: its bytes, and the asynchronous copies that move it (the
@@ -280,11 +274,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t scales_odd[kRowBlocksPerThread];
   if (P.stages > 0) {
     load_stage<kBitsA, kBitsB>(P, rb, 0, code_stages, scales_even);
-    copy_commit();
+    cp_async_commit();
     if (P.stages > 1)
       load_stage<kBitsA, kBitsB>(P, rb, 1, code_stages + kCodeStageBytes, scales_odd);
-    copy_commit();
-    copy_wait<1>();
+    cp_async_commit();
+    cp_async_wait<1>();
     decode_stage<kBitsA, kBitsB>(P, rb, 0, code_stages, scales_even, bf16_stages);
   }
 
@@ -306,9 +300,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       load_stage<kBitsA, kBitsB>(P, rb, t + 2, code_stages + (t % kCodeStages) * kCodeStageBytes,
                                  scales_t);
     }
-    copy_commit();
+    cp_async_commit();
     if (t + 1 < P.stages) {
-      copy_wait<1>();
+      cp_async_wait<1>();
       decode_stage<kBitsA, kBitsB>(
           P, rb, t + 1, code_stages + ((t + 1) % kCodeStages) * kCodeStageBytes, scales_next,
           bf16_stages + ((t + 1) % kBf16Stages) * kStageBytes);

@@ -12,6 +12,7 @@
 #include <algorithm>
 
 #include "mx/core/layout_weight_tiles.h"
+#include "mx/kernels/cuda/mma_sync.cuh"
 #include "mx/kernels/cuda/mx_decode.cuh"
 #include "mx/kernels/cuda/mx_gemm.h"
 #include "mx/kernels/cuda/shared_memory_limit.h"
@@ -65,15 +66,6 @@ __device__ __forceinline__ void load_lane(const uint8_t* p, uint32_t (&w)[8]) {
     const uint2 a = __ldg(reinterpret_cast<const uint2*>(p));
     w[0] = a.x, w[1] = a.y;
   }
-}
-
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // The pairs of one lane, scaled: pair p = 8b + 4s + 2i + h belongs to tile row r + 8h and
@@ -217,8 +209,8 @@ __global__ void __launch_bounds__(kThreads) weight_only_kernel(__grid_constant__
         for (int t = 0; t < kTilesM; ++t) {
           const __nv_bfloat16* xrow = xs + (8 * t + r) * P.x_stride + col;
           const bool live = 8 * t + r < P.m;  // rows past M multiply as zero
-          mma_bf16(acc[t], frag, live ? *reinterpret_cast<const uint32_t*>(xrow) : 0u,
-                   live ? *reinterpret_cast<const uint32_t*>(xrow + 8) : 0u);
+          mma_m16n8k16_bf16(acc[t], frag, live ? *reinterpret_cast<const uint32_t*>(xrow) : 0u,
+                            live ? *reinterpret_cast<const uint32_t*>(xrow + 8) : 0u);
         }
       }
     }

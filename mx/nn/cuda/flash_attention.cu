@@ -19,10 +19,15 @@
 
 #include <cstring>
 
+#include "mx/kernels/cuda/mma_sync.cuh"
 #include "mx/nn/cuda/tile_cast.cuh"
 
 namespace mx::nn::cuda {
 namespace {
+
+using mx::cuda::cp_async_commit;
+using mx::cuda::cp_async_wait;
+using mx::cuda::mma_m16n8k16_bf16;
 
 using bf16 = __nv_bfloat16;
 
@@ -63,16 +68,6 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16* p) {
                : "r"(smem_addr(p)));
 }
 
-// d += a b for one m16n8k16 tile.
-__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                    uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
   uint32_t bits;
@@ -84,15 +79,8 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
 }
 __device__ __forceinline__ void cp_async_wait_all() {
-  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-// Waits until at most N committed groups of this thread are still in flight.
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+  cp_async_commit();
+  cp_async_wait<0>();
 }
 
 // Rows [row0, row0 + 64) of a tensor whose row r starts at src + r * stride, into a tile; rows
@@ -135,8 +123,8 @@ __device__ __forceinline__ void product_abt(float (&acc)[8][4], const uint32_t (
     for (int np = 0; np < 4; ++np) {
       uint32_t bf[4];
       ldsm_x4(bf, b + (np * 16 + r + 8 * (mi >> 1)) * kLd<HS> + kc * 16 + 8 * (mi & 1));
-      mma(acc[2 * np], af[kc], bf[0], bf[1]);
-      mma(acc[2 * np + 1], af[kc], bf[2], bf[3]);
+      mma_m16n8k16_bf16(acc[2 * np], af[kc], bf[0], bf[1]);
+      mma_m16n8k16_bf16(acc[2 * np + 1], af[kc], bf[2], bf[3]);
     }
   }
 }
@@ -165,8 +153,8 @@ __device__ __forceinline__ void product_xb(float (&out)[HS / 8][4], const float 
     for (int dp = 0; dp < HS / 16; ++dp) {
       uint32_t bf[4];
       ldsm_x4_trans(bf, b + (kc * 16 + r + 8 * (mi & 1)) * kLd<HS> + dp * 16 + 8 * (mi >> 1));
-      mma(out[2 * dp], af, bf[0], bf[1]);
-      mma(out[2 * dp + 1], af, bf[2], bf[3]);
+      mma_m16n8k16_bf16(out[2 * dp], af, bf[0], bf[1]);
+      mma_m16n8k16_bf16(out[2 * dp + 1], af, bf[2], bf[3]);
     }
   }
 }
