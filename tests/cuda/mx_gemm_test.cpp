@@ -199,20 +199,27 @@ float expected_bits(double exact, DType out) {
   return out == DType::kF32 ? f : round_to_bf16(f);
 }
 
-// Counts outputs whose bits differ from the exact product; prints the first few.
-int64_t count_bit_mismatches(const HostMx& a, const HostMx& b, const std::vector<float>& got,
-                             const Product& want, DType out) {
+// Counts outputs whose bits differ from the exact product (NaN matching any NaN); prints the
+// first few, labelled `what`.
+int64_t count_mismatches(const std::vector<float>& got, const Product& want, DType out,
+                         const std::string& what) {
   int64_t bad = 0;
   for (size_t i = 0; i < got.size(); ++i) {
-    const float w = expected_bits(want.exact[i], out);
-    if (std::bit_cast<uint32_t>(w) != std::bit_cast<uint32_t>(got[i])) {
-      if (bad++ < 4) {
-        ADD_FAILURE() << traits(a.format).name << " x " << traits(b.format).name << " at ("
-                      << i / b.rows << ", " << i % b.rows << "): want " << w << " got " << got[i];
-      }
-    }
+    const double e = want.exact[i];
+    const bool ok = std::isnan(e) ? std::isnan(got[i])
+                                  : std::bit_cast<uint32_t>(expected_bits(e, out)) ==
+                                        std::bit_cast<uint32_t>(got[i]);
+    if (!ok && bad++ < 4)
+      ADD_FAILURE() << what << " at " << i << ": want " << e << " got " << got[i];
   }
   return bad;
+}
+
+int64_t count_bit_mismatches(const HostMx& a, const HostMx& b, const std::vector<float>& got,
+                             const Product& want, DType out) {
+  return count_mismatches(
+      got, want, out,
+      std::string(traits(a.format).name) + " x " + std::string(traits(b.format).name));
 }
 
 const ElementFormat kAll[] = {ElementFormat::kE4M3, ElementFormat::kE5M2, ElementFormat::kE3M2,
@@ -550,20 +557,6 @@ Product reference_weight_only(const std::vector<uint16_t>& x, int64_t m, const H
     }
   }
   return p;
-}
-
-int64_t count_mismatches(const std::vector<float>& got, const Product& want, DType out,
-                         const std::string& what) {
-  int64_t bad = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double e = want.exact[i];
-    const bool ok = std::isnan(e) ? std::isnan(got[i])
-                                  : std::bit_cast<uint32_t>(expected_bits(e, out)) ==
-                                        std::bit_cast<uint32_t>(got[i]);
-    if (!ok && bad++ < 4)
-      ADD_FAILURE() << what << " at " << i << ": want " << e << " got " << got[i];
-  }
-  return bad;
 }
 
 TEST(MxWeightOnly, EqualsTheExactProductForEveryFormatAndBatchSize) {
