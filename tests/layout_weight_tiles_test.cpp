@@ -35,7 +35,8 @@ Stored random_storage(ElementFormat f, int64_t n, int64_t k, uint32_t seed) {
 }
 
 TEST(WeightTiles, PlacesCodesWhereTheFragmentsNeedThem) {
-  // E4M3: one byte per code, so tile byte = code position. 20 x 100: 2 x 2 tiles.
+  // E4M3: one byte per code, so tile byte = code position. 20 x 100: 2 x 4 tiles (K padded to
+  // a group of four tiles).
   const int64_t n = 20, k = 100;
   const int64_t blocks = 4;
   std::vector<uint8_t> codes(n * blocks * 32, 0), scales(n * blocks, 0);
@@ -43,23 +44,50 @@ TEST(WeightTiles, PlacesCodesWhereTheFragmentsNeedThem) {
   at(1, 2) = 11;    // lane 4*1 + 1 = 5, pair 0, first code: byte 5*32 = 160
   at(9, 3) = 12;    // row 1 + 8 (h = 1): pair 1, second code: byte 163
   at(1, 42) = 13;   // block 1, i = 1, q = 1: pair 8 + 2 = 10: byte 160 + 20 = 180
-  at(17, 70) = 14;  // tile (1, 1) = tile 3; row 1, column 6: lane 7, pair 0: 3*1024 + 224
-  scales[9 * blocks + 1] = 21;   // tile 0, byte 2*9 + 1
-  scales[17 * blocks + 2] = 22;  // tile 3 (block 2 = tile column 1, b = 0), byte 2*1
+  at(17, 70) = 14;  // tile (1, 1) = tile 5; row 1, column 6: lane 7, pair 0: 5*1024 + 224
+  scales[9 * blocks + 1] = 21;   // group 0; r = 1, h = 1, tile 0, b = 1: byte 16 + 2 + 1
+  scales[17 * blocks + 2] = 22;  // tile row 1: group 1; r = 1, h = 0, tile 1, b = 0: 128 + 16 + 4
   std::string error;
   const WeightTiles t = to_weight_tiles(ElementFormat::kE4M3, n, k, codes, scales, &error);
   ASSERT_EQ(error, "");
-  ASSERT_EQ(t.codes.size(), 4u * 1024);
-  ASSERT_EQ(t.scales.size(), 4u * 32);
+  ASSERT_EQ(t.codes.size(), 8u * 1024);
+  ASSERT_EQ(t.scales.size(), 2u * 128);
   EXPECT_EQ(t.codes[160], 11);
   EXPECT_EQ(t.codes[163], 12);
   EXPECT_EQ(t.codes[180], 13);
-  EXPECT_EQ(t.codes[3 * 1024 + 224], 14);
+  EXPECT_EQ(t.codes[5 * 1024 + 224], 14);
   EXPECT_EQ(t.scales[19], 21);
-  EXPECT_EQ(t.scales[3 * 32 + 2], 22);
+  EXPECT_EQ(t.scales[148], 22);
   int nonzero = 0;
   for (uint8_t b : t.codes) nonzero += b != 0;
   EXPECT_EQ(nonzero, 4);
+}
+
+TEST(WeightTiles, PutsFourBitCodesInTheBitsOfABfloat16) {
+  // E2M1 -1.5 (sign 1, exponent 01, mantissa 1) at W(0, 0): lane 0, pair 0 = word 0, slot 0,
+  // low half. Its bits land at 6, 7 and 15: 0x80C0, the bfloat16 of -1.5 * 2^-126.
+  // E2M1 4.0 (0110) at W(8, 41): lane 0, pair 8 + 2 + 1 = 11 = word 2, slot 3, high half: code
+  // bits 1 and 2 at 11 + 16 and 13 + 16.
+  const int64_t n = 16, k = 64, blocks = 2;
+  std::vector<uint8_t> slots(n * blocks * 32, 0);
+  slots[0] = 0xB;
+  slots[8 * 64 + 41] = 0x6;
+  std::vector<uint8_t> codes(packed_bytes(int64_t(slots.size()), 4), 0);
+  pack_codes(slots, 4, 0, codes);
+  const std::vector<uint8_t> scales(n * blocks, 127);
+  std::string error;
+  const WeightTiles t = to_weight_tiles(ElementFormat::kE2M1, n, k, codes, scales, &error);
+  ASSERT_EQ(error, "");
+  auto word = [&](int i) {
+    return uint32_t(t.codes[4 * i]) | uint32_t(t.codes[4 * i + 1]) << 8 |
+           uint32_t(t.codes[4 * i + 2]) << 16 | uint32_t(t.codes[4 * i + 3]) << 24;
+  };
+  EXPECT_EQ(word(0), 0x80C0u);
+  EXPECT_EQ(word(1), 0u);
+  EXPECT_EQ(word(2), (1u << 27) | (1u << 29));
+  int nonzero = 0;
+  for (uint8_t b : t.codes) nonzero += b != 0;
+  EXPECT_EQ(nonzero, 3);
 }
 
 TEST(WeightTiles, RoundTripEveryFormatAndOddShape) {
@@ -69,7 +97,8 @@ TEST(WeightTiles, RoundTripEveryFormatAndOddShape) {
       ElementFormat::kInt4, ElementFormat::kInt2, ElementFormat::kE3M0};
   uint32_t seed = 1;
   for (ElementFormat f : formats) {
-    for (auto [n, k] : {std::pair<int64_t, int64_t>{37, 100}, {16, 64}, {1, 1}, {33, 200}}) {
+    for (auto [n, k] :
+         {std::pair<int64_t, int64_t>{37, 100}, {16, 64}, {1, 1}, {33, 200}, {20, 600}}) {
       const Stored s = random_storage(f, n, k, seed++);
       std::string error;
       const WeightTiles t = to_weight_tiles(f, n, k, s.codes, s.scales, &error);
