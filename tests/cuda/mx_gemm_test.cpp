@@ -496,8 +496,6 @@ WeightOnlyRun run_weight_only(const HostMx& w, const std::vector<uint16_t>& x, i
   DevArray<uint8_t> codes(tiles.codes), scales(tiles.scales);
   DevArray<uint16_t> dx(x);
   DevArray<float> db(bias);
-  const int64_t ws = cuda::mx_weight_only_workspace_bytes(m, w.rows, w.k);
-  DevArray<float> workspace(std::vector<float>(size_t(std::max<int64_t>(ws / 4, 1)), -1.0f));
   const size_t count = size_t(m * w.rows);
   DevArray<uint8_t> d(std::vector<uint8_t>(count * dtype_size(out), 0xA5));
   cuda::MxWeightOnlyArgs args;
@@ -511,8 +509,6 @@ WeightOnlyRun run_weight_only(const HostMx& w, const std::vector<uint16_t>& x, i
   args.bias = bias.empty() ? nullptr : db.p;
   args.out_dtype = out;
   args.d = d.p;
-  args.workspace = workspace.p;
-  args.workspace_bytes = ws;
   result.error = cuda::mx_gemm_weight_only_cuda(args, nullptr);
   result.d.resize(count);
   if (!result.error.empty()) return result;
@@ -582,19 +578,25 @@ TEST(MxWeightOnly, EqualsTheExactProductForEveryFormatAndBatchSize) {
   }
 }
 
+// Few rows and long K: the slices of a row group meet in one cluster. With M = 64, X is staged
+// in several chunks of K per slice.
 TEST(MxWeightOnly, LongRowsSplitIntoSlicesOfKAndStayExact) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937 rng(12);
-  const int64_t n = 2048, k = 4096, m = 16;
-  for (ElementFormat f : {ElementFormat::kE2M1, ElementFormat::kE4M3, ElementFormat::kE3M2}) {
-    const HostMx w =
-        make_operand(f, n, k, rng, draw_from(small_codes(f), rng), scales_between(125, 126, rng));
-    const std::vector<uint16_t> x = small_bf16(m * k, rng);
-    const WeightOnlyRun got = run_weight_only(w, x, m, {}, DType::kF32);
-    ASSERT_EQ(got.error, "");
-    EXPECT_EQ(count_mismatches(got.d, reference_weight_only(x, m, w, {}), DType::kF32,
-                               std::string(traits(f).name)),
-              0);
+  struct Case {
+    int64_t n, k, m;
+  };
+  for (const Case c : {Case{2048, 4096, 16}, Case{144, 6000, 64}}) {
+    for (ElementFormat f : {ElementFormat::kE2M1, ElementFormat::kE4M3, ElementFormat::kE3M2}) {
+      const HostMx w = make_operand(f, c.n, c.k, rng, draw_from(small_codes(f), rng),
+                                    scales_between(125, 126, rng));
+      const std::vector<uint16_t> x = small_bf16(c.m * c.k, rng);
+      const WeightOnlyRun got = run_weight_only(w, x, c.m, {}, DType::kF32);
+      ASSERT_EQ(got.error, "");
+      const std::string what = std::string(traits(f).name) + " M=" + std::to_string(c.m);
+      EXPECT_EQ(count_mismatches(got.d, reference_weight_only(x, c.m, w, {}), DType::kF32, what), 0)
+          << what;
+    }
   }
 }
 
@@ -646,13 +648,12 @@ TEST(MxWeightOnly, RefusesBadArgumentsWithAReason) {
   args.codes = &byte + 1;
   args.scales = &byte;
   args.d = &f;
-  args.workspace = &f;
-  EXPECT_NE(cuda::mx_gemm_weight_only_cuda(args, nullptr).find("aligned"), std::string::npos);
-  alignas(16) static uint8_t aligned[16];
+  EXPECT_NE(cuda::mx_gemm_weight_only_cuda(args, nullptr).find("codes must be 16-byte aligned"),
+            std::string::npos);
+  alignas(16) static uint8_t aligned[32];
   args.codes = aligned;
-  args.scales = aligned;
-  args.workspace_bytes = 4;
-  EXPECT_NE(cuda::mx_gemm_weight_only_cuda(args, nullptr).find("workspace too small"),
+  args.scales = aligned + 4;
+  EXPECT_NE(cuda::mx_gemm_weight_only_cuda(args, nullptr).find("scales must be 16-byte aligned"),
             std::string::npos);
 }
 

@@ -1,55 +1,113 @@
 // Weight-only MX product for small batches: Y [M, N] = X [M, K] (bfloat16, M <= 64) times W^T,
 // W [N, K] in the weight-tile layout (mx/core/layout_weight_tiles.h). Memory-bound on W: every
 // lane loads its 32 codes of a 16 x 64 tile in one contiguous piece, decodes them to bfloat16
-// in registers (mx_decode.cuh) and feeds them to m16n8k16 tensor-core products as the A
-// fragments; X comes from shared memory as the B fragments.
+// in registers (weight_tile_decode.cuh) and feeds them to m16n8k16 tensor-core products as the
+// A fragments; X comes from shared memory as the B fragments.
 //
-// A warp owns 16 rows of W over one slice of K; the slices' float32 partial sums go to a
-// workspace and a second kernel adds them in slice order (plus the bias), so results do not
-// depend on timing.
+// A warp owns 16 rows of W over one slice of K and keeps four tiles' loads in flight, refilling
+// each tile's registers as soon as it is decoded. When one slice per row is too little work to
+// fill the GPU, the slices of a row group run as one thread-block cluster, and their float32
+// partial sums meet in distributed shared memory, added in slice order: results do not depend
+// on timing, and no second kernel or workspace is needed.
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 #include "mx/core/layout_weight_tiles.h"
 #include "mx/kernels/cuda/mma_sync.cuh"
-#include "mx/kernels/cuda/mx_decode.cuh"
 #include "mx/kernels/cuda/mx_gemm.h"
 #include "mx/kernels/cuda/shared_memory_limit.h"
+#include "mx/kernels/cuda/weight_tile_decode.cuh"
 
 namespace mx::cuda {
 namespace {
 
-constexpr int kWarps = 8;
+namespace cg = cooperative_groups;
+
+constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kTileK = 64;
-constexpr int kMaxSharedBytes = 96 * 1024;
+constexpr int kGroupTiles = 4;                 // tiles per scale group
+constexpr int kGroupK = kTileK * kGroupTiles;  // 256 columns
+constexpr int kMaxSlices = 8;                  // portable cluster size
+constexpr int kXBudgetBytes = 64 * 1024;       // X staged per block, per chunk of K
+constexpr int kMaxSharedBytes = kXBudgetBytes + 16 * 64 * 2 + 1024;
+
+// Bytes from one tile's codes to the next tile's, and blocks per multiprocessor to aim for (the
+// registers that leaves decide how many warps hide the decode's latency).
+template <int kBits>
+constexpr int kTileStride = 32 * 4 * kBits;
+template <int kBits, int kTilesM>
+constexpr int kMinBlocks = kTilesM >= 4   ? 2
+                           : kTilesM == 2 ? (kBits >= 6 ? 4 : 6)
+                           : kBits >= 6   ? 5
+                                          : 7;
+
+// Accumulator sets per X tile: with one X tile, even and odd 16-column steps go to two sets, so
+// that the chain of dependent tensor-core products is half as long; more X tiles interleave
+// chains of their own.
+template <int kBits, int kTilesM>
+constexpr int kChains = kTilesM == 1 ? 2 : 1;
 
 struct Params {
   const uint8_t* codes;
   const uint8_t* scales;
   DecodeFormat format;
   const __nv_bfloat16* x;
+  const float* bias;
+  void* d;
+  bool out_bf16;
   int64_t m;
   int64_t n;
   int64_t k;
-  int64_t tile_rows;     // W rows / 16, rounded up
-  int64_t tile_columns;  // K / 64, rounded up
-  int tiles_per_slice;   // K tiles per slice
-  int x_stride;          // shared-memory row stride of X, in bfloat16 values
-  bool x_vectors;        // X rows can be copied in 16-byte pieces
-  float* partial;        // [slices][M][N]
+  int64_t tile_rows;  // W rows / 16, rounded up
+  int64_t groups;     // scale groups per tile row
+  int slices;         // K slices = cluster size along y
+  int groups_per_slice;
+  int chunk_groups;  // groups of X staged at a time
+  int x_stride;      // shared-memory row stride of X, in bfloat16 values
+  bool x_vectors;    // X rows can be read in 16-byte pieces
 };
 
-template <int kBits>
-struct LaneCodes {
-  static constexpr int kBytes = 4 * kBits;  // 32 codes
-};
+// Shared-memory position of X column c within a staged chunk: each 16 columns reordered so that
+// lane q's B fragment (columns 2q, 2q + 1, 2q + 8, 2q + 9) is 8 contiguous bytes.
+__device__ __forceinline__ int x_slot(int c) {
+  const int w = c % 16;
+  return c - w + 4 * ((w % 8) / 2) + 2 * (w / 8) + w % 2;
+}
 
-template <int kBits>
-__device__ __forceinline__ void load_lane(const uint8_t* p, uint32_t (&w)[8]) {
+// Stages X rows [0, rows) at columns [k0, k0 + count) of the chunk (zero past K).
+__device__ void stage_x(const Params& P, __nv_bfloat16* xs, int rows, int64_t k0, int count) {
+  const int64_t k_end = min(P.k, k0 + count);
+  if (P.x_vectors) {
+    const int pieces = count / 8;  // count is a multiple of 256
+    for (int i = threadIdx.x; i < rows * pieces; i += kThreads) {
+      const int row = i / pieces;
+      const int col = 8 * (i % pieces);
+      const uint4 v = k0 + col < k_end
+                          ? __ldg(reinterpret_cast<const uint4*>(P.x + row * P.k + k0 + col))
+                          : make_uint4(0, 0, 0, 0);
+      uint32_t* dst = reinterpret_cast<uint32_t*>(xs + row * P.x_stride);
+      const uint32_t part[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-  for (int i = 0; i < 8; ++i) w[i] = 0;
+      for (int j = 0; j < 4; ++j) dst[x_slot(col + 2 * j) / 2] = part[j];
+    }
+  } else {
+    for (int i = threadIdx.x; i < rows * count; i += kThreads) {
+      const int row = i / count;
+      const int col = i % count;
+      xs[row * P.x_stride + x_slot(col)] =
+          k0 + col < k_end ? P.x[row * P.k + k0 + col] : __float2bfloat16_rn(0.0f);
+    }
+  }
+}
+
+template <int kBits>
+__device__ __forceinline__ void load_tile(const uint8_t* p, uint32_t (&w)[kBits]) {
   if constexpr (kBits == 8) {
     const uint4 a = __ldg(reinterpret_cast<const uint4*>(p));
     const uint4 b = __ldg(reinterpret_cast<const uint4*>(p) + 1);
@@ -68,242 +126,280 @@ __device__ __forceinline__ void load_lane(const uint8_t* p, uint32_t (&w)[8]) {
   }
 }
 
-// The pairs of one lane, scaled: pair p = 8b + 4s + 2i + h belongs to tile row r + 8h and
-// block b, whose scale byte is `scale[2b + h]`.
-template <int kBits>
-__device__ __forceinline__ void decode_lane(const uint32_t (&w)[8], const uint32_t (&scale)[4],
-                                            const DecodeFormat& f, uint32_t (&out)[16]) {
-  decode_values<kBits>(w, f, out);
-  bool plain = true;
-  bool two_steps = false;  // a factor above 2^127: two multiplies
-  int e[4];
+// Decodes the four tiles of one scale group and multiplies them with X, refilling each tile's
+// code registers with the same tile of the next group (`next`, or null at the slice's end) as
+// soon as they are decoded.
+template <int kBits, bool kFastE2M1, int kTilesM>
+__device__ __forceinline__ void multiply_group(const DecodeFormat& f,
+                                               uint32_t (&codes)[kGroupTiles][kBits],
+                                               const uint4& scales, const uint8_t* next,
+                                               const __nv_bfloat16* x_lane, int x_rows8,
+                                               const bool (&live)[kTilesM],
+                                               float (&acc)[kChains<kBits, kTilesM>][kTilesM][4]) {
+  const uint32_t scale_words[kGroupTiles] = {scales.x, scales.y, scales.z, scales.w};
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    e[j] = scale_exponent<kBits>(scale[j], f);
-    plain = plain && scale[j] != 0xFFu;
-    two_steps = two_steps || e[j] > 127;
-  }
-  if constexpr (kBits == 8) {
-    if (f.kind == DecodeKind::kE4M3 || f.kind == DecodeKind::kE5M2) {
-      plain = plain && !has_special_fp8(w, f.kind == DecodeKind::kE4M3 ? 1u : 4u);
-    }
-  }
-  if (__all_sync(0xFFFFFFFFu, plain)) {
-    uint32_t m[4];
-    if (!__any_sync(0xFFFFFFFFu, two_steps)) {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) m[j] = bf16_pow2_pair(e[j]);
-#pragma unroll
-      for (int p = 0; p < 16; ++p) out[p] = bf16x2_mul(out[p], m[2 * (p / 8) + p % 2]);
+  for (int u = 0; u < kGroupTiles; ++u) {
+    uint32_t a[16];
+    if constexpr (kFastE2M1) {
+      decode_e2m1_lane(codes[u], scale_words[u], a);
     } else {
-      uint32_t m2[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        m[j] = bf16_pow2_pair(e[j] > 127 ? e[j] - 127 : e[j]);
-        m2[j] = bf16_pow2_pair(e[j] > 127 ? 127 : 0);
-      }
-#pragma unroll
-      for (int p = 0; p < 16; ++p) {
-        out[p] = bf16x2_mul(bf16x2_mul(out[p], m[2 * (p / 8) + p % 2]), m2[2 * (p / 8) + p % 2]);
-      }
+      decode_lane_any<kBits>(codes[u], scale_words[u], f, a);
     }
-    return;
-  }
-  // Rare: special codes or NaN scales somewhere in the warp; pair by pair.
-  if constexpr (kBits == 8) {
-    if (f.kind == DecodeKind::kE4M3 || f.kind == DecodeKind::kE5M2) {
+    if (next != nullptr) load_tile<kBits>(next + u * kTileStride<kBits>, codes[u]);
 #pragma unroll
-      for (int p = 0; p < 16; ++p) {
-        const uint32_t word = w[p / 2] >> (16 * (p % 2));
-        out[p] = fp8_special_half(word & 0xFFu, f.kind, f.man_bits) |
-                 (uint32_t(fp8_special_half((word >> 8) & 0xFFu, f.kind, f.man_bits)) << 16);
+    for (int step = 0; step < 4; ++step) {  // 16 columns each: step = 2b + s
+      const uint32_t frag[4] = {a[4 * step], a[4 * step + 1], a[4 * step + 2], a[4 * step + 3]};
+#pragma unroll
+      for (int t = 0; t < kTilesM; ++t) {
+        uint2 b = make_uint2(0, 0);  // rows past M multiply as zero
+        if (live[t]) {
+          b = *reinterpret_cast<const uint2*>(x_lane + t * x_rows8 + u * kTileK + 16 * step);
+        }
+        mma_m16n8k16_bf16(acc[step % kChains<kBits, kTilesM>][t], frag, b.x, b.y);
       }
-    }
-  }
-#pragma unroll
-  for (int p = 0; p < 16; ++p) {
-    const int j = 2 * (p / 8) + p % 2;
-    if (scale[j] == 0xFFu) {
-      out[p] = 0x7FC07FC0u;
-    } else if (e[j] <= 127) {
-      out[p] = bf16x2_mul(out[p], bf16_pow2_pair(e[j]));
-    } else {
-      out[p] = bf16x2_mul(bf16x2_mul(out[p], bf16_pow2_pair(e[j] - 127)), bf16_pow2_pair(127));
     }
   }
 }
 
-template <int kBits, int kTilesM>
-__global__ void __launch_bounds__(kThreads) weight_only_kernel(__grid_constant__ const Params P) {
-  extern __shared__ __nv_bfloat16 xs[];  // [min(M, 8 * kTilesM)][x_stride]
-  const int slice = blockIdx.y;
-  const int64_t k0 = int64_t(slice) * P.tiles_per_slice * kTileK;
-  const int slice_k = P.tiles_per_slice * kTileK;
-  // Stage X's rows for this slice (zero past K); rows past M are never read.
-  const int rows = int(P.m < 8 * kTilesM ? P.m : 8 * kTilesM);
-  const int64_t k_end = P.k < k0 + slice_k ? P.k : k0 + slice_k;
-  for (int row = 0; row < rows; ++row) {
-    const __nv_bfloat16* src = P.x + row * P.k + k0;
-    __nv_bfloat16* dst = xs + row * P.x_stride;
-    if (P.x_vectors) {  // rows of 8-value (16-byte) pieces
-      for (int col = 8 * threadIdx.x; col < slice_k; col += 8 * kThreads) {
-        const uint4 v = k0 + col < k_end ? __ldg(reinterpret_cast<const uint4*>(src + col))
-                                         : make_uint4(0, 0, 0, 0);
-        *reinterpret_cast<uint4*>(dst + col) = v;
-      }
-    } else {
-      for (int col = threadIdx.x; col < slice_k; col += kThreads) {
-        dst[col] = k0 + col < k_end ? src[col] : __float2bfloat16_rn(0.0f);
-      }
-    }
+// acc[t][j] is (W row 16 * tile_row + r + 8(j / 2), X row 8t + 2q + j % 2).
+__device__ __forceinline__ void store_result(const Params& P, int64_t w_row, int64_t x_row,
+                                             float sum) {
+  if (w_row >= P.n || x_row >= P.m) return;
+  if (P.bias) sum += P.bias[w_row];
+  if (P.out_bf16) {
+    static_cast<__nv_bfloat16*>(P.d)[x_row * P.n + w_row] = __float2bfloat16_rn(sum);
+  } else {
+    static_cast<float*>(P.d)[x_row * P.n + w_row] = sum;
   }
-  __syncthreads();
+}
 
+template <int kBits, bool kE2M1, int kTilesM>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<kBits, kTilesM>)
+    weight_only_kernel(__grid_constant__ const Params P) {
+  extern __shared__ __align__(16) unsigned char shared[];
+  auto* xs = reinterpret_cast<__nv_bfloat16*>(shared);  // [min(M, 8 kTilesM)][x_stride]
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  const int64_t tile_row = int64_t(blockIdx.x) * kWarps + warp;
-  if (tile_row >= P.tile_rows) return;
-  const int64_t first = int64_t(slice) * P.tiles_per_slice;
-  const int64_t last = min(first + P.tiles_per_slice, P.tile_columns);
-
-  float acc[kTilesM][4] = {};
   const int r = lane / 4;
   const int q = lane % 4;
-  constexpr int kLaneBytes = LaneCodes<kBits>::kBytes;
-  // Four tiles' loads per lane in flight, and the next four issued before these are used.
-  constexpr int kAhead = 4;
-  uint32_t w[kAhead][8];
-  uint32_t mine[kAhead];  // lane l's scale byte: tile row l / 2, block l % 2
-  auto load_group = [&](int64_t tk0, uint32_t(&codes)[kAhead][8], uint32_t(&scales)[kAhead]) {
+  const int64_t first = int64_t(blockIdx.y) * P.groups_per_slice;
+  const int64_t last = min(first + P.groups_per_slice, P.groups);
+  const int rows = int(P.m < 8 * kTilesM ? P.m : 8 * kTilesM);
+  // Warps past the last tile row repeat it, so that every warp reaches the block's barriers.
+  const int64_t own_row = int64_t(blockIdx.x) * kWarps + warp;
+  const int64_t tile_row = min(own_row, P.tile_rows - 1);
+  const uint8_t* lane_codes =
+      P.codes + tile_row * P.groups * kGroupTiles * kTileStride<kBits> + lane * 4 * kBits;
+  const uint8_t* lane_scales = P.scales + tile_row * P.groups * 128 + 16 * r;
+  const __nv_bfloat16* x_lane = xs + r * P.x_stride + 4 * q;
+  const int x_rows8 = 8 * P.x_stride;
+  bool live[kTilesM];
 #pragma unroll
-    for (int u = 0; u < kAhead; ++u) {
-      const int64_t tile = tile_row * P.tile_columns + min(tk0 + u, last - 1);
-      load_lane<kBits>(P.codes + tile * 32 * kLaneBytes + lane * kLaneBytes, codes[u]);
-      scales[u] = __ldg(P.scales + tile * 32 + lane);
+  for (int t = 0; t < kTilesM; ++t) live[t] = 8 * t + r < P.m;
+
+  float acc[kChains<kBits, kTilesM>][kTilesM][4] = {};
+  uint32_t codes[kGroupTiles][kBits];
+  uint4 scales = make_uint4(0, 0, 0, 0), next_scales = make_uint4(0, 0, 0, 0);
+  if (first < last) {
+#pragma unroll
+    for (int u = 0; u < kGroupTiles; ++u) {
+      load_tile<kBits>(lane_codes + (first * kGroupTiles + u) * kTileStride<kBits>, codes[u]);
     }
-  };
-  load_group(first, w, mine);
-  for (int64_t tk0 = first; tk0 < last; tk0 += kAhead) {
-    uint32_t w_next[kAhead][8];
-    uint32_t mine_next[kAhead];
-    if (tk0 + kAhead < last) load_group(tk0 + kAhead, w_next, mine_next);
-#pragma unroll
-    for (int u = 0; u < kAhead; ++u) {
-      if (tk0 + u >= last) break;
-      uint32_t scale[4];  // rows r and r + 8 of each block, from the lanes that loaded them
-#pragma unroll
-      for (int b = 0; b < 2; ++b) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          scale[2 * b + h] = __shfl_sync(0xFFFFFFFFu, mine[u], 2 * (r + 8 * h) + b);
-        }
-      }
-      uint32_t a[16];
-      decode_lane<kBits>(w[u], scale, P.format, a);
-      const int col0 = int(tk0 + u - first) * kTileK;
-#pragma unroll
-      for (int step = 0; step < 4; ++step) {  // 16 columns each: step = 2b + s
-        const uint32_t frag[4] = {a[4 * step], a[4 * step + 1], a[4 * step + 2], a[4 * step + 3]};
-        const int col = col0 + 16 * step + 2 * q;
-#pragma unroll
-        for (int t = 0; t < kTilesM; ++t) {
-          const __nv_bfloat16* xrow = xs + (8 * t + r) * P.x_stride + col;
-          const bool live = 8 * t + r < P.m;  // rows past M multiply as zero
-          mma_m16n8k16_bf16(acc[t], frag, live ? *reinterpret_cast<const uint32_t*>(xrow) : 0u,
-                            live ? *reinterpret_cast<const uint32_t*>(xrow + 8) : 0u);
-        }
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < kAhead; ++u) {
-      mine[u] = mine_next[u];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) w[u][i] = w_next[u][i];
+    scales = __ldg(reinterpret_cast<const uint4*>(lane_scales + first * 128));
+    if (first + 1 < last) {
+      next_scales = __ldg(reinterpret_cast<const uint4*>(lane_scales + (first + 1) * 128));
     }
   }
-  // acc[t]: (W row r, X row 8t + 2q), (r, 8t + 2q + 1), (r + 8, ...), (r + 8, ...).
-  float* out = P.partial + int64_t(slice) * P.m * P.n;
+  int64_t chunk_first = first;
+  for (int64_t g = first; g < last; ++g) {
+    if (g == first || g - chunk_first == P.chunk_groups) {
+      if (g != first) __syncthreads();  // every warp is done with the previous chunk
+      chunk_first = g;
+      stage_x(P, xs, rows, chunk_first * kGroupK,
+              int(min(int64_t(P.chunk_groups), last - chunk_first)) * kGroupK);
+      __syncthreads();
+    }
+    const uint8_t* next =
+        g + 1 < last ? lane_codes + (g + 1) * kGroupTiles * kTileStride<kBits> : nullptr;
+    const __nv_bfloat16* x_group = x_lane + (g - chunk_first) * kGroupK;
+    bool fast = false;
+    if constexpr (kE2M1) {
+      fast = __all_sync(0xFFFFFFFFu, e2m1_scales_fit(scales.x) && e2m1_scales_fit(scales.y) &&
+                                         e2m1_scales_fit(scales.z) && e2m1_scales_fit(scales.w));
+      if (fast) {
+        multiply_group<kBits, true, kTilesM>(P.format, codes, scales, next, x_group, x_rows8, live,
+                                             acc);
+      }
+    }
+    if (!fast) {
+      multiply_group<kBits, false, kTilesM>(P.format, codes, scales, next, x_group, x_rows8, live,
+                                            acc);
+    }
+    scales = next_scales;
+    if (g + 2 < last) {
+      next_scales = __ldg(reinterpret_cast<const uint4*>(lane_scales + (g + 2) * 128));
+    }
+  }
+  if constexpr (kChains<kBits, kTilesM> == 2) {
+#pragma unroll
+    for (int t = 0; t < kTilesM; ++t) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[0][t][j] += acc[kChains<kBits, kTilesM> - 1][t][j];
+    }
+  }
+
+  if (P.slices == 1) {
+    if (own_row >= P.tile_rows) return;
+#pragma unroll
+    for (int t = 0; t < kTilesM; ++t) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        store_result(P, own_row * 16 + r + 8 * (j / 2), 8 * t + 2 * q + j % 2, acc[0][t][j]);
+    }
+    return;
+  }
+  // The cluster's slices add up in distributed shared memory: each block writes its partial
+  // sums, then reduces its share of positions over all slices in slice order.
+  __syncthreads();                                    // X is no longer read
+  float* partial = reinterpret_cast<float*>(shared);  // [warp][t][j][lane]
 #pragma unroll
   for (int t = 0; t < kTilesM; ++t) {
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const int64_t n = tile_row * 16 + r + 8 * (j / 2);
-      const int64_t m = 8 * t + 2 * q + j % 2;
-      if (n < P.n && m < P.m) out[m * P.n + n] = acc[t][j];
+      partial[((warp * kTilesM + t) * 4 + j) * 32 + lane] = acc[0][t][j];
     }
   }
-}
-
-__global__ void sum_slices_kernel(const float* partial, int slices, int64_t count, int64_t n,
-                                  const float* bias, bool out_bf16, void* d) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= count) return;
-  float sum = partial[i];
-  for (int s = 1; s < slices; ++s) sum += partial[int64_t(s) * count + i];
-  if (bias) sum += bias[i % n];
-  if (out_bf16) {
-    static_cast<__nv_bfloat16*>(d)[i] = __float2bfloat16_rn(sum);
-  } else {
-    static_cast<float*>(d)[i] = sum;
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();
+  // Outputs of this block: 16 kWarps rows of W times `rows` rows of X, shared out in order.
+  const int outputs = 16 * kWarps * rows;
+  const int share = (outputs + P.slices - 1) / P.slices;
+  const int end = min(outputs, int(cluster.block_rank() + 1) * share);
+  for (int i = int(cluster.block_rank()) * share + threadIdx.x; i < end; i += kThreads) {
+    const int w_local = i % (16 * kWarps), x_row = i / (16 * kWarps);
+    const int rr = w_local % 16, t = x_row / 8, xr = x_row % 8;
+    const int j = 2 * (rr / 8) + xr % 2, i_lane = 4 * (rr % 8) + xr / 2;
+    const int at = (((w_local / 16) * kTilesM + t) * 4 + j) * 32 + i_lane;
+    const int64_t w_row = int64_t(blockIdx.x) * 16 * kWarps + w_local;
+    if (w_row >= P.n) continue;
+    float sum = 0.0f;
+    for (int s = 0; s < P.slices; ++s) sum += cluster.map_shared_rank(partial, s)[at];
+    store_result(P, w_row, x_row, sum);
   }
+  cluster.sync();  // no block leaves while another reads its shared memory
 }
 
-// Slices of K: enough warps to keep W's reads in flight (about 24 per multiprocessor), within the
-// shared memory that one slice of X takes.
+// Slices of K run as one cluster per row group. More slices put more warps to work on a short
+// matrix, but every block must be resident at once: a cluster left for a second wave would
+// double the time. So the plan takes the most slices (up to a portable cluster of 8) whose
+// clusters the device can hold all together, and stages X in chunks that fit shared memory.
 struct Plan {
   int slices;
-  int tiles_per_slice;
+  int groups_per_slice;
+  int chunk_groups;
   int x_stride;
   int shared_bytes;
 };
 
-Plan plan_for(int64_t m, int64_t n, int64_t k) {
-  const int64_t tile_rows = weight_tile_rows(n);
-  const int64_t tile_columns = std::max<int64_t>(1, weight_tile_columns(k));
-  const int rows_m = int(std::min<int64_t>(std::max<int64_t>(m, 1), 64));
-  const int64_t want_warps = 132 * 24;
-  int64_t slices =
-      std::clamp<int64_t>(want_warps / std::max<int64_t>(1, tile_rows), 1, tile_columns);
-  int64_t per_slice = (tile_columns + slices - 1) / slices;
-  const int64_t max_per_slice = std::max<int64_t>(1, (kMaxSharedBytes / (2 * rows_m) - 8) / kTileK);
-  per_slice = std::min(per_slice, max_per_slice);
-  slices = (tile_columns + per_slice - 1) / per_slice;
+Plan plan_for(int64_t m, int64_t k, int tiles_m, int64_t slices) {
+  const int64_t groups = std::max<int64_t>(1, weight_tile_scale_groups(k));
+  const int rows_m = int(std::clamp<int64_t>(m, 1, 64));
+  slices = std::clamp<int64_t>(slices, 1, groups);
   Plan p;
-  p.slices = int(slices);
-  p.tiles_per_slice = int(per_slice);
-  p.x_stride = int(per_slice * kTileK + 8);  // +8: rows 4 banks apart, conflict-free B loads
-  p.shared_bytes = rows_m * p.x_stride * 2;
+  p.groups_per_slice = int((groups + slices - 1) / slices);
+  p.slices = int((groups + p.groups_per_slice - 1) / p.groups_per_slice);
+  const int fit = std::max(1, kXBudgetBytes / (2 * rows_m * (kGroupK + 16)));
+  p.chunk_groups = std::min(p.groups_per_slice, fit);
+  p.x_stride = p.chunk_groups * kGroupK + 16;  // rows 32 bytes apart mod 128: conflict-free
+  const int partial_bytes = kWarps * tiles_m * 4 * 32 * 4;
+  p.shared_bytes = std::max(rows_m * p.x_stride * 2, partial_bytes);
   return p;
 }
 
-template <int kBits, int kTilesM>
-std::string launch(const Params& P, const Plan& plan, cudaStream_t stream) {
-  static SharedMemoryLimit limit;
-  const cudaError_t attribute = limit.ensure(
-      reinterpret_cast<const void*>(&weight_only_kernel<kBits, kTilesM>), kMaxSharedBytes);
-  if (attribute != cudaSuccess) {
-    return std::string("mx_gemm_weight_only: cannot reserve shared memory: ") +
-           cudaGetErrorString(attribute);
+struct Launch {
+  cudaLaunchConfig_t config{};
+  cudaLaunchAttribute cluster{};
+};
+
+void set_launch(Launch& l, int64_t tile_rows, const Plan& plan, cudaStream_t stream) {
+  l.config.gridDim = dim3(unsigned((tile_rows + kWarps - 1) / kWarps), unsigned(plan.slices));
+  l.config.blockDim = dim3(kThreads);
+  l.config.dynamicSmemBytes = size_t(plan.shared_bytes);
+  l.config.stream = stream;
+  l.cluster.id = cudaLaunchAttributeClusterDimension;
+  l.cluster.val.clusterDim.x = 1;
+  l.cluster.val.clusterDim.y = unsigned(plan.slices);
+  l.cluster.val.clusterDim.z = 1;
+  l.config.attrs = &l.cluster;
+  l.config.numAttrs = 1;
+}
+
+// The plan for one kernel and shape on the current device, worked out once.
+template <typename Kernel>
+std::string choose_plan(Kernel kernel, int64_t m, int64_t n, int64_t k, int tiles_m, Plan* plan) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int, int64_t, int64_t, int64_t>, Plan> plans;
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return "mx_gemm_weight_only: no current device";
+  const auto key = std::make_tuple(device, m, n, k);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (const auto it = plans.find(key); it != plans.end()) {
+    *plan = it->second;
+    return {};
   }
-  const dim3 grid(unsigned((P.tile_rows + kWarps - 1) / kWarps), unsigned(plan.slices));
-  weight_only_kernel<kBits, kTilesM><<<grid, kThreads, plan.shared_bytes, stream>>>(P);
+  const int64_t row_blocks = (weight_tile_rows(n) + kWarps - 1) / kWarps;
+  Plan chosen = plan_for(m, k, tiles_m, 1);
+  for (int64_t slices = kMaxSlices; slices > 1; --slices) {
+    const Plan p = plan_for(m, k, tiles_m, slices);
+    if (p.slices != slices) continue;  // fewer groups than slices: a smaller count says the same
+    Launch l;
+    set_launch(l, weight_tile_rows(n), p, nullptr);
+    int clusters = 0;
+    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &l.config) != cudaSuccess) {
+      return "mx_gemm_weight_only: cannot query cluster occupancy";
+    }
+    if (clusters >= row_blocks) {
+      chosen = p;
+      break;
+    }
+  }
+  plans.emplace(key, chosen);
+  *plan = chosen;
   return {};
 }
 
-template <int kBits>
-std::string launch_for_m(const Params& P, const Plan& plan, cudaStream_t stream) {
-  if (P.m <= 8) return launch<kBits, 1>(P, plan, stream);
-  if (P.m <= 16) return launch<kBits, 2>(P, plan, stream);
-  if (P.m <= 32) return launch<kBits, 4>(P, plan, stream);
-  return launch<kBits, 8>(P, plan, stream);
+template <int kBits, bool kE2M1, int kTilesM>
+std::string launch(Params P, int64_t m, cudaStream_t stream) {
+  auto* kernel = &weight_only_kernel<kBits, kE2M1, kTilesM>;
+  static SharedMemoryLimit limit;
+  if (const cudaError_t e = limit.ensure(reinterpret_cast<const void*>(kernel), kMaxSharedBytes);
+      e != cudaSuccess) {
+    return std::string("mx_gemm_weight_only: cannot reserve shared memory: ") +
+           cudaGetErrorString(e);
+  }
+  Plan plan;
+  if (std::string e = choose_plan(kernel, m, P.n, P.k, kTilesM, &plan); !e.empty()) return e;
+  P.slices = plan.slices;
+  P.groups_per_slice = plan.groups_per_slice;
+  P.chunk_groups = plan.chunk_groups;
+  P.x_stride = plan.x_stride;
+  Launch l;
+  set_launch(l, P.tile_rows, plan, stream);
+  if (const cudaError_t e = cudaLaunchKernelEx(&l.config, kernel, P); e != cudaSuccess) {
+    return std::string("mx_gemm_weight_only: launch failed: ") + cudaGetErrorString(e);
+  }
+  return {};
+}
+
+template <int kBits, bool kE2M1 = false>
+std::string launch_for_m(const Params& P, cudaStream_t stream) {
+  if (P.m <= 8) return launch<kBits, kE2M1, 1>(P, P.m, stream);
+  if (P.m <= 16) return launch<kBits, kE2M1, 2>(P, P.m, stream);
+  if (P.m <= 32) return launch<kBits, kE2M1, 4>(P, P.m, stream);
+  return launch<kBits, kE2M1, 8>(P, P.m, stream);
 }
 
 }  // namespace
-
-int64_t mx_weight_only_workspace_bytes(int64_t m, int64_t n, int64_t k) {
-  if (m <= 0 || n <= 0) return 0;
-  return int64_t(plan_for(m, n, k).slices) * m * n * 4;
-}
 
 std::string mx_gemm_weight_only_cuda(const MxWeightOnlyArgs& args, cudaStream_t stream) {
   if (args.m < 0 || args.n < 0 || args.k < 0) return "mx_gemm_weight_only: negative dimension";
@@ -312,63 +408,40 @@ std::string mx_gemm_weight_only_cuda(const MxWeightOnlyArgs& args, cudaStream_t 
     return "mx_gemm_weight_only: output must be float32 or bfloat16";
   }
   if (args.m == 0 || args.n == 0) return {};
-  if (!args.x || !args.codes || !args.scales || !args.d || !args.workspace) {
-    return "mx_gemm_weight_only: null buffer";
-  }
+  if (!args.x || !args.codes || !args.scales || !args.d) return "mx_gemm_weight_only: null buffer";
   const int bits = traits(args.format).bits;
   const int align = bits == 6 || bits == 2 ? 8 : 16;
   if (reinterpret_cast<uintptr_t>(args.codes) % align != 0) {
     return "mx_gemm_weight_only: codes must be " + std::to_string(align) + "-byte aligned";
   }
-  if (args.workspace_bytes < mx_weight_only_workspace_bytes(args.m, args.n, args.k)) {
-    return "mx_gemm_weight_only: workspace too small (see mx_weight_only_workspace_bytes)";
+  if (reinterpret_cast<uintptr_t>(args.scales) % 16 != 0) {
+    return "mx_gemm_weight_only: scales must be 16-byte aligned";
   }
-  const Plan plan = plan_for(args.m, args.n, args.k);
   Params P{};
   P.codes = args.codes;
   P.scales = args.scales;
   P.format = make_decode_format(args.format);
   P.x = static_cast<const __nv_bfloat16*>(args.x);
+  P.bias = args.bias;
+  P.d = args.d;
+  P.out_bf16 = args.out_dtype == DType::kBF16;
   P.m = args.m;
   P.n = args.n;
   P.k = args.k;
   P.tile_rows = weight_tile_rows(args.n);
-  P.tile_columns = weight_tile_columns(args.k);
-  P.tiles_per_slice = plan.tiles_per_slice;
-  P.x_stride = plan.x_stride;
+  P.groups = weight_tile_scale_groups(args.k);
   P.x_vectors = args.k % 8 == 0 && reinterpret_cast<uintptr_t>(args.x) % 16 == 0;
-  P.partial = args.workspace;
-  if (P.tile_columns == 0) {  // K = 0: the partial sums are zero
-    if (cudaMemsetAsync(P.partial, 0, size_t(args.m * args.n * 4), stream) != cudaSuccess) {
-      return "mx_gemm_weight_only: memset failed";
-    }
-  } else {
-    std::string e;
-    switch (bits) {
-      case 8:
-        e = launch_for_m<8>(P, plan, stream);
-        break;
-      case 6:
-        e = launch_for_m<6>(P, plan, stream);
-        break;
-      case 4:
-        e = launch_for_m<4>(P, plan, stream);
-        break;
-      default:
-        e = launch_for_m<2>(P, plan, stream);
-        break;
-    }
-    if (!e.empty()) return e;
+  switch (bits) {
+    case 8:
+      return launch_for_m<8>(P, stream);
+    case 6:
+      return launch_for_m<6>(P, stream);
+    case 4:
+      return args.format == ElementFormat::kE2M1 ? launch_for_m<4, true>(P, stream)
+                                                 : launch_for_m<4>(P, stream);
+    default:
+      return launch_for_m<2>(P, stream);
   }
-  const int64_t count = args.m * args.n;
-  const int slices = P.tile_columns == 0 ? 1 : plan.slices;
-  sum_slices_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(
-      P.partial, slices, count, args.n, args.bias, args.out_dtype == DType::kBF16, args.d);
-  const cudaError_t launched = cudaGetLastError();
-  if (launched != cudaSuccess) {
-    return std::string("mx_gemm_weight_only: launch failed: ") + cudaGetErrorString(launched);
-  }
-  return {};
 }
 
 }  // namespace mx::cuda

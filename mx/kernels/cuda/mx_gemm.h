@@ -49,7 +49,8 @@ std::string mx_gemm_cuda(const MxGemmArgs& args, cudaStream_t stream);
 // row-major, W [N, K] in the weight-tile layout (mx/core/layout_weight_tiles.h: to_weight_tiles
 // converts from MX storage), any element format, M at most 64. Products accumulate in float32
 // per slice of K; the slices' sums are added in a fixed order, so results are the same from run
-// to run. Codes 16-byte aligned (8 for 6- and 2-bit codes).
+// to run. Codes 16-byte aligned (8 for 6- and 2-bit codes), scales 16-byte aligned. Hopper
+// (thread-block clusters) or newer.
 struct MxWeightOnlyArgs {
   int64_t m = 0;
   int64_t n = 0;
@@ -61,10 +62,7 @@ struct MxWeightOnlyArgs {
   const float* bias = nullptr;
   DType out_dtype = DType::kBF16;
   void* d = nullptr;
-  float* workspace = nullptr;  // mx_weight_only_workspace_bytes(m, n, k) bytes
-  int64_t workspace_bytes = 0;
 };
-int64_t mx_weight_only_workspace_bytes(int64_t m, int64_t n, int64_t k);
 std::string mx_gemm_weight_only_cuda(const MxWeightOnlyArgs& args, cudaStream_t stream);
 
 inline int64_t mx_row_scale_bytes(int64_t k) {
