@@ -6,8 +6,10 @@ namespace mx::fuzz {
 
 namespace {
 
-// splitmix64: a tiny generator whose output is fixed by its definition, unlike the standard
-// library's distributions, which differ between implementations.
+// splitmix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators", OOPSLA
+// 2014; the constants of Vigna's public-domain splitmix64.c): a tiny generator whose output is
+// fixed by its definition, unlike the standard library's distributions, which differ between
+// implementations.
 struct Rng {
   uint64_t state;
   uint64_t next() {
