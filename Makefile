@@ -46,10 +46,11 @@ exhaustive: build
 sanitize: deps
 	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMX_SANITIZE=ON -DMX_CUDA=OFF
 	cmake --build build-asan -j $(JOBS)
-	ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE "exhaustive|slow|fuzz"
+	ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE "exhaustive|slow|fuzz-long"
 
 # The file readers under libFuzzer (clang, ASan, UBSan), FUZZ_SECONDS per target, in build-fuzz;
-# `make test` runs them for 20 s each. Reproducers of any crash land in build-fuzz/crashes/.
+# `make test` only replays the targets on their seeds and fixed mutations of them (ctest
+# fuzz.replay). Reproducers of any crash land in build-fuzz/crashes/.
 FUZZ_SECONDS ?= 600
 fuzz: deps
 	./scripts/fuzz.sh $(FUZZ_SECONDS)

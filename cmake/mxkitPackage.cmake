@@ -3,7 +3,8 @@
 # pkg-config file:
 #   find_package(mxkit)  ->  mxkit::mxkit (core + kernels_cpu + io), with CUDA also mxkit::cuda
 #                            (quantizers), mxkit::gemm_cuda (MX products on Hopper) and
-#                            mxkit::gemm_cublaslt (MX products through cuBLASLt on Blackwell)
+#                            mxkit::gemm_cublaslt (MX products through cuBLASLt on Blackwell,
+#                            with mxkit::cublaslt: cuBLASLt opened on first use, not linked)
 #   pkg-config mxkit     ->  the flags of mxkit::mxkit
 # The installed libraries depend on the C++ standard library and threads alone (CUDA's runtime
 # for mxkit::cuda): the command line's CLI11, fmt and SentencePiece stay with the `mx` target.
@@ -19,9 +20,10 @@ if(TARGET mx_kernels_cuda)
   list(APPEND MX_PACKAGE_TARGETS mx_kernels_cuda)
   list(APPEND MX_PACKAGE_HEADER_DIRS kernels/cuda)
   add_library(mxkit::cuda ALIAS mx_kernels_cuda)
-  list(APPEND MX_PACKAGE_TARGETS mx_gemm_cuda mx_gemm_cublaslt)
+  list(APPEND MX_PACKAGE_TARGETS mx_gemm_cuda mx_gemm_cublaslt mx_cublaslt)
   add_library(mxkit::gemm_cuda ALIAS mx_gemm_cuda)
   add_library(mxkit::gemm_cublaslt ALIAS mx_gemm_cublaslt)
+  add_library(mxkit::cublaslt ALIAS mx_cublaslt)
   set(MX_PACKAGE_HAS_CUDA ON)
 else()
   set(MX_PACKAGE_HAS_CUDA OFF)

@@ -20,6 +20,7 @@
 #include "mx/core/layout_swizzle.h"
 #include "mx/core/quantize_ref.h"
 #include "mx/kernels/cuda/bias_rows_cuda.h"
+#include "mx/kernels/cuda/cublaslt_loader.h"
 #include "mx/kernels/cuda/gemm_cublaslt_mx.h"
 #include "mx/kernels/cuda/swizzle_scales_cuda.h"
 #include "tests/test_data.h"
@@ -194,11 +195,14 @@ std::string run_product(const MxOperands& o, DType out, bool with_bias, std::vec
   g.d = d_out.p;
   const size_t ws_bytes = mx_gemm_cublaslt_workspace_bytes(g);
   DevBuf ws(ws_bytes);
+  std::string why;
+  const CublasLt* api = cublaslt(&why);
+  if (api == nullptr) return why;
   cublasLtHandle_t lt = nullptr;
-  if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS) return "cannot create a cuBLASLt handle";
-  std::string why = mx_gemm_cublaslt(g, ws.p, ws_bytes, lt, nullptr);
+  if (api->create(&lt) != CUBLAS_STATUS_SUCCESS) return "cannot create a cuBLASLt handle";
+  why = mx_gemm_cublaslt(g, ws.p, ws_bytes, lt, nullptr);
   if (cudaDeviceSynchronize() != cudaSuccess && why.empty()) why = "the product faulted";
-  cublasLtDestroy(lt);
+  api->destroy(lt);
   if (!why.empty()) return why;
   d->resize(m * n);
   if (out == DType::kF32) {
@@ -225,10 +229,13 @@ TEST(MxGemmCublasLt, RefusesBeforeBlackwellWithoutTouchingD) {
   const size_t ws_bytes = mx_gemm_cublaslt_workspace_bytes(g);
   ASSERT_GT(ws_bytes, 0u);
   DevBuf ws(ws_bytes);
+  std::string load_error;
+  const CublasLt* api = cublaslt(&load_error);
+  ASSERT_NE(api, nullptr) << load_error;
   cublasLtHandle_t lt = nullptr;
-  ASSERT_EQ(CUBLAS_STATUS_SUCCESS, cublasLtCreate(&lt));
+  ASSERT_EQ(CUBLAS_STATUS_SUCCESS, api->create(&lt));
   const std::string why = mx_gemm_cublaslt(g, ws.p, ws_bytes, lt, nullptr);
-  cublasLtDestroy(lt);
+  api->destroy(lt);
   EXPECT_NE(why.find("10.0"), std::string::npos) << why;
   CUDA_OK(cudaDeviceSynchronize());
   const std::vector<uint8_t> d = download<uint8_t>(d_out.p, 64 * 64 * 4);

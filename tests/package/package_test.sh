@@ -26,7 +26,7 @@ cmake --install "$build_dir" --prefix "$prefix" >/dev/null
 no_cli_libraries "the exported targets" "$(cat "$prefix/$libdir"/cmake/mxkit/mxkitTargets*.cmake)"
 # Built with CUDA, every installed CUDA header has its library: the quantizers and the products.
 if grep -q 'mxkit::cuda' "$prefix/$libdir"/cmake/mxkit/mxkitTargets.cmake; then
-  for t in gemm_cuda gemm_cublaslt; do
+  for t in gemm_cuda gemm_cublaslt cublaslt; do
     grep -q "mxkit::$t" "$prefix/$libdir"/cmake/mxkit/mxkitTargets.cmake || fail "mxkit::$t not exported"
     [ -f "$prefix/$libdir/libmxkit_$t.a" ] || fail "libmxkit_$t.a not installed"
   done

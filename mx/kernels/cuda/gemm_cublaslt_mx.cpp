@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "mx/kernels/cuda/bias_rows_cuda.h"
+#include "mx/kernels/cuda/cublaslt_loader.h"
 #include "mx/kernels/cuda/gemm_cublaslt_mx_plan.h"
 #include "mx/kernels/cuda/swizzle_scales_cuda.h"
 
@@ -27,31 +28,31 @@ std::string device_reason() {
 
 // The descriptors of one product, destroyed together.
 struct LtDescriptors {
+  const CublasLt& api;
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulPreference_t pref = nullptr;
   ~LtDescriptors() {
-    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+    if (pref != nullptr) api.preference_destroy(pref);
     for (cublasLtMatrixLayout_t l : {a, b, d}) {
-      if (l != nullptr) cublasLtMatrixLayoutDestroy(l);
+      if (l != nullptr) api.layout_destroy(l);
     }
-    if (op != nullptr) cublasLtMatmulDescDestroy(op);
+    if (op != nullptr) api.desc_destroy(op);
   }
 };
 
-std::string lt_error(const char* what, cublasStatus_t s) {
-  return std::string("cuBLASLt ") + what + " failed: " + cublasLtGetStatusString(s);
-}
-
-std::string run_matmul(const BlackwellMxPlan& p, uint8_t* ws, void* d, cublasLtHandle_t lt,
-                       cudaStream_t stream) {
-  LtDescriptors x;
+std::string run_matmul(const CublasLt& api, const BlackwellMxPlan& p, uint8_t* ws, void* d,
+                       cublasLtHandle_t lt, cudaStream_t stream) {
+  auto lt_error = [&](const char* what, cublasStatus_t s) {
+    return std::string("cuBLASLt ") + what + " failed: " + api.status_string(s);
+  };
+  LtDescriptors x{api};
   const void* a_scales = ws + p.a.scale_offset;
   const void* b_scales = ws + p.b.scale_offset;
-  cublasStatus_t s = cublasLtMatmulDescCreate(&x.op, p.compute, p.scale_type);
+  cublasStatus_t s = api.desc_create(&x.op, p.compute, p.scale_type);
   if (s != CUBLAS_STATUS_SUCCESS) return lt_error("matmul descriptor", s);
   auto set = [&](cublasLtMatmulDescAttributes_t attribute, const auto& value) {
-    return cublasLtMatmulDescSetAttribute(x.op, attribute, &value, sizeof value);
+    return api.desc_set_attribute(x.op, attribute, &value, sizeof value);
   };
   for (cublasStatus_t r :
        {set(CUBLASLT_MATMUL_DESC_TRANSA, p.a.op), set(CUBLASLT_MATMUL_DESC_TRANSB, p.b.op),
@@ -61,30 +62,30 @@ std::string run_matmul(const BlackwellMxPlan& p, uint8_t* ws, void* d, cublasLtH
         set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, b_scales)}) {
     if (r != CUBLAS_STATUS_SUCCESS) return lt_error("matmul attribute", r);
   }
-  s = cublasLtMatrixLayoutCreate(&x.a, p.a.type, p.a.rows, p.a.cols, p.a.ld);
+  s = api.layout_create(&x.a, p.a.type, p.a.rows, p.a.cols, p.a.ld);
   if (s == CUBLAS_STATUS_SUCCESS) {
-    s = cublasLtMatrixLayoutCreate(&x.b, p.b.type, p.b.rows, p.b.cols, p.b.ld);
+    s = api.layout_create(&x.b, p.b.type, p.b.rows, p.b.cols, p.b.ld);
   }
-  if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatrixLayoutCreate(&x.d, p.d_type, p.m, p.n, p.ldd);
+  if (s == CUBLAS_STATUS_SUCCESS) s = api.layout_create(&x.d, p.d_type, p.m, p.n, p.ldd);
   if (s != CUBLAS_STATUS_SUCCESS) return lt_error("matrix layout", s);
   const size_t lt_bytes = size_t(p.lt_workspace_bytes);
-  s = cublasLtMatmulPreferenceCreate(&x.pref);
+  s = api.preference_create(&x.pref);
   if (s == CUBLAS_STATUS_SUCCESS) {
-    s = cublasLtMatmulPreferenceSetAttribute(x.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                             &lt_bytes, sizeof lt_bytes);
+    s = api.preference_set_attribute(x.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &lt_bytes,
+                                     sizeof lt_bytes);
   }
   if (s != CUBLAS_STATUS_SUCCESS) return lt_error("preference", s);
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
-  s = cublasLtMatmulAlgoGetHeuristic(lt, x.op, x.a, x.b, x.d, x.d, x.pref, 1, &heuristic, &found);
+  s = api.algo_get_heuristic(lt, x.op, x.a, x.b, x.d, x.d, x.pref, 1, &heuristic, &found);
   if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
     return "cuBLASLt has no block-scaled algorithm for M, N, K = " + std::to_string(p.n) + ", " +
            std::to_string(p.m) + ", " + std::to_string(p.k) + " (" +
-           (s != CUBLAS_STATUS_SUCCESS ? cublasLtGetStatusString(s) : "none found") + ")";
+           (s != CUBLAS_STATUS_SUCCESS ? api.status_string(s) : "none found") + ")";
   }
   const float alpha = 1.0f, beta = 0.0f;
-  s = cublasLtMatmul(lt, x.op, &alpha, p.a.data, x.a, p.b.data, x.b, &beta, d, x.d, d, x.d,
-                     &heuristic.algo, ws + p.lt_workspace_offset, lt_bytes, stream);
+  s = api.matmul(lt, x.op, &alpha, p.a.data, x.a, p.b.data, x.b, &beta, d, x.d, d, x.d,
+                 &heuristic.algo, ws + p.lt_workspace_offset, lt_bytes, stream);
   if (s != CUBLAS_STATUS_SUCCESS) return lt_error("matmul", s);
   return "";
 }
@@ -110,6 +111,8 @@ std::string mx_gemm_cublaslt(const MxGemmArgs& args, void* workspace, size_t wor
            " workspace bytes, got " + std::to_string(workspace_bytes);
   }
   if (lt == nullptr) return "null cuBLASLt handle";
+  const CublasLt* api = cublaslt(&why);
+  if (api == nullptr) return why;
   why = device_reason();
   if (!why.empty()) return why;
   uint8_t* ws = static_cast<uint8_t*>(workspace);
@@ -119,7 +122,7 @@ std::string mx_gemm_cublaslt(const MxGemmArgs& args, void* workspace, size_t wor
     if (!why.empty()) return why;
   }
   void* d = p.d_in_scratch ? static_cast<void*>(ws + p.scratch_offset) : args.d;
-  why = run_matmul(p, ws, d, lt, stream);
+  why = run_matmul(*api, p, ws, d, lt, stream);
   if (!why.empty()) return why;
   if (p.bias == LtMxBias::kNone) return "";
   return add_bias_rows_cuda(static_cast<const float*>(d), args.bias, args.m, args.n, args.out_dtype,

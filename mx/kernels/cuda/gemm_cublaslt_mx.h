@@ -19,8 +19,9 @@ size_t mx_gemm_cublaslt_workspace_bytes(const MxGemmArgs& args);
 
 // D = A · Bᵀ (+ bias): swizzles both scale matrices into `workspace` (256-byte aligned, at
 // least mx_gemm_cublaslt_workspace_bytes(args)) and calls cublasLtMatmul on `stream`.
-// On a device older than compute capability 10.0, or for arguments the path does not take, it
-// returns a one-line reason without launching anything.
+// On a device older than compute capability 10.0, for arguments the path does not take, or where
+// cuBLASLt cannot be loaded (cublaslt_loader.h), it returns a one-line reason without launching
+// anything. `lt` may come from cublaslt()->create, which needs no link to cuBLASLt.
 std::string mx_gemm_cublaslt(const MxGemmArgs& args, void* workspace, size_t workspace_bytes,
                              cublasLtHandle_t lt, cudaStream_t stream);
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mx/io/cat.h"
+#include "mx/kernels/cuda/cublaslt_loader.h"
 #include "mx/kernels/cuda/quantize_cuda.h"
 #include "mx/nn/cast_streams.h"
 #include "mx/nn/cuda/attention.h"
@@ -42,9 +43,9 @@ struct Scratch {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(const CudaBackendOptions& o, cudaStream_t stream, cublasLtHandle_t lt,
-              void* workspace)
-      : options_(o), stream_(stream), lt_(lt), workspace_(workspace) {}
+  CudaBackend(const CudaBackendOptions& o, cudaStream_t stream, const mx::cuda::CublasLt& lt_api,
+              cublasLtHandle_t lt, void* workspace)
+      : options_(o), stream_(stream), lt_api_(lt_api), lt_(lt), workspace_(workspace) {}
 
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
@@ -56,7 +57,7 @@ class CudaBackend final : public Backend {
     cudaFree(ops_.sort_values);
     cudaFree(norm_partials_);
     cudaFree(workspace_);
-    cublasLtDestroy(lt_);
+    lt_api_.destroy(lt_);
     cudaStreamDestroy(stream_);
   }
 
@@ -582,16 +583,15 @@ class CudaBackend final : public Backend {
       const size_t workspace = kWorkspaceBytes;
       cublasLtMatmulHeuristicResult_t heuristic{};
       int found = 0;
-      if (cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
-          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                               &workspace,
-                                               sizeof workspace) == CUBLAS_STATUS_SUCCESS &&
-          cublasLtMatmulAlgoGetHeuristic(lt_, desc, la, lb, lc, lc, pref, 1, &heuristic, &found) ==
+      if (lt_api_.preference_create(&pref) == CUBLAS_STATUS_SUCCESS &&
+          lt_api_.preference_set_attribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                           &workspace, sizeof workspace) == CUBLAS_STATUS_SUCCESS &&
+          lt_api_.algo_get_heuristic(lt_, desc, la, lb, lc, lc, pref, 1, &heuristic, &found) ==
               CUBLAS_STATUS_SUCCESS &&
           found > 0) {
         it->second = heuristic.algo;
       }
-      if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+      if (pref != nullptr) lt_api_.preference_destroy(pref);
     }
     return it->second ? &*it->second : nullptr;
   }
@@ -608,19 +608,18 @@ class CudaBackend final : public Backend {
     const cublasOperation_t tb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     const float alpha = 1.0f;
     auto set = [&](cublasLtMatmulDescAttributes_t attribute, const auto& value) {
-      return cublasLtMatmulDescSetAttribute(desc, attribute, &value, sizeof value) ==
+      return lt_api_.desc_set_attribute(desc, attribute, &value, sizeof value) ==
              CUBLAS_STATUS_SUCCESS;
     };
-    bool ok = cublasLtMatmulDescCreate(&desc, compute, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
-              set(CUBLASLT_MATMUL_DESC_TRANSA, ta) && set(CUBLASLT_MATMUL_DESC_TRANSB, tb) &&
-              cublasLtMatrixLayoutCreate(&la, ab, uint64_t(g.trans_a ? g.k : g.m),
-                                         uint64_t(g.trans_a ? g.m : g.k),
-                                         g.lda) == CUBLAS_STATUS_SUCCESS &&
-              cublasLtMatrixLayoutCreate(&lb, ab, uint64_t(g.trans_b ? g.n : g.k),
-                                         uint64_t(g.trans_b ? g.k : g.n),
-                                         g.ldb) == CUBLAS_STATUS_SUCCESS &&
-              cublasLtMatrixLayoutCreate(&lc, ct, uint64_t(g.m), uint64_t(g.n), g.ldc) ==
-                  CUBLAS_STATUS_SUCCESS;
+    bool ok =
+        lt_api_.desc_create(&desc, compute, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
+        set(CUBLASLT_MATMUL_DESC_TRANSA, ta) && set(CUBLASLT_MATMUL_DESC_TRANSB, tb) &&
+        lt_api_.layout_create(&la, ab, uint64_t(g.trans_a ? g.k : g.m),
+                              uint64_t(g.trans_a ? g.m : g.k), g.lda) == CUBLAS_STATUS_SUCCESS &&
+        lt_api_.layout_create(&lb, ab, uint64_t(g.trans_b ? g.n : g.k),
+                              uint64_t(g.trans_b ? g.k : g.n), g.ldb) == CUBLAS_STATUS_SUCCESS &&
+        lt_api_.layout_create(&lc, ct, uint64_t(g.m), uint64_t(g.n), g.ldc) ==
+            CUBLAS_STATUS_SUCCESS;
     if (ok && g.bias) {
       ok = set(CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS) &&
            set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias) &&
@@ -628,12 +627,12 @@ class CudaBackend final : public Backend {
     }
     const cublasLtMatmulAlgo_t* algo = ok ? algorithm(g, desc, la, lb, lc) : nullptr;
     ok = algo != nullptr &&
-         cublasLtMatmul(lt_, desc, &alpha, a, la, b, lb, &beta, c, lc, c, lc, algo, workspace_,
+         lt_api_.matmul(lt_, desc, &alpha, a, la, b, lb, &beta, c, lc, c, lc, algo, workspace_,
                         kWorkspaceBytes, stream_) == CUBLAS_STATUS_SUCCESS;
     for (cublasLtMatrixLayout_t l : {la, lb, lc}) {
-      if (l != nullptr) cublasLtMatrixLayoutDestroy(l);
+      if (l != nullptr) lt_api_.layout_destroy(l);
     }
-    if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
+    if (desc != nullptr) lt_api_.desc_destroy(desc);
     return ok;
   }
 
@@ -669,6 +668,7 @@ class CudaBackend final : public Backend {
 
   CudaBackendOptions options_;
   cudaStream_t stream_;
+  const mx::cuda::CublasLt& lt_api_;
   cublasLtHandle_t lt_;
   void* workspace_;
   std::unordered_set<void*> owned_;
@@ -697,20 +697,22 @@ std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options, st
     *error = cat("cannot use GPU ", options.device);
     return nullptr;
   }
+  const mx::cuda::CublasLt* lt_api = mx::cuda::cublaslt(error);
+  if (lt_api == nullptr) return nullptr;
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
   void* workspace = nullptr;
   if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess ||
-      cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS ||
+      lt_api->create(&lt) != CUBLAS_STATUS_SUCCESS ||
       cudaMalloc(&workspace, kWorkspaceBytes) != cudaSuccess) {
     cudaGetLastError();
     *error = "cannot set up the GPU (stream, cuBLASLt or its workspace)";
-    if (lt != nullptr) cublasLtDestroy(lt);
+    if (lt != nullptr) lt_api->destroy(lt);
     if (stream != nullptr) cudaStreamDestroy(stream);
     cudaFree(workspace);
     return nullptr;
   }
-  return std::make_unique<CudaBackend>(options, stream, lt, workspace);
+  return std::make_unique<CudaBackend>(options, stream, *lt_api, lt, workspace);
 }
 
 }  // namespace mx::nn
