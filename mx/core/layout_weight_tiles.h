@@ -19,8 +19,9 @@
 // of each half. Then one shift and one mask put an E2M1 pair in the bit positions of a
 // bfloat16 pair (sign at 15, magnitude at 6-8) for three slots of every word.
 //
-// Scales: a group of four tiles of one tile row holds 128 bytes, and byte 16r + 4u + 2b + h is the scale of row
-// r + 8h, block b of the group's tile u. Lane l reads its 16 bytes at 16 * (l / 4) with one load.
+// Scales: a group of four tiles of one tile row holds 128 bytes, and byte 16r + 4u + 2b + h is
+// the scale of row r + 8h, block b of the group's tile u. Lane l reads its 16 bytes at
+// 16 * (l / 4) with one load.
 #pragma once
 
 #include <cstdint>
