@@ -34,8 +34,7 @@ constexpr int kTileK = 64;
 constexpr int kGroupTiles = 4;                 // tiles per scale group
 constexpr int kGroupK = kTileK * kGroupTiles;  // 256 columns
 constexpr int kMaxSlices = 8;                  // portable cluster size
-constexpr int kXBudgetBytes = 64 * 1024;       // X staged per block, per chunk of K
-constexpr int kMaxSharedBytes = kXBudgetBytes + 16 * 64 * 2 + 1024;
+constexpr int kXBudgetBytes = 64 * 1024;       // shared memory per block: X per chunk of K
 
 // Bytes from one tile's codes to the next tile's, and blocks per multiprocessor to aim for (the
 // registers that leaves decide how many warps hide the decode's latency).
@@ -337,11 +336,12 @@ void set_launch(Launch& l, int64_t tile_rows, const Plan& plan, cudaStream_t str
 // The plan for one kernel and shape on the current device, worked out once.
 template <typename Kernel>
 std::string choose_plan(Kernel kernel, int64_t m, int64_t n, int64_t k, int tiles_m, Plan* plan) {
+  // Kernels differ in registers, hence in resident clusters: the kernel is part of the key.
   static std::mutex mutex;
-  static std::map<std::tuple<int, int64_t, int64_t, int64_t>, Plan> plans;
+  static std::map<std::tuple<const void*, int, int64_t, int64_t, int64_t>, Plan> plans;
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return "mx_gemm_weight_only: no current device";
-  const auto key = std::make_tuple(device, m, n, k);
+  const auto key = std::make_tuple(reinterpret_cast<const void*>(kernel), device, m, n, k);
   std::lock_guard<std::mutex> lock(mutex);
   if (const auto it = plans.find(key); it != plans.end()) {
     *plan = it->second;
@@ -369,16 +369,16 @@ std::string choose_plan(Kernel kernel, int64_t m, int64_t n, int64_t k, int tile
 }
 
 template <int kBits, bool kE2M1, int kTilesM>
-std::string launch(Params P, int64_t m, cudaStream_t stream) {
+std::string launch(Params P, cudaStream_t stream) {
   auto* kernel = &weight_only_kernel<kBits, kE2M1, kTilesM>;
   static SharedMemoryLimit limit;
-  if (const cudaError_t e = limit.ensure(reinterpret_cast<const void*>(kernel), kMaxSharedBytes);
+  if (const cudaError_t e = limit.ensure(reinterpret_cast<const void*>(kernel), kXBudgetBytes);
       e != cudaSuccess) {
     return std::string("mx_gemm_weight_only: cannot reserve shared memory: ") +
            cudaGetErrorString(e);
   }
   Plan plan;
-  if (std::string e = choose_plan(kernel, m, P.n, P.k, kTilesM, &plan); !e.empty()) return e;
+  if (std::string e = choose_plan(kernel, P.m, P.n, P.k, kTilesM, &plan); !e.empty()) return e;
   P.slices = plan.slices;
   P.groups_per_slice = plan.groups_per_slice;
   P.chunk_groups = plan.chunk_groups;
@@ -393,10 +393,10 @@ std::string launch(Params P, int64_t m, cudaStream_t stream) {
 
 template <int kBits, bool kE2M1 = false>
 std::string launch_for_m(const Params& P, cudaStream_t stream) {
-  if (P.m <= 8) return launch<kBits, kE2M1, 1>(P, P.m, stream);
-  if (P.m <= 16) return launch<kBits, kE2M1, 2>(P, P.m, stream);
-  if (P.m <= 32) return launch<kBits, kE2M1, 4>(P, P.m, stream);
-  return launch<kBits, kE2M1, 8>(P, P.m, stream);
+  if (P.m <= 8) return launch<kBits, kE2M1, 1>(P, stream);
+  if (P.m <= 16) return launch<kBits, kE2M1, 2>(P, stream);
+  if (P.m <= 32) return launch<kBits, kE2M1, 4>(P, stream);
+  return launch<kBits, kE2M1, 8>(P, stream);
 }
 
 }  // namespace
