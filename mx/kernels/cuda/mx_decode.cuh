@@ -115,6 +115,17 @@ __device__ __forceinline__ uint16_t fp8_special_half(uint32_t code, DecodeKind k
   return uint16_t(sign | (mag << (7 - man_bits)));
 }
 
+// The 16 pairs of a block of 8-bit float codes before scaling, special codes included.
+__device__ __forceinline__ void fp8_special_pairs(const uint32_t (&w)[8], const DecodeFormat& f,
+                                                  uint32_t (&out)[16]) {
+#pragma unroll
+  for (int j = 0; j < 16; ++j) {
+    const uint32_t word = w[j / 2] >> (16 * (j % 2));
+    out[j] = fp8_special_half(word & 0xFFu, f.kind, f.man_bits) |
+             (uint32_t(fp8_special_half((word >> 8) & 0xFFu, f.kind, f.man_bits)) << 16);
+  }
+}
+
 template <int kBits>
 __device__ __forceinline__ bool is_integer(const DecodeFormat& f) {
   constexpr bool kHasInteger = kBits != 6;
@@ -187,14 +198,7 @@ __device__ __forceinline__ void decode_any_block(const uint32_t (&w)[8], uint32_
                                                  uint32_t (&out)[16]) {
   decode_values<kBits>(w, f, out);
   if constexpr (kBits == 8) {
-    if (f.kind == DecodeKind::kE4M3 || f.kind == DecodeKind::kE5M2) {
-#pragma unroll
-      for (int j = 0; j < 16; ++j) {
-        const uint32_t word = w[j / 2] >> (16 * (j % 2));
-        out[j] = fp8_special_half(word & 0xFFu, f.kind, f.man_bits) |
-                 (uint32_t(fp8_special_half((word >> 8) & 0xFFu, f.kind, f.man_bits)) << 16);
-      }
-    }
+    if (f.kind == DecodeKind::kE4M3 || f.kind == DecodeKind::kE5M2) fp8_special_pairs(w, f, out);
   }
   if (scale == 0xFFu) {
 #pragma unroll

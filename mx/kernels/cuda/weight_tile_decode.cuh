@@ -121,14 +121,7 @@ __device__ __forceinline__ void decode_lane_any(const uint32_t (&codes)[kBits], 
     for (int p = 0; p < 16; ++p) out[p] = bf16x2_mul(out[p], factor[2 * (p / 8) + p % 2]);
     return;
   }
-  if (special) {
-#pragma unroll
-    for (int p = 0; p < 16; ++p) {
-      const uint32_t word = w[p / 2] >> (16 * (p % 2));
-      out[p] = fp8_special_half(word & 0xFFu, f.kind, f.man_bits) |
-               (uint32_t(fp8_special_half((word >> 8) & 0xFFu, f.kind, f.man_bits)) << 16);
-    }
-  }
+  if (special) fp8_special_pairs(w, f, out);
 #pragma unroll
   for (int p = 0; p < 16; ++p) {
     const int j = 2 * (p / 8) + p % 2;
