@@ -42,8 +42,20 @@ constexpr int kTileElems = kTile* kLd<HS>;
 
 struct Geo {
   int64_t t, nh, nkv, group;
-  float scale;
+  float scale;       // 1 / sqrt(hs)
+  float scale_log2;  // scale * log2(e): softmax runs in powers of two, one FFMA and one MUFU each
 };
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// 2^x on the special-function unit (relative error about 2^-22, 2^-inf = 0): P is rounded to
+// bfloat16 or coarser before every product that reads it.
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
 
 struct Ptrs {
   const bf16 *qf, *kf, *do_x, *v_dw, *do_w, *k_dw, *q_dw;
@@ -201,6 +213,69 @@ __device__ __forceinline__ int col_of(int n, int e) {
   return n * 8 + 2 * int(threadIdx.x & 3) + (e & 1);
 }
 
+// Rows of a thread's accumulator tile relative to the block's 64-row tile: its warp's 16 rows,
+// the thread's two of them (quad row, and 8 below).
+__device__ __forceinline__ int row_in_tile(int rr) {
+  return int(threadIdx.x >> 5) * 16 + int(threadIdx.x & 31) / 4 + 8 * rr;
+}
+
+// A diagonal tile (query tile = key tile): scores of keys after their query become -inf.
+__device__ __forceinline__ void mask_above_diagonal(float (&s)[8][4]) {
+#pragma unroll
+  for (int n = 0; n < 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (col_of(n, e) > row_in_tile(e >> 1)) s[n][e] = -INFINITY;
+    }
+  }
+}
+
+// One key tile of the online softmax over raw scores s (masked ones -inf): m is each row's
+// running maximum score, l its running sum of 2^((s - m) scale_log2). s becomes those powers for
+// the tile; `rescale(rr, c)` is told the factor c by which row rr's earlier sums shrank.
+template <class Rescale>
+__device__ __forceinline__ void online_softmax_step(float (&s)[8][4], float (&m)[2], float (&l)[2],
+                                                    float scale_log2, Rescale rescale) {
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    float tile_max = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < 8; ++n) tile_max = fmaxf(tile_max, fmaxf(s[n][2 * rr], s[n][2 * rr + 1]));
+    const float m_new = fmaxf(m[rr], quad_max(tile_max));
+    const float offset = m_new * scale_log2;
+    const float correction = exp2_approx(m[rr] * scale_log2 - offset);  // 0 while m is -inf
+    float sum = 0.0f;
+#pragma unroll
+    for (int n = 0; n < 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float& x = s[n][2 * rr + e];
+        x = exp2_approx(fmaf(x, scale_log2, -offset));
+        sum += x;
+      }
+    }
+    l[rr] = l[rr] * correction + quad_sum(sum);
+    m[rr] = m_new;
+    rescale(rr, correction);
+  }
+}
+
+// P = 2^(s scale_log2 - lse2) from raw scores, zero above the diagonal of a diagonal tile, and
+// rounded to bfloat16 when round_p.
+__device__ __forceinline__ void probabilities_from_lse(float (&s)[8][4], const float (&lse2)[2],
+                                                       float scale_log2, bool diagonal,
+                                                       bool round_p) {
+#pragma unroll
+  for (int n = 0; n < 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      float x = exp2_approx(fmaf(s[n][e], scale_log2, -lse2[e >> 1]));
+      if (diagonal && col_of(n, e) > row_in_tile(e >> 1)) x = 0.0f;
+      s[n][e] = round_p ? bf16_round(x) : x;
+    }
+  }
+}
+
 // Stores the thread's part of a warp's [16 x HS] result, rows row[0] and row[1] of a tensor
 // whose row r starts at dst + r * stride, rows at or past t skipped.
 template <int HS>
@@ -240,7 +315,7 @@ __global__ void __launch_bounds__(kThreadsTc)
   const bf16* qw = qs + warp * 16 * kLd<HS>;
   load_tile<HS>(qs, qb, q_stride, q0, g.t);
 
-  // Sweep 1: each row's log-sum-exp, online.
+  // Sweep 1: each row's log-sum-exp, online (m in units of the raw score, l in powers of two).
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   for (int kt = 0; kt <= qt; ++kt) {
     const int64_t k0 = int64_t(kt) * kTile;
@@ -250,29 +325,11 @@ __global__ void __launch_bounds__(kThreadsTc)
     float s[8][4];
     product_abt<HS>(s, qw, ks);
     __syncthreads();
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      float tile_max = -INFINITY;
-#pragma unroll
-      for (int n = 0; n < 8; ++n) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int64_t j = k0 + col_of(n, e);
-          float& x = s[n][2 * rr + e];
-          x = j <= row[rr] && j < g.t ? x * g.scale : -INFINITY;
-          tile_max = fmaxf(tile_max, x);
-        }
-      }
-      const float m_new = fmaxf(m[rr], quad_max(tile_max));
-      float sum = 0.0f;
-#pragma unroll
-      for (int n = 0; n < 8; ++n)
-        sum += expf(s[n][2 * rr] - m_new) + expf(s[n][2 * rr + 1] - m_new);
-      l[rr] = l[rr] * expf(m[rr] - m_new) + quad_sum(sum);
-      m[rr] = m_new;
-    }
+    if (kt == qt) mask_above_diagonal(s);
+    online_softmax_step(s, m, l, g.scale_log2, [](int, float) {});
   }
-  const float row_lse[2] = {m[0] + logf(l[0]), m[1] + logf(l[1])};
+  // log2 of each row's sum of exponentials, in units where P = 2^(s scale_log2 - lse2).
+  const float row_lse2[2] = {m[0] * g.scale_log2 + log2f(l[0]), m[1] * g.scale_log2 + log2f(l[1])};
 
   // Sweep 2: O = cast(P) V with P normalized.
   float o[HS / 8][4] = {};
@@ -284,15 +341,7 @@ __global__ void __launch_bounds__(kThreadsTc)
     __syncthreads();
     float p[8][4];
     product_abt<HS>(p, qw, ks);
-#pragma unroll
-    for (int n = 0; n < 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t j = k0 + col_of(n, e), i = row[e >> 1];
-        float x = j <= i && j < g.t ? expf(p[n][e] * g.scale - row_lse[e >> 1]) : 0.0f;
-        p[n][e] = round_p ? bf16_round(x) : x;
-      }
-    }
+    probabilities_from_lse(p, row_lse2, g.scale_log2, kt == qt, round_p);
     cast_tile(p_cast, p, k0, g.t, row, bh * g.t * g.t, g.t, 1);
     product_xb<HS>(o, p, vs);
     __syncthreads();
@@ -300,7 +349,7 @@ __global__ void __launch_bounds__(kThreadsTc)
   store_rows<HS>(out + h * HS, g.nh * HS, {b * g.t + row[0], b * g.t + row[1]}, (b + 1) * g.t, o);
   if ((lane & 3) == 0) {
     for (int rr = 0; rr < 2; ++rr) {
-      if (row[rr] < g.t) lse[bh * g.t + row[rr]] = row_lse[rr];
+      if (row[rr] < g.t) lse[bh * g.t + row[rr]] = row_lse2[rr] * kLn2;
     }
   }
 }
@@ -352,39 +401,14 @@ __global__ void __launch_bounds__(kThreadsTc)
     if (kt == 0) load_a<HS>(qf, qs + warp * 16 * kLd<HS>);
     float s[8][4];
     product_abt<HS>(s, qf, ks(buf));
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      float tile_max = -INFINITY;
-#pragma unroll
-      for (int n = 0; n < 8; ++n) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int64_t j = k0 + col_of(n, e);
-          float& x = s[n][2 * rr + e];
-          x = j <= row[rr] && j < g.t ? x * g.scale : -INFINITY;
-          tile_max = fmaxf(tile_max, x);
-        }
-      }
-      const float m_new = fmaxf(m[rr], quad_max(tile_max));
-      const float correction = expf(m[rr] - m_new);
-      float sum = 0.0f;
-#pragma unroll
-      for (int n = 0; n < 8; ++n) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float& x = s[n][2 * rr + e];
-          x = expf(x - m_new);
-          sum += x;
-        }
-      }
-      l[rr] = l[rr] * correction + quad_sum(sum);
-      m[rr] = m_new;
+    if (kt == qt) mask_above_diagonal(s);
+    online_softmax_step(s, m, l, g.scale_log2, [&](int rr, float correction) {
 #pragma unroll
       for (int d = 0; d < HS / 8; ++d) {
         o[d][2 * rr] *= correction;
         o[d][2 * rr + 1] *= correction;
       }
-    }
+    });
     product_xb<HS>(o, s, vs(buf));
     __syncthreads();
   }
@@ -400,7 +424,7 @@ __global__ void __launch_bounds__(kThreadsTc)
   store_rows<HS>(out + h * HS, g.nh * HS, {b * g.t + row[0], b * g.t + row[1]}, (b + 1) * g.t, o);
   if ((lane & 3) == 0) {
     for (int rr = 0; rr < 2; ++rr) {
-      if (row[rr] < g.t) lse[bh * g.t + row[rr]] = m[rr] + logf(l[rr]);
+      if (row[rr] < g.t) lse[bh * g.t + row[rr]] = (m[rr] * g.scale_log2 + log2f(l[rr])) * kLn2;
     }
   }
 }
@@ -453,8 +477,10 @@ __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast d
   const int64_t q_off = (b * g.t * g.nh + h) * HS, kv_off = (b * g.t * g.nkv + kvh) * HS;
   const int64_t q0 = int64_t(qt) * kTile;
   const int64_t row[2] = {q0 + warp * 16 + (lane >> 2), q0 + warp * 16 + (lane >> 2) + 8};
-  float row_lse[2];
-  for (int rr = 0; rr < 2; ++rr) row_lse[rr] = row[rr] < g.t ? a.lse[bh * g.t + row[rr]] : 0.0f;
+  float row_lse2[2];
+  for (int rr = 0; rr < 2; ++rr) {
+    row_lse2[rr] = row[rr] < g.t ? a.lse[bh * g.t + row[rr]] * kLog2e : 0.0f;
+  }
   load_tile<HS>(qs, a.qf + q_off, q_stride, q0, g.t);
   load_tile<HS>(dos, a.do_x + q_off, q_stride, q0, g.t);
   auto load_keys = [&](int64_t k0, int buf, bool for_dq) {
@@ -470,18 +496,10 @@ __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast d
   };
 
   // P and dP of one key tile, P as the forward computed it (before its cast).
-  auto probabilities = [&](float(&p)[8][4], float(&dp)[8][4], int64_t k0, int buf) {
+  auto probabilities = [&](float(&p)[8][4], float(&dp)[8][4], int kt, int buf) {
     product_abt<HS>(p, qf, ks(buf));
     product_abt<HS>(dp, dof, vs(buf));
-#pragma unroll
-    for (int n = 0; n < 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t j = k0 + col_of(n, e), i = row[e >> 1];
-        const float x = j <= i && j < g.t ? expf(p[n][e] * g.scale - row_lse[e >> 1]) : 0.0f;
-        p[n][e] = round_p ? bf16_round(x) : x;
-      }
-    }
+    probabilities_from_lse(p, row_lse2, g.scale_log2, kt == qt, round_p);
   };
 
   float delta[2];
@@ -496,7 +514,7 @@ __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast d
       __syncthreads();
       if (kt == 0) load_fragments();
       float p[8][4], dp[8][4];
-      probabilities(p, dp, int64_t(kt) * kTile, 0);
+      probabilities(p, dp, kt, 0);
       __syncthreads();
 #pragma unroll
       for (int n = 0; n < 8; ++n) {
@@ -529,7 +547,7 @@ __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast d
     __syncthreads();
     if (kDeltaGiven && kt == 0) load_fragments();
     float p[8][4], dp[8][4];
-    probabilities(p, dp, k0, buf);
+    probabilities(p, dp, kt, buf);
 #pragma unroll
     for (int n = 0; n < 8; ++n) {
 #pragma unroll
@@ -585,7 +603,7 @@ __global__ void __launch_bounds__(kThreadsTc)
     if (!q_same) load_tile<HS>(qdws(buf), a.q_dw + q_off, q_stride, q0, g.t);
     if (threadIdx.x < kTile) {
       const int64_t i = q0 + threadIdx.x;
-      lse_s[buf * kTile + threadIdx.x] = i < g.t ? a.lse[bh * g.t + i] : 0.0f;
+      lse_s[buf * kTile + threadIdx.x] = i < g.t ? a.lse[bh * g.t + i] * kLog2e : 0.0f;
       delta_s[buf * kTile + threadIdx.x] = i < g.t ? a.delta[bh * g.t + i] : 0.0f;
     }
     cp_async_commit();
@@ -610,13 +628,17 @@ __global__ void __launch_bounds__(kThreadsTc)
     float p[8][4], ds[8][4];
     product_abt<HS>(p, kw, qs(buf));
     product_abt<HS>(ds, vw, dos(buf));
+    // Masks: queries before their key on the diagonal tile, and queries past the end (their
+    // zero rows would otherwise give P = 2^-lse2 in a block that a cast along queries scales).
+    const bool diagonal = q0 == k0;
+    const int queries_left = q0 + kTile > g.t ? int(g.t - q0) : kTile;
 #pragma unroll
     for (int n = 0; n < 8; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int c = col_of(n, e);
-        const int64_t i = q0 + c, j = key[e >> 1];
-        float x = i >= j && i < g.t ? expf(p[n][e] * g.scale - lse_b[c]) : 0.0f;
+        float x = exp2_approx(fmaf(p[n][e], g.scale_log2, -lse_b[c]));
+        if ((diagonal && c < row_in_tile(e >> 1)) || c >= queries_left) x = 0.0f;
         if (round_p) x = bf16_round(x);
         p[n][e] = x;
         ds[n][e] = x * (ds[n][e] - delta_b[c]) * g.scale;
@@ -635,7 +657,8 @@ __global__ void __launch_bounds__(kThreadsTc)
 }
 
 Geo geo(const AttnDims& d) {
-  return {d.t, d.nh, d.nkv, d.nh / d.nkv, 1.0f / sqrtf(float(d.hs))};
+  const float scale = 1.0f / sqrtf(float(d.hs));
+  return {d.t, d.nh, d.nkv, d.nh / d.nkv, scale, scale * kLog2e};
 }
 
 template <class Fn>
