@@ -1,0 +1,175 @@
+// Causal attention of the CUDA backend (mx/nn/cuda/attention.h) on tensor cores: forward and
+// backward times for bfloat16 activations without MX casts (the bf16 recipe), and with MXFP6
+// casts of P and dS (the mxfp6 recipe's attention), at GPT-2 and Llama shapes. CUDA events,
+// warm-up, median of 20 repetitions. TFLOP/s counts the causal half of the products: forward
+// 2 products, backward 5 (dV, dP, dQ, dK, and S again), of 2 * T * T / 2 * hs each per head.
+// The PyTorch counterpart is bench/torch/sdpa_speed.py; run both in one call to compare.
+//
+//   cuda_attention [--batch B] [--seq-len T]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "mx/core/quant_spec.h"
+#include "mx/nn/cuda/attention.h"
+
+namespace {
+
+using mx::nn::cuda::AttnBackwardArgs;
+using mx::nn::cuda::AttnDims;
+using mx::nn::cuda::TileCast;
+
+constexpr int kReps = 20;
+
+#define CHECK(x)                                                    \
+  do {                                                              \
+    cudaError_t e_ = (x);                                           \
+    if (e_ != cudaSuccess) {                                        \
+      std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                 \
+    }                                                               \
+  } while (0)
+
+float median_ms(const std::function<void()>& fn) {
+  cudaEvent_t a, b;
+  CHECK(cudaEventCreate(&a));
+  CHECK(cudaEventCreate(&b));
+  for (int i = 0; i < 3; ++i) fn();
+  CHECK(cudaDeviceSynchronize());
+  std::vector<float> t;
+  for (int i = 0; i < kReps; ++i) {
+    CHECK(cudaEventRecord(a));
+    fn();
+    CHECK(cudaEventRecord(b));
+    CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    CHECK(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms);
+  }
+  CHECK(cudaEventDestroy(a));
+  CHECK(cudaEventDestroy(b));
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// Uniform bfloat16 values in [-1, 1): a hash of the index, so that every run sees the same data.
+__global__ void fill_uniform(uint16_t* p, int64_t n, uint32_t seed) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  uint32_t x = uint32_t(i) * 0x9E3779B9u ^ seed;
+  x ^= x >> 16;
+  x *= 0x85EBCA6Bu;
+  x ^= x >> 13;
+  const float u = float(x >> 8) * (1.0f / 8388608.0f) - 1.0f;
+  uint32_t bits;
+  memcpy(&bits, &u, sizeof bits);
+  p[i] = uint16_t(bits >> 16);
+}
+
+uint16_t* random_bf16(int64_t n, uint32_t seed) {
+  uint16_t* p = nullptr;
+  CHECK(cudaMalloc(&p, size_t(n) * 2));
+  fill_uniform<<<unsigned((n + 255) / 256), 256>>>(p, n, seed);
+  CHECK(cudaGetLastError());
+  return p;
+}
+
+struct Shape {
+  const char* name;
+  AttnDims d;
+};
+
+TileCast mx_cast() {
+  TileCast c;
+  c.kind = TileCast::Kind::kMx;
+  c.spec.format = mx::ElementFormat::kE3M2;
+  c.spec.block_size = 32;
+  return c;
+}
+
+void run(const Shape& shape, const char* recipe, const TileCast& cast) {
+  const AttnDims& d = shape.d;
+  const int64_t q_elems = d.b * d.t * d.nh * d.hs, kv_elems = d.b * d.t * d.nkv * d.hs;
+  uint16_t *q = random_bf16(q_elems, 1), *k = random_bf16(kv_elems, 2),
+           *v = random_bf16(kv_elems, 3), *dout = random_bf16(q_elems, 4);
+  void *out, *dq, *dk, *dv;
+  float *lse, *delta;
+  CHECK(cudaMalloc(&out, size_t(q_elems) * 2));
+  CHECK(cudaMalloc(&dq, size_t(q_elems) * 2));
+  CHECK(cudaMalloc(&dk, size_t(kv_elems) * 2));
+  CHECK(cudaMalloc(&dv, size_t(kv_elems) * 2));
+  CHECK(cudaMalloc(&lse, size_t(d.b * d.nh * d.t) * 4));
+  CHECK(cudaMalloc(&delta, size_t(d.b * d.nh * d.t) * 4));
+  const bool mx = cast.kind == TileCast::Kind::kMx;
+  TileCast bf16_cast;
+  bf16_cast.kind = TileCast::Kind::kBF16;
+  const TileCast& c = mx ? cast : bf16_cast;
+  const float fwd = median_ms(
+      [&] { mx::nn::cuda::attention_forward(out, lse, q, k, v, d, c, !mx, true, nullptr); });
+  AttnBackwardArgs a{q, k, dout, v, dout, k, q, lse, delta, dq, dk, dv};
+  a.out = out;  // as the backend passes it: delta from the output
+  const float bwd =
+      median_ms([&] { mx::nn::cuda::attention_backward(a, d, c, c, c, !mx, true, nullptr); });
+  CHECK(cudaGetLastError());
+  const double product = 2.0 * double(d.t) * double(d.t) / 2.0 * double(d.hs) * double(d.b * d.nh);
+  std::printf(
+      "{\"shape\": \"%s\", \"recipe\": \"%s\", \"b\": %lld, \"t\": %lld, \"nh\": %lld, "
+      "\"nkv\": %lld, \"hs\": %lld, \"forward_ms\": %.4f, \"backward_ms\": %.4f, "
+      "\"forward_tflops\": %.1f, \"backward_tflops\": %.1f}\n",
+      shape.name, recipe, (long long)d.b, (long long)d.t, (long long)d.nh, (long long)d.nkv,
+      (long long)d.hs, fwd, bwd, 2 * product / fwd / 1e9, 5 * product / bwd / 1e9);
+  for (void* p : {static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v),
+                  static_cast<void*>(dout), out, dq, dk, dv, static_cast<void*>(lse),
+                  static_cast<void*>(delta)}) {
+    CHECK(cudaFree(p));
+  }
+}
+
+int64_t flag(int argc, char** argv, const char* name, int64_t fallback) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], name) == 0) {
+      char* end = nullptr;
+      const long long v = std::strtoll(argv[i + 1], &end, 10);
+      if (*end != '\0' || v <= 0) {
+        std::fprintf(stderr, "error: %s needs a positive integer, not '%s'\n", name, argv[i + 1]);
+        std::exit(2);
+      }
+      return v;
+    }
+  }
+  return fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; i += 2) {
+    if ((std::strcmp(argv[i], "--batch") != 0 && std::strcmp(argv[i], "--seq-len") != 0) ||
+        i + 1 >= argc) {
+      std::fprintf(stderr, "usage: cuda_attention [--batch B] [--seq-len T]\n");
+      return 2;
+    }
+  }
+  const int64_t b = flag(argc, argv, "--batch", 8), t = flag(argc, argv, "--seq-len", 1024);
+  int dev = 0;
+  cudaDeviceProp prop{};
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+    std::fprintf(stderr, "error: no CUDA device\n");
+    return 2;
+  }
+  std::fprintf(stderr, "device: %s\n", prop.name);
+  const Shape shapes[] = {{"gpt2", {b, t, 12, 12, 64}},
+                          {"llama-gqa", {b / 2 > 0 ? b / 2 : 1, t, 32, 8, 128}}};
+  for (const Shape& s : shapes) {
+    run(s, "bf16", TileCast{});
+    run(s, "mxfp6", mx_cast());
+  }
+  return 0;
+}
