@@ -156,6 +156,21 @@ int main() {
     report(fq16.c_str(), n * 4, [&] {
       return cuda::fake_quantize_cuda(in16, DType::kBF16, shape, spec, DType::kBF16, out, nullptr);
     });
+    // Blocks down columns (the backward products' operand casts in training): the square
+    // tensor, GPT-2's activations at 16 x 1024 tokens, and its classifier gradient (an odd
+    // width) at 4 x 1024.
+    QuantSpec down = spec;
+    down.axis = 0;
+    for (auto [rows, cols] :
+         {std::pair<int64_t, int64_t>{16384, 16384}, {16384, 768}, {4096, 50257}}) {
+      const std::vector<int64_t> cshape = {rows, cols};
+      const std::string name = "fake-quantize bf16 columns " + std::to_string(rows) + "x" +
+                               std::to_string(cols) + " " + std::string(traits(fmt).mx_name);
+      report(name.c_str(), rows * cols * 4, [&] {
+        return cuda::fake_quantize_cuda(in16, DType::kBF16, cshape, down, DType::kBF16, out,
+                                        nullptr);
+      });
+    }
     const std::string fq32 = "fake-quantize f32->f32 " + std::string(traits(fmt).mx_name);
     report(fq32.c_str(), n * 8, [&] {
       return cuda::fake_quantize_cuda(in32, DType::kF32, shape, spec, DType::kF32, out, nullptr);

@@ -337,7 +337,7 @@ TEST(CudaQuantize, FakeQuantizedColumnBlocksMatchTheCpu) {
   }
 }
 
-// Wide 16-bit tensors take the two-columns-per-thread kernel.
+// Wide 16-bit tensors span several column tiles of the shared-memory kernel, with 16-byte rows.
 TEST(CudaQuantize, FakeQuantizedWideColumnBlocksMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   const std::vector<int64_t> shape = {40, 2048};

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "mx/core/dtype.h"
 #include "mx/core/rounding.h"
@@ -67,65 +68,117 @@ struct LaunchFakeColumns {
   }
 };
 
-// The same for 16-bit input with an even number of columns: a thread takes two neighbouring
-// columns (one 4-byte load per row, a warp's loads 128 contiguous bytes) and casts them one
-// after the other.
-template <Rounding kMode, bool kInteger>
-__global__ void __launch_bounds__(256)
-    fake_column_pairs_kernel(__grid_constant__ const QuantParams P) {
-  const int64_t pair = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t pairs = P.g.cols / 2, per_outer = P.g.tiles_down * pairs;
-  if (pair >= P.g.outer * per_outer) return;
-  const int64_t o = pair / per_outer, t = pair % per_outer;
-  const int64_t cols = P.g.cols, row0 = t / pairs * 32, left = P.g.rows - row0;
-  const uint32_t mask = left >= 32 ? 0xFFFFFFFFu : (1u << left) - 1u;
-  const int64_t i0 = (o * P.g.rows + row0) * cols + 2 * (t % pairs);
-  const uint16_t* in = static_cast<const uint16_t*>(P.in) + i0;
-  uint32_t w[32];
-#pragma unroll
-  for (int j = 0; j < 32; ++j) {
-    w[j] = (mask >> j) & 1u ? __ldg(reinterpret_cast<const uint32_t*>(in + j * cols)) : 0u;
+// The same for 16-bit input and bfloat16 output, through shared memory: a block of 256 threads
+// takes tiles of 32 rows by 256 columns, reads each row by row (16-byte loads where every row
+// starts on a 16-byte boundary, else 2-byte loads, a warp's 64 bytes contiguous), casts one
+// column block per thread from the tile, and writes the tile back the same way. A warp's column
+// reads and writes touch 16 consecutive words, free of bank conflicts. Each block walks down
+// kTilesPerBlock tiles of its columns, the next tile's loads in flight while this one is cast.
+// (One thread per column with strided loads ran at about 40% of the copy bandwidth.)
+constexpr int kTileCols = 256;
+constexpr int kTilesPerBlock = 4;
+
+template <bool kVectors>
+struct TileRows {
+  static constexpr int kPieces = kTileCols / 8;  // 16-byte pieces per row
+  static constexpr int kWords = kVectors ? 4 : 32;
+  using Word = std::conditional_t<kVectors, uint4, uint16_t>;
+  Word w[kWords];
+
+  // Row r and column c of this thread's k-th word.
+  __device__ static int row(int k) {
+    return kVectors ? (int(threadIdx.x) + k * kTileCols) / kPieces : k;
   }
-  const bool bf16_in = P.in_dtype == int(DType::kBF16);
-  const bool bf16_out = P.fake_dtype == int(DType::kBF16);
-  uint32_t packed[32];
-  const DevSpec& s = P.s;
+  __device__ static int col(int) {
+    return kVectors ? (int(threadIdx.x) % kPieces) * 8 : int(threadIdx.x);
+  }
+  __device__ void load(const uint16_t* in, int64_t cols, int rows_here, int cols_here) {
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float v[32];
-#pragma unroll
-    for (int j = 0; j < 32; ++j) {
-      const uint16_t bits = uint16_t(w[j] >> (16 * h));
-      v[j] = bf16_in ? bf16_bits_to_f32(bits) : fp16_bits_to_f32(bits);
-    }
-    const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
-    if (!st.nan_block) values32<kMode, kInteger>(s, st, v, StridedDraws(s.key, i0 + h, cols));
-#pragma unroll
-    for (int j = 0; j < 32; ++j) {
-      const float x = st.nan_block ? __uint_as_float(kNanF32) : v[j];
-      if (bf16_out) {
-        const uint32_t b = f32_to_bf16_bits(x);
-        packed[j] = h == 0 ? b : packed[j] | (b << 16);
-      } else if ((mask >> j) & 1u) {
-        static_cast<float*>(P.fake_out)[i0 + j * cols + h] = x;
+    for (int k = 0; k < kWords; ++k) {
+      const int r = row(k), c = col(k);
+      const bool inside = r < rows_here && c < cols_here;
+      if constexpr (kVectors) {
+        w[k] = inside ? __ldg(reinterpret_cast<const uint4*>(in + r * cols + c))
+                      : make_uint4(0, 0, 0, 0);
+      } else {
+        w[k] = inside ? __ldg(in + r * cols + c) : uint16_t(0);
       }
     }
   }
-  if (!bf16_out) return;
+  __device__ void to_tile(uint16_t (&tile)[32][kTileCols]) const {
 #pragma unroll
-  for (int j = 0; j < 32; ++j) {
-    if ((mask >> j) & 1u) {
-      *reinterpret_cast<uint32_t*>(static_cast<uint16_t*>(P.fake_out) + i0 + j * cols) = packed[j];
+    for (int k = 0; k < kWords; ++k) *reinterpret_cast<Word*>(&tile[row(k)][col(k)]) = w[k];
+  }
+  __device__ static void from_tile(const uint16_t (&tile)[32][kTileCols], uint16_t* out,
+                                   int64_t cols, int rows_here, int cols_here) {
+#pragma unroll
+    for (int k = 0; k < kWords; ++k) {
+      const int r = row(k), c = col(k);
+      if (r < rows_here && c < cols_here) {
+        *reinterpret_cast<Word*>(out + r * cols + c) = *reinterpret_cast<const Word*>(&tile[r][c]);
+      }
     }
+  }
+};
+
+template <Rounding kMode, bool kInteger, bool kVectors>
+__global__ void __launch_bounds__(kTileCols, 3)
+    fake_column_tiles_kernel(__grid_constant__ const QuantParams P) {
+  __shared__ __align__(16) uint16_t tile[32][kTileCols];
+  const int64_t cols = P.g.cols, rows = P.g.rows;
+  const int64_t c0 = int64_t(blockIdx.x) * kTileCols;
+  const int cols_here = int(cols - c0 < kTileCols ? cols - c0 : kTileCols);
+  const int64_t tile0 = int64_t(blockIdx.y) * kTilesPerBlock;
+  const int64_t tile_end =
+      tile0 + kTilesPerBlock < P.g.tiles_down ? tile0 + kTilesPerBlock : P.g.tiles_down;
+  auto first_of = [&](int64_t tr) { return (int64_t(blockIdx.z) * rows + tr * 32) * cols + c0; };
+  auto rows_of = [&](int64_t tr) { return int(rows - tr * 32 < 32 ? rows - tr * 32 : 32); };
+  const uint16_t* in = static_cast<const uint16_t*>(P.in);
+  uint16_t* out = static_cast<uint16_t*>(P.fake_out);
+  const int t = int(threadIdx.x);
+  const bool bf16_in = P.in_dtype == int(DType::kBF16);
+  TileRows<kVectors> next;
+  next.load(in + first_of(tile0), cols, rows_of(tile0), cols_here);
+  for (int64_t tr = tile0; tr < tile_end; ++tr) {
+    const int64_t first = first_of(tr);
+    const int rows_here = rows_of(tr);
+    __syncthreads();  // the previous tile has left shared memory
+    next.to_tile(tile);
+    __syncthreads();
+    if (tr + 1 < tile_end) next.load(in + first_of(tr + 1), cols, rows_of(tr + 1), cols_here);
+    if (t < cols_here) {
+      float v[32];
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        v[j] = bf16_in ? bf16_bits_to_f32(tile[j][t]) : fp16_bits_to_f32(tile[j][t]);
+      }
+      const uint32_t mask = rows_here >= 32 ? 0xFFFFFFFFu : (1u << rows_here) - 1u;
+      const DevSpec& s = P.s;
+      const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
+      if (!st.nan_block) values32<kMode, kInteger>(s, st, v, StridedDraws(s.key, first + t, cols));
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        tile[j][t] = f32_to_bf16_bits(st.nan_block ? __uint_as_float(kNanF32) : v[j]);
+      }
+    }
+    __syncthreads();
+    TileRows<kVectors>::from_tile(tile, out + first, cols, rows_here, cols_here);
   }
 }
 
 template <Rounding M, bool I>
-struct LaunchFakeColumnPairs {
+struct LaunchFakeColumnTiles {
   static void run(const QuantParams& P, cudaStream_t stream) {
-    const int threads = 256;
-    const int64_t grid = (P.g.outer * P.g.tiles_down * (P.g.cols / 2) + threads - 1) / threads;
-    fake_column_pairs_kernel<M, I><<<unsigned(grid), threads, 0, stream>>>(P);
+    const dim3 grid(unsigned((P.g.cols + kTileCols - 1) / kTileCols),
+                    unsigned((P.g.tiles_down + kTilesPerBlock - 1) / kTilesPerBlock),
+                    unsigned(P.g.outer));
+    const bool vectors = P.g.cols % 8 == 0 && (reinterpret_cast<uintptr_t>(P.in) & 15) == 0 &&
+                         (reinterpret_cast<uintptr_t>(P.fake_out) & 15) == 0;
+    if (vectors) {
+      fake_column_tiles_kernel<M, I, true><<<grid, kTileCols, 0, stream>>>(P);
+    } else {
+      fake_column_tiles_kernel<M, I, false><<<grid, kTileCols, 0, stream>>>(P);
+    }
   }
 };
 
@@ -135,9 +188,15 @@ void launch_fake_columns(const QuantParams& P, Rounding mode, bool integer, cuda
   dispatch<LaunchFakeColumns>(mode, integer, P, stream);
 }
 
-void launch_fake_column_pairs(const QuantParams& P, Rounding mode, bool integer,
+bool fake_column_tiles_apply(const QuantParams& P) {
+  return P.in_dtype != int(DType::kF32) && P.fake_dtype == int(DType::kBF16) &&
+         (P.g.tiles_down + kTilesPerBlock - 1) / kTilesPerBlock <= 65535 && P.g.outer <= 65535 &&
+         (P.g.cols + kTileCols - 1) / kTileCols <= int64_t(0x7FFFFFFF);
+}
+
+void launch_fake_column_tiles(const QuantParams& P, Rounding mode, bool integer,
                               cudaStream_t stream) {
-  dispatch<LaunchFakeColumnPairs>(mode, integer, P, stream);
+  dispatch<LaunchFakeColumnTiles>(mode, integer, P, stream);
 }
 
 }  // namespace mx::cuda
