@@ -62,6 +62,11 @@ bench=${BENCH:-bench/torch/gpt2_train_speed.py}
 python3 "$bench" --model small --batch 16 --seq-len 128 2>&1 | tee "$OUT/torch_small.json"
 python3 "$bench" --model gpt2-124m --batch 16 --seq-len 1024 --precision bf16 2>&1 |
   tee "$OUT/torch_gpt2.json"
+if [ -x .device/cuda_attention ]; then
+  section "attention beside PyTorch's flash SDPA (build-cuda/bench/cuda/cuda_attention)"
+  .device/cuda_attention --batch 16 2>&1 | tee "$OUT/attention.jsonl"
+  python3 bench/torch/sdpa_speed.py --batch 16 2>&1 | tee -a "$OUT/attention.jsonl"
+fi
 section "GPT-2 124M, T=1024, batch 16: mx bench train"
 for recipe in bf16 mxfp6 mxfp4w-mxfp6a mxfp4; do
   timeout 300 .device/mx bench train --device cuda --model gpt2-124m --recipe "$recipe" \
