@@ -8,17 +8,15 @@
 //   cuda_attention [--batch B] [--seq-len T]
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <string>
-#include <vector>
 
-#include "mx/core/quant_spec.h"
+#include "bench/cuda/cuda_timing.cuh"
 #include "mx/nn/cuda/attention.h"
+#include "mx/nn/recipe.h"
 
 namespace {
 
@@ -27,37 +25,6 @@ using mx::nn::cuda::AttnDims;
 using mx::nn::cuda::TileCast;
 
 constexpr int kReps = 20;
-
-#define CHECK(x)                                                    \
-  do {                                                              \
-    cudaError_t e_ = (x);                                           \
-    if (e_ != cudaSuccess) {                                        \
-      std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                 \
-    }                                                               \
-  } while (0)
-
-float median_ms(const std::function<void()>& fn) {
-  cudaEvent_t a, b;
-  CHECK(cudaEventCreate(&a));
-  CHECK(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i) fn();
-  CHECK(cudaDeviceSynchronize());
-  std::vector<float> t;
-  for (int i = 0; i < kReps; ++i) {
-    CHECK(cudaEventRecord(a));
-    fn();
-    CHECK(cudaEventRecord(b));
-    CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    CHECK(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms);
-  }
-  CHECK(cudaEventDestroy(a));
-  CHECK(cudaEventDestroy(b));
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 // Uniform bfloat16 values in [-1, 1): a hash of the index, so that every run sees the same data.
 __global__ void fill_uniform(uint16_t* p, int64_t n, uint32_t seed) {
@@ -86,15 +53,15 @@ struct Shape {
   AttnDims d;
 };
 
-TileCast mx_cast() {
-  TileCast c;
-  c.kind = TileCast::Kind::kMx;
-  c.spec.format = mx::ElementFormat::kE3M2;
-  c.spec.block_size = 32;
-  return c;
-}
-
-void run(const Shape& shape, const char* recipe, const TileCast& cast) {
+// P and dS cast as a recipe preset's activations are (a uniform preset casts every role alike),
+// rounded as its vector ops are.
+void run(const Shape& shape, const char* recipe_name) {
+  const mx::nn::Recipe recipe = *mx::nn::recipe_preset(recipe_name);
+  const mx::nn::OperandCast& role = recipe.act_fwd;
+  const TileCast c{
+      role.kind == mx::nn::OperandCast::Kind::kMx ? TileCast::Kind::kMx : TileCast::Kind::kBF16,
+      role.spec};
+  const bool round_p = recipe.bf16_vector_ops;
   const AttnDims& d = shape.d;
   const int64_t q_elems = d.b * d.t * d.nh * d.hs, kv_elems = d.b * d.t * d.nkv * d.hs;
   uint16_t *q = random_bf16(q_elems, 1), *k = random_bf16(kv_elems, 2),
@@ -107,23 +74,20 @@ void run(const Shape& shape, const char* recipe, const TileCast& cast) {
   CHECK(cudaMalloc(&dv, size_t(kv_elems) * 2));
   CHECK(cudaMalloc(&lse, size_t(d.b * d.nh * d.t) * 4));
   CHECK(cudaMalloc(&delta, size_t(d.b * d.nh * d.t) * 4));
-  const bool mx = cast.kind == TileCast::Kind::kMx;
-  TileCast bf16_cast;
-  bf16_cast.kind = TileCast::Kind::kBF16;
-  const TileCast& c = mx ? cast : bf16_cast;
-  const float fwd = median_ms(
-      [&] { mx::nn::cuda::attention_forward(out, lse, q, k, v, d, c, !mx, true, nullptr); });
+  const float fwd = mx::bench::median_ms(
+      [&] { mx::nn::cuda::attention_forward(out, lse, q, k, v, d, c, round_p, true, nullptr); },
+      kReps);
   AttnBackwardArgs a{q, k, dout, v, dout, k, q, lse, delta, dq, dk, dv};
   a.out = out;  // as the backend passes it: delta from the output
-  const float bwd =
-      median_ms([&] { mx::nn::cuda::attention_backward(a, d, c, c, c, !mx, true, nullptr); });
+  const float bwd = mx::bench::median_ms(
+      [&] { mx::nn::cuda::attention_backward(a, d, c, c, c, round_p, true, nullptr); }, kReps);
   CHECK(cudaGetLastError());
   const double product = 2.0 * double(d.t) * double(d.t) / 2.0 * double(d.hs) * double(d.b * d.nh);
   std::printf(
       "{\"shape\": \"%s\", \"recipe\": \"%s\", \"b\": %lld, \"t\": %lld, \"nh\": %lld, "
       "\"nkv\": %lld, \"hs\": %lld, \"forward_ms\": %.4f, \"backward_ms\": %.4f, "
       "\"forward_tflops\": %.1f, \"backward_tflops\": %.1f}\n",
-      shape.name, recipe, (long long)d.b, (long long)d.t, (long long)d.nh, (long long)d.nkv,
+      shape.name, recipe_name, (long long)d.b, (long long)d.t, (long long)d.nh, (long long)d.nkv,
       (long long)d.hs, fwd, bwd, 2 * product / fwd / 1e9, 5 * product / bwd / 1e9);
   for (void* p : {static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v),
                   static_cast<void*>(dout), out, dq, dk, dv, static_cast<void*>(lse),
@@ -168,8 +132,8 @@ int main(int argc, char** argv) {
   const Shape shapes[] = {{"gpt2", {b, t, 12, 12, 64}},
                           {"llama-gqa", {b / 2 > 0 ? b / 2 : 1, t, 32, 8, 128}}};
   for (const Shape& s : shapes) {
-    run(s, "bf16", TileCast{});
-    run(s, "mxfp6", mx_cast());
+    run(s, "bf16");
+    run(s, "mxfp6");
   }
   return 0;
 }

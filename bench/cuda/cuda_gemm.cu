@@ -22,20 +22,13 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda/cuda_timing.cuh"
 #include "mx/core/format.h"
 #include "mx/core/layout_weight_tiles.h"
 #include "mx/kernels/cuda/mx_gemm.h"
 
 namespace {
 
-#define CHECK(x)                                                    \
-  do {                                                              \
-    cudaError_t e_ = (x);                                           \
-    if (e_ != cudaSuccess) {                                        \
-      std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                 \
-    }                                                               \
-  } while (0)
 #define CHECK_BLAS(x)                                  \
   do {                                                 \
     const int s_ = int(x);                             \
@@ -46,25 +39,7 @@ namespace {
   } while (0)
 
 float median_ms(const std::function<void()>& fn) {
-  cudaEvent_t a, b;
-  CHECK(cudaEventCreate(&a));
-  CHECK(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i) fn();
-  CHECK(cudaDeviceSynchronize());
-  std::vector<float> t;
-  for (int i = 0; i < 10; ++i) {
-    CHECK(cudaEventRecord(a));
-    fn();
-    CHECK(cudaEventRecord(b));
-    CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    CHECK(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms);
-  }
-  CHECK(cudaEventDestroy(a));
-  CHECK(cudaEventDestroy(b));
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return mx::bench::median_ms(fn, 10);
 }
 
 __device__ uint64_t mix(uint64_t z) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda/cuda_timing.cuh"
 #include "mx/core/block_grid.h"
 #include "mx/core/format.h"
 #include "mx/core/mx_tensor.h"
@@ -19,41 +20,13 @@ namespace {
 
 constexpr int kReps = 25;
 
-#define CHECK(x)                                                    \
-  do {                                                              \
-    cudaError_t e_ = (x);                                           \
-    if (e_ != cudaSuccess) {                                        \
-      std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                 \
-    }                                                               \
-  } while (0)
-
+// A call's median time; a call that returns an error message ends the program.
 float median_ms(const std::function<std::string()>& fn) {
-  cudaEvent_t a, b;
-  CHECK(cudaEventCreate(&a));
-  CHECK(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i) {
-    const std::string e = fn();
-    if (!e.empty()) {
-      std::fprintf(stderr, "error: %s\n", e.c_str());
-      std::exit(1);
-    }
+  if (const std::string e = fn(); !e.empty()) {
+    std::fprintf(stderr, "error: %s\n", e.c_str());
+    std::exit(1);
   }
-  CHECK(cudaDeviceSynchronize());
-  std::vector<float> t;
-  for (int i = 0; i < kReps; ++i) {
-    CHECK(cudaEventRecord(a));
-    fn();
-    CHECK(cudaEventRecord(b));
-    CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    CHECK(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms);
-  }
-  CHECK(cudaEventDestroy(a));
-  CHECK(cudaEventDestroy(b));
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return mx::bench::median_ms(fn, kReps);
 }
 
 __global__ void fill_random(uint16_t* p, int64_t n, int f32) {
