@@ -337,25 +337,28 @@ TEST(CudaQuantize, FakeQuantizedColumnBlocksMatchTheCpu) {
   }
 }
 
-// Wide 16-bit tensors span several column tiles of the shared-memory kernel, with 16-byte rows.
+// Wide 16-bit tensors span several 256-column tiles of the shared-memory kernel, with 16-byte
+// rows: whole tiles (2048 columns), and a last tile of 8 columns with a last row tile of 6 rows.
 TEST(CudaQuantize, FakeQuantizedWideColumnBlocksMatchTheCpu) {
   SKIP_WITHOUT_GPU();
-  const std::vector<int64_t> shape = {40, 2048};
-  const auto values = testing::stress_values(40 * 2048, 43, true);
-  for (DType dtype : {DType::kBF16, DType::kF16}) {
-    const auto input = to_dtype(values, dtype);
-    for (ElementFormat format :
-         {ElementFormat::kE3M2, ElementFormat::kE2M1, ElementFormat::kInt8}) {
-      for (Rounding mode : kModes) {
-        QuantSpec spec;
-        spec.format = format;
-        spec.rounding = mode;
-        spec.seed = 17;
-        spec.axis = 0;
-        check_all(input, dtype, shape, spec);
-        spec.asymmetric = true;
-        check_all(input, dtype, shape, spec);
-        if (HasFatalFailure()) return;
+  for (const std::vector<int64_t>& shape :
+       {std::vector<int64_t>{40, 2048}, std::vector<int64_t>{70, 264}}) {
+    const auto values = testing::stress_values(size_t(shape[0] * shape[1]), 43, true);
+    for (DType dtype : {DType::kBF16, DType::kF16}) {
+      const auto input = to_dtype(values, dtype);
+      for (ElementFormat format :
+           {ElementFormat::kE3M2, ElementFormat::kE2M1, ElementFormat::kInt8}) {
+        for (Rounding mode : kModes) {
+          QuantSpec spec;
+          spec.format = format;
+          spec.rounding = mode;
+          spec.seed = 17;
+          spec.axis = 0;
+          check_all(input, dtype, shape, spec);
+          spec.asymmetric = true;
+          check_all(input, dtype, shape, spec);
+          if (HasFatalFailure()) return;
+        }
       }
     }
   }

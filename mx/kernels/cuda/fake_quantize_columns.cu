@@ -69,15 +69,16 @@ struct LaunchFakeColumns {
 };
 
 // The same for 16-bit input and bfloat16 output, through shared memory: a block of 256 threads
-// takes tiles of 32 rows by 256 columns, reads each row by row (16-byte loads where every row
+// takes a tile of 32 rows by 256 columns, reads it row by row (16-byte loads where every row
 // starts on a 16-byte boundary, else 2-byte loads, a warp's 64 bytes contiguous), casts one
 // column block per thread from the tile, and writes the tile back the same way. A warp's column
-// reads and writes touch 16 consecutive words, free of bank conflicts. Each block walks down
-// kTilesPerBlock tiles of its columns, the next tile's loads in flight while this one is cast.
-// (One thread per column with strided loads ran at about 40% of the copy bandwidth.)
+// reads and writes touch 16 consecutive words, free of bank conflicts. (One thread per column
+// with strided loads ran at about 40% of the copy bandwidth on an H200, this at about 66%;
+// walking several tiles per block with the next one's loads in flight gained nothing.)
 constexpr int kTileCols = 256;
-constexpr int kTilesPerBlock = 4;
 
+// The words of a 32 x 256 tile that one thread moves between global and shared memory: 16-byte
+// pieces or single 16-bit values. All of a thread's loads are issued before any store.
 template <bool kVectors>
 struct TileRows {
   static constexpr int kPieces = kTileCols / 8;  // 16-byte pieces per row
@@ -122,55 +123,44 @@ struct TileRows {
 };
 
 template <Rounding kMode, bool kInteger, bool kVectors>
-__global__ void __launch_bounds__(kTileCols, 3)
+__global__ void __launch_bounds__(kTileCols)
     fake_column_tiles_kernel(__grid_constant__ const QuantParams P) {
   __shared__ __align__(16) uint16_t tile[32][kTileCols];
   const int64_t cols = P.g.cols, rows = P.g.rows;
-  const int64_t c0 = int64_t(blockIdx.x) * kTileCols;
+  const int64_t c0 = int64_t(blockIdx.x) * kTileCols, r0 = int64_t(blockIdx.y) * 32;
+  const int64_t first = (int64_t(blockIdx.z) * rows + r0) * cols + c0;
+  const int rows_here = int(rows - r0 < 32 ? rows - r0 : 32);
   const int cols_here = int(cols - c0 < kTileCols ? cols - c0 : kTileCols);
-  const int64_t tile0 = int64_t(blockIdx.y) * kTilesPerBlock;
-  const int64_t tile_end =
-      tile0 + kTilesPerBlock < P.g.tiles_down ? tile0 + kTilesPerBlock : P.g.tiles_down;
-  auto first_of = [&](int64_t tr) { return (int64_t(blockIdx.z) * rows + tr * 32) * cols + c0; };
-  auto rows_of = [&](int64_t tr) { return int(rows - tr * 32 < 32 ? rows - tr * 32 : 32); };
-  const uint16_t* in = static_cast<const uint16_t*>(P.in);
-  uint16_t* out = static_cast<uint16_t*>(P.fake_out);
+  TileRows<kVectors> words;
+  words.load(static_cast<const uint16_t*>(P.in) + first, cols, rows_here, cols_here);
+  words.to_tile(tile);
+  __syncthreads();
   const int t = int(threadIdx.x);
-  const bool bf16_in = P.in_dtype == int(DType::kBF16);
-  TileRows<kVectors> next;
-  next.load(in + first_of(tile0), cols, rows_of(tile0), cols_here);
-  for (int64_t tr = tile0; tr < tile_end; ++tr) {
-    const int64_t first = first_of(tr);
-    const int rows_here = rows_of(tr);
-    __syncthreads();  // the previous tile has left shared memory
-    next.to_tile(tile);
-    __syncthreads();
-    if (tr + 1 < tile_end) next.load(in + first_of(tr + 1), cols, rows_of(tr + 1), cols_here);
-    if (t < cols_here) {
-      float v[32];
+  if (t < cols_here) {
+    const bool bf16_in = P.in_dtype == int(DType::kBF16);
+    float v[32];
 #pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        v[j] = bf16_in ? bf16_bits_to_f32(tile[j][t]) : fp16_bits_to_f32(tile[j][t]);
-      }
-      const uint32_t mask = rows_here >= 32 ? 0xFFFFFFFFu : (1u << rows_here) - 1u;
-      const DevSpec& s = P.s;
-      const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
-      if (!st.nan_block) values32<kMode, kInteger>(s, st, v, StridedDraws(s.key, first + t, cols));
-#pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        tile[j][t] = f32_to_bf16_bits(st.nan_block ? __uint_as_float(kNanF32) : v[j]);
-      }
+    for (int j = 0; j < 32; ++j) {
+      v[j] = bf16_in ? bf16_bits_to_f32(tile[j][t]) : fp16_bits_to_f32(tile[j][t]);
     }
-    __syncthreads();
-    TileRows<kVectors>::from_tile(tile, out + first, cols, rows_here, cols_here);
+    const uint32_t mask = rows_here >= 32 ? 0xFFFFFFFFu : (1u << rows_here) - 1u;
+    const DevSpec& s = P.s;
+    const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
+    if (!st.nan_block) values32<kMode, kInteger>(s, st, v, StridedDraws(s.key, first + t, cols));
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      tile[j][t] = f32_to_bf16_bits(st.nan_block ? __uint_as_float(kNanF32) : v[j]);
+    }
   }
+  __syncthreads();
+  TileRows<kVectors>::from_tile(tile, static_cast<uint16_t*>(P.fake_out) + first, cols, rows_here,
+                                cols_here);
 }
 
 template <Rounding M, bool I>
 struct LaunchFakeColumnTiles {
   static void run(const QuantParams& P, cudaStream_t stream) {
-    const dim3 grid(unsigned((P.g.cols + kTileCols - 1) / kTileCols),
-                    unsigned((P.g.tiles_down + kTilesPerBlock - 1) / kTilesPerBlock),
+    const dim3 grid(unsigned((P.g.cols + kTileCols - 1) / kTileCols), unsigned(P.g.tiles_down),
                     unsigned(P.g.outer));
     const bool vectors = P.g.cols % 8 == 0 && (reinterpret_cast<uintptr_t>(P.in) & 15) == 0 &&
                          (reinterpret_cast<uintptr_t>(P.fake_out) & 15) == 0;
@@ -190,7 +180,7 @@ void launch_fake_columns(const QuantParams& P, Rounding mode, bool integer, cuda
 
 bool fake_column_tiles_apply(const QuantParams& P) {
   return P.in_dtype != int(DType::kF32) && P.fake_dtype == int(DType::kBF16) &&
-         (P.g.tiles_down + kTilesPerBlock - 1) / kTilesPerBlock <= 65535 && P.g.outer <= 65535 &&
+         P.g.tiles_down <= 65535 && P.g.outer <= 65535 &&
          (P.g.cols + kTileCols - 1) / kTileCols <= int64_t(0x7FFFFFFF);
 }
 
