@@ -260,6 +260,12 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[8][4], float (&m)
   }
 }
 
+// A row's log-sum-exp in powers of two (lse2: P = 2^(s scale_log2 - lse2)) from the online
+// softmax's running maximum m and sum l.
+__device__ __forceinline__ float row_lse2_of(float m, float l, float scale_log2) {
+  return m * scale_log2 + log2f(l);
+}
+
 // P = 2^(s scale_log2 - lse2) from raw scores, zero above the diagonal of a diagonal tile, and
 // rounded to bfloat16 when round_p.
 __device__ __forceinline__ void probabilities_from_lse(float (&s)[8][4], const float (&lse2)[2],
@@ -328,8 +334,8 @@ __global__ void __launch_bounds__(kThreadsTc)
     if (kt == qt) mask_above_diagonal(s);
     online_softmax_step(s, m, l, g.scale_log2, [](int, float) {});
   }
-  // log2 of each row's sum of exponentials, in units where P = 2^(s scale_log2 - lse2).
-  const float row_lse2[2] = {m[0] * g.scale_log2 + log2f(l[0]), m[1] * g.scale_log2 + log2f(l[1])};
+  const float row_lse2[2] = {row_lse2_of(m[0], l[0], g.scale_log2),
+                             row_lse2_of(m[1], l[1], g.scale_log2)};
 
   // Sweep 2: O = cast(P) V with P normalized.
   float o[HS / 8][4] = {};
@@ -424,7 +430,7 @@ __global__ void __launch_bounds__(kThreadsTc)
   store_rows<HS>(out + h * HS, g.nh * HS, {b * g.t + row[0], b * g.t + row[1]}, (b + 1) * g.t, o);
   if ((lane & 3) == 0) {
     for (int rr = 0; rr < 2; ++rr) {
-      if (row[rr] < g.t) lse[bh * g.t + row[rr]] = (m[rr] * g.scale_log2 + log2f(l[rr])) * kLn2;
+      if (row[rr] < g.t) lse[bh * g.t + row[rr]] = row_lse2_of(m[rr], l[rr], g.scale_log2) * kLn2;
     }
   }
 }
