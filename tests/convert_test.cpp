@@ -17,6 +17,7 @@
 #include "mx/convert/inspect_checkpoint.h"
 #include "mx/convert/quantize_checkpoint.h"
 #include "mx/core/half.h"
+#include "mx/io/content_checksum.h"
 #include "mx/io/gguf.h"
 #include "mx/io/llama2c.h"
 #include "mx/io/safetensors.h"
@@ -252,6 +253,34 @@ TEST_F(QuantizeCheckpoint, ReportsProgressOncePerTensor) {
   };
   ASSERT_EQ(quantize_checkpoint(input(), path("mid.safetensors"), mxfp4(), progress, &r), "");
   EXPECT_EQ(seen, (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7}));
+}
+
+// Model files and training checkpoints carry a checksum of their contents; converting one
+// must not copy it stale, or every reader would refuse the converted file as damaged.
+TEST_F(QuantizeCheckpoint, AChecksummedInputGivesOutputsWithTheirOwnChecksum) {
+  std::vector<io::TensorToWrite> list;
+  for (const Plain& p : model_) list.push_back({p.name, p.dtype, p.shape, p.bytes});
+  std::map<std::string, std::string> meta = kMetadata;
+  io::add_checksum(list, &meta);
+  ASSERT_EQ(io::write_safetensors(input(), list, meta), "");
+
+  ConvertReport r;
+  ASSERT_EQ(quantize_checkpoint(input(), path("mid.safetensors"), mxfp4(), nullptr, &r), "");
+  ASSERT_EQ(
+      dequantize_checkpoint(path("mid.safetensors"), path("out.safetensors"), {}, nullptr, &r), "");
+  for (const char* name : {"mid.safetensors", "out.safetensors"}) {
+    SCOPED_TRACE(name);
+    io::SafetensorsFile f;
+    EXPECT_EQ(io::open_safetensors(path(name), &f), "");  // verifies the checksum
+    EXPECT_EQ(f.metadata().count(std::string(io::kChecksumKey)), 1u);
+    EXPECT_NE(f.metadata().at(std::string(io::kChecksumKey)),
+              meta.at(std::string(io::kChecksumKey)));
+  }
+  // GGUF holds no safetensors checksum.
+  ASSERT_EQ(quantize_checkpoint(input(), path("mid.gguf"), mxfp4(), nullptr, &r), "");
+  io::GgufFile g;
+  ASSERT_EQ(io::open_gguf(path("mid.gguf"), &g), "");
+  for (const io::GgufKv& kv : g.kvs()) EXPECT_NE(kv.key, io::kChecksumKey);
 }
 
 TEST_F(DequantizeCheckpoint, SixteenBitOutputsRoundTheExactValuesOnce) {

@@ -10,6 +10,7 @@
 #include "mx/core/block_grid.h"
 #include "mx/io/cat.h"
 #include "mx/io/container.h"
+#include "mx/io/content_checksum.h"
 #include "mx/io/gguf.h"
 #include "mx/io/mx_safetensors.h"
 #include "mx/io/safetensors.h"
@@ -147,6 +148,7 @@ std::string dequantize_checkpoint(const std::string& input_path, const std::stri
   std::string e = c == Container::kGguf ? from_gguf(input_path, o, progress, &out, &r)
                                         : from_safetensors(input_path, o, progress, &out, &r);
   if (!e.empty()) return e;
+  io::refresh_checksum(out.tensors, &out.metadata);
   if (e = io::write_safetensors(output_path, out.tensors, out.metadata); !e.empty()) return e;
   *report = std::move(r);
   return "";

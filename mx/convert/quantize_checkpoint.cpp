@@ -10,6 +10,7 @@
 #include "mx/core/block_grid.h"
 #include "mx/io/cat.h"
 #include "mx/io/container.h"
+#include "mx/io/content_checksum.h"
 #include "mx/io/gguf.h"
 #include "mx/io/llama2c.h"
 #include "mx/io/mx_safetensors.h"
@@ -187,6 +188,11 @@ std::string quantize_checkpoint(const std::string& input_path, const std::string
       }
     }
     if (progress) progress(i + 1, total, t.name);
+  }
+  if (gguf) {
+    metadata.erase(std::string(io::kChecksumKey));  // it covers safetensors contents only
+  } else {
+    io::refresh_checksum(st_tensors, &metadata);
   }
   const std::string e = gguf ? io::write_gguf(output_path, metadata_kvs(metadata), gguf_tensors)
                              : io::write_safetensors(output_path, st_tensors, metadata);

@@ -76,6 +76,11 @@ void add_checksum(std::span<const TensorToWrite> tensors,
   (*metadata)[std::string(kChecksumKey)] = checksum_of(std::move(views), *metadata);
 }
 
+void refresh_checksum(std::span<const TensorToWrite> tensors,
+                      std::map<std::string, std::string>* metadata) {
+  if (metadata->count(std::string(kChecksumKey)) != 0) add_checksum(tensors, metadata);
+}
+
 std::string verify_checksum(const SafetensorsFile& file) {
   const auto it = file.metadata().find(std::string(kChecksumKey));
   if (it == file.metadata().end()) return "";

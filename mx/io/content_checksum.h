@@ -20,6 +20,12 @@ inline constexpr std::string_view kChecksumKey = "mxkit.checksum";
 void add_checksum(std::span<const TensorToWrite> tensors,
                   std::map<std::string, std::string>* metadata);
 
+// For writers whose metadata was copied from another file: a checksum that came with it no
+// longer matches the new contents. Recomputes it over `tensors` when `metadata` carries one;
+// leaves metadata without one as it is.
+void refresh_checksum(std::span<const TensorToWrite> tensors,
+                      std::map<std::string, std::string>* metadata);
+
 // "" when the file carries no checksum (files that other programs wrote) or a matching one.
 // open_safetensors and parse_safetensors call it: every reader gets the check.
 std::string verify_checksum(const SafetensorsFile& file);
