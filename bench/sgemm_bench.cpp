@@ -1,6 +1,7 @@
 // Throughput of the cache-blocked FP32 product (mx/kernels/cpu/sgemm.h) on the shapes of GPT-2
 // 124M's linear layers over a batch of 8 x 1024 tokens, and of the Hessian X^T X of their inputs
-// (symmetric mode). GFLOPS counts 2 M N K (M N K for the symmetric half) per second.
+// (symmetric mode), and of one decoding step's product. GFLOPS counts 2 M N K (M N K for the
+// symmetric half) per second.
 #include <benchmark/benchmark.h>
 
 #include <random>
@@ -44,6 +45,26 @@ BENCHMARK(BM_SgemmLinear)
     ->Args({8192, 768, 2304, 1})
     ->Args({8192, 768, 2304, 2})
     ->Args({8192, 3072, 768, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// One decoding step's product, y[1, N] = x[1, K] W[N, K]^T: bound by reading W, so the figure
+// is W's bytes per second (the FP32 row beside BM_MatmulDecodeLayers' packed MX ones).
+void BM_SgemmDecode(benchmark::State& state) {
+  const int64_t k = state.range(0), n = state.range(1);
+  const auto x = normal_matrix(k), w = normal_matrix(n * k);
+  std::vector<float> y(static_cast<size_t>(n));
+  for (auto _ : state) {
+    mx::cpu::sgemm(y.data(), n, {x.data(), k, 1}, {w.data(), 1, k}, 1, k, n,
+                   threads(int(state.range(2)), false));
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * n * k * int64_t(sizeof(float)));
+}
+BENCHMARK(BM_SgemmDecode)
+    ->ArgNames({"K", "N", "threads"})
+    ->Args({4096, 11008, 1})
+    ->Args({4096, 11008, 2})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

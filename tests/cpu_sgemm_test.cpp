@@ -77,6 +77,35 @@ TEST(CpuSgemm, TransposedOperandsAndThreadCountsGiveTheSameBits) {
   EXPECT_EQ(got, want);
 }
 
+// Up to eight rows against W's rows (x W^T, as a decoding step computes) take an unpacked path;
+// it must keep the same chains, on every target, for every row count around its limit.
+TEST(CpuSgemm, FewRowsTimesTransposedWeightsKeepTheChains) {
+  const auto a = random_values(kM * kK, 7), b = random_values(kK * kN, 8);
+  std::vector<float> w(size_t(kN * kK));  // W[j][p] = B(p, j)
+  for (int64_t p = 0; p < kK; ++p) {
+    for (int64_t j = 0; j < kN; ++j) w[size_t(j * kK + p)] = b[size_t(p * kN + j)];
+  }
+  const auto start = random_values(kM * kN, 9);
+  for (const SimdTarget target : supported_targets()) {
+    for (const int64_t m : {1, 2, 7, 8, 9}) {
+      for (const int threads : {1, 2}) {
+        std::vector<float> c(start.begin(), start.begin() + m * kN), fresh(size_t(m * kN), NAN);
+        sgemm(c.data(), kN, {a.data(), kK, 1}, {w.data(), 1, kK}, m, kK, kN,
+              with(true, false, threads, target));
+        sgemm(fresh.data(), kN, {a.data(), kK, 1}, {w.data(), 1, kK}, m, kK, kN,
+              with(false, false, threads, target));
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t j = 0; j < kN; ++j) {
+            const size_t x = size_t(i * kN + j);
+            ASSERT_EQ(c[x], chained_dot(a, b, i, j, start[x])) << target_name(target) << " m=" << m;
+            ASSERT_EQ(fresh[x], chained_dot(a, b, i, j, 0.0f)) << target_name(target) << " m=" << m;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(CpuSgemm, ARowDoesNotDependOnTheRowsComputedWithIt) {
   const auto a = random_values(kM * kK, 6), b = random_values(kK * kN, 7);
   std::vector<float> all(static_cast<size_t>(kM * kN)), one(static_cast<size_t>(kN));

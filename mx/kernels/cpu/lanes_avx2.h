@@ -52,6 +52,41 @@ inline void store_f32(float* p, F32x16 a) {
   _mm256_storeu_ps(p + 8, a.hi);
 }
 
+// out[q] lane r = in[r] lane q, for eight rows of eight.
+inline void transpose8(const __m256 (&in)[8], __m256 (&out)[8]) {
+  __m256 quad[8];  // quad[4g + c], 128-bit lane l: column 4l + c of rows 4g..4g+3
+  for (int g = 0; g < 2; ++g) {
+    const __m256 r0 = in[4 * g], r1 = in[4 * g + 1], r2 = in[4 * g + 2], r3 = in[4 * g + 3];
+    const __m256d t0 = _mm256_castps_pd(_mm256_unpacklo_ps(r0, r1));
+    const __m256d t1 = _mm256_castps_pd(_mm256_unpackhi_ps(r0, r1));
+    const __m256d t2 = _mm256_castps_pd(_mm256_unpacklo_ps(r2, r3));
+    const __m256d t3 = _mm256_castps_pd(_mm256_unpackhi_ps(r2, r3));
+    quad[4 * g] = _mm256_castpd_ps(_mm256_unpacklo_pd(t0, t2));
+    quad[4 * g + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(t0, t2));
+    quad[4 * g + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(t1, t3));
+    quad[4 * g + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(t1, t3));
+  }
+  for (int c = 0; c < 4; ++c) {
+    out[c] = _mm256_permute2f128_ps(quad[c], quad[4 + c], 0x20);
+    out[4 + c] = _mm256_permute2f128_ps(quad[c], quad[4 + c], 0x31);
+  }
+}
+
+// Lane r of m[q] and lane q of m[r] trade places (as lanes_scalar.h): four 8 x 8 transposes,
+// the off-diagonal quarters trading places.
+inline void transpose16(F32x16 (&m)[16]) {
+  __m256 in[8], out[8];
+  __m256 result[2][16];  // [half of the lanes][column]
+  for (int half = 0; half < 2; ++half) {
+    for (int side = 0; side < 2; ++side) {
+      for (int r = 0; r < 8; ++r) in[r] = side == 0 ? m[8 * half + r].lo : m[8 * half + r].hi;
+      transpose8(in, out);
+      for (int q = 0; q < 8; ++q) result[half][8 * side + q] = out[q];
+    }
+  }
+  for (int q = 0; q < 16; ++q) m[q] = {result[0][q], result[1][q]};
+}
+
 // The tree of lanes_avx512.h: lane j + lane j + 8, then j + 4, j + 2, j + 1.
 inline float sum_lanes(F32x16 a) {
   const __m256 s8 = _mm256_add_ps(a.lo, a.hi);

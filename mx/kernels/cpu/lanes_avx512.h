@@ -70,6 +70,34 @@ inline void store_f32(float* p, F32x16 a) {
   _mm512_storeu_ps(p, a.v);
 }
 
+// Lane r of m[q] and lane q of m[r] trade places (as lanes_scalar.h). Within each 128-bit lane,
+// pairs then quadruples of rows interleave; then whole 128-bit lanes move, twice.
+inline void transpose16(F32x16 (&m)[16]) {
+  __m512 quad[16];  // quad[4g + c], 128-bit lane l: column 4l + c of rows 4g..4g+3
+  for (int g = 0; g < 4; ++g) {
+    const __m512 r0 = m[4 * g].v, r1 = m[4 * g + 1].v, r2 = m[4 * g + 2].v, r3 = m[4 * g + 3].v;
+    const __m512d t0 = _mm512_castps_pd(_mm512_unpacklo_ps(r0, r1));
+    const __m512d t1 = _mm512_castps_pd(_mm512_unpackhi_ps(r0, r1));
+    const __m512d t2 = _mm512_castps_pd(_mm512_unpacklo_ps(r2, r3));
+    const __m512d t3 = _mm512_castps_pd(_mm512_unpackhi_ps(r2, r3));
+    quad[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    quad[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    quad[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    quad[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  for (int c = 0; c < 4; ++c) {
+    // Lanes (0, 2) and (1, 3) of the row groups (0, 1) and (2, 3), then gathered by lane.
+    const __m512 even01 = _mm512_shuffle_f32x4(quad[c], quad[4 + c], 0x88);
+    const __m512 odd01 = _mm512_shuffle_f32x4(quad[c], quad[4 + c], 0xDD);
+    const __m512 even23 = _mm512_shuffle_f32x4(quad[8 + c], quad[12 + c], 0x88);
+    const __m512 odd23 = _mm512_shuffle_f32x4(quad[8 + c], quad[12 + c], 0xDD);
+    m[c].v = _mm512_shuffle_f32x4(even01, even23, 0x88);
+    m[8 + c].v = _mm512_shuffle_f32x4(even01, even23, 0xDD);
+    m[4 + c].v = _mm512_shuffle_f32x4(odd01, odd23, 0x88);
+    m[12 + c].v = _mm512_shuffle_f32x4(odd01, odd23, 0xDD);
+  }
+}
+
 // ((l0 + l8) + (l4 + l12)) + ... : lane j is added to lane j + 8, then j + 4, j + 2, j + 1.
 inline float sum_lanes(F32x16 a) {
   const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a.v), _mm512_extractf32x8_ps(a.v, 1));

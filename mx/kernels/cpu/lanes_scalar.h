@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "mx/core/half.h"
 
@@ -64,6 +65,13 @@ inline F32x16 load_f32(const float* p) {
 }
 inline void store_f32(float* p, F32x16 a) {
   std::memcpy(p, a.v, sizeof(a.v));
+}
+
+// Lane r of m[q] and lane q of m[r] trade places: sixteen rows become sixteen columns.
+inline void transpose16(F32x16 (&m)[16]) {
+  for (int q = 0; q < 16; ++q) {
+    for (int r = q + 1; r < 16; ++r) std::swap(m[q].v[r], m[r].v[q]);
+  }
 }
 
 // Lane j is added to lane j + 8, then j + 4, j + 2, j + 1.

@@ -137,6 +137,19 @@ void sgemm(float* c, int64_t ldc, StridedMatrix a, StridedMatrix b, int64_t m, i
   const int threads = double(m) * double(n) * double(k) < double(1 << 20)
                           ? 1
                           : resolve_thread_count(options.threads);
+  // A few rows against B held as the rows of W (B(p, j) = W[j][p], as in x W^T): packing would
+  // transpose all of W at every call, most of the work when M is one decoding step's row.
+  if (m <= detail::kSgemmFewRows && b.row_stride == 1 && !options.symmetric) {
+    parallel_for((n + 15) / 16, 1, threads, [&](int64_t begin, int64_t end) {
+      for (int64_t u = begin; u < end; ++u) {
+        const int64_t j = u * 16;
+        pr.kernels.few_rows(int(m), a.data, a.row_stride, a.col_stride, b.data + j * b.col_stride,
+                            b.col_stride, int(std::min<int64_t>(16, n - j)), k, c + j, ldc,
+                            options.accumulate);
+      }
+    });
+    return;
+  }
   const int64_t mc = row_block(m, threads, pr.kernels.mr);
   std::vector<int64_t> starts;
   for (int64_t i0 = 0; i0 < m; i0 += mc) starts.push_back(i0);

@@ -1,5 +1,6 @@
 // The register tile of the FP32 matrix product (sgemm_kernels.h), written once and compiled per
 // instruction set: the including file defines MX_CPU_ISA and MX_CPU_SGEMM_FN.
+#include <algorithm>
 #include <utility>
 
 #include "mx/kernels/cpu/lanes.h"
@@ -56,11 +57,77 @@ void tile(int rows, const float* a, const float* b, int64_t kc, float* c, int64_
   tile_dispatch(std::make_integer_sequence<int, kMr>{}, rows, a, b, kc, c, ldc, load_c);
 }
 
+// Sixteen rows of W are read sixteen deep and transposed in registers, so that each vector
+// holds one depth p of sixteen columns of C; a last depth under sixteen goes one p at a time.
+// Columns past `cols` reuse W's last row and are never stored.
+template <int kRows>
+void few_rows_of(const float* a, int64_t a_row, int64_t a_col, const float* w, int64_t ldw,
+                 int cols, int64_t k, float* c, int64_t ldc, bool load_c) {
+  F32x16 acc[kRows];
+  float edge[16] = {};
+  for (int r = 0; r < kRows; ++r) {
+    if (!load_c) {
+      acc[r] = splat(0.0f);
+    } else if (cols == 16) {
+      acc[r] = load_f32(c + r * ldc);
+    } else {
+      std::copy_n(c + r * ldc, cols, edge);
+      acc[r] = load_f32(edge);
+    }
+  }
+  const float* row[16];
+  for (int j = 0; j < 16; ++j) row[j] = w + std::min(j, cols - 1) * ldw;
+  int64_t p = 0;
+  for (; p + 16 <= k; p += 16) {
+    F32x16 t[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) t[j] = load_f32(row[j] + p);
+    transpose16(t);
+#pragma GCC unroll 16
+    for (int q = 0; q < 16; ++q) {
+#pragma GCC unroll 8
+      for (int r = 0; r < kRows; ++r) {
+        acc[r] = fused_mul_add(splat(a[r * a_row + (p + q) * a_col]), t[q], acc[r]);
+      }
+    }
+  }
+  for (; p < k; ++p) {
+    float depth[16];
+    for (int j = 0; j < 16; ++j) depth[j] = row[j][p];
+    const F32x16 t = load_f32(depth);
+    for (int r = 0; r < kRows; ++r)
+      acc[r] = fused_mul_add(splat(a[r * a_row + p * a_col]), t, acc[r]);
+  }
+  for (int r = 0; r < kRows; ++r) {
+    if (cols == 16) {
+      store_f32(c + r * ldc, acc[r]);
+    } else {
+      store_f32(edge, acc[r]);
+      std::copy_n(edge, cols, c + r * ldc);
+    }
+  }
+}
+
+template <int... kRows>
+void few_rows_dispatch(std::integer_sequence<int, kRows...>, int rows, const float* a,
+                       int64_t a_row, int64_t a_col, const float* w, int64_t ldw, int cols,
+                       int64_t k, float* c, int64_t ldc, bool load_c) {
+  ((rows == kRows + 1 ? few_rows_of<kRows + 1>(a, a_row, a_col, w, ldw, cols, k, c, ldc, load_c)
+                      : void()),
+   ...);
+}
+
+void few_rows(int rows, const float* a, int64_t a_row, int64_t a_col, const float* w, int64_t ldw,
+              int cols, int64_t k, float* c, int64_t ldc, bool load_c) {
+  few_rows_dispatch(std::make_integer_sequence<int, kSgemmFewRows>{}, rows, a, a_row, a_col, w, ldw,
+                    cols, k, c, ldc, load_c);
+}
+
 }  // namespace
 }  // namespace MX_CPU_ISA
 
 SgemmKernels MX_CPU_SGEMM_FN() {
-  return {MX_CPU_ISA::kMr, MX_CPU_ISA::tile};
+  return {MX_CPU_ISA::kMr, MX_CPU_ISA::tile, MX_CPU_ISA::few_rows};
 }
 
 }  // namespace mx::cpu::detail
