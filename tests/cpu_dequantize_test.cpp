@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <random>
+#include <tuple>
 
 #include "mx/core/bitpack.h"
 #include "mx/core/half.h"
@@ -116,6 +117,38 @@ TEST(CpuDequantize, LargeOutputsAtAnyAlignmentEqualTheReference) {
       }
     }
   }
+}
+
+// A lookup of rows (an embedding table kept as blocks) gives the reference's rows: in rows that
+// end inside a block, in asymmetric blocks and in blocks of 16.
+TEST(CpuDequantize, RowLookupsEqualTheReferenceRows) {
+  for (const FormatTraits& f : all_formats()) {
+    for (const auto& [cols, block, asymmetric] :
+         {std::tuple{100, 32, false}, std::tuple{64, 32, true}, std::tuple{48, 16, false}}) {
+      const MxTensor t = every_code_tensor(f.format, 11, cols, block, asymmetric, 9);
+      SCOPED_TRACE(describe(t.spec) + " cols " + std::to_string(cols));
+      const std::vector<float> want = dequantize_ref(t);
+      for (const auto& [first, rows] : {std::pair{0, 1}, std::pair{10, 1}, std::pair{3, 5}}) {
+        std::vector<float> got(size_t(rows * cols));
+        ASSERT_EQ(cpu::dequantize_rows(t, first, rows, DType::kF32, got.data()), "");
+        ASSERT_EQ(0, std::memcmp(got.data(), want.data() + first * cols, got.size() * 4));
+      }
+    }
+  }
+}
+
+TEST(CpuDequantize, RowLookupsRefuseRowsOutOfRangeAndOtherLayouts) {
+  const MxTensor t = every_code_tensor(ElementFormat::kE2M1, 4, 64, 32, false, 10);
+  float out[64 * 4];
+  EXPECT_EQ(cpu::dequantize_rows(t, 3, 2, DType::kF32, out),
+            "rows 3 to 5 are not all below the tensor's 4");
+  EXPECT_EQ(cpu::dequantize_rows(t, -1, 1, DType::kF32, out),
+            "rows -1 to 0 are not all below the tensor's 4");
+  MxTensor down = t;
+  down.spec.axis = 0;
+  down.shape = {64, 4};
+  EXPECT_EQ(cpu::dequantize_rows(down, 0, 1, DType::kF32, out),
+            "row lookups need a 2-D tensor in blocks of whole bytes along its last axis");
 }
 
 TEST(CpuDequantize, ScaleByteZeroIsTheSubnormalNotZeroAndNanFillsTheBlock) {

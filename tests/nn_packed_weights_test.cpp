@@ -3,6 +3,7 @@
 // up to the order of their sums.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -149,6 +150,44 @@ TEST(PackedWeights, StoredMxWeightsRunPackedUnderARecipeWithoutWeightCasts) {
   EXPECT_EQ(stored.forward(t.data(), nullptr, 2, 12),
             "recipe w cannot run: it casts weights, and the FP32 copies of the file's MX weights "
             "were released when they were packed");
+}
+
+// A file whose token embedding is MX blocks too (mx quantize --include-embeddings): the
+// embedding's rows are looked up in the blocks, so its FP32 copy goes as well, tied to the
+// classifier (GPT-2) or not (Llama), and the logits stay those of the unreleased model bit for bit.
+TEST(PackedWeights, AnEmbeddingStoredAsExactBlocksIsLookedUpInThemAndReleased) {
+  for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    SCOPED_TRACE(arch_name(arch));
+    ModelConfig config = tiny(arch);
+    config.tied = arch == Arch::kGpt2;
+    Model released(config), kept(config);
+    released.params().init(9);
+    std::map<std::string, QuantSpec> specs;
+    for (const ParamView& v : released.params().views()) {
+      if (v.shape.size() != 2 || v.name.find("wpe") != std::string::npos) continue;
+      QuantSpec spec;
+      spec.format = ElementFormat::kE2M1;
+      float* w = released.params().data() + v.offset;
+      ASSERT_EQ(mx::cpu::fake_quantize(w, DType::kF32, v.shape, spec, DType::kF32, w), "");
+      specs[v.name] = spec;
+    }
+    std::copy(released.params().data(), released.params().data() + released.params().size(),
+              kept.params().data());
+    const int packed = kept.pack_stored_weights(specs);
+    ASSERT_EQ(released.pack_stored_weights(specs, /*release_fp32=*/true),
+              packed + (config.tied ? 0 : 1));
+    // The pages wholly inside the table read as zeros once released (its edges share pages).
+    auto zeros_in_table = [&](Model& m) {
+      const float* table = m.params().data() + m.params().wte();
+      return std::count(table, table + config.vocab * config.dim, 0.0f);
+    };
+    EXPECT_LT(zeros_in_table(kept), config.vocab * config.dim / 2);
+    EXPECT_GT(zeros_in_table(released), config.vocab * config.dim * 9 / 10)
+        << "the embedding's FP32 pages were not released";
+    const std::vector<uint32_t> t = tokens(32, config.vocab);
+    const std::vector<float> a = logits_of(kept, t), b = logits_of(released, t);
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+  }
 }
 
 }  // namespace

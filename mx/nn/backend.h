@@ -97,6 +97,11 @@ class Backend {
   // on casting w at each call).
   enum class Packed { kNo, kCast, kExact };
   virtual Packed pack_weight(Buf w, int64_t n, int64_t k, const OperandCast& cast) = 0;
+  // Whether embedding_forward reads a table packed kExact from its blocks (so that its FP32
+  // copy may be released, as for a classifier tied to the embedding).
+  virtual bool embeds_from_packed() const { return false; }
+  // Bytes of the packed blocks kept so far (codes, scales and offsets).
+  virtual int64_t packed_bytes() const { return 0; }
 
   // ---- Vector ops (`bf16`: round outputs to bfloat16, recipe.bf16_vector_ops) ----
   // out[N, C] = wte[tokens[n]] (+ wpe[n % T]); dwte, dwpe +=.

@@ -422,7 +422,9 @@ int Model::pack_with(const std::function<std::optional<OperandCast>(int64_t)>& c
   const int64_t kv = config_.n_kv_heads * config_.head_size();
   const bool release = release_fp32 && backend_->host_visible();
   int packed = 0;
-  auto pack = [&](int64_t offset, int64_t n, int64_t k, bool releasable = true) {
+  // `table`: the matrix is also the token embedding, which the forward looks rows up in. Its
+  // FP32 copy may go only where the backend reads the table from blocks that hold it exactly.
+  auto pack = [&](int64_t offset, int64_t n, int64_t k, bool table) {
     if (offset < 0) return;
     const std::optional<OperandCast> cast = cast_of(offset);
     if (!cast) return;
@@ -432,22 +434,28 @@ int Model::pack_with(const std::function<std::optional<OperandCast>(int64_t)>& c
     if (result == Backend::Packed::kNo || (stored && result != Backend::Packed::kExact)) return;
     ++packed;
     packed_cast_ = stored ? OperandCast::none() : *cast;
+    const bool releasable =
+        !table || (result == Backend::Packed::kExact && backend_->embeds_from_packed());
     if (release && releasable) {
       io::release_pages(w.p, w.bytes());
       fp32_released_ = true;
+      released_bytes_ += w.bytes();
     }
   };
   for (const LayerOffsets& o : params_.layers()) {
-    pack(o.wq, q, C);
-    pack(o.wk, kv, C);
-    pack(o.wv, kv, C);
-    pack(o.wo, C, C);
-    pack(o.fc, H, C);
-    pack(o.up, H, C);
-    pack(o.proj, C, H);
+    pack(o.wq, q, C, false);
+    pack(o.wk, kv, C, false);
+    pack(o.wv, kv, C, false);
+    pack(o.wo, C, C, false);
+    pack(o.fc, H, C, false);
+    pack(o.up, H, C, false);
+    pack(o.proj, C, H, false);
   }
-  // A tied classifier is also the embedding table, which the forward reads in FP32.
-  pack(params_.classifier(), V, C, params_.classifier() != params_.wte());
+  const bool tied = params_.classifier() == params_.wte();
+  pack(params_.classifier(), V, C, tied);
+  // An untied embedding is no product's weight: it is packed only as a file's own blocks, and
+  // only to release its FP32 copy.
+  if (!tied && stored && release && backend_->embeds_from_packed()) pack(params_.wte(), V, C, true);
   if (packed > 0) packed_ = packed;
   // Nothing reads or writes gradients once backward() is refused.
   if (release && packed > 0) io::release_pages(params_.grad(), params_.size() * sizeof(float));

@@ -107,18 +107,26 @@ class Model {
   // the backend packed (0 when the recipe casts weights to no packable MX format, or the
   // backend keeps no packed weights).
   // release_fp32 also gives the packed matrices' FP32 memory in params(), and the gradients',
-  // back to the system (host-visible backends; a tied classifier stays, the embedding reads it):
-  // they read as zeros after, passes under any other weight cast are refused, and later calls
-  // pack nothing (returning what the releasing call packed).
+  // back to the system (host-visible backends). A classifier tied to the embedding stays, as the
+  // embedding lookup reads it, unless its blocks hold it exactly and the backend looks rows up
+  // in them (Backend::embeds_from_packed). Released copies read as zeros after, passes under any
+  // other weight cast are refused, and later calls pack nothing (returning what the releasing call
+  // packed).
   int pack_weights(bool release_fp32 = false);
   // The same for weights that came from MX blocks (an MX model file; LoadedModel::stored_mx
   // names them with their specs): each named matrix is packed as those blocks, and products
   // under a recipe without a weight cast read it packed. A matrix counts, and its FP32 copy is
-  // released, only where the blocks decode to its values exactly. After a release only recipes
-  // without a weight cast run.
+  // released, only where the blocks decode to its values exactly. With release, an untied token
+  // embedding stored as blocks is packed too where the backend looks rows up in them. After a
+  // release only recipes without a weight cast run.
   int pack_stored_weights(const std::map<std::string, QuantSpec>& stored,
                           bool release_fp32 = false);
   bool weights_packed() const { return packed_ > 0; }
+  // Bytes the weights take now: the FP32 parameters whose pages were not released, plus the
+  // backend's packed blocks.
+  int64_t weight_bytes() const {
+    return params_.size() * int64_t(sizeof(float)) - released_bytes_ + backend_->packed_bytes();
+  }
 
   // Inference on one sequence with a key/value cache: each extend() runs the next t tokens of
   // the sequence begun by the last start_sequence(), attending to the keys and values the
@@ -191,7 +199,8 @@ class Model {
   int64_t cached_ = 0;
   int packed_ = 0;  // matrices the last packing packed; 0 if none ever did
   bool fp32_released_ = false;
-  OperandCast packed_cast_;  // the weight cast the packed blocks are of (none: stored blocks)
+  int64_t released_bytes_ = 0;  // of the parameters' FP32 copies
+  OperandCast packed_cast_;     // the weight cast the packed blocks are of (none: stored blocks)
   bool sequence_failed_ = false;
   std::vector<float> losses_, logits_;  // host copies
 };

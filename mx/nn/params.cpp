@@ -1,6 +1,7 @@
 #include "mx/nn/params.h"
 
 #include <cmath>
+#include <new>
 
 #include "mx/core/rounding.h"
 
@@ -77,10 +78,13 @@ Params::Params(const ModelConfig& c, bool allocate) : config_(c) {
   norm_w_ = add(gpt2 ? "transformer.ln_f.weight" : "model.norm.weight", {C}, ParamKind::kNorm);
   if (gpt2) norm_b_ = add("transformer.ln_f.bias", {C}, ParamKind::kBias);
   cls_ = c.tied ? wte_ : add("lm_head.weight", {V, C}, ParamKind::kMatrix);
-  if (allocate) {
-    data_.assign(count(), 0.0f);
-    grad_.assign(count(), 0.0f);
-  }
+  if (allocate) data_ = ZeroedFloats(count()), grad_ = ZeroedFloats(count());
+}
+
+ZeroedFloats::ZeroedFloats(int64_t n) : n_(n) {
+  if (n == 0) return;
+  p_.reset(static_cast<float*>(std::calloc(size_t(n), sizeof(float))));
+  if (p_ == nullptr) throw std::bad_alloc();
 }
 
 const ParamView* Params::find(const std::string& name) const {

@@ -14,6 +14,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,6 +41,23 @@ struct LayerOffsets {
   int64_t ln1_w = -1, ln1_b = -1, wq = -1, bq = -1, wk = -1, bk = -1, wv = -1, bv = -1;
   int64_t wo = -1, bo = -1, ln2_w = -1, ln2_b = -1, fc = -1, fc_b = -1, up = -1, proj = -1,
           proj_b = -1;
+};
+
+// Zero-filled floats from calloc: the system supplies their pages on first touch, so the
+// gradients of a model that only runs inference take no memory.
+class ZeroedFloats {
+ public:
+  explicit ZeroedFloats(int64_t n = 0);
+  int64_t size() const { return n_; }
+  float* data() { return p_.get(); }
+  const float* data() const { return p_.get(); }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float[], Free> p_;
+  int64_t n_ = 0;
 };
 
 class Params {
@@ -79,7 +98,7 @@ class Params {
 
   ModelConfig config_;
   std::vector<ParamView> views_;
-  std::vector<float> data_, grad_;
+  ZeroedFloats data_, grad_;
   std::vector<LayerOffsets> layers_;
   int64_t wte_ = -1, wpe_ = -1, norm_w_ = -1, norm_b_ = -1, cls_ = -1;
 };

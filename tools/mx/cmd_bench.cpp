@@ -171,6 +171,7 @@ std::string run_bench_generate(const GenerateBenchFlags& f) {
     j["new_tokens"] = f.tokens;
     j["cache"] = r.cached;
     j["packed_weights"] = model->weights_packed();
+    j["weight_bytes"] = model->weight_bytes();
     j["first_token_ms"] = r.first_token_s * 1e3;
     j["tokens_per_s"] = r.tokens_per_s;
     j["peak_memory_bytes"] = r.peak_memory;
@@ -186,6 +187,9 @@ std::string run_bench_generate(const GenerateBenchFlags& f) {
   fmt::print("  first token   {:.1f} ms (the prompt's pass and the first draw)\n",
              r.first_token_s * 1e3);
   fmt::print("  tokens/s      {:.1f} (each later token)\n", r.tokens_per_s);
+  fmt::print("  weights       {} in memory (FP32: {})\n",
+             io::format_bytes(double(model->weight_bytes())),
+             io::format_bytes(double(model->params().size() * int64_t(sizeof(float)))));
   fmt::print("  peak memory   {}\n", io::format_bytes(double(r.peak_memory)));
   fmt::print("  resident      {} at the end\n", io::format_bytes(double(r.resident)));
   return "";

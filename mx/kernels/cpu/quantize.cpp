@@ -1,5 +1,8 @@
 #include "mx/kernels/cpu/quantize.h"
 
+#include <string>
+
+#include "mx/core/format.h"
 #include "mx/kernels/cpu/block_codec.h"
 #include "mx/kernels/cpu/parallel.h"
 
@@ -77,23 +80,59 @@ std::string fake_quantize(const void* data, DType dtype, std::span<const int64_t
   return run_quantize(data, dtype, shape, spec, job, options);
 }
 
-std::string dequantize(const MxTensor& t, DType out_dtype, void* out, const Options& options) {
+namespace {
+
+// Decodes the blocks of `shape` (a whole tensor, or rows of one) whose bytes start at the
+// given ones.
+std::string run_dequantize(std::span<const int64_t> shape, const QuantSpec& spec,
+                           const uint8_t* elements, const uint8_t* scales, const uint16_t* offsets,
+                           DType out_dtype, void* out, const Options& options) {
   if (out_dtype == DType::kF16) return "dequantize writes float32 or bfloat16, not float16";
-  if (std::string e = check_consistent(t); !e.empty()) return e;
   detail::BlockKernels kernels{};
   if (std::string e = select_kernels(options, &kernels); !e.empty()) return e;
   detail::DequantizeJob job{};
   std::string error;
-  job.grid = make_block_grid(t.shape, t.spec, &error);
-  job.elements = t.elements.data();
-  job.scales = t.scales.data();
-  job.offsets = t.offsets.data();
-  job.spec = t.spec;
+  job.grid = make_block_grid(shape, spec, &error);
+  if (!error.empty()) return error;
+  job.elements = elements;
+  job.scales = scales;
+  job.offsets = offsets;
+  job.spec = spec;
   job.out_dtype = out_dtype;
   job.out = out;
   parallel_for(job.grid.num_blocks(), kBlockAlign, options.threads,
                [&](int64_t begin, int64_t end) { kernels.dequantize(job, begin, end); });
   return "";
+}
+
+}  // namespace
+
+std::string dequantize(const MxTensor& t, DType out_dtype, void* out, const Options& options) {
+  if (std::string e = check_consistent(t); !e.empty()) return e;
+  return run_dequantize(t.shape, t.spec, t.elements.data(), t.scales.data(), t.offsets.data(),
+                        out_dtype, out, options);
+}
+
+std::string dequantize_rows(const MxTensor& t, int64_t first_row, int64_t rows, DType out_dtype,
+                            void* out, const Options& options) {
+  if (std::string e = check_consistent(t); !e.empty()) return e;
+  const QuantSpec& s = t.spec;
+  const int bits = traits(s.format).bits;
+  if (t.shape.size() != 2 || s.is_tiled() || (s.axis != -1 && s.axis != 1) ||
+      s.block_size * bits % 8 != 0) {
+    return "row lookups need a 2-D tensor in blocks of whole bytes along its last axis";
+  }
+  if (first_row < 0 || rows < 0 || first_row + rows > t.shape[0]) {
+    return "rows " + std::to_string(first_row) + " to " + std::to_string(first_row + rows) +
+           " are not all below the tensor's " + std::to_string(t.shape[0]);
+  }
+  const int64_t blocks = (t.shape[1] + s.block_size - 1) / s.block_size;  // per row
+  const int64_t first_block = first_row * blocks;
+  const int64_t shape[2] = {rows, t.shape[1]};
+  return run_dequantize(shape, s, t.elements.data() + first_block * s.block_size * bits / 8,
+                        t.scales.data() + first_block,
+                        s.asymmetric ? t.offsets.data() + first_block : nullptr, out_dtype, out,
+                        options);
 }
 
 }  // namespace mx::cpu

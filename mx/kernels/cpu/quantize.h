@@ -29,6 +29,12 @@ std::string quantize(const void* data, DType dtype, std::span<const int64_t> sha
 // original shape. `out` holds element_count(t.shape) values.
 std::string dequantize(const MxTensor& t, DType out_dtype, void* out, const Options& options = {});
 
+// Decodes rows [first_row, first_row + rows) of a 2-D tensor blocked along its last axis (not
+// tiled), into `out` (rows x columns values): a lookup into a table kept as MX blocks, such as
+// a language model's token embedding. Needs blocks of whole bytes. Same values as dequantize.
+std::string dequantize_rows(const MxTensor& t, int64_t first_row, int64_t rows, DType out_dtype,
+                            void* out, const Options& options = {});
+
 // quantize then dequantize, without keeping the MxTensor.
 std::string fake_quantize(const void* data, DType dtype, std::span<const int64_t> shape,
                           const QuantSpec& spec, DType out_dtype, void* out,

@@ -85,6 +85,15 @@ Backend::Packed CpuBackend::pack_weight(Buf w, int64_t n, int64_t k, const Opera
   return result;
 }
 
+int64_t CpuBackend::packed_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& [w, packed] : packed_) {
+    bytes += int64_t(packed.w.elements.size() + packed.w.scales.size() +
+                     packed.w.offsets.size() * sizeof(uint16_t));
+  }
+  return bytes;
+}
+
 void CpuBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
                                 const Recipe& recipe, SrKey key) {
   const auto packed = packed_.find(w.p);
@@ -122,7 +131,28 @@ void CpuBackend::matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w
 
 void CpuBackend::embedding_forward(Buf out, Buf tokens, Buf wte, Buf wpe, int64_t n, int64_t t,
                                    int64_t c) {
-  cpu::embedding_forward(f32(out), u32(tokens), f32(wte), f32(wpe), n, t, c);
+  const auto packed = packed_.find(wte.p);
+  if (packed == packed_.end() || !packed->second.exact) {
+    cpu::embedding_forward(f32(out), u32(tokens), f32(wte), f32(wpe), n, t, c);
+    return;
+  }
+  // The table's rows from its blocks, which hold its values exactly: its FP32 copy may be gone.
+  float* o = f32(out);
+  const uint32_t* ids = u32(tokens);
+  mx::cpu::Options one_thread;
+  one_thread.threads = 1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::string e = mx::cpu::dequantize_rows(packed->second.w, ids[i], 1, DType::kF32,
+                                                 o + i * c, one_thread);
+        !e.empty()) {
+      return record(e);
+    }
+  }
+  if (wpe.p == nullptr) return;
+  const float* p = f32(wpe);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < c; ++j) o[i * c + j] += p[(i % t) * c + j];
+  }
 }
 
 void CpuBackend::embedding_backward(Buf dwte, Buf dwpe, Buf dout, Buf tokens, int64_t n, int64_t t,

@@ -37,6 +37,8 @@ class CpuBackend : public Backend {
   // weights are mx::cpu::mx_matmul's exact mode (float32 sums of the dequantized W times the
   // cast x), equal to the cast path's up to summation order.
   Packed pack_weight(Buf w, int64_t n, int64_t k, const OperandCast& cast) override;
+  bool embeds_from_packed() const override { return true; }
+  int64_t packed_bytes() const override;
   void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override;
   void embedding_forward(Buf out, Buf tokens, Buf wte, Buf wpe, int64_t n, int64_t t,
