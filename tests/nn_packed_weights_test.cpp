@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "mx/kernels/cpu/mx_matmul.h"
 #include "mx/kernels/cpu/quantize.h"
+#include "mx/nn/cpu/cpu_backend.h"
 #include "mx/nn/model.h"
 
 namespace mx::nn {
@@ -150,6 +152,50 @@ TEST(PackedWeights, StoredMxWeightsRunPackedUnderARecipeWithoutWeightCasts) {
   EXPECT_EQ(stored.forward(t.data(), nullptr, 2, 12),
             "recipe w cannot run: it casts weights, and the FP32 copies of the file's MX weights "
             "were released when they were packed");
+}
+
+// A backend made for fast products runs mx_matmul's fast mode (x quantized to MXINT8;
+// NUMERICS section 16) on its packed weights, bit for bit; a model on it moves its logits by
+// that quantization's error, well above exact mode's summation-order differences.
+TEST(PackedWeights, FastProductsRunWhereTheBackendIsMadeForThem) {
+  const int64_t m = 3, k = 96, n = 40;
+  std::vector<float> w(size_t(n * k)), x(size_t(m * k));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(float(i) * 0.37f);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(float(i) * 0.11f);
+  const Recipe w4 = weights_only("mxfp4_e2m1");
+  std::vector<float> y(size_t(m * n));
+  CpuBackend backend(1, mx::cpu::MatmulMode::kFast);
+  const Buf wb = backend.wrap(w.data(), BufType::kF32, n * k);
+  ASSERT_NE(backend.pack_weight(wb, n, k, w4.weight_fwd), Backend::Packed::kNo);
+  backend.matmul_forward(backend.wrap(y.data(), BufType::kF32, m * n),
+                         backend.wrap(x.data(), BufType::kF32, m * k), wb, Buf{}, m, k, n, w4, {});
+  ASSERT_EQ(backend.take_error(), "");
+  MxTensor packed;
+  const int64_t shape[2] = {n, k};
+  ASSERT_EQ(mx::cpu::quantize(w.data(), DType::kF32, shape, w4.weight_fwd.spec, &packed), "");
+  mx::cpu::MatmulOptions fast, exact;
+  fast.mode = mx::cpu::MatmulMode::kFast;
+  std::vector<float> want(y.size()), exact_y(y.size());
+  ASSERT_EQ(mx::cpu::mx_matmul(packed, x.data(), DType::kF32, m, want.data(), fast), "");
+  ASSERT_EQ(mx::cpu::mx_matmul(packed, x.data(), DType::kF32, m, exact_y.data(), exact), "");
+  EXPECT_EQ(y, want);
+  EXPECT_NE(y, exact_y);
+
+  for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    Model exact_model(tiny(arch));
+    Model fast_model(tiny(arch), std::make_unique<CpuBackend>(0, mx::cpu::MatmulMode::kFast));
+    for (Model* model : {&exact_model, &fast_model}) {
+      model->params().init(4);
+      model->set_recipe(w4);
+      ASSERT_GT(model->pack_weights(), 0);
+    }
+    const std::vector<uint32_t> t = tokens(32, exact_model.config().vocab);
+    const std::vector<float> a = logits_of(exact_model, t), b = logits_of(fast_model, t);
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+    EXPECT_GT(worst, 1e-4) << arch_name(arch) << ": the fast products did not run";
+    EXPECT_LT(worst, 5e-2) << arch_name(arch);
+  }
 }
 
 // A file whose token embedding is MX blocks too (mx quantize --include-embeddings): the

@@ -24,7 +24,7 @@ fi
 echo '{"name": "w4", "weight_fwd": "mxfp4_e2m1"}' > "$work/w4.json"
 text=$("$mx" bench generate --model tiny --arch llama --prompt-tokens 8 --tokens 4 \
        --recipe "$work/w4.json")
-for line in "first token" "tokens/s" "peak memory"; do
+for line in "first token" "tokens/s" "weights" "peak memory"; do
   echo "$text" | grep -q "^  $line " || fail "bench generate printed no '$line' line: $text"
 done
 echo "$text" | grep -q "key/value cache, packed MX weights" ||
@@ -35,6 +35,10 @@ for key in first_token_ms tokens_per_s peak_memory_bytes; do
 done
 echo "$json" | grep -q '"cache":false' || fail "--no-cache used the cache: $json"
 echo "$json" | grep -q '"packed_weights":false' || fail "--unpacked packed: $json"
+text=$("$mx" bench generate --model tiny --prompt-tokens 8 --tokens 3 --recipe "$work/w4.json" \
+       --fast-products)
+echo "$text" | grep -q "packed MX weights, fast products" ||
+  fail "bench generate --fast-products did not say so: $text"
 
 expect_one_line_error "context of 64" bench generate --model tiny --prompt-tokens 60 --tokens 5
 expect_one_line_error "neither a preset" bench generate --model no-such-model

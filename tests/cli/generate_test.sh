@@ -7,6 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 expect_one_line_error "--temperature" generate model.safetensors --temperature nan
 expect_one_line_error "--tokens" generate model.safetensors --tokens -1
 expect_one_line_error "model.safetensors" generate model.safetensors --prompt hi
+expect_one_line_error "--fast-products" generate model.safetensors --fast-products --unpacked
 
 if [ -z "${MX_DATA_DIR:-}" ] || [ ! -e "$MX_DATA_DIR/stories260K/stories260K.bin" ]; then
   echo "generate: MX_DATA_DIR/stories260K is absent; only the error cases ran"
@@ -26,4 +27,8 @@ done
 # decodes to instead of the file's own blocks.
 "$mx" generate s4.safetensors --tokenizer "$stories/tok512.bin" --prompt "Once" --tokens 5 \
   --recipe mxfp8 > /dev/null || fail "generate --recipe mxfp8 on an MX file failed"
+# Fast products quantize each product's input to MXINT8: still a story, from the same blocks.
+fast=$("$mx" generate s4.safetensors --tokenizer "$stories/tok512.bin" --prompt "Once upon a time" \
+       --tokens 60 --temperature 0 --fast-products)
+[ "$(echo "$fast" | wc -w)" -ge 20 ] || fail "--fast-products: too little text: $fast"
 echo "generate: ok"

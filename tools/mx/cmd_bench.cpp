@@ -108,7 +108,7 @@ struct GenerateBenchFlags {
   std::string model = "tiny", arch = "gpt2", recipe = "fp32", device = "cpu";
   int64_t prompt_tokens = 16, tokens = 32, vocab = 0;
   int threads = 0;
-  bool no_cache = false, unpacked = false, json = false;
+  bool no_cache = false, unpacked = false, json = false, fast_products = false;
 };
 
 // A preset with random weights, or a model file (anything `mx eval` reads).
@@ -116,7 +116,8 @@ std::string open_bench_model(const GenerateBenchFlags& f, const nn::Recipe& reci
                              std::unique_ptr<nn::Model>* out,
                              std::map<std::string, QuantSpec>* stored_mx) {
   std::unique_ptr<nn::Backend> backend;
-  if (std::string e = nn::make_backend({f.device, f.threads}, recipe, &backend); !e.empty()) {
+  if (std::string e = nn::make_backend({f.device, f.threads, f.fast_products}, recipe, &backend);
+      !e.empty()) {
     return e;
   }
   const std::optional<nn::Arch> arch = nn::parse_arch(f.arch);
@@ -171,6 +172,7 @@ std::string run_bench_generate(const GenerateBenchFlags& f) {
     j["new_tokens"] = f.tokens;
     j["cache"] = r.cached;
     j["packed_weights"] = model->weights_packed();
+    j["fast_products"] = f.fast_products;
     j["weight_bytes"] = model->weight_bytes();
     j["first_token_ms"] = r.first_token_s * 1e3;
     j["tokens_per_s"] = r.tokens_per_s;
@@ -183,7 +185,9 @@ std::string run_bench_generate(const GenerateBenchFlags& f) {
              nn::describe(model->config()), model->params().count(), recipe.name, r.device,
              f.prompt_tokens, f.tokens,
              r.cached ? "key/value cache" : "the window re-run for each token",
-             model->weights_packed() ? "packed MX weights" : "FP32 weights");
+             !model->weights_packed() ? "FP32 weights"
+             : f.fast_products        ? "packed MX weights, fast products"
+                                      : "packed MX weights");
   fmt::print("  first token   {:.1f} ms (the prompt's pass and the first draw)\n",
              r.first_token_s * 1e3);
   fmt::print("  tokens/s      {:.1f} (each later token)\n", r.tokens_per_s);
@@ -217,6 +221,11 @@ void register_bench_generate(CLI::App* bench) {
   cmd->add_flag("--no-cache", f.no_cache, "Re-run the whole window for each token");
   cmd->add_flag("--unpacked", f.unpacked,
                 "Cast the FP32 weights at every pass instead of keeping them packed in MX");
+  cmd->add_flag(
+         "--fast-products", f.fast_products,
+         "Products from packed MX weights (CPU) quantize their input to MXINT8 and multiply in "
+         "integers: faster, with the error docs/NUMERICS.md section 16 bounds")
+      ->excludes("--unpacked");
   cmd->add_option("--threads", f.threads, "CPU threads (0: all)")->check(thread_count());
   cmd->add_flag("--json", f.json, "Print the figures as one JSON object");
   cmd->callback([] { run_command("bench generate", [] { return run_bench_generate(f); }); });

@@ -28,7 +28,7 @@ struct EvalFlags {
   int64_t batch = 8, seq_len = 0, batches = 16;
   int threads = 0;
   std::string device = "cpu";
-  bool json = false, unpacked = false;
+  bool json = false, unpacked = false, fast_products = false;
 };
 
 std::vector<std::string> split_commas(const std::string& s) {
@@ -77,8 +77,8 @@ std::string run_eval(const EvalFlags& f) {
   // when every recipe is fp32, bfloat16 otherwise.
   const nn::Recipe& precision =
       recipes.size() == 1 ? recipes[0].second : *nn::recipe_preset("bf16");
-  if (std::string e =
-          open_model_source(f.model, f.tokenizer, {f.device, f.threads}, precision, &source);
+  if (std::string e = open_model_source(f.model, f.tokenizer,
+                                        {f.device, f.threads, f.fast_products}, precision, &source);
       !e.empty()) {
     return e;
   }
@@ -204,6 +204,11 @@ void register_eval(CLI::App& app) {
   cmd->add_flag("--json", f.json, "Print the figures as one JSON object");
   cmd->add_flag("--unpacked", f.unpacked,
                 "Cast the FP32 weights at every pass instead of keeping them packed in MX");
+  cmd->add_flag(
+         "--fast-products", f.fast_products,
+         "Products from packed MX weights (CPU) quantize their input to MXINT8 and multiply in "
+         "integers: faster, with the error docs/NUMERICS.md section 16 bounds")
+      ->excludes("--unpacked");
   cmd->callback([] { run_command("eval", [] { return run_eval(f); }); });
 }
 

@@ -27,7 +27,7 @@ struct GenerateFlags {
   uint64_t seed = 1;
   int threads = 0;
   std::string device = "cpu";
-  bool unpacked = false, json = false;
+  bool unpacked = false, json = false, fast_products = false;
 };
 
 // The two largest of a step's logits, largest first.
@@ -58,8 +58,8 @@ std::string run_generate(const GenerateFlags& f) {
   nn::Recipe recipe;
   if (std::string e = nn::recipe_from_spec(f.recipe, &recipe); !e.empty()) return e;
   ModelSource source;
-  if (std::string e =
-          open_model_source(f.model, f.tokenizer, {f.device, f.threads}, recipe, &source);
+  if (std::string e = open_model_source(f.model, f.tokenizer,
+                                        {f.device, f.threads, f.fast_products}, recipe, &source);
       !e.empty()) {
     return e;
   }
@@ -142,6 +142,11 @@ void register_generate(CLI::App& app) {
                 "text, and each step's two largest logits");
   cmd->add_flag("--unpacked", f.unpacked,
                 "Cast the FP32 weights at every pass instead of keeping them packed in MX");
+  cmd->add_flag(
+         "--fast-products", f.fast_products,
+         "Products from packed MX weights (CPU) quantize their input to MXINT8 and multiply in "
+         "integers: faster, with the error docs/NUMERICS.md section 16 bounds")
+      ->excludes("--unpacked");
   cmd->callback([] { run_command("generate", [] { return run_generate(f); }); });
 }
 

@@ -114,6 +114,7 @@ void CpuBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_
   if (!error.empty()) return record(error);
   mx::cpu::MatmulOptions options;
   options.threads = threads_;
+  options.mode = packed_mode_;
   if (std::string e = mx::cpu::mx_matmul(packed->second.w, xq, DType::kF32, m, f32(y), options);
       !e.empty()) {
     return record(e);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "mx/core/mx_tensor.h"
+#include "mx/kernels/cpu/mx_matmul.h"
 #include "mx/nn/backend.h"
 #include "mx/nn/cpu/layers.h"
 #include "mx/nn/cpu/matmul.h"
@@ -16,7 +17,10 @@ namespace mx::nn {
 class CpuBackend : public Backend {
  public:
   // threads: for the layer ops (0: all hardware threads). Results do not depend on it.
-  explicit CpuBackend(int threads = 0) : threads_(threads) {}
+  // packed_mode: how products from packed weights run (mx/kernels/cpu/mx_matmul.h).
+  explicit CpuBackend(int threads = 0,
+                      mx::cpu::MatmulMode packed_mode = mx::cpu::MatmulMode::kExact)
+      : threads_(threads), packed_mode_(packed_mode) {}
   std::string_view name() const override { return "cpu"; }
 
   BufType act_type() const override { return BufType::kF32; }
@@ -33,9 +37,10 @@ class CpuBackend : public Backend {
 
   void matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
                       const Recipe& recipe, SrKey key) override;
-  // Packs casts to MX in blocks of 32 along K with deterministic rounding; products from packed
-  // weights are mx::cpu::mx_matmul's exact mode (float32 sums of the dequantized W times the
-  // cast x), equal to the cast path's up to summation order.
+  // Packs casts to MX in blocks of 32 along K with deterministic rounding. Products from packed
+  // weights are mx::cpu::mx_matmul's, in exact mode (float32 sums of the dequantized W times the
+  // cast x, equal to the cast path's up to summation order) unless the backend was made for fast
+  // mode (x quantized to MXINT8 in blocks of 32 first; docs/NUMERICS.md).
   Packed pack_weight(Buf w, int64_t n, int64_t k, const OperandCast& cast) override;
   bool embeds_from_packed() const override { return true; }
   int64_t packed_bytes() const override;
@@ -81,6 +86,7 @@ class CpuBackend : public Backend {
   }
 
   int threads_;
+  mx::cpu::MatmulMode packed_mode_;
   cpu::MatmulScratch scratch_;
   cpu::AttentionScratch attention_scratch_;
   std::vector<float> probs_;  // the classifier's softmax, [N, V]

@@ -14,12 +14,15 @@ bool recipe_wants_f32_activations(const Recipe& recipe) {
 std::string make_backend(const DeviceOptions& options, const Recipe& recipe,
                          std::unique_ptr<Backend>* out) {
   if (options.device == "cpu") {
-    *out = std::make_unique<CpuBackend>(options.threads);
+    *out = std::make_unique<CpuBackend>(options.threads, options.fast_products
+                                                             ? mx::cpu::MatmulMode::kFast
+                                                             : mx::cpu::MatmulMode::kExact);
     return "";
   }
   if (options.device != "cuda") {
     return "unknown device '" + options.device + "' (expected cpu or cuda)";
   }
+  if (options.fast_products) return "fast products from packed weights are for the CPU";
 #ifdef MX_HAVE_CUDA
   CudaBackendOptions o;
   o.act_type = recipe_wants_f32_activations(recipe) ? BufType::kF32 : BufType::kBF16;

@@ -14,6 +14,9 @@ namespace mx::nn {
 struct DeviceOptions {
   std::string device = "cpu";  // "cpu" or "cuda"
   int threads = 0;             // CPU threads (0: all)
+  // CPU: products from packed MX weights in fast mode (mx/kernels/cpu/mx_matmul.h), the
+  // activations quantized to MXINT8 first; exact mode otherwise.
+  bool fast_products = false;
 };
 
 // True for the recipes whose products are float32 (fp32, tf32): on a GPU their activations are
