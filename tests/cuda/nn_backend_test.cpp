@@ -10,6 +10,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "mx/core/format.h"
@@ -362,6 +363,40 @@ TEST(CudaBackend, TrainingTracksTheCpuFor200Steps) {
     EXPECT_LT(worst_step, c.step_tol) << c.recipe;
     EXPECT_LT(worst_window, c.window_tol) << c.recipe;
     EXPECT_LT(last, first - 3) << c.recipe << ": the run did not learn the pattern";
+  }
+}
+
+// Generation with a key/value cache on the GPU: each extend() gives the logits a full pass over
+// the sequence so far gives, up to the order of float32 sums (float32 activations) or bfloat16
+// rounding (the full pass runs the tensor-core kernels, the cache the CUDA-core ones). Chunks
+// of 13, 1, 1, 22 and 7 tokens: a prompt, single tokens, and a chunk past a 32-key boundary.
+TEST(CudaBackend, KeyValueCacheGivesTheLogitsOfAFullPass) {
+  SKIP_WITHOUT_GPU();
+  for (const auto& [act, recipe, tol] :
+       {std::tuple{BufType::kF32, "fp32", 1e-5}, std::tuple{BufType::kBF16, "bf16", 2e-2}}) {
+    for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+      SCOPED_TRACE(::testing::Message() << arch_name(arch) << " " << recipe);
+      bool ok = false;
+      auto backend = gpu(act, &ok);
+      if (!ok) return;
+      Model m(small(arch, 64), std::move(backend));
+      m.params().init(5);
+      m.upload_params();
+      m.set_recipe(nn::forward_only(*recipe_preset(recipe)));
+      ASSERT_TRUE(m.can_cache());
+      const Batch x(13);
+      const int64_t v = m.config().vocab;
+      m.start_sequence();
+      int64_t done = 0;
+      for (int64_t chunk : {13, 1, 1, 22, 7}) {
+        ASSERT_EQ(m.extend(x.tokens.data() + done, chunk), "");
+        const std::vector<float> cached(m.logits(), m.logits() + chunk * v);
+        ASSERT_EQ(m.forward(x.tokens.data(), nullptr, 1, done + chunk), "");
+        const float* full = m.logits() + done * v;
+        EXPECT_LT(rel_diff(cached.data(), full, chunk * v), tol) << "after " << done + chunk;
+        done += chunk;
+      }
+    }
   }
 }
 

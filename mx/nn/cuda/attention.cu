@@ -33,6 +33,7 @@ __device__ __forceinline__ float warp_max(float v) {
 struct Geometry {
   int64_t b, t, nh, nkv, hs, group;
   float scale;
+  int64_t past, keys;  // keys = past + t rows of k and v per sequence
 };
 
 // Row `row` of a [B, T, heads, hs] tensor at (b, head).
@@ -40,6 +41,13 @@ template <class T>
 __device__ __forceinline__ const T* row_of(const T* x, const Geometry& g, int64_t b, int64_t i,
                                            int64_t heads, int64_t head) {
   return x + ((b * g.t + i) * heads + head) * g.hs;
+}
+
+// Key (or value) row j of a [B, past + T, heads, hs] tensor at (b, head).
+template <class T>
+__device__ __forceinline__ const T* key_row_of(const T* x, const Geometry& g, int64_t b, int64_t j,
+                                               int64_t heads, int64_t head) {
+  return x + ((b * g.keys + j) * heads + head) * g.hs;
 }
 
 template <class T>
@@ -55,7 +63,7 @@ __device__ __forceinline__ void stage(float* shared_row, const T* row, int64_t h
   __syncwarp();
 }
 
-// ---- Forward: one warp per query row ----
+// ---- Forward: one warp per query row, which sees keys 0 .. past + i ----
 
 template <class T, int R>
 __global__ void forward_kernel(T* out, float* lse, const T* q, const T* k, const T* v, Geometry g,
@@ -67,28 +75,32 @@ __global__ void forward_kernel(T* out, float* lse, const T* q, const T* k, const
   if (i >= g.t) return;
   float* qs = shared + warp * g.hs;
   stage(qs, row_of(q, g, b, i, g.nh, h), g.hs);
+  const int64_t last_key = g.past + i;
   // Pass 1: the row's log-sum-exp.
   float m = -INFINITY, l = 0.0f;
-  for (int64_t c0 = 0; c0 <= i; c0 += 32) {
+  for (int64_t c0 = 0; c0 <= last_key; c0 += 32) {
     const int64_t j = c0 + lane;
-    const float s = j <= i ? dot(qs, row_of(k, g, b, j, g.nkv, kvh), g.hs) * g.scale : -INFINITY;
+    const float s =
+        j <= last_key ? dot(qs, key_row_of(k, g, b, j, g.nkv, kvh), g.hs) * g.scale : -INFINITY;
     const float m_new = fmaxf(m, warp_max(s));
-    l = l * expf(m - m_new) + warp_sum(j <= i ? expf(s - m_new) : 0.0f);
+    l = l * expf(m - m_new) + warp_sum(j <= last_key ? expf(s - m_new) : 0.0f);
     m = m_new;
   }
   const float row_lse = m + logf(l);
   // Pass 2: O = cast(P) V with P normalized, as the CPU casts it.
   float o[R] = {};
-  for (int64_t c0 = 0; c0 <= i; c0 += 32) {
+  for (int64_t c0 = 0; c0 <= last_key; c0 += 32) {
     const int64_t j = c0 + lane;
     float p = 0.0f;
-    if (j <= i) p = expf(dot(qs, row_of(k, g, b, j, g.nkv, kvh), g.hs) * g.scale - row_lse);
+    if (j <= last_key) {
+      p = expf(dot(qs, key_row_of(k, g, b, j, g.nkv, kvh), g.hs) * g.scale - row_lse);
+    }
     if (round_p) p = bf16_round(p);
-    const float pc = cast_value(p_cast, p, j < g.t, (bh * g.t + i) * g.t + j);
-    const int last = int(i - c0 < 31 ? i - c0 : 31);
+    const float pc = cast_value(p_cast, p, j < g.keys, (bh * g.t + i) * g.keys + j);
+    const int last = int(last_key - c0 < 31 ? last_key - c0 : 31);
     for (int jj = 0; jj <= last; ++jj) {
       const float pj = __shfl_sync(kAll, pc, jj);
-      const T* vj = row_of(v, g, b, c0 + jj, g.nkv, kvh);
+      const T* vj = key_row_of(v, g, b, c0 + jj, g.nkv, kvh);
 #pragma unroll
       for (int r = 0; r < R; ++r) o[r] += pj * ld(vj, lane + 32 * r);
     }
@@ -248,7 +260,8 @@ __global__ void cast_quads_kernel(float* x, int64_t n, int64_t index0, int paddi
 }
 
 Geometry geometry(const AttnDims& d) {
-  return {d.b, d.t, d.nh, d.nkv, d.hs, d.nh / d.nkv, 1.0f / sqrtf(float(d.hs))};
+  return {d.b,    d.t,         d.nh, d.nkv, d.hs, d.nh / d.nkv, 1.0f / sqrtf(float(d.hs)),
+          d.past, d.past + d.t};
 }
 
 // Calls fn.template operator()<T, R>() for the activation type and hs / 32.
@@ -302,7 +315,8 @@ std::string check_tile_cast(const TileCast& cast) {
 void attention_forward(void* out, float* lse, const void* q, const void* k, const void* v,
                        const AttnDims& d, const TileCast& p_cast, bool round_p, bool bf16_act,
                        cudaStream_t s) {
-  if (flash_supports(d, bf16_act, {p_cast}) && aligned({out, q, k, v})) {
+  // The tensor-core kernels attend within one window; a cache's queries go to the warps.
+  if (d.past == 0 && flash_supports(d, bf16_act, {p_cast}) && aligned({out, q, k, v})) {
     flash_attention_forward(out, lse, q, k, v, d, p_cast, round_p, s);
   } else {
     attention_forward_cuda_cores(out, lse, q, k, v, d, p_cast, round_p, bf16_act, s);

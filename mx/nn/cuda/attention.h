@@ -27,8 +27,12 @@ struct TileCast {
   QuantSpec spec;  // kMx: block_size 32, the stream's seed already mixed in (cast_spec)
 };
 
+// With past > 0 (inference with a key/value cache; the forward only) the T queries are the
+// last of past + T positions: k and v hold past + T rows per sequence, and query i sees keys
+// 0 .. past + i.
 struct AttnDims {
   int64_t b, t, nh, nkv, hs;
+  int64_t past = 0;
 };
 
 // "" when the kernels can cast with `cast` (MX needs 1-D blocks of 32), else why not.

@@ -259,20 +259,20 @@ class CudaBackend final : public Backend {
   int64_t attn_saved_count(const AttnShape& s) const override { return s.b * s.nh * s.t; }
   // The GPU casts weights on the fly at memory speed; packed products are CPU kernels.
   Packed pack_weight(Buf, int64_t, int64_t, const OperandCast&) override { return Packed::kNo; }
-  // The fused kernels attend within one window; generation re-runs the window instead.
-  bool attends_to_a_cache() const override { return false; }
+  // A cache's queries run on the CUDA-core kernel (one warp per query row).
+  bool attends_to_a_cache() const override { return true; }
 
   void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
                          const Recipe& recipe, SrKey key) override {
-    if (!attention_shape_ok(s)) return;
+    if (!attention_shape_ok(s, /*forward=*/true)) return;
     const uint64_t stream = stream_of(key);
-    const int64_t n = s.b * s.t;
+    const int64_t n = s.b * s.t, keys = s.b * s.keys();
     const OperandCast& cast = recipe.act_fwd;
     const void* qf = prepare(q, {n * s.nh, s.hs}, 1, cast, "act_fwd",
                              operand_stream(stream, AttnOperand::kQFwd), 0, act());
-    const void* kf = prepare(k, {n * s.nkv, s.hs}, 1, cast, "act_fwd",
+    const void* kf = prepare(k, {keys * s.nkv, s.hs}, 1, cast, "act_fwd",
                              operand_stream(stream, AttnOperand::kKFwd), 1, act());
-    const void* vf = prepare(v, {s.b, s.t, s.nkv * s.hs}, 1, cast, "act_fwd",
+    const void* vf = prepare(v, {s.b, s.keys(), s.nkv * s.hs}, 1, cast, "act_fwd",
                              operand_stream(stream, AttnOperand::kVFwd), 2, act());
     const kernels::TileCast p = tile_cast(cast, operand_stream(stream, AttnOperand::kPFwd));
     if (qf == nullptr || kf == nullptr || vf == nullptr || !tile_ok(p)) return;
@@ -283,7 +283,7 @@ class CudaBackend final : public Backend {
 
   void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v, Buf out, Buf saved,
                           const AttnShape& s, const Recipe& recipe, SrKey key) override {
-    if (!attention_shape_ok(s)) return;
+    if (!attention_shape_ok(s, /*forward=*/false)) return;
     const uint64_t stream = stream_of(key);
     const int64_t n = s.b * s.t;
     auto op = [&](AttnOperand o) { return operand_stream(stream, o); };
@@ -636,9 +636,9 @@ class CudaBackend final : public Backend {
     return ok;
   }
 
-  bool attention_shape_ok(const AttnShape& s) {
-    if (s.past != 0) {
-      record("attention on the GPU takes no key/value cache");
+  bool attention_shape_ok(const AttnShape& s, bool forward) {
+    if (s.past != 0 && !forward) {
+      record("attention's backward takes no key/value cache");
       return false;
     }
     if (s.hs % 32 != 0 || s.hs > 128) {
@@ -664,7 +664,9 @@ class CudaBackend final : public Backend {
     }
     return true;
   }
-  static kernels::AttnDims dims(const AttnShape& s) { return {s.b, s.t, s.nh, s.nkv, s.hs}; }
+  static kernels::AttnDims dims(const AttnShape& s) {
+    return {s.b, s.t, s.nh, s.nkv, s.hs, s.past};
+  }
 
   CudaBackendOptions options_;
   cudaStream_t stream_;
