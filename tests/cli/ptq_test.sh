@@ -33,7 +33,7 @@ listing=$("$mx" inspect ptq.safetensors)
 grep -q "35 MX" <<<"$listing" || fail "mx inspect does not list 35 MX tensors"
 "$mx" dequantize ptq.safetensors -q -o back.safetensors
 kl() {
-  "$mx" eval "$1" --tokenizer "$s/tok512.bin" --reference "$s/stories260K.bin" --recipe fp32 \
+  "$mx" eval "$@" --tokenizer "$s/tok512.bin" --reference "$s/stories260K.bin" --recipe fp32 \
     --data "$sample" --split all --batches 0 --json | sed 's/.*"kl":\([0-9.e-]*\).*/\1/'
 }
 ptq_kl=$(kl ptq.safetensors)
@@ -47,7 +47,11 @@ awk -v p="$ptq_kl" -v c="$cast_kl" 'BEGIN { exit !(p < 0.9 * c) }' ||
   -q -o ptq.gguf
 listing=$("$mx" inspect ptq.gguf)
 grep -q "30 MX" <<<"$listing" || fail "the PTQ GGUF does not hold 30 MXFP4 matrices"
-[ "$(kl ptq.gguf)" = "$ptq_kl" ] || fail "the PTQ GGUF's KL differs from the PTQ safetensors' $ptq_kl"
+# Through FP32 products of the decoded values (--unpacked): packed products would sum the
+# GGUF's F32 ffn_down in another order than the safetensors' MX one.
+unpacked_kl=$(kl ptq.safetensors --unpacked)
+[ "$(kl ptq.gguf --unpacked)" = "$unpacked_kl" ] ||
+  fail "the PTQ GGUF's KL differs from the PTQ safetensors' $unpacked_kl"
 
 "$mx" export "$s/stories260K.bin" --format mxfp4_e2m1 -o export.safetensors > /dev/null
 [ "$(kl export.safetensors)" = "$cast_kl" ] || fail "mx export --format differs from mx quantize"

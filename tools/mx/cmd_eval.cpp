@@ -131,12 +131,17 @@ std::string run_eval(const EvalFlags& f) {
   }
   std::vector<train::DirectCastResult> results;
   for (const auto& [name, recipe] : recipes) {
-    // The recipe's weight cast made once and kept packed (on the CPU), not at every pass; the
-    // FP32 copies stay, since every batch also runs the FP32 reference.
+    // The recipe's weight cast made once and kept packed (on the CPU), not at every pass, or,
+    // for a recipe without one, an MX file's own blocks; the FP32 copies stay, since every batch
+    // also runs the FP32 reference.
     if (!f.unpacked) {
       const nn::Recipe saved = model.recipe();
       model.set_recipe(nn::forward_only(recipe));
-      model.pack_weights();
+      if (recipe.weight_fwd.is_none()) {
+        model.pack_stored_weights(source.loaded.stored_mx);
+      } else {
+        model.pack_weights();
+      }
       model.set_recipe(saved);
     }
     train::DirectCastResult result;
