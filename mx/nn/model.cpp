@@ -84,6 +84,7 @@ Model::Model(const ModelConfig& config, std::unique_ptr<Backend> backend)
   } else {
     weights_ = be.alloc(BufType::kF32, params_.size());
     grads_ = be.alloc(BufType::kF32, params_.size());
+    be.hold_weights(weights_);
   }
 }
 

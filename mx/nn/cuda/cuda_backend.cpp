@@ -56,6 +56,7 @@ class CudaBackend final : public Backend {
     cudaFree(ops_.sort_keys);
     cudaFree(ops_.sort_values);
     cudaFree(norm_partials_);
+    cudaFree(weights_bf16_);
     cudaFree(workspace_);
     lt_api_.destroy(lt_);
     cudaStreamDestroy(stream_);
@@ -79,6 +80,7 @@ class CudaBackend final : public Backend {
     return {p, n, type};
   }
   void release(Buf x) override {
+    if (x.p == weights_.p) weights_ = {};
     if (owned_.erase(x.p) != 0) {
       cudaStreamSynchronize(stream_);
       cudaFree(x.p);
@@ -89,6 +91,7 @@ class CudaBackend final : public Backend {
     return {};
   }
   void upload(Buf dst, const void* host) override {
+    touch_weights(dst);
     check(cudaMemcpyAsync(dst.p, host, size_t(dst.bytes()), cudaMemcpyHostToDevice, stream_),
           "upload");
   }
@@ -97,7 +100,14 @@ class CudaBackend final : public Backend {
           "download");
     check(cudaStreamSynchronize(stream_), "synchronize");
   }
-  void zero(Buf x) override { check(cudaMemsetAsync(x.p, 0, size_t(x.bytes()), stream_), "zero"); }
+  void zero(Buf x) override {
+    touch_weights(x);
+    check(cudaMemsetAsync(x.p, 0, size_t(x.bytes()), stream_), "zero");
+  }
+  void hold_weights(Buf weights) override {
+    weights_ = weights;
+    weights_bf16_fresh_ = false;
+  }
   int64_t peak_memory() override { return peak_; }
   std::string device_description() const override {
     cudaDeviceProp prop{};
@@ -353,6 +363,7 @@ class CudaBackend final : public Backend {
   }
 
   void adamw(Buf params, Buf grads, Buf m, Buf v, Buf decay_mask, const AdamWStep& s) override {
+    touch_weights(params);
     kernels::adamw(params.as<float>(), grads.as<float>(), m.as<float>(), v.as<float>(),
                    decay_mask.as<uint8_t>(), params.n, s.lr, s.beta1, s.beta2, s.eps,
                    s.weight_decay, s.bias_correction1, s.bias_correction2, stream_);
@@ -494,6 +505,13 @@ class CudaBackend final : public Backend {
     const bool identity = cast.kind == OperandCast::Kind::kNone ||
                           (cast.kind == OperandCast::Kind::kBF16 && x.type == BufType::kBF16);
     if (identity && x.type == out) return x.p;
+    const bool only_rounded =
+        cast.kind != OperandCast::Kind::kMx && x.type == BufType::kF32 && out == BufType::kBF16;
+    if (only_rounded) {
+      // cuBLASLt's heuristics assume 256-byte aligned operands, as the scratch slots are.
+      const void* w = weight_as_bf16(x, count);
+      if (w != nullptr && (reinterpret_cast<uintptr_t>(w) & 255) == 0) return w;
+    }
     void* dst = slot(index, size_t(count * buf_type_bytes(out)));
     if (dst == nullptr) return nullptr;
     switch (cast.kind) {
@@ -528,6 +546,39 @@ class CudaBackend final : public Backend {
     return dst;
   }
 
+  // The weights as bfloat16 (rounded to nearest even), made once after each change to them
+  // (hold_weights): products and bias epilogues read the weights many times per step (forward
+  // and backward) and per generated token, and each read would otherwise convert them again.
+  // x must lie within the weights; null otherwise, or without the memory.
+  const void* weight_as_bf16(Buf x, int64_t count) {
+    if (x.type != BufType::kF32 || weights_.empty()) return nullptr;
+    const float* w = weights_.as<float>();
+    const float* p = x.as<float>();
+    if (p < w || p + count > w + weights_.n) return nullptr;
+    if (weights_bf16_ == nullptr) {
+      if (cudaMalloc(&weights_bf16_, size_t(weights_.n) * sizeof(uint16_t)) != cudaSuccess) {
+        cudaGetLastError();
+        weights_.p = nullptr;  // without the memory, convert at each use as before
+        weights_bf16_ = nullptr;
+        return nullptr;
+      }
+      note_memory();
+    }
+    if (!weights_bf16_fresh_) {
+      kernels::f32_to_bf16(static_cast<uint16_t*>(weights_bf16_), w, weights_.n, stream_);
+      check_launch("bfloat16 weights");
+      weights_bf16_fresh_ = true;
+    }
+    return static_cast<uint16_t*>(weights_bf16_) + (p - w);
+  }
+  // A write to `x` makes the bfloat16 weights stale when it reaches into the weights.
+  void touch_weights(Buf x) {
+    if (weights_.empty() || x.empty()) return;
+    const char* w = static_cast<const char*>(weights_.p);
+    const char* p = static_cast<const char*>(x.p);
+    if (p < w + weights_.bytes() && w < p + x.bytes()) weights_bf16_fresh_ = false;
+  }
+
   // Products read bfloat16 operands when activations are bfloat16, float32 otherwise.
   BufType gemm_type() const { return options_.act_type; }
 
@@ -537,6 +588,9 @@ class CudaBackend final : public Backend {
   const void* epilogue_bias(Buf bias) {
     if (bias.empty()) return nullptr;
     if (!bf16_act()) return bias.p;
+    // Where the weights' copy leaves the bias 16-byte aligned, as the epilogue needs.
+    const void* w = weight_as_bf16(bias, bias.n);
+    if (w != nullptr && (reinterpret_cast<uintptr_t>(w) & 15) == 0) return w;
     void* copy = slot(kBiasBf16, size_t(bias.n) * sizeof(uint16_t));
     if (copy != nullptr) {
       kernels::f32_to_bf16(static_cast<uint16_t*>(copy), bias.as<float>(), bias.n, stream_);
@@ -678,6 +732,9 @@ class CudaBackend final : public Backend {
   kernels::OpsScratch ops_;
   std::map<GemmShape, std::optional<cublasLtMatmulAlgo_t>> algorithms_;
   double* norm_partials_ = nullptr;
+  Buf weights_;                   // hold_weights
+  void* weights_bf16_ = nullptr;  // weight_as_bf16
+  bool weights_bf16_fresh_ = false;
   int64_t peak_ = 0;
   std::string error_;
 };
