@@ -219,13 +219,7 @@ void register_bench_generate(CLI::App* bench) {
       ->check(integer_in(2))
       ->capture_default_str();
   cmd->add_flag("--no-cache", f.no_cache, "Re-run the whole window for each token");
-  cmd->add_flag("--unpacked", f.unpacked,
-                "Cast the FP32 weights at every pass instead of keeping them packed in MX");
-  cmd->add_flag(
-         "--fast-products", f.fast_products,
-         "Products from packed MX weights (CPU) quantize their input to MXINT8 and multiply in "
-         "integers: faster, with the error docs/NUMERICS.md section 16 bounds")
-      ->excludes("--unpacked");
+  add_packing_flags(cmd, &f.unpacked, &f.fast_products);
   cmd->add_option("--threads", f.threads, "CPU threads (0: all)")->check(thread_count());
   cmd->add_flag("--json", f.json, "Print the figures as one JSON object");
   cmd->callback([] { run_command("bench generate", [] { return run_bench_generate(f); }); });

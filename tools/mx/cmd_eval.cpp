@@ -207,13 +207,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--device", f.device, "cpu, or cuda (bfloat16 activations unless fp32)")
       ->capture_default_str();
   cmd->add_flag("--json", f.json, "Print the figures as one JSON object");
-  cmd->add_flag("--unpacked", f.unpacked,
-                "Cast the FP32 weights at every pass instead of keeping them packed in MX");
-  cmd->add_flag(
-         "--fast-products", f.fast_products,
-         "Products from packed MX weights (CPU) quantize their input to MXINT8 and multiply in "
-         "integers: faster, with the error docs/NUMERICS.md section 16 bounds")
-      ->excludes("--unpacked");
+  add_packing_flags(cmd, &f.unpacked, &f.fast_products);
   cmd->callback([] { run_command("eval", [] { return run_eval(f); }); });
 }
 

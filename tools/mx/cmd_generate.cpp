@@ -140,13 +140,7 @@ void register_generate(CLI::App& app) {
   cmd->add_flag("--json", f.json,
                 "Print one JSON object at the end: the prompt's and the new token ids, the new "
                 "text, and each step's two largest logits");
-  cmd->add_flag("--unpacked", f.unpacked,
-                "Cast the FP32 weights at every pass instead of keeping them packed in MX");
-  cmd->add_flag(
-         "--fast-products", f.fast_products,
-         "Products from packed MX weights (CPU) quantize their input to MXINT8 and multiply in "
-         "integers: faster, with the error docs/NUMERICS.md section 16 bounds")
-      ->excludes("--unpacked");
+  add_packing_flags(cmd, &f.unpacked, &f.fast_products);
   cmd->callback([] { run_command("generate", [] { return run_generate(f); }); });
 }
 

@@ -35,4 +35,13 @@ void pack_for_inference(nn::Model& model, const std::map<std::string, QuantSpec>
   }
 }
 
+void add_packing_flags(CLI::App* cmd, bool* unpacked, bool* fast_products) {
+  cmd->add_flag("--unpacked", *unpacked,
+                "Cast the FP32 weights at every pass instead of keeping them packed in MX");
+  cmd->add_flag("--fast-products", *fast_products,
+                "Products from packed MX weights (CPU) quantize their input to MXINT8 and "
+                "multiply in integers: faster, with the error docs/NUMERICS.md section 16 bounds")
+      ->excludes("--unpacked");
+}
+
 }  // namespace mx::tools

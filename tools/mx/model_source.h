@@ -5,6 +5,8 @@
 #include <memory>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
 #include "mx/data/tokenizer.h"
 #include "mx/nn/devices/devices.h"
 #include "mx/nn/model_file.h"
@@ -23,6 +25,10 @@ struct ModelSource {
 // Keeps the model's weights packed in MX for generation on the CPU, giving back their FP32
 // memory: as the recipe casts them, or, with no weight cast, as the file stored them.
 void pack_for_inference(nn::Model& model, const std::map<std::string, QuantSpec>& stored_mx);
+
+// The flags that choose how packed weights run, shared by the commands that pack them:
+// --unpacked, and --fast-products (which excludes it).
+void add_packing_flags(CLI::App* cmd, bool* unpacked, bool* fast_products);
 
 std::string open_model_source(const std::string& model, const std::string& tokenizer_flag,
                               const nn::DeviceOptions& device, const nn::Recipe& recipe,
