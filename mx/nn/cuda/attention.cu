@@ -13,6 +13,7 @@
 #include "mx/nn/cuda/act_access.cuh"
 #include "mx/nn/cuda/attention.h"
 #include "mx/nn/cuda/flash_attention.h"
+#include "mx/nn/cuda/reductions.cuh"
 #include "mx/nn/cuda/tile_cast.cuh"
 
 namespace mx::nn::cuda {
@@ -20,15 +21,6 @@ namespace {
 
 constexpr int kWarps = 4;  // rows (or keys) per block
 constexpr unsigned kAll = kFullWarp;
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kAll, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kAll, v, o));
-  return v;
-}
 
 struct Geometry {
   int64_t b, t, nh, nkv, hs, group;

@@ -558,8 +558,7 @@ class CudaBackend final : public Backend {
     if (weights_bf16_ == nullptr) {
       if (cudaMalloc(&weights_bf16_, size_t(weights_.n) * sizeof(uint16_t)) != cudaSuccess) {
         cudaGetLastError();
-        weights_.p = nullptr;  // without the memory, convert at each use as before
-        weights_bf16_ = nullptr;
+        weights_ = {};  // without the memory, convert at each use as before
         return nullptr;
       }
       note_memory();

@@ -1,0 +1,183 @@
+// The classifier's softmax cross-entropy (ops.h, classifier_loss): one block per row of logits,
+// reduced in fixed trees, so results repeat bit for bit on one GPU.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "mx/nn/cuda/act_access.cuh"
+#include "mx/nn/cuda/ops.h"
+#include "mx/nn/cuda/reductions.cuh"
+
+namespace mx::nn::cuda {
+namespace {
+
+// Float32 rows, and rows too long for shared memory: two passes over the row. The first keeps each
+// thread's running maximum and its sum of exponentials (rescaled when the maximum grows), combined
+// over the block in a fixed tree; the second writes the gradient. Each pass loads kClassifierUnroll
+// logits per thread before using them, so that a thread has that many loads in flight.
+constexpr int kClassifierUnroll = 4;
+
+template <class T>
+__global__ void __launch_bounds__(1024)
+    classifier_kernel(float* losses, T* dlogits, const T* logits, const uint32_t* targets,
+                      int64_t v, float dloss) {
+  __shared__ float shared[32];
+  const int64_t row = blockIdx.x;
+  const T* li = logits + row * v;
+  const int64_t step = int64_t(blockDim.x) * kClassifierUnroll;
+  float mx = -INFINITY, sum = 0.0f;
+  for (int64_t j0 = threadIdx.x; j0 < v; j0 += step) {
+    float x[kClassifierUnroll];
+    float chunk_max = -INFINITY;
+#pragma unroll
+    for (int u = 0; u < kClassifierUnroll; ++u) {
+      const int64_t j = j0 + u * int64_t(blockDim.x);
+      x[u] = j < v ? ld(li, j) : -INFINITY;
+      chunk_max = fmaxf(chunk_max, x[u]);
+    }
+    const float m_new = fmaxf(mx, chunk_max);
+    if (m_new == -INFINITY) continue;  // nothing but padding so far
+    sum *= expf(mx - m_new);
+#pragma unroll
+    for (int u = 0; u < kClassifierUnroll; ++u) sum += expf(x[u] - m_new);
+    mx = m_new;
+  }
+  const float row_max = block_reduce<true>(mx, shared);
+  sum = block_reduce<false>(mx == -INFINITY ? 0.0f : sum * expf(mx - row_max), shared);
+  const uint32_t target = targets[row];
+  if (threadIdx.x == 0) losses[row] = logf(sum) - (ld(li, int64_t(target)) - row_max);
+  if (dlogits == nullptr) return;
+  __syncthreads();  // every thread has read its logits before any is overwritten
+  const float inv = 1.0f / sum;
+  T* di = dlogits + row * v;
+  for (int64_t j0 = threadIdx.x; j0 < v; j0 += step) {
+    float x[kClassifierUnroll];
+#pragma unroll
+    for (int u = 0; u < kClassifierUnroll; ++u) {
+      const int64_t j = j0 + u * int64_t(blockDim.x);
+      x[u] = j < v ? ld(li, j) : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < kClassifierUnroll; ++u) {
+      const int64_t j = j0 + u * int64_t(blockDim.x);
+      if (j < v) {
+        const float p = expf(x[u] - row_max) * inv;
+        st(di, j, (p - (j == int64_t(target) ? 1.0f : 0.0f)) * dloss);
+      }
+    }
+  }
+}
+
+// A bfloat16 row small enough for shared memory is read from global memory once: staged there,
+// 16 bytes per load (four loads in flight per thread measured slower), while each
+// thread keeps its running maximum and sum (rescaled per chunk of 8), and the gradient is written
+// from the staged copy, 16 bytes per store. Rows start wherever row * v puts them; the elements
+// before the first 16-byte boundary (and after the last) go one at a time, and the staged copy is
+// offset so that its vectors share the row's alignment.
+constexpr int kStagedThreads = 1024;
+constexpr int64_t kStagedMaxBytes = 160 << 10;
+
+__global__ void __launch_bounds__(kStagedThreads)
+    classifier_staged_kernel(float* losses, __nv_bfloat16* dlogits, const __nv_bfloat16* logits,
+                             const uint32_t* targets, int64_t v, float dloss) {
+  extern __shared__ uint4 staged_words[];
+  __shared__ float shared[32];
+  const int64_t row = blockIdx.x;
+  const __nv_bfloat16* li = logits + row * v;
+  const int64_t to_boundary = (16 - int64_t(reinterpret_cast<uintptr_t>(li) & 15)) / 2 % 8;
+  const int64_t head = to_boundary < v ? to_boundary : v;
+  const int64_t vectors = (v - head) / 8, tail = head + vectors * 8;
+  // Element j of the row at staged[j + shift]: vector k (elements head + 8k ...) at word k + 1.
+  const int64_t shift = 8 - head;
+  __nv_bfloat16* staged = reinterpret_cast<__nv_bfloat16*>(staged_words);
+  float mx = -INFINITY, sum = 0.0f;
+  auto take = [&](const float* x, int count) {
+    float chunk_max = -INFINITY;
+    for (int u = 0; u < count; ++u) chunk_max = fmaxf(chunk_max, x[u]);
+    const float m_new = fmaxf(mx, chunk_max);
+    if (m_new == -INFINITY) return;
+    sum *= expf(mx - m_new);
+    for (int u = 0; u < count; ++u) sum += expf(x[u] - m_new);
+    mx = m_new;
+  };
+  for (int64_t j = threadIdx.x; j < head; j += blockDim.x) {
+    staged[j + shift] = li[j];
+    const float x = __bfloat162float(li[j]);
+    take(&x, 1);
+  }
+  const uint4* body = reinterpret_cast<const uint4*>(li + head);
+  for (int64_t k = threadIdx.x; k < vectors; k += blockDim.x) {
+    const uint4 w = body[k];
+    staged_words[k + 1] = w;
+    const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&w);
+    float x[8];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) x[u] = __bfloat162float(e[u]);
+    take(x, 8);
+  }
+  for (int64_t j = tail + threadIdx.x; j < v; j += blockDim.x) {
+    staged[j + shift] = li[j];
+    const float x = __bfloat162float(li[j]);
+    take(&x, 1);
+  }
+  const float row_max = block_reduce<true>(mx, shared);  // its barrier also ends the staging
+  sum = block_reduce<false>(mx == -INFINITY ? 0.0f : sum * expf(mx - row_max), shared);
+  const uint32_t target = targets[row];
+  if (threadIdx.x == 0) {
+    losses[row] = logf(sum) - (__bfloat162float(staged[int64_t(target) + shift]) - row_max);
+  }
+  if (dlogits == nullptr) return;
+  const float inv = 1.0f / sum;
+  auto grad = [&](int64_t j) {
+    const float p = expf(__bfloat162float(staged[j + shift]) - row_max) * inv;
+    return __float2bfloat16_rn((p - (j == int64_t(target) ? 1.0f : 0.0f)) * dloss);
+  };
+  __nv_bfloat16* di = dlogits + row * v;
+  for (int64_t j = threadIdx.x; j < head; j += blockDim.x) di[j] = grad(j);
+  uint4* out = reinterpret_cast<uint4*>(di + head);
+  for (int64_t k = threadIdx.x; k < vectors; k += blockDim.x) {
+    uint4 w;
+    __nv_bfloat16* e = reinterpret_cast<__nv_bfloat16*>(&w);
+#pragma unroll
+    for (int u = 0; u < 8; ++u) e[u] = grad(head + 8 * k + u);
+    out[k] = w;
+  }
+  for (int64_t j = tail + threadIdx.x; j < v; j += blockDim.x) di[j] = grad(j);
+}
+
+}  // namespace
+
+template <class T>
+static void classifier_loss_impl(float* losses, void* dlogits, const void* logits,
+                                 const uint32_t* targets, int64_t n, int64_t v, float dloss,
+                                 cudaStream_t s) {
+  if (n <= 0) return;
+  // dlogits may alias logits only row for row: the same address, or none.
+  const size_t staged_bytes = size_t(v + 16) * sizeof(__nv_bfloat16);
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (int64_t(staged_bytes) <= kStagedMaxBytes) {
+      // Set at every launch, as the attribute belongs to the current device.
+      cudaFuncSetAttribute(classifier_staged_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           int(staged_bytes));
+      classifier_staged_kernel<<<unsigned(n), kStagedThreads, staged_bytes, s>>>(
+          losses, static_cast<__nv_bfloat16*>(dlogits), static_cast<const __nv_bfloat16*>(logits),
+          targets, v, dloss);
+      return;
+    }
+  }
+  classifier_kernel<T><<<unsigned(n), 1024, 0, s>>>(
+      losses, static_cast<T*>(dlogits), static_cast<const T*>(logits), targets, v, dloss);
+}
+
+void classifier_loss(float* losses, void* dlogits, const void* logits, const uint32_t* targets,
+                     int64_t n, int64_t v, float dloss, bool bf16_act, cudaStream_t s) {
+  if (bf16_act) {
+    classifier_loss_impl<__nv_bfloat16>(losses, dlogits, logits, targets, n, v, dloss, s);
+  } else {
+    classifier_loss_impl<float>(losses, dlogits, logits, targets, n, v, dloss, s);
+  }
+}
+
+}  // namespace mx::nn::cuda
