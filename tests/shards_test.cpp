@@ -4,6 +4,7 @@
 
 #include <fstream>
 
+#include "mx/data/batch_prefetch.h"
 #include "mx/data/batch_sampler.h"
 #include "mx/data/token_dataset.h"
 #include "mx/data/token_shard.h"
@@ -196,6 +197,38 @@ TEST(SampleBatch, NeedsOneSequenceAndItsTargets) {
   EXPECT_EQ(sample_batch(TokenView::of(tokens), 2, 15, &s, &b), "");
   EXPECT_EQ(sample_batch(TokenView::of(tokens), 0, 4, &s, &b),
             "batch 0 and sequence length 4 must both be at least 1");
+}
+
+TEST(BatchPrefetcher, GivesSampleBatchsBatchesAndStatesInTurn) {
+  const std::vector<uint32_t> tokens = ramp(5000, 300);
+  const TokenView view = TokenView::of(tokens);
+  SamplerState in_turn{77, 5};
+  BatchPrefetcher ahead(view, 4, 32, in_turn);
+  for (int step = 0; step < 20; ++step) {
+    Batch expected, got;
+    SamplerState after;
+    ASSERT_EQ(sample_batch(view, 4, 32, &in_turn, &expected), "");
+    ASSERT_EQ(ahead.next(&got, &after), "");
+    EXPECT_EQ(got.rows, 4);
+    EXPECT_EQ(got.seq_len, 32);
+    EXPECT_EQ(got.inputs, expected.inputs);
+    EXPECT_EQ(got.targets, expected.targets);
+    EXPECT_EQ(after.seed, in_turn.seed);
+    EXPECT_EQ(after.draws, in_turn.draws);
+  }
+  // Destroyed here with batches drawn ahead and not taken.
+}
+
+TEST(BatchPrefetcher, RepeatsSampleBatchsErrorAtEveryCall) {
+  const std::vector<uint32_t> tokens(16);
+  BatchPrefetcher ahead(TokenView::of(tokens), 2, 16, SamplerState{});
+  Batch b;
+  SamplerState after{9, 9};
+  for (int call = 0; call < 2; ++call) {
+    EXPECT_EQ(ahead.next(&b, &after),
+              "16 tokens cannot fill one sequence of 16 inputs and its targets");
+  }
+  EXPECT_EQ(after.draws, 9u);  // untouched on failure
 }
 
 TEST(EvalBatch, CoversEveryTargetOnceInOrder) {

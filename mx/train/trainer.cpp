@@ -7,6 +7,7 @@
 #include <limits>
 #include <memory>
 
+#include "mx/data/batch_prefetch.h"
 #include "mx/data/batch_sampler.h"
 #include "mx/data/corpus.h"
 #include "mx/data/llmc_shards.h"
@@ -244,16 +245,12 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
 }
 
 // One optimizer step on the next batch; fills the row's step, lr, loss and gradient norm.
-std::string train_step(OpenRun& run, const nn::LrSchedule& schedule, data::Batch* batch,
-                       LogRow* row) {
+std::string train_step(OpenRun& run, const nn::LrSchedule& schedule, data::BatchPrefetcher& batches,
+                       data::Batch* batch, LogRow* row) {
   const TrainConfig& c = run.config;
   nn::Model& model = *run.model;
   const int64_t step = run.state.step;  // 0-based index of the step being taken
-  if (std::string e = data::sample_batch(run.train_shard.tokens(), c.batch, c.seq_len,
-                                         &run.state.sampler, batch);
-      !e.empty()) {
-    return e;
-  }
+  if (std::string e = batches.next(batch, &run.state.sampler); !e.empty()) return e;
   // The batch in passes of pass_rows sequences whose gradients add up to the batch mean's.
   // Each pass keys its stochastic rounding apart; one pass per step keeps the step's keys.
   const int64_t passes = passes_per_step(c), rows = pass_rows(c);
@@ -316,9 +313,10 @@ std::string run_training(TrainConfig* config, bool steps_given, const std::strin
   int64_t tokens_seen = 0;
   std::vector<float> recent;
   data::Batch batch;
+  data::BatchPrefetcher batches(run.train_shard.tokens(), c.batch, c.seq_len, run.state.sampler);
   while (run.state.step < last) {
     LogRow row;
-    if (std::string e = train_step(run, schedule, &batch, &row); !e.empty()) return e;
+    if (std::string e = train_step(run, schedule, batches, &batch, &row); !e.empty()) return e;
     tokens_seen += batch.rows * batch.seq_len;
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     if (row.step % c.eval_every == 0 || row.step == c.steps) {
