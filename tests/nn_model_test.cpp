@@ -149,6 +149,19 @@ TEST(NnModel, ParameterNamesFollowCheckpoints) {
   EXPECT_EQ(Params(big, false).count(), 124439808);
 }
 
+TEST(NnModel, GptTwoPresetsHaveThePublishedModelsParameterCounts) {
+  // The counts of the released GPT-2 medium, large and XL checkpoints (tied classifier).
+  const std::pair<const char*, int64_t> sizes[] = {
+      {"gpt2-355m", 354823168}, {"gpt2-774m", 774030080}, {"gpt2-1558m", 1557611200}};
+  for (const auto& [name, count] : sizes) {
+    const std::optional<ModelConfig> c = model_preset(name, Arch::kGpt2);
+    ASSERT_TRUE(c.has_value()) << name;
+    EXPECT_EQ(c->head_size(), 64) << name;
+    EXPECT_EQ(Params(*c, false).count(), count) << name;
+    EXPECT_FALSE(model_preset(name, Arch::kLlama).has_value()) << name;
+  }
+}
+
 TEST(NnModel, Fp32RecipeIsBitwiseTheRecipeFreePathAndMxfp6DiffersSlightly) {
   for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
     Model model(tiny(arch));

@@ -15,29 +15,53 @@ std::optional<Arch> parse_arch(std::string_view name) {
 }
 
 std::vector<std::string_view> model_preset_names() {
-  return {"tiny", "small", "gpt2-124m"};
+  return {"tiny", "small", "gpt2-124m", "gpt2-355m", "gpt2-774m", "gpt2-1558m"};
 }
 
-std::optional<ModelConfig> model_preset(std::string_view name, Arch arch) {
-  ModelConfig c;
-  c.arch = arch;
-  if (name == "tiny") {
-    c.n_layers = 2, c.dim = 64, c.n_heads = 4, c.seq_len = 64;
-  } else if (name == "small") {
-    c.n_layers = 4, c.dim = 128, c.n_heads = 4, c.seq_len = 128;
-  } else if (name == "gpt2-124m" && arch == Arch::kGpt2) {
-    c.n_layers = 12, c.dim = 768, c.n_heads = 12, c.seq_len = 1024, c.vocab = 50257;
-  } else {
-    return std::nullopt;
+std::string model_preset_list() {
+  std::string names;
+  for (std::string_view n : model_preset_names()) {
+    if (!names.empty()) names += ", ";
+    names += n;
   }
-  if (arch == Arch::kGpt2) {
+  return names;
+}
+
+ModelConfig with_shape(ModelConfig c, int64_t n_layers, int64_t dim, int64_t n_heads) {
+  c.n_layers = n_layers, c.dim = dim, c.n_heads = n_heads;
+  if (c.arch == Arch::kGpt2) {
     c.n_kv_heads = c.n_heads;
     c.hidden = 4 * c.dim;
   } else {
-    c.n_kv_heads = c.n_heads / 2;
+    c.n_kv_heads = c.n_heads > 1 ? c.n_heads / 2 : 1;
     c.hidden = (8 * c.dim / 3 + 3) / 4 * 4;
   }
   return c;
+}
+
+std::optional<ModelConfig> model_preset(std::string_view name, Arch arch) {
+  struct Preset {
+    std::string_view name;
+    int64_t layers, dim, heads, seq_len, vocab;
+    bool gpt2_only;
+  };
+  static constexpr Preset kPresets[] = {
+      {"tiny", 2, 64, 4, 64, 256, false},
+      {"small", 4, 128, 4, 128, 256, false},
+      {"gpt2-124m", 12, 768, 12, 1024, 50257, true},
+      {"gpt2-355m", 24, 1024, 16, 1024, 50257, true},
+      {"gpt2-774m", 36, 1280, 20, 1024, 50257, true},
+      {"gpt2-1558m", 48, 1600, 25, 1024, 50257, true},
+  };
+  for (const Preset& p : kPresets) {
+    if (p.name != name || (p.gpt2_only && arch != Arch::kGpt2)) continue;
+    ModelConfig c;
+    c.arch = arch;
+    c.seq_len = p.seq_len;
+    c.vocab = p.vocab;
+    return with_shape(c, p.layers, p.dim, p.heads);
+  }
+  return std::nullopt;
 }
 
 std::string validate(const ModelConfig& c) {

@@ -30,11 +30,18 @@ struct ModelConfig {
 };
 
 // "tiny" (2 layers, dim 64, 4 heads, ctx 64), "small" (4 layers, dim 128, 4 heads, ctx 128),
-// both with byte vocab 256; "gpt2-124m" (12 layers, dim 768, 12 heads, ctx 1024, vocab 50257,
-// GPT-2 only). GPT-2 MLPs are 4 * dim wide; Llama's are 2/3 of that rounded up to a multiple
-// of 4 (172 for dim 64), with n_kv_heads = n_heads / 2.
+// both with byte vocab 256; and, GPT-2 only, with ctx 1024 and vocab 50257, the four sizes of
+// the GPT-2 paper (Radford et al. 2019, table 2): "gpt2-124m" (12 layers, dim 768, 12 heads),
+// "gpt2-355m" (24, 1024, 16), "gpt2-774m" (36, 1280, 20) and "gpt2-1558m" (48, 1600, 25).
+// MLP width and key/value heads follow with_shape.
 std::vector<std::string_view> model_preset_names();
+std::string model_preset_list();  // the names, comma-separated
 std::optional<ModelConfig> model_preset(std::string_view name, Arch arch);
+
+// The config with another depth, width and head count, and the MLP width and key/value heads
+// that go with them: GPT-2 MLPs are 4 * dim wide; Llama's are 2/3 of that rounded up to a
+// multiple of 4 (172 for dim 64), with n_kv_heads = n_heads / 2 (at least 1).
+ModelConfig with_shape(ModelConfig config, int64_t n_layers, int64_t dim, int64_t n_heads);
 
 // "" when the config is usable, else the reason.
 std::string validate(const ModelConfig& config);

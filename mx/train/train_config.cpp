@@ -124,13 +124,8 @@ std::string make_train_config(std::string_view model, nn::Arch arch, std::string
                               const data::DataPaths& paths, TrainConfig* out) {
   const std::optional<nn::ModelConfig> preset = nn::model_preset(model, arch);
   if (!preset) {
-    std::string names;
-    for (std::string_view n : nn::model_preset_names()) {
-      if (!names.empty()) names += ", ";
-      names += n;
-    }
-    return cat("unknown --model '", model, "' for ", nn::arch_name(arch), " (presets: ", names,
-               ")");
+    return cat("unknown --model '", model, "' for ", nn::arch_name(arch),
+               " (presets: ", nn::model_preset_list(), ")");
   }
   TrainConfig c;
   c.model = std::string(model);

@@ -26,6 +26,7 @@ namespace {
 struct BenchFlags {
   std::string model = "tiny", arch = "gpt2", recipe = "bf16", device = "cpu";
   int64_t batch = 8, micro_batch = 0, seq_len = 0, steps = 20, warmup = 3, vocab = 0;
+  int64_t layers = 0, dim = 0, heads = 0;  // 0: the preset's
   int threads = 0;
   double peak_tflops = 0;
   bool json = false;
@@ -54,8 +55,12 @@ std::string run_bench_train(const BenchFlags& f) {
   if (!arch) return "--arch must be gpt2 or llama";
   std::optional<nn::ModelConfig> model = nn::model_preset(f.model, *arch);
   if (!model) return fmt::format("unknown --model '{}' for {}", f.model, f.arch);
-  // The presets' vocabularies: bytes, or GPT-2's for gpt2-124m.
+  // The presets' vocabularies: bytes, or GPT-2's for the gpt2-* presets.
   if (f.vocab > 0) model->vocab = f.vocab;
+  if (f.layers > 0 || f.dim > 0 || f.heads > 0) {
+    *model = nn::with_shape(*model, f.layers > 0 ? f.layers : model->n_layers,
+                            f.dim > 0 ? f.dim : model->dim, f.heads > 0 ? f.heads : model->n_heads);
+  }
   train::BenchConfig c;
   c.model = *model;
   if (std::string e = nn::recipe_from_spec(f.recipe, &c.recipe); !e.empty()) return e;
@@ -74,6 +79,7 @@ std::string run_bench_train(const BenchFlags& f) {
   if (f.json) {
     nlohmann::json j = nlohmann::json::object();
     j["model"] = f.model;
+    j["shape"] = nn::describe(c.model);
     j["recipe"] = c.recipe.name;
     j["device"] = r.device;
     j["params"] = r.params;
@@ -132,8 +138,8 @@ std::string open_bench_model(const GenerateBenchFlags& f, const nn::Recipe& reci
   }
   std::error_code ec;
   if (!std::filesystem::exists(f.model, ec)) {
-    return fmt::format("--model '{}' is neither a preset (tiny, small, gpt2-124m) nor a file",
-                       f.model);
+    return fmt::format("--model '{}' is neither a preset ({}) nor a file", f.model,
+                       nn::model_preset_list());
   }
   nn::LoadedModel loaded;
   if (std::string e = nn::load_model_file(f.model, &loaded, std::move(backend)); !e.empty()) {
@@ -204,7 +210,7 @@ void register_bench_generate(CLI::App* bench) {
   CLI::App* cmd = bench->add_subcommand(
       "generate", "Time to first token and tokens/s of greedy generation from a random prompt");
   cmd->add_option("--model", f.model,
-                  "Model preset (tiny, small, gpt2-124m; random weights) or a model file")
+                  "Model preset (" + nn::model_preset_list() + "; random weights) or a model file")
       ->capture_default_str();
   cmd->add_option("--arch", f.arch, "gpt2 or llama, for a preset")->capture_default_str();
   cmd->add_option("--vocab", f.vocab, "Vocabulary size of a preset (default: the preset's)")
@@ -234,7 +240,7 @@ void register_bench(CLI::App& app) {
   CLI::App* cmd = bench->add_subcommand("train",
                                         "Tokens/s, model FLOPs utilization and peak memory of "
                                         "training steps on random tokens");
-  cmd->add_option("--model", f.model, "Model preset: tiny, small, gpt2-124m")
+  cmd->add_option("--model", f.model, "Model preset: " + nn::model_preset_list())
       ->capture_default_str();
   cmd->add_option("--arch", f.arch, "gpt2 or llama")->capture_default_str();
   cmd->add_option("--recipe", f.recipe, "A recipe preset or a JSON file")->capture_default_str();
@@ -247,6 +253,11 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--seq-len", f.seq_len, "Tokens per sequence (default: the model's context)")
       ->check(integer_in(1));
   cmd->add_option("--vocab", f.vocab, "Vocabulary size (default: the preset's)")
+      ->check(integer_in(1));
+  cmd->add_option("--layers", f.layers, "Layers, in place of the preset's")->check(integer_in(1));
+  cmd->add_option("--dim", f.dim, "Model width, in place of the preset's (MLP width follows)")
+      ->check(integer_in(1));
+  cmd->add_option("--heads", f.heads, "Attention heads, in place of the preset's")
       ->check(integer_in(1));
   cmd->add_option("--steps", f.steps, "Timed steps")->check(integer_in(1))->capture_default_str();
   cmd->add_option("--warmup", f.warmup, "Untimed steps first")

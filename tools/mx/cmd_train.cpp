@@ -24,7 +24,7 @@ struct TrainFlags {
   std::string arch = "gpt2";
   std::string recipe = "fp32";
   std::string data = "sotu";
-  std::string tokenizer;  // default: bytes, or gpt2 for gpt2-124m
+  std::string tokenizer;  // default: bytes, or gpt2 for the gpt2-* presets
   std::string out;
   std::string init;                              // a model file to start from
   int64_t steps = 300, batch = 16, seq_len = 0;  // seq_len, warmup: given only if counted
@@ -131,8 +131,9 @@ std::string run_train(const TrainFlags& f) {
 void register_train(CLI::App& app) {
   static TrainFlags f;
   CLI::App* cmd = app.add_subcommand("train", "Train a language model with an MX recipe");
-  CLI::Option* model = cmd->add_option("--model", f.model, "Model preset: tiny, small, gpt2-124m")
-                           ->capture_default_str();
+  CLI::Option* model =
+      cmd->add_option("--model", f.model, "Model preset: " + nn::model_preset_list())
+          ->capture_default_str();
   CLI::Option* arch = cmd->add_option("--arch", f.arch, "gpt2 or llama")->capture_default_str();
   CLI::Option* init =
       cmd->add_option("--init", f.init,
@@ -148,7 +149,7 @@ void register_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--tokenizer", f.tokenizer,
                   "bytes, gpt2, a SentencePiece .model or a llama2.c .bin (default: bytes; "
-                  "gpt2 for gpt2-124m)");
+                  "gpt2 for the gpt2-* presets)");
   cmd->add_option("-o,--out", f.out, "Run folder (checkpoints, log.csv)")->required();
   f.steps_option = cmd->add_option("--steps", f.steps, "Total steps of the run")
                        ->check(integer_in(1))
