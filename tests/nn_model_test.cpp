@@ -149,6 +149,41 @@ TEST(NnModel, ParameterNamesFollowCheckpoints) {
   EXPECT_EQ(Params(big, false).count(), 124439808);
 }
 
+// Initialization fills large views in parallel pieces; the values are those of one pass over
+// the views in order, each drawn element taking the next two draws of the seed's stream.
+TEST(NnModel, InitializationIsOneStreamOfDrawsInViewOrder) {
+  ModelConfig c = tiny(Arch::kGpt2);
+  c.vocab = 50257;  // a token embedding of 1.6M values: more than one piece
+  c.dim = 32;
+  c.hidden = 128;
+  c.n_heads = c.n_kv_heads = 2;
+  Params params(c);
+  params.init(11);
+  uint64_t counter = 0;
+  auto uniform = [&]() {
+    const uint64_t bits = splitmix64_mix(11 + (++counter) * 0x9E3779B97F4A7C15ull);
+    return (double(bits >> 11) + 0.5) * 0x1.0p-53;
+  };
+  int64_t checked = 0;
+  for (const ParamView& v : params.views()) {
+    const float* p = params.data() + v.offset;
+    if (v.kind == ParamKind::kNorm || v.kind == ParamKind::kBias) {
+      for (int64_t i = 0; i < v.size; ++i) {
+        ASSERT_EQ(p[i], v.kind == ParamKind::kNorm ? 1.0f : 0.0f) << v.name;
+      }
+      continue;
+    }
+    const bool residual = v.name.find("c_proj.weight") != std::string::npos;
+    const double std = residual ? 0.02 / std::sqrt(2.0 * double(c.n_layers)) : 0.02;
+    for (int64_t i = 0; i < v.size; ++i, ++checked) {
+      const double r = std::sqrt(-2.0 * std::log(uniform()));
+      const float want = float(std * r * std::cos(2.0 * 3.141592653589793 * uniform()));
+      ASSERT_EQ(p[i], want) << v.name << " [" << i << "]";
+    }
+  }
+  EXPECT_GT(checked, int64_t{1} << 20);
+}
+
 TEST(NnModel, GptTwoPresetsHaveThePublishedModelsParameterCounts) {
   // The counts of the released GPT-2 medium, large and XL checkpoints (tied classifier).
   const std::pair<const char*, int64_t> sizes[] = {

@@ -1,9 +1,11 @@
 #include "mx/nn/params.h"
 
+#include <algorithm>
 #include <cmath>
 #include <new>
 
 #include "mx/core/rounding.h"
+#include "mx/kernels/cpu/parallel.h"
 
 namespace mx::nn {
 namespace {
@@ -112,11 +114,18 @@ float* Params::grad_of(const std::string& name) {
 }
 
 void Params::init(uint64_t seed) {
-  uint64_t counter = 0;
-  auto uniform = [&]() {
-    const uint64_t bits = splitmix64_mix(seed + (++counter) * 0x9E3779B97F4A7C15ull);
-    return (double(bits >> 11) + 0.5) * 0x1.0p-53;  // in (0, 1)
+  // The k-th drawn element overall takes draws 2k + 1 and 2k + 2 of one counter-based stream,
+  // so any split of the work gives the same values: the views are cut into pieces that threads
+  // fill in any order (a 1.5B-parameter model takes a minute on one thread).
+  struct Piece {
+    float* p;
+    int64_t size;
+    uint64_t counter;  // draws before the piece's first element
+    double std;
   };
+  constexpr int64_t kPiece = int64_t{1} << 20;
+  std::vector<Piece> pieces;
+  uint64_t counter = 0;
   const double residual_std = 0.02 / std::sqrt(2.0 * double(config_.n_layers));
   for (const ParamView& v : views_) {
     float* p = data_.data() + v.offset;
@@ -128,11 +137,26 @@ void Params::init(uint64_t seed) {
     bool residual = false;
     for (const LayerOffsets& o : layers_) residual |= v.offset == o.wo || v.offset == o.proj;
     const double std = residual ? residual_std : 0.02;
-    for (int64_t i = 0; i < v.size; ++i) {
-      const double r = std::sqrt(-2.0 * std::log(uniform()));
-      p[i] = float(std * r * std::cos(2.0 * 3.141592653589793 * uniform()));
+    for (int64_t first = 0; first < v.size; first += kPiece) {
+      pieces.push_back(
+          {p + first, std::min(kPiece, v.size - first), counter + 2 * uint64_t(first), std});
     }
+    counter += 2 * uint64_t(v.size);
   }
+  cpu::parallel_for(int64_t(pieces.size()), 1, 0, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const Piece& piece = pieces[size_t(k)];
+      uint64_t c = piece.counter;
+      auto uniform = [&]() {
+        const uint64_t bits = splitmix64_mix(seed + (++c) * 0x9E3779B97F4A7C15ull);
+        return (double(bits >> 11) + 0.5) * 0x1.0p-53;  // in (0, 1)
+      };
+      for (int64_t i = 0; i < piece.size; ++i) {
+        const double r = std::sqrt(-2.0 * std::log(uniform()));
+        piece.p[i] = float(piece.std * r * std::cos(2.0 * 3.141592653589793 * uniform()));
+      }
+    }
+  });
 }
 
 }  // namespace mx::nn
