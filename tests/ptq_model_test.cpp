@@ -85,6 +85,26 @@ TEST(LayerwisePasses, GiveEveryLinearLayerTheInputTheWholeForwardGives) {
   }
 }
 
+// Layer-wise passes keep nothing for a backward: one block's activations serve every block,
+// and the classifier's are not reserved; a whole pass afterwards reserves all of them again.
+TEST(LayerwisePasses, ReserveOneBlocksActivations) {
+  nn::ModelConfig c = tiny_model(nn::Arch::kGpt2)->config();
+  c.n_layers = 6;
+  auto model = std::make_unique<nn::Model>(c);
+  model->params().init(3);
+  const int64_t b = 2, t = 16;
+  const std::vector<uint32_t> tokens = calibration(b, t, c.vocab);
+  std::vector<float> x(size_t(b * t * c.dim));
+  ASSERT_EQ(model->embed(tokens.data(), b, t, x.data()), "");
+  for (int64_t l = 0; l < c.n_layers; ++l) ASSERT_EQ(model->forward_block(l, x.data(), b, t), "");
+  const double layerwise = model->reserved_activation_bytes();
+  ASSERT_EQ(model->forward(tokens.data(), nullptr, b, t), "");
+  const double whole = model->reserved_activation_bytes();
+  EXPECT_GT(layerwise, 0.0);
+  EXPECT_LT(layerwise * double(c.n_layers) / 2, whole);
+  EXPECT_DOUBLE_EQ(whole, nn::Model::activation_bytes(c, b, t));
+}
+
 TEST(LayerwisePasses, TheBlockStepsInTurnAreTheWholeBlock) {
   for (nn::Arch arch : {nn::Arch::kGpt2, nn::Arch::kLlama}) {
     auto model = tiny_model(arch);

@@ -42,14 +42,18 @@ struct Sized {
 // attention's saved state per layer.
 std::vector<Sized> activation_buffers(const ModelConfig& c, double b, double t, double saved,
                                       Model::Acts& a) {
-  const double n = b * t, C = double(c.dim), H = double(c.hidden), V = double(c.vocab);
+  const double n = b * t, C = double(c.dim), H = double(c.hidden);
+  // Layer-wise passes stop before the classifier and run no backward.
+  const double V = a.one_block ? 0.0 : double(c.vocab), back = a.one_block ? 0.0 : 1.0;
   const double q = double(c.n_heads * c.head_size()), kv = double(c.n_kv_heads * c.head_size());
-  std::vector<Sized> list = {
-      {&a.encoded, n * C, false}, {&a.lnf, n * C, false},    {&a.lnf_mean, n, true},
-      {&a.lnf_rstd, n, true},     {&a.logits, n * V, false}, {&a.losses, n, true},
-      {&a.dres, n * C, false},    {&a.dln, n * C, false},    {&a.datty, n * C, false},
-      {&a.dq, n * q, false},      {&a.dk, n * kv, false},    {&a.dv, n * kv, false},
-      {&a.dact, n * H, false},    {&a.dfc, n * H, false},    {&a.dup, n * H, false}};
+  std::vector<Sized> list = {{&a.encoded, n * C, false},      {&a.lnf, n * C, false},
+                             {&a.lnf_mean, n, true},          {&a.lnf_rstd, n, true},
+                             {&a.logits, n * V, false},       {&a.losses, n * back, true},
+                             {&a.dres, n * C * back, false},  {&a.dln, n * C * back, false},
+                             {&a.datty, n * C * back, false}, {&a.dq, n * q * back, false},
+                             {&a.dk, n * kv * back, false},   {&a.dv, n * kv * back, false},
+                             {&a.dact, n * H * back, false},  {&a.dfc, n * H * back, false},
+                             {&a.dup, n * H * back, false}};
   for (LayerActs& l : a.layers) {
     for (Buf* v : {&l.ln1, &l.atty, &l.attproj, &l.res_att, &l.ln2, &l.proj, &l.res_out}) {
       list.push_back({v, n * C, false});
@@ -120,11 +124,21 @@ double Model::training_bytes(const ModelConfig& config, int64_t b, int64_t t) {
 }
 
 std::string Model::reserve(int64_t b, int64_t t) {
+  return reserve_for(b, t, /*one_block=*/false);
+}
+
+LayerActs& Model::layer_acts(int64_t l) {
+  return acts_->layers[acts_->one_block ? 0 : size_t(l)];
+}
+
+std::string Model::reserve_for(int64_t b, int64_t t, bool one_block) {
   if (b < 1 || t < 1 || t > config_.seq_len) {
     return cat("a pass of ", b, " x ", t, " tokens does not fit this model (context ",
                config_.seq_len, ")");
   }
-  if (acts_ != nullptr && b <= cap_b_ && t <= cap_t_) return "";
+  if (acts_ != nullptr && b <= cap_b_ && t <= cap_t_ && (one_block || !acts_->one_block)) {
+    return "";
+  }
   const int64_t new_b = std::max(b, cap_b_), new_t = std::max(t, cap_t_);
   Backend& be = *backend_;
   // The old buffers go before the new ones are counted against the budget.
@@ -135,8 +149,10 @@ std::string Model::reserve(int64_t b, int64_t t) {
     acts_.reset();
   }
   cap_b_ = cap_t_ = 0;
+  reserved_bytes_ = 0;
   auto acts = std::make_unique<Acts>();
-  acts->layers.resize(size_t(config_.n_layers));
+  acts->one_block = one_block;
+  acts->layers.resize(one_block ? 1 : size_t(config_.n_layers));
   // Counted in double before anything is allocated, with this backend's types and saved state.
   const double saved =
       double(new_b) * double(config_.n_heads) * double(be.attn_saved_count({1, new_t, 1, 1, 0}));
@@ -160,12 +176,13 @@ std::string Model::reserve(int64_t b, int64_t t) {
   if (acts->tokens.empty() || acts->targets.empty()) return be.take_error();
   acts_ = std::move(acts);
   cap_b_ = new_b, cap_t_ = new_t;
+  reserved_bytes_ = bytes;
   return "";
 }
 
 void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
   Backend& be = *backend_;
-  LayerActs& a = acts_->layers[l];
+  LayerActs& a = layer_acts(l);
   const LayerOffsets& o = params_.layers()[l];
   const Buf& p = weights_;
   const int64_t n = b_ * t_, C = config_.dim, H = config_.hidden, hs = config_.head_size();

@@ -56,6 +56,8 @@ struct PassOptions {
   float grad_scale = 1.0f;
 };
 
+struct LayerActs;  // one block's activations (model_acts.h)
+
 class Model {
  public:
   // A null backend means a CpuBackend on all hardware threads. Parameters start at zero:
@@ -84,6 +86,8 @@ class Model {
   // that they fit in the memory this process may still take. Passes on smaller shapes reuse
   // them; a pass on a larger shape reserves again. "" or the reason.
   std::string reserve(int64_t b, int64_t t);
+  // Bytes of the activation buffers reserved now (0 before the first pass).
+  double reserved_activation_bytes() const { return reserved_bytes_; }
   // Bytes of the activations (forward and backward) of a pass of b sequences of t tokens, and
   // of a training run's state besides: weights, gradients and AdamW's two moments. Computed in
   // double, so that absurd shapes give a large number rather than an overflow.
@@ -170,6 +174,11 @@ class Model {
   int pack_with(const std::function<std::optional<OperandCast>(int64_t)>& cast_of, bool stored,
                 bool release_fp32);
   std::string reserve_cache(int64_t t);
+  // reserve(), or with `one_block` the activations of one block that every block's layer-wise
+  // pass reuses, and none of the classifier's or the backward's: layer-wise passes keep
+  // nothing for a backward. A reservation for whole passes serves layer-wise ones too.
+  std::string reserve_for(int64_t b, int64_t t, bool one_block);
+  LayerActs& layer_acts(int64_t l);
   // The forward from the tokens already uploaded to the logits, for the pass's b_ x t_ tokens,
   // at positions cached_ on (use_cache) or 0.
   void run_forward(bool use_cache);
@@ -189,6 +198,7 @@ class Model {
   uint64_t step_ = 0;
   int64_t b_ = 0, t_ = 0;          // the shape of the last pass
   int64_t cap_b_ = 0, cap_t_ = 0;  // the shape the activations are sized for
+  double reserved_bytes_ = 0;
   PassOptions pass_;
   bool backward_ready_ = false;  // a training forward ran and nothing failed since
   std::unique_ptr<Acts> acts_;

@@ -32,6 +32,7 @@ struct LayerActs {
 };
 
 struct Model::Acts {
+  bool one_block = false;            // layers[0] serves every block (Model::reserve_for)
   Buf tokens, targets;               // [N] u32
   Buf encoded;                       // [N, C]
   std::vector<LayerActs> layers;     // [L]

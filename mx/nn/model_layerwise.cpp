@@ -24,7 +24,7 @@ std::string check_layerwise(const Backend& be, int64_t layer, int64_t layers) {
 std::string Model::embed(const uint32_t* tokens, int64_t b, int64_t t, float* x) {
   backward_ready_ = false;
   if (std::string e = check_layerwise(*backend_, 0, config_.n_layers); !e.empty()) return e;
-  if (std::string e = reserve(b, t); !e.empty()) return e;
+  if (std::string e = reserve_for(b, t, /*one_block=*/true); !e.empty()) return e;
   const int64_t n = b * t, C = config_.dim, V = config_.vocab;
   if (std::string e = check_tokens(tokens, nullptr, n); !e.empty()) return e;
   b_ = b, t_ = t;
@@ -65,14 +65,14 @@ std::string Model::forward_block_parts(int64_t layer, float* x, float* side, int
                                        unsigned parts) {
   backward_ready_ = false;
   if (std::string e = check_layerwise(*backend_, layer, config_.n_layers); !e.empty()) return e;
-  if (std::string e = reserve(b, t); !e.empty()) return e;
+  if (std::string e = reserve_for(b, t, /*one_block=*/true); !e.empty()) return e;
   if (std::string e = check_weights_for_recipe(); !e.empty()) return e;
   const int64_t n = b * t, C = config_.dim, H = config_.hidden;
   b_ = b, t_ = t;
   pass_ = {};
   Backend& be = *backend_;
   Acts& acts = *acts_;
-  LayerActs& a = acts.layers[size_t(layer)];
+  LayerActs& a = layer_acts(layer);
   const bool from_residual = (parts & (kPartNorm1 | kPartAttention | kPartAttnResidual)) == 0;
   be.upload((from_residual ? a.res_att : acts.encoded).at(0, n * C), x);
   if (parts == (kPartAttnResidual | kPartNorm2)) be.upload(a.atty.at(0, n * C), side);
@@ -93,7 +93,7 @@ std::string Model::forward_block_parts(int64_t layer, float* x, float* side, int
 std::string Model::linear_input(int64_t layer, LinearSite site, std::vector<float>* out) {
   if (std::string e = check_layerwise(*backend_, layer, config_.n_layers); !e.empty()) return e;
   if (acts_ == nullptr || b_ * t_ == 0) return "no block has run yet";
-  const LayerActs& a = acts_->layers[size_t(layer)];
+  const LayerActs& a = layer_acts(layer);
   const int64_t n = b_ * t_;
   Buf in;
   int64_t k = config_.dim;
