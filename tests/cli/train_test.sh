@@ -25,6 +25,14 @@ diff <(cut -d, -f1-5 straight/log.csv) <(cut -d, -f1-5 resumed/log.csv) \
   || fail "resumed run logged different losses"
 cmp straight/model.safetensors resumed/model.safetensors || fail "resumed model differs"
 
+# Forward casts only: the first step's forward is the recipe's; its gradients are not.
+json=$("$mx" train "${common[@]}" --recipe mxfp6 --forward-casts-only --out forward --json)
+echo "$json" | grep -q '"recipe":"mxfp6-forward"' || fail "forward-only recipe not named: $json"
+[ "$(sed -n 2p straight/log.csv | cut -d, -f3)" = "$(sed -n 2p forward/log.csv | cut -d, -f3)" ] \
+  || fail "--forward-casts-only changed the first forward pass"
+[ "$(sed -n 2p straight/log.csv | cut -d, -f4)" != "$(sed -n 2p forward/log.csv | cut -d, -f4)" ] \
+  || fail "--forward-casts-only left the gradients' casts in"
+
 eval_json=$("$mx" eval straight --recipe mxint8 --batches 2 --json)
 for key in loss ppl kl top1; do
   echo "$eval_json" | grep -q "\"$key\":" || fail "eval --json lacks $key: $eval_json"

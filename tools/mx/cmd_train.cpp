@@ -36,6 +36,7 @@ struct TrainFlags {
   int64_t eval_every = 50, eval_batches = 8, checkpoint_every = 100;
   int64_t stop_at = 0;
   bool resume = false, json = false, quiet = false;
+  bool forward_casts_only = false;  // the recipe's backward casts left out
   int threads = 0;
   std::string device = "cpu";
   CLI::Option* steps_option = nullptr;
@@ -54,6 +55,10 @@ std::string build_config(const TrainFlags& f, const data::DataPaths& paths, trai
               : train::make_finetune_config(f.init, f.recipe, f.tokenizer, f.steps, paths, c);
       !e.empty()) {
     return e;
+  }
+  if (f.forward_casts_only) {
+    c->recipe = nn::forward_only(c->recipe);
+    c->recipe.name += "-forward";
   }
   c->data = f.data;
   c->batch = f.batch;
@@ -197,6 +202,9 @@ void register_train(CLI::App& app) {
   cmd->add_option("--device", f.device,
                   "cpu, or cuda (bfloat16 activations; float32 for the fp32 and tf32 recipes)")
       ->capture_default_str();
+  cmd->add_flag("--forward-casts-only", f.forward_casts_only,
+                "Cast only the forward products' operands, the gradients' products staying in "
+                "FP32: quantization-aware finetuning (recipe name gets -forward)");
   cmd->add_flag("--json", f.json, "Print the final figures as one JSON object");
   cmd->add_flag("-q,--quiet", f.quiet, "No progress display");
   cmd->callback([] { run_command("train", [] { return run_train(f); }); });
