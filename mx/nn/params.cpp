@@ -116,7 +116,7 @@ float* Params::grad_of(const std::string& name) {
 void Params::init(uint64_t seed) {
   // The k-th drawn element overall takes draws 2k + 1 and 2k + 2 of one counter-based stream,
   // so any split of the work gives the same values: the views are cut into pieces that threads
-  // fill in any order (a 1.5B-parameter model takes a minute on one thread).
+  // fill in any order.
   struct Piece {
     float* p;
     int64_t size;
