@@ -14,15 +14,36 @@ std::optional<Arch> parse_arch(std::string_view name) {
   return std::nullopt;
 }
 
+namespace {
+
+struct Preset {
+  std::string_view name;
+  int64_t layers, dim, heads, seq_len, vocab;
+  bool gpt2_only;
+};
+
+constexpr Preset kPresets[] = {
+    {"tiny", 2, 64, 4, 64, 256, false},
+    {"small", 4, 128, 4, 128, 256, false},
+    {"gpt2-124m", 12, 768, 12, 1024, 50257, true},
+    {"gpt2-355m", 24, 1024, 16, 1024, 50257, true},
+    {"gpt2-774m", 36, 1280, 20, 1024, 50257, true},
+    {"gpt2-1558m", 48, 1600, 25, 1024, 50257, true},
+};
+
+}  // namespace
+
 std::vector<std::string_view> model_preset_names() {
-  return {"tiny", "small", "gpt2-124m", "gpt2-355m", "gpt2-774m", "gpt2-1558m"};
+  std::vector<std::string_view> names;
+  for (const Preset& p : kPresets) names.push_back(p.name);
+  return names;
 }
 
 std::string model_preset_list() {
   std::string names;
-  for (std::string_view n : model_preset_names()) {
+  for (const Preset& p : kPresets) {
     if (!names.empty()) names += ", ";
-    names += n;
+    names += p.name;
   }
   return names;
 }
@@ -40,19 +61,6 @@ ModelConfig with_shape(ModelConfig c, int64_t n_layers, int64_t dim, int64_t n_h
 }
 
 std::optional<ModelConfig> model_preset(std::string_view name, Arch arch) {
-  struct Preset {
-    std::string_view name;
-    int64_t layers, dim, heads, seq_len, vocab;
-    bool gpt2_only;
-  };
-  static constexpr Preset kPresets[] = {
-      {"tiny", 2, 64, 4, 64, 256, false},
-      {"small", 4, 128, 4, 128, 256, false},
-      {"gpt2-124m", 12, 768, 12, 1024, 50257, true},
-      {"gpt2-355m", 24, 1024, 16, 1024, 50257, true},
-      {"gpt2-774m", 36, 1280, 20, 1024, 50257, true},
-      {"gpt2-1558m", 48, 1600, 25, 1024, 50257, true},
-  };
   for (const Preset& p : kPresets) {
     if (p.name != name || (p.gpt2_only && arch != Arch::kGpt2)) continue;
     ModelConfig c;
