@@ -155,5 +155,22 @@ int main() {
       return cuda::fake_quantize_cuda(in32, DType::kF32, shape, away, DType::kF32, out, nullptr);
     });
   }
+  // Along the rows of GPT-2's classifier gradient (an odd width): every row starts at a different
+  // offset from a 16-byte boundary. The cast for the input gradient, under each element width.
+  for (ElementFormat fmt : {ElementFormat::kE4M3, ElementFormat::kE3M2, ElementFormat::kE2M1}) {
+    for (Rounding mode : {Rounding::kNearestEven, Rounding::kStochastic}) {
+      QuantSpec along;
+      along.format = fmt;
+      along.rounding = mode;
+      const std::vector<int64_t> rshape = {4096, 50257};
+      const std::string name = "fake-quantize bf16 rows 4096x50257 " +
+                               std::string(traits(fmt).mx_name) +
+                               (mode == Rounding::kStochastic ? " stochastic" : "");
+      report(name.c_str(), 4096 * 50257 * int64_t{4}, [&] {
+        return cuda::fake_quantize_cuda(in16, DType::kBF16, rshape, along, DType::kBF16, out,
+                                        nullptr);
+      });
+    }
+  }
   return 0;
 }

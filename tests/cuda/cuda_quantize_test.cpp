@@ -337,12 +337,14 @@ TEST(CudaQuantize, FakeQuantizedColumnBlocksMatchTheCpu) {
   }
 }
 
-// Wide 16-bit tensors span several 256-column tiles of the shared-memory kernel, with 16-byte
-// rows: whole tiles (2048 columns), and a last tile of 8 columns with a last row tile of 6 rows.
+// Wide 16-bit tensors span several 256-column tiles of the shared-memory kernel: rows on 16-byte
+// boundaries in whole tiles (2048 columns) and with a last tile of 8 columns and a last row tile
+// of 6 rows, and rows off them (an odd width).
 TEST(CudaQuantize, FakeQuantizedWideColumnBlocksMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   for (const std::vector<int64_t>& shape :
-       {std::vector<int64_t>{40, 2048}, std::vector<int64_t>{70, 264}}) {
+       {std::vector<int64_t>{40, 2048}, std::vector<int64_t>{70, 264},
+        std::vector<int64_t>{45, 1001}}) {
     const auto values = testing::stress_values(size_t(shape[0] * shape[1]), 43, true);
     for (DType dtype : {DType::kBF16, DType::kF16}) {
       const auto input = to_dtype(values, dtype);
@@ -391,6 +393,57 @@ TEST(CudaQuantize, AsymmetricFlushZeroScale) {
       }
     }
   }
+}
+
+// Rows of 16-bit values that start off 16-byte boundaries take a kernel that stages spans of
+// 128 blocks through shared memory: odd row lengths whose spans cross rows and thread blocks,
+// every rounding, symmetric and asymmetric, whole and partial blocks.
+TEST(CudaQuantize, FakeQuantizedUnalignedRowsAcrossThreadBlocksMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  for (const std::vector<int64_t>& shape :
+       {std::vector<int64_t>{5, 4133}, std::vector<int64_t>{2, 3, 1001}}) {
+    const auto values = testing::stress_values(size_t(element_count(shape)), 47, true);
+    for (DType dtype : {DType::kBF16, DType::kF16}) {
+      const auto input = to_dtype(values, dtype);
+      for (ElementFormat format : {ElementFormat::kE4M3, ElementFormat::kE3M2, ElementFormat::kE2M1,
+                                   ElementFormat::kInt8}) {
+        for (Rounding mode : kModes) {
+          QuantSpec spec;
+          spec.format = format;
+          spec.rounding = mode;
+          spec.seed = 23;
+          check_all(input, dtype, shape, spec);
+          spec.asymmetric = true;
+          check_all(input, dtype, shape, spec);
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+// Rows of whole vectors whose tensor starts 2 bytes past a 16-byte boundary (a view into a
+// larger buffer) are unaligned too; the values around the view stay untouched.
+TEST(CudaQuantize, FakeQuantizedRowsOfAnOffsetViewMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int64_t> shape = {40, 256};
+  const size_t n = 40 * 256;
+  const auto input = to_dtype(testing::stress_values(n, 53, true), DType::kBF16);
+  QuantSpec spec;
+  spec.format = ElementFormat::kE3M2;
+  spec.rounding = Rounding::kStochastic;
+  spec.seed = 31;
+  std::vector<uint8_t> want(2 * n);
+  ASSERT_EQ("",
+            cpu::fake_quantize(input.data(), DType::kBF16, shape, spec, DType::kBF16, want.data()));
+  DevBuf d_in(2 * n + 4), d_out(2 * n + 4);
+  CUDA_OK(cudaMemcpy(d_in.as<uint8_t>() + 2, input.data(), 2 * n, cudaMemcpyHostToDevice));
+  ASSERT_EQ("", cuda::fake_quantize_cuda(d_in.as<uint8_t>() + 2, DType::kBF16, shape, spec,
+                                         DType::kBF16, d_out.as<uint8_t>() + 2, nullptr));
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<uint8_t> got = download<uint8_t>(d_out.p, 2 * n + 4);
+  EXPECT_EQ("", first_diffs(want, std::vector<uint8_t>(got.begin() + 2, got.end() - 2)));
+  for (size_t i : {size_t{0}, size_t{1}, 2 * n + 2, 2 * n + 3}) EXPECT_EQ(got[i], 0xA5) << i;
 }
 
 TEST(CudaQuantize, AllZeroBlocks) {

@@ -20,6 +20,7 @@
 #include "mx/kernels/cuda/dual_bf16_e2m1.cuh"
 #include "mx/kernels/cuda/dual_kernels.cuh"
 #include "mx/kernels/cuda/fake_quantize_columns.cuh"
+#include "mx/kernels/cuda/fake_quantize_unaligned_rows.cuh"
 #include "mx/kernels/cuda/quantize_kernels.cuh"
 
 namespace mx::cuda {
@@ -139,6 +140,10 @@ std::string run_quantize(const void* d_in, DType dtype, std::span<const int64_t>
     } else {
       launch_fake_columns(P, spec.rounding, integer, stream);
     }
+    return check_launch("quantize kernel launch");
+  }
+  if (fake_unaligned_rows_apply(P)) {
+    launch_fake_unaligned_rows(P, spec.rounding, integer, stream);
     return check_launch("quantize kernel launch");
   }
   const int G = P.g.k / 8;

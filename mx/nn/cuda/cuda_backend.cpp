@@ -161,6 +161,10 @@ class CudaBackend final : public Backend {
   void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override {
     const uint64_t stream = stream_of(key);
+    // The padded copy of the dx product's dy operand, which the dW product reuses when neither
+    // casts dy (a cast goes to a scratch slot that the next cast overwrites).
+    const void* dx_operand = nullptr;
+    const void* dx_padded = nullptr;
     if (!dx.empty()) {
       const void* gq = prepare(dy, {m, n}, 1, recipe.grad_out_dx, "grad_out_dx",
                                operand_stream(stream, LinearOperand::kGradOutDx), 0);
@@ -170,6 +174,7 @@ class CudaBackend final : public Backend {
       // dx^T[K,M] = W^T[K,N] dy^T[N,M], over N padded with zeros when it is not a multiple of 8.
       const int64_t padded = round_up(n, 8);
       const void* gp = padded_rows(gq, m, n, kPaddedDyDx);
+      dx_operand = gq, dx_padded = gp;
       const void* wp = padded == n ? wq : padded_weight(wq, n, k);
       if (gp == nullptr || wp == nullptr) return;
       gemm(false, false, k, m, padded, wp, k, gp, padded, dx.p, act(), k,
@@ -181,7 +186,8 @@ class CudaBackend final : public Backend {
       const void* xq = prepare(x, {m, k}, 0, recipe.act_dw, "act_dw",
                                operand_stream(stream, LinearOperand::kActDw), 1);
       if (gq == nullptr || xq == nullptr) return;
-      const void* gp = padded_rows(gq, m, n, kPaddedDyDw);
+      const bool same = gq == dy.p && dx_operand == dy.p;
+      const void* gp = same ? dx_padded : padded_rows(gq, m, n, kPaddedDyDw);
       if (gp == nullptr) return;
       // dW^T[K,N] += x^T[K,M] dy[M,N].
       gemm(false, true, k, n, m, xq, k, gp, round_up(n, 8), dw.p, BufType::kF32, k, 1.0f);
