@@ -66,19 +66,27 @@ void run(const Shape& shape, const char* recipe_name) {
   const int64_t q_elems = d.b * d.t * d.nh * d.hs, kv_elems = d.b * d.t * d.nkv * d.hs;
   uint16_t *q = random_bf16(q_elems, 1), *k = random_bf16(kv_elems, 2),
            *v = random_bf16(kv_elems, 3), *dout = random_bf16(q_elems, 4);
-  void *out, *dq, *dk, *dv;
+  void *out, *dq, *dk, *dv, *pv;
   float *lse, *delta;
   CHECK(cudaMalloc(&out, size_t(q_elems) * 2));
+  CHECK(cudaMalloc(&pv, size_t(q_elems) * 2));
   CHECK(cudaMalloc(&dq, size_t(q_elems) * 2));
   CHECK(cudaMalloc(&dk, size_t(kv_elems) * 2));
   CHECK(cudaMalloc(&dv, size_t(kv_elems) * 2));
   CHECK(cudaMalloc(&lse, size_t(d.b * d.nh * d.t) * 4));
   CHECK(cudaMalloc(&delta, size_t(d.b * d.nh * d.t) * 4));
+  // As the backend runs them: under MX casts of P the forward also writes P v for the backward's
+  // delta; otherwise the backward takes delta from the output.
+  bool wrote_pv = false;
   const float fwd = mx::bench::median_ms(
-      [&] { mx::nn::cuda::attention_forward(out, lse, q, k, v, d, c, round_p, true, nullptr); },
+      [&] {
+        wrote_pv = mx::nn::cuda::attention_forward(out, lse, q, k, v, d, c, round_p, true, nullptr,
+                                                   {pv, v});
+      },
       kReps);
   AttnBackwardArgs a{q, k, dout, v, dout, k, q, lse, delta, dq, dk, dv};
-  a.out = out;  // as the backend passes it: delta from the output
+  a.out = out;
+  if (wrote_pv) a.pv = pv;
   const float bwd = mx::bench::median_ms(
       [&] { mx::nn::cuda::attention_backward(a, d, c, c, c, round_p, true, nullptr); }, kReps);
   CHECK(cudaGetLastError());
@@ -90,7 +98,7 @@ void run(const Shape& shape, const char* recipe_name) {
       shape.name, recipe_name, (long long)d.b, (long long)d.t, (long long)d.nh, (long long)d.nkv,
       (long long)d.hs, fwd, bwd, 2 * product / fwd / 1e9, 5 * product / bwd / 1e9);
   for (void* p : {static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v),
-                  static_cast<void*>(dout), out, dq, dk, dv, static_cast<void*>(lse),
+                  static_cast<void*>(dout), out, dq, dk, dv, pv, static_cast<void*>(lse),
                   static_cast<void*>(delta)}) {
     CHECK(cudaFree(p));
   }

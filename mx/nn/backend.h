@@ -134,9 +134,10 @@ class Backend {
   virtual void rope_backward(Buf dx, int64_t n, int64_t t, int64_t heads, int64_t hs) = 0;
 
   // ---- Attention ----
-  // What the forward keeps for the backward, in FP32 elements: the CPU keeps the probabilities
-  // ([B, nh, T, past + T]); a fused kernel keeps one log-sum-exp per row ([B, nh, T]).
-  virtual int64_t attn_saved_count(const AttnShape& s) const = 0;
+  // What the forward keeps for the backward under this recipe, in FP32 elements: the CPU keeps
+  // the probabilities ([B, nh, T, past + T]); a fused kernel keeps one log-sum-exp per row
+  // ([B, nh, T]) and what else its backward reads.
+  virtual int64_t attn_saved_count(const AttnShape& s, const Recipe& recipe) const = 0;
   // Whether attention_forward takes a shape with past > 0 (the backward never does).
   virtual bool attends_to_a_cache() const = 0;
   virtual void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,

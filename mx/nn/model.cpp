@@ -71,9 +71,11 @@ std::vector<Sized> activation_buffers(const ModelConfig& c, double b, double t, 
   return list;
 }
 
-// The CPU's attention state per layer, the largest any backend keeps: for estimates, in double.
+// The attention state per layer, the largest any backend keeps (the CPU's probabilities, or a
+// fused kernel's log-sum-exps and bfloat16 rows of head size): for estimates, in double.
 double saved_estimate(const ModelConfig& c, int64_t b, int64_t t) {
-  return double(b) * double(c.n_heads) * double(t) * double(t);
+  const double per_row = std::max(double(t), 1.0 + double(c.head_size()) / 2.0);
+  return double(b) * double(c.n_heads) * double(t) * per_row;
 }
 
 }  // namespace
@@ -154,8 +156,8 @@ std::string Model::reserve_for(int64_t b, int64_t t, bool one_block) {
   acts->one_block = one_block;
   acts->layers.resize(one_block ? 1 : size_t(config_.n_layers));
   // Counted in double before anything is allocated, with this backend's types and saved state.
-  const double saved =
-      double(new_b) * double(config_.n_heads) * double(be.attn_saved_count({1, new_t, 1, 1, 0}));
+  const double saved = double(be.attn_saved_count(
+      {new_b, new_t, config_.n_heads, config_.n_kv_heads, config_.head_size()}, recipe_));
   const std::vector<Sized> buffers =
       activation_buffers(config_, double(new_b), double(new_t), saved, *acts);
   double bytes = 0;

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -103,10 +104,21 @@ struct Case {
   bool round_p;
 };
 
-// Runs both kernels on one set of inputs; every result within `tol` relative (2-norm). With
-// `as_in_training`, the backward reads the forward's own tensors and output, as the bf16 recipe
-// has it (its casts of bfloat16 activations are the activations themselves).
-void expect_kernels_agree(const Case& c, double tol, bool as_in_training = false) {
+struct Options {
+  // The backward reads the forward's own tensors and output, as the bf16 recipe has it (its casts
+  // of bfloat16 activations are the activations themselves).
+  bool as_in_training = false;
+  // The tensor-core forward also writes P v_dw and its backward takes delta from it, as the
+  // backend runs MX recipes.
+  bool pv_from_forward = false;
+  // For dQ and dK when above `tol` (see DeltaFromTheForwardsPv...).
+  double dq_dk_tol = 0.0;
+};
+
+// Runs both kernels on one set of inputs; every result within `tol` relative (2-norm).
+void expect_kernels_agree(const Case& c, double tol, Options o = {}) {
+  const bool as_in_training = o.as_in_training, pv_from_forward = o.pv_from_forward;
+  const double dq_dk_tol = std::max(tol, o.dq_dk_tol);
   SCOPED_TRACE(c.name);
   const AttnDims& d = c.dims;
   const size_t q_count = size_t(d.b * d.t * d.nh * d.hs),
@@ -124,14 +136,18 @@ void expect_kernels_agree(const Case& c, double tol, bool as_in_training = false
   fill_normal(q_dw, q_count, 7);
   fill_normal(do_w, q_count, 8);
   struct Results {
-    std::vector<float> out, lse, dq, dk, dv;
+    std::vector<float> out, lse, delta, dq, dk, dv;
   };
   auto run = [&](bool tensor_cores) {
     DeviceArray out(q_count, 2), lse(rows, 4), delta(rows, 4);
-    DeviceArray dq(q_count, 2), dk(kv_count, 2), dv(kv_count, 2);
+    DeviceArray dq(q_count, 2), dk(kv_count, 2), dv(kv_count, 2), pv(q_count, 2);
+    const bool with_pv = tensor_cores && pv_from_forward;
     if (tensor_cores) {
-      flash_attention_forward(out.get(), lse.f32(), q.get(), k.get(), v.get(), d, c.p, c.round_p,
-                              nullptr);
+      const PvForDelta want_pv{pv.get(), as_in_training ? v.get() : v_dw.get()};
+      const bool wrote =
+          flash_attention_forward(out.get(), lse.f32(), q.get(), k.get(), v.get(), d, c.p,
+                                  c.round_p, nullptr, with_pv ? want_pv : PvForDelta{});
+      EXPECT_EQ(wrote, with_pv);
     } else {
       attention_forward_cuda_cores(out.get(), lse.f32(), q.get(), k.get(), v.get(), d, c.p,
                                    c.round_p, true, nullptr);
@@ -145,20 +161,22 @@ void expect_kernels_agree(const Case& c, double tol, bool as_in_training = false
       a.q_dw = q.get();
       a.out = out.get();
     }
+    if (with_pv) a.pv = pv.get();
     if (tensor_cores) {
       flash_attention_backward(a, d, c.p_dw, c.ds_x, c.ds_w, c.round_p, nullptr);
     } else {
       attention_backward_cuda_cores(a, d, c.p_dw, c.ds_x, c.ds_w, c.round_p, true, nullptr);
     }
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    return Results{out.values(true), lse.values(false), dq.values(true), dk.values(true),
-                   dv.values(true)};
+    return Results{out.values(true), lse.values(false), delta.values(false),
+                   dq.values(true),  dk.values(true),   dv.values(true)};
   };
   const Results want = run(false), got = run(true);
   EXPECT_LT(rel_diff(got.out, want.out), tol) << "out";
   EXPECT_LT(rel_diff(got.lse, want.lse), 1e-5) << "lse";
-  EXPECT_LT(rel_diff(got.dq, want.dq), tol) << "dq";
-  EXPECT_LT(rel_diff(got.dk, want.dk), tol) << "dk";
+  EXPECT_LT(rel_diff(got.delta, want.delta), tol) << "delta";
+  EXPECT_LT(rel_diff(got.dq, want.dq), dq_dk_tol) << "dq";
+  EXPECT_LT(rel_diff(got.dk, want.dk), dq_dk_tol) << "dk";
   EXPECT_LT(rel_diff(got.dv, want.dv), tol) << "dv";
 }
 
@@ -181,7 +199,7 @@ TEST(FlashAttention, OneSweepKernelsMatchTheCudaCoreKernelsUnderBfloat16Casts) {
   SKIP_WITHOUT_GPU();
   for (int64_t hs : {32, 64, 128}) {
     expect_kernels_agree({"bf16, one sweep", {2, 300, 4, 2, hs}, kBf16, kBf16, kBf16, kBf16, false},
-                         1e-2, true);
+                         1e-2, {.as_in_training = true});
   }
 }
 
@@ -195,6 +213,32 @@ TEST(FlashAttention, MatchesTheCudaCoreKernelsUnderMxCasts) {
   for (int64_t hs : {64, 128}) {
     expect_kernels_agree({"mxfp6", {2, 100, 4, 2, hs}, fp6, fp6, fp6, fp6, false}, 1e-2);
     expect_kernels_agree({"mxfp4", {2, 100, 4, 2, hs}, fp4, fp4, e3m0, e3m0, false}, 1e-2);
+  }
+}
+
+// As the backend runs MX recipes: the forward also multiplies P (before its cast) by the
+// backward's v_dw, and dQ takes delta = rowsum(dO * P v_dw) from it in one sweep over the keys
+// instead of summing P * dP in a sweep of its own. That delta differs from the sum by bfloat16
+// rounding (of P in the product, and of P v_dw as stored), as the bf16 recipe's delta from O
+// does. With dS cast to bfloat16 the difference reaches dQ and dK as it is. With dS cast to MX,
+// an element near a rounding boundary of its format can round the other way, a whole step of a
+// 2-bit (E3M2) or 0-bit (E3M0) mantissa, so dQ and dK agree less closely there.
+TEST(FlashAttention, DeltaFromTheForwardsPvMatchesTheCudaCoreKernelsUnderMxCasts) {
+  SKIP_WITHOUT_GPU();
+  const TileCast fp6 = mx_cast(ElementFormat::kE3M2, Rounding::kNearestEven);
+  const TileCast fp4 = mx_cast(ElementFormat::kE2M1, Rounding::kNearestEven);
+  const TileCast e3m0 = mx_cast(ElementFormat::kE3M0, Rounding::kStochastic);
+  for (int64_t hs : {32, 64, 128}) {
+    for (bool as_in_training : {false, true}) {
+      const Options o{.as_in_training = as_in_training, .pv_from_forward = true};
+      expect_kernels_agree({"P mxfp6, dS bf16", {2, 300, 4, 2, hs}, fp6, fp6, kBf16, kBf16, false},
+                           1e-2, o);
+      expect_kernels_agree(
+          {"mxfp6", {2, 300, 4, 2, hs}, fp6, fp6, fp6, fp6, false}, 1e-2,
+          {.as_in_training = as_in_training, .pv_from_forward = true, .dq_dk_tol = 3e-2});
+    }
+    expect_kernels_agree({"mxfp4, P rounded", {2, 100, 4, 2, hs}, fp4, fp4, e3m0, e3m0, true}, 1e-2,
+                         {.pv_from_forward = true, .dq_dk_tol = 6e-2});
   }
 }
 

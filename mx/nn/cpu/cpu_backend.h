@@ -65,7 +65,7 @@ class CpuBackend : public Backend {
   void rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs, int64_t first_position,
                     bool bf16) override;
   void rope_backward(Buf dx, int64_t n, int64_t t, int64_t heads, int64_t hs) override;
-  int64_t attn_saved_count(const AttnShape& s) const override {
+  int64_t attn_saved_count(const AttnShape& s, const Recipe&) const override {
     return s.b * s.nh * s.t * s.keys();
   }
   bool attends_to_a_cache() const override { return true; }

@@ -234,7 +234,9 @@ __global__ void cast_tiles_kernel(float* x, int64_t n, int64_t index0, int paddi
 }
 
 // The quad layout of the tensor-core kernels: a warp casts eight blocks, block g by lanes
-// 4g .. 4g + 3, lane 4g + t holding slots 8n + 2t + e.
+// 4g .. 4g + 3, lane 4g + t holding slots 8n + 2t + e; with the encoder those kernels compile in
+// for this cast.
+template <QuadEncoder kEncoder>
 __global__ void cast_quads_kernel(float* x, int64_t n, int64_t index0, int padding, DevCast c) {
   const int lane = int(threadIdx.x & 31), t = lane & 3;
   const int64_t block = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 4;
@@ -244,7 +246,7 @@ __global__ void cast_quads_kernel(float* x, int64_t n, int64_t index0, int paddi
   float v[8];
   for (int k = 0; k < 8; ++k) v[k] = inside ? base[8 * (k >> 1) + 2 * t + (k & 1)] : 0.0f;
   // Indices as in a tensor whose rows hold only the real slots.
-  cast_quad(c, v, 0, 32 - padding, index0 + block * (32 - padding), 1);
+  cast_quad<kEncoder>(c, v, 0, 32 - padding, index0 + block * (32 - padding), 1);
   for (int k = 0; k < 8; ++k) {
     const int slot = 8 * (k >> 1) + 2 * t + (k & 1);
     if (inside && slot < 32 - padding) base[slot] = v[k];
@@ -304,22 +306,24 @@ std::string check_tile_cast(const TileCast& cast) {
   return "";
 }
 
-void attention_forward(void* out, float* lse, const void* q, const void* k, const void* v,
+bool attention_forward(void* out, float* lse, const void* q, const void* k, const void* v,
                        const AttnDims& d, const TileCast& p_cast, bool round_p, bool bf16_act,
-                       cudaStream_t s) {
+                       cudaStream_t s, const PvForDelta& pv) {
   // The tensor-core kernels attend within one window; a cache's queries go to the warps.
-  if (d.past == 0 && flash_supports(d, bf16_act, {p_cast}) && aligned({out, q, k, v})) {
-    flash_attention_forward(out, lse, q, k, v, d, p_cast, round_p, s);
-  } else {
-    attention_forward_cuda_cores(out, lse, q, k, v, d, p_cast, round_p, bf16_act, s);
+  if (d.past == 0 && flash_supports(d, bf16_act, {p_cast}) &&
+      aligned({out, q, k, v, pv.pv, pv.v_dw})) {
+    return flash_attention_forward(out, lse, q, k, v, d, p_cast, round_p, s, pv);
   }
+  attention_forward_cuda_cores(out, lse, q, k, v, d, p_cast, round_p, bf16_act, s);
+  return false;
 }
 
 void attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
                         const TileCast& ds_x, const TileCast& ds_w, bool round_p, bool bf16_act,
                         cudaStream_t s) {
   if (flash_supports(d, bf16_act, {p_dw, ds_x, ds_w}) &&
-      aligned({a.qf, a.kf, a.do_x, a.v_dw, a.do_w, a.k_dw, a.q_dw, a.dq, a.dk, a.dv, a.out})) {
+      aligned(
+          {a.qf, a.kf, a.do_x, a.v_dw, a.do_w, a.k_dw, a.q_dw, a.dq, a.dk, a.dv, a.out, a.pv})) {
     flash_attention_backward(a, d, p_dw, ds_x, ds_w, round_p, s);
   } else {
     attention_backward_cuda_cores(a, d, p_dw, ds_x, ds_w, round_p, bf16_act, s);
@@ -360,8 +364,21 @@ void attention_backward_cuda_cores(const AttnBackwardArgs& a, const AttnDims& d,
 void cast_tiles_for_test(float* x, int64_t n, int64_t index0, int padding, const TileCast& cast,
                          bool quads, cudaStream_t s) {
   if (quads) {
-    cast_quads_kernel<<<unsigned((n / 8 + 127) / 128), 128, 0, s>>>(x, n, index0, padding,
-                                                                    dev_cast(cast));
+    const unsigned grid = unsigned((n / 8 + 127) / 128);
+    switch (quad_encoder(cast)) {
+      case QuadEncoder::kNearestEvenFloat:
+        cast_quads_kernel<QuadEncoder::kNearestEvenFloat>
+            <<<grid, 128, 0, s>>>(x, n, index0, padding, dev_cast(cast));
+        break;
+      case QuadEncoder::kStochasticFloat:
+        cast_quads_kernel<QuadEncoder::kStochasticFloat>
+            <<<grid, 128, 0, s>>>(x, n, index0, padding, dev_cast(cast));
+        break;
+      case QuadEncoder::kAny:
+        cast_quads_kernel<QuadEncoder::kAny>
+            <<<grid, 128, 0, s>>>(x, n, index0, padding, dev_cast(cast));
+        break;
+    }
     return;
   }
   cast_tiles_kernel<<<unsigned((n + 127) / 128), 128, 0, s>>>(x, n, index0, padding,

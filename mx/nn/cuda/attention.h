@@ -38,12 +38,22 @@ struct AttnDims {
 // "" when the kernels can cast with `cast` (MX needs 1-D blocks of 32), else why not.
 std::string check_tile_cast(const TileCast& cast);
 
+// What the backward's delta = rowsum(P * dP) needs from the forward when P is MX-cast: with
+// dP = dO v_dw^T, delta = rowsum(dO * (P v_dw)), and the forward, which has P, can multiply it by
+// v_dw (the backward's dP operand) beside its own product. Then the backward's dQ kernel takes one
+// sweep over the keys instead of two. P enters that product before its cast, rounded to bfloat16.
+struct PvForDelta {
+  void* pv = nullptr;          // [B, T, nh, hs], the activation type
+  const void* v_dw = nullptr;  // [B, T, nkv, hs]
+};
+
 // q [B, T, nh, hs] and k [B, T, nkv, hs] as the forward product reads them (act_fwd along hs),
 // v likewise (act_fwd along T). Writes out [B, T, nh, hs] and lse [B, nh, T] (float32). When
-// round_p, P is rounded to bfloat16 before its cast (recipe.bf16_vector_ops).
-void attention_forward(void* out, float* lse, const void* q, const void* k, const void* v,
+// round_p, P is rounded to bfloat16 before its cast (recipe.bf16_vector_ops). Writes pv.pv as
+// well when given and the tensor-core kernels cast P with MX; returns whether it did.
+bool attention_forward(void* out, float* lse, const void* q, const void* k, const void* v,
                        const AttnDims& d, const TileCast& p_cast, bool round_p, bool bf16_act,
-                       cudaStream_t s);
+                       cudaStream_t s, const PvForDelta& pv = {});
 
 // Operands, each already cast for the product that reads it:
 //   qf, kf      q, k as the forward read them (to recompute S)
@@ -60,6 +70,9 @@ struct AttnBackwardArgs {
   // The forward's output: without MX casts of P and dS, the tensor-core kernels take delta =
   // rowsum(dO * O) from it (equal to rowsum(P * dP) up to bfloat16 rounding).
   const void* out = nullptr;
+  // P v_dw as the forward wrote it (PvForDelta): the tensor-core kernels take delta =
+  // rowsum(dO * pv) from it whatever the casts.
+  const void* pv = nullptr;
 };
 void attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
                         const TileCast& ds_x, const TileCast& ds_w, bool round_p, bool bf16_act,
@@ -78,7 +91,7 @@ void attention_backward_cuda_cores(const AttnBackwardArgs& a, const AttnDims& d,
 // values, value i at flat index index0 + i of the cast tensor (n a multiple of 32; the last
 // `padding` values of each block are treated as padding past a tensor's end). Blocks are held as
 // the CUDA-core kernels hold them (a warp each) or, when `quads`, as the tensor-core kernels do
-// (four lanes each; symmetric casts only).
+// (four lanes each, with the encoder they compile in for the cast; symmetric casts only).
 void cast_tiles_for_test(float* x, int64_t n, int64_t index0, int padding, const TileCast& cast,
                          bool quads, cudaStream_t s);
 

@@ -16,6 +16,7 @@
 #include "mx/kernels/cuda/quantize_cuda.h"
 #include "mx/nn/cast_streams.h"
 #include "mx/nn/cuda/attention.h"
+#include "mx/nn/cuda/flash_attention.h"
 #include "mx/nn/cuda/ops.h"
 
 namespace mx::nn {
@@ -272,7 +273,11 @@ class CudaBackend final : public Backend {
 
   // ---- Attention ----
 
-  int64_t attn_saved_count(const AttnShape& s) const override { return s.b * s.nh * s.t; }
+  // One log-sum-exp per row, then (when the forward computes it) P v_dw for the backward's delta:
+  // kernels::PvForDelta.
+  int64_t attn_saved_count(const AttnShape& s, const Recipe& recipe) const override {
+    return saves_pv(s, recipe) ? pv_offset(s) + pv_floats(s) : s.b * s.nh * s.t;
+  }
   // The GPU casts weights on the fly at memory speed; packed products are CPU kernels.
   Packed pack_weight(Buf, int64_t, int64_t, const OperandCast&) override { return Packed::kNo; }
   // A cache's queries run on the CUDA-core kernel (one warp per query row).
@@ -292,8 +297,22 @@ class CudaBackend final : public Backend {
                              operand_stream(stream, AttnOperand::kVFwd), 2, act());
     const kernels::TileCast p = tile_cast(cast, operand_stream(stream, AttnOperand::kPFwd));
     if (qf == nullptr || kf == nullptr || vf == nullptr || !tile_ok(p)) return;
-    kernels::attention_forward(out.p, saved.as<float>(), qf, kf, vf, dims(s), p,
-                               recipe.bf16_vector_ops, bf16_act(), stream_);
+    // v as the backward's dP product reads it: the same cast, stream and bits as there.
+    kernels::PvForDelta pv;
+    if (saves_pv(s, recipe) && saved.n >= pv_offset(s) + pv_floats(s)) {
+      pv.v_dw = prepare(v, {n * s.nkv, s.hs}, 1, recipe.act_dw, "act_dw",
+                        operand_stream(stream, AttnOperand::kVDw), 3, act());
+      if (pv.v_dw == nullptr) return;
+      pv.pv = saved.at(pv_offset(s), pv_floats(s)).p;
+    }
+    const bool wrote_pv =
+        kernels::attention_forward(out.p, saved.as<float>(), qf, kf, vf, dims(s), p,
+                                   recipe.bf16_vector_ops, bf16_act(), stream_, pv);
+    if (wrote_pv) {
+      saved_with_pv_.insert(saved.p);
+    } else {
+      saved_with_pv_.erase(saved.p);
+    }
     check_launch("attention_forward");
   }
 
@@ -324,6 +343,7 @@ class CudaBackend final : public Backend {
     a.dk = dk.p;
     a.dv = dv.p;
     if (out.type == act()) a.out = out.p;
+    if (saved_with_pv_.count(saved.p) != 0) a.pv = saved.at(pv_offset(s), pv_floats(s)).p;
     const kernels::TileCast p_dw = tile_cast(recipe.act_dw, op(AttnOperand::kPDw));
     const kernels::TileCast ds_x = tile_cast(recipe.grad_out_dx, op(AttnOperand::kDsDx));
     const kernels::TileCast ds_w = tile_cast(recipe.grad_out_dw, op(AttnOperand::kDsDw));
@@ -726,6 +746,17 @@ class CudaBackend final : public Backend {
   static kernels::AttnDims dims(const AttnShape& s) {
     return {s.b, s.t, s.nh, s.nkv, s.hs, s.past};
   }
+  // Whether the forward keeps P v_dw for the backward's delta: when the tensor-core kernels cast
+  // P with MX (otherwise delta comes from the output or from a sweep of the backward).
+  bool saves_pv(const AttnShape& s, const Recipe& recipe) const {
+    const kernels::TileCast p = tile_cast(recipe.act_fwd, 0);
+    return s.past == 0 && p.kind == kernels::TileCast::Kind::kMx &&
+           kernels::flash_supports(dims(s), bf16_act(), {p});
+  }
+  // [B, T, nh, hs] in the activation type (bfloat16 where saves_pv), in float32 elements, after
+  // the log-sum-exps at the next 16-byte boundary (the kernels copy rows in 16-byte pieces).
+  static int64_t pv_floats(const AttnShape& s) { return (s.b * s.t * s.nh * s.hs + 1) / 2; }
+  static int64_t pv_offset(const AttnShape& s) { return (s.b * s.nh * s.t + 3) / 4 * 4; }
 
   CudaBackendOptions options_;
   cudaStream_t stream_;
@@ -733,6 +764,7 @@ class CudaBackend final : public Backend {
   cublasLtHandle_t lt_;
   void* workspace_;
   std::unordered_set<void*> owned_;
+  std::unordered_set<const void*> saved_with_pv_;  // saved buffers whose forward wrote P v_dw
   std::vector<Scratch> scratch_;
   kernels::OpsScratch ops_;
   std::map<GemmShape, std::optional<cublasLtMatmulAlgo_t>> algorithms_;

@@ -9,10 +9,12 @@
 // casts run in registers (tile_cast.cuh, cast_quad).
 //
 // The forward takes two sweeps over the keys: the first finds each row's log-sum-exp, the
-// second casts the normalized P, as the CPU does, and multiplies. The backward runs dQ and dK/dV
+// second casts the normalized P, as the CPU does, and multiplies (and, for the backward's
+// delta, multiplies P before its cast by v_dw too: PvForDelta). The backward runs dQ and dK/dV
 // as two kernels, so that every output is summed by one block in a fixed order (no atomics):
-// dQ (one block per query tile, whose first sweep also finds delta = rowsum(P * dP)), then dK
-// and dV (one block per key tile, over the query heads of its group in order).
+// dQ (one block per query tile; delta = rowsum(P * dP) comes from the forward's P v_dw or its
+// output, else from a first sweep of this kernel), then dK and dV (one block per key tile, over
+// the query heads of its group in order).
 #include "mx/nn/cuda/flash_attention.h"
 
 #include <cuda_bf16.h>
@@ -175,6 +177,7 @@ __device__ __forceinline__ void product_xb(float (&out)[HS / 8][4], const float 
 // `row[1]` (the thread's two), columns [col0, col0 + 32) and [col0 + 32, col0 + 64). An element
 // at (row, col) has flat index base + row_stride * row + col_stride * col in the cast tensor;
 // the cast runs along columns, which end at `end`.
+template <QuadEncoder kEncoder>
 __device__ __forceinline__ void cast_tile(const DevCast& c, float (&x)[8][4], int64_t col0,
                                           int64_t end, const int64_t (&row)[2], int64_t base,
                                           int64_t row_stride, int64_t col_stride) {
@@ -189,7 +192,7 @@ __device__ __forceinline__ void cast_tile(const DevCast& c, float (&x)[8][4], in
         blk[2 * n] = x[half * 4 + n][2 * rr];
         blk[2 * n + 1] = x[half * 4 + n][2 * rr + 1];
       }
-      cast_quad(c, blk, col0 + 32 * half, end, base + row_stride * row[rr], col_stride);
+      cast_quad<kEncoder>(c, blk, col0 + 32 * half, end, base + row_stride * row[rr], col_stride);
 #pragma unroll
       for (int n = 0; n < 4; ++n) {
         x[half * 4 + n][2 * rr] = blk[2 * n];
@@ -301,14 +304,16 @@ __device__ __forceinline__ void store_rows(bf16* dst, int64_t stride, const int6
 
 // ---- Forward: one block per (query tile, batch, head) ----
 
-template <int HS>
+// kPv: also pv = P v_dw with P before its cast (PvForDelta).
+template <int HS, bool kPv, QuadEncoder kEncP>
 __global__ void __launch_bounds__(kThreadsTc)
     forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, Geo g,
-                   DevCast p_cast, bool round_p) {
+                   DevCast p_cast, bool round_p, bf16* pv_out, const bf16* v_dw) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* qs = reinterpret_cast<bf16*>(smem);
   bf16* ks = qs + kTileElems<HS>;
   bf16* vs = ks + kTileElems<HS>;
+  bf16* vdws = vs + kTileElems<HS>;                     // kPv only
   const int qt = int(gridDim.x) - 1 - int(blockIdx.x);  // the longest rows first
   const int64_t bh = blockIdx.y, b = bh / g.nh, h = bh % g.nh, kvh = h / g.group;
   const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
@@ -339,20 +344,26 @@ __global__ void __launch_bounds__(kThreadsTc)
 
   // Sweep 2: O = cast(P) V with P normalized.
   float o[HS / 8][4] = {};
+  float pv[kPv ? HS / 8 : 1][4] = {};
+  const bf16* vdwb = kPv ? v_dw + (b * g.t * g.nkv + kvh) * HS : nullptr;
   for (int kt = 0; kt <= qt; ++kt) {
     const int64_t k0 = int64_t(kt) * kTile;
     load_tile<HS>(ks, kb, kv_stride, k0, g.t);
     load_tile<HS>(vs, vb, kv_stride, k0, g.t);
+    if constexpr (kPv) load_tile<HS>(vdws, vdwb, kv_stride, k0, g.t);
     cp_async_wait_all();
     __syncthreads();
     float p[8][4];
     product_abt<HS>(p, qw, ks);
     probabilities_from_lse(p, row_lse2, g.scale_log2, kt == qt, round_p);
-    cast_tile(p_cast, p, k0, g.t, row, bh * g.t * g.t, g.t, 1);
+    if constexpr (kPv) product_xb<HS>(pv, p, vdws);
+    cast_tile<kEncP>(p_cast, p, k0, g.t, row, bh * g.t * g.t, g.t, 1);
     product_xb<HS>(o, p, vs);
     __syncthreads();
   }
-  store_rows<HS>(out + h * HS, g.nh * HS, {b * g.t + row[0], b * g.t + row[1]}, (b + 1) * g.t, o);
+  const int64_t out_rows[2] = {b * g.t + row[0], b * g.t + row[1]};
+  store_rows<HS>(out + h * HS, g.nh * HS, out_rows, (b + 1) * g.t, o);
+  if constexpr (kPv) store_rows<HS>(pv_out + h * HS, g.nh * HS, out_rows, (b + 1) * g.t, pv);
   if ((lane & 3) == 0) {
     for (int rr = 0; rr < 2; ++rr) {
       if (row[rr] < g.t) lse[bh * g.t + row[rr]] = row_lse2[rr] * kLn2;
@@ -435,9 +446,9 @@ __global__ void __launch_bounds__(kThreadsTc)
   }
 }
 
-// ---- delta = rowsum(dO * O), for the backward without MX casts ----
+// ---- delta = rowsum(dO * X), X the forward's P v_dw, or O without MX casts ----
 //
-// Equal to rowsum(P * dP) up to bfloat16 rounding (O = P V and dP = dO V^T), and one pass over
+// Equal to rowsum(P * dP) up to bfloat16 rounding (X = P V and dP = dO V^T), and one pass over
 // two [B, T, nh, hs] tensors instead of a second sweep over the keys. One thread per (b, i, h).
 template <int HS>
 __global__ void __launch_bounds__(256)
@@ -466,7 +477,7 @@ __global__ void __launch_bounds__(256)
 // kDeltaGiven: delta is already in a.delta (delta_kernel), and one sweep over the keys remains.
 // Shared memory: the Q and dO tiles, then two buffers of K, V and (when dQ's product reads
 // another tensor than P's) K as cast for dQ.
-template <int HS, bool kDeltaGiven>
+template <int HS, bool kDeltaGiven, QuadEncoder kEncDs>
 __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast ds_x, bool round_p) {
   extern __shared__ __align__(16) unsigned char smem[];
   const bool k_same = a.k_dw == a.kf;
@@ -559,7 +570,7 @@ __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast d
 #pragma unroll
       for (int e = 0; e < 4; ++e) p[n][e] = p[n][e] * (dp[n][e] - delta[e >> 1]) * g.scale;
     }
-    cast_tile(ds_x, p, k0, g.t, row, bh * g.t * g.t, g.t, 1);
+    cast_tile<kEncDs>(ds_x, p, k0, g.t, row, bh * g.t * g.t, g.t, 1);
     product_xb<HS>(dq, p, kds(buf));
     __syncthreads();
   }
@@ -572,7 +583,7 @@ __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast d
 // Q as cast for dV's and dK's products where those are other tensors) with their rows' lse and
 // delta. The sweep runs over (query head of the group, query tile) in order; the next pair's
 // copies run during this one's products.
-template <int HS>
+template <int HS, QuadEncoder kEncP, QuadEncoder kEncDs>
 __global__ void __launch_bounds__(kThreadsTc)
     dkdv_kernel(Ptrs a, Geo g, DevCast p_dw, DevCast ds_w, bool round_p) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -651,8 +662,8 @@ __global__ void __launch_bounds__(kThreadsTc)
       }
     }
     // Both cast along queries: element (query i, key j) has flat index (bh T + i) T + j.
-    cast_tile(p_dw, p, q0, g.t, key, bh * g.t * g.t, 1, g.t);
-    cast_tile(ds_w, ds, q0, g.t, key, bh * g.t * g.t, 1, g.t);
+    cast_tile<kEncP>(p_dw, p, q0, g.t, key, bh * g.t * g.t, 1, g.t);
+    cast_tile<kEncDs>(ds_w, ds, q0, g.t, key, bh * g.t * g.t, 1, g.t);
     product_xb<HS>(dv, p, dows(buf));
     product_xb<HS>(dk, ds, qdws(buf));
     __syncthreads();
@@ -684,6 +695,23 @@ void with_head_size(int64_t hs, Fn fn) {
   }
 }
 
+// Calls fn.template operator()<E>() with the encoder kernels compile in for this cast: a fixed
+// one only in the training paths the presets take (fewer kernels to build), else kAny.
+template <class Fn>
+void with_encoder(QuadEncoder e, Fn fn) {
+  switch (e) {
+    case QuadEncoder::kNearestEvenFloat:
+      fn.template operator()<QuadEncoder::kNearestEvenFloat>();
+      break;
+    case QuadEncoder::kStochasticFloat:
+      fn.template operator()<QuadEncoder::kStochasticFloat>();
+      break;
+    case QuadEncoder::kAny:
+      fn.template operator()<QuadEncoder::kAny>();
+      break;
+  }
+}
+
 template <class Kernel>
 void allow_shared(Kernel kernel, size_t bytes) {
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
@@ -700,15 +728,16 @@ bool flash_supports(const AttnDims& d, bool bf16_act, std::initializer_list<Tile
   return true;
 }
 
-void flash_attention_forward(void* out, float* lse, const void* q, const void* k, const void* v,
+bool flash_attention_forward(void* out, float* lse, const void* q, const void* k, const void* v,
                              const AttnDims& d, const TileCast& p_cast, bool round_p,
-                             cudaStream_t s) {
+                             cudaStream_t s, const PvForDelta& pv) {
   const Geo g = geo(d);
   const DevCast pc = dev_cast(p_cast);
   const dim3 grid(unsigned((d.t + kTile - 1) / kTile), unsigned(d.b * d.nh));
   const auto* qb = static_cast<const bf16*>(q);
   const auto* kb = static_cast<const bf16*>(k);
   const auto* vb = static_cast<const bf16*>(v);
+  const bool with_pv = p_cast.kind == TileCast::Kind::kMx && pv.pv != nullptr && pv.v_dw != nullptr;
   with_head_size(d.hs, [&]<int HS>() {
     if (p_cast.kind != TileCast::Kind::kMx) {
       const size_t shared = 5 * kTileElems<HS> * sizeof(bf16);
@@ -717,11 +746,22 @@ void flash_attention_forward(void* out, float* lse, const void* q, const void* k
           <<<grid, kThreadsTc, shared, s>>>(static_cast<bf16*>(out), lse, qb, kb, vb, g);
       return;
     }
-    const size_t shared = 3 * kTileElems<HS> * sizeof(bf16);
-    allow_shared(forward_kernel<HS>, shared);
-    forward_kernel<HS>
-        <<<grid, kThreadsTc, shared, s>>>(static_cast<bf16*>(out), lse, qb, kb, vb, g, pc, round_p);
+    auto launch = [&]<bool kPv, QuadEncoder kEnc>() {
+      const size_t shared = (kPv ? 4 : 3) * kTileElems<HS> * sizeof(bf16);
+      allow_shared(forward_kernel<HS, kPv, kEnc>, shared);
+      forward_kernel<HS, kPv, kEnc><<<grid, kThreadsTc, shared, s>>>(
+          static_cast<bf16*>(out), lse, qb, kb, vb, g, pc, round_p, static_cast<bf16*>(pv.pv),
+          static_cast<const bf16*>(pv.v_dw));
+    };
+    // Training (P v_dw wanted) takes the fixed encoders; other forwards the general one.
+    if (with_pv) {
+      with_encoder(quad_encoder(p_cast),
+                   [&]<QuadEncoder kEnc>() { launch.template operator()<true, kEnc>(); });
+    } else {
+      launch.template operator()<false, QuadEncoder::kAny>();
+    }
   });
+  return with_pv;
 }
 
 void flash_attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
@@ -742,29 +782,46 @@ void flash_attention_backward(const AttnBackwardArgs& a, const AttnDims& d, cons
                static_cast<bf16*>(a.dv)};
   const unsigned tiles = unsigned((d.t + kTile - 1) / kTile);
   const DevCast c_ds_x = dev_cast(ds_x), c_p_dw = dev_cast(p_dw), c_ds_w = dev_cast(ds_w);
-  // Without MX casts of P or dS, delta comes from O (delta_kernel) rather than a sweep.
-  const bool delta_from_out = a.out != nullptr && p_dw.kind != TileCast::Kind::kMx &&
-                              ds_x.kind != TileCast::Kind::kMx && ds_w.kind != TileCast::Kind::kMx;
+  // delta from the forward's P v_dw, or without MX casts of P or dS from O (delta_kernel), rather
+  // than a sweep.
+  const bool no_mx = p_dw.kind != TileCast::Kind::kMx && ds_x.kind != TileCast::Kind::kMx &&
+                     ds_w.kind != TileCast::Kind::kMx;
+  const void* delta_source = a.pv != nullptr ? a.pv : no_mx ? a.out : nullptr;
   const int k_tiles = a.k_dw == a.kf ? 0 : 1;
   const int q_tiles = (a.do_w == a.do_x ? 0 : 1) + (a.q_dw == a.qf ? 0 : 1);
   with_head_size(d.hs, [&]<int HS>() {
     const size_t dq_shared = (2 + 2 * (2 + k_tiles)) * kTileElems<HS> * sizeof(bf16);
     const dim3 dq_grid(tiles, unsigned(d.b * d.nh));
-    if (delta_from_out) {
+    if (delta_source != nullptr) {
       const int64_t rows = d.b * d.t * d.nh;
       delta_kernel<HS><<<unsigned((rows + 255) / 256), 256, 0, s>>>(
-          a.delta, p.do_x, static_cast<const bf16*>(a.out), rows, g);
-      allow_shared(dq_kernel<HS, true>, dq_shared);
-      dq_kernel<HS, true><<<dq_grid, kThreadsTc, dq_shared, s>>>(p, g, c_ds_x, round_p);
+          a.delta, p.do_x, static_cast<const bf16*>(delta_source), rows, g);
+      with_encoder(quad_encoder(ds_x), [&]<QuadEncoder kEnc>() {
+        allow_shared(dq_kernel<HS, true, kEnc>, dq_shared);
+        dq_kernel<HS, true, kEnc><<<dq_grid, kThreadsTc, dq_shared, s>>>(p, g, c_ds_x, round_p);
+      });
     } else {
-      allow_shared(dq_kernel<HS, false>, dq_shared);
-      dq_kernel<HS, false><<<dq_grid, kThreadsTc, dq_shared, s>>>(p, g, c_ds_x, round_p);
+      allow_shared(dq_kernel<HS, false, QuadEncoder::kAny>, dq_shared);
+      dq_kernel<HS, false, QuadEncoder::kAny>
+          <<<dq_grid, kThreadsTc, dq_shared, s>>>(p, g, c_ds_x, round_p);
     }
     const size_t dkdv_shared =
         (2 + 2 * (2 + q_tiles)) * kTileElems<HS> * sizeof(bf16) + 4 * kTile * sizeof(float);
-    allow_shared(dkdv_kernel<HS>, dkdv_shared);
-    dkdv_kernel<HS><<<dim3(tiles, unsigned(d.b * d.nkv)), kThreadsTc, dkdv_shared, s>>>(
-        p, g, c_p_dw, c_ds_w, round_p);
+    auto dkdv = [&]<QuadEncoder kEncP, QuadEncoder kEncDs>() {
+      allow_shared(dkdv_kernel<HS, kEncP, kEncDs>, dkdv_shared);
+      dkdv_kernel<HS, kEncP, kEncDs>
+          <<<dim3(tiles, unsigned(d.b * d.nkv)), kThreadsTc, dkdv_shared, s>>>(p, g, c_p_dw, c_ds_w,
+                                                                               round_p);
+    };
+    // The presets' pairs: P to nearest, dS to nearest or stochastically rounded.
+    const QuadEncoder ep = quad_encoder(p_dw), eds = quad_encoder(ds_w);
+    if (ep == QuadEncoder::kNearestEvenFloat && eds == QuadEncoder::kNearestEvenFloat) {
+      dkdv.template operator()<QuadEncoder::kNearestEvenFloat, QuadEncoder::kNearestEvenFloat>();
+    } else if (ep == QuadEncoder::kNearestEvenFloat && eds == QuadEncoder::kStochasticFloat) {
+      dkdv.template operator()<QuadEncoder::kNearestEvenFloat, QuadEncoder::kStochasticFloat>();
+    } else {
+      dkdv.template operator()<QuadEncoder::kAny, QuadEncoder::kAny>();
+    }
   });
 }
 

@@ -16,9 +16,10 @@ namespace mx::nn::cuda {
 // in bfloat16, so the bfloat16 product loses nothing the cast kept).
 bool flash_supports(const AttnDims& d, bool bf16_act, std::initializer_list<TileCast> casts);
 
-void flash_attention_forward(void* out, float* lse, const void* q, const void* k, const void* v,
+// Writes pv.pv (when given) under an MX cast of P, and says whether it did.
+bool flash_attention_forward(void* out, float* lse, const void* q, const void* k, const void* v,
                              const AttnDims& d, const TileCast& p_cast, bool round_p,
-                             cudaStream_t s);
+                             cudaStream_t s, const PvForDelta& pv = {});
 
 void flash_attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
                               const TileCast& ds_x, const TileCast& ds_w, bool round_p,

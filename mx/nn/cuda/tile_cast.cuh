@@ -139,11 +139,26 @@ __device__ __forceinline__ void encode_quad(const DevCast& c, const mx::cuda::Bl
   }
 }
 
+// Which encoders a kernel compiles in for a cast held in quads: every variant behind a switch on
+// the cast's rounding and kind, or only the one the presets use. A tensor-core kernel inlines
+// cast_quad at every block it casts (eight times in the dK/dV kernel), so that switch multiplies
+// its code; a kernel with a fixed encoder is launched only for the casts it fits (quad_encoder).
+enum class QuadEncoder { kAny, kNearestEvenFloat, kStochasticFloat };
+
+inline QuadEncoder quad_encoder(const TileCast& c) {
+  if (c.kind != TileCast::Kind::kMx || traits(c.spec.format).is_integer) return QuadEncoder::kAny;
+  if (c.spec.rounding == Rounding::kNearestEven) return QuadEncoder::kNearestEvenFloat;
+  if (c.spec.rounding == Rounding::kStochastic) return QuadEncoder::kStochasticFloat;
+  return QuadEncoder::kAny;
+}
+
 // A block of 32 held by the four lanes of a quad (lanes 4g .. 4g + 3), eight values each, as a
 // row of four m16n8 accumulator tiles holds them: lane 4g + t has slots 8n + 2t + e at v[2n + e]
 // (n < 4, e < 2). The block starts at position `first` along its axis; a slot at position p is
 // padding when p >= `end`, and its flat index is base + stride * p. Symmetric casts only (the
 // asymmetric offset's tie rule follows slot order; see cast_value). Every lane must call it.
+// With an encoder other than kAny, the cast must be MX with that rounding and a float format.
+template <QuadEncoder kEncoder = QuadEncoder::kAny>
 __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64_t first,
                                           int64_t end, int64_t base, int64_t stride) {
   using namespace mx::cuda;
@@ -155,11 +170,14 @@ __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64
   }
   const DevSpec& s = c.spec;
   const int t = int(threadIdx.x & 3);
+  // Slots [0, real) of the block lie before `end`: one 64-bit difference per block, then 32-bit
+  // compares per value.
+  const int64_t left = end - first;
+  const int real = left >= 32 ? 32 : left <= 0 ? 0 : int(left);
   uint32_t amax = 0;
 #pragma unroll
   for (int k = 0; k < 8; ++k) {
-    const int64_t p = first + 8 * (k >> 1) + 2 * t + (k & 1);
-    float x = p < end ? v[k] : 0.0f;
+    float x = 8 * (k >> 1) + 2 * t + (k & 1) < real ? v[k] : 0.0f;
     if (s.flush) x = flush_sub(x);
     v[k] = x;
     amax = max(amax, __float_as_uint(x) & 0x7FFFFFFFu);
@@ -173,6 +191,13 @@ __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64
   if (st.nan_block) {
 #pragma unroll
     for (int k = 0; k < 8; ++k) v[k] = __uint_as_float(kNanF32);
+    return;
+  }
+  if constexpr (kEncoder == QuadEncoder::kNearestEvenFloat) {
+    encode_quad<Rounding::kNearestEven, false>(c, st, v, first, base, stride);
+    return;
+  } else if constexpr (kEncoder == QuadEncoder::kStochasticFloat) {
+    encode_quad<Rounding::kStochastic, false>(c, st, v, first, base, stride);
     return;
   }
   switch (Rounding(c.rounding)) {
