@@ -81,4 +81,5 @@ PYBIND11_MODULE(_mxkit, m) {
   mx::python::add_quantize(m);
   mx::python::add_layouts(m);
   mx::python::add_files(m);
+  mx::python::add_recipe(m);
 }

@@ -67,5 +67,6 @@ void add_mx_array(py::module_& m);
 void add_quantize(py::module_& m);
 void add_layouts(py::module_& m);
 void add_files(py::module_& m);
+void add_recipe(py::module_& m);
 
 }  // namespace mx::python

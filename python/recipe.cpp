@@ -1,0 +1,70 @@
+// mxkit.recipe: a training recipe as plain Python data, for mxkit.torch. The recipe is the one
+// `mx train --recipe` reads (a preset name, JSON text, or the path of a JSON file); each GEMM
+// operand role becomes None (left as it is), "bf16", or the keywords of mxkit.fake_quantize that
+// give its MX cast, every keyword but the axis, which the role fixes (mx/nn/recipe.h).
+#include <string>
+
+#include "mx/core/format.h"
+#include "mx/nn/recipe.h"
+#include "python/binding.h"
+
+namespace mx::python {
+namespace {
+
+py::object role(const nn::OperandCast& c) {
+  switch (c.kind) {
+    case nn::OperandCast::Kind::kNone:
+      return py::none();
+    case nn::OperandCast::Kind::kBF16:
+      return py::str("bf16");
+    case nn::OperandCast::Kind::kMx:
+      break;
+  }
+  const QuantSpec& s = c.spec;
+  py::dict d;
+  d["format"] = std::string(traits(s.format).mx_name);
+  if (s.is_tiled()) {
+    d["tile"] = py::make_tuple(s.tile_rows, s.tile_cols);
+  } else {
+    d["block"] = s.block_size;
+  }
+  d["scale"] = std::string(scale_rule_name(s.scale_rule));
+  d["round"] = std::string(rounding_name(s.rounding));
+  d["seed"] = s.seed;
+  d["asym"] = s.asymmetric;
+  d["flush_subnormals"] = s.flush_subnormals;
+  return d;
+}
+
+py::dict recipe(const std::string& spec) {
+  nn::Recipe r;
+  // JSON text is told from a preset name or a path by its opening brace.
+  const bool json_text = spec.find_first_not_of(" \t\r\n") != std::string::npos &&
+                         spec[spec.find_first_not_of(" \t\r\n")] == '{';
+  check(json_text ? nn::parse_recipe_json(spec, &r) : nn::recipe_from_spec(spec, &r));
+  py::dict d;
+  d["name"] = r.name;
+  d["weight_fwd"] = role(r.weight_fwd);
+  d["act_fwd"] = role(r.act_fwd);
+  d["grad_out_dx"] = role(r.grad_out_dx);
+  d["weight_dx"] = role(r.weight_dx);
+  d["grad_out_dw"] = role(r.grad_out_dw);
+  d["act_dw"] = role(r.act_dw);
+  d["bf16_vector_ops"] = r.bf16_vector_ops;
+  return d;
+}
+
+}  // namespace
+
+void add_recipe(py::module_& m) {
+  m.def("recipe", &recipe, py::arg("spec"),
+        "A training recipe (a preset name such as 'mxfp6', JSON text, or a JSON file's path) as "
+        "a dict: each GEMM operand role (weight_fwd, act_fwd, grad_out_dx, weight_dx, "
+        "grad_out_dw, act_dw) is None, 'bf16', or the keywords of fake_quantize for its MX cast "
+        "(the role fixes the axis).");
+  py::list names;
+  for (std::string_view n : nn::recipe_preset_names()) names.append(std::string(n));
+  m.attr("recipe_presets") = names;
+}
+
+}  // namespace mx::python
