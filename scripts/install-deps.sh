@@ -4,7 +4,7 @@ set -euo pipefail
 
 packages=(cmake ninja-build g++ make pkg-config libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev clang-format gnuplot-nox libsentencepiece-dev
-  clang libclang-rt-14-dev python3-dev python3-numpy pybind11-dev)
+  clang libclang-rt-14-dev python3-dev python3-numpy pybind11-dev python3-torch)
 
 missing=()
 for p in "${packages[@]}"; do

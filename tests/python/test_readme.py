@@ -27,6 +27,21 @@ class ReadmeExample(unittest.TestCase):
         self.assertEqual(out.getvalue().strip(), printed_comment)
         self.assertTrue(os.path.exists(os.path.join(scratch.dir, "w.safetensors")))
 
+    def test_pytorch_quick_start_runs(self):
+        try:
+            import torch  # noqa: F401
+        except ImportError as e:
+            self.skipTest(f"PyTorch cannot be imported ({e}); install python3-torch")
+        with open(README) as f:
+            text = f.read()
+        section = text[text.index("### PyTorch"):]
+        code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+        printed_comment = re.search(r"^print\(.*?\)\s+# (.*)$", code, re.M).group(1)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, "README.md", "exec"), {})
+        self.assertEqual(out.getvalue().strip(), printed_comment)
+
 
 if __name__ == "__main__":
     unittest.main()
