@@ -92,10 +92,6 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
 }
-__device__ __forceinline__ void cp_async_wait_all() {
-  cp_async_commit();
-  cp_async_wait<0>();
-}
 
 // Rows [row0, row0 + 64) of a tensor whose row r starts at src + r * stride, into a tile; rows
 // at or past t are zeros (so that a product with them gives zeros, never NaN).
@@ -304,17 +300,29 @@ __device__ __forceinline__ void store_rows(bf16* dst, int64_t stride, const int6
 
 // ---- Forward: one block per (query tile, batch, head) ----
 
+// Tile buffers of the MX forward: two (the next key tile's copies run during this one's
+// products) where a block's shared memory stays small enough for several blocks per SM.
+template <int HS>
+constexpr int kForwardBuffers = HS <= 64 ? 2 : 1;
+
+// Shared memory of the MX forward: the Q tile, then per buffer K, V and (kPv) v_dw.
+template <int HS, bool kPv>
+constexpr size_t forward_shared_bytes() {
+  return size_t(1 + kForwardBuffers<HS> * (kPv ? 3 : 2)) * kTileElems<HS> * sizeof(bf16);
+}
+
 // kPv: also pv = P v_dw with P before its cast (PvForDelta).
 template <int HS, bool kPv, QuadEncoder kEncP>
 __global__ void __launch_bounds__(kThreadsTc)
     forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, Geo g,
                    DevCast p_cast, bool round_p, bf16* pv_out, const bf16* v_dw) {
   extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int kPerBuffer = kPv ? 3 : 2;
   bf16* qs = reinterpret_cast<bf16*>(smem);
-  bf16* ks = qs + kTileElems<HS>;
-  bf16* vs = ks + kTileElems<HS>;
-  bf16* vdws = vs + kTileElems<HS>;                     // kPv only
-  const int qt = int(gridDim.x) - 1 - int(blockIdx.x);  // the longest rows first
+  auto ks = [&](int i) { return qs + (1 + kPerBuffer * i) * kTileElems<HS>; };
+  auto vs = [&](int i) { return ks(i) + kTileElems<HS>; };
+  auto vdws = [&](int i) { return ks(i) + 2 * kTileElems<HS>; };  // kPv only
+  const int qt = int(gridDim.x) - 1 - int(blockIdx.x);            // the longest rows first
   const int64_t bh = blockIdx.y, b = bh / g.nh, h = bh % g.nh, kvh = h / g.group;
   const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
   const int64_t q_stride = g.nh * HS, kv_stride = g.nkv * HS;
@@ -324,18 +332,44 @@ __global__ void __launch_bounds__(kThreadsTc)
   const int64_t q0 = int64_t(qt) * kTile;
   const int64_t row[2] = {q0 + warp * 16 + (lane >> 2), q0 + warp * 16 + (lane >> 2) + 8};
   const bf16* qw = qs + warp * 16 * kLd<HS>;
+  const bf16* vdwb = kPv ? v_dw + (b * g.t * g.nkv + kvh) * HS : nullptr;
   load_tile<HS>(qs, qb, q_stride, q0, g.t);
+  // Key tile kt's copies into buffer buf (sweep 1 reads K only).
+  auto issue = [&](int kt, int buf, bool sweep2) {
+    const int64_t k0 = int64_t(kt) * kTile;
+    load_tile<HS>(ks(buf), kb, kv_stride, k0, g.t);
+    if (sweep2) {
+      load_tile<HS>(vs(buf), vb, kv_stride, k0, g.t);
+      if constexpr (kPv) load_tile<HS>(vdws(buf), vdwb, kv_stride, k0, g.t);
+    }
+    cp_async_commit();
+  };
+  // Waits for tile kt's copies (issuing tile kt + 1's first where there are two buffers) and
+  // returns its buffer.
+  auto arrive = [&](int kt, bool sweep2) {
+    if constexpr (kForwardBuffers<HS> == 2) {
+      if (kt < qt) {
+        issue(kt + 1, (kt + 1) & 1, sweep2);
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+    } else {
+      issue(kt, 0, sweep2);
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    return kForwardBuffers<HS> == 2 ? kt & 1 : 0;
+  };
 
   // Sweep 1: each row's log-sum-exp, online (m in units of the raw score, l in powers of two).
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  if constexpr (kForwardBuffers<HS> == 2) issue(0, 0, false);
   for (int kt = 0; kt <= qt; ++kt) {
-    const int64_t k0 = int64_t(kt) * kTile;
-    load_tile<HS>(ks, kb, kv_stride, k0, g.t);
-    cp_async_wait_all();
-    __syncthreads();
+    const int buf = arrive(kt, false);
     float s[8][4];
-    product_abt<HS>(s, qw, ks);
-    __syncthreads();
+    product_abt<HS>(s, qw, ks(buf));
+    __syncthreads();  // before the next tile's copies overwrite this buffer
     if (kt == qt) mask_above_diagonal(s);
     online_softmax_step(s, m, l, g.scale_log2, [](int, float) {});
   }
@@ -345,20 +379,16 @@ __global__ void __launch_bounds__(kThreadsTc)
   // Sweep 2: O = cast(P) V with P normalized.
   float o[HS / 8][4] = {};
   float pv[kPv ? HS / 8 : 1][4] = {};
-  const bf16* vdwb = kPv ? v_dw + (b * g.t * g.nkv + kvh) * HS : nullptr;
+  if constexpr (kForwardBuffers<HS> == 2) issue(0, 0, true);
   for (int kt = 0; kt <= qt; ++kt) {
     const int64_t k0 = int64_t(kt) * kTile;
-    load_tile<HS>(ks, kb, kv_stride, k0, g.t);
-    load_tile<HS>(vs, vb, kv_stride, k0, g.t);
-    if constexpr (kPv) load_tile<HS>(vdws, vdwb, kv_stride, k0, g.t);
-    cp_async_wait_all();
-    __syncthreads();
+    const int buf = arrive(kt, true);
     float p[8][4];
-    product_abt<HS>(p, qw, ks);
+    product_abt<HS>(p, qw, ks(buf));
     probabilities_from_lse(p, row_lse2, g.scale_log2, kt == qt, round_p);
-    if constexpr (kPv) product_xb<HS>(pv, p, vdws);
+    if constexpr (kPv) product_xb<HS>(pv, p, vdws(buf));
     cast_tile<kEncP>(p_cast, p, k0, g.t, row, bh * g.t * g.t, g.t, 1);
-    product_xb<HS>(o, p, vs);
+    product_xb<HS>(o, p, vs(buf));
     __syncthreads();
   }
   const int64_t out_rows[2] = {b * g.t + row[0], b * g.t + row[1]};
@@ -747,7 +777,7 @@ bool flash_attention_forward(void* out, float* lse, const void* q, const void* k
       return;
     }
     auto launch = [&]<bool kPv, QuadEncoder kEnc>() {
-      const size_t shared = (kPv ? 4 : 3) * kTileElems<HS> * sizeof(bf16);
+      const size_t shared = forward_shared_bytes<HS, kPv>();
       allow_shared(forward_kernel<HS, kPv, kEnc>, shared);
       forward_kernel<HS, kPv, kEnc><<<grid, kThreadsTc, shared, s>>>(
           static_cast<bf16*>(out), lse, qb, kb, vb, g, pc, round_p, static_cast<bf16*>(pv.pv),

@@ -170,18 +170,24 @@ __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64
   }
   const DevSpec& s = c.spec;
   const int t = int(threadIdx.x & 3);
-  // Slots [0, real) of the block lie before `end`: one 64-bit difference per block, then 32-bit
-  // compares per value.
+  // Slots [0, real) of the block lie before `end`. Both tests below are uniform over the warp's
+  // blocks in the tensor-core kernels (whole blocks but at a tensor's end; one flush setting), so
+  // they branch around their loops rather than predicating every value.
   const int64_t left = end - first;
-  const int real = left >= 32 ? 32 : left <= 0 ? 0 : int(left);
+  if (left < 32) {
+    const int real = left <= 0 ? 0 : int(left);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      if (8 * (k >> 1) + 2 * t + (k & 1) >= real) v[k] = 0.0f;
+    }
+  }
+  if (s.flush) {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) v[k] = flush_sub(v[k]);
+  }
   uint32_t amax = 0;
 #pragma unroll
-  for (int k = 0; k < 8; ++k) {
-    float x = 8 * (k >> 1) + 2 * t + (k & 1) < real ? v[k] : 0.0f;
-    if (s.flush) x = flush_sub(x);
-    v[k] = x;
-    amax = max(amax, __float_as_uint(x) & 0x7FFFFFFFu);
-  }
+  for (int k = 0; k < 8; ++k) amax = max(amax, __float_as_uint(v[k]) & 0x7FFFFFFFu);
   amax = max(amax, __shfl_xor_sync(kFullWarp, amax, 1));
   amax = max(amax, __shfl_xor_sync(kFullWarp, amax, 2));
   BlockState st{};
