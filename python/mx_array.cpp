@@ -10,7 +10,6 @@
 #include "mx/kernels/cpu/quantize.h"
 
 namespace mx::python {
-namespace {
 
 py::dict spec_dict(const QuantSpec& spec) {
   py::dict d;
@@ -29,6 +28,8 @@ py::dict spec_dict(const QuantSpec& spec) {
   d["zero_block_scale"] = spec.zero_block_scale;
   return d;
 }
+
+namespace {
 
 // float16 is not a decoder output of the library: decode to float32, which holds every MX value
 // exactly, and round each value once to float16.

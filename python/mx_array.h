@@ -22,4 +22,8 @@ MxArray make_mx_array(MxTensor&& t);
 // The decoded values of `a` as a new numpy array of `dtype`.
 py::array dequantize(const MxArray& a, DType dtype);
 
+// A spec as the keywords of quantize() that give it (and its zero_block_scale), as MxArray.spec
+// shows it.
+py::dict spec_dict(const QuantSpec& spec);
+
 }  // namespace mx::python

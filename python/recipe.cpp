@@ -4,9 +4,9 @@
 // give its MX cast, every keyword but the axis, which the role fixes (mx/nn/recipe.h).
 #include <string>
 
-#include "mx/core/format.h"
 #include "mx/nn/recipe.h"
 #include "python/binding.h"
+#include "python/mx_array.h"
 
 namespace mx::python {
 namespace {
@@ -20,19 +20,10 @@ py::object role(const nn::OperandCast& c) {
     case nn::OperandCast::Kind::kMx:
       break;
   }
-  const QuantSpec& s = c.spec;
-  py::dict d;
-  d["format"] = std::string(traits(s.format).mx_name);
-  if (s.is_tiled()) {
-    d["tile"] = py::make_tuple(s.tile_rows, s.tile_cols);
-  } else {
-    d["block"] = s.block_size;
-  }
-  d["scale"] = std::string(scale_rule_name(s.scale_rule));
-  d["round"] = std::string(rounding_name(s.rounding));
-  d["seed"] = s.seed;
-  d["asym"] = s.asymmetric;
-  d["flush_subnormals"] = s.flush_subnormals;
+  // MxArray.spec's keywords, less those fake_quantize takes from elsewhere or not at all.
+  py::dict d = spec_dict(c.spec);
+  d.attr("pop")("axis", py::none());
+  d.attr("pop")("zero_block_scale", py::none());
   return d;
 }
 
