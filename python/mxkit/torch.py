@@ -86,13 +86,20 @@ def fake_quantize(x, format="mxfp8_e4m3", **spec):
     return _StraightThrough.apply(x, _spec_json({"format": format, **spec}))
 
 
+def _as_recipe(recipe):
+    """A recipe dict as mxkit.recipe gives it, from itself or from what mxkit.recipe reads."""
+    return recipe if isinstance(recipe, dict) else mxkit.recipe(recipe)
+
+
 def _cast(t, role, axis):
-    """t cast for one GEMM role of a recipe: None keeps it, "bf16" rounds it to bfloat16."""
+    """t cast for one GEMM role of a recipe: None keeps it, "bf16" rounds it to bfloat16; an MX
+    role's blocks run along `axis` (a 2-D tile role has no axis)."""
     if role is None:
         return t
     if role == "bf16":
         return t.to(torch.bfloat16).to(t.dtype)
-    return torch.ops.mxkit.fake_quantize(t, _spec_json({**role, "axis": axis}))
+    spec = role if "tile" in role else {**role, "axis": axis}
+    return torch.ops.mxkit.fake_quantize(t, _spec_json(spec))
 
 
 class _MxLinearFunction(torch.autograd.Function):
@@ -129,16 +136,14 @@ class MXLinear(torch.nn.Linear):
 
     def __init__(self, in_features, out_features, bias=True, recipe="mxfp6", **kwargs):
         super().__init__(in_features, out_features, bias=bias, **kwargs)
-        self.recipe = recipe if isinstance(recipe, dict) else mxkit.recipe(recipe)
+        self.recipe = _as_recipe(recipe)
 
     @classmethod
     def from_linear(cls, linear, recipe):
-        """An MXLinear that shares `linear`'s weight and bias."""
-        m = cls.__new__(cls)
-        torch.nn.Module.__init__(m)
-        m.in_features, m.out_features = linear.in_features, linear.out_features
+        """An MXLinear that shares `linear`'s weight and bias (its own are never allocated)."""
+        m = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                recipe=recipe, device="meta")
         m.weight, m.bias = linear.weight, linear.bias
-        m.recipe = recipe if isinstance(recipe, dict) else mxkit.recipe(recipe)
         return m
 
     def forward(self, x):
@@ -151,7 +156,7 @@ class MXLinear(torch.nn.Linear):
 def quantize_(model, recipe, filter_fn=None):
     """Replaces every nn.Linear of `model` (for which filter_fn(module, name) holds, when given)
     by an MXLinear under `recipe` that shares its parameters; returns the model."""
-    spec = recipe if isinstance(recipe, dict) else mxkit.recipe(recipe)
+    spec = _as_recipe(recipe)
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
@@ -176,14 +181,15 @@ _MICROXCALING_FORMATS = {
 # Its rounding modes: "nearest" rounds half away from zero, "even" half to even.
 _MICROXCALING_ROUNDING = {"nearest": "nearest-away", "even": "nearest-even",
                           "floor": "toward-zero", "dither": "stochastic"}
-# Its MxSpecs fields for each of our roles (MX_REFERENCE: microxcaling's linear layer).
+# Its MxSpecs field for each of our roles (MX_REFERENCE: microxcaling's linear layer), and for a
+# backward role the forward field it defaults to.
 _MICROXCALING_ROLES = {
-    "weight_fwd": "w_elem_format",
-    "act_fwd": "a_elem_format",
-    "grad_out_dx": "a_elem_format_bp_os",
-    "weight_dx": "w_elem_format_bp",
-    "grad_out_dw": "a_elem_format_bp_ex",
-    "act_dw": "a_elem_format_bp",
+    "weight_fwd": ("w_elem_format", None),
+    "act_fwd": ("a_elem_format", None),
+    "grad_out_dx": ("a_elem_format_bp_os", "a_elem_format"),
+    "weight_dx": ("w_elem_format_bp", "w_elem_format"),
+    "grad_out_dw": ("a_elem_format_bp_ex", "a_elem_format"),
+    "act_dw": ("a_elem_format_bp", "a_elem_format"),
 }
 
 
@@ -211,12 +217,11 @@ def from_microxcaling(specs):
         raise ValueError(f"round {rounding!r} is not one of {', '.join(_MICROXCALING_ROUNDING)}")
     backprop = s.get("quantize_backprop", True)
     recipe = {"name": "microxcaling", "bf16_vector_ops": s.get("bfloat", 0) == 16}
-    for role, field in _MICROXCALING_ROLES.items():
-        fmt = s.get(field)
-        if fmt is None and field.endswith(("_bp", "_bp_ex", "_bp_os")) and backprop:
-            fmt = s.get("w_elem_format" if field.startswith("w") else "a_elem_format")
-        if role not in ("weight_fwd", "act_fwd") and not backprop:
-            fmt = None
+    for role, (field, forward_field) in _MICROXCALING_ROLES.items():
+        if forward_field is None:
+            fmt = s.get(field)
+        else:
+            fmt = s.get(field, s.get(forward_field)) if backprop else None
         if fmt is None:
             recipe[role] = None
             continue

@@ -25,8 +25,7 @@ def cast(t, role, axis):
     """t (a float32 tensor) cast per a recipe role with the numpy module: the independent side."""
     if role is None:
         return t.numpy()
-    kwargs = {k: v for k, v in role.items() if k != "tile"}
-    return mxkit.fake_quantize(t.numpy(), axis=axis, **kwargs)
+    return mxkit.fake_quantize(t.numpy(), axis=axis, **role)
 
 
 @requires_torch
