@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "mx/core/dtype.h"
+#include "mx/core/quant_spec.h"
 
 namespace mx::python {
 
@@ -61,6 +62,10 @@ inline std::span<const uint8_t> bytes_of(const py::array& a) {
   return {static_cast<const uint8_t*>(a.data()), static_cast<size_t>(a.nbytes())};
 }
 
+// The spec a dict of quantize()'s keywords names (format, block, axis, tile, scale, round, seed,
+// asym, preset, flush_subnormals); TypeError for another key, ValueError for a bad value.
+QuantSpec spec_from_dict(const py::dict& spec);
+
 // The parts of the module, each in its own file.
 void add_formats(py::module_& m);
 void add_mx_array(py::module_& m);
@@ -68,5 +73,7 @@ void add_quantize(py::module_& m);
 void add_layouts(py::module_& m);
 void add_files(py::module_& m);
 void add_recipe(py::module_& m);
+// Present only in a module built with CUDA (MX_HAVE_CUDA).
+void add_cuda(py::module_& m);
 
 }  // namespace mx::python

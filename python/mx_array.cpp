@@ -2,6 +2,7 @@
 
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -47,9 +48,19 @@ py::array dequantize_to_fp16(const MxTensor& t) {
   return out;
 }
 
+// The bytes of a numpy array (of any dtype: offsets come as bfloat16 or uint16), copied.
+std::vector<uint8_t> byte_vector(const py::handle& x, const char* what) {
+  const py::array a = contiguous_array(x, what);
+  const std::span<const uint8_t> bytes = bytes_of(a);
+  return {bytes.begin(), bytes.end()};
+}
+
 std::string repr(const MxArray& a) {
   std::string shape;
-  for (int64_t d : a.tensor.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+  for (int64_t d : a.tensor.shape) {
+    if (!shape.empty()) shape += ", ";
+    shape += std::to_string(d);
+  }
   if (a.tensor.shape.size() == 1) shape += ",";
   return "MxArray(shape=(" + shape + "), " + describe(a.tensor.spec) + ")";
 }
@@ -137,7 +148,44 @@ void add_mx_array(py::module_& m) {
             return a.tensor.elements.size() + a.tensor.scales.size() + 2 * a.tensor.offsets.size();
           },
           "Bytes of storage: codes, scales and offsets.")
+      .def_static(
+          "from_packed",
+          [](const py::handle& packed, const py::handle& scales, std::vector<int64_t> shape,
+             const py::handle& offsets, const py::kwargs& spec) {
+            MxTensor t;
+            t.shape = std::move(shape);
+            t.spec = spec_from_dict(spec);
+            t.elements = byte_vector(packed, "packed");
+            t.scales = byte_vector(scales, "scales");
+            if (!offsets.is_none()) {
+              const std::vector<uint8_t> bytes = byte_vector(offsets, "offsets");
+              if (bytes.size() % 2 != 0) {
+                throw py::value_error("offsets must be bfloat16 values (2 bytes each)");
+              }
+              t.offsets.resize(bytes.size() / 2);
+              std::memcpy(t.offsets.data(), bytes.data(), 2 * t.offsets.size());
+            }
+            return make_mx_array(std::move(t));
+          },
+          py::arg("packed"), py::arg("scales"), py::arg("shape"), py::arg("offsets") = py::none(),
+          "An MxArray over stored parts (copied): the packed element bytes, the scale bytes and, "
+          "for asymmetric specs, the bfloat16 offsets, with quantize()'s spec keywords. "
+          "ValueError when their sizes do not fit the shape and spec.")
       .def("__repr__", &repr);
+
+  m.def(
+      "_storage_layout",
+      [](std::vector<int64_t> shape, const py::dict& spec_keywords) {
+        const QuantSpec spec = spec_from_dict(spec_keywords);
+        std::string error;
+        const BlockGrid grid = make_block_grid(shape, spec, &error);
+        check(error);
+        const MxStorageSizes sizes = storage_sizes(grid, spec);
+        return py::make_tuple(sizes.element_bytes, py::tuple(py::cast(grid.scale_shape)),
+                              sizes.offset_count);
+      },
+      py::arg("shape"), py::arg("spec"),
+      "(packed bytes, scale shape, offset count) of a shape quantized by a spec dict.");
 }
 
 }  // namespace mx::python

@@ -1,5 +1,7 @@
 // quantize, fake_quantize and formats. Keyword values go to the library as the text the `mx`
 // flags take (mx/core/spec_text.h), so that a bad value raises the command line's message.
+#include <algorithm>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <utility>
@@ -75,6 +77,36 @@ QuantSpec spec_from(const SpecArguments& a) {
   check(parse_spec_text(text, &spec));
   return spec;
 }
+
+}  // namespace
+
+QuantSpec spec_from_dict(const py::dict& spec) {
+  static constexpr const char* kKeys[] = {"format", "block", "axis", "tile",   "scale",
+                                          "round",  "seed",  "asym", "preset", "flush_subnormals"};
+  for (const auto& [key, value] : spec) {
+    const std::string name = py::str(key);
+    if (std::find(std::begin(kKeys), std::end(kKeys), name) == std::end(kKeys)) {
+      throw py::type_error("unknown spec keyword: " + name);
+    }
+  }
+  auto get = [&](const char* key) -> py::object {
+    if (!spec.contains(key)) return py::none();
+    return spec[key];
+  };
+  auto flag = [&](const char* key) {
+    const py::object v = get(key);
+    if (v.is_none()) return false;
+    if (!py::isinstance<py::bool_>(v)) {
+      throw py::type_error(std::string(key) + " must be a bool, not " + type_name(v));
+    }
+    return v.cast<bool>();
+  };
+  return spec_from(SpecArguments{get("format"), get("block"), get("axis"), get("tile"),
+                                 get("scale"), get("round"), get("seed"), get("preset"),
+                                 flag("asym"), flag("flush_subnormals")});
+}
+
+namespace {
 
 // The values of `x` as the library reads them.
 struct Input {

@@ -42,6 +42,26 @@ class ReadmeExample(unittest.TestCase):
             exec(compile(code, "README.md", "exec"), {})
         self.assertEqual(out.getvalue().strip(), printed_comment)
 
+    def test_pytorch_gpu_example_runs_after_the_quick_start(self):
+        try:
+            import torch
+
+            import mxkit.torch as mxt
+        except ImportError as e:
+            self.skipTest(f"PyTorch cannot be imported ({e}); install python3-torch")
+        if not torch.cuda.is_available() or not mxt.CUDA_KERNELS:
+            self.skipTest("needs a CUDA device and a module built with CUDA")
+        with open(README) as f:
+            text = f.read()
+        section = text[text.index("### PyTorch"):]
+        quick_start, gpu = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
+        names = {}
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(quick_start, "README.md", "exec"), names)
+        exec(compile(gpu, "README.md", "exec"), names)
+        self.assertEqual(names["y"].device.type, "cuda")
+        self.assertEqual(names["q"].packed.device.type, "cuda")
+
 
 if __name__ == "__main__":
     unittest.main()

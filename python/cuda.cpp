@@ -1,0 +1,134 @@
+// The CUDA kernels over device memory that another library owns. mxkit.torch passes a tensor's
+// data pointer, PyTorch's current stream and the tensor's device; the kernels are enqueued on
+// that stream and nothing synchronises. Sizes are the caller's duty: buffers are laid out as
+// _storage_layout says, as the library's quantize_cuda documents.
+#include <cuda_runtime_api.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mx/kernels/cuda/quantize_cuda.h"
+#include "python/binding.h"
+
+namespace mx::python {
+namespace {
+
+template <class T = void>
+T* device_pointer(uintptr_t address) {
+  return reinterpret_cast<T*>(address);
+}
+
+cudaStream_t stream_handle(uintptr_t address) {
+  return reinterpret_cast<cudaStream_t>(address);
+}
+
+DType dtype_named(const std::string& name) {
+  if (const std::optional<DType> t = parse_dtype(name)) return *t;
+  throw py::type_error("dtype '" + name + "' is not float32, float16 or bfloat16");
+}
+
+// Runs `work` on `device` with the GIL released; ValueError with its message if it fails.
+template <class Work>
+void on_device(int device, Work work) {
+  std::string error;
+  {
+    py::gil_scoped_release release;
+    int current = -1;
+    cudaError_t status = cudaGetDevice(&current);
+    if (status == cudaSuccess && current != device) status = cudaSetDevice(device);
+    if (status != cudaSuccess) {
+      error =
+          std::string("CUDA device ") + std::to_string(device) + ": " + cudaGetErrorString(status);
+    } else {
+      error = work();
+      if (error.empty() && (status = cudaGetLastError()) != cudaSuccess) {
+        error = std::string("CUDA kernel launch failed: ") + cudaGetErrorString(status);
+      }
+      if (current >= 0 && current != device) cudaSetDevice(current);
+    }
+  }
+  check(error);
+}
+
+}  // namespace
+
+void add_cuda(py::module_& m) {
+  m.def(
+      "_cuda_unavailable",
+      [] {
+        std::string why;
+        return cuda::cuda_device_available(&why) ? std::string() : why;
+      },
+      "Empty when a CUDA device can be used, else why not.");
+  m.def(
+      "_cuda_fake_quantize",
+      [](uintptr_t x, const std::string& dtype, std::vector<int64_t> shape, uintptr_t out,
+         const std::string& out_dtype, uintptr_t stream, int device, const py::dict& spec) {
+        const QuantSpec s = spec_from_dict(spec);
+        const DType in = dtype_named(dtype), to = dtype_named(out_dtype);
+        on_device(device, [&] {
+          return cuda::fake_quantize_cuda(device_pointer(x), in, shape, s, to, device_pointer(out),
+                                          stream_handle(stream));
+        });
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("shape"), py::arg("out"), py::arg("out_dtype"),
+      py::arg("stream"), py::arg("device"), py::arg("spec"));
+  m.def(
+      "_cuda_quantize",
+      [](uintptr_t x, const std::string& dtype, std::vector<int64_t> shape, uintptr_t packed,
+         uintptr_t scales, uintptr_t offsets, uintptr_t stream, int device, const py::dict& spec) {
+        const QuantSpec s = spec_from_dict(spec);
+        const DType in = dtype_named(dtype);
+        on_device(device, [&] {
+          return cuda::quantize_cuda(device_pointer(x), in, shape, s,
+                                     device_pointer<uint8_t>(packed),
+                                     device_pointer<uint8_t>(scales),
+                                     device_pointer<uint16_t>(offsets), stream_handle(stream));
+        });
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("shape"), py::arg("packed"), py::arg("scales"),
+      py::arg("offsets"), py::arg("stream"), py::arg("device"), py::arg("spec"));
+  m.def(
+      "_cuda_dequantize",
+      [](uintptr_t packed, uintptr_t scales, uintptr_t offsets, std::vector<int64_t> shape,
+         uintptr_t out, const std::string& out_dtype, uintptr_t stream, int device,
+         const py::dict& spec) {
+        const QuantSpec s = spec_from_dict(spec);
+        const DType to = dtype_named(out_dtype);
+        on_device(device, [&] {
+          return cuda::dequantize_cuda(device_pointer<const uint8_t>(packed),
+                                       device_pointer<const uint8_t>(scales),
+                                       device_pointer<const uint16_t>(offsets), shape, s, to,
+                                       device_pointer(out), stream_handle(stream));
+        });
+      },
+      py::arg("packed"), py::arg("scales"), py::arg("offsets"), py::arg("shape"), py::arg("out"),
+      py::arg("out_dtype"), py::arg("stream"), py::arg("device"), py::arg("spec"));
+  m.def(
+      "_cuda_quantize_dual",
+      [](uintptr_t x, const std::string& dtype, std::vector<int64_t> shape,
+         std::vector<uintptr_t> row_buffers, std::vector<uintptr_t> col_buffers, uintptr_t stream,
+         int device, const py::dict& spec) {
+        const QuantSpec s = spec_from_dict(spec);
+        const DType in = dtype_named(dtype);
+        if (row_buffers.size() != 3 || col_buffers.size() != 3) {
+          throw py::value_error("dual quantize takes (packed, scales, offsets) for each side");
+        }
+        auto buffers = [](const std::vector<uintptr_t>& b) {
+          return cuda::MxDeviceBuffers{device_pointer<uint8_t>(b[0]), device_pointer<uint8_t>(b[1]),
+                                       device_pointer<uint16_t>(b[2])};
+        };
+        const cuda::MxDeviceBuffers rows = buffers(row_buffers), cols = buffers(col_buffers);
+        on_device(device, [&] {
+          return cuda::quantize_dual_cuda(device_pointer(x), in, shape, s, rows, cols,
+                                          stream_handle(stream));
+        });
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("shape"), py::arg("rows"), py::arg("cols"),
+      py::arg("stream"), py::arg("device"), py::arg("spec"));
+}
+
+}  // namespace mx::python

@@ -1,0 +1,22 @@
+"""mxkit.torch: MX casts of PyTorch tensors, layers and models.
+
+    import torch, mxkit.torch as mxt
+    y = mxt.fake_quantize(x, "mxfp6_e3m2")   # the gradient passes straight through
+    q = mxt.quantize(x, "mxfp4_e2m1")        # packed codes and scales on x's device
+    mxt.quantize_(model, "mxfp6")            # every nn.Linear becomes an MXLinear, in place
+
+The casts are mxkit's own, so their bits are those of `mx cast` and of `mx train`. CPU tensors
+go through the numpy module. CUDA tensors run mxkit's CUDA kernels on the tensor's device and
+PyTorch's current stream when the module was built with CUDA (mxkit.torch.CUDA_KERNELS), and
+are copied to the host and back otherwise. The operators are torch.ops.mxkit.fake_quantize,
+quantize, dequantize and quantize_dual (mxkit.torch.ops), each with a Meta kernel, so that
+torch.compile traces them without graph breaks.
+"""
+
+from mxkit.torch.casts import MxTensor, fake_quantize, quantize, quantize_dual
+from mxkit.torch.linear import MXLinear, quantize_
+from mxkit.torch.microxcaling import from_microxcaling
+from mxkit.torch.ops import CUDA_KERNELS
+
+__all__ = ["CUDA_KERNELS", "MXLinear", "MxTensor", "fake_quantize", "from_microxcaling",
+           "quantize", "quantize_", "quantize_dual"]

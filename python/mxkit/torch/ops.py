@@ -1,0 +1,236 @@
+"""The mxkit operators on PyTorch tensors, registered as torch.ops.mxkit.*:
+
+    fake_quantize(Tensor x, str spec) -> Tensor
+    quantize(Tensor x, str spec) -> (Tensor packed, Tensor scales, Tensor offsets)
+    dequantize(Tensor packed, Tensor scales, Tensor offsets, int[] shape, str spec,
+               ScalarType dtype) -> Tensor
+    quantize_dual(Tensor x, str spec) -> (rows' packed, scales, offsets, columns' ...)
+
+`spec` is JSON text of mxkit.quantize's keywords. Packed codes and scales are uint8 tensors laid
+out as mxkit.MxArray's `packed` and `scales()`; offsets are bfloat16 per block for asymmetric
+specs, else empty. CPU tensors go through the numpy module. CUDA tensors run mxkit's CUDA
+kernels on the tensor's device and PyTorch's current stream, when the module was built with
+CUDA; otherwise they are copied to the host and back. Every operator has a Meta kernel, so that
+FakeTensor tracing (torch.compile) sees shapes without running it.
+"""
+
+import json
+
+import numpy as np
+import torch
+
+from mxkit import _mxkit
+
+# Whether the CUDA kernels are in the module (a build with nvcc).
+CUDA_KERNELS = hasattr(_mxkit, "_cuda_fake_quantize")
+
+_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+_DUAL_REFUSAL = "dual quantize needs a 2-D [M, K] matrix"
+
+
+def dtype_name(t):
+    """The mxkit name of t's dtype; TypeError when mxkit cannot quantize it."""
+    name = _DTYPE_NAMES.get(t.dtype)
+    if name is None:
+        raise TypeError(f"dtype {t.dtype} cannot be quantized "
+                        "(expected float32, float16 or bfloat16)")
+    return name
+
+
+def _layout(shape, spec):
+    """(packed bytes, scale shape, offset count) of `shape` under the spec dict."""
+    return _mxkit._storage_layout(list(shape), spec)
+
+
+def _parts_like(shape, spec, device):
+    """Empty packed, scales and offsets tensors for `shape` under the spec dict."""
+    packed_bytes, scale_shape, offsets = _layout(shape, spec)
+    return (torch.empty(packed_bytes, dtype=torch.uint8, device=device),
+            torch.empty(scale_shape, dtype=torch.uint8, device=device),
+            torch.empty(scale_shape if offsets else (0,), dtype=torch.bfloat16, device=device))
+
+
+def _dual_specs(x, spec):
+    """The row (axis -1) and column (axis 0) specs of a dual quantization of x."""
+    if x.dim() != 2:
+        raise ValueError(_DUAL_REFUSAL)
+    if "tile" in spec or spec.get("block", 32) != 32:
+        raise ValueError("dual quantize needs 1-D blocks of 32")
+    return {**spec, "axis": -1}, {**spec, "axis": 0}
+
+
+# --- CPU: the numpy module -------------------------------------------------------------------
+
+def _to_numpy(x):
+    """x (contiguous, on the CPU) as a numpy array, and the dtype keyword mxkit needs for it."""
+    name = dtype_name(x)
+    if x.dtype == torch.bfloat16:
+        return x.view(torch.int16).numpy().view(np.uint16), name
+    return x.numpy(), name
+
+
+def _from_numpy(a, dtype):
+    a = np.ascontiguousarray(a)
+    if dtype == torch.bfloat16:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _fake_quantize_cpu(x, spec):
+    values, name = _to_numpy(x.detach().contiguous())
+    return _from_numpy(_mxkit.fake_quantize(values, dtype=name, **json.loads(spec)), x.dtype)
+
+
+def _mx_array_parts(a):
+    offsets = a.offsets()
+    return (torch.from_numpy(np.array(a.packed)), torch.from_numpy(np.array(a.scales())),
+            torch.empty(0, dtype=torch.bfloat16) if offsets is None
+            else _from_numpy(np.array(offsets).view(np.uint16), torch.bfloat16))
+
+
+def _quantize_cpu(x, spec):
+    values, name = _to_numpy(x.detach().contiguous())
+    return _mx_array_parts(_mxkit.quantize(values, dtype=name, **json.loads(spec)))
+
+
+def _dequantize_cpu(packed, scales, offsets, shape, spec, dtype):
+    offsets = (offsets.contiguous().view(torch.int16).numpy().view(np.uint16)
+               if offsets.numel() else None)
+    a = _mxkit.MxArray.from_packed(packed.contiguous().numpy(), scales.contiguous().numpy(),
+                                   list(shape), offsets, **json.loads(spec))
+    return _from_numpy(a.dequantize(_DTYPE_NAMES[dtype]), dtype)
+
+
+def _quantize_dual_cpu(x, spec):
+    rows, cols = _dual_specs(x, json.loads(spec))
+    return (*_quantize_cpu(x, json.dumps(rows)), *_quantize_cpu(x, json.dumps(cols)))
+
+
+# --- CUDA: the module's kernels on PyTorch's memory and stream -------------------------------
+
+def _to_float16(v):
+    """float32 values rounded to float16 as the library rounds them. The kernels have no float16
+    output; torch's conversion rounds alike but makes every NaN 0x7FFF, where the library keeps
+    the sign and the payload's top bits (mx/core/half.h)."""
+    bits = v.view(torch.int32)
+    nan_bits = ((bits >> 16) & 0x8000) | 0x7E00 | ((bits >> 13) & 0x3FF)
+    return torch.where(v.isnan(), nan_bits.to(torch.int16).view(torch.float16),
+                       v.to(torch.float16))
+
+
+def _launch(t):
+    """The stream and device arguments of a kernel on t's device."""
+    return {"stream": torch.cuda.current_stream(t.device).cuda_stream, "device": t.device.index}
+
+
+def _fake_quantize_cuda(x, spec):
+    name = dtype_name(x)
+    x = x.detach().contiguous()
+    # float16 is no output of the kernels: decode to float32 (exact) and round once, as on the CPU.
+    out = torch.empty_like(x, dtype=torch.float32 if x.dtype == torch.float16 else x.dtype)
+    if x.numel():
+        _mxkit._cuda_fake_quantize(x.data_ptr(), name, list(x.shape), out.data_ptr(),
+                                   _DTYPE_NAMES[out.dtype], spec=json.loads(spec), **_launch(x))
+    return _to_float16(out) if x.dtype == torch.float16 else out
+
+
+def _quantize_cuda(x, spec):
+    name, spec_dict = dtype_name(x), json.loads(spec)
+    x = x.detach().contiguous()
+    packed, scales, offsets = _parts_like(x.shape, spec_dict, x.device)
+    if x.numel():
+        _mxkit._cuda_quantize(x.data_ptr(), name, list(x.shape), packed.data_ptr(),
+                              scales.data_ptr(), offsets.data_ptr() if offsets.numel() else 0,
+                              spec=spec_dict, **_launch(x))
+    return packed, scales, offsets
+
+
+def _check_part(part, like, what):
+    if part.shape != like.shape or part.dtype != like.dtype or part.device != like.device:
+        raise ValueError(f"{what} must be {like.dtype} of shape {tuple(like.shape)} on "
+                         f"{like.device}, not {part.dtype} of shape {tuple(part.shape)} on "
+                         f"{part.device}")
+    return part.contiguous()
+
+
+def _dequantize_cuda(packed, scales, offsets, shape, spec, dtype):
+    spec_dict = json.loads(spec)
+    want = _parts_like(shape, spec_dict, packed.device)
+    packed = _check_part(packed, want[0], "packed")
+    scales = _check_part(scales, want[1], "scales")
+    offsets = _check_part(offsets, want[2], "offsets")
+    out = torch.empty(list(shape), device=packed.device,
+                      dtype=torch.float32 if dtype == torch.float16 else dtype)
+    if out.numel():
+        _mxkit._cuda_dequantize(packed.data_ptr(), scales.data_ptr(),
+                                offsets.data_ptr() if offsets.numel() else 0, list(shape),
+                                out.data_ptr(), _DTYPE_NAMES[out.dtype], spec=spec_dict,
+                                **_launch(packed))
+    return _to_float16(out) if dtype == torch.float16 else out
+
+
+def _quantize_dual_cuda(x, spec):
+    name, spec_dict = dtype_name(x), json.loads(spec)
+    rows_spec, cols_spec = _dual_specs(x, spec_dict)
+    x = x.detach().contiguous()
+    rows = _parts_like(x.shape, rows_spec, x.device)
+    cols = _parts_like(x.shape, cols_spec, x.device)
+    if x.numel():
+        pointers = [[t.data_ptr() if t.numel() else 0 for t in side] for side in (rows, cols)]
+        _mxkit._cuda_quantize_dual(x.data_ptr(), name, list(x.shape), *pointers,
+                                   spec=rows_spec, **_launch(x))
+    return (*rows, *cols)
+
+
+def _through_host(cpu_kernel):
+    """A CUDA kernel for builds without CUDA: cpu_kernel on host copies, results moved back."""
+    def kernel(*args):
+        device = next(a.device for a in args if isinstance(a, torch.Tensor))
+        host = [a.cpu() if isinstance(a, torch.Tensor) else a for a in args]
+        out = cpu_kernel(*host)
+        return tuple(t.to(device) for t in out) if isinstance(out, tuple) else out.to(device)
+    return kernel
+
+
+# --- Meta: shapes only -----------------------------------------------------------------------
+
+def _fake_quantize_meta(x, spec):
+    dtype_name(x)
+    return torch.empty_like(x)
+
+
+def _quantize_meta(x, spec):
+    dtype_name(x)
+    return _parts_like(x.shape, json.loads(spec), x.device)
+
+
+def _dequantize_meta(packed, scales, offsets, shape, spec, dtype):
+    return torch.empty(list(shape), dtype=dtype, device=packed.device)
+
+
+def _quantize_dual_meta(x, spec):
+    dtype_name(x)
+    rows_spec, cols_spec = _dual_specs(x, json.loads(spec))
+    return (*_parts_like(x.shape, rows_spec, x.device), *_parts_like(x.shape, cols_spec, x.device))
+
+
+_OPERATORS = {
+    "fake_quantize(Tensor x, str spec) -> Tensor":
+        (_fake_quantize_cpu, _fake_quantize_cuda, _fake_quantize_meta),
+    "quantize(Tensor x, str spec) -> (Tensor, Tensor, Tensor)":
+        (_quantize_cpu, _quantize_cuda, _quantize_meta),
+    "dequantize(Tensor packed, Tensor scales, Tensor offsets, int[] shape, str spec, "
+    "ScalarType dtype) -> Tensor":
+        (_dequantize_cpu, _dequantize_cuda, _dequantize_meta),
+    "quantize_dual(Tensor x, str spec) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)":
+        (_quantize_dual_cpu, _quantize_dual_cuda, _quantize_dual_meta),
+}
+
+_lib = torch.library.Library("mxkit", "DEF")
+for _schema, (_cpu, _cuda, _meta) in _OPERATORS.items():
+    _name = _schema.split("(", 1)[0]
+    _lib.define(_schema)
+    _lib.impl(_name, _cpu, "CPU")
+    _lib.impl(_name, _cuda if CUDA_KERNELS else _through_host(_cpu), "CUDA")
+    for _key in ("Meta", "AutogradMeta"):
+        _lib.impl(_name, _meta, _key)
