@@ -2,21 +2,33 @@
 """Training speed of a plain PyTorch GPT-2, the baseline for `mx train --device cuda`.
 
 The model is the one mx trains (pre-norm blocks, learned positions, tanh GELU, biases, tied
-embeddings), written the way a PyTorch user would: nn.Linear, fused scaled-dot-product
-attention, torch.optim.AdamW (fused), bfloat16 autocast or float32, and torch.compile unless
---eager. Tokens are random: only the speed is measured. Prints one JSON line per precision:
+embeddings; python/examples/nanogpt.py), written the way a PyTorch user would: nn.Linear, fused
+scaled-dot-product attention, torch.optim.AdamW (fused), bfloat16 autocast or float32, and
+torch.compile unless --eager. Tokens are random: only the speed is measured. Prints one JSON line
+per precision:
 
   python3 bench/torch/gpt2_train_speed.py --model small --batch 16 --seq-len 128
   python3 bench/torch/gpt2_train_speed.py --model gpt2-124m --batch 8 --seq-len 1024
+
+With MX casts of the linear layers' operands, from mxkit or from the MX paper's library:
+
+  PYTHONPATH=build/python python3 bench/torch/gpt2_train_speed.py --model gpt2-124m \
+      --precision bf16 --mxkit mxfp6
+  python3 bench/torch/gpt2_train_speed.py --model gpt2-124m --precision bf16 --eager \
+      --microxcaling ~/src/microxcaling
 """
 import argparse
 import json
 import math
+import os
+import sys
 import time
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python",
+                                "examples"))
+from nanogpt import Gpt  # noqa: E402
 
 PRESETS = {  # layers, width, heads, vocab: the same presets as `mx train --model`
     "tiny": (2, 64, 4, 256),
@@ -25,48 +37,29 @@ PRESETS = {  # layers, width, heads, vocab: the same presets as `mx train --mode
 }
 
 
-class Block(nn.Module):
-    def __init__(self, dim, heads):
-        super().__init__()
-        self.heads = heads
-        self.ln_1, self.ln_2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.fc, self.fc_out = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
-
-    def forward(self, x):
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.ln_1(x)).split(d, dim=2)
-        q, k, v = (y.view(b, t, self.heads, d // self.heads).transpose(1, 2) for y in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
-        return x + self.fc_out(F.gelu(self.fc(self.ln_2(x)), approximate="tanh"))
+# The MX paper library's MXFP6 training spec, as its examples/run_mxfp6.sh gives it (the backward
+# pass quantized too, its default).
+MICROXCALING_MXFP6 = {"w_elem_format": "fp6_e3m2", "a_elem_format": "fp6_e3m2", "scale_bits": 8,
+                      "block_size": 32, "bfloat": 16, "custom_cuda": True}
 
 
-class Gpt2(nn.Module):
-    def __init__(self, layers, dim, heads, vocab, seq_len):
-        super().__init__()
-        self.wte, self.wpe = nn.Embedding(vocab, dim), nn.Embedding(seq_len, dim)
-        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(layers))
-        self.ln_f = nn.LayerNorm(dim)
-        for m in self.modules():  # GPT-2's initialisation: N(0, 0.02) weights, zero biases
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, std=0.02)
-            if isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+def inject_microxcaling(checkout):
+    """microxcaling's inject_pyt_ops: torch.nn's layers and functions replaced by its own, so
+    that a model built afterwards runs under the MXFP6 spec."""
+    sys.path.insert(0, os.path.abspath(checkout))
+    from mx import finalize_mx_specs, mx_mapping
 
-    def forward(self, tokens, targets):
-        x = self.wte(tokens) + self.wpe(torch.arange(tokens.shape[1], device=tokens.device))
-        for block in self.blocks:
-            x = block(x)
-        logits = self.ln_f(x) @ self.wte.weight.t()
-        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+    mx_mapping.inject_pyt_ops(finalize_mx_specs(dict(MICROXCALING_MXFP6)))
 
 
 def measure(args, precision):
     layers, dim, heads, vocab = PRESETS[args.model]
     torch.manual_seed(0)
-    model = Gpt2(layers, dim, heads, vocab, args.seq_len).cuda()
+    model = Gpt(layers, dim, heads, vocab, args.seq_len).cuda()
+    if args.mxkit:
+        import mxkit.torch
+
+        mxkit.torch.quantize_(model, args.mxkit)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=True)
     forward = model if args.eager else torch.compile(model)
     shape = (args.batch, args.seq_len)
@@ -98,6 +91,9 @@ def measure(args, precision):
         "model": args.model,
         "precision": precision,
         "compiled": not args.eager,
+        "tf32": args.tf32,
+        "mx": f"mxkit {args.mxkit}" if args.mxkit else
+              f"microxcaling {MICROXCALING_MXFP6}" if args.microxcaling else None,
         "batch": args.batch,
         "seq_len": args.seq_len,
         "tokens_per_s": args.steps * args.batch * args.seq_len / seconds,
@@ -115,10 +111,18 @@ def main():
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--eager", action="store_true", help="without torch.compile")
     parser.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
+    parser.add_argument("--mxkit", metavar="RECIPE",
+                        help="cast the linear layers with mxkit.torch.quantize_(model, RECIPE)")
+    parser.add_argument("--microxcaling", metavar="DIR",
+                        help="a checkout of microxcaling: its inject_pyt_ops under its MXFP6 spec")
+    parser.add_argument("--tf32", action="store_true",
+                        help="float32 products on TF32 tensor cores (as `mx train --recipe tf32`)")
     args = parser.parse_args()
-    # float32 means float32: no TF32 tensor cores, as in `mx train --recipe fp32`.
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    if args.microxcaling:
+        inject_microxcaling(args.microxcaling)
+    # float32 means float32: no TF32 tensor cores, as in `mx train --recipe fp32`, unless --tf32.
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
     for precision in ["fp32", "bf16"] if args.precision == "both" else [args.precision]:
         print(json.dumps(measure(args, precision)), flush=True)
 
