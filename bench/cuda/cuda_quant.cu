@@ -91,7 +91,7 @@ int main() {
     std::fflush(stdout);
   };
 
-  for (ElementFormat fmt : {ElementFormat::kE4M3, ElementFormat::kE2M1}) {
+  for (ElementFormat fmt : {ElementFormat::kE4M3, ElementFormat::kE3M2, ElementFormat::kE2M1}) {
     const int bits = traits(fmt).bits;
     const int64_t moved = n * 2 + n * bits / 8 + n / 32;
     for (auto [mode, mname] : {std::pair{Rounding::kNearestEven, "rne"},

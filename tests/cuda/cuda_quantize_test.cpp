@@ -220,7 +220,7 @@ TEST(CudaQuantize, EveryFormatRuleRounding) {
 }
 
 // Shapes whose rows hold whole blocks of 32 * G values take the 32-values-per-thread kernels
-// (codes of 4 and 8 bits): every format, rule and rounding, every input dtype, G = 1 .. 8,
+// (codes of 4, 6 and 8 bits): every format, rule and rounding, every input dtype, G = 1 .. 8,
 // asymmetric and flush_subnormals.
 TEST(CudaQuantize, WholeBlockRowsEveryFormatRuleRounding) {
   SKIP_WITHOUT_GPU();

@@ -172,7 +172,7 @@ __global__ void __launch_bounds__(256) dequantize_kernel(__grid_constant__ const
   }
 }
 
-// Dense contiguous blocks with k = 32 * G (G a power of two), codes of 4 or 8 bits, 16-byte
+// Dense contiguous blocks with k = 32 * G (G a power of two), codes of 4, 6 or 8 bits, 16-byte
 // aligned buffers: one thread per 32 codes (one or two 16-byte loads), 16-byte stores. E4M3 and
 // E5M2 decode with the hardware conversion to half precision (exact, NaN and Inf included); other
 // formats read the decode table from shared memory (at most 16 distinct words for 4-bit codes:
@@ -187,12 +187,22 @@ __global__ void __launch_bounds__(256)
   const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= (P.g.num_blocks << log2g)) return;
   const int64_t b = t >> log2g;
-  const uint4* src = reinterpret_cast<const uint4*>(P.elements + t * (4 * kBits));
   uint32_t words[kBits];
+  if constexpr (kBits == 6) {
+    // 24 bytes: 8-byte aligned only.
+    const uint2* src = reinterpret_cast<const uint2*>(P.elements + t * 24);
 #pragma unroll
-  for (int q = 0; q < kBits / 4; ++q) {
-    const uint4 a = __ldg(src + q);
-    words[4 * q] = a.x, words[4 * q + 1] = a.y, words[4 * q + 2] = a.z, words[4 * q + 3] = a.w;
+    for (int q = 0; q < 3; ++q) {
+      const uint2 a = __ldg(src + q);
+      words[2 * q] = a.x, words[2 * q + 1] = a.y;
+    }
+  } else {
+    const uint4* src = reinterpret_cast<const uint4*>(P.elements + t * (4 * kBits));
+#pragma unroll
+    for (int q = 0; q < kBits / 4; ++q) {
+      const uint4 a = __ldg(src + q);
+      words[4 * q] = a.x, words[4 * q + 1] = a.y, words[4 * q + 2] = a.z, words[4 * q + 3] = a.w;
+    }
   }
   const uint8_t scale = __ldg(P.scales + b);
   const bool nan_block = scale == kScaleNan;
@@ -221,7 +231,11 @@ __global__ void __launch_bounds__(256)
   } else {
 #pragma unroll
     for (int j = 0; j < 32; ++j) {
-      v[j] = table[(words[j * kBits / 32] >> ((j * kBits) % 32)) & ((1u << kBits) - 1u)];
+      // Code j starts at bit j * kBits of the stream; a 6-bit code may run into the next word.
+      const int w = j * kBits / 32, o = (j * kBits) % 32;
+      uint32_t c = words[w] >> o;
+      if (o + kBits > 32) c |= words[w + 1] << (32 - o);
+      v[j] = table[c & ((1u << kBits) - 1u)];
     }
   }
 #pragma unroll
@@ -252,6 +266,8 @@ void launch_dequantize_vec(const DequantParams& P, int code_bits, int log2g, cud
   const size_t stage = stage_bytes(threads, P.out_dtype == int(DType::kF32) ? 8 : 4);
   if (code_bits == 8) {
     dequantize_vec_kernel<8><<<grid, threads, stage, stream>>>(P, log2g);
+  } else if (code_bits == 6) {
+    dequantize_vec_kernel<6><<<grid, threads, stage, stream>>>(P, log2g);
   } else {
     dequantize_vec_kernel<4><<<grid, threads, stage, stream>>>(P, log2g);
   }

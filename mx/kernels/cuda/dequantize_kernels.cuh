@@ -9,7 +9,7 @@
 namespace mx::cuda {
 
 // dequantize_vec_kernel: blocks that tile the tensor in order with k = 32 * 2^log2g, codes of
-// `code_bits` = 4 or 8, 16-byte aligned buffers.
+// `code_bits` = 4, 6 or 8, 16-byte aligned buffers.
 void launch_dequantize_vec(const DequantParams& P, int code_bits, int log2g, cudaStream_t stream);
 
 // dequantize_chunks_kernel: contiguous blocks with k % 8 == 0, one thread per 8 codes.

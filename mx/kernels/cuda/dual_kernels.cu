@@ -1,5 +1,5 @@
 // Dual quantize: one read of a [M, K] matrix writes its 1 x 32 row blocks and its 32 x 1 column
-// blocks. The general kernel takes any format and alignment; the fast one codes of 4 or 8 bits
+// blocks. The general kernel takes any format and alignment; the fast one codes of 4, 6 or 8 bits
 // into 16-byte aligned buffers. See NOTES.md.
 #include "mx/kernels/cuda/dual_kernels.cuh"
 
@@ -113,7 +113,7 @@ struct LaunchDual {
   }
 };
 
-// Dual, fast path (codes of 4 or 8 bits, 16-byte aligned code buffers): a CTA of 128 threads
+// Dual, fast path (codes of 4, 6 or 8 bits, 16-byte aligned code buffers): a CTA of 128 threads
 // stages a 32 x 128 tile of [M, K] in shared memory as float32, then each thread quantizes one
 // whole row block (32 values along K) and one whole column block (32 values along M) with the
 // same encoder as quantize_vec. Row blocks: lane = 4 * row + block, so the 4 lanes of a row write
@@ -129,7 +129,7 @@ __device__ __forceinline__ int dual_at(int r, int c) {
 template <Rounding kMode, bool kInteger, int kBits>
 __global__ void __launch_bounds__(kDualVecThreads)
     dual_vec_kernel(__grid_constant__ const DualParams P, int vec_loads) {
-  constexpr int N = kBits / 4;  // 16-byte vectors of codes per block
+  constexpr int N = kBits == 6 ? 1 : kBits / 4;  // 16-byte vectors of codes per block
   __shared__ __align__(16) float tile[32 * kDualVecPitch];
   __shared__ uint4 stage_all[kDualVecThreads / 32 * 32 * (N + 1)];
   const int64_t R0 = int64_t(blockIdx.y) * 32;
@@ -208,12 +208,16 @@ __global__ void __launch_bounds__(kDualVecThreads)
       P.rows.scales[b] = st.scale;
       if (s.asym) P.rows.offsets[b] = st.offset;
       uint32_t words[kBits];
-      codes32<kMode, kInteger, kBits>(s, st, v, mask, StridedDraws(s.key, row * P.K + col0, 1),
-                                      words);
-      uint4 x[N];
-      code_vectors<kBits>(words, x);
-      store_group<N>(reinterpret_cast<uint4*>(P.rows.elements + b * (4 * kBits)), x, 4,
-                     whole && P.K % 32 == 0, stage);
+      packed_codes32<kMode, kInteger, kBits>(s, st, v, mask,
+                                             StridedDraws(s.key, row * P.K + col0, 1), words);
+      if constexpr (kBits == 6) {
+        store_codes6(P.rows.elements + b * 24, words);
+      } else {
+        uint4 x[N];
+        code_vectors<kBits>(words, x);
+        store_group<N>(reinterpret_cast<uint4*>(P.rows.elements + b * (4 * kBits)), x, 4,
+                       whole && P.K % 32 == 0, stage);
+      }
     }
   }
   {
@@ -231,12 +235,16 @@ __global__ void __launch_bounds__(kDualVecThreads)
       P.cols.scales[b] = st.scale;
       if (s.asym) P.cols.offsets[b] = st.offset;
       uint32_t words[kBits];
-      codes32<kMode, kInteger, kBits>(s, st, v, mask, StridedDraws(s.key, R0 * P.K + col, P.K),
-                                      words);
-      uint4 x[N];
-      code_vectors<kBits>(words, x);
-      store_group<N>(reinterpret_cast<uint4*>(P.cols.elements + b * (4 * kBits)), x, 32, whole,
-                     stage);
+      packed_codes32<kMode, kInteger, kBits>(s, st, v, mask,
+                                             StridedDraws(s.key, R0 * P.K + col, P.K), words);
+      if constexpr (kBits == 6) {
+        store_codes6(P.cols.elements + b * 24, words);
+      } else {
+        uint4 x[N];
+        code_vectors<kBits>(words, x);
+        store_group<N>(reinterpret_cast<uint4*>(P.cols.elements + b * (4 * kBits)), x, 32, whole,
+                       stage);
+      }
     }
   }
 }
@@ -250,6 +258,8 @@ struct LaunchDualVecBits {
 template <Rounding M, bool I>
 struct LaunchDualVec8 : LaunchDualVecBits<M, I, 8> {};
 template <Rounding M, bool I>
+struct LaunchDualVec6 : LaunchDualVecBits<M, I, 6> {};
+template <Rounding M, bool I>
 struct LaunchDualVec4 : LaunchDualVecBits<M, I, 4> {};
 
 }  // namespace
@@ -262,6 +272,8 @@ void launch_dual_vec(const DualParams& P, Rounding mode, bool integer, int code_
                      int vec_loads, cudaStream_t stream) {
   if (code_bits == 8) {
     dispatch<LaunchDualVec8>(mode, integer, P, grid, vec_loads, stream);
+  } else if (code_bits == 6) {
+    dispatch<LaunchDualVec6>(mode, integer, P, grid, vec_loads, stream);
   } else {
     dispatch<LaunchDualVec4>(mode, integer, P, grid, vec_loads, stream);
   }

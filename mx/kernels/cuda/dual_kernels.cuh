@@ -17,7 +17,7 @@ constexpr int kDualVecCols = 128;              // dual_vec_kernel, 32 rows
 // dual_kernel: any code width, any alignment.
 void launch_dual(const DualParams& P, Rounding mode, bool integer, dim3 grid, cudaStream_t stream);
 
-// dual_vec_kernel: codes of `code_bits` = 4 or 8, 16-byte aligned code buffers; `vec_loads` when
+// dual_vec_kernel: codes of `code_bits` = 4, 6 or 8, 16-byte aligned code buffers; `vec_loads` when
 // the input is 16-byte aligned and its rows are whole 16-byte vectors.
 void launch_dual_vec(const DualParams& P, Rounding mode, bool integer, int code_bits, dim3 grid,
                      int vec_loads, cudaStream_t stream);

@@ -99,10 +99,10 @@ bool aligned16(const void* p) {
 
 // log2 of the threads per block of the 32-values-per-thread kernels (quantize_vec,
 // dequantize_vec), or -1 where they don't apply: contiguous blocks that tile the tensor (every
-// run holds whole blocks), k = 32 * G with G a power of two <= 8, codes of 4 or 8 bits.
+// run holds whole blocks), k = 32 * G with G a power of two <= 8, codes of 4, 6 or 8 bits.
 int vec_log2g(const DevGrid& g, int bits) {
   if (!g.contiguous || g.k % 32 != 0 || g.run_len % g.k != 0) return -1;
-  if (bits != 4 && bits != 8) return -1;
+  if (bits != 4 && bits != 6 && bits != 8) return -1;
   const int G = g.k / 32;
   if (G > 8 || (G & (G - 1)) != 0) return -1;
   if ((g.num_blocks * G + 255) / 256 > int64_t(0x7FFFFFFF)) return -1;
@@ -130,7 +130,7 @@ std::string run_quantize(const void* d_in, DType dtype, std::span<const int64_t>
       launch_quantize_vec_bf16_stochastic(P, integer, log2g, stream);
       return check_launch("quantize kernel launch");
     }
-    const int code_bits = bits == 4 && P.fake_out == nullptr ? 4 : 8;
+    const int code_bits = P.fake_out == nullptr && (bits == 4 || bits == 6) ? bits : 8;
     launch_quantize_vec(P, spec.rounding, integer, code_bits, log2g, stream);
     return check_launch("quantize kernel launch");
   }
@@ -262,7 +262,8 @@ std::string quantize_dual_cuda(const void* d_in, DType dtype, std::span<const in
     launch_dual_bf16_e2m1(P, stream);
     return check_launch("dual quantize kernel launch");
   }
-  if ((bits == 4 || bits == 8) && aligned16(rows.elements) && aligned16(cols.elements)) {
+  if ((bits == 4 || bits == 6 || bits == 8) && aligned16(rows.elements) &&
+      aligned16(cols.elements)) {
     const int64_t gx = (P.K + kDualVecCols - 1) / kDualVecCols, gy = (P.M + 31) / 32;
     if (gx > 0x7FFFFFFF || gy > 65535) return "matrix too large for the dual kernel grid";
     const int vec_loads = aligned16(d_in) && P.K % (dtype == DType::kF32 ? 4 : 8) == 0;

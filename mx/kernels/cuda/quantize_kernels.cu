@@ -208,15 +208,30 @@ __device__ __forceinline__ void vec_chunk(const QuantParams& P, int log2g, int64
     if (s.asym) P.offsets[b] = st.offset;
   }
   uint32_t words[kBits];
-  codes32<kMode, kInteger, kBits>(s, st, v, 0xFFFFFFFFu, draws, words);
-  uint4 x[kBits / 4];
-  code_vectors<kBits>(words, x);
-  store_group<kBits / 4>(reinterpret_cast<uint4*>(P.elements + t * (4 * kBits)), x, 32, whole,
-                         stage_all + (threadIdx.x >> 5) * (32 * (kBits / 4 + 1)));
+  packed_codes32<kMode, kInteger, kBits>(s, st, v, 0xFFFFFFFFu, draws, words);
+  uint4* stage = stage_all + (threadIdx.x >> 5) * (32 * (code_stage_vectors(kBits) + 1));
+  if constexpr (kBits == 6) {
+    // 24 bytes per thread: a whole warp's 768 bytes go out as 48 16-byte vectors.
+    if (!whole) return store_codes6(P.elements + t * 24, words);
+    const int lane = threadIdx.x & 31;
+    uint32_t* stage32 = reinterpret_cast<uint32_t*>(stage);
+#pragma unroll
+    for (int q = 0; q < 6; ++q) stage32[lane * 6 + q] = words[q];
+    __syncwarp();
+    uint4* warp_out = reinterpret_cast<uint4*>(P.elements + (t - lane) * 24);
+    warp_out[lane] = stage[lane];
+    if (lane < 16) warp_out[32 + lane] = stage[32 + lane];
+    __syncwarp();
+  } else {
+    uint4 x[kBits / 4];
+    code_vectors<kBits>(words, x);
+    store_group<kBits / 4>(reinterpret_cast<uint4*>(P.elements + t * (4 * kBits)), x, 32, whole,
+                           stage);
+  }
 }
 
 // Dense contiguous blocks (the blocks tile the flat tensor: runs are whole blocks) with k = 32 *
-// G, G a power of two <= 8, codes of 4 or 8 bits, 16-byte aligned buffers: each thread loads 32
+// G, G a power of two <= 8, codes of 4, 6 or 8 bits, 16-byte aligned buffers: each thread loads 32
 // values with 16-byte loads, the G threads of a block reduce amax with shuffles, and each thread
 // stores its 16 or 32 bytes of codes (or 64/128 bytes of fake-quantized values). (A striding
 // variant that prefetched the next chunk during the encode needed 80-105 registers and ran
@@ -239,7 +254,9 @@ struct LaunchVec {
   static void run(const QuantParams& P, int log2g, cudaStream_t stream) {
     const int threads = 256;
     const int64_t grid = ((P.g.num_blocks << log2g) + threads - 1) / threads;
-    const int n = P.fake_out == nullptr ? kBits / 4 : P.fake_dtype == int(DType::kF32) ? 8 : 4;
+    const int n = P.fake_out == nullptr              ? code_stage_vectors(kBits)
+                  : P.fake_dtype == int(DType::kF32) ? 8
+                                                     : 4;
     quantize_vec_kernel<kMode, kInteger, kBits>
         <<<unsigned(grid), threads, stage_bytes(threads, n), stream>>>(P, log2g);
   }
@@ -247,6 +264,8 @@ struct LaunchVec {
 
 template <Rounding M, bool I>
 struct LaunchVec8 : LaunchVec<M, I, 8> {};
+template <Rounding M, bool I>
+struct LaunchVec6 : LaunchVec<M, I, 6> {};
 template <Rounding M, bool I>
 struct LaunchVec4 : LaunchVec<M, I, 4> {};
 
@@ -315,6 +334,8 @@ void launch_quantize_vec(const QuantParams& P, Rounding mode, bool integer, int 
                          int log2g, cudaStream_t stream) {
   if (code_bits == 4) {
     dispatch<LaunchVec4>(mode, integer, P, log2g, stream);
+  } else if (code_bits == 6) {
+    dispatch<LaunchVec6>(mode, integer, P, log2g, stream);
   } else {
     dispatch<LaunchVec8>(mode, integer, P, log2g, stream);
   }

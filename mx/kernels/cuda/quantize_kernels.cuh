@@ -18,7 +18,7 @@ void launch_quantize_lanes(const QuantParams& P, Rounding mode, bool integer, in
                            cudaStream_t stream);
 
 // quantize_vec_kernel: blocks that tile the tensor in order with k = 32 * 2^log2g, 16-byte
-// aligned buffers, codes of `code_bits` = 4 or 8 (fake-quantize takes 8 for every format).
+// aligned buffers, codes of `code_bits` = 4, 6 or 8 (fake-quantize takes 8 for every format).
 void launch_quantize_vec(const QuantParams& P, Rounding mode, bool integer, int code_bits,
                          int log2g, cudaStream_t stream);
 

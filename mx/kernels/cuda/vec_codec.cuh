@@ -230,6 +230,45 @@ __device__ __forceinline__ void codes32(const DevSpec& s, const BlockState& st, 
   }
 }
 
+// Four codes of 6 bits, one per byte of an 8-bit-code word (a float code's sign in bit 7, an
+// integer code in two's complement), as the 24 low bits of the packed stream.
+template <bool kInteger>
+__device__ __forceinline__ uint32_t six_bit_group(uint32_t w8) {
+  const uint32_t m = kInteger ? w8 & 0x3F3F3F3Fu : (w8 & 0x1F1F1F1Fu) | ((w8 >> 2) & 0x20202020u);
+  return (m & 0x3Fu) | ((m >> 2) & 0xFC0u) | ((m >> 4) & 0x3F000u) | ((m >> 6) & 0xFC0000u);
+}
+
+// Codes of 32 values packed LSB-first into kBits words, as codes32, for widths of 4, 6 and 8
+// bits. Six-bit codes are encoded as 8-bit ones and then packed: eight 24-bit groups in six
+// words.
+template <Rounding kMode, bool kInteger, int kBits, class Draws, class Values>
+__device__ __forceinline__ void packed_codes32(const DevSpec& s, const BlockState& st,
+                                               const Values& v, uint32_t mask, Draws draws,
+                                               uint32_t words[kBits]) {
+  if constexpr (kBits == 6) {
+    uint32_t w8[8];
+    codes32<kMode, kInteger, 8>(s, st, v, mask, draws, w8);
+    uint32_t g[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) g[i] = six_bit_group<kInteger>(w8[i]);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      words[3 * h] = g[4 * h] | (g[4 * h + 1] << 24);
+      words[3 * h + 1] = (g[4 * h + 1] >> 8) | (g[4 * h + 2] << 16);
+      words[3 * h + 2] = (g[4 * h + 2] >> 16) | (g[4 * h + 3] << 8);
+    }
+  } else {
+    codes32<kMode, kInteger, kBits>(s, st, v, mask, draws, words);
+  }
+}
+
+// The 24 bytes of 32 six-bit codes at an 8-byte aligned address.
+__device__ __forceinline__ void store_codes6(uint8_t* dst, const uint32_t words[6]) {
+  uint2* d = reinterpret_cast<uint2*>(dst);
+#pragma unroll
+  for (int q = 0; q < 3; ++q) d[q] = make_uint2(words[2 * q], words[2 * q + 1]);
+}
+
 // Fake-quantized values of 32 values (decoded codes times the scale, plus the offset).
 template <Rounding kMode, bool kInteger, class Draws>
 __device__ __forceinline__ void values32(const DevSpec& s, const BlockState& st, float v[32],
@@ -282,6 +321,12 @@ __device__ __forceinline__ void code_vectors(const uint32_t words[kBits], uint4 
   for (int q = 0; q < kBits / 4; ++q) {
     x[q] = make_uint4(words[4 * q], words[4 * q + 1], words[4 * q + 2], words[4 * q + 3]);
   }
+}
+
+// N of stage_bytes for a thread's codes: its 16-byte vectors. Six-bit codes (24 bytes a thread)
+// are staged as a warp's 48 vectors, for which N = 2 makes room.
+constexpr int code_stage_vectors(int bits) {
+  return bits == 6 ? 2 : bits / 4;
 }
 
 // Shared memory of the staging buffers: 32 * (N + 1) vectors per warp.
