@@ -7,18 +7,7 @@ import numpy as np
 
 import mxkit
 from helpers import ROUNDINGS, bits, varied
-
-try:
-    import torch
-
-    import mxkit.torch as mxt
-except ImportError as e:  # the whole module is skipped
-    torch = None
-    WHY = f"PyTorch cannot be imported ({e}); install python3-torch"
-
-
-def requires_torch(cls):
-    return unittest.skipIf(torch is None, WHY if torch is None else "")(cls)
+from torch_helpers import mxt, requires_torch, torch
 
 
 def cast(t, role, axis):

@@ -6,16 +6,10 @@ import os
 import sys
 import unittest
 
-try:
-    import torch
+from torch_helpers import WHY, mxt, torch
 
-    import mxkit.torch as mxt
-
-    WHY = None if hasattr(torch, "compile") else \
-        f"PyTorch {torch.__version__} has no torch.compile (2.0 and later)"
-except ImportError as e:
-    torch = None
-    WHY = f"PyTorch cannot be imported ({e}); install python3-torch"
+if WHY is None and not hasattr(torch, "compile"):
+    WHY = f"PyTorch {torch.__version__} has no torch.compile (2.0 and later)"
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python",
                                 "examples"))

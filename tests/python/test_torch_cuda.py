@@ -7,21 +7,12 @@ import numpy as np
 
 import mxkit
 from helpers import ROUNDINGS, varied
+from torch_helpers import WHY, mxt, torch
 
-try:
-    import torch
-
-    import mxkit.torch as mxt
-
-    if not torch.cuda.is_available():
-        WHY = "no CUDA device (torch.cuda.is_available() is False)"
-    elif not mxt.CUDA_KERNELS:
-        WHY = "the module was built without CUDA (nvcc not found at configure time)"
-    else:
-        WHY = None
-except ImportError as e:
-    torch = None
-    WHY = f"PyTorch cannot be imported ({e}); install python3-torch"
+if WHY is None and not torch.cuda.is_available():
+    WHY = "no CUDA device (torch.cuda.is_available() is False)"
+elif WHY is None and not mxt.CUDA_KERNELS:
+    WHY = "the module was built without CUDA (nvcc not found at configure time)"
 
 LAYOUTS = [{}, {"axis": 0}, {"tile": (4, 8)}, {"asym": True}, {"block": 16, "scale": "rceil"}]
 

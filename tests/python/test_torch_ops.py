@@ -7,26 +7,10 @@ import numpy as np
 
 import mxkit
 from helpers import ROUNDINGS, bits, varied
-
-try:
-    import torch
-
-    import mxkit.torch as mxt
-except ImportError as e:
-    torch = None
-    WHY = f"PyTorch cannot be imported ({e}); install python3-torch"
+from torch_helpers import mxt, requires_torch, torch
 
 # Spec keyword sets that reach every kind of block: rows, columns, 2-D tiles, asymmetric blocks.
 LAYOUTS = [{}, {"axis": 0}, {"tile": (4, 8)}, {"asym": True}, {"block": 16, "scale": "rceil"}]
-
-
-def requires_torch(cls):
-    return unittest.skipIf(torch is None, WHY if torch is None else "")(cls)
-
-
-def as_torch_bf16(a):
-    """uint16 bfloat16 patterns (or ml_dtypes bfloat16) as a torch bfloat16 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)
 
 
 @requires_torch
