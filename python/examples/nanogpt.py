@@ -2,10 +2,12 @@
 """A nanoGPT-style language model trained under an MX recipe with mxkit.torch.quantize_.
 
 Every nn.Linear becomes an MXLinear, whose three products read their operands cast per the
-recipe (`mx train`'s presets, JSON text or a file). Bytes of a text file are the tokens.
+recipe (`mx train`'s presets, JSON text or a file); with --mx-attention attention's products
+are cast too (mxkit.torch.scaled_dot_product_attention). Bytes of a text file are the tokens.
 
   python3 python/examples/nanogpt.py --text input.txt --recipe mxfp6 --steps 200
   python3 python/examples/nanogpt.py --text input.txt --recipe mxfp6 --device cuda --compile
+  python3 python/examples/nanogpt.py --text input.txt --recipe mxfp4 --mx-attention
 
 The model (pre-norm blocks, learned positions, tanh GELU, biases, tied embeddings) is the one
 `mx train` trains; bench/torch/gpt2_train_speed.py times it at GPT-2 sizes.
@@ -31,9 +33,9 @@ def causal_attention(q, k, v):
 
 
 class Block(nn.Module):
-    def __init__(self, dim, heads):
+    def __init__(self, dim, heads, attend=causal_attention):
         super().__init__()
-        self.heads = heads
+        self.heads, self.attend = heads, attend
         self.ln_1, self.ln_2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -43,16 +45,18 @@ class Block(nn.Module):
         b, t, d = x.shape
         q, k, v = self.qkv(self.ln_1(x)).split(d, dim=2)
         q, k, v = (y.view(b, t, self.heads, d // self.heads).transpose(1, 2) for y in (q, k, v))
-        y = causal_attention(q, k, v)
+        y = self.attend(q, k, v)
         x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
         return x + self.fc_out(F.gelu(self.fc(self.ln_2(x)), approximate="tanh"))
 
 
 class Gpt(nn.Module):
-    def __init__(self, layers, dim, heads, vocab, seq_len):
+    """`attend(q, k, v)` is causal attention over [batch, heads, T, head size]."""
+
+    def __init__(self, layers, dim, heads, vocab, seq_len, attend=causal_attention):
         super().__init__()
         self.wte, self.wpe = nn.Embedding(vocab, dim), nn.Embedding(seq_len, dim)
-        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(dim, heads, attend) for _ in range(layers))
         self.ln_f = nn.LayerNorm(dim)
         for m in self.modules():  # GPT-2's initialisation: N(0, 0.02) weights, zero biases
             if isinstance(m, (nn.Linear, nn.Embedding)):
@@ -98,7 +102,7 @@ def main():
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--text", required=True, help="a text file; its bytes are the tokens")
-    parser.add_argument("--recipe", default="mxfp6", help="mx train's --recipe (fp32: none)")
+    parser.add_argument("--recipe", default="mxfp6", help="mx train's --recipe (fp32: no casts)")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--dim", type=int, default=128)
@@ -109,6 +113,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true", help="train through torch.compile")
+    parser.add_argument("--mx-attention", action="store_true",
+                        help="cast attention's products per the recipe too")
     args = parser.parse_args()
     try:
         with open(args.text, "rb") as f:
@@ -118,12 +124,18 @@ def main():
     if len(data) <= args.seq_len + 1:
         sys.exit(f"nanogpt: error: --text {args.text} is shorter than --seq-len + 2 bytes")
     torch.manual_seed(args.seed)
-    model = Gpt(args.layers, args.dim, args.heads, 256, args.seq_len).to(args.device)
-    if args.recipe != "fp32":
-        try:
-            mxt.quantize_(model, args.recipe)
-        except ValueError as e:
-            sys.exit(f"nanogpt: error: {e}")
+    try:
+        attend = causal_attention
+        if args.mx_attention:
+            specs = mxt.attention_specs(args.recipe)
+
+            def attend(q, k, v):
+                return mxt.scaled_dot_product_attention(q, k, v, specs, is_causal=True)
+
+        model = Gpt(args.layers, args.dim, args.heads, 256, args.seq_len, attend)
+        mxt.quantize_(model.to(args.device), args.recipe)
+    except ValueError as e:
+        sys.exit(f"nanogpt: error: {e}")
     losses = train(model, data, args.steps, args.batch, args.seq_len, args.lr, args.seed,
                    args.device, "inductor" if args.compile else None)
     for step in range(0, args.steps, max(1, args.steps // 10)):

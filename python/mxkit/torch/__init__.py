@@ -4,6 +4,7 @@
     y = mxt.fake_quantize(x, "mxfp6_e3m2")   # the gradient passes straight through
     q = mxt.quantize(x, "mxfp4_e2m1")        # packed codes and scales on x's device
     mxt.quantize_(model, "mxfp6")            # every nn.Linear becomes an MXLinear, in place
+    o = mxt.scaled_dot_product_attention(q, k, v, "mxfp6", is_causal=True)
 
 The casts are mxkit's own, so their bits are those of `mx cast` and of `mx train`. CPU tensors
 go through the numpy module. CUDA tensors run mxkit's CUDA kernels on the tensor's device and
@@ -13,10 +14,12 @@ quantize, dequantize and quantize_dual (mxkit.torch.ops), each with a Meta kerne
 torch.compile traces them without graph breaks.
 """
 
+from mxkit.torch.attention import attention_specs, scaled_dot_product_attention
 from mxkit.torch.casts import MxTensor, fake_quantize, quantize, quantize_dual
 from mxkit.torch.linear import MXLinear, quantize_
 from mxkit.torch.microxcaling import from_microxcaling
 from mxkit.torch.ops import CUDA_KERNELS
 
-__all__ = ["CUDA_KERNELS", "MXLinear", "MxTensor", "fake_quantize", "from_microxcaling",
-           "quantize", "quantize_", "quantize_dual"]
+__all__ = ["CUDA_KERNELS", "MXLinear", "MxTensor", "attention_specs", "fake_quantize",
+           "from_microxcaling", "quantize", "quantize_", "quantize_dual",
+           "scaled_dot_product_attention"]

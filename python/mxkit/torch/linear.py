@@ -9,37 +9,13 @@ per-step stream is mixed in.
 
 import torch
 
-import mxkit
-from mxkit.torch.casts import spec_json
-
-
-def _as_recipe(recipe):
-    """A recipe dict as mxkit.recipe gives it, from itself or from what mxkit.recipe reads."""
-    return recipe if isinstance(recipe, dict) else mxkit.recipe(recipe)
+from mxkit.torch.roles import as_recipe, cast, role_spec
 
 
 # The recipe roles of the three products, each with the axis its blocks run along: the forward
 # reduces over the input features, dx over the output features, dW over the tokens.
 _ROLES = (("act_fwd", -1), ("weight_fwd", -1), ("grad_out_dx", -1), ("weight_dx", 0),
           ("grad_out_dw", 0), ("act_dw", 0))
-
-
-def _role_spec(role, axis):
-    """A role as the cast takes it: "" keeps the operand, "bf16" rounds it to bfloat16, else the
-    operator's spec text (a 2-D tile role has no axis)."""
-    if role is None:
-        return ""
-    if role == "bf16":
-        return "bf16"
-    return spec_json(role if "tile" in role else {**role, "axis": axis})
-
-
-def _cast(t, spec):
-    if spec == "":
-        return t
-    if spec == "bf16":
-        return t.to(torch.bfloat16).to(t.dtype)
-    return torch.ops.mxkit.fake_quantize(t, spec)
 
 
 class _MxLinearFunction(torch.autograd.Function):
@@ -49,7 +25,7 @@ class _MxLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, specs):
         x2 = x.reshape(-1, x.shape[-1])
-        y = _cast(x2, specs[0]) @ _cast(weight, specs[1]).t()
+        y = cast(x2, specs[0]) @ cast(weight, specs[1]).t()
         if bias is not None:
             y = y + bias
         ctx.save_for_backward(x2, weight)
@@ -65,10 +41,10 @@ class _MxLinearFunction(torch.autograd.Function):
         dy2 = dy.reshape(-1, weight.shape[0])
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
-            dx = _cast(dy2, specs[2]) @ _cast(weight.to(dy.dtype), specs[3])
+            dx = cast(dy2, specs[2]) @ cast(weight.to(dy.dtype), specs[3])
             dx = dx.reshape(ctx.x_shape).to(x2.dtype)
         if ctx.needs_input_grad[1]:
-            dw = _cast(dy2, specs[4]).t() @ _cast(x2.to(dy.dtype), specs[5])
+            dw = cast(dy2, specs[4]).t() @ cast(x2.to(dy.dtype), specs[5])
             dw = dw.to(weight.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = dy2.sum(0).to(weight.dtype)
@@ -80,8 +56,8 @@ class MXLinear(torch.nn.Linear):
 
     def __init__(self, in_features, out_features, bias=True, recipe="mxfp6", **kwargs):
         super().__init__(in_features, out_features, bias=bias, **kwargs)
-        self.recipe = _as_recipe(recipe)
-        self._specs = tuple(_role_spec(self.recipe[role], axis) for role, axis in _ROLES)
+        self.recipe = as_recipe(recipe)
+        self._specs = tuple(role_spec(self.recipe[role], axis) for role, axis in _ROLES)
 
     @classmethod
     def from_linear(cls, linear, recipe):
@@ -101,7 +77,7 @@ class MXLinear(torch.nn.Linear):
 def quantize_(model, recipe, filter_fn=None):
     """Replaces every nn.Linear of `model` (for which filter_fn(module, name) holds, when given)
     by an MXLinear under `recipe` that shares its parameters; returns the model."""
-    spec = _as_recipe(recipe)
+    spec = as_recipe(recipe)
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
