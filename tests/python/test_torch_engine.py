@@ -1,0 +1,108 @@
+"""mxkit.torch's layers compute what `mx` computes: a GPT trained by `mx train`, rebuilt from its
+weights out of nn.Linear layers swapped by quantize_ and mxkit.torch's attention, has the loss
+`mx eval` reports under each recipe's forward casts. Skipped with the reason where PyTorch
+cannot be imported (Debian: python3-torch)."""
+import json
+import subprocess
+import unittest
+
+import numpy as np
+
+import mxkit
+from helpers import MX, Scratch, mx_ok
+from torch_helpers import mxt, requires_torch, torch
+
+RECIPES = ("fp32", "mxfp8", "mxfp6", "mxfp4")
+
+
+def shard_tokens(path):
+    """The tokens of an mx token shard (mx/data/token_shard.h: a 40-byte header)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    assert raw[:8] == b"MXTOKENS"
+    width = int.from_bytes(raw[12:16], "little")
+    count = int.from_bytes(raw[16:24], "little")
+    return np.frombuffer(raw[40:], dtype={2: np.uint16, 4: np.uint32}[width])[:count]
+
+
+def forward_only(name):
+    """A recipe's forward casts alone, as `mx eval` applies them."""
+    r = mxkit.recipe(name)
+    return {**r, "grad_out_dx": None, "weight_dx": None, "grad_out_dw": None, "act_dw": None}
+
+
+class Gpt(torch.nn.Module if torch else object):
+    """mx's GPT-2 (pre-norm blocks, learned positions, tanh GELU, tied classifier) from its
+    weight file, every product cast per `recipe`."""
+
+    def __init__(self, weights, layers, heads, recipe):
+        super().__init__()
+        w = {k: torch.from_numpy(np.array(v)) for k, v in weights.items()}
+        self.w, self.layers, self.heads, self.recipe = w, layers, heads, recipe
+        self.linears = torch.nn.ModuleDict()
+        for name in w:
+            if name.endswith(".weight") and w[name].dim() == 2 and "wpe" not in name:
+                bias = w.get(name[:-len("weight")] + "bias")
+                lin = torch.nn.Linear(w[name].shape[1], w[name].shape[0], bias=bias is not None)
+                lin.weight.data.copy_(w[name])
+                if bias is not None:
+                    lin.bias.data.copy_(bias)
+                self.linears[name.replace(".", "_")] = lin
+        mxt.quantize_(self, recipe)
+
+    def lin(self, name, x):
+        return self.linears[name.replace(".", "_")](x)
+
+    def forward(self, tokens):
+        w, (b, t) = self.w, tokens.shape
+        d = w["transformer.wte.weight"].shape[1]
+        ln = lambda x, n: torch.nn.functional.layer_norm(x, (d,), w[n + ".weight"],  # noqa: E731
+                                                         w[n + ".bias"])
+        x = w["transformer.wte.weight"][tokens] + w["transformer.wpe.weight"][:t]
+        for i in range(self.layers):
+            h = f"transformer.h.{i}."
+            y = ln(x, h + "ln_1")
+            q, k, v = (self.lin(h + f"attn.{p}_proj.weight", y)
+                       .view(b, t, self.heads, d // self.heads).transpose(1, 2) for p in "qkv")
+            o = mxt.scaled_dot_product_attention(q, k, v, self.recipe, is_causal=True)
+            x = x + self.lin(h + "attn.c_proj.weight", o.transpose(1, 2).reshape(b, t, d))
+            y = torch.nn.functional.gelu(self.lin(h + "mlp.c_fc.weight", ln(x, h + "ln_2")),
+                                         approximate="tanh")
+            x = x + self.lin(h + "mlp.c_proj.weight", y)
+        return self.lin("transformer.wte.weight", ln(x, "transformer.ln_f"))
+
+
+@requires_torch
+class TorchLayersMatchTheEngine(unittest.TestCase):
+    def test_a_trained_gpt_rebuilt_in_torch_has_mx_evals_loss_under_every_recipe(self):
+        scratch = Scratch(self)
+        text = scratch.path("text.txt")
+        with open(__file__) as src, open(text, "w") as f:
+            f.write(src.read() * 6)
+        run = scratch.path("run")
+        mx_ok("train", "--model", "tiny", "--data", text, "--steps", "30", "--batch", "4",
+              "--quiet", "-o", run)
+        out = subprocess.run([MX, "eval", run, "--recipe", ",".join(RECIPES), "--batches", "0",
+                              "--json"], capture_output=True, text=True, check=True).stdout
+        report = json.loads(out)
+        tokens = torch.from_numpy(shard_tokens(f"{run}/data/val.bin").astype(np.int64))
+        t = 64
+        windows = torch.stack([tokens[i * t:i * t + t + 1] for i in range((len(tokens) - 1) // t)])
+        weights = mxkit.load(f"{run}/model.safetensors")
+        for name in RECIPES:
+            recipe = forward_only(name)
+            self.assertFalse(recipe["bf16_vector_ops"])
+            with torch.no_grad():
+                logits = Gpt(weights, 2, 4, recipe)(windows[:, :-1])
+                loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1),
+                                                         windows[:, 1:].flatten()).item()
+            want = report_loss(report, name)
+            self.assertAlmostEqual(loss, want, delta=2e-4 * want, msg=name)
+
+
+def report_loss(report, recipe):
+    return next(r["loss"] for r in report["results"] if r["recipe"] == recipe)
+
+
+if __name__ == "__main__":
+    unittest.main()
