@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "mx/core/format.h"
+#include "mx/kernels/cuda/mx_gemm.h"
 #include "mx/kernels/cuda/quantize_cuda.h"
 #include "python/binding.h"
 
@@ -51,6 +53,11 @@ void on_device(int device, Work work) {
     }
   }
   check(error);
+}
+
+ElementFormat format_named(const std::string& name) {
+  if (const std::optional<ElementFormat> f = parse_format(name)) return *f;
+  throw py::value_error("unknown element format '" + name + "'");
 }
 
 }  // namespace
@@ -129,6 +136,29 @@ void add_cuda(py::module_& m) {
       },
       py::arg("x"), py::arg("dtype"), py::arg("shape"), py::arg("rows"), py::arg("cols"),
       py::arg("stream"), py::arg("device"), py::arg("spec"));
+  m.def(
+      "_cuda_mx_gemm",
+      [](int64_t rows, int64_t cols, int64_t depth, uintptr_t a_packed, uintptr_t a_scales,
+         const std::string& a_format, uintptr_t b_packed, uintptr_t b_scales,
+         const std::string& b_format, uintptr_t bias, uintptr_t out, const std::string& out_dtype,
+         uintptr_t stream, int device) {
+        cuda::MxGemmArgs args;
+        args.m = rows;
+        args.n = cols;
+        args.k = depth;
+        args.a = {device_pointer<const uint8_t>(a_packed), device_pointer<const uint8_t>(a_scales),
+                  format_named(a_format)};
+        args.b = {device_pointer<const uint8_t>(b_packed), device_pointer<const uint8_t>(b_scales),
+                  format_named(b_format)};
+        args.bias = device_pointer<const float>(bias);
+        args.out_dtype = dtype_named(out_dtype);
+        args.d = device_pointer(out);
+        on_device(device, [&] { return cuda::mx_gemm_cuda(args, stream_handle(stream)); });
+      },
+      py::arg("m"), py::arg("n"), py::arg("k"), py::arg("a_packed"), py::arg("a_scales"),
+      py::arg("a_format"), py::arg("b_packed"), py::arg("b_scales"), py::arg("b_format"),
+      py::arg("bias"), py::arg("out"), py::arg("out_dtype"), py::arg("stream"), py::arg("device"),
+      "D [m, n] = A [m, k] * B [n, k]^T (+ bias) from MX storage on a Hopper GPU (mx_gemm.h).");
 }
 
 }  // namespace mx::python

@@ -96,6 +96,29 @@ class TorchCudaOperators(unittest.TestCase):
         self.assert_same(mxt.fake_quantize(x, "mxfp6_e3m2"),
                          mxt.fake_quantize(x.cpu(), "mxfp6_e3m2").cuda(), "transposed")
 
+    def test_mx_matmul_equals_the_dequantized_product_for_every_pair_of_formats(self):
+        rng = np.random.default_rng(45)
+        a = torch.from_numpy(rng.standard_normal((136, 200)).astype(np.float32))
+        b = torch.from_numpy(rng.standard_normal((72, 200)).astype(np.float32))
+        bias = torch.from_numpy(rng.standard_normal(72).astype(np.float32))
+        for fa in mxkit.formats():
+            for fb in mxkit.formats():
+                qa, qb = mxt.quantize(a.cuda(), fa), mxt.quantize(b.cuda(), fb)
+                want = mxt.mx_matmul(mxt.quantize(a, fa), mxt.quantize(b, fb), bias)
+                got = mxt.mx_matmul(qa, qb, bias.cuda())
+                finite = torch.isfinite(want)
+                torch.testing.assert_close(got.cpu()[finite], want[finite], rtol=1e-4,
+                                           atol=1e-3, msg=f"{fa} x {fb}")
+
+    def test_mx_matmul_is_exact_where_every_partial_sum_is(self):
+        rng = np.random.default_rng(46)
+        a = torch.from_numpy((rng.integers(-3, 4, (64, 256)) * 2.0).astype(np.float32)).cuda()
+        b = torch.from_numpy((rng.integers(-3, 4, (96, 256)) / 4.0).astype(np.float32)).cuda()
+        qa, qb = mxt.quantize(a, "mxfp8_e4m3"), mxt.quantize(b, "mxfp6_e3m2")
+        want = qa.dequantize().cpu().double() @ qb.dequantize().cpu().double().T
+        np.testing.assert_array_equal(mxt.mx_matmul(qa, qb).cpu().double().numpy(),
+                                      want.numpy())
+
     def test_mxlinear_on_cuda_matches_the_cpu(self):
         torch.manual_seed(4)
         cpu = mxt.MXLinear(64, 96, recipe="mxfp6")

@@ -82,6 +82,46 @@ class TorchQuantizeOperators(unittest.TestCase):
                          ("meta", torch.float16, (64, 96)))
 
 
+@requires_torch
+class TorchMxMatmul(unittest.TestCase):
+    def test_is_the_float32_product_of_the_dequantized_operands(self):
+        rng = np.random.default_rng(36)
+        a = torch.from_numpy(rng.standard_normal((24, 80)).astype(np.float32))
+        b = torch.from_numpy(rng.standard_normal((40, 80)).astype(np.float32))
+        bias = torch.from_numpy(rng.standard_normal(40).astype(np.float32))
+        for fa, fb in (("mxfp8_e4m3", "mxfp8_e4m3"), ("mxfp4_e2m1", "mxfp6_e3m2"),
+                       ("mxint8", "mxfp8_e5m2")):
+            qa, qb = mxt.quantize(a, fa), mxt.quantize(b, fb)
+            want = (qa.dequantize().double() @ qb.dequantize().double().T + bias.double())
+            got = mxt.mx_matmul(qa, qb, bias)
+            self.assertEqual((got.dtype, tuple(got.shape)), (torch.float32, (24, 40)))
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{fa} x {fb}")
+            bf = mxt.mx_matmul(qa, qb, out_dtype=torch.bfloat16)
+            self.assertEqual(bf.dtype, torch.bfloat16)
+
+    def test_is_exact_where_every_partial_sum_is(self):
+        # Small integers times powers of two: every product and partial sum is a float32.
+        rng = np.random.default_rng(37)
+        a = torch.from_numpy((rng.integers(-3, 4, (16, 64)) * 2.0).astype(np.float32))
+        b = torch.from_numpy((rng.integers(-3, 4, (8, 64)) / 4.0).astype(np.float32))
+        qa, qb = mxt.quantize(a, "mxint8"), mxt.quantize(b, "mxfp8_e4m3")
+        want = qa.dequantize().double() @ qb.dequantize().double().T
+        np.testing.assert_array_equal(mxt.mx_matmul(qa, qb).double().numpy(), want.numpy())
+
+    def test_refuses_operands_without_blocks_of_32_along_k(self):
+        a = torch.ones(32, 64)
+        good = mxt.quantize(a, "mxint8")
+        for bad in (mxt.quantize(a, "mxint8", axis=0), mxt.quantize(a, "mxint8", tile=(8, 8)),
+                    mxt.quantize(a, "mxint8", block=16)):
+            with self.assertRaisesRegex(ValueError, "blocks of 32"):
+                mxt.mx_matmul(good, bad)
+        with self.assertRaisesRegex(ValueError, "symmetric"):
+            mxt.mx_matmul(good, mxt.quantize(a, "mxint8", asym=True))
+        with self.assertRaisesRegex(ValueError, r"\[M, K\]"):
+            mxt.mx_matmul(good, mxt.quantize(torch.ones(32, 96), "mxint8"))
+
+
 class MxArrayFromPacked(unittest.TestCase):
     def test_rebuilds_an_array_from_its_stored_parts(self):
         x = varied(seed=34)

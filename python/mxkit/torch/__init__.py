@@ -10,16 +10,16 @@ The casts are mxkit's own, so their bits are those of `mx cast` and of `mx train
 go through the numpy module. CUDA tensors run mxkit's CUDA kernels on the tensor's device and
 PyTorch's current stream when the module was built with CUDA (mxkit.torch.CUDA_KERNELS), and
 are copied to the host and back otherwise. The operators are torch.ops.mxkit.fake_quantize,
-quantize, dequantize and quantize_dual (mxkit.torch.ops), each with a Meta kernel, so that
-torch.compile traces them without graph breaks.
+quantize, dequantize, quantize_dual and mx_matmul (mxkit.torch.ops), each with a Meta kernel,
+so that torch.compile traces them without graph breaks.
 """
 
 from mxkit.torch.attention import attention_specs, scaled_dot_product_attention
-from mxkit.torch.casts import MxTensor, fake_quantize, quantize, quantize_dual
+from mxkit.torch.casts import MxTensor, fake_quantize, mx_matmul, quantize, quantize_dual
 from mxkit.torch.linear import MXLinear, quantize_
 from mxkit.torch.microxcaling import from_microxcaling
 from mxkit.torch.ops import CUDA_KERNELS
 
 __all__ = ["CUDA_KERNELS", "MXLinear", "MxTensor", "attention_specs", "fake_quantize",
-           "from_microxcaling", "quantize", "quantize_", "quantize_dual",
+           "from_microxcaling", "mx_matmul", "quantize", "quantize_", "quantize_dual",
            "scaled_dot_product_attention"]

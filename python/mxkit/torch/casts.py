@@ -92,3 +92,16 @@ def quantize_dual(x, format="mxfp8_e4m3", **spec):
     parts = torch.ops.mxkit.quantize_dual(x, spec_json(spec))
     return (_mx_tensor(parts[:3], x.shape, {**spec, "axis": -1}),
             _mx_tensor(parts[3:], x.shape, {**spec, "axis": 0}))
+
+
+def mx_matmul(a, b, bias=None, out_dtype=torch.float32):
+    """D = A · Bᵀ (+ bias) from MxTensors a [M, K] and b [N, K] with blocks of 32 along K, as
+    stored (no dequantized copy on a Hopper GPU). Equals the float32 product of the dequantized
+    operands up to the order of float32 sums."""
+    if len(a.shape) != 2 or len(b.shape) != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"a {tuple(a.shape)} and b {tuple(b.shape)} are not [M, K] and [N, K]")
+    if a.offsets is not None or b.offsets is not None:
+        raise ValueError("mx_matmul takes symmetric operands (no offsets)")
+    mnk = [a.shape[0], b.shape[0], a.shape[1]]
+    return torch.ops.mxkit.mx_matmul(a.packed, a.scales, b.packed, b.scales, mnk,
+                                     spec_json(a.spec), spec_json(b.spec), bias, out_dtype)

@@ -5,6 +5,8 @@
     dequantize(Tensor packed, Tensor scales, Tensor offsets, int[] shape, str spec,
                ScalarType dtype) -> Tensor
     quantize_dual(Tensor x, str spec) -> (rows' packed, scales, offsets, columns' ...)
+    mx_matmul(Tensor a_packed, Tensor a_scales, Tensor b_packed, Tensor b_scales, int[] mnk,
+              str a_spec, str b_spec, Tensor? bias, ScalarType out_dtype) -> Tensor
 
 `spec` is JSON text of mxkit.quantize's keywords. Packed codes and scales are uint8 tensors laid
 out as mxkit.MxArray's `packed` and `scales()`; offsets are bfloat16 per block for asymmetric
@@ -12,6 +14,10 @@ specs, else empty. CPU tensors go through the numpy module. CUDA tensors run mxk
 kernels on the tensor's device and PyTorch's current stream, when the module was built with
 CUDA; otherwise they are copied to the host and back. Every operator has a Meta kernel, so that
 FakeTensor tracing (torch.compile) sees shapes without running it.
+
+mx_matmul is D [M, N] = A [M, K] · B [N, K]ᵀ (+ bias) from two operands with blocks of 32 along
+K: on a Hopper GPU mxkit's MX GEMM (mx/kernels/cuda/mx_gemm.h: codes decoded to bfloat16 in the
+main loop, float32 accumulation), elsewhere the float32 product of the dequantized operands.
 """
 
 import json
@@ -192,6 +198,64 @@ def _through_host(cpu_kernel):
     return kernel
 
 
+# --- MX matrix products ----------------------------------------------------------------------
+
+def _gemm_operand(spec, what):
+    """The element format of a product's operand: blocks of 32 along K, symmetric, 2-D."""
+    spec = json.loads(spec)
+    if "tile" in spec or spec.get("block", 32) != 32 or spec.get("axis", -1) not in (-1, 1):
+        raise ValueError(f"{what} must have blocks of 32 along its last axis")
+    if spec.get("asym"):
+        raise ValueError(f"{what} must be symmetric (no offsets)")
+    return spec.get("format", "mxfp8_e4m3")
+
+
+def _mx_matmul_cpu(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec, bias, out_dtype):
+    m, n, k = mnk
+    _gemm_operand(a_spec, "a"), _gemm_operand(b_spec, "b")
+    none = torch.empty(0, dtype=torch.bfloat16)
+    a = _dequantize_cpu(a_packed, a_scales, none, [m, k], a_spec, torch.float32)
+    b = _dequantize_cpu(b_packed, b_scales, none, [n, k], b_spec, torch.float32)
+    d = a @ b.t()
+    return (d if bias is None else d + bias.float()).to(out_dtype)
+
+
+def _aligned(t):
+    """t contiguous and 16-byte aligned, as the GEMM kernels read their operands."""
+    t = t.contiguous()
+    return t if t.data_ptr() % 16 == 0 else t.clone()
+
+
+def _mx_matmul_cuda(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec, bias, out_dtype):
+    m, n, k = mnk
+    a_format, b_format = _gemm_operand(a_spec, "a"), _gemm_operand(b_spec, "b")
+    device = a_packed.device
+    if torch.cuda.get_device_capability(device) != (9, 0):
+        # mxkit's MX GEMM is Hopper's: elsewhere the dequantized operands' float32 product.
+        none = torch.empty(0, dtype=torch.bfloat16, device=device)
+        a = _dequantize_cuda(a_packed, a_scales, none, [m, k], a_spec, torch.float32)
+        b = _dequantize_cuda(b_packed, b_scales, none, [n, k], b_spec, torch.float32)
+        d = a @ b.t()
+        return (d if bias is None else d + bias.float()).to(out_dtype)
+    a_parts = _parts_like([m, k], json.loads(a_spec), device)
+    b_parts = _parts_like([n, k], json.loads(b_spec), device)
+    a_packed = _aligned(_check_part(a_packed, a_parts[0], "a's packed codes"))
+    a_scales = _check_part(a_scales, a_parts[1], "a's scales")
+    b_packed = _aligned(_check_part(b_packed, b_parts[0], "b's packed codes"))
+    b_scales = _check_part(b_scales, b_parts[1], "b's scales")
+    if bias is not None:
+        if bias.shape != (n,) or bias.device != device:
+            raise ValueError(f"bias must be {n} values on {device}")
+        bias = bias.float().contiguous()
+    out = torch.empty(m, n, device=device,
+                      dtype=out_dtype if out_dtype == torch.bfloat16 else torch.float32)
+    _mxkit._cuda_mx_gemm(m, n, k, a_packed.data_ptr(), a_scales.data_ptr(), a_format,
+                         b_packed.data_ptr(), b_scales.data_ptr(), b_format,
+                         0 if bias is None else bias.data_ptr(), out.data_ptr(),
+                         _DTYPE_NAMES[out.dtype], **_launch(a_packed))
+    return out.to(out_dtype)
+
+
 # --- Meta: shapes only -----------------------------------------------------------------------
 
 def _fake_quantize_meta(x, spec):
@@ -214,6 +278,12 @@ def _quantize_dual_meta(x, spec):
     return (*_parts_like(x.shape, rows_spec, x.device), *_parts_like(x.shape, cols_spec, x.device))
 
 
+def _mx_matmul_meta(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec, bias,
+                    out_dtype):
+    _gemm_operand(a_spec, "a"), _gemm_operand(b_spec, "b")
+    return torch.empty(mnk[0], mnk[1], dtype=out_dtype, device=a_packed.device)
+
+
 _OPERATORS = {
     "fake_quantize(Tensor x, str spec) -> Tensor":
         (_fake_quantize_cpu, _fake_quantize_cuda, _fake_quantize_meta),
@@ -224,6 +294,9 @@ _OPERATORS = {
         (_dequantize_cpu, _dequantize_cuda, _dequantize_meta),
     "quantize_dual(Tensor x, str spec) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)":
         (_quantize_dual_cpu, _quantize_dual_cuda, _quantize_dual_meta),
+    "mx_matmul(Tensor a_packed, Tensor a_scales, Tensor b_packed, Tensor b_scales, int[] mnk, "
+    "str a_spec, str b_spec, Tensor? bias, ScalarType out_dtype) -> Tensor":
+        (_mx_matmul_cpu, _mx_matmul_cuda, _mx_matmul_meta),
 }
 
 _lib = torch.library.Library("mxkit", "DEF")
