@@ -59,6 +59,29 @@ class TorchCompile(unittest.TestCase):
         for p, g in zip(model.parameters(), grads):
             torch.testing.assert_close(p.grad, g, rtol=5e-2, atol=1e-3)
 
+    def test_mx_attention_and_mx_matmul_compile_into_one_graph(self):
+        torch.manual_seed(6)
+        q, k, v = (torch.randn(2, 4, 64, 32, device=device(), requires_grad=True)
+                   for _ in range(3))
+
+        specs = mxt.attention_specs("mxfp6")  # the recipe read outside the traced code
+
+        def attend(q, k, v):
+            return mxt.scaled_dot_product_attention(q, k, v, specs, is_causal=True)
+
+        def product(a, b):
+            return mxt.mx_matmul(mxt.quantize(a, "mxfp8_e4m3"), mxt.quantize(b, "mxfp4_e2m1"))
+
+        out = torch.compile(attend, backend="aot_eager", fullgraph=True)(q, k, v)
+        grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+        want = attend(q, k, v)
+        want_grads = torch.autograd.grad(want.square().sum(), (q, k, v))
+        for got, expected in zip((out, *grads), (want, *want_grads)):
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        a, b = torch.randn(64, 96, device=device()), torch.randn(32, 96, device=device())
+        torch.testing.assert_close(torch.compile(product, fullgraph=True)(a, b), product(a, b),
+                                   rtol=0, atol=0)
+
     def test_nanogpt_trains_50_steps_compiled_with_the_eager_losses(self):
         from nanogpt import Gpt, train
 

@@ -86,7 +86,8 @@ class _AttentionFunction(torch.autograd.Function):
 
 def attention_specs(recipe):
     """The cast specs scaled_dot_product_attention takes for a recipe (a preset name, JSON text
-    or file, or mxkit.recipe's dict); compute them once to reuse them across calls."""
+    or file, or mxkit.recipe's dict). Compute them once, outside code that torch.compile
+    traces: reading a recipe is a call into the C++ module, which it cannot trace."""
     r = as_recipe(recipe)
     return tuple(role_spec(r[role], axis) for role, axis in _CASTS)
 
