@@ -86,6 +86,44 @@ class TorchAttention(unittest.TestCase):
         torch.testing.assert_close(fn(q, k, v), want)
         self.assertTrue(torch.autograd.gradcheck(fn, (q, k, v)))
 
+    def test_masks_mean_what_they_mean_to_pytorch(self):
+        torch.manual_seed(1)
+        q, k, v = (torch.randn(1, 2, 8, 4, dtype=torch.float64) for _ in range(3))
+        keep = torch.rand(8, 8) > 0.3
+        keep[:, 0] = True  # every query keeps a key
+        bias = torch.randn(8, 8, dtype=torch.float64)
+        scores = (q @ k.transpose(-2, -1)) / 2.0
+        for mask, masked in ((keep, scores.masked_fill(~keep, float("-inf"))),
+                             (bias, scores + bias)):
+            got = mxt.scaled_dot_product_attention(q, k, v, "fp32", attn_mask=mask)
+            torch.testing.assert_close(got, masked.softmax(-1) @ v)
+
+    def test_quantize_casts_the_models_attention_calls_only_when_asked(self):
+        sdpa = getattr(torch.nn.functional, "scaled_dot_product_attention", None)
+        model = torch.nn.Sequential(torch.nn.Linear(32, 32))
+        if sdpa is None:
+            with self.assertRaisesRegex(ValueError, "no scaled_dot_product_attention"):
+                mxt.quantize_(model, "mxfp6", attention=True)
+            return
+
+        class Attend(torch.nn.Module):
+            def forward(self, q, k, v):
+                return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+        torch.manual_seed(2)
+        q, k, v = (torch.randn(2, 4, 64, 32) for _ in range(3))
+        want = mxt.scaled_dot_product_attention(q, k, v, "mxfp4", is_causal=True)
+        plain = Attend()
+        self.assertFalse(torch.equal(plain(q, k, v), want))
+        cast = mxt.quantize_(Attend(), "mxfp4", attention=True)
+        self.assertTrue(torch.equal(cast(q, k, v), want))
+        self.assertTrue(torch.equal(mxt.quantize_(cast, "mxfp4", attention=True)(q, k, v),
+                                    want))
+        dropout = lambda q, k, v: sdpa(q, k, v, dropout_p=0.1)  # noqa: E731
+        with self.assertRaisesRegex(ValueError, "dropout"):
+            with mxt.attention._AttentionCasts(mxt.attention_specs("mxfp4")):
+                dropout(q, k, v)
+
     def test_bad_shapes_are_one_line_errors(self):
         x = torch.zeros(1, 4, 8, 32)
         with self.assertRaisesRegex(ValueError, "groups"):

@@ -14,12 +14,13 @@ quantize, dequantize, quantize_dual and mx_matmul (mxkit.torch.ops), each with a
 so that torch.compile traces them without graph breaks.
 """
 
-from mxkit.torch.attention import attention_specs, scaled_dot_product_attention
+from mxkit.torch.attention import (attention_specs, cast_attention_calls,
+                                   scaled_dot_product_attention)
 from mxkit.torch.casts import MxTensor, fake_quantize, mx_matmul, quantize, quantize_dual
 from mxkit.torch.linear import MXLinear, quantize_
 from mxkit.torch.microxcaling import from_microxcaling
 from mxkit.torch.ops import CUDA_KERNELS
 
-__all__ = ["CUDA_KERNELS", "MXLinear", "MxTensor", "attention_specs", "fake_quantize",
-           "from_microxcaling", "mx_matmul", "quantize", "quantize_", "quantize_dual",
-           "scaled_dot_product_attention"]
+__all__ = ["CUDA_KERNELS", "MXLinear", "MxTensor", "attention_specs", "cast_attention_calls",
+           "fake_quantize", "from_microxcaling", "mx_matmul", "quantize", "quantize_",
+           "quantize_dual", "scaled_dot_product_attention"]

@@ -23,6 +23,7 @@ each group. The T x T matrices are formed in full: this emulates the numerics, i
 kernel.
 """
 
+import functools
 import math
 
 import torch
@@ -56,9 +57,15 @@ def _fold(t, group):
 
 class _AttentionFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, is_causal, scale, specs):
+    def forward(ctx, q, k, v, attn_mask, is_causal, scale, specs):
         group = q.shape[1] // k.shape[1]
         s = cast(q, specs[0]) @ _expand(cast(k, specs[0]), group).transpose(-2, -1) * scale
+        if attn_mask is not None:
+            # PyTorch's meaning: a boolean mask says which keys take part, a float one is added.
+            if attn_mask.dtype == torch.bool:
+                s = s.masked_fill(~attn_mask, float("-inf"))
+            else:
+                s = s + attn_mask
         if is_causal:
             t, tk = s.shape[-2], s.shape[-1]
             future = torch.ones(t, tk, dtype=torch.bool, device=s.device).triu(1)
@@ -81,7 +88,7 @@ class _AttentionFunction(torch.autograd.Function):
         ds = p * (dp - (p * dp).sum(-1, keepdim=True)) * scale
         dq = cast(ds, specs[7]) @ _expand(cast(k, specs[8]), group)
         dk = _fold(cast(ds, specs[9]).transpose(-2, -1) @ cast(q, specs[8]), group)
-        return dq, dk, dv, None, None, None
+        return dq, dk, dv, None, None, None, None
 
 
 def attention_specs(recipe):
@@ -92,10 +99,13 @@ def attention_specs(recipe):
     return tuple(role_spec(r[role], axis) for role, axis in _CASTS)
 
 
-def scaled_dot_product_attention(q, k, v, recipe="mxfp6", is_causal=False, scale=None):
-    """softmax(Q Kᵀ · scale (+ causal mask)) V for q [B, H, T, D] and k, v [B, H / g, Tk, D],
-    each product's operands cast per `recipe` (a recipe, or attention_specs(recipe)); scale
-    defaults to 1 / sqrt(D). The causal mask is PyTorch's: query i sees keys 0 to i."""
+def scaled_dot_product_attention(q, k, v, recipe="mxfp6", attn_mask=None, is_causal=False,
+                                 scale=None):
+    """softmax(Q Kᵀ · scale + mask) V for q [B, H, T, D] and k, v [B, H / g, Tk, D], each
+    product's operands cast per `recipe` (a recipe, or attention_specs(recipe)); scale defaults
+    to 1 / sqrt(D). attn_mask and the causal mask mean what they mean to PyTorch's
+    scaled_dot_product_attention: a boolean mask keeps the keys where it is True, a float mask
+    is added to the scores, and under is_causal query i sees keys 0 to i."""
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError("q, k and v must be [batch, heads, T, head size]")
     if k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[-1] != k.shape[-1]:
@@ -105,4 +115,53 @@ def scaled_dot_product_attention(q, k, v, recipe="mxfp6", is_causal=False, scale
         raise ValueError(f"{q.shape[1]} query heads are not groups of {k.shape[1]} key heads")
     specs = recipe if isinstance(recipe, tuple) else attention_specs(recipe)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    return _AttentionFunction.apply(q, k, v, bool(is_causal), scale, specs)
+    return _AttentionFunction.apply(q, k, v, attn_mask, bool(is_causal), scale, specs)
+
+
+# PyTorch's own, which cast_attention_calls replaces (2.0 and later).
+_TORCH_SDPA = getattr(torch.nn.functional, "scaled_dot_product_attention", None)
+
+
+class _AttentionCasts(torch.overrides.TorchFunctionMode):
+    """While active, calls of torch.nn.functional.scaled_dot_product_attention run the MX one."""
+
+    def __init__(self, specs):
+        super().__init__()
+        self.specs = specs
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not _TORCH_SDPA:
+            return func(*args, **kwargs)
+        return _from_torch_call(self.specs, *args, **kwargs)
+
+
+def _from_torch_call(specs, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                     scale=None, enable_gqa=False):
+    if dropout_p:
+        raise ValueError("attention dropout is not cast by mxkit: use dropout_p=0 "
+                         "(or the model's eval mode) under MX attention casts")
+    return scaled_dot_product_attention(query, key, value, specs, attn_mask, is_causal, scale)
+
+
+def cast_attention_calls(model, recipe):
+    """Makes model.forward run every torch.nn.functional.scaled_dot_product_attention call it
+    makes as scaled_dot_product_attention under `recipe` (the model's modules are left as they
+    are). Calling it again replaces the recipe."""
+    if _TORCH_SDPA is None:
+        raise ValueError(f"PyTorch {torch.__version__} has no scaled_dot_product_attention "
+                         "whose calls could be cast (2.0 and later)")
+    specs = attention_specs(recipe)
+    if getattr(model, "_mx_attention_specs", None) is not None:
+        model._mx_attention_specs = specs
+        return model
+    model._mx_attention_specs = specs
+    inner = model.forward
+
+    @functools.wraps(inner)
+    def forward(*args, **kwargs):
+        with _AttentionCasts(model._mx_attention_specs):
+            return inner(*args, **kwargs)
+
+    model.forward = forward
+    return model

@@ -9,6 +9,7 @@ per-step stream is mixed in.
 
 import torch
 
+from mxkit.torch.attention import cast_attention_calls
 from mxkit.torch.roles import as_recipe, cast, role_spec
 
 
@@ -74,13 +75,17 @@ class MXLinear(torch.nn.Linear):
         return f"{super().extra_repr()}, recipe={self.recipe['name']}"
 
 
-def quantize_(model, recipe, filter_fn=None):
+def quantize_(model, recipe, filter_fn=None, attention=False):
     """Replaces every nn.Linear of `model` (for which filter_fn(module, name) holds, when given)
-    by an MXLinear under `recipe` that shares its parameters; returns the model."""
+    by an MXLinear under `recipe` that shares its parameters; with attention=True, also runs
+    the model's calls of torch.nn.functional.scaled_dot_product_attention with the recipe's
+    casts (cast_attention_calls). Returns the model."""
     spec = as_recipe(recipe)
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
             if type(child) is torch.nn.Linear and (filter_fn is None or filter_fn(child, full)):
                 setattr(module, child_name, MXLinear.from_linear(child, spec))
+    if attention:
+        cast_attention_calls(model, spec)
     return model
