@@ -62,6 +62,17 @@ inline std::span<const uint8_t> bytes_of(const py::array& a) {
   return {static_cast<const uint8_t*>(a.data()), static_cast<size_t>(a.nbytes())};
 }
 
+// The values of an array argument as the library reads them.
+struct Input {
+  py::array array;  // C-contiguous, kept alive while the library reads it
+  DType dtype;
+  std::vector<int64_t> shape;
+};
+
+// x as a C-contiguous float32, float16 or bfloat16 array (uint16 bit patterns with
+// dtype="bfloat16"); TypeError for anything else.
+Input input_array(const py::handle& x, const py::handle& dtype_arg);
+
 // The spec a dict of quantize()'s keywords names (format, block, axis, tile, scale, round, seed,
 // asym, preset, flush_subnormals); TypeError for another key, ValueError for a bad value.
 QuantSpec spec_from_dict(const py::dict& spec);

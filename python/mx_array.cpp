@@ -8,6 +8,7 @@
 
 #include "mx/core/half.h"
 #include "mx/io/mx_safetensors.h"
+#include "mx/kernels/cpu/mx_matmul.h"
 #include "mx/kernels/cpu/quantize.h"
 
 namespace mx::python {
@@ -46,6 +47,42 @@ py::array dequantize_to_fp16(const MxTensor& t) {
   }
   check(error);
   return out;
+}
+
+// x [..., K] times the MxArray's W [N, K] transposed, from W's packed blocks (cpu::mx_matmul):
+// float32 [..., N].
+py::array matmul(const MxArray& a, const py::handle& x, const std::string& mode, int threads,
+                 const py::handle& dtype) {
+  const Input in = input_array(x, dtype);
+  if (in.dtype == DType::kF16) {
+    throw py::type_error("x must be float32 or bfloat16 (convert float16 first)");
+  }
+  const std::vector<int64_t>& w = a.tensor.shape;
+  if (w.size() != 2) throw py::value_error("matmul needs a 2-D [N, K] MxArray");
+  if (in.shape.empty() || in.shape.back() != w[1]) {
+    throw py::value_error("x's last axis must hold K = " + std::to_string(w[1]) + " values");
+  }
+  cpu::MatmulOptions options;
+  if (mode == "exact") {
+    options.mode = cpu::MatmulMode::kExact;
+  } else if (mode == "fast") {
+    options.mode = cpu::MatmulMode::kFast;
+  } else {
+    throw py::value_error("unknown mode '" + mode + "' (expected exact or fast)");
+  }
+  options.threads = threads;
+  int64_t m = 1;
+  for (size_t i = 0; i + 1 < in.shape.size(); ++i) m *= in.shape[i];
+  std::vector<float> y(static_cast<size_t>(m * w[0]));
+  std::string error;
+  {
+    py::gil_scoped_release release;
+    error = cpu::mx_matmul(a.tensor, in.array.data(), in.dtype, m, y.data(), options);
+  }
+  check(error);
+  std::vector<int64_t> shape(in.shape.begin(), in.shape.end() - 1);
+  shape.push_back(w[0]);
+  return array_owning(std::move(y), shape, py::dtype::of<float>());
 }
 
 // The bytes of a numpy array (of any dtype: offsets come as bfloat16 or uint16), copied.
@@ -148,6 +185,11 @@ void add_mx_array(py::module_& m) {
             return a.tensor.elements.size() + a.tensor.scales.size() + 2 * a.tensor.offsets.size();
           },
           "Bytes of storage: codes, scales and offsets.")
+      .def("matmul", &matmul, py::arg("x"), py::kw_only(), py::arg("mode") = "exact",
+           py::arg("threads") = 0, py::arg("dtype") = py::none(),
+           "x [..., K] @ W.T for this array's W [N, K] (blocks of 32 along K, symmetric), from "
+           "the packed blocks, never dequantized to memory: float32 [..., N]. mode='exact' is "
+           "the float32 product; 'fast' first quantizes x to MXINT8 (docs/NUMERICS.md).")
       .def_static(
           "from_packed",
           [](const py::handle& packed, const py::handle& scales, std::vector<int64_t> shape,

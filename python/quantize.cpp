@@ -80,6 +80,33 @@ QuantSpec spec_from(const SpecArguments& a) {
 
 }  // namespace
 
+Input input_array(const py::handle& x, const py::handle& dtype_arg) {
+  Input in{contiguous_array(x, "x"), DType::kF32, {}};
+  const py::dtype dt = in.array.dtype();
+  if (dt.attr("byteorder").cast<std::string>() == ">") {
+    throw py::type_error("x is big-endian (expected native little-endian values)");
+  }
+  const std::string name = dt.attr("name").cast<std::string>();
+  const std::optional<DType> declared =
+      dtype_arg.is_none() ? std::nullopt : std::optional(dtype_argument(dtype_arg, "dtype"));
+  std::optional<DType> own = parse_dtype(name);
+  if (!own && name == "uint16" && declared == DType::kBF16) own = DType::kBF16;
+  if (!own) {
+    throw py::type_error("dtype " + name +
+                         " cannot be quantized (expected float32, float16 or bfloat16" +
+                         (name == "uint16" ? "; for bfloat16 bits held as uint16 pass "
+                                             "dtype='bfloat16')"
+                                           : ")"));
+  }
+  if (declared && *declared != *own) {
+    throw py::type_error("dtype='" + std::string(dtype_name(*declared)) +
+                         "' does not describe an array of " + name);
+  }
+  in.dtype = *own;
+  in.shape = shape_of(in.array);
+  return in;
+}
+
 QuantSpec spec_from_dict(const py::dict& spec) {
   static constexpr const char* kKeys[] = {"format", "block", "axis", "tile",   "scale",
                                           "round",  "seed",  "asym", "preset", "flush_subnormals"};
@@ -107,40 +134,6 @@ QuantSpec spec_from_dict(const py::dict& spec) {
 }
 
 namespace {
-
-// The values of `x` as the library reads them.
-struct Input {
-  py::array array;  // C-contiguous, kept alive while the library reads it
-  DType dtype;
-  std::vector<int64_t> shape;
-};
-
-Input input_array(const py::handle& x, const py::handle& dtype_arg) {
-  Input in{contiguous_array(x, "x"), DType::kF32, {}};
-  const py::dtype dt = in.array.dtype();
-  if (dt.attr("byteorder").cast<std::string>() == ">") {
-    throw py::type_error("x is big-endian (expected native little-endian values)");
-  }
-  const std::string name = dt.attr("name").cast<std::string>();
-  const std::optional<DType> declared =
-      dtype_arg.is_none() ? std::nullopt : std::optional(dtype_argument(dtype_arg, "dtype"));
-  std::optional<DType> own = parse_dtype(name);
-  if (!own && name == "uint16" && declared == DType::kBF16) own = DType::kBF16;
-  if (!own) {
-    throw py::type_error("dtype " + name +
-                         " cannot be quantized (expected float32, float16 or bfloat16" +
-                         (name == "uint16" ? "; for bfloat16 bits held as uint16 pass "
-                                             "dtype='bfloat16')"
-                                           : ")"));
-  }
-  if (declared && *declared != *own) {
-    throw py::type_error("dtype='" + std::string(dtype_name(*declared)) +
-                         "' does not describe an array of " + name);
-  }
-  in.dtype = *own;
-  in.shape = shape_of(in.array);
-  return in;
-}
 
 MxArray quantize_input(const Input& in, const QuantSpec& spec) {
   MxTensor t;
