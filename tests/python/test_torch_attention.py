@@ -2,6 +2,7 @@
 operands cast per recipe role along its own reduction axis (the table of docs/NUMERICS.md),
 and without casts it is softmax attention with its exact gradient. Skipped with the reason
 where PyTorch cannot be imported (Debian: python3-torch)."""
+import copy
 import unittest
 
 import numpy as np
@@ -119,6 +120,10 @@ class TorchAttention(unittest.TestCase):
         self.assertTrue(torch.equal(cast(q, k, v), want))
         self.assertTrue(torch.equal(mxt.quantize_(cast, "mxfp4", attention=True)(q, k, v),
                                     want))
+        self.assertTrue(torch.equal(copy.deepcopy(cast)(q, k, v), want))
+        mxt.cast_attention_calls(cast, "mxfp6")  # replaces the recipe
+        self.assertTrue(torch.equal(
+            cast(q, k, v), mxt.scaled_dot_product_attention(q, k, v, "mxfp6", is_causal=True)))
         dropout = lambda q, k, v: sdpa(q, k, v, dropout_p=0.1)  # noqa: E731
         with self.assertRaisesRegex(ValueError, "dropout"):
             with mxt.attention._AttentionCasts(mxt.attention_specs("mxfp4")):

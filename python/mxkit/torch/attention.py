@@ -151,17 +151,14 @@ def cast_attention_calls(model, recipe):
     if _TORCH_SDPA is None:
         raise ValueError(f"PyTorch {torch.__version__} has no scaled_dot_product_attention "
                          "whose calls could be cast (2.0 and later)")
-    specs = attention_specs(recipe)
-    if getattr(model, "_mx_attention_specs", None) is not None:
-        model._mx_attention_specs = specs
-        return model
-    model._mx_attention_specs = specs
-    inner = model.forward
-
-    @functools.wraps(inner)
-    def forward(*args, **kwargs):
-        with _AttentionCasts(model._mx_attention_specs):
-            return inner(*args, **kwargs)
-
-    model.forward = forward
+    already = getattr(model, "_mx_attention_specs", None) is not None
+    model._mx_attention_specs = attention_specs(recipe)
+    if not already:
+        # A partial over the model, not a closure: a deep copy of the model then calls itself.
+        model.forward = functools.partial(_forward_with_attention_casts, model)
     return model
+
+
+def _forward_with_attention_casts(model, *args, **kwargs):
+    with _AttentionCasts(model._mx_attention_specs):
+        return type(model).forward(model, *args, **kwargs)
