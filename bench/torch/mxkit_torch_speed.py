@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Speed of mxkit.torch's operators on a CUDA tensor, beside a PyTorch copy of the same bytes in
-the same process: fake-quantize, quantize and dual quantize of a bfloat16 matrix (16384 x 16384
-by default). CUDA events around 10 calls in a row, median of 15 such samples after 3 warm-ups;
+the same process: fake-quantize, quantize, dual quantize and dequantize of a bfloat16 matrix
+(16384 x 16384 by default). CUDA events around 10 calls in a row, median of 15 such samples after 3 warm-ups;
 bandwidth counts bytes read and written (1 GB = 10^9 bytes). One JSON line per row:
 
   PYTHONPATH=build/python python3 bench/torch/mxkit_torch_speed.py
@@ -12,6 +12,7 @@ import json
 import torch
 
 import cuda_timing
+import mxkit
 import mxkit.torch as mxt
 
 
@@ -42,9 +43,7 @@ def main():
               flush=True)
 
     for fmt in args.formats.split(","):
-        bits = {"mxfp8_e4m3": 8, "mxfp8_e5m2": 8, "mxint8": 8, "mxfp6_e3m2": 6, "mxfp6_e2m3": 6,
-                "mxfp4_e2m1": 4}.get(fmt, 8)
-        packed = n * bits / 8 + n / 32  # codes and scales written
+        packed = n * mxkit.formats()[fmt]["bits"] / 8 + n / 32  # bytes of codes and scales
         for rnd in ("nearest-even", "stochastic"):
             spec = mxt.casts.spec_json({"format": fmt, "round": rnd})
             row("fake_quantize", fmt, rnd,
@@ -54,6 +53,11 @@ def main():
         spec = mxt.casts.spec_json({"format": fmt})
         row("quantize_dual", fmt, "nearest-even",
             median_ms(lambda: torch.ops.mxkit.quantize_dual(x, spec)), 2 * n + 2 * packed)
+        parts = torch.ops.mxkit.quantize(x, spec)
+        shape = list(x.shape)
+        row("dequantize", fmt, "-", median_ms(
+            lambda: torch.ops.mxkit.dequantize(*parts, shape, spec, torch.bfloat16)),
+            packed + 2 * n)
 
 
 if __name__ == "__main__":
