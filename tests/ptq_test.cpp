@@ -185,10 +185,15 @@ TEST(ErrorDiffusion, LowersTheOutputErrorBelowDirectCastForEveryFormat) {
     const double direct = l.output_error(direct_cast(l, spec));
     for (ColumnOrder o :
          {ColumnOrder::kNatural, ColumnOrder::kActBlocks, ColumnOrder::kActColumns}) {
-      GptqOptions options;
-      options.order = o;
-      const double diffused = l.output_error(diffuse(l, spec, options).values);
-      EXPECT_LT(diffused, 0.75 * direct) << f.mx_name << " " << column_order_name(o);
+      for (ScaleChoice choice :
+           {ScaleChoice::kRule, ScaleChoice::kNeighbors, ScaleChoice::kLookahead}) {
+        GptqOptions options;
+        options.order = o;
+        options.scale = choice;
+        const double diffused = l.output_error(diffuse(l, spec, options).values);
+        EXPECT_LT(diffused, 0.75 * direct)
+            << f.mx_name << " " << column_order_name(o) << " scale choice " << int(choice);
+      }
     }
   }
 }
@@ -273,6 +278,23 @@ TEST(ErrorDiffusion, ScaleSearchLeavesNoBlockMoreErrorThanTheRule) {
       moved += searched.tensor.scales[size_t(b)] != direct.scales[size_t(b)];
     }
     EXPECT_GT(moved, 0) << describe(spec);
+  }
+}
+
+// Under H = I no error moves inside a block either, and every column weighs the same: the
+// look-ahead's objective is the search's squared error over a constant, so both choose alike.
+TEST(ErrorDiffusion, LookaheadWithTheIdentityHessianChoosesAsTheSearch) {
+  const Layer l(5, 80);
+  const std::vector<float> h = identity(l.k);
+  for (const ElementFormat format :
+       {ElementFormat::kE2M1, ElementFormat::kInt4, ElementFormat::kE3M2}) {
+    const QuantSpec spec = spec_of(format);
+    GptqOptions search, lookahead;
+    search.scale = ScaleChoice::kNeighbors;
+    lookahead.scale = ScaleChoice::kLookahead;
+    EXPECT_TRUE(
+        same_tensor(diffuse(l, spec, lookahead, h).tensor, diffuse(l, spec, search, h).tensor))
+        << describe(spec);
   }
 }
 

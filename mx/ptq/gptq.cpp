@@ -107,6 +107,55 @@ BlockResult best_neighbor_scale(const QuantSpec& spec, const BlockResult& rule,
   return best;
 }
 
+// ScaleChoice::kLookahead: of the same three scales, the one whose block, quantized column by
+// column in the order with each column's error passed on to the block's later columns through
+// the inverse Hessian's factor u, adds the least to GPTQ's objective (the sum of the squared
+// scaled errors). Each row's block is chosen on its own.
+BlockResult best_lookahead_scale(const QuantSpec& spec, const BlockResult& rule,
+                                 std::span<const float> values, std::span<const int64_t> slots,
+                                 std::span<const int64_t> pos, std::span<const float> u,
+                                 int64_t k) {
+  if (rule.nan_block || rule.scale == 0xFF) return rule;
+  const FormatTraits& format = traits(spec.format);
+  std::vector<int> order;
+  for (size_t s = 0; s < slots.size(); ++s) {
+    if (slots[s] >= 0) order.push_back(int(s));
+  }
+  std::sort(order.begin(), order.end(), [&](int a, int b) {
+    return pos[size_t(slots[size_t(a)] % k)] < pos[size_t(slots[size_t(b)] % k)];
+  });
+  std::vector<double> v(values.size());
+  auto objective = [&](const BlockResult& block) {
+    for (size_t s = 0; s < values.size(); ++s) v[s] = values[s];
+    double sum = 0;
+    for (size_t a = 0; a < order.size(); ++a) {
+      const int sa = order[a];
+      const int64_t pa = pos[size_t(slots[size_t(sa)] % k)];
+      const uint8_t code =
+          encode_block_element_ref(spec, block, float(v[size_t(sa)]), slots[size_t(sa)]);
+      const double q = decode_value(format, code, block.scale, spec.asymmetric, block.offset);
+      const double e = (v[size_t(sa)] - q) / double(u[size_t(pa * k + pa)]);
+      sum += e * e;
+      for (size_t b = a + 1; b < order.size(); ++b) {
+        const int sb = order[b];
+        v[size_t(sb)] -= double(u[size_t(pa * k + pos[size_t(slots[size_t(sb)] % k)])]) * e;
+      }
+    }
+    return sum;
+  };
+  BlockResult best = rule;
+  double best_error = objective(rule);
+  for (const int step : {-1, 1}) {
+    const int byte = int(rule.scale) + step;
+    if (byte < 0 || byte > 254) continue;
+    BlockResult candidate = rule;
+    candidate.scale = uint8_t(byte);
+    const double error = objective(candidate);
+    if (error < best_error) best = candidate, best_error = error;
+  }
+  return best;
+}
+
 }  // namespace
 
 std::string gptq_quantize(std::span<const float> w, int64_t n, int64_t k,
@@ -164,6 +213,9 @@ std::string gptq_quantize(std::span<const float> w, int64_t n, int64_t k,
         blocks[size_t(b)] = choose_block_scale_ref(spec, values, std::span(real.get(), elems));
         if (options.scale == ScaleChoice::kNeighbors) {
           blocks[size_t(b)] = best_neighbor_scale(spec, blocks[size_t(b)], values, slots, diag, k);
+        } else if (options.scale == ScaleChoice::kLookahead) {
+          blocks[size_t(b)] =
+              best_lookahead_scale(spec, blocks[size_t(b)], values, slots, pos, u, k);
         }
       }
     });

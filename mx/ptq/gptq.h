@@ -28,6 +28,9 @@ enum class ScaleChoice {
   kNeighbors,  // of the rule's E8M0 scale and the powers of two right below and above it,
                // the one under which the block's current values have the least squared error,
                // each element's weighted by diag(H) of its input; ties keep the rule's
+  kLookahead,  // of the same three, the one under which quantizing the block column by column,
+               // each column's error passed on to the block's later columns, adds the least to
+               // GPTQ's objective; ties keep the rule's
 };
 
 struct GptqOptions {

@@ -29,7 +29,7 @@ struct PtqFlags {
   std::string model, out, calib, tokenizer, recipe, order;
   int64_t samples = 128, seq_len = 0, batch = 8;
   double damp = 0.01;
-  bool act_order = false, scale_search = false, quiet = false;
+  bool act_order = false, scale_search = false, scale_lookahead = false, quiet = false;
   SpecFlags spec;
 };
 
@@ -59,7 +59,9 @@ std::string run_ptq(const PtqFlags& f) {
   if (std::string e = build_cpu_options(f.spec, &cpu_options); !e.empty()) return e;
   if (std::string e = column_order_from(f, &options.gptq.order); !e.empty()) return e;
   options.gptq.damp = f.damp;
-  options.gptq.scale = f.scale_search ? ptq::ScaleChoice::kNeighbors : ptq::ScaleChoice::kRule;
+  options.gptq.scale = f.scale_lookahead ? ptq::ScaleChoice::kLookahead
+                       : f.scale_search  ? ptq::ScaleChoice::kNeighbors
+                                         : ptq::ScaleChoice::kRule;
   options.gptq.threads = cpu_options.threads;
   options.batch = f.batch;
   options.recipe = *nn::recipe_preset("fp32");
@@ -120,7 +122,11 @@ std::string run_ptq(const PtqFlags& f) {
         "quantized {} linear weights to {} by error diffusion (order {}, dampening {}{}) on {} x "
         "{} calibration tokens of {}{} in {:.1f} s; wrote {}\n",
         quantized.size(), describe(options.spec), ptq::column_order_name(options.gptq.order),
-        f.damp, f.scale_search ? ", scale search" : "", f.samples, seq_len, f.calib,
+        f.damp,
+        f.scale_lookahead ? ", scale look-ahead"
+        : f.scale_search  ? ", scale search"
+                          : "",
+        f.samples, seq_len, f.calib,
         f.recipe.empty() ? "" : fmt::format(" under recipe {}", f.recipe), seconds, f.out);
   }
   return "";
@@ -154,9 +160,14 @@ void register_ptq(CLI::App& app) {
                 "Activation order: blocks of input features by descending Hessian diagonal");
   cmd->add_option("--order", f.order,
                   "Column order: natural, act-blocks (= --act-order) or act-columns");
+  CLI::Option* lookahead = cmd->add_flag(
+      "--scale-lookahead", f.scale_lookahead,
+      "Per block, of the same three scales as --scale-search, the one whose block adds the least "
+      "to GPTQ's objective with its errors passed on inside the block");
   cmd->add_flag("--scale-search", f.scale_search,
                 "Per block, the rule's scale or the power of two below or above it, whichever "
-                "leaves the block the least error weighted by diag(H)");
+                "leaves the block the least error weighted by diag(H)")
+      ->excludes(lookahead);
   cmd->add_option("--damp", f.damp, "Dampening: this fraction of mean(diag H) added to H")
       ->check(finite_in(0, 1e6))
       ->capture_default_str();
