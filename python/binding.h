@@ -73,8 +73,12 @@ struct Input {
 // dtype="bfloat16"); TypeError for anything else.
 Input input_array(const py::handle& x, const py::handle& dtype_arg);
 
-// The spec a dict of quantize()'s keywords names (format, block, axis, tile, scale, round, seed,
-// asym, preset, flush_subnormals); TypeError for another key, ValueError for a bad value.
+// The keywords of quantize() that describe a spec (all but x and dtype).
+inline constexpr const char* kSpecKeywords[] = {"format", "block",           "axis", "tile",
+                                                "scale",  "round",           "seed", "asym",
+                                                "preset", "flush_subnormals"};
+
+// The spec a dict of kSpecKeywords names; TypeError for another key, ValueError for a bad value.
 QuantSpec spec_from_dict(const py::dict& spec);
 
 // The parts of the module, each in its own file.

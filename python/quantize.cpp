@@ -108,11 +108,10 @@ Input input_array(const py::handle& x, const py::handle& dtype_arg) {
 }
 
 QuantSpec spec_from_dict(const py::dict& spec) {
-  static constexpr const char* kKeys[] = {"format", "block", "axis", "tile",   "scale",
-                                          "round",  "seed",  "asym", "preset", "flush_subnormals"};
   for (const auto& [key, value] : spec) {
     const std::string name = py::str(key);
-    if (std::find(std::begin(kKeys), std::end(kKeys), name) == std::end(kKeys)) {
+    if (std::find(std::begin(kSpecKeywords), std::end(kSpecKeywords), name) ==
+        std::end(kSpecKeywords)) {
       throw py::type_error("unknown spec keyword: " + name);
     }
   }
@@ -222,6 +221,9 @@ void add_formats(py::module_& m) {
 }
 
 void add_quantize(py::module_& m) {
+  py::tuple keywords(std::size(kSpecKeywords));
+  for (size_t i = 0; i < std::size(kSpecKeywords); ++i) keywords[i] = py::str(kSpecKeywords[i]);
+  m.attr("_spec_keywords") = keywords;
   def_quantizing(m, "quantize", &quantize,
                  "Quantizes a float32, float16 or bfloat16 array to an MxArray. bfloat16 is "
                  "ml_dtypes' bfloat16, or uint16 bit patterns with dtype='bfloat16'.");

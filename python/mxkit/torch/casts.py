@@ -5,11 +5,8 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from mxkit import _mxkit
 from mxkit.torch import ops  # noqa: F401 (registers torch.ops.mxkit)
-
-# Keywords of mxkit.quantize that a spec may carry.
-_SPEC_KEYS = ("format", "block", "axis", "tile", "scale", "round", "seed", "asym",
-              "flush_subnormals")
 
 
 def _json_value(key, v):
@@ -30,7 +27,7 @@ def spec_json(spec):
     """The operators' spec argument: JSON text of the given keywords, None ones dropped.
 
     Written out by hand rather than by json.dumps, which torch.compile cannot trace."""
-    unknown = set(spec) - set(_SPEC_KEYS)
+    unknown = set(spec) - set(_mxkit._spec_keywords)
     if unknown:
         raise TypeError(f"unknown spec keyword(s): {', '.join(sorted(unknown))}")
     items = [f'"{k}": {_json_value(k, spec[k])}' for k in sorted(spec) if spec[k] is not None]

@@ -1,4 +1,4 @@
-"""Fake-quantization with a straight-through gradient, MXLinear and quantize_.
+"""MXLinear and quantize_.
 
 MXLinear casts each operand of its three products per role of an `mx train` recipe (a preset
 name, JSON text or a JSON file; mxkit.recipe): the forward's x and W along the input features,

@@ -210,14 +210,21 @@ def _gemm_operand(spec, what):
     return spec.get("format", "mxfp8_e4m3")
 
 
-def _mx_matmul_cpu(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec, bias, out_dtype):
+def _dequantized_product(dequantize, a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec,
+                         bias, out_dtype):
+    """The float32 product of the two operands, each decoded by `dequantize`."""
     m, n, k = mnk
-    _gemm_operand(a_spec, "a"), _gemm_operand(b_spec, "b")
-    none = torch.empty(0, dtype=torch.bfloat16)
-    a = _dequantize_cpu(a_packed, a_scales, none, [m, k], a_spec, torch.float32)
-    b = _dequantize_cpu(b_packed, b_scales, none, [n, k], b_spec, torch.float32)
+    none = torch.empty(0, dtype=torch.bfloat16, device=a_packed.device)
+    a = dequantize(a_packed, a_scales, none, [m, k], a_spec, torch.float32)
+    b = dequantize(b_packed, b_scales, none, [n, k], b_spec, torch.float32)
     d = a @ b.t()
     return (d if bias is None else d + bias.float()).to(out_dtype)
+
+
+def _mx_matmul_cpu(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec, bias, out_dtype):
+    _gemm_operand(a_spec, "a"), _gemm_operand(b_spec, "b")
+    return _dequantized_product(_dequantize_cpu, a_packed, a_scales, b_packed, b_scales, mnk,
+                                a_spec, b_spec, bias, out_dtype)
 
 
 def _aligned(t):
@@ -232,11 +239,8 @@ def _mx_matmul_cuda(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec,
     device = a_packed.device
     if torch.cuda.get_device_capability(device) != (9, 0):
         # mxkit's MX GEMM is Hopper's: elsewhere the dequantized operands' float32 product.
-        none = torch.empty(0, dtype=torch.bfloat16, device=device)
-        a = _dequantize_cuda(a_packed, a_scales, none, [m, k], a_spec, torch.float32)
-        b = _dequantize_cuda(b_packed, b_scales, none, [n, k], b_spec, torch.float32)
-        d = a @ b.t()
-        return (d if bias is None else d + bias.float()).to(out_dtype)
+        return _dequantized_product(_dequantize_cuda, a_packed, a_scales, b_packed, b_scales,
+                                    mnk, a_spec, b_spec, bias, out_dtype)
     a_parts = _parts_like([m, k], json.loads(a_spec), device)
     b_parts = _parts_like([n, k], json.loads(b_spec), device)
     a_packed = _aligned(_check_part(a_packed, a_parts[0], "a's packed codes"))
