@@ -298,6 +298,61 @@ TEST(ErrorDiffusion, LookaheadWithTheIdentityHessianChoosesAsTheSearch) {
   }
 }
 
+// In natural order the first block of each row (inputs 0-31) gets its scale before any error
+// reaches it. Quantizing its columns in order, each err = (w - q) / U[i][i] passed on to the
+// block's later columns, the look-ahead must take, of the rule's scale and its two neighbours,
+// the one with the least sum of err^2 (the rule's on a tie, then the lower). Under a correlated
+// Hessian that differs from the search's choice in some rows.
+TEST(ErrorDiffusion, LookaheadTakesTheScaleWithTheLeastObjectiveOverTheBlock) {
+  const Layer l(6);
+  const int64_t k = l.k;
+  const QuantSpec spec = spec_of(ElementFormat::kE2M1);
+  const FormatTraits& format = traits(spec.format);
+  GptqOptions lookahead, search;
+  lookahead.scale = ScaleChoice::kLookahead;
+  search.scale = ScaleChoice::kNeighbors;
+  const MxTensor chosen = diffuse(l, spec, lookahead).tensor;
+  const MxTensor searched = diffuse(l, spec, search).tensor;
+  const std::vector<int64_t> natural =
+      column_order(std::vector<float>(size_t(k)), 1, ColumnOrder::kNatural);
+  std::vector<double> factor = damped_hessian(l.h, k, natural, lookahead.damp);
+  ASSERT_EQ(inverse_hessian_factor(&factor, k), "");
+  const std::vector<float> u(factor.begin(), factor.end());  // as the quantizer holds it
+  const int64_t blocks_per_row = k / 32;
+  int differs_from_search = 0;
+  for (int64_t r = 0; r < l.n; ++r) {
+    const std::span<const float> w(l.w.data() + r * k, 32);
+    const bool real[32] = {true, true, true, true, true, true, true, true, true, true, true,
+                           true, true, true, true, true, true, true, true, true, true, true,
+                           true, true, true, true, true, true, true, true, true, true};
+    const BlockResult rule = choose_block_scale_ref(spec, w, real);
+    auto objective = [&](uint8_t scale) {
+      BlockResult block = rule;
+      block.scale = scale;
+      std::vector<double> v(w.begin(), w.end());
+      double sum = 0;
+      for (int64_t i = 0; i < 32; ++i) {
+        const uint8_t code = encode_block_element_ref(spec, block, float(v[size_t(i)]), r * k + i);
+        const double q = decode_value(format, code, scale, false, 0);
+        const double err = (v[size_t(i)] - q) / double(u[size_t(i * k + i)]);
+        sum += err * err;
+        for (int64_t j = i + 1; j < 32; ++j) v[size_t(j)] -= double(u[size_t(i * k + j)]) * err;
+      }
+      return sum;
+    };
+    uint8_t best = rule.scale;
+    double best_sum = objective(rule.scale);
+    for (const int step : {-1, 1}) {
+      const double sum = objective(uint8_t(rule.scale + step));
+      if (sum < best_sum) best = uint8_t(rule.scale + step), best_sum = sum;
+    }
+    EXPECT_EQ(chosen.scales[size_t(r * blocks_per_row)], best) << "row " << r;
+    differs_from_search +=
+        chosen.scales[size_t(r * blocks_per_row)] != searched.scales[size_t(r * blocks_per_row)];
+  }
+  EXPECT_GT(differs_from_search, 0);
+}
+
 TEST(ErrorDiffusion, StoresAValidTensorThatDecodesToTheValuesItDiffusedAgainst) {
   const Layer l(4);
   for (const FormatTraits& f : all_formats()) {

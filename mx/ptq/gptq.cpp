@@ -88,23 +88,31 @@ double weighted_error(const QuantSpec& spec, const BlockResult& block,
   return sum;
 }
 
-// ScaleChoice::kNeighbors: the rule's scale byte, or one step below or above it where that is a
-// finite E8M0 scale, whichever has the least weighted error (the rule's on a tie).
-BlockResult best_neighbor_scale(const QuantSpec& spec, const BlockResult& rule,
-                                std::span<const float> values, std::span<const int64_t> slots,
-                                std::span<const float> diag, int64_t k) {
+// The rule's scale byte, or one step below or above it where that is a finite E8M0 scale,
+// whichever block has the least cost (the rule's on a tie, then the lower).
+template <class Cost>
+BlockResult least_cost_scale(const BlockResult& rule, Cost cost) {
   if (rule.nan_block || rule.scale == 0xFF) return rule;
   BlockResult best = rule;
-  double best_error = weighted_error(spec, rule, values, slots, diag, k);
+  double best_cost = cost(rule);
   for (const int step : {-1, 1}) {
     const int byte = int(rule.scale) + step;
     if (byte < 0 || byte > 254) continue;
     BlockResult candidate = rule;
     candidate.scale = uint8_t(byte);
-    const double error = weighted_error(spec, candidate, values, slots, diag, k);
-    if (error < best_error) best = candidate, best_error = error;
+    const double c = cost(candidate);
+    if (c < best_cost) best = candidate, best_cost = c;
   }
   return best;
+}
+
+// ScaleChoice::kNeighbors: the scale whose block has the least diag(H)-weighted error.
+BlockResult best_neighbor_scale(const QuantSpec& spec, const BlockResult& rule,
+                                std::span<const float> values, std::span<const int64_t> slots,
+                                std::span<const float> diag, int64_t k) {
+  return least_cost_scale(rule, [&](const BlockResult& block) {
+    return weighted_error(spec, block, values, slots, diag, k);
+  });
 }
 
 // ScaleChoice::kLookahead: of the same three scales, the one whose block, quantized column by
@@ -115,7 +123,7 @@ BlockResult best_lookahead_scale(const QuantSpec& spec, const BlockResult& rule,
                                  std::span<const float> values, std::span<const int64_t> slots,
                                  std::span<const int64_t> pos, std::span<const float> u,
                                  int64_t k) {
-  if (rule.nan_block || rule.scale == 0xFF) return rule;
+  if (rule.nan_block || rule.scale == 0xFF) return rule;  // no objective to weigh
   const FormatTraits& format = traits(spec.format);
   std::vector<int> order;
   for (size_t s = 0; s < slots.size(); ++s) {
@@ -143,17 +151,7 @@ BlockResult best_lookahead_scale(const QuantSpec& spec, const BlockResult& rule,
     }
     return sum;
   };
-  BlockResult best = rule;
-  double best_error = objective(rule);
-  for (const int step : {-1, 1}) {
-    const int byte = int(rule.scale) + step;
-    if (byte < 0 || byte > 254) continue;
-    BlockResult candidate = rule;
-    candidate.scale = uint8_t(byte);
-    const double error = objective(candidate);
-    if (error < best_error) best = candidate, best_error = error;
-  }
-  return best;
+  return least_cost_scale(rule, objective);
 }
 
 }  // namespace
