@@ -1,13 +1,17 @@
 // The storage layouts of other programs: ggml's block_mxfp4, gpt-oss's blocks/scales pair and
-// the 128x4 swizzled scales of block-scaled GEMMs (mx/core/layout_*.h).
+// the 128x4 swizzled scales of block-scaled GEMMs; and the weight tiles of mxkit's GPU
+// weight-only product (mx/core/layout_*.h).
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "mx/core/layout_ggml.h"
 #include "mx/core/layout_gpt_oss.h"
 #include "mx/core/layout_swizzle.h"
+#include "mx/core/layout_weight_tiles.h"
 #include "python/binding.h"
 #include "python/mx_array.h"
 
@@ -92,6 +96,47 @@ py::array unswizzle(const py::handle& swizzled, int64_t rows, int64_t cols) {
   return array_owning(std::move(out), shape, py::dtype::of<uint8_t>());
 }
 
+// The weight tiles of a 2-D array in symmetric blocks of 32 along its last axis.
+py::tuple to_tiles(const MxArray& a) {
+  const QuantSpec& spec = a.tensor.spec;
+  const bool rowwise = !spec.is_tiled() && spec.block_size == 32 &&
+                       (spec.axis == -1 || spec.axis == 1) && !spec.asymmetric;
+  if (a.tensor.shape.size() != 2 || !rowwise) {
+    throw py::value_error("weight tiles need a 2-D array in symmetric blocks of 32 along axis -1");
+  }
+  std::string error;
+  WeightTiles t = to_weight_tiles(spec.format, a.tensor.shape[0], a.tensor.shape[1],
+                                  a.tensor.elements, a.tensor.scales, &error);
+  check(error);
+  const int64_t code_bytes = static_cast<int64_t>(t.codes.size());
+  const int64_t scale_bytes = static_cast<int64_t>(t.scales.size());
+  const py::dtype u8 = py::dtype::of<uint8_t>();
+  return py::make_tuple(array_owning(std::move(t.codes), std::span(&code_bytes, 1), u8),
+                        array_owning(std::move(t.scales), std::span(&scale_bytes, 1), u8));
+}
+
+MxArray from_tiles(const py::handle& codes, const py::handle& scales, const std::string& format,
+                   int64_t n, int64_t k) {
+  const std::optional<ElementFormat> f = parse_format(format);
+  if (!f) throw py::value_error("unknown element format '" + format + "'");
+  const py::array c = byte_array(codes, "codes");
+  const py::array s = byte_array(scales, "scales");
+  const std::span<const uint8_t> code_bytes = bytes_of(c), scale_bytes = bytes_of(s);
+  const WeightTiles tiles{
+      *f, n, k, {code_bytes.begin(), code_bytes.end()}, {scale_bytes.begin(), scale_bytes.end()}};
+  std::vector<uint8_t> elements, block_scales;
+  check(from_weight_tiles(tiles, &elements, &block_scales));
+  QuantSpec spec;
+  spec.format = *f;
+  const int64_t shape[] = {n, k};
+  std::string error;
+  MxTensor out = make_mx_tensor(shape, spec, &error);
+  check(error);
+  out.elements = std::move(elements);
+  out.scales = std::move(block_scales);
+  return make_mx_array(std::move(out));
+}
+
 }  // namespace
 
 void add_layouts(py::module_& m) {
@@ -111,6 +156,21 @@ void add_layouts(py::module_& m) {
         "its last axis.");
   m.def("unswizzle_scales", &unswizzle, py::arg("swizzled"), py::arg("rows"), py::arg("cols"),
         "The (rows, cols) scale matrix held in swizzled bytes.");
+  m.def("to_weight_tiles", &to_tiles, py::arg("a"),
+        "(codes, scales) of a 2-D array in symmetric blocks of 32 along its last axis, in the "
+        "weight-tile layout of the GPU weight-only product (mx/core/layout_weight_tiles.h).");
+  m.def("from_weight_tiles", &from_tiles, py::arg("codes"), py::arg("scales"), py::arg("format"),
+        py::arg("n"), py::arg("k"), "The [n, k] MxArray held in weight-tile codes and scales.");
+  m.def(
+      "_weight_tile_bytes",
+      [](const std::string& format, int64_t n, int64_t k) {
+        const std::optional<ElementFormat> f = parse_format(format);
+        if (!f) throw py::value_error("unknown element format '" + format + "'");
+        if (n < 0 || k < 0) throw py::value_error("weight tiles: negative dimension");
+        return py::make_tuple(weight_tile_code_bytes(*f, n, k), weight_tile_scale_bytes(n, k));
+      },
+      py::arg("format"), py::arg("n"), py::arg("k"),
+      "(code bytes, scale bytes) of an [n, k] matrix in weight tiles.");
 }
 
 }  // namespace mx::python

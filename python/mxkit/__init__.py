@@ -16,6 +16,7 @@ from mxkit._mxkit import (
     formats,
     from_ggml_mxfp4,
     from_gpt_oss,
+    from_weight_tiles,
     load,
     quantize,
     recipe,
@@ -24,6 +25,7 @@ from mxkit._mxkit import (
     swizzle_scales,
     to_ggml_mxfp4,
     to_gpt_oss,
+    to_weight_tiles,
     unswizzle_scales,
 )
 
@@ -33,6 +35,7 @@ __all__ = [
     "formats",
     "from_ggml_mxfp4",
     "from_gpt_oss",
+    "from_weight_tiles",
     "load",
     "quantize",
     "recipe",
@@ -41,5 +44,6 @@ __all__ = [
     "swizzle_scales",
     "to_ggml_mxfp4",
     "to_gpt_oss",
+    "to_weight_tiles",
     "unswizzle_scales",
 ]

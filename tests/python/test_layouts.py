@@ -1,5 +1,6 @@
 """The layout converters against the layouts written out here in numpy from their definitions
-(mx/core/layout_*.h): ggml's block_mxfp4, gpt-oss's blocks/scales and the 128x4 swizzle."""
+(mx/core/layout_*.h): ggml's block_mxfp4, gpt-oss's blocks/scales, the 128x4 swizzle and the
+GPU's weight tiles."""
 import unittest
 
 import numpy as np
@@ -88,3 +89,57 @@ class Swizzle(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def weight_tile_positions(n, k):
+    """Where each code (row, col) and each scale (row, block) of an [n, k] matrix lies in the
+    weight tiles, from mx/core/layout_weight_tiles.h: tiles of 16 rows x 64 columns, each held
+    lane after lane, lane l = 4r + q holding the pairs p = 8b + 4s + 2i + h; scales in groups of
+    four tiles along K, byte 16r + 4u + 2b + h."""
+    tile_cols = -(-k // 256) * 4
+    rows, cols = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+    rr, cc = rows % 16, cols % 64
+    h, r = rr // 8, rr % 8
+    b, s, i, q, e = cc // 32, cc % 32 // 16, cc % 16 // 8, cc % 8 // 2, cc % 2
+    tile = (rows // 16) * tile_cols + cols // 64
+    code_at = tile * 1024 + (4 * r + q) * 32 + 2 * (8 * b + 4 * s + 2 * i + h) + e
+    blocks = -(-k // 32)
+    rows, block = np.meshgrid(np.arange(n), np.arange(blocks), indexing="ij")
+    h, r, tk = rows % 16 // 8, rows % 8, block // 2
+    group = (rows // 16) * (tile_cols // 4) + tk // 4
+    scale_at = group * 128 + 16 * r + 4 * (tk % 4) + 2 * (block % 2) + h
+    return code_at, scale_at
+
+
+class WeightTiles(unittest.TestCase):
+    def test_eight_bit_codes_and_scales_lie_where_the_layout_puts_them(self):
+        n, k = 37, 300  # padded to 48 rows and 512 columns
+        a = mxkit.quantize(varied(rows=n, cols=k, seed=33), "mxfp8_e4m3")
+        codes, scales = mxkit.to_weight_tiles(a)
+        self.assertEqual((codes.size, scales.size), (48 * 512, 48 * 16))
+        code_at, scale_at = weight_tile_positions(n, k)
+        np.testing.assert_array_equal(codes[code_at], a.codes())
+        np.testing.assert_array_equal(scales[scale_at], a.scales())
+        placed = np.zeros(codes.size, bool)
+        placed[code_at] = True
+        self.assertFalse(codes[~placed].any(), "padding codes are zero")
+
+    def test_every_format_comes_back_from_the_tiles(self):
+        x = varied(rows=21, cols=200, seed=34)
+        for f in mxkit.formats():
+            a = mxkit.quantize(x, f)
+            b = mxkit.from_weight_tiles(*mxkit.to_weight_tiles(a), f, 21, 200)
+            np.testing.assert_array_equal(b.codes(), a.codes(), f)
+            np.testing.assert_array_equal(b.scales(), a.scales(), f)
+            self.assertEqual(b.dequantize().tobytes(), a.dequantize().tobytes(), f)
+
+    def test_refuses_arrays_and_bytes_it_cannot_tile(self):
+        x = varied(rows=16, cols=64, seed=35)
+        for spec in ({"axis": 0}, {"tile": (4, 8)}, {"asym": True}, {"block": 16}):
+            with self.assertRaisesRegex(ValueError, "symmetric blocks of 32 along axis -1"):
+                mxkit.to_weight_tiles(mxkit.quantize(x, "mxfp4_e2m1", **spec))
+        codes, scales = mxkit.to_weight_tiles(mxkit.quantize(x, "mxfp4_e2m1"))
+        with self.assertRaisesRegex(ValueError, "do not match the shape"):
+            mxkit.from_weight_tiles(codes[:-1], scales, "mxfp4_e2m1", 16, 64)
+        with self.assertRaisesRegex(ValueError, "unknown element format 'fp5'"):
+            mxkit.from_weight_tiles(codes, scales, "fp5", 16, 64)
