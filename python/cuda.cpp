@@ -27,12 +27,8 @@ cudaStream_t stream_handle(uintptr_t address) {
   return reinterpret_cast<cudaStream_t>(address);
 }
 
-DType dtype_named(const std::string& name) {
-  if (const std::optional<DType> t = parse_dtype(name)) return *t;
-  throw py::type_error("dtype '" + name + "' is not float32, float16 or bfloat16");
-}
-
-// Runs `work` on `device` with the GIL released; ValueError with its message if it fails.
+// Runs `work` on `device` with the GIL released; ValueError with its message if it fails. The
+// library's functions check their own launches.
 template <class Work>
 void on_device(int device, Work work) {
   std::string error;
@@ -46,9 +42,6 @@ void on_device(int device, Work work) {
           std::string("CUDA device ") + std::to_string(device) + ": " + cudaGetErrorString(status);
     } else {
       error = work();
-      if (error.empty() && (status = cudaGetLastError()) != cudaSuccess) {
-        error = std::string("CUDA kernel launch failed: ") + cudaGetErrorString(status);
-      }
       if (current >= 0 && current != device) cudaSetDevice(current);
     }
   }
@@ -64,18 +57,12 @@ ElementFormat format_named(const std::string& name) {
 
 void add_cuda(py::module_& m) {
   m.def(
-      "_cuda_unavailable",
-      [] {
-        std::string why;
-        return cuda::cuda_device_available(&why) ? std::string() : why;
-      },
-      "Empty when a CUDA device can be used, else why not.");
-  m.def(
       "_cuda_fake_quantize",
-      [](uintptr_t x, const std::string& dtype, std::vector<int64_t> shape, uintptr_t out,
-         const std::string& out_dtype, uintptr_t stream, int device, const py::dict& spec) {
+      [](uintptr_t x, const py::str& dtype, std::vector<int64_t> shape, uintptr_t out,
+         const py::str& out_dtype, uintptr_t stream, int device, const py::dict& spec) {
         const QuantSpec s = spec_from_dict(spec);
-        const DType in = dtype_named(dtype), to = dtype_named(out_dtype);
+        const DType in = dtype_argument(dtype, "dtype"),
+                    to = dtype_argument(out_dtype, "out_dtype");
         on_device(device, [&] {
           return cuda::fake_quantize_cuda(device_pointer(x), in, shape, s, to, device_pointer(out),
                                           stream_handle(stream));
@@ -85,10 +72,10 @@ void add_cuda(py::module_& m) {
       py::arg("stream"), py::arg("device"), py::arg("spec"));
   m.def(
       "_cuda_quantize",
-      [](uintptr_t x, const std::string& dtype, std::vector<int64_t> shape, uintptr_t packed,
+      [](uintptr_t x, const py::str& dtype, std::vector<int64_t> shape, uintptr_t packed,
          uintptr_t scales, uintptr_t offsets, uintptr_t stream, int device, const py::dict& spec) {
         const QuantSpec s = spec_from_dict(spec);
-        const DType in = dtype_named(dtype);
+        const DType in = dtype_argument(dtype, "dtype");
         on_device(device, [&] {
           return cuda::quantize_cuda(device_pointer(x), in, shape, s,
                                      device_pointer<uint8_t>(packed),
@@ -101,10 +88,10 @@ void add_cuda(py::module_& m) {
   m.def(
       "_cuda_dequantize",
       [](uintptr_t packed, uintptr_t scales, uintptr_t offsets, std::vector<int64_t> shape,
-         uintptr_t out, const std::string& out_dtype, uintptr_t stream, int device,
+         uintptr_t out, const py::str& out_dtype, uintptr_t stream, int device,
          const py::dict& spec) {
         const QuantSpec s = spec_from_dict(spec);
-        const DType to = dtype_named(out_dtype);
+        const DType to = dtype_argument(out_dtype, "out_dtype");
         on_device(device, [&] {
           return cuda::dequantize_cuda(device_pointer<const uint8_t>(packed),
                                        device_pointer<const uint8_t>(scales),
@@ -116,11 +103,11 @@ void add_cuda(py::module_& m) {
       py::arg("out_dtype"), py::arg("stream"), py::arg("device"), py::arg("spec"));
   m.def(
       "_cuda_quantize_dual",
-      [](uintptr_t x, const std::string& dtype, std::vector<int64_t> shape,
+      [](uintptr_t x, const py::str& dtype, std::vector<int64_t> shape,
          std::vector<uintptr_t> row_buffers, std::vector<uintptr_t> col_buffers, uintptr_t stream,
          int device, const py::dict& spec) {
         const QuantSpec s = spec_from_dict(spec);
-        const DType in = dtype_named(dtype);
+        const DType in = dtype_argument(dtype, "dtype");
         if (row_buffers.size() != 3 || col_buffers.size() != 3) {
           throw py::value_error("dual quantize takes (packed, scales, offsets) for each side");
         }
@@ -140,7 +127,7 @@ void add_cuda(py::module_& m) {
       "_cuda_mx_gemm",
       [](int64_t rows, int64_t cols, int64_t depth, uintptr_t a_packed, uintptr_t a_scales,
          const std::string& a_format, uintptr_t b_packed, uintptr_t b_scales,
-         const std::string& b_format, uintptr_t bias, uintptr_t out, const std::string& out_dtype,
+         const std::string& b_format, uintptr_t bias, uintptr_t out, const py::str& out_dtype,
          uintptr_t stream, int device) {
         cuda::MxGemmArgs args;
         args.m = rows;
@@ -151,7 +138,7 @@ void add_cuda(py::module_& m) {
         args.b = {device_pointer<const uint8_t>(b_packed), device_pointer<const uint8_t>(b_scales),
                   format_named(b_format)};
         args.bias = device_pointer<const float>(bias);
-        args.out_dtype = dtype_named(out_dtype);
+        args.out_dtype = dtype_argument(out_dtype, "out_dtype");
         args.d = device_pointer(out);
         on_device(device, [&] { return cuda::mx_gemm_cuda(args, stream_handle(stream)); });
       },
@@ -159,6 +146,30 @@ void add_cuda(py::module_& m) {
       py::arg("a_format"), py::arg("b_packed"), py::arg("b_scales"), py::arg("b_format"),
       py::arg("bias"), py::arg("out"), py::arg("out_dtype"), py::arg("stream"), py::arg("device"),
       "D [m, n] = A [m, k] * B [n, k]^T (+ bias) from MX storage on a Hopper GPU (mx_gemm.h).");
+  m.def(
+      "_cuda_mx_gemm_weight_only",
+      [](int64_t rows, int64_t cols, int64_t depth, uintptr_t x, uintptr_t codes, uintptr_t scales,
+         const std::string& format, uintptr_t bias, uintptr_t out, const py::str& out_dtype,
+         uintptr_t stream, int device) {
+        cuda::MxWeightOnlyArgs args;
+        args.m = rows;
+        args.n = cols;
+        args.k = depth;
+        args.x = device_pointer<const void>(x);
+        args.codes = device_pointer<const uint8_t>(codes);
+        args.scales = device_pointer<const uint8_t>(scales);
+        args.format = format_named(format);
+        args.bias = device_pointer<const float>(bias);
+        args.out_dtype = dtype_argument(out_dtype, "out_dtype");
+        args.d = device_pointer(out);
+        on_device(device,
+                  [&] { return cuda::mx_gemm_weight_only_cuda(args, stream_handle(stream)); });
+      },
+      py::arg("m"), py::arg("n"), py::arg("k"), py::arg("x"), py::arg("codes"), py::arg("scales"),
+      py::arg("format"), py::arg("bias"), py::arg("out"), py::arg("out_dtype"), py::arg("stream"),
+      py::arg("device"),
+      "D [m, n] = X [m, k] * W^T (+ bias), X bfloat16, W in weight tiles, m <= 64, on a Hopper "
+      "GPU (mx_gemm.h).");
 }
 
 }  // namespace mx::python

@@ -18,3 +18,19 @@ def median_ms(fn, reps=20, calls=1, warmup=3):
         b.synchronize()
         times.append(a.elapsed_time(b) / calls)
     return sorted(times)[len(times) // 2]
+
+
+def graph_median_ms(fn, reps=20, calls=10):
+    """Milliseconds per call of fn replayed from a CUDA graph of `calls` calls, as decoding loops
+    run (torch.compile's "reduce-overhead"): the GPU's time without Python's."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    return median_ms(graph.replay, reps=reps) / calls

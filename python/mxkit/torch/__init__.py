@@ -4,14 +4,16 @@
     y = mxt.fake_quantize(x, "mxfp6_e3m2")   # the gradient passes straight through
     q = mxt.quantize(x, "mxfp4_e2m1")        # packed codes and scales on x's device
     mxt.quantize_(model, "mxfp6")            # every nn.Linear becomes an MXLinear, in place
+    mxt.quantize_weights_(model, "mxfp4_e2m1")  # weights stored in MX, for inference
     o = mxt.scaled_dot_product_attention(q, k, v, "mxfp6", is_causal=True)
 
 The casts are mxkit's own, so their bits are those of `mx cast` and of `mx train`. CPU tensors
 go through the numpy module. CUDA tensors run mxkit's CUDA kernels on the tensor's device and
 PyTorch's current stream when the module was built with CUDA (mxkit.torch.CUDA_KERNELS), and
 are copied to the host and back otherwise. The operators are torch.ops.mxkit.fake_quantize,
-quantize, dequantize, quantize_dual and mx_matmul (mxkit.torch.ops), each with a Meta kernel,
-so that torch.compile traces them without graph breaks.
+quantize, dequantize, quantize_dual, mx_matmul (mxkit.torch.ops) and weight_only_matmul
+(mxkit.torch.weight_only), each with a Meta kernel, so that torch.compile traces them without
+graph breaks.
 """
 
 from mxkit.torch.attention import (attention_specs, cast_attention_calls,
@@ -20,7 +22,8 @@ from mxkit.torch.casts import MxTensor, fake_quantize, mx_matmul, quantize, quan
 from mxkit.torch.linear import MXLinear, quantize_
 from mxkit.torch.microxcaling import from_microxcaling
 from mxkit.torch.ops import CUDA_KERNELS
+from mxkit.torch.weight_only import MXWeightOnlyLinear, quantize_weights_
 
-__all__ = ["CUDA_KERNELS", "MXLinear", "MxTensor", "attention_specs", "cast_attention_calls",
-           "fake_quantize", "from_microxcaling", "mx_matmul", "quantize", "quantize_",
-           "quantize_dual", "scaled_dot_product_attention"]
+__all__ = ["CUDA_KERNELS", "MXLinear", "MXWeightOnlyLinear", "MxTensor", "attention_specs",
+           "cast_attention_calls", "fake_quantize", "from_microxcaling", "mx_matmul", "quantize",
+           "quantize_", "quantize_dual", "quantize_weights_", "scaled_dot_product_attention"]

@@ -75,17 +75,23 @@ class MXLinear(torch.nn.Linear):
         return f"{super().extra_repr()}, recipe={self.recipe['name']}"
 
 
+def replace_linears(model, filter_fn, make):
+    """Replaces, in place, every nn.Linear child of `model`'s modules for which
+    filter_fn(linear, its dotted name) holds (every one when filter_fn is None) by make(linear)."""
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            full = f"{name}.{child_name}" if name else child_name
+            if type(child) is torch.nn.Linear and (filter_fn is None or filter_fn(child, full)):
+                setattr(module, child_name, make(child))
+
+
 def quantize_(model, recipe, filter_fn=None, attention=False):
     """Replaces every nn.Linear of `model` (for which filter_fn(module, name) holds, when given)
     by an MXLinear under `recipe` that shares its parameters; with attention=True, also runs
     the model's calls of torch.nn.functional.scaled_dot_product_attention with the recipe's
     casts (cast_attention_calls). Returns the model."""
     spec = as_recipe(recipe)
-    for name, module in list(model.named_modules()):
-        for child_name, child in list(module.named_children()):
-            full = f"{name}.{child_name}" if name else child_name
-            if type(child) is torch.nn.Linear and (filter_fn is None or filter_fn(child, full)):
-                setattr(module, child_name, MXLinear.from_linear(child, spec))
+    replace_linears(model, filter_fn, lambda linear: MXLinear.from_linear(linear, spec))
     if attention:
         cast_attention_calls(model, spec)
     return model

@@ -304,10 +304,18 @@ _OPERATORS = {
 }
 
 _lib = torch.library.Library("mxkit", "DEF")
-for _schema, (_cpu, _cuda, _meta) in _OPERATORS.items():
-    _name = _schema.split("(", 1)[0]
-    _lib.define(_schema)
-    _lib.impl(_name, _cpu, "CPU")
-    _lib.impl(_name, _cuda if CUDA_KERNELS else _through_host(_cpu), "CUDA")
-    for _key in ("Meta", "AutogradMeta"):
-        _lib.impl(_name, _meta, _key)
+
+
+def register_operator(schema, cpu, cuda, meta):
+    """Defines torch.ops.mxkit.<schema's name> with its CPU, CUDA and Meta kernels; the CUDA
+    kernel runs on host copies when the module was built without CUDA."""
+    name = schema.split("(", 1)[0]
+    _lib.define(schema)
+    _lib.impl(name, cpu, "CPU")
+    _lib.impl(name, cuda if CUDA_KERNELS else _through_host(cpu), "CUDA")
+    for key in ("Meta", "AutogradMeta"):
+        _lib.impl(name, meta, key)
+
+
+for _schema, _kernels in _OPERATORS.items():
+    register_operator(_schema, *_kernels)
