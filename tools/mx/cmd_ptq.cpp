@@ -26,7 +26,7 @@ namespace mx::tools {
 namespace {
 
 struct PtqFlags {
-  std::string model, out, calib, tokenizer, recipe, order;
+  std::string model, out, calib, tokenizer, recipe, order, device = "cpu";
   int64_t samples = 128, seq_len = 0, batch = 8;
   double damp = 0.01;
   bool act_order = false, scale_search = false, scale_lookahead = false, quiet = false;
@@ -68,9 +68,11 @@ std::string run_ptq(const PtqFlags& f) {
   if (!f.recipe.empty()) {
     if (std::string e = nn::recipe_from_spec(f.recipe, &options.recipe); !e.empty()) return e;
   }
+  // The layer-wise passes need float32 activations, which a GPU keeps for fp32 recipes alone;
+  // the activation casts of --recipe apply to them all the same.
   ModelSource source;
-  if (std::string e = open_model_source(f.model, f.tokenizer, {"cpu", cpu_options.threads},
-                                        options.recipe, &source);
+  if (std::string e = open_model_source(f.model, f.tokenizer, {f.device, cpu_options.threads},
+                                        *nn::recipe_preset("fp32"), &source);
       !e.empty()) {
     return e;
   }
@@ -120,14 +122,15 @@ std::string run_ptq(const PtqFlags& f) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     fmt::print(
         "quantized {} linear weights to {} by error diffusion (order {}, dampening {}{}) on {} x "
-        "{} calibration tokens of {}{} in {:.1f} s; wrote {}\n",
+        "{} calibration tokens of {}{} on {} in {:.1f} s; wrote {}\n",
         quantized.size(), describe(options.spec), ptq::column_order_name(options.gptq.order),
         f.damp,
         f.scale_lookahead ? ", scale look-ahead"
         : f.scale_search  ? ", scale search"
                           : "",
         f.samples, seq_len, f.calib,
-        f.recipe.empty() ? "" : fmt::format(" under recipe {}", f.recipe), seconds, f.out);
+        f.recipe.empty() ? "" : fmt::format(" under recipe {}", f.recipe), f.device, seconds,
+        f.out);
   }
   return "";
 }
@@ -176,6 +179,10 @@ void register_ptq(CLI::App& app) {
                   "it); its weight cast is not used");
   cmd->add_option("--batch", f.batch, "Calibration sequences per pass")
       ->check(integer_in(1, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("--device", f.device,
+                  "cpu, or cuda: the forward passes on the GPU; Hessians and error diffusion on "
+                  "the CPU's threads")
       ->capture_default_str();
   cmd->add_flag("-q,--quiet", f.quiet, "No progress bar and no summary");
   add_spec_flags(cmd, &f.spec);

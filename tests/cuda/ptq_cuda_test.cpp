@@ -1,0 +1,96 @@
+// Post-training quantization with the model on the CUDA backend (mx ptq --device cuda): the
+// layer-wise passes run on the GPU, the Hessians and the error diffusion on the host. Skips
+// where no GPU is present.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mx/core/quantize_ref.h"
+#include "mx/kernels/cuda/quantize_cuda.h"
+#include "mx/nn/cpu/cpu_backend.h"
+#include "mx/nn/cuda/cuda_backend.h"
+#include "mx/nn/model.h"
+#include "mx/ptq/model_ptq.h"
+
+namespace mx::ptq {
+namespace {
+
+// Head size 32, the smallest the GPU's attention takes; two layers.
+nn::ModelConfig two_layers(nn::Arch arch) {
+  nn::ModelConfig c;
+  c.arch = arch;
+  c.vocab = 256, c.n_layers = 2, c.seq_len = 64;
+  c.n_heads = 4, c.n_kv_heads = arch == nn::Arch::kLlama ? 2 : 4, c.dim = 128;
+  c.hidden = arch == nn::Arch::kLlama ? 352 : 512;
+  c.tied = arch == nn::Arch::kGpt2;
+  return c;
+}
+
+std::vector<uint32_t> calibration(int64_t n) {
+  std::vector<uint32_t> tokens;
+  uint64_t s = 777;
+  for (int64_t i = 0; i < n; ++i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    tokens.push_back(uint32_t((s >> 33) % 256));
+  }
+  return tokens;
+}
+
+std::map<std::string, MxTensor> quantize_on(std::unique_ptr<nn::Backend> backend,
+                                            nn::Arch arch, const ModelPtqOptions& options) {
+  nn::Model model(two_layers(arch), std::move(backend));
+  model.params().init(5);
+  model.upload_params();
+  const int64_t sequences = 8, t = 64;
+  std::map<std::string, MxTensor> out;
+  EXPECT_EQ(quantize_model(model, calibration(sequences * t), sequences, t, options, {}, &out),
+            "");
+  return out;
+}
+
+// The GPU's forward pass sums in another order than the CPU's, so the Hessians differ in their
+// last bits. An element's code changes only where its updated value lies that close to a
+// rounding boundary, and then passes a quantum's error on to the columns after it; such flips
+// must stay rare (under 1% of codes), and every weight's scales must agree.
+TEST(CudaPtq, QuantizesAsTheCpuDoesButForRareRoundingFlips) {
+  std::string why;
+  if (!cuda::cuda_device_available(&why)) GTEST_SKIP() << "no CUDA device: " << why;
+  for (nn::Arch arch : {nn::Arch::kGpt2, nn::Arch::kLlama}) {
+    for (const char* recipe : {"fp32", "mxfp4"}) {
+      ModelPtqOptions options;
+      options.spec.format = ElementFormat::kE2M1;
+      options.recipe = *nn::recipe_preset(recipe);
+      options.batch = 3;
+      nn::CudaBackendOptions gpu;
+      gpu.act_type = nn::BufType::kF32;
+      std::string error;
+      std::unique_ptr<nn::Backend> device = nn::make_cuda_backend(gpu, &error);
+      ASSERT_NE(device, nullptr) << error;
+      const auto want = quantize_on(std::make_unique<nn::CpuBackend>(0), arch, options);
+      const auto got = quantize_on(std::move(device), arch, options);
+      ASSERT_EQ(got.size(), want.size());
+      int64_t flips = 0, total = 0, scale_flips = 0;
+      for (const auto& [name, w] : want) {
+        const MxTensor& g = got.at(name);
+        ASSERT_EQ(g.shape, w.shape) << name;
+        const std::vector<float> a = dequantize_ref(g), b = dequantize_ref(w);
+        for (size_t i = 0; i < a.size(); ++i) flips += a[i] != b[i];
+        for (size_t i = 0; i < w.scales.size(); ++i) scale_flips += g.scales[i] != w.scales[i];
+        total += int64_t(a.size());
+      }
+      const char* arch_name = arch == nn::Arch::kLlama ? "llama" : "gpt2";
+      EXPECT_LT(double(flips), 0.01 * double(total)) << arch_name << " " << recipe << ": " << flips
+                                                     << " of " << total << " values differ";
+      EXPECT_EQ(scale_flips, 0) << arch_name << " " << recipe;
+      RecordProperty(std::string(arch_name) + "_" + recipe + "_differing_values",
+                     std::to_string(flips) + "/" + std::to_string(total));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mx::ptq
