@@ -146,6 +146,51 @@ TEST(InverseHessianFactor, DoesNotDependOnTheThreadCount) {
   EXPECT_EQ(one, three);
 }
 
+// The factor as cholesky.h defines it, one element at a time: V from the last column back, each
+// entry's sum one chain of fused multiply-adds over the columns after it, the last first; then
+// U = V^-1, each U[i][j] one chain over V[i][m] U[m][j] from m = j down.
+std::vector<double> unblocked_factor(const std::vector<double>& h, int64_t k) {
+  std::vector<double> v(size_t(k * k), 0.0), u(size_t(k * k), 0.0);
+  for (int64_t j = k - 1; j >= 0; --j) {
+    double pivot = h[size_t(j * k + j)];
+    for (int64_t m = k - 1; m > j; --m) {
+      pivot = std::fma(-v[size_t(j * k + m)], v[size_t(j * k + m)], pivot);
+    }
+    v[size_t(j * k + j)] = std::sqrt(pivot);
+    for (int64_t i = j - 1; i >= 0; --i) {
+      double t = h[size_t(i * k + j)];
+      for (int64_t m = k - 1; m > j; --m) {
+        t = std::fma(-v[size_t(i * k + m)], v[size_t(j * k + m)], t);
+      }
+      v[size_t(i * k + j)] = t / v[size_t(j * k + j)];
+    }
+  }
+  for (int64_t j = k - 1; j >= 0; --j) {
+    for (int64_t i = j; i >= 0; --i) {
+      double s = 0;
+      for (int64_t m = j; m > i; --m) s = std::fma(v[size_t(i * k + m)], u[size_t(m * k + j)], s);
+      u[size_t(i * k + j)] = ((i == j ? 1.0 : 0.0) - s) / v[size_t(i * k + i)];
+    }
+  }
+  return u;
+}
+
+TEST(InverseHessianFactor, BlockingAndThreadsLeaveTheUnblockedAlgorithmsBits) {
+  // Past panel edges of 64 (k = 130) and large enough to share between threads (k = 300).
+  for (const int64_t k : {int64_t{130}, int64_t{300}}) {
+    const Layer l(3, k);
+    const std::vector<int64_t> order =
+        column_order(std::vector<float>(size_t(k)), 1, ColumnOrder::kNatural);
+    const std::vector<double> h = damped_hessian(l.h, k, order, 0.01);
+    const std::vector<double> want = unblocked_factor(h, k);
+    for (const int threads : {1, 3}) {
+      std::vector<double> got = h;
+      ASSERT_EQ(inverse_hessian_factor(&got, k, threads), "");
+      EXPECT_EQ(got, want) << "k " << k << ", threads " << threads;
+    }
+  }
+}
+
 TEST(InverseHessianFactor, RefusesAMatrixThatIsNotPositiveDefinite) {
   std::vector<double> h = {1, 2, 2, 1};  // eigenvalues 3 and -1
   const std::string e = inverse_hessian_factor(&h, 2);
