@@ -87,6 +87,26 @@ TEST(LayerwisePasses, GiveEveryLinearLayerTheInputTheWholeForwardGives) {
 
 // Layer-wise passes keep nothing for a backward: one block's activations serve every block,
 // and the classifier's are not reserved; a whole pass afterwards reserves all of them again.
+TEST(LayerwisePasses, GramOfALinearInputIsTheHessianOfItsCastRows) {
+  auto model = tiny_model(nn::Arch::kLlama);
+  const int64_t b = 2, t = 16;
+  const std::vector<uint32_t> tokens = calibration(b, t, model->config().vocab);
+  std::vector<float> x(size_t(b * t * model->config().dim)), side(x.size() * 4), in, scratch;
+  ASSERT_EQ(model->embed(tokens.data(), b, t, x.data()), "");
+  ASSERT_EQ(model->forward_block_step(0, nn::BlockStep::kNorm1, x.data(), side.data(), b, t), "");
+  ASSERT_EQ(model->linear_input(0, LinearSite::kQ, &in), "");
+  const nn::OperandCast cast = nn::recipe_preset("mxfp4")->act_fwd;
+  const int64_t k = model->config().dim;
+  std::string error;
+  const float* cast_rows =
+      nn::cpu::cast_operand(in.data(), b * t, k, 1, cast, "act_fwd", 77, scratch, &error);
+  ASSERT_EQ(error, "");
+  std::vector<float> want(size_t(k * k), 0.0f), got;
+  accumulate_hessian(want.data(), cast_rows, b * t, k);
+  ASSERT_EQ(model->linear_input_gram(0, LinearSite::kQ, cast, 77, &got), "");
+  EXPECT_TRUE(same_bits(got, want));
+}
+
 TEST(LayerwisePasses, ReserveOneBlocksActivations) {
   nn::ModelConfig c = tiny_model(nn::Arch::kGpt2)->config();
   c.n_layers = 6;

@@ -91,6 +91,12 @@ class Backend {
                                int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
                                SrKey key) = 0;
 
+  // h[K,K] (float32) = c^T c, c = x[M,K] cast by `cast` (blocks along K, stochastic draws from
+  // `stream`): the Gram matrix of a linear layer's inputs as its forward product reads them,
+  // for post-training quantization (mx/ptq). Each element is a float32 sum over the M rows.
+  virtual void gram(Buf h, Buf x, int64_t m, int64_t k, const OperandCast& cast,
+                    uint64_t stream) = 0;
+
   // ---- Packed weights (inference) ----
   // Keeps the weight w [N, K] from now on also as the MX blocks that `cast` (an MX weight cast)
   // makes of it, and runs matmul_forward with w and that weight cast from the packed blocks:

@@ -158,6 +158,11 @@ class Model {
   // After forward_block(layer), or the step that ends there: the input of that block's linear layer
   // at `site` as its product read it before any recipe cast, [b * t, in-features], on the host.
   std::string linear_input(int64_t layer, LinearSite site, std::vector<float>* out);
+  // The same input's Gram matrix on the backend, X cast by `cast` (blocks along the in-features,
+  // stochastic draws from `stream`): out [k, k] = cast(X)^T cast(X), float32, exactly symmetric
+  // (Backend::gram), on the host. Only the k x k result crosses to the host.
+  std::string linear_input_gram(int64_t layer, LinearSite site, const OperandCast& cast,
+                                uint64_t stream, std::vector<float>* out);
   // The offset into params() of a block's weight at `site` (-1: the architecture has none).
   int64_t linear_weight(int64_t layer, LinearSite site) const;
 
@@ -168,6 +173,8 @@ class Model {
   struct Acts;  // the activations, defined in model.cpp
 
  private:
+  // The buffer holding the input of block `layer`'s linear layer at `site`, and its width.
+  std::string linear_input_buf(int64_t layer, LinearSite site, Buf* in, int64_t* k);
   std::string check_tokens(const uint32_t* tokens, const uint32_t* targets, int64_t n) const;
   std::string check_weights_for_recipe() const;
   // Packs each linear weight and the classifier for which cast_of(offset) gives a cast.

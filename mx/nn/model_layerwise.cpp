@@ -90,34 +90,60 @@ std::string Model::forward_block_parts(int64_t layer, float* x, float* side, int
   return be.take_error();
 }
 
-std::string Model::linear_input(int64_t layer, LinearSite site, std::vector<float>* out) {
+std::string Model::linear_input_buf(int64_t layer, LinearSite site, Buf* in, int64_t* k) {
   if (std::string e = check_layerwise(*backend_, layer, config_.n_layers); !e.empty()) return e;
   if (acts_ == nullptr || b_ * t_ == 0) return "no block has run yet";
   const LayerActs& a = layer_acts(layer);
-  const int64_t n = b_ * t_;
-  Buf in;
-  int64_t k = config_.dim;
+  *k = config_.dim;
   switch (site) {
     case LinearSite::kQ:
     case LinearSite::kK:
     case LinearSite::kV:
-      in = a.ln1;
+      *in = a.ln1;
       break;
     case LinearSite::kAttnOut:
-      in = a.atty;
+      *in = a.atty;
       break;
     case LinearSite::kFc:
     case LinearSite::kUp:
-      in = a.ln2;
+      *in = a.ln2;
       break;
     case LinearSite::kProj:
-      in = a.act;
-      k = config_.hidden;
+      *in = a.act;
+      *k = config_.hidden;
       break;
   }
+  return "";
+}
+
+std::string Model::linear_input(int64_t layer, LinearSite site, std::vector<float>* out) {
+  Buf in;
+  int64_t k = 0;
+  if (std::string e = linear_input_buf(layer, site, &in, &k); !e.empty()) return e;
+  const int64_t n = b_ * t_;
   out->resize(size_t(n * k));
   backend_->download(out->data(), in.at(0, n * k));
   return backend_->take_error();
+}
+
+std::string Model::linear_input_gram(int64_t layer, LinearSite site, const OperandCast& cast,
+                                     uint64_t stream, std::vector<float>* out) {
+  Buf in;
+  int64_t k = 0;
+  if (std::string e = linear_input_buf(layer, site, &in, &k); !e.empty()) return e;
+  const int64_t n = b_ * t_;
+  Backend& be = *backend_;
+  const Buf h = be.alloc(BufType::kF32, k * k);
+  if (h.empty()) return cat("cannot allocate the ", k, " x ", k, " Gram matrix");
+  be.gram(h, in.at(0, n * k), n, k, cast, stream);
+  out->resize(size_t(k * k));
+  be.download(out->data(), h);
+  be.release(h);
+  // Exactly symmetric, whichever triangle the backend's product summed in its own order.
+  for (int64_t i = 0; i < k; ++i) {
+    for (int64_t j = 0; j < i; ++j) (*out)[size_t(i * k + j)] = (*out)[size_t(j * k + i)];
+  }
+  return be.take_error();
 }
 
 int64_t Model::linear_weight(int64_t layer, LinearSite site) const {

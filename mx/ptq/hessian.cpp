@@ -21,7 +21,11 @@ HessianSum hessian_sum(int64_t k) {
 void add_rows(HessianSum* h, const float* x, int64_t rows, int threads) {
   std::fill(h->batch.begin(), h->batch.end(), 0.0f);
   accumulate_hessian(h->batch.data(), x, rows, h->k, threads);
-  for (size_t i = 0; i < h->total.size(); ++i) h->total[i] += double(h->batch[i]);
+  add_batch(h, h->batch.data());
+}
+
+void add_batch(HessianSum* h, const float* batch) {
+  for (size_t i = 0; i < h->total.size(); ++i) h->total[i] += double(batch[i]);
 }
 
 std::vector<float> hessian_value(const HessianSum& h) {

@@ -24,6 +24,8 @@ struct HessianSum {
 
 HessianSum hessian_sum(int64_t k);  // zero
 void add_rows(HessianSum* h, const float* x, int64_t rows, int threads = 0);
+// Adds one batch's FP32 product X^T X [k, k], made elsewhere (nn::Model::linear_input_gram).
+void add_batch(HessianSum* h, const float* batch);
 std::vector<float> hessian_value(const HessianSum& h);  // [k, k], rounded to FP32
 
 // H, permuted into `order` (order[p] = the input column at position p), in double, with

@@ -5,9 +5,7 @@
 
 #include "mx/io/cat.h"
 #include "mx/io/memory_budget.h"
-#include "mx/kernels/cpu/quantize.h"
 #include "mx/nn/cast_streams.h"
-#include "mx/nn/cpu/matmul.h"
 #include "mx/ptq/hessian.h"
 
 namespace mx::ptq {
@@ -60,14 +58,14 @@ std::string embed_all(nn::Model& model, std::span<const uint32_t> tokens, int64_
 
 // Runs `step` of block `layer` on every batch; with a site, also returns H = X^T X of that
 // site's input over all batches, as its product reads it under the model's recipe (the act_fwd
-// cast of that site's stream).
+// cast of that site's stream). Each batch's product runs on the model's backend; only it
+// crosses to the host, where the batches are summed in double.
 std::string run_step(nn::Model& model, Stream& s, int64_t layer, BlockStep step,
-                     const LinearSite* site, int64_t seq_len, int threads, std::vector<float>* h) {
+                     const LinearSite* site, int64_t seq_len, std::vector<float>* h) {
   const int64_t k = site == nullptr              ? 0
                     : *site == LinearSite::kProj ? model.config().hidden
                                                  : model.config().dim;
   HessianSum sum = hessian_sum(k);
-  std::vector<float> input, scratch;
   for (size_t b = 0; b < s.x.size(); ++b) {
     if (std::string e = model.forward_block_step(layer, step, s.x[b].data(), s.side[b].data(),
                                                  s.rows[b], seq_len);
@@ -75,15 +73,14 @@ std::string run_step(nn::Model& model, Stream& s, int64_t layer, BlockStep step,
       return e;
     }
     if (site == nullptr) continue;
-    if (std::string e = model.linear_input(layer, *site, &input); !e.empty()) return e;
-    const int64_t rows = s.rows[b] * seq_len;
     const uint64_t stream =
         nn::operand_stream(nn::stream_id(0, int(layer), int(*site)), nn::LinearOperand::kActFwd);
-    std::string error;
-    const float* cast = nn::cpu::cast_operand(input.data(), rows, k, 1, model.recipe().act_fwd,
-                                              "act_fwd", stream, scratch, &error);
-    if (!error.empty()) return error;
-    add_rows(&sum, cast, rows, threads);
+    if (std::string e =
+            model.linear_input_gram(layer, *site, model.recipe().act_fwd, stream, &sum.batch);
+        !e.empty()) {
+      return e;
+    }
+    add_batch(&sum, sum.batch.data());
   }
   if (site != nullptr) *h = hessian_value(sum);
   return "";
@@ -136,8 +133,7 @@ std::string quantize_model(nn::Model& model, std::span<const uint32_t> tokens, i
     // the input whose Hessian the next weights need.
     for (const StepSites& step : block_steps(model, l)) {
       const LinearSite* site = step.sites.empty() ? nullptr : &step.sites[0];
-      if (error = run_step(model, s, l, step.step, site, seq_len, options.gptq.threads, &h);
-          !error.empty()) {
+      if (error = run_step(model, s, l, step.step, site, seq_len, &h); !error.empty()) {
         break;
       }
       for (const LinearSite site : step.sites) {

@@ -3,6 +3,8 @@
 // where no GPU is present.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -40,16 +42,66 @@ std::vector<uint32_t> calibration(int64_t n) {
   return tokens;
 }
 
-std::map<std::string, MxTensor> quantize_on(std::unique_ptr<nn::Backend> backend,
-                                            nn::Arch arch, const ModelPtqOptions& options) {
+std::map<std::string, MxTensor> quantize_on(std::unique_ptr<nn::Backend> backend, nn::Arch arch,
+                                            const ModelPtqOptions& options) {
   nn::Model model(two_layers(arch), std::move(backend));
   model.params().init(5);
   model.upload_params();
   const int64_t sequences = 8, t = 64;
   std::map<std::string, MxTensor> out;
-  EXPECT_EQ(quantize_model(model, calibration(sequences * t), sequences, t, options, {}, &out),
-            "");
+  EXPECT_EQ(quantize_model(model, calibration(sequences * t), sequences, t, options, {}, &out), "");
   return out;
+}
+
+std::unique_ptr<nn::Backend> gpu_backend() {
+  nn::CudaBackendOptions options;
+  options.act_type = nn::BufType::kF32;
+  std::string error;
+  std::unique_ptr<nn::Backend> device = nn::make_cuda_backend(options, &error);
+  EXPECT_NE(device, nullptr) << error;
+  return device;
+}
+
+// The Gram matrix of a layer's cast inputs: the same cast bits on both backends, float32 sums in
+// cuBLAS's order on the GPU, so equal within float32 rounding of the sums (1e-5 of the largest
+// entry over 128 rows), and exactly symmetric.
+TEST(CudaPtq, GramMatrixMatchesTheCpuWithinFloat32Sums) {
+  std::string why;
+  if (!cuda::cuda_device_available(&why)) GTEST_SKIP() << "no CUDA device: " << why;
+  const int64_t b = 2, t = 64;
+  const std::vector<uint32_t> tokens = calibration(b * t);
+  const nn::OperandCast cast = nn::recipe_preset("mxfp4")->act_fwd;
+  std::vector<float> grams[2];
+  for (int i = 0; i < 2; ++i) {
+    std::unique_ptr<nn::Backend> backend =
+        i == 0 ? std::make_unique<nn::CpuBackend>(0) : gpu_backend();
+    ASSERT_NE(backend, nullptr);
+    nn::Model model(two_layers(nn::Arch::kGpt2), std::move(backend));
+    model.params().init(5);
+    model.upload_params();
+    const int64_t dim = model.config().dim, hidden = model.config().hidden;
+    std::vector<float> x(size_t(b * t * dim)), side(size_t(b * t * hidden));
+    ASSERT_EQ(model.embed(tokens.data(), b, t, x.data()), "");
+    for (nn::BlockStep step : {nn::BlockStep::kNorm1, nn::BlockStep::kAttention,
+                               nn::BlockStep::kAttnResidual, nn::BlockStep::kMlp}) {
+      ASSERT_EQ(model.forward_block_step(0, step, x.data(), side.data(), b, t), "");
+    }
+    ASSERT_EQ(model.linear_input_gram(0, nn::LinearSite::kProj, cast, 5, &grams[i]), "");
+  }
+  const std::vector<float>& want = grams[0];
+  const std::vector<float>& got = grams[1];
+  ASSERT_EQ(got.size(), want.size());
+  float largest = 0, worst = 0;
+  for (size_t e = 0; e < want.size(); ++e) {
+    largest = std::max(largest, std::fabs(want[e]));
+    worst = std::max(worst, std::fabs(got[e] - want[e]));
+  }
+  EXPECT_GT(largest, 0.0f);
+  EXPECT_LE(worst, 1e-5f * largest) << worst << " of " << largest;
+  const int64_t k = two_layers(nn::Arch::kGpt2).hidden;
+  for (int64_t r = 0; r < k; ++r) {
+    for (int64_t c = 0; c < r; ++c) ASSERT_EQ(got[size_t(r * k + c)], got[size_t(c * k + r)]);
+  }
 }
 
 // The GPU's forward pass sums in another order than the CPU's, so the Hessians differ in their
@@ -65,11 +117,8 @@ TEST(CudaPtq, QuantizesAsTheCpuDoesButForRareRoundingFlips) {
       options.spec.format = ElementFormat::kE2M1;
       options.recipe = *nn::recipe_preset(recipe);
       options.batch = 3;
-      nn::CudaBackendOptions gpu;
-      gpu.act_type = nn::BufType::kF32;
-      std::string error;
-      std::unique_ptr<nn::Backend> device = nn::make_cuda_backend(gpu, &error);
-      ASSERT_NE(device, nullptr) << error;
+      std::unique_ptr<nn::Backend> device = gpu_backend();
+      ASSERT_NE(device, nullptr);
       const auto want = quantize_on(std::make_unique<nn::CpuBackend>(0), arch, options);
       const auto got = quantize_on(std::move(device), arch, options);
       ASSERT_EQ(got.size(), want.size());
@@ -83,8 +132,8 @@ TEST(CudaPtq, QuantizesAsTheCpuDoesButForRareRoundingFlips) {
         total += int64_t(a.size());
       }
       const char* arch_name = arch == nn::Arch::kLlama ? "llama" : "gpt2";
-      EXPECT_LT(double(flips), 0.01 * double(total)) << arch_name << " " << recipe << ": " << flips
-                                                     << " of " << total << " values differ";
+      EXPECT_LT(double(flips), 0.01 * double(total))
+          << arch_name << " " << recipe << ": " << flips << " of " << total << " values differ";
       EXPECT_EQ(scale_flips, 0) << arch_name << " " << recipe;
       RecordProperty(std::string(arch_name) + "_" + recipe + "_differing_values",
                      std::to_string(flips) + "/" + std::to_string(total));

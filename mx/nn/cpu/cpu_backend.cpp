@@ -11,6 +11,7 @@
 #include "mx/kernels/cpu/mx_matmul.h"
 #include "mx/kernels/cpu/parallel.h"
 #include "mx/kernels/cpu/quantize.h"
+#include "mx/kernels/cpu/sgemm.h"
 #include "mx/nn/cast_streams.h"
 #include "mx/nn/cpu/layers.h"
 
@@ -128,6 +129,18 @@ void CpuBackend::matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w
   if (!dx.empty() && !accumulate_dx) zero(dx);
   record(cpu::matmul_backward(f32(dx), f32(dw), f32(dbias), f32(dy), f32(x), f32(w), m, k, n,
                               recipe, stream_of(key), scratch_));
+}
+
+void CpuBackend::gram(Buf h, Buf x, int64_t m, int64_t k, const OperandCast& cast,
+                      uint64_t stream) {
+  std::string error;
+  const float* xq = cpu::cast_operand(f32(x), m, k, 1, cast, "act_fwd", stream, scratch_.a, &error);
+  if (!error.empty()) return record(error);
+  mx::cpu::SgemmOptions options;
+  options.symmetric = true;
+  options.threads = threads_;
+  mx::cpu::sgemm(f32(h), k, mx::cpu::StridedMatrix{xq, 1, k}, mx::cpu::StridedMatrix{xq, k, 1}, k,
+                 m, k, options);
 }
 
 void CpuBackend::embedding_forward(Buf out, Buf tokens, Buf wte, Buf wpe, int64_t n, int64_t t,

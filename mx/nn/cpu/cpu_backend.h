@@ -46,6 +46,9 @@ class CpuBackend : public Backend {
   int64_t packed_bytes() const override;
   void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override;
+  // One chain of fused multiply-adds per element over the rows in order (mx/kernels/cpu/sgemm.h),
+  // the upper triangle computed and copied below.
+  void gram(Buf h, Buf x, int64_t m, int64_t k, const OperandCast& cast, uint64_t stream) override;
   void embedding_forward(Buf out, Buf tokens, Buf wte, Buf wpe, int64_t n, int64_t t,
                          int64_t c) override;
   void embedding_backward(Buf dwte, Buf dwpe, Buf dout, Buf tokens, int64_t n, int64_t t,

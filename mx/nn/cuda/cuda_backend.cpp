@@ -200,6 +200,17 @@ class CudaBackend final : public Backend {
     check_launch("matmul_backward");
   }
 
+  // cuBLAS's float32 product, both operands the cast x (padded to a multiple of 8 columns
+  // where needed, as the weight gradient pads dy).
+  void gram(Buf h, Buf x, int64_t m, int64_t k, const OperandCast& cast, uint64_t stream) override {
+    const void* xq = prepare(x, {m, k}, 1, cast, "act_fwd", stream, 0);
+    if (xq == nullptr) return;
+    const void* xp = padded_rows(xq, m, k, kPaddedDyDw);
+    if (xp == nullptr) return;
+    gemm(false, true, k, k, m, xq, k, xp, round_up(k, 8), h.p, BufType::kF32, k, 0.0f);
+    check_launch("gram");
+  }
+
   // ---- Vector ops ----
 
   void embedding_forward(Buf out, Buf tokens, Buf wte, Buf wpe, int64_t n, int64_t t,
