@@ -53,8 +53,8 @@ void full_tile_of(std::integer_sequence<int, kRows...>, int rows, const double* 
   ((rows == kRows + 1 ? full_tile<kRows + 1>(a, lda, b, ldb, k, c, ldc) : void()), ...);
 }
 
-void tile(int rows, int cols, const double* a, int64_t lda, const double* b, int64_t ldb,
-          int64_t k, double* c, int64_t ldc) {
+void tile(int rows, int cols, const double* a, int64_t lda, const double* b, int64_t ldb, int64_t k,
+          double* c, int64_t ldc) {
   if (cols < kDgemmCols) return edge_tile(rows, cols, a, lda, b, ldb, k, c, ldc);
   full_tile_of(std::make_integer_sequence<int, kDgemmRows>{}, rows, a, lda, b, ldb, k, c, ldc);
 }
