@@ -98,12 +98,17 @@ std::string direct_cast_eval(nn::Model& model, const nn::Recipe& recipe, data::T
     float ref_mean = 0, cast_mean = 0;
     if (std::string e = pass(ref_model, fp32, &ref_mean); !e.empty()) return e;
     ref_sum += double(ref_mean) * double(n);
-    ref_logits.assign(ref_model.logits(), ref_model.logits() + n * v);
+    // logits() downloads all of them from a GPU at each call: once per pass, not per row.
+    const float* ref_host = ref_model.logits();
+    if (ref_host == nullptr) return "the reference pass left no logits";
+    ref_logits.assign(ref_host, ref_host + n * v);
     if (std::string e = pass(model, cast, &cast_mean); !e.empty()) return e;
     loss_sum += double(cast_mean) * double(n);
+    const float* cast_logits = model.logits();
+    if (cast_logits == nullptr) return "the cast pass left no logits";
     for (int64_t row = 0; row < n; ++row) {
       const float* p_logits = ref_logits.data() + row * v;
-      const float* q_logits = model.logits() + row * v;
+      const float* q_logits = cast_logits + row * v;
       log_softmax(p_logits, v, &log_p);
       log_softmax(q_logits, v, &log_q);
       double kl = 0;
