@@ -24,9 +24,11 @@ std::string generate(nn::Model& model, std::vector<uint32_t>* tokens, const Samp
                                  : model.forward(window, nullptr, 1, t);
     if (!e.empty()) return e;
     const int64_t last_row = (extend ? fresh : t) - 1;
-    if (o.on_logits) o.on_logits(model.logits_row(last_row));
-    const uint32_t next =
-        nn::sample_token(model.logits_row(last_row), vocab, o.top_k, o.temperature, &rng);
+    // One download of the row from a GPU, shared by the callback and the sampler.
+    const float* logits = model.logits_row(last_row);
+    if (logits == nullptr) return "the pass left no logits";
+    if (o.on_logits) o.on_logits(logits);
+    const uint32_t next = nn::sample_token(logits, vocab, o.top_k, o.temperature, &rng);
     tokens->push_back(next);
     if (on_token) on_token(next);
     if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), next) != o.stop_tokens.end()) break;
