@@ -133,13 +133,18 @@ std::string Model::linear_input_gram(int64_t layer, LinearSite site, const Opera
   if (std::string e = linear_input_buf(layer, site, &in, &k); !e.empty()) return e;
   const int64_t n = b_ * t_;
   Backend& be = *backend_;
+  out->resize(size_t(k * k));
+  if (be.host_visible()) {
+    // The CPU's symmetric product writes straight into `out`, exactly symmetric already.
+    be.gram(be.wrap(out->data(), BufType::kF32, k * k), in.at(0, n * k), n, k, cast, stream);
+    return be.take_error();
+  }
   const Buf h = be.alloc(BufType::kF32, k * k);
   if (h.empty()) return cat("cannot allocate the ", k, " x ", k, " Gram matrix");
   be.gram(h, in.at(0, n * k), n, k, cast, stream);
-  out->resize(size_t(k * k));
   be.download(out->data(), h);
   be.release(h);
-  // Exactly symmetric, whichever triangle the backend's product summed in its own order.
+  // Exactly symmetric, whichever order the device's product summed the two triangles in.
   for (int64_t i = 0; i < k; ++i) {
     for (int64_t j = 0; j < i; ++j) (*out)[size_t(i * k + j)] = (*out)[size_t(j * k + i)];
   }

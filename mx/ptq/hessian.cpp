@@ -18,12 +18,6 @@ HessianSum hessian_sum(int64_t k) {
   return HessianSum{k, std::vector<double>(size_t(k * k), 0.0), std::vector<float>(size_t(k * k))};
 }
 
-void add_rows(HessianSum* h, const float* x, int64_t rows, int threads) {
-  std::fill(h->batch.begin(), h->batch.end(), 0.0f);
-  accumulate_hessian(h->batch.data(), x, rows, h->k, threads);
-  add_batch(h, h->batch.data());
-}
-
 void add_batch(HessianSum* h, const float* batch) {
   for (size_t i = 0; i < h->total.size(); ++i) h->total[i] += double(batch[i]);
 }

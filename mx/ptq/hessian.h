@@ -13,9 +13,9 @@ namespace mx::ptq {
 // symmetric on entry (it stays so, exactly).
 void accumulate_hessian(float* h, const float* x, int64_t rows, int64_t k, int threads = 0);
 
-// X^T X over inputs that arrive in batches of rows: each batch's product in FP32
-// (accumulate_hessian from zero), the batches summed in double, so that many batches lose no
-// more precision than one.
+// X^T X over inputs that arrive in batches of rows: each batch's product in FP32 (made by the
+// model's backend, nn::Model::linear_input_gram; on the CPU it is accumulate_hessian from
+// zero), the batches summed in double, so that many batches lose no more precision than one.
 struct HessianSum {
   int64_t k = 0;
   std::vector<double> total;  // [k, k]
@@ -23,8 +23,7 @@ struct HessianSum {
 };
 
 HessianSum hessian_sum(int64_t k);  // zero
-void add_rows(HessianSum* h, const float* x, int64_t rows, int threads = 0);
-// Adds one batch's FP32 product X^T X [k, k], made elsewhere (nn::Model::linear_input_gram).
+// Adds one batch's FP32 product X^T X [k, k].
 void add_batch(HessianSum* h, const float* batch);
 std::vector<float> hessian_value(const HessianSum& h);  // [k, k], rounded to FP32
 

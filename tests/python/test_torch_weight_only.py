@@ -76,6 +76,9 @@ class WeightOnlyOnTheCpu(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "codes must be .* uint8 bytes"):
             torch.ops.mxkit.weight_only_matmul(torch.randn(2, 200), q.codes[1:], q.scales,
                                                [40, 200], "mxfp4_e2m1", None)
+        with self.assertRaisesRegex(ValueError, "bias must be 40 values"):
+            torch.ops.mxkit.weight_only_matmul(torch.randn(2, 200), q.codes, q.scales,
+                                               [40, 200], "mxfp4_e2m1", torch.zeros(39))
         with self.assertRaisesRegex(TypeError, "cannot be quantized"):
             q(torch.randn(2, 200, dtype=torch.float64))
         with self.assertRaisesRegex(TypeError, "asym"):

@@ -20,6 +20,7 @@ K: on a Hopper GPU mxkit's MX GEMM (mx/kernels/cuda/mx_gemm.h: codes decoded to 
 main loop, float32 accumulation), elsewhere the float32 product of the dequantized operands.
 """
 
+import functools
 import json
 
 import numpy as np
@@ -227,6 +228,12 @@ def _mx_matmul_cpu(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec, 
                                 a_spec, b_spec, bias, out_dtype)
 
 
+@functools.lru_cache(maxsize=None)
+def hopper_gemms_run_on(device_index):
+    """Whether mxkit's matrix-product kernels (built for sm_90a only) run on the CUDA device."""
+    return torch.cuda.get_device_capability(device_index) == (9, 0)
+
+
 def _aligned(t):
     """t contiguous and 16-byte aligned, as the GEMM kernels read their operands."""
     t = t.contiguous()
@@ -237,7 +244,7 @@ def _mx_matmul_cuda(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec,
     m, n, k = mnk
     a_format, b_format = _gemm_operand(a_spec, "a"), _gemm_operand(b_spec, "b")
     device = a_packed.device
-    if torch.cuda.get_device_capability(device) != (9, 0):
+    if not hopper_gemms_run_on(device.index):
         # mxkit's MX GEMM is Hopper's: elsewhere the dequantized operands' float32 product.
         return _dequantized_product(_dequantize_cuda, a_packed, a_scales, b_packed, b_scales,
                                     mnk, a_spec, b_spec, bias, out_dtype)

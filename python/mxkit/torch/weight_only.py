@@ -24,7 +24,7 @@ from mxkit import _mxkit
 from mxkit.torch.casts import quantize
 from mxkit.torch.linear import replace_linears
 from mxkit.torch.ops import (_DTYPE_NAMES, _launch, _through_host, dtype_name,
-                             register_operator)
+                             hopper_gemms_run_on, register_operator)
 
 # Rows of x per launch of the weight-only kernel (mx_gemm_weight_only_cuda's limit).
 _KERNEL_ROWS = 64
@@ -35,15 +35,12 @@ def _tile_bytes(format, n, k):
     return _mxkit._weight_tile_bytes(format, n, k)
 
 
-@functools.lru_cache(maxsize=None)
-def _kernel_runs_on(device_index):
-    """Whether mxkit's weight-only kernel (built for sm_90a) runs on the CUDA device."""
-    return torch.cuda.get_device_capability(device_index) == (9, 0)
-
-
-def _check_operands(x, codes, scales, nk, format):
-    """Raises ValueError unless the tiles hold an [N, K] weight that x [..., K] can multiply."""
+def _check_operands(x, codes, scales, nk, format, bias):
+    """Raises ValueError unless the tiles hold an [N, K] weight that x [..., K] can multiply,
+    and bias, when given, is N values on x's device."""
     n, k = nk
+    if bias is not None and (tuple(bias.shape) != (n,) or bias.device != x.device):
+        raise ValueError(f"bias must be {n} values on {x.device}")
     dtype_name(x)
     if x.dim() == 0 or x.shape[-1] != k:
         raise ValueError(f"x {tuple(x.shape)} does not end in the weight's {k} input features")
@@ -63,7 +60,7 @@ def dequantize_tiles(codes, scales, nk, format, dtype=torch.float32):
 
 
 def _weight_only_cpu(x, codes, scales, nk, format, bias):
-    _check_operands(x, codes, scales, nk, format)
+    _check_operands(x, codes, scales, nk, format, bias)
     y = x.to(torch.bfloat16).float() @ dequantize_tiles(codes, scales, nk, format).t()
     if bias is not None:
         y = y + bias.float()
@@ -71,16 +68,14 @@ def _weight_only_cpu(x, codes, scales, nk, format, bias):
 
 
 def _weight_only_cuda(x, codes, scales, nk, format, bias):
-    if not _kernel_runs_on(x.device.index):
+    if not hopper_gemms_run_on(x.device.index):
         return _through_host(_weight_only_cpu)(x, codes, scales, nk, format, bias)
-    _check_operands(x, codes, scales, nk, format)
+    _check_operands(x, codes, scales, nk, format, bias)
     n, k = nk
     x2 = x.reshape(-1, k).to(torch.bfloat16).contiguous()
     out = torch.empty(x2.shape[0], n, device=x.device,
                       dtype=torch.bfloat16 if x.dtype == torch.bfloat16 else torch.float32)
     if bias is not None:
-        if bias.shape != (n,) or bias.device != x.device:
-            raise ValueError(f"bias must be {n} values on {x.device}")
         bias = bias.float().contiguous()
     codes, scales = codes.contiguous(), scales.contiguous()
     for start in range(0, x2.shape[0], _KERNEL_ROWS):
