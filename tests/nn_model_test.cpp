@@ -197,6 +197,18 @@ TEST(NnModel, GptTwoPresetsHaveThePublishedModelsParameterCounts) {
   }
 }
 
+TEST(NnModel, TwentyMillionPresetCountsTheTokenTableOnce) {
+  // 50257 x 256 tokens + 1024 x 256 positions + 8 layers of (4 d^2 + 4d attention, 8 d^2 + 5d
+  // MLP, 4d norms) + 2d final norm, with d = 256: the classifier is the token table.
+  const int64_t d = 256, layers = 8;
+  const int64_t want = 50257 * d + 1024 * d + layers * (12 * d * d + 13 * d) + 2 * d;
+  const std::optional<ModelConfig> c = model_preset("gpt2-20m", Arch::kGpt2);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->head_size(), 64);
+  EXPECT_EQ(Params(*c, false).count(), want);
+  EXPECT_EQ(want, 19446528);
+}
+
 TEST(NnModel, Fp32RecipeIsBitwiseTheRecipeFreePathAndMxfp6DiffersSlightly) {
   for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
     Model model(tiny(arch));

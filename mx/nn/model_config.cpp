@@ -25,6 +25,7 @@ struct Preset {
 constexpr Preset kPresets[] = {
     {"tiny", 2, 64, 4, 64, 256, false},
     {"small", 4, 128, 4, 128, 256, false},
+    {"gpt2-20m", 8, 256, 4, 1024, 50257, true},
     {"gpt2-124m", 12, 768, 12, 1024, 50257, true},
     {"gpt2-355m", 24, 1024, 16, 1024, 50257, true},
     {"gpt2-774m", 36, 1280, 20, 1024, 50257, true},

@@ -32,8 +32,9 @@ struct ModelConfig {
 // "tiny" (2 layers, dim 64, 4 heads, ctx 64), "small" (4 layers, dim 128, 4 heads, ctx 128),
 // both with byte vocab 256; and, GPT-2 only, with ctx 1024 and vocab 50257, the four sizes of
 // the GPT-2 paper (Radford et al. 2019, table 2): "gpt2-124m" (12 layers, dim 768, 12 heads),
-// "gpt2-355m" (24, 1024, 16), "gpt2-774m" (36, 1280, 20) and "gpt2-1558m" (48, 1600, 25).
-// MLP width and key/value heads follow with_shape.
+// "gpt2-355m" (24, 1024, 16), "gpt2-774m" (36, 1280, 20) and "gpt2-1558m" (48, 1600, 25);
+// and "gpt2-20m" (8, 256, 4), near the MX paper's smallest GPT (about 20M parameters, the
+// token table included). MLP width and key/value heads follow with_shape.
 std::vector<std::string_view> model_preset_names();
 std::string model_preset_list();  // the names, comma-separated
 std::optional<ModelConfig> model_preset(std::string_view name, Arch arch);
