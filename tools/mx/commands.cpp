@@ -24,6 +24,7 @@ void register_commands(CLI::App& app) {
   register_eval(app);
   register_generate(app);
   register_plot(app);
+  register_study(app);
   register_export(app);
   register_quantize(app);
   register_ptq(app);

@@ -19,6 +19,7 @@ void register_train(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_plot(CLI::App& app);
+void register_study(CLI::App& app);
 void register_export(CLI::App& app);
 void register_ptq(CLI::App& app);
 void register_quantize(CLI::App& app);

@@ -1,0 +1,214 @@
+#include "mx/train/training_table.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "mx/data/token_shard.h"
+#include "mx/io/atomic_file.h"
+#include "mx/nn/params.h"
+#include "mx/train/checkpoint.h"
+#include "mx/train/loss_plot.h"
+#include "mx/train/run_log.h"
+
+namespace mx::train {
+
+// From the paper's table of generative training results (MX_REFERENCE.md section 8).
+const PaperTrainingRow kPaperTrainingRows[4] = {
+    {"GPT-20M", 20'000'000, 3.98, 4.01, 4.04},
+    {"GPT-150M", 150'000'000, 3.30, 3.32, 3.33},
+    {"GPT-300M", 300'000'000, 3.11, 3.12, 3.14},
+    {"GPT-1.5B", 1'500'000'000, 2.74, 2.75, 2.76},
+};
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const PaperTrainingRow& nearest_paper_row(int64_t parameters) {
+  const PaperTrainingRow* best = &kPaperTrainingRows[0];
+  for (const PaperTrainingRow& row : kPaperTrainingRows) {
+    const double d = std::abs(std::log(double(parameters) / double(row.parameters)));
+    if (d < std::abs(std::log(double(parameters) / double(best->parameters)))) best = &row;
+  }
+  return *best;
+}
+
+std::optional<double> paper_gap(const PaperTrainingRow& row, const std::string& recipe) {
+  if (recipe == "fp32") return 0.0;
+  if (recipe == "mxfp6") return row.mxfp6 - row.fp32;
+  if (recipe == "mxfp4w-mxfp6a") return row.mxfp4w_mxfp6a - row.fp32;
+  return std::nullopt;
+}
+
+std::string folder_label(const std::string& dir) {
+  const fs::path p = fs::path(dir).lexically_normal();
+  const std::string name = p.filename().string();
+  return name.empty() ? p.parent_path().filename().string() : name;
+}
+
+std::vector<std::string> differing_settings(const TableRun& run, const TableRun& base) {
+  std::vector<std::string> out;
+  if (run.steps != base.steps) out.push_back("steps");
+  if (run.batch != base.batch) out.push_back("batch");
+  if (run.seq_len != base.seq_len) out.push_back("seq_len");
+  if (run.seed != base.seed) out.push_back("seed");
+  if (run.train_tokens != base.train_tokens) out.push_back("data");
+  return out;
+}
+
+std::string signed_loss(double x) {
+  return fmt::format("{:+.4f}", x);
+}
+
+std::string count_text(int64_t n) {
+  if (n >= 1'000'000'000) return fmt::format("{:.2f}B", double(n) / 1e9);
+  if (n >= 1'000'000) return fmt::format("{:.1f}M", double(n) / 1e6);
+  if (n >= 1'000) return fmt::format("{:.1f}K", double(n) / 1e3);
+  return fmt::format("{}", n);
+}
+
+std::string write_text(const fs::path& path, const std::string& text) {
+  return io::write_file_atomically(path.string(),
+                                   {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+}
+
+}  // namespace
+
+std::string read_table_run(const std::string& dir, TableRun* out) {
+  TableRun r;
+  r.dir = dir;
+  r.label = folder_label(dir);
+  Checkpoint ckpt;
+  if (std::string e = ckpt.open((fs::path(dir) / kCheckpointFile).string()); !e.empty()) {
+    return fmt::format("run {}: {}", dir, e);
+  }
+  const TrainConfig& c = ckpt.config();
+  r.model = c.model;
+  r.recipe = c.recipe.name;
+  r.parameters = nn::Params(c.model_config, false).count();
+  r.steps = ckpt.state().step;
+  r.batch = c.batch;
+  r.seq_len = c.seq_len;
+  r.seed = c.seed;
+  r.tokens = r.steps * r.batch * r.seq_len;
+  std::vector<LogRow> rows;
+  if (std::string e = read_log((fs::path(dir) / kLogFile).string(), &rows); !e.empty()) {
+    return fmt::format("run {}: {}", dir, e);
+  }
+  for (const LogRow& row : rows) {
+    if (row.step > r.steps) break;  // a log that ran on past the checkpoint
+    if (row.val_loss) r.val_loss = *row.val_loss, r.val_step = row.step;
+    r.tokens_per_s = row.tokens_per_s, r.elapsed_s = row.elapsed_s;
+  }
+  if (r.val_step == 0) return fmt::format("run {}: its log has no validation pass", dir);
+  data::TokenShard shard;
+  if (std::string e = data::open_shard(fs::path(dir) / "data" / "train.bin", &shard); !e.empty()) {
+    return fmt::format("run {}: {}", dir, e);
+  }
+  r.train_tokens = int64_t(shard.header().token_count);
+  *out = std::move(r);
+  return "";
+}
+
+std::string build_training_table(const std::vector<std::string>& dirs,
+                                 const std::string& baseline_recipe, std::vector<TableRun>* out) {
+  std::vector<TableRun> runs(dirs.size());
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    if (std::string e = read_table_run(dirs[i], &runs[i]); !e.empty()) return e;
+  }
+  for (TableRun& r : runs) {
+    const PaperTrainingRow& paper = nearest_paper_row(r.parameters);
+    r.paper_model = paper.model;
+    r.paper_gap = paper_gap(paper, r.recipe);
+    for (const TableRun& base : runs) {
+      if (base.recipe != baseline_recipe || base.model != r.model ||
+          base.parameters != r.parameters) {
+        continue;
+      }
+      r.baseline = base.label;
+      r.gap = r.val_loss - base.val_loss;
+      r.differs = differing_settings(r, base);
+      break;
+    }
+  }
+  *out = std::move(runs);
+  return "";
+}
+
+std::string training_table_markdown(const std::vector<TableRun>& runs) {
+  std::string s =
+      "| run | model | parameters | recipe | tokens | tokens / parameter | epochs | "
+      "validation loss | gap | paper's gap |\n"
+      "|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n";
+  std::vector<std::string> notes;
+  for (const TableRun& r : runs) {
+    std::string gap = r.gap ? signed_loss(*r.gap) : "–";
+    if (!r.differs.empty()) {
+      std::string what;
+      for (const std::string& d : r.differs) what += (what.empty() ? "" : ", ") + d;
+      notes.push_back(fmt::format("{} differs from {} in {}", r.label, r.baseline, what));
+      gap += fmt::format(" ({})", notes.size());
+    }
+    const std::string paper =
+        r.paper_gap ? fmt::format("{} ({})", signed_loss(*r.paper_gap), r.paper_model) : "–";
+    s += fmt::format("| {} | {} | {} | {} | {} | {:.1f} | {:.2f} | {:.4f} | {} | {} |\n", r.label,
+                     r.model, count_text(r.parameters), r.recipe, count_text(r.tokens),
+                     double(r.tokens) / double(r.parameters),
+                     r.train_tokens > 0 ? double(r.tokens) / double(r.train_tokens) : 0.0,
+                     r.val_loss, gap, paper);
+  }
+  for (size_t i = 0; i < notes.size(); ++i) s += fmt::format("\n({}) {}", i + 1, notes[i]);
+  if (!notes.empty()) s += "\n";
+  return s;
+}
+
+std::string training_table_json(const std::vector<TableRun>& runs) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const TableRun& r : runs) {
+    nlohmann::json j = {
+        {"run", r.label},
+        {"dir", r.dir},
+        {"model", r.model},
+        {"recipe", r.recipe},
+        {"parameters", r.parameters},
+        {"steps", r.steps},
+        {"batch", r.batch},
+        {"seq_len", r.seq_len},
+        {"seed", r.seed},
+        {"tokens", r.tokens},
+        {"train_tokens", r.train_tokens},
+        {"val_loss", r.val_loss},
+        {"val_step", r.val_step},
+        {"tokens_per_s", r.tokens_per_s},
+        {"elapsed_s", r.elapsed_s},
+        {"baseline", r.baseline},
+        {"gap", r.gap ? nlohmann::json(*r.gap) : nlohmann::json()},
+        {"paper_model", r.paper_model},
+        {"paper_gap", r.paper_gap ? nlohmann::json(*r.paper_gap) : nlohmann::json()},
+        {"differs", r.differs}};
+    a.push_back(std::move(j));
+  }
+  return a.dump(2) + "\n";
+}
+
+std::string write_training_table(const std::vector<TableRun>& runs, const std::string& out_dir) {
+  if (std::string e = io::check_output_folder(out_dir); !e.empty()) return e;
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) return fmt::format("cannot create {}: {}", out_dir, ec.message());
+  const fs::path dir(out_dir);
+  if (std::string e = write_text(dir / "table.md", training_table_markdown(runs)); !e.empty()) {
+    return e;
+  }
+  if (std::string e = write_text(dir / "table.json", training_table_json(runs)); !e.empty()) {
+    return e;
+  }
+  std::vector<RunCurve> curves;
+  for (const TableRun& r : runs) curves.push_back({r.label, r.dir});
+  return plot_loss_curves(curves, (dir / "loss.png").string(), "Validation and training loss");
+}
+
+}  // namespace mx::train
