@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "mx/data/batch_sampler.h"
+#include "mx/kernels/cpu/parallel.h"
 
 namespace mx::train {
 namespace {
@@ -38,6 +39,24 @@ int64_t argmax(const float* x, int64_t n) {
     if (x[i] > x[best]) best = i;
   }
   return best;
+}
+
+// KL(p || q) of one row's softmaxes, and whether their argmaxes agree.
+struct RowAgreement {
+  double kl = 0;
+  bool top1 = false;
+};
+
+RowAgreement compare_row(const float* p_logits, const float* q_logits, int64_t v,
+                         std::vector<double>* log_p, std::vector<double>* log_q) {
+  log_softmax(p_logits, v, log_p);
+  log_softmax(q_logits, v, log_q);
+  RowAgreement r;
+  for (int64_t j = 0; j < v; ++j) {
+    r.kl += std::exp((*log_p)[size_t(j)]) * ((*log_p)[size_t(j)] - (*log_q)[size_t(j)]);
+  }
+  r.top1 = argmax(p_logits, v) == argmax(q_logits, v);
+  return r;
 }
 
 }  // namespace
@@ -81,7 +100,7 @@ std::string direct_cast_eval(nn::Model& model, const nn::Recipe& recipe, data::T
   double loss_sum = 0, ref_sum = 0, kl_sum = 0;
   int64_t agree = 0;
   std::vector<float> ref_logits;
-  std::vector<double> log_p, log_q;
+  std::vector<RowAgreement> rows;
   data::Batch batch;
   // One pass of `m` under `r`; its own recipe comes back whatever happens.
   auto pass = [&](nn::Model& m, const nn::Recipe& r, float* mean) {
@@ -106,17 +125,18 @@ std::string direct_cast_eval(nn::Model& model, const nn::Recipe& recipe, data::T
     loss_sum += double(cast_mean) * double(n);
     const float* cast_logits = model.logits();
     if (cast_logits == nullptr) return "the cast pass left no logits";
-    for (int64_t row = 0; row < n; ++row) {
-      const float* p_logits = ref_logits.data() + row * v;
-      const float* q_logits = cast_logits + row * v;
-      log_softmax(p_logits, v, &log_p);
-      log_softmax(q_logits, v, &log_q);
-      double kl = 0;
-      for (int64_t j = 0; j < v; ++j) {
-        kl += std::exp(log_p[size_t(j)]) * (log_p[size_t(j)] - log_q[size_t(j)]);
+    // Rows on threads, summed in row order afterwards: the same figures for any thread count.
+    rows.assign(size_t(n), {});
+    cpu::parallel_for(n, 1, w.threads, [&](int64_t begin, int64_t end) {
+      std::vector<double> log_p, log_q;
+      for (int64_t row = begin; row < end; ++row) {
+        rows[size_t(row)] =
+            compare_row(ref_logits.data() + row * v, cast_logits + row * v, v, &log_p, &log_q);
       }
-      kl_sum += kl;
-      agree += argmax(p_logits, v) == argmax(q_logits, v) ? 1 : 0;
+    });
+    for (const RowAgreement& a : rows) {
+      kl_sum += a.kl;
+      agree += a.top1 ? 1 : 0;
     }
     r.tokens += n;
   }

@@ -14,6 +14,7 @@ struct EvalWindow {
   int64_t batch = 8;
   int64_t seq_len = 64;
   int64_t max_batches = 8;  // <= 0: the whole split
+  int threads = 0;          // host threads for the KL and top-1 of the logits (0: all)
 };
 
 // Mean next-token cross-entropy (nats) under the model's current recipe; NaN when the split

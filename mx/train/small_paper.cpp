@@ -130,7 +130,7 @@ std::string run_small_paper(const SmallPaperOptions& o, const SmallPaperCallback
   if (std::string e = data::open_shard(reference_run / "data" / "val.bin", &val); !e.empty()) {
     return e;
   }
-  const EvalWindow window{o.batch, loaded.model->config().seq_len, o.eval_batches};
+  const EvalWindow window{o.batch, loaded.model->config().seq_len, o.eval_batches, o.threads};
   for (const std::string& name : o.cast_recipes) {
     nn::Recipe recipe;
     if (std::string e = nn::recipe_from_spec(name, &recipe); !e.empty()) return e;

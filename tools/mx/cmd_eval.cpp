@@ -124,7 +124,7 @@ std::string run_eval(const EvalFlags& f) {
     return fmt::format("--seq-len {} is longer than the context of the model or its reference",
                        seq_len);
   }
-  const train::EvalWindow window{f.batch, seq_len, f.batches};
+  const train::EvalWindow window{f.batch, seq_len, f.batches, f.threads};
   if (data::eval_window_count(view, seq_len) == 0) {
     return fmt::format("{} holds {} tokens, too few for one window of {}", data_name, view.size(),
                        seq_len + 1);
