@@ -3,7 +3,7 @@
 // within bfloat16 rounding. Both kernels cast P and dS with the same bit-exact code (tested in
 // nn_backend_test.cpp) and compute P from the same inputs, so a cast element differs only where
 // float32 sums in another order move P across a rounding boundary, which is rare. Skips where no
-// GPU is present.
+// GPU is present. The tiled float32 kernels are held to the same CUDA-core kernels.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -17,6 +17,7 @@
 #include "mx/kernels/cuda/quantize_cuda.h"
 #include "mx/nn/cuda/attention.h"
 #include "mx/nn/cuda/flash_attention.h"
+#include "mx/nn/cuda/fp32_attention.h"
 
 namespace mx::nn::cuda {
 namespace {
@@ -78,6 +79,14 @@ void fill_normal(DeviceArray& a, size_t count, uint32_t seed) {
   std::vector<uint16_t> h(count);
   for (uint16_t& x : h) x = to_bf16(normal(rng));
   cudaMemcpy(a.get(), h.data(), count * 2, cudaMemcpyHostToDevice);
+}
+
+void fill_normal_f32(DeviceArray& a, size_t count, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> h(count);
+  for (float& x : h) x = normal(rng);
+  cudaMemcpy(a.get(), h.data(), count * 4, cudaMemcpyHostToDevice);
 }
 
 double rel_diff(const std::vector<float>& got, const std::vector<float>& want) {
@@ -240,6 +249,80 @@ TEST(FlashAttention, DeltaFromTheForwardsPvMatchesTheCudaCoreKernelsUnderMxCasts
     expect_kernels_agree({"mxfp4, P rounded", {2, 100, 4, 2, hs}, fp4, fp4, e3m0, e3m0, true}, 1e-2,
                          {.pv_from_forward = true, .dq_dk_tol = 6e-2});
   }
+}
+
+struct AttentionResults {
+  std::vector<float> out, lse, delta, dq, dk, dv;
+  bool operator==(const AttentionResults&) const = default;
+};
+
+// Float32 activations without casts (the fp32 recipe), the backward reading the forward's own
+// tensors and output as training does: the tiled kernels, or the warp-per-row ones.
+AttentionResults run_fp32(const AttnDims& d, bool tiled) {
+  const size_t q_count = size_t(d.b * d.t * d.nh * d.hs),
+               kv_count = size_t(d.b * d.t * d.nkv * d.hs);
+  const size_t rows = size_t(d.b * d.nh * d.t);
+  DeviceArray q(q_count, 4), k(kv_count, 4), v(kv_count, 4), dout(q_count, 4);
+  fill_normal_f32(q, q_count, 1);
+  fill_normal_f32(k, kv_count, 2);
+  fill_normal_f32(v, kv_count, 3);
+  fill_normal_f32(dout, q_count, 4);
+  DeviceArray out(q_count, 4), lse(rows, 4), delta(rows, 4);
+  DeviceArray dq(q_count, 4), dk(kv_count, 4), dv(kv_count, 4);
+  const float *qp = q.f32(), *kp = k.f32(), *vp = v.f32(), *dop = dout.f32();
+  AttnBackwardArgs a{qp, kp,        dop,         vp,       dop,      kp,
+                     qp, lse.f32(), delta.f32(), dq.get(), dk.get(), dv.get()};
+  a.out = out.get();
+  if (tiled) {
+    fp32_attention_forward(out.f32(), lse.f32(), qp, kp, vp, d, nullptr);
+    fp32_attention_backward(a, d, nullptr);
+  } else {
+    attention_forward_cuda_cores(out.get(), lse.f32(), qp, kp, vp, d, {}, false, false, nullptr);
+    attention_backward_cuda_cores(a, d, {}, {}, {}, false, false, nullptr);
+  }
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  return {out.values(false), lse.values(false), delta.values(false),
+          dq.values(false),  dk.values(false),  dv.values(false)};
+}
+
+const AttnDims kFp32Shapes[] = {
+    {2, 100, 4, 4, 64},  // the last tile cut short
+    {1, 300, 4, 2, 64},  // grouped queries, five tiles
+    {1, 64, 2, 1, 64},   // one tile, one key head for two query heads
+    {3, 2, 2, 2, 64},    // two positions
+};
+
+// The same sums in another order: float32 rounding apart.
+TEST(Fp32Attention, TiledKernelsMatchTheWarpPerRowKernels) {
+  SKIP_WITHOUT_GPU();
+  for (const AttnDims& d : kFp32Shapes) {
+    SCOPED_TRACE(::testing::Message()
+                 << "B " << d.b << " T " << d.t << " heads " << d.nh << "/" << d.nkv);
+    const AttentionResults want = run_fp32(d, false), got = run_fp32(d, true);
+    EXPECT_LT(rel_diff(got.out, want.out), 1e-5) << "out";
+    EXPECT_LT(rel_diff(got.lse, want.lse), 1e-6) << "lse";
+    EXPECT_LT(rel_diff(got.delta, want.delta), 1e-5) << "delta";
+    EXPECT_LT(rel_diff(got.dq, want.dq), 1e-5) << "dq";
+    EXPECT_LT(rel_diff(got.dk, want.dk), 1e-5) << "dk";
+    EXPECT_LT(rel_diff(got.dv, want.dv), 1e-5) << "dv";
+  }
+}
+
+TEST(Fp32Attention, RepeatsBitForBit) {
+  SKIP_WITHOUT_GPU();
+  const AttnDims d{2, 300, 4, 2, 64};
+  EXPECT_TRUE(run_fp32(d, true) == run_fp32(d, true));
+}
+
+TEST(Fp32Attention, TakesHeadSize64WithoutCastsOrCache) {
+  const AttnDims d{2, 100, 4, 2, 64};
+  EXPECT_TRUE(fp32_attention_supports(d, {TileCast{}, TileCast{}}, false));
+  EXPECT_FALSE(fp32_attention_supports({2, 100, 4, 2, 128}, {TileCast{}}, false));
+  EXPECT_FALSE(fp32_attention_supports({2, 100, 4, 2, 64, 5}, {TileCast{}}, false));
+  EXPECT_FALSE(fp32_attention_supports(d, {TileCast{}}, true));
+  EXPECT_FALSE(fp32_attention_supports(d, {kBf16}, false));
+  EXPECT_FALSE(fp32_attention_supports(
+      d, {TileCast{}, mx_cast(ElementFormat::kE3M2, Rounding::kNearestEven)}, false));
 }
 
 }  // namespace

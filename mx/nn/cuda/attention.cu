@@ -13,6 +13,7 @@
 #include "mx/nn/cuda/act_access.cuh"
 #include "mx/nn/cuda/attention.h"
 #include "mx/nn/cuda/flash_attention.h"
+#include "mx/nn/cuda/fp32_attention.h"
 #include "mx/nn/cuda/reductions.cuh"
 #include "mx/nn/cuda/tile_cast.cuh"
 
@@ -295,6 +296,12 @@ bool aligned(std::initializer_list<const void*> pointers) {
   return true;
 }
 
+// The backward's operands are the tensors themselves (no recipe casts them), so that the
+// forward's output gives delta exactly as P and dP would.
+bool uncast_operands(const AttnBackwardArgs& a) {
+  return a.out != nullptr && a.qf == a.q_dw && a.kf == a.k_dw && a.do_x == a.do_w;
+}
+
 }  // namespace
 
 std::string check_tile_cast(const TileCast& cast) {
@@ -314,6 +321,11 @@ bool attention_forward(void* out, float* lse, const void* q, const void* k, cons
       aligned({out, q, k, v, pv.pv, pv.v_dw})) {
     return flash_attention_forward(out, lse, q, k, v, d, p_cast, round_p, s, pv);
   }
+  if (!bf16_act && fp32_attention_supports(d, {p_cast}, round_p) && aligned({out, q, k, v})) {
+    fp32_attention_forward(static_cast<float*>(out), lse, static_cast<const float*>(q),
+                           static_cast<const float*>(k), static_cast<const float*>(v), d, s);
+    return false;
+  }
   attention_forward_cuda_cores(out, lse, q, k, v, d, p_cast, round_p, bf16_act, s);
   return false;
 }
@@ -325,6 +337,11 @@ void attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const Tile
       aligned(
           {a.qf, a.kf, a.do_x, a.v_dw, a.do_w, a.k_dw, a.q_dw, a.dq, a.dk, a.dv, a.out, a.pv})) {
     flash_attention_backward(a, d, p_dw, ds_x, ds_w, round_p, s);
+  } else if (!bf16_act && uncast_operands(a) &&
+             fp32_attention_supports(d, {p_dw, ds_x, ds_w}, round_p) &&
+             aligned(
+                 {a.qf, a.kf, a.do_x, a.v_dw, a.do_w, a.k_dw, a.q_dw, a.dq, a.dk, a.dv, a.out})) {
+    fp32_attention_backward(a, d, s);
   } else {
     attention_backward_cuda_cores(a, d, p_dw, ds_x, ds_w, round_p, bf16_act, s);
   }
