@@ -100,11 +100,13 @@ std::string parse_cast(const nlohmann::json& j, std::string_view role, OperandCa
 }  // namespace
 
 std::vector<std::string_view> recipe_preset_names() {
-  return {"fp32", "bf16", "mxint8", "mxfp8", "mxfp6", "mxfp4w-mxfp6a", "mxfp4"};
+  return {"fp32", "tf32", "bf16", "mxint8", "mxfp8", "mxfp6", "mxfp4w-mxfp6a", "mxfp4"};
 }
 
 std::optional<Recipe> recipe_preset(std::string_view name) {
   if (name == "fp32") return uniform("fp32", OperandCast::none());
+  // No cast of its own: the GPU backend runs its float32 products on TF32 tensor cores.
+  if (name == "tf32") return uniform("tf32", OperandCast::none());
   if (name == "bf16") return uniform("bf16", OperandCast::bf16());
   if (name == "mxint8") return uniform("mxint8", OperandCast::mx(mx_spec(ElementFormat::kInt8)));
   if (name == "mxfp8") return uniform("mxfp8", OperandCast::mx(mx_spec(ElementFormat::kE4M3)));

@@ -48,7 +48,8 @@ struct Recipe {
   bool bf16_vector_ops = false;
 };
 
-// fp32, bf16, mxint8, mxfp8, mxfp6, mxfp4w-mxfp6a, mxfp4 (see docs/NUMERICS.md).
+// fp32, tf32 (fp32 whose GPU products run on TF32 tensor cores), bf16, mxint8, mxfp8, mxfp6,
+// mxfp4w-mxfp6a, mxfp4 (see docs/NUMERICS.md).
 std::vector<std::string_view> recipe_preset_names();
 std::optional<Recipe> recipe_preset(std::string_view name);
 

@@ -79,6 +79,8 @@ head -c 5000 straight/checkpoint.safetensors >straight/cut.safetensors
 expect_one_line_error "cut.safetensors" eval straight/cut.safetensors
 expect_one_line_error "unknown recipe" eval straight --recipe fp7
 expect_one_line_error "unknown device 'tpu'" train "${common[@]}" --device tpu --out r5
+expect_one_line_error "tf32 recipe multiplies on TF32 tensor cores: use --device cuda" \
+  train "${common[@]}" --recipe tf32 --out r7
 if [ ! -e /dev/nvidia0 ]; then  # without a GPU, --device cuda is one clear line, and no run
   expect_one_line_error "--device cuda: " train "${common[@]}" --device cuda --out r6
   [ ! -e r6 ] || fail "a refused --device cuda left a run folder"

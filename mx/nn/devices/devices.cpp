@@ -14,6 +14,8 @@ bool recipe_wants_f32_activations(const Recipe& recipe) {
 std::string make_backend(const DeviceOptions& options, const Recipe& recipe,
                          std::unique_ptr<Backend>* out) {
   if (options.device == "cpu") {
+    if (recipe.name == "tf32")
+      return "the tf32 recipe multiplies on TF32 tensor cores: use --device cuda";
     *out = std::make_unique<CpuBackend>(options.threads, options.fast_products
                                                              ? mx::cpu::MatmulMode::kFast
                                                              : mx::cpu::MatmulMode::kExact);
