@@ -194,7 +194,8 @@ std::string training_table_json(const std::vector<TableRun>& runs) {
   return a.dump(2) + "\n";
 }
 
-std::string write_training_table(const std::vector<TableRun>& runs, const std::string& out_dir) {
+std::string write_training_table(const std::vector<TableRun>& runs, const std::string& out_dir,
+                                 bool plot) {
   if (std::string e = io::check_output_folder(out_dir); !e.empty()) return e;
   std::error_code ec;
   fs::create_directories(out_dir, ec);
@@ -206,6 +207,7 @@ std::string write_training_table(const std::vector<TableRun>& runs, const std::s
   if (std::string e = write_text(dir / "table.json", training_table_json(runs)); !e.empty()) {
     return e;
   }
+  if (!plot) return "";
   std::vector<RunCurve> curves;
   for (const TableRun& r : runs) curves.push_back({r.label, r.dir});
   return plot_loss_curves(curves, (dir / "loss.png").string(), "Validation and training loss");

@@ -54,7 +54,9 @@ std::string build_training_table(const std::vector<std::string>& dirs,
 std::string training_table_markdown(const std::vector<TableRun>& runs);
 std::string training_table_json(const std::vector<TableRun>& runs);
 
-// out_dir/table.md, out_dir/table.json and out_dir/loss.png, each written atomically.
-std::string write_training_table(const std::vector<TableRun>& runs, const std::string& out_dir);
+// out_dir/table.md, out_dir/table.json and (with `plot`) out_dir/loss.png, each written
+// atomically.
+std::string write_training_table(const std::vector<TableRun>& runs, const std::string& out_dir,
+                                 bool plot = true);
 
 }  // namespace mx::train

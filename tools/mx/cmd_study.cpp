@@ -13,6 +13,7 @@ struct StudyTableFlags {
   std::string out;
   std::string baseline = "fp32";
   bool json = false;
+  bool no_plot = false;
 };
 
 std::string run_study_table(const StudyTableFlags& f) {
@@ -21,12 +22,15 @@ std::string run_study_table(const StudyTableFlags& f) {
     return e;
   }
   if (!f.out.empty()) {
-    if (std::string e = train::write_training_table(runs, f.out); !e.empty()) return e;
+    if (std::string e = train::write_training_table(runs, f.out, !f.no_plot); !e.empty()) {
+      return e;
+    }
   }
   fmt::print("{}",
              f.json ? train::training_table_json(runs) : train::training_table_markdown(runs));
   if (!f.out.empty() && !f.json) {
-    fmt::print("\nwrote {0}/table.md, {0}/table.json and {0}/loss.png\n", f.out);
+    fmt::print("\nwrote {0}/table.md, {0}/table.json{1}\n", f.out,
+               f.no_plot ? "" : fmt::format(" and {}/loss.png", f.out));
   }
   return "";
 }
@@ -46,6 +50,7 @@ void register_study(CLI::App& app) {
   table->add_option("--baseline", f.baseline, "Recipe whose run each gap is taken to")
       ->capture_default_str();
   table->add_flag("--json", f.json, "Print the table as JSON");
+  table->add_flag("--no-plot", f.no_plot, "Write no loss.png (gnuplot draws it)");
   table->callback([] { run_command("study table", [] { return run_study_table(f); }); });
 }
 
