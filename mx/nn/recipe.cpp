@@ -119,10 +119,12 @@ std::optional<Recipe> recipe_preset(std::string_view name) {
   }
   if (name == "mxfp4") {
     // Yang et al.: 4-bit weights and activations; gradients with stochastic rounding in the
-    // wider-range E3M0.
+    // wider-range E3M0, under EVEN scales. With FLOOR scales a block's largest gradients clip
+    // to E3M0's top value, and training stalls (docs/RESULTS.md, the 20M study's ablation).
     Recipe r = uniform("mxfp4", OperandCast::mx(mx_spec(ElementFormat::kE2M1)));
-    r.grad_out_dx = r.grad_out_dw =
-        OperandCast::mx(mx_spec(ElementFormat::kE3M0, Rounding::kStochastic));
+    QuantSpec grad = mx_spec(ElementFormat::kE3M0, Rounding::kStochastic);
+    grad.scale_rule = ScaleRule::kEven;
+    r.grad_out_dx = r.grad_out_dw = OperandCast::mx(grad);
     return r;
   }
   return std::nullopt;
