@@ -7,7 +7,8 @@
 //
 // These kernels compute in float32 on CUDA cores. Where activations are bfloat16 and the head
 // size is 32, 64 or 128, tensor-core kernels (flash_attention.h) take over with the same
-// arguments and the same casts.
+// arguments and the same casts; where they are float32, the head size 64 and nothing casts P or
+// dS, tiled float32 kernels (fp32_attention.h) do.
 #pragma once
 
 #include <cuda_runtime_api.h>
