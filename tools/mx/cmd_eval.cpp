@@ -68,7 +68,9 @@ std::string run_eval(const EvalFlags& f) {
   for (const std::string& name : split_commas(f.recipes)) {
     nn::Recipe r;
     if (std::string e = nn::recipe_from_spec(name, &r); !e.empty()) return e;
-    recipes.emplace_back(name, r);
+    // A JSON file's recipe goes by the name it gives itself ("custom" when it gives none: then
+    // by the file's path).
+    recipes.emplace_back(r.name == "custom" ? name : r.name, r);
   }
   if (recipes.empty()) return "--recipe names no recipe";
   if (f.split != "val" && f.split != "all") return "--split must be val or all";
