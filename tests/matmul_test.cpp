@@ -185,5 +185,30 @@ TEST(Recipe, JsonRecipesParseAndBadOnesAreRefused) {
             "recipe role 'act_fwd': block -32 is not between 1 and 1048576");
 }
 
+// Yang et al.'s 4-bit recipe: E2M1 forward and weight-gradient operands, E3M0 gradients rounded
+// stochastically under EVEN scales (under FLOOR, E3M0 clips each block's largest gradients).
+TEST(Recipe, Mxfp4PresetCastsGradientsToE3m0UnderEvenScales) {
+  const Recipe r = *recipe_preset("mxfp4");
+  for (const OperandCast* c : {&r.weight_fwd, &r.act_fwd, &r.weight_dx, &r.act_dw}) {
+    EXPECT_EQ(c->spec.format, ElementFormat::kE2M1);
+    EXPECT_EQ(c->spec.scale_rule, ScaleRule::kFloor);
+    EXPECT_EQ(c->spec.rounding, Rounding::kNearestEven);
+  }
+  for (const OperandCast* c : {&r.grad_out_dx, &r.grad_out_dw}) {
+    EXPECT_EQ(c->spec.format, ElementFormat::kE3M0);
+    EXPECT_EQ(c->spec.scale_rule, ScaleRule::kEven);
+    EXPECT_EQ(c->spec.rounding, Rounding::kStochastic);
+  }
+}
+
+TEST(Recipe, Tf32PresetCastsNothing) {
+  const Recipe r = *recipe_preset("tf32");
+  EXPECT_EQ(r.name, "tf32");
+  for (const OperandCast* c :
+       {&r.weight_fwd, &r.act_fwd, &r.weight_dx, &r.act_dw, &r.grad_out_dx, &r.grad_out_dw}) {
+    EXPECT_EQ(c->kind, OperandCast::Kind::kNone);
+  }
+}
+
 }  // namespace
 }  // namespace mx::nn
