@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The language-model commands as a user runs them on a small text file: `mx train` with a
 # JSON summary, a stopped run resumed to the same losses, `mx eval` (direct cast, JSON keys),
-# `mx generate`, `mx plot`, the small-paper `mx demo`, and bad input (a GPU asked for where
+# `mx generate`, `mx plot`, `mx study table`, the small-paper `mx demo`, and bad input (a GPU asked for where
 # there is none included): exit status 2 with one line on stderr.
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
@@ -60,6 +60,9 @@ awk -v a="$tuned" -v b="$fresh" 'BEGIN { exit !(a < b - 1) }' \
 
 "$mx" plot straight resumed -o curves.png >/dev/null
 [ "$(head -c 4 curves.png | tail -c 3)" = "PNG" ] || fail "plot wrote no PNG"
+"$mx" study table straight resumed -o table --no-plot >table.txt
+grep -q '^| resumed | tiny |' table.txt || fail "study table: $(cat table.txt)"
+cmp -s <(head -n 4 table.txt) table/table.md || fail "study table printed another table than it wrote"
 
 "$mx" demo --data corpus.txt --steps 4 --batch 2 --out demo >demo.txt 2>/dev/null
 grep -q "^  mxfp4w-mxfp6a " demo.txt && grep -q "^  mxint8 " demo.txt \
@@ -88,5 +91,6 @@ if [ ! -e /dev/nvidia0 ]; then  # without a GPU, --device cuda is one clear line
   expect_one_line_error "--device cuda: " generate straight --device cuda --tokens 4
 fi
 expect_one_line_error "log.csv" plot nowhere
+expect_one_line_error "run nowhere: cannot open nowhere/checkpoint.safetensors" study table nowhere
 expect_one_line_error "nowhere" export nowhere -o x.safetensors
 echo "train: ok"
