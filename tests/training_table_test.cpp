@@ -30,7 +30,7 @@ struct TempDir {
 
 // A one-layer byte-level GPT trained 4 steps on a small text file, validated at steps 2 and 4.
 std::string train_tiny(const fs::path& text, const std::string& recipe, int64_t steps,
-                       const fs::path& run_dir) {
+                       const fs::path& run_dir, uint64_t seed = 1) {
   TrainConfig c;
   c.model = "tiny";
   c.model_config = *nn::model_preset("tiny", nn::Arch::kGpt2);
@@ -46,6 +46,7 @@ std::string train_tiny(const fs::path& text, const std::string& recipe, int64_t 
   c.eval_every = 2;
   c.eval_batches = 1;
   c.checkpoint_every = steps;
+  c.seed = seed;
   TrainResult result;
   return run_training(&c, true, run_dir.string(), {}, {}, &result);
 }
@@ -70,6 +71,8 @@ class TrainingTable : public ::testing::Test {
     ASSERT_EQ(train_tiny(dir_->path / "corpus.txt", "fp32", 4, dir_->path / "fp32"), "");
     ASSERT_EQ(train_tiny(dir_->path / "corpus.txt", "mxfp6", 4, dir_->path / "mxfp6"), "");
     ASSERT_EQ(train_tiny(dir_->path / "corpus.txt", "mxfp4w-mxfp6a", 2, dir_->path / "short"), "");
+    ASSERT_EQ(train_tiny(dir_->path / "corpus.txt", "fp32", 4, dir_->path / "fp32-seed2", 2), "");
+    ASSERT_EQ(train_tiny(dir_->path / "corpus.txt", "mxfp6", 4, dir_->path / "mxfp6-seed2", 2), "");
   }
   static void TearDownTestSuite() { delete dir_; }
   static std::string run(const char* name) { return (dir_->path / name).string(); }
@@ -130,6 +133,48 @@ TEST_F(TrainingTable, WithoutABaselineRunTheGapIsEmpty) {
   ASSERT_EQ(build_training_table({run("mxfp6")}, "fp32", &runs), "");
   EXPECT_FALSE(runs[0].gap.has_value());
   EXPECT_NE(training_table_markdown(runs).find("| – |"), std::string::npos);
+}
+
+TEST_F(TrainingTable, EachRunIsComparedWithTheBaselineOfItsOwnSeed) {
+  std::vector<TableRun> runs;
+  ASSERT_EQ(build_training_table({run("fp32"), run("fp32-seed2"), run("mxfp6"), run("mxfp6-seed2")},
+                                 "fp32", &runs),
+            "");
+  EXPECT_EQ(runs[2].baseline, "fp32");
+  EXPECT_EQ(runs[3].baseline, "fp32-seed2");
+  EXPECT_TRUE(runs[3].differs.empty());
+  EXPECT_EQ(*runs[3].gap,
+            last_val_loss(dir_->path / "mxfp6-seed2") - last_val_loss(dir_->path / "fp32-seed2"));
+}
+
+TEST_F(TrainingTable, SeedsOfARecipeAreSummedUpByTheirMean) {
+  std::vector<TableRun> runs;
+  ASSERT_EQ(build_training_table({run("fp32"), run("mxfp6"), run("fp32-seed2"), run("mxfp6-seed2")},
+                                 "fp32", &runs),
+            "");
+  const std::vector<RecipeSummary> s = summarize_by_recipe(runs, "fp32");
+  ASSERT_EQ(s.size(), 2u);
+  const double f1 = last_val_loss(dir_->path / "fp32"),
+               f2 = last_val_loss(dir_->path / "fp32-seed2");
+  const double m1 = last_val_loss(dir_->path / "mxfp6"),
+               m2 = last_val_loss(dir_->path / "mxfp6-seed2");
+  EXPECT_EQ(s[1].recipe, "mxfp6");
+  EXPECT_EQ(s[1].runs, 2);
+  EXPECT_DOUBLE_EQ(s[1].mean_val_loss, (m1 + m2) / 2);
+  EXPECT_EQ(s[1].min_val_loss, std::min(m1, m2));
+  EXPECT_EQ(s[1].max_val_loss, std::max(m1, m2));
+  ASSERT_TRUE(s[1].gap.has_value());
+  EXPECT_DOUBLE_EQ(*s[1].gap, (m1 + m2) / 2 - (f1 + f2) / 2);
+  EXPECT_NE(training_table_markdown(runs).find("| tiny | mxfp6 | 2 |"), std::string::npos);
+}
+
+TEST_F(TrainingTable, TheSummaryTableAppearsOnlyWhenARecipeRanMoreThanOnce) {
+  std::vector<TableRun> runs;
+  ASSERT_EQ(build_training_table({run("fp32"), run("mxfp6")}, "fp32", &runs), "");
+  EXPECT_EQ(training_table_markdown(runs).find("mean validation loss"), std::string::npos);
+  const std::string json = training_table_json(runs);
+  EXPECT_NE(json.find("\"runs\""), std::string::npos);
+  EXPECT_NE(json.find("\"recipes\""), std::string::npos);
 }
 
 TEST_F(TrainingTable, AFolderThatIsNotAFinishedRunIsAnErrorNamingIt) {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -123,22 +124,55 @@ std::string build_training_table(const std::vector<std::string>& dirs,
     const PaperTrainingRow& paper = nearest_paper_row(r.parameters);
     r.paper_model = paper.model;
     r.paper_gap = paper_gap(paper, r.recipe);
-    for (const TableRun& base : runs) {
-      if (base.recipe != baseline_recipe || base.model != r.model ||
-          base.parameters != r.parameters) {
+    const TableRun* base = nullptr;
+    for (const TableRun& b : runs) {
+      if (b.recipe != baseline_recipe || b.model != r.model || b.parameters != r.parameters) {
         continue;
       }
-      r.baseline = base.label;
-      r.gap = r.val_loss - base.val_loss;
-      r.differs = differing_settings(r, base);
-      break;
+      if (base == nullptr || (b.seed == r.seed && base->seed != r.seed)) base = &b;
+    }
+    if (base != nullptr) {
+      r.baseline = base->label;
+      r.gap = r.val_loss - base->val_loss;
+      r.differs = differing_settings(r, *base);
     }
   }
   *out = std::move(runs);
   return "";
 }
 
-std::string training_table_markdown(const std::vector<TableRun>& runs) {
+std::vector<RecipeSummary> summarize_by_recipe(const std::vector<TableRun>& runs,
+                                               const std::string& baseline_recipe) {
+  std::vector<RecipeSummary> out;
+  auto find = [&](const std::string& model, int64_t parameters, const std::string& recipe) {
+    for (RecipeSummary& s : out) {
+      if (s.model == model && s.parameters == parameters && s.recipe == recipe) return &s;
+    }
+    return static_cast<RecipeSummary*>(nullptr);
+  };
+  for (const TableRun& r : runs) {
+    RecipeSummary* s = find(r.model, r.parameters, r.recipe);
+    if (s == nullptr) {
+      out.push_back({r.model, r.recipe, r.parameters, 0, 0, r.val_loss, r.val_loss, std::nullopt,
+                     r.paper_gap, r.paper_model});
+      s = &out.back();
+    }
+    s->runs += 1;
+    s->mean_val_loss += r.val_loss;
+    s->min_val_loss = std::min(s->min_val_loss, r.val_loss);
+    s->max_val_loss = std::max(s->max_val_loss, r.val_loss);
+  }
+  for (RecipeSummary& s : out) s.mean_val_loss /= double(s.runs);
+  for (RecipeSummary& s : out) {
+    if (const RecipeSummary* base = find(s.model, s.parameters, baseline_recipe)) {
+      s.gap = s.mean_val_loss - base->mean_val_loss;
+    }
+  }
+  return out;
+}
+
+std::string training_table_markdown(const std::vector<TableRun>& runs,
+                                    const std::string& baseline_recipe) {
   std::string s =
       "| run | model | parameters | recipe | tokens | tokens / parameter | epochs | "
       "validation loss | gap | paper's gap |\n"
@@ -162,10 +196,24 @@ std::string training_table_markdown(const std::vector<TableRun>& runs) {
   }
   for (size_t i = 0; i < notes.size(); ++i) s += fmt::format("\n({}) {}", i + 1, notes[i]);
   if (!notes.empty()) s += "\n";
+  const std::vector<RecipeSummary> summaries = summarize_by_recipe(runs, baseline_recipe);
+  const bool repeated = std::any_of(summaries.begin(), summaries.end(),
+                                    [](const RecipeSummary& x) { return x.runs > 1; });
+  if (!repeated) return s;
+  s += "\n| model | recipe | runs | mean validation loss | lowest .. highest | gap of the means | "
+       "paper's gap |\n|---|---|---:|---:|---:|---:|---:|\n";
+  for (const RecipeSummary& x : summaries) {
+    const std::string paper =
+        x.paper_gap ? fmt::format("{} ({})", signed_loss(*x.paper_gap), x.paper_model) : "–";
+    s += fmt::format("| {} | {} | {} | {:.4f} | {:.4f} .. {:.4f} | {} | {} |\n", x.model, x.recipe,
+                     x.runs, x.mean_val_loss, x.min_val_loss, x.max_val_loss,
+                     x.gap ? signed_loss(*x.gap) : "–", paper);
+  }
   return s;
 }
 
-std::string training_table_json(const std::vector<TableRun>& runs) {
+std::string training_table_json(const std::vector<TableRun>& runs,
+                                const std::string& baseline_recipe) {
   nlohmann::json a = nlohmann::json::array();
   for (const TableRun& r : runs) {
     nlohmann::json j = {
@@ -191,20 +239,37 @@ std::string training_table_json(const std::vector<TableRun>& runs) {
         {"differs", r.differs}};
     a.push_back(std::move(j));
   }
-  return a.dump(2) + "\n";
+  nlohmann::json recipes = nlohmann::json::array();
+  for (const RecipeSummary& x : summarize_by_recipe(runs, baseline_recipe)) {
+    recipes.push_back(
+        {{"model", x.model},
+         {"recipe", x.recipe},
+         {"parameters", x.parameters},
+         {"runs", x.runs},
+         {"mean_val_loss", x.mean_val_loss},
+         {"min_val_loss", x.min_val_loss},
+         {"max_val_loss", x.max_val_loss},
+         {"gap", x.gap ? nlohmann::json(*x.gap) : nlohmann::json()},
+         {"paper_model", x.paper_model},
+         {"paper_gap", x.paper_gap ? nlohmann::json(*x.paper_gap) : nlohmann::json()}});
+  }
+  const nlohmann::json doc = {{"runs", std::move(a)}, {"recipes", std::move(recipes)}};
+  return doc.dump(2) + "\n";
 }
 
 std::string write_training_table(const std::vector<TableRun>& runs, const std::string& out_dir,
-                                 bool plot) {
+                                 bool plot, const std::string& baseline_recipe) {
   if (std::string e = io::check_output_folder(out_dir); !e.empty()) return e;
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) return fmt::format("cannot create {}: {}", out_dir, ec.message());
   const fs::path dir(out_dir);
-  if (std::string e = write_text(dir / "table.md", training_table_markdown(runs)); !e.empty()) {
+  if (std::string e = write_text(dir / "table.md", training_table_markdown(runs, baseline_recipe));
+      !e.empty()) {
     return e;
   }
-  if (std::string e = write_text(dir / "table.json", training_table_json(runs)); !e.empty()) {
+  if (std::string e = write_text(dir / "table.json", training_table_json(runs, baseline_recipe));
+      !e.empty()) {
     return e;
   }
   if (!plot) return "";

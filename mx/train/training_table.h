@@ -33,6 +33,17 @@ struct TableRun {
   std::vector<std::string> differs;  // settings that differ from the baseline's
 };
 
+// The runs of one model under one recipe (seeds, say), summed up.
+struct RecipeSummary {
+  std::string model, recipe;
+  int64_t parameters = 0;
+  int runs = 0;
+  double mean_val_loss = 0, min_val_loss = 0, max_val_loss = 0;
+  std::optional<double> gap;  // mean_val_loss minus the baseline recipe's mean
+  std::optional<double> paper_gap;
+  std::string paper_model;
+};
+
 // The paper's final losses: GPT models of 20M to 1.5B parameters under FP32, MXFP6 and MXFP4
 // weights with MXFP6 activations and gradients.
 struct PaperTrainingRow {
@@ -46,17 +57,25 @@ extern const PaperTrainingRow kPaperTrainingRows[4];
 // and the size of its training split.
 std::string read_table_run(const std::string& dir, TableRun* out);
 
-// Reads every run and fills the gaps: the baseline of a run is the first run given of the same
-// model whose recipe is `baseline_recipe`.
+// Reads every run and fills the gaps: the baseline of a run is the run of the same model and
+// seed whose recipe is `baseline_recipe`, or failing that the first such run of the model.
 std::string build_training_table(const std::vector<std::string>& dirs,
                                  const std::string& baseline_recipe, std::vector<TableRun>* out);
 
-std::string training_table_markdown(const std::vector<TableRun>& runs);
-std::string training_table_json(const std::vector<TableRun>& runs);
+// One summary per model and recipe, in the order they first appear.
+std::vector<RecipeSummary> summarize_by_recipe(const std::vector<TableRun>& runs,
+                                               const std::string& baseline_recipe);
+
+// The runs' table, then, when some model and recipe has several runs, the summaries' table.
+std::string training_table_markdown(const std::vector<TableRun>& runs,
+                                    const std::string& baseline_recipe = "fp32");
+// {"runs": [...], "recipes": [...]}.
+std::string training_table_json(const std::vector<TableRun>& runs,
+                                const std::string& baseline_recipe = "fp32");
 
 // out_dir/table.md, out_dir/table.json and (with `plot`) out_dir/loss.png, each written
 // atomically.
 std::string write_training_table(const std::vector<TableRun>& runs, const std::string& out_dir,
-                                 bool plot = true);
+                                 bool plot = true, const std::string& baseline_recipe = "fp32");
 
 }  // namespace mx::train

@@ -22,12 +22,13 @@ std::string run_study_table(const StudyTableFlags& f) {
     return e;
   }
   if (!f.out.empty()) {
-    if (std::string e = train::write_training_table(runs, f.out, !f.no_plot); !e.empty()) {
+    if (std::string e = train::write_training_table(runs, f.out, !f.no_plot, f.baseline);
+        !e.empty()) {
       return e;
     }
   }
-  fmt::print("{}",
-             f.json ? train::training_table_json(runs) : train::training_table_markdown(runs));
+  fmt::print("{}", f.json ? train::training_table_json(runs, f.baseline)
+                          : train::training_table_markdown(runs, f.baseline));
   if (!f.out.empty() && !f.json) {
     fmt::print("\nwrote {0}/table.md, {0}/table.json{1}\n", f.out,
                f.no_plot ? "" : fmt::format(" and {}/loss.png", f.out));
