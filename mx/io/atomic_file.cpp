@@ -258,6 +258,10 @@ std::string write_file_atomically(const std::string& path, std::span<const uint8
   return write_file_atomically(path, parts);
 }
 
+std::string write_text_atomically(const std::string& path, std::string_view text) {
+  return write_file_atomically(path, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+}
+
 void remove_temporaries_on_signals() {
   for (const int s : {SIGINT, SIGTERM, SIGHUP}) {
     struct sigaction old {};

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace mx::io {
 
@@ -63,6 +64,9 @@ std::string write_file_atomically(const std::string& path,
 
 // One contiguous buffer.
 std::string write_file_atomically(const std::string& path, std::span<const uint8_t> bytes);
+
+// Text (a report, a JSON document) as the file's bytes.
+std::string write_text_atomically(const std::string& path, std::string_view text);
 
 // Makes SIGINT, SIGTERM and SIGHUP remove the temporaries of open OutputFiles before the process
 // dies of the signal as it would have. For programs (the `mx` command calls it at start); a

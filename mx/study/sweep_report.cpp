@@ -13,11 +13,6 @@
 namespace mx::study {
 namespace {
 
-std::string write_text(const std::filesystem::path& path, const std::string& text) {
-  return io::write_file_atomically(path.string(),
-                                   {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
-}
-
 bool is_reference_cell(const SweepCell& c) {
   return c.organisation == Organisation::kRow && c.rounding == Rounding::kNearestEven &&
          c.count > 0;
@@ -74,8 +69,12 @@ std::string write_sweep_report(const std::vector<SweepCell>& cells, const std::s
   fs::create_directories(out_dir, ec);
   if (ec) return "cannot create " + out_dir + ": " + ec.message();
   const fs::path dir(out_dir);
-  if (std::string e = write_text(dir / "sweep.csv", sweep_csv(cells)); !e.empty()) return e;
-  if (std::string e = write_text(dir / "sweep.json", sweep_json(cells)); !e.empty()) return e;
+  if (std::string e = io::write_text_atomically((dir / "sweep.csv").string(), sweep_csv(cells));
+      !e.empty())
+    return e;
+  if (std::string e = io::write_text_atomically((dir / "sweep.json").string(), sweep_json(cells));
+      !e.empty())
+    return e;
   if (std::string e = draw_line_plot(error_vs_bits(cells), (dir / "error_vs_bits.png").string());
       !e.empty()) {
     return e;

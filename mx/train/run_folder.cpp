@@ -144,9 +144,7 @@ std::string prepare_run_data(const TrainConfig& config, const std::string& run_d
       return e;
     }
   }
-  return io::write_file_atomically(
-      (dir / kSourceFile).string(),
-      {reinterpret_cast<const uint8_t*>(wanted.data()), wanted.size()});
+  return io::write_text_atomically((dir / kSourceFile).string(), wanted);
 }
 
 }  // namespace mx::train

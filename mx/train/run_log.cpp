@@ -80,8 +80,7 @@ std::string RunLog::open(const std::string& path, const std::vector<LogRow>& row
     text += format_log_row(r);
     text += '\n';
   }
-  const auto* bytes = reinterpret_cast<const uint8_t*>(text.data());
-  if (std::string e = io::write_file_atomically(path, {bytes, text.size()}); !e.empty()) return e;
+  if (std::string e = io::write_text_atomically(path, text); !e.empty()) return e;
   file_ = std::fopen(path.c_str(), "a");
   if (file_ == nullptr)
     return cat(path, ": cannot open for appending (", std::strerror(errno), ")");

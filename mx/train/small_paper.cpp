@@ -71,8 +71,7 @@ std::string write_results_json(const SmallPaperOptions& o, const SmallPaperResul
                                 {"tokens", c.result.tokens}});
   }
   const std::string text = j.dump(2) + "\n";
-  return io::write_file_atomically(r.json_path,
-                                   {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+  return io::write_text_atomically(r.json_path, text);
 }
 
 }  // namespace
