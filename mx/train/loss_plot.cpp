@@ -9,6 +9,12 @@
 
 namespace mx::train {
 
+std::string run_label(const std::string& run_dir) {
+  const std::filesystem::path p = std::filesystem::path(run_dir).lexically_normal();
+  const std::string name = p.filename().string();
+  return name.empty() ? p.parent_path().filename().string() : name;
+}
+
 std::string plot_loss_curves(const std::vector<RunCurve>& runs, const std::string& png_path,
                              const std::string& title) {
   if (runs.empty()) return "no run to plot";

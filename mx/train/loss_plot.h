@@ -13,6 +13,9 @@ struct RunCurve {
   std::string run_dir;  // holds log.csv
 };
 
+// A run folder's name, as legends and tables show it ("runs/x/" and "runs/x" are both "x").
+std::string run_label(const std::string& run_dir);
+
 std::string plot_loss_curves(const std::vector<RunCurve>& runs, const std::string& png_path,
                              const std::string& title = "Training loss");
 

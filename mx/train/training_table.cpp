@@ -44,12 +44,6 @@ std::optional<double> paper_gap(const PaperTrainingRow& row, const std::string& 
   return std::nullopt;
 }
 
-std::string folder_label(const std::string& dir) {
-  const fs::path p = fs::path(dir).lexically_normal();
-  const std::string name = p.filename().string();
-  return name.empty() ? p.parent_path().filename().string() : name;
-}
-
 std::vector<std::string> differing_settings(const TableRun& run, const TableRun& base) {
   std::vector<std::string> out;
   if (run.steps != base.steps) out.push_back("steps");
@@ -64,6 +58,18 @@ std::string signed_loss(double x) {
   return fmt::format("{:+.4f}", x);
 }
 
+std::string gap_text(const std::optional<double>& gap) {
+  return gap ? signed_loss(*gap) : "–";
+}
+
+std::string paper_text(const std::optional<double>& gap, const std::string& model) {
+  return gap ? fmt::format("{} ({})", signed_loss(*gap), model) : "–";
+}
+
+nlohmann::json or_null(const std::optional<double>& x) {
+  return x ? nlohmann::json(*x) : nlohmann::json();
+}
+
 std::string count_text(int64_t n) {
   if (n >= 1'000'000'000) return fmt::format("{:.2f}B", double(n) / 1e9);
   if (n >= 1'000'000) return fmt::format("{:.1f}M", double(n) / 1e6);
@@ -71,17 +77,12 @@ std::string count_text(int64_t n) {
   return fmt::format("{}", n);
 }
 
-std::string write_text(const fs::path& path, const std::string& text) {
-  return io::write_file_atomically(path.string(),
-                                   {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
-}
-
 }  // namespace
 
 std::string read_table_run(const std::string& dir, TableRun* out) {
   TableRun r;
   r.dir = dir;
-  r.label = folder_label(dir);
+  r.label = run_label(dir);
   Checkpoint ckpt;
   if (std::string e = ckpt.open((fs::path(dir) / kCheckpointFile).string()); !e.empty()) {
     return fmt::format("run {}: {}", dir, e);
@@ -179,20 +180,18 @@ std::string training_table_markdown(const std::vector<TableRun>& runs,
       "|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n";
   std::vector<std::string> notes;
   for (const TableRun& r : runs) {
-    std::string gap = r.gap ? signed_loss(*r.gap) : "–";
+    std::string gap = gap_text(r.gap);
     if (!r.differs.empty()) {
       std::string what;
       for (const std::string& d : r.differs) what += (what.empty() ? "" : ", ") + d;
       notes.push_back(fmt::format("{} differs from {} in {}", r.label, r.baseline, what));
       gap += fmt::format(" ({})", notes.size());
     }
-    const std::string paper =
-        r.paper_gap ? fmt::format("{} ({})", signed_loss(*r.paper_gap), r.paper_model) : "–";
     s += fmt::format("| {} | {} | {} | {} | {} | {:.1f} | {:.2f} | {:.4f} | {} | {} |\n", r.label,
                      r.model, count_text(r.parameters), r.recipe, count_text(r.tokens),
                      double(r.tokens) / double(r.parameters),
                      r.train_tokens > 0 ? double(r.tokens) / double(r.train_tokens) : 0.0,
-                     r.val_loss, gap, paper);
+                     r.val_loss, gap, paper_text(r.paper_gap, r.paper_model));
   }
   for (size_t i = 0; i < notes.size(); ++i) s += fmt::format("\n({}) {}", i + 1, notes[i]);
   if (!notes.empty()) s += "\n";
@@ -203,11 +202,9 @@ std::string training_table_markdown(const std::vector<TableRun>& runs,
   s += "\n| model | recipe | runs | mean validation loss | lowest .. highest | gap of the means | "
        "paper's gap |\n|---|---|---:|---:|---:|---:|---:|\n";
   for (const RecipeSummary& x : summaries) {
-    const std::string paper =
-        x.paper_gap ? fmt::format("{} ({})", signed_loss(*x.paper_gap), x.paper_model) : "–";
     s += fmt::format("| {} | {} | {} | {:.4f} | {:.4f} .. {:.4f} | {} | {} |\n", x.model, x.recipe,
-                     x.runs, x.mean_val_loss, x.min_val_loss, x.max_val_loss,
-                     x.gap ? signed_loss(*x.gap) : "–", paper);
+                     x.runs, x.mean_val_loss, x.min_val_loss, x.max_val_loss, gap_text(x.gap),
+                     paper_text(x.paper_gap, x.paper_model));
   }
   return s;
 }
@@ -216,42 +213,40 @@ std::string training_table_json(const std::vector<TableRun>& runs,
                                 const std::string& baseline_recipe) {
   nlohmann::json a = nlohmann::json::array();
   for (const TableRun& r : runs) {
-    nlohmann::json j = {
-        {"run", r.label},
-        {"dir", r.dir},
-        {"model", r.model},
-        {"recipe", r.recipe},
-        {"parameters", r.parameters},
-        {"steps", r.steps},
-        {"batch", r.batch},
-        {"seq_len", r.seq_len},
-        {"seed", r.seed},
-        {"tokens", r.tokens},
-        {"train_tokens", r.train_tokens},
-        {"val_loss", r.val_loss},
-        {"val_step", r.val_step},
-        {"tokens_per_s", r.tokens_per_s},
-        {"elapsed_s", r.elapsed_s},
-        {"baseline", r.baseline},
-        {"gap", r.gap ? nlohmann::json(*r.gap) : nlohmann::json()},
-        {"paper_model", r.paper_model},
-        {"paper_gap", r.paper_gap ? nlohmann::json(*r.paper_gap) : nlohmann::json()},
-        {"differs", r.differs}};
+    nlohmann::json j = {{"run", r.label},
+                        {"dir", r.dir},
+                        {"model", r.model},
+                        {"recipe", r.recipe},
+                        {"parameters", r.parameters},
+                        {"steps", r.steps},
+                        {"batch", r.batch},
+                        {"seq_len", r.seq_len},
+                        {"seed", r.seed},
+                        {"tokens", r.tokens},
+                        {"train_tokens", r.train_tokens},
+                        {"val_loss", r.val_loss},
+                        {"val_step", r.val_step},
+                        {"tokens_per_s", r.tokens_per_s},
+                        {"elapsed_s", r.elapsed_s},
+                        {"baseline", r.baseline},
+                        {"gap", or_null(r.gap)},
+                        {"paper_model", r.paper_model},
+                        {"paper_gap", or_null(r.paper_gap)},
+                        {"differs", r.differs}};
     a.push_back(std::move(j));
   }
   nlohmann::json recipes = nlohmann::json::array();
   for (const RecipeSummary& x : summarize_by_recipe(runs, baseline_recipe)) {
-    recipes.push_back(
-        {{"model", x.model},
-         {"recipe", x.recipe},
-         {"parameters", x.parameters},
-         {"runs", x.runs},
-         {"mean_val_loss", x.mean_val_loss},
-         {"min_val_loss", x.min_val_loss},
-         {"max_val_loss", x.max_val_loss},
-         {"gap", x.gap ? nlohmann::json(*x.gap) : nlohmann::json()},
-         {"paper_model", x.paper_model},
-         {"paper_gap", x.paper_gap ? nlohmann::json(*x.paper_gap) : nlohmann::json()}});
+    recipes.push_back({{"model", x.model},
+                       {"recipe", x.recipe},
+                       {"parameters", x.parameters},
+                       {"runs", x.runs},
+                       {"mean_val_loss", x.mean_val_loss},
+                       {"min_val_loss", x.min_val_loss},
+                       {"max_val_loss", x.max_val_loss},
+                       {"gap", or_null(x.gap)},
+                       {"paper_model", x.paper_model},
+                       {"paper_gap", or_null(x.paper_gap)}});
   }
   const nlohmann::json doc = {{"runs", std::move(a)}, {"recipes", std::move(recipes)}};
   return doc.dump(2) + "\n";
@@ -264,11 +259,13 @@ std::string write_training_table(const std::vector<TableRun>& runs, const std::s
   fs::create_directories(out_dir, ec);
   if (ec) return fmt::format("cannot create {}: {}", out_dir, ec.message());
   const fs::path dir(out_dir);
-  if (std::string e = write_text(dir / "table.md", training_table_markdown(runs, baseline_recipe));
+  if (std::string e = io::write_text_atomically((dir / "table.md").string(),
+                                                training_table_markdown(runs, baseline_recipe));
       !e.empty()) {
     return e;
   }
-  if (std::string e = write_text(dir / "table.json", training_table_json(runs, baseline_recipe));
+  if (std::string e = io::write_text_atomically((dir / "table.json").string(),
+                                                training_table_json(runs, baseline_recipe));
       !e.empty()) {
     return e;
   }

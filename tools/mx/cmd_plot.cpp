@@ -1,7 +1,6 @@
 // `mx plot RUN... -o loss.png`: the loss curves of several training runs in one PNG.
 #include <fmt/format.h>
 
-#include <filesystem>
 
 #include "mx/io/atomic_file.h"
 #include "mx/train/loss_plot.h"
@@ -20,12 +19,7 @@ struct PlotFlags {
 std::string run_plot(const PlotFlags& f) {
   if (std::string e = io::check_output_file(f.out); !e.empty()) return e;
   std::vector<train::RunCurve> curves;
-  for (const std::string& dir : f.runs) {
-    std::string label = std::filesystem::path(dir).lexically_normal().filename().string();
-    if (label.empty())
-      label = std::filesystem::path(dir).lexically_normal().parent_path().filename();
-    curves.push_back({label, dir});
-  }
+  for (const std::string& dir : f.runs) curves.push_back({train::run_label(dir), dir});
   if (std::string e = train::plot_loss_curves(curves, f.out, f.title); !e.empty()) return e;
   fmt::print("wrote {}\n", f.out);
   return "";
