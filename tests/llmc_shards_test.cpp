@@ -17,20 +17,14 @@
 #include "mx/nn/model_config.h"
 #include "mx/train/eval_data.h"
 #include "mx/train/trainer.h"
+#include "tests/temp_dir.h"
 
 namespace mx::data {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "mx_llmc_XXXXXX").string();
-    path = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using test::TempDir;
 
 void put_int32(std::string* out, int32_t v) {
   for (int b = 0; b < 4; ++b) out->push_back(char((uint32_t(v) >> (8 * b)) & 0xff));

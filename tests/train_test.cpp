@@ -22,6 +22,7 @@
 #include "mx/train/run_folder.h"
 #include "mx/train/run_log.h"
 #include "mx/train/trainer.h"
+#include "tests/tiny_run.h"
 
 namespace mx::train {
 namespace {
@@ -62,23 +63,7 @@ std::string write_corpus(const TempDir& dir) {
   return path;
 }
 
-TrainConfig tiny_config(const std::string& data, const std::string& recipe, int64_t steps) {
-  TrainConfig c;
-  c.model_config = *nn::model_preset("tiny", nn::Arch::kGpt2);
-  c.model_config.n_layers = 1;
-  c.model_config.seq_len = 32;
-  c.recipe = *nn::recipe_preset(recipe);
-  c.data = data;
-  c.tokenizer = "bytes";
-  c.steps = steps;
-  c.batch = 4;
-  c.seq_len = 32;
-  c.warmup = 2;
-  c.eval_every = 4;
-  c.eval_batches = 2;
-  c.checkpoint_every = 3;
-  return c;
-}
+using test::tiny_config;
 
 TrainResult train(TrainConfig config, const std::string& run_dir, bool resume = false,
                   std::optional<int64_t> stop_at = std::nullopt, int threads = 0) {

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -13,35 +14,23 @@
 #include "mx/nn/recipe.h"
 #include "mx/train/run_log.h"
 #include "mx/train/trainer.h"
+#include "tests/temp_dir.h"
+#include "tests/tiny_run.h"
 
 namespace mx::train {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "mx_table_XXXXXX").string();
-    path = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using test::TempDir;
 
-// A one-layer byte-level GPT trained 4 steps on a small text file, validated at steps 2 and 4.
+// The tests' tiny GPT trained `steps` steps on a small text file, in batches of 2, validated every
+// 2 steps.
 std::string train_tiny(const fs::path& text, const std::string& recipe, int64_t steps,
                        const fs::path& run_dir, uint64_t seed = 1) {
-  TrainConfig c;
+  TrainConfig c = test::tiny_config(text.string(), recipe, steps);
   c.model = "tiny";
-  c.model_config = *nn::model_preset("tiny", nn::Arch::kGpt2);
-  c.model_config.n_layers = 1;
-  c.model_config.seq_len = 32;
-  c.recipe = *nn::recipe_preset(recipe);
-  c.data = text.string();
-  c.tokenizer = "bytes";
-  c.steps = steps;
   c.batch = 2;
-  c.seq_len = 32;
   c.warmup = 1;
   c.eval_every = 2;
   c.eval_batches = 1;
@@ -192,6 +181,13 @@ TEST_F(TrainingTable, WritesTheTableItsJsonAndThePlot) {
   EXPECT_GT(fs::file_size(out / "table.md"), 0u);
   EXPECT_GT(fs::file_size(out / "table.json"), 0u);
   EXPECT_GT(fs::file_size(out / "loss.png"), 0u);
+  auto contents = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(contents(out / "table.md"), training_table_markdown(runs));
+  EXPECT_EQ(contents(out / "table.json"), training_table_json(runs));
+  EXPECT_EQ(contents(out / "loss.png").substr(1, 3), "PNG");
 }
 
 }  // namespace
