@@ -1,7 +1,6 @@
 // `mx plot RUN... -o loss.png`: the loss curves of several training runs in one PNG.
 #include <fmt/format.h>
 
-
 #include "mx/io/atomic_file.h"
 #include "mx/train/loss_plot.h"
 #include "tools/mx/commands.h"
