@@ -201,6 +201,30 @@ TEST(Recipe, Mxfp4PresetCastsGradientsToE3m0UnderEvenScales) {
   }
 }
 
+TEST(Recipe, Bf16ClassifierTurnsOnlyTheClassifiersMxCastsIntoBfloat16) {
+  Recipe r;
+  ASSERT_EQ(parse_recipe_json(R"({"name": "c", "default": "mxfp6", "act_fwd": "fp32",
+      "grad_out_dw": "bf16", "bf16_classifier": true})",
+                              &r),
+            "");
+  EXPECT_TRUE(r.bf16_classifier);
+  const Recipe c = classifier_recipe(r);
+  EXPECT_EQ(c.weight_fwd.kind, OperandCast::Kind::kBF16);
+  EXPECT_EQ(c.grad_out_dx.kind, OperandCast::Kind::kBF16);
+  EXPECT_EQ(c.act_fwd.kind, OperandCast::Kind::kNone);
+  EXPECT_EQ(c.grad_out_dw.kind, OperandCast::Kind::kBF16);
+  Recipe back;
+  ASSERT_EQ(parse_recipe_json(recipe_to_json(r), &back), "");
+  EXPECT_TRUE(back.bf16_classifier);
+  EXPECT_NE(describe(r).find("classifier=bf16"), std::string::npos);
+  // Off (the presets): the classifier casts as every other product.
+  const Recipe mxfp6 = *recipe_preset("mxfp6");
+  EXPECT_FALSE(mxfp6.bf16_classifier);
+  EXPECT_EQ(classifier_recipe(mxfp6).weight_fwd.kind, OperandCast::Kind::kMx);
+  EXPECT_NE(parse_recipe_json(R"({"bf16_classifier": 1})", &r).find("bf16_classifier"),
+            std::string::npos);
+}
+
 TEST(Recipe, Tf32PresetCastsNothing) {
   const Recipe r = *recipe_preset("tf32");
   EXPECT_EQ(r.name, "tf32");

@@ -63,6 +63,24 @@ TEST(PackedWeights, LogitsEqualTheCastPathsUpToSummationOrder) {
   }
 }
 
+// Under bf16_classifier the classifier's weight is cast to bfloat16, not packed: the blocks'
+// weights pack, and with their FP32 copies released the logits stay those of the cast path.
+TEST(PackedWeights, ABf16ClassifierIsNotPackedAndKeepsItsFp32Copy) {
+  Recipe recipe = weights_only("mxfp4_e2m1");
+  recipe.bf16_classifier = true;
+  Model cast(tiny(Arch::kGpt2)), packed(tiny(Arch::kGpt2));
+  for (Model* m : {&cast, &packed}) {
+    m->params().init(9);
+    m->set_recipe(recipe);
+  }
+  EXPECT_EQ(packed.pack_weights(/*release_fp32=*/true), 2 * 6);
+  const std::vector<uint32_t> t = tokens(40, cast.config().vocab);
+  const std::vector<float> a = logits_of(cast, t), b = logits_of(packed, t);
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+  EXPECT_LT(worst, 2e-6);
+}
+
 TEST(PackedWeights, OtherRecipesStillCastTheFp32WeightsAndBackwardIsRefused) {
   Model plain(tiny(Arch::kGpt2)), packed(tiny(Arch::kGpt2));
   plain.params().init(4);

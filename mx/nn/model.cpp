@@ -278,8 +278,8 @@ void Model::run_forward(bool use_cache) {
     be.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, x, norm_w, p.at(params_.norm_b(), C), n, C,
                          bf16);
   }
-  be.matmul_forward(a.logits, a.lnf, p.at(params_.classifier(), V * C), {}, n, C, V, recipe_,
-                    {step_, int32_t(config_.n_layers), 0});
+  be.matmul_forward(a.logits, a.lnf, p.at(params_.classifier(), V * C), {}, n, C, V,
+                    classifier_recipe(recipe_), {step_, int32_t(config_.n_layers), 0});
 }
 
 std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int64_t b, int64_t t,
@@ -483,7 +483,12 @@ int Model::pack_with(const std::function<std::optional<OperandCast>(int64_t)>& c
 }
 
 int Model::pack_weights(bool release_fp32) {
-  return pack_with([&](int64_t) { return std::optional(recipe_.weight_fwd); }, false, release_fp32);
+  const OperandCast classifier_cast = classifier_recipe(recipe_).weight_fwd;
+  return pack_with(
+      [&](int64_t offset) {
+        return std::optional(offset == params_.classifier() ? classifier_cast : recipe_.weight_fwd);
+      },
+      false, release_fp32);
 }
 
 int Model::pack_stored_weights(const std::map<std::string, QuantSpec>& stored, bool release_fp32) {
@@ -525,7 +530,7 @@ std::string Model::backward() {
   const int64_t n = b_ * t_, C = config_.dim, V = config_.vocab, L = config_.n_layers;
   // The training forward left d(loss)/d(logits) in a.logits.
   be.matmul_backward(a.dln, g.at(params_.classifier(), V * C), {}, a.logits, a.lnf,
-                     p.at(params_.classifier(), V * C), n, C, V, false, recipe_,
+                     p.at(params_.classifier(), V * C), n, C, V, false, classifier_recipe(recipe_),
                      {step_, int32_t(L), 0});
   be.zero(a.dres.at(0, n * C));
   const Buf x = a.layers[L - 1].res_out;

@@ -136,6 +136,16 @@ Recipe forward_only(const Recipe& recipe) {
   return r;
 }
 
+Recipe classifier_recipe(const Recipe& recipe) {
+  Recipe r = recipe;
+  if (!recipe.bf16_classifier) return r;
+  for (const RoleRef& role : kRoles) {
+    OperandCast& c = r.*role.member;
+    if (c.kind == OperandCast::Kind::kMx) c = OperandCast::bf16();
+  }
+  return r;
+}
+
 std::string parse_recipe_json(std::string_view json_text, Recipe* out) {
   nlohmann::json j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return "recipe: not valid JSON";
@@ -155,6 +165,10 @@ std::string parse_recipe_json(std::string_view json_text, Recipe* out) {
     }
     if (key == "bf16_vector_ops" && value.is_boolean()) {
       r.bf16_vector_ops = value.get<bool>();
+      continue;
+    }
+    if (key == "bf16_classifier" && value.is_boolean()) {
+      r.bf16_classifier = value.get<bool>();
       continue;
     }
     bool matched = false;
@@ -226,6 +240,7 @@ std::string recipe_to_json(const Recipe& recipe) {
     j[std::string(role.name)] = spec;
   }
   j["bf16_vector_ops"] = recipe.bf16_vector_ops;
+  j["bf16_classifier"] = recipe.bf16_classifier;
   return j.dump();
 }
 
@@ -240,6 +255,7 @@ std::string describe(const Recipe& recipe) {
     s += ';';
   }
   if (recipe.bf16_vector_ops) s += " vector-ops=bf16";
+  if (recipe.bf16_classifier) s += " classifier=bf16";
   return s;
 }
 

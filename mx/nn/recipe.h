@@ -46,6 +46,11 @@ struct Recipe {
   // Round the outputs of element-wise "vector ops" (norms, softmax, activations, residual adds)
   // to bfloat16, as the paper's runs did.
   bool bf16_vector_ops = false;
+  // The classifier's products (logits = h E^T and its two gradients) cast to bfloat16 wherever
+  // the recipe casts to MX, its other casts as given: the output layer kept at higher
+  // precision, as low-precision training recipes often do. Its gradient (softmax - onehot) is
+  // mostly values far below each block's largest, which narrow MX formats flush to zero.
+  bool bf16_classifier = false;
 };
 
 // fp32, tf32 (fp32 whose GPU products run on TF32 tensor cores), bf16, mxint8, mxfp8, mxfp6,
@@ -56,6 +61,9 @@ std::optional<Recipe> recipe_preset(std::string_view name);
 // The forward-only casts of a recipe (weights and activations), for direct-cast evaluation:
 // the backward roles are cleared.
 Recipe forward_only(const Recipe& recipe);
+
+// The casts of the classifier's products under `recipe` (bf16_classifier above).
+Recipe classifier_recipe(const Recipe& recipe);
 
 // Parses a recipe from JSON text (see docs/NUMERICS.md for the schema). Returns "" or a reason.
 std::string parse_recipe_json(std::string_view json_text, Recipe* out);
