@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The language-model commands as a user runs them on a small text file: `mx train` with a
 # JSON summary, a stopped run resumed to the same losses, `mx eval` (direct cast, JSON keys),
-# `mx generate`, `mx plot`, `mx study table`, the small-paper `mx demo`, and bad input (a GPU asked for where
+# `mx generate`, `mx plot`, `mx study table` and `mx study errors`, the small-paper `mx demo`, and bad input (a GPU asked for where
 # there is none included): exit status 2 with one line on stderr.
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
@@ -65,6 +65,16 @@ grep -q '^| resumed | tiny |' table.txt || fail "study table: $(cat table.txt)"
 cmp -s <(head -n "$(wc -l <table/table.md)" table.txt) table/table.md ||
   fail "study table printed another table than it wrote"
 grep -q '^| tiny | mxfp6 | 2 |' table.txt || fail "study table: no summary of the two mxfp6 runs"
+
+# The casts' errors on the trained run: a row per product, six roles, the 6-bit error a few
+# percent; in JSON, one record per layer, product and role.
+"$mx" study errors straight --recipe mxfp6 --batches 1 --seq-len 32 >errors.txt
+grep -Eq '^\| fc \| [1-9]\.[0-9]+%' errors.txt || fail "study errors: $(cat errors.txt)"
+grep -q '^| classifier |' errors.txt || fail "study errors: no classifier row"
+"$mx" study errors straight --recipe mxfp6 --batches 1 --seq-len 32 --json \
+  | grep -q '"product":"proj","relative_rmse":' || fail "study errors --json lacks the rows"
+expect_one_line_error "--split must be val or all" study errors straight --split test
+expect_one_line_error "unknown recipe" study errors straight --recipe fp7
 
 "$mx" demo --data corpus.txt --steps 4 --batch 2 --out demo >demo.txt 2>/dev/null
 grep -q "^  mxfp4w-mxfp6a " demo.txt && grep -q "^  mxint8 " demo.txt \

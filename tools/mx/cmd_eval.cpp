@@ -4,13 +4,10 @@
 // distribution against the same model in FP32. Several recipes may be given, comma-separated.
 #include <fmt/format.h>
 
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "mx/data/batch_sampler.h"
-#include "mx/data/token_shard.h"
-#include "mx/train/eval_data.h"
 #include "mx/train/evaluate.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/direct_cast_table.h"
@@ -39,16 +36,6 @@ std::vector<std::string> split_commas(const std::string& s) {
     if (!item.empty()) out.push_back(item);
   }
   return out;
-}
-
-// A training run's validation shard, when MODEL is a run folder or a file in one.
-std::string run_validation_shard(const std::string& model) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::path dir =
-      fs::is_directory(model, ec) ? fs::path(model) : fs::path(model).parent_path();
-  const fs::path shard = dir / "data" / "val.bin";
-  return fs::exists(shard, ec) ? shard.string() : "";
 }
 
 nlohmann::json result_json(const std::string& recipe, const train::DirectCastResult& r) {
@@ -100,26 +87,13 @@ std::string run_eval(const EvalFlags& f) {
                          reference.model->config().vocab, model.config().vocab);
     }
   }
-  std::vector<uint32_t> tokens;
-  data::TokenShard shard;
-  data::TokenView view;
-  std::string data_name = f.data;
-  if (f.data.empty()) {
-    const std::string shard_path = run_validation_shard(f.model);
-    if (shard_path.empty()) return "--data is needed: the model is not in a training run's folder";
-    if (std::string e = data::open_shard(shard_path, &shard); !e.empty()) return e;
-    view = shard.tokens();
-    data_name = shard_path;
-  } else {
-    const train::EvalSplit split =
-        f.split == "all" ? train::EvalSplit::kAll : train::EvalSplit::kValidation;
-    if (std::string e = train::load_eval_tokens(
-            f.data, *source.tokenizer, data::data_paths_from_environment(), split, &tokens);
-        !e.empty()) {
-      return e;
-    }
-    view = data::TokenView::of(tokens);
+  EvalTokens tokens;
+  if (std::string e =
+          open_eval_tokens(f.model, f.data, f.split == "all", *source.tokenizer, &tokens);
+      !e.empty()) {
+    return e;
   }
+  const data::TokenView view = tokens.view;
   const int64_t ctx = model.config().seq_len;
   const int64_t seq_len = f.seq_len > 0 ? f.seq_len : std::min<int64_t>(ctx, 256);
   if (seq_len > ctx || (reference.model && seq_len > reference.model->config().seq_len)) {
@@ -128,7 +102,7 @@ std::string run_eval(const EvalFlags& f) {
   }
   const train::EvalWindow window{f.batch, seq_len, f.batches, f.threads};
   if (data::eval_window_count(view, seq_len) == 0) {
-    return fmt::format("{} holds {} tokens, too few for one window of {}", data_name, view.size(),
+    return fmt::format("{} holds {} tokens, too few for one window of {}", tokens.name, view.size(),
                        seq_len + 1);
   }
   std::vector<train::DirectCastResult> results;
@@ -170,7 +144,7 @@ std::string run_eval(const EvalFlags& f) {
   }
   fmt::print("Direct cast of {} ({}){}, {} tokens of {}\n", f.model, source.loaded.kind,
              f.reference.empty() ? "" : fmt::format(" against {}", f.reference), results[0].tokens,
-             data_name);
+             tokens.name);
   std::vector<std::pair<std::string, train::DirectCastResult>> rows;
   for (size_t i = 0; i < results.size(); ++i) rows.emplace_back(recipes[i].first, results[i]);
   print_direct_cast_table(rows);

@@ -1,8 +1,13 @@
 // `mx study table RUN... -o DIR`: the MX paper's training table from finished run folders.
+// `mx study errors MODEL --recipe R`: what a recipe's casts do to a trained model's operands.
 #include <fmt/format.h>
 
+#include "mx/data/batch_sampler.h"
+#include "mx/nn/cast_probe.h"
+#include "mx/train/cast_errors.h"
 #include "mx/train/training_table.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/model_source.h"
 #include "tools/mx/run_command.h"
 
 namespace mx::tools {
@@ -36,6 +41,63 @@ std::string run_study_table(const StudyTableFlags& f) {
   return "";
 }
 
+struct StudyErrorsFlags {
+  std::string model, recipe = "mxfp6", data, split = "val", tokenizer, device = "cpu";
+  int64_t batch = 4, seq_len = 0, batches = 1;
+  int threads = 0;
+  bool per_layer = false, json = false;
+};
+
+std::string run_study_errors(const StudyErrorsFlags& f) {
+  nn::Recipe recipe;
+  if (std::string e = nn::recipe_from_spec(f.recipe, &recipe); !e.empty()) return e;
+  if (f.split != "val" && f.split != "all") return "--split must be val or all";
+  nn::CastProbe* probe = nullptr;
+  ModelSource source;
+  if (std::string e =
+          open_model_source(f.model, f.tokenizer, {f.device, f.threads}, recipe, &source,
+                            [&probe](std::unique_ptr<nn::Backend> inner) {
+                              auto p = std::make_unique<nn::CastProbe>(std::move(inner));
+                              probe = p.get();
+                              return std::unique_ptr<nn::Backend>(std::move(p));
+                            });
+      !e.empty()) {
+    return e;
+  }
+  nn::Model& model = *source.loaded.model;
+  EvalTokens tokens;
+  if (std::string e =
+          open_eval_tokens(f.model, f.data, f.split == "all", *source.tokenizer, &tokens);
+      !e.empty()) {
+    return e;
+  }
+  const int64_t ctx = model.config().seq_len;
+  const int64_t seq_len = f.seq_len > 0 ? f.seq_len : std::min<int64_t>(ctx, 256);
+  if (seq_len > ctx) {
+    return fmt::format("--seq-len {} is longer than the model's context of {}", seq_len, ctx);
+  }
+  if (data::eval_window_count(tokens.view, seq_len) == 0) {
+    return fmt::format("{} holds {} tokens, too few for one window of {}", tokens.name,
+                       tokens.view.size(), seq_len + 1);
+  }
+  train::CastErrorReport report;
+  if (std::string e = train::measure_cast_errors(model, *probe, recipe, tokens.view,
+                                                 {f.batch, seq_len, f.batches, f.threads}, &report);
+      !e.empty()) {
+    return e;
+  }
+  const int n_layers = int(model.config().n_layers);
+  if (f.json) {
+    fmt::print("{}\n", train::cast_error_json(report, n_layers));
+    return "";
+  }
+  fmt::print("Casts of {} on {} ({}): training passes over {} tokens of {}, loss {:.4f}\n\n",
+             recipe.name == "custom" ? f.recipe : recipe.name, f.model, source.loaded.kind,
+             report.tokens, tokens.name, report.loss);
+  fmt::print("{}", train::cast_error_markdown(report, n_layers, f.per_layer));
+  return "";
+}
+
 }  // namespace
 
 void register_study(CLI::App& app) {
@@ -53,6 +115,34 @@ void register_study(CLI::App& app) {
   table->add_flag("--json", f.json, "Print the table as JSON");
   table->add_flag("--no-plot", f.no_plot, "Write no loss.png (gnuplot draws it)");
   table->callback([] { run_command("study table", [] { return run_study_table(f); }); });
+
+  static StudyErrorsFlags e;
+  CLI::App* errors = cmd->add_subcommand(
+      "errors",
+      "The error of a recipe's casts on a model's linear-layer operands, forward and backward, "
+      "per product and role");
+  errors->add_option("model", e.model, "A training run folder, a model .safetensors, or a .bin")
+      ->required();
+  errors->add_option("--recipe", e.recipe, "Recipe whose casts are measured")
+      ->capture_default_str();
+  errors->add_option("--data", e.data,
+                     "Corpus whose validation split is used (default: the run's)");
+  errors->add_option("--split", e.split, "val (held-out part of --data) or all")
+      ->capture_default_str();
+  errors->add_option("--tokenizer", e.tokenizer, "Tokenizer (default: the one the model names)");
+  errors->add_option("--batch", e.batch, "Windows per pass")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  errors->add_option("--seq-len", e.seq_len, "Tokens per window (default: min(context, 256))")
+      ->check(CLI::PositiveNumber);
+  errors->add_option("--batches", e.batches, "Training passes (forward and backward, no update)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  errors->add_option("--device", e.device, "cpu or cuda")->capture_default_str();
+  errors->add_option("--threads", e.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+  errors->add_flag("--per-layer", e.per_layer, "Also print every layer's products");
+  errors->add_flag("--json", e.json, "Print every figure as JSON");
+  errors->callback([] { run_command("study errors", [] { return run_study_errors(e); }); });
 }
 
 }  // namespace mx::tools

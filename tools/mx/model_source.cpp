@@ -2,13 +2,18 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+
+#include "mx/train/eval_data.h"
+
 namespace mx::tools {
 
 std::string open_model_source(const std::string& model, const std::string& tokenizer_flag,
                               const nn::DeviceOptions& device, const nn::Recipe& recipe,
-                              ModelSource* out) {
+                              ModelSource* out, const WrapBackend& wrap) {
   std::unique_ptr<nn::Backend> backend;
   if (std::string e = nn::make_backend(device, recipe, &backend); !e.empty()) return e;
+  if (wrap) backend = wrap(std::move(backend));
   if (std::string e = nn::load_model_file(model, &out->loaded, std::move(backend)); !e.empty()) {
     return e;
   }
@@ -24,6 +29,33 @@ std::string open_model_source(const std::string& model, const std::string& token
     return fmt::format("tokenizer {} has {} tokens, more than the model's vocabulary of {}", spec,
                        out->tokenizer->vocab_size(), vocab);
   }
+  return "";
+}
+
+std::string open_eval_tokens(const std::string& model, const std::string& data_flag, bool all,
+                             const data::Tokenizer& tokenizer, EvalTokens* out) {
+  if (!data_flag.empty()) {
+    const train::EvalSplit split = all ? train::EvalSplit::kAll : train::EvalSplit::kValidation;
+    if (std::string e = train::load_eval_tokens(
+            data_flag, tokenizer, data::data_paths_from_environment(), split, &out->owned);
+        !e.empty()) {
+      return e;
+    }
+    out->view = data::TokenView::of(out->owned);
+    out->name = data_flag;
+    return "";
+  }
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir =
+      fs::is_directory(model, ec) ? fs::path(model) : fs::path(model).parent_path();
+  const fs::path shard = dir / "data" / "val.bin";
+  if (!fs::exists(shard, ec)) {
+    return "--data is needed: the model is not in a training run's folder";
+  }
+  if (std::string e = data::open_shard(shard.string(), &out->shard); !e.empty()) return e;
+  out->view = out->shard.tokens();
+  out->name = shard.string();
   return "";
 }
 

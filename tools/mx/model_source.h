@@ -1,12 +1,16 @@
 // What `mx eval` and `mx generate` share: a model file and its tokenizer from the command line.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include "mx/data/token_shard.h"
 #include "mx/data/tokenizer.h"
 #include "mx/nn/devices/devices.h"
 #include "mx/nn/model_file.h"
@@ -30,8 +34,24 @@ void pack_for_inference(nn::Model& model, const std::map<std::string, QuantSpec>
 // --unpacked, and --fast-products (which excludes it).
 void add_packing_flags(CLI::App* cmd, bool* unpacked, bool* fast_products);
 
+// `wrap`, when given, receives the device's backend and returns the one the model runs on
+// (a backend that wraps it, e.g. nn::CastProbe).
+using WrapBackend = std::function<std::unique_ptr<nn::Backend>(std::unique_ptr<nn::Backend>)>;
 std::string open_model_source(const std::string& model, const std::string& tokenizer_flag,
                               const nn::DeviceOptions& device, const nn::Recipe& recipe,
-                              ModelSource* out);
+                              ModelSource* out, const WrapBackend& wrap = {});
+
+// The tokens a command evaluates a model on: --data's validation split (`all`: the whole
+// corpus), tokenized with `tokenizer`; without --data, the validation shard of the training run
+// whose folder MODEL is or is in. `view` points into `owned` or `shard`; `name` says where
+// they came from.
+struct EvalTokens {
+  std::vector<uint32_t> owned;
+  data::TokenShard shard;
+  data::TokenView view;
+  std::string name;
+};
+std::string open_eval_tokens(const std::string& model, const std::string& data_flag, bool all,
+                             const data::Tokenizer& tokenizer, EvalTokens* out);
 
 }  // namespace mx::tools
