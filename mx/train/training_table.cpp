@@ -187,7 +187,7 @@ std::string training_table_markdown(const std::vector<TableRun>& runs,
       notes.push_back(fmt::format("{} differs from {} in {}", r.label, r.baseline, what));
       gap += fmt::format(" ({})", notes.size());
     }
-    s += fmt::format("| {} | {} | {} | {} | {} | {:.1f} | {:.2f} | {:.4f} | {} | {} |\n", r.label,
+    s += fmt::format("| {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {:.4f} | {} | {} |\n", r.label,
                      r.model, count_text(r.parameters), r.recipe, count_text(r.tokens),
                      double(r.tokens) / double(r.parameters),
                      r.train_tokens > 0 ? double(r.tokens) / double(r.train_tokens) : 0.0,
