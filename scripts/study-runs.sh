@@ -5,8 +5,9 @@
 #   scripts/study-runs.sh MODEL STEPS BATCH LR OUT_DIR [RECIPE...]
 # RECIPE is a preset or a JSON recipe file; the first must be fp32 (the baseline and the model
 # the casts start from). The corpus is --data study (docs/CORPUS.md); set MX_DEVICE=cpu to train
-# on the CPU, MX_EVAL_SEQ_LEN for evaluation windows other than 1024 tokens. Only the first run
-# tokenizes the corpus: its shards are copied to the others.
+# on the CPU, MX_EVAL_SEQ_LEN for evaluation windows other than 1024 tokens, MX_STUDY_CASTS=0 to
+# train and tabulate only (an ablation set, e.g. fp32 and the files of recipes/). Only the first
+# run tokenizes the corpus: its shards are copied to the others.
 set -euo pipefail
 MX=${MX:-build/tools/mx/mx}
 DEVICE=${MX_DEVICE:-cuda}
@@ -33,6 +34,11 @@ plot=()
 command -v gnuplot >/dev/null || plot=(--no-plot)
 "$MX" study table "${runs[@]}" -o "$out/table" "${plot[@]}"
 (cd "$out" && tar czf logs.tgz runs/*/log.csv)
+if [ "${MX_STUDY_CASTS:-1}" = 0 ]; then
+  (cd "$out" && tar czf results.tgz table)
+  echo "study-runs.sh: $out/results.tgz and $out/logs.tgz"
+  exit 0
+fi
 
 # Direct casts of the FP32 run: weights and activations (the paper's direct cast), on the
 # held-out documents.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <random>
 
 #include "mx/core/quantize_ref.h"
@@ -223,6 +224,19 @@ TEST(Recipe, Bf16ClassifierTurnsOnlyTheClassifiersMxCastsIntoBfloat16) {
   EXPECT_EQ(classifier_recipe(mxfp6).weight_fwd.kind, OperandCast::Kind::kMx);
   EXPECT_NE(parse_recipe_json(R"({"bf16_classifier": 1})", &r).find("bf16_classifier"),
             std::string::npos);
+}
+
+// The study's recipe files stay readable, and each is named as its file is.
+TEST(Recipe, EveryRecipeFileOfTheStudiesParsesUnderItsFileName) {
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(MX_SOURCE_DIR "/recipes")) {
+    if (entry.path().extension() != ".json") continue;
+    ++files;
+    Recipe r;
+    ASSERT_EQ(recipe_from_spec(entry.path().string(), &r), "") << entry.path();
+    EXPECT_EQ(r.name, entry.path().stem().string());
+  }
+  EXPECT_GE(files, 10);
 }
 
 TEST(Recipe, Tf32PresetCastsNothing) {
