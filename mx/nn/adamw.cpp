@@ -24,15 +24,32 @@ double clip_grad_norm(Model& model, double max_norm) {
   return norm;
 }
 
+AdamWStep adamw_step(const AdamWConfig& config, int64_t t, float lr) {
+  AdamWStep s{};
+  s.lr = lr;
+  s.beta1 = config.beta1;
+  s.beta2 = config.beta2;
+  s.eps = config.eps;
+  s.weight_decay = config.weight_decay;
+  s.bias_correction1 = 1.0f - float(std::pow(double(config.beta1), double(t)));
+  s.bias_correction2 = 1.0f - float(std::pow(double(config.beta2), double(t)));
+  return s;
+}
+
+std::vector<uint8_t> decay_mask(const Params& params) {
+  std::vector<uint8_t> mask(size_t(params.size()), 0);
+  for (const ParamView& view : params.views()) {
+    for (int64_t i = 0; i < view.size; ++i) mask[size_t(view.offset + i)] = view.decays() ? 1 : 0;
+  }
+  return mask;
+}
+
 AdamW::AdamW(Model& model, const AdamWConfig& config)
     : config_(config),
       backend_(&model.backend()),
       m_(size_t(model.params().size()), 0.0f),
       v_(size_t(model.params().size()), 0.0f),
-      decay_(size_t(model.params().size()), 0) {
-  for (const ParamView& view : model.params().views()) {
-    for (int64_t i = 0; i < view.size; ++i) decay_[size_t(view.offset + i)] = view.decays() ? 1 : 0;
-  }
+      decay_(decay_mask(model.params())) {
   const int64_t n = model.params().size();
   Backend& be = *backend_;
   if (be.host_visible()) {
@@ -61,15 +78,8 @@ void AdamW::download() {
 
 void AdamW::step(Model& model, float lr) {
   ++t_;
-  AdamWStep s{};
-  s.lr = lr;
-  s.beta1 = config_.beta1;
-  s.beta2 = config_.beta2;
-  s.eps = config_.eps;
-  s.weight_decay = config_.weight_decay;
-  s.bias_correction1 = 1.0f - float(std::pow(double(config_.beta1), double(t_)));
-  s.bias_correction2 = 1.0f - float(std::pow(double(config_.beta2), double(t_)));
-  model.backend().adamw(model.param_buf(), model.grad_buf(), m_buf_, v_buf_, decay_buf_, s);
+  model.backend().adamw(model.param_buf(), model.grad_buf(), m_buf_, v_buf_, decay_buf_,
+                        adamw_step(config_, t_, lr));
 }
 
 }  // namespace mx::nn

@@ -34,6 +34,13 @@ double global_grad_norm(Model& model);
 // Returns the norm before clipping.
 double clip_grad_norm(Model& model, double max_norm);
 
+// The update's constants for AdamW's t-th update (t from 1) at learning rate lr.
+AdamWStep adamw_step(const AdamWConfig& config, int64_t t, float lr);
+
+// The weight-decay mask of `params`: 1 for every element of a decayed tensor (linear-layer
+// matrices), 0 for the rest.
+std::vector<uint8_t> decay_mask(const Params& params);
+
 class AdamW {
  public:
   // Moments in `model`'s backend, zero.

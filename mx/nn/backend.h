@@ -73,6 +73,8 @@ class Backend {
   virtual void upload(Buf dst, const void* host) = 0;
   virtual void download(void* host, Buf src) = 0;
   virtual void zero(Buf x) = 0;
+  // dst := src, two Bufs of this backend of the same type and size that do not overlap.
+  virtual void copy(Buf dst, Buf src) = 0;
   // Bytes that alloc can still give (for checks before a large allocation).
   virtual int64_t memory_available() = 0;
   // For reports: the most memory in use so far (the process's peak resident set on the CPU,

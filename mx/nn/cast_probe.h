@@ -61,6 +61,7 @@ class CastProbe final : public Backend {
   void upload(Buf dst, const void* host) override { inner_->upload(dst, host); }
   void download(void* host, Buf src) override { inner_->download(host, src); }
   void zero(Buf x) override { inner_->zero(x); }
+  void copy(Buf dst, Buf src) override { inner_->copy(dst, src); }
   int64_t memory_available() override { return inner_->memory_available(); }
   int64_t peak_memory() override { return inner_->peak_memory(); }
   std::string device_description() const override { return inner_->device_description(); }

@@ -63,6 +63,10 @@ void CpuBackend::zero(Buf x) {
   std::memset(x.p, 0, size_t(x.bytes()));
 }
 
+void CpuBackend::copy(Buf dst, Buf src) {
+  std::memcpy(dst.p, src.p, size_t(src.bytes()));
+}
+
 Backend::Packed CpuBackend::pack_weight(Buf w, int64_t n, int64_t k, const OperandCast& cast) {
   const QuantSpec& s = cast.spec;
   if (cast.kind != OperandCast::Kind::kMx || s.is_tiled() || s.block_size != 32 || s.asymmetric ||

@@ -31,6 +31,7 @@ class CpuBackend : public Backend {
   void upload(Buf dst, const void* host) override;
   void download(void* host, Buf src) override;
   void zero(Buf x) override;
+  void copy(Buf dst, Buf src) override;
   int64_t memory_available() override;
   int64_t peak_memory() override;
   std::string device_description() const override;

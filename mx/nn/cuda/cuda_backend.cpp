@@ -105,6 +105,11 @@ class CudaBackend final : public Backend {
     touch_weights(x);
     check(cudaMemsetAsync(x.p, 0, size_t(x.bytes()), stream_), "zero");
   }
+  void copy(Buf dst, Buf src) override {
+    touch_weights(dst);
+    check(cudaMemcpyAsync(dst.p, src.p, size_t(src.bytes()), cudaMemcpyDeviceToDevice, stream_),
+          "copy");
+  }
   void hold_weights(Buf weights) override {
     weights_ = weights;
     weights_bf16_fresh_ = false;
