@@ -1,0 +1,68 @@
+#include "mx/nn/sharded_adamw.h"
+
+#include <cmath>
+#include <tuple>
+
+namespace mx::nn {
+
+std::string ShardedAdamW::create(Model& model, Communicator& comm, const AdamWConfig& config,
+                                 std::unique_ptr<ShardedAdamW>* out) {
+  std::unique_ptr<ShardedAdamW> o(new ShardedAdamW(model.backend(), comm, config));
+  const int64_t total = model.params().size();
+  if (std::string e = make_param_shards(total, comm.size(), kAlign, &o->shards_); !e.empty()) {
+    return e;
+  }
+  const ParamShards& s = o->shards_;
+  o->begin_ = s.begin(comm.rank());
+  o->len_ = s.end(comm.rank()) - o->begin_;
+  Backend& be = model.backend();
+  for (auto [buf, type, n] :
+       {std::tuple{&o->sent_, BufType::kF32, s.padded()},
+        std::tuple{&o->gathered_, BufType::kF32, s.padded()},
+        std::tuple{&o->grad_, BufType::kF32, s.shard},
+        std::tuple{&o->shard_, BufType::kF32, s.shard}, std::tuple{&o->m_, BufType::kF32, s.shard},
+        std::tuple{&o->v_, BufType::kF32, s.shard},
+        std::tuple{&o->decay_, BufType::kU8, s.shard}}) {
+    *buf = be.alloc(type, n);
+    if (buf->empty()) {
+      std::string e = be.take_error();
+      return e.empty() ? "no memory for the optimizer's shard" : e;
+    }
+  }
+  std::vector<uint8_t> mask = decay_mask(model.params());
+  mask.resize(size_t(s.padded()), 0);
+  be.upload(o->decay_, mask.data() + o->begin_);
+  *out = std::move(o);
+  return "";
+}
+
+ShardedAdamW::~ShardedAdamW() {
+  for (Buf b : {sent_, gathered_, grad_, shard_, m_, v_, decay_}) {
+    if (!b.empty()) backend_.release(b);
+  }
+}
+
+std::string ShardedAdamW::step(Model& model, float lr, double max_norm, double* norm) {
+  const int64_t total = shards_.total, shard = shards_.shard;
+  backend_.copy(sent_.at(0, total), model.grad_buf());
+  comm_.reduce_scatter_sum(sent_, grad_, shard);
+  double squares = len_ > 0 ? std::pow(backend_.norm(grad_.at(0, len_)), 2.0) : 0.0;
+  comm_.all_reduce_sum(&squares, 1);
+  *norm = std::sqrt(squares);
+  if (len_ > 0 && max_norm > 0.0 && *norm > max_norm) {
+    backend_.scale(grad_.at(0, len_), float(max_norm / *norm));
+  }
+  ++t_;
+  if (len_ > 0) {
+    const Buf params = model.param_buf().at(begin_, len_);
+    backend_.adamw(params, grad_.at(0, len_), m_.at(0, len_), v_.at(0, len_), decay_.at(0, len_),
+                   adamw_step(config_, t_, lr));
+    backend_.copy(shard_.at(0, len_), params);
+  }
+  comm_.all_gather(shard_, gathered_, shard);
+  backend_.copy(model.param_buf(), gathered_.at(0, total));
+  if (std::string e = comm_.take_error(); !e.empty()) return e;
+  return backend_.take_error();
+}
+
+}  // namespace mx::nn
