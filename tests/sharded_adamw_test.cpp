@@ -38,7 +38,8 @@ void batch_of(int64_t step, int64_t vocab, std::vector<uint32_t>* in, std::vecto
 }
 
 struct Trained {
-  std::vector<float> params;
+  std::vector<float> params, m, v;  // after the last step: weights and AdamW's moments
+  int64_t adam_steps = 0;
   std::vector<double> losses, norms;
 };
 
@@ -61,12 +62,15 @@ Trained one_model(const ModelConfig& config) {
     t.losses.push_back(loss);
   }
   t.params.assign(model.params().data(), model.params().data() + model.params().size());
+  t.m = adamw.m(), t.v = adamw.v();
   return t;
 }
 
-// Every rank's model after kSteps of ZeRO-1 training; each rank's losses and norms are the
-// global ones (the mean loss over the ranks).
-std::vector<Trained> thread_ranks(const ModelConfig& config, int world) {
+// Steps [first, last) of ZeRO-1 training among `world` thread ranks, from the initial weights
+// or from `start` (a checkpoint's weights and whole moments); what every rank ends with. Each
+// rank's losses and norms are the global ones (the mean loss over the ranks).
+std::vector<Trained> thread_ranks(const ModelConfig& config, int world, int64_t first = 0,
+                                  int64_t last = kSteps, const Trained* start = nullptr) {
   ThreadGroup group(world);
   std::vector<Trained> ranks(static_cast<size_t>(world));
   std::vector<std::thread> threads;
@@ -77,20 +81,24 @@ std::vector<Trained> thread_ranks(const ModelConfig& config, int world) {
       model.params().init(5);
       std::unique_ptr<ShardedAdamW> adamw;
       ASSERT_EQ(ShardedAdamW::create(model, *comm, AdamWConfig{}, &adamw), "");
+      if (start != nullptr) {
+        std::copy(start->params.begin(), start->params.end(), model.params().data());
+        ASSERT_EQ(adamw->load_moments(start->m, start->v, start->adam_steps), "");
+      }
       BatchSlice slice;
       ASSERT_EQ(batch_slice(kBatch, 0, world, r, &slice), "");
       Trained& t = ranks[size_t(r)];
       std::vector<uint32_t> in, out;
-      for (int64_t step = 0; step < kSteps; ++step) {
+      for (int64_t step = first; step < last; ++step) {
         batch_of(step, config.vocab, &in, &out);
         model.zero_grad();
         float loss = 0;
         PassOptions training;
         training.training = true;
         training.grad_scale = 1.0f / float(world);
-        const size_t first = size_t(slice.first_row * kSeq);
+        const size_t row0 = size_t(slice.first_row * kSeq);
         EXPECT_EQ(
-            model.forward(in.data() + first, out.data() + first, slice.rows, kSeq, &loss, training),
+            model.forward(in.data() + row0, out.data() + row0, slice.rows, kSeq, &loss, training),
             "");
         EXPECT_EQ(model.backward(), "");
         double norm = 0;
@@ -101,10 +109,21 @@ std::vector<Trained> thread_ranks(const ModelConfig& config, int world) {
         t.norms.push_back(norm);
       }
       t.params.assign(model.params().data(), model.params().data() + model.params().size());
+      EXPECT_EQ(adamw->gather_moments(&t.m, &t.v), "");
+      t.adam_steps = adamw->steps();
     });
   }
   for (std::thread& t : threads) t.join();
   return ranks;
+}
+
+double largest_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double worst = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+  }
+  return worst;
 }
 
 // The ranks' gradients are sums of the same terms as the one model's in another order, so they
@@ -120,14 +139,14 @@ TEST(ShardedAdamW, ThreadRanksTrainAsOneModelOnTheGlobalBatch) {
   for (int world : {2, 3}) {
     const std::vector<Trained> ranks = thread_ranks(config, world);
     for (const Trained& rank : ranks) {
-      // Every rank holds the same weights, bit for bit.
+      // Every rank holds the same weights and gathers the same moments, bit for bit.
       ASSERT_EQ(rank.params, ranks[0].params) << world;
+      ASSERT_EQ(rank.m, ranks[0].m) << world;
     }
-    double worst = 0;
-    for (size_t i = 0; i < one.params.size(); ++i) {
-      worst = std::max(worst, double(std::fabs(one.params[i] - ranks[0].params[i])));
-    }
-    EXPECT_LT(worst, 1e-5) << world << " ranks";
+    EXPECT_LT(largest_difference(one.params, ranks[0].params), 1e-5) << world << " ranks";
+    // The first moment is 0.1 of a clipped gradient (norm 0.5 over ~10^5 elements) per step.
+    EXPECT_LT(largest_difference(one.m, ranks[0].m), 1e-6) << world << " ranks";
+    EXPECT_EQ(ranks[0].adam_steps, kSteps);
     for (int64_t s = 0; s < kSteps; ++s) {
       EXPECT_NEAR(ranks[0].losses[size_t(s)], one.losses[size_t(s)], 1e-5) << world;
       EXPECT_NEAR(ranks[0].norms[size_t(s)], one.norms[size_t(s)], 1e-5 * one.norms[size_t(s)]);
@@ -141,11 +160,23 @@ TEST(ShardedAdamW, OneRankUpdatesAsAdamWDoes) {
   const ModelConfig config = two_layers();
   const Trained one = one_model(config);
   const std::vector<Trained> ranks = thread_ranks(config, 1);
-  double worst = 0;
-  for (size_t i = 0; i < one.params.size(); ++i) {
-    worst = std::max(worst, double(std::fabs(one.params[i] - ranks[0].params[i])));
-  }
-  EXPECT_LT(worst, 1e-7);
+  EXPECT_LT(largest_difference(one.params, ranks[0].params), 1e-7);
+}
+
+// A checkpoint holds the whole state: resumed by as many ranks, the run repeats the
+// uninterrupted one bit for bit; resumed by another number of ranks, within float32 rounding.
+TEST(ShardedAdamW, WholeMomentsResumeOnTheSameOrAnotherNumberOfRanks) {
+  const ModelConfig config = two_layers();
+  const std::vector<Trained> straight = thread_ranks(config, 2);
+  const Trained stopped = thread_ranks(config, 2, 0, kSteps - 1)[0];
+  const Trained resumed = thread_ranks(config, 2, kSteps - 1, kSteps, &stopped)[0];
+  EXPECT_EQ(resumed.params, straight[0].params);
+  EXPECT_EQ(resumed.m, straight[0].m);
+  EXPECT_EQ(resumed.v, straight[0].v);
+  EXPECT_EQ(resumed.losses.back(), straight[0].losses.back());
+  const Trained on_three = thread_ranks(config, 3, kSteps - 1, kSteps, &stopped)[0];
+  EXPECT_LT(largest_difference(on_three.params, straight[0].params), 1e-5);
+  EXPECT_EQ(on_three.adam_steps, kSteps);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <tuple>
+#include <utility>
 
 namespace mx::nn {
 
@@ -62,6 +63,32 @@ std::string ShardedAdamW::step(Model& model, float lr, double max_norm, double* 
   comm_.all_gather(shard_, gathered_, shard);
   backend_.copy(model.param_buf(), gathered_.at(0, total));
   if (std::string e = comm_.take_error(); !e.empty()) return e;
+  return backend_.take_error();
+}
+
+std::string ShardedAdamW::gather_moments(std::vector<float>* m, std::vector<float>* v) {
+  const int64_t total = shards_.total;
+  for (auto [moment, out] : {std::pair{m_, m}, std::pair{v_, v}}) {
+    comm_.all_gather(moment, gathered_, shards_.shard);
+    if (std::string e = comm_.take_error(); !e.empty()) return e;
+    out->resize(size_t(total));
+    backend_.download(out->data(), gathered_.at(0, total));
+  }
+  return backend_.take_error();
+}
+
+std::string ShardedAdamW::load_moments(const std::vector<float>& m, const std::vector<float>& v,
+                                       int64_t steps) {
+  if (int64_t(m.size()) != shards_.total || int64_t(v.size()) != shards_.total) {
+    return "the optimizer state holds " + std::to_string(m.size()) + " and " +
+           std::to_string(v.size()) + " moments for " + std::to_string(shards_.total) +
+           " parameters";
+  }
+  if (len_ > 0) {
+    backend_.upload(m_.at(0, len_), m.data() + begin_);
+    backend_.upload(v_.at(0, len_), v.data() + begin_);
+  }
+  t_ = steps;
   return backend_.take_error();
 }
 

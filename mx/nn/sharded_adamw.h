@@ -39,6 +39,14 @@ class ShardedAdamW {
   int64_t steps() const { return t_; }
   const ParamShards& shards() const { return shards_; }
 
+  // For checkpoints, which hold the whole optimizer state whatever the number of ranks.
+  // Collective: the moments of every shard, gathered into whole moments on every rank.
+  std::string gather_moments(std::vector<float>* m, std::vector<float>* v);
+  // This rank's shard of whole moments (a checkpoint's, written by any number of ranks), and
+  // the update count. Not collective.
+  std::string load_moments(const std::vector<float>& m, const std::vector<float>& v,
+                           int64_t steps);
+
  private:
   ShardedAdamW(Backend& backend, Communicator& comm, const AdamWConfig& config)
       : backend_(backend), comm_(comm), config_(config) {}
