@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include "mx/kernels/cuda/library_loader.h"
+
 #include <type_traits>
 
 namespace mx::cuda {
@@ -53,20 +55,11 @@ std::vector<std::string> cublaslt_candidates() {
 
 std::optional<CublasLt> open_cublaslt(const std::vector<std::string>& candidates,
                                       std::string* error) {
+  CublasLt api;
   std::string reasons;
-  for (const std::string& path : candidates) {
-    if (!reasons.empty()) reasons += "; ";
-    void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (library == nullptr) {
-      const char* why = dlerror();
-      reasons += why != nullptr ? why : path + ": cannot be opened";
-      continue;
-    }
-    CublasLt api;
-    const std::string missing = bind_functions(library, api);
-    if (missing.empty()) return api;
-    dlclose(library);
-    reasons += path + " has no function " + missing;
+  if (open_first_library(
+          candidates, [&api](void* library) { return bind_functions(library, api); }, &reasons)) {
+    return api;
   }
   if (error != nullptr) {
     *error = "cannot load cuBLASLt (" + library_name() +

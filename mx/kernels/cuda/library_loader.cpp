@@ -1,0 +1,27 @@
+#include "mx/kernels/cuda/library_loader.h"
+
+#include <dlfcn.h>
+
+namespace mx::cuda {
+
+void* open_first_library(const std::vector<std::string>& candidates,
+                         const std::function<std::string(void* library)>& bind,
+                         std::string* reasons) {
+  reasons->clear();
+  for (const std::string& path : candidates) {
+    if (!reasons->empty()) *reasons += "; ";
+    void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (library == nullptr) {
+      const char* why = dlerror();
+      *reasons += why != nullptr ? why : path + ": cannot be opened";
+      continue;
+    }
+    const std::string missing = bind(library);
+    if (missing.empty()) return library;
+    dlclose(library);
+    *reasons += path + " has no function " + missing;
+  }
+  return nullptr;
+}
+
+}  // namespace mx::cuda
