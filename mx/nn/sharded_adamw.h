@@ -44,8 +44,7 @@ class ShardedAdamW {
   std::string gather_moments(std::vector<float>* m, std::vector<float>* v);
   // This rank's shard of whole moments (a checkpoint's, written by any number of ranks), and
   // the update count. Not collective.
-  std::string load_moments(const std::vector<float>& m, const std::vector<float>& v,
-                           int64_t steps);
+  std::string load_moments(const std::vector<float>& m, const std::vector<float>& v, int64_t steps);
 
  private:
   ShardedAdamW(Backend& backend, Communicator& comm, const AdamWConfig& config)
