@@ -774,6 +774,8 @@ class CudaBackend final : public Backend {
   static int64_t pv_floats(const AttnShape& s) { return (s.b * s.t * s.nh * s.hs + 1) / 2; }
   static int64_t pv_offset(const AttnShape& s) { return (s.b * s.nh * s.t + 3) / 4 * 4; }
 
+  friend void* mx::nn::cuda_backend_stream(Backend& backend);
+
   CudaBackendOptions options_;
   cudaStream_t stream_;
   const mx::cuda::CublasLt& lt_api_;
@@ -825,6 +827,11 @@ std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options, st
     return nullptr;
   }
   return std::make_unique<CudaBackend>(options, stream, *lt_api, lt, workspace);
+}
+
+void* cuda_backend_stream(Backend& backend) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  return cuda != nullptr ? static_cast<void*>(cuda->stream_) : nullptr;
 }
 
 }  // namespace mx::nn

@@ -25,4 +25,8 @@ struct CudaBackendOptions {
 // A backend on the GPU, or null with *error saying why (no GPU, no driver, out of memory).
 std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options, std::string* error);
 
+// The stream a CUDA backend runs its ops on (a cudaStream_t), for work that must queue behind
+// them (collectives); null when `backend` is not a CUDA backend.
+void* cuda_backend_stream(Backend& backend);
+
 }  // namespace mx::nn

@@ -1,0 +1,128 @@
+// Data parallelism on the GPU with the one GPU a test host has: the NCCL communicator of a
+// world of one rank, and the ZeRO-1 step (nn::ShardedAdamW) on the CUDA backend against AdamW.
+// Runs with several GPUs need several processes; these tests skip where no GPU is present.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mx/kernels/cuda/quantize_cuda.h"
+#include "mx/nn/adamw.h"
+#include "mx/nn/cuda/cuda_backend.h"
+#include "mx/nn/cuda/nccl_communicator.h"
+#include "mx/nn/model.h"
+#include "mx/nn/sharded_adamw.h"
+
+namespace mx::nn {
+namespace {
+
+#define SKIP_WITHOUT_GPU()                        \
+  do {                                            \
+    std::string why;                              \
+    if (!mx::cuda::cuda_device_available(&why)) { \
+      GTEST_SKIP() << "no CUDA device: " << why;  \
+    }                                             \
+  } while (0)
+
+std::unique_ptr<Backend> gpu(BufType act = BufType::kF32) {
+  std::string error;
+  std::unique_ptr<Backend> b = make_cuda_backend({act, false, 0}, &error);
+  EXPECT_NE(b, nullptr) << error;
+  return b;
+}
+
+std::unique_ptr<Communicator> world_of_one(Backend& backend) {
+  NcclUniqueId id;
+  EXPECT_EQ(make_nccl_unique_id(&id), "");
+  std::unique_ptr<Communicator> comm;
+  EXPECT_EQ(make_nccl_communicator(backend, id, 0, 1, &comm), "");
+  return comm;
+}
+
+TEST(NcclCommunicator, OneRankCollectivesGiveTheirInputBack) {
+  SKIP_WITHOUT_GPU();
+  std::unique_ptr<Backend> be = gpu();
+  std::unique_ptr<Communicator> comm = world_of_one(*be);
+  ASSERT_NE(comm, nullptr);
+  EXPECT_EQ(comm->rank(), 0);
+  EXPECT_EQ(comm->size(), 1);
+  std::vector<float> host(100);
+  for (size_t i = 0; i < host.size(); ++i) host[i] = 0.25f * float(i) - 3.0f;
+  Buf a = be->alloc(BufType::kF32, 100), b = be->alloc(BufType::kF32, 100);
+  be->upload(a, host.data());
+  comm->reduce_scatter_sum(a, b, 100);
+  std::vector<float> back(100);
+  be->download(back.data(), b);
+  EXPECT_EQ(back, host);
+  be->zero(a);
+  comm->all_gather(b, a, 100);
+  be->download(back.data(), a);
+  EXPECT_EQ(back, host);
+  double sums[2] = {1.5, -2.25};
+  comm->all_reduce_sum(sums, 2);
+  EXPECT_EQ(sums[0], 1.5);
+  EXPECT_EQ(sums[1], -2.25);
+  EXPECT_EQ(comm->take_error(), "");
+  EXPECT_EQ(be->take_error(), "");
+}
+
+TEST(NcclCommunicator, RefusesABackendThatIsNotOnTheGpu) {
+  SKIP_WITHOUT_GPU();
+  Model cpu_model(*model_preset("tiny", Arch::kGpt2));
+  NcclUniqueId id;
+  ASSERT_EQ(make_nccl_unique_id(&id), "");
+  std::unique_ptr<Communicator> comm;
+  EXPECT_EQ(make_nccl_communicator(cpu_model.backend(), id, 0, 1, &comm),
+            "NCCL runs between GPUs: the backend is not a CUDA backend");
+  EXPECT_EQ(make_nccl_communicator(cpu_model.backend(), id, 1, 1, &comm),
+            "rank 1 is not among the 1 ranks");
+}
+
+// One rank holds every shard: the ZeRO-1 step is AdamW over the whole buffer, up to the clip
+// factor, which it computes from the square of the norm (a rounding apart).
+TEST(ShardedAdamWCuda, OneRankUpdatesAsAdamWDoes) {
+  SKIP_WITHOUT_GPU();
+  ModelConfig config = *model_preset("tiny", Arch::kGpt2);
+  config.n_layers = 2;
+  std::vector<uint32_t> in, out;
+  for (int i = 0; i < 4 * 32; ++i) {
+    in.push_back(uint32_t((i * 31 + 3) % config.vocab));
+    out.push_back(uint32_t((i * 31 + 34) % config.vocab));
+  }
+  auto train = [&](bool sharded) {
+    Model model(config, gpu());
+    model.params().init(5);
+    model.upload_params();
+    std::unique_ptr<Communicator> comm = world_of_one(model.backend());
+    AdamW plain(model, AdamWConfig{});
+    std::unique_ptr<ShardedAdamW> zero;
+    EXPECT_EQ(ShardedAdamW::create(model, *comm, AdamWConfig{}, &zero), "");
+    for (int step = 0; step < 3; ++step) {
+      model.zero_grad();
+      float loss = 0;
+      PassOptions training;
+      training.training = true;
+      EXPECT_EQ(model.forward(in.data(), out.data(), 4, 32, &loss, training), "");
+      EXPECT_EQ(model.backward(), "");
+      if (sharded) {
+        double norm = 0;
+        EXPECT_EQ(zero->step(model, 1e-3f, 0.5, &norm), "");
+      } else {
+        clip_grad_norm(model, 0.5);
+        plain.step(model, 1e-3f);
+      }
+    }
+    model.download_params();
+    return std::vector<float>(model.params().data(), model.params().data() + model.params().size());
+  };
+  const std::vector<float> a = train(false), b = train(true);
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+  EXPECT_LT(worst, 1e-6);
+}
+
+}  // namespace
+}  // namespace mx::nn
