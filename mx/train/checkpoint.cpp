@@ -59,12 +59,21 @@ std::string metadata_value(const io::SafetensorsFile& file, const char* key, std
 std::string save_checkpoint(const std::string& path, const TrainConfig& config,
                             const nn::Params& params, const nn::AdamW& optimizer,
                             const RunState& state) {
+  return save_checkpoint(path, config, params, optimizer.m(), optimizer.v(), state);
+}
+
+std::string save_checkpoint(const std::string& path, const TrainConfig& config,
+                            const nn::Params& params, std::span<const float> m,
+                            std::span<const float> v, const RunState& state) {
   std::vector<io::TensorToWrite> tensors;
   std::map<std::string, std::string> meta;
   nn::model_file_contents(config.model_config, params, config.tokenizer, &tensors, &meta);
   const int64_t n = params.count();
-  tensors.push_back({kMomentM, "F32", {n}, bytes_of(optimizer.m().data(), n)});
-  tensors.push_back({kMomentV, "F32", {n}, bytes_of(optimizer.v().data(), n)});
+  if (int64_t(m.size()) != n || int64_t(v.size()) != n) {
+    return cat("the optimizer's moments do not match the model's ", n, " parameters");
+  }
+  tensors.push_back({kMomentM, "F32", {n}, bytes_of(m.data(), n)});
+  tensors.push_back({kMomentV, "F32", {n}, bytes_of(v.data(), n)});
   meta[kTrainKey] = train_config_to_json(config);
   meta[kStateKey] = state_json(state);
   io::add_checksum(tensors, &meta);
@@ -110,6 +119,14 @@ std::string Checkpoint::check() {
 }
 
 std::string Checkpoint::load(nn::Params* params, nn::AdamW* optimizer) const {
+  if (std::string e = load(params, optimizer->m().data(), optimizer->v().data()); !e.empty()) {
+    return e;
+  }
+  optimizer->set_steps(state_.adam_steps);
+  return "";
+}
+
+std::string Checkpoint::load(nn::Params* params, float* m, float* v) const {
   const int64_t n = params->count();
   auto copy = [&](const std::string& name, const std::vector<int64_t>& shape, float* dst) {
     const io::SafetensorsTensor* t = file_.find(name);
@@ -123,10 +140,8 @@ std::string Checkpoint::load(nn::Params* params, nn::AdamW* optimizer) const {
   for (const nn::ParamView& v : params->views()) {
     if (std::string e = copy(v.name, v.shape, params->data() + v.offset); !e.empty()) return e;
   }
-  if (std::string e = copy(kMomentM, {n}, optimizer->m().data()); !e.empty()) return e;
-  if (std::string e = copy(kMomentV, {n}, optimizer->v().data()); !e.empty()) return e;
-  optimizer->set_steps(state_.adam_steps);
-  return "";
+  if (std::string e = copy(kMomentM, {n}, m); !e.empty()) return e;
+  return copy(kMomentV, {n}, v);
 }
 
 }  // namespace mx::train

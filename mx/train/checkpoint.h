@@ -33,6 +33,10 @@ inline constexpr const char* kCheckpointFile = "checkpoint.safetensors";
 std::string save_checkpoint(const std::string& path, const TrainConfig& config,
                             const nn::Params& params, const nn::AdamW& optimizer,
                             const RunState& state);
+// The same with the moments given whole (a data-parallel run gathers its shards' moments).
+std::string save_checkpoint(const std::string& path, const TrainConfig& config,
+                            const nn::Params& params, std::span<const float> m,
+                            std::span<const float> v, const RunState& state);
 
 // A checkpoint opened and checked before anything is built from it: its checksum, its settings,
 // its run state, and the presence and shape of every tensor that the model its settings
@@ -46,6 +50,8 @@ class Checkpoint {
   const RunState& state() const { return state_; }
   // Copies the weights and moments into `params` and `optimizer`, built for config().
   std::string load(nn::Params* params, nn::AdamW* optimizer) const;
+  // The same with the moments into m and v, params->count() elements each.
+  std::string load(nn::Params* params, float* m, float* v) const;
 
  private:
   std::string check();  // the checks of open, on file_
