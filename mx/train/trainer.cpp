@@ -20,6 +20,7 @@
 #include "mx/nn/devices/devices.h"
 #include "mx/nn/model.h"
 #include "mx/nn/model_file.h"
+#include "mx/nn/sharded_adamw.h"
 #include "mx/train/checkpoint.h"
 #include "mx/train/evaluate.h"
 #include "mx/train/run_folder.h"
@@ -47,7 +48,16 @@ struct OpenRun {
   RunState state;
   data::TokenShard train_shard, val_shard;
   std::unique_ptr<nn::Model> model;
-  std::unique_ptr<nn::AdamW> optimizer;
+  std::unique_ptr<nn::AdamW> optimizer;  // one rank
+  // Data-parallel: the ranks, this rank's optimizer and its rows of each global batch.
+  nn::Communicator* comm = nullptr;
+  std::unique_ptr<nn::ShardedAdamW> sharded;
+  nn::BatchSlice slice;
+  bool leader() const { return comm == nullptr || comm->rank() == 0; }
+  int world() const { return comm == nullptr ? 1 : comm->size(); }
+  int rank() const { return comm == nullptr ? 0 : comm->rank(); }
+  // Sequences per forward and backward pass of this rank, and its passes per step.
+  int64_t pass_rows = 0, passes = 1;
   std::vector<LogRow> inherited;  // the log rows a resumed run keeps
   RunLog log;
 };
@@ -128,6 +138,18 @@ std::string open_settings(TrainConfig* config, bool steps_given, const std::stri
   if (options.resume && !fs::is_directory(run_dir, ec)) {
     return cat("--resume: no checkpoint in ", run_dir);
   }
+  if (!run->leader()) {
+    // Rank 0 checks the settings and holds the folder; the others read what it holds.
+    if (!options.resume) {
+      run->config = *config;
+      return validate(*config);
+    }
+    if (std::string e = checkpoint->open(path_in(run_dir, kCheckpointFile)); !e.empty()) return e;
+    *config = checkpoint->config();
+    run->config = *config;
+    run->state = checkpoint->state();
+    return "";
+  }
   if (!options.resume) {
     if (std::string e = check_new_run(*config, run_dir, options, &run->backend); !e.empty()) {
       return e;
@@ -179,8 +201,17 @@ std::string load_initial_weights(const TrainConfig& c, nn::Params* params) {
   return "";
 }
 
+// Every rank waits here until all have arrived (rank 0 with the run's data ready).
+std::string barrier(nn::Communicator* comm) {
+  if (comm == nullptr) return "";
+  double arrived = 1;
+  comm->all_reduce_sum(&arrived, 1);
+  return comm->take_error();
+}
+
 std::string open_run(TrainConfig* config, bool steps_given, const std::string& run_dir,
                      const TrainOptions& options, const TrainCallbacks& callbacks, OpenRun* run) {
+  run->comm = options.comm;
   Checkpoint checkpoint;
   if (std::string e = open_settings(config, steps_given, run_dir, options, run, &checkpoint);
       !e.empty()) {
@@ -194,11 +225,21 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
       return e;
     }
   }
+  if (run->leader()) {
+    if (std::string e =
+            prepare_run_data(c, run_dir, options.resume, options.paths, callbacks.on_message);
+        !e.empty()) {
+      return e;
+    }
+  }
+  if (std::string e = barrier(run->comm); !e.empty()) return e;
   if (std::string e =
-          prepare_run_data(c, run_dir, options.resume, options.paths, callbacks.on_message);
+          nn::batch_slice(c.batch, c.micro_batch, run->world(), run->rank(), &run->slice);
       !e.empty()) {
     return e;
   }
+  run->pass_rows = c.micro_batch > 0 ? c.micro_batch : run->slice.rows;
+  run->passes = run->slice.rows / run->pass_rows;
   const fs::path data_dir = fs::path(run_dir) / "data";
   if (std::string e = data::open_shard(data_dir / "train.bin", &run->train_shard); !e.empty()) {
     return e;
@@ -216,15 +257,35 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
   }
   run->model = std::make_unique<nn::Model>(c.model_config, std::move(run->backend));
   run->model->set_recipe(c.recipe);
-  if (std::string e = run->model->reserve(pass_rows(c), c.seq_len); !e.empty()) return e;
-  run->optimizer = std::make_unique<nn::AdamW>(*run->model, c.adamw);
-  const std::string log_path = path_in(run_dir, kLogFile);
-  if (options.resume) {
-    if (std::string e = checkpoint.load(&run->model->params(), run->optimizer.get()); !e.empty()) {
+  if (std::string e = run->model->reserve(run->pass_rows, c.seq_len); !e.empty()) return e;
+  if (run->comm != nullptr) {
+    if (std::string e = nn::ShardedAdamW::create(*run->model, *run->comm, c.adamw, &run->sharded);
+        !e.empty()) {
       return e;
     }
+  } else {
+    run->optimizer = std::make_unique<nn::AdamW>(*run->model, c.adamw);
+  }
+  const std::string log_path = path_in(run_dir, kLogFile);
+  if (options.resume) {
+    if (run->sharded != nullptr) {
+      const size_t n = size_t(run->model->params().size());
+      std::vector<float> m(n), v(n);
+      if (std::string e = checkpoint.load(&run->model->params(), m.data(), v.data()); !e.empty()) {
+        return e;
+      }
+      if (std::string e = run->sharded->load_moments(m, v, run->state.adam_steps); !e.empty()) {
+        return e;
+      }
+    } else {
+      if (std::string e = checkpoint.load(&run->model->params(), run->optimizer.get());
+          !e.empty()) {
+        return e;
+      }
+      run->optimizer->upload();
+    }
     run->model->upload_params();
-    run->optimizer->upload();
+    if (!run->leader()) return "";
     if (std::string e = inherited_rows(log_path, run->state.step, callbacks, &run->inherited);
         !e.empty()) {
       return e;
@@ -238,10 +299,13 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
       return e;
     }
     run->model->upload_params();
-    say(callbacks, cat(nn::describe(c.model_config), ", ", run->model->params().count(),
-                       " parameters, recipe ", c.recipe.name));
+    if (run->leader()) {
+      say(callbacks, cat(nn::describe(c.model_config), ", ", run->model->params().count(),
+                         " parameters, recipe ", c.recipe.name,
+                         run->world() > 1 ? cat(", ", run->world(), " ranks") : ""));
+    }
   }
-  return run->log.open(log_path, run->inherited);
+  return run->leader() ? run->log.open(log_path, run->inherited) : "";
 }
 
 // One optimizer step on the next batch; fills the row's step, lr, loss and gradient norm.
@@ -251,17 +315,20 @@ std::string train_step(OpenRun& run, const nn::LrSchedule& schedule, data::Batch
   nn::Model& model = *run.model;
   const int64_t step = run.state.step;  // 0-based index of the step being taken
   if (std::string e = batches.next(batch, &run.state.sampler); !e.empty()) return e;
-  // The batch in passes of pass_rows sequences whose gradients add up to the batch mean's.
-  // Each pass keys its stochastic rounding apart; one pass per step keeps the step's keys.
-  const int64_t passes = passes_per_step(c), rows = pass_rows(c);
+  // This rank's rows of the batch in passes of pass_rows sequences, whose gradients add up
+  // (over the passes and the ranks) to the batch mean's. Each pass keys its stochastic rounding
+  // apart, as the same pass of a one-rank run with those micro-batches would; one pass per step
+  // keeps the step's keys.
+  const int64_t passes = run.passes, rows = run.pass_rows;
+  const int64_t all_passes = passes * run.world();
   model.zero_grad();
   nn::PassOptions training;
   training.training = true;
-  training.grad_scale = 1.0f / float(passes);
+  training.grad_scale = 1.0f / float(all_passes);
   double loss_sum = 0;
   for (int64_t pass = 0; pass < passes; ++pass) {
-    model.set_step(uint64_t(step * passes + pass));
-    const size_t first = size_t(pass * rows * batch->seq_len);
+    model.set_step(uint64_t(step * all_passes + run.rank() * passes + pass));
+    const size_t first = size_t((run.slice.first_row + pass * rows) * batch->seq_len);
     float pass_loss = 0;
     if (std::string e = model.forward(batch->inputs.data() + first, batch->targets.data() + first,
                                       rows, batch->seq_len, &pass_loss, training);
@@ -272,23 +339,45 @@ std::string train_step(OpenRun& run, const nn::LrSchedule& schedule, data::Batch
     if (std::string e = model.backward(); !e.empty()) return e;
     loss_sum += pass_loss;
   }
-  const float loss = float(loss_sum / double(passes));
-  row->grad_norm =
-      c.grad_clip > 0 ? nn::clip_grad_norm(model, c.grad_clip) : nn::global_grad_norm(model);
+  double loss = loss_sum / double(passes);
   row->lr = schedule.at(step);
-  run.optimizer->step(model, row->lr);
+  if (run.sharded != nullptr) {
+    loss /= run.world();
+    run.comm->all_reduce_sum(&loss, 1);  // the mean over the ranks' equal slices
+    if (std::string e = run.sharded->step(model, row->lr, c.grad_clip, &row->grad_norm);
+        !e.empty()) {
+      return e;
+    }
+    run.state.adam_steps = run.sharded->steps();
+  } else {
+    row->grad_norm =
+        c.grad_clip > 0 ? nn::clip_grad_norm(model, c.grad_clip) : nn::global_grad_norm(model);
+    run.optimizer->step(model, row->lr);
+    run.state.adam_steps = run.optimizer->steps();
+  }
   run.state.step = step + 1;
-  run.state.adam_steps = run.optimizer->steps();
   row->step = run.state.step;
-  row->train_loss = loss;
+  row->train_loss = float(loss);
   return "";
 }
 
-}  // namespace
+// The whole state of the checkpoint: with sharded moments, gathered from every rank (so every
+// rank calls this), written by rank 0.
+std::string save_run_checkpoint(OpenRun& run, const std::string& path) {
+  run.model->download_params();
+  if (run.sharded != nullptr) {
+    std::vector<float> m, v;
+    if (std::string e = run.sharded->gather_moments(&m, &v); !e.empty()) return e;
+    if (!run.leader()) return "";
+    return save_checkpoint(path, run.config, run.model->params(), m, v, run.state);
+  }
+  run.optimizer->download();
+  return save_checkpoint(path, run.config, run.model->params(), *run.optimizer, run.state);
+}
 
-std::string run_training(TrainConfig* config, bool steps_given, const std::string& run_dir,
-                         const TrainOptions& options, const TrainCallbacks& callbacks,
-                         TrainResult* result) {
+std::string train(TrainConfig* config, bool steps_given, const std::string& run_dir,
+                  const TrainOptions& options, const TrainCallbacks& callbacks,
+                  TrainResult* result) {
   OpenRun run;
   if (std::string e = open_run(config, steps_given, run_dir, options, callbacks, &run);
       !e.empty()) {
@@ -298,8 +387,9 @@ std::string run_training(TrainConfig* config, bool steps_given, const std::strin
   const std::string ckpt_path = path_in(run_dir, kCheckpointFile);
   const nn::LrSchedule schedule = schedule_of(c);
   const int64_t last = std::min(c.steps, options.stop_at.value_or(c.steps));
-  // The same validation windows whatever the passes: batches of pass_rows, more of them.
-  const EvalWindow window{pass_rows(c), c.seq_len, c.eval_batches * passes_per_step(c)};
+  // The same validation windows whatever the passes and ranks: batches of this rank's pass
+  // rows, as many as hold eval_batches global batches.
+  const EvalWindow window{run.pass_rows, c.seq_len, c.eval_batches * c.batch / run.pass_rows};
   const double elapsed_before = run.inherited.empty() ? 0.0 : run.inherited.back().elapsed_s;
   TrainResult r;
   r.val_loss = std::numeric_limits<double>::quiet_NaN();
@@ -330,18 +420,14 @@ std::string run_training(TrainConfig* config, bool steps_given, const std::strin
     }
     row.tokens_per_s = seconds > 0 ? double(tokens_seen) / seconds : 0.0;
     row.elapsed_s = elapsed_before + std::chrono::duration<double>(Clock::now() - start).count();
-    if (std::string e = run.log.append(row); !e.empty()) return e;
+    if (run.leader()) {
+      if (std::string e = run.log.append(row); !e.empty()) return e;
+      if (callbacks.on_step) callbacks.on_step(row, c.steps);
+    }
     recent.push_back(row.train_loss);
     if (recent.size() > 10) recent.erase(recent.begin());
-    if (callbacks.on_step) callbacks.on_step(row, c.steps);
     if (row.step % c.checkpoint_every == 0 || row.step == last) {
-      run.model->download_params();
-      run.optimizer->download();
-      if (std::string e =
-              save_checkpoint(ckpt_path, c, run.model->params(), *run.optimizer, run.state);
-          !e.empty()) {
-        return e;
-      }
+      if (std::string e = save_run_checkpoint(run, ckpt_path); !e.empty()) return e;
     }
   }
   r.steps_done = run.state.step;
@@ -353,7 +439,7 @@ std::string run_training(TrainConfig* config, bool steps_given, const std::strin
   r.train_loss = !recent.empty()         ? sum / float(recent.size())
                  : run.inherited.empty() ? std::numeric_limits<float>::quiet_NaN()
                                          : run.inherited.back().train_loss;
-  if (r.finished) {
+  if (r.finished && run.leader()) {
     run.model->download_params();
     if (std::string e = nn::save_model_file(path_in(run_dir, "model.safetensors"), c.model_config,
                                             run.model->params(), c.tokenizer);
@@ -363,6 +449,17 @@ std::string run_training(TrainConfig* config, bool steps_given, const std::strin
   }
   *result = r;
   return "";
+}
+
+}  // namespace
+
+std::string run_training(TrainConfig* config, bool steps_given, const std::string& run_dir,
+                         const TrainOptions& options, const TrainCallbacks& callbacks,
+                         TrainResult* result) {
+  std::string e = train(config, steps_given, run_dir, options, callbacks, result);
+  // A rank that stops releases the others, whose collectives would wait for it forever.
+  if (!e.empty() && options.comm != nullptr) options.comm->abort(e);
+  return e;
 }
 
 }  // namespace mx::train

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "mx/data/paths.h"
+#include "mx/nn/communicator.h"
 #include "mx/train/run_log.h"
 #include "mx/train/train_config.h"
 
@@ -32,6 +33,12 @@ struct TrainOptions {
   int threads = 0;                 // 0: all hardware threads
   std::string device = "cpu";      // or "cuda" (nn/devices/devices.h)
   data::DataPaths paths;
+  // Data-parallel training (nn/data_parallel.h): this call is rank comm->rank() of
+  // comm->size(), each rank a thread or process of its own with the same config and run folder,
+  // taking its slice of every global batch; AdamW runs sharded (nn/sharded_adamw.h). Rank 0
+  // holds the folder: it tokenizes the data and writes the log, the checkpoints (the whole
+  // state, as one rank's) and the model. Null: one rank, as before.
+  nn::Communicator* comm = nullptr;
 };
 
 struct TrainResult {
