@@ -51,11 +51,13 @@ struct OpenRun {
   std::unique_ptr<nn::AdamW> optimizer;  // one rank
   // Data-parallel: the ranks, this rank's optimizer and its rows of each global batch.
   nn::Communicator* comm = nullptr;
+  std::unique_ptr<nn::Communicator> owned_comm;  // made here, on the backend; goes before it
   std::unique_ptr<nn::ShardedAdamW> sharded;
   nn::BatchSlice slice;
-  bool leader() const { return comm == nullptr || comm->rank() == 0; }
-  int world() const { return comm == nullptr ? 1 : comm->size(); }
-  int rank() const { return comm == nullptr ? 0 : comm->rank(); }
+  int rank_ = 0, world_ = 1;
+  bool leader() const { return rank_ == 0; }
+  int world() const { return world_; }
+  int rank() const { return rank_; }
   // Sequences per forward and backward pass of this rank, and its passes per step.
   int64_t pass_rows = 0, passes = 1;
   std::vector<LogRow> inherited;  // the log rows a resumed run keeps
@@ -109,7 +111,8 @@ std::string check_new_run(const TrainConfig& c, const std::string& run_dir,
   if (std::string e = validate(c); !e.empty()) return e;
   if (std::string e = io::check_output_folder(run_dir); !e.empty()) return e;
   if (std::string e = check_memory_for(c, options.device); !e.empty()) return e;
-  if (std::string e = nn::make_backend({options.device, options.threads}, c.recipe, backend);
+  if (std::string e = nn::make_backend({options.device, options.threads, false, options.gpu},
+                                       c.recipe, backend);
       !e.empty()) {
     return e;
   }
@@ -212,6 +215,14 @@ std::string barrier(nn::Communicator* comm) {
 std::string open_run(TrainConfig* config, bool steps_given, const std::string& run_dir,
                      const TrainOptions& options, const TrainCallbacks& callbacks, OpenRun* run) {
   run->comm = options.comm;
+  run->rank_ = options.comm != nullptr ? options.comm->rank() : options.rank;
+  run->world_ = options.comm != nullptr ? options.comm->size() : options.world;
+  if (run->world_ < 1 || run->rank_ < 0 || run->rank_ >= run->world_) {
+    return cat("rank ", run->rank_, " is not among the ", run->world_, " ranks");
+  }
+  if (run->comm == nullptr && run->world_ > 1 && !options.make_comm) {
+    return "a run of several ranks needs a communicator";
+  }
   Checkpoint checkpoint;
   if (std::string e = open_settings(config, steps_given, run_dir, options, run, &checkpoint);
       !e.empty()) {
@@ -219,11 +230,15 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
   }
   const TrainConfig& c = run->config;
   if (run->backend == nullptr) {
-    if (std::string e =
-            nn::make_backend({options.device, options.threads}, c.recipe, &run->backend);
+    if (std::string e = nn::make_backend({options.device, options.threads, false, options.gpu},
+                                         c.recipe, &run->backend);
         !e.empty()) {
       return e;
     }
+  }
+  if (run->comm == nullptr && options.make_comm) {
+    if (std::string e = options.make_comm(*run->backend, &run->owned_comm); !e.empty()) return e;
+    run->comm = run->owned_comm.get();
   }
   if (run->leader()) {
     if (std::string e =
@@ -376,9 +391,8 @@ std::string save_run_checkpoint(OpenRun& run, const std::string& path) {
 }
 
 std::string train(TrainConfig* config, bool steps_given, const std::string& run_dir,
-                  const TrainOptions& options, const TrainCallbacks& callbacks,
+                  const TrainOptions& options, const TrainCallbacks& callbacks, OpenRun& run,
                   TrainResult* result) {
-  OpenRun run;
   if (std::string e = open_run(config, steps_given, run_dir, options, callbacks, &run);
       !e.empty()) {
     return e;
@@ -456,9 +470,11 @@ std::string train(TrainConfig* config, bool steps_given, const std::string& run_
 std::string run_training(TrainConfig* config, bool steps_given, const std::string& run_dir,
                          const TrainOptions& options, const TrainCallbacks& callbacks,
                          TrainResult* result) {
-  std::string e = train(config, steps_given, run_dir, options, callbacks, result);
+  OpenRun run;
+  std::string e = train(config, steps_given, run_dir, options, callbacks, run, result);
   // A rank that stops releases the others, whose collectives would wait for it forever.
-  if (!e.empty() && options.comm != nullptr) options.comm->abort(e);
+  nn::Communicator* comm = run.comm != nullptr ? run.comm : options.comm;
+  if (!e.empty() && comm != nullptr) comm->abort(e);
   return e;
 }
 

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -39,6 +40,12 @@ struct TrainOptions {
   // holds the folder: it tokenizes the data and writes the log, the checkpoints (the whole
   // state, as one rank's) and the model. Null: one rank, as before.
   nn::Communicator* comm = nullptr;
+  // Ranks whose communicator needs the rank's backend (NCCL, on its GPU's stream): this call is
+  // rank `rank` of `world`, on GPU `gpu`, and make_comm makes its communicator once the
+  // trainer has made the backend. Used when comm is null (with world 1 too: one rank through
+  // the data-parallel path).
+  int rank = 0, world = 1, gpu = 0;
+  std::function<std::string(nn::Backend&, std::unique_ptr<nn::Communicator>*)> make_comm;
 };
 
 struct TrainResult {

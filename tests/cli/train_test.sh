@@ -96,7 +96,12 @@ expect_one_line_error "unknown recipe" eval straight --recipe fp7
 expect_one_line_error "unknown device 'tpu'" train "${common[@]}" --device tpu --out r5
 expect_one_line_error "tf32 recipe multiplies on TF32 tensor cores: use --device cuda" \
   train "${common[@]}" --recipe tf32 --out r7
+expect_one_line_error "--gpus 2 needs --device cuda" train "${common[@]}" --gpus 2 --out r10
+expect_one_line_error "--gpus: Value 0 not in range" train "${common[@]}" --gpus 0 --out r11
+expect_one_line_error "--rank is for the processes --gpus starts" train "${common[@]}" --rank 0 \
+  --out r12
 if [ ! -e /dev/nvidia0 ]; then  # without a GPU, --device cuda is one clear line, and no run
+  expect_one_line_error "--device cuda: " train "${common[@]}" --device cuda --gpus 2 --out r13
   expect_one_line_error "--device cuda: " train "${common[@]}" --device cuda --out r6
   [ ! -e r6 ] || fail "a refused --device cuda left a run folder"
   expect_one_line_error "--device cuda: " eval straight --device cuda --batches 1

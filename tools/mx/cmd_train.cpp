@@ -4,12 +4,15 @@
 // would; --resume continues the run in RUN_DIR.
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "mx/data/paths.h"
+#include "mx/nn/devices/devices.h"
 #include "mx/nn/model_config.h"
 #include "mx/nn/recipe.h"
+#include "mx/train/rank_processes.h"
 #include "mx/train/trainer.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/flag_checks.h"
@@ -39,6 +42,9 @@ struct TrainFlags {
   bool forward_casts_only = false;  // the recipe's backward casts left out
   int threads = 0;
   std::string device = "cpu";
+  int gpus = 1;
+  int rank = -1;        // set in the processes that --gpus starts: this one's rank
+  std::string rank_id;  // and the NCCL id they join by
   CLI::Option* steps_option = nullptr;
   CLI::Option* stop_at_option = nullptr;
   CLI::Option* seq_len_option = nullptr;
@@ -76,12 +82,53 @@ std::string build_config(const TrainFlags& f, const data::DataPaths& paths, trai
   return train::validate(*c);
 }
 
+// `--gpus N`: this process starts N copies of its own command line, one per GPU, each told its
+// rank and the communicator's id, and waits for them. A rank that fails has printed its own
+// error; the others are stopped.
+std::string launch_ranks(const TrainFlags& f) {
+  if (f.device != "cuda") return fmt::format("--gpus {} needs --device cuda", f.gpus);
+  std::string why;
+  const int count = nn::gpu_count(&why);
+  if (count == 0) return "--device cuda: " + why;
+  if (count < f.gpus) {
+    return fmt::format("--gpus {}: this machine has {} GPU{}", f.gpus, count,
+                       count == 1 ? "" : "s");
+  }
+  std::string id;
+  if (std::string e = nn::make_rank_id(&id); !e.empty()) return e;
+  std::vector<std::vector<std::string>> argv;
+  for (int r = 0; r < f.gpus; ++r) {
+    std::vector<std::string> args = command_line();
+    if (args.empty()) return "the command line is not known";
+    args[0] = "/proc/self/exe";
+    args.insert(args.end(), {"--rank", std::to_string(r), "--rank-id", id});
+    argv.push_back(std::move(args));
+  }
+  train::RankExit failure;
+  std::string e = train::run_rank_processes(argv, std::chrono::seconds(10), &failure);
+  if (!e.empty() && failure.status == 2) {
+    set_exit_code(2);  // the rank has printed its error line
+    return "";
+  }
+  return e;
+}
+
 std::string run_train(const TrainFlags& f) {
+  if (f.gpus > 1 && f.rank < 0) return launch_ranks(f);
   train::TrainOptions options;
   options.paths = data::data_paths_from_environment();
   options.resume = f.resume;
   options.threads = f.threads;
   options.device = f.device;
+  if (f.rank >= 0) {
+    if (f.rank >= f.gpus || f.rank_id.empty()) return "--rank is for the processes --gpus starts";
+    options.rank = f.rank, options.world = f.gpus, options.gpu = f.rank;
+    options.make_comm = [&f](nn::Backend& backend, std::unique_ptr<nn::Communicator>* out) {
+      return nn::make_rank_communicator(backend, f.rank_id, f.rank, f.gpus, out);
+    };
+  }
+  // Rank 0 alone reports: the others run quietly.
+  const bool quiet = f.quiet || f.rank > 0, json = f.json && f.rank <= 0;
   if (f.stop_at_option->count() > 0) options.stop_at = f.stop_at;
   train::TrainConfig config;
   if (!f.resume) {
@@ -92,10 +139,10 @@ std::string run_train(const TrainFlags& f) {
   std::unique_ptr<Progress> progress;
   train::TrainCallbacks callbacks;
   callbacks.on_message = [&](const std::string& line) {
-    if (!f.quiet) fmt::print(stderr, "{}\n", line);
+    if (!quiet) fmt::print(stderr, "{}\n", line);
   };
   callbacks.on_step = [&](const train::LogRow& row, int64_t total) {
-    if (f.quiet) return;
+    if (quiet) return;
     if (!progress) progress = std::make_unique<Progress>("steps", total);
     std::string detail = fmt::format("loss {:.4f}", row.train_loss);
     if (row.val_loss) detail += fmt::format(" val {:.4f}", *row.val_loss);
@@ -106,10 +153,10 @@ std::string run_train(const TrainFlags& f) {
   if (std::string e =
           train::run_training(&config, f.steps_option->count() > 0, f.out, options, callbacks, &r);
       !e.empty()) {
-    return e;
+    return f.rank >= 0 ? fmt::format("rank {}: {}", f.rank, e) : e;
   }
   if (progress) progress->finish();
-  if (f.json) {
+  if (json) {
     nlohmann::json j = nlohmann::json::object();
     j["run_dir"] = f.out;
     j["model"] = config.model;
@@ -121,7 +168,7 @@ std::string run_train(const TrainFlags& f) {
     j["tokens_per_s"] = r.tokens_per_s;
     j["seconds"] = r.seconds;
     fmt::print("{}\n", j.dump());
-  } else if (!f.quiet) {
+  } else if (!quiet) {
     fmt::print("{} {} steps {}/{}: train loss {:.4f}, val loss {:.4f}, {:.0f} tokens/s\n",
                config.recipe.name, r.finished ? "finished" : "stopped", r.steps_done, config.steps,
                r.train_loss, r.val_loss, r.tokens_per_s);
@@ -206,6 +253,13 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--forward-casts-only", f.forward_casts_only,
                 "Cast only the forward products' operands, the gradients' products staying in "
                 "FP32: quantization-aware finetuning (recipe name gets -forward)");
+  cmd->add_option("--gpus", f.gpus,
+                  "GPUs to train on, one process each (data-parallel, with --device cuda)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  // Set by --gpus in the processes it starts; not for users.
+  cmd->add_option("--rank", f.rank)->group("")->check(CLI::Range(0, 1023));
+  cmd->add_option("--rank-id", f.rank_id)->group("");
   cmd->add_flag("--json", f.json, "Print the final figures as one JSON object");
   cmd->add_flag("-q,--quiet", f.quiet, "No progress display");
   cmd->callback([] { run_command("train", [] { return run_train(f); }); });

@@ -3,7 +3,15 @@
 namespace mx::tools {
 namespace {
 int g_exit_code = 0;
+std::vector<std::string> g_command_line;
 }  // namespace
+
+void set_command_line(int argc, char** argv) {
+  g_command_line.assign(argv, argv + argc);
+}
+const std::vector<std::string>& command_line() {
+  return g_command_line;
+}
 
 int exit_code() {
   return g_exit_code;

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
 
 namespace mx::tools {
 
@@ -33,5 +35,10 @@ void print_formats_table();
 // Exit status of the command that ran (0 unless set).
 int exit_code();
 void set_exit_code(int code);
+
+// The command line as main received it, for a command that starts copies of itself (the ranks
+// of `mx train --gpus N`).
+void set_command_line(int argc, char** argv);
+const std::vector<std::string>& command_line();
 
 }  // namespace mx::tools

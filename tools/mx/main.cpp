@@ -26,6 +26,7 @@ std::string unknown_subcommand(const CLI::App& app, int argc, char** argv) {
 
 int main(int argc, char** argv) {
   mx::io::remove_temporaries_on_signals();
+  mx::tools::set_command_line(argc, argv);
   CLI::App app{"mx: OCP Microscaling (MX) formats toolkit"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");

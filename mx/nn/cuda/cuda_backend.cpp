@@ -829,6 +829,17 @@ std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options, st
   return std::make_unique<CudaBackend>(options, stream, *lt_api, lt, workspace);
 }
 
+int cuda_device_count(std::string* why) {
+  if (!mx::cuda::cuda_device_available(why)) return 0;
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    *why = "the CUDA driver cannot count the GPUs";
+    return 0;
+  }
+  return count;
+}
+
 void* cuda_backend_stream(Backend& backend) {
   auto* cuda = dynamic_cast<CudaBackend*>(&backend);
   return cuda != nullptr ? static_cast<void*>(cuda->stream_) : nullptr;

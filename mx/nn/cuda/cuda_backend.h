@@ -25,6 +25,9 @@ struct CudaBackendOptions {
 // A backend on the GPU, or null with *error saying why (no GPU, no driver, out of memory).
 std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options, std::string* error);
 
+// How many CUDA GPUs this process can use (0 with *why when none).
+int cuda_device_count(std::string* why);
+
 // The stream a CUDA backend runs its ops on (a cudaStream_t), for work that must queue behind
 // them (collectives); null when `backend` is not a CUDA backend.
 void* cuda_backend_stream(Backend& backend);

@@ -3,6 +3,7 @@
 #include "mx/nn/cpu/cpu_backend.h"
 #ifdef MX_HAVE_CUDA
 #include "mx/nn/cuda/cuda_backend.h"
+#include "mx/nn/cuda/nccl_communicator.h"
 #endif
 
 namespace mx::nn {
@@ -29,6 +30,7 @@ std::string make_backend(const DeviceOptions& options, const Recipe& recipe,
   CudaBackendOptions o;
   o.act_type = recipe_wants_f32_activations(recipe) ? BufType::kF32 : BufType::kBF16;
   o.tf32 = recipe.name == "tf32";
+  o.device = options.gpu;
   std::string error;
   *out = make_cuda_backend(o, &error);
   return *out != nullptr ? "" : "--device cuda: " + error;
@@ -37,5 +39,54 @@ std::string make_backend(const DeviceOptions& options, const Recipe& recipe,
   return "--device cuda: this build of mx has no CUDA (nvcc was not found when it was configured)";
 #endif
 }
+
+#ifdef MX_HAVE_CUDA
+int gpu_count(std::string* why) {
+  return cuda_device_count(why);
+}
+
+std::string make_rank_id(std::string* hex) {
+  NcclUniqueId id;
+  if (std::string e = make_nccl_unique_id(&id); !e.empty()) return e;
+  static constexpr char kDigits[] = "0123456789abcdef";
+  hex->clear();
+  for (char c : id.bytes) {
+    hex->push_back(kDigits[(static_cast<unsigned char>(c) >> 4) & 15]);
+    hex->push_back(kDigits[static_cast<unsigned char>(c) & 15]);
+  }
+  return "";
+}
+
+std::string make_rank_communicator(Backend& backend, const std::string& id_hex, int rank, int world,
+                                   std::unique_ptr<Communicator>* out) {
+  NcclUniqueId id;
+  if (id_hex.size() != 2 * id.bytes.size()) return "the rank id is not one made by mx train";
+  auto digit = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  for (size_t i = 0; i < id.bytes.size(); ++i) {
+    const int hi = digit(id_hex[2 * i]), lo = digit(id_hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return "the rank id is not one made by mx train";
+    id.bytes[i] = static_cast<char>(hi * 16 + lo);
+  }
+  return make_nccl_communicator(backend, id, rank, world, out);
+}
+#else
+namespace {
+constexpr const char* kNoCuda =
+    "this build of mx has no CUDA (nvcc was not found when it was configured)";
+}
+int gpu_count(std::string* why) {
+  *why = kNoCuda;
+  return 0;
+}
+std::string make_rank_id(std::string*) {
+  return kNoCuda;
+}
+std::string make_rank_communicator(Backend&, const std::string&, int, int,
+                                   std::unique_ptr<Communicator>*) {
+  return kNoCuda;
+}
+#endif
 
 }  // namespace mx::nn

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "mx/nn/backend.h"
+#include "mx/nn/communicator.h"
 #include "mx/nn/recipe.h"
 
 namespace mx::nn {
@@ -17,6 +18,7 @@ struct DeviceOptions {
   // CPU: products from packed MX weights in fast mode (mx/kernels/cpu/mx_matmul.h), the
   // activations quantized to MXINT8 first; exact mode otherwise.
   bool fast_products = false;
+  int gpu = 0;  // the CUDA device, for "cuda"
 };
 
 // True for the recipes whose products are float32 (fp32, tf32): on a GPU their activations are
@@ -26,5 +28,13 @@ bool recipe_wants_f32_activations(const Recipe& recipe);
 // A backend for `recipe`'s run on options.device, or the one-line reason there is none.
 std::string make_backend(const DeviceOptions& options, const Recipe& recipe,
                          std::unique_ptr<Backend>* out);
+
+// Data-parallel ranks on GPUs, one process each (nn/cuda/nccl_communicator.h): the number of
+// GPUs this machine has (0, with *why, where none can be used); a new NCCL id as hex text, which
+// rank 0's launcher makes and every rank is given; and a rank's communicator on its CUDA backend.
+int gpu_count(std::string* why);
+std::string make_rank_id(std::string* hex);
+std::string make_rank_communicator(Backend& backend, const std::string& id_hex, int rank, int world,
+                                   std::unique_ptr<Communicator>* out);
 
 }  // namespace mx::nn
