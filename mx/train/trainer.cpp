@@ -376,6 +376,35 @@ std::string train_step(OpenRun& run, const nn::LrSchedule& schedule, data::Batch
   return "";
 }
 
+// The validation loss over `window`'s batches; with several ranks, each runs every world-th
+// batch and the sums meet in an all-reduce (in rank order, so every rank gets the same bits).
+std::string validation_loss(OpenRun& run, const EvalWindow& window, double* loss) {
+  const data::TokenView tokens = run.val_shard.tokens();
+  if (run.comm == nullptr) return evaluate_loss(*run.model, tokens, window, loss);
+  const int64_t all = data::eval_batch_count(tokens, window.batch, window.seq_len);
+  const int64_t batches = window.max_batches > 0 ? std::min(all, window.max_batches) : all;
+  double sums[2] = {0, 0};  // loss x tokens, tokens
+  data::Batch batch;
+  for (int64_t i = run.rank(); i < batches; i += run.world()) {
+    if (std::string e = data::eval_batch(tokens, window.batch, window.seq_len, i, &batch);
+        !e.empty()) {
+      return e;
+    }
+    float mean = 0;
+    if (std::string e = run.model->forward(batch.inputs.data(), batch.targets.data(), batch.rows,
+                                           batch.seq_len, &mean);
+        !e.empty()) {
+      return e;
+    }
+    sums[0] += double(mean) * double(batch.rows * batch.seq_len);
+    sums[1] += double(batch.rows * batch.seq_len);
+  }
+  run.comm->all_reduce_sum(sums, 2);
+  if (std::string e = run.comm->take_error(); !e.empty()) return e;
+  *loss = sums[1] > 0 ? sums[0] / sums[1] : std::numeric_limits<double>::quiet_NaN();
+  return "";
+}
+
 // The whole state of the checkpoint: with sharded moments, gathered from every rank (so every
 // rank calls this), written by rank 0.
 std::string save_run_checkpoint(OpenRun& run, const std::string& path) {
@@ -426,10 +455,7 @@ std::string train(TrainConfig* config, bool steps_given, const std::string& run_
     if (row.step % c.eval_every == 0 || row.step == c.steps) {
       run.model->set_step(0);
       double val = 0;
-      if (std::string e = evaluate_loss(*run.model, run.val_shard.tokens(), window, &val);
-          !e.empty()) {
-        return e;
-      }
+      if (std::string e = validation_loss(run, window, &val); !e.empty()) return e;
       row.val_loss = r.val_loss = val;
     }
     row.tokens_per_s = seconds > 0 ? double(tokens_seen) / seconds : 0.0;
