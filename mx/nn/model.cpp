@@ -11,6 +11,7 @@
 #include "mx/core/rounding.h"
 #include "mx/io/cat.h"
 #include "mx/io/memory_budget.h"
+#include "mx/kernels/cpu/parallel.h"
 #include "mx/nn/cpu/cpu_backend.h"
 #include "mx/nn/model_acts.h"
 
@@ -563,9 +564,14 @@ const float* Model::host_logits(int64_t first_row, int64_t rows) {
   if (src.type == BufType::kF32) {
     backend_->download(logits_.data(), src);
   } else {
-    std::vector<uint16_t> bits(size_t(rows * v));
-    backend_->download(bits.data(), src);
-    for (size_t i = 0; i < bits.size(); ++i) logits_[i] = bf16_to_float(bits[i]);
+    // Kept across calls and widened on every thread: an evaluation reads hundreds of MB of
+    // logits per batch, which a fresh buffer and one thread made slower than the GPU's pass.
+    logits_bits_.resize(size_t(rows * v));
+    backend_->download(logits_bits_.data(), src);
+    mx::cpu::parallel_for(rows * v, 4096, 0, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        logits_[size_t(i)] = bf16_to_float(logits_bits_[size_t(i)]);
+    });
   }
   return logits_.data();
 }

@@ -220,6 +220,7 @@ class Model {
   OperandCast packed_cast_;     // the weight cast the packed blocks are of (none: stored blocks)
   bool sequence_failed_ = false;
   std::vector<float> losses_, logits_;  // host copies
+  std::vector<uint16_t> logits_bits_;   // bfloat16 logits as downloaded, before widening
 };
 
 // Samples a token from logits[vocab] / temperature restricted to the top_k largest (top_k <= 0
