@@ -1,7 +1,5 @@
 #include "mx/kernels/cuda/cublaslt_loader.h"
 
-#include <dlfcn.h>
-
 #include "mx/kernels/cuda/library_loader.h"
 
 #include <type_traits>
@@ -18,14 +16,10 @@ std::string library_name() {
 // Fills every pointer of `api` from `library`; the name of the first function missing, or "".
 std::string bind_functions(void* library, CublasLt& api) {
   std::string missing;
-  auto bind = [&](auto& slot, const char* symbol) {
-    slot = reinterpret_cast<std::remove_reference_t<decltype(slot)>>(dlsym(library, symbol));
-    if (slot == nullptr && missing.empty()) missing = symbol;
-  };
   // The member and the symbol name are written once each; the member's type is the symbol's.
 #define MX_BIND(member, function)                                           \
   static_assert(std::is_same_v<decltype(api.member), decltype(&function)>); \
-  bind(api.member, #function)
+  bind_symbol(library, api.member, #function, &missing)
   MX_BIND(create, cublasLtCreate);
   MX_BIND(destroy, cublasLtDestroy);
   MX_BIND(status_string, cublasLtGetStatusString);
@@ -46,40 +40,17 @@ std::string bind_functions(void* library, CublasLt& api) {
 }  // namespace
 
 std::vector<std::string> cublaslt_candidates() {
-  std::vector<std::string> candidates{library_name()};
-#ifdef MX_CUDA_TOOLKIT_LIBRARY_DIR
-  candidates.push_back(std::string(MX_CUDA_TOOLKIT_LIBRARY_DIR) + "/" + library_name());
-#endif
-  return candidates;
+  return toolkit_library_candidates(library_name());
 }
 
 std::optional<CublasLt> open_cublaslt(const std::vector<std::string>& candidates,
                                       std::string* error) {
-  CublasLt api;
-  std::string reasons;
-  if (open_first_library(
-          candidates, [&api](void* library) { return bind_functions(library, api); }, &reasons)) {
-    return api;
-  }
-  if (error != nullptr) {
-    *error = "cannot load cuBLASLt (" + library_name() +
-             "): " + (reasons.empty() ? "no place to look for it" : reasons);
-  }
-  return std::nullopt;
+  return open_api<CublasLt>("cuBLASLt", library_name(), candidates, bind_functions, error);
 }
 
 const CublasLt* cublaslt(std::string* error) {
-  struct Loaded {
-    std::optional<CublasLt> api;
-    std::string error;
-  };
-  static const Loaded loaded = [] {
-    Loaded l;
-    l.api = open_cublaslt(cublaslt_candidates(), &l.error);
-    return l;
-  }();
-  if (!loaded.api && error != nullptr) *error = loaded.error;
-  return loaded.api ? &*loaded.api : nullptr;
+  return open_once<CublasLt>([](std::string* e) { return open_cublaslt(cublaslt_candidates(), e); },
+                             error);
 }
 
 }  // namespace mx::cuda

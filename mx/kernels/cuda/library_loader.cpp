@@ -4,6 +4,18 @@
 
 namespace mx::cuda {
 
+std::vector<std::string> toolkit_library_candidates(const std::string& file) {
+  std::vector<std::string> candidates{file};
+#ifdef MX_CUDA_TOOLKIT_LIBRARY_DIR
+  candidates.push_back(std::string(MX_CUDA_TOOLKIT_LIBRARY_DIR) + "/" + file);
+#endif
+  return candidates;
+}
+
+void* find_symbol(void* library, const char* symbol) {
+  return dlsym(library, symbol);
+}
+
 void* open_first_library(const std::vector<std::string>& candidates,
                          const std::function<std::string(void* library)>& bind,
                          std::string* reasons) {
