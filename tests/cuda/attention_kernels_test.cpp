@@ -18,17 +18,10 @@
 #include "mx/nn/cuda/attention.h"
 #include "mx/nn/cuda/flash_attention.h"
 #include "mx/nn/cuda/fp32_attention.h"
+#include "tests/cuda/skip_without_gpu.h"
 
 namespace mx::nn::cuda {
 namespace {
-
-#define SKIP_WITHOUT_GPU()                        \
-  do {                                            \
-    std::string why;                              \
-    if (!mx::cuda::cuda_device_available(&why)) { \
-      GTEST_SKIP() << "no CUDA device: " << why;  \
-    }                                             \
-  } while (0)
 
 uint16_t to_bf16(float x) {
   uint32_t bits;

@@ -22,18 +22,11 @@
 #include "mx/kernels/cpu/parallel.h"
 #include "mx/kernels/cpu/quantize.h"
 #include "mx/kernels/cuda/quantize_cuda.h"
+#include "tests/cuda/skip_without_gpu.h"
 #include "tests/test_data.h"
 
 namespace mx {
 namespace {
-
-#define SKIP_WITHOUT_GPU()                       \
-  do {                                           \
-    std::string why;                             \
-    if (!cuda::cuda_device_available(&why)) {    \
-      GTEST_SKIP() << "no CUDA device: " << why; \
-    }                                            \
-  } while (0)
 
 #define CUDA_OK(expr) ASSERT_EQ(cudaSuccess, (expr)) << #expr
 

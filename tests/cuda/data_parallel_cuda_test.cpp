@@ -19,19 +19,12 @@
 #include "mx/nn/sharded_adamw.h"
 #include "mx/train/run_log.h"
 #include "mx/train/trainer.h"
+#include "tests/cuda/skip_without_gpu.h"
 #include "tests/temp_dir.h"
 #include "tests/tiny_run.h"
 
 namespace mx::nn {
 namespace {
-
-#define SKIP_WITHOUT_GPU()                        \
-  do {                                            \
-    std::string why;                              \
-    if (!mx::cuda::cuda_device_available(&why)) { \
-      GTEST_SKIP() << "no CUDA device: " << why;  \
-    }                                             \
-  } while (0)
 
 std::unique_ptr<Backend> gpu(BufType act = BufType::kF32) {
   std::string error;

@@ -23,18 +23,11 @@
 #include "mx/nn/cuda/cuda_backend.h"
 #include "mx/nn/cuda/ops.h"
 #include "mx/nn/model.h"
+#include "tests/cuda/skip_without_gpu.h"
 #include "tests/test_data.h"
 
 namespace mx::nn {
 namespace {
-
-#define SKIP_WITHOUT_GPU()                        \
-  do {                                            \
-    std::string why;                              \
-    if (!mx::cuda::cuda_device_available(&why)) { \
-      GTEST_SKIP() << "no CUDA device: " << why;  \
-    }                                             \
-  } while (0)
 
 // Two layers; head size 32 (the smallest the GPU kernels take) unless asked; Llama with
 // grouped-query heads.
