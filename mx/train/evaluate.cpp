@@ -57,14 +57,12 @@ RowAgreement compare_row(const float* a, const float* b, int64_t v) {
 
 }  // namespace
 
-std::string evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWindow& w,
-                          double* loss) {
+std::string add_loss_sums(nn::Model& model, data::TokenView tokens, const EvalWindow& w,
+                          int64_t first, int64_t stride, double sums[2]) {
   const int64_t batches = batch_count(tokens, w);
   if (std::string e = reserve_for(model, tokens, w); !e.empty()) return e;
-  double sum = 0;
-  int64_t count = 0;
   data::Batch batch;
-  for (int64_t i = 0; i < batches; ++i) {
+  for (int64_t i = first; i < batches; i += stride) {
     if (!data::eval_batch(tokens, w.batch, w.seq_len, i, &batch).empty()) break;
     const int64_t n = batch.rows * batch.seq_len;
     float mean = 0;
@@ -73,10 +71,17 @@ std::string evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWi
         !e.empty()) {
       return e;
     }
-    sum += double(mean) * double(n);
-    count += n;
+    sums[0] += double(mean) * double(n);
+    sums[1] += double(n);
   }
-  *loss = count > 0 ? sum / double(count) : std::numeric_limits<double>::quiet_NaN();
+  return "";
+}
+
+std::string evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWindow& w,
+                          double* loss) {
+  double sums[2] = {0, 0};
+  if (std::string e = add_loss_sums(model, tokens, w, 0, 1, sums); !e.empty()) return e;
+  *loss = sums[1] > 0 ? sums[0] / sums[1] : std::numeric_limits<double>::quiet_NaN();
   return "";
 }
 

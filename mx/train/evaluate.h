@@ -22,6 +22,11 @@ struct EvalWindow {
 std::string evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWindow& window,
                           double* loss);
 
+// What evaluate_loss sums, over every `stride`-th batch from `first` (the ranks of a
+// data-parallel run divide the batches so): sums[0] += mean loss x tokens, sums[1] += tokens.
+std::string add_loss_sums(nn::Model& model, data::TokenView tokens, const EvalWindow& window,
+                          int64_t first, int64_t stride, double sums[2]);
+
 // Direct-cast evaluation: the model with `recipe`'s forward casts against the same model
 // unquantized (recipe fp32), token by token.
 struct DirectCastResult {

@@ -381,23 +381,10 @@ std::string train_step(OpenRun& run, const nn::LrSchedule& schedule, data::Batch
 std::string validation_loss(OpenRun& run, const EvalWindow& window, double* loss) {
   const data::TokenView tokens = run.val_shard.tokens();
   if (run.comm == nullptr) return evaluate_loss(*run.model, tokens, window, loss);
-  const int64_t all = data::eval_batch_count(tokens, window.batch, window.seq_len);
-  const int64_t batches = window.max_batches > 0 ? std::min(all, window.max_batches) : all;
   double sums[2] = {0, 0};  // loss x tokens, tokens
-  data::Batch batch;
-  for (int64_t i = run.rank(); i < batches; i += run.world()) {
-    if (std::string e = data::eval_batch(tokens, window.batch, window.seq_len, i, &batch);
-        !e.empty()) {
-      return e;
-    }
-    float mean = 0;
-    if (std::string e = run.model->forward(batch.inputs.data(), batch.targets.data(), batch.rows,
-                                           batch.seq_len, &mean);
-        !e.empty()) {
-      return e;
-    }
-    sums[0] += double(mean) * double(batch.rows * batch.seq_len);
-    sums[1] += double(batch.rows * batch.seq_len);
+  if (std::string e = add_loss_sums(*run.model, tokens, window, run.rank(), run.world(), sums);
+      !e.empty()) {
+    return e;
   }
   run.comm->all_reduce_sum(sums, 2);
   if (std::string e = run.comm->take_error(); !e.empty()) return e;
