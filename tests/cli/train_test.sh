@@ -75,6 +75,10 @@ grep -q '^| classifier |' errors.txt || fail "study errors: no classifier row"
   | grep -q '"product":"proj","relative_rmse":' || fail "study errors --json lacks the rows"
 expect_one_line_error "--split must be val or all" study errors straight --split test
 expect_one_line_error "unknown recipe" study errors straight --recipe fp7
+expect_one_line_error "--seq-len 999 is longer than the model's context of 64" study errors straight \
+  --seq-len 999
+expect_one_line_error "--seq-len 999 is longer than the model's context of 64" eval straight \
+  --seq-len 999
 
 "$mx" demo --data corpus.txt --steps 4 --batch 2 --out demo >demo.txt 2>/dev/null
 grep -q "^  mxfp4w-mxfp6a " demo.txt && grep -q "^  mxint8 " demo.txt \

@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "mx/data/batch_sampler.h"
 #include "mx/train/evaluate.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/direct_cast_table.h"
@@ -93,18 +92,15 @@ std::string run_eval(const EvalFlags& f) {
       !e.empty()) {
     return e;
   }
-  const data::TokenView view = tokens.view;
-  const int64_t ctx = model.config().seq_len;
-  const int64_t seq_len = f.seq_len > 0 ? f.seq_len : std::min<int64_t>(ctx, 256);
-  if (seq_len > ctx || (reference.model && seq_len > reference.model->config().seq_len)) {
-    return fmt::format("--seq-len {} is longer than the context of the model or its reference",
-                       seq_len);
-  }
+  int64_t context = model.config().seq_len;
+  if (reference.model) context = std::min(context, reference.model->config().seq_len);
+  int64_t seq_len = 0;
+  if (std::string e = eval_seq_len(
+          f.seq_len, context, reference.model ? "the model's or its reference's" : "the model's",
+          tokens, &seq_len);
+      !e.empty())
+    return e;
   const train::EvalWindow window{f.batch, seq_len, f.batches, f.threads};
-  if (data::eval_window_count(view, seq_len) == 0) {
-    return fmt::format("{} holds {} tokens, too few for one window of {}", tokens.name, view.size(),
-                       seq_len + 1);
-  }
   std::vector<train::DirectCastResult> results;
   for (const auto& [name, recipe] : recipes) {
     // The recipe's weight cast made once and kept packed (on the CPU), not at every pass, or,
@@ -121,8 +117,8 @@ std::string run_eval(const EvalFlags& f) {
       model.set_recipe(saved);
     }
     train::DirectCastResult result;
-    if (std::string e =
-            train::direct_cast_eval(model, recipe, view, window, &result, reference.model.get());
+    if (std::string e = train::direct_cast_eval(model, recipe, tokens.view, window, &result,
+                                                reference.model.get());
         !e.empty()) {
       return e;
     }

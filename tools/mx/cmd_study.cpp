@@ -2,7 +2,6 @@
 // `mx study errors MODEL --recipe R`: what a recipe's casts do to a trained model's operands.
 #include <fmt/format.h>
 
-#include "mx/data/batch_sampler.h"
 #include "mx/nn/cast_probe.h"
 #include "mx/train/cast_errors.h"
 #include "mx/train/training_table.h"
@@ -71,14 +70,11 @@ std::string run_study_errors(const StudyErrorsFlags& f) {
       !e.empty()) {
     return e;
   }
-  const int64_t ctx = model.config().seq_len;
-  const int64_t seq_len = f.seq_len > 0 ? f.seq_len : std::min<int64_t>(ctx, 256);
-  if (seq_len > ctx) {
-    return fmt::format("--seq-len {} is longer than the model's context of {}", seq_len, ctx);
-  }
-  if (data::eval_window_count(tokens.view, seq_len) == 0) {
-    return fmt::format("{} holds {} tokens, too few for one window of {}", tokens.name,
-                       tokens.view.size(), seq_len + 1);
+  int64_t seq_len = 0;
+  if (std::string e =
+          eval_seq_len(f.seq_len, model.config().seq_len, "the model's", tokens, &seq_len);
+      !e.empty()) {
+    return e;
   }
   train::CastErrorReport report;
   if (std::string e = train::measure_cast_errors(model, *probe, recipe, tokens.view,

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "mx/data/batch_sampler.h"
 #include "mx/train/eval_data.h"
 
 namespace mx::tools {
@@ -56,6 +57,19 @@ std::string open_eval_tokens(const std::string& model, const std::string& data_f
   if (std::string e = data::open_shard(shard.string(), &out->shard); !e.empty()) return e;
   out->view = out->shard.tokens();
   out->name = shard.string();
+  return "";
+}
+
+std::string eval_seq_len(int64_t flag, int64_t context, const char* whose, const EvalTokens& tokens,
+                         int64_t* seq_len) {
+  *seq_len = flag > 0 ? flag : std::min<int64_t>(context, 256);
+  if (*seq_len > context) {
+    return fmt::format("--seq-len {} is longer than {} context of {}", *seq_len, whose, context);
+  }
+  if (data::eval_window_count(tokens.view, *seq_len) == 0) {
+    return fmt::format("{} holds {} tokens, too few for one window of {}", tokens.name,
+                       tokens.view.size(), *seq_len + 1);
+  }
   return "";
 }
 

@@ -54,4 +54,10 @@ struct EvalTokens {
 std::string open_eval_tokens(const std::string& model, const std::string& data_flag, bool all,
                              const data::Tokenizer& tokenizer, EvalTokens* out);
 
+// The evaluation windows' length: --seq-len when given (0: min(context, 256)), checked against
+// `context` (the shortest of the models evaluated, which `whose` names in the error, e.g. "the
+// model's") and against the tokens, which must hold one window.
+std::string eval_seq_len(int64_t flag, int64_t context, const char* whose, const EvalTokens& tokens,
+                         int64_t* seq_len);
+
 }  // namespace mx::tools
