@@ -35,7 +35,9 @@ std::unique_ptr<Backend> gpu(BufType act = BufType::kF32) {
 
 // The GPU's attention takes head sizes that are multiples of 32: the tiny preset's width of 64
 // in two heads.
-void use_gpu_heads(ModelConfig* c) { c->n_heads = c->n_kv_heads = 2; }
+void use_gpu_heads(ModelConfig* c) {
+  c->n_heads = c->n_kv_heads = 2;
+}
 
 std::unique_ptr<Communicator> world_of_one(Backend& backend) {
   NcclUniqueId id;
