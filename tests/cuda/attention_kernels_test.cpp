@@ -212,9 +212,14 @@ TEST(FlashAttention, MatchesTheCudaCoreKernelsUnderMxCasts) {
   const TileCast fp6 = mx_cast(ElementFormat::kE3M2, Rounding::kNearestEven);
   const TileCast fp4 = mx_cast(ElementFormat::kE2M1, Rounding::kNearestEven);
   const TileCast e3m0 = mx_cast(ElementFormat::kE3M0, Rounding::kStochastic);
+  // P in asymmetric INT4 blocks (a bfloat16 offset each), as recipes/mxint4-asym.json casts it.
+  TileCast int4_asym = mx_cast(ElementFormat::kInt4, Rounding::kNearestEven);
+  int4_asym.spec.asymmetric = true;
   for (int64_t hs : {64, 128}) {
     expect_kernels_agree({"mxfp6", {2, 100, 4, 2, hs}, fp6, fp6, fp6, fp6, false}, 1e-2);
     expect_kernels_agree({"mxfp4", {2, 100, 4, 2, hs}, fp4, fp4, e3m0, e3m0, false}, 1e-2);
+    expect_kernels_agree(
+        {"P mxint4 asymmetric", {2, 100, 4, 2, hs}, int4_asym, int4_asym, e3m0, e3m0, false}, 1e-2);
   }
 }
 

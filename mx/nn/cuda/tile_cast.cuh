@@ -146,18 +146,61 @@ __device__ __forceinline__ void encode_quad(const DevCast& c, const mx::cuda::Bl
 enum class QuadEncoder { kAny, kNearestEvenFloat, kStochasticFloat };
 
 inline QuadEncoder quad_encoder(const TileCast& c) {
-  if (c.kind != TileCast::Kind::kMx || traits(c.spec.format).is_integer) return QuadEncoder::kAny;
+  if (c.kind != TileCast::Kind::kMx || traits(c.spec.format).is_integer || c.spec.asymmetric) {
+    return QuadEncoder::kAny;
+  }
   if (c.spec.rounding == Rounding::kNearestEven) return QuadEncoder::kNearestEvenFloat;
   if (c.spec.rounding == Rounding::kStochastic) return QuadEncoder::kStochasticFloat;
   return QuadEncoder::kAny;
 }
 
+// The slot of a quad's value v[k] in its block of 32 (the layout of cast_quad below).
+__device__ __forceinline__ int quad_slot(int k) {
+  return 8 * (k >> 1) + 2 * int(threadIdx.x & 3) + (k & 1);
+}
+
+// The asymmetric offset of a block held in quads, its first `real` slots real (cast_quad's
+// layout; a block with no NaN or infinity). The CPU takes the block's min and max in slot order,
+// an equal value never replacing an earlier one (which decides between +0 and -0), so each
+// lane's candidates carry their slots, and the earlier slot wins a tie across lanes. Sets the
+// offset and replaces amax by the largest magnitude after the shift.
+__device__ __forceinline__ void quad_offset(const float (&v)[8], int real, uint32_t& amax,
+                                            mx::cuda::BlockState& st) {
+  using namespace mx::cuda;
+  float lo = __uint_as_float(0x7F800000u), hi = __uint_as_float(0xFF800000u);
+  int lo_at = 32, hi_at = 32;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {  // slots rise with k
+    if (quad_slot(k) >= real) continue;
+    if (v[k] < lo) lo = v[k], lo_at = quad_slot(k);
+    if (v[k] > hi) hi = v[k], hi_at = quad_slot(k);
+  }
+  for (int o = 1; o < 4; o <<= 1) {
+    const float olo = __shfl_xor_sync(kFullWarp, lo, o), ohi = __shfl_xor_sync(kFullWarp, hi, o);
+    const int olo_at = __shfl_xor_sync(kFullWarp, lo_at, o);
+    const int ohi_at = __shfl_xor_sync(kFullWarp, hi_at, o);
+    if (olo < lo || (olo == lo && olo_at < lo_at)) lo = olo, lo_at = olo_at;
+    if (ohi > hi || (ohi == hi && ohi_at < hi_at)) hi = ohi, hi_at = ohi_at;
+  }
+  if (lo > hi) lo = hi = 0.0f;  // no real slot
+  st.offset = f32_to_bf16_bits(__fadd_rn(__fmul_rn(hi, 0.5f), __fmul_rn(lo, 0.5f)));
+  st.m = bf16_bits_to_f32(st.offset);
+  uint32_t shifted = 0;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const float d = quad_slot(k) < real ? __fsub_rn(v[k], st.m) : v[k];
+    shifted = max(shifted, __float_as_uint(d) & 0x7FFFFFFFu);
+  }
+  shifted = max(shifted, __shfl_xor_sync(kFullWarp, shifted, 1));
+  amax = max(shifted, __shfl_xor_sync(kFullWarp, shifted, 2));
+}
+
 // A block of 32 held by the four lanes of a quad (lanes 4g .. 4g + 3), eight values each, as a
 // row of four m16n8 accumulator tiles holds them: lane 4g + t has slots 8n + 2t + e at v[2n + e]
 // (n < 4, e < 2). The block starts at position `first` along its axis; a slot at position p is
-// padding when p >= `end`, and its flat index is base + stride * p. Symmetric casts only (the
-// asymmetric offset's tie rule follows slot order; see cast_value). Every lane must call it.
-// With an encoder other than kAny, the cast must be MX with that rounding and a float format.
+// padding when p >= `end`, and its flat index is base + stride * p. Every lane must call it.
+// With an encoder other than kAny, the cast must be MX, symmetric, with that rounding and a
+// float format.
 template <QuadEncoder kEncoder = QuadEncoder::kAny>
 __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64_t first,
                                           int64_t end, int64_t base, int64_t stride) {
@@ -174,8 +217,8 @@ __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64
   // blocks in the tensor-core kernels (whole blocks but at a tensor's end; one flush setting), so
   // they branch around their loops rather than predicating every value.
   const int64_t left = end - first;
-  if (left < 32) {
-    const int real = left <= 0 ? 0 : int(left);
+  const int real = left >= 32 ? 32 : left <= 0 ? 0 : int(left);
+  if (real < 32) {
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
       if (8 * (k >> 1) + 2 * t + (k & 1) >= real) v[k] = 0.0f;
@@ -193,10 +236,23 @@ __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64
   BlockState st{};
   st.nan_block = amax >= 0x7F800000u;
   st.m = 0.0f;
+  // Asymmetric casts take the general encoder (cast_element): they are rare, and a fixed
+  // encoder is only compiled for the presets' symmetric casts.
+  const bool asym = kEncoder == QuadEncoder::kAny && s.asym;
+  if (asym && !st.nan_block) quad_offset(v, real, amax, st);
   finish_scale(s, amax, st);
   if (st.nan_block) {
 #pragma unroll
     for (int k = 0; k < 8; ++k) v[k] = __uint_as_float(kNanF32);
+    return;
+  }
+  if (asym) {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const int slot = quad_slot(k);
+      v[k] = slot < real ? cast_element(c, st, v[k], base + stride * (first + slot), s.f.decode)
+                         : 0.0f;
+    }
     return;
   }
   if constexpr (kEncoder == QuadEncoder::kNearestEvenFloat) {
