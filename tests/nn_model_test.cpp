@@ -2,7 +2,9 @@
 // parameter names, recipe effects and thread-count independence.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "mx/nn/adamw.h"
@@ -373,6 +375,51 @@ TEST(NnModel, SamplingIsSeededAndRespectsTopK) {
     EXPECT_EQ(x, sample_token(logits.data(), 5, 2, 1.0f, &b));
   }
   EXPECT_EQ(sample_token(logits.data(), 5, 0, 0.0f, &a), 1u);
+}
+
+// Data-parallel training starts each range's reduction when backward() reports it: the ranges
+// must cover every parameter once, and each range's gradients must already be final then (the
+// CPU backend runs each op as it is queued, so the gradients at the report are the queued
+// work's).
+TEST(ModelBackward, ReportsEveryParameterOnceWhenItsGradientsAreFinal) {
+  for (const Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    for (const bool tied : {true, false}) {
+      ModelConfig config = tiny(arch);
+      config.tied = tied;
+      config.n_layers = 3;
+      Model model(config);
+      model.params().init(42);
+      const Data d(config.vocab);
+      model.zero_grad();
+      loss_of(model, d, true);
+      const float* g = model.params().grad();
+      std::vector<std::pair<int64_t, int64_t>> ranges;
+      std::vector<std::vector<float>> at_report;
+      ASSERT_EQ(model.backward([&](int64_t first, int64_t count) {
+        ranges.emplace_back(first, count);
+        at_report.emplace_back(g + first, g + first + count);
+      }),
+                "");
+      ASSERT_EQ(ranges.size(), size_t(config.n_layers + (tied ? 2 : 3)));
+      // The first report is the classifier's (untied) or the final norm's; the last the
+      // embeddings', at the buffer's start.
+      EXPECT_EQ(ranges.front().first, tied ? model.params().norm_w() : model.params().classifier());
+      EXPECT_EQ(ranges.back().first, 0);
+      for (size_t i = 0; i < ranges.size(); ++i) {
+        const auto [first, count] = ranges[i];
+        EXPECT_EQ(at_report[i], std::vector<float>(g + first, g + first + count))
+            << "range " << i << " changed after it was reported";
+      }
+      std::sort(ranges.begin(), ranges.end());
+      int64_t next = 0;
+      for (const auto& [first, count] : ranges) {
+        EXPECT_EQ(first, next);
+        EXPECT_GT(count, 0);
+        next = first + count;
+      }
+      EXPECT_EQ(next, model.params().size());
+    }
+  }
 }
 
 }  // namespace

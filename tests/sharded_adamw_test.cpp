@@ -68,9 +68,11 @@ Trained one_model(const ModelConfig& config) {
 
 // Steps [first, last) of ZeRO-1 training among `world` thread ranks, from the initial weights
 // or from `start` (a checkpoint's weights and whole moments); what every rank ends with. Each
-// rank's losses and norms are the global ones (the mean loss over the ranks).
+// rank's losses and norms are the global ones (the mean loss over the ranks). With
+// `during_backward` the gradients are reduced as the backward finishes them (reduce_ready).
 std::vector<Trained> thread_ranks(const ModelConfig& config, int world, int64_t first = 0,
-                                  int64_t last = kSteps, const Trained* start = nullptr) {
+                                  int64_t last = kSteps, const Trained* start = nullptr,
+                                  bool during_backward = false) {
   ThreadGroup group(world);
   std::vector<Trained> ranks(static_cast<size_t>(world));
   std::vector<std::thread> threads;
@@ -100,7 +102,11 @@ std::vector<Trained> thread_ranks(const ModelConfig& config, int world, int64_t 
         EXPECT_EQ(
             model.forward(in.data() + row0, out.data() + row0, slice.rows, kSeq, &loss, training),
             "");
-        EXPECT_EQ(model.backward(), "");
+        Model::GradsReady ready;
+        if (during_backward) {
+          ready = [&](int64_t at, int64_t count) { adamw->reduce_ready(model, at, count); };
+        }
+        EXPECT_EQ(model.backward(ready), "");
         double norm = 0;
         EXPECT_EQ(adamw->step(model, kLr, kClip, &norm), "");
         double mean = double(loss) / world;
@@ -177,6 +183,52 @@ TEST(ShardedAdamW, WholeMomentsResumeOnTheSameOrAnotherNumberOfRanks) {
   const Trained on_three = thread_ranks(config, 3, kSteps - 1, kSteps, &stopped)[0];
   EXPECT_LT(largest_difference(on_three.params, straight[0].params), 1e-5);
   EXPECT_EQ(on_three.adam_steps, kSteps);
+}
+
+// The reduction in pieces, each range toward the ranks that own it as the backward finishes
+// it, sums what one reduce-scatter sums in the same order: the same bits, with shards that
+// split blocks and tensors (2 ranks), and a rank whose shard is mostly padding (3 ranks).
+TEST(ShardedAdamW, ReducingDuringTheBackwardGivesTheBitsOfOneReduceScatter) {
+  const ModelConfig config = two_layers();
+  for (int world : {1, 2, 3}) {
+    const std::vector<Trained> after = thread_ranks(config, world, 0, kSteps, nullptr, false);
+    const std::vector<Trained> during = thread_ranks(config, world, 0, kSteps, nullptr, true);
+    for (int r = 0; r < world; ++r) {
+      EXPECT_EQ(during[size_t(r)].params, after[size_t(r)].params) << world << " ranks";
+      EXPECT_EQ(during[size_t(r)].m, after[size_t(r)].m) << world << " ranks";
+      EXPECT_EQ(during[size_t(r)].v, after[size_t(r)].v) << world << " ranks";
+      EXPECT_EQ(during[size_t(r)].losses, after[size_t(r)].losses) << world << " ranks";
+      EXPECT_EQ(during[size_t(r)].norms, after[size_t(r)].norms) << world << " ranks";
+    }
+  }
+}
+
+// A step whose gradients were reduced for only some parameters would update the others with
+// this rank's own gradients: it is refused.
+TEST(ShardedAdamW, RefusesAStepWhoseGradientsWereReducedInPart) {
+  ThreadGroup group(1);
+  std::unique_ptr<Communicator> comm = group.member(0);
+  Model model(two_layers(), std::make_unique<CpuBackend>(1));
+  model.params().init(5);
+  std::unique_ptr<ShardedAdamW> adamw;
+  ASSERT_EQ(ShardedAdamW::create(model, *comm, AdamWConfig{}, &adamw), "");
+  std::vector<uint32_t> in, out;
+  batch_of(0, model.config().vocab, &in, &out);
+  PassOptions training;
+  training.training = true;
+  float loss = 0;
+  ASSERT_EQ(model.forward(in.data(), out.data(), kBatch, kSeq, &loss, training), "");
+  int ranges = 0;
+  ASSERT_EQ(model.backward([&](int64_t at, int64_t count) {
+    if (ranges++ == 0) adamw->reduce_ready(model, at, count);
+  }),
+            "");
+  double norm = 0;
+  const std::string e = adamw->step(model, kLr, kClip, &norm);
+  EXPECT_EQ(e.rfind("the backward reduced the gradients of ", 0), 0u) << e;
+  EXPECT_NE(e.find(" of " + std::to_string(model.params().size()) + " parameters"),
+            std::string::npos)
+      << e;
 }
 
 }  // namespace

@@ -20,6 +20,14 @@ class Communicator {
   // recv[count] := the sum over the ranks r of r's send[rank() * count, + count); send holds
   // size() * count float32 values. recv may be that part of this rank's own send.
   virtual void reduce_scatter_sum(Buf send, Buf recv, int64_t count) = 0;
+  // On rank `root`, recv[count] := the sum over the ranks of their send[count]; the other
+  // ranks' recv is not touched. It sums in the order reduce_scatter_sum does, so that the
+  // gradients of a step reduced in pieces as the backward produces them are the bits of one
+  // reduce-scatter. On NCCL it runs on a stream of its own, after the work already queued on
+  // the backend's, beside the work queued after it; every other operation waits for it.
+  virtual void reduce_sum(Buf send, Buf recv, int64_t count, int root) = 0;
+  // The backend's work queued from now on sees every reduce_sum's result.
+  virtual void finish_reductions() = 0;
   // recv[size() * count] := rank r's send[count] at r * count, for every r. send may be this
   // rank's own part of recv.
   virtual void all_gather(Buf send, Buf recv, int64_t count) = 0;

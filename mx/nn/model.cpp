@@ -521,7 +521,7 @@ std::string Model::check_weights_for_recipe() const {
              "were released");
 }
 
-std::string Model::backward() {
+std::string Model::backward(const GradsReady& ready) {
   if (packed_ > 0) return "a model with packed weights is for inference only";
   if (acts_ == nullptr || !backward_ready_) return "backward needs a training forward pass";
   backward_ready_ = false;
@@ -533,6 +533,15 @@ std::string Model::backward() {
   be.matmul_backward(a.dln, g.at(params_.classifier(), V * C), {}, a.logits, a.lnf,
                      p.at(params_.classifier(), V * C), n, C, V, false, classifier_recipe(recipe_),
                      {step_, int32_t(L), 0});
+  // Every parameter's range, in the layout's order: the embeddings, each block's tensors,
+  // the final norm, then (untied) the classifier.
+  auto block_begin = [&](int64_t l) {
+    return l < L ? params_.layers()[size_t(l)].ln1_w : params_.norm_w();
+  };
+  auto report = [&](int64_t first, int64_t end) {
+    if (ready) ready(first, end - first);
+  };
+  if (!config_.tied) report(params_.classifier(), params_.count());
   be.zero(a.dres.at(0, n * C));
   const Buf x = a.layers[L - 1].res_out;
   const Buf norm_w = p.at(params_.norm_w(), C);
@@ -542,12 +551,15 @@ std::string Model::backward() {
     be.layernorm_backward(a.dres, g.at(params_.norm_w(), C), g.at(params_.norm_b(), C), a.dln, x,
                           norm_w, a.lnf_mean, a.lnf_rstd, n, C);
   }
+  report(params_.norm_w(), config_.tied ? params_.count() : params_.classifier());
   for (int64_t l = L - 1; l >= 0; --l) {
     const Buf in = l == 0 ? a.encoded : a.layers[l - 1].res_out;
     layer_backward(l, in, a.dres);
+    report(block_begin(l), block_begin(l + 1));
   }
   be.embedding_backward(g.at(params_.wte(), V * C), g.at(params_.wpe(), config_.seq_len * C),
                         a.dres, a.tokens, n, t_, C);
+  report(0, block_begin(0));
   return be.take_error();
 }
 

@@ -101,7 +101,13 @@ class Model {
   std::string forward(const uint32_t* tokens, const uint32_t* targets, int64_t b, int64_t t,
                       float* loss = nullptr, const PassOptions& options = {});
   // After a training forward: gradients += grad_scale * d(mean loss)/d(params).
-  std::string backward();
+  std::string backward() { return backward({}); }
+  // The same, calling `ready(first, count)` as soon as the work that finishes the gradients of
+  // params [first, first + count) is queued on the backend: the classifier when untied, the
+  // final norm, each block from the last, then the embeddings. The ranges cover every
+  // parameter once. A data-parallel rank starts their reduction there (ShardedAdamW).
+  using GradsReady = std::function<void(int64_t first, int64_t count)>;
+  std::string backward(const GradsReady& ready);
   void zero_grad();
 
   // Inference with packed weights: hands every linear layer's weight and the classifier's to

@@ -1,5 +1,6 @@
 #include "mx/nn/sharded_adamw.h"
 
+#include <algorithm>
 #include <cmath>
 #include <tuple>
 #include <utility>
@@ -43,10 +44,30 @@ ShardedAdamW::~ShardedAdamW() {
   }
 }
 
+void ShardedAdamW::reduce_ready(Model& model, int64_t first, int64_t count) {
+  const Buf grads = model.grad_buf();
+  for (int r = 0; r < shards_.world; ++r) {
+    const int64_t lo = std::max(first, shards_.begin(r));
+    const int64_t hi = std::min(first + count, shards_.end(r));
+    if (lo < hi) {
+      comm_.reduce_sum(grads.at(lo, hi - lo), grad_.at(lo - shards_.begin(r), hi - lo), hi - lo, r);
+    }
+  }
+  reduced_ += count;
+}
+
 std::string ShardedAdamW::step(Model& model, float lr, double max_norm, double* norm) {
   const int64_t total = shards_.total, shard = shards_.shard;
-  backend_.copy(sent_.at(0, total), model.grad_buf());
-  comm_.reduce_scatter_sum(sent_, grad_, shard);
+  const int64_t reduced = std::exchange(reduced_, 0);
+  if (reduced == 0) {
+    backend_.copy(sent_.at(0, total), model.grad_buf());
+    comm_.reduce_scatter_sum(sent_, grad_, shard);
+  } else if (reduced == total) {
+    comm_.finish_reductions();
+  } else {
+    return "the backward reduced the gradients of " + std::to_string(reduced) + " of " +
+           std::to_string(total) + " parameters";
+  }
   double squares = len_ > 0 ? std::pow(backend_.norm(grad_.at(0, len_)), 2.0) : 0.0;
   comm_.all_reduce_sum(&squares, 1);
   *norm = std::sqrt(squares);

@@ -33,8 +33,15 @@ class ShardedAdamW {
                             std::unique_ptr<ShardedAdamW>* out);
   ~ShardedAdamW();
 
-  // One update after this rank's backward (above). max_norm > 0 clips the global norm, which
-  // *norm receives before clipping. "" or the first error of the backend or the collectives.
+  // Starts the reduction of the gradients of params [first, first + count), finished by the
+  // backward's queued work, toward the ranks whose shards hold them: the step's last backward
+  // calls it for each range it finishes (Model::backward's `ready`), so that the reduction runs
+  // beside the rest of the backward. Sums the same as step()'s own reduce-scatter.
+  void reduce_ready(Model& model, int64_t first, int64_t count);
+  // One update after this rank's backward (above). Its gradients are reduced here with one
+  // reduce-scatter, unless reduce_ready has taken every parameter's. max_norm > 0 clips the
+  // global norm, which *norm receives before clipping. "" or the first error of the backend
+  // or the collectives.
   std::string step(Model& model, float lr, double max_norm, double* norm);
   int64_t steps() const { return t_; }
   const ParamShards& shards() const { return shards_; }
@@ -59,6 +66,7 @@ class ShardedAdamW {
   Buf gathered_;                 // the weights, padded [padded]
   Buf grad_, shard_, m_, v_;     // this rank's [shard]
   Buf decay_;                    // this rank's part of the decay mask [shard]
+  int64_t reduced_ = 0;          // parameters whose gradients reduce_ready took this step
   int64_t t_ = 0;
 };
 

@@ -29,6 +29,28 @@ class ThreadMember final : public Communicator {
     std::memcpy(recv.p, sum.data(), sum.size() * sizeof(float));
   }
 
+  void reduce_sum(Buf send, Buf recv, int64_t count, int root) override {
+    if (failed_) return;
+    if (send.type != BufType::kF32 || recv.type != BufType::kF32) {
+      stop("reduce takes float32 buffers");
+      return;
+    }
+    if (!post(send.p)) return;
+    std::vector<float> sum;
+    if (rank_ == root) {
+      sum.assign(static_cast<size_t>(count), 0.0f);
+      for (int r = 0; r < size(); ++r) {
+        const float* part = static_cast<const float*>(group_.posted_[size_t(r)]);
+        for (int64_t i = 0; i < count; ++i) sum[size_t(i)] += part[i];
+      }
+    }
+    if (!wait()) return;
+    if (rank_ == root) std::memcpy(recv.p, sum.data(), sum.size() * sizeof(float));
+  }
+
+  // Each reduce_sum has finished on return.
+  void finish_reductions() override {}
+
   void all_gather(Buf send, Buf recv, int64_t count) override {
     if (failed_) return;
     if (send.type != recv.type) {

@@ -351,7 +351,13 @@ std::string train_step(OpenRun& run, const nn::LrSchedule& schedule, data::Batch
       return e;
     }
     if (!std::isfinite(pass_loss)) return cat("the loss is not finite at step ", step + 1);
-    if (std::string e = model.backward(); !e.empty()) return e;
+    // A data-parallel rank reduces the gradients as the step's last backward finishes them,
+    // beside the rest of that backward.
+    nn::Model::GradsReady ready;
+    if (run.sharded != nullptr && pass == passes - 1) {
+      ready = [&](int64_t first, int64_t count) { run.sharded->reduce_ready(model, first, count); };
+    }
+    if (std::string e = model.backward(ready); !e.empty()) return e;
     loss_sum += pass_loss;
   }
   double loss = loss_sum / double(passes);

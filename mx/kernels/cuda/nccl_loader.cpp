@@ -24,6 +24,7 @@ std::string bind_functions(void* library, Nccl& api) {
   MX_BIND(comm_get_async_error, ncclCommGetAsyncError);
   MX_BIND(error_string, ncclGetErrorString);
   MX_BIND(reduce_scatter, ncclReduceScatter);
+  MX_BIND(reduce, ncclReduce);
   MX_BIND(all_gather, ncclAllGather);
   MX_BIND(all_reduce, ncclAllReduce);
 #undef MX_BIND

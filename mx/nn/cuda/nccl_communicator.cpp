@@ -24,15 +24,46 @@ class NcclCommunicator final : public Communicator {
       api_.comm_abort(comm_);
     } else {
       cudaStreamSynchronize(stream_);
+      if (side_ != nullptr) cudaStreamSynchronize(side_);
       api_.comm_destroy(comm_);
     }
     cudaFree(staged_);
+    if (side_ != nullptr) {
+      cudaEventDestroy(queued_);
+      cudaEventDestroy(reduced_);
+      cudaStreamDestroy(side_);
+    }
   }
 
   int rank() const override { return rank_; }
   int size() const override { return world_; }
 
+  // On the side stream, after the backend's queued work: the backward's later layers run
+  // beside it.
+  void reduce_sum(Buf send, Buf recv, int64_t count, int root) override {
+    if (failed_) return;
+    if (send.type != BufType::kF32 || recv.type != BufType::kF32) {
+      fail("reduce takes float32 buffers");
+      return;
+    }
+    if (!side_stream() || !cuda_ok(cudaEventRecord(queued_, stream_)) ||
+        !cuda_ok(cudaStreamWaitEvent(side_, queued_, 0))) {
+      return;
+    }
+    side_pending_ = true;
+    check(api_.reduce(send.p, recv.p, size_t(count), ncclFloat, ncclSum, root, comm_, side_),
+          "reduce");
+  }
+
+  void finish_reductions() override {
+    if (failed_ || !side_pending_) return;
+    side_pending_ = false;
+    if (cuda_ok(cudaEventRecord(reduced_, side_)))
+      cuda_ok(cudaStreamWaitEvent(stream_, reduced_, 0));
+  }
+
   void reduce_scatter_sum(Buf send, Buf recv, int64_t count) override {
+    finish_reductions();
     if (failed_) return;
     if (send.type != BufType::kF32 || recv.type != BufType::kF32) {
       fail("reduce-scatter takes float32 buffers");
@@ -43,6 +74,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   void all_gather(Buf send, Buf recv, int64_t count) override {
+    finish_reductions();
     if (failed_) return;
     if (send.type != recv.type) {
       fail("all-gather takes buffers of one type");
@@ -53,6 +85,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   void all_reduce_sum(double* values, int64_t n) override {
+    finish_reductions();
     if (failed_) return;
     const size_t bytes = size_t(n) * sizeof(double);
     if (bytes > staged_bytes_) {
@@ -117,6 +150,24 @@ class NcclCommunicator final : public Communicator {
     fail(std::string("CUDA: ") + cudaGetErrorString(e));
     return false;
   }
+  // reduce_sum's stream and its two events, made at its first call.
+  bool side_stream() {
+    if (side_ != nullptr) return true;
+    cudaStream_t side = nullptr;
+    cudaEvent_t queued = nullptr, reduced = nullptr;
+    if (cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking) != cudaSuccess ||
+        cudaEventCreateWithFlags(&queued, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&reduced, cudaEventDisableTiming) != cudaSuccess) {
+      const cudaError_t e = cudaGetLastError();
+      if (reduced != nullptr) cudaEventDestroy(reduced);
+      if (queued != nullptr) cudaEventDestroy(queued);
+      if (side != nullptr) cudaStreamDestroy(side);
+      fail(std::string("CUDA: no stream for the reductions: ") + cudaGetErrorString(e));
+      return false;
+    }
+    side_ = side, queued_ = queued, reduced_ = reduced;
+    return true;
+  }
   void fail(const std::string& why) {
     if (!failed_) error_ = "rank " + std::to_string(rank_) + ": " + why;
     failed_ = true;
@@ -126,7 +177,10 @@ class NcclCommunicator final : public Communicator {
   ncclComm_t comm_;
   cudaStream_t stream_;
   int rank_, world_;
-  void* staged_ = nullptr;  // all_reduce_sum's host values, staged on the device
+  cudaStream_t side_ = nullptr;  // reduce_sum's
+  cudaEvent_t queued_ = nullptr, reduced_ = nullptr;
+  bool side_pending_ = false;  // reduce_sum work that the backend's stream has not yet waited for
+  void* staged_ = nullptr;     // all_reduce_sum's host values, staged on the device
   size_t staged_bytes_ = 0;
   std::string error_;
   bool failed_ = false, aborted_ = false;
