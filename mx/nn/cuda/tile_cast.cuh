@@ -160,10 +160,11 @@ __device__ __forceinline__ int quad_slot(int k) {
 }
 
 // The asymmetric offset of a block held in quads, its first `real` slots real (cast_quad's
-// layout; a block with no NaN or infinity). The CPU takes the block's min and max in slot order,
-// an equal value never replacing an earlier one (which decides between +0 and -0), so each
-// lane's candidates carry their slots, and the earlier slot wins a tie across lanes. Sets the
-// offset and replaces amax by the largest magnitude after the shift.
+// layout; meaningless for a block with a NaN or an infinity). Every lane must call it. The CPU
+// takes the block's min and max in slot order, an equal value never replacing an earlier one (which
+// decides between +0 and -0), so each lane's candidates carry their slots, and the earlier slot
+// wins a tie across lanes. Sets the offset and replaces amax by the largest magnitude after the
+// shift.
 __device__ __forceinline__ void quad_offset(const float (&v)[8], int real, uint32_t& amax,
                                             mx::cuda::BlockState& st) {
   using namespace mx::cuda;
@@ -239,7 +240,13 @@ __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64
   // Asymmetric casts take the general encoder (cast_element): they are rare, and a fixed
   // encoder is only compiled for the presets' symmetric casts.
   const bool asym = kEncoder == QuadEncoder::kAny && s.asym;
-  if (asym && !st.nan_block) quad_offset(v, real, amax, st);
+  if (asym) {
+    // Every lane shuffles (a warp's quads hold different blocks, NaN ones among them); a NaN
+    // block's result is unused.
+    const uint32_t raw = amax;
+    quad_offset(v, real, amax, st);
+    if (st.nan_block) amax = raw, st.m = 0.0f;
+  }
   finish_scale(s, amax, st);
   if (st.nan_block) {
 #pragma unroll
