@@ -422,5 +422,41 @@ TEST(ModelBackward, ReportsEveryParameterOnceWhenItsGradientsAreFinal) {
   }
 }
 
+// A CPU backend that records the size of `saved` each attention forward is handed, and asks
+// inference forwards for a sentinel count (the CPU's forward itself needs its whole buffer,
+// which the view still lies within).
+class SavedSizes : public CpuBackend {
+ public:
+  static constexpr int64_t kInferenceCount = 3;
+  int64_t attn_inference_saved_count(const AttnShape&, const Recipe&) const override {
+    return kInferenceCount;
+  }
+  void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
+                         const Recipe& recipe, SrKey key) override {
+    seen.push_back(saved.n);
+    CpuBackend::attention_forward(out, saved, q, k, v, s, recipe, key);
+  }
+  std::vector<int64_t> seen;
+};
+
+// A forward with no backward to follow is handed only what the backend says inference needs:
+// the GPU's then skips P v_dw, which only its backward reads.
+TEST(ModelForward, HandsInferenceAttentionOnlyWhatTheBackendAsksFor) {
+  ModelConfig config = tiny(Arch::kGpt2);
+  config.n_layers = 2;
+  auto backend = std::make_unique<SavedSizes>();
+  SavedSizes* sizes = backend.get();
+  Model model(config, std::move(backend));
+  model.params().init(3);
+  const Data d(config.vocab);
+  loss_of(model, d, true);
+  const int64_t training = sizes->attn_saved_count(
+      {d.b, d.t, config.n_heads, config.n_kv_heads, config.head_size()}, model.recipe());
+  EXPECT_EQ(sizes->seen, std::vector<int64_t>(2, training));
+  sizes->seen.clear();
+  loss_of(model, d, false);
+  EXPECT_EQ(sizes->seen, std::vector<int64_t>(2, SavedSizes::kInferenceCount));
+}
+
 }  // namespace
 }  // namespace mx::nn

@@ -146,6 +146,11 @@ class Backend {
   // the probabilities ([B, nh, T, past + T]); a fused kernel keeps one log-sum-exp per row
   // ([B, nh, T]) and what else its backward reads.
   virtual int64_t attn_saved_count(const AttnShape& s, const Recipe& recipe) const = 0;
+  // The part of that an inference forward (no backward to follow) is handed: a backend whose
+  // forward also computes what only its backward reads skips that work for a shorter `saved`.
+  virtual int64_t attn_inference_saved_count(const AttnShape& s, const Recipe& recipe) const {
+    return attn_saved_count(s, recipe);
+  }
   // Whether attention_forward takes a shape with past > 0 (the backward never does).
   virtual bool attends_to_a_cache() const = 0;
   virtual void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,

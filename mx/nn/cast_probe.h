@@ -125,6 +125,9 @@ class CastProbe final : public Backend {
   int64_t attn_saved_count(const AttnShape& s, const Recipe& recipe) const override {
     return inner_->attn_saved_count(s, recipe);
   }
+  int64_t attn_inference_saved_count(const AttnShape& s, const Recipe& recipe) const override {
+    return inner_->attn_inference_saved_count(s, recipe);
+  }
   bool attends_to_a_cache() const override { return inner_->attends_to_a_cache(); }
   void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
                          const Recipe& recipe, SrKey key) override {

@@ -223,7 +223,10 @@ void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
       be.attention_forward(a.atty, cache_probs_, a.q, k_cache_[l].at(0, keys * kv),
                            v_cache_[l].at(0, keys * kv), shape, recipe_, key(kAttention));
     } else {
-      be.attention_forward(a.atty, a.att_saved, a.q, k, v, shape, recipe_, key(kAttention));
+      const Buf saved = pass_.training
+                            ? a.att_saved
+                            : a.att_saved.at(0, be.attn_inference_saved_count(shape, recipe_));
+      be.attention_forward(a.atty, saved, a.q, k, v, shape, recipe_, key(kAttention));
     }
   }
   if (parts & kPartAttnResidual) {

@@ -294,6 +294,10 @@ class CudaBackend final : public Backend {
   int64_t attn_saved_count(const AttnShape& s, const Recipe& recipe) const override {
     return saves_pv(s, recipe) ? pv_offset(s) + pv_floats(s) : s.b * s.nh * s.t;
   }
+  // The log-sum-exps alone: without room for P v_dw the forward does not compute it.
+  int64_t attn_inference_saved_count(const AttnShape& s, const Recipe&) const override {
+    return s.b * s.nh * s.t;
+  }
   // The GPU casts weights on the fly at memory speed; packed products are CPU kernels.
   Packed pack_weight(Buf, int64_t, int64_t, const OperandCast&) override { return Packed::kNo; }
   // A cache's queries run on the CUDA-core kernel (one warp per query row).
