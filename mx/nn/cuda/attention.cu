@@ -382,20 +382,9 @@ void cast_tiles_for_test(float* x, int64_t n, int64_t index0, int padding, const
                          bool quads, cudaStream_t s) {
   if (quads) {
     const unsigned grid = unsigned((n / 8 + 127) / 128);
-    switch (quad_encoder(cast)) {
-      case QuadEncoder::kNearestEvenFloat:
-        cast_quads_kernel<QuadEncoder::kNearestEvenFloat>
-            <<<grid, 128, 0, s>>>(x, n, index0, padding, dev_cast(cast));
-        break;
-      case QuadEncoder::kStochasticFloat:
-        cast_quads_kernel<QuadEncoder::kStochasticFloat>
-            <<<grid, 128, 0, s>>>(x, n, index0, padding, dev_cast(cast));
-        break;
-      case QuadEncoder::kAny:
-        cast_quads_kernel<QuadEncoder::kAny>
-            <<<grid, 128, 0, s>>>(x, n, index0, padding, dev_cast(cast));
-        break;
-    }
+    with_encoder(quad_encoder(cast), [&]<QuadEncoder kEnc>() {
+      cast_quads_kernel<kEnc><<<grid, 128, 0, s>>>(x, n, index0, padding, dev_cast(cast));
+    });
     return;
   }
   cast_tiles_kernel<<<unsigned((n + 127) / 128), 128, 0, s>>>(x, n, index0, padding,

@@ -725,23 +725,6 @@ void with_head_size(int64_t hs, Fn fn) {
   }
 }
 
-// Calls fn.template operator()<E>() with the encoder kernels compile in for this cast: a fixed
-// one only in the training paths the presets take (fewer kernels to build), else kAny.
-template <class Fn>
-void with_encoder(QuadEncoder e, Fn fn) {
-  switch (e) {
-    case QuadEncoder::kNearestEvenFloat:
-      fn.template operator()<QuadEncoder::kNearestEvenFloat>();
-      break;
-    case QuadEncoder::kStochasticFloat:
-      fn.template operator()<QuadEncoder::kStochasticFloat>();
-      break;
-    case QuadEncoder::kAny:
-      fn.template operator()<QuadEncoder::kAny>();
-      break;
-  }
-}
-
 template <class Kernel>
 void allow_shared(Kernel kernel, size_t bytes) {
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));

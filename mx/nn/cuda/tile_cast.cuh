@@ -154,6 +154,24 @@ inline QuadEncoder quad_encoder(const TileCast& c) {
   return QuadEncoder::kAny;
 }
 
+// Calls fn.template operator()<E>() with the encoder that kernels compile in for a cast
+// (quad_encoder): a fixed one only where the presets' casts take it (fewer kernels to build),
+// else kAny.
+template <class Fn>
+void with_encoder(QuadEncoder e, Fn fn) {
+  switch (e) {
+    case QuadEncoder::kNearestEvenFloat:
+      fn.template operator()<QuadEncoder::kNearestEvenFloat>();
+      break;
+    case QuadEncoder::kStochasticFloat:
+      fn.template operator()<QuadEncoder::kStochasticFloat>();
+      break;
+    case QuadEncoder::kAny:
+      fn.template operator()<QuadEncoder::kAny>();
+      break;
+  }
+}
+
 // The slot of a quad's value v[k] in its block of 32 (the layout of cast_quad below).
 __device__ __forceinline__ int quad_slot(int k) {
   return 8 * (k >> 1) + 2 * int(threadIdx.x & 3) + (k & 1);
