@@ -94,6 +94,24 @@ TEST(ThreadGroup, ReduceScatterGivesEachRankItsShardSummedOverTheRanks) {
   }
 }
 
+TEST(ThreadGroup, ReduceGivesTheRootTheSumAndLeavesTheOthersBuffersAlone) {
+  const int world = 3, root = 1;
+  const int64_t count = 4;
+  on_ranks(world, [&](int r, Communicator& c) {
+    std::vector<float> send(count), recv(count, -7.0f);
+    for (int64_t i = 0; i < count; ++i) send[size_t(i)] = float(100 * r + i);
+    c.reduce_sum({send.data(), count, BufType::kF32}, {recv.data(), count, BufType::kF32}, count,
+                 root);
+    c.finish_reductions();
+    EXPECT_EQ(c.take_error(), "");
+    for (int64_t i = 0; i < count; ++i) {
+      // sum over q of (100 q + i) on the root; the others' recv as it was
+      EXPECT_EQ(recv[size_t(i)], r == root ? float(300 + 3 * i) : -7.0f) << r << " " << i;
+      EXPECT_EQ(send[size_t(i)], float(100 * r + i));
+    }
+  });
+}
+
 TEST(ThreadGroup, AllGatherPutsEachRanksShardAtItsOffsetOnEveryRank) {
   const int world = 4;
   const int64_t count = 3;
