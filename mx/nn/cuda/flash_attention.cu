@@ -768,13 +768,15 @@ bool flash_attention_forward(void* out, float* lse, const void* q, const void* k
           static_cast<bf16*>(out), lse, qb, kb, vb, g, pc, round_p, static_cast<bf16*>(pv.pv),
           static_cast<const bf16*>(pv.v_dw));
     };
-    // Training (P v_dw wanted) takes the fixed encoders; other forwards the general one.
-    if (with_pv) {
-      with_encoder(quad_encoder(p_cast),
-                   [&]<QuadEncoder kEnc>() { launch.template operator()<true, kEnc>(); });
-    } else {
-      launch.template operator()<false, QuadEncoder::kAny>();
-    }
+    // The presets' casts take the fixed encoders, with P v_dw (training) or without it
+    // (inference).
+    with_encoder(quad_encoder(p_cast), [&]<QuadEncoder kEnc>() {
+      if (with_pv) {
+        launch.template operator()<true, kEnc>();
+      } else {
+        launch.template operator()<false, kEnc>();
+      }
+    });
   });
   return with_pv;
 }
