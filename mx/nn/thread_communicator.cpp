@@ -20,11 +20,7 @@ class ThreadMember final : public Communicator {
       return;
     }
     if (!post(send.p)) return;
-    std::vector<float> sum(static_cast<size_t>(count), 0.0f);
-    for (int r = 0; r < size(); ++r) {
-      const float* part = static_cast<const float*>(group_.posted_[size_t(r)]) + rank_ * count;
-      for (int64_t i = 0; i < count; ++i) sum[size_t(i)] += part[i];
-    }
+    const std::vector<float> sum = sum_posted<float>(rank_ * count, count);
     if (!wait()) return;
     std::memcpy(recv.p, sum.data(), sum.size() * sizeof(float));
   }
@@ -37,13 +33,7 @@ class ThreadMember final : public Communicator {
     }
     if (!post(send.p)) return;
     std::vector<float> sum;
-    if (rank_ == root) {
-      sum.assign(static_cast<size_t>(count), 0.0f);
-      for (int r = 0; r < size(); ++r) {
-        const float* part = static_cast<const float*>(group_.posted_[size_t(r)]);
-        for (int64_t i = 0; i < count; ++i) sum[size_t(i)] += part[i];
-      }
-    }
+    if (rank_ == root) sum = sum_posted<float>(0, count);
     if (!wait()) return;
     if (rank_ == root) std::memcpy(recv.p, sum.data(), sum.size() * sizeof(float));
   }
@@ -70,11 +60,7 @@ class ThreadMember final : public Communicator {
   void all_reduce_sum(double* values, int64_t n) override {
     if (failed_) return;
     if (!post(values)) return;
-    std::vector<double> sum(static_cast<size_t>(n), 0.0);
-    for (int r = 0; r < size(); ++r) {
-      const double* part = static_cast<const double*>(group_.posted_[size_t(r)]);
-      for (int64_t i = 0; i < n; ++i) sum[size_t(i)] += part[i];
-    }
+    const std::vector<double> sum = sum_posted<double>(0, n);
     if (!wait()) return;
     std::memcpy(values, sum.data(), sum.size() * sizeof(double));
   }
@@ -91,6 +77,17 @@ class ThreadMember final : public Communicator {
   bool post(const void* p) {
     group_.posted_[size_t(rank_)] = p;
     return wait();
+  }
+  // Elements [offset, offset + count) of every rank's posted buffer, summed in rank order: the
+  // one order every reduction here takes, so that they give the same bits.
+  template <class T>
+  std::vector<T> sum_posted(int64_t offset, int64_t count) const {
+    std::vector<T> sum(static_cast<size_t>(count), T(0));
+    for (int r = 0; r < size(); ++r) {
+      const T* part = static_cast<const T*>(group_.posted_[size_t(r)]) + offset;
+      for (int64_t i = 0; i < count; ++i) sum[size_t(i)] += part[i];
+    }
+    return sum;
   }
   bool wait() {
     if (group_.arrive_and_wait()) return true;
