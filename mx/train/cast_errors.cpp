@@ -120,14 +120,9 @@ std::string measure_cast_errors(nn::Model& model, nn::CastProbe& probe, const nn
                                 data::TokenView tokens, const EvalWindow& window,
                                 CastErrorReport* out) {
   if (&model.backend() != &probe) return "the model does not run on the probe";
-  const int64_t all = data::eval_batch_count(tokens, window.batch, window.seq_len);
-  const int64_t batches = window.max_batches > 0 ? std::min(all, window.max_batches) : all;
+  const int64_t batches = batch_count(tokens, window);
   if (batches == 0) return "the tokens hold no window";
-  if (std::string e = model.reserve(
-          std::min(window.batch, data::eval_window_count(tokens, window.seq_len)), window.seq_len);
-      !e.empty()) {
-    return e;
-  }
+  if (std::string e = reserve_for(model, tokens, window); !e.empty()) return e;
   const nn::Recipe saved = model.recipe();
   model.set_recipe(recipe);
   probe.clear();

@@ -8,19 +8,18 @@
 #include "mx/kernels/cpu/parallel.h"
 
 namespace mx::train {
-namespace {
 
 int64_t batch_count(data::TokenView tokens, const EvalWindow& w) {
   const int64_t all = data::eval_batch_count(tokens, w.batch, w.seq_len);
   return w.max_batches > 0 ? std::min(all, w.max_batches) : all;
 }
 
-// Sizes the model for the largest batch the split gives: a --batch beyond the split's windows
-// means one batch of them all, not a reservation for windows that do not exist.
 std::string reserve_for(nn::Model& model, data::TokenView tokens, const EvalWindow& w) {
   const int64_t rows = std::min(w.batch, data::eval_window_count(tokens, w.seq_len));
   return rows > 0 ? model.reserve(rows, w.seq_len) : "";
 }
+
+namespace {
 
 int64_t argmax(const float* x, int64_t n) {
   int64_t best = 0;
@@ -81,8 +80,12 @@ std::string evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWi
                           double* loss) {
   double sums[2] = {0, 0};
   if (std::string e = add_loss_sums(model, tokens, w, 0, 1, sums); !e.empty()) return e;
-  *loss = sums[1] > 0 ? sums[0] / sums[1] : std::numeric_limits<double>::quiet_NaN();
+  *loss = loss_of_sums(sums);
   return "";
+}
+
+double loss_of_sums(const double sums[2]) {
+  return sums[1] > 0 ? sums[0] / sums[1] : std::numeric_limits<double>::quiet_NaN();
 }
 
 std::string direct_cast_eval(nn::Model& model, const nn::Recipe& recipe, data::TokenView tokens,

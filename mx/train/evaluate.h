@@ -22,10 +22,18 @@ struct EvalWindow {
 std::string evaluate_loss(nn::Model& model, data::TokenView tokens, const EvalWindow& window,
                           double* loss);
 
+// The batches of `window` that `tokens` gives (at most window.max_batches when set).
+int64_t batch_count(data::TokenView tokens, const EvalWindow& window);
+// Sizes the model for the largest batch the split gives: a batch beyond the split's windows
+// means one batch of them all, not a reservation for windows that do not exist.
+std::string reserve_for(nn::Model& model, data::TokenView tokens, const EvalWindow& window);
+
 // What evaluate_loss sums, over every `stride`-th batch from `first` (the ranks of a
 // data-parallel run divide the batches so): sums[0] += mean loss x tokens, sums[1] += tokens.
 std::string add_loss_sums(nn::Model& model, data::TokenView tokens, const EvalWindow& window,
                           int64_t first, int64_t stride, double sums[2]);
+// The mean loss of those sums; NaN when they hold no token.
+double loss_of_sums(const double sums[2]);
 
 // Direct-cast evaluation: the model with `recipe`'s forward casts against the same model
 // unquantized (recipe fp32), token by token.

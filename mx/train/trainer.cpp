@@ -394,7 +394,7 @@ std::string validation_loss(OpenRun& run, const EvalWindow& window, double* loss
   }
   run.comm->all_reduce_sum(sums, 2);
   if (std::string e = run.comm->take_error(); !e.empty()) return e;
-  *loss = sums[1] > 0 ? sums[0] / sums[1] : std::numeric_limits<double>::quiet_NaN();
+  *loss = loss_of_sums(sums);
   return "";
 }
 
