@@ -11,18 +11,13 @@
 #include "mx/nn/cpu/cpu_backend.h"
 #include "mx/nn/model.h"
 #include "mx/train/cast_errors.h"
+#include "tests/next_tokens.h"
 
 namespace mx::nn {
 namespace {
 
-struct Tokens {
-  int64_t b = 2, t = 16;
-  std::vector<uint32_t> inputs, targets;
-  explicit Tokens(int64_t vocab) {
-    for (int64_t i = 0; i < b * t + 1; ++i) inputs.push_back(uint32_t((i * 37 + 11) % vocab));
-    targets.assign(inputs.begin() + 1, inputs.end());
-    inputs.pop_back();
-  }
+struct Tokens : test::NextTokens {
+  explicit Tokens(int64_t vocab) : NextTokens(vocab, 2, 16) {}
 };
 
 ModelConfig two_layer_gpt2() {
@@ -44,7 +39,7 @@ float train_pass(Model& model, const Tokens& d) {
   float loss = 0;
   PassOptions training;
   training.training = true;
-  EXPECT_EQ(model.forward(d.inputs.data(), d.targets.data(), d.b, d.t, &loss, training), "");
+  EXPECT_EQ(model.forward(d.tokens.data(), d.targets.data(), d.b, d.t, &loss, training), "");
   EXPECT_EQ(model.backward(), "");
   return loss;
 }

@@ -10,18 +10,13 @@
 #include "mx/nn/adamw.h"
 #include "mx/nn/cpu/cpu_backend.h"
 #include "mx/nn/model.h"
+#include "tests/next_tokens.h"
 
 namespace mx::nn {
 namespace {
 
-struct Data {
-  int64_t b = 2, t = 8;
-  std::vector<uint32_t> tokens, targets;
-  explicit Data(int64_t vocab) {
-    for (int64_t i = 0; i < b * t + 1; ++i) tokens.push_back(uint32_t((i * 37 + 11) % vocab));
-    targets.assign(tokens.begin() + 1, tokens.end());
-    tokens.pop_back();
-  }
+struct Data : test::NextTokens {
+  explicit Data(int64_t vocab) : NextTokens(vocab, 2, 8) {}
 };
 
 ModelConfig tiny(Arch arch) {
