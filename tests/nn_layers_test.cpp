@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "mx/nn/cpu/layers.h"
+#include "mx/nn/cpu/matmul.h"
 
 namespace mx::nn {
 namespace {
@@ -241,6 +242,73 @@ TEST(NnLayers, AttentionIsThreadCountIndependentAndMxChangesItSlightly) {
   // FP6 E3M2 keeps 2 mantissa bits: relative errors of a few percent, but not zero.
   EXPECT_GT(diff, 0.0);
   EXPECT_LT(std::sqrt(diff / norm), 0.2);
+}
+
+// An asymmetric cast gives a block's zeros its offset, so the causal mask applies again after
+// the cast of P: O = cast(P) cast(V) and dV = cast(P)^T dO with cast(P)'s masked entries zero,
+// else query i would read later keys' values. The test first checks that the cast does move
+// some masked zeros (so that the re-applied mask is what it tests).
+TEST(NnLayers, AttentionUnderAsymmetricCastsStaysCausal) {
+  Recipe asym;
+  ASSERT_EQ(parse_recipe_json(R"({"name": "int4-asym",
+      "act_fwd": {"format": "mxint4", "asym": true}, "act_dw": {"format": "mxint4", "asym": true}})",
+                              &asym),
+            "");
+  AttentionCase c;
+  const auto& s = c.s;
+  c.loss(asym, 1);
+  const OperandCast& p_cast = asym.act_fwd;
+  std::vector<float> p_scratch, v_scratch;
+  std::string error;
+  const int64_t p_shape[] = {s.b * s.nh * s.t, s.t}, v_shape[] = {s.b, s.t, s.nkv * s.hs};
+  const float* pc = cpu::cast_tensor(c.att.data(), p_shape, 1, p_cast, "P", 0, p_scratch, &error);
+  const float* vc = cpu::cast_tensor(c.v.data(), v_shape, 1, p_cast, "V", 0, v_scratch, &error);
+  // dV's product casts P along the queries.
+  std::vector<float> pdw_scratch;
+  const int64_t pdw_shape[] = {s.b * s.nh, s.t, s.t};
+  const float* pdw =
+      cpu::cast_tensor(c.att.data(), pdw_shape, 1, asym.act_dw, "P", 0, pdw_scratch, &error);
+  ASSERT_EQ(error, "");
+  int64_t moved_zeros = 0;
+  for (int64_t r = 0; r < s.b * s.nh * s.t; ++r) {
+    for (int64_t j = r % s.t + 1; j < s.t; ++j) {
+      moved_zeros += (pc[r * s.t + j] != 0.0f) + (pdw[r * s.t + j] != 0.0f);
+    }
+  }
+  ASSERT_GT(moved_zeros, 0);
+  Vec dq(c.q.size(), 0.0f), dk(c.k.size(), 0.0f), dv(c.v.size(), 0.0f);
+  ASSERT_EQ(cpu::attention_backward(dq.data(), dk.data(), dv.data(), c.r.data(), c.q.data(),
+                                    c.k.data(), c.v.data(), c.att.data(), s, asym, 7, 1, c.scratch),
+            "");
+  const int64_t group = s.nh / s.nkv;
+  for (int64_t b = 0; b < s.b; ++b) {
+    for (int64_t h = 0; h < s.nh; ++h) {
+      const float* p = pc + (b * s.nh + h) * s.t * s.t;
+      for (int64_t i = 0; i < s.t; ++i) {
+        for (int64_t e = 0; e < s.hs; ++e) {
+          double o = 0.0;
+          for (int64_t j = 0; j <= i; ++j) {
+            o += double(p[i * s.t + j]) * vc[(b * s.t + j) * s.nkv * s.hs + h / group * s.hs + e];
+          }
+          EXPECT_NEAR(c.out[((b * s.t + i) * s.nh + h) * s.hs + e], o, 1e-5);
+        }
+      }
+    }
+    for (int64_t kvh = 0; kvh < s.nkv; ++kvh) {
+      for (int64_t j = 0; j < s.t; ++j) {
+        for (int64_t e = 0; e < s.hs; ++e) {
+          double want = 0.0;
+          for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+            const float* p = pdw + (b * s.nh + h) * s.t * s.t;
+            for (int64_t i = j; i < s.t; ++i) {
+              want += double(p[i * s.t + j]) * c.r[((b * s.t + i) * s.nh + h) * s.hs + e];
+            }
+          }
+          EXPECT_NEAR(dv[((b * s.t + j) * s.nkv + kvh) * s.hs + e], want, 1e-5);
+        }
+      }
+    }
+  }
 }
 
 TEST(NnLayers, CrossEntropyGradientsAndLoss) {

@@ -23,9 +23,10 @@
 // Gradients use grad_out_dx where they are reduced along their last axis and grad_out_dw
 // where along their rows (tokens), as in the linear layer. The causal mask and softmax are FP32
 // vector ops (P rounded to bf16 when recipe.bf16_vector_ops). The products are full T x T; the
-// masked entries of P are exactly zero. Work is split over (b, head) in the forward and over
-// (b, kv head) in the backward, so that dK and dV of a kv head are summed over its query heads in
-// a fixed order on one thread.
+// masked entries of P and dS are exactly zero, after their casts too. Work is split over (b, head)
+// in the forward and over (b, kv head) in the backward, so that dK and dV of a kv head are summed
+// over its query heads in a fixed order on one thread.
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <string>
@@ -76,6 +77,24 @@ struct Casts {
     return cast_tensor(src, std::vector<int64_t>(shape), axis, cast, role,
                        operand_stream(stream, op), scratch.casts[size_t(used++)], &error);
   }
+
+  // The cast above of `matrices` [t, tk] attention matrices, the causal mask applied again (query
+  // i sees keys up to past + i): an asymmetric cast gives the masked zeros its offset, which would
+  // let a query attend to later keys.
+  const float* causal(const float* src, int64_t matrices, int64_t t, int64_t tk, int64_t past,
+                      std::initializer_list<int64_t> shape, const OperandCast& cast,
+                      std::string_view role, Op op) {
+    const float* c = (*this)(src, shape, 1, cast, role, op);
+    if (c == src || cast.kind != OperandCast::Kind::kMx || !cast.spec.asymmetric) return c;
+    float* x = scratch.casts[size_t(used - 1)].data();
+    for (int64_t m = 0; m < matrices; ++m) {
+      for (int64_t i = 0; i < t; ++i) {
+        float* row = x + (m * t + i) * tk;
+        std::fill(row + std::min(tk, past + i + 1), row + tk, 0.0f);
+      }
+    }
+    return x;
+  }
 };
 
 }  // namespace
@@ -125,7 +144,8 @@ std::string attention_forward(float* out, float* att, const float* q, const floa
     }
   });
   // O = P V.
-  const float* pc = casts(att, {s.b * s.nh * t, tk}, 1, cast, "act_fwd", Op::kPFwd);
+  const float* pc = casts.causal(att, s.b * s.nh, t, tk, s.past, {s.b * s.nh * t, tk}, cast,
+                                 "act_fwd", Op::kPFwd);
   if (!casts.error.empty()) return casts.error;
   mx::cpu::parallel_for(s.b * s.nh, 1, threads, [&](int64_t begin, int64_t end) {
     std::vector<float> vh, oh(t * hs);
@@ -151,7 +171,8 @@ std::string attention_backward(float* dq, float* dk, float* dv, const float* dou
   Casts casts{stream, scratch};
   const float* do_x = casts(dout, {n * s.nh, hs}, 1, recipe.grad_out_dx, "grad_out_dx", Op::kDoDx);
   const float* v_dw = casts(v, {n * s.nkv, hs}, 1, recipe.act_dw, "act_dw", Op::kVDw);
-  const float* p_dw = casts(att, {s.b * s.nh, t, t}, 1, recipe.act_dw, "act_dw", Op::kPDw);
+  const float* p_dw =
+      casts.causal(att, s.b * s.nh, t, t, 0, {s.b * s.nh, t, t}, recipe.act_dw, "act_dw", Op::kPDw);
   const float* do_w =
       casts(dout, {s.b, t, s.nh * hs}, 1, recipe.grad_out_dw, "grad_out_dw", Op::kDoDw);
   const float* k_dw = casts(k, {s.b, t, s.nkv * hs}, 1, recipe.act_dw, "act_dw", Op::kKDw);
@@ -187,10 +208,10 @@ std::string attention_backward(float* dq, float* dk, float* dv, const float* dou
     }
   });
   // dQ = dS K, dK += dS^T Q.
-  const float* ds_x =
-      casts(ds.data(), {s.b * s.nh * t, t}, 1, recipe.grad_out_dx, "grad_out_dx", Op::kDsDx);
-  const float* ds_w =
-      casts(ds.data(), {s.b * s.nh, t, t}, 1, recipe.grad_out_dw, "grad_out_dw", Op::kDsDw);
+  const float* ds_x = casts.causal(ds.data(), s.b * s.nh, t, t, 0, {s.b * s.nh * t, t},
+                                   recipe.grad_out_dx, "grad_out_dx", Op::kDsDx);
+  const float* ds_w = casts.causal(ds.data(), s.b * s.nh, t, t, 0, {s.b * s.nh, t, t},
+                                   recipe.grad_out_dw, "grad_out_dw", Op::kDsDw);
   if (!casts.error.empty()) return casts.error;
   mx::cpu::parallel_for(s.b * s.nkv, 1, threads, [&](int64_t begin, int64_t end) {
     std::vector<float> kh, qh, dqh(t * hs), dkh(t * hs);
