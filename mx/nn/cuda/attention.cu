@@ -199,8 +199,11 @@ __global__ void dkdv_kernel(BackwardPtrs a, Geometry g, DevCast p_dw, DevCast ds
         ds = p * (dp - a.delta[bh * g.t + i]) * g.scale;
       }
       const int64_t index = (bh * g.t + i) * g.t + j;
-      const float pc = cast_value(p_dw, p, i < g.t, index);
-      const float dsc = cast_value(ds_w, ds, i < g.t, index);
+      // Every lane casts (the block's scale is a warp reduction); queries before the key are
+      // masked again after it, since an asymmetric cast gives their zeros its offset.
+      float pc = cast_value(p_dw, p, i < g.t, index);
+      float dsc = cast_value(ds_w, ds, i < g.t, index);
+      if (i < j) pc = dsc = 0.0f;
       const int last = int(g.t - 1 - c0 < 31 ? g.t - 1 - c0 : 31);
       for (int ii = 0; ii <= last; ++ii) {
         const float pi = __shfl_sync(kAll, pc, ii), di = __shfl_sync(kAll, dsc, ii);

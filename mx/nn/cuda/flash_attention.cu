@@ -147,8 +147,9 @@ __device__ __forceinline__ void product_abt(float (&acc)[8][4], const bf16* a, c
   product_abt<HS>(acc, af, b);
 }
 
-// out[16 x HS] += X[16 x 64] B[64 x HS], X in accumulator layout (values exact in bfloat16),
-// B a whole tile.
+// out[16 x HS] += X[16 x 64] B[64 x HS], X in accumulator layout rounded to bfloat16 (exact for
+// symmetric MX casts and bfloat16 ones; an asymmetric cast's value, code times scale plus a
+// bfloat16 offset, can need more bits), B a whole tile.
 template <int HS>
 __device__ __forceinline__ void product_xb(float (&out)[HS / 8][4], const float (&x)[8][4],
                                            const bf16* b) {
@@ -225,6 +226,24 @@ __device__ __forceinline__ void mask_above_diagonal(float (&s)[8][4]) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       if (col_of(n, e) > row_in_tile(e >> 1)) s[n][e] = -INFINITY;
+    }
+  }
+}
+
+// An asymmetric cast moves a block's zeros by its offset, so on a diagonal tile the causal mask
+// applies again after the cast: masked entries of P and dS stay exactly zero in the products,
+// as in the CPU reference. Rows are queries (kKeysAreRows false) or keys (the transposed tiles
+// of dK and dV).
+template <bool kKeysAreRows>
+__device__ __forceinline__ void mask_after_asymmetric_cast(const DevCast& c, float (&x)[8][4],
+                                                           bool diagonal) {
+  if (!diagonal || c.kind != int(TileCast::Kind::kMx) || !c.spec.asym) return;
+#pragma unroll
+  for (int n = 0; n < 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int col = col_of(n, e), row = row_in_tile(e >> 1);
+      if (kKeysAreRows ? col < row : col > row) x[n][e] = 0.0f;
     }
   }
 }
@@ -388,6 +407,7 @@ __global__ void __launch_bounds__(kThreadsTc)
     probabilities_from_lse(p, row_lse2, g.scale_log2, kt == qt, round_p);
     if constexpr (kPv) product_xb<HS>(pv, p, vdws(buf));
     cast_tile<kEncP>(p_cast, p, k0, g.t, row, bh * g.t * g.t, g.t, 1);
+    mask_after_asymmetric_cast<false>(p_cast, p, kt == qt);
     product_xb<HS>(o, p, vs(buf));
     __syncthreads();
   }
@@ -601,6 +621,7 @@ __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast d
       for (int e = 0; e < 4; ++e) p[n][e] = p[n][e] * (dp[n][e] - delta[e >> 1]) * g.scale;
     }
     cast_tile<kEncDs>(ds_x, p, k0, g.t, row, bh * g.t * g.t, g.t, 1);
+    mask_after_asymmetric_cast<false>(ds_x, p, kt == qt);
     product_xb<HS>(dq, p, kds(buf));
     __syncthreads();
   }
@@ -694,6 +715,8 @@ __global__ void __launch_bounds__(kThreadsTc)
     // Both cast along queries: element (query i, key j) has flat index (bh T + i) T + j.
     cast_tile<kEncP>(p_dw, p, q0, g.t, key, bh * g.t * g.t, 1, g.t);
     cast_tile<kEncDs>(ds_w, ds, q0, g.t, key, bh * g.t * g.t, 1, g.t);
+    mask_after_asymmetric_cast<true>(p_dw, p, diagonal);
+    mask_after_asymmetric_cast<true>(ds_w, ds, diagonal);
     product_xb<HS>(dv, p, dows(buf));
     product_xb<HS>(dk, ds, qdws(buf));
     __syncthreads();
@@ -736,9 +759,6 @@ bool flash_supports(const AttnDims& d, bool bf16_act, std::initializer_list<Tile
   if (!bf16_act || (d.hs != 32 && d.hs != 64 && d.hs != 128)) return false;
   for (const TileCast& c : casts) {
     if (c.kind == TileCast::Kind::kNone) return false;
-    // cast_quad's asymmetric path has not yet run against the CUDA-core kernels on a GPU
-    // (FlashAttention.MatchesTheCudaCoreKernelsUnderMxCasts); until then these take them.
-    if (c.kind == TileCast::Kind::kMx && c.spec.asymmetric) return false;
   }
   return true;
 }
