@@ -12,7 +12,9 @@
 
 #include "mx/nn/model_config.h"
 #include "mx/nn/recipe.h"
+#include "mx/train/checkpoint.h"
 #include "mx/train/run_log.h"
+#include "mx/train/run_summary.h"
 #include "mx/train/trainer.h"
 #include "tests/temp_dir.h"
 #include "tests/tiny_run.h"
@@ -171,6 +173,54 @@ TEST_F(TrainingTable, AFolderThatIsNotAFinishedRunIsAnErrorNamingIt) {
   const std::string missing = (dir_->path / "nothing").string();
   const std::string e = build_training_table({run("fp32"), missing}, "fp32", &runs);
   EXPECT_NE(e.find(missing), std::string::npos) << e;
+}
+
+// A run folder archived without its checkpoint and token shards (as from a GPU host): the log
+// and the run's summary (run.json) alone give the same row; and a run made before summaries
+// existed gives it from its checkpoint and shard.
+TEST_F(TrainingTable, TheLogAndTheRunSummaryAloneGiveTheRunsRow) {
+  TableRun whole, light, old;
+  ASSERT_EQ(read_table_run(run("mxfp6"), &whole), "");
+  const fs::path archived = dir_->path / "archived" / "mxfp6";
+  const fs::path before = dir_->path / "before-summaries" / "mxfp6";
+  fs::create_directories(archived);
+  fs::create_directories(before / "data");
+  for (const char* f : {kLogFile, kRunSummaryFile})
+    fs::copy(dir_->path / "mxfp6" / f, archived / f);
+  for (const char* f : {kLogFile, kCheckpointFile, "data/train.bin"}) {
+    fs::copy(dir_->path / "mxfp6" / f, before / f);
+  }
+  ASSERT_EQ(read_table_run(archived.string(), &light), "");
+  ASSERT_EQ(read_table_run(before.string(), &old), "");
+  for (const TableRun* r : {&light, &old}) {
+    EXPECT_EQ(r->label, "mxfp6");
+    EXPECT_EQ(r->model, whole.model);
+    EXPECT_EQ(r->recipe, whole.recipe);
+    EXPECT_EQ(r->parameters, whole.parameters);
+    EXPECT_EQ(r->steps, whole.steps);
+    EXPECT_EQ(r->tokens, whole.tokens);
+    EXPECT_EQ(r->train_tokens, whole.train_tokens);
+    EXPECT_EQ(r->val_loss, whole.val_loss);
+    EXPECT_EQ(r->val_step, whole.val_step);
+  }
+  EXPECT_GT(whole.train_tokens, 0);
+}
+
+TEST_F(TrainingTable, AMalformedRunSummaryIsAnErrorNamingTheRun) {
+  const fs::path bad = dir_->path / "bad-summary";
+  fs::create_directories(bad);
+  fs::copy(dir_->path / "fp32" / kLogFile, bad / kLogFile);
+  RunSummary s;
+  ASSERT_EQ(read_run_summary((dir_->path / "fp32" / kRunSummaryFile).string(), &s), "");
+  s.step = s.config.steps + 1;
+  ASSERT_EQ(write_run_summary((bad / kRunSummaryFile).string(), s), "");
+  TableRun r;
+  std::string e = read_table_run(bad.string(), &r);
+  EXPECT_NE(e.find(bad.string()), std::string::npos) << e;
+  EXPECT_NE(e.find("step"), std::string::npos) << e;
+  std::ofstream(bad / kRunSummaryFile) << "{\"step\": 4}";
+  e = read_table_run(bad.string(), &r);
+  EXPECT_NE(e.find("not a run summary"), std::string::npos) << e;
 }
 
 TEST_F(TrainingTable, WritesTheTableItsJsonAndThePlot) {

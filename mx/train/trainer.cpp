@@ -24,6 +24,7 @@
 #include "mx/train/checkpoint.h"
 #include "mx/train/evaluate.h"
 #include "mx/train/run_folder.h"
+#include "mx/train/run_summary.h"
 
 namespace mx::train {
 namespace {
@@ -169,8 +170,9 @@ std::string open_settings(TrainConfig* config, bool steps_given, const std::stri
                  " already holds a run; pass --resume to continue it or choose another "
                  "--out");
     }
-    // A final model without a checkpoint belongs to no run that can continue here.
+    // A final model or summary without a checkpoint belongs to no run that can continue here.
     fs::remove(path_in(run_dir, "model.safetensors"), ec);
+    fs::remove(path_in(run_dir, kRunSummaryFile), ec);
     run->config = *config;
     return "";
   }
@@ -399,17 +401,24 @@ std::string validation_loss(OpenRun& run, const EvalWindow& window, double* loss
 }
 
 // The whole state of the checkpoint: with sharded moments, gathered from every rank (so every
-// rank calls this), written by rank 0.
-std::string save_run_checkpoint(OpenRun& run, const std::string& path) {
+// rank calls this), written by rank 0, followed by the run's summary (run_summary.h).
+std::string save_run_checkpoint(OpenRun& run, const std::string& run_dir) {
+  const std::string path = path_in(run_dir, kCheckpointFile);
   run.model->download_params();
+  std::string e;
   if (run.sharded != nullptr) {
     std::vector<float> m, v;
-    if (std::string e = run.sharded->gather_moments(&m, &v); !e.empty()) return e;
+    if (e = run.sharded->gather_moments(&m, &v); !e.empty()) return e;
     if (!run.leader()) return "";
-    return save_checkpoint(path, run.config, run.model->params(), m, v, run.state);
+    e = save_checkpoint(path, run.config, run.model->params(), m, v, run.state);
+  } else {
+    run.optimizer->download();
+    e = save_checkpoint(path, run.config, run.model->params(), *run.optimizer, run.state);
   }
-  run.optimizer->download();
-  return save_checkpoint(path, run.config, run.model->params(), *run.optimizer, run.state);
+  if (!e.empty()) return e;
+  return write_run_summary(
+      path_in(run_dir, kRunSummaryFile),
+      {run.config, run.state.step, int64_t(run.train_shard.header().token_count)});
 }
 
 std::string train(TrainConfig* config, bool steps_given, const std::string& run_dir,
@@ -420,7 +429,6 @@ std::string train(TrainConfig* config, bool steps_given, const std::string& run_
     return e;
   }
   const TrainConfig& c = run.config;
-  const std::string ckpt_path = path_in(run_dir, kCheckpointFile);
   const nn::LrSchedule schedule = schedule_of(c);
   const int64_t last = std::min(c.steps, options.stop_at.value_or(c.steps));
   // The same validation windows whatever the passes and ranks: batches of this rank's pass
@@ -460,7 +468,7 @@ std::string train(TrainConfig* config, bool steps_given, const std::string& run_
     recent.push_back(row.train_loss);
     if (recent.size() > 10) recent.erase(recent.begin());
     if (row.step % c.checkpoint_every == 0 || row.step == last) {
-      if (std::string e = save_run_checkpoint(run, ckpt_path); !e.empty()) return e;
+      if (std::string e = save_run_checkpoint(run, run_dir); !e.empty()) return e;
     }
   }
   r.steps_done = run.state.step;

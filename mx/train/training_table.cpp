@@ -13,6 +13,7 @@
 #include "mx/train/checkpoint.h"
 #include "mx/train/loss_plot.h"
 #include "mx/train/run_log.h"
+#include "mx/train/run_summary.h"
 
 namespace mx::train {
 
@@ -79,23 +80,43 @@ std::string count_text(int64_t n) {
 
 }  // namespace
 
+namespace {
+
+// The run's settings, steps done and training-split size: from its summary where it has one
+// (a few hundred bytes), else from its checkpoint and token shard (a run made before summaries).
+std::string read_run_settings(const fs::path& dir, RunSummary* out) {
+  std::error_code ec;
+  if (fs::exists(dir / kRunSummaryFile, ec)) {
+    return read_run_summary((dir / kRunSummaryFile).string(), out);
+  }
+  Checkpoint ckpt;
+  if (std::string e = ckpt.open((dir / kCheckpointFile).string()); !e.empty()) return e;
+  data::TokenShard shard;
+  if (std::string e = data::open_shard(dir / "data" / "train.bin", &shard); !e.empty()) return e;
+  *out = {ckpt.config(), ckpt.state().step, int64_t(shard.header().token_count)};
+  return "";
+}
+
+}  // namespace
+
 std::string read_table_run(const std::string& dir, TableRun* out) {
   TableRun r;
   r.dir = dir;
   r.label = run_label(dir);
-  Checkpoint ckpt;
-  if (std::string e = ckpt.open((fs::path(dir) / kCheckpointFile).string()); !e.empty()) {
+  RunSummary s;
+  if (std::string e = read_run_settings(dir, &s); !e.empty()) {
     return fmt::format("run {}: {}", dir, e);
   }
-  const TrainConfig& c = ckpt.config();
+  const TrainConfig& c = s.config;
   r.model = c.model;
   r.recipe = c.recipe.name;
   r.parameters = nn::Params(c.model_config, false).count();
-  r.steps = ckpt.state().step;
+  r.steps = s.step;
   r.batch = c.batch;
   r.seq_len = c.seq_len;
   r.seed = c.seed;
   r.tokens = r.steps * r.batch * r.seq_len;
+  r.train_tokens = s.train_tokens;
   std::vector<LogRow> rows;
   if (std::string e = read_log((fs::path(dir) / kLogFile).string(), &rows); !e.empty()) {
     return fmt::format("run {}: {}", dir, e);
@@ -106,11 +127,6 @@ std::string read_table_run(const std::string& dir, TableRun* out) {
     r.tokens_per_s = row.tokens_per_s, r.elapsed_s = row.elapsed_s;
   }
   if (r.val_step == 0) return fmt::format("run {}: its log has no validation pass", dir);
-  data::TokenShard shard;
-  if (std::string e = data::open_shard(fs::path(dir) / "data" / "train.bin", &shard); !e.empty()) {
-    return fmt::format("run {}: {}", dir, e);
-  }
-  r.train_tokens = int64_t(shard.header().token_count);
   *out = std::move(r);
   return "";
 }

@@ -53,8 +53,9 @@ struct PaperTrainingRow {
 };
 extern const PaperTrainingRow kPaperTrainingRows[4];
 
-// Reads one finished run: its checkpoint's settings and state, its log's last validation pass,
-// and the size of its training split.
+// Reads one finished run: its settings, steps done and training-split size (from its run.json,
+// run_summary.h, or where a run has none, from its checkpoint and token shard), and its log's
+// last validation pass up to those steps.
 std::string read_table_run(const std::string& dir, TableRun* out);
 
 // Reads every run and fills the gaps: the baseline of a run is the run of the same model and
