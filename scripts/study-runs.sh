@@ -33,7 +33,7 @@ done
 plot=()
 command -v gnuplot >/dev/null || plot=(--no-plot)
 "$MX" study table "${runs[@]}" -o "$out/table" "${plot[@]}"
-(cd "$out" && tar czf logs.tgz runs/*/log.csv)
+(cd "$out" && tar czf logs.tgz runs/*/log.csv runs/*/run.json)
 if [ "${MX_STUDY_CASTS:-1}" = 0 ]; then
   (cd "$out" && tar czf results.tgz table)
   echo "study-runs.sh: $out/results.tgz and $out/logs.tgz"
