@@ -13,6 +13,7 @@
 #include "mx/nn/model_config.h"
 #include "mx/nn/recipe.h"
 #include "mx/train/checkpoint.h"
+#include "mx/train/loss_plot.h"
 #include "mx/train/run_log.h"
 #include "mx/train/run_summary.h"
 #include "mx/train/trainer.h"
@@ -221,6 +222,25 @@ TEST_F(TrainingTable, AMalformedRunSummaryIsAnErrorNamingTheRun) {
   std::ofstream(bad / kRunSummaryFile) << "{\"step\": 4}";
   e = read_table_run(bad.string(), &r);
   EXPECT_NE(e.find("not a run summary"), std::string::npos) << e;
+}
+
+// `mx plot --validation-only --from-step`: a line of validation passes per run, titled by the
+// run, from the given step on; the default draws each run's training curve and its passes.
+TEST_F(TrainingTable, LossCurvesKeepTheValidationPassesFromTheStepAsked) {
+  const std::vector<RunCurve> runs = {{"fp32", run("fp32")}, {"mxfp6", run("mxfp6")}};
+  study::LinePlot all, val;
+  ASSERT_EQ(loss_curves(runs, {}, &all), "");
+  ASSERT_EQ(all.series.size(), 4u);
+  EXPECT_EQ(all.series[0].title, "fp32 train");
+  EXPECT_EQ(all.series[1].title, "fp32 val");
+  EXPECT_EQ(all.series[0].x, (std::vector<double>{1, 2, 3, 4}));
+  ASSERT_EQ(loss_curves(runs, {.validation_only = true, .from_step = 3}, &val), "");
+  ASSERT_EQ(val.series.size(), 2u);
+  EXPECT_EQ(val.series[1].title, "mxfp6");
+  EXPECT_EQ(val.series[1].x, std::vector<double>{4});
+  EXPECT_EQ(val.series[1].y, std::vector<double>{last_val_loss(dir_->path / "mxfp6")});
+  const std::string e = loss_curves(runs, {.from_step = 5}, &val);
+  EXPECT_NE(e.find("no step at or after 5"), std::string::npos) << e;
 }
 
 TEST_F(TrainingTable, WritesTheTableItsJsonAndThePlot) {

@@ -4,7 +4,6 @@
 #include <filesystem>
 
 #include "mx/io/cat.h"
-#include "mx/study/gnuplot.h"
 #include "mx/train/run_log.h"
 
 namespace mx::train {
@@ -15,11 +14,11 @@ std::string run_label(const std::string& run_dir) {
   return name.empty() ? p.parent_path().filename().string() : name;
 }
 
-std::string plot_loss_curves(const std::vector<RunCurve>& runs, const std::string& png_path,
-                             const std::string& title) {
+std::string loss_curves(const std::vector<RunCurve>& runs, const LossPlotOptions& options,
+                        study::LinePlot* out) {
   if (runs.empty()) return "no run to plot";
   study::LinePlot plot;
-  plot.title = title;
+  plot.title = options.title;
   plot.x_label = "step";
   plot.y_label = "loss (nats per token)";
   for (const RunCurve& run : runs) {
@@ -27,12 +26,17 @@ std::string plot_loss_curves(const std::vector<RunCurve>& runs, const std::strin
     const std::string log = (std::filesystem::path(run.run_dir) / kLogFile).string();
     if (std::string e = read_log(log, &rows); !e.empty()) return e;
     if (rows.empty()) return io::cat(log, ": no step logged yet");
+    if (rows.back().step < options.from_step) {
+      return io::cat(log, ": no step at or after ", options.from_step);
+    }
     study::Series train{io::cat(run.label, " train"), {}, {}, false};
-    study::Series val{io::cat(run.label, " val"), {}, {}, true};
+    study::Series val{
+        options.validation_only ? run.label : io::cat(run.label, " val"), {}, {}, true};
     // A centred mean over 11 steps shows the trend through the batch-to-batch noise without
-    // the lag a running average would add.
+    // the lag a running average would add; it averages over steps before from_step too.
     constexpr size_t kHalf = 5;
     for (size_t i = 0; i < rows.size(); ++i) {
+      if (rows[i].step < options.from_step) continue;
       const size_t lo = i >= kHalf ? i - kHalf : 0, hi = std::min(rows.size(), i + kHalf + 1);
       double sum = 0;
       for (size_t j = lo; j < hi; ++j) sum += rows[j].train_loss;
@@ -43,9 +47,20 @@ std::string plot_loss_curves(const std::vector<RunCurve>& runs, const std::strin
         val.y.push_back(*rows[i].val_loss);
       }
     }
-    plot.series.push_back(std::move(train));
+    if (options.validation_only && val.x.empty()) {
+      return io::cat(log, ": no validation pass at or after step ", options.from_step);
+    }
+    if (!options.validation_only) plot.series.push_back(std::move(train));
     if (!val.x.empty()) plot.series.push_back(std::move(val));
   }
+  *out = std::move(plot);
+  return "";
+}
+
+std::string plot_loss_curves(const std::vector<RunCurve>& runs, const std::string& png_path,
+                             const LossPlotOptions& options) {
+  study::LinePlot plot;
+  if (std::string e = loss_curves(runs, options, &plot); !e.empty()) return e;
   return study::draw_line_plot(plot, png_path);
 }
 

@@ -144,8 +144,9 @@ std::string run_small_paper(const SmallPaperOptions& o, const SmallPaperCallback
 
   r.plot_path = (fs::path(o.out_dir) / "loss.png").string();
   r.json_path = (fs::path(o.out_dir) / "results.json").string();
-  if (std::string e = plot_loss_curves(curves, r.plot_path,
-                                       cat("Tiny GPT on ", o.data, ": training loss per recipe"));
+  if (std::string e =
+          plot_loss_curves(curves, r.plot_path,
+                           {.title = cat("Tiny GPT on ", o.data, ": training loss per recipe")});
       !e.empty()) {
     return e;
   }

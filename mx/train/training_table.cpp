@@ -288,7 +288,8 @@ std::string write_training_table(const std::vector<TableRun>& runs, const std::s
   if (!plot) return "";
   std::vector<RunCurve> curves;
   for (const TableRun& r : runs) curves.push_back({r.label, r.dir});
-  return plot_loss_curves(curves, (dir / "loss.png").string(), "Validation and training loss");
+  return plot_loss_curves(curves, (dir / "loss.png").string(),
+                          {.title = "Validation and training loss"});
 }
 
 }  // namespace mx::train

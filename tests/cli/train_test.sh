@@ -60,6 +60,13 @@ awk -v a="$tuned" -v b="$fresh" 'BEGIN { exit !(a < b - 1) }' \
 
 "$mx" plot straight resumed -o curves.png >/dev/null
 [ "$(head -c 4 curves.png | tail -c 3)" = "PNG" ] || fail "plot wrote no PNG"
+"$mx" plot straight resumed --validation-only --from-step 4 -o validation.png >/dev/null
+[ "$(head -c 4 validation.png | tail -c 3)" = "PNG" ] || fail "plot --validation-only wrote no PNG"
+# A run archived as its log and run.json alone (no checkpoint, no shards) gives the same row.
+mkdir -p archived/straight && cp straight/log.csv straight/run.json archived/straight/
+cmp -s <("$mx" study table archived/straight --no-plot | grep '^| straight |') \
+  <("$mx" study table straight --no-plot | grep '^| straight |') ||
+  fail "study table: the archived run gives another row"
 "$mx" study table straight resumed -o table --no-plot >table.txt
 grep -q '^| resumed | tiny |' table.txt || fail "study table: $(cat table.txt)"
 cmp -s <(head -n "$(wc -l <table/table.md)" table.txt) table/table.md ||
@@ -112,6 +119,8 @@ if [ ! -e /dev/nvidia0 ]; then  # without a GPU, --device cuda is one clear line
   expect_one_line_error "--device cuda: " generate straight --device cuda --tokens 4
 fi
 expect_one_line_error "log.csv" plot nowhere
+expect_one_line_error "--from-step must be 0 or more" plot straight --from-step -1
+expect_one_line_error "no step at or after 1000" plot straight --from-step 1000
 expect_one_line_error "run nowhere: cannot open nowhere/checkpoint.safetensors" study table nowhere
 expect_one_line_error "nowhere" export nowhere -o x.safetensors
 echo "train: ok"

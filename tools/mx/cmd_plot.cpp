@@ -12,14 +12,15 @@ namespace {
 struct PlotFlags {
   std::vector<std::string> runs;
   std::string out = "loss.png";
-  std::string title = "Training loss";
+  train::LossPlotOptions options;
 };
 
 std::string run_plot(const PlotFlags& f) {
   if (std::string e = io::check_output_file(f.out); !e.empty()) return e;
   std::vector<train::RunCurve> curves;
   for (const std::string& dir : f.runs) curves.push_back({train::run_label(dir), dir});
-  if (std::string e = train::plot_loss_curves(curves, f.out, f.title); !e.empty()) return e;
+  if (f.options.from_step < 0) return "--from-step must be 0 or more";
+  if (std::string e = train::plot_loss_curves(curves, f.out, f.options); !e.empty()) return e;
   fmt::print("wrote {}\n", f.out);
   return "";
 }
@@ -31,7 +32,12 @@ void register_plot(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("plot", "Draw the loss curves of training runs into a PNG");
   cmd->add_option("runs", f.runs, "Run folders (each holds log.csv)")->required();
   cmd->add_option("-o,--out", f.out, "PNG to write")->capture_default_str();
-  cmd->add_option("--title", f.title, "Plot title")->capture_default_str();
+  cmd->add_option("--title", f.options.title, "Plot title")->capture_default_str();
+  cmd->add_flag("--validation-only", f.options.validation_only,
+                "Draw only the validation passes, a line per run (for many runs)");
+  cmd->add_option("--from-step", f.options.from_step,
+                  "Leave out the steps before this one (the first steps' high loss squeezes the "
+                  "rest)");
   cmd->callback([] { run_command("plot", [] { return run_plot(f); }); });
 }
 
