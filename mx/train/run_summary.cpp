@@ -2,7 +2,6 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "mx/io/atomic_file.h"
 #include "mx/io/cat.h"
