@@ -12,8 +12,9 @@
 namespace mx::nn::cuda {
 
 // True when the tensor-core kernels compute this attention: bfloat16 activations, a head size
-// of 32, 64 or 128, and every in-tile cast to bfloat16 or symmetric MX (their values are exact
-// in bfloat16, so the bfloat16 product loses nothing the cast kept).
+// of 32, 64 or 128, and every in-tile cast to bfloat16 or MX. Bfloat16 and symmetric MX values
+// are exact in bfloat16, so the bfloat16 product loses nothing the cast kept; an asymmetric
+// cast's values (plus a bfloat16 offset) are rounded to bfloat16 once more (docs/NUMERICS.md).
 bool flash_supports(const AttnDims& d, bool bf16_act, std::initializer_list<TileCast> casts);
 
 // Writes pv.pv (when given) under an MX cast of P, and says whether it did.
