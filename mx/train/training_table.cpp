@@ -89,6 +89,10 @@ std::string read_run_settings(const fs::path& dir, RunSummary* out) {
   if (fs::exists(dir / kRunSummaryFile, ec)) {
     return read_run_summary((dir / kRunSummaryFile).string(), out);
   }
+  if (!fs::exists(dir / kCheckpointFile, ec)) {
+    return fmt::format("holds neither {} nor {}: not a run folder, or one archived without its {}",
+                       kRunSummaryFile, kCheckpointFile, kRunSummaryFile);
+  }
   Checkpoint ckpt;
   if (std::string e = ckpt.open((dir / kCheckpointFile).string()); !e.empty()) return e;
   data::TokenShard shard;

@@ -121,6 +121,6 @@ fi
 expect_one_line_error "log.csv" plot nowhere
 expect_one_line_error "--from-step must be 0 or more" plot straight --from-step -1
 expect_one_line_error "no step at or after 1000" plot straight --from-step 1000
-expect_one_line_error "run nowhere: cannot open nowhere/checkpoint.safetensors" study table nowhere
+expect_one_line_error "run nowhere: holds neither run.json nor checkpoint.safetensors" study table nowhere
 expect_one_line_error "nowhere" export nowhere -o x.safetensors
 echo "train: ok"
