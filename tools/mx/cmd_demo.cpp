@@ -118,7 +118,7 @@ std::string run_paper_demo(const DemoOptions& o) {
   print_direct_cast_table(rows);
   fmt::print(
       "\nOutputs in {}:\n  loss.png      loss curves of every run\n"
-      "  results.json  both tables\n  runs/<recipe>/  log.csv, checkpoint and "
+      "  results.json  both tables\n  runs/<recipe>/  log.csv, run.json, checkpoint and "
       "model.safetensors of each run\n",
       p.out_dir);
   return "";
