@@ -12,6 +12,7 @@
 #include "mx/nn/cpu/cpu_backend.h"
 #include "mx/nn/cpu/matmul.h"
 #include "mx/nn/model.h"
+#include "mx/ptq/fp32_targets.h"
 #include "mx/ptq/hessian.h"
 #include "mx/ptq/model_ptq.h"
 
@@ -215,6 +216,87 @@ TEST(ModelPtq, BringsTheLogitsCloserToFp32ThanDirectCast) {
   const double ptq_error = distance(logits_of(*diffused, tokens, b, t), fp32);
   const double direct_error = distance(logits_of(*direct, tokens, b, t), fp32);
   EXPECT_LT(ptq_error, 0.8 * direct_error) << ptq_error << " vs " << direct_error;
+}
+
+// The FP32-target correction solves the normal equations of fitting X W'ᵀ to X̃ Wᵀ:
+// (W' - W) H = W ΔXᵀX with H = XᵀX (undampened here). With X̃ = X, or weight 0, W' is W bit
+// for bit.
+TEST(Fp32Targets, CorrectionSolvesTheNormalEquationsOfTheFp32Fit) {
+  const int64_t rows = 96, k = 8, n = 3;
+  std::vector<float> x(rows * k), xt(rows * k), w(n * k);
+  uint64_t s = 7;
+  auto next = [&s] {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    return float(int64_t(s >> 40) % 2001 - 1000) / 1000.0f;
+  };
+  for (int64_t i = 0; i < rows * k; ++i)
+    x[size_t(i)] = next(), xt[size_t(i)] = x[size_t(i)] + 0.1f * next();
+  for (float& v : w) v = next();
+  std::vector<float> h(size_t(k * k), 0.0f);
+  accumulate_hessian(h.data(), x.data(), rows, k, 1);
+  CrossSum cross = cross_sum(k), none = cross_sum(k);
+  add_cross_batch(&cross, xt.data(), x.data(), rows / 2, 1);  // two batches
+  add_cross_batch(&cross, xt.data() + rows / 2 * k, x.data() + rows / 2 * k, rows / 2, 1);
+  add_cross_batch(&none, x.data(), x.data(), rows, 1);
+  std::vector<float> corrected = w, same = w, unweighted = w;
+  ASSERT_EQ(correct_toward_fp32_outputs(corrected, n, k, h, cross, 0.0, 1.0, 1), "");
+  ASSERT_EQ(correct_toward_fp32_outputs(same, n, k, h, none, 0.0, 1.0, 1), "");
+  ASSERT_EQ(correct_toward_fp32_outputs(unweighted, n, k, h, cross, 0.0, 0.0, 1), "");
+  EXPECT_TRUE(same_bits(same, w));
+  EXPECT_TRUE(same_bits(unweighted, w));
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t j = 0; j < k; ++j) {
+      double lhs = 0, rhs = 0;  // ((W' - W) H)[r][j] and (W ΔXᵀX)[r][j]
+      for (int64_t i = 0; i < k; ++i) {
+        lhs += (double(corrected[size_t(r * k + i)]) - w[size_t(r * k + i)]) * h[size_t(i * k + j)];
+        double c = 0;
+        for (int64_t t = 0; t < rows; ++t) {
+          c += (double(xt[size_t(t * k + i)]) - x[size_t(t * k + i)]) * x[size_t(t * k + j)];
+        }
+        rhs += double(w[size_t(r * k + i)]) * c;
+      }
+      EXPECT_NEAR(lhs, rhs, 1e-4 * (1 + std::fabs(rhs))) << r << " " << j;
+    }
+  }
+}
+
+// With the unquantized copy given but weight 0, PTQ stores what plain GPTQ stores; with weight
+// 1 it stores other weights, which bring the logits closer to the FP32 model's than plain
+// GPTQ's on the calibration tokens.
+TEST(ModelPtq, Fp32TargetsAtWeightZeroAreGptqAndAtOneFitTheFp32Logits) {
+  const int64_t b = 8, t = 32;
+  auto reference = tiny_model(nn::Arch::kGpt2);
+  const std::vector<uint32_t> tokens = calibration(b, t, reference->config().vocab);
+  const std::vector<float> fp32 = logits_of(*reference, tokens, b, t);
+  ModelPtqOptions options;
+  options.spec.format = ElementFormat::kE2M1;
+  std::map<std::string, MxTensor> plain, zero, whole;
+  auto plain_model = tiny_model(nn::Arch::kGpt2);
+  ASSERT_EQ(quantize_model(*plain_model, tokens, b, t, options, {}, &plain), "");
+  auto fp32_copy = tiny_model(nn::Arch::kGpt2);
+  options.fp32_model = fp32_copy.get();
+  options.fp32_target_weight = 0.0;
+  auto zero_model = tiny_model(nn::Arch::kGpt2);
+  ASSERT_EQ(quantize_model(*zero_model, tokens, b, t, options, {}, &zero), "");
+  options.fp32_target_weight = 1.0;
+  auto whole_model = tiny_model(nn::Arch::kGpt2);
+  ASSERT_EQ(quantize_model(*whole_model, tokens, b, t, options, {}, &whole), "");
+  bool any_differs = false;
+  for (const auto& [name, tensor] : plain) {
+    EXPECT_EQ(zero[name].elements, tensor.elements) << name;
+    EXPECT_EQ(zero[name].scales, tensor.scales) << name;
+    any_differs |= whole[name].elements != tensor.elements;
+  }
+  EXPECT_TRUE(any_differs);
+  const double plain_error = distance(logits_of(*plain_model, tokens, b, t), fp32);
+  const double whole_error = distance(logits_of(*whole_model, tokens, b, t), fp32);
+  EXPECT_LT(whole_error, plain_error) << whole_error << " vs " << plain_error;
+  // A recipe that casts activations is refused: the cross term would need the cast inputs.
+  options.recipe = *nn::recipe_preset("mxfp4");
+  auto refused = tiny_model(nn::Arch::kGpt2);
+  std::map<std::string, MxTensor> none;
+  EXPECT_NE(quantize_model(*refused, tokens, b, t, options, {}, &none).find("FP32 targets"),
+            std::string::npos);
 }
 
 TEST(ModelPtq, IsDeterministicForAnyThreadCount) {

@@ -6,6 +6,7 @@
 #include "mx/io/cat.h"
 #include "mx/io/memory_budget.h"
 #include "mx/nn/cast_streams.h"
+#include "mx/ptq/fp32_targets.h"
 #include "mx/ptq/hessian.h"
 
 namespace mx::ptq {
@@ -60,19 +61,45 @@ std::string embed_all(nn::Model& model, std::span<const uint32_t> tokens, int64_
 // site's input over all batches, as its product reads it under the model's recipe (the act_fwd
 // cast of that site's stream). Each batch's product runs on the model's backend; only it
 // crosses to the host, where the batches are summed in double.
+// With fp (the unquantized model and its own stream), the step runs on both, and *cross gets
+// the sum of (X_fp - X)^T X over the batches.
+struct Fp32Side {
+  nn::Model* model = nullptr;
+  Stream* stream = nullptr;
+  int threads = 0;
+};
+
 std::string run_step(nn::Model& model, Stream& s, int64_t layer, BlockStep step,
-                     const LinearSite* site, int64_t seq_len, std::vector<float>* h) {
+                     const LinearSite* site, int64_t seq_len, std::vector<float>* h,
+                     const Fp32Side& fp = {}, CrossSum* cross = nullptr) {
   const int64_t k = site == nullptr              ? 0
                     : *site == LinearSite::kProj ? model.config().hidden
                                                  : model.config().dim;
   HessianSum sum = hessian_sum(k);
+  if (cross != nullptr) *cross = cross_sum(k);
+  std::vector<float> fp_in, in;
   for (size_t b = 0; b < s.x.size(); ++b) {
+    if (fp.model != nullptr) {
+      Stream& f = *fp.stream;
+      if (std::string e = fp.model->forward_block_step(layer, step, f.x[b].data(), f.side[b].data(),
+                                                       f.rows[b], seq_len);
+          !e.empty()) {
+        return e;
+      }
+      if (site != nullptr) {
+        if (std::string e = fp.model->linear_input(layer, *site, &fp_in); !e.empty()) return e;
+      }
+    }
     if (std::string e = model.forward_block_step(layer, step, s.x[b].data(), s.side[b].data(),
                                                  s.rows[b], seq_len);
         !e.empty()) {
       return e;
     }
     if (site == nullptr) continue;
+    if (fp.model != nullptr) {
+      if (std::string e = model.linear_input(layer, *site, &in); !e.empty()) return e;
+      add_cross_batch(cross, fp_in.data(), in.data(), int64_t(in.size()) / k, fp.threads);
+    }
     const uint64_t stream =
         nn::operand_stream(nn::stream_id(0, int(layer), int(*site)), nn::LinearOperand::kActFwd);
     if (std::string e =
@@ -121,25 +148,52 @@ std::string quantize_model(nn::Model& model, std::span<const uint32_t> tokens, i
   s.x.resize(s.rows.size());
   s.side.resize(s.rows.size());
   std::string error = embed_all(model, tokens, seq_len, &s);
+  Stream fp_stream;
+  Fp32Side fp;
+  if (options.fp32_model != nullptr && error.empty()) {
+    if (recipe.act_fwd.kind != nn::OperandCast::Kind::kNone) {
+      error = "FP32 targets take a recipe without activation casts";
+    } else {
+      fp = {options.fp32_model, &fp_stream, options.gptq.threads};
+      fp.model->set_recipe(recipe);
+      fp.model->set_step(0);
+      fp_stream.rows = s.rows;
+      fp_stream.x.resize(s.rows.size());
+      fp_stream.side.resize(s.rows.size());
+      error = embed_all(*fp.model, tokens, seq_len, &fp_stream);
+    }
+  }
 
   int64_t total = 0, done = 0;
   for (int64_t l = 0; l < c.n_layers; ++l) {
     for (const StepSites& step : block_steps(model, l)) total += int64_t(step.sites.size());
   }
   nn::Params& params = model.params();
-  std::vector<float> h, dequantized;
+  std::vector<float> h, dequantized, target;
   for (int64_t l = 0; l < c.n_layers && error.empty(); ++l) {
     // Each step runs once per batch, with the weights it uses already quantized, and ends at
     // the input whose Hessian the next weights need.
     for (const StepSites& step : block_steps(model, l)) {
       const LinearSite* site = step.sites.empty() ? nullptr : &step.sites[0];
-      if (error = run_step(model, s, l, step.step, site, seq_len, &h); !error.empty()) {
+      CrossSum cross;
+      if (error = run_step(model, s, l, step.step, site, seq_len, &h, fp, &cross); !error.empty()) {
         break;
       }
       for (const LinearSite site : step.sites) {
         const nn::ParamView* v = params.find_at(model.linear_weight(l, site));
         MxTensor t;
-        const std::span<const float> w(params.data() + v->offset, size_t(v->size));
+        std::span<const float> w(params.data() + v->offset, size_t(v->size));
+        if (fp.model != nullptr) {
+          target.assign(w.begin(), w.end());
+          if (std::string e = correct_toward_fp32_outputs(
+                  target, v->shape[0], v->shape[1], h, cross, options.gptq.damp,
+                  options.fp32_target_weight, options.gptq.threads);
+              !e.empty()) {
+            error = cat(v->name, ": ", e);
+            break;
+          }
+          w = target;
+        }
         if (std::string e = gptq_quantize(w, v->shape[0], v->shape[1], h, options.spec,
                                           options.gptq, &t, &dequantized);
             !e.empty()) {

@@ -26,6 +26,11 @@ struct ModelPtqOptions {
   // layers already done hold their quantized values, the others their FP32 ones.
   nn::Recipe recipe;
   int64_t batch = 8;  // calibration sequences per pass
+  // With a second copy of the model (the same weights, on any backend), left unquantized: each
+  // layer is fitted to that model's outputs on its own inputs (fp32_targets.h), the correction
+  // scaled by fp32_target_weight (in (0, 1]). The recipe must then cast no activations.
+  nn::Model* fp32_model = nullptr;
+  double fp32_target_weight = 1.0;
 };
 
 // Called after each weight with the count done, the total and the weight's name.

@@ -9,6 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 expect_one_line_error "--damp" ptq model.bin --calib x.txt --damp nan -o out.safetensors
 expect_one_line_error "--samples" ptq model.bin --calib x.txt --samples 0 -o out.safetensors
 expect_one_line_error "--order" ptq model.bin --calib x.txt --order sideways -o out.safetensors
+expect_one_line_error "--fp32-targets" ptq model.bin --calib x.txt --fp32-targets 2 -o out.safetensors
 expect_one_line_error "model.bin" ptq model.bin --calib x.txt -o out.safetensors
 [ ! -e out.safetensors ] || fail "a failed ptq wrote its output"
 expect_one_line_error "MXFP4" ptq model.bin --calib x.txt --format mxfp8_e4m3 -o out.gguf
@@ -40,6 +41,13 @@ ptq_kl=$(kl ptq.safetensors)
 cast_kl=$(kl cast.safetensors)
 awk -v p="$ptq_kl" -v c="$cast_kl" 'BEGIN { exit !(p < 0.9 * c) }' ||
   fail "PTQ's KL $ptq_kl is not below 0.9 x direct cast's $cast_kl"
+# Fitted to the FP32 model's outputs, and refused under a recipe that casts activations.
+"$mx" ptq "$s/stories260K.bin" --format mxfp4_e2m1 --calib "$sample" --samples 4 --seq-len 256 \
+  --fp32-targets 0.5 -q -o fp32_targets.safetensors
+[ -n "$(kl fp32_targets.safetensors)" ] || fail "ptq --fp32-targets wrote no model that evaluates"
+expect_one_line_error "FP32 targets" ptq "$s/stories260K.bin" --calib "$sample" --samples 2 \
+  --seq-len 64 --fp32-targets 1 --recipe mxfp4 -o refused.safetensors
+[ ! -e refused.safetensors ] || fail "a refused ptq wrote its output"
 
 # The same PTQ written as a model GGUF runs the same values (its MXFP4 matrices are the PTQ
 # blocks; the 172-wide ffn_down, which ggml cannot block, holds their decoded values).

@@ -28,7 +28,7 @@ namespace {
 struct PtqFlags {
   std::string model, out, calib, tokenizer, recipe, order, device = "cpu";
   int64_t samples = 128, seq_len = 0, batch = 8;
-  double damp = 0.01;
+  double damp = 0.01, fp32_targets = 0;
   bool act_order = false, scale_search = false, scale_lookahead = false, quiet = false;
   SpecFlags spec;
 };
@@ -58,6 +58,9 @@ std::string run_ptq(const PtqFlags& f) {
   cpu::Options cpu_options;
   if (std::string e = build_cpu_options(f.spec, &cpu_options); !e.empty()) return e;
   if (std::string e = column_order_from(f, &options.gptq.order); !e.empty()) return e;
+  if (!(f.fp32_targets >= 0 && f.fp32_targets <= 1)) {
+    return fmt::format("--fp32-targets must be between 0 and 1, not {}", f.fp32_targets);
+  }
   options.gptq.damp = f.damp;
   options.gptq.scale = f.scale_lookahead ? ptq::ScaleChoice::kLookahead
                        : f.scale_search  ? ptq::ScaleChoice::kNeighbors
@@ -77,6 +80,17 @@ std::string run_ptq(const PtqFlags& f) {
     return e;
   }
   nn::Model& model = *source.loaded.model;
+  // The unquantized copy that --fp32-targets fits each layer to: the same file, opened again.
+  ModelSource fp32_source;
+  if (f.fp32_targets > 0) {
+    if (std::string e = open_model_source(f.model, f.tokenizer, {f.device, cpu_options.threads},
+                                          *nn::recipe_preset("fp32"), &fp32_source);
+        !e.empty()) {
+      return e;
+    }
+    options.fp32_model = fp32_source.loaded.model.get();
+    options.fp32_target_weight = f.fp32_targets;
+  }
   const int64_t ctx = model.config().seq_len;
   const int64_t seq_len = f.seq_len > 0 ? f.seq_len : std::min<int64_t>(ctx, 1024);
   if (seq_len > ctx) {
@@ -173,6 +187,10 @@ void register_ptq(CLI::App& app) {
       ->excludes(lookahead);
   cmd->add_option("--damp", f.damp, "Dampening: this fraction of mean(diag H) added to H")
       ->check(finite_in(0, 1e6))
+      ->capture_default_str();
+  cmd->add_option("--fp32-targets", f.fp32_targets,
+                  "Fit each layer to the FP32 model's output on its own inputs, this share of "
+                  "the way (0: off, as GPTQ; 1: whole); weights only")
       ->capture_default_str();
   cmd->add_option("--recipe", f.recipe,
                   "Collect the Hessians under this recipe's activation casts (as mx eval runs "

@@ -1,0 +1,39 @@
+// PTQ toward the FP32 model's outputs (docs/NUMERICS.md §17). GPTQ fits a layer's quantized
+// weight Ŵ so that X Ŵᵀ matches X Wᵀ over X, the inputs the layer receives from the layers
+// before it, already quantized. Those inputs differ from X̃, the FP32 model's own inputs to the
+// layer, and the FP32 model computes X̃ Wᵀ. The unconstrained least-squares fit of X W'ᵀ to
+// X̃ Wᵀ is W' = W + W ΔXᵀX H⁻¹ (ΔX = X̃ - X, H = XᵀX). GPTAQ (Li et al., "Efficient
+// Finetuning-Free Quantization for Asymmetric Calibration", arXiv 2504.02692) folds that target
+// into GPTQ's column loop; here it is applied once, before the loop, which then quantizes W'
+// against H as usual.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace mx::ptq {
+
+// ΔXᵀX over inputs that arrive in batches of rows, each batch's product in FP32 (mx::cpu::sgemm),
+// the batches summed in double (as HessianSum).
+struct CrossSum {
+  int64_t k = 0;
+  std::vector<double> total;  // [k, k], row i: sum over tokens of ΔX[t, i] X[t, j]
+  std::vector<float> delta, batch;
+};
+
+CrossSum cross_sum(int64_t k);
+// fp_inputs and inputs: the same rows [rows, k] of the FP32 model's and the quantized model's
+// inputs to the layer.
+void add_cross_batch(CrossSum* sum, const float* fp_inputs, const float* inputs, int64_t rows,
+                     int threads = 0);
+
+// w [n, k] += weight * (w C) Hd⁻¹, with C = cross.total and Hd = H dampened as GPTQ's
+// (hessian.h: damped_hessian, natural order). weight 1 is the whole correction, 0 none.
+// Returns "" or why Hd cannot be factored.
+std::string correct_toward_fp32_outputs(std::span<float> w, int64_t n, int64_t k,
+                                        std::span<const float> h, const CrossSum& cross,
+                                        double damp, double weight, int threads = 0);
+
+}  // namespace mx::ptq
