@@ -130,7 +130,8 @@ std::string quantize_model(nn::Model& model, std::span<const uint32_t> tokens, i
   if (options.batch < 1) return "a calibration batch needs at least one sequence";
   const double wide = double(std::max(c.dim, c.hidden));
   if (std::string e =
-          io::check_memory(double(sequences) * double(seq_len) * (double(c.dim) + wide) * 4.0,
+          io::check_memory(double(sequences) * double(seq_len) * (double(c.dim) + wide) * 4.0 *
+                               (options.fp32_model != nullptr ? 2.0 : 1.0),
                            "the calibration set's residual stream and block state");
       !e.empty()) {
     return e;

@@ -42,8 +42,8 @@ using PtqProgress = std::function<void(int64_t done, int64_t total, std::string_
 // leaves their decoded values in model.params() (uploaded), so the model then runs as stored.
 // The blocks run one step at a time (nn::BlockStep) over every sequence, so that each part of
 // the forward pass runs once per block; the residual stream and the step's intermediate are
-// kept on the host (sequences * seq_len * (dim + max(dim, hidden)) floats). Returns "" or a
-// one-line reason.
+// kept on the host (sequences * seq_len * (dim + max(dim, hidden)) floats, twice that with an
+// fp32_model). Returns "" or a one-line reason.
 std::string quantize_model(nn::Model& model, std::span<const uint32_t> tokens, int64_t sequences,
                            int64_t seq_len, const ModelPtqOptions& options,
                            const PtqProgress& progress, std::map<std::string, MxTensor>* out);
