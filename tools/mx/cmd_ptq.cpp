@@ -135,16 +135,16 @@ std::string run_ptq(const PtqFlags& f) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     fmt::print(
-        "quantized {} linear weights to {} by error diffusion (order {}, dampening {}{}) on {} x "
-        "{} calibration tokens of {}{} on {} in {:.1f} s; wrote {}\n",
+        "quantized {} linear weights to {} by error diffusion (order {}, dampening {}{}{}) on {} "
+        "x {} calibration tokens of {}{} on {} in {:.1f} s; wrote {}\n",
         quantized.size(), describe(options.spec), ptq::column_order_name(options.gptq.order),
         f.damp,
         f.scale_lookahead ? ", scale look-ahead"
         : f.scale_search  ? ", scale search"
                           : "",
-        f.samples, seq_len, f.calib,
-        f.recipe.empty() ? "" : fmt::format(" under recipe {}", f.recipe), f.device, seconds,
-        f.out);
+        f.fp32_targets > 0 ? fmt::format(", FP32 targets {}", f.fp32_targets) : "", f.samples,
+        seq_len, f.calib, f.recipe.empty() ? "" : fmt::format(" under recipe {}", f.recipe),
+        f.device, seconds, f.out);
   }
   return "";
 }
