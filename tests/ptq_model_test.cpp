@@ -238,10 +238,13 @@ TEST(Fp32Targets, CorrectionSolvesTheNormalEquationsOfTheFp32Fit) {
   add_cross_batch(&cross, xt.data(), x.data(), rows / 2, 1);  // two batches
   add_cross_batch(&cross, xt.data() + rows / 2 * k, x.data() + rows / 2 * k, rows / 2, 1);
   add_cross_batch(&none, x.data(), x.data(), rows, 1);
+  Fp32Correction with_error, without_error;
+  ASSERT_EQ(prepare_fp32_correction(h, std::move(cross), 0.0, 1, &with_error), "");
+  ASSERT_EQ(prepare_fp32_correction(h, std::move(none), 0.0, 1, &without_error), "");
   std::vector<float> corrected = w, same = w, unweighted = w;
-  ASSERT_EQ(correct_toward_fp32_outputs(corrected, n, k, h, cross, 0.0, 1.0, 1), "");
-  ASSERT_EQ(correct_toward_fp32_outputs(same, n, k, h, none, 0.0, 1.0, 1), "");
-  ASSERT_EQ(correct_toward_fp32_outputs(unweighted, n, k, h, cross, 0.0, 0.0, 1), "");
+  correct_toward_fp32_outputs(corrected, n, with_error, 1.0, 1);
+  correct_toward_fp32_outputs(same, n, without_error, 1.0, 1);
+  correct_toward_fp32_outputs(unweighted, n, with_error, 0.0, 1);
   EXPECT_TRUE(same_bits(same, w));
   EXPECT_TRUE(same_bits(unweighted, w));
   for (int64_t r = 0; r < n; ++r) {

@@ -31,32 +31,37 @@ void add_cross_batch(CrossSum* sum, const float* fp_inputs, const float* inputs,
   for (size_t i = 0; i < sum->total.size(); ++i) sum->total[i] += double(sum->batch[i]);
 }
 
-std::string correct_toward_fp32_outputs(std::span<float> w, int64_t n, int64_t k,
-                                        std::span<const float> h, const CrossSum& cross,
-                                        double damp, double weight, int threads) {
-  if (weight == 0.0) return "";
+std::string prepare_fp32_correction(std::span<const float> h, CrossSum&& cross, double damp,
+                                    int threads, Fp32Correction* out) {
+  const int64_t k = cross.k;
   std::vector<int64_t> natural(static_cast<size_t>(k));
   std::iota(natural.begin(), natural.end(), int64_t{0});
-  // U upper triangular with UᵀU = Hd⁻¹, so (w C) Hd⁻¹ = ((w C) Uᵀ) U.
   std::vector<double> u = damped_hessian(h, k, natural, damp);
   if (std::string e = inverse_hessian_factor(&u, k, threads); !e.empty()) return e;
   std::vector<double> ut(static_cast<size_t>(k * k));
   for (int64_t i = 0; i < k; ++i) {
     for (int64_t j = 0; j < k; ++j) ut[size_t(j * k + i)] = u[size_t(i * k + j)];
   }
+  *out = {k, std::move(cross.total), std::move(u), std::move(ut)};
+  return "";
+}
+
+void correct_toward_fp32_outputs(std::span<float> w, int64_t n, const Fp32Correction& c,
+                                 double weight, int threads) {
+  if (weight == 0.0) return;
+  const int64_t k = c.k;
   cpu::parallel_for(n, 1, threads, [&](int64_t begin, int64_t end) {
     const int64_t rows = end - begin;
     std::vector<double> x(size_t(rows * k)), m(size_t(rows * k), 0.0), y(size_t(rows * k), 0.0),
         z(size_t(rows * k), 0.0);
     for (int64_t i = 0; i < rows * k; ++i) x[size_t(i)] = w[size_t(begin * k + i)];
-    cpu::dgemm_accumulate(m.data(), k, x.data(), k, cross.total.data(), k, rows, k, k);
-    cpu::dgemm_accumulate(y.data(), k, m.data(), k, ut.data(), k, rows, k, k);
-    cpu::dgemm_accumulate(z.data(), k, y.data(), k, u.data(), k, rows, k, k);
+    cpu::dgemm_accumulate(m.data(), k, x.data(), k, c.cross.data(), k, rows, k, k);
+    cpu::dgemm_accumulate(y.data(), k, m.data(), k, c.ut.data(), k, rows, k, k);
+    cpu::dgemm_accumulate(z.data(), k, y.data(), k, c.u.data(), k, rows, k, k);
     for (int64_t i = 0; i < rows * k; ++i) {
       w[size_t(begin * k + i)] = float(x[size_t(i)] + weight * z[size_t(i)]);
     }
   });
-  return "";
 }
 
 }  // namespace mx::ptq

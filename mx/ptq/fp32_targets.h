@@ -29,11 +29,21 @@ CrossSum cross_sum(int64_t k);
 void add_cross_batch(CrossSum* sum, const float* fp_inputs, const float* inputs, int64_t rows,
                      int threads = 0);
 
-// w [n, k] += weight * (w C) Hd⁻¹, with C = cross.total and Hd = H dampened as GPTQ's
-// (hessian.h: damped_hessian, natural order). weight 1 is the whole correction, 0 none.
+// The correction's parts for one input, which the weights reading it (q, k and v; gate and up)
+// share: C = ΔXᵀX, and U with UᵀU = Hd⁻¹, Hd = H dampened as GPTQ's (hessian.h:
+// damped_hessian, natural order), factored once.
+struct Fp32Correction {
+  int64_t k = 0;
+  std::vector<double> cross, u, ut;  // [k, k] each; ut = Uᵀ
+};
+
 // Returns "" or why Hd cannot be factored.
-std::string correct_toward_fp32_outputs(std::span<float> w, int64_t n, int64_t k,
-                                        std::span<const float> h, const CrossSum& cross,
-                                        double damp, double weight, int threads = 0);
+std::string prepare_fp32_correction(std::span<const float> h, CrossSum&& cross, double damp,
+                                    int threads, Fp32Correction* out);
+
+// w [n, k] += weight * (w C) Hd⁻¹ = weight * ((w C) Uᵀ) U. weight 1 is the whole correction,
+// 0 none (w untouched).
+void correct_toward_fp32_outputs(std::span<float> w, int64_t n, const Fp32Correction& c,
+                                 double weight, int threads = 0);
 
 }  // namespace mx::ptq

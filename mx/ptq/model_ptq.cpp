@@ -57,18 +57,18 @@ std::string embed_all(nn::Model& model, std::span<const uint32_t> tokens, int64_
   return "";
 }
 
-// Runs `step` of block `layer` on every batch; with a site, also returns H = X^T X of that
-// site's input over all batches, as its product reads it under the model's recipe (the act_fwd
-// cast of that site's stream). Each batch's product runs on the model's backend; only it
-// crosses to the host, where the batches are summed in double.
-// With fp (the unquantized model and its own stream), the step runs on both, and *cross gets
-// the sum of (X_fp - X)^T X over the batches.
+// The unquantized copy of the model and its own stream, for FP32 targets (fp32_targets.h).
 struct Fp32Side {
   nn::Model* model = nullptr;
   Stream* stream = nullptr;
   int threads = 0;
 };
 
+// Runs `step` of block `layer` on every batch; with a site, also returns H = X^T X of that
+// site's input over all batches, as its product reads it under the model's recipe (the act_fwd
+// cast of that site's stream). Each batch's product runs on the model's backend; only it
+// crosses to the host, where the batches are summed in double. With fp.model, the step runs
+// on the unquantized copy's stream too, and *cross gets (X_fp - X)^T X summed over the batches.
 std::string run_step(nn::Model& model, Stream& s, int64_t layer, BlockStep step,
                      const LinearSite* site, int64_t seq_len, std::vector<float>* h,
                      const Fp32Side& fp = {}, CrossSum* cross = nullptr) {
@@ -76,7 +76,7 @@ std::string run_step(nn::Model& model, Stream& s, int64_t layer, BlockStep step,
                     : *site == LinearSite::kProj ? model.config().hidden
                                                  : model.config().dim;
   HessianSum sum = hessian_sum(k);
-  if (cross != nullptr) *cross = cross_sum(k);
+  if (fp.model != nullptr) *cross = cross_sum(k);
   std::vector<float> fp_in, in;
   for (size_t b = 0; b < s.x.size(); ++b) {
     if (fp.model != nullptr) {
@@ -180,19 +180,23 @@ std::string quantize_model(nn::Model& model, std::span<const uint32_t> tokens, i
       if (error = run_step(model, s, l, step.step, site, seq_len, &h, fp, &cross); !error.empty()) {
         break;
       }
+      Fp32Correction correction;
+      if (fp.model != nullptr && site != nullptr) {
+        if (error = prepare_fp32_correction(h, std::move(cross), options.gptq.damp,
+                                            options.gptq.threads, &correction);
+            !error.empty()) {
+          error = cat(params.find_at(model.linear_weight(l, *site))->name, ": ", error);
+          break;
+        }
+      }
       for (const LinearSite site : step.sites) {
         const nn::ParamView* v = params.find_at(model.linear_weight(l, site));
         MxTensor t;
         std::span<const float> w(params.data() + v->offset, size_t(v->size));
         if (fp.model != nullptr) {
           target.assign(w.begin(), w.end());
-          if (std::string e = correct_toward_fp32_outputs(
-                  target, v->shape[0], v->shape[1], h, cross, options.gptq.damp,
-                  options.fp32_target_weight, options.gptq.threads);
-              !e.empty()) {
-            error = cat(v->name, ": ", e);
-            break;
-          }
+          correct_toward_fp32_outputs(target, v->shape[0], correction, options.fp32_target_weight,
+                                      options.gptq.threads);
           w = target;
         }
         if (std::string e = gptq_quantize(w, v->shape[0], v->shape[1], h, options.spec,
