@@ -44,7 +44,9 @@ awk -v p="$ptq_kl" -v c="$cast_kl" 'BEGIN { exit !(p < 0.9 * c) }' ||
 # Fitted to the FP32 model's outputs, and refused under a recipe that casts activations.
 "$mx" ptq "$s/stories260K.bin" --format mxfp4_e2m1 --calib "$sample" --samples 4 --seq-len 256 \
   --fp32-targets 0.5 -q -o fp32_targets.safetensors
-[ -n "$(kl fp32_targets.safetensors)" ] || fail "ptq --fp32-targets wrote no model that evaluates"
+targets_kl=$(kl fp32_targets.safetensors)
+[ -n "$targets_kl" ] && [ "$targets_kl" != "$ptq_kl" ] ||
+  fail "ptq --fp32-targets gave no model that evaluates, or plain PTQ's ($targets_kl)"
 expect_one_line_error "FP32 targets" ptq "$s/stories260K.bin" --calib "$sample" --samples 2 \
   --seq-len 64 --fp32-targets 1 --recipe mxfp4 -o refused.safetensors
 [ ! -e refused.safetensors ] || fail "a refused ptq wrote its output"
