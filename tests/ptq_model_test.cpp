@@ -108,6 +108,38 @@ TEST(LayerwisePasses, GramOfALinearInputIsTheHessianOfItsCastRows) {
   EXPECT_TRUE(same_bits(got, want));
 }
 
+// The product of other rows with a linear input is the weight gradient's product, uncast: on
+// the CPU, the same float32 sums as the host's sgemm of rᵀ X.
+TEST(LayerwisePasses, ProductOfRowsWithALinearInputIsTheirUncastCrossProduct) {
+  auto model = tiny_model(nn::Arch::kGpt2);
+  const int64_t b = 2, t = 16;
+  const std::vector<uint32_t> tokens = calibration(b, t, model->config().vocab);
+  const int64_t dim = model->config().dim, hidden = model->config().hidden;
+  std::vector<float> x(size_t(b * t * dim)), side(size_t(b * t * hidden)), in;
+  ASSERT_EQ(model->embed(tokens.data(), b, t, x.data()), "");
+  for (nn::BlockStep step : {nn::BlockStep::kNorm1, nn::BlockStep::kAttention,
+                             nn::BlockStep::kAttnResidual, nn::BlockStep::kMlp}) {
+    ASSERT_EQ(model->forward_block_step(0, step, x.data(), side.data(), b, t), "");
+  }
+  ASSERT_EQ(model->linear_input(0, LinearSite::kProj, &in), "");
+  std::vector<float> rows(in.size());
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = float(int64_t(i % 7) - 3) * 0.25f;
+  std::vector<float> got;
+  ASSERT_EQ(model->linear_input_product(0, LinearSite::kProj, rows, &got), "");
+  ASSERT_EQ(int64_t(got.size()), hidden * hidden);
+  for (int64_t i = 0; i < hidden; i += 37) {
+    for (int64_t j = 0; j < hidden; j += 29) {
+      double want = 0;
+      for (int64_t r = 0; r < b * t; ++r) {
+        want += double(rows[size_t(r * hidden + i)]) * in[size_t(r * hidden + j)];
+      }
+      EXPECT_NEAR(got[size_t(i * hidden + j)], want, 1e-5 * (1 + std::fabs(want))) << i << " " << j;
+    }
+  }
+  std::vector<float> short_rows(rows.begin(), rows.end() - 1);
+  EXPECT_NE(model->linear_input_product(0, LinearSite::kProj, short_rows, &got), "");
+}
+
 TEST(LayerwisePasses, ReserveOneBlocksActivations) {
   nn::ModelConfig c = tiny_model(nn::Arch::kGpt2)->config();
   c.n_layers = 6;

@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -169,6 +170,11 @@ class Model {
   // (Backend::gram), on the host. Only the k x k result crosses to the host.
   std::string linear_input_gram(int64_t layer, LinearSite site, const OperandCast& cast,
                                 uint64_t stream, std::vector<float>* out);
+  // The same input X [n, k] multiplied by other rows r [n, k] of the caller's, as the
+  // backend's float32 product with no cast: out [k, k] = rᵀ X, on the host. r is the caller's and
+  // is only read; with a backend whose memory is not the host's it crosses once to the backend.
+  std::string linear_input_product(int64_t layer, LinearSite site, std::span<float> rows,
+                                   std::vector<float>* out);
   // The offset into params() of a block's weight at `site` (-1: the architecture has none).
   int64_t linear_weight(int64_t layer, LinearSite site) const;
 

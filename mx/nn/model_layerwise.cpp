@@ -151,6 +151,38 @@ std::string Model::linear_input_gram(int64_t layer, LinearSite site, const Opera
   return be.take_error();
 }
 
+std::string Model::linear_input_product(int64_t layer, LinearSite site, std::span<float> rows,
+                                        std::vector<float>* out) {
+  Buf in;
+  int64_t k = 0;
+  if (std::string e = linear_input_buf(layer, site, &in, &k); !e.empty()) return e;
+  const int64_t n = b_ * t_;
+  if (int64_t(rows.size()) != n * k) {
+    return cat("the rows hold ", rows.size(), " values where the input holds ", n * k);
+  }
+  Backend& be = *backend_;
+  if (be.act_type() != BufType::kF32) return "the input product needs float32 activations";
+  out->assign(size_t(k * k), 0.0f);
+  // dW [k, k] += dyᵀ x with dy = rows and x = X: the weight gradient's product, uncast.
+  const Recipe uncast;
+  if (be.host_visible()) {
+    be.matmul_backward({}, be.wrap(out->data(), BufType::kF32, k * k), {},
+                       be.wrap(rows.data(), BufType::kF32, n * k), in.at(0, n * k), {}, n, k, k,
+                       false, uncast, {});
+    return be.take_error();
+  }
+  const Buf r = be.alloc(BufType::kF32, n * k), p = be.alloc(BufType::kF32, k * k);
+  if (r.empty() || p.empty()) {
+    be.release(r), be.release(p);
+    return cat("cannot allocate the ", n, " x ", k, " rows and their ", k, " x ", k, " product");
+  }
+  be.upload(r, rows.data());
+  be.matmul_backward({}, p, {}, r, in.at(0, n * k), {}, n, k, k, false, uncast, {});
+  be.download(out->data(), p);
+  be.release(r), be.release(p);
+  return be.take_error();
+}
+
 int64_t Model::linear_weight(int64_t layer, LinearSite site) const {
   const LayerOffsets& o = params_.layers()[size_t(layer)];
   switch (site) {

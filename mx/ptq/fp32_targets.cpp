@@ -17,18 +17,27 @@ CrossSum cross_sum(int64_t k) {
   return s;
 }
 
+void input_difference(const float* fp_inputs, const float* inputs, int64_t rows, int64_t k,
+                      std::vector<float>* delta) {
+  delta->resize(size_t(rows * k));
+  for (int64_t i = 0; i < rows * k; ++i) (*delta)[size_t(i)] = fp_inputs[i] - inputs[i];
+}
+
+void add_cross_product(CrossSum* sum, const float* batch) {
+  for (size_t i = 0; i < sum->total.size(); ++i) sum->total[i] += double(batch[i]);
+}
+
 void add_cross_batch(CrossSum* sum, const float* fp_inputs, const float* inputs, int64_t rows,
                      int threads) {
   const int64_t k = sum->k;
-  sum->delta.resize(size_t(rows * k));
-  for (int64_t i = 0; i < rows * k; ++i) sum->delta[size_t(i)] = fp_inputs[i] - inputs[i];
+  input_difference(fp_inputs, inputs, rows, k, &sum->delta);
   sum->batch.resize(size_t(k * k));
   cpu::SgemmOptions options;
   options.threads = threads;
   // batch[i][j] = sum over rows t of delta[t][i] inputs[t][j]: A = deltaᵀ, B = inputs.
   cpu::sgemm(sum->batch.data(), k, cpu::StridedMatrix{sum->delta.data(), 1, k},
              cpu::StridedMatrix{inputs, k, 1}, k, rows, k, options);
-  for (size_t i = 0; i < sum->total.size(); ++i) sum->total[i] += double(sum->batch[i]);
+  add_cross_product(sum, sum->batch.data());
 }
 
 std::string prepare_fp32_correction(std::span<const float> h, CrossSum&& cross, double damp,

@@ -15,8 +15,9 @@
 
 namespace mx::ptq {
 
-// ΔXᵀX over inputs that arrive in batches of rows, each batch's product in FP32 (mx::cpu::sgemm),
-// the batches summed in double (as HessianSum).
+// ΔXᵀX over inputs that arrive in batches of rows, each batch's product in FP32 (made by the
+// model's backend, nn::Model::linear_input_product, or on the host by add_cross_batch), the
+// batches summed in double (as HessianSum).
 struct CrossSum {
   int64_t k = 0;
   std::vector<double> total;  // [k, k], row i: sum over tokens of ΔX[t, i] X[t, j]
@@ -24,8 +25,13 @@ struct CrossSum {
 };
 
 CrossSum cross_sum(int64_t k);
-// fp_inputs and inputs: the same rows [rows, k] of the FP32 model's and the quantized model's
-// inputs to the layer.
+// delta [rows, k] := fp_inputs - inputs, the same rows of the FP32 model's and the quantized
+// model's inputs to the layer.
+void input_difference(const float* fp_inputs, const float* inputs, int64_t rows, int64_t k,
+                      std::vector<float>* delta);
+// Adds one batch's FP32 product ΔXᵀX [k, k].
+void add_cross_product(CrossSum* sum, const float* batch);
+// Both on the host: the batch's ΔXᵀX by mx::cpu::sgemm, then added.
 void add_cross_batch(CrossSum* sum, const float* fp_inputs, const float* inputs, int64_t rows,
                      int threads = 0);
 

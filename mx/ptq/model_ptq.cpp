@@ -61,14 +61,14 @@ std::string embed_all(nn::Model& model, std::span<const uint32_t> tokens, int64_
 struct Fp32Side {
   nn::Model* model = nullptr;
   Stream* stream = nullptr;
-  int threads = 0;
 };
 
 // Runs `step` of block `layer` on every batch; with a site, also returns H = X^T X of that
 // site's input over all batches, as its product reads it under the model's recipe (the act_fwd
 // cast of that site's stream). Each batch's product runs on the model's backend; only it
 // crosses to the host, where the batches are summed in double. With fp.model, the step runs
-// on the unquantized copy's stream too, and *cross gets (X_fp - X)^T X summed over the batches.
+// on the unquantized copy's stream too, and *cross gets (X_fp - X)^T X summed over the batches
+// (X_fp - X formed on the host, its product with X on the backend).
 std::string run_step(nn::Model& model, Stream& s, int64_t layer, BlockStep step,
                      const LinearSite* site, int64_t seq_len, std::vector<float>* h,
                      const Fp32Side& fp = {}, CrossSum* cross = nullptr) {
@@ -98,7 +98,13 @@ std::string run_step(nn::Model& model, Stream& s, int64_t layer, BlockStep step,
     if (site == nullptr) continue;
     if (fp.model != nullptr) {
       if (std::string e = model.linear_input(layer, *site, &in); !e.empty()) return e;
-      add_cross_batch(cross, fp_in.data(), in.data(), int64_t(in.size()) / k, fp.threads);
+      // ΔXᵀX on the backend, where X already is: the product that dominates this pass.
+      input_difference(fp_in.data(), in.data(), int64_t(in.size()) / k, k, &cross->delta);
+      if (std::string e = model.linear_input_product(layer, *site, cross->delta, &cross->batch);
+          !e.empty()) {
+        return e;
+      }
+      add_cross_product(cross, cross->batch.data());
     }
     const uint64_t stream =
         nn::operand_stream(nn::stream_id(0, int(layer), int(*site)), nn::LinearOperand::kActFwd);
@@ -155,7 +161,7 @@ std::string quantize_model(nn::Model& model, std::span<const uint32_t> tokens, i
     if (recipe.act_fwd.kind != nn::OperandCast::Kind::kNone) {
       error = "FP32 targets take a recipe without activation casts";
     } else {
-      fp = {options.fp32_model, &fp_stream, options.gptq.threads};
+      fp = {options.fp32_model, &fp_stream};
       fp.model->set_recipe(recipe);
       fp.model->set_step(0);
       fp_stream.rows = s.rows;

@@ -104,6 +104,39 @@ TEST(CudaPtq, GramMatrixMatchesTheCpuWithinFloat32Sums) {
   }
 }
 
+// The product of the caller's rows with a layer's input (FP32 targets' ΔXᵀX) on the GPU: the
+// CPU's float32 sums within their rounding (1e-5 of the largest entry over 128 rows).
+TEST(CudaPtq, InputProductMatchesTheCpuWithinFloat32Sums) {
+  std::string why;
+  if (!cuda::cuda_device_available(&why)) GTEST_SKIP() << "no CUDA device: " << why;
+  const int64_t b = 2, t = 64;
+  const std::vector<uint32_t> tokens = calibration(b * t);
+  std::vector<float> products[2];
+  for (int i = 0; i < 2; ++i) {
+    std::unique_ptr<nn::Backend> backend =
+        i == 0 ? std::make_unique<nn::CpuBackend>(0) : gpu_backend();
+    ASSERT_NE(backend, nullptr);
+    nn::Model model(two_layers(nn::Arch::kGpt2), std::move(backend));
+    model.params().init(5);
+    model.upload_params();
+    const int64_t dim = model.config().dim;
+    std::vector<float> x(size_t(b * t * dim)), side(size_t(b * t * model.config().hidden)), rows;
+    ASSERT_EQ(model.embed(tokens.data(), b, t, x.data()), "");
+    ASSERT_EQ(model.forward_block_step(0, nn::BlockStep::kNorm1, x.data(), side.data(), b, t), "");
+    rows.resize(size_t(b * t * dim));
+    for (size_t e = 0; e < rows.size(); ++e) rows[e] = float(int64_t(e % 11) - 5) * 0.125f;
+    ASSERT_EQ(model.linear_input_product(0, nn::LinearSite::kQ, rows, &products[i]), "");
+  }
+  ASSERT_EQ(products[1].size(), products[0].size());
+  float largest = 0, worst = 0;
+  for (size_t e = 0; e < products[0].size(); ++e) {
+    largest = std::max(largest, std::fabs(products[0][e]));
+    worst = std::max(worst, std::fabs(products[1][e] - products[0][e]));
+  }
+  EXPECT_GT(largest, 0.0f);
+  EXPECT_LE(worst, 1e-5f * largest) << worst << " of " << largest;
+}
+
 // The GPU's forward pass sums in another order than the CPU's, so the Hessians differ in their
 // last bits. An element's code changes only where its updated value lies that close to a
 // rounding boundary, and then passes a quantum's error on to the columns after it; such flips
