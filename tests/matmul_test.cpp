@@ -239,6 +239,28 @@ TEST(Recipe, EveryRecipeFileOfTheStudiesParsesUnderItsFileName) {
   EXPECT_GE(files, 10);
 }
 
+// Quantization-aware training keeps the forward casts; the backward multiplies in float32 where
+// the activations are float32 and in bfloat16 where they are bfloat16 (a GPU's MX runs), so
+// that attention's backward stays on the tensor-core kernels. A recipe it does not change
+// keeps its name (and with it, on a GPU, its float32 activations).
+TEST(Recipe, ForwardCastsForTrainingKeepTheForwardAndMatchTheActivationsBackward) {
+  const Recipe mxfp4 = *recipe_preset("mxfp4");
+  for (const bool bf16 : {false, true}) {
+    const Recipe r = forward_casts_for_training(mxfp4, bf16);
+    EXPECT_EQ(r.name, "mxfp4-forward");
+    EXPECT_EQ(r.act_fwd.kind, OperandCast::Kind::kMx);
+    EXPECT_EQ(r.weight_fwd.kind, OperandCast::Kind::kMx);
+    EXPECT_EQ(r.act_fwd.spec.format, mxfp4.act_fwd.spec.format);
+    const OperandCast::Kind backward = bf16 ? OperandCast::Kind::kBF16 : OperandCast::Kind::kNone;
+    for (const OperandCast* c : {&r.grad_out_dx, &r.weight_dx, &r.grad_out_dw, &r.act_dw}) {
+      EXPECT_EQ(c->kind, backward);
+    }
+  }
+  EXPECT_EQ(forward_casts_for_training(*recipe_preset("fp32"), false).name, "fp32");
+  EXPECT_EQ(forward_casts_for_training(*recipe_preset("bf16"), true).name, "bf16");
+  EXPECT_EQ(forward_casts_for_training(*recipe_preset("bf16"), false).name, "bf16-forward");
+}
+
 TEST(Recipe, Tf32PresetCastsNothing) {
   const Recipe r = *recipe_preset("tf32");
   EXPECT_EQ(r.name, "tf32");

@@ -136,6 +136,14 @@ Recipe forward_only(const Recipe& recipe) {
   return r;
 }
 
+Recipe forward_casts_for_training(const Recipe& recipe, bool bf16_activations) {
+  Recipe r = forward_only(recipe);
+  const OperandCast backward = bf16_activations ? OperandCast::bf16() : OperandCast::none();
+  r.grad_out_dx = r.weight_dx = r.grad_out_dw = r.act_dw = backward;
+  if (recipe_to_json(r) != recipe_to_json(recipe)) r.name += "-forward";
+  return r;
+}
+
 Recipe classifier_recipe(const Recipe& recipe) {
   Recipe r = recipe;
   if (!recipe.bf16_classifier) return r;

@@ -62,6 +62,13 @@ std::optional<Recipe> recipe_preset(std::string_view name);
 // the backward roles are cleared.
 Recipe forward_only(const Recipe& recipe);
 
+// The forward casts of a recipe for quantization-aware training (mx train
+// --forward-casts-only): the backward's products uncast (float32) where the activations are
+// float32, bfloat16 (as the bf16 recipe's) where the backend keeps bfloat16 activations. There
+// the gradients are bfloat16 already, and an uncast P or dS would take attention's backward
+// off the tensor cores. Named "R-forward" unless nothing changed (fp32 stays fp32).
+Recipe forward_casts_for_training(const Recipe& recipe, bool bf16_activations);
+
 // The casts of the classifier's products under `recipe` (bf16_classifier above).
 Recipe classifier_recipe(const Recipe& recipe);
 

@@ -63,8 +63,8 @@ std::string build_config(const TrainFlags& f, const data::DataPaths& paths, trai
     return e;
   }
   if (f.forward_casts_only) {
-    c->recipe = nn::forward_only(c->recipe);
-    c->recipe.name += "-forward";
+    c->recipe = nn::forward_casts_for_training(
+        c->recipe, f.device == "cuda" && !nn::recipe_wants_f32_activations(c->recipe));
   }
   c->data = f.data;
   c->batch = f.batch;
