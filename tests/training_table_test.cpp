@@ -120,6 +120,22 @@ TEST_F(TrainingTable, RunsThatDifferFromTheBaselineSayHow) {
   EXPECT_NE(md.find("short differs from fp32 in steps"), std::string::npos) << md;
 }
 
+// Speed sits beside the loss, as the run's log gives it: wall seconds and tokens/s with their
+// thousands grouped, so that rates of different recipes read against each other.
+TEST(TrainingTableText, EachRowGivesTheRunsWallTimeAndTokensPerSecond) {
+  TableRun r;
+  r.label = r.model = r.recipe = "x";
+  r.parameters = 1000, r.tokens = 2000, r.val_loss = 3.5;
+  r.elapsed_s = 108.874, r.tokens_per_s = 241563.2;
+  std::string md = training_table_markdown({r});
+  EXPECT_NE(md.find("| 109 s | 241,563 |"), std::string::npos) << md;
+  r.tokens_per_s = 999.6;
+  md = training_table_markdown({r});
+  EXPECT_NE(md.find("| 1,000 |"), std::string::npos) << md;
+  r.tokens_per_s = 1277523;
+  EXPECT_NE(training_table_markdown({r}).find("| 1,277,523 |"), std::string::npos);
+}
+
 TEST_F(TrainingTable, WithoutABaselineRunTheGapIsEmpty) {
   std::vector<TableRun> runs;
   ASSERT_EQ(build_training_table({run("mxfp6")}, "fp32", &runs), "");

@@ -78,6 +78,16 @@ std::string count_text(int64_t n) {
   return fmt::format("{}", n);
 }
 
+// 241563 -> "241,563": rates that are read against each other digit by digit.
+std::string grouped_text(double x) {
+  std::string digits = fmt::format("{:.0f}", x), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0 && digits[i - 1] != '-') out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
 }  // namespace
 
 namespace {
@@ -196,8 +206,8 @@ std::string training_table_markdown(const std::vector<TableRun>& runs,
                                     const std::string& baseline_recipe) {
   std::string s =
       "| run | model | parameters | recipe | tokens | tokens / parameter | epochs | "
-      "validation loss | gap | paper's gap |\n"
-      "|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n";
+      "validation loss | gap | paper's gap | wall | tokens/s |\n"
+      "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   std::vector<std::string> notes;
   for (const TableRun& r : runs) {
     std::string gap = gap_text(r.gap);
@@ -207,11 +217,12 @@ std::string training_table_markdown(const std::vector<TableRun>& runs,
       notes.push_back(fmt::format("{} differs from {} in {}", r.label, r.baseline, what));
       gap += fmt::format(" ({})", notes.size());
     }
-    s += fmt::format("| {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {:.4f} | {} | {} |\n", r.label,
-                     r.model, count_text(r.parameters), r.recipe, count_text(r.tokens),
-                     double(r.tokens) / double(r.parameters),
-                     r.train_tokens > 0 ? double(r.tokens) / double(r.train_tokens) : 0.0,
-                     r.val_loss, gap, paper_text(r.paper_gap, r.paper_model));
+    s += fmt::format(
+        "| {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {:.4f} | {} | {} | {:.0f} s | {} |\n",
+        r.label, r.model, count_text(r.parameters), r.recipe, count_text(r.tokens),
+        double(r.tokens) / double(r.parameters),
+        r.train_tokens > 0 ? double(r.tokens) / double(r.train_tokens) : 0.0, r.val_loss, gap,
+        paper_text(r.paper_gap, r.paper_model), r.elapsed_s, grouped_text(r.tokens_per_s));
   }
   for (size_t i = 0; i < notes.size(); ++i) s += fmt::format("\n({}) {}", i + 1, notes[i]);
   if (!notes.empty()) s += "\n";
