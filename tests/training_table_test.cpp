@@ -88,6 +88,26 @@ TEST_F(TrainingTable, GapIsTheDifferenceOfTheLastValidationLossesToTheFp32Run) {
   EXPECT_TRUE(runs[0].differs.empty());
 }
 
+// A further baseline (the RESULTS tables' "gap to bf16") is found as the first one is, and has a
+// column of its own; a recipe with no run leaves its gap empty.
+TEST_F(TrainingTable, FurtherBaselinesGiveGapColumnsOfTheirOwn) {
+  std::vector<TableRun> runs;
+  ASSERT_EQ(build_training_table({run("fp32"), run("mxfp6")}, "fp32", &runs, {"mxfp6", "bf16"}),
+            "");
+  ASSERT_EQ(runs[0].other_gaps.size(), 2u);
+  EXPECT_EQ(runs[0].other_gaps[0].recipe, "mxfp6");
+  EXPECT_EQ(runs[0].other_gaps[0].baseline, "mxfp6");
+  ASSERT_TRUE(runs[0].other_gaps[0].gap.has_value());
+  EXPECT_EQ(*runs[0].other_gaps[0].gap,
+            last_val_loss(dir_->path / "fp32") - last_val_loss(dir_->path / "mxfp6"));
+  EXPECT_EQ(runs[0].other_gaps[1].baseline, "");
+  EXPECT_FALSE(runs[0].other_gaps[1].gap.has_value());
+  const std::string md = training_table_markdown(runs);
+  EXPECT_NE(md.find("| gap | gap to mxfp6 | gap to bf16 | paper's gap |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| +0.0000 | – |"), std::string::npos) << md;  // mxfp6 to itself; no bf16
+  EXPECT_NE(training_table_json(runs).find("\"other_gaps\""), std::string::npos);
+}
+
 TEST_F(TrainingTable, CountsTokensParametersAndTheTrainingSplit) {
   TableRun r;
   ASSERT_EQ(read_table_run(run("fp32"), &r), "");

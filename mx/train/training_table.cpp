@@ -145,8 +145,20 @@ std::string read_table_run(const std::string& dir, TableRun* out) {
   return "";
 }
 
+// The run of r's model whose recipe is `recipe`: of r's seed where there is one.
+const TableRun* find_baseline(const std::vector<TableRun>& runs, const TableRun& r,
+                              const std::string& recipe) {
+  const TableRun* base = nullptr;
+  for (const TableRun& b : runs) {
+    if (b.recipe != recipe || b.model != r.model || b.parameters != r.parameters) continue;
+    if (base == nullptr || (b.seed == r.seed && base->seed != r.seed)) base = &b;
+  }
+  return base;
+}
+
 std::string build_training_table(const std::vector<std::string>& dirs,
-                                 const std::string& baseline_recipe, std::vector<TableRun>* out) {
+                                 const std::string& baseline_recipe, std::vector<TableRun>* out,
+                                 const std::vector<std::string>& other_baselines) {
   std::vector<TableRun> runs(dirs.size());
   for (size_t i = 0; i < dirs.size(); ++i) {
     if (std::string e = read_table_run(dirs[i], &runs[i]); !e.empty()) return e;
@@ -155,17 +167,18 @@ std::string build_training_table(const std::vector<std::string>& dirs,
     const PaperTrainingRow& paper = nearest_paper_row(r.parameters);
     r.paper_model = paper.model;
     r.paper_gap = paper_gap(paper, r.recipe);
-    const TableRun* base = nullptr;
-    for (const TableRun& b : runs) {
-      if (b.recipe != baseline_recipe || b.model != r.model || b.parameters != r.parameters) {
-        continue;
-      }
-      if (base == nullptr || (b.seed == r.seed && base->seed != r.seed)) base = &b;
-    }
-    if (base != nullptr) {
+    if (const TableRun* base = find_baseline(runs, r, baseline_recipe)) {
       r.baseline = base->label;
       r.gap = r.val_loss - base->val_loss;
       r.differs = differing_settings(r, *base);
+    }
+    for (const std::string& recipe : other_baselines) {
+      TableRun::OtherGap g{recipe, "", std::nullopt};
+      if (const TableRun* base = find_baseline(runs, r, recipe)) {
+        g.baseline = base->label;
+        g.gap = r.val_loss - base->val_loss;
+      }
+      r.other_gaps.push_back(std::move(g));
     }
   }
   *out = std::move(runs);
@@ -204,10 +217,18 @@ std::vector<RecipeSummary> summarize_by_recipe(const std::vector<TableRun>& runs
 
 std::string training_table_markdown(const std::vector<TableRun>& runs,
                                     const std::string& baseline_recipe) {
-  std::string s =
+  std::string other_heads, other_rule;
+  if (!runs.empty()) {
+    for (const TableRun::OtherGap& g : runs[0].other_gaps) {
+      other_heads += fmt::format(" gap to {} |", g.recipe);
+      other_rule += "---:|";
+    }
+  }
+  std::string s = fmt::format(
       "| run | model | parameters | recipe | tokens | tokens / parameter | epochs | "
-      "validation loss | gap | paper's gap | wall | tokens/s |\n"
-      "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+      "validation loss | gap |{} paper's gap | wall | tokens/s |\n"
+      "|---|---|---:|---|---:|---:|---:|---:|---:|{}---:|---:|---:|\n",
+      other_heads, other_rule);
   std::vector<std::string> notes;
   for (const TableRun& r : runs) {
     std::string gap = gap_text(r.gap);
@@ -217,12 +238,15 @@ std::string training_table_markdown(const std::vector<TableRun>& runs,
       notes.push_back(fmt::format("{} differs from {} in {}", r.label, r.baseline, what));
       gap += fmt::format(" ({})", notes.size());
     }
+    std::string others;
+    for (const TableRun::OtherGap& g : r.other_gaps)
+      others += fmt::format(" {} |", gap_text(g.gap));
     s += fmt::format(
-        "| {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {:.4f} | {} | {} | {:.0f} s | {} |\n",
+        "| {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {:.4f} | {} |{} {} | {:.0f} s | {} |\n",
         r.label, r.model, count_text(r.parameters), r.recipe, count_text(r.tokens),
         double(r.tokens) / double(r.parameters),
         r.train_tokens > 0 ? double(r.tokens) / double(r.train_tokens) : 0.0, r.val_loss, gap,
-        paper_text(r.paper_gap, r.paper_model), r.elapsed_s, grouped_text(r.tokens_per_s));
+        others, paper_text(r.paper_gap, r.paper_model), r.elapsed_s, grouped_text(r.tokens_per_s));
   }
   for (size_t i = 0; i < notes.size(); ++i) s += fmt::format("\n({}) {}", i + 1, notes[i]);
   if (!notes.empty()) s += "\n";
@@ -264,6 +288,11 @@ std::string training_table_json(const std::vector<TableRun>& runs,
                         {"paper_model", r.paper_model},
                         {"paper_gap", or_null(r.paper_gap)},
                         {"differs", r.differs}};
+    nlohmann::json others = nlohmann::json::array();
+    for (const TableRun::OtherGap& g : r.other_gaps) {
+      others.push_back({{"recipe", g.recipe}, {"baseline", g.baseline}, {"gap", or_null(g.gap)}});
+    }
+    j["other_gaps"] = std::move(others);
     a.push_back(std::move(j));
   }
   nlohmann::json recipes = nlohmann::json::array();

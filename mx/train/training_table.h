@@ -31,6 +31,12 @@ struct TableRun {
   std::string paper_model;           // the paper's model nearest in parameters
   std::optional<double> paper_gap;   // the paper's gap for this recipe on that model
   std::vector<std::string> differs;  // settings that differ from the baseline's
+  // Gaps to further baselines (`mx study table --also-baseline R`), in the order asked.
+  struct OtherGap {
+    std::string recipe, baseline;  // the recipe asked for, the run found ("" when none)
+    std::optional<double> gap;
+  };
+  std::vector<OtherGap> other_gaps;
 };
 
 // The runs of one model under one recipe (seeds, say), summed up.
@@ -59,15 +65,18 @@ extern const PaperTrainingRow kPaperTrainingRows[4];
 std::string read_table_run(const std::string& dir, TableRun* out);
 
 // Reads every run and fills the gaps: the baseline of a run is the run of the same model and
-// seed whose recipe is `baseline_recipe`, or failing that the first such run of the model.
+// seed whose recipe is `baseline_recipe`, or failing that the first such run of the model. Each
+// of `other_baselines` gives a further gap, found the same way (TableRun::other_gaps).
 std::string build_training_table(const std::vector<std::string>& dirs,
-                                 const std::string& baseline_recipe, std::vector<TableRun>* out);
+                                 const std::string& baseline_recipe, std::vector<TableRun>* out,
+                                 const std::vector<std::string>& other_baselines = {});
 
 // One summary per model and recipe, in the order they first appear.
 std::vector<RecipeSummary> summarize_by_recipe(const std::vector<TableRun>& runs,
                                                const std::string& baseline_recipe);
 
-// The runs' table, then, when some model and recipe has several runs, the summaries' table.
+// The runs' table (a "gap to R" column for each further baseline), then, when some model and
+// recipe has several runs, the summaries' table.
 std::string training_table_markdown(const std::vector<TableRun>& runs,
                                     const std::string& baseline_recipe = "fp32");
 // {"runs": [...], "recipes": [...]}.

@@ -72,6 +72,9 @@ grep -q '^| resumed | tiny |' table.txt || fail "study table: $(cat table.txt)"
 cmp -s <(head -n "$(wc -l <table/table.md)" table.txt) table/table.md ||
   fail "study table printed another table than it wrote"
 grep -q '^| tiny | mxfp6 | 2 |' table.txt || fail "study table: no summary of the two mxfp6 runs"
+# A further baseline: one more gap column; both runs are mxfp6, so each is +0.0000 to the other.
+"$mx" study table straight resumed --also-baseline mxfp6 --no-plot | grep -q '| gap to mxfp6 |' ||
+  fail "study table --also-baseline: no column"
 
 # The casts' errors on the trained run: a row per product, six roles, the 6-bit error a few
 # percent; in JSON, one record per layer, product and role.

@@ -16,13 +16,15 @@ struct StudyTableFlags {
   std::vector<std::string> runs;
   std::string out;
   std::string baseline = "fp32";
+  std::vector<std::string> also_baselines;
   bool json = false;
   bool no_plot = false;
 };
 
 std::string run_study_table(const StudyTableFlags& f) {
   std::vector<train::TableRun> runs;
-  if (std::string e = train::build_training_table(f.runs, f.baseline, &runs); !e.empty()) {
+  if (std::string e = train::build_training_table(f.runs, f.baseline, &runs, f.also_baselines);
+      !e.empty()) {
     return e;
   }
   if (!f.out.empty()) {
@@ -108,6 +110,9 @@ void register_study(CLI::App& app) {
   table->add_option("-o,--out", f.out, "Folder for table.md, table.json and loss.png");
   table->add_option("--baseline", f.baseline, "Recipe whose run each gap is taken to")
       ->capture_default_str();
+  table->add_option("--also-baseline", f.also_baselines,
+                    "A further recipe to give each run's gap to, in a column of its own "
+                    "(repeatable)");
   table->add_flag("--json", f.json, "Print the table as JSON");
   table->add_flag("--no-plot", f.no_plot, "Write no loss.png (gnuplot draws it)");
   table->callback([] { run_command("study table", [] { return run_study_table(f); }); });
