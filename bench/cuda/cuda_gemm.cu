@@ -1,7 +1,9 @@
 // Speed of the MX matrix products beside cuBLAS in the same process: cuBLAS BF16 (bfloat16 in
 // and out, float32 accumulation) and cuBLASLt FP8 (E4M3 with per-tensor scales, bfloat16 out)
-// on the same M, N, K. D = A * B^T with A [M, K] and B [N, K]. CUDA events, 3 warm-ups, median
-// of 10. Prints TFLOP/s and the ratio to cuBLAS BF16.
+// on the same M, N, K, beside the MX products: MXFP8 x MXFP8 on FP8 tensor cores ("mx fp8-tc",
+// E4M3 x E4M3) and each pair of formats through bfloat16 tensor cores. D = A * B^T with A [M, K]
+// and B [N, K]. CUDA events, 3 warm-ups, median of 10. Prints TFLOP/s and the ratio to cuBLAS
+// BF16.
 //
 // The weight-only product (X bfloat16 with M = 1..64 rows, W in the weight-tile layout) is timed
 // beside cuBLAS BF16 on the same shapes, in microseconds per call; both cycle through enough
@@ -370,6 +372,32 @@ int main(int argc, char** argv) {
     CHECK(cudaFree(fp8.one));
     CHECK(cudaFree(fp8.workspace));
 
+    {
+      // MXFP8 x MXFP8 on FP8 tensor cores with the per-32 scales (mx_gemm_fp8_cuda).
+      const MxOperand a = make_mx(mx::ElementFormat::kE4M3, s.m, s.k, 5);
+      const MxOperand b = make_mx(mx::ElementFormat::kE4M3, s.n, s.k, 6);
+      mx::cuda::MxGemmArgs args;
+      args.m = s.m;
+      args.n = s.n;
+      args.k = s.k;
+      args.a = {a.codes, a.scales, mx::ElementFormat::kE4M3};
+      args.b = {b.codes, b.scales, mx::ElementFormat::kE4M3};
+      args.out_dtype = mx::DType::kBF16;
+      args.d = d16;
+      const float ms = median_ms([&] {
+        const std::string e = mx::cuda::mx_gemm_fp8_cuda(args, nullptr);
+        if (!e.empty()) {
+          std::fprintf(stderr, "%s\n", e.c_str());
+          std::exit(1);
+        }
+      });
+      std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, "mx fp8-tc", ms, tflops(s, ms),
+                  bf16_ms / ms);
+      for (void* q : {static_cast<void*>(a.codes), static_cast<void*>(a.scales),
+                      static_cast<void*>(b.codes), static_cast<void*>(b.scales)}) {
+        CHECK(cudaFree(q));
+      }
+    }
     for (const Pair& p : pairs) {
       const MxOperand a = make_mx(p.a, s.m, s.k, 5);
       const MxOperand b = make_mx(p.b, s.n, s.k, 6);

@@ -45,6 +45,14 @@ struct MxGemmArgs {
 // Code buffers must be 16-byte aligned (8 for 6- and 2-bit codes; cudaMalloc's are).
 std::string mx_gemm_cuda(const MxGemmArgs& args, cudaStream_t stream);
 
+// D = A * B^T (+ bias) for MXFP8 operands (E4M3 or E5M2, in any pairing) on FP8 tensor cores:
+// each MX block of A meets one of B in one tensor-core product that starts from zero, and its
+// partial sums join the float32 accumulators times the two blocks' scales. Exact while every
+// partial sum is exact and each block's scaled sum stays a normal float32 (docs/NUMERICS.md);
+// otherwise within float32 accumulation error of the FP32 product of the decoded operands.
+// Hopper (compute capability 9.0); codes 16-byte aligned.
+std::string mx_gemm_fp8_cuda(const MxGemmArgs& args, cudaStream_t stream);
+
 // Weight-only product for small batches: D [M, N] = X [M, K] * W^T (+ bias), X bfloat16
 // row-major, W [N, K] in the weight-tile layout (mx/core/layout_weight_tiles.h: to_weight_tiles
 // converts from MX storage), any element format, M at most 64. Products accumulate in float32
