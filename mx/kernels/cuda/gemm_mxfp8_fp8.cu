@@ -16,6 +16,7 @@
 
 #include <string>
 
+#include "mx/kernels/cuda/gemm_epilogue.cuh"
 #include "mx/kernels/cuda/gemm_mxfp8_fp8.h"
 #include "mx/kernels/cuda/mma_sync.cuh"
 #include "mx/kernels/cuda/shared_memory_limit.h"
@@ -153,34 +154,6 @@ __device__ __forceinline__ StageTiles stage_tiles(uint8_t* shared, int64_t s) {
   uint8_t* base = shared + (s % kStages) * kStageBytes;
   return {base, base + kTileBytes, reinterpret_cast<float*>(base + 2 * kTileBytes),
           reinterpret_cast<float*>(base + 2 * kTileBytes) + kTileM * kBlocksPerStage};
-}
-
-__device__ __forceinline__ void store_pair(const Params& P, int64_t row, int64_t col, float v0,
-                                           float v1) {
-  if (row >= P.m || col >= P.n) return;
-  const bool second = col + 1 < P.n;
-  if (P.bias) {
-    v0 += P.bias[col];
-    if (second) v1 += P.bias[col + 1];
-  }
-  const int64_t at = row * P.n + col;
-  if (P.out_bf16) {
-    __nv_bfloat16* d = static_cast<__nv_bfloat16*>(P.d) + at;
-    if (second && P.pair_stores) {
-      *reinterpret_cast<__nv_bfloat162*>(d) = __floats2bfloat162_rn(v0, v1);
-    } else {
-      d[0] = __float2bfloat16_rn(v0);
-      if (second) d[1] = __float2bfloat16_rn(v1);
-    }
-  } else {
-    float* d = static_cast<float*>(P.d) + at;
-    if (second && P.pair_stores) {
-      *reinterpret_cast<float2*>(d) = make_float2(v0, v1);
-    } else {
-      d[0] = v0;
-      if (second) d[1] = v1;
-    }
-  }
 }
 
 template <bool kE5m2A, bool kE5m2B>
