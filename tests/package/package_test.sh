@@ -33,10 +33,15 @@ if grep -q 'mxkit::cuda' "$prefix/$libdir"/cmake/mxkit/mxkitTargets.cmake; then
   [ -f "$prefix/include/mx/kernels/cuda/mx_gemm.h" ] || fail "mx_gemm.h not installed"
 fi
 
+# MX_PACKAGE_FLAGS: compile and link flags for the programs built here (the sanitizers' flags,
+# where the installed libraries carry them).
+extra=${MX_PACKAGE_FLAGS:-}
 cmake -S "$source_dir/tests/package" -B "$work/cmake-build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
-link=$(cmake --build "$work/cmake-build" --verbose | grep -- '-o mxkit_user ') ||
-  fail "no link line in the build of tests/package"
+  -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_CXX_FLAGS="$extra" -DCMAKE_EXE_LINKER_FLAGS="$extra" \
+  >/dev/null
+build_log=$(cmake --build "$work/cmake-build" --verbose 2>&1) ||
+  fail "the find_package build failed: $(tail -n 5 <<<"$build_log")"
+link=$(grep -- '-o mxkit_user ' <<<"$build_log") || fail "no link line in the build of tests/package"
 no_cli_libraries "the find_package link line" "$link"
 grep -q 'libmxkit_core.a' <<<"$link" || fail "link line without libmxkit_core.a: $link"
 "$work/cmake-build/mxkit_user"
@@ -44,11 +49,13 @@ grep -q 'libmxkit_core.a' <<<"$link" || fail "link line without libmxkit_core.a:
 flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" pkg-config --cflags --libs mxkit)
 no_cli_libraries "pkg-config mxkit" "$flags"
 # shellcheck disable=SC2086  # the flags are words
-c++ "$source_dir/tests/package/mxkit_user.cpp" $flags -o "$work/pkg-config-user"
+c++ "$source_dir/tests/package/mxkit_user.cpp" $flags $extra -o "$work/pkg-config-user"
 "$work/pkg-config-user"
 
 if [ -n "$python" ]; then
-  PREFIX=$prefix PYTHONPATH="$prefix/$python_dir" "$python" -c '
+  # MX_PYTHON_PRELOAD: what an uninstrumented Python must load first (the sanitizers' runtime;
+  # the interpreter keeps memory allocated at exit, so leak checks are off for it).
+  LD_PRELOAD=${MX_PYTHON_PRELOAD:-} ASAN_OPTIONS=${MX_PYTHON_PRELOAD:+detect_leaks=0} PREFIX=$prefix PYTHONPATH="$prefix/$python_dir" "$python" -c '
 import mxkit, os
 assert os.path.dirname(mxkit.__file__).startswith(os.environ["PREFIX"]), mxkit.__file__
 print("installed mxkit", mxkit.__version__, "imports from", os.path.dirname(mxkit.__file__))
