@@ -35,6 +35,7 @@ constexpr int kTileBytes = kTileM * kRowPitch;  // kTileN == kTileM
 constexpr int kScaleBytes = (kTileM + kTileN) * kBlocksPerStage * 4;
 constexpr int kStageBytes = 2 * kTileBytes + kScaleBytes;
 constexpr int kSharedBytes = kStages * kStageBytes;
+constexpr int kGroupTilesM = 8;
 constexpr int kChunksPerRow = kStageK / 16;
 constexpr int kChunksPerThread = kTileM * kChunksPerRow / kThreads;    // per operand
 constexpr int kScalesPerThread = kTileM * kBlocksPerStage / kThreads;  // per operand
@@ -52,6 +53,7 @@ struct Params {
   int64_t row_bytes;  // blocks_k * 32
   int64_t blocks_k;
   int64_t stages;
+  int tiles_m, tiles_n;
   const float* bias;
   void* d;
   bool out_bf16;
@@ -160,7 +162,15 @@ template <bool kE5m2A, bool kE5m2B>
 __global__ void __launch_bounds__(kThreads, 1)
     mxfp8_gemm_fp8_kernel(__grid_constant__ const Params P) {
   extern __shared__ __align__(16) uint8_t shared[];
-  const int64_t m0 = int64_t(blockIdx.y) * kTileM, n0 = int64_t(blockIdx.x) * kTileN;
+  // Tile order: groups of kGroupTilesM tiles of M sweep N together, so that the CTAs in flight
+  // share their B tiles in L2.
+  const int per_group = kGroupTilesM * P.tiles_n;
+  const int group_index = int(blockIdx.x) / per_group;
+  const int first_m = group_index * kGroupTilesM;
+  const int group_m = min(P.tiles_m - first_m, kGroupTilesM);
+  const int in_group_index = int(blockIdx.x) % per_group;
+  const int64_t m0 = int64_t(first_m + in_group_index % group_m) * kTileM;
+  const int64_t n0 = int64_t(in_group_index / group_m) * kTileN;
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   const int warp_m = warp / 4, warp_n = warp % 4;  // 2 x 4 warps of 64 x 32
   const int group = lane / 4, in_group = lane % 4;
@@ -269,7 +279,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 template <bool kE5m2A, bool kE5m2B>
-std::string launch_kernel(const Params& P, dim3 grid, cudaStream_t stream) {
+std::string launch_kernel(const Params& P, unsigned grid, cudaStream_t stream) {
   static SharedMemoryLimit limit;
   const auto kernel = &mxfp8_gemm_fp8_kernel<kE5m2A, kE5m2B>;
   const cudaError_t attribute = limit.ensure(reinterpret_cast<const void*>(kernel), kSharedBytes);
@@ -306,9 +316,11 @@ std::string launch_mxfp8_gemm_fp8_hopper(const MxGemmArgs& args, cudaStream_t st
   P.d = args.d;
   P.out_bf16 = args.out_dtype == DType::kBF16;
   P.pair_stores = args.n % 2 == 0 && reinterpret_cast<uintptr_t>(args.d) % 8 == 0;
-  const int64_t tiles_m = (args.m + kTileM - 1) / kTileM, tiles_n = (args.n + kTileN - 1) / kTileN;
-  if (tiles_m > 65535 || tiles_n > int64_t(0x7FFFFFFF)) return "mx_gemm_fp8: too many output tiles";
-  const dim3 grid{unsigned(tiles_n), unsigned(tiles_m), 1u};
+  P.tiles_m = int((args.m + kTileM - 1) / kTileM);
+  P.tiles_n = int((args.n + kTileN - 1) / kTileN);
+  const int64_t tiles = int64_t(P.tiles_m) * P.tiles_n;
+  if (tiles > int64_t(0x7FFFFFFF) / kGroupTilesM) return "mx_gemm_fp8: too many output tiles";
+  const unsigned grid = unsigned(tiles);
   const bool e5m2_a = args.a.format == ElementFormat::kE5M2;
   const bool e5m2_b = args.b.format == ElementFormat::kE5M2;
   if (!e5m2_a && !e5m2_b) return launch_kernel<false, false>(P, grid, stream);
