@@ -1,5 +1,6 @@
 #include "mx/ptq/fp32_targets.h"
 
+#include <algorithm>
 #include <numeric>
 
 #include "mx/kernels/cpu/dgemm.h"
@@ -9,6 +10,11 @@
 #include "mx/ptq/hessian.h"
 
 namespace mx::ptq {
+namespace {
+
+constexpr int64_t kTrianglePanel = 64;  // columns per panel of the triangular products
+
+}  // namespace
 
 CrossSum cross_sum(int64_t k) {
   CrossSum s;
@@ -65,8 +71,17 @@ void correct_toward_fp32_outputs(std::span<float> w, int64_t n, const Fp32Correc
         z(size_t(rows * k), 0.0);
     for (int64_t i = 0; i < rows * k; ++i) x[size_t(i)] = w[size_t(begin * k + i)];
     cpu::dgemm_accumulate(m.data(), k, x.data(), k, c.cross.data(), k, rows, k, k);
-    cpu::dgemm_accumulate(y.data(), k, m.data(), k, c.ut.data(), k, rows, k, k);
-    cpu::dgemm_accumulate(z.data(), k, y.data(), k, c.u.data(), k, rows, k, k);
+    // U is upper triangular: column panel [j0, j1) of M Uᵀ reads only M's columns from j0 on,
+    // and of Y U only Y's columns before j1. The terms left out are products with U's zeros.
+    for (int64_t j0 = 0; j0 < k; j0 += kTrianglePanel) {
+      const int64_t j1 = std::min(k, j0 + kTrianglePanel);
+      cpu::dgemm_accumulate(y.data() + j0, k, m.data() + j0, k, c.ut.data() + j0 * k + j0, k, rows,
+                            k - j0, j1 - j0);
+    }
+    for (int64_t j0 = 0; j0 < k; j0 += kTrianglePanel) {
+      const int64_t j1 = std::min(k, j0 + kTrianglePanel);
+      cpu::dgemm_accumulate(z.data() + j0, k, y.data(), k, c.u.data() + j0, k, rows, j1, j1 - j0);
+    }
     for (int64_t i = 0; i < rows * k; ++i) {
       w[size_t(begin * k + i)] = float(x[size_t(i)] + weight * z[size_t(i)]);
     }
