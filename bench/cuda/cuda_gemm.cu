@@ -372,59 +372,41 @@ int main(int argc, char** argv) {
     CHECK(cudaFree(fp8.one));
     CHECK(cudaFree(fp8.workspace));
 
-    {
-      // MXFP8 x MXFP8 on FP8 tensor cores with the per-32 scales (mx_gemm_fp8_cuda).
-      const MxOperand a = make_mx(mx::ElementFormat::kE4M3, s.m, s.k, 5);
-      const MxOperand b = make_mx(mx::ElementFormat::kE4M3, s.n, s.k, 6);
+    // One MX product on random operands of formats fa x fb, timed and printed as `label`.
+    using Entry = std::string (*)(const mx::cuda::MxGemmArgs&, cudaStream_t);
+    auto time_mx = [&](Entry entry, mx::ElementFormat fa, mx::ElementFormat fb, const char* label) {
+      const MxOperand a = make_mx(fa, s.m, s.k, 5);
+      const MxOperand b = make_mx(fb, s.n, s.k, 6);
       mx::cuda::MxGemmArgs args;
       args.m = s.m;
       args.n = s.n;
       args.k = s.k;
-      args.a = {a.codes, a.scales, mx::ElementFormat::kE4M3};
-      args.b = {b.codes, b.scales, mx::ElementFormat::kE4M3};
+      args.a = {a.codes, a.scales, fa};
+      args.b = {b.codes, b.scales, fb};
       args.out_dtype = mx::DType::kBF16;
       args.d = d16;
       const float ms = median_ms([&] {
-        const std::string e = mx::cuda::mx_gemm_fp8_cuda(args, nullptr);
+        const std::string e = entry(args, nullptr);
         if (!e.empty()) {
           std::fprintf(stderr, "%s\n", e.c_str());
           std::exit(1);
         }
       });
-      std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, "mx fp8-tc", ms, tflops(s, ms),
+      std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, label, ms, tflops(s, ms),
                   bf16_ms / ms);
       for (void* q : {static_cast<void*>(a.codes), static_cast<void*>(a.scales),
                       static_cast<void*>(b.codes), static_cast<void*>(b.scales)}) {
         CHECK(cudaFree(q));
       }
-    }
+    };
+    // MXFP8 x MXFP8 on FP8 tensor cores with the per-32 scales.
+    time_mx(mx::cuda::mx_gemm_fp8_cuda, mx::ElementFormat::kE4M3, mx::ElementFormat::kE4M3,
+            "mx fp8-tc");
     for (const Pair& p : pairs) {
-      const MxOperand a = make_mx(p.a, s.m, s.k, 5);
-      const MxOperand b = make_mx(p.b, s.n, s.k, 6);
-      mx::cuda::MxGemmArgs args;
-      args.m = s.m;
-      args.n = s.n;
-      args.k = s.k;
-      args.a = {a.codes, a.scales, p.a};
-      args.b = {b.codes, b.scales, p.b};
-      args.out_dtype = mx::DType::kBF16;
-      args.d = d16;
-      const float ms = median_ms([&] {
-        const std::string e = mx::cuda::mx_gemm_cuda(args, nullptr);
-        if (!e.empty()) {
-          std::fprintf(stderr, "%s\n", e.c_str());
-          std::exit(1);
-        }
-      });
       char kernel[32];
       std::snprintf(kernel, sizeof(kernel), "mx %sx%s", std::string(mx::traits(p.a).name).c_str(),
                     std::string(mx::traits(p.b).name).c_str());
-      std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, kernel, ms, tflops(s, ms),
-                  bf16_ms / ms);
-      for (void* q : {static_cast<void*>(a.codes), static_cast<void*>(a.scales),
-                      static_cast<void*>(b.codes), static_cast<void*>(b.scales)}) {
-        CHECK(cudaFree(q));
-      }
+      time_mx(mx::cuda::mx_gemm_cuda, p.a, p.b, kernel);
     }
     CHECK(cudaFree(a16));
     CHECK(cudaFree(b16));

@@ -224,4 +224,27 @@ inline int64_t count_bit_mismatches(const HostMx& a, const HostMx& b, const std:
       std::string(traits(a.format).name) + " x " + std::string(traits(b.format).name));
 }
 
+// Outputs that differ from a product with NaN and Inf in it: NaN where float64 has NaN, the same
+// infinity where it has one, the exact float32 bits elsewhere. *specials counts the NaN and Inf
+// outputs expected.
+inline int64_t count_special_mismatches(const std::vector<float>& got, const Product& want,
+                                        int64_t* specials) {
+  int64_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double w = want.exact[i];
+    bool ok;
+    if (std::isnan(w)) {
+      ok = std::isnan(got[i]);
+      ++*specials;
+    } else if (std::isinf(w)) {
+      ok = got[i] == float(w);
+      ++*specials;
+    } else {
+      ok = std::bit_cast<uint32_t>(float(w)) == std::bit_cast<uint32_t>(got[i]);
+    }
+    if (!ok && bad++ < 4) ADD_FAILURE() << "at " << i << ": want " << w << " got " << got[i];
+  }
+  return bad;
+}
+
 }  // namespace mx::gemm_test

@@ -62,6 +62,30 @@ std::unique_ptr<nn::Backend> gpu_backend() {
   return device;
 }
 
+// A two-layer GPT-2 with the same weights on the CPU (gpu false) or the GPU; null, with a
+// failure, where the GPU backend cannot start.
+std::unique_ptr<nn::Model> gpt2_on(bool gpu) {
+  std::unique_ptr<nn::Backend> backend =
+      gpu ? gpu_backend() : std::unique_ptr<nn::Backend>(std::make_unique<nn::CpuBackend>(0));
+  if (backend == nullptr) return nullptr;
+  auto model = std::make_unique<nn::Model>(two_layers(nn::Arch::kGpt2), std::move(backend));
+  model->params().init(5);
+  model->upload_params();
+  return model;
+}
+
+// got equals want within float32 rounding of sums over 128 rows: 1e-5 of want's largest entry.
+void expect_within_float32_sums(const std::vector<float>& want, const std::vector<float>& got) {
+  ASSERT_EQ(got.size(), want.size());
+  float largest = 0, worst = 0;
+  for (size_t e = 0; e < want.size(); ++e) {
+    largest = std::max(largest, std::fabs(want[e]));
+    worst = std::max(worst, std::fabs(got[e] - want[e]));
+  }
+  EXPECT_GT(largest, 0.0f);
+  EXPECT_LE(worst, 1e-5f * largest) << worst << " of " << largest;
+}
+
 // The Gram matrix of a layer's cast inputs: the same cast bits on both backends, float32 sums in
 // cuBLAS's order on the GPU, so equal within float32 rounding of the sums (1e-5 of the largest
 // entry over 128 rows), and exactly symmetric.
@@ -73,31 +97,19 @@ TEST(CudaPtq, GramMatrixMatchesTheCpuWithinFloat32Sums) {
   const nn::OperandCast cast = nn::recipe_preset("mxfp4")->act_fwd;
   std::vector<float> grams[2];
   for (int i = 0; i < 2; ++i) {
-    std::unique_ptr<nn::Backend> backend =
-        i == 0 ? std::make_unique<nn::CpuBackend>(0) : gpu_backend();
-    ASSERT_NE(backend, nullptr);
-    nn::Model model(two_layers(nn::Arch::kGpt2), std::move(backend));
-    model.params().init(5);
-    model.upload_params();
-    const int64_t dim = model.config().dim, hidden = model.config().hidden;
+    std::unique_ptr<nn::Model> model = gpt2_on(i == 1);
+    ASSERT_NE(model, nullptr);
+    const int64_t dim = model->config().dim, hidden = model->config().hidden;
     std::vector<float> x(size_t(b * t * dim)), side(size_t(b * t * hidden));
-    ASSERT_EQ(model.embed(tokens.data(), b, t, x.data()), "");
+    ASSERT_EQ(model->embed(tokens.data(), b, t, x.data()), "");
     for (nn::BlockStep step : {nn::BlockStep::kNorm1, nn::BlockStep::kAttention,
                                nn::BlockStep::kAttnResidual, nn::BlockStep::kMlp}) {
-      ASSERT_EQ(model.forward_block_step(0, step, x.data(), side.data(), b, t), "");
+      ASSERT_EQ(model->forward_block_step(0, step, x.data(), side.data(), b, t), "");
     }
-    ASSERT_EQ(model.linear_input_gram(0, nn::LinearSite::kProj, cast, 5, &grams[i]), "");
+    ASSERT_EQ(model->linear_input_gram(0, nn::LinearSite::kProj, cast, 5, &grams[i]), "");
   }
-  const std::vector<float>& want = grams[0];
+  expect_within_float32_sums(grams[0], grams[1]);
   const std::vector<float>& got = grams[1];
-  ASSERT_EQ(got.size(), want.size());
-  float largest = 0, worst = 0;
-  for (size_t e = 0; e < want.size(); ++e) {
-    largest = std::max(largest, std::fabs(want[e]));
-    worst = std::max(worst, std::fabs(got[e] - want[e]));
-  }
-  EXPECT_GT(largest, 0.0f);
-  EXPECT_LE(worst, 1e-5f * largest) << worst << " of " << largest;
   const int64_t k = two_layers(nn::Arch::kGpt2).hidden;
   for (int64_t r = 0; r < k; ++r) {
     for (int64_t c = 0; c < r; ++c) ASSERT_EQ(got[size_t(r * k + c)], got[size_t(c * k + r)]);
@@ -113,28 +125,17 @@ TEST(CudaPtq, InputProductMatchesTheCpuWithinFloat32Sums) {
   const std::vector<uint32_t> tokens = calibration(b * t);
   std::vector<float> products[2];
   for (int i = 0; i < 2; ++i) {
-    std::unique_ptr<nn::Backend> backend =
-        i == 0 ? std::make_unique<nn::CpuBackend>(0) : gpu_backend();
-    ASSERT_NE(backend, nullptr);
-    nn::Model model(two_layers(nn::Arch::kGpt2), std::move(backend));
-    model.params().init(5);
-    model.upload_params();
-    const int64_t dim = model.config().dim;
-    std::vector<float> x(size_t(b * t * dim)), side(size_t(b * t * model.config().hidden)), rows;
-    ASSERT_EQ(model.embed(tokens.data(), b, t, x.data()), "");
-    ASSERT_EQ(model.forward_block_step(0, nn::BlockStep::kNorm1, x.data(), side.data(), b, t), "");
+    std::unique_ptr<nn::Model> model = gpt2_on(i == 1);
+    ASSERT_NE(model, nullptr);
+    const int64_t dim = model->config().dim;
+    std::vector<float> x(size_t(b * t * dim)), side(size_t(b * t * model->config().hidden)), rows;
+    ASSERT_EQ(model->embed(tokens.data(), b, t, x.data()), "");
+    ASSERT_EQ(model->forward_block_step(0, nn::BlockStep::kNorm1, x.data(), side.data(), b, t), "");
     rows.resize(size_t(b * t * dim));
     for (size_t e = 0; e < rows.size(); ++e) rows[e] = float(int64_t(e % 11) - 5) * 0.125f;
-    ASSERT_EQ(model.linear_input_product(0, nn::LinearSite::kQ, rows, &products[i]), "");
+    ASSERT_EQ(model->linear_input_product(0, nn::LinearSite::kQ, rows, &products[i]), "");
   }
-  ASSERT_EQ(products[1].size(), products[0].size());
-  float largest = 0, worst = 0;
-  for (size_t e = 0; e < products[0].size(); ++e) {
-    largest = std::max(largest, std::fabs(products[0][e]));
-    worst = std::max(worst, std::fabs(products[1][e] - products[0][e]));
-  }
-  EXPECT_GT(largest, 0.0f);
-  EXPECT_LE(worst, 1e-5f * largest) << worst << " of " << largest;
+  expect_within_float32_sums(products[0], products[1]);
 }
 
 // The GPU's forward pass sums in another order than the CPU's, so the Hessians differ in their
