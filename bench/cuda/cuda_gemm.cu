@@ -1,6 +1,6 @@
 // Speed of the MX matrix products beside cuBLAS in the same process: cuBLAS BF16 (bfloat16 in
 // and out, float32 accumulation) and cuBLASLt FP8 (E4M3 with per-tensor scales, bfloat16 out)
-// on the same M, N, K, beside the MX products: MXFP8 x MXFP8 on FP8 tensor cores ("mx fp8-tc",
+// on the same M, N, K, beside the MX products: MXFP8 x MXFP8 through FP8 mma ("mx fp8-mma",
 // E4M3 x E4M3) and each pair of formats through bfloat16 tensor cores. D = A * B^T with A [M, K]
 // and B [N, K]. CUDA events, 3 warm-ups, median of 10. Prints TFLOP/s and the ratio to cuBLAS
 // BF16.
@@ -399,9 +399,9 @@ int main(int argc, char** argv) {
         CHECK(cudaFree(q));
       }
     };
-    // MXFP8 x MXFP8 on FP8 tensor cores with the per-32 scales.
+    // MXFP8 x MXFP8 through FP8 mma with the per-32 scales.
     time_mx(mx::cuda::mx_gemm_fp8_cuda, mx::ElementFormat::kE4M3, mx::ElementFormat::kE4M3,
-            "mx fp8-tc");
+            "mx fp8-mma");
     for (const Pair& p : pairs) {
       char kernel[32];
       std::snprintf(kernel, sizeof(kernel), "mx %sx%s", std::string(mx::traits(p.a).name).c_str(),

@@ -1,4 +1,9 @@
-// MXFP8 x MXFP8 on Hopper's FP8 tensor cores, with the MX scales applied per block of 32.
+// MXFP8 x MXFP8 through the FP8 mma.sync instruction, with the MX scales applied per block of 32.
+//
+// On Hopper, mma.sync on FP8 codes is not a native tensor-core operation: the compiled code
+// converts the codes to FP16 and runs FP16 tensor-core products, so this kernel runs at about the
+// speed of the bfloat16 decode path. Hopper's native FP8 products (wgmma) sum each block's 32
+// products at less than float32 precision, which the tests reject (docs/NUMERICS.md §19).
 //
 // One mma.sync m16n8k32 multiplies a 16 x 32 piece of A by a 32 x 8 piece of B: exactly one MX
 // block of each row and column. Each product starts from zero, so every block's partial sums

@@ -1,4 +1,4 @@
-// The Hopper MXFP8 x MXFP8 product on FP8 tensor cores (gemm_mxfp8_fp8.cu). Arguments are
+// The Hopper MXFP8 x MXFP8 product through FP8 mma.sync (gemm_mxfp8_fp8.cu). Arguments are
 // checked by mx_gemm_fp8_cuda (mx_gemm.h), which calls this on compute capability 9.0 devices.
 #pragma once
 

@@ -45,8 +45,9 @@ struct MxGemmArgs {
 // Code buffers must be 16-byte aligned (8 for 6- and 2-bit codes; cudaMalloc's are).
 std::string mx_gemm_cuda(const MxGemmArgs& args, cudaStream_t stream);
 
-// D = A * B^T (+ bias) for MXFP8 operands (E4M3 or E5M2, in any pairing) on FP8 tensor cores:
-// each MX block of A meets one of B in one tensor-core product that starts from zero, and its
+// D = A * B^T (+ bias) for MXFP8 operands (E4M3 or E5M2, in any pairing) through FP8 mma.sync
+// (which Hopper runs on its FP16 tensor cores after converting the codes in software): each MX
+// block of A meets one of B in one tensor-core product that starts from zero, and its
 // partial sums join the float32 accumulators times the two blocks' scales. Exact while every
 // partial sum is exact and each block's scaled sum stays a normal float32 (docs/NUMERICS.md);
 // otherwise within float32 accumulation error of the FP32 product of the decoded operands.
