@@ -59,6 +59,15 @@ std::string mx_gemm_fp8_cuda(const MxGemmArgs& args, cudaStream_t stream) {
   return launch_mxfp8_gemm_fp8_hopper(args, stream);
 }
 
+std::string mx_gemm_specialized_cuda(const MxGemmArgs& args, cudaStream_t stream) {
+  if (auto e = check_args(args, "mx_gemm_specialized"); !e.empty()) return e;
+  if (args.m == 0 || args.n == 0) return {};
+  int major = 0, minor = 0;
+  if (!compute_capability(&major, &minor)) return "mx_gemm_specialized: no CUDA device";
+  if (major != 9 || minor != 0) return needs_hopper("mx_gemm_specialized", major, minor);
+  return launch_mx_gemm_bf16_ws_hopper(args, stream);
+}
+
 std::string mx_gemm_cuda(const MxGemmArgs& args, cudaStream_t stream) {
   if (auto e = check_args(args, "mx_gemm"); !e.empty()) return e;
   if (args.m == 0 || args.n == 0) return {};
