@@ -329,5 +329,44 @@ TEST(NnLayers, CrossEntropyGradientsAndLoss) {
   check(&logits, dl, loss, "logits");
 }
 
+TEST(NnLayers, DistillationLossIsTheKlDivergenceAndItsGradient) {
+  const int64_t n = 4, v = 7;
+  Vec logits = random_vec(n * v, 21, 2.0f), teacher = random_vec(n * v, 22, 2.0f);
+  Vec losses(n), dl(n * v, 0.0f);
+  const float scale = 1.0f / float(n);
+  auto loss = [&] {
+    cpu::distillation_loss(losses.data(), nullptr, logits.data(), teacher.data(), n, v, scale, 0);
+    double total = 0.0;
+    for (float x : losses) total += x;
+    return total * scale;
+  };
+  // Against KL(q || p) in double, row by row.
+  loss();
+  for (int64_t i = 0; i < n; ++i) {
+    double s_sum = 0, t_sum = 0;
+    for (int64_t j = 0; j < v; ++j) {
+      s_sum += std::exp(double(logits[i * v + j]));
+      t_sum += std::exp(double(teacher[i * v + j]));
+    }
+    double kl = 0;
+    for (int64_t j = 0; j < v; ++j) {
+      const double q = std::exp(double(teacher[i * v + j])) / t_sum;
+      kl += q * std::log(q / (std::exp(double(logits[i * v + j])) / s_sum));
+    }
+    EXPECT_NEAR(losses[i], kl, 1e-6) << "row " << i;
+  }
+  cpu::distillation_loss(losses.data(), dl.data(), logits.data(), teacher.data(), n, v, scale, 0);
+  check(&logits, dl, loss, "logits");
+  // In place, as the model calls it: the same gradient.
+  Vec in_place = logits;
+  cpu::distillation_loss(losses.data(), in_place.data(), in_place.data(), teacher.data(), n, v,
+                         scale, 0);
+  EXPECT_EQ(in_place, dl);
+  // A model that matches its teacher has nothing to learn.
+  cpu::distillation_loss(losses.data(), dl.data(), teacher.data(), teacher.data(), n, v, scale, 0);
+  EXPECT_EQ(losses, Vec(n, 0.0f));
+  EXPECT_EQ(dl, Vec(n * v, 0.0f));
+}
+
 }  // namespace
 }  // namespace mx::nn

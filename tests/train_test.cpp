@@ -199,6 +199,59 @@ TEST(Training, AFinetuneStartsFromTheModelFilesWeights) {
   EXPECT_NE(e.find("--init: "), std::string::npos) << e;
 }
 
+TEST(Training, DistillingAModelFromItselfLeavesItAsItWas) {
+  TempDir dir;
+  const std::string data = write_corpus(dir);
+  TrainConfig base = tiny_config(data, "fp32", 20);
+  train(base, dir / "base");
+  TrainConfig tuned;
+  ASSERT_EQ(make_finetune_config(dir / "base/model.safetensors", "fp32", "", 3, {}, &tuned), "");
+  tuned.data = data;
+  tuned.batch = base.batch;
+  tuned.seq_len = base.seq_len;
+  tuned.adamw.weight_decay = 0;
+  tuned.distill = true;
+  train(tuned, dir / "self");
+  // Same weights, same recipe: the logits agree bit for bit, the KL and its gradient are zero,
+  // and AdamW moves nothing.
+  std::vector<LogRow> rows;
+  ASSERT_EQ(read_log(dir / "self/log.csv", &rows), "");
+  ASSERT_EQ(rows.size(), 3u);
+  for (const LogRow& r : rows) EXPECT_EQ(r.train_loss, 0.0f) << "step " << r.step;
+  nn::LoadedModel before, after;
+  ASSERT_EQ(nn::load_model_file(dir / "base/model.safetensors", &before), "");
+  ASSERT_EQ(nn::load_model_file(dir / "self/model.safetensors", &after), "");
+  EXPECT_EQ(0, std::memcmp(before.model->params().data(), after.model->params().data(),
+                           sizeof(float) * size_t(before.model->params().count())));
+
+  // Under MXFP4 casts the model no longer matches its teacher, and learns towards it.
+  ASSERT_EQ(make_finetune_config(dir / "base/model.safetensors", "mxfp4", "", 3, {}, &tuned), "");
+  tuned.data = data;
+  tuned.batch = base.batch;
+  tuned.seq_len = base.seq_len;
+  tuned.distill = true;
+  train(tuned, dir / "mxfp4");
+  ASSERT_EQ(read_log(dir / "mxfp4/log.csv", &rows), "");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_GT(rows.front().train_loss, 0.0f);
+  EXPECT_LT(rows.front().train_loss, 1.0f);  // a KL divergence, not a cross-entropy
+}
+
+TEST(TrainConfig, DistillationNeedsAModelToLearnFromAndOlderConfigsLackIt) {
+  TrainConfig c = tiny_config("sotu", "fp32", 3);
+  c.distill = true;
+  EXPECT_NE(validate(c).find("--distill needs --init"), std::string::npos);
+  c.init = "/somewhere/model.safetensors";
+  EXPECT_EQ(validate(c), "");
+  TrainConfig back;
+  ASSERT_EQ(parse_train_config_json(train_config_to_json(c), &back), "");
+  EXPECT_TRUE(back.distill);
+  std::string old = train_config_to_json(c);
+  old.replace(old.find("\"distill\":true,"), std::string("\"distill\":true,").size(), "");
+  ASSERT_EQ(parse_train_config_json(old, &back), "");
+  EXPECT_FALSE(back.distill);
+}
+
 TEST(TrainConfig, MicroBatchMustDivideTheBatchAndOlderConfigsLackIt) {
   TrainConfig c = tiny_config("sotu", "fp32", 3);
   c.micro_batch = 3;

@@ -165,6 +165,12 @@ class Backend {
   // dloss, which may be the logits' own buffer (the logits are then gone).
   virtual void classifier_loss(Buf losses, Buf dlogits, Buf logits, Buf targets, int64_t n,
                                int64_t v, float dloss) = 0;
+  // Distillation: losses[N] = KL(softmax(teacher) || softmax(logits)) per row, in nats, with
+  // teacher [N, V] another model's logits in this backend's memory (float32 or bfloat16, as
+  // logits). With dlogits, also dlogits = (softmax(logits) - softmax(teacher)) * dloss, which may
+  // be the logits' own buffer.
+  virtual void distillation_loss(Buf losses, Buf dlogits, Buf logits, Buf teacher, int64_t n,
+                                 int64_t v, float dloss) = 0;
 
   // ---- Optimizer ----
   // sqrt(sum of squares), in a fixed order; waits for the work before it.

@@ -142,6 +142,10 @@ class CastProbe final : public Backend {
                        float dloss) override {
     inner_->classifier_loss(losses, dlogits, logits, targets, n, v, dloss);
   }
+  void distillation_loss(Buf losses, Buf dlogits, Buf logits, Buf teacher, int64_t n, int64_t v,
+                         float dloss) override {
+    inner_->distillation_loss(losses, dlogits, logits, teacher, n, v, dloss);
+  }
   double norm(Buf x) override { return inner_->norm(x); }
   void scale(Buf x, float factor) override { inner_->scale(x, factor); }
   void adamw(Buf params, Buf grads, Buf m, Buf v, Buf decay_mask, const AdamWStep& s) override {

@@ -294,6 +294,10 @@ std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int6
   if (std::string e = check_tokens(tokens, targets, n); !e.empty()) return e;
   if (std::string e = check_weights_for_recipe(); !e.empty()) return e;
   if (options.training && targets == nullptr) return "a training pass needs targets";
+  if (!options.teacher_logits.empty() &&
+      (options.teacher_logits.n < n * V || options.teacher_logits.type != acts_->logits.type)) {
+    return "the teacher's logits do not match this pass (tokens, vocabulary or activation type)";
+  }
   b_ = b, t_ = t;
   pass_ = options;
   logits_.clear();
@@ -304,8 +308,13 @@ std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int6
   run_forward(false);
   if (targets != nullptr) {
     const float dloss = options.grad_scale * (1.0f / float(n));
-    be.classifier_loss(a.losses, options.training ? a.logits : Buf{}, a.logits, a.targets, n, V,
-                       dloss);
+    const Buf dlogits = options.training ? a.logits : Buf{};
+    if (options.teacher_logits.empty()) {
+      be.classifier_loss(a.losses, dlogits, a.logits, a.targets, n, V, dloss);
+    } else {
+      be.distillation_loss(a.losses, dlogits, a.logits, options.teacher_logits.at(0, n * V), n, V,
+                           dloss);
+    }
   }
   if (std::string e = be.take_error(); !e.empty()) return e;
   if (targets != nullptr) {
@@ -317,6 +326,15 @@ std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int6
   }
   backward_ready_ = options.training;
   return "";
+}
+
+Buf Model::device_logits() {
+  const Buf logits = acts_->logits.at(0, b_ * t_ * config_.vocab);
+  if (logits.n > 0) {
+    uint32_t first = 0;  // reading one element back waits for the work that wrote it
+    backend_->download(&first, logits.at(0, 1));
+  }
+  return logits;
 }
 
 // An MX cast of the activations makes a pass non-causal: attention casts V along the sequence,

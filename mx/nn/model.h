@@ -55,6 +55,10 @@ struct PassOptions {
   bool training = false;
   // backward() adds grad_scale * d(mean loss)/d(params): 1 / micro-batches to accumulate a mean.
   float grad_scale = 1.0f;
+  // Distillation: another model's finished logits for the same tokens (Model::device_logits; the
+  // same vocabulary and device). The loss is then the KL divergence from their softmax to this
+  // model's, per token, instead of the cross-entropy with the targets (which are still needed).
+  Buf teacher_logits = {};
 };
 
 struct LayerActs;  // one block's activations (model_acts.h)
@@ -101,6 +105,9 @@ class Model {
   // recipe asked for that this shape cannot take.
   std::string forward(const uint32_t* tokens, const uint32_t* targets, int64_t b, int64_t t,
                       float* loss = nullptr, const PassOptions& options = {});
+  // The last forward's logits [B * T, V] in the backend's memory, finished (the call waits for
+  // the device), valid until the next pass: a teacher's for another model's distillation.
+  Buf device_logits();
   // After a training forward: gradients += grad_scale * d(mean loss)/d(params).
   std::string backward() { return backward({}); }
   // The same, calling `ready(first, count)` as soon as the work that finishes the gradients of

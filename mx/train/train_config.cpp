@@ -34,6 +34,7 @@ std::string train_config_to_json(const TrainConfig& c) {
   json j = json::object();
   j["model"] = c.model;
   j["init"] = c.init;
+  j["distill"] = c.distill;
   j["model_config"] = json::parse(nn::model_config_to_json(c.model_config));
   j["recipe"] = json::parse(nn::recipe_to_json(c.recipe));
   j["data"] = c.data;
@@ -62,8 +63,9 @@ std::string parse_train_config_json(std::string_view text, TrainConfig* out) {
   if (!j.is_object()) return "train config: not a JSON object";
   TrainConfig c;
   // Fields added after the first runs: absent in those runs' configs.
-  const bool has_micro_batch = j.contains("micro_batch"), has_init = j.contains("init");
-  if (j.size() + (has_micro_batch ? 0 : 1) + (has_init ? 0 : 1) !=
+  const bool has_micro_batch = j.contains("micro_batch"), has_init = j.contains("init"),
+             has_distill = j.contains("distill");
+  if (j.size() + (has_micro_batch ? 0 : 1) + (has_init ? 0 : 1) + (has_distill ? 0 : 1) !=
       json::parse(train_config_to_json(c)).size()) {
     return "train config: unexpected number of fields";
   }
@@ -72,6 +74,9 @@ std::string parse_train_config_json(std::string_view text, TrainConfig* out) {
   }
   if (has_init) {
     if (std::string e = get(j, "init", &c.init); !e.empty()) return e;
+  }
+  if (has_distill) {
+    if (std::string e = get(j, "distill", &c.distill); !e.empty()) return e;
   }
   auto model_config = j.find("model_config");
   auto recipe = j.find("recipe");
@@ -110,6 +115,7 @@ std::string validate(const TrainConfig& c) {
     return cat("--seq-len must be between 1 and the model's context, ", c.model_config.seq_len);
   }
   if (c.warmup < 0) return "--warmup must not be negative";
+  if (c.distill && c.init.empty()) return "--distill needs --init: the model to learn from";
   if (!(c.max_lr > 0) || !(c.min_lr >= 0) || c.min_lr > c.max_lr) {
     return "learning rates need 0 <= min_lr <= max_lr and max_lr > 0";
   }

@@ -16,6 +16,9 @@ namespace mx::train {
 struct TrainConfig {
   std::string model = "tiny";  // a preset name (model_config.h), recorded for the logs
   std::string init;            // a model file whose weights start the run ("": random, seeded)
+  // Learn init's next-token distribution rather than the next token: the training loss is the
+  // KL divergence from init's logits (FP32 weights, no casts) to the model's (needs init).
+  bool distill = false;
   nn::ModelConfig model_config;
   nn::Recipe recipe;
   std::string data = "sotu";        // a corpus name, a .txt file or a folder (corpus.h)
@@ -35,8 +38,8 @@ struct TrainConfig {
 };
 
 // The config as JSON (every field) and back; parsing refuses missing or unknown fields, except
-// "micro_batch" and "init", which runs made before they existed lack (such runs passed the
-// whole batch at once and started from random weights).
+// "micro_batch", "init" and "distill", which runs made before they existed lack (such runs
+// passed the whole batch at once, started from random weights and learnt the next token).
 std::string train_config_to_json(const TrainConfig& config);
 std::string parse_train_config_json(std::string_view json, TrainConfig* out);
 

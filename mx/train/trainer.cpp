@@ -49,6 +49,7 @@ struct OpenRun {
   RunState state;
   data::TokenShard train_shard, val_shard;
   std::unique_ptr<nn::Model> model;
+  std::unique_ptr<nn::Model> teacher;    // a distilling run's (--distill)
   std::unique_ptr<nn::AdamW> optimizer;  // one rank
   // Data-parallel: the ranks, this rank's optimizer and its rows of each global batch.
   nn::Communicator* comm = nullptr;
@@ -97,9 +98,16 @@ std::string inherited_rows(const std::string& log_path, int64_t step, const Trai
 // On the CPU the whole run lives in host memory; on a GPU the host keeps the weights, gradients
 // and moments' copies, and the model checks the device's memory for its activations itself.
 std::string check_memory_for(const TrainConfig& c, const std::string& device) {
-  const double bytes =
-      device == "cpu" ? nn::Model::training_bytes(c.model_config, pass_rows(c), c.seq_len)
-                      : 4.0 * sizeof(float) * double(nn::Params(c.model_config, false).count());
+  const double params = double(nn::Params(c.model_config, false).count());
+  // A distilling run's teacher: its FP32 weights and, on the CPU, a forward's activations.
+  const double teacher = !c.distill ? 0.0
+                         : device == "cpu"
+                             ? sizeof(float) * params + nn::Model::activation_bytes(
+                                                            c.model_config, pass_rows(c), c.seq_len)
+                             : sizeof(float) * params;
+  const double bytes = teacher + (device == "cpu" ? nn::Model::training_bytes(
+                                                        c.model_config, pass_rows(c), c.seq_len)
+                                                  : 4.0 * sizeof(float) * params);
   const char* pass = c.micro_batch > 0 ? " with micro-batches of " : " with batches of ";
   return io::check_memory(
       bytes, cat("training ", c.model, pass, pass_rows(c), " x ", c.seq_len, " tokens"));
@@ -206,6 +214,26 @@ std::string load_initial_weights(const TrainConfig& c, nn::Params* params) {
   return "";
 }
 
+// The model a distilling run learns from: --init's weights on a backend of its own on the same
+// device, with the student's activation type (so that their logits compare) and no casts: the
+// `fp32` recipe, or `bf16` where the activations are bfloat16.
+std::string open_teacher(const TrainConfig& c, const TrainOptions& options, OpenRun* run) {
+  std::unique_ptr<nn::Backend> backend;
+  if (std::string e = nn::make_backend({options.device, options.threads, false, options.gpu},
+                                       c.recipe, &backend);
+      !e.empty()) {
+    return e;
+  }
+  nn::Recipe plain;
+  const bool bf16 = backend->act_type() == nn::BufType::kBF16;
+  if (std::string e = nn::recipe_from_spec(bf16 ? "bf16" : "fp32", &plain); !e.empty()) return e;
+  run->teacher = std::make_unique<nn::Model>(c.model_config, std::move(backend));
+  run->teacher->set_recipe(plain);
+  if (std::string e = load_initial_weights(c, &run->teacher->params()); !e.empty()) return e;
+  run->teacher->upload_params();
+  return run->teacher->reserve(run->pass_rows, c.seq_len);
+}
+
 // Every rank waits here until all have arrived (rank 0 with the run's data ready).
 std::string barrier(nn::Communicator* comm) {
   if (comm == nullptr) return "";
@@ -275,6 +303,9 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
   run->model = std::make_unique<nn::Model>(c.model_config, std::move(run->backend));
   run->model->set_recipe(c.recipe);
   if (std::string e = run->model->reserve(run->pass_rows, c.seq_len); !e.empty()) return e;
+  if (c.distill) {
+    if (std::string e = open_teacher(c, options, run); !e.empty()) return "--distill: " + e;
+  }
   if (run->comm != nullptr) {
     if (std::string e = nn::ShardedAdamW::create(*run->model, *run->comm, c.adamw, &run->sharded);
         !e.empty()) {
@@ -319,6 +350,7 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
     if (run->leader()) {
       say(callbacks, cat(nn::describe(c.model_config), ", ", run->model->params().count(),
                          " parameters, recipe ", c.recipe.name,
+                         c.distill ? cat(", learning the distribution of ", c.init) : "",
                          run->world() > 1 ? cat(", ", run->world(), " ranks") : ""));
     }
   }
@@ -347,6 +379,14 @@ std::string train_step(OpenRun& run, const nn::LrSchedule& schedule, data::Batch
     model.set_step(uint64_t(step * all_passes + run.rank() * passes + pass));
     const size_t first = size_t((run.slice.first_row + pass * rows) * batch->seq_len);
     float pass_loss = 0;
+    if (run.teacher != nullptr) {
+      if (std::string e =
+              run.teacher->forward(batch->inputs.data() + first, nullptr, rows, batch->seq_len);
+          !e.empty()) {
+        return "--distill: " + e;
+      }
+      training.teacher_logits = run.teacher->device_logits();
+    }
     if (std::string e = model.forward(batch->inputs.data() + first, batch->targets.data() + first,
                                       rows, batch->seq_len, &pass_loss, training);
         !e.empty()) {

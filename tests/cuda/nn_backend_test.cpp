@@ -380,6 +380,70 @@ TEST(CudaBackend, TrainingTracksTheCpuFor200Steps) {
 // odd lengths start anywhere relative to 16-byte boundaries (the staged kernel's vector loads),
 // and a row too long for shared memory takes the two-pass kernel. The gradient overwrites the
 // logits, as in training.
+TEST(CudaBackend, DistillationLossMatchesADoublePrecisionKlDivergence) {
+  SKIP_WITHOUT_GPU();
+  for (const int64_t v : {int64_t{256}, int64_t{50257}}) {
+    SCOPED_TRACE(::testing::Message() << "vocabulary " << v);
+    const int64_t n = 5;
+    std::mt19937 rng{uint32_t(v + 1)};
+    std::normal_distribution<float> normal(0.0f, 3.0f);
+    std::vector<uint16_t> logits(size_t(n * v)), teacher(size_t(n * v));
+    for (size_t i = 0; i < logits.size(); ++i) {
+      teacher[i] = float_to_bf16(normal(rng));
+      // A student near its teacher, as in a finetune: the gradient is a small difference.
+      logits[i] = float_to_bf16(bf16_to_float(teacher[i]) + 0.3f * normal(rng));
+    }
+    void *d_logits = nullptr, *d_teacher = nullptr;
+    float* d_losses = nullptr;
+    ASSERT_EQ(cudaMalloc(&d_logits, logits.size() * 2), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&d_teacher, teacher.size() * 2), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&d_losses, size_t(n) * 4), cudaSuccess);
+    cudaMemcpy(d_logits, logits.data(), logits.size() * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(d_teacher, teacher.data(), teacher.size() * 2, cudaMemcpyHostToDevice);
+    const float dloss = 1.0f / float(n);
+    // In place, as the model calls it.
+    cuda::distillation_loss(d_losses, d_logits, d_logits, d_teacher, n, v, dloss, true, nullptr);
+    std::vector<float> losses(static_cast<size_t>(n));
+    std::vector<uint16_t> grads(logits.size());
+    ASSERT_EQ(cudaMemcpy(losses.data(), d_losses, size_t(n) * 4, cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    cudaMemcpy(grads.data(), d_logits, grads.size() * 2, cudaMemcpyDeviceToHost);
+    cudaFree(d_logits), cudaFree(d_teacher), cudaFree(d_losses);
+    for (int64_t i = 0; i < n; ++i) {
+      const uint16_t* s = logits.data() + i * v;
+      const uint16_t* t = teacher.data() + i * v;
+      double s_max = -INFINITY, t_max = -INFINITY, s_sum = 0, t_sum = 0;
+      for (int64_t j = 0; j < v; ++j) {
+        s_max = std::max(s_max, double(bf16_to_float(s[j])));
+        t_max = std::max(t_max, double(bf16_to_float(t[j])));
+      }
+      for (int64_t j = 0; j < v; ++j) {
+        s_sum += std::exp(double(bf16_to_float(s[j])) - s_max);
+        t_sum += std::exp(double(bf16_to_float(t[j])) - t_max);
+      }
+      double kl = 0;
+      std::vector<double> p(static_cast<size_t>(v)), q(static_cast<size_t>(v));
+      for (int64_t j = 0; j < v; ++j) {
+        const double log_p = double(bf16_to_float(s[j])) - s_max - std::log(s_sum);
+        const double log_q = double(bf16_to_float(t[j])) - t_max - std::log(t_sum);
+        p[size_t(j)] = std::exp(log_p), q[size_t(j)] = std::exp(log_q);
+        kl += q[size_t(j)] * (log_q - log_p);
+      }
+      EXPECT_NEAR(losses[size_t(i)], kl, 1e-4 * std::max(1.0, kl)) << "row " << i;
+      int wrong = 0;
+      for (int64_t j = 0; j < v; ++j) {
+        const double want = (p[size_t(j)] - q[size_t(j)]) * dloss;
+        const double got = bf16_to_float(grads[size_t(i * v + j)]);
+        // bfloat16 rounding of a float32 difference of two float32 probabilities.
+        const double allowed =
+            std::ldexp(std::fabs(want), -7) + 1e-6 * (p[size_t(j)] + q[size_t(j)]) * dloss + 1e-30;
+        if (std::fabs(got - want) > allowed) ++wrong;
+      }
+      EXPECT_EQ(wrong, 0) << "row " << i;
+    }
+  }
+}
+
 TEST(CudaBackend, ClassifierLossMatchesADoublePrecisionSoftmax) {
   SKIP_WITHOUT_GPU();
   for (const int64_t v : {int64_t{256}, int64_t{1001}, int64_t{50257}, int64_t{90001}}) {

@@ -40,6 +40,7 @@ struct TrainFlags {
   int64_t stop_at = 0;
   bool resume = false, json = false, quiet = false;
   bool forward_casts_only = false;  // the recipe's backward casts left out
+  bool distill = false;             // learn --init's distribution
   int threads = 0;
   std::string device = "cpu";
   int gpus = 1;
@@ -66,6 +67,7 @@ std::string build_config(const TrainFlags& f, const data::DataPaths& paths, trai
     c->recipe = nn::forward_casts_for_training(
         c->recipe, f.device == "cuda" && !nn::recipe_wants_f32_activations(c->recipe));
   }
+  c->distill = f.distill;
   c->data = f.data;
   c->batch = f.batch;
   c->micro_batch = f.micro_batch;
@@ -253,6 +255,12 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--forward-casts-only", f.forward_casts_only,
                 "Cast only the forward products' operands, the gradients' products staying in "
                 "FP32: quantization-aware finetuning (recipe name gets -forward)");
+  cmd->add_flag(
+         "--distill", f.distill,
+         "Learn --init's next-token distribution: the training loss is the KL divergence "
+         "from its logits (its FP32 weights, no casts) instead of the cross-entropy with the "
+         "next token; validation stays cross-entropy")
+      ->needs(init);
   cmd->add_option("--gpus", f.gpus,
                   "GPUs to train on, one process each (data-parallel, with --device cuda)")
       ->check(CLI::Range(1, 1024))

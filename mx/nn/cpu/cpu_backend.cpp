@@ -264,6 +264,12 @@ void CpuBackend::classifier_loss(Buf losses, Buf dlogits, Buf logits, Buf target
   cpu::crossentropy_backward(f32(dlogits), probs_.data(), u32(targets), n, v, dloss, threads_);
 }
 
+void CpuBackend::distillation_loss(Buf losses, Buf dlogits, Buf logits, Buf teacher, int64_t n,
+                                   int64_t v, float dloss) {
+  cpu::distillation_loss(f32(losses), dlogits.empty() ? nullptr : f32(dlogits), f32(logits),
+                         f32(teacher), n, v, dloss, threads_);
+}
+
 double CpuBackend::norm(Buf x) {
   const float* g = f32(x);
   double sum = 0.0;

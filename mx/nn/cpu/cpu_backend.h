@@ -79,6 +79,8 @@ class CpuBackend : public Backend {
                           const AttnShape& s, const Recipe& recipe, SrKey key) override;
   void classifier_loss(Buf losses, Buf dlogits, Buf logits, Buf targets, int64_t n, int64_t v,
                        float dloss) override;
+  void distillation_loss(Buf losses, Buf dlogits, Buf logits, Buf teacher, int64_t n, int64_t v,
+                         float dloss) override;
   double norm(Buf x) override;
   void scale(Buf x, float factor) override;
   void adamw(Buf params, Buf grads, Buf m, Buf v, Buf decay_mask, const AdamWStep& s) override;

@@ -95,5 +95,9 @@ float crossentropy_forward(float* probs, float* losses, const float* logits,
 // dlogits[N, V] += (probs - onehot(target)) * scale (1 / N for the mean loss)
 void crossentropy_backward(float* dlogits, const float* probs, const uint32_t* targets, int64_t n,
                            int64_t v, float scale, int threads);
+// losses[N] = KL(softmax(teacher) || softmax(logits)) in nats, summed in double per row; with
+// dlogits (may be logits), dlogits[N, V] = (softmax(logits) - softmax(teacher)) * scale.
+void distillation_loss(float* losses, float* dlogits, const float* logits, const float* teacher,
+                       int64_t n, int64_t v, float scale, int threads);
 
 }  // namespace mx::nn::cpu

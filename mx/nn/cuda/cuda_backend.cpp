@@ -384,6 +384,12 @@ class CudaBackend final : public Backend {
                              dloss, bf16_act(), stream_);
     check_launch("classifier_loss");
   }
+  void distillation_loss(Buf losses, Buf dlogits, Buf logits, Buf teacher, int64_t n, int64_t v,
+                         float dloss) override {
+    kernels::distillation_loss(losses.as<float>(), dlogits.p, logits.p, teacher.p, n, v, dloss,
+                               bf16_act(), stream_);
+    check_launch("distillation_loss");
+  }
 
   double norm(Buf x) override {
     const int64_t count = kernels::norm_partials_count(x.n);

@@ -73,6 +73,10 @@ void bias_grad(float* dbias, const void* dy, int64_t m, int64_t n, bool bf16_act
 // dlogits = (softmax - onehot) * dloss.
 void classifier_loss(float* losses, void* dlogits, const void* logits, const uint32_t* targets,
                      int64_t n, int64_t v, float dloss, bool bf16_act, cudaStream_t s);
+// losses[i] = KL(softmax(teacher_i) || softmax(logits_i)); with dlogits (may alias logits), also
+// dlogits = (softmax(logits) - softmax(teacher)) * dloss. Teacher rows of the logits' type.
+void distillation_loss(float* losses, void* dlogits, const void* logits, const void* teacher,
+                       int64_t n, int64_t v, float dloss, bool bf16_act, cudaStream_t s);
 
 // Copies with rounding: float32 to bfloat16 (nearest even), bfloat16 to float32, and float32
 // (or bfloat16) rounded to bfloat16 values in place of its own type.
