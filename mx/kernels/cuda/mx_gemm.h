@@ -38,7 +38,6 @@ struct MxGemmArgs {
   void* d = nullptr;              // M x N, row-major, leading dimension N
 };
 
-// Bytes of one row of codes and of scales for K columns of `format` (whole blocks of 32).
 // D = A * B^T (+ bias) through bfloat16 tensor cores: every code is decoded to bfloat16 (exact
 // except for the tiny values docs/NUMERICS.md lists), products accumulate in float32. Any pair of
 // element formats. Runs on Hopper (compute capability 9.0); elsewhere returns a reason.
@@ -80,6 +79,7 @@ struct MxWeightOnlyArgs {
 };
 std::string mx_gemm_weight_only_cuda(const MxWeightOnlyArgs& args, cudaStream_t stream);
 
+// Bytes of one row of scales, and of codes of `format`, for K columns (whole blocks of 32).
 inline int64_t mx_row_scale_bytes(int64_t k) {
   return (k + 31) / 32;
 }
