@@ -226,6 +226,33 @@ TEST(Recipe, Bf16ClassifierTurnsOnlyTheClassifiersMxCastsIntoBfloat16) {
             std::string::npos);
 }
 
+TEST(Recipe, Bf16AttentionTurnsOnlyAttentionsMxCastsIntoBfloat16) {
+  Recipe r;
+  ASSERT_EQ(parse_recipe_json(R"({"name": "a", "default": "mxfp4_e2m1", "grad_out_dw": "bf16",
+      "weight_dx": "fp32", "bf16_attention": true})",
+                              &r),
+            "");
+  EXPECT_TRUE(r.bf16_attention);
+  const Recipe a = attention_recipe(r);
+  EXPECT_EQ(a.act_fwd.kind, OperandCast::Kind::kBF16);
+  EXPECT_EQ(a.act_dw.kind, OperandCast::Kind::kBF16);
+  EXPECT_EQ(a.grad_out_dx.kind, OperandCast::Kind::kBF16);
+  EXPECT_EQ(a.grad_out_dw.kind, OperandCast::Kind::kBF16);
+  EXPECT_EQ(a.weight_dx.kind, OperandCast::Kind::kNone);
+  // The linear layers and the classifier keep their MX casts.
+  EXPECT_EQ(classifier_recipe(r).act_fwd.kind, OperandCast::Kind::kMx);
+  Recipe back;
+  ASSERT_EQ(parse_recipe_json(recipe_to_json(r), &back), "");
+  EXPECT_TRUE(back.bf16_attention);
+  EXPECT_NE(describe(r).find("attention=bf16"), std::string::npos);
+  // Off (the presets follow the paper): attention casts as every other product.
+  const Recipe mxfp4 = *recipe_preset("mxfp4");
+  EXPECT_FALSE(mxfp4.bf16_attention);
+  EXPECT_EQ(attention_recipe(mxfp4).act_fwd.kind, OperandCast::Kind::kMx);
+  EXPECT_NE(parse_recipe_json(R"({"bf16_attention": "yes"})", &r).find("bf16_attention"),
+            std::string::npos);
+}
+
 // The study's recipe files stay readable, and each is named as its file is.
 TEST(Recipe, EveryRecipeFileOfTheStudiesParsesUnderItsFileName) {
   int files = 0;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -451,6 +452,42 @@ TEST(ModelForward, HandsInferenceAttentionOnlyWhatTheBackendAsksFor) {
   sizes->seen.clear();
   loss_of(model, d, false);
   EXPECT_EQ(sizes->seen, std::vector<int64_t>(2, SavedSizes::kInferenceCount));
+}
+
+// A CPU backend that notes the act_fwd cast each kind of product was given.
+class RecipeSpy : public CpuBackend {
+ public:
+  OperandCast::Kind linear = OperandCast::Kind::kNone, attention = OperandCast::Kind::kNone;
+  void matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
+                      const Recipe& recipe, SrKey key) override {
+    linear = recipe.act_fwd.kind;
+    CpuBackend::matmul_forward(y, x, w, bias, m, k, n, recipe, key);
+  }
+  void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
+                         const Recipe& recipe, SrKey key) override {
+    attention = recipe.act_fwd.kind;
+    CpuBackend::attention_forward(out, saved, q, k, v, s, recipe, key);
+  }
+};
+
+TEST(NnModel, Bf16AttentionLeavesAttentionInBfloat16AndTheLinearLayersInMx) {
+  const ModelConfig config = tiny(Arch::kGpt2);
+  auto spy = std::make_unique<RecipeSpy>();
+  RecipeSpy* seen = spy.get();
+  Model model(config, std::move(spy));
+  model.params().init(7);
+  model.upload_params();
+  Recipe recipe = *recipe_preset("mxfp4");
+  model.set_recipe(recipe);
+  const Data d(config.vocab);
+  const float mx_loss = loss_of(model, d);
+  EXPECT_EQ(seen->attention, OperandCast::Kind::kMx);
+  recipe.bf16_attention = true;
+  model.set_recipe(recipe);
+  const float bf16_attention_loss = loss_of(model, d);
+  EXPECT_EQ(seen->attention, OperandCast::Kind::kBF16);
+  EXPECT_EQ(seen->linear, OperandCast::Kind::kMx);
+  EXPECT_NE(mx_loss, bf16_attention_loss);
 }
 
 }  // namespace

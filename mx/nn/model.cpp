@@ -157,8 +157,9 @@ std::string Model::reserve_for(int64_t b, int64_t t, bool one_block) {
   acts->one_block = one_block;
   acts->layers.resize(one_block ? 1 : size_t(config_.n_layers));
   // Counted in double before anything is allocated, with this backend's types and saved state.
-  const double saved = double(be.attn_saved_count(
-      {new_b, new_t, config_.n_heads, config_.n_kv_heads, config_.head_size()}, recipe_));
+  const double saved = double(
+      be.attn_saved_count({new_b, new_t, config_.n_heads, config_.n_kv_heads, config_.head_size()},
+                          attention_recipe(recipe_)));
   const std::vector<Sized> buffers =
       activation_buffers(config_, double(new_b), double(new_t), saved, *acts);
   double bytes = 0;
@@ -218,15 +219,16 @@ void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
       be.rope_forward(k, n, t_, nkv, hs, past, bf16);
     }
     const AttnShape shape{b_, t_, nh, nkv, hs, past};
+    const Recipe attention = attention_recipe(recipe_);
     if (use_cache) {
       const int64_t keys = past + n;
       be.attention_forward(a.atty, cache_probs_, a.q, k_cache_[l].at(0, keys * kv),
-                           v_cache_[l].at(0, keys * kv), shape, recipe_, key(kAttention));
+                           v_cache_[l].at(0, keys * kv), shape, attention, key(kAttention));
     } else {
       const Buf saved = pass_.training
                             ? a.att_saved
-                            : a.att_saved.at(0, be.attn_inference_saved_count(shape, recipe_));
-      be.attention_forward(a.atty, saved, a.q, k, v, shape, recipe_, key(kAttention));
+                            : a.att_saved.at(0, be.attn_inference_saved_count(shape, attention));
+      be.attention_forward(a.atty, saved, a.q, k, v, shape, attention, key(kAttention));
     }
   }
   if (parts & kPartAttnResidual) {
@@ -341,7 +343,8 @@ Buf Model::device_logits() {
 // so a position's output shares a block scale with up to 31 later positions, and changes when
 // they arrive. Cached keys and values cannot follow that; element-wise casts have no such reach.
 bool Model::can_cache() const {
-  return backend_->attends_to_a_cache() && recipe_.act_fwd.kind != OperandCast::Kind::kMx;
+  return backend_->attends_to_a_cache() &&
+         attention_recipe(recipe_).act_fwd.kind != OperandCast::Kind::kMx;
 }
 
 std::string Model::reserve_cache(int64_t t) {
@@ -445,7 +448,7 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres) {
   linear_back(s.datty, dres, a.atty, o.wo, o.bo, C, C, false, kAttnOut);
   const AttnShape shape{b_, t_, nh, nkv, hs};
   be.attention_backward(s.dq, s.dk, s.dv, s.datty, a.q, a.k, a.v, a.atty, a.att_saved, shape,
-                        recipe_, key(kAttention));
+                        attention_recipe(recipe_), key(kAttention));
   if (llama) {
     be.rope_backward(s.dq, n, t_, nh, hs);
     be.rope_backward(s.dk, n, t_, nkv, hs);

@@ -144,14 +144,27 @@ Recipe forward_casts_for_training(const Recipe& recipe, bool bf16_activations) {
   return r;
 }
 
-Recipe classifier_recipe(const Recipe& recipe) {
+namespace {
+
+// `recipe` with every MX cast turned into bfloat16 where `to_bf16`.
+Recipe mx_casts_to_bf16(const Recipe& recipe, bool to_bf16) {
   Recipe r = recipe;
-  if (!recipe.bf16_classifier) return r;
+  if (!to_bf16) return r;
   for (const RoleRef& role : kRoles) {
     OperandCast& c = r.*role.member;
     if (c.kind == OperandCast::Kind::kMx) c = OperandCast::bf16();
   }
   return r;
+}
+
+}  // namespace
+
+Recipe classifier_recipe(const Recipe& recipe) {
+  return mx_casts_to_bf16(recipe, recipe.bf16_classifier);
+}
+
+Recipe attention_recipe(const Recipe& recipe) {
+  return mx_casts_to_bf16(recipe, recipe.bf16_attention);
 }
 
 std::string parse_recipe_json(std::string_view json_text, Recipe* out) {
@@ -177,6 +190,10 @@ std::string parse_recipe_json(std::string_view json_text, Recipe* out) {
     }
     if (key == "bf16_classifier" && value.is_boolean()) {
       r.bf16_classifier = value.get<bool>();
+      continue;
+    }
+    if (key == "bf16_attention" && value.is_boolean()) {
+      r.bf16_attention = value.get<bool>();
       continue;
     }
     bool matched = false;
@@ -249,6 +266,7 @@ std::string recipe_to_json(const Recipe& recipe) {
   }
   j["bf16_vector_ops"] = recipe.bf16_vector_ops;
   j["bf16_classifier"] = recipe.bf16_classifier;
+  j["bf16_attention"] = recipe.bf16_attention;
   return j.dump();
 }
 
@@ -264,6 +282,7 @@ std::string describe(const Recipe& recipe) {
   }
   if (recipe.bf16_vector_ops) s += " vector-ops=bf16";
   if (recipe.bf16_classifier) s += " classifier=bf16";
+  if (recipe.bf16_attention) s += " attention=bf16";
   return s;
 }
 

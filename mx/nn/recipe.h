@@ -51,6 +51,9 @@ struct Recipe {
   // precision, as low-precision training recipes often do. Its gradient (softmax - onehot) is
   // mostly values far below each block's largest, which narrow MX formats flush to zero.
   bool bf16_classifier = false;
+  // Attention's two products (Q K^T and P V, forward and backward) cast to bfloat16 wherever the
+  // recipe casts to MX, the linear layers' casts as given: attention left in bfloat16.
+  bool bf16_attention = false;
 };
 
 // fp32, tf32 (fp32 whose GPU products run on TF32 tensor cores), bf16, mxint8, mxfp8, mxfp6,
@@ -71,6 +74,8 @@ Recipe forward_casts_for_training(const Recipe& recipe, bool bf16_activations);
 
 // The casts of the classifier's products under `recipe` (bf16_classifier above).
 Recipe classifier_recipe(const Recipe& recipe);
+// The casts of attention's products under `recipe` (bf16_attention above).
+Recipe attention_recipe(const Recipe& recipe);
 
 // Parses a recipe from JSON text (see docs/NUMERICS.md for the schema). Returns "" or a reason.
 std::string parse_recipe_json(std::string_view json_text, Recipe* out);

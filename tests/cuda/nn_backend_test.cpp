@@ -197,6 +197,13 @@ TEST(CudaBackend, MxRecipesMatchTheCpuWithinTheirRounding) {
   for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
     compare(arch, asym, BufType::kF32, {2e-3, 2e-2, 2e-1});
   }
+  // MXFP4 with attention left in bfloat16: the linear layers' casts as mxfp4's, attention's
+  // products the bf16 recipe's.
+  Recipe bf16_attention = *recipe_preset("mxfp4");
+  bf16_attention.bf16_attention = true;
+  for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    compare(arch, bf16_attention, BufType::kF32, {2e-3, 2e-2, 1e-1});
+  }
 }
 
 // MX recipes over bfloat16 activations, as `mx train --device cuda` runs them. The casts see
