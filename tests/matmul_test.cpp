@@ -249,7 +249,8 @@ TEST(Recipe, Bf16AttentionTurnsOnlyAttentionsMxCastsIntoBfloat16) {
   const Recipe mxfp4 = *recipe_preset("mxfp4");
   EXPECT_FALSE(mxfp4.bf16_attention);
   EXPECT_EQ(attention_recipe(mxfp4).act_fwd.kind, OperandCast::Kind::kMx);
-  EXPECT_NE(parse_recipe_json(R"({"bf16_attention": "yes"})", &r).find("bf16_attention"),
+  EXPECT_NE(parse_recipe_json(R"({"bf16_attention": "yes"})", &r)
+                .find("'bf16_attention' must be true or false"),
             std::string::npos);
 }
 

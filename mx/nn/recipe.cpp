@@ -184,16 +184,13 @@ std::string parse_recipe_json(std::string_view json_text, Recipe* out) {
       r.name = value.get<std::string>();
       continue;
     }
-    if (key == "bf16_vector_ops" && value.is_boolean()) {
-      r.bf16_vector_ops = value.get<bool>();
-      continue;
-    }
-    if (key == "bf16_classifier" && value.is_boolean()) {
-      r.bf16_classifier = value.get<bool>();
-      continue;
-    }
-    if (key == "bf16_attention" && value.is_boolean()) {
-      r.bf16_attention = value.get<bool>();
+    bool* flag = key == "bf16_vector_ops"   ? &r.bf16_vector_ops
+                 : key == "bf16_classifier" ? &r.bf16_classifier
+                 : key == "bf16_attention"  ? &r.bf16_attention
+                                            : nullptr;
+    if (flag != nullptr) {
+      if (!value.is_boolean()) return "recipe: '" + key + "' must be true or false";
+      *flag = value.get<bool>();
       continue;
     }
     bool matched = false;
