@@ -15,8 +15,8 @@
 
 #include "mx/kernels/cuda/gemm_mx_bf16.h"
 #include "mx/kernels/cuda/gemm_mx_stage.cuh"
+#include "mx/kernels/cuda/launch_with_shared_memory.cuh"
 #include "mx/kernels/cuda/mma_sync.cuh"
-#include "mx/kernels/cuda/shared_memory_limit.h"
 #include "mx/kernels/cuda/wgmma.cuh"
 
 namespace mx::cuda {
@@ -140,18 +140,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <int kBitsA, int kBitsB>
 struct Launch {
   static std::string run(const Params& P, unsigned tiles, cudaStream_t stream) {
-    static SharedMemoryLimit limit;
-    const cudaError_t attribute = limit.ensure(
-        reinterpret_cast<const void*>(&mx_gemm_bf16_kernel<kBitsA, kBitsB>), kSharedBytes);
-    if (attribute != cudaSuccess) {
-      return std::string("mx_gemm: cannot reserve shared memory: ") + cudaGetErrorString(attribute);
-    }
-    mx_gemm_bf16_kernel<kBitsA, kBitsB><<<tiles, kThreads, kSharedBytes, stream>>>(P);
-    const cudaError_t launched = cudaGetLastError();
-    if (launched != cudaSuccess) {
-      return std::string("mx_gemm: launch failed: ") + cudaGetErrorString(launched);
-    }
-    return {};
+    return launch_with_shared_memory<&mx_gemm_bf16_kernel<kBitsA, kBitsB>>(
+        P, tiles, kThreads, kSharedBytes, stream, "mx_gemm");
   }
 };
 

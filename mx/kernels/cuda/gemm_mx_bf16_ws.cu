@@ -17,8 +17,8 @@
 
 #include "mx/kernels/cuda/gemm_mx_bf16.h"
 #include "mx/kernels/cuda/gemm_mx_stage.cuh"
+#include "mx/kernels/cuda/launch_with_shared_memory.cuh"
 #include "mx/kernels/cuda/mma_sync.cuh"
-#include "mx/kernels/cuda/shared_memory_limit.h"
 #include "mx/kernels/cuda/wgmma.cuh"
 
 namespace mx::cuda {
@@ -40,8 +40,7 @@ constexpr int kSharedBytes =
 static_assert(kSlotsPerProducer == 6);
 
 __device__ __forceinline__ void barrier_init(uint64_t* bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(wgmma::shared_address(bar)),
-               "r"(count)
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(shared_address(bar)), "r"(count)
                : "memory");
 }
 
@@ -52,7 +51,7 @@ __device__ __forceinline__ void barrier_arrive(uint64_t* bar) {
       "{\n"
       ".reg .b64 state;\n"
       "mbarrier.arrive.release.cta.shared::cta.b64 state, [%0];\n"
-      "}\n" ::"r"(wgmma::shared_address(bar))
+      "}\n" ::"r"(shared_address(bar))
       : "memory");
 }
 
@@ -68,7 +67,7 @@ __device__ __forceinline__ void barrier_wait(uint64_t* bar, uint32_t parity) {
         "selp.u32 %0, 1, 0, p;\n"
         "}\n"
         : "=r"(done)
-        : "r"(wgmma::shared_address(bar)), "r"(parity)
+        : "r"(shared_address(bar)), "r"(parity)
         : "memory");
   } while (!done);
 }
@@ -84,8 +83,8 @@ __device__ __forceinline__ void produce(const Params& P, int64_t m0, int64_t n0,
                                           row_block(P, m0, n0, t, 1),
                                           row_block(P, m0, n0, kTileM + t, 0),
                                           row_block(P, m0, n0, kTileM + t, 1),
-                                          row_block(P, m0, n0, kTileM + 128 + t, 0),
-                                          row_block(P, m0, n0, kTileM + 128 + t, 1)};
+                                          row_block(P, m0, n0, kTileM + kProducers + t, 0),
+                                          row_block(P, m0, n0, kTileM + kProducers + t, 1)};
   auto load = [&](int64_t s, uint32_t(&scale)[kSlotsPerProducer]) {
     uint8_t* slots = code_stages + (s % kCodeStages) * kCodeStageBytes;
 #pragma unroll
@@ -188,19 +187,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <int kBitsA, int kBitsB>
 struct Launch {
   static std::string run(const Params& P, unsigned tiles, cudaStream_t stream) {
-    static SharedMemoryLimit limit;
-    const auto kernel = &mx_gemm_bf16_ws_kernel<kBitsA, kBitsB>;
-    const cudaError_t attribute = limit.ensure(reinterpret_cast<const void*>(kernel), kSharedBytes);
-    if (attribute != cudaSuccess) {
-      return std::string("mx_gemm_specialized: cannot reserve shared memory: ") +
-             cudaGetErrorString(attribute);
-    }
-    kernel<<<tiles, kThreads, kSharedBytes, stream>>>(P);
-    const cudaError_t launched = cudaGetLastError();
-    if (launched != cudaSuccess) {
-      return std::string("mx_gemm_specialized: launch failed: ") + cudaGetErrorString(launched);
-    }
-    return {};
+    return launch_with_shared_memory<&mx_gemm_bf16_ws_kernel<kBitsA, kBitsB>>(
+        P, tiles, kThreads, kSharedBytes, stream, "mx_gemm_specialized");
   }
 };
 

@@ -121,7 +121,7 @@ struct Slots {
     const int64_t kb = s * kBlocksPerStage + rb.half;
     const bool valid = rb.codes != nullptr && kb < P.blocks_k;
     const uint8_t* src = valid ? rb.codes + kb * Copy::kBytes : op.codes;
-    const uint32_t dst = wgmma::shared_address(slot) + t * Copy::kChunk;
+    const uint32_t dst = shared_address(slot) + t * Copy::kChunk;
 #pragma unroll
     for (int c = 0; c < Copy::kChunks; ++c) {
       copy_async<Copy::kChunk>(dst + c * kSlotThreads * Copy::kChunk, src + c * Copy::kChunk,

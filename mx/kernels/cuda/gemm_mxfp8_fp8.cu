@@ -23,8 +23,8 @@
 
 #include "mx/kernels/cuda/gemm_epilogue.cuh"
 #include "mx/kernels/cuda/gemm_mxfp8_fp8.h"
+#include "mx/kernels/cuda/launch_with_shared_memory.cuh"
 #include "mx/kernels/cuda/mma_sync.cuh"
-#include "mx/kernels/cuda/shared_memory_limit.h"
 
 namespace mx::cuda {
 namespace {
@@ -69,10 +69,6 @@ struct Params {
 __device__ __forceinline__ float scale_value(uint32_t e) {
   if (e == 255u) return __int_as_float(0x7FC00000);
   return e == 0u ? __int_as_float(0x00400000) : __int_as_float(int(e << 23));
-}
-
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-  return uint32_t(__cvta_generic_to_shared(p));
 }
 
 // `bytes` (0 to 16) of src, the rest of the 16 zero-filled.
@@ -285,19 +281,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 template <bool kE5m2A, bool kE5m2B>
 std::string launch_kernel(const Params& P, unsigned grid, cudaStream_t stream) {
-  static SharedMemoryLimit limit;
-  const auto kernel = &mxfp8_gemm_fp8_kernel<kE5m2A, kE5m2B>;
-  const cudaError_t attribute = limit.ensure(reinterpret_cast<const void*>(kernel), kSharedBytes);
-  if (attribute != cudaSuccess) {
-    return std::string("mx_gemm_fp8: cannot reserve shared memory: ") +
-           cudaGetErrorString(attribute);
-  }
-  kernel<<<grid, kThreads, kSharedBytes, stream>>>(P);
-  const cudaError_t launched = cudaGetLastError();
-  if (launched != cudaSuccess) {
-    return std::string("mx_gemm_fp8: launch failed: ") + cudaGetErrorString(launched);
-  }
-  return {};
+  return launch_with_shared_memory<&mxfp8_gemm_fp8_kernel<kE5m2A, kE5m2B>>(
+      P, grid, kThreads, kSharedBytes, stream, "mx_gemm_fp8");
 }
 
 }  // namespace

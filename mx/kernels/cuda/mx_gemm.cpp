@@ -39,6 +39,13 @@ std::string needs_hopper(const std::string& name, int major, int minor) {
          std::to_string(major) + "." + std::to_string(minor);
 }
 
+// "" when the current device is a Hopper GPU, else why `name` cannot run here.
+std::string hopper_or_reason(const std::string& name) {
+  int major = 0, minor = 0;
+  if (!compute_capability(&major, &minor)) return name + ": no CUDA device";
+  return major == 9 && minor == 0 ? "" : needs_hopper(name, major, minor);
+}
+
 bool is_fp8(ElementFormat f) {
   return f == ElementFormat::kE4M3 || f == ElementFormat::kE5M2;
 }
@@ -53,18 +60,14 @@ std::string mx_gemm_fp8_cuda(const MxGemmArgs& args, cudaStream_t stream) {
            std::string(traits(args.b.format).name);
   }
   if (args.m == 0 || args.n == 0) return {};
-  int major = 0, minor = 0;
-  if (!compute_capability(&major, &minor)) return "mx_gemm_fp8: no CUDA device";
-  if (major != 9 || minor != 0) return needs_hopper("mx_gemm_fp8", major, minor);
+  if (auto e = hopper_or_reason("mx_gemm_fp8"); !e.empty()) return e;
   return launch_mxfp8_gemm_fp8_hopper(args, stream);
 }
 
 std::string mx_gemm_specialized_cuda(const MxGemmArgs& args, cudaStream_t stream) {
   if (auto e = check_args(args, "mx_gemm_specialized"); !e.empty()) return e;
   if (args.m == 0 || args.n == 0) return {};
-  int major = 0, minor = 0;
-  if (!compute_capability(&major, &minor)) return "mx_gemm_specialized: no CUDA device";
-  if (major != 9 || minor != 0) return needs_hopper("mx_gemm_specialized", major, minor);
+  if (auto e = hopper_or_reason("mx_gemm_specialized"); !e.empty()) return e;
   return launch_mx_gemm_bf16_ws_hopper(args, stream);
 }
 

@@ -12,11 +12,9 @@
 
 #include <cstdint>
 
-namespace mx::cuda::wgmma {
+#include "mx/kernels/cuda/mma_sync.cuh"
 
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+namespace mx::cuda::wgmma {
 
 // Descriptor of a K-major, 128-byte-swizzled tile starting at `tile`.
 __device__ __forceinline__ uint64_t descriptor(const void* tile) {
