@@ -60,17 +60,8 @@ TEST(MxGemmFp8, EveryStageCountEqualsTheExactProduct) {
   std::mt19937 rng(12);
   // 1 to 6 stages of four blocks: the first two are copied before the loop, later ones rotate
   // through the three buffers.
-  for (int64_t k : {32, 96, 128, 160, 256, 384, 416, 512, 640, 768}) {
-    const ElementFormat f = ElementFormat::kE4M3;
-    const HostMx a =
-        make_operand(f, 130, k, rng, draw_from(small_codes(f), rng), scales_between(126, 128, rng));
-    const HostMx b =
-        make_operand(f, 140, k, rng, draw_from(small_codes(f), rng), scales_between(126, 128, rng));
-    std::string error;
-    const auto got = run_fp8(a, b, {}, DType::kF32, &error);
-    ASSERT_EQ(error, "");
-    EXPECT_EQ(count_bit_mismatches(a, b, got, reference(a, b, {}), DType::kF32), 0) << "k = " << k;
-  }
+  expect_exact_at_each_k(cuda::mx_gemm_fp8_cuda, {32, 96, 128, 160, 256, 384, 416, 512, 640, 768},
+                         130, 140, rng);
 }
 
 TEST(MxGemmFp8, ScalesFarApartStayExactWhileTheirProductIsNormal) {
@@ -109,22 +100,10 @@ TEST(MxGemmFp8, EveryFiniteCodeStaysWithinFloat32AccumulationError) {
       std::string error;
       const auto got = run_fp8(a, b, {}, DType::kF32, &error);
       ASSERT_EQ(error, "");
-      const Product want = reference(a, b, {});
-      int64_t bad = 0;
-      double largest = 0;  // error relative to the sum of magnitudes, printed for NUMERICS
-      for (size_t i = 0; i < got.size(); ++i) {
-        if (want.magnitude[i] > 0) {
-          largest = std::max(largest, std::abs(got[i] - want.exact[i]) / want.magnitude[i]);
-        }
-        // Any order of k float32 additions (2^-22 allows for a tensor core that truncates).
-        const double bound = double(k) * 0x1p-22 * want.magnitude[i];
-        if (!(std::abs(got[i] - want.exact[i]) <= bound) && bad++ < 4) {
-          ADD_FAILURE() << traits(fa).name << " x " << traits(fb).name << " at " << i << ": want "
-                        << want.exact[i] << " got " << got[i] << " bound " << bound;
-        }
-      }
-      std::cout << traits(fa).name << " x " << traits(fb).name
-                << ": largest |error| / sum of |products| " << largest << "\n";
+      const std::string what = std::string(traits(fa).name) + " x " + std::string(traits(fb).name);
+      double largest = 0;  // printed for docs/NUMERICS.md
+      const int64_t bad = count_beyond_float32_sums(got, reference(a, b, {}), k, what, &largest);
+      std::cout << what << ": largest |error| / sum of |products| " << largest << "\n";
       EXPECT_EQ(bad, 0);
     }
   }

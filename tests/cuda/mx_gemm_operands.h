@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <random>
 #include <string>
 #include <vector>
@@ -222,6 +223,45 @@ inline int64_t count_bit_mismatches(const HostMx& a, const HostMx& b, const std:
   return count_mismatches(
       got, want, out,
       std::string(traits(a.format).name) + " x " + std::string(traits(b.format).name));
+}
+
+// Outputs farther from the exact product than any order of k float32 additions allows:
+// |error| <= k * 2^-23 * sum |terms|, with 2^-22 for a tensor core that truncates instead of
+// rounding. Prints the first few, labelled `what`; *largest (if given) gets the largest
+// |error| relative to the sum of magnitudes.
+inline int64_t count_beyond_float32_sums(const std::vector<float>& got, const Product& want,
+                                         int64_t k, const std::string& what,
+                                         double* largest = nullptr) {
+  int64_t bad = 0;
+  double seen = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double error = std::abs(got[i] - want.exact[i]);
+    if (want.magnitude[i] > 0) seen = std::max(seen, error / want.magnitude[i]);
+    const double bound = double(k) * 0x1p-22 * want.magnitude[i];
+    if (!(error <= bound) && bad++ < 4) {
+      ADD_FAILURE() << what << " at " << i << ": want " << want.exact[i] << " got " << got[i]
+                    << " bound " << bound;
+    }
+  }
+  if (largest != nullptr) *largest = seen;
+  return bad;
+}
+
+// The product of E4M3 operands of m and n rows at each K, on small codes whose sums are exact,
+// must equal the exact product bit for bit.
+inline void expect_exact_at_each_k(GemmEntry entry, std::initializer_list<int64_t> ks, int64_t m,
+                                   int64_t n, std::mt19937& rng) {
+  const ElementFormat f = ElementFormat::kE4M3;
+  for (int64_t k : ks) {
+    const HostMx a =
+        make_operand(f, m, k, rng, draw_from(small_codes(f), rng), scales_between(126, 128, rng));
+    const HostMx b =
+        make_operand(f, n, k, rng, draw_from(small_codes(f), rng), scales_between(126, 128, rng));
+    std::string error;
+    const auto got = run(a, b, {}, DType::kF32, &error, entry);
+    ASSERT_EQ(error, "");
+    EXPECT_EQ(count_bit_mismatches(a, b, got, reference(a, b, {}), DType::kF32), 0) << "k = " << k;
+  }
 }
 
 // Outputs that differ from a product with NaN and Inf in it: NaN where float64 has NaN, the same

@@ -138,17 +138,7 @@ TEST_P(MxGemmKernel, EveryStageCountEqualsTheExactProduct) {
   std::mt19937 rng(8);
   // 1 to 9 stages of two blocks: the first stages run before the loop, later ones reuse the
   // copy and decode buffers.
-  for (int64_t k : {32, 64, 96, 128, 160, 192, 224, 256, 320, 576}) {
-    const ElementFormat f = ElementFormat::kE4M3;
-    const HostMx a =
-        make_operand(f, 64, k, rng, draw_from(small_codes(f), rng), scales_between(126, 128, rng));
-    const HostMx b =
-        make_operand(f, 40, k, rng, draw_from(small_codes(f), rng), scales_between(126, 128, rng));
-    std::string error;
-    const auto got = run(a, b, {}, DType::kF32, &error, kernel());
-    ASSERT_EQ(error, "");
-    EXPECT_EQ(count_bit_mismatches(a, b, got, reference(a, b, {}), DType::kF32), 0) << "k = " << k;
-  }
+  expect_exact_at_each_k(kernel(), {32, 64, 96, 128, 160, 192, 224, 256, 320, 576}, 64, 40, rng);
 }
 
 TEST_P(MxGemmKernel, EveryFiniteCodeAndWideScalesStayWithinFloat32AccumulationError) {
@@ -164,18 +154,10 @@ TEST_P(MxGemmKernel, EveryFiniteCodeAndWideScalesStayWithinFloat32AccumulationEr
       std::string error;
       const auto got = run(a, b, {}, DType::kF32, &error, kernel());
       ASSERT_EQ(error, "");
-      const Product want = reference(a, b, {});
-      int64_t bad = 0;
-      for (size_t i = 0; i < got.size(); ++i) {
-        // Any summation order of k terms in float32: |error| <= k * 2^-23 * sum |terms|
-        // (2^-22 allows for tensor-core truncation instead of rounding).
-        const double bound = double(k) * 0x1p-22 * want.magnitude[i];
-        if (!(std::abs(got[i] - want.exact[i]) <= bound) && bad++ < 4) {
-          ADD_FAILURE() << traits(fa).name << " x " << traits(fb).name << " at " << i << ": want "
-                        << want.exact[i] << " got " << got[i] << " bound " << bound;
-        }
-      }
-      EXPECT_EQ(bad, 0);
+      EXPECT_EQ(count_beyond_float32_sums(
+                    got, reference(a, b, {}), k,
+                    std::string(traits(fa).name) + " x " + std::string(traits(fb).name)),
+                0);
     }
   }
 }
