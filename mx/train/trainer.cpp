@@ -98,16 +98,16 @@ std::string inherited_rows(const std::string& log_path, int64_t step, const Trai
 // On the CPU the whole run lives in host memory; on a GPU the host keeps the weights, gradients
 // and moments' copies, and the model checks the device's memory for its activations itself.
 std::string check_memory_for(const TrainConfig& c, const std::string& device) {
+  const bool cpu = device == "cpu";
   const double params = double(nn::Params(c.model_config, false).count());
-  // A distilling run's teacher: its FP32 weights and, on the CPU, a forward's activations.
-  const double teacher = !c.distill ? 0.0
-                         : device == "cpu"
-                             ? sizeof(float) * params + nn::Model::activation_bytes(
-                                                            c.model_config, pass_rows(c), c.seq_len)
-                             : sizeof(float) * params;
-  const double bytes = teacher + (device == "cpu" ? nn::Model::training_bytes(
-                                                        c.model_config, pass_rows(c), c.seq_len)
-                                                  : 4.0 * sizeof(float) * params);
+  double bytes = cpu ? nn::Model::training_bytes(c.model_config, pass_rows(c), c.seq_len)
+                     : 4.0 * sizeof(float) * params;
+  if (c.distill) {
+    // The teacher: its weights and gradient buffers (a Model holds both), and on the CPU its
+    // activations.
+    bytes += 2.0 * sizeof(float) * params +
+             (cpu ? nn::Model::activation_bytes(c.model_config, pass_rows(c), c.seq_len) : 0.0);
+  }
   const char* pass = c.micro_batch > 0 ? " with micro-batches of " : " with batches of ";
   return io::check_memory(
       bytes, cat("training ", c.model, pass, pass_rows(c), " x ", c.seq_len, " tokens"));
