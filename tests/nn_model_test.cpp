@@ -470,7 +470,7 @@ class RecipeSpy : public CpuBackend {
   }
 };
 
-TEST(NnModel, Bf16AttentionLeavesAttentionInBfloat16AndTheLinearLayersInMx) {
+TEST(NnModel, Bf16AttentionLeavesAttentionInBfloat16AndTheLinearLayersInMxAndAllowsACache) {
   const ModelConfig config = tiny(Arch::kGpt2);
   auto spy = std::make_unique<RecipeSpy>();
   RecipeSpy* seen = spy.get();
@@ -482,12 +482,14 @@ TEST(NnModel, Bf16AttentionLeavesAttentionInBfloat16AndTheLinearLayersInMx) {
   const Data d(config.vocab);
   const float mx_loss = loss_of(model, d);
   EXPECT_EQ(seen->attention, OperandCast::Kind::kMx);
+  EXPECT_FALSE(model.can_cache());  // MX casts of V along the sequence reach later positions
   recipe.bf16_attention = true;
   model.set_recipe(recipe);
   const float bf16_attention_loss = loss_of(model, d);
   EXPECT_EQ(seen->attention, OperandCast::Kind::kBF16);
   EXPECT_EQ(seen->linear, OperandCast::Kind::kMx);
   EXPECT_NE(mx_loss, bf16_attention_loss);
+  EXPECT_TRUE(model.can_cache());
 }
 
 }  // namespace
