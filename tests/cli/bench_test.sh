@@ -5,12 +5,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
 text=$("$mx" bench train --model tiny --recipe mxfp6 --steps 2 --warmup 1 --batch 2)
 for line in "tokens/s" "step" "model FLOPs" "MFU" "peak memory"; do
-  echo "$text" | grep -q "^  $line " || fail "bench train printed no '$line' line: $text"
+  grep -q "^  $line " <<< "$text" || fail "bench train printed no '$line' line: $text"
 done
 json=$("$mx" bench train --model tiny --steps 1 --warmup 0 --batch 2 --micro-batch 1 --json \
        --peak-tflops 1)
 for key in tokens_per_s step_ms flops_per_token mfu peak_memory_bytes; do
-  echo "$json" | grep -q "\"$key\":[0-9]" || fail "bench train --json lacks $key: $json"
+  grep -q "\"$key\":[0-9]" <<< "$json" || fail "bench train --json lacks $key: $json"
 done
 
 expect_one_line_error "micro-batch must divide" bench train --model tiny --batch 4 --micro-batch 3
@@ -25,19 +25,19 @@ echo '{"name": "w4", "weight_fwd": "mxfp4_e2m1"}' > "$work/w4.json"
 text=$("$mx" bench generate --model tiny --arch llama --prompt-tokens 8 --tokens 4 \
        --recipe "$work/w4.json")
 for line in "first token" "tokens/s" "weights" "peak memory"; do
-  echo "$text" | grep -q "^  $line " || fail "bench generate printed no '$line' line: $text"
+  grep -q "^  $line " <<< "$text" || fail "bench generate printed no '$line' line: $text"
 done
-echo "$text" | grep -q "key/value cache, packed MX weights" ||
+grep -q "key/value cache, packed MX weights" <<< "$text" ||
   fail "bench generate did not use the cache and packed weights: $text"
 json=$("$mx" bench generate --model tiny --prompt-tokens 8 --tokens 3 --no-cache --unpacked --json)
 for key in first_token_ms tokens_per_s peak_memory_bytes; do
-  echo "$json" | grep -q "\"$key\":[0-9]" || fail "bench generate --json lacks $key: $json"
+  grep -q "\"$key\":[0-9]" <<< "$json" || fail "bench generate --json lacks $key: $json"
 done
-echo "$json" | grep -q '"cache":false' || fail "--no-cache used the cache: $json"
-echo "$json" | grep -q '"packed_weights":false' || fail "--unpacked packed: $json"
+grep -q '"cache":false' <<< "$json" || fail "--no-cache used the cache: $json"
+grep -q '"packed_weights":false' <<< "$json" || fail "--unpacked packed: $json"
 text=$("$mx" bench generate --model tiny --prompt-tokens 8 --tokens 3 --recipe "$work/w4.json" \
        --fast-products)
-echo "$text" | grep -q "packed MX weights, fast products" ||
+grep -q "packed MX weights, fast products" <<< "$text" ||
   fail "bench generate --fast-products did not say so: $text"
 
 expect_one_line_error "context of 64" bench generate --model tiny --prompt-tokens 60 --tokens 5

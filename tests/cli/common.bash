@@ -11,6 +11,11 @@ cd "$work"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# `... | matches PATTERN` succeeds when a line of the input matches (grep's options allowed). It
+# reads all of its input: `grep -q` stops at the first match, and under pipefail the writer's
+# SIGPIPE would then fail the pipeline at random.
+matches() { grep "$@" > /dev/null; }
+
 # expect_one_line_error TEXT ARGS...: `mx ARGS` exits with status 2 and prints one line on
 # stderr that contains TEXT.
 expect_one_line_error() {
@@ -22,5 +27,5 @@ expect_one_line_error() {
   set -e
   [ "$rc" -eq 2 ] || fail "'$*' exited $rc"
   [ "$(echo "$err" | wc -l)" -eq 1 ] || fail "'$*' printed more than one line: $err"
-  echo "$err" | grep -q -- "$want" || fail "'$*' said '$err', expected '$want'"
+  grep -q -- "$want" <<< "$err" || fail "'$*' said '$err', expected '$want'"
 }

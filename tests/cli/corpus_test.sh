@@ -16,7 +16,7 @@ printf 'Call me Ishmael.\r\n\r\n\r\n' >src/books/moby.txt
 printf 'apple\n fruit\n\nbee\n insect\n' >src/books/copy.txt  # a copy of words/00000
 printf '\n\n' >src/books/blank.txt
 out="$("$mx" corpus build src/words src/books -o cache/study --validation-per-mille 0)"
-echo "$out" | grep -q '^total  *5  *1  *1  *3 ' || fail "summary: $out"
+grep -q '^total  *5  *1  *1  *3 ' <<< "$out" || fail "summary: $out"
 [ "$(cat cache/study/train/books.moby.txt)" = "Call me Ishmael." ] || fail "cleaned text"
 [ ! -e cache/study/train/books.copy.txt ] || fail "duplicate kept"
 grep -q "^duplicate	books.copy.txt	.*	words.00000.txt$" cache/study/documents.tsv ||

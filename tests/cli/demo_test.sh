@@ -5,7 +5,7 @@ set -euo pipefail
 mx="$1"
 out=$("$mx" demo --synthetic --count 4096)
 for d in gaussian heavy-tailed+outliers uniform; do
-  echo "$out" | grep -q "^$d " || { echo "FAIL: no table for $d"; exit 1; }
+  grep -q "^$d " <<< "$out" || { echo "FAIL: no table for $d"; exit 1; }
 done
 [ "$(echo "$out" | grep -cE '^  mx')" -eq 27 ] || { echo "FAIL: expected 27 format rows"; exit 1; }
 set +e

@@ -10,14 +10,14 @@ if [ -z "${MX_DATA_DIR:-}" ] || [ ! -e "$MX_DATA_DIR/stories260K/stories260K.bin
   exit 0
 fi
 stories="$MX_DATA_DIR/stories260K"
-"$mx" export "$stories/stories260K.bin" -o s-f32.gguf | grep -q "a llama.cpp model" ||
+"$mx" export "$stories/stories260K.bin" -o s-f32.gguf | matches "a llama.cpp model" ||
   fail "export to GGUF"
 "$mx" export "$stories/stories260K.bin" -o s-bf16.gguf --dtype bf16 >/dev/null
 "$mx" quantize "$stories/stories260K.bin" -o s-mxfp4.gguf >summary.txt
 grep -q "quantized 30 of 47 tensors to mxfp4_e2m1" summary.txt || fail "summary: $(cat summary.txt)"
 grep -q "5 last dimension not a multiple of 32" summary.txt || fail "summary: $(cat summary.txt)"
-"$mx" inspect s-bf16.gguf | grep -q "^token_embd.weight  *BF16" || fail "--dtype bf16"
-"$mx" inspect s-bf16.gguf | grep -q "^output_norm.weight  *F32" || fail "norms stay F32"
+"$mx" inspect s-bf16.gguf | matches "^token_embd.weight  *BF16" || fail "--dtype bf16"
+"$mx" inspect s-bf16.gguf | matches "^output_norm.weight  *F32" || fail "norms stay F32"
 
 greedy() { "$mx" generate "$1" --prompt "Once upon a time" --tokens 40 --temperature 0; }
 want=$(greedy "$stories/stories260K.bin")

@@ -97,9 +97,9 @@ grep -q "^model.embed_tokens.weight  *mxfp4_e2m1" only.txt || fail "--only embed
 grep -q "^model.norm.weight  *mxfp4_e2m1" only.txt || fail "--only norm: $(cat only.txt)"
 grep -q "^model.layers.0.mlp.up_proj.weight  *F32" only.txt || fail "--only: $(cat only.txt)"
 "$mx" quantize model.safetensors -o skip.safetensors --include-embeddings --skip up_proj -q
-"$mx" inspect skip.safetensors | grep -q "^model.embed_tokens.weight  *mxfp4_e2m1" ||
+"$mx" inspect skip.safetensors | matches "^model.embed_tokens.weight  *mxfp4_e2m1" ||
   fail "--include-embeddings"
-"$mx" inspect skip.safetensors | grep -q "^model.layers.0.mlp.up_proj.weight  *F32" ||
+"$mx" inspect skip.safetensors | matches "^model.layers.0.mlp.up_proj.weight  *F32" ||
   fail "--skip"
 
 # inspect: the MX weight is one logical tensor of 2 rows x (16 + 1) bytes = 34; in BF16 it would
@@ -111,7 +111,7 @@ line=$(grep "^model.layers.0.mlp.up_proj.weight " inspect.txt) || fail "no MX te
   fail "inspect line: $line"
 grep -q "\.blocks\|\.scales" inspect.txt && fail "inspect lists the MX parts: $(cat inspect.txt)"
 grep -q "^total " inspect.txt || fail "inspect has no total"
-"$mx" inspect mid.gguf | grep -q "^model.layers.0.mlp.up_proj.weight  *MXFP4 .* 34 .*3.76x" ||
+"$mx" inspect mid.gguf | matches "^model.layers.0.mlp.up_proj.weight  *MXFP4 .* 34 .*3.76x" ||
   fail "inspect gguf: $("$mx" inspect mid.gguf)"
 "$mx" inspect --json mid.safetensors >inspect.json
 if command -v python3 >/dev/null; then
@@ -134,10 +134,10 @@ fi
 # zeros) is read under the Llama names.
 { hex_bytes "$(le32 00000020 00000020 00000001 00000002 00000002 00000004 00000002)"
   head -c $((7424 * 4)) /dev/zero; } >tiny.bin
-"$mx" inspect tiny.bin | grep -q "^tiny.bin: llama2c, 13 tensors (0 MX), 7424 parameters" ||
+"$mx" inspect tiny.bin | matches "^tiny.bin: llama2c, 13 tensors (0 MX), 7424 parameters" ||
   fail "inspect tiny.bin: $("$mx" inspect tiny.bin)"
 "$mx" quantize tiny.bin -o tiny.gguf --plain-gguf -q
-"$mx" inspect tiny.gguf | grep -q "^model.layers.0.mlp.gate_proj.weight  *MXFP4  *\[32, 32\]" ||
+"$mx" inspect tiny.gguf | matches "^model.layers.0.mlp.gate_proj.weight  *MXFP4  *\[32, 32\]" ||
   fail "quantize tiny.bin: $("$mx" inspect tiny.gguf)"
 
 # Bad input: exit 2, one stderr line containing the message, no stdout, and OUT neither created

@@ -13,7 +13,7 @@ common=(--model tiny --data corpus.txt --steps 12 --batch 4 --seq-len 32 --eval-
         --checkpoint-every 5 -q)
 json=$("$mx" train "${common[@]}" --recipe mxfp6 --out straight --json)
 for key in train_loss val_loss tokens_per_s; do
-  echo "$json" | grep -q "\"$key\":[0-9]" || fail "train --json lacks $key: $json"
+  grep -q "\"$key\":[0-9]" <<< "$json" || fail "train --json lacks $key: $json"
 done
 [ -f straight/model.safetensors ] && [ -f straight/checkpoint.safetensors ] \
   && [ "$(wc -l <straight/log.csv)" -eq 13 ] || fail "run folder incomplete"
@@ -27,7 +27,7 @@ cmp straight/model.safetensors resumed/model.safetensors || fail "resumed model 
 
 # Forward casts only: the first step's forward is the recipe's; its gradients are not.
 json=$("$mx" train "${common[@]}" --recipe mxfp6 --forward-casts-only --out forward --json)
-echo "$json" | grep -q '"recipe":"mxfp6-forward"' || fail "forward-only recipe not named: $json"
+grep -q '"recipe":"mxfp6-forward"' <<< "$json" || fail "forward-only recipe not named: $json"
 [ "$(sed -n 2p straight/log.csv | cut -d, -f3)" = "$(sed -n 2p forward/log.csv | cut -d, -f3)" ] \
   || fail "--forward-casts-only changed the first forward pass"
 [ "$(sed -n 2p straight/log.csv | cut -d, -f4)" != "$(sed -n 2p forward/log.csv | cut -d, -f4)" ] \
@@ -35,10 +35,10 @@ echo "$json" | grep -q '"recipe":"mxfp6-forward"' || fail "forward-only recipe n
 
 eval_json=$("$mx" eval straight --recipe mxint8 --batches 2 --json)
 for key in loss ppl kl top1; do
-  echo "$eval_json" | grep -q "\"$key\":" || fail "eval --json lacks $key: $eval_json"
+  grep -q "\"$key\":" <<< "$eval_json" || fail "eval --json lacks $key: $eval_json"
 done
 "$mx" eval straight/model.safetensors --recipe mxint8,mxfp4 --data corpus.txt --batches 2 \
-  | grep -q "^  mxfp4 " || fail "eval table lacks mxfp4"
+  | matches "^  mxfp4 " || fail "eval table lacks mxfp4"
 
 text=$("$mx" generate straight --prompt "the scale" --tokens 20 --seed 3)
 # The prompt (9 bytes) and at least 11 of the 20 bytes drawn (trailing newlines are dropped).
@@ -55,7 +55,7 @@ awk -v a="$tuned" -v b="$fresh" 'BEGIN { exit !(a < b - 1) }' \
 
 "$mx" train "${common[@]}" --recipe fp32 --out stopped --stop-at 3
 "$mx" export stopped -o stopped.safetensors >/dev/null
-"$mx" eval stopped.safetensors --data corpus.txt --batches 1 --json | grep -q '"kl":' \
+"$mx" eval stopped.safetensors --data corpus.txt --batches 1 --json | matches '"kl":' \
   || fail "an exported model does not evaluate"
 
 "$mx" plot straight resumed -o curves.png >/dev/null
@@ -73,7 +73,7 @@ cmp -s <(head -n "$(wc -l <table/table.md)" table.txt) table/table.md ||
   fail "study table printed another table than it wrote"
 grep -q '^| tiny | mxfp6 | 2 |' table.txt || fail "study table: no summary of the two mxfp6 runs"
 # A further baseline: one more gap column; both runs are mxfp6, so each is +0.0000 to the other.
-"$mx" study table straight resumed --also-baseline mxfp6 --no-plot | grep -q '| gap to mxfp6 |' ||
+"$mx" study table straight resumed --also-baseline mxfp6 --no-plot | matches '| gap to mxfp6 |' ||
   fail "study table --also-baseline: no column"
 
 # The casts' errors on the trained run: a row per product, six roles, the 6-bit error a few
@@ -82,7 +82,7 @@ grep -q '^| tiny | mxfp6 | 2 |' table.txt || fail "study table: no summary of th
 grep -Eq '^\| fc \| [1-9]\.[0-9]+%' errors.txt || fail "study errors: $(cat errors.txt)"
 grep -q '^| classifier |' errors.txt || fail "study errors: no classifier row"
 "$mx" study errors straight --recipe mxfp6 --batches 1 --seq-len 32 --json \
-  | grep -q '"product":"proj","relative_rmse":' || fail "study errors --json lacks the rows"
+  | matches '"product":"proj","relative_rmse":' || fail "study errors --json lacks the rows"
 expect_one_line_error "--split must be val or all" study errors straight --split test
 expect_one_line_error "unknown recipe" study errors straight --recipe fp7
 expect_one_line_error "--seq-len 999 is longer than the model's context of 64" study errors straight \
