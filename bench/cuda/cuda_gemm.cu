@@ -1,10 +1,9 @@
 // Speed of the MX matrix products beside cuBLAS in the same process: cuBLAS BF16 (bfloat16 in
 // and out, float32 accumulation) and cuBLASLt FP8 (E4M3 with per-tensor scales, bfloat16 out)
 // on the same M, N, K, beside the MX products: MXFP8 x MXFP8 through FP8 mma ("mx fp8-mma",
-// E4M3 x E4M3) and each pair of formats through bfloat16 tensor cores, by the staged kernel
-// ("mx A x B") and the warp-specialized one ("mx-ws A x B"). D = A * B^T with A [M, K]
-// and B [N, K]. CUDA events, 3 warm-ups, median of 10. Prints TFLOP/s and the ratio to cuBLAS
-// BF16.
+// E4M3 x E4M3) and each pair of formats through bfloat16 tensor cores ("mx A x B"). D = A * B^T
+// with A [M, K] and B [N, K]. CUDA events, 3 warm-ups, median of 10. Prints TFLOP/s and the ratio
+// to cuBLAS BF16.
 //
 // The weight-only product (X bfloat16 with M = 1..64 rows, W in the weight-tile layout) is timed
 // beside cuBLAS BF16 on the same shapes, in microseconds per call; both cycle through enough
@@ -408,10 +407,6 @@ int main(int argc, char** argv) {
       std::snprintf(kernel, sizeof(kernel), "mx %sx%s", std::string(mx::traits(p.a).name).c_str(),
                     std::string(mx::traits(p.b).name).c_str());
       time_mx(mx::cuda::mx_gemm_cuda, p.a, p.b, kernel);
-      std::snprintf(kernel, sizeof(kernel), "mx-ws %sx%s",
-                    std::string(mx::traits(p.a).name).c_str(),
-                    std::string(mx::traits(p.b).name).c_str());
-      time_mx(mx::cuda::mx_gemm_specialized_cuda, p.a, p.b, kernel);
     }
     CHECK(cudaFree(a16));
     CHECK(cudaFree(b16));

@@ -4,7 +4,6 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -32,26 +31,7 @@ const ElementFormat kAll[] = {ElementFormat::kE4M3, ElementFormat::kE5M2, Elemen
                               ElementFormat::kE2M3, ElementFormat::kE2M1, ElementFormat::kInt8,
                               ElementFormat::kInt4, ElementFormat::kInt2, ElementFormat::kE3M0};
 
-// The product tests run on both kernels behind the same arguments: the staged one (mx_gemm_cuda)
-// and the warp-specialized one (mx_gemm_specialized_cuda).
-struct Kernel {
-  const char* name;
-  GemmEntry entry;
-};
-void PrintTo(const Kernel& kernel, std::ostream* out) {
-  *out << kernel.name;
-}
-class MxGemmKernel : public ::testing::TestWithParam<Kernel> {
- protected:
-  GemmEntry kernel() const { return GetParam().entry; }
-};
-INSTANTIATE_TEST_SUITE_P(
-    Kernels, MxGemmKernel,
-    ::testing::Values(Kernel{"Staged", cuda::mx_gemm_cuda},
-                      Kernel{"WarpSpecialized", cuda::mx_gemm_specialized_cuda}),
-    [](const ::testing::TestParamInfo<Kernel>& info) { return std::string(info.param.name); });
-
-TEST_P(MxGemmKernel, EqualsTheExactProductBitForBitForEveryPairOfFormats) {
+TEST(MxGemm, EqualsTheExactProductBitForBitForEveryPairOfFormats) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937 rng(1);
   // M and N cross a tile edge, K ends inside a block and inside a stage.
@@ -68,7 +48,7 @@ TEST_P(MxGemmKernel, EqualsTheExactProductBitForBitForEveryPairOfFormats) {
         const bool with_bias = out == DType::kBF16;
         const std::vector<float> used_bias = with_bias ? bias : std::vector<float>{};
         std::string error;
-        const auto got = run(a, b, used_bias, out, &error, kernel());
+        const auto got = run(a, b, used_bias, out, &error, cuda::mx_gemm_cuda);
         ASSERT_EQ(error, "");
         EXPECT_EQ(count_bit_mismatches(a, b, got, reference(a, b, used_bias), out), 0)
             << traits(fa).name << " x " << traits(fb).name << " out " << dtype_name(out);
@@ -77,7 +57,7 @@ TEST_P(MxGemmKernel, EqualsTheExactProductBitForBitForEveryPairOfFormats) {
   }
 }
 
-TEST_P(MxGemmKernel, ManyStagesAndTilesEqualTheExactProduct) {
+TEST(MxGemm, ManyStagesAndTilesEqualTheExactProduct) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937 rng(2);
   // 16 stages cycle the three decode buffers several times; 4 x 3 output tiles.
@@ -90,13 +70,13 @@ TEST_P(MxGemmKernel, ManyStagesAndTilesEqualTheExactProduct) {
     const HostMx b =
         make_operand(fb, n, k, rng, draw_from(small_codes(fb), rng), scales_between(126, 127, rng));
     std::string error;
-    const auto got = run(a, b, {}, DType::kF32, &error, kernel());
+    const auto got = run(a, b, {}, DType::kF32, &error, cuda::mx_gemm_cuda);
     ASSERT_EQ(error, "");
     EXPECT_EQ(count_bit_mismatches(a, b, got, reference(a, b, {}), DType::kF32), 0);
   }
 }
 
-TEST_P(MxGemmKernel, ProductWithTheIdentityReturnsEachDecodedValue) {
+TEST(MxGemm, ProductWithTheIdentityReturnsEachDecodedValue) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937 rng(9);
   const int64_t rows = 48, k = 96;
@@ -112,8 +92,8 @@ TEST_P(MxGemmKernel, ProductWithTheIdentityReturnsEachDecodedValue) {
                                   scales_between(120, 134, rng));
     for (bool x_is_a : {true, false}) {
       std::string error;
-      const auto got = x_is_a ? run(x, eye, {}, DType::kF32, &error, kernel())
-                              : run(eye, x, {}, DType::kF32, &error, kernel());
+      const auto got = x_is_a ? run(x, eye, {}, DType::kF32, &error, cuda::mx_gemm_cuda)
+                              : run(eye, x, {}, DType::kF32, &error, cuda::mx_gemm_cuda);
       ASSERT_EQ(error, "");
       int64_t bad = 0;
       for (int64_t r = 0; r < rows; ++r) {
@@ -133,15 +113,16 @@ TEST_P(MxGemmKernel, ProductWithTheIdentityReturnsEachDecodedValue) {
   }
 }
 
-TEST_P(MxGemmKernel, EveryStageCountEqualsTheExactProduct) {
+TEST(MxGemm, EveryStageCountEqualsTheExactProduct) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937 rng(8);
   // 1 to 9 stages of two blocks: the first stages run before the loop, later ones reuse the
   // copy and decode buffers.
-  expect_exact_at_each_k(kernel(), {32, 64, 96, 128, 160, 192, 224, 256, 320, 576}, 64, 40, rng);
+  expect_exact_at_each_k(cuda::mx_gemm_cuda, {32, 64, 96, 128, 160, 192, 224, 256, 320, 576}, 64,
+                         40, rng);
 }
 
-TEST_P(MxGemmKernel, EveryFiniteCodeAndWideScalesStayWithinFloat32AccumulationError) {
+TEST(MxGemm, EveryFiniteCodeAndWideScalesStayWithinFloat32AccumulationError) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937 rng(3);
   const int64_t m = 130, n = 260, k = 333;
@@ -152,7 +133,7 @@ TEST_P(MxGemmKernel, EveryFiniteCodeAndWideScalesStayWithinFloat32AccumulationEr
       const HostMx b = make_operand(fb, n, k, rng, draw_from(finite_codes(fb), rng),
                                     scales_between(112, 142, rng));
       std::string error;
-      const auto got = run(a, b, {}, DType::kF32, &error, kernel());
+      const auto got = run(a, b, {}, DType::kF32, &error, cuda::mx_gemm_cuda);
       ASSERT_EQ(error, "");
       EXPECT_EQ(count_beyond_float32_sums(
                     got, reference(a, b, {}), k,
@@ -162,7 +143,7 @@ TEST_P(MxGemmKernel, EveryFiniteCodeAndWideScalesStayWithinFloat32AccumulationEr
   }
 }
 
-TEST_P(MxGemmKernel, ScalesAtBothEndsOfTheRangeAreExact) {
+TEST(MxGemm, ScalesAtBothEndsOfTheRangeAreExact) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937 rng(4);
   const int64_t m = 64, n = 96, k = 256;
@@ -183,14 +164,14 @@ TEST_P(MxGemmKernel, ScalesAtBothEndsOfTheRangeAreExact) {
         fb, n, k, rng, draw_from(small_codes(fb), rng),
         [&](int64_t, int64_t blk) { return uint8_t(253 - base[blk] + int(rng() % 2)); });
     std::string error;
-    const auto got = run(a, b, {}, DType::kF32, &error, kernel());
+    const auto got = run(a, b, {}, DType::kF32, &error, cuda::mx_gemm_cuda);
     ASSERT_EQ(error, "");
     EXPECT_EQ(count_bit_mismatches(a, b, got, reference(a, b, {}), DType::kF32), 0)
         << traits(fa).name;
   }
 }
 
-TEST_P(MxGemmKernel, NanAndInfinityGoWhereTheDecodedValuesPutThem) {
+TEST(MxGemm, NanAndInfinityGoWhereTheDecodedValuesPutThem) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937 rng(5);
   const int64_t m = 40, n = 50, k = 96;
@@ -214,7 +195,7 @@ TEST_P(MxGemmKernel, NanAndInfinityGoWhereTheDecodedValuesPutThem) {
     pack(a, rng);
     pack(b, rng);
     std::string error;
-    const auto got = run(a, b, {}, DType::kF32, &error, kernel());
+    const auto got = run(a, b, {}, DType::kF32, &error, cuda::mx_gemm_cuda);
     ASSERT_EQ(error, "");
     int64_t specials = 0;
     EXPECT_EQ(count_special_mismatches(got, reference(a, b, {}), &specials), 0) << traits(fa).name;
@@ -222,7 +203,7 @@ TEST_P(MxGemmKernel, NanAndInfinityGoWhereTheDecodedValuesPutThem) {
   }
 }
 
-TEST_P(MxGemmKernel, EmptyKGivesTheBiasAndEmptyOutputsLaunchNothing) {
+TEST(MxGemm, EmptyKGivesTheBiasAndEmptyOutputsLaunchNothing) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937 rng(6);
   const HostMx a = make_operand(
@@ -233,7 +214,7 @@ TEST_P(MxGemmKernel, EmptyKGivesTheBiasAndEmptyOutputsLaunchNothing) {
       [](int64_t, int64_t) { return uint8_t(127); });
   const std::vector<float> bias = {1, -2, 3.5f, 0, 0.25f, -0.0f, 8};
   std::string error;
-  const auto got = run(a, b, bias, DType::kF32, &error, kernel());
+  const auto got = run(a, b, bias, DType::kF32, &error, cuda::mx_gemm_cuda);
   ASSERT_EQ(error, "");
   for (int64_t i = 0; i < 35; ++i) EXPECT_EQ(got[i], bias[i % 7]) << i;
 
@@ -241,52 +222,23 @@ TEST_P(MxGemmKernel, EmptyKGivesTheBiasAndEmptyOutputsLaunchNothing) {
   empty.m = 0;
   empty.n = 4;
   empty.k = 64;
-  EXPECT_EQ(kernel()(empty, nullptr), "");
+  EXPECT_EQ(cuda::mx_gemm_cuda(empty, nullptr), "");
 }
 
-TEST(MxGemm, TheWarpSpecializedKernelGivesTheStagedKernelsBits) {
-  SKIP_WITHOUT_HOPPER();
-  std::mt19937 rng(10);
-  // Every finite code and wide scales, so that sums round; 7 stages cycle the ring twice.
-  const int64_t m = 300, n = 520, k = 416;
-  for (auto [fa, fb] : {std::pair{ElementFormat::kE4M3, ElementFormat::kE4M3},
-                        std::pair{ElementFormat::kE5M2, ElementFormat::kE2M1},
-                        std::pair{ElementFormat::kE3M2, ElementFormat::kInt8},
-                        std::pair{ElementFormat::kInt2, ElementFormat::kE2M3}}) {
-    const HostMx a = make_operand(fa, m, k, rng, draw_from(finite_codes(fa), rng),
-                                  scales_between(112, 142, rng));
-    const HostMx b = make_operand(fb, n, k, rng, draw_from(finite_codes(fb), rng),
-                                  scales_between(112, 142, rng));
-    for (DType out : {DType::kF32, DType::kBF16}) {
-      std::string error;
-      const auto staged = run(a, b, {}, out, &error, cuda::mx_gemm_cuda);
-      ASSERT_EQ(error, "");
-      const auto specialized = run(a, b, {}, out, &error, cuda::mx_gemm_specialized_cuda);
-      ASSERT_EQ(error, "");
-      int64_t differ = 0;
-      for (size_t i = 0; i < staged.size(); ++i) {
-        differ += std::bit_cast<uint32_t>(staged[i]) != std::bit_cast<uint32_t>(specialized[i]);
-      }
-      EXPECT_EQ(differ, 0) << traits(fa).name << " x " << traits(fb).name << " out "
-                           << dtype_name(out);
-    }
-  }
-}
-
-TEST_P(MxGemmKernel, RefusesBadArgumentsWithAReason) {
+TEST(MxGemm, RefusesBadArgumentsWithAReason) {
   cuda::MxGemmArgs args;
   args.m = -1;
-  EXPECT_NE(kernel()(args, nullptr).find("negative"), std::string::npos);
+  EXPECT_NE(cuda::mx_gemm_cuda(args, nullptr).find("negative"), std::string::npos);
   args.m = 4;
   args.n = 4;
   args.k = 32;
   args.out_dtype = DType::kF16;
-  EXPECT_NE(kernel()(args, nullptr).find("float32 or bfloat16"), std::string::npos);
+  EXPECT_NE(cuda::mx_gemm_cuda(args, nullptr).find("float32 or bfloat16"), std::string::npos);
   args.out_dtype = DType::kF32;
-  EXPECT_NE(kernel()(args, nullptr).find("null output"), std::string::npos);
+  EXPECT_NE(cuda::mx_gemm_cuda(args, nullptr).find("null output"), std::string::npos);
   float dummy = 0;
   args.d = &dummy;
-  EXPECT_NE(kernel()(args, nullptr).find("null operand"), std::string::npos);
+  EXPECT_NE(cuda::mx_gemm_cuda(args, nullptr).find("null operand"), std::string::npos);
 
   SKIP_WITHOUT_HOPPER();
   std::mt19937 rng(7);
@@ -298,7 +250,7 @@ TEST_P(MxGemmKernel, RefusesBadArgumentsWithAReason) {
   args.a = {codes.p + 1, scales.p, ElementFormat::kE4M3};
   args.b = {codes.p, scales.p, ElementFormat::kE4M3};
   args.d = d.p;
-  EXPECT_NE(kernel()(args, nullptr).find("aligned"), std::string::npos);
+  EXPECT_NE(cuda::mx_gemm_cuda(args, nullptr).find("aligned"), std::string::npos);
 }
 
 // ---- Weight-only product (W in the weight-tile layout, X bfloat16, M <= 64) ----

@@ -1,6 +1,5 @@
-// The Hopper MX x MX products through bfloat16 tensor cores: the staged kernel (gemm_mx_bf16.cu)
-// and the warp-specialized one (gemm_mx_bf16_ws.cu). Arguments are checked by mx_gemm_cuda and
-// mx_gemm_specialized_cuda (mx_gemm.h), which call these on compute capability 9.0 devices.
+// The Hopper MX x MX product through bfloat16 tensor cores (gemm_mx_bf16.cu). Arguments are
+// checked by mx_gemm_cuda (mx_gemm.h), which calls it on compute capability 9.0 devices.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -12,6 +11,5 @@
 namespace mx::cuda {
 
 std::string launch_mx_gemm_bf16_hopper(const MxGemmArgs& args, cudaStream_t stream);
-std::string launch_mx_gemm_bf16_ws_hopper(const MxGemmArgs& args, cudaStream_t stream);
 
 }  // namespace mx::cuda

@@ -1,7 +1,6 @@
-// What the MX x MX kernels through bfloat16 tensor cores share (gemm_mx_bf16.cu, the staged
-// kernel, and gemm_mx_bf16_ws.cu, the warp-specialized one): the parameters, the copy of whole
-// MX blocks of codes into per-thread slots of shared memory, and their decode into the swizzled
-// bfloat16 tiles that wgmma reads (wgmma.cuh).
+// The stages of the MX x MX kernel through bfloat16 tensor cores (gemm_mx_bf16.cu): the
+// parameters, the copy of whole MX blocks of codes into per-thread slots of shared memory, and
+// their decode into the swizzled bfloat16 tiles that wgmma reads (wgmma.cuh).
 //
 // A stage covers 64 values of K (two MX blocks) of a 128 x 256 output tile: 128 rows of A and 256
 // of B, 384 tile rows of 128 bytes of bfloat16 each. A thread owns whole blocks (a block = 32

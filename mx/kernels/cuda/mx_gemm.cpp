@@ -64,13 +64,6 @@ std::string mx_gemm_fp8_cuda(const MxGemmArgs& args, cudaStream_t stream) {
   return launch_mxfp8_gemm_fp8_hopper(args, stream);
 }
 
-std::string mx_gemm_specialized_cuda(const MxGemmArgs& args, cudaStream_t stream) {
-  if (auto e = check_args(args, "mx_gemm_specialized"); !e.empty()) return e;
-  if (args.m == 0 || args.n == 0) return {};
-  if (auto e = hopper_or_reason("mx_gemm_specialized"); !e.empty()) return e;
-  return launch_mx_gemm_bf16_ws_hopper(args, stream);
-}
-
 std::string mx_gemm_cuda(const MxGemmArgs& args, cudaStream_t stream) {
   if (auto e = check_args(args, "mx_gemm"); !e.empty()) return e;
   if (args.m == 0 || args.n == 0) return {};

@@ -44,12 +44,6 @@ struct MxGemmArgs {
 // Code buffers must be 16-byte aligned (8 for 6- and 2-bit codes; cudaMalloc's are).
 std::string mx_gemm_cuda(const MxGemmArgs& args, cudaStream_t stream);
 
-// The same product by a warp-specialized kernel: one warpgroup copies and decodes stages into a
-// ring of bfloat16 tiles while two others only multiply. Same arguments and conditions as
-// mx_gemm_cuda, and the same results bit for bit (every output adds the same tensor-core
-// products in the same order). mx_gemm_cuda takes it over once it is measured faster on a GPU.
-std::string mx_gemm_specialized_cuda(const MxGemmArgs& args, cudaStream_t stream);
-
 // D = A * B^T (+ bias) for MXFP8 operands (E4M3 or E5M2, in any pairing) through FP8 mma.sync
 // (which Hopper runs on its FP16 tensor cores after converting the codes in software): each MX
 // block of A meets one of B in one tensor-core product that starts from zero, and its
