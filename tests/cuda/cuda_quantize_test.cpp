@@ -389,7 +389,7 @@ TEST(CudaQuantize, AsymmetricFlushZeroScale) {
 }
 
 // Rows of 16-bit values that start off 16-byte boundaries take a kernel that stages spans of
-// 128 blocks through shared memory: odd row lengths whose spans cross rows and thread blocks,
+// 256 blocks through shared memory: odd row lengths whose spans cross rows and thread blocks,
 // every rounding, symmetric and asymmetric, whole and partial blocks.
 TEST(CudaQuantize, FakeQuantizedUnalignedRowsAcrossThreadBlocksMatchTheCpu) {
   SKIP_WITHOUT_GPU();

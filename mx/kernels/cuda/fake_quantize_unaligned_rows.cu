@@ -4,71 +4,37 @@
 //
 // Here a thread block takes a span of consecutive blocks, which is one contiguous range of the
 // tensor whatever rows it crosses. It copies the range into shared memory with 16-byte loads
-// (2-byte ones only in the two vectors at its ends), casts it in place with one block per warp
-// and one value per lane (a warp reads 64 consecutive bytes: no bank conflicts), and writes it
-// back the same way. Output and input sit at the same offset from a 16-byte boundary, so one
-// staged copy serves both directions.
+// (2-byte ones only in the two vectors at its ends), casts it, and writes it back the same way.
+// Output and input sit at the same offset from a 16-byte boundary, so one staged copy serves
+// both directions. The cast takes one block per thread, as the aligned kernels do, so that a
+// block's scale is worked out once rather than in each of 32 lanes: the warps first move each
+// block to its own 68-byte slot (34 values: at 17 words apart, the 32 threads of a warp read
+// their blocks' words from 32 different banks), with zeros past a row's end, and move the cast
+// values back afterwards.
 #include "mx/kernels/cuda/fake_quantize_unaligned_rows.cuh"
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <type_traits>
 
 #include "mx/core/dtype.h"
 #include "mx/core/rounding.h"
 #include "mx/kernels/cuda/codec.cuh"
 #include "mx/kernels/cuda/device_common.cuh"
 #include "mx/kernels/cuda/rounding_dispatch.h"
+#include "mx/kernels/cuda/vec_codec.cuh"
 
 namespace mx::cuda {
 namespace {
 
 constexpr int kWarps = 8;
-constexpr int kBlocksPerWarp = 16;
-constexpr int kBlocksPerCta = kWarps * kBlocksPerWarp;
+constexpr int kBlocksPerCta = kWarps * 32;  // one per thread
 // The span's values plus up to 7 before its first and 7 after its last, to whole vectors.
 constexpr int kStagedValues = kBlocksPerCta * 32 + 16;
+constexpr int kSlotWords = 17;  // a block's slot: 32 values and one spare pair
 
 __device__ __forceinline__ float value16(uint16_t h, bool bf16) {
   return bf16 ? bf16_bits_to_f32(h) : fp16_bits_to_f32(h);
-}
-
-// One block of 32 held one value per lane (lane = slot), as quantize_block casts it; `real` is
-// false for the slots past the end of the block's row. Every lane of the warp must call it.
-template <Rounding kMode, bool kInteger>
-__device__ __forceinline__ float warp_fake_quantize(const DevSpec& s, float v, bool real,
-                                                    int64_t index) {
-  float x[1] = {real ? v : 0.0f};
-  if (s.flush) x[0] = flush_sub(x[0]);
-  uint32_t amax = __reduce_max_sync(0xFFFFFFFFu, __float_as_uint(x[0]) & 0x7FFFFFFFu);
-  BlockState st{};
-  st.nan_block = amax >= 0x7F800000u;
-  st.m = 0.0f;
-  if (s.asym) {
-    const float lo = real ? x[0] : __uint_as_float(0x7F800000u);
-    const float hi = real ? x[0] : __uint_as_float(0xFF800000u);
-    shift_by_offset<1>(x, real ? 1u : 0u, 32, lo, hi, amax, st);
-  }
-  finish_scale(s, amax, st);
-  if (st.nan_block) return __uint_as_float(kNanF32);
-  uint32_t dither = 0;
-  if constexpr (kMode == Rounding::kStochastic) dither = dither_at(s.key, index);
-  if (s.asym) {
-    const uint32_t y = __float_as_uint(__fmul_rn(x[0], st.inv_scale));
-    const uint32_t code = encode_lane<kMode, kInteger>(s.f, y, dither);
-    return __fadd_rn(__fmul_rn(s.f.decode[code], e8m0_value(st.scale)), st.m);
-  }
-  // Symmetric: the magnitude rounds through encode_mag, as in the quantizer's fast paths.
-  float value;
-  encode_mag<kMode, kInteger>(s.f, __fmul_rn(fabsf(x[0]), st.inv_scale), dither, value);
-  const uint32_t sign = __float_as_uint(x[0]) & 0x80000000u;
-  if constexpr (kInteger) {
-    value = sign ? __fsub_rn(0.0f, value) : value;
-  } else {
-    value = __uint_as_float(__float_as_uint(value) | sign);
-  }
-  return __fmul_rn(value, e8m0_value(st.scale));
 }
 
 // Where the blocks of a thread block's span start and end. Block b0 + i is block j0 + i of its
@@ -88,32 +54,79 @@ struct Span {
 
 // Moves values [start, stop) between global memory (value e at g[e]) and the tile (value e at
 // tile[e - base], base on a 16-byte boundary of g): 16 bytes at a time wherever a whole vector
-// lies inside, single values in the vectors at the two ends.
-template <bool kLoad>
-__device__ __forceinline__ void move_span(uint16_t* tile,
-                                          std::conditional_t<kLoad, const uint16_t*, uint16_t*> g,
-                                          int64_t base, int64_t start, int64_t stop) {
+// lies inside, single values in the vectors at the two ends. Loads are all issued before the
+// first store to the tile, so that each thread keeps its five 16-byte loads in flight together.
+constexpr int kVectorsPerThread = (kStagedValues / 8 + kWarps * 32 - 1) / (kWarps * 32);
+
+__device__ __forceinline__ bool whole_vector(int64_t e0, int64_t start, int64_t stop) {
+  return e0 >= start && e0 + 8 <= stop;
+}
+
+__device__ __forceinline__ void load_span(uint16_t* tile, const uint16_t* g, int64_t base,
+                                          int64_t start, int64_t stop) {
+  const int vectors = int((stop - base + 7) / 8);
+  uint4 r[kVectorsPerThread];
+#pragma unroll
+  for (int i = 0; i < kVectorsPerThread; ++i) {
+    const int v = int(threadIdx.x) + i * kWarps * 32;
+    const int64_t e0 = base + 8 * int64_t(v);
+    if (v < vectors && whole_vector(e0, start, stop)) {
+      r[i] = __ldg(reinterpret_cast<const uint4*>(g + e0));
+    } else if (v < vectors) {
+      for (int j = 0; j < 8; ++j) {
+        if (e0 + j >= start && e0 + j < stop) tile[8 * v + j] = __ldg(g + e0 + j);
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kVectorsPerThread; ++i) {
+    const int v = int(threadIdx.x) + i * kWarps * 32;
+    if (v < vectors && whole_vector(base + 8 * int64_t(v), start, stop)) {
+      *reinterpret_cast<uint4*>(tile + 8 * v) = r[i];
+    }
+  }
+}
+
+__device__ __forceinline__ void store_span(const uint16_t* tile, uint16_t* g, int64_t base,
+                                           int64_t start, int64_t stop) {
   const int vectors = int((stop - base + 7) / 8);
   for (int v = int(threadIdx.x); v < vectors; v += kWarps * 32) {
     const int64_t e0 = base + 8 * int64_t(v);
-    uint16_t* t = tile + 8 * v;
-    if (e0 >= start && e0 + 8 <= stop) {
-      if constexpr (kLoad) {
-        *reinterpret_cast<uint4*>(t) = __ldg(reinterpret_cast<const uint4*>(g + e0));
-      } else {
-        *reinterpret_cast<uint4*>(g + e0) = *reinterpret_cast<const uint4*>(t);
-      }
+    if (whole_vector(e0, start, stop)) {
+      *reinterpret_cast<uint4*>(g + e0) = *reinterpret_cast<const uint4*>(tile + 8 * v);
       continue;
     }
-#pragma unroll
     for (int j = 0; j < 8; ++j) {
-      if (e0 + j < start || e0 + j >= stop) continue;
-      if constexpr (kLoad) {
-        t[j] = __ldg(g + e0 + j);
-      } else {
-        g[e0 + j] = t[j];
-      }
+      if (e0 + j >= start && e0 + j < stop) g[e0 + j] = tile[8 * v + j];
     }
+  }
+}
+
+// The cast of one block held in its slot (`len` real values, zeros after them) whose first value
+// is element `first` of the tensor, in place: bfloat16 pairs out.
+template <Rounding kMode, bool kInteger>
+__device__ __forceinline__ void cast_slot(const DevSpec& s, uint32_t* slot, int len, bool bf16_in,
+                                          int64_t first) {
+  float v[32];
+#pragma unroll
+  for (int w = 0; w < 16; ++w) {
+    const uint32_t pair = slot[w];
+    v[2 * w] = value16(uint16_t(pair & 0xFFFFu), bf16_in);
+    v[2 * w + 1] = value16(uint16_t(pair >> 16), bf16_in);
+  }
+  const uint32_t mask = len >= 32 ? 0xFFFFFFFFu : (1u << len) - 1u;
+  const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
+  if (!st.nan_block) {
+    // One hash per pair of values, except where the block crosses a 2^33 window of the stream.
+    if (kMode == Rounding::kStochastic && (first >> 33) == ((first + 31) >> 33)) {
+      values32<kMode, kInteger>(s, st, v, PairedDraws::starting_at(s, first));
+    } else {
+      values32<kMode, kInteger>(s, st, v, StridedDraws(s.key, first, 1));
+    }
+  }
+#pragma unroll
+  for (int w = 0; w < 16; ++w) {
+    slot[w] = st.nan_block ? 0x7FC07FC0u : pack_bf16x2(v[2 * w], v[2 * w + 1]);
   }
 }
 
@@ -121,6 +134,7 @@ template <Rounding kMode, bool kInteger>
 __global__ void __launch_bounds__(kWarps * 32)
     fake_unaligned_rows_kernel(__grid_constant__ const QuantParams P) {
   __shared__ __align__(16) uint16_t tile[kStagedValues];
+  __shared__ __align__(16) uint32_t slots[kBlocksPerCta * kSlotWords];
   __shared__ int64_t run0;
   // Each block's first value's place in the tile, and its length: found once, not per lane.
   __shared__ int block_at[kBlocksPerCta], block_len[kBlocksPerCta];
@@ -143,19 +157,25 @@ __global__ void __launch_bounds__(kWarps * 32)
     block_at[threadIdx.x] = int(first - base);
     block_len[threadIdx.x] = int(end - first);
   }
-  move_span<true>(tile, in, base, start, stop);
+  load_span(tile, in, base, start, stop);
   __syncthreads();
   const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
-  const bool bf16_in = P.in_dtype == int(DType::kBF16);
-  for (int i = warp * kBlocksPerWarp; i < (warp + 1) * kBlocksPerWarp && i < here; ++i) {
-    const int at = block_at[i] + lane;
-    const bool real = lane < block_len[i];
-    const float v = real ? value16(tile[at], bf16_in) : 0.0f;
-    const float q = warp_fake_quantize<kMode, kInteger>(P.s, v, real, base + at);
-    if (real) tile[at] = f32_to_bf16_bits(q);
+  uint16_t* slot_values = reinterpret_cast<uint16_t*>(slots);
+  for (int i = warp; i < here; i += kWarps) {
+    slot_values[i * 2 * kSlotWords + lane] = lane < block_len[i] ? tile[block_at[i] + lane] : 0;
   }
   __syncthreads();
-  move_span<false>(tile, out, base, start, stop);
+  const int mine = int(threadIdx.x);
+  if (mine < here) {
+    cast_slot<kMode, kInteger>(P.s, slots + mine * kSlotWords, block_len[mine],
+                               P.in_dtype == int(DType::kBF16), base + block_at[mine]);
+  }
+  __syncthreads();
+  for (int i = warp; i < here; i += kWarps) {
+    if (lane < block_len[i]) tile[block_at[i] + lane] = slot_values[i * 2 * kSlotWords + lane];
+  }
+  __syncthreads();
+  store_span(tile, out, base, start, stop);
 }
 
 template <Rounding M, bool I>

@@ -75,7 +75,8 @@ __device__ __forceinline__ BlockState scale32(const DevSpec& s, float v[32], uin
 
 // Stochastic dithers of the 32 values a thread holds. PairedDraws: flat indices index0, index0 +
 // 1, ... with index0 a multiple of 32, so the 16 pairs share one window key and each hash feeds
-// two values. StridedDraws: index0, index0 + step, ..., any alignment.
+// two values (starting_at: any first index whose 32 values share a window of 2^33).
+// StridedDraws: index0, index0 + step, ..., any alignment.
 struct PairedDraws {
   uint32_t x, high_dither = 0;
   bool high = false;
@@ -83,6 +84,13 @@ struct PairedDraws {
       : x(uint32_t(uint64_t(index0) >> 1) * kStochasticPairStep +
           (uint64_t(index0) >> 33 == 0 ? s.window0_key
                                        : stochastic_window_key(s.key, uint64_t(index0) >> 33))) {}
+  // The draws of indices `index`, index + 1, ...: an odd index takes the second half of its
+  // pair's hash.
+  __device__ static PairedDraws starting_at(const DevSpec& s, int64_t index) {
+    PairedDraws d(s, index & ~int64_t{1});
+    if (index & 1) d.next();
+    return d;
+  }
   __device__ __forceinline__ uint32_t next() {
     uint32_t d;
     if (high) {
