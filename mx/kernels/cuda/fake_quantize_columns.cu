@@ -148,9 +148,7 @@ __global__ void __launch_bounds__(kTileCols)
     const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
     if (!st.nan_block) values32<kMode, kInteger>(s, st, v, StridedDraws(s.key, first + t, cols));
 #pragma unroll
-    for (int j = 0; j < 32; ++j) {
-      tile[j][t] = f32_to_bf16_bits(st.nan_block ? __uint_as_float(kNanF32) : v[j]);
-    }
+    for (int j = 0; j < 32; ++j) tile[j][t] = st.nan_block ? uint16_t(0x7FC0) : bf16_bits_rn(v[j]);
   }
   __syncthreads();
   TileRows<kVectors>::from_tile(tile, static_cast<uint16_t*>(P.fake_out) + first, cols, rows_here,

@@ -36,6 +36,13 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return d;
 }
 
+// One value's bfloat16 bits, hardware RNE: equal to f32_to_bf16_bits for every non-NaN input.
+__device__ __forceinline__ uint16_t bf16_bits_rn(float v) {
+  uint16_t d;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(d) : "f"(v));
+  return d;
+}
+
 __device__ __forceinline__ uint32_t amax_f32(const float* v, int n) {
   uint32_t amax = 0;
   for (int j = 0; j < n; ++j) amax = max(amax, __float_as_uint(v[j]) & 0x7FFFFFFFu);
