@@ -605,6 +605,49 @@ TEST(CudaQuantize, RefusesUnsupported) {
   EXPECT_NE("", cuda::quantize_dual_cuda(buf.p, DType::kF32, three, spec, {}, {}, nullptr));
 }
 
+// Which kernel family a call takes is decided on the host from the arguments alone; no device is
+// needed to ask, and the pointers are never read.
+TEST(CudaQuantizeKernelChoice, FollowsTheShapeTheSpecTheDtypesAndTheAlignment) {
+  alignas(16) static uint8_t buffer[64];
+  const void* aligned = buffer;
+  const void* off = buffer + 2;
+  auto kernel = [](const void* in, DType dtype, std::vector<int64_t> shape, const QuantSpec& spec,
+                   const void* out, bool fake) {
+    cuda::QuantizeKernel k{};
+    const std::string e =
+        cuda::quantize_kernel_for(in, dtype, shape, spec, out, DType::kBF16, fake, &k);
+    return e.empty() ? std::string(cuda::quantize_kernel_name(k)) : "error: " + e;
+  };
+  QuantSpec spec;
+  spec.format = ElementFormat::kE2M1;
+  EXPECT_EQ(kernel(aligned, DType::kBF16, {64, 256}, spec, aligned, false), "vec");
+  EXPECT_EQ(kernel(aligned, DType::kBF16, {64, 256}, spec, aligned, true), "vec");
+  EXPECT_EQ(kernel(off, DType::kBF16, {64, 256}, spec, aligned, false), "lanes");
+  EXPECT_EQ(kernel(off, DType::kBF16, {64, 256}, spec, off, true), "unaligned-rows");
+  EXPECT_EQ(kernel(aligned, DType::kBF16, {4, 50257}, spec, aligned, true), "unaligned-rows");
+  EXPECT_EQ(kernel(aligned, DType::kF32, {4, 50257}, spec, aligned, true), "lanes");
+  spec.rounding = Rounding::kStochastic;
+  EXPECT_EQ(kernel(aligned, DType::kBF16, {64, 256}, spec, aligned, false), "vec-bf16-stochastic");
+  EXPECT_EQ(kernel(aligned, DType::kF16, {64, 256}, spec, aligned, false), "vec");
+  spec.rounding = Rounding::kNearestEven;
+  spec.axis = 0;
+  EXPECT_EQ(kernel(aligned, DType::kBF16, {256, 768}, spec, aligned, true), "column-tiles");
+  EXPECT_EQ(kernel(aligned, DType::kF32, {256, 768}, spec, aligned, true), "columns");
+  EXPECT_EQ(kernel(aligned, DType::kBF16, {256, 768}, spec, aligned, false), "general");
+  spec.axis = -1;
+  spec.block_size = 16;
+  EXPECT_EQ(kernel(aligned, DType::kBF16, {64, 256}, spec, aligned, false), "lanes");
+  spec.block_size = 3;
+  EXPECT_EQ(kernel(aligned, DType::kBF16, {64, 255}, spec, aligned, false), "general");
+  spec.block_size = 0;
+  EXPECT_EQ(kernel(aligned, DType::kBF16, {64, 256}, spec, aligned, false).rfind("error: ", 0), 0u);
+  spec.block_size = 32;
+  cuda::QuantizeKernel k{};
+  EXPECT_NE(cuda::quantize_kernel_for(aligned, DType::kBF16, std::vector<int64_t>{64, 256}, spec,
+                                      aligned, DType::kF16, true, &k),
+            "");
+}
+
 // Several gigabytes: 2^33 + 2^20 bfloat16 values (16 GB) take element indices past 32 bits and
 // the stochastic dither into its second window of 2^32 pairs. Needs about 26 GB of GPU memory
 // and 48 GB of host memory; skipped with a message where either is short.

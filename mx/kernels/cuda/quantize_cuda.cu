@@ -109,49 +109,76 @@ int vec_log2g(const DevGrid& g, int bits) {
   return std::countr_zero(unsigned(G));
 }
 
-std::string run_quantize(const void* d_in, DType dtype, std::span<const int64_t> shape,
-                         const QuantSpec& spec, QuantParams P, cudaStream_t stream) {
+// The parameters of a quantize or fake-quantize call (P holds the output buffers), or a reason.
+std::string prepare_quantize(const void* d_in, DType dtype, std::span<const int64_t> shape,
+                             const QuantSpec& spec, QuantParams* P) {
   if (std::string e = validate(spec); !e.empty()) return e;
   if (std::string e = check_dtype_in(dtype); !e.empty()) return e;
-  if (std::string e = make_dev_grid(shape, spec, &P.g); !e.empty()) return e;
-  if (P.g.num_blocks == 0) return "";
-  if ((P.g.num_blocks + 255) / 256 > int64_t(0x7FFFFFFF)) return "tensor too large";
-  P.s = make_dev_spec(spec);
-  P.in = d_in;
-  P.in_dtype = int(dtype);
+  if (std::string e = make_dev_grid(shape, spec, &P->g); !e.empty()) return e;
+  if ((P->g.num_blocks + 255) / 256 > int64_t(0x7FFFFFFF)) return "tensor too large";
+  P->s = make_dev_spec(spec);
+  P->in = d_in;
+  P->in_dtype = int(dtype);
   const int bits = traits(spec.format).bits;
-  P.group = 8 / std::gcd(8, int((int64_t(P.g.k) * bits) % 8));
-  const bool integer = traits(spec.format).is_integer;
+  P->group = 8 / std::gcd(8, int((int64_t(P->g.k) * bits) % 8));
+  return "";
+}
+
+QuantizeKernel choose_kernel(const QuantParams& P, const QuantSpec& spec) {
+  const int bits = traits(spec.format).bits;
   // Fake-quantized values do not depend on how codes pack, so every width takes the fast paths.
   const int log2g = vec_log2g(P.g, P.fake_out != nullptr ? 8 : bits);
-  if (log2g >= 0 && aligned16(d_in) && aligned16(P.fake_out ? P.fake_out : P.elements)) {
-    if (spec.rounding == Rounding::kStochastic && bits == 4 && dtype == DType::kBF16 &&
+  if (log2g >= 0 && aligned16(P.in) && aligned16(P.fake_out ? P.fake_out : P.elements)) {
+    if (spec.rounding == Rounding::kStochastic && bits == 4 && P.in_dtype == int(DType::kBF16) &&
         !spec.asymmetric && !spec.flush_subnormals && P.fake_out == nullptr) {
-      launch_quantize_vec_bf16_stochastic(P, integer, log2g, stream);
-      return check_launch("quantize kernel launch");
+      return QuantizeKernel::kVecBf16Stochastic;
     }
-    const int code_bits = P.fake_out == nullptr && (bits == 4 || bits == 6) ? bits : 8;
-    launch_quantize_vec(P, spec.rounding, integer, code_bits, log2g, stream);
-    return check_launch("quantize kernel launch");
+    return QuantizeKernel::kVec;
   }
   if (P.fake_out != nullptr && !P.g.contiguous && P.g.tile_rows == 32 && P.g.tile_cols == 1) {
-    if (fake_column_tiles_apply(P)) {
-      launch_fake_column_tiles(P, spec.rounding, integer, stream);
-    } else {
-      launch_fake_columns(P, spec.rounding, integer, stream);
-    }
-    return check_launch("quantize kernel launch");
+    return fake_column_tiles_apply(P) ? QuantizeKernel::kColumnTiles : QuantizeKernel::kColumns;
   }
-  if (fake_unaligned_rows_apply(P)) {
-    launch_fake_unaligned_rows(P, spec.rounding, integer, stream);
-    return check_launch("quantize kernel launch");
-  }
+  if (fake_unaligned_rows_apply(P)) return QuantizeKernel::kUnalignedRows;
   const int G = P.g.k / 8;
   if (P.g.contiguous && P.g.k % 8 == 0 && G <= 32 && (G & (G - 1)) == 0 &&
       (P.g.num_blocks * G + 255) / 256 <= int64_t(0x7FFFFFFF)) {
-    launch_quantize_lanes(P, spec.rounding, integer, std::countr_zero(unsigned(G)), stream);
-  } else {
-    launch_quantize(P, spec.rounding, integer, stream);
+    return QuantizeKernel::kLanes;
+  }
+  return QuantizeKernel::kGeneral;
+}
+
+std::string run_quantize(const void* d_in, DType dtype, std::span<const int64_t> shape,
+                         const QuantSpec& spec, QuantParams P, cudaStream_t stream) {
+  if (std::string e = prepare_quantize(d_in, dtype, shape, spec, &P); !e.empty()) return e;
+  if (P.g.num_blocks == 0) return "";
+  const bool integer = traits(spec.format).is_integer;
+  const int bits = traits(spec.format).bits;
+  switch (choose_kernel(P, spec)) {
+    case QuantizeKernel::kVecBf16Stochastic:
+      launch_quantize_vec_bf16_stochastic(P, integer, vec_log2g(P.g, bits), stream);
+      break;
+    case QuantizeKernel::kVec: {
+      const int code_bits = P.fake_out == nullptr && (bits == 4 || bits == 6) ? bits : 8;
+      const int log2g = vec_log2g(P.g, P.fake_out != nullptr ? 8 : bits);
+      launch_quantize_vec(P, spec.rounding, integer, code_bits, log2g, stream);
+      break;
+    }
+    case QuantizeKernel::kColumnTiles:
+      launch_fake_column_tiles(P, spec.rounding, integer, stream);
+      break;
+    case QuantizeKernel::kColumns:
+      launch_fake_columns(P, spec.rounding, integer, stream);
+      break;
+    case QuantizeKernel::kUnalignedRows:
+      launch_fake_unaligned_rows(P, spec.rounding, integer, stream);
+      break;
+    case QuantizeKernel::kLanes:
+      launch_quantize_lanes(P, spec.rounding, integer, std::countr_zero(unsigned(P.g.k / 8)),
+                            stream);
+      break;
+    case QuantizeKernel::kGeneral:
+      launch_quantize(P, spec.rounding, integer, stream);
+      break;
   }
   return check_launch("quantize kernel launch");
 }
@@ -171,6 +198,47 @@ bool cuda_device_available(std::string* why) {
     return false;
   }
   return true;
+}
+
+const char* quantize_kernel_name(QuantizeKernel kernel) {
+  switch (kernel) {
+    case QuantizeKernel::kVec:
+      return "vec";
+    case QuantizeKernel::kVecBf16Stochastic:
+      return "vec-bf16-stochastic";
+    case QuantizeKernel::kColumnTiles:
+      return "column-tiles";
+    case QuantizeKernel::kColumns:
+      return "columns";
+    case QuantizeKernel::kUnalignedRows:
+      return "unaligned-rows";
+    case QuantizeKernel::kLanes:
+      return "lanes";
+    case QuantizeKernel::kGeneral:
+      return "general";
+  }
+  return "?";
+}
+
+std::string quantize_kernel_for(const void* d_in, DType dtype, std::span<const int64_t> shape,
+                                const QuantSpec& spec, const void* d_out, DType fake_dtype,
+                                bool fake, QuantizeKernel* kernel) {
+  QuantParams P{};
+  if (fake) {
+    if (fake_dtype != DType::kF32 && fake_dtype != DType::kBF16) {
+      return "fake-quantize writes float32 or bfloat16, not float16";
+    }
+    if (element_count_fits(shape) && element_count(shape) > 0 && d_out == nullptr) {
+      return "null output";
+    }
+    P.fake_out = const_cast<void*>(d_out);
+    P.fake_dtype = int(fake_dtype);
+  } else {
+    P.elements = static_cast<uint8_t*>(const_cast<void*>(d_out));
+  }
+  if (std::string e = prepare_quantize(d_in, dtype, shape, spec, &P); !e.empty()) return e;
+  *kernel = choose_kernel(P, spec);
+  return "";
 }
 
 std::string quantize_cuda(const void* d_in, DType dtype, std::span<const int64_t> shape,

@@ -46,6 +46,25 @@ struct MxDeviceBuffers {
   uint16_t* offsets = nullptr;  // asymmetric only
 };
 
+// The kernel family that quantize_cuda (fake = false, d_out = d_elements) or fake_quantize_cuda
+// (fake = true, d_out and fake_dtype its output) launches for these arguments: the choice
+// depends on the shape, the spec, the dtypes and the buffers' 16-byte alignment. Every family
+// gives the same bytes; tests use this to know which family an input reaches. Returns the
+// reason the call itself would give for arguments it refuses. Needs no device.
+enum class QuantizeKernel {
+  kVec,                // 32 values per thread, blocks tiling the tensor in whole runs
+  kVecBf16Stochastic,  // the same for bfloat16 to 4-bit codes, stochastic rounding
+  kColumnTiles,        // fake-quantize of 16-bit input down columns, through shared memory
+  kColumns,            // fake-quantize down columns, one thread per block
+  kUnalignedRows,      // fake-quantize of 16-bit rows that start off 16-byte boundaries
+  kLanes,              // contiguous blocks of 8 * G values, G threads per block
+  kGeneral,            // any grid: one thread per block
+};
+const char* quantize_kernel_name(QuantizeKernel kernel);
+std::string quantize_kernel_for(const void* d_in, DType dtype, std::span<const int64_t> shape,
+                                const QuantSpec& spec, const void* d_out, DType fake_dtype,
+                                bool fake, QuantizeKernel* kernel);
+
 // One read of a 2-D [M, K] matrix writes two quantizations: `rows` with blocks of
 // spec.block_size (must be 32) along K (axis -1), `cols` with blocks of 32 along axis 0. Their
 // bytes equal quantize_cuda with spec.axis = -1 and spec.axis = 0. spec.axis is ignored; tiles
