@@ -109,6 +109,16 @@ int vec_log2g(const DevGrid& g, int bits) {
   return std::countr_zero(unsigned(G));
 }
 
+std::string check_fake_output(std::span<const int64_t> shape, DType out_dtype, const void* d_out) {
+  if (out_dtype != DType::kF32 && out_dtype != DType::kBF16) {
+    return "fake-quantize writes float32 or bfloat16, not float16";
+  }
+  if (element_count_fits(shape) && element_count(shape) > 0 && d_out == nullptr) {
+    return "null output";
+  }
+  return "";
+}
+
 // The parameters of a quantize or fake-quantize call (P holds the output buffers), or a reason.
 std::string prepare_quantize(const void* d_in, DType dtype, std::span<const int64_t> shape,
                              const QuantSpec& spec, QuantParams* P) {
@@ -225,12 +235,7 @@ std::string quantize_kernel_for(const void* d_in, DType dtype, std::span<const i
                                 bool fake, QuantizeKernel* kernel) {
   QuantParams P{};
   if (fake) {
-    if (fake_dtype != DType::kF32 && fake_dtype != DType::kBF16) {
-      return "fake-quantize writes float32 or bfloat16, not float16";
-    }
-    if (element_count_fits(shape) && element_count(shape) > 0 && d_out == nullptr) {
-      return "null output";
-    }
+    if (std::string e = check_fake_output(shape, fake_dtype, d_out); !e.empty()) return e;
     P.fake_out = const_cast<void*>(d_out);
     P.fake_dtype = int(fake_dtype);
   } else {
@@ -255,15 +260,10 @@ std::string quantize_cuda(const void* d_in, DType dtype, std::span<const int64_t
 std::string fake_quantize_cuda(const void* d_in, DType dtype, std::span<const int64_t> shape,
                                const QuantSpec& spec, DType out_dtype, void* d_out,
                                cudaStream_t stream) {
-  if (out_dtype != DType::kF32 && out_dtype != DType::kBF16) {
-    return "fake-quantize writes float32 or bfloat16, not float16";
-  }
+  if (std::string e = check_fake_output(shape, out_dtype, d_out); !e.empty()) return e;
   QuantParams P{};
   P.fake_out = d_out;
   P.fake_dtype = int(out_dtype);
-  if (element_count_fits(shape) && element_count(shape) > 0 && d_out == nullptr) {
-    return "null output";
-  }
   return run_quantize(d_in, dtype, shape, spec, P, stream);
 }
 
