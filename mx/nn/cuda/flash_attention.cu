@@ -2,11 +2,13 @@
 // k and v [B, T, nkv, hs], lse and delta [B, nh, T].
 //
 // A block of 128 threads owns a tile of 64 rows (queries, or keys for dK/dV); each warp owns 16
-// of them and sweeps 64 columns at a time. Products are m16n8k16 bfloat16 mma.sync with float32
-// accumulators; their operands come from shared memory through ldmatrix, except P and dS, which
-// stay in registers: an m16n8 accumulator row is spread over the four lanes of a quad, and 32
-// consecutive columns of it (four n-tiles) are one MX block of the cast along that axis, so the
-// casts run in registers (tile_cast.cuh, cast_quad).
+// of them and sweeps 64 columns at a time (the backward kernels 32 at a time within each tile:
+// half the registers for P and dS, which lets more blocks share an SM). Products are m16n8k16
+// bfloat16 mma.sync with float32 accumulators; their operands come from shared memory through
+// ldmatrix, except P and dS, which stay in registers: an m16n8 accumulator row is spread over the
+// four lanes of a quad, and 32 consecutive columns of it (four n-tiles) are one MX block of the
+// cast along that axis, so the casts run in registers (tile_cast.cuh, cast_quad). Kernels for
+// casts without MX (QuadEncoder::kNoMx) hold none of the MX encoders' code or registers.
 //
 // The forward takes two sweeps over the keys: the first finds each row's log-sum-exp, the
 // second casts the normalized P, as the CPU does, and multiplies (and, for the backward's
@@ -117,17 +119,18 @@ __device__ __forceinline__ void load_a(uint32_t (&af)[HS / 16][4], const bf16* a
   }
 }
 
-// acc[16 x 64] = A[16 x HS] B[64 x HS]^T, A a warp's fragments, B a whole tile.
-template <int HS>
-__device__ __forceinline__ void product_abt(float (&acc)[8][4], const uint32_t (&af)[HS / 16][4],
+// acc[16 x 8N] = A[16 x HS] B[8N x HS]^T, A a warp's fragments, B the first 8N rows of a tile
+// (N = 8: all 64).
+template <int HS, int N = 8>
+__device__ __forceinline__ void product_abt(float (&acc)[N][4], const uint32_t (&af)[HS / 16][4],
                                             const bf16* b) {
   const int lane = int(threadIdx.x & 31), mi = lane >> 3, r = lane & 7;
 #pragma unroll
-  for (int n = 0; n < 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+  for (int n = 0; n < N; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 #pragma unroll
   for (int kc = 0; kc < HS / 16; ++kc) {
 #pragma unroll
-    for (int np = 0; np < 4; ++np) {
+    for (int np = 0; np < N / 2; ++np) {
       uint32_t bf[4];
       ldsm_x4(bf, b + (np * 16 + r + 8 * (mi >> 1)) * kLd<HS> + kc * 16 + 8 * (mi & 1));
       mma_m16n8k16_bf16(acc[2 * np], af[kc], bf[0], bf[1]);
@@ -137,22 +140,22 @@ __device__ __forceinline__ void product_abt(float (&acc)[8][4], const uint32_t (
 }
 
 // The same with A the warp's 16 rows of a tile in shared memory.
-template <int HS>
-__device__ __forceinline__ void product_abt(float (&acc)[8][4], const bf16* a, const bf16* b) {
+template <int HS, int N = 8>
+__device__ __forceinline__ void product_abt(float (&acc)[N][4], const bf16* a, const bf16* b) {
   uint32_t af[HS / 16][4];
   load_a<HS>(af, a);
-  product_abt<HS>(acc, af, b);
+  product_abt<HS, N>(acc, af, b);
 }
 
-// out[16 x HS] += X[16 x 64] B[64 x HS], X in accumulator layout rounded to bfloat16 (exact for
+// out[16 x HS] += X[16 x 8N] B[8N x HS], X in accumulator layout rounded to bfloat16 (exact for
 // symmetric MX casts and bfloat16 ones; an asymmetric cast's value, code times scale plus a
-// bfloat16 offset, can need more bits), B a whole tile.
-template <int HS>
-__device__ __forceinline__ void product_xb(float (&out)[HS / 8][4], const float (&x)[8][4],
+// bfloat16 offset, can need more bits), B the first 8N rows of a tile.
+template <int HS, int N = 8>
+__device__ __forceinline__ void product_xb(float (&out)[HS / 8][4], const float (&x)[N][4],
                                            const bf16* b) {
   const int lane = int(threadIdx.x & 31), mi = lane >> 3, r = lane & 7;
 #pragma unroll
-  for (int kc = 0; kc < 4; ++kc) {
+  for (int kc = 0; kc < N / 2; ++kc) {
     const uint32_t af[4] = {pack_bf16(x[2 * kc][0], x[2 * kc][1]),
                             pack_bf16(x[2 * kc][2], x[2 * kc][3]),
                             pack_bf16(x[2 * kc + 1][0], x[2 * kc + 1][1]),
@@ -167,30 +170,35 @@ __device__ __forceinline__ void product_xb(float (&out)[HS / 8][4], const float 
   }
 }
 
-// Casts the four blocks of 32 that a thread's accumulator tile holds part of: rows `row[0]` and
-// `row[1]` (the thread's two), columns [col0, col0 + 32) and [col0 + 32, col0 + 64). An element
-// at (row, col) has flat index base + row_stride * row + col_stride * col in the cast tensor;
-// the cast runs along columns, which end at `end`.
-template <QuadEncoder kEncoder>
-__device__ __forceinline__ void cast_tile(const DevCast& c, float (&x)[8][4], int64_t col0,
+// Casts the blocks of 32 that a thread's accumulator tile of 8N columns holds part of: rows
+// `row[0]` and `row[1]` (the thread's two), columns [col0, col0 + 32), [col0 + 32, col0 + 64)
+// (N = 8). An element at (row, col) has flat index base + row_stride * row + col_stride * col in
+// the cast tensor; the cast runs along columns, which end at `end`. Without MX (kNoMx) it leaves
+// the tile as it is: the product that reads it rounds it to bfloat16 (pack_bf16), as the cast
+// would.
+template <QuadEncoder kEncoder, int N = 8>
+__device__ __forceinline__ void cast_tile(const DevCast& c, float (&x)[N][4], int64_t col0,
                                           int64_t end, const int64_t (&row)[2], int64_t base,
                                           int64_t row_stride, int64_t col_stride) {
-  if (c.kind == int(TileCast::Kind::kNone)) return;
+  static_assert(N % 4 == 0, "whole blocks of 32 columns");
+  if constexpr (kEncoder != QuadEncoder::kNoMx) {
+    if (c.kind == int(TileCast::Kind::kNone)) return;
 #pragma unroll
-  for (int half = 0; half < 2; ++half) {
+    for (int half = 0; half < N / 4; ++half) {
 #pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      float blk[8];
+      for (int rr = 0; rr < 2; ++rr) {
+        float blk[8];
 #pragma unroll
-      for (int n = 0; n < 4; ++n) {
-        blk[2 * n] = x[half * 4 + n][2 * rr];
-        blk[2 * n + 1] = x[half * 4 + n][2 * rr + 1];
-      }
-      cast_quad<kEncoder>(c, blk, col0 + 32 * half, end, base + row_stride * row[rr], col_stride);
+        for (int n = 0; n < 4; ++n) {
+          blk[2 * n] = x[half * 4 + n][2 * rr];
+          blk[2 * n + 1] = x[half * 4 + n][2 * rr + 1];
+        }
+        cast_quad<kEncoder>(c, blk, col0 + 32 * half, end, base + row_stride * row[rr], col_stride);
 #pragma unroll
-      for (int n = 0; n < 4; ++n) {
-        x[half * 4 + n][2 * rr] = blk[2 * n];
-        x[half * 4 + n][2 * rr + 1] = blk[2 * n + 1];
+        for (int n = 0; n < 4; ++n) {
+          x[half * 4 + n][2 * rr] = blk[2 * n];
+          x[half * 4 + n][2 * rr + 1] = blk[2 * n + 1];
+        }
       }
     }
   }
@@ -230,16 +238,16 @@ __device__ __forceinline__ void mask_above_diagonal(float (&s)[8][4]) {
 // An asymmetric cast moves a block's zeros by its offset, so on a diagonal tile the causal mask
 // applies again after the cast: masked entries of P and dS stay exactly zero in the products,
 // as in the CPU reference. Rows are queries (kKeysAreRows false) or keys (the transposed tiles
-// of dK and dV).
-template <bool kKeysAreRows>
-__device__ __forceinline__ void mask_after_asymmetric_cast(const DevCast& c, float (&x)[8][4],
-                                                           bool diagonal) {
+// of dK and dV); the thread's 8N columns start at column `col0` of the tile.
+template <bool kKeysAreRows, int N = 8>
+__device__ __forceinline__ void mask_after_asymmetric_cast(const DevCast& c, float (&x)[N][4],
+                                                           bool diagonal, int col0 = 0) {
   if (!diagonal || c.kind != int(TileCast::Kind::kMx) || !c.spec.asym) return;
 #pragma unroll
-  for (int n = 0; n < 8; ++n) {
+  for (int n = 0; n < N; ++n) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const int col = col_of(n, e), row = row_in_tile(e >> 1);
+      const int col = col0 + col_of(n, e), row = row_in_tile(e >> 1);
       if (kKeysAreRows ? col < row : col > row) x[n][e] = 0.0f;
     }
   }
@@ -282,18 +290,27 @@ __device__ __forceinline__ float row_lse2_of(float m, float l, float scale_log2)
 }
 
 // P = 2^(s scale_log2 - lse2) from raw scores, zero above the diagonal of a diagonal tile, and
-// rounded to bfloat16 when round_p.
-__device__ __forceinline__ void probabilities_from_lse(float (&s)[8][4], const float (&lse2)[2],
+// rounded to bfloat16 when round_p; the thread's 8N columns start at column col0 of the tile.
+template <int N>
+__device__ __forceinline__ void probabilities_from_lse(float (&s)[N][4], const float (&lse2)[2],
                                                        float scale_log2, bool diagonal,
-                                                       bool round_p) {
+                                                       bool round_p, int col0 = 0) {
+  auto run = [&]<bool kMasked>() {
 #pragma unroll
-  for (int n = 0; n < 8; ++n) {
+    for (int n = 0; n < N; ++n) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      float x = exp2_approx(fmaf(s[n][e], scale_log2, -lse2[e >> 1]));
-      if (diagonal && col_of(n, e) > row_in_tile(e >> 1)) x = 0.0f;
-      s[n][e] = round_p ? bf16_round(x) : x;
+      for (int e = 0; e < 4; ++e) {
+        float x = exp2_approx(fmaf(s[n][e], scale_log2, -lse2[e >> 1]));
+        if (kMasked && col0 + col_of(n, e) > row_in_tile(e >> 1)) x = 0.0f;
+        s[n][e] = round_p ? bf16_round(x) : x;
+      }
     }
+  };
+  // One branch around the masked loop, not a test per value.
+  if (diagonal) {
+    run.template operator()<true>();
+  } else {
+    run.template operator()<false>();
   }
 }
 
@@ -559,11 +576,12 @@ __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast d
     load_a<HS>(dof, dos + warp * 16 * kLd<HS>);
   };
 
-  // P and dP of one key tile, P as the forward computed it (before its cast).
-  auto probabilities = [&](float(&p)[8][4], float(&dp)[8][4], int kt, int buf) {
-    product_abt<HS>(p, qf, ks(buf));
-    product_abt<HS>(dp, dof, vs(buf));
-    probabilities_from_lse(p, row_lse2, g.scale_log2, kt == qt, round_p);
+  // P and dP of 8N keys of a key tile from its key c0, P as the forward computed it (before its
+  // cast).
+  auto probabilities = [&]<int N>(float(&p)[N][4], float(&dp)[N][4], int kt, int buf, int c0) {
+    product_abt<HS, N>(p, qf, ks(buf) + c0 * kLd<HS>);
+    product_abt<HS, N>(dp, dof, vs(buf) + c0 * kLd<HS>);
+    probabilities_from_lse(p, row_lse2, g.scale_log2, kt == qt, round_p, c0);
   };
 
   float delta[2];
@@ -578,7 +596,7 @@ __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast d
       __syncthreads();
       if (kt == 0) load_fragments();
       float p[8][4], dp[8][4];
-      probabilities(p, dp, kt, 0);
+      probabilities(p, dp, kt, 0, 0);
       __syncthreads();
 #pragma unroll
       for (int n = 0; n < 8; ++n) {
@@ -610,16 +628,23 @@ __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast d
     }
     __syncthreads();
     if (kDeltaGiven && kt == 0) load_fragments();
-    float p[8][4], dp[8][4];
-    probabilities(p, dp, kt, buf);
+      // 32 keys (one block of the cast along keys) at a time, which halves the registers that P
+      // and dP hold.
+#pragma unroll 1
+    for (int c0 = 0; c0 < kTile; c0 += 32) {
+      // On the diagonal tile, a warp whose queries all come before these keys: all zeros.
+      if (kt == qt && c0 >= warp * 16 + 16) continue;
+      float p[4][4], dp[4][4];
+      probabilities(p, dp, kt, buf, c0);
 #pragma unroll
-    for (int n = 0; n < 8; ++n) {
+      for (int n = 0; n < 4; ++n) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) p[n][e] = p[n][e] * (dp[n][e] - delta[e >> 1]) * g.scale;
+        for (int e = 0; e < 4; ++e) p[n][e] = p[n][e] * (dp[n][e] - delta[e >> 1]) * g.scale;
+      }
+      cast_tile<kEncDs>(ds_x, p, k0 + c0, g.t, row, bh * g.t * g.t, g.t, 1);
+      mask_after_asymmetric_cast<false>(ds_x, p, kt == qt, c0);
+      product_xb<HS, 4>(dq, p, kds(buf) + c0 * kLd<HS>);
     }
-    cast_tile<kEncDs>(ds_x, p, k0, g.t, row, bh * g.t * g.t, g.t, 1);
-    mask_after_asymmetric_cast<false>(ds_x, p, kt == qt);
-    product_xb<HS>(dq, p, kds(buf));
     __syncthreads();
   }
   store_rows<HS>(a.dq + h * HS, g.nh * HS, {b * g.t + row[0], b * g.t + row[1]}, (b + 1) * g.t, dq);
@@ -689,33 +714,52 @@ __global__ void __launch_bounds__(kThreadsTc)
     const int64_t bh = b * g.nh + head_of(it), q0 = first_query(it);
     const float* lse_b = lse_s + buf * kTile;
     const float* delta_b = delta_s + buf * kTile;
-    // Transposed tiles: rows are keys, columns queries.
-    float p[8][4], ds[8][4];
-    product_abt<HS>(p, kw, qs(buf));
-    product_abt<HS>(ds, vw, dos(buf));
     // Masks: queries before their key on the diagonal tile, and queries past the end (their
     // zero rows would otherwise give P = 2^-lse2 in a block that a cast along queries scales).
     const bool diagonal = q0 == k0;
     const int queries_left = q0 + kTile > g.t ? int(g.t - q0) : kTile;
+    // Transposed tiles: rows are keys, columns queries, taken 32 queries (one block of a cast
+    // along queries) at a time, which halves the registers that P and dS hold.
+#pragma unroll 1
+    for (int c0 = 0; c0 < kTile; c0 += 32) {
+      // A warp whose keys all come after this half's queries, or a half past the end: all zeros.
+      if ((diagonal && c0 + 32 <= warp * 16) || c0 >= queries_left) continue;
+      float p[4][4], ds[4][4];
+      product_abt<HS, 4>(p, kw, qs(buf) + c0 * kLd<HS>);
+      product_abt<HS, 4>(ds, vw, dos(buf) + c0 * kLd<HS>);
+      // Most halves need no mask: one branch around the masked loop, not a test per value.
+      auto probabilities = [&]<bool kMasked>() {
 #pragma unroll
-    for (int n = 0; n < 8; ++n) {
+        for (int n = 0; n < 4; ++n) {
+          const int c = c0 + col_of(n, 0);  // and c + 1
+          const float2 lse2 = *reinterpret_cast<const float2*>(lse_b + c);
+          const float2 dl = *reinterpret_cast<const float2*>(delta_b + c);
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c = col_of(n, e);
-        float x = exp2_approx(fmaf(p[n][e], g.scale_log2, -lse_b[c]));
-        if ((diagonal && c < row_in_tile(e >> 1)) || c >= queries_left) x = 0.0f;
-        if (round_p) x = bf16_round(x);
-        p[n][e] = x;
-        ds[n][e] = x * (ds[n][e] - delta_b[c]) * g.scale;
+          for (int e = 0; e < 4; ++e) {
+            const int col = c + (e & 1);
+            float x = exp2_approx(fmaf(p[n][e], g.scale_log2, -(e & 1 ? lse2.y : lse2.x)));
+            if (kMasked && ((diagonal && col < row_in_tile(e >> 1)) || col >= queries_left)) {
+              x = 0.0f;
+            }
+            if (round_p) x = bf16_round(x);
+            p[n][e] = x;
+            ds[n][e] = x * (ds[n][e] - (e & 1 ? dl.y : dl.x)) * g.scale;
+          }
+        }
+      };
+      if (diagonal || c0 + 32 > queries_left) {
+        probabilities.template operator()<true>();
+      } else {
+        probabilities.template operator()<false>();
       }
+      // Both cast along queries: element (query i, key j) has flat index (bh T + i) T + j.
+      cast_tile<kEncP>(p_dw, p, q0 + c0, g.t, key, bh * g.t * g.t, 1, g.t);
+      cast_tile<kEncDs>(ds_w, ds, q0 + c0, g.t, key, bh * g.t * g.t, 1, g.t);
+      mask_after_asymmetric_cast<true>(p_dw, p, diagonal, c0);
+      mask_after_asymmetric_cast<true>(ds_w, ds, diagonal, c0);
+      product_xb<HS, 4>(dv, p, dows(buf) + c0 * kLd<HS>);
+      product_xb<HS, 4>(dk, ds, qdws(buf) + c0 * kLd<HS>);
     }
-    // Both cast along queries: element (query i, key j) has flat index (bh T + i) T + j.
-    cast_tile<kEncP>(p_dw, p, q0, g.t, key, bh * g.t * g.t, 1, g.t);
-    cast_tile<kEncDs>(ds_w, ds, q0, g.t, key, bh * g.t * g.t, 1, g.t);
-    mask_after_asymmetric_cast<true>(p_dw, p, diagonal);
-    mask_after_asymmetric_cast<true>(ds_w, ds, diagonal);
-    product_xb<HS>(dv, p, dows(buf));
-    product_xb<HS>(dk, ds, qdws(buf));
     __syncthreads();
   }
   const int64_t out_off = (b * g.t * g.nkv + kvh) * HS;
@@ -849,7 +893,9 @@ void flash_attention_backward(const AttnBackwardArgs& a, const AttnDims& d, cons
     };
     // The presets' pairs: P to nearest, dS to nearest or stochastically rounded.
     const QuadEncoder ep = quad_encoder(p_dw), eds = quad_encoder(ds_w);
-    if (ep == QuadEncoder::kNearestEvenFloat && eds == QuadEncoder::kNearestEvenFloat) {
+    if (ep == QuadEncoder::kNoMx && eds == QuadEncoder::kNoMx) {
+      dkdv.template operator()<QuadEncoder::kNoMx, QuadEncoder::kNoMx>();
+    } else if (ep == QuadEncoder::kNearestEvenFloat && eds == QuadEncoder::kNearestEvenFloat) {
       dkdv.template operator()<QuadEncoder::kNearestEvenFloat, QuadEncoder::kNearestEvenFloat>();
     } else if (ep == QuadEncoder::kNearestEvenFloat && eds == QuadEncoder::kStochasticFloat) {
       dkdv.template operator()<QuadEncoder::kNearestEvenFloat, QuadEncoder::kStochasticFloat>();

@@ -143,12 +143,14 @@ __device__ __forceinline__ void encode_quad(const DevCast& c, const mx::cuda::Bl
 // the cast's rounding and kind, or only the one the presets use. A tensor-core kernel inlines
 // cast_quad at every block it casts (eight times in the dK/dV kernel), so that switch multiplies
 // its code; a kernel with a fixed encoder is launched only for the casts it fits (quad_encoder).
-enum class QuadEncoder { kAny, kNearestEvenFloat, kStochasticFloat };
+// kNoMx compiles no MX encoder at all, for casts to bfloat16 (or none): the bf16 recipe's
+// attention, whose kernels the MX code would otherwise hold to fewer blocks per SM through its
+// registers.
+enum class QuadEncoder { kAny, kNearestEvenFloat, kStochasticFloat, kNoMx };
 
 inline QuadEncoder quad_encoder(const TileCast& c) {
-  if (c.kind != TileCast::Kind::kMx || traits(c.spec.format).is_integer || c.spec.asymmetric) {
-    return QuadEncoder::kAny;
-  }
+  if (c.kind != TileCast::Kind::kMx) return QuadEncoder::kNoMx;
+  if (traits(c.spec.format).is_integer || c.spec.asymmetric) return QuadEncoder::kAny;
   if (c.spec.rounding == Rounding::kNearestEven) return QuadEncoder::kNearestEvenFloat;
   if (c.spec.rounding == Rounding::kStochastic) return QuadEncoder::kStochasticFloat;
   return QuadEncoder::kAny;
@@ -168,6 +170,9 @@ void with_encoder(QuadEncoder e, Fn fn) {
       break;
     case QuadEncoder::kAny:
       fn.template operator()<QuadEncoder::kAny>();
+      break;
+    case QuadEncoder::kNoMx:
+      fn.template operator()<QuadEncoder::kNoMx>();
       break;
   }
 }
@@ -218,8 +223,8 @@ __device__ __forceinline__ void quad_offset(const float (&v)[8], int real, uint3
 // row of four m16n8 accumulator tiles holds them: lane 4g + t has slots 8n + 2t + e at v[2n + e]
 // (n < 4, e < 2). The block starts at position `first` along its axis; a slot at position p is
 // padding when p >= `end`, and its flat index is base + stride * p. Every lane must call it.
-// With an encoder other than kAny, the cast must be MX, symmetric, with that rounding and a
-// float format.
+// With kNearestEvenFloat or kStochasticFloat, the cast must be MX, symmetric, with that rounding
+// and a float format; with kNoMx, a cast to bfloat16 or none.
 template <QuadEncoder kEncoder = QuadEncoder::kAny>
 __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64_t first,
                                           int64_t end, int64_t base, int64_t stride) {
@@ -230,80 +235,82 @@ __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64
     for (int k = 0; k < 8; ++k) v[k] = bf16_round(v[k]);
     return;
   }
-  const DevSpec& s = c.spec;
-  const int t = int(threadIdx.x & 3);
-  // Slots [0, real) of the block lie before `end`. Both tests below are uniform over the warp's
-  // blocks in the tensor-core kernels (whole blocks but at a tensor's end; one flush setting), so
-  // they branch around their loops rather than predicating every value.
-  const int64_t left = end - first;
-  const int real = left >= 32 ? 32 : left <= 0 ? 0 : int(left);
-  if (real < 32) {
+  if constexpr (kEncoder != QuadEncoder::kNoMx) {
+    const DevSpec& s = c.spec;
+    const int t = int(threadIdx.x & 3);
+    // Slots [0, real) of the block lie before `end`. Both tests below are uniform over the warp's
+    // blocks in the tensor-core kernels (whole blocks but at a tensor's end; one flush setting), so
+    // they branch around their loops rather than predicating every value.
+    const int64_t left = end - first;
+    const int real = left >= 32 ? 32 : left <= 0 ? 0 : int(left);
+    if (real < 32) {
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      if (8 * (k >> 1) + 2 * t + (k & 1) >= real) v[k] = 0.0f;
+      for (int k = 0; k < 8; ++k) {
+        if (8 * (k >> 1) + 2 * t + (k & 1) >= real) v[k] = 0.0f;
+      }
     }
-  }
-  if (s.flush) {
+    if (s.flush) {
 #pragma unroll
-    for (int k = 0; k < 8; ++k) v[k] = flush_sub(v[k]);
-  }
-  uint32_t amax = 0;
-#pragma unroll
-  for (int k = 0; k < 8; ++k) amax = max(amax, __float_as_uint(v[k]) & 0x7FFFFFFFu);
-  amax = max(amax, __shfl_xor_sync(kFullWarp, amax, 1));
-  amax = max(amax, __shfl_xor_sync(kFullWarp, amax, 2));
-  BlockState st{};
-  st.nan_block = amax >= 0x7F800000u;
-  st.m = 0.0f;
-  // Asymmetric casts take the general encoder (cast_element): they are rare, and a fixed
-  // encoder is only compiled for the presets' symmetric casts.
-  const bool asym = kEncoder == QuadEncoder::kAny && s.asym;
-  if (asym) {
-    // Every lane shuffles (a warp's quads hold different blocks, NaN ones among them); a NaN
-    // block's result is unused.
-    const uint32_t raw = amax;
-    quad_offset(v, real, amax, st);
-    if (st.nan_block) amax = raw, st.m = 0.0f;
-  }
-  finish_scale(s, amax, st);
-  if (st.nan_block) {
-#pragma unroll
-    for (int k = 0; k < 8; ++k) v[k] = __uint_as_float(kNanF32);
-    return;
-  }
-  if (asym) {
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const int slot = quad_slot(k);
-      v[k] = slot < real ? cast_element(c, st, v[k], base + stride * (first + slot), s.f.decode)
-                         : 0.0f;
+      for (int k = 0; k < 8; ++k) v[k] = flush_sub(v[k]);
     }
-    return;
-  }
-  if constexpr (kEncoder == QuadEncoder::kNearestEvenFloat) {
-    encode_quad<Rounding::kNearestEven, false>(c, st, v, first, base, stride);
-    return;
-  } else if constexpr (kEncoder == QuadEncoder::kStochasticFloat) {
-    encode_quad<Rounding::kStochastic, false>(c, st, v, first, base, stride);
-    return;
-  }
-  switch (Rounding(c.rounding)) {
-    case Rounding::kNearestEven:
-      c.integer ? encode_quad<Rounding::kNearestEven, true>(c, st, v, first, base, stride)
-                : encode_quad<Rounding::kNearestEven, false>(c, st, v, first, base, stride);
-      break;
-    case Rounding::kNearestAway:
-      c.integer ? encode_quad<Rounding::kNearestAway, true>(c, st, v, first, base, stride)
-                : encode_quad<Rounding::kNearestAway, false>(c, st, v, first, base, stride);
-      break;
-    case Rounding::kTowardZero:
-      c.integer ? encode_quad<Rounding::kTowardZero, true>(c, st, v, first, base, stride)
-                : encode_quad<Rounding::kTowardZero, false>(c, st, v, first, base, stride);
-      break;
-    case Rounding::kStochastic:
-      c.integer ? encode_quad<Rounding::kStochastic, true>(c, st, v, first, base, stride)
-                : encode_quad<Rounding::kStochastic, false>(c, st, v, first, base, stride);
-      break;
+    uint32_t amax = 0;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) amax = max(amax, __float_as_uint(v[k]) & 0x7FFFFFFFu);
+    amax = max(amax, __shfl_xor_sync(kFullWarp, amax, 1));
+    amax = max(amax, __shfl_xor_sync(kFullWarp, amax, 2));
+    BlockState st{};
+    st.nan_block = amax >= 0x7F800000u;
+    st.m = 0.0f;
+    // Asymmetric casts take the general encoder (cast_element): they are rare, and a fixed
+    // encoder is only compiled for the presets' symmetric casts.
+    const bool asym = kEncoder == QuadEncoder::kAny && s.asym;
+    if (asym) {
+      // Every lane shuffles (a warp's quads hold different blocks, NaN ones among them); a NaN
+      // block's result is unused.
+      const uint32_t raw = amax;
+      quad_offset(v, real, amax, st);
+      if (st.nan_block) amax = raw, st.m = 0.0f;
+    }
+    finish_scale(s, amax, st);
+    if (st.nan_block) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) v[k] = __uint_as_float(kNanF32);
+      return;
+    }
+    if (asym) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const int slot = quad_slot(k);
+        v[k] = slot < real ? cast_element(c, st, v[k], base + stride * (first + slot), s.f.decode)
+                           : 0.0f;
+      }
+      return;
+    }
+    if constexpr (kEncoder == QuadEncoder::kNearestEvenFloat) {
+      encode_quad<Rounding::kNearestEven, false>(c, st, v, first, base, stride);
+      return;
+    } else if constexpr (kEncoder == QuadEncoder::kStochasticFloat) {
+      encode_quad<Rounding::kStochastic, false>(c, st, v, first, base, stride);
+      return;
+    }
+    switch (Rounding(c.rounding)) {
+      case Rounding::kNearestEven:
+        c.integer ? encode_quad<Rounding::kNearestEven, true>(c, st, v, first, base, stride)
+                  : encode_quad<Rounding::kNearestEven, false>(c, st, v, first, base, stride);
+        break;
+      case Rounding::kNearestAway:
+        c.integer ? encode_quad<Rounding::kNearestAway, true>(c, st, v, first, base, stride)
+                  : encode_quad<Rounding::kNearestAway, false>(c, st, v, first, base, stride);
+        break;
+      case Rounding::kTowardZero:
+        c.integer ? encode_quad<Rounding::kTowardZero, true>(c, st, v, first, base, stride)
+                  : encode_quad<Rounding::kTowardZero, false>(c, st, v, first, base, stride);
+        break;
+      case Rounding::kStochastic:
+        c.integer ? encode_quad<Rounding::kStochastic, true>(c, st, v, first, base, stride)
+                  : encode_quad<Rounding::kStochastic, false>(c, st, v, first, base, stride);
+        break;
+    }
   }
 }
 
