@@ -84,6 +84,8 @@ def measure(args, precision):
         loss = step()
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    if args.profile:
+        print_kernel_times(step, args.profile)
     return {
         "baseline": "pytorch",
         "torch": torch.__version__,
@@ -102,6 +104,26 @@ def measure(args, precision):
     }
 
 
+def print_kernel_times(step, rows):
+    """GPU time per kernel over one step (torch.profiler), the largest first, to stderr: the
+    kernel-by-kernel comparison with `ncu --metrics gpu__time_duration.sum` on `mx bench train`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    totals = {}
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            calls, us = totals.get(event.name, (0, 0.0))
+            totals[event.name] = (calls + 1, us + event.device_time)
+    all_us = sum(us for _, us in totals.values())
+    print(f"one step: {all_us / 1000:.2f} ms of GPU time in {len(totals)} kernels",
+          file=sys.stderr)
+    for name, (calls, us) in sorted(totals.items(), key=lambda kv: -kv[1][1])[:rows]:
+        print(f"{us / 1000:8.3f} ms {calls:5d} x  {name[:110]}", file=sys.stderr)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(PRESETS), default="small")
@@ -117,6 +139,8 @@ def main():
                         help="a checkout of microxcaling: its inject_pyt_ops under its MXFP6 spec")
     parser.add_argument("--tf32", action="store_true",
                         help="float32 products on TF32 tensor cores (as `mx train --recipe tf32`)")
+    parser.add_argument("--profile", type=int, metavar="ROWS", default=0,
+                        help="also print the GPU time of the ROWS costliest kernels of one step")
     args = parser.parse_args()
     if args.microxcaling:
         inject_microxcaling(args.microxcaling)
