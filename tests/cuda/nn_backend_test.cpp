@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -31,10 +32,10 @@ namespace {
 
 // Two layers; head size 32 (the smallest the GPU kernels take) unless asked; Llama with
 // grouped-query heads.
-ModelConfig small(Arch arch, int64_t hs = 32) {
+ModelConfig small(Arch arch, int64_t hs = 32, int64_t vocab = 256) {
   ModelConfig c;
   c.arch = arch;
-  c.vocab = 256, c.n_layers = 2, c.seq_len = 128;
+  c.vocab = vocab, c.n_layers = 2, c.seq_len = 128;
   if (arch == Arch::kGpt2) {
     c.n_heads = 2, c.n_kv_heads = 2, c.dim = 2 * hs, c.hidden = 4 * c.dim;
   } else {
@@ -128,14 +129,14 @@ struct Tolerance {
 
 // One inference and one training pass on the CPU and the GPU from the same weights and batch.
 void compare(Arch arch, const Recipe& recipe, BufType act, Tolerance tol, int64_t hs = 32,
-             int64_t t = 64) {
-  SCOPED_TRACE(::testing::Message()
-               << arch_name(arch) << " " << recipe.name << " hs " << hs << " T " << t);
+             int64_t t = 64, int64_t vocab = 256) {
+  SCOPED_TRACE(::testing::Message() << arch_name(arch) << " " << recipe.name << " hs " << hs
+                                    << " T " << t << " vocabulary " << vocab);
   bool ok = false;
   auto backend = gpu(act, &ok);
   if (!ok) return;
-  Model cpu(small(arch, hs), std::make_unique<CpuBackend>());
-  Model dev(small(arch, hs), std::move(backend));
+  Model cpu(small(arch, hs, vocab), std::make_unique<CpuBackend>());
+  Model dev(small(arch, hs, vocab), std::move(backend));
   cpu.params().init(7);
   std::memcpy(dev.params().data(), cpu.params().data(),
               sizeof(float) * size_t(cpu.params().size()));
@@ -155,6 +156,17 @@ TEST(CudaBackend, Float32MatchesTheCpu) {
   SKIP_WITHOUT_GPU();
   for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
     compare(arch, *recipe_preset("fp32"), BufType::kF32, {1e-5, 1e-4, 1e-4});
+  }
+}
+
+// A vocabulary that is not a multiple of 8 takes the classifier's padded products (the weight
+// and dlogits padded with zeros, the weight gradient through a float32 product of the padded
+// width); tied (GPT-2) and untied (Llama) classifiers.
+TEST(CudaBackend, OddVocabulariesMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    compare(arch, *recipe_preset("fp32"), BufType::kF32, {1e-5, 1e-4, 1e-4}, 32, 64, 261);
+    compare(arch, *recipe_preset("bf16"), BufType::kBF16, {1e-2, 3e-2, 5e-2}, 32, 64, 261);
   }
 }
 
@@ -447,6 +459,55 @@ TEST(CudaBackend, DistillationLossMatchesADoublePrecisionKlDivergence) {
         if (std::fabs(got - want) > allowed) ++wrong;
       }
       EXPECT_EQ(wrong, 0) << "row " << i;
+    }
+  }
+}
+
+// The classifier's padding copies: every element of every row moves, whatever the alignment of
+// either stride, and nothing past a row's width is written (the padding keeps its zeros).
+TEST(CudaBackend, RowCopiesMoveEveryElementBetweenOddStrides) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    int64_t width, src_stride, dst_stride, rows;
+  };
+  for (const int bytes : {2, 4}) {
+    for (const Case c : {Case{1001, 1001, 1008, 37}, Case{1001, 1008, 1001, 37},
+                         Case{7, 7, 8, 70000}, Case{3000, 3003, 3001, 5}}) {
+      SCOPED_TRACE(::testing::Message() << bytes << "-byte elements, width " << c.width << ", "
+                                        << c.src_stride << " -> " << c.dst_stride);
+      const int64_t src_n = c.rows * c.src_stride, dst_n = c.rows * c.dst_stride;
+      // Nonzero elements that vary with the index: the low bytes of an odd hash of it.
+      std::vector<uint8_t> src_bytes(static_cast<size_t>(src_n * bytes));
+      std::vector<uint8_t> got(static_cast<size_t>(dst_n * bytes));
+      for (int64_t i = 0; i < src_n; ++i) {
+        const uint32_t x = uint32_t(i * 2654435761u) | 1u;
+        std::memcpy(&src_bytes[size_t(i * bytes)], &x, size_t(bytes));
+      }
+      void *d_src = nullptr, *d_dst = nullptr;
+      ASSERT_EQ(cudaMalloc(&d_src, src_bytes.size()), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&d_dst, got.size()), cudaSuccess);
+      cudaMemcpy(d_src, src_bytes.data(), src_bytes.size(), cudaMemcpyHostToDevice);
+      cudaMemset(d_dst, 0, got.size());
+      cuda::copy_rows(d_dst, c.dst_stride, d_src, c.src_stride, c.width, c.rows, bytes, nullptr);
+      ASSERT_EQ(cudaMemcpy(got.data(), d_dst, got.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+      cudaFree(d_src);
+      cudaFree(d_dst);
+      int64_t wrong = 0;
+      for (int64_t r = 0; r < c.rows; ++r) {
+        for (int64_t j = 0; j < c.dst_stride; ++j) {
+          const uint8_t* g = &got[size_t((r * c.dst_stride + j) * bytes)];
+          const bool zero = std::all_of(g, g + bytes, [](uint8_t b) { return b == 0; });
+          if (j >= c.width) {
+            wrong += zero ? 0 : 1;
+          } else {
+            wrong += std::memcmp(g, &src_bytes[size_t((r * c.src_stride + j) * bytes)],
+                                 size_t(bytes)) == 0
+                         ? 0
+                         : 1;
+          }
+        }
+      }
+      EXPECT_EQ(wrong, 0);
     }
   }
 }

@@ -195,8 +195,19 @@ class CudaBackend final : public Backend {
       const bool same = gq == dy.p && dx_operand == dy.p;
       const void* gp = same ? dx_padded : padded_rows(gq, m, n, kPaddedDyDw);
       if (gp == nullptr) return;
-      // dW^T[K,N] += x^T[K,M] dy[M,N].
-      gemm(false, true, k, n, m, xq, k, gp, round_up(n, 8), dw.p, BufType::kF32, k, 1.0f);
+      // dW^T[K,N] += x^T[K,M] dy[M,N]. Where N is not a multiple of 8 (a vocabulary of 50,257),
+      // cuBLASLt picks a far slower kernel for that width than for the padded one, whose zero
+      // columns are then left out as the product is added: the sum is the same float32 add of
+      // the product to dW that beta = 1 makes.
+      const int64_t padded = round_up(n, 8);
+      if (padded == n) {
+        gemm(false, true, k, n, m, xq, k, gp, padded, dw.p, BufType::kF32, k, 1.0f);
+      } else {
+        void* product = slot(kPaddedDw, size_t(k * padded) * sizeof(float));
+        if (product == nullptr) return;
+        gemm(false, true, k, padded, m, xq, k, gp, padded, product, BufType::kF32, k, 0.0f);
+        kernels::accumulate(dw.as<float>(), static_cast<const float*>(product), k * n, stream_);
+      }
     }
     if (!dbias.empty()) {
       grow_ops(m, n);
@@ -456,17 +467,16 @@ class CudaBackend final : public Backend {
 
   // Scratch slots past the operand casts' (0 to 7).
   static constexpr size_t kPaddedOut = 8, kPaddedDyDx = 9, kPaddedDyDw = 10, kPaddedW = 11,
-                          kBiasBf16 = 12;
+                          kBiasBf16 = 12, kPaddedDw = 13;
 
   static int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
 
   // Copies `rows` rows of `width` activation elements between row strides.
   void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t width,
                  int64_t rows) {
-    const size_t e = size_t(buf_type_bytes(act()));
-    check(cudaMemcpy2DAsync(dst, size_t(dst_stride) * e, src, size_t(src_stride) * e,
-                            size_t(width) * e, size_t(rows), cudaMemcpyDeviceToDevice, stream_),
-          "row copy");
+    kernels::copy_rows(dst, dst_stride, src, src_stride, width, rows, int(buf_type_bytes(act())),
+                       stream_);
+    check_launch("row copy");
   }
 
   // x [rows, n] itself when n is a multiple of 8, else a copy in rows padded to one with zeros
