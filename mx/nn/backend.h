@@ -161,6 +161,25 @@ class Backend {
                                   SrKey key) = 0;
 
   // ---- Classifier ----
+  // The classifier's product and loss in a pass with targets and no teacher: logits[N, V] =
+  // x[N, K] w[V, K]^T under the recipe, then classifier_loss, with dlogits = the logits when
+  // `training`. After a training pass, classifier_backward must be the next call that reads the
+  // logits' gradient: a backend may keep it in memory of its own until then (the CUDA backend
+  // keeps it in rows padded to a multiple of 8, as its products take them), and `logits` then
+  // holds neither the logits nor their gradient. After a pass without training, `logits` holds
+  // the logits.
+  virtual void classifier_forward(Buf logits, Buf losses, Buf x, Buf w, Buf targets, int64_t n,
+                                  int64_t k, int64_t v, bool training, float dloss,
+                                  const Recipe& recipe, SrKey key) {
+    matmul_forward(logits, x, w, {}, n, k, v, recipe, key);
+    classifier_loss(losses, training ? logits : Buf{}, logits, targets, n, v, dloss);
+  }
+  // dx[N, K] = dlogits w and dw[V, K] += dlogits^T x for the gradient that the last training
+  // classifier_forward (or classifier_loss or distillation_loss into `dlogits`) left.
+  virtual void classifier_backward(Buf dx, Buf dw, Buf dlogits, Buf x, Buf w, int64_t n, int64_t k,
+                                   int64_t v, const Recipe& recipe, SrKey key) {
+    matmul_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key);
+  }
   // losses[N] = -log softmax(logits)[targets]. With dlogits, also dlogits = (softmax - onehot) *
   // dloss, which may be the logits' own buffer (the logits are then gone).
   virtual void classifier_loss(Buf losses, Buf dlogits, Buf logits, Buf targets, int64_t n,

@@ -261,7 +261,7 @@ std::string Model::check_tokens(const uint32_t* tokens, const uint32_t* targets,
   return "";
 }
 
-void Model::run_forward(bool use_cache) {
+void Model::run_forward(bool use_cache, bool logits) {
   Acts& a = *acts_;
   Backend& be = *backend_;
   const Buf& p = weights_;
@@ -284,8 +284,10 @@ void Model::run_forward(bool use_cache) {
     be.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, x, norm_w, p.at(params_.norm_b(), C), n, C,
                          bf16);
   }
-  be.matmul_forward(a.logits, a.lnf, p.at(params_.classifier(), V * C), {}, n, C, V,
-                    classifier_recipe(recipe_), {step_, int32_t(config_.n_layers), 0});
+  if (logits) {
+    be.matmul_forward(a.logits, a.lnf, p.at(params_.classifier(), V * C), {}, n, C, V,
+                      classifier_recipe(recipe_), {step_, int32_t(config_.n_layers), 0});
+  }
 }
 
 std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int64_t b, int64_t t,
@@ -307,15 +309,20 @@ std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int6
   Backend& be = *backend_;
   be.upload(a.tokens.at(0, n), tokens);
   if (targets != nullptr) be.upload(a.targets.at(0, n), targets);
-  run_forward(false);
+  // With targets and no teacher, the product and the loss are one backend call, which may keep
+  // a training pass's gradient where its products read it best (Backend::classifier_forward).
+  const bool classifier_with_loss = targets != nullptr && options.teacher_logits.empty();
+  run_forward(false, !classifier_with_loss);
   if (targets != nullptr) {
     const float dloss = options.grad_scale * (1.0f / float(n));
-    const Buf dlogits = options.training ? a.logits : Buf{};
-    if (options.teacher_logits.empty()) {
-      be.classifier_loss(a.losses, dlogits, a.logits, a.targets, n, V, dloss);
+    if (classifier_with_loss) {
+      be.classifier_forward(a.logits, a.losses, a.lnf,
+                            weights_.at(params_.classifier(), V * config_.dim), a.targets, n,
+                            config_.dim, V, options.training, dloss, classifier_recipe(recipe_),
+                            {step_, int32_t(config_.n_layers), 0});
     } else {
-      be.distillation_loss(a.losses, dlogits, a.logits, options.teacher_logits.at(0, n * V), n, V,
-                           dloss);
+      be.distillation_loss(a.losses, options.training ? a.logits : Buf{}, a.logits,
+                           options.teacher_logits.at(0, n * V), n, V, dloss);
     }
   }
   if (std::string e = be.take_error(); !e.empty()) return e;
@@ -553,10 +560,11 @@ std::string Model::backward(const GradsReady& ready) {
   Backend& be = *backend_;
   const Buf &p = weights_, &g = grads_;
   const int64_t n = b_ * t_, C = config_.dim, V = config_.vocab, L = config_.n_layers;
-  // The training forward left d(loss)/d(logits) in a.logits.
-  be.matmul_backward(a.dln, g.at(params_.classifier(), V * C), {}, a.logits, a.lnf,
-                     p.at(params_.classifier(), V * C), n, C, V, false, classifier_recipe(recipe_),
-                     {step_, int32_t(L), 0});
+  // The training forward left d(loss)/d(logits) in a.logits, or where the backend's
+  // classifier_forward keeps it.
+  be.classifier_backward(a.dln, g.at(params_.classifier(), V * C), a.logits, a.lnf,
+                         p.at(params_.classifier(), V * C), n, C, V, classifier_recipe(recipe_),
+                         {step_, int32_t(L), 0});
   // Every parameter's range, in the layout's order: the embeddings, each block's tensors,
   // the final norm, then (untied) the classifier.
   auto block_begin = [&](int64_t l) {

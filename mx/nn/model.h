@@ -205,9 +205,10 @@ class Model {
   // nothing for a backward. A reservation for whole passes serves layer-wise ones too.
   std::string reserve_for(int64_t b, int64_t t, bool one_block);
   LayerActs& layer_acts(int64_t l);
-  // The forward from the tokens already uploaded to the logits, for the pass's b_ x t_ tokens,
-  // at positions cached_ on (use_cache) or 0.
-  void run_forward(bool use_cache);
+  // The forward from the tokens already uploaded, for the pass's b_ x t_ tokens, at positions
+  // cached_ on (use_cache) or 0: every layer, then the classifier's product into the logits
+  // unless `logits` is false.
+  void run_forward(bool use_cache, bool logits = true);
   // The parts of a block's forward pass (BlockPart flags in model_acts.h) on the activations of
   // block l; x is the block's input.
   void layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts = ~0u);

@@ -162,11 +162,56 @@ TEST(CudaBackend, Float32MatchesTheCpu) {
 // A vocabulary that is not a multiple of 8 takes the classifier's padded products (the weight
 // and dlogits padded with zeros, the weight gradient through a float32 product of the padded
 // width); tied (GPT-2) and untied (Llama) classifiers.
+// Training passes keep the logits' gradient in those padded rows until the backward; an MX
+// recipe's casts of dlogits read it back from the logits' own buffer.
 TEST(CudaBackend, OddVocabulariesMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
     compare(arch, *recipe_preset("fp32"), BufType::kF32, {1e-5, 1e-4, 1e-4}, 32, 64, 261);
     compare(arch, *recipe_preset("bf16"), BufType::kBF16, {1e-2, 3e-2, 5e-2}, 32, 64, 261);
+    compare(arch, *recipe_preset("mxfp6"), BufType::kF32, {2e-3, 2e-2, 1e-1}, 32, 64, 261);
+  }
+}
+
+// A training pass whose backward never ran leaves nothing behind: after a second training pass,
+// the backward gives that pass's gradients bit for bit (the first pass's gradient, kept in the
+// padded rows that the second pass's product reuses, goes to its buffer first).
+TEST(CudaBackend, ASecondTrainingPassBeforeTheBackwardReplacesTheFirst) {
+  SKIP_WITHOUT_GPU();
+  for (const char* name : {"bf16", "mxfp6"}) {
+    SCOPED_TRACE(name);
+    bool ok = false;
+    auto a = gpu(BufType::kBF16, &ok), b = gpu(BufType::kBF16, &ok);
+    if (!ok) return;
+    Model twice(small(Arch::kGpt2, 32, 261), std::move(a));
+    Model once(small(Arch::kGpt2, 32, 261), std::move(b));
+    twice.params().init(5);
+    once.params().init(5);
+    twice.upload_params();
+    once.upload_params();
+    const Batch first(3), second(4);
+    auto train = [&](Model& m, const Batch& x) {
+      float loss = 0;
+      EXPECT_EQ(m.forward(x.tokens.data(), x.targets.data(), x.b, x.t, &loss, {true}), "");
+      return loss;
+    };
+    for (Model* m : {&twice, &once}) {
+      m->set_recipe(*recipe_preset(name));
+      m->set_step(3);
+      m->zero_grad();
+    }
+    train(twice, first);
+    const float loss_twice = train(twice, second), loss_once = train(once, second);
+    EXPECT_EQ(twice.backward(), "");
+    EXPECT_EQ(once.backward(), "");
+    twice.download_grads();
+    once.download_grads();
+    EXPECT_EQ(std::memcmp(&loss_twice, &loss_once, sizeof loss_once), 0);
+    const std::vector<float> g_twice(twice.params().grad(),
+                                     twice.params().grad() + twice.params().size());
+    const std::vector<float> g_once(once.params().grad(),
+                                    once.params().grad() + once.params().size());
+    EXPECT_EQ(g_twice, g_once);
   }
 }
 
@@ -505,6 +550,89 @@ TEST(CudaBackend, RowCopiesMoveEveryElementBetweenOddStrides) {
                          ? 0
                          : 1;
           }
+        }
+      }
+      EXPECT_EQ(wrong, 0);
+    }
+  }
+}
+
+// Rows that lie further apart than the vocabulary (the padded rows of the classifier's
+// products): the losses and gradients of dense rows, whatever the padding held, and the
+// gradient's padding set to zero.
+TEST(CudaBackend, ClassifierLossOverPaddedRowsEqualsItOverDenseRows) {
+  SKIP_WITHOUT_GPU();
+  for (const bool bf16 : {true, false}) {
+    for (const int64_t v : {int64_t{1001}, int64_t{50257}}) {
+      SCOPED_TRACE(::testing::Message() << (bf16 ? "bfloat16" : "float32") << ", vocabulary " << v);
+      const int64_t n = 3, stride = (v + 7) / 8 * 8, e = bf16 ? 2 : 4;
+      std::mt19937 rng{uint32_t(v)};
+      std::normal_distribution<float> normal(0.0f, 3.0f);
+      std::vector<float> values(size_t(n * v));
+      for (float& x : values) x = bf16_to_float(float_to_bf16(normal(rng)));
+      // Dense rows, and the same rows at `stride` with 7.0 in the padding.
+      std::vector<uint8_t> dense(size_t(n * v * e)), padded(size_t(n * stride * e));
+      auto put = [&](std::vector<uint8_t>& buf, int64_t i, float x) {
+        if (bf16) {
+          const uint16_t h = float_to_bf16(x);
+          std::memcpy(&buf[size_t(i * e)], &h, 2);
+        } else {
+          std::memcpy(&buf[size_t(i * e)], &x, 4);
+        }
+      };
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t j = 0; j < stride; ++j) {
+          if (j < v) put(dense, r * v + j, values[size_t(r * v + j)]);
+          put(padded, r * stride + j, j < v ? values[size_t(r * v + j)] : 7.0f);
+        }
+      }
+      std::vector<uint32_t> targets;
+      for (int64_t i = 0; i < n; ++i) targets.push_back(uint32_t((i * 7919 + 13) % v));
+      void *d_dense = nullptr, *d_padded = nullptr;
+      float* d_losses = nullptr;
+      uint32_t* d_targets = nullptr;
+      ASSERT_EQ(cudaMalloc(&d_dense, dense.size()), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&d_padded, padded.size()), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&d_losses, size_t(2 * n) * 4), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&d_targets, size_t(n) * 4), cudaSuccess);
+      cudaMemcpy(d_dense, dense.data(), dense.size(), cudaMemcpyHostToDevice);
+      cudaMemcpy(d_padded, padded.data(), padded.size(), cudaMemcpyHostToDevice);
+      cudaMemcpy(d_targets, targets.data(), size_t(n) * 4, cudaMemcpyHostToDevice);
+      cuda::classifier_loss(d_losses, d_dense, d_dense, d_targets, n, v, 0.25f, bf16, nullptr);
+      cuda::classifier_loss(d_losses + n, d_padded, d_padded, d_targets, n, v, 0.25f, bf16, nullptr,
+                            stride);
+      std::vector<float> losses(size_t(2 * n));
+      ASSERT_EQ(cudaMemcpy(losses.data(), d_losses, losses.size() * 4, cudaMemcpyDeviceToHost),
+                cudaSuccess);
+      cudaMemcpy(dense.data(), d_dense, dense.size(), cudaMemcpyDeviceToHost);
+      cudaMemcpy(padded.data(), d_padded, padded.size(), cudaMemcpyDeviceToHost);
+      cudaFree(d_dense), cudaFree(d_padded), cudaFree(d_losses), cudaFree(d_targets);
+      // A bfloat16 row is summed in pieces that depend on its alignment, so float32 sums may
+      // round apart: one unit of bfloat16 in a gradient, a few of float32 in a loss.
+      for (int64_t r = 0; r < n; ++r) {
+        EXPECT_NEAR(losses[size_t(n + r)], losses[size_t(r)],
+                    1e-6 * std::max(1.0f, std::fabs(losses[size_t(r)])));
+      }
+      auto get = [&](const std::vector<uint8_t>& buf, int64_t i) {
+        if (!bf16) {
+          float x;
+          std::memcpy(&x, &buf[size_t(i * e)], 4);
+          return x;
+        }
+        uint16_t h;
+        std::memcpy(&h, &buf[size_t(i * e)], 2);
+        return bf16_to_float(h);
+      };
+      int64_t wrong = 0;
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t j = 0; j < stride; ++j) {
+          const float got = get(padded, r * stride + j);
+          if (j >= v) {
+            wrong += got == 0.0f && !std::signbit(got) ? 0 : 1;
+            continue;
+          }
+          const float want = get(dense, r * v + j);
+          wrong += std::fabs(got - want) <= std::ldexp(std::fabs(want), bf16 ? -7 : -20) ? 0 : 1;
         }
       }
       EXPECT_EQ(wrong, 0);

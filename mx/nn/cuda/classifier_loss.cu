@@ -22,10 +22,10 @@ constexpr int kClassifierUnroll = 4;
 template <class T>
 __global__ void __launch_bounds__(1024)
     classifier_kernel(float* losses, T* dlogits, const T* logits, const uint32_t* targets,
-                      int64_t v, float dloss) {
+                      int64_t v, int64_t stride, float dloss) {
   __shared__ float shared[32];
   const int64_t row = blockIdx.x;
-  const T* li = logits + row * v;
+  const T* li = logits + row * stride;
   const int64_t step = int64_t(blockDim.x) * kClassifierUnroll;
   float mx = -INFINITY, sum = 0.0f;
   for (int64_t j0 = threadIdx.x; j0 < v; j0 += step) {
@@ -51,7 +51,8 @@ __global__ void __launch_bounds__(1024)
   if (dlogits == nullptr) return;
   __syncthreads();  // every thread has read its logits before any is overwritten
   const float inv = 1.0f / sum;
-  T* di = dlogits + row * v;
+  T* di = dlogits + row * stride;
+  for (int64_t j = v + threadIdx.x; j < stride; j += blockDim.x) st(di, j, 0.0f);
   for (int64_t j0 = threadIdx.x; j0 < v; j0 += step) {
     float x[kClassifierUnroll];
 #pragma unroll
@@ -81,11 +82,11 @@ constexpr int64_t kStagedMaxBytes = 160 << 10;
 
 __global__ void __launch_bounds__(kStagedThreads)
     classifier_staged_kernel(float* losses, __nv_bfloat16* dlogits, const __nv_bfloat16* logits,
-                             const uint32_t* targets, int64_t v, float dloss) {
+                             const uint32_t* targets, int64_t v, int64_t stride, float dloss) {
   extern __shared__ uint4 staged_words[];
   __shared__ float shared[32];
   const int64_t row = blockIdx.x;
-  const __nv_bfloat16* li = logits + row * v;
+  const __nv_bfloat16* li = logits + row * stride;
   const int64_t to_boundary = (16 - int64_t(reinterpret_cast<uintptr_t>(li) & 15)) / 2 % 8;
   const int64_t head = to_boundary < v ? to_boundary : v;
   const int64_t vectors = (v - head) / 8, tail = head + vectors * 8;
@@ -134,7 +135,8 @@ __global__ void __launch_bounds__(kStagedThreads)
     const float p = expf(__bfloat162float(staged[j + shift]) - row_max) * inv;
     return __float2bfloat16_rn((p - (j == int64_t(target) ? 1.0f : 0.0f)) * dloss);
   };
-  __nv_bfloat16* di = dlogits + row * v;
+  __nv_bfloat16* di = dlogits + row * stride;
+  for (int64_t j = v + threadIdx.x; j < stride; j += blockDim.x) di[j] = __float2bfloat16_rn(0.0f);
   for (int64_t j = threadIdx.x; j < head; j += blockDim.x) di[j] = grad(j);
   uint4* out = reinterpret_cast<uint4*>(di + head);
   for (int64_t k = threadIdx.x; k < vectors; k += blockDim.x) {
@@ -151,8 +153,8 @@ __global__ void __launch_bounds__(kStagedThreads)
 
 template <class T>
 static void classifier_loss_impl(float* losses, void* dlogits, const void* logits,
-                                 const uint32_t* targets, int64_t n, int64_t v, float dloss,
-                                 cudaStream_t s) {
+                                 const uint32_t* targets, int64_t n, int64_t v, int64_t stride,
+                                 float dloss, cudaStream_t s) {
   if (n <= 0) return;
   // dlogits may alias logits only row for row: the same address, or none.
   const size_t staged_bytes = size_t(v + 16) * sizeof(__nv_bfloat16);
@@ -163,20 +165,22 @@ static void classifier_loss_impl(float* losses, void* dlogits, const void* logit
                            int(staged_bytes));
       classifier_staged_kernel<<<unsigned(n), kStagedThreads, staged_bytes, s>>>(
           losses, static_cast<__nv_bfloat16*>(dlogits), static_cast<const __nv_bfloat16*>(logits),
-          targets, v, dloss);
+          targets, v, stride, dloss);
       return;
     }
   }
   classifier_kernel<T><<<unsigned(n), 1024, 0, s>>>(
-      losses, static_cast<T*>(dlogits), static_cast<const T*>(logits), targets, v, dloss);
+      losses, static_cast<T*>(dlogits), static_cast<const T*>(logits), targets, v, stride, dloss);
 }
 
 void classifier_loss(float* losses, void* dlogits, const void* logits, const uint32_t* targets,
-                     int64_t n, int64_t v, float dloss, bool bf16_act, cudaStream_t s) {
+                     int64_t n, int64_t v, float dloss, bool bf16_act, cudaStream_t s,
+                     int64_t row_stride) {
+  const int64_t stride = row_stride > 0 ? row_stride : v;
   if (bf16_act) {
-    classifier_loss_impl<__nv_bfloat16>(losses, dlogits, logits, targets, n, v, dloss, s);
+    classifier_loss_impl<__nv_bfloat16>(losses, dlogits, logits, targets, n, v, stride, dloss, s);
   } else {
-    classifier_loss_impl<float>(losses, dlogits, logits, targets, n, v, dloss, s);
+    classifier_loss_impl<float>(losses, dlogits, logits, targets, n, v, stride, dloss, s);
   }
 }
 

@@ -152,10 +152,8 @@ class CudaBackend final : public Backend {
       bias_added =
           gemm(true, false, n, m, k, wq, k, xq, k, y.p, act(), n, 0.0f, epilogue_bias(bias));
     } else {
-      const void* wp = padded_weight(wq, n, k);
-      void* yp = slot(kPaddedOut, size_t(m * padded * buf_type_bytes(act())));
-      if (wp == nullptr || yp == nullptr) return;
-      gemm(true, false, padded, m, k, wp, k, xq, k, yp, act(), padded, 0.0f);
+      const void* yp = padded_product(xq, wq, m, k, n);
+      if (yp == nullptr) return;
       copy_rows(y.p, n, yp, padded, n, m);
     }
     if (!bias.empty() && !bias_added) {
@@ -166,6 +164,59 @@ class CudaBackend final : public Backend {
 
   void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override {
+    linear_backward(dx, dw, dbias, dy, x, w, m, k, n, accumulate_dx, recipe, key, nullptr);
+  }
+
+  // An odd vocabulary's training pass keeps the logits' gradient in the padded rows that the
+  // product wrote and the loss read (PendingGradient), where both backward products take it as
+  // it is: no copy out of the padded rows after the product and none back in before the
+  // backward. Other passes take Backend's two calls.
+  void classifier_forward(Buf logits, Buf losses, Buf x, Buf w, Buf targets, int64_t n, int64_t k,
+                          int64_t v, bool training, float dloss, const Recipe& recipe,
+                          SrKey key) override {
+    const int64_t padded = round_up(v, 8);
+    if (!training || padded == v) {
+      Backend::classifier_forward(logits, losses, x, w, targets, n, k, v, training, dloss, recipe,
+                                  key);
+      return;
+    }
+    const uint64_t stream = stream_of(key);
+    const void* xq = prepare(x, {n, k}, 1, recipe.act_fwd, "act_fwd",
+                             operand_stream(stream, LinearOperand::kActFwd), 0);
+    const void* wq = prepare(w, {v, k}, 1, recipe.weight_fwd, "weight_fwd",
+                             operand_stream(stream, LinearOperand::kWeightFwd), 1);
+    if (xq == nullptr || wq == nullptr) return;
+    void* yp = padded_product(xq, wq, n, k, v);
+    if (yp == nullptr) return;
+    kernels::classifier_loss(losses.as<float>(), yp, yp, targets.as<uint32_t>(), n, v, dloss,
+                             bf16_act(), stream_, padded);
+    pending_ = {logits.p, n, v};
+    check_launch("classifier_forward");
+  }
+
+  void classifier_backward(Buf dx, Buf dw, Buf dlogits, Buf x, Buf w, int64_t n, int64_t k,
+                           int64_t v, const Recipe& recipe, SrKey key) override {
+    if (pending_.dlogits != dlogits.p || pending_.rows != n || pending_.v != v) {
+      materialize_pending();
+      linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, nullptr);
+      return;
+    }
+    // The padded rows serve both products where neither casts dy; a cast reads dy itself.
+    if (!as_is(dlogits, recipe.grad_out_dx) || !as_is(dlogits, recipe.grad_out_dw)) {
+      materialize_pending();
+      linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, nullptr);
+      return;
+    }
+    const void* padded_dy = scratch_[kPaddedOut].p;
+    pending_ = {};
+    linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, padded_dy);
+  }
+
+  // matmul_backward, with dy also given as rows padded to a multiple of 8 with zeros
+  // (`dy_padded`, or null), which the products read instead of dy where they take dy as it is.
+  void linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
+                       int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key,
+                       const void* dy_padded) {
     const uint64_t stream = stream_of(key);
     // The padded copy of the dx product's dy operand, which the dW product reuses when neither
     // casts dy (a cast goes to a scratch slot that the next cast overwrites).
@@ -179,7 +230,8 @@ class CudaBackend final : public Backend {
       if (gq == nullptr || wq == nullptr) return;
       // dx^T[K,M] = W^T[K,N] dy^T[N,M], over N padded with zeros when it is not a multiple of 8.
       const int64_t padded = round_up(n, 8);
-      const void* gp = padded_rows(gq, m, n, kPaddedDyDx);
+      const void* gp =
+          dy_padded != nullptr && gq == dy.p ? dy_padded : padded_rows(gq, m, n, kPaddedDyDx);
       dx_operand = gq, dx_padded = gp;
       const void* wp = padded == n ? wq : padded_weight(wq, n, k);
       if (gp == nullptr || wp == nullptr) return;
@@ -193,7 +245,9 @@ class CudaBackend final : public Backend {
                                operand_stream(stream, LinearOperand::kActDw), 1);
       if (gq == nullptr || xq == nullptr) return;
       const bool same = gq == dy.p && dx_operand == dy.p;
-      const void* gp = same ? dx_padded : padded_rows(gq, m, n, kPaddedDyDw);
+      const void* gp = same                                 ? dx_padded
+                       : dy_padded != nullptr && gq == dy.p ? dy_padded
+                                                            : padded_rows(gq, m, n, kPaddedDyDw);
       if (gp == nullptr) return;
       // dW^T[K,N] += x^T[K,M] dy[M,N]. Where N is not a multiple of 8 (a vocabulary of 50,257),
       // cuBLASLt picks a far slower kernel for that width than for the padded one, whose zero
@@ -391,12 +445,14 @@ class CudaBackend final : public Backend {
 
   void classifier_loss(Buf losses, Buf dlogits, Buf logits, Buf targets, int64_t n, int64_t v,
                        float dloss) override {
+    materialize_pending();
     kernels::classifier_loss(losses.as<float>(), dlogits.p, logits.p, targets.as<uint32_t>(), n, v,
                              dloss, bf16_act(), stream_);
     check_launch("classifier_loss");
   }
   void distillation_loss(Buf losses, Buf dlogits, Buf logits, Buf teacher, int64_t n, int64_t v,
                          float dloss) override {
+    materialize_pending();
     kernels::distillation_loss(losses.as<float>(), dlogits.p, logits.p, teacher.p, n, v, dloss,
                                bf16_act(), stream_);
     check_launch("distillation_loss");
@@ -470,6 +526,39 @@ class CudaBackend final : public Backend {
                           kBiasBf16 = 12, kPaddedDw = 13;
 
   static int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
+
+  // y [m, round_up(n, 8)] = x w^T (x [m, k], w [n, k], both as the product reads them) in scratch
+  // kPaddedOut, its columns past n zero (w padded with zero rows). A gradient pending there goes
+  // to its buffer first.
+  void* padded_product(const void* xq, const void* wq, int64_t m, int64_t k, int64_t n) {
+    materialize_pending();
+    const int64_t padded = round_up(n, 8);
+    const void* wp = padded_weight(wq, n, k);
+    void* yp = slot(kPaddedOut, size_t(m * padded * buf_type_bytes(act())));
+    if (wp == nullptr || yp == nullptr) return nullptr;
+    gemm(true, false, padded, m, k, wp, k, xq, k, yp, act(), padded, 0.0f);
+    return yp;
+  }
+
+  // The logits' gradient that a training classifier_forward left in scratch kPaddedOut, to its
+  // buffer (rows of v), before anything else could overwrite that scratch or read the buffer.
+  void materialize_pending() {
+    if (pending_.dlogits == nullptr) return;
+    copy_rows(const_cast<void*>(pending_.dlogits), pending_.v, scratch_[kPaddedOut].p,
+              round_up(pending_.v, 8), pending_.v, pending_.rows);
+    pending_ = {};
+  }
+
+  // Whether cast c leaves values of type t as they are (bfloat16 values rounded to bfloat16 are
+  // themselves).
+  static bool cast_keeps(BufType t, const OperandCast& c) {
+    return c.kind == OperandCast::Kind::kNone ||
+           (c.kind == OperandCast::Kind::kBF16 && t == BufType::kBF16);
+  }
+  // Whether a product reads x itself under cast c (prepare returns x.p).
+  bool as_is(Buf x, const OperandCast& c) const {
+    return cast_keeps(x.type, c) && x.type == gemm_type();
+  }
 
   // Copies `rows` rows of `width` activation elements between row strides.
   void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t width,
@@ -563,9 +652,8 @@ class CudaBackend final : public Backend {
     const std::vector<int64_t> shape(shape_list);
     int64_t count = 1;
     for (const int64_t d : shape) count *= d;
-    // No copy when nothing would change (bfloat16 values rounded to bfloat16 are themselves).
-    const bool identity = cast.kind == OperandCast::Kind::kNone ||
-                          (cast.kind == OperandCast::Kind::kBF16 && x.type == BufType::kBF16);
+    // No copy when nothing would change.
+    const bool identity = cast_keeps(x.type, cast);
     if (identity && x.type == out) return x.p;
     const bool only_rounded =
         cast.kind != OperandCast::Kind::kMx && x.type == BufType::kF32 && out == BufType::kBF16;
@@ -803,6 +891,13 @@ class CudaBackend final : public Backend {
   void* workspace_;
   std::unordered_set<void*> owned_;
   std::unordered_set<const void*> saved_with_pv_;  // saved buffers whose forward wrote P v_dw
+  // A training classifier_forward's gradient of `dlogits` (rows x v), kept padded in scratch
+  // kPaddedOut until classifier_backward takes it (or materialize_pending copies it out).
+  struct PendingGradient {
+    const void* dlogits = nullptr;
+    int64_t rows = 0, v = 0;
+  };
+  PendingGradient pending_;
   std::vector<Scratch> scratch_;
   kernels::OpsScratch ops_;
   std::map<GemmShape, std::optional<cublasLtMatmulAlgo_t>> algorithms_;

@@ -70,9 +70,11 @@ void bias_grad(float* dbias, const void* dy, int64_t m, int64_t n, bool bf16_act
                OpsScratch& scratch, cudaStream_t s);
 
 // losses[i] = -log softmax(logits_i)[t_i]; with dlogits (may alias logits), also
-// dlogits = (softmax - onehot) * dloss.
+// dlogits = (softmax - onehot) * dloss. Rows of both lie row_stride elements apart (v when 0);
+// dlogits' elements past v in each row are set to zero.
 void classifier_loss(float* losses, void* dlogits, const void* logits, const uint32_t* targets,
-                     int64_t n, int64_t v, float dloss, bool bf16_act, cudaStream_t s);
+                     int64_t n, int64_t v, float dloss, bool bf16_act, cudaStream_t s,
+                     int64_t row_stride = 0);
 // losses[i] = KL(softmax(teacher_i) || softmax(logits_i)); with dlogits (may alias logits), also
 // dlogits = (softmax(logits) - softmax(teacher)) * dloss. Teacher rows of the logits' type.
 void distillation_loss(float* losses, void* dlogits, const void* logits, const void* teacher,
