@@ -628,11 +628,11 @@ __global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast d
     }
     __syncthreads();
     if (kDeltaGiven && kt == 0) load_fragments();
-      // 32 keys (one block of the cast along keys) at a time, which halves the registers that P
-      // and dP hold.
 #pragma unroll 1
     for (int c0 = 0; c0 < kTile; c0 += 32) {
-      // On the diagonal tile, a warp whose queries all come before these keys: all zeros.
+      // 32 keys (one block of the cast along keys) at a time, which halves the registers that P
+      // and dP hold. On the diagonal tile, a warp whose queries all come before these keys has
+      // only zeros.
       if (kt == qt && c0 >= warp * 16 + 16) continue;
       float p[4][4], dp[4][4];
       probabilities(p, dp, kt, buf, c0);
