@@ -82,6 +82,11 @@ class CudaBackend final : public Backend {
   }
   void release(Buf x) override {
     if (x.p == weights_.p) weights_ = {};
+    // A gradient kept for a buffer that goes is never read: it must not be copied into memory
+    // that a later allocation may hand out again.
+    const char* pending = static_cast<const char*>(pending_.dlogits);
+    const char* p = static_cast<const char*>(x.p);
+    if (pending != nullptr && p <= pending && pending < p + x.bytes()) pending_ = {};
     if (owned_.erase(x.p) != 0) {
       cudaStreamSynchronize(stream_);
       cudaFree(x.p);
