@@ -140,14 +140,27 @@ class CudaBackend final : public Backend {
 
   // ---- Linear layers ----
 
+  // x [m, k] and w [n, k] as the forward product reads them (the recipe's act_fwd and
+  // weight_fwd casts, scratch 0 and 1); both null where a cast failed (recorded).
+  struct Operands {
+    const void *x = nullptr, *w = nullptr;
+    bool ok() const { return x != nullptr && w != nullptr; }
+  };
+  Operands forward_operands(Buf x, Buf w, int64_t m, int64_t k, int64_t n, const Recipe& recipe,
+                            SrKey key) {
+    const uint64_t stream = stream_of(key);
+    Operands q;
+    q.x = prepare(x, {m, k}, 1, recipe.act_fwd, "act_fwd",
+                  operand_stream(stream, LinearOperand::kActFwd), 0);
+    q.w = prepare(w, {n, k}, 1, recipe.weight_fwd, "weight_fwd",
+                  operand_stream(stream, LinearOperand::kWeightFwd), 1);
+    return q.ok() ? q : Operands{};
+  }
+
   void matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
                       const Recipe& recipe, SrKey key) override {
-    const uint64_t stream = stream_of(key);
-    const void* xq = prepare(x, {m, k}, 1, recipe.act_fwd, "act_fwd",
-                             operand_stream(stream, LinearOperand::kActFwd), 0);
-    const void* wq = prepare(w, {n, k}, 1, recipe.weight_fwd, "weight_fwd",
-                             operand_stream(stream, LinearOperand::kWeightFwd), 1);
-    if (xq == nullptr || wq == nullptr) return;
+    const Operands q = forward_operands(x, w, m, k, n, recipe, key);
+    if (!q.ok()) return;
     // Row-major y[M,N] = x[M,K] W[N,K]^T is column-major y^T = W x^T. An N that is not a
     // multiple of 8 (the classifier's vocabulary) sends cuBLASLt to slow unaligned kernels:
     // the product runs on W padded with zero rows, into rows padded alike, then goes to y.
@@ -155,9 +168,9 @@ class CudaBackend final : public Backend {
     bool bias_added = false;
     if (padded == n) {
       bias_added =
-          gemm(true, false, n, m, k, wq, k, xq, k, y.p, act(), n, 0.0f, epilogue_bias(bias));
+          gemm(true, false, n, m, k, q.w, k, q.x, k, y.p, act(), n, 0.0f, epilogue_bias(bias));
     } else {
-      const void* yp = padded_product(xq, wq, m, k, n);
+      const void* yp = padded_product(q.x, q.w, m, k, n);
       if (yp == nullptr) return;
       copy_rows(y.p, n, yp, padded, n, m);
     }
@@ -185,13 +198,9 @@ class CudaBackend final : public Backend {
                                   key);
       return;
     }
-    const uint64_t stream = stream_of(key);
-    const void* xq = prepare(x, {n, k}, 1, recipe.act_fwd, "act_fwd",
-                             operand_stream(stream, LinearOperand::kActFwd), 0);
-    const void* wq = prepare(w, {v, k}, 1, recipe.weight_fwd, "weight_fwd",
-                             operand_stream(stream, LinearOperand::kWeightFwd), 1);
-    if (xq == nullptr || wq == nullptr) return;
-    void* yp = padded_product(xq, wq, n, k, v);
+    const Operands q = forward_operands(x, w, n, k, v, recipe, key);
+    if (!q.ok()) return;
+    void* yp = padded_product(q.x, q.w, n, k, v);
     if (yp == nullptr) return;
     kernels::classifier_loss(losses.as<float>(), yp, yp, targets.as<uint32_t>(), n, v, dloss,
                              bf16_act(), stream_, padded);
