@@ -134,10 +134,12 @@ std::string prepare_quantize(const void* d_in, DType dtype, std::span<const int6
   return "";
 }
 
-QuantizeKernel choose_kernel(const QuantParams& P, const QuantSpec& spec) {
+// The kernel family for P, and for the kVec families log2 of the threads per block (vec_log2g).
+QuantizeKernel choose_kernel(const QuantParams& P, const QuantSpec& spec, int* vec_log2g_out) {
   const int bits = traits(spec.format).bits;
   // Fake-quantized values do not depend on how codes pack, so every width takes the fast paths.
   const int log2g = vec_log2g(P.g, P.fake_out != nullptr ? 8 : bits);
+  *vec_log2g_out = log2g;
   if (log2g >= 0 && aligned16(P.in) && aligned16(P.fake_out ? P.fake_out : P.elements)) {
     if (spec.rounding == Rounding::kStochastic && bits == 4 && P.in_dtype == int(DType::kBF16) &&
         !spec.asymmetric && !spec.flush_subnormals && P.fake_out == nullptr) {
@@ -163,13 +165,13 @@ std::string run_quantize(const void* d_in, DType dtype, std::span<const int64_t>
   if (P.g.num_blocks == 0) return "";
   const bool integer = traits(spec.format).is_integer;
   const int bits = traits(spec.format).bits;
-  switch (choose_kernel(P, spec)) {
+  int log2g = -1;
+  switch (choose_kernel(P, spec, &log2g)) {
     case QuantizeKernel::kVecBf16Stochastic:
-      launch_quantize_vec_bf16_stochastic(P, integer, vec_log2g(P.g, bits), stream);
+      launch_quantize_vec_bf16_stochastic(P, integer, log2g, stream);
       break;
     case QuantizeKernel::kVec: {
       const int code_bits = P.fake_out == nullptr && (bits == 4 || bits == 6) ? bits : 8;
-      const int log2g = vec_log2g(P.g, P.fake_out != nullptr ? 8 : bits);
       launch_quantize_vec(P, spec.rounding, integer, code_bits, log2g, stream);
       break;
     }
@@ -242,7 +244,8 @@ std::string quantize_kernel_for(const void* d_in, DType dtype, std::span<const i
     P.elements = static_cast<uint8_t*>(const_cast<void*>(d_out));
   }
   if (std::string e = prepare_quantize(d_in, dtype, shape, spec, &P); !e.empty()) return e;
-  *kernel = choose_kernel(P, spec);
+  int log2g = -1;
+  *kernel = choose_kernel(P, spec, &log2g);
   return "";
 }
 
