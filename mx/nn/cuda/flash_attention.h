@@ -1,8 +1,9 @@
-// Causal attention on tensor cores (flash_attention.cu), for bfloat16 activations and head
-// sizes 32, 64 and 128: tiles of 64 queries by 64 keys, products by mma.sync in bfloat16 with
-// float32 accumulation, P and dS cast in registers (tile_cast.cuh), nothing of size T x T in
-// memory. The same arguments and results as the CUDA-core kernels of attention.cu, which stay
-// for float32 activations and the casts these cannot feed to a bfloat16 product exactly.
+// Causal attention on tensor cores (flash_attention.cu, flash_attention_backward.cu), for
+// bfloat16 activations and head sizes 32, 64 and 128: tiles of 64 queries by 64 keys
+// (flash_tiles.cuh), products by mma.sync in bfloat16 with float32 accumulation, P and dS cast
+// in registers (tile_cast.cuh), nothing of size T x T in memory. The same arguments and results
+// as the CUDA-core kernels of attention.cu, which stay for float32 activations and the casts
+// these cannot feed to a bfloat16 product exactly.
 #pragma once
 
 #include <cuda_runtime_api.h>
