@@ -1,22 +1,18 @@
 #include "mx/nn/cuda/cuda_backend.h"
 
-#include <cublasLt.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
-#include <compare>
-#include <map>
-#include <optional>
 #include <unordered_set>
 #include <vector>
 
 #include "mx/io/cat.h"
-#include "mx/kernels/cuda/cublaslt_loader.h"
 #include "mx/kernels/cuda/quantize_cuda.h"
 #include "mx/nn/cast_streams.h"
 #include "mx/nn/cuda/attention.h"
 #include "mx/nn/cuda/flash_attention.h"
+#include "mx/nn/cuda/lt_products.h"
 #include "mx/nn/cuda/ops.h"
 
 namespace mx::nn {
@@ -25,14 +21,8 @@ namespace {
 using io::cat;
 namespace kernels = mx::nn::cuda;
 
-constexpr size_t kWorkspaceBytes = size_t{32} << 20;
-
 DType dtype_of(BufType t) {
   return t == BufType::kBF16 ? DType::kBF16 : DType::kF32;
-}
-
-cudaDataType cuda_type(BufType t) {
-  return t == BufType::kBF16 ? CUDA_R_16BF : CUDA_R_32F;
 }
 
 // A growing device buffer, reused by one operand slot across calls (all work is on one stream,
@@ -44,9 +34,9 @@ struct Scratch {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(const CudaBackendOptions& o, cudaStream_t stream, const mx::cuda::CublasLt& lt_api,
-              cublasLtHandle_t lt, void* workspace)
-      : options_(o), stream_(stream), lt_api_(lt_api), lt_(lt), workspace_(workspace) {}
+  CudaBackend(const CudaBackendOptions& o, cudaStream_t stream,
+              std::unique_ptr<kernels::LtProducts> products)
+      : options_(o), stream_(stream), products_(std::move(products)) {}
 
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
@@ -58,8 +48,7 @@ class CudaBackend final : public Backend {
     cudaFree(ops_.sort_values);
     cudaFree(norm_partials_);
     cudaFree(weights_bf16_);
-    cudaFree(workspace_);
-    lt_api_.destroy(lt_);
+    products_.reset();
     cudaStreamDestroy(stream_);
   }
 
@@ -769,88 +758,17 @@ class CudaBackend final : public Backend {
   bool gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda,
             const void* b, int64_t ldb, void* c, BufType c_type, int64_t ldc, float beta,
             const void* bias = nullptr) {
-    const GemmShape shape{trans_a, trans_b, m, n, k, lda, ldb, ldc, c_type, beta != 0.0f, false};
+    const kernels::LtProducts::Shape shape{trans_a, trans_b,      m,    n, k, lda, ldb, ldc,
+                                           c_type,  beta != 0.0f, false};
     if (bias != nullptr && (reinterpret_cast<uintptr_t>(bias) & 15) == 0) {
-      GemmShape with_bias = shape;
+      kernels::LtProducts::Shape with_bias = shape;
       with_bias.bias = true;
-      if (run_gemm(with_bias, a, b, c, beta, bias)) return true;
+      if (products_->run(with_bias, a, b, c, beta, bias)) return true;
     }
-    if (!run_gemm(shape, a, b, c, beta, nullptr)) {
+    if (!products_->run(shape, a, b, c, beta, nullptr)) {
       record(cat("cuBLASLt found no way to multiply ", m, " x ", k, " by ", k, " x ", n));
     }
     return false;
-  }
-
-  struct GemmShape {
-    bool trans_a, trans_b;
-    int64_t m, n, k, lda, ldb, ldc;
-    BufType c_type;
-    bool accumulate, bias;
-    auto operator<=>(const GemmShape&) const = default;
-  };
-
-  // The heuristic's first algorithm for a shape, asked once (the query costs more host time
-  // than many of the products take on the GPU); nullptr where there is none.
-  const cublasLtMatmulAlgo_t* algorithm(const GemmShape& g, cublasLtMatmulDesc_t desc,
-                                        cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
-                                        cublasLtMatrixLayout_t lc) {
-    auto [it, inserted] = algorithms_.try_emplace(g);
-    if (inserted) {
-      cublasLtMatmulPreference_t pref = nullptr;
-      const size_t workspace = kWorkspaceBytes;
-      cublasLtMatmulHeuristicResult_t heuristic{};
-      int found = 0;
-      if (lt_api_.preference_create(&pref) == CUBLAS_STATUS_SUCCESS &&
-          lt_api_.preference_set_attribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                           &workspace, sizeof workspace) == CUBLAS_STATUS_SUCCESS &&
-          lt_api_.algo_get_heuristic(lt_, desc, la, lb, lc, lc, pref, 1, &heuristic, &found) ==
-              CUBLAS_STATUS_SUCCESS &&
-          found > 0) {
-        it->second = heuristic.algo;
-      }
-      if (pref != nullptr) lt_api_.preference_destroy(pref);
-    }
-    return it->second ? &*it->second : nullptr;
-  }
-
-  bool run_gemm(const GemmShape& g, const void* a, const void* b, void* c, float beta,
-                const void* bias) {
-    const cudaDataType ab = cuda_type(gemm_type()), ct = cuda_type(g.c_type);
-    const cublasComputeType_t compute = gemm_type() == BufType::kF32 && options_.tf32
-                                            ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                            : CUBLAS_COMPUTE_32F;
-    cublasLtMatmulDesc_t desc = nullptr;
-    cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-    const cublasOperation_t ta = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const cublasOperation_t tb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const float alpha = 1.0f;
-    auto set = [&](cublasLtMatmulDescAttributes_t attribute, const auto& value) {
-      return lt_api_.desc_set_attribute(desc, attribute, &value, sizeof value) ==
-             CUBLAS_STATUS_SUCCESS;
-    };
-    bool ok =
-        lt_api_.desc_create(&desc, compute, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
-        set(CUBLASLT_MATMUL_DESC_TRANSA, ta) && set(CUBLASLT_MATMUL_DESC_TRANSB, tb) &&
-        lt_api_.layout_create(&la, ab, uint64_t(g.trans_a ? g.k : g.m),
-                              uint64_t(g.trans_a ? g.m : g.k), g.lda) == CUBLAS_STATUS_SUCCESS &&
-        lt_api_.layout_create(&lb, ab, uint64_t(g.trans_b ? g.n : g.k),
-                              uint64_t(g.trans_b ? g.k : g.n), g.ldb) == CUBLAS_STATUS_SUCCESS &&
-        lt_api_.layout_create(&lc, ct, uint64_t(g.m), uint64_t(g.n), g.ldc) ==
-            CUBLAS_STATUS_SUCCESS;
-    if (ok && g.bias) {
-      ok = set(CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS) &&
-           set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias) &&
-           set(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, ct);
-    }
-    const cublasLtMatmulAlgo_t* algo = ok ? algorithm(g, desc, la, lb, lc) : nullptr;
-    ok = algo != nullptr &&
-         lt_api_.matmul(lt_, desc, &alpha, a, la, b, lb, &beta, c, lc, c, lc, algo, workspace_,
-                        kWorkspaceBytes, stream_) == CUBLAS_STATUS_SUCCESS;
-    for (cublasLtMatrixLayout_t l : {la, lb, lc}) {
-      if (l != nullptr) lt_api_.layout_destroy(l);
-    }
-    if (desc != nullptr) lt_api_.desc_destroy(desc);
-    return ok;
   }
 
   bool attention_shape_ok(const AttnShape& s, bool forward) {
@@ -900,9 +818,7 @@ class CudaBackend final : public Backend {
 
   CudaBackendOptions options_;
   cudaStream_t stream_;
-  const mx::cuda::CublasLt& lt_api_;
-  cublasLtHandle_t lt_;
-  void* workspace_;
+  std::unique_ptr<kernels::LtProducts> products_;
   std::unordered_set<void*> owned_;
   std::unordered_set<const void*> saved_with_pv_;  // saved buffers whose forward wrote P v_dw
   // A training classifier_forward's gradient of `dlogits` (rows x v), kept padded in scratch
@@ -914,7 +830,6 @@ class CudaBackend final : public Backend {
   PendingGradient pending_;
   std::vector<Scratch> scratch_;
   kernels::OpsScratch ops_;
-  std::map<GemmShape, std::optional<cublasLtMatmulAlgo_t>> algorithms_;
   double* norm_partials_ = nullptr;
   Buf weights_;                   // hold_weights
   void* weights_bf16_ = nullptr;  // weight_as_bf16
@@ -940,22 +855,18 @@ std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options, st
     *error = cat("cannot use GPU ", options.device);
     return nullptr;
   }
-  const mx::cuda::CublasLt* lt_api = mx::cuda::cublaslt(error);
-  if (lt_api == nullptr) return nullptr;
   cudaStream_t stream = nullptr;
-  cublasLtHandle_t lt = nullptr;
-  void* workspace = nullptr;
-  if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess ||
-      lt_api->create(&lt) != CUBLAS_STATUS_SUCCESS ||
-      cudaMalloc(&workspace, kWorkspaceBytes) != cudaSuccess) {
+  if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess) {
     cudaGetLastError();
-    *error = "cannot set up the GPU (stream, cuBLASLt or its workspace)";
-    if (lt != nullptr) lt_api->destroy(lt);
-    if (stream != nullptr) cudaStreamDestroy(stream);
-    cudaFree(workspace);
+    *error = "cannot set up the GPU (stream)";
     return nullptr;
   }
-  return std::make_unique<CudaBackend>(options, stream, *lt_api, lt, workspace);
+  auto products = kernels::LtProducts::create(stream, options.act_type, options.tf32, error);
+  if (products == nullptr) {
+    cudaStreamDestroy(stream);
+    return nullptr;
+  }
+  return std::make_unique<CudaBackend>(options, stream, std::move(products));
 }
 
 int cuda_device_count(std::string* why) {
