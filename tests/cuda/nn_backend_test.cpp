@@ -174,8 +174,8 @@ TEST(CudaBackend, OddVocabulariesMatchTheCpu) {
 }
 
 // A training pass whose backward never ran leaves nothing behind: after a second training pass,
-// the backward gives that pass's gradients bit for bit (the first pass's gradient, kept in the
-// padded rows that the second pass's product reuses, goes to its buffer first).
+// the backward gives that pass's gradients bit for bit, whatever the backend kept of the first
+// pass's gradient (the CUDA backend keeps it in the padded rows that the second product reuses).
 TEST(CudaBackend, ASecondTrainingPassBeforeTheBackwardReplacesTheFirst) {
   SKIP_WITHOUT_GPU();
   for (const char* name : {"bf16", "mxfp6"}) {

@@ -263,7 +263,8 @@ class CudaBackend final : public Backend {
         void* product = slot(kPaddedDw, size_t(k * padded) * sizeof(float));
         if (product == nullptr) return;
         gemm(false, true, k, padded, m, xq, k, gp, padded, product, BufType::kF32, k, 0.0f);
-        kernels::accumulate(dw.as<float>(), static_cast<const float*>(product), k * n, stream_);
+        // dW += the product's first n columns: float32 adds, in place.
+        kernels::residual_forward(dw.p, dw.p, product, k * n, false, false, stream_);
       }
     }
     if (!dbias.empty()) {

@@ -822,18 +822,6 @@ void scale(float* x, float factor, int64_t n, cudaStream_t s) {
       [=] __device__(int64_t i, float v) { x[i] = v * factor; });
 }
 
-void accumulate(float* y, const float* x, int64_t n, cudaStream_t s) {
-  struct Pair {
-    float y, x;
-  };
-  map(
-      n, s,
-      [=] __device__(int64_t i) {
-        return Pair{y[i], x[i]};
-      },
-      [=] __device__(int64_t i, Pair v) { y[i] = v.y + v.x; });
-}
-
 void adamw(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, float lr,
            float beta1, float beta2, float eps, float weight_decay, float c1, float c2,
            cudaStream_t s) {

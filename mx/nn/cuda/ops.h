@@ -90,8 +90,6 @@ void round_to_bf16(void* out, const void* in, int64_t count, bool bf16_act, cuda
 int64_t norm_partials_count(int64_t n);
 void sum_squares(double* partials, const float* x, int64_t n, cudaStream_t s);
 void scale(float* x, float factor, int64_t n, cudaStream_t s);
-// y[i] += x[i].
-void accumulate(float* y, const float* x, int64_t n, cudaStream_t s);
 // dst[r * dst_stride + c] = src[r * src_stride + c] for c < width, r < rows, elements of 2 or 4
 // bytes (copy_rows.cu): rows padded to a multiple of 8 elements and back.
 void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t width,
