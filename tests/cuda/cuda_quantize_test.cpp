@@ -439,6 +439,64 @@ TEST(CudaQuantize, FakeQuantizedRowsOfAnOffsetViewMatchTheCpu) {
   for (size_t i : {size_t{0}, size_t{1}, 2 * n + 2, 2 * n + 3}) EXPECT_EQ(got[i], 0xA5) << i;
 }
 
+// Finite rows padded with zero columns (the training backend keeps an odd-width classifier
+// gradient so, for the products that read it) cast along either axis give the rows' own casts in
+// their first columns and zeros in the padding, under every rounding but stochastic (whose draws
+// follow each value's index): blocks start at column 0 and zeros change no block's scale.
+TEST(CudaQuantize, ZeroPaddedRowsCastAsTheRowsThemselves) {
+  SKIP_WITHOUT_GPU();
+  for (const int64_t width : {int64_t{261}, int64_t{50257}}) {
+    const int64_t rows = width > 1000 ? 3 : 70, padded = (width + 7) / 8 * 8;
+    const std::vector<int64_t> dense_shape{rows, width}, padded_shape{rows, padded};
+    const auto values = testing::stress_values(size_t(rows * width), 59);
+    std::vector<float> padded_values(size_t(rows * padded), 0.0f);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < width; ++c) {
+        padded_values[size_t(r * padded + c)] = values[size_t(r * width + c)];
+      }
+    }
+    const auto input = to_dtype(padded_values, DType::kBF16);
+    const auto dense_input = to_dtype(values, DType::kBF16);
+    DevBuf d_in(input.size()), d_out(input.size());
+    CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
+    for (ElementFormat format :
+         {ElementFormat::kE4M3, ElementFormat::kE3M2, ElementFormat::kE2M3, ElementFormat::kE2M1}) {
+      for (Rounding mode : kModes) {
+        if (mode == Rounding::kStochastic) continue;
+        for (const int axis : {0, 1}) {
+          QuantSpec spec;
+          spec.format = format;
+          spec.rounding = mode;
+          spec.axis = axis;
+          SCOPED_TRACE(name_of(spec, DType::kBF16, padded_shape));
+          std::vector<uint16_t> want(size_t(rows * width));
+          ASSERT_EQ("", cpu::fake_quantize(dense_input.data(), DType::kBF16, dense_shape, spec,
+                                           DType::kBF16, want.data()));
+          ASSERT_EQ("", cuda::fake_quantize_cuda(d_in.p, DType::kBF16, padded_shape, spec,
+                                                 DType::kBF16, d_out.p, nullptr));
+          CUDA_OK(cudaDeviceSynchronize());
+          const auto got = download<uint16_t>(d_out.p, size_t(rows * padded));
+          std::vector<uint16_t> got_dense(size_t(rows * width));
+          int64_t nonzero_padding = 0;
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t c = 0; c < padded; ++c) {
+              const uint16_t v = got[size_t(r * padded + c)];
+              if (c < width) {
+                got_dense[size_t(r * width + c)] = v;
+              } else {
+                nonzero_padding += v != 0;
+              }
+            }
+          }
+          EXPECT_EQ("", first_diffs(want, got_dense));
+          EXPECT_EQ(nonzero_padding, 0);
+          if (HasFailure()) return;
+        }
+      }
+    }
+  }
+}
+
 TEST(CudaQuantize, AllZeroBlocks) {
   SKIP_WITHOUT_GPU();
   std::vector<float> values(64 * 40, 0.0f);

@@ -171,7 +171,7 @@ class CudaBackend final : public Backend {
 
   void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override {
-    linear_backward(dx, dw, dbias, dy, x, w, m, k, n, accumulate_dx, recipe, key, nullptr);
+    linear_backward(dx, dw, dbias, dy, x, w, m, k, n, accumulate_dx, recipe, key, {});
   }
 
   // An odd vocabulary's training pass keeps the logits' gradient in the padded rows that the
@@ -201,57 +201,104 @@ class CudaBackend final : public Backend {
                            int64_t v, const Recipe& recipe, SrKey key) override {
     if (pending_.dlogits != dlogits.p || pending_.rows != n || pending_.v != v) {
       materialize_pending();
-      linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, nullptr);
+      linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, {});
       return;
     }
-    // The padded rows serve both products where neither casts dy; a cast reads dy itself.
-    if (!as_is(dlogits, recipe.grad_out_dx) || !as_is(dlogits, recipe.grad_out_dw)) {
+    // The padded rows serve both products, cast in place of dlogits where the recipe casts it.
+    const uint64_t stream = stream_of(key);
+    const PaddedDy padded{
+        padded_gradient(dlogits, n, v, 1, recipe.grad_out_dx, "grad_out_dx",
+                        operand_stream(stream, LinearOperand::kGradOutDx), kPaddedDyDx),
+        padded_gradient(dlogits, n, v, 0, recipe.grad_out_dw, "grad_out_dw",
+                        operand_stream(stream, LinearOperand::kGradOutDw), kPaddedDyDw)};
+    if (!error_.empty()) return;
+    if (padded.dx == nullptr || padded.dw == nullptr) {
       materialize_pending();
-      linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, nullptr);
+      linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, {});
       return;
     }
-    const void* padded_dy = scratch_[kPaddedOut].p;
     pending_ = {};
-    linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, padded_dy);
+    linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, padded);
   }
 
-  // matmul_backward, with dy also given as rows padded to a multiple of 8 with zeros
-  // (`dy_padded`, or null), which the products read instead of dy where they take dy as it is.
+  // The pending gradient's padded rows (scratch kPaddedOut) as one backward product's dy operand,
+  // cast along `axis` into scratch `index` where the recipe casts dy. A symmetric MX cast by
+  // nearest or directed rounding gives the padded rows' first v columns the values that the cast
+  // of the unpadded rows gives (blocks start at column 0, zeros do not change a block's scale,
+  // and a zero casts to zero), and the padding stays zero (a NaN block also fills the padding of
+  // its row with NaN, where that row's dx is NaN anyway). Null where that does not hold
+  // (stochastic rounding draws by each value's index in the unpadded tensor): the caller then
+  // copies the rows out and casts those.
+  const void* padded_gradient(Buf dlogits, int64_t n, int64_t v, int axis, const OperandCast& cast,
+                              const char* role, uint64_t stream, size_t index) {
+    const void* rows = scratch_[kPaddedOut].p;
+    if (as_is(dlogits, cast)) return rows;
+    const QuantSpec& s = cast.spec;
+    if (cast.kind != OperandCast::Kind::kMx || s.asymmetric || s.is_tiled() ||
+        s.rounding == Rounding::kStochastic || act() != gemm_type()) {
+      return nullptr;
+    }
+    const int64_t padded = round_up(v, 8);
+    void* dst = slot(index, size_t(n * padded * buf_type_bytes(gemm_type())));
+    if (dst == nullptr) return nullptr;
+    const std::vector<int64_t> shape{n, padded};
+    if (std::string e =
+            mx::cuda::fake_quantize_cuda(rows, dtype_of(act()), shape, cast_spec(s, axis, stream),
+                                         dtype_of(gemm_type()), dst, stream_);
+        !e.empty()) {
+      record(cat("recipe role '", role, "' on a ", io::format_shape(shape), " operand: ", e));
+      return nullptr;
+    }
+    check_launch(role);
+    return dst;
+  }
+
+  // The dy operands of the two backward products as rows padded to a multiple of 8 with zeros,
+  // already cast as the recipe says; null where linear_backward casts and pads dy itself.
+  struct PaddedDy {
+    const void* dx = nullptr;
+    const void* dw = nullptr;
+  };
+
   void linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key,
-                       const void* dy_padded) {
+                       const PaddedDy& padded_dy) {
     const uint64_t stream = stream_of(key);
     // The padded copy of the dx product's dy operand, which the dW product reuses when neither
     // casts dy (a cast goes to a scratch slot that the next cast overwrites).
     const void* dx_operand = nullptr;
     const void* dx_padded = nullptr;
     if (!dx.empty()) {
-      const void* gq = prepare(dy, {m, n}, 1, recipe.grad_out_dx, "grad_out_dx",
-                               operand_stream(stream, LinearOperand::kGradOutDx), 0);
       const void* wq = prepare(w, {n, k}, 0, recipe.weight_dx, "weight_dx",
                                operand_stream(stream, LinearOperand::kWeightDx), 1);
-      if (gq == nullptr || wq == nullptr) return;
+      const void* gp = padded_dy.dx;
+      if (gp == nullptr) {
+        const void* gq = prepare(dy, {m, n}, 1, recipe.grad_out_dx, "grad_out_dx",
+                                 operand_stream(stream, LinearOperand::kGradOutDx), 0);
+        if (gq == nullptr) return;
+        gp = padded_rows(gq, m, n, kPaddedDyDx);
+        dx_operand = gq, dx_padded = gp;
+      }
+      if (wq == nullptr) return;
       // dx^T[K,M] = W^T[K,N] dy^T[N,M], over N padded with zeros when it is not a multiple of 8.
       const int64_t padded = round_up(n, 8);
-      const void* gp =
-          dy_padded != nullptr && gq == dy.p ? dy_padded : padded_rows(gq, m, n, kPaddedDyDx);
-      dx_operand = gq, dx_padded = gp;
       const void* wp = padded == n ? wq : padded_weight(wq, n, k);
       if (gp == nullptr || wp == nullptr) return;
       gemm(false, false, k, m, padded, wp, k, gp, padded, dx.p, act(), k,
            accumulate_dx ? 1.0f : 0.0f);
     }
     if (!dw.empty()) {
-      const void* gq = prepare(dy, {m, n}, 0, recipe.grad_out_dw, "grad_out_dw",
-                               operand_stream(stream, LinearOperand::kGradOutDw), 0);
       const void* xq = prepare(x, {m, k}, 0, recipe.act_dw, "act_dw",
                                operand_stream(stream, LinearOperand::kActDw), 1);
-      if (gq == nullptr || xq == nullptr) return;
-      const bool same = gq == dy.p && dx_operand == dy.p;
-      const void* gp = same                                 ? dx_padded
-                       : dy_padded != nullptr && gq == dy.p ? dy_padded
-                                                            : padded_rows(gq, m, n, kPaddedDyDw);
-      if (gp == nullptr) return;
+      const void* gp = padded_dy.dw;
+      if (gp == nullptr) {
+        const void* gq = prepare(dy, {m, n}, 0, recipe.grad_out_dw, "grad_out_dw",
+                                 operand_stream(stream, LinearOperand::kGradOutDw), 0);
+        if (gq == nullptr) return;
+        const bool same = gq == dy.p && dx_operand == dy.p;
+        gp = same ? dx_padded : padded_rows(gq, m, n, kPaddedDyDw);
+      }
+      if (xq == nullptr || gp == nullptr) return;
       // dW^T[K,N] += x^T[K,M] dy[M,N]. Where N is not a multiple of 8 (a vocabulary of 50,257),
       // cuBLASLt picks a far slower kernel for that width than for the padded one, whose zero
       // columns are then left out as the product is added: the sum is the same float32 add of
