@@ -35,6 +35,10 @@ constexpr int kGroupTiles = 4;                 // tiles per scale group
 constexpr int kGroupK = kTileK * kGroupTiles;  // 256 columns
 constexpr int kMaxSlices = 8;                  // portable cluster size
 constexpr int kXBudgetBytes = 64 * 1024;       // shared memory per block: X per chunk of K
+// Up to 16 rows of X, chunks of half the budget: the smaller chunk leaves room for more blocks
+// per SM, which a product of 8 or 16 rows needs to keep W's loads in flight (measured: faster
+// at 16 rows, slower at 32).
+constexpr int kXChunkBytesFewRows = 32 * 1024;
 
 // Bytes from one tile's codes to the next tile's, and blocks per multiprocessor to aim for (the
 // registers that leaves decide how many warps hide the decode's latency).
@@ -307,7 +311,8 @@ Plan plan_for(int64_t m, int64_t k, int tiles_m, int64_t slices) {
   Plan p;
   p.groups_per_slice = int((groups + slices - 1) / slices);
   p.slices = int((groups + p.groups_per_slice - 1) / p.groups_per_slice);
-  const int fit = std::max(1, kXBudgetBytes / (2 * rows_m * (kGroupK + 16)));
+  const int budget = rows_m <= 16 ? kXChunkBytesFewRows : kXBudgetBytes;
+  const int fit = std::max(1, budget / (2 * rows_m * (kGroupK + 16)));
   p.chunk_groups = std::min(p.groups_per_slice, fit);
   p.x_stride = p.chunk_groups * kGroupK + 16;  // rows 32 bytes apart mod 128: conflict-free
   const int partial_bytes = kWarps * tiles_m * 4 * 32 * 4;
