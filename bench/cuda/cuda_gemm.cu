@@ -1,9 +1,10 @@
 // Speed of the MX matrix products beside cuBLAS in the same process: cuBLAS BF16 (bfloat16 in
 // and out, float32 accumulation) and cuBLASLt FP8 (E4M3 with per-tensor scales, bfloat16 out)
 // on the same M, N, K, beside the MX products: MXFP8 x MXFP8 through FP8 mma ("mx fp8-mma",
-// E4M3 x E4M3) and each pair of formats through bfloat16 tensor cores ("mx A x B"). D = A * B^T
-// with A [M, K] and B [N, K]. CUDA events, 3 warm-ups, median of 10. Prints TFLOP/s and the ratio
-// to cuBLAS BF16.
+// E4M3 x E4M3) and each pair of formats through bfloat16 tensor cores ("mx A x B"), and for each
+// pair what a user without them does: dequantize both operands to bfloat16, then cuBLAS BF16
+// ("dq+cublas", the two dequantize passes timed with the product). D = A * B^T with A [M, K] and
+// B [N, K]. CUDA events, 3 warm-ups, median of 10. Prints TFLOP/s and the ratio to cuBLAS BF16.
 //
 // The weight-only product (X bfloat16 with M = 1..64 rows, W in the weight-tile layout) is timed
 // beside cuBLAS BF16 on the same shapes, in microseconds per call; both cycle through enough
@@ -28,6 +29,7 @@
 #include "mx/core/format.h"
 #include "mx/core/layout_weight_tiles.h"
 #include "mx/kernels/cuda/mx_gemm.h"
+#include "mx/kernels/cuda/quantize_cuda.h"
 
 namespace {
 
@@ -394,6 +396,31 @@ int main(int argc, char** argv) {
       });
       std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, label, ms, tflops(s, ms),
                   bf16_ms / ms);
+      if (entry == mx::cuda::mx_gemm_cuda) {
+        // The same operands dequantized to bfloat16 (into a16 and b16), then cuBLAS BF16.
+        auto dequantize = [](const MxOperand& op, mx::ElementFormat f, int64_t rows, int64_t k,
+                             uint16_t* out) {
+          mx::QuantSpec spec;
+          spec.format = f;
+          const int64_t shape[2] = {rows, k};
+          const std::string e = mx::cuda::dequantize_cuda(op.codes, op.scales, nullptr, shape, spec,
+                                                          mx::DType::kBF16, out, nullptr);
+          if (!e.empty()) {
+            std::fprintf(stderr, "%s\n", e.c_str());
+            std::exit(1);
+          }
+        };
+        const float dq_ms = median_ms([&] {
+          dequantize(a, fa, s.m, s.k, a16);
+          dequantize(b, fb, s.n, s.k, b16);
+          CHECK_BLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(s.n), int(s.m), int(s.k),
+                                  &alpha, b16, CUDA_R_16BF, int(s.k), a16, CUDA_R_16BF, int(s.k),
+                                  &beta, d16, CUDA_R_16BF, int(s.n), CUBLAS_COMPUTE_32F,
+                                  CUBLAS_GEMM_DEFAULT));
+        });
+        std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, "dq+cublas", dq_ms, tflops(s, dq_ms),
+                    bf16_ms / dq_ms);
+      }
       for (void* q : {static_cast<void*>(a.codes), static_cast<void*>(a.scales),
                       static_cast<void*>(b.codes), static_cast<void*>(b.scales)}) {
         CHECK(cudaFree(q));
