@@ -3,7 +3,8 @@
 // on the same M, N, K, beside the MX products: MXFP8 x MXFP8 through FP8 mma ("mx fp8-mma",
 // E4M3 x E4M3) and each pair of formats through bfloat16 tensor cores ("mx A x B"), and for each
 // pair what a user without them does: dequantize both operands to bfloat16, then cuBLAS BF16
-// ("dq+cublas", the two dequantize passes timed with the product). D = A * B^T with A [M, K] and
+// ("dq+cublas", the two dequantize passes timed with the product), and the library's own
+// two-pass route, mx_gemm_dequantized ("mx 2-pass"). D = A * B^T with A [M, K] and
 // B [N, K]. CUDA events, 3 warm-ups, median of 10. Prints TFLOP/s and the ratio to cuBLAS BF16.
 //
 // The weight-only product (X bfloat16 with M = 1..64 rows, W in the weight-tile layout) is timed
@@ -28,6 +29,8 @@
 #include "bench/cuda/cuda_timing.cuh"
 #include "mx/core/format.h"
 #include "mx/core/layout_weight_tiles.h"
+#include "mx/kernels/cuda/cublaslt_loader.h"
+#include "mx/kernels/cuda/gemm_cublaslt_mx.h"
 #include "mx/kernels/cuda/mx_gemm.h"
 #include "mx/kernels/cuda/quantize_cuda.h"
 
@@ -420,6 +423,18 @@ int main(int argc, char** argv) {
         });
         std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, "dq+cublas", dq_ms, tflops(s, dq_ms),
                     bf16_ms / dq_ms);
+        const size_t ws_bytes = mx::cuda::mx_gemm_dequantized_workspace_bytes(args);
+        void* ws = device_alloc(int64_t(ws_bytes));
+        const float two_pass_ms = median_ms([&] {
+          const std::string e = mx::cuda::mx_gemm_dequantized(args, ws, ws_bytes, lt, nullptr);
+          if (!e.empty()) {
+            std::fprintf(stderr, "%s\n", e.c_str());
+            std::exit(1);
+          }
+        });
+        std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, "mx 2-pass", two_pass_ms,
+                    tflops(s, two_pass_ms), bf16_ms / two_pass_ms);
+        CHECK(cudaFree(ws));
       }
       for (void* q : {static_cast<void*>(a.codes), static_cast<void*>(a.scales),
                       static_cast<void*>(b.codes), static_cast<void*>(b.scales)}) {

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
@@ -177,8 +178,10 @@ MxOperands make_operands(int64_t m, int64_t n, int64_t k, ElementFormat fa, Elem
   return o;
 }
 
-// The product through cuBLASLt (device >= 10.0), D downloaded as float32.
-std::string run_product(const MxOperands& o, DType out, bool with_bias, std::vector<float>* d) {
+// The product through cuBLASLt (block-scaled: device >= 10.0; dequantized: any device that runs
+// our kernels), D downloaded as float32.
+std::string run_product(const MxOperands& o, DType out, bool with_bias, std::vector<float>* d,
+                        bool dequantized = false) {
   const int64_t m = o.a.shape[0], n = o.b.shape[0], k = o.a.shape[1];
   const DevBuf a_codes = upload(o.a.elements), a_scales = upload(o.a.scales);
   const DevBuf b_codes = upload(o.b.elements), b_scales = upload(o.b.scales);
@@ -193,14 +196,16 @@ std::string run_product(const MxOperands& o, DType out, bool with_bias, std::vec
   g.bias = with_bias ? d_bias.as<float>() : nullptr;
   g.out_dtype = out;
   g.d = d_out.p;
-  const size_t ws_bytes = mx_gemm_cublaslt_workspace_bytes(g);
+  const size_t ws_bytes =
+      dequantized ? mx_gemm_dequantized_workspace_bytes(g) : mx_gemm_cublaslt_workspace_bytes(g);
   DevBuf ws(ws_bytes);
   std::string why;
   const CublasLt* api = cublaslt(&why);
   if (api == nullptr) return why;
   cublasLtHandle_t lt = nullptr;
   if (api->create(&lt) != CUBLAS_STATUS_SUCCESS) return "cannot create a cuBLASLt handle";
-  why = mx_gemm_cublaslt(g, ws.p, ws_bytes, lt, nullptr);
+  why = dequantized ? mx_gemm_dequantized(g, ws.p, ws_bytes, lt, nullptr)
+                    : mx_gemm_cublaslt(g, ws.p, ws_bytes, lt, nullptr);
   if (cudaDeviceSynchronize() != cudaSuccess && why.empty()) why = "the product faulted";
   api->destroy(lt);
   if (!why.empty()) return why;
@@ -242,6 +247,47 @@ TEST(MxGemmCublasLt, RefusesBeforeBlackwellWithoutTouchingD) {
   EXPECT_EQ(d, std::vector<uint8_t>(d.size(), 0x5A));
 }
 
+// Counts the outputs of `o`'s product (`got`, from run_product) farther from the reference GEMM
+// than float32 summation in any order allows: about K units of 2^-24 of sum |a_k b_k|, plus 2^-8
+// of the value for a bfloat16 result, or an infinity where sum |a_k b_k| passes float32's range;
+// the first one goes to `first`.
+int64_t count_beyond_float32_sums(const MxOperands& o, DType out, bool bias,
+                                  const std::vector<float>& got, std::string* first) {
+  const int64_t m = o.a.shape[0], n = o.b.shape[0], k = o.a.shape[1];
+  std::vector<float> ref;
+  if (gemm_ref(o.a, o.b, &ref) != "") return m * n;
+  const std::vector<float> da = dequantize_ref(o.a), db = dequantize_ref(o.b);
+  int64_t bad = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double mag = 0;
+      for (int64_t l = 0; l < k; ++l) mag += std::fabs(double(da[i * k + l]) * db[j * k + l]);
+      const double want = double(ref[i * n + j]) + (bias ? o.bias[j] : 0.0);
+      const double g = got[i * n + j];
+      if (std::isnan(want) || std::isinf(want)) {
+        if (!(std::isnan(g) || std::isinf(g))) ++bad;
+        continue;
+      }
+      const double magnitude = mag + (bias ? std::fabs(o.bias[j]) : 0.0);
+      // Where the terms' magnitudes add up past float32's range, a partial sum in some order
+      // overflows although the exact sum does not.
+      if (std::isinf(g) && magnitude > double(std::numeric_limits<float>::max())) continue;
+      const double sum_bound = double(k + 4) * 0x1p-23 * magnitude;
+      const double tol = sum_bound + (out == DType::kBF16 ? std::fabs(want) * 0x1p-8 : 0.0) + 1e-30;
+      if (!(std::fabs(g - want) <= tol) && ++bad == 1) {
+        std::ostringstream where;
+        where << "(" << i << ", " << j << "): want " << want << " got " << g;
+        *first = where.str();
+      }
+    }
+  }
+  return bad;
+}
+
+struct Shape {
+  int64_t m, n, k;
+};
+
 // Every format pair, both outputs, with and without bias, on shapes with partial scale tiles
 // (M, N not multiples of 128; K / 32 not a multiple of 4). cuBLASLt's sum order is its own, so
 // the tolerance is the float32 summation bound relative to sum |a_k b_k|.
@@ -255,18 +301,11 @@ TEST(MxGemmCublasLt, MatchesTheReferenceGemmOnBlackwell) {
   struct Pair {
     F a, b;
   };
-  struct Shape {
-    int64_t m, n, k;
-  };
   for (Pair p : {Pair{F::kE4M3, F::kE4M3}, Pair{F::kE4M3, F::kE5M2}, Pair{F::kE5M2, F::kE4M3},
                  Pair{F::kE2M1, F::kE2M1}}) {
     for (Shape s :
          {Shape{128, 256, 512}, Shape{1, 16, 32}, Shape{130, 136, 96}, Shape{257, 64, 1056}}) {
       const MxOperands o = make_operands(s.m, s.n, s.k, p.a, p.b, uint64_t(s.m * 7 + s.k));
-      std::vector<float> ref;
-      ASSERT_EQ("", gemm_ref(o.a, o.b, &ref));
-      // sum |a_k b_k| per output, from the dequantized operands.
-      const std::vector<float> da = dequantize_ref(o.a), db = dequantize_ref(o.b);
       for (DType out : {DType::kF32, DType::kBF16}) {
         for (bool bias : {false, true}) {
           SCOPED_TRACE(std::string(traits(p.a).name) + " x " + std::string(traits(p.b).name) + " " +
@@ -274,34 +313,35 @@ TEST(MxGemmCublasLt, MatchesTheReferenceGemmOnBlackwell) {
                        " " + std::string(dtype_name(out)) + (bias ? " bias" : ""));
           std::vector<float> got;
           ASSERT_EQ("", run_product(o, out, bias, &got));
-          int64_t bad = 0;
           std::string first;
-          for (int64_t i = 0; i < s.m; ++i) {
-            for (int64_t j = 0; j < s.n; ++j) {
-              double mag = 0;
-              for (int64_t l = 0; l < s.k; ++l) {
-                mag += std::fabs(double(da[i * s.k + l]) * db[j * s.k + l]);
-              }
-              const double want = double(ref[i * s.n + j]) + (bias ? o.bias[j] : 0.0);
-              const double g = got[i * s.n + j];
-              if (std::isnan(want) || std::isinf(want)) {
-                if (!(std::isnan(g) || std::isinf(g))) ++bad;
-                continue;
-              }
-              // A float32 sum of K terms in any order errs by at most about K units of
-              // 2^-24 of sum |terms|; a bfloat16 result adds up to 2^-8 of itself.
-              const double sum_bound =
-                  double(s.k + 4) * 0x1p-23 * (mag + (bias ? std::fabs(o.bias[j]) : 0.0));
-              const double tol =
-                  sum_bound + (out == DType::kBF16 ? std::fabs(want) * 0x1p-8 : 0.0) + 1e-30;
-              if (!(std::fabs(g - want) <= tol) && ++bad == 1) {
-                std::ostringstream where;
-                where << "(" << i << ", " << j << "): want " << want << " got " << g;
-                first = where.str();
-              }
-            }
-          }
-          EXPECT_EQ(bad, 0) << first;
+          EXPECT_EQ(count_beyond_float32_sums(o, out, bias, got, &first), 0) << first;
+        }
+      }
+    }
+  }
+}
+
+// The two-pass route on the GPUs our kernels target: every kind of format on both sides, K
+// ending inside a block, both outputs, with and without bias, within float32 summation of the
+// reference GEMM (NaN and Inf where it has them).
+TEST(MxGemmDequantized, MatchesTheReferenceGemmForAnyPairAndK) {
+  SKIP_WITHOUT_GPU();
+  if (compute_major() < 9) GTEST_SKIP() << "mxkit's kernels target compute capability 9.0";
+  using F = ElementFormat;
+  for (auto [fa, fb] : {std::pair{F::kE4M3, F::kE5M2}, std::pair{F::kE3M2, F::kE2M3},
+                        std::pair{F::kE2M1, F::kInt8}, std::pair{F::kInt8, F::kE2M1}}) {
+    for (Shape s :
+         {Shape{128, 256, 512}, Shape{1, 16, 32}, Shape{130, 136, 100}, Shape{257, 64, 1056}}) {
+      const MxOperands o = make_operands(s.m, s.n, s.k, fa, fb, uint64_t(s.m * 5 + s.k));
+      for (DType out : {DType::kF32, DType::kBF16}) {
+        for (bool bias : {false, true}) {
+          SCOPED_TRACE(std::string(traits(fa).name) + " x " + std::string(traits(fb).name) + " " +
+                       std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k) +
+                       " " + std::string(dtype_name(out)) + (bias ? " bias" : ""));
+          std::vector<float> got;
+          ASSERT_EQ("", run_product(o, out, bias, &got, true));
+          std::string first;
+          EXPECT_EQ(count_beyond_float32_sums(o, out, bias, got, &first), 0) << first;
         }
       }
     }

@@ -118,7 +118,7 @@ double lt_operand_value(const LtMxOperand& x, const std::vector<uint8_t>& swizzl
 
 // D as cuBLASLt would compute it from the plan: column-major m x n with leading dimension ldd,
 // D(i, j) = sum_l op(A)(i, l) · op(B)(l, j); returned as the flat buffer it would write.
-std::vector<double> emulate_lt(const BlackwellMxPlan& p) {
+std::vector<double> emulate_lt(const LtMxPlan& p) {
   std::string error;
   const std::vector<uint8_t> sa =
       swizzle_scales({p.a.scales, size_t(p.a.scale_rows * p.a.scale_cols)}, p.a.scale_rows,
@@ -177,7 +177,7 @@ constexpr ElementFormat kE2M1 = ElementFormat::kE2M1;
 TEST(CublasLtMxPlan, ComputesTheTransposedProductWithOurBFirstAndTransposed) {
   const Operands o(64, 256, 512, kE4M3, kE5M2);
   std::string why;
-  const BlackwellMxPlan p = plan_blackwell_mx_gemm(o.args(), &why);
+  const LtMxPlan p = plan_blackwell_mx_gemm(o.args(), &why);
   ASSERT_EQ("", why);
   EXPECT_EQ(p.m, 256u);  // our N
   EXPECT_EQ(p.n, 64u);   // our M
@@ -209,7 +209,7 @@ TEST(CublasLtMxPlan, ComputesTheTransposedProductWithOurBFirstAndTransposed) {
 TEST(CublasLtMxPlan, Fp4OperandsAreE2M1WithLeadingDimensionsInElements) {
   const Operands o(3, 32, 96, kE2M1, kE2M1);
   std::string why;
-  const BlackwellMxPlan p = plan_blackwell_mx_gemm(o.args(DType::kBF16), &why);
+  const LtMxPlan p = plan_blackwell_mx_gemm(o.args(DType::kBF16), &why);
   ASSERT_EQ("", why);
   EXPECT_EQ(p.a.type, CUDA_R_4F_E2M1);
   EXPECT_EQ(p.b.type, CUDA_R_4F_E2M1);
@@ -233,7 +233,7 @@ TEST(CublasLtMxPlan, ColumnMajorProductOfThePlanIsOurRowMajorProduct) {
                  std::string(traits(c.fa).name) + " x " + std::string(traits(c.fb).name));
     const Operands o(c.m, c.n, c.k, c.fa, c.fb);
     std::string why;
-    const BlackwellMxPlan p = plan_blackwell_mx_gemm(o.args(), &why);
+    const LtMxPlan p = plan_blackwell_mx_gemm(o.args(), &why);
     ASSERT_EQ("", why);
     const std::vector<double> lt = emulate_lt(p);
     const std::vector<double> want = row_major_product(o);
@@ -253,7 +253,7 @@ TEST(CublasLtMxPlan, ScaleBytesAreTheDocumentedTilesAndSwizzledScaleOffset) {
     for (int64_t k : {32, 96, 128, 160, 288}) {
       const Operands o(rows, 8, k, kE4M3, kE4M3);
       std::string why;
-      const BlackwellMxPlan p = plan_blackwell_mx_gemm(o.args(), &why);
+      const LtMxPlan p = plan_blackwell_mx_gemm(o.args(), &why);
       ASSERT_EQ("", why);
       const LtMxOperand& x = p.b;  // our A: `rows` outer indices
       const int64_t blocks = k / 32;
@@ -286,7 +286,7 @@ TEST(CublasLtMxPlan, WorkspaceRegionsAreAlignedAndDisjoint) {
     for (bool bias : {false, true}) {
       const Operands o(300, 64, 256, kE4M3, kE4M3);
       std::string why;
-      const BlackwellMxPlan p = plan_blackwell_mx_gemm(o.args(out, bias), &why);
+      const LtMxPlan p = plan_blackwell_mx_gemm(o.args(out, bias), &why);
       ASSERT_EQ("", why);
       struct Region {
         int64_t at, bytes;
@@ -310,10 +310,63 @@ TEST(CublasLtMxPlan, WorkspaceRegionsAreAlignedAndDisjoint) {
   }
 }
 
+// The two-pass route: each operand's dequantized copy, K contiguous, is what cuBLASLt reads (our
+// B first and transposed, as on the block-scaled route), for any pair of formats and any K; the
+// copies, the float32 scratch and cuBLASLt's workspace do not overlap.
+TEST(CublasLtMxPlan, DequantizedRouteReadsBfloat16CopiesOfAnyPairAndAnyK) {
+  for (auto [fa, fb] : {std::pair{ElementFormat::kE3M2, ElementFormat::kInt8},
+                        std::pair{ElementFormat::kE2M1, ElementFormat::kE2M3},
+                        std::pair{ElementFormat::kE5M2, ElementFormat::kE5M2}}) {
+    for (DType out : {DType::kF32, DType::kBF16}) {
+      const Operands o(37, 24, 100, fa, fb);
+      std::string why;
+      const LtMxPlan p = plan_dequantized_mx_gemm(o.args(out, true), &why);
+      ASSERT_EQ("", why);
+      EXPECT_FALSE(p.block_scaled);
+      EXPECT_EQ(p.m, 24u);
+      EXPECT_EQ(p.n, 37u);
+      EXPECT_EQ(p.k, 100u);
+      EXPECT_EQ(p.a.type, CUDA_R_16BF);
+      EXPECT_EQ(p.b.type, CUDA_R_16BF);
+      EXPECT_EQ(p.a.op, CUBLAS_OP_T);
+      EXPECT_EQ(p.b.op, CUBLAS_OP_N);
+      EXPECT_EQ(p.a.source.elements, o.b_codes.data);
+      EXPECT_EQ(p.b.source.elements, o.a_codes.data);
+      EXPECT_EQ(p.a.source.format, fb);
+      EXPECT_EQ(p.b.source.format, fa);
+      EXPECT_EQ(p.a.ld, 100);
+      EXPECT_EQ(p.b.ld, 100);
+      EXPECT_EQ(p.a.copy_bytes, 24 * 100 * 2);
+      EXPECT_EQ(p.b.copy_bytes, 37 * 100 * 2);
+      EXPECT_EQ(p.d_in_scratch, out == DType::kBF16);
+      std::vector<std::pair<int64_t, int64_t>> regions = {
+          {p.a.copy_offset, p.a.copy_bytes},
+          {p.b.copy_offset, p.b.copy_bytes},
+          {p.lt_workspace_offset, p.lt_workspace_bytes}};
+      if (p.d_in_scratch) regions.push_back({p.scratch_offset, p.scratch_bytes});
+      for (size_t i = 0; i < regions.size(); ++i) {
+        EXPECT_EQ(regions[i].first % kLtMxWorkspaceAlign, 0);
+        EXPECT_LE(regions[i].first + regions[i].second, p.workspace_bytes);
+        for (size_t j = 0; j < i; ++j) {
+          EXPECT_TRUE(regions[i].first + regions[i].second <= regions[j].first ||
+                      regions[j].first + regions[j].second <= regions[i].first)
+              << "regions " << j << " and " << i << " overlap";
+        }
+      }
+      EXPECT_EQ(mx_gemm_dequantized_workspace_bytes(o.args(out, true)), size_t(p.workspace_bytes));
+    }
+  }
+  const Operands empty(0, 16, 64, ElementFormat::kE4M3, ElementFormat::kE4M3);
+  std::string why;
+  plan_dequantized_mx_gemm(empty.args(), &why);
+  EXPECT_NE(why.find("positive"), std::string::npos) << why;
+  EXPECT_EQ(mx_gemm_dequantized_workspace_bytes(empty.args()), 0u);
+}
+
 TEST(CublasLtMxPlan, FloatBiasIsAddedInFloat32AfterTheProduct) {
   const Operands o(4, 16, 64, kE4M3, kE4M3);
   std::string why;
-  BlackwellMxPlan p = plan_blackwell_mx_gemm(o.args(DType::kF32, true), &why);
+  LtMxPlan p = plan_blackwell_mx_gemm(o.args(DType::kF32, true), &why);
   ASSERT_EQ("", why);
   EXPECT_EQ(p.bias, LtMxBias::kAddInPlace);
   EXPECT_EQ(p.d_type, CUDA_R_32F);
@@ -336,7 +389,7 @@ TEST(CublasLtMxPlan, TakesExactlyTheDocumentedFormatPairs) {
       SCOPED_TRACE(std::string(fa.name) + " x " + std::string(fb.name));
       const Operands o(8, 16, 64, fa.format, fb.format);
       std::string why;
-      const BlackwellMxPlan p = plan_blackwell_mx_gemm(o.args(), &why);
+      const LtMxPlan p = plan_blackwell_mx_gemm(o.args(), &why);
       if (supported(fa.format, fb.format)) {
         EXPECT_EQ("", why);
       } else {
@@ -387,7 +440,7 @@ TEST(CublasLtMxPlan, RefusesWhatCublasLtCannotRunWithOneLineReasons) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     std::string why;
-    const BlackwellMxPlan p = plan_blackwell_mx_gemm(c.args, &why);
+    const LtMxPlan p = plan_blackwell_mx_gemm(c.args, &why);
     EXPECT_NE(why.find(c.says), std::string::npos) << why;
     EXPECT_EQ(why.find('\n'), std::string::npos) << why;
     EXPECT_EQ(p.workspace_bytes, 0);

@@ -30,6 +30,7 @@ bool lt_mx_pair(ElementFormat a, ElementFormat b) {
 LtMxOperand lt_operand(const MxMatrix& x, int64_t rows, int64_t k, cublasOperation_t op) {
   LtMxOperand o;
   o.data = x.elements;
+  o.source = x;
   lt_mx_element_type(x.format, &o.type);
   o.op = op;
   o.rows = uint64_t(k);
@@ -44,32 +45,18 @@ LtMxOperand lt_operand(const MxMatrix& x, int64_t rows, int64_t k, cublasOperati
   return o;
 }
 
-std::string check_args(const MxGemmArgs& g) {
+// What both routes need of the sizes, the output and the pointers.
+std::string check_common(const MxGemmArgs& g) {
   if (g.m <= 0 || g.n <= 0 || g.k <= 0) {
     return "cuBLASLt MX product needs positive M, N, K, got " + std::to_string(g.m) + " x " +
            std::to_string(g.n) + " x " + std::to_string(g.k);
   }
-  if (!lt_mx_pair(g.a.format, g.b.format)) {
-    return "cuBLASLt multiplies MX pairs e4m3/e5m2 (not e5m2 x e5m2) and e2m1 x e2m1, not " +
-           format_name(g.a.format) + " x " + format_name(g.b.format);
-  }
   if (g.out_dtype != DType::kF32 && g.out_dtype != DType::kBF16) {
     return "MX product output is float32 or bfloat16, not " + std::string(dtype_name(g.out_dtype));
-  }
-  // A partial last block would need k = K with rows of ceil(K / 32) * 32 slots; cuBLASLt's
-  // VEC32 scales describe whole blocks, and our padding slots may hold any code (NaN too).
-  if (g.k % 32 != 0) {
-    return "cuBLASLt MX product needs K a multiple of 32, got " + std::to_string(g.k);
   }
   if (g.a.elements == nullptr || g.a.scales == nullptr) return "null pointer in A";
   if (g.b.elements == nullptr || g.b.scales == nullptr) return "null pointer in B";
   if (g.d == nullptr) return "null output pointer";
-  // cuBLASLt's FP8/FP4 kernels want 16-byte aligned matrices and leading dimensions of a
-  // multiple of 16 bytes. Rows of K codes are K or K / 2 bytes, so K % 32 == 0 covers A and B;
-  // D's leading dimension is N values.
-  if (!aligned16(g.a.elements) || !aligned16(g.b.elements)) {
-    return "cuBLASLt MX product needs 16-byte aligned A and B codes";
-  }
   // With a bias and a bfloat16 D, cuBLASLt writes float32 scratch of ours, not D.
   const bool writes_d = g.bias == nullptr || g.out_dtype == DType::kF32;
   if (writes_d && !aligned16(g.d)) return "cuBLASLt MX product needs a 16-byte aligned output";
@@ -79,6 +66,59 @@ std::string check_args(const MxGemmArgs& g) {
            std::to_string(g.n) + " " + std::string(dtype_name(written)) + " values";
   }
   return "";
+}
+
+std::string check_block_scaled(const MxGemmArgs& g) {
+  if (std::string why = check_common(g); !why.empty()) return why;
+  if (!lt_mx_pair(g.a.format, g.b.format)) {
+    return "cuBLASLt multiplies MX pairs e4m3/e5m2 (not e5m2 x e5m2) and e2m1 x e2m1, not " +
+           format_name(g.a.format) + " x " + format_name(g.b.format);
+  }
+  // A partial last block would need k = K with rows of ceil(K / 32) * 32 slots; cuBLASLt's
+  // VEC32 scales describe whole blocks, and our padding slots may hold any code (NaN too).
+  if (g.k % 32 != 0) {
+    return "cuBLASLt MX product needs K a multiple of 32, got " + std::to_string(g.k);
+  }
+  // cuBLASLt's FP8/FP4 kernels want 16-byte aligned matrices and leading dimensions of a
+  // multiple of 16 bytes. Rows of K codes are K or K / 2 bytes, so K % 32 == 0 covers A and B.
+  if (!aligned16(g.a.elements) || !aligned16(g.b.elements)) {
+    return "cuBLASLt MX product needs 16-byte aligned A and B codes";
+  }
+  return "";
+}
+
+// D's type and the bias's place, the same for both routes.
+void plan_output(const MxGemmArgs& args, LtMxPlan* p) {
+  p->ldd = args.n;
+  if (args.bias == nullptr) {
+    p->d_type = args.out_dtype == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
+  } else {
+    p->d_type = CUDA_R_32F;
+    p->bias =
+        args.out_dtype == DType::kF32 ? LtMxBias::kAddInPlace : LtMxBias::kAddFromFloatScratch;
+    p->d_in_scratch = p->bias == LtMxBias::kAddFromFloatScratch;
+  }
+}
+
+// Consecutive workspace regions, each on a kLtMxWorkspaceAlign boundary.
+struct Regions {
+  int64_t at = 0;
+  int64_t take(int64_t bytes) {
+    const int64_t offset = at;
+    at = round_up(at + bytes, kLtMxWorkspaceAlign);
+    return offset;
+  }
+};
+
+// The float32 scratch (if any) and cuBLASLt's own workspace, after the route's regions.
+void plan_tail(const MxGemmArgs& args, Regions& r, LtMxPlan* p) {
+  if (p->d_in_scratch) {
+    p->scratch_bytes = args.m * args.n * 4;
+    p->scratch_offset = r.take(p->scratch_bytes);
+  }
+  p->lt_workspace_bytes = kLtMxWorkspaceBytes;
+  p->lt_workspace_offset = r.take(p->lt_workspace_bytes);
+  p->workspace_bytes = r.at;
 }
 
 }  // namespace
@@ -99,39 +139,54 @@ bool lt_mx_element_type(ElementFormat format, cudaDataType_t* type) {
   }
 }
 
-BlackwellMxPlan plan_blackwell_mx_gemm(const MxGemmArgs& args, std::string* why) {
-  *why = check_args(args);
+LtMxPlan plan_blackwell_mx_gemm(const MxGemmArgs& args, std::string* why) {
+  *why = check_block_scaled(args);
   if (!why->empty()) return {};
-  BlackwellMxPlan p;
+  LtMxPlan p;
   p.m = uint64_t(args.n);
   p.n = uint64_t(args.m);
   p.k = uint64_t(args.k);
   p.a = lt_operand(args.b, args.n, args.k, CUBLAS_OP_T);
   p.b = lt_operand(args.a, args.m, args.k, CUBLAS_OP_N);
-  p.ldd = args.n;
-  if (args.bias == nullptr) {
-    p.d_type = args.out_dtype == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
-  } else {
-    p.d_type = CUDA_R_32F;
-    p.bias = args.out_dtype == DType::kF32 ? LtMxBias::kAddInPlace : LtMxBias::kAddFromFloatScratch;
-    p.d_in_scratch = p.bias == LtMxBias::kAddFromFloatScratch;
-  }
+  plan_output(args, &p);
   // Workspace: cuBLASLt's A scales, its B scales, float32 scratch D (if any), cuBLASLt's own.
-  int64_t at = 0;
-  auto take = [&](int64_t bytes) {
-    const int64_t offset = at;
-    at = round_up(at + bytes, kLtMxWorkspaceAlign);
-    return offset;
+  Regions r;
+  p.a.scale_offset = r.take(p.a.scale_bytes);
+  p.b.scale_offset = r.take(p.b.scale_bytes);
+  plan_tail(args, r, &p);
+  return p;
+}
+
+LtMxPlan plan_dequantized_mx_gemm(const MxGemmArgs& args, std::string* why) {
+  *why = check_common(args);
+  if (!why->empty()) return {};
+  LtMxPlan p;
+  p.block_scaled = false;
+  p.m = uint64_t(args.n);
+  p.n = uint64_t(args.m);
+  p.k = uint64_t(args.k);
+  // Our operand x (rows x K) dequantized to a dense bfloat16 rows x K copy: a K x rows
+  // column-major matrix with leading dimension K.
+  auto dequantized = [&](const MxMatrix& x, int64_t rows, cublasOperation_t op) {
+    LtMxOperand o;
+    o.source = x;
+    o.type = CUDA_R_16BF;
+    o.op = op;
+    o.rows = uint64_t(args.k);
+    o.cols = uint64_t(rows);
+    o.ld = args.k;
+    o.scale_rows = rows;
+    o.copy_bytes = rows * args.k * 2;
+    return o;
   };
-  p.a.scale_offset = take(p.a.scale_bytes);
-  p.b.scale_offset = take(p.b.scale_bytes);
-  if (p.d_in_scratch) {
-    p.scratch_bytes = args.m * args.n * 4;
-    p.scratch_offset = take(p.scratch_bytes);
-  }
-  p.lt_workspace_bytes = kLtMxWorkspaceBytes;
-  p.lt_workspace_offset = take(p.lt_workspace_bytes);
-  p.workspace_bytes = at;
+  p.a = dequantized(args.b, args.n, CUBLAS_OP_T);
+  p.b = dequantized(args.a, args.m, CUBLAS_OP_N);
+  plan_output(args, &p);
+  // Workspace: our B's copy (cuBLASLt's A), our A's copy, float32 scratch D, cuBLASLt's own.
+  Regions r;
+  p.a.copy_offset = r.take(p.a.copy_bytes);
+  p.b.copy_offset = r.take(p.b.copy_bytes);
+  plan_tail(args, r, &p);
   return p;
 }
 

@@ -1,6 +1,7 @@
 // How the MX matrix product of mx_gemm.h maps onto cuBLASLt's block-scaled matmul (Blackwell,
-// compute capability 10.0 and newer): every argument cublasLtMatmul will get, decided on the
-// host from the shapes, formats and pointers alone, without a GPU.
+// compute capability 10.0 and newer), or onto its BF16 matmul over dequantized copies of the
+// operands (any GPU): every argument cublasLtMatmul will get, decided on the host from the
+// shapes, formats and pointers alone, without a GPU.
 //
 // cuBLASLt is column-major. Our D [M, N] row-major is, read column-major, Dᵀ: an N x M matrix
 // with leading dimension N. So cuBLASLt computes Dᵀ = (A·Bᵀ)ᵀ = B·Aᵀ: its m is our N, its n is
@@ -29,9 +30,13 @@ inline constexpr int64_t kLtMxWorkspaceBytes = int64_t{32} << 20;
 inline constexpr int64_t kLtMxWorkspaceAlign = 256;
 
 // One operand as cuBLASLt reads it: a column-major rows x cols matrix (leading dimension `ld`
-// elements) used through `op`, with VEC32_UE8M0 block scales.
+// elements) used through `op`, with VEC32_UE8M0 block scales (block-scaled plans) or none
+// (dequantized plans: the operand is a bfloat16 copy in the workspace).
 struct LtMxOperand {
-  const void* data = nullptr;  // our codes
+  const void* data = nullptr;  // our codes (block-scaled plans)
+  MxMatrix source;             // our operand
+  int64_t copy_offset = 0;     // dequantized plans: where its bfloat16 copy goes in the workspace
+  int64_t copy_bytes = 0;
   cudaDataType_t type = CUDA_R_8F_E4M3;
   cublasOperation_t op = CUBLAS_OP_N;
   uint64_t rows = 0;
@@ -58,7 +63,11 @@ enum class LtMxBias : uint8_t {
                          // bf16(scratch + bias)
 };
 
-struct BlackwellMxPlan {
+struct LtMxPlan {
+  // Block-scaled (Blackwell: cuBLASLt reads our codes and scales) or dequantized (any GPU that
+  // runs our kernels: both operands decoded to bfloat16 in the workspace, then cuBLASLt's BF16
+  // product).
+  bool block_scaled = true;
   // cuBLASLt's problem: D_lt (m x n, column-major) = op(a) · op(b), m = our N, n = our M.
   uint64_t m = 0;
   uint64_t n = 0;
@@ -83,7 +92,13 @@ struct BlackwellMxPlan {
 
 // The plan for `args`, or, when cuBLASLt's block-scaled path cannot run them, a default plan
 // and a one-line reason in `why`. Looks at no device.
-BlackwellMxPlan plan_blackwell_mx_gemm(const MxGemmArgs& args, std::string* why);
+LtMxPlan plan_blackwell_mx_gemm(const MxGemmArgs& args, std::string* why);
+
+// The plan of the two-pass route for `args`: each operand dequantized to bfloat16 (exact, as the
+// fused kernels' decode, but for the tiny values docs/NUMERICS.md lists) into the workspace, then
+// cuBLASLt's BF16 product with float32 accumulation; any pair of formats and any K. Or a default
+// plan and a one-line reason in `why`. Looks at no device.
+LtMxPlan plan_dequantized_mx_gemm(const MxGemmArgs& args, std::string* why);
 
 // The cuBLASLt type of an MX format's codes; false for formats the block-scaled path lacks.
 bool lt_mx_element_type(ElementFormat format, cudaDataType_t* type);
