@@ -5,8 +5,9 @@
 #   cmake --build build-cuda --target mx_cuda_tests cuda_quant -j2
 #   mkdir -p .device && cp build-cuda/tests/cuda/mx_cuda_tests build-cuda/bench/cuda/cuda_quant .device/
 # and, for the MX matrix products (run when present):
-#   cmake --build build-cuda --target mx_gemm_cuda_tests cuda_gemm -j2
-#   cp build-cuda/tests/cuda/mx_gemm_cuda_tests build-cuda/bench/cuda/cuda_gemm .device/
+#   cmake --build build-cuda --target mx_gemm_cuda_tests mx_gemm_cublaslt_gpu_tests cuda_gemm -j2
+#   cp build-cuda/tests/cuda/mx_gemm_cuda_tests build-cuda/tests/cuda/mx_gemm_cublaslt_gpu_tests \
+#      build-cuda/bench/cuda/cuda_gemm .device/
 # then, from the repository root on the GPU host (with .device/ copied there):
 #   bash scripts/device-check.sh        (logs go to $OUT, default /tmp/device-check)
 set -o pipefail
@@ -27,5 +28,10 @@ if [ -x .device/mx_gemm_cuda_tests ]; then
   GEMM_SMOKE='MxWeightOnly.*:*Identity*:*StageCount*:*NanAnd*:*EmptyK*'
   compute-sanitizer --tool memcheck .device/mx_gemm_cuda_tests --gtest_filter="$GEMM_SMOKE" 2>&1 | tee "$OUT/gemm_memcheck.log" | tail -3
   compute-sanitizer --tool racecheck .device/mx_gemm_cuda_tests --gtest_filter='*StageCount*:MxWeightOnly.Nan*' 2>&1 | tee "$OUT/gemm_racecheck.log" | tail -3
+fi
+# The cuBLASLt routes (the two-pass product on any GPU, the block-scaled one on Blackwell).
+if [ -x .device/mx_gemm_cublaslt_gpu_tests ]; then
+  .device/mx_gemm_cublaslt_gpu_tests 2>&1 | tee "$OUT/cublaslt_tests.log" | grep -E "^\[ +(OK|FAILED|SKIPPED|PASSED) +\]|Failure|want" | tail -20
+  compute-sanitizer --tool memcheck .device/mx_gemm_cublaslt_gpu_tests --gtest_filter='MxGemmDequantized.*' 2>&1 | tee "$OUT/cublaslt_memcheck.log" | tail -3
 fi
 if [ -x .device/cuda_gemm ]; then .device/cuda_gemm 2>&1 | tee "$OUT/gemm_bench.log"; fi
