@@ -4,8 +4,9 @@
 #   find_package(mxkit)  ->  mxkit::mxkit (core + kernels_cpu + io), with CUDA also mxkit::cuda
 #                            (quantizers), mxkit::gemm_cuda (MX products on Hopper) and
 #                            mxkit::gemm_cublaslt (MX products through cuBLASLt: block-scaled
-#                            on Blackwell, dequantized to BF16 on any GPU; with mxkit::cublaslt:
-#                            cuBLASLt opened on first use, not linked)
+#                            on Blackwell, dequantized to BF16 on any GPU, and the choice of
+#                            route at run time; with mxkit::cublaslt: cuBLASLt opened on first
+#                            use, not linked)
 #   pkg-config mxkit     ->  the flags of mxkit::mxkit
 # The installed libraries depend on the C++ standard library and threads alone (CUDA's runtime
 # for mxkit::cuda): the command line's CLI11, fmt and SentencePiece stay with the `mx` target.

@@ -23,6 +23,7 @@
 #include "mx/kernels/cuda/bias_rows_cuda.h"
 #include "mx/kernels/cuda/cublaslt_loader.h"
 #include "mx/kernels/cuda/gemm_cublaslt_mx.h"
+#include "mx/kernels/cuda/mx_gemm_route.h"
 #include "mx/kernels/cuda/swizzle_scales_cuda.h"
 #include "tests/test_data.h"
 
@@ -178,10 +179,13 @@ MxOperands make_operands(int64_t m, int64_t n, int64_t k, ElementFormat fa, Elem
   return o;
 }
 
-// The product through cuBLASLt (block-scaled: device >= 10.0; dequantized: any device that runs
-// our kernels), D downloaded as float32.
+// Which entry point run_product calls.
+enum class Entry { kBlockScaled, kDequantized, kAuto };
+
+// The product through `entry` (block-scaled: device >= 10.0; dequantized: any device that runs
+// our kernels; auto: the device's route), D downloaded as float32.
 std::string run_product(const MxOperands& o, DType out, bool with_bias, std::vector<float>* d,
-                        bool dequantized = false) {
+                        Entry entry = Entry::kBlockScaled) {
   const int64_t m = o.a.shape[0], n = o.b.shape[0], k = o.a.shape[1];
   const DevBuf a_codes = upload(o.a.elements), a_scales = upload(o.a.scales);
   const DevBuf b_codes = upload(o.b.elements), b_scales = upload(o.b.scales);
@@ -196,16 +200,18 @@ std::string run_product(const MxOperands& o, DType out, bool with_bias, std::vec
   g.bias = with_bias ? d_bias.as<float>() : nullptr;
   g.out_dtype = out;
   g.d = d_out.p;
-  const size_t ws_bytes =
-      dequantized ? mx_gemm_dequantized_workspace_bytes(g) : mx_gemm_cublaslt_workspace_bytes(g);
+  const size_t ws_bytes = entry == Entry::kDequantized ? mx_gemm_dequantized_workspace_bytes(g)
+                          : entry == Entry::kAuto      ? mx_gemm_auto_workspace_bytes(g)
+                                                       : mx_gemm_cublaslt_workspace_bytes(g);
   DevBuf ws(ws_bytes);
   std::string why;
   const CublasLt* api = cublaslt(&why);
   if (api == nullptr) return why;
   cublasLtHandle_t lt = nullptr;
   if (api->create(&lt) != CUBLAS_STATUS_SUCCESS) return "cannot create a cuBLASLt handle";
-  why = dequantized ? mx_gemm_dequantized(g, ws.p, ws_bytes, lt, nullptr)
-                    : mx_gemm_cublaslt(g, ws.p, ws_bytes, lt, nullptr);
+  why = entry == Entry::kDequantized ? mx_gemm_dequantized(g, ws.p, ws_bytes, lt, nullptr)
+        : entry == Entry::kAuto      ? mx_gemm_auto(g, ws.p, ws_bytes, lt, nullptr)
+                                     : mx_gemm_cublaslt(g, ws.p, ws_bytes, lt, nullptr);
   if (cudaDeviceSynchronize() != cudaSuccess && why.empty()) why = "the product faulted";
   api->destroy(lt);
   if (!why.empty()) return why;
@@ -339,10 +345,42 @@ TEST(MxGemmDequantized, MatchesTheReferenceGemmForAnyPairAndK) {
                        std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k) +
                        " " + std::string(dtype_name(out)) + (bias ? " bias" : ""));
           std::vector<float> got;
-          ASSERT_EQ("", run_product(o, out, bias, &got, true));
+          ASSERT_EQ("", run_product(o, out, bias, &got, Entry::kDequantized));
           std::string first;
           EXPECT_EQ(count_beyond_float32_sums(o, out, bias, got, &first), 0) << first;
         }
+      }
+    }
+  }
+}
+
+// The run-time choice on this GPU: its route's product (the fused kernel where the rows of D
+// rule out cuBLASLt on Hopper) within float32 summation of the reference GEMM.
+TEST(MxGemmAuto, TakesThisDevicesRouteAndMatchesTheReferenceGemm) {
+  SKIP_WITHOUT_GPU();
+  if (compute_major() < 9) GTEST_SKIP() << "mxkit's kernels target compute capability 9.0";
+  using F = ElementFormat;
+  for (Shape s : {Shape{130, 136, 100}, Shape{64, 36, 96}}) {
+    for (auto [fa, fb] : {std::pair{F::kE4M3, F::kE4M3}, std::pair{F::kE3M2, F::kE2M1}}) {
+      const MxOperands o = make_operands(s.m, s.n, s.k, fa, fb, uint64_t(s.n * 3 + s.k));
+      for (DType out : {DType::kF32, DType::kBF16}) {
+        // The same arguments with stand-in buffers, to name the route (the choice looks at
+        // shapes, formats and alignment only).
+        alignas(256) static uint8_t stand_in[256];
+        MxGemmArgs probe;
+        probe.m = s.m, probe.n = s.n, probe.k = s.k, probe.out_dtype = out;
+        probe.a = {stand_in, stand_in, fa};
+        probe.b = {stand_in, stand_in, fb};
+        probe.d = stand_in;
+        std::string route_why;
+        const MxGemmRoute route = mx_gemm_auto_route(probe, &route_why);
+        SCOPED_TRACE(std::string(traits(fa).name) + " x " + std::string(traits(fb).name) + " " +
+                     std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k) +
+                     " " + std::string(dtype_name(out)) + ", route " + mx_gemm_route_name(route));
+        std::vector<float> got;
+        ASSERT_EQ("", run_product(o, out, false, &got, Entry::kAuto));
+        std::string first;
+        EXPECT_EQ(count_beyond_float32_sums(o, out, false, got, &first), 0) << first;
       }
     }
   }

@@ -15,6 +15,7 @@
 #include "mx/core/layout_swizzle.h"
 #include "mx/kernels/cuda/gemm_cublaslt_mx.h"
 #include "mx/kernels/cuda/gemm_cublaslt_mx_plan.h"
+#include "mx/kernels/cuda/mx_gemm_route.h"
 
 namespace mx::cuda {
 namespace {
@@ -361,6 +362,30 @@ TEST(CublasLtMxPlan, DequantizedRouteReadsBfloat16CopiesOfAnyPairAndAnyK) {
   plan_dequantized_mx_gemm(empty.args(), &why);
   EXPECT_NE(why.find("positive"), std::string::npos) << why;
   EXPECT_EQ(mx_gemm_dequantized_workspace_bytes(empty.args()), 0u);
+}
+
+// The route taken at run time: Blackwell's block-scaled product where cuBLASLt takes the pair
+// and shape, else the two-pass route on 9.0 and newer, else the fused kernel on Hopper; nothing
+// before 9.0.
+TEST(MxGemmRoute, TakesTheFastestRouteTheComputeCapabilityHasForTheArguments) {
+  const Operands fp8(64, 64, 64, kE4M3, kE4M3),
+      fp6(64, 64, 64, ElementFormat::kE3M2, ElementFormat::kE2M3);
+  const Operands odd_k(64, 64, 40, kE2M1, kE2M1), odd_n(64, 36, 64, kE4M3, kE4M3);
+  std::string why;
+  EXPECT_EQ(choose_mx_gemm_route(fp8.args(), 10, 0, &why), MxGemmRoute::kBlockScaled);
+  EXPECT_EQ(choose_mx_gemm_route(fp8.args(), 12, 1, &why), MxGemmRoute::kBlockScaled);
+  EXPECT_EQ(choose_mx_gemm_route(fp6.args(), 10, 0, &why), MxGemmRoute::kDequantized);
+  EXPECT_EQ(choose_mx_gemm_route(odd_k.args(), 10, 0, &why), MxGemmRoute::kDequantized);
+  EXPECT_EQ(choose_mx_gemm_route(fp8.args(), 9, 0, &why), MxGemmRoute::kDequantized);
+  EXPECT_EQ(choose_mx_gemm_route(fp6.args(), 9, 0, &why), MxGemmRoute::kDequantized);
+  // Rows of 36 bfloat16 values are not a multiple of 16 bytes: only the fused kernel takes them.
+  EXPECT_EQ(choose_mx_gemm_route(odd_n.args(DType::kBF16), 9, 0, &why), MxGemmRoute::kFused);
+  EXPECT_EQ(why, "");
+  EXPECT_EQ(choose_mx_gemm_route(odd_n.args(DType::kBF16), 10, 0, &why), MxGemmRoute::kNone);
+  EXPECT_NE(why.find("multiple of 16 bytes"), std::string::npos) << why;
+  EXPECT_EQ(choose_mx_gemm_route(fp8.args(), 8, 6, &why), MxGemmRoute::kNone);
+  EXPECT_NE(why.find("9.0 or newer, this GPU is 8.6"), std::string::npos) << why;
+  EXPECT_STREQ(mx_gemm_route_name(MxGemmRoute::kDequantized), "dequantized + cuBLASLt BF16");
 }
 
 TEST(CublasLtMxPlan, FloatBiasIsAddedInFloat32AfterTheProduct) {
