@@ -199,58 +199,39 @@ class CudaBackend final : public Backend {
 
   void classifier_backward(Buf dx, Buf dw, Buf dlogits, Buf x, Buf w, int64_t n, int64_t k,
                            int64_t v, const Recipe& recipe, SrKey key) override {
-    if (pending_.dlogits != dlogits.p || pending_.rows != n || pending_.v != v) {
+    if (pending_.dlogits != dlogits.p || pending_.rows != n || pending_.v != v ||
+        !casts_padded_rows(dlogits, recipe.grad_out_dx) ||
+        !casts_padded_rows(dlogits, recipe.grad_out_dw)) {
       materialize_pending();
       linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, {});
       return;
     }
     // The padded rows serve both products, cast in place of dlogits where the recipe casts it.
     const uint64_t stream = stream_of(key);
-    const PaddedDy padded{
-        padded_gradient(dlogits, n, v, 1, recipe.grad_out_dx, "grad_out_dx",
-                        operand_stream(stream, LinearOperand::kGradOutDx), kPaddedDyDx),
-        padded_gradient(dlogits, n, v, 0, recipe.grad_out_dw, "grad_out_dw",
-                        operand_stream(stream, LinearOperand::kGradOutDw), kPaddedDyDw)};
-    if (!error_.empty()) return;
-    if (padded.dx == nullptr || padded.dw == nullptr) {
-      materialize_pending();
-      linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, {});
-      return;
-    }
+    const int64_t padded = round_up(v, 8);
+    const Buf rows{scratch_[kPaddedOut].p, n * padded, act()};
+    const PaddedDy operands{
+        prepare(rows, {n, padded}, 1, recipe.grad_out_dx, "grad_out_dx",
+                operand_stream(stream, LinearOperand::kGradOutDx), kPaddedDyDx),
+        prepare(rows, {n, padded}, 0, recipe.grad_out_dw, "grad_out_dw",
+                operand_stream(stream, LinearOperand::kGradOutDw), kPaddedDyDw)};
+    if (operands.dx == nullptr || operands.dw == nullptr) return;  // prepare recorded why
     pending_ = {};
-    linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, padded);
+    linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, operands);
   }
 
-  // The pending gradient's padded rows (scratch kPaddedOut) as one backward product's dy operand,
-  // cast along `axis` into scratch `index` where the recipe casts dy. A symmetric MX cast by
-  // nearest or directed rounding gives the padded rows' first v columns the values that the cast
-  // of the unpadded rows gives (blocks start at column 0, zeros do not change a block's scale,
-  // and a zero casts to zero), and the padding stays zero (a NaN block also fills the padding of
-  // its row with NaN, where that row's dx is NaN anyway). Null where that does not hold
-  // (stochastic rounding draws by each value's index in the unpadded tensor): the caller then
-  // copies the rows out and casts those.
-  const void* padded_gradient(Buf dlogits, int64_t n, int64_t v, int axis, const OperandCast& cast,
-                              const char* role, uint64_t stream, size_t index) {
-    const void* rows = scratch_[kPaddedOut].p;
-    if (as_is(dlogits, cast)) return rows;
-    const QuantSpec& s = cast.spec;
-    if (cast.kind != OperandCast::Kind::kMx || s.asymmetric || s.is_tiled() ||
-        s.rounding == Rounding::kStochastic || act() != gemm_type()) {
-      return nullptr;
-    }
-    const int64_t padded = round_up(v, 8);
-    void* dst = slot(index, size_t(n * padded * buf_type_bytes(gemm_type())));
-    if (dst == nullptr) return nullptr;
-    const std::vector<int64_t> shape{n, padded};
-    if (std::string e =
-            mx::cuda::fake_quantize_cuda(rows, dtype_of(act()), shape, cast_spec(s, axis, stream),
-                                         dtype_of(gemm_type()), dst, stream_);
-        !e.empty()) {
-      record(cat("recipe role '", role, "' on a ", io::format_shape(shape), " operand: ", e));
-      return nullptr;
-    }
-    check_launch(role);
-    return dst;
+  // Whether cast c of the pending gradient's padded rows (scratch kPaddedOut) gives the values
+  // that it gives the unpadded rows, in their first v columns, and zeros in the padding. True
+  // where c leaves the values as they are, and for symmetric MX casts by nearest or directed
+  // rounding: blocks start at column 0, zeros do not change a block's scale, and a zero casts to
+  // zero (a NaN block also fills the padding of its row with NaN, where that row's dx is NaN
+  // anyway). Not for stochastic rounding, which draws by each value's index in the unpadded
+  // tensor: the caller then copies the rows out and casts those.
+  bool casts_padded_rows(Buf dlogits, const OperandCast& c) const {
+    if (as_is(dlogits, c)) return true;
+    const QuantSpec& s = c.spec;
+    return c.kind == OperandCast::Kind::kMx && !s.asymmetric && !s.is_tiled() &&
+           s.rounding != Rounding::kStochastic;
   }
 
   // The dy operands of the two backward products as rows padded to a multiple of 8 with zeros,
