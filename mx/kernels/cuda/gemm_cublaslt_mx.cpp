@@ -147,10 +147,8 @@ std::string mx_gemm_cublaslt(const MxGemmArgs& args, void* workspace, size_t wor
                              cublasLtHandle_t lt, cudaStream_t stream) {
   std::string why;
   const LtMxPlan p = plan_blackwell_mx_gemm(args, &why);
-  if (!why.empty()) return why;
-  why = device_reason();
-  if (!why.empty()) return why;
-  return run_plan(args, p, workspace, workspace_bytes, lt, stream);
+  if (why.empty()) why = device_reason();
+  return why.empty() ? run_plan(args, p, workspace, workspace_bytes, lt, stream) : why;
 }
 
 size_t mx_gemm_dequantized_workspace_bytes(const MxGemmArgs& args) {
@@ -163,8 +161,7 @@ std::string mx_gemm_dequantized(const MxGemmArgs& args, void* workspace, size_t 
                                 cublasLtHandle_t lt, cudaStream_t stream) {
   std::string why;
   const LtMxPlan p = plan_dequantized_mx_gemm(args, &why);
-  if (!why.empty()) return why;
-  return run_plan(args, p, workspace, workspace_bytes, lt, stream);
+  return why.empty() ? run_plan(args, p, workspace, workspace_bytes, lt, stream) : why;
 }
 
 }  // namespace mx::cuda

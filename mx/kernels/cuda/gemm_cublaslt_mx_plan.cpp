@@ -26,22 +26,38 @@ bool lt_mx_pair(ElementFormat a, ElementFormat b) {
   return a == ElementFormat::kE2M1 && b == ElementFormat::kE2M1;
 }
 
-// Our operand `x` (rows x K row-major, blocks of 32 along K) as a K x rows column-major matrix.
+// Our operand `x` (rows x K row-major) as a K x rows column-major matrix with leading dimension
+// K, used through `op`: its codes (block-scaled) or its bfloat16 copy (dequantized) are rows of K
+// values either way.
 LtMxOperand lt_operand(const MxMatrix& x, int64_t rows, int64_t k, cublasOperation_t op) {
   LtMxOperand o;
-  o.data = x.elements;
   o.source = x;
-  lt_mx_element_type(x.format, &o.type);
   o.op = op;
   o.rows = uint64_t(k);
   o.cols = uint64_t(rows);
-  o.ld = k;  // K % 32 == 0: a row of codes holds exactly K slots
-  o.scales = x.scales;
+  o.ld = k;  // block-scaled: K % 32 == 0, so a row of codes holds exactly K slots
   o.scale_rows = rows;
+  return o;
+}
+
+// The operand with its codes and VEC32_UE8M0 scales, as the block-scaled product reads it.
+LtMxOperand block_scaled_operand(const MxMatrix& x, int64_t rows, int64_t k, cublasOperation_t op) {
+  LtMxOperand o = lt_operand(x, rows, k, op);
+  o.data = x.elements;
+  lt_mx_element_type(x.format, &o.type);
+  o.scales = x.scales;
   o.scale_cols = k / 32;
   o.scale_padded_rows = round_up(rows, 128);
   o.scale_padded_cols = round_up(o.scale_cols, 4);
   o.scale_bytes = swizzled_scale_bytes(o.scale_rows, o.scale_cols);
+  return o;
+}
+
+// The operand's dense bfloat16 copy, as the dequantized route's product reads it.
+LtMxOperand dequantized_operand(const MxMatrix& x, int64_t rows, int64_t k, cublasOperation_t op) {
+  LtMxOperand o = lt_operand(x, rows, k, op);
+  o.type = CUDA_R_16BF;
+  o.copy_bytes = rows * k * 2;
   return o;
 }
 
@@ -87,17 +103,25 @@ std::string check_block_scaled(const MxGemmArgs& g) {
   return "";
 }
 
-// D's type and the bias's place, the same for both routes.
-void plan_output(const MxGemmArgs& args, LtMxPlan* p) {
-  p->ldd = args.n;
+// What both routes share: cuBLASLt's problem (its m, n, k are our N, M, K; its A is our B,
+// transposed, and its B our A), D's type and the bias's place.
+LtMxPlan plan_problem(const MxGemmArgs& args, LtMxOperand (*operand)(const MxMatrix&, int64_t,
+                                                                     int64_t, cublasOperation_t)) {
+  LtMxPlan p;
+  p.m = uint64_t(args.n);
+  p.n = uint64_t(args.m);
+  p.k = uint64_t(args.k);
+  p.a = operand(args.b, args.n, args.k, CUBLAS_OP_T);
+  p.b = operand(args.a, args.m, args.k, CUBLAS_OP_N);
+  p.ldd = args.n;
   if (args.bias == nullptr) {
-    p->d_type = args.out_dtype == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
+    p.d_type = args.out_dtype == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
   } else {
-    p->d_type = CUDA_R_32F;
-    p->bias =
-        args.out_dtype == DType::kF32 ? LtMxBias::kAddInPlace : LtMxBias::kAddFromFloatScratch;
-    p->d_in_scratch = p->bias == LtMxBias::kAddFromFloatScratch;
+    p.d_type = CUDA_R_32F;
+    p.bias = args.out_dtype == DType::kF32 ? LtMxBias::kAddInPlace : LtMxBias::kAddFromFloatScratch;
+    p.d_in_scratch = p.bias == LtMxBias::kAddFromFloatScratch;
   }
+  return p;
 }
 
 // Consecutive workspace regions, each on a kLtMxWorkspaceAlign boundary.
@@ -142,13 +166,7 @@ bool lt_mx_element_type(ElementFormat format, cudaDataType_t* type) {
 LtMxPlan plan_blackwell_mx_gemm(const MxGemmArgs& args, std::string* why) {
   *why = check_block_scaled(args);
   if (!why->empty()) return {};
-  LtMxPlan p;
-  p.m = uint64_t(args.n);
-  p.n = uint64_t(args.m);
-  p.k = uint64_t(args.k);
-  p.a = lt_operand(args.b, args.n, args.k, CUBLAS_OP_T);
-  p.b = lt_operand(args.a, args.m, args.k, CUBLAS_OP_N);
-  plan_output(args, &p);
+  LtMxPlan p = plan_problem(args, block_scaled_operand);
   // Workspace: cuBLASLt's A scales, its B scales, float32 scratch D (if any), cuBLASLt's own.
   Regions r;
   p.a.scale_offset = r.take(p.a.scale_bytes);
@@ -160,28 +178,8 @@ LtMxPlan plan_blackwell_mx_gemm(const MxGemmArgs& args, std::string* why) {
 LtMxPlan plan_dequantized_mx_gemm(const MxGemmArgs& args, std::string* why) {
   *why = check_common(args);
   if (!why->empty()) return {};
-  LtMxPlan p;
+  LtMxPlan p = plan_problem(args, dequantized_operand);
   p.block_scaled = false;
-  p.m = uint64_t(args.n);
-  p.n = uint64_t(args.m);
-  p.k = uint64_t(args.k);
-  // Our operand x (rows x K) dequantized to a dense bfloat16 rows x K copy: a K x rows
-  // column-major matrix with leading dimension K.
-  auto dequantized = [&](const MxMatrix& x, int64_t rows, cublasOperation_t op) {
-    LtMxOperand o;
-    o.source = x;
-    o.type = CUDA_R_16BF;
-    o.op = op;
-    o.rows = uint64_t(args.k);
-    o.cols = uint64_t(rows);
-    o.ld = args.k;
-    o.scale_rows = rows;
-    o.copy_bytes = rows * args.k * 2;
-    return o;
-  };
-  p.a = dequantized(args.b, args.n, CUBLAS_OP_T);
-  p.b = dequantized(args.a, args.m, CUBLAS_OP_N);
-  plan_output(args, &p);
   // Workspace: our B's copy (cuBLASLt's A), our A's copy, float32 scratch D, cuBLASLt's own.
   Regions r;
   p.a.copy_offset = r.take(p.a.copy_bytes);
