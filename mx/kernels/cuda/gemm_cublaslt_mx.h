@@ -30,7 +30,7 @@ std::string mx_gemm_cublaslt(const MxGemmArgs& args, void* workspace, size_t wor
 // dequantized to bfloat16 into `workspace` (256-byte aligned, at least
 // mx_gemm_dequantized_workspace_bytes(args)), then cuBLASLt's BF16 product with float32
 // accumulation and the bias added in float32; any pair of formats, any K. One more pass over the
-// operands than a fused product, but on an H200 it runs at 0.69-1.05x cuBLAS BF16 where
+// operands than a fused product, but on an H200 it runs at 0.66-1.06x cuBLAS BF16 where
 // mx_gemm_cuda runs at 0.2-0.4x (docs/PERFORMANCE.md). Results equal the float32 product of the
 // decoded operands up to cuBLASLt's summation order. 0 bytes: the route cannot run `args`.
 size_t mx_gemm_dequantized_workspace_bytes(const MxGemmArgs& args);

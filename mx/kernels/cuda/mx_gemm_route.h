@@ -4,7 +4,7 @@
 //   1. Blackwell and newer (10.0+): cuBLASLt's block-scaled product, where cuBLASLt takes the
 //      pair of formats and the shapes (mx_gemm_cublaslt);
 //   2. Hopper and newer: both operands dequantized to bfloat16, then cuBLASLt's BF16 product
-//      (mx_gemm_dequantized), 2.2-4.7x faster than the fused kernel on an H200 at the
+//      (mx_gemm_dequantized), 2.1-5.0x faster than the fused kernel on an H200 at the
 //      benchmark's shapes (docs/PERFORMANCE.md);
 //   3. Hopper (9.0): the fused kernel that decodes in its main loop (mx_gemm_cuda), which needs
 //      no workspace and takes every shape the others refuse.
