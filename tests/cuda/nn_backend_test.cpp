@@ -163,7 +163,8 @@ TEST(CudaBackend, Float32MatchesTheCpu) {
 // and dlogits padded with zeros, the weight gradient through a float32 product of the padded
 // width); tied (GPT-2) and untied (Llama) classifiers.
 // Training passes keep the logits' gradient in those padded rows until the backward; an MX
-// recipe's casts of dlogits read it back from the logits' own buffer.
+// recipe's casts of dlogits cast those rows too (mxfp6 here), or, under stochastic rounding, the
+// rows copied back to the logits' own buffer.
 TEST(CudaBackend, OddVocabulariesMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
