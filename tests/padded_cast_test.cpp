@@ -2,7 +2,7 @@
 // or down the columns, give the unpadded rows' casts in their first columns and zeros in the
 // padding, under every rounding whose result does not depend on a value's index (all but
 // stochastic). The GPU training backend casts an odd-width gradient in its padded rows on this
-// ground (mx/nn/cuda/cuda_backend.cpp, padded_gradient).
+// ground (mx/nn/cuda/cuda_backend_linear.cpp, casts_padded_rows).
 #include <gtest/gtest.h>
 
 #include <cstdint>

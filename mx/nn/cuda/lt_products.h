@@ -1,4 +1,4 @@
-// The CUDA backend's matrix products through cuBLASLt (cuda_backend.cpp): one handle and one
+// The CUDA backend's matrix products through cuBLASLt (cuda_backend_linear.cpp): one handle and one
 // workspace, operands of the activation type, float32 accumulation (TF32 on request for float32
 // operands), and each shape's algorithm asked of cuBLASLt's heuristic once.
 #pragma once

@@ -1,0 +1,305 @@
+// The CUDA backend's class, shared by its source files. Private to mx/nn/cuda (users include
+// cuda_backend.h):
+//   cuda_backend.cpp            memory, scratch, errors, and making the backend;
+//   cuda_backend_linear.cpp     matrix products, their operand casts and the classifier;
+//   cuda_backend_ops.cpp        vector ops, losses and the optimizer;
+//   cuda_backend_attention.cpp  attention.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "mx/nn/backend.h"
+#include "mx/nn/cuda/attention.h"
+#include "mx/nn/cuda/cuda_backend.h"
+#include "mx/nn/cuda/lt_products.h"
+#include "mx/nn/cuda/ops.h"
+
+namespace mx::nn::cuda_impl {
+
+namespace kernels = mx::nn::cuda;
+
+// A growing device buffer, reused by one operand slot across calls (all work is on one stream,
+// so a later use never overtakes an earlier one).
+struct Scratch {
+  void* p = nullptr;
+  size_t bytes = 0;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const CudaBackendOptions& o, cudaStream_t stream,
+              std::unique_ptr<kernels::LtProducts> products)
+      : options_(o), stream_(stream), products_(std::move(products)) {}
+
+  ~CudaBackend() override;
+
+  std::string_view name() const override { return "cuda"; }
+  BufType act_type() const override { return options_.act_type; }
+  bool host_visible() const override { return false; }
+
+  Buf alloc(BufType type, int64_t n) override;
+  void release(Buf x) override;
+  Buf wrap(void*, BufType, int64_t) override;
+  void upload(Buf dst, const void* host) override;
+  void download(void* host, Buf src) override;
+  void zero(Buf x) override;
+  void copy(Buf dst, Buf src) override;
+  void hold_weights(Buf weights) override;
+  int64_t peak_memory() override { return peak_; }
+  std::string device_description() const override;
+
+  int64_t memory_available() override;
+
+  // ---- Linear layers ----
+
+  void matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
+                      const Recipe& recipe, SrKey key) override;
+
+  void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
+                       int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override;
+
+  // An odd vocabulary's training pass keeps the logits' gradient in the padded rows that the
+  // product wrote and the loss read (PendingGradient), where both backward products take it as
+  // it is: no copy out of the padded rows after the product and none back in before the
+  // backward. Other passes take Backend's two calls.
+  void classifier_forward(Buf logits, Buf losses, Buf x, Buf w, Buf targets, int64_t n, int64_t k,
+                          int64_t v, bool training, float dloss, const Recipe& recipe,
+                          SrKey key) override;
+
+  void classifier_backward(Buf dx, Buf dw, Buf dlogits, Buf x, Buf w, int64_t n, int64_t k,
+                           int64_t v, const Recipe& recipe, SrKey key) override;
+
+  // cuBLAS's float32 product, both operands the cast x (padded to a multiple of 8 columns
+  // where needed, as the weight gradient pads dy).
+  void gram(Buf h, Buf x, int64_t m, int64_t k, const OperandCast& cast, uint64_t stream) override;
+
+  // ---- Vector ops ----
+
+  void embedding_forward(Buf out, Buf tokens, Buf wte, Buf wpe, int64_t n, int64_t t,
+                         int64_t c) override;
+  void embedding_backward(Buf dwte, Buf dwpe, Buf dout, Buf tokens, int64_t n, int64_t t,
+                          int64_t c) override;
+  void layernorm_forward(Buf out, Buf mean, Buf rstd, Buf x, Buf w, Buf b, int64_t n, int64_t c,
+                         bool bf16) override;
+  void layernorm_backward(Buf dx, Buf dw, Buf db, Buf dout, Buf x, Buf w, Buf mean, Buf rstd,
+                          int64_t n, int64_t c) override;
+  void rmsnorm_forward(Buf out, Buf rstd, Buf x, Buf w, int64_t n, int64_t c, bool bf16) override;
+  void rmsnorm_backward(Buf dx, Buf dw, Buf dout, Buf x, Buf w, Buf rstd, int64_t n,
+                        int64_t c) override;
+  void gelu_forward(Buf out, Buf x, int64_t count, bool bf16) override;
+  void gelu_backward(Buf dx, Buf x, Buf dout, int64_t count) override;
+  void swiglu_forward(Buf out, Buf gate, Buf up, int64_t count, bool bf16) override;
+  void swiglu_backward(Buf dgate, Buf dup, Buf dout, Buf gate, Buf up, int64_t count) override;
+  void residual_forward(Buf out, Buf a, Buf b, int64_t count, bool bf16) override;
+  void rope_forward(Buf x, int64_t n, int64_t t, int64_t heads, int64_t hs, int64_t first_position,
+                    bool bf16) override;
+  void rope_backward(Buf dx, int64_t n, int64_t t, int64_t heads, int64_t hs) override;
+
+  // ---- Attention ----
+
+  // One log-sum-exp per row, then (when the forward computes it) P v_dw for the backward's delta:
+  // kernels::PvForDelta.
+  int64_t attn_saved_count(const AttnShape& s, const Recipe& recipe) const override {
+    return saves_pv(s, recipe) ? pv_offset(s) + pv_floats(s) : s.b * s.nh * s.t;
+  }
+  // The log-sum-exps alone: without room for P v_dw the forward does not compute it.
+  int64_t attn_inference_saved_count(const AttnShape& s, const Recipe&) const override {
+    return s.b * s.nh * s.t;
+  }
+  // The GPU casts weights on the fly at memory speed; packed products are CPU kernels.
+  Packed pack_weight(Buf, int64_t, int64_t, const OperandCast&) override { return Packed::kNo; }
+  // A cache's queries run on the CUDA-core kernel (one warp per query row).
+  bool attends_to_a_cache() const override { return true; }
+
+  void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
+                         const Recipe& recipe, SrKey key) override;
+
+  void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v, Buf out, Buf saved,
+                          const AttnShape& s, const Recipe& recipe, SrKey key) override;
+
+  // ---- Classifier and optimizer ----
+
+  void classifier_loss(Buf losses, Buf dlogits, Buf logits, Buf targets, int64_t n, int64_t v,
+                       float dloss) override;
+  void distillation_loss(Buf losses, Buf dlogits, Buf logits, Buf teacher, int64_t n, int64_t v,
+                         float dloss) override;
+
+  double norm(Buf x) override;
+
+  void scale(Buf x, float factor) override;
+
+  void adamw(Buf params, Buf grads, Buf m, Buf v, Buf decay_mask, const AdamWStep& s) override;
+
+  std::string take_error() override;
+
+ private:
+  // ---- Linear layers ----
+
+  // x [m, k] and w [n, k] as the forward product reads them (the recipe's act_fwd and
+  // weight_fwd casts, scratch 0 and 1); both null where a cast failed (recorded).
+  struct Operands {
+    const void *x = nullptr, *w = nullptr;
+    bool ok() const { return x != nullptr && w != nullptr; }
+  };
+  Operands forward_operands(Buf x, Buf w, int64_t m, int64_t k, int64_t n, const Recipe& recipe,
+                            SrKey key);
+
+  // Whether cast c of the pending gradient's padded rows (scratch kPaddedOut) gives the values
+  // that it gives the unpadded rows, in their first v columns, and zeros in the padding. True
+  // where c leaves the values as they are, and for symmetric MX casts by nearest or directed
+  // rounding: blocks start at column 0, zeros do not change a block's scale, and a zero casts to
+  // zero (a NaN block also fills the padding of its row with NaN, where that row's dx is NaN
+  // anyway). Not for stochastic rounding, which draws by each value's index in the unpadded
+  // tensor: the caller then copies the rows out and casts those.
+  bool casts_padded_rows(Buf dlogits, const OperandCast& c) const;
+
+  // The dy operands of the two backward products as rows padded to a multiple of 8 with zeros,
+  // already cast as the recipe says; null where linear_backward casts and pads dy itself.
+  struct PaddedDy {
+    const void* dx = nullptr;
+    const void* dw = nullptr;
+  };
+
+  void linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
+                       int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key,
+                       const PaddedDy& padded_dy);
+
+  // ---- Shared ----
+
+  bool bf16_act() const { return options_.act_type == BufType::kBF16; }
+  BufType act() const { return options_.act_type; }
+  // Vector ops round their outputs to bfloat16 on request; bfloat16 activations already are.
+  bool round(bool bf16) const { return bf16 && !bf16_act(); }
+
+  void record(std::string e) {
+    if (error_.empty()) error_ = std::move(e);
+  }
+  bool check(cudaError_t status, const char* what);
+  void check_launch(const char* what) { check(cudaGetLastError(), what); }
+
+  // The device's memory in use after an allocation: memory only grows at allocations (scratch
+  // is kept), so the largest of these is the peak.
+  void note_memory();
+
+  // Scratch slots past the operand casts' (0 to 7).
+  static constexpr size_t kPaddedOut = 8, kPaddedDyDx = 9, kPaddedDyDw = 10, kPaddedW = 11,
+                          kBiasBf16 = 12, kPaddedDw = 13;
+
+  static int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
+
+  // y [m, round_up(n, 8)] = x w^T (x [m, k], w [n, k], both as the product reads them) in scratch
+  // kPaddedOut, its columns past n zero (w padded with zero rows). A gradient pending there goes
+  // to its buffer first.
+  void* padded_product(const void* xq, const void* wq, int64_t m, int64_t k, int64_t n);
+
+  // The logits' gradient that a training classifier_forward left in scratch kPaddedOut, to its
+  // buffer (rows of v), before anything else could overwrite that scratch or read the buffer.
+  void materialize_pending();
+
+  // Whether cast c leaves values of type t as they are (bfloat16 values rounded to bfloat16 are
+  // themselves).
+  static bool cast_keeps(BufType t, const OperandCast& c);
+  // Whether a product reads x itself under cast c (prepare returns x.p).
+  bool as_is(Buf x, const OperandCast& c) const {
+    return cast_keeps(x.type, c) && x.type == gemm_type();
+  }
+
+  // Copies `rows` rows of `width` activation elements between row strides.
+  void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t width,
+                 int64_t rows);
+
+  // x [rows, n] itself when n is a multiple of 8, else a copy in rows padded to one with zeros
+  // (scratch `index`).
+  const void* padded_rows(const void* x, int64_t rows, int64_t n, size_t index);
+
+  // A weight cast w [n, k] followed by zero rows up to a multiple of 8 (scratch kPaddedW).
+  const void* padded_weight(const void* w, int64_t n, int64_t k);
+
+  void* slot(size_t index, size_t bytes);
+
+  void grow_ops(int64_t n, int64_t c);
+
+  void grow_sort(int64_t n);
+
+  // The operand as the product reads it, of type `out` (the GEMM's, by default the activation
+  // type): `x` itself when no cast or conversion is needed, else a cast copy in scratch `index`.
+  const void* prepare(Buf x, std::initializer_list<int64_t> shape_list, int axis,
+                      const OperandCast& cast, const char* role, uint64_t stream, size_t index);
+  const void* prepare(Buf x, std::initializer_list<int64_t> shape_list, int axis,
+                      const OperandCast& cast, const char* role, uint64_t stream, size_t index,
+                      BufType out);
+
+  // The weights as bfloat16 (rounded to nearest even), made once after each change to them
+  // (hold_weights): products and bias epilogues read the weights many times per step (forward
+  // and backward) and per generated token, and each read would otherwise convert them again.
+  // x must lie within the weights; null otherwise, or without the memory.
+  const void* weight_as_bf16(Buf x, int64_t count);
+  // A write to `x` makes the bfloat16 weights stale when it reaches into the weights.
+  void touch_weights(Buf x);
+
+  // Products read bfloat16 operands when activations are bfloat16, float32 otherwise.
+  BufType gemm_type() const { return options_.act_type; }
+
+  // A bias as cuBLASLt's epilogue takes it: of the output's type (it has no float32 bias for a
+  // bfloat16 output), so with bfloat16 activations a bfloat16 copy in scratch, as PyTorch's
+  // autocast also rounds a linear layer's bias. Null for no bias.
+  const void* epilogue_bias(Buf bias);
+
+  // Column-major C[m,n] = op(A) op(B) + beta C (+ bias[m] on every column) through cuBLASLt, A
+  // and B of gemm_type(), the bias (when given) of C's type. Returns whether the bias was added:
+  // cuBLASLt's bias epilogue adds it to the float32 accumulator before the one rounding to C's
+  // type; where no kernel offers that epilogue (or the bias is not 16-byte aligned) the product
+  // runs without it, for the caller to add.
+  bool gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda,
+            const void* b, int64_t ldb, void* c, BufType c_type, int64_t ldc, float beta,
+            const void* bias = nullptr);
+
+  bool attention_shape_ok(const AttnShape& s, bool forward);
+
+  kernels::TileCast tile_cast(const OperandCast& c, uint64_t stream) const;
+  bool tile_ok(const kernels::TileCast& t);
+  static kernels::AttnDims dims(const AttnShape& s) {
+    return {s.b, s.t, s.nh, s.nkv, s.hs, s.past};
+  }
+  // Whether the forward keeps P v_dw for the backward's delta: when the tensor-core kernels cast
+  // P with MX (otherwise delta comes from the output or from a sweep of the backward).
+  bool saves_pv(const AttnShape& s, const Recipe& recipe) const;
+  // [B, T, nh, hs] in the activation type (bfloat16 where saves_pv), in float32 elements, after
+  // the log-sum-exps at the next 16-byte boundary (the kernels copy rows in 16-byte pieces).
+  static int64_t pv_floats(const AttnShape& s) { return (s.b * s.t * s.nh * s.hs + 1) / 2; }
+  static int64_t pv_offset(const AttnShape& s) { return (s.b * s.nh * s.t + 3) / 4 * 4; }
+
+  friend void* mx::nn::cuda_backend_stream(Backend& backend);
+
+  CudaBackendOptions options_;
+  cudaStream_t stream_;
+  std::unique_ptr<kernels::LtProducts> products_;
+  std::unordered_set<void*> owned_;
+  std::unordered_set<const void*> saved_with_pv_;  // saved buffers whose forward wrote P v_dw
+  // A training classifier_forward's gradient of `dlogits` (rows x v), kept padded in scratch
+  // kPaddedOut until classifier_backward takes it (or materialize_pending copies it out).
+  struct PendingGradient {
+    const void* dlogits = nullptr;
+    int64_t rows = 0, v = 0;
+  };
+  PendingGradient pending_;
+  std::vector<Scratch> scratch_;
+  kernels::OpsScratch ops_;
+  double* norm_partials_ = nullptr;
+  Buf weights_;                   // hold_weights
+  void* weights_bf16_ = nullptr;  // weight_as_bf16
+  bool weights_bf16_fresh_ = false;
+  int64_t peak_ = 0;
+  std::string error_;
+};
+
+}  // namespace mx::nn::cuda_impl

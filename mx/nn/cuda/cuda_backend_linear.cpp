@@ -1,0 +1,321 @@
+// The CUDA backend's matrix products (cuBLASLt), the casts of their operands as the recipe
+// says, and the classifier's products over rows padded to a multiple of 8.
+#include "mx/nn/cuda/cuda_backend_impl.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mx/io/cat.h"
+#include "mx/kernels/cuda/quantize_cuda.h"
+#include "mx/nn/cast_streams.h"
+
+namespace mx::nn::cuda_impl {
+
+namespace {
+
+using io::cat;
+
+DType dtype_of(BufType t) {
+  return t == BufType::kBF16 ? DType::kBF16 : DType::kF32;
+}
+
+}  // namespace
+
+CudaBackend::Operands CudaBackend::forward_operands(Buf x, Buf w, int64_t m, int64_t k, int64_t n,
+                                                    const Recipe& recipe, SrKey key) {
+  const uint64_t stream = stream_of(key);
+  Operands q;
+  q.x = prepare(x, {m, k}, 1, recipe.act_fwd, "act_fwd",
+                operand_stream(stream, LinearOperand::kActFwd), 0);
+  q.w = prepare(w, {n, k}, 1, recipe.weight_fwd, "weight_fwd",
+                operand_stream(stream, LinearOperand::kWeightFwd), 1);
+  return q.ok() ? q : Operands{};
+}
+
+void CudaBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
+                                 const Recipe& recipe, SrKey key) {
+  const Operands q = forward_operands(x, w, m, k, n, recipe, key);
+  if (!q.ok()) return;
+  // Row-major y[M,N] = x[M,K] W[N,K]^T is column-major y^T = W x^T. An N that is not a
+  // multiple of 8 (the classifier's vocabulary) sends cuBLASLt to slow unaligned kernels:
+  // the product runs on W padded with zero rows, into rows padded alike, then goes to y.
+  const int64_t padded = round_up(n, 8);
+  bool bias_added = false;
+  if (padded == n) {
+    bias_added =
+        gemm(true, false, n, m, k, q.w, k, q.x, k, y.p, act(), n, 0.0f, epilogue_bias(bias));
+  } else {
+    const void* yp = padded_product(q.x, q.w, m, k, n);
+    if (yp == nullptr) return;
+    copy_rows(y.p, n, yp, padded, n, m);
+  }
+  if (!bias.empty() && !bias_added) {
+    kernels::add_bias(y.p, bias.as<float>(), m, n, bf16_act(), stream_);
+  }
+  check_launch("matmul_forward");
+}
+
+void CudaBackend::matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m,
+                                  int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
+                                  SrKey key) {
+  linear_backward(dx, dw, dbias, dy, x, w, m, k, n, accumulate_dx, recipe, key, {});
+}
+
+void CudaBackend::classifier_forward(Buf logits, Buf losses, Buf x, Buf w, Buf targets, int64_t n,
+                                     int64_t k, int64_t v, bool training, float dloss,
+                                     const Recipe& recipe, SrKey key) {
+  const int64_t padded = round_up(v, 8);
+  if (!training || padded == v) {
+    Backend::classifier_forward(logits, losses, x, w, targets, n, k, v, training, dloss, recipe,
+                                key);
+    return;
+  }
+  const Operands q = forward_operands(x, w, n, k, v, recipe, key);
+  if (!q.ok()) return;
+  void* yp = padded_product(q.x, q.w, n, k, v);
+  if (yp == nullptr) return;
+  kernels::classifier_loss(losses.as<float>(), yp, yp, targets.as<uint32_t>(), n, v, dloss,
+                           bf16_act(), stream_, padded);
+  pending_ = {logits.p, n, v};
+  check_launch("classifier_forward");
+}
+
+void CudaBackend::classifier_backward(Buf dx, Buf dw, Buf dlogits, Buf x, Buf w, int64_t n,
+                                      int64_t k, int64_t v, const Recipe& recipe, SrKey key) {
+  if (pending_.dlogits != dlogits.p || pending_.rows != n || pending_.v != v ||
+      !casts_padded_rows(dlogits, recipe.grad_out_dx) ||
+      !casts_padded_rows(dlogits, recipe.grad_out_dw)) {
+    materialize_pending();
+    linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, {});
+    return;
+  }
+  // The padded rows serve both products, cast in place of dlogits where the recipe casts it.
+  const uint64_t stream = stream_of(key);
+  const int64_t padded = round_up(v, 8);
+  const Buf rows{scratch_[kPaddedOut].p, n * padded, act()};
+  const PaddedDy operands{prepare(rows, {n, padded}, 1, recipe.grad_out_dx, "grad_out_dx",
+                                  operand_stream(stream, LinearOperand::kGradOutDx), kPaddedDyDx),
+                          prepare(rows, {n, padded}, 0, recipe.grad_out_dw, "grad_out_dw",
+                                  operand_stream(stream, LinearOperand::kGradOutDw), kPaddedDyDw)};
+  if (operands.dx == nullptr || operands.dw == nullptr) return;  // prepare recorded why
+  pending_ = {};
+  linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, operands);
+}
+
+bool CudaBackend::casts_padded_rows(Buf dlogits, const OperandCast& c) const {
+  if (as_is(dlogits, c)) return true;
+  const QuantSpec& s = c.spec;
+  return c.kind == OperandCast::Kind::kMx && !s.asymmetric && !s.is_tiled() &&
+         s.rounding != Rounding::kStochastic;
+}
+
+void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m,
+                                  int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
+                                  SrKey key, const PaddedDy& padded_dy) {
+  const uint64_t stream = stream_of(key);
+  // The padded copy of the dx product's dy operand, which the dW product reuses when neither
+  // casts dy (a cast goes to a scratch slot that the next cast overwrites).
+  const void* dx_operand = nullptr;
+  const void* dx_padded = nullptr;
+  if (!dx.empty()) {
+    const void* wq = prepare(w, {n, k}, 0, recipe.weight_dx, "weight_dx",
+                             operand_stream(stream, LinearOperand::kWeightDx), 1);
+    const void* gp = padded_dy.dx;
+    if (gp == nullptr) {
+      const void* gq = prepare(dy, {m, n}, 1, recipe.grad_out_dx, "grad_out_dx",
+                               operand_stream(stream, LinearOperand::kGradOutDx), 0);
+      if (gq == nullptr) return;
+      gp = padded_rows(gq, m, n, kPaddedDyDx);
+      dx_operand = gq, dx_padded = gp;
+    }
+    if (wq == nullptr) return;
+    // dx^T[K,M] = W^T[K,N] dy^T[N,M], over N padded with zeros when it is not a multiple of 8.
+    const int64_t padded = round_up(n, 8);
+    const void* wp = padded == n ? wq : padded_weight(wq, n, k);
+    if (gp == nullptr || wp == nullptr) return;
+    gemm(false, false, k, m, padded, wp, k, gp, padded, dx.p, act(), k,
+         accumulate_dx ? 1.0f : 0.0f);
+  }
+  if (!dw.empty()) {
+    const void* xq = prepare(x, {m, k}, 0, recipe.act_dw, "act_dw",
+                             operand_stream(stream, LinearOperand::kActDw), 1);
+    const void* gp = padded_dy.dw;
+    if (gp == nullptr) {
+      const void* gq = prepare(dy, {m, n}, 0, recipe.grad_out_dw, "grad_out_dw",
+                               operand_stream(stream, LinearOperand::kGradOutDw), 0);
+      if (gq == nullptr) return;
+      const bool same = gq == dy.p && dx_operand == dy.p;
+      gp = same ? dx_padded : padded_rows(gq, m, n, kPaddedDyDw);
+    }
+    if (xq == nullptr || gp == nullptr) return;
+    // dW^T[K,N] += x^T[K,M] dy[M,N]. Where N is not a multiple of 8 (a vocabulary of 50,257),
+    // cuBLASLt picks a far slower kernel for that width than for the padded one, whose zero
+    // columns are then left out as the product is added: the sum is the same float32 add of
+    // the product to dW that beta = 1 makes.
+    const int64_t padded = round_up(n, 8);
+    if (padded == n) {
+      gemm(false, true, k, n, m, xq, k, gp, padded, dw.p, BufType::kF32, k, 1.0f);
+    } else {
+      void* product = slot(kPaddedDw, size_t(k * padded) * sizeof(float));
+      if (product == nullptr) return;
+      gemm(false, true, k, padded, m, xq, k, gp, padded, product, BufType::kF32, k, 0.0f);
+      // dW += the product's first n columns: float32 adds, in place.
+      kernels::residual_forward(dw.p, dw.p, product, k * n, false, false, stream_);
+    }
+  }
+  if (!dbias.empty()) {
+    grow_ops(m, n);
+    kernels::bias_grad(dbias.as<float>(), dy.p, m, n, bf16_act(), ops_, stream_);
+  }
+  check_launch("matmul_backward");
+}
+
+void CudaBackend::gram(Buf h, Buf x, int64_t m, int64_t k, const OperandCast& cast,
+                       uint64_t stream) {
+  const void* xq = prepare(x, {m, k}, 1, cast, "act_fwd", stream, 0);
+  if (xq == nullptr) return;
+  const void* xp = padded_rows(xq, m, k, kPaddedDyDw);
+  if (xp == nullptr) return;
+  gemm(false, true, k, k, m, xq, k, xp, round_up(k, 8), h.p, BufType::kF32, k, 0.0f);
+  check_launch("gram");
+}
+
+void* CudaBackend::padded_product(const void* xq, const void* wq, int64_t m, int64_t k, int64_t n) {
+  materialize_pending();
+  const int64_t padded = round_up(n, 8);
+  const void* wp = padded_weight(wq, n, k);
+  void* yp = slot(kPaddedOut, size_t(m * padded * buf_type_bytes(act())));
+  if (wp == nullptr || yp == nullptr) return nullptr;
+  gemm(true, false, padded, m, k, wp, k, xq, k, yp, act(), padded, 0.0f);
+  return yp;
+}
+
+void CudaBackend::materialize_pending() {
+  if (pending_.dlogits == nullptr) return;
+  copy_rows(const_cast<void*>(pending_.dlogits), pending_.v, scratch_[kPaddedOut].p,
+            round_up(pending_.v, 8), pending_.v, pending_.rows);
+  pending_ = {};
+}
+
+bool CudaBackend::cast_keeps(BufType t, const OperandCast& c) {
+  return c.kind == OperandCast::Kind::kNone ||
+         (c.kind == OperandCast::Kind::kBF16 && t == BufType::kBF16);
+}
+
+void CudaBackend::copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride,
+                            int64_t width, int64_t rows) {
+  kernels::copy_rows(dst, dst_stride, src, src_stride, width, rows, int(buf_type_bytes(act())),
+                     stream_);
+  check_launch("row copy");
+}
+
+const void* CudaBackend::padded_rows(const void* x, int64_t rows, int64_t n, size_t index) {
+  const int64_t padded = round_up(n, 8);
+  if (padded == n) return x;
+  const size_t e = size_t(buf_type_bytes(act()));
+  char* p = static_cast<char*>(slot(index, size_t(rows * padded) * e));
+  if (p == nullptr) return nullptr;
+  copy_rows(p, padded, x, n, n, rows);
+  check(cudaMemset2DAsync(p + size_t(n) * e, size_t(padded) * e, 0, size_t(padded - n) * e,
+                          size_t(rows), stream_),
+        "padding");
+  return p;
+}
+
+const void* CudaBackend::padded_weight(const void* w, int64_t n, int64_t k) {
+  const size_t e = size_t(buf_type_bytes(act()));
+  const size_t bytes = size_t(n * k) * e, padded = size_t(round_up(n, 8) * k) * e;
+  char* p = static_cast<char*>(slot(kPaddedW, padded));
+  if (p == nullptr) return nullptr;
+  check(cudaMemcpyAsync(p, w, bytes, cudaMemcpyDeviceToDevice, stream_), "weight copy");
+  check(cudaMemsetAsync(p + bytes, 0, padded - bytes, stream_), "padding");
+  return p;
+}
+
+const void* CudaBackend::prepare(Buf x, std::initializer_list<int64_t> shape_list, int axis,
+                                 const OperandCast& cast, const char* role, uint64_t stream,
+                                 size_t index) {
+  return prepare(x, shape_list, axis, cast, role, stream, index, gemm_type());
+}
+
+const void* CudaBackend::prepare(Buf x, std::initializer_list<int64_t> shape_list, int axis,
+                                 const OperandCast& cast, const char* role, uint64_t stream,
+                                 size_t index, BufType out) {
+  const std::vector<int64_t> shape(shape_list);
+  int64_t count = 1;
+  for (const int64_t d : shape) count *= d;
+  // No copy when nothing would change.
+  const bool identity = cast_keeps(x.type, cast);
+  if (identity && x.type == out) return x.p;
+  const bool only_rounded =
+      cast.kind != OperandCast::Kind::kMx && x.type == BufType::kF32 && out == BufType::kBF16;
+  if (only_rounded) {
+    // cuBLASLt's heuristics assume 256-byte aligned operands, as the scratch slots are.
+    const void* w = weight_as_bf16(x, count);
+    if (w != nullptr && (reinterpret_cast<uintptr_t>(w) & 255) == 0) return w;
+  }
+  void* dst = slot(index, size_t(count * buf_type_bytes(out)));
+  if (dst == nullptr) return nullptr;
+  switch (cast.kind) {
+    case OperandCast::Kind::kNone:
+      if (out == BufType::kBF16) {
+        kernels::f32_to_bf16(static_cast<uint16_t*>(dst), x.as<float>(), count, stream_);
+      } else {
+        kernels::bf16_to_f32(static_cast<float*>(dst), x.as<uint16_t>(), count, stream_);
+      }
+      break;
+    case OperandCast::Kind::kBF16:
+      if (x.type == BufType::kF32 && out == BufType::kBF16) {
+        kernels::f32_to_bf16(static_cast<uint16_t*>(dst), x.as<float>(), count, stream_);
+      } else if (x.type == out) {
+        kernels::round_to_bf16(dst, x.p, count, out == BufType::kBF16, stream_);
+      } else {
+        kernels::bf16_to_f32(static_cast<float*>(dst), x.as<uint16_t>(), count, stream_);
+      }
+      break;
+    case OperandCast::Kind::kMx: {
+      const QuantSpec spec = cast_spec(cast.spec, axis, stream);
+      if (std::string e = mx::cuda::fake_quantize_cuda(x.p, dtype_of(x.type), shape, spec,
+                                                       dtype_of(out), dst, stream_);
+          !e.empty()) {
+        record(cat("recipe role '", role, "' on a ", io::format_shape(shape), " operand: ", e));
+        return nullptr;
+      }
+      break;
+    }
+  }
+  check_launch(role);
+  return dst;
+}
+
+const void* CudaBackend::epilogue_bias(Buf bias) {
+  if (bias.empty()) return nullptr;
+  if (!bf16_act()) return bias.p;
+  // Where the weights' copy leaves the bias 16-byte aligned, as the epilogue needs.
+  const void* w = weight_as_bf16(bias, bias.n);
+  if (w != nullptr && (reinterpret_cast<uintptr_t>(w) & 15) == 0) return w;
+  void* copy = slot(kBiasBf16, size_t(bias.n) * sizeof(uint16_t));
+  if (copy != nullptr) {
+    kernels::f32_to_bf16(static_cast<uint16_t*>(copy), bias.as<float>(), bias.n, stream_);
+  }
+  return copy;
+}
+
+bool CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a,
+                       int64_t lda, const void* b, int64_t ldb, void* c, BufType c_type,
+                       int64_t ldc, float beta, const void* bias) {
+  const kernels::LtProducts::Shape shape{trans_a, trans_b,      m,    n, k, lda, ldb, ldc,
+                                         c_type,  beta != 0.0f, false};
+  if (bias != nullptr && (reinterpret_cast<uintptr_t>(bias) & 15) == 0) {
+    kernels::LtProducts::Shape with_bias = shape;
+    with_bias.bias = true;
+    if (products_->run(with_bias, a, b, c, beta, bias)) return true;
+  }
+  if (!products_->run(shape, a, b, c, beta, nullptr)) {
+    record(cat("cuBLASLt found no way to multiply ", m, " x ", k, " by ", k, " x ", n));
+  }
+  return false;
+}
+
+}  // namespace mx::nn::cuda_impl
