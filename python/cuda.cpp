@@ -6,12 +6,16 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "mx/core/format.h"
+#include "mx/kernels/cuda/cublaslt_loader.h"
 #include "mx/kernels/cuda/mx_gemm.h"
+#include "mx/kernels/cuda/mx_gemm_route.h"
 #include "mx/kernels/cuda/quantize_cuda.h"
 #include "python/binding.h"
 
@@ -51,6 +55,44 @@ void on_device(int device, Work work) {
 ElementFormat format_named(const std::string& name) {
   if (const std::optional<ElementFormat> f = parse_format(name)) return *f;
   throw py::value_error("unknown element format '" + name + "'");
+}
+
+// The arguments of an MX product over device memory that the caller owns.
+cuda::MxGemmArgs gemm_args(int64_t rows, int64_t cols, int64_t depth, uintptr_t a_packed,
+                           uintptr_t a_scales, const std::string& a_format, uintptr_t b_packed,
+                           uintptr_t b_scales, const std::string& b_format, uintptr_t bias,
+                           uintptr_t out, const py::str& out_dtype) {
+  cuda::MxGemmArgs args;
+  args.m = rows;
+  args.n = cols;
+  args.k = depth;
+  args.a = {device_pointer<const uint8_t>(a_packed), device_pointer<const uint8_t>(a_scales),
+            format_named(a_format)};
+  args.b = {device_pointer<const uint8_t>(b_packed), device_pointer<const uint8_t>(b_scales),
+            format_named(b_format)};
+  args.bias = device_pointer<const float>(bias);
+  args.out_dtype = dtype_argument(out_dtype, "out_dtype");
+  args.d = device_pointer(out);
+  return args;
+}
+
+// One cuBLASLt handle per device, made on first use and kept for the life of the process (a
+// handle is cheap to keep and costly to make per call; destroying it at exit could run after
+// the CUDA runtime has shut down). Null with the reason in *why where cuBLASLt cannot be opened.
+cublasLtHandle_t lt_handle(int device, std::string* why) {
+  static std::mutex mutex;
+  static std::map<int, cublasLtHandle_t> handles;
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (auto it = handles.find(device); it != handles.end()) return it->second;
+  const cuda::CublasLt* lt = cuda::cublaslt(why);
+  if (lt == nullptr) return nullptr;
+  cublasLtHandle_t handle = nullptr;
+  if (lt->create(&handle) != CUBLAS_STATUS_SUCCESS) {
+    *why = "cannot create a cuBLASLt handle on CUDA device " + std::to_string(device);
+    return nullptr;
+  }
+  handles[device] = handle;
+  return handle;
 }
 
 }  // namespace
@@ -123,29 +165,57 @@ void add_cuda(py::module_& m) {
       },
       py::arg("x"), py::arg("dtype"), py::arg("shape"), py::arg("rows"), py::arg("cols"),
       py::arg("stream"), py::arg("device"), py::arg("spec"));
+  // The MX product takes the device's fastest route (mx_gemm_route.h). The caller asks for the
+  // route and its workspace first, allocates the workspace (PyTorch's allocator, on its stream),
+  // then runs the product with it; "none" sends it to its own fallback.
+  m.def(
+      "_cuda_mx_gemm_route",
+      [](int64_t rows, int64_t cols, int64_t depth, uintptr_t a_packed, uintptr_t a_scales,
+         const std::string& a_format, uintptr_t b_packed, uintptr_t b_scales,
+         const std::string& b_format, uintptr_t bias, uintptr_t out, const py::str& out_dtype,
+         int device) {
+        const cuda::MxGemmArgs args = gemm_args(rows, cols, depth, a_packed, a_scales, a_format,
+                                                b_packed, b_scales, b_format, bias, out, out_dtype);
+        cuda::MxGemmRoute route = cuda::MxGemmRoute::kNone;
+        size_t bytes = 0;
+        on_device(device, [&] {
+          std::string why;
+          route = cuda::mx_gemm_auto_route(args, &why);
+          bytes = cuda::mx_gemm_auto_workspace_bytes(args);
+          return std::string();
+        });
+        return py::make_tuple(cuda::mx_gemm_route_name(route), bytes);
+      },
+      py::arg("m"), py::arg("n"), py::arg("k"), py::arg("a_packed"), py::arg("a_scales"),
+      py::arg("a_format"), py::arg("b_packed"), py::arg("b_scales"), py::arg("b_format"),
+      py::arg("bias"), py::arg("out"), py::arg("out_dtype"), py::arg("device"),
+      "(route name, workspace bytes) of _cuda_mx_gemm's product on the device; route 'none' "
+      "where no route takes the arguments.");
   m.def(
       "_cuda_mx_gemm",
       [](int64_t rows, int64_t cols, int64_t depth, uintptr_t a_packed, uintptr_t a_scales,
          const std::string& a_format, uintptr_t b_packed, uintptr_t b_scales,
          const std::string& b_format, uintptr_t bias, uintptr_t out, const py::str& out_dtype,
-         uintptr_t stream, int device) {
-        cuda::MxGemmArgs args;
-        args.m = rows;
-        args.n = cols;
-        args.k = depth;
-        args.a = {device_pointer<const uint8_t>(a_packed), device_pointer<const uint8_t>(a_scales),
-                  format_named(a_format)};
-        args.b = {device_pointer<const uint8_t>(b_packed), device_pointer<const uint8_t>(b_scales),
-                  format_named(b_format)};
-        args.bias = device_pointer<const float>(bias);
-        args.out_dtype = dtype_argument(out_dtype, "out_dtype");
-        args.d = device_pointer(out);
-        on_device(device, [&] { return cuda::mx_gemm_cuda(args, stream_handle(stream)); });
+         uintptr_t workspace, size_t workspace_bytes, uintptr_t stream, int device) {
+        const cuda::MxGemmArgs args = gemm_args(rows, cols, depth, a_packed, a_scales, a_format,
+                                                b_packed, b_scales, b_format, bias, out, out_dtype);
+        on_device(device, [&] {
+          std::string why;
+          cublasLtHandle_t lt = nullptr;
+          if (cuda::mx_gemm_auto_route(args, &why) != cuda::MxGemmRoute::kFused) {
+            lt = lt_handle(device, &why);
+            if (lt == nullptr) return why;
+          }
+          return cuda::mx_gemm_auto(args, device_pointer(workspace), workspace_bytes, lt,
+                                    stream_handle(stream));
+        });
       },
       py::arg("m"), py::arg("n"), py::arg("k"), py::arg("a_packed"), py::arg("a_scales"),
       py::arg("a_format"), py::arg("b_packed"), py::arg("b_scales"), py::arg("b_format"),
-      py::arg("bias"), py::arg("out"), py::arg("out_dtype"), py::arg("stream"), py::arg("device"),
-      "D [m, n] = A [m, k] * B [n, k]^T (+ bias) from MX storage on a Hopper GPU (mx_gemm.h).");
+      py::arg("bias"), py::arg("out"), py::arg("out_dtype"), py::arg("workspace"),
+      py::arg("workspace_bytes"), py::arg("stream"), py::arg("device"),
+      "D [m, n] = A [m, k] * B [n, k]^T (+ bias) from MX storage, by the device's route "
+      "(mx_gemm_route.h), with a workspace of _cuda_mx_gemm_route's bytes.");
   m.def(
       "_cuda_mx_gemm_weight_only",
       [](int64_t rows, int64_t cols, int64_t depth, uintptr_t x, uintptr_t codes, uintptr_t scales,

@@ -119,6 +119,21 @@ class TorchCudaOperators(unittest.TestCase):
         np.testing.assert_array_equal(mxt.mx_matmul(qa, qb).cpu().double().numpy(),
                                       want.numpy())
 
+    def test_mx_matmul_takes_hoppers_routes_and_each_gives_the_dequantized_product(self):
+        if torch.cuda.get_device_capability() != (9, 0):
+            self.skipTest("the routes named here are those of compute capability 9.0")
+        rng = np.random.default_rng(47)
+        a = torch.from_numpy(rng.standard_normal((64, 96)).astype(np.float32))
+        # Rows of 72 float32 values (288 bytes) suit cuBLASLt; rows of 35 (140 bytes) do not,
+        # and take the fused kernel.
+        for n, route in ((72, "dequantized + cuBLASLt BF16"), (35, "fused")):
+            b = torch.from_numpy(rng.standard_normal((n, 96)).astype(np.float32))
+            qa, qb = mxt.quantize(a.cuda(), "mxfp8_e4m3"), mxt.quantize(b.cuda(), "mxfp4_e2m1")
+            self.assertEqual(mxt.mx_matmul_route(qa, qb), route, f"N = {n}")
+            want = mxt.mx_matmul(mxt.quantize(a, "mxfp8_e4m3"), mxt.quantize(b, "mxfp4_e2m1"))
+            torch.testing.assert_close(mxt.mx_matmul(qa, qb).cpu(), want, rtol=1e-4, atol=1e-3,
+                                       msg=f"N = {n}, {route}")
+
     def test_mxlinear_on_cuda_matches_the_cpu(self):
         torch.manual_seed(4)
         cpu = mxt.MXLinear(64, 96, recipe="mxfp6")

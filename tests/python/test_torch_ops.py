@@ -121,6 +121,10 @@ class TorchMxMatmul(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, r"\[M, K\]"):
             mxt.mx_matmul(good, mxt.quantize(torch.ones(32, 96), "mxint8"))
 
+    def test_names_no_gpu_route_for_operands_on_the_cpu(self):
+        qa = mxt.quantize(torch.ones(16, 64), "mxfp8_e4m3")
+        self.assertEqual(mxt.mx_matmul_route(qa, qa), "none")
+
 
 class MxArrayFromPacked(unittest.TestCase):
     def test_rebuilds_an_array_from_its_stored_parts(self):

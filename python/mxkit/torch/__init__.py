@@ -11,19 +11,21 @@ The casts are mxkit's own, so their bits are those of `mx cast` and of `mx train
 go through the numpy module. CUDA tensors run mxkit's CUDA kernels on the tensor's device and
 PyTorch's current stream when the module was built with CUDA (mxkit.torch.CUDA_KERNELS), and
 are copied to the host and back otherwise. The operators are torch.ops.mxkit.fake_quantize,
-quantize, dequantize, quantize_dual, mx_matmul (mxkit.torch.ops) and weight_only_matmul
-(mxkit.torch.weight_only), each with a Meta kernel, so that torch.compile traces them without
-graph breaks.
+quantize, dequantize, quantize_dual, mx_matmul (mxkit.torch.ops; mx_matmul_route names the
+route it takes on a GPU) and weight_only_matmul (mxkit.torch.weight_only), each with a Meta
+kernel, so that torch.compile traces them without graph breaks.
 """
 
 from mxkit.torch.attention import (attention_specs, cast_attention_calls,
                                    scaled_dot_product_attention)
-from mxkit.torch.casts import MxTensor, fake_quantize, mx_matmul, quantize, quantize_dual
+from mxkit.torch.casts import (MxTensor, fake_quantize, mx_matmul, mx_matmul_route, quantize,
+                               quantize_dual)
 from mxkit.torch.linear import MXLinear, quantize_
 from mxkit.torch.microxcaling import from_microxcaling
 from mxkit.torch.ops import CUDA_KERNELS
 from mxkit.torch.weight_only import MXWeightOnlyLinear, quantize_weights_
 
 __all__ = ["CUDA_KERNELS", "MXLinear", "MXWeightOnlyLinear", "MxTensor", "attention_specs",
-           "cast_attention_calls", "fake_quantize", "from_microxcaling", "mx_matmul", "quantize",
-           "quantize_", "quantize_dual", "quantize_weights_", "scaled_dot_product_attention"]
+           "cast_attention_calls", "fake_quantize", "from_microxcaling", "mx_matmul",
+           "mx_matmul_route", "quantize", "quantize_", "quantize_dual", "quantize_weights_",
+           "scaled_dot_product_attention"]

@@ -91,14 +91,26 @@ def quantize_dual(x, format="mxfp8_e4m3", **spec):
             _mx_tensor(parts[3:], x.shape, {**spec, "axis": 0}))
 
 
-def mx_matmul(a, b, bias=None, out_dtype=torch.float32):
-    """D = A · Bᵀ (+ bias) from MxTensors a [M, K] and b [N, K] with blocks of 32 along K, as
-    stored (no dequantized copy on a Hopper GPU). Equals the float32 product of the dequantized
-    operands up to the order of float32 sums."""
+def _matmul_operands(a, b):
     if len(a.shape) != 2 or len(b.shape) != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"a {tuple(a.shape)} and b {tuple(b.shape)} are not [M, K] and [N, K]")
     if a.offsets is not None or b.offsets is not None:
         raise ValueError("mx_matmul takes symmetric operands (no offsets)")
     mnk = [a.shape[0], b.shape[0], a.shape[1]]
-    return torch.ops.mxkit.mx_matmul(a.packed, a.scales, b.packed, b.scales, mnk,
-                                     spec_json(a.spec), spec_json(b.spec), bias, out_dtype)
+    return a.packed, a.scales, b.packed, b.scales, mnk, spec_json(a.spec), spec_json(b.spec)
+
+
+def mx_matmul(a, b, bias=None, out_dtype=torch.float32):
+    """D = A · Bᵀ (+ bias) from MxTensors a [M, K] and b [N, K] with blocks of 32 along K. On a
+    GPU of compute capability 9.0 or newer it takes the device's fastest route for the operands
+    as stored (mx_matmul_route names it); elsewhere the float32 product of the dequantized
+    operands. Equals that product up to the order of float32 sums."""
+    return torch.ops.mxkit.mx_matmul(*_matmul_operands(a, b), bias, out_dtype)
+
+
+def mx_matmul_route(a, b, bias=None, out_dtype=torch.float32):
+    """Which route mx_matmul takes for CUDA operands a and b: "dequantized + cuBLASLt BF16"
+    (Hopper), "block-scaled cuBLASLt" (Blackwell, where cuBLASLt takes the pair), "fused" (the
+    Hopper kernel that decodes in its main loop, for shapes cuBLASLt's routes refuse), or "none"
+    (the dequantized operands' float32 product in PyTorch)."""
+    return ops.mx_matmul_route(*_matmul_operands(a, b), bias, out_dtype)

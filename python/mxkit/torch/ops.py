@@ -16,8 +16,10 @@ CUDA; otherwise they are copied to the host and back. Every operator has a Meta 
 FakeTensor tracing (torch.compile) sees shapes without running it.
 
 mx_matmul is D [M, N] = A [M, K] · B [N, K]ᵀ (+ bias) from two operands with blocks of 32 along
-K: on a Hopper GPU mxkit's MX GEMM (mx/kernels/cuda/mx_gemm.h: codes decoded to bfloat16 in the
-main loop, float32 accumulation), elsewhere the float32 product of the dequantized operands.
+K: on a GPU of compute capability 9.0 or newer the device's fastest MX route
+(mx/kernels/cuda/mx_gemm_route.h: on Hopper both operands decoded to bfloat16, then cuBLASLt's
+product with float32 sums; on Blackwell cuBLASLt's block-scaled product where it takes the pair),
+elsewhere the float32 product of the dequantized operands.
 """
 
 import functools
@@ -240,14 +242,12 @@ def _aligned(t):
     return t if t.data_ptr() % 16 == 0 else t.clone()
 
 
-def _mx_matmul_cuda(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec, bias, out_dtype):
+def _mx_gemm_arguments(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec, bias,
+                       out_dtype):
+    """The checked operands, the output and the arguments of _mxkit's MX product on their GPU."""
     m, n, k = mnk
     a_format, b_format = _gemm_operand(a_spec, "a"), _gemm_operand(b_spec, "b")
     device = a_packed.device
-    if not hopper_gemms_run_on(device.index):
-        # mxkit's MX GEMM is Hopper's: elsewhere the dequantized operands' float32 product.
-        return _dequantized_product(_dequantize_cuda, a_packed, a_scales, b_packed, b_scales,
-                                    mnk, a_spec, b_spec, bias, out_dtype)
     a_parts = _parts_like([m, k], json.loads(a_spec), device)
     b_parts = _parts_like([n, k], json.loads(b_spec), device)
     a_packed = _aligned(_check_part(a_packed, a_parts[0], "a's packed codes"))
@@ -260,10 +260,44 @@ def _mx_matmul_cuda(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec,
         bias = bias.float().contiguous()
     out = torch.empty(m, n, device=device,
                       dtype=out_dtype if out_dtype == torch.bfloat16 else torch.float32)
-    _mxkit._cuda_mx_gemm(m, n, k, a_packed.data_ptr(), a_scales.data_ptr(), a_format,
-                         b_packed.data_ptr(), b_scales.data_ptr(), b_format,
-                         0 if bias is None else bias.data_ptr(), out.data_ptr(),
-                         _DTYPE_NAMES[out.dtype], **_launch(a_packed))
+    keep = (a_packed, a_scales, b_packed, b_scales, bias, out)
+    args = (m, n, k, a_packed.data_ptr(), a_scales.data_ptr(), a_format, b_packed.data_ptr(),
+            b_scales.data_ptr(), b_format, 0 if bias is None else bias.data_ptr(),
+            out.data_ptr(), _DTYPE_NAMES[out.dtype])
+    return keep, args
+
+
+def mx_matmul_route(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec, bias=None,
+                    out_dtype=torch.float32):
+    """The route mx_matmul takes for these CUDA operands: a name of mx_gemm_route.h ("dequantized
+    + cuBLASLt BF16", "block-scaled cuBLASLt", "fused"), or "none" where it falls back to the
+    dequantized operands' float32 product in PyTorch."""
+    _gemm_operand(a_spec, "a"), _gemm_operand(b_spec, "b")
+    device = a_packed.device
+    if (device.type != "cuda" or not CUDA_KERNELS or
+            torch.cuda.get_device_capability(device.index) < (9, 0)):
+        return "none"
+    keep, args = _mx_gemm_arguments(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec,
+                                    bias, out_dtype)
+    return _mxkit._cuda_mx_gemm_route(*args, device=device.index)[0]
+
+
+def _mx_matmul_cuda(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec, bias, out_dtype):
+    _gemm_operand(a_spec, "a"), _gemm_operand(b_spec, "b")
+    device = a_packed.device
+    route = "none"
+    if torch.cuda.get_device_capability(device.index) >= (9, 0):
+        keep, args = _mx_gemm_arguments(a_packed, a_scales, b_packed, b_scales, mnk, a_spec,
+                                        b_spec, bias, out_dtype)
+        route, workspace_bytes = _mxkit._cuda_mx_gemm_route(*args, device=device.index)
+    if route == "none":
+        # No mxkit route for these arguments on this GPU: the dequantized operands' product.
+        return _dequantized_product(_dequantize_cuda, a_packed, a_scales, b_packed, b_scales,
+                                    mnk, a_spec, b_spec, bias, out_dtype)
+    # PyTorch's allocator orders the workspace's reuse on the stream that the product runs on.
+    workspace = torch.empty(workspace_bytes, dtype=torch.uint8, device=device)
+    _mxkit._cuda_mx_gemm(*args, workspace.data_ptr(), workspace_bytes, **_launch(keep[0]))
+    out = keep[-1]
     return out.to(out_dtype)
 
 
