@@ -163,14 +163,15 @@ TEST(CudaBackend, Float32MatchesTheCpu) {
 // and dlogits padded with zeros, the weight gradient through a float32 product of the padded
 // width); tied (GPT-2) and untied (Llama) classifiers.
 // Training passes keep the logits' gradient in those padded rows until the backward; an MX
-// recipe's casts of dlogits cast those rows too (mxfp6 here), or, under stochastic rounding, the
-// rows copied back to the logits' own buffer.
+// recipe's casts of dlogits cast those rows too (mxfp6 here), or, under stochastic rounding
+// (mxfp4's gradients), the rows copied back to the logits' own buffer.
 TEST(CudaBackend, OddVocabulariesMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
     compare(arch, *recipe_preset("fp32"), BufType::kF32, {1e-5, 1e-4, 1e-4}, 32, 64, 261);
     compare(arch, *recipe_preset("bf16"), BufType::kBF16, {1e-2, 3e-2, 5e-2}, 32, 64, 261);
     compare(arch, *recipe_preset("mxfp6"), BufType::kF32, {2e-3, 2e-2, 1e-1}, 32, 64, 261);
+    compare(arch, *recipe_preset("mxfp4"), BufType::kF32, {2e-3, 2e-2, 1e-1}, 32, 64, 261);
   }
 }
 
