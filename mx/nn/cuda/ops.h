@@ -1,4 +1,4 @@
-// Launchers of the CUDA backend's vector-op kernels (ops.cu): the ops of mx/nn/cpu/layers.h
+// Launchers of the CUDA backend's vector-op kernels (ops_*.cu): the ops of mx/nn/cpu/layers.h
 // over device buffers, with activations in bfloat16 or float32 (`bf16_act`) and everything
 // else (weights, gradients, statistics) in float32. Math is float32; each output element is
 // computed by one thread in a fixed order, and every reduction over rows sums fixed chunks in
@@ -13,7 +13,7 @@ namespace mx::nn::cuda {
 
 // Scratch the reductions need: column partial sums [chunks, C] and sort buffers.
 struct OpsScratch {
-  float* partials = nullptr;  // at least kPartialRows x (max C) floats... see ops.cu
+  float* partials = nullptr;  // column_partials_floats(n, c) floats
   int64_t partials_floats = 0;
   void* sort_temp = nullptr;  // cub radix sort
   size_t sort_temp_bytes = 0;
