@@ -4,7 +4,8 @@
 #   cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release
 #   cmake --build build-cuda --target mx_cuda_tests cuda_quant -j2
 #   mkdir -p .device && cp build-cuda/tests/cuda/mx_cuda_tests build-cuda/bench/cuda/cuda_quant .device/
-# and, for the MX matrix products (run when present):
+# and, for the model's CUDA backend and the MX matrix products (each run when present):
+#   cmake --build build-cuda --target mx_nn_cuda_tests -j2 && cp build-cuda/tests/cuda/mx_nn_cuda_tests .device/
 #   cmake --build build-cuda --target mx_gemm_cuda_tests mx_gemm_cublaslt_gpu_tests cuda_gemm -j2
 #   cp build-cuda/tests/cuda/mx_gemm_cuda_tests build-cuda/tests/cuda/mx_gemm_cublaslt_gpu_tests \
 #      build-cuda/bench/cuda/cuda_gemm .device/
@@ -22,6 +23,14 @@ compute-sanitizer --tool racecheck .device/mx_cuda_tests --gtest_filter="$SMOKE"
 .device/cuda_quant 2>&1 | tee "$OUT/bench.log"
 # Optional: an older build's benchmark in the same run (same card, same copy baseline).
 if [ -x .device/base/cuda_quant ]; then .device/base/cuda_quant 2>&1 | tee "$OUT/bench_base.log"; fi
+# The model's CUDA backend: parity with the CPU, determinism, resume; memcheck and racecheck on
+# its smoke test and the odd-vocabulary path.
+if [ -x .device/mx_nn_cuda_tests ]; then
+  .device/mx_nn_cuda_tests 2>&1 | tee "$OUT/nn_tests.log" | grep -E "^\[ +(OK|FAILED|SKIPPED|PASSED) +\]|Failure" | tail -40
+  NN_SMOKE='CudaBackend.SanitizerSmoke:CudaBackend.OddVocabulariesMatchTheCpu'
+  compute-sanitizer --tool memcheck .device/mx_nn_cuda_tests --gtest_filter="$NN_SMOKE" 2>&1 | tee "$OUT/nn_memcheck.log" | tail -3
+  compute-sanitizer --tool racecheck .device/mx_nn_cuda_tests --gtest_filter='CudaBackend.SanitizerSmoke' 2>&1 | tee "$OUT/nn_racecheck.log" | tail -3
+fi
 # The MX matrix products: tests, both sanitizers on a quick subset, the benchmark.
 if [ -x .device/mx_gemm_cuda_tests ]; then
   .device/mx_gemm_cuda_tests 2>&1 | tee "$OUT/gemm_tests.log" | grep -E "^\[ +(OK|FAILED|SKIPPED|PASSED) +\]|Failure|want" | tail -30
