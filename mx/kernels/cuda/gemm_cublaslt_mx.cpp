@@ -5,6 +5,7 @@
 #include "mx/kernels/cuda/bias_rows_cuda.h"
 #include "mx/kernels/cuda/cublaslt_loader.h"
 #include "mx/kernels/cuda/gemm_cublaslt_mx_plan.h"
+#include "mx/kernels/cuda/mx_gemm.h"
 #include "mx/kernels/cuda/quantize_cuda.h"
 #include "mx/kernels/cuda/swizzle_scales_cuda.h"
 
@@ -13,13 +14,8 @@ namespace mx::cuda {
 namespace {
 
 std::string device_reason() {
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-    const cudaError_t e = cudaGetLastError();
-    return std::string("no usable CUDA device: ") + cudaGetErrorString(e);
-  }
+  int major = 0, minor = 0;
+  if (!current_compute_capability(&major, &minor)) return "no usable CUDA device";
   if (major < 10) {
     return "cuBLASLt MX block-scaled products need compute capability 10.0 or newer, this GPU is " +
            std::to_string(major) + "." + std::to_string(minor);
@@ -135,12 +131,18 @@ std::string run_plan(const MxGemmArgs& args, const LtMxPlan& p, void* workspace,
                             args.d, stream);
 }
 
+// The workspace of `plan`'s product for args, 0 where the plan refuses them.
+using Planner = LtMxPlan (*)(const MxGemmArgs&, std::string*);
+size_t planned_workspace_bytes(Planner plan, const MxGemmArgs& args) {
+  std::string why;
+  const LtMxPlan p = plan(args, &why);
+  return why.empty() ? size_t(p.workspace_bytes) : 0;
+}
+
 }  // namespace
 
 size_t mx_gemm_cublaslt_workspace_bytes(const MxGemmArgs& args) {
-  std::string why;
-  const LtMxPlan p = plan_blackwell_mx_gemm(args, &why);
-  return why.empty() ? size_t(p.workspace_bytes) : 0;
+  return planned_workspace_bytes(plan_blackwell_mx_gemm, args);
 }
 
 std::string mx_gemm_cublaslt(const MxGemmArgs& args, void* workspace, size_t workspace_bytes,
@@ -152,9 +154,7 @@ std::string mx_gemm_cublaslt(const MxGemmArgs& args, void* workspace, size_t wor
 }
 
 size_t mx_gemm_dequantized_workspace_bytes(const MxGemmArgs& args) {
-  std::string why;
-  const LtMxPlan p = plan_dequantized_mx_gemm(args, &why);
-  return why.empty() ? size_t(p.workspace_bytes) : 0;
+  return planned_workspace_bytes(plan_dequantized_mx_gemm, args);
 }
 
 std::string mx_gemm_dequantized(const MxGemmArgs& args, void* workspace, size_t workspace_bytes,

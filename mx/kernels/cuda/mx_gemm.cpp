@@ -26,14 +26,6 @@ std::string check_args(const MxGemmArgs& args, const std::string& name) {
   return {};
 }
 
-// The current device's compute capability; false when there is none.
-bool compute_capability(int* major, int* minor) {
-  int device = 0;
-  return cudaGetDevice(&device) == cudaSuccess &&
-         cudaDeviceGetAttribute(major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-         cudaDeviceGetAttribute(minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess;
-}
-
 std::string needs_hopper(const std::string& name, int major, int minor) {
   return name + ": the MX kernels need a Hopper GPU (compute capability 9.0); this one is " +
          std::to_string(major) + "." + std::to_string(minor);
@@ -42,7 +34,7 @@ std::string needs_hopper(const std::string& name, int major, int minor) {
 // "" when the current device is a Hopper GPU, else why `name` cannot run here.
 std::string hopper_or_reason(const std::string& name) {
   int major = 0, minor = 0;
-  if (!compute_capability(&major, &minor)) return name + ": no CUDA device";
+  if (!current_compute_capability(&major, &minor)) return name + ": no CUDA device";
   return major == 9 && minor == 0 ? "" : needs_hopper(name, major, minor);
 }
 
@@ -51,6 +43,17 @@ bool is_fp8(ElementFormat f) {
 }
 
 }  // namespace
+
+bool current_compute_capability(int* major, int* minor) {
+  int device = 0;
+  if (cudaGetDevice(&device) == cudaSuccess &&
+      cudaDeviceGetAttribute(major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+      cudaDeviceGetAttribute(minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess) {
+    return true;
+  }
+  cudaGetLastError();
+  return false;
+}
 
 std::string mx_gemm_fp8_cuda(const MxGemmArgs& args, cudaStream_t stream) {
   if (auto e = check_args(args, "mx_gemm_fp8"); !e.empty()) return e;
@@ -68,7 +71,7 @@ std::string mx_gemm_cuda(const MxGemmArgs& args, cudaStream_t stream) {
   if (auto e = check_args(args, "mx_gemm"); !e.empty()) return e;
   if (args.m == 0 || args.n == 0) return {};
   int major = 0, minor = 0;
-  if (!compute_capability(&major, &minor)) return "mx_gemm: no CUDA device";
+  if (!current_compute_capability(&major, &minor)) return "mx_gemm: no CUDA device";
   if (major == 9 && minor == 0) return launch_mx_gemm_bf16_hopper(args, stream);
   if (major >= 10) {
     return "mx_gemm: this GPU (compute capability " + std::to_string(major) + "." +

@@ -73,6 +73,9 @@ struct MxWeightOnlyArgs {
 };
 std::string mx_gemm_weight_only_cuda(const MxWeightOnlyArgs& args, cudaStream_t stream);
 
+// The current device's compute capability; false (the CUDA error cleared) when there is none.
+bool current_compute_capability(int* major, int* minor);
+
 // Bytes of one row of scales, and of codes of `format`, for K columns (whole blocks of 32).
 inline int64_t mx_row_scale_bytes(int64_t k) {
   return (k + 31) / 32;

@@ -47,11 +47,8 @@ MxGemmRoute choose_mx_gemm_route(const MxGemmArgs& args, int major, int minor, s
 }
 
 MxGemmRoute mx_gemm_auto_route(const MxGemmArgs& args, std::string* why) {
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-    cudaGetLastError();
+  int major = 0, minor = 0;
+  if (!current_compute_capability(&major, &minor)) {
     *why = "mx_gemm_auto: no CUDA device";
     return MxGemmRoute::kNone;
   }
