@@ -49,6 +49,13 @@ float median_ms(const std::function<void()>& fn) {
   return mx::bench::median_ms(fn, 10);
 }
 
+// A library call's one-line error ends the program.
+void exit_on_error(const std::string& e) {
+  if (e.empty()) return;
+  std::fprintf(stderr, "%s\n", e.c_str());
+  std::exit(1);
+}
+
 __device__ uint64_t mix(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -231,11 +238,7 @@ void bench_decode(cublasHandle_t blas, const Shape& s,
         [&](int i) {
           args.codes = w[i % copies].codes;
           args.scales = w[i % copies].scales;
-          const std::string e = mx::cuda::mx_gemm_weight_only_cuda(args, nullptr);
-          if (!e.empty()) {
-            std::fprintf(stderr, "%s\n", e.c_str());
-            std::exit(1);
-          }
+          exit_on_error(mx::cuda::mx_gemm_weight_only_cuda(args, nullptr));
         },
         20);
     char kernel[32];
@@ -254,6 +257,11 @@ void bench_decode(cublasHandle_t blas, const Shape& s,
 
 double tflops(const Shape& s, float ms) {
   return 2.0 * double(s.m) * double(s.n) * double(s.k) / (ms * 1e-3) / 1e12;
+}
+
+// One row of the products' table: milliseconds, TFLOP/s and the ratio to cuBLAS BF16.
+void print_row(const char* shape, const char* kernel, float ms, const Shape& s, double vs_bf16) {
+  std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", shape, kernel, ms, tflops(s, ms), vs_bf16);
 }
 
 std::vector<Shape> parse_shapes(const std::string& text) {
@@ -353,8 +361,7 @@ int main(int argc, char** argv) {
                               b16, CUDA_R_16BF, int(s.k), a16, CUDA_R_16BF, int(s.k), &beta, d16,
                               CUDA_R_16BF, int(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     });
-    std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, "cublas bf16", bf16_ms,
-                tflops(s, bf16_ms), 1.0);
+    print_row(name, "cublas bf16", bf16_ms, s, 1.0);
 
     auto* a8 = static_cast<uint8_t*>(device_alloc(s.m * s.k));
     auto* b8 = static_cast<uint8_t*>(device_alloc(s.n * s.k));
@@ -367,8 +374,7 @@ int main(int argc, char** argv) {
                                   d16, fp8.ld, &fp8.algo, fp8.workspace, fp8.workspace_bytes,
                                   nullptr));
       });
-      std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, "cublaslt fp8", ms, tflops(s, ms),
-                  bf16_ms / ms);
+      print_row(name, "cublaslt fp8", ms, s, bf16_ms / ms);
     } else {
       std::printf("%-22s %-12s %10s\n", name, "cublaslt fp8", "no algorithm");
     }
@@ -390,15 +396,8 @@ int main(int argc, char** argv) {
       args.b = {b.codes, b.scales, fb};
       args.out_dtype = mx::DType::kBF16;
       args.d = d16;
-      const float ms = median_ms([&] {
-        const std::string e = entry(args, nullptr);
-        if (!e.empty()) {
-          std::fprintf(stderr, "%s\n", e.c_str());
-          std::exit(1);
-        }
-      });
-      std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, label, ms, tflops(s, ms),
-                  bf16_ms / ms);
+      const float ms = median_ms([&] { exit_on_error(entry(args, nullptr)); });
+      print_row(name, label, ms, s, bf16_ms / ms);
       if (entry == mx::cuda::mx_gemm_cuda) {
         // The same operands dequantized to bfloat16 (into a16 and b16), then cuBLAS BF16.
         auto dequantize = [](const MxOperand& op, mx::ElementFormat f, int64_t rows, int64_t k,
@@ -406,12 +405,8 @@ int main(int argc, char** argv) {
           mx::QuantSpec spec;
           spec.format = f;
           const int64_t shape[2] = {rows, k};
-          const std::string e = mx::cuda::dequantize_cuda(op.codes, op.scales, nullptr, shape, spec,
-                                                          mx::DType::kBF16, out, nullptr);
-          if (!e.empty()) {
-            std::fprintf(stderr, "%s\n", e.c_str());
-            std::exit(1);
-          }
+          exit_on_error(mx::cuda::dequantize_cuda(op.codes, op.scales, nullptr, shape, spec,
+                                                  mx::DType::kBF16, out, nullptr));
         };
         const float dq_ms = median_ms([&] {
           dequantize(a, fa, s.m, s.k, a16);
@@ -421,19 +416,12 @@ int main(int argc, char** argv) {
                                   &beta, d16, CUDA_R_16BF, int(s.n), CUBLAS_COMPUTE_32F,
                                   CUBLAS_GEMM_DEFAULT));
         });
-        std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, "dq+cublas", dq_ms, tflops(s, dq_ms),
-                    bf16_ms / dq_ms);
+        print_row(name, "dq+cublas", dq_ms, s, bf16_ms / dq_ms);
         const size_t ws_bytes = mx::cuda::mx_gemm_dequantized_workspace_bytes(args);
         void* ws = device_alloc(int64_t(ws_bytes));
-        const float two_pass_ms = median_ms([&] {
-          const std::string e = mx::cuda::mx_gemm_dequantized(args, ws, ws_bytes, lt, nullptr);
-          if (!e.empty()) {
-            std::fprintf(stderr, "%s\n", e.c_str());
-            std::exit(1);
-          }
-        });
-        std::printf("%-22s %-12s %10.3f %10.1f %8.2f\n", name, "mx 2-pass", two_pass_ms,
-                    tflops(s, two_pass_ms), bf16_ms / two_pass_ms);
+        const float two_pass_ms = median_ms(
+            [&] { exit_on_error(mx::cuda::mx_gemm_dequantized(args, ws, ws_bytes, lt, nullptr)); });
+        print_row(name, "mx 2-pass", two_pass_ms, s, bf16_ms / two_pass_ms);
         CHECK(cudaFree(ws));
       }
       for (void* q : {static_cast<void*>(a.codes), static_cast<void*>(a.scales),
