@@ -294,6 +294,13 @@ struct Shape {
   int64_t m, n, k;
 };
 
+// "e4m3 x e2m1 130x136x100 float32", the case a loop of these tests is at.
+std::string case_name(ElementFormat a, ElementFormat b, const Shape& s, DType out) {
+  return std::string(traits(a).name) + " x " + std::string(traits(b).name) + " " +
+         std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k) + " " +
+         std::string(dtype_name(out));
+}
+
 // Every format pair, both outputs, with and without bias, on shapes with partial scale tiles
 // (M, N not multiples of 128; K / 32 not a multiple of 4). cuBLASLt's sum order is its own, so
 // the tolerance is the float32 summation bound relative to sum |a_k b_k|.
@@ -314,9 +321,7 @@ TEST(MxGemmCublasLt, MatchesTheReferenceGemmOnBlackwell) {
       const MxOperands o = make_operands(s.m, s.n, s.k, p.a, p.b, uint64_t(s.m * 7 + s.k));
       for (DType out : {DType::kF32, DType::kBF16}) {
         for (bool bias : {false, true}) {
-          SCOPED_TRACE(std::string(traits(p.a).name) + " x " + std::string(traits(p.b).name) + " " +
-                       std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k) +
-                       " " + std::string(dtype_name(out)) + (bias ? " bias" : ""));
+          SCOPED_TRACE(case_name(p.a, p.b, s, out) + (bias ? " bias" : ""));
           std::vector<float> got;
           ASSERT_EQ("", run_product(o, out, bias, &got));
           std::string first;
@@ -341,9 +346,7 @@ TEST(MxGemmDequantized, MatchesTheReferenceGemmForAnyPairAndK) {
       const MxOperands o = make_operands(s.m, s.n, s.k, fa, fb, uint64_t(s.m * 5 + s.k));
       for (DType out : {DType::kF32, DType::kBF16}) {
         for (bool bias : {false, true}) {
-          SCOPED_TRACE(std::string(traits(fa).name) + " x " + std::string(traits(fb).name) + " " +
-                       std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k) +
-                       " " + std::string(dtype_name(out)) + (bias ? " bias" : ""));
+          SCOPED_TRACE(case_name(fa, fb, s, out) + (bias ? " bias" : ""));
           std::vector<float> got;
           ASSERT_EQ("", run_product(o, out, bias, &got, Entry::kDequantized));
           std::string first;
@@ -354,12 +357,14 @@ TEST(MxGemmDequantized, MatchesTheReferenceGemmForAnyPairAndK) {
   }
 }
 
-// The run-time choice on this GPU: its route's product (the fused kernel where the rows of D
-// rule out cuBLASLt on Hopper) within float32 summation of the reference GEMM.
+// The run-time choice on this GPU: its route's product within float32 summation of the
+// reference GEMM. On Hopper the cases take both routes: the two-pass one where D's rows are a
+// multiple of 16 bytes, the fused kernel where they are not (36 bfloat16 values, 72 bytes).
 TEST(MxGemmAuto, TakesThisDevicesRouteAndMatchesTheReferenceGemm) {
   SKIP_WITHOUT_GPU();
   if (compute_major() < 9) GTEST_SKIP() << "mxkit's kernels target compute capability 9.0";
   using F = ElementFormat;
+  bool took_dequantized = false, took_fused = false;
   for (Shape s : {Shape{130, 136, 100}, Shape{64, 36, 96}}) {
     for (auto [fa, fb] : {std::pair{F::kE4M3, F::kE4M3}, std::pair{F::kE3M2, F::kE2M1}}) {
       const MxOperands o = make_operands(s.m, s.n, s.k, fa, fb, uint64_t(s.n * 3 + s.k));
@@ -374,15 +379,22 @@ TEST(MxGemmAuto, TakesThisDevicesRouteAndMatchesTheReferenceGemm) {
         probe.d = stand_in;
         std::string route_why;
         const MxGemmRoute route = mx_gemm_auto_route(probe, &route_why);
-        SCOPED_TRACE(std::string(traits(fa).name) + " x " + std::string(traits(fb).name) + " " +
-                     std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k) +
-                     " " + std::string(dtype_name(out)) + ", route " + mx_gemm_route_name(route));
+        SCOPED_TRACE(case_name(fa, fb, s, out) + ", route " + mx_gemm_route_name(route));
+        if (compute_major() == 9) {
+          const bool rows_of_16_bytes = s.n * int64_t(dtype_size(out)) % 16 == 0;
+          EXPECT_EQ(route, rows_of_16_bytes ? MxGemmRoute::kDequantized : MxGemmRoute::kFused);
+        }
+        took_dequantized = took_dequantized || route == MxGemmRoute::kDequantized;
+        took_fused = took_fused || route == MxGemmRoute::kFused;
         std::vector<float> got;
         ASSERT_EQ("", run_product(o, out, false, &got, Entry::kAuto));
         std::string first;
         EXPECT_EQ(count_beyond_float32_sums(o, out, false, got, &first), 0) << first;
       }
     }
+  }
+  if (compute_major() == 9) {
+    EXPECT_TRUE(took_dequantized && took_fused);
   }
 }
 
