@@ -33,6 +33,12 @@ py::dict recipe(const std::string& spec) {
   const bool json_text = spec.find_first_not_of(" \t\r\n") != std::string::npos &&
                          spec[spec.find_first_not_of(" \t\r\n")] == '{';
   check(json_text ? nn::parse_recipe_json(spec, &r) : nn::recipe_from_spec(spec, &r));
+  // Refused rather than dropped: mxkit.torch's casts would silently leave the blocks unrotated.
+  if (nn::has_block_rotation(r)) {
+    check("recipe " + r.name +
+          " rotates its blocks before casting them, which mxkit.torch does "
+          "not do (mx train and mx eval on the CPU do)");
+  }
   py::dict d;
   d["name"] = r.name;
   d["weight_fwd"] = role(r.weight_fwd);

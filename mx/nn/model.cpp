@@ -546,7 +546,7 @@ std::string Model::check_weights_for_recipe() const {
                " cannot run: it casts weights, and the FP32 copies of the file's MX weights were "
                "released when they were packed");
   }
-  if (w.kind == OperandCast::Kind::kMx && w.spec == packed_cast_.spec) return "";
+  if (w.kind == OperandCast::Kind::kMx && w == packed_cast_) return "";
   return cat("recipe ", recipe_.name,
              " cannot run: the weights are packed for another weight cast and their FP32 copies "
              "were released");

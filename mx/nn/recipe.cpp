@@ -40,7 +40,7 @@ std::string describe_cast(const OperandCast& c) {
     case OperandCast::Kind::kBF16:
       return "bf16";
     case OperandCast::Kind::kMx:
-      return mx::describe(c.spec);
+      return mx::describe(c.spec) + (c.is_rotated() ? " rotate=hadamard" : "");
   }
   return "?";
 }
@@ -62,6 +62,7 @@ std::string parse_cast(const nlohmann::json& j, std::string_view role, OperandCa
   }
   if (!j.is_object()) return where + "expected a string or an object";
   QuantSpec spec;
+  BlockRotation rotation = BlockRotation::kNone;
   for (const auto& [key, value] : j.items()) {
     if (key == "format" && value.is_string()) {
       auto f = parse_format(value.get<std::string>());
@@ -88,12 +89,24 @@ std::string parse_cast(const nlohmann::json& j, std::string_view role, OperandCa
       spec.seed = value.get<uint64_t>();
     } else if (key == "asym" && value.is_boolean()) {
       spec.asymmetric = value.get<bool>();
+    } else if (key == "rotate" && value.is_string()) {
+      const std::string name = value.get<std::string>();
+      if (name != "hadamard" && name != "none") {
+        return where + "unknown rotation '" + name + "' (hadamard or none)";
+      }
+      rotation = name == "hadamard" ? BlockRotation::kHadamard : BlockRotation::kNone;
     } else {
       return where + "unexpected field '" + key + "'";
     }
   }
   if (std::string e = validate(spec); !e.empty()) return where + e;
+  const int block = spec.block_size;
+  if (rotation != BlockRotation::kNone && (block < 2 || (block & (block - 1)) != 0)) {
+    return where + "a Hadamard rotation needs blocks of a power of two, not " +
+           std::to_string(block);
+  }
   *out = OperandCast::mx(spec);
+  out->rotation = rotation;
   return "";
 }
 
@@ -158,6 +171,13 @@ Recipe mx_casts_to_bf16(const Recipe& recipe, bool to_bf16) {
 }
 
 }  // namespace
+
+bool has_block_rotation(const Recipe& recipe) {
+  for (const RoleRef& role : kRoles) {
+    if ((recipe.*role.member).is_rotated()) return true;
+  }
+  return false;
+}
 
 Recipe classifier_recipe(const Recipe& recipe) {
   return mx_casts_to_bf16(recipe, recipe.bf16_classifier);
@@ -259,6 +279,8 @@ std::string recipe_to_json(const Recipe& recipe) {
     spec["round"] = std::string(rounding_name(c.spec.rounding));
     spec["seed"] = c.spec.seed;
     spec["asym"] = c.spec.asymmetric;
+    // Written only where set, so that the JSON of every unrotated recipe stays as it was.
+    if (c.is_rotated()) spec["rotate"] = "hadamard";
     j[std::string(role.name)] = spec;
   }
   j["bf16_vector_ops"] = recipe.bf16_vector_ops;

@@ -26,16 +26,22 @@
 
 namespace mx::nn {
 
+// A transform of each MX block before its cast, undone after it (block_rotation.h).
+enum class BlockRotation : uint8_t { kNone, kHadamard };
+
 // How one GEMM operand is cast before the FP32 matrix product.
 struct OperandCast {
   enum class Kind { kNone, kBF16, kMx };
   Kind kind = Kind::kNone;
-  QuantSpec spec;  // kMx only
+  QuantSpec spec;                                 // kMx only
+  BlockRotation rotation = BlockRotation::kNone;  // kMx only; blocks of a power-of-two size
 
   static OperandCast none() { return {}; }
   static OperandCast bf16() { return {Kind::kBF16, {}}; }
   static OperandCast mx(const QuantSpec& s) { return {Kind::kMx, s}; }
   bool is_none() const { return kind == Kind::kNone; }
+  bool is_rotated() const { return kind == Kind::kMx && rotation != BlockRotation::kNone; }
+  friend bool operator==(const OperandCast&, const OperandCast&) = default;
 };
 
 struct Recipe {
@@ -71,6 +77,9 @@ Recipe forward_only(const Recipe& recipe);
 // the gradients are bfloat16 already, and an uncast P or dS would take attention's backward
 // off the tensor cores. Named "R-forward" unless nothing changed (fp32 stays fp32).
 Recipe forward_casts_for_training(const Recipe& recipe, bool bf16_activations);
+
+// True when some role of `recipe` rotates its blocks before its cast.
+bool has_block_rotation(const Recipe& recipe);
 
 // The casts of the classifier's products under `recipe` (bf16_classifier above).
 Recipe classifier_recipe(const Recipe& recipe);

@@ -41,6 +41,13 @@ class Recipe(unittest.TestCase):
                 mxkit.recipe(bad)
             self.assertNotIn("\n", str(e.exception))
 
+    def test_a_rotated_recipe_is_refused_not_read_as_unrotated(self):
+        text = json.dumps({"name": "w4r", "weight_fwd": {"format": "mxfp4_e2m1",
+                                                         "rotate": "hadamard"}})
+        with self.assertRaises(ValueError) as e:
+            mxkit.recipe(text)
+        self.assertIn("rotates its blocks", str(e.exception))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -69,8 +69,8 @@ void CpuBackend::copy(Buf dst, Buf src) {
 
 Backend::Packed CpuBackend::pack_weight(Buf w, int64_t n, int64_t k, const OperandCast& cast) {
   const QuantSpec& s = cast.spec;
-  if (cast.kind != OperandCast::Kind::kMx || s.is_tiled() || s.block_size != 32 || s.asymmetric ||
-      s.rounding == Rounding::kStochastic || k == 0) {
+  if (cast.kind != OperandCast::Kind::kMx || cast.is_rotated() || s.is_tiled() ||
+      s.block_size != 32 || s.asymmetric || s.rounding == Rounding::kStochastic || k == 0) {
     return Packed::kNo;
   }
   PackedWeight packed{s, false, {}};
@@ -104,9 +104,9 @@ void CpuBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_
   const auto packed = packed_.find(w.p);
   const OperandCast& cast = recipe.weight_fwd;
   const bool use_packed =
-      packed != packed_.end() &&
-      ((cast.kind == OperandCast::Kind::kMx && cast.spec == packed->second.spec) ||
-       (cast.is_none() && packed->second.exact));
+      packed != packed_.end() && ((cast.kind == OperandCast::Kind::kMx && !cast.is_rotated() &&
+                                   cast.spec == packed->second.spec) ||
+                                  (cast.is_none() && packed->second.exact));
   if (!use_packed) {
     record(cpu::matmul_forward(f32(y), f32(x), f32(w), f32(bias), m, k, n, recipe, stream_of(key),
                                scratch_));

@@ -6,6 +6,7 @@
 #include "mx/core/rounding.h"
 #include "mx/io/cat.h"
 #include "mx/kernels/cpu/quantize.h"
+#include "mx/nn/block_rotation.h"
 #include "mx/nn/cpu/sgemm.h"
 
 namespace mx::nn::cpu {
@@ -24,8 +25,15 @@ const float* cast_tensor(const float* src, std::span<const int64_t> shape, int a
     case OperandCast::Kind::kMx: {
       scratch.resize(count);
       const QuantSpec spec = cast_spec(cast.spec, axis, stream);
+      const float* input = src;
+      std::vector<float> rotated;
+      if (cast.is_rotated()) {
+        rotated.assign(src, src + count);
+        hadamard_rotate_blocks(rotated.data(), shape, axis, spec.block_size);
+        input = rotated.data();
+      }
       if (std::string e =
-              mx::cpu::fake_quantize(src, DType::kF32, shape, spec, DType::kF32, scratch.data());
+              mx::cpu::fake_quantize(input, DType::kF32, shape, spec, DType::kF32, scratch.data());
           !e.empty()) {
         if (error->empty()) {
           *error =
@@ -33,6 +41,7 @@ const float* cast_tensor(const float* src, std::span<const int64_t> shape, int a
         }
         return src;
       }
+      if (cast.is_rotated()) hadamard_rotate_blocks(scratch.data(), shape, axis, spec.block_size);
       return scratch.data();
     }
   }

@@ -242,6 +242,10 @@ const void* CudaBackend::prepare(Buf x, std::initializer_list<int64_t> shape_lis
 const void* CudaBackend::prepare(Buf x, std::initializer_list<int64_t> shape_list, int axis,
                                  const OperandCast& cast, const char* role, uint64_t stream,
                                  size_t index, BufType out) {
+  if (cast.is_rotated()) {
+    record(std::string("recipe role '") + role + "': block rotations run on the CPU backend only");
+    return nullptr;
+  }
   const std::vector<int64_t> shape(shape_list);
   int64_t count = 1;
   for (const int64_t d : shape) count *= d;

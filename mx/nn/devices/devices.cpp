@@ -26,6 +26,10 @@ std::string make_backend(const DeviceOptions& options, const Recipe& recipe,
     return "unknown device '" + options.device + "' (expected cpu or cuda)";
   }
   if (options.fast_products) return "fast products from packed weights are for the CPU";
+  if (has_block_rotation(recipe)) {
+    return "--device cuda: recipe " + recipe.name +
+           " rotates its blocks before casting them, which only the CPU backend does";
+  }
 #ifdef MX_HAVE_CUDA
   CudaBackendOptions o;
   o.act_type = recipe_wants_f32_activations(recipe) ? BufType::kF32 : BufType::kBF16;
