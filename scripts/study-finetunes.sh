@@ -7,12 +7,15 @@
 #   scripts/study-finetunes.sh FP32_RUN STEPS OUT_DIR
 # STEPS is the finetune's length at batch 32 x 1024: 5% of the run's training tokens is 32 steps
 # for the 124M run (640 steps), 40 for the 20M one (800 steps). Set MX_DEVICE=cpu for the CPU,
-# MX_BATCH and MX_SEQ_LEN for other batches and windows (training and evaluation).
+# MX_BATCH and MX_SEQ_LEN for other batches and windows (training and evaluation), MX_LR for
+# another peak learning rate (the final one is a tenth of it).
 set -euo pipefail
 MX=${MX:-build/tools/mx/mx}
 DEVICE=${MX_DEVICE:-cuda}
 BATCH=${MX_BATCH:-32}
 SEQ_LEN=${MX_SEQ_LEN:-1024}
+LR=${MX_LR:-2e-4}
+MIN_LR=$(awk -v lr="$LR" 'BEGIN { printf "%g", lr / 10 }')
 base=$1 steps=$2 out=$3
 model=$base/model.safetensors
 [ -f "$model" ] || { echo "study-finetunes.sh: no $model" >&2; exit 2; }
@@ -36,7 +39,7 @@ finetune() {  # finetune NAME RECIPE [FLAGS...]
   local dir=$out/runs/$name
   if [ ! -e "$dir" ] && [ -d "$base/data" ]; then mkdir -p "$dir" && cp -r "$base/data" "$dir/"; fi
   "$MX" train --init "$base" --data study --recipe "$recipe" --forward-casts-only \
-    --steps "$steps" --batch "$BATCH" --seq-len "$SEQ_LEN" --lr 2e-4 --min-lr 2e-5 --warmup 4 \
+    --steps "$steps" --batch "$BATCH" --seq-len "$SEQ_LEN" --lr "$LR" --min-lr "$MIN_LR" --warmup 4 \
     --weight-decay 0 --eval-every "$steps" --eval-batches 8 --checkpoint-every "$steps" \
     --device "$DEVICE" --out "$dir" -q "$@"
   evaluate "$name" "$dir/model.safetensors" "$recipe"
