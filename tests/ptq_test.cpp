@@ -490,5 +490,91 @@ TEST(ErrorDiffusion, RefusesBadInputsWithOneLine) {
   EXPECT_NE(gptq_quantize(l.w, l.n, l.k, l.h, bad, {}, &t), "");
 }
 
+// sum over rows of (w - q)^T (H + damp * mean(diag H) I) (w - q): the objective that the
+// refinement descends (no input of the Layer is dead).
+double damped_objective(const Layer& l, const std::vector<float>& q, double damp) {
+  double mean = 0;
+  for (int64_t c = 0; c < l.k; ++c) mean += l.h[size_t(c * l.k + c)];
+  mean /= double(l.k);
+  double sum = 0;
+  for (int64_t r = 0; r < l.n; ++r) {
+    for (int64_t i = 0; i < l.k; ++i) {
+      const double ei = double(l.w[size_t(r * l.k + i)]) - q[size_t(r * l.k + i)];
+      for (int64_t j = 0; j < l.k; ++j) {
+        const double ej = double(l.w[size_t(r * l.k + j)]) - q[size_t(r * l.k + j)];
+        sum += ei * ej * (double(l.h[size_t(i * l.k + j)]) + (i == j ? damp * mean : 0.0));
+      }
+    }
+  }
+  return sum;
+}
+
+TEST(Refinement, NeverRaisesGptqsObjectiveAndLowersItForFourBitFormats) {
+  const Layer l(11);
+  for (const FormatTraits& f : all_formats()) {
+    QuantSpec spec = spec_of(f.format);
+    spec.asymmetric = f.format == ElementFormat::kInt4;
+    GptqOptions options;
+    const double gptq = damped_objective(l, diffuse(l, spec, options).values, options.damp);
+    options.refine_passes = 3;
+    const Result refined = diffuse(l, spec, options);
+    const double after = damped_objective(l, refined.values, options.damp);
+    EXPECT_LE(after, gptq * (1 + 1e-9)) << f.mx_name;
+    if (f.bits == 4) {
+      EXPECT_LT(after, 0.99 * gptq) << f.mx_name;
+    }
+    // The stored tensor is still whole and decodes to the values refined.
+    EXPECT_EQ(check_consistent(refined.tensor), "") << f.mx_name;
+    const std::vector<float> decoded = dequantize_ref(refined.tensor);
+    EXPECT_EQ(std::memcmp(decoded.data(), refined.values.data(), decoded.size() * sizeof(float)), 0)
+        << f.mx_name;
+  }
+}
+
+// Under H = I the best value of each element is the nearest one, which the direct cast took.
+TEST(Refinement, WithTheIdentityHessianLeavesTheDirectCastBitForBit) {
+  const Layer l(3, 80);
+  const std::vector<float> h = identity(l.k);
+  std::vector<QuantSpec> specs;
+  for (const FormatTraits& f : all_formats()) specs.push_back(spec_of(f.format));
+  QuantSpec s = spec_of(ElementFormat::kE2M1);
+  s.rounding = Rounding::kNearestAway;
+  specs.push_back(s);
+  s = spec_of(ElementFormat::kInt4);
+  s.asymmetric = true;
+  s.block_size = 16;
+  specs.push_back(s);
+  s = spec_of(ElementFormat::kE3M2);
+  s.tile_rows = 4, s.tile_cols = 16;
+  specs.push_back(s);
+  const int64_t shape[2] = {l.n, l.k};
+  for (const QuantSpec& spec : specs) {
+    std::string error;
+    const MxTensor direct = quantize_ref(l.w, shape, spec, &error);
+    ASSERT_EQ(error, "");
+    GptqOptions options;
+    options.refine_passes = 2;
+    EXPECT_TRUE(same_tensor(diffuse(l, spec, options, h).tensor, direct)) << describe(spec);
+  }
+}
+
+TEST(Refinement, IsDeterministicForAnyThreadCountAndRefusesOtherRoundings) {
+  const Layer l(12);
+  GptqOptions options;
+  options.refine_passes = 2;
+  options.threads = 1;
+  const Result one = diffuse(l, spec_of(ElementFormat::kE2M1), options);
+  for (int threads : {2, 3, 0}) {
+    options.threads = threads;
+    EXPECT_TRUE(same_tensor(diffuse(l, spec_of(ElementFormat::kE2M1), options).tensor, one.tensor))
+        << threads;
+  }
+  QuantSpec stochastic = spec_of(ElementFormat::kE2M1);
+  stochastic.rounding = Rounding::kStochastic;
+  MxTensor t;
+  EXPECT_EQ(gptq_quantize(l.w, l.n, l.k, l.h, stochastic, options, &t),
+            "refinement keeps nearest roundings only, and the spec rounds stochastic");
+}
+
 }  // namespace
 }  // namespace mx::ptq

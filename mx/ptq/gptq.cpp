@@ -12,6 +12,7 @@
 #include "mx/nn/cpu/sgemm.h"
 #include "mx/ptq/cholesky.h"
 #include "mx/ptq/hessian.h"
+#include "mx/ptq/refine.h"
 
 namespace mx::ptq {
 namespace {
@@ -62,6 +63,7 @@ std::string check_inputs(std::span<const float> w, int64_t n, int64_t k,
     return "the dampening fraction must be a finite number >= 0";
   }
   if (options.batch_columns < 1) return "the batch of columns must hold at least one";
+  if (options.refine_passes < 0) return "the refinement passes must be >= 0";
   for (const float v : w) {
     if (!std::isfinite(v)) return "the weight holds NaN or Inf";
   }
@@ -161,6 +163,13 @@ std::string gptq_quantize(std::span<const float> w, int64_t n, int64_t k,
                           const GptqOptions& options, MxTensor* out,
                           std::vector<float>* dequantized) {
   if (std::string e = check_inputs(w, n, k, hessian, options); !e.empty()) return e;
+  // Refinement picks the best grid value outright, which is a nearest rounding's choice, not
+  // a truncation's or a random draw's (under H = I it must leave the direct cast as it is).
+  if (options.refine_passes > 0 && spec.rounding != Rounding::kNearestEven &&
+      spec.rounding != Rounding::kNearestAway) {
+    return cat("refinement keeps nearest roundings only, and the spec rounds ",
+               rounding_name(spec.rounding));
+  }
   std::string error;
   const int64_t shape[2] = {n, k};
   MxTensor t = make_mx_tensor(shape, spec, &error);
@@ -188,6 +197,8 @@ std::string gptq_quantize(std::span<const float> w, int64_t n, int64_t k,
   const int elems = grid.block_elems();
   std::vector<BlockResult> blocks(size_t(grid.num_blocks()));
   std::vector<uint8_t> codes(size_t(grid.num_blocks() * elems), 0);
+  std::vector<float> decoded;
+  if (dequantized == nullptr && options.refine_passes > 0) dequantized = &decoded;
   if (dequantized != nullptr) dequantized->assign(size_t(n * k), 0.0f);
   const int64_t batch = options.batch_columns;
   std::vector<float> errors(size_t(batch * n)), panel;
@@ -279,6 +290,14 @@ std::string gptq_quantize(std::span<const float> w, int64_t n, int64_t k,
     }
     flush(first, i, end);
     first = i;
+  }
+
+  if (options.refine_passes > 0) {
+    std::vector<int64_t> natural(static_cast<size_t>(k));
+    for (int64_t c = 0; c < k; ++c) natural[size_t(c)] = c;
+    const std::vector<double> damped = damped_hessian(hessian, k, natural, options.damp);
+    refine_codes(w, n, k, damped, spec, grid, blocks, codes, *dequantized, options.refine_passes,
+                 options.threads);
   }
 
   for (int64_t b = 0; b < grid.num_blocks(); ++b) {

@@ -42,6 +42,8 @@ struct GptqOptions {
   // scale sees: a batch ends early where a block's scale is due and some of its columns lie
   // beyond the batch.
   int64_t batch_columns = 128;
+  // Sweeps of coordinate descent over the codes after GPTQ (refine.h); 0: none.
+  int refine_passes = 0;
   int threads = 0;  // 0: all hardware threads; results are the same for any count
 };
 

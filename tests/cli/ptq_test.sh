@@ -10,6 +10,9 @@ expect_one_line_error "--damp" ptq model.bin --calib x.txt --damp nan -o out.saf
 expect_one_line_error "--samples" ptq model.bin --calib x.txt --samples 0 -o out.safetensors
 expect_one_line_error "--order" ptq model.bin --calib x.txt --order sideways -o out.safetensors
 expect_one_line_error "--fp32-targets" ptq model.bin --calib x.txt --fp32-targets 2 -o out.safetensors
+expect_one_line_error "--refine" ptq model.bin --calib x.txt --refine -1 -o out.safetensors
+expect_one_line_error "nearest" ptq model.bin --calib x.txt --refine 2 --round stochastic \
+  -o out.safetensors
 expect_one_line_error "model.bin" ptq model.bin --calib x.txt -o out.safetensors
 [ ! -e out.safetensors ] || fail "a failed ptq wrote its output"
 expect_one_line_error "MXFP4" ptq model.bin --calib x.txt --format mxfp8_e4m3 -o out.gguf
@@ -47,6 +50,12 @@ awk -v p="$ptq_kl" -v c="$cast_kl" 'BEGIN { exit !(p < 0.9 * c) }' ||
 targets_kl=$(kl fp32_targets.safetensors)
 [ -n "$targets_kl" ] && [ "$targets_kl" != "$ptq_kl" ] ||
   fail "ptq --fp32-targets gave no model that evaluates, or plain PTQ's ($targets_kl)"
+# Refined by coordinate descent after GPTQ: other codes, in a file that evaluates.
+"$mx" ptq "$s/stories260K.bin" --format mxfp4_e2m1 --calib "$sample" --samples 4 --seq-len 256 \
+  --refine 2 -q -o refined.safetensors
+refined_kl=$(kl refined.safetensors)
+[ -n "$refined_kl" ] && [ "$refined_kl" != "$ptq_kl" ] ||
+  fail "ptq --refine gave no model that evaluates, or plain PTQ's ($refined_kl)"
 expect_one_line_error "FP32 targets" ptq "$s/stories260K.bin" --calib "$sample" --samples 2 \
   --seq-len 64 --fp32-targets 1 --recipe mxfp4 -o refused.safetensors
 [ ! -e refused.safetensors ] || fail "a refused ptq wrote its output"

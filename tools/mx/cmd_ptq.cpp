@@ -29,6 +29,7 @@ struct PtqFlags {
   std::string model, out, calib, tokenizer, recipe, order, device = "cpu";
   int64_t samples = 128, seq_len = 0, batch = 8;
   double damp = 0.01, fp32_targets = 0;
+  int refine = 0;
   bool act_order = false, scale_search = false, scale_lookahead = false, quiet = false;
   SpecFlags spec;
 };
@@ -65,6 +66,12 @@ std::string run_ptq(const PtqFlags& f) {
   options.gptq.scale = f.scale_lookahead ? ptq::ScaleChoice::kLookahead
                        : f.scale_search  ? ptq::ScaleChoice::kNeighbors
                                          : ptq::ScaleChoice::kRule;
+  options.gptq.refine_passes = f.refine;
+  if (f.refine > 0 && options.spec.rounding != Rounding::kNearestEven &&
+      options.spec.rounding != Rounding::kNearestAway) {
+    return fmt::format("--refine keeps nearest roundings only, not --round {}",
+                       rounding_name(options.spec.rounding));
+  }
   options.gptq.threads = cpu_options.threads;
   options.batch = f.batch;
   options.recipe = *nn::recipe_preset("fp32");
@@ -135,16 +142,17 @@ std::string run_ptq(const PtqFlags& f) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     fmt::print(
-        "quantized {} linear weights to {} by error diffusion (order {}, dampening {}{}{}) on {} "
-        "x {} calibration tokens of {}{} on {} in {:.1f} s; wrote {}\n",
+        "quantized {} linear weights to {} by error diffusion (order {}, dampening {}{}{}{}) on "
+        "{} x {} calibration tokens of {}{} on {} in {:.1f} s; wrote {}\n",
         quantized.size(), describe(options.spec), ptq::column_order_name(options.gptq.order),
         f.damp,
         f.scale_lookahead ? ", scale look-ahead"
         : f.scale_search  ? ", scale search"
                           : "",
-        f.fp32_targets > 0 ? fmt::format(", FP32 targets {}", f.fp32_targets) : "", f.samples,
-        seq_len, f.calib, f.recipe.empty() ? "" : fmt::format(" under recipe {}", f.recipe),
-        f.device, seconds, f.out);
+        f.fp32_targets > 0 ? fmt::format(", FP32 targets {}", f.fp32_targets) : "",
+        f.refine > 0 ? fmt::format(", {} refinement passes", f.refine) : "", f.samples, seq_len,
+        f.calib, f.recipe.empty() ? "" : fmt::format(" under recipe {}", f.recipe), f.device,
+        seconds, f.out);
   }
   return "";
 }
@@ -191,6 +199,11 @@ void register_ptq(CLI::App& app) {
   cmd->add_option("--fp32-targets", f.fp32_targets,
                   "Fit each layer to the FP32 model's output on its own inputs, this share of "
                   "the way (0: off, as GPTQ; 1: whole); weights only")
+      ->capture_default_str();
+  cmd->add_option("--refine", f.refine,
+                  "Sweeps of coordinate descent over the codes after GPTQ, each element moved "
+                  "to the grid value that most lowers GPTQ's objective (0: none)")
+      ->check(integer_in(0, 100))
       ->capture_default_str();
   cmd->add_option("--recipe", f.recipe,
                   "Collect the Hessians under this recipe's activation casts (as mx eval runs "
