@@ -6,6 +6,7 @@
 
 #include "mx/core/element_ref.h"
 #include "mx/core/half.h"
+#include "mx/kernels/cpu/dgemm.h"
 #include "mx/kernels/cpu/parallel.h"
 
 namespace mx::ptq {
@@ -54,19 +55,20 @@ int64_t refine_codes(std::span<const float> w, int64_t n, int64_t k,
   const int elems = grid.block_elems();
   std::atomic<int64_t> moved{0};
   cpu::parallel_for(n, 1, threads, [&](int64_t r0, int64_t r1) {
-    std::vector<double> error(static_cast<size_t>(k)), gradient(static_cast<size_t>(k));
+    // The rows' errors e = w - q, and gradient = e Hd for all of them at once (an FP64
+    // product whose sums do not depend on how the rows are split).
+    const int64_t rows = r1 - r0;
+    std::vector<double> errors(static_cast<size_t>(rows * k));
+    std::vector<double> gradients(static_cast<size_t>(rows * k), 0.0);
+    for (int64_t i = 0; i < rows * k; ++i) {
+      errors[size_t(i)] = double(w[size_t(r0 * k + i)]) - double(dequantized[size_t(r0 * k + i)]);
+    }
+    cpu::dgemm_accumulate(gradients.data(), k, errors.data(), k, hessian.data(), k, rows, k, k);
     int64_t local_moved = 0;
     for (int64_t r = r0; r < r1; ++r) {
-      const float* wr = w.data() + r * k;
       float* qr = dequantized.data() + r * k;
-      for (int64_t c = 0; c < k; ++c) error[size_t(c)] = double(wr[c]) - double(qr[c]);
-      // gradient = H e; moving q_c by d changes the objective by d^2 H_cc - 2 d gradient_c.
-      for (int64_t c = 0; c < k; ++c) {
-        const double* h = hessian.data() + c * k;
-        double s = 0;
-        for (int64_t j = 0; j < k; ++j) s += h[j] * error[size_t(j)];
-        gradient[size_t(c)] = s;
-      }
+      double* gradient = gradients.data() + (r - r0) * k;
+      // Moving q_c by d changes the objective by d^2 Hd_cc - 2 d gradient_c.
       for (int pass = 0; pass < passes; ++pass) {
         for (int64_t c = 0; c < k; ++c) {
           const double hcc = hessian[size_t(c * k + c)];
@@ -77,7 +79,7 @@ int64_t refine_codes(std::span<const float> w, int64_t n, int64_t k,
           const BlockResult& block = blocks[size_t(b)];
           if (block.nan_block || block.scale == 0xFF) continue;
           // The unconstrained best value, then the two grid values around it.
-          const double target = double(qr[c]) + gradient[size_t(c)] / hcc;
+          const double target = double(qr[c]) + gradient[c] / hcc;
           const double offset = spec.asymmetric ? double(bf16_to_float(block.offset)) : 0.0;
           const double unit = std::ldexp(1.0, int(block.scale) - 127);
           const double x = (target - offset) / unit;
@@ -94,9 +96,9 @@ int64_t refine_codes(std::span<const float> w, int64_t n, int64_t k,
                 decode_value(format, code, block.scale, spec.asymmetric, block.offset);
             if (!std::isfinite(value)) continue;
             const double d = double(value) - double(qr[c]);
-            const double change = d * d * hcc - 2 * d * gradient[size_t(c)];
+            const double change = d * d * hcc - 2 * d * gradient[c];
             // A gain within rounding of the terms is no gain: ties keep the value.
-            const double noise = 1e-12 * (d * d * hcc + std::fabs(2 * d * gradient[size_t(c)]));
+            const double noise = 1e-12 * (d * d * hcc + std::fabs(2 * d * gradient[c]));
             if (change < best_change - noise) {
               best_change = change, best_code = code, best_value = value;
             }
@@ -105,9 +107,8 @@ int64_t refine_codes(std::span<const float> w, int64_t n, int64_t k,
           const double d = double(best_value) - double(qr[c]);
           qr[c] = best_value;
           codes[size_t(b * elems + slot)] = best_code;
-          error[size_t(c)] -= d;
           const double* h = hessian.data() + c * k;  // H is symmetric: column c is row c
-          for (int64_t j = 0; j < k; ++j) gradient[size_t(j)] -= h[j] * d;
+          for (int64_t j = 0; j < k; ++j) gradient[j] -= h[j] * d;
           ++local_moved;
         }
       }
