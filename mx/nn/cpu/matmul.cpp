@@ -26,7 +26,9 @@ const float* cast_tensor(const float* src, std::span<const int64_t> shape, int a
       scratch.resize(count);
       const QuantSpec spec = cast_spec(cast.spec, axis, stream);
       const float* input = src;
-      std::vector<float> rotated;
+      // Per thread, so that attention's casts on several threads do not share it, and kept, so
+      // that the training loop does not allocate.
+      thread_local std::vector<float> rotated;
       if (cast.is_rotated()) {
         rotated.assign(src, src + count);
         hadamard_rotate_blocks(rotated.data(), shape, axis, spec.block_size);
