@@ -9,7 +9,7 @@
 #include "mx/core/quantize_ref.h"
 #include "mx/io/cat.h"
 #include "mx/kernels/cpu/parallel.h"
-#include "mx/nn/cpu/sgemm.h"
+#include "mx/kernels/cpu/sgemm.h"
 #include "mx/ptq/cholesky.h"
 #include "mx/ptq/hessian.h"
 #include "mx/ptq/refine.h"
@@ -273,8 +273,12 @@ std::string gptq_quantize(std::span<const float> w, int64_t n, int64_t k,
       std::copy_n(u.data() + (first + p) * k + end, tail, panel.data() + p * tail);
     }
     for (int64_t x = 0; x < rows * n; ++x) errors[size_t(x)] = -errors[size_t(x)];
-    nn::cpu::sgemm_tn(wt.data() + end * n, panel.data(), errors.data(), tail, rows, n,
-                      /*accumulate=*/true, options.threads);
+    // wt[end:, :] += panel^T errors: panel [rows, tail] read transposed, errors [rows, n].
+    cpu::SgemmOptions product;
+    product.accumulate = true;
+    product.threads = options.threads;
+    cpu::sgemm(wt.data() + end * n, n, cpu::StridedMatrix{panel.data(), 1, tail},
+               cpu::StridedMatrix{errors.data(), n, 1}, tail, rows, n, product);
   };
 
   for (int64_t first = 0; first < k;) {
