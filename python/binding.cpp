@@ -82,6 +82,7 @@ PYBIND11_MODULE(_mxkit, m) {
   mx::python::add_layouts(m);
   mx::python::add_files(m);
   mx::python::add_recipe(m);
+  mx::python::add_gptq(m);
 #ifdef MX_HAVE_CUDA
   mx::python::add_cuda(m);
 #endif

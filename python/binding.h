@@ -88,6 +88,7 @@ void add_quantize(py::module_& m);
 void add_layouts(py::module_& m);
 void add_files(py::module_& m);
 void add_recipe(py::module_& m);
+void add_gptq(py::module_& m);
 // Present only in a module built with CUDA (MX_HAVE_CUDA).
 void add_cuda(py::module_& m);
 
