@@ -48,6 +48,8 @@ py::dict recipe(const std::string& spec) {
   d["grad_out_dw"] = role(r.grad_out_dw);
   d["act_dw"] = role(r.act_dw);
   d["bf16_vector_ops"] = r.bf16_vector_ops;
+  d["bf16_classifier"] = r.bf16_classifier;
+  d["bf16_attention"] = r.bf16_attention;
   return d;
 }
 

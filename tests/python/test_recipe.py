@@ -41,6 +41,13 @@ class Recipe(unittest.TestCase):
                 mxkit.recipe(bad)
             self.assertNotIn("\n", str(e.exception))
 
+    def test_the_bfloat16_exceptions_of_a_recipe_are_read(self):
+        text = json.dumps({"default": "mxfp6_e3m2", "bf16_attention": True})
+        r = mxkit.recipe(text)
+        self.assertTrue(r["bf16_attention"])
+        self.assertFalse(r["bf16_classifier"])
+        self.assertFalse(mxkit.recipe("mxfp6")["bf16_attention"])
+
     def test_a_rotated_recipe_is_refused_not_read_as_unrotated(self):
         text = json.dumps({"name": "w4r", "weight_fwd": {"format": "mxfp4_e2m1",
                                                          "rotate": "hadamard"}})

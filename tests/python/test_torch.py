@@ -101,6 +101,14 @@ class TorchMxLinear(unittest.TestCase):
         self.assertIs(model[0].weight, weight)
         self.assertIs(type(model[2][0]), torch.nn.Linear)
 
+    def test_quantize_refuses_a_recipe_that_keeps_the_classifier_in_bfloat16(self):
+        model = torch.nn.Sequential(torch.nn.Linear(32, 64))
+        with self.assertRaises(ValueError) as e:
+            mxt.quantize_(model, '{"default": "mxfp6_e3m2", "bf16_classifier": true}')
+        self.assertIn("bf16_classifier", str(e.exception))
+        self.assertNotIn("\n", str(e.exception))
+        self.assertIs(type(model[0]), torch.nn.Linear)
+
     def test_a_small_model_trains_under_mxfp6(self):
         torch.manual_seed(3)
         model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.GELU(),

@@ -75,6 +75,24 @@ class TorchAttention(unittest.TestCase):
         for a, b in zip(got_fp32, got_mx):
             self.assertGreater(float((a - b).abs().max()), 1e-3)
 
+    def test_a_recipe_that_leaves_attention_in_bfloat16_rounds_instead_of_casting(self):
+        rng = np.random.default_rng(5)
+        q, k, v, dout = (torch.from_numpy(rng.standard_normal((2, 2, 64, 32)).astype(np.float32))
+                         for _ in range(4))
+
+        def attention(recipe):
+            qt, kt, vt = (a.clone().requires_grad_() for a in (q, k, v))
+            out = mxt.scaled_dot_product_attention(qt, kt, vt, recipe, is_causal=True)
+            out.backward(dout)
+            return out.detach(), qt.grad, kt.grad, vt.grad
+
+        got = attention('{"default": "mxfp4_e2m1", "bf16_attention": true}')
+        rounded = attention("bf16")
+        cast = attention('{"default": "mxfp4_e2m1"}')
+        for name, a, b, c in zip(("out", "dq", "dk", "dv"), got, rounded, cast):
+            self.assertTrue(torch.equal(a, b), name)
+            self.assertGreater(float((a - c).abs().max()), 1e-3, name)
+
     def test_without_casts_it_is_softmax_attention_with_its_exact_gradient(self):
         torch.manual_seed(0)
         q, k, v = (torch.randn(1, 2, 8, 4, dtype=torch.float64, requires_grad=True)

@@ -96,7 +96,13 @@ def attention_specs(recipe):
     or file, or mxkit.recipe's dict). Compute them once, outside code that torch.compile
     traces: reading a recipe is a call into the C++ module, which it cannot trace."""
     r = as_recipe(recipe)
-    return tuple(role_spec(r[role], axis) for role, axis in _CASTS)
+    # A recipe with bf16_attention leaves attention in bfloat16: its MX casts become roundings
+    # to bfloat16 there, as in mx's engine (mx/nn/recipe.h, attention_recipe).
+    def role(name):
+        c = r[name]
+        return "bf16" if r.get("bf16_attention") and isinstance(c, dict) else c
+
+    return tuple(role_spec(role(name), axis) for name, axis in _CASTS)
 
 
 def scaled_dot_product_attention(q, k, v, recipe="mxfp6", attn_mask=None, is_causal=False,

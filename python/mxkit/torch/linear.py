@@ -91,6 +91,13 @@ def quantize_(model, recipe, filter_fn=None, attention=False):
     the model's calls of torch.nn.functional.scaled_dot_product_attention with the recipe's
     casts (cast_attention_calls). Returns the model."""
     spec = as_recipe(recipe)
+    if spec.get("bf16_classifier"):
+        # Refused rather than ignored: every selected layer gets the same casts here, and which
+        # one is the classifier only the caller knows.
+        raise ValueError(
+            f"recipe {spec['name']} keeps the classifier's products in bfloat16 "
+            "(bf16_classifier), which quantize_ cannot tell apart: leave the classifier out with "
+            "filter_fn and quantize_ it under a recipe of bfloat16 casts")
     replace_linears(model, filter_fn, lambda linear: MXLinear.from_linear(linear, spec))
     if attention:
         cast_attention_calls(model, spec)
