@@ -1,0 +1,80 @@
+"""gptq_: post-training quantization of a PyTorch model's linear weights by error diffusion,
+layer after layer, as `mx ptq` quantizes the models it reads (docs/NUMERICS.md, section 17).
+
+Each weight's Hessian H = X^T X comes from the inputs the layer sees while the model runs over
+the calibration batches with every layer before it already quantized, so that each layer
+corrects the error of those before it. The order is the one in which the forward pass first
+calls the layers. Each layer costs one pass over the batches: meant for models small enough
+for that, or for a few layers chosen with filter_fn.
+"""
+
+import numpy as np
+import torch
+
+import mxkit
+
+
+def _linears(model, filter_fn):
+    return {module: name for name, module in model.named_modules()
+            if type(module) is torch.nn.Linear and (filter_fn is None or filter_fn(module, name))}
+
+
+def _run(model, batches, forward):
+    with torch.no_grad():
+        for batch in batches:
+            forward(model, batch)
+
+
+def _call(model, batch):
+    return model(*batch) if isinstance(batch, (tuple, list)) else model(batch)
+
+
+def gptq_(model, batches, format="mxfp4_e2m1", *, filter_fn=None, forward=None,
+          order="natural", damp=0.01, scale_choice="rule", refine=0, **spec):
+    """Quantizes, in place, the weight of every nn.Linear of `model` (for which
+    filter_fn(module, name) holds, when given) by error diffusion (mxkit.gptq) and writes back
+    the values its MX blocks decode to, in the weight's dtype. `batches`: an iterable that can
+    be walked once per layer (a list), each item passed to forward(model, item) (default:
+    model(item), or model(*item) for a tuple). The keywords are mxkit.gptq's. Returns {name:
+    MxArray} of the quantized weights, in quantization order, for mxkit.save. Put the model in
+    eval mode first: dropout would change the Hessians from one pass to the next."""
+    if iter(batches) is batches:
+        raise TypeError("batches must be walkable once per layer (a list, not an iterator)")
+    forward = forward or _call
+    targets = _linears(model, filter_fn)
+    seen = []
+
+    def first_call(module, args):
+        if module not in seen:
+            seen.append(module)
+
+    hooks = [m.register_forward_pre_hook(first_call) for m in targets]
+    try:
+        _run(model, batches, forward)
+    finally:
+        for h in hooks:
+            h.remove()
+    missing = [targets[m] for m in targets if m not in seen]
+    if missing:
+        raise ValueError(f"the calibration batches never reach {', '.join(missing)}")
+    quantized = {}
+    for module in seen:
+        k = module.in_features
+        total = torch.zeros(k, k, dtype=torch.float64)
+
+        def collect(m, args):
+            x = args[0].detach().reshape(-1, k).to(torch.float32).cpu()
+            total.add_(torch.from_numpy(mxkit.hessian(x.numpy())).to(torch.float64))
+
+        hook = module.register_forward_pre_hook(collect)
+        try:
+            _run(model, batches, forward)
+        finally:
+            hook.remove()
+        w = module.weight.detach().to(torch.float32).cpu().numpy()
+        q = mxkit.gptq(w, total.to(torch.float32).numpy(), format, order=order, damp=damp,
+                       scale_choice=scale_choice, refine=refine, **spec)
+        with torch.no_grad():
+            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(q.dequantize())))
+        quantized[targets[module]] = q
+    return quantized
