@@ -63,6 +63,34 @@ class TorchGptq(unittest.TestCase):
         np.testing.assert_array_equal(got.packed, want.packed)
         np.testing.assert_array_equal(got.scales(), want.scales())
 
+    def test_layers_that_read_one_tensor_share_one_pass_and_one_hessian(self):
+        torch.manual_seed(4)
+
+        class TwoHeads(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.q, self.k = torch.nn.Linear(64, 32), torch.nn.Linear(64, 32)
+                self.out = torch.nn.Linear(32, 8)
+
+            def forward(self, x):
+                return self.out(torch.relu(self.q(x)) * self.k(x))
+
+        model = TwoHeads().eval()
+        _, batches = model_and_batches(4)
+        calls = []
+
+        def forward(m, b):
+            calls.append(1)
+            return m(b)
+
+        w_k = model.k.weight.detach().numpy().copy()
+        q = mxt.gptq_(model, batches, forward=forward)
+        self.assertEqual(list(q), ["q", "k", "out"])
+        # One pass to find the order, one for {q, k}, one for out.
+        self.assertEqual(len(calls), 3 * len(batches))
+        h = sum(mxkit.hessian(b.numpy()).astype(np.float64) for b in batches)
+        np.testing.assert_array_equal(q["k"].packed, mxkit.gptq(w_k, h.astype(np.float32)).packed)
+
     def test_filter_fn_leaves_layers_alone_and_bad_calibration_is_refused(self):
         model, batches = model_and_batches(3)
         before = model[2].weight.detach().clone()

@@ -4,8 +4,8 @@ layer after layer, as `mx ptq` quantizes the models it reads (docs/NUMERICS.md, 
 Each weight's Hessian H = X^T X comes from the inputs the layer sees while the model runs over
 the calibration batches with every layer before it already quantized, so that each layer
 corrects the error of those before it. The order is the one in which the forward pass first
-calls the layers. Each layer costs one pass over the batches: meant for models small enough
-for that, or for a few layers chosen with filter_fn.
+calls the layers. Each group of layers that read one tensor (q, k and v) costs one pass over
+the batches.
 """
 
 import numpy as np
@@ -42,11 +42,13 @@ def gptq_(model, batches, format="mxfp4_e2m1", *, filter_fn=None, forward=None,
         raise TypeError("batches must be walkable once per layer (a list, not an iterator)")
     forward = forward or _call
     targets = _linears(model, filter_fn)
-    seen = []
+    # Each layer's input on its first call; kept alive through the pass, so that no two inputs
+    # share an identity.
+    first_input = {}
 
     def first_call(module, args):
-        if module not in seen:
-            seen.append(module)
+        if module not in first_input:
+            first_input[module] = args[0]
 
     hooks = [m.register_forward_pre_hook(first_call) for m in targets]
     try:
@@ -54,27 +56,39 @@ def gptq_(model, batches, format="mxfp4_e2m1", *, filter_fn=None, forward=None,
     finally:
         for h in hooks:
             h.remove()
-    missing = [targets[m] for m in targets if m not in seen]
+    missing = [targets[m] for m in targets if m not in first_input]
     if missing:
         raise ValueError(f"the calibration batches never reach {', '.join(missing)}")
+    # Layers that read the same tensor (q, k and v of one block) share one Hessian and one pass:
+    # their input cannot depend on one another's weights.
+    groups = []
+    for module, x in first_input.items():
+        group = next((g for g in groups if first_input[g[0]] is x), None)
+        if group is None:
+            groups.append([module])
+        else:
+            group.append(module)
+    first_input.clear()
     quantized = {}
-    for module in seen:
-        k = module.in_features
+    for group in groups:
+        k = group[0].in_features
         total = torch.zeros(k, k, dtype=torch.float64)
 
         def collect(m, args):
             x = args[0].detach().reshape(-1, k).to(torch.float32).cpu()
             total.add_(torch.from_numpy(mxkit.hessian(x.numpy())).to(torch.float64))
 
-        hook = module.register_forward_pre_hook(collect)
+        hook = group[0].register_forward_pre_hook(collect)
         try:
             _run(model, batches, forward)
         finally:
             hook.remove()
-        w = module.weight.detach().to(torch.float32).cpu().numpy()
-        q = mxkit.gptq(w, total.to(torch.float32).numpy(), format, order=order, damp=damp,
-                       scale_choice=scale_choice, refine=refine, **spec)
-        with torch.no_grad():
-            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(q.dequantize())))
-        quantized[targets[module]] = q
+        hessian = total.to(torch.float32).numpy()
+        for module in group:
+            w = module.weight.detach().to(torch.float32).cpu().numpy()
+            q = mxkit.gptq(w, hessian, format, order=order, damp=damp,
+                           scale_choice=scale_choice, refine=refine, **spec)
+            with torch.no_grad():
+                module.weight.copy_(torch.from_numpy(np.ascontiguousarray(q.dequantize())))
+            quantized[targets[module]] = q
     return quantized
