@@ -163,10 +163,7 @@ std::string gptq_quantize(std::span<const float> w, int64_t n, int64_t k,
                           const GptqOptions& options, MxTensor* out,
                           std::vector<float>* dequantized) {
   if (std::string e = check_inputs(w, n, k, hessian, options); !e.empty()) return e;
-  // Refinement picks the best grid value outright, which is a nearest rounding's choice, not
-  // a truncation's or a random draw's (under H = I it must leave the direct cast as it is).
-  if (options.refine_passes > 0 && spec.rounding != Rounding::kNearestEven &&
-      spec.rounding != Rounding::kNearestAway) {
+  if (options.refine_passes > 0 && !refinement_keeps(spec.rounding)) {
     return cat("refinement keeps nearest roundings only, and the spec rounds ",
                rounding_name(spec.rounding));
   }

@@ -1,7 +1,6 @@
 #include "mx/ptq/refine.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 
 #include "mx/core/element_ref.h"
@@ -46,20 +45,21 @@ CodeLadder code_ladder(const QuantSpec& spec) {
 
 }  // namespace
 
-int64_t refine_codes(std::span<const float> w, int64_t n, int64_t k,
-                     std::span<const double> hessian, const QuantSpec& spec, const BlockGrid& grid,
-                     std::span<const BlockResult> blocks, std::span<uint8_t> codes,
-                     std::span<float> dequantized, int passes, int threads) {
+bool refinement_keeps(Rounding rounding) {
+  return rounding == Rounding::kNearestEven || rounding == Rounding::kNearestAway;
+}
+
+void refine_codes(std::span<const float> w, int64_t n, int64_t k, std::span<const double> hessian,
+                  const QuantSpec& spec, const BlockGrid& grid, std::span<const BlockResult> blocks,
+                  std::span<uint8_t> codes, std::span<float> dequantized, int passes, int threads) {
   const FormatTraits& format = traits(spec.format);
   const CodeLadder ladder = code_ladder(spec);
   const int elems = grid.block_elems();
-  std::atomic<int64_t> moved{0};
   // Rows go in groups of this many, so that the FP64 buffers stay a few MB per thread.
   constexpr int64_t kGroup = 64;
   cpu::parallel_for((n + kGroup - 1) / kGroup, 1, threads, [&](int64_t g0, int64_t g1) {
     std::vector<double> errors(static_cast<size_t>(kGroup * k));
     std::vector<double> gradients(static_cast<size_t>(kGroup * k));
-    int64_t local_moved = 0;
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t r0 = g * kGroup, r1 = std::min(n, r0 + kGroup), rows = r1 - r0;
       // The rows' errors e = w - q, and gradient = e Hd for all of them at once (an FP64
@@ -113,14 +113,11 @@ int64_t refine_codes(std::span<const float> w, int64_t n, int64_t k,
             codes[size_t(b * elems + slot)] = best_code;
             const double* h = hessian.data() + c * k;  // H is symmetric: column c is row c
             for (int64_t j = 0; j < k; ++j) gradient[j] -= h[j] * d;
-            ++local_moved;
           }
         }
       }
     }
-    moved += local_moved;
   });
-  return moved.load();
 }
 
 }  // namespace mx::ptq

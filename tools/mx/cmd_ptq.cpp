@@ -13,6 +13,7 @@
 #include "mx/io/container.h"
 #include "mx/nn/model_file.h"
 #include "mx/ptq/model_ptq.h"
+#include "mx/ptq/refine.h"
 #include "mx/train/eval_data.h"
 #include "mx/train/model_gguf.h"
 #include "tools/mx/commands.h"
@@ -67,8 +68,7 @@ std::string run_ptq(const PtqFlags& f) {
                        : f.scale_search  ? ptq::ScaleChoice::kNeighbors
                                          : ptq::ScaleChoice::kRule;
   options.gptq.refine_passes = f.refine;
-  if (f.refine > 0 && options.spec.rounding != Rounding::kNearestEven &&
-      options.spec.rounding != Rounding::kNearestAway) {
+  if (f.refine > 0 && !ptq::refinement_keeps(options.spec.rounding)) {
     return fmt::format("--refine keeps nearest roundings only, not --round {}",
                        rounding_name(options.spec.rounding));
   }
