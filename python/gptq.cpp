@@ -1,6 +1,7 @@
 // mxkit.hessian and mxkit.gptq: one linear weight quantized by error diffusion (mx/ptq/gptq.h),
 // for weights and calibration inputs that the caller holds, e.g. a PyTorch model's layer and
 // the activations a forward hook saw. The result is an MxArray like quantize()'s.
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>

@@ -1,5 +1,6 @@
 #include "mx/nn/recipe.h"
 
+#include <bit>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -100,10 +101,10 @@ std::string parse_cast(const nlohmann::json& j, std::string_view role, OperandCa
     }
   }
   if (std::string e = validate(spec); !e.empty()) return where + e;
-  const int block = spec.block_size;
-  if (rotation != BlockRotation::kNone && (block < 2 || (block & (block - 1)) != 0)) {
+  if (rotation != BlockRotation::kNone &&
+      (spec.block_size < 2 || !std::has_single_bit(unsigned(spec.block_size)))) {
     return where + "a Hadamard rotation needs blocks of a power of two, not " +
-           std::to_string(block);
+           std::to_string(spec.block_size);
   }
   *out = OperandCast::mx(spec);
   out->rotation = rotation;

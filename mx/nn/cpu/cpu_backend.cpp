@@ -104,9 +104,8 @@ void CpuBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_
   const auto packed = packed_.find(w.p);
   const OperandCast& cast = recipe.weight_fwd;
   const bool use_packed =
-      packed != packed_.end() && ((cast.kind == OperandCast::Kind::kMx && !cast.is_rotated() &&
-                                   cast.spec == packed->second.spec) ||
-                                  (cast.is_none() && packed->second.exact));
+      packed != packed_.end() &&
+      (cast == OperandCast::mx(packed->second.spec) || (cast.is_none() && packed->second.exact));
   if (!use_packed) {
     record(cpu::matmul_forward(f32(y), f32(x), f32(w), f32(bias), m, k, n, recipe, stream_of(key),
                                scratch_));

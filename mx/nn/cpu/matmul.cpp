@@ -26,8 +26,8 @@ const float* cast_tensor(const float* src, std::span<const int64_t> shape, int a
       scratch.resize(count);
       const QuantSpec spec = cast_spec(cast.spec, axis, stream);
       const float* input = src;
-      // Per thread, so that attention's casts on several threads do not share it, and kept, so
-      // that the training loop does not allocate.
+      // Kept, so that the training loop does not allocate, and per thread: data-parallel ranks
+      // may be threads of one process.
       thread_local std::vector<float> rotated;
       if (cast.is_rotated()) {
         rotated.assign(src, src + count);
