@@ -497,6 +497,60 @@ TEST(CudaQuantize, ZeroPaddedRowsCastAsTheRowsThemselves) {
   }
 }
 
+// The two casts of an operand that feeds two products, from one read: each equals the CPU's
+// fake-quantize along its axis, for every format, scale rule and rounding (stochastic keyed
+// apart on the two sides, as training keys them), with and without offsets, the column side in
+// a second format of the same kind. The shapes end row tiles and 256-column tiles short, with
+// rows on and off 16-byte boundaries; the values hold NaN, Inf and subnormal blocks.
+TEST(CudaQuantize, DualFakeQuantizeEqualsBothCastsOfTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<std::vector<int64_t>> shapes = {{64, 512}, {70, 300}, {33, 261}, {5, 2056}};
+  for (const auto& shape : shapes) {
+    const int64_t n = element_count(shape);
+    const auto input = to_dtype(testing::stress_values(size_t(n), 61, true), DType::kBF16);
+    DevBuf d_in(input.size()), d_rows(input.size()), d_cols(input.size());
+    CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
+    for (const FormatTraits& f : all_formats()) {
+      for (ScaleRule rule : kRules) {
+        for (Rounding mode : kModes) {
+          for (const bool asym : {false, true}) {
+            QuantSpec along;
+            along.format = f.format;
+            along.scale_rule = rule;
+            along.rounding = mode;
+            along.asymmetric = asym;
+            along.seed = 5;
+            QuantSpec down = along;
+            down.axis = 0;
+            down.seed = 9;
+            down.format = f.is_integer ? ElementFormat::kInt8 : ElementFormat::kE2M1;
+            SCOPED_TRACE(name_of(along, DType::kBF16, shape) + " / " + describe(down));
+            bool once = false;
+            ASSERT_EQ("",
+                      cuda::fake_quantize_dual_reads_once(DType::kBF16, shape, along, down, &once));
+            EXPECT_TRUE(once);
+            std::vector<uint16_t> want_rows(static_cast<size_t>(n)), want_cols(want_rows);
+            ASSERT_EQ("", cpu::fake_quantize(input.data(), DType::kBF16, shape, along, DType::kBF16,
+                                             want_rows.data()));
+            ASSERT_EQ("", cpu::fake_quantize(input.data(), DType::kBF16, shape, down, DType::kBF16,
+                                             want_cols.data()));
+            CUDA_OK(cudaMemset(d_rows.p, 0x5A, input.size()));
+            CUDA_OK(cudaMemset(d_cols.p, 0x5A, input.size()));
+            ASSERT_EQ("", cuda::fake_quantize_dual_cuda(d_in.p, DType::kBF16, shape, along, down,
+                                                        d_rows.p, d_cols.p, nullptr));
+            CUDA_OK(cudaDeviceSynchronize());
+            EXPECT_EQ("", first_diffs(want_rows, download<uint16_t>(d_rows.p, size_t(n))))
+                << "along the rows";
+            EXPECT_EQ("", first_diffs(want_cols, download<uint16_t>(d_cols.p, size_t(n))))
+                << "down the columns";
+            if (HasFailure()) return;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(CudaQuantize, AllZeroBlocks) {
   SKIP_WITHOUT_GPU();
   std::vector<float> values(64 * 40, 0.0f);
@@ -704,6 +758,41 @@ TEST(CudaQuantizeKernelChoice, FollowsTheShapeTheSpecTheDtypesAndTheAlignment) {
   EXPECT_NE(cuda::quantize_kernel_for(aligned, DType::kBF16, std::vector<int64_t>{64, 256}, spec,
                                       aligned, DType::kF16, true, &k),
             "");
+}
+
+// The dual fake-quantize reads its input once where one kernel can make both casts: bfloat16
+// in, blocks of 32, one rounding and one element kind on both sides. Otherwise it makes the two
+// single casts; a shape that is not a matrix is refused. Decided on the host; no device needed.
+TEST(CudaQuantizeKernelChoice, DualFakeQuantizeReadsOnceWhereBothCastsShareRoundingAndKind) {
+  auto once = [](DType dtype, std::vector<int64_t> shape, const QuantSpec& along,
+                 const QuantSpec& down) {
+    bool one = false;
+    const std::string e = cuda::fake_quantize_dual_reads_once(dtype, shape, along, down, &one);
+    return e.empty() ? (one ? "once" : "twice") : "error: " + e;
+  };
+  QuantSpec along;
+  along.format = ElementFormat::kE3M2;
+  QuantSpec down = along;
+  down.format = ElementFormat::kE2M1;
+  EXPECT_EQ(once(DType::kBF16, {16384, 768}, along, down), "once");
+  EXPECT_EQ(once(DType::kBF16, {4096, 50257}, along, down), "once");
+  EXPECT_EQ(once(DType::kBF16, {1, 5}, along, down), "once");
+  EXPECT_EQ(once(DType::kF32, {16384, 768}, along, down), "twice");
+  EXPECT_EQ(once(DType::kF16, {16384, 768}, along, down), "twice");
+  down.rounding = Rounding::kStochastic;
+  EXPECT_EQ(once(DType::kBF16, {16384, 768}, along, down), "twice");
+  along.rounding = Rounding::kStochastic;
+  EXPECT_EQ(once(DType::kBF16, {16384, 768}, along, down), "once");
+  down.format = ElementFormat::kInt8;
+  EXPECT_EQ(once(DType::kBF16, {16384, 768}, along, down), "twice");
+  down.format = ElementFormat::kE2M1;
+  down.block_size = 16;
+  EXPECT_EQ(once(DType::kBF16, {16384, 768}, along, down), "twice");
+  down.block_size = 32;
+  down.tile_rows = 32;
+  down.tile_cols = 32;
+  EXPECT_EQ(once(DType::kBF16, {16384, 768}, along, down), "twice");
+  EXPECT_EQ(once(DType::kBF16, {2, 3, 4}, along, along).rfind("error: ", 0), 0u);
 }
 
 // Several gigabytes: 2^33 + 2^20 bfloat16 values (16 GB) take element indices past 32 bits and

@@ -11,6 +11,7 @@
 #include "mx/core/rounding.h"
 #include "mx/kernels/cuda/codec.cuh"
 #include "mx/kernels/cuda/device_common.cuh"
+#include "mx/kernels/cuda/fake_tile_rows.cuh"
 #include "mx/kernels/cuda/rounding_dispatch.h"
 #include "mx/kernels/cuda/vec_codec.cuh"
 
@@ -74,66 +75,21 @@ struct LaunchFakeColumns {
 // column block per thread from the tile, and writes the tile back the same way. A warp's column
 // reads and writes touch 16 consecutive words, free of bank conflicts. (One thread per column
 // with strided loads ran at about 40% of the copy bandwidth on an H200, this at about 66%;
-// walking several tiles per block with the next one's loads in flight gained nothing.)
-constexpr int kTileCols = 256;
-
-// The words of a 32 x 256 tile that one thread moves between global and shared memory: 16-byte
-// pieces or single 16-bit values. All of a thread's loads are issued before any store.
-template <bool kVectors>
-struct TileRows {
-  static constexpr int kPieces = kTileCols / 8;  // 16-byte pieces per row
-  static constexpr int kWords = kVectors ? 4 : 32;
-  using Word = std::conditional_t<kVectors, uint4, uint16_t>;
-  Word w[kWords];
-
-  // Row r and column c of this thread's k-th word.
-  __device__ static int row(int k) {
-    return kVectors ? (int(threadIdx.x) + k * kTileCols) / kPieces : k;
-  }
-  __device__ static int col(int) {
-    return kVectors ? (int(threadIdx.x) % kPieces) * 8 : int(threadIdx.x);
-  }
-  __device__ void load(const uint16_t* in, int64_t cols, int rows_here, int cols_here) {
-#pragma unroll
-    for (int k = 0; k < kWords; ++k) {
-      const int r = row(k), c = col(k);
-      const bool inside = r < rows_here && c < cols_here;
-      if constexpr (kVectors) {
-        w[k] = inside ? __ldg(reinterpret_cast<const uint4*>(in + r * cols + c))
-                      : make_uint4(0, 0, 0, 0);
-      } else {
-        w[k] = inside ? __ldg(in + r * cols + c) : uint16_t(0);
-      }
-    }
-  }
-  __device__ void to_tile(uint16_t (&tile)[32][kTileCols]) const {
-#pragma unroll
-    for (int k = 0; k < kWords; ++k) *reinterpret_cast<Word*>(&tile[row(k)][col(k)]) = w[k];
-  }
-  __device__ static void from_tile(const uint16_t (&tile)[32][kTileCols], uint16_t* out,
-                                   int64_t cols, int rows_here, int cols_here) {
-#pragma unroll
-    for (int k = 0; k < kWords; ++k) {
-      const int r = row(k), c = col(k);
-      if (r < rows_here && c < cols_here) {
-        *reinterpret_cast<Word*>(out + r * cols + c) = *reinterpret_cast<const Word*>(&tile[r][c]);
-      }
-    }
-  }
-};
-
+// walking several tiles per block with the next one's loads in flight gained nothing.) The tile
+// moves through TileRows (fake_tile_rows.cuh).
+//
 // Five blocks per SM (48 registers, a few spilled) measured 10% faster than four at 16384 x
 // 16384 on an H200. Stochastic rounding's draws need more registers: the same cap slowed it, and
 // it stays at four blocks (64 registers).
 template <Rounding kMode, bool kInteger, bool kVectors>
-__global__ void __launch_bounds__(kTileCols, kMode == Rounding::kStochastic ? 4 : 5)
+__global__ void __launch_bounds__(kFakeTileCols, kMode == Rounding::kStochastic ? 4 : 5)
     fake_column_tiles_kernel(__grid_constant__ const QuantParams P) {
-  __shared__ __align__(16) uint16_t tile[32][kTileCols];
+  __shared__ __align__(16) uint16_t tile[32][kFakeTileCols];
   const int64_t cols = P.g.cols, rows = P.g.rows;
-  const int64_t c0 = int64_t(blockIdx.x) * kTileCols, r0 = int64_t(blockIdx.y) * 32;
+  const int64_t c0 = int64_t(blockIdx.x) * kFakeTileCols, r0 = int64_t(blockIdx.y) * 32;
   const int64_t first = (int64_t(blockIdx.z) * rows + r0) * cols + c0;
   const int rows_here = int(rows - r0 < 32 ? rows - r0 : 32);
-  const int cols_here = int(cols - c0 < kTileCols ? cols - c0 : kTileCols);
+  const int cols_here = int(cols - c0 < kFakeTileCols ? cols - c0 : kFakeTileCols);
   TileRows<kVectors> words;
   words.load(static_cast<const uint16_t*>(P.in) + first, cols, rows_here, cols_here);
   words.to_tile(tile);
@@ -161,14 +117,14 @@ __global__ void __launch_bounds__(kTileCols, kMode == Rounding::kStochastic ? 4 
 template <Rounding M, bool I>
 struct LaunchFakeColumnTiles {
   static void run(const QuantParams& P, cudaStream_t stream) {
-    const dim3 grid(unsigned((P.g.cols + kTileCols - 1) / kTileCols), unsigned(P.g.tiles_down),
-                    unsigned(P.g.outer));
+    const dim3 grid(unsigned((P.g.cols + kFakeTileCols - 1) / kFakeTileCols),
+                    unsigned(P.g.tiles_down), unsigned(P.g.outer));
     const bool vectors = P.g.cols % 8 == 0 && (reinterpret_cast<uintptr_t>(P.in) & 15) == 0 &&
                          (reinterpret_cast<uintptr_t>(P.fake_out) & 15) == 0;
     if (vectors) {
-      fake_column_tiles_kernel<M, I, true><<<grid, kTileCols, 0, stream>>>(P);
+      fake_column_tiles_kernel<M, I, true><<<grid, kFakeTileCols, 0, stream>>>(P);
     } else {
-      fake_column_tiles_kernel<M, I, false><<<grid, kTileCols, 0, stream>>>(P);
+      fake_column_tiles_kernel<M, I, false><<<grid, kFakeTileCols, 0, stream>>>(P);
     }
   }
 };
@@ -182,7 +138,7 @@ void launch_fake_columns(const QuantParams& P, Rounding mode, bool integer, cuda
 bool fake_column_tiles_apply(const QuantParams& P) {
   return P.in_dtype != int(DType::kF32) && P.fake_dtype == int(DType::kBF16) &&
          P.g.tiles_down <= 65535 && P.g.outer <= 65535 &&
-         (P.g.cols + kTileCols - 1) / kTileCols <= int64_t(0x7FFFFFFF);
+         (P.g.cols + kFakeTileCols - 1) / kFakeTileCols <= int64_t(0x7FFFFFFF);
 }
 
 void launch_fake_column_tiles(const QuantParams& P, Rounding mode, bool integer,

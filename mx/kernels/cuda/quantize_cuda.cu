@@ -20,6 +20,7 @@
 #include "mx/kernels/cuda/dual_bf16_e2m1.cuh"
 #include "mx/kernels/cuda/dual_kernels.cuh"
 #include "mx/kernels/cuda/fake_quantize_columns.cuh"
+#include "mx/kernels/cuda/fake_quantize_dual.cuh"
 #include "mx/kernels/cuda/fake_quantize_unaligned_rows.cuh"
 #include "mx/kernels/cuda/quantize_kernels.cuh"
 
@@ -247,6 +248,76 @@ std::string quantize_kernel_for(const void* d_in, DType dtype, std::span<const i
   int log2g = -1;
   *kernel = choose_kernel(P, spec, &log2g);
   return "";
+}
+
+namespace {
+
+// The row and column casts of fake_quantize_dual_cuda (outputs in R.fake_out and C.fake_out),
+// or a reason.
+std::string prepare_dual(const void* d_in, DType dtype, std::span<const int64_t> shape,
+                         const QuantSpec& along_rows, const QuantSpec& down_columns, QuantParams* R,
+                         QuantParams* C) {
+  if (shape.size() != 2) return "dual fake-quantize needs a 2-D [rows, cols] matrix";
+  QuantSpec rs = along_rows, cs = down_columns;
+  rs.axis = 1;
+  cs.axis = 0;
+  for (const QuantParams* P : {R, C}) {
+    if (std::string e = check_fake_output(shape, DType::kBF16, P->fake_out); !e.empty()) return e;
+  }
+  R->fake_dtype = C->fake_dtype = int(DType::kBF16);
+  if (std::string e = prepare_quantize(d_in, dtype, shape, rs, R); !e.empty()) return e;
+  return prepare_quantize(d_in, dtype, shape, cs, C);
+}
+
+// Whether one kernel reads the input once for both casts.
+bool dual_reads_once(const QuantParams& R, const QuantParams& C, const QuantSpec& along_rows,
+                     const QuantSpec& down_columns) {
+  return along_rows.rounding == down_columns.rounding &&
+         traits(along_rows.format).is_integer == traits(down_columns.format).is_integer &&
+         along_rows.block_size == 32 && down_columns.block_size == 32 && !along_rows.is_tiled() &&
+         !down_columns.is_tiled() && fake_dual_tiles_apply(R, C);
+}
+
+}  // namespace
+
+std::string fake_quantize_dual_reads_once(DType dtype, std::span<const int64_t> shape,
+                                          const QuantSpec& along_rows,
+                                          const QuantSpec& down_columns, bool* once) {
+  // Stand-in pointers: the choice looks at the shape, the specs and the dtype only.
+  alignas(16) static uint8_t stand_in[16];
+  QuantParams R{}, C{};
+  R.fake_out = C.fake_out = stand_in;
+  if (std::string e = prepare_dual(stand_in, dtype, shape, along_rows, down_columns, &R, &C);
+      !e.empty()) {
+    return e;
+  }
+  *once = dual_reads_once(R, C, along_rows, down_columns);
+  return "";
+}
+
+std::string fake_quantize_dual_cuda(const void* d_in, DType dtype, std::span<const int64_t> shape,
+                                    const QuantSpec& along_rows, const QuantSpec& down_columns,
+                                    void* d_rows, void* d_cols, cudaStream_t stream) {
+  QuantParams R{}, C{};
+  R.fake_out = d_rows;
+  C.fake_out = d_cols;
+  if (std::string e = prepare_dual(d_in, dtype, shape, along_rows, down_columns, &R, &C);
+      !e.empty()) {
+    return e;
+  }
+  if (R.g.num_blocks == 0) return "";
+  if (!dual_reads_once(R, C, along_rows, down_columns)) {
+    QuantSpec rs = along_rows, cs = down_columns;
+    rs.axis = 1;
+    cs.axis = 0;
+    if (std::string e = fake_quantize_cuda(d_in, dtype, shape, rs, DType::kBF16, d_rows, stream);
+        !e.empty()) {
+      return e;
+    }
+    return fake_quantize_cuda(d_in, dtype, shape, cs, DType::kBF16, d_cols, stream);
+  }
+  launch_fake_dual_tiles(R, C, along_rows.rounding, traits(along_rows.format).is_integer, stream);
+  return check_launch("dual fake-quantize kernel launch");
 }
 
 std::string quantize_cuda(const void* d_in, DType dtype, std::span<const int64_t> shape,

@@ -39,6 +39,21 @@ std::string fake_quantize_cuda(const void* d_in, DType dtype, std::span<const in
                                const QuantSpec& spec, DType out_dtype, void* d_out,
                                cudaStream_t stream);
 
+// The two casts of a 2-D [rows, cols] matrix that feeds two products, fake-quantized to
+// bfloat16: `along_rows` (blocks along each row; its axis is taken as 1) into `d_rows` and
+// `down_columns` (blocks down each column; its axis is taken as 0) into `d_cols`, each equal to
+// fake_quantize_cuda with that spec. A bfloat16 input cast with blocks of 32, one rounding mode
+// and float or integer elements on both sides is read once (one kernel); other arguments take
+// the two single casts.
+std::string fake_quantize_dual_cuda(const void* d_in, DType dtype, std::span<const int64_t> shape,
+                                    const QuantSpec& along_rows, const QuantSpec& down_columns,
+                                    void* d_rows, void* d_cols, cudaStream_t stream);
+// Whether fake_quantize_dual_cuda reads the input once (one kernel) for these arguments, in
+// *once; a reason where it would refuse them. Looks at no device.
+std::string fake_quantize_dual_reads_once(DType dtype, std::span<const int64_t> shape,
+                                          const QuantSpec& along_rows,
+                                          const QuantSpec& down_columns, bool* once);
+
 // Device buffers of one quantized tensor.
 struct MxDeviceBuffers {
   uint8_t* elements = nullptr;

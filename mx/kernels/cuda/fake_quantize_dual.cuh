@@ -1,0 +1,19 @@
+// Fake-quantize of a bfloat16 matrix along its rows and down its columns in one read
+// (fake_quantize_dual.cu). The launch enqueues on `stream` without synchronising; the caller
+// checks it.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "mx/core/rounding.h"
+#include "mx/kernels/cuda/device_common.cuh"
+
+namespace mx::cuda {
+
+// Whether the tile kernel takes R (blocks of 32 along the rows of a 2-D bfloat16 matrix, into
+// bfloat16) and C (blocks of 32 down its columns, likewise) of the same input.
+bool fake_dual_tiles_apply(const QuantParams& R, const QuantParams& C);
+void launch_fake_dual_tiles(const QuantParams& R, const QuantParams& C, Rounding mode, bool integer,
+                            cudaStream_t stream);
+
+}  // namespace mx::cuda
