@@ -169,6 +169,14 @@ class CudaBackend final : public Backend {
     const void* dw = nullptr;
   };
 
+  // dy [m, n]'s casts for both backward products from one read (fake_quantize_dual_cuda): along
+  // the rows (grad_out_dx) into scratch `rows_index`, down the columns (grad_out_dw) into
+  // `cols_index`. False, with *out untouched, where that read is not one kernel (not both MX
+  // casts of bfloat16 operands with one rounding, or not a shape the kernel takes): the caller
+  // casts dy twice. True otherwise, *out null where the casts failed (recorded).
+  bool dual_dy_casts(Buf dy, int64_t m, int64_t n, const Recipe& recipe, uint64_t stream,
+                     size_t rows_index, size_t cols_index, PaddedDy* out);
+
   void linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key,
                        const PaddedDy& padded_dy);
@@ -192,7 +200,7 @@ class CudaBackend final : public Backend {
 
   // Scratch slots past the operand casts' (0 to 7).
   static constexpr size_t kPaddedOut = 8, kPaddedDyDx = 9, kPaddedDyDw = 10, kPaddedW = 11,
-                          kBiasBf16 = 12, kPaddedDw = 13;
+                          kBiasBf16 = 12, kPaddedDw = 13, kDyDw = 14;
 
   static int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
 

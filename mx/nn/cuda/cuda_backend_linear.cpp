@@ -94,11 +94,14 @@ void CudaBackend::classifier_backward(Buf dx, Buf dw, Buf dlogits, Buf x, Buf w,
   const uint64_t stream = stream_of(key);
   const int64_t padded = round_up(v, 8);
   const Buf rows{scratch_[kPaddedOut].p, n * padded, act()};
-  const PaddedDy operands{prepare(rows, {n, padded}, 1, recipe.grad_out_dx, "grad_out_dx",
-                                  operand_stream(stream, LinearOperand::kGradOutDx), kPaddedDyDx),
-                          prepare(rows, {n, padded}, 0, recipe.grad_out_dw, "grad_out_dw",
-                                  operand_stream(stream, LinearOperand::kGradOutDw), kPaddedDyDw)};
-  if (operands.dx == nullptr || operands.dw == nullptr) return;  // prepare recorded why
+  PaddedDy operands;
+  if (!dual_dy_casts(rows, n, padded, recipe, stream, kPaddedDyDx, kPaddedDyDw, &operands)) {
+    operands = {prepare(rows, {n, padded}, 1, recipe.grad_out_dx, "grad_out_dx",
+                        operand_stream(stream, LinearOperand::kGradOutDx), kPaddedDyDx),
+                prepare(rows, {n, padded}, 0, recipe.grad_out_dw, "grad_out_dw",
+                        operand_stream(stream, LinearOperand::kGradOutDw), kPaddedDyDw)};
+  }
+  if (operands.dx == nullptr || operands.dw == nullptr) return;  // the casts recorded why
   pending_ = {};
   linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, operands);
 }
@@ -114,6 +117,12 @@ void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf 
                                   int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
                                   SrKey key, const PaddedDy& padded_dy) {
   const uint64_t stream = stream_of(key);
+  PaddedDy operands = padded_dy;
+  if (operands.dx == nullptr && !dx.empty() && !dw.empty() && round_up(n, 8) == n &&
+      dual_dy_casts(dy, m, n, recipe, stream, 0, kDyDw, &operands) &&
+      (operands.dx == nullptr || operands.dw == nullptr)) {
+    return;  // recorded
+  }
   // The padded copy of the dx product's dy operand, which the dW product reuses when neither
   // casts dy (a cast goes to a scratch slot that the next cast overwrites).
   const void* dx_operand = nullptr;
@@ -121,7 +130,7 @@ void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf 
   if (!dx.empty()) {
     const void* wq = prepare(w, {n, k}, 0, recipe.weight_dx, "weight_dx",
                              operand_stream(stream, LinearOperand::kWeightDx), 1);
-    const void* gp = padded_dy.dx;
+    const void* gp = operands.dx;
     if (gp == nullptr) {
       const void* gq = prepare(dy, {m, n}, 1, recipe.grad_out_dx, "grad_out_dx",
                                operand_stream(stream, LinearOperand::kGradOutDx), 0);
@@ -140,7 +149,7 @@ void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf 
   if (!dw.empty()) {
     const void* xq = prepare(x, {m, k}, 0, recipe.act_dw, "act_dw",
                              operand_stream(stream, LinearOperand::kActDw), 1);
-    const void* gp = padded_dy.dw;
+    const void* gp = operands.dw;
     if (gp == nullptr) {
       const void* gq = prepare(dy, {m, n}, 0, recipe.grad_out_dw, "grad_out_dw",
                                operand_stream(stream, LinearOperand::kGradOutDw), 0);
@@ -320,6 +329,41 @@ bool CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
     record(cat("cuBLASLt found no way to multiply ", m, " x ", k, " by ", k, " x ", n));
   }
   return false;
+}
+
+bool CudaBackend::dual_dy_casts(Buf dy, int64_t m, int64_t n, const Recipe& recipe, uint64_t stream,
+                                size_t rows_index, size_t cols_index, PaddedDy* out) {
+  const OperandCast& along = recipe.grad_out_dx;
+  const OperandCast& down = recipe.grad_out_dw;
+  if (along.kind != OperandCast::Kind::kMx || down.kind != OperandCast::Kind::kMx ||
+      dy.type != BufType::kBF16 || gemm_type() != BufType::kBF16) {
+    return false;
+  }
+  const std::vector<int64_t> shape{m, n};
+  const QuantSpec rows_spec =
+      cast_spec(along.spec, 1, operand_stream(stream, LinearOperand::kGradOutDx));
+  const QuantSpec cols_spec =
+      cast_spec(down.spec, 0, operand_stream(stream, LinearOperand::kGradOutDw));
+  bool once = false;
+  if (!mx::cuda::fake_quantize_dual_reads_once(DType::kBF16, shape, rows_spec, cols_spec, &once)
+           .empty() ||
+      !once) {
+    return false;
+  }
+  const size_t bytes = size_t(m * n) * sizeof(uint16_t);
+  void* rows = slot(rows_index, bytes);
+  void* cols = slot(cols_index, bytes);
+  if (rows == nullptr || cols == nullptr) return true;  // slot recorded why
+  if (std::string e = mx::cuda::fake_quantize_dual_cuda(dy.p, DType::kBF16, shape, rows_spec,
+                                                        cols_spec, rows, cols, stream_);
+      !e.empty()) {
+    record(cat("recipe roles 'grad_out_dx' and 'grad_out_dw' on a ", io::format_shape(shape),
+               " operand: ", e));
+    return true;
+  }
+  check_launch("grad_out_dx and grad_out_dw");
+  *out = {rows, cols};
+  return true;
 }
 
 }  // namespace mx::nn::cuda_impl
