@@ -155,6 +155,37 @@ int main() {
       return cuda::fake_quantize_cuda(in32, DType::kF32, shape, away, DType::kF32, out, nullptr);
     });
   }
+  // Both casts of the backward's output gradient, along the rows and down the columns: one read
+  // (fake_quantize_dual_cuda) against the two single casts, bfloat16 in and out. GPT-2 124M's
+  // gradients at 16 x 1024 tokens (width 768 and 3072) and its classifier's, padded to 50264.
+  void* cols_out = nullptr;
+  CHECK(cudaMalloc(&cols_out, size_t(n) * 2));
+  for (ElementFormat fmt : {ElementFormat::kE4M3, ElementFormat::kE3M2, ElementFormat::kE2M1}) {
+    QuantSpec along;
+    along.format = fmt;
+    QuantSpec down = along;
+    down.axis = 0;
+    for (auto [rows, cols] :
+         {std::pair<int64_t, int64_t>{16384, 768}, {16384, 3072}, {4096, 50264}}) {
+      const std::vector<int64_t> dshape = {rows, cols};
+      const std::string size = std::to_string(rows) + "x" + std::to_string(cols) + " " +
+                               std::string(traits(fmt).mx_name);
+      report(("rows+columns, two casts " + size).c_str(), rows * cols * 8, [&] {
+        if (std::string e = cuda::fake_quantize_cuda(in16, DType::kBF16, dshape, along,
+                                                     DType::kBF16, out, nullptr);
+            !e.empty()) {
+          return e;
+        }
+        return cuda::fake_quantize_cuda(in16, DType::kBF16, dshape, down, DType::kBF16, cols_out,
+                                        nullptr);
+      });
+      report(("rows+columns, one read " + size).c_str(), rows * cols * 6, [&] {
+        return cuda::fake_quantize_dual_cuda(in16, DType::kBF16, dshape, along, down, out, cols_out,
+                                             nullptr);
+      });
+    }
+  }
+  CHECK(cudaFree(cols_out));
   // Along the rows of GPT-2's classifier gradient (an odd width): every row starts at a different
   // offset from a 16-byte boundary. The cast for the input gradient, under each element width.
   for (ElementFormat fmt : {ElementFormat::kE4M3, ElementFormat::kE3M2, ElementFormat::kE2M1}) {
