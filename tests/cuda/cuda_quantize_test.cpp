@@ -10,6 +10,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <unistd.h>
@@ -551,6 +552,71 @@ TEST(CudaQuantize, DualFakeQuantizeEqualsBothCastsOfTheCpu) {
   }
 }
 
+// Rows padded with zeros to a multiple of 8 columns (the classifier's gradient) are cast in one
+// read as the unpadded matrix would be, stochastic rounding included (its draws follow the
+// unpadded indices): the first `width` columns of both outputs equal the CPU's casts of the
+// unpadded rows, and the padding stays zero.
+TEST(CudaQuantize, DualFakeQuantizeOfZeroPaddedRowsCastsTheUnpaddedRows) {
+  SKIP_WITHOUT_GPU();
+  for (const int64_t width : {int64_t{261}, int64_t{50257}}) {
+    const int64_t rows = width > 1000 ? 35 : 70, padded = (width + 7) / 8 * 8;
+    const std::vector<int64_t> dense_shape{rows, width}, padded_shape{rows, padded};
+    const auto values = testing::stress_values(size_t(rows * width), 63);
+    std::vector<float> padded_values(size_t(rows * padded), 0.0f);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < width; ++c) {
+        padded_values[size_t(r * padded + c)] = values[size_t(r * width + c)];
+      }
+    }
+    const auto input = to_dtype(padded_values, DType::kBF16);
+    const auto dense_input = to_dtype(values, DType::kBF16);
+    DevBuf d_in(input.size()), d_rows(input.size()), d_cols(input.size());
+    CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size(), cudaMemcpyHostToDevice));
+    for (ElementFormat format :
+         {ElementFormat::kE4M3, ElementFormat::kE3M2, ElementFormat::kE2M1, ElementFormat::kInt8}) {
+      for (Rounding mode : kModes) {
+        QuantSpec along;
+        along.format = format;
+        along.rounding = mode;
+        along.seed = 11;
+        QuantSpec down = along;
+        down.axis = 0;
+        down.seed = 12;
+        SCOPED_TRACE(name_of(along, DType::kBF16, padded_shape));
+        std::vector<uint16_t> want_rows(static_cast<size_t>(rows * width)), want_cols(want_rows);
+        ASSERT_EQ("", cpu::fake_quantize(dense_input.data(), DType::kBF16, dense_shape, along,
+                                         DType::kBF16, want_rows.data()));
+        ASSERT_EQ("", cpu::fake_quantize(dense_input.data(), DType::kBF16, dense_shape, down,
+                                         DType::kBF16, want_cols.data()));
+        CUDA_OK(cudaMemset(d_rows.p, 0x5A, input.size()));
+        CUDA_OK(cudaMemset(d_cols.p, 0x5A, input.size()));
+        ASSERT_EQ("", cuda::fake_quantize_dual_cuda(d_in.p, DType::kBF16, padded_shape, along, down,
+                                                    d_rows.p, d_cols.p, nullptr, width));
+        CUDA_OK(cudaDeviceSynchronize());
+        for (auto [got_p, want, side] : {std::tuple{d_rows.p, &want_rows, "along the rows"},
+                                         std::tuple{d_cols.p, &want_cols, "down the columns"}}) {
+          const auto got = download<uint16_t>(got_p, size_t(rows * padded));
+          std::vector<uint16_t> got_dense(size_t(rows * width));
+          int64_t nonzero_padding = 0;
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t c = 0; c < padded; ++c) {
+              const uint16_t v = got[size_t(r * padded + c)];
+              if (c < width) {
+                got_dense[size_t(r * width + c)] = v;
+              } else {
+                nonzero_padding += v != 0;
+              }
+            }
+          }
+          EXPECT_EQ("", first_diffs(*want, got_dense)) << side;
+          EXPECT_EQ(nonzero_padding, 0) << side;
+        }
+        if (HasFailure()) return;
+      }
+    }
+  }
+}
+
 TEST(CudaQuantize, AllZeroBlocks) {
   SKIP_WITHOUT_GPU();
   std::vector<float> values(64 * 40, 0.0f);
@@ -793,6 +859,22 @@ TEST(CudaQuantizeKernelChoice, DualFakeQuantizeReadsOnceWhereBothCastsShareRound
   down.tile_cols = 32;
   EXPECT_EQ(once(DType::kBF16, {16384, 768}, along, down), "twice");
   EXPECT_EQ(once(DType::kBF16, {2, 3, 4}, along, along).rfind("error: ", 0), 0u);
+  // Rows padded with zeros past the real columns: one read, or a refusal of the call.
+  down.tile_rows = down.tile_cols = 0;
+  auto padded = [](const QuantSpec& along, const QuantSpec& down, int64_t real) {
+    bool one = false;
+    const std::string e = cuda::fake_quantize_dual_reads_once(
+        DType::kBF16, std::vector<int64_t>{64, 264}, along, down, &one, real);
+    return e.empty() ? (one ? "once" : "twice") : "error: " + e;
+  };
+  EXPECT_EQ(padded(along, down, 261), "once");
+  EXPECT_EQ(padded(along, down, 264), "once");
+  EXPECT_EQ(padded(along, down, 265).rfind("error: ", 0), 0u);
+  EXPECT_EQ(padded(along, down, 0).rfind("error: ", 0), 0u);
+  QuantSpec asym = along;
+  asym.asymmetric = true;
+  EXPECT_EQ(padded(asym, down, 261), "twice");
+  EXPECT_EQ(padded(asym, down, 264), "once");
 }
 
 // Several gigabytes: 2^33 + 2^20 bfloat16 values (16 GB) take element indices past 32 bits and

@@ -27,7 +27,7 @@ namespace {
 template <Rounding kMode, bool kInteger, bool kVectors>
 __global__ void __launch_bounds__(kFakeTileCols, 4)
     fake_dual_tiles_kernel(__grid_constant__ const QuantParams R,
-                           __grid_constant__ const QuantParams C) {
+                           __grid_constant__ const QuantParams C, int64_t real_cols) {
   __shared__ __align__(16) uint16_t tile[32][kFakeTileCols];
   __shared__ __align__(16) uint16_t down[32][kFakeTileCols];
   __shared__ __align__(16) uint16_t across[32][kFakeTileCols];
@@ -50,37 +50,44 @@ __global__ void __launch_bounds__(kFakeTileCols, 4)
     const uint32_t mask = rows_here >= 32 ? 0xFFFFFFFFu : (1u << rows_here) - 1u;
     const BlockState st = scale32(C.s, v, amax_f32(v, 32), mask, 1);
     if (!st.nan_block)
-      values32<kMode, kInteger>(C.s, st, v, StridedDraws(C.s.key, first + t, cols));
+      values32<kMode, kInteger>(C.s, st, v,
+                                StridedDraws(C.s.key, r0 * real_cols + c0 + t, real_cols));
 #pragma unroll
     for (int j = 0; j < 32; ++j) down[j][t] = st.nan_block ? uint16_t(0x7FC0) : bf16_bits_rn(v[j]);
   }
 
   // Along row r from column 32 b: as the row casts (the block's values from its flat index on,
-  // padding past the row's end masked).
+  // slots past the row's end masked). A block wholly in the zero padding past real_cols stays
+  // zero.
   const int r = t / 8, c = 32 * (t % 8);
+  const int real = int(min(int64_t(cols_here - c), real_cols - (c0 + c)));
   if (r < rows_here && c < cols_here) {
-    const uint4* src = reinterpret_cast<const uint4*>(&tile[r][c]);
-    uint32_t w[16];
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const uint4 x = src[q];
-      w[4 * q] = x.x, w[4 * q + 1] = x.y, w[4 * q + 2] = x.z, w[4 * q + 3] = x.w;
-    }
-    float v[32];
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      v[2 * j] = __uint_as_float(w[j] << 16);
-      v[2 * j + 1] = __uint_as_float(w[j] & 0xFFFF0000u);
-    }
-    const int real = cols_here - c;
-    const uint32_t mask = real >= 32 ? 0xFFFFFFFFu : (1u << real) - 1u;
-    const BlockState st = scale32(R.s, v, amax_f32(v, 32), mask, 1);
-    if (!st.nan_block) {
-      values32<kMode, kInteger>(R.s, st, v,
-                                PairedDraws::starting_at(R.s, first + int64_t(r) * cols + c));
-    }
     uint4 out[4];
-    fake_vectors_bf16(v, st.nan_block, out);
+    if (real <= 0) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) out[q] = make_uint4(0, 0, 0, 0);
+    } else {
+      const uint4* src = reinterpret_cast<const uint4*>(&tile[r][c]);
+      uint32_t w[16];
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const uint4 x = src[q];
+        w[4 * q] = x.x, w[4 * q + 1] = x.y, w[4 * q + 2] = x.z, w[4 * q + 3] = x.w;
+      }
+      float v[32];
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        v[2 * j] = __uint_as_float(w[j] << 16);
+        v[2 * j + 1] = __uint_as_float(w[j] & 0xFFFF0000u);
+      }
+      const uint32_t mask = real >= 32 ? 0xFFFFFFFFu : (1u << real) - 1u;
+      const BlockState st = scale32(R.s, v, amax_f32(v, 32), mask, 1);
+      if (!st.nan_block) {
+        values32<kMode, kInteger>(R.s, st, v,
+                                  PairedDraws::starting_at(R.s, (r0 + r) * real_cols + c0 + c));
+      }
+      fake_vectors_bf16(v, st.nan_block, out);
+    }
     uint4* dst = reinterpret_cast<uint4*>(&across[r][c]);
 #pragma unroll
     for (int q = 0; q < 4; ++q) dst[q] = out[q];
@@ -94,14 +101,15 @@ __global__ void __launch_bounds__(kFakeTileCols, 4)
 
 template <Rounding M, bool I>
 struct LaunchFakeDual {
-  static void run(const QuantParams& R, const QuantParams& C, cudaStream_t stream) {
+  static void run(const QuantParams& R, const QuantParams& C, int64_t real_cols,
+                  cudaStream_t stream) {
     const dim3 grid(unsigned((C.g.cols + kFakeTileCols - 1) / kFakeTileCols),
                     unsigned(C.g.tiles_down));
     const auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
     if (C.g.cols % 8 == 0 && aligned(C.in) && aligned(C.fake_out) && aligned(R.fake_out)) {
-      fake_dual_tiles_kernel<M, I, true><<<grid, kFakeTileCols, 0, stream>>>(R, C);
+      fake_dual_tiles_kernel<M, I, true><<<grid, kFakeTileCols, 0, stream>>>(R, C, real_cols);
     } else {
-      fake_dual_tiles_kernel<M, I, false><<<grid, kFakeTileCols, 0, stream>>>(R, C);
+      fake_dual_tiles_kernel<M, I, false><<<grid, kFakeTileCols, 0, stream>>>(R, C, real_cols);
     }
   }
 };
@@ -120,9 +128,9 @@ bool fake_dual_tiles_apply(const QuantParams& R, const QuantParams& C) {
          (C.g.cols + kFakeTileCols - 1) / kFakeTileCols <= int64_t(0x7FFFFFFF);
 }
 
-void launch_fake_dual_tiles(const QuantParams& R, const QuantParams& C, Rounding mode, bool integer,
-                            cudaStream_t stream) {
-  dispatch<LaunchFakeDual>(mode, integer, R, C, stream);
+void launch_fake_dual_tiles(const QuantParams& R, const QuantParams& C, int64_t real_cols,
+                            Rounding mode, bool integer, cudaStream_t stream) {
+  dispatch<LaunchFakeDual>(mode, integer, R, C, real_cols, stream);
 }
 
 }  // namespace mx::cuda

@@ -11,9 +11,11 @@
 namespace mx::cuda {
 
 // Whether the tile kernel takes R (blocks of 32 along the rows of a 2-D bfloat16 matrix, into
-// bfloat16) and C (blocks of 32 down its columns, likewise) of the same input.
+// bfloat16) and C (blocks of 32 down its columns, likewise) of the same input. The launch casts
+// the first real_cols columns as the matrix [rows, real_cols] they form (stochastic draws by
+// its flat indices) and writes zeros past them, where the input holds zeros.
 bool fake_dual_tiles_apply(const QuantParams& R, const QuantParams& C);
-void launch_fake_dual_tiles(const QuantParams& R, const QuantParams& C, Rounding mode, bool integer,
-                            cudaStream_t stream);
+void launch_fake_dual_tiles(const QuantParams& R, const QuantParams& C, int64_t real_cols,
+                            Rounding mode, bool integer, cudaStream_t stream);
 
 }  // namespace mx::cuda

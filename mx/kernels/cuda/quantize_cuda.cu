@@ -269,20 +269,34 @@ std::string prepare_dual(const void* d_in, DType dtype, std::span<const int64_t>
   return prepare_quantize(d_in, dtype, shape, cs, C);
 }
 
-// Whether one kernel reads the input once for both casts.
+// Whether one kernel reads the input once for both casts, where the first real_cols columns hold
+// the values (the rest zero padding, which only symmetric casts leave zero).
 bool dual_reads_once(const QuantParams& R, const QuantParams& C, const QuantSpec& along_rows,
-                     const QuantSpec& down_columns) {
+                     const QuantSpec& down_columns, int64_t real_cols) {
+  const bool padded = real_cols != C.g.cols;
   return along_rows.rounding == down_columns.rounding &&
          traits(along_rows.format).is_integer == traits(down_columns.format).is_integer &&
          along_rows.block_size == 32 && down_columns.block_size == 32 && !along_rows.is_tiled() &&
-         !down_columns.is_tiled() && fake_dual_tiles_apply(R, C);
+         !down_columns.is_tiled() && fake_dual_tiles_apply(R, C) &&
+         (!padded || (!along_rows.asymmetric && !down_columns.asymmetric));
+}
+
+// real_cols as given (-1: all columns), or a reason.
+std::string dual_real_cols(std::span<const int64_t> shape, int64_t* real_cols) {
+  if (*real_cols < 0) *real_cols = shape[1];
+  if (*real_cols > shape[1] || (*real_cols == 0 && shape[1] > 0)) {
+    return "dual fake-quantize: " + std::to_string(*real_cols) + " real columns of " +
+           std::to_string(shape[1]);
+  }
+  return "";
 }
 
 }  // namespace
 
 std::string fake_quantize_dual_reads_once(DType dtype, std::span<const int64_t> shape,
                                           const QuantSpec& along_rows,
-                                          const QuantSpec& down_columns, bool* once) {
+                                          const QuantSpec& down_columns, bool* once,
+                                          int64_t real_cols) {
   // Stand-in pointers: the choice looks at the shape, the specs and the dtype only.
   alignas(16) static uint8_t stand_in[16];
   QuantParams R{}, C{};
@@ -291,13 +305,15 @@ std::string fake_quantize_dual_reads_once(DType dtype, std::span<const int64_t> 
       !e.empty()) {
     return e;
   }
-  *once = dual_reads_once(R, C, along_rows, down_columns);
+  if (std::string e = dual_real_cols(shape, &real_cols); !e.empty()) return e;
+  *once = dual_reads_once(R, C, along_rows, down_columns, real_cols);
   return "";
 }
 
 std::string fake_quantize_dual_cuda(const void* d_in, DType dtype, std::span<const int64_t> shape,
                                     const QuantSpec& along_rows, const QuantSpec& down_columns,
-                                    void* d_rows, void* d_cols, cudaStream_t stream) {
+                                    void* d_rows, void* d_cols, cudaStream_t stream,
+                                    int64_t real_cols) {
   QuantParams R{}, C{};
   R.fake_out = d_rows;
   C.fake_out = d_cols;
@@ -305,8 +321,13 @@ std::string fake_quantize_dual_cuda(const void* d_in, DType dtype, std::span<con
       !e.empty()) {
     return e;
   }
+  if (std::string e = dual_real_cols(shape, &real_cols); !e.empty()) return e;
   if (R.g.num_blocks == 0) return "";
-  if (!dual_reads_once(R, C, along_rows, down_columns)) {
+  if (!dual_reads_once(R, C, along_rows, down_columns, real_cols)) {
+    if (real_cols != shape[1]) {
+      return "dual fake-quantize casts zero-padded rows in one read only: bfloat16, symmetric "
+             "blocks of 32, one rounding and one element kind";
+    }
     QuantSpec rs = along_rows, cs = down_columns;
     rs.axis = 1;
     cs.axis = 0;
@@ -316,7 +337,8 @@ std::string fake_quantize_dual_cuda(const void* d_in, DType dtype, std::span<con
     }
     return fake_quantize_cuda(d_in, dtype, shape, cs, DType::kBF16, d_cols, stream);
   }
-  launch_fake_dual_tiles(R, C, along_rows.rounding, traits(along_rows.format).is_integer, stream);
+  launch_fake_dual_tiles(R, C, real_cols, along_rows.rounding, traits(along_rows.format).is_integer,
+                         stream);
   return check_launch("dual fake-quantize kernel launch");
 }
 

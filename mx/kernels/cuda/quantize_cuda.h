@@ -45,14 +45,22 @@ std::string fake_quantize_cuda(const void* d_in, DType dtype, std::span<const in
 // fake_quantize_cuda with that spec. A bfloat16 input cast with blocks of 32, one rounding mode
 // and float or integer elements on both sides is read once (one kernel); other arguments take
 // the two single casts.
+//
+// real_cols (0 < real_cols <= cols; -1: cols) casts rows padded with zeros: the first
+// real_cols columns are cast as the [rows, real_cols] matrix they form would be (stochastic
+// draws by its flat indices) and the padding stays zero (NaN in a row whose last block holds a
+// NaN). Padded rows take the one-read kernel only, with symmetric casts; other arguments are
+// refused.
 std::string fake_quantize_dual_cuda(const void* d_in, DType dtype, std::span<const int64_t> shape,
                                     const QuantSpec& along_rows, const QuantSpec& down_columns,
-                                    void* d_rows, void* d_cols, cudaStream_t stream);
+                                    void* d_rows, void* d_cols, cudaStream_t stream,
+                                    int64_t real_cols = -1);
 // Whether fake_quantize_dual_cuda reads the input once (one kernel) for these arguments, in
 // *once; a reason where it would refuse them. Looks at no device.
 std::string fake_quantize_dual_reads_once(DType dtype, std::span<const int64_t> shape,
                                           const QuantSpec& along_rows,
-                                          const QuantSpec& down_columns, bool* once);
+                                          const QuantSpec& down_columns, bool* once,
+                                          int64_t real_cols = -1);
 
 // Device buffers of one quantized tensor.
 struct MxDeviceBuffers {

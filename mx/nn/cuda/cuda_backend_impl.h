@@ -171,11 +171,13 @@ class CudaBackend final : public Backend {
 
   // dy [m, n]'s casts for both backward products from one read (fake_quantize_dual_cuda): along
   // the rows (grad_out_dx) into scratch `rows_index`, down the columns (grad_out_dw) into
-  // `cols_index`. False, with *out untouched, where that read is not one kernel (not both MX
-  // casts of bfloat16 operands with one rounding, or not a shape the kernel takes): the caller
-  // casts dy twice. True otherwise, *out null where the casts failed (recorded).
-  bool dual_dy_casts(Buf dy, int64_t m, int64_t n, const Recipe& recipe, uint64_t stream,
-                     size_t rows_index, size_t cols_index, PaddedDy* out);
+  // `cols_index`; where real_n < n, dy's rows hold real_n values and zero padding, cast as the
+  // unpadded rows would be. False, with *out untouched, where that read is not one kernel (not
+  // both MX casts of bfloat16 operands with one rounding, symmetric where padded, or not a shape
+  // the kernel takes): the caller casts dy otherwise. True otherwise, *out null where the casts
+  // failed (recorded).
+  bool dual_dy_casts(Buf dy, int64_t m, int64_t n, int64_t real_n, const Recipe& recipe,
+                     uint64_t stream, size_t rows_index, size_t cols_index, PaddedDy* out);
 
   void linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key,

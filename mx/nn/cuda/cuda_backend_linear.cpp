@@ -83,25 +83,30 @@ void CudaBackend::classifier_forward(Buf logits, Buf losses, Buf x, Buf w, Buf t
 
 void CudaBackend::classifier_backward(Buf dx, Buf dw, Buf dlogits, Buf x, Buf w, int64_t n,
                                       int64_t k, int64_t v, const Recipe& recipe, SrKey key) {
-  if (pending_.dlogits != dlogits.p || pending_.rows != n || pending_.v != v ||
-      !casts_padded_rows(dlogits, recipe.grad_out_dx) ||
-      !casts_padded_rows(dlogits, recipe.grad_out_dw)) {
+  // The padded rows serve both products where they can be cast as dlogits would be: in one
+  // read for both casts (stochastic rounding too, drawing by the unpadded indices), or cast
+  // one at a time where the casts do not depend on those indices.
+  PaddedDy operands;
+  if (pending_.dlogits == dlogits.p && pending_.rows == n && pending_.v == v) {
+    const uint64_t stream = stream_of(key);
+    const int64_t padded = round_up(v, 8);
+    const Buf rows{scratch_[kPaddedOut].p, n * padded, act()};
+    if (dual_dy_casts(rows, n, padded, v, recipe, stream, kPaddedDyDx, kPaddedDyDw, &operands)) {
+      if (operands.dx == nullptr || operands.dw == nullptr) return;  // recorded
+    } else if (casts_padded_rows(dlogits, recipe.grad_out_dx) &&
+               casts_padded_rows(dlogits, recipe.grad_out_dw)) {
+      operands = {prepare(rows, {n, padded}, 1, recipe.grad_out_dx, "grad_out_dx",
+                          operand_stream(stream, LinearOperand::kGradOutDx), kPaddedDyDx),
+                  prepare(rows, {n, padded}, 0, recipe.grad_out_dw, "grad_out_dw",
+                          operand_stream(stream, LinearOperand::kGradOutDw), kPaddedDyDw)};
+      if (operands.dx == nullptr || operands.dw == nullptr) return;  // prepare recorded why
+    }
+  }
+  if (operands.dx == nullptr) {
     materialize_pending();
     linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, {});
     return;
   }
-  // The padded rows serve both products, cast in place of dlogits where the recipe casts it.
-  const uint64_t stream = stream_of(key);
-  const int64_t padded = round_up(v, 8);
-  const Buf rows{scratch_[kPaddedOut].p, n * padded, act()};
-  PaddedDy operands;
-  if (!dual_dy_casts(rows, n, padded, recipe, stream, kPaddedDyDx, kPaddedDyDw, &operands)) {
-    operands = {prepare(rows, {n, padded}, 1, recipe.grad_out_dx, "grad_out_dx",
-                        operand_stream(stream, LinearOperand::kGradOutDx), kPaddedDyDx),
-                prepare(rows, {n, padded}, 0, recipe.grad_out_dw, "grad_out_dw",
-                        operand_stream(stream, LinearOperand::kGradOutDw), kPaddedDyDw)};
-  }
-  if (operands.dx == nullptr || operands.dw == nullptr) return;  // the casts recorded why
   pending_ = {};
   linear_backward(dx, dw, {}, dlogits, x, w, n, k, v, false, recipe, key, operands);
 }
@@ -119,7 +124,7 @@ void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf 
   const uint64_t stream = stream_of(key);
   PaddedDy operands = padded_dy;
   if (operands.dx == nullptr && !dx.empty() && !dw.empty() && round_up(n, 8) == n &&
-      dual_dy_casts(dy, m, n, recipe, stream, 0, kDyDw, &operands) &&
+      dual_dy_casts(dy, m, n, n, recipe, stream, 0, kDyDw, &operands) &&
       (operands.dx == nullptr || operands.dw == nullptr)) {
     return;  // recorded
   }
@@ -331,8 +336,9 @@ bool CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
   return false;
 }
 
-bool CudaBackend::dual_dy_casts(Buf dy, int64_t m, int64_t n, const Recipe& recipe, uint64_t stream,
-                                size_t rows_index, size_t cols_index, PaddedDy* out) {
+bool CudaBackend::dual_dy_casts(Buf dy, int64_t m, int64_t n, int64_t real_n, const Recipe& recipe,
+                                uint64_t stream, size_t rows_index, size_t cols_index,
+                                PaddedDy* out) {
   const OperandCast& along = recipe.grad_out_dx;
   const OperandCast& down = recipe.grad_out_dw;
   if (along.kind != OperandCast::Kind::kMx || down.kind != OperandCast::Kind::kMx ||
@@ -345,7 +351,8 @@ bool CudaBackend::dual_dy_casts(Buf dy, int64_t m, int64_t n, const Recipe& reci
   const QuantSpec cols_spec =
       cast_spec(down.spec, 0, operand_stream(stream, LinearOperand::kGradOutDw));
   bool once = false;
-  if (!mx::cuda::fake_quantize_dual_reads_once(DType::kBF16, shape, rows_spec, cols_spec, &once)
+  if (!mx::cuda::fake_quantize_dual_reads_once(DType::kBF16, shape, rows_spec, cols_spec, &once,
+                                               real_n)
            .empty() ||
       !once) {
     return false;
@@ -355,7 +362,7 @@ bool CudaBackend::dual_dy_casts(Buf dy, int64_t m, int64_t n, const Recipe& reci
   void* cols = slot(cols_index, bytes);
   if (rows == nullptr || cols == nullptr) return true;  // slot recorded why
   if (std::string e = mx::cuda::fake_quantize_dual_cuda(dy.p, DType::kBF16, shape, rows_spec,
-                                                        cols_spec, rows, cols, stream_);
+                                                        cols_spec, rows, cols, stream_, real_n);
       !e.empty()) {
     record(cat("recipe roles 'grad_out_dx' and 'grad_out_dw' on a ", io::format_shape(shape),
                " operand: ", e));
