@@ -4,6 +4,7 @@
     y = mxt.fake_quantize(x, "mxfp6_e3m2")   # the gradient passes straight through
     q = mxt.quantize(x, "mxfp4_e2m1")        # packed codes and scales on x's device
     mxt.quantize_(model, "mxfp6")            # every nn.Linear becomes an MXLinear, in place
+                                             # (Hugging Face's Conv1D an MXConv1D)
     mxt.quantize_weights_(model, "mxfp4_e2m1")  # weights stored in MX, for inference
     mxt.gptq_(model, batches, "mxfp4_e2m1")  # weights by error diffusion (GPTQ), in place
     o = mxt.scaled_dot_product_attention(q, k, v, "mxfp6", is_causal=True)
@@ -22,12 +23,12 @@ from mxkit.torch.attention import (attention_specs, cast_attention_calls,
 from mxkit.torch.casts import (MxTensor, fake_quantize, mx_matmul, mx_matmul_route, quantize,
                                quantize_dual)
 from mxkit.torch.gptq import gptq_
-from mxkit.torch.linear import MXLinear, quantize_
+from mxkit.torch.linear import MXConv1D, MXLinear, quantize_
 from mxkit.torch.microxcaling import from_microxcaling
 from mxkit.torch.ops import CUDA_KERNELS
 from mxkit.torch.weight_only import MXWeightOnlyLinear, quantize_weights_
 
-__all__ = ["CUDA_KERNELS", "MXLinear", "MXWeightOnlyLinear", "MxTensor", "attention_specs",
-           "cast_attention_calls", "fake_quantize", "from_microxcaling", "gptq_", "mx_matmul",
-           "mx_matmul_route", "quantize", "quantize_", "quantize_dual", "quantize_weights_",
-           "scaled_dot_product_attention"]
+__all__ = ["CUDA_KERNELS", "MXConv1D", "MXLinear", "MXWeightOnlyLinear", "MxTensor",
+           "attention_specs", "cast_attention_calls", "fake_quantize", "from_microxcaling", "gptq_",
+           "mx_matmul", "mx_matmul_route", "quantize", "quantize_", "quantize_dual",
+           "quantize_weights_", "scaled_dot_product_attention"]

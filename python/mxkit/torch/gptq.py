@@ -12,11 +12,13 @@ import numpy as np
 import torch
 
 import mxkit
+from mxkit.torch.linear import is_conv1d, linear_weight
 
 
 def _linears(model, filter_fn):
     return {module: name for name, module in model.named_modules()
-            if type(module) is torch.nn.Linear and (filter_fn is None or filter_fn(module, name))}
+            if (type(module) is torch.nn.Linear or is_conv1d(module))
+            and (filter_fn is None or filter_fn(module, name))}
 
 
 def _run(model, batches, forward):
@@ -31,13 +33,14 @@ def _call(model, batch):
 
 def gptq_(model, batches, format="mxfp4_e2m1", *, filter_fn=None, forward=None,
           order="natural", damp=0.01, scale_choice="rule", refine=0, **spec):
-    """Quantizes, in place, the weight of every nn.Linear of `model` (for which
-    filter_fn(module, name) holds, when given) by error diffusion (mxkit.gptq) and writes back
-    the values its MX blocks decode to, in the weight's dtype. `batches`: an iterable that can
-    be walked once per layer (a list), each item passed to forward(model, item) (default:
-    model(item), or model(*item) for a tuple). The keywords are mxkit.gptq's. Returns {name:
-    MxArray} of the quantized weights, in quantization order, for mxkit.save. Put the model in
-    eval mode first: dropout would change the Hessians from one pass to the next."""
+    """Quantizes, in place, the weight of every nn.Linear and Hugging Face Conv1D of `model`
+    (for which filter_fn(module, name) holds, when given) by error diffusion (mxkit.gptq) and
+    writes back the values its MX blocks decode to, in the weight's dtype. `batches`: an
+    iterable that can be walked once per layer (a list), each item passed to forward(model,
+    item) (default: model(item), or model(*item) for a tuple). The keywords are mxkit.gptq's.
+    Returns {name: MxArray} of the quantized weights, in quantization order, for mxkit.save.
+    Put the model in eval mode first: dropout would change the Hessians from one pass to the
+    next."""
     if iter(batches) is batches:
         raise TypeError("batches must be walkable once per layer (a list, not an iterator)")
     forward = forward or _call
@@ -71,7 +74,7 @@ def gptq_(model, batches, format="mxfp4_e2m1", *, filter_fn=None, forward=None,
     first_input.clear()
     quantized = {}
     for group in groups:
-        k = group[0].in_features
+        k = linear_weight(group[0]).shape[1]
         total = torch.zeros(k, k, dtype=torch.float64)
 
         def collect(m, args):
@@ -85,10 +88,10 @@ def gptq_(model, batches, format="mxfp4_e2m1", *, filter_fn=None, forward=None,
             hook.remove()
         hessian = total.to(torch.float32).numpy()
         for module in group:
-            w = module.weight.detach().to(torch.float32).cpu().numpy()
+            w = np.ascontiguousarray(linear_weight(module).detach().to(torch.float32).cpu())
             q = mxkit.gptq(w, hessian, format, order=order, damp=damp,
                            scale_choice=scale_choice, refine=refine, **spec)
             with torch.no_grad():
-                module.weight.copy_(torch.from_numpy(np.ascontiguousarray(q.dequantize())))
+                linear_weight(module).copy_(torch.from_numpy(np.ascontiguousarray(q.dequantize())))
             quantized[targets[module]] = q
     return quantized

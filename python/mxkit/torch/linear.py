@@ -52,6 +52,22 @@ class _MxLinearFunction(torch.autograd.Function):
         return dx, dw, db, None
 
 
+def is_conv1d(module):
+    """Whether `module` is a Hugging Face Conv1D, GPT-2's linear layer: y = x W + b with W
+    stored [in_features, out_features] and out_features in `nf`. Recognized by its name and
+    shape, so that mxkit does not need transformers."""
+    weight = getattr(module, "weight", None)
+    return (type(module).__name__ == "Conv1D" and isinstance(getattr(module, "nf", None), int)
+            and isinstance(weight, torch.Tensor) and weight.dim() == 2
+            and weight.shape[1] == module.nf)
+
+
+def linear_weight(module):
+    """The [out_features, in_features] weight of an nn.Linear or a Conv1D (a transposed view
+    of the latter's parameter)."""
+    return module.weight.t() if is_conv1d(module) else module.weight
+
+
 class MXLinear(torch.nn.Linear):
     """nn.Linear whose three products cast their operands per role of a recipe."""
 
@@ -75,19 +91,41 @@ class MXLinear(torch.nn.Linear):
         return f"{super().extra_repr()}, recipe={self.recipe['name']}"
 
 
+class MXConv1D(torch.nn.Module):
+    """A Hugging Face Conv1D (y = x W + b, W stored [in, out]) whose three products cast their
+    operands as MXLinear's do. It shares the layer's weight and bias, so that the model's state
+    dict keeps its names and shapes."""
+
+    def __init__(self, conv1d, recipe="mxfp6"):
+        super().__init__()
+        self.nf = conv1d.nf
+        self.weight, self.bias = conv1d.weight, conv1d.bias
+        self.recipe = as_recipe(recipe)
+        self._specs = tuple(role_spec(self.recipe[role], axis) for role, axis in _ROLES)
+
+    def forward(self, x):
+        return _MxLinearFunction.apply(x, self.weight.t(), self.bias, self._specs)
+
+    def extra_repr(self):
+        return (f"in_features={self.weight.shape[0]}, out_features={self.nf}, "
+                f"recipe={self.recipe['name']}")
+
+
 def replace_linears(model, filter_fn, make):
-    """Replaces, in place, every nn.Linear child of `model`'s modules for which
-    filter_fn(linear, its dotted name) holds (every one when filter_fn is None) by make(linear)."""
+    """Replaces, in place, every nn.Linear or Conv1D child of `model`'s modules for which
+    filter_fn(layer, its dotted name) holds (every one when filter_fn is None) by make(layer)."""
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
-            if type(child) is torch.nn.Linear and (filter_fn is None or filter_fn(child, full)):
+            layer = type(child) is torch.nn.Linear or is_conv1d(child)
+            if layer and (filter_fn is None or filter_fn(child, full)):
                 setattr(module, child_name, make(child))
 
 
 def quantize_(model, recipe, filter_fn=None, attention=False):
     """Replaces every nn.Linear of `model` (for which filter_fn(module, name) holds, when given)
-    by an MXLinear under `recipe` that shares its parameters; with attention=True, also runs
+    by an MXLinear under `recipe` that shares its parameters, and every Hugging Face Conv1D
+    (GPT-2's layers) by an MXConv1D likewise; with attention=True, also runs
     the model's calls of torch.nn.functional.scaled_dot_product_attention with the recipe's
     casts (cast_attention_calls). Returns the model."""
     spec = as_recipe(recipe)
@@ -98,7 +136,9 @@ def quantize_(model, recipe, filter_fn=None, attention=False):
             f"recipe {spec['name']} keeps the classifier's products in bfloat16 "
             "(bf16_classifier), which quantize_ cannot tell apart: leave the classifier out with "
             "filter_fn and quantize_ it under a recipe of bfloat16 casts")
-    replace_linears(model, filter_fn, lambda linear: MXLinear.from_linear(linear, spec))
+    replace_linears(model, filter_fn,
+                    lambda layer: MXConv1D(layer, spec) if is_conv1d(layer)
+                    else MXLinear.from_linear(layer, spec))
     if attention:
         cast_attention_calls(model, spec)
     return model

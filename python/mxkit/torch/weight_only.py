@@ -22,7 +22,7 @@ import torch
 
 from mxkit import _mxkit
 from mxkit.torch.casts import quantize
-from mxkit.torch.linear import replace_linears
+from mxkit.torch.linear import linear_weight, replace_linears
 from mxkit.torch.ops import (_DTYPE_NAMES, _launch, _through_host, dtype_name,
                              hopper_gemms_run_on, register_operator)
 
@@ -131,14 +131,16 @@ class MXWeightOnlyLinear(torch.nn.Module):
 
     @classmethod
     def from_linear(cls, linear, format="mxfp4_e2m1", scale=None, round=None, seed=None):
-        """`linear`'s weight quantized in blocks of 32 along its input features (with
-        mxkit.quantize's scale rule, rounding and seed), on its device; the bias is shared."""
-        w = linear.weight.detach()
+        """`linear`'s weight (an nn.Linear's or a Hugging Face Conv1D's) quantized in blocks
+        of 32 along its input features (with mxkit.quantize's scale rule, rounding and seed),
+        on its device; the bias is shared."""
+        w = linear_weight(linear).detach().contiguous()
         q = quantize(w, format, scale=scale, round=round, seed=seed)
         a = _mxkit.MxArray.from_packed(q.packed.cpu().numpy(), q.scales.cpu().numpy(),
                                        list(w.shape), None, **q.spec)
         codes, scales = (torch.from_numpy(t).to(w.device) for t in _mxkit.to_weight_tiles(a))
-        return cls(codes, scales, linear.in_features, linear.out_features, format, linear.bias)
+        out_features, in_features = w.shape
+        return cls(codes, scales, in_features, out_features, format, linear.bias)
 
     def dequantized_weight(self, dtype=torch.float32):
         """The stored weight decoded, [out_features, in_features], on the CPU."""
@@ -161,9 +163,9 @@ class MXWeightOnlyLinear(torch.nn.Module):
 
 
 def quantize_weights_(model, format="mxfp4_e2m1", filter_fn=None, **spec):
-    """Replaces every nn.Linear of `model` (for which filter_fn(module, name) holds, when given)
-    by an MXWeightOnlyLinear of `format` (keywords as from_linear's), in place. Returns the
-    model."""
+    """Replaces every nn.Linear and Hugging Face Conv1D of `model` (for which filter_fn(module,
+    name) holds, when given) by an MXWeightOnlyLinear of `format` (keywords as from_linear's),
+    in place. Returns the model."""
     replace_linears(model, filter_fn,
                     lambda linear: MXWeightOnlyLinear.from_linear(linear, format, **spec))
     return model
