@@ -1,7 +1,9 @@
 #include "mx/nn/model_file.h"
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "mx/core/dtype.h"
 #include "mx/io/cat.h"
@@ -14,6 +16,7 @@
 #include "mx/kernels/cpu/quantize.h"
 #include "mx/nn/cpu/cpu_backend.h"
 #include "mx/nn/gguf_model.h"
+#include "mx/nn/hf_gpt2.h"
 
 namespace mx::nn {
 namespace {
@@ -124,6 +127,40 @@ std::string load_llama2c_bin(const std::string& path, LoadedModel* out,
       std::filesystem::path(path).parent_path() / cat("tok", std::to_string(config.vocab), ".bin");
   std::error_code ec;
   out->tokenizer = std::filesystem::exists(tok, ec) ? tok.string() : "";
+  return "";
+}
+
+// A config.json larger than this is no GPT-2 config: refused before it is read.
+constexpr std::uintmax_t kMaxConfigBytes = 1 << 20;
+
+// A Hugging Face GPT-2 model.safetensors, its config from the config.json beside it.
+std::string load_hf_gpt2(const io::SafetensorsFile& file, const std::string& path, LoadedModel* out,
+                         std::unique_ptr<Backend> backend) {
+  namespace fs = std::filesystem;
+  const fs::path config_path = fs::path(path).parent_path() / "config.json";
+  std::error_code ec;
+  const std::uintmax_t bytes = fs::file_size(config_path, ec);
+  std::ifstream in(config_path, std::ios::binary);
+  if (ec || !in) {
+    return cat("a Hugging Face GPT-2 file needs the config.json beside it (", config_path.string(),
+               ")");
+  }
+  if (bytes > kMaxConfigBytes) return cat(config_path.string(), " is too large for a config");
+  std::stringstream text;
+  text << in.rdbuf();
+  ModelConfig config;
+  if (std::string e = hf_gpt2_config(text.str(), &config); !e.empty()) return e;
+  std::vector<std::vector<float>> storage;
+  std::vector<io::SafetensorsTensor> tensors;
+  if (std::string e = hf_gpt2_engine_tensors(file, config, &storage, &tensors); !e.empty()) {
+    return e;
+  }
+  auto model = std::make_unique<Model>(config, std::move(backend));
+  if (std::string e = fill_params(tensors, nullptr, model.get()); !e.empty()) return e;
+  model->upload_params();
+  out->model = std::move(model);
+  out->kind = "hf-gpt2";
+  out->tokenizer = config.vocab == 50257 ? "gpt2" : "";
   return "";
 }
 
@@ -278,6 +315,12 @@ std::string load_model_file(const std::string& path_in, LoadedModel* out,
   }
   io::SafetensorsFile file;
   if (std::string e = io::open_safetensors(path, &file); !e.empty()) return e;
+  if (file.metadata().count(std::string(kModelConfigKey)) == 0 && is_hf_gpt2(file)) {
+    if (std::string e = load_hf_gpt2(file, path, out, std::move(backend)); !e.empty()) {
+      return cat(path, ": ", e);
+    }
+    return "";
+  }
   if (std::string e = load_model_safetensors(file, out, std::move(backend)); !e.empty()) {
     return cat(path, ": ", e);
   }

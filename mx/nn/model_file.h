@@ -11,7 +11,9 @@
 //   - safetensors converted from llama2.c (the "llama2c.*" metadata of llama2c_to_safetensors);
 //   - files whose weights `mx quantize` stored as MX blocks and scales (dequantized on load);
 //   - a training run's folder (its checkpoint.safetensors);
-//   - model GGUF files (gguf_model.h), whose tokenizer is their own.
+//   - model GGUF files (gguf_model.h), whose tokenizer is their own;
+//   - Hugging Face GPT-2 model.safetensors files with their config.json (hf_gpt2.h), with the
+//     GPT-2 tokenizer when the vocabulary is GPT-2's.
 #pragma once
 
 #include <map>
@@ -59,7 +61,7 @@ std::string save_model_file_mx(const std::string& path, const ModelConfig& confi
 struct LoadedModel {
   std::unique_ptr<Model> model;  // on the backend it was loaded with, recipe fp32
   std::string tokenizer;         // "" when the file names none
-  std::string kind;              // "mxkit", "llama2c", "llama2c-safetensors" or "gguf"
+  std::string kind;              // "mxkit", "llama2c", "llama2c-safetensors", "gguf" or "hf-gpt2"
   // The parameters the file stores as MX blocks, with their specs (Model::pack_stored_weights).
   std::map<std::string, QuantSpec> stored_mx;
 };
