@@ -12,6 +12,11 @@ import mxkit
 from helpers import MX, Scratch, mx_ok
 from torch_helpers import mxt, requires_torch, torch
 
+try:
+    import transformers
+except ImportError:
+    transformers = None
+
 RECIPES = ("fp32", "mxfp8", "mxfp6", "mxfp4")
 
 
@@ -140,3 +145,33 @@ def report_loss(report, recipe):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@requires_torch
+@unittest.skipIf(transformers is None, "transformers cannot be imported")
+class HuggingFaceGpt2RunsInTheEngine(unittest.TestCase):
+    def test_a_saved_gpt2_generates_in_mx_as_in_transformers(self):
+        config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, n_positions=64,
+                                         vocab_size=256)
+        torch.manual_seed(5)
+        model = transformers.GPT2LMHeadModel(config).eval()
+        with torch.no_grad():  # larger weights than the initialization's, for distinct logits
+            for p in model.parameters():
+                p.mul_(8.0)
+        scratch = Scratch(self)
+        model.save_pretrained(scratch.dir, safe_serialization=True)
+        steps = 6
+        out = subprocess.run([MX, "generate", scratch.path("model.safetensors"), "--tokenizer",
+                              "bytes", "--prompt", "To be, or not", "--tokens", str(steps),
+                              "--temperature", "0", "--json"],
+                             capture_output=True, text=True, check=True)
+        got = json.loads(out.stdout)
+        ids = torch.tensor([got["prompt_ids"]])
+        with torch.no_grad():
+            for step in range(steps):
+                logits = model(ids).logits[0, -1]
+                np.testing.assert_allclose(got["top2_logits"][step],
+                                           torch.topk(logits, 2).values.numpy(),
+                                           rtol=1e-4, atol=1e-4, err_msg=f"step {step}")
+                self.assertEqual(got["ids"][step], int(logits.argmax()), f"step {step}")
+                ids = torch.cat([ids, torch.tensor([[got["ids"][step]]])], 1)
