@@ -16,7 +16,7 @@
 #include "mx/kernels/cpu/quantize.h"
 #include "mx/nn/cpu/cpu_backend.h"
 #include "mx/nn/gguf_model.h"
-#include "mx/nn/hf_gpt2.h"
+#include "mx/nn/hf_model.h"
 
 namespace mx::nn {
 namespace {
@@ -130,37 +130,43 @@ std::string load_llama2c_bin(const std::string& path, LoadedModel* out,
   return "";
 }
 
-// A config.json larger than this is no GPT-2 config: refused before it is read.
+// A config.json larger than this is no model config: refused before it is read.
 constexpr std::uintmax_t kMaxConfigBytes = 1 << 20;
 
-// A Hugging Face GPT-2 model.safetensors, its config from the config.json beside it.
-std::string load_hf_gpt2(const io::SafetensorsFile& file, const std::string& path, LoadedModel* out,
-                         std::unique_ptr<Backend> backend) {
+// A Hugging Face model.safetensors (hf_model.h), its config from the config.json beside it; the
+// tokenizer GPT-2's for GPT-2's vocabulary, a Llama's tokenizer.model when it is beside it.
+std::string load_hf_checkpoint(const io::SafetensorsFile& file, const std::string& path,
+                               LoadedModel* out, std::unique_ptr<Backend> backend) {
   namespace fs = std::filesystem;
-  const fs::path config_path = fs::path(path).parent_path() / "config.json";
+  const fs::path folder = fs::path(path).parent_path();
+  const fs::path config_path = folder / "config.json";
   std::error_code ec;
   const std::uintmax_t bytes = fs::file_size(config_path, ec);
   std::ifstream in(config_path, std::ios::binary);
   if (ec || !in) {
-    return cat("a Hugging Face GPT-2 file needs the config.json beside it (", config_path.string(),
+    return cat("a Hugging Face checkpoint needs the config.json beside it (", config_path.string(),
                ")");
   }
   if (bytes > kMaxConfigBytes) return cat(config_path.string(), " is too large for a config");
   std::stringstream text;
   text << in.rdbuf();
   ModelConfig config;
-  if (std::string e = hf_gpt2_config(text.str(), &config); !e.empty()) return e;
+  if (std::string e = hf_config(text.str(), &config); !e.empty()) return e;
   std::vector<std::vector<float>> storage;
   std::vector<io::SafetensorsTensor> tensors;
-  if (std::string e = hf_gpt2_engine_tensors(file, config, &storage, &tensors); !e.empty()) {
-    return e;
-  }
+  if (std::string e = hf_engine_tensors(file, config, &storage, &tensors); !e.empty()) return e;
   auto model = std::make_unique<Model>(config, std::move(backend));
   if (std::string e = fill_params(tensors, nullptr, model.get()); !e.empty()) return e;
   model->upload_params();
   out->model = std::move(model);
-  out->kind = "hf-gpt2";
-  out->tokenizer = config.vocab == 50257 ? "gpt2" : "";
+  const bool gpt2 = config.arch == Arch::kGpt2;
+  out->kind = gpt2 ? "hf-gpt2" : "hf-llama";
+  const fs::path sentencepiece = folder / "tokenizer.model";
+  if (gpt2) {
+    out->tokenizer = config.vocab == 50257 ? "gpt2" : "";
+  } else {
+    out->tokenizer = fs::exists(sentencepiece, ec) ? sentencepiece.string() : "";
+  }
   return "";
 }
 
@@ -315,8 +321,8 @@ std::string load_model_file(const std::string& path_in, LoadedModel* out,
   }
   io::SafetensorsFile file;
   if (std::string e = io::open_safetensors(path, &file); !e.empty()) return e;
-  if (file.metadata().count(std::string(kModelConfigKey)) == 0 && is_hf_gpt2(file)) {
-    if (std::string e = load_hf_gpt2(file, path, out, std::move(backend)); !e.empty()) {
+  if (is_hf_checkpoint(file)) {
+    if (std::string e = load_hf_checkpoint(file, path, out, std::move(backend)); !e.empty()) {
       return cat(path, ": ", e);
     }
     return "";

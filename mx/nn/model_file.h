@@ -12,8 +12,8 @@
 //   - files whose weights `mx quantize` stored as MX blocks and scales (dequantized on load);
 //   - a training run's folder (its checkpoint.safetensors);
 //   - model GGUF files (gguf_model.h), whose tokenizer is their own;
-//   - Hugging Face GPT-2 model.safetensors files with their config.json (hf_gpt2.h), with the
-//     GPT-2 tokenizer when the vocabulary is GPT-2's.
+//   - Hugging Face GPT-2 and Llama model.safetensors files with their config.json
+//     (hf_model.h): GPT-2's tokenizer for GPT-2's vocabulary, a Llama's tokenizer.model beside it.
 #pragma once
 
 #include <map>
@@ -61,7 +61,8 @@ std::string save_model_file_mx(const std::string& path, const ModelConfig& confi
 struct LoadedModel {
   std::unique_ptr<Model> model;  // on the backend it was loaded with, recipe fp32
   std::string tokenizer;         // "" when the file names none
-  std::string kind;              // "mxkit", "llama2c", "llama2c-safetensors", "gguf" or "hf-gpt2"
+  // "mxkit", "llama2c", "llama2c-safetensors", "gguf", "hf-gpt2" or "hf-llama"
+  std::string kind;
   // The parameters the file stores as MX blocks, with their specs (Model::pack_stored_weights).
   std::map<std::string, QuantSpec> stored_mx;
 };

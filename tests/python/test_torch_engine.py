@@ -149,12 +149,11 @@ if __name__ == "__main__":
 
 @requires_torch
 @unittest.skipIf(transformers is None, "transformers cannot be imported")
-class HuggingFaceGpt2RunsInTheEngine(unittest.TestCase):
-    def test_a_saved_gpt2_generates_in_mx_as_in_transformers(self):
-        config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, n_positions=64,
-                                         vocab_size=256)
-        torch.manual_seed(5)
-        model = transformers.GPT2LMHeadModel(config).eval()
+class HuggingFaceModelsRunInTheEngine(unittest.TestCase):
+    """A model saved by transformers' save_pretrained generates in `mx` as in transformers:
+    greedy tokens and each step's two largest logits."""
+
+    def generates_alike(self, model):
         with torch.no_grad():  # larger weights than the initialization's, for distinct logits
             for p in model.parameters():
                 p.mul_(8.0)
@@ -175,3 +174,18 @@ class HuggingFaceGpt2RunsInTheEngine(unittest.TestCase):
                                            rtol=1e-4, atol=1e-4, err_msg=f"step {step}")
                 self.assertEqual(got["ids"][step], int(logits.argmax()), f"step {step}")
                 ids = torch.cat([ids, torch.tensor([[got["ids"][step]]])], 1)
+
+    def test_gpt2(self):
+        config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, n_positions=64,
+                                         vocab_size=256)
+        torch.manual_seed(5)
+        self.generates_alike(transformers.GPT2LMHeadModel(config).eval())
+
+    def test_llama_with_grouped_query_attention(self):
+        config = transformers.LlamaConfig(hidden_size=64, intermediate_size=128,
+                                          num_hidden_layers=2, num_attention_heads=4,
+                                          num_key_value_heads=2, vocab_size=256,
+                                          max_position_embeddings=64, rms_norm_eps=1e-5,
+                                          rope_theta=10000.0, tie_word_embeddings=False)
+        torch.manual_seed(6)
+        self.generates_alike(transformers.LlamaForCausalLM(config).eval())
