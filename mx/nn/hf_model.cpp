@@ -271,7 +271,109 @@ std::string llama_tensors(const Converter& x, const ModelConfig& c) {
   return c.tied ? "" : x.copy("lm_head.weight", "lm_head.weight", {c.vocab, C});
 }
 
+// The inverse of pairs_from_halves: adjacent pairs (row 2i + j) to rotate-half order.
+std::vector<float> halves_from_pairs(const float* w, int64_t heads, int64_t hs, int64_t cols) {
+  std::vector<float> out(size_t(heads * hs * cols));
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < hs / 2; ++i) {
+      for (int64_t j = 0; j < 2; ++j) {
+        const float* src = w + (h * hs + 2 * i + j) * cols;
+        std::copy(src, src + cols, out.data() + (h * hs + j * (hs / 2) + i) * cols);
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string hf_config_json(const ModelConfig& c) {
+  json j;
+  if (c.arch == Arch::kGpt2) {
+    j = {{"model_type", "gpt2"},       {"architectures", {"GPT2LMHeadModel"}},
+         {"n_layer", c.n_layers},      {"n_embd", c.dim},
+         {"n_head", c.n_heads},        {"vocab_size", c.vocab},
+         {"n_positions", c.seq_len},   {"n_ctx", c.seq_len},
+         {"n_inner", c.hidden},        {"activation_function", "gelu_new"},
+         {"layer_norm_epsilon", 1e-5}, {"tie_word_embeddings", c.tied},
+         {"torch_dtype", "float32"}};
+  } else {
+    j = {{"model_type", "llama"},
+         {"architectures", {"LlamaForCausalLM"}},
+         {"num_hidden_layers", c.n_layers},
+         {"hidden_size", c.dim},
+         {"num_attention_heads", c.n_heads},
+         {"num_key_value_heads", c.n_kv_heads},
+         {"intermediate_size", c.hidden},
+         {"vocab_size", c.vocab},
+         {"max_position_embeddings", c.seq_len},
+         {"hidden_act", "silu"},
+         {"rms_norm_eps", 1e-5},
+         {"rope_theta", kEngineRopeBase},
+         {"attention_bias", false},
+         {"mlp_bias", false},
+         {"tie_word_embeddings", c.tied},
+         {"torch_dtype", "float32"}};
+  }
+  return j.dump(2) + "\n";
+}
+
+void hf_checkpoint_tensors(const ModelConfig& c, const Params& params,
+                           std::vector<std::vector<float>>* storage,
+                           std::vector<io::TensorToWrite>* out) {
+  auto add = [&](std::string name, std::vector<int64_t> shape, std::vector<float> values) {
+    storage->push_back(std::move(values));
+    const std::vector<float>& v = storage->back();
+    const auto* bytes = reinterpret_cast<const uint8_t*>(v.data());
+    out->push_back({std::move(name), "F32", std::move(shape), {bytes, v.size() * sizeof(float)}});
+  };
+  auto values = [&](const ParamView& v) {
+    return std::vector<float>(params.data() + v.offset, params.data() + v.offset + v.size);
+  };
+  const int64_t C = c.dim, hs = c.head_size();
+  for (const ParamView& v : params.views()) {
+    const std::string& n = v.name;
+    if (c.arch == Arch::kLlama) {
+      const bool q = n.find(".q_proj.") != std::string::npos;
+      if (q || n.find(".k_proj.") != std::string::npos) {
+        add(n, v.shape,
+            halves_from_pairs(params.data() + v.offset, q ? c.n_heads : c.n_kv_heads, hs, C));
+      } else {
+        add(n, v.shape, values(v));
+      }
+      continue;
+    }
+    // GPT-2: q, k and v go into c_attn (below, at q); every other weight [out, in] of a block
+    // is a Conv1D [in, out].
+    if (n.find(".attn.k_proj.") != std::string::npos ||
+        n.find(".attn.v_proj.") != std::string::npos) {
+      continue;
+    }
+    if (const size_t at = n.find(".attn.q_proj."); at != std::string::npos) {
+      const std::string block = n.substr(0, at), part = n.substr(at + 13);  // "weight" / "bias"
+      std::vector<float> fused;
+      for (const char* p : {"q", "k", "v"}) {
+        const ParamView* w = params.find(cat(block, ".attn.", p, "_proj.", part));
+        const std::vector<float> t = values(*w);
+        fused.insert(fused.end(), t.begin(), t.end());
+      }
+      if (part == "bias") {
+        add(block + ".attn.c_attn.bias", {3 * C}, std::move(fused));
+      } else {
+        add(block + ".attn.c_attn.weight", {C, 3 * C},
+            transposed_columns(fused, 3 * C, C, 0, C));  // [3C, C] -> [C, 3C]
+      }
+      continue;
+    }
+    const bool conv1d = v.shape.size() == 2 && n.starts_with("transformer.h.");
+    if (conv1d) {
+      add(n, {v.shape[1], v.shape[0]},
+          transposed_columns(values(v), v.shape[0], v.shape[1], 0, v.shape[1]));
+    } else {
+      add(n, v.shape, values(v));
+    }
+  }
+}
 
 bool is_hf_checkpoint(const io::SafetensorsFile& file) {
   const auto& meta = file.metadata();

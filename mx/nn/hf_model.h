@@ -17,6 +17,7 @@
 
 #include "mx/io/safetensors.h"
 #include "mx/nn/model_config.h"
+#include "mx/nn/params.h"
 
 namespace mx::nn {
 
@@ -37,5 +38,13 @@ std::string hf_config(std::string_view config_json, ModelConfig* out);
 std::string hf_engine_tensors(const io::SafetensorsFile& file, const ModelConfig& config,
                               std::vector<std::vector<float>>* storage,
                               std::vector<io::SafetensorsTensor>* out);
+
+// The other way, for transformers' from_pretrained: `config` as config.json text, and the
+// parameters in the layouts above (GPT-2 under "transformer.", the classifier only when untied)
+// as F32 tensors whose bytes live in `storage`.
+std::string hf_config_json(const ModelConfig& config);
+void hf_checkpoint_tensors(const ModelConfig& config, const Params& params,
+                           std::vector<std::vector<float>>* storage,
+                           std::vector<io::TensorToWrite>* out);
 
 }  // namespace mx::nn

@@ -150,19 +150,14 @@ if __name__ == "__main__":
 @requires_torch
 @unittest.skipIf(transformers is None, "transformers cannot be imported")
 class HuggingFaceModelsRunInTheEngine(unittest.TestCase):
-    """A model saved by transformers' save_pretrained generates in `mx` as in transformers:
-    greedy tokens and each step's two largest logits."""
+    """A model saved by transformers' save_pretrained generates in `mx` as in transformers, and
+    one that `mx export --hf` writes generates in transformers as in `mx`: greedy tokens and each
+    step's two largest logits."""
 
-    def generates_alike(self, model):
-        with torch.no_grad():  # larger weights than the initialization's, for distinct logits
-            for p in model.parameters():
-                p.mul_(8.0)
-        scratch = Scratch(self)
-        model.save_pretrained(scratch.dir, safe_serialization=True)
+    def assert_generates_alike(self, mx_model, model, *flags):
         steps = 6
-        out = subprocess.run([MX, "generate", scratch.path("model.safetensors"), "--tokenizer",
-                              "bytes", "--prompt", "To be, or not", "--tokens", str(steps),
-                              "--temperature", "0", "--json"],
+        out = subprocess.run([MX, "generate", mx_model, *flags, "--prompt", "To be, or not",
+                              "--tokens", str(steps), "--temperature", "0", "--json"],
                              capture_output=True, text=True, check=True)
         got = json.loads(out.stdout)
         ids = torch.tensor([got["prompt_ids"]])
@@ -175,17 +170,40 @@ class HuggingFaceModelsRunInTheEngine(unittest.TestCase):
                 self.assertEqual(got["ids"][step], int(logits.argmax()), f"step {step}")
                 ids = torch.cat([ids, torch.tensor([[got["ids"][step]]])], 1)
 
-    def test_gpt2(self):
+    def saved_generates_alike(self, model):
+        with torch.no_grad():  # larger weights than the initialization's, for distinct logits
+            for p in model.parameters():
+                p.mul_(8.0)
+        scratch = Scratch(self)
+        model.save_pretrained(scratch.dir, safe_serialization=True)
+        self.assert_generates_alike(scratch.path("model.safetensors"), model,
+                                    "--tokenizer", "bytes")
+
+    def test_gpt2_saved_by_transformers(self):
         config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, n_positions=64,
                                          vocab_size=256)
         torch.manual_seed(5)
-        self.generates_alike(transformers.GPT2LMHeadModel(config).eval())
+        self.saved_generates_alike(transformers.GPT2LMHeadModel(config).eval())
 
-    def test_llama_with_grouped_query_attention(self):
+    def test_llama_with_grouped_query_attention_saved_by_transformers(self):
         config = transformers.LlamaConfig(hidden_size=64, intermediate_size=128,
                                           num_hidden_layers=2, num_attention_heads=4,
                                           num_key_value_heads=2, vocab_size=256,
                                           max_position_embeddings=64, rms_norm_eps=1e-5,
                                           rope_theta=10000.0, tie_word_embeddings=False)
         torch.manual_seed(6)
-        self.generates_alike(transformers.LlamaForCausalLM(config).eval())
+        self.saved_generates_alike(transformers.LlamaForCausalLM(config).eval())
+
+    def test_models_exported_by_mx_load_in_transformers(self):
+        scratch = Scratch(self)
+        text = scratch.path("text.txt")
+        with open(__file__) as src, open(text, "w") as f:
+            f.write(src.read() * 4)
+        for arch in ("gpt2", "llama"):
+            run, folder = scratch.path(f"run-{arch}"), scratch.path(f"hf-{arch}")
+            mx_ok("train", "--model", "tiny", "--arch", arch, "--data", text, "--steps", "20",
+                  "--batch", "4", "--seq-len", "32", "--eval-every", "100",
+                  "--checkpoint-every", "100", "--out", run, "-q")
+            mx_ok("export", run, "--hf", "-o", folder)
+            model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+            self.assert_generates_alike(run, model)

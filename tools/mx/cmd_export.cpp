@@ -4,11 +4,19 @@
 // the linear weights of the blocks are cast directly to MX and stored as MX tensors (the
 // format `mx quantize` writes). An output ending in .gguf is a model GGUF that llama.cpp runs
 // (mx/train/model_gguf.h): unquantized, or with ggml MXFP4 matrices under --format mxfp4_e2m1.
+// With --hf the output is a folder that transformers' from_pretrained reads (mx/nn/hf_model.h):
+// model.safetensors and config.json, the weights F32 (under --format, the values their MX
+// blocks decode to).
 #include <fmt/format.h>
+
+#include <filesystem>
 
 #include "mx/core/dtype.h"
 #include "mx/io/atomic_file.h"
 #include "mx/io/container.h"
+#include "mx/io/safetensors.h"
+#include "mx/kernels/cpu/quantize.h"
+#include "mx/nn/hf_model.h"
 #include "mx/nn/model_file.h"
 #include "mx/train/model_gguf.h"
 #include "tools/mx/commands.h"
@@ -20,6 +28,7 @@ namespace {
 
 struct ExportFlags {
   std::string model, out, tokenizer, dtype = "f32";
+  bool hugging_face = false;
   SpecFlags spec;
   CLI::Option* format_option = nullptr;
 };
@@ -43,8 +52,38 @@ std::string cast_linear_weights(const nn::Model& m, const QuantSpec& spec,
   return "";
 }
 
+// The folder transformers reads: the parameters (the cast ones as their decoded values) in
+// Hugging Face's layout, and config.json.
+std::string write_hugging_face(const std::string& folder, const nn::Model& m,
+                               const std::map<std::string, MxTensor>& cast) {
+  nn::Params params(m.config());
+  std::copy(m.params().data(), m.params().data() + m.params().count(), params.data());
+  for (const auto& [name, t] : cast) {
+    if (std::string e = cpu::dequantize(t, DType::kF32, params.get(name)); !e.empty()) {
+      return fmt::format("{}: {}", name, e);
+    }
+  }
+  std::vector<std::vector<float>> storage;
+  std::vector<io::TensorToWrite> tensors;
+  nn::hf_checkpoint_tensors(m.config(), params, &storage, &tensors);
+  std::error_code ec;
+  std::filesystem::create_directories(folder, ec);
+  if (ec) return fmt::format("cannot create {}: {}", folder, ec.message());
+  const std::string weights = (std::filesystem::path(folder) / "model.safetensors").string();
+  // transformers refuses safetensors files without this metadata.
+  if (std::string e = io::write_safetensors(weights, tensors, {{"format", "pt"}}); !e.empty()) {
+    return e;
+  }
+  return io::write_text_atomically((std::filesystem::path(folder) / "config.json").string(),
+                                   nn::hf_config_json(m.config()));
+}
+
 std::string run_export(const ExportFlags& f) {
-  if (std::string e = io::check_output_file(f.out); !e.empty()) return e;
+  if (std::string e =
+          f.hugging_face ? io::check_output_folder(f.out) : io::check_output_file(f.out);
+      !e.empty()) {
+    return e;
+  }
   const bool mx = f.format_option != nullptr && f.format_option->count() > 0;
   QuantSpec spec;
   cpu::Options cpu_options;
@@ -52,7 +91,7 @@ std::string run_export(const ExportFlags& f) {
     if (std::string e = build_spec(f.spec, &spec); !e.empty()) return e;
     if (std::string e = build_cpu_options(f.spec, &cpu_options); !e.empty()) return e;
   }
-  const bool gguf = io::has_gguf_extension(f.out);
+  const bool gguf = !f.hugging_face && io::has_gguf_extension(f.out);
   const std::optional<DType> dtype = parse_dtype(f.dtype);
   if (!dtype) return fmt::format("--dtype {}: expected f32, f16 or bf16", f.dtype);
   if (!gguf && (*dtype != DType::kF32 || !f.tokenizer.empty())) {
@@ -81,6 +120,15 @@ std::string run_export(const ExportFlags& f) {
   if (mx) {
     if (std::string e = cast_linear_weights(m, spec, cpu_options, &cast); !e.empty()) return e;
   }
+  if (f.hugging_face) {
+    if (std::string e = write_hugging_face(f.out, m, cast); !e.empty()) return e;
+    fmt::print(
+        "wrote {}/model.safetensors and config.json: {}, {} parameters{}, for "
+        "transformers\n",
+        f.out, nn::describe(m.config()), m.params().count(),
+        mx ? fmt::format(", {} linear weights as {} (decoded)", cast.size(), describe(spec)) : "");
+    return "";
+  }
   if (std::string e = nn::save_model_file_mx(f.out, m.config(), m.params(), loaded.tokenizer, cast);
       !e.empty()) {
     return e;
@@ -100,8 +148,12 @@ void register_export(CLI::App& app) {
                   "A training run folder, a checkpoint, a model .safetensors or a llama2.c .bin")
       ->required();
   cmd->add_option("-o,--out", f.out,
-                  "safetensors file to write, or a .gguf: a model llama.cpp runs")
+                  "safetensors file to write, or a .gguf: a model llama.cpp runs (with --hf: "
+                  "a folder)")
       ->required();
+  cmd->add_flag("--hf", f.hugging_face,
+                "Write a folder that transformers' from_pretrained reads (model.safetensors and "
+                "config.json; GPT-2 and Llama)");
   cmd->add_option("--dtype", f.dtype, "GGUF: type of matrices and embeddings (f32, f16, bf16)")
       ->capture_default_str();
   cmd->add_option("--tokenizer", f.tokenizer,
