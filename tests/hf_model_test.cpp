@@ -91,6 +91,31 @@ class HfFile {
     std::ofstream(dir / "config.json") << config;
   }
 
+  // Writes the tensors as transformers shards them: `shards` files named
+  // model-0000i-of-0000n.safetensors, each tensor in one, and the index that maps them.
+  void write_shards(const fs::path& dir, const std::string& config, int shards) const {
+    std::vector<std::vector<io::TensorToWrite>> parts(static_cast<size_t>(shards));
+    std::string map;
+    int i = 0;
+    for (const auto& [name, t] : tensors_) {
+      const int shard = i++ % shards;
+      const auto* bytes = reinterpret_cast<const uint8_t*>(t.second.data());
+      parts[size_t(shard)].push_back({name, "F32", t.first, {bytes, t.second.size() * 4}});
+      map +=
+          (map.empty() ? "" : ", ") + ("\"" + name + "\": \"" + shard_name(shard, shards) + "\"");
+    }
+    for (int k = 0; k < shards; ++k) {
+      ASSERT_EQ("", io::write_safetensors((dir / shard_name(k, shards)).string(), parts[size_t(k)],
+                                          {{"format", "pt"}}));
+    }
+    std::ofstream(dir / "model.safetensors.index.json")
+        << "{\"metadata\": {\"total_size\": 0}, \"weight_map\": {" << map << "}}";
+    std::ofstream(dir / "config.json") << config;
+  }
+  static std::string shard_name(int k, int n) {
+    return "model-0000" + std::to_string(k + 1) + "-of-0000" + std::to_string(n) + ".safetensors";
+  }
+
   void replace(const std::string& name, std::vector<int64_t> shape) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
@@ -396,6 +421,42 @@ TEST_F(HfModel, WritesCheckpointsThatReadBackExactlyForBothArchitectures) {
     for (const ParamView& v : model.params().views()) {
       EXPECT_EQ(engine(loaded.model->params(), v.name), engine(model.params(), v.name)) << v.name;
     }
+  }
+}
+
+TEST_F(HfModel, ReadsShardedCheckpointsByTheirIndexOrTheirFolder) {
+  const ModelConfig c = small_llama(false);
+  Model model(c);
+  model.params().init(23);
+  llama_file(model.params(), c).write_shards(dir_, llama_json(c), 3);
+  for (const fs::path& path : {dir_ / "model.safetensors.index.json", dir_}) {
+    SCOPED_TRACE(path.string());
+    LoadedModel loaded;
+    ASSERT_EQ("", load_model_file(path.string(), &loaded, 1));
+    EXPECT_EQ(loaded.kind, "hf-llama");
+    for (const ParamView& v : model.params().views()) {
+      EXPECT_EQ(engine(loaded.model->params(), v.name), engine(model.params(), v.name)) << v.name;
+    }
+  }
+  fs::remove(dir_ / HfFile::shard_name(1, 3));
+  LoadedModel loaded;
+  const std::string e = load_model_file(dir_.string(), &loaded, 1);
+  EXPECT_NE(e.find("model-00002-of-00003.safetensors"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+}
+
+TEST_F(HfModel, RefusesAShardIndexThatLeavesItsFolder) {
+  std::vector<std::string> names;
+  EXPECT_EQ("", hf_shard_names("{\"weight_map\": {\"a\": \"x.safetensors\", \"b\": "
+                               "\"y.safetensors\", \"c\": \"x.safetensors\"}}",
+                               &names));
+  EXPECT_EQ(names, (std::vector<std::string>{"x.safetensors", "y.safetensors"}));
+  for (const char* bad : {"{\"weight_map\": {\"a\": \"../x.safetensors\"}}",
+                          "{\"weight_map\": {\"a\": \"/etc/x.safetensors\"}}",
+                          "{\"weight_map\": {\"a\": 3}}", "{\"weight_map\": {}}", "[]"}) {
+    const std::string e = hf_shard_names(bad, &names);
+    EXPECT_NE(e, "") << bad;
+    EXPECT_EQ(e.find('\n'), std::string::npos) << e;
   }
 }
 

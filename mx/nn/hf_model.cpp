@@ -1,7 +1,9 @@
 #include "mx/nn/hf_model.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <utility>
 
 #include "mx/core/dtype.h"
@@ -127,14 +129,21 @@ std::string llama_config(const ConfigJson& j, ModelConfig* out) {
 // tensor points at its vector's heap buffer, which stays in place when `storage` grows (a moved
 // vector keeps its buffer).
 struct Converter {
-  const io::SafetensorsFile& file;
+  std::span<const io::SafetensorsFile* const> files;  // a checkpoint's shards
   std::vector<std::vector<float>>* storage;
   std::vector<io::SafetensorsTensor>* out;
+
+  const io::SafetensorsTensor* find(std::string_view name) const {
+    for (const io::SafetensorsFile* f : files) {
+      if (const io::SafetensorsTensor* t = f->find(name)) return t;
+    }
+    return nullptr;
+  }
 
   // The source tensor as floats in its stored order, checked against `shape`.
   std::string read(const std::string& name, const std::vector<int64_t>& shape,
                    std::vector<float>* values) const {
-    const io::SafetensorsTensor* t = file.find(name);
+    const io::SafetensorsTensor* t = find(name);
     if (t == nullptr) return cat("tensor ", name, " is missing");
     if (t->shape != shape) {
       return cat("tensor ", name, " has shape ", format_shape(t->shape), ", the config needs ",
@@ -179,7 +188,7 @@ std::vector<float> transposed_columns(const std::vector<float>& m, int64_t rows,
 
 std::string gpt2_tensors(const Converter& x, const ModelConfig& c) {
   const std::string p =
-      x.file.find("transformer.h.0.attn.c_attn.weight") != nullptr ? "transformer." : "";
+      x.find("transformer.h.0.attn.c_attn.weight") != nullptr ? "transformer." : "";
   const int64_t C = c.dim, H = c.hidden;
   if (std::string e = x.copy(p + "wte.weight", "transformer.wte.weight", {c.vocab, C});
       !e.empty()) {
@@ -375,6 +384,26 @@ void hf_checkpoint_tensors(const ModelConfig& c, const Params& params,
   }
 }
 
+std::string hf_shard_names(std::string_view index_json, std::vector<std::string>* out) {
+  const json j = json::parse(index_json, nullptr, false);
+  const auto map = j.is_object() ? j.find("weight_map") : j.end();
+  if (map == j.end() || !map->is_object() || map->empty()) {
+    return "model.safetensors.index.json has no \"weight_map\" of tensor names to files";
+  }
+  std::vector<std::string> names;
+  for (const auto& [tensor, file] : map->items()) {
+    if (!file.is_string()) return cat("the index maps ", io::one_line(tensor), " to no file name");
+    const std::string name = file.get<std::string>();
+    if (name.empty() || name == "." || name == ".." ||
+        name.find_first_of("/\\") != std::string::npos) {
+      return cat("the index names '", io::one_line(name), "', not a file in its folder");
+    }
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  *out = std::move(names);
+  return "";
+}
+
 bool is_hf_checkpoint(const io::SafetensorsFile& file) {
   const auto& meta = file.metadata();
   if (meta.count("mxkit.model") != 0 || meta.count("llama2c.dim") != 0) return false;
@@ -404,10 +433,10 @@ std::string hf_config(std::string_view config_json, ModelConfig* out) {
   return "";
 }
 
-std::string hf_engine_tensors(const io::SafetensorsFile& file, const ModelConfig& config,
-                              std::vector<std::vector<float>>* storage,
+std::string hf_engine_tensors(std::span<const io::SafetensorsFile* const> files,
+                              const ModelConfig& config, std::vector<std::vector<float>>* storage,
                               std::vector<io::SafetensorsTensor>* out) {
-  const Converter x{file, storage, out};
+  const Converter x{files, storage, out};
   return config.arch == Arch::kGpt2 ? gpt2_tensors(x, config) : llama_tensors(x, config);
 }
 

@@ -11,6 +11,7 @@
 //     rows (2i + j -> j * head_size/2 + i, j = 0, 1), which the reader undoes.
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,12 +33,18 @@ bool is_hf_checkpoint(const io::SafetensorsFile& file);
 std::string hf_config(std::string_view config_json, ModelConfig* out);
 
 // The engine's parameters under its names, as F32 tensors whose bytes live in `storage` (the
-// layouts above, converted). Every tensor the config needs must be there with its shape; a GPT-2
-// file's causal-mask buffers (attn.bias, attn.masked_bias) and a tied model's lm_head.weight are
-// not read.
-std::string hf_engine_tensors(const io::SafetensorsFile& file, const ModelConfig& config,
-                              std::vector<std::vector<float>>* storage,
+// layouts above, converted), from a checkpoint's files (one, or the shards that
+// model.safetensors.index.json lists). Every tensor the config needs must be there with its
+// shape; a GPT-2 file's causal-mask buffers (attn.bias, attn.masked_bias) and a tied model's
+// lm_head.weight are not read.
+std::string hf_engine_tensors(std::span<const io::SafetensorsFile* const> files,
+                              const ModelConfig& config, std::vector<std::vector<float>>* storage,
                               std::vector<io::SafetensorsTensor>* out);
+
+// The shard file names that model.safetensors.index.json's "weight_map" names, each once, in
+// order of first mention; an error for a malformed index or a name that is not a plain file
+// name in the index's folder.
+std::string hf_shard_names(std::string_view index_json, std::vector<std::string>* out);
 
 // The other way, for transformers' from_pretrained: `config` as config.json text, and the
 // parameters in the layouts above (GPT-2 under "transformer.", the classifier only when untied)

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <sstream>
 
 #include "mx/core/dtype.h"
@@ -130,31 +131,41 @@ std::string load_llama2c_bin(const std::string& path, LoadedModel* out,
   return "";
 }
 
-// A config.json larger than this is no model config: refused before it is read.
-constexpr std::uintmax_t kMaxConfigBytes = 1 << 20;
+// A config.json or shard index larger than this is none: refused before it is read.
+constexpr std::uintmax_t kMaxJsonBytes = std::uintmax_t{16} << 20;
 
-// A Hugging Face model.safetensors (hf_model.h), its config from the config.json beside it; the
-// tokenizer GPT-2's for GPT-2's vocabulary, a Llama's tokenizer.model when it is beside it.
-std::string load_hf_checkpoint(const io::SafetensorsFile& file, const std::string& path,
-                               LoadedModel* out, std::unique_ptr<Backend> backend) {
-  namespace fs = std::filesystem;
-  const fs::path folder = fs::path(path).parent_path();
-  const fs::path config_path = folder / "config.json";
+// A small JSON file's text, or an error naming it.
+std::string read_json_file(const std::filesystem::path& path, std::string* out) {
   std::error_code ec;
-  const std::uintmax_t bytes = fs::file_size(config_path, ec);
-  std::ifstream in(config_path, std::ios::binary);
-  if (ec || !in) {
-    return cat("a Hugging Face checkpoint needs the config.json beside it (", config_path.string(),
-               ")");
-  }
-  if (bytes > kMaxConfigBytes) return cat(config_path.string(), " is too large for a config");
+  const std::uintmax_t bytes = std::filesystem::file_size(path, ec);
+  std::ifstream in(path, std::ios::binary);
+  if (ec || !in) return cat("cannot read ", path.string());
+  if (bytes > kMaxJsonBytes) return cat(path.string(), " is too large");
   std::stringstream text;
   text << in.rdbuf();
+  *out = text.str();
+  return "";
+}
+
+// A Hugging Face checkpoint (hf_model.h): its files (one, or the shards of an index) and the
+// config.json in `folder`; the tokenizer GPT-2's for GPT-2's vocabulary, a Llama's
+// tokenizer.model when it is in the folder.
+std::string load_hf_checkpoint(std::span<const io::SafetensorsFile* const> files,
+                               const std::filesystem::path& folder, LoadedModel* out,
+                               std::unique_ptr<Backend> backend) {
+  namespace fs = std::filesystem;
+  std::string text;
+  std::error_code ec;
+  if (!fs::exists(folder / "config.json", ec)) {
+    return cat("a Hugging Face checkpoint needs the config.json beside it (",
+               (folder / "config.json").string(), ")");
+  }
+  if (std::string e = read_json_file(folder / "config.json", &text); !e.empty()) return e;
   ModelConfig config;
-  if (std::string e = hf_config(text.str(), &config); !e.empty()) return e;
+  if (std::string e = hf_config(text, &config); !e.empty()) return e;
   std::vector<std::vector<float>> storage;
   std::vector<io::SafetensorsTensor> tensors;
-  if (std::string e = hf_engine_tensors(file, config, &storage, &tensors); !e.empty()) return e;
+  if (std::string e = hf_engine_tensors(files, config, &storage, &tensors); !e.empty()) return e;
   auto model = std::make_unique<Model>(config, std::move(backend));
   if (std::string e = fill_params(tensors, nullptr, model.get()); !e.empty()) return e;
   model->upload_params();
@@ -168,6 +179,27 @@ std::string load_hf_checkpoint(const io::SafetensorsFile& file, const std::strin
     out->tokenizer = fs::exists(sentencepiece, ec) ? sentencepiece.string() : "";
   }
   return "";
+}
+
+// A checkpoint sharded by transformers: the index names the files, all in its folder.
+std::string load_hf_shards(const std::filesystem::path& index, LoadedModel* out,
+                           std::unique_ptr<Backend> backend) {
+  std::string text;
+  if (std::string e = read_json_file(index, &text); !e.empty()) return e;
+  std::vector<std::string> names;
+  if (std::string e = hf_shard_names(text, &names); !e.empty()) return e;
+  std::vector<std::unique_ptr<io::SafetensorsFile>> shards;
+  std::vector<const io::SafetensorsFile*> files;
+  for (const std::string& name : names) {
+    shards.push_back(std::make_unique<io::SafetensorsFile>());
+    if (std::string e =
+            io::open_safetensors((index.parent_path() / name).string(), shards.back().get());
+        !e.empty()) {
+      return e;
+    }
+    files.push_back(shards.back().get());
+  }
+  return load_hf_checkpoint(files, index.parent_path(), out, std::move(backend));
 }
 
 }  // namespace
@@ -304,7 +336,21 @@ std::string load_model_file(const std::string& path_in, LoadedModel* out,
   namespace fs = std::filesystem;
   std::string path = path_in;
   std::error_code ec;
-  if (fs::is_directory(path, ec)) path = (fs::path(path) / "checkpoint.safetensors").string();
+  if (fs::is_directory(path, ec)) {
+    // A run's folder, or a Hugging Face checkpoint's (one file, or shards and their index).
+    const fs::path folder = path;
+    path = (folder / "checkpoint.safetensors").string();
+    if (!fs::exists(path, ec) && fs::exists(folder / "config.json", ec)) {
+      path = (folder / "model.safetensors").string();
+      if (!fs::exists(path, ec)) path = (folder / "model.safetensors.index.json").string();
+    }
+  }
+  if (path.ends_with(".safetensors.index.json")) {
+    if (std::string e = load_hf_shards(path, out, std::move(backend)); !e.empty()) {
+      return cat(path, ": ", e);
+    }
+    return "";
+  }
   switch (io::guess_container(path)) {
     case io::Container::kLlama2c:
       return load_llama2c_bin(path, out, std::move(backend));
@@ -322,7 +368,10 @@ std::string load_model_file(const std::string& path_in, LoadedModel* out,
   io::SafetensorsFile file;
   if (std::string e = io::open_safetensors(path, &file); !e.empty()) return e;
   if (is_hf_checkpoint(file)) {
-    if (std::string e = load_hf_checkpoint(file, path, out, std::move(backend)); !e.empty()) {
+    const io::SafetensorsFile* files[] = {&file};
+    if (std::string e =
+            load_hf_checkpoint(files, fs::path(path).parent_path(), out, std::move(backend));
+        !e.empty()) {
       return cat(path, ": ", e);
     }
     return "";

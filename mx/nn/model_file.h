@@ -12,8 +12,10 @@
 //   - files whose weights `mx quantize` stored as MX blocks and scales (dequantized on load);
 //   - a training run's folder (its checkpoint.safetensors);
 //   - model GGUF files (gguf_model.h), whose tokenizer is their own;
-//   - Hugging Face GPT-2 and Llama model.safetensors files with their config.json
-//     (hf_model.h): GPT-2's tokenizer for GPT-2's vocabulary, a Llama's tokenizer.model beside it.
+//   - Hugging Face GPT-2 and Llama checkpoints (hf_model.h): a model.safetensors with the
+//     config.json beside it, a model.safetensors.index.json and the shards it names, or the
+//     folder that holds either; GPT-2's tokenizer for GPT-2's vocabulary, a Llama's
+//     tokenizer.model from the folder.
 #pragma once
 
 #include <map>
