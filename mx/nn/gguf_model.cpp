@@ -15,9 +15,6 @@ using io::cat;
 using io::format_shape;
 using io::gguf_kv;
 
-// What mxkit's engine computes with (nn/cpu/norm.cpp, nn/cpu/activations.cpp).
-constexpr float kNormEpsilon = 1e-5f;
-constexpr double kRopeBase = 10000.0;
 // A context longer than this is refused: nothing in a Llama file bounds it, and it sizes the
 // key/value cache.
 constexpr int64_t kMaxContext = int64_t{1} << 20;
@@ -112,7 +109,7 @@ std::string check_fixed_hyperparameters(const io::GgufFile& file, const ModelCon
       arch_key(c, llama ? "attention.layer_norm_rms_epsilon" : "attention.layer_norm_epsilon");
   double eps = 0;
   if (std::string e = io::read_gguf_number(file, eps_key, true, &eps); !e.empty()) return e;
-  if (float(eps) != kNormEpsilon) {
+  if (float(eps) != float(kNormEpsilon)) {
     return cat(eps_key, " is ", number(eps), "; mxkit's norms use 1e-05");
   }
   if (!llama) return "";
@@ -207,12 +204,12 @@ std::vector<io::GgufKv> gguf_model_kvs(const ModelConfig& c) {
   kvs.push_back(gguf_kv(arch_key(c, "attention.head_count"), u32(c.n_heads)));
   if (c.arch == Arch::kLlama) {
     kvs.push_back(gguf_kv(arch_key(c, "attention.head_count_kv"), u32(c.n_kv_heads)));
-    kvs.push_back(gguf_kv(arch_key(c, "attention.layer_norm_rms_epsilon"), kNormEpsilon));
+    kvs.push_back(gguf_kv(arch_key(c, "attention.layer_norm_rms_epsilon"), float(kNormEpsilon)));
     kvs.push_back(gguf_kv(arch_key(c, "rope.dimension_count"), u32(c.head_size())));
     kvs.push_back(gguf_kv(arch_key(c, "rope.freq_base"), float(kRopeBase)));
     kvs.push_back(gguf_kv(arch_key(c, "vocab_size"), u32(c.vocab)));
   } else {
-    kvs.push_back(gguf_kv(arch_key(c, "attention.layer_norm_epsilon"), kNormEpsilon));
+    kvs.push_back(gguf_kv(arch_key(c, "attention.layer_norm_epsilon"), float(kNormEpsilon)));
   }
   return kvs;
 }

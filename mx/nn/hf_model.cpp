@@ -16,10 +16,6 @@ using io::cat;
 using io::format_shape;
 using nlohmann::json;
 
-// What the engine computes with (nn/cpu/norm.cpp, nn/cpu/activations.cpp).
-constexpr double kEngineNormEpsilon = 1e-5;
-constexpr double kEngineRopeBase = 10000.0;
-
 // config.json's values, with transformers' defaults for absent keys.
 struct ConfigJson {
   const json& j;
@@ -54,7 +50,7 @@ std::string gpt2_config(const ConfigJson& j, ModelConfig* out) {
     return cat("config.json: activation_function '", io::one_line(act),
                "' is not the tanh GELU (gelu_new) that mxkit runs");
   }
-  if (!j.number_is("layer_norm_epsilon", kEngineNormEpsilon)) {
+  if (!j.number_is("layer_norm_epsilon", kNormEpsilon)) {
     return "config.json: layer_norm_epsilon must be 1e-05, the epsilon mxkit runs";
   }
   if (j.flag("add_cross_attention", false) || !j.flag("scale_attn_weights", true) ||
@@ -86,15 +82,14 @@ std::string llama_config(const ConfigJson& j, ModelConfig* out) {
   if (const std::string act = j.text("hidden_act", "silu"); act != "silu") {
     return cat("config.json: hidden_act '", io::one_line(act), "' is not the SiLU mxkit runs");
   }
-  if (!j.number_is("rms_norm_eps", kEngineNormEpsilon)) {
+  if (!j.number_is("rms_norm_eps", kNormEpsilon)) {
     return "config.json: rms_norm_eps must be 1e-05, the epsilon mxkit runs";
   }
   // Newer transformers write RoPE's settings as one object.
   const json none = json::object();
   const auto parameters = j.j.find("rope_parameters");
   const ConfigJson rope{parameters != j.j.end() && parameters->is_object() ? *parameters : none};
-  if (!j.number_is("rope_theta", kEngineRopeBase) ||
-      !rope.number_is("rope_theta", kEngineRopeBase) ||
+  if (!j.number_is("rope_theta", kRopeBase) || !rope.number_is("rope_theta", kRopeBase) ||
       rope.text("rope_type", "default") != "default" ||
       (j.j.contains("rope_scaling") && !j.j["rope_scaling"].is_null()) ||
       !j.number_is("partial_rotary_factor", 1.0)) {
@@ -125,9 +120,19 @@ std::string llama_config(const ConfigJson& j, ModelConfig* out) {
   return "";
 }
 
-// Reads source tensors and appends the engine's, whose floats `storage` keeps. Each engine
-// tensor points at its vector's heap buffer, which stays in place when `storage` grows (a moved
-// vector keeps its buffer).
+// Appends an F32 tensor (io::SafetensorsTensor or io::TensorToWrite) whose floats `storage`
+// keeps. The tensor points at its vector's heap buffer, which stays in place when `storage`
+// grows (a moved vector keeps its buffer).
+template <class Tensor>
+void add_f32(std::string name, std::vector<int64_t> shape, std::vector<float> values,
+             std::vector<std::vector<float>>* storage, std::vector<Tensor>* out) {
+  storage->push_back(std::move(values));
+  const std::vector<float>& v = storage->back();
+  const auto* bytes = reinterpret_cast<const uint8_t*>(v.data());
+  out->push_back({std::move(name), "F32", std::move(shape), {bytes, v.size() * sizeof(float)}});
+}
+
+// Reads source tensors and appends the engine's (add_f32).
 struct Converter {
   std::span<const io::SafetensorsFile* const> files;  // a checkpoint's shards
   std::vector<std::vector<float>>* storage;
@@ -160,10 +165,7 @@ struct Converter {
   }
 
   void add(std::string name, std::vector<int64_t> shape, std::vector<float> values) const {
-    storage->push_back(std::move(values));
-    const std::vector<float>& v = storage->back();
-    const auto* bytes = reinterpret_cast<const uint8_t*>(v.data());
-    out->push_back({std::move(name), "F32", std::move(shape), {bytes, v.size() * sizeof(float)}});
+    add_f32(std::move(name), std::move(shape), std::move(values), storage, out);
   }
 
   // A tensor as it is stored.
@@ -299,12 +301,18 @@ std::vector<float> halves_from_pairs(const float* w, int64_t heads, int64_t hs, 
 std::string hf_config_json(const ModelConfig& c) {
   json j;
   if (c.arch == Arch::kGpt2) {
-    j = {{"model_type", "gpt2"},       {"architectures", {"GPT2LMHeadModel"}},
-         {"n_layer", c.n_layers},      {"n_embd", c.dim},
-         {"n_head", c.n_heads},        {"vocab_size", c.vocab},
-         {"n_positions", c.seq_len},   {"n_ctx", c.seq_len},
-         {"n_inner", c.hidden},        {"activation_function", "gelu_new"},
-         {"layer_norm_epsilon", 1e-5}, {"tie_word_embeddings", c.tied},
+    j = {{"model_type", "gpt2"},
+         {"architectures", {"GPT2LMHeadModel"}},
+         {"n_layer", c.n_layers},
+         {"n_embd", c.dim},
+         {"n_head", c.n_heads},
+         {"vocab_size", c.vocab},
+         {"n_positions", c.seq_len},
+         {"n_ctx", c.seq_len},
+         {"n_inner", c.hidden},
+         {"activation_function", "gelu_new"},
+         {"layer_norm_epsilon", kNormEpsilon},
+         {"tie_word_embeddings", c.tied},
          {"torch_dtype", "float32"}};
   } else {
     j = {{"model_type", "llama"},
@@ -317,8 +325,8 @@ std::string hf_config_json(const ModelConfig& c) {
          {"vocab_size", c.vocab},
          {"max_position_embeddings", c.seq_len},
          {"hidden_act", "silu"},
-         {"rms_norm_eps", 1e-5},
-         {"rope_theta", kEngineRopeBase},
+         {"rms_norm_eps", kNormEpsilon},
+         {"rope_theta", kRopeBase},
          {"attention_bias", false},
          {"mlp_bias", false},
          {"tie_word_embeddings", c.tied},
@@ -331,10 +339,7 @@ void hf_checkpoint_tensors(const ModelConfig& c, const Params& params,
                            std::vector<std::vector<float>>* storage,
                            std::vector<io::TensorToWrite>* out) {
   auto add = [&](std::string name, std::vector<int64_t> shape, std::vector<float> values) {
-    storage->push_back(std::move(values));
-    const std::vector<float>& v = storage->back();
-    const auto* bytes = reinterpret_cast<const uint8_t*>(v.data());
-    out->push_back({std::move(name), "F32", std::move(shape), {bytes, v.size() * sizeof(float)}});
+    add_f32(std::move(name), std::move(shape), std::move(values), storage, out);
   };
   auto values = [&](const ParamView& v) {
     return std::vector<float>(params.data() + v.offset, params.data() + v.offset + v.size);

@@ -12,6 +12,11 @@ namespace mx::nn {
 
 enum class Arch { kGpt2, kLlama };
 
+// What every model runs with, whatever its file says (nn/cpu/norm.cpp, the RoPE of
+// nn/cpu/activations.cpp and the CUDA kernels): readers refuse files that ask for others.
+inline constexpr double kNormEpsilon = 1e-5;
+inline constexpr double kRopeBase = 10000.0;
+
 std::string_view arch_name(Arch arch);
 std::optional<Arch> parse_arch(std::string_view name);  // "gpt2" or "llama"
 

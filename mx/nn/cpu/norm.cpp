@@ -4,11 +4,12 @@
 #include "mx/core/half.h"
 #include "mx/kernels/cpu/parallel.h"
 #include "mx/nn/cpu/layers.h"
+#include "mx/nn/model_config.h"
 
 namespace mx::nn::cpu {
 namespace {
 
-constexpr float kEps = 1e-5f;
+constexpr float kEps = float(kNormEpsilon);
 
 inline float maybe_bf16(float v, bool bf16) {
   return bf16 ? round_to_bf16(v) : v;
