@@ -74,6 +74,14 @@ std::vector<float> engine(const Params& params, const std::string& name) {
   return std::vector<float>(params.data() + v->offset, params.data() + v->offset + v->size);
 }
 
+// Every parameter of `got` equals `want`'s, value for value (both with `want`'s views).
+void expect_same_params(const Params& got, const Params& want) {
+  ASSERT_EQ(got.count(), want.count());
+  for (const ParamView& v : want.views()) {
+    EXPECT_EQ(engine(got, v.name), engine(want, v.name)) << v.name;
+  }
+}
+
 // A Hugging Face checkpoint being written: named F32 tensors and their shapes.
 class HfFile {
  public:
@@ -232,12 +240,7 @@ TEST_F(HfModel, Gpt2LoadsEveryParameterExactlyWithAndWithoutThePrefix) {
     ASSERT_EQ("", load(&loaded));
     EXPECT_EQ(loaded.kind, "hf-gpt2");
     EXPECT_EQ(loaded.tokenizer, "");  // not GPT-2's 50257-token vocabulary
-    const Params& want = model_->params();
-    const Params& got = loaded.model->params();
-    ASSERT_EQ(got.count(), want.count());
-    for (const ParamView& v : want.views()) {
-      EXPECT_EQ(engine(got, v.name), engine(want, v.name)) << v.name;
-    }
+    expect_same_params(loaded.model->params(), model_->params());
   }
 }
 
@@ -327,12 +330,7 @@ TEST_F(HfModel, LlamaLoadsEveryParameterExactlyTiedOrNotWithItsTokenizer) {
     EXPECT_EQ(loaded.tokenizer, (dir_ / "tokenizer.model").string());
     EXPECT_EQ(loaded.model->config().n_kv_heads, 2);
     EXPECT_EQ(loaded.model->config().tied, tied);
-    const Params& want = model.params();
-    const Params& got = loaded.model->params();
-    ASSERT_EQ(got.count(), want.count());
-    for (const ParamView& v : want.views()) {
-      EXPECT_EQ(engine(got, v.name), engine(want, v.name)) << v.name;
-    }
+    expect_same_params(loaded.model->params(), model.params());
     fs::remove_all(dir_);
     fs::create_directory(dir_);
   }
@@ -418,9 +416,7 @@ TEST_F(HfModel, WritesCheckpointsThatReadBackExactlyForBothArchitectures) {
     LoadedModel loaded;
     ASSERT_EQ("", load(&loaded));
     EXPECT_EQ(describe(loaded.model->config()), describe(c));
-    for (const ParamView& v : model.params().views()) {
-      EXPECT_EQ(engine(loaded.model->params(), v.name), engine(model.params(), v.name)) << v.name;
-    }
+    expect_same_params(loaded.model->params(), model.params());
   }
 }
 
@@ -434,9 +430,7 @@ TEST_F(HfModel, ReadsShardedCheckpointsByTheirIndexOrTheirFolder) {
     LoadedModel loaded;
     ASSERT_EQ("", load_model_file(path.string(), &loaded, 1));
     EXPECT_EQ(loaded.kind, "hf-llama");
-    for (const ParamView& v : model.params().views()) {
-      EXPECT_EQ(engine(loaded.model->params(), v.name), engine(model.params(), v.name)) << v.name;
-    }
+    expect_same_params(loaded.model->params(), model.params());
   }
   fs::remove(dir_ / HfFile::shard_name(1, 3));
   LoadedModel loaded;
