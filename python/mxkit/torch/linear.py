@@ -19,6 +19,11 @@ _ROLES = (("act_fwd", -1), ("weight_fwd", -1), ("grad_out_dx", -1), ("weight_dx"
           ("grad_out_dw", 0), ("act_dw", 0))
 
 
+def _role_specs(recipe):
+    """The casts of the three products' operands, in _ROLES' order."""
+    return tuple(role_spec(recipe[role], axis) for role, axis in _ROLES)
+
+
 class _MxLinearFunction(torch.autograd.Function):
     """y = x Wᵀ + b with the operands of all three products cast by `specs` (_ROLES' order).
     The backward's products run in dy's dtype, as autocast would run them."""
@@ -74,7 +79,7 @@ class MXLinear(torch.nn.Linear):
     def __init__(self, in_features, out_features, bias=True, recipe="mxfp6", **kwargs):
         super().__init__(in_features, out_features, bias=bias, **kwargs)
         self.recipe = as_recipe(recipe)
-        self._specs = tuple(role_spec(self.recipe[role], axis) for role, axis in _ROLES)
+        self._specs = _role_specs(self.recipe)
 
     @classmethod
     def from_linear(cls, linear, recipe):
@@ -101,7 +106,7 @@ class MXConv1D(torch.nn.Module):
         self.nf = conv1d.nf
         self.weight, self.bias = conv1d.weight, conv1d.bias
         self.recipe = as_recipe(recipe)
-        self._specs = tuple(role_spec(self.recipe[role], axis) for role, axis in _ROLES)
+        self._specs = _role_specs(self.recipe)
 
     def forward(self, x):
         return _MxLinearFunction.apply(x, self.weight.t(), self.bias, self._specs)
