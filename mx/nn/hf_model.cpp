@@ -8,6 +8,7 @@
 
 #include "mx/core/dtype.h"
 #include "mx/io/cat.h"
+#include "mx/nn/model_file.h"
 
 namespace mx::nn {
 namespace {
@@ -411,7 +412,7 @@ std::string hf_shard_names(std::string_view index_json, std::vector<std::string>
 
 bool is_hf_checkpoint(const io::SafetensorsFile& file) {
   const auto& meta = file.metadata();
-  if (meta.count("mxkit.model") != 0 || meta.count("llama2c.dim") != 0) return false;
+  if (meta.count(std::string(kModelConfigKey)) != 0 || meta.count("llama2c.dim") != 0) return false;
   return file.find("transformer.h.0.attn.c_attn.weight") != nullptr ||
          file.find("h.0.attn.c_attn.weight") != nullptr ||
          file.find("model.layers.0.self_attn.q_proj.weight") != nullptr;
