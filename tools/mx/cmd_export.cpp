@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "mx/core/dtype.h"
 #include "mx/io/atomic_file.h"
@@ -56,16 +57,20 @@ std::string cast_linear_weights(const nn::Model& m, const QuantSpec& spec,
 // Hugging Face's layout, and config.json.
 std::string write_hugging_face(const std::string& folder, const nn::Model& m,
                                const std::map<std::string, MxTensor>& cast) {
-  nn::Params params(m.config());
-  std::copy(m.params().data(), m.params().data() + m.params().count(), params.data());
-  for (const auto& [name, t] : cast) {
-    if (std::string e = cpu::dequantize(t, DType::kF32, params.get(name)); !e.empty()) {
-      return fmt::format("{}: {}", name, e);
+  // The cast weights decoded into a copy of the parameters; without casts, the model's own.
+  std::optional<nn::Params> decoded;
+  if (!cast.empty()) {
+    decoded.emplace(m.config());
+    std::copy(m.params().data(), m.params().data() + m.params().count(), decoded->data());
+    for (const auto& [name, t] : cast) {
+      if (std::string e = cpu::dequantize(t, DType::kF32, decoded->get(name)); !e.empty()) {
+        return fmt::format("{}: {}", name, e);
+      }
     }
   }
   std::vector<std::vector<float>> storage;
   std::vector<io::TensorToWrite> tensors;
-  nn::hf_checkpoint_tensors(m.config(), params, &storage, &tensors);
+  nn::hf_checkpoint_tensors(m.config(), decoded ? *decoded : m.params(), &storage, &tensors);
   std::error_code ec;
   std::filesystem::create_directories(folder, ec);
   if (ec) return fmt::format("cannot create {}: {}", folder, ec.message());
