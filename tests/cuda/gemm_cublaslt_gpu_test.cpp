@@ -183,14 +183,16 @@ MxOperands make_operands(int64_t m, int64_t n, int64_t k, ElementFormat fa, Elem
 enum class Entry { kBlockScaled, kDequantized, kAuto };
 
 // The product through `entry` (block-scaled: device >= 10.0; dequantized: any device that runs
-// our kernels; auto: the device's route), D downloaded as float32.
+// our kernels; auto: the device's route), D written `d_offset` bytes into a fresh allocation and
+// downloaded as float32.
 std::string run_product(const MxOperands& o, DType out, bool with_bias, std::vector<float>* d,
-                        Entry entry = Entry::kBlockScaled) {
+                        Entry entry = Entry::kBlockScaled, int64_t d_offset = 0) {
   const int64_t m = o.a.shape[0], n = o.b.shape[0], k = o.a.shape[1];
   const DevBuf a_codes = upload(o.a.elements), a_scales = upload(o.a.scales);
   const DevBuf b_codes = upload(o.b.elements), b_scales = upload(o.b.scales);
   const DevBuf d_bias = upload(o.bias);
-  DevBuf d_out(m * n * dtype_size(out));
+  DevBuf d_buffer(d_offset + m * n * dtype_size(out));
+  uint8_t* const d_out = d_buffer.as<uint8_t>() + d_offset;
   MxGemmArgs g;
   g.m = m;
   g.n = n;
@@ -199,7 +201,7 @@ std::string run_product(const MxOperands& o, DType out, bool with_bias, std::vec
   g.b = {b_codes.as<uint8_t>(), b_scales.as<uint8_t>(), o.b.spec.format};
   g.bias = with_bias ? d_bias.as<float>() : nullptr;
   g.out_dtype = out;
-  g.d = d_out.p;
+  g.d = d_out;
   const size_t ws_bytes = entry == Entry::kDequantized ? mx_gemm_dequantized_workspace_bytes(g)
                           : entry == Entry::kAuto      ? mx_gemm_auto_workspace_bytes(g)
                                                        : mx_gemm_cublaslt_workspace_bytes(g);
@@ -217,9 +219,9 @@ std::string run_product(const MxOperands& o, DType out, bool with_bias, std::vec
   if (!why.empty()) return why;
   d->resize(m * n);
   if (out == DType::kF32) {
-    *d = download<float>(d_out.p, m * n);
+    *d = download<float>(d_out, m * n);
   } else {
-    const std::vector<uint16_t> h = download<uint16_t>(d_out.p, m * n);
+    const std::vector<uint16_t> h = download<uint16_t>(d_out, m * n);
     for (int64_t i = 0; i < m * n; ++i) (*d)[i] = bf16_to_float(h[i]);
   }
   return "";
@@ -353,6 +355,26 @@ TEST(MxGemmDequantized, MatchesTheReferenceGemmForAnyPairAndK) {
           EXPECT_EQ(count_beyond_float32_sums(o, out, bias, got, &first), 0) << first;
         }
       }
+    }
+  }
+}
+
+// cuBLASLt assumes 256-byte aligned matrices unless told otherwise; an output that is 16-byte
+// aligned only (all the plan asks) gets an algorithm for that alignment, and the same product
+// asked again (its algorithm then remembered) gives the same bits.
+TEST(MxGemmDequantized, WritesAnOutputAlignedTo16BytesOnlyAndRepeatsItsBits) {
+  SKIP_WITHOUT_GPU();
+  if (compute_major() < 9) GTEST_SKIP() << "mxkit's kernels target compute capability 9.0";
+  const MxOperands o = make_operands(192, 256, 320, ElementFormat::kE4M3, ElementFormat::kE2M1, 11);
+  for (DType out : {DType::kF32, DType::kBF16}) {
+    for (int64_t offset : {int64_t{16}, int64_t{48}, int64_t{0}}) {
+      SCOPED_TRACE(std::string(dtype_name(out)) + " at offset " + std::to_string(offset));
+      std::vector<float> first, again;
+      ASSERT_EQ("", run_product(o, out, true, &first, Entry::kDequantized, offset));
+      ASSERT_EQ("", run_product(o, out, true, &again, Entry::kDequantized, offset));
+      std::string where;
+      EXPECT_EQ(count_beyond_float32_sums(o, out, true, first, &where), 0) << where;
+      EXPECT_EQ(0, std::memcmp(first.data(), again.data(), first.size() * sizeof(float)));
     }
   }
 }

@@ -1,6 +1,9 @@
 #include "mx/kernels/cuda/gemm_cublaslt_mx.h"
 
+#include <array>
 #include <cstdint>
+#include <map>
+#include <mutex>
 
 #include "mx/kernels/cuda/bias_rows_cuda.h"
 #include "mx/kernels/cuda/cublaslt_loader.h"
@@ -38,6 +41,57 @@ struct LtDescriptors {
   }
 };
 
+// The largest power of two up to 256 that divides p's address: what cuBLASLt may assume of a
+// matrix's alignment (its preferences default to 256 bytes, which a caller's output need not be).
+uint32_t alignment_bytes(const void* p) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(p);
+  uint32_t bytes = 256;
+  while (bytes > 1 && address % bytes != 0) bytes /= 2;
+  return bytes;
+}
+
+// cuBLASLt's heuristic query is host work that a small product's time cannot hide, and its answer
+// depends only on the problem's description: it is asked once per device and description.
+using AlgoKey = std::array<int64_t, 24>;
+
+AlgoKey algo_key(const LtMxPlan& p, int device, uint32_t a_align, uint32_t b_align,
+                 uint32_t d_align) {
+  return {device,
+          int64_t(p.block_scaled),
+          int64_t(p.compute),
+          int64_t(p.scale_type),
+          int64_t(p.a.op),
+          int64_t(p.b.op),
+          int64_t(p.a.scale_mode),
+          int64_t(p.b.scale_mode),
+          int64_t(p.a.type),
+          int64_t(p.a.rows),
+          int64_t(p.a.cols),
+          p.a.ld,
+          int64_t(p.b.type),
+          int64_t(p.b.rows),
+          int64_t(p.b.cols),
+          p.b.ld,
+          int64_t(p.d_type),
+          int64_t(p.m),
+          int64_t(p.n),
+          p.ldd,
+          p.lt_workspace_bytes,
+          a_align,
+          b_align,
+          d_align};
+}
+
+struct AlgoCache {
+  std::mutex mutex;
+  std::map<AlgoKey, cublasLtMatmulAlgo_t> algos;
+};
+
+AlgoCache& algo_cache() {
+  static AlgoCache cache;
+  return cache;
+}
+
 std::string run_matmul(const CublasLt& api, const LtMxPlan& p, uint8_t* ws, void* d,
                        cublasLtHandle_t lt, cudaStream_t stream) {
   auto lt_error = [&](const char* what, cublasStatus_t s) {
@@ -70,25 +124,54 @@ std::string run_matmul(const CublasLt& api, const LtMxPlan& p, uint8_t* ws, void
   if (s == CUBLAS_STATUS_SUCCESS) s = api.layout_create(&x.d, p.d_type, p.m, p.n, p.ldd);
   if (s != CUBLAS_STATUS_SUCCESS) return lt_error("matrix layout", s);
   const size_t lt_bytes = size_t(p.lt_workspace_bytes);
-  s = api.preference_create(&x.pref);
-  if (s == CUBLAS_STATUS_SUCCESS) {
-    s = api.preference_set_attribute(x.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &lt_bytes,
-                                     sizeof lt_bytes);
-  }
-  if (s != CUBLAS_STATUS_SUCCESS) return lt_error("preference", s);
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  s = api.algo_get_heuristic(lt, x.op, x.a, x.b, x.d, x.d, x.pref, 1, &heuristic, &found);
-  if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
-    return std::string("cuBLASLt has no ") + (p.block_scaled ? "block-scaled" : "bfloat16") +
-           " algorithm for M, N, K = " + std::to_string(p.n) + ", " + std::to_string(p.m) + ", " +
-           std::to_string(p.k) + " (" +
-           (s != CUBLAS_STATUS_SUCCESS ? api.status_string(s) : "none found") + ")";
-  }
-  const float alpha = 1.0f, beta = 0.0f;
   const void* a = p.block_scaled ? p.a.data : ws + p.a.copy_offset;
   const void* b = p.block_scaled ? p.b.data : ws + p.b.copy_offset;
-  s = api.matmul(lt, x.op, &alpha, a, x.a, b, x.b, &beta, d, x.d, d, x.d, &heuristic.algo,
+  const uint32_t a_align = alignment_bytes(a), b_align = alignment_bytes(b);
+  const uint32_t d_align = alignment_bytes(d);
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return "cuBLASLt MX product: no current CUDA device";
+  const AlgoKey key = algo_key(p, device, a_align, b_align, d_align);
+  cublasLtMatmulAlgo_t algo{};
+  bool known = false;
+  {
+    std::lock_guard<std::mutex> lock(algo_cache().mutex);
+    const auto it = algo_cache().algos.find(key);
+    if (it != algo_cache().algos.end()) {
+      algo = it->second;
+      known = true;
+    }
+  }
+  if (!known) {
+    s = api.preference_create(&x.pref);
+    if (s == CUBLAS_STATUS_SUCCESS) {
+      s = api.preference_set_attribute(x.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &lt_bytes,
+                                       sizeof lt_bytes);
+    }
+    for (auto [attribute, bytes] :
+         {std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, a_align},
+          std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, b_align},
+          std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, d_align},
+          std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, d_align}}) {
+      if (s == CUBLAS_STATUS_SUCCESS) {
+        s = api.preference_set_attribute(x.pref, attribute, &bytes, sizeof bytes);
+      }
+    }
+    if (s != CUBLAS_STATUS_SUCCESS) return lt_error("preference", s);
+    cublasLtMatmulHeuristicResult_t heuristic{};
+    int found = 0;
+    s = api.algo_get_heuristic(lt, x.op, x.a, x.b, x.d, x.d, x.pref, 1, &heuristic, &found);
+    if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
+      return std::string("cuBLASLt has no ") + (p.block_scaled ? "block-scaled" : "bfloat16") +
+             " algorithm for M, N, K = " + std::to_string(p.n) + ", " + std::to_string(p.m) + ", " +
+             std::to_string(p.k) + " (" +
+             (s != CUBLAS_STATUS_SUCCESS ? api.status_string(s) : "none found") + ")";
+    }
+    algo = heuristic.algo;
+    std::lock_guard<std::mutex> lock(algo_cache().mutex);
+    algo_cache().algos.emplace(key, algo);
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  s = api.matmul(lt, x.op, &alpha, a, x.a, b, x.b, &beta, d, x.d, d, x.d, &algo,
                  ws + p.lt_workspace_offset, lt_bytes, stream);
   if (s != CUBLAS_STATUS_SUCCESS) return lt_error("matmul", s);
   return "";
