@@ -134,6 +134,24 @@ class TorchCudaOperators(unittest.TestCase):
             torch.testing.assert_close(mxt.mx_matmul(qa, qb).cpu(), want, rtol=1e-4, atol=1e-3,
                                        msg=f"N = {n}, {route}")
 
+    def test_mx_matmul_refuses_parts_of_another_layout_on_the_gpu(self):
+        if torch.cuda.get_device_capability() < (9, 0):
+            self.skipTest("mxkit's MX products need compute capability 9.0")
+        qa = mxt.quantize(torch.randn(64, 96, device="cuda"), "mxfp8_e4m3")
+        qb = mxt.quantize(torch.randn(32, 96, device="cuda"), "mxfp4_e2m1")
+        spec_a, spec_b = mxt.casts.spec_json(qa.spec), mxt.casts.spec_json(qb.spec)
+        good = (qa.packed, qa.scales, qb.packed, qb.scales)
+        for i, bad in ((0, qa.packed[:-1]), (1, qa.scales.float()), (3, qb.scales.cpu())):
+            parts = list(good)
+            parts[i] = bad
+            with self.assertRaisesRegex(ValueError, "must be torch.uint8 of shape"):
+                torch.ops.mxkit.mx_matmul(*parts, [64, 32, 96], spec_a, spec_b, None,
+                                          torch.float32)
+        # The same description again, after the refusals, still multiplies.
+        torch.testing.assert_close(mxt.mx_matmul(qa, qb).cpu(),
+                                   qa.dequantize().cpu() @ qb.dequantize().cpu().T,
+                                   rtol=1e-4, atol=1e-3)
+
     def test_mxlinear_on_cuda_matches_the_cpu(self):
         torch.manual_seed(4)
         cpu = mxt.MXLinear(64, 96, recipe="mxfp6")

@@ -24,6 +24,7 @@ elsewhere the float32 product of the dequantized operands.
 
 import functools
 import json
+import typing
 
 import numpy as np
 import torch
@@ -203,6 +204,7 @@ def _through_host(cpu_kernel):
 
 # --- MX matrix products ----------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1024)
 def _gemm_operand(spec, what):
     """The element format of a product's operand: blocks of 32 along K, symmetric, 2-D."""
     spec = json.loads(spec)
@@ -242,18 +244,55 @@ def _aligned(t):
     return t if t.data_ptr() % 16 == 0 else t.clone()
 
 
-def _mx_gemm_arguments(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec, bias,
-                       out_dtype):
+class _GemmPlan(typing.NamedTuple):
+    """What a product's description decides: the route, its workspace, the operands' layout."""
+    route: str
+    workspace_bytes: int
+    a_format: str
+    b_format: str
+    a_parts: tuple  # (packed bytes, scale shape) of A [M, K]
+    b_parts: tuple
+
+
+# An address that every alignment rule accepts, standing in for the operands when the route is
+# asked: the route depends on shapes, formats, the output's dtype and the pointers' alignment
+# only, and the product always gets 16-byte aligned operands (_aligned) and a fresh output.
+_ALIGNED_STAND_IN = 256
+
+
+@functools.lru_cache(maxsize=1024)
+def _gemm_plan(m, n, k, a_spec, b_spec, with_bias, out_dtype, device_index):
+    """The product's plan on CUDA device `device_index`, computed once per description rather
+    than on every call (parsing the specs, laying out the parts, asking the route)."""
+    a_format, b_format = _gemm_operand(a_spec, "a"), _gemm_operand(b_spec, "b")
+    a_layout, b_layout = _layout([m, k], json.loads(a_spec)), _layout([n, k], json.loads(b_spec))
+    a_parts, b_parts = (a_layout[0], tuple(a_layout[1])), (b_layout[0], tuple(b_layout[1]))
+    route, workspace_bytes = "none", 0
+    if CUDA_KERNELS and torch.cuda.get_device_capability(device_index) >= (9, 0):
+        out_name = "bfloat16" if out_dtype == torch.bfloat16 else "float32"
+        at = _ALIGNED_STAND_IN
+        route, workspace_bytes = _mxkit._cuda_mx_gemm_route(
+            m, n, k, at, at, a_format, at, at, b_format, at if with_bias else 0, at, out_name,
+            device=device_index)
+    return _GemmPlan(route, workspace_bytes, a_format, b_format, a_parts, b_parts)
+
+
+def _check_layout(part, parts, device, what):
+    """part, contiguous, if it is the uint8 tensor of parts' shape on device; else ValueError."""
+    if part.shape != parts or part.dtype != torch.uint8 or part.device != device:
+        raise ValueError(f"{what} must be torch.uint8 of shape {parts} on {device}, not "
+                         f"{part.dtype} of shape {tuple(part.shape)} on {part.device}")
+    return part.contiguous()
+
+
+def _mx_gemm_arguments(a_packed, a_scales, b_packed, b_scales, mnk, bias, out_dtype, plan):
     """The checked operands, the output and the arguments of _mxkit's MX product on their GPU."""
     m, n, k = mnk
-    a_format, b_format = _gemm_operand(a_spec, "a"), _gemm_operand(b_spec, "b")
     device = a_packed.device
-    a_parts = _parts_like([m, k], json.loads(a_spec), device)
-    b_parts = _parts_like([n, k], json.loads(b_spec), device)
-    a_packed = _aligned(_check_part(a_packed, a_parts[0], "a's packed codes"))
-    a_scales = _check_part(a_scales, a_parts[1], "a's scales")
-    b_packed = _aligned(_check_part(b_packed, b_parts[0], "b's packed codes"))
-    b_scales = _check_part(b_scales, b_parts[1], "b's scales")
+    a_packed = _aligned(_check_layout(a_packed, (plan.a_parts[0],), device, "a's packed codes"))
+    a_scales = _check_layout(a_scales, plan.a_parts[1], device, "a's scales")
+    b_packed = _aligned(_check_layout(b_packed, (plan.b_parts[0],), device, "b's packed codes"))
+    b_scales = _check_layout(b_scales, plan.b_parts[1], device, "b's scales")
     if bias is not None:
         if bias.shape != (n,) or bias.device != device:
             raise ValueError(f"bias must be {n} values on {device}")
@@ -261,8 +300,8 @@ def _mx_gemm_arguments(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_sp
     out = torch.empty(m, n, device=device,
                       dtype=out_dtype if out_dtype == torch.bfloat16 else torch.float32)
     keep = (a_packed, a_scales, b_packed, b_scales, bias, out)
-    args = (m, n, k, a_packed.data_ptr(), a_scales.data_ptr(), a_format, b_packed.data_ptr(),
-            b_scales.data_ptr(), b_format, 0 if bias is None else bias.data_ptr(),
+    args = (m, n, k, a_packed.data_ptr(), a_scales.data_ptr(), plan.a_format, b_packed.data_ptr(),
+            b_scales.data_ptr(), plan.b_format, 0 if bias is None else bias.data_ptr(),
             out.data_ptr(), _DTYPE_NAMES[out.dtype])
     return keep, args
 
@@ -274,29 +313,28 @@ def mx_matmul_route(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec,
     dequantized operands' float32 product in PyTorch."""
     _gemm_operand(a_spec, "a"), _gemm_operand(b_spec, "b")
     device = a_packed.device
-    if (device.type != "cuda" or not CUDA_KERNELS or
-            torch.cuda.get_device_capability(device.index) < (9, 0)):
+    if device.type != "cuda":
         return "none"
-    keep, args = _mx_gemm_arguments(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec,
-                                    bias, out_dtype)
-    return _mxkit._cuda_mx_gemm_route(*args, device=device.index)[0]
+    m, n, k = mnk
+    plan = _gemm_plan(m, n, k, a_spec, b_spec, bias is not None, out_dtype, device.index)
+    if plan.route != "none":
+        _mx_gemm_arguments(a_packed, a_scales, b_packed, b_scales, mnk, bias, out_dtype, plan)
+    return plan.route
 
 
 def _mx_matmul_cuda(a_packed, a_scales, b_packed, b_scales, mnk, a_spec, b_spec, bias, out_dtype):
-    _gemm_operand(a_spec, "a"), _gemm_operand(b_spec, "b")
     device = a_packed.device
-    route = "none"
-    if torch.cuda.get_device_capability(device.index) >= (9, 0):
-        keep, args = _mx_gemm_arguments(a_packed, a_scales, b_packed, b_scales, mnk, a_spec,
-                                        b_spec, bias, out_dtype)
-        route, workspace_bytes = _mxkit._cuda_mx_gemm_route(*args, device=device.index)
-    if route == "none":
+    m, n, k = mnk
+    plan = _gemm_plan(m, n, k, a_spec, b_spec, bias is not None, out_dtype, device.index)
+    if plan.route == "none":
         # No mxkit route for these arguments on this GPU: the dequantized operands' product.
         return _dequantized_product(_dequantize_cuda, a_packed, a_scales, b_packed, b_scales,
                                     mnk, a_spec, b_spec, bias, out_dtype)
+    keep, args = _mx_gemm_arguments(a_packed, a_scales, b_packed, b_scales, mnk, bias, out_dtype,
+                                    plan)
     # PyTorch's allocator orders the workspace's reuse on the stream that the product runs on.
-    workspace = torch.empty(workspace_bytes, dtype=torch.uint8, device=device)
-    _mxkit._cuda_mx_gemm(*args, workspace.data_ptr(), workspace_bytes, **_launch(keep[0]))
+    workspace = torch.empty(plan.workspace_bytes, dtype=torch.uint8, device=device)
+    _mxkit._cuda_mx_gemm(*args, workspace.data_ptr(), plan.workspace_bytes, **_launch(keep[0]))
     out = keep[-1]
     return out.to(out_dtype)
 
