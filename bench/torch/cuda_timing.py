@@ -1,4 +1,6 @@
 """What the PyTorch benchmarks share: the median time of a CUDA call, from CUDA events."""
+import time
+
 import torch
 
 
@@ -34,3 +36,16 @@ def graph_median_ms(fn, reps=20, calls=10):
         for _ in range(calls):
             fn()
     return median_ms(graph.replay, reps=reps) / calls
+
+
+def host_us_per_call(fn, calls=200):
+    """Microseconds of the CPU's time per call of fn, the calls issued back to back without
+    waiting for the GPU (below the GPU's time per call, Python's work hides behind the GPU's)."""
+    fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e6
