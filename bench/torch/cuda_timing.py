@@ -1,4 +1,5 @@
-"""What the PyTorch benchmarks share: the median time of a CUDA call, from CUDA events."""
+"""What the PyTorch benchmarks share: the median time of a CUDA call from CUDA events, and the
+CPU's time per call."""
 import time
 
 import torch
