@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <array>
 #include <fstream>
-#include <sstream>
 #include <unordered_map>
 #include <utility>
 
 #include "mx/data/unicode.h"
+#include "mx/io/read_file.h"
 
 namespace mx::data {
 namespace fs = std::filesystem;
@@ -54,16 +54,6 @@ bool parse_dictd_number(std::string_view digits, uint64_t* out) {
 
 bool is_database_entry(std::string_view headword) {
   return headword.starts_with("00-") || headword.starts_with("00database");
-}
-
-std::string read_whole_file(const fs::path& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "cannot read " + path.string();
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) return "error reading " + path.string();
-  *out = std::move(s).str();
-  return "";
 }
 
 std::string write_whole_file(const fs::path& path, std::string_view text) {
@@ -300,7 +290,7 @@ std::string build_corpus(std::span<const fs::path> source_dirs, const fs::path& 
     s.documents = names.size();
     for (std::string& name : names) {
       std::string raw;
-      if (std::string e = read_whole_file(dir / (name + ".txt"), &raw); !e.empty()) return e;
+      if (std::string e = io::read_whole_file(dir / (name + ".txt"), &raw); !e.empty()) return e;
       docs.push_back({sources.size(), std::move(name), clean_document(raw)});
     }
     sources.push_back(std::move(s));

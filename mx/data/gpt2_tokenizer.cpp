@@ -6,8 +6,8 @@
 #include <sstream>
 
 #include "mx/data/gpt2_pretokenize.h"
-#include "mx/data/read_file.h"
 #include "mx/data/unicode.h"
+#include "mx/io/read_file.h"
 
 namespace mx::data {
 namespace {
@@ -87,8 +87,8 @@ std::string gpt2_token_text(std::string_view bytes) {
 std::string load_gpt2_vocab(const std::filesystem::path& encoder_json,
                             const std::filesystem::path& vocab_bpe, Gpt2Vocab* out) {
   std::string json_text, merges_text;
-  if (std::string e = read_whole_file(encoder_json, &json_text); !e.empty()) return e;
-  if (std::string e = read_whole_file(vocab_bpe, &merges_text); !e.empty()) return e;
+  if (std::string e = io::read_whole_file(encoder_json, &json_text); !e.empty()) return e;
+  if (std::string e = io::read_whole_file(vocab_bpe, &merges_text); !e.empty()) return e;
 
   const nlohmann::json encoder = nlohmann::json::parse(json_text, nullptr, false);
   if (encoder.is_discarded() || !encoder.is_object()) {

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <queue>
 
-#include "mx/data/read_file.h"
+#include "mx/io/read_file.h"
 
 namespace mx::data {
 namespace {
@@ -82,7 +82,7 @@ class Llama2cTokenizer final : public Tokenizer {
 
 std::string load_llama2c_vocab(const std::filesystem::path& path, Llama2cVocab* out) {
   std::string bytes;
-  if (std::string e = read_whole_file(path, &bytes); !e.empty()) return e;
+  if (std::string e = io::read_whole_file(path, &bytes); !e.empty()) return e;
   const std::string name = path.string();
   const auto read_i32 = [&](size_t offset, int32_t* v) {
     if (offset + 4 > bytes.size()) return false;

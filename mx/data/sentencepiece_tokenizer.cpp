@@ -8,7 +8,7 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "mx/data/read_file.h"
+#include "mx/io/read_file.h"
 
 namespace mx::data {
 namespace {
@@ -147,7 +147,7 @@ std::string load_sentencepiece_tokenizer_from_bytes(const std::string& model_byt
 std::string load_sentencepiece_tokenizer(const std::filesystem::path& path,
                                          std::unique_ptr<Tokenizer>* out) {
   std::string bytes;
-  if (std::string e = read_whole_file(path, &bytes); !e.empty()) return e;
+  if (std::string e = io::read_whole_file(path, &bytes); !e.empty()) return e;
   std::string e = load_sentencepiece_tokenizer_from_bytes(bytes, out);
   return e.empty() ? "" : path.string() + ": " + e;
 }
@@ -155,7 +155,7 @@ std::string load_sentencepiece_tokenizer(const std::filesystem::path& path,
 std::string read_sentencepiece_pieces(const std::filesystem::path& path,
                                       std::vector<SentencePieceEntry>* out) {
   std::string bytes;
-  if (std::string e = read_whole_file(path, &bytes); !e.empty()) return e;
+  if (std::string e = io::read_whole_file(path, &bytes); !e.empty()) return e;
   sentencepiece::SentencePieceProcessor processor;
   if (const auto status = processor.LoadFromSerializedProto(bytes); !status.ok()) {
     return path.string() + ": SentencePiece: " + std::string(status.message());

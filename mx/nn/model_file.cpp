@@ -1,10 +1,8 @@
 #include "mx/nn/model_file.h"
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <span>
-#include <sstream>
 
 #include "mx/core/dtype.h"
 #include "mx/io/cat.h"
@@ -13,6 +11,7 @@
 #include "mx/io/gguf.h"
 #include "mx/io/llama2c.h"
 #include "mx/io/mx_safetensors.h"
+#include "mx/io/read_file.h"
 #include "mx/io/safetensors.h"
 #include "mx/kernels/cpu/quantize.h"
 #include "mx/nn/cpu/cpu_backend.h"
@@ -138,13 +137,9 @@ constexpr std::uintmax_t kMaxJsonBytes = std::uintmax_t{16} << 20;
 std::string read_json_file(const std::filesystem::path& path, std::string* out) {
   std::error_code ec;
   const std::uintmax_t bytes = std::filesystem::file_size(path, ec);
-  std::ifstream in(path, std::ios::binary);
-  if (ec || !in) return cat("cannot read ", path.string());
+  if (ec) return cat("cannot read ", path.string());
   if (bytes > kMaxJsonBytes) return cat(path.string(), " is too large");
-  std::stringstream text;
-  text << in.rdbuf();
-  *out = text.str();
-  return "";
+  return io::read_whole_file(path, out);
 }
 
 // A Hugging Face checkpoint (hf_model.h): its files (one, or the shards of an index) and the
