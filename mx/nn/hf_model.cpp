@@ -238,16 +238,22 @@ std::string gpt2_tensors(const Converter& x, const ModelConfig& c) {
   return c.tied ? "" : x.copy("lm_head.weight", "lm_head.weight", {c.vocab, C});
 }
 
-// Each head's rows of a q or k projection [heads * hs, C] from rotate-half order (row
-// j * hs/2 + i of the head) back to adjacent pairs (row 2i + j).
-std::vector<float> pairs_from_halves(const std::vector<float>& w, int64_t heads, int64_t hs,
-                                     int64_t cols) {
-  std::vector<float> out(w.size());
+// The two row orders of a q or k projection [heads * hs, cols] within each head: the engine's
+// adjacent pairs (row 2i + j), as Meta's Llama rotates them, and transformers' rotate-half order
+// (row j * hs/2 + i).
+enum class RotaryRows { kPairs, kHalves };
+
+// `w`'s rows, stored in the order other than `to`, put in order `to`.
+std::vector<float> reorder_rotary_rows(const float* w, int64_t heads, int64_t hs, int64_t cols,
+                                       RotaryRows to) {
+  std::vector<float> out(size_t(heads * hs * cols));
   for (int64_t h = 0; h < heads; ++h) {
     for (int64_t i = 0; i < hs / 2; ++i) {
       for (int64_t j = 0; j < 2; ++j) {
-        const float* src = w.data() + (h * hs + j * (hs / 2) + i) * cols;
-        std::copy(src, src + cols, out.data() + (h * hs + 2 * i + j) * cols);
+        const int64_t pair_row = h * hs + 2 * i + j, half_row = h * hs + j * (hs / 2) + i;
+        const bool to_pairs = to == RotaryRows::kPairs;
+        const float* src = w + (to_pairs ? half_row : pair_row) * cols;
+        std::copy(src, src + cols, out.data() + (to_pairs ? pair_row : half_row) * cols);
       }
     }
   }
@@ -267,7 +273,8 @@ std::string llama_tensors(const Converter& x, const ModelConfig& c) {
     for (auto [name, heads] : {std::pair{"self_attn.q_proj.weight", c.n_heads},
                                std::pair{"self_attn.k_proj.weight", c.n_kv_heads}}) {
       if (std::string e = x.read(layer + name, {heads * hs, C}, &w); !e.empty()) return e;
-      x.add(layer + name, {heads * hs, C}, pairs_from_halves(w, heads, hs, C));
+      x.add(layer + name, {heads * hs, C},
+            reorder_rotary_rows(w.data(), heads, hs, C, RotaryRows::kPairs));
     }
     for (auto [name, rows, cols] :
          {std::tuple{"self_attn.v_proj.weight", kv, C}, std::tuple{"self_attn.o_proj.weight", C, C},
@@ -281,20 +288,6 @@ std::string llama_tensors(const Converter& x, const ModelConfig& c) {
   }
   if (std::string e = x.copy("model.norm.weight", "model.norm.weight", {C}); !e.empty()) return e;
   return c.tied ? "" : x.copy("lm_head.weight", "lm_head.weight", {c.vocab, C});
-}
-
-// The inverse of pairs_from_halves: adjacent pairs (row 2i + j) to rotate-half order.
-std::vector<float> halves_from_pairs(const float* w, int64_t heads, int64_t hs, int64_t cols) {
-  std::vector<float> out(size_t(heads * hs * cols));
-  for (int64_t h = 0; h < heads; ++h) {
-    for (int64_t i = 0; i < hs / 2; ++i) {
-      for (int64_t j = 0; j < 2; ++j) {
-        const float* src = w + (h * hs + 2 * i + j) * cols;
-        std::copy(src, src + cols, out.data() + (h * hs + j * (hs / 2) + i) * cols);
-      }
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -352,7 +345,8 @@ void hf_checkpoint_tensors(const ModelConfig& c, const Params& params,
       const bool q = n.find(".q_proj.") != std::string::npos;
       if (q || n.find(".k_proj.") != std::string::npos) {
         add(n, v.shape,
-            halves_from_pairs(params.data() + v.offset, q ? c.n_heads : c.n_kv_heads, hs, C));
+            reorder_rotary_rows(params.data() + v.offset, q ? c.n_heads : c.n_kv_heads, hs, C,
+                                RotaryRows::kHalves));
       } else {
         add(n, v.shape, values(v));
       }
@@ -364,8 +358,9 @@ void hf_checkpoint_tensors(const ModelConfig& c, const Params& params,
         n.find(".attn.v_proj.") != std::string::npos) {
       continue;
     }
-    if (const size_t at = n.find(".attn.q_proj."); at != std::string::npos) {
-      const std::string block = n.substr(0, at), part = n.substr(at + 13);  // "weight" / "bias"
+    constexpr std::string_view kQuery = ".attn.q_proj.";
+    if (const size_t at = n.find(kQuery); at != std::string::npos) {
+      const std::string block = n.substr(0, at), part = n.substr(at + kQuery.size());
       std::vector<float> fused;
       for (const char* p : {"q", "k", "v"}) {
         const ParamView* w = params.find(cat(block, ".attn.", p, "_proj.", part));
