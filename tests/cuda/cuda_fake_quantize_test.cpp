@@ -6,6 +6,9 @@
 namespace mx {
 namespace {
 
+// Blocks of 32 down an axis other than the last (the backward products' operand casts) take a
+// kernel of their own for fake-quantize: every dtype, format, rule and rounding, asymmetric and
+// flushed, with whole and partial blocks.
 TEST(CudaQuantize, FakeQuantizedColumnBlocksMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   const std::vector<std::vector<int64_t>> shapes = {{64, 48}, {3, 70, 33}};

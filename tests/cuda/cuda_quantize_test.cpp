@@ -109,9 +109,6 @@ TEST(CudaQuantize, ColumnBlocksAndTiles) {
   }
 }
 
-// Blocks of 32 down an axis other than the last (the backward products' operand casts) take a
-// kernel of their own for fake-quantize: every dtype, format, rule and rounding, asymmetric and
-// flushed, with whole and partial blocks.
 TEST(CudaQuantize, AsymmetricFlushZeroScale) {
   SKIP_WITHOUT_GPU();
   const std::vector<int64_t> shape = {33, 70};
