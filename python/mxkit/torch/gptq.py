@@ -12,13 +12,12 @@ import numpy as np
 import torch
 
 import mxkit
-from mxkit.torch.linear import is_conv1d, linear_weight
+from mxkit.torch.linear import is_linear_layer, linear_weight
 
 
 def _linears(model, filter_fn):
     return {module: name for name, module in model.named_modules()
-            if (type(module) is torch.nn.Linear or is_conv1d(module))
-            and (filter_fn is None or filter_fn(module, name))}
+            if is_linear_layer(module) and (filter_fn is None or filter_fn(module, name))}
 
 
 def _run(model, batches, forward):

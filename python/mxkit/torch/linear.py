@@ -67,6 +67,12 @@ def is_conv1d(module):
             and weight.shape[1] == module.nf)
 
 
+def is_linear_layer(module):
+    """Whether mxkit treats `module` as a linear layer: an nn.Linear (not a subclass, such as
+    MXLinear) or a Hugging Face Conv1D."""
+    return type(module) is torch.nn.Linear or is_conv1d(module)
+
+
 def linear_weight(module):
     """The [out_features, in_features] weight of an nn.Linear or a Conv1D (a transposed view
     of the latter's parameter)."""
@@ -122,8 +128,7 @@ def replace_linears(model, filter_fn, make):
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
-            layer = type(child) is torch.nn.Linear or is_conv1d(child)
-            if layer and (filter_fn is None or filter_fn(child, full)):
+            if is_linear_layer(child) and (filter_fn is None or filter_fn(child, full)):
                 setattr(module, child_name, make(child))
 
 
