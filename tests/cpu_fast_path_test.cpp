@@ -46,6 +46,11 @@ void expect_fast_equals_reference(const std::vector<float>& values, const Case& 
                                  fake.data(), options),
               "");
     ASSERT_EQ(0, std::memcmp(fake.data(), want_values.data(), values.size() * 4));
+    std::vector<uint16_t> fake_bf16(values.size());
+    ASSERT_EQ(cpu::fake_quantize(values.data(), DType::kF32, c.shape, c.spec, DType::kBF16,
+                                 fake_bf16.data(), options),
+              "");
+    ASSERT_EQ(fake_bf16, want_bf16);
   }
 }
 
@@ -112,6 +117,33 @@ TEST(CpuFastPath, EqualsReferenceWithAsymmetricFlushAndPresets) {
   }
 }
 
+// Blocks down columns are read a strip of rows at a time: chunks that start and end inside a
+// strip (two threads over an odd count of blocks), strips cut short by the last row, and the
+// options that change a block's values before its scale.
+TEST(CpuFastPath, ColumnBlocksEqualReferenceWithAsymmetricFlushAndThreadSplits) {
+  const std::vector<int64_t> shape = {2, 77, 37};
+  const std::vector<float> values = testing::stress_values(2 * 77 * 37, 4, true);
+  for (const FormatTraits& f : all_formats()) {
+    for (int axis : {0, 1}) {
+      for (int block : {32, 7}) {
+        QuantSpec s;
+        s.format = f.format;
+        s.axis = axis;
+        s.block_size = block;
+        s.rounding = Rounding::kStochastic;
+        s.seed = 9;
+        expect_fast_equals_reference(values, {shape, s});
+        s.rounding = Rounding::kNearestEven;
+        s.asymmetric = true;
+        expect_fast_equals_reference(values, {shape, s});
+        s.asymmetric = false;
+        s.flush_subnormals = true;
+        expect_fast_equals_reference(values, {shape, s});
+      }
+    }
+  }
+}
+
 TEST(CpuFastPath, SixteenBitInputsQuantizeAsTheirFloat32Values) {
   const std::vector<int64_t> shape = {8, 96};
   std::vector<uint16_t> bf16(8 * 96), f16(8 * 96);
@@ -124,18 +156,21 @@ TEST(CpuFastPath, SixteenBitInputsQuantizeAsTheirFloat32Values) {
     f16_values[i] = fp16_to_float(f16[i]);
   }
   for (const FormatTraits& f : all_formats()) {
-    QuantSpec spec;
-    spec.format = f.format;
-    std::string error;
-    MxTensor got;
-    ASSERT_EQ(cpu::quantize(bf16.data(), DType::kBF16, shape, spec, &got), "");
-    MxTensor want = quantize_ref(bf16_values, shape, spec, &error);
-    EXPECT_EQ(got.elements, want.elements);
-    EXPECT_EQ(got.scales, want.scales);
-    ASSERT_EQ(cpu::quantize(f16.data(), DType::kF16, shape, spec, &got), "");
-    want = quantize_ref(f16_values, shape, spec, &error);
-    EXPECT_EQ(got.elements, want.elements);
-    EXPECT_EQ(got.scales, want.scales);
+    for (int axis : {-1, 0}) {
+      QuantSpec spec;
+      spec.format = f.format;
+      spec.axis = axis;
+      std::string error;
+      MxTensor got;
+      ASSERT_EQ(cpu::quantize(bf16.data(), DType::kBF16, shape, spec, &got), "");
+      MxTensor want = quantize_ref(bf16_values, shape, spec, &error);
+      EXPECT_EQ(got.elements, want.elements);
+      EXPECT_EQ(got.scales, want.scales);
+      ASSERT_EQ(cpu::quantize(f16.data(), DType::kF16, shape, spec, &got), "");
+      want = quantize_ref(f16_values, shape, spec, &error);
+      EXPECT_EQ(got.elements, want.elements);
+      EXPECT_EQ(got.scales, want.scales);
+    }
   }
 }
 

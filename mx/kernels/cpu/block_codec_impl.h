@@ -368,23 +368,37 @@ BlockCodes quantize_values(const QuantizeJob& job, const LaneFormat& p, EncodeFn
   return {scale, offset};
 }
 
+// The value each code of one block decodes to: what fake-quantize writes.
+struct BlockDecoder {
+  float x, m;
+  bool nan_block, asymmetric;
+  BlockDecoder(const QuantizeJob& job, BlockCodes r)
+      : x(e8m0_to_float(r.scale)),
+        m(bf16_to_float(r.offset)),
+        nan_block(r.scale == kE8m0Nan),
+        asymmetric(job.spec.asymmetric) {}
+  float operator()(const LaneFormat& p, uint8_t code) const {
+    const float d = nan_block ? NAN : p.decode[code] * x;
+    return asymmetric ? d + m : d;
+  }
+};
+
+// Stores a quantized block: its scale, offset and packed codes.
+void store_block(const QuantizeJob& job, const LaneFormat& p, int64_t b, int k, BlockCodes r,
+                 const uint8_t* codes) {
+  job.scales[b] = r.scale;
+  if (job.spec.asymmetric) job.offsets[b] = r.offset;
+  pack_block(codes, k, p.bits, b, job.elements);
+}
+
 void emit_block(const QuantizeJob& job, const LaneFormat& p, int64_t b, int k, BlockCodes r,
                 const uint8_t* codes, const uint8_t* real, int n_real, const int64_t* indices,
                 int64_t base) {
-  if (job.fake_out == nullptr) {
-    job.scales[b] = r.scale;
-    if (job.spec.asymmetric) job.offsets[b] = r.offset;
-    pack_block(codes, k, p.bits, b, job.elements);
-    return;
-  }
-  const float x = e8m0_to_float(r.scale);
-  const float m = bf16_to_float(r.offset);
-  const bool nan_block = r.scale == kE8m0Nan;
+  if (job.fake_out == nullptr) return store_block(job, p, b, k, r, codes);
+  const BlockDecoder decode(job, r);
   for (int i = 0; i < k; ++i) {
     if (real ? !real[i] : i >= n_real) continue;
-    float d = nan_block ? NAN : p.decode[codes[i]] * x;
-    if (job.spec.asymmetric) d = d + m;
-    store_value(job.fake_out, job.fake_dtype, real ? indices[i] : base + i, d);
+    store_value(job.fake_out, job.fake_dtype, real ? indices[i] : base + i, decode(p, codes[i]));
   }
 }
 
@@ -437,6 +451,69 @@ void quantize_gathered(const QuantizeJob& job, const LaneFormat& p, EncodeFn enc
   }
 }
 
+// 1-D blocks along an axis other than the last: block (o, t, c) holds column c of rows
+// [t k, t k + k) of the view [outer, rows, cols]. Up to kColumnChunk neighbouring blocks are read
+// row by row (contiguous loads of a strip of k rows) into one contiguous run each, encoded as
+// quantize_contiguous encodes a run, and fake-quantized values go back row by row. A block's
+// padding (rows past the end) is the end of its run, as in a row's last block. Same blocks,
+// slots and flat indices as quantize_gathered, without an index per slot.
+constexpr int kColumnChunk = 16;
+
+void quantize_columns(const QuantizeJob& job, const LaneFormat& p, EncodeFn encode, uint64_t key,
+                      int64_t first_block, int64_t end_block) {
+  const BlockGrid& g = job.grid;
+  const int k = g.tile_rows;
+  const int64_t per_outer = g.tiles_down * g.cols;
+  std::vector<float> runs(size_t(k) * kColumnChunk);  // block w of a chunk: runs[w k, w k + k)
+  std::vector<int64_t> indices(k);
+  std::vector<uint8_t> codes(size_t(k) * kColumnChunk);
+  float row[kColumnChunk];
+  const bool stochastic = job.spec.rounding == Rounding::kStochastic;  // the only use of indices
+  float* const fake_f32 =
+      job.fake_dtype == DType::kF32 ? static_cast<float*>(job.fake_out) : nullptr;
+  for (int64_t b = first_block; b < end_block;) {
+    const int64_t o = b / per_outer, t = b % per_outer / g.cols, c = b % g.cols;
+    const int width = int(std::min<int64_t>({kColumnChunk, g.cols - c, end_block - b}));
+    const int n_real = int(std::min<int64_t>(k, g.rows - t * k));
+    const int64_t first = (o * g.rows + t * k) * g.cols + c;  // slot 0 of block b
+    std::fill(runs.begin(), runs.end(), 0.0f);
+    for (int r = 0; r < n_real; ++r) {
+      load_run(job.input, job.dtype, first + r * g.cols, width, row);
+      for (int w = 0; w < width; ++w) runs[size_t(w) * k + r] = row[w];
+    }
+    if (job.spec.flush_subnormals) flush_subnormals_in_place(runs.data(), width * k);
+    BlockCodes chunk[kColumnChunk];
+    for (int w = 0; w < width; ++w) {
+      if (stochastic) {
+        for (int r = 0; r < n_real; ++r) indices[r] = first + w + r * g.cols;
+      }
+      uint8_t* block_codes = codes.data() + size_t(w) * k;
+      chunk[w] = quantize_values(job, p, encode, key, runs.data() + size_t(w) * k, k, n_real,
+                                 nullptr, indices.data(), 0, block_codes);
+      if (job.fake_out == nullptr) store_block(job, p, b + w, k, chunk[w], block_codes);
+    }
+    if (job.fake_out != nullptr) {
+      for (int w = 0; w < width; ++w) {
+        const BlockDecoder decode(job, chunk[w]);
+        for (int r = 0; r < n_real; ++r) {
+          runs[size_t(w) * k + r] = decode(p, codes[size_t(w) * k + r]);
+        }
+      }
+      for (int r = 0; r < n_real; ++r) {
+        const int64_t at = first + r * g.cols;
+        for (int w = 0; w < width; ++w) {
+          if (fake_f32 != nullptr) {
+            fake_f32[at + w] = runs[size_t(w) * k + r];
+          } else {
+            store_value(job.fake_out, job.fake_dtype, at + w, runs[size_t(w) * k + r]);
+          }
+        }
+      }
+    }
+    b += width;
+  }
+}
+
 void quantize_blocks(const QuantizeJob& job, int64_t first_block, int64_t end_block) {
   const FormatTraits& f = traits(job.spec.format);
   const LaneFormat p = make_lane_format(f);
@@ -444,6 +521,8 @@ void quantize_blocks(const QuantizeJob& job, int64_t first_block, int64_t end_bl
   const uint64_t key = stochastic_stream_key(job.spec.seed);
   if (job.grid.blocks_are_contiguous_runs()) {
     quantize_contiguous(job, p, encode, key, first_block, end_block);
+  } else if (job.grid.tile_cols == 1) {
+    quantize_columns(job, p, encode, key, first_block, end_block);
   } else {
     quantize_gathered(job, p, encode, key, first_block, end_block);
   }
