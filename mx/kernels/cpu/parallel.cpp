@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -11,6 +12,29 @@ namespace mx::cpu {
 namespace {
 
 thread_local bool t_in_worker = false;
+
+void spin_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Polls `ready` for up to about 50 microseconds; true once it holds. Loops follow each other
+// within microseconds in a training step, and a wake-up through the kernel (a futex call on each
+// side) costs more than many of them, so the threads wait briefly in user space first.
+template <class Ready>
+bool spin_until(Ready ready) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (ready()) return true;
+      spin_pause();
+    }
+    if (std::chrono::steady_clock::now() > give_up) return ready();
+  }
+}
 
 // Threads that live as long as the process, so that a parallel loop costs a wake-up instead
 // of creating and joining threads: a training step of a small model runs about a thousand
@@ -32,21 +56,27 @@ class WorkerPool {
     if (t_in_worker || threads_.empty()) return false;
     std::unique_lock<std::mutex> dispatch(dispatch_, std::try_to_lock);
     if (!dispatch.owns_lock()) return false;
+    bool wake = false;
+    spin_until([&] { return active_.load(std::memory_order_acquire) == 0; });
     {
       std::unique_lock<std::mutex> lock(m_);
       // No worker may still be inside the previous loop's drain() when its state is replaced.
-      done_.wait(lock, [&] { return active_ == 0; });
+      done_.wait(lock, [&] { return active_.load() == 0; });
       chunk_ = &chunk;
       count_ = count;
       next_.store(0);
-      finished_ = 0;
+      finished_.store(0);
       ++generation_;
+      posted_.store(generation_, std::memory_order_release);
+      wake = sleepers_ > 0;
     }
-    wake_.notify_all();
+    if (wake) wake_.notify_all();
     const int64_t done = drain();
-    std::unique_lock<std::mutex> lock(m_);
-    finished_ += done;
-    done_.wait(lock, [&] { return finished_ == count_; });
+    finished_.fetch_add(done, std::memory_order_acq_rel);
+    if (!spin_until([&] { return finished_.load(std::memory_order_acquire) == count; })) {
+      std::unique_lock<std::mutex> lock(m_);
+      done_.wait(lock, [&] { return finished_.load() == count; });
+    }
     return true;
   }
 
@@ -63,6 +93,7 @@ class WorkerPool {
     {
       std::lock_guard<std::mutex> lock(m_);
       stop_ = true;
+      stopping_.store(true);
     }
     wake_.notify_all();
     for (std::thread& t : threads_) t.join();
@@ -81,32 +112,41 @@ class WorkerPool {
   void work() {
     t_in_worker = true;
     uint64_t seen = 0;
-    std::unique_lock<std::mutex> lock(m_);
     for (;;) {
+      spin_until([&] {
+        return posted_.load(std::memory_order_acquire) != seen ||
+               stopping_.load(std::memory_order_relaxed);
+      });
+      std::unique_lock<std::mutex> lock(m_);
+      ++sleepers_;
       wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      --sleepers_;
       if (stop_) return;
       seen = generation_;
-      ++active_;
+      active_.fetch_add(1);
       lock.unlock();
-      const int64_t done = drain();
+      finished_.fetch_add(drain(), std::memory_order_acq_rel);
       lock.lock();
-      finished_ += done;
-      --active_;
+      active_.fetch_sub(1);
+      lock.unlock();
       done_.notify_all();
     }
   }
 
   std::mutex dispatch_;  // held by the thread running a loop
-  std::mutex m_;         // guards everything below but next_
+  std::mutex m_;         // guards the loop's state and every change of the counters below
   std::condition_variable wake_, done_;
   std::vector<std::thread> threads_;
   const std::function<void(int64_t)>* chunk_ = nullptr;
   int64_t count_ = 0;
   std::atomic<int64_t> next_{0};
-  int64_t finished_ = 0;
-  int active_ = 0;  // workers inside drain()
+  std::atomic<int64_t> finished_{0};  // chunks run in this loop
+  std::atomic<int> active_{0};        // workers inside drain(); changed under m_
   uint64_t generation_ = 0;
+  std::atomic<uint64_t> posted_{0};  // generation_, for workers polling without the lock
+  int sleepers_ = 0;                 // workers in wake_.wait
   bool stop_ = false;
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace
