@@ -18,9 +18,9 @@
 
 #include "mx/core/bitpack.h"
 #include "mx/core/e8m0.h"
-#include "mx/core/element_ref.h"
 #include "mx/core/format.h"
 #include "mx/core/half.h"
+#include "mx/core/lane_constants.h"
 #include "mx/core/rounding.h"
 #include "mx/core/scale_bits.h"
 #include "mx/kernels/cpu/block_codec.h"
@@ -45,18 +45,7 @@ struct LaneFormat {
 
 LaneFormat make_lane_format(const FormatTraits& f) {
   LaneFormat p{};
-  p.bits = f.bits;
-  p.man_bits = f.man_bits;
-  p.emin = f.emin;
-  p.emax = f.emax;
-  p.max_code = f.max_magnitude_code;
-  const float m = static_cast<float>(f.max_normal);
-  const uint32_t mb = std::bit_cast<uint32_t>(m);
-  p.max_sig24 = (mb & 0x7FFFFFu) | 0x800000u;
-  p.max_floor_log2 = int(mb >> 23) - 127;
-  for (int c = 0; c < 256; ++c) {
-    p.decode[c] = c < (1 << f.bits) ? static_cast<float>(decode_element(f, uint8_t(c))) : 0.0f;
-  }
+  fill_lane_constants(f, p);
   return p;
 }
 

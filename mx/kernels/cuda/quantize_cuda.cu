@@ -11,8 +11,8 @@
 #include <string>
 
 #include "mx/core/block_grid.h"
-#include "mx/core/element_ref.h"
 #include "mx/core/format.h"
+#include "mx/core/lane_constants.h"
 #include "mx/core/mx_tensor.h"
 #include "mx/core/rounding.h"
 #include "mx/kernels/cuda/dequantize_kernels.cuh"
@@ -28,22 +28,11 @@ namespace mx::cuda {
 
 DevFormat make_dev_format(const FormatTraits& f) {
   DevFormat p{};
-  p.bits = f.bits;
-  p.man_bits = f.man_bits;
-  p.emin = f.emin;
-  p.emax = f.emax;
-  p.max_code = f.max_magnitude_code;
-  const float m = static_cast<float>(f.max_normal);
-  const uint32_t mb = std::bit_cast<uint32_t>(m);
-  p.max_sig24 = (mb & 0x7FFFFFu) | 0x800000u;
-  p.max_floor_log2 = int(mb >> 23) - 127;
+  fill_lane_constants(f, p);
   p.emin_b = f.emin + 127;
   p.magic_add = f.is_integer ? uint32_t(f.emin + 150) << 23 : uint32_t(23 - f.man_bits) << 23;
-  p.max_value = m;
+  p.max_value = static_cast<float>(f.max_normal);
   p.cvt = f.format == ElementFormat::kE4M3 ? 1 : f.format == ElementFormat::kE5M2 ? 2 : 0;
-  for (int c = 0; c < 256; ++c) {
-    p.decode[c] = c < (1 << f.bits) ? static_cast<float>(decode_element(f, uint8_t(c))) : 0.0f;
-  }
   return p;
 }
 
