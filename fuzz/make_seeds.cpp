@@ -268,19 +268,38 @@ void checkpoint_seeds(const fs::path& dir) {
         "checkpoint");
 }
 
+// Recipes as mx writes them (every preset, with its forward casts alone) and as people write
+// them: a default role, block rotations, asymmetric blocks, the bfloat16 switches.
+void recipe_seeds(const fs::path& dir) {
+  auto text = [](std::string_view s) { return Bytes(s.begin(), s.end()); };
+  for (std::string_view name : mx::nn::recipe_preset_names()) {
+    const mx::nn::Recipe r = *mx::nn::recipe_preset(name);
+    save(dir / (std::string(name) + ".json"), text(mx::nn::recipe_to_json(r)));
+    save(dir / (std::string(name) + "-forward.json"),
+         text(mx::nn::recipe_to_json(mx::nn::forward_only(r))));
+  }
+  save(dir / "default-role.json",
+       text(R"({"name": "d", "default": "mxfp6_e3m2", "grad_out_dx": {"format": "mxfp6_e3m2", )"
+            R"("round": "stochastic", "seed": 7}, "bf16_classifier": true})"));
+  save(dir / "rotated.json",
+       text(R"({"weight_fwd": {"format": "mxfp4_e2m1", "rotate": "hadamard", "block": 32}, )"
+            R"("act_fwd": {"format": "mxint4", "scale": "even", "asym": true}, )"
+            R"("bf16_attention": true, "bf16_vector_ops": true})"));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr,
                  "usage: %s DIR  (writes DIR/{safetensors,gguf,llama2c,npy,model_file,model_gguf,"
-                 "checkpoint}/)\n",
+                 "checkpoint,recipe}/)\n",
                  argv[0]);
     return 2;
   }
   const fs::path root = argv[1];
-  for (const char* sub :
-       {"safetensors", "gguf", "llama2c", "npy", "model_file", "model_gguf", "checkpoint"}) {
+  for (const char* sub : {"safetensors", "gguf", "llama2c", "npy", "model_file", "model_gguf",
+                          "checkpoint", "recipe"}) {
     fs::create_directories(root / sub);
   }
   safetensors_seeds(root / "safetensors");
@@ -290,5 +309,6 @@ int main(int argc, char** argv) {
   model_file_seeds(root / "model_file");
   model_gguf_seeds(root / "model_gguf");
   checkpoint_seeds(root / "checkpoint");
+  recipe_seeds(root / "recipe");
   return 0;
 }

@@ -14,7 +14,7 @@ set -euo pipefail
 seconds=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
-targets=${FUZZ_TARGETS:-safetensors gguf llama2c npy model_file model_gguf checkpoint}
+targets=${FUZZ_TARGETS:-safetensors gguf llama2c npy model_file model_gguf checkpoint recipe}
 jobs=${FUZZ_JOBS:-$(nproc)}
 
 if ! command -v clang++ >/dev/null; then
