@@ -4,7 +4,8 @@ set -euo pipefail
 
 packages=(cmake ninja-build g++ make pkg-config libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev clang-format gnuplot-nox libsentencepiece-dev
-  clang libclang-rt-14-dev python3-dev python3-numpy pybind11-dev python3-torch)
+  clang libclang-rt-14-dev python3-dev python3-numpy pybind11-dev python3-torch python3-venv
+  python3-pip python3-setuptools python3-wheel)
 
 missing=()
 for p in "${packages[@]}"; do
