@@ -112,11 +112,16 @@ class WorkerPool {
   void work() {
     t_in_worker = true;
     uint64_t seen = 0;
+    // Only a worker that ran part of the last loop polls for the next: on a machine with many
+    // more cores than a loop has chunks, the others sleep instead of burning their cores.
+    bool ran_chunks = false;
     for (;;) {
-      spin_until([&] {
-        return posted_.load(std::memory_order_acquire) != seen ||
-               stopping_.load(std::memory_order_relaxed);
-      });
+      if (ran_chunks) {
+        spin_until([&] {
+          return posted_.load(std::memory_order_acquire) != seen ||
+                 stopping_.load(std::memory_order_relaxed);
+        });
+      }
       std::unique_lock<std::mutex> lock(m_);
       ++sleepers_;
       wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
@@ -125,7 +130,9 @@ class WorkerPool {
       seen = generation_;
       active_.fetch_add(1);
       lock.unlock();
-      finished_.fetch_add(drain(), std::memory_order_acq_rel);
+      const int64_t done = drain();
+      ran_chunks = done > 0;
+      finished_.fetch_add(done, std::memory_order_acq_rel);
       lock.lock();
       active_.fetch_sub(1);
       lock.unlock();
