@@ -141,7 +141,7 @@ class WorkerPool {
   }
 
   std::mutex dispatch_;  // held by the thread running a loop
-  std::mutex m_;         // guards the loop's state and every change of the counters below
+  std::mutex m_;  // guards the loop's state, generation_, sleepers_, stop_ and changes of active_
   std::condition_variable wake_, done_;
   std::vector<std::thread> threads_;
   const std::function<void(int64_t)>* chunk_ = nullptr;
