@@ -28,6 +28,8 @@ def project_version():
 
 class CMakeBuild(build_ext):
     def build_extension(self, ext):
+        if shutil.which("cmake") is None:
+            sys.exit("mxkit: building the package needs CMake 3.25 or newer on the PATH")
         build = Path(self.build_temp).resolve() / "cmake"
         args = ["-S", str(ROOT), "-B", str(build), "-DMX_LIBRARY_ONLY=ON",
                 "-DCMAKE_BUILD_TYPE=Release", f"-DPython3_EXECUTABLE={sys.executable}"]
@@ -37,9 +39,10 @@ class CMakeBuild(build_ext):
         except ImportError:
             pass
         args += shlex.split(os.environ.get("CMAKE_ARGS", ""))
-        subprocess.run(["cmake", *args], check=True)
-        subprocess.run(["cmake", "--build", str(build), "--target", "mxkit_python", "-j",
-                        str(os.cpu_count() or 1)], check=True)
+        for step in (["cmake", *args], ["cmake", "--build", str(build), "--target", "mxkit_python",
+                                        "-j", str(os.cpu_count() or 1)]):
+            if subprocess.run(step).returncode != 0:
+                sys.exit(f"mxkit: '{' '.join(step[:2])}' failed (its messages are above)")
         built = build / "python" / "mxkit"
         if not any(built.glob("_mxkit*")):
             sys.exit("mxkit: CMake did not build the Python module (see its messages above)")
