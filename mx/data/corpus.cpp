@@ -1,8 +1,8 @@
 #include "mx/data/corpus.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
+
+#include "mx/io/read_file.h"
 
 namespace mx::data {
 namespace fs = std::filesystem;
@@ -85,16 +85,6 @@ std::string resolve_named(std::string_view name, const DataPaths& paths, Corpus*
   return "";
 }
 
-std::string read_file(const fs::path& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "cannot read " + path.string();
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) return "error reading " + path.string();
-  *out = std::move(s).str();
-  return "";
-}
-
 }  // namespace
 
 std::string resolve_corpus(std::string_view spec, const DataPaths& paths, Corpus* out) {
@@ -126,7 +116,7 @@ std::string resolve_corpus(std::string_view spec, const DataPaths& paths, Corpus
 std::string read_documents(std::span<const fs::path> files, std::vector<std::string>* out) {
   std::vector<std::string> docs(files.size());
   for (size_t i = 0; i < files.size(); ++i) {
-    if (std::string e = read_file(files[i], &docs[i]); !e.empty()) return e;
+    if (std::string e = io::read_whole_file(files[i], &docs[i]); !e.empty()) return e;
   }
   *out = std::move(docs);
   return "";
@@ -135,7 +125,7 @@ std::string read_documents(std::span<const fs::path> files, std::vector<std::str
 std::string read_text(std::span<const fs::path> files, size_t max_bytes, std::string* out) {
   std::string text, doc;
   for (const fs::path& f : files) {
-    if (std::string e = read_file(f, &doc); !e.empty()) return e;
+    if (std::string e = io::read_whole_file(f, &doc); !e.empty()) return e;
     if (max_bytes && text.size() + doc.size() > max_bytes) {
       // Up to the last whole line that fits.
       const size_t room = max_bytes > text.size() ? max_bytes - text.size() : 0;
