@@ -33,6 +33,10 @@ namespace fs = std::filesystem;
 using io::cat;
 using Clock = std::chrono::steady_clock;
 
+nn::DeviceOptions device_options(const TrainOptions& o) {
+  return {o.device, o.threads, false, o.gpu, o.packed_products};
+}
+
 std::string path_in(const std::string& dir, const char* name) {
   return (fs::path(dir) / name).string();
 }
@@ -120,9 +124,7 @@ std::string check_new_run(const TrainConfig& c, const std::string& run_dir,
   if (std::string e = validate(c); !e.empty()) return e;
   if (std::string e = io::check_output_folder(run_dir); !e.empty()) return e;
   if (std::string e = check_memory_for(c, options.device); !e.empty()) return e;
-  if (std::string e = nn::make_backend({options.device, options.threads, false, options.gpu},
-                                       c.recipe, backend);
-      !e.empty()) {
+  if (std::string e = nn::make_backend(device_options(options), c.recipe, backend); !e.empty()) {
     return e;
   }
   const data::DataPaths& paths = options.paths;
@@ -219,9 +221,7 @@ std::string load_initial_weights(const TrainConfig& c, nn::Params* params) {
 // `fp32` recipe, or `bf16` where the activations are bfloat16.
 std::string open_teacher(const TrainConfig& c, const TrainOptions& options, OpenRun* run) {
   std::unique_ptr<nn::Backend> backend;
-  if (std::string e = nn::make_backend({options.device, options.threads, false, options.gpu},
-                                       c.recipe, &backend);
-      !e.empty()) {
+  if (std::string e = nn::make_backend(device_options(options), c.recipe, &backend); !e.empty()) {
     return e;
   }
   nn::Recipe plain;
@@ -260,8 +260,7 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
   }
   const TrainConfig& c = run->config;
   if (run->backend == nullptr) {
-    if (std::string e = nn::make_backend({options.device, options.threads, false, options.gpu},
-                                         c.recipe, &run->backend);
+    if (std::string e = nn::make_backend(device_options(options), c.recipe, &run->backend);
         !e.empty()) {
       return e;
     }

@@ -33,6 +33,7 @@ struct TrainOptions {
   std::optional<int64_t> stop_at;  // stop after this many steps, leaving a checkpoint
   int threads = 0;                 // 0: all hardware threads
   std::string device = "cpu";      // or "cuda" (nn/devices/devices.h)
+  bool packed_products = false;    // cuda: nn::DeviceOptions::packed_products
   data::DataPaths paths;
   // Data-parallel training (nn/data_parallel.h): this call is rank comm->rank() of
   // comm->size(), each rank a thread or process of its own with the same config and run folder,

@@ -18,8 +18,10 @@ expect_one_line_error "context" bench train --model tiny --seq-len 999
 expect_one_line_error "unknown --model" bench train --model huge
 expect_one_line_error "unknown recipe" bench train --recipe mxfp5
 expect_one_line_error "subcommand" bench
+expect_one_line_error "--packed-products is for --device cuda" bench train --packed-products
 if [ ! -e /dev/nvidia0 ]; then
   expect_one_line_error "--device cuda: " bench train --device cuda
+  expect_one_line_error "--device cuda: " bench train --device cuda --packed-products
 fi
 echo '{"name": "w4", "weight_fwd": "mxfp4_e2m1"}' > "$work/w4.json"
 text=$("$mx" bench generate --model tiny --arch llama --prompt-tokens 8 --tokens 4 \

@@ -110,6 +110,9 @@ expect_one_line_error "unknown recipe" eval straight --recipe fp7
 expect_one_line_error "unknown device 'tpu'" train "${common[@]}" --device tpu --out r5
 expect_one_line_error "tf32 recipe multiplies on TF32 tensor cores: use --device cuda" \
   train "${common[@]}" --recipe tf32 --out r7
+expect_one_line_error "--packed-products is for --device cuda" train "${common[@]}" \
+  --packed-products --out r12
+[ ! -e r12 ] || fail "train --packed-products on the CPU left a run folder"
 expect_one_line_error "--gpus 2 needs --device cuda" train "${common[@]}" --gpus 2 --out r10
 expect_one_line_error "--gpus: Value 0 not in range" train "${common[@]}" --gpus 0 --out r11
 expect_one_line_error "--rank is for the processes --gpus starts" train "${common[@]}" --rank 0 \

@@ -30,6 +30,7 @@ struct BenchFlags {
   int threads = 0;
   double peak_tflops = 0;
   bool json = false;
+  bool packed_products = false;
 };
 
 struct Peak {
@@ -64,7 +65,7 @@ std::string run_bench_train(const BenchFlags& f) {
   train::BenchConfig c;
   c.model = *model;
   if (std::string e = nn::recipe_from_spec(f.recipe, &c.recipe); !e.empty()) return e;
-  c.device = {f.device, f.threads};
+  c.device = {f.device, f.threads, false, 0, f.packed_products};
   c.batch = f.batch;
   c.micro_batch = f.micro_batch;
   c.seq_len = f.seq_len;
@@ -82,6 +83,7 @@ std::string run_bench_train(const BenchFlags& f) {
     j["shape"] = nn::describe(c.model);
     j["recipe"] = c.recipe.name;
     j["device"] = r.device;
+    j["packed_products"] = f.packed_products;
     j["params"] = r.params;
     j["batch"] = f.batch;
     j["seq_len"] = seq_len;
@@ -93,8 +95,9 @@ std::string run_bench_train(const BenchFlags& f) {
     fmt::print("{}\n", j.dump());
     return "";
   }
-  fmt::print("{} ({} parameters), recipe {}, {}: batch {} x {}, {} timed steps\n",
-             nn::describe(c.model), r.params, c.recipe.name, r.device, f.batch, seq_len, f.steps);
+  fmt::print("{} ({} parameters), recipe {}{}, {}: batch {} x {}, {} timed steps\n",
+             nn::describe(c.model), r.params, c.recipe.name,
+             f.packed_products ? " (packed MX products)" : "", r.device, f.batch, seq_len, f.steps);
   fmt::print("  tokens/s      {:.0f}\n", r.tokens_per_s);
   fmt::print("  step          {:.2f} ms\n", r.seconds_per_step * 1e3);
   fmt::print("  model FLOPs   {:.1f} MFLOP per token (6N + 6LCT), {}\n", r.flops_per_token / 1e6,
@@ -264,6 +267,7 @@ void register_bench(CLI::App& app) {
       ->check(integer_in(0))
       ->capture_default_str();
   cmd->add_option("--threads", f.threads, "CPU threads (0: all)")->check(thread_count());
+  add_packed_products_flag(cmd, &f.packed_products);
   cmd->add_option("--peak-tflops", f.peak_tflops, "The device's peak, for the MFU")
       ->check(finite_in(0));
   cmd->add_flag("--json", f.json, "Print the figures as one JSON object");

@@ -16,6 +16,7 @@
 #include "mx/train/trainer.h"
 #include "tools/mx/commands.h"
 #include "tools/mx/flag_checks.h"
+#include "tools/mx/model_source.h"
 #include "tools/mx/progress.h"
 #include "tools/mx/run_command.h"
 
@@ -41,6 +42,7 @@ struct TrainFlags {
   bool resume = false, json = false, quiet = false;
   bool forward_casts_only = false;  // the recipe's backward casts left out
   bool distill = false;             // learn --init's distribution
+  bool packed_products = false;     // MX products on packed operands (GPU)
   int threads = 0;
   std::string device = "cpu";
   int gpus = 1;
@@ -122,6 +124,7 @@ std::string run_train(const TrainFlags& f) {
   options.resume = f.resume;
   options.threads = f.threads;
   options.device = f.device;
+  options.packed_products = f.packed_products;
   if (f.rank >= 0) {
     if (f.rank >= f.gpus || f.rank_id.empty()) return "--rank is for the processes --gpus starts";
     options.rank = f.rank, options.world = f.gpus, options.gpu = f.rank;
@@ -252,6 +255,7 @@ void register_train(CLI::App& app) {
   cmd->add_option("--device", f.device,
                   "cpu, or cuda (bfloat16 activations; float32 for the fp32 and tf32 recipes)")
       ->capture_default_str();
+  add_packed_products_flag(cmd, &f.packed_products);
   cmd->add_flag("--forward-casts-only", f.forward_casts_only,
                 "Cast only the forward products' operands, the gradients' products staying in "
                 "FP32: quantization-aware finetuning (recipe name gets -forward)");

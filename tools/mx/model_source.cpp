@@ -90,4 +90,11 @@ void add_packing_flags(CLI::App* cmd, bool* unpacked, bool* fast_products) {
       ->excludes("--unpacked");
 }
 
+void add_packed_products_flag(CLI::App* cmd, bool* packed_products) {
+  cmd->add_flag("--packed-products", *packed_products,
+                "With --device cuda, multiply MX operands as codes and scales (block-scaled "
+                "cuBLASLt on Blackwell; a dequantize pass on Hopper) instead of as bfloat16 "
+                "values; the same operand bits");
+}
+
 }  // namespace mx::tools

@@ -34,6 +34,9 @@ void pack_for_inference(nn::Model& model, const std::map<std::string, QuantSpec>
 // --unpacked, and --fast-products (which excludes it).
 void add_packing_flags(CLI::App* cmd, bool* unpacked, bool* fast_products);
 
+// --packed-products (nn::DeviceOptions::packed_products), for the commands that train.
+void add_packed_products_flag(CLI::App* cmd, bool* packed_products);
+
 // `wrap`, when given, receives the device's backend and returns the one the model runs on
 // (a backend that wraps it, e.g. nn::CastProbe).
 using WrapBackend = std::function<std::unique_ptr<nn::Backend>(std::unique_ptr<nn::Backend>)>;

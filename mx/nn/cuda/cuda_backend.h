@@ -19,6 +19,12 @@ namespace mx::nn {
 struct CudaBackendOptions {
   BufType act_type = BufType::kBF16;  // kBF16 or kF32
   bool tf32 = false;                  // float32 products on TF32 tensor cores
+  // Linear layers whose two operands both take MX casts with blocks of 32 multiply them as MX
+  // storage (codes and scales) through mx_gemm_auto (mx/kernels/cuda/mx_gemm_route.h): on
+  // Blackwell cuBLASLt's block-scaled products, on Hopper a dequantize pass and a BF16 product.
+  // Otherwise the casts write bfloat16 values for a BF16 product. The operands' bits are the
+  // same either way; the products differ in their order of float32 additions.
+  bool packed_products = false;
   int device = 0;
 };
 

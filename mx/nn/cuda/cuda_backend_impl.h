@@ -17,6 +17,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "mx/kernels/cuda/mx_gemm.h"
 #include "mx/nn/backend.h"
 #include "mx/nn/cuda/attention.h"
 #include "mx/nn/cuda/cuda_backend.h"
@@ -183,6 +184,31 @@ class CudaBackend final : public Backend {
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key,
                        const PaddedDy& padded_dy);
 
+  // ---- Linear layers on packed MX operands (cuda_backend_packed.cpp) ----
+
+  // Whether options_.packed_products takes a product of these casts with all three dimensions
+  // given: both MX casts with blocks of 32, symmetric and not tiled, of 4-, 6- or 8-bit codes,
+  // and every dimension a multiple of 32 (no partial blocks, no padded rows).
+  bool packs(const OperandCast& a, const OperandCast& b, std::initializer_list<int64_t> dims) const;
+
+  // x [rows, cols] cast with blocks of 32 along `axis` (1: along the rows; 0: down the columns,
+  // then rearranged as the transpose's rows), as MX storage whose rows run along the product's
+  // reduction axis, in scratch `index`. Null elements where the cast failed (recorded).
+  mx::cuda::MxMatrix pack(Buf x, int64_t rows, int64_t cols, int axis, const OperandCast& cast,
+                          const char* role, uint64_t stream, size_t index);
+
+  // d [m, n] (of type d_type) = a [m, k] b [n, k]^T (+ bias) through mx_gemm_auto; false where
+  // it refused (recorded).
+  bool packed_product(const mx::cuda::MxMatrix& a, const mx::cuda::MxMatrix& b, int64_t m,
+                      int64_t n, int64_t k, const float* bias, void* d, BufType d_type);
+
+  // The forward and backward of a linear layer on packed operands; false, with nothing done,
+  // where packs() refuses a product.
+  bool packed_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
+                      const Recipe& recipe, SrKey key);
+  bool packed_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
+                       int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key);
+
   // ---- Shared ----
 
   bool bf16_act() const { return options_.act_type == BufType::kBF16; }
@@ -202,7 +228,8 @@ class CudaBackend final : public Backend {
 
   // Scratch slots past the operand casts' (0 to 7).
   static constexpr size_t kPaddedOut = 8, kPaddedDyDx = 9, kPaddedDyDw = 10, kPaddedW = 11,
-                          kBiasBf16 = 12, kPaddedDw = 13, kDyDw = 14;
+                          kBiasBf16 = 12, kPaddedDw = 13, kDyDw = 14, kPackedA = 15, kPackedB = 16,
+                          kMxWorkspace = 17, kPackedOut = 18;
 
   static int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
 

@@ -35,6 +35,7 @@ CudaBackend::Operands CudaBackend::forward_operands(Buf x, Buf w, int64_t m, int
 
 void CudaBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
                                  const Recipe& recipe, SrKey key) {
+  if (packed_forward(y, x, w, bias, m, k, n, recipe, key)) return;
   const Operands q = forward_operands(x, w, m, k, n, recipe, key);
   if (!q.ok()) return;
   // Row-major y[M,N] = x[M,K] W[N,K]^T is column-major y^T = W x^T. An N that is not a
@@ -121,6 +122,10 @@ bool CudaBackend::casts_padded_rows(Buf dlogits, const OperandCast& c) const {
 void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m,
                                   int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
                                   SrKey key, const PaddedDy& padded_dy) {
+  if (padded_dy.dx == nullptr &&
+      packed_backward(dx, dw, dbias, dy, x, w, m, k, n, accumulate_dx, recipe, key)) {
+    return;
+  }
   const uint64_t stream = stream_of(key);
   PaddedDy operands = padded_dy;
   if (operands.dx == nullptr && !dx.empty() && !dw.empty() && round_up(n, 8) == n &&

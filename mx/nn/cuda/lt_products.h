@@ -42,6 +42,9 @@ class LtProducts {
   // algorithm for the shape or refuses the call.
   bool run(const Shape& shape, const void* a, const void* b, void* c, float beta, const void* bias);
 
+  // The handle, for other cuBLASLt calls on the same stream (the MX products).
+  cublasLtHandle_t handle() const { return handle_; }
+
  private:
   LtProducts(const mx::cuda::CublasLt& api, cublasLtHandle_t handle, void* workspace,
              cudaStream_t stream, BufType ab_type, bool tf32)

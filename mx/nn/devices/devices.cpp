@@ -15,6 +15,7 @@ bool recipe_wants_f32_activations(const Recipe& recipe) {
 std::string make_backend(const DeviceOptions& options, const Recipe& recipe,
                          std::unique_ptr<Backend>* out) {
   if (options.device == "cpu") {
+    if (options.packed_products) return "--packed-products is for --device cuda";
     if (recipe.name == "tf32")
       return "the tf32 recipe multiplies on TF32 tensor cores: use --device cuda";
     *out = std::make_unique<CpuBackend>(options.threads, options.fast_products
@@ -35,6 +36,7 @@ std::string make_backend(const DeviceOptions& options, const Recipe& recipe,
   o.act_type = recipe_wants_f32_activations(recipe) ? BufType::kF32 : BufType::kBF16;
   o.tf32 = recipe.name == "tf32";
   o.device = options.gpu;
+  o.packed_products = options.packed_products;
   std::string error;
   *out = make_cuda_backend(o, &error);
   return *out != nullptr ? "" : "--device cuda: " + error;

@@ -19,6 +19,8 @@ struct DeviceOptions {
   // activations quantized to MXINT8 first; exact mode otherwise.
   bool fast_products = false;
   int gpu = 0;  // the CUDA device, for "cuda"
+  // CUDA: MX recipes' linear layers multiply packed MX operands (CudaBackendOptions).
+  bool packed_products = false;
 };
 
 // True for the recipes whose products are float32 (fp32, tf32): on a GPU their activations are
