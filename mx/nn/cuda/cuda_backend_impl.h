@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "mx/kernels/cuda/mx_gemm.h"
+#include "mx/kernels/cuda/quantize_cuda.h"
 #include "mx/nn/backend.h"
 #include "mx/nn/cuda/attention.h"
 #include "mx/nn/cuda/cuda_backend.h"
@@ -197,13 +198,31 @@ class CudaBackend final : public Backend {
   mx::cuda::MxMatrix pack(Buf x, int64_t rows, int64_t cols, int axis, const OperandCast& cast,
                           const char* role, uint64_t stream, size_t index);
 
+  // Scratch `index` sized for one packed [rows, cols] operand of `format`, and where `staged`,
+  // for the cast down its columns before transpose_staged moves it into `matrix`.
+  struct PackedRoom {
+    mx::cuda::MxDeviceBuffers matrix, staged;
+    ElementFormat format = ElementFormat::kE4M3;
+    mx::cuda::MxMatrix as_matrix() const { return {matrix.elements, matrix.scales, format}; }
+  };
+  PackedRoom packed_room(int64_t rows, int64_t cols, ElementFormat format, bool staged,
+                         size_t index);
+  std::string transpose_staged(const PackedRoom& room, int64_t rows, int64_t cols);
+
+  // dy [m, n] along its rows (grad_out_dx, into scratch kPackedA) and down its columns
+  // (grad_out_dw, as dy^T, scratch kPackedDy) from one read (quantize_dual_cuda). False, with
+  // nothing done, where the two casts differ in more than their stochastic seed or round
+  // stochastically; true otherwise, *rows and *cols null where the casts failed (recorded).
+  bool pack_dy_once(Buf dy, int64_t m, int64_t n, const Recipe& recipe, uint64_t stream,
+                    mx::cuda::MxMatrix* rows, mx::cuda::MxMatrix* cols);
+
   // d [m, n] (of type d_type) = a [m, k] b [n, k]^T (+ bias) through mx_gemm_auto; false where
   // it refused (recorded).
   bool packed_product(const mx::cuda::MxMatrix& a, const mx::cuda::MxMatrix& b, int64_t m,
                       int64_t n, int64_t k, const float* bias, void* d, BufType d_type);
 
   // The forward and backward of a linear layer on packed operands; false, with nothing done,
-  // where packs() refuses a product.
+  // where packs() refuses a product or y or dx does not start at a 16-byte boundary.
   bool packed_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
                       const Recipe& recipe, SrKey key);
   bool packed_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
@@ -229,7 +248,7 @@ class CudaBackend final : public Backend {
   // Scratch slots past the operand casts' (0 to 7).
   static constexpr size_t kPaddedOut = 8, kPaddedDyDx = 9, kPaddedDyDw = 10, kPaddedW = 11,
                           kBiasBf16 = 12, kPaddedDw = 13, kDyDw = 14, kPackedA = 15, kPackedB = 16,
-                          kMxWorkspace = 17, kPackedOut = 18;
+                          kMxWorkspace = 17, kPackedOut = 18, kPackedDy = 19;
 
   static int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
 

@@ -26,6 +26,15 @@ size_t aligned(size_t bytes) {
   return (bytes + kAlign - 1) / kAlign * kAlign;
 }
 
+// cuBLASLt writes the products' outputs in place only at 16-byte boundaries.
+DType dtype_of(Buf x) {
+  return x.type == BufType::kBF16 ? DType::kBF16 : DType::kF32;
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
 bool packable(const OperandCast& c) {
   if (c.kind != OperandCast::Kind::kMx || c.is_rotated()) return false;
   const QuantSpec& s = c.spec;
@@ -45,30 +54,69 @@ bool CudaBackend::packs(const OperandCast& a, const OperandCast& b,
   return true;
 }
 
+CudaBackend::PackedRoom CudaBackend::packed_room(int64_t rows, int64_t cols, ElementFormat format,
+                                                 bool staged, size_t index) {
+  const int block_bytes = 4 * traits(format).bits;
+  const size_t blocks = size_t(rows / 32 * cols);  // rows and cols are multiples of 32
+  const size_t codes = aligned(blocks * size_t(block_bytes)), one = codes + aligned(blocks);
+  // A cast down the columns lands in the second half of the slot, then moves to the first.
+  auto* base = static_cast<uint8_t*>(slot(index, staged ? 2 * one : one));
+  if (base == nullptr) return {};
+  PackedRoom room;
+  room.format = format;
+  room.matrix = {base, base + codes, nullptr};
+  if (staged) room.staged = {base + one, base + one + codes, nullptr};
+  return room;
+}
+
+std::string CudaBackend::transpose_staged(const PackedRoom& room, int64_t rows, int64_t cols) {
+  return mx::cuda::transpose_column_blocks_cuda(room.staged.elements, room.staged.scales, rows,
+                                                cols, 4 * traits(room.format).bits,
+                                                room.matrix.elements, room.matrix.scales, stream_);
+}
+
 mx::cuda::MxMatrix CudaBackend::pack(Buf x, int64_t rows, int64_t cols, int axis,
                                      const OperandCast& cast, const char* role, uint64_t stream,
                                      size_t index) {
   const QuantSpec spec = cast_spec(cast.spec, axis, stream);
-  const int block_bytes = 4 * traits(spec.format).bits;
-  const size_t blocks = size_t(rows / 32 * cols);  // rows and cols are multiples of 32
-  const size_t codes = aligned(blocks * size_t(block_bytes)), one = codes + aligned(blocks);
-  // Down the columns the cast lands in the second half of the slot, then moves to the first.
-  auto* base = static_cast<uint8_t*>(slot(index, axis == 0 ? 2 * one : one));
-  if (base == nullptr) return {};
-  uint8_t* staged = axis == 0 ? base + one : base;
+  const PackedRoom room = packed_room(rows, cols, spec.format, axis == 0, index);
+  if (room.matrix.elements == nullptr) return {};
+  const mx::cuda::MxDeviceBuffers& cast_to = axis == 0 ? room.staged : room.matrix;
   const std::vector<int64_t> shape{rows, cols};
-  const DType dtype = x.type == BufType::kBF16 ? DType::kBF16 : DType::kF32;
-  std::string e =
-      mx::cuda::quantize_cuda(x.p, dtype, shape, spec, staged, staged + codes, nullptr, stream_);
-  if (e.empty() && axis == 0) {
-    e = mx::cuda::transpose_column_blocks_cuda(staged, staged + codes, rows, cols, block_bytes,
-                                               base, base + codes, stream_);
-  }
+  std::string e = mx::cuda::quantize_cuda(x.p, dtype_of(x), shape, spec, cast_to.elements,
+                                          cast_to.scales, nullptr, stream_);
+  if (e.empty() && axis == 0) e = transpose_staged(room, rows, cols);
   if (!e.empty()) {
     record(cat("recipe role '", role, "' on a ", io::format_shape(shape), " operand: ", e));
     return {};
   }
-  return {base, base + codes, spec.format};
+  return room.as_matrix();
+}
+
+bool CudaBackend::pack_dy_once(Buf dy, int64_t m, int64_t n, const Recipe& recipe, uint64_t stream,
+                               mx::cuda::MxMatrix* rows, mx::cuda::MxMatrix* cols) {
+  const QuantSpec along =
+      cast_spec(recipe.grad_out_dx.spec, 1, operand_stream(stream, LinearOperand::kGradOutDx));
+  QuantSpec down =
+      cast_spec(recipe.grad_out_dw.spec, 0, operand_stream(stream, LinearOperand::kGradOutDw));
+  // One spec serves both casts where only the axis and the stochastic seed differ, and the
+  // seed does not matter.
+  down.axis = along.axis, down.seed = along.seed;
+  if (!(down == along) || along.rounding == Rounding::kStochastic) return false;
+  const PackedRoom r = packed_room(m, n, along.format, false, kPackedA);
+  const PackedRoom c = packed_room(m, n, along.format, true, kPackedDy);
+  if (r.matrix.elements == nullptr || c.matrix.elements == nullptr) return true;  // recorded
+  const std::vector<int64_t> shape{m, n};
+  std::string e =
+      mx::cuda::quantize_dual_cuda(dy.p, dtype_of(dy), shape, along, r.matrix, c.staged, stream_);
+  if (e.empty()) e = transpose_staged(c, m, n);
+  if (!e.empty()) {
+    record(cat("recipe roles 'grad_out_dx' and 'grad_out_dw' on a ", io::format_shape(shape),
+               " operand: ", e));
+    return true;
+  }
+  *rows = r.as_matrix(), *cols = c.as_matrix();
+  return true;
 }
 
 bool CudaBackend::packed_product(const mx::cuda::MxMatrix& a, const mx::cuda::MxMatrix& b,
@@ -93,7 +141,7 @@ bool CudaBackend::packed_product(const mx::cuda::MxMatrix& a, const mx::cuda::Mx
 
 bool CudaBackend::packed_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
                                  const Recipe& recipe, SrKey key) {
-  if (!packs(recipe.act_fwd, recipe.weight_fwd, {m, k, n})) return false;
+  if (!packs(recipe.act_fwd, recipe.weight_fwd, {m, k, n}) || !aligned16(y.p)) return false;
   const uint64_t stream = stream_of(key);
   const mx::cuda::MxMatrix a = pack(x, m, k, 1, recipe.act_fwd, "act_fwd",
                                     operand_stream(stream, LinearOperand::kActFwd), kPackedA);
@@ -109,15 +157,25 @@ bool CudaBackend::packed_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64
 bool CudaBackend::packed_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m,
                                   int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
                                   SrKey key) {
-  if ((!dx.empty() && !packs(recipe.grad_out_dx, recipe.weight_dx, {m, k, n})) ||
+  if ((!dx.empty() &&
+       (!packs(recipe.grad_out_dx, recipe.weight_dx, {m, k, n}) || !aligned16(dx.p))) ||
       (!dw.empty() && !packs(recipe.grad_out_dw, recipe.act_dw, {m, k, n}))) {
     return false;
   }
   const uint64_t stream = stream_of(key);
+  // dy's two casts from one read where both products need them.
+  mx::cuda::MxMatrix dy_rows, dy_cols;
+  if (!dx.empty() && !dw.empty() && pack_dy_once(dy, m, n, recipe, stream, &dy_rows, &dy_cols) &&
+      (dy_rows.elements == nullptr || dy_cols.elements == nullptr)) {
+    return true;  // recorded
+  }
   if (!dx.empty()) {
     // dx [m, k] = dy [m, n] W [n, k]: both reduce over n, W down its columns.
-    const mx::cuda::MxMatrix a = pack(dy, m, n, 1, recipe.grad_out_dx, "grad_out_dx",
-                                      operand_stream(stream, LinearOperand::kGradOutDx), kPackedA);
+    const mx::cuda::MxMatrix a =
+        dy_rows.elements != nullptr
+            ? dy_rows
+            : pack(dy, m, n, 1, recipe.grad_out_dx, "grad_out_dx",
+                   operand_stream(stream, LinearOperand::kGradOutDx), kPackedA);
     const mx::cuda::MxMatrix b = pack(w, n, k, 0, recipe.weight_dx, "weight_dx",
                                       operand_stream(stream, LinearOperand::kWeightDx), kPackedB);
     if (a.elements == nullptr || b.elements == nullptr) return true;
@@ -135,8 +193,11 @@ bool CudaBackend::packed_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf 
   }
   if (!dw.empty()) {
     // dW [n, k] += dy^T [n, m] x [m, k]: both reduce over the m tokens, down their columns.
-    const mx::cuda::MxMatrix a = pack(dy, m, n, 0, recipe.grad_out_dw, "grad_out_dw",
-                                      operand_stream(stream, LinearOperand::kGradOutDw), kPackedA);
+    const mx::cuda::MxMatrix a =
+        dy_cols.elements != nullptr
+            ? dy_cols
+            : pack(dy, m, n, 0, recipe.grad_out_dw, "grad_out_dw",
+                   operand_stream(stream, LinearOperand::kGradOutDw), kPackedA);
     const mx::cuda::MxMatrix b = pack(x, m, k, 0, recipe.act_dw, "act_dw",
                                       operand_stream(stream, LinearOperand::kActDw), kPackedB);
     void* product = slot(kPackedOut, size_t(n * k) * sizeof(float));
