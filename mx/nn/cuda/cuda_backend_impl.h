@@ -187,9 +187,8 @@ class CudaBackend final : public Backend {
 
   // ---- Linear layers on packed MX operands (cuda_backend_packed.cpp) ----
 
-  // Whether options_.packed_products takes a product of these casts with all three dimensions
-  // given: both MX casts with blocks of 32, symmetric and not tiled, of 4-, 6- or 8-bit codes,
-  // and every dimension a multiple of 32 (no partial blocks, no padded rows).
+  // Whether options_.packed_products takes a product of these casts with these three dimensions
+  // (product_takes_packed_operands, mx/nn/packed_operands.h).
   bool packs(const OperandCast& a, const OperandCast& b, std::initializer_list<int64_t> dims) const;
 
   // x [rows, cols] cast with blocks of 32 along `axis` (1: along the rows; 0: down the columns,

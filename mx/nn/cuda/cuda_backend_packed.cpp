@@ -13,6 +13,7 @@
 #include "mx/kernels/cuda/transpose_blocks_cuda.h"
 #include "mx/nn/cast_streams.h"
 #include "mx/nn/cuda/cuda_backend_impl.h"
+#include "mx/nn/packed_operands.h"
 
 namespace mx::nn::cuda_impl {
 
@@ -26,32 +27,20 @@ size_t aligned(size_t bytes) {
   return (bytes + kAlign - 1) / kAlign * kAlign;
 }
 
-// cuBLASLt writes the products' outputs in place only at 16-byte boundaries.
 DType dtype_of(Buf x) {
   return x.type == BufType::kBF16 ? DType::kBF16 : DType::kF32;
 }
 
+// cuBLASLt writes the products' outputs in place only at 16-byte boundaries.
 bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-
-bool packable(const OperandCast& c) {
-  if (c.kind != OperandCast::Kind::kMx || c.is_rotated()) return false;
-  const QuantSpec& s = c.spec;
-  const int bits = traits(s.format).bits;
-  return s.block_size == 32 && !s.asymmetric && !s.is_tiled() &&
-         (bits == 4 || bits == 6 || bits == 8);
 }
 
 }  // namespace
 
 bool CudaBackend::packs(const OperandCast& a, const OperandCast& b,
                         std::initializer_list<int64_t> dims) const {
-  if (!options_.packed_products || !packable(a) || !packable(b)) return false;
-  for (const int64_t d : dims) {
-    if (d <= 0 || d % 32 != 0) return false;
-  }
-  return true;
+  return options_.packed_products && product_takes_packed_operands(a, b, dims);
 }
 
 CudaBackend::PackedRoom CudaBackend::packed_room(int64_t rows, int64_t cols, ElementFormat format,
