@@ -250,6 +250,8 @@ class CudaBackend final : public Backend {
                           kMxWorkspace = 17, kPackedOut = 18, kPackedDy = 19;
 
   static int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
+  // The kernels' element type of a buffer type.
+  static DType dtype_of(BufType t) { return t == BufType::kBF16 ? DType::kBF16 : DType::kF32; }
 
   // y [m, round_up(n, 8)] = x w^T (x [m, k], w [n, k], both as the product reads them) in scratch
   // kPaddedOut, its columns past n zero (w padded with zero rows). A gradient pending there goes

@@ -16,10 +16,6 @@ namespace {
 
 using io::cat;
 
-DType dtype_of(BufType t) {
-  return t == BufType::kBF16 ? DType::kBF16 : DType::kF32;
-}
-
 }  // namespace
 
 CudaBackend::Operands CudaBackend::forward_operands(Buf x, Buf w, int64_t m, int64_t k, int64_t n,

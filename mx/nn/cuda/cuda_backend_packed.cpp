@@ -27,10 +27,6 @@ size_t aligned(size_t bytes) {
   return (bytes + kAlign - 1) / kAlign * kAlign;
 }
 
-DType dtype_of(Buf x) {
-  return x.type == BufType::kBF16 ? DType::kBF16 : DType::kF32;
-}
-
 // cuBLASLt writes the products' outputs in place only at 16-byte boundaries.
 bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
@@ -72,7 +68,7 @@ mx::cuda::MxMatrix CudaBackend::pack(Buf x, int64_t rows, int64_t cols, int axis
   if (room.matrix.elements == nullptr) return {};
   const mx::cuda::MxDeviceBuffers& cast_to = axis == 0 ? room.staged : room.matrix;
   const std::vector<int64_t> shape{rows, cols};
-  std::string e = mx::cuda::quantize_cuda(x.p, dtype_of(x), shape, spec, cast_to.elements,
+  std::string e = mx::cuda::quantize_cuda(x.p, dtype_of(x.type), shape, spec, cast_to.elements,
                                           cast_to.scales, nullptr, stream_);
   if (e.empty() && axis == 0) e = transpose_staged(room, rows, cols);
   if (!e.empty()) {
@@ -96,8 +92,8 @@ bool CudaBackend::pack_dy_once(Buf dy, int64_t m, int64_t n, const Recipe& recip
   const PackedRoom c = packed_room(m, n, along.format, true, kPackedDy);
   if (r.matrix.elements == nullptr || c.matrix.elements == nullptr) return true;  // recorded
   const std::vector<int64_t> shape{m, n};
-  std::string e =
-      mx::cuda::quantize_dual_cuda(dy.p, dtype_of(dy), shape, along, r.matrix, c.staged, stream_);
+  std::string e = mx::cuda::quantize_dual_cuda(dy.p, dtype_of(dy.type), shape, along, r.matrix,
+                                               c.staged, stream_);
   if (e.empty()) e = transpose_staged(c, m, n);
   if (!e.empty()) {
     record(cat("recipe roles 'grad_out_dx' and 'grad_out_dw' on a ", io::format_shape(shape),
