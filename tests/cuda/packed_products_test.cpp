@@ -210,6 +210,10 @@ TEST(PackedProducts, GiveTheBfloat16CastsResultsUpToSummationOrder) {
         for (size_t i = 0; i < dx0.size(); ++i) dx0[i] = bf16_to_float(in.dx0[i]);
       }
       expect_within_one_rounding(got.y, want.y, bias, "y");
+      // The packed route ran: it adds the bias in float32 where the bfloat16 path's epilogue
+      // adds it rounded to bfloat16, which moves a few percent of the 6,144 roundings of y (the
+      // two paths would otherwise give the same bits, as the next test shows they do).
+      EXPECT_NE(got.y, want.y) << "the packed route did not run";
       expect_within_one_rounding(got.dx, want.dx, dx0, "dx");
       double diff = 0, norm = 0;
       for (size_t i = 0; i < want.dw.size(); ++i) {
