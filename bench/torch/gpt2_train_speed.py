@@ -9,6 +9,8 @@ per precision:
 
   python3 bench/torch/gpt2_train_speed.py --model small --batch 16 --seq-len 128
   python3 bench/torch/gpt2_train_speed.py --model gpt2-124m --batch 8 --seq-len 1024
+  python3 bench/torch/gpt2_train_speed.py --model gpt2-124m --batch 16 --seq-len 1024 \
+      --precision bf16 --attention flash
 
 With MX casts of the linear layers' operands, from mxkit or from the MX paper's library:
 
@@ -50,6 +52,12 @@ def inject_microxcaling(checkout):
     from mx import finalize_mx_specs, mx_mapping
 
     mx_mapping.inject_pyt_ops(finalize_mx_specs(dict(MICROXCALING_MXFP6)))
+
+
+# --attention: the one kernel family of scaled_dot_product_attention left enabled (the
+# torch.backends.cuda.enable_*_sdp switches), or None for PyTorch's own choice.
+ATTENTION_BACKENDS = {"auto": None, "flash": "flash", "cudnn": "cudnn",
+                      "efficient": "mem_efficient"}
 
 
 def measure(args, precision):
@@ -94,6 +102,7 @@ def measure(args, precision):
         "precision": precision,
         "compiled": not args.eager,
         "tf32": args.tf32,
+        "attention": args.attention,
         "mx": f"mxkit {args.mxkit}" if args.mxkit else
               f"microxcaling {MICROXCALING_MXFP6}" if args.microxcaling else None,
         "batch": args.batch,
@@ -139,6 +148,10 @@ def main():
                         help="a checkout of microxcaling: its inject_pyt_ops under its MXFP6 spec")
     parser.add_argument("--tf32", action="store_true",
                         help="float32 products on TF32 tensor cores (as `mx train --recipe tf32`)")
+    parser.add_argument("--attention", choices=sorted(ATTENTION_BACKENDS), default="auto",
+                        help="which of scaled_dot_product_attention's kernels may run: PyTorch's "
+                             "own choice (auto: cuDNN's on Hopper), or only flash, cuDNN or "
+                             "memory-efficient")
     parser.add_argument("--profile", type=int, metavar="ROWS", default=0,
                         help="also print the GPU time of the ROWS costliest kernels of one step")
     args = parser.parse_args()
@@ -147,6 +160,10 @@ def main():
     # float32 means float32: no TF32 tensor cores, as in `mx train --recipe fp32`, unless --tf32.
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = args.tf32
+    only = ATTENTION_BACKENDS[args.attention]
+    if only:
+        for name in ["flash", "cudnn", "mem_efficient", "math"]:
+            getattr(torch.backends.cuda, f"enable_{name}_sdp")(name == only)
     for precision in ["fp32", "bf16"] if args.precision == "both" else [args.precision]:
         print(json.dumps(measure(args, precision)), flush=True)
 
