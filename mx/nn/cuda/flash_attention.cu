@@ -8,6 +8,7 @@
 // takes one sweep with the online softmax.
 #include "mx/nn/cuda/flash_attention.h"
 
+#include "mx/nn/cuda/flash_forward_wgmma.h"
 #include "mx/nn/cuda/flash_tiles.cuh"
 
 namespace mx::nn::cuda {
@@ -214,6 +215,14 @@ bool flash_attention_forward(void* out, float* lse, const void* q, const void* k
   const auto* kb = static_cast<const bf16*>(k);
   const auto* vb = static_cast<const bf16*>(v);
   const bool with_pv = p_cast.kind == TileCast::Kind::kMx && pv.pv != nullptr && pv.v_dw != nullptr;
+  if (p_cast.kind != TileCast::Kind::kMx && flash_forward_online_wgmma(out, lse, q, k, v, d, s)) {
+    return false;
+  }
+  if (p_cast.kind == TileCast::Kind::kMx &&
+      flash_forward_mx_wgmma(out, lse, q, k, v, d, p_cast, round_p, s,
+                             with_pv ? pv : PvForDelta{})) {
+    return with_pv;
+  }
   with_head_size(d.hs, [&]<int HS>() {
     if (p_cast.kind != TileCast::Kind::kMx) {
       const size_t shared = 5 * kTileElems<HS> * sizeof(bf16);

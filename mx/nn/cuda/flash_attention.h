@@ -3,7 +3,9 @@
 // (flash_tiles.cuh), products by mma.sync in bfloat16 with float32 accumulation, P and dS cast
 // in registers (tile_cast.cuh), nothing of size T x T in memory. The same arguments and results
 // as the CUDA-core kernels of attention.cu, which stay for float32 activations and the casts
-// these cannot feed to a bfloat16 product exactly.
+// these cannot feed to a bfloat16 product exactly. On compute capability 9.0 the launchers hand
+// head sizes 64 and 128 to the same kernels on warpgroup products (flash_forward_wgmma.h,
+// flash_backward_wgmma.h) where those apply.
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -5,6 +5,7 @@
 // heads of its group in order). The tiles and their products: flash_tiles.cuh.
 #include "mx/nn/cuda/flash_attention.h"
 
+#include "mx/nn/cuda/flash_backward_wgmma.h"
 #include "mx/nn/cuda/flash_tiles.cuh"
 
 namespace mx::nn::cuda {
@@ -310,6 +311,7 @@ void flash_attention_backward(const AttnBackwardArgs& a, const AttnDims& d, cons
       const int64_t rows = d.b * d.t * d.nh;
       delta_kernel<HS><<<unsigned((rows + 255) / 256), 256, 0, s>>>(
           a.delta, p.do_x, static_cast<const bf16*>(delta_source), rows, g);
+      if (flash_backward_wgmma(a, d, p_dw, ds_x, ds_w, round_p, s)) return;
       with_encoder(quad_encoder(ds_x), [&]<QuadEncoder kEnc>() {
         allow_shared(dq_kernel<HS, true, kEnc>, dq_shared);
         dq_kernel<HS, true, kEnc><<<dq_grid, kThreadsTc, dq_shared, s>>>(p, g, c_ds_x, round_p);
