@@ -218,11 +218,6 @@ bool flash_attention_forward(void* out, float* lse, const void* q, const void* k
   if (p_cast.kind != TileCast::Kind::kMx && flash_forward_online_wgmma(out, lse, q, k, v, d, s)) {
     return false;
   }
-  if (p_cast.kind == TileCast::Kind::kMx &&
-      flash_forward_mx_wgmma(out, lse, q, k, v, d, p_cast, round_p, s,
-                             with_pv ? pv : PvForDelta{})) {
-    return with_pv;
-  }
   with_head_size(d.hs, [&]<int HS>() {
     if (p_cast.kind != TileCast::Kind::kMx) {
       const size_t shared = 5 * kTileElems<HS> * sizeof(bf16);

@@ -1,5 +1,6 @@
-// The tensor-core backward with delta given (flash_attention_backward.cu's dQ and dK/dV
-// kernels) on Hopper's warpgroup products, built for sm_90a alone (sm90a/flash_backward_wgmma.cu).
+// The tensor-core backward without MX casts of P and dS (flash_attention_backward.cu's dQ and
+// dK/dV kernels, delta given) on Hopper's warpgroup products, built for sm_90a alone
+// (sm90a/flash_backward_wgmma.cu).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -8,10 +9,10 @@
 
 namespace mx::nn::cuda {
 
-// Launches dQ and dK/dV on a GPU of compute capability 9.0 and returns true: without MX casts
-// at head sizes 64 and 128, with the presets' MX casts (P to nearest, dS to nearest or
-// stochastically rounded) at head size 64. Elsewhere launches nothing and returns false.
-// a.delta must hold delta already.
+// Launches dQ and dK/dV without MX casts (a.delta already holding delta) at head sizes 64 and
+// 128 on a GPU of compute capability 9.0 and returns true; elsewhere launches nothing and
+// returns false. Under MX casts the mma.sync kernels stay: with the MX kernels on warpgroup
+// products too, a GPT-2 124M step under mxfp6 took 0.5 ms longer (docs/PERFORMANCE.md).
 bool flash_backward_wgmma(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
                           const TileCast& ds_x, const TileCast& ds_w, bool round_p, cudaStream_t s);
 

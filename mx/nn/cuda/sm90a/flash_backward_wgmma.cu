@@ -6,7 +6,9 @@
 // dQ: rows are queries. S = Q K^T and dP = dO V^T (K-major B), dQ += dS K (K read MN-major).
 // dK/dV: rows are keys. S^T = K Q^T and dP^T = V dO^T, dV += P^T dO and dK += dS^T Q (dO and Q
 // read MN-major). Both take the other side's tile 64 (head size 64) or 32 (128, where the
-// accumulators of dK and dV take twice the registers) columns at a time.
+// accumulators of dK and dV take twice the registers) columns at a time. The kernels keep the
+// mma.sync kernels' casts and operand tiles for other tensors, but are launched only without MX
+// casts (flash_backward_wgmma.h says why), where those compile to nothing.
 #include "mx/nn/cuda/flash_backward_wgmma.h"
 
 #include "mx/nn/cuda/sm90a/wgmma_tiles.cuh"
@@ -225,17 +227,10 @@ __global__ void __launch_bounds__(kThreadsTc)
 bool flash_backward_wgmma(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
                           const TileCast& ds_x, const TileCast& ds_w, bool round_p,
                           cudaStream_t s) {
-  if ((d.hs != 64 && d.hs != 128) || !on_compute_capability_90()) return false;
-  const QuadEncoder eds_x = quad_encoder(ds_x), ep = quad_encoder(p_dw), eds = quad_encoder(ds_w);
-  const bool no_mx =
-      ep == QuadEncoder::kNoMx && eds == QuadEncoder::kNoMx && eds_x == QuadEncoder::kNoMx;
-  // With MX casts: the presets' encoders, head size 64 (at 128 the casts' registers would
-  // spill beside dK's and dV's accumulators).
-  const bool preset_pair =
-      ep == QuadEncoder::kNearestEvenFloat &&
-      (eds == QuadEncoder::kNearestEvenFloat || eds == QuadEncoder::kStochasticFloat) &&
-      (eds_x == QuadEncoder::kNearestEvenFloat || eds_x == QuadEncoder::kStochasticFloat);
-  if (!no_mx && (!preset_pair || d.hs != 64)) return false;
+  const bool no_mx = quad_encoder(p_dw) == QuadEncoder::kNoMx &&
+                     quad_encoder(ds_x) == QuadEncoder::kNoMx &&
+                     quad_encoder(ds_w) == QuadEncoder::kNoMx;
+  if (!no_mx || (d.hs != 64 && d.hs != 128) || !on_compute_capability_90()) return false;
   const Geo g = geo(d);
   const Args args{static_cast<const bf16*>(a.qf),
                   static_cast<const bf16*>(a.kf),
@@ -256,34 +251,18 @@ bool flash_backward_wgmma(const AttnBackwardArgs& a, const AttnDims& d, const Ti
   const int q_tiles = (a.do_w == a.do_x ? 0 : 1) + (a.q_dw == a.qf ? 0 : 1);
   with_head_size(d.hs, [&]<int HS>() {
     if constexpr (HS == 64 || HS == 128) {
-      auto launch = [&]<int N, QuadEncoder kEncP, QuadEncoder kEncDsW, QuadEncoder kEncDsX>() {
-        const size_t dq_shared = size_t(2 + 2 * (2 + k_tiles)) * kSwizzledTileBytes<HS> + 1024;
-        allow_shared(dq_wgmma_kernel<HS, N, kEncDsX>, dq_shared);
-        dq_wgmma_kernel<HS, N, kEncDsX>
-            <<<dim3(tiles, unsigned(d.b * d.nh)), kThreadsTc, dq_shared, s>>>(args, g, c_ds_x);
-        const size_t dkdv_shared = size_t(2 + 2 * (2 + q_tiles)) * kSwizzledTileBytes<HS> +
-                                   4 * kTile * sizeof(float) + 1024;
-        allow_shared(dkdv_wgmma_kernel<HS, N, kEncP, kEncDsW>, dkdv_shared);
-        dkdv_wgmma_kernel<HS, N, kEncP, kEncDsW>
-            <<<dim3(tiles, unsigned(d.b * d.nkv)), kThreadsTc, dkdv_shared, s>>>(args, g, c_p_dw,
-                                                                                 c_ds_w);
-      };
-      constexpr QuadEncoder kNo = QuadEncoder::kNoMx, kNear = QuadEncoder::kNearestEvenFloat,
-                            kStoch = QuadEncoder::kStochasticFloat;
-      if (no_mx) {
-        launch.template operator()<kStepTiles<HS>, kNo, kNo, kNo>();
-      } else if constexpr (HS == 64) {
-        // 32 columns at a time: one block of each cast along them, half the registers.
-        if (eds == kNear && eds_x == kNear) {
-          launch.template operator()<4, kNear, kNear, kNear>();
-        } else if (eds == kStoch && eds_x == kStoch) {
-          launch.template operator()<4, kNear, kStoch, kStoch>();
-        } else if (eds == kNear) {
-          launch.template operator()<4, kNear, kNear, kStoch>();
-        } else {
-          launch.template operator()<4, kNear, kStoch, kNear>();
-        }
-      }
+      constexpr int N = kStepTiles<HS>;
+      constexpr QuadEncoder kNo = QuadEncoder::kNoMx;
+      const size_t dq_shared = size_t(2 + 2 * (2 + k_tiles)) * kSwizzledTileBytes<HS> + 1024;
+      allow_shared(dq_wgmma_kernel<HS, N, kNo>, dq_shared);
+      dq_wgmma_kernel<HS, N, kNo>
+          <<<dim3(tiles, unsigned(d.b * d.nh)), kThreadsTc, dq_shared, s>>>(args, g, c_ds_x);
+      const size_t dkdv_shared =
+          size_t(2 + 2 * (2 + q_tiles)) * kSwizzledTileBytes<HS> + 4 * kTile * sizeof(float) + 1024;
+      allow_shared(dkdv_wgmma_kernel<HS, N, kNo, kNo>, dkdv_shared);
+      dkdv_wgmma_kernel<HS, N, kNo, kNo>
+          <<<dim3(tiles, unsigned(d.b * d.nkv)), kThreadsTc, dkdv_shared, s>>>(args, g, c_p_dw,
+                                                                               c_ds_w);
     }
   });
   return true;
