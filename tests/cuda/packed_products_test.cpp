@@ -26,16 +26,6 @@
 namespace mx::nn {
 namespace {
 
-#define SKIP_WITHOUT_HOPPER()                                                                 \
-  do {                                                                                        \
-    SKIP_WITHOUT_GPU();                                                                       \
-    int major = 0, minor = 0;                                                                 \
-    if (!mx::cuda::current_compute_capability(&major, &minor) || major < 9) {                 \
-      GTEST_SKIP() << "MX products need compute capability 9.0, this GPU is " << major << "." \
-                   << minor;                                                                  \
-    }                                                                                         \
-  } while (0)
-
 template <class T>
 struct DeviceBuffer {
   T* p = nullptr;
@@ -194,7 +184,7 @@ void expect_within_one_rounding(const std::vector<uint16_t>& got, const std::vec
 }
 
 TEST(PackedProducts, GiveTheBfloat16CastsResultsUpToSummationOrder) {
-  SKIP_WITHOUT_HOPPER();
+  SKIP_BELOW_COMPUTE_CAPABILITY_9();
   for (const char* name : {"mxfp8", "mxfp6", "mxfp4w-mxfp6a", "mxfp4"}) {
     for (bool accumulate_dx : {false, true}) {
       SCOPED_TRACE(::testing::Message() << name << (accumulate_dx ? ", dx accumulated" : ""));
@@ -229,7 +219,7 @@ TEST(PackedProducts, GiveTheBfloat16CastsResultsUpToSummationOrder) {
 // Where a product's operands cannot be packed (bfloat16 casts, partial blocks), the option
 // changes nothing: the results are the bfloat16 path's, bit for bit.
 TEST(PackedProducts, LeaveProductsThatCannotBePackedAsTheyWere) {
-  SKIP_WITHOUT_HOPPER();
+  SKIP_BELOW_COMPUTE_CAPABILITY_9();
   LayerInputs in;
   in.m = 80;  // not a multiple of 32
   in.x = random_bf16(size_t(in.m * in.k), 1);
