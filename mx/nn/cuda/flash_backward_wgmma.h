@@ -1,5 +1,5 @@
-// The tensor-core backward without MX casts of P and dS (flash_attention_backward.cu's dQ and
-// dK/dV kernels, delta given) on Hopper's warpgroup products, built for sm_90a alone
+// The tensor-core backward without MX casts of P and dS, delta given (flash_backward_kernels.cuh's
+// dQ and dK/dV kernels), on Hopper's warpgroup products, built for sm_90a alone
 // (sm90a/flash_backward_wgmma.cu).
 #pragma once
 
@@ -11,8 +11,7 @@ namespace mx::nn::cuda {
 
 // Launches dQ and dK/dV without MX casts (a.delta already holding delta) at head sizes 64 and
 // 128 on a GPU of compute capability 9.0 and returns true; elsewhere launches nothing and
-// returns false. Under MX casts the mma.sync kernels stay: with the MX kernels on warpgroup
-// products too, a GPT-2 124M step under mxfp6 took 0.5 ms longer (docs/PERFORMANCE.md).
+// returns false. Under MX casts the mma.sync kernels stay (sm90a/flash_backward_wgmma.cu says why).
 bool flash_backward_wgmma(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
                           const TileCast& ds_x, const TileCast& ds_w, bool round_p, cudaStream_t s);
 

@@ -319,6 +319,75 @@ __device__ __forceinline__ void store_rows(bf16* dst, int64_t stride, const int6
   }
 }
 
+// The tile products of the kernels' sm_90 build (flash_forward_kernels.cuh and
+// flash_backward_kernels.cuh take them as a parameter; sm90a/wgmma_tiles.cuh has the other):
+// each warp multiplies its own 16 rows by mma.sync, its operands read from padded tiles in
+// shared memory through ldmatrix.
+struct MmaTiles {
+  // A warp may skip columns that the causal mask zeroes for all of its rows.
+  static constexpr bool kPerWarp = true;
+  template <int HS>
+  static constexpr size_t kTileBytes = size_t(kTileElems<HS>) * sizeof(bf16);
+  static constexpr size_t kAlignSlack = 0;  // shared memory beyond the tiles, to align them
+  __device__ static unsigned char* tiles(unsigned char* smem) { return smem; }
+  template <int HS>
+  __device__ static void load(unsigned char* dst, const bf16* src, int64_t stride, int64_t row0,
+                              int64_t t) {
+    load_tile<HS>(reinterpret_cast<bf16*>(dst), src, stride, row0, t);
+  }
+  // After cp_async_wait: every thread's copies are visible.
+  __device__ static void ready() { __syncthreads(); }
+  // The left operand of the A B^T products: the warp's 16 rows of a tile, in registers.
+  template <int HS>
+  struct A {
+    uint32_t f[HS / 16][4];
+    __device__ void load(const unsigned char* tile) {
+      load_a<HS>(f, reinterpret_cast<const bf16*>(tile) + int(threadIdx.x >> 5) * 16 * kLd<HS>);
+    }
+  };
+  // acc = A B^T with B rows [row0, row0 + 8N) of a tile.
+  template <int HS, int N>
+  __device__ static void abt(float (&acc)[N][4], const A<HS>& a, const unsigned char* b,
+                             int row0 = 0) {
+    product_abt<HS, N>(acc, a.f, reinterpret_cast<const bf16*>(b) + row0 * kLd<HS>);
+  }
+  template <int HS, int N>
+  __device__ static void abt2(float (&acc1)[N][4], const A<HS>& a1, const unsigned char* b1,
+                              float (&acc2)[N][4], const A<HS>& a2, const unsigned char* b2,
+                              int row0) {
+    abt<HS, N>(acc1, a1, b1, row0);
+    abt<HS, N>(acc2, a2, b2, row0);
+  }
+  // The same with A read from its tile for this product alone (its fragments live no longer).
+  template <int HS, int N>
+  __device__ static void abt(float (&acc)[N][4], const unsigned char* a, const unsigned char* b,
+                             int row0 = 0) {
+    A<HS> fragments;
+    fragments.load(a);
+    abt<HS, N>(acc, fragments, b, row0);
+  }
+  template <int HS, int N>
+  __device__ static void abt2(float (&acc1)[N][4], const unsigned char* a1, const unsigned char* b1,
+                              float (&acc2)[N][4], const unsigned char* a2, const unsigned char* b2,
+                              int row0) {
+    abt<HS, N>(acc1, a1, b1, row0);
+    abt<HS, N>(acc2, a2, b2, row0);
+  }
+  // out += X B, X an accumulator tile (rounded to bfloat16), B rows [row0, row0 + 8N) of a tile.
+  template <int HS, int N>
+  __device__ static void xb(float (&out)[HS / 8][4], const float (&x)[N][4], const unsigned char* b,
+                            int row0 = 0) {
+    product_xb<HS, N>(out, x, reinterpret_cast<const bf16*>(b) + row0 * kLd<HS>);
+  }
+  template <int HS, int N>
+  __device__ static void xb2(float (&out1)[HS / 8][4], const float (&x1)[N][4],
+                             const unsigned char* b1, float (&out2)[HS / 8][4],
+                             const float (&x2)[N][4], const unsigned char* b2, int row0) {
+    xb<HS, N>(out1, x1, b1, row0);
+    xb<HS, N>(out2, x2, b2, row0);
+  }
+};
+
 inline Geo geo(const AttnDims& d) {
   const float scale = 1.0f / sqrtf(float(d.hs));
   return {d.t, d.nh, d.nkv, d.nh / d.nkv, scale, scale * kLog2e};

@@ -1,11 +1,15 @@
-// The tiles of the attention kernels on Hopper's warpgroup products (flash_forward_wgmma.cu,
-// flash_backward_wgmma.cu): a block is one warpgroup of four warps that owns 64 rows, as in
-// flash_tiles.cuh, whose accumulator layout (m16n8 tiles, warp w on rows 16w .. 16w + 15) the
-// wgmma accumulators share, so that softmax, masks and stores are flash_tiles.cuh's. Operand
+// The tile products of the attention kernels on Hopper's warpgroup products (WgmmaTiles, the
+// policy that flash_forward_kernels.cuh and flash_backward_kernels.cuh take): a block is one
+// warpgroup of four warps that owns 64 rows, as in flash_tiles.cuh, whose accumulator layout
+// (m16n8 tiles, warp w on rows 16w .. 16w + 15) the wgmma accumulators share, so that softmax,
+// masks, casts and stores are flash_tiles.cuh's. Operand
 // tiles in shared memory are 128-byte swizzled (mx/kernels/cuda/wgmma.cuh), 64 columns to a
 // slice: read K-major as the B of S = A B^T products, or MN-major (rows along the reduction) as
 // the B of X B products whose X is an accumulator tile converted to A fragments in registers.
 #pragma once
+
+#include <atomic>
+#include <cstdint>
 
 #include "mx/kernels/cuda/wgmma.cuh"
 #include "mx/nn/cuda/flash_tiles.cuh"
@@ -124,15 +128,108 @@ __device__ __forceinline__ void finish(float (&x)[N][4]) {
   wg::pin(x);
 }
 
+// The tile products of the kernels' sm_90a build (MmaTiles in flash_tiles.cuh has the same
+// members): the block's four warps multiply its 64 rows together.
+struct WgmmaTiles {
+  // Every warp takes part in every product: columns are skipped only for the whole block.
+  static constexpr bool kPerWarp = false;
+  template <int HS>
+  static constexpr size_t kTileBytes = kSwizzledTileBytes<HS>;
+  static constexpr size_t kAlignSlack = 1024;
+  __device__ static unsigned char* tiles(unsigned char* smem) { return align_1024(smem); }
+  template <int HS>
+  __device__ static void load(unsigned char* dst, const bf16* src, int64_t stride, int64_t row0,
+                              int64_t t) {
+    load_swizzled<HS>(dst, src, stride, row0, t);
+  }
+  __device__ static void ready() { tiles_ready(); }
+  // The first product overwrites its accumulators; zeros keep them defined before it.
+  template <int N>
+  __device__ static void zero(float (&acc)[N][4]) {
+#pragma unroll
+    for (int n = 0; n < N; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+  }
+  template <int HS>
+  struct A {
+    const unsigned char* tile;
+    __device__ void load(const unsigned char* t) { tile = t; }
+  };
+  template <int HS, int N>
+  __device__ static void abt(float (&acc)[N][4], const A<HS>& a, const unsigned char* b,
+                             int row0 = 0) {
+    zero(acc);
+    wg::fence();
+    issue_abt<HS, N>(acc, a.tile, b, row0);
+    finish(acc);
+  }
+  template <int HS, int N>
+  __device__ static void abt2(float (&acc1)[N][4], const A<HS>& a1, const unsigned char* b1,
+                              float (&acc2)[N][4], const A<HS>& a2, const unsigned char* b2,
+                              int row0) {
+    zero(acc1);
+    zero(acc2);
+    wg::fence();
+    issue_abt<HS, N>(acc1, a1.tile, b1, row0);
+    issue_abt<HS, N>(acc2, a2.tile, b2, row0);
+    finish(acc1, acc2);
+  }
+  template <int HS, int N>
+  __device__ static void abt(float (&acc)[N][4], const unsigned char* a, const unsigned char* b,
+                             int row0 = 0) {
+    abt<HS, N>(acc, A<HS>{a}, b, row0);
+  }
+  template <int HS, int N>
+  __device__ static void abt2(float (&acc1)[N][4], const unsigned char* a1, const unsigned char* b1,
+                              float (&acc2)[N][4], const unsigned char* a2, const unsigned char* b2,
+                              int row0) {
+    abt2<HS, N>(acc1, A<HS>{a1}, b1, acc2, A<HS>{a2}, b2, row0);
+  }
+  template <int HS, int N>
+  __device__ static void xb(float (&out)[HS / 8][4], const float (&x)[N][4], const unsigned char* b,
+                            int row0 = 0) {
+    uint32_t a[N / 2][4];
+    pack_a(a, x);
+    wg::fence();
+    issue_ab<HS, N>(out, a, b, row0);
+    finish(out);
+  }
+  template <int HS, int N>
+  __device__ static void xb2(float (&out1)[HS / 8][4], const float (&x1)[N][4],
+                             const unsigned char* b1, float (&out2)[HS / 8][4],
+                             const float (&x2)[N][4], const unsigned char* b2, int row0) {
+    uint32_t a1[N / 2][4], a2[N / 2][4];
+    pack_a(a1, x1);
+    pack_a(a2, x2);
+    wg::fence();
+    issue_ab<HS, N>(out1, a1, b1, row0);
+    issue_ab<HS, N>(out2, a2, b2, row0);
+    finish(out1, out2);
+  }
+};
+
+// Asked of the runtime once per device: the launchers ask before every attention launch.
 inline bool on_compute_capability_90() {
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+  constexpr int kDevices = 64;
+  static std::atomic<int8_t> known[kDevices] = {};  // 0 unknown, 1 yes, -1 no
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (device >= 0 && device < kDevices) {
+    if (const int8_t k = known[device].load(std::memory_order_relaxed); k != 0) return k > 0;
+  }
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
     cudaGetLastError();
     return false;
   }
-  return major == 9 && minor == 0;
+  const bool yes = major == 9 && minor == 0;
+  if (device >= 0 && device < kDevices) {
+    known[device].store(yes ? 1 : -1, std::memory_order_relaxed);
+  }
+  return yes;
 }
 
 }  // namespace mx::nn::cuda::flash::sm90a
