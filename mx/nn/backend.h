@@ -93,6 +93,23 @@ class Backend {
                                int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
                                SrKey key) = 0;
 
+  // GPT-2's MLP product and its GELU: pre[M,N] = x W^T + bias, out = gelu(pre), as
+  // matmul_forward then gelu_forward (this default); a backend may fuse the two.
+  virtual void matmul_gelu_forward(Buf out, Buf pre, Buf x, Buf w, Buf bias, int64_t m, int64_t k,
+                                   int64_t n, bool bf16, const Recipe& recipe, SrKey key) {
+    matmul_forward(pre, x, w, bias, m, k, n, recipe, key);
+    gelu_forward(out, pre, m * n, bf16);
+  }
+  // The backward of a product whose input x is gelu(pre): dpre[M,K] = gelu'(pre) (dy W), dw and
+  // dbias as matmul_backward's. This default runs matmul_backward into `dx` (scratch of dpre's
+  // size), then gelu_backward; a backend may fuse the GELU into the dx product.
+  virtual void matmul_backward_gelu(Buf dpre, Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w,
+                                    Buf pre, int64_t m, int64_t k, int64_t n, const Recipe& recipe,
+                                    SrKey key) {
+    matmul_backward(dx, dw, dbias, dy, x, w, m, k, n, false, recipe, key);
+    gelu_backward(dpre, pre, dx, m * k);
+  }
+
   // h[K,K] (float32) = c^T c, c = x[M,K] cast by `cast` (blocks along K, stochastic draws from
   // `stream`): the Gram matrix of a linear layer's inputs as its forward product reads them,
   // for post-training quantization (mx/ptq). Each element is a float32 sum over the M rows.

@@ -237,12 +237,13 @@ void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
   }
   if (parts & kPartNorm2) norm(a.ln2, a.ln2_mean, a.ln2_rstd, a.res_att, o.ln2_w, o.ln2_b);
   if (parts & kPartMlp) {
-    linear(a.fc, a.ln2, o.fc, o.fc_b, C, H, kFc);
     if (llama) {
+      linear(a.fc, a.ln2, o.fc, o.fc_b, C, H, kFc);
       linear(a.up, a.ln2, o.up, -1, C, H, kUp);
       be.swiglu_forward(a.act, a.fc, a.up, n * H, bf16);
     } else {
-      be.gelu_forward(a.act, a.fc, n * H, bf16);
+      be.matmul_gelu_forward(a.act, a.fc, a.ln2, p.at(o.fc, H * C), p.at(o.fc_b, H), n, C, H, bf16,
+                             recipe_, key(kFc));
     }
   }
   if (parts & kPartMlpResidual) {
@@ -441,13 +442,14 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres) {
                        accumulate, recipe_, key(site));
   };
   // MLP: dres is d(res_out) = d(proj) and (so far) d(res_att).
-  linear_back(s.dact, dres, a.act, o.proj, o.proj_b, H, C, false, kProj);
   if (llama) {
+    linear_back(s.dact, dres, a.act, o.proj, o.proj_b, H, C, false, kProj);
     be.swiglu_backward(s.dfc, s.dup, s.dact, a.fc, a.up, n * H);
     linear_back(s.dln, s.dup, a.ln2, o.up, -1, C, H, false, kUp);
     linear_back(s.dln, s.dfc, a.ln2, o.fc, o.fc_b, C, H, true, kFc);
   } else {
-    be.gelu_backward(s.dfc, a.fc, s.dact, n * H);
+    be.matmul_backward_gelu(s.dfc, s.dact, g.at(o.proj, C * H), g.at(o.proj_b, C), dres, a.act,
+                            p.at(o.proj, C * H), a.fc, n, H, C, recipe_, key(kProj));
     linear_back(s.dln, s.dfc, a.ln2, o.fc, o.fc_b, C, H, false, kFc);
   }
   norm_back(a.res_att, a.ln2_mean, a.ln2_rstd, o.ln2_w, o.ln2_b);

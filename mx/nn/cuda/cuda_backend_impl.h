@@ -68,6 +68,13 @@ class CudaBackend final : public Backend {
 
   void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override;
+  // The GELU in the products' epilogues (cuBLASLt's GELU_AUX_BIAS forward, DGELU backward): no
+  // separate pass over the MLP's widest activations.
+  void matmul_gelu_forward(Buf out, Buf pre, Buf x, Buf w, Buf bias, int64_t m, int64_t k,
+                           int64_t n, bool bf16, const Recipe& recipe, SrKey key) override;
+  void matmul_backward_gelu(Buf dpre, Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, Buf pre,
+                            int64_t m, int64_t k, int64_t n, const Recipe& recipe,
+                            SrKey key) override;
 
   // An odd vocabulary's training pass keeps the logits' gradient in the padded rows that the
   // product wrote and the loss read (PendingGradient), where both backward products take it as
@@ -181,9 +188,11 @@ class CudaBackend final : public Backend {
   bool dual_dy_casts(Buf dy, int64_t m, int64_t n, int64_t real_n, const Recipe& recipe,
                      uint64_t stream, size_t rows_index, size_t cols_index, PaddedDy* out);
 
+  // dgelu_pre: dx's product ends in cuBLASLt's DGELU epilogue on this GELU input (or, where
+  // cuBLASLt has none, in gelu_backward in place), so dx holds d(pre).
   void linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key,
-                       const PaddedDy& padded_dy);
+                       const PaddedDy& padded_dy, Buf dgelu_pre = {});
 
   // ---- Linear layers on packed MX operands (cuda_backend_packed.cpp) ----
 

@@ -53,6 +53,56 @@ void CudaBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64
   check_launch("matmul_forward");
 }
 
+void CudaBackend::matmul_gelu_forward(Buf out, Buf pre, Buf x, Buf w, Buf bias, int64_t m,
+                                      int64_t k, int64_t n, bool bf16, const Recipe& recipe,
+                                      SrKey key) {
+  // Float32 activations (whose GELU may be rounded to bfloat16 after it), packed products and
+  // widths that the products pad take the two steps.
+  if (!bf16_act() || n % 8 != 0 || options_.packed_products) {
+    Backend::matmul_gelu_forward(out, pre, x, w, bias, m, k, n, bf16, recipe, key);
+    return;
+  }
+  const Operands q = forward_operands(x, w, m, k, n, recipe, key);
+  if (!q.ok()) return;
+  const void* b = epilogue_bias(bias);
+  if (!bias.empty() && b == nullptr) return;  // recorded
+  using Epilogue = kernels::LtProducts::Epilogue;
+  if ((reinterpret_cast<uintptr_t>(b) & 15) == 0) {
+    const kernels::LtProducts::Shape shape{
+        true,
+        false,
+        n,
+        m,
+        k,
+        k,
+        k,
+        n,
+        act(),
+        false,
+        bias.empty() ? Epilogue::kGeluAux : Epilogue::kGeluAuxBias};
+    if (products_->run(shape, q.w, q.x, out.p, 0.0f, b, pre.p)) {
+      check_launch("matmul_gelu_forward");
+      return;
+    }
+  }
+  // No such kernel for this shape: the same operands, the GELU as its own pass.
+  const bool bias_added = gemm(true, false, n, m, k, q.w, k, q.x, k, pre.p, act(), n, 0.0f, b);
+  if (!bias.empty() && !bias_added) {
+    kernels::add_bias(pre.p, bias.as<float>(), m, n, bf16_act(), stream_);
+  }
+  gelu_forward(out, pre, m * n, bf16);
+}
+
+void CudaBackend::matmul_backward_gelu(Buf dpre, Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w,
+                                       Buf pre, int64_t m, int64_t k, int64_t n,
+                                       const Recipe& recipe, SrKey key) {
+  if (!bf16_act() || k % 8 != 0 || options_.packed_products) {
+    Backend::matmul_backward_gelu(dpre, dx, dw, dbias, dy, x, w, pre, m, k, n, recipe, key);
+    return;
+  }
+  linear_backward(dpre, dw, dbias, dy, x, w, m, k, n, false, recipe, key, {}, pre);
+}
+
 void CudaBackend::matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m,
                                   int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
                                   SrKey key) {
@@ -117,8 +167,8 @@ bool CudaBackend::casts_padded_rows(Buf dlogits, const OperandCast& c) const {
 
 void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m,
                                   int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
-                                  SrKey key, const PaddedDy& padded_dy) {
-  if (padded_dy.dx == nullptr &&
+                                  SrKey key, const PaddedDy& padded_dy, Buf dgelu_pre) {
+  if (padded_dy.dx == nullptr && dgelu_pre.empty() &&
       packed_backward(dx, dw, dbias, dy, x, w, m, k, n, accumulate_dx, recipe, key)) {
     return;
   }
@@ -149,8 +199,27 @@ void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf 
     const int64_t padded = round_up(n, 8);
     const void* wp = padded == n ? wq : padded_weight(wq, n, k);
     if (gp == nullptr || wp == nullptr) return;
-    gemm(false, false, k, m, padded, wp, k, gp, padded, dx.p, act(), k,
-         accumulate_dx ? 1.0f : 0.0f);
+    if (dgelu_pre.empty()) {
+      gemm(false, false, k, m, padded, wp, k, gp, padded, dx.p, act(), k,
+           accumulate_dx ? 1.0f : 0.0f);
+    } else {
+      const kernels::LtProducts::Shape shape{false,
+                                             false,
+                                             k,
+                                             m,
+                                             padded,
+                                             k,
+                                             padded,
+                                             k,
+                                             act(),
+                                             false,
+                                             kernels::LtProducts::Epilogue::kDgelu};
+      if (!products_->run(shape, wp, gp, dx.p, 0.0f, nullptr, dgelu_pre.p)) {
+        // No such kernel for this shape: the GELU's slope as its own pass, in place.
+        gemm(false, false, k, m, padded, wp, k, gp, padded, dx.p, act(), k, 0.0f);
+        kernels::gelu_backward(dx.p, dgelu_pre.p, dx.p, m * k, bf16_act(), stream_);
+      }
+    }
   }
   if (!dw.empty()) {
     const void* xq = prepare(x, {m, k}, 0, recipe.act_dw, "act_dw",
@@ -324,11 +393,12 @@ const void* CudaBackend::epilogue_bias(Buf bias) {
 bool CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a,
                        int64_t lda, const void* b, int64_t ldb, void* c, BufType c_type,
                        int64_t ldc, float beta, const void* bias) {
-  const kernels::LtProducts::Shape shape{trans_a, trans_b,      m,    n, k, lda, ldb, ldc,
-                                         c_type,  beta != 0.0f, false};
+  using Epilogue = kernels::LtProducts::Epilogue;
+  const kernels::LtProducts::Shape shape{
+      trans_a, trans_b, m, n, k, lda, ldb, ldc, c_type, beta != 0.0f, Epilogue::kNone};
   if (bias != nullptr && (reinterpret_cast<uintptr_t>(bias) & 15) == 0) {
     kernels::LtProducts::Shape with_bias = shape;
-    with_bias.bias = true;
+    with_bias.epilogue = Epilogue::kBias;
     if (products_->run(with_bias, a, b, c, beta, bias)) return true;
   }
   if (!products_->run(shape, a, b, c, beta, nullptr)) {

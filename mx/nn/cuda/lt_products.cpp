@@ -61,7 +61,7 @@ const cublasLtMatmulAlgo_t* LtProducts::algorithm(const Shape& g, cublasLtMatmul
 }
 
 bool LtProducts::run(const Shape& g, const void* a, const void* b, void* c, float beta,
-                     const void* bias) {
+                     const void* bias, void* aux) {
   const cudaDataType ab = cuda_type(ab_type_), ct = cuda_type(g.c_type);
   const cublasComputeType_t compute =
       ab_type_ == BufType::kF32 && tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
@@ -81,10 +81,32 @@ bool LtProducts::run(const Shape& g, const void* a, const void* b, void* c, floa
       api_.layout_create(&lb, ab, uint64_t(g.trans_b ? g.n : g.k), uint64_t(g.trans_b ? g.k : g.n),
                          g.ldb) == CUBLAS_STATUS_SUCCESS &&
       api_.layout_create(&lc, ct, uint64_t(g.m), uint64_t(g.n), g.ldc) == CUBLAS_STATUS_SUCCESS;
-  if (ok && g.bias) {
-    ok = set(CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS) &&
-         set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias) &&
-         set(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, ct);
+  auto set_bias = [&] {
+    return set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias) &&
+           set(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, ct);
+  };
+  auto set_aux = [&] {
+    return set(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux) &&
+           set(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, g.ldc);
+  };
+  if (ok) {
+    switch (g.epilogue) {
+      case Epilogue::kNone:
+        break;
+      case Epilogue::kBias:
+        ok = set(CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS) && set_bias();
+        break;
+      case Epilogue::kGeluAux:
+        ok = set(CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_GELU_AUX) && set_aux();
+        break;
+      case Epilogue::kGeluAuxBias:
+        ok = set(CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_GELU_AUX_BIAS) && set_bias() &&
+             set_aux();
+        break;
+      case Epilogue::kDgelu:
+        ok = set(CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_DGELU) && set_aux();
+        break;
+    }
   }
   const cublasLtMatmulAlgo_t* algo = ok ? algorithm(g, desc, la, lb, lc) : nullptr;
   ok =

@@ -20,13 +20,25 @@ namespace mx::nn::cuda {
 
 class LtProducts {
  public:
-  // Column-major C[m,n] = op(A) op(B) + beta C (+ bias[m] on every column), A and B with leading
+  // What the product does to its float32 result before the one rounding to C's type. The GELU
+  // forms are GPT-2's tanh approximation; `aux` is a matrix of C's shape, type and leading
+  // dimension: the GELU's input, written by the forward forms and read by kDgelu.
+  enum class Epilogue : uint8_t {
+    kNone,
+    kBias,         // + bias[m] on every column
+    kGeluAux,      // aux = result, C = gelu(result)
+    kGeluAuxBias,  // aux = result + bias, C = gelu(aux)
+    kDgelu,        // C = gelu'(aux) * result
+  };
+
+  // Column-major C[m,n] = op(A) op(B) + beta C, then the epilogue; A and B with leading
   // dimensions lda and ldb, C with ldc.
   struct Shape {
     bool trans_a, trans_b;
     int64_t m, n, k, lda, ldb, ldc;
     BufType c_type;
-    bool accumulate, bias;
+    bool accumulate;
+    Epilogue epilogue;
     auto operator<=>(const Shape&) const = default;
   };
 
@@ -38,9 +50,10 @@ class LtProducts {
   LtProducts(const LtProducts&) = delete;
   LtProducts& operator=(const LtProducts&) = delete;
 
-  // One product; `bias` (of C's type) only with shape.bias. False where cuBLASLt offers no
-  // algorithm for the shape or refuses the call.
-  bool run(const Shape& shape, const void* a, const void* b, void* c, float beta, const void* bias);
+  // One product; `bias` (of C's type) and `aux` as the epilogue takes them. False where
+  // cuBLASLt offers no algorithm for the shape and epilogue, or refuses the call.
+  bool run(const Shape& shape, const void* a, const void* b, void* c, float beta, const void* bias,
+           void* aux = nullptr);
 
   // The handle, for other cuBLASLt calls on the same stream (the MX products).
   cublasLtHandle_t handle() const { return handle_; }

@@ -1,0 +1,123 @@
+// The CUDA backend's GELU in its products' epilogues (matmul_gelu_forward, matmul_backward_gelu)
+// against the same steps one at a time (the Backend defaults: the product, then the GELU's own
+// pass) on the same backend: the operands' casts are the same, so every result agrees up to
+// where each path rounds to bfloat16 and the order of float32 additions. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mx/core/half.h"
+#include "mx/nn/backend.h"
+#include "mx/nn/cuda/cuda_backend.h"
+#include "mx/nn/recipe.h"
+#include "tests/cuda/skip_without_gpu.h"
+
+namespace mx::nn {
+namespace {
+
+// A bfloat16 (or float32) buffer on the backend holding `values`.
+Buf upload(Backend& be, BufType type, const std::vector<float>& values) {
+  Buf b = be.alloc(type, int64_t(values.size()));
+  if (type == BufType::kBF16) {
+    std::vector<uint16_t> bits(values.size());
+    std::transform(values.begin(), values.end(), bits.begin(), float_to_bf16);
+    be.upload(b, bits.data());
+  } else {
+    be.upload(b, values.data());
+  }
+  return b;
+}
+
+std::vector<float> download(Backend& be, Buf b) {
+  std::vector<float> out(size_t(b.n));
+  if (b.type == BufType::kBF16) {
+    std::vector<uint16_t> bits(size_t(b.n));
+    be.download(bits.data(), b);
+    std::transform(bits.begin(), bits.end(), out.begin(), bf16_to_float);
+  } else {
+    be.download(out.data(), b);
+  }
+  return out;
+}
+
+std::vector<float> normal(size_t n, uint32_t seed, float scale) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// The largest difference, as a fraction of the largest magnitude in `want`.
+double relative_gap(const std::vector<float>& got, const std::vector<float>& want) {
+  double gap = 0, top = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    gap = std::max(gap, double(std::fabs(got[i] - want[i])));
+    top = std::max(top, double(std::fabs(want[i])));
+  }
+  return top > 0 ? gap / top : gap;
+}
+
+TEST(GeluEpilogue, ForwardAndBackwardMatchTheStepsOneAtATime) {
+  SKIP_WITHOUT_GPU();
+  for (const char* name : {"bf16", "mxfp6", "mxfp4"}) {
+    SCOPED_TRACE(name);
+    CudaBackendOptions o;
+    o.act_type = BufType::kBF16;
+    std::string error;
+    auto backend = make_cuda_backend(o, &error);
+    ASSERT_NE(backend, nullptr) << error;
+    Backend& be = *backend;
+    const Recipe recipe = *recipe_preset(name);
+    // GPT-2's MLP at a small size: x[m, c] -> pre[m, h] -> gelu -> y[m, c].
+    const int64_t m = 256, c = 128, h = 512;
+    const Buf x = upload(be, BufType::kBF16, normal(size_t(m * c), 1, 1.0f));
+    const Buf w_fc = upload(be, BufType::kF32, normal(size_t(h * c), 2, 0.1f));
+    const Buf b_fc = upload(be, BufType::kF32, normal(size_t(h), 3, 0.5f));
+    const Buf w_proj = upload(be, BufType::kF32, normal(size_t(c * h), 4, 0.05f));
+    const Buf dy = upload(be, BufType::kBF16, normal(size_t(m * c), 5, 1.0f));
+    const SrKey key{7, 0, 0};
+
+    struct Results {
+      std::vector<float> out, pre, dpre, dw, dbias;
+    };
+    auto run = [&](bool fused) {
+      const Buf out = be.alloc(BufType::kBF16, m * h), pre = be.alloc(BufType::kBF16, m * h);
+      const Buf dpre = be.alloc(BufType::kBF16, m * h), dx = be.alloc(BufType::kBF16, m * h);
+      const Buf dw = be.alloc(BufType::kF32, c * h), dbias = be.alloc(BufType::kF32, c);
+      be.zero(dw);
+      be.zero(dbias);
+      if (fused) {
+        be.matmul_gelu_forward(out, pre, x, w_fc, b_fc, m, c, h, true, recipe, key);
+        be.matmul_backward_gelu(dpre, dx, dw, dbias, dy, out, w_proj, pre, m, h, c, recipe, key);
+      } else {
+        be.Backend::matmul_gelu_forward(out, pre, x, w_fc, b_fc, m, c, h, true, recipe, key);
+        be.Backend::matmul_backward_gelu(dpre, dx, dw, dbias, dy, out, w_proj, pre, m, h, c, recipe,
+                                         key);
+      }
+      EXPECT_EQ(be.take_error(), "");
+      Results r{download(be, out), download(be, pre), download(be, dpre), download(be, dw),
+                download(be, dbias)};
+      for (const Buf& b : {out, pre, dpre, dx, dw, dbias}) be.release(b);
+      return r;
+    };
+    const Results fused = run(true), steps = run(false);
+    // pre: the same product and bias, rounded once either way.
+    EXPECT_LT(relative_gap(fused.pre, steps.pre), 1.0 / 256);
+    // gelu(pre) from the float32 sum against gelu of its bfloat16 rounding: a rounding apart.
+    EXPECT_LT(relative_gap(fused.out, steps.out), 1.0 / 128);
+    // d(pre) = gelu'(pre) (dy W): the product unrounded against rounded before the slope.
+    EXPECT_LT(relative_gap(fused.dpre, steps.dpre), 1.0 / 64);
+    // dW and dbias read the GELU's output as the forward wrote it.
+    EXPECT_LT(relative_gap(fused.dw, steps.dw), 1.0 / 64);
+    EXPECT_LT(relative_gap(fused.dbias, steps.dbias), 1.0 / 256);
+  }
+}
+
+}  // namespace
+}  // namespace mx::nn
