@@ -113,9 +113,13 @@ TEST(GeluEpilogue, ForwardAndBackwardMatchTheStepsOneAtATime) {
     EXPECT_LT(relative_gap(fused.out, steps.out), 1.0 / 128);
     // d(pre) = gelu'(pre) (dy W): the product unrounded against rounded before the slope.
     EXPECT_LT(relative_gap(fused.dpre, steps.dpre), 1.0 / 64);
-    // dW and dbias read the GELU's output as the forward wrote it.
-    EXPECT_LT(relative_gap(fused.dw, steps.dw), 1.0 / 64);
-    EXPECT_LT(relative_gap(fused.dbias, steps.dbias), 1.0 / 256);
+    // dbias is the sum of dy, the same on both paths.
+    EXPECT_EQ(fused.dbias, steps.dbias);
+    // dW reads the GELU's output as each path wrote it, a bfloat16 step apart in places. Without
+    // casts that moves dW by about as much; an MX cast down the tokens can turn it into a whole
+    // quantum of the element format, so under MX recipes only the bf16 bound's order is held.
+    const bool mx = std::string(name) != "bf16";
+    EXPECT_LT(relative_gap(fused.dw, steps.dw), mx ? 1.0 / 8 : 1.0 / 64);
   }
 }
 

@@ -13,6 +13,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "mx/core/format.h"
@@ -308,14 +309,19 @@ TEST(CudaBackend, MxRecipesOverBfloat16ActivationsDifferAsBfloat16RoundingDoes) 
 }
 
 // The same run twice gives the same bits: no atomics, fixed reduction orders (stochastic
-// rounding included: its dithers depend on the step and the element's index only).
+// rounding included: its dithers depend on the step and the element's index only). Head size
+// 64 reaches the warpgroup attention kernels on Hopper; GPT-2 the GELU in the products'
+// epilogues.
 TEST(CudaBackend, RepeatsBitForBit) {
   SKIP_WITHOUT_GPU();
-  for (const char* name : {"bf16", "mxfp4"}) {
+  for (const auto& [arch, name] :
+       {std::pair{Arch::kLlama, "bf16"}, std::pair{Arch::kLlama, "mxfp4"},
+        std::pair{Arch::kGpt2, "bf16"}, std::pair{Arch::kGpt2, "mxfp6"}}) {
+    SCOPED_TRACE(arch == Arch::kLlama ? "Llama" : "GPT-2");
     bool ok = false;
     auto a = gpu(BufType::kBF16, &ok), b = gpu(BufType::kBF16, &ok);
     if (!ok) return;
-    Model m1(small(Arch::kLlama, 64), std::move(a)), m2(small(Arch::kLlama, 64), std::move(b));
+    Model m1(small(arch, 64), std::move(a)), m2(small(arch, 64), std::move(b));
     m1.params().init(5);
     m2.params().init(5);
     m1.upload_params();
