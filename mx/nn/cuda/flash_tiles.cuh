@@ -1,5 +1,6 @@
-// The tiles of the tensor-core attention kernels (flash_attention.cu, the forward;
-// flash_attention_backward.cu, dQ and dK/dV). Layouts as in attention.cu: q [B, T, nh, hs], k
+// The tiles of the tensor-core attention kernels (flash_forward_kernels.cuh, the forward;
+// flash_backward_kernels.cuh, dQ and dK/dV) and their mma.sync tile products (MmaTiles; the
+// warpgroup ones are sm90a/wgmma_tiles.cuh's). Layouts as in attention.cu: q [B, T, nh, hs], k
 // and v [B, T, nkv, hs], lse and delta [B, nh, T].
 //
 // A block of 128 threads owns a tile of 64 rows (queries, or keys for dK/dV); each warp owns 16
