@@ -68,18 +68,19 @@ void CudaBackend::matmul_gelu_forward(Buf out, Buf pre, Buf x, Buf w, Buf bias, 
   if (!bias.empty() && b == nullptr) return;  // recorded
   using Epilogue = kernels::LtProducts::Epilogue;
   if ((reinterpret_cast<uintptr_t>(b) & 15) == 0) {
+    // Column-major out^T[N,M] = W x^T, as matmul_forward's product.
     const kernels::LtProducts::Shape shape{
-        true,
-        false,
-        n,
-        m,
-        k,
-        k,
-        k,
-        n,
-        act(),
-        false,
-        bias.empty() ? Epilogue::kGeluAux : Epilogue::kGeluAuxBias};
+        .trans_a = true,
+        .trans_b = false,
+        .m = n,
+        .n = m,
+        .k = k,
+        .lda = k,
+        .ldb = k,
+        .ldc = n,
+        .c_type = act(),
+        .accumulate = false,
+        .epilogue = bias.empty() ? Epilogue::kGeluAux : Epilogue::kGeluAuxBias};
     if (products_->run(shape, q.w, q.x, out.p, 0.0f, b, pre.p)) {
       check_launch("matmul_gelu_forward");
       return;
@@ -203,17 +204,17 @@ void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf 
       gemm(false, false, k, m, padded, wp, k, gp, padded, dx.p, act(), k,
            accumulate_dx ? 1.0f : 0.0f);
     } else {
-      const kernels::LtProducts::Shape shape{false,
-                                             false,
-                                             k,
-                                             m,
-                                             padded,
-                                             k,
-                                             padded,
-                                             k,
-                                             act(),
-                                             false,
-                                             kernels::LtProducts::Epilogue::kDgelu};
+      const kernels::LtProducts::Shape shape{.trans_a = false,
+                                             .trans_b = false,
+                                             .m = k,
+                                             .n = m,
+                                             .k = padded,
+                                             .lda = k,
+                                             .ldb = padded,
+                                             .ldc = k,
+                                             .c_type = act(),
+                                             .accumulate = false,
+                                             .epilogue = kernels::LtProducts::Epilogue::kDgelu};
       if (!products_->run(shape, wp, gp, dx.p, 0.0f, nullptr, dgelu_pre.p)) {
         // No such kernel for this shape: the GELU's slope as its own pass, in place.
         gemm(false, false, k, m, padded, wp, k, gp, padded, dx.p, act(), k, 0.0f);
