@@ -487,9 +487,9 @@ TEST(CudaBackend, PackedProductsTrainAsTheCastsDoFor200Steps) {
     const Curves c = train_side_by_side(a, b, *recipe_preset(name), 200);
     EXPECT_LT(c.worst_step, 1e-1) << name;
     EXPECT_LT(c.worst_window, 2e-2) << name;
-    // The first step's losses are equal (biases start at zero, and the two forward products take
-    // the same bfloat16 operands on Hopper); the weight gradients' sums differ in order from the
-    // first backward on.
+    // Where no product is packed the two backends run the same code, bit for bit; packed, the
+    // products' float32 sums run in another order and the MLP's GELU is a pass of its own
+    // instead of the bfloat16 product's epilogue, so most steps' losses differ.
     EXPECT_GT(c.steps_that_differ, 100) << name << ": the packed route did not run";
     EXPECT_LT(c.last[1], c.first[1] - 3) << name << ": the packed run did not learn the pattern";
   }

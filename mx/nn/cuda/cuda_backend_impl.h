@@ -328,6 +328,12 @@ class CudaBackend final : public Backend {
   bool gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda,
             const void* b, int64_t ldb, void* c, BufType c_type, int64_t ldc, float beta,
             const void* bias = nullptr);
+  // Column-major C[m,n] = op(A) B with one of the GELU epilogues (kGeluAux, kGeluAuxBias,
+  // kDgelu) on `aux`, C's shape: operands and C of the activation type, C overwritten. False,
+  // with nothing recorded, where cuBLASLt has no kernel for it.
+  bool gemm_gelu(kernels::LtProducts::Epilogue epilogue, bool trans_a, int64_t m, int64_t n,
+                 int64_t k, const void* a, int64_t lda, const void* b, int64_t ldb, void* c,
+                 int64_t ldc, const void* bias, void* aux);
 
   bool attention_shape_ok(const AttnShape& s, bool forward);
 

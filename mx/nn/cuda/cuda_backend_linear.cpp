@@ -56,10 +56,14 @@ void CudaBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64
 void CudaBackend::matmul_gelu_forward(Buf out, Buf pre, Buf x, Buf w, Buf bias, int64_t m,
                                       int64_t k, int64_t n, bool bf16, const Recipe& recipe,
                                       SrKey key) {
-  // Float32 activations (whose GELU may be rounded to bfloat16 after it), packed products and
-  // widths that the products pad take the two steps.
-  if (!bf16_act() || n % 8 != 0 || options_.packed_products) {
+  // Float32 activations (whose GELU may be rounded to bfloat16 after it) and widths that the
+  // products pad take the two steps, as do products on packed operands.
+  if (!bf16_act() || n % 8 != 0) {
     Backend::matmul_gelu_forward(out, pre, x, w, bias, m, k, n, bf16, recipe, key);
+    return;
+  }
+  if (packed_forward(pre, x, w, bias, m, k, n, recipe, key)) {
+    gelu_forward(out, pre, m * n, bf16);
     return;
   }
   const Operands q = forward_operands(x, w, m, k, n, recipe, key);
@@ -67,24 +71,12 @@ void CudaBackend::matmul_gelu_forward(Buf out, Buf pre, Buf x, Buf w, Buf bias, 
   const void* b = epilogue_bias(bias);
   if (!bias.empty() && b == nullptr) return;  // recorded
   using Epilogue = kernels::LtProducts::Epilogue;
-  if ((reinterpret_cast<uintptr_t>(b) & 15) == 0) {
-    // Column-major out^T[N,M] = W x^T, as matmul_forward's product.
-    const kernels::LtProducts::Shape shape{
-        .trans_a = true,
-        .trans_b = false,
-        .m = n,
-        .n = m,
-        .k = k,
-        .lda = k,
-        .ldb = k,
-        .ldc = n,
-        .c_type = act(),
-        .accumulate = false,
-        .epilogue = bias.empty() ? Epilogue::kGeluAux : Epilogue::kGeluAuxBias};
-    if (products_->run(shape, q.w, q.x, out.p, 0.0f, b, pre.p)) {
-      check_launch("matmul_gelu_forward");
-      return;
-    }
+  // matmul_forward's product, with the GELU after the bias.
+  if ((reinterpret_cast<uintptr_t>(b) & 15) == 0 &&
+      gemm_gelu(bias.empty() ? Epilogue::kGeluAux : Epilogue::kGeluAuxBias, true, n, m, k, q.w, k,
+                q.x, k, out.p, n, b, pre.p)) {
+    check_launch("matmul_gelu_forward");
+    return;
   }
   // No such kernel for this shape: the same operands, the GELU as its own pass.
   const bool bias_added = gemm(true, false, n, m, k, q.w, k, q.x, k, pre.p, act(), n, 0.0f, b);
@@ -97,8 +89,12 @@ void CudaBackend::matmul_gelu_forward(Buf out, Buf pre, Buf x, Buf w, Buf bias, 
 void CudaBackend::matmul_backward_gelu(Buf dpre, Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w,
                                        Buf pre, int64_t m, int64_t k, int64_t n,
                                        const Recipe& recipe, SrKey key) {
-  if (!bf16_act() || k % 8 != 0 || options_.packed_products) {
+  if (!bf16_act() || k % 8 != 0) {
     Backend::matmul_backward_gelu(dpre, dx, dw, dbias, dy, x, w, pre, m, k, n, recipe, key);
+    return;
+  }
+  if (packed_backward(dx, dw, dbias, dy, x, w, m, k, n, false, recipe, key)) {
+    gelu_backward(dpre, pre, dx, m * k);
     return;
   }
   linear_backward(dpre, dw, dbias, dy, x, w, m, k, n, false, recipe, key, {}, pre);
@@ -203,23 +199,11 @@ void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf 
     if (dgelu_pre.empty()) {
       gemm(false, false, k, m, padded, wp, k, gp, padded, dx.p, act(), k,
            accumulate_dx ? 1.0f : 0.0f);
-    } else {
-      const kernels::LtProducts::Shape shape{.trans_a = false,
-                                             .trans_b = false,
-                                             .m = k,
-                                             .n = m,
-                                             .k = padded,
-                                             .lda = k,
-                                             .ldb = padded,
-                                             .ldc = k,
-                                             .c_type = act(),
-                                             .accumulate = false,
-                                             .epilogue = kernels::LtProducts::Epilogue::kDgelu};
-      if (!products_->run(shape, wp, gp, dx.p, 0.0f, nullptr, dgelu_pre.p)) {
-        // No such kernel for this shape: the GELU's slope as its own pass, in place.
-        gemm(false, false, k, m, padded, wp, k, gp, padded, dx.p, act(), k, 0.0f);
-        kernels::gelu_backward(dx.p, dgelu_pre.p, dx.p, m * k, bf16_act(), stream_);
-      }
+    } else if (!gemm_gelu(kernels::LtProducts::Epilogue::kDgelu, false, k, m, padded, wp, k, gp,
+                          padded, dx.p, k, nullptr, dgelu_pre.p)) {
+      // No such kernel for this shape: the GELU's slope as its own pass, in place.
+      gemm(false, false, k, m, padded, wp, k, gp, padded, dx.p, act(), k, 0.0f);
+      kernels::gelu_backward(dx.p, dgelu_pre.p, dx.p, m * k, bf16_act(), stream_);
     }
   }
   if (!dw.empty()) {
@@ -389,6 +373,14 @@ const void* CudaBackend::epilogue_bias(Buf bias) {
     kernels::f32_to_bf16(static_cast<uint16_t*>(copy), bias.as<float>(), bias.n, stream_);
   }
   return copy;
+}
+
+bool CudaBackend::gemm_gelu(kernels::LtProducts::Epilogue epilogue, bool trans_a, int64_t m,
+                            int64_t n, int64_t k, const void* a, int64_t lda, const void* b,
+                            int64_t ldb, void* c, int64_t ldc, const void* bias, void* aux) {
+  const kernels::LtProducts::Shape shape{trans_a, false, m,     n,     k,       lda,
+                                         ldb,     ldc,   act(), false, epilogue};
+  return products_->run(shape, a, b, c, 0.0f, bias, aux);
 }
 
 bool CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a,
