@@ -8,9 +8,9 @@
 // the B of X B products whose X is an accumulator tile converted to A fragments in registers.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 
+#include "mx/kernels/cuda/mx_gemm.h"
 #include "mx/kernels/cuda/wgmma.cuh"
 #include "mx/nn/cuda/flash_tiles.cuh"
 
@@ -207,29 +207,9 @@ struct WgmmaTiles {
   }
 };
 
-// Asked of the runtime once per device: the launchers ask before every attention launch.
 inline bool on_compute_capability_90() {
-  constexpr int kDevices = 64;
-  static std::atomic<int8_t> known[kDevices] = {};  // 0 unknown, 1 yes, -1 no
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  if (device >= 0 && device < kDevices) {
-    if (const int8_t k = known[device].load(std::memory_order_relaxed); k != 0) return k > 0;
-  }
   int major = 0, minor = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  const bool yes = major == 9 && minor == 0;
-  if (device >= 0 && device < kDevices) {
-    known[device].store(yes ? 1 : -1, std::memory_order_relaxed);
-  }
-  return yes;
+  return mx::cuda::current_compute_capability(&major, &minor) && major == 9 && minor == 0;
 }
 
 }  // namespace mx::nn::cuda::flash::sm90a
