@@ -362,6 +362,36 @@ TEST(NnModel, AdamWScheduleAndClipping) {
   EXPECT_FLOAT_EQ(q[0], q0 * (1.0f - 0.1f * 0.1f));
 }
 
+// Clipping inside the step (the trainer's way) moves the weights and moments to the bits that
+// scaling the gradients first and then stepping gives, and leaves the gradients as they were.
+TEST(NnModel, AdamWTakesTheClippingScaleAsItReadsTheGradients) {
+  Model model(tiny(Arch::kGpt2));
+  model.params().init(3);
+  loss_and_grad(model, Data(256));
+  const Params& p = model.params();
+  const std::vector<float> weights(p.data(), p.data() + p.size());
+  const std::vector<float> grads(p.grad(), p.grad() + p.size());
+  const double norm = global_grad_norm(model);
+  const float factor = clip_scale(norm, norm / 3);
+  ASSERT_LT(factor, 1.0f);
+  EXPECT_EQ(clip_scale(norm, 2 * norm), 1.0f);
+  EXPECT_EQ(clip_scale(norm, 0), 1.0f);  // 0: no clipping
+
+  AdamW separate(model, AdamWConfig{});
+  clip_grad_norm(model, norm / 3);
+  separate.step(model, 0.01f);
+  const std::vector<float> want(p.data(), p.data() + p.size());
+
+  std::copy(weights.begin(), weights.end(), model.params().data());
+  std::copy(grads.begin(), grads.end(), model.params().grad());
+  AdamW folded(model, AdamWConfig{});
+  folded.step(model, 0.01f, factor);
+  EXPECT_EQ(std::vector<float>(p.data(), p.data() + p.size()), want);
+  EXPECT_EQ(folded.m(), separate.m());
+  EXPECT_EQ(folded.v(), separate.v());
+  EXPECT_EQ(std::vector<float>(p.grad(), p.grad() + p.size()), grads);
+}
+
 TEST(NnModel, SamplingIsSeededAndRespectsTopK) {
   const std::vector<float> logits = {0.0f, 3.0f, 1.0f, 2.9f, -1.0f};
   uint64_t a = 5, b = 5;

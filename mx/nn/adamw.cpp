@@ -18,10 +18,13 @@ double global_grad_norm(Model& model) {
 
 double clip_grad_norm(Model& model, double max_norm) {
   const double norm = global_grad_norm(model);
-  if (max_norm > 0.0 && norm > max_norm) {
-    model.backend().scale(model.grad_buf(), float(max_norm / norm));
-  }
+  const float factor = clip_scale(norm, max_norm);
+  if (factor != 1.0f) model.backend().scale(model.grad_buf(), factor);
   return norm;
+}
+
+float clip_scale(double norm, double max_norm) {
+  return max_norm > 0.0 && norm > max_norm ? float(max_norm / norm) : 1.0f;
 }
 
 AdamWStep adamw_step(const AdamWConfig& config, int64_t t, float lr) {
@@ -76,10 +79,11 @@ void AdamW::download() {
   backend_->download(v_.data(), v_buf_);
 }
 
-void AdamW::step(Model& model, float lr) {
+void AdamW::step(Model& model, float lr, float grad_scale) {
   ++t_;
-  model.backend().adamw(model.param_buf(), model.grad_buf(), m_buf_, v_buf_, decay_buf_,
-                        adamw_step(config_, t_, lr));
+  AdamWStep s = adamw_step(config_, t_, lr);
+  s.grad_scale = grad_scale;
+  model.backend().adamw(model.param_buf(), model.grad_buf(), m_buf_, v_buf_, decay_buf_, s);
 }
 
 }  // namespace mx::nn

@@ -34,6 +34,10 @@ double global_grad_norm(Model& model);
 // Returns the norm before clipping.
 double clip_grad_norm(Model& model, double max_norm);
 
+// The factor clip_grad_norm would scale gradients of global norm `norm` by (1 when it would
+// leave them), for AdamW's step to apply as it reads them.
+float clip_scale(double norm, double max_norm);
+
 // The update's constants for AdamW's t-th update (t from 1) at learning rate lr.
 AdamWStep adamw_step(const AdamWConfig& config, int64_t t, float lr);
 
@@ -46,8 +50,9 @@ class AdamW {
   // Moments in `model`'s backend, zero.
   AdamW(Model& model, const AdamWConfig& config);
 
-  // One update with learning rate lr; the bias corrections use the update count.
-  void step(Model& model, float lr);
+  // One update with learning rate lr, the gradients taken times grad_scale (clip_scale); the
+  // bias corrections use the update count.
+  void step(Model& model, float lr, float grad_scale = 1.0f);
   int64_t steps() const { return t_; }
   // For checkpoints: the update count, and the moments on the host. After changing m() or v(),
   // upload(); before reading them, download() (both no-ops where the backend shares the host's

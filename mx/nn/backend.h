@@ -42,10 +42,14 @@ struct AttnShape {
   int64_t keys() const { return past + t; }
 };
 
-// One AdamW update (adamw.h): p -= lr * (m_hat / (sqrt(v_hat) + eps) + wd * p [where decays]).
+// One AdamW update (adamw.h): p -= lr * (m_hat / (sqrt(v_hat) + eps) + wd * p [where decays]),
+// the moments taking each gradient as g * grad_scale (float32 products, as a separate scale()
+// would leave them: global-norm clipping without a pass of its own). The gradients stay as
+// they were.
 struct AdamWStep {
   float lr, beta1, beta2, eps, weight_decay;
   float bias_correction1, bias_correction2;  // 1 - beta^t
+  float grad_scale = 1.0f;
 };
 
 class Backend {

@@ -71,14 +71,13 @@ std::string ShardedAdamW::step(Model& model, float lr, double max_norm, double* 
   double squares = len_ > 0 ? std::pow(backend_.norm(grad_.at(0, len_)), 2.0) : 0.0;
   comm_.all_reduce_sum(&squares, 1);
   *norm = std::sqrt(squares);
-  if (len_ > 0 && max_norm > 0.0 && *norm > max_norm) {
-    backend_.scale(grad_.at(0, len_), float(max_norm / *norm));
-  }
   ++t_;
   if (len_ > 0) {
     const Buf params = model.param_buf().at(begin_, len_);
+    AdamWStep s = adamw_step(config_, t_, lr);
+    s.grad_scale = clip_scale(*norm, max_norm);
     backend_.adamw(params, grad_.at(0, len_), m_.at(0, len_), v_.at(0, len_), decay_.at(0, len_),
-                   adamw_step(config_, t_, lr));
+                   s);
     backend_.copy(shard_.at(0, len_), params);
   }
   comm_.all_gather(shard_, gathered_, shard);

@@ -62,8 +62,7 @@ std::string bench_training(const BenchConfig& c, BenchResult* result) {
       }
       if (std::string e = model.backward(); !e.empty()) return e;
     }
-    nn::clip_grad_norm(model, 1.0);
-    optimizer.step(model, 1e-4f);
+    optimizer.step(model, 1e-4f, nn::clip_scale(nn::global_grad_norm(model), 1.0));
     return "";
   };
   for (int64_t i = 0; i < c.warmup; ++i) {

@@ -412,9 +412,8 @@ std::string train_step(OpenRun& run, const nn::LrSchedule& schedule, data::Batch
     }
     run.state.adam_steps = run.sharded->steps();
   } else {
-    row->grad_norm =
-        c.grad_clip > 0 ? nn::clip_grad_norm(model, c.grad_clip) : nn::global_grad_norm(model);
-    run.optimizer->step(model, row->lr);
+    row->grad_norm = nn::global_grad_norm(model);
+    run.optimizer->step(model, row->lr, nn::clip_scale(row->grad_norm, c.grad_clip));
     run.state.adam_steps = run.optimizer->steps();
   }
   run.state.step = step + 1;

@@ -333,6 +333,42 @@ TEST(CudaBackend, RepeatsBitForBit) {
   }
 }
 
+// AdamW's one pass (clipping scale applied as the gradients are read, bfloat16 weights written
+// beside the float32 ones) leaves the bits of the separate passes: clip_grad_norm's scale, the
+// step, and the bfloat16 copy made afresh after an upload. The next pass's logits read the
+// bfloat16 copy.
+TEST(CudaBackend, AdamWClipsAndRenewsTheBfloat16WeightsInOnePass) {
+  SKIP_WITHOUT_GPU();
+  bool ok = false;
+  auto a = gpu(BufType::kBF16, &ok), b = gpu(BufType::kBF16, &ok);
+  if (!ok) return;
+  Model separate(small(Arch::kGpt2, 64), std::move(a)),
+      folded(small(Arch::kGpt2, 64), std::move(b));
+  const Recipe& recipe = *recipe_preset("bf16");
+  const Batch x(9, 0, 100);
+  for (Model* m : {&separate, &folded}) {
+    m->params().init(5);
+    m->upload_params();
+    run(*m, x, recipe);
+  }
+  const double norm = global_grad_norm(separate);
+  ASSERT_EQ(global_grad_norm(folded), norm);
+  AdamW opt_separate(separate, AdamWConfig{}), opt_folded(folded, AdamWConfig{});
+  clip_grad_norm(separate, norm / 3);
+  opt_separate.step(separate, 1e-2f);
+  separate.download_params();
+  separate.upload_params();  // the bfloat16 copy is made again from the float32 weights
+  opt_folded.step(folded, 1e-2f, clip_scale(norm, norm / 3));
+  folded.download_params();
+  EXPECT_EQ(
+      std::vector<float>(folded.params().data(), folded.params().data() + folded.params().size()),
+      std::vector<float>(separate.params().data(),
+                         separate.params().data() + separate.params().size()));
+  const Pass p1 = run(separate, x, recipe), p2 = run(folded, x, recipe);
+  EXPECT_EQ(p2.logits, p1.logits);
+  EXPECT_EQ(p2.grads, p1.grads);
+}
+
 // The casts made inside attention's tiles (P and dS) equal the CPU quantizer's, bit for bit, for
 // every format, scale rule and rounding, stochastic included: held a block per warp (the
 // CUDA-core kernels) or a block per quad of lanes (the tensor-core kernels, symmetric only).

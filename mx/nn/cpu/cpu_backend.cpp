@@ -289,8 +289,9 @@ void CpuBackend::adamw(Buf params, Buf grads, Buf m, Buf v, Buf decay_mask, cons
   const uint8_t* decay = decay_mask.as<const uint8_t>();
   mx::cpu::parallel_for(params.n, 4096, 0, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      mm[i] = s.beta1 * mm[i] + (1.0f - s.beta1) * g[i];
-      vv[i] = s.beta2 * vv[i] + (1.0f - s.beta2) * g[i] * g[i];
+      const float gi = g[i] * s.grad_scale;
+      mm[i] = s.beta1 * mm[i] + (1.0f - s.beta1) * gi;
+      vv[i] = s.beta2 * vv[i] + (1.0f - s.beta2) * gi * gi;
       const float mhat = mm[i] / s.bias_correction1, vhat = vv[i] / s.bias_correction2;
       const float wd = decay[i] ? s.weight_decay * p[i] : 0.0f;
       p[i] -= s.lr * (mhat / (std::sqrt(vhat) + s.eps) + wd);

@@ -128,11 +128,14 @@ void CudaBackend::scale(Buf x, float factor) {
 }
 
 void CudaBackend::adamw(Buf params, Buf grads, Buf m, Buf v, Buf decay_mask, const AdamWStep& s) {
+  // An update of every weight also renews their bfloat16 copy, where one exists.
+  const bool all_weights = params.p == weights_.p && params.n == weights_.n;
+  uint16_t* rounded = all_weights ? static_cast<uint16_t*>(weights_bf16_) : nullptr;
   touch_weights(params);
-  kernels::adamw(params.as<float>(), grads.as<float>(), m.as<float>(), v.as<float>(),
-                 decay_mask.as<uint8_t>(), params.n, s.lr, s.beta1, s.beta2, s.eps, s.weight_decay,
-                 s.bias_correction1, s.bias_correction2, stream_);
+  kernels::adamw(params.as<float>(), rounded, grads.as<float>(), m.as<float>(), v.as<float>(),
+                 decay_mask.as<uint8_t>(), params.n, s, stream_);
   check_launch("adamw");
+  if (rounded != nullptr) weights_bf16_fresh_ = true;
 }
 
 }  // namespace mx::nn::cuda_impl

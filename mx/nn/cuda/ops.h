@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "mx/nn/backend.h"
+
 namespace mx::nn::cuda {
 
 // Scratch the reductions need: column partial sums [chunks, C] and sort buffers.
@@ -94,8 +96,9 @@ void scale(float* x, float factor, int64_t n, cudaStream_t s);
 // bytes (copy_rows.cu): rows padded to a multiple of 8 elements and back.
 void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t width,
                int64_t rows, int element_bytes, cudaStream_t s);
-void adamw(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, float lr,
-           float beta1, float beta2, float eps, float weight_decay, float c1, float c2,
-           cudaStream_t s);
+// AdamW (mx/nn/backend.h's AdamWStep) over n parameters; with p_bf16, also writes the updated
+// parameters rounded to bfloat16 there (as f32_to_bf16 would), sparing that pass.
+void adamw(float* p, uint16_t* p_bf16, const float* g, float* m, float* v, const uint8_t* decay,
+           int64_t n, const AdamWStep& step, cudaStream_t s);
 
 }  // namespace mx::nn::cuda

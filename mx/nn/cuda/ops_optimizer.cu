@@ -40,17 +40,20 @@ void scale(float* x, float factor, int64_t n, cudaStream_t s) {
       [=] __device__(int64_t i, float v) { x[i] = v * factor; });
 }
 
-void adamw(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, float lr,
-           float beta1, float beta2, float eps, float weight_decay, float c1, float c2,
-           cudaStream_t s) {
+void adamw(float* p, uint16_t* p_bf16, const float* g, float* m, float* v, const uint8_t* decay,
+           int64_t n, const AdamWStep& step, cudaStream_t s) {
   struct State {
     float g, m, v, p;
     bool decays;
   };
+  const float lr = step.lr, beta1 = step.beta1, beta2 = step.beta2, eps = step.eps;
+  const float weight_decay = step.weight_decay, grad_scale = step.grad_scale;
+  const float c1 = step.bias_correction1, c2 = step.bias_correction2;
+  __nv_bfloat16* rounded = reinterpret_cast<__nv_bfloat16*>(p_bf16);
   map(
       n, s,
       [=] __device__(int64_t i) {
-        return State{g[i], m[i], v[i], p[i], decay[i] != 0};
+        return State{g[i] * grad_scale, m[i], v[i], p[i], decay[i] != 0};
       },
       [=] __device__(int64_t i, State x) {
         const float mi = beta1 * x.m + (1.0f - beta1) * x.g;
@@ -58,7 +61,9 @@ void adamw(float* p, const float* g, float* m, float* v, const uint8_t* decay, i
         m[i] = mi;
         v[i] = vi;
         const float wd = x.decays ? weight_decay * x.p : 0.0f;
-        p[i] = x.p - lr * ((mi / c1) / (sqrtf(vi / c2) + eps) + wd);
+        const float pi = x.p - lr * ((mi / c1) / (sqrtf(vi / c2) + eps) + wd);
+        p[i] = pi;
+        if (rounded != nullptr) rounded[i] = __float2bfloat16_rn(pi);
       });
 }
 
