@@ -599,6 +599,88 @@ TEST(CudaBackend, DistillationLossMatchesADoublePrecisionKlDivergence) {
   }
 }
 
+// LayerNorm over bfloat16 rows of whole 16-byte vectors (widths 256 V: GPT-2's) against the CPU
+// over the same values in float32: the output within a bfloat16 rounding, dx (added to what it
+// held) within one, and the weight and bias gradients, float32 sums over 100 rows (one whole
+// block of 64 and a part), to float32 summation order.
+TEST(CudaBackend, LayerNormOverWholeVectorsMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  for (const int64_t c : {int64_t{256}, int64_t{512}, int64_t{768}, int64_t{1024}}) {
+    SCOPED_TRACE(::testing::Message() << "width " << c);
+    bool ok = false;
+    auto dev = gpu(BufType::kBF16, &ok);
+    if (!ok) return;
+    CpuBackend cpu;
+    const int64_t n = 100;
+    std::mt19937 rng{uint32_t(c)};
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    auto values = [&](int64_t count, float scale, float offset, bool bf16_exact) {
+      std::vector<float> v(static_cast<size_t>(count));
+      for (float& x : v) {
+        x = offset + scale * normal(rng);
+        if (bf16_exact) x = bf16_to_float(float_to_bf16(x));
+      }
+      return v;
+    };
+    const std::vector<float> x = values(n * c, 2.0f, 0.5f, true),
+                             dout = values(n * c, 1.0f, 0, true);
+    const std::vector<float> dx0 = values(n * c, 0.1f, 0, true);
+    const std::vector<float> w = values(c, 0.3f, 1.0f, false), b = values(c, 0.2f, 0, false);
+    struct Result {
+      std::vector<float> out, dx, dw, db;
+    };
+    auto run = [&](Backend& be, BufType act) {
+      auto put = [&](const std::vector<float>& v, BufType type) {
+        const Buf buf = be.alloc(type, int64_t(v.size()));
+        if (type == BufType::kBF16) {
+          std::vector<uint16_t> bits(v.size());
+          std::transform(v.begin(), v.end(), bits.begin(), float_to_bf16);
+          be.upload(buf, bits.data());
+        } else {
+          be.upload(buf, v.data());
+        }
+        return buf;
+      };
+      auto get = [&](Buf buf) {
+        std::vector<float> v(size_t(buf.n));
+        if (buf.type == BufType::kBF16) {
+          std::vector<uint16_t> bits(v.size());
+          be.download(bits.data(), buf);
+          std::transform(bits.begin(), bits.end(), v.begin(), bf16_to_float);
+        } else {
+          be.download(v.data(), buf);
+        }
+        return v;
+      };
+      const Buf xb = put(x, act), doutb = put(dout, act), dxb = put(dx0, act);
+      const Buf wb = put(w, BufType::kF32), bb = put(b, BufType::kF32);
+      const Buf out = be.alloc(act, n * c), mean = be.alloc(BufType::kF32, n),
+                rstd = be.alloc(BufType::kF32, n), dw = be.alloc(BufType::kF32, c),
+                db = be.alloc(BufType::kF32, c);
+      be.zero(dw);
+      be.zero(db);
+      be.layernorm_forward(out, mean, rstd, xb, wb, bb, n, c, false);
+      be.layernorm_backward(dxb, dw, db, doutb, xb, wb, mean, rstd, n, c);
+      EXPECT_EQ(be.take_error(), "");
+      return Result{get(out), get(dxb), get(dw), get(db)};
+    };
+    const Result want = run(cpu, BufType::kF32), got = run(*dev, BufType::kBF16);
+    // The largest difference, relative to the value where it exceeds 1.
+    auto worst = [](const std::vector<float>& a, const std::vector<float>& b) {
+      double gap = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        const double d = std::fabs(double(a[i]) - b[i]);
+        gap = std::max(gap, d / std::max(1.0, std::fabs(double(b[i]))));
+      }
+      return gap;
+    };
+    EXPECT_LT(worst(got.out, want.out), 1.0 / 128);
+    EXPECT_LT(worst(got.dx, want.dx), 1.0 / 128);
+    EXPECT_LT(rel_diff(got.dw.data(), want.dw.data(), c), 1e-5);
+    EXPECT_LT(rel_diff(got.db.data(), want.db.data(), c), 1e-5);
+  }
+}
+
 // The classifier's padding copies: every element of every row moves, whatever the alignment of
 // either stride, and nothing past a row's width is written (the padding keeps its zeros).
 TEST(CudaBackend, RowCopiesMoveEveryElementBetweenOddStrides) {

@@ -180,14 +180,21 @@ __global__ void column_finish_kernel(float* out_a, float* out_b, const float* pa
   if (out_b != nullptr) out_b[j] += b;
 }
 
+// out_a += the column sums of scratch.partials' first `chunks` rows (where out_a is given),
+// out_b += those of the next `chunks`.
+inline void finish_column_sums(float* out_a, float* out_b, int64_t chunks, int64_t c,
+                               const OpsScratch& scratch, cudaStream_t s) {
+  column_finish_kernel<<<unsigned((c * 32 + kThreads - 1) / kThreads), kThreads, 0, s>>>(
+      out_a, out_b, scratch.partials, chunks, c);
+}
+
 template <class T, class Terms>
 void column_sums(float* out_a, float* out_b, int64_t n, int64_t c, OpsScratch& scratch,
                  cudaStream_t s, Terms terms) {
   const int64_t chunks = (n + kRowsPerChunk - 1) / kRowsPerChunk;
   const dim3 grid(unsigned((c + kThreads - 1) / kThreads), unsigned(chunks));
   column_partials_kernel<T><<<grid, kThreads, 0, s>>>(scratch.partials, n, c, terms);
-  column_finish_kernel<<<unsigned((c * 32 + kThreads - 1) / kThreads), kThreads, 0, s>>>(
-      out_a, out_b, scratch.partials, chunks, c);
+  finish_column_sums(out_a, out_b, chunks, c, scratch, s);
 }
 
 }  // namespace

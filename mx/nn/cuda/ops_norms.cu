@@ -58,48 +58,158 @@ __global__ void layernorm_backward_kernel(T* dx, const T* dout, const T* x, cons
   }
 }
 
-// The same for bfloat16 rows of c = 256 V: each lane reads its 8 V values once, in 16-byte
-// vectors, and keeps them in registers for both passes.
+// Bfloat16 rows of c = 256 V, 16-byte aligned: lane l holds values 8 (32 v + l) .. + 7 of its
+// row for v < V, read once in 16-byte vectors and kept in registers for every pass.
 template <int V>
-__global__ void layernorm_backward_bf16_kernel(__nv_bfloat16* dx, const __nv_bfloat16* dout,
-                                               const __nv_bfloat16* x, const float* w,
-                                               const float* mean, const float* rstd, int64_t n) {
-  constexpr int64_t c = 256 * V;
+struct Bf16Row {
+  static constexpr int64_t c = 256 * V;
+  uint4 raw[V];
+  __device__ void load(const __nv_bfloat16* row, int lane) {
+#pragma unroll
+    for (int v = 0; v < V; ++v) raw[v] = *reinterpret_cast<const uint4*>(row + col(v, lane));
+  }
+  __device__ static int64_t col(int v, int lane) {
+    return (v * 32 + lane) * 8;
+  }
+  __device__ float operator()(int v, int e) const {
+    const uint32_t w = (&raw[v].x)[e / 2];
+    return e % 2 == 0 ? bf16_lo(w) : bf16_hi(w);
+  }
+};
+
+// Eight float32 values from 16-byte aligned p, as two 16-byte loads: a lane's weights, which
+// scalar loads would fetch at a 32-byte stride across the warp, one element at a time.
+__device__ __forceinline__ void load8(const float* p, float (&v)[8]) {
+  const float4 lo = reinterpret_cast<const float4*>(p)[0];
+  const float4 hi = reinterpret_cast<const float4*>(p)[1];
+  v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w;
+  v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+}
+
+// Eight values rounded to bfloat16, stored as one 16-byte vector.
+__device__ __forceinline__ void store_bf16x8(__nv_bfloat16* dst, const float (&v)[8]) {
+  uint32_t packed[4];
+#pragma unroll
+  for (int e = 0; e < 8; e += 2) {
+    const __nv_bfloat162 pair = __floats2bfloat162_rn(v[e], v[e + 1]);
+    memcpy(&packed[e / 2], &pair, sizeof packed[0]);
+  }
+  *reinterpret_cast<uint4*>(dst) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+}
+
+template <int V>
+__global__ void __launch_bounds__(kThreads)
+    layernorm_forward_bf16_kernel(__nv_bfloat16* out, float* mean, float* rstd,
+                                  const __nv_bfloat16* x, const float* w, const float* b,
+                                  int64_t n) {
+  constexpr int64_t c = Bf16Row<V>::c;
   const int64_t row = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
   const int lane = threadIdx.x & 31;
   if (row >= n) return;
-  const float m = mean[row], r = rstd[row];
-  float xhat[V][8], g[V][8];
-  float mg = 0.0f, mgx = 0.0f;
+  Bf16Row<V> xr;
+  xr.load(x + row * c, lane);
+  float sum = 0.0f;
 #pragma unroll
   for (int v = 0; v < V; ++v) {
-    const int64_t col = (v * 32 + lane) * 8;
-    const uint4 xv = *reinterpret_cast<const uint4*>(x + row * c + col);
-    const uint4 gv = *reinterpret_cast<const uint4*>(dout + row * c + col);
-    const __nv_bfloat16* xe = reinterpret_cast<const __nv_bfloat16*>(&xv);
-    const __nv_bfloat16* ge = reinterpret_cast<const __nv_bfloat16*>(&gv);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) sum += xr(v, e);
+  }
+  const float m = warp_sum(sum) / float(c);
+  float var = 0.0f;
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
-      xhat[v][e] = (__bfloat162float(xe[e]) - m) * r;
-      g[v][e] = __bfloat162float(ge[e]) * w[col + e];
-      mg += g[v][e];
-      mgx += g[v][e] * xhat[v][e];
+      const float d = xr(v, e) - m;
+      var += d * d;
     }
   }
-  mg = warp_sum(mg) / float(c);
-  mgx = warp_sum(mgx) / float(c);
+  const float r = 1.0f / sqrtf(warp_sum(var) / float(c) + kEps);
 #pragma unroll
   for (int v = 0; v < V; ++v) {
-    const int64_t col = (v * 32 + lane) * 8;
-    uint4* dst = reinterpret_cast<uint4*>(dx + row * c + col);
-    uint4 dv = *dst;
-    __nv_bfloat16* de = reinterpret_cast<__nv_bfloat16*>(&dv);
+    const int64_t col = Bf16Row<V>::col(v, lane);
+    float y[8], wv[8], bv[8] = {};
+    load8(w + col, wv);
+    if (b != nullptr) load8(b + col, bv);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const float d = r * (g[v][e] - mg - xhat[v][e] * mgx);
-      de[e] = __float2bfloat16_rn(__bfloat162float(de[e]) + d);
+    for (int e = 0; e < 8; ++e) y[e] = (xr(v, e) - m) * r * wv[e] + bv[e];
+    store_bf16x8(out + row * c + col, y);
+  }
+  if (lane == 0) {
+    mean[row] = m;
+    rstd[row] = r;
+  }
+}
+
+// The backward over such rows, adding into dx, with the weight and bias gradients' partial sums
+// over each kRowsPerChunk rows (one block's) from the same reads: each warp sums its rows in
+// order, then the block sums its warps in order, into the partials layout of column_sums. Two
+// blocks an SM (128 registers) up to 768 columns.
+constexpr int kWarpsPerBlock = kThreads / 32;
+
+template <int V>
+__global__ void __launch_bounds__(kThreads, V <= 3 ? 2 : 1)
+    layernorm_backward_bf16_kernel(__nv_bfloat16* dx, float* partials, const __nv_bfloat16* dout,
+                                   const __nv_bfloat16* x, const float* w, const float* mean,
+                                   const float* rstd, int64_t n) {
+  constexpr int64_t c = Bf16Row<V>::c;
+  static_assert(kRowsPerChunk % kWarpsPerBlock == 0);
+  __shared__ float warp_sums[kWarpsPerBlock][c];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t chunk = blockIdx.x, chunks = gridDim.x;
+  float dw[V][8] = {}, db[V][8] = {};
+  for (int64_t row = chunk * kRowsPerChunk + warp; row < min(n, (chunk + 1) * kRowsPerChunk);
+       row += kWarpsPerBlock) {
+    const float m = mean[row], r = rstd[row];
+    Bf16Row<V> xr, gr, before;  // before: dx's values, read with the others
+    xr.load(x + row * c, lane);
+    gr.load(dout + row * c, lane);
+    before.load(dx + row * c, lane);
+    float mg = 0.0f, mgx = 0.0f;
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      float wv[8];
+      load8(w + Bf16Row<V>::col(v, lane), wv);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float xhat = (xr(v, e) - m) * r, g = gr(v, e) * wv[e];
+        mg += g;
+        mgx += g * xhat;
+        dw[v][e] += gr(v, e) * xhat;
+        db[v][e] += gr(v, e);
+      }
     }
-    *dst = dv;
+    mg = warp_sum(mg) / float(c);
+    mgx = warp_sum(mgx) / float(c);
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      const int64_t col = Bf16Row<V>::col(v, lane);
+      float sum[8], wv[8];
+      load8(w + col, wv);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float xhat = (xr(v, e) - m) * r;
+        sum[e] = before(v, e) + r * (gr(v, e) * wv[e] - mg - xhat * mgx);
+      }
+      store_bf16x8(dx + row * c + col, sum);
+    }
+  }
+  for (int which = 0; which < 2; ++which) {
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        warp_sums[warp][Bf16Row<V>::col(v, lane) + e] = which == 0 ? dw[v][e] : db[v][e];
+      }
+    }
+    __syncthreads();
+    for (int64_t j = threadIdx.x; j < c; j += kThreads) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int k = 0; k < kWarpsPerBlock; ++k) sum += warp_sums[k][j];
+      partials[(which * chunks + chunk) * c + j] = sum;
+    }
+    __syncthreads();
   }
 }
 
@@ -150,10 +260,40 @@ int64_t column_partials_floats(int64_t n, int64_t c) {
   return 2 * ((n + kRowsPerChunk - 1) / kRowsPerChunk) * c;
 }
 
+// Whether bfloat16 rows of width c go to the kernels over 16-byte vectors (Bf16Row), with
+// 16-byte aligned weights.
+static bool row_vectors(int64_t c, std::initializer_list<const void*> buffers) {
+  return c % 256 == 0 && c <= 1024 && takes_pieces(c, buffers);
+}
+
+// launch(std::integral_constant<int, V>) for c = 256 V.
+template <class Launch>
+static void with_row_vectors(int64_t c, Launch launch) {
+  switch (c / 256) {
+    case 1:
+      return launch(std::integral_constant<int, 1>{});
+    case 2:
+      return launch(std::integral_constant<int, 2>{});
+    case 3:
+      return launch(std::integral_constant<int, 3>{});
+    default:
+      return launch(std::integral_constant<int, 4>{});
+  }
+}
+
 template <class T>
 static void layernorm_forward_impl(void* out, float* mean, float* rstd, const void* x,
                                    const float* w, const float* b, int64_t n, int64_t c,
                                    bool round_bf16, cudaStream_t s) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (row_vectors(c, {out, x, w, b})) {
+      with_row_vectors(c, [&](auto v) {
+        layernorm_forward_bf16_kernel<v.value><<<warp_rows_blocks(n), kThreads, 0, s>>>(
+            static_cast<T*>(out), mean, rstd, static_cast<const T*>(x), w, b, n);
+      });
+      return;
+    }
+  }
   layernorm_forward_kernel<T><<<warp_rows_blocks(n), kThreads, 0, s>>>(
       static_cast<T*>(out), mean, rstd, static_cast<const T*>(x), w, b, n, c, round_bf16);
 }
@@ -174,38 +314,19 @@ static void layernorm_backward_impl(void* dx, float* dw, float* db, const void* 
                                     int64_t c, OpsScratch& scratch, cudaStream_t s) {
   const T* g = static_cast<const T*>(dout);
   const T* xv = static_cast<const T*>(x);
-  const bool vectors = std::is_same_v<T, __nv_bfloat16> && c % 256 == 0 && c <= 1024 &&
-                       (reinterpret_cast<uintptr_t>(dx) | reinterpret_cast<uintptr_t>(dout) |
-                        reinterpret_cast<uintptr_t>(x)) %
-                               16 ==
-                           0;
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    if (vectors) {
-      auto* d = static_cast<__nv_bfloat16*>(dx);
-      switch (c / 256) {
-        case 1:
-          layernorm_backward_bf16_kernel<1>
-              <<<warp_rows_blocks(n), kThreads, 0, s>>>(d, g, xv, w, mean, rstd, n);
-          break;
-        case 2:
-          layernorm_backward_bf16_kernel<2>
-              <<<warp_rows_blocks(n), kThreads, 0, s>>>(d, g, xv, w, mean, rstd, n);
-          break;
-        case 3:
-          layernorm_backward_bf16_kernel<3>
-              <<<warp_rows_blocks(n), kThreads, 0, s>>>(d, g, xv, w, mean, rstd, n);
-          break;
-        default:
-          layernorm_backward_bf16_kernel<4>
-              <<<warp_rows_blocks(n), kThreads, 0, s>>>(d, g, xv, w, mean, rstd, n);
-          break;
-      }
+    if (row_vectors(c, {dx, dout, x, w})) {
+      const int64_t chunks = (n + kRowsPerChunk - 1) / kRowsPerChunk;
+      with_row_vectors(c, [&](auto v) {
+        layernorm_backward_bf16_kernel<v.value><<<unsigned(chunks), kThreads, 0, s>>>(
+            static_cast<T*>(dx), scratch.partials, g, xv, w, mean, rstd, n);
+      });
+      finish_column_sums(dw, db, chunks, c, scratch, s);
+      return;
     }
   }
-  if (!vectors) {
-    layernorm_backward_kernel<T>
-        <<<warp_rows_blocks(n), kThreads, 0, s>>>(static_cast<T*>(dx), g, xv, w, mean, rstd, n, c);
-  }
+  layernorm_backward_kernel<T>
+      <<<warp_rows_blocks(n), kThreads, 0, s>>>(static_cast<T*>(dx), g, xv, w, mean, rstd, n, c);
   column_sums<T>(dw, db, n, c, scratch, s,
                  [=] __device__(int64_t i, int64_t j, float* a, float* b2) {
                    const float gij = ld(g, i * c + j);
