@@ -16,18 +16,24 @@ using namespace flash;
 // ---- delta = rowsum(dO * X), X the forward's P v_dw, or O without MX casts ----
 //
 // Equal to rowsum(P * dP) up to bfloat16 rounding (X = P V and dP = dO V^T), and one pass over
-// two [B, T, nh, hs] tensors instead of a second sweep over the keys. One thread per (b, i, h).
+// two [B, T, nh, hs] tensors instead of a second sweep over the keys. HS / 8 neighbouring
+// threads share a (b, i, h) row, a 16-byte vector of each tensor apiece, so that a warp's loads
+// are whole runs of memory; their sums meet in a fixed shuffle tree.
+template <int HS>
+constexpr int kDeltaLanes = HS / 8;
+
 template <int HS>
 __global__ void __launch_bounds__(256)
     delta_kernel(float* delta, const bf16* dout, const bf16* out, int64_t rows, Geo g) {
-  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r >= rows) return;
-  const uint4* x = reinterpret_cast<const uint4*>(dout + r * HS);
-  const uint4* y = reinterpret_cast<const uint4*>(out + r * HS);
+  constexpr int kLanes = kDeltaLanes<HS>;
+  static_assert(32 % kLanes == 0);
+  const int64_t thread = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t r = thread / kLanes;
+  const int part = int(thread % kLanes);
   float sum = 0.0f;
-#pragma unroll
-  for (int c = 0; c < HS / 8; ++c) {
-    const uint4 a = x[c], b = y[c];
+  if (r < rows) {
+    const uint4 a = reinterpret_cast<const uint4*>(dout + r * HS)[part];
+    const uint4 b = reinterpret_cast<const uint4*>(out + r * HS)[part];
     const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
     for (int w = 0; w < 4; ++w) {
@@ -35,6 +41,11 @@ __global__ void __launch_bounds__(256)
       sum += __uint_as_float(aw[w] & 0xFFFF0000u) * __uint_as_float(bw[w] & 0xFFFF0000u);
     }
   }
+#pragma unroll
+  for (int offset = kLanes / 2; offset > 0; offset /= 2) {
+    sum += __shfl_xor_sync(0xFFFFFFFFu, sum, offset);
+  }
+  if (r >= rows || part != 0) return;
   const int64_t h = r % g.nh, bi = r / g.nh;
   delta[((bi / g.t) * g.nh + h) * g.t + bi % g.t] = sum;
 }
@@ -52,8 +63,8 @@ void flash_attention_backward(const AttnBackwardArgs& a, const AttnDims& d, cons
   const void* delta_source = a.pv != nullptr ? a.pv : no_mx ? a.out : nullptr;
   with_head_size(d.hs, [&]<int HS>() {
     if (delta_source != nullptr) {
-      const int64_t rows = d.b * d.t * d.nh;
-      delta_kernel<HS><<<unsigned((rows + 255) / 256), 256, 0, s>>>(
+      const int64_t rows = d.b * d.t * d.nh, threads = rows * kDeltaLanes<HS>;
+      delta_kernel<HS><<<unsigned((threads + 255) / 256), 256, 0, s>>>(
           a.delta, static_cast<const bf16*>(a.do_x), static_cast<const bf16*>(delta_source), rows,
           g);
       if (flash_backward_wgmma(a, d, p_dw, ds_x, ds_w, round_p, s)) return;
