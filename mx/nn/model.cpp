@@ -232,8 +232,8 @@ void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
     }
   }
   if (parts & kPartAttnResidual) {
-    linear(a.attproj, a.atty, o.wo, o.bo, C, C, kAttnOut);
-    be.residual_forward(a.res_att, x, a.attproj, n * C, bf16);
+    be.matmul_residual_forward(a.res_att, a.attproj, a.atty, p.at(o.wo, C * C), p.at(o.bo, C), x, n,
+                               C, C, bf16, recipe_, key(kAttnOut));
   }
   if (parts & kPartNorm2) norm(a.ln2, a.ln2_mean, a.ln2_rstd, a.res_att, o.ln2_w, o.ln2_b);
   if (parts & kPartMlp) {
@@ -247,8 +247,8 @@ void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
     }
   }
   if (parts & kPartMlpResidual) {
-    linear(a.proj, a.act, o.proj, o.proj_b, H, C, kProj);
-    be.residual_forward(a.res_out, a.res_att, a.proj, n * C, bf16);
+    be.matmul_residual_forward(a.res_out, a.proj, a.act, p.at(o.proj, C * H), p.at(o.proj_b, C),
+                               a.res_att, n, H, C, bf16, recipe_, key(kProj));
   }
 }
 

@@ -75,6 +75,10 @@ class CudaBackend final : public Backend {
   void matmul_backward_gelu(Buf dpre, Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, Buf pre,
                             int64_t m, int64_t k, int64_t n, const Recipe& recipe,
                             SrKey key) override;
+  // The residual added by the product's epilogue (beta = 1 on the stream's matrix).
+  void matmul_residual_forward(Buf out, Buf y, Buf x, Buf w, Buf bias, Buf residual, int64_t m,
+                               int64_t k, int64_t n, bool bf16, const Recipe& recipe,
+                               SrKey key) override;
 
   // An odd vocabulary's training pass keeps the logits' gradient in the padded rows that the
   // product wrote and the loss read (PendingGradient), where both backward products take it as
@@ -325,9 +329,10 @@ class CudaBackend final : public Backend {
   // cuBLASLt's bias epilogue adds it to the float32 accumulator before the one rounding to C's
   // type; where no kernel offers that epilogue (or the bias is not 16-byte aligned) the product
   // runs without it, for the caller to add.
+  // With c_in, C = op(A) op(B) + beta c_in (+ bias) instead.
   bool gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda,
             const void* b, int64_t ldb, void* c, BufType c_type, int64_t ldc, float beta,
-            const void* bias = nullptr);
+            const void* bias = nullptr, const void* c_in = nullptr);
   // Column-major C[m,n] = op(A) B with one of the GELU epilogues (kGeluAux, kGeluAuxBias,
   // kDgelu) on `aux`, C's shape: operands and C of the activation type, C overwritten. False,
   // with nothing recorded, where cuBLASLt has no kernel for it.

@@ -86,6 +86,30 @@ void CudaBackend::matmul_gelu_forward(Buf out, Buf pre, Buf x, Buf w, Buf bias, 
   gelu_forward(out, pre, m * n, bf16);
 }
 
+void CudaBackend::matmul_residual_forward(Buf out, Buf y, Buf x, Buf w, Buf bias, Buf residual,
+                                          int64_t m, int64_t k, int64_t n, bool bf16,
+                                          const Recipe& recipe, SrKey key) {
+  // Float32 activations (whose sum may be rounded to bfloat16 after it) and widths that the
+  // products pad take the two steps, as do products on packed operands.
+  if (!bf16_act() || n % 8 != 0) {
+    Backend::matmul_residual_forward(out, y, x, w, bias, residual, m, k, n, bf16, recipe, key);
+    return;
+  }
+  if (packed_forward(y, x, w, bias, m, k, n, recipe, key)) {
+    residual_forward(out, residual, y, m * n, bf16);
+    return;
+  }
+  const Operands q = forward_operands(x, w, m, k, n, recipe, key);
+  if (!q.ok()) return;
+  // matmul_forward's product, C = 1 x residual + the product (+ bias), rounded once.
+  const bool bias_added = gemm(true, false, n, m, k, q.w, k, q.x, k, out.p, act(), n, 1.0f,
+                               epilogue_bias(bias), residual.p);
+  if (!bias.empty() && !bias_added) {
+    kernels::add_bias(out.p, bias.as<float>(), m, n, bf16_act(), stream_);
+  }
+  check_launch("matmul_residual_forward");
+}
+
 void CudaBackend::matmul_backward_gelu(Buf dpre, Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w,
                                        Buf pre, int64_t m, int64_t k, int64_t n,
                                        const Recipe& recipe, SrKey key) {
@@ -385,16 +409,16 @@ bool CudaBackend::gemm_gelu(kernels::LtProducts::Epilogue epilogue, bool trans_a
 
 bool CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a,
                        int64_t lda, const void* b, int64_t ldb, void* c, BufType c_type,
-                       int64_t ldc, float beta, const void* bias) {
+                       int64_t ldc, float beta, const void* bias, const void* c_in) {
   using Epilogue = kernels::LtProducts::Epilogue;
   const kernels::LtProducts::Shape shape{
       trans_a, trans_b, m, n, k, lda, ldb, ldc, c_type, beta != 0.0f, Epilogue::kNone};
   if (bias != nullptr && (reinterpret_cast<uintptr_t>(bias) & 15) == 0) {
     kernels::LtProducts::Shape with_bias = shape;
     with_bias.epilogue = Epilogue::kBias;
-    if (products_->run(with_bias, a, b, c, beta, bias)) return true;
+    if (products_->run(with_bias, a, b, c, beta, bias, nullptr, c_in)) return true;
   }
-  if (!products_->run(shape, a, b, c, beta, nullptr)) {
+  if (!products_->run(shape, a, b, c, beta, nullptr, nullptr, c_in)) {
     record(cat("cuBLASLt found no way to multiply ", m, " x ", k, " by ", k, " x ", n));
   }
   return false;

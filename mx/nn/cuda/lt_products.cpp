@@ -61,7 +61,7 @@ const cublasLtMatmulAlgo_t* LtProducts::algorithm(const Shape& g, cublasLtMatmul
 }
 
 bool LtProducts::run(const Shape& g, const void* a, const void* b, void* c, float beta,
-                     const void* bias, void* aux) {
+                     const void* bias, void* aux, const void* c_in) {
   const cudaDataType ab = cuda_type(ab_type_), ct = cuda_type(g.c_type);
   const cublasComputeType_t compute =
       ab_type_ == BufType::kF32 && tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
@@ -109,9 +109,9 @@ bool LtProducts::run(const Shape& g, const void* a, const void* b, void* c, floa
     }
   }
   const cublasLtMatmulAlgo_t* algo = ok ? algorithm(g, desc, la, lb, lc) : nullptr;
-  ok =
-      algo != nullptr && api_.matmul(handle_, desc, &alpha, a, la, b, lb, &beta, c, lc, c, lc, algo,
-                                     workspace_, kWorkspaceBytes, stream_) == CUBLAS_STATUS_SUCCESS;
+  ok = algo != nullptr &&
+       api_.matmul(handle_, desc, &alpha, a, la, b, lb, &beta, c_in != nullptr ? c_in : c, lc, c,
+                   lc, algo, workspace_, kWorkspaceBytes, stream_) == CUBLAS_STATUS_SUCCESS;
   for (cublasLtMatrixLayout_t l : {la, lb, lc}) {
     if (l != nullptr) api_.layout_destroy(l);
   }

@@ -50,10 +50,11 @@ class LtProducts {
   LtProducts(const LtProducts&) = delete;
   LtProducts& operator=(const LtProducts&) = delete;
 
-  // One product; `bias` (of C's type) and `aux` as the epilogue takes them. False where
-  // cuBLASLt offers no algorithm for the shape and epilogue, or refuses the call.
+  // One product; `bias` (of C's type) and `aux` as the epilogue takes them. With `c_in`, beta
+  // scales that matrix (C's shape, type and leading dimension) instead of C's own values. False
+  // where cuBLASLt offers no algorithm for the shape and epilogue, or refuses the call.
   bool run(const Shape& shape, const void* a, const void* b, void* c, float beta, const void* bias,
-           void* aux = nullptr);
+           void* aux = nullptr, const void* c_in = nullptr);
 
   // The handle, for other cuBLASLt calls on the same stream (the MX products).
   cublasLtHandle_t handle() const { return handle_; }

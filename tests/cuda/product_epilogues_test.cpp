@@ -1,13 +1,15 @@
-// The CUDA backend's GELU in its products' epilogues (matmul_gelu_forward, matmul_backward_gelu)
-// against the same steps one at a time (the Backend defaults: the product, then the GELU's own
-// pass) on the same backend: the operands' casts are the same, so every result agrees up to
-// where each path rounds to bfloat16 and the order of float32 additions, and the products that
-// the GELU does not touch (dW, the bias gradient) agree bit for bit. Skips without a GPU.
+// The CUDA backend's GELU and residual additions in its products' epilogues
+// (matmul_gelu_forward, matmul_backward_gelu, matmul_residual_forward) against the same steps one
+// at a time (the Backend defaults: the product, then the GELU's or the sum's own pass) on the
+// same backend: the operands' casts are the same, so every result agrees up to where each path
+// rounds to bfloat16 and the order of float32 additions, and the products that the GELU does not
+// touch (dW, the bias gradient) agree bit for bit. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <utility>
@@ -65,15 +67,22 @@ double relative_gap(const std::vector<float>& got, const std::vector<float>& wan
   return top > 0 ? gap / top : gap;
 }
 
+// A CUDA backend with bfloat16 activations; null, and the test failed, where none can be made.
+std::unique_ptr<Backend> bf16_backend() {
+  CudaBackendOptions o;
+  o.act_type = BufType::kBF16;
+  std::string error;
+  std::unique_ptr<Backend> backend = make_cuda_backend(o, &error);
+  EXPECT_NE(backend, nullptr) << error;
+  return backend;
+}
+
 TEST(GeluEpilogue, ForwardAndBackwardMatchTheStepsOneAtATime) {
   SKIP_WITHOUT_GPU();
   for (const char* name : {"bf16", "mxfp6", "mxfp4"}) {
     SCOPED_TRACE(name);
-    CudaBackendOptions o;
-    o.act_type = BufType::kBF16;
-    std::string error;
-    auto backend = make_cuda_backend(o, &error);
-    ASSERT_NE(backend, nullptr) << error;
+    const std::unique_ptr<Backend> backend = bf16_backend();
+    if (backend == nullptr) return;
     Backend& be = *backend;
     const Recipe recipe = *recipe_preset(name);
     // GPT-2's MLP at a small size: x[m, c] -> pre[m, h] -> gelu -> y[m, c].
@@ -140,6 +149,43 @@ TEST(GeluEpilogue, ForwardAndBackwardMatchTheStepsOneAtATime) {
     EXPECT_EQ(fused.dbias, steps.dbias);
     be.release(out);
     be.release(pre);
+  }
+}
+
+// out = residual + (x W^T + bias): rounded once from float32 in the epilogue, against the product
+// rounded to bfloat16 and then added and rounded again.
+TEST(ResidualEpilogue, MatchesTheProductThenTheSum) {
+  SKIP_WITHOUT_GPU();
+  for (const char* name : {"bf16", "mxfp6", "mxfp4"}) {
+    SCOPED_TRACE(name);
+    const std::unique_ptr<Backend> backend = bf16_backend();
+    if (backend == nullptr) return;
+    Backend& be = *backend;
+    const Recipe recipe = *recipe_preset(name);
+    const int64_t m = 256, k = 512, n = 128;  // GPT-2's MLP projection at a small size
+    const Buf x = upload(be, BufType::kBF16, normal(size_t(m * k), 11, 1.0f));
+    const Buf w = upload(be, BufType::kF32, normal(size_t(n * k), 12, 0.05f));
+    const Buf bias = upload(be, BufType::kF32, normal(size_t(n), 13, 0.5f));
+    const Buf residual = upload(be, BufType::kBF16, normal(size_t(m * n), 14, 2.0f));
+    const SrKey key{3, 1, 0};
+    auto run = [&](bool fused) {
+      const Buf out = be.alloc(BufType::kBF16, m * n), y = be.alloc(BufType::kBF16, m * n);
+      if (fused) {
+        be.matmul_residual_forward(out, y, x, w, bias, residual, m, k, n, true, recipe, key);
+      } else {
+        be.Backend::matmul_residual_forward(out, y, x, w, bias, residual, m, k, n, true, recipe,
+                                            key);
+      }
+      EXPECT_EQ(be.take_error(), "");
+      std::vector<float> r = download(be, out);
+      be.release(out);
+      be.release(y);
+      return r;
+    };
+    const std::vector<float> steps = run(false), fused = run(true);
+    EXPECT_NE(fused, steps) << "the residual epilogue did not run";
+    // Two roundings against one: within a bfloat16 rounding of the largest output.
+    EXPECT_LT(relative_gap(fused, steps), 1.0 / 128);
   }
 }
 
