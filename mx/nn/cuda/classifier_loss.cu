@@ -8,6 +8,7 @@
 
 #include "mx/nn/cuda/act_access.cuh"
 #include "mx/nn/cuda/ops.h"
+#include "mx/nn/cuda/ops_common.cuh"
 #include "mx/nn/cuda/reductions.cuh"
 
 namespace mx::nn::cuda {
@@ -72,13 +73,18 @@ __global__ void __launch_bounds__(1024)
 }
 
 // A bfloat16 row small enough for shared memory is read from global memory once: staged there,
-// 16 bytes per load (four loads in flight per thread measured slower), while each
-// thread keeps its running maximum and sum (rescaled per chunk of 8), and the gradient is written
-// from the staged copy, 16 bytes per store. Rows start wherever row * v puts them; the elements
-// before the first 16-byte boundary (and after the last) go one at a time, and the staged copy is
-// offset so that its vectors share the row's alignment.
+// 16 bytes per load, while each thread keeps its running maximum; then the sum of exponentials
+// and the gradient come from the staged copy, 16 bytes at a time (exp(d) as exp2(d log2 e), one
+// multiply and the hardware's base-2 exponential). Rows start wherever row * v puts them; the
+// elements before the first 16-byte boundary (and after the last) go one at a time, and the
+// staged copy is offset so that its vectors share the row's alignment.
 constexpr int kStagedThreads = 1024;
 constexpr int64_t kStagedMaxBytes = 160 << 10;
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ float exp_below(float x, float row_max) {
+  return exp2f((x - row_max) * kLog2e);
+}
 
 __global__ void __launch_bounds__(kStagedThreads)
     classifier_staged_kernel(float* losses, __nv_bfloat16* dlogits, const __nv_bfloat16* logits,
@@ -93,60 +99,76 @@ __global__ void __launch_bounds__(kStagedThreads)
   // Element j of the row at staged[j + shift]: vector k (elements head + 8k ...) at word k + 1.
   const int64_t shift = 8 - head;
   __nv_bfloat16* staged = reinterpret_cast<__nv_bfloat16*>(staged_words);
-  float mx = -INFINITY, sum = 0.0f;
-  auto take = [&](const float* x, int count) {
-    float chunk_max = -INFINITY;
-    for (int u = 0; u < count; ++u) chunk_max = fmaxf(chunk_max, x[u]);
-    const float m_new = fmaxf(mx, chunk_max);
-    if (m_new == -INFINITY) return;
-    sum *= expf(mx - m_new);
-    for (int u = 0; u < count; ++u) sum += expf(x[u] - m_new);
-    mx = m_new;
+  // fn(j, x) for each of this thread's elements of the row, from the staged copy.
+  auto for_staged = [&](auto fn) {
+    for (int64_t j = threadIdx.x; j < head; j += blockDim.x) {
+      fn(j, __bfloat162float(staged[j + shift]));
+    }
+    for (int64_t k = threadIdx.x; k < vectors; k += blockDim.x) {
+      const uint4 w = staged_words[k + 1];
+      const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+      for (int u = 0; u < 8; ++u) {
+        fn(head + 8 * k + u, u % 2 == 0 ? bf16_lo(words[u / 2]) : bf16_hi(words[u / 2]));
+      }
+    }
+    for (int64_t j = tail + threadIdx.x; j < v; j += blockDim.x) {
+      fn(j, __bfloat162float(staged[j + shift]));
+    }
   };
+  float mx = -INFINITY;
   for (int64_t j = threadIdx.x; j < head; j += blockDim.x) {
     staged[j + shift] = li[j];
-    const float x = __bfloat162float(li[j]);
-    take(&x, 1);
+    mx = fmaxf(mx, __bfloat162float(li[j]));
   }
   const uint4* body = reinterpret_cast<const uint4*>(li + head);
   for (int64_t k = threadIdx.x; k < vectors; k += blockDim.x) {
     const uint4 w = body[k];
     staged_words[k + 1] = w;
-    const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&w);
-    float x[8];
+    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
-    for (int u = 0; u < 8; ++u) x[u] = __bfloat162float(e[u]);
-    take(x, 8);
+    for (int u = 0; u < 4; ++u) mx = fmaxf(mx, fmaxf(bf16_lo(words[u]), bf16_hi(words[u])));
   }
   for (int64_t j = tail + threadIdx.x; j < v; j += blockDim.x) {
     staged[j + shift] = li[j];
-    const float x = __bfloat162float(li[j]);
-    take(&x, 1);
+    mx = fmaxf(mx, __bfloat162float(li[j]));
   }
   const float row_max = block_reduce<true>(mx, shared);  // its barrier also ends the staging
-  sum = block_reduce<false>(mx == -INFINITY ? 0.0f : sum * expf(mx - row_max), shared);
+  float sum = 0.0f;
+  for_staged([&](int64_t, float x) { sum += exp_below(x, row_max); });
+  sum = block_reduce<false>(sum, shared);
   const uint32_t target = targets[row];
   if (threadIdx.x == 0) {
     losses[row] = logf(sum) - (__bfloat162float(staged[int64_t(target) + shift]) - row_max);
   }
   if (dlogits == nullptr) return;
   const float inv = 1.0f / sum;
-  auto grad = [&](int64_t j) {
-    const float p = expf(__bfloat162float(staged[j + shift]) - row_max) * inv;
-    return __float2bfloat16_rn((p - (j == int64_t(target) ? 1.0f : 0.0f)) * dloss);
+  auto grad = [&](int64_t j, float x) {
+    const float p = exp_below(x, row_max) * inv;
+    return (p - (j == int64_t(target) ? 1.0f : 0.0f)) * dloss;
   };
   __nv_bfloat16* di = dlogits + row * stride;
   for (int64_t j = v + threadIdx.x; j < stride; j += blockDim.x) di[j] = __float2bfloat16_rn(0.0f);
-  for (int64_t j = threadIdx.x; j < head; j += blockDim.x) di[j] = grad(j);
+  for (int64_t j = threadIdx.x; j < head; j += blockDim.x) {
+    di[j] = __float2bfloat16_rn(grad(j, __bfloat162float(staged[j + shift])));
+  }
   uint4* out = reinterpret_cast<uint4*>(di + head);
   for (int64_t k = threadIdx.x; k < vectors; k += blockDim.x) {
-    uint4 w;
-    __nv_bfloat16* e = reinterpret_cast<__nv_bfloat16*>(&w);
+    const uint4 w = staged_words[k + 1];
+    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+    uint32_t packed[4];
 #pragma unroll
-    for (int u = 0; u < 8; ++u) e[u] = grad(head + 8 * k + u);
-    out[k] = w;
+    for (int u = 0; u < 4; ++u) {
+      const int64_t j = head + 8 * k + 2 * u;
+      const __nv_bfloat162 pair =
+          __floats2bfloat162_rn(grad(j, bf16_lo(words[u])), grad(j + 1, bf16_hi(words[u])));
+      memcpy(&packed[u], &pair, sizeof packed[u]);
+    }
+    out[k] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
   }
-  for (int64_t j = tail + threadIdx.x; j < v; j += blockDim.x) di[j] = grad(j);
+  for (int64_t j = tail + threadIdx.x; j < v; j += blockDim.x) {
+    di[j] = __float2bfloat16_rn(grad(j, __bfloat162float(staged[j + shift])));
+  }
 }
 
 }  // namespace
