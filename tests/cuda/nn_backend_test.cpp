@@ -681,6 +681,44 @@ TEST(CudaBackend, LayerNormOverWholeVectorsMatchesTheCpu) {
   }
 }
 
+// The bias gradient (a linear layer's backward with neither dx nor dW asked) is each column's sum
+// over every row, to float32 rounding: widths of whole 16-byte vectors and not, rows ending a
+// block of 64 short.
+TEST(CudaBackend, BiasGradientSumsEveryRowOfItsColumn) {
+  SKIP_WITHOUT_GPU();
+  bool ok = false;
+  auto dev = gpu(BufType::kBF16, &ok);
+  if (!ok) return;
+  for (const int64_t n : {int64_t{8}, int64_t{200}, int64_t{3072}, int64_t{1001}}) {
+    SCOPED_TRACE(::testing::Message() << "width " << n);
+    const int64_t m = 300;
+    std::mt19937 rng{uint32_t(n)};
+    std::normal_distribution<float> normal(0.5f, 2.0f);
+    std::vector<uint16_t> dy(size_t(m * n));
+    for (uint16_t& x : dy) x = float_to_bf16(normal(rng));
+    const Buf dyb = dev->alloc(BufType::kBF16, m * n), dbias = dev->alloc(BufType::kF32, n);
+    dev->upload(dyb, dy.data());
+    dev->zero(dbias);
+    dev->matmul_backward({}, {}, dbias, dyb, {}, {}, m, 16, n, false, *recipe_preset("bf16"), {});
+    EXPECT_EQ(dev->take_error(), "");
+    std::vector<float> got(static_cast<size_t>(n));
+    dev->download(got.data(), dbias);
+    int wrong = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      double exact = 0, magnitude = 0;
+      for (int64_t i = 0; i < m; ++i) {
+        const double x = bf16_to_float(dy[size_t(i * n + j)]);
+        exact += x;
+        magnitude += std::fabs(x);
+      }
+      wrong += std::fabs(got[size_t(j)] - exact) > 1e-5 * magnitude;
+    }
+    EXPECT_EQ(wrong, 0);
+    dev->release(dyb);
+    dev->release(dbias);
+  }
+}
+
 // The classifier's padding copies: every element of every row moves, whatever the alignment of
 // either stride, and nothing past a row's width is written (the padding keeps its zeros).
 TEST(CudaBackend, RowCopiesMoveEveryElementBetweenOddStrides) {

@@ -162,20 +162,35 @@ __global__ void column_partials_kernel(float* partials, int64_t n, int64_t c, Te
   partials[(chunks + chunk) * c + j] = b;
 }
 
-// One warp per column: lane l sums partials l, l + 32, ..., then the warp's fixed tree.
-__global__ void column_finish_kernel(float* out_a, float* out_b, const float* partials,
-                                     int64_t chunks, int64_t c) {
-  const int64_t j = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
-  const int lane = threadIdx.x & 31;
-  if (j >= c) return;
+// 32 columns a block: lane l takes column 32 blockIdx.x + l, and warp w sums its partials w,
+// w + 16, w + 32, ... in order (a warp's loads are one 128-byte run); then warp 0 adds the
+// sixteen warps' sums in order. The second sums only where out_b is given.
+constexpr int kFinishWarps = 16;
+
+__global__ void __launch_bounds__(kFinishWarps * 32)
+    column_finish_kernel(float* out_a, float* out_b, const float* partials, int64_t chunks,
+                         int64_t c) {
+  __shared__ float sums[2][kFinishWarps][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t j = int64_t(blockIdx.x) * 32 + lane;
   float a = 0.0f, b = 0.0f;
-  for (int64_t k = lane; k < chunks; k += 32) {
-    a += partials[k * c + j];
-    b += partials[(chunks + k) * c + j];
+  if (j < c) {
+#pragma unroll 4
+    for (int64_t k = warp; k < chunks; k += kFinishWarps) a += partials[k * c + j];
+    if (out_b != nullptr) {
+#pragma unroll 4
+      for (int64_t k = warp; k < chunks; k += kFinishWarps) b += partials[(chunks + k) * c + j];
+    }
   }
-  a = warp_sum(a);
-  b = warp_sum(b);
-  if (lane != 0) return;
+  sums[0][warp][lane] = a;
+  sums[1][warp][lane] = b;
+  __syncthreads();
+  if (warp != 0 || j >= c) return;
+  a = b = 0.0f;
+  for (int w = 0; w < kFinishWarps; ++w) {
+    a += sums[0][w][lane];
+    b += sums[1][w][lane];
+  }
   if (out_a != nullptr) out_a[j] += a;
   if (out_b != nullptr) out_b[j] += b;
 }
@@ -184,7 +199,7 @@ __global__ void column_finish_kernel(float* out_a, float* out_b, const float* pa
 // out_b += those of the next `chunks`.
 inline void finish_column_sums(float* out_a, float* out_b, int64_t chunks, int64_t c,
                                const OpsScratch& scratch, cudaStream_t s) {
-  column_finish_kernel<<<unsigned((c * 32 + kThreads - 1) / kThreads), kThreads, 0, s>>>(
+  column_finish_kernel<<<unsigned((c + 31) / 32), kFinishWarps * 32, 0, s>>>(
       out_a, out_b, scratch.partials, chunks, c);
 }
 

@@ -190,9 +190,59 @@ void add_bias(void* y, const float* bias, int64_t m, int64_t n, bool bf16_act, c
   }
 }
 
+// The bias gradient's partial sums over bfloat16 rows of n % 8 == 0 values, 16-byte aligned, in
+// column_sums' partials layout: a block takes one chunk of kRowsPerChunk rows and 32 groups of 8
+// neighbouring columns, a lane one group (one 16-byte vector a row), warp w the chunk's rows
+// 8w .. 8w + 7 in order; then the block adds its warps' sums in order.
+constexpr int kBiasWarps = kThreads / 32;
+constexpr int kBiasRowsPerWarp = int(kRowsPerChunk) / kBiasWarps;
+
+__global__ void __launch_bounds__(kThreads)
+    bias_partials_bf16_kernel(float* partials, const uint4* dy, int64_t m, int64_t n) {
+  __shared__ float sums[kBiasWarps][32 * 8];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t groups = n / 8, group = int64_t(blockIdx.x) * 32 + lane;
+  const int64_t chunk = blockIdx.y, first = chunk * kRowsPerChunk + warp * kBiasRowsPerWarp;
+  float sum[8] = {};
+  if (group < groups) {
+    uint4 rows[kBiasRowsPerWarp];
+#pragma unroll
+    for (int r = 0; r < kBiasRowsPerWarp; ++r) {
+      rows[r] = first + r < m ? dy[(first + r) * groups + group] : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int r = 0; r < kBiasRowsPerWarp; ++r) {
+      const uint32_t w[4] = {rows[r].x, rows[r].y, rows[r].z, rows[r].w};
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        sum[2 * u] += bf16_lo(w[u]);
+        sum[2 * u + 1] += bf16_hi(w[u]);
+      }
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) sums[warp][lane * 8 + e] = sum[e];
+  __syncthreads();
+  // Thread t: column 8 (32 blockIdx.x) + t of the block's 256.
+  const int64_t column = int64_t(blockIdx.x) * 256 + threadIdx.x;
+  if (column >= n) return;
+  float total = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kBiasWarps; ++w) total += sums[w][threadIdx.x];
+  partials[chunk * n + column] = total;
+}
+
 template <class T>
 static void bias_grad_impl(float* dbias, const void* dy, int64_t m, int64_t n, OpsScratch& scratch,
                            cudaStream_t s) {
+  if (std::is_same_v<T, __nv_bfloat16> && takes_pieces(n, {dy})) {
+    const int64_t chunks = (m + kRowsPerChunk - 1) / kRowsPerChunk;
+    const dim3 grid(unsigned((n / 8 + 31) / 32), unsigned(chunks));
+    bias_partials_bf16_kernel<<<grid, kThreads, 0, s>>>(scratch.partials,
+                                                        static_cast<const uint4*>(dy), m, n);
+    finish_column_sums(dbias, nullptr, chunks, n, scratch, s);
+    return;
+  }
   const T* g = static_cast<const T*>(dy);
   column_sums<T>(dbias, nullptr, m, n, scratch, s,
                  [=] __device__(int64_t i, int64_t j, float* a, float* b2) {
