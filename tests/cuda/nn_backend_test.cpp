@@ -26,6 +26,7 @@
 #include "mx/nn/cuda/cuda_backend.h"
 #include "mx/nn/cuda/ops.h"
 #include "mx/nn/model.h"
+#include "tests/cuda/backend_values.h"
 #include "tests/cuda/skip_without_gpu.h"
 #include "tests/test_data.h"
 
@@ -630,30 +631,8 @@ TEST(CudaBackend, LayerNormOverWholeVectorsMatchesTheCpu) {
       std::vector<float> out, dx, dw, db;
     };
     auto run = [&](Backend& be, BufType act) {
-      auto put = [&](const std::vector<float>& v, BufType type) {
-        const Buf buf = be.alloc(type, int64_t(v.size()));
-        if (type == BufType::kBF16) {
-          std::vector<uint16_t> bits(v.size());
-          std::transform(v.begin(), v.end(), bits.begin(), float_to_bf16);
-          be.upload(buf, bits.data());
-        } else {
-          be.upload(buf, v.data());
-        }
-        return buf;
-      };
-      auto get = [&](Buf buf) {
-        std::vector<float> v(size_t(buf.n));
-        if (buf.type == BufType::kBF16) {
-          std::vector<uint16_t> bits(v.size());
-          be.download(bits.data(), buf);
-          std::transform(bits.begin(), bits.end(), v.begin(), bf16_to_float);
-        } else {
-          be.download(v.data(), buf);
-        }
-        return v;
-      };
-      const Buf xb = put(x, act), doutb = put(dout, act), dxb = put(dx0, act);
-      const Buf wb = put(w, BufType::kF32), bb = put(b, BufType::kF32);
+      const Buf xb = upload(be, act, x), doutb = upload(be, act, dout), dxb = upload(be, act, dx0);
+      const Buf wb = upload(be, BufType::kF32, w), bb = upload(be, BufType::kF32, b);
       const Buf out = be.alloc(act, n * c), mean = be.alloc(BufType::kF32, n),
                 rstd = be.alloc(BufType::kF32, n), dw = be.alloc(BufType::kF32, c),
                 db = be.alloc(BufType::kF32, c);
@@ -662,7 +641,7 @@ TEST(CudaBackend, LayerNormOverWholeVectorsMatchesTheCpu) {
       be.layernorm_forward(out, mean, rstd, xb, wb, bb, n, c, false);
       be.layernorm_backward(dxb, dw, db, doutb, xb, wb, mean, rstd, n, c);
       EXPECT_EQ(be.take_error(), "");
-      return Result{get(out), get(dxb), get(dw), get(db)};
+      return Result{download(be, out), download(be, dxb), download(be, dw), download(be, db)};
     };
     const Result want = run(cpu, BufType::kF32), got = run(*dev, BufType::kBF16);
     // The largest difference, relative to the value where it exceeds 1.

@@ -19,35 +19,11 @@
 #include "mx/nn/backend.h"
 #include "mx/nn/cuda/cuda_backend.h"
 #include "mx/nn/recipe.h"
+#include "tests/cuda/backend_values.h"
 #include "tests/cuda/skip_without_gpu.h"
 
 namespace mx::nn {
 namespace {
-
-// A bfloat16 (or float32) buffer on the backend holding `values`.
-Buf upload(Backend& be, BufType type, const std::vector<float>& values) {
-  Buf b = be.alloc(type, int64_t(values.size()));
-  if (type == BufType::kBF16) {
-    std::vector<uint16_t> bits(values.size());
-    std::transform(values.begin(), values.end(), bits.begin(), float_to_bf16);
-    be.upload(b, bits.data());
-  } else {
-    be.upload(b, values.data());
-  }
-  return b;
-}
-
-std::vector<float> download(Backend& be, Buf b) {
-  std::vector<float> out(size_t(b.n));
-  if (b.type == BufType::kBF16) {
-    std::vector<uint16_t> bits(size_t(b.n));
-    be.download(bits.data(), b);
-    std::transform(bits.begin(), bits.end(), out.begin(), bf16_to_float);
-  } else {
-    be.download(out.data(), b);
-  }
-  return out;
-}
 
 std::vector<float> normal(size_t n, uint32_t seed, float scale) {
   std::mt19937 rng(seed);
@@ -67,24 +43,24 @@ double relative_gap(const std::vector<float>& got, const std::vector<float>& wan
   return top > 0 ? gap / top : gap;
 }
 
-// A CUDA backend with bfloat16 activations; null, and the test failed, where none can be made.
-std::unique_ptr<Backend> bf16_backend() {
-  CudaBackendOptions o;
-  o.act_type = BufType::kBF16;
-  std::string error;
-  std::unique_ptr<Backend> backend = make_cuda_backend(o, &error);
-  EXPECT_NE(backend, nullptr) << error;
-  return backend;
+// fn(backend, recipe) for each preset the tests cover, each on a new CUDA backend with
+// bfloat16 activations.
+template <class Fn>
+void for_each_preset(Fn fn) {
+  for (const char* name : {"bf16", "mxfp6", "mxfp4"}) {
+    SCOPED_TRACE(name);
+    CudaBackendOptions o;
+    o.act_type = BufType::kBF16;
+    std::string error;
+    const std::unique_ptr<Backend> backend = make_cuda_backend(o, &error);
+    ASSERT_NE(backend, nullptr) << error;
+    fn(*backend, *recipe_preset(name));
+  }
 }
 
 TEST(GeluEpilogue, ForwardAndBackwardMatchTheStepsOneAtATime) {
   SKIP_WITHOUT_GPU();
-  for (const char* name : {"bf16", "mxfp6", "mxfp4"}) {
-    SCOPED_TRACE(name);
-    const std::unique_ptr<Backend> backend = bf16_backend();
-    if (backend == nullptr) return;
-    Backend& be = *backend;
-    const Recipe recipe = *recipe_preset(name);
+  for_each_preset([](Backend& be, const Recipe& recipe) {
     // GPT-2's MLP at a small size: x[m, c] -> pre[m, h] -> gelu -> y[m, c].
     const int64_t m = 256, c = 128, h = 512;
     const Buf x = upload(be, BufType::kBF16, normal(size_t(m * c), 1, 1.0f));
@@ -149,19 +125,14 @@ TEST(GeluEpilogue, ForwardAndBackwardMatchTheStepsOneAtATime) {
     EXPECT_EQ(fused.dbias, steps.dbias);
     be.release(out);
     be.release(pre);
-  }
+  });
 }
 
 // out = residual + (x W^T + bias): rounded once from float32 in the epilogue, against the product
 // rounded to bfloat16 and then added and rounded again.
 TEST(ResidualEpilogue, MatchesTheProductThenTheSum) {
   SKIP_WITHOUT_GPU();
-  for (const char* name : {"bf16", "mxfp6", "mxfp4"}) {
-    SCOPED_TRACE(name);
-    const std::unique_ptr<Backend> backend = bf16_backend();
-    if (backend == nullptr) return;
-    Backend& be = *backend;
-    const Recipe recipe = *recipe_preset(name);
+  for_each_preset([](Backend& be, const Recipe& recipe) {
     const int64_t m = 256, k = 512, n = 128;  // GPT-2's MLP projection at a small size
     const Buf x = upload(be, BufType::kBF16, normal(size_t(m * k), 11, 1.0f));
     const Buf w = upload(be, BufType::kF32, normal(size_t(n * k), 12, 0.05f));
@@ -186,7 +157,7 @@ TEST(ResidualEpilogue, MatchesTheProductThenTheSum) {
     EXPECT_NE(fused, steps) << "the residual epilogue did not run";
     // Two roundings against one: within a bfloat16 rounding of the largest output.
     EXPECT_LT(relative_gap(fused, steps), 1.0 / 128);
-  }
+  });
 }
 
 }  // namespace
