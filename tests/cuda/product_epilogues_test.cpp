@@ -11,15 +11,12 @@
 #include <cstdint>
 #include <memory>
 #include <random>
-#include <string>
 #include <utility>
 #include <vector>
 
-#include "mx/core/half.h"
 #include "mx/nn/backend.h"
-#include "mx/nn/cuda/cuda_backend.h"
 #include "mx/nn/recipe.h"
-#include "tests/cuda/backend_values.h"
+#include "tests/cuda/backend_test_support.h"
 #include "tests/cuda/skip_without_gpu.h"
 
 namespace mx::nn {
@@ -49,11 +46,9 @@ template <class Fn>
 void for_each_preset(Fn fn) {
   for (const char* name : {"bf16", "mxfp6", "mxfp4"}) {
     SCOPED_TRACE(name);
-    CudaBackendOptions o;
-    o.act_type = BufType::kBF16;
-    std::string error;
-    const std::unique_ptr<Backend> backend = make_cuda_backend(o, &error);
-    ASSERT_NE(backend, nullptr) << error;
+    bool ok = false;
+    const std::unique_ptr<Backend> backend = gpu(BufType::kBF16, &ok);
+    if (!ok) return;
     fn(*backend, *recipe_preset(name));
   }
 }
