@@ -24,8 +24,10 @@
 namespace mx::cuda {
 namespace {
 
+// Three blocks per SM leave room for the two casts' registers: held to four, it spilled and ran
+// slower (NOTES.md).
 template <Rounding kMode, bool kInteger, bool kVectors>
-__global__ void __launch_bounds__(kFakeTileCols, 4)
+__global__ void __launch_bounds__(kFakeTileCols, 3)
     fake_dual_tiles_kernel(__grid_constant__ const QuantParams R,
                            __grid_constant__ const QuantParams C, int64_t real_cols) {
   __shared__ __align__(16) uint16_t tile[32][kFakeTileCols];
