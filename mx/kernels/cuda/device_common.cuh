@@ -77,6 +77,22 @@ __device__ __forceinline__ void finish_scale(const DevSpec& s, uint32_t amax, Bl
   st.inv_scale = st.nan_block ? 0.0f : e8m0_value(uint8_t(127 - (int(st.scale) - 127)));
 }
 
+// finish_scale under ScaleRule::kFloor, as selects: the attention kernels cast a block in every
+// lane of a quad, eight values a lane, where the general form's branches (on the rule, on a zero
+// or NaN block) came to more instructions than the block's values.
+__device__ __forceinline__ void finish_floor_scale(const DevSpec& s, uint32_t amax,
+                                                   BlockState& st) {
+  const uint32_t field = amax >> 23;
+  const int floor_log2 = field != 0 ? int(field) - 127 : bit_width32(amax) - 150;
+  const int e = floor_log2 - s.f.emax;
+  st.nan_block = st.nan_block || (amax != 0 && e > 127);
+  const uint32_t byte = amax == 0 ? uint32_t(s.zero_scale) : uint32_t(max(e, -127) + 127);
+  const uint32_t inv = (254u - byte) & 0xFFu;  // 1/scale's byte, as finish_scale's
+  const uint32_t inv_bits = inv == 0xFFu ? kNanF32 : inv == 0 ? 0x00400000u : inv << 23;
+  st.scale = st.nan_block ? kScaleNan : uint8_t(byte);
+  st.inv_scale = st.nan_block ? 0.0f : __uint_as_float(inv_bits);
+}
+
 __device__ __forceinline__ uint32_t vmax_u16x2(uint32_t a, uint32_t b) {
   uint32_t d;
   asm("max.u16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));

@@ -35,9 +35,15 @@ inline Ptrs ptrs(const AttnBackwardArgs& a) {
 //
 // kDeltaGiven: delta is already in a.delta (delta_kernel), and one sweep over the keys remains.
 // Shared memory: the Q and dO tiles, then two buffers of K, V and (when dQ's product reads
-// another tensor than P's) K as cast for dQ. The sweep takes 8N keys at a time.
+// another tensor than P's) K as cast for dQ. The sweep takes 8N keys at a time. With an MX dS at
+// head size 64, four blocks share an SM (128 registers); left to itself ptxas took 156, three
+// blocks.
+constexpr int dq_min_blocks(int head_size, QuadEncoder ds) {
+  return head_size <= 64 && ds != QuadEncoder::kAny && ds != QuadEncoder::kNoMx ? 4 : 0;
+}
 template <int HS, int N, bool kDeltaGiven, QuadEncoder kEncDs, class T>
-__global__ void __launch_bounds__(kThreadsTc) dq_kernel(Ptrs a, Geo g, DevCast ds_x, bool round_p) {
+__global__ void __launch_bounds__(kThreadsTc, dq_min_blocks(HS, kEncDs))
+    dq_kernel(Ptrs a, Geo g, DevCast ds_x, bool round_p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr int kBytes = int(T::template kTileBytes<HS>);
   const bool k_same = a.k_dw == a.kf;

@@ -143,6 +143,8 @@ __device__ __forceinline__ void encode_quad(const DevCast& c, const mx::cuda::Bl
 // the cast's rounding and kind, or only the one the presets use. A tensor-core kernel inlines
 // cast_quad at every block it casts (eight times in the dK/dV kernel), so that switch multiplies
 // its code; a kernel with a fixed encoder is launched only for the casts it fits (quad_encoder).
+// The nearest-even encoder also fixes the scale rule to floor, the presets' for P and dS
+// (finish_floor_scale); the stochastic one takes any rule (the mxfp4 preset's dS: even).
 // kNoMx compiles no MX encoder at all, for casts to bfloat16 (or none): the bf16 recipe's
 // attention, whose kernels the MX code would otherwise hold to fewer blocks per SM through its
 // registers.
@@ -151,7 +153,10 @@ enum class QuadEncoder { kAny, kNearestEvenFloat, kStochasticFloat, kNoMx };
 inline QuadEncoder quad_encoder(const TileCast& c) {
   if (c.kind != TileCast::Kind::kMx) return QuadEncoder::kNoMx;
   if (traits(c.spec.format).is_integer || c.spec.asymmetric) return QuadEncoder::kAny;
-  if (c.spec.rounding == Rounding::kNearestEven) return QuadEncoder::kNearestEvenFloat;
+  if (c.spec.rounding == Rounding::kNearestEven) {
+    return c.spec.scale_rule == ScaleRule::kFloor ? QuadEncoder::kNearestEvenFloat
+                                                  : QuadEncoder::kAny;
+  }
   if (c.spec.rounding == Rounding::kStochastic) return QuadEncoder::kStochasticFloat;
   return QuadEncoder::kAny;
 }
@@ -224,7 +229,8 @@ __device__ __forceinline__ void quad_offset(const float (&v)[8], int real, uint3
 // (n < 4, e < 2). The block starts at position `first` along its axis; a slot at position p is
 // padding when p >= `end`, and its flat index is base + stride * p. Every lane must call it.
 // With kNearestEvenFloat or kStochasticFloat, the cast must be MX, symmetric, with that rounding
-// and a float format; with kNoMx, a cast to bfloat16 or none.
+// and a float format (kNearestEvenFloat: under the floor scale rule); with kNoMx, a cast to
+// bfloat16 or none.
 template <QuadEncoder kEncoder = QuadEncoder::kAny>
 __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64_t first,
                                           int64_t end, int64_t base, int64_t stride) {
@@ -271,7 +277,11 @@ __device__ __forceinline__ void cast_quad(const DevCast& c, float (&v)[8], int64
       quad_offset(v, real, amax, st);
       if (st.nan_block) amax = raw, st.m = 0.0f;
     }
-    finish_scale(s, amax, st);
+    if constexpr (kEncoder == QuadEncoder::kNearestEvenFloat) {
+      finish_floor_scale(s, amax, st);
+    } else {
+      finish_scale(s, amax, st);
+    }
     if (st.nan_block) {
 #pragma unroll
       for (int k = 0; k < 8; ++k) v[k] = __uint_as_float(kNanF32);
