@@ -34,14 +34,14 @@ inline Ptrs ptrs(const AttnBackwardArgs& a) {
 // ---- dQ: one block per (query tile, batch, head) ----
 //
 // kDeltaGiven: delta is already in a.delta (delta_kernel), and one sweep over the keys remains.
-// Shared memory: the Q and dO tiles, then two buffers of K, V and (when dQ's product reads
-// another tensor than P's) K as cast for dQ. The sweep takes 8N keys at a time. With an MX dS at
-// head size 64, four blocks share an SM (128 registers); left to itself ptxas took 156, three
-// blocks.
+// Shared memory: the Q and dO tiles, then kBuffers buffers (two: the next key tile's copies run
+// during this one's products) of K, V and (when dQ's product reads another tensor than P's) K
+// as cast for dQ. The sweep takes 8N keys at a time. With an MX dS at head size 64, four blocks
+// share an SM (128 registers); left to itself ptxas took 156, three blocks.
 constexpr int dq_min_blocks(int head_size, QuadEncoder ds) {
   return head_size <= 64 && ds != QuadEncoder::kAny && ds != QuadEncoder::kNoMx ? 4 : 0;
 }
-template <int HS, int N, bool kDeltaGiven, QuadEncoder kEncDs, class T>
+template <int HS, int N, bool kDeltaGiven, QuadEncoder kEncDs, class T, int kBuffers = 2>
 __global__ void __launch_bounds__(kThreadsTc, dq_min_blocks(HS, kEncDs))
     dq_kernel(Ptrs a, Geo g, DevCast ds_x, bool round_p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -120,11 +120,12 @@ __global__ void __launch_bounds__(kThreadsTc, dq_min_blocks(HS, kEncDs))
   load_keys(0, 0, true);
   for (int kt = 0; kt <= qt; ++kt) {
     const int64_t k0 = int64_t(kt) * kTile;
-    const int buf = kt & 1;
-    if (kt < qt) {
+    const int buf = kBuffers == 2 ? kt & 1 : 0;
+    if (kBuffers == 2 && kt < qt) {
       load_keys(k0 + kTile, buf ^ 1, true);
       cp_async_wait<1>();
     } else {
+      if (kBuffers == 1 && kt > 0) load_keys(k0, 0, true);
       cp_async_wait<0>();
     }
     T::ready();
@@ -159,11 +160,11 @@ __global__ void __launch_bounds__(kThreadsTc, dq_min_blocks(HS, kEncDs))
 template <QuadEncoder kEncDs>
 constexpr int kDkdvMinBlocks = kEncDs == QuadEncoder::kStochasticFloat ? 1 : 0;
 //
-// Shared memory: the K and V tiles, then two buffers of the query-side tiles (Q, dO, and dO and
-// Q as cast for dV's and dK's products where those are other tensors) with their rows' lse and
-// delta. The sweep runs over (query head of the group, query tile) in order; the next pair's
-// copies run during this one's products. Each step takes 8N queries.
-template <int HS, int N, QuadEncoder kEncP, QuadEncoder kEncDs, class T>
+// Shared memory: the K and V tiles, then kBuffers buffers of the query-side tiles (Q, dO, and dO
+// and Q as cast for dV's and dK's products where those are other tensors) with their rows' lse
+// and delta. The sweep runs over (query head of the group, query tile) in order; with two
+// buffers the next pair's copies run during this one's products. Each step takes 8N queries.
+template <int HS, int N, QuadEncoder kEncP, QuadEncoder kEncDs, class T, int kBuffers = 2>
 __global__ void __launch_bounds__(kThreadsTc, kDkdvMinBlocks<kEncDs>)
     dkdv_kernel(Ptrs a, Geo g, DevCast p_dw, DevCast ds_w, bool round_p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -177,8 +178,8 @@ __global__ void __launch_bounds__(kThreadsTc, kDkdvMinBlocks<kEncDs>)
   auto dos = [&](int i) { return qs(i) + kBytes; };
   auto dows = [&](int i) { return do_same ? dos(i) : dos(i) + kBytes; };
   auto qdws = [&](int i) { return q_same ? qs(i) : qs(i) + (1 + extra) * kBytes; };
-  float* lse_s = reinterpret_cast<float*>(qs(2));  // [2][kTile]
-  float* delta_s = lse_s + 2 * kTile;
+  float* lse_s = reinterpret_cast<float*>(qs(kBuffers));  // [kBuffers][kTile]
+  float* delta_s = lse_s + kBuffers * kTile;
   const int kt = int(blockIdx.x);  // the longest columns first
   const int per_head = int(gridDim.x) - kt, total = int(g.group) * per_head;
   const int64_t bk = blockIdx.y, b = bk / g.nkv, kvh = bk % g.nkv;
@@ -209,11 +210,12 @@ __global__ void __launch_bounds__(kThreadsTc, kDkdvMinBlocks<kEncDs>)
   float dk[HS / 8][4] = {}, dv[HS / 8][4] = {};
   load_queries(0, 0);
   for (int it = 0; it < total; ++it) {
-    const int buf = it & 1;
-    if (it + 1 < total) {
+    const int buf = kBuffers == 2 ? it & 1 : 0;
+    if (kBuffers == 2 && it + 1 < total) {
       load_queries(it + 1, buf ^ 1);
       cp_async_wait<1>();
     } else {
+      if (kBuffers == 1 && it > 0) load_queries(it, 0);
       cp_async_wait<0>();
     }
     T::ready();
@@ -286,17 +288,22 @@ void launch_dq_dkdv(const AttnBackwardArgs& a, const AttnDims& d, const TileCast
   const int k_tiles = a.k_dw == a.kf ? 0 : 1;
   const int q_tiles = (a.do_w == a.do_x ? 0 : 1) + (a.q_dw == a.qf ? 0 : 1);
   constexpr int kBytes = int(T::template kTileBytes<HS>);
-  const size_t dq_shared = (2 + 2 * (2 + k_tiles)) * kBytes + T::kAlignSlack;
+  // The MX kernels take one buffer of the sweep's tiles: they hold more tiles (the casts along
+  // other axes) and registers than the bfloat16 ones, and with a second buffer fewer blocks fit
+  // an SM than hide each other's copies (a GPT-2 124M step under mxfp6 ran 1.4-1.8 ms faster
+  // with one).
+  constexpr int nb = kMx ? 1 : 2;
+  const size_t dq_shared = (2 + nb * (2 + k_tiles)) * kBytes + T::kAlignSlack;
   auto dq = [&]<QuadEncoder kEnc, bool kDeltaGiven = true>() {
-    allow_shared(dq_kernel<HS, N, kDeltaGiven, kEnc, T>, dq_shared);
-    dq_kernel<HS, N, kDeltaGiven, kEnc, T>
+    allow_shared(dq_kernel<HS, N, kDeltaGiven, kEnc, T, nb>, dq_shared);
+    dq_kernel<HS, N, kDeltaGiven, kEnc, T, nb>
         <<<dim3(tiles, unsigned(d.b * d.nh)), kThreadsTc, dq_shared, s>>>(p, g, c_ds_x, round_p);
   };
   const size_t dkdv_shared =
-      (2 + 2 * (2 + q_tiles)) * kBytes + 4 * kTile * sizeof(float) + T::kAlignSlack;
+      (2 + nb * (2 + q_tiles)) * kBytes + 2 * nb * kTile * sizeof(float) + T::kAlignSlack;
   auto dkdv = [&]<QuadEncoder kEncP, QuadEncoder kEncDs>() {
-    allow_shared(dkdv_kernel<HS, N, kEncP, kEncDs, T>, dkdv_shared);
-    dkdv_kernel<HS, N, kEncP, kEncDs, T>
+    allow_shared(dkdv_kernel<HS, N, kEncP, kEncDs, T, nb>, dkdv_shared);
+    dkdv_kernel<HS, N, kEncP, kEncDs, T, nb>
         <<<dim3(tiles, unsigned(d.b * d.nkv)), kThreadsTc, dkdv_shared, s>>>(p, g, c_p_dw, c_ds_w,
                                                                              round_p);
   };
