@@ -82,9 +82,9 @@ __device__ __forceinline__ void finish_scale(const DevSpec& s, uint32_t amax, Bl
 // or NaN block) came to more instructions than the block's values.
 __device__ __forceinline__ void finish_floor_scale(const DevSpec& s, uint32_t amax,
                                                    BlockState& st) {
-  const uint32_t field = amax >> 23;
-  const int floor_log2 = field != 0 ? int(field) - 127 : bit_width32(amax) - 150;
-  const int e = floor_log2 - s.f.emax;
+  // A subnormal amax is taken as if its exponent field (0) were a normal one's: with a float
+  // format's emax >= 0, e <= -127 either way, which gives the same byte.
+  const int e = int(amax >> 23) - 127 - s.f.emax;
   st.nan_block = st.nan_block || (amax != 0 && e > 127);
   const uint32_t byte = amax == 0 ? uint32_t(s.zero_scale) : uint32_t(max(e, -127) + 127);
   const uint32_t inv = (254u - byte) & 0xFFu;  // 1/scale's byte, as finish_scale's
