@@ -82,19 +82,29 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
 }
 
 // Rows [row0, row0 + 64) of a tensor whose row r starts at src + r * stride, into a tile; rows
-// at or past t are zeros (so that a product with them gives zeros, never NaN).
+// at or past t are zeros (so that a product with them gives zeros, never NaN). Each thread copies
+// one column of 16-byte pieces, every kRowStep-th row: one 64-bit address to step, and a test of
+// each row only in a tile that crosses t (the 64-bit index arithmetic of each piece came to a
+// quarter of the MX forward's instructions).
 template <int HS>
 __device__ __forceinline__ void load_tile(bf16* dst, const bf16* src, int64_t stride, int64_t row0,
                                           int64_t t) {
   constexpr int kChunks = HS / 8;  // 16-byte pieces per row
-  for (int c = int(threadIdx.x); c < kTile * kChunks; c += kThreadsTc) {
-    const int r = c / kChunks, col = (c % kChunks) * 8;
-    bf16* d = dst + r * kLd<HS> + col;
-    if (row0 + r < t) {
-      cp_async16(d, src + (row0 + r) * stride + col);
+  static_assert(kThreadsTc % kChunks == 0 && kTile % (kThreadsTc / kChunks) == 0);
+  constexpr int kRowStep = kThreadsTc / kChunks;
+  const int r = int(threadIdx.x) / kChunks, col = (int(threadIdx.x) % kChunks) * 8;
+  bf16* d = dst + r * kLd<HS> + col;
+  const bf16* s = src + (row0 + r) * stride + col;
+  const int64_t step = kRowStep * stride;
+  const bool whole = row0 + kTile <= t;
+#pragma unroll
+  for (int i = 0; i < kTile / kRowStep; ++i) {
+    if (whole || row0 + r + i * kRowStep < t) {
+      cp_async16(d + i * kRowStep * kLd<HS>, s);
     } else {
-      *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
+      *reinterpret_cast<uint4*>(d + i * kRowStep * kLd<HS>) = make_uint4(0, 0, 0, 0);
     }
+    s += step;
   }
 }
 
