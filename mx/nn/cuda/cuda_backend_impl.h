@@ -165,6 +165,11 @@ class CudaBackend final : public Backend {
   };
   Operands forward_operands(Buf x, Buf w, int64_t m, int64_t k, int64_t n, const Recipe& recipe,
                             SrKey key);
+  // Row-major y[M,N] = x[M,K] W[N,K]^T of the forward operands (+ residual[M,N] as cuBLASLt's C
+  // where given), plus the bias: in the product's epilogue (lt_bias, epilogue_bias's copy) where
+  // cuBLASLt takes it, else as a pass of its own after it. N a multiple of 8.
+  void forward_product(void* y, const Operands& q, Buf bias, const void* lt_bias, int64_t m,
+                       int64_t k, int64_t n, const void* residual = nullptr);
 
   // Whether cast c of the pending gradient's padded rows (scratch kPaddedOut) gives the values
   // that it gives the unpadded rows, in their first v columns, and zeros in the padding. True

@@ -38,19 +38,24 @@ void CudaBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64
   // multiple of 8 (the classifier's vocabulary) sends cuBLASLt to slow unaligned kernels:
   // the product runs on W padded with zero rows, into rows padded alike, then goes to y.
   const int64_t padded = round_up(n, 8);
-  bool bias_added = false;
   if (padded == n) {
-    bias_added =
-        gemm(true, false, n, m, k, q.w, k, q.x, k, y.p, act(), n, 0.0f, epilogue_bias(bias));
+    forward_product(y.p, q, bias, epilogue_bias(bias), m, k, n);
   } else {
     const void* yp = padded_product(q.x, q.w, m, k, n);
     if (yp == nullptr) return;
     copy_rows(y.p, n, yp, padded, n, m);
-  }
-  if (!bias.empty() && !bias_added) {
-    kernels::add_bias(y.p, bias.as<float>(), m, n, bf16_act(), stream_);
+    if (!bias.empty()) kernels::add_bias(y.p, bias.as<float>(), m, n, bf16_act(), stream_);
   }
   check_launch("matmul_forward");
+}
+
+void CudaBackend::forward_product(void* y, const Operands& q, Buf bias, const void* lt_bias,
+                                  int64_t m, int64_t k, int64_t n, const void* residual) {
+  const bool bias_added = gemm(true, false, n, m, k, q.w, k, q.x, k, y, act(), n,
+                               residual != nullptr ? 1.0f : 0.0f, lt_bias, residual);
+  if (!bias.empty() && !bias_added) {
+    kernels::add_bias(y, bias.as<float>(), m, n, bf16_act(), stream_);
+  }
 }
 
 void CudaBackend::matmul_gelu_forward(Buf out, Buf pre, Buf x, Buf w, Buf bias, int64_t m,
@@ -79,10 +84,7 @@ void CudaBackend::matmul_gelu_forward(Buf out, Buf pre, Buf x, Buf w, Buf bias, 
     return;
   }
   // No such kernel for this shape: the same operands, the GELU as its own pass.
-  const bool bias_added = gemm(true, false, n, m, k, q.w, k, q.x, k, pre.p, act(), n, 0.0f, b);
-  if (!bias.empty() && !bias_added) {
-    kernels::add_bias(pre.p, bias.as<float>(), m, n, bf16_act(), stream_);
-  }
+  forward_product(pre.p, q, bias, b, m, k, n);
   gelu_forward(out, pre, m * n, bf16);
 }
 
@@ -102,11 +104,7 @@ void CudaBackend::matmul_residual_forward(Buf out, Buf y, Buf x, Buf w, Buf bias
   const Operands q = forward_operands(x, w, m, k, n, recipe, key);
   if (!q.ok()) return;
   // matmul_forward's product, C = 1 x residual + the product (+ bias), rounded once.
-  const bool bias_added = gemm(true, false, n, m, k, q.w, k, q.x, k, out.p, act(), n, 1.0f,
-                               epilogue_bias(bias), residual.p);
-  if (!bias.empty() && !bias_added) {
-    kernels::add_bias(out.p, bias.as<float>(), m, n, bf16_act(), stream_);
-  }
+  forward_product(out.p, q, bias, epilogue_bias(bias), m, k, n, residual.p);
   check_launch("matmul_residual_forward");
 }
 
