@@ -235,13 +235,15 @@ __global__ void __launch_bounds__(kThreads)
 template <class T>
 static void bias_grad_impl(float* dbias, const void* dy, int64_t m, int64_t n, OpsScratch& scratch,
                            cudaStream_t s) {
-  if (std::is_same_v<T, __nv_bfloat16> && takes_pieces(n, {dy})) {
-    const int64_t chunks = (m + kRowsPerChunk - 1) / kRowsPerChunk;
-    const dim3 grid(unsigned((n / 8 + 31) / 32), unsigned(chunks));
-    bias_partials_bf16_kernel<<<grid, kThreads, 0, s>>>(scratch.partials,
-                                                        static_cast<const uint4*>(dy), m, n);
-    finish_column_sums(dbias, nullptr, chunks, n, scratch, s);
-    return;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (takes_pieces(n, {dy})) {
+      const int64_t chunks = (m + kRowsPerChunk - 1) / kRowsPerChunk;
+      const dim3 grid(unsigned((n / 8 + 31) / 32), unsigned(chunks));
+      bias_partials_bf16_kernel<<<grid, kThreads, 0, s>>>(scratch.partials,
+                                                          static_cast<const uint4*>(dy), m, n);
+      finish_column_sums(dbias, nullptr, chunks, n, scratch, s);
+      return;
+    }
   }
   const T* g = static_cast<const T*>(dy);
   column_sums<T>(dbias, nullptr, m, n, scratch, s,
