@@ -104,14 +104,14 @@ class Backend {
     matmul_forward(pre, x, w, bias, m, k, n, recipe, key);
     gelu_forward(out, pre, m * n, bf16);
   }
-  // A product that feeds a residual stream: out[M,N] = residual + (x W^T + bias), as
-  // matmul_forward into `y` then residual_forward (this default); a backend may add the
-  // residual in the product's epilogue and leave `y` as it was.
-  virtual void matmul_residual_forward(Buf out, Buf y, Buf x, Buf w, Buf bias, Buf residual,
-                                       int64_t m, int64_t k, int64_t n, bool bf16,
-                                       const Recipe& recipe, SrKey key) {
-    matmul_forward(y, x, w, bias, m, k, n, recipe, key);
-    residual_forward(out, residual, y, m * n, bf16);
+  // A product that feeds a residual stream: out[M,N] = residual + (x W^T + bias), out not
+  // overlapping residual, as matmul_forward into `out` then residual_forward in place (this
+  // default); a backend may add the residual in the product's epilogue.
+  virtual void matmul_residual_forward(Buf out, Buf x, Buf w, Buf bias, Buf residual, int64_t m,
+                                       int64_t k, int64_t n, bool bf16, const Recipe& recipe,
+                                       SrKey key) {
+    matmul_forward(out, x, w, bias, m, k, n, recipe, key);
+    residual_forward(out, residual, out, m * n, bf16);
   }
   // The backward of a product whose input x is gelu(pre): dpre[M,K] = gelu'(pre) (dy W), dw and
   // dbias as matmul_backward's. This default runs matmul_backward into `dx` (scratch of dpre's

@@ -56,7 +56,7 @@ std::vector<Sized> activation_buffers(const ModelConfig& c, double b, double t, 
                              {&a.dact, n * H * back, false},  {&a.dfc, n * H * back, false},
                              {&a.dup, n * H * back, false}};
   for (LayerActs& l : a.layers) {
-    for (Buf* v : {&l.ln1, &l.atty, &l.attproj, &l.res_att, &l.ln2, &l.proj, &l.res_out}) {
+    for (Buf* v : {&l.ln1, &l.atty, &l.res_att, &l.ln2, &l.res_out}) {
       list.push_back({v, n * C, false});
     }
     for (Buf* v : {&l.ln1_mean, &l.ln1_rstd, &l.ln2_mean, &l.ln2_rstd})
@@ -232,8 +232,8 @@ void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
     }
   }
   if (parts & kPartAttnResidual) {
-    be.matmul_residual_forward(a.res_att, a.attproj, a.atty, p.at(o.wo, C * C), p.at(o.bo, C), x, n,
-                               C, C, bf16, recipe_, key(kAttnOut));
+    be.matmul_residual_forward(a.res_att, a.atty, p.at(o.wo, C * C), p.at(o.bo, C), x, n, C, C,
+                               bf16, recipe_, key(kAttnOut));
   }
   if (parts & kPartNorm2) norm(a.ln2, a.ln2_mean, a.ln2_rstd, a.res_att, o.ln2_w, o.ln2_b);
   if (parts & kPartMlp) {
@@ -247,8 +247,8 @@ void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
     }
   }
   if (parts & kPartMlpResidual) {
-    be.matmul_residual_forward(a.res_out, a.proj, a.act, p.at(o.proj, C * H), p.at(o.proj_b, C),
-                               a.res_att, n, H, C, bf16, recipe_, key(kProj));
+    be.matmul_residual_forward(a.res_out, a.act, p.at(o.proj, C * H), p.at(o.proj_b, C), a.res_att,
+                               n, H, C, bf16, recipe_, key(kProj));
   }
 }
 
@@ -453,7 +453,7 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres) {
     linear_back(s.dln, s.dfc, a.ln2, o.fc, o.fc_b, C, H, false, kFc);
   }
   norm_back(a.res_att, a.ln2_mean, a.ln2_rstd, o.ln2_w, o.ln2_b);
-  // Attention: dres is now d(res_att) = d(attproj) and (so far) d(x).
+  // Attention: dres is now d(res_att) = d(the output projection) and (so far) d(x).
   linear_back(s.datty, dres, a.atty, o.wo, o.bo, C, C, false, kAttnOut);
   const AttnShape shape{b_, t_, nh, nkv, hs};
   be.attention_backward(s.dq, s.dk, s.dv, s.datty, a.q, a.k, a.v, a.atty, a.att_saved, shape,

@@ -25,10 +25,10 @@ struct LayerActs {
   Buf ln1, ln1_mean, ln1_rstd;  // [N, C], [N], [N]
   Buf q, k, v;                  // [N, nh * hs], [N, nkv * hs] (after RoPE)
   Buf att_saved;                // Backend::attn_saved_count
-  Buf atty, attproj, res_att;   // [N, C]
+  Buf atty, res_att;            // [N, C]
   Buf ln2, ln2_mean, ln2_rstd;  // [N, C], [N], [N]
   Buf fc, up, act;              // [N, H] (fc: GPT-2 c_fc / Llama gate)
-  Buf proj, res_out;            // [N, C]
+  Buf res_out;                  // [N, C]
 };
 
 struct Model::Acts {

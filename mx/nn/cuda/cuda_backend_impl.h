@@ -76,9 +76,8 @@ class CudaBackend final : public Backend {
                             int64_t m, int64_t k, int64_t n, const Recipe& recipe,
                             SrKey key) override;
   // The residual added by the product's epilogue (beta = 1 on the stream's matrix).
-  void matmul_residual_forward(Buf out, Buf y, Buf x, Buf w, Buf bias, Buf residual, int64_t m,
-                               int64_t k, int64_t n, bool bf16, const Recipe& recipe,
-                               SrKey key) override;
+  void matmul_residual_forward(Buf out, Buf x, Buf w, Buf bias, Buf residual, int64_t m, int64_t k,
+                               int64_t n, bool bf16, const Recipe& recipe, SrKey key) override;
 
   // An odd vocabulary's training pass keeps the logits' gradient in the padded rows that the
   // product wrote and the loss read (PendingGradient), where both backward products take it as

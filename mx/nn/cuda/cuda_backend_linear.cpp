@@ -88,17 +88,17 @@ void CudaBackend::matmul_gelu_forward(Buf out, Buf pre, Buf x, Buf w, Buf bias, 
   gelu_forward(out, pre, m * n, bf16);
 }
 
-void CudaBackend::matmul_residual_forward(Buf out, Buf y, Buf x, Buf w, Buf bias, Buf residual,
-                                          int64_t m, int64_t k, int64_t n, bool bf16,
-                                          const Recipe& recipe, SrKey key) {
+void CudaBackend::matmul_residual_forward(Buf out, Buf x, Buf w, Buf bias, Buf residual, int64_t m,
+                                          int64_t k, int64_t n, bool bf16, const Recipe& recipe,
+                                          SrKey key) {
   // Float32 activations (whose sum may be rounded to bfloat16 after it) and widths that the
   // products pad take the two steps, as do products on packed operands.
   if (!bf16_act() || n % 8 != 0) {
-    Backend::matmul_residual_forward(out, y, x, w, bias, residual, m, k, n, bf16, recipe, key);
+    Backend::matmul_residual_forward(out, x, w, bias, residual, m, k, n, bf16, recipe, key);
     return;
   }
-  if (packed_forward(y, x, w, bias, m, k, n, recipe, key)) {
-    residual_forward(out, residual, y, m * n, bf16);
+  if (packed_forward(out, x, w, bias, m, k, n, recipe, key)) {
+    residual_forward(out, residual, out, m * n, bf16);
     return;
   }
   const Operands q = forward_operands(x, w, m, k, n, recipe, key);
