@@ -79,7 +79,7 @@ __device__ __forceinline__ void finish_scale(const DevSpec& s, uint32_t amax, Bl
 
 // finish_scale under ScaleRule::kFloor, as selects: the attention kernels cast a block in every
 // lane of a quad, eight values a lane, where the general form's branches (on the rule, on a zero
-// or NaN block) came to more instructions than the block's values.
+// or NaN block) came to about as many instructions as casting the lane's eight values.
 __device__ __forceinline__ void finish_floor_scale(const DevSpec& s, uint32_t amax,
                                                    BlockState& st) {
   // A subnormal amax is taken as if its exponent field (0) were a normal one's: with a float

@@ -84,8 +84,8 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
 // Rows [row0, row0 + 64) of a tensor whose row r starts at src + r * stride, into a tile; rows
 // at or past t are zeros (so that a product with them gives zeros, never NaN). Each thread copies
 // one column of 16-byte pieces, every kRowStep-th row: one 64-bit address to step, and a test of
-// each row only in a tile that crosses t (the 64-bit index arithmetic of each piece came to a
-// quarter of the MX forward's instructions).
+// each row only in a tile that crosses t (the loads, mostly each piece's 64-bit index
+// arithmetic, were 28% of the MX forward's executed instructions).
 template <int HS>
 __device__ __forceinline__ void load_tile(bf16* dst, const bf16* src, int64_t stride, int64_t row0,
                                           int64_t t) {

@@ -9,7 +9,9 @@
 
 #include <cstdint>
 
-#include "mx/nn/backend.h"
+namespace mx::nn {
+struct AdamWStep;  // mx/nn/backend.h
+}  // namespace mx::nn
 
 namespace mx::nn::cuda {
 

@@ -1,4 +1,5 @@
 // The CUDA backend's gradient norm (a fixed tree of double partials) and AdamW.
+#include "mx/nn/backend.h"
 #include "mx/nn/cuda/ops_common.cuh"
 
 namespace mx::nn::cuda {
