@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -96,6 +97,35 @@ class Backend {
   virtual void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m,
                                int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
                                SrKey key) = 0;
+
+  // Products of one input x[M,K] (attention's Q, K and V; Llama's gate and up): each
+  // y[M,n] = x W^T (+ bias) under its own stochastic key, as matmul_forward (this default); a
+  // backend may cast x once for all of them where the casts would agree.
+  struct Product {
+    Buf y, w, bias;
+    int64_t n = 0;
+    SrKey key;
+  };
+  virtual void matmuls_forward(std::span<const Product> products, Buf x, int64_t m, int64_t k,
+                               const Recipe& recipe) {
+    for (const Product& p : products) matmul_forward(p.y, x, p.w, p.bias, m, k, p.n, recipe, p.key);
+  }
+  // Their backward, in the order given: dx[M,K] = (or += when accumulate_dx) the sum of each
+  // dy W, the first product writing dx and the rest adding to it; dw and dbias as
+  // matmul_backward's.
+  struct ProductGrad {
+    Buf dw, dbias, dy, w;
+    int64_t n = 0;
+    SrKey key;
+  };
+  virtual void matmuls_backward(Buf dx, std::span<const ProductGrad> grads, Buf x, int64_t m,
+                                int64_t k, bool accumulate_dx, const Recipe& recipe) {
+    for (size_t i = 0; i < grads.size(); ++i) {
+      const ProductGrad& g = grads[i];
+      matmul_backward(dx, g.dw, g.dbias, g.dy, x, g.w, m, k, g.n, accumulate_dx || i > 0, recipe,
+                      g.key);
+    }
+  }
 
   // GPT-2's MLP product and its GELU: pre[M,N] = x W^T + bias, out = gelu(pre), as
   // matmul_forward then gelu_forward (this default); a backend may fuse the two.

@@ -201,9 +201,6 @@ void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
       be.layernorm_forward(out, mean, rstd, in, vec(w), vec(b), n, C, bf16);
     }
   };
-  auto linear = [&](Buf y, Buf in, int64_t w, int64_t bias, int64_t k, int64_t out, int site) {
-    be.matmul_forward(y, in, p.at(w, out * k), p.at(bias, out), n, k, out, recipe_, key(site));
-  };
   if (parts & kPartNorm1) norm(a.ln1, a.ln1_mean, a.ln1_rstd, x, o.ln1_w, o.ln1_b);
   if (parts & kPartAttention) {
     // With the cache, this pass's keys and values are written as its next rows, and attention
@@ -211,9 +208,11 @@ void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
     const int64_t kv = nkv * hs, past = use_cache ? cached_ : 0;
     const Buf k = use_cache ? k_cache_[l].at(past * kv, n * kv) : a.k;
     const Buf v = use_cache ? v_cache_[l].at(past * kv, n * kv) : a.v;
-    linear(a.q, a.ln1, o.wq, o.bq, C, nh * hs, kQ);
-    linear(k, a.ln1, o.wk, o.bk, C, kv, kK);
-    linear(v, a.ln1, o.wv, o.bv, C, kv, kV);
+    const Backend::Product qkv[] = {
+        {a.q, p.at(o.wq, nh * hs * C), p.at(o.bq, nh * hs), nh * hs, key(kQ)},
+        {k, p.at(o.wk, kv * C), p.at(o.bk, kv), kv, key(kK)},
+        {v, p.at(o.wv, kv * C), p.at(o.bv, kv), kv, key(kV)}};
+    be.matmuls_forward(qkv, a.ln1, n, C, recipe_);
     if (llama) {
       be.rope_forward(a.q, n, t_, nh, hs, past, bf16);
       be.rope_forward(k, n, t_, nkv, hs, past, bf16);
@@ -238,8 +237,9 @@ void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
   if (parts & kPartNorm2) norm(a.ln2, a.ln2_mean, a.ln2_rstd, a.res_att, o.ln2_w, o.ln2_b);
   if (parts & kPartMlp) {
     if (llama) {
-      linear(a.fc, a.ln2, o.fc, o.fc_b, C, H, kFc);
-      linear(a.up, a.ln2, o.up, -1, C, H, kUp);
+      const Backend::Product gate_up[] = {{a.fc, p.at(o.fc, H * C), p.at(o.fc_b, H), H, key(kFc)},
+                                          {a.up, p.at(o.up, H * C), p.at(-1, H), H, key(kUp)}};
+      be.matmuls_forward(gate_up, a.ln2, n, C, recipe_);
       be.swiglu_forward(a.act, a.fc, a.up, n * H, bf16);
     } else {
       be.matmul_gelu_forward(a.act, a.fc, a.ln2, p.at(o.fc, H * C), p.at(o.fc_b, H), n, C, H, bf16,
@@ -445,8 +445,10 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres) {
   if (llama) {
     linear_back(s.dact, dres, a.act, o.proj, o.proj_b, H, C, false, kProj);
     be.swiglu_backward(s.dfc, s.dup, s.dact, a.fc, a.up, n * H);
-    linear_back(s.dln, s.dup, a.ln2, o.up, -1, C, H, false, kUp);
-    linear_back(s.dln, s.dfc, a.ln2, o.fc, o.fc_b, C, H, true, kFc);
+    const Backend::ProductGrad up_gate[] = {
+        {g.at(o.up, H * C), g.at(-1, H), s.dup, p.at(o.up, H * C), H, key(kUp)},
+        {g.at(o.fc, H * C), g.at(o.fc_b, H), s.dfc, p.at(o.fc, H * C), H, key(kFc)}};
+    be.matmuls_backward(s.dln, up_gate, a.ln2, n, C, false, recipe_);
   } else {
     be.matmul_backward_gelu(s.dfc, s.dact, g.at(o.proj, C * H), g.at(o.proj_b, C), dres, a.act,
                             p.at(o.proj, C * H), a.fc, n, H, C, recipe_, key(kProj));
@@ -462,9 +464,12 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres) {
     be.rope_backward(s.dq, n, t_, nh, hs);
     be.rope_backward(s.dk, n, t_, nkv, hs);
   }
-  linear_back(s.dln, s.dq, a.ln1, o.wq, o.bq, C, nh * hs, false, kQ);
-  linear_back(s.dln, s.dk, a.ln1, o.wk, o.bk, C, nkv * hs, true, kK);
-  linear_back(s.dln, s.dv, a.ln1, o.wv, o.bv, C, nkv * hs, true, kV);
+  const int64_t q = nh * hs, kv = nkv * hs;
+  const Backend::ProductGrad qkv[] = {
+      {g.at(o.wq, q * C), g.at(o.bq, q), s.dq, p.at(o.wq, q * C), q, key(kQ)},
+      {g.at(o.wk, kv * C), g.at(o.bk, kv), s.dk, p.at(o.wk, kv * C), kv, key(kK)},
+      {g.at(o.wv, kv * C), g.at(o.bv, kv), s.dv, p.at(o.wv, kv * C), kv, key(kV)}};
+  be.matmuls_backward(s.dln, qkv, a.ln1, n, C, false, recipe_);
   norm_back(x, a.ln1_mean, a.ln1_rstd, o.ln1_w, o.ln1_b);
 }
 

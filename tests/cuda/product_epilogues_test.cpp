@@ -1,9 +1,10 @@
-// The CUDA backend's GELU and residual additions in its products' epilogues
-// (matmul_gelu_forward, matmul_backward_gelu, matmul_residual_forward) against the same steps one
-// at a time (the Backend defaults: the product, then the GELU's or the sum's own pass) on the
-// same backend: the operands' casts are the same, so every result agrees up to where each path
-// rounds to bfloat16 and the order of float32 additions, and the products that the GELU does not
-// touch (dW, the bias gradient) agree bit for bit. Skips without a GPU.
+// The CUDA backend's fused forms against the same steps one at a time (the Backend defaults) on
+// the same backend. The GELU and residual additions in its products' epilogues
+// (matmul_gelu_forward, matmul_backward_gelu, matmul_residual_forward): the operands' casts are
+// the same, so every result agrees up to where each path rounds to bfloat16 and the order of
+// float32 additions, and the products that the GELU does not touch (dW, the bias gradient) agree
+// bit for bit. The products of one input (matmuls_forward, matmuls_backward): bit for bit.
+// Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -150,6 +151,71 @@ TEST(ResidualEpilogue, MatchesTheProductThenTheSum) {
     EXPECT_NE(fused, steps) << "the residual epilogue did not run";
     // Two roundings against one: within a bfloat16 rounding of the largest output.
     EXPECT_LT(relative_gap(fused, steps), 1.0 / 128);
+  });
+}
+
+// Products of one input (attention's Q, K and V) cast that input once: the same casts and the
+// same products as one product at a time (the Backend defaults), so every output agrees bit for
+// bit, forward and backward. The widths are unequal (grouped-query K and V), and one product has
+// no bias.
+TEST(SharedInputCasts, ProductsOfOneInputMatchTheProductsOneAtATime) {
+  SKIP_WITHOUT_GPU();
+  for_each_preset([](Backend& be, const Recipe& recipe) {
+    const int64_t m = 256, c = 128;
+    const int64_t widths[3] = {128, 64, 64};
+    const Buf x = upload(be, BufType::kBF16, normal(size_t(m * c), 11, 1.0f));
+    std::vector<Buf> w, bias, dy;
+    for (int i = 0; i < 3; ++i) {
+      w.push_back(upload(be, BufType::kF32, normal(size_t(widths[i] * c), 12 + i, 0.1f)));
+      bias.push_back(i < 2 ? upload(be, BufType::kF32, normal(size_t(widths[i]), 15 + i, 0.5f))
+                           : Buf{});
+      dy.push_back(upload(be, BufType::kBF16, normal(size_t(m * widths[i]), 18 + i, 1.0f)));
+    }
+    struct Result {
+      std::vector<std::vector<float>> y, dw, dbias;
+      std::vector<float> dx;
+    };
+    auto run = [&](bool shared) {
+      Result r;
+      std::vector<Backend::Product> products;
+      std::vector<Backend::ProductGrad> grads;
+      for (int i = 0; i < 3; ++i) {
+        const SrKey key{5, 1, i};
+        products.push_back(
+            {be.alloc(BufType::kBF16, m * widths[i]), w[i], bias[i], widths[i], key});
+        Buf dw = be.alloc(BufType::kF32, widths[i] * c), db;
+        be.zero(dw);
+        if (!bias[i].empty()) {
+          db = be.alloc(BufType::kF32, widths[i]);
+          be.zero(db);
+        }
+        grads.push_back({dw, db, dy[i], w[i], widths[i], key});
+      }
+      const Buf dx = be.alloc(BufType::kBF16, m * c);
+      if (shared) {
+        be.matmuls_forward(products, x, m, c, recipe);
+        be.matmuls_backward(dx, grads, x, m, c, false, recipe);
+      } else {
+        be.Backend::matmuls_forward(products, x, m, c, recipe);
+        be.Backend::matmuls_backward(dx, grads, x, m, c, false, recipe);
+      }
+      EXPECT_EQ(be.take_error(), "");
+      for (int i = 0; i < 3; ++i) {
+        r.y.push_back(download(be, products[size_t(i)].y));
+        r.dw.push_back(download(be, grads[size_t(i)].dw));
+        if (!bias[i].empty()) r.dbias.push_back(download(be, grads[size_t(i)].dbias));
+      }
+      r.dx = download(be, dx);
+      return r;
+    };
+    const Result one_at_a_time = run(false), shared = run(true);
+    for (int i = 0; i < 3; ++i) {
+      SCOPED_TRACE(i);
+      EXPECT_EQ(shared.y[size_t(i)], one_at_a_time.y[size_t(i)]);
+      EXPECT_EQ(shared.dw[size_t(i)], one_at_a_time.dw[size_t(i)]);
+    }
+    EXPECT_EQ(shared.dbias, one_at_a_time.dbias);
+    EXPECT_EQ(shared.dx, one_at_a_time.dx);
   });
 }
 

@@ -68,6 +68,13 @@ class CudaBackend final : public Backend {
 
   void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override;
+  // x cast once for all the products (and, backward, once for all the weight gradients) where
+  // the casts draw nothing from each product's key and no product takes packed operands; else
+  // the defaults, a product at a time.
+  void matmuls_forward(std::span<const Product> products, Buf x, int64_t m, int64_t k,
+                       const Recipe& recipe) override;
+  void matmuls_backward(Buf dx, std::span<const ProductGrad> grads, Buf x, int64_t m, int64_t k,
+                        bool accumulate_dx, const Recipe& recipe) override;
   // The GELU in the products' epilogues (cuBLASLt's GELU_AUX_BIAS forward, DGELU backward): no
   // separate pass over the MLP's widest activations.
   void matmul_gelu_forward(Buf out, Buf pre, Buf x, Buf w, Buf bias, int64_t m, int64_t k,
@@ -198,9 +205,15 @@ class CudaBackend final : public Backend {
 
   // dgelu_pre: dx's product ends in cuBLASLt's DGELU epilogue on this GELU input (or, where
   // cuBLASLt has none, in gelu_backward in place), so dx holds d(pre).
+  // x_dw: x as the dW product reads it, already cast (matmuls_backward), or null.
   void linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key,
-                       const PaddedDy& padded_dy, Buf dgelu_pre = {});
+                       const PaddedDy& padded_dy, Buf dgelu_pre = {}, const void* x_dw = nullptr);
+  // Whether a cast of one operand gives the same values whichever product's key it is drawn
+  // under: all but stochastic rounding.
+  static bool cast_ignores_key(const OperandCast& c) {
+    return c.kind != OperandCast::Kind::kMx || c.spec.rounding != Rounding::kStochastic;
+  }
 
   // ---- Linear layers on packed MX operands (cuda_backend_packed.cpp) ----
 
@@ -264,7 +277,7 @@ class CudaBackend final : public Backend {
   // Scratch slots past the operand casts' (0 to 7).
   static constexpr size_t kPaddedOut = 8, kPaddedDyDx = 9, kPaddedDyDw = 10, kPaddedW = 11,
                           kBiasBf16 = 12, kPaddedDw = 13, kDyDw = 14, kPackedA = 15, kPackedB = 16,
-                          kMxWorkspace = 17, kPackedOut = 18, kPackedDy = 19;
+                          kMxWorkspace = 17, kPackedOut = 18, kPackedDy = 19, kSharedActDw = 20;
 
   static int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
   // The kernels' element type of a buffer type.

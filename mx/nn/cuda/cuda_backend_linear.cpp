@@ -58,6 +58,53 @@ void CudaBackend::forward_product(void* y, const Operands& q, Buf bias, const vo
   }
 }
 
+void CudaBackend::matmuls_forward(std::span<const Product> products, Buf x, int64_t m, int64_t k,
+                                  const Recipe& recipe) {
+  bool shared = products.size() > 1 && cast_ignores_key(recipe.act_fwd);
+  for (const Product& p : products) {
+    shared = shared && p.n % 8 == 0 && !packs(recipe.act_fwd, recipe.weight_fwd, {m, k, p.n});
+  }
+  if (!shared) {
+    Backend::matmuls_forward(products, x, m, k, recipe);
+    return;
+  }
+  // Scratch 0, as forward_operands casts x; the weights go to 1.
+  const void* xq = prepare(x, {m, k}, 1, recipe.act_fwd, "act_fwd",
+                           operand_stream(stream_of(products[0].key), LinearOperand::kActFwd), 0);
+  if (xq == nullptr) return;
+  for (const Product& p : products) {
+    const void* wq = prepare(p.w, {p.n, k}, 1, recipe.weight_fwd, "weight_fwd",
+                             operand_stream(stream_of(p.key), LinearOperand::kWeightFwd), 1);
+    if (wq == nullptr) return;
+    forward_product(p.y.p, {xq, wq}, p.bias, epilogue_bias(p.bias), m, k, p.n);
+  }
+  check_launch("matmuls_forward");
+}
+
+void CudaBackend::matmuls_backward(Buf dx, std::span<const ProductGrad> grads, Buf x, int64_t m,
+                                   int64_t k, bool accumulate_dx, const Recipe& recipe) {
+  bool shared = grads.size() > 1 && cast_ignores_key(recipe.act_dw) && !dx.empty();
+  for (const ProductGrad& g : grads) {
+    shared = shared && !g.dw.empty() && g.n % 8 == 0 &&
+             !packs(recipe.grad_out_dx, recipe.weight_dx, {m, k, g.n}) &&
+             !packs(recipe.grad_out_dw, recipe.act_dw, {m, k, g.n});
+  }
+  if (!shared) {
+    Backend::matmuls_backward(dx, grads, x, m, k, accumulate_dx, recipe);
+    return;
+  }
+  // A slot of its own: linear_backward's casts use the others.
+  const void* xq =
+      prepare(x, {m, k}, 0, recipe.act_dw, "act_dw",
+              operand_stream(stream_of(grads[0].key), LinearOperand::kActDw), kSharedActDw);
+  if (xq == nullptr) return;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const ProductGrad& g = grads[i];
+    linear_backward(dx, g.dw, g.dbias, g.dy, x, g.w, m, k, g.n, accumulate_dx || i > 0, recipe,
+                    g.key, {}, {}, xq);
+  }
+}
+
 void CudaBackend::matmul_gelu_forward(Buf out, Buf pre, Buf x, Buf w, Buf bias, int64_t m,
                                       int64_t k, int64_t n, bool bf16, const Recipe& recipe,
                                       SrKey key) {
@@ -186,7 +233,8 @@ bool CudaBackend::casts_padded_rows(Buf dlogits, const OperandCast& c) const {
 
 void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m,
                                   int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
-                                  SrKey key, const PaddedDy& padded_dy, Buf dgelu_pre) {
+                                  SrKey key, const PaddedDy& padded_dy, Buf dgelu_pre,
+                                  const void* x_dw) {
   if (padded_dy.dx == nullptr && dgelu_pre.empty() &&
       packed_backward(dx, dw, dbias, dy, x, w, m, k, n, accumulate_dx, recipe, key)) {
     return;
@@ -229,8 +277,9 @@ void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf 
     }
   }
   if (!dw.empty()) {
-    const void* xq = prepare(x, {m, k}, 0, recipe.act_dw, "act_dw",
-                             operand_stream(stream, LinearOperand::kActDw), 1);
+    const void* xq = x_dw != nullptr ? x_dw
+                                     : prepare(x, {m, k}, 0, recipe.act_dw, "act_dw",
+                                               operand_stream(stream, LinearOperand::kActDw), 1);
     const void* gp = operands.dw;
     if (gp == nullptr) {
       const void* gq = prepare(dy, {m, n}, 0, recipe.grad_out_dw, "grad_out_dw",
