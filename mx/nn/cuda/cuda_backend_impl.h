@@ -126,8 +126,9 @@ class CudaBackend final : public Backend {
   // ---- Attention ----
 
   // One log-sum-exp per row, then (when the forward computes it) P v_dw for the backward's delta:
-  // kernels::PvForDelta.
+  // kernels::PvForDelta, then (saves_casts) the backward's casts of q, k and v.
   int64_t attn_saved_count(const AttnShape& s, const Recipe& recipe) const override {
+    if (saves_casts(s, recipe)) return saved_casts(s).end;
     return saves_pv(s, recipe) ? pv_offset(s) + pv_floats(s) : s.b * s.nh * s.t;
   }
   // The log-sum-exps alone: without room for P v_dw the forward does not compute it.
@@ -202,6 +203,12 @@ class CudaBackend final : public Backend {
   // failed (recorded).
   bool dual_dy_casts(Buf dy, int64_t m, int64_t n, int64_t real_n, const Recipe& recipe,
                      uint64_t stream, size_t rows_index, size_t cols_index, PaddedDy* out);
+  // x [rows, cols] (bfloat16) cast along its rows into rows_out and down its columns into
+  // cols_out (fake_quantize_dual_cuda: one read where its kernel takes the specs); false where
+  // the casts failed (recorded, naming `roles`). real_cols as there.
+  bool dual_cast(const void* x, int64_t rows, int64_t cols, int64_t real_cols,
+                 const QuantSpec& along, const QuantSpec& down, void* rows_out, void* cols_out,
+                 const char* roles);
 
   // dgelu_pre: dx's product ends in cuBLASLt's DGELU epilogue on this GELU input (or, where
   // cuBLASLt has none, in gelu_backward in place), so dx holds d(pre).
@@ -371,6 +378,19 @@ class CudaBackend final : public Backend {
   // the log-sum-exps at the next 16-byte boundary (the kernels copy rows in 16-byte pieces).
   static int64_t pv_floats(const AttnShape& s) { return (s.b * s.t * s.nh * s.hs + 1) / 2; }
   static int64_t pv_offset(const AttnShape& s) { return (s.b * s.nh * s.t + 3) / 4 * 4; }
+  // A training forward whose operands are cast with MX casts it can take as matrices
+  // [tokens, heads x hs] keeps the backward's casts of q, k and v in `saved` after P v_dw: q and
+  // k along the head (act_fwd, for S = q k^T) and down the tokens (act_dw, for dK = dS^T q and
+  // dQ = dS k), v along the head (act_dw, for dP = dO v^T). Each input is read once for both of
+  // its casts, and the backward casts only dO (once, for both of its products), where it would
+  // otherwise cast q, k, v and dO seven times. Blocks along the head or down the tokens are
+  // those of the per-head or per-sequence casts when hs and T are multiples of the block size.
+  bool saves_casts(const AttnShape& s, const Recipe& recipe) const;
+  // Offsets in `saved` (float32 elements; each region on a 256-byte boundary) of those casts.
+  struct SavedCasts {
+    int64_t q_rows = 0, q_cols = 0, k_rows = 0, k_cols = 0, v_rows = 0, end = 0;
+  };
+  static SavedCasts saved_casts(const AttnShape& s);
 
   friend void* mx::nn::cuda_backend_stream(Backend& backend);
 
@@ -378,7 +398,8 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_;
   std::unique_ptr<kernels::LtProducts> products_;
   std::unordered_set<void*> owned_;
-  std::unordered_set<const void*> saved_with_pv_;  // saved buffers whose forward wrote P v_dw
+  std::unordered_set<const void*> saved_with_pv_;     // saved buffers whose forward wrote P v_dw
+  std::unordered_set<const void*> saved_with_casts_;  // ... and the backward's casts
   // A training classifier_forward's gradient of `dlogits` (rows x v), kept padded in scratch
   // kPaddedOut until classifier_backward takes it (or materialize_pending copies it out).
   struct PendingGradient {

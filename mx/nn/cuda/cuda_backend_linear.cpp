@@ -496,15 +496,24 @@ bool CudaBackend::dual_dy_casts(Buf dy, int64_t m, int64_t n, int64_t real_n, co
   void* rows = slot(rows_index, bytes);
   void* cols = slot(cols_index, bytes);
   if (rows == nullptr || cols == nullptr) return true;  // slot recorded why
-  if (std::string e = mx::cuda::fake_quantize_dual_cuda(dy.p, DType::kBF16, shape, rows_spec,
-                                                        cols_spec, rows, cols, stream_, real_n);
-      !e.empty()) {
-    record(cat("recipe roles 'grad_out_dx' and 'grad_out_dw' on a ", io::format_shape(shape),
-               " operand: ", e));
-    return true;
+  if (dual_cast(dy.p, m, n, real_n, rows_spec, cols_spec, rows, cols,
+                "'grad_out_dx' and 'grad_out_dw'")) {
+    *out = {rows, cols};
   }
-  check_launch("grad_out_dx and grad_out_dw");
-  *out = {rows, cols};
+  return true;
+}
+
+bool CudaBackend::dual_cast(const void* x, int64_t rows, int64_t cols, int64_t real_cols,
+                            const QuantSpec& along, const QuantSpec& down, void* rows_out,
+                            void* cols_out, const char* roles) {
+  const std::vector<int64_t> shape{rows, cols};
+  if (std::string e = mx::cuda::fake_quantize_dual_cuda(x, DType::kBF16, shape, along, down,
+                                                        rows_out, cols_out, stream_, real_cols);
+      !e.empty()) {
+    record(cat("recipe roles ", roles, " on a ", io::format_shape(shape), " operand: ", e));
+    return false;
+  }
+  check_launch(roles);
   return true;
 }
 

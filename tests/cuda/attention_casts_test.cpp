@@ -1,0 +1,85 @@
+// The CUDA backend's attention under MX recipes keeps the backward's casts of q, k and v from the
+// forward (each input read once for both of its casts) when `saved` has room for them. With less
+// room (P v_dw only) the backward casts q, k, v and dO itself, one cast at a time: both ways
+// give the same output and gradients bit for bit. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "mx/nn/backend.h"
+#include "mx/nn/recipe.h"
+#include "tests/cuda/backend_test_support.h"
+#include "tests/cuda/skip_without_gpu.h"
+
+namespace mx::nn {
+namespace {
+
+std::vector<float> normal(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+struct Grads {
+  std::vector<float> out, dq, dk, dv;
+};
+
+// Forward and backward with `saved_floats` of room for what the forward keeps.
+Grads attend(Backend& be, const AttnShape& s, const Recipe& recipe, int64_t saved_floats) {
+  const int64_t q_count = s.b * s.t * s.nh * s.hs, kv_count = s.b * s.t * s.nkv * s.hs;
+  const Buf q = upload(be, BufType::kBF16, normal(size_t(q_count), 1));
+  const Buf k = upload(be, BufType::kBF16, normal(size_t(kv_count), 2));
+  const Buf v = upload(be, BufType::kBF16, normal(size_t(kv_count), 3));
+  const Buf dout = upload(be, BufType::kBF16, normal(size_t(q_count), 4));
+  const Buf out = be.alloc(BufType::kBF16, q_count);
+  const Buf saved = be.alloc(BufType::kF32, saved_floats);
+  const Buf dq = be.alloc(BufType::kBF16, q_count);
+  const Buf dk = be.alloc(BufType::kBF16, kv_count);
+  const Buf dv = be.alloc(BufType::kBF16, kv_count);
+  const SrKey key{7, 1, 0};
+  be.attention_forward(out, saved, q, k, v, s, recipe, key);
+  be.attention_backward(dq, dk, dv, dout, q, k, v, out, saved, s, recipe, key);
+  EXPECT_EQ(be.take_error(), "");
+  return {download(be, out), download(be, dq), download(be, dk), download(be, dv)};
+}
+
+TEST(AttentionCasts, CastsKeptByTheForwardGiveTheGradientsOfCastsMadeInTheBackward) {
+  SKIP_WITHOUT_GPU();
+  // GPT-2's heads, and grouped-query heads of 128 as Llama's.
+  for (const AttnShape s : {AttnShape{2, 128, 4, 4, 64}, AttnShape{1, 96, 4, 2, 128}}) {
+    for (const char* name : {"mxfp6", "mxfp4", "mxfp8", "mxint8"}) {
+      SCOPED_TRACE(testing::Message() << name << " hs " << s.hs << " nkv " << s.nkv);
+      bool ok = false;
+      const std::unique_ptr<Backend> be = gpu(BufType::kBF16, &ok);
+      if (!ok) return;
+      const Recipe recipe = *recipe_preset(name);
+      const int64_t with_casts = be->attn_saved_count(s, recipe);
+      // The log-sum-exps, then P v_dw ([B, T, nh, hs] in bfloat16) at a 16-byte boundary.
+      const int64_t pv_only = (s.b * s.nh * s.t + 3) / 4 * 4 + (s.b * s.t * s.nh * s.hs + 1) / 2;
+      ASSERT_GT(with_casts, pv_only) << "the forward keeps no casts under this recipe";
+      const Grads kept = attend(*be, s, recipe, with_casts);
+      const Grads recast = attend(*be, s, recipe, pv_only);
+      EXPECT_EQ(kept.out, recast.out);
+      EXPECT_EQ(kept.dq, recast.dq);
+      EXPECT_EQ(kept.dk, recast.dk);
+      EXPECT_EQ(kept.dv, recast.dv);
+    }
+  }
+}
+
+TEST(AttentionCasts, Bfloat16RecipesKeepNoCasts) {
+  SKIP_WITHOUT_GPU();
+  bool ok = false;
+  const std::unique_ptr<Backend> be = gpu(BufType::kBF16, &ok);
+  if (!ok) return;
+  const AttnShape s{2, 128, 4, 4, 64};
+  EXPECT_EQ(be->attn_saved_count(s, *recipe_preset("bf16")), s.b * s.nh * s.t);
+}
+
+}  // namespace
+}  // namespace mx::nn
