@@ -14,7 +14,11 @@ for key in tokens_per_s step_ms flops_per_token mfu peak_memory_bytes; do
 done
 
 expect_one_line_error "micro-batch must divide" bench train --model tiny --batch 4 --micro-batch 3
-expect_one_line_error "context" bench train --model tiny --seq-len 999
+# A --seq-len past the preset's context (64) lengthens the benchmark model's context.
+json=$("$mx" bench train --model tiny --arch llama --seq-len 96 --steps 1 --warmup 0 --batch 1 \
+       --json)
+grep -q '"seq_len":96' <<< "$json" || fail "bench train --seq-len 96 on tiny: $json"
+expect_one_line_error "seq_len 2000000 exceeds the limit" bench train --model tiny --seq-len 2000000
 expect_one_line_error "unknown --model" bench train --model huge
 expect_one_line_error "unknown recipe" bench train --recipe mxfp5
 expect_one_line_error "subcommand" bench

@@ -62,6 +62,8 @@ std::string run_bench_train(const BenchFlags& f) {
     *model = nn::with_shape(*model, f.layers > 0 ? f.layers : model->n_layers,
                             f.dim > 0 ? f.dim : model->dim, f.heads > 0 ? f.heads : model->n_heads);
   }
+  // The benchmark's model starts from random weights, so a longer --seq-len is its context.
+  if (f.seq_len > model->seq_len) model->seq_len = f.seq_len;
   train::BenchConfig c;
   c.model = *model;
   if (std::string e = nn::recipe_from_spec(f.recipe, &c.recipe); !e.empty()) return e;
@@ -253,7 +255,9 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--micro-batch", f.micro_batch, "Sequences per pass (default: the whole batch)")
       ->check(integer_in(1));
-  cmd->add_option("--seq-len", f.seq_len, "Tokens per sequence (default: the model's context)")
+  cmd->add_option("--seq-len", f.seq_len,
+                  "Tokens per sequence (default: the model's context; a longer one becomes the "
+                  "context)")
       ->check(integer_in(1));
   cmd->add_option("--vocab", f.vocab, "Vocabulary size (default: the preset's)")
       ->check(integer_in(1));
