@@ -1,6 +1,6 @@
-// What the CUDA backend's tests share: a backend to test, float values into and out of its
-// buffers (bfloat16 buffers hold the values' bfloat16 roundings, other types the values
-// themselves), and a relative distance between results.
+// What the CUDA backend's tests share: a backend to test, random values, float values into and
+// out of its buffers (bfloat16 buffers hold the values' bfloat16 roundings, other types the
+// values themselves), and a relative distance between results.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,15 @@ inline double rel_diff(const float* a, const float* b, int64_t n) {
     den += double(b[i]) * b[i];
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// n values drawn from N(0, scale^2), the same for the same seed.
+inline std::vector<float> normal(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
 }
 
 // A new buffer of `type` on the backend holding `values`.

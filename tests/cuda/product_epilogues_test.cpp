@@ -11,7 +11,6 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
-#include <random>
 #include <utility>
 #include <vector>
 
@@ -22,14 +21,6 @@
 
 namespace mx::nn {
 namespace {
-
-std::vector<float> normal(size_t n, uint32_t seed, float scale) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
 
 // The largest difference, as a fraction of the largest magnitude in `want`.
 double relative_gap(const std::vector<float>& got, const std::vector<float>& want) {
