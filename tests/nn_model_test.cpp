@@ -285,6 +285,82 @@ TEST(NnModel, APassLargerThanMemoryIsRefusedBeforeAllocating) {
   EXPECT_GT(Model::activation_bytes(tiny(Arch::kGpt2), int64_t{1} << 62, 64), 1e20);
 }
 
+// A CPU backend that asks for room past each product input, as the CUDA backend does under MX
+// recipes (Backend::input_kept_count), and records the product inputs it is handed. The CPU
+// keeps nothing there, so its results are those of the CpuBackend.
+class RoomyCpu : public CpuBackend {
+ public:
+  explicit RoomyCpu(int64_t available) : available_(available) {}
+  int64_t input_kept_count(int64_t m, int64_t k, const Recipe&) const override { return m * k; }
+  int64_t memory_available() override { return available_; }
+  void matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
+                      const Recipe& recipe, SrKey key) override {
+    forward_room.push_back(x.n - m * k);
+    CpuBackend::matmul_forward(y, x, w, bias, m, k, n, recipe, key);
+  }
+  void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
+                       int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override {
+    backward_room.push_back(x.n - m * k);
+    CpuBackend::matmul_backward(dx, dw, dbias, dy, x, w, m, k, n, accumulate_dx, recipe, key);
+  }
+  std::vector<int64_t> forward_room, backward_room;  // x.n - m * k of each product's input
+
+ private:
+  int64_t available_;
+};
+
+TEST(NnModel, ProductInputsCarryTheBackendsRoomInTrainingPassesOnly) {
+  for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
+    SCOPED_TRACE(arch == Arch::kGpt2 ? "gpt2" : "llama");
+    const ModelConfig config = tiny(arch);
+    const Data d(config.vocab);
+    const int64_t n = d.b * d.t;
+    auto roomy = std::make_unique<RoomyCpu>(int64_t{1} << 40);
+    RoomyCpu& be = *roomy;
+    Model model(config, std::move(roomy));
+    model.params().init(5);
+    Model plain(config, std::make_unique<CpuBackend>());
+    plain.params().init(5);
+    EXPECT_EQ(loss_and_grad(model, d), loss_and_grad(plain, d));
+    EXPECT_EQ(
+        std::vector<float>(model.params().grad(), model.params().grad() + model.params().size()),
+        std::vector<float>(plain.params().grad(), plain.params().grad() + plain.params().size()));
+    // Each product's input has room for m * k more values: the width of its own input (dim or
+    // hidden), as every input was sized for n tokens.
+    ASSERT_FALSE(be.forward_room.empty());
+    for (const int64_t room : be.forward_room) {
+      EXPECT_TRUE(room == n * config.dim || room == n * config.hidden) << room;
+    }
+    ASSERT_FALSE(be.backward_room.empty());
+    for (const int64_t room : be.backward_room) {
+      EXPECT_TRUE(room == n * config.dim || room == n * config.hidden) << room;
+    }
+    // An inference pass hands over the pass's values only.
+    be.forward_room.clear();
+    loss_of(model, d);
+    ASSERT_FALSE(be.forward_room.empty());
+    for (const int64_t room : be.forward_room) EXPECT_EQ(room, 0);
+  }
+}
+
+TEST(NnModel, TheRoomForKeptCastsIsLeftOutWhereMemoryIsShort) {
+  const ModelConfig config = tiny(Arch::kGpt2);
+  Model plain(config, std::make_unique<CpuBackend>());
+  ASSERT_EQ(plain.reserve(4, 64), "");
+  const double without = plain.reserved_activation_bytes();
+  Model roomy(config, std::make_unique<RoomyCpu>(int64_t{1} << 40));
+  ASSERT_EQ(roomy.reserve(4, 64), "");
+  const double with = roomy.reserved_activation_bytes();
+  // ln1, atty and ln2 of each layer and the final norm's output, width 64; each layer's act,
+  // width 256; float32 activations on the CPU.
+  const double n = 4 * 64;
+  EXPECT_EQ(with - without, 4.0 * n * (2 * (3 * 64 + 256) + 64));
+  // Room that would leave less than its own size free is not taken; the pass still fits.
+  Model tight(config, std::make_unique<RoomyCpu>(int64_t(with)));
+  EXPECT_EQ(tight.reserve(4, 64), "");
+  EXPECT_EQ(tight.reserved_activation_bytes(), without);
+}
+
 // Parameter gradients accumulate and the loss gradient is scaled by grad_scale: two passes at
 // half scale add up to one at full scale. Halving is exact, but the second pass adds its terms
 // to a running sum one by one where a single pass sums them from zero: the two orders differ by

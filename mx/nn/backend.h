@@ -98,6 +98,17 @@ class Backend {
                                int64_t k, int64_t n, bool accumulate_dx, const Recipe& recipe,
                                SrKey key) = 0;
 
+  // Room that a product input x[M,K] may carry past its M*K values (0, this default: none).
+  // Handed to a training pass's forward product with that room, x may gain there what its
+  // backward products read of it, made in the same read as the forward's cast (the CUDA backend
+  // keeps the cast along M that the weight gradient's product takes); handed unchanged to the
+  // backward, x's cast is then read there instead of made again. x's M*K values must not change
+  // in between.
+  virtual int64_t input_kept_count(int64_t m, int64_t k, const Recipe& recipe) const {
+    (void)m, (void)k, (void)recipe;
+    return 0;
+  }
+
   // Products of one input x[M,K] (attention's Q, K and V; Llama's gate and up): each
   // y[M,n] = x W^T (+ bias) under its own stochastic key, as matmul_forward (this default); a
   // backend may cast x once for all of them where the casts would agree.

@@ -38,27 +38,34 @@ struct Sized {
   bool f32;  // FP32 whatever the activation type (statistics, saved attention, losses)
 };
 
+// The room that product inputs carry for the backend's kept casts (Backend::input_kept_count),
+// in elements: those of width dim (ln1, atty, ln2), of width hidden (act), and the classifier's
+// (lnf, under its own recipe).
+struct InputRoom {
+  double dim = 0, hidden = 0, classifier = 0;
+};
+
 // Every activation buffer with its size for b sequences of t tokens: what reserve allocates and
 // what activation_bytes counts, from one list so that the two cannot disagree. `saved` is the
 // attention's saved state per layer.
 std::vector<Sized> activation_buffers(const ModelConfig& c, double b, double t, double saved,
-                                      Model::Acts& a) {
+                                      const InputRoom& room, Model::Acts& a) {
   const double n = b * t, C = double(c.dim), H = double(c.hidden);
   // Layer-wise passes stop before the classifier and run no backward.
   const double V = a.one_block ? 0.0 : double(c.vocab), back = a.one_block ? 0.0 : 1.0;
   const double q = double(c.n_heads * c.head_size()), kv = double(c.n_kv_heads * c.head_size());
-  std::vector<Sized> list = {{&a.encoded, n * C, false},      {&a.lnf, n * C, false},
-                             {&a.lnf_mean, n, true},          {&a.lnf_rstd, n, true},
-                             {&a.logits, n * V, false},       {&a.losses, n * back, true},
-                             {&a.dres, n * C * back, false},  {&a.dln, n * C * back, false},
-                             {&a.datty, n * C * back, false}, {&a.dq, n * q * back, false},
-                             {&a.dk, n * kv * back, false},   {&a.dv, n * kv * back, false},
-                             {&a.dact, n * H * back, false},  {&a.dfc, n * H * back, false},
-                             {&a.dup, n * H * back, false}};
+  std::vector<Sized> list = {
+      {&a.encoded, n * C, false},      {&a.lnf, n * C + room.classifier, false},
+      {&a.lnf_mean, n, true},          {&a.lnf_rstd, n, true},
+      {&a.logits, n * V, false},       {&a.losses, n * back, true},
+      {&a.dres, n * C * back, false},  {&a.dln, n * C * back, false},
+      {&a.datty, n * C * back, false}, {&a.dq, n * q * back, false},
+      {&a.dk, n * kv * back, false},   {&a.dv, n * kv * back, false},
+      {&a.dact, n * H * back, false},  {&a.dfc, n * H * back, false},
+      {&a.dup, n * H * back, false}};
   for (LayerActs& l : a.layers) {
-    for (Buf* v : {&l.ln1, &l.atty, &l.res_att, &l.ln2, &l.res_out}) {
-      list.push_back({v, n * C, false});
-    }
+    for (Buf* v : {&l.ln1, &l.atty, &l.ln2}) list.push_back({v, n * C + room.dim, false});
+    for (Buf* v : {&l.res_att, &l.res_out}) list.push_back({v, n * C, false});
     for (Buf* v : {&l.ln1_mean, &l.ln1_rstd, &l.ln2_mean, &l.ln2_rstd})
       list.push_back({v, n, true});
     list.push_back({&l.q, n * q, false});
@@ -66,7 +73,7 @@ std::vector<Sized> activation_buffers(const ModelConfig& c, double b, double t, 
     list.push_back({&l.v, n * kv, false});
     list.push_back({&l.att_saved, saved, true});
     list.push_back({&l.fc, n * H, false});
-    list.push_back({&l.act, n * H, false});
+    list.push_back({&l.act, n * H + room.hidden, false});
     list.push_back({&l.up, c.arch == Arch::kLlama ? n * H : 0.0, false});
   }
   return list;
@@ -113,8 +120,9 @@ double Model::activation_bytes(const ModelConfig& config, int64_t b, int64_t t) 
   Acts a;
   a.layers.resize(size_t(config.n_layers));
   double floats = 0;
+  // No room for kept casts: reserve leaves it out where it does not fit.
   for (const Sized& s :
-       activation_buffers(config, double(b), double(t), saved_estimate(config, b, t), a)) {
+       activation_buffers(config, double(b), double(t), saved_estimate(config, b, t), {}, a)) {
     floats += s.count;
   }
   return floats * sizeof(float);
@@ -146,7 +154,7 @@ std::string Model::reserve_for(int64_t b, int64_t t, bool one_block) {
   Backend& be = *backend_;
   // The old buffers go before the new ones are counted against the budget.
   if (acts_ != nullptr) {
-    for (const Sized& s : activation_buffers(config_, 0, 0, 0, *acts_)) be.release(*s.buffer);
+    for (const Sized& s : activation_buffers(config_, 0, 0, 0, {}, *acts_)) be.release(*s.buffer);
     be.release(acts_->tokens);
     be.release(acts_->targets);
     acts_.reset();
@@ -160,13 +168,35 @@ std::string Model::reserve_for(int64_t b, int64_t t, bool one_block) {
   const double saved = double(
       be.attn_saved_count({new_b, new_t, config_.n_heads, config_.n_kv_heads, config_.head_size()},
                           attention_recipe(recipe_)));
-  const std::vector<Sized> buffers =
-      activation_buffers(config_, double(new_b), double(new_t), saved, *acts);
-  double bytes = 0;
-  for (const Sized& s : buffers) {
-    bytes += s.count * double(s.f32 ? 4 : buf_type_bytes(be.act_type()));
+  // Layer-wise passes run no backward, so their inputs need no room.
+  const int64_t rows = new_b * new_t;
+  auto room = [&](int64_t k, const Recipe& r) {
+    return one_block ? 0.0 : double(be.input_kept_count(rows, k, r));
+  };
+  const InputRoom input_room{room(config_.dim, recipe_), room(config_.hidden, recipe_),
+                             room(config_.dim, classifier_recipe(recipe_))};
+  auto bytes_of = [&](const std::vector<Sized>& list) {
+    double bytes = 0;
+    for (const Sized& s : list) {
+      bytes += s.count * double(s.f32 ? 4 : buf_type_bytes(be.act_type()));
+    }
+    return bytes;
+  };
+  std::vector<Sized> buffers =
+      activation_buffers(config_, double(new_b), double(new_t), saved, {}, *acts);
+  double bytes = bytes_of(buffers);
+  const double available = double(be.memory_available());
+  // The room only spares the backward a cast of each input, so it must never be what a pass
+  // runs out of memory for: it is taken where what stays free after it is at least its size
+  // again (for the scratch that the products allocate later).
+  std::vector<Sized> with_room =
+      activation_buffers(config_, double(new_b), double(new_t), saved, input_room, *acts);
+  if (const double bytes_with_room = bytes_of(with_room);
+      bytes_with_room + (bytes_with_room - bytes) <= available) {
+    buffers = std::move(with_room);
+    bytes = bytes_with_room;
   }
-  if (const double available = double(be.memory_available()); bytes > available) {
+  if (bytes > available) {
     return cat("a pass of ", new_b, " x ", new_t, " tokens needs ", io::format_bytes(bytes),
                ", more than the ", io::format_bytes(available), " available on ", be.name());
   }
@@ -182,6 +212,10 @@ std::string Model::reserve_for(int64_t b, int64_t t, bool one_block) {
   cap_b_ = new_b, cap_t_ = new_t;
   reserved_bytes_ = bytes;
   return "";
+}
+
+Buf Model::product_input(Buf x, int64_t width) const {
+  return pass_.training ? x : x.at(0, b_ * t_ * width);
 }
 
 void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
@@ -212,7 +246,7 @@ void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
         {a.q, p.at(o.wq, nh * hs * C), p.at(o.bq, nh * hs), nh * hs, key(kQ)},
         {k, p.at(o.wk, kv * C), p.at(o.bk, kv), kv, key(kK)},
         {v, p.at(o.wv, kv * C), p.at(o.bv, kv), kv, key(kV)}};
-    be.matmuls_forward(qkv, a.ln1, n, C, recipe_);
+    be.matmuls_forward(qkv, product_input(a.ln1, C), n, C, recipe_);
     if (llama) {
       be.rope_forward(a.q, n, t_, nh, hs, past, bf16);
       be.rope_forward(k, n, t_, nkv, hs, past, bf16);
@@ -231,24 +265,24 @@ void Model::layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts) {
     }
   }
   if (parts & kPartAttnResidual) {
-    be.matmul_residual_forward(a.res_att, a.atty, p.at(o.wo, C * C), p.at(o.bo, C), x, n, C, C,
-                               bf16, recipe_, key(kAttnOut));
+    be.matmul_residual_forward(a.res_att, product_input(a.atty, C), p.at(o.wo, C * C),
+                               p.at(o.bo, C), x, n, C, C, bf16, recipe_, key(kAttnOut));
   }
   if (parts & kPartNorm2) norm(a.ln2, a.ln2_mean, a.ln2_rstd, a.res_att, o.ln2_w, o.ln2_b);
   if (parts & kPartMlp) {
     if (llama) {
       const Backend::Product gate_up[] = {{a.fc, p.at(o.fc, H * C), p.at(o.fc_b, H), H, key(kFc)},
                                           {a.up, p.at(o.up, H * C), p.at(-1, H), H, key(kUp)}};
-      be.matmuls_forward(gate_up, a.ln2, n, C, recipe_);
+      be.matmuls_forward(gate_up, product_input(a.ln2, C), n, C, recipe_);
       be.swiglu_forward(a.act, a.fc, a.up, n * H, bf16);
     } else {
-      be.matmul_gelu_forward(a.act, a.fc, a.ln2, p.at(o.fc, H * C), p.at(o.fc_b, H), n, C, H, bf16,
-                             recipe_, key(kFc));
+      be.matmul_gelu_forward(a.act, a.fc, product_input(a.ln2, C), p.at(o.fc, H * C),
+                             p.at(o.fc_b, H), n, C, H, bf16, recipe_, key(kFc));
     }
   }
   if (parts & kPartMlpResidual) {
-    be.matmul_residual_forward(a.res_out, a.act, p.at(o.proj, C * H), p.at(o.proj_b, C), a.res_att,
-                               n, H, C, bf16, recipe_, key(kProj));
+    be.matmul_residual_forward(a.res_out, product_input(a.act, H), p.at(o.proj, C * H),
+                               p.at(o.proj_b, C), a.res_att, n, H, C, bf16, recipe_, key(kProj));
   }
 }
 
@@ -286,8 +320,8 @@ void Model::run_forward(bool use_cache, bool logits) {
                          bf16);
   }
   if (logits) {
-    be.matmul_forward(a.logits, a.lnf, p.at(params_.classifier(), V * C), {}, n, C, V,
-                      classifier_recipe(recipe_), {step_, int32_t(config_.n_layers), 0});
+    be.matmul_forward(a.logits, product_input(a.lnf, C), p.at(params_.classifier(), V * C), {}, n,
+                      C, V, classifier_recipe(recipe_), {step_, int32_t(config_.n_layers), 0});
   }
 }
 
@@ -317,7 +351,7 @@ std::string Model::forward(const uint32_t* tokens, const uint32_t* targets, int6
   if (targets != nullptr) {
     const float dloss = options.grad_scale * (1.0f / float(n));
     if (classifier_with_loss) {
-      be.classifier_forward(a.logits, a.losses, a.lnf,
+      be.classifier_forward(a.logits, a.losses, product_input(a.lnf, config_.dim),
                             weights_.at(params_.classifier(), V * config_.dim), a.targets, n,
                             config_.dim, V, options.training, dloss, classifier_recipe(recipe_),
                             {step_, int32_t(config_.n_layers), 0});

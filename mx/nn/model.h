@@ -212,6 +212,10 @@ class Model {
   // The parts of a block's forward pass (BlockPart flags in model_acts.h) on the activations of
   // block l; x is the block's input.
   void layer_forward(int64_t l, Buf x, bool use_cache, unsigned parts = ~0u);
+  // A product input of `width` features as this pass hands it to the forward product: in a
+  // training pass the whole buffer, with the room in which the backend may keep casts for the
+  // backward (Backend::input_kept_count); else only the pass's values.
+  Buf product_input(Buf x, int64_t width) const;
   std::string forward_block_parts(int64_t layer, float* x, float* side, int64_t b, int64_t t,
                                   unsigned parts);
   void layer_backward(int64_t l, Buf x, Buf dres);

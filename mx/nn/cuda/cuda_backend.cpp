@@ -50,6 +50,10 @@ void CudaBackend::release(Buf x) {
   const char* pending = static_cast<const char*>(pending_.dlogits);
   const char* p = static_cast<const char*>(x.p);
   if (pending != nullptr && p <= pending && pending < p + x.bytes()) pending_ = {};
+  // Nor is a cast kept in it, nor the state that the forward left in it.
+  inputs_with_kept_casts_.erase(x.p);
+  saved_with_pv_.erase(x.p);
+  saved_with_casts_.erase(x.p);
   if (owned_.erase(x.p) != 0) {
     cudaStreamSynchronize(stream_);
     cudaFree(x.p);

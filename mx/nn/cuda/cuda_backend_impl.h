@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -68,6 +69,9 @@ class CudaBackend final : public Backend {
 
   void matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w, int64_t m, int64_t k,
                        int64_t n, bool accumulate_dx, const Recipe& recipe, SrKey key) override;
+  // Room for x's cast down its columns (act_dw) where keeps_input_cast would make it: M*K
+  // bfloat16 values and 128 more, so that the copy can start at a 256-byte boundary.
+  int64_t input_kept_count(int64_t m, int64_t k, const Recipe& recipe) const override;
   // x cast once for all the products (and, backward, once for all the weight gradients) where
   // the casts draw nothing from each product's key and no product takes packed operands; else
   // the defaults, a product at a time.
@@ -172,6 +176,21 @@ class CudaBackend final : public Backend {
   };
   Operands forward_operands(Buf x, Buf w, int64_t m, int64_t k, int64_t n, const Recipe& recipe,
                             SrKey key);
+  // Whether the forward casts product input x [m, k] along its rows (act_fwd) and down its
+  // columns (act_dw) in one read, keeping the second in x's room past m * k for the backward:
+  // both MX casts that draw nothing from a product's key (so that products of one input share
+  // them), one read for both (fake_quantize_dual_reads_once), bfloat16 operands, no packed
+  // products, and the room there.
+  bool keeps_input_cast(int64_t m, int64_t k, const Recipe& recipe) const;
+  // Where x's kept cast starts: the first 256-byte boundary past its m * k values.
+  static void* kept_input_cast(Buf x, int64_t m, int64_t k);
+  // x as the forward product reads it, in scratch 0 (or x itself), with its act_dw cast kept
+  // where keeps_input_cast and x has the room. Null where a cast failed (recorded).
+  const void* forward_input(Buf x, int64_t m, int64_t k, const Recipe& recipe, uint64_t stream);
+  // x as the weight gradient's product reads it: the cast its forward kept, or made now in
+  // scratch `index`.
+  const void* dw_input(Buf x, int64_t m, int64_t k, const Recipe& recipe, uint64_t stream,
+                       size_t index);
   // Row-major y[M,N] = x[M,K] W[N,K]^T of the forward operands (+ residual[M,N] as cuBLASLt's C
   // where given), plus the bias: in the product's epilogue (lt_bias, epilogue_bias's copy) where
   // cuBLASLt takes it, else as a pass of its own after it. N a multiple of 8.
@@ -400,6 +419,13 @@ class CudaBackend final : public Backend {
   std::unordered_set<void*> owned_;
   std::unordered_set<const void*> saved_with_pv_;     // saved buffers whose forward wrote P v_dw
   std::unordered_set<const void*> saved_with_casts_;  // ... and the backward's casts
+  // Product inputs whose last forward kept their act_dw cast, with that forward's shape and
+  // cast: the backward reads the kept cast only where it would make the same one.
+  struct KeptInput {
+    int64_t m = 0, k = 0;
+    OperandCast cast;
+  };
+  std::unordered_map<const void*, KeptInput> inputs_with_kept_casts_;
   // A training classifier_forward's gradient of `dlogits` (rows x v), kept padded in scratch
   // kPaddedOut until classifier_backward takes it (or materialize_pending copies it out).
   struct PendingGradient {

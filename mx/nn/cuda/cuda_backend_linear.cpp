@@ -22,11 +22,66 @@ CudaBackend::Operands CudaBackend::forward_operands(Buf x, Buf w, int64_t m, int
                                                     const Recipe& recipe, SrKey key) {
   const uint64_t stream = stream_of(key);
   Operands q;
-  q.x = prepare(x, {m, k}, 1, recipe.act_fwd, "act_fwd",
-                operand_stream(stream, LinearOperand::kActFwd), 0);
+  q.x = forward_input(x, m, k, recipe, stream);
   q.w = prepare(w, {n, k}, 1, recipe.weight_fwd, "weight_fwd",
                 operand_stream(stream, LinearOperand::kWeightFwd), 1);
   return q.ok() ? q : Operands{};
+}
+
+bool CudaBackend::keeps_input_cast(int64_t m, int64_t k, const Recipe& recipe) const {
+  const OperandCast &fwd = recipe.act_fwd, &dw = recipe.act_dw;
+  if (options_.packed_products || !bf16_act() || fwd.kind != OperandCast::Kind::kMx ||
+      dw.kind != OperandCast::Kind::kMx || fwd.is_rotated() || dw.is_rotated() ||
+      !cast_ignores_key(fwd) || !cast_ignores_key(dw)) {
+    return false;
+  }
+  const std::vector<int64_t> shape{m, k};
+  bool once = false;
+  return mx::cuda::fake_quantize_dual_reads_once(DType::kBF16, shape, cast_spec(fwd.spec, 1, 0),
+                                                 cast_spec(dw.spec, 0, 0), &once)
+             .empty() &&
+         once;
+}
+
+int64_t CudaBackend::input_kept_count(int64_t m, int64_t k, const Recipe& recipe) const {
+  return keeps_input_cast(m, k, recipe) ? m * k + 128 : 0;
+}
+
+void* CudaBackend::kept_input_cast(Buf x, int64_t m, int64_t k) {
+  const uintptr_t end = reinterpret_cast<uintptr_t>(x.p) + uintptr_t(m * k) * sizeof(uint16_t);
+  return reinterpret_cast<void*>((end + 255) & ~uintptr_t(255));
+}
+
+const void* CudaBackend::forward_input(Buf x, int64_t m, int64_t k, const Recipe& recipe,
+                                       uint64_t stream) {
+  inputs_with_kept_casts_.erase(x.p);
+  const int64_t room = input_kept_count(m, k, recipe);
+  if (room == 0 || x.type != BufType::kBF16 || x.n < m * k + room) {
+    return prepare(x, {m, k}, 1, recipe.act_fwd, "act_fwd",
+                   operand_stream(stream, LinearOperand::kActFwd), 0);
+  }
+  void* rows = slot(0, size_t(m * k) * sizeof(uint16_t));
+  if (rows == nullptr ||
+      !dual_cast(x.p, m, k, -1,
+                 cast_spec(recipe.act_fwd.spec, 1, operand_stream(stream, LinearOperand::kActFwd)),
+                 cast_spec(recipe.act_dw.spec, 0, operand_stream(stream, LinearOperand::kActDw)),
+                 rows, kept_input_cast(x, m, k), "'act_fwd' and 'act_dw'")) {
+    return nullptr;  // recorded
+  }
+  inputs_with_kept_casts_[x.p] = {m, k, recipe.act_dw};
+  return rows;
+}
+
+const void* CudaBackend::dw_input(Buf x, int64_t m, int64_t k, const Recipe& recipe,
+                                  uint64_t stream, size_t index) {
+  const auto kept = inputs_with_kept_casts_.find(x.p);
+  // x handed over with its room, as the forward had it.
+  if (kept != inputs_with_kept_casts_.end() && kept->second.m == m && kept->second.k == k &&
+      kept->second.cast == recipe.act_dw && x.n >= m * k + input_kept_count(m, k, recipe)) {
+    return kept_input_cast(x, m, k);
+  }
+  return prepare(x, {m, k}, 0, recipe.act_dw, "act_dw",
+                 operand_stream(stream, LinearOperand::kActDw), index);
 }
 
 void CudaBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_t k, int64_t n,
@@ -69,8 +124,7 @@ void CudaBackend::matmuls_forward(std::span<const Product> products, Buf x, int6
     return;
   }
   // Scratch 0, as forward_operands casts x; the weights go to 1.
-  const void* xq = prepare(x, {m, k}, 1, recipe.act_fwd, "act_fwd",
-                           operand_stream(stream_of(products[0].key), LinearOperand::kActFwd), 0);
+  const void* xq = forward_input(x, m, k, recipe, stream_of(products[0].key));
   if (xq == nullptr) return;
   for (const Product& p : products) {
     const void* wq = prepare(p.w, {p.n, k}, 1, recipe.weight_fwd, "weight_fwd",
@@ -94,9 +148,7 @@ void CudaBackend::matmuls_backward(Buf dx, std::span<const ProductGrad> grads, B
     return;
   }
   // A slot of its own: linear_backward's casts use the others.
-  const void* xq =
-      prepare(x, {m, k}, 0, recipe.act_dw, "act_dw",
-              operand_stream(stream_of(grads[0].key), LinearOperand::kActDw), kSharedActDw);
+  const void* xq = dw_input(x, m, k, recipe, stream_of(grads[0].key), kSharedActDw);
   if (xq == nullptr) return;
   for (size_t i = 0; i < grads.size(); ++i) {
     const ProductGrad& g = grads[i];
@@ -277,9 +329,7 @@ void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf 
     }
   }
   if (!dw.empty()) {
-    const void* xq = x_dw != nullptr ? x_dw
-                                     : prepare(x, {m, k}, 0, recipe.act_dw, "act_dw",
-                                               operand_stream(stream, LinearOperand::kActDw), 1);
+    const void* xq = x_dw != nullptr ? x_dw : dw_input(x, m, k, recipe, stream, 1);
     const void* gp = operands.dw;
     if (gp == nullptr) {
       const void* gq = prepare(dy, {m, n}, 0, recipe.grad_out_dw, "grad_out_dw",
