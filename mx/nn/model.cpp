@@ -120,7 +120,8 @@ double Model::activation_bytes(const ModelConfig& config, int64_t b, int64_t t) 
   Acts a;
   a.layers.resize(size_t(config.n_layers));
   double floats = 0;
-  // No room for kept casts: reserve leaves it out where it does not fit.
+  // Without room for kept casts: the CPU backend keeps none, and reserve leaves it out on a GPU
+  // where it would not fit.
   for (const Sized& s :
        activation_buffers(config, double(b), double(t), saved_estimate(config, b, t), {}, a)) {
     floats += s.count;
