@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "mx/nn/backend.h"
@@ -20,8 +21,11 @@ struct Grads {
   std::vector<float> out, dq, dk, dv;
 };
 
-// Forward and backward with `saved_floats` of room for what the forward keeps.
-Grads attend(Backend& be, const AttnShape& s, const Recipe& recipe, int64_t saved_floats) {
+// Forward and backward with `saved_floats` of room for what the forward keeps. With
+// `change_inputs`, q, k and v take other values between the two, which a training pass never
+// does: a backward that read them again would see the change.
+Grads attend(Backend& be, const AttnShape& s, const Recipe& recipe, int64_t saved_floats,
+             bool change_inputs = false) {
   const int64_t q_count = s.b * s.t * s.nh * s.hs, kv_count = s.b * s.t * s.nkv * s.hs;
   const Buf q = upload(be, BufType::kBF16, normal(size_t(q_count), 1));
   const Buf k = upload(be, BufType::kBF16, normal(size_t(kv_count), 2));
@@ -34,6 +38,13 @@ Grads attend(Backend& be, const AttnShape& s, const Recipe& recipe, int64_t save
   const Buf dv = be.alloc(BufType::kBF16, kv_count);
   const SrKey key{7, 1, 0};
   be.attention_forward(out, saved, q, k, v, s, recipe, key);
+  if (change_inputs) {
+    for (const auto& [x, seed] : {std::pair{q, 11u}, std::pair{k, 12u}, std::pair{v, 13u}}) {
+      const Buf other = upload(be, BufType::kBF16, normal(size_t(x.n), seed));
+      be.copy(x, other);
+      be.release(other);
+    }
+  }
   be.attention_backward(dq, dk, dv, dout, q, k, v, out, saved, s, recipe, key);
   EXPECT_EQ(be.take_error(), "");
   return {download(be, out), download(be, dq), download(be, dk), download(be, dv)};
@@ -61,6 +72,26 @@ TEST(AttentionCasts, CastsKeptByTheForwardGiveTheGradientsOfCastsMadeInTheBackwa
       EXPECT_EQ(kept.dv, recast.dv);
     }
   }
+}
+
+TEST(AttentionCasts, TheBackwardReadsTheCastsThatTheForwardKept) {
+  SKIP_WITHOUT_GPU();
+  bool ok = false;
+  const std::unique_ptr<Backend> be = gpu(BufType::kBF16, &ok);
+  if (!ok) return;
+  const AttnShape s{2, 128, 4, 4, 64};
+  const Recipe recipe = *recipe_preset("mxfp6");
+  const int64_t with_casts = be->attn_saved_count(s, recipe);
+  const int64_t pv_only = (s.b * s.nh * s.t + 3) / 4 * 4 + (s.b * s.t * s.nh * s.hs + 1) / 2;
+  const Grads kept = attend(*be, s, recipe, with_casts);
+  const Grads kept_changed = attend(*be, s, recipe, with_casts, /*change_inputs=*/true);
+  EXPECT_EQ(kept_changed.dq, kept.dq);
+  EXPECT_EQ(kept_changed.dk, kept.dk);
+  EXPECT_EQ(kept_changed.dv, kept.dv);
+  // Without the kept casts the backward casts q, k and v itself, and sees the change.
+  const Grads recast = attend(*be, s, recipe, pv_only);
+  const Grads recast_changed = attend(*be, s, recipe, pv_only, /*change_inputs=*/true);
+  EXPECT_NE(recast_changed.dq, recast.dq);
 }
 
 TEST(AttentionCasts, Bfloat16RecipesKeepNoCasts) {
