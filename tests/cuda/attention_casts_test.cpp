@@ -50,6 +50,12 @@ Grads attend(Backend& be, const AttnShape& s, const Recipe& recipe, int64_t save
   return {download(be, out), download(be, dq), download(be, dk), download(be, dv)};
 }
 
+// Room for the log-sum-exps, then P v_dw ([B, T, nh, hs] in bfloat16) at a 16-byte boundary, and
+// none for the casts.
+int64_t pv_only_floats(const AttnShape& s) {
+  return (s.b * s.nh * s.t + 3) / 4 * 4 + (s.b * s.t * s.nh * s.hs + 1) / 2;
+}
+
 TEST(AttentionCasts, CastsKeptByTheForwardGiveTheGradientsOfCastsMadeInTheBackward) {
   SKIP_WITHOUT_GPU();
   // GPT-2's heads, and grouped-query heads of 128 as Llama's.
@@ -61,8 +67,7 @@ TEST(AttentionCasts, CastsKeptByTheForwardGiveTheGradientsOfCastsMadeInTheBackwa
       if (!ok) return;
       const Recipe recipe = *recipe_preset(name);
       const int64_t with_casts = be->attn_saved_count(s, recipe);
-      // The log-sum-exps, then P v_dw ([B, T, nh, hs] in bfloat16) at a 16-byte boundary.
-      const int64_t pv_only = (s.b * s.nh * s.t + 3) / 4 * 4 + (s.b * s.t * s.nh * s.hs + 1) / 2;
+      const int64_t pv_only = pv_only_floats(s);
       ASSERT_GT(with_casts, pv_only) << "the forward keeps no casts under this recipe";
       const Grads kept = attend(*be, s, recipe, with_casts);
       const Grads recast = attend(*be, s, recipe, pv_only);
@@ -82,7 +87,7 @@ TEST(AttentionCasts, TheBackwardReadsTheCastsThatTheForwardKept) {
   const AttnShape s{2, 128, 4, 4, 64};
   const Recipe recipe = *recipe_preset("mxfp6");
   const int64_t with_casts = be->attn_saved_count(s, recipe);
-  const int64_t pv_only = (s.b * s.nh * s.t + 3) / 4 * 4 + (s.b * s.t * s.nh * s.hs + 1) / 2;
+  const int64_t pv_only = pv_only_floats(s);
   const Grads kept = attend(*be, s, recipe, with_casts);
   const Grads kept_changed = attend(*be, s, recipe, with_casts, /*change_inputs=*/true);
   EXPECT_EQ(kept_changed.dq, kept.dq);
