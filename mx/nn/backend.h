@@ -67,8 +67,8 @@ class Backend {
   // Zero-filled. An empty Buf when the memory is not there (take_error says so).
   virtual Buf alloc(BufType type, int64_t n) = 0;
   // The model's parameters live in `weights` from now on (a Buf from alloc). A backend may
-  // keep copies derived from them (bfloat16 operands, say), which it must renew whenever upload,
-  // zero or adamw writes to them: nothing else does.
+  // keep copies derived from them (bfloat16 operands, the weights' MX casts), which it must
+  // renew whenever upload, copy, zero or adamw writes to them: nothing else does.
   virtual void hold_weights(Buf weights) { (void)weights; }
   // Frees a Buf that alloc returned (whole, not a view of it); the backend frees the rest when
   // it goes.

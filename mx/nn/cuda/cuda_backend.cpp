@@ -25,6 +25,7 @@ CudaBackend::~CudaBackend() {
   cudaFree(ops_.sort_values);
   cudaFree(norm_partials_);
   cudaFree(weights_bf16_);
+  drop_weight_casts();
   products_.reset();
   cudaStreamDestroy(stream_);
 }
@@ -32,7 +33,14 @@ CudaBackend::~CudaBackend() {
 Buf CudaBackend::alloc(BufType type, int64_t n) {
   void* p = nullptr;
   const size_t bytes = size_t(std::max<int64_t>(n * buf_type_bytes(type), 1));
-  if (cudaMalloc(&p, bytes) != cudaSuccess) {
+  cudaError_t status = cudaMalloc(&p, bytes);
+  // The weights' kept casts only spare time: a buffer of the model's goes first. (Only here: no
+  // product holds a kept cast between the model's ops.)
+  if (status == cudaErrorMemoryAllocation && spare_weight_casts()) {
+    cudaGetLastError();
+    status = cudaMalloc(&p, bytes);
+  }
+  if (status != cudaSuccess) {
     cudaGetLastError();
     record(cat("out of GPU memory: ", bytes, " bytes for a buffer of ", n, " elements"));
     return {};
@@ -44,7 +52,10 @@ Buf CudaBackend::alloc(BufType type, int64_t n) {
 }
 
 void CudaBackend::release(Buf x) {
-  if (x.p == weights_.p) weights_ = {};
+  if (x.p == weights_.p) {
+    weights_ = {};
+    drop_weight_casts();
+  }
   // A gradient kept for a buffer that goes is never read: it must not be copied into memory
   // that a later allocation may hand out again.
   const char* pending = static_cast<const char*>(pending_.dlogits);
@@ -91,6 +102,8 @@ void CudaBackend::copy(Buf dst, Buf src) {
 void CudaBackend::hold_weights(Buf weights) {
   weights_ = weights;
   weights_bf16_fresh_ = false;
+  ++weights_version_;
+  drop_weight_casts();
 }
 
 std::string CudaBackend::device_description() const {
@@ -202,7 +215,10 @@ void CudaBackend::touch_weights(Buf x) {
   if (weights_.empty() || x.empty()) return;
   const char* w = static_cast<const char*>(weights_.p);
   const char* p = static_cast<const char*>(x.p);
-  if (p < w + weights_.bytes() && w < p + x.bytes()) weights_bf16_fresh_ = false;
+  if (p < w + weights_.bytes() && w < p + x.bytes()) {
+    weights_bf16_fresh_ = false;
+    ++weights_version_;
+  }
 }
 
 }  // namespace cuda_impl

@@ -8,10 +8,12 @@
 
 #include <cuda_runtime.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -356,8 +358,43 @@ class CudaBackend final : public Backend {
   // and backward) and per generated token, and each read would otherwise convert them again.
   // x must lie within the weights; null otherwise, or without the memory.
   const void* weight_as_bf16(Buf x, int64_t count);
-  // A write to `x` makes the bfloat16 weights stale when it reaches into the weights.
+  // A write to `x` makes the bfloat16 weights and their casts stale when it reaches into the
+  // weights.
   void touch_weights(Buf x);
+
+  // ---- Weight casts, once per change of the weights (cuda_backend_weight_casts.cpp) ----
+
+  // w [n, k] cast along `axis` as prepare() casts it. A matrix among the held weights under a
+  // deterministic MX cast is cast once after each change to the weights and read from then on
+  // by every product (forward and backward, every micro-batch and generated token): where the
+  // blocks run along the rows, all the weights in one pass, since each row of 32 is a block
+  // wherever a matrix starts on a block boundary. The casts' memory is taken from the second
+  // pass on (once the first has allocated its scratch), only where as much again stays free,
+  // and given up to any buffer of the model's that would not fit otherwise. Elsewhere, and
+  // until then, prepare() into scratch `index`.
+  const void* weight_cast(Buf w, int64_t n, int64_t k, int axis, const OperandCast& cast,
+                          const char* role, uint64_t stream, size_t index);
+  // The kept casts of one cast along one axis, each matrix's at its offset into the weights.
+  struct WeightCasts {
+    OperandCast cast;
+    int axis = 0;
+    void* p = nullptr;  // null: not (yet) kept, cast at each use
+    // The matrix first asked for: the memory is taken when it is asked for again, after a
+    // whole pass has allocated its scratch. Then -1 (taken, or too little memory).
+    int64_t first_offset = -1;
+    uint64_t version = 0;
+    bool all_rows = false;                      // every row block of the weights cast at `version`
+    std::set<std::array<int64_t, 3>> matrices;  // {offset, n, k} cast one by one at `version`
+  };
+  WeightCasts* weight_casts_for(const OperandCast& cast, int axis, int64_t offset);
+  void drop_weight_casts();
+  // Frees the kept casts for good (each product casts its weight from then on); false where
+  // none were kept.
+  bool spare_weight_casts();
+  // x's MX cast with blocks along `axis`, of type `out`, into dst; false where it failed
+  // (recorded).
+  bool mx_cast(Buf x, const std::vector<int64_t>& shape, int axis, const OperandCast& cast,
+               const char* role, uint64_t stream, void* dst, BufType out);
 
   // Products read bfloat16 operands when activations are bfloat16, float32 otherwise.
   BufType gemm_type() const { return options_.act_type; }
@@ -439,6 +476,8 @@ class CudaBackend final : public Backend {
   Buf weights_;                   // hold_weights
   void* weights_bf16_ = nullptr;  // weight_as_bf16
   bool weights_bf16_fresh_ = false;
+  uint64_t weights_version_ = 0;  // counts the writes into the weights
+  std::vector<WeightCasts> weight_casts_;
   int64_t peak_ = 0;
   std::string error_;
 };

@@ -23,8 +23,8 @@ CudaBackend::Operands CudaBackend::forward_operands(Buf x, Buf w, int64_t m, int
   const uint64_t stream = stream_of(key);
   Operands q;
   q.x = forward_input(x, m, k, recipe, stream);
-  q.w = prepare(w, {n, k}, 1, recipe.weight_fwd, "weight_fwd",
-                operand_stream(stream, LinearOperand::kWeightFwd), 1);
+  q.w = weight_cast(w, n, k, 1, recipe.weight_fwd, "weight_fwd",
+                    operand_stream(stream, LinearOperand::kWeightFwd), 1);
   return q.ok() ? q : Operands{};
 }
 
@@ -127,8 +127,8 @@ void CudaBackend::matmuls_forward(std::span<const Product> products, Buf x, int6
   const void* xq = forward_input(x, m, k, recipe, stream_of(products[0].key));
   if (xq == nullptr) return;
   for (const Product& p : products) {
-    const void* wq = prepare(p.w, {p.n, k}, 1, recipe.weight_fwd, "weight_fwd",
-                             operand_stream(stream_of(p.key), LinearOperand::kWeightFwd), 1);
+    const void* wq = weight_cast(p.w, p.n, k, 1, recipe.weight_fwd, "weight_fwd",
+                                 operand_stream(stream_of(p.key), LinearOperand::kWeightFwd), 1);
     if (wq == nullptr) return;
     forward_product(p.y.p, {xq, wq}, p.bias, epilogue_bias(p.bias), m, k, p.n);
   }
@@ -303,8 +303,8 @@ void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf 
   const void* dx_operand = nullptr;
   const void* dx_padded = nullptr;
   if (!dx.empty()) {
-    const void* wq = prepare(w, {n, k}, 0, recipe.weight_dx, "weight_dx",
-                             operand_stream(stream, LinearOperand::kWeightDx), 1);
+    const void* wq = weight_cast(w, n, k, 0, recipe.weight_dx, "weight_dx",
+                                 operand_stream(stream, LinearOperand::kWeightDx), 1);
     const void* gp = operands.dx;
     if (gp == nullptr) {
       const void* gq = prepare(dy, {m, n}, 1, recipe.grad_out_dx, "grad_out_dx",
@@ -468,19 +468,25 @@ const void* CudaBackend::prepare(Buf x, std::initializer_list<int64_t> shape_lis
         kernels::bf16_to_f32(static_cast<float*>(dst), x.as<uint16_t>(), count, stream_);
       }
       break;
-    case OperandCast::Kind::kMx: {
-      const QuantSpec spec = cast_spec(cast.spec, axis, stream);
-      if (std::string e = mx::cuda::fake_quantize_cuda(x.p, dtype_of(x.type), shape, spec,
-                                                       dtype_of(out), dst, stream_);
-          !e.empty()) {
-        record(cat("recipe role '", role, "' on a ", io::format_shape(shape), " operand: ", e));
-        return nullptr;
-      }
+    case OperandCast::Kind::kMx:
+      if (!mx_cast(x, shape, axis, cast, role, stream, dst, out)) return nullptr;
       break;
-    }
   }
   check_launch(role);
   return dst;
+}
+
+bool CudaBackend::mx_cast(Buf x, const std::vector<int64_t>& shape, int axis,
+                          const OperandCast& cast, const char* role, uint64_t stream, void* dst,
+                          BufType out) {
+  const QuantSpec spec = cast_spec(cast.spec, axis, stream);
+  if (std::string e = mx::cuda::fake_quantize_cuda(x.p, dtype_of(x.type), shape, spec,
+                                                   dtype_of(out), dst, stream_);
+      !e.empty()) {
+    record(cat("recipe role '", role, "' on a ", io::format_shape(shape), " operand: ", e));
+    return false;
+  }
+  return true;
 }
 
 const void* CudaBackend::epilogue_bias(Buf bias) {

@@ -1,0 +1,121 @@
+// The weights' MX casts, made once after each change to the weights instead of at every product:
+// a step reads each weight matrix in three products per micro-batch, and generation in two per
+// token, while the weights change once per optimizer step.
+#include <array>
+#include <cstdint>
+#include <set>
+#include <vector>
+
+#include "mx/nn/cast_streams.h"
+#include "mx/nn/cuda/cuda_backend_impl.h"
+
+namespace mx::nn::cuda_impl {
+
+const void* CudaBackend::weight_cast(Buf w, int64_t n, int64_t k, int axis, const OperandCast& cast,
+                                     const char* role, uint64_t stream, size_t index) {
+  const auto uncached = [&] { return prepare(w, {n, k}, axis, cast, role, stream, index); };
+  // A stochastic cast draws from the product's own stream, so no two products share it.
+  if (cast.kind != OperandCast::Kind::kMx || cast.is_rotated() || !cast_ignores_key(cast) ||
+      w.type != BufType::kF32 || weights_.empty() || options_.packed_products) {
+    return uncached();
+  }
+  const float* all = weights_.as<float>();
+  const float* p = w.as<float>();
+  if (p < all || p + n * k > all + weights_.n) return uncached();
+  const int64_t offset = p - all;
+  const size_t e = buf_type_bytes(gemm_type());
+  // cuBLASLt's heuristics assume 256-byte aligned operands, as the scratch slots are.
+  if (size_t(offset) * e % 256 != 0) return uncached();
+  WeightCasts* casts = weight_casts_for(cast, axis, offset);
+  if (casts->p == nullptr) return uncached();
+  if (casts->version != weights_version_) {
+    casts->version = weights_version_;
+    casts->all_rows = false;
+    casts->matrices.clear();
+  }
+  char* dst = static_cast<char*>(casts->p) + size_t(offset) * e;
+  const QuantSpec& spec = cast.spec;
+  const int64_t block = spec.block_size;
+  const int64_t row_blocks = weights_.n / block;
+  if (axis == 1) {
+    // Only the one pass over all the weights writes these casts, so no matrix's cast can hold
+    // blocks of another shape than the pass's.
+    if (spec.is_tiled() || offset % block != 0 || k % block != 0 ||
+        offset + n * k > row_blocks * block) {
+      return uncached();
+    }
+    if (!casts->all_rows) {
+      if (!mx_cast(weights_, {row_blocks, block}, 1, cast, role, stream, casts->p, gemm_type())) {
+        return nullptr;  // recorded
+      }
+      check_launch(role);
+      casts->all_rows = true;
+    }
+    return dst;
+  }
+  if (!casts->matrices.contains({offset, n, k})) {
+    // The same weights seen through another shape have other blocks.
+    std::erase_if(casts->matrices, [&](const std::array<int64_t, 3>& m) {
+      return m[0] < offset + n * k && offset < m[0] + m[1] * m[2];
+    });
+    casts->matrices.insert({offset, n, k});
+    if (!mx_cast(w, {n, k}, axis, cast, role, stream, dst, gemm_type())) {
+      casts->matrices.erase({offset, n, k});
+      return nullptr;  // recorded
+    }
+    check_launch(role);
+  }
+  return dst;
+}
+
+CudaBackend::WeightCasts* CudaBackend::weight_casts_for(const OperandCast& cast, int axis,
+                                                        int64_t offset) {
+  WeightCasts* casts = nullptr;
+  for (WeightCasts& c : weight_casts_) {
+    if (c.axis == axis && c.cast == cast) casts = &c;
+  }
+  if (casts == nullptr) {
+    weight_casts_.emplace_back();
+    casts = &weight_casts_.back();
+    casts->cast = cast;
+    casts->axis = axis;
+    casts->first_offset = offset;
+    return casts;
+  }
+  if (casts->first_offset != offset) return casts;
+  casts->first_offset = -1;
+  // Kept only where what stays free after them is at least their size again, for scratch that
+  // later passes may still allocate; a buffer of the model's frees them (alloc).
+  const size_t bytes = size_t(weights_.n) * buf_type_bytes(gemm_type());
+  if (double(memory_available()) >= 2.0 * double(bytes)) {
+    if (cudaMalloc(&casts->p, bytes) == cudaSuccess) {
+      note_memory();
+      casts->version = weights_version_ - 1;  // stale until made
+    } else {
+      cudaGetLastError();
+      casts->p = nullptr;
+    }
+  }
+  return casts;
+}
+
+bool CudaBackend::spare_weight_casts() {
+  bool freed = false;
+  for (WeightCasts& c : weight_casts_) {
+    if (c.p == nullptr) continue;
+    if (!freed) cudaStreamSynchronize(stream_);
+    cudaFree(c.p);
+    c.p = nullptr;
+    freed = true;
+  }
+  return freed;
+}
+
+void CudaBackend::drop_weight_casts() {
+  if (weight_casts_.empty()) return;
+  cudaStreamSynchronize(stream_);
+  for (WeightCasts& c : weight_casts_) cudaFree(c.p);
+  weight_casts_.clear();
+}
+
+}  // namespace mx::nn::cuda_impl
