@@ -101,7 +101,6 @@ void CudaBackend::copy(Buf dst, Buf src) {
 
 void CudaBackend::hold_weights(Buf weights) {
   weights_ = weights;
-  weights_bf16_fresh_ = false;
   ++weights_version_;
   drop_weight_casts();
 }
@@ -203,10 +202,10 @@ const void* CudaBackend::weight_as_bf16(Buf x, int64_t count) {
     }
     note_memory();
   }
-  if (!weights_bf16_fresh_) {
+  if (weights_bf16_version_ != weights_version_) {
     kernels::f32_to_bf16(static_cast<uint16_t*>(weights_bf16_), w, weights_.n, stream_);
     check_launch("bfloat16 weights");
-    weights_bf16_fresh_ = true;
+    weights_bf16_version_ = weights_version_;
   }
   return static_cast<uint16_t*>(weights_bf16_) + (p - w);
 }
@@ -215,10 +214,7 @@ void CudaBackend::touch_weights(Buf x) {
   if (weights_.empty() || x.empty()) return;
   const char* w = static_cast<const char*>(weights_.p);
   const char* p = static_cast<const char*>(x.p);
-  if (p < w + weights_.bytes() && w < p + x.bytes()) {
-    weights_bf16_fresh_ = false;
-    ++weights_version_;
-  }
+  if (p < w + weights_.bytes() && w < p + x.bytes()) ++weights_version_;
 }
 
 }  // namespace cuda_impl

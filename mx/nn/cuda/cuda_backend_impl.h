@@ -473,10 +473,10 @@ class CudaBackend final : public Backend {
   std::vector<Scratch> scratch_;
   kernels::OpsScratch ops_;
   double* norm_partials_ = nullptr;
-  Buf weights_;                   // hold_weights
-  void* weights_bf16_ = nullptr;  // weight_as_bf16
-  bool weights_bf16_fresh_ = false;
-  uint64_t weights_version_ = 0;  // counts the writes into the weights
+  Buf weights_;                                   // hold_weights
+  void* weights_bf16_ = nullptr;                  // weight_as_bf16
+  uint64_t weights_version_ = 0;                  // counts the writes into the weights
+  uint64_t weights_bf16_version_ = ~uint64_t{0};  // the weights_version_ of weights_bf16_
   std::vector<WeightCasts> weight_casts_;
   int64_t peak_ = 0;
   std::string error_;

@@ -135,7 +135,7 @@ void CudaBackend::adamw(Buf params, Buf grads, Buf m, Buf v, Buf decay_mask, con
   kernels::adamw(params.as<float>(), rounded, grads.as<float>(), m.as<float>(), v.as<float>(),
                  decay_mask.as<uint8_t>(), params.n, s, stream_);
   check_launch("adamw");
-  if (rounded != nullptr) weights_bf16_fresh_ = true;
+  if (rounded != nullptr) weights_bf16_version_ = weights_version_;
 }
 
 }  // namespace mx::nn::cuda_impl
