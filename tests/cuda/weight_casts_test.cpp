@@ -72,6 +72,7 @@ TEST(WeightCasts, ProductsMatchThoseOfCastsMadeAtEachUseAcrossPassesAndUpdates) 
     const Recipe recipe = *recipe_preset(name);
     bool ok = false;
     const std::unique_ptr<Backend> kept = gpu(BufType::kBF16, &ok);
+    if (!ok) return;
     const std::unique_ptr<Backend> made = gpu(BufType::kBF16, &ok);
     if (!ok) return;
     const Layer lk = layer(*kept, true), lm = layer(*made, false);

@@ -1,6 +1,7 @@
 // The weights' MX casts, made once after each change to the weights instead of at every product:
 // a step reads each weight matrix in three products per micro-batch, and generation in two per
 // token, while the weights change once per optimizer step.
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <set>
@@ -70,18 +71,16 @@ const void* CudaBackend::weight_cast(Buf w, int64_t n, int64_t k, int axis, cons
 
 CudaBackend::WeightCasts* CudaBackend::weight_casts_for(const OperandCast& cast, int axis,
                                                         int64_t offset) {
-  WeightCasts* casts = nullptr;
-  for (WeightCasts& c : weight_casts_) {
-    if (c.axis == axis && c.cast == cast) casts = &c;
+  const auto same = [&](const WeightCasts& c) { return c.axis == axis && c.cast == cast; };
+  const auto found = std::find_if(weight_casts_.begin(), weight_casts_.end(), same);
+  if (found == weight_casts_.end()) {
+    WeightCasts& made = weight_casts_.emplace_back();
+    made.cast = cast;
+    made.axis = axis;
+    made.first_offset = offset;
+    return &made;
   }
-  if (casts == nullptr) {
-    weight_casts_.emplace_back();
-    casts = &weight_casts_.back();
-    casts->cast = cast;
-    casts->axis = axis;
-    casts->first_offset = offset;
-    return casts;
-  }
+  WeightCasts* casts = &*found;
   if (casts->first_offset != offset) return casts;
   casts->first_offset = -1;
   // Kept only where what stays free after them is at least their size again, for scratch that
