@@ -24,8 +24,7 @@ CudaBackend::~CudaBackend() {
   cudaFree(ops_.sort_keys);
   cudaFree(ops_.sort_values);
   cudaFree(norm_partials_);
-  cudaFree(weights_bf16_);
-  drop_weight_casts();
+  drop_weight_copies();
   products_.reset();
   cudaStreamDestroy(stream_);
 }
@@ -54,7 +53,7 @@ Buf CudaBackend::alloc(BufType type, int64_t n) {
 void CudaBackend::release(Buf x) {
   if (x.p == weights_.p) {
     weights_ = {};
-    drop_weight_casts();
+    drop_weight_copies();
   }
   // A gradient kept for a buffer that goes is never read: it must not be copied into memory
   // that a later allocation may hand out again.
@@ -102,7 +101,7 @@ void CudaBackend::copy(Buf dst, Buf src) {
 void CudaBackend::hold_weights(Buf weights) {
   weights_ = weights;
   ++weights_version_;
-  drop_weight_casts();
+  drop_weight_copies();
 }
 
 std::string CudaBackend::device_description() const {
@@ -208,6 +207,69 @@ const void* CudaBackend::weight_as_bf16(Buf x, int64_t count) {
     weights_bf16_version_ = weights_version_;
   }
   return static_cast<uint16_t*>(weights_bf16_) + (p - w);
+}
+
+const void* CudaBackend::bias_as_bf16(Buf bias) {
+  if (bias.type != BufType::kF32 || weights_.empty()) return nullptr;
+  const float* w = weights_.as<float>();
+  const float* p = bias.as<float>();
+  if (p < w || p + bias.n > w + weights_.n) return nullptr;
+  BiasCopies& c = bias_copies_;
+  const auto found = c.by_bias.find(p);
+  if (found == c.by_bias.end()) {
+    void* copy = nullptr;
+    if (cudaMalloc(&copy, size_t(bias.n) * sizeof(uint16_t)) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    note_memory();
+    c.segments.push_back({p, static_cast<uint16_t*>(copy), bias.n});
+    c.by_bias[p] = c.segments.size() - 1;
+    // A bias first seen after the others were renewed (in the first pass) is made alone.
+    if (c.version == weights_version_) {
+      kernels::f32_to_bf16(static_cast<uint16_t*>(copy), p, bias.n, stream_);
+      check_launch("bfloat16 bias");
+      return copy;
+    }
+  }
+  const kernels::Bf16Segment& segment = c.segments[c.by_bias[p]];
+  if (segment.count != bias.n) return nullptr;  // the same values seen through another length
+  if (c.version != weights_version_) {
+    if (c.table_size != c.segments.size()) {
+      cudaStreamSynchronize(stream_);  // the last launch may still read the table
+      cudaFree(c.table);
+      c.table = nullptr;
+      c.table_size = 0;
+      const size_t bytes = c.segments.size() * sizeof(kernels::Bf16Segment);
+      if (cudaMalloc(&c.table, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return nullptr;
+      }
+      note_memory();
+      // From pageable memory: returns once the host's bytes are staged.
+      if (!check(
+              cudaMemcpyAsync(c.table, c.segments.data(), bytes, cudaMemcpyHostToDevice, stream_),
+              "bias table")) {
+        return nullptr;
+      }
+      c.table_size = c.segments.size();
+    }
+    kernels::f32_to_bf16_segments(c.table, int64_t(c.table_size), stream_);
+    check_launch("bfloat16 biases");
+    c.version = weights_version_;
+  }
+  return segment.out;
+}
+
+void CudaBackend::drop_weight_copies() {
+  cudaStreamSynchronize(stream_);
+  cudaFree(weights_bf16_);
+  weights_bf16_ = nullptr;
+  weights_bf16_version_ = ~uint64_t{0};
+  for (const kernels::Bf16Segment& s : bias_copies_.segments) cudaFree(s.out);
+  cudaFree(bias_copies_.table);
+  bias_copies_ = {};
+  drop_weight_casts();
 }
 
 void CudaBackend::touch_weights(Buf x) {

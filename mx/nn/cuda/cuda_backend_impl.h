@@ -358,6 +358,14 @@ class CudaBackend final : public Backend {
   // and backward) and per generated token, and each read would otherwise convert them again.
   // x must lie within the weights; null otherwise, or without the memory.
   const void* weight_as_bf16(Buf x, int64_t count);
+  // A bias among the weights as bfloat16 where the weights have no bfloat16 copy: under MX
+  // casts the products read the weights' casts, and the bias epilogues alone read bfloat16
+  // weights, so a copy of each bias seen (2 bytes per bias value, not per parameter), renewed in
+  // one launch for all of them after each change to the weights. Null where the bias lies
+  // outside the weights or its memory is not there.
+  const void* bias_as_bf16(Buf bias);
+  // Frees every copy made of the weights (their bfloat16 copy, their biases', their casts).
+  void drop_weight_copies();
   // A write to `x` makes the bfloat16 weights and their casts stale when it reaches into the
   // weights.
   void touch_weights(Buf x);
@@ -478,6 +486,14 @@ class CudaBackend final : public Backend {
   uint64_t weights_version_ = 0;                  // counts the writes into the weights
   uint64_t weights_bf16_version_ = ~uint64_t{0};  // the weights_version_ of weights_bf16_
   std::vector<WeightCasts> weight_casts_;
+  struct BiasCopies {
+    std::vector<kernels::Bf16Segment> segments;        // each bias's float32 values and copy
+    std::unordered_map<const float*, size_t> by_bias;  // index into segments
+    kernels::Bf16Segment* table = nullptr;             // segments on the device, as of the last
+    size_t table_size = 0;                             // launch over all of them
+    uint64_t version = ~uint64_t{0};                   // the weights_version_ of the copies
+  };
+  BiasCopies bias_copies_;
   int64_t peak_ = 0;
   std::string error_;
 };

@@ -492,8 +492,9 @@ bool CudaBackend::mx_cast(Buf x, const std::vector<int64_t>& shape, int axis,
 const void* CudaBackend::epilogue_bias(Buf bias) {
   if (bias.empty()) return nullptr;
   if (!bf16_act()) return bias.p;
-  // Where the weights' copy leaves the bias 16-byte aligned, as the epilogue needs.
-  const void* w = weight_as_bf16(bias, bias.n);
+  // Where the weights' copy (or, under MX casts, which make none, the biases' own) leaves the
+  // bias 16-byte aligned, as the epilogue needs.
+  const void* w = weights_bf16_ != nullptr ? weight_as_bf16(bias, bias.n) : bias_as_bf16(bias);
   if (w != nullptr && (reinterpret_cast<uintptr_t>(w) & 15) == 0) return w;
   void* copy = slot(kBiasBf16, size_t(bias.n) * sizeof(uint16_t));
   if (copy != nullptr) {

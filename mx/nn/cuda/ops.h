@@ -89,6 +89,14 @@ void distillation_loss(float* losses, void* dlogits, const void* logits, const v
 void f32_to_bf16(uint16_t* out, const float* in, int64_t count, cudaStream_t s);
 void bf16_to_f32(float* out, const uint16_t* in, int64_t count, cudaStream_t s);
 void round_to_bf16(void* out, const void* in, int64_t count, bool bf16_act, cudaStream_t s);
+// f32_to_bf16 of many short vectors in one launch: segments[i].count values from .in to .out,
+// for i < n_segments (`segments` in device memory).
+struct Bf16Segment {
+  const float* in;
+  uint16_t* out;
+  int64_t count;
+};
+void f32_to_bf16_segments(const Bf16Segment* segments, int64_t n_segments, cudaStream_t s);
 
 // partials[k] = sum of squares of x over fixed chunks; norm_partials_count(n) of them.
 int64_t norm_partials_count(int64_t n);

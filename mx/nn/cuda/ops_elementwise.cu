@@ -269,6 +269,19 @@ void f32_to_bf16(uint16_t* out, const float* in, int64_t count, cudaStream_t s) 
       [=] __device__(int64_t i, float v) { o[i] = __float2bfloat16_rn(v); });
 }
 
+// One block per segment: the segments are a model's biases, a few thousand values each.
+__global__ void f32_to_bf16_segments_kernel(const Bf16Segment* segments) {
+  const Bf16Segment g = segments[blockIdx.x];
+  __nv_bfloat16* o = reinterpret_cast<__nv_bfloat16*>(g.out);
+  for (int64_t i = threadIdx.x; i < g.count; i += blockDim.x) o[i] = __float2bfloat16_rn(g.in[i]);
+}
+
+void f32_to_bf16_segments(const Bf16Segment* segments, int64_t n_segments, cudaStream_t s) {
+  if (n_segments > 0) {
+    f32_to_bf16_segments_kernel<<<unsigned(n_segments), kThreads, 0, s>>>(segments);
+  }
+}
+
 void bf16_to_f32(float* out, const uint16_t* in, int64_t count, cudaStream_t s) {
   const __nv_bfloat16* x = reinterpret_cast<const __nv_bfloat16*>(in);
   map(
