@@ -88,7 +88,7 @@ __device__ void quantize_block(const DevSpec& s, int k, Src& src, Dst& dst) {
         if (s.asym) x = __fsub_rn(x, st.m);
         const uint32_t y = __float_as_uint(__fmul_rn(x, st.inv_scale));
         uint32_t r = 0;
-        if constexpr (kMode == Rounding::kStochastic) r = dither_at(s.key, src.index(c * 8 + j));
+        if constexpr (kMode == Rounding::kStochastic) r = dither_at(s, src.index(c * 8 + j));
         code[j] = encode_lane<kMode, kInteger>(s.f, y, r);
       }
       packed |= uint64_t(code[j]) << (j * s.f.bits);
@@ -369,7 +369,7 @@ __device__ __forceinline__ uint64_t lane_encode(const DevSpec& s, float v[8], ui
     if (!st.nan_block && ((mask >> i) & 1u)) {
       const uint32_t y = __float_as_uint(__fmul_rn(v[i], st.inv_scale));
       uint32_t r = 0;
-      if constexpr (kMode == Rounding::kStochastic) r = dither_at(s.key, index(i));
+      if constexpr (kMode == Rounding::kStochastic) r = dither_at(s, index(i));
       code[i] = encode_lane<kMode, kInteger>(s.f, y, r);
     }
     packed |= uint64_t(code[i]) << (i * s.f.bits);

@@ -208,8 +208,8 @@ __global__ void __launch_bounds__(kDualVecThreads)
       P.rows.scales[b] = st.scale;
       if (s.asym) P.rows.offsets[b] = st.offset;
       uint32_t words[kBits];
-      packed_codes32<kMode, kInteger, kBits>(s, st, v, mask,
-                                             StridedDraws(s.key, row * P.K + col0, 1), words);
+      packed_codes32<kMode, kInteger, kBits>(s, st, v, mask, StridedDraws(s, row * P.K + col0, 1),
+                                             words);
       if constexpr (kBits == 6) {
         store_codes6(P.rows.elements + b * 24, words);
       } else {
@@ -235,8 +235,8 @@ __global__ void __launch_bounds__(kDualVecThreads)
       P.cols.scales[b] = st.scale;
       if (s.asym) P.cols.offsets[b] = st.offset;
       uint32_t words[kBits];
-      packed_codes32<kMode, kInteger, kBits>(s, st, v, mask,
-                                             StridedDraws(s.key, R0 * P.K + col, P.K), words);
+      packed_codes32<kMode, kInteger, kBits>(s, st, v, mask, StridedDraws(s, R0 * P.K + col, P.K),
+                                             words);
       if constexpr (kBits == 6) {
         store_codes6(P.cols.elements + b * 24, words);
       } else {

@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(256) fake_columns_kernel(__grid_constant__ con
   }
   const DevSpec& s = P.s;
   const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
-  if (!st.nan_block) values32<kMode, kInteger>(s, st, v, StridedDraws(s.key, i0, cols));
+  if (!st.nan_block) values32<kMode, kInteger>(s, st, v, StridedDraws(s, i0, cols));
 #pragma unroll
   for (int j = 0; j < 32; ++j) {
     if ((mask >> j) & 1u) {
@@ -105,7 +105,7 @@ __global__ void __launch_bounds__(kFakeTileCols, kMode == Rounding::kStochastic 
     const uint32_t mask = rows_here >= 32 ? 0xFFFFFFFFu : (1u << rows_here) - 1u;
     const DevSpec& s = P.s;
     const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
-    if (!st.nan_block) values32<kMode, kInteger>(s, st, v, StridedDraws(s.key, first + t, cols));
+    if (!st.nan_block) values32<kMode, kInteger>(s, st, v, StridedDraws(s, first + t, cols));
 #pragma unroll
     for (int j = 0; j < 32; ++j) tile[j][t] = st.nan_block ? uint16_t(0x7FC0) : bf16_bits_rn(v[j]);
   }

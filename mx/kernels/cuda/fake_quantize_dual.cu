@@ -52,8 +52,7 @@ __global__ void __launch_bounds__(kFakeTileCols, 3)
     const uint32_t mask = rows_here >= 32 ? 0xFFFFFFFFu : (1u << rows_here) - 1u;
     const BlockState st = scale32(C.s, v, amax_f32(v, 32), mask, 1);
     if (!st.nan_block)
-      values32<kMode, kInteger>(C.s, st, v,
-                                StridedDraws(C.s.key, r0 * real_cols + c0 + t, real_cols));
+      values32<kMode, kInteger>(C.s, st, v, StridedDraws(C.s, r0 * real_cols + c0 + t, real_cols));
 #pragma unroll
     for (int j = 0; j < 32; ++j) down[j][t] = st.nan_block ? uint16_t(0x7FC0) : bf16_bits_rn(v[j]);
   }

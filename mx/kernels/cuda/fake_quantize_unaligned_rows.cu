@@ -121,7 +121,7 @@ __device__ __forceinline__ void cast_slot(const DevSpec& s, uint32_t* slot, int 
     if (kMode == Rounding::kStochastic && (first >> 33) == ((first + 31) >> 33)) {
       values32<kMode, kInteger>(s, st, v, PairedDraws::starting_at(s, first));
     } else {
-      values32<kMode, kInteger>(s, st, v, StridedDraws(s.key, first, 1));
+      values32<kMode, kInteger>(s, st, v, StridedDraws(s, first, 1));
     }
   }
 #pragma unroll

@@ -120,11 +120,12 @@ struct PairedDraws {
 
 struct StridedDraws {
   uint64_t key;
+  uint32_t window0_key;
   int64_t index, step;
-  __device__ StridedDraws(uint64_t key, int64_t index0, int64_t step)
-      : key(key), index(index0), step(step) {}
+  __device__ StridedDraws(const DevSpec& s, int64_t index0, int64_t step)
+      : key(s.key), window0_key(s.window0_key), index(index0), step(step) {}
   __device__ __forceinline__ uint32_t next() {
-    const uint32_t d = dither_at(key, index);
+    const uint32_t d = dither_at(key, window0_key, index);
     index += step;
     return d;
   }

@@ -70,7 +70,7 @@ __device__ __forceinline__ float cast_element(const DevCast& c, const mx::cuda::
   const DevSpec& s = c.spec;
   const float shifted = s.asym ? __fsub_rn(x, st.m) : x;
   const uint32_t y = __float_as_uint(__fmul_rn(shifted, st.inv_scale));
-  const uint32_t dither = c.rounding == int(Rounding::kStochastic) ? dither_at(s.key, index) : 0u;
+  const uint32_t dither = c.rounding == int(Rounding::kStochastic) ? dither_at(s, index) : 0u;
   float out = __fmul_rn(decode[encode(c, y, dither)], e8m0_value(st.scale));
   if (s.asym) out = __fadd_rn(out, st.m);
   return out;
@@ -125,7 +125,7 @@ __device__ __forceinline__ void encode_quad(const DevCast& c, const mx::cuda::Bl
     const float a = __fmul_rn(fabsf(v[k]), st.inv_scale);
     uint32_t dither = 0;
     if constexpr (kMode == Rounding::kStochastic) {
-      dither = dither_at(c.spec.key, base + stride * (first + 8 * (k >> 1) + 2 * t + (k & 1)));
+      dither = dither_at(c.spec, base + stride * (first + 8 * (k >> 1) + 2 * t + (k & 1)));
     }
     float value;
     encode_mag<kMode, kInteger>(c.spec.f, a, dither, value);
