@@ -111,7 +111,7 @@ TEST(CudaQuantize, FakeQuantizedRowsOfAnOffsetViewMatchTheCpu) {
 // follow each value's index): blocks start at column 0 and zeros change no block's scale.
 TEST(CudaQuantize, ZeroPaddedRowsCastAsTheRowsThemselves) {
   SKIP_WITHOUT_GPU();
-  for (const int64_t width : {int64_t{261}, int64_t{50257}}) {
+  for (const int64_t width : {int64_t{261}, int64_t{262}, int64_t{50257}}) {
     const int64_t rows = width > 1000 ? 3 : 70, padded = (width + 7) / 8 * 8;
     const std::vector<int64_t> dense_shape{rows, width}, padded_shape{rows, padded};
     const auto values = testing::stress_values(size_t(rows * width), 59);

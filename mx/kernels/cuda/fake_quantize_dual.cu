@@ -24,6 +24,21 @@
 namespace mx::cuda {
 namespace {
 
+// The stochastic dithers down one column of a tile whose pair hashes were drawn once into
+// shared memory, row after row: in an even-width matrix the values of columns 2u and 2u + 1 of
+// a row form one pair of flat indices, so one hash serves both columns' casts (the low half the
+// even column, the high half the odd one) where each column's thread would draw it again.
+struct SharedPairDraws {
+  const uint32_t* hash;  // row 0's hash of the column's pair
+  int row_stride;        // pairs per row of the tile
+  uint32_t shift;        // 0 for an even column, 16 for an odd one
+  __device__ __forceinline__ uint32_t next() {
+    const uint32_t bits = *hash;
+    hash += row_stride;
+    return (bits >> shift) & 0xFFFFu;
+  }
+};
+
 // Three blocks per SM leave room for the two casts' registers: held to four, it spilled and ran
 // slower (NOTES.md).
 template <Rounding kMode, bool kInteger, bool kVectors>
@@ -41,8 +56,23 @@ __global__ void __launch_bounds__(kFakeTileCols, 3)
   TileRows<kVectors> words;
   words.load(static_cast<const uint16_t*>(C.in) + first, cols, rows_here, cols_here);
   words.to_tile(tile);
-  __syncthreads();
   const int t = int(threadIdx.x);
+  // Stochastic casts of an even-width matrix whose pairs all lie in the first window: the
+  // columns' pair hashes, drawn once into the row casts' tile before it is written.
+  constexpr int kPairs = kFakeTileCols / 2;
+  uint32_t* pair_hashes = reinterpret_cast<uint32_t*>(&across[0][0]);  // [32][kPairs]
+  bool shared_draws = false;
+  if constexpr (kMode == Rounding::kStochastic) {
+    shared_draws = real_cols % 2 == 0 && (uint64_t(rows) * uint64_t(real_cols)) >> 33 == 0;
+    if (shared_draws) {
+      for (int i = t; i < 32 * kPairs; i += kFakeTileCols) {
+        const uint64_t index =
+            uint64_t(r0 + i / kPairs) * uint64_t(real_cols) + uint64_t(c0 + 2 * (i % kPairs));
+        pair_hashes[i] = stochastic_pair_bits(C.s.window0_key, uint32_t(index >> 1));
+      }
+    }
+  }
+  __syncthreads();
 
   // Down column t: as fake_column_tiles_kernel.
   if (t < cols_here) {
@@ -51,11 +81,20 @@ __global__ void __launch_bounds__(kFakeTileCols, 3)
     for (int j = 0; j < 32; ++j) v[j] = bf16_bits_to_f32(tile[j][t]);
     const uint32_t mask = rows_here >= 32 ? 0xFFFFFFFFu : (1u << rows_here) - 1u;
     const BlockState st = scale32(C.s, v, amax_f32(v, 32), mask, 1);
-    if (!st.nan_block)
-      values32<kMode, kInteger>(C.s, st, v, StridedDraws(C.s, r0 * real_cols + c0 + t, real_cols));
+    if (!st.nan_block) {
+      if (shared_draws) {
+        values32<kMode, kInteger>(
+            C.s, st, v, SharedPairDraws{pair_hashes + t / 2, kPairs, (t & 1) != 0 ? 16u : 0u});
+      } else {
+        values32<kMode, kInteger>(C.s, st, v,
+                                  StridedDraws(C.s, r0 * real_cols + c0 + t, real_cols));
+      }
+    }
 #pragma unroll
     for (int j = 0; j < 32; ++j) down[j][t] = st.nan_block ? uint16_t(0x7FC0) : bf16_bits_rn(v[j]);
   }
+
+  if (shared_draws) __syncthreads();  // the row casts write over the pair hashes
 
   // Along row r from column 32 b: as the row casts (the block's values from its flat index on,
   // slots past the row's end masked). A block wholly in the zero padding past real_cols stays
