@@ -8,6 +8,8 @@
 // tiles start at multiples of 256), with the codecs of the single casts: the results are theirs
 // bit for bit. The casts go to tiles of their own (48 KB in all; holding the row casts in
 // registers until every thread had read the input tile spilled), written out row by row.
+// Stochastic column casts of an even-width matrix draw each pair's hash once, into the row
+// casts' tile before those are made, for the two columns that share it (SharedPairDraws).
 #include "mx/kernels/cuda/fake_quantize_dual.cuh"
 
 #include <cuda_runtime.h>
