@@ -19,8 +19,10 @@ namespace mx::cuda {
 // The reference's stochastic dither (stochastic_dither, mx/core/rounding.h), with the key of
 // the window of pairs below 2^32 (every value of a tensor under 2^33 values) taken from the spec
 // instead of hashed again for each value: the window key's 64-bit hash costs more instructions
-// than the pair's own, and casts that draw a dither per value are bound by instructions.
-__device__ __forceinline__ uint32_t dither_at(uint64_t key, uint32_t window0_key, int64_t index) {
+// than the pair's own, and casts that draw a dither per value are bound by instructions. (Host
+// code calls it too: the tests hold it to the reference past the first window.)
+__host__ __device__ __forceinline__ uint32_t dither_at(uint64_t key, uint32_t window0_key,
+                                                       int64_t index) {
   const uint64_t pair = uint64_t(index) >> 1;
   const uint32_t window_key =
       (pair >> 32) == 0 ? window0_key : stochastic_window_key(key, pair >> 32);
