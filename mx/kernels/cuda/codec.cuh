@@ -21,12 +21,16 @@ namespace mx::cuda {
 // instead of hashed again for each value: the window key's 64-bit hash costs more instructions
 // than the pair's own, and casts that draw a dither per value are bound by instructions. (Host
 // code calls it too: the tests hold it to the reference past the first window.)
+__host__ __device__ __forceinline__ uint32_t window_key_at(uint64_t key, uint32_t window0_key,
+                                                           uint64_t window) {
+  return window == 0 ? window0_key : stochastic_window_key(key, window);
+}
 __host__ __device__ __forceinline__ uint32_t dither_at(uint64_t key, uint32_t window0_key,
                                                        int64_t index) {
   const uint64_t pair = uint64_t(index) >> 1;
-  const uint32_t window_key =
-      (pair >> 32) == 0 ? window0_key : stochastic_window_key(key, pair >> 32);
-  return dither_half(stochastic_pair_bits(window_key, uint32_t(pair)), uint64_t(index));
+  return dither_half(
+      stochastic_pair_bits(window_key_at(key, window0_key, pair >> 32), uint32_t(pair)),
+      uint64_t(index));
 }
 __device__ __forceinline__ uint32_t dither_at(const DevSpec& s, int64_t index) {
   return dither_at(s.key, s.window0_key, index);

@@ -89,8 +89,7 @@ struct PairedDraws {
   bool high = false;
   __device__ PairedDraws(const DevSpec& s, int64_t index0)
       : x(uint32_t(uint64_t(index0) >> 1) * kStochasticPairStep +
-          (uint64_t(index0) >> 33 == 0 ? s.window0_key
-                                       : stochastic_window_key(s.key, uint64_t(index0) >> 33))) {}
+          window_key_at(s.key, s.window0_key, uint64_t(index0) >> 33)) {}
   // The draws of indices `index`, index + 1, ...: an odd index takes the second half of its
   // pair's hash.
   __device__ static PairedDraws starting_at(const DevSpec& s, int64_t index) {

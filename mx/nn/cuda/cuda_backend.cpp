@@ -216,7 +216,8 @@ const void* CudaBackend::bias_as_bf16(Buf bias) {
   if (p < w || p + bias.n > w + weights_.n) return nullptr;
   BiasCopies& c = bias_copies_;
   const auto found = c.by_bias.find(p);
-  if (found == c.by_bias.end()) {
+  const size_t index = found != c.by_bias.end() ? found->second : c.segments.size();
+  if (index == c.segments.size()) {
     void* copy = nullptr;
     if (cudaMalloc(&copy, size_t(bias.n) * sizeof(uint16_t)) != cudaSuccess) {
       cudaGetLastError();
@@ -224,7 +225,7 @@ const void* CudaBackend::bias_as_bf16(Buf bias) {
     }
     note_memory();
     c.segments.push_back({p, static_cast<uint16_t*>(copy), bias.n});
-    c.by_bias[p] = c.segments.size() - 1;
+    c.by_bias.emplace(p, index);
     // A bias first seen after the others were renewed (in the first pass) is made alone.
     if (c.version == weights_version_) {
       kernels::f32_to_bf16(static_cast<uint16_t*>(copy), p, bias.n, stream_);
@@ -232,7 +233,7 @@ const void* CudaBackend::bias_as_bf16(Buf bias) {
       return copy;
     }
   }
-  const kernels::Bf16Segment& segment = c.segments[c.by_bias[p]];
+  const kernels::Bf16Segment& segment = c.segments[index];
   if (segment.count != bias.n) return nullptr;  // the same values seen through another length
   if (c.version != weights_version_) {
     if (c.table_size != c.segments.size()) {
@@ -269,7 +270,8 @@ void CudaBackend::drop_weight_copies() {
   for (const kernels::Bf16Segment& s : bias_copies_.segments) cudaFree(s.out);
   cudaFree(bias_copies_.table);
   bias_copies_ = {};
-  drop_weight_casts();
+  for (WeightCasts& c : weight_casts_) cudaFree(c.p);
+  weight_casts_.clear();
 }
 
 void CudaBackend::touch_weights(Buf x) {

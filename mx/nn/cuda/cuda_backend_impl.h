@@ -395,7 +395,6 @@ class CudaBackend final : public Backend {
     std::set<std::array<int64_t, 3>> matrices;  // {offset, n, k} cast one by one at `version`
   };
   WeightCasts* weight_casts_for(const OperandCast& cast, int axis, int64_t offset);
-  void drop_weight_casts();
   // Frees the kept casts for good (each product casts its weight from then on); false where
   // none were kept.
   bool spare_weight_casts();

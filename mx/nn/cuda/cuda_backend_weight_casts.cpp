@@ -110,11 +110,4 @@ bool CudaBackend::spare_weight_casts() {
   return freed;
 }
 
-void CudaBackend::drop_weight_casts() {
-  if (weight_casts_.empty()) return;
-  cudaStreamSynchronize(stream_);
-  for (WeightCasts& c : weight_casts_) cudaFree(c.p);
-  weight_casts_.clear();
-}
-
 }  // namespace mx::nn::cuda_impl
