@@ -155,8 +155,8 @@ __global__ void __launch_bounds__(kThreadsTc, dq_min_blocks(HS, kEncDs))
 // ---- dK and dV: one block per (key tile, batch, kv head) ----
 //
 // With a stochastic dS (the mxfp4 preset's) ptxas holds the kernel to 168 registers at head
-// size 64, three blocks per SM, spilling 28 bytes: a GPT-2 124M step under mxfp4 measured 2.2 ms
-// faster than with one block per SM allowed (214 registers, two blocks).
+// size 64, three blocks per SM, spilling 28 bytes: a GPT-2 124M step under mxfp4 measured 2.1 to
+// 2.4 ms faster than with one block per SM allowed (214 registers, two blocks).
 //
 // Shared memory: the K and V tiles, then kBuffers buffers of the query-side tiles (Q, dO, and dO
 // and Q as cast for dV's and dK's products where those are other tensors) with their rows' lse
