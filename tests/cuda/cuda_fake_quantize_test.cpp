@@ -270,5 +270,54 @@ TEST(CudaQuantize, DualFakeQuantizeOfZeroPaddedRowsCastsTheUnpaddedRows) {
   }
 }
 
+// The one-read dual cast also sums each 32-row tile's columns (the bias gradient's partials):
+// eight runs of four rows, each summed from zero in float32, added in order from zero, rows past
+// the matrix counting zero. The same additions on the host give the same bits.
+TEST(CudaQuantize, DualFakeQuantizeSumsEachTilesColumnsInOneOrder) {
+  SKIP_WITHOUT_GPU();
+  for (const std::vector<int64_t>& shape : {std::vector<int64_t>{70, 300}, {64, 512}, {5, 2056}}) {
+    const int64_t rows = shape[0], cols = shape[1], tiles = (rows + 31) / 32;
+    std::vector<uint16_t> input(size_t(rows * cols));
+    std::mt19937 rng(uint32_t(rows * cols));
+    std::normal_distribution<float> normal(0.0f, 4.0f);
+    for (uint16_t& x : input) x = float_to_bf16(normal(rng));
+    DevBuf d_in(input.size() * 2), d_rows(input.size() * 2), d_cols(input.size() * 2);
+    DevBuf d_sums(size_t(tiles * cols) * sizeof(float));
+    CUDA_OK(cudaMemcpy(d_in.p, input.data(), input.size() * 2, cudaMemcpyHostToDevice));
+    QuantSpec along;
+    along.format = ElementFormat::kE3M2;
+    QuantSpec down = along;
+    down.axis = 0;
+    ASSERT_EQ("", cuda::fake_quantize_dual_cuda(d_in.p, DType::kBF16, shape, along, down, d_rows.p,
+                                                d_cols.p, nullptr, -1, d_sums.as<float>()));
+    CUDA_OK(cudaDeviceSynchronize());
+    const std::vector<float> got = download<float>(d_sums.p, size_t(tiles * cols));
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      for (int64_t c = 0; c < cols; ++c) {
+        float total = 0.0f;
+        for (int64_t g = 0; g < 8; ++g) {
+          float run = 0.0f;
+          for (int64_t r = 0; r < 4; ++r) {
+            const int64_t row = 32 * tile + 4 * g + r;
+            run += row < rows ? bf16_to_float(input[size_t(row * cols + c)]) : 0.0f;
+          }
+          total += run;
+        }
+        ASSERT_EQ(std::bit_cast<uint32_t>(got[size_t(tile * cols + c)]),
+                  std::bit_cast<uint32_t>(total))
+            << "tile " << tile << ", column " << c << " of " << rows << " x " << cols;
+      }
+    }
+  }
+  // Padded rows hold no bias: their sums are refused.
+  DevBuf d_in(64 * 264 * 2), d_rows(64 * 264 * 2), d_cols(64 * 264 * 2), d_sums(2 * 264 * 4);
+  QuantSpec along;
+  QuantSpec down = along;
+  down.axis = 0;
+  EXPECT_NE("", cuda::fake_quantize_dual_cuda(d_in.p, DType::kBF16, std::vector<int64_t>{64, 264},
+                                              along, down, d_rows.p, d_cols.p, nullptr, 261,
+                                              d_sums.as<float>()));
+}
+
 }  // namespace
 }  // namespace mx

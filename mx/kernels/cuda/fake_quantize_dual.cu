@@ -10,6 +10,7 @@
 // registers until every thread had read the input tile spilled), written out row by row.
 // Stochastic column casts of an even-width matrix draw each pair's hash once, into the row
 // casts' tile before those are made, for the two columns that share it (SharedPairDraws).
+// On request each column thread also sums its 32 values, as the bias gradient's partials.
 #include "mx/kernels/cuda/fake_quantize_dual.cuh"
 
 #include <cuda_runtime.h>
@@ -46,7 +47,8 @@ struct SharedPairDraws {
 template <Rounding kMode, bool kInteger, bool kVectors>
 __global__ void __launch_bounds__(kFakeTileCols, 3)
     fake_dual_tiles_kernel(__grid_constant__ const QuantParams R,
-                           __grid_constant__ const QuantParams C, int64_t real_cols) {
+                           __grid_constant__ const QuantParams C, int64_t real_cols,
+                           float* column_sums) {
   __shared__ __align__(16) uint16_t tile[32][kFakeTileCols];
   __shared__ __align__(16) uint16_t down[32][kFakeTileCols];
   __shared__ __align__(16) uint16_t across[32][kFakeTileCols];
@@ -78,6 +80,19 @@ __global__ void __launch_bounds__(kFakeTileCols, 3)
 
   // Down column t: as fake_column_tiles_kernel.
   if (t < cols_here) {
+    if (column_sums != nullptr) {
+      // The tile's column sum, before the cast takes the registers: eight runs of four rows,
+      // each summed from zero, added in order from zero (rows past the matrix read zero).
+      float total = 0.0f;
+#pragma unroll
+      for (int g = 0; g < 8; ++g) {
+        float run = 0.0f;
+#pragma unroll
+        for (int r = 0; r < 4; ++r) run = __fadd_rn(run, bf16_bits_to_f32(tile[4 * g + r][t]));
+        total = __fadd_rn(total, run);
+      }
+      column_sums[int64_t(blockIdx.y) * cols + c0 + t] = total;
+    }
     float v[32];
 #pragma unroll
     for (int j = 0; j < 32; ++j) v[j] = bf16_bits_to_f32(tile[j][t]);
@@ -143,15 +158,17 @@ __global__ void __launch_bounds__(kFakeTileCols, 3)
 
 template <Rounding M, bool I>
 struct LaunchFakeDual {
-  static void run(const QuantParams& R, const QuantParams& C, int64_t real_cols,
+  static void run(const QuantParams& R, const QuantParams& C, int64_t real_cols, float* column_sums,
                   cudaStream_t stream) {
     const dim3 grid(unsigned((C.g.cols + kFakeTileCols - 1) / kFakeTileCols),
                     unsigned(C.g.tiles_down));
     const auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
     if (C.g.cols % 8 == 0 && aligned(C.in) && aligned(C.fake_out) && aligned(R.fake_out)) {
-      fake_dual_tiles_kernel<M, I, true><<<grid, kFakeTileCols, 0, stream>>>(R, C, real_cols);
+      fake_dual_tiles_kernel<M, I, true>
+          <<<grid, kFakeTileCols, 0, stream>>>(R, C, real_cols, column_sums);
     } else {
-      fake_dual_tiles_kernel<M, I, false><<<grid, kFakeTileCols, 0, stream>>>(R, C, real_cols);
+      fake_dual_tiles_kernel<M, I, false>
+          <<<grid, kFakeTileCols, 0, stream>>>(R, C, real_cols, column_sums);
     }
   }
 };
@@ -171,8 +188,8 @@ bool fake_dual_tiles_apply(const QuantParams& R, const QuantParams& C) {
 }
 
 void launch_fake_dual_tiles(const QuantParams& R, const QuantParams& C, int64_t real_cols,
-                            Rounding mode, bool integer, cudaStream_t stream) {
-  dispatch<LaunchFakeDual>(mode, integer, R, C, real_cols, stream);
+                            Rounding mode, bool integer, cudaStream_t stream, float* column_sums) {
+  dispatch<LaunchFakeDual>(mode, integer, R, C, real_cols, column_sums, stream);
 }
 
 }  // namespace mx::cuda

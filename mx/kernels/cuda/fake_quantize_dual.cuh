@@ -15,7 +15,9 @@ namespace mx::cuda {
 // the first real_cols columns as the matrix [rows, real_cols] they form (stochastic draws by
 // its flat indices) and writes zeros past them, where the input holds zeros.
 bool fake_dual_tiles_apply(const QuantParams& R, const QuantParams& C);
+// With column_sums ([tiles down, cols] floats), each 32-row tile's column sums of the input.
 void launch_fake_dual_tiles(const QuantParams& R, const QuantParams& C, int64_t real_cols,
-                            Rounding mode, bool integer, cudaStream_t stream);
+                            Rounding mode, bool integer, cudaStream_t stream,
+                            float* column_sums = nullptr);
 
 }  // namespace mx::cuda

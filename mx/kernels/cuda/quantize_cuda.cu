@@ -302,7 +302,7 @@ std::string fake_quantize_dual_reads_once(DType dtype, std::span<const int64_t> 
 std::string fake_quantize_dual_cuda(const void* d_in, DType dtype, std::span<const int64_t> shape,
                                     const QuantSpec& along_rows, const QuantSpec& down_columns,
                                     void* d_rows, void* d_cols, cudaStream_t stream,
-                                    int64_t real_cols) {
+                                    int64_t real_cols, float* d_column_sums) {
   QuantParams R{}, C{};
   R.fake_out = d_rows;
   C.fake_out = d_cols;
@@ -311,8 +311,12 @@ std::string fake_quantize_dual_cuda(const void* d_in, DType dtype, std::span<con
     return e;
   }
   if (std::string e = dual_real_cols(shape, &real_cols); !e.empty()) return e;
+  const bool once = dual_reads_once(R, C, along_rows, down_columns, real_cols);
+  if (d_column_sums != nullptr && (!once || real_cols != shape[1])) {
+    return "dual fake-quantize sums columns in one read only, over unpadded rows";
+  }
   if (R.g.num_blocks == 0) return "";
-  if (!dual_reads_once(R, C, along_rows, down_columns, real_cols)) {
+  if (!once) {
     if (real_cols != shape[1]) {
       return "dual fake-quantize casts zero-padded rows in one read only: bfloat16, symmetric "
              "blocks of 32, one rounding and one element kind";
@@ -327,7 +331,7 @@ std::string fake_quantize_dual_cuda(const void* d_in, DType dtype, std::span<con
     return fake_quantize_cuda(d_in, dtype, shape, cs, DType::kBF16, d_cols, stream);
   }
   launch_fake_dual_tiles(R, C, real_cols, along_rows.rounding, traits(along_rows.format).is_integer,
-                         stream);
+                         stream, d_column_sums);
   return check_launch("dual fake-quantize kernel launch");
 }
 

@@ -51,10 +51,13 @@ std::string fake_quantize_cuda(const void* d_in, DType dtype, std::span<const in
 // draws by its flat indices) and the padding stays zero (NaN in a row whose last block holds a
 // NaN). Padded rows take the one-read kernel only, with symmetric casts; other arguments are
 // refused.
+// With d_column_sums (one read only, all columns real), also each 32-row tile's column sums of
+// the input, [ceil(rows / 32), cols] floats: eight runs of four rows, each summed from zero in
+// float32, added in order from zero (rows past the matrix count zero).
 std::string fake_quantize_dual_cuda(const void* d_in, DType dtype, std::span<const int64_t> shape,
                                     const QuantSpec& along_rows, const QuantSpec& down_columns,
                                     void* d_rows, void* d_cols, cudaStream_t stream,
-                                    int64_t real_cols = -1);
+                                    int64_t real_cols = -1, float* d_column_sums = nullptr);
 // Whether fake_quantize_dual_cuda reads the input once (one kernel) for these arguments, in
 // *once; a reason where it would refuse them. Looks at no device.
 std::string fake_quantize_dual_reads_once(DType dtype, std::span<const int64_t> shape,
