@@ -149,7 +149,7 @@ TEST(CudaBackend, LayerNormOverWholeVectorsMatchesTheCpu) {
 
 // The bias gradient (a linear layer's backward with neither dx nor dW asked) is each column's sum
 // over every row, to float32 rounding: widths of whole 16-byte vectors and not, rows ending a
-// block of 64 short.
+// chunk of the column sums (32 or 64 rows) short.
 TEST(CudaBackend, BiasGradientSumsEveryRowOfItsColumn) {
   SKIP_WITHOUT_GPU();
   bool ok = false;

@@ -4,7 +4,7 @@
 // the same, so every result agrees up to where each path rounds to bfloat16 and the order of
 // float32 additions, and the products that the GELU does not touch (dW, the bias gradient) agree
 // bit for bit. The products of one input (matmuls_forward, matmuls_backward): bit for bit.
-// Skips without a GPU.
+// The bias gradient from the dual cast's read of dy: bit for bit. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -143,6 +143,37 @@ TEST(ResidualEpilogue, MatchesTheProductThenTheSum) {
     // Two roundings against one: within a bfloat16 rounding of the largest output.
     EXPECT_LT(relative_gap(fused, steps), 1.0 / 128);
   });
+}
+
+// Under MX casts of dy, the one read that casts dy for both backward products also sums its
+// columns per 32-row tile; the bias gradient from those sums has the bits of the column-sum pass
+// that a backward without dx (so without the dual cast) takes, and adds to what dbias held.
+TEST(BiasGradientFromTheDualCast, EqualsTheColumnSumPassBitForBit) {
+  SKIP_WITHOUT_GPU();
+  for (const char* name : {"mxfp6", "mxfp4"}) {
+    SCOPED_TRACE(name);
+    bool ok = false;
+    const std::unique_ptr<Backend> be = gpu(BufType::kBF16, &ok);
+    if (!ok) return;
+    const Recipe recipe = *recipe_preset(name);
+    const int64_t m = 200, k = 256, n = 384;  // the last tile holds 8 rows
+    const std::vector<float> before = normal(size_t(n), 31, 3.0f);
+    const Buf x = upload(*be, BufType::kBF16, normal(size_t(m * k), 32, 1.0f));
+    const Buf w = upload(*be, BufType::kF32, normal(size_t(n * k), 33, 0.05f));
+    const Buf dy = upload(*be, BufType::kBF16, normal(size_t(m * n), 34, 1.0f));
+    auto bias_grad = [&](bool with_dx) {
+      const Buf dx = with_dx ? be->alloc(BufType::kBF16, m * k) : Buf{};
+      const Buf dw = be->alloc(BufType::kF32, n * k);
+      const Buf dbias = upload(*be, BufType::kF32, before);
+      be->zero(dw);
+      be->matmul_backward(dx, dw, dbias, dy, x, w, m, k, n, false, recipe, {5, 2, 0});
+      EXPECT_EQ(be->take_error(), "");
+      return download(*be, dbias);
+    };
+    const std::vector<float> fused = bias_grad(true), separate = bias_grad(false);
+    EXPECT_EQ(fused, separate);
+    EXPECT_NE(fused, before);
+  }
 }
 
 // Products of one input (attention's Q, K and V) cast that input once: the same casts and the

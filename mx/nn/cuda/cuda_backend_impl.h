@@ -222,14 +222,17 @@ class CudaBackend final : public Backend {
   // both MX casts of bfloat16 operands with one rounding, symmetric where padded, or not a shape
   // the kernel takes): the caller casts dy otherwise. True otherwise, *out null where the casts
   // failed (recorded).
+  // With column_sums, the kernel also writes dy's column sums per 32-row tile there
+  // (fake_quantize_dual_cuda; real_n == n).
   bool dual_dy_casts(Buf dy, int64_t m, int64_t n, int64_t real_n, const Recipe& recipe,
-                     uint64_t stream, size_t rows_index, size_t cols_index, PaddedDy* out);
+                     uint64_t stream, size_t rows_index, size_t cols_index, PaddedDy* out,
+                     float* column_sums = nullptr);
   // x [rows, cols] (bfloat16) cast along its rows into rows_out and down its columns into
   // cols_out (fake_quantize_dual_cuda: one read where its kernel takes the specs); false where
   // the casts failed (recorded, naming `roles`). real_cols as there.
   bool dual_cast(const void* x, int64_t rows, int64_t cols, int64_t real_cols,
                  const QuantSpec& along, const QuantSpec& down, void* rows_out, void* cols_out,
-                 const char* roles);
+                 const char* roles, float* column_sums = nullptr);
 
   // dgelu_pre: dx's product ends in cuBLASLt's DGELU epilogue on this GELU input (or, where
   // cuBLASLt has none, in gelu_backward in place), so dx holds d(pre).

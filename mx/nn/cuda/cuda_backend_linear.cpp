@@ -293,10 +293,21 @@ void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf 
   }
   const uint64_t stream = stream_of(key);
   PaddedDy operands = padded_dy;
-  if (operands.dx == nullptr && !dx.empty() && !dw.empty() && round_up(n, 8) == n &&
-      dual_dy_casts(dy, m, n, n, recipe, stream, 0, kDyDw, &operands) &&
-      (operands.dx == nullptr || operands.dw == nullptr)) {
-    return;  // recorded
+  // The dual cast's read of dy also sums its columns for the bias gradient.
+  bool bias_summed = false;
+  if (operands.dx == nullptr && !dx.empty() && !dw.empty() && round_up(n, 8) == n) {
+    float* column_sums = nullptr;
+    if (!dbias.empty()) {
+      grow_ops(m, n);
+      column_sums = ops_.partials;
+    }
+    if (dual_dy_casts(dy, m, n, n, recipe, stream, 0, kDyDw, &operands, column_sums)) {
+      if (operands.dx == nullptr || operands.dw == nullptr) return;  // recorded
+      if (column_sums != nullptr) {
+        kernels::bias_grad_from_tile_sums(dbias.as<float>(), m, n, ops_, stream_);
+        bias_summed = true;
+      }
+    }
   }
   // The padded copy of the dx product's dy operand, which the dW product reuses when neither
   // casts dy (a cast goes to a scratch slot that the next cast overwrites).
@@ -354,7 +365,7 @@ void CudaBackend::linear_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf 
       kernels::residual_forward(dw.p, dw.p, product, k * n, false, false, stream_);
     }
   }
-  if (!dbias.empty()) {
+  if (!dbias.empty() && !bias_summed) {
     grow_ops(m, n);
     kernels::bias_grad(dbias.as<float>(), dy.p, m, n, bf16_act(), ops_, stream_);
   }
@@ -530,7 +541,7 @@ bool CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
 
 bool CudaBackend::dual_dy_casts(Buf dy, int64_t m, int64_t n, int64_t real_n, const Recipe& recipe,
                                 uint64_t stream, size_t rows_index, size_t cols_index,
-                                PaddedDy* out) {
+                                PaddedDy* out, float* column_sums) {
   const OperandCast& along = recipe.grad_out_dx;
   const OperandCast& down = recipe.grad_out_dw;
   if (along.kind != OperandCast::Kind::kMx || down.kind != OperandCast::Kind::kMx ||
@@ -554,7 +565,7 @@ bool CudaBackend::dual_dy_casts(Buf dy, int64_t m, int64_t n, int64_t real_n, co
   void* cols = slot(cols_index, bytes);
   if (rows == nullptr || cols == nullptr) return true;  // slot recorded why
   if (dual_cast(dy.p, m, n, real_n, rows_spec, cols_spec, rows, cols,
-                "'grad_out_dx' and 'grad_out_dw'")) {
+                "'grad_out_dx' and 'grad_out_dw'", column_sums)) {
     *out = {rows, cols};
   }
   return true;
@@ -562,10 +573,10 @@ bool CudaBackend::dual_dy_casts(Buf dy, int64_t m, int64_t n, int64_t real_n, co
 
 bool CudaBackend::dual_cast(const void* x, int64_t rows, int64_t cols, int64_t real_cols,
                             const QuantSpec& along, const QuantSpec& down, void* rows_out,
-                            void* cols_out, const char* roles) {
+                            void* cols_out, const char* roles, float* column_sums) {
   const std::vector<int64_t> shape{rows, cols};
-  if (std::string e = mx::cuda::fake_quantize_dual_cuda(x, DType::kBF16, shape, along, down,
-                                                        rows_out, cols_out, stream_, real_cols);
+  if (std::string e = mx::cuda::fake_quantize_dual_cuda(
+          x, DType::kBF16, shape, along, down, rows_out, cols_out, stream_, real_cols, column_sums);
       !e.empty()) {
     record(cat("recipe roles ", roles, " on a ", io::format_shape(shape), " operand: ", e));
     return false;

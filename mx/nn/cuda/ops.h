@@ -72,6 +72,11 @@ void add_bias(void* y, const float* bias, int64_t m, int64_t n, bool bf16_act, c
 // dbias[n] += column sums of dy[m, n].
 void bias_grad(float* dbias, const void* dy, int64_t m, int64_t n, bool bf16_act,
                OpsScratch& scratch, cudaStream_t s);
+// dbias[n] += the column sums of dy[m, n] from partials already in scratch.partials: one per
+// 32-row tile and column, [ceil(m / 32), n], as the dual cast writes them
+// (fake_quantize_dual_cuda). The same bits as bias_grad over bfloat16 rows of a multiple of 8.
+void bias_grad_from_tile_sums(float* dbias, int64_t m, int64_t n, const OpsScratch& scratch,
+                              cudaStream_t s);
 
 // losses[i] = -log softmax(logits_i)[t_i]; with dlogits (may alias logits), also
 // dlogits = (softmax - onehot) * dloss. Rows of both lie row_stride elements apart (v when 0);

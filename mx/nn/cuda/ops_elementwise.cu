@@ -191,18 +191,22 @@ void add_bias(void* y, const float* bias, int64_t m, int64_t n, bool bf16_act, c
 }
 
 // The bias gradient's partial sums over bfloat16 rows of n % 8 == 0 values, 16-byte aligned, in
-// column_sums' partials layout: a block takes one chunk of kRowsPerChunk rows and 32 groups of 8
-// neighbouring columns, a lane one group (one 16-byte vector a row), warp w the chunk's rows
-// 8w .. 8w + 7 in order; then the block adds its warps' sums in order.
+// column_sums' partials layout over chunks of kBiasRowsPerChunk rows: a block takes one chunk
+// and 32 groups of 8 neighbouring columns, a lane one group (one 16-byte vector a row), warp w
+// the chunk's rows 4w .. 4w + 3 in order; then the block adds its warps' sums in order. The
+// dual cast's column sums (fake_quantize_dual_cuda) take the same order, so that either gives
+// the same gradient.
 constexpr int kBiasWarps = kThreads / 32;
-constexpr int kBiasRowsPerWarp = int(kRowsPerChunk) / kBiasWarps;
+constexpr int64_t kBiasRowsPerChunk = 32;
+constexpr int kBiasRowsPerWarp = int(kBiasRowsPerChunk) / kBiasWarps;
+static_assert(kBiasRowsPerChunk <= kRowsPerChunk, "column_partials_floats sizes the partials");
 
 __global__ void __launch_bounds__(kThreads)
     bias_partials_bf16_kernel(float* partials, const uint4* dy, int64_t m, int64_t n) {
   __shared__ float sums[kBiasWarps][32 * 8];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t groups = n / 8, group = int64_t(blockIdx.x) * 32 + lane;
-  const int64_t chunk = blockIdx.y, first = chunk * kRowsPerChunk + warp * kBiasRowsPerWarp;
+  const int64_t chunk = blockIdx.y, first = chunk * kBiasRowsPerChunk + warp * kBiasRowsPerWarp;
   float sum[8] = {};
   if (group < groups) {
     uint4 rows[kBiasRowsPerWarp];
@@ -237,7 +241,7 @@ static void bias_grad_impl(float* dbias, const void* dy, int64_t m, int64_t n, O
                            cudaStream_t s) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     if (takes_pieces(n, {dy})) {
-      const int64_t chunks = (m + kRowsPerChunk - 1) / kRowsPerChunk;
+      const int64_t chunks = (m + kBiasRowsPerChunk - 1) / kBiasRowsPerChunk;
       const dim3 grid(unsigned((n / 8 + 31) / 32), unsigned(chunks));
       bias_partials_bf16_kernel<<<grid, kThreads, 0, s>>>(scratch.partials,
                                                           static_cast<const uint4*>(dy), m, n);
@@ -251,6 +255,12 @@ static void bias_grad_impl(float* dbias, const void* dy, int64_t m, int64_t n, O
                    *a = ld(g, i * n + j);
                    *b2 = 0.0f;
                  });
+}
+
+void bias_grad_from_tile_sums(float* dbias, int64_t m, int64_t n, const OpsScratch& scratch,
+                              cudaStream_t s) {
+  finish_column_sums(dbias, nullptr, (m + kBiasRowsPerChunk - 1) / kBiasRowsPerChunk, n, scratch,
+                     s);
 }
 
 void bias_grad(float* dbias, const void* dy, int64_t m, int64_t n, bool bf16_act,
