@@ -148,6 +148,9 @@ TEST(ResidualEpilogue, MatchesTheProductThenTheSum) {
 // Under MX casts of dy, the one read that casts dy for both backward products also sums its
 // columns per 32-row tile; the bias gradient from those sums has the bits of the column-sum pass
 // that a backward without dx (so without the dual cast) takes, and adds to what dbias held.
+// Both routes give the same bits by design, so this holds them to each other, not the sums to
+// their values: CudaQuantize.DualFakeQuantizeSumsEachTilesColumnsInOneOrder checks the kernel's
+// sums, and CudaBackend.BiasGradientSumsEveryRowOfItsColumn the column-sum pass.
 TEST(BiasGradientFromTheDualCast, EqualsTheColumnSumPassBitForBit) {
   SKIP_WITHOUT_GPU();
   for (const char* name : {"mxfp6", "mxfp4"}) {
