@@ -214,52 +214,60 @@ const void* CudaBackend::bias_as_bf16(Buf bias) {
   const float* w = weights_.as<float>();
   const float* p = bias.as<float>();
   if (p < w || p + bias.n > w + weights_.n) return nullptr;
+  const std::optional<size_t> index = bias_copy_index(p, bias.n);
+  if (!index) return nullptr;
+  if (bias_copies_.version != weights_version_ && !renew_bias_copies()) return nullptr;
+  return bias_copies_.segments[*index].out;
+}
+
+std::optional<size_t> CudaBackend::bias_copy_index(const float* bias, int64_t count) {
   BiasCopies& c = bias_copies_;
-  const auto found = c.by_bias.find(p);
-  const size_t index = found != c.by_bias.end() ? found->second : c.segments.size();
-  if (index == c.segments.size()) {
-    void* copy = nullptr;
-    if (cudaMalloc(&copy, size_t(bias.n) * sizeof(uint16_t)) != cudaSuccess) {
+  if (const auto found = c.by_bias.find(bias); found != c.by_bias.end()) {
+    // The same values seen through another length have no copy of their own.
+    if (c.segments[found->second].count != count) return std::nullopt;
+    return found->second;
+  }
+  void* copy = nullptr;
+  if (cudaMalloc(&copy, size_t(count) * sizeof(uint16_t)) != cudaSuccess) {
+    cudaGetLastError();
+    return std::nullopt;
+  }
+  note_memory();
+  const size_t index = c.segments.size();
+  c.segments.push_back({bias, static_cast<uint16_t*>(copy), count});
+  c.by_bias.emplace(bias, index);
+  // A bias first seen after the others were renewed (in the first pass) is made alone.
+  if (c.version == weights_version_) {
+    kernels::f32_to_bf16(static_cast<uint16_t*>(copy), bias, count, stream_);
+    check_launch("bfloat16 bias");
+  }
+  return index;
+}
+
+bool CudaBackend::renew_bias_copies() {
+  BiasCopies& c = bias_copies_;
+  if (c.table_size != c.segments.size()) {
+    cudaStreamSynchronize(stream_);  // the last launch may still read the table
+    cudaFree(c.table);
+    c.table = nullptr;
+    c.table_size = 0;
+    const size_t bytes = c.segments.size() * sizeof(kernels::Bf16Segment);
+    if (cudaMalloc(&c.table, bytes) != cudaSuccess) {
       cudaGetLastError();
-      return nullptr;
+      return false;
     }
     note_memory();
-    c.segments.push_back({p, static_cast<uint16_t*>(copy), bias.n});
-    c.by_bias.emplace(p, index);
-    // A bias first seen after the others were renewed (in the first pass) is made alone.
-    if (c.version == weights_version_) {
-      kernels::f32_to_bf16(static_cast<uint16_t*>(copy), p, bias.n, stream_);
-      check_launch("bfloat16 bias");
-      return copy;
+    // From pageable memory: returns once the host's bytes are staged.
+    if (!check(cudaMemcpyAsync(c.table, c.segments.data(), bytes, cudaMemcpyHostToDevice, stream_),
+               "bias table")) {
+      return false;
     }
+    c.table_size = c.segments.size();
   }
-  const kernels::Bf16Segment& segment = c.segments[index];
-  if (segment.count != bias.n) return nullptr;  // the same values seen through another length
-  if (c.version != weights_version_) {
-    if (c.table_size != c.segments.size()) {
-      cudaStreamSynchronize(stream_);  // the last launch may still read the table
-      cudaFree(c.table);
-      c.table = nullptr;
-      c.table_size = 0;
-      const size_t bytes = c.segments.size() * sizeof(kernels::Bf16Segment);
-      if (cudaMalloc(&c.table, bytes) != cudaSuccess) {
-        cudaGetLastError();
-        return nullptr;
-      }
-      note_memory();
-      // From pageable memory: returns once the host's bytes are staged.
-      if (!check(
-              cudaMemcpyAsync(c.table, c.segments.data(), bytes, cudaMemcpyHostToDevice, stream_),
-              "bias table")) {
-        return nullptr;
-      }
-      c.table_size = c.segments.size();
-    }
-    kernels::f32_to_bf16_segments(c.table, int64_t(c.table_size), stream_);
-    check_launch("bfloat16 biases");
-    c.version = weights_version_;
-  }
-  return segment.out;
+  kernels::f32_to_bf16_segments(c.table, int64_t(c.table_size), stream_);
+  check_launch("bfloat16 biases");
+  c.version = weights_version_;
+  return true;
 }
 
 void CudaBackend::drop_weight_copies() {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -367,6 +368,12 @@ class CudaBackend final : public Backend {
   // one launch for all of them after each change to the weights. Null where the bias lies
   // outside the weights or its memory is not there.
   const void* bias_as_bf16(Buf bias);
+  // The index of `bias`'s copy in bias_copies_, its memory taken on first sight; none where that
+  // fails or the bias was first seen with another count.
+  std::optional<size_t> bias_copy_index(const float* bias, int64_t count);
+  // Every bias copy made again from the weights, in one launch; false without the memory for
+  // the table of them.
+  bool renew_bias_copies();
   // Frees every copy made of the weights (their bfloat16 copy, their biases', their casts).
   void drop_weight_copies();
   // A write to `x` makes the bfloat16 weights and their casts stale when it reaches into the
