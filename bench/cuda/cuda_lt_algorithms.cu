@@ -3,7 +3,8 @@
 // accumulation, 32 MB workspace, the same epilogues, layouts and output types), every algorithm
 // among the heuristic's first `--candidates`, timed. The backend takes the first; the table
 // gives its time, the fastest candidate's, and the fastest among those that need no reduction
-// kernel after the product (no split-K, or split-K reduced in place or in the output's type).
+// kernel after the product (no split-K, or split-K summed in place in the output). Both
+// schemes that sum in the workspace, in the compute or the output type, take a second step.
 // The sums weigh each product by how often a step runs it.
 //
 //   cuda_lt_algorithms [--tokens N] [--width C] [--vocab V] [--layers L] [--candidates K <= 64]
@@ -278,7 +279,8 @@ int main(int argc, char** argv) {
     const Timed* no_reduce = nullptr;
     for (const Timed& t : timed) {
       if (t.ms < fastest->ms) fastest = &t;
-      const bool separate = t.reduction == CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+      const bool separate = t.reduction == CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE ||
+                            t.reduction == CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
       if (!separate && (no_reduce == nullptr || t.ms < no_reduce->ms)) no_reduce = &t;
     }
     std::printf("%-36s %4d %8zu %10.4f %10.4f %4d", p.name.c_str(), p.per_step, timed.size(),
@@ -287,6 +289,10 @@ int main(int argc, char** argv) {
       std::printf(" %10.4f %4d\n", no_reduce->ms, no_reduce->index);
     } else {
       std::printf(" %10s\n", "-");
+    }
+    if (timed[0].index != 0) {
+      std::printf("    (the heuristic's first candidate was refused; \"first\" is #%d)\n",
+                  timed[0].index);
     }
     if (all) {
       for (const Timed& t : timed) {
