@@ -156,8 +156,9 @@ TEST_F(SafetensorsTest, MalformedFilesAreNamed) {
   const std::vector<Case> cases = {
       {Bytes(5, 0), "file of 5 bytes is too short for the 8-byte header length"},
       {raw_file(ok, 16, 1000), "header length 1000 at byte 0 runs past the end of the file"},
-      {raw_file(ok, 16, 100'000'001), "header length 100000001 at byte 0 exceeds the limit"},
-      {raw_file(" " + ok, 16), "header at byte 8 does not start with '{'"},
+      {raw_file(ok, 16, 100'000'001),
+       "header length 100000001 at byte 0 exceeds the limit of 100000000: not a safetensors file"},
+      {raw_file(" " + ok, 16), "header at byte 8 does not start with '{': not a safetensors file"},
       // nlohmann's parser would stop at the NUL and accept what came before it.
       {raw_file(ok + std::string("\0 junk", 6), 16), "header has a NUL byte at file byte 65"},
       {raw_file(R"({"a":{"dtype":"F32",)", 0), "header JSON is malformed at file byte"},

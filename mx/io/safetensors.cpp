@@ -5,6 +5,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <string_view>
 #include <utility>
 
 #include "mx/io/atomic_file.h"
@@ -133,6 +134,10 @@ std::string parse_entry(const std::string& name, const nlohmann::json& v, Safete
   return "";
 }
 
+// Said where the first bytes rule out the format, so that a file of another kind (text, an
+// archive) is named as that rather than as a damaged checkpoint.
+constexpr std::string_view kNotSafetensors = ": not a safetensors file";
+
 std::string parse_into(std::span<const uint8_t> file, std::vector<SafetensorsTensor>* tensors,
                        std::map<std::string, std::string>* metadata) {
   if (file.size() < 8) {
@@ -141,7 +146,8 @@ std::string parse_into(std::span<const uint8_t> file, std::vector<SafetensorsTen
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | file[static_cast<size_t>(i)];
   if (n > kMaxHeaderBytes) {
-    return cat("header length ", n, " at byte 0 exceeds the limit of ", kMaxHeaderBytes);
+    return cat("header length ", n, " at byte 0 exceeds the limit of ", kMaxHeaderBytes,
+               kNotSafetensors);
   }
   if (n > file.size() - 8) {
     return cat("header length ", n, " at byte 0 runs past the end of the file (", file.size(),
@@ -149,7 +155,7 @@ std::string parse_into(std::span<const uint8_t> file, std::vector<SafetensorsTen
   }
   if (n < 2) return cat("header length ", n, " at byte 0 is too small for a JSON object");
   const char* text = reinterpret_cast<const char*>(file.data() + 8);
-  if (text[0] != '{') return cat("header at byte 8 does not start with '{'");
+  if (text[0] != '{') return cat("header at byte 8 does not start with '{'", kNotSafetensors);
   // nlohmann's parser stops at a NUL byte as if the text ended there, so "{...}\0junk" would
   // parse; JSON has no raw NUL anywhere, and the format pads headers with spaces only.
   if (const void* nul = std::memchr(text, 0, n); nul != nullptr) {
