@@ -36,15 +36,6 @@
 
 namespace {
 
-#define CHECK_BLAS(x)                                  \
-  do {                                                 \
-    const int s_ = int(x);                             \
-    if (s_ != 0) {                                     \
-      std::fprintf(stderr, "%s: status %d\n", #x, s_); \
-      std::exit(1);                                    \
-    }                                                  \
-  } while (0)
-
 float median_ms(const std::function<void()>& fn) {
   return mx::bench::median_ms(fn, 10);
 }

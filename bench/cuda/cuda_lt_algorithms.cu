@@ -26,15 +26,6 @@
 
 namespace {
 
-#define CHECK_LT(x)                                    \
-  do {                                                 \
-    const int s_ = int(x);                             \
-    if (s_ != 0) {                                     \
-      std::fprintf(stderr, "%s: status %d\n", #x, s_); \
-      std::exit(1);                                    \
-    }                                                  \
-  } while (0)
-
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 constexpr int kMaxCandidates = 64;
 
@@ -124,41 +115,41 @@ const char* reduction_name(int r) {
 std::vector<Timed> time_candidates(cublasLtHandle_t handle, const Product& p, const Buffers& buf,
                                    int candidates, int reps) {
   cublasLtMatmulDesc_t desc = nullptr;
-  CHECK_LT(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  CHECK_BLAS(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t ta = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t tb = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cudaDataType ct = p.c_f32 ? CUDA_R_32F : CUDA_R_16BF;
-  CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-  CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-  CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &p.epilogue,
-                                          sizeof p.epilogue));
+  CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+  CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+  CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &p.epilogue,
+                                            sizeof p.epilogue));
   if (p.epilogue == CUBLASLT_EPILOGUE_BIAS || p.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) {
-    CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &buf.bias,
-                                            sizeof buf.bias));
-    CHECK_LT(
+    CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &buf.bias,
+                                              sizeof buf.bias));
+    CHECK_BLAS(
         cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ct, sizeof ct));
   }
   if (p.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || p.epilogue == CUBLASLT_EPILOGUE_DGELU) {
     const int64_t ld = p.m;
-    CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
-                                            &buf.aux, sizeof buf.aux));
-    CHECK_LT(
+    CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                              &buf.aux, sizeof buf.aux));
+    CHECK_BLAS(
         cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld));
   }
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-  CHECK_LT(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, p.trans_a ? p.k : p.m,
-                                      p.trans_a ? p.m : p.k, p.trans_a ? p.k : p.m));
-  CHECK_LT(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, p.trans_b ? p.n : p.k,
-                                      p.trans_b ? p.k : p.n, p.trans_b ? p.n : p.k));
-  CHECK_LT(cublasLtMatrixLayoutCreate(&lc, ct, p.m, p.n, p.m));
+  CHECK_BLAS(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, p.trans_a ? p.k : p.m,
+                                        p.trans_a ? p.m : p.k, p.trans_a ? p.k : p.m));
+  CHECK_BLAS(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, p.trans_b ? p.n : p.k,
+                                        p.trans_b ? p.k : p.n, p.trans_b ? p.n : p.k));
+  CHECK_BLAS(cublasLtMatrixLayoutCreate(&lc, ct, p.m, p.n, p.m));
   cublasLtMatmulPreference_t pref = nullptr;
-  CHECK_LT(cublasLtMatmulPreferenceCreate(&pref));
-  CHECK_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                &kWorkspaceBytes, sizeof kWorkspaceBytes));
+  CHECK_BLAS(cublasLtMatmulPreferenceCreate(&pref));
+  CHECK_BLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                  &kWorkspaceBytes, sizeof kWorkspaceBytes));
   cublasLtMatmulHeuristicResult_t found[kMaxCandidates] = {};
   int count = 0;
-  CHECK_LT(cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, lc, lc, pref, candidates, found,
-                                          &count));
+  CHECK_BLAS(cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, lc, lc, pref, candidates, found,
+                                            &count));
   std::vector<Timed> timed;
   const float alpha = 1.0f;
   for (int i = 0; i < count; ++i) {
@@ -175,7 +166,7 @@ std::vector<Timed> time_candidates(cublasLtHandle_t handle, const Product& p, co
     cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &t.reduction,
                                          sizeof t.reduction, &written);
     if (t.split_k <= 1) t.reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
-    t.ms = mx::bench::median_ms([&] { CHECK_LT(run()); }, reps);
+    t.ms = mx::bench::median_ms([&] { CHECK_BLAS(run()); }, reps);
     timed.push_back(t);
   }
   cublasLtMatmulPreferenceDestroy(pref);
@@ -256,7 +247,7 @@ int main(int argc, char** argv) {
   CHECK(cudaMemset(buf.c, 0, c));
   CHECK(cudaDeviceSynchronize());
   cublasLtHandle_t handle = nullptr;
-  CHECK_LT(cublasLtCreate(&handle));
+  CHECK_BLAS(cublasLtCreate(&handle));
 
   cudaDeviceProp prop{};
   CHECK(cudaGetDeviceProperties(&prop, 0));

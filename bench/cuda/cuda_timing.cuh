@@ -1,5 +1,5 @@
-// What the GPU benchmarks share: a CUDA error check that ends the program, and the median time
-// of a call measured with CUDA events on the default stream.
+// What the GPU benchmarks share: CUDA and cuBLAS/cuBLASLt status checks that end the program,
+// and the median time of a call measured with CUDA events on the default stream.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -16,6 +16,16 @@
       std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_)); \
       std::exit(1);                                                 \
     }                                                               \
+  } while (0)
+
+// A cuBLAS or cuBLASLt status other than success (0) ends the program.
+#define CHECK_BLAS(x)                                  \
+  do {                                                 \
+    const int s_ = int(x);                             \
+    if (s_ != 0) {                                     \
+      std::fprintf(stderr, "%s: status %d\n", #x, s_); \
+      std::exit(1);                                    \
+    }                                                  \
   } while (0)
 
 namespace mx::bench {
