@@ -10,7 +10,10 @@
 //   cuda_lt_algorithms [--tokens N] [--width C] [--vocab V] [--layers L] [--candidates K <= 64]
 //                      [--reps R] [--all]
 //
-// --all prints every candidate of every product (index, split-K count, reduction scheme, time).
+// --all prints every candidate of every product: index, split-K count, reduction scheme, time,
+// and cuBLASLt's ids of its algorithm, tile, stages, swizzling and cluster shape (the
+// cublasLtMatmulTile_t, ...Stages_t and ClusterShape_t values, as numbers), with the heuristic's
+// estimate of its waves.
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -89,11 +92,15 @@ struct Buffers {
   void *a, *b, *c, *aux, *bias, *workspace;
 };
 
+// A candidate's configuration (cuBLASLt's ids, printed as numbers) and time.
 struct Timed {
   int index;
   int split_k;
   int reduction;
   float ms;
+  int algo_id = 0, tile_id = 0, stages_id = 0, swizzling = 0;
+  uint16_t cluster_id = 0;
+  float waves = 0;  // the heuristic's estimate of the grid's waves over the GPU
 };
 
 const char* reduction_name(int r) {
@@ -166,6 +173,17 @@ std::vector<Timed> time_candidates(cublasLtHandle_t handle, const Product& p, co
     cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &t.reduction,
                                          sizeof t.reduction, &written);
     if (t.split_k <= 1) t.reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
+    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_ID, &t.algo_id,
+                                         sizeof t.algo_id, &written);
+    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &t.tile_id,
+                                         sizeof t.tile_id, &written);
+    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &t.stages_id,
+                                         sizeof t.stages_id, &written);
+    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, &t.swizzling,
+                                         sizeof t.swizzling, &written);
+    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID,
+                                         &t.cluster_id, sizeof t.cluster_id, &written);
+    t.waves = found[i].wavesCount;
     t.ms = mx::bench::median_ms([&] { CHECK_BLAS(run()); }, reps);
     timed.push_back(t);
   }
@@ -287,8 +305,11 @@ int main(int argc, char** argv) {
     }
     if (all) {
       for (const Timed& t : timed) {
-        std::printf("    #%-3d split-K %-3d reduction %-12s %10.4f ms\n", t.index, t.split_k,
-                    reduction_name(t.reduction), t.ms);
+        std::printf(
+            "    #%-3d split-K %-3d reduction %-12s %10.4f ms   algo %d tile %d stages %d "
+            "swizzle %d cluster %d waves %.2f\n",
+            t.index, t.split_k, reduction_name(t.reduction), t.ms, t.algo_id, t.tile_id,
+            t.stages_id, t.swizzling, int(t.cluster_id), double(t.waves));
       }
     }
     step_first += p.per_step * timed[0].ms;
