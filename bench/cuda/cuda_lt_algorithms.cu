@@ -167,22 +167,18 @@ std::vector<Timed> time_candidates(cublasLtHandle_t handle, const Product& p, co
     };
     if (run() != CUBLAS_STATUS_SUCCESS) continue;  // listed, yet refused for this problem
     Timed t{i, 1, CUBLASLT_REDUCTION_SCHEME_NONE, 0.0f};
-    size_t written = 0;
-    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &t.split_k,
-                                         sizeof t.split_k, &written);
-    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &t.reduction,
-                                         sizeof t.reduction, &written);
+    const auto config = [&](cublasLtMatmulAlgoConfigAttributes_t attribute, auto* value) {
+      size_t written = 0;
+      cublasLtMatmulAlgoConfigGetAttribute(&algo, attribute, value, sizeof *value, &written);
+    };
+    config(CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &t.split_k);
+    config(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &t.reduction);
     if (t.split_k <= 1) t.reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
-    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_ID, &t.algo_id,
-                                         sizeof t.algo_id, &written);
-    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &t.tile_id,
-                                         sizeof t.tile_id, &written);
-    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &t.stages_id,
-                                         sizeof t.stages_id, &written);
-    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, &t.swizzling,
-                                         sizeof t.swizzling, &written);
-    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID,
-                                         &t.cluster_id, sizeof t.cluster_id, &written);
+    config(CUBLASLT_ALGO_CONFIG_ID, &t.algo_id);
+    config(CUBLASLT_ALGO_CONFIG_TILE_ID, &t.tile_id);
+    config(CUBLASLT_ALGO_CONFIG_STAGES_ID, &t.stages_id);
+    config(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, &t.swizzling);
+    config(CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &t.cluster_id);
     t.waves = found[i].wavesCount;
     t.ms = mx::bench::median_ms([&] { CHECK_BLAS(run()); }, reps);
     timed.push_back(t);
