@@ -27,7 +27,9 @@ void expect_every_function(const CublasLt& api) {
   EXPECT_NE(api.create, nullptr);
   EXPECT_NE(api.destroy, nullptr);
   EXPECT_NE(api.status_string, nullptr);
+  EXPECT_NE(api.version, nullptr);
   EXPECT_NE(api.matmul, nullptr);
+  EXPECT_NE(api.algo_config_get_attribute, nullptr);
   EXPECT_NE(api.algo_get_heuristic, nullptr);
   EXPECT_NE(api.desc_create, nullptr);
   EXPECT_NE(api.desc_destroy, nullptr);

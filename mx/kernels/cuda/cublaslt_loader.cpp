@@ -23,7 +23,9 @@ std::string bind_functions(void* library, CublasLt& api) {
   MX_BIND(create, cublasLtCreate);
   MX_BIND(destroy, cublasLtDestroy);
   MX_BIND(status_string, cublasLtGetStatusString);
+  MX_BIND(version, cublasLtGetVersion);
   MX_BIND(matmul, cublasLtMatmul);
+  MX_BIND(algo_config_get_attribute, cublasLtMatmulAlgoConfigGetAttribute);
   MX_BIND(algo_get_heuristic, cublasLtMatmulAlgoGetHeuristic);
   MX_BIND(desc_create, cublasLtMatmulDescCreate);
   MX_BIND(desc_destroy, cublasLtMatmulDescDestroy);

@@ -313,11 +313,33 @@ std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options, st
     return nullptr;
   }
   auto products = cuda::LtProducts::create(stream, options.act_type, options.tf32, error);
+  if (products != nullptr && !options.product_algorithms.empty()) {
+    ProductAlgorithms algorithms;
+    std::string e = read_product_algorithms(options.product_algorithms, &algorithms);
+    if (e.empty()) {
+      e = products->take_algorithms(algorithms);
+      if (!e.empty()) e = io::cat(options.product_algorithms, ": ", e);
+    }
+    if (!e.empty()) {
+      *error = e;
+      products.reset();
+    }
+  }
   if (products == nullptr) {
     cudaStreamDestroy(stream);
     return nullptr;
   }
+  if (options.tune_products) products->tune();
   return std::make_unique<cuda_impl::CudaBackend>(options, stream, std::move(products));
+}
+
+std::string write_cuda_product_algorithms(Backend& backend, const std::string& path,
+                                          size_t* products) {
+  auto* cuda = dynamic_cast<cuda_impl::CudaBackend*>(&backend);
+  if (cuda == nullptr) return "product algorithms are the CUDA backend's";
+  const ProductAlgorithms algorithms = cuda->products_->algorithms();
+  *products = algorithms.choices.size();
+  return write_product_algorithms(path, algorithms);
 }
 
 int cuda_device_count(std::string* why) {

@@ -26,10 +26,21 @@ struct CudaBackendOptions {
   // same either way; the products differ in their order of float32 additions.
   bool packed_products = false;
   int device = 0;
+  // A product algorithms file (mx/nn/product_algorithms.h): the cuBLASLt candidate each product
+  // it lists takes, instead of the heuristic's first.
+  std::string product_algorithms = {};
+  // Each product shape's first run times cuBLASLt's candidates on its operands and takes the
+  // fastest (write_cuda_product_algorithms keeps the choices for later runs).
+  bool tune_products = false;
 };
 
 // A backend on the GPU, or null with *error saying why (no GPU, no driver, out of memory).
 std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options, std::string* error);
+
+// The product algorithms `backend` has tuned or taken so far, written to `path` whole or not at
+// all, with their number in *products; "" or why not.
+std::string write_cuda_product_algorithms(Backend& backend, const std::string& path,
+                                          size_t* products);
 
 // How many CUDA GPUs this process can use (0 with *why when none).
 int cuda_device_count(std::string* why);

@@ -466,6 +466,9 @@ class CudaBackend final : public Backend {
   static SavedCasts saved_casts(const AttnShape& s);
 
   friend void* mx::nn::cuda_backend_stream(Backend& backend);
+  friend std::string mx::nn::write_cuda_product_algorithms(Backend& backend,
+                                                           const std::string& path,
+                                                           size_t* products);
 
   CudaBackendOptions options_;
   cudaStream_t stream_;

@@ -519,7 +519,10 @@ bool CudaBackend::gemm_gelu(kernels::LtProducts::Epilogue epilogue, bool trans_a
                             int64_t ldb, void* c, int64_t ldc, const void* bias, void* aux) {
   const kernels::LtProducts::Shape shape{trans_a, false, m,     n,     k,       lda,
                                          ldb,     ldc,   act(), false, epilogue};
-  return products_->run(shape, a, b, c, 0.0f, bias, aux);
+  if (products_->run(shape, a, b, c, 0.0f, bias, aux)) return true;
+  // A product algorithms file that does not fit is an error; no fused kernel is not.
+  if (!products_->error().empty()) record(products_->error());
+  return false;
 }
 
 bool CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a,
@@ -532,9 +535,12 @@ bool CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
     kernels::LtProducts::Shape with_bias = shape;
     with_bias.epilogue = Epilogue::kBias;
     if (products_->run(with_bias, a, b, c, beta, bias, nullptr, c_in)) return true;
+    if (!products_->error().empty()) record(products_->error());
   }
   if (!products_->run(shape, a, b, c, beta, nullptr, nullptr, c_in)) {
-    record(cat("cuBLASLt found no way to multiply ", m, " x ", k, " by ", k, " x ", n));
+    record(!products_->error().empty()
+               ? products_->error()
+               : cat("cuBLASLt found no way to multiply ", m, " x ", k, " by ", k, " x ", n));
   }
   return false;
 }

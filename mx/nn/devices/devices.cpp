@@ -16,6 +16,8 @@ std::string make_backend(const DeviceOptions& options, const Recipe& recipe,
                          std::unique_ptr<Backend>* out) {
   if (options.device == "cpu") {
     if (options.packed_products) return "--packed-products is for --device cuda";
+    if (!options.product_algorithms.empty()) return "--product-algorithms is for --device cuda";
+    if (options.tune_products) return "--tune-products is for --device cuda";
     if (recipe.name == "tf32")
       return "the tf32 recipe multiplies on TF32 tensor cores: use --device cuda";
     *out = std::make_unique<CpuBackend>(options.threads, options.fast_products
@@ -37,6 +39,8 @@ std::string make_backend(const DeviceOptions& options, const Recipe& recipe,
   o.tf32 = recipe.name == "tf32";
   o.device = options.gpu;
   o.packed_products = options.packed_products;
+  o.product_algorithms = options.product_algorithms;
+  o.tune_products = options.tune_products;
   std::string error;
   *out = make_cuda_backend(o, &error);
   return *out != nullptr ? "" : "--device cuda: " + error;
@@ -49,6 +53,10 @@ std::string make_backend(const DeviceOptions& options, const Recipe& recipe,
 #ifdef MX_HAVE_CUDA
 int gpu_count(std::string* why) {
   return cuda_device_count(why);
+}
+
+std::string save_product_algorithms(Backend& backend, const std::string& path, size_t* products) {
+  return write_cuda_product_algorithms(backend, path, products);
 }
 
 std::string make_rank_id(std::string* hex) {
@@ -85,6 +93,9 @@ constexpr const char* kNoCuda =
 int gpu_count(std::string* why) {
   *why = kNoCuda;
   return 0;
+}
+std::string save_product_algorithms(Backend&, const std::string&, size_t*) {
+  return kNoCuda;
 }
 std::string make_rank_id(std::string*) {
   return kNoCuda;

@@ -21,6 +21,10 @@ struct DeviceOptions {
   int gpu = 0;  // the CUDA device, for "cuda"
   // CUDA: MX recipes' linear layers multiply packed MX operands (CudaBackendOptions).
   bool packed_products = false;
+  // CUDA: the cuBLASLt algorithms of a product algorithms file (mx/nn/product_algorithms.h), or
+  // tuning them at each product's first run (CudaBackendOptions).
+  std::string product_algorithms = {};
+  bool tune_products = false;
 };
 
 // True for the recipes whose products are float32 (fp32, tf32): on a GPU their activations are
@@ -30,6 +34,10 @@ bool recipe_wants_f32_activations(const Recipe& recipe);
 // A backend for `recipe`'s run on options.device, or the one-line reason there is none.
 std::string make_backend(const DeviceOptions& options, const Recipe& recipe,
                          std::unique_ptr<Backend>* out);
+
+// The product algorithms a CUDA backend has tuned or taken, written to `path` (their number in
+// *products); "" or why not.
+std::string save_product_algorithms(Backend& backend, const std::string& path, size_t* products);
 
 // Data-parallel ranks on GPUs, one process each (nn/cuda/nccl_communicator.h): the number of
 // GPUs this machine has (0, with *why, where none can be used); a new NCCL id as hex text, which
