@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "mx/io/atomic_file.h"
 #include "mx/io/cat.h"
 #include "mx/nn/adamw.h"
 #include "mx/nn/model.h"
@@ -29,8 +30,15 @@ std::string bench_training(const BenchConfig& c, BenchResult* result) {
     return cat("--seq-len ", seq_len, " is longer than the model's context ", c.model.seq_len);
   }
   if (c.steps < 1 || c.warmup < 0) return "--steps must be at least 1 and --warmup not negative";
+  nn::DeviceOptions device = c.device;
+  if (!c.tuned_products_out.empty()) {
+    if (c.warmup < 1)
+      return "--tune-products times the products in a warm-up step: --warmup 1 or more";
+    if (std::string e = io::check_output_file(c.tuned_products_out); !e.empty()) return e;
+    device.tune_products = true;
+  }
   std::unique_ptr<nn::Backend> backend;
-  if (std::string e = nn::make_backend(c.device, c.recipe, &backend); !e.empty()) return e;
+  if (std::string e = nn::make_backend(device, c.recipe, &backend); !e.empty()) return e;
   BenchResult r;
   r.device = backend->device_description();
   nn::Model model(c.model, std::move(backend));
@@ -67,6 +75,13 @@ std::string bench_training(const BenchConfig& c, BenchResult* result) {
   };
   for (int64_t i = 0; i < c.warmup; ++i) {
     if (std::string e = step(i); !e.empty()) return e;
+  }
+  if (!c.tuned_products_out.empty()) {
+    if (std::string e =
+            nn::save_product_algorithms(model.backend(), c.tuned_products_out, &r.tuned_products);
+        !e.empty()) {
+      return e;
+    }
   }
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < c.steps; ++i) {

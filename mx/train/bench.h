@@ -22,6 +22,9 @@ struct BenchConfig {
   int64_t steps = 20;       // timed
   int64_t warmup = 3;       // untimed, first
   uint64_t seed = 1;
+  // Where not empty: the warm-up steps tune the CUDA backend's product algorithms
+  // (nn::DeviceOptions::tune_products) and this file receives them before the timed steps.
+  std::string tuned_products_out;
 };
 
 struct BenchResult {
@@ -35,6 +38,7 @@ struct BenchResult {
   double flops_per_token = 0;
   int64_t peak_memory = 0;  // Backend::peak_memory after the last step
   float last_loss = 0;
+  size_t tuned_products = 0;  // the products written to tuned_products_out
 };
 
 double training_flops_per_token(const nn::ModelConfig& model, int64_t params, int64_t seq_len);

@@ -34,7 +34,7 @@ using io::cat;
 using Clock = std::chrono::steady_clock;
 
 nn::DeviceOptions device_options(const TrainOptions& o) {
-  return {o.device, o.threads, false, o.gpu, o.packed_products};
+  return {o.device, o.threads, false, o.gpu, o.packed_products, o.product_algorithms};
 }
 
 std::string path_in(const std::string& dir, const char* name) {

@@ -34,6 +34,7 @@ struct TrainOptions {
   int threads = 0;                 // 0: all hardware threads
   std::string device = "cpu";      // or "cuda" (nn/devices/devices.h)
   bool packed_products = false;    // cuda: nn::DeviceOptions::packed_products
+  std::string product_algorithms;  // cuda: nn::DeviceOptions::product_algorithms
   data::DataPaths paths;
   // Data-parallel training (nn/data_parallel.h): this call is rank comm->rank() of
   // comm->size(), each rank a thread or process of its own with the same config and run folder,

@@ -23,6 +23,17 @@ expect_one_line_error "unknown --model" bench train --model huge
 expect_one_line_error "unknown recipe" bench train --recipe mxfp5
 expect_one_line_error "subcommand" bench
 expect_one_line_error "--packed-products is for --device cuda" bench train --packed-products
+printf 'mxkit product algorithms 1\ndevice X\ncublaslt 1\ncandidates 16\n' > "$work/algos.txt"
+expect_one_line_error "--product-algorithms is for --device cuda" \
+  bench train --product-algorithms "$work/algos.txt"
+expect_one_line_error "--tune-products is for --device cuda" \
+  bench train --tune-products "$work/tuned.txt"
+expect_one_line_error "--warmup 1 or more" bench train --tune-products "$work/tuned.txt" --warmup 0
+expect_one_line_error "--product-algorithms excludes --tune-products" \
+  bench train --tune-products "$work/tuned.txt" --product-algorithms "$work/algos.txt"
+expect_one_line_error "--product-algorithms: File does not exist" \
+  bench train --product-algorithms "$work/none.txt"
+[ ! -e "$work/tuned.txt" ] || fail "a refused --tune-products wrote its file"
 if [ ! -e /dev/nvidia0 ]; then
   expect_one_line_error "--device cuda: " bench train --device cuda
   expect_one_line_error "--device cuda: " bench train --device cuda --packed-products

@@ -113,6 +113,12 @@ expect_one_line_error "tf32 recipe multiplies on TF32 tensor cores: use --device
 expect_one_line_error "--packed-products is for --device cuda" train "${common[@]}" \
   --packed-products --out r12
 [ ! -e r12 ] || fail "train --packed-products on the CPU left a run folder"
+printf 'mxkit product algorithms 1\ndevice X\ncublaslt 1\ncandidates 16\n' >algos.txt
+expect_one_line_error "--product-algorithms is for --device cuda" train "${common[@]}" \
+  --product-algorithms algos.txt --out r13
+[ ! -e r13 ] || fail "train --product-algorithms on the CPU left a run folder"
+expect_one_line_error "--product-algorithms: File does not exist: none.txt" train "${common[@]}" \
+  --product-algorithms none.txt --out r14
 expect_one_line_error "--gpus 2 needs --device cuda" train "${common[@]}" --gpus 2 --out r10
 expect_one_line_error "--gpus: Value 0 not in range" train "${common[@]}" --gpus 0 --out r11
 expect_one_line_error "--rank is for the processes --gpus starts" train "${common[@]}" --rank 0 \

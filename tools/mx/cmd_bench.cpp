@@ -31,6 +31,7 @@ struct BenchFlags {
   double peak_tflops = 0;
   bool json = false;
   bool packed_products = false;
+  std::string product_algorithms, tune_products;
 };
 
 struct Peak {
@@ -67,7 +68,8 @@ std::string run_bench_train(const BenchFlags& f) {
   train::BenchConfig c;
   c.model = *model;
   if (std::string e = nn::recipe_from_spec(f.recipe, &c.recipe); !e.empty()) return e;
-  c.device = {f.device, f.threads, false, 0, f.packed_products};
+  c.device = {f.device, f.threads, false, 0, f.packed_products, f.product_algorithms};
+  c.tuned_products_out = f.tune_products;
   c.batch = f.batch;
   c.micro_batch = f.micro_batch;
   c.seq_len = f.seq_len;
@@ -86,6 +88,8 @@ std::string run_bench_train(const BenchFlags& f) {
     j["recipe"] = c.recipe.name;
     j["device"] = r.device;
     j["packed_products"] = f.packed_products;
+    j["product_algorithms"] = f.product_algorithms;
+    if (!f.tune_products.empty()) j["tuned_products"] = r.tuned_products;
     j["params"] = r.params;
     j["batch"] = f.batch;
     j["seq_len"] = seq_len;
@@ -112,6 +116,12 @@ std::string run_bench_train(const BenchFlags& f) {
     fmt::print("  MFU           unknown peak for this device (give --peak-tflops)\n");
   }
   fmt::print("  peak memory   {}\n", io::format_bytes(double(r.peak_memory)));
+  if (!f.tune_products.empty()) {
+    fmt::print("  products      {} algorithms tuned in the warm-up, written to {}\n",
+               r.tuned_products, f.tune_products);
+  } else if (!f.product_algorithms.empty()) {
+    fmt::print("  products      the algorithms of {}\n", f.product_algorithms);
+  }
   return "";
 }
 
@@ -272,6 +282,13 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--threads", f.threads, "CPU threads (0: all)")->check(thread_count());
   add_packed_products_flag(cmd, &f.packed_products);
+  add_product_algorithms_option(cmd, &f.product_algorithms);
+  cmd->add_option("--tune-products", f.tune_products,
+                  "With --device cuda, time cuBLASLt's candidates for each product in the first "
+                  "warm-up step, take the fastest, and write the choices to FILE for "
+                  "--product-algorithms")
+      ->type_name("FILE")
+      ->excludes("--product-algorithms");
   cmd->add_option("--peak-tflops", f.peak_tflops, "The device's peak, for the MFU")
       ->check(finite_in(0));
   cmd->add_flag("--json", f.json, "Print the figures as one JSON object");

@@ -43,6 +43,7 @@ struct TrainFlags {
   bool forward_casts_only = false;  // the recipe's backward casts left out
   bool distill = false;             // learn --init's distribution
   bool packed_products = false;     // MX products on packed operands (GPU)
+  std::string product_algorithms;   // cuBLASLt's algorithms from a file (GPU)
   int threads = 0;
   std::string device = "cpu";
   int gpus = 1;
@@ -125,6 +126,7 @@ std::string run_train(const TrainFlags& f) {
   options.threads = f.threads;
   options.device = f.device;
   options.packed_products = f.packed_products;
+  options.product_algorithms = f.product_algorithms;
   if (f.rank >= 0) {
     if (f.rank >= f.gpus || f.rank_id.empty()) return "--rank is for the processes --gpus starts";
     options.rank = f.rank, options.world = f.gpus, options.gpu = f.rank;
@@ -256,6 +258,7 @@ void register_train(CLI::App& app) {
                   "cpu, or cuda (bfloat16 activations; float32 for the fp32 and tf32 recipes)")
       ->capture_default_str();
   add_packed_products_flag(cmd, &f.packed_products);
+  add_product_algorithms_option(cmd, &f.product_algorithms);
   cmd->add_flag("--forward-casts-only", f.forward_casts_only,
                 "Cast only the forward products' operands, the gradients' products staying in "
                 "FP32: quantization-aware finetuning (recipe name gets -forward)");

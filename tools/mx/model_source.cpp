@@ -97,4 +97,13 @@ void add_packed_products_flag(CLI::App* cmd, bool* packed_products) {
                 "values; the same operand bits");
 }
 
+void add_product_algorithms_option(CLI::App* cmd, std::string* path) {
+  cmd->add_option("--product-algorithms", *path,
+                  "With --device cuda, the cuBLASLt algorithm of each product listed in FILE "
+                  "(written by mx bench train --tune-products on the same GPU and cuBLASLt) "
+                  "instead of the heuristic's first; runs with the same file repeat bit for bit")
+      ->type_name("FILE")
+      ->check(CLI::ExistingFile);
+}
+
 }  // namespace mx::tools

@@ -36,6 +36,8 @@ void add_packing_flags(CLI::App* cmd, bool* unpacked, bool* fast_products);
 
 // --packed-products (nn::DeviceOptions::packed_products), for the commands that train.
 void add_packed_products_flag(CLI::App* cmd, bool* packed_products);
+// --product-algorithms FILE (nn::DeviceOptions::product_algorithms), for the same commands.
+void add_product_algorithms_option(CLI::App* cmd, std::string* path);
 
 // `wrap`, when given, receives the device's backend and returns the one the model runs on
 // (a backend that wraps it, e.g. nn::CastProbe).
