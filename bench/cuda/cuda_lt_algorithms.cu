@@ -1,11 +1,12 @@
 // How much a training step could gain from another of cuBLASLt's algorithms: for each bfloat16
-// product of a GPT-2 step as the CUDA backend runs it (mx/nn/cuda/lt_products.cpp: float32
-// accumulation, 32 MB workspace, the same epilogues, layouts and output types), every algorithm
-// among the heuristic's first `--candidates`, timed. The backend takes the first; the table
-// gives its time, the fastest candidate's, and the fastest among those that need no reduction
-// kernel after the product (no split-K, or split-K summed in place in the output). Both
-// schemes that sum in the workspace, in the compute or the output type, take a second step.
-// The sums weigh each product by how often a step runs it.
+// product of a GPT-2 step as the CUDA backend runs it (the same LtProducts object, shapes,
+// epilogues and output types), every algorithm among the heuristic's first `--candidates`,
+// timed by LtProducts::time_candidates (the median of three rounds of `--reps` products). The
+// backend takes the first unless given a product algorithms file (`mx bench train
+// --tune-products`); the table gives its time, the fastest candidate's, and the fastest among
+// those that need no reduction kernel after the product (no split-K, or split-K summed in place
+// in the output). Both schemes that sum in the workspace, in the compute or the output type,
+// take a second step. The sums weigh each product by how often a step runs it.
 //
 //   cuda_lt_algorithms [--tokens N] [--width C] [--vocab V] [--layers L] [--candidates K <= 64]
 //                      [--reps R] [--all]
@@ -22,56 +23,58 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "bench/cuda/cuda_timing.cuh"
+#include "mx/nn/cuda/lt_products.h"
 
 namespace {
 
-constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+using mx::nn::BufType;
+using mx::nn::cuda::LtProducts;
+using Epilogue = LtProducts::Epilogue;
+
 constexpr int kMaxCandidates = 64;
 
-// Column-major C[m, n] = op(A) op(B) (+ beta C), as LtProducts::Shape describes it.
+// A product of the step, as LtProducts::Shape describes it, and how many a step runs.
 struct Product {
   std::string name;
-  int per_step;  // how many a step runs
-  bool trans_a, trans_b;
-  int64_t m, n, k;
-  bool c_f32;
-  float beta;
-  cublasLtEpilogue_t epilogue;
+  int per_step;
+  LtProducts::Shape shape;
 };
 
 // The products of one step at `tokens` rows, as the backend's linear layers issue them
 // (cuda_backend_linear.cpp): each layer's forward product, its dx and its dW.
 std::vector<Product> gpt2_products(int64_t t, int64_t c, int64_t vocab, int layers) {
   const int64_t v = (vocab + 7) / 8 * 8;  // the classifier's products run at the padded width
-  const auto fwd = [&](const char* name, int64_t n, int64_t k, float beta, cublasLtEpilogue_t e) {
-    return Product{name, layers, true, false, n, t, k, false, beta, e};
+  const auto fwd = [&](const char* name, int64_t n, int64_t k, bool residual, Epilogue e) {
+    return Product{name, layers, {true, false, n, t, k, k, k, n, BufType::kBF16, residual, e}};
   };
-  const auto dx = [&](const char* name, int64_t k, int64_t n, cublasLtEpilogue_t e) {
-    return Product{name, layers, false, false, k, t, n, false, 0.0f, e};
+  const auto dx = [&](const char* name, int64_t k, int64_t n, Epilogue e) {
+    return Product{name, layers, {false, false, k, t, n, k, n, k, BufType::kBF16, false, e}};
   };
-  const auto dw = [&](const char* name, int64_t k, int64_t n, float beta) {
-    return Product{name, layers, false, true, k, n, t, true, beta, CUBLASLT_EPILOGUE_DEFAULT};
+  const auto dw = [&](const char* name, int64_t k, int64_t n, bool accumulate) {
+    return Product{
+        name, layers, {false, true, k, n, t, k, n, k, BufType::kF32, accumulate, Epilogue::kNone}};
   };
   std::vector<Product> p = {
-      fwd("forward qkv (bias)", 3 * c, c, 0.0f, CUBLASLT_EPILOGUE_BIAS),
-      fwd("forward attn proj (bias, residual)", c, c, 1.0f, CUBLASLT_EPILOGUE_BIAS),
-      fwd("forward mlp up (bias, gelu)", 4 * c, c, 0.0f, CUBLASLT_EPILOGUE_GELU_AUX_BIAS),
-      fwd("forward mlp down (bias, residual)", c, 4 * c, 1.0f, CUBLASLT_EPILOGUE_BIAS),
-      dx("dx qkv", c, 3 * c, CUBLASLT_EPILOGUE_DEFAULT),
-      dx("dx attn proj", c, c, CUBLASLT_EPILOGUE_DEFAULT),
-      dx("dx mlp up", c, 4 * c, CUBLASLT_EPILOGUE_DEFAULT),
-      dx("dx mlp down (dgelu)", 4 * c, c, CUBLASLT_EPILOGUE_DGELU),
-      dw("dW qkv", c, 3 * c, 1.0f),
-      dw("dW attn proj", c, c, 1.0f),
-      dw("dW mlp up", c, 4 * c, 1.0f),
-      dw("dW mlp down", 4 * c, c, 1.0f),
-      fwd("forward classifier", v, c, 0.0f, CUBLASLT_EPILOGUE_DEFAULT),
-      dx("dx classifier", c, v, CUBLASLT_EPILOGUE_DEFAULT),
-      dw("dW classifier (scratch)", c, v, 0.0f),
+      fwd("forward qkv (bias)", 3 * c, c, false, Epilogue::kBias),
+      fwd("forward attn proj (bias, residual)", c, c, true, Epilogue::kBias),
+      fwd("forward mlp up (bias, gelu)", 4 * c, c, false, Epilogue::kGeluAuxBias),
+      fwd("forward mlp down (bias, residual)", c, 4 * c, true, Epilogue::kBias),
+      dx("dx qkv", c, 3 * c, Epilogue::kNone),
+      dx("dx attn proj", c, c, Epilogue::kNone),
+      dx("dx mlp up", c, 4 * c, Epilogue::kNone),
+      dx("dx mlp down (dgelu)", 4 * c, c, Epilogue::kDgelu),
+      dw("dW qkv", c, 3 * c, true),
+      dw("dW attn proj", c, c, true),
+      dw("dW mlp up", c, 4 * c, true),
+      dw("dW mlp down", 4 * c, c, true),
+      fwd("forward classifier", v, c, false, Epilogue::kNone),
+      dx("dx classifier", c, v, Epilogue::kNone),
+      dw("dW classifier (scratch)", c, v, false),
   };
   for (size_t i = p.size() - 3; i < p.size(); ++i) p[i].per_step = 1;
   return p;
@@ -88,21 +91,6 @@ __global__ void fill_bf16(__nv_bfloat16* p, size_t n, uint32_t seed) {
   }
 }
 
-struct Buffers {
-  void *a, *b, *c, *aux, *bias, *workspace;
-};
-
-// A candidate's configuration (cuBLASLt's ids, printed as numbers) and time.
-struct Timed {
-  int index;
-  int split_k;
-  int reduction;
-  float ms;
-  int algo_id = 0, tile_id = 0, stages_id = 0, swizzling = 0;
-  uint16_t cluster_id = 0;
-  float waves = 0;  // the heuristic's estimate of the grid's waves over the GPU
-};
-
 const char* reduction_name(int r) {
   switch (r) {
     case CUBLASLT_REDUCTION_SCHEME_NONE:
@@ -116,77 +104,6 @@ const char* reduction_name(int r) {
     default:
       return "?";
   }
-}
-
-// Every candidate of the heuristic's first `candidates` for `p`, timed (median of `reps`).
-std::vector<Timed> time_candidates(cublasLtHandle_t handle, const Product& p, const Buffers& buf,
-                                   int candidates, int reps) {
-  cublasLtMatmulDesc_t desc = nullptr;
-  CHECK_BLAS(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t ta = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t tb = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cudaDataType ct = p.c_f32 ? CUDA_R_32F : CUDA_R_16BF;
-  CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-  CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-  CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &p.epilogue,
-                                            sizeof p.epilogue));
-  if (p.epilogue == CUBLASLT_EPILOGUE_BIAS || p.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) {
-    CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &buf.bias,
-                                              sizeof buf.bias));
-    CHECK_BLAS(
-        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ct, sizeof ct));
-  }
-  if (p.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || p.epilogue == CUBLASLT_EPILOGUE_DGELU) {
-    const int64_t ld = p.m;
-    CHECK_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
-                                              &buf.aux, sizeof buf.aux));
-    CHECK_BLAS(
-        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld));
-  }
-  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-  CHECK_BLAS(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, p.trans_a ? p.k : p.m,
-                                        p.trans_a ? p.m : p.k, p.trans_a ? p.k : p.m));
-  CHECK_BLAS(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, p.trans_b ? p.n : p.k,
-                                        p.trans_b ? p.k : p.n, p.trans_b ? p.n : p.k));
-  CHECK_BLAS(cublasLtMatrixLayoutCreate(&lc, ct, p.m, p.n, p.m));
-  cublasLtMatmulPreference_t pref = nullptr;
-  CHECK_BLAS(cublasLtMatmulPreferenceCreate(&pref));
-  CHECK_BLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                  &kWorkspaceBytes, sizeof kWorkspaceBytes));
-  cublasLtMatmulHeuristicResult_t found[kMaxCandidates] = {};
-  int count = 0;
-  CHECK_BLAS(cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, lc, lc, pref, candidates, found,
-                                            &count));
-  std::vector<Timed> timed;
-  const float alpha = 1.0f;
-  for (int i = 0; i < count; ++i) {
-    const cublasLtMatmulAlgo_t& algo = found[i].algo;
-    const auto run = [&] {
-      return cublasLtMatmul(handle, desc, &alpha, buf.a, la, buf.b, lb, &p.beta, buf.c, lc, buf.c,
-                            lc, &algo, buf.workspace, kWorkspaceBytes, nullptr);
-    };
-    if (run() != CUBLAS_STATUS_SUCCESS) continue;  // listed, yet refused for this problem
-    Timed t{i, 1, CUBLASLT_REDUCTION_SCHEME_NONE, 0.0f};
-    const auto config = [&](cublasLtMatmulAlgoConfigAttributes_t attribute, auto* value) {
-      size_t written = 0;
-      cublasLtMatmulAlgoConfigGetAttribute(&algo, attribute, value, sizeof *value, &written);
-    };
-    config(CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &t.split_k);
-    config(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &t.reduction);
-    if (t.split_k <= 1) t.reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
-    config(CUBLASLT_ALGO_CONFIG_ID, &t.algo_id);
-    config(CUBLASLT_ALGO_CONFIG_TILE_ID, &t.tile_id);
-    config(CUBLASLT_ALGO_CONFIG_STAGES_ID, &t.stages_id);
-    config(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, &t.swizzling);
-    config(CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &t.cluster_id);
-    t.waves = found[i].wavesCount;
-    t.ms = mx::bench::median_ms([&] { CHECK_BLAS(run()); }, reps);
-    timed.push_back(t);
-  }
-  cublasLtMatmulPreferenceDestroy(pref);
-  for (cublasLtMatrixLayout_t l : {la, lb, lc}) cublasLtMatrixLayoutDestroy(l);
-  cublasLtMatmulDescDestroy(desc);
-  return timed;
 }
 
 int64_t int_flag(int argc, char** argv, int* i, int64_t low) {
@@ -244,30 +161,34 @@ int main(int argc, char** argv) {
   // Room for the largest operand, output and aux of any product.
   size_t ab = 0, c = 0;
   for (const Product& p : products) {
-    ab = std::max({ab, size_t(p.m * p.k), size_t(p.n * p.k)});
-    c = std::max(c, size_t(p.m * p.n) * (p.c_f32 ? 4 : 2));
+    const LtProducts::Shape& g = p.shape;
+    ab = std::max({ab, size_t(g.m * g.k), size_t(g.n * g.k)});
+    c = std::max(c, size_t(g.m * g.n) * size_t(mx::nn::buf_type_bytes(g.c_type)));
   }
-  Buffers buf{};
-  CHECK(cudaMalloc(&buf.a, ab * 2));
-  CHECK(cudaMalloc(&buf.b, ab * 2));
-  CHECK(cudaMalloc(&buf.c, c));
-  CHECK(cudaMalloc(&buf.aux, c));
-  CHECK(cudaMalloc(&buf.bias, size_t(std::max(vocab + 8, 4 * width)) * 2));
-  CHECK(cudaMalloc(&buf.workspace, kWorkspaceBytes));
-  fill_bf16<<<1024, 256>>>(static_cast<__nv_bfloat16*>(buf.a), ab, 1);
-  fill_bf16<<<1024, 256>>>(static_cast<__nv_bfloat16*>(buf.b), ab, 2);
-  fill_bf16<<<1024, 256>>>(static_cast<__nv_bfloat16*>(buf.aux), c / 2, 3);
-  fill_bf16<<<64, 256>>>(static_cast<__nv_bfloat16*>(buf.bias), size_t(vocab + 8), 4);
-  CHECK(cudaMemset(buf.c, 0, c));
+  void *a = nullptr, *b = nullptr, *c_in = nullptr, *aux = nullptr, *bias = nullptr;
+  CHECK(cudaMalloc(&a, ab * 2));
+  CHECK(cudaMalloc(&b, ab * 2));
+  CHECK(cudaMalloc(&c_in, c));
+  CHECK(cudaMalloc(&aux, c));
+  CHECK(cudaMalloc(&bias, size_t(std::max(vocab + 8, 4 * width)) * 2));
+  fill_bf16<<<1024, 256>>>(static_cast<__nv_bfloat16*>(a), ab, 1);
+  fill_bf16<<<1024, 256>>>(static_cast<__nv_bfloat16*>(b), ab, 2);
+  fill_bf16<<<1024, 256>>>(static_cast<__nv_bfloat16*>(aux), c / 2, 3);
+  fill_bf16<<<64, 256>>>(static_cast<__nv_bfloat16*>(bias), size_t(vocab + 8), 4);
+  CHECK(cudaMemset(c_in, 0, c));
   CHECK(cudaDeviceSynchronize());
-  cublasLtHandle_t handle = nullptr;
-  CHECK_BLAS(cublasLtCreate(&handle));
+  std::string error;
+  std::unique_ptr<LtProducts> lt = LtProducts::create(nullptr, BufType::kBF16, false, &error);
+  if (lt == nullptr) {
+    std::fprintf(stderr, "cuda_lt_algorithms: %s\n", error.c_str());
+    return 1;
+  }
 
   cudaDeviceProp prop{};
   CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf(
       "%s; %lld tokens, width %lld, vocabulary %lld, %lld layers; the heuristic's first "
-      "%lld candidates, median of %lld\n\n",
+      "%lld candidates, median of three rounds of %lld\n\n",
       prop.name, static_cast<long long>(tokens), static_cast<long long>(width),
       static_cast<long long>(vocab), static_cast<long long>(layers),
       static_cast<long long>(candidates), static_cast<long long>(reps));
@@ -275,14 +196,15 @@ int main(int argc, char** argv) {
               "fastest", "#", "no-reduce", "#");
   double step_first = 0, step_fastest = 0, step_no_reduce = 0;
   for (const Product& p : products) {
-    const std::vector<Timed> timed = time_candidates(handle, p, buf, int(candidates), int(reps));
+    const std::vector<LtProducts::Candidate> timed = lt->time_candidates(
+        p.shape, a, b, p.shape.accumulate ? c_in : nullptr, bias, aux, int(candidates), int(reps));
     if (timed.empty()) {
-      std::printf("%-36s %4d   (no algorithm)\n", p.name.c_str(), p.per_step);
+      std::printf("%-36s %4d   (%s)\n", p.name.c_str(), p.per_step, lt->error().c_str());
       continue;
     }
-    const Timed* fastest = &timed[0];
-    const Timed* no_reduce = nullptr;
-    for (const Timed& t : timed) {
+    const LtProducts::Candidate* fastest = &timed[0];
+    const LtProducts::Candidate* no_reduce = nullptr;
+    for (const LtProducts::Candidate& t : timed) {
       if (t.ms < fastest->ms) fastest = &t;
       const bool separate = t.reduction == CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE ||
                             t.reduction == CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
@@ -300,12 +222,12 @@ int main(int argc, char** argv) {
                   timed[0].index);
     }
     if (all) {
-      for (const Timed& t : timed) {
+      for (const LtProducts::Candidate& t : timed) {
         std::printf(
             "    #%-3d split-K %-3d reduction %-12s %10.4f ms   algo %d tile %d stages %d "
             "swizzle %d cluster %d waves %.2f\n",
             t.index, t.split_k, reduction_name(t.reduction), t.ms, t.algo_id, t.tile_id,
-            t.stages_id, t.swizzling, int(t.cluster_id), double(t.waves));
+            t.stages_id, t.swizzling, t.cluster_id, double(t.waves));
       }
     }
     step_first += p.per_step * timed[0].ms;
@@ -317,6 +239,5 @@ int main(int argc, char** argv) {
       "reduction kernel %.3f ms (%.3f less)\n",
       step_first, step_fastest, step_first - step_fastest, step_no_reduce,
       step_first - step_no_reduce);
-  cublasLtDestroy(handle);
   return 0;
 }
