@@ -17,7 +17,8 @@
 //   bf16 tf32=0 a=T b=N m=2304 n=16384 k=768 lda=768 ldb=768 ldc=2304 c=bf16 accumulate=0
 //        epilogue=bias candidate=3  # 0.3511 ms; the first candidate 0.3720 ms
 //
-// (each product on one line; a '#' starts a comment).
+// (each product on one line; a '#' starts a comment). A time of 0 ms says that the candidates
+// could not be timed (no memory for the scratch outputs) and the first was kept.
 #pragma once
 
 #include <compare>
