@@ -102,8 +102,8 @@ void add_product_algorithms_option(CLI::App* cmd, std::string* path) {
                   "With --device cuda, the cuBLASLt algorithm of each product listed in FILE "
                   "(written by mx bench train --tune-products on the same GPU and cuBLASLt) "
                   "instead of the heuristic's first; runs with the same file repeat bit for bit")
-      ->type_name("FILE")
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingFile)
+      ->option_text("FILE");
 }
 
 }  // namespace mx::tools
