@@ -78,3 +78,13 @@ for recipe in bf16 mxfp6 mxfp4w-mxfp6a mxfp4; do
   timeout 300 .device/mx bench train --device cuda --model gpt2-124m --recipe "$recipe" \
     --batch 16 --steps 10 --warmup 3 --json 2>&1 | tee "$OUT/bench_gpt2_$recipe.json"
 done
+section "GPT-2 124M: cuBLASLt's algorithms tuned once (--tune-products), then a run given the file"
+for recipe in bf16 mxfp6; do
+  algorithms=$OUT/product_algorithms_$recipe.txt
+  timeout 300 .device/mx bench train --device cuda --model gpt2-124m --recipe "$recipe" \
+    --batch 16 --steps 10 --warmup 3 --tune-products "$algorithms" --json 2>&1 |
+    tee "$OUT/bench_gpt2_${recipe}_tuning.json"
+  timeout 300 .device/mx bench train --device cuda --model gpt2-124m --recipe "$recipe" \
+    --batch 16 --steps 10 --warmup 3 --product-algorithms "$algorithms" --json 2>&1 |
+    tee "$OUT/bench_gpt2_${recipe}_tuned.json"
+done
