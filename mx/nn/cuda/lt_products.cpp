@@ -22,6 +22,10 @@ bool writes_aux(ProductEpilogue e) {
   return e == ProductEpilogue::kGeluAux || e == ProductEpilogue::kGeluAuxBias;
 }
 
+size_t output_bytes(const ProductShape& g) {
+  return size_t(g.ldc) * size_t(g.n) * size_t(buf_type_bytes(g.c_type));
+}
+
 std::string describe_shape(const ProductShape& g) {
   return cat(g.m, " x ", g.k, " by ", g.k, " x ", g.n);
 }
@@ -160,16 +164,22 @@ std::vector<cublasLtMatmulHeuristicResult_t> LtProducts::heuristic(const Descrip
   return list;
 }
 
-std::vector<LtProducts::Candidate> LtProducts::time_described(
-    const Shape& g, const Descriptors& d, const std::vector<cublasLtMatmulHeuristicResult_t>& list,
-    const void* a, const void* b, const void* c_in, int reps) {
-  const size_t c_bytes = size_t(g.ldc) * size_t(g.n) * size_t(buf_type_bytes(g.c_type));
-  Scratch out(c_bytes);
+std::vector<LtProducts::Candidate> LtProducts::time_candidates(const Shape& g, const void* a,
+                                                               const void* b, const void* c_in,
+                                                               const void* bias, const void* aux,
+                                                               int count, int reps) {
+  Scratch out(output_bytes(g)), aux_out(writes_aux(g.epilogue) ? output_bytes(g) : 0);
   Events events;
-  if (out.p == nullptr || !events.ok()) {
+  if (out.p == nullptr || (writes_aux(g.epilogue) && aux_out.p == nullptr) || !events.ok()) {
     error_ = cat("no memory to time the candidates for ", describe_shape(g));
     return {};
   }
+  Descriptors d(api_);
+  if (!describe(g, bias, writes_aux(g.epilogue) ? aux_out.p : aux, &d)) {
+    error_ = cat("cuBLASLt cannot describe ", describe_shape(g));
+    return {};
+  }
+  const std::vector<cublasLtMatmulHeuristicResult_t> list = heuristic(d, count);
   const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
   const void* c = c_in != nullptr ? c_in : out.p;
   std::vector<Candidate> timed;
@@ -196,6 +206,7 @@ std::vector<LtProducts::Candidate> LtProducts::time_described(
     }
     std::sort(rounds.begin(), rounds.end());
     Candidate t;
+    t.algo = algo;
     t.index = int(i);
     t.ms = rounds[1];
     t.waves = list[i].wavesCount;
@@ -219,20 +230,6 @@ std::vector<LtProducts::Candidate> LtProducts::time_described(
   return timed;
 }
 
-std::vector<LtProducts::Candidate> LtProducts::time_candidates(const Shape& g, const void* a,
-                                                               const void* b, const void* c_in,
-                                                               const void* bias, const void* aux,
-                                                               int count, int reps) {
-  const size_t c_bytes = size_t(g.ldc) * size_t(g.n) * size_t(buf_type_bytes(g.c_type));
-  Scratch aux_out(writes_aux(g.epilogue) ? c_bytes : 0);
-  Descriptors d(api_);
-  if (!describe(g, bias, writes_aux(g.epilogue) ? aux_out.p : aux, &d)) {
-    error_ = cat("cuBLASLt cannot describe ", describe_shape(g));
-    return {};
-  }
-  return time_described(g, d, heuristic(d, count), a, b, c_in, reps);
-}
-
 // The algorithm for a shape, chosen at its first product (the heuristic's query costs more host
 // time than many of the products take on the GPU); nullptr where there is none.
 const cublasLtMatmulAlgo_t* LtProducts::algorithm(const Shape& g, const Descriptors& d,
@@ -249,18 +246,25 @@ const cublasLtMatmulAlgo_t* LtProducts::algorithm(const Shape& g, const Descript
                    describe_shape(g), " is not among cuBLASLt's ", list.size());
     }
   } else if (tuning_) {
-    const std::vector<cublasLtMatmulHeuristicResult_t> list = heuristic(d, candidates_);
-    if (list.empty()) return nullptr;
     const std::vector<Candidate> timed =
         time_candidates(g, a, b, c_in, bias, aux, candidates_, /*reps=*/5);
-    // Where timing could not run, the first candidate, as without tuning.
+    const Candidate* fastest = nullptr;
     ProductAlgorithms::Choice choice;
     for (const Candidate& t : timed) {
       if (t.index == 0) choice.first_ms = t.ms;
-      if (choice.ms == 0 || t.ms < choice.ms) choice.candidate = t.index, choice.ms = t.ms;
+      if (fastest == nullptr || t.ms < fastest->ms) fastest = &t;
     }
-    // The heuristic answers alike for the same descriptors, so its list here is time_candidates'.
-    it->second = list[size_t(choice.candidate)].algo;
+    if (fastest != nullptr) {
+      it->second = fastest->algo;
+      choice.candidate = fastest->index, choice.ms = fastest->ms;
+    } else {
+      // Nothing timed (no scratch memory, or no candidate runs): as without tuning, and no
+      // error of its own, so that a product without a fused kernel still takes the unfused one.
+      error_.clear();
+      const std::vector<cublasLtMatmulHeuristicResult_t> first = heuristic(d, 1);
+      if (first.empty()) return nullptr;
+      it->second = first[0].algo;
+    }
     choices_.emplace(g, choice);
   } else {
     const std::vector<cublasLtMatmulHeuristicResult_t> list = heuristic(d, 1);

@@ -55,9 +55,10 @@ class LtProducts {
   // Every choice tuned or taken so far, as a file holds them.
   ProductAlgorithms algorithms() const;
 
-  // One of the heuristic's candidates, timed: its place in the list, its median time, and
-  // cuBLASLt's ids of its configuration.
+  // One of the heuristic's candidates, timed: the algorithm, its place in the list, its median
+  // time, and cuBLASLt's ids of its configuration.
   struct Candidate {
+    cublasLtMatmulAlgo_t algo{};
     int index = 0;
     float ms = 0;
     int split_k = 1, reduction = 0, algo_id = 0, tile_id = 0, stages_id = 0, swizzling = 0;
@@ -88,9 +89,6 @@ class LtProducts {
         tf32_(tf32) {}
   bool describe(const Shape& g, const void* bias, const void* aux, Descriptors* d) const;
   std::vector<cublasLtMatmulHeuristicResult_t> heuristic(const Descriptors& d, int count) const;
-  std::vector<Candidate> time_described(const Shape& g, const Descriptors& d,
-                                        const std::vector<cublasLtMatmulHeuristicResult_t>& list,
-                                        const void* a, const void* b, const void* c_in, int reps);
   const cublasLtMatmulAlgo_t* algorithm(const Shape& g, const Descriptors& d, const void* a,
                                         const void* b, const void* c_in, const void* bias,
                                         const void* aux);
