@@ -81,11 +81,15 @@ void tune_into(const std::string& path, const Recipe& recipe, Training* run) {
   EXPECT_GT(products, 0u);
 }
 
-// A tuned file for the bf16 recipe's products, written to `path` and read back.
-void tuned_bf16(const std::string& path, ProductAlgorithms* file) {
+// A tuned file for the bf16 recipe's products at `path`, changed by edit(file).
+template <class Edit>
+void tuned_bf16_edited(const std::string& path, Edit edit) {
   Training tuned;
   tune_into(path, *recipe_preset("bf16"), &tuned);
-  ASSERT_EQ(read_product_algorithms(path, file), "");
+  ProductAlgorithms file;
+  ASSERT_EQ(read_product_algorithms(path, &file), "");
+  edit(file);
+  ASSERT_EQ(write_product_algorithms(path, file), "");
 }
 
 TEST(ProductAlgorithms, ARunGivenTheTunedFileRepeatsTheTuningRunBitForBit) {
@@ -129,10 +133,7 @@ TEST(ProductAlgorithms, AFileFromAnotherGpuIsRefusedNamingBoth) {
   SKIP_WITHOUT_GPU();
   const test::TempDir dir;
   const std::string path = (dir.path / "bf16.txt").string();
-  ProductAlgorithms file;
-  tuned_bf16(path, &file);
-  file.device = "Another GPU";
-  ASSERT_EQ(write_product_algorithms(path, file), "");
+  tuned_bf16_edited(path, [](ProductAlgorithms& file) { file.device = "Another GPU"; });
   std::string error;
   EXPECT_EQ(backend(path, false, &error), nullptr);
   EXPECT_NE(error.find(path + ": chosen on Another GPU with cuBLASLt"), std::string::npos) << error;
@@ -143,11 +144,10 @@ TEST(ProductAlgorithms, ACandidateThatCuBlasLtDoesNotListIsAnError) {
   SKIP_WITHOUT_GPU();
   const test::TempDir dir;
   const std::string path = (dir.path / "bf16.txt").string();
-  ProductAlgorithms file;
-  tuned_bf16(path, &file);
-  file.candidates = 1024;  // more than any heuristic lists
-  for (auto& [key, choice] : file.choices) choice.candidate = 1023;
-  ASSERT_EQ(write_product_algorithms(path, file), "");
+  tuned_bf16_edited(path, [](ProductAlgorithms& file) {
+    file.candidates = 1024;  // more than any heuristic lists
+    for (auto& [key, choice] : file.choices) choice.candidate = 1023;
+  });
   std::string error;
   std::unique_ptr<Backend> taking = backend(path, false, &error);
   ASSERT_NE(taking, nullptr) << error;
