@@ -73,11 +73,11 @@ __global__ void __launch_bounds__(1024)
 }
 
 // A bfloat16 row small enough for shared memory is read from global memory once: staged there,
-// 16 bytes per load, while each thread keeps its running maximum; then the sum of exponentials
-// and the gradient come from the staged copy, 16 bytes at a time (exp(d) as exp2(d log2 e), one
-// multiply and the hardware's base-2 exponential). Rows start wherever row * v puts them; the
-// elements before the first 16-byte boundary (and after the last) go one at a time, and the
-// staged copy is offset so that its vectors share the row's alignment.
+// 16 bytes per load, while each thread keeps its running maximum and sum of exponentials (as the
+// float32 kernel does); then the gradient comes from the staged copy, 16 bytes at a time (exp(d)
+// as exp2(d log2 e), one multiply and the hardware's base-2 exponential). Rows start wherever row *
+// v puts them; the elements before the first 16-byte boundary (and after the last) go one at a
+// time, and the staged copy is offset so that its vectors share the row's alignment.
 constexpr int kStagedThreads = 1024;
 constexpr int64_t kStagedMaxBytes = 160 << 10;
 constexpr float kLog2e = 1.4426950408889634f;
@@ -99,44 +99,45 @@ __global__ void __launch_bounds__(kStagedThreads)
   // Element j of the row at staged[j + shift]: vector k (elements head + 8k ...) at word k + 1.
   const int64_t shift = 8 - head;
   __nv_bfloat16* staged = reinterpret_cast<__nv_bfloat16*>(staged_words);
-  // fn(j, x) for each of this thread's elements of the row, from the staged copy.
-  auto for_staged = [&](auto fn) {
-    for (int64_t j = threadIdx.x; j < head; j += blockDim.x) {
-      fn(j, __bfloat162float(staged[j + shift]));
+  // Each thread's running maximum and its sum of exponentials below it, rescaled when the
+  // maximum grows, taken while the row is staged, so that the exponentials overlap the loads.
+  float mx = -INFINITY, sum = 0.0f;
+  auto take = [&](float chunk_max, auto add) {
+    if (chunk_max == -INFINITY) return;  // nothing but -inf so far
+    if (chunk_max > mx) {
+      sum = mx == -INFINITY ? 0.0f : sum * exp_below(mx, chunk_max);
+      mx = chunk_max;
     }
-    for (int64_t k = threadIdx.x; k < vectors; k += blockDim.x) {
-      const uint4 w = staged_words[k + 1];
-      const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-      for (int u = 0; u < 8; ++u) {
-        fn(head + 8 * k + u, u % 2 == 0 ? bf16_lo(words[u / 2]) : bf16_hi(words[u / 2]));
-      }
-    }
-    for (int64_t j = tail + threadIdx.x; j < v; j += blockDim.x) {
-      fn(j, __bfloat162float(staged[j + shift]));
-    }
+    add();
   };
-  float mx = -INFINITY;
+  auto take_one = [&](float x) { take(x, [&] { sum += exp_below(x, mx); }); };
   for (int64_t j = threadIdx.x; j < head; j += blockDim.x) {
     staged[j + shift] = li[j];
-    mx = fmaxf(mx, __bfloat162float(li[j]));
+    take_one(__bfloat162float(li[j]));
   }
   const uint4* body = reinterpret_cast<const uint4*>(li + head);
   for (int64_t k = threadIdx.x; k < vectors; k += blockDim.x) {
     const uint4 w = body[k];
     staged_words[k + 1] = w;
     const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+    float x[8];
+    float chunk_max = -INFINITY;
 #pragma unroll
-    for (int u = 0; u < 4; ++u) mx = fmaxf(mx, fmaxf(bf16_lo(words[u]), bf16_hi(words[u])));
+    for (int u = 0; u < 4; ++u) {
+      x[2 * u] = bf16_lo(words[u]), x[2 * u + 1] = bf16_hi(words[u]);
+      chunk_max = fmaxf(chunk_max, fmaxf(x[2 * u], x[2 * u + 1]));
+    }
+    take(chunk_max, [&] {
+#pragma unroll
+      for (int u = 0; u < 8; ++u) sum += exp_below(x[u], mx);
+    });
   }
   for (int64_t j = tail + threadIdx.x; j < v; j += blockDim.x) {
     staged[j + shift] = li[j];
-    mx = fmaxf(mx, __bfloat162float(li[j]));
+    take_one(__bfloat162float(li[j]));
   }
   const float row_max = block_reduce<true>(mx, shared);  // its barrier also ends the staging
-  float sum = 0.0f;
-  for_staged([&](int64_t, float x) { sum += exp_below(x, row_max); });
-  sum = block_reduce<false>(sum, shared);
+  sum = block_reduce<false>(mx == -INFINITY ? 0.0f : sum * exp_below(mx, row_max), shared);
   const uint32_t target = targets[row];
   if (threadIdx.x == 0) {
     losses[row] = logf(sum) - (__bfloat162float(staged[int64_t(target) + shift]) - row_max);
