@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(kStagedThreads)
   // maximum grows, taken while the row is staged, so that the exponentials overlap the loads.
   float mx = -INFINITY, sum = 0.0f;
   auto take = [&](float chunk_max, auto add) {
-    if (chunk_max == -INFINITY) return;  // nothing but -inf so far
+    if (chunk_max == -INFINITY) return;  // a chunk of -inf adds nothing
     if (chunk_max > mx) {
       sum = mx == -INFINITY ? 0.0f : sum * exp_below(mx, chunk_max);
       mx = chunk_max;
