@@ -317,6 +317,46 @@ TEST(CudaBackend, ClassifierLossOverPaddedRowsEqualsItOverDenseRows) {
   }
 }
 
+// The classifier's loss over n bfloat16 rows of v logits on the GPU, its gradient written over
+// the logits as in training, against a double-precision softmax cross-entropy.
+void expect_classifier_loss_matches_double_precision(const std::vector<uint16_t>& logits, int64_t n,
+                                                     int64_t v,
+                                                     const std::vector<uint32_t>& targets) {
+  void* d_logits = nullptr;
+  float* d_losses = nullptr;
+  uint32_t* d_targets = nullptr;
+  ASSERT_EQ(cudaMalloc(&d_logits, logits.size() * 2), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&d_losses, size_t(n) * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&d_targets, size_t(n) * 4), cudaSuccess);
+  cudaMemcpy(d_logits, logits.data(), logits.size() * 2, cudaMemcpyHostToDevice);
+  cudaMemcpy(d_targets, targets.data(), size_t(n) * 4, cudaMemcpyHostToDevice);
+  const float dloss = 1.0f / float(n);
+  cuda::classifier_loss(d_losses, d_logits, d_logits, d_targets, n, v, dloss, true, nullptr);
+  std::vector<float> losses(static_cast<size_t>(n));
+  std::vector<uint16_t> grads(logits.size());
+  ASSERT_EQ(cudaMemcpy(losses.data(), d_losses, size_t(n) * 4, cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  cudaMemcpy(grads.data(), d_logits, grads.size() * 2, cudaMemcpyDeviceToHost);
+  cudaFree(d_logits), cudaFree(d_losses), cudaFree(d_targets);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t* row = logits.data() + i * v;
+    double mx = -INFINITY, sum = 0;
+    for (int64_t j = 0; j < v; ++j) mx = std::max(mx, double(bf16_to_float(row[j])));
+    for (int64_t j = 0; j < v; ++j) sum += std::exp(double(bf16_to_float(row[j])) - mx);
+    const double loss = std::log(sum) - (double(bf16_to_float(row[targets[size_t(i)]])) - mx);
+    EXPECT_NEAR(losses[size_t(i)], loss, 1e-5 * std::max(1.0, loss)) << "row " << i;
+    int wrong = 0;
+    for (int64_t j = 0; j < v; ++j) {
+      const double p = std::exp(double(bf16_to_float(row[j])) - mx) / sum;
+      const double want = (p - (j == int64_t(targets[size_t(i)]) ? 1.0 : 0.0)) * dloss;
+      const double got = bf16_to_float(grads[size_t(i * v + j)]);
+      // Both are bfloat16 roundings of nearly the same value: at most one unit apart.
+      if (std::fabs(got - want) > std::ldexp(std::fabs(want), -7) + 1e-30) ++wrong;
+    }
+    EXPECT_EQ(wrong, 0) << "row " << i;
+  }
+}
+
 // The classifier's softmax cross-entropy on bfloat16 logits, against double precision: rows of
 // odd lengths start anywhere relative to 16-byte boundaries (the staged kernel's vector loads),
 // and a row too long for shared memory takes the two-pass kernel. The gradient overwrites the
@@ -332,39 +372,30 @@ TEST(CudaBackend, ClassifierLossMatchesADoublePrecisionSoftmax) {
     for (uint16_t& x : logits) x = float_to_bf16(normal(rng));
     std::vector<uint32_t> targets;
     for (int64_t i = 0; i < n; ++i) targets.push_back(uint32_t((i * 7919 + 13) % v));
-    void* d_logits = nullptr;
-    float* d_losses = nullptr;
-    uint32_t* d_targets = nullptr;
-    ASSERT_EQ(cudaMalloc(&d_logits, logits.size() * 2), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&d_losses, size_t(n) * 4), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&d_targets, size_t(n) * 4), cudaSuccess);
-    cudaMemcpy(d_logits, logits.data(), logits.size() * 2, cudaMemcpyHostToDevice);
-    cudaMemcpy(d_targets, targets.data(), size_t(n) * 4, cudaMemcpyHostToDevice);
-    const float dloss = 1.0f / float(n);
-    cuda::classifier_loss(d_losses, d_logits, d_logits, d_targets, n, v, dloss, true, nullptr);
-    std::vector<float> losses(static_cast<size_t>(n));
-    std::vector<uint16_t> grads(logits.size());
-    ASSERT_EQ(cudaMemcpy(losses.data(), d_losses, size_t(n) * 4, cudaMemcpyDeviceToHost),
-              cudaSuccess);
-    cudaMemcpy(grads.data(), d_logits, grads.size() * 2, cudaMemcpyDeviceToHost);
-    cudaFree(d_logits), cudaFree(d_losses), cudaFree(d_targets);
-    for (int64_t i = 0; i < n; ++i) {
-      const uint16_t* row = logits.data() + i * v;
-      double mx = -INFINITY, sum = 0;
-      for (int64_t j = 0; j < v; ++j) mx = std::max(mx, double(bf16_to_float(row[j])));
-      for (int64_t j = 0; j < v; ++j) sum += std::exp(double(bf16_to_float(row[j])) - mx);
-      const double loss = std::log(sum) - (double(bf16_to_float(row[targets[size_t(i)]])) - mx);
-      EXPECT_NEAR(losses[size_t(i)], loss, 1e-5 * std::max(1.0, loss)) << "row " << i;
-      int wrong = 0;
-      for (int64_t j = 0; j < v; ++j) {
-        const double p = std::exp(double(bf16_to_float(row[j])) - mx) / sum;
-        const double want = (p - (j == int64_t(targets[size_t(i)]) ? 1.0 : 0.0)) * dloss;
-        const double got = bf16_to_float(grads[size_t(i * v + j)]);
-        // Both are bfloat16 roundings of nearly the same value: at most one unit apart.
-        if (std::fabs(got - want) > std::ldexp(std::fabs(want), -7) + 1e-30) ++wrong;
-      }
-      EXPECT_EQ(wrong, 0) << "row " << i;
+    expect_classifier_loss_matches_double_precision(logits, n, v, targets);
+  }
+}
+
+// Logits of -inf (a vocabulary masked out) add nothing to a row's sum and get a gradient of
+// zero, however they fall among the kernel's loads: a row's first half (whole 16-byte vectors
+// and the elements before the first boundary), every third element, or all but two elements.
+TEST(CudaBackend, ClassifierLossGivesNegativeInfinityLogitsNoWeight) {
+  SKIP_WITHOUT_GPU();
+  const uint16_t minus_inf = float_to_bf16(-INFINITY);
+  for (const int64_t v : {int64_t{1001}, int64_t{50257}}) {
+    SCOPED_TRACE(::testing::Message() << "vocabulary " << v);
+    const int64_t n = 3;
+    std::mt19937 rng{uint32_t(v + 2)};
+    std::normal_distribution<float> normal(0.0f, 3.0f);
+    std::vector<uint16_t> logits(size_t(n * v));
+    for (uint16_t& x : logits) x = float_to_bf16(normal(rng));
+    std::vector<uint32_t> targets = {uint32_t(v - 1), uint32_t(1), uint32_t(v / 2)};
+    for (int64_t j = 0; j < v; ++j) {
+      if (j < v / 2) logits[size_t(j)] = minus_inf;
+      if (j % 3 == 0) logits[size_t(v + j)] = minus_inf;
+      if (j != v / 2 && j != 7) logits[size_t(2 * v + j)] = minus_inf;
     }
+    expect_classifier_loss_matches_double_precision(logits, n, v, targets);
   }
 }
 
