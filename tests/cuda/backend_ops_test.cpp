@@ -90,98 +90,103 @@ TEST(CudaBackend, DistillationLossMatchesADoublePrecisionKlDivergence) {
 // LayerNorm over bfloat16 rows of whole 16-byte vectors (widths 256 V: GPT-2's) against the CPU
 // over the same values in float32: the output within a bfloat16 rounding, dx (added to what it
 // held) within one, and the weight and bias gradients, float32 sums over 100 rows (one whole
-// block of 64 and a part), to float32 summation order.
+// block of 64 and a part) and over 2100 (33 blocks, more than the final sums' 32 runs), to
+// float32 summation order.
 TEST(CudaBackend, LayerNormOverWholeVectorsMatchesTheCpu) {
   SKIP_WITHOUT_GPU();
-  for (const int64_t c : {int64_t{256}, int64_t{512}, int64_t{768}, int64_t{1024}}) {
-    SCOPED_TRACE(::testing::Message() << "width " << c);
-    bool ok = false;
-    auto dev = gpu(BufType::kBF16, &ok);
-    if (!ok) return;
-    CpuBackend cpu;
-    const int64_t n = 100;
-    std::mt19937 rng{uint32_t(c)};
-    std::normal_distribution<float> normal(0.0f, 1.0f);
-    auto values = [&](int64_t count, float scale, float offset, bool bf16_exact) {
-      std::vector<float> v(static_cast<size_t>(count));
-      for (float& x : v) {
-        x = offset + scale * normal(rng);
-        if (bf16_exact) x = bf16_to_float(float_to_bf16(x));
-      }
-      return v;
-    };
-    const std::vector<float> x = values(n * c, 2.0f, 0.5f, true),
-                             dout = values(n * c, 1.0f, 0, true);
-    const std::vector<float> dx0 = values(n * c, 0.1f, 0, true);
-    const std::vector<float> w = values(c, 0.3f, 1.0f, false), b = values(c, 0.2f, 0, false);
-    struct Result {
-      std::vector<float> out, dx, dw, db;
-    };
-    auto run = [&](Backend& be, BufType act) {
-      const Buf xb = upload(be, act, x), doutb = upload(be, act, dout), dxb = upload(be, act, dx0);
-      const Buf wb = upload(be, BufType::kF32, w), bb = upload(be, BufType::kF32, b);
-      const Buf out = be.alloc(act, n * c), mean = be.alloc(BufType::kF32, n),
-                rstd = be.alloc(BufType::kF32, n), dw = be.alloc(BufType::kF32, c),
-                db = be.alloc(BufType::kF32, c);
-      be.zero(dw);
-      be.zero(db);
-      be.layernorm_forward(out, mean, rstd, xb, wb, bb, n, c, false);
-      be.layernorm_backward(dxb, dw, db, doutb, xb, wb, mean, rstd, n, c);
-      EXPECT_EQ(be.take_error(), "");
-      return Result{download(be, out), download(be, dxb), download(be, dw), download(be, db)};
-    };
-    const Result want = run(cpu, BufType::kF32), got = run(*dev, BufType::kBF16);
-    // The largest difference, relative to the value where it exceeds 1.
-    auto worst = [](const std::vector<float>& a, const std::vector<float>& b) {
-      double gap = 0;
-      for (size_t i = 0; i < a.size(); ++i) {
-        const double d = std::fabs(double(a[i]) - b[i]);
-        gap = std::max(gap, d / std::max(1.0, std::fabs(double(b[i]))));
-      }
-      return gap;
-    };
-    EXPECT_LT(worst(got.out, want.out), 1.0 / 128);
-    EXPECT_LT(worst(got.dx, want.dx), 1.0 / 128);
-    EXPECT_LT(rel_diff(got.dw.data(), want.dw.data(), c), 1e-5);
-    EXPECT_LT(rel_diff(got.db.data(), want.db.data(), c), 1e-5);
+  for (const int64_t n : {int64_t{100}, int64_t{2100}}) {
+    for (const int64_t c : {int64_t{256}, int64_t{512}, int64_t{768}, int64_t{1024}}) {
+      SCOPED_TRACE(::testing::Message() << n << " rows, width " << c);
+      bool ok = false;
+      auto dev = gpu(BufType::kBF16, &ok);
+      if (!ok) return;
+      CpuBackend cpu;
+      std::mt19937 rng{uint32_t(c)};
+      std::normal_distribution<float> normal(0.0f, 1.0f);
+      auto values = [&](int64_t count, float scale, float offset, bool bf16_exact) {
+        std::vector<float> v(static_cast<size_t>(count));
+        for (float& x : v) {
+          x = offset + scale * normal(rng);
+          if (bf16_exact) x = bf16_to_float(float_to_bf16(x));
+        }
+        return v;
+      };
+      const std::vector<float> x = values(n * c, 2.0f, 0.5f, true),
+                               dout = values(n * c, 1.0f, 0, true);
+      const std::vector<float> dx0 = values(n * c, 0.1f, 0, true);
+      const std::vector<float> w = values(c, 0.3f, 1.0f, false), b = values(c, 0.2f, 0, false);
+      struct Result {
+        std::vector<float> out, dx, dw, db;
+      };
+      auto run = [&](Backend& be, BufType act) {
+        const Buf xb = upload(be, act, x), doutb = upload(be, act, dout),
+                  dxb = upload(be, act, dx0);
+        const Buf wb = upload(be, BufType::kF32, w), bb = upload(be, BufType::kF32, b);
+        const Buf out = be.alloc(act, n * c), mean = be.alloc(BufType::kF32, n),
+                  rstd = be.alloc(BufType::kF32, n), dw = be.alloc(BufType::kF32, c),
+                  db = be.alloc(BufType::kF32, c);
+        be.zero(dw);
+        be.zero(db);
+        be.layernorm_forward(out, mean, rstd, xb, wb, bb, n, c, false);
+        be.layernorm_backward(dxb, dw, db, doutb, xb, wb, mean, rstd, n, c);
+        EXPECT_EQ(be.take_error(), "");
+        return Result{download(be, out), download(be, dxb), download(be, dw), download(be, db)};
+      };
+      const Result want = run(cpu, BufType::kF32), got = run(*dev, BufType::kBF16);
+      // The largest difference, relative to the value where it exceeds 1.
+      auto worst = [](const std::vector<float>& a, const std::vector<float>& b) {
+        double gap = 0;
+        for (size_t i = 0; i < a.size(); ++i) {
+          const double d = std::fabs(double(a[i]) - b[i]);
+          gap = std::max(gap, d / std::max(1.0, std::fabs(double(b[i]))));
+        }
+        return gap;
+      };
+      EXPECT_LT(worst(got.out, want.out), 1.0 / 128);
+      EXPECT_LT(worst(got.dx, want.dx), 1.0 / 128);
+      EXPECT_LT(rel_diff(got.dw.data(), want.dw.data(), c), 1e-5);
+      EXPECT_LT(rel_diff(got.db.data(), want.db.data(), c), 1e-5);
+    }
   }
 }
 
 // The bias gradient (a linear layer's backward with neither dx nor dW asked) is each column's sum
 // over every row, to float32 rounding: widths of whole 16-byte vectors and not, rows ending a
-// chunk of the column sums (32 or 64 rows) short.
+// chunk of the column sums (32 or 64 rows) short, and more chunks than the final sums' 32 runs
+// (2080 rows: 65 chunks of 32, 33 of 64), so that a run adds several.
 TEST(CudaBackend, BiasGradientSumsEveryRowOfItsColumn) {
   SKIP_WITHOUT_GPU();
   bool ok = false;
   auto dev = gpu(BufType::kBF16, &ok);
   if (!ok) return;
-  for (const int64_t n : {int64_t{8}, int64_t{200}, int64_t{3072}, int64_t{1001}}) {
-    SCOPED_TRACE(::testing::Message() << "width " << n);
-    const int64_t m = 300;
-    std::mt19937 rng{uint32_t(n)};
-    std::normal_distribution<float> normal(0.5f, 2.0f);
-    std::vector<uint16_t> dy(size_t(m * n));
-    for (uint16_t& x : dy) x = float_to_bf16(normal(rng));
-    const Buf dyb = dev->alloc(BufType::kBF16, m * n), dbias = dev->alloc(BufType::kF32, n);
-    dev->upload(dyb, dy.data());
-    dev->zero(dbias);
-    dev->matmul_backward({}, {}, dbias, dyb, {}, {}, m, 16, n, false, *recipe_preset("bf16"), {});
-    EXPECT_EQ(dev->take_error(), "");
-    std::vector<float> got(static_cast<size_t>(n));
-    dev->download(got.data(), dbias);
-    int wrong = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      double exact = 0, magnitude = 0;
-      for (int64_t i = 0; i < m; ++i) {
-        const double x = bf16_to_float(dy[size_t(i * n + j)]);
-        exact += x;
-        magnitude += std::fabs(x);
+  for (const int64_t m : {int64_t{300}, int64_t{2080}}) {
+    for (const int64_t n : {int64_t{8}, int64_t{200}, int64_t{3072}, int64_t{1001}}) {
+      SCOPED_TRACE(::testing::Message() << m << " rows, width " << n);
+      std::mt19937 rng{uint32_t(n)};
+      std::normal_distribution<float> normal(0.5f, 2.0f);
+      std::vector<uint16_t> dy(size_t(m * n));
+      for (uint16_t& x : dy) x = float_to_bf16(normal(rng));
+      const Buf dyb = dev->alloc(BufType::kBF16, m * n), dbias = dev->alloc(BufType::kF32, n);
+      dev->upload(dyb, dy.data());
+      dev->zero(dbias);
+      dev->matmul_backward({}, {}, dbias, dyb, {}, {}, m, 16, n, false, *recipe_preset("bf16"), {});
+      EXPECT_EQ(dev->take_error(), "");
+      std::vector<float> got(static_cast<size_t>(n));
+      dev->download(got.data(), dbias);
+      int wrong = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        double exact = 0, magnitude = 0;
+        for (int64_t i = 0; i < m; ++i) {
+          const double x = bf16_to_float(dy[size_t(i * n + j)]);
+          exact += x;
+          magnitude += std::fabs(x);
+        }
+        wrong += std::fabs(got[size_t(j)] - exact) > 1e-5 * magnitude;
       }
-      wrong += std::fabs(got[size_t(j)] - exact) > 1e-5 * magnitude;
+      EXPECT_EQ(wrong, 0);
+      dev->release(dyb);
+      dev->release(dbias);
     }
-    EXPECT_EQ(wrong, 0);
-    dev->release(dyb);
-    dev->release(dbias);
   }
 }
 

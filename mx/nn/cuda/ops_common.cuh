@@ -162,34 +162,52 @@ __global__ void column_partials_kernel(float* partials, int64_t n, int64_t c, Te
   partials[(chunks + chunk) * c + j] = b;
 }
 
-// 32 columns a block: lane l takes column 32 blockIdx.x + l, and warp w sums its partials w,
-// w + 16, w + 32, ... in order (a warp's loads are one 128-byte run); then warp 0 adds the
-// sixteen warps' sums in order. The second sums only where out_b is given.
-constexpr int kFinishWarps = 16;
+// 8 columns a block, so that GPT-2's widths (768-3072) give 96-384 blocks, over every SM, and
+// each thread few partials (16 a sum over 16384 rows in 32-row chunks) to load eight at a time.
+// Thread t takes column 8 blockIdx.x + t % 8 and sums its run of partials, t / 8, t / 8 + 32,
+// t / 8 + 64, ..., in order (a warp's loads are four 32-byte runs); then, for each column, four
+// threads add eight runs' sums each and one thread those four, each in order. The second sums
+// only where out_b is given.
+constexpr int kFinishCols = 8;
+constexpr int kFinishRuns = kThreads / kFinishCols;
 
-__global__ void __launch_bounds__(kFinishWarps * 32)
+__global__ void __launch_bounds__(kThreads)
     column_finish_kernel(float* out_a, float* out_b, const float* partials, int64_t chunks,
                          int64_t c) {
-  __shared__ float sums[2][kFinishWarps][32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t j = int64_t(blockIdx.x) * 32 + lane;
+  __shared__ float runs[2][kFinishRuns][kFinishCols];
+  __shared__ float quarters[2][4][kFinishCols];
+  const int col = int(threadIdx.x) % kFinishCols, run = int(threadIdx.x) / kFinishCols;
+  const int64_t j = int64_t(blockIdx.x) * kFinishCols + col;
   float a = 0.0f, b = 0.0f;
   if (j < c) {
-#pragma unroll 4
-    for (int64_t k = warp; k < chunks; k += kFinishWarps) a += partials[k * c + j];
+#pragma unroll 8
+    for (int64_t k = run; k < chunks; k += kFinishRuns) a += partials[k * c + j];
     if (out_b != nullptr) {
-#pragma unroll 4
-      for (int64_t k = warp; k < chunks; k += kFinishWarps) b += partials[(chunks + k) * c + j];
+#pragma unroll 8
+      for (int64_t k = run; k < chunks; k += kFinishRuns) b += partials[(chunks + k) * c + j];
     }
   }
-  sums[0][warp][lane] = a;
-  sums[1][warp][lane] = b;
+  runs[0][run][col] = a;
+  runs[1][run][col] = b;
   __syncthreads();
-  if (warp != 0 || j >= c) return;
+  if (run < 4) {
+    constexpr int kPerQuarter = kFinishRuns / 4;
+    a = b = 0.0f;
+#pragma unroll
+    for (int r = run * kPerQuarter; r < (run + 1) * kPerQuarter; ++r) {
+      a += runs[0][r][col];
+      b += runs[1][r][col];
+    }
+    quarters[0][run][col] = a;
+    quarters[1][run][col] = b;
+  }
+  __syncthreads();
+  if (run != 0 || j >= c) return;
   a = b = 0.0f;
-  for (int w = 0; w < kFinishWarps; ++w) {
-    a += sums[0][w][lane];
-    b += sums[1][w][lane];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    a += quarters[0][q][col];
+    b += quarters[1][q][col];
   }
   if (out_a != nullptr) out_a[j] += a;
   if (out_b != nullptr) out_b[j] += b;
@@ -199,7 +217,7 @@ __global__ void __launch_bounds__(kFinishWarps * 32)
 // out_b += those of the next `chunks`.
 inline void finish_column_sums(float* out_a, float* out_b, int64_t chunks, int64_t c,
                                const OpsScratch& scratch, cudaStream_t s) {
-  column_finish_kernel<<<unsigned((c + 31) / 32), kFinishWarps * 32, 0, s>>>(
+  column_finish_kernel<<<unsigned((c + kFinishCols - 1) / kFinishCols), kThreads, 0, s>>>(
       out_a, out_b, scratch.partials, chunks, c);
 }
 
