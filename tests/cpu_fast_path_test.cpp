@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <random>
+#include <vector>
 
 #include "mx/core/half.h"
 #include "mx/core/quantize_ref.h"
@@ -171,6 +173,50 @@ TEST(CpuFastPath, SixteenBitInputsQuantizeAsTheirFloat32Values) {
       EXPECT_EQ(got.elements, want.elements);
       EXPECT_EQ(got.scales, want.scales);
     }
+  }
+}
+
+// Values read from a file lie wherever its header leaves them: float32 and bfloat16 inputs one
+// byte off their alignment quantize, and fake-quantize, to the reference's bits.
+TEST(CpuFastPath, InputsOffTheirAlignmentQuantizeAsAlignedOnes) {
+  const std::vector<int64_t> shape = {4, 64};
+  std::vector<float> values(4 * 64);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (float& v : values) v = normal(rng);
+  QuantSpec spec;
+  spec.format = ElementFormat::kE2M1;
+  std::string error;
+  const MxTensor want = quantize_ref(values, shape, spec, &error);
+  ASSERT_EQ(error, "");
+  const std::vector<float> want_values = dequantize_ref(want);
+  for (cpu::SimdTarget target : cpu::supported_targets()) {
+    SCOPED_TRACE(cpu::target_name(target));
+    cpu::Options options;
+    options.target = target;
+    std::vector<uint8_t> shifted(values.size() * sizeof(float) + 1);
+    std::memcpy(shifted.data() + 1, values.data(), values.size() * sizeof(float));
+    MxTensor got;
+    ASSERT_EQ(cpu::quantize(shifted.data() + 1, DType::kF32, shape, spec, &got, options), "");
+    EXPECT_EQ(got.scales, want.scales);
+    EXPECT_EQ(got.elements, want.elements);
+    std::vector<float> fake(values.size());
+    ASSERT_EQ(cpu::fake_quantize(shifted.data() + 1, DType::kF32, shape, spec, DType::kF32,
+                                 fake.data(), options),
+              "");
+    EXPECT_EQ(0, std::memcmp(fake.data(), want_values.data(), values.size() * sizeof(float)));
+
+    std::vector<uint16_t> bf16(values.size());
+    std::vector<float> bf16_values(values.size());
+    for (size_t i = 0; i < values.size(); ++i) {
+      bf16[i] = float_to_bf16(values[i]);
+      bf16_values[i] = bf16_to_float(bf16[i]);
+    }
+    std::memcpy(shifted.data() + 1, bf16.data(), bf16.size() * sizeof(uint16_t));
+    const MxTensor want_bf16 = quantize_ref(bf16_values, shape, spec, &error);
+    ASSERT_EQ(cpu::quantize(shifted.data() + 1, DType::kBF16, shape, spec, &got, options), "");
+    EXPECT_EQ(got.scales, want_bf16.scales);
+    EXPECT_EQ(got.elements, want_bf16.elements);
   }
 }
 

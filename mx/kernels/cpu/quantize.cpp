@@ -1,7 +1,11 @@
 #include "mx/kernels/cpu/quantize.h"
 
+#include <cstdint>
+#include <cstring>
 #include <string>
+#include <vector>
 
+#include "mx/core/block_grid.h"
 #include "mx/core/format.h"
 #include "mx/kernels/cpu/block_codec.h"
 #include "mx/kernels/cpu/parallel.h"
@@ -40,6 +44,16 @@ std::string run_quantize(const void* data, DType dtype, std::span<const int64_t>
   std::string error;
   job.grid = make_block_grid(shape, spec, &error);
   if (!error.empty()) return error;
+  // The kernels read whole values. Data that is not aligned to its type (a file's bytes mapped
+  // where its header left them) is copied to storage that is.
+  std::vector<uint64_t> aligned;
+  const size_t value_bytes = size_t(dtype_size(dtype));
+  if (reinterpret_cast<uintptr_t>(data) % value_bytes != 0) {
+    const size_t bytes = size_t(element_count(shape)) * value_bytes;
+    aligned.resize((bytes + sizeof(uint64_t) - 1) / sizeof(uint64_t));
+    if (bytes > 0) std::memcpy(aligned.data(), data, bytes);
+    data = aligned.data();
+  }
   job.input = data;
   job.dtype = dtype;
   job.spec = spec;

@@ -20,8 +20,9 @@ struct Options {
   std::optional<SimdTarget> target;  // default: best_target(); an unsupported one is an error
 };
 
-// Quantizes a row-major tensor of `dtype`. Returns an empty string on success, else a one-line
-// reason (and `out` is left unspecified).
+// Quantizes a row-major tensor of `dtype` (at any address: data not aligned to its type is
+// copied first). Returns an empty string on success, else a one-line reason (and `out` is left
+// unspecified).
 std::string quantize(const void* data, DType dtype, std::span<const int64_t> shape,
                      const QuantSpec& spec, MxTensor* out, const Options& options = {});
 
