@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -128,6 +129,21 @@ TEST(KvCache, GenerationDrawsTheSameTokensWithAndWithoutTheCache) {
     EXPECT_EQ(cached.size(), prompt.size() + 70);
     EXPECT_EQ(cached, uncached) << arch_name(arch);
   }
+}
+
+// A request for more tokens than can ever be made (the largest count there is) sizes the model
+// for its context, not for prompt + count, and generation ends at a stop token as usual.
+TEST(KvCache, GenerationAskedForTheLargestCountStopsAtAStopToken) {
+  Model model(tiny(Arch::kGpt2));
+  model.params().init(2);
+  train::SampleOptions options;
+  options.max_new_tokens = std::numeric_limits<int64_t>::max();
+  for (uint32_t id = 0; id < uint32_t(model.config().vocab); ++id) {
+    options.stop_tokens.push_back(id);
+  }
+  std::vector<uint32_t> tokens = sequence(4, model.config().vocab);
+  ASSERT_EQ(train::generate(model, &tokens, options), "");
+  EXPECT_EQ(tokens.size(), 5u);
 }
 
 }  // namespace

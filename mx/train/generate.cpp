@@ -9,7 +9,8 @@ std::string generate(nn::Model& model, std::vector<uint32_t>* tokens, const Samp
   if (tokens->empty()) return "generation needs at least one token to start from";
   const int64_t ctx = model.config().seq_len, vocab = model.config().vocab;
   // Sized once for the longest window, so that the growing context does not reallocate.
-  const int64_t longest = std::min<int64_t>(ctx, int64_t(tokens->size()) + o.max_new_tokens);
+  const int64_t longest =
+      std::min<int64_t>(ctx, int64_t(tokens->size()) + std::min<int64_t>(o.max_new_tokens, ctx));
   if (std::string e = model.reserve(1, std::max<int64_t>(longest, 1)); !e.empty()) return e;
   const bool cache = o.use_cache && model.can_cache();
   if (cache) model.start_sequence();
