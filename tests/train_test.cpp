@@ -271,6 +271,33 @@ TEST(TrainConfig, MicroBatchMustDivideTheBatchAndOlderConfigsLackIt) {
   EXPECT_EQ(pass_rows(back), back.batch);
 }
 
+// A step can leave weights that give no finite loss, or no finite weights at all, while its own
+// loss, taken before the update, was finite: the validation pass after it or the checkpoint
+// must end the run with an error rather than report success or keep such weights.
+TEST(Training, WeightsThatOverflowEndTheRunWithoutACheckpoint) {
+  TempDir dir;
+  const TrainConfig config = tiny_config(write_corpus(dir), "fp32", 2);
+  TrainResult r;
+  TrainConfig huge_decay = config;
+  huge_decay.adamw.weight_decay = 1e20f;
+  huge_decay.checkpoint_every = 100;
+  std::string e = run_training(&huge_decay, false, dir / "validated", {}, {}, &r);
+  EXPECT_EQ(e, "the validation loss is not finite after step 2");
+  EXPECT_FALSE(fs::exists(dir / "validated/checkpoint.safetensors"));
+
+  TrainConfig overflow = config;
+  overflow.steps = 10;
+  overflow.eval_every = 100;
+  overflow.warmup = 1;
+  overflow.max_lr = 3e38f;  // lr * (1 + decay * p) passes the float32 range
+  overflow.adamw.weight_decay = 100;
+  TrainOptions stop;
+  stop.stop_at = 1;
+  e = run_training(&overflow, false, dir / "stopped", stop, {}, &r);
+  EXPECT_EQ(e, "the weights are not finite after step 1; no checkpoint was written for it");
+  EXPECT_FALSE(fs::exists(dir / "stopped/checkpoint.safetensors"));
+}
+
 TEST(Training, AFinishedRunResumesWithoutSteppingAndARunFolderIsNotReused) {
   TempDir dir;
   const TrainConfig config = tiny_config(write_corpus(dir), "fp32", 3);

@@ -443,6 +443,14 @@ std::string validation_loss(OpenRun& run, const EvalWindow& window, double* loss
 std::string save_run_checkpoint(OpenRun& run, const std::string& run_dir) {
   const std::string path = path_in(run_dir, kCheckpointFile);
   run.model->download_params();
+  // A step can overflow the weights while its loss, taken before the update, was finite; such
+  // weights would make every later resume and evaluation NaN.
+  const nn::Params& params = run.model->params();
+  if (!std::all_of(params.data(), params.data() + params.size(),
+                   [](float p) { return std::isfinite(p); })) {
+    return cat("the weights are not finite after step ", run.state.step,
+               "; no checkpoint was written for it");
+  }
   std::string e;
   if (run.sharded != nullptr) {
     std::vector<float> m, v;
@@ -495,6 +503,8 @@ std::string train(TrainConfig* config, bool steps_given, const std::string& run_
       run.model->set_step(0);
       double val = 0;
       if (std::string e = validation_loss(run, window, &val); !e.empty()) return e;
+      if (!std::isfinite(val))
+        return cat("the validation loss is not finite after step ", row.step);
       row.val_loss = r.val_loss = val;
     }
     row.tokens_per_s = seconds > 0 ? double(tokens_seen) / seconds : 0.0;
