@@ -328,5 +328,33 @@ TEST(LoadTokenizer, PicksTheKindFromTheFileAndExplainsUnknownOnes) {
   EXPECT_EQ(t->kind(), "gpt2");
 }
 
+// A llama2.c tokenizer file holds no count: cut at a piece's end it loads as a smaller
+// vocabulary, and only the model it serves can tell. Each piece is one of the model's ids, so
+// the counts must be equal; other tokenizers may leave a model's padded ids unused.
+TEST(LoadTokenizer, ALlamaTwoCTokenizerMustHoldOnePiecePerModelId) {
+  std::unique_ptr<Tokenizer> bytes;
+  ASSERT_EQ(load_tokenizer("bytes", {}, &bytes), "");
+  EXPECT_EQ(check_tokenizer_fits_model(*bytes, 256), "");
+  EXPECT_EQ(check_tokenizer_fits_model(*bytes, 320), "");
+  EXPECT_EQ(check_tokenizer_fits_model(*bytes, 255),
+            "the tokenizer has 256 tokens, more than the model's 255");
+  REQUIRE_DATA_DIR();
+  const fs::path full = data_dir() / "stories260K" / "tok512.bin";
+  std::unique_ptr<Tokenizer> t;
+  ASSERT_EQ(load_tokenizer(full.string(), {}, &t), "");
+  EXPECT_EQ(check_tokenizer_fits_model(*t, 512), "");
+  EXPECT_NE(check_tokenizer_fits_model(*t, 520), "");
+  // The first 100 bytes end at a piece's end: seven pieces.
+  std::ifstream in(full, std::ios::binary);
+  std::string head(100, '\0');
+  in.read(head.data(), 100);
+  const fs::path cut = fs::path(::testing::TempDir()) / "tok_cut.bin";
+  std::ofstream(cut, std::ios::binary) << head;
+  ASSERT_EQ(load_tokenizer(cut.string(), {}, &t), "");
+  EXPECT_EQ(check_tokenizer_fits_model(*t, 512),
+            "the llama2.c tokenizer has 7 pieces and the model 512 ids; such a tokenizer holds "
+            "one piece per id (a truncated file?)");
+}
+
 }  // namespace
 }  // namespace mx::data

@@ -18,6 +18,20 @@ std::string check_ids(const Tokenizer& tokenizer, std::span<const uint32_t> ids)
   return "";
 }
 
+std::string check_tokenizer_fits_model(const Tokenizer& tokenizer, int64_t model_vocab) {
+  const int64_t tokens = tokenizer.vocab_size();
+  if (tokens > model_vocab) {
+    return "the tokenizer has " + std::to_string(tokens) + " tokens, more than the model's " +
+           std::to_string(model_vocab);
+  }
+  if (tokenizer.kind() == "llama2c" && tokens != model_vocab) {
+    return "the llama2.c tokenizer has " + std::to_string(tokens) + " pieces and the model " +
+           std::to_string(model_vocab) +
+           " ids; such a tokenizer holds one piece per id (a truncated file?)";
+  }
+  return "";
+}
+
 std::string resolve_tokenizer(std::string_view spec, const DataPaths& paths, TokenizerSource* out) {
   namespace fs = std::filesystem;
   using Kind = TokenizerSource::Kind;

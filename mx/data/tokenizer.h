@@ -39,6 +39,11 @@ class Tokenizer {
 // Empty when every id is < tokenizer.vocab_size(), else a line naming the first that is not.
 std::string check_ids(const Tokenizer& tokenizer, std::span<const uint32_t> ids);
 
+// Empty when `tokenizer` can serve a model of `model_vocab` ids, else why not: its ids must be
+// the model's, and a llama2.c tokenizer, whose file holds no count (run.c reads one piece per
+// model id), must have exactly one piece per id.
+std::string check_tokenizer_fits_model(const Tokenizer& tokenizer, int64_t model_vocab);
+
 // What a tokenizer spec names, and its file (GPT-2: encoder.json, with vocab.bpe beside it).
 struct TokenizerSource {
   enum class Kind { kBytes, kGpt2, kSentencePiece, kLlama2c, kGguf };

@@ -166,9 +166,8 @@ std::string make_finetune_config(const std::string& init, std::string_view recip
   }
   std::unique_ptr<data::Tokenizer> tokens;
   if (std::string e = data::load_tokenizer(c.tokenizer, paths, &tokens); !e.empty()) return e;
-  if (tokens->vocab_size() > c.model_config.vocab) {
-    return cat("--init: the tokenizer's vocabulary (", tokens->vocab_size(),
-               ") is larger than the model's (", c.model_config.vocab, ")");
+  if (std::string e = data::check_tokenizer_fits_model(*tokens, c.model_config.vocab); !e.empty()) {
+    return cat("--init: ", e);
   }
   c.steps = steps;
   c.seq_len = c.model_config.seq_len;

@@ -25,10 +25,10 @@ std::string open_model_source(const std::string& model, const std::string& token
       !e.empty()) {
     return e;
   }
-  const int64_t vocab = out->loaded.model->config().vocab;
-  if (int64_t(out->tokenizer->vocab_size()) > vocab) {
-    return fmt::format("tokenizer {} has {} tokens, more than the model's vocabulary of {}", spec,
-                       out->tokenizer->vocab_size(), vocab);
+  if (std::string e =
+          data::check_tokenizer_fits_model(*out->tokenizer, out->loaded.model->config().vocab);
+      !e.empty()) {
+    return fmt::format("tokenizer {}: {}", spec, e);
   }
   return "";
 }
