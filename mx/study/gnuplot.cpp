@@ -38,6 +38,28 @@ std::string first_words(const std::string& output) {
   return "";
 }
 
+// gnuplot exits 0 when it cannot write its output (a full disk): a whole PNG starts with the
+// format's signature and ends with its IEND chunk.
+bool is_whole_png(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return false;
+  const std::streamoff size = in.tellg();
+  if (size < 20) return false;
+  char head[8], tail[12];
+  in.seekg(0);
+  in.read(head, 8);
+  in.seekg(size - 12);
+  in.read(tail, 12);
+  return in && std::string(head, 8) == "\x89PNG\r\n\x1a\n" && std::string(tail + 4, 4) == "IEND";
+}
+
+bool write_text(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  out.close();
+  return bool(out);
+}
+
 std::string run_gnuplot(const std::string& script, const std::vector<std::string>& data_files,
                         const std::vector<std::string>& data, const std::string& png_path) {
   io::OutputFile png;
@@ -46,13 +68,18 @@ std::string run_gnuplot(const std::string& script, const std::vector<std::string
   const fs::path dir = fs::temp_directory_path(ec) / ("mxkit-plot-" + std::to_string(getpid()));
   fs::create_directories(dir, ec);
   if (ec) return "cannot create a temporary folder for the plot: " + ec.message();
+  bool written = true;
   for (size_t i = 0; i < data_files.size(); ++i) {
-    std::ofstream(dir / data_files[i]) << data[i];
+    written = written && write_text(dir / data_files[i], data[i]);
   }
-  std::ofstream(dir / "plot.gp") << "set terminal pngcairo size 1000,650 noenhanced\n"
-                                 << "set output " << quoted(png.write_path()) << "\n"
-                                 << "cd " << quoted(dir.string()) << "\n"
-                                 << script;
+  written = written && write_text(dir / "plot.gp",
+                                  "set terminal pngcairo size 1000,650 noenhanced\nset output " +
+                                      quoted(png.write_path()) + "\ncd " + quoted(dir.string()) +
+                                      "\n" + script);
+  if (!written) {
+    fs::remove_all(dir, ec);
+    return "cannot write the plot's data to " + dir.parent_path().string() + " (is the disk full?)";
+  }
   const std::string command = "gnuplot " + quoted((dir / "plot.gp").string()) + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) {
@@ -72,6 +99,9 @@ std::string run_gnuplot(const std::string& script, const std::vector<std::string
     return said.empty() ? "gnuplot failed with status " + std::to_string(status) + " and no message"
                         : "gnuplot failed: " + said;
   }
+  if (!is_whole_png(png.write_path())) {
+    return "gnuplot wrote no whole PNG for " + png_path + " (is the disk full?)";
+  }
   return png.commit();
 }
 
@@ -82,17 +112,25 @@ std::string draw_line_plot(const LinePlot& plot, const std::string& png_path) {
   std::ostringstream script;
   script << "set title " << quoted(plot.title) << "\nset xlabel " << quoted(plot.x_label)
          << "\nset ylabel " << quoted(plot.y_label) << "\nset key outside right\nset grid\nplot ";
+  // gnuplot fails on a series without a finite point: such a series is left out.
   for (size_t i = 0; i < plot.series.size(); ++i) {
     const Series& s = plot.series[i];
     std::ostringstream rows;
+    bool any = false;
     for (size_t j = 0; j < s.x.size(); ++j) {
-      if (std::isfinite(s.y[j])) rows << s.x[j] << ' ' << s.y[j] << '\n';
+      if (std::isfinite(s.x[j]) && std::isfinite(s.y[j])) {
+        rows << s.x[j] << ' ' << s.y[j] << '\n';
+        any = true;
+      }
     }
+    if (!any) continue;
+    script << (files.empty() ? "" : ", ");
     files.push_back("series" + std::to_string(i) + ".dat");
     data.push_back(rows.str());
-    script << (i ? ", " : "") << quoted(files.back()) << " using 1:2 with "
-           << (s.points ? "linespoints" : "lines") << " title " << quoted(s.title);
+    script << quoted(files.back()) << " using 1:2 with " << (s.points ? "linespoints" : "lines")
+           << " title " << quoted(s.title);
   }
+  if (files.empty()) return "nothing to plot: no series has a finite value";
   script << "\n";
   return run_gnuplot(script.str(), files, data, png_path);
 }

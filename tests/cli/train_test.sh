@@ -131,6 +131,12 @@ if [ ! -e /dev/nvidia0 ]; then  # without a GPU, --device cuda is one clear line
   expect_one_line_error "--device cuda: " generate straight --device cuda --tokens 4
 fi
 expect_one_line_error "log.csv" plot nowhere
+# A run whose losses are all NaN has nothing to draw: one line, and no PNG.
+mkdir -p diverged && cp straight/run.json diverged/
+awk -F, 'BEGIN { OFS = "," } NR == 1 { print; next } { $3 = "nan"; if ($5 != "") $5 = "nan"; print }' \
+  straight/log.csv >diverged/log.csv
+expect_one_line_error "nothing to plot: no series has a finite value" plot diverged -o diverged.png
+[ ! -e diverged.png ] || fail "a plot with nothing to draw left a file"
 expect_one_line_error "--from-step must be 0 or more" plot straight --from-step -1
 expect_one_line_error "no step at or after 1000" plot straight --from-step 1000
 expect_one_line_error "run nowhere: holds neither run.json nor checkpoint.safetensors" study table nowhere
