@@ -1,6 +1,7 @@
 // Output files: readers see the old file or the whole new one, never a part; devices, FIFOs and
 // links are written where they point rather than replaced; bad outputs are refused before any
-// work; and no temporary outlives a failure, a signal or a killed process.
+// work; no temporary outlives a failure, a signal or a killed process; and an output folder
+// that a failed command was filling is left as it was found.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -15,6 +16,7 @@
 #include <thread>
 
 #include "mx/io/atomic_file.h"
+#include "mx/io/output_folder.h"
 
 namespace mx::io {
 namespace {
@@ -202,6 +204,53 @@ TEST_F(OutputFileTest, ChecksBeforeWorkNameWhatIsWrong) {
             "cannot create " + (dir_ / "file" / "sub" / "deeper").string() + ": " +
                 (dir_ / "file").string() + " is not a folder");
   EXPECT_EQ(names(), std::vector<std::string>{"file"});  // checking creates nothing
+}
+
+TEST_F(OutputFileTest, AReadOnlyOutputFolderIsRefusedBeforeWork) {
+  fs::create_directories(dir_ / "out");
+  fs::permissions(dir_, fs::perms::owner_read | fs::perms::owner_exec);
+  fs::permissions(dir_ / "out", fs::perms::owner_read | fs::perms::owner_exec);
+  if (::access(dir_.c_str(), W_OK) == 0) {
+    GTEST_SKIP() << "running with privileges that ignore folder permissions";
+  }
+  EXPECT_EQ(check_output_folder((dir_ / "out").string()),
+            "cannot create a file in " + (dir_ / "out").string() + ": Permission denied");
+  EXPECT_EQ(check_output_folder((dir_ / "new" / "sub").string()),
+            "cannot create a file in " + dir_.string() + ": Permission denied");
+}
+
+// A command that fails part-way leaves its output folder as it found it: the files it added and
+// the folders it made go; what was there before stays. One that succeeds keeps everything.
+TEST_F(OutputFileTest, AnOutputFolderLeftUnkeptRemovesWhatItAdded) {
+  {
+    OutputFolder out;
+    ASSERT_EQ(out.open((dir_ / "made" / "deeper").string()), "");
+    ASSERT_EQ(write_text_atomically(out.file("a.txt"), "a"), "");
+    EXPECT_TRUE(fs::exists(dir_ / "made" / "deeper" / "a.txt"));
+  }
+  EXPECT_EQ(names(), std::vector<std::string>{});
+  fs::create_directories(dir_ / "existing");
+  write_raw(dir_ / "existing" / "old.txt", bytes_of("old"));
+  write_raw(dir_ / "existing" / "b.txt", bytes_of("old b"));
+  {
+    OutputFolder out;
+    ASSERT_EQ(out.open((dir_ / "existing").string()), "");
+    ASSERT_EQ(write_text_atomically(out.file("a.txt"), "a"), "");
+    ASSERT_EQ(write_text_atomically(out.file("b.txt"), "new b"), "");
+  }
+  EXPECT_EQ(read_all(dir_ / "existing" / "old.txt"), bytes_of("old"));
+  EXPECT_EQ(read_all(dir_ / "existing" / "b.txt"), bytes_of("new b"));  // replaced whole
+  EXPECT_FALSE(fs::exists(dir_ / "existing" / "a.txt"));
+  {
+    OutputFolder out;
+    ASSERT_EQ(out.open((dir_ / "kept").string()), "");
+    ASSERT_EQ(write_text_atomically(out.file("a.txt"), "a"), "");
+    out.keep();
+  }
+  EXPECT_EQ(read_all(dir_ / "kept" / "a.txt"), bytes_of("a"));
+  OutputFolder over_a_file;
+  EXPECT_EQ(over_a_file.open((dir_ / "existing" / "old.txt").string()),
+            (dir_ / "existing" / "old.txt").string() + " exists and is not a folder");
 }
 
 // The temporary of a write interrupted by SIGTERM is removed, and the process still dies of the

@@ -1,6 +1,7 @@
 #include "mx/data/token_dataset.h"
 
 #include "mx/data/token_shard.h"
+#include "mx/io/output_folder.h"
 
 namespace mx::data {
 
@@ -43,12 +44,11 @@ std::string write_token_dataset(const Corpus& corpus, const Tokenizer& tokenizer
                                 TokenDatasetSummary* summary) {
   std::vector<uint32_t> train, validation;
   if (std::string e = encode_splits(corpus, tokenizer, &train, &validation); !e.empty()) return e;
-  std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
-  if (ec) return "cannot create " + out_dir.string() + ": " + ec.message();
+  io::OutputFolder folder;
+  if (std::string e = folder.open(out_dir.string()); !e.empty()) return e;
   TokenDatasetSummary s;
-  s.train_path = out_dir / "train.bin";
-  s.validation_path = out_dir / "val.bin";
+  s.train_path = folder.file("train.bin");
+  s.validation_path = folder.file("val.bin");
   s.train_tokens = train.size();
   s.validation_tokens = validation.size();
   s.vocab_size = tokenizer.vocab_size();
@@ -56,6 +56,7 @@ std::string write_token_dataset(const Corpus& corpus, const Tokenizer& tokenizer
   if (std::string e = write_shard(s.validation_path, validation, s.vocab_size); !e.empty()) {
     return e;
   }
+  folder.keep();
   *summary = s;
   return "";
 }

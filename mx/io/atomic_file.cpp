@@ -163,14 +163,20 @@ std::string check_output_file(const std::string& path) {
 std::string check_output_folder(const std::string& path) {
   if (path.empty()) return "empty output folder";
   std::error_code ec;
-  if (fs::exists(path, ec)) {
-    return fs::is_directory(path, ec) ? "" : cat(path, " exists and is not a folder");
+  if (fs::exists(path, ec) && !fs::is_directory(path, ec)) {
+    return cat(path, " exists and is not a folder");
   }
-  // Made with its parents: the nearest part of the path that exists must be a folder.
+  // Made with its parents: the nearest part of the path that exists must be a folder, and one
+  // that takes new files (not read-only, nor another user's), found now rather than after the
+  // command's work.
   fs::path existing = fs::path(path).lexically_normal();
   while (!existing.empty() && !fs::exists(existing, ec)) existing = existing.parent_path();
-  if (existing.empty() || fs::is_directory(existing, ec)) return "";
-  return cat("cannot create ", path, ": ", existing.string(), " is not a folder");
+  if (existing.empty()) existing = ".";
+  if (!fs::is_directory(existing, ec)) {
+    return cat("cannot create ", path, ": ", existing.string(), " is not a folder");
+  }
+  OutputFile probe;
+  return probe.open((existing / ".mx-write-check").string());
 }
 
 OutputFile::~OutputFile() {

@@ -24,7 +24,8 @@ namespace mx::io {
 // block device or a socket. "" or a one-line reason.
 std::string check_output_file(const std::string& path);
 // For an output folder (created with its parents if absent): `path` is a folder, or absent with
-// its nearest existing ancestor a folder.
+// its nearest existing ancestor a folder; and that folder takes new files (one is made there and
+// removed to see).
 std::string check_output_folder(const std::string& path);
 
 // One output being written. open() makes the temporary (or opens a device or FIFO), write()

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "mx/io/atomic_file.h"
+#include "mx/io/output_folder.h"
 #include "mx/study/gnuplot.h"
 
 namespace mx::study {
@@ -64,22 +65,27 @@ Heatmap format_by_scale_rule(const std::vector<SweepCell>& cells) {
 }  // namespace
 
 std::string write_sweep_report(const std::vector<SweepCell>& cells, const std::string& out_dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec) return "cannot create " + out_dir + ": " + ec.message();
-  const fs::path dir(out_dir);
-  if (std::string e = io::write_text_atomically((dir / "sweep.csv").string(), sweep_csv(cells));
-      !e.empty())
-    return e;
-  if (std::string e = io::write_text_atomically((dir / "sweep.json").string(), sweep_json(cells));
-      !e.empty())
-    return e;
-  if (std::string e = draw_line_plot(error_vs_bits(cells), (dir / "error_vs_bits.png").string());
+  io::OutputFolder dir;
+  if (std::string e = dir.open(out_dir); !e.empty()) return e;
+  if (std::string e = io::write_text_atomically(dir.file("sweep.csv"), sweep_csv(cells));
       !e.empty()) {
     return e;
   }
-  return draw_heatmap(format_by_scale_rule(cells), (dir / "format_scale_heatmap.png").string());
+  if (std::string e = io::write_text_atomically(dir.file("sweep.json"), sweep_json(cells));
+      !e.empty()) {
+    return e;
+  }
+  if (std::string e = draw_line_plot(error_vs_bits(cells), dir.file("error_vs_bits.png"));
+      !e.empty()) {
+    return e;
+  }
+  if (std::string e =
+          draw_heatmap(format_by_scale_rule(cells), dir.file("format_scale_heatmap.png"));
+      !e.empty()) {
+    return e;
+  }
+  dir.keep();
+  return "";
 }
 
 std::string sweep_summary(const std::vector<SweepCell>& cells) {

@@ -9,6 +9,7 @@
 
 #include "mx/data/token_shard.h"
 #include "mx/io/atomic_file.h"
+#include "mx/io/output_folder.h"
 #include "mx/nn/params.h"
 #include "mx/train/checkpoint.h"
 #include "mx/train/loss_plot.h"
@@ -314,26 +315,29 @@ std::string training_table_json(const std::vector<TableRun>& runs,
 
 std::string write_training_table(const std::vector<TableRun>& runs, const std::string& out_dir,
                                  bool plot, const std::string& baseline_recipe) {
-  if (std::string e = io::check_output_folder(out_dir); !e.empty()) return e;
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec) return fmt::format("cannot create {}: {}", out_dir, ec.message());
-  const fs::path dir(out_dir);
-  if (std::string e = io::write_text_atomically((dir / "table.md").string(),
+  io::OutputFolder dir;
+  if (std::string e = dir.open(out_dir); !e.empty()) return e;
+  if (std::string e = io::write_text_atomically(dir.file("table.md"),
                                                 training_table_markdown(runs, baseline_recipe));
       !e.empty()) {
     return e;
   }
-  if (std::string e = io::write_text_atomically((dir / "table.json").string(),
+  if (std::string e = io::write_text_atomically(dir.file("table.json"),
                                                 training_table_json(runs, baseline_recipe));
       !e.empty()) {
     return e;
   }
-  if (!plot) return "";
-  std::vector<RunCurve> curves;
-  for (const TableRun& r : runs) curves.push_back({r.label, r.dir});
-  return plot_loss_curves(curves, (dir / "loss.png").string(),
-                          {.title = "Validation and training loss"});
+  if (plot) {
+    std::vector<RunCurve> curves;
+    for (const TableRun& r : runs) curves.push_back({r.label, r.dir});
+    if (std::string e = plot_loss_curves(curves, dir.file("loss.png"),
+                                         {.title = "Validation and training loss"});
+        !e.empty()) {
+      return e;
+    }
+  }
+  dir.keep();
+  return "";
 }
 
 }  // namespace mx::train

@@ -137,6 +137,8 @@ awk -F, 'BEGIN { OFS = "," } NR == 1 { print; next } { $3 = "nan"; if ($5 != "")
   straight/log.csv >diverged/log.csv
 expect_one_line_error "nothing to plot: no series has a finite value" plot diverged -o diverged.png
 [ ! -e diverged.png ] || fail "a plot with nothing to draw left a file"
+expect_one_line_error "nothing to plot" study table diverged -o diverged_table
+[ ! -e diverged_table ] || fail "a failed study table left its output folder"
 expect_one_line_error "--from-step must be 0 or more" plot straight --from-step -1
 expect_one_line_error "no step at or after 1000" plot straight --from-step 1000
 expect_one_line_error "run nowhere: holds neither run.json nor checkpoint.safetensors" study table nowhere
