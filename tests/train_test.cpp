@@ -273,7 +273,8 @@ TEST(TrainConfig, MicroBatchMustDivideTheBatchAndOlderConfigsLackIt) {
 
 // A step can leave weights that give no finite loss, or no finite weights at all, while its own
 // loss, taken before the update, was finite: the validation pass after it or the checkpoint
-// must end the run with an error rather than report success or keep such weights.
+// must end the run with an error rather than report success or keep such weights. A new run
+// that fails before its first checkpoint leaves its folder as it found it.
 TEST(Training, WeightsThatOverflowEndTheRunWithoutACheckpoint) {
   TempDir dir;
   const TrainConfig config = tiny_config(write_corpus(dir), "fp32", 2);
@@ -283,7 +284,8 @@ TEST(Training, WeightsThatOverflowEndTheRunWithoutACheckpoint) {
   huge_decay.checkpoint_every = 100;
   std::string e = run_training(&huge_decay, false, dir / "validated", {}, {}, &r);
   EXPECT_EQ(e, "the validation loss is not finite after step 2");
-  EXPECT_FALSE(fs::exists(dir / "validated/checkpoint.safetensors"));
+  // Nothing to resume from: the folder the run made is gone, shards and log with it.
+  EXPECT_FALSE(fs::exists(dir / "validated"));
 
   TrainConfig overflow = config;
   overflow.steps = 10;
@@ -293,9 +295,16 @@ TEST(Training, WeightsThatOverflowEndTheRunWithoutACheckpoint) {
   overflow.adamw.weight_decay = 100;
   TrainOptions stop;
   stop.stop_at = 1;
+  // A folder that was there before stays, with what it held, less what the run added.
+  fs::create_directories(dir / "stopped");
+  std::ofstream(dir / "stopped/notes.txt") << "mine";
   e = run_training(&overflow, false, dir / "stopped", stop, {}, &r);
   EXPECT_EQ(e, "the weights are not finite after step 1; no checkpoint was written for it");
-  EXPECT_FALSE(fs::exists(dir / "stopped/checkpoint.safetensors"));
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(dir / "stopped")) {
+    left.push_back(entry.path().filename());
+  }
+  EXPECT_EQ(left, std::vector<std::string>{"notes.txt"});
 }
 
 TEST(Training, AFinishedRunResumesWithoutSteppingAndARunFolderIsNotReused) {

@@ -22,6 +22,7 @@ class RunFolderLock {
 
   // Creates run_dir if needed.
   std::string acquire(const std::string& run_dir);
+  bool held() const { return fd_ >= 0; }
 
  private:
   int fd_ = -1;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <set>
 
 #include "mx/data/batch_prefetch.h"
 #include "mx/data/batch_sampler.h"
@@ -542,14 +543,45 @@ std::string train(TrainConfig* config, bool steps_given, const std::string& run_
 
 }  // namespace
 
+namespace {
+
+// The entries of `dir` (none when it does not exist).
+std::set<std::string> entries_of(const std::string& dir) {
+  std::set<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) names.insert(e.path().filename());
+  return names;
+}
+
+// A new run that fails before its first checkpoint has nothing to resume from: what it added
+// to its folder (the lock, the shards, the log), and the folder if it made it, are removed.
+void remove_what_a_failed_run_added(const std::string& run_dir, bool existed,
+                                    const std::set<std::string>& before) {
+  std::error_code ec;
+  if (fs::exists(path_in(run_dir, kCheckpointFile), ec)) return;
+  for (const std::string& name : entries_of(run_dir)) {
+    if (!before.contains(name)) fs::remove_all(fs::path(run_dir) / name, ec);
+  }
+  if (!existed && fs::is_empty(run_dir, ec)) fs::remove(run_dir, ec);
+}
+
+}  // namespace
+
 std::string run_training(TrainConfig* config, bool steps_given, const std::string& run_dir,
                          const TrainOptions& options, const TrainCallbacks& callbacks,
                          TrainResult* result) {
+  std::error_code ec;
+  const bool existed = fs::exists(run_dir, ec);
+  const std::set<std::string> before = entries_of(run_dir);
   OpenRun run;
   std::string e = train(config, steps_given, run_dir, options, callbacks, run, result);
   // A rank that stops releases the others, whose collectives would wait for it forever.
   nn::Communicator* comm = run.comm != nullptr ? run.comm : options.comm;
   if (!e.empty() && comm != nullptr) comm->abort(e);
+  // Only the process that holds the folder's lock cleans it: another run may be using it.
+  if (!e.empty() && !options.resume && run.lock.held()) {
+    remove_what_a_failed_run_added(run_dir, existed, before);
+  }
   return e;
 }
 
