@@ -184,6 +184,25 @@ TEST(Recipe, JsonRecipesParseAndBadOnesAreRefused) {
             "recipe role 'act_fwd': block 4294967328 is not between 1 and 1048576");
   EXPECT_EQ(parse_recipe_json(R"({"act_fwd": {"block": -32}})", &r),
             "recipe role 'act_fwd': block -32 is not between 1 and 1048576");
+  // A known field of the wrong type says what it must be, rather than that it is unknown.
+  EXPECT_EQ(parse_recipe_json(R"({"act_fwd": {"block": 99999999999999999999}})", &r),
+            "recipe role 'act_fwd': 'block' must be an integer from 1 to 1048576");
+  EXPECT_EQ(parse_recipe_json(R"({"act_fwd": {"format": 5}})", &r),
+            "recipe role 'act_fwd': 'format' must be a format name");
+  EXPECT_EQ(parse_recipe_json(R"({"act_fwd": {"format": "mxint4", "asym": "yes"}})", &r),
+            "recipe role 'act_fwd': 'asym' must be true or false");
+  EXPECT_EQ(parse_recipe_json(R"({"act_fwd": {"seed": -1}})", &r),
+            "recipe role 'act_fwd': 'seed' must be an integer from 0 to 2^64 - 1");
+  EXPECT_EQ(parse_recipe_json(R"({"name": 4})", &r), "recipe: 'name' must be a string");
+  // A repeated key, whose first value the parsed document would drop, at any depth.
+  EXPECT_EQ(parse_recipe_json(R"({"act_fwd": "bf16", "act_fwd": "mxfp8_e4m3"})", &r),
+            "recipe: key 'act_fwd' appears twice in one object");
+  EXPECT_EQ(parse_recipe_json(R"({"act_fwd": {"format": "mxfp4_e2m1", "format": "mxint8"}})", &r),
+            "recipe: key 'format' appears twice in one object");
+  EXPECT_EQ(parse_recipe_json(R"({"act_fwd": {"format": "mxint8"}, "weight_fwd": {"format":
+      "mxint8"}})",
+                              &r),
+            "");
 }
 
 // Yang et al.'s 4-bit recipe: E2M1 forward and weight-gradient operands, E3M0 gradients rounded

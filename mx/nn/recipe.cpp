@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "mx/io/json_text.h"
+
 namespace mx::nn {
 namespace {
 
@@ -65,11 +67,14 @@ std::string parse_cast(const nlohmann::json& j, std::string_view role, OperandCa
   QuantSpec spec;
   BlockRotation rotation = BlockRotation::kNone;
   for (const auto& [key, value] : j.items()) {
-    if (key == "format" && value.is_string()) {
+    const auto needs = [&](const char* what) { return where + "'" + key + "' must be " + what; };
+    if (key == "format") {
+      if (!value.is_string()) return needs("a format name");
       auto f = parse_format(value.get<std::string>());
       if (!f) return where + "unknown format '" + value.get<std::string>() + "'";
       spec.format = *f;
-    } else if (key == "block" && value.is_number_integer()) {
+    } else if (key == "block") {
+      if (!value.is_number_integer()) return needs("an integer from 1 to 1048576");
       // Read wide and range-checked: get<int>() would wrap 4294967328 to 32.
       const bool fits = value.is_number_unsigned() ? value.get<uint64_t>() <= (1u << 20)
                                                    : value.get<int64_t>() <= (1 << 20);
@@ -78,19 +83,24 @@ std::string parse_cast(const nlohmann::json& j, std::string_view role, OperandCa
         return where + "block " + value.dump() + " is not between 1 and 1048576";
       }
       spec.block_size = int(block);
-    } else if (key == "scale" && value.is_string()) {
+    } else if (key == "scale") {
+      if (!value.is_string()) return needs("a scale rule's name");
       auto r = parse_scale_rule(value.get<std::string>());
       if (!r) return where + "unknown scale rule '" + value.get<std::string>() + "'";
       spec.scale_rule = *r;
-    } else if (key == "round" && value.is_string()) {
+    } else if (key == "round") {
+      if (!value.is_string()) return needs("a rounding's name");
       auto r = parse_rounding(value.get<std::string>());
       if (!r) return where + "unknown rounding '" + value.get<std::string>() + "'";
       spec.rounding = *r;
-    } else if (key == "seed" && value.is_number_unsigned()) {
+    } else if (key == "seed") {
+      if (!value.is_number_unsigned()) return needs("an integer from 0 to 2^64 - 1");
       spec.seed = value.get<uint64_t>();
-    } else if (key == "asym" && value.is_boolean()) {
+    } else if (key == "asym") {
+      if (!value.is_boolean()) return needs("true or false");
       spec.asymmetric = value.get<bool>();
-    } else if (key == "rotate" && value.is_string()) {
+    } else if (key == "rotate") {
+      if (!value.is_string()) return needs("\"hadamard\" or \"none\"");
       const std::string name = value.get<std::string>();
       if (name != "hadamard" && name != "none") {
         return where + "unknown rotation '" + name + "' (hadamard or none)";
@@ -189,8 +199,8 @@ Recipe attention_recipe(const Recipe& recipe) {
 }
 
 std::string parse_recipe_json(std::string_view json_text, Recipe* out) {
-  nlohmann::json j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return "recipe: not valid JSON";
+  nlohmann::json j;
+  if (std::string e = io::parse_json_text(json_text, &j); !e.empty()) return "recipe: " + e;
   if (!j.is_object()) return "recipe: expected a JSON object";
   Recipe r;
   r.name = "custom";
@@ -201,7 +211,8 @@ std::string parse_recipe_json(std::string_view json_text, Recipe* out) {
   }
   for (const auto& [key, value] : j.items()) {
     if (key == "default") continue;
-    if (key == "name" && value.is_string()) {
+    if (key == "name") {
+      if (!value.is_string()) return "recipe: 'name' must be a string";
       r.name = value.get<std::string>();
       continue;
     }
