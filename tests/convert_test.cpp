@@ -20,6 +20,7 @@
 #include "mx/io/content_checksum.h"
 #include "mx/io/gguf.h"
 #include "mx/io/llama2c.h"
+#include "mx/io/mx_safetensors.h"
 #include "mx/io/safetensors.h"
 #include "mx/kernels/cpu/quantize.h"
 #include "tests/test_data.h"
@@ -242,6 +243,31 @@ TEST_F(QuantizeCheckpoint, ErrorsNameTheProblemAndWriteNothing) {
       std::string::npos);
   EXPECT_FALSE(fs::exists(path("a.safetensors")));
   EXPECT_FALSE(fs::exists(path("a.gguf")));
+}
+
+// An input whose metadata names an MX tensor without its parts is damaged: quantize refuses it
+// as inspect and dequantize do, rather than copying the broken entry into its output.
+TEST_F(QuantizeCheckpoint, AnInputWithAnMxTensorWithoutItsPartsIsRefused) {
+  io::SafetensorsFile in;
+  ASSERT_EQ(io::open_safetensors(input(), &in), "");
+  std::vector<io::TensorToWrite> tensors;
+  for (const io::SafetensorsTensor& t : in.tensors()) {
+    tensors.push_back({t.name, t.dtype, t.shape, t.bytes});
+  }
+  std::map<std::string, std::string> meta = in.metadata();
+  MxTensor ghost;
+  const std::vector<float> zeros(32 * 32, 0.0f);
+  ASSERT_EQ(
+      cpu::quantize(zeros.data(), DType::kF32, std::vector<int64_t>{32, 32}, mxfp4().spec, &ghost),
+      "");
+  meta["mx.ghost.weight"] = io::mx_spec_json(ghost);
+  io::refresh_checksum(tensors, &meta);
+  ASSERT_EQ(io::write_safetensors(path("ghost.safetensors"), tensors, meta), "");
+  ConvertReport r;
+  EXPECT_EQ(
+      quantize_checkpoint(path("ghost.safetensors"), path("a.safetensors"), mxfp4(), nullptr, &r),
+      path("ghost.safetensors") + ": MX tensor 'ghost.weight' lacks tensor 'ghost.weight.blocks'");
+  EXPECT_FALSE(fs::exists(path("a.safetensors")));
 }
 
 TEST_F(QuantizeCheckpoint, ReportsProgressOncePerTensor) {

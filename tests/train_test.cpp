@@ -514,6 +514,25 @@ void rewrite_metadata(const std::string& from, const std::string& to, const std:
   ASSERT_EQ(io::write_safetensors(to, tensors, meta), "");
 }
 
+// An "mx.NAME" entry with no parameter NAME describes an MX tensor that the model would never
+// read: a damaged or foreign file, refused as the MX readers (inspect, dequantize) refuse it.
+TEST(ModelFile, AnMxTensorThatNoParameterReadsIsRefused) {
+  TempDir dir;
+  const nn::ModelConfig c = *nn::model_preset("tiny", nn::Arch::kGpt2);
+  nn::Model model(c);
+  model.params().init(1);
+  const std::string good = dir / "good.safetensors";
+  ASSERT_EQ(nn::save_model_file(good, c, model.params(), "bytes"), "");
+  const std::string stray = dir / "stray.safetensors";
+  rewrite_metadata(good, stray, "mx.nonexistent.weight",
+                   R"({"shape":[32,32],"format":"mxfp4_e2m1","block":32,"axis":-1})");
+  nn::LoadedModel loaded;
+  EXPECT_EQ(nn::load_model_file(stray, &loaded),
+            stray +
+                ": MX tensor 'nonexistent.weight' (metadata 'mx.nonexistent.weight') is not a "
+                "parameter of this model");
+}
+
 // Sizes in a model's config are bounded by what the file holds, before anything is allocated:
 // these once crashed (bad_alloc) or ran on with growing memory.
 TEST(ModelFile, ConfigsTheFileCannotHoldAreRefusedBeforeAnyAllocation) {

@@ -49,6 +49,11 @@ std::string open_input(const std::string& path, Input* in) {
     in->tensors.push_back({t.name, t.dtype, t.shape, t.bytes});
   }
   in->metadata = in->safetensors.metadata();
+  // MX tensors already in the input are copied as their stored parts; each must be whole.
+  std::map<std::string, MxTensor> stored;
+  if (std::string e = io::load_mx_tensors(in->safetensors, &stored); !e.empty()) {
+    return cat(path, ": ", e);
+  }
   return "";
 }
 

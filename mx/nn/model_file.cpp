@@ -99,6 +99,16 @@ std::string fill_params(const std::vector<io::SafetensorsTensor>& tensors,
     if (!dtype) return cat("tensor ", v.name, " has dtype ", t.dtype, ", not F32, BF16 or F16");
     for (int64_t i = 0; i < v.size; ++i) dst[i] = load_as_float(t.bytes.data(), *dtype, i);
   }
+  // An MX tensor that no parameter reads is a damaged or foreign file, which the readers of MX
+  // tensors (inspect, dequantize) refuse too.
+  if (file != nullptr) {
+    for (const auto& [key, value] : file->metadata()) {
+      if (key.rfind("mx.", 0) == 0 && params.find(key.substr(3)) == nullptr) {
+        return cat("MX tensor '", key.substr(3), "' (metadata '", key,
+                   "') is not a parameter of this model");
+      }
+    }
+  }
   return "";
 }
 
