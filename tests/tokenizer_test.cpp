@@ -328,6 +328,19 @@ TEST(LoadTokenizer, PicksTheKindFromTheFileAndExplainsUnknownOnes) {
   EXPECT_EQ(t->kind(), "gpt2");
 }
 
+// A file that is no SentencePiece model says so, without the library's source locations.
+TEST(SentencePiece, AFileThatIsNoModelIsNamedInWords) {
+  const fs::path junk = fs::path(::testing::TempDir()) / "junk.model";
+  std::ofstream(junk, std::ios::binary) << "\x01\xff\x07 these bytes are no protobuf";
+  const fs::path empty = fs::path(::testing::TempDir()) / "empty.model";
+  std::ofstream(empty, std::ios::binary).flush();
+  std::unique_ptr<Tokenizer> t;
+  EXPECT_EQ(load_tokenizer(junk.string(), {}, &t),
+            junk.string() + ": not a SentencePiece model (its bytes are not a model's protobuf)");
+  EXPECT_EQ(load_tokenizer(empty.string(), {}, &t),
+            empty.string() + ": an empty file, not a SentencePiece model");
+}
+
 // A llama2.c tokenizer file holds no count: cut at a piece's end it loads as a smaller
 // vocabulary, and only the model it serves can tell. Each piece is one of the model's ids, so
 // the counts must be equal; other tokenizers may leave a model's padded ids unused.

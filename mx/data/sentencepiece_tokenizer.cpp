@@ -48,11 +48,22 @@ class LineIterator final : public sentencepiece::SentenceIterator {
   bool done_ = false;
 };
 
+// Why SentencePiece could not load `bytes`, in words: its own messages name its source files
+// ("./src/sentencepiece_processor.cc(232) [model_proto->ParseFromArray(...)]").
+std::string load_failure(std::string_view bytes, const sentencepiece::util::Status& status) {
+  if (bytes.empty()) return "an empty file, not a SentencePiece model";
+  const std::string said = status.message();
+  if (said.find("ParseFromArray") != std::string::npos) {
+    return "not a SentencePiece model (its bytes are not a model's protobuf)";
+  }
+  return "not a usable SentencePiece model: " + said;
+}
+
 class SentencePieceTokenizer final : public Tokenizer {
  public:
   std::string load(const std::string& model_bytes) {
     const auto status = processor_.LoadFromSerializedProto(model_bytes);
-    return status.ok() ? "" : std::string("SentencePiece: ") + status.message();
+    return status.ok() ? "" : load_failure(model_bytes, status);
   }
   std::string_view kind() const override { return "sentencepiece"; }
   uint32_t vocab_size() const override { return uint32_t(processor_.GetPieceSize()); }
@@ -158,7 +169,7 @@ std::string read_sentencepiece_pieces(const std::filesystem::path& path,
   if (std::string e = io::read_whole_file(path, &bytes); !e.empty()) return e;
   sentencepiece::SentencePieceProcessor processor;
   if (const auto status = processor.LoadFromSerializedProto(bytes); !status.ok()) {
-    return path.string() + ": SentencePiece: " + std::string(status.message());
+    return path.string() + ": " + load_failure(bytes, status);
   }
   using Kind = SentencePieceEntry::Kind;
   out->clear();
