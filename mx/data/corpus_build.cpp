@@ -1,13 +1,16 @@
 #include "mx/data/corpus_build.h"
 
-#include "mx/data/token_shard.h"
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <fstream>
+#include <cerrno>
+#include <cstring>
 #include <unordered_map>
 #include <utility>
 
+#include "mx/data/token_shard.h"
 #include "mx/data/unicode.h"
 #include "mx/io/read_file.h"
 
@@ -56,11 +59,22 @@ bool is_database_entry(std::string_view headword) {
   return headword.starts_with("00-") || headword.starts_with("00database");
 }
 
+// Into the build's staging folder, which is renamed into place whole, so no temporary of its
+// own; errors say why (a full disk).
 std::string write_whole_file(const fs::path& path, std::string_view text) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(text.data(), std::streamsize(text.size()));
-  out.close();
-  if (!out) return "cannot write " + path.string();
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) return "cannot create " + path.string() + ": " + std::strerror(errno);
+  while (!text.empty()) {
+    const ssize_t n = ::write(fd, text.data(), text.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      return "cannot write " + path.string() + ": " + std::strerror(err);
+    }
+    text.remove_prefix(size_t(n));
+  }
+  if (::close(fd) != 0) return "cannot write " + path.string() + ": " + std::strerror(errno);
   return "";
 }
 
