@@ -138,6 +138,10 @@ awk -F, 'BEGIN { OFS = "," } NR == 1 { print; next } { $3 = "nan"; if ($5 != "")
 expect_one_line_error "nothing to plot: no series has a finite value" plot diverged -o diverged.png
 [ ! -e diverged.png ] || fail "a plot with nothing to draw left a file"
 expect_one_line_error "nothing to plot" study table diverged -o diverged_table
+expect_one_line_error "--baseline bogus: no run used that recipe (the runs used mxfp6)" \
+  study table straight --baseline bogus --no-plot
+expect_one_line_error "--also-baseline fp32: no run used that recipe" \
+  study table straight --also-baseline fp32 --no-plot
 [ ! -e diverged_table ] || fail "a failed study table left its output folder"
 expect_one_line_error "--from-step must be 0 or more" plot straight --from-step -1
 expect_one_line_error "no step at or after 1000" plot straight --from-step 1000

@@ -1,6 +1,9 @@
 // `mx study table RUN... -o DIR`: the MX paper's training table from finished run folders.
 // `mx study errors MODEL --recipe R`: what a recipe's casts do to a trained model's operands.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
 
 #include "mx/nn/cast_probe.h"
 #include "mx/train/cast_errors.h"
@@ -19,13 +22,32 @@ struct StudyTableFlags {
   std::vector<std::string> also_baselines;
   bool json = false;
   bool no_plot = false;
+  bool baseline_given = false;
 };
+
+// A baseline recipe asked for by name that no run used would only leave its gaps empty.
+std::string check_baseline_ran(const std::vector<train::TableRun>& runs, const std::string& flag,
+                               const std::string& recipe) {
+  std::vector<std::string> used;
+  for (const train::TableRun& r : runs) {
+    if (r.recipe == recipe) return "";
+    if (std::find(used.begin(), used.end(), r.recipe) == used.end()) used.push_back(r.recipe);
+  }
+  return fmt::format("{} {}: no run used that recipe (the runs used {})", flag, recipe,
+                     fmt::join(used, ", "));
+}
 
 std::string run_study_table(const StudyTableFlags& f) {
   std::vector<train::TableRun> runs;
   if (std::string e = train::build_training_table(f.runs, f.baseline, &runs, f.also_baselines);
       !e.empty()) {
     return e;
+  }
+  if (f.baseline_given) {
+    if (std::string e = check_baseline_ran(runs, "--baseline", f.baseline); !e.empty()) return e;
+  }
+  for (const std::string& recipe : f.also_baselines) {
+    if (std::string e = check_baseline_ran(runs, "--also-baseline", recipe); !e.empty()) return e;
   }
   if (!f.out.empty()) {
     if (std::string e = train::write_training_table(runs, f.out, !f.no_plot, f.baseline);
@@ -115,7 +137,10 @@ void register_study(CLI::App& app) {
                     "(repeatable)");
   table->add_flag("--json", f.json, "Print the table as JSON");
   table->add_flag("--no-plot", f.no_plot, "Write no loss.png (gnuplot draws it)");
-  table->callback([] { run_command("study table", [] { return run_study_table(f); }); });
+  table->callback([table] {
+    f.baseline_given = table->count("--baseline") > 0;
+    run_command("study table", [] { return run_study_table(f); });
+  });
 
   static StudyErrorsFlags e;
   CLI::App* errors = cmd->add_subcommand(
