@@ -31,7 +31,6 @@ struct ExportFlags {
   std::string model, out, tokenizer, dtype = "f32";
   bool hugging_face = false;
   SpecFlags spec;
-  CLI::Option* format_option = nullptr;
 };
 
 // The blocks' linear weights cast directly with `spec`, by name.
@@ -89,7 +88,8 @@ std::string run_export(const ExportFlags& f) {
       !e.empty()) {
     return e;
   }
-  const bool mx = f.format_option != nullptr && f.format_option->count() > 0;
+  if (std::string e = check_spec_flags_need_format(f.spec); !e.empty()) return e;
+  const bool mx = f.spec.format_option->count() > 0;
   QuantSpec spec;
   cpu::Options cpu_options;
   if (mx) {
@@ -164,8 +164,7 @@ void register_export(CLI::App& app) {
   cmd->add_option("--tokenizer", f.tokenizer,
                   "GGUF: the tokenizer to embed (default: the one the model names)");
   add_spec_flags(cmd, &f.spec);
-  f.format_option = cmd->get_option("--format");
-  f.format_option->description(
+  f.spec.format_option->description(
       "Cast the blocks' linear weights to this MX format (default: write FP32 only)");
   cmd->callback([] { run_command("export", [] { return run_export(f); }); });
 }

@@ -18,9 +18,10 @@ bool given(const CLI::Option* option) {
 }  // namespace
 
 void add_spec_flags(CLI::App* cmd, SpecFlags* f) {
-  cmd->add_option("--format", f->format, "Element format, e.g. mxfp8_e4m3, mxfp4_e2m1, mxint8")
-      ->type_name("NAME")
-      ->capture_default_str();
+  f->format_option =
+      cmd->add_option("--format", f->format, "Element format, e.g. mxfp8_e4m3, mxfp4_e2m1, mxint8")
+          ->type_name("NAME")
+          ->capture_default_str();
   f->block_option = cmd->add_option("--block", f->block, "Elements per block")
                         ->type_name("N")
                         ->capture_default_str();
@@ -36,17 +37,23 @@ void add_spec_flags(CLI::App* cmd, SpecFlags* f) {
                                     "Rounding: nearest-even, nearest-away, toward-zero, stochastic")
                         ->type_name("MODE")
                         ->capture_default_str();
-  cmd->add_option("--seed", f->seed, "Seed of stochastic rounding")
-      ->type_name("S")
-      ->capture_default_str();
-  cmd->add_flag("--asym", f->asym, "Asymmetric: a bfloat16 offset per block");
-  cmd->add_flag("--flush-subnormals", f->flush_subnormals, "Treat subnormal inputs as zero");
-  cmd->add_option("--preset", f->preset,
-                  "Defaults of microxcaling, torchao or te (explicit --scale/--round win)")
-      ->type_name("NAME");
-  cmd->add_option("--threads", f->threads, "CPU threads (0: all)")
-      ->type_name("N")
-      ->capture_default_str();
+  const CLI::Option* seed = cmd->add_option("--seed", f->seed, "Seed of stochastic rounding")
+                                ->type_name("S")
+                                ->capture_default_str();
+  const CLI::Option* asym =
+      cmd->add_flag("--asym", f->asym, "Asymmetric: a bfloat16 offset per block");
+  const CLI::Option* flush =
+      cmd->add_flag("--flush-subnormals", f->flush_subnormals, "Treat subnormal inputs as zero");
+  const CLI::Option* preset =
+      cmd->add_option("--preset", f->preset,
+                      "Defaults of microxcaling, torchao or te (explicit --scale/--round win)")
+          ->type_name("NAME");
+  const CLI::Option* threads = cmd->add_option("--threads", f->threads, "CPU threads (0: all)")
+                                   ->type_name("N")
+                                   ->capture_default_str();
+  f->options_besides_format = {f->block_option, f->axis_option, f->tile_option, f->scale_option,
+                               f->round_option, seed,           asym,           flush,
+                               preset,          threads};
 }
 
 std::string build_spec(const SpecFlags& f, QuantSpec* spec) {
@@ -57,6 +64,14 @@ std::string build_spec(const SpecFlags& f, QuantSpec* spec) {
   text.scale_given = given(f.scale_option);
   text.round_given = given(f.round_option);
   return parse_spec_text(text, spec);
+}
+
+std::string check_spec_flags_need_format(const SpecFlags& f) {
+  if (given(f.format_option)) return "";
+  for (const CLI::Option* option : f.options_besides_format) {
+    if (given(option)) return option->get_name() + " applies with --format only";
+  }
+  return "";
 }
 
 std::string build_cpu_options(const SpecFlags& f, cpu::Options* options) {

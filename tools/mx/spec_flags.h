@@ -18,6 +18,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 #include "mx/core/quant_spec.h"
 #include "mx/core/spec_text.h"
@@ -29,11 +30,14 @@ struct SpecFlags : SpecText {
   std::string threads = "0";
 
   // Set by add_spec_flags; they tell a flag given explicitly from its default (null: not given).
+  CLI::Option* format_option = nullptr;
   CLI::Option* block_option = nullptr;
   CLI::Option* axis_option = nullptr;
   CLI::Option* tile_option = nullptr;
   CLI::Option* scale_option = nullptr;
   CLI::Option* round_option = nullptr;
+  // Every flag but --format, for a command where --format is what asks for a cast.
+  std::vector<const CLI::Option*> options_besides_format;
 };
 
 // Adds the flags to `cmd`; `flags` must outlive the parse (commands keep theirs static).
@@ -42,6 +46,10 @@ void add_spec_flags(CLI::App* cmd, SpecFlags* flags);
 // The spec the parsed flags describe, or a one-line reason naming the bad flag. Whether the
 // spec fits a particular array (axis range, tile size) is checked by make_block_grid.
 std::string build_spec(const SpecFlags& flags, QuantSpec* spec);
+
+// For a command whose cast is optional, asked for by --format: a one-line reason naming the
+// first other spec flag given without it (they would change nothing), or "".
+std::string check_spec_flags_need_format(const SpecFlags& flags);
 
 // The CPU options (--threads), or a one-line reason.
 std::string build_cpu_options(const SpecFlags& flags, cpu::Options* options);

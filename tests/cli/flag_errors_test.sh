@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Flags that do not apply to the command as given, flags given twice, values out of range and
+# unknown words, across the commands: exit status 2, one line on stderr naming the problem,
+# nothing on stdout and no output written. Beside each rule, the use it still allows.
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
+
+# refused OUTPUT TEXT ARGS...: `mx ARGS` exits 2, prints one line on stderr containing TEXT and
+# nothing on stdout, and leaves OUTPUT absent (- when the command writes nothing).
+refused() {
+  local output="$1" want="$2" rc=0
+  shift 2
+  "$mx" "$@" >stdout.txt 2>stderr.txt || rc=$?
+  local err
+  err=$(cat stderr.txt)
+  [ "$rc" -eq 2 ] || fail "mx $*: exit $rc, want 2 (stderr: $err)"
+  [ "$(wc -l <stderr.txt)" -eq 1 ] || fail "mx $*: stderr is not one line: $err"
+  [[ "$err" == *"$want"* ]] || fail "mx $*: '$err' does not say '$want'"
+  [ ! -s stdout.txt ] || fail "mx $*: printed on stdout: $(cat stdout.txt)"
+  [ "$output" = - ] || [ ! -e "$output" ] || fail "mx $*: wrote $output"
+}
+
+for i in $(seq 1 300); do echo "a block of thirty-two narrow elements shares one scale, line $i."; done >corpus.txt
+"$mx" train --model tiny --data corpus.txt --steps 2 --batch 2 --seq-len 16 --out run -q
+
+# The MX flags of `mx export` choose the cast that --format asks for; alone they change nothing.
+for flag in "--block abc" "--block 16" "--axis abc" "--tile abc" "--scale bogus" "--round bogus" \
+  "--seed abc" "--preset bogus" "--asym" "--flush-subnormals" "--threads abc" "--threads 2"; do
+  # shellcheck disable=SC2086  # each entry is a flag and its value
+  refused o.safetensors "${flag%% *} applies with --format only" export run -o o.safetensors $flag
+done
+refused o.safetensors "bad --block 'abc'" export run -o o.safetensors --format mxfp8_e4m3 --block abc
+"$mx" export run -o ok.safetensors --format mxfp8_e4m3 --block 16 --threads 2 | matches "as mxfp8" ||
+  fail "export --format with --block"
+
+echo "flag_errors: ok"
