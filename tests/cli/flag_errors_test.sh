@@ -32,4 +32,18 @@ refused o.safetensors "bad --block 'abc'" export run -o o.safetensors --format m
 "$mx" export run -o ok.safetensors --format mxfp8_e4m3 --block 16 --threads 2 | matches "as mxfp8" ||
   fail "export --format with --block"
 
+# --dtype and --tokenizer choose what a llama.cpp model GGUF holds; --plain-gguf is a GGUF too.
+src=run/model.safetensors
+refused out.safetensors "--dtype and --tokenizer apply to a .gguf output only" \
+  quantize "$src" -o out.safetensors --dtype f16
+refused out.safetensors "--dtype and --tokenizer apply to a .gguf output only" \
+  quantize "$src" -o out.safetensors --tokenizer gpt2
+refused out.safetensors "--plain-gguf applies to a .gguf output only" \
+  quantize "$src" -o out.safetensors --plain-gguf
+refused out.gguf "excludes --dtype" quantize "$src" -o out.gguf --plain-gguf --dtype f16
+refused out.gguf "excludes --tokenizer" quantize "$src" -o out.gguf --plain-gguf --tokenizer gpt2
+refused out.safetensors "--dtype f8: expected f32, f16 or bf16" \
+  quantize "$src" -o out.safetensors --dtype f8
+"$mx" quantize "$src" -o out.safetensors -q && [ -s out.safetensors ] || fail "quantize to safetensors"
+
 echo "flag_errors: ok"

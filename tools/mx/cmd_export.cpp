@@ -21,6 +21,7 @@
 #include "mx/nn/model_file.h"
 #include "mx/train/model_gguf.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/gguf_model_flags.h"
 #include "tools/mx/run_command.h"
 #include "tools/mx/spec_flags.h"
 
@@ -97,10 +98,9 @@ std::string run_export(const ExportFlags& f) {
     if (std::string e = build_cpu_options(f.spec, &cpu_options); !e.empty()) return e;
   }
   const bool gguf = !f.hugging_face && io::has_gguf_extension(f.out);
-  const std::optional<DType> dtype = parse_dtype(f.dtype);
-  if (!dtype) return fmt::format("--dtype {}: expected f32, f16 or bf16", f.dtype);
-  if (!gguf && (*dtype != DType::kF32 || !f.tokenizer.empty())) {
-    return "--dtype and --tokenizer apply to a .gguf output only";
+  DType dtype = DType::kF32;
+  if (std::string e = gguf_model_float_type(f.dtype, f.tokenizer, gguf, &dtype); !e.empty()) {
+    return e;
   }
   nn::LoadedModel loaded;
   if (std::string e = nn::load_model_file(f.model, &loaded); !e.empty()) return e;
@@ -110,7 +110,7 @@ std::string run_export(const ExportFlags& f) {
     options.quantize = mx;
     options.spec = spec;
     options.cpu = cpu_options;
-    options.float_type = *dtype;
+    options.float_type = dtype;
     options.tokenizer = f.tokenizer;
     convert::ConvertReport report;
     if (std::string e = train::write_model_gguf(loaded, f.model, f.out, options, {}, &report);
@@ -118,7 +118,7 @@ std::string run_export(const ExportFlags& f) {
       return e;
     }
     fmt::print("wrote {}: {}, {} parameters, a llama.cpp model with {} matrices\n", f.out,
-               nn::describe(m.config()), m.params().count(), mx ? "MXFP4" : dtype_name(*dtype));
+               nn::describe(m.config()), m.params().count(), mx ? "MXFP4" : dtype_name(dtype));
     return "";
   }
   std::map<std::string, MxTensor> cast;

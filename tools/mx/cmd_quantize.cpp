@@ -16,6 +16,7 @@
 #include "mx/nn/model_file.h"
 #include "mx/train/model_gguf.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/gguf_model_flags.h"
 #include "tools/mx/progress.h"
 #include "tools/mx/run_command.h"
 #include "tools/mx/spec_flags.h"
@@ -57,7 +58,7 @@ void print_summary(const convert::ConvertReport& r, const QuantSpec& spec,
 
 // A model mxkit loads, as llama.cpp's model GGUF.
 std::string write_llama_cpp_model(const QuantizeCommandOptions& o,
-                                  const convert::QuantizeOptions& q,
+                                  const convert::QuantizeOptions& q, DType float_type,
                                   const convert::ProgressCallback& on_progress,
                                   convert::ConvertReport* report) {
   train::ModelGgufOptions options;
@@ -65,9 +66,7 @@ std::string write_llama_cpp_model(const QuantizeCommandOptions& o,
   options.cpu = q.cpu;
   options.selection = q.selection;
   options.tokenizer = o.tokenizer;
-  const std::optional<DType> dtype = parse_dtype(o.dtype);
-  if (!dtype) return fmt::format("--dtype {}: expected f32, f16 or bf16", o.dtype);
-  options.float_type = *dtype;
+  options.float_type = float_type;
   if (std::string e = convert::check_gguf_spec(q.spec); !e.empty()) return e;
   nn::LoadedModel loaded;
   if (std::string e = nn::load_model_file(o.input, &loaded, q.cpu.threads); !e.empty()) {
@@ -82,7 +81,14 @@ std::string run_quantize(const QuantizeCommandOptions& o) {
   if (std::string e = build_spec(o.spec, &options.spec); !e.empty()) return e;
   if (std::string e = build_cpu_options(o.spec, &options.cpu); !e.empty()) return e;
   options.selection = o.selection;
-  const bool model_gguf = io::has_gguf_extension(o.output) && !o.plain_gguf;
+  const bool gguf = io::has_gguf_extension(o.output);
+  if (o.plain_gguf && !gguf) return "--plain-gguf applies to a .gguf output only";
+  const bool model_gguf = gguf && !o.plain_gguf;
+  DType float_type = DType::kF32;
+  if (std::string e = gguf_model_float_type(o.dtype, o.tokenizer, model_gguf, &float_type);
+      !e.empty()) {
+    return e;
+  }
   std::optional<Progress> progress;  // started once the input is checked and the total known
   auto on_progress = [&](int64_t done, int64_t total, std::string_view name) {
     if (!progress) progress.emplace("tensors", total, !o.quiet);
@@ -90,7 +96,7 @@ std::string run_quantize(const QuantizeCommandOptions& o) {
   };
   convert::ConvertReport report;
   std::string e =
-      model_gguf ? write_llama_cpp_model(o, options, on_progress, &report)
+      model_gguf ? write_llama_cpp_model(o, options, float_type, on_progress, &report)
                  : convert::quantize_checkpoint(o.input, o.output, options, on_progress, &report);
   if (progress) progress->finish();
   if (!e.empty()) return e;
@@ -135,14 +141,17 @@ void register_quantize(CLI::App& app) {
   cmd->add_flag("--include-norms", options.selection.include_norms, "Quantize norm weights too");
   cmd->add_flag("--include-vectors", options.selection.include_vectors,
                 "Quantize tensors of fewer than 2 dimensions (biases, gains) too");
-  cmd->add_flag("--plain-gguf", options.plain_gguf,
-                "GGUF: the input's tensors under their own names, without llama.cpp's metadata");
+  CLI::Option* plain_gguf = cmd->add_flag(
+      "--plain-gguf", options.plain_gguf,
+      "GGUF: the input's tensors under their own names, without llama.cpp's metadata");
   cmd->add_option("--dtype", options.dtype,
                   "GGUF model: type of the matrices and embeddings left unquantized (f32, f16, "
                   "bf16)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->excludes(plain_gguf);
   cmd->add_option("--tokenizer", options.tokenizer,
-                  "GGUF model: the tokenizer to embed (default: the one the model names)");
+                  "GGUF model: the tokenizer to embed (default: the one the model names)")
+      ->excludes(plain_gguf);
   cmd->add_flag("-q,--quiet", options.quiet, "No progress bar and no summary");
   add_spec_flags(cmd, &options.spec);
   cmd->callback([] { run_command("quantize", [] { return run_quantize(options); }); });
