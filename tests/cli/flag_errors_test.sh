@@ -46,4 +46,15 @@ refused out.safetensors "--dtype f8: expected f32, f16 or bf16" \
   quantize "$src" -o out.safetensors --dtype f8
 "$mx" quantize "$src" -o out.safetensors -q && [ -s out.safetensors ] || fail "quantize to safetensors"
 
+# `mx demo` is the training demo or, with --synthetic, the tour: each refuses the other's flags,
+# and a missing corpus is refused before anything is printed.
+refused - "--count requires --synthetic" demo --count 5
+refused X "excludes --out" demo --synthetic -o X
+for flag in "--data corpus.txt" "--steps 2" "--batch 2" "--json"; do
+  # shellcheck disable=SC2086
+  refused - "excludes ${flag%% *}" demo --synthetic $flag
+done
+refused dd "corpus 'nonexist' is neither a file" demo --data nonexist --steps 2 -o dd
+"$mx" demo --synthetic --count 64 --seed 3 --threads 1 | matches "^gaussian " || fail "demo --synthetic"
+
 echo "flag_errors: ok"

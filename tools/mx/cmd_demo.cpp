@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "mx/core/format.h"
+#include "mx/data/corpus.h"
 #include "mx/io/atomic_file.h"
 #include "mx/study/synthetic.h"
 #include "mx/train/small_paper.h"
@@ -73,6 +74,9 @@ std::string run_paper_demo(const DemoOptions& o) {
   p.seed = o.seed;
   p.threads = o.threads;
   p.paths = data::data_paths_from_environment();
+  // Here rather than only in the first run, so that a missing corpus is the one line printed.
+  data::Corpus corpus;
+  if (std::string e = data::resolve_corpus(p.data, p.paths, &corpus); !e.empty()) return e;
   if (!o.json) fmt::print("mxkit demo: the MX paper in small\n");
   if (!o.json)
     fmt::print(
@@ -130,19 +134,28 @@ void register_demo(CLI::App& app) {
   static DemoOptions options;
   CLI::App* cmd = app.add_subcommand(
       "demo", "The MX paper in small: train a tiny GPT per recipe, then cast it directly");
-  cmd->add_flag("--synthetic", options.synthetic,
-                "Instead: every format x scale rule on synthetic tensors");
-  cmd->add_option("--data", options.paper.data, "Corpus to train on")->capture_default_str();
+  CLI::Option* synthetic = cmd->add_flag("--synthetic", options.synthetic,
+                                         "Instead: every format x scale rule on synthetic tensors");
+  // The tour trains nothing and writes nothing: the training demo's options are refused there.
+  cmd->add_option("--data", options.paper.data, "Corpus to train on")
+      ->capture_default_str()
+      ->excludes(synthetic);
   cmd->add_option("--steps", options.paper.steps, "Training steps per recipe")
       ->check(integer_in(1, int64_t{1} << 40))
-      ->capture_default_str();
+      ->capture_default_str()
+      ->excludes(synthetic);
   cmd->add_option("--batch", options.paper.batch, "Sequences per step")
       ->check(integer_in(1, int64_t{1} << 20))
-      ->capture_default_str();
-  cmd->add_option("-o,--out", options.paper.out_dir, "Output folder")->capture_default_str();
-  cmd->add_flag("--json", options.json, "Print the figures (results.json) instead of tables");
+      ->capture_default_str()
+      ->excludes(synthetic);
+  cmd->add_option("-o,--out", options.paper.out_dir, "Output folder")
+      ->capture_default_str()
+      ->excludes(synthetic);
+  cmd->add_flag("--json", options.json, "Print the figures (results.json) instead of tables")
+      ->excludes(synthetic);
   cmd->add_option("--count", options.count, "Values per synthetic tensor (--synthetic)")
-      ->check(integer_in(1, int64_t{1} << 28));
+      ->check(integer_in(1, int64_t{1} << 28))
+      ->needs(synthetic);
   cmd->add_option("--seed", options.seed, "Seed of the runs (or of the synthetic tensors)")
       ->check(unsigned_integer());
   cmd->add_option("--threads", options.threads, "Threads (0: all)")->check(thread_count());
