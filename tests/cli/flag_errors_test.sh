@@ -57,4 +57,20 @@ done
 refused dd "corpus 'nonexist' is neither a file" demo --data nonexist --steps 2 -o dd
 "$mx" demo --synthetic --count 64 --seed 3 --threads 1 | matches "^gaussian " || fail "demo --synthetic"
 
+# `mx bench generate`: a model file has its own shape; the counts are bounded so that their sum
+# cannot overflow. The same bound holds for `mx bench train`'s counts.
+refused - "--vocab applies to a preset, not to a model file" bench generate --model run --vocab 100
+refused - "--arch applies to a preset, not to a model file" bench generate --model run --arch llama
+big=9223372036854775807
+refused - "--tokens: expected an integer from 2 to 1073741824, got '$big'" \
+  bench generate --tokens $big --prompt-tokens 2
+refused - "--prompt-tokens: expected an integer from 1 to 1073741824, got '$big'" \
+  bench generate --prompt-tokens $big --tokens 2
+for flag in --batch --micro-batch --seq-len --vocab --layers --dim --heads --steps --warmup; do
+  refused - "$flag: expected an integer from " bench train "$flag" $big
+done
+refused - "dim 1073741824 exceeds the limit" bench train --dim 1073741824
+"$mx" bench generate --model tiny --vocab 300 --prompt-tokens 4 --tokens 2 --json |
+  matches '"tokens_per_s":' || fail "bench generate --vocab on a preset"
+
 echo "flag_errors: ok"

@@ -23,6 +23,11 @@
 namespace mx::tools {
 namespace {
 
+// The most any count flag takes: far beyond what a benchmark runs, and small enough that a sum
+// or product of two (prompt and new tokens, batch and sequence length, 4 x width) fits in 64
+// bits. The model's own limits (nn::validate) then say what is too large for a model.
+constexpr int64_t kMaxCount = int64_t{1} << 30;
+
 struct BenchFlags {
   std::string model = "tiny", arch = "gpt2", recipe = "bf16", device = "cpu";
   int64_t batch = 8, micro_batch = 0, seq_len = 0, steps = 20, warmup = 3, vocab = 0;
@@ -130,6 +135,8 @@ struct GenerateBenchFlags {
   int64_t prompt_tokens = 16, tokens = 32, vocab = 0;
   int threads = 0;
   bool no_cache = false, unpacked = false, json = false, fast_products = false;
+  // What shapes a preset; a model file has its own shape.
+  std::vector<const CLI::Option*> preset_options;
 };
 
 // A preset with random weights, or a model file (anything `mx eval` reads).
@@ -155,6 +162,11 @@ std::string open_bench_model(const GenerateBenchFlags& f, const nn::Recipe& reci
   if (!std::filesystem::exists(f.model, ec)) {
     return fmt::format("--model '{}' is neither a preset ({}) nor a file", f.model,
                        nn::model_preset_list());
+  }
+  for (const CLI::Option* option : f.preset_options) {
+    if (option->count() > 0) {
+      return fmt::format("{} applies to a preset, not to a model file", option->get_name());
+    }
   }
   nn::LoadedModel loaded;
   if (std::string e = nn::load_model_file(f.model, &loaded, std::move(backend)); !e.empty()) {
@@ -227,17 +239,18 @@ void register_bench_generate(CLI::App* bench) {
   cmd->add_option("--model", f.model,
                   "Model preset (" + nn::model_preset_list() + "; random weights) or a model file")
       ->capture_default_str();
-  cmd->add_option("--arch", f.arch, "gpt2 or llama, for a preset")->capture_default_str();
-  cmd->add_option("--vocab", f.vocab, "Vocabulary size of a preset (default: the preset's)")
-      ->check(integer_in(1));
+  f.preset_options = {
+      cmd->add_option("--arch", f.arch, "gpt2 or llama, for a preset")->capture_default_str(),
+      cmd->add_option("--vocab", f.vocab, "Vocabulary size of a preset (default: the preset's)")
+          ->check(integer_in(1, kMaxCount))};
   cmd->add_option("--recipe", f.recipe, "Run the model with this recipe's forward casts")
       ->capture_default_str();
   cmd->add_option("--device", f.device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--prompt-tokens", f.prompt_tokens, "Tokens in the prompt")
-      ->check(integer_in(1))
+      ->check(integer_in(1, kMaxCount))
       ->capture_default_str();
   cmd->add_option("--tokens", f.tokens, "New tokens (the rate is timed after the first)")
-      ->check(integer_in(2))
+      ->check(integer_in(2, kMaxCount))
       ->capture_default_str();
   cmd->add_flag("--no-cache", f.no_cache, "Re-run the whole window for each token");
   add_packing_flags(cmd, &f.unpacked, &f.fast_products);
@@ -261,24 +274,27 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--recipe", f.recipe, "A recipe preset or a JSON file")->capture_default_str();
   cmd->add_option("--device", f.device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--batch", f.batch, "Sequences per step")
-      ->check(integer_in(1))
+      ->check(integer_in(1, kMaxCount))
       ->capture_default_str();
   cmd->add_option("--micro-batch", f.micro_batch, "Sequences per pass (default: the whole batch)")
-      ->check(integer_in(1));
+      ->check(integer_in(1, kMaxCount));
   cmd->add_option("--seq-len", f.seq_len,
                   "Tokens per sequence (default: the model's context; a longer one becomes the "
                   "context)")
-      ->check(integer_in(1));
+      ->check(integer_in(1, kMaxCount));
   cmd->add_option("--vocab", f.vocab, "Vocabulary size (default: the preset's)")
-      ->check(integer_in(1));
-  cmd->add_option("--layers", f.layers, "Layers, in place of the preset's")->check(integer_in(1));
+      ->check(integer_in(1, kMaxCount));
+  cmd->add_option("--layers", f.layers, "Layers, in place of the preset's")
+      ->check(integer_in(1, kMaxCount));
   cmd->add_option("--dim", f.dim, "Model width, in place of the preset's (MLP width follows)")
-      ->check(integer_in(1));
+      ->check(integer_in(1, kMaxCount));
   cmd->add_option("--heads", f.heads, "Attention heads, in place of the preset's")
-      ->check(integer_in(1));
-  cmd->add_option("--steps", f.steps, "Timed steps")->check(integer_in(1))->capture_default_str();
+      ->check(integer_in(1, kMaxCount));
+  cmd->add_option("--steps", f.steps, "Timed steps")
+      ->check(integer_in(1, kMaxCount))
+      ->capture_default_str();
   cmd->add_option("--warmup", f.warmup, "Untimed steps first")
-      ->check(integer_in(0))
+      ->check(integer_in(0, kMaxCount))
       ->capture_default_str();
   cmd->add_option("--threads", f.threads, "CPU threads (0: all)")->check(thread_count());
   add_packed_products_flag(cmd, &f.packed_products);
