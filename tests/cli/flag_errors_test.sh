@@ -73,4 +73,11 @@ refused - "dim 1073741824 exceeds the limit" bench train --dim 1073741824
 "$mx" bench generate --model tiny --vocab 300 --prompt-tokens 4 --tokens 2 --json |
   matches '"tokens_per_s":' || fail "bench generate --vocab on a preset"
 
+# An option given twice, on any command.
+refused r "--steps given more than once" \
+  train --model tiny --data corpus.txt --steps 2 --steps 5 --out r -q
+refused o.safetensors "--format given more than once" \
+  export run -o o.safetensors --format mxfp4_e2m1 --format=mxint8
+refused - "--batch given more than once" study errors run --batch 2 --batch 3
+
 echo "flag_errors: ok"
