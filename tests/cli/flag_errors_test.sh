@@ -80,4 +80,20 @@ refused o.safetensors "--format given more than once" \
   export run -o o.safetensors --format mxfp4_e2m1 --format=mxint8
 refused - "--batch given more than once" study errors run --batch 2 --batch 3
 
+# Numeric flags say what they expect, in one short line.
+for v in 0 abc -1 1.5; do
+  refused - "--batch: expected an integer of at least 1, got '$v'" study errors run --batch "$v"
+  refused - "--seq-len: expected an integer of at least 1, got '$v'" study errors run --seq-len "$v"
+  refused - "--batches: expected an integer of at least 1, got '$v'" study errors run --batches "$v"
+done
+refused - "--threads: expected an integer from 0 to 1024, got '2147483648'" \
+  study errors run --threads 2147483648
+refused p.safetensors "--fp32-targets: expected a finite number from 0 to 1, got 'abc'" \
+  ptq run --calib corpus.txt -o p.safetensors --fp32-targets abc
+refused - "ids: expected an integer from 0 to 4294967295, got '4294967296'" \
+  tokenizer decode --tokenizer bytes 65 4294967296
+refused - "ids: expected an integer from 0 to 4294967295, got 'abc'" \
+  tokenizer decode --tokenizer bytes abc
+[ "$("$mx" tokenizer decode --tokenizer bytes 104 105)" = hi ] || fail "tokenizer decode"
+
 echo "flag_errors: ok"

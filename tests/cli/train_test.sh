@@ -120,7 +120,7 @@ expect_one_line_error "--product-algorithms is for --device cuda" train "${commo
 expect_one_line_error "--product-algorithms: File does not exist: none.txt" train "${common[@]}" \
   --product-algorithms none.txt --out r14
 expect_one_line_error "--gpus 2 needs --device cuda" train "${common[@]}" --gpus 2 --out r10
-expect_one_line_error "--gpus: Value 0 not in range" train "${common[@]}" --gpus 0 --out r11
+expect_one_line_error "--gpus: expected an integer from 1 to 1024, got '0'" train "${common[@]}" --gpus 0 --out r11
 expect_one_line_error "--rank is for the processes --gpus starts" train "${common[@]}" --rank 0 \
   --out r12
 if [ ! -e /dev/nvidia0 ]; then  # without a GPU, --device cuda is one clear line, and no run

@@ -60,9 +60,6 @@ std::string run_ptq(const PtqFlags& f) {
   cpu::Options cpu_options;
   if (std::string e = build_cpu_options(f.spec, &cpu_options); !e.empty()) return e;
   if (std::string e = column_order_from(f, &options.gptq.order); !e.empty()) return e;
-  if (!(f.fp32_targets >= 0 && f.fp32_targets <= 1)) {
-    return fmt::format("--fp32-targets must be between 0 and 1, not {}", f.fp32_targets);
-  }
   options.gptq.damp = f.damp;
   options.gptq.scale = f.scale_lookahead ? ptq::ScaleChoice::kLookahead
                        : f.scale_search  ? ptq::ScaleChoice::kNeighbors
@@ -199,6 +196,7 @@ void register_ptq(CLI::App& app) {
   cmd->add_option("--fp32-targets", f.fp32_targets,
                   "Fit each layer to the FP32 model's output on its own inputs, this share of "
                   "the way (0: off, as GPTQ; 1: whole); weights only")
+      ->check(finite_in(0, 1))
       ->capture_default_str();
   cmd->add_option("--refine", f.refine,
                   "Sweeps of coordinate descent over the codes after GPTQ, each element moved "

@@ -9,6 +9,7 @@
 #include "mx/train/cast_errors.h"
 #include "mx/train/training_table.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/flag_checks.h"
 #include "tools/mx/model_source.h"
 #include "tools/mx/run_command.h"
 
@@ -158,14 +159,14 @@ void register_study(CLI::App& app) {
   errors->add_option("--tokenizer", e.tokenizer, "Tokenizer (default: the one the model names)");
   errors->add_option("--batch", e.batch, "Windows per pass")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(integer_in(1));
   errors->add_option("--seq-len", e.seq_len, "Tokens per window (default: min(context, 256))")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_in(1));
   errors->add_option("--batches", e.batches, "Training passes (forward and backward, no update)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(integer_in(1));
   errors->add_option("--device", e.device, "cpu or cuda")->capture_default_str();
-  errors->add_option("--threads", e.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+  errors->add_option("--threads", e.threads, "CPU threads (0: all)")->check(thread_count());
   errors->add_flag("--per-layer", e.per_layer, "Also print every layer's products");
   errors->add_flag("--json", e.json, "Print every figure as JSON");
   errors->callback([] { run_command("study errors", [] { return run_study_errors(e); }); });

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <limits>
 
 #include "mx/data/corpus.h"
 #include "mx/data/sentencepiece_tokenizer.h"
@@ -127,7 +128,9 @@ void register_tokenizer(CLI::App& app) {
 
   CLI::App* decode = cmd->add_subcommand("decode", "Print the text of token ids");
   decode->add_option("--tokenizer", o.tokenizer, tokenizer_help)->required();
-  decode->add_option("ids", o.ids, "Token ids")->required();
+  decode->add_option("ids", o.ids, "Token ids")
+      ->check(integer_in(0, std::numeric_limits<uint32_t>::max()))
+      ->required();
   decode->callback([] { run_command("tokenizer decode", [] { return run_decode(o); }); });
 
   CLI::App* shards = cmd->add_subcommand(

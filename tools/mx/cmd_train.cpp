@@ -270,10 +270,10 @@ void register_train(CLI::App& app) {
       ->needs(init);
   cmd->add_option("--gpus", f.gpus,
                   "GPUs to train on, one process each (data-parallel, with --device cuda)")
-      ->check(CLI::Range(1, 1024))
+      ->check(integer_in(1, 1024))
       ->capture_default_str();
   // Set by --gpus in the processes it starts; not for users.
-  cmd->add_option("--rank", f.rank)->group("")->check(CLI::Range(0, 1023));
+  cmd->add_option("--rank", f.rank)->group("")->check(integer_in(0, 1023));
   cmd->add_option("--rank-id", f.rank_id)->group("");
   cmd->add_flag("--json", f.json, "Print the final figures as one JSON object");
   cmd->add_flag("-q,--quiet", f.quiet, "No progress display");
