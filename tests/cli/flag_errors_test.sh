@@ -96,4 +96,14 @@ refused - "ids: expected an integer from 0 to 4294967295, got 'abc'" \
   tokenizer decode --tokenizer bytes abc
 [ "$("$mx" tokenizer decode --tokenizer bytes 104 105)" = hi ] || fail "tokenizer decode"
 
+# Unknown words name themselves, however deep, and an unknown flag comes before a missing
+# argument.
+refused - "unknown command 'mx nosuch' (commands of mx: formats," nosuch
+refused - "unknown command 'mx tokenizer nosuch' (commands of mx tokenizer: train, encode," \
+  tokenizer nosuch
+refused - "unknown command 'mx bench nosuch' (commands of mx bench: train, generate)" bench nosuch
+refused - "not expected: --bogus-flag" sweep --bogus-flag
+refused sweep_out "not expected: --bogus-flag" sweep run/model.safetensors --bogus-flag
+refused r "not expected: --bogus" train --bogus -q
+refused - "file is required" sweep
 echo "flag_errors: ok"

@@ -12,16 +12,31 @@
 
 namespace {
 
-// CLI11 answers a mistyped subcommand with "A subcommand is required", which hides the typo.
+// CLI11 answers a mistyped subcommand with "A subcommand is required", which hides the typo. The
+// words naming commands (`mx bench train`) are checked here, down to a command without
+// subcommands.
 std::string unknown_subcommand(const CLI::App& app, int argc, char** argv) {
-  if (argc < 2 || argv[1][0] == '-') return "";
-  const std::string_view word = argv[1];
-  std::string names;
-  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
-    if (sub->get_name() == word) return "";
-    names += (names.empty() ? "" : ", ") + sub->get_name();
+  const CLI::App* command = &app;
+  std::string path = "mx";  // the command named so far: "mx bench"
+  for (int i = 1; i < argc && argv[i][0] != '-'; ++i) {
+    const std::vector<const CLI::App*> subs =
+        command->get_subcommands([](const CLI::App*) { return true; });
+    if (subs.empty()) return "";
+    const std::string_view word = argv[i];
+    const CLI::App* next = nullptr;
+    std::string names;
+    for (const CLI::App* sub : subs) {
+      if (sub->get_name() == word) next = sub;
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (next == nullptr) {
+      return mx::io::cat("unknown command '", path, " ", word, "' (commands of ", path, ": ", names,
+                         ")");
+    }
+    path = mx::io::cat(path, " ", word);
+    command = next;
   }
-  return mx::io::cat("unknown command '", word, "' (commands: ", names, ")");
+  return "";
 }
 
 // The options of the commands that ran, the top level's included.
@@ -31,7 +46,7 @@ void parsed_options(const CLI::App& command, std::vector<const CLI::Option*>* ou
 }
 
 // CLI11's message, or a clearer one where CLI11's misleads: a repeated option is "At Most 1
-// required but received 2".
+// required but received 2", and an unknown flag is hidden behind a missing required argument.
 std::string parse_error_message(const CLI::App& app, const CLI::ParseError& e) {
   if (dynamic_cast<const CLI::ArgumentMismatch*>(&e) != nullptr) {
     std::vector<const CLI::Option*> options;
@@ -41,6 +56,11 @@ std::string parse_error_message(const CLI::App& app, const CLI::ParseError& e) {
       if (option->count() > most && !option->get_lnames().empty()) {
         return mx::io::cat("--", option->get_lnames().front(), " given more than once");
       }
+    }
+  }
+  if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) {
+    if (const std::vector<std::string> extras = app.remaining(true); !extras.empty()) {
+      return CLI::ExtrasError(app.get_name(), extras).what();
     }
   }
   return e.what();
