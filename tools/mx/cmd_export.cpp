@@ -9,12 +9,12 @@
 // blocks decode to).
 #include <fmt/format.h>
 
-#include <filesystem>
 #include <optional>
 
 #include "mx/core/dtype.h"
 #include "mx/io/atomic_file.h"
 #include "mx/io/container.h"
+#include "mx/io/output_folder.h"
 #include "mx/io/safetensors.h"
 #include "mx/kernels/cpu/quantize.h"
 #include "mx/nn/hf_model.h"
@@ -71,16 +71,21 @@ std::string write_hugging_face(const std::string& folder, const nn::Model& m,
   std::vector<std::vector<float>> storage;
   std::vector<io::TensorToWrite> tensors;
   nn::hf_checkpoint_tensors(m.config(), decoded ? *decoded : m.params(), &storage, &tensors);
-  std::error_code ec;
-  std::filesystem::create_directories(folder, ec);
-  if (ec) return fmt::format("cannot create {}: {}", folder, ec.message());
-  const std::string weights = (std::filesystem::path(folder) / "model.safetensors").string();
+  io::OutputFolder out;
+  if (std::string e = out.open(folder); !e.empty()) return e;
   // transformers refuses safetensors files without this metadata.
-  if (std::string e = io::write_safetensors(weights, tensors, {{"format", "pt"}}); !e.empty()) {
+  if (std::string e =
+          io::write_safetensors(out.file("model.safetensors"), tensors, {{"format", "pt"}});
+      !e.empty()) {
     return e;
   }
-  return io::write_text_atomically((std::filesystem::path(folder) / "config.json").string(),
-                                   nn::hf_config_json(m.config()));
+  if (std::string e =
+          io::write_text_atomically(out.file("config.json"), nn::hf_config_json(m.config()));
+      !e.empty()) {
+    return e;
+  }
+  out.keep();
+  return "";
 }
 
 std::string run_export(const ExportFlags& f) {
