@@ -143,7 +143,10 @@ expect_one_line_error "--baseline bogus: no run used that recipe (the runs used 
 expect_one_line_error "--also-baseline fp32: no run used that recipe" \
   study table straight --also-baseline fp32 --no-plot
 [ ! -e diverged_table ] || fail "a failed study table left its output folder"
-expect_one_line_error "--from-step must be 0 or more" plot straight --from-step -1
+expect_one_line_error "--from-step: expected an integer of at least 0, got '-1'" plot straight \
+  --from-step -1
+expect_one_line_error "--from-step: expected an integer of at least 0, got 'abc'" plot straight \
+  --from-step abc
 expect_one_line_error "no step at or after 1000" plot straight --from-step 1000
 expect_one_line_error "run nowhere: holds neither run.json nor checkpoint.safetensors" study table nowhere
 expect_one_line_error "nowhere" export nowhere -o x.safetensors

@@ -4,6 +4,7 @@
 #include "mx/io/atomic_file.h"
 #include "mx/train/loss_plot.h"
 #include "tools/mx/commands.h"
+#include "tools/mx/flag_checks.h"
 #include "tools/mx/run_command.h"
 
 namespace mx::tools {
@@ -19,7 +20,6 @@ std::string run_plot(const PlotFlags& f) {
   if (std::string e = io::check_output_file(f.out); !e.empty()) return e;
   std::vector<train::RunCurve> curves;
   for (const std::string& dir : f.runs) curves.push_back({train::run_label(dir), dir});
-  if (f.options.from_step < 0) return "--from-step must be 0 or more";
   if (std::string e = train::plot_loss_curves(curves, f.out, f.options); !e.empty()) return e;
   fmt::print("wrote {}\n", f.out);
   return "";
@@ -37,7 +37,8 @@ void register_plot(CLI::App& app) {
                 "Draw only the validation passes, a line per run (for many runs)");
   cmd->add_option("--from-step", f.options.from_step,
                   "Leave out the steps before this one (the first steps' high loss squeezes the "
-                  "rest)");
+                  "rest)")
+      ->check(integer_in(0));
   cmd->callback([] { run_command("plot", [] { return run_plot(f); }); });
 }
 
