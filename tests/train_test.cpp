@@ -398,6 +398,28 @@ TEST(RunFolder, AResumeRefusesADamagedLog) {
   EXPECT_EQ(rows.size(), 6u);
 }
 
+// Steps count up from 1: a log whose steps go back, repeat, or leave the range a run can log
+// (a float read as a step beyond int64's range was undefined) is damaged.
+TEST(RunLog, StepsMustCountUpFromOne) {
+  TempDir dir;
+  const std::string header = "step,lr,train_loss,grad_norm,val_loss,tokens_per_s,elapsed_s\n";
+  const std::string row = ",0.001,5.0,1.0,,100.0,0.1\n";
+  const std::string path = dir / "log.csv";
+  auto read_steps = [&](std::initializer_list<const char*> steps) {
+    std::string text = header;
+    for (const char* step : steps) text += std::string(step) + row;
+    std::ofstream(path, std::ios::binary) << text;
+    std::vector<LogRow> rows;
+    return read_log(path, &rows);
+  };
+  EXPECT_EQ(read_steps({"1", "2", "5"}), "");
+  EXPECT_EQ(read_steps({"1", "99999999999999999999"}),
+            path + ":3: step 99999999999999999999 does not follow step 1");
+  EXPECT_EQ(read_steps({"-5"}), path + ":2: step -5 does not follow step 0");
+  EXPECT_EQ(read_steps({"1", "3", "2"}), path + ":4: step 2 does not follow step 3");
+  EXPECT_EQ(read_steps({"1", "1.5"}), path + ":3: step 1.5 does not follow step 1");
+}
+
 // What a run needs is computed and compared with the memory left before anything is allocated.
 TEST(RunFolder, ARunLargerThanMemoryIsRefusedBeforeItStarts) {
   TempDir dir;

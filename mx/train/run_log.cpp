@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -61,6 +62,11 @@ std::string read_log(const std::string& path, std::vector<LogRow>* rows) {
       r.val_loss = val;
     }
     if (!ok) return cat(path, ":", number, ": malformed log line");
+    // Steps count up from 1; a value past 2^53 (or a fraction) is no step a run logged.
+    const int64_t previous = rows->empty() ? 0 : rows->back().step;
+    if (!(step > double(previous) && step <= 9007199254740992.0 && step == std::floor(step))) {
+      return cat(path, ":", number, ": step ", f[0], " does not follow step ", previous);
+    }
     r.step = static_cast<int64_t>(step);
     r.lr = static_cast<float>(lr);
     r.train_loss = static_cast<float>(loss);
