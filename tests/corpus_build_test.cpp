@@ -116,6 +116,9 @@ TEST(Dictd, DefinitionsInFileOrderOnceEachJoinedIntoDocuments) {
   ASSERT_EQ(docs.size(), 1u);
   EXPECT_EQ(dictd_documents("word\tA\tBA\n", dict, 1, &docs),
             "dictd index entry 'word' points past the end of the 39-byte dictionary");
+  EXPECT_EQ(dictd_documents("", dict, 1, &docs), "the dictd index lists no definition");
+  EXPECT_EQ(dictd_documents("00-database-info\tA\tF\n", dict, 1, &docs),
+            "the dictd index lists no definition");
 }
 
 // "dN.txt", built without operator+ on a literal (GCC 12 warns falsely about it).
@@ -234,6 +237,17 @@ TEST_F(BuildCorpusTest, BadInputIsOneLineAndWritesNothing) {
   EXPECT_EQ(build_corpus(good, root_ / "out", {}, &s),
             (root_ / "out").string() + " already exists");
   EXPECT_FALSE(fs::exists(root_ / ".out.partial"));
+  // Sources of nothing but empty documents (or none at all) make no corpus.
+  write(root_ / "blank" / "a.txt", "\n\n");
+  fs::create_directories(root_ / "none");
+  for (const char* source : {"blank", "none"}) {
+    const std::vector<fs::path> nothing = {root_ / source};
+    EXPECT_EQ(build_corpus(nothing, root_ / "out2", {}, &s),
+              "no document to keep: the sources hold no .txt file that is neither empty nor a "
+              "duplicate");
+    EXPECT_FALSE(fs::exists(root_ / "out2"));
+    EXPECT_FALSE(fs::exists(root_ / ".out2.partial"));
+  }
 }
 
 TEST_F(BuildCorpusTest, NumberedDocumentsAreWrittenWhole) {

@@ -256,6 +256,7 @@ std::string dictd_documents(std::string_view index, std::string_view dict, size_
     if (doc.size() >= min_bytes) docs.push_back(std::exchange(doc, {}));
   }
   if (!doc.empty()) docs.push_back(std::move(doc));
+  if (docs.empty()) return "the dictd index lists no definition";
   *out = std::move(docs);
   return "";
 }
@@ -357,6 +358,15 @@ std::string build_corpus(std::span<const fs::path> source_dirs, const fs::path& 
     (validation ? s.validation_bytes : s.train_bytes) += text.size();
     table += std::string(split) + "\t" + file_name(i) + "\t" + std::to_string(text.size()) + "\t" +
              hex64(fnv1a64(text)) + "\t-\n";
+  }
+  // A corpus of no document at all is most likely built from the wrong folders.
+  uint64_t kept = 0;
+  for (const CorpusSourceSummary& source : sources) {
+    kept += source.train_documents + source.validation_documents;
+  }
+  if (kept == 0) {
+    return "no document to keep: the sources hold no .txt file that is neither empty nor a "
+           "duplicate";
   }
   if (std::string e = write_whole_file(partial / "documents.tsv", table); !e.empty()) return e;
   if (std::string e = finish_partial_dir(partial, out_dir); !e.empty()) return e;
