@@ -219,14 +219,14 @@ TEST_F(OutputFileTest, AReadOnlyOutputFolderIsRefusedBeforeWork) {
             "cannot create a file in " + dir_.string() + ": Permission denied");
 }
 
-// A command that fails part-way leaves its output folder as it found it: the files it added and
-// the folders it made go; what was there before stays. One that succeeds keeps everything.
-TEST_F(OutputFileTest, AnOutputFolderLeftUnkeptRemovesWhatItAdded) {
+// A command that fails part-way leaves its output folder as it found it: files there before keep
+// their contents (the new ones wait under staging names), its staged files go, and so do the
+// folders it made. One that commits gives every file its name.
+TEST_F(OutputFileTest, AnOutputFolderLeftUncommittedIsAsItWasFound) {
   {
     OutputFolder out;
     ASSERT_EQ(out.open((dir_ / "made" / "deeper").string()), "");
     ASSERT_EQ(write_text_atomically(out.file("a.txt"), "a"), "");
-    EXPECT_TRUE(fs::exists(dir_ / "made" / "deeper" / "a.txt"));
   }
   EXPECT_EQ(names(), std::vector<std::string>{});
   fs::create_directories(dir_ / "existing");
@@ -237,17 +237,37 @@ TEST_F(OutputFileTest, AnOutputFolderLeftUnkeptRemovesWhatItAdded) {
     ASSERT_EQ(out.open((dir_ / "existing").string()), "");
     ASSERT_EQ(write_text_atomically(out.file("a.txt"), "a"), "");
     ASSERT_EQ(write_text_atomically(out.file("b.txt"), "new b"), "");
+    EXPECT_EQ(read_all(dir_ / "existing" / "b.txt"), bytes_of("old b"));  // until committed
   }
-  EXPECT_EQ(read_all(dir_ / "existing" / "old.txt"), bytes_of("old"));
-  EXPECT_EQ(read_all(dir_ / "existing" / "b.txt"), bytes_of("new b"));  // replaced whole
-  EXPECT_FALSE(fs::exists(dir_ / "existing" / "a.txt"));
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(dir_ / "existing")) {
+    left.push_back(e.path().filename().string());
+  }
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"b.txt", "old.txt"}));
+  EXPECT_EQ(read_all(dir_ / "existing" / "b.txt"), bytes_of("old b"));
   {
     OutputFolder out;
-    ASSERT_EQ(out.open((dir_ / "kept").string()), "");
+    ASSERT_EQ(out.open((dir_ / "existing").string()), "");
     ASSERT_EQ(write_text_atomically(out.file("a.txt"), "a"), "");
-    out.keep();
+    ASSERT_EQ(write_text_atomically(out.file("b.txt"), "new b"), "");
+    ASSERT_EQ(out.commit(), "");
   }
-  EXPECT_EQ(read_all(dir_ / "kept" / "a.txt"), bytes_of("a"));
+  EXPECT_EQ(read_all(dir_ / "existing" / "a.txt"), bytes_of("a"));
+  EXPECT_EQ(read_all(dir_ / "existing" / "b.txt"), bytes_of("new b"));
+  EXPECT_EQ(read_all(dir_ / "existing" / "old.txt"), bytes_of("old"));
+  {
+    OutputFolder out;
+    ASSERT_EQ(out.open((dir_ / "existing").string()), "");
+    const std::string staged = out.file("c.txt");
+    // A writer's error names the file, not its staging path; a file never written fails the
+    // commit.
+    EXPECT_EQ(out.named("cannot write " + staged + ": full"),
+              "cannot write " + (dir_ / "existing" / "c.txt").string() + ": full");
+    EXPECT_EQ(out.commit(),
+              "cannot write " + (dir_ / "existing" / "c.txt").string() + ": it was not written");
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "existing" / "c.txt"));
   OutputFolder over_a_file;
   EXPECT_EQ(over_a_file.open((dir_ / "existing" / "old.txt").string()),
             (dir_ / "existing" / "old.txt").string() + " exists and is not a folder");

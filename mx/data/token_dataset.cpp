@@ -47,16 +47,18 @@ std::string write_token_dataset(const Corpus& corpus, const Tokenizer& tokenizer
   io::OutputFolder folder;
   if (std::string e = folder.open(out_dir.string()); !e.empty()) return e;
   TokenDatasetSummary s;
-  s.train_path = folder.file("train.bin");
-  s.validation_path = folder.file("val.bin");
+  s.train_path = out_dir / "train.bin";
+  s.validation_path = out_dir / "val.bin";
   s.train_tokens = train.size();
   s.validation_tokens = validation.size();
   s.vocab_size = tokenizer.vocab_size();
-  if (std::string e = write_shard(s.train_path, train, s.vocab_size); !e.empty()) return e;
-  if (std::string e = write_shard(s.validation_path, validation, s.vocab_size); !e.empty()) {
-    return e;
+  if (std::string e = write_shard(folder.file("train.bin"), train, s.vocab_size); !e.empty()) {
+    return folder.named(e);
   }
-  folder.keep();
+  if (std::string e = write_shard(folder.file("val.bin"), validation, s.vocab_size); !e.empty()) {
+    return folder.named(e);
+  }
+  if (std::string e = folder.commit(); !e.empty()) return e;
   *summary = s;
   return "";
 }

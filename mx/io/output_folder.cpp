@@ -1,5 +1,10 @@
 #include "mx/io/output_folder.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "mx/io/atomic_file.h"
@@ -9,9 +14,9 @@ namespace mx::io {
 namespace fs = std::filesystem;
 
 OutputFolder::~OutputFolder() {
-  if (kept_) return;
+  if (committed_) return;
   std::error_code ec;
-  for (const std::string& f : added_files_) fs::remove(f, ec);
+  for (const auto& [staging, final_path] : staged_) fs::remove(staging, ec);
   // Innermost first; a folder that holds anything else (another process's files) stays.
   for (auto it = created_folders_.rbegin(); it != created_folders_.rend(); ++it) {
     if (fs::is_empty(*it, ec)) fs::remove(*it, ec);
@@ -22,9 +27,9 @@ std::string OutputFolder::open(const std::string& path) {
   if (std::string e = check_output_folder(path); !e.empty()) return e;
   path_ = path;
   std::error_code ec;
-  std::vector<fs::path> missing;
   fs::path folder = fs::path(path).lexically_normal();
   if (!folder.has_filename()) folder = folder.parent_path();  // "out/"
+  std::vector<fs::path> missing;
   for (fs::path p = folder; !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
     missing.push_back(p);
   }
@@ -38,10 +43,35 @@ std::string OutputFolder::open(const std::string& path) {
 }
 
 std::string OutputFolder::file(const std::string& name) {
-  const std::string full = (fs::path(path_) / name).string();
+  const fs::path dir(path_);
+  // Hidden, this process's, and ending as `name` ends (writers look at the extension).
+  const std::string staging = (dir / (".staged." + std::to_string(getpid()) + "." + name)).string();
+  staged_.emplace_back(staging, (dir / name).string());
+  return staging;
+}
+
+std::string OutputFolder::named(std::string message) const {
+  for (const auto& [staging, final_path] : staged_) {
+    for (size_t at = message.find(staging); at != std::string::npos;
+         at = message.find(staging, at + final_path.size())) {
+      message.replace(at, staging.size(), final_path);
+    }
+  }
+  return message;
+}
+
+std::string OutputFolder::commit() {
   std::error_code ec;
-  if (!fs::exists(full, ec)) added_files_.push_back(full);
-  return full;
+  for (const auto& [staging, final_path] : staged_) {
+    if (!fs::exists(staging, ec)) return "cannot write " + final_path + ": it was not written";
+  }
+  for (const auto& [staging, final_path] : staged_) {
+    if (std::rename(staging.c_str(), final_path.c_str()) != 0) {
+      return "cannot write " + final_path + ": " + std::strerror(errno);
+    }
+  }
+  committed_ = true;
+  return "";
 }
 
 }  // namespace mx::io

@@ -1,11 +1,12 @@
-// An output folder that a command fills with several files, each written whole
-// (atomic_file.h): opened before any work, so that a place it cannot write fails at once, and,
-// when the command fails part-way, left as it was found: the files it added are removed, and so
-// are the folders it created. Files that existed before are replaced whole as they are written
-// and are not restored.
+// An output folder that a command fills with several files: opened before any work, so that a
+// place it cannot write fails at once; each file written under a hidden staging name, and all
+// of them given their names only when the command has written every one (commit). A command
+// that fails part-way therefore leaves the folder as it found it: files there before keep their
+// contents, its staged files are removed, and so are the folders it created.
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mx::io {
@@ -20,18 +21,21 @@ class OutputFolder {
   // Creates `path` with its parents where absent, and checks that a file can be made in it.
   // "" or a one-line reason.
   std::string open(const std::string& path);
-  // Where to write `name` (a path relative to the folder): recorded, unless it exists already,
-  // as a file to remove if the command fails.
+  // Where to write the file `name` (a name in the folder, extension kept): a staging path that
+  // commit() renames to `name`.
   std::string file(const std::string& name);
   const std::string& path() const { return path_; }
-  // The command succeeded: what it wrote stays.
-  void keep() { kept_ = true; }
+  // `message` (a writer's error) with each staging path replaced by the file's own name.
+  std::string named(std::string message) const;
+  // Gives every staged file its name. "" or a one-line reason (a file not written, a rename
+  // refused).
+  std::string commit();
 
  private:
   std::string path_;
-  std::vector<std::string> added_files_;
-  std::vector<std::string> created_folders_;  // outermost first
-  bool kept_ = false;
+  std::vector<std::pair<std::string, std::string>> staged_;  // staging path, final path
+  std::vector<std::string> created_folders_;                 // outermost first
+  bool committed_ = false;
 };
 
 }  // namespace mx::io

@@ -69,23 +69,22 @@ std::string write_sweep_report(const std::vector<SweepCell>& cells, const std::s
   if (std::string e = dir.open(out_dir); !e.empty()) return e;
   if (std::string e = io::write_text_atomically(dir.file("sweep.csv"), sweep_csv(cells));
       !e.empty()) {
-    return e;
+    return dir.named(e);
   }
   if (std::string e = io::write_text_atomically(dir.file("sweep.json"), sweep_json(cells));
       !e.empty()) {
-    return e;
+    return dir.named(e);
   }
   if (std::string e = draw_line_plot(error_vs_bits(cells), dir.file("error_vs_bits.png"));
       !e.empty()) {
-    return e;
+    return dir.named(e);
   }
   if (std::string e =
           draw_heatmap(format_by_scale_rule(cells), dir.file("format_scale_heatmap.png"));
       !e.empty()) {
-    return e;
+    return dir.named(e);
   }
-  dir.keep();
-  return "";
+  return dir.commit();
 }
 
 std::string sweep_summary(const std::vector<SweepCell>& cells) {

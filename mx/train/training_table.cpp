@@ -320,12 +320,12 @@ std::string write_training_table(const std::vector<TableRun>& runs, const std::s
   if (std::string e = io::write_text_atomically(dir.file("table.md"),
                                                 training_table_markdown(runs, baseline_recipe));
       !e.empty()) {
-    return e;
+    return dir.named(e);
   }
   if (std::string e = io::write_text_atomically(dir.file("table.json"),
                                                 training_table_json(runs, baseline_recipe));
       !e.empty()) {
-    return e;
+    return dir.named(e);
   }
   if (plot) {
     std::vector<RunCurve> curves;
@@ -333,11 +333,10 @@ std::string write_training_table(const std::vector<TableRun>& runs, const std::s
     if (std::string e = plot_loss_curves(curves, dir.file("loss.png"),
                                          {.title = "Validation and training loss"});
         !e.empty()) {
-      return e;
+      return dir.named(e);
     }
   }
-  dir.keep();
-  return "";
+  return dir.commit();
 }
 
 }  // namespace mx::train

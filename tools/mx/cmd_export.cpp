@@ -77,15 +77,14 @@ std::string write_hugging_face(const std::string& folder, const nn::Model& m,
   if (std::string e =
           io::write_safetensors(out.file("model.safetensors"), tensors, {{"format", "pt"}});
       !e.empty()) {
-    return e;
+    return out.named(e);
   }
   if (std::string e =
           io::write_text_atomically(out.file("config.json"), nn::hf_config_json(m.config()));
       !e.empty()) {
-    return e;
+    return out.named(e);
   }
-  out.keep();
-  return "";
+  return out.commit();
 }
 
 std::string run_export(const ExportFlags& f) {
