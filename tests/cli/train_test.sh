@@ -96,6 +96,11 @@ grep -q "^  mxfp4w-mxfp6a " demo.txt && grep -q "^  mxint8 " demo.txt \
 
 expect_one_line_error "already holds a run" train "${common[@]}" --out straight
 expect_one_line_error "no checkpoint" train --out nowhere --resume
+# A resumed run's settings are its checkpoint's: one given again is refused, not ignored.
+expect_one_line_error "--lr: a resumed run keeps the settings of its checkpoint" \
+  train --out resumed --resume --lr 5
+expect_one_line_error "--recipe: a resumed run keeps the settings of its checkpoint" \
+  train --out resumed --resume --recipe mxfp4
 expect_one_line_error "unknown recipe" train "${common[@]}" --recipe mxfp5 --out r2
 expect_one_line_error "unknown --model" train --model huge --data corpus.txt --out r3
 expect_one_line_error "seq-len" train "${common[@]}" --seq-len 999 --out r4

@@ -7,6 +7,9 @@
 #include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
 
 #include "mx/data/paths.h"
 #include "mx/nn/devices/devices.h"
@@ -53,7 +56,18 @@ struct TrainFlags {
   CLI::Option* stop_at_option = nullptr;
   CLI::Option* seq_len_option = nullptr;
   CLI::Option* warmup_option = nullptr;
+  // The options that set the run (shape, data, recipe, optimizer, schedule), which a resumed run
+  // takes from its checkpoint instead.
+  std::vector<const CLI::Option*> run_settings;
 };
+
+// Options that say how to run, not what the run is: a resumed run takes these.
+bool sets_how_to_run(const CLI::Option& option) {
+  static const std::set<std::string> how = {
+      "out",  "steps", "stop-at", "resume", "threads", "device", "packed-products",
+      "json", "quiet", "gpus",    "rank",   "rank-id", "help",   "product-algorithms"};
+  return !option.get_lnames().empty() && how.contains(option.get_lnames().front());
+}
 
 // The run's settings from the flags (a resumed run takes them from its checkpoint instead).
 std::string build_config(const TrainFlags& f, const data::DataPaths& paths, train::TrainConfig* c) {
@@ -137,6 +151,14 @@ std::string run_train(const TrainFlags& f) {
   // Rank 0 alone reports: the others run quietly.
   const bool quiet = f.quiet || f.rank > 0, json = f.json && f.rank <= 0;
   if (f.stop_at_option->count() > 0) options.stop_at = f.stop_at;
+  if (f.resume) {
+    for (const CLI::Option* o : f.run_settings) {
+      if (o->count() > 0) {
+        return fmt::format("--{}: a resumed run keeps the settings of its checkpoint",
+                           o->get_lnames().front());
+      }
+    }
+  }
   train::TrainConfig config;
   if (!f.resume) {
     if (std::string e = build_config(f, options.paths, &config); !e.empty()) return e;
@@ -277,6 +299,9 @@ void register_train(CLI::App& app) {
   cmd->add_option("--rank-id", f.rank_id)->group("");
   cmd->add_flag("--json", f.json, "Print the final figures as one JSON object");
   cmd->add_flag("-q,--quiet", f.quiet, "No progress display");
+  for (const CLI::Option* o : cmd->get_options()) {
+    if (!sets_how_to_run(*o)) f.run_settings.push_back(o);
+  }
   cmd->callback([] { run_command("train", [] { return run_train(f); }); });
 }
 
