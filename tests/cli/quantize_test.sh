@@ -192,6 +192,14 @@ expect_error $st dequantize text.safetensors "mx dequantize: error: text.safeten
 expect_error $st dequantize bad_mx.safetensors \
   "mx dequantize: error: bad_mx.safetensors: metadata 'mx.w': MX spec lacks 'format'"
 expect_error $st dequantize mid.safetensors --dtype f8 "mx dequantize: error: unknown --dtype 'f8'"
+# A broken MX entry is refused by every reader, whether or not it reads MX tensors.
+expect_error $st quantize bad_mx.safetensors \
+  "mx quantize: error: bad_mx.safetensors: metadata 'mx.w': MX spec lacks 'format'"
+rc=0
+"$mx" sweep bad_mx.safetensors -o bad_sweep >/dev/null 2>stderr.txt || rc=$?
+[ "$rc" -eq 2 ] && [ ! -e bad_sweep ] &&
+  grep -q "bad_mx.safetensors: metadata 'mx.w': MX spec lacks 'format'" stderr.txt ||
+  fail "sweep of a broken MX entry: exit $rc, $(cat stderr.txt)"
 expect_error $st dequantize mid.safetensors --threads x "mx dequantize: error: bad --threads 'x'"
 
 # A missing output directory fails before any work (no progress lines).

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 
@@ -13,6 +14,7 @@
 #include "mx/core/dtype.h"
 #include "mx/io/atomic_file.h"
 #include "mx/io/llama2c.h"
+#include "mx/io/mx_safetensors.h"
 #include "mx/io/safetensors.h"
 #include "mx/study/sweep.h"
 #include "mx/study/sweep_report.h"
@@ -76,6 +78,12 @@ std::string run_sweep_command(const SweepOptions& o) {
     for (const io::TensorToWrite& t : named) inputs.push_back({t.name, t.dtype, t.shape, t.bytes});
   } else {
     if (std::string e = io::open_safetensors(o.input, &file); !e.empty()) return e;
+    // Its MX tensors are not swept, but a damaged one makes the file one to refuse, as every
+    // other reader does.
+    std::map<std::string, MxTensor> stored;
+    if (std::string e = io::load_mx_tensors(file, &stored); !e.empty()) {
+      return o.input + ": " + e;
+    }
     inputs = file.tensors();
   }
   std::regex only, skip;
