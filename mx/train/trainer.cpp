@@ -504,8 +504,9 @@ std::string train(TrainConfig* config, bool steps_given, const std::string& run_
       run.model->set_step(0);
       double val = 0;
       if (std::string e = validation_loss(run, window, &val); !e.empty()) return e;
-      if (!std::isfinite(val))
+      if (!std::isfinite(val)) {
         return cat("the validation loss is not finite after step ", row.step);
+      }
       row.val_loss = r.val_loss = val;
     }
     row.tokens_per_s = seconds > 0 ? double(tokens_seen) / seconds : 0.0;
@@ -540,10 +541,6 @@ std::string train(TrainConfig* config, bool steps_given, const std::string& run_
   *result = r;
   return "";
 }
-
-}  // namespace
-
-namespace {
 
 // The entries of `dir` (none when it does not exist).
 std::set<std::string> entries_of(const std::string& dir) {
