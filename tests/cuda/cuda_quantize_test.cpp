@@ -109,6 +109,67 @@ TEST(CudaQuantize, ColumnBlocksAndTiles) {
   }
 }
 
+// Float32 matrices of several shapes (rows short of a block, odd widths, one row) cast down their
+// columns to bfloat16 in one launch: each equals its own fake_quantize_cuda cast bit for bit,
+// under every format and deterministic rounding, asymmetric and with flushed subnormals, and no
+// byte outside the matrices' casts is written.
+TEST(CudaQuantize, ABatchOfColumnCastsEqualsEachMatrixCastAlone) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {64, 96}, {45, 70}, {1, 33}, {96, 8}, {33, 1}};
+  int64_t values_count = 0;
+  for (auto [r, c] : shapes) values_count += r * c + 5;  // a gap after each matrix
+  const auto values = testing::stress_values(size_t(values_count), 17, true);
+  DevBuf in(values.size() * 4), out(values.size() * 2), alone(values.size() * 2);
+  ASSERT_NE(in.p, nullptr);
+  CUDA_OK(cudaMemcpy(in.p, values.data(), values.size() * 4, cudaMemcpyHostToDevice));
+  std::vector<cuda::ColumnCastMatrix> batch;
+  int64_t offset = 0;
+  for (auto [r, c] : shapes) {
+    batch.push_back({in.as<float>() + offset, out.as<uint16_t>() + offset, r, c, 0});
+    offset += r * c + 5;
+  }
+  const int64_t total = cuda::fill_first_blocks(batch);
+  DevBuf table(batch.size() * sizeof(batch[0]));
+  CUDA_OK(cudaMemcpy(table.p, batch.data(), table.n, cudaMemcpyHostToDevice));
+  for (const FormatTraits& f : all_formats()) {
+    for (Rounding mode : {Rounding::kNearestEven, Rounding::kNearestAway, Rounding::kTowardZero}) {
+      for (int variant = 0; variant < 3; ++variant) {
+        QuantSpec spec;
+        spec.format = f.format;
+        spec.rounding = mode;
+        spec.asymmetric = variant == 1;
+        spec.flush_subnormals = variant == 2;
+        SCOPED_TRACE(describe(spec));
+        CUDA_OK(cudaMemset(out.p, 0x5A, out.n));
+        CUDA_OK(cudaMemset(alone.p, 0x5A, alone.n));
+        ASSERT_EQ(cuda::fake_quantize_columns_batch_cuda(table.as<cuda::ColumnCastMatrix>(),
+                                                         int(batch.size()), total, spec, nullptr),
+                  "");
+        QuantSpec column = spec;
+        column.axis = 0;
+        for (const cuda::ColumnCastMatrix& m : batch) {
+          const std::vector<int64_t> shape = {m.rows, m.cols};
+          uint16_t* dst = alone.as<uint16_t>() + (m.out - out.as<uint16_t>());
+          ASSERT_EQ(cuda::fake_quantize_cuda(m.in, DType::kF32, shape, column, DType::kBF16, dst,
+                                             nullptr),
+                    "");
+        }
+        CUDA_OK(cudaDeviceSynchronize());
+        EXPECT_EQ(first_diffs(download<uint16_t>(alone.p, values.size()),
+                              download<uint16_t>(out.p, values.size())),
+                  "");
+        if (HasFailure()) return;
+      }
+    }
+  }
+  QuantSpec stochastic;
+  stochastic.rounding = Rounding::kStochastic;
+  EXPECT_EQ(cuda::fake_quantize_columns_batch_cuda(table.as<cuda::ColumnCastMatrix>(),
+                                                   int(batch.size()), total, stochastic, nullptr),
+            "a batch of column casts takes no stochastic rounding");
+}
+
 TEST(CudaQuantize, AsymmetricFlushZeroScale) {
   SKIP_WITHOUT_GPU();
   const std::vector<int64_t> shape = {33, 70};

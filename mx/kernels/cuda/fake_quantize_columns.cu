@@ -23,6 +23,42 @@ namespace {
 // a warp's 32 strided loads and stores is one contiguous run. (The generic quantize_kernel
 // recomputes every slot's index with 64-bit divisions and ran these casts at a few percent of
 // the bandwidth.)
+// One column block: the values of column i0 % cols from flat index i0 on, one row apart, those
+// of `mask` present. All 32 loads first, then the conversions: a load whose value is used at
+// once (load_value's per-element dtype branch) would leave one load in flight per warp.
+template <Rounding kMode, bool kInteger>
+__device__ __forceinline__ void fake_column_block(const DevSpec& s, const void* in_base,
+                                                  int in_dtype, void* out, int out_dtype,
+                                                  int64_t i0, int64_t cols, uint32_t mask) {
+  float v[32];
+  if (in_dtype == int(DType::kF32)) {
+    const float* in = static_cast<const float*>(in_base) + i0;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) v[j] = (mask >> j) & 1u ? __ldg(in + j * cols) : 0.0f;
+  } else {
+    const uint16_t* in = static_cast<const uint16_t*>(in_base) + i0;
+    uint16_t h[32];
+#pragma unroll
+    for (int j = 0; j < 32; ++j) h[j] = (mask >> j) & 1u ? __ldg(in + j * cols) : uint16_t(0);
+    const bool bf16 = in_dtype == int(DType::kBF16);
+#pragma unroll
+    for (int j = 0; j < 32; ++j) v[j] = bf16 ? bf16_bits_to_f32(h[j]) : fp16_bits_to_f32(h[j]);
+  }
+  const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
+  if (!st.nan_block) values32<kMode, kInteger>(s, st, v, StridedDraws(s, i0, cols));
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    if ((mask >> j) & 1u) {
+      store_out(out, out_dtype, i0 + j * cols, st.nan_block ? __uint_as_float(kNanF32) : v[j]);
+    }
+  }
+}
+
+// Fake-quantize of blocks of 32 along an axis other than the last (tiles 32 x 1 over [outer,
+// rows, cols]): one thread per block, and the lanes of a warp on neighbouring columns, so each of
+// a warp's 32 strided loads and stores is one contiguous run. (The generic quantize_kernel
+// recomputes every slot's index with 64-bit divisions and ran these casts at a few percent of
+// the bandwidth.)
 template <Rounding kMode, bool kInteger>
 __global__ void __launch_bounds__(256) fake_columns_kernel(__grid_constant__ const QuantParams P) {
   const int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -32,33 +68,46 @@ __global__ void __launch_bounds__(256) fake_columns_kernel(__grid_constant__ con
   const int64_t row0 = t / cols * 32, left = P.g.rows - row0;
   const uint32_t mask = left >= 32 ? 0xFFFFFFFFu : (1u << left) - 1u;
   const int64_t i0 = (o * P.g.rows + row0) * cols + t % cols;
-  // All 32 loads first, then the conversions: a load whose value is used at once (load_value's
-  // per-element dtype branch) would leave one load in flight per warp.
-  float v[32];
-  if (P.in_dtype == int(DType::kF32)) {
-    const float* in = static_cast<const float*>(P.in) + i0;
-#pragma unroll
-    for (int j = 0; j < 32; ++j) v[j] = (mask >> j) & 1u ? __ldg(in + j * cols) : 0.0f;
-  } else {
-    const uint16_t* in = static_cast<const uint16_t*>(P.in) + i0;
-    uint16_t h[32];
-#pragma unroll
-    for (int j = 0; j < 32; ++j) h[j] = (mask >> j) & 1u ? __ldg(in + j * cols) : uint16_t(0);
-    const bool bf16 = P.in_dtype == int(DType::kBF16);
-#pragma unroll
-    for (int j = 0; j < 32; ++j) v[j] = bf16 ? bf16_bits_to_f32(h[j]) : fp16_bits_to_f32(h[j]);
-  }
-  const DevSpec& s = P.s;
-  const BlockState st = scale32(s, v, amax_f32(v, 32), mask, 1);
-  if (!st.nan_block) values32<kMode, kInteger>(s, st, v, StridedDraws(s, i0, cols));
-#pragma unroll
-  for (int j = 0; j < 32; ++j) {
-    if ((mask >> j) & 1u) {
-      store_out(P.fake_out, P.fake_dtype, i0 + j * cols,
-                st.nan_block ? __uint_as_float(kNanF32) : v[j]);
+  fake_column_block<kMode, kInteger>(P.s, P.in, P.in_dtype, P.fake_out, P.fake_dtype, i0, cols,
+                                     mask);
+}
+
+// The same over several float32 matrices, bfloat16 out, in one launch: thread b takes column
+// block b of the batch, in the matrix whose first_block is the last at or below b (a binary
+// search over a few dozen), and within it the block fake_columns_kernel gives that index.
+template <Rounding kMode, bool kInteger>
+__global__ void __launch_bounds__(256)
+    fake_columns_batch_kernel(const DevSpec s, const ColumnCastMatrix* matrices, int count,
+                              int64_t total_blocks) {
+  const int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= total_blocks) return;
+  int lo = 0, hi = count - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (matrices[mid].first_block <= b) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
     }
   }
+  const ColumnCastMatrix m = matrices[lo];
+  const int64_t t = b - m.first_block;
+  const int64_t row0 = t / m.cols * 32, left = m.rows - row0;
+  const uint32_t mask = left >= 32 ? 0xFFFFFFFFu : (1u << left) - 1u;
+  fake_column_block<kMode, kInteger>(s, m.in, int(DType::kF32), m.out, int(DType::kBF16),
+                                     row0 * m.cols + t % m.cols, m.cols, mask);
 }
+
+template <Rounding M, bool I>
+struct LaunchFakeColumnsBatch {
+  static void run(const DevSpec& s, const ColumnCastMatrix* matrices, int count,
+                  int64_t total_blocks, cudaStream_t stream) {
+    const int threads = 256;
+    const int64_t grid = (total_blocks + threads - 1) / threads;
+    fake_columns_batch_kernel<M, I>
+        <<<unsigned(grid), threads, 0, stream>>>(s, matrices, count, total_blocks);
+  }
+};
 
 template <Rounding M, bool I>
 struct LaunchFakeColumns {
@@ -133,6 +182,12 @@ struct LaunchFakeColumnTiles {
 
 void launch_fake_columns(const QuantParams& P, Rounding mode, bool integer, cudaStream_t stream) {
   dispatch<LaunchFakeColumns>(mode, integer, P, stream);
+}
+
+void launch_fake_columns_batch(const DevSpec& s, const ColumnCastMatrix* matrices, int count,
+                               int64_t total_blocks, Rounding mode, bool integer,
+                               cudaStream_t stream) {
+  dispatch<LaunchFakeColumnsBatch>(mode, integer, s, matrices, count, total_blocks, stream);
 }
 
 bool fake_column_tiles_apply(const QuantParams& P) {

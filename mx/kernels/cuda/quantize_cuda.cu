@@ -187,6 +187,30 @@ std::string run_quantize(const void* d_in, DType dtype, std::span<const int64_t>
 
 }  // namespace
 
+int64_t fill_first_blocks(std::span<ColumnCastMatrix> matrices) {
+  int64_t total = 0;
+  for (ColumnCastMatrix& m : matrices) {
+    m.first_block = total;
+    total += (m.rows + 31) / 32 * m.cols;
+  }
+  return total;
+}
+
+std::string fake_quantize_columns_batch_cuda(const ColumnCastMatrix* d_matrices, int count,
+                                             int64_t total_blocks, const QuantSpec& spec,
+                                             cudaStream_t stream) {
+  if (std::string e = validate(spec); !e.empty()) return e;
+  if (spec.block_size != 32 || spec.is_tiled()) return "a batch of column casts takes blocks of 32";
+  if (spec.rounding == Rounding::kStochastic) {
+    return "a batch of column casts takes no stochastic rounding";
+  }
+  if (count <= 0 || total_blocks <= 0) return "";
+  if ((total_blocks + 255) / 256 > int64_t(0x7FFFFFFF)) return "batch too large";
+  launch_fake_columns_batch(make_dev_spec(spec), d_matrices, count, total_blocks, spec.rounding,
+                            traits(spec.format).is_integer, stream);
+  return check_launch("column cast batch launch");
+}
+
 bool cuda_device_available(std::string* why) {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);

@@ -39,6 +39,26 @@ std::string fake_quantize_cuda(const void* d_in, DType dtype, std::span<const in
                                const QuantSpec& spec, DType out_dtype, void* d_out,
                                cudaStream_t stream);
 
+// One float32 matrix of a batch of column casts (fake_quantize_columns_batch_cuda), in device
+// memory: [rows, cols] values at `in`, their bfloat16 casts to `out`.
+struct ColumnCastMatrix {
+  const float* in = nullptr;
+  uint16_t* out = nullptr;
+  int64_t rows = 0, cols = 0;
+  int64_t first_block = 0;  // column blocks of the matrices before it (fill_first_blocks)
+};
+// Numbers each matrix's column blocks after those of the matrices before it; returns the count
+// of all of them.
+int64_t fill_first_blocks(std::span<ColumnCastMatrix> matrices);
+// Fake-quantizes each matrix of `d_matrices` (device memory, `count` entries, first_block
+// filled) down its columns to bfloat16 in one launch, each bit for bit as fake_quantize_cuda with
+// `spec` along axis 0 would: the weights of a model, whose many small casts would otherwise each
+// cost a launch. Blocks of 32, untiled, and a rounding that draws nothing (a stochastic draw
+// depends on the tensor it is made for).
+std::string fake_quantize_columns_batch_cuda(const ColumnCastMatrix* d_matrices, int count,
+                                             int64_t total_blocks, const QuantSpec& spec,
+                                             cudaStream_t stream);
+
 // The two casts of a 2-D [rows, cols] matrix that feeds two products, fake-quantized to
 // bfloat16: `along_rows` (blocks along each row; its axis is taken as 1) into `d_rows` and
 // `down_columns` (blocks down each column; its axis is taken as 0) into `d_cols`, each equal to
