@@ -278,7 +278,10 @@ void CudaBackend::drop_weight_copies() {
   for (const kernels::Bf16Segment& s : bias_copies_.segments) cudaFree(s.out);
   cudaFree(bias_copies_.table);
   bias_copies_ = {};
-  for (WeightCasts& c : weight_casts_) cudaFree(c.p);
+  for (WeightCasts& c : weight_casts_) {
+    cudaFree(c.p);
+    cudaFree(c.batch_table);
+  }
   weight_casts_.clear();
 }
 

@@ -402,9 +402,16 @@ class CudaBackend final : public Backend {
     int64_t first_offset = -1;
     uint64_t version = 0;
     bool all_rows = false;                      // every row block of the weights cast at `version`
-    std::set<std::array<int64_t, 3>> matrices;  // {offset, n, k} cast one by one at `version`
+    std::set<std::array<int64_t, 3>> matrices;  // {offset, n, k} cast at `version`
+    std::set<std::array<int64_t, 3>> previous;  // those cast at the version before
+    // `previous` as one launch's column casts (cast_previous_matrices), and its device copy.
+    std::vector<mx::cuda::ColumnCastMatrix> batch;
+    mx::cuda::ColumnCastMatrix* batch_table = nullptr;
   };
   WeightCasts* weight_casts_for(const OperandCast& cast, int axis, int64_t offset);
+  // Casts every matrix of casts->previous down its columns in one launch, into casts->matrices;
+  // false (nothing recorded) where it cannot, for the matrices to be cast one by one.
+  bool cast_previous_matrices(WeightCasts* casts, const OperandCast& cast);
   // Frees the kept casts for good (each product casts its weight from then on); false where
   // none were kept.
   bool spare_weight_casts();

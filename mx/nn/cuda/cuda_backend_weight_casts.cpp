@@ -32,6 +32,7 @@ const void* CudaBackend::weight_cast(Buf w, int64_t n, int64_t k, int axis, cons
   if (casts->version != weights_version_) {
     casts->version = weights_version_;
     casts->all_rows = false;
+    if (!casts->matrices.empty()) casts->previous = std::move(casts->matrices);
     casts->matrices.clear();
   }
   char* dst = static_cast<char*>(casts->p) + size_t(offset) * e;
@@ -54,6 +55,12 @@ const void* CudaBackend::weight_cast(Buf w, int64_t n, int64_t k, int axis, cons
     }
     return dst;
   }
+  // A step asks for the casts of the same matrices after each change of the weights: the first
+  // request casts all that the version before held, in one launch instead of one each.
+  if (casts->matrices.empty() && casts->previous.contains({offset, n, k}) &&
+      cast_previous_matrices(casts, cast)) {
+    return dst;
+  }
   if (!casts->matrices.contains({offset, n, k})) {
     // The same weights seen through another shape have other blocks.
     std::erase_if(casts->matrices, [&](const std::array<int64_t, 3>& m) {
@@ -67,6 +74,47 @@ const void* CudaBackend::weight_cast(Buf w, int64_t n, int64_t k, int axis, cons
     check_launch(role);
   }
   return dst;
+}
+
+bool CudaBackend::cast_previous_matrices(WeightCasts* casts, const OperandCast& cast) {
+  if (gemm_type() != BufType::kBF16) return false;
+  const float* all = weights_.as<float>();
+  uint16_t* out = static_cast<uint16_t*>(casts->p);
+  std::vector<mx::cuda::ColumnCastMatrix> batch;
+  for (const auto& [offset, n, k] : casts->previous) {
+    batch.push_back({all + offset, out + offset, n, k, 0});
+  }
+  const int64_t total = mx::cuda::fill_first_blocks(batch);
+  const auto same = [](const mx::cuda::ColumnCastMatrix& a, const mx::cuda::ColumnCastMatrix& b) {
+    return a.in == b.in && a.out == b.out && a.rows == b.rows && a.cols == b.cols;
+  };
+  if (!std::equal(batch.begin(), batch.end(), casts->batch.begin(), casts->batch.end(), same)) {
+    const size_t bytes = batch.size() * sizeof(batch[0]);
+    cudaFree(casts->batch_table);
+    casts->batch_table = nullptr;
+    casts->batch.clear();
+    if (cudaMalloc(&casts->batch_table, bytes) != cudaSuccess) {
+      cudaGetLastError();
+      casts->batch_table = nullptr;
+      return false;
+    }
+    // From pageable memory: the copy is made before the call returns.
+    if (cudaMemcpyAsync(casts->batch_table, batch.data(), bytes, cudaMemcpyHostToDevice, stream_) !=
+        cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    casts->batch = std::move(batch);
+  }
+  // Deterministic casts only (weight_cast keeps no other), so the stream's key plays no part.
+  if (!mx::cuda::fake_quantize_columns_batch_cuda(casts->batch_table, int(casts->batch.size()),
+                                                  total, cast.spec, stream_)
+           .empty()) {
+    cudaGetLastError();
+    return false;
+  }
+  casts->matrices = casts->previous;
+  return true;
 }
 
 CudaBackend::WeightCasts* CudaBackend::weight_casts_for(const OperandCast& cast, int axis,
@@ -105,6 +153,9 @@ bool CudaBackend::spare_weight_casts() {
     if (!freed) cudaStreamSynchronize(stream_);
     cudaFree(c.p);
     c.p = nullptr;
+    cudaFree(c.batch_table);
+    c.batch_table = nullptr;
+    c.batch.clear();
     freed = true;
   }
   return freed;
