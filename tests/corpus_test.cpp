@@ -95,6 +95,27 @@ TEST_F(CorpusTest, MissingDataFolderOrFileIsOneLineSayingWhat) {
             "study, tinyshakespeare, wikitext2)");
 }
 
+// What `mx corpus build` writes (train/, validation/ and documents.tsv) is read as its two
+// splits, and an empty validation split leaves the tail of the training tokens to validate.
+TEST_F(CorpusTest, ABuiltCorpusFolderIsReadAsItsSplits) {
+  const fs::path dir = root_ / "built";
+  write(dir / "train" / "src.b.txt", "second\n");
+  write(dir / "train" / "src.a.txt", "first\n");
+  write(dir / "validation" / "src.c.txt", "held out\n");
+  write(dir / "documents.tsv", "split\tfile\tbytes\tfnv1a64\tsame_as\n");
+  Corpus c;
+  ASSERT_EQ(resolve_corpus(dir.string(), paths_, &c), "");
+  EXPECT_EQ(c.train_files, (std::vector{dir / "train" / "src.a.txt", dir / "train" / "src.b.txt"}));
+  EXPECT_EQ(c.validation_files, (std::vector{dir / "validation" / "src.c.txt"}));
+  fs::remove(dir / "validation" / "src.c.txt");
+  ASSERT_EQ(resolve_corpus(dir.string(), paths_, &c), "");
+  EXPECT_TRUE(c.validation_files.empty());
+  fs::remove(dir / "train" / "src.a.txt");
+  fs::remove(dir / "train" / "src.b.txt");
+  EXPECT_EQ(resolve_corpus(dir.string(), paths_, &c),
+            "corpus " + dir.string() + ": no .txt files in " + (dir / "train").string());
+}
+
 TEST_F(CorpusTest, AFolderIsItsTxtFilesInNameOrder) {
   const fs::path dir = root_ / "mine";
   write(dir / "b.txt", "second\n");

@@ -98,7 +98,18 @@ std::string resolve_corpus(std::string_view spec, const DataPaths& paths, Corpus
   }
   const fs::path path(spec);
   std::error_code ec;
-  if (fs::is_directory(path, ec)) {
+  if (fs::is_directory(path / "train", ec) && fs::is_directory(path / "validation", ec) &&
+      fs::exists(path / "documents.tsv", ec)) {
+    // A folder that `mx corpus build` wrote: its splits, the validation one possibly empty
+    // (then the tail of the training tokens validates, as for any folder).
+    if (std::string e = txt_files_in(path / "train", &c.train_files); !e.empty()) {
+      return "corpus " + path.string() + ": " + e;
+    }
+    std::vector<fs::path> validation;
+    if (txt_files_in(path / "validation", &validation).empty()) {
+      c.validation_files = std::move(validation);
+    }
+  } else if (fs::is_directory(path, ec)) {
     if (std::string e = txt_files_in(path, &c.train_files); !e.empty()) {
       return "corpus " + path.string() + ": " + e;
     }

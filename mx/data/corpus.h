@@ -14,6 +14,9 @@
 //   a folder         its *.txt files in byte-wise name order, one document each;
 //                    validation: the last 10% of tokens. (A folder of .bin files and no .txt
 //                    is llm.c token shards instead, already tokenized: llmc_shards.h.)
+//   a built corpus   a folder that `mx corpus build` wrote (train/, validation/ and
+//                    documents.tsv): its two splits, as for study; an empty validation split
+//                    leaves the last 10% of the training tokens to validate.
 //
 // The four names win over same-named files in the working folder; write ./sotu for those.
 #pragma once

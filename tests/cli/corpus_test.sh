@@ -25,6 +25,10 @@ grep -q "^duplicate	books.copy.txt	.*	words.00000.txt$" cache/study/documents.ts
 # A corpus with documents on both sides is what --data study reads.
 "$mx" corpus build src/words src/books -o both --validation-per-mille 500 >/dev/null
 [ -n "$(ls both/validation)" ] && [ -n "$(ls both/train)" ] || fail "per mille 500 split"
+# The built folder itself is a corpus of those two splits.
+"$mx" tokenizer shards --tokenizer bytes --data both -o both_shards >both_shards.log
+grep -q "the corpus's validation files" both_shards.log ||
+  fail "a built folder's shards: $(cat both_shards.log)"
 rm -rf cache/study
 mv both cache/study
 MX_CACHE_DIR="$PWD/cache" "$mx" tokenizer shards --tokenizer bytes --data study -o shards \

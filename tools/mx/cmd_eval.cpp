@@ -159,7 +159,8 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--recipe", f.recipes, "Recipes to cast with, comma-separated")
       ->capture_default_str();
   cmd->add_option("--data", f.data,
-                  "sotu, study, tinyshakespeare, wikitext2, a .txt file or a folder (default: the "
+                  "sotu, study, tinyshakespeare, wikitext2, a .txt file, a folder or one mx corpus "
+                  "build wrote (default: the "
                   "run's validation split)");
   cmd->add_option("--split", f.split, "val (held-out part of --data) or all")
       ->capture_default_str();

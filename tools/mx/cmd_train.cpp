@@ -227,7 +227,8 @@ void register_train(CLI::App& app) {
          "fp32, tf32 (GPU), bf16, mxint8, mxfp8, mxfp6, mxfp4w-mxfp6a, mxfp4, or a JSON file")
       ->capture_default_str();
   cmd->add_option("--data", f.data,
-                  "sotu, study, tinyshakespeare, wikitext2, a .txt file or a folder")
+                  "sotu, study, tinyshakespeare, wikitext2, a .txt file, a folder or one mx corpus "
+                  "build wrote")
       ->capture_default_str();
   cmd->add_option("--tokenizer", f.tokenizer,
                   "bytes, gpt2, a SentencePiece .model or a llama2.c .bin (default: bytes; "
