@@ -536,15 +536,20 @@ void rewrite_metadata(const std::string& from, const std::string& to, const std:
   ASSERT_EQ(io::write_safetensors(to, tensors, meta), "");
 }
 
+// The tiny GPT-2 preset with weights from seed 1, as a model file at `path`.
+void save_tiny_model(const std::string& path) {
+  const nn::ModelConfig c = *nn::model_preset("tiny", nn::Arch::kGpt2);
+  nn::Model model(c);
+  model.params().init(1);
+  ASSERT_EQ(nn::save_model_file(path, c, model.params(), "bytes"), "");
+}
+
 // An "mx.NAME" entry with no parameter NAME describes an MX tensor that the model would never
 // read: a damaged or foreign file, refused as the MX readers (inspect, dequantize) refuse it.
 TEST(ModelFile, AnMxTensorThatNoParameterReadsIsRefused) {
   TempDir dir;
-  const nn::ModelConfig c = *nn::model_preset("tiny", nn::Arch::kGpt2);
-  nn::Model model(c);
-  model.params().init(1);
   const std::string good = dir / "good.safetensors";
-  ASSERT_EQ(nn::save_model_file(good, c, model.params(), "bytes"), "");
+  save_tiny_model(good);
   const std::string stray = dir / "stray.safetensors";
   rewrite_metadata(good, stray, "mx.nonexistent.weight",
                    R"({"shape":[32,32],"format":"mxfp4_e2m1","block":32,"axis":-1})");
@@ -560,10 +565,8 @@ TEST(ModelFile, AnMxTensorThatNoParameterReadsIsRefused) {
 TEST(ModelFile, ConfigsTheFileCannotHoldAreRefusedBeforeAnyAllocation) {
   TempDir dir;
   const nn::ModelConfig c = *nn::model_preset("tiny", nn::Arch::kGpt2);
-  nn::Model model(c);
-  model.params().init(1);
   const std::string good = dir / "good.safetensors";
-  ASSERT_EQ(nn::save_model_file(good, c, model.params(), "bytes"), "");
+  save_tiny_model(good);
   const std::string json = nn::model_config_to_json(c);
   auto with = [&](const std::string& key, const std::string& value) {
     std::string edited = json;
