@@ -50,10 +50,7 @@ std::string open_input(const std::string& path, Input* in) {
   }
   in->metadata = in->safetensors.metadata();
   // MX tensors already in the input are copied as their stored parts; each must be whole.
-  std::map<std::string, MxTensor> stored;
-  if (std::string e = io::load_mx_tensors(in->safetensors, &stored); !e.empty()) {
-    return cat(path, ": ", e);
-  }
+  if (std::string e = io::check_mx_tensors(in->safetensors); !e.empty()) return cat(path, ": ", e);
   return "";
 }
 

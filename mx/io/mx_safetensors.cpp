@@ -245,6 +245,15 @@ std::vector<std::string> mx_component_names(const std::string& name, const MxTen
   return names;
 }
 
+std::string check_mx_tensors(const SafetensorsFile& file) {
+  for (const auto& [key, value] : file.metadata()) {
+    if (key.rfind("mx.", 0) != 0) continue;
+    MxTensor t;  // one at a time: a check holds no more than the largest tensor
+    if (std::string e = load_mx_tensor(file, key.substr(3), &t); !e.empty()) return e;
+  }
+  return "";
+}
+
 std::string load_mx_tensors(const SafetensorsFile& file, std::map<std::string, MxTensor>* out) {
   out->clear();
   for (const auto& [key, value] : file.metadata()) {

@@ -50,4 +50,8 @@ std::vector<std::string> mx_component_names(const std::string& name, const MxTen
 // Loads every MX tensor named by an "mx.*" metadata key, by name.
 std::string load_mx_tensors(const SafetensorsFile& file, std::map<std::string, MxTensor>* out);
 
+// "" when every "mx.*" entry of `file` is a whole MX tensor (as load_mx_tensors reads it), else
+// the first problem: for readers that copy or skip MX tensors but must refuse a damaged file.
+std::string check_mx_tensors(const SafetensorsFile& file);
+
 }  // namespace mx::io

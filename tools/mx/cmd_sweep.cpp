@@ -80,10 +80,7 @@ std::string run_sweep_command(const SweepOptions& o) {
     if (std::string e = io::open_safetensors(o.input, &file); !e.empty()) return e;
     // Its MX tensors are not swept, but a damaged one makes the file one to refuse, as every
     // other reader does.
-    std::map<std::string, MxTensor> stored;
-    if (std::string e = io::load_mx_tensors(file, &stored); !e.empty()) {
-      return o.input + ": " + e;
-    }
+    if (std::string e = io::check_mx_tensors(file); !e.empty()) return o.input + ": " + e;
     inputs = file.tensors();
   }
   std::regex only, skip;
