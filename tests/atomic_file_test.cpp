@@ -206,6 +206,14 @@ TEST_F(OutputFileTest, ChecksBeforeWorkNameWhatIsWrong) {
   EXPECT_EQ(names(), std::vector<std::string>{"file"});  // checking creates nothing
 }
 
+// /proc takes no new file, even from root: a folder's existence alone does not pass the check.
+TEST_F(OutputFileTest, AFolderThatTakesNoFilesIsRefusedEvenWithPrivileges) {
+  if (!fs::is_directory("/proc")) GTEST_SKIP() << "no /proc on this system";
+  EXPECT_EQ(
+      check_output_folder("/proc/mx_output_test/sub").rfind("cannot create a file in /proc: ", 0),
+      0u);
+}
+
 TEST_F(OutputFileTest, AReadOnlyOutputFolderIsRefusedBeforeWork) {
   fs::create_directories(dir_ / "out");
   fs::permissions(dir_, fs::perms::owner_read | fs::perms::owner_exec);
