@@ -301,6 +301,41 @@ TEST_F(OutputFileTest, SignalDuringAWriteRemovesTheTemporary) {
   EXPECT_TRUE(names().empty()) << names().front();
 }
 
+// A command filling an output folder that SIGINT stops leaves the folder as it found it: the
+// files it staged and the folders it made are gone, what was there before stays.
+TEST_F(OutputFileTest, SignalWhileFillingAnOutputFolderLeavesItAsItWasFound) {
+  fs::create_directories(dir_ / "existing");
+  write_raw(dir_ / "existing" / "old.txt", bytes_of("old"));
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    remove_temporaries_on_signals();
+    OutputFolder made, existing;
+    OutputFile unfinished;
+    if (!made.open((dir_ / "made" / "deeper").string()).empty() ||
+        !write_text_atomically(made.file("a.txt"), "a").empty() ||
+        !unfinished.open(made.file("b.txt")).empty() ||
+        !existing.open((dir_ / "existing").string()).empty() ||
+        !write_text_atomically(existing.file("old.txt"), "new").empty() ||
+        !fs::exists(dir_ / "made" / "deeper")) {
+      ::_exit(3);
+    }
+    ::raise(SIGINT);
+    ::_exit(4);  // not reached
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "exit status " << WEXITSTATUS(status);
+  EXPECT_EQ(WTERMSIG(status), SIGINT);
+  EXPECT_EQ(names(), std::vector<std::string>{"existing"});
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(dir_ / "existing")) {
+    left.push_back(e.path().filename().string());
+  }
+  EXPECT_EQ(left, std::vector<std::string>{"old.txt"});
+  EXPECT_EQ(read_all(dir_ / "existing" / "old.txt"), bytes_of("old"));
+}
+
 // After SIGKILL nothing runs, so the next run in that folder sweeps what the dead process left.
 TEST_F(OutputFileTest, StaleTemporariesOfDeadProcessesAreSwept) {
   const pid_t child = ::fork();

@@ -64,21 +64,23 @@ std::string output_kind(const std::string& target, const std::string& shown) {
 // ---- Removing temporaries when a signal ends the process ----
 
 // A fixed table, since a signal handler may neither allocate nor lock. A slot is free (0),
-// being filled (1) or holds the name of a live temporary (2).
+// being filled (1), or holds the name of a live temporary file (2) or of a folder made for
+// outputs (3).
 constexpr int kSlots = 64;
+constexpr int kFreeSlot = 0, kFillingSlot = 1, kFileSlot = 2, kFolderSlot = 3;
 struct Slot {
-  std::atomic<int> state{0};
+  std::atomic<int> state{kFreeSlot};
   char path[PATH_MAX];
 };
 Slot g_slots[kSlots];
 
-int claim_slot(const std::string& path) {
+int claim_slot(const std::string& path, int kind) {
   if (path.size() >= PATH_MAX) return -1;
   for (int i = 0; i < kSlots; ++i) {
-    int expected = 0;
-    if (g_slots[i].state.compare_exchange_strong(expected, 1)) {
+    int expected = kFreeSlot;
+    if (g_slots[i].state.compare_exchange_strong(expected, kFillingSlot)) {
       std::memcpy(g_slots[i].path, path.c_str(), path.size() + 1);
-      g_slots[i].state.store(2);
+      g_slots[i].state.store(kind);
       return i;
     }
   }
@@ -86,12 +88,23 @@ int claim_slot(const std::string& path) {
 }
 
 void release_slot(int slot) {
-  if (slot >= 0) g_slots[slot].state.store(0);
+  if (slot >= 0 && slot < kSlots) g_slots[slot].state.store(kFreeSlot);
 }
 
 void remove_temporaries_and_die(int signal_number) {
   for (Slot& s : g_slots) {
-    if (s.state.load() == 2) ::unlink(s.path);
+    if (s.state.load() == kFileSlot) ::unlink(s.path);
+  }
+  // Folders once their files are gone; a folder inside another empties it, so sweep again while
+  // any goes (a folder holding anything else stays).
+  for (bool removed = true; removed;) {
+    removed = false;
+    for (Slot& s : g_slots) {
+      if (s.state.load() == kFolderSlot && ::rmdir(s.path) == 0) {
+        s.state.store(kFreeSlot);
+        removed = true;
+      }
+    }
   }
   ::signal(signal_number, SIG_DFL);
   ::raise(signal_number);
@@ -215,7 +228,7 @@ std::string OutputFile::open(const std::string& path) {
       return failure("create a file in", folder_of(target_), err);
     }
   }
-  slot_ = claim_slot(temp_);
+  slot_ = claim_slot(temp_, kFileSlot);
   return "";
 }
 
@@ -278,6 +291,14 @@ void remove_temporaries_on_signals() {
     sigemptyset(&action.sa_mask);
     ::sigaction(s, &action, nullptr);
   }
+}
+
+int remove_on_signals(const std::string& path, bool is_folder) {
+  return claim_slot(path, is_folder ? kFolderSlot : kFileSlot);
+}
+
+void keep_on_signals(int handle) {
+  release_slot(handle);
 }
 
 int remove_stale_temporaries(const std::string& folder) {

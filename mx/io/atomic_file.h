@@ -74,6 +74,13 @@ std::string write_text_atomically(const std::string& path, std::string_view text
 // library should not take over a process's signals by itself.
 void remove_temporaries_on_signals();
 
+// Adds `path`, a file or an empty folder this process made for an output that is not finished,
+// to what remove_temporaries_on_signals removes. Returns the handle that keep_on_signals takes
+// once the output is finished or cleaned up, or -1 when too many are registered (that path is
+// then left to the caller alone).
+int remove_on_signals(const std::string& path, bool is_folder);
+void keep_on_signals(int handle);
+
 // Removes from `folder` the temporaries of processes that no longer run (killed with SIGKILL, or
 // a machine that lost power). Returns how many it removed.
 int remove_stale_temporaries(const std::string& folder);

@@ -13,6 +13,11 @@ namespace mx::io {
 
 namespace fs = std::filesystem;
 
+void OutputFolder::forget_on_signals() {
+  for (const int handle : signal_handles_) keep_on_signals(handle);
+  signal_handles_.clear();
+}
+
 OutputFolder::~OutputFolder() {
   if (committed_) return;
   std::error_code ec;
@@ -21,6 +26,7 @@ OutputFolder::~OutputFolder() {
   for (auto it = created_folders_.rbegin(); it != created_folders_.rend(); ++it) {
     if (fs::is_empty(*it, ec)) fs::remove(*it, ec);
   }
+  forget_on_signals();
 }
 
 std::string OutputFolder::open(const std::string& path) {
@@ -38,6 +44,7 @@ std::string OutputFolder::open(const std::string& path) {
       return "cannot create " + it->string() + ": " + ec.message();
     }
     created_folders_.push_back(it->string());
+    signal_handles_.push_back(remove_on_signals(it->string(), /*is_folder=*/true));
   }
   return "";
 }
@@ -47,6 +54,7 @@ std::string OutputFolder::file(const std::string& name) {
   // Hidden, this process's, and ending as `name` ends (writers look at the extension).
   const std::string staging = (dir / (".staged." + std::to_string(getpid()) + "." + name)).string();
   staged_.emplace_back(staging, (dir / name).string());
+  signal_handles_.push_back(remove_on_signals(staging, /*is_folder=*/false));
   return staging;
 }
 
@@ -71,6 +79,7 @@ std::string OutputFolder::commit() {
     }
   }
   committed_ = true;
+  forget_on_signals();
   return "";
 }
 

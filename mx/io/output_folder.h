@@ -2,7 +2,9 @@
 // place it cannot write fails at once; each file written under a hidden staging name, and all
 // of them given their names only when the command has written every one (commit). A command
 // that fails part-way therefore leaves the folder as it found it: files there before keep their
-// contents, its staged files are removed, and so are the folders it created.
+// contents, its staged files are removed, and so are the folders it created. In a program that
+// called remove_temporaries_on_signals (atomic_file.h), SIGINT, SIGTERM and SIGHUP remove them
+// too.
 #pragma once
 
 #include <string>
@@ -35,7 +37,10 @@ class OutputFolder {
   std::string path_;
   std::vector<std::pair<std::string, std::string>> staged_;  // staging path, final path
   std::vector<std::string> created_folders_;                 // outermost first
+  std::vector<int> signal_handles_;                          // for keep_on_signals
   bool committed_ = false;
+
+  void forget_on_signals();
 };
 
 }  // namespace mx::io
