@@ -29,3 +29,18 @@ expect_one_line_error() {
   [ "$(echo "$err" | wc -l)" -eq 1 ] || fail "'$*' printed more than one line: $err"
   grep -q -- "$want" <<< "$err" || fail "'$*' said '$err', expected '$want'"
 }
+
+# refused OUTPUT TEXT ARGS...: `mx ARGS` exits 2, prints one line on stderr containing TEXT and
+# nothing on stdout, and leaves OUTPUT absent (- when the command writes nothing).
+refused() {
+  local output="$1" want="$2" rc=0
+  shift 2
+  "$mx" "$@" >stdout.txt 2>stderr.txt || rc=$?
+  local err
+  err=$(cat stderr.txt)
+  [ "$rc" -eq 2 ] || fail "mx $*: exit $rc, want 2 (stderr: $err)"
+  [ "$(wc -l <stderr.txt)" -eq 1 ] || fail "mx $*: stderr is not one line: $err"
+  [[ "$err" == *"$want"* ]] || fail "mx $*: '$err' does not say '$want'"
+  [ ! -s stdout.txt ] || fail "mx $*: printed on stdout: $(cat stdout.txt)"
+  [ "$output" = - ] || [ ! -e "$output" ] || fail "mx $*: wrote $output"
+}

@@ -4,21 +4,6 @@
 # nothing on stdout and no output written. Beside each rule, the use it still allows.
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
-# refused OUTPUT TEXT ARGS...: `mx ARGS` exits 2, prints one line on stderr containing TEXT and
-# nothing on stdout, and leaves OUTPUT absent (- when the command writes nothing).
-refused() {
-  local output="$1" want="$2" rc=0
-  shift 2
-  "$mx" "$@" >stdout.txt 2>stderr.txt || rc=$?
-  local err
-  err=$(cat stderr.txt)
-  [ "$rc" -eq 2 ] || fail "mx $*: exit $rc, want 2 (stderr: $err)"
-  [ "$(wc -l <stderr.txt)" -eq 1 ] || fail "mx $*: stderr is not one line: $err"
-  [[ "$err" == *"$want"* ]] || fail "mx $*: '$err' does not say '$want'"
-  [ ! -s stdout.txt ] || fail "mx $*: printed on stdout: $(cat stdout.txt)"
-  [ "$output" = - ] || [ ! -e "$output" ] || fail "mx $*: wrote $output"
-}
-
 for i in $(seq 1 300); do echo "a block of thirty-two narrow elements shares one scale, line $i."; done >corpus.txt
 "$mx" train --model tiny --data corpus.txt --steps 2 --batch 2 --seq-len 16 --out run -q
 

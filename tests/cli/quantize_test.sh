@@ -154,15 +154,7 @@ expect_error() {  # output extension, command, args..., expected part of the mes
   local args=("${@:1:$#-1}")
   rm -f out.* kept.*
   printf 'previous contents' >"kept.$ext"
-  local rc=0
-  "$mx" "${args[@]}" -o "out.$ext" >stdout.txt 2>stderr.txt || rc=$?
-  local err
-  err=$(cat stderr.txt)
-  [ "$rc" -eq 2 ] || fail "mx ${args[*]}: exit $rc, want 2 (stderr: $err)"
-  [ "$(wc -l <stderr.txt)" -eq 1 ] || fail "mx ${args[*]}: stderr is not one line: $err"
-  [[ "$err" == *"$want"* ]] || fail "mx ${args[*]}: '$err' does not say '$want'"
-  [ ! -s stdout.txt ] || fail "mx ${args[*]}: printed on stdout: $(cat stdout.txt)"
-  [ ! -e "out.$ext" ] || fail "mx ${args[*]}: wrote out.$ext"
+  refused "out.$ext" "$want" "${args[@]}" -o "out.$ext"
   "$mx" "${args[@]}" -o "kept.$ext" >/dev/null 2>&1 && fail "mx ${args[*]}: succeeded"
   [ "$(cat "kept.$ext")" = "previous contents" ] || fail "mx ${args[*]}: changed an existing output"
   local stray
