@@ -29,10 +29,7 @@ py::object role(const nn::OperandCast& c) {
 
 py::dict recipe(const std::string& spec) {
   nn::Recipe r;
-  // JSON text is told from a preset name or a path by its opening brace.
-  const bool json_text = spec.find_first_not_of(" \t\r\n") != std::string::npos &&
-                         spec[spec.find_first_not_of(" \t\r\n")] == '{';
-  check(json_text ? nn::parse_recipe_json(spec, &r) : nn::recipe_from_spec(spec, &r));
+  check(nn::recipe_from_spec(spec, &r));
   // Refused rather than dropped: mxkit.torch's casts would silently leave the blocks unrotated.
   if (nn::has_block_rotation(r)) {
     check("recipe " + r.name +

@@ -286,6 +286,25 @@ TEST(Recipe, EveryRecipeFileOfTheStudiesParsesUnderItsFileName) {
   EXPECT_GE(files, 10);
 }
 
+// A recipe given on the command line as JSON text is the recipe that file would hold; a
+// malformed one names its fault rather than being looked for as a file.
+TEST(Recipe, JsonTextIsARecipeAsAFileWouldBe) {
+  Recipe from_text;
+  ASSERT_EQ(recipe_from_spec("  {\"name\": \"w4\", \"weight_fwd\": \"mxfp4_e2m1\"}", &from_text),
+            "");
+  Recipe parsed;
+  ASSERT_EQ(parse_recipe_json("{\"name\": \"w4\", \"weight_fwd\": \"mxfp4_e2m1\"}", &parsed), "");
+  EXPECT_EQ(recipe_to_json(from_text), recipe_to_json(parsed));
+  EXPECT_EQ(from_text.name, "w4");
+  EXPECT_EQ(from_text.weight_fwd.kind, OperandCast::Kind::kMx);
+  Recipe bad;
+  const std::string e = recipe_from_spec("{\"weight_fwd\": \"mxfp9\"}", &bad);
+  EXPECT_EQ(e.rfind("recipe: ", 0), 0u) << e;
+  EXPECT_EQ(e.find("not a preset"), std::string::npos) << e;
+  EXPECT_TRUE(is_recipe_json_text("\n {}"));
+  EXPECT_FALSE(is_recipe_json_text("recipes/w4.json"));
+}
+
 // Quantization-aware training keeps the forward casts; the backward multiplies in float32 where
 // the activations are float32 and in bfloat16 where they are bfloat16 (a GPU's MX runs), so
 // that attention's backward stays on the tensor-core kernels. A recipe it does not change

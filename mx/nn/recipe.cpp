@@ -237,9 +237,18 @@ std::string parse_recipe_json(std::string_view json_text, Recipe* out) {
   return "";
 }
 
+bool is_recipe_json_text(std::string_view spec) {
+  const size_t first = spec.find_first_not_of(" \t\r\n");
+  return first != std::string_view::npos && spec[first] == '{';
+}
+
 std::string recipe_from_spec(std::string_view spec, Recipe* out) {
   if (std::optional<Recipe> preset = recipe_preset(spec)) {
     *out = *preset;
+    return "";
+  }
+  if (is_recipe_json_text(spec)) {
+    if (std::string e = parse_recipe_json(spec, out); !e.empty()) return "recipe: " + e;
     return "";
   }
   // A recipe is a small JSON file; a device or FIFO named by mistake is refused, not read.
@@ -262,7 +271,7 @@ std::string recipe_from_spec(std::string_view spec, Recipe* out) {
     e += spec;
     e += "' (not a preset: ";
     e += names;
-    e += "; nor a readable JSON file)";
+    e += "; nor JSON text or a readable JSON file)";
     return e;
   }
   std::stringstream text;

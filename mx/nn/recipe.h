@@ -89,8 +89,11 @@ Recipe attention_recipe(const Recipe& recipe);
 // Parses a recipe from JSON text (see docs/NUMERICS.md for the schema). Returns "" or a reason.
 std::string parse_recipe_json(std::string_view json_text, Recipe* out);
 
-// A preset name, else the path of a JSON recipe file.
+// A preset name, JSON text (is_recipe_json_text), else the path of a JSON recipe file.
 std::string recipe_from_spec(std::string_view spec, Recipe* out);
+// Whether `spec` is JSON text rather than a name or a path: its first character after any
+// white space is an opening brace.
+bool is_recipe_json_text(std::string_view spec);
 
 // JSON that parse_recipe_json reads back into the same recipe (every role written out).
 std::string recipe_to_json(const Recipe& recipe);

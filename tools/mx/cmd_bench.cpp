@@ -271,7 +271,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--model", f.model, "Model preset: " + nn::model_preset_list())
       ->capture_default_str();
   cmd->add_option("--arch", f.arch, "gpt2 or llama")->capture_default_str();
-  cmd->add_option("--recipe", f.recipe, "A recipe preset or a JSON file")->capture_default_str();
+  cmd->add_option("--recipe", f.recipe, "A recipe preset, JSON text or a JSON file")
+      ->capture_default_str();
   cmd->add_option("--device", f.device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--batch", f.batch, "Sequences per step")
       ->check(integer_in(1, kMaxCount))

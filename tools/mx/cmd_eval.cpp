@@ -51,12 +51,15 @@ nlohmann::json result_json(const std::string& recipe, const train::DirectCastRes
 
 std::string run_eval(const EvalFlags& f) {
   std::vector<std::pair<std::string, nn::Recipe>> recipes;
-  for (const std::string& name : split_commas(f.recipes)) {
+  // JSON text holds commas of its own: it is one recipe.
+  const std::vector<std::string> specs =
+      nn::is_recipe_json_text(f.recipes) ? std::vector{f.recipes} : split_commas(f.recipes);
+  for (const std::string& name : specs) {
     nn::Recipe r;
     if (std::string e = nn::recipe_from_spec(name, &r); !e.empty()) return e;
     // A JSON file's recipe goes by the name it gives itself ("custom" when it gives none: then
     // by the file's path).
-    recipes.emplace_back(r.name == "custom" ? name : r.name, r);
+    recipes.emplace_back(r.name == "custom" && !nn::is_recipe_json_text(name) ? name : r.name, r);
   }
   if (recipes.empty()) return "--recipe names no recipe";
   if (f.split != "val" && f.split != "all") return "--split must be val or all";
@@ -156,7 +159,8 @@ void register_eval(CLI::App& app) {
   cmd->add_option("model", f.model,
                   "A training run folder, a model .safetensors, or a llama2.c .bin")
       ->required();
-  cmd->add_option("--recipe", f.recipes, "Recipes to cast with, comma-separated")
+  cmd->add_option("--recipe", f.recipes,
+                  "Recipes to cast with, comma-separated (or one recipe as JSON text)")
       ->capture_default_str();
   cmd->add_option("--data", f.data,
                   "sotu, study, tinyshakespeare, wikitext2, a .txt file, a folder or one mx corpus "

@@ -222,9 +222,9 @@ void register_train(CLI::App& app) {
                       "the model's shape is the file's")
           ->excludes(model)
           ->excludes(arch);
-  cmd->add_option(
-         "--recipe", f.recipe,
-         "fp32, tf32 (GPU), bf16, mxint8, mxfp8, mxfp6, mxfp4w-mxfp6a, mxfp4, or a JSON file")
+  cmd->add_option("--recipe", f.recipe,
+                  "fp32, tf32 (GPU), bf16, mxint8, mxfp8, mxfp6, mxfp4w-mxfp6a, mxfp4, JSON text "
+                  "or a JSON file")
       ->capture_default_str();
   cmd->add_option("--data", f.data,
                   "sotu, study, tinyshakespeare, wikitext2, a .txt file, a folder or one mx corpus "
