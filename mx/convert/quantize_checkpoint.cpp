@@ -65,6 +65,9 @@ std::string plan(const std::vector<io::TensorToWrite>& tensors, const std::strin
                  const QuantizeOptions& o, bool gguf, std::vector<Planned>* out) {
   TensorSelector selector;
   if (std::string e = make_selector(o.selection, &selector); !e.empty()) return e;
+  std::vector<std::string> names;
+  for (const io::TensorToWrite& t : tensors) names.push_back(t.name);
+  if (std::string e = selector.check_matches(names, path); !e.empty()) return e;
   for (const io::TensorToWrite& t : tensors) {
     Planned p;
     p.tensor = &t;

@@ -1,5 +1,7 @@
 #include "mx/convert/tensor_selection.h"
 
+#include <tuple>
+
 #include "mx/core/block_grid.h"
 #include "mx/io/cat.h"
 
@@ -56,6 +58,18 @@ std::string TensorSelector::reason_to_keep(const std::string& name,
   if (!rules_.include_embeddings && is_embedding_name(name)) return "embedding";
   if (!rules_.include_norms && is_norm_name(name)) return "norm";
   if (!rules_.include_vectors && shape.size() < 2) return "1-D";
+  return "";
+}
+
+std::string TensorSelector::check_matches(std::span<const std::string> names,
+                                          const std::string& file) const {
+  for (const auto& [text, re, flag] :
+       {std::tuple{&rules_.only, &only_, "--only"}, std::tuple{&rules_.skip, &skip_, "--skip"}}) {
+    if (text->empty()) continue;
+    bool matched = false;
+    for (const std::string& name : names) matched = matched || std::regex_search(name, *re);
+    if (!matched) return io::cat(flag, " '", *text, "' matches no tensor name of ", file);
+  }
   return "";
 }
 

@@ -33,6 +33,10 @@ class TensorSelector {
   // "" when the tensor is to be quantized, else why it is kept: "empty", "--skip",
   // "not matched by --only", "embedding", "norm" or "1-D".
   std::string reason_to_keep(const std::string& name, std::span<const int64_t> shape) const;
+  // "" when --only and --skip, where given, each match some name of `names` (the file's
+  // tensors, `file` in the message); a pattern that matches none is a mistake, such as another
+  // model's naming, rather than a request.
+  std::string check_matches(std::span<const std::string> names, const std::string& file) const;
 
  private:
   friend std::string make_selector(const SelectionRules& rules, TensorSelector* out);

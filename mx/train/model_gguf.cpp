@@ -90,6 +90,11 @@ std::string write_model_gguf(const nn::LoadedModel& loaded, const std::string& m
 
   const nn::Params& params = loaded.model->params();
   const std::vector<nn::GgufModelTensor> layout = nn::gguf_model_tensors(config);
+  if (o.quantize && o.stored == nullptr) {
+    std::vector<std::string> names;
+    for (const nn::GgufModelTensor& t : layout) names.push_back(t.params.front());
+    if (std::string e = selector.check_matches(names, model_path); !e.empty()) return e;
+  }
   std::deque<std::vector<uint8_t>> storage;  // the writer's spans point into it
   std::vector<io::GgufTensorToWrite> tensors;
   for (size_t i = 0; i < layout.size(); ++i) {

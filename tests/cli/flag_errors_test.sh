@@ -91,4 +91,6 @@ refused - "not expected: --bogus-flag" sweep --bogus-flag
 refused sweep_out "not expected: --bogus-flag" sweep run/model.safetensors --bogus-flag
 refused r "not expected: --bogus" train --bogus -q
 refused - "file is required" sweep
+refused sweep_out "--skip 'layers\.0\.' matches no tensor name of run/model.safetensors" \
+  sweep run/model.safetensors --skip 'layers\.0\.' -o sweep_out
 echo "flag_errors: ok"

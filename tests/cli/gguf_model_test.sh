@@ -37,5 +37,7 @@ expect_one_line_error "--dtype f8: expected f32, f16 or bf16" export "$stories/s
   -o x.gguf --dtype f8
 expect_one_line_error "--dtype and --tokenizer apply to a .gguf output only" \
   export "$stories/stories260K.bin" -o x.safetensors --dtype bf16
+expect_one_line_error "--skip 'transformer' matches no tensor name of" \
+  quantize "$stories/stories260K.bin" -o x.gguf --skip transformer
 [ ! -e x.gguf ] && [ ! -e x.safetensors ] || fail "a refused export wrote a file"
 echo "gguf_model: ok"

@@ -172,6 +172,11 @@ expect_error $st quantize mid.gguf \
 expect_error $st quantize model.safetensors --format mxfp9 "mx quantize: error: "
 expect_error $st quantize model.safetensors --only '(' \
   "mx quantize: error: bad --only regular expression '('"
+# A pattern that matches no tensor is a mistake (another model's naming), not a request.
+expect_error $st quantize model.safetensors --skip 'layers\.9\.' \
+  "mx quantize: error: --skip 'layers\.9\.' matches no tensor name of model.safetensors"
+expect_error $st quantize model.safetensors --only 'transformer\.h' \
+  "mx quantize: error: --only 'transformer\.h' matches no tensor name of model.safetensors"
 expect_error $st quantize model.safetensors --axis 3 \
   "mx quantize: error: model.safetensors: tensor 'model.layers.0.mlp.up_proj.weight' [2, 32]: "
 expect_error gguf quantize model.safetensors --format mxfp8_e4m3 --plain-gguf \

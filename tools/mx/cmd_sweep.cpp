@@ -92,7 +92,9 @@ std::string run_sweep_command(const SweepOptions& o) {
   }
   std::vector<study::SweepTensor> tensors;
   int64_t parameters = 0, swept = 0;
+  bool skip_matched = false;
   for (const io::SafetensorsTensor& t : inputs) {
+    skip_matched = skip_matched || (!o.skip.empty() && std::regex_search(t.name, skip));
     const std::optional<DType> dtype = io::safetensors_float_dtype(t.dtype);
     if (!dtype || element_count(t.shape) == 0) continue;
     if (!o.only.empty() && !std::regex_search(t.name, only)) continue;
@@ -100,6 +102,9 @@ std::string run_sweep_command(const SweepOptions& o) {
     parameters += element_count(t.shape);
     tensors.push_back(to_sweep_tensor(t, *dtype, o.sample));
     swept += static_cast<int64_t>(tensors.back().values.size());
+  }
+  if (!o.skip.empty() && !skip_matched) {
+    return "--skip '" + o.skip + "' matches no tensor name of " + o.input;
   }
   if (tensors.empty()) return o.input + ": no float32, float16 or bfloat16 tensor selected";
   fmt::print(stderr, "sweeping {} tensors ({} parameters, {} values sampled)\n", tensors.size(),
