@@ -3,6 +3,7 @@
 #include "mx/data/corpus.h"
 #include "mx/data/llmc_shards.h"
 #include "mx/data/token_dataset.h"
+#include "mx/data/token_shard_folder.h"
 #include "mx/io/memory_budget.h"
 
 namespace mx::train {
@@ -10,6 +11,28 @@ namespace mx::train {
 std::string load_eval_tokens(const std::string& data_spec, const data::Tokenizer& tokenizer,
                              const data::DataPaths& paths, EvalSplit split,
                              std::vector<uint32_t>* out) {
+  if (data::is_token_shard_folder(data_spec)) {
+    // `mx tokenizer shards`' two splits: the validation one, or both, training first.
+    data::TokenShard train, validation;
+    if (std::string e =
+            data::open_token_shard_folder(data_spec, tokenizer.vocab_size(), &train, &validation);
+        !e.empty()) {
+      return e;
+    }
+    const double count = double(validation.header().token_count) +
+                         (split == EvalSplit::kAll ? double(train.header().token_count) : 0.0);
+    if (std::string e = io::check_memory(4.0 * count, "reading the shards of " + data_spec);
+        !e.empty()) {
+      return e;
+    }
+    out->clear();
+    for (const data::TokenShard* shard : {&train, &validation}) {
+      if (shard == &train && split != EvalSplit::kAll) continue;
+      const data::TokenView tokens = shard->tokens();
+      for (uint64_t i = 0; i < tokens.size(); ++i) out->push_back(tokens[i]);
+    }
+    return "";
+  }
   if (data::is_llmc_shard_folder(data_spec)) {
     // Already tokenized: the validation shards, or every shard, training ones first.
     data::LlmcShards shards;

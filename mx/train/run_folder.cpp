@@ -15,6 +15,7 @@
 #include "mx/data/llmc_shards.h"
 #include "mx/data/token_dataset.h"
 #include "mx/data/token_shard.h"
+#include "mx/data/token_shard_folder.h"
 #include "mx/data/tokenizer.h"
 #include "mx/io/atomic_file.h"
 #include "mx/io/cat.h"
@@ -125,7 +126,15 @@ std::string prepare_run_data(const TrainConfig& config, const std::string& run_d
   }
   // The record goes first, so that shards written under an old record are never taken for new.
   fs::remove(dir / kSourceFile, ec);
-  if (data::is_llmc_shard_folder(config.data)) {
+  if (data::is_token_shard_folder(config.data)) {
+    if (on_message)
+      on_message(cat("copying the token shards of ", config.data, " into ", dir.string()));
+    if (std::string e =
+            data::copy_token_shard_folder(config.data, uint32_t(tokenizer->vocab_size()), dir);
+        !e.empty()) {
+      return e;
+    }
+  } else if (data::is_llmc_shard_folder(config.data)) {
     if (on_message)
       on_message(cat("copying the llm.c shards of ", config.data, " into ", dir.string()));
     if (std::string e = import_llmc_shards(config.data, uint32_t(tokenizer->vocab_size()), dir);

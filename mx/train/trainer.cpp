@@ -13,6 +13,7 @@
 #include "mx/data/corpus.h"
 #include "mx/data/llmc_shards.h"
 #include "mx/data/token_shard.h"
+#include "mx/data/token_shard_folder.h"
 #include "mx/data/tokenizer.h"
 #include "mx/io/atomic_file.h"
 #include "mx/io/cat.h"
@@ -129,6 +130,13 @@ std::string check_new_run(const TrainConfig& c, const std::string& run_dir,
     return e;
   }
   const data::DataPaths& paths = options.paths;
+  if (data::is_token_shard_folder(c.data)) {
+    std::unique_ptr<data::Tokenizer> tokenizer;
+    if (std::string e = data::load_tokenizer(c.tokenizer, paths, &tokenizer); !e.empty()) return e;
+    data::TokenShard train, validation;
+    return data::open_token_shard_folder(c.data, uint32_t(tokenizer->vocab_size()), &train,
+                                         &validation);
+  }
   if (data::is_llmc_shard_folder(c.data)) {
     data::LlmcShards shards;
     if (std::string e = data::find_llmc_shards(c.data, &shards); !e.empty()) return e;

@@ -24,6 +24,24 @@ back="$("$mx" tokenizer decode --tokenizer "$work/tok.model" $ids)"
 [ -s "$work/out/train.bin" ] && [ -s "$work/out/val.bin" ] || fail "shards missing"
 [ "$(head -c 8 "$work/out/train.bin")" = "MXTOKENS" ] || fail "bad shard magic"
 
+# The shards are a corpus for training and evaluation: the run trains on their tokens (the same
+# losses as tokenizing the text itself) and mx eval reads their validation split; a tokenizer
+# smaller than their vocabulary is refused before any folder is made.
+args=(--model tiny --tokenizer "$work/tok.model" --steps 4 --batch 2 --seq-len 16 -q)
+"$mx" train "${args[@]}" --data "$work/out" --out "$work/from_shards"
+"$mx" train "${args[@]}" --data "$work/corpus" --out "$work/from_text"
+cmp <(cut -d, -f1-5 "$work/from_shards/log.csv") <(cut -d, -f1-5 "$work/from_text/log.csv") ||
+  fail "training on the shards differs from training on their text"
+"$mx" eval "$work/from_shards" --data "$work/out" --recipe mxfp6 --batches 1 --seq-len 16 --batch 2 \
+  --json | grep -q '"recipe":"mxfp6"' || fail "mx eval --data on the shards"
+set +e
+err="$("$mx" train --model tiny --data "$work/out" --steps 2 --out "$work/bytes" 2>&1)"
+status=$?
+set -e
+[ $status -eq 2 ] && [ ! -e "$work/bytes" ] || fail "a tokenizer too small: exit $status, folder left"
+[ "$err" = "mx train: error: $work/out/train.bin: its tokens are of a vocabulary of 300, larger than the tokenizer's 256 (--tokenizer: the one the shards were made with)" ] ||
+  fail "unexpected error: $err"
+
 set +e
 err="$(MX_CACHE_DIR="$work/cache" "$mx" tokenizer train sotu --vocab 300 -o "$work/x.model" 2>&1)"
 status=$?

@@ -163,9 +163,9 @@ void register_eval(CLI::App& app) {
                   "Recipes to cast with, comma-separated (or one recipe as JSON text)")
       ->capture_default_str();
   cmd->add_option("--data", f.data,
-                  "sotu, study, tinyshakespeare, wikitext2, a .txt file, a folder or one mx corpus "
-                  "build wrote (default: the "
-                  "run's validation split)");
+                  "sotu, study, tinyshakespeare, wikitext2, a .txt file, a folder, or one that mx "
+                  "corpus build or mx tokenizer shards wrote (default: the run's validation "
+                  "split)");
   cmd->add_option("--split", f.split, "val (held-out part of --data) or all")
       ->capture_default_str();
   cmd->add_option("--tokenizer", f.tokenizer, "Tokenizer (default: the one the model names)");

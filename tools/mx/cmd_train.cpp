@@ -227,8 +227,8 @@ void register_train(CLI::App& app) {
                   "or a JSON file")
       ->capture_default_str();
   cmd->add_option("--data", f.data,
-                  "sotu, study, tinyshakespeare, wikitext2, a .txt file, a folder or one mx corpus "
-                  "build wrote")
+                  "sotu, study, tinyshakespeare, wikitext2, a .txt file, a folder, or one that mx "
+                  "corpus build or mx tokenizer shards wrote")
       ->capture_default_str();
   cmd->add_option("--tokenizer", f.tokenizer,
                   "bytes, gpt2, a SentencePiece .model or a llama2.c .bin (default: bytes; "
