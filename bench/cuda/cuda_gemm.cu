@@ -1,8 +1,9 @@
 // Speed of the MX matrix products beside cuBLAS in the same process: cuBLAS BF16 (bfloat16 in
-// and out, float32 accumulation) and cuBLASLt FP8 (E4M3 with per-tensor scales, bfloat16 out)
-// on the same M, N, K, beside the MX products: MXFP8 x MXFP8 through FP8 mma ("mx fp8-mma",
-// E4M3 x E4M3) and each pair of formats through bfloat16 tensor cores ("mx A x B"), and for each
-// pair what a user without them does: dequantize both operands to bfloat16, then cuBLAS BF16
+// and out, float32 accumulation) and cuBLASLt FP8 (E4M3, bfloat16 out; per-tensor scales, and
+// float32 scales per 1 x 128 or 128 x 128 block, Fp8Scales) on the same M, N, K, beside the MX
+// products: MXFP8 x MXFP8 through FP8 mma ("mx fp8-mma", E4M3 x E4M3) and each pair of formats
+// through bfloat16 tensor cores ("mx A x B"), and for each pair what a user without them does:
+// dequantize both operands to bfloat16, then cuBLAS BF16
 // ("dq+cublas", the two dequantize passes timed with the product), and the library's own
 // two-pass route, mx_gemm_dequantized ("mx 2-pass"). D = A * B^T with A [M, K] and
 // B [N, K]. CUDA events, 3 warm-ups, median of 10. Prints TFLOP/s and the ratio to cuBLAS BF16.
@@ -109,23 +110,29 @@ MxOperand make_mx(mx::ElementFormat f, int64_t rows, int64_t k, uint64_t seed) {
   return op;
 }
 
-// cuBLASLt FP8 E4M3 x E4M3 -> bfloat16, per-tensor scales of 1, as D^T = B * A^T in
-// column-major terms (the "TN" layout FP8 requires).
+// The scales of a cuBLASLt FP8 product: one per tensor, or (cuBLAS 12.9 on, Hopper included)
+// a float32 scale per 128 values along K of each row of both operands, or per 128 x 128 tile of
+// one of them (DeepSeek-V3's blocks). All ones here: the speed does not depend on them.
+enum class Fp8Scales { kPerTensor, kRows128, kRows128Tiles128 };
+
+// cuBLASLt FP8 E4M3 x E4M3 -> bfloat16, as D^T = B * A^T in column-major terms (the "TN"
+// layout FP8 requires); with kRows128Tiles128, B [N, K] has the 1 x 128 scales and A [M, K] the
+// 128 x 128 ones.
 struct Fp8Gemm {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
   cublasLtMatmulAlgo_t algo{};
-  float* one = nullptr;
+  float* one = nullptr;  // the scales, as many as the largest mode needs
   void* workspace = nullptr;
   size_t workspace_bytes = 64 << 20;
   bool ok = false;
 };
 
-Fp8Gemm make_fp8(cublasLtHandle_t lt, const Shape& s) {
+Fp8Gemm make_fp8(cublasLtHandle_t lt, const Shape& s, Fp8Scales scales) {
   Fp8Gemm g;
-  g.one = static_cast<float*>(device_alloc(4));
-  const float host_one = 1.0f;
-  CHECK(cudaMemcpy(g.one, &host_one, 4, cudaMemcpyHostToDevice));
+  const std::vector<float> ones(size_t(std::max(s.m, s.n) * ((s.k + 127) / 128)), 1.0f);
+  g.one = static_cast<float*>(device_alloc(int64_t(ones.size() * sizeof(float))));
+  CHECK(cudaMemcpy(g.one, ones.data(), ones.size() * sizeof(float), cudaMemcpyHostToDevice));
   g.workspace = device_alloc(int64_t(g.workspace_bytes));
   CHECK_BLAS(cublasLtMatmulDescCreate(&g.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t t = CUBLAS_OP_T, n = CUBLAS_OP_N;
@@ -135,6 +142,15 @@ Fp8Gemm make_fp8(cublasLtHandle_t lt, const Shape& s) {
                                             sizeof(g.one)));
   CHECK_BLAS(cublasLtMatmulDescSetAttribute(g.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &g.one,
                                             sizeof(g.one)));
+  if (scales != Fp8Scales::kPerTensor) {
+    const int32_t rows = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+    const int32_t tiles =
+        scales == Fp8Scales::kRows128 ? rows : CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+    CHECK_BLAS(cublasLtMatmulDescSetAttribute(g.op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &rows,
+                                              sizeof(rows)));
+    CHECK_BLAS(cublasLtMatmulDescSetAttribute(g.op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &tiles,
+                                              sizeof(tiles)));
+  }
   CHECK_BLAS(cublasLtMatrixLayoutCreate(&g.la, CUDA_R_8F_E4M3, s.k, s.n, s.k));
   CHECK_BLAS(cublasLtMatrixLayoutCreate(&g.lb, CUDA_R_8F_E4M3, s.k, s.m, s.k));
   CHECK_BLAS(cublasLtMatrixLayoutCreate(&g.ld, CUDA_R_16BF, s.n, s.m, s.n));
@@ -358,21 +374,25 @@ int main(int argc, char** argv) {
     auto* b8 = static_cast<uint8_t*>(device_alloc(s.n * s.k));
     fill_bytes<<<1024, 256>>>(a8, s.m * s.k, 0xBF, 3);
     fill_bytes<<<1024, 256>>>(b8, s.n * s.k, 0xBF, 4);
-    Fp8Gemm fp8 = make_fp8(lt, s);
-    if (fp8.ok) {
-      const float ms = median_ms([&] {
-        CHECK_BLAS(cublasLtMatmul(lt, fp8.op, &alpha, b8, fp8.la, a8, fp8.lb, &beta, d16, fp8.ld,
-                                  d16, fp8.ld, &fp8.algo, fp8.workspace, fp8.workspace_bytes,
-                                  nullptr));
-      });
-      print_row(name, "cublaslt fp8", ms, s, bf16_ms / ms);
-    } else {
-      std::printf("%-22s %-12s %10s\n", name, "cublaslt fp8", "no algorithm");
+    for (const auto& [scales, label] : {std::pair{Fp8Scales::kPerTensor, "cublaslt fp8"},
+                                        std::pair{Fp8Scales::kRows128, "lt fp8 1x128"},
+                                        std::pair{Fp8Scales::kRows128Tiles128, "lt fp8 128^2"}}) {
+      Fp8Gemm fp8 = make_fp8(lt, s, scales);
+      if (fp8.ok) {
+        const float ms = median_ms([&] {
+          CHECK_BLAS(cublasLtMatmul(lt, fp8.op, &alpha, b8, fp8.la, a8, fp8.lb, &beta, d16, fp8.ld,
+                                    d16, fp8.ld, &fp8.algo, fp8.workspace, fp8.workspace_bytes,
+                                    nullptr));
+        });
+        print_row(name, label, ms, s, bf16_ms / ms);
+      } else {
+        std::printf("%-22s %-12s %10s\n", name, label, "no algorithm");
+      }
+      CHECK(cudaFree(fp8.one));
+      CHECK(cudaFree(fp8.workspace));
     }
     CHECK(cudaFree(a8));
     CHECK(cudaFree(b8));
-    CHECK(cudaFree(fp8.one));
-    CHECK(cudaFree(fp8.workspace));
 
     // One MX product on random operands of formats fa x fb, timed and printed as `label`.
     using Entry = std::string (*)(const mx::cuda::MxGemmArgs&, cudaStream_t);
