@@ -22,6 +22,11 @@ back="$("$mx" tokenizer decode --tokenizer "$work/tok.model" $ids)"
 
 "$mx" tokenizer shards --tokenizer "$work/tok.model" --data "$work/corpus" -o "$work/out" >/dev/null
 [ -s "$work/out/train.bin" ] && [ -s "$work/out/val.bin" ] || fail "shards missing"
+# -q: the same files, nothing printed.
+[ -z "$("$mx" tokenizer shards -q --tokenizer "$work/tok.model" --data "$work/corpus" -o "$work/quiet")" ] &&
+  cmp "$work/out/train.bin" "$work/quiet/train.bin" || fail "tokenizer shards -q"
+[ -z "$("$mx" tokenizer train -q "$work/corpus" --vocab 300 -o "$work/quiet.model")" ] &&
+  [ -s "$work/quiet.model" ] || fail "tokenizer train -q"
 [ "$(head -c 8 "$work/out/train.bin")" = "MXTOKENS" ] || fail "bad shard magic"
 
 # The shards are a corpus for training and evaluation: the run trains on their tokens (the same

@@ -25,6 +25,7 @@ struct TokenizerOptions {
   std::vector<uint32_t> ids;
   data::SentencePieceTrainOptions train;
   size_t max_bytes = 0;
+  bool quiet = false;  // train and shards: no summary
 };
 
 std::string run_train(const TokenizerOptions& o) {
@@ -46,6 +47,7 @@ std::string run_train(const TokenizerOptions& o) {
   const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(model.data()),
                                        model.size());
   if (std::string e = io::write_file_atomically(o.output, bytes); !e.empty()) return e;
+  if (o.quiet) return "";
   fmt::print("{}: SentencePiece BPE, {} tokens, trained on {} bytes of '{}' ({} files)\n", o.output,
              tokenizer->vocab_size(), text.size(), o.corpus, corpus.train_files.size());
   return "";
@@ -82,6 +84,7 @@ std::string run_shards(const TokenizerOptions& o) {
   }
   data::TokenDatasetSummary s;
   if (std::string e = data::write_token_dataset(corpus, *t, o.output, &s); !e.empty()) return e;
+  if (o.quiet) return "";
   fmt::print("{}: {} tokens\n{}: {} tokens ({})\nvocab size {} ({} tokenizer)\n",
              s.train_path.string(), s.train_tokens, s.validation_path.string(), s.validation_tokens,
              corpus.validation_files.empty() ? "the last 10% of the corpus"
@@ -119,6 +122,7 @@ void register_tokenizer(CLI::App& app) {
   train->add_option("--threads", o.train.threads, "Training threads")
       ->check(integer_in(1, kMaxThreads))
       ->capture_default_str();
+  train->add_flag("-q,--quiet", o.quiet, "No summary");
   train->callback([] { run_command("tokenizer train", [] { return run_train(o); }); });
 
   CLI::App* encode = cmd->add_subcommand("encode", "Print the token ids of a text");
@@ -138,6 +142,7 @@ void register_tokenizer(CLI::App& app) {
   shards->add_option("--tokenizer", o.tokenizer, tokenizer_help)->required();
   shards->add_option("--data", o.corpus, corpus_help)->required();
   shards->add_option("-o,--output", o.output, "Output folder")->required();
+  shards->add_flag("-q,--quiet", o.quiet, "No summary");
   shards->callback([] { run_command("tokenizer shards", [] { return run_shards(o); }); });
 }
 
