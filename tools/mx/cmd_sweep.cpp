@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 
+#include "mx/convert/tensor_selection.h"
 #include "mx/core/block_grid.h"
 #include "mx/core/dtype.h"
 #include "mx/io/atomic_file.h"
@@ -83,28 +83,28 @@ std::string run_sweep_command(const SweepOptions& o) {
     if (std::string e = io::check_mx_tensors(file); !e.empty()) return o.input + ": " + e;
     inputs = file.tensors();
   }
-  std::regex only, skip;
-  try {
-    if (!o.only.empty()) only = std::regex(o.only);
-    if (!o.skip.empty()) skip = std::regex(o.skip);
-  } catch (const std::regex_error& e) {
-    return std::string("bad regular expression: ") + e.what();
+  // Every float tensor but those --only and --skip leave out: embeddings, norms and vectors too.
+  convert::TensorSelector selector;
+  if (std::string e = convert::make_selector({.only = o.only,
+                                              .skip = o.skip,
+                                              .include_embeddings = true,
+                                              .include_norms = true,
+                                              .include_vectors = true},
+                                             &selector);
+      !e.empty()) {
+    return e;
   }
+  std::vector<std::string> names;
+  for (const io::SafetensorsTensor& t : inputs) names.push_back(t.name);
+  if (std::string e = selector.check_matches(names, o.input); !e.empty()) return e;
   std::vector<study::SweepTensor> tensors;
   int64_t parameters = 0, swept = 0;
-  bool skip_matched = false;
   for (const io::SafetensorsTensor& t : inputs) {
-    skip_matched = skip_matched || (!o.skip.empty() && std::regex_search(t.name, skip));
     const std::optional<DType> dtype = io::safetensors_float_dtype(t.dtype);
-    if (!dtype || element_count(t.shape) == 0) continue;
-    if (!o.only.empty() && !std::regex_search(t.name, only)) continue;
-    if (!o.skip.empty() && std::regex_search(t.name, skip)) continue;
+    if (!dtype || !selector.reason_to_keep(t.name, t.shape).empty()) continue;
     parameters += element_count(t.shape);
     tensors.push_back(to_sweep_tensor(t, *dtype, o.sample));
     swept += static_cast<int64_t>(tensors.back().values.size());
-  }
-  if (!o.skip.empty() && !skip_matched) {
-    return "--skip '" + o.skip + "' matches no tensor name of " + o.input;
   }
   if (tensors.empty()) return o.input + ": no float32, float16 or bfloat16 tensor selected";
   fmt::print(stderr, "sweeping {} tensors ({} parameters, {} values sampled)\n", tensors.size(),
