@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <thread>
 
@@ -49,12 +50,29 @@ class OutputFileTest : public ::testing::Test {
     fs::permissions(dir_, fs::perms::owner_all, fs::perm_options::add, ec);
     fs::remove_all(dir_, ec);
   }
-  // Every name in the folder, sorted: a leftover temporary shows up here.
-  std::vector<std::string> names() const {
+  // Every name in the folder (the test's by default), sorted: a leftover temporary shows up here.
+  std::vector<std::string> names(const fs::path& dir = {}) const {
     std::vector<std::string> n;
-    for (const auto& e : fs::directory_iterator(dir_)) n.push_back(e.path().filename().string());
+    for (const auto& e : fs::directory_iterator(dir.empty() ? dir_ : dir)) {
+      n.push_back(e.path().filename().string());
+    }
     std::sort(n.begin(), n.end());
     return n;
+  }
+  // Runs `work` in a child that removes temporaries on signals (the signal ends a process, so
+  // not this one), and expects the child to die of `signal_number`, which `work` raises while
+  // its outputs are open; `work` returns false if it could not get that far.
+  static void expect_death_by_signal(int signal_number, const std::function<bool()>& work) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      remove_temporaries_on_signals();
+      ::_exit(work() ? 4 : 3);  // 4: the signal did not end it
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "exit status " << WEXITSTATUS(status);
+    EXPECT_EQ(WTERMSIG(status), signal_number);
   }
   fs::path dir_;
 };
@@ -285,19 +303,12 @@ TEST_F(OutputFileTest, AnOutputFolderLeftUncommittedIsAsItWasFound) {
 // signal, as a shell expects. Run in a child, since the signal ends the process.
 TEST_F(OutputFileTest, SignalDuringAWriteRemovesTheTemporary) {
   const fs::path p = dir_ / "big.bin";
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    remove_temporaries_on_signals();
+  expect_death_by_signal(SIGTERM, [&] {
     OutputFile out;
-    if (!out.open(p.string()).empty() || !out.write(bytes_of("partial")).empty()) ::_exit(3);
+    if (!out.open(p.string()).empty() || !out.write(bytes_of("partial")).empty()) return false;
     ::raise(SIGTERM);
-    ::_exit(4);  // not reached
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "exit status " << WEXITSTATUS(status);
-  EXPECT_EQ(WTERMSIG(status), SIGTERM);
+    return true;
+  });
   EXPECT_TRUE(names().empty()) << names().front();
 }
 
@@ -306,10 +317,7 @@ TEST_F(OutputFileTest, SignalDuringAWriteRemovesTheTemporary) {
 TEST_F(OutputFileTest, SignalWhileFillingAnOutputFolderLeavesItAsItWasFound) {
   fs::create_directories(dir_ / "existing");
   write_raw(dir_ / "existing" / "old.txt", bytes_of("old"));
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    remove_temporaries_on_signals();
+  expect_death_by_signal(SIGINT, [&] {
     OutputFolder made, existing;
     OutputFile unfinished;
     if (!made.open((dir_ / "made" / "deeper").string()).empty() ||
@@ -318,21 +326,13 @@ TEST_F(OutputFileTest, SignalWhileFillingAnOutputFolderLeavesItAsItWasFound) {
         !existing.open((dir_ / "existing").string()).empty() ||
         !write_text_atomically(existing.file("old.txt"), "new").empty() ||
         !fs::exists(dir_ / "made" / "deeper")) {
-      ::_exit(3);
+      return false;
     }
     ::raise(SIGINT);
-    ::_exit(4);  // not reached
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "exit status " << WEXITSTATUS(status);
-  EXPECT_EQ(WTERMSIG(status), SIGINT);
+    return true;
+  });
   EXPECT_EQ(names(), std::vector<std::string>{"existing"});
-  std::vector<std::string> left;
-  for (const auto& e : fs::directory_iterator(dir_ / "existing")) {
-    left.push_back(e.path().filename().string());
-  }
-  EXPECT_EQ(left, std::vector<std::string>{"old.txt"});
+  EXPECT_EQ(names(dir_ / "existing"), std::vector<std::string>{"old.txt"});
   EXPECT_EQ(read_all(dir_ / "existing" / "old.txt"), bytes_of("old"));
 }
 
