@@ -104,6 +104,12 @@ TEST(LlmcShards, AFolderSplitsByValInTheNameAndTextFoldersAreNotShards) {
   std::ofstream(dir.path / "notes.txt") << "a text corpus folder";
   EXPECT_FALSE(is_llmc_shard_folder(dir.path.string()));
   EXPECT_FALSE(is_llmc_shard_folder((dir.path / "fineweb_val_000000.bin").string()));
+  // mx's own shards are .bin files too, but not llm.c's.
+  const fs::path own = dir.path / "own";
+  fs::create_directories(own);
+  ASSERT_EQ(write_shard(own / "train.bin", std::vector<uint32_t>{1, 2}, 256), "");
+  ASSERT_EQ(write_shard(own / "val.bin", std::vector<uint32_t>{3}, 256), "");
+  EXPECT_FALSE(is_llmc_shard_folder(own.string()));
 }
 
 // A tiny run trains on a folder of shards as it would on text, with the tokens as they are.

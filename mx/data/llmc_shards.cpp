@@ -4,6 +4,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "mx/data/token_shard_folder.h"
 #include "mx/io/cat.h"
 
 namespace mx::data {
@@ -52,7 +53,8 @@ std::string open_shard(const fs::path& path, std::ifstream* in, int64_t* count) 
 bool is_llmc_shard_folder(std::string_view spec) {
   std::error_code ec;
   const fs::path folder(spec);
-  if (!fs::is_directory(folder, ec)) return false;
+  // mx's own shards (train.bin, val.bin) are .bin files too, of another format.
+  if (!fs::is_directory(folder, ec) || is_token_shard_folder(folder)) return false;
   bool bins = false;
   for (const fs::directory_entry& entry : fs::directory_iterator(folder, ec)) {
     if (entry.path().extension() == ".txt") return false;

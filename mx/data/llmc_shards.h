@@ -23,7 +23,7 @@ struct LlmcShards {
 };
 
 // True when `spec` is a folder that holds .bin files and no .txt files: a folder of shards,
-// not of documents.
+// not of documents, and not mx's own (token_shard_folder.h).
 bool is_llmc_shard_folder(std::string_view spec);
 
 // The folder's shards by split; an error when either split has none.
