@@ -321,5 +321,31 @@ TEST_F(ModelGguf, WhatMxkitCannotRunIsRefusedNamingTheKey) {
       path("layers.gguf") + ": llama.block_count is 1000000, but the file has only 11 tensors");
 }
 
+TEST_F(ModelGguf, TokenizerListsOfAnotherLengthThanTheTokensAreRefused) {
+  const std::vector<std::string> tokens = {"<unk>", "<s>", "</s>", "a", "b", "c", "d", "e"};
+  const auto tokenizer_kvs = [&](size_t scores, size_t types) {
+    return std::vector<io::GgufKv>{
+        io::gguf_kv("tokenizer.ggml.model", std::string("llama")),
+        {"tokenizer.ggml.tokens", io::gguf_string_array(tokens)},
+        {"tokenizer.ggml.scores", io::gguf_f32_array(std::vector<float>(scores, 0.0f))},
+        {"tokenizer.ggml.token_type", io::gguf_i32_array(std::vector<int32_t>(types, 1))}};
+  };
+  std::unique_ptr<data::Tokenizer> tokenizer;
+  std::vector<io::GgufKv> copied;
+  ASSERT_EQ(write_small_llama(path("ok.gguf"), tokenizer_kvs(8, 8)), "");
+  EXPECT_EQ(data::load_tokenizer(path("ok.gguf"), {}, &tokenizer), "");
+  EXPECT_EQ(data::gguf_tokenizer_kvs(path("ok.gguf"), {}, 8, &copied), "");
+
+  ASSERT_EQ(write_small_llama(path("types.gguf"), tokenizer_kvs(8, 7)), "");
+  const std::string types_error =
+      path("types.gguf") + ": tokenizer.ggml.token_type has 7 entries for 8 tokens";
+  EXPECT_EQ(data::load_tokenizer(path("types.gguf"), {}, &tokenizer), types_error);
+  EXPECT_EQ(data::gguf_tokenizer_kvs(path("types.gguf"), {}, 8, &copied), types_error);
+
+  ASSERT_EQ(write_small_llama(path("scores.gguf"), tokenizer_kvs(9, 8)), "");
+  EXPECT_EQ(data::load_tokenizer(path("scores.gguf"), {}, &tokenizer),
+            path("scores.gguf") + ": tokenizer.ggml.scores has 9 entries for 8 tokens");
+}
+
 }  // namespace
 }  // namespace mx::train

@@ -128,6 +128,27 @@ std::vector<io::GgufKv> to_kvs(const VocabLists& v) {
   return kvs;
 }
 
+// llama.cpp reads scores and token_type by token id, so lists shorter than the tokens would
+// be read past their end and longer ones mean the file was put together wrongly.
+std::string check_per_token_lists(const io::GgufFile& file, size_t tokens) {
+  std::vector<float> scores;
+  if (std::string e = io::read_gguf_floats(file, cat(kPrefix, "scores"), false, &scores);
+      !e.empty()) {
+    return e;
+  }
+  std::vector<int64_t> types;
+  if (std::string e = io::read_gguf_integers(file, cat(kPrefix, "token_type"), false, &types);
+      !e.empty()) {
+    return e;
+  }
+  for (auto [name, count] : {std::pair{"scores", scores.size()}, {"token_type", types.size()}}) {
+    if (file.find_kv(cat(kPrefix, name)) != nullptr && count != tokens) {
+      return cat(kPrefix, name, " has ", count, " entries for ", tokens, " tokens");
+    }
+  }
+  return "";
+}
+
 // A GGUF model's own tokenizer KVs, as they are.
 std::string copy_gguf_kvs(const std::filesystem::path& path, int64_t model_vocab,
                           std::vector<io::GgufKv>* out) {
@@ -141,6 +162,9 @@ std::string copy_gguf_kvs(const std::filesystem::path& path, int64_t model_vocab
   if (int64_t(tokens.size()) != model_vocab) {
     return cat(path.string(), ": its tokenizer has ", tokens.size(), " pieces, the model ",
                model_vocab);
+  }
+  if (std::string e = check_per_token_lists(file, tokens.size()); !e.empty()) {
+    return cat(path.string(), ": ", e);
   }
   out->clear();
   for (const io::GgufKv& kv : file.kvs()) {
@@ -195,6 +219,7 @@ std::string tokenizer_from_gguf(const io::GgufFile& file, std::unique_ptr<Tokeni
   if (std::string e = io::read_gguf_strings(file, key("tokens"), true, &tokens); !e.empty()) {
     return e;
   }
+  if (std::string e = check_per_token_lists(file, tokens.size()); !e.empty()) return e;
   if (model == "llama") {
     std::vector<float> scores;
     if (std::string e = io::read_gguf_floats(file, key("scores"), true, &scores); !e.empty()) {
