@@ -109,6 +109,15 @@ class Backend {
     return 0;
   }
 
+  // Whether the backward of a product with output gradient dy[M,N] under `recipe` sums its
+  // bias gradient in a read of dy that it makes anyway (the CUDA backend's one-read casts of dy
+  // along both axes; false, this default: a pass of its own). Where it does not, the model has
+  // layernorm_backward sum that bias from the residual stream.
+  virtual bool sums_bias_with_dy_casts(int64_t m, int64_t n, const Recipe& recipe) const {
+    (void)m, (void)n, (void)recipe;
+    return false;
+  }
+
   // Products of one input x[M,K] (attention's Q, K and V; Llama's gate and up): each
   // y[M,n] = x W^T (+ bias) under its own stochastic key, as matmul_forward (this default); a
   // backend may cast x once for all of them where the casts would agree.
@@ -193,10 +202,13 @@ class Backend {
   virtual void embedding_backward(Buf dwte, Buf dwpe, Buf dout, Buf tokens, int64_t n, int64_t t,
                                   int64_t c) = 0;
   // Norms save mean/rstd (FP32, [N]); their backward accumulates into dx (a residual stream).
+  // layernorm_backward's dx_bias, where given, += the column sums of dx as the update leaves it:
+  // the bias gradient of the product whose output gradient that residual stream is, taken from
+  // the values the norm holds anyway (the product's backward then sums no bias).
   virtual void layernorm_forward(Buf out, Buf mean, Buf rstd, Buf x, Buf w, Buf b, int64_t n,
                                  int64_t c, bool bf16) = 0;
-  virtual void layernorm_backward(Buf dx, Buf dw, Buf db, Buf dout, Buf x, Buf w, Buf mean,
-                                  Buf rstd, int64_t n, int64_t c) = 0;
+  virtual void layernorm_backward(Buf dx, Buf dw, Buf db, Buf dx_bias, Buf dout, Buf x, Buf w,
+                                  Buf mean, Buf rstd, int64_t n, int64_t c) = 0;
   virtual void rmsnorm_forward(Buf out, Buf rstd, Buf x, Buf w, int64_t n, int64_t c,
                                bool bf16) = 0;
   virtual void rmsnorm_backward(Buf dx, Buf dw, Buf dout, Buf x, Buf w, Buf rstd, int64_t n,

@@ -88,9 +88,9 @@ class CastProbe final : public Backend {
                          bool bf16) override {
     inner_->layernorm_forward(out, mean, rstd, x, w, b, n, c, bf16);
   }
-  void layernorm_backward(Buf dx, Buf dw, Buf db, Buf dout, Buf x, Buf w, Buf mean, Buf rstd,
-                          int64_t n, int64_t c) override {
-    inner_->layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, n, c);
+  void layernorm_backward(Buf dx, Buf dw, Buf db, Buf dx_bias, Buf dout, Buf x, Buf w, Buf mean,
+                          Buf rstd, int64_t n, int64_t c) override {
+    inner_->layernorm_backward(dx, dw, db, dx_bias, dout, x, w, mean, rstd, n, c);
   }
   void rmsnorm_forward(Buf out, Buf rstd, Buf x, Buf w, int64_t n, int64_t c, bool bf16) override {
     inner_->rmsnorm_forward(out, rstd, x, w, n, c, bf16);

@@ -464,11 +464,16 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres) {
   const int64_t nh = config_.n_heads, nkv = config_.n_kv_heads;
   const bool llama = config_.arch == Arch::kLlama;
   auto key = [&](int site) { return SrKey{step_, int32_t(l), site}; };
-  auto norm_back = [&](Buf in, Buf mean, Buf rstd, int64_t w, int64_t b) {
+  // Where the residual products' bias gradients are the norms' to sum, each layer norm's backward
+  // also sums the bias gradient of the product whose output gradient the residual stream then
+  // is (`dres_bias`), and that product's backward sums none.
+  const bool biases_in_norms = residual_biases_in_norms();
+  auto norm_back = [&](Buf in, Buf mean, Buf rstd, int64_t w, int64_t b, int64_t dres_bias) {
     if (llama) {
       be.rmsnorm_backward(dres, g.at(w, C), s.dln, in, p.at(w, C), rstd, n, C);
     } else {
-      be.layernorm_backward(dres, g.at(w, C), g.at(b, C), s.dln, in, p.at(w, C), mean, rstd, n, C);
+      be.layernorm_backward(dres, g.at(w, C), g.at(b, C), g.at(dres_bias, C), s.dln, in, p.at(w, C),
+                            mean, rstd, n, C);
     }
   };
   auto linear_back = [&](Buf dx, Buf dy, Buf in, int64_t w, int64_t bias, int64_t k, int64_t out,
@@ -485,13 +490,16 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres) {
         {g.at(o.fc, H * C), g.at(o.fc_b, H), s.dfc, p.at(o.fc, H * C), H, key(kFc)}};
     be.matmuls_backward(s.dln, up_gate, a.ln2, n, C, false, recipe_);
   } else {
-    be.matmul_backward_gelu(s.dfc, s.dact, g.at(o.proj, C * H), g.at(o.proj_b, C), dres, a.act,
+    // With biases_in_norms, the bias gradient was summed by the layer norm before (the next
+    // block's, or the last).
+    be.matmul_backward_gelu(s.dfc, s.dact, g.at(o.proj, C * H),
+                            g.at(biases_in_norms ? -1 : o.proj_b, C), dres, a.act,
                             p.at(o.proj, C * H), a.fc, n, H, C, recipe_, key(kProj));
     linear_back(s.dln, s.dfc, a.ln2, o.fc, o.fc_b, C, H, false, kFc);
   }
-  norm_back(a.res_att, a.ln2_mean, a.ln2_rstd, o.ln2_w, o.ln2_b);
+  norm_back(a.res_att, a.ln2_mean, a.ln2_rstd, o.ln2_w, o.ln2_b, biases_in_norms ? o.bo : -1);
   // Attention: dres is now d(res_att) = d(the output projection) and (so far) d(x).
-  linear_back(s.datty, dres, a.atty, o.wo, o.bo, C, C, false, kAttnOut);
+  linear_back(s.datty, dres, a.atty, o.wo, biases_in_norms ? -1 : o.bo, C, C, false, kAttnOut);
   const AttnShape shape{b_, t_, nh, nkv, hs};
   be.attention_backward(s.dq, s.dk, s.dv, s.datty, a.q, a.k, a.v, a.atty, a.att_saved, shape,
                         attention_recipe(recipe_), key(kAttention));
@@ -505,7 +513,14 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres) {
       {g.at(o.wk, kv * C), g.at(o.bk, kv), s.dk, p.at(o.wk, kv * C), kv, key(kK)},
       {g.at(o.wv, kv * C), g.at(o.bv, kv), s.dv, p.at(o.wv, kv * C), kv, key(kV)}};
   be.matmuls_backward(s.dln, qkv, a.ln1, n, C, false, recipe_);
-  norm_back(x, a.ln1_mean, a.ln1_rstd, o.ln1_w, o.ln1_b);
+  // dres becomes d(the previous block's output) = d(its MLP's down-projection).
+  norm_back(x, a.ln1_mean, a.ln1_rstd, o.ln1_w, o.ln1_b,
+            l > 0 && biases_in_norms ? params_.layers()[size_t(l - 1)].proj_b : -1);
+}
+
+bool Model::residual_biases_in_norms() const {
+  return config_.arch == Arch::kGpt2 &&
+         !backend_->sums_bias_with_dy_casts(b_ * t_, config_.dim, recipe_);
 }
 
 int Model::pack_with(const std::function<std::optional<OperandCast>(int64_t)>& cast_of, bool stored,
@@ -622,8 +637,11 @@ std::string Model::backward(const GradsReady& ready) {
   if (config_.arch == Arch::kLlama) {
     be.rmsnorm_backward(a.dres, g.at(params_.norm_w(), C), a.dln, x, norm_w, a.lnf_rstd, n, C);
   } else {
-    be.layernorm_backward(a.dres, g.at(params_.norm_w(), C), g.at(params_.norm_b(), C), a.dln, x,
-                          norm_w, a.lnf_mean, a.lnf_rstd, n, C);
+    // The last block's down-projection bias gradient with it, where the norms sum those.
+    const int64_t last_proj_b =
+        L > 0 && residual_biases_in_norms() ? params_.layers()[size_t(L - 1)].proj_b : -1;
+    be.layernorm_backward(a.dres, g.at(params_.norm_w(), C), g.at(params_.norm_b(), C),
+                          g.at(last_proj_b, C), a.dln, x, norm_w, a.lnf_mean, a.lnf_rstd, n, C);
   }
   report(params_.norm_w(), config_.tied ? params_.count() : params_.classifier());
   for (int64_t l = L - 1; l >= 0; --l) {

@@ -219,6 +219,10 @@ class Model {
   std::string forward_block_parts(int64_t layer, float* x, float* side, int64_t b, int64_t t,
                                   unsigned parts);
   void layer_backward(int64_t l, Buf x, Buf dres);
+  // Whether GPT-2's layer norms sum the bias gradients of the products that feed the residual
+  // stream (the attention output's and the MLP's down-projection), from the gradient that their
+  // backward reads anyway; not where the backend sums those biases in its casts of that gradient.
+  bool residual_biases_in_norms() const;
   const float* host_logits(int64_t first_row, int64_t rows);
 
   ModelConfig config_;

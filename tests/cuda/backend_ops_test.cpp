@@ -91,7 +91,8 @@ TEST(CudaBackend, DistillationLossMatchesADoublePrecisionKlDivergence) {
 // over the same values in float32: the output within a bfloat16 rounding, dx (added to what it
 // held) within one, and the weight and bias gradients, float32 sums over 100 rows (one whole
 // block of 64 and a part) and over 2100 (33 blocks, more than the final sums' 32 runs), to
-// float32 summation order.
+// float32 summation order; and the column sums of dx as updated (the residual product's bias
+// gradient), against the sums of the dx each backend wrote.
 TEST(CudaBackend, LayerNormOverWholeVectorsMatchesTheCpu) {
   SKIP_WITHOUT_GPU();
   for (const int64_t n : {int64_t{100}, int64_t{2100}}) {
@@ -116,7 +117,7 @@ TEST(CudaBackend, LayerNormOverWholeVectorsMatchesTheCpu) {
       const std::vector<float> dx0 = values(n * c, 0.1f, 0, true);
       const std::vector<float> w = values(c, 0.3f, 1.0f, false), b = values(c, 0.2f, 0, false);
       struct Result {
-        std::vector<float> out, dx, dw, db;
+        std::vector<float> out, dx, dw, db, dx_sums;
       };
       auto run = [&](Backend& be, BufType act) {
         const Buf xb = upload(be, act, x), doutb = upload(be, act, dout),
@@ -124,13 +125,15 @@ TEST(CudaBackend, LayerNormOverWholeVectorsMatchesTheCpu) {
         const Buf wb = upload(be, BufType::kF32, w), bb = upload(be, BufType::kF32, b);
         const Buf out = be.alloc(act, n * c), mean = be.alloc(BufType::kF32, n),
                   rstd = be.alloc(BufType::kF32, n), dw = be.alloc(BufType::kF32, c),
-                  db = be.alloc(BufType::kF32, c);
+                  db = be.alloc(BufType::kF32, c), dx_sums = be.alloc(BufType::kF32, c);
         be.zero(dw);
         be.zero(db);
+        be.zero(dx_sums);
         be.layernorm_forward(out, mean, rstd, xb, wb, bb, n, c, false);
-        be.layernorm_backward(dxb, dw, db, doutb, xb, wb, mean, rstd, n, c);
+        be.layernorm_backward(dxb, dw, db, dx_sums, doutb, xb, wb, mean, rstd, n, c);
         EXPECT_EQ(be.take_error(), "");
-        return Result{download(be, out), download(be, dxb), download(be, dw), download(be, db)};
+        return Result{download(be, out), download(be, dxb), download(be, dw), download(be, db),
+                      download(be, dx_sums)};
       };
       const Result want = run(cpu, BufType::kF32), got = run(*dev, BufType::kBF16);
       // The largest difference, relative to the value where it exceeds 1.
@@ -146,6 +149,17 @@ TEST(CudaBackend, LayerNormOverWholeVectorsMatchesTheCpu) {
       EXPECT_LT(worst(got.dx, want.dx), 1.0 / 128);
       EXPECT_LT(rel_diff(got.dw.data(), want.dw.data(), c), 1e-5);
       EXPECT_LT(rel_diff(got.db.data(), want.db.data(), c), 1e-5);
+      for (const Result* r : {&want, &got}) {
+        for (int64_t j = 0; j < c; ++j) {
+          double sum = 0, magnitude = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            sum += r->dx[size_t(i * c + j)];
+            magnitude += std::fabs(r->dx[size_t(i * c + j)]);
+          }
+          ASSERT_NEAR(r->dx_sums[size_t(j)], sum, 1e-5 * magnitude)
+              << (r == &got ? "GPU" : "CPU") << ", column " << j;
+        }
+      }
     }
   }
 }

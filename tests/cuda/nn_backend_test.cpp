@@ -484,11 +484,12 @@ TEST(CudaBackend, TrainingTracksTheCpuFor200Steps) {
 // The linear layers' products on packed MX operands (--packed-products) take the same operand
 // bits as the products of their bfloat16 casts and differ only in the order of float32 sums and
 // where the bias is rounded: over 200 steps the loss curves stay as close as the CPU's and the
-// GPU's under mxfp6. Every product of this model is packable (its widths and its 256 tokens a
-// batch are multiples of 32).
+// GPU's under mxfp6, and under mxfp4 within half as much again (E2M1's steps, four times
+// E2M3's, can let the same last-bit differences grow further). Every product of this model is
+// packable (its widths and its 256 tokens a batch are multiples of 32).
 TEST(CudaBackend, PackedProductsTrainAsTheCastsDoFor200Steps) {
   SKIP_BELOW_COMPUTE_CAPABILITY_9();
-  for (const char* name : {"mxfp6", "mxfp4"}) {
+  for (const auto& [name, window_tol] : {std::pair{"mxfp6", 2e-2}, {"mxfp4", 3e-2}}) {
     bool ok = false, packed_ok = false;
     auto casts = gpu(BufType::kBF16, &ok);
     auto packed = gpu(BufType::kBF16, &packed_ok, /*packed_products=*/true);
@@ -501,7 +502,7 @@ TEST(CudaBackend, PackedProductsTrainAsTheCastsDoFor200Steps) {
     }
     const Curves c = train_side_by_side(a, b, *recipe_preset(name), 200);
     EXPECT_LT(c.worst_step, 1e-1) << name;
-    EXPECT_LT(c.worst_window, 2e-2) << name;
+    EXPECT_LT(c.worst_window, window_tol) << name;
     // Where no product is packed the two backends run the same code, bit for bit; packed, the
     // products' float32 sums run in another order and the MLP's GELU is a pass of its own
     // instead of the bfloat16 product's epilogue, so most steps' losses differ.

@@ -183,10 +183,11 @@ void CpuBackend::layernorm_forward(Buf out, Buf mean, Buf rstd, Buf x, Buf w, Bu
                          threads_);
 }
 
-void CpuBackend::layernorm_backward(Buf dx, Buf dw, Buf db, Buf dout, Buf x, Buf w, Buf mean,
-                                    Buf rstd, int64_t n, int64_t c) {
+void CpuBackend::layernorm_backward(Buf dx, Buf dw, Buf db, Buf dx_bias, Buf dout, Buf x, Buf w,
+                                    Buf mean, Buf rstd, int64_t n, int64_t c) {
   cpu::layernorm_backward(f32(dx), f32(dw), f32(db), f32(dout), f32(x), f32(w), f32(mean),
                           f32(rstd), n, c, threads_);
+  if (!dx_bias.empty()) cpu::add_column_sums(f32(dx_bias), f32(dx), n, c);
 }
 
 void CpuBackend::rmsnorm_forward(Buf out, Buf rstd, Buf x, Buf w, int64_t n, int64_t c, bool bf16) {

@@ -56,8 +56,8 @@ class CpuBackend : public Backend {
                           int64_t c) override;
   void layernorm_forward(Buf out, Buf mean, Buf rstd, Buf x, Buf w, Buf b, int64_t n, int64_t c,
                          bool bf16) override;
-  void layernorm_backward(Buf dx, Buf dw, Buf db, Buf dout, Buf x, Buf w, Buf mean, Buf rstd,
-                          int64_t n, int64_t c) override;
+  void layernorm_backward(Buf dx, Buf dw, Buf db, Buf dx_bias, Buf dout, Buf x, Buf w, Buf mean,
+                          Buf rstd, int64_t n, int64_t c) override;
   void rmsnorm_forward(Buf out, Buf rstd, Buf x, Buf w, int64_t n, int64_t c, bool bf16) override;
   void rmsnorm_backward(Buf dx, Buf dw, Buf dout, Buf x, Buf w, Buf rstd, int64_t n,
                         int64_t c) override;

@@ -104,12 +104,14 @@ std::string matmul_backward(float* dx, float* dw, float* dbias, const float* dy,
     if (!error.empty()) return error;
     sgemm_tn(dw, gq, xq, n, m, k, true);
   }
-  if (dbias != nullptr) {
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t j = 0; j < n; ++j) dbias[j] += dy[i * n + j];
-    }
-  }
+  if (dbias != nullptr) add_column_sums(dbias, dy, m, n);
   return "";
+}
+
+void add_column_sums(float* sums, const float* y, int64_t m, int64_t n) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) sums[j] += y[i * n + j];
+  }
 }
 
 }  // namespace mx::nn::cpu

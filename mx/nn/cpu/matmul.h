@@ -34,6 +34,8 @@ const float* cast_operand(const float* src, int64_t rows, int64_t cols, int axis
 // y[M,N] = x[M,K] W[N,K]^T (+ bias[N]). "" or the reason a cast failed (y is then unspecified).
 // y[M, N] += bias[N], row by row.
 void add_bias(float* y, const float* bias, int64_t m, int64_t n);
+// sums[N] += the column sums of y[M, N], row by row (a bias gradient).
+void add_column_sums(float* sums, const float* y, int64_t m, int64_t n);
 
 std::string matmul_forward(float* y, const float* x, const float* w, const float* bias, int64_t m,
                            int64_t k, int64_t n, const Recipe& recipe, uint64_t stream,

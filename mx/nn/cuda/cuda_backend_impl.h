@@ -75,6 +75,7 @@ class CudaBackend final : public Backend {
   // Room for x's cast down its columns (act_dw) where keeps_input_cast would make it: M*K
   // bfloat16 values and 128 more, so that the copy can start at a 256-byte boundary.
   int64_t input_kept_count(int64_t m, int64_t k, const Recipe& recipe) const override;
+  bool sums_bias_with_dy_casts(int64_t m, int64_t n, const Recipe& recipe) const override;
   // x cast once for all the products (and, backward, once for all the weight gradients) where
   // the casts draw nothing from each product's key and no product takes packed operands; else
   // the defaults, a product at a time.
@@ -116,8 +117,8 @@ class CudaBackend final : public Backend {
                           int64_t c) override;
   void layernorm_forward(Buf out, Buf mean, Buf rstd, Buf x, Buf w, Buf b, int64_t n, int64_t c,
                          bool bf16) override;
-  void layernorm_backward(Buf dx, Buf dw, Buf db, Buf dout, Buf x, Buf w, Buf mean, Buf rstd,
-                          int64_t n, int64_t c) override;
+  void layernorm_backward(Buf dx, Buf dw, Buf db, Buf dx_bias, Buf dout, Buf x, Buf w, Buf mean,
+                          Buf rstd, int64_t n, int64_t c) override;
   void rmsnorm_forward(Buf out, Buf rstd, Buf x, Buf w, int64_t n, int64_t c, bool bf16) override;
   void rmsnorm_backward(Buf dx, Buf dw, Buf dout, Buf x, Buf w, Buf rstd, int64_t n,
                         int64_t c) override;

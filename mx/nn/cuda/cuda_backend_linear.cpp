@@ -47,6 +47,21 @@ int64_t CudaBackend::input_kept_count(int64_t m, int64_t k, const Recipe& recipe
   return keeps_input_cast(m, k, recipe) ? m * k + 128 : 0;
 }
 
+// The conditions under which linear_backward's dual cast of dy also sums the bias gradient.
+bool CudaBackend::sums_bias_with_dy_casts(int64_t m, int64_t n, const Recipe& recipe) const {
+  const OperandCast &along = recipe.grad_out_dx, &down = recipe.grad_out_dw;
+  if (options_.packed_products || !bf16_act() || along.kind != OperandCast::Kind::kMx ||
+      down.kind != OperandCast::Kind::kMx || round_up(n, 8) != n) {
+    return false;
+  }
+  const std::vector<int64_t> shape{m, n};
+  bool once = false;
+  return mx::cuda::fake_quantize_dual_reads_once(DType::kBF16, shape, cast_spec(along.spec, 1, 0),
+                                                 cast_spec(down.spec, 0, 0), &once)
+             .empty() &&
+         once;
+}
+
 void* CudaBackend::kept_input_cast(Buf x, int64_t m, int64_t k) {
   const uintptr_t end = reinterpret_cast<uintptr_t>(x.p) + uintptr_t(m * k) * sizeof(uint16_t);
   return reinterpret_cast<void*>((end + 255) & ~uintptr_t(255));

@@ -29,11 +29,12 @@ void CudaBackend::layernorm_forward(Buf out, Buf mean, Buf rstd, Buf x, Buf w, B
   check_launch("layernorm_forward");
 }
 
-void CudaBackend::layernorm_backward(Buf dx, Buf dw, Buf db, Buf dout, Buf x, Buf w, Buf mean,
-                                     Buf rstd, int64_t n, int64_t c) {
+void CudaBackend::layernorm_backward(Buf dx, Buf dw, Buf db, Buf dx_bias, Buf dout, Buf x, Buf w,
+                                     Buf mean, Buf rstd, int64_t n, int64_t c) {
   grow_ops(n, c);
-  kernels::layernorm_backward(dx.p, dw.as<float>(), db.as<float>(), dout.p, x.p, w.as<float>(),
-                              mean.as<float>(), rstd.as<float>(), n, c, bf16_act(), ops_, stream_);
+  kernels::layernorm_backward(dx.p, dw.as<float>(), db.as<float>(), dx_bias.as<float>(), dout.p,
+                              x.p, w.as<float>(), mean.as<float>(), rstd.as<float>(), n, c,
+                              bf16_act(), ops_, stream_);
   check_launch("layernorm_backward");
 }
 

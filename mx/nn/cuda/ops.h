@@ -41,10 +41,11 @@ void embedding_backward(float* dwte, float* dwpe, const void* dout, const uint32
 void layernorm_forward(void* out, float* mean, float* rstd, const void* x, const float* w,
                        const float* b, int64_t n, int64_t c, bool bf16_act, bool round_bf16,
                        cudaStream_t s);
-// dx += ...; dw += ...; db += ... (db may be null).
-void layernorm_backward(void* dx, float* dw, float* db, const void* dout, const void* x,
-                        const float* w, const float* mean, const float* rstd, int64_t n, int64_t c,
-                        bool bf16_act, OpsScratch& scratch, cudaStream_t s);
+// dx += ...; dw += ...; db += ... (db may be null); dx_bias += the column sums of dx as updated
+// (where not null).
+void layernorm_backward(void* dx, float* dw, float* db, float* dx_bias, const void* dout,
+                        const void* x, const float* w, const float* mean, const float* rstd,
+                        int64_t n, int64_t c, bool bf16_act, OpsScratch& scratch, cudaStream_t s);
 void rmsnorm_forward(void* out, float* rstd, const void* x, const float* w, int64_t n, int64_t c,
                      bool bf16_act, bool round_bf16, cudaStream_t s);
 void rmsnorm_backward(void* dx, float* dw, const void* dout, const void* x, const float* w,

@@ -221,6 +221,13 @@ inline void finish_column_sums(float* out_a, float* out_b, int64_t chunks, int64
       out_a, out_b, scratch.partials, chunks, c);
 }
 
+// out += the column sums of `partials`' `chunks` rows of c.
+inline void finish_column_sums_of(float* out, const float* partials, int64_t chunks, int64_t c,
+                                  cudaStream_t s) {
+  column_finish_kernel<<<unsigned((c + kFinishCols - 1) / kFinishCols), kThreads, 0, s>>>(
+      out, nullptr, partials, chunks, c);
+}
+
 template <class T, class Terms>
 void column_sums(float* out_a, float* out_b, int64_t n, int64_t c, OpsScratch& scratch,
                  cudaStream_t s, Terms terms) {

@@ -143,21 +143,31 @@ __global__ void __launch_bounds__(kThreads)
 
 // The backward over such rows, adding into dx, with the weight and bias gradients' partial sums
 // over each kRowsPerChunk rows (one block's) from the same reads: each warp sums its rows in
-// order, then the block sums its warps in order, into the partials layout of column_sums. Two
-// blocks an SM (128 registers) up to 768 columns.
+// order, then the block sums its warps in order, into the partials layout of column_sums. With
+// kSumDx, a third set: the sums of dx's new bfloat16 values (the residual product's bias
+// gradient), kept in the warp's row of shared memory rather than in registers, which at 768
+// columns spilled. Two blocks an SM (128 registers) up to 768 columns.
 constexpr int kWarpsPerBlock = kThreads / 32;
 
-template <int V>
+template <int V, bool kSumDx>
 __global__ void __launch_bounds__(kThreads, V <= 3 ? 2 : 1)
     layernorm_backward_bf16_kernel(__nv_bfloat16* dx, float* partials, const __nv_bfloat16* dout,
                                    const __nv_bfloat16* x, const float* w, const float* mean,
                                    const float* rstd, int64_t n) {
   constexpr int64_t c = Bf16Row<V>::c;
   static_assert(kRowsPerChunk % kWarpsPerBlock == 0);
-  __shared__ float warp_sums[kWarpsPerBlock][c];
+  __shared__ __align__(16) float warp_sums[kWarpsPerBlock][c];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t chunk = blockIdx.x, chunks = gridDim.x;
   float dw[V][8] = {}, db[V][8] = {};
+  if constexpr (kSumDx) {
+    // Each lane's own columns of its warp's row: no other thread touches them before the sums.
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) warp_sums[warp][Bf16Row<V>::col(v, lane) + e] = 0.0f;
+    }
+  }
   for (int64_t row = chunk * kRowsPerChunk + warp; row < min(n, (chunk + 1) * kRowsPerChunk);
        row += kWarpsPerBlock) {
     const float m = mean[row], r = rstd[row];
@@ -191,15 +201,32 @@ __global__ void __launch_bounds__(kThreads, V <= 3 ? 2 : 1)
         const float xhat = (xr(v, e) - m) * r;
         sum[e] = before(v, e) + r * (gr(v, e) * wv[e] - mg - xhat * mgx);
       }
+      if constexpr (kSumDx) {
+        // The values as stored: bfloat16, to nearest even. 16 bytes at a time.
+        float4* own = reinterpret_cast<float4*>(&warp_sums[warp][col]);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float4 t = own[h];
+          t.x += __bfloat162float(__float2bfloat16_rn(sum[4 * h]));
+          t.y += __bfloat162float(__float2bfloat16_rn(sum[4 * h + 1]));
+          t.z += __bfloat162float(__float2bfloat16_rn(sum[4 * h + 2]));
+          t.w += __bfloat162float(__float2bfloat16_rn(sum[4 * h + 3]));
+          own[h] = t;
+        }
+      }
       store_bf16x8(dx + row * c + col, sum);
     }
   }
-  for (int which = 0; which < 2; ++which) {
+  // dx's sums first, as they already lie in shared memory; then the weight's, then the bias'.
+  for (int step = kSumDx ? 0 : 1; step < 3; ++step) {
+    const int which = (step + 2) % 3;
+    if (which != 2) {
 #pragma unroll
-    for (int v = 0; v < V; ++v) {
+      for (int v = 0; v < V; ++v) {
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        warp_sums[warp][Bf16Row<V>::col(v, lane) + e] = which == 0 ? dw[v][e] : db[v][e];
+        for (int e = 0; e < 8; ++e) {
+          warp_sums[warp][Bf16Row<V>::col(v, lane) + e] = which == 0 ? dw[v][e] : db[v][e];
+        }
       }
     }
     __syncthreads();
@@ -257,7 +284,7 @@ unsigned warp_rows_blocks(int64_t n) {
 }  // namespace
 
 int64_t column_partials_floats(int64_t n, int64_t c) {
-  return 2 * ((n + kRowsPerChunk - 1) / kRowsPerChunk) * c;
+  return 3 * ((n + kRowsPerChunk - 1) / kRowsPerChunk) * c;
 }
 
 // Whether bfloat16 rows of width c go to the kernels over 16-byte vectors (Bf16Row), with
@@ -309,19 +336,25 @@ void layernorm_forward(void* out, float* mean, float* rstd, const void* x, const
 }
 
 template <class T>
-static void layernorm_backward_impl(void* dx, float* dw, float* db, const void* dout, const void* x,
-                                    const float* w, const float* mean, const float* rstd, int64_t n,
-                                    int64_t c, OpsScratch& scratch, cudaStream_t s) {
+static void layernorm_backward_impl(void* dx, float* dw, float* db, float* dx_bias,
+                                    const void* dout, const void* x, const float* w,
+                                    const float* mean, const float* rstd, int64_t n, int64_t c,
+                                    OpsScratch& scratch, cudaStream_t s) {
   const T* g = static_cast<const T*>(dout);
   const T* xv = static_cast<const T*>(x);
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     if (row_vectors(c, {dx, dout, x, w})) {
       const int64_t chunks = (n + kRowsPerChunk - 1) / kRowsPerChunk;
       with_row_vectors(c, [&](auto v) {
-        layernorm_backward_bf16_kernel<v.value><<<unsigned(chunks), kThreads, 0, s>>>(
-            static_cast<T*>(dx), scratch.partials, g, xv, w, mean, rstd, n);
+        auto* kernel = dx_bias != nullptr ? layernorm_backward_bf16_kernel<v.value, true>
+                                          : layernorm_backward_bf16_kernel<v.value, false>;
+        kernel<<<unsigned(chunks), kThreads, 0, s>>>(static_cast<T*>(dx), scratch.partials, g, xv,
+                                                     w, mean, rstd, n);
       });
       finish_column_sums(dw, db, chunks, c, scratch, s);
+      if (dx_bias != nullptr) {
+        finish_column_sums_of(dx_bias, scratch.partials + 2 * chunks * c, chunks, c, s);
+      }
       return;
     }
   }
@@ -333,15 +366,24 @@ static void layernorm_backward_impl(void* dx, float* dw, float* db, const void* 
                    *a = gij * ((ld(xv, i * c + j) - mean[i]) * rstd[i]);
                    *b2 = gij;
                  });
+  if (dx_bias != nullptr) {
+    const T* updated = static_cast<const T*>(dx);
+    column_sums<T>(dx_bias, nullptr, n, c, scratch, s,
+                   [=] __device__(int64_t i, int64_t j, float* a, float* b2) {
+                     *a = ld(updated, i * c + j);
+                     *b2 = 0.0f;
+                   });
+  }
 }
 
-void layernorm_backward(void* dx, float* dw, float* db, const void* dout, const void* x,
-                        const float* w, const float* mean, const float* rstd, int64_t n, int64_t c,
-                        bool bf16_act, OpsScratch& scratch, cudaStream_t s) {
+void layernorm_backward(void* dx, float* dw, float* db, float* dx_bias, const void* dout,
+                        const void* x, const float* w, const float* mean, const float* rstd,
+                        int64_t n, int64_t c, bool bf16_act, OpsScratch& scratch, cudaStream_t s) {
   if (bf16_act) {
-    layernorm_backward_impl<__nv_bfloat16>(dx, dw, db, dout, x, w, mean, rstd, n, c, scratch, s);
+    layernorm_backward_impl<__nv_bfloat16>(dx, dw, db, dx_bias, dout, x, w, mean, rstd, n, c,
+                                           scratch, s);
   } else {
-    layernorm_backward_impl<float>(dx, dw, db, dout, x, w, mean, rstd, n, c, scratch, s);
+    layernorm_backward_impl<float>(dx, dw, db, dx_bias, dout, x, w, mean, rstd, n, c, scratch, s);
   }
 }
 
