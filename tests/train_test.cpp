@@ -199,6 +199,58 @@ TEST(Training, AFinetuneStartsFromTheModelFilesWeights) {
   EXPECT_NE(e.find("--init: "), std::string::npos) << e;
 }
 
+// --init-moments: the finetune's AdamW continues the run's second moments and update count,
+// its first moments starting from zero. After one step, m = (1 - beta1) g and
+// v = beta2 v_run + (1 - beta2) g^2 for the step's (clipped) gradient g; without the flag, v is
+// (1 - beta2) g^2 alone. Other shapes and plain model files are refused.
+TEST(Training, AFinetuneCanContinueTheRunsSecondMoments) {
+  TempDir dir;
+  const std::string data = write_corpus(dir);
+  TrainConfig base = tiny_config(data, "fp32", 12);
+  train(base, dir / "base");
+  TrainConfig tuned;
+  ASSERT_EQ(make_finetune_config(dir / "base", "mxfp4", "", 1, {}, &tuned), "");
+  tuned.data = data;
+  tuned.batch = base.batch;
+  tuned.seq_len = base.seq_len;
+  tuned.init_moments = true;
+  train(tuned, dir / "tuned");
+
+  Checkpoint run, finetune;
+  ASSERT_EQ(run.open(dir / "base/checkpoint.safetensors"), "");
+  ASSERT_EQ(finetune.open(dir / "tuned/checkpoint.safetensors"), "");
+  EXPECT_EQ(finetune.state().adam_steps, run.state().adam_steps + 1);
+  EXPECT_TRUE(finetune.config().init_moments);
+  nn::Params weights(base.model_config);
+  const size_t n = size_t(weights.count());
+  std::vector<float> m_run(n), v_run(n), m(n), v(n);
+  ASSERT_EQ(run.load(&weights, m_run.data(), v_run.data()), "");
+  ASSERT_EQ(finetune.load(&weights, m.data(), v.data()), "");
+  const double b1 = tuned.adamw.beta1, b2 = tuned.adamw.beta2;
+  int64_t moved = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double g = m[i] / (1 - b1);
+    const double want = b2 * v_run[i] + (1 - b2) * g * g;
+    ASSERT_NEAR(v[i], want, 1e-5 * want + 1e-30) << "parameter " << i;
+    moved += v_run[i] > 0 && m[i] != 0;
+  }
+  EXPECT_GT(moved, int64_t(n / 2));
+
+  TrainConfig plain = tuned;
+  plain.init = dir / "base/model.safetensors";
+  TrainOptions options;
+  TrainResult r;
+  std::string e = run_training(&plain, false, dir / "plain", options, {}, &r);
+  EXPECT_EQ(e.rfind("--init-moments: ", 0), 0u) << e;
+  TrainConfig other = tuned;
+  other.model_config.n_layers += 1;
+  e = run_training(&other, false, dir / "other", options, {}, &r);
+  EXPECT_NE(e.find("--init"), std::string::npos) << e;
+  TrainConfig no_init = tuned;
+  no_init.init.clear();
+  EXPECT_EQ(validate(no_init), "--init-moments needs --init: the run whose moments to continue");
+}
+
 TEST(Training, DistillingAModelFromItselfLeavesItAsItWas) {
   TempDir dir;
   const std::string data = write_corpus(dir);

@@ -35,6 +35,7 @@ std::string train_config_to_json(const TrainConfig& c) {
   j["model"] = c.model;
   j["init"] = c.init;
   j["distill"] = c.distill;
+  j["init_moments"] = c.init_moments;
   j["model_config"] = json::parse(nn::model_config_to_json(c.model_config));
   j["recipe"] = json::parse(nn::recipe_to_json(c.recipe));
   j["data"] = c.data;
@@ -64,8 +65,9 @@ std::string parse_train_config_json(std::string_view text, TrainConfig* out) {
   TrainConfig c;
   // Fields added after the first runs: absent in those runs' configs.
   const bool has_micro_batch = j.contains("micro_batch"), has_init = j.contains("init"),
-             has_distill = j.contains("distill");
-  if (j.size() + (has_micro_batch ? 0 : 1) + (has_init ? 0 : 1) + (has_distill ? 0 : 1) !=
+             has_distill = j.contains("distill"), has_init_moments = j.contains("init_moments");
+  if (j.size() + (has_micro_batch ? 0 : 1) + (has_init ? 0 : 1) + (has_distill ? 0 : 1) +
+          (has_init_moments ? 0 : 1) !=
       json::parse(train_config_to_json(c)).size()) {
     return "train config: unexpected number of fields";
   }
@@ -77,6 +79,9 @@ std::string parse_train_config_json(std::string_view text, TrainConfig* out) {
   }
   if (has_distill) {
     if (std::string e = get(j, "distill", &c.distill); !e.empty()) return e;
+  }
+  if (has_init_moments) {
+    if (std::string e = get(j, "init_moments", &c.init_moments); !e.empty()) return e;
   }
   auto model_config = j.find("model_config");
   auto recipe = j.find("recipe");
@@ -116,6 +121,9 @@ std::string validate(const TrainConfig& c) {
   }
   if (c.warmup < 0) return "--warmup must not be negative";
   if (c.distill && c.init.empty()) return "--distill needs --init: the model to learn from";
+  if (c.init_moments && c.init.empty()) {
+    return "--init-moments needs --init: the run whose moments to continue";
+  }
   if (!(c.max_lr > 0) || !(c.min_lr >= 0) || c.min_lr > c.max_lr) {
     return "learning rates need 0 <= min_lr <= max_lr and max_lr > 0";
   }

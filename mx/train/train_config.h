@@ -19,6 +19,10 @@ struct TrainConfig {
   // Learn init's next-token distribution rather than the next token: the training loss is the
   // KL divergence from init's logits (FP32 weights, no casts) to the model's (needs init).
   bool distill = false;
+  // Start AdamW's second moments and update count from init's training checkpoint (a run folder
+  // or its checkpoint.safetensors), the first moments from zero: the finetune's first steps are
+  // then scaled by the gradient sizes that training saw, not by their own (needs init).
+  bool init_moments = false;
   nn::ModelConfig model_config;
   nn::Recipe recipe;
   std::string data = "sotu";        // a corpus name, a .txt file or a folder (corpus.h)
@@ -38,8 +42,9 @@ struct TrainConfig {
 };
 
 // The config as JSON (every field) and back; parsing refuses missing or unknown fields, except
-// "micro_batch", "init" and "distill", which runs made before they existed lack (such runs
-// passed the whole batch at once, started from random weights and learnt the next token).
+// "micro_batch", "init", "distill" and "init_moments", which runs made before they existed lack
+// (such runs passed the whole batch at once, started from random weights with fresh moments and
+// learnt the next token).
 std::string train_config_to_json(const TrainConfig& config);
 std::string parse_train_config_json(std::string_view json, TrainConfig* out);
 

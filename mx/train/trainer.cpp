@@ -225,6 +225,37 @@ std::string load_initial_weights(const TrainConfig& c, nn::Params* params) {
   return "";
 }
 
+// AdamW's second moments and update count from the training checkpoint of c.init (a run folder
+// or the checkpoint itself), which must describe the run's model; the first moments zero.
+std::string load_initial_moments(const TrainConfig& c, OpenRun* run) {
+  const fs::path init(c.init);
+  std::error_code ec;
+  const std::string path = fs::is_directory(init, ec) ? (init / kCheckpointFile).string() : c.init;
+  Checkpoint checkpoint;
+  if (std::string e = checkpoint.open(path); !e.empty()) return "--init-moments: " + e;
+  if (nn::model_config_to_json(checkpoint.config().model_config) !=
+      nn::model_config_to_json(c.model_config)) {
+    return cat("--init-moments: ", path, " trained a ",
+               nn::describe(checkpoint.config().model_config), ", not the run's ",
+               nn::describe(c.model_config));
+  }
+  // The moments as the optimizers hold them: one per element of the parameter buffer, whose
+  // tail past the parameters (if any) stays zero. The checkpoint's weights are read and dropped.
+  nn::Params weights(c.model_config);
+  std::vector<float> m(size_t(run->model->params().size())), v(m.size());
+  if (std::string e = checkpoint.load(&weights, m.data(), v.data()); !e.empty()) {
+    return "--init-moments: " + e;
+  }
+  std::fill(m.begin(), m.end(), 0.0f);
+  const int64_t steps = checkpoint.state().adam_steps;
+  if (run->sharded != nullptr) return run->sharded->load_moments(m, v, steps);
+  std::copy(v.begin(), v.end(), run->optimizer->v().begin());
+  std::fill(run->optimizer->m().begin(), run->optimizer->m().end(), 0.0f);
+  run->optimizer->set_steps(steps);
+  run->optimizer->upload();
+  return "";
+}
+
 // The model a distilling run learns from: --init's weights on a backend of its own on the same
 // device, with the student's activation type (so that their logits compare) and no casts: the
 // `fp32` recipe, or `bf16` where the activations are bfloat16.
@@ -353,6 +384,9 @@ std::string open_run(TrainConfig* config, bool steps_given, const std::string& r
       run->model->params().init(c.seed);
     } else if (std::string e = load_initial_weights(c, &run->model->params()); !e.empty()) {
       return e;
+    }
+    if (c.init_moments) {
+      if (std::string e = load_initial_moments(c, run); !e.empty()) return e;
     }
     run->model->upload_params();
     if (run->leader()) {

@@ -45,6 +45,7 @@ struct TrainFlags {
   bool resume = false, json = false, quiet = false;
   bool forward_casts_only = false;  // the recipe's backward casts left out
   bool distill = false;             // learn --init's distribution
+  bool init_moments = false;        // continue --init's AdamW second moments
   bool packed_products = false;     // MX products on packed operands (GPU)
   std::string product_algorithms;   // cuBLASLt's algorithms from a file (GPU)
   int threads = 0;
@@ -85,6 +86,7 @@ std::string build_config(const TrainFlags& f, const data::DataPaths& paths, trai
         c->recipe, f.device == "cuda" && !nn::recipe_wants_f32_activations(c->recipe));
   }
   c->distill = f.distill;
+  c->init_moments = f.init_moments;
   c->data = f.data;
   c->batch = f.batch;
   c->micro_batch = f.micro_batch;
@@ -290,6 +292,11 @@ void register_train(CLI::App& app) {
          "Learn --init's next-token distribution: the training loss is the KL divergence "
          "from its logits (its FP32 weights, no casts) instead of the cross-entropy with the "
          "next token; validation stays cross-entropy")
+      ->needs(init);
+  cmd->add_flag("--init-moments", f.init_moments,
+                "Continue --init's AdamW second moments (and update count) from its training "
+                "checkpoint, the first moments from zero: --init must be a run folder or its "
+                "checkpoint.safetensors")
       ->needs(init);
   cmd->add_option("--gpus", f.gpus,
                   "GPUs to train on, one process each (data-parallel, with --device cuda)")
