@@ -138,7 +138,7 @@ std::string make_train_config(std::string_view model, nn::Arch arch, std::string
                               const data::DataPaths& paths, TrainConfig* out) {
   const std::optional<nn::ModelConfig> preset = nn::model_preset(model, arch);
   if (!preset) {
-    return cat("unknown --model '", model, "' for ", nn::arch_name(arch),
+    return cat("unknown --model '", model, "' for --arch ", nn::arch_name(arch),
                " (presets: ", nn::model_preset_list(), ")");
   }
   TrainConfig c;

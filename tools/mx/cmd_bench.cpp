@@ -61,7 +61,10 @@ std::string run_bench_train(const BenchFlags& f) {
   const std::optional<nn::Arch> arch = nn::parse_arch(f.arch);
   if (!arch) return "--arch must be gpt2 or llama";
   std::optional<nn::ModelConfig> model = nn::model_preset(f.model, *arch);
-  if (!model) return fmt::format("unknown --model '{}' for {}", f.model, f.arch);
+  if (!model) {
+    return fmt::format("unknown --model '{}' for --arch {} (presets: {})", f.model, f.arch,
+                       nn::model_preset_list());
+  }
   // The presets' vocabularies: bytes, or GPT-2's for the gpt2-* presets.
   if (f.vocab > 0) model->vocab = f.vocab;
   if (f.layers > 0 || f.dim > 0 || f.heads > 0) {
