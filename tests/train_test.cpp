@@ -168,6 +168,17 @@ TEST(Training, MicroBatchedRunsResumeBitForBit) {
             log_lines_without_timing(dir / "interrupted"));
 }
 
+// A finetune of `steps` from `init` under `recipe`, on the base run's data in its batches.
+TrainConfig finetune_of(const TrainConfig& base, const std::string& init, std::string_view recipe,
+                        int64_t steps) {
+  TrainConfig tuned;
+  EXPECT_EQ(make_finetune_config(init, recipe, "", steps, {}, &tuned), "");
+  tuned.data = base.data;
+  tuned.batch = base.batch;
+  tuned.seq_len = base.seq_len;
+  return tuned;
+}
+
 // --init: a run that starts from a model file takes its shape and weights, so its first loss
 // is the trained model's, not a fresh model's; a file of another shape is refused.
 TEST(Training, AFinetuneStartsFromTheModelFilesWeights) {
@@ -176,14 +187,10 @@ TEST(Training, AFinetuneStartsFromTheModelFilesWeights) {
   TrainConfig base = tiny_config(data, "fp32", 40);
   base.max_lr = 1e-2f;
   train(base, dir / "base");
-  TrainConfig tuned;
-  ASSERT_EQ(make_finetune_config(dir / "base/model.safetensors", "fp32", "", 2, {}, &tuned), "");
+  TrainConfig tuned = finetune_of(base, dir / "base/model.safetensors", "fp32", 2);
   EXPECT_EQ(nn::model_config_to_json(tuned.model_config),
             nn::model_config_to_json(base.model_config));
   EXPECT_EQ(tuned.tokenizer, "bytes");
-  tuned.data = data;
-  tuned.batch = base.batch;
-  tuned.seq_len = base.seq_len;
   train(tuned, dir / "tuned");
   std::vector<LogRow> fresh, from_file;
   ASSERT_EQ(read_log(dir / "base/log.csv", &fresh), "");
@@ -201,18 +208,14 @@ TEST(Training, AFinetuneStartsFromTheModelFilesWeights) {
 
 // --init-moments: the finetune's AdamW continues the run's second moments and update count,
 // its first moments starting from zero. After one step, m = (1 - beta1) g and
-// v = beta2 v_run + (1 - beta2) g^2 for the step's (clipped) gradient g; without the flag, v is
-// (1 - beta2) g^2 alone. Other shapes and plain model files are refused.
+// v = beta2 v_run + (1 - beta2) g^2 for the step's (clipped) gradient g. Other shapes and plain
+// model files are refused.
 TEST(Training, AFinetuneCanContinueTheRunsSecondMoments) {
   TempDir dir;
   const std::string data = write_corpus(dir);
   TrainConfig base = tiny_config(data, "fp32", 12);
   train(base, dir / "base");
-  TrainConfig tuned;
-  ASSERT_EQ(make_finetune_config(dir / "base", "mxfp4", "", 1, {}, &tuned), "");
-  tuned.data = data;
-  tuned.batch = base.batch;
-  tuned.seq_len = base.seq_len;
+  TrainConfig tuned = finetune_of(base, dir / "base", "mxfp4", 1);
   tuned.init_moments = true;
   train(tuned, dir / "tuned");
 
@@ -256,11 +259,7 @@ TEST(Training, DistillingAModelFromItselfLeavesItAsItWas) {
   const std::string data = write_corpus(dir);
   TrainConfig base = tiny_config(data, "fp32", 20);
   train(base, dir / "base");
-  TrainConfig tuned;
-  ASSERT_EQ(make_finetune_config(dir / "base/model.safetensors", "fp32", "", 3, {}, &tuned), "");
-  tuned.data = data;
-  tuned.batch = base.batch;
-  tuned.seq_len = base.seq_len;
+  TrainConfig tuned = finetune_of(base, dir / "base/model.safetensors", "fp32", 3);
   tuned.adamw.weight_decay = 0;
   tuned.distill = true;
   train(tuned, dir / "self");
@@ -277,10 +276,7 @@ TEST(Training, DistillingAModelFromItselfLeavesItAsItWas) {
                            sizeof(float) * size_t(before.model->params().count())));
 
   // Under MXFP4 casts the model no longer matches its teacher, and learns towards it.
-  ASSERT_EQ(make_finetune_config(dir / "base/model.safetensors", "mxfp4", "", 3, {}, &tuned), "");
-  tuned.data = data;
-  tuned.batch = base.batch;
-  tuned.seq_len = base.seq_len;
+  tuned = finetune_of(base, dir / "base/model.safetensors", "mxfp4", 3);
   tuned.distill = true;
   train(tuned, dir / "mxfp4");
   ASSERT_EQ(read_log(dir / "mxfp4/log.csv", &rows), "");

@@ -127,21 +127,28 @@ std::string Checkpoint::load(nn::Params* params, nn::AdamW* optimizer) const {
 }
 
 std::string Checkpoint::load(nn::Params* params, float* m, float* v) const {
-  const int64_t n = params->count();
-  auto copy = [&](const std::string& name, const std::vector<int64_t>& shape, float* dst) {
-    const io::SafetensorsTensor* t = file_.find(name);
-    if (t == nullptr) return cat(path_, ": tensor ", name, " is missing");
-    if (t->dtype != "F32" || t->shape != shape) {
-      return cat(path_, ": tensor ", name, " has the wrong dtype or shape for this model");
-    }
-    std::memcpy(dst, t->bytes.data(), t->bytes.size());
-    return std::string();
-  };
   for (const nn::ParamView& v : params->views()) {
-    if (std::string e = copy(v.name, v.shape, params->data() + v.offset); !e.empty()) return e;
+    if (std::string e = copy_tensor(v.name, v.shape, params->data() + v.offset); !e.empty()) {
+      return e;
+    }
   }
-  if (std::string e = copy(kMomentM, {n}, m); !e.empty()) return e;
-  return copy(kMomentV, {n}, v);
+  return load_moments(params->count(), m, v);
+}
+
+std::string Checkpoint::load_moments(int64_t count, float* m, float* v) const {
+  if (std::string e = copy_tensor(kMomentM, {count}, m); !e.empty()) return e;
+  return copy_tensor(kMomentV, {count}, v);
+}
+
+std::string Checkpoint::copy_tensor(const std::string& name, const std::vector<int64_t>& shape,
+                                    float* dst) const {
+  const io::SafetensorsTensor* t = file_.find(name);
+  if (t == nullptr) return cat(path_, ": tensor ", name, " is missing");
+  if (t->dtype != "F32" || t->shape != shape) {
+    return cat(path_, ": tensor ", name, " has the wrong dtype or shape for this model");
+  }
+  std::memcpy(dst, t->bytes.data(), t->bytes.size());
+  return "";
 }
 
 }  // namespace mx::train

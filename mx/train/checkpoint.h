@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "mx/data/batch_sampler.h"
 #include "mx/io/safetensors.h"
@@ -52,9 +53,14 @@ class Checkpoint {
   std::string load(nn::Params* params, nn::AdamW* optimizer) const;
   // The same with the moments into m and v, params->count() elements each.
   std::string load(nn::Params* params, float* m, float* v) const;
+  // The moments alone into m and v, `count` elements each (the parameters of the run's model).
+  std::string load_moments(int64_t count, float* m, float* v) const;
 
  private:
   std::string check();  // the checks of open, on file_
+  // Copies the F32 tensor `name`, which must have `shape`, to dst.
+  std::string copy_tensor(const std::string& name, const std::vector<int64_t>& shape,
+                          float* dst) const;
 
   std::string path_;
   io::SafetensorsFile file_;

@@ -226,24 +226,19 @@ std::string load_initial_weights(const TrainConfig& c, nn::Params* params) {
 }
 
 // AdamW's second moments and update count from the training checkpoint of c.init (a run folder
-// or the checkpoint itself), which must describe the run's model; the first moments zero.
+// or the checkpoint itself), whose moments must have one value per parameter of the run's
+// model; the first moments zero.
 std::string load_initial_moments(const TrainConfig& c, OpenRun* run) {
   const fs::path init(c.init);
   std::error_code ec;
   const std::string path = fs::is_directory(init, ec) ? (init / kCheckpointFile).string() : c.init;
   Checkpoint checkpoint;
   if (std::string e = checkpoint.open(path); !e.empty()) return "--init-moments: " + e;
-  if (nn::model_config_to_json(checkpoint.config().model_config) !=
-      nn::model_config_to_json(c.model_config)) {
-    return cat("--init-moments: ", path, " trained a ",
-               nn::describe(checkpoint.config().model_config), ", not the run's ",
-               nn::describe(c.model_config));
-  }
   // The moments as the optimizers hold them: one per element of the parameter buffer, whose
-  // tail past the parameters (if any) stays zero. The checkpoint's weights are read and dropped.
-  nn::Params weights(c.model_config);
-  std::vector<float> m(size_t(run->model->params().size())), v(m.size());
-  if (std::string e = checkpoint.load(&weights, m.data(), v.data()); !e.empty()) {
+  // tail past the parameters (if any) stays zero.
+  const nn::Params& params = run->model->params();
+  std::vector<float> m(size_t(params.size())), v(m.size());
+  if (std::string e = checkpoint.load_moments(params.count(), m.data(), v.data()); !e.empty()) {
     return "--init-moments: " + e;
   }
   std::fill(m.begin(), m.end(), 0.0f);
