@@ -454,7 +454,7 @@ std::string Model::extend(const uint32_t* tokens, int64_t t) {
   return "";
 }
 
-void Model::layer_backward(int64_t l, Buf x, Buf dres) {
+void Model::layer_backward(int64_t l, Buf x, Buf dres, bool biases_in_norms) {
   Backend& be = *backend_;
   Acts& s = *acts_;
   LayerActs& a = s.layers[l];
@@ -464,10 +464,9 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres) {
   const int64_t nh = config_.n_heads, nkv = config_.n_kv_heads;
   const bool llama = config_.arch == Arch::kLlama;
   auto key = [&](int site) { return SrKey{step_, int32_t(l), site}; };
-  // Where the residual products' bias gradients are the norms' to sum, each layer norm's backward
-  // also sums the bias gradient of the product whose output gradient the residual stream then
-  // is (`dres_bias`), and that product's backward sums none.
-  const bool biases_in_norms = residual_biases_in_norms();
+  // With biases_in_norms, each layer norm's backward also sums the bias gradient of the product
+  // whose output gradient the residual stream then is (`dres_bias`), and that product's backward
+  // sums none.
   auto norm_back = [&](Buf in, Buf mean, Buf rstd, int64_t w, int64_t b, int64_t dres_bias) {
     if (llama) {
       be.rmsnorm_backward(dres, g.at(w, C), s.dln, in, p.at(w, C), rstd, n, C);
@@ -633,20 +632,22 @@ std::string Model::backward(const GradsReady& ready) {
   if (!config_.tied) report(params_.classifier(), params_.count());
   be.zero(a.dres.at(0, n * C));
   const Buf x = a.layers[L - 1].res_out;
+  // Decided once a pass: the same for every layer, and the backend's answer takes host work.
+  const bool biases_in_norms = residual_biases_in_norms();
   const Buf norm_w = p.at(params_.norm_w(), C);
   if (config_.arch == Arch::kLlama) {
     be.rmsnorm_backward(a.dres, g.at(params_.norm_w(), C), a.dln, x, norm_w, a.lnf_rstd, n, C);
   } else {
     // The last block's down-projection bias gradient with it, where the norms sum those.
     const int64_t last_proj_b =
-        L > 0 && residual_biases_in_norms() ? params_.layers()[size_t(L - 1)].proj_b : -1;
+        L > 0 && biases_in_norms ? params_.layers()[size_t(L - 1)].proj_b : -1;
     be.layernorm_backward(a.dres, g.at(params_.norm_w(), C), g.at(params_.norm_b(), C),
                           g.at(last_proj_b, C), a.dln, x, norm_w, a.lnf_mean, a.lnf_rstd, n, C);
   }
   report(params_.norm_w(), config_.tied ? params_.count() : params_.classifier());
   for (int64_t l = L - 1; l >= 0; --l) {
     const Buf in = l == 0 ? a.encoded : a.layers[l - 1].res_out;
-    layer_backward(l, in, a.dres);
+    layer_backward(l, in, a.dres, biases_in_norms);
     report(block_begin(l), block_begin(l + 1));
   }
   be.embedding_backward(g.at(params_.wte(), V * C), g.at(params_.wpe(), config_.seq_len * C),

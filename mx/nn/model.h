@@ -218,7 +218,7 @@ class Model {
   Buf product_input(Buf x, int64_t width) const;
   std::string forward_block_parts(int64_t layer, float* x, float* side, int64_t b, int64_t t,
                                   unsigned parts);
-  void layer_backward(int64_t l, Buf x, Buf dres);
+  void layer_backward(int64_t l, Buf x, Buf dres, bool biases_in_norms);
   // Whether GPT-2's layer norms sum the bias gradients of the products that feed the residual
   // stream (the attention output's and the MLP's down-projection), from the gradient that their
   // backward reads anyway; not where the backend sums those biases in its casts of that gradient.
