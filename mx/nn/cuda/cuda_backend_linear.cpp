@@ -16,6 +16,18 @@ namespace {
 
 using io::cat;
 
+// Whether one kernel makes both MX casts of an [m, n] bfloat16 operand, along its rows and down
+// its columns, from a single read of it: what keeping x's cast and summing dy's bias rely on.
+bool dual_cast_reads_once(const OperandCast& along, const OperandCast& down, int64_t m, int64_t n) {
+  if (along.kind != OperandCast::Kind::kMx || down.kind != OperandCast::Kind::kMx) return false;
+  const std::vector<int64_t> shape{m, n};
+  bool once = false;
+  return mx::cuda::fake_quantize_dual_reads_once(DType::kBF16, shape, cast_spec(along.spec, 1, 0),
+                                                 cast_spec(down.spec, 0, 0), &once)
+             .empty() &&
+         once;
+}
+
 }  // namespace
 
 CudaBackend::Operands CudaBackend::forward_operands(Buf x, Buf w, int64_t m, int64_t k, int64_t n,
@@ -30,17 +42,8 @@ CudaBackend::Operands CudaBackend::forward_operands(Buf x, Buf w, int64_t m, int
 
 bool CudaBackend::keeps_input_cast(int64_t m, int64_t k, const Recipe& recipe) const {
   const OperandCast &fwd = recipe.act_fwd, &dw = recipe.act_dw;
-  if (options_.packed_products || !bf16_act() || fwd.kind != OperandCast::Kind::kMx ||
-      dw.kind != OperandCast::Kind::kMx || fwd.is_rotated() || dw.is_rotated() ||
-      !cast_ignores_key(fwd) || !cast_ignores_key(dw)) {
-    return false;
-  }
-  const std::vector<int64_t> shape{m, k};
-  bool once = false;
-  return mx::cuda::fake_quantize_dual_reads_once(DType::kBF16, shape, cast_spec(fwd.spec, 1, 0),
-                                                 cast_spec(dw.spec, 0, 0), &once)
-             .empty() &&
-         once;
+  return !options_.packed_products && bf16_act() && !fwd.is_rotated() && !dw.is_rotated() &&
+         cast_ignores_key(fwd) && cast_ignores_key(dw) && dual_cast_reads_once(fwd, dw, m, k);
 }
 
 int64_t CudaBackend::input_kept_count(int64_t m, int64_t k, const Recipe& recipe) const {
@@ -49,17 +52,8 @@ int64_t CudaBackend::input_kept_count(int64_t m, int64_t k, const Recipe& recipe
 
 // The conditions under which linear_backward's dual cast of dy also sums the bias gradient.
 bool CudaBackend::sums_bias_with_dy_casts(int64_t m, int64_t n, const Recipe& recipe) const {
-  const OperandCast &along = recipe.grad_out_dx, &down = recipe.grad_out_dw;
-  if (options_.packed_products || !bf16_act() || along.kind != OperandCast::Kind::kMx ||
-      down.kind != OperandCast::Kind::kMx || round_up(n, 8) != n) {
-    return false;
-  }
-  const std::vector<int64_t> shape{m, n};
-  bool once = false;
-  return mx::cuda::fake_quantize_dual_reads_once(DType::kBF16, shape, cast_spec(along.spec, 1, 0),
-                                                 cast_spec(down.spec, 0, 0), &once)
-             .empty() &&
-         once;
+  return !options_.packed_products && bf16_act() && round_up(n, 8) == n &&
+         dual_cast_reads_once(recipe.grad_out_dx, recipe.grad_out_dw, m, n);
 }
 
 void* CudaBackend::kept_input_cast(Buf x, int64_t m, int64_t k) {
