@@ -238,10 +238,22 @@ class Backend {
   virtual bool attends_to_a_cache() const = 0;
   virtual void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
                                  const Recipe& recipe, SrKey key) = 0;
-  // dq, dk, dv are assigned.
-  virtual void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v, Buf out,
-                                  Buf saved, const AttnShape& s, const Recipe& recipe,
-                                  SrKey key) = 0;
+  // dq, dk, dv are assigned. Each of dbias's gradients that is given += the column sums of its
+  // output, where attention_sums_qkv_biases said so (dbias is empty otherwise).
+  struct QkvBiasGrads {
+    Buf q, k, v;
+  };
+  virtual void attention_backward(Buf dq, Buf dk, Buf dv, const QkvBiasGrads& dbias, Buf dout,
+                                  Buf q, Buf k, Buf v, Buf out, Buf saved, const AttnShape& s,
+                                  const Recipe& recipe, SrKey key) = 0;
+  // Whether attention_backward over `s` takes the bias gradients of the products that made Q,
+  // K and V, summing them from the gradients it writes anyway (the CUDA backend's tensor-core
+  // kernels, as they store their tiles; false, this default: those products' backward sums
+  // them in a pass of its own).
+  virtual bool attention_sums_qkv_biases(const AttnShape& s) const {
+    (void)s;
+    return false;
+  }
 
   // ---- Classifier ----
   // The classifier's product and loss in a pass with targets and no teacher: logits[N, V] =

@@ -133,9 +133,10 @@ class CastProbe final : public Backend {
                          const Recipe& recipe, SrKey key) override {
     inner_->attention_forward(out, saved, q, k, v, s, recipe, key);
   }
-  void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v, Buf out, Buf saved,
-                          const AttnShape& s, const Recipe& recipe, SrKey key) override {
-    inner_->attention_backward(dq, dk, dv, dout, q, k, v, out, saved, s, recipe, key);
+  void attention_backward(Buf dq, Buf dk, Buf dv, const QkvBiasGrads& dbias, Buf dout, Buf q, Buf k,
+                          Buf v, Buf out, Buf saved, const AttnShape& s, const Recipe& recipe,
+                          SrKey key) override {
+    inner_->attention_backward(dq, dk, dv, dbias, dout, q, k, v, out, saved, s, recipe, key);
   }
 
   void classifier_loss(Buf losses, Buf dlogits, Buf logits, Buf targets, int64_t n, int64_t v,

@@ -454,7 +454,7 @@ std::string Model::extend(const uint32_t* tokens, int64_t t) {
   return "";
 }
 
-void Model::layer_backward(int64_t l, Buf x, Buf dres, bool biases_in_norms) {
+void Model::layer_backward(int64_t l, Buf x, Buf dres, const BiasSums& sums) {
   Backend& be = *backend_;
   Acts& s = *acts_;
   LayerActs& a = s.layers[l];
@@ -464,7 +464,7 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres, bool biases_in_norms) {
   const int64_t nh = config_.n_heads, nkv = config_.n_kv_heads;
   const bool llama = config_.arch == Arch::kLlama;
   auto key = [&](int site) { return SrKey{step_, int32_t(l), site}; };
-  // With biases_in_norms, each layer norm's backward also sums the bias gradient of the product
+  // With sums.in_norms, each layer norm's backward also sums the bias gradient of the product
   // whose output gradient the residual stream then is (`dres_bias`), and that product's backward
   // sums none.
   auto norm_back = [&](Buf in, Buf mean, Buf rstd, int64_t w, int64_t b, int64_t dres_bias) {
@@ -489,37 +489,48 @@ void Model::layer_backward(int64_t l, Buf x, Buf dres, bool biases_in_norms) {
         {g.at(o.fc, H * C), g.at(o.fc_b, H), s.dfc, p.at(o.fc, H * C), H, key(kFc)}};
     be.matmuls_backward(s.dln, up_gate, a.ln2, n, C, false, recipe_);
   } else {
-    // With biases_in_norms, the bias gradient was summed by the layer norm before (the next
+    // With sums.in_norms, the bias gradient was summed by the layer norm before (the next
     // block's, or the last).
     be.matmul_backward_gelu(s.dfc, s.dact, g.at(o.proj, C * H),
-                            g.at(biases_in_norms ? -1 : o.proj_b, C), dres, a.act,
+                            g.at(sums.in_norms ? -1 : o.proj_b, C), dres, a.act,
                             p.at(o.proj, C * H), a.fc, n, H, C, recipe_, key(kProj));
     linear_back(s.dln, s.dfc, a.ln2, o.fc, o.fc_b, C, H, false, kFc);
   }
-  norm_back(a.res_att, a.ln2_mean, a.ln2_rstd, o.ln2_w, o.ln2_b, biases_in_norms ? o.bo : -1);
+  norm_back(a.res_att, a.ln2_mean, a.ln2_rstd, o.ln2_w, o.ln2_b, sums.in_norms ? o.bo : -1);
   // Attention: dres is now d(res_att) = d(the output projection) and (so far) d(x).
-  linear_back(s.datty, dres, a.atty, o.wo, biases_in_norms ? -1 : o.bo, C, C, false, kAttnOut);
+  linear_back(s.datty, dres, a.atty, o.wo, sums.in_norms ? -1 : o.bo, C, C, false, kAttnOut);
   const AttnShape shape{b_, t_, nh, nkv, hs};
-  be.attention_backward(s.dq, s.dk, s.dv, s.datty, a.q, a.k, a.v, a.atty, a.att_saved, shape,
-                        attention_recipe(recipe_), key(kAttention));
+  const int64_t q = nh * hs, kv = nkv * hs;
+  // With sums.in_attention, attention's backward sums the Q, K and V products' bias gradients.
+  const Backend::QkvBiasGrads attention_biases =
+      sums.in_attention ? Backend::QkvBiasGrads{g.at(o.bq, q), g.at(o.bk, kv), g.at(o.bv, kv)}
+                        : Backend::QkvBiasGrads{};
+  auto product_bias = [&](int64_t bias, int64_t width) {
+    return g.at(sums.in_attention ? -1 : bias, width);
+  };
+  be.attention_backward(s.dq, s.dk, s.dv, attention_biases, s.datty, a.q, a.k, a.v, a.atty,
+                        a.att_saved, shape, attention_recipe(recipe_), key(kAttention));
   if (llama) {
     be.rope_backward(s.dq, n, t_, nh, hs);
     be.rope_backward(s.dk, n, t_, nkv, hs);
   }
-  const int64_t q = nh * hs, kv = nkv * hs;
   const Backend::ProductGrad qkv[] = {
-      {g.at(o.wq, q * C), g.at(o.bq, q), s.dq, p.at(o.wq, q * C), q, key(kQ)},
-      {g.at(o.wk, kv * C), g.at(o.bk, kv), s.dk, p.at(o.wk, kv * C), kv, key(kK)},
-      {g.at(o.wv, kv * C), g.at(o.bv, kv), s.dv, p.at(o.wv, kv * C), kv, key(kV)}};
+      {g.at(o.wq, q * C), product_bias(o.bq, q), s.dq, p.at(o.wq, q * C), q, key(kQ)},
+      {g.at(o.wk, kv * C), product_bias(o.bk, kv), s.dk, p.at(o.wk, kv * C), kv, key(kK)},
+      {g.at(o.wv, kv * C), product_bias(o.bv, kv), s.dv, p.at(o.wv, kv * C), kv, key(kV)}};
   be.matmuls_backward(s.dln, qkv, a.ln1, n, C, false, recipe_);
   // dres becomes d(the previous block's output) = d(its MLP's down-projection).
   norm_back(x, a.ln1_mean, a.ln1_rstd, o.ln1_w, o.ln1_b,
-            l > 0 && biases_in_norms ? params_.layers()[size_t(l - 1)].proj_b : -1);
+            l > 0 && sums.in_norms ? params_.layers()[size_t(l - 1)].proj_b : -1);
 }
 
-bool Model::residual_biases_in_norms() const {
-  return config_.arch == Arch::kGpt2 &&
-         !backend_->sums_bias_with_dy_casts(b_ * t_, config_.dim, recipe_);
+Model::BiasSums Model::bias_sums() const {
+  if (config_.arch != Arch::kGpt2) return {};
+  const int64_t n = b_ * t_, C = config_.dim;
+  const AttnShape shape{b_, t_, config_.n_heads, config_.n_kv_heads, config_.head_size()};
+  const bool dy_casts_sum = backend_->sums_bias_with_dy_casts(n, C, recipe_);
+  return {.in_norms = !dy_casts_sum,
+          .in_attention = !dy_casts_sum && backend_->attention_sums_qkv_biases(shape)};
 }
 
 int Model::pack_with(const std::function<std::optional<OperandCast>(int64_t)>& cast_of, bool stored,
@@ -633,21 +644,21 @@ std::string Model::backward(const GradsReady& ready) {
   be.zero(a.dres.at(0, n * C));
   const Buf x = a.layers[L - 1].res_out;
   // Decided once a pass: the same for every layer, and the backend's answer takes host work.
-  const bool biases_in_norms = residual_biases_in_norms();
+  const BiasSums sums = bias_sums();
   const Buf norm_w = p.at(params_.norm_w(), C);
   if (config_.arch == Arch::kLlama) {
     be.rmsnorm_backward(a.dres, g.at(params_.norm_w(), C), a.dln, x, norm_w, a.lnf_rstd, n, C);
   } else {
     // The last block's down-projection bias gradient with it, where the norms sum those.
     const int64_t last_proj_b =
-        L > 0 && biases_in_norms ? params_.layers()[size_t(L - 1)].proj_b : -1;
+        L > 0 && sums.in_norms ? params_.layers()[size_t(L - 1)].proj_b : -1;
     be.layernorm_backward(a.dres, g.at(params_.norm_w(), C), g.at(params_.norm_b(), C),
                           g.at(last_proj_b, C), a.dln, x, norm_w, a.lnf_mean, a.lnf_rstd, n, C);
   }
   report(params_.norm_w(), config_.tied ? params_.count() : params_.classifier());
   for (int64_t l = L - 1; l >= 0; --l) {
     const Buf in = l == 0 ? a.encoded : a.layers[l - 1].res_out;
-    layer_backward(l, in, a.dres, biases_in_norms);
+    layer_backward(l, in, a.dres, sums);
     report(block_begin(l), block_begin(l + 1));
   }
   be.embedding_backward(g.at(params_.wte(), V * C), g.at(params_.wpe(), config_.seq_len * C),

@@ -218,11 +218,19 @@ class Model {
   Buf product_input(Buf x, int64_t width) const;
   std::string forward_block_parts(int64_t layer, float* x, float* side, int64_t b, int64_t t,
                                   unsigned parts);
-  void layer_backward(int64_t l, Buf x, Buf dres, bool biases_in_norms);
-  // Whether GPT-2's layer norms sum the bias gradients of the products that feed the residual
-  // stream (the attention output's and the MLP's down-projection), from the gradient that their
-  // backward reads anyway; not where the backend sums those biases in its casts of that gradient.
-  bool residual_biases_in_norms() const;
+  // Which bias gradients GPT-2's backward sums beside a pass it makes anyway, rather than in the
+  // products' backward: decided once a pass (bias_sums), the same for every layer.
+  struct BiasSums {
+    // The layer norms sum those of the products that feed the residual stream (the attention
+    // output's and the MLP's down-projection) from the gradient their backward reads; not where
+    // the backend sums those biases in its casts of that gradient.
+    bool in_norms = false;
+    // Attention's backward sums Q's, K's and V's (Backend::attention_sums_qkv_biases), again
+    // not where the casts of their gradients would.
+    bool in_attention = false;
+  };
+  BiasSums bias_sums() const;
+  void layer_backward(int64_t l, Buf x, Buf dres, const BiasSums& sums);
   const float* host_logits(int64_t first_row, int64_t rows);
 
   ModelConfig config_;

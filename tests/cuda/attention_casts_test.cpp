@@ -11,6 +11,7 @@
 
 #include "mx/nn/backend.h"
 #include "mx/nn/recipe.h"
+#include "tests/cuda/attention_test_support.h"
 #include "tests/cuda/backend_test_support.h"
 #include "tests/cuda/skip_without_gpu.h"
 
@@ -26,28 +27,20 @@ struct Grads {
 // does: a backward that read them again would see the change.
 Grads attend(Backend& be, const AttnShape& s, const Recipe& recipe, int64_t saved_floats,
              bool change_inputs = false) {
-  const int64_t q_count = s.b * s.t * s.nh * s.hs, kv_count = s.b * s.t * s.nkv * s.hs;
-  const Buf q = upload(be, BufType::kBF16, normal(size_t(q_count), 1));
-  const Buf k = upload(be, BufType::kBF16, normal(size_t(kv_count), 2));
-  const Buf v = upload(be, BufType::kBF16, normal(size_t(kv_count), 3));
-  const Buf dout = upload(be, BufType::kBF16, normal(size_t(q_count), 4));
-  const Buf out = be.alloc(BufType::kBF16, q_count);
-  const Buf saved = be.alloc(BufType::kF32, saved_floats);
-  const Buf dq = be.alloc(BufType::kBF16, q_count);
-  const Buf dk = be.alloc(BufType::kBF16, kv_count);
-  const Buf dv = be.alloc(BufType::kBF16, kv_count);
+  const AttentionBuffers a = attention_buffers(be, s, saved_floats);
   const SrKey key{7, 1, 0};
-  be.attention_forward(out, saved, q, k, v, s, recipe, key);
+  be.attention_forward(a.out, a.saved, a.q, a.k, a.v, s, recipe, key);
   if (change_inputs) {
-    for (const auto& [x, seed] : {std::pair{q, 11u}, std::pair{k, 12u}, std::pair{v, 13u}}) {
+    for (const auto& [x, seed] : {std::pair{a.q, 11u}, std::pair{a.k, 12u}, std::pair{a.v, 13u}}) {
       const Buf other = upload(be, BufType::kBF16, normal(size_t(x.n), seed));
       be.copy(x, other);
       be.release(other);
     }
   }
-  be.attention_backward(dq, dk, dv, dout, q, k, v, out, saved, s, recipe, key);
+  be.attention_backward(a.dq, a.dk, a.dv, {}, a.dout, a.q, a.k, a.v, a.out, a.saved, s, recipe,
+                        key);
   EXPECT_EQ(be.take_error(), "");
-  return {download(be, out), download(be, dq), download(be, dk), download(be, dv)};
+  return {download(be, a.out), download(be, a.dq), download(be, a.dk), download(be, a.dv)};
 }
 
 // Room for the log-sum-exps, then P v_dw ([B, T, nh, hs] in bfloat16) at a 16-byte boundary, and

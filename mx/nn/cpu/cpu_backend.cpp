@@ -239,11 +239,15 @@ void CpuBackend::attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, cons
                                 threads_, attention_scratch_));
 }
 
-void CpuBackend::attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v,
-                                    Buf /*out*/, Buf saved, const AttnShape& s,
+void CpuBackend::attention_backward(Buf dq, Buf dk, Buf dv, const QkvBiasGrads& dbias, Buf dout,
+                                    Buf q, Buf k, Buf v, Buf /*out*/, Buf saved, const AttnShape& s,
                                     const Recipe& recipe, SrKey key) {
   if (s.past != 0) {
     record("attention's backward takes no key/value cache");
+    return;
+  }
+  if (!dbias.q.empty() || !dbias.k.empty() || !dbias.v.empty()) {
+    record("the CPU backend's attention sums no bias gradients");
     return;
   }
   for (Buf g : {dq.at(0, s.b * s.t * s.nh * s.hs), dk.at(0, s.b * s.t * s.nkv * s.hs),

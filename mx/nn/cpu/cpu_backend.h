@@ -75,8 +75,9 @@ class CpuBackend : public Backend {
   bool attends_to_a_cache() const override { return true; }
   void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
                          const Recipe& recipe, SrKey key) override;
-  void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v, Buf out, Buf saved,
-                          const AttnShape& s, const Recipe& recipe, SrKey key) override;
+  void attention_backward(Buf dq, Buf dk, Buf dv, const QkvBiasGrads& dbias, Buf dout, Buf q, Buf k,
+                          Buf v, Buf out, Buf saved, const AttnShape& s, const Recipe& recipe,
+                          SrKey key) override;
   void classifier_loss(Buf losses, Buf dlogits, Buf logits, Buf targets, int64_t n, int64_t v,
                        float dloss) override;
   void distillation_loss(Buf losses, Buf dlogits, Buf logits, Buf teacher, int64_t n, int64_t v,

@@ -333,21 +333,26 @@ bool attention_forward(void* out, float* lse, const void* q, const void* k, cons
   return false;
 }
 
-void attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
+int64_t attention_column_sums_floats(const AttnDims& d) {
+  return d.b * ((d.t + 63) / 64) * (d.nh + 2 * d.nkv) * d.hs;
+}
+
+bool attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
                         const TileCast& ds_x, const TileCast& ds_w, bool round_p, bool bf16_act,
                         cudaStream_t s) {
   if (flash_supports(d, bf16_act, {p_dw, ds_x, ds_w}) &&
       aligned(
           {a.qf, a.kf, a.do_x, a.v_dw, a.do_w, a.k_dw, a.q_dw, a.dq, a.dk, a.dv, a.out, a.pv})) {
     flash_attention_backward(a, d, p_dw, ds_x, ds_w, round_p, s);
-  } else if (!bf16_act && uncast_operands(a) &&
-             fp32_attention_supports(d, {p_dw, ds_x, ds_w}, round_p) &&
-             aligned(
-                 {a.qf, a.kf, a.do_x, a.v_dw, a.do_w, a.k_dw, a.q_dw, a.dq, a.dk, a.dv, a.out})) {
+    return true;
+  }
+  if (!bf16_act && uncast_operands(a) && fp32_attention_supports(d, {p_dw, ds_x, ds_w}, round_p) &&
+      aligned({a.qf, a.kf, a.do_x, a.v_dw, a.do_w, a.k_dw, a.q_dw, a.dq, a.dk, a.dv, a.out})) {
     fp32_attention_backward(a, d, s);
   } else {
     attention_backward_cuda_cores(a, d, p_dw, ds_x, ds_w, round_p, bf16_act, s);
   }
+  return false;
 }
 
 void attention_forward_cuda_cores(void* out, float* lse, const void* q, const void* k,

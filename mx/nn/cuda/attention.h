@@ -74,8 +74,16 @@ struct AttnBackwardArgs {
   // P v_dw as the forward wrote it (PvForDelta): the tensor-core kernels take delta =
   // rowsum(dO * pv) from it whatever the casts.
   const void* pv = nullptr;
+  // Where given, the tensor-core kernels also write the column sums of dq, dk and dv as they
+  // store them (bfloat16), one row of sums per 64-row tile of each sequence: dq's
+  // [B ceil(T / 64), nh hs], then dk's and dv's, each [B ceil(T / 64), nkv hs]
+  // (attention_column_sums_floats). Summed over their rows, they are the bias gradients of the
+  // products that made Q, K and V.
+  float* column_sums = nullptr;
 };
-void attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
+int64_t attention_column_sums_floats(const AttnDims& d);
+// Whether the tensor-core kernels ran, and so wrote a.column_sums where it is given.
+bool attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
                         const TileCast& ds_x, const TileCast& ds_w, bool round_p, bool bf16_act,
                         cudaStream_t s);
 

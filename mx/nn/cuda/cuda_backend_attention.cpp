@@ -74,9 +74,13 @@ void CudaBackend::attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, con
   check_launch("attention_forward");
 }
 
-void CudaBackend::attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v, Buf out,
-                                     Buf saved, const AttnShape& s, const Recipe& recipe,
-                                     SrKey key) {
+bool CudaBackend::attention_sums_qkv_biases(const AttnShape& s) const {
+  return bf16_act() && s.past == 0;
+}
+
+void CudaBackend::attention_backward(Buf dq, Buf dk, Buf dv, const QkvBiasGrads& dbias, Buf dout,
+                                     Buf q, Buf k, Buf v, Buf out, Buf saved, const AttnShape& s,
+                                     const Recipe& recipe, SrKey key) {
   if (!attention_shape_ok(s, /*forward=*/false)) return;
   const uint64_t stream = stream_of(key);
   const int64_t n = s.b * s.t;
@@ -130,9 +134,35 @@ void CudaBackend::attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Bu
     if (p == nullptr) return;
   }
   if (a.delta == nullptr || !tile_ok(p_dw) || !tile_ok(ds_x) || !tile_ok(ds_w)) return;
-  kernels::attention_backward(a, dims(s), p_dw, ds_x, ds_w, recipe.bf16_vector_ops, bf16_act(),
-                              stream_);
+  const bool sums_biases = !dbias.q.empty() || !dbias.k.empty() || !dbias.v.empty();
+  if (sums_biases) {
+    // One row of partials per 64-row tile, fewer than column sums over those rows take.
+    grow_ops(s.b * ((s.t + 63) / 64) * 64, (s.nh + 2 * s.nkv) * s.hs);
+    if (ops_.partials_floats < kernels::attention_column_sums_floats(dims(s))) return;  // recorded
+    a.column_sums = ops_.partials;
+  }
+  const bool summed = kernels::attention_backward(a, dims(s), p_dw, ds_x, ds_w,
+                                                  recipe.bf16_vector_ops, bf16_act(), stream_);
   check_launch("attention_backward");
+  if (!sums_biases) return;
+  // The bias gradients from the kernels' sums of their tiles, or, where other kernels ran, from
+  // passes over dq, dk and dv.
+  const int64_t chunks = s.b * ((s.t + 63) / 64);
+  const int64_t widths[3] = {s.nh * s.hs, s.nkv * s.hs, s.nkv * s.hs};
+  const Buf grads[3] = {dbias.q, dbias.k, dbias.v}, outputs[3] = {dq, dk, dv};
+  const float* partials = ops_.partials;
+  for (int i = 0; i < 3; ++i) {
+    if (!grads[i].empty()) {
+      if (summed) {
+        kernels::sum_column_partials(grads[i].as<float>(), partials, chunks, widths[i], stream_);
+      } else {
+        kernels::bias_grad(grads[i].as<float>(), outputs[i].p, n, widths[i], bf16_act(), ops_,
+                           stream_);
+      }
+    }
+    partials += chunks * widths[i];
+  }
+  check_launch("attention_backward's bias gradients");
 }
 
 bool CudaBackend::attention_shape_ok(const AttnShape& s, bool forward) {

@@ -151,8 +151,10 @@ class CudaBackend final : public Backend {
   void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttnShape& s,
                          const Recipe& recipe, SrKey key) override;
 
-  void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf q, Buf k, Buf v, Buf out, Buf saved,
-                          const AttnShape& s, const Recipe& recipe, SrKey key) override;
+  void attention_backward(Buf dq, Buf dk, Buf dv, const QkvBiasGrads& dbias, Buf dout, Buf q, Buf k,
+                          Buf v, Buf out, Buf saved, const AttnShape& s, const Recipe& recipe,
+                          SrKey key) override;
+  bool attention_sums_qkv_biases(const AttnShape& s) const override;
 
   // ---- Classifier and optimizer ----
 

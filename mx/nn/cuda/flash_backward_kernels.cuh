@@ -14,6 +14,7 @@ struct Ptrs {
   const float* lse;
   float* delta;
   bf16 *dq, *dk, *dv;
+  float* column_sums;  // AttnBackwardArgs::column_sums
 };
 
 inline Ptrs ptrs(const AttnBackwardArgs& a) {
@@ -28,7 +29,8 @@ inline Ptrs ptrs(const AttnBackwardArgs& a) {
           a.delta,
           static_cast<bf16*>(a.dq),
           static_cast<bf16*>(a.dk),
-          static_cast<bf16*>(a.dv)};
+          static_cast<bf16*>(a.dv),
+          a.column_sums};
 }
 
 // ---- dQ: one block per (query tile, batch, head) ----
@@ -150,6 +152,11 @@ __global__ void __launch_bounds__(kThreadsTc, dq_min_blocks(HS, kEncDs))
     __syncthreads();
   }
   store_rows<HS>(a.dq + h * HS, g.nh * HS, {b * g.t + row[0], b * g.t + row[1]}, (b + 1) * g.t, dq);
+  if (a.column_sums != nullptr) {
+    const int64_t chunk = b * gridDim.x + qt;
+    store_column_sums<HS>(a.column_sums + chunk * g.nh * HS + h * HS,
+                          reinterpret_cast<float*>(smem_raw), row, g.t, dq);
+  }
 }
 
 // ---- dK and dV: one block per (key tile, batch, kv head) ----
@@ -269,6 +276,16 @@ __global__ void __launch_bounds__(kThreadsTc)
   const int64_t out_off = (b * g.t * g.nkv + kvh) * HS;
   store_rows<HS>(a.dk + out_off, kv_stride, key, g.t, dk);
   store_rows<HS>(a.dv + out_off, kv_stride, key, g.t, dv);
+  if (a.column_sums != nullptr) {
+    // After dQ's set, [B x tiles, nh x HS]: dK's and dV's, each [B x tiles, nkv x HS].
+    const int64_t chunks = int64_t(gridDim.y / g.nkv) * gridDim.x;
+    float* dk_sums =
+        a.column_sums + chunks * g.nh * HS + (b * gridDim.x + kt) * kv_stride + kvh * HS;
+    float* scratch = reinterpret_cast<float*>(smem_raw);
+    store_column_sums<HS>(dk_sums, scratch, key, g.t, dk);
+    store_column_sums<HS>(dk_sums + chunks * kv_stride, scratch + (kThreadsTc / 32) * HS, key, g.t,
+                          dv);
+  }
 }
 
 // Launches dQ and dK/dV for head size HS with tile products T, taking the columns of each step

@@ -330,6 +330,36 @@ __device__ __forceinline__ void store_rows(bf16* dst, int64_t stride, const int6
   }
 }
 
+// The column sums of the block's [64 x HS] result as store_rows rounds it to bfloat16 (rows at or
+// past t count zero), at sums[0, HS). The order is fixed: each thread's
+// two rows, the eight row groups of a warp by a shuffle tree, then the four warps in order.
+// `scratch` is kThreadsTc / 32 x HS floats of shared memory that no thread uses any more; sums
+// is the same for the whole block, which this synchronizes.
+template <int HS>
+__device__ __forceinline__ void store_column_sums(float* sums, float* scratch,
+                                                  const int64_t (&row)[2], int64_t t,
+                                                  const float (&x)[HS / 8][4]) {
+  const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
+#pragma unroll
+  for (int n = 0; n < HS / 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float v =
+          (row[0] < t ? bf16_round(x[n][e]) : 0.0f) + (row[1] < t ? bf16_round(x[n][2 + e]) : 0.0f);
+#pragma unroll
+      for (int offset = 4; offset < 32; offset *= 2) v += __shfl_xor_sync(kFullWarp, v, offset);
+      if (lane < 4) scratch[warp * HS + col_of(n, e)] = v;
+    }
+  }
+  __syncthreads();
+  for (int c = int(threadIdx.x); c < HS; c += kThreadsTc) {
+    float total = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kThreadsTc / 32; ++w) total += scratch[w * HS + c];
+    sums[c] = total;
+  }
+}
+
 // The tile products of the kernels' sm_90 build (flash_forward_kernels.cuh and
 // flash_backward_kernels.cuh take them as a parameter; sm90a/wgmma_tiles.cuh has the other):
 // each warp multiplies its own 16 rows by mma.sync, its operands read from padded tiles in

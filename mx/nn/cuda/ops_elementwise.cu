@@ -257,6 +257,11 @@ static void bias_grad_impl(float* dbias, const void* dy, int64_t m, int64_t n, O
                  });
 }
 
+void sum_column_partials(float* out, const float* partials, int64_t chunks, int64_t c,
+                         cudaStream_t s) {
+  finish_column_sums_of(out, partials, chunks, c, s);
+}
+
 void bias_grad_from_tile_sums(float* dbias, int64_t m, int64_t n, const OpsScratch& scratch,
                               cudaStream_t s) {
   finish_column_sums(dbias, nullptr, (m + kBiasRowsPerChunk - 1) / kBiasRowsPerChunk, n, scratch,
