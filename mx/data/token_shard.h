@@ -81,6 +81,10 @@ class TokenShard {
 
   const ShardHeader& header() const { return header_; }
   TokenView tokens() const;
+  // The whole file as mapped and checked: header and tokens.
+  std::span<const uint8_t> file_bytes() const {
+    return {static_cast<const uint8_t*>(map_), map_bytes_};
+  }
 
  private:
   friend std::string open_shard(const std::filesystem::path& path, TokenShard* out);

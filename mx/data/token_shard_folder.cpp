@@ -2,7 +2,6 @@
 
 #include <cstring>
 #include <fstream>
-#include <span>
 
 #include "mx/io/atomic_file.h"
 #include "mx/io/cat.h"
@@ -41,18 +40,12 @@ std::string copy_token_shard_folder(const fs::path& folder, uint32_t vocab, cons
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return cat("cannot create ", dir.string(), ": ", ec.message());
-  for (const char* name : {"train.bin", "val.bin"}) {
+  // The copies are of the bytes just checked, read once.
+  for (const auto& [shard, name] :
+       {std::pair{&train, "train.bin"}, std::pair{&validation, "val.bin"}}) {
     io::OutputFile out;
     if (std::string e = out.open((dir / name).string()); !e.empty()) return e;
-    std::ifstream in(folder / name, std::ios::binary);
-    std::vector<char> chunk(size_t(1) << 22);
-    while (in) {
-      in.read(chunk.data(), std::streamsize(chunk.size()));
-      const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(chunk.data()),
-                                           size_t(in.gcount()));
-      if (std::string e = out.write(bytes); !e.empty()) return e;
-    }
-    if (!in.eof()) return cat("cannot read ", (folder / name).string());
+    if (std::string e = out.write(shard->file_bytes()); !e.empty()) return e;
     if (std::string e = out.commit(); !e.empty()) return e;
   }
   return "";
