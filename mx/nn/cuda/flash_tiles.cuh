@@ -331,10 +331,10 @@ __device__ __forceinline__ void store_rows(bf16* dst, int64_t stride, const int6
 }
 
 // The column sums of the block's [64 x HS] result as store_rows rounds it to bfloat16 (rows at or
-// past t count zero), at sums[0, HS). The order is fixed: each thread's
-// two rows, the eight row groups of a warp by a shuffle tree, then the four warps in order.
-// `scratch` is kThreadsTc / 32 x HS floats of shared memory that no thread uses any more; sums
-// is the same for the whole block, which this synchronizes.
+// past t count zero), at sums[0, HS). The order is fixed: each thread's two rows, the eight row
+// groups of a warp by a shuffle tree, then the four warps in order. `scratch` is kThreadsTc / 32
+// x HS floats of shared memory that no thread uses any more; sums is the same for the whole
+// block, which this synchronizes.
 template <int HS>
 __device__ __forceinline__ void store_column_sums(float* sums, float* scratch,
                                                   const int64_t (&row)[2], int64_t t,
