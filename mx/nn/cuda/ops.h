@@ -73,13 +73,13 @@ void add_bias(void* y, const float* bias, int64_t m, int64_t n, bool bf16_act, c
 // dbias[n] += column sums of dy[m, n].
 void bias_grad(float* dbias, const void* dy, int64_t m, int64_t n, bool bf16_act,
                OpsScratch& scratch, cudaStream_t s);
-// dbias[n] += the column sums of dy[m, n] from partials already in scratch.partials: one per
-// 32-row tile and column, [ceil(m / 32), n], as the dual cast writes them
-// (fake_quantize_dual_cuda). The same bits as bias_grad over bfloat16 rows of a multiple of 8.
 // out[c] += the column sums of partials[chunks, c] (rows added as the finish of bias_grad adds
 // them).
 void sum_column_partials(float* out, const float* partials, int64_t chunks, int64_t c,
                          cudaStream_t s);
+// dbias[n] += the column sums of dy[m, n] from partials already in scratch.partials: one per
+// 32-row tile and column, [ceil(m / 32), n], as the dual cast writes them
+// (fake_quantize_dual_cuda). The same bits as bias_grad over bfloat16 rows of a multiple of 8.
 void bias_grad_from_tile_sums(float* dbias, int64_t m, int64_t n, const OpsScratch& scratch,
                               cudaStream_t s);
 
