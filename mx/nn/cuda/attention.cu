@@ -333,10 +333,6 @@ bool attention_forward(void* out, float* lse, const void* q, const void* k, cons
   return false;
 }
 
-int64_t attention_column_sums_floats(const AttnDims& d) {
-  return d.b * ((d.t + 63) / 64) * (d.nh + 2 * d.nkv) * d.hs;
-}
-
 bool attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
                         const TileCast& ds_x, const TileCast& ds_w, bool round_p, bool bf16_act,
                         cudaStream_t s) {

@@ -76,12 +76,12 @@ struct AttnBackwardArgs {
   const void* pv = nullptr;
   // Where given, the tensor-core kernels also write the column sums of dq, dk and dv as they
   // store them (bfloat16), one row of sums per 64-row tile of each sequence: dq's
-  // [B ceil(T / 64), nh hs], then dk's and dv's, each [B ceil(T / 64), nkv hs]
-  // (attention_column_sums_floats). Summed over their rows, they are the bias gradients of the
-  // products that made Q, K and V.
+  // [R, nh hs], then dk's and dv's, each [R, nkv hs], R = attention_column_sum_rows (B
+  // ceil(T / 64)). Summed over their rows, they are the bias gradients of the products that
+  // made Q, K and V.
   float* column_sums = nullptr;
 };
-int64_t attention_column_sums_floats(const AttnDims& d);
+int64_t attention_column_sum_rows(const AttnDims& d);
 // Whether the tensor-core kernels ran, and so wrote a.column_sums where it is given.
 bool attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
                         const TileCast& ds_x, const TileCast& ds_w, bool round_p, bool bf16_act,

@@ -158,7 +158,10 @@ void* CudaBackend::slot(size_t index, size_t bytes) {
 }
 
 void CudaBackend::grow_ops(int64_t n, int64_t c) {
-  const int64_t floats = kernels::column_partials_floats(n, c);
+  grow_partials(kernels::column_partials_floats(n, c));
+}
+
+void CudaBackend::grow_partials(int64_t floats) {
   if (floats <= ops_.partials_floats) return;
   cudaStreamSynchronize(stream_);
   cudaFree(ops_.partials);

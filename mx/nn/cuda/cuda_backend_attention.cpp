@@ -135,10 +135,11 @@ void CudaBackend::attention_backward(Buf dq, Buf dk, Buf dv, const QkvBiasGrads&
   }
   if (a.delta == nullptr || !tile_ok(p_dw) || !tile_ok(ds_x) || !tile_ok(ds_w)) return;
   const bool sums_biases = !dbias.q.empty() || !dbias.k.empty() || !dbias.v.empty();
+  const int64_t sum_rows = kernels::attention_column_sum_rows(dims(s));
   if (sums_biases) {
-    // One row of partials per 64-row tile, fewer than column sums over those rows take.
-    grow_ops(s.b * ((s.t + 63) / 64) * 64, (s.nh + 2 * s.nkv) * s.hs);
-    if (ops_.partials_floats < kernels::attention_column_sums_floats(dims(s))) return;  // recorded
+    const int64_t floats = sum_rows * (s.nh + 2 * s.nkv) * s.hs;
+    grow_partials(floats);
+    if (ops_.partials_floats < floats) return;  // recorded
     a.column_sums = ops_.partials;
   }
   const bool summed = kernels::attention_backward(a, dims(s), p_dw, ds_x, ds_w,
@@ -147,20 +148,19 @@ void CudaBackend::attention_backward(Buf dq, Buf dk, Buf dv, const QkvBiasGrads&
   if (!sums_biases) return;
   // The bias gradients from the kernels' sums of their tiles, or, where other kernels ran, from
   // passes over dq, dk and dv.
-  const int64_t chunks = s.b * ((s.t + 63) / 64);
   const int64_t widths[3] = {s.nh * s.hs, s.nkv * s.hs, s.nkv * s.hs};
   const Buf grads[3] = {dbias.q, dbias.k, dbias.v}, outputs[3] = {dq, dk, dv};
   const float* partials = ops_.partials;
   for (int i = 0; i < 3; ++i) {
     if (!grads[i].empty()) {
       if (summed) {
-        kernels::sum_column_partials(grads[i].as<float>(), partials, chunks, widths[i], stream_);
+        kernels::sum_column_partials(grads[i].as<float>(), partials, sum_rows, widths[i], stream_);
       } else {
         kernels::bias_grad(grads[i].as<float>(), outputs[i].p, n, widths[i], bf16_act(), ops_,
                            stream_);
       }
     }
-    partials += chunks * widths[i];
+    partials += sum_rows * widths[i];
   }
   check_launch("attention_backward's bias gradients");
 }

@@ -348,7 +348,9 @@ class CudaBackend final : public Backend {
 
   void* slot(size_t index, size_t bytes);
 
+  // ops_.partials grown to column sums over n rows of c columns, or to `floats`.
   void grow_ops(int64_t n, int64_t c);
+  void grow_partials(int64_t floats);
 
   void grow_sort(int64_t n);
 

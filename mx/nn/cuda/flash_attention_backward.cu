@@ -52,6 +52,10 @@ __global__ void __launch_bounds__(256)
 
 }  // namespace
 
+int64_t attention_column_sum_rows(const AttnDims& d) {
+  return d.b * ((d.t + flash::kTile - 1) / flash::kTile);
+}
+
 void flash_attention_backward(const AttnBackwardArgs& a, const AttnDims& d, const TileCast& p_dw,
                               const TileCast& ds_x, const TileCast& ds_w, bool round_p,
                               cudaStream_t s) {
