@@ -117,7 +117,26 @@ struct Options {
   double dq_dk_tol = 0.0;
 };
 
-// Runs both kernels on one set of inputs; every result within `tol` relative (2-norm).
+// Each column of `grad` [rows, width] summed over its rows equals the column's sum over the
+// `sum_rows` rows of `sums` [sum_rows, width] (the tiles' column sums that the tensor-core
+// backward writes), within float32 rounding of sums of a few hundred terms.
+void expect_column_sums(const std::vector<float>& sums, int64_t sum_rows,
+                        const std::vector<float>& grad, int64_t width, const char* what) {
+  const int64_t rows = int64_t(grad.size()) / width;
+  for (int64_t j = 0; j < width; ++j) {
+    double want = 0, magnitude = 0, got = 0;
+    for (int64_t i = 0; i < rows; ++i) {
+      want += grad[size_t(i * width + j)];
+      magnitude += std::fabs(grad[size_t(i * width + j)]);
+    }
+    for (int64_t i = 0; i < sum_rows; ++i) got += sums[size_t(i * width + j)];
+    ASSERT_NEAR(got, want, 1e-5 * magnitude + 1e-6) << what << " column " << j;
+  }
+}
+
+// Runs both kernels on one set of inputs; every result within `tol` relative (2-norm). The
+// tensor-core backward also writes its tiles' column sums, which add up to those of its dq, dk
+// and dv.
 void expect_kernels_agree(const Case& c, double tol, Options o = {}) {
   const bool as_in_training = o.as_in_training, pv_from_forward = o.pv_from_forward;
   const double dq_dk_tol = std::max(tol, o.dq_dk_tol);
@@ -138,10 +157,12 @@ void expect_kernels_agree(const Case& c, double tol, Options o = {}) {
   fill_normal(q_dw, q_count, 7);
   fill_normal(do_w, q_count, 8);
   struct Results {
-    std::vector<float> out, lse, delta, dq, dk, dv;
+    std::vector<float> out, lse, delta, dq, dk, dv, column_sums;
   };
+  const int64_t sum_rows = attention_column_sum_rows(d);
   auto run = [&](bool tensor_cores) {
     DeviceArray out(q_count, 2), lse(rows, 4), delta(rows, 4);
+    DeviceArray column_sums(size_t(sum_rows * (d.nh + 2 * d.nkv) * d.hs), 4);
     DeviceArray dq(q_count, 2), dk(kv_count, 2), dv(kv_count, 2), pv(q_count, 2);
     const bool with_pv = tensor_cores && pv_from_forward;
     if (tensor_cores) {
@@ -165,15 +186,25 @@ void expect_kernels_agree(const Case& c, double tol, Options o = {}) {
     }
     if (with_pv) a.pv = pv.get();
     if (tensor_cores) {
+      a.column_sums = column_sums.f32();
       flash_attention_backward(a, d, c.p_dw, c.ds_x, c.ds_w, c.round_p, nullptr);
     } else {
       attention_backward_cuda_cores(a, d, c.p_dw, c.ds_x, c.ds_w, c.round_p, true, nullptr);
     }
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    return Results{out.values(true), lse.values(false), delta.values(false),
-                   dq.values(true),  dk.values(true),   dv.values(true)};
+    return Results{out.values(true), lse.values(false), delta.values(false),      dq.values(true),
+                   dk.values(true),  dv.values(true),   column_sums.values(false)};
   };
   const Results want = run(false), got = run(true);
+  const int64_t q_width = d.nh * d.hs, kv_width = d.nkv * d.hs;
+  const auto sums_from = [&](int64_t offset, int64_t width) {
+    return std::vector<float>(got.column_sums.begin() + offset,
+                              got.column_sums.begin() + offset + sum_rows * width);
+  };
+  expect_column_sums(sums_from(0, q_width), sum_rows, got.dq, q_width, "dq");
+  expect_column_sums(sums_from(sum_rows * q_width, kv_width), sum_rows, got.dk, kv_width, "dk");
+  expect_column_sums(sums_from(sum_rows * (q_width + kv_width), kv_width), sum_rows, got.dv,
+                     kv_width, "dv");
   EXPECT_LT(rel_diff(got.out, want.out), tol) << "out";
   EXPECT_LT(rel_diff(got.lse, want.lse), 1e-5) << "lse";
   EXPECT_LT(rel_diff(got.delta, want.delta), tol) << "delta";
