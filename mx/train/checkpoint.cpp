@@ -136,7 +136,9 @@ std::string Checkpoint::load(nn::Params* params, float* m, float* v) const {
 }
 
 std::string Checkpoint::load_moments(int64_t count, float* m, float* v) const {
-  if (std::string e = copy_tensor(kMomentM, {count}, m); !e.empty()) return e;
+  if (m != nullptr) {
+    if (std::string e = copy_tensor(kMomentM, {count}, m); !e.empty()) return e;
+  }
   return copy_tensor(kMomentV, {count}, v);
 }
 

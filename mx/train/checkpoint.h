@@ -53,7 +53,8 @@ class Checkpoint {
   std::string load(nn::Params* params, nn::AdamW* optimizer) const;
   // The same with the moments into m and v, params->count() elements each.
   std::string load(nn::Params* params, float* m, float* v) const;
-  // The moments alone into m and v, `count` elements each (the parameters of the run's model).
+  // The moments alone into m and v, `count` elements each (the parameters of the run's model);
+  // the first moments are not read where m is null.
   std::string load_moments(int64_t count, float* m, float* v) const;
 
  private:

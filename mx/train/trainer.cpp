@@ -237,13 +237,14 @@ std::string load_initial_moments(const TrainConfig& c, OpenRun* run) {
   // The moments as the optimizers hold them: one per element of the parameter buffer, whose
   // tail past the parameters (if any) stays zero.
   const nn::Params& params = run->model->params();
-  std::vector<float> m(size_t(params.size())), v(m.size());
-  if (std::string e = checkpoint.load_moments(params.count(), m.data(), v.data()); !e.empty()) {
+  std::vector<float> v(size_t(params.size()));
+  if (std::string e = checkpoint.load_moments(params.count(), nullptr, v.data()); !e.empty()) {
     return "--init-moments: " + e;
   }
-  std::fill(m.begin(), m.end(), 0.0f);
   const int64_t steps = checkpoint.state().adam_steps;
-  if (run->sharded != nullptr) return run->sharded->load_moments(m, v, steps);
+  if (run->sharded != nullptr) {
+    return run->sharded->load_moments(std::vector<float>(v.size()), v, steps);
+  }
   std::copy(v.begin(), v.end(), run->optimizer->v().begin());
   std::fill(run->optimizer->m().begin(), run->optimizer->m().end(), 0.0f);
   run->optimizer->set_steps(steps);
