@@ -54,7 +54,10 @@ awk -v a="$tuned" -v b="$fresh" 'BEGIN { exit !(a < b - 1) }' \
   || fail "--init did not start from the weights: first loss $tuned, a fresh run's $fresh"
 
 "$mx" train "${common[@]}" --recipe fp32 --out stopped --stop-at 3
-"$mx" export stopped -o stopped.safetensors >/dev/null
+[ -z "$("$mx" export stopped -o stopped.safetensors -q)" ] || fail "export -q printed something"
+summary=$("$mx" train "${common[@]:0:${#common[@]}-1}" --recipe fp32 --out early --stop-at 2 2>/dev/null)
+matches "stopped steps 2/12: train loss [0-9.]*, no validation pass yet" <<< "$summary" \
+  || fail "a run stopped before its first validation printed '$summary'"
 "$mx" eval stopped.safetensors --data corpus.txt --batches 1 --json | matches '"kl":' \
   || fail "an exported model does not evaluate"
 

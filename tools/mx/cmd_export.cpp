@@ -30,7 +30,7 @@ namespace {
 
 struct ExportFlags {
   std::string model, out, tokenizer, dtype = "f32";
-  bool hugging_face = false;
+  bool hugging_face = false, quiet = false;
   SpecFlags spec;
 };
 
@@ -121,6 +121,7 @@ std::string run_export(const ExportFlags& f) {
         !e.empty()) {
       return e;
     }
+    if (f.quiet) return "";
     fmt::print("wrote {}: {}, {} parameters, a llama.cpp model with {} matrices\n", f.out,
                nn::describe(m.config()), m.params().count(), mx ? "MXFP4" : dtype_name(dtype));
     return "";
@@ -131,6 +132,7 @@ std::string run_export(const ExportFlags& f) {
   }
   if (f.hugging_face) {
     if (std::string e = write_hugging_face(f.out, m, cast); !e.empty()) return e;
+    if (f.quiet) return "";
     fmt::print(
         "wrote {}/model.safetensors and config.json: {}, {} parameters{}, for "
         "transformers\n",
@@ -142,6 +144,7 @@ std::string run_export(const ExportFlags& f) {
       !e.empty()) {
     return e;
   }
+  if (f.quiet) return "";
   fmt::print("wrote {}: {}, {} parameters{}\n", f.out, nn::describe(m.config()), m.params().count(),
              mx ? fmt::format(", {} linear weights as {}", cast.size(), describe(spec)) : "");
   return "";
@@ -167,6 +170,7 @@ void register_export(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--tokenizer", f.tokenizer,
                   "GGUF: the tokenizer to embed (default: the one the model names)");
+  cmd->add_flag("-q,--quiet", f.quiet, "Print nothing on success");
   add_spec_flags(cmd, &f.spec);
   f.spec.format_option->description(
       "Cast the blocks' linear weights to this MX format (default: write FP32 only)");

@@ -200,9 +200,12 @@ std::string run_train(const TrainFlags& f) {
     j["seconds"] = r.seconds;
     fmt::print("{}\n", j.dump());
   } else if (!quiet) {
-    fmt::print("{} {} steps {}/{}: train loss {:.4f}, val loss {:.4f}, {:.0f} tokens/s\n",
-               config.recipe.name, r.finished ? "finished" : "stopped", r.steps_done, config.steps,
-               r.train_loss, r.val_loss, r.tokens_per_s);
+    // A run stopped before its first validation pass has no validation loss to show.
+    const std::string val = std::isnan(r.val_loss) ? std::string("no validation pass yet")
+                                                   : fmt::format("val loss {:.4f}", r.val_loss);
+    fmt::print("{} {} steps {}/{}: train loss {:.4f}, {}, {:.0f} tokens/s\n", config.recipe.name,
+               r.finished ? "finished" : "stopped", r.steps_done, config.steps, r.train_loss, val,
+               r.tokens_per_s);
     fmt::print("run folder: {} (log.csv, checkpoint.safetensors{})\n", f.out,
                r.finished ? ", model.safetensors" : "");
   }
