@@ -66,7 +66,10 @@ std::string parse_cast(const nlohmann::json& j, std::string_view role, OperandCa
   if (!j.is_object()) return where + "expected a string or an object";
   QuantSpec spec;
   BlockRotation rotation = BlockRotation::kNone;
-  for (const auto& [key, value] : j.items()) {
+  for (const auto& item : j.items()) {
+    // Named references, not a structured binding: clang before 16 cannot capture a binding.
+    const std::string& key = item.key();
+    const nlohmann::json& value = item.value();
     const auto needs = [&](const char* what) { return where + "'" + key + "' must be " + what; };
     if (key == "format") {
       if (!value.is_string()) return needs("a format name");
