@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "mx/io/cat.h"
 #include "mx/io/json_text.h"
 
 namespace mx::nn {
@@ -201,7 +202,9 @@ Recipe attention_recipe(const Recipe& recipe) {
   return mx_casts_to_bf16(recipe, recipe.bf16_attention);
 }
 
-std::string parse_recipe_json(std::string_view json_text, Recipe* out) {
+namespace {
+
+std::string parse_recipe_text(std::string_view json_text, Recipe* out) {
   nlohmann::json j;
   if (std::string e = io::parse_json_text(json_text, &j); !e.empty()) return "recipe: " + e;
   if (!j.is_object()) return "recipe: expected a JSON object";
@@ -240,6 +243,13 @@ std::string parse_recipe_json(std::string_view json_text, Recipe* out) {
   return "";
 }
 
+}  // namespace
+
+std::string parse_recipe_json(std::string_view json_text, Recipe* out) {
+  // The messages quote the recipe's own strings, which may hold a newline.
+  return io::one_line(parse_recipe_text(json_text, out));
+}
+
 bool is_recipe_json_text(std::string_view spec) {
   const size_t first = spec.find_first_not_of(" \t\r\n");
   return first != std::string_view::npos && spec[first] == '{';
@@ -250,18 +260,14 @@ std::string recipe_from_spec(std::string_view spec, Recipe* out) {
     *out = *preset;
     return "";
   }
-  if (is_recipe_json_text(spec)) {
-    if (std::string e = parse_recipe_json(spec, out); !e.empty()) return "recipe: " + e;
-    return "";
-  }
+  if (is_recipe_json_text(spec)) return parse_recipe_json(spec, out);  // its messages say "recipe"
   // A recipe is a small JSON file; a device or FIFO named by mistake is refused, not read.
   std::error_code ec;
   const std::filesystem::path path{std::string(spec)};
   if (std::filesystem::exists(path, ec) && (!std::filesystem::is_regular_file(path, ec) ||
                                             std::filesystem::file_size(path, ec) > (1u << 20))) {
-    std::string e(spec);
-    e += ": not a recipe file (a regular JSON file of at most 1 MB)";
-    return e;
+    return io::one_line(std::string(spec) +
+                        ": not a recipe file (a regular JSON file of at most 1 MB)");
   }
   std::ifstream in{path};
   if (!in) {
@@ -270,19 +276,13 @@ std::string recipe_from_spec(std::string_view spec, Recipe* out) {
       names += names.empty() ? "" : ", ";
       names += n;
     }
-    std::string e = "unknown recipe '";
-    e += spec;
-    e += "' (not a preset: ";
-    e += names;
-    e += "; nor JSON text or a readable JSON file)";
-    return e;
+    return io::one_line("unknown recipe '" + std::string(spec) + "' (not a preset: " + names +
+                        "; nor JSON text or a readable JSON file)");
   }
   std::stringstream text;
   text << in.rdbuf();
   if (std::string e = parse_recipe_json(text.str(), out); !e.empty()) {
-    std::string where(spec);
-    where += ": ";
-    return where + e;
+    return io::one_line(std::string(spec)) + ": " + e;
   }
   return "";
 }
