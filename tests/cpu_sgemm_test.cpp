@@ -3,6 +3,7 @@
 // together; its symmetric mode equals the full product.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <random>
@@ -97,6 +98,40 @@ TEST(CpuSgemm, FewRowsTimesTransposedWeightsKeepTheChains) {
         for (int64_t i = 0; i < m; ++i) {
           for (int64_t j = 0; j < kN; ++j) {
             const size_t x = size_t(i * kN + j);
+            ASSERT_EQ(c[x], chained_dot(a, b, i, j, start[x])) << target_name(target) << " m=" << m;
+            ASSERT_EQ(fresh[x], chained_dot(a, b, i, j, 0.0f)) << target_name(target) << " m=" << m;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Up to eight rows against a B stored by its rows (P V, as a decoding step's attention reads the
+// value cache) take another unpacked path, here with B's rows and C's rows spaced wider than
+// their width, as one head's rows are inside [T, heads, hs].
+TEST(CpuSgemm, FewRowsTimesARowMajorOperandKeepTheChains) {
+  const auto a = random_values(kM * kK, 10), b = random_values(kK * kN, 11);
+  constexpr int64_t kLdb = kN + 21, kLdc = kN + 5;
+  std::vector<float> spaced_b(size_t(kK * kLdb), NAN);
+  for (int64_t p = 0; p < kK; ++p) std::copy_n(&b[size_t(p * kN)], kN, &spaced_b[size_t(p * kLdb)]);
+  const auto start = random_values(kM * kLdc, 12);
+  for (const SimdTarget target : supported_targets()) {
+    for (const int64_t m : {1, 2, 7, 8, 9}) {
+      for (const int threads : {1, 2}) {
+        std::vector<float> c(start.begin(), start.begin() + m * kLdc), fresh(c.size(), NAN);
+        sgemm(c.data(), kLdc, {a.data(), kK, 1}, {spaced_b.data(), kLdb, 1}, m, kK, kN,
+              with(true, false, threads, target));
+        sgemm(fresh.data(), kLdc, {a.data(), kK, 1}, {spaced_b.data(), kLdb, 1}, m, kK, kN,
+              with(false, false, threads, target));
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t j = 0; j < kLdc; ++j) {
+            const size_t x = size_t(i * kLdc + j);
+            if (j >= kN) {  // past C's width: untouched
+              ASSERT_EQ(c[x], start[x]) << target_name(target) << " m=" << m;
+              ASSERT_TRUE(std::isnan(fresh[x])) << target_name(target) << " m=" << m;
+              continue;
+            }
             ASSERT_EQ(c[x], chained_dot(a, b, i, j, start[x])) << target_name(target) << " m=" << m;
             ASSERT_EQ(fresh[x], chained_dot(a, b, i, j, 0.0f)) << target_name(target) << " m=" << m;
           }

@@ -137,15 +137,24 @@ void sgemm(float* c, int64_t ldc, StridedMatrix a, StridedMatrix b, int64_t m, i
   const int threads = double(m) * double(n) * double(k) < double(1 << 20)
                           ? 1
                           : resolve_thread_count(options.threads);
-  // A few rows against B held as the rows of W (B(p, j) = W[j][p], as in x W^T): packing would
-  // transpose all of W at every call, most of the work when M is one decoding step's row.
-  if (m <= detail::kSgemmFewRows && b.row_stride == 1 && !options.symmetric) {
-    parallel_for((n + 15) / 16, 1, threads, [&](int64_t begin, int64_t end) {
+  // A few rows against B held as the rows of W (B(p, j) = W[j][p], as in x W^T) or by its own
+  // rows (as V in P V): packing would copy all of B at every call, most of the work when M is
+  // one decoding step's row.
+  if (m <= detail::kSgemmFewRows && (b.row_stride == 1 || b.col_stride == 1) &&
+      !options.symmetric) {
+    const bool rows_of_w = b.row_stride == 1;
+    const int64_t width = rows_of_w ? 16 : detail::kSgemmColsOfB;
+    parallel_for((n + width - 1) / width, 1, threads, [&](int64_t begin, int64_t end) {
       for (int64_t u = begin; u < end; ++u) {
-        const int64_t j = u * 16;
-        pr.kernels.few_rows(int(m), a.data, a.row_stride, a.col_stride, b.data + j * b.col_stride,
-                            b.col_stride, int(std::min<int64_t>(16, n - j)), k, c + j, ldc,
-                            options.accumulate);
+        const int64_t j = u * width;
+        const int cols = int(std::min<int64_t>(width, n - j));
+        if (rows_of_w) {
+          pr.kernels.few_rows(int(m), a.data, a.row_stride, a.col_stride, b.data + j * b.col_stride,
+                              b.col_stride, cols, k, c + j, ldc, options.accumulate);
+        } else {
+          pr.kernels.few_rows_of_b(int(m), a.data, a.row_stride, a.col_stride, b.data + j,
+                                   b.row_stride, cols, k, c + j, ldc, options.accumulate);
+        }
       }
     });
     return;

@@ -123,11 +123,76 @@ void few_rows(int rows, const float* a, int64_t a_row, int64_t a_col, const floa
                     cols, k, c, ldc, load_c);
 }
 
+// Each depth p broadcasts A's value and adds it times up to 64 values of B's row p, in as many
+// accumulators a row: the chains of tile(), with B read where it lies instead of packed, and
+// four independent chains for a decoding step's single row to overlap.
+template <int kRows>
+void few_rows_against_b(const float* a, int64_t a_row, int64_t a_col, const float* b, int64_t ldb,
+                        int cols, int64_t k, float* c, int64_t ldc, bool load_c) {
+  constexpr int kVecs = kSgemmColsOfB / 16;
+  const int full = cols / 16, vecs = (cols + 15) / 16, tail = cols - 16 * full;
+  // A vector past `cols` reads zeros for B and stores nowhere.
+  const auto load_part = [&](const float* src) {
+    float part[16] = {};
+    std::copy_n(src, tail, part);
+    return load_f32(part);
+  };
+  F32x16 acc[kRows][kVecs];
+  for (int r = 0; r < kRows; ++r) {
+    for (int v = 0; v < kVecs; ++v) {
+      const float* cv = c + r * ldc + 16 * v;
+      acc[r][v] = !load_c || v >= vecs ? splat(0.0f) : v < full ? load_f32(cv) : load_part(cv);
+    }
+  }
+  for (int64_t p = 0; p < k; ++p) {
+    const float* bp = b + p * ldb;
+    F32x16 row[kVecs];
+#pragma GCC unroll 4
+    for (int v = 0; v < kVecs; ++v) {
+      row[v] = v < full ? load_f32(bp + 16 * v) : v < vecs ? load_part(bp + 16 * v) : splat(0.0f);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; ++r) {
+      const F32x16 s = splat(a[r * a_row + p * a_col]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kVecs; ++v) acc[r][v] = fused_mul_add(s, row[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    for (int v = 0; v < vecs; ++v) {
+      float* cv = c + r * ldc + 16 * v;
+      if (v < full) {
+        store_f32(cv, acc[r][v]);
+      } else {
+        float part[16];
+        store_f32(part, acc[r][v]);
+        std::copy_n(part, tail, cv);
+      }
+    }
+  }
+}
+
+template <int... kRows>
+void few_rows_of_b_dispatch(std::integer_sequence<int, kRows...>, int rows, const float* a,
+                            int64_t a_row, int64_t a_col, const float* b, int64_t ldb, int cols,
+                            int64_t k, float* c, int64_t ldc, bool load_c) {
+  ((rows == kRows + 1
+        ? few_rows_against_b<kRows + 1>(a, a_row, a_col, b, ldb, cols, k, c, ldc, load_c)
+        : void()),
+   ...);
+}
+
+void few_rows_of_b(int rows, const float* a, int64_t a_row, int64_t a_col, const float* b,
+                   int64_t ldb, int cols, int64_t k, float* c, int64_t ldc, bool load_c) {
+  few_rows_of_b_dispatch(std::make_integer_sequence<int, kSgemmFewRows>{}, rows, a, a_row, a_col, b,
+                         ldb, cols, k, c, ldc, load_c);
+}
+
 }  // namespace
 }  // namespace MX_CPU_ISA
 
 SgemmKernels MX_CPU_SGEMM_FN() {
-  return {MX_CPU_ISA::kMr, MX_CPU_ISA::tile, MX_CPU_ISA::few_rows};
+  return {MX_CPU_ISA::kMr, MX_CPU_ISA::tile, MX_CPU_ISA::few_rows, MX_CPU_ISA::few_rows_of_b};
 }
 
 }  // namespace mx::cpu::detail

@@ -21,11 +21,19 @@ using SgemmFewRows = void (*)(int rows, const float* a, int64_t a_row, int64_t a
                               const float* w, int64_t ldw, int cols, int64_t k, float* c,
                               int64_t ldc, bool load_c);
 
+// The same with B stored by its own rows, B(p, j) = b[p * ldb + j] (V in attention's P V), and
+// cols <= kSgemmColsOfB: each step of the depth reads that many consecutive values of a row of B.
+constexpr int kSgemmColsOfB = 64;
+using SgemmFewRowsOfB = void (*)(int rows, const float* a, int64_t a_row, int64_t a_col,
+                                 const float* b, int64_t ldb, int cols, int64_t k, float* c,
+                                 int64_t ldc, bool load_c);
+
 struct SgemmKernels {
   int mr;  // rows of C per tile (at most), and the row stride of packed A
   void (*tile)(int rows, const float* a, const float* b, int64_t kc, float* c, int64_t ldc,
                bool load_c);
   SgemmFewRows few_rows;
+  SgemmFewRowsOfB few_rows_of_b;
 };
 
 SgemmKernels sgemm_kernels_scalar();

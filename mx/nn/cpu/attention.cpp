@@ -45,14 +45,10 @@ namespace {
 
 using Op = AttnOperand;
 
-// Copies head `h` of x[B, T, heads, hs] for sequence b into dst[T, hs].
-void gather(std::vector<float>& dst, const float* x, int64_t b, int64_t h, int64_t t, int64_t heads,
-            int64_t hs) {
-  dst.resize(t * hs);
-  for (int64_t i = 0; i < t; ++i) {
-    const float* src = x + ((b * t + i) * heads + h) * hs;
-    for (int64_t d = 0; d < hs; ++d) dst[i * hs + d] = src[d];
-  }
+// Head `h` of x[B, T, heads, hs] for sequence b: its first row; the next rows follow
+// heads * hs floats apart, which the strided products read in place.
+const float* head_rows(const float* x, int64_t b, int64_t h, int64_t t, int64_t heads, int64_t hs) {
+  return x + (b * t * heads + h) * hs;
 }
 
 void scatter_add(float* x, const std::vector<float>& src, int64_t b, int64_t h, int64_t t,
@@ -117,12 +113,11 @@ std::string attention_forward(float* out, float* att, const float* q, const floa
   if (double(s.b * s.nh) * double(t) * double(tk) * double(hs) < double(1 << 17)) threads = 1;
   // P = softmax(S), per (sequence, head).
   mx::cpu::parallel_for(s.b * s.nh, 1, threads, [&](int64_t begin, int64_t end) {
-    std::vector<float> qh, kh, sh(t * tk);
+    std::vector<float> sh(t * tk);
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / s.nh, h = bh % s.nh;
-      gather(qh, qc, b, h, t, s.nh, hs);
-      gather(kh, kc, b, h / group, tk, s.nkv, hs);
-      sgemm_nt(sh.data(), qh.data(), kh.data(), t, hs, tk, false, 1);
+      sgemm_nt_strided(sh.data(), tk, head_rows(qc, b, h, t, s.nh, hs), s.nh * hs,
+                       head_rows(kc, b, h / group, tk, s.nkv, hs), s.nkv * hs, t, hs, tk, false, 1);
       float* p = att + bh * t * tk;
       for (int64_t i = 0; i < t; ++i) {
         const int64_t last = s.past + i;  // the last key query i sees
@@ -148,15 +143,10 @@ std::string attention_forward(float* out, float* att, const float* q, const floa
                                  "act_fwd", Op::kPFwd);
   if (!casts.error.empty()) return casts.error;
   mx::cpu::parallel_for(s.b * s.nh, 1, threads, [&](int64_t begin, int64_t end) {
-    std::vector<float> vh, oh(t * hs);
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / s.nh, h = bh % s.nh;
-      gather(vh, vc, b, h / group, tk, s.nkv, hs);
-      sgemm_nn(oh.data(), pc + bh * t * tk, vh.data(), t, tk, hs, false, 1);
-      for (int64_t i = 0; i < t; ++i) {
-        float* dst = out + ((b * t + i) * s.nh + h) * hs;
-        for (int64_t d = 0; d < hs; ++d) dst[d] = oh[i * hs + d];
-      }
+      sgemm_nn_strided(out + (b * t * s.nh + h) * hs, s.nh * hs, pc + bh * t * tk, tk,
+                       head_rows(vc, b, h / group, tk, s.nkv, hs), s.nkv * hs, t, tk, hs, false, 1);
     }
   });
   return "";
@@ -183,18 +173,18 @@ std::string attention_backward(float* dq, float* dk, float* dv, const float* dou
   std::vector<float>& ds = scratch.ds;
   ds.assign(size_t(s.b * s.nh * t * t), 0.0f);
   mx::cpu::parallel_for(s.b * s.nkv, 1, threads, [&](int64_t begin, int64_t end) {
-    std::vector<float> doh, dowh, vh, dp(t * t), dvh(t * hs);
+    std::vector<float> dp(t * t), dvh(t * hs);
     for (int64_t bk = begin; bk < end; ++bk) {
       const int64_t b = bk / s.nkv, kvh = bk % s.nkv;
-      gather(vh, v_dw, b, kvh, t, s.nkv, hs);
+      const float* vh = head_rows(v_dw, b, kvh, t, s.nkv, hs);
       std::fill(dvh.begin(), dvh.end(), 0.0f);
       for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
         const int64_t bh = b * s.nh + h;
         const float* p = att + bh * t * t;
-        gather(doh, do_x, b, h, t, s.nh, hs);
-        sgemm_nt(dp.data(), doh.data(), vh.data(), t, hs, t, false, 1);
-        gather(dowh, do_w, b, h, t, s.nh, hs);
-        sgemm_tn(dvh.data(), p_dw + bh * t * t, dowh.data(), t, t, hs, true, 1);
+        sgemm_nt_strided(dp.data(), t, head_rows(do_x, b, h, t, s.nh, hs), s.nh * hs, vh,
+                         s.nkv * hs, t, hs, t, false, 1);
+        sgemm_tn_strided(dvh.data(), hs, p_dw + bh * t * t, t, head_rows(do_w, b, h, t, s.nh, hs),
+                         s.nh * hs, t, t, hs, true, 1);
         float* dsh = ds.data() + bh * t * t;
         for (int64_t i = 0; i < t; ++i) {
           const float* pi = p + i * t;
@@ -214,17 +204,17 @@ std::string attention_backward(float* dq, float* dk, float* dv, const float* dou
                                    recipe.grad_out_dw, "grad_out_dw", Op::kDsDw);
   if (!casts.error.empty()) return casts.error;
   mx::cpu::parallel_for(s.b * s.nkv, 1, threads, [&](int64_t begin, int64_t end) {
-    std::vector<float> kh, qh, dqh(t * hs), dkh(t * hs);
+    std::vector<float> dqh(t * hs), dkh(t * hs);
     for (int64_t bk = begin; bk < end; ++bk) {
       const int64_t b = bk / s.nkv, kvh = bk % s.nkv;
-      gather(kh, k_dw, b, kvh, t, s.nkv, hs);
+      const float* kh = head_rows(k_dw, b, kvh, t, s.nkv, hs);
       std::fill(dkh.begin(), dkh.end(), 0.0f);
       for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
         const int64_t bh = b * s.nh + h;
-        sgemm_nn(dqh.data(), ds_x + bh * t * t, kh.data(), t, t, hs, false, 1);
+        sgemm_nn_strided(dqh.data(), hs, ds_x + bh * t * t, t, kh, s.nkv * hs, t, t, hs, false, 1);
         scatter_add(dq, dqh, b, h, t, s.nh, hs);
-        gather(qh, q_dw, b, h, t, s.nh, hs);
-        sgemm_tn(dkh.data(), ds_w + bh * t * t, qh.data(), t, t, hs, true, 1);
+        sgemm_tn_strided(dkh.data(), hs, ds_w + bh * t * t, t, head_rows(q_dw, b, h, t, s.nh, hs),
+                         s.nh * hs, t, t, hs, true, 1);
       }
       scatter_add(dk, dkh, b, kvh, t, s.nkv, hs);
     }

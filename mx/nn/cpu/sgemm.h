@@ -17,4 +17,17 @@ void sgemm_nn(float* c, const float* a, const float* b, int64_t m, int64_t k, in
 void sgemm_tn(float* c, const float* a, const float* b, int64_t m, int64_t k, int64_t n,
               bool accumulate, int threads = 0);
 
+// The same three products with each matrix's rows lda, ldb and ldc floats apart, such as one
+// head's rows inside a [T, heads, hs] tensor: the bits of the products above on contiguous
+// copies of those rows (the kernels' order of operations depends on M, K and N alone).
+void sgemm_nt_strided(float* c, int64_t ldc, const float* a, int64_t lda, const float* b,
+                      int64_t ldb, int64_t m, int64_t k, int64_t n, bool accumulate,
+                      int threads = 0);
+void sgemm_nn_strided(float* c, int64_t ldc, const float* a, int64_t lda, const float* b,
+                      int64_t ldb, int64_t m, int64_t k, int64_t n, bool accumulate,
+                      int threads = 0);
+void sgemm_tn_strided(float* c, int64_t ldc, const float* a, int64_t lda, const float* b,
+                      int64_t ldb, int64_t m, int64_t k, int64_t n, bool accumulate,
+                      int threads = 0);
+
 }  // namespace mx::nn::cpu
