@@ -61,17 +61,20 @@ void scatter_add(float* x, const std::vector<float>& src, int64_t b, int64_t h, 
 
 // Casts of one pass, each into its own scratch; the first error is kept.
 struct Casts {
-  Casts(uint64_t s, AttentionScratch& a) : stream(s), scratch(a) { scratch.casts.resize(12); }
+  Casts(uint64_t s, AttentionScratch& a, int t) : stream(s), scratch(a), threads(t) {
+    scratch.casts.resize(12);
+  }
 
   uint64_t stream;
   AttentionScratch& scratch;
+  int threads;
   std::string error;
   int used = 0;
 
   const float* operator()(const float* src, std::initializer_list<int64_t> shape, int axis,
                           const OperandCast& cast, std::string_view role, Op op) {
     return cast_tensor(src, std::vector<int64_t>(shape), axis, cast, role,
-                       operand_stream(stream, op), scratch.casts[size_t(used++)], &error);
+                       operand_stream(stream, op), scratch.casts[size_t(used++)], &error, threads);
   }
 
   // The cast above of `matrices` [t, tk] attention matrices, the causal mask applied again (query
@@ -103,7 +106,7 @@ std::string attention_forward(float* out, float* att, const float* q, const floa
   const float scale = 1.0f / std::sqrt(float(hs));
   const bool bf16 = recipe.bf16_vector_ops;
   const OperandCast& cast = recipe.act_fwd;
-  Casts casts{stream, scratch};
+  Casts casts{stream, scratch, threads};
   const float* qc = casts(q, {n * s.nh, hs}, 1, cast, "act_fwd", Op::kQFwd);
   const float* kc = casts(k, {s.b * tk * s.nkv, hs}, 1, cast, "act_fwd", Op::kKFwd);
   const float* vc = casts(v, {s.b, tk, s.nkv * hs}, 1, cast, "act_fwd", Op::kVFwd);
@@ -158,7 +161,7 @@ std::string attention_backward(float* dq, float* dk, float* dv, const float* dou
                                int threads, AttentionScratch& scratch) {
   const int64_t t = s.t, hs = s.hs, group = s.nh / s.nkv, n = s.b * s.t;
   const float scale = 1.0f / std::sqrt(float(hs));
-  Casts casts{stream, scratch};
+  Casts casts{stream, scratch, threads};
   const float* do_x = casts(dout, {n * s.nh, hs}, 1, recipe.grad_out_dx, "grad_out_dx", Op::kDoDx);
   const float* v_dw = casts(v, {n * s.nkv, hs}, 1, recipe.act_dw, "act_dw", Op::kVDw);
   const float* p_dw =

@@ -108,13 +108,13 @@ void CpuBackend::matmul_forward(Buf y, Buf x, Buf w, Buf bias, int64_t m, int64_
       (cast == OperandCast::mx(packed->second.spec) || (cast.is_none() && packed->second.exact));
   if (!use_packed) {
     record(cpu::matmul_forward(f32(y), f32(x), f32(w), f32(bias), m, k, n, recipe, stream_of(key),
-                               scratch_));
+                               scratch_, threads_));
     return;
   }
   std::string error;
-  const float* xq =
-      cpu::cast_operand(f32(x), m, k, 1, recipe.act_fwd, "act_fwd",
-                        operand_stream(stream_of(key), LinearOperand::kActFwd), scratch_.a, &error);
+  const float* xq = cpu::cast_operand(f32(x), m, k, 1, recipe.act_fwd, "act_fwd",
+                                      operand_stream(stream_of(key), LinearOperand::kActFwd),
+                                      scratch_.a, &error, threads_);
   if (!error.empty()) return record(error);
   mx::cpu::MatmulOptions options;
   options.threads = threads_;
@@ -131,13 +131,14 @@ void CpuBackend::matmul_backward(Buf dx, Buf dw, Buf dbias, Buf dy, Buf x, Buf w
                                  SrKey key) {
   if (!dx.empty() && !accumulate_dx) zero(dx);
   record(cpu::matmul_backward(f32(dx), f32(dw), f32(dbias), f32(dy), f32(x), f32(w), m, k, n,
-                              recipe, stream_of(key), scratch_));
+                              recipe, stream_of(key), scratch_, threads_));
 }
 
 void CpuBackend::gram(Buf h, Buf x, int64_t m, int64_t k, const OperandCast& cast,
                       uint64_t stream) {
   std::string error;
-  const float* xq = cpu::cast_operand(f32(x), m, k, 1, cast, "act_fwd", stream, scratch_.a, &error);
+  const float* xq =
+      cpu::cast_operand(f32(x), m, k, 1, cast, "act_fwd", stream, scratch_.a, &error, threads_);
   if (!error.empty()) return record(error);
   mx::cpu::SgemmOptions options;
   options.symmetric = true;
@@ -292,7 +293,7 @@ void CpuBackend::adamw(Buf params, Buf grads, Buf m, Buf v, Buf decay_mask, cons
   float* mm = f32(m);
   float* vv = f32(v);
   const uint8_t* decay = decay_mask.as<const uint8_t>();
-  mx::cpu::parallel_for(params.n, 4096, 0, [&](int64_t begin, int64_t end) {
+  mx::cpu::parallel_for(params.n, 4096, threads_, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float gi = g[i] * s.grad_scale;
       mm[i] = s.beta1 * mm[i] + (1.0f - s.beta1) * gi;
