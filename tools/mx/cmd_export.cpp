@@ -87,7 +87,8 @@ std::string write_hugging_face(const std::string& folder, const nn::Model& m,
   return out.commit();
 }
 
-std::string run_export(const ExportFlags& f) {
+// Writes the file or folder; *wrote says what was written.
+std::string write_export(const ExportFlags& f, std::string* wrote) {
   if (std::string e =
           f.hugging_face ? io::check_output_folder(f.out) : io::check_output_file(f.out);
       !e.empty()) {
@@ -121,9 +122,9 @@ std::string run_export(const ExportFlags& f) {
         !e.empty()) {
       return e;
     }
-    if (f.quiet) return "";
-    fmt::print("wrote {}: {}, {} parameters, a llama.cpp model with {} matrices\n", f.out,
-               nn::describe(m.config()), m.params().count(), mx ? "MXFP4" : dtype_name(dtype));
+    *wrote =
+        fmt::format("wrote {}: {}, {} parameters, a llama.cpp model with {} matrices", f.out,
+                    nn::describe(m.config()), m.params().count(), mx ? "MXFP4" : dtype_name(dtype));
     return "";
   }
   std::map<std::string, MxTensor> cast;
@@ -132,11 +133,9 @@ std::string run_export(const ExportFlags& f) {
   }
   if (f.hugging_face) {
     if (std::string e = write_hugging_face(f.out, m, cast); !e.empty()) return e;
-    if (f.quiet) return "";
-    fmt::print(
-        "wrote {}/model.safetensors and config.json: {}, {} parameters{}, for "
-        "transformers\n",
-        f.out, nn::describe(m.config()), m.params().count(),
+    *wrote = fmt::format(
+        "wrote {}/model.safetensors and config.json: {}, {} parameters{}, for transformers", f.out,
+        nn::describe(m.config()), m.params().count(),
         mx ? fmt::format(", {} linear weights as {} (decoded)", cast.size(), describe(spec)) : "");
     return "";
   }
@@ -144,9 +143,16 @@ std::string run_export(const ExportFlags& f) {
       !e.empty()) {
     return e;
   }
-  if (f.quiet) return "";
-  fmt::print("wrote {}: {}, {} parameters{}\n", f.out, nn::describe(m.config()), m.params().count(),
-             mx ? fmt::format(", {} linear weights as {}", cast.size(), describe(spec)) : "");
+  *wrote = fmt::format(
+      "wrote {}: {}, {} parameters{}", f.out, nn::describe(m.config()), m.params().count(),
+      mx ? fmt::format(", {} linear weights as {}", cast.size(), describe(spec)) : "");
+  return "";
+}
+
+std::string run_export(const ExportFlags& f) {
+  std::string wrote;
+  if (std::string e = write_export(f, &wrote); !e.empty()) return e;
+  if (!f.quiet) fmt::print("{}\n", wrote);
   return "";
 }
 
