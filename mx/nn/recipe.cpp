@@ -255,7 +255,9 @@ bool is_recipe_json_text(std::string_view spec) {
   return first != std::string_view::npos && spec[first] == '{';
 }
 
-std::string recipe_from_spec(std::string_view spec, Recipe* out) {
+namespace {
+
+std::string recipe_from_spec_text(std::string_view spec, Recipe* out) {
   if (std::optional<Recipe> preset = recipe_preset(spec)) {
     *out = *preset;
     return "";
@@ -266,8 +268,7 @@ std::string recipe_from_spec(std::string_view spec, Recipe* out) {
   const std::filesystem::path path{std::string(spec)};
   if (std::filesystem::exists(path, ec) && (!std::filesystem::is_regular_file(path, ec) ||
                                             std::filesystem::file_size(path, ec) > (1u << 20))) {
-    return io::one_line(std::string(spec) +
-                        ": not a recipe file (a regular JSON file of at most 1 MB)");
+    return std::string(spec) + ": not a recipe file (a regular JSON file of at most 1 MB)";
   }
   std::ifstream in{path};
   if (!in) {
@@ -276,15 +277,22 @@ std::string recipe_from_spec(std::string_view spec, Recipe* out) {
       names += names.empty() ? "" : ", ";
       names += n;
     }
-    return io::one_line("unknown recipe '" + std::string(spec) + "' (not a preset: " + names +
-                        "; nor JSON text or a readable JSON file)");
+    return "unknown recipe '" + std::string(spec) + "' (not a preset: " + names +
+           "; nor JSON text or a readable JSON file)";
   }
   std::stringstream text;
   text << in.rdbuf();
   if (std::string e = parse_recipe_json(text.str(), out); !e.empty()) {
-    return io::one_line(std::string(spec)) + ": " + e;
+    return std::string(spec) + ": " + e;
   }
   return "";
+}
+
+}  // namespace
+
+std::string recipe_from_spec(std::string_view spec, Recipe* out) {
+  // The messages quote the spec, which may hold a newline, and the recipe's own strings.
+  return io::one_line(recipe_from_spec_text(spec, out));
 }
 
 std::string recipe_to_json(const Recipe& recipe) {
