@@ -118,11 +118,11 @@ struct Options {
 };
 
 // Each column of `grad` [rows, width] summed over its rows equals the column's sum over the
-// `sum_rows` rows of `sums` [sum_rows, width] (the tiles' column sums that the tensor-core
-// backward writes), within float32 rounding of sums of a few hundred terms.
-void expect_column_sums(const std::vector<float>& sums, int64_t sum_rows,
-                        const std::vector<float>& grad, int64_t width, const char* what) {
-  const int64_t rows = int64_t(grad.size()) / width;
+// rows of `sums` [sum_rows, width] (the tiles' column sums that the tensor-core backward
+// writes), within float32 rounding of sums of a few hundred terms.
+void expect_column_sums(const std::vector<float>& sums, const std::vector<float>& grad,
+                        int64_t width, const char* what) {
+  const int64_t rows = int64_t(grad.size()) / width, sum_rows = int64_t(sums.size()) / width;
   for (int64_t j = 0; j < width; ++j) {
     double want = 0, magnitude = 0, got = 0;
     for (int64_t i = 0; i < rows; ++i) {
@@ -201,10 +201,9 @@ void expect_kernels_agree(const Case& c, double tol, Options o = {}) {
     return std::vector<float>(got.column_sums.begin() + offset,
                               got.column_sums.begin() + offset + sum_rows * width);
   };
-  expect_column_sums(sums_from(0, q_width), sum_rows, got.dq, q_width, "dq");
-  expect_column_sums(sums_from(sum_rows * q_width, kv_width), sum_rows, got.dk, kv_width, "dk");
-  expect_column_sums(sums_from(sum_rows * (q_width + kv_width), kv_width), sum_rows, got.dv,
-                     kv_width, "dv");
+  expect_column_sums(sums_from(0, q_width), got.dq, q_width, "dq");
+  expect_column_sums(sums_from(sum_rows * q_width, kv_width), got.dk, kv_width, "dk");
+  expect_column_sums(sums_from(sum_rows * (q_width + kv_width), kv_width), got.dv, kv_width, "dv");
   EXPECT_LT(rel_diff(got.out, want.out), tol) << "out";
   EXPECT_LT(rel_diff(got.lse, want.lse), 1e-5) << "lse";
   EXPECT_LT(rel_diff(got.delta, want.delta), tol) << "delta";
