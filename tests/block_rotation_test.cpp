@@ -87,18 +87,18 @@ TEST(BlockRotation, ARotatedProductIsTheProductOfTheRotatedOperandsCasts) {
   cpu::MatmulScratch scratch;
   std::vector<float> got(size_t(m * n)), want(size_t(m * n)), unrotated(size_t(m * n));
   ASSERT_EQ(
-      cpu::matmul_forward(got.data(), x.data(), w.data(), nullptr, m, k, n, rotated, 0, scratch),
+      cpu::matmul_forward(got.data(), x.data(), w.data(), nullptr, m, k, n, rotated, 0, scratch, 0),
       "");
   // The casts of the rotated operands, multiplied where they are (no rotation back).
   std::vector<float> xr = x, wr = w;
   const int64_t xs[2] = {m, k}, ws[2] = {n, k};
   hadamard_rotate_blocks(xr.data(), xs, 1, 32);
   hadamard_rotate_blocks(wr.data(), ws, 1, 32);
-  ASSERT_EQ(
-      cpu::matmul_forward(want.data(), xr.data(), wr.data(), nullptr, m, k, n, plain, 0, scratch),
-      "");
+  ASSERT_EQ(cpu::matmul_forward(want.data(), xr.data(), wr.data(), nullptr, m, k, n, plain, 0,
+                                scratch, 0),
+            "");
   ASSERT_EQ(cpu::matmul_forward(unrotated.data(), x.data(), w.data(), nullptr, m, k, n, plain, 0,
-                                scratch),
+                                scratch, 0),
             "");
   double max_diff = 0, max_plain_diff = 0;
   for (size_t i = 0; i < got.size(); ++i) {

@@ -28,7 +28,7 @@ ModelConfig two_layer_gpt2() {
 
 // A model on a probe over a CPU backend; *probe points at the backend the model owns.
 std::unique_ptr<Model> probed_model(const ModelConfig& config, CastProbe** probe) {
-  auto p = std::make_unique<CastProbe>(std::make_unique<CpuBackend>());
+  auto p = std::make_unique<CastProbe>(std::make_unique<CpuBackend>(), 0);
   *probe = p.get();
   auto model = std::make_unique<Model>(config, std::move(p));
   model->params().init(7);
@@ -113,7 +113,7 @@ TEST(CastProbe, RecordsNothingForCastsThatAreNone) {
 // y = x W^T with only x cast: one call, its error against an independent rounding of x.
 CastError error_of_one_forward(const std::vector<float>& x, int64_t m, int64_t k,
                                const OperandCast& act_cast) {
-  CastProbe probe(std::make_unique<CpuBackend>());
+  CastProbe probe(std::make_unique<CpuBackend>(), 0);
   std::vector<float> xs = x, w(static_cast<size_t>(k), 1.0f), y(static_cast<size_t>(m));
   Recipe recipe = *recipe_preset("fp32");
   recipe.act_fwd = act_cast;

@@ -56,11 +56,11 @@ TEST(Sgemm, AllThreeLayoutsComputeTheSameProduct) {
   const auto a = random_matrix(m, k, 1), b = random_matrix(n, k, 2);
   const auto want = product_nt(a, b, m, k, n);
   std::vector<float> c(m * n);
-  cpu::sgemm_nt(c.data(), a.data(), b.data(), m, k, n, false);
+  cpu::sgemm_nt(c.data(), a.data(), b.data(), m, k, n, false, 0);
   expect_close(c, want, k);
-  cpu::sgemm_nn(c.data(), a.data(), transpose(b, n, k).data(), m, k, n, false);
+  cpu::sgemm_nn(c.data(), a.data(), transpose(b, n, k).data(), m, k, n, false, 0);
   expect_close(c, want, k);
-  cpu::sgemm_tn(c.data(), transpose(a, m, k).data(), transpose(b, n, k).data(), m, k, n, false);
+  cpu::sgemm_tn(c.data(), transpose(a, m, k).data(), transpose(b, n, k).data(), m, k, n, false, 0);
   expect_close(c, want, k);
 }
 
@@ -91,10 +91,11 @@ TEST(MatmulRecipe, ForwardQuantizesActivationsAndWeightsAlongInFeatures) {
   Recipe r = *recipe_preset("mxfp4w-mxfp6a");
   std::vector<float> y(m * n), want(m * n);
   cpu::MatmulScratch scratch;
-  ASSERT_EQ(cpu::matmul_forward(y.data(), x.data(), w.data(), nullptr, m, k, n, r, 0, scratch), "");
+  ASSERT_EQ(cpu::matmul_forward(y.data(), x.data(), w.data(), nullptr, m, k, n, r, 0, scratch, 0),
+            "");
   const auto xq = fake_quantized(x, m, k, 1, ElementFormat::kE3M2);
   const auto wq = fake_quantized(w, n, k, 1, ElementFormat::kE2M1);
-  cpu::sgemm_nt(want.data(), xq.data(), wq.data(), m, k, n, false);
+  cpu::sgemm_nt(want.data(), xq.data(), wq.data(), m, k, n, false, 0);
   EXPECT_EQ(y, want);
 }
 
@@ -105,22 +106,22 @@ TEST(MatmulRecipe, BackwardQuantizesEachGemmAlongItsOwnReductionAxis) {
   std::vector<float> dx(m * k, 0.0f), dw(n * k, 0.0f);
   cpu::MatmulScratch scratch;
   ASSERT_EQ(cpu::matmul_backward(dx.data(), dw.data(), nullptr, dy.data(), x.data(), w.data(), m, k,
-                                 n, r, 0, scratch),
+                                 n, r, 0, scratch, 0),
             "");
   // dx = dy W with dy blocked along out-features (axis 1) and W along out-features (axis 0).
   std::vector<float> want_dx(m * k, 0.0f);
   cpu::sgemm_nn(want_dx.data(), fake_quantized(dy, m, n, 1, ElementFormat::kInt8).data(),
-                fake_quantized(w, n, k, 0, ElementFormat::kInt8).data(), m, n, k, false);
+                fake_quantized(w, n, k, 0, ElementFormat::kInt8).data(), m, n, k, false, 0);
   EXPECT_EQ(dx, want_dx);
   // dW = dy^T x with both blocked along tokens (axis 0).
   std::vector<float> want_dw(n * k, 0.0f);
   cpu::sgemm_tn(want_dw.data(), fake_quantized(dy, m, n, 0, ElementFormat::kInt8).data(),
-                fake_quantized(x, m, k, 0, ElementFormat::kInt8).data(), n, m, k, false);
+                fake_quantized(x, m, k, 0, ElementFormat::kInt8).data(), n, m, k, false, 0);
   EXPECT_EQ(dw, want_dw);
   // Blocking dy the other way gives a different dW: the test above can tell axes apart.
   std::vector<float> wrong_dw(n * k, 0.0f);
   cpu::sgemm_tn(wrong_dw.data(), fake_quantized(dy, m, n, 1, ElementFormat::kInt8).data(),
-                fake_quantized(x, m, k, 1, ElementFormat::kInt8).data(), n, m, k, false);
+                fake_quantized(x, m, k, 1, ElementFormat::kInt8).data(), n, m, k, false, 0);
   EXPECT_NE(dw, wrong_dw);
 }
 
@@ -130,9 +131,9 @@ TEST(MatmulRecipe, Fp32RecipeLeavesOperandsUntouched) {
   std::vector<float> y(m * n), want(m * n);
   cpu::MatmulScratch scratch;
   ASSERT_EQ(cpu::matmul_forward(y.data(), x.data(), w.data(), nullptr, m, k, n,
-                                *recipe_preset("fp32"), 0, scratch),
+                                *recipe_preset("fp32"), 0, scratch, 0),
             "");
-  cpu::sgemm_nt(want.data(), x.data(), w.data(), m, k, n, false);
+  cpu::sgemm_nt(want.data(), x.data(), w.data(), m, k, n, false, 0);
   EXPECT_EQ(y, want);
 }
 
@@ -144,7 +145,7 @@ TEST(MatmulRecipe, StochasticRoundingStreamsDifferBetweenSteps) {
   cpu::MatmulScratch scratch;
   for (auto [dx, step] : {std::pair{&dx1, 1}, {&dx2, 2}, {&dx1_again, 1}}) {
     ASSERT_EQ(cpu::matmul_backward(dx->data(), nullptr, nullptr, dy.data(), x.data(), w.data(), m,
-                                   k, n, r, stream_id(uint64_t(step), 0, 0), scratch),
+                                   k, n, r, stream_id(uint64_t(step), 0, 0), scratch, 0),
               "");
   }
   EXPECT_NE(dx1, dx2);
@@ -160,7 +161,7 @@ TEST(MatmulRecipe, ACastTheShapeCannotTakeIsReportedNotDropped) {
   ASSERT_EQ(parse_recipe_json(R"({"act_fwd": {"format": "mxfp8_e4m3", "block": 8192}})", &r), "");
   std::vector<float> y(m * n);
   cpu::MatmulScratch scratch;
-  EXPECT_EQ(cpu::matmul_forward(y.data(), x.data(), w.data(), nullptr, m, k, n, r, 0, scratch),
+  EXPECT_EQ(cpu::matmul_forward(y.data(), x.data(), w.data(), nullptr, m, k, n, r, 0, scratch, 0),
             "recipe role 'act_fwd' on a [512, 64] operand: blocks of 8192 elements are mostly "
             "padding for this array; use a smaller block or tile");
 }

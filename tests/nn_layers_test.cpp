@@ -261,13 +261,14 @@ TEST(NnLayers, AttentionUnderAsymmetricCastsStaysCausal) {
   std::vector<float> p_scratch, v_scratch;
   std::string error;
   const int64_t p_shape[] = {s.b * s.nh * s.t, s.t}, v_shape[] = {s.b, s.t, s.nkv * s.hs};
-  const float* pc = cpu::cast_tensor(c.att.data(), p_shape, 1, p_cast, "P", 0, p_scratch, &error);
-  const float* vc = cpu::cast_tensor(c.v.data(), v_shape, 1, p_cast, "V", 0, v_scratch, &error);
+  const float* pc =
+      cpu::cast_tensor(c.att.data(), p_shape, 1, p_cast, "P", 0, p_scratch, &error, 0);
+  const float* vc = cpu::cast_tensor(c.v.data(), v_shape, 1, p_cast, "V", 0, v_scratch, &error, 0);
   // dV's product casts P along the queries.
   std::vector<float> pdw_scratch;
   const int64_t pdw_shape[] = {s.b * s.nh, s.t, s.t};
   const float* pdw =
-      cpu::cast_tensor(c.att.data(), pdw_shape, 1, asym.act_dw, "P", 0, pdw_scratch, &error);
+      cpu::cast_tensor(c.att.data(), pdw_shape, 1, asym.act_dw, "P", 0, pdw_scratch, &error, 0);
   ASSERT_EQ(error, "");
   int64_t moved_zeros = 0;
   for (int64_t r = 0; r < s.b * s.nh * s.t; ++r) {

@@ -100,7 +100,7 @@ TEST(LayerwisePasses, GramOfALinearInputIsTheHessianOfItsCastRows) {
   const int64_t k = model->config().dim;
   std::string error;
   const float* cast_rows =
-      nn::cpu::cast_operand(in.data(), b * t, k, 1, cast, "act_fwd", 77, scratch, &error);
+      nn::cpu::cast_operand(in.data(), b * t, k, 1, cast, "act_fwd", 77, scratch, &error, 0);
   ASSERT_EQ(error, "");
   std::vector<float> want(size_t(k * k), 0.0f), got;
   accumulate_hessian(want.data(), cast_rows, b * t, k);
@@ -380,7 +380,7 @@ TEST(ModelPtq, UnderARecipeUsesTheHessianOfTheCastActivations) {
       nn::operand_stream(nn::stream_id(0, 0, int(LinearSite::kQ)), nn::LinearOperand::kActFwd);
   std::string error;
   const float* cast = nn::cpu::cast_operand(in.data(), b * t, c.dim, 1, options.recipe.act_fwd,
-                                            "act_fwd", stream, scratch, &error);
+                                            "act_fwd", stream, scratch, &error, 0);
   ASSERT_EQ(error, "");
   std::vector<float> h(size_t(c.dim * c.dim), 0.0f), h_fp32 = h;
   accumulate_hessian(h.data(), cast, b * t, c.dim);

@@ -34,7 +34,8 @@ std::string_view linear_operand_name(LinearOperand role) {
   return "?";
 }
 
-CastProbe::CastProbe(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
+CastProbe::CastProbe(std::unique_ptr<Backend> inner, int threads)
+    : inner_(std::move(inner)), threads_(threads) {}
 
 std::vector<CastError> CastProbe::errors() const {
   std::vector<CastError> out;
@@ -58,7 +59,7 @@ void CastProbe::measure(Buf src, int64_t rows, int64_t cols, int axis, const Ope
   std::string error;
   const float* q =
       cpu::cast_operand(values_.data(), rows, cols, axis, cast, linear_operand_name(role),
-                        operand_stream(stream_of(key), role), cast_, &error);
+                        operand_stream(stream_of(key), role), cast_, &error, threads_);
   if (!error.empty()) {
     if (probe_error_.empty()) probe_error_ = error;
     return;

@@ -43,7 +43,8 @@ std::string_view linear_operand_name(LinearOperand role);
 
 class CastProbe final : public Backend {
  public:
-  explicit CastProbe(std::unique_ptr<Backend> inner);
+  // `threads` (0: all) cast the operands read back, on the host.
+  CastProbe(std::unique_ptr<Backend> inner, int threads);
 
   // In the order first met; casts that are none are not recorded.
   std::vector<CastError> errors() const;
@@ -161,6 +162,7 @@ class CastProbe final : public Backend {
                LinearOperand role, SrKey key);
 
   std::unique_ptr<Backend> inner_;
+  int threads_;
   using Where = std::tuple<int, int, LinearOperand>;
   std::map<Where, CastError> errors_;
   std::vector<Where> order_;

@@ -80,8 +80,8 @@ std::string run_study_errors(const StudyErrorsFlags& f) {
   ModelSource source;
   if (std::string e =
           open_model_source(f.model, f.tokenizer, {f.device, f.threads}, recipe, &source,
-                            [&probe](std::unique_ptr<nn::Backend> inner) {
-                              auto p = std::make_unique<nn::CastProbe>(std::move(inner));
+                            [&probe, &f](std::unique_ptr<nn::Backend> inner) {
+                              auto p = std::make_unique<nn::CastProbe>(std::move(inner), f.threads);
                               probe = p.get();
                               return std::unique_ptr<nn::Backend>(std::move(p));
                             });

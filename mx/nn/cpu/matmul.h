@@ -25,12 +25,12 @@ struct MatmulScratch {
 // the cast; the bits do not depend on them, nor do the products' below.
 const float* cast_tensor(const float* src, std::span<const int64_t> shape, int axis,
                          const OperandCast& cast, std::string_view role, uint64_t stream,
-                         std::vector<float>& scratch, std::string* error, int threads = 0);
+                         std::vector<float>& scratch, std::string* error, int threads);
 
 // cast_tensor of a [rows, cols] matrix (axis 1: blocks along cols, 0: along rows).
 const float* cast_operand(const float* src, int64_t rows, int64_t cols, int axis,
                           const OperandCast& cast, std::string_view role, uint64_t stream,
-                          std::vector<float>& scratch, std::string* error, int threads = 0);
+                          std::vector<float>& scratch, std::string* error, int threads);
 
 // y[M,N] = x[M,K] W[N,K]^T (+ bias[N]). "" or the reason a cast failed (y is then unspecified).
 // y[M, N] += bias[N], row by row.
@@ -40,11 +40,11 @@ void add_column_sums(float* sums, const float* y, int64_t m, int64_t n);
 
 std::string matmul_forward(float* y, const float* x, const float* w, const float* bias, int64_t m,
                            int64_t k, int64_t n, const Recipe& recipe, uint64_t stream,
-                           MatmulScratch& scratch, int threads = 0);
+                           MatmulScratch& scratch, int threads);
 
 // dx[M,K] += dy W;  dw[N,K] += dy^T x;  dbias[N] += column sums of dy. Any output may be null.
 std::string matmul_backward(float* dx, float* dw, float* dbias, const float* dy, const float* x,
                             const float* w, int64_t m, int64_t k, int64_t n, const Recipe& recipe,
-                            uint64_t stream, MatmulScratch& scratch, int threads = 0);
+                            uint64_t stream, MatmulScratch& scratch, int threads);
 
 }  // namespace mx::nn::cpu
