@@ -25,9 +25,8 @@ CHECKED_FOLDERS = ("mx", "tools", "python")
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 
 
-def parse_arguments(command):
-    """The include paths, defines and standard of one compile command."""
-    args = shlex.split(command)
+def parse_arguments(args):
+    """The include paths, defines and standard of one compile command's arguments."""
     kept = []
     i = 1
     while i < len(args):
@@ -51,10 +50,8 @@ def checked_commands(build_dir, clangxx):
         relative = os.path.relpath(path, source_dir)
         if not path.endswith(".cpp") or relative.split(os.sep)[0] not in CHECKED_FOLDERS:
             continue
-        command = entry.get("command") or shlex.join(entry["arguments"])
-        if "nvcc" in os.path.basename(shlex.split(command)[0]):
-            continue
-        yield relative, [clangxx, "-fsyntax-only"] + WARNINGS + parse_arguments(command) + [path]
+        args = entry["arguments"] if "arguments" in entry else shlex.split(entry["command"])
+        yield relative, [clangxx, "-fsyntax-only"] + WARNINGS + parse_arguments(args) + [path]
 
 
 def main():
