@@ -25,6 +25,7 @@
 #include "mx/kernels/cpu/mx_matmul.h"
 #include "mx/kernels/cpu/parallel.h"
 #include "mx/kernels/cpu/quantize.h"
+#include "mx/kernels/cpu/sgemm.h"
 
 namespace {
 
@@ -181,6 +182,32 @@ void BM_MatmulDecodeLayers(benchmark::State& state) {
                  std::string(mx::cpu::target_name(mx::cpu::best_target())));
 }
 
+// The FP32 product over distinct copies of W in turn (mx::cpu::sgemm's few-row path), at GPT-2
+// 124M's shapes, whose 768 x 768 matrices are small enough that sharing them between threads
+// must be decided by the bytes they read rather than by their multiply-adds.
+void BM_SgemmDecodeLayers(benchmark::State& state) {
+  const int64_t n = state.range(0), k = state.range(1);
+  const int threads = int(state.range(2));
+  const int64_t w_bytes = n * k * int64_t(sizeof(float));
+  const int64_t layers = (beyond_last_level_cache() + w_bytes - 1) / w_bytes;
+  const std::vector<float>& first = normal_values(n * k);
+  std::vector<float> w(size_t(n * k * layers));
+  for (int64_t l = 0; l < layers; ++l) std::copy(first.begin(), first.end(), w.begin() + l * n * k);
+  const std::vector<float>& x = normal_values(k);
+  std::vector<float> y(n);
+  mx::cpu::SgemmOptions options;
+  options.threads = threads;
+  int64_t layer = 0;
+  for (auto _ : state) {
+    const float* wl = w.data() + (layer++ % layers) * n * k;
+    mx::cpu::sgemm(y.data(), n, {x.data(), k, 1}, {wl, 1, k}, 1, k, n, options);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["W_GBps"] =
+      benchmark::Counter(double(w_bytes) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["layers"] = double(layers);
+}
+
 // memcpy of one layer's bytes (MXFP4 [11008, 4096]: 23 MiB) taken in turn from buffers past the
 // last-level cache.
 void BM_CopyLayers(benchmark::State& state) {
@@ -295,6 +322,13 @@ BENCHMARK(BM_ReadLayers)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_MatmulDecodeLayers)->Apply(decode_args);
+BENCHMARK(BM_SgemmDecodeLayers)
+    ->ArgNames({"n", "k", "threads"})
+    ->ArgsProduct({{768}, {768}, {1, 2}})
+    ->Args({3072, 768, 2})
+    ->Args({768, 3072, 2})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 BENCHMARK(BM_MatmulDecodeInCache)
     ->ArgNames({"format", "fast"})
     ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6, 7, 8}, {0, 1}})

@@ -133,8 +133,12 @@ void sgemm(float* c, int64_t ldc, StridedMatrix a, StridedMatrix b, int64_t m, i
                    n,
                    options.symmetric,
                    kernels_for(options.target.value_or(best_target()))};
-  // Products too small to share run on the calling thread.
-  const int threads = double(m) * double(n) * double(k) < double(1 << 20)
+  // Products too small to share run on the calling thread. A product of a few rows is bound by
+  // reading B, not by its multiply-adds, so it is shared once B holds 256 KiB: a decoding step's
+  // 768 x 768 weights (GPT-2 124M) ran on one thread under the multiply-add count alone.
+  const double multiply_adds = double(m) * double(n) * double(k);
+  const double b_floats = double(n) * double(k);
+  const int threads = multiply_adds < double(1 << 20) && b_floats < double(1 << 16)
                           ? 1
                           : resolve_thread_count(options.threads);
   // A few rows against B held as the rows of W (B(p, j) = W[j][p], as in x W^T) or by its own
