@@ -322,6 +322,13 @@ BENCHMARK(BM_ReadLayers)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_MatmulDecodeLayers)->Apply(decode_args);
+// GPT-2 124M's attention matrices: 306 KiB as MXFP4, where the threads' minimum share decides
+// whether a second thread helps.
+BENCHMARK(BM_MatmulDecodeLayers)
+    ->ArgNames({"format", "fast", "n", "k", "threads"})
+    ->ArgsProduct({{4}, {0}, {768}, {768}, {1, 2}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 BENCHMARK(BM_SgemmDecodeLayers)
     ->ArgNames({"n", "k", "threads"})
     ->ArgsProduct({{768}, {768}, {1, 2}})

@@ -33,7 +33,7 @@ struct MatmulOptions {
   int threads = 0;  // 0: all hardware threads; threads split the rows of W
   // Fewer threads run where each would get less than this much of W (times the rows of x):
   // waking a thread costs more than a small share saves. The split never changes the bits.
-  int64_t min_bytes_per_thread = 256 << 10;
+  int64_t min_bytes_per_thread = 64 << 10;
   std::optional<SimdTarget> target;  // default: best_target(); an unsupported one is an error
 };
 
