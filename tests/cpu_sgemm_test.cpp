@@ -109,31 +109,37 @@ TEST(CpuSgemm, FewRowsTimesTransposedWeightsKeepTheChains) {
 
 // Up to eight rows against a B stored by its rows (P V, as a decoding step's attention reads the
 // value cache) take another unpacked path, here with B's rows and C's rows spaced wider than
-// their width, as one head's rows are inside [T, heads, hs].
+// their width, as one head's rows are inside [T, heads, hs]. Widths under 64 (heads of 5 to 48)
+// run fewer vectors, the last one in part.
 TEST(CpuSgemm, FewRowsTimesARowMajorOperandKeepTheChains) {
   const auto a = random_values(kM * kK, 10), b = random_values(kK * kN, 11);
-  constexpr int64_t kLdb = kN + 21, kLdc = kN + 5;
-  std::vector<float> spaced_b(size_t(kK * kLdb), NAN);
-  for (int64_t p = 0; p < kK; ++p) std::copy_n(&b[size_t(p * kN)], kN, &spaced_b[size_t(p * kLdb)]);
-  const auto start = random_values(kM * kLdc, 12);
-  for (const SimdTarget target : supported_targets()) {
-    for (const int64_t m : {1, 2, 7, 8, 9}) {
-      for (const int threads : {1, 2}) {
-        std::vector<float> c(start.begin(), start.begin() + m * kLdc), fresh(c.size(), NAN);
-        sgemm(c.data(), kLdc, {a.data(), kK, 1}, {spaced_b.data(), kLdb, 1}, m, kK, kN,
-              with(true, false, threads, target));
-        sgemm(fresh.data(), kLdc, {a.data(), kK, 1}, {spaced_b.data(), kLdb, 1}, m, kK, kN,
-              with(false, false, threads, target));
-        for (int64_t i = 0; i < m; ++i) {
-          for (int64_t j = 0; j < kLdc; ++j) {
-            const size_t x = size_t(i * kLdc + j);
-            if (j >= kN) {  // past C's width: untouched
-              ASSERT_EQ(c[x], start[x]) << target_name(target) << " m=" << m;
-              ASSERT_TRUE(std::isnan(fresh[x])) << target_name(target) << " m=" << m;
-              continue;
+  for (const int64_t n : {int64_t{5}, int64_t{16}, int64_t{27}, int64_t{48}, kN}) {
+    const int64_t ldb = n + 21, ldc = n + 5;
+    std::vector<float> spaced_b(size_t(kK * ldb), NAN);
+    for (int64_t p = 0; p < kK; ++p) std::copy_n(&b[size_t(p * kN)], n, &spaced_b[size_t(p * ldb)]);
+    const auto start = random_values(kM * ldc, 12);
+    for (const SimdTarget target : supported_targets()) {
+      for (const int64_t m : {1, 2, 7, 8, 9}) {
+        for (const int threads : {1, 2}) {
+          std::vector<float> c(start.begin(), start.begin() + m * ldc), fresh(c.size(), NAN);
+          sgemm(c.data(), ldc, {a.data(), kK, 1}, {spaced_b.data(), ldb, 1}, m, kK, n,
+                with(true, false, threads, target));
+          sgemm(fresh.data(), ldc, {a.data(), kK, 1}, {spaced_b.data(), ldb, 1}, m, kK, n,
+                with(false, false, threads, target));
+          const auto where = [&] {
+            return ::testing::Message() << target_name(target) << " n=" << n << " m=" << m;
+          };
+          for (int64_t i = 0; i < m; ++i) {
+            for (int64_t j = 0; j < ldc; ++j) {
+              const size_t x = size_t(i * ldc + j);
+              if (j >= n) {  // past C's width: untouched
+                ASSERT_EQ(c[x], start[x]) << where();
+                ASSERT_TRUE(std::isnan(fresh[x])) << where();
+                continue;
+              }
+              ASSERT_EQ(c[x], chained_dot(a, b, i, j, start[x])) << where();
+              ASSERT_EQ(fresh[x], chained_dot(a, b, i, j, 0.0f)) << where();
             }
-            ASSERT_EQ(c[x], chained_dot(a, b, i, j, start[x])) << target_name(target) << " m=" << m;
-            ASSERT_EQ(fresh[x], chained_dot(a, b, i, j, 0.0f)) << target_name(target) << " m=" << m;
           }
         }
       }

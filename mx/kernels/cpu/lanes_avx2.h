@@ -51,6 +51,23 @@ inline void store_f32(float* p, F32x16 a) {
   _mm256_storeu_ps(p, a.lo);
   _mm256_storeu_ps(p + 8, a.hi);
 }
+// The first n (0 < n < 16) lanes of a vector (lanes_avx512.h): masked loads read zeros into
+// the other lanes without touching their memory, and masked stores leave it as it was.
+struct PartMask {
+  __m256i lo, hi;
+};
+inline PartMask part_mask(int n) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return {_mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane),
+          _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane)};
+}
+inline F32x16 load_f32_part(const float* p, PartMask m) {
+  return {_mm256_maskload_ps(p, m.lo), _mm256_maskload_ps(p + 8, m.hi)};
+}
+inline void store_f32_part(float* p, F32x16 a, PartMask m) {
+  _mm256_maskstore_ps(p, m.lo, a.lo);
+  _mm256_maskstore_ps(p + 8, m.hi, a.hi);
+}
 
 // out[q] lane r = in[r] lane q, for eight rows of eight.
 inline void transpose8(const __m256 (&in)[8], __m256 (&out)[8]) {

@@ -69,6 +69,18 @@ inline F32x16 load_f32(const float* p) {
 inline void store_f32(float* p, F32x16 a) {
   _mm512_storeu_ps(p, a.v);
 }
+// The first n (0 < n < 16) lanes of a vector, for a row's part that does not fill one: loads
+// read zeros into the other lanes and touch no memory there; stores leave it untouched.
+using PartMask = __mmask16;
+inline PartMask part_mask(int n) {
+  return __mmask16((1u << n) - 1);
+}
+inline F32x16 load_f32_part(const float* p, PartMask m) {
+  return {_mm512_maskz_loadu_ps(m, p)};
+}
+inline void store_f32_part(float* p, F32x16 a, PartMask m) {
+  _mm512_mask_storeu_ps(p, m, a.v);
+}
 
 // Lane r of m[q] and lane q of m[r] trade places (as lanes_scalar.h). Within each 128-bit lane,
 // pairs then quadruples of rows interleave; then whole 128-bit lanes move, twice.

@@ -66,6 +66,22 @@ inline F32x16 load_f32(const float* p) {
 inline void store_f32(float* p, F32x16 a) {
   std::memcpy(p, a.v, sizeof(a.v));
 }
+// The first n (0 < n < 16) lanes of a vector, for a row's part that does not fill one: the
+// other lanes load as zeros, and their memory is neither read nor written.
+struct PartMask {
+  int n;
+};
+inline PartMask part_mask(int n) {
+  return {n};
+}
+inline F32x16 load_f32_part(const float* p, PartMask m) {
+  F32x16 a = {};
+  std::memcpy(a.v, p, size_t(m.n) * sizeof(float));
+  return a;
+}
+inline void store_f32_part(float* p, F32x16 a, PartMask m) {
+  std::memcpy(p, a.v, size_t(m.n) * sizeof(float));
+}
 
 // Lane r of m[q] and lane q of m[r] trade places: sixteen rows become sixteen columns.
 inline void transpose16(F32x16 (&m)[16]) {

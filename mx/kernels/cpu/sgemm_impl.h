@@ -123,34 +123,30 @@ void few_rows(int rows, const float* a, int64_t a_row, int64_t a_col, const floa
                     cols, k, c, ldc, load_c);
 }
 
-// Each depth p broadcasts A's value and adds it times up to 64 values of B's row p, in as many
-// accumulators a row: the chains of tile(), with B read where it lies instead of packed, and
-// four independent chains for a decoding step's single row to overlap.
-template <int kRows>
+// Each depth p broadcasts A's value and adds it times the cols (up to 64) values of B's row p, in
+// kVecs = ceil(cols / 16) accumulators a row: the chains of tile(), with B read where it lies
+// instead of packed, and up to four independent chains for a decoding step's single row to
+// overlap. A head narrower than 64 (P V at head size 8 or 16) runs only the vectors it fills.
+template <int kRows, int kVecs>
 void few_rows_against_b(const float* a, int64_t a_row, int64_t a_col, const float* b, int64_t ldb,
                         int cols, int64_t k, float* c, int64_t ldc, bool load_c) {
-  constexpr int kVecs = kSgemmColsOfB / 16;
-  const int full = cols / 16, vecs = (cols + 15) / 16, tail = cols - 16 * full;
-  // A vector past `cols` reads zeros for B and stores nowhere.
-  const auto load_part = [&](const float* src) {
-    float part[16] = {};
-    std::copy_n(src, tail, part);
-    return load_f32(part);
+  // The last vector covers the cols left after the full ones: all 16 lanes or a part of them.
+  const int last = cols - 16 * (kVecs - 1);
+  const PartMask mask = part_mask(last < 16 ? last : 1);
+  const auto load = [&](const float* src, int v) {
+    return v < kVecs - 1 || last == 16 ? load_f32(src) : load_f32_part(src, mask);
   };
   F32x16 acc[kRows][kVecs];
   for (int r = 0; r < kRows; ++r) {
     for (int v = 0; v < kVecs; ++v) {
-      const float* cv = c + r * ldc + 16 * v;
-      acc[r][v] = !load_c || v >= vecs ? splat(0.0f) : v < full ? load_f32(cv) : load_part(cv);
+      acc[r][v] = load_c ? load(c + r * ldc + 16 * v, v) : splat(0.0f);
     }
   }
   for (int64_t p = 0; p < k; ++p) {
     const float* bp = b + p * ldb;
     F32x16 row[kVecs];
 #pragma GCC unroll 4
-    for (int v = 0; v < kVecs; ++v) {
-      row[v] = v < full ? load_f32(bp + 16 * v) : v < vecs ? load_part(bp + 16 * v) : splat(0.0f);
-    }
+    for (int v = 0; v < kVecs; ++v) row[v] = load(bp + 16 * v, v);
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
       const F32x16 s = splat(a[r * a_row + p * a_col]);
@@ -159,25 +155,35 @@ void few_rows_against_b(const float* a, int64_t a_row, int64_t a_col, const floa
     }
   }
   for (int r = 0; r < kRows; ++r) {
-    for (int v = 0; v < vecs; ++v) {
+    for (int v = 0; v < kVecs; ++v) {
       float* cv = c + r * ldc + 16 * v;
-      if (v < full) {
+      if (v < kVecs - 1 || last == 16) {
         store_f32(cv, acc[r][v]);
       } else {
-        float part[16];
-        store_f32(part, acc[r][v]);
-        std::copy_n(part, tail, cv);
+        store_f32_part(cv, acc[r][v], mask);
       }
     }
   }
+}
+
+template <int kRows, int... kVecs>
+void few_rows_of_b_widths(std::integer_sequence<int, kVecs...>, int vecs, const float* a,
+                          int64_t a_row, int64_t a_col, const float* b, int64_t ldb, int cols,
+                          int64_t k, float* c, int64_t ldc, bool load_c) {
+  ((vecs == kVecs + 1
+        ? few_rows_against_b<kRows, kVecs + 1>(a, a_row, a_col, b, ldb, cols, k, c, ldc, load_c)
+        : void()),
+   ...);
 }
 
 template <int... kRows>
 void few_rows_of_b_dispatch(std::integer_sequence<int, kRows...>, int rows, const float* a,
                             int64_t a_row, int64_t a_col, const float* b, int64_t ldb, int cols,
                             int64_t k, float* c, int64_t ldc, bool load_c) {
+  const int vecs = (cols + 15) / 16;
   ((rows == kRows + 1
-        ? few_rows_against_b<kRows + 1>(a, a_row, a_col, b, ldb, cols, k, c, ldc, load_c)
+        ? few_rows_of_b_widths<kRows + 1>(std::make_integer_sequence<int, kSgemmColsOfB / 16>{},
+                                          vecs, a, a_row, a_col, b, ldb, cols, k, c, ldc, load_c)
         : void()),
    ...);
 }
