@@ -34,11 +34,12 @@ SgemmOptions with(bool accumulate, bool symmetric, int threads, std::optional<Si
 // Sizes that cross every block edge (96 rows, 256 columns, 256 deep) and leave partial tiles.
 constexpr int64_t kM = 197, kK = 601, kN = 283;
 
-// The chain the header promises, one element at a time: fused multiply-adds in k order.
+// The chain the header promises, one element at a time: fused multiply-adds in k order, over
+// the first `depth` of A's columns and B's rows.
 float chained_dot(const std::vector<float>& a, const std::vector<float>& b, int64_t i, int64_t j,
-                  float start) {
+                  float start, int64_t depth = kK) {
   float s = start;
-  for (int64_t p = 0; p < kK; ++p) s = std::fma(a[size_t(i * kK + p)], b[size_t(p * kN + j)], s);
+  for (int64_t p = 0; p < depth; ++p) s = std::fma(a[size_t(i * kK + p)], b[size_t(p * kN + j)], s);
   return s;
 }
 
@@ -79,7 +80,8 @@ TEST(CpuSgemm, TransposedOperandsAndThreadCountsGiveTheSameBits) {
 }
 
 // Up to eight rows against W's rows (x W^T, as a decoding step computes) take an unpacked path;
-// it must keep the same chains, on every target, for every row count around its limit.
+// it must keep the same chains, on every target, for every row count around its limit and for
+// depths that end inside a step of sixteen (all of it inside one at depth 8, a head's Q K^T).
 TEST(CpuSgemm, FewRowsTimesTransposedWeightsKeepTheChains) {
   const auto a = random_values(kM * kK, 7), b = random_values(kK * kN, 8);
   std::vector<float> w(size_t(kN * kK));  // W[j][p] = B(p, j)
@@ -87,19 +89,24 @@ TEST(CpuSgemm, FewRowsTimesTransposedWeightsKeepTheChains) {
     for (int64_t j = 0; j < kN; ++j) w[size_t(j * kK + p)] = b[size_t(p * kN + j)];
   }
   const auto start = random_values(kM * kN, 9);
-  for (const SimdTarget target : supported_targets()) {
-    for (const int64_t m : {1, 2, 7, 8, 9}) {
-      for (const int threads : {1, 2}) {
-        std::vector<float> c(start.begin(), start.begin() + m * kN), fresh(size_t(m * kN), NAN);
-        sgemm(c.data(), kN, {a.data(), kK, 1}, {w.data(), 1, kK}, m, kK, kN,
-              with(true, false, threads, target));
-        sgemm(fresh.data(), kN, {a.data(), kK, 1}, {w.data(), 1, kK}, m, kK, kN,
-              with(false, false, threads, target));
-        for (int64_t i = 0; i < m; ++i) {
-          for (int64_t j = 0; j < kN; ++j) {
-            const size_t x = size_t(i * kN + j);
-            ASSERT_EQ(c[x], chained_dot(a, b, i, j, start[x])) << target_name(target) << " m=" << m;
-            ASSERT_EQ(fresh[x], chained_dot(a, b, i, j, 0.0f)) << target_name(target) << " m=" << m;
+  for (const int64_t depth : {int64_t{8}, int64_t{16}, int64_t{37}, kK}) {
+    for (const SimdTarget target : supported_targets()) {
+      for (const int64_t m : {1, 2, 7, 8, 9}) {
+        for (const int threads : {1, 2}) {
+          std::vector<float> c(start.begin(), start.begin() + m * kN), fresh(size_t(m * kN), NAN);
+          sgemm(c.data(), kN, {a.data(), kK, 1}, {w.data(), 1, kK}, m, depth, kN,
+                with(true, false, threads, target));
+          sgemm(fresh.data(), kN, {a.data(), kK, 1}, {w.data(), 1, kK}, m, depth, kN,
+                with(false, false, threads, target));
+          const auto where = [&] {
+            return ::testing::Message() << target_name(target) << " depth=" << depth << " m=" << m;
+          };
+          for (int64_t i = 0; i < m; ++i) {
+            for (int64_t j = 0; j < kN; ++j) {
+              const size_t x = size_t(i * kN + j);
+              ASSERT_EQ(c[x], chained_dot(a, b, i, j, start[x], depth)) << where();
+              ASSERT_EQ(fresh[x], chained_dot(a, b, i, j, 0.0f, depth)) << where();
+            }
           }
         }
       }

@@ -58,7 +58,8 @@ void tile(int rows, const float* a, const float* b, int64_t kc, float* c, int64_
 }
 
 // Sixteen rows of W are read sixteen deep and transposed in registers, so that each vector
-// holds one depth p of sixteen columns of C; a last depth under sixteen goes one p at a time.
+// holds one depth p of sixteen columns of C; the last depths under sixteen the same way, read
+// through a mask.
 // Columns past `cols` reuse W's last row and are never stored.
 template <int kRows>
 void few_rows_of(const float* a, int64_t a_row, int64_t a_col, const float* w, int64_t ldw,
@@ -91,12 +92,21 @@ void few_rows_of(const float* a, int64_t a_row, int64_t a_col, const float* w, i
       }
     }
   }
-  for (; p < k; ++p) {
-    float depth[16];
-    for (int j = 0; j < 16; ++j) depth[j] = row[j][p];
-    const F32x16 t = load_f32(depth);
-    for (int r = 0; r < kRows; ++r)
-      acc[r] = fused_mul_add(splat(a[r * a_row + p * a_col]), t, acc[r]);
+  if (p < k) {
+    // The last depths under sixteen: each row's part read masked (zeros past k), transposed as
+    // above, and only the depths that exist added, in order.
+    const int depths = int(k - p);
+    const PartMask mask = part_mask(depths);
+    F32x16 t[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) t[j] = load_f32_part(row[j] + p, mask);
+    transpose16(t);
+    for (int q = 0; q < depths; ++q) {
+#pragma GCC unroll 8
+      for (int r = 0; r < kRows; ++r) {
+        acc[r] = fused_mul_add(splat(a[r * a_row + (p + q) * a_col]), t[q], acc[r]);
+      }
+    }
   }
   for (int r = 0; r < kRows; ++r) {
     if (cols == 16) {
