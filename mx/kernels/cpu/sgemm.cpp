@@ -134,8 +134,8 @@ void sgemm(float* c, int64_t ldc, StridedMatrix a, StridedMatrix b, int64_t m, i
                    options.symmetric,
                    kernels_for(options.target.value_or(best_target()))};
   // Products too small to share run on the calling thread. A product of a few rows is bound by
-  // reading B, not by its multiply-adds, so it is shared once B holds 256 KiB: a decoding step's
-  // 768 x 768 weights (GPT-2 124M) ran on one thread under the multiply-add count alone.
+  // reading B, not by its multiply-adds, so it is shared once B holds 256 KiB: counted by
+  // multiply-adds alone, a decoding step's 768 x 768 weights (GPT-2 124M) would run on one.
   const double multiply_adds = double(m) * double(n) * double(k);
   const double b_floats = double(n) * double(k);
   const int threads = multiply_adds < double(1 << 20) && b_floats < double(1 << 16)
