@@ -31,6 +31,21 @@ SgemmOptions with(bool accumulate, bool symmetric, int threads, std::optional<Si
   return o;
 }
 
+// A product of m rows computed twice: accumulated onto the first m rows of `start`, and fresh
+// into NaNs, both with C's rows ldc apart.
+struct AccumulatedAndFresh {
+  std::vector<float> accumulated, fresh;
+};
+AccumulatedAndFresh both_products(const std::vector<float>& start, int64_t m, int64_t ldc,
+                                  StridedMatrix a, StridedMatrix b, int64_t k, int64_t n,
+                                  int threads, SimdTarget target) {
+  AccumulatedAndFresh r{std::vector<float>(start.begin(), start.begin() + m * ldc),
+                        std::vector<float>(size_t(m * ldc), NAN)};
+  sgemm(r.accumulated.data(), ldc, a, b, m, k, n, with(true, false, threads, target));
+  sgemm(r.fresh.data(), ldc, a, b, m, k, n, with(false, false, threads, target));
+  return r;
+}
+
 // Sizes that cross every block edge (96 rows, 256 columns, 256 deep) and leave partial tiles.
 constexpr int64_t kM = 197, kK = 601, kN = 283;
 
@@ -93,11 +108,8 @@ TEST(CpuSgemm, FewRowsTimesTransposedWeightsKeepTheChains) {
     for (const SimdTarget target : supported_targets()) {
       for (const int64_t m : {1, 2, 7, 8, 9}) {
         for (const int threads : {1, 2}) {
-          std::vector<float> c(start.begin(), start.begin() + m * kN), fresh(size_t(m * kN), NAN);
-          sgemm(c.data(), kN, {a.data(), kK, 1}, {w.data(), 1, kK}, m, depth, kN,
-                with(true, false, threads, target));
-          sgemm(fresh.data(), kN, {a.data(), kK, 1}, {w.data(), 1, kK}, m, depth, kN,
-                with(false, false, threads, target));
+          const auto [c, fresh] = both_products(start, m, kN, {a.data(), kK, 1}, {w.data(), 1, kK},
+                                                depth, kN, threads, target);
           const auto where = [&] {
             return ::testing::Message() << target_name(target) << " depth=" << depth << " m=" << m;
           };
@@ -128,11 +140,8 @@ TEST(CpuSgemm, FewRowsTimesARowMajorOperandKeepTheChains) {
     for (const SimdTarget target : supported_targets()) {
       for (const int64_t m : {1, 2, 7, 8, 9}) {
         for (const int threads : {1, 2}) {
-          std::vector<float> c(start.begin(), start.begin() + m * ldc), fresh(c.size(), NAN);
-          sgemm(c.data(), ldc, {a.data(), kK, 1}, {spaced_b.data(), ldb, 1}, m, kK, n,
-                with(true, false, threads, target));
-          sgemm(fresh.data(), ldc, {a.data(), kK, 1}, {spaced_b.data(), ldb, 1}, m, kK, n,
-                with(false, false, threads, target));
+          const auto [c, fresh] = both_products(start, m, ldc, {a.data(), kK, 1},
+                                                {spaced_b.data(), ldb, 1}, kK, n, threads, target);
           const auto where = [&] {
             return ::testing::Message() << target_name(target) << " n=" << n << " m=" << m;
           };
