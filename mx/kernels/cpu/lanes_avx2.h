@@ -51,7 +51,7 @@ inline void store_f32(float* p, F32x16 a) {
   _mm256_storeu_ps(p, a.lo);
   _mm256_storeu_ps(p + 8, a.hi);
 }
-// The first n (0 < n < 16) lanes of a vector (lanes_avx512.h): masked loads read zeros into
+// The first n (1 to 16) lanes of a vector (lanes_avx512.h): masked loads read zeros into
 // the other lanes without touching their memory, and masked stores leave it as it was.
 struct PartMask {
   __m256i lo, hi;

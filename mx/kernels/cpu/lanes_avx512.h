@@ -69,8 +69,8 @@ inline F32x16 load_f32(const float* p) {
 inline void store_f32(float* p, F32x16 a) {
   _mm512_storeu_ps(p, a.v);
 }
-// The first n (0 < n < 16) lanes of a vector, for a row's part that does not fill one: loads
-// read zeros into the other lanes and touch no memory there; stores leave it untouched.
+// The first n (1 to 16) lanes of a vector, for a row's part that may not fill one: loads read
+// zeros into the other lanes and touch no memory there; stores leave it untouched.
 using PartMask = __mmask16;
 inline PartMask part_mask(int n) {
   return __mmask16((1u << n) - 1);

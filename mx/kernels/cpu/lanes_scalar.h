@@ -66,8 +66,8 @@ inline F32x16 load_f32(const float* p) {
 inline void store_f32(float* p, F32x16 a) {
   std::memcpy(p, a.v, sizeof(a.v));
 }
-// The first n (0 < n < 16) lanes of a vector, for a row's part that does not fill one: the
-// other lanes load as zeros, and their memory is neither read nor written.
+// The first n (1 to 16) lanes of a vector, for a row's part that may not fill one: the other
+// lanes load as zeros, and their memory is neither read nor written.
 struct PartMask {
   int n;
 };

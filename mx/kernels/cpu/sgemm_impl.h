@@ -65,16 +65,9 @@ template <int kRows>
 void few_rows_of(const float* a, int64_t a_row, int64_t a_col, const float* w, int64_t ldw,
                  int cols, int64_t k, float* c, int64_t ldc, bool load_c) {
   F32x16 acc[kRows];
-  float edge[16] = {};
+  const PartMask c_lanes = part_mask(cols);
   for (int r = 0; r < kRows; ++r) {
-    if (!load_c) {
-      acc[r] = splat(0.0f);
-    } else if (cols == 16) {
-      acc[r] = load_f32(c + r * ldc);
-    } else {
-      std::copy_n(c + r * ldc, cols, edge);
-      acc[r] = load_f32(edge);
-    }
+    acc[r] = load_c ? load_f32_part(c + r * ldc, c_lanes) : splat(0.0f);
   }
   const float* row[16];
   for (int j = 0; j < 16; ++j) row[j] = w + std::min(j, cols - 1) * ldw;
@@ -108,14 +101,7 @@ void few_rows_of(const float* a, int64_t a_row, int64_t a_col, const float* w, i
       }
     }
   }
-  for (int r = 0; r < kRows; ++r) {
-    if (cols == 16) {
-      store_f32(c + r * ldc, acc[r]);
-    } else {
-      store_f32(edge, acc[r]);
-      std::copy_n(edge, cols, c + r * ldc);
-    }
-  }
+  for (int r = 0; r < kRows; ++r) store_f32_part(c + r * ldc, acc[r], c_lanes);
 }
 
 template <int... kRows>
@@ -142,7 +128,7 @@ void few_rows_against_b(const float* a, int64_t a_row, int64_t a_col, const floa
                         int cols, int64_t k, float* c, int64_t ldc, bool load_c) {
   // The last vector covers the cols left after the full ones: all 16 lanes or a part of them.
   const int last = cols - 16 * (kVecs - 1);
-  const PartMask mask = part_mask(last < 16 ? last : 1);
+  const PartMask mask = part_mask(last);
   const auto load = [&](const float* src, int v) {
     return v < kVecs - 1 || last == 16 ? load_f32(src) : load_f32_part(src, mask);
   };
