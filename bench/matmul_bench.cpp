@@ -80,6 +80,11 @@ int64_t beyond_last_level_cache() {
   return std::max<int64_t>(2 * int64_t(std::max(llc, 0L)), int64_t{1} << 30);
 }
 
+// How many copies of a layer of `bytes` to cycle through so that none stays cached.
+int64_t layers_past_cache(int64_t bytes) {
+  return (beyond_last_level_cache() + bytes - 1) / bytes;
+}
+
 // Copies of `bytes` each, taken in turn from buffers of `count` of them, as the layers are.
 struct LayeredCopy {
   int64_t bytes, count;
@@ -148,7 +153,7 @@ void BM_MatmulDecodeLayers(benchmark::State& state) {
   const int threads = int(state.range(4));
   const mx::MxTensor& first = weights(format, n, k);
   const int64_t w_bytes = int64_t(first.elements.size() + first.scales.size());
-  const int64_t layers = (beyond_last_level_cache() + w_bytes - 1) / w_bytes;
+  const int64_t layers = layers_past_cache(w_bytes);
   std::vector<mx::MxTensor> w(layers, first);
   LayeredCopy copy(w_bytes, layers);
   std::vector<double> copy_rates;
@@ -189,7 +194,7 @@ void BM_SgemmDecodeLayers(benchmark::State& state) {
   const int64_t n = state.range(0), k = state.range(1);
   const int threads = int(state.range(2));
   const int64_t w_bytes = n * k * int64_t(sizeof(float));
-  const int64_t layers = (beyond_last_level_cache() + w_bytes - 1) / w_bytes;
+  const int64_t layers = layers_past_cache(w_bytes);
   const std::vector<float>& first = normal_values(n * k);
   std::vector<float> w(size_t(n * k * layers));
   for (int64_t l = 0; l < layers; ++l) std::copy(first.begin(), first.end(), w.begin() + l * n * k);
@@ -213,7 +218,7 @@ void BM_SgemmDecodeLayers(benchmark::State& state) {
 void BM_CopyLayers(benchmark::State& state) {
   const int64_t bytes = int64_t(11008) * 4096 / 32 * 17;
   const int threads = int(state.range(0));
-  LayeredCopy copy(bytes, (beyond_last_level_cache() + bytes - 1) / bytes);
+  LayeredCopy copy(bytes, layers_past_cache(bytes));
   for (int64_t i = 0; i < copy.count; ++i) copy.run(i, threads);
   int64_t layer = 0;
   for (auto _ : state) copy.run(layer++, threads);
@@ -226,7 +231,7 @@ void BM_CopyLayers(benchmark::State& state) {
 void BM_ReadLayers(benchmark::State& state) {
   const int64_t bytes = int64_t(11008) * 4096 / 32 * 17 / 8 * 8;
   const int threads = int(state.range(0));
-  LayeredCopy layers(bytes, (beyond_last_level_cache() + bytes - 1) / bytes);
+  LayeredCopy layers(bytes, layers_past_cache(bytes));
   std::atomic<uint64_t> total{0};
   int64_t layer = 0;
   for (auto _ : state) {
